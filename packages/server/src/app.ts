@@ -1,0 +1,154 @@
+/**
+ * Builds a management server: database, migrations, seed data, the command registry, the HTTP
+ * API and background work. main.ts runs it as a process; tests start it in-process or as a child.
+ */
+import { hostname } from 'node:os';
+import cookie from '@fastify/cookie';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import pino from 'pino';
+import { type Clock, type IdSource, randomIds, systemClock } from './clock.ts';
+import { allCommands } from './commands.ts';
+import type { ServerConfig } from './config.ts';
+import type { App } from './context.ts';
+import { insertId, openStore } from './db/connection.ts';
+import { migrate } from './db/migrate.ts';
+import { ApiError, CsErrorCode, ErrorCode } from './errors.ts';
+import { registerApiRoutes } from './http/api.ts';
+import { errorBody, render } from './http/serialize.ts';
+import { Secrets } from './iam/secrets.ts';
+import { seedIdentity } from './iam/seed.ts';
+import { JobRunner } from './jobs/runner.ts';
+import { Registry } from './registry/registry.ts';
+import { Settings } from './settings/settings.ts';
+
+export const VERSION = '0.1.0';
+const HEARTBEAT_MS = 10_000;
+
+export interface Server {
+  app: App;
+  http: FastifyInstance;
+  /** The base URL once listening, e.g. http://127.0.0.1:8080 */
+  url: string;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  clock?: Clock;
+  ids?: IdSource;
+}
+
+export async function startServer(config: ServerConfig, options: StartOptions = {}): Promise<Server> {
+  const log = pino({ level: config.logLevel, base: { service: 'nimbostack' } });
+  const store = openStore(config.databaseUrl);
+  let http: FastifyInstance | undefined;
+  try {
+    const { applied } = await migrate(store);
+    if (applied.length > 0) log.info({ applied, database: store.describe }, 'database schema upgraded');
+
+    const clock = options.clock ?? systemClock;
+    const ids = options.ids ?? randomIds;
+    const settings = new Settings(store);
+    await settings.load();
+    const name = config.serverName ?? hostname();
+    const now = clock.now();
+    const msUuid = ids.uuid();
+    const msId = await insertId(store, store.db, 'management_servers', {
+      uuid: msUuid,
+      name,
+      version: VERSION,
+      started: now,
+      last_heartbeat: now,
+      state: 'Up',
+    });
+    // Declared before use so that services can reach the app through the runner lazily.
+    const app: App = {
+      config,
+      store,
+      log,
+      clock,
+      ids,
+      settings,
+      secrets: Secrets.load(config.secretKeyFile),
+      jobs: new JobRunner(() => app),
+      registry: new Registry(allCommands),
+      server: { id: msId, uuid: msUuid, name },
+    };
+    if (await seedIdentity(app)) log.info('seeded ROOT domain, default roles and the admin account');
+    const failed = await app.jobs.failOrphans();
+    if (failed > 0) log.warn({ failed }, 'failed async jobs left unfinished by stopped management servers');
+
+    settings.startRefresh();
+    const heartbeat = setInterval(() => {
+      store.db
+        .updateTable('management_servers')
+        .set({ last_heartbeat: clock.now() })
+        .where('id', '=', msId)
+        .execute()
+        .then(() => app.jobs.failOrphans())
+        .catch((err) => log.error({ err }, 'heartbeat failed'));
+    }, HEARTBEAT_MS);
+    heartbeat.unref();
+
+    const fastify = Fastify({
+      loggerInstance: log.child({ component: 'http' }) as unknown as FastifyBaseLogger,
+      logController: new LogController({ disableRequestLogging: true }),
+      bodyLimit: 4 * 1024 * 1024,
+    });
+    http = fastify;
+    await fastify.register(cookie);
+    // Forms are parsed by the API layer itself (CloudStack rules); other bodies are ignored.
+    fastify.addContentTypeParser(
+      'application/x-www-form-urlencoded',
+      { parseAs: 'string' },
+      (_req, body, done) => done(null, body),
+    );
+    fastify.addContentTypeParser('*', { parseAs: 'string' }, (_req, _body, done) => done(null, undefined));
+    fastify.setErrorHandler((err, req, reply) => {
+      req.log.warn({ err }, 'request failed before reaching the API');
+      const status = (err as { statusCode?: number }).statusCode ?? 500;
+      const e = new ApiError(
+        status === 413 ? ErrorCode.BAD_REQUEST : ErrorCode.INTERNAL_ERROR,
+        CsErrorCode.SERVER_API,
+        'Malformed request',
+      );
+      reply
+        .code(e.errorcode)
+        .header('content-type', 'application/json; charset=UTF-8')
+        .send(render('json', 'errorresponse', errorBody(e), false));
+    });
+    registerApiRoutes(fastify, app);
+    await fastify.listen({ port: config.port, host: config.host });
+    const address = fastify.server.address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
+    const url = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
+    log.info({ url, database: store.describe, managementServer: name }, 'management server started');
+
+    let stopping: Promise<void> | undefined;
+    const server: Server = {
+      app,
+      http: fastify,
+      url,
+      stop: () => {
+        stopping ??= (async () => {
+          clearInterval(heartbeat);
+          settings.stop();
+          await fastify.close();
+          await app.jobs.drain();
+          await store.db
+            .updateTable('management_servers')
+            .set({ state: 'Down' })
+            .where('id', '=', msId)
+            .execute();
+          await store.close();
+          log.info('management server stopped');
+        })();
+        return stopping;
+      },
+    };
+    return server;
+  } catch (e) {
+    await http?.close().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    throw e;
+  }
+}

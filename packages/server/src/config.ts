@@ -1,0 +1,105 @@
+/**
+ * Server configuration: defaults, then an optional JSON config file, then environment variables.
+ * Everything an operator can set is listed in docs/configuration.md; keep the two in step.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+export interface ServerConfig {
+  /** HTTP port for the API, the UI and the console proxy. */
+  port: number;
+  /** Address the HTTP server binds to. */
+  host: string;
+  /** WebSocket port that host agents connect to. */
+  agentPort: number;
+  /** Directory for the embedded database, the server key and local storage. */
+  dataDir: string;
+  /** sqlite:<path> | postgres://... | mysql://... ; default is a SQLite file in dataDir. */
+  databaseUrl: string;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** File holding the key that encrypts API secret keys at rest; default <dataDir>/server.key. */
+  secretKeyFile: string;
+  /** Name this management server reports (defaults to the host name). */
+  serverName?: string;
+  /** Whether to create the ready local zone on first start. */
+  seedLocalZone: boolean;
+}
+
+const ENV: Record<string, keyof ServerConfig> = {
+  NIMBOSTACK_PORT: 'port',
+  NIMBOSTACK_HOST: 'host',
+  NIMBOSTACK_AGENT_PORT: 'agentPort',
+  NIMBOSTACK_DATA: 'dataDir',
+  DATABASE_URL: 'databaseUrl',
+  NIMBOSTACK_LOG_LEVEL: 'logLevel',
+  NIMBOSTACK_SECRET_KEY_FILE: 'secretKeyFile',
+  NIMBOSTACK_SERVER_NAME: 'serverName',
+  NIMBOSTACK_SEED_LOCAL_ZONE: 'seedLocalZone',
+};
+
+const NUMERIC = new Set<keyof ServerConfig>(['port', 'agentPort']);
+const BOOLEAN = new Set<keyof ServerConfig>(['seedLocalZone']);
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export class ConfigError extends Error {}
+
+function coerce(key: keyof ServerConfig, value: unknown, origin: string): unknown {
+  if (NUMERIC.has(key)) {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0 || n > 65535)
+      throw new ConfigError(`${origin}: ${key} must be a port number`);
+    return n;
+  }
+  if (BOOLEAN.has(key)) {
+    if (typeof value === 'boolean') return value;
+    return String(value).toLowerCase() === 'true';
+  }
+  if (key === 'logLevel' && !LOG_LEVELS.includes(String(value))) {
+    throw new ConfigError(`${origin}: logLevel must be one of ${LOG_LEVELS.join(', ')}`);
+  }
+  return String(value);
+}
+
+/**
+ * Loads the configuration. The config file is NIMBOSTACK_CONFIG if set, else ./nimbostack.json
+ * when it exists. Environment variables win over the file.
+ */
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  overrides: Partial<ServerConfig> = {},
+): ServerConfig {
+  const merged: Record<string, unknown> = {
+    port: 8080,
+    host: '0.0.0.0',
+    agentPort: 8250,
+    dataDir: './data',
+    logLevel: 'info',
+    seedLocalZone: true,
+  };
+  const file = env.NIMBOSTACK_CONFIG ?? (existsSync('nimbostack.json') ? 'nimbostack.json' : undefined);
+  if (file) {
+    let parsed: Record<string, unknown>;
+    try {
+      parsed = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (e) {
+      throw new ConfigError(`cannot read config file ${file}: ${(e as Error).message}`);
+    }
+    for (const [k, v] of Object.entries(parsed)) {
+      if (!Object.values(ENV).includes(k as keyof ServerConfig))
+        throw new ConfigError(`${file}: unknown setting ${k}`);
+      merged[k] = coerce(k as keyof ServerConfig, v, file);
+    }
+  }
+  for (const [name, key] of Object.entries(ENV)) {
+    const v = env[name];
+    if (v !== undefined && v !== '') merged[key] = coerce(key, v, name);
+  }
+  Object.assign(merged, overrides);
+  const dataDir = resolve(String(merged.dataDir));
+  return {
+    ...(merged as unknown as ServerConfig),
+    dataDir,
+    databaseUrl: (merged.databaseUrl as string | undefined) ?? `sqlite:${resolve(dataDir, 'nimbostack.db')}`,
+    secretKeyFile: (merged.secretKeyFile as string | undefined) ?? resolve(dataDir, 'server.key'),
+  };
+}

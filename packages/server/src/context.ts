@@ -1,0 +1,55 @@
+/**
+ * The services every command handler can reach, and who is calling. Handlers stay thin: they
+ * translate parameters and call capability services with this context.
+ */
+import type { Logger } from 'pino';
+import type { Clock, IdSource } from './clock.ts';
+import type { ServerConfig } from './config.ts';
+import type { Store } from './db/connection.ts';
+import type { AccountRow, DomainRow, RoleRow, UserRow } from './db/schema.ts';
+import type { Secrets } from './iam/secrets.ts';
+import type { JobRunner } from './jobs/runner.ts';
+import type { RoleKind } from './registry/catalog.ts';
+import type { Registry } from './registry/registry.ts';
+import type { Settings } from './settings/settings.ts';
+
+export interface ManagementServerIdentity {
+  id: number;
+  uuid: string;
+  name: string;
+}
+
+export interface App {
+  config: ServerConfig;
+  store: Store;
+  log: Logger;
+  clock: Clock;
+  ids: IdSource;
+  settings: Settings;
+  secrets: Secrets;
+  jobs: JobRunner;
+  registry: Registry;
+  server: ManagementServerIdentity;
+}
+
+export interface Caller {
+  user: UserRow;
+  account: AccountRow;
+  domain: DomainRow;
+  role: RoleRow;
+  roleKind: RoleKind;
+}
+
+export interface CallContext {
+  app: App;
+  caller: Caller;
+}
+
+export function isRootAdmin(caller: Caller): boolean {
+  return caller.roleKind === 'admin';
+}
+
+/** Root admins, domain admins and resource admins manage other accounts; users only their own. */
+export function isDomainAdminOrAbove(caller: Caller): boolean {
+  return caller.roleKind !== 'user';
+}

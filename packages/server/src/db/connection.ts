@@ -1,0 +1,83 @@
+/**
+ * Opens the database named by DATABASE_URL with the matching Kysely dialect:
+ * sqlite:<file> (embedded default), postgres://... or mysql://... (also mariadb://...).
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import SQLite from 'better-sqlite3';
+import { Kysely, MysqlDialect, PostgresDialect, SqliteDialect, type Transaction } from 'kysely';
+import { createPool as createMysqlPool } from 'mysql2';
+import pg from 'pg';
+import type { Database } from './schema.ts';
+
+export type DialectName = 'sqlite' | 'postgres' | 'mysql';
+
+export type Db = Kysely<Database>;
+export type Tx = Transaction<Database> | Kysely<Database>;
+
+export interface Store {
+  db: Db;
+  dialect: DialectName;
+  /** Human-readable target with credentials removed, for logs. */
+  describe: string;
+  close(): Promise<void>;
+}
+
+// PostgreSQL returns BIGINT (our epoch-millisecond times, and COUNT(*)) as strings by default.
+pg.types.setTypeParser(20, (v) => Number(v));
+pg.types.setTypeParser(1700, (v) => Number(v));
+
+export function dialectOf(url: string): DialectName {
+  if (url.startsWith('sqlite:') || url.startsWith('file:')) return 'sqlite';
+  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) return 'postgres';
+  if (url.startsWith('mysql://') || url.startsWith('mariadb://')) return 'mysql';
+  throw new Error(`unsupported DATABASE_URL "${url}": use sqlite:<file>, postgres://... or mysql://...`);
+}
+
+export function openStore(url: string): Store {
+  const dialect = dialectOf(url);
+  if (dialect === 'sqlite') {
+    const file = url.replace(/^(sqlite|file):(\/\/)?/, '');
+    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+    const sqlite = new SQLite(file);
+    // WAL lets readers run during writes; FULL sync makes every committed transaction durable.
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('synchronous = FULL');
+    sqlite.pragma('foreign_keys = ON');
+    sqlite.pragma('busy_timeout = 5000');
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    return { db, dialect, describe: `sqlite:${file}`, close: () => db.destroy() };
+  }
+  const redacted = url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@');
+  if (dialect === 'postgres') {
+    const pool = new pg.Pool({ connectionString: url, max: 10 });
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    return { db, dialect, describe: redacted, close: () => db.destroy() };
+  }
+  const pool = createMysqlPool({
+    uri: url.replace(/^mariadb:/, 'mysql:'),
+    connectionLimit: 10,
+    supportBigNumbers: true,
+    charset: 'utf8mb4',
+  });
+  const db = new Kysely<Database>({ dialect: new MysqlDialect({ pool }) });
+  return { db, dialect, describe: redacted, close: () => db.destroy() };
+}
+
+/** Inserts one row and returns its integer key, on every dialect (MySQL has no RETURNING). */
+export async function insertId<T extends keyof Database & string>(
+  store: Pick<Store, 'dialect'>,
+  tx: Tx,
+  table: T,
+  values: Record<string, unknown>,
+): Promise<number> {
+  // biome-ignore lint/suspicious/noExplicitAny: the table name is generic, Kysely cannot narrow it here
+  const q = tx.insertInto(table).values(values as any);
+  if (store.dialect === 'postgres') {
+    // biome-ignore lint/suspicious/noExplicitAny: every table has an integer id column
+    const row = (await q.returning('id' as any).executeTakeFirstOrThrow()) as { id: number };
+    return Number(row.id);
+  }
+  const r = await q.executeTakeFirstOrThrow();
+  return Number(r.insertId);
+}

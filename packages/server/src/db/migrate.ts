@@ -1,0 +1,49 @@
+/**
+ * Versioned schema migrations, applied with Kysely's Migrator. On SQLite and PostgreSQL all pending
+ * migrations run in one transaction, so a failed upgrade leaves the database as it was. MySQL
+ * commits each DDL statement implicitly; there a failed upgrade stops at the failing migration.
+ * The applied versions are rows of `kysely_migration`, the schema version table.
+ */
+import { type Migration, type MigrationProvider, Migrator } from 'kysely';
+import type { Store } from './connection.ts';
+import * as m0001 from './migrations/0001-foundation.ts';
+import type { MigrationContext } from './migrations/helpers.ts';
+
+type Step = { up(m: MigrationContext): Promise<void> };
+
+/** Every migration the code knows, in order. Append; never edit a released one. */
+export const MIGRATIONS: [string, Step][] = [['0001-foundation', m0001]];
+
+export class SchemaTooNewError extends Error {}
+
+export async function migrate(store: Store): Promise<{ applied: string[] }> {
+  const known = new Set(MIGRATIONS.map(([name]) => name));
+  const applied = await appliedMigrations(store);
+  const unknown = applied.filter((n) => !known.has(n));
+  if (unknown.length > 0) {
+    throw new SchemaTooNewError(
+      `the database schema is newer than this server (unknown migration ${unknown.join(', ')}); run a newer Nimbostack`,
+    );
+  }
+  const provider: MigrationProvider = {
+    async getMigrations() {
+      const out: Record<string, Migration> = {};
+      for (const [name, step] of MIGRATIONS) {
+        out[name] = { up: (db) => step.up({ db, dialect: store.dialect }) };
+      }
+      return out;
+    },
+  };
+  const migrator = new Migrator({ db: store.db, provider });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) throw error instanceof Error ? error : new Error(String(error));
+  return { applied: (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName) };
+}
+
+async function appliedMigrations(store: Store): Promise<string[]> {
+  const tables = await store.db.introspection.getTables();
+  if (!tables.some((t) => t.name === 'kysely_migration')) return [];
+  // biome-ignore lint/suspicious/noExplicitAny: Kysely's own bookkeeping table is not in our schema
+  const rows = await (store.db as any).selectFrom('kysely_migration').select('name').execute();
+  return rows.map((r: { name: string }) => r.name);
+}

@@ -1,0 +1,108 @@
+/** listApis and listCapabilities: what this server offers the caller. */
+import type { CallContext } from '../context.ts';
+import { invalidParameter } from '../errors.ts';
+import { API_VERSION } from '../http/serialize.ts';
+import { mayCall } from '../iam/caller.ts';
+import { type Command, defineCommand, listResult } from '../registry/command.ts';
+import { p } from '../registry/params.ts';
+import {
+  ALLOW_USER_EXPUNGE_RECOVER_VM,
+  ALLOW_USER_VIEW_DESTROYED_VM,
+  API_THROTTLING_INTERVAL,
+  API_THROTTLING_MAX,
+  EXPOSE_VERSION_CAPABILITIES,
+} from '../settings/core-settings.ts';
+
+/** Parameters every async command accepts but upstream's listApis does not show. */
+const HIDDEN_PARAMS = new Set(['customjobid', 'starteventid', 'response']);
+
+export function describeApi(command: Command, isAdmin: boolean): object {
+  const catalogParams = new Map(command.catalog.params.map((cp) => [cp.name.toLowerCase(), cp]));
+  const params = Object.entries(command.params)
+    .filter(([name, spec]) => !HIDDEN_PARAMS.has(name) && (isAdmin || !spec.adminOnly))
+    .map(([name, spec]) => {
+      const cp = catalogParams.get(name);
+      return {
+        name: cp?.name ?? name,
+        description: cp?.description ?? '',
+        type: spec.type,
+        length: cp?.length ?? spec.length ?? 255,
+        required: spec.required,
+        ...(cp?.since ? { since: cp.since } : {}),
+      };
+    });
+  return {
+    name: command.name,
+    description: command.catalog.description,
+    isasync: command.isAsync,
+    ...(command.catalog.since ? { since: command.catalog.since } : {}),
+    params,
+    response: command.catalog.response.filter((f) => f.name !== 'jobid' && f.name !== 'jobstatus'),
+  };
+}
+
+export const listApis = defineCommand({
+  name: 'listApis',
+  params: { name: p.string() },
+  async handler(ctx, params) {
+    const { app, caller } = ctx;
+    const candidates = params.name
+      ? [app.registry.get(params.name)].filter((c): c is Command => c !== undefined)
+      : app.registry.all();
+    const allowed: Command[] = [];
+    for (const c of candidates) if (await mayCall(app, caller, c)) allowed.push(c);
+    if (params.name && allowed.length === 0)
+      throw invalidParameter(`The API ${params.name} does not exist or is not available for this account`);
+    const isAdmin = caller.roleKind === 'admin';
+    return listResult(
+      allowed.map((c) => describeApi(c, isAdmin)),
+      allowed.length,
+    );
+  },
+});
+
+/** Capabilities that other capability folders report (e.g. whether any zone has security groups). */
+type CapabilityProvider = (ctx: CallContext) => Promise<Record<string, unknown>>;
+const providers: CapabilityProvider[] = [];
+
+export function provideCapabilities(provider: CapabilityProvider): void {
+  providers.push(provider);
+}
+
+export const listCapabilities = defineCommand({
+  name: 'listCapabilities',
+  params: {},
+  async handler(ctx) {
+    const { settings } = ctx.app;
+    const capability: Record<string, unknown> = {
+      securitygroupsenabled: false,
+      dynamicrolesenabled: true,
+      cloudstackversion: settings.get(EXPOSE_VERSION_CAPABILITIES) ? API_VERSION : undefined,
+      userpublictemplateenabled: true,
+      supportELB: 'false',
+      projectinviterequired: false,
+      allowusercreateprojects: true,
+      customdiskofferingminsize: 1,
+      customdiskofferingmaxsize: 1024,
+      regionsecondaryenabled: false,
+      kvmsnapshotenabled: true,
+      allowuserviewdestroyedvm: settings.get(ALLOW_USER_VIEW_DESTROYED_VM),
+      allowuserexpungerecovervm: settings.get(ALLOW_USER_EXPUNGE_RECOVER_VM),
+      allowuserexpungerecovervolume: true,
+      allowuserviewalldomainaccounts: false,
+      allowuserforcestopvm: true,
+      kubernetesserviceenabled: false,
+      kubernetesclusterexperimentalfeaturesenabled: false,
+      dynamicscalingenabled: true,
+      defaultuipagesize: 20,
+      apilimitinterval: settings.get(API_THROTTLING_INTERVAL),
+      apilimitmax: settings.get(API_THROTTLING_MAX),
+      instancesstatsretentiontime: 0,
+      instancesstatsuseronly: false,
+    };
+    for (const provider of providers) Object.assign(capability, await provider(ctx));
+    return capability;
+  },
+});
+
+export const discoveryCommands = [listApis, listCapabilities];

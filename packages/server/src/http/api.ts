@@ -1,0 +1,182 @@
+/**
+ * The CloudStack API endpoint: /client/api (and /client/api/), GET or POST form.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { App } from '../context.ts';
+import { ApiError, CsErrorCode, ErrorCode, toApiError, unauthorized, unsupported } from '../errors.ts';
+import { mayCall } from '../iam/caller.ts';
+import { login, loginResponse, logout } from '../iam/sessions.ts';
+import { ENFORCE_POST, EXPOSE_VERSION_XML } from '../settings/core-settings.ts';
+import {
+  type Authenticated,
+  authenticateByKey,
+  authenticateBySession,
+  hasKeyCredentials,
+  SESSION_COOKIE,
+  SESSION_KEY_COOKIE,
+} from './auth.ts';
+import { dispatch, missingParameter } from './dispatch.ts';
+import { type ApiRequest, parseApiRequest, stringParam } from './request.ts';
+import { CONTENT_TYPE, errorBody, type ResponseFormat, render } from './serialize.ts';
+import { Throttle } from './throttle.ts';
+
+const READ_ONLY = /^(get|list|query|find)\w+$/i;
+
+interface Outcome {
+  status: number;
+  responseName: string;
+  body: object;
+  authenticated: boolean;
+}
+
+export function registerApiRoutes(fastify: FastifyInstance, app: App): void {
+  const throttle = new Throttle(app.settings);
+
+  const handle = async (req: FastifyRequest, reply: FastifyReply) => {
+    const query = req.url.includes('?') ? req.url.slice(req.url.indexOf('?') + 1) : '';
+    const body = typeof req.body === 'string' ? req.body : undefined;
+    let format: ResponseFormat = 'xml';
+    let outcome: Outcome;
+    try {
+      const api = parseApiRequest(query, body);
+      format = stringParam(api, 'response')?.toLowerCase() === 'json' ? 'json' : 'xml';
+      outcome = await handleApiCall(app, throttle, req, reply, api);
+    } catch (e) {
+      // Malformed map keys are the only failure before the command is known.
+      const err = toApiError(e);
+      outcome = {
+        status: err.errorcode,
+        responseName: 'errorresponse',
+        body: errorBody(err),
+        authenticated: false,
+      };
+    }
+    const withVersion = outcome.authenticated && app.settings.get(EXPOSE_VERSION_XML);
+    reply.code(outcome.status).header('content-type', CONTENT_TYPE[format]);
+    if (outcome.status !== 200) {
+      const text = (outcome.body as { errortext?: string }).errortext ?? '';
+      reply.header('x-description', encodeURIComponent(text).slice(0, 500));
+    }
+    return reply.send(render(format, outcome.responseName, outcome.body, withVersion));
+  };
+
+  for (const url of ['/client/api', '/client/api/']) {
+    fastify.get(url, handle);
+    fastify.post(url, handle);
+  }
+}
+
+async function handleApiCall(
+  app: App,
+  throttle: Throttle,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  api: ApiRequest,
+): Promise<Outcome> {
+  const commandName = stringParam(api, 'command');
+  const command = commandName ? app.registry.get(commandName) : undefined;
+  let responseName = command?.catalog.responseName ?? 'errorresponse';
+  let auth: Authenticated | undefined;
+  try {
+    if (commandName === 'login') return await handleLogin(app, req, reply, api);
+    if (commandName === 'logout') return await handleLogout(app, req, reply, api);
+
+    const now = app.clock.now();
+    if (hasKeyCredentials(api)) {
+      // Upstream answers 401, not 432, to a signed call of an unknown command.
+      if (!command)
+        throw unauthorized(
+          `The given command ${commandName ?? ''} does not exist or it is not available for the user`,
+        );
+      auth = await authenticateByKey(app, api, now);
+    } else {
+      auth = await authenticateBySession(app, api, req.cookies);
+    }
+    if (!command || !(await mayCall(app, auth.caller, command))) {
+      responseName = 'errorresponse';
+      throw unsupported(
+        `The given command ${commandName ?? ''} either does not exist, is not available for user ${auth.caller.user.username}, or not available from ip address '${req.ip}'.`,
+      );
+    }
+    if (app.settings.get(ENFORCE_POST)) {
+      if (req.method !== 'POST' && !READ_ONLY.test(command.name)) {
+        throw new ApiError(
+          ErrorCode.BAD_REQUEST,
+          CsErrorCode.SERVER_API,
+          'Please use HTTP POST to make this API call',
+        );
+      }
+      if (auth.via === 'key' && stringParam(api, 'signatureversion') !== '3') {
+        throw unauthorized('signature version 3 with an expires parameter is required');
+      }
+    }
+    throttle.check(auth.caller.account.id, now);
+    const body = await dispatch({ app, caller: auth.caller }, command, api.params);
+    return { status: 200, responseName, body, authenticated: true };
+  } catch (e) {
+    const err = toApiError(e);
+    if (!(e instanceof ApiError))
+      req.log.error({ err: e, command: commandName }, 'command failed unexpectedly');
+    if (err.errorcode === ErrorCode.UNSUPPORTED_ACTION) responseName = 'errorresponse';
+    return { status: err.errorcode, responseName, body: errorBody(err), authenticated: auth !== undefined };
+  }
+}
+
+async function handleLogin(
+  app: App,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  api: ApiRequest,
+): Promise<Outcome> {
+  const responseName = 'loginresponse';
+  if (req.method !== 'POST') {
+    const err = new ApiError(
+      ErrorCode.METHOD_NOT_ALLOWED,
+      CsErrorCode.SERVER_API,
+      'Please use HTTP POST to log in',
+    );
+    return { status: err.errorcode, responseName, body: errorBody(err), authenticated: false };
+  }
+  try {
+    const username = stringParam(api, 'username');
+    const password = stringParam(api, 'password');
+    if (!username) throw missingParameter('login', 'username');
+    if (!password) throw missingParameter('login', 'password');
+    const session = await login(app, {
+      username,
+      password,
+      domain: stringParam(api, 'domain'),
+      domainId: stringParam(api, 'domainid'),
+    });
+    const cookie = { path: '/client', httpOnly: true, sameSite: 'lax' as const };
+    reply.setCookie(SESSION_COOKIE, session.sessionId, cookie);
+    reply.setCookie(SESSION_KEY_COOKIE, session.sessionKey, cookie);
+    return { status: 200, responseName, body: loginResponse(app, session), authenticated: true };
+  } catch (e) {
+    const err = toApiError(e);
+    if (!(e instanceof ApiError)) req.log.error({ err: e }, 'login failed unexpectedly');
+    return { status: err.errorcode, responseName, body: errorBody(err), authenticated: false };
+  }
+}
+
+async function handleLogout(
+  app: App,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  api: ApiRequest,
+): Promise<Outcome> {
+  const responseName = 'logoutresponse';
+  for (const name of Object.keys(req.cookies)) reply.clearCookie(name, { path: '/client' });
+  try {
+    const auth = await authenticateBySession(app, api, req.cookies);
+    await logout(app, auth.session!);
+    return { status: 200, responseName, body: { description: 'success' }, authenticated: false };
+  } catch {
+    const err = new ApiError(
+      ErrorCode.PARAM_ERROR,
+      CsErrorCode.SERVER_API,
+      'There is no session to log out of',
+    );
+    return { status: err.errorcode, responseName, body: errorBody(err), authenticated: false };
+  }
+}

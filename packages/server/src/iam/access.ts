@@ -1,0 +1,120 @@
+/**
+ * Who may see and touch what. Root admins reach everything; domain and resource admins reach the
+ * accounts of their domain subtree; users reach only their own account. List commands turn the
+ * listall / domainid / isrecursive / account parameters into an ownership filter here.
+ */
+import { type ExpressionBuilder, type SelectQueryBuilder, sql } from 'kysely';
+import type { CallContext, Caller } from '../context.ts';
+import type { Database, DomainRow } from '../db/schema.ts';
+import { invalidParameter, permissionDenied } from '../errors.ts';
+
+export function inSubtree(path: string, ancestorPath: string): boolean {
+  return path.startsWith(ancestorPath);
+}
+
+/** Whether the caller administers (or is) the given domain. */
+export function canReachDomain(caller: Caller, domain: Pick<DomainRow, 'path'>): boolean {
+  if (caller.roleKind === 'admin') return true;
+  if (caller.roleKind === 'user') return false;
+  return inSubtree(domain.path, caller.domain.path);
+}
+
+/** Checks the caller may act on something owned by `accountId` in `domain`; 531 otherwise. */
+export function checkOwnerAccess(
+  caller: Caller,
+  owner: { accountId: number; domain: Pick<DomainRow, 'path' | 'name'> },
+): void {
+  if (caller.account.id === owner.accountId) return;
+  if (canReachDomain(caller, owner.domain)) return;
+  throw permissionDenied(
+    `Account ${caller.account.name} does not have permission to access resources of another account in domain ${owner.domain.name}`,
+  );
+}
+
+export function checkDomainAccess(caller: Caller, domain: Pick<DomainRow, 'path' | 'name'>): void {
+  if (!canReachDomain(caller, domain)) {
+    throw permissionDenied(
+      `Account ${caller.account.name} does not have permission to operate within domain ${domain.name}`,
+    );
+  }
+}
+
+export interface ScopeParams {
+  account?: string;
+  domainid?: string;
+  listall?: boolean;
+  isrecursive?: boolean;
+  id?: string;
+}
+
+/** An ownership filter: no filter, exactly these accounts, one domain, or a domain subtree. */
+export type OwnerScope =
+  | { kind: 'all' }
+  | { kind: 'accounts'; accountIds: number[] }
+  | { kind: 'domain'; domainId: number }
+  | { kind: 'subtree'; path: string };
+
+export async function findDomainByUuid(ctx: CallContext, uuid: string): Promise<DomainRow> {
+  const domain = await ctx.app.store.db
+    .selectFrom('domains')
+    .selectAll()
+    .where('uuid', '=', uuid)
+    .executeTakeFirst();
+  if (!domain) throw invalidParameter(`Unable to find domain by id ${uuid}`);
+  return domain;
+}
+
+export async function listScope(ctx: CallContext, p: ScopeParams): Promise<OwnerScope> {
+  const { caller } = ctx;
+  if (caller.roleKind === 'user') return { kind: 'accounts', accountIds: [caller.account.id] };
+  let domain: DomainRow = caller.domain;
+  if (p.domainid) {
+    domain = await findDomainByUuid(ctx, p.domainid);
+    checkDomainAccess(caller, domain);
+  }
+  if (p.account) {
+    const account = await ctx.app.store.db
+      .selectFrom('accounts')
+      .select('id')
+      .where('name', '=', p.account)
+      .where('domain_id', '=', domain.id)
+      .executeTakeFirst();
+    if (!account) throw invalidParameter(`Unable to find account ${p.account} in domain ${domain.name}`);
+    return { kind: 'accounts', accountIds: [account.id] };
+  }
+  if (p.domainid)
+    return p.isrecursive ? { kind: 'subtree', path: domain.path } : { kind: 'domain', domainId: domain.id };
+  if (p.listall || p.id) {
+    return caller.roleKind === 'admin' ? { kind: 'all' } : { kind: 'subtree', path: caller.domain.path };
+  }
+  return { kind: 'accounts', accountIds: [caller.account.id] };
+}
+
+/** Applies an ownership scope to a query over a table with account and domain columns. */
+export function applyScope<DB extends Database, TB extends keyof DB, O>(
+  qb: SelectQueryBuilder<DB, TB, O>,
+  scope: OwnerScope,
+  columns: { account: string; domain: string },
+): SelectQueryBuilder<DB, TB, O> {
+  switch (scope.kind) {
+    case 'all':
+      return qb;
+    case 'accounts':
+      return qb.where(sql.ref(columns.account), 'in', scope.accountIds);
+    case 'domain':
+      return qb.where(sql.ref(columns.domain), '=', scope.domainId);
+    case 'subtree':
+      if (scope.path === '/') return qb;
+      return qb.where((eb: ExpressionBuilder<DB, TB>) =>
+        eb(
+          sql.ref(columns.domain),
+          'in',
+          sql`(select id from domains where path like ${`${escapeLike(scope.path)}%`} escape '!')`,
+        ),
+      );
+  }
+}
+
+export function escapeLike(text: string): string {
+  return text.replace(/[!%_]/g, (c) => `!${c}`);
+}

@@ -1,0 +1,471 @@
+/** Accounts: the owners of resources, each in a domain with a role and one or more users. */
+
+import { formatDate } from '../clock.ts';
+import type { CallContext } from '../context.ts';
+import { insertId, type Tx } from '../db/connection.ts';
+import type { AccountRow, DomainRow, RoleRow } from '../db/schema.ts';
+import { invalidParameter, permissionDenied } from '../errors.ts';
+import { logEvent } from '../events/events.ts';
+import { defineCommand, listResult, success } from '../registry/command.ts';
+import { pageOf } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+import { registerTaggable } from '../tags/tags.ts';
+import { applyScope, checkDomainAccess, checkOwnerAccess, findDomainByUuid, listScope } from './access.ts';
+import { forgetCachedIdentity } from './caller.ts';
+import { displayPath } from './domains.ts';
+import { ACCOUNT_TYPE } from './seed.ts';
+import { createUserRow, presentUsers } from './users.ts';
+
+const ROLE_TYPE_FOR_ACCOUNT_TYPE: Record<number, string> = {
+  0: 'User',
+  1: 'Admin',
+  2: 'DomainAdmin',
+  3: 'ResourceAdmin',
+};
+const ACCOUNT_TYPE_FOR_ROLE_TYPE: Record<string, number> = {
+  User: ACCOUNT_TYPE.User,
+  Admin: ACCOUNT_TYPE.Admin,
+  DomainAdmin: ACCOUNT_TYPE.DomainAdmin,
+  ResourceAdmin: ACCOUNT_TYPE.ResourceAdmin,
+};
+
+export async function presentAccounts(ctx: CallContext, rows: AccountRow[]): Promise<object[]> {
+  if (rows.length === 0) return [];
+  const db = ctx.app.store.db;
+  const [domains, roles, users] = await Promise.all([
+    db
+      .selectFrom('domains')
+      .selectAll()
+      .where('id', 'in', [...new Set(rows.map((r) => r.domain_id))])
+      .execute(),
+    db
+      .selectFrom('roles')
+      .selectAll()
+      .where('id', 'in', [...new Set(rows.map((r) => r.role_id))])
+      .execute(),
+    db
+      .selectFrom('users')
+      .selectAll()
+      .where(
+        'account_id',
+        'in',
+        rows.map((r) => r.id),
+      )
+      .orderBy('id')
+      .execute(),
+  ]);
+  const domainById = new Map(domains.map((d) => [d.id, d]));
+  const roleById = new Map(roles.map((r) => [r.id, r]));
+  const presentedUsers = await presentUsers(ctx, users, { accounts: rows, domains, roles });
+  return rows.map((a) => {
+    const domain = domainById.get(a.domain_id)!;
+    const role = roleById.get(a.role_id)!;
+    return {
+      id: a.uuid,
+      name: a.name,
+      accounttype: a.type,
+      roleid: role.uuid,
+      rolename: role.name,
+      roletype: role.type,
+      domainid: domain.uuid,
+      domain: domain.name,
+      domainpath: displayPath(domain.path),
+      state: a.state,
+      networkdomain: a.network_domain ?? undefined,
+      isdefault: a.name === 'admin' && domain.parent_id === null,
+      iscleanuprequired: false,
+      created: formatDate(a.created),
+      groups: [],
+      user: presentedUsers.filter((u) => (u as { accountid: string }).accountid === a.uuid),
+    };
+  });
+}
+
+export async function findAccountByUuid(ctx: CallContext, uuid: string): Promise<AccountRow> {
+  const row = await ctx.app.store.db
+    .selectFrom('accounts')
+    .selectAll()
+    .where('uuid', '=', uuid)
+    .executeTakeFirst();
+  if (!row) throw invalidParameter(`Unable to find account by id ${uuid}`);
+  return row;
+}
+
+/** Finds an account by id, or by name within a domain (the account+domainid pair many commands take). */
+export async function resolveAccount(
+  ctx: CallContext,
+  params: { id?: string; account?: string; domainid?: string },
+): Promise<{ account: AccountRow; domain: DomainRow }> {
+  const db = ctx.app.store.db;
+  let account: AccountRow | undefined;
+  if (params.id) {
+    account = await findAccountByUuid(ctx, params.id);
+  } else if (params.account) {
+    const domain = params.domainid ? await findDomainByUuid(ctx, params.domainid) : ctx.caller.domain;
+    account = await db
+      .selectFrom('accounts')
+      .selectAll()
+      .where('name', '=', params.account)
+      .where('domain_id', '=', domain.id)
+      .executeTakeFirst();
+    if (!account) throw invalidParameter(`Unable to find account ${params.account} in domain ${domain.name}`);
+  } else {
+    throw invalidParameter('Either id or account and domainid must be specified');
+  }
+  const domain = await db
+    .selectFrom('domains')
+    .selectAll()
+    .where('id', '=', account.domain_id)
+    .executeTakeFirstOrThrow();
+  checkOwnerAccess(ctx.caller, { accountId: account.id, domain });
+  return { account, domain };
+}
+
+async function findRole(
+  ctx: CallContext,
+  roleUuid: string | undefined,
+  accountType: number | undefined,
+): Promise<RoleRow> {
+  const db = ctx.app.store.db;
+  let role: RoleRow | undefined;
+  if (roleUuid) {
+    role = await db.selectFrom('roles').selectAll().where('uuid', '=', roleUuid).executeTakeFirst();
+    if (!role) throw invalidParameter(`Unable to find role by id ${roleUuid}`);
+    if (accountType !== undefined && ROLE_TYPE_FOR_ACCOUNT_TYPE[accountType] !== role.type) {
+      throw invalidParameter(
+        `Role ${role.name} of type ${role.type} does not match account type ${accountType}`,
+      );
+    }
+  } else {
+    const type = ROLE_TYPE_FOR_ACCOUNT_TYPE[accountType ?? 0];
+    if (!type)
+      throw invalidParameter(
+        `Invalid account type ${accountType}: use 0 (user), 1 (admin), 2 (domain admin) or 3 (resource admin)`,
+      );
+    role = await db
+      .selectFrom('roles')
+      .selectAll()
+      .where('type', '=', type)
+      .where('is_default', '=', 1)
+      .executeTakeFirstOrThrow();
+  }
+  return role;
+}
+
+/** A caller may only hand out roles no more powerful than their own. */
+function checkRoleGrant(ctx: CallContext, role: RoleRow): void {
+  const rank: Record<string, number> = { User: 0, DomainAdmin: 1, ResourceAdmin: 2, Admin: 3 };
+  if (rank[role.type] > rank[ctx.caller.role.type]) {
+    throw permissionDenied(
+      `Account ${ctx.caller.account.name} cannot create an account with role ${role.name}`,
+    );
+  }
+}
+
+export const createAccount = defineCommand({
+  name: 'createAccount',
+  params: {
+    username: p.string({ required: true }),
+    password: p.string({ required: true }),
+    email: p.string({ required: true }),
+    firstname: p.string({ required: true }),
+    lastname: p.string({ required: true }),
+    account: p.string(),
+    accounttype: p.integer(),
+    roleid: p.uuid(),
+    domainid: p.uuid(),
+    networkdomain: p.string(),
+    timezone: p.string(),
+    accountid: p.string(),
+    userid: p.string(),
+    accountdetails: p.map(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const domain = params.domainid ? await findDomainByUuid(ctx, params.domainid) : ctx.caller.domain;
+    checkDomainAccess(ctx.caller, domain);
+    if (params.accounttype === undefined && !params.roleid)
+      throw invalidParameter('Either accounttype or roleid must be specified');
+    const role = await findRole(ctx, params.roleid, params.accounttype);
+    checkRoleGrant(ctx, role);
+    const name = (params.account ?? params.username).trim();
+    if (name === '') throw invalidParameter('Account name must not be empty');
+    const row = await app.store.db.transaction().execute(async (tx) => {
+      const clash = await tx
+        .selectFrom('accounts')
+        .select('id')
+        .where('name', '=', name)
+        .where('domain_id', '=', domain.id)
+        .executeTakeFirst();
+      if (clash)
+        throw invalidParameter(`The specified account: ${name} already exists in domain ${domain.name}`);
+      const id = await insertId(app.store, tx, 'accounts', {
+        uuid:
+          params.accountid && /^[0-9a-f-]{36}$/i.test(params.accountid)
+            ? params.accountid.toLowerCase()
+            : app.ids.uuid(),
+        name,
+        type: ACCOUNT_TYPE_FOR_ROLE_TYPE[role.type],
+        role_id: role.id,
+        domain_id: domain.id,
+        state: 'enabled',
+        network_domain: params.networkdomain ?? null,
+        created: app.clock.now(),
+      });
+      const account = await tx
+        .selectFrom('accounts')
+        .selectAll()
+        .where('id', '=', id)
+        .executeTakeFirstOrThrow();
+      await createUserRow(ctx, tx, account, domain, {
+        username: params.username,
+        password: params.password,
+        email: params.email,
+        firstname: params.firstname,
+        lastname: params.lastname,
+        timezone: params.timezone,
+        userid: params.userid,
+      });
+      await logEvent(ctx, tx, {
+        type: 'ACCOUNT.CREATE',
+        description: `creating account ${name}`,
+        resourceType: 'Account',
+        resourceId: account.uuid,
+      });
+      return account;
+    });
+    return (await presentAccounts(ctx, [row]))[0];
+  },
+});
+
+export const listAccounts = defineCommand({
+  name: 'listAccounts',
+  params: {
+    ...listParams,
+    id: p.uuid(),
+    name: p.string(),
+    accounttype: p.integer(),
+    state: p.string(),
+    domainid: p.uuid(),
+    isrecursive: p.boolean(),
+    listall: p.boolean(),
+    iscleanuprequired: p.boolean(),
+    details: p.list(),
+    showicon: p.boolean(),
+    apikeyaccess: p.string(),
+    tag: p.string(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const scope = await listScope(ctx, {
+      domainid: params.domainid,
+      isrecursive: params.isrecursive,
+      listall: params.listall,
+      id: params.id,
+    });
+    let q = applyScope(app.store.db.selectFrom('accounts'), scope, {
+      account: 'accounts.id',
+      domain: 'accounts.domain_id',
+    });
+    if (params.id) q = q.where('uuid', '=', params.id);
+    if (params.name) q = q.where('name', '=', params.name);
+    if (params.accounttype !== undefined) q = q.where('type', '=', params.accounttype);
+    if (params.state) q = q.where('state', '=', params.state.toLowerCase());
+    if (params.keyword)
+      q = q.where('name', app.store.dialect === 'postgres' ? 'ilike' : 'like', `%${params.keyword}%`);
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const page = pageOf(app, params);
+    let rowsQ = q.selectAll().orderBy('id').offset(page.offset);
+    if (page.limit !== undefined) rowsQ = rowsQ.limit(page.limit);
+    return listResult(await presentAccounts(ctx, await rowsQ.execute()), Number(count));
+  },
+});
+
+export const updateAccount = defineCommand({
+  name: 'updateAccount',
+  params: {
+    id: p.uuid(),
+    account: p.string(),
+    domainid: p.uuid(),
+    newname: p.string(),
+    networkdomain: p.string(),
+    roleid: p.uuid(),
+    accountdetails: p.map(),
+    apikeyaccess: p.string(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const { account, domain } = await resolveAccount(ctx, params);
+    const row = await app.store.db.transaction().execute(async (tx) => {
+      if (params.newname !== undefined && params.newname !== account.name) {
+        const name = params.newname.trim();
+        if (name === '') throw invalidParameter('Account name must not be empty');
+        if (account.type === ACCOUNT_TYPE.Admin && domain.parent_id === null && account.name === 'admin') {
+          throw invalidParameter('The default admin account cannot be renamed');
+        }
+        const clash = await tx
+          .selectFrom('accounts')
+          .select('id')
+          .where('name', '=', name)
+          .where('domain_id', '=', domain.id)
+          .executeTakeFirst();
+        if (clash)
+          throw invalidParameter(`The specified account: ${name} already exists in domain ${domain.name}`);
+        await tx.updateTable('accounts').set({ name }).where('id', '=', account.id).execute();
+      }
+      if (params.networkdomain !== undefined) {
+        await tx
+          .updateTable('accounts')
+          .set({ network_domain: params.networkdomain || null })
+          .where('id', '=', account.id)
+          .execute();
+      }
+      if (params.roleid) {
+        const role = await findRole(ctx, params.roleid, account.type);
+        checkRoleGrant(ctx, role);
+        await tx.updateTable('accounts').set({ role_id: role.id }).where('id', '=', account.id).execute();
+      }
+      await logEvent(ctx, tx, {
+        type: 'ACCOUNT.UPDATE',
+        description: `updating account ${account.name}`,
+        resourceType: 'Account',
+        resourceId: account.uuid,
+      });
+      return tx.selectFrom('accounts').selectAll().where('id', '=', account.id).executeTakeFirstOrThrow();
+    });
+    forgetCachedIdentity();
+    return (await presentAccounts(ctx, [row]))[0];
+  },
+});
+
+async function setAccountState(
+  ctx: CallContext,
+  account: AccountRow,
+  state: string,
+  eventType: string,
+): Promise<object> {
+  if (account.id === ctx.caller.account.id && state !== 'enabled')
+    throw permissionDenied('An account cannot disable or lock itself');
+  const row = await ctx.app.store.db.transaction().execute(async (tx) => {
+    await tx.updateTable('accounts').set({ state }).where('id', '=', account.id).execute();
+    await logEvent(ctx, tx, {
+      type: eventType,
+      description: `${state} account ${account.name}`,
+      resourceType: 'Account',
+      resourceId: account.uuid,
+    });
+    return tx.selectFrom('accounts').selectAll().where('id', '=', account.id).executeTakeFirstOrThrow();
+  });
+  forgetCachedIdentity();
+  if (state !== 'enabled') {
+    await ctx.app.store.db
+      .deleteFrom('sessions')
+      .where(
+        'user_id',
+        'in',
+        ctx.app.store.db.selectFrom('users').select('id').where('account_id', '=', account.id),
+      )
+      .execute();
+  }
+  return (await presentAccounts(ctx, [row]))[0];
+}
+
+export const disableAccount = defineCommand({
+  name: 'disableAccount',
+  params: { id: p.uuid(), account: p.string(), domainid: p.uuid(), lock: p.boolean({ required: true }) },
+  event: {
+    type: 'ACCOUNT.DISABLE',
+    description: (params) => `disabling account ${params.id ?? params.account}`,
+  },
+  async target(ctx, params) {
+    const { account } = await resolveAccount(ctx, params);
+    return { type: 'Account', id: account.uuid };
+  },
+  async handler(ctx, params) {
+    const { account } = await resolveAccount(ctx, params);
+    return setAccountState(ctx, account, params.lock ? 'locked' : 'disabled', 'ACCOUNT.DISABLE');
+  },
+});
+
+export const enableAccount = defineCommand({
+  name: 'enableAccount',
+  params: { id: p.uuid(), account: p.string(), domainid: p.uuid() },
+  async handler(ctx, params) {
+    const { account } = await resolveAccount(ctx, params);
+    return setAccountState(ctx, account, 'enabled', 'ACCOUNT.ENABLE');
+  },
+});
+
+export const lockAccount = defineCommand({
+  name: 'lockAccount',
+  params: { account: p.string({ required: true }), domainid: p.uuid({ required: true }) },
+  async handler(ctx, params) {
+    const { account } = await resolveAccount(ctx, params);
+    return setAccountState(ctx, account, 'locked', 'ACCOUNT.DISABLE');
+  },
+});
+
+/**
+ * Hooks that release what an account owns before it is deleted. Capabilities that own resources
+ * (VMs, volumes, networks...) register one; each runs in order and may fail the deletion.
+ */
+export type AccountCleanup = (ctx: CallContext, account: AccountRow) => Promise<void>;
+const cleanups: AccountCleanup[] = [];
+
+export function onAccountDelete(cleanup: AccountCleanup): void {
+  cleanups.push(cleanup);
+}
+
+export async function deleteAccountCascade(ctx: CallContext, account: AccountRow): Promise<void> {
+  for (const cleanup of cleanups) await cleanup(ctx, account);
+  await ctx.app.store.db.transaction().execute(async (tx: Tx) => {
+    await tx.deleteFrom('resource_tags').where('account_id', '=', account.id).execute();
+    await tx
+      .deleteFrom('sessions')
+      .where('user_id', 'in', tx.selectFrom('users').select('id').where('account_id', '=', account.id))
+      .execute();
+    await tx.deleteFrom('users').where('account_id', '=', account.id).execute();
+    await tx.deleteFrom('accounts').where('id', '=', account.id).execute();
+    await logEvent(ctx, tx, {
+      type: 'ACCOUNT.DELETE',
+      description: `deleted account ${account.name}`,
+      resourceType: 'Account',
+      resourceId: account.uuid,
+    });
+  });
+  forgetCachedIdentity();
+}
+
+export const deleteAccount = defineCommand({
+  name: 'deleteAccount',
+  params: { id: p.uuid({ required: true }) },
+  event: { type: 'ACCOUNT.DELETE', description: (params) => `deleting account ${params.id}` },
+  target: (_ctx, params) => ({ type: 'Account', id: params.id }),
+  async handler(ctx, params) {
+    const { account, domain } = await resolveAccount(ctx, { id: params.id });
+    if (account.id === ctx.caller.account.id) throw permissionDenied('An account cannot delete itself');
+    if (account.name === 'admin' && domain.parent_id === null)
+      throw permissionDenied('The default admin account cannot be deleted');
+    await deleteAccountCascade(ctx, account);
+    return success();
+  },
+});
+
+export const accountCommands = [
+  createAccount,
+  listAccounts,
+  updateAccount,
+  disableAccount,
+  enableAccount,
+  lockAccount,
+  deleteAccount,
+];
+
+registerTaggable('Account', async (ctx, uuid) => {
+  const a = await ctx.app.store.db
+    .selectFrom('accounts')
+    .select(['id', 'domain_id'])
+    .where('uuid', '=', uuid)
+    .executeTakeFirst();
+  return a && { id: a.id, accountId: a.id, domainId: a.domain_id };
+});

@@ -1,0 +1,95 @@
+/**
+ * Resolves who is calling (user, account, domain, role) and whether their role may call a command.
+ * Both answers are cached for a moment because every API call needs them; changes made through
+ * the API drop the cache at once, changes by another server show within CACHE_MS.
+ */
+import type { App, Caller } from '../context.ts';
+import type { RoleKind } from '../registry/catalog.ts';
+import type { Command } from '../registry/command.ts';
+
+const CACHE_MS = 2000;
+
+const ROLE_KINDS: Record<string, RoleKind> = {
+  Admin: 'admin',
+  ResourceAdmin: 'resourceadmin',
+  DomainAdmin: 'domainadmin',
+  User: 'user',
+};
+
+export function roleKindOf(roleType: string): RoleKind {
+  return ROLE_KINDS[roleType] ?? 'user';
+}
+
+interface RoleRule {
+  pattern: RegExp;
+  allow: boolean;
+}
+
+const callers = new Map<number, { caller: Caller; at: number }>();
+const rules = new Map<number, { rules: RoleRule[]; at: number }>();
+
+export function forgetCachedIdentity(): void {
+  callers.clear();
+  rules.clear();
+}
+
+/** The enabled caller behind a user id, or undefined if the user, account or domain is unusable. */
+export async function loadCaller(app: App, userId: number): Promise<Caller | undefined> {
+  const now = Date.now();
+  const hit = callers.get(userId);
+  if (hit && now - hit.at < CACHE_MS) return hit.caller;
+  const db = app.store.db;
+  const user = await db.selectFrom('users').selectAll().where('id', '=', userId).executeTakeFirst();
+  if (!user) return undefined;
+  const account = await db
+    .selectFrom('accounts')
+    .selectAll()
+    .where('id', '=', user.account_id)
+    .executeTakeFirst();
+  if (!account) return undefined;
+  const [domain, role] = await Promise.all([
+    db.selectFrom('domains').selectAll().where('id', '=', account.domain_id).executeTakeFirstOrThrow(),
+    db.selectFrom('roles').selectAll().where('id', '=', account.role_id).executeTakeFirstOrThrow(),
+  ]);
+  const caller: Caller = { user, account, domain, role, roleKind: roleKindOf(role.type) };
+  callers.set(userId, { caller, at: now });
+  return caller;
+}
+
+/** Whether a caller can log in or sign requests: user, account and domain must all be active. */
+export function isActive(caller: Caller): boolean {
+  return (
+    caller.user.state === 'enabled' && caller.account.state === 'enabled' && caller.domain.state === 'Active'
+  );
+}
+
+function wildcard(rule: string): RegExp {
+  return new RegExp(`^${rule.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
+}
+
+async function roleRules(app: App, roleId: number): Promise<RoleRule[]> {
+  const now = Date.now();
+  const hit = rules.get(roleId);
+  if (hit && now - hit.at < CACHE_MS) return hit.rules;
+  const rows = await app.store.db
+    .selectFrom('role_permissions')
+    .select(['rule', 'permission'])
+    .where('role_id', '=', roleId)
+    .orderBy('sort_order')
+    .execute();
+  const list = rows.map((r) => ({ pattern: wildcard(r.rule), allow: r.permission === 'allow' }));
+  rules.set(roleId, { rules: list, at: now });
+  return list;
+}
+
+/**
+ * CloudStack's dynamic role check: root admins may call anything; otherwise the role's rules are
+ * tried in order and the first match decides; with no match, the command's default roles decide.
+ */
+export async function mayCall(app: App, caller: Caller, command: Command): Promise<boolean> {
+  if (caller.roleKind === 'admin' && caller.account.type === 1) return true;
+  for (const rule of await roleRules(app, caller.role.id)) {
+    if (rule.pattern.test(command.name)) return rule.allow;
+  }
+  return command.allowedRoles.includes(caller.roleKind);
+}

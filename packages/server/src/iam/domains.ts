@@ -1,0 +1,290 @@
+/** Domains: the tree that accounts live in (ROOT at the top). */
+import type { CallContext } from '../context.ts';
+import { insertId } from '../db/connection.ts';
+import type { DomainRow } from '../db/schema.ts';
+import { invalidParameter, permissionDenied, resourceInUse } from '../errors.ts';
+import { logEvent } from '../events/events.ts';
+import { defineCommand, listResult, success } from '../registry/command.ts';
+import { pageOf } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+import { checkDomainAccess, escapeLike, findDomainByUuid } from './access.ts';
+
+/** "/" → "ROOT", "/a/b/" → "ROOT/a/b", as CloudStack shows domain paths. */
+export function displayPath(path: string): string {
+  return path === '/' ? 'ROOT' : `ROOT${path.slice(0, -1)}`;
+}
+
+const NAME_RE = /^[^/]+$/;
+
+async function presentDomains(ctx: CallContext, rows: DomainRow[]): Promise<object[]> {
+  if (rows.length === 0) return [];
+  const db = ctx.app.store.db;
+  const parentIds = [...new Set(rows.map((r) => r.parent_id).filter((x): x is number => x !== null))];
+  const parents = parentIds.length
+    ? await db.selectFrom('domains').select(['id', 'uuid', 'name']).where('id', 'in', parentIds).execute()
+    : [];
+  const withChildren = await db
+    .selectFrom('domains')
+    .select('parent_id')
+    .distinct()
+    .where(
+      'parent_id',
+      'in',
+      rows.map((r) => r.id),
+    )
+    .execute();
+  const hasChild = new Set(withChildren.map((r) => r.parent_id));
+  const byId = new Map(parents.map((r) => [r.id, r]));
+  return rows.map((d) => {
+    const parent = d.parent_id === null ? undefined : byId.get(d.parent_id);
+    return {
+      id: d.uuid,
+      name: d.name,
+      level: d.level,
+      parentdomainid: parent?.uuid,
+      parentdomainname: parent?.name,
+      haschild: hasChild.has(d.id),
+      path: displayPath(d.path),
+      state: d.state,
+      networkdomain: d.network_domain ?? undefined,
+      created: new Date(d.created).toISOString().slice(0, 19) + '+0000',
+    };
+  });
+}
+
+async function presentDomain(ctx: CallContext, row: DomainRow): Promise<object> {
+  return (await presentDomains(ctx, [row]))[0];
+}
+
+export const createDomain = defineCommand({
+  name: 'createDomain',
+  params: {
+    name: p.string({ required: true }),
+    parentdomainid: p.uuid(),
+    networkdomain: p.string(),
+    domainid: p.uuid(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const name = params.name.trim();
+    if (!NAME_RE.test(name)) throw invalidParameter('Domain name must not be empty or contain "/"');
+    const parent = params.parentdomainid
+      ? await findDomainByUuid(ctx, params.parentdomainid)
+      : ctx.caller.domain;
+    checkDomainAccess(ctx.caller, parent);
+    const row = await app.store.db.transaction().execute(async (tx) => {
+      const clash = await tx
+        .selectFrom('domains')
+        .select('id')
+        .where('parent_id', '=', parent.id)
+        .where('name', '=', name)
+        .executeTakeFirst();
+      if (clash)
+        throw invalidParameter(`Domain with name ${name} already exists for the parent id=${parent.uuid}`);
+      if (params.domainid) {
+        const taken = await tx
+          .selectFrom('domains')
+          .select('id')
+          .where('uuid', '=', params.domainid)
+          .executeTakeFirst();
+        if (taken) throw invalidParameter(`Domain with uuid ${params.domainid} already exists`);
+      }
+      const id = await insertId(app.store, tx, 'domains', {
+        uuid: params.domainid ?? app.ids.uuid(),
+        name,
+        parent_id: parent.id,
+        path: `${parent.path}${name}/`,
+        level: parent.level + 1,
+        state: 'Active',
+        network_domain: params.networkdomain ?? null,
+        created: app.clock.now(),
+      });
+      const created = await tx
+        .selectFrom('domains')
+        .selectAll()
+        .where('id', '=', id)
+        .executeTakeFirstOrThrow();
+      await logEvent(ctx, tx, {
+        type: 'DOMAIN.CREATE',
+        description: `creating domain ${name}`,
+        resourceType: 'Domain',
+        resourceId: created.uuid,
+      });
+      return created;
+    });
+    return presentDomain(ctx, row);
+  },
+});
+
+export const listDomains = defineCommand({
+  name: 'listDomains',
+  params: {
+    ...listParams,
+    id: p.uuid(),
+    name: p.string(),
+    level: p.integer(),
+    listall: p.boolean(),
+    details: p.list(),
+    showicon: p.boolean(),
+  },
+  async handler(ctx, params) {
+    const { app, caller } = ctx;
+    const like = app.store.dialect === 'postgres' ? 'ilike' : 'like';
+    let q = app.store.db.selectFrom('domains');
+    // Without listall an admin sees their own domain only; with it, their whole subtree.
+    q =
+      params.listall || params.id || params.name || params.level !== undefined || params.keyword
+        ? caller.roleKind === 'admin'
+          ? q
+          : q.where('path', 'like', `${escapeLike(caller.domain.path)}%`)
+        : q.where('id', '=', caller.domain.id);
+    if (params.id) q = q.where('uuid', '=', params.id);
+    if (params.name) q = q.where('name', '=', params.name);
+    if (params.level !== undefined) q = q.where('level', '=', params.level);
+    if (params.keyword) q = q.where('name', like, `%${escapeLike(params.keyword)}%`);
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const page = pageOf(app, params);
+    let rowsQ = q.selectAll().orderBy('path').offset(page.offset);
+    if (page.limit !== undefined) rowsQ = rowsQ.limit(page.limit);
+    return listResult(await presentDomains(ctx, await rowsQ.execute()), Number(count));
+  },
+});
+
+export const listDomainChildren = defineCommand({
+  name: 'listDomainChildren',
+  params: {
+    ...listParams,
+    id: p.uuid(),
+    isrecursive: p.boolean(),
+    listall: p.boolean(),
+    name: p.string(),
+    showicon: p.boolean(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const parent = params.id ? await findDomainByUuid(ctx, params.id) : ctx.caller.domain;
+    checkDomainAccess(ctx.caller, parent);
+    let q = app.store.db.selectFrom('domains');
+    q = params.isrecursive
+      ? q.where('path', 'like', `${escapeLike(parent.path)}%`).where('id', '!=', parent.id)
+      : q.where('parent_id', '=', parent.id);
+    if (params.name) q = q.where('name', '=', params.name);
+    if (params.keyword)
+      q = q.where(
+        'name',
+        app.store.dialect === 'postgres' ? 'ilike' : 'like',
+        `%${escapeLike(params.keyword)}%`,
+      );
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const page = pageOf(app, params);
+    let rowsQ = q.selectAll().orderBy('path').offset(page.offset);
+    if (page.limit !== undefined) rowsQ = rowsQ.limit(page.limit);
+    return listResult(await presentDomains(ctx, await rowsQ.execute()), Number(count));
+  },
+});
+
+export const updateDomain = defineCommand({
+  name: 'updateDomain',
+  params: { id: p.uuid({ required: true }), name: p.string(), networkdomain: p.string() },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const domain = await findDomainByUuid(ctx, params.id);
+    checkDomainAccess(ctx.caller, domain);
+    const row = await app.store.db.transaction().execute(async (tx) => {
+      if (params.name !== undefined && params.name !== domain.name) {
+        if (domain.parent_id === null) throw invalidParameter('The ROOT domain cannot be renamed');
+        const name = params.name.trim();
+        if (!NAME_RE.test(name)) throw invalidParameter('Domain name must not be empty or contain "/"');
+        const clash = await tx
+          .selectFrom('domains')
+          .select('id')
+          .where('parent_id', '=', domain.parent_id)
+          .where('name', '=', name)
+          .executeTakeFirst();
+        if (clash) throw invalidParameter(`Domain with name ${name} already exists for the same parent`);
+        const oldPath = domain.path;
+        const newPath = `${oldPath.slice(0, oldPath.length - domain.name.length - 1)}${name}/`;
+        // Rename the whole subtree's paths in one statement.
+        const subtree = await tx
+          .selectFrom('domains')
+          .select(['id', 'path'])
+          .where('path', 'like', `${escapeLike(oldPath)}%`)
+          .execute();
+        for (const d of subtree) {
+          await tx
+            .updateTable('domains')
+            .set({ path: newPath + d.path.slice(oldPath.length) })
+            .where('id', '=', d.id)
+            .execute();
+        }
+        await tx.updateTable('domains').set({ name }).where('id', '=', domain.id).execute();
+      }
+      if (params.networkdomain !== undefined) {
+        await tx
+          .updateTable('domains')
+          .set({ network_domain: params.networkdomain || null })
+          .where('id', '=', domain.id)
+          .execute();
+      }
+      await logEvent(ctx, tx, {
+        type: 'DOMAIN.UPDATE',
+        description: `updating domain ${domain.name}`,
+        resourceType: 'Domain',
+        resourceId: domain.uuid,
+      });
+      return tx.selectFrom('domains').selectAll().where('id', '=', domain.id).executeTakeFirstOrThrow();
+    });
+    return presentDomain(ctx, row);
+  },
+});
+
+export const deleteDomain = defineCommand({
+  name: 'deleteDomain',
+  params: { id: p.uuid({ required: true }), cleanup: p.boolean() },
+  event: { type: 'DOMAIN.DELETE', description: (params) => `deleting domain ${params.id}` },
+  target: (_ctx, params) => ({ type: 'Domain', id: params.id }),
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const domain = await findDomainByUuid(ctx, params.id);
+    checkDomainAccess(ctx.caller, domain);
+    if (domain.parent_id === null) throw permissionDenied('The ROOT domain cannot be deleted');
+    if (domain.id === ctx.caller.domain.id)
+      throw permissionDenied('A domain admin cannot delete their own domain');
+    const { deleteAccountCascade } = await import('./accounts.ts');
+    const subtree = await app.store.db
+      .selectFrom('domains')
+      .selectAll()
+      .where('path', 'like', `${escapeLike(domain.path)}%`)
+      .orderBy('level', 'desc')
+      .execute();
+    const accounts = await app.store.db
+      .selectFrom('accounts')
+      .selectAll()
+      .where(
+        'domain_id',
+        'in',
+        subtree.map((d) => d.id),
+      )
+      .execute();
+    if (!params.cleanup && (subtree.length > 1 || accounts.length > 0)) {
+      throw resourceInUse(
+        `Cannot delete domain ${domain.name}: it still has ${subtree.length > 1 ? 'sub-domains' : 'accounts'}; use cleanup=true to remove them`,
+      );
+    }
+    for (const account of accounts) await deleteAccountCascade(ctx, account);
+    await app.store.db.transaction().execute(async (tx) => {
+      for (const d of subtree) {
+        await tx.deleteFrom('domains').where('id', '=', d.id).execute();
+      }
+      await logEvent(ctx, tx, {
+        type: 'DOMAIN.DELETE',
+        description: `deleted domain ${domain.name}`,
+        resourceType: 'Domain',
+        resourceId: domain.uuid,
+      });
+    });
+    return success();
+  },
+});
+
+export const domainCommands = [createDomain, listDomains, listDomainChildren, updateDomain, deleteDomain];

@@ -1,0 +1,133 @@
+/** queryAsyncJobResult and listAsyncJobs. */
+import { formatDate } from '../clock.ts';
+import type { CallContext } from '../context.ts';
+import type { AsyncJobRow } from '../db/schema.ts';
+import { invalidParameter } from '../errors.ts';
+import { applyScope, listScope } from '../iam/access.ts';
+import { displayPath } from '../iam/domains.ts';
+import { defineCommand, listResult } from '../registry/command.ts';
+import { pageOf } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+
+async function presentJobs(ctx: CallContext, rows: AsyncJobRow[]): Promise<object[]> {
+  if (rows.length === 0) return [];
+  const db = ctx.app.store.db;
+  const [accounts, users, domains, servers] = await Promise.all([
+    db
+      .selectFrom('accounts')
+      .select(['id', 'uuid', 'name'])
+      .where('id', 'in', [...new Set(rows.map((r) => r.account_id))])
+      .execute(),
+    db
+      .selectFrom('users')
+      .select(['id', 'uuid'])
+      .where('id', 'in', [...new Set(rows.map((r) => r.user_id))])
+      .execute(),
+    db
+      .selectFrom('domains')
+      .select(['id', 'uuid', 'path'])
+      .where('id', 'in', [...new Set(rows.map((r) => r.domain_id))])
+      .execute(),
+    db
+      .selectFrom('management_servers')
+      .select(['id', 'uuid', 'name'])
+      .where('id', 'in', [...new Set(rows.map((r) => r.ms_id))])
+      .execute(),
+  ]);
+  const account = new Map(accounts.map((a) => [a.id, a]));
+  const user = new Map(users.map((u) => [u.id, u]));
+  const domain = new Map(domains.map((d) => [d.id, d]));
+  const server = new Map(servers.map((s) => [s.id, s]));
+  return rows.map((j) => ({
+    jobid: j.uuid,
+    accountid: account.get(j.account_id)?.uuid,
+    account: account.get(j.account_id)?.name,
+    userid: user.get(j.user_id)?.uuid,
+    domainid: domain.get(j.domain_id)?.uuid,
+    domainpath: domain.has(j.domain_id) ? displayPath(domain.get(j.domain_id)!.path) : undefined,
+    cmd: j.cmd,
+    jobstatus: j.status,
+    jobprocstatus: j.process_status,
+    jobresultcode: j.result_code,
+    jobresulttype: j.result_type ?? undefined,
+    jobresult: j.result ? JSON.parse(j.result) : undefined,
+    jobinstancetype: j.instance_type ?? undefined,
+    jobinstanceid: j.instance_id ?? undefined,
+    managementserverid: server.get(j.ms_id)?.uuid,
+    managementservername: server.get(j.ms_id)?.name,
+    created: formatDate(j.created),
+    completed: formatDate(j.completed),
+  }));
+}
+
+export const queryAsyncJobResult = defineCommand({
+  name: 'queryAsyncJobResult',
+  params: { jobid: p.uuid({ required: true }) },
+  async handler(ctx, params) {
+    const job = await ctx.app.store.db
+      .selectFrom('async_jobs')
+      .selectAll()
+      .where('uuid', '=', params.jobid)
+      .executeTakeFirst();
+    // Another account's job is reported exactly like a missing one.
+    const visible =
+      job &&
+      (ctx.caller.roleKind === 'admin' ||
+        job.account_id === ctx.caller.account.id ||
+        (await canSeeAccount(ctx, job.account_id)));
+    if (!job || !visible) throw invalidParameter(`Unable to find a job by id ${params.jobid}`);
+    return (await presentJobs(ctx, [job]))[0];
+  },
+});
+
+async function canSeeAccount(ctx: CallContext, accountId: number): Promise<boolean> {
+  if (ctx.caller.roleKind === 'user') return false;
+  const row = await ctx.app.store.db
+    .selectFrom('accounts')
+    .innerJoin('domains', 'domains.id', 'accounts.domain_id')
+    .select('domains.path')
+    .where('accounts.id', '=', accountId)
+    .executeTakeFirst();
+  return row?.path.startsWith(ctx.caller.domain.path) ?? false;
+}
+
+export const listAsyncJobs = defineCommand({
+  name: 'listAsyncJobs',
+  params: {
+    ...listParams,
+    account: p.string(),
+    domainid: p.uuid(),
+    isrecursive: p.boolean(),
+    listall: p.boolean(),
+    startdate: p.date(),
+    managementserverid: p.uuid(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const scope = await listScope(ctx, params);
+    let q = applyScope(app.store.db.selectFrom('async_jobs'), scope, {
+      account: 'account_id',
+      domain: 'domain_id',
+    });
+    if (params.startdate !== undefined) q = q.where('created', '>=', params.startdate);
+    if (params.managementserverid) {
+      q = q.where(
+        'ms_id',
+        'in',
+        app.store.db
+          .selectFrom('management_servers')
+          .select('id')
+          .where('uuid', '=', params.managementserverid),
+      );
+    }
+    if (params.keyword)
+      q = q.where('command', app.store.dialect === 'postgres' ? 'ilike' : 'like', `%${params.keyword}%`);
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const page = pageOf(app, params);
+    let rowsQ = q.selectAll().orderBy('id', 'desc').offset(page.offset);
+    if (page.limit !== undefined) rowsQ = rowsQ.limit(page.limit);
+    return listResult(await presentJobs(ctx, await rowsQ.execute()), Number(count));
+  },
+});
+
+export const jobCommands = [queryAsyncJobResult, listAsyncJobs];

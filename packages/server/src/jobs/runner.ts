@@ -1,0 +1,184 @@
+/**
+ * Async jobs. A job is a row in async_jobs before it runs; queryAsyncJobResult reads that row.
+ * Jobs on the same entity (a VM, a volume...) run one after another, as CloudStack serialises
+ * them; jobs on different entities run concurrently. A job whose management server stopped is
+ * failed cleanly by the next server that starts or notices it.
+ */
+import type { App, CallContext } from '../context.ts';
+import { insertId } from '../db/connection.ts';
+import { ApiError, toApiError } from '../errors.ts';
+import { ownerOf, recordEvent } from '../events/events.ts';
+import type { Command, CommandResult, JobTarget } from '../registry/command.ts';
+
+/** A server whose heartbeat is older than this is taken to be gone; its unfinished jobs fail. */
+export const DEAD_SERVER_MS = 60_000;
+
+export const JOB_INTERRUPTED =
+  'Job failed because the management server running it stopped before it finished';
+
+export class JobRunner {
+  private readonly chains = new Map<string, Promise<void>>();
+  private readonly running = new Set<Promise<void>>();
+
+  constructor(private readonly app: () => App) {}
+
+  /** Records the job and starts it (after earlier jobs on the same entity). Returns the job uuid. */
+  async submit(
+    ctx: CallContext,
+    command: Command,
+    params: Record<string, unknown>,
+    rawParams: Record<string, unknown>,
+    target: JobTarget | undefined,
+    created: JobTarget | undefined,
+    customJobId?: string,
+  ): Promise<string> {
+    const app = this.app();
+    const uuid = customJobId ?? app.ids.uuid();
+    const now = app.clock.now();
+    const owner = ownerOf(ctx);
+    const instance = created ?? target;
+    let jobId = 0;
+    let scheduledId: number | undefined;
+    await app.store.db.transaction().execute(async (tx) => {
+      jobId = await insertId(app.store, tx, 'async_jobs', {
+        uuid,
+        user_id: owner.userId,
+        account_id: owner.accountId,
+        domain_id: owner.domainId,
+        command: command.name,
+        cmd: command.catalog.javaClass ?? command.name,
+        params: JSON.stringify(rawParams),
+        instance_type: instance?.type ?? null,
+        instance_id: instance?.id ?? null,
+        status: 0,
+        process_status: 0,
+        result_code: 0,
+        result_type: null,
+        result: null,
+        ms_id: app.server.id,
+        created: now,
+        completed: null,
+      });
+      if (command.event) {
+        scheduledId = await recordEvent(ctx, tx, owner, {
+          type: command.event.type,
+          state: 'Scheduled',
+          description: command.event.description(params as never),
+          resourceType: instance?.type,
+          resourceId: instance?.id,
+        });
+      }
+    });
+    const key = instance ? `${instance.type}:${instance.id}` : `job:${uuid}`;
+    const previous = this.chains.get(key) ?? Promise.resolve();
+    const next = previous.then(() =>
+      this.execute(ctx, command, params, jobId, created, instance, scheduledId),
+    );
+    this.chains.set(key, next);
+    this.running.add(next);
+    next.finally(() => {
+      this.running.delete(next);
+      if (this.chains.get(key) === next) this.chains.delete(key);
+    });
+    return uuid;
+  }
+
+  private async execute(
+    ctx: CallContext,
+    command: Command,
+    params: Record<string, unknown>,
+    jobId: number,
+    created: JobTarget | undefined,
+    instance: JobTarget | undefined,
+    scheduledId: number | undefined,
+  ): Promise<void> {
+    const app = this.app();
+    const owner = ownerOf(ctx);
+    const description = command.event?.description(params as never);
+    let startId = scheduledId;
+    if (command.event && description) {
+      startId = await recordEvent(ctx, app.store.db, owner, {
+        type: command.event.type,
+        state: 'Started',
+        description,
+        resourceType: instance?.type,
+        resourceId: instance?.id,
+        startId: scheduledId,
+      });
+    }
+    let status = 1;
+    let resultCode = 0;
+    let result: unknown;
+    try {
+      const out = await command.handler(ctx, params as never, created);
+      result = jobResult(command, out);
+    } catch (e) {
+      const err = toApiError(e);
+      if (!(e instanceof ApiError))
+        app.log.error({ err: e, command: command.name }, 'async job failed unexpectedly');
+      status = 2;
+      resultCode = err.errorcode;
+      result = { errorcode: err.errorcode, errortext: err.message };
+    }
+    await app.store.db
+      .updateTable('async_jobs')
+      .set({
+        status,
+        result_code: resultCode,
+        result_type: 'object',
+        result: JSON.stringify(result),
+        completed: app.clock.now(),
+      })
+      .where('id', '=', jobId)
+      .execute();
+    if (command.event && description) {
+      await recordEvent(ctx, app.store.db, owner, {
+        type: command.event.type,
+        state: 'Completed',
+        level: status === 1 ? 'INFO' : 'ERROR',
+        description:
+          status === 1
+            ? `Successfully completed ${description}`
+            : `Error while ${description}: ${(result as { errortext: string }).errortext}`,
+        resourceType: instance?.type,
+        resourceId: instance?.id,
+        startId,
+      });
+    }
+  }
+
+  /** Waits until every job started so far has finished (graceful shutdown, tests). */
+  async drain(): Promise<void> {
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
+  }
+
+  /** Fails the unfinished jobs of servers that stopped (gracefully or by missing heartbeats). */
+  async failOrphans(): Promise<number> {
+    const app = this.app();
+    const now = app.clock.now();
+    const dead = app.store.db
+      .selectFrom('management_servers')
+      .select('id')
+      .where((eb) => eb.or([eb('state', '=', 'Down'), eb('last_heartbeat', '<', now - DEAD_SERVER_MS)]));
+    const r = await app.store.db
+      .updateTable('async_jobs')
+      .set({
+        status: 2,
+        result_code: 530,
+        result_type: 'object',
+        result: JSON.stringify({ errorcode: 530, errortext: JOB_INTERRUPTED }),
+        completed: now,
+      })
+      .where('status', '=', 0)
+      .where('ms_id', 'in', dead)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows);
+  }
+}
+
+/** The jobresult of a successful job: the object under its object name, or an inline response as is. */
+export function jobResult(command: Command, out: CommandResult): unknown {
+  const { responseShape, responseObjectName } = command.catalog;
+  if (responseShape === 'inline' || !responseObjectName) return out;
+  return { [responseObjectName]: out };
+}

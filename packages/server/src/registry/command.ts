@@ -1,0 +1,68 @@
+/**
+ * One declaration per API command. From it come parameter validation, authorization, the
+ * envelope (via the upstream catalog), listApis, the docs and the CLI's completion.
+ */
+import type { CallContext } from '../context.ts';
+import { type CatalogCommand, catalogCommand, type RoleKind } from './catalog.ts';
+import type { ParamSpec, ParamsOf } from './params.ts';
+
+/** What a list command's handler returns: one page of items and the total count. */
+export interface ListResult {
+  count: number;
+  items: object[];
+}
+
+export type CommandResult = ListResult | object;
+
+/** The entity an async job acts on: jobs on the same entity run one at a time. */
+export interface JobTarget {
+  type: string;
+  id: string;
+}
+
+export interface CommandSpec<S extends Record<string, ParamSpec>> {
+  name: string;
+  params: S;
+  /** Overrides the catalog's default roles (rarely needed). */
+  roles?: RoleKind[];
+  /** Async commands: the entity the job works on, resolved before the job is queued. */
+  target?: (
+    ctx: CallContext,
+    params: ParamsOf<NoInfer<S>>,
+  ) => Promise<JobTarget | undefined> | JobTarget | undefined;
+  /**
+   * Async create commands: creates the entity synchronously (so its id is returned with the jobid),
+   * then the job runs the handler with what this returned.
+   */
+  create?: (ctx: CallContext, params: ParamsOf<NoInfer<S>>) => Promise<JobTarget>;
+  /** Async commands: the event type and text logged as Scheduled, Started and Completed. */
+  event?: { type: string; description: (params: ParamsOf<NoInfer<S>>) => string };
+  handler: (ctx: CallContext, params: ParamsOf<NoInfer<S>>, created?: JobTarget) => Promise<CommandResult>;
+}
+
+export interface Command<S extends Record<string, ParamSpec> = Record<string, ParamSpec>>
+  extends CommandSpec<S> {
+  catalog: CatalogCommand;
+  isAsync: boolean;
+  allowedRoles: RoleKind[];
+}
+
+export function defineCommand<S extends Record<string, ParamSpec>>(spec: CommandSpec<S>): Command<S> {
+  const catalog = catalogCommand(spec.name);
+  if (!catalog) throw new Error(`${spec.name} is not a CloudStack API command`);
+  const declared = new Set(catalog.params.map((p) => p.name.toLowerCase()));
+  for (const name of Object.keys(spec.params)) {
+    if (!declared.has(name)) throw new Error(`${spec.name}: parameter ${name} is not in the CloudStack API`);
+  }
+  return { ...spec, catalog, isAsync: catalog.isasync, allowedRoles: spec.roles ?? catalog.roles };
+}
+
+export function listResult(items: object[], count: number): ListResult {
+  return { count, items };
+}
+
+export const success = (displaytext?: string) => ({ success: true, ...(displaytext ? { displaytext } : {}) });
+
+export function isListResult(r: CommandResult): r is ListResult {
+  return typeof (r as ListResult).count === 'number' && Array.isArray((r as ListResult).items);
+}

@@ -1,0 +1,171 @@
+/**
+ * Parameter specifications for command declarations. Each spec knows its CloudStack type (for
+ * listApis), whether it is required, and how to turn the raw request value into a typed value,
+ * failing with the upstream 431 messages.
+ */
+import { parseApiDate } from '../clock.ts';
+import { invalidParameter } from '../errors.ts';
+
+/** A raw request value: a string, or for map parameters {index: {field: value}}. */
+export type RawValue = string | Record<string, Record<string, string>>;
+
+export interface ParamSpec<T = unknown, Req extends boolean = boolean> {
+  type: 'string' | 'uuid' | 'boolean' | 'integer' | 'long' | 'double' | 'date' | 'list' | 'map';
+  required: Req;
+  length?: number;
+  collectionType?: string;
+  /** Admin-only parameters are hidden from others in listApis and rejected for them. */
+  adminOnly?: boolean;
+  parse(raw: RawValue, name: string): T;
+}
+
+export type ParamsOf<S extends Record<string, ParamSpec>> = {
+  [K in keyof S]: S[K] extends ParamSpec<infer T, infer R> ? ([R] extends [true] ? T : T | undefined) : never;
+};
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function scalar(raw: RawValue, name: string): string {
+  if (typeof raw !== 'string')
+    throw invalidParameter(`Unable to execute API command due to invalid value for parameter ${name}`);
+  return raw;
+}
+
+interface Options<Req extends boolean> {
+  required?: Req;
+  adminOnly?: boolean;
+}
+
+function spec<T, Req extends boolean>(
+  type: ParamSpec['type'],
+  opts: Options<Req> | undefined,
+  parse: (raw: RawValue, name: string) => T,
+  extra: Pick<ParamSpec, 'length' | 'collectionType'> = {},
+): ParamSpec<T, NoInfer<Req>> {
+  return { type, required: (opts?.required ?? false) as Req, adminOnly: opts?.adminOnly, parse, ...extra };
+}
+
+export function parseUuid(value: string, name: string): string {
+  if (!UUID_RE.test(value)) {
+    throw invalidParameter(
+      `Invalid parameter ${name} value=${value} due to incorrect long value format, or entity does not exist or due to incorrect parameter annotation for the field in api cmd class.`,
+    );
+  }
+  return value.toLowerCase();
+}
+
+export function parseBoolean(value: string): boolean {
+  // As upstream's Boolean.valueOf: only a case-insensitive "true" is true.
+  return value.trim().toLowerCase() === 'true';
+}
+
+export function parseInteger(value: string, name: string, min = -(2 ** 31), max = 2 ** 31 - 1): number {
+  const v = value.trim();
+  if (!/^-?\d+$/.test(v))
+    throw invalidParameter(
+      `Unable to execute API command due to invalid value. Invalid parameter ${name} value=${value} due to incorrect long value format`,
+    );
+  const n = Number(v);
+  if (n < min || n > max)
+    throw invalidParameter(`Invalid value for parameter ${name}: ${value} is out of range`);
+  return n;
+}
+
+export const p = {
+  string<Req extends boolean = false>(opts?: Options<Req> & { length?: number }) {
+    const length = opts?.length ?? 255;
+    return spec<string, Req>(
+      'string',
+      opts,
+      (raw, name) => {
+        const v = scalar(raw, name);
+        if (v.length > length)
+          throw invalidParameter(`Value greater than max allowed length ${length} for param: ${name}`);
+        return v;
+      },
+      { length },
+    );
+  },
+  uuid<Req extends boolean = false>(opts?: Options<Req>) {
+    return spec<string, Req>('uuid', opts, (raw, name) => parseUuid(scalar(raw, name).trim(), name));
+  },
+  boolean<Req extends boolean = false>(opts?: Options<Req>) {
+    return spec<boolean, Req>('boolean', opts, (raw, name) => parseBoolean(scalar(raw, name)));
+  },
+  integer<Req extends boolean = false>(opts?: Options<Req> & { min?: number; max?: number }) {
+    return spec<number, Req>('integer', opts, (raw, name) =>
+      parseInteger(scalar(raw, name), name, opts?.min, opts?.max),
+    );
+  },
+  long<Req extends boolean = false>(opts?: Options<Req> & { min?: number }) {
+    return spec<number, Req>('long', opts, (raw, name) =>
+      parseInteger(scalar(raw, name), name, opts?.min ?? Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER),
+    );
+  },
+  double<Req extends boolean = false>(opts?: Options<Req>) {
+    return spec<number, Req>('double', opts, (raw, name) => {
+      const v = scalar(raw, name).trim();
+      const n = Number(v);
+      if (v === '' || !Number.isFinite(n))
+        throw invalidParameter(`Invalid parameter ${name} value=${v}: not a number`);
+      return n;
+    });
+  },
+  date<Req extends boolean = false>(opts?: Options<Req>) {
+    return spec<number, Req>('date', opts, (raw, name) => {
+      const v = scalar(raw, name);
+      const t = parseApiDate(v);
+      if (t === undefined)
+        throw invalidParameter(
+          `Unable to parse date ${v} for parameter ${name}, format yyyy-MM-dd'T'HH:mm:ssZ or yyyy-MM-dd HH:mm:ss`,
+        );
+      return t;
+    });
+  },
+  /** A comma-separated list; items are checked as UUIDs when `of` is 'uuid'. */
+  list<Req extends boolean = false>(opts?: Options<Req> & { of?: 'string' | 'uuid' | 'integer' }) {
+    const of = opts?.of ?? 'string';
+    return spec<string[], Req>(
+      'list',
+      opts,
+      (raw, name) => {
+        const items = scalar(raw, name)
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s !== '');
+        if (of === 'uuid') return items.map((s) => parseUuid(s, name));
+        if (of === 'integer') return items.map((s) => String(parseInteger(s, name)));
+        return items;
+      },
+      { collectionType: of },
+    );
+  },
+  /** An indexed map: name[0].key=...&name[0].value=... arrives as [{key, value}, ...] in index order. */
+  map<Req extends boolean = false>(opts?: Options<Req>) {
+    return spec<Record<string, string>[], Req>('map', opts, (raw, name) => {
+      if (typeof raw === 'string')
+        throw invalidParameter(
+          `Unable to execute API command due to invalid value for map parameter ${name}: use ${name}[0].key=value`,
+        );
+      return Object.keys(raw)
+        .sort((a, b) => Number(a) - Number(b))
+        .map((k) => raw[k]);
+    });
+  },
+};
+
+/** The paging and keyword parameters every list command takes. */
+export const listParams = {
+  keyword: p.string(),
+  page: p.integer(),
+  pagesize: p.integer(),
+};
+
+/** Ownership scoping parameters of list commands over account-owned resources. */
+export const scopeParams = {
+  account: p.string(),
+  domainid: p.uuid(),
+  listall: p.boolean(),
+  isrecursive: p.boolean(),
+  projectid: p.string(),
+};

@@ -1,0 +1,156 @@
+/** listConfigurations and updateConfiguration, with values at global or a narrower scope. */
+import type { CallContext } from '../context.ts';
+import { invalidParameter } from '../errors.ts';
+import { logEvent } from '../events/events.ts';
+import { forgetCachedIdentity } from '../iam/caller.ts';
+import { defineCommand, listResult } from '../registry/command.ts';
+import { pageOf } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+import {
+  parseSettingValue,
+  type SettingDef,
+  type SettingScope,
+  settingDefinition,
+  settingDefinitions,
+} from './settings.ts';
+
+/** Finds the integer key of a scope object (zone, cluster...) from its uuid; capabilities register these. */
+type ScopeResolver = (ctx: CallContext, uuid: string) => Promise<number | undefined>;
+const resolvers = new Map<SettingScope, ScopeResolver>();
+
+export function registerSettingScope(scope: SettingScope, resolver: ScopeResolver): void {
+  resolvers.set(scope, resolver);
+}
+
+registerSettingScope(
+  'domain',
+  async (ctx, uuid) =>
+    (await ctx.app.store.db.selectFrom('domains').select('id').where('uuid', '=', uuid).executeTakeFirst())
+      ?.id,
+);
+registerSettingScope(
+  'account',
+  async (ctx, uuid) =>
+    (await ctx.app.store.db.selectFrom('accounts').select('id').where('uuid', '=', uuid).executeTakeFirst())
+      ?.id,
+);
+
+const SCOPE_PARAMS: [string, SettingScope][] = [
+  ['zoneid', 'zone'],
+  ['clusterid', 'cluster'],
+  ['storageid', 'storagepool'],
+  ['imagestoreuuid', 'imagestore'],
+  ['domainid', 'domain'],
+  ['accountid', 'account'],
+];
+
+const scopeParams = {
+  zoneid: p.uuid(),
+  clusterid: p.uuid(),
+  storageid: p.uuid(),
+  imagestoreuuid: p.uuid(),
+  domainid: p.uuid(),
+  accountid: p.uuid(),
+};
+
+async function requestedScope(
+  ctx: CallContext,
+  params: Record<string, unknown>,
+): Promise<{ scope: SettingScope; id: number; uuid: string } | undefined> {
+  const given = SCOPE_PARAMS.filter(([param]) => params[param] !== undefined);
+  if (given.length > 1)
+    throw invalidParameter(
+      'Only one scope (zoneid, clusterid, storageid, imagestoreuuid, domainid or accountid) may be given',
+    );
+  if (given.length === 0) return undefined;
+  const [param, scope] = given[0];
+  const uuid = params[param] as string;
+  const resolver = resolvers.get(scope);
+  const id = resolver ? await resolver(ctx, uuid) : undefined;
+  if (id === undefined) throw invalidParameter(`Unable to find ${scope} by id ${uuid}`);
+  return { scope, id, uuid };
+}
+
+function present(
+  ctx: CallContext,
+  def: SettingDef,
+  scope?: { scope: SettingScope; id: number; uuid: string },
+): object {
+  const { settings } = ctx.app;
+  const raw = scope
+    ? (settings.rawAt(def.name, scope.scope, scope.id) ?? settings.rawGlobal(def.name))
+    : settings.rawGlobal(def.name);
+  return {
+    category: def.category,
+    name: def.name,
+    value: raw ?? String(def.defaultValue),
+    defaultvalue: String(def.defaultValue),
+    description: def.description,
+    scope: scope?.scope ?? 'global',
+    ...(scope ? { id: scope.uuid } : {}),
+    isdynamic: def.isDynamic ?? true,
+    type: def.type,
+    component: 'ManagementServer',
+    displaytext: def.name,
+    ...(def.options ? { options: def.options.join(',') } : {}),
+  };
+}
+
+export const listConfigurations = defineCommand({
+  name: 'listConfigurations',
+  params: {
+    ...listParams,
+    ...scopeParams,
+    name: p.string(),
+    category: p.string(),
+    group: p.string(),
+    subgroup: p.string(),
+    parent: p.string(),
+  },
+  async handler(ctx, params) {
+    const scope = await requestedScope(ctx, params);
+    let defs = settingDefinitions();
+    if (scope) defs = defs.filter((d) => d.scopes?.includes(scope.scope));
+    if (params.name) defs = defs.filter((d) => d.name.includes(params.name!));
+    if (params.category)
+      defs = defs.filter((d) => d.category.toLowerCase() === params.category!.toLowerCase());
+    if (params.keyword) {
+      const k = params.keyword.toLowerCase();
+      defs = defs.filter((d) => d.name.includes(k) || d.description.toLowerCase().includes(k));
+    }
+    const page = pageOf(ctx.app, params);
+    const slice = defs.slice(page.offset, page.limit === undefined ? undefined : page.offset + page.limit);
+    return listResult(
+      slice.map((d) => present(ctx, d, scope)),
+      defs.length,
+    );
+  },
+});
+
+export const updateConfiguration = defineCommand({
+  name: 'updateConfiguration',
+  params: { ...scopeParams, name: p.string({ required: true }), value: p.string({ length: 4096 }) },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const def = settingDefinition(params.name);
+    if (!def) throw invalidParameter(`Configuration ${params.name} does not exist`);
+    const scope = await requestedScope(ctx, params);
+    if (scope && !def.scopes?.includes(scope.scope)) {
+      throw invalidParameter(`Configuration ${def.name} cannot be set at ${scope.scope} scope`);
+    }
+    // An empty value resets a global setting to its default, or removes a scoped override.
+    const value =
+      params.value === undefined || params.value === '' ? null : String(parseSettingValue(def, params.value));
+    await app.settings.set(def.name, value, app.clock.now(), scope);
+    await app.store.db.transaction().execute((tx) =>
+      logEvent(ctx, tx, {
+        type: 'CONFIGURATION.VALUE.EDIT',
+        description: `Set ${def.name} to ${value ?? 'its default'}${scope ? ` for ${scope.scope} ${scope.uuid}` : ''}`,
+      }),
+    );
+    forgetCachedIdentity();
+    return present(ctx, def, scope);
+  },
+});
+
+export const settingCommands = [listConfigurations, updateConfiguration];
