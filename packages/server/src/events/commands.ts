@@ -6,7 +6,7 @@ import { invalidParameter } from '../errors.ts';
 import { applyScope, listScope } from '../iam/access.ts';
 import { displayPath } from '../iam/domains.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
-import { pageOf } from '../registry/paging.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 
 async function presentEvents(ctx: CallContext, rows: EventRow[]): Promise<object[]> {
@@ -103,9 +103,7 @@ export const listEvents = defineCommand({
       q = q.where((eb) => eb.or([eb('type', like, k), eb('description', like, k), eb('level', like, k)]));
     }
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const page = pageOf(app, params);
-    let rowsQ = q.selectAll().orderBy('id', 'desc').offset(page.offset);
-    if (page.limit !== undefined) rowsQ = rowsQ.limit(page.limit);
+    const rowsQ = paginate(q.selectAll().orderBy('id', 'desc'), pageOf(app, params));
     return listResult(await presentEvents(ctx, await rowsQ.execute()), Number(count));
   },
 });

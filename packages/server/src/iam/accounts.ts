@@ -7,7 +7,7 @@ import type { AccountRow, DomainRow, RoleRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
-import { pageOf } from '../registry/paging.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { registerTaggable } from '../tags/tags.ts';
 import { applyScope, checkDomainAccess, checkOwnerAccess, findDomainByUuid, listScope } from './access.ts';
@@ -274,9 +274,7 @@ export const listAccounts = defineCommand({
     if (params.keyword)
       q = q.where('name', app.store.dialect === 'postgres' ? 'ilike' : 'like', `%${params.keyword}%`);
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const page = pageOf(app, params);
-    let rowsQ = q.selectAll().orderBy('id').offset(page.offset);
-    if (page.limit !== undefined) rowsQ = rowsQ.limit(page.limit);
+    const rowsQ = paginate(q.selectAll().orderBy('id'), pageOf(app, params));
     return listResult(await presentAccounts(ctx, await rowsQ.execute()), Number(count));
   },
 });

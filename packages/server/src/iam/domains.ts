@@ -5,7 +5,7 @@ import type { DomainRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
-import { pageOf } from '../registry/paging.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { checkDomainAccess, escapeLike, findDomainByUuid } from './access.ts';
 
@@ -143,9 +143,7 @@ export const listDomains = defineCommand({
     if (params.level !== undefined) q = q.where('level', '=', params.level);
     if (params.keyword) q = q.where('name', like, `%${escapeLike(params.keyword)}%`);
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const page = pageOf(app, params);
-    let rowsQ = q.selectAll().orderBy('path').offset(page.offset);
-    if (page.limit !== undefined) rowsQ = rowsQ.limit(page.limit);
+    const rowsQ = paginate(q.selectAll().orderBy('path'), pageOf(app, params));
     return listResult(await presentDomains(ctx, await rowsQ.execute()), Number(count));
   },
 });
@@ -176,9 +174,7 @@ export const listDomainChildren = defineCommand({
         `%${escapeLike(params.keyword)}%`,
       );
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const page = pageOf(app, params);
-    let rowsQ = q.selectAll().orderBy('path').offset(page.offset);
-    if (page.limit !== undefined) rowsQ = rowsQ.limit(page.limit);
+    const rowsQ = paginate(q.selectAll().orderBy('path'), pageOf(app, params));
     return listResult(await presentDomains(ctx, await rowsQ.execute()), Number(count));
   },
 });

@@ -5,7 +5,7 @@ import type { RoleRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
-import { pageOf } from '../registry/paging.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { forgetCachedIdentity } from './caller.ts';
 
@@ -114,9 +114,7 @@ export const listRoles = defineCommand({
     if (params.keyword)
       q = q.where('name', app.store.dialect === 'postgres' ? 'ilike' : 'like', `%${params.keyword}%`);
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const page = pageOf(app, params);
-    let rowsQ = q.selectAll().orderBy('id').offset(page.offset);
-    if (page.limit !== undefined) rowsQ = rowsQ.limit(page.limit);
+    const rowsQ = paginate(q.selectAll().orderBy('id'), pageOf(app, params));
     return listResult((await rowsQ.execute()).map(presentRole), Number(count));
   },
 });

@@ -6,7 +6,7 @@ import type { AccountRow, DomainRow, RoleRow, UserRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
-import { pageOf } from '../registry/paging.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { registerTaggable } from '../tags/tags.ts';
 import { applyScope, checkOwnerAccess, listScope } from './access.ts';
@@ -246,9 +246,7 @@ export const listUsers = defineCommand({
         `%${params.keyword}%`,
       );
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const page = pageOf(app, params);
-    let rowsQ = q.selectAll('users').orderBy('users.id').offset(page.offset);
-    if (page.limit !== undefined) rowsQ = rowsQ.limit(page.limit);
+    const rowsQ = paginate(q.selectAll('users').orderBy('users.id'), pageOf(app, params));
     return listResult(await presentUsers(ctx, await rowsQ.execute()), Number(count));
   },
 });

@@ -6,7 +6,7 @@ import { invalidParameter } from '../errors.ts';
 import { applyScope, listScope } from '../iam/access.ts';
 import { displayPath } from '../iam/domains.ts';
 import { defineCommand, listResult } from '../registry/command.ts';
-import { pageOf } from '../registry/paging.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 
 async function presentJobs(ctx: CallContext, rows: AsyncJobRow[]): Promise<object[]> {
@@ -123,9 +123,7 @@ export const listAsyncJobs = defineCommand({
     if (params.keyword)
       q = q.where('command', app.store.dialect === 'postgres' ? 'ilike' : 'like', `%${params.keyword}%`);
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const page = pageOf(app, params);
-    let rowsQ = q.selectAll().orderBy('id', 'desc').offset(page.offset);
-    if (page.limit !== undefined) rowsQ = rowsQ.limit(page.limit);
+    const rowsQ = paginate(q.selectAll().orderBy('id', 'desc'), pageOf(app, params));
     return listResult(await presentJobs(ctx, await rowsQ.execute()), Number(count));
   },
 });

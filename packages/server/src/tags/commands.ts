@@ -5,7 +5,7 @@ import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { applyScope, listScope } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
-import { pageOf } from '../registry/paging.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { findTaggable, presentTag, type TaggedResource, taggableType } from './tags.ts';
 
@@ -157,9 +157,7 @@ export const listTags = defineCommand({
       );
     }
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const page = pageOf(app, params);
-    let rowsQ = q.selectAll().orderBy('id').offset(page.offset);
-    if (page.limit !== undefined) rowsQ = rowsQ.limit(page.limit);
+    const rowsQ = paginate(q.selectAll().orderBy('id'), pageOf(app, params));
     const rows = await rowsQ.execute();
     const accounts = rows.length
       ? await db

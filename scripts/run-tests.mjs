@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+// Runs the test suite with Node's test runner (TypeScript through tsx).
+//   node scripts/run-tests.mjs            every *.test.ts on SQLite
+//   node scripts/run-tests.mjs --db       the *.multidb.test.ts files on PostgreSQL and MariaDB
+//   node scripts/run-tests.mjs FILE...    just those files
+import { spawnSync } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+const args = process.argv.slice(2);
+const dbMode = args.includes('--db');
+const explicit = args.filter((a) => !a.startsWith('--'));
+
+function walk(dir, out) {
+  for (const name of readdirSync(dir)) {
+    if (name === 'node_modules') continue;
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) walk(path, out);
+    else if (name.endsWith('.test.ts')) out.push(path);
+  }
+  return out;
+}
+
+let files = explicit.length ? explicit : walk('packages', []).sort();
+if (dbMode) files = files.filter((f) => f.endsWith('.multidb.test.ts'));
+const env = { ...process.env };
+if (dbMode) env.NIMBOSTACK_TEST_DBS = env.NIMBOSTACK_TEST_DBS ?? 'postgres,mysql';
+
+const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], {
+  stdio: 'inherit',
+  env,
+});
+process.exit(r.status ?? 1);
