@@ -248,12 +248,13 @@ describe('errors', () => {
 
 describe('paging', () => {
   test('pagesize without page, page without pagesize, and oversize pages are 431', async () => {
-    for (const q of [
+    const cases: Record<string, string>[] = [
       { pagesize: '10' },
       { page: '1' },
       { page: '1', pagesize: '501' },
       { page: '1', pagesize: '-1' },
-    ]) {
+    ];
+    for (const q of cases) {
       const r = await raw(signed({ command: 'listDomains', ...q }));
       assert.equal(r.status, 431, JSON.stringify(q));
     }
