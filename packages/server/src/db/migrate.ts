@@ -9,15 +9,18 @@ import type { Store } from './connection.ts';
 import * as m0001 from './migrations/0001-foundation.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
-type Step = { up(m: MigrationContext): Promise<void> };
+export type Step = { up(m: MigrationContext): Promise<void> };
 
 /** Every migration the code knows, in order. Append; never edit a released one. */
 export const MIGRATIONS: [string, Step][] = [['0001-foundation', m0001]];
 
 export class SchemaTooNewError extends Error {}
 
-export async function migrate(store: Store): Promise<{ applied: string[] }> {
-  const known = new Set(MIGRATIONS.map(([name]) => name));
+export async function migrate(
+  store: Store,
+  migrations: [string, Step][] = MIGRATIONS,
+): Promise<{ applied: string[] }> {
+  const known = new Set(migrations.map(([name]) => name));
   const applied = await appliedMigrations(store);
   const unknown = applied.filter((n) => !known.has(n));
   if (unknown.length > 0) {
@@ -28,7 +31,7 @@ export async function migrate(store: Store): Promise<{ applied: string[] }> {
   const provider: MigrationProvider = {
     async getMigrations() {
       const out: Record<string, Migration> = {};
-      for (const [name, step] of MIGRATIONS) {
+      for (const [name, step] of migrations) {
         out[name] = { up: (db) => step.up({ db, dialect: store.dialect }) };
       }
       return out;
@@ -41,7 +44,7 @@ export async function migrate(store: Store): Promise<{ applied: string[] }> {
 }
 
 async function appliedMigrations(store: Store): Promise<string[]> {
-  const tables = await store.db.introspection.getTables();
+  const tables = await store.db.introspection.getTables({ withInternalKyselyTables: true });
   if (!tables.some((t) => t.name === 'kysely_migration')) return [];
   // biome-ignore lint/suspicious/noExplicitAny: Kysely's own bookkeeping table is not in our schema
   const rows = await (store.db as any).selectFrom('kysely_migration').select('name').execute();

@@ -1,0 +1,97 @@
+/** The database layer on every dialect: migrations are versioned, atomic, and never run backwards. */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { openStore, type Store } from '../src/db/connection.ts';
+import { MIGRATIONS, migrate, SchemaTooNewError, type Step } from '../src/db/migrate.ts';
+import { createDatabase, REPO, testDatabases } from './harness.ts';
+
+async function tableNames(store: Store): Promise<string[]> {
+  return (await store.db.introspection.getTables()).map((t) => t.name);
+}
+
+async function appliedNames(store: Store): Promise<string[]> {
+  const rows = await (store.db as any)
+    .selectFrom('kysely_migration')
+    .select('name')
+    .orderBy('name')
+    .execute();
+  return rows.map((r: { name: string }) => r.name);
+}
+
+for (const kind of testDatabases()) {
+  describe(`migrations on ${kind}`, () => {
+    let dir: string;
+    let db: { url: string; drop(): Promise<void> };
+    let store: Store;
+
+    before(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'nimbo-migrate-'));
+      db = await createDatabase(kind, dir);
+      store = openStore(db.url);
+    });
+    after(async () => {
+      await store.close();
+      await db.drop();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    test('a fresh database gets every migration, and a second run applies nothing', async () => {
+      const first = await migrate(store);
+      assert.deepEqual(
+        first.applied,
+        MIGRATIONS.map(([name]) => name),
+      );
+      assert.ok((await tableNames(store)).includes('accounts'));
+      assert.deepEqual((await migrate(store)).applied, []);
+    });
+
+    test('a failing upgrade leaves the schema as it was', async () => {
+      const good: Step = {
+        up: ({ db }) => db.schema.createTable('upgrade_probe').addColumn('x', 'integer').execute(),
+      };
+      const bad: Step = {
+        async up() {
+          throw new Error('simulated failure in an upgrade');
+        },
+      };
+      await assert.rejects(
+        migrate(store, [...MIGRATIONS, ['9998-probe', good], ['9999-broken', bad]]),
+        /simulated failure/,
+      );
+      const applied = await appliedNames(store);
+      assert.ok(!applied.includes('9999-broken'));
+      if (kind !== 'mysql') {
+        // MySQL commits DDL implicitly, so only SQLite and PostgreSQL can undo the earlier step.
+        assert.ok(!applied.includes('9998-probe'));
+        assert.ok(!(await tableNames(store)).includes('upgrade_probe'));
+      }
+    });
+
+    test('the server refuses a schema newer than it knows', async () => {
+      await (store.db as any)
+        .insertInto('kysely_migration')
+        .values({ name: '9999-from-the-future', timestamp: new Date().toISOString() })
+        .execute();
+      await assert.rejects(migrate(store), SchemaTooNewError);
+      const run = spawnSync(process.execPath, ['--import', 'tsx', 'packages/server/src/main.ts'], {
+        cwd: REPO,
+        env: {
+          ...process.env,
+          DATABASE_URL: db.url,
+          NIMBOSTACK_DATA: dir,
+          NIMBOSTACK_PORT: '0',
+          NIMBOSTACK_AGENT_PORT: '0',
+        },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      assert.equal(run.status, 1);
+      assert.match(run.stderr, /database schema is newer than this server/);
+      assert.doesNotMatch(run.stderr, /at .*\.ts:\d+/);
+    });
+  });
+}
