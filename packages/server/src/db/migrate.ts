@@ -7,12 +7,16 @@
 import { type Migration, type MigrationProvider, Migrator } from 'kysely';
 import type { Store } from './connection.ts';
 import * as m0001 from './migrations/0001-foundation.ts';
+import * as m0002 from './migrations/0002-infrastructure.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
 export type Step = { up(m: MigrationContext): Promise<void> };
 
 /** Every migration the code knows, in order. Append; never edit a released one. */
-export const MIGRATIONS: [string, Step][] = [['0001-foundation', m0001]];
+export const MIGRATIONS: [string, Step][] = [
+  ['0001-foundation', m0001],
+  ['0002-infrastructure', m0002],
+];
 
 export class SchemaTooNewError extends Error {}
 

@@ -159,6 +159,259 @@ export interface ResourceTagTable {
   created: number;
 }
 
+export interface ZoneTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  description: string | null;
+  /** Basic or Advanced. */
+  network_type: string;
+  /** Enabled or Disabled. */
+  allocation_state: string;
+  dns1: string;
+  dns2: string | null;
+  internal_dns1: string;
+  internal_dns2: string | null;
+  ip6_dns1: string | null;
+  ip6_dns2: string | null;
+  guest_cidr: string | null;
+  network_domain: string | null;
+  /** A zone dedicated to one domain. */
+  domain_id: number | null;
+  security_groups_enabled: Flag;
+  local_storage_enabled: Flag;
+  is_edge: Flag;
+  dhcp_provider: string;
+  zone_token: string;
+  sort_key: number;
+  created: number;
+  removed: number | null;
+}
+
+export interface PodTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  zone_id: number;
+  gateway: string;
+  netmask: string;
+  start_ip: string | null;
+  end_ip: string | null;
+  allocation_state: string;
+  created: number;
+  removed: number | null;
+}
+
+export interface ClusterTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  zone_id: number;
+  pod_id: number;
+  hypervisor: string;
+  cluster_type: string;
+  allocation_state: string;
+  /** Managed or Unmanaged. */
+  managed_state: string;
+  arch: string;
+  created: number;
+  removed: number | null;
+}
+
+export interface PhysicalNetworkTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  zone_id: number;
+  domain_id: number | null;
+  state: string;
+  /** Comma-separated: VLAN, VXLAN, GRE, L3... */
+  isolation_methods: string;
+  vlan: string | null;
+  network_speed: string | null;
+  broadcast_domain_range: string;
+  tags: string | null;
+  created: number;
+  removed: number | null;
+}
+
+export interface TrafficTypeTable {
+  id: Generated<number>;
+  uuid: string;
+  physical_network_id: number;
+  /** Guest, Management, Public or Storage. */
+  traffic_type: string;
+  kvm_label: string | null;
+  xen_label: string | null;
+  vmware_label: string | null;
+  hyperv_label: string | null;
+  ovm3_label: string | null;
+  vlan: string | null;
+  isolation_method: string | null;
+}
+
+export interface StoragePoolTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  zone_id: number;
+  pod_id: number | null;
+  cluster_id: number | null;
+  /** CLUSTER, ZONE or HOST. */
+  scope: string;
+  /** Filesystem, NetworkFilesystem, SharedMountPoint... (upstream StoragePoolType). */
+  pool_type: string;
+  path: string;
+  host_address: string;
+  port: number;
+  url: string;
+  hypervisor: string | null;
+  provider: string;
+  capacity_bytes: number;
+  used_bytes: number;
+  allocated_bytes: number;
+  capacity_iops: number | null;
+  managed: Flag;
+  /** Up, Disabled, PrepareForMaintenance, Maintenance... */
+  state: string;
+  /** Comma-separated storage tags. */
+  tags: string | null;
+  is_tag_a_rule: Flag;
+  created: number;
+  removed: number | null;
+}
+
+export interface ImageStoreTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  zone_id: number | null;
+  provider: string;
+  protocol: string;
+  url: string;
+  path: string;
+  host_address: string | null;
+  scope: string;
+  readonly: Flag;
+  capacity_bytes: number | null;
+  used_bytes: number | null;
+  created: number;
+  removed: number | null;
+}
+
+export interface DiskOfferingTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  display_text: string;
+  disk_size_bytes: number;
+  customized: Flag;
+  customized_iops: Flag;
+  min_iops: number | null;
+  max_iops: number | null;
+  /** shared or local. */
+  storage_type: string;
+  /** thin, sparse or fat. */
+  provisioning_type: string;
+  tags: string | null;
+  cache_mode: string | null;
+  bytes_read_rate: number | null;
+  bytes_write_rate: number | null;
+  iops_read_rate: number | null;
+  iops_write_rate: number | null;
+  hypervisor_snapshot_reserve: number | null;
+  encrypt: Flag;
+  disk_size_strictness: Flag;
+  display_offering: Flag;
+  /** The root-disk part of a service offering, hidden from listDiskOfferings. */
+  compute_only: Flag;
+  state: string;
+  sort_key: number;
+  created: number;
+  removed: number | null;
+}
+
+export interface ServiceOfferingTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  display_text: string;
+  /** Null on customized offerings: the caller chooses at deploy time. */
+  cpu_number: number | null;
+  cpu_speed: number | null;
+  memory_mb: number | null;
+  min_cpu_number: number | null;
+  max_cpu_number: number | null;
+  min_memory_mb: number | null;
+  max_memory_mb: number | null;
+  offer_ha: Flag;
+  limit_cpu_use: Flag;
+  is_volatile: Flag;
+  dynamic_scaling_enabled: Flag;
+  host_tags: string | null;
+  network_rate: number | null;
+  deployment_planner: string | null;
+  disk_offering_id: number;
+  disk_offering_strictness: Flag;
+  root_disk_size_bytes: number | null;
+  is_system: Flag;
+  system_vm_type: string | null;
+  default_use: Flag;
+  state: string;
+  sort_key: number;
+  created: number;
+  removed: number | null;
+}
+
+export interface OfferingScopeTable {
+  id: Generated<number>;
+  /** service or disk. */
+  offering_type: string;
+  offering_id: number;
+  /** domain or zone. */
+  scope: string;
+  scope_id: number;
+}
+
+export interface OsCategoryTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  is_featured: Flag;
+  sort_key: number;
+  created: number;
+}
+
+export interface OsTypeTable {
+  id: Generated<number>;
+  uuid: string;
+  category_id: number;
+  description: string;
+  display_name: string;
+  bits: number;
+  is_user_defined: Flag;
+  for_display: Flag;
+  created: number;
+}
+
+export interface AlertTable {
+  id: Generated<number>;
+  uuid: string;
+  /** Upstream AlertManager type numbers (0 memory, 1 cpu, 2 storage...). */
+  type: number;
+  name: string;
+  subject: string;
+  zone_id: number | null;
+  pod_id: number | null;
+  cluster_id: number | null;
+  source_key: string | null;
+  sent_count: number;
+  created: number;
+  last_sent: number;
+  resolved: number | null;
+  archived: Flag;
+}
+
 export interface Database {
   management_servers: ManagementServerTable;
   domains: DomainTable;
@@ -172,6 +425,19 @@ export interface Database {
   configuration: ConfigurationTable;
   scoped_configuration: ScopedConfigurationTable;
   resource_tags: ResourceTagTable;
+  zones: ZoneTable;
+  pods: PodTable;
+  clusters: ClusterTable;
+  physical_networks: PhysicalNetworkTable;
+  physical_network_traffic_types: TrafficTypeTable;
+  storage_pools: StoragePoolTable;
+  image_stores: ImageStoreTable;
+  disk_offerings: DiskOfferingTable;
+  service_offerings: ServiceOfferingTable;
+  offering_scopes: OfferingScopeTable;
+  os_categories: OsCategoryTable;
+  os_types: OsTypeTable;
+  alerts: AlertTable;
 }
 
 export type DomainRow = Selectable<DomainTable>;
@@ -182,3 +448,15 @@ export type AsyncJobRow = Selectable<AsyncJobTable>;
 export type EventRow = Selectable<EventTable>;
 export type NewEvent = Insertable<EventTable>;
 export type ResourceTagRow = Selectable<ResourceTagTable>;
+export type ZoneRow = Selectable<ZoneTable>;
+export type PodRow = Selectable<PodTable>;
+export type ClusterRow = Selectable<ClusterTable>;
+export type PhysicalNetworkRow = Selectable<PhysicalNetworkTable>;
+export type TrafficTypeRow = Selectable<TrafficTypeTable>;
+export type StoragePoolRow = Selectable<StoragePoolTable>;
+export type ImageStoreRow = Selectable<ImageStoreTable>;
+export type DiskOfferingRow = Selectable<DiskOfferingTable>;
+export type ServiceOfferingRow = Selectable<ServiceOfferingTable>;
+export type OsCategoryRow = Selectable<OsCategoryTable>;
+export type OsTypeRow = Selectable<OsTypeTable>;
+export type AlertRow = Selectable<AlertTable>;
