@@ -438,7 +438,10 @@ export const deleteAccount = defineCommand({
   name: 'deleteAccount',
   params: { id: p.uuid({ required: true }) },
   event: { type: 'ACCOUNT.DELETE', description: (params) => `deleting account ${params.id}` },
-  target: (_ctx, params) => ({ type: 'Account', id: params.id }),
+  async target(ctx, params) {
+    const { account } = await resolveAccount(ctx, { id: params.id });
+    return { type: 'Account', id: account.uuid };
+  },
   async handler(ctx, params) {
     const { account, domain } = await resolveAccount(ctx, { id: params.id });
     if (account.id === ctx.caller.account.id) throw permissionDenied('An account cannot delete itself');

@@ -238,7 +238,10 @@ export const deleteDomain = defineCommand({
   name: 'deleteDomain',
   params: { id: p.uuid({ required: true }), cleanup: p.boolean() },
   event: { type: 'DOMAIN.DELETE', description: (params) => `deleting domain ${params.id}` },
-  target: (_ctx, params) => ({ type: 'Domain', id: params.id }),
+  async target(ctx, params) {
+    checkDomainAccess(ctx.caller, await findDomainByUuid(ctx, params.id));
+    return { type: 'Domain', id: params.id };
+  },
   async handler(ctx, params) {
     const { app } = ctx;
     const domain = await findDomainByUuid(ctx, params.id);

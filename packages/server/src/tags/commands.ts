@@ -4,7 +4,7 @@ import { insertId } from '../db/connection.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { applyScope, listScope } from '../iam/access.ts';
-import { defineCommand, listResult, success } from '../registry/command.ts';
+import { defineCommand, type JobTarget, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { findTaggable, presentTag, type TaggedResource, taggableType } from './tags.ts';
@@ -25,6 +25,13 @@ function tagPairs(
   });
 }
 
+/** Checks, before the job is queued, that every resource exists and the caller may tag it. */
+async function checkResources(ctx: CallContext, resourceType: string, uuids: string[]): Promise<JobTarget> {
+  const type = taggableType(resourceType);
+  for (const uuid of uuids) await findTaggable(ctx, type, uuid);
+  return { type, id: uuids[0] };
+}
+
 export const createTags = defineCommand({
   name: 'createTags',
   params: {
@@ -37,6 +44,7 @@ export const createTags = defineCommand({
     type: 'CREATE_TAGS',
     description: (params) => `creating tags on ${params.resourcetype} ${params.resourceids.join(',')}`,
   },
+  target: (ctx, params) => checkResources(ctx, params.resourcetype, params.resourceids),
   async handler(ctx, params) {
     const type = taggableType(params.resourcetype);
     const pairs = tagPairs(params.tags, true);
@@ -89,6 +97,7 @@ export const deleteTags = defineCommand({
     type: 'DELETE_TAGS',
     description: (params) => `deleting tags on ${params.resourcetype} ${params.resourceids.join(',')}`,
   },
+  target: (ctx, params) => checkResources(ctx, params.resourcetype, params.resourceids),
   async handler(ctx, params) {
     const type = taggableType(params.resourcetype);
     const pairs = tagPairs(params.tags, false);
