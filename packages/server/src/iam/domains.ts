@@ -6,7 +6,7 @@ import { invalidParameter, permissionDenied, resourceInUse } from '../errors.ts'
 import { logEvent } from '../events/events.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
-import { listParams, p } from '../registry/params.ts';
+import { listParams, p, parseUuid } from '../registry/params.ts';
 import { checkDomainAccess, escapeLike, findDomainByUuid } from './access.ts';
 
 /** "/" → "ROOT", "/a/b/" → "ROOT/a/b", as CloudStack shows domain paths. */
@@ -62,10 +62,11 @@ export const createDomain = defineCommand({
     name: p.string({ required: true }),
     parentdomainid: p.uuid(),
     networkdomain: p.string(),
-    domainid: p.uuid(),
+    domainid: p.string(),
   },
   async handler(ctx, params) {
     const { app } = ctx;
+    const customId = params.domainid === undefined ? undefined : parseUuid(params.domainid, 'domainid');
     const name = params.name.trim();
     if (!NAME_RE.test(name)) throw invalidParameter('Domain name must not be empty or contain "/"');
     const parent = params.parentdomainid
@@ -81,16 +82,16 @@ export const createDomain = defineCommand({
         .executeTakeFirst();
       if (clash)
         throw invalidParameter(`Domain with name ${name} already exists for the parent id=${parent.uuid}`);
-      if (params.domainid) {
+      if (customId) {
         const taken = await tx
           .selectFrom('domains')
           .select('id')
-          .where('uuid', '=', params.domainid)
+          .where('uuid', '=', customId)
           .executeTakeFirst();
-        if (taken) throw invalidParameter(`Domain with uuid ${params.domainid} already exists`);
+        if (taken) throw invalidParameter(`Domain with uuid ${customId} already exists`);
       }
       const id = await insertId(app.store, tx, 'domains', {
-        uuid: params.domainid ?? app.ids.uuid(),
+        uuid: customId ?? app.ids.uuid(),
         name,
         parent_id: parent.id,
         path: `${parent.path}${name}/`,
