@@ -129,7 +129,7 @@ describe('events', () => {
       await server.admin.request<any>('listEvents', {
         listall: true,
         type: 'ACCOUNT.DELETE',
-        resourceid: account.id,
+        resourceid: account.id as string,
       })
     ).event;
     assert.deepEqual(events.map((e: any) => e.state).sort(), [
@@ -142,7 +142,7 @@ describe('events', () => {
       await server.admin.request<any>('listEvents', {
         listall: true,
         type: 'ACCOUNT.CREATE',
-        resourceid: account.id,
+        resourceid: account.id as string,
       })
     ).event[0];
     assert.equal(created.level, 'INFO');
