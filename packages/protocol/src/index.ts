@@ -1,2 +1,34 @@
-/** The management-server ⇄ agent contract. Version of the message format both sides speak. */
-export const PROTOCOL_VERSION = 1;
+/** The management-server ⇄ agent contract: messages, command kinds and their runtime validation. */
+export {
+  COMMAND_KINDS,
+  COMMANDS,
+  type CommandKind,
+  type CommandPayload,
+  type CommandResult,
+  isCommandKind,
+  type ParsedPayload,
+  PowerState,
+  StorageLocation,
+  type VmPowerReport,
+  VmSpec,
+} from './commands.ts';
+export {
+  type AgentMessage,
+  type AnswerMessage,
+  type CommandMessage,
+  type ErrorMessage,
+  encode,
+  HypervisorType,
+  MAX_FRAME_BYTES,
+  type Message,
+  type ParseResult,
+  type PendingMessage,
+  type PingMessage,
+  PROTOCOL_VERSION,
+  type ProtocolErrorCode,
+  parseMessage,
+  parseResult,
+  type ServerMessage,
+  type StartupMessage,
+  validatePayload,
+} from './messages.ts';

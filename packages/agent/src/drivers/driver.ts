@@ -1,0 +1,70 @@
+/**
+ * What the agent needs from a hypervisor and its storage. The simulator implements these in
+ * memory; a real driver (KVM) implements the same interfaces and passes the same contract tests.
+ * Every operation must be idempotent: repeating one that already took effect succeeds.
+ */
+import type {
+  CommandResult,
+  HypervisorType,
+  ParsedPayload,
+  PowerState,
+  VmPowerReport,
+  VmSpec,
+} from '@nimbostack/protocol';
+
+export interface HostResources {
+  hypervisor: HypervisorType;
+  hypervisorVersion: string;
+  cpuSockets: number;
+  cpuCores: number;
+  cpuMhz: number;
+  memoryBytes: number;
+  localStorageBytes: number;
+  privateIp: string;
+}
+
+export interface HypervisorDriver {
+  resources(): HostResources;
+  /** Power state of every VM the hypervisor knows, reported on each ping. */
+  reportStates(): VmPowerReport[];
+  checkHealth(): Promise<CommandResult<'checkHealth'>>;
+  hostStats(): Promise<CommandResult<'getHostStats'>>;
+  vmStats(names: string[]): Promise<CommandResult<'getVmStats'>>;
+  startVm(vm: VmSpec): Promise<{ state: PowerState; vncPort?: number }>;
+  stopVm(name: string, force: boolean): Promise<void>;
+  rebootVm(name: string): Promise<void>;
+  prepareMigration(vm: VmSpec): Promise<void>;
+  migrateVm(name: string, destination: { host: string; address?: string }): Promise<void>;
+  attachVolume(vm: string, disk: ParsedPayload<'attachVolume'>['disk']): Promise<void>;
+  detachVolume(vm: string, disk: ParsedPayload<'detachVolume'>['disk']): Promise<void>;
+}
+
+export interface StorageDriver {
+  createVolume(p: ParsedPayload<'createVolume'>): Promise<CommandResult<'createVolume'>>;
+  createVolumeFromTemplate(
+    p: ParsedPayload<'createVolumeFromTemplate'>,
+  ): Promise<CommandResult<'createVolumeFromTemplate'>>;
+  resizeVolume(p: ParsedPayload<'resizeVolume'>): Promise<CommandResult<'resizeVolume'>>;
+  deleteVolume(p: ParsedPayload<'deleteVolume'>): Promise<void>;
+  createSnapshot(p: ParsedPayload<'createSnapshot'>): Promise<CommandResult<'createSnapshot'>>;
+  deleteSnapshot(p: ParsedPayload<'deleteSnapshot'>): Promise<void>;
+  revertSnapshot(p: ParsedPayload<'revertSnapshot'>): Promise<void>;
+}
+
+/** One host the agent presents to the management server. */
+export interface HostDriver {
+  /** The host's name, its identity towards the server (addHost's url names it). */
+  readonly name: string;
+  readonly hypervisor: HypervisorDriver;
+  readonly storage: StorageDriver;
+  /**
+   * Wraps every command run on this host. The simulator uses it for latency and injected failures;
+   * real drivers leave it out.
+   */
+  around?<T>(kind: string, run: () => Promise<T>): Promise<T>;
+  /** Simulator only: see the configureSimulator command. */
+  configure?(p: ParsedPayload<'configureSimulator'>): void;
+}
+
+/** A command failure the driver reports to the server (as opposed to an agent bug). */
+export class DriverError extends Error {}

@@ -1,0 +1,112 @@
+/**
+ * Runs a host agent:
+ *   node --import tsx packages/agent/src/main.ts --server ws://127.0.0.1:8250 --token SECRET \
+ *     [--name NAME] [--hosts N] [--hypervisor simulator]
+ * Every option also reads from the environment (NIMBOSTACK_AGENT_SERVER, NIMBOSTACK_AGENT_TOKEN,
+ * NIMBOSTACK_AGENT_NAME, NIMBOSTACK_AGENT_HOSTS, ...). See docs/agents.md.
+ */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { Agent, consoleLogger } from './agent.ts';
+import { SIMULATOR_DEFAULTS, SimulatorFleet } from './drivers/simulator.ts';
+
+const OPTIONS = {
+  server: { type: 'string', env: 'NIMBOSTACK_AGENT_SERVER', help: 'ws:// or wss:// URL of the agent port' },
+  token: { type: 'string', env: 'NIMBOSTACK_AGENT_TOKEN', help: 'secret shared with addHost (its password)' },
+  name: {
+    type: 'string',
+    env: 'NIMBOSTACK_AGENT_NAME',
+    help: 'host name (default: this machine, or "sim" for --hosts > 1)',
+  },
+  hosts: {
+    type: 'string',
+    env: 'NIMBOSTACK_AGENT_HOSTS',
+    help: 'number of simulated hosts (NAME-1..NAME-N)',
+  },
+  hypervisor: { type: 'string', env: 'NIMBOSTACK_AGENT_HYPERVISOR', help: 'driver: simulator' },
+  cores: { type: 'string', env: 'NIMBOSTACK_AGENT_CORES', help: 'simulated CPU cores per host' },
+  mhz: { type: 'string', env: 'NIMBOSTACK_AGENT_MHZ', help: 'simulated CPU speed per core' },
+  memory: { type: 'string', env: 'NIMBOSTACK_AGENT_MEMORY', help: 'simulated memory per host, in bytes' },
+  latency: {
+    type: 'string',
+    env: 'NIMBOSTACK_AGENT_LATENCY_MS',
+    help: 'simulated latency of every command, ms',
+  },
+  'max-backoff': {
+    type: 'string',
+    env: 'NIMBOSTACK_AGENT_MAX_BACKOFF_MS',
+    help: 'longest reconnect delay, ms',
+  },
+  ca: { type: 'string', env: 'NIMBOSTACK_AGENT_CA', help: 'PEM file of a private CA for wss://' },
+  help: { type: 'boolean', env: '', help: 'show this help' },
+} as const;
+
+function usage(): string {
+  return [
+    'usage: nimbostack-agent --server ws://HOST:8250 --token SECRET [options]',
+    ...Object.entries(OPTIONS).map(([k, o]) => `  --${k.padEnd(12)} ${o.help}${o.env ? ` (${o.env})` : ''}`),
+  ].join('\n');
+}
+
+function fail(message: string): never {
+  process.stderr.write(`${message}\n${usage()}\n`);
+  process.exit(2);
+}
+
+function positive(value: string | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) fail(`--${name} must be a non-negative integer`);
+  return n;
+}
+
+const { values } = parseArgs({
+  options: Object.fromEntries(Object.entries(OPTIONS).map(([k, o]) => [k, { type: o.type }])) as {
+    [K in keyof typeof OPTIONS]: { type: (typeof OPTIONS)[K]['type'] };
+  },
+  strict: true,
+});
+if (values.help) {
+  process.stdout.write(`${usage()}\n`);
+  process.exit(0);
+}
+const opt = (k: keyof typeof OPTIONS): string | undefined => {
+  const v = values[k];
+  if (typeof v === 'string') return v;
+  const env = OPTIONS[k].env;
+  return env ? process.env[env] || undefined : undefined;
+};
+
+const server = opt('server') ?? fail('--server is required');
+if (!/^wss?:\/\//.test(server)) fail('--server must be a ws:// or wss:// URL');
+const token = opt('token') ?? fail('--token is required');
+if (token.length < 8) fail('--token must be at least 8 characters');
+const hypervisor = (opt('hypervisor') ?? 'simulator').toLowerCase();
+if (hypervisor !== 'simulator') fail(`unsupported hypervisor ${hypervisor}: this agent drives: simulator`);
+const count = positive(opt('hosts'), 'hosts', 1);
+if (count < 1) fail('--hosts must be at least 1');
+const fleet = new SimulatorFleet({
+  ...SIMULATOR_DEFAULTS,
+  cpuCores: positive(opt('cores'), 'cores', SIMULATOR_DEFAULTS.cpuCores),
+  cpuMhz: positive(opt('mhz'), 'mhz', SIMULATOR_DEFAULTS.cpuMhz),
+  memoryBytes: positive(opt('memory'), 'memory', SIMULATOR_DEFAULTS.memoryBytes),
+  latencyMs: positive(opt('latency'), 'latency', 0),
+});
+const name = opt('name') ?? (count === 1 ? hostname() : 'sim');
+const ca = opt('ca');
+const agent = new Agent({
+  server,
+  token,
+  hosts: fleet.addHosts(name, count),
+  maxBackoffMs: positive(opt('max-backoff'), 'max-backoff', 30_000),
+  tls: ca ? { ca: readFileSync(ca) } : undefined,
+});
+consoleLogger.info({ server, hosts: count, name, hypervisor }, 'agent starting');
+agent.start();
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    agent.stop().then(() => process.exit(0));
+  });
+}
