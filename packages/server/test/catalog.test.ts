@@ -119,3 +119,14 @@ describe('responses', () => {
     checkFields('queryAsyncJobResult', job);
   });
 });
+
+describe('docs', () => {
+  test('docs/commands.md is generated from the current registry (npm run docs)', async () => {
+    const { renderCommandDocs } = await import('../../../scripts/gen-api-docs.ts');
+    assert.equal(
+      readFileSync(join(REPO, 'docs/commands.md'), 'utf8'),
+      renderCommandDocs(),
+      'run `npm run docs`',
+    );
+  });
+});
