@@ -29,6 +29,14 @@ export interface ClientOptions {
   pollInterval?: number;
   /** Request timeout in milliseconds. */
   timeout?: number;
+  /** Resume a login session saved earlier (see `sessionCredentials`). */
+  session?: SessionCredentials;
+}
+
+/** What a client needs to go on using a login session: its cookies and its session key. */
+export interface SessionCredentials {
+  cookie: string;
+  sessionKey: string;
 }
 
 export interface AsyncJobResult {
@@ -56,9 +64,18 @@ export function flattenParams(params: Params): Record<string, string> {
 }
 
 export class CloudStackClient {
-  private session?: { cookie: string; sessionKey: string };
+  private session?: SessionCredentials;
+  /** The login response (userid, account, domainid, sessionkey, ...) of a client made by `login`. */
+  loginResponse?: Record<string, unknown>;
 
-  constructor(readonly options: ClientOptions) {}
+  constructor(readonly options: ClientOptions) {
+    this.session = options.session;
+  }
+
+  /** The session of a logged-in client, for callers that persist it between processes. */
+  get sessionCredentials(): SessionCredentials | undefined {
+    return this.session;
+  }
 
   /** Logs in with a username and password and returns a client bound to that session. */
   static async login(
@@ -66,12 +83,14 @@ export class CloudStackClient {
     username: string,
     password: string,
     domain = '/',
+    options: Omit<ClientOptions, 'url' | 'session'> = {},
   ): Promise<CloudStackClient> {
-    const client = new CloudStackClient({ url });
+    const client = new CloudStackClient({ ...options, url });
     const body = new URLSearchParams({ command: 'login', username, password, domain, response: 'json' });
     const res = await fetch(url, {
       method: 'POST',
       body,
+      signal: AbortSignal.timeout(options.timeout ?? 120_000),
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
     });
     const json = (await res.json()) as { loginresponse: Record<string, unknown> };
@@ -87,6 +106,7 @@ export class CloudStackClient {
     }
     const cookies = res.headers.getSetCookie().map((c) => c.split(';')[0]);
     client.session = { cookie: cookies.join('; '), sessionKey: String(inner.sessionkey) };
+    client.loginResponse = inner;
     return client;
   }
 
@@ -140,10 +160,18 @@ export class CloudStackClient {
     return inner as T;
   }
 
-  /** Polls a job until it ends; resolves with its result or throws its CloudStack error. */
-  async waitForJob(jobid: string, onProgress?: (job: AsyncJobResult) => void): Promise<AsyncJobResult> {
+  /**
+   * Polls a job until it ends; resolves with its result or throws its CloudStack error. Aborting
+   * `signal` stops the polling (rejecting with the signal's reason) and leaves the job running.
+   */
+  async waitForJob(
+    jobid: string,
+    onProgress?: (job: AsyncJobResult) => void,
+    signal?: AbortSignal,
+  ): Promise<AsyncJobResult> {
     const interval = (this.options.pollInterval ?? 0.2) * 1000;
     for (;;) {
+      signal?.throwIfAborted();
       const job = await this.request<AsyncJobResult>('queryAsyncJobResult', { jobid });
       onProgress?.(job);
       if (job.jobstatus === 1) return job;
@@ -157,7 +185,17 @@ export class CloudStackClient {
           String(job.cmd ?? 'job'),
         );
       }
-      await new Promise((r) => setTimeout(r, interval));
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => {
+          clearTimeout(timer);
+          reject(signal?.reason);
+        };
+        const timer = setTimeout(() => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        }, interval);
+        signal?.addEventListener('abort', onAbort, { once: true });
+      });
     }
   }
 

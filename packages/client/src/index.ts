@@ -5,5 +5,6 @@ export {
   CloudStackError,
   flattenParams,
   type Params,
+  type SessionCredentials,
 } from './client.ts';
 export { apiDate, javaUrlEncode, signParams } from './signing.ts';
