@@ -1,0 +1,247 @@
+/**
+ * The agent process against a stand-in management server: startup of many hosts over one socket,
+ * pings, commands through the simulator, injected failures, malformed frames, reconnects.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { type WebSocket, WebSocketServer } from 'ws';
+
+const REPO = resolve(import.meta.dirname, '../../..');
+const MAIN = join(REPO, 'packages/agent/src/main.ts');
+
+class FakeServer {
+  wss!: WebSocketServer;
+  sockets: WebSocket[] = [];
+  frames: any[] = [];
+  private waiters: { match: (m: any) => boolean; resolve: (m: any) => void }[] = [];
+  private n = 0;
+
+  async listen(port = 0): Promise<number> {
+    this.wss = new WebSocketServer({ host: '127.0.0.1', port });
+    await new Promise((r) => this.wss.once('listening', r));
+    this.wss.on('connection', (ws) => {
+      this.sockets.push(ws);
+      ws.on('message', (data) => {
+        const m = JSON.parse(data.toString());
+        this.frames.push(m);
+        this.waiters = this.waiters.filter((w) => {
+          if (!w.match(m)) return true;
+          w.resolve(m);
+          return false;
+        });
+      });
+    });
+    return (this.wss.address() as AddressInfo).port;
+  }
+
+  get socket(): WebSocket {
+    return this.sockets[this.sockets.length - 1];
+  }
+
+  next(match: (m: any) => boolean, timeoutMs = 5000): Promise<any> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no matching frame in time')), timeoutMs);
+      this.waiters.push({
+        match,
+        resolve: (m) => {
+          clearTimeout(timer);
+          resolve(m);
+        },
+      });
+    });
+  }
+
+  async command(host: string, kind: string, payload: object, timeoutMs = 5000): Promise<any> {
+    const id = `c${++this.n}`;
+    const answer = this.next((m) => m.type === 'answer' && m.id === id);
+    this.socket.send(JSON.stringify({ type: 'command', id, host, kind, payload, timeoutMs }));
+    return answer;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.terminate();
+    await new Promise((r) => this.wss.close(r));
+  }
+}
+
+const server = new FakeServer();
+let port = 0;
+let agent: ChildProcess;
+
+const vm = {
+  name: 'i-2-10-VM',
+  uuid: '0f8e3c56-0000-4000-8000-000000000001',
+  cpus: 1,
+  cpuMhz: 500,
+  memoryBytes: 512 * 1024 ** 2,
+};
+
+before(async () => {
+  port = await server.listen();
+  const startups = Promise.all(
+    [1, 2, 3].map((i) => server.next((m) => m.type === 'startup' && m.host === `sim-${i}`)),
+  );
+  agent = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      MAIN,
+      '--server',
+      `ws://127.0.0.1:${port}`,
+      '--token',
+      'agent-test-token',
+      '--hosts',
+      '3',
+    ],
+    {
+      cwd: REPO,
+      env: { ...process.env, NIMBOSTACK_AGENT_MAX_BACKOFF_MS: '300' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  agent.stdout!.resume();
+  await startups;
+});
+
+after(async () => {
+  agent.kill('SIGKILL');
+  await server.close();
+});
+
+describe('agent process', () => {
+  test('presents every host over one connection with its resources', () => {
+    assert.equal(server.sockets.length, 1);
+    const s = server.frames.find((m) => m.type === 'startup' && m.host === 'sim-2');
+    assert.equal(s.token, 'agent-test-token');
+    assert.equal(s.hypervisor, 'Simulator');
+    assert.ok(s.cpuCores > 0 && s.cpuMhz > 0 && s.memoryBytes > 0);
+    assert.deepEqual(s.vms, []);
+  });
+
+  test('pings for ready hosts only, at the interval the server gave', async () => {
+    for (const host of ['sim-1', 'sim-2']) {
+      const a = await server.command(host, 'ready', { hostId: `uuid-${host}`, pingIntervalMs: 100 });
+      assert.equal(a.ok, true);
+    }
+    const t0 = Date.now();
+    await server.next((m) => m.type === 'ping');
+    const ping = await server.next((m) => m.type === 'ping');
+    assert.ok(Date.now() - t0 < 1000);
+    assert.deepEqual(ping.hosts.map((h: any) => h.host).sort(), ['sim-1', 'sim-2']);
+  });
+
+  test('runs VM commands through the simulator and reports power states on pings', async () => {
+    const started = await server.command('sim-1', 'startVm', { vm });
+    assert.equal(started.ok, true);
+    assert.equal(started.result.state, 'PowerOn');
+    const ping = await server.next((m) => m.type === 'ping');
+    assert.deepEqual(ping.hosts.find((h: any) => h.host === 'sim-1').vms, [
+      { name: vm.name, state: 'PowerOn' },
+    ]);
+    assert.equal((await server.command('sim-1', 'startVm', { vm })).ok, true, 'starting twice is idempotent');
+    assert.equal((await server.command('sim-1', 'rebootVm', { name: vm.name })).ok, true);
+    const migrated = await server.command('sim-1', 'migrateVm', {
+      name: vm.name,
+      destination: { host: 'sim-2' },
+    });
+    assert.equal(migrated.ok, true);
+    const after = await server.next((m) => m.type === 'ping');
+    assert.deepEqual(after.hosts.find((h: any) => h.host === 'sim-1').vms, []);
+    assert.deepEqual(after.hosts.find((h: any) => h.host === 'sim-2').vms, [
+      { name: vm.name, state: 'PowerOn' },
+    ]);
+    assert.equal((await server.command('sim-2', 'stopVm', { name: vm.name })).ok, true);
+    const failed = await server.command('sim-2', 'rebootVm', { name: vm.name });
+    assert.equal(failed.ok, false);
+    assert.equal(failed.error.code, 'failed');
+  });
+
+  test('storage commands: volumes from templates, resize, snapshots', async () => {
+    const pool = { uuid: 'p1', type: 'Filesystem', path: '/var/lib/pool' };
+    const vol = await server.command('sim-3', 'createVolumeFromTemplate', {
+      volumeUuid: 'v1',
+      pool,
+      sizeBytes: 10,
+      template: { uuid: 't1', path: 'tmpl/1', sizeBytes: 100 },
+    });
+    assert.deepEqual(vol.result, { path: '/var/lib/pool/v1', sizeBytes: 100 });
+    const shrink = await server.command('sim-3', 'resizeVolume', {
+      path: vol.result.path,
+      pool,
+      newSizeBytes: 50,
+    });
+    assert.equal(shrink.ok, false);
+    const grow = await server.command('sim-3', 'resizeVolume', {
+      path: vol.result.path,
+      pool,
+      newSizeBytes: 200,
+    });
+    assert.equal(grow.result.sizeBytes, 200);
+    const snap = await server.command('sim-3', 'createSnapshot', {
+      snapshotUuid: 's1',
+      volumePath: vol.result.path,
+      pool,
+    });
+    assert.equal(snap.result.sizeBytes, 200);
+    assert.equal((await server.command('sim-3', 'deleteVolume', { path: vol.result.path, pool })).ok, true);
+    assert.equal((await server.command('sim-3', 'deleteVolume', { path: vol.result.path, pool })).ok, true);
+  });
+
+  test('configureSimulator fails the next N commands of a kind, then they succeed again', async () => {
+    const conf = await server.command('sim-3', 'configureSimulator', {
+      kind: 'startVm',
+      count: 2,
+      fail: true,
+      message: 'no capacity on sim-3',
+    });
+    assert.equal(conf.ok, true);
+    for (let i = 0; i < 2; i++) {
+      const a = await server.command('sim-3', 'startVm', { vm });
+      assert.equal(a.ok, false);
+      assert.equal(a.error.message, 'no capacity on sim-3');
+    }
+    assert.equal((await server.command('sim-3', 'startVm', { vm })).ok, true);
+  });
+
+  test('injected latency beyond the command timeout answers timeout', async () => {
+    await server.command('sim-3', 'configureSimulator', { kind: 'checkHealth', count: 1, latencyMs: 400 });
+    const a = await server.command('sim-3', 'checkHealth', {}, 100);
+    assert.equal(a.ok, false);
+    assert.equal(a.error.code, 'timeout');
+    assert.equal((await server.command('sim-3', 'checkHealth', {}, 1000)).result.healthy, true);
+  });
+
+  test('unknown hosts, unknown kinds and malformed frames get errors, and the agent carries on', async () => {
+    const unknownHost = await server.command('sim-99', 'checkHealth', {});
+    assert.equal(unknownHost.error.code, 'unknownHost');
+    const unknownKind = await server.command('sim-1', 'formatAllDisks', {});
+    assert.equal(unknownKind.ok, false);
+    assert.equal(unknownKind.error.code, 'unsupported');
+    const badPayload = await server.command('sim-1', 'stopVm', { name: 42 });
+    assert.equal(badPayload.error.code, 'malformed');
+    const err = server.next((m) => m.type === 'error');
+    server.socket.send('{{{ not json');
+    assert.equal((await err).code, 'malformed');
+    assert.equal((await server.command('sim-1', 'checkHealth', {})).ok, true);
+  });
+
+  test('reconnects with backoff when the server drops it, and sends startups again', async () => {
+    const again = server.next((m) => m.type === 'startup' && m.host === 'sim-1', 5000);
+    server.socket.terminate();
+    await again;
+    assert.equal(server.sockets.length, 2);
+  });
+
+  test('resumes after the server restarts on the same port', async () => {
+    await server.close();
+    server.sockets = [];
+    await new Promise((r) => setTimeout(r, 300));
+    await server.listen(port);
+    const s = await server.next((m) => m.type === 'startup' && m.host === 'sim-3', 8000);
+    assert.equal(s.token, 'agent-test-token');
+  });
+});
