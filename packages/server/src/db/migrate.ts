@@ -8,6 +8,7 @@ import { type Migration, type MigrationProvider, Migrator } from 'kysely';
 import type { Store } from './connection.ts';
 import * as m0001 from './migrations/0001-foundation.ts';
 import * as m0002 from './migrations/0002-infrastructure.ts';
+import * as m0003 from './migrations/0003-hosts.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
 export type Step = { up(m: MigrationContext): Promise<void> };
@@ -16,6 +17,7 @@ export type Step = { up(m: MigrationContext): Promise<void> };
 export const MIGRATIONS: [string, Step][] = [
   ['0001-foundation', m0001],
   ['0002-infrastructure', m0002],
+  ['0003-hosts', m0003],
 ];
 
 export class SchemaTooNewError extends Error {}

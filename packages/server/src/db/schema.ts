@@ -412,6 +412,53 @@ export interface AlertTable {
   archived: Flag;
 }
 
+/** A hypervisor host. Its name is its identity towards the agent that presents it. */
+export interface HostTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  zone_id: number;
+  pod_id: number | null;
+  cluster_id: number | null;
+  /** Routing (a hypervisor host), as upstream's Host.Type. */
+  type: string;
+  hypervisor: string | null;
+  hypervisor_version: string | null;
+  /** Connection status: Connecting, Up, Disconnected, Alert, Down, Removed. */
+  state: string;
+  /** Enabled, Disabled, PrepareForMaintenance, ErrorInPrepareForMaintenance, Maintenance. */
+  resource_state: string;
+  cpu_sockets: number | null;
+  cpu_cores: number | null;
+  cpu_speed_mhz: number | null;
+  memory_bytes: number | null;
+  cpu_allocated_mhz: Generated<number>;
+  memory_allocated_bytes: Generated<number>;
+  local_storage_bytes: Generated<number>;
+  private_ip: string | null;
+  agent_version: string | null;
+  url: string;
+  /** sha256 of the agent's token, never the token itself. */
+  token_hash: string;
+  /** JSON object of extra details (addHost externaldetails). */
+  details: string | null;
+  annotation: string | null;
+  /** The management server the host's agent is connected to. */
+  ms_id: number | null;
+  last_pinged: number | null;
+  /** When the host last stopped being Up; Alert and Down are reached from it. */
+  disconnected: number | null;
+  created: number;
+  removed: number | null;
+}
+
+export interface HostTagTable {
+  id: Generated<number>;
+  host_id: number;
+  tag: string;
+  is_implicit: Flag;
+}
+
 export interface Database {
   management_servers: ManagementServerTable;
   domains: DomainTable;
@@ -438,6 +485,8 @@ export interface Database {
   os_categories: OsCategoryTable;
   os_types: OsTypeTable;
   alerts: AlertTable;
+  hosts: HostTable;
+  host_tags: HostTagTable;
 }
 
 export type DomainRow = Selectable<DomainTable>;
@@ -460,3 +509,4 @@ export type ServiceOfferingRow = Selectable<ServiceOfferingTable>;
 export type OsCategoryRow = Selectable<OsCategoryTable>;
 export type OsTypeRow = Selectable<OsTypeTable>;
 export type AlertRow = Selectable<AlertTable>;
+export type HostRow = Selectable<HostTable>;
