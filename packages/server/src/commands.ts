@@ -1,8 +1,11 @@
 /** Every API command this server implements, from each capability folder. */
+import { sshKeyPairCommands } from './compute/ssh-keypairs.ts';
+import { userDataCommands } from './compute/user-data.ts';
 import { discoveryCommands } from './discovery/discovery.ts';
 import { eventCommands } from './events/commands.ts';
 import { accountCommands } from './iam/accounts.ts';
 import { domainCommands } from './iam/domains.ts';
+import { limitCommands } from './iam/limits.ts';
 import { roleCommands } from './iam/roles.ts';
 import { userCommands } from './iam/users.ts';
 import { jobCommands } from './jobs/commands.ts';
@@ -16,6 +19,9 @@ export const allCommands = [
   ...accountCommands,
   ...userCommands,
   ...roleCommands,
+  ...limitCommands,
+  ...sshKeyPairCommands,
+  ...userDataCommands,
   ...jobCommands,
   ...eventCommands,
   ...settingCommands,

@@ -9,6 +9,8 @@ import type { Store } from './connection.ts';
 import * as m0001 from './migrations/0001-foundation.ts';
 import * as m0002 from './migrations/0002-infrastructure.ts';
 import * as m0003 from './migrations/0003-hosts.ts';
+import * as m0004 from './migrations/0004-limits.ts';
+import * as m0005 from './migrations/0005-keys-userdata.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
 export type Step = { up(m: MigrationContext): Promise<void> };
@@ -18,6 +20,8 @@ export const MIGRATIONS: [string, Step][] = [
   ['0001-foundation', m0001],
   ['0002-infrastructure', m0002],
   ['0003-hosts', m0003],
+  ['0004-limits', m0004],
+  ['0005-keys-userdata', m0005],
 ];
 
 export class SchemaTooNewError extends Error {}

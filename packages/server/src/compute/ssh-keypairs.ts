@@ -1,0 +1,231 @@
+/** SSH key pairs: registered public keys (or generated pairs) that VMs receive at deploy. */
+import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import type { CallContext } from '../context.ts';
+import { insertId } from '../db/connection.ts';
+import type { AccountRow, DomainRow } from '../db/schema.ts';
+import { invalidParameter } from '../errors.ts';
+import { logEvent } from '../events/events.ts';
+import { applyScope, listScope } from '../iam/access.ts';
+import { resolveAccount } from '../iam/accounts.ts';
+import { defineCommand, listResult, success } from '../registry/command.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+
+const KEY_TYPES = [
+  'ssh-rsa',
+  'ssh-ed25519',
+  'ssh-dss',
+  'ecdsa-sha2-nistp256',
+  'ecdsa-sha2-nistp384',
+  'ecdsa-sha2-nistp521',
+];
+
+/** The decoded key blob of an OpenSSH public key line, or undefined if it is not one. */
+export function publicKeyBlob(line: string): Buffer | undefined {
+  const [type, body] = line.trim().split(/\s+/);
+  if (!type || !body || !KEY_TYPES.includes(type) || !/^[A-Za-z0-9+/]+=*$/.test(body)) return undefined;
+  const blob = Buffer.from(body, 'base64');
+  if (blob.length < 4) return undefined;
+  const nameLength = blob.readUInt32BE(0);
+  return blob.subarray(4, 4 + nameLength).toString('latin1') === type ? blob : undefined;
+}
+
+/** Lower-case, colon-separated MD5 of the key blob: what CloudStack and Ansible compare. */
+export function fingerprint(blob: Buffer): string {
+  return createHash('md5').update(blob).digest('hex').match(/../g)!.join(':');
+}
+
+function sshString(data: Buffer): Buffer {
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(data.length);
+  return Buffer.concat([length, data]);
+}
+
+function mpint(unsigned: Buffer): Buffer {
+  return sshString(unsigned[0] & 0x80 ? Buffer.concat([Buffer.from([0]), unsigned]) : unsigned);
+}
+
+/** A new RSA key pair: the private key as PEM (as CloudStack returns it) and the OpenSSH public key. */
+export function generateRsaKeyPair(): { privateKey: string; publicKey: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
+  const jwk = createPublicKey(publicKey).export({ format: 'jwk' });
+  const blob = Buffer.concat([
+    sshString(Buffer.from('ssh-rsa')),
+    mpint(Buffer.from(jwk.e!, 'base64url')),
+    mpint(Buffer.from(jwk.n!, 'base64url')),
+  ]);
+  return { privateKey, publicKey: `ssh-rsa ${blob.toString('base64')}` };
+}
+
+async function ownerOf(
+  ctx: CallContext,
+  params: { account?: string; domainid?: string },
+): Promise<{ account: AccountRow; domain: DomainRow }> {
+  if (params.account) return resolveAccount(ctx, params);
+  return { account: ctx.caller.account, domain: ctx.caller.domain };
+}
+
+async function store(
+  ctx: CallContext,
+  name: string,
+  owner: { account: AccountRow; domain: DomainRow },
+  publicKey: string,
+) {
+  const blob = publicKeyBlob(publicKey);
+  if (!blob)
+    throw invalidParameter(
+      'Public key is invalid: expected an OpenSSH public key such as "ssh-rsa AAAA... comment"',
+    );
+  const { app } = ctx;
+  const print = fingerprint(blob);
+  return app.store.db.transaction().execute(async (tx) => {
+    const clash = await tx
+      .selectFrom('ssh_keypairs')
+      .select(['name', 'fingerprint'])
+      .where('account_id', '=', owner.account.id)
+      .where((eb) => eb.or([eb('name', '=', name), eb('fingerprint', '=', print)]))
+      .executeTakeFirst();
+    if (clash?.name === name)
+      throw invalidParameter(
+        `A key pair with name '${name}' already exists for account ${owner.account.name}`,
+      );
+    if (clash)
+      throw invalidParameter(`A key pair with the same public key already exists (name '${clash.name}')`);
+    const id = await insertId(app.store, tx, 'ssh_keypairs', {
+      uuid: app.ids.uuid(),
+      name,
+      account_id: owner.account.id,
+      domain_id: owner.domain.id,
+      public_key: publicKey.trim(),
+      fingerprint: print,
+      created: app.clock.now(),
+    });
+    await logEvent(ctx, tx, { type: 'REGISTER.SSH.KEYPAIR', description: `registered SSH key pair ${name}` });
+    return tx.selectFrom('ssh_keypairs').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+  });
+}
+
+function present(
+  row: { uuid: string; name: string; fingerprint: string },
+  owner: { account: string; domain: DomainRow | { uuid: string; name: string } },
+) {
+  return {
+    id: row.uuid,
+    name: row.name,
+    fingerprint: row.fingerprint,
+    account: owner.account,
+    domainid: owner.domain.uuid,
+    domain: owner.domain.name,
+  };
+}
+
+const ownerParams = { account: p.string(), domainid: p.uuid(), projectid: p.uuid() };
+
+export const createSSHKeyPair = defineCommand({
+  name: 'createSSHKeyPair',
+  params: { name: p.string({ required: true }), ...ownerParams },
+  async handler(ctx, params) {
+    const owner = await ownerOf(ctx, params);
+    const pair = generateRsaKeyPair();
+    const row = await store(ctx, params.name, owner, pair.publicKey);
+    return {
+      ...present(row, { account: owner.account.name, domain: owner.domain }),
+      privatekey: pair.privateKey,
+    };
+  },
+});
+
+export const registerSSHKeyPair = defineCommand({
+  name: 'registerSSHKeyPair',
+  params: {
+    name: p.string({ required: true }),
+    publickey: p.string({ required: true, length: 5120 }),
+    ...ownerParams,
+  },
+  async handler(ctx, params) {
+    const owner = await ownerOf(ctx, params);
+    const row = await store(ctx, params.name, owner, params.publickey);
+    return present(row, { account: owner.account.name, domain: owner.domain });
+  },
+});
+
+export const listSSHKeyPairs = defineCommand({
+  name: 'listSSHKeyPairs',
+  params: {
+    ...listParams,
+    id: p.uuid(),
+    name: p.string(),
+    fingerprint: p.string(),
+    isrecursive: p.boolean(),
+    listall: p.boolean(),
+    ...ownerParams,
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const scope = await listScope(ctx, params);
+    let q = applyScope(
+      app.store.db
+        .selectFrom('ssh_keypairs')
+        .innerJoin('accounts', 'accounts.id', 'ssh_keypairs.account_id')
+        .innerJoin('domains', 'domains.id', 'ssh_keypairs.domain_id'),
+      scope,
+      { account: 'ssh_keypairs.account_id', domain: 'ssh_keypairs.domain_id' },
+    );
+    if (params.id) q = q.where('ssh_keypairs.uuid', '=', params.id);
+    if (params.name) q = q.where('ssh_keypairs.name', '=', params.name);
+    if (params.fingerprint) q = q.where('ssh_keypairs.fingerprint', '=', params.fingerprint.toLowerCase());
+    if (params.keyword)
+      q = q.where(
+        'ssh_keypairs.name',
+        app.store.dialect === 'postgres' ? 'ilike' : 'like',
+        `%${params.keyword}%`,
+      );
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const rows = await paginate(
+      q
+        .select([
+          'ssh_keypairs.uuid',
+          'ssh_keypairs.name',
+          'ssh_keypairs.fingerprint',
+          'ssh_keypairs.created',
+          'accounts.name as account',
+          'domains.uuid as domain_uuid',
+          'domains.name as domain_name',
+        ])
+        .orderBy('ssh_keypairs.id'),
+      pageOf(app, params),
+    ).execute();
+    return listResult(
+      rows.map((r) =>
+        present(r, { account: r.account, domain: { uuid: r.domain_uuid, name: r.domain_name } }),
+      ),
+      Number(count),
+    );
+  },
+});
+
+export const deleteSSHKeyPair = defineCommand({
+  name: 'deleteSSHKeyPair',
+  params: { name: p.string({ required: true }), ...ownerParams },
+  async handler(ctx, params) {
+    const owner = await ownerOf(ctx, params);
+    // Upstream records no event for deleting a key pair.
+    const r = await ctx.app.store.db
+      .deleteFrom('ssh_keypairs')
+      .where('account_id', '=', owner.account.id)
+      .where('name', '=', params.name)
+      .executeTakeFirst();
+    if (Number(r.numDeletedRows) === 0) {
+      throw invalidParameter(
+        `A key pair with name '${params.name}' does not exist for account ${owner.account.name}`,
+      );
+    }
+    return success();
+  },
+});
+
+export const sshKeyPairCommands = [createSSHKeyPair, registerSSHKeyPair, listSSHKeyPairs, deleteSSHKeyPair];

@@ -1,0 +1,163 @@
+/** Registered user data: named, base64 cloud-init payloads that deploys can refer to by id. */
+import type { CallContext } from '../context.ts';
+import { insertId } from '../db/connection.ts';
+import { invalidParameter } from '../errors.ts';
+import { logEvent } from '../events/events.ts';
+import { applyScope, checkOwnerAccess, listScope } from '../iam/access.ts';
+import { resolveAccount } from '../iam/accounts.ts';
+import { displayPath } from '../iam/domains.ts';
+import { defineCommand, listResult, success } from '../registry/command.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+import { defineSetting } from '../settings/settings.ts';
+
+export const USERDATA_MAX_LENGTH = defineSetting({
+  name: 'vm.userdata.max.length',
+  category: 'Advanced',
+  type: 'Integer',
+  defaultValue: 32768,
+  min: 1,
+  max: 1048576,
+  description: 'Largest user data, in bytes after base64 decoding, that a VM may be given.',
+});
+
+/** Checks that user data is base64 within the size limit; returns it normalised. */
+export function checkUserData(ctx: Pick<CallContext, 'app'>, userdata: string): string {
+  const text = userdata.replace(/\s+/g, '');
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 === 1)
+    throw invalidParameter('User data must be base64 encoded');
+  const max = ctx.app.settings.get(USERDATA_MAX_LENGTH);
+  if (Buffer.from(text, 'base64').length > max)
+    throw invalidParameter(`User data is too long: the limit is ${max} bytes`);
+  return text;
+}
+
+export const registerUserData = defineCommand({
+  name: 'registerUserData',
+  params: {
+    name: p.string({ required: true }),
+    userdata: p.string({ required: true, length: 1048576 }),
+    params: p.string({ length: 1024 }),
+    account: p.string(),
+    domainid: p.uuid(),
+    projectid: p.uuid(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const owner = params.account
+      ? await resolveAccount(ctx, params)
+      : { account: ctx.caller.account, domain: ctx.caller.domain };
+    const data = checkUserData(ctx, params.userdata);
+    await app.store.db.transaction().execute(async (tx) => {
+      const clash = await tx
+        .selectFrom('user_data')
+        .select('id')
+        .where('account_id', '=', owner.account.id)
+        .where('name', '=', params.name)
+        .executeTakeFirst();
+      if (clash)
+        throw invalidParameter(
+          `User data with name ${params.name} already exists for account ${owner.account.name}`,
+        );
+      await insertId(app.store, tx, 'user_data', {
+        uuid: app.ids.uuid(),
+        name: params.name,
+        account_id: owner.account.id,
+        domain_id: owner.domain.id,
+        user_data: data,
+        params: params.params ?? null,
+        created: app.clock.now(),
+      });
+      await logEvent(ctx, tx, {
+        type: 'REGISTER.USER.DATA',
+        description: `registered user data ${params.name}`,
+      });
+    });
+    return success();
+  },
+});
+
+export const listUserData = defineCommand({
+  name: 'listUserData',
+  params: {
+    ...listParams,
+    id: p.uuid(),
+    name: p.string(),
+    account: p.string(),
+    domainid: p.uuid(),
+    isrecursive: p.boolean(),
+    listall: p.boolean(),
+    projectid: p.uuid(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const scope = await listScope(ctx, params);
+    let q = applyScope(
+      app.store.db
+        .selectFrom('user_data')
+        .innerJoin('accounts', 'accounts.id', 'user_data.account_id')
+        .innerJoin('domains', 'domains.id', 'user_data.domain_id'),
+      scope,
+      { account: 'user_data.account_id', domain: 'user_data.domain_id' },
+    );
+    if (params.id) q = q.where('user_data.uuid', '=', params.id);
+    if (params.name) q = q.where('user_data.name', '=', params.name);
+    if (params.keyword)
+      q = q.where(
+        'user_data.name',
+        app.store.dialect === 'postgres' ? 'ilike' : 'like',
+        `%${params.keyword}%`,
+      );
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const rows = await paginate(
+      q
+        .select([
+          'user_data.uuid',
+          'user_data.name',
+          'user_data.user_data',
+          'user_data.params',
+          'accounts.uuid as account_uuid',
+          'accounts.name as account_name',
+          'domains.uuid as domain_uuid',
+          'domains.name as domain_name',
+          'domains.path as domain_path',
+        ])
+        .orderBy('user_data.id'),
+      pageOf(app, params),
+    ).execute();
+    return listResult(
+      rows.map((r) => ({
+        id: r.uuid,
+        name: r.name,
+        userdata: r.user_data,
+        params: r.params ?? undefined,
+        accountid: r.account_uuid,
+        account: r.account_name,
+        domainid: r.domain_uuid,
+        domain: r.domain_name,
+        domainpath: displayPath(r.domain_path),
+      })),
+      Number(count),
+    );
+  },
+});
+
+export const deleteUserData = defineCommand({
+  name: 'deleteUserData',
+  params: { id: p.uuid({ required: true }), account: p.string(), domainid: p.uuid(), projectid: p.uuid() },
+  async handler(ctx, params) {
+    const db = ctx.app.store.db;
+    const row = await db
+      .selectFrom('user_data')
+      .innerJoin('domains', 'domains.id', 'user_data.domain_id')
+      .select(['user_data.id', 'user_data.account_id', 'domains.path', 'domains.name'])
+      .where('user_data.uuid', '=', params.id)
+      .executeTakeFirst();
+    if (!row) throw invalidParameter(`Unable to find user data by id ${params.id}`);
+    checkOwnerAccess(ctx.caller, { accountId: row.account_id, domain: { path: row.path, name: row.name } });
+    await db.deleteFrom('user_data').where('id', '=', row.id).execute();
+    return success();
+  },
+});
+
+export const userDataCommands = [registerUserData, listUserData, deleteUserData];

@@ -1,0 +1,429 @@
+/**
+ * Resource limits per account and domain (CloudStack's resource types 0-11), and the counts they
+ * are checked against. Capabilities reserve what they create inside their own transaction with
+ * `reserve`, so a request over a limit fails with 532 and leaves nothing behind, and concurrent
+ * requests cannot both squeeze under a limit (the check is one conditional UPDATE per owner).
+ */
+import type { CallContext } from '../context.ts';
+import type { Tx } from '../db/connection.ts';
+import type { AccountRow, DomainRow } from '../db/schema.ts';
+import { invalidParameter, limitExceeded } from '../errors.ts';
+import { logEvent } from '../events/events.ts';
+import { defineCommand, listResult } from '../registry/command.ts';
+import { pageOf } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+import { defineSetting, type SettingDef } from '../settings/settings.ts';
+import { checkDomainAccess, findDomainByUuid, listScope } from './access.ts';
+import { resolveAccount } from './accounts.ts';
+import { displayPath } from './domains.ts';
+import { ACCOUNT_TYPE } from './seed.ts';
+
+interface ResourceType {
+  id: number;
+  name: string;
+  accountDefault: SettingDef<number>;
+  domainDefault: SettingDef<number>;
+}
+
+function resourceType(
+  id: number,
+  name: string,
+  key: string,
+  account: number,
+  domain: number,
+  unit = '',
+): ResourceType {
+  const describe = (owner: string) =>
+    `Default maximum ${name.replace('_', ' ')}${unit} of a${owner === 'account' ? 'n' : ''} ${owner} (-1: unlimited).`;
+  return {
+    id,
+    name,
+    accountDefault: defineSetting({
+      name: `max.account.${key}`,
+      category: 'Account Defaults',
+      type: 'Long',
+      defaultValue: account,
+      min: -1,
+      scopes: ['account'],
+      description: describe('account'),
+    }),
+    domainDefault: defineSetting({
+      name: `max.domain.${key}`,
+      category: 'Domain Defaults',
+      type: 'Long',
+      defaultValue: domain,
+      min: -1,
+      scopes: ['domain'],
+      description: describe('domain'),
+    }),
+  };
+}
+
+export const RESOURCE_TYPES: ResourceType[] = [
+  resourceType(0, 'user_vm', 'user.vms', 20, 40),
+  resourceType(1, 'public_ip', 'public.ips', 20, 40),
+  resourceType(2, 'volume', 'volumes', 20, 40),
+  resourceType(3, 'snapshot', 'snapshots', 20, 40),
+  resourceType(4, 'template', 'templates', 20, 40),
+  resourceType(5, 'project', 'projects', 10, 50),
+  resourceType(6, 'network', 'networks', 20, 40),
+  resourceType(7, 'vpc', 'vpcs', 20, 40),
+  resourceType(8, 'cpu', 'cpus', 40, 80, ' (cores)'),
+  resourceType(9, 'memory', 'memory', 40960, 81920, ' (MiB)'),
+  resourceType(10, 'primary_storage', 'primary.storage', 200, 400, ' (GiB)'),
+  resourceType(11, 'secondary_storage', 'secondary.storage', 400, 800, ' (GiB)'),
+];
+
+export const ResourceKind = {
+  Instance: 0,
+  PublicIp: 1,
+  Volume: 2,
+  Snapshot: 3,
+  Template: 4,
+  Project: 5,
+  Network: 6,
+  Vpc: 7,
+  Cpu: 8,
+  Memory: 9,
+  PrimaryStorage: 10,
+  SecondaryStorage: 11,
+} as const;
+
+function typeById(id: number): ResourceType {
+  const t = RESOURCE_TYPES.find((r) => r.id === id);
+  if (!t) throw invalidParameter(`Invalid resource type ${id}: use 0-11`);
+  return t;
+}
+
+type Owner = { type: 'account'; row: AccountRow } | { type: 'domain'; row: DomainRow };
+
+/** The limit in force for an owner: an explicit one, else the default; admins and ROOT are unlimited. */
+async function effectiveMax(
+  ctx: Pick<CallContext, 'app'>,
+  tx: Tx,
+  owner: Owner,
+  type: ResourceType,
+): Promise<number> {
+  const explicit = await tx
+    .selectFrom('resource_limits')
+    .select('max')
+    .where('owner_type', '=', owner.type)
+    .where('owner_id', '=', owner.row.id)
+    .where('resource_type', '=', type.id)
+    .executeTakeFirst();
+  if (explicit) return Number(explicit.max);
+  const { settings } = ctx.app;
+  if (owner.type === 'account') {
+    if (owner.row.type === ACCOUNT_TYPE.Admin) return -1;
+    return settings.at(type.accountDefault, 'account', owner.row.id);
+  }
+  if (owner.row.parent_id === null) return -1;
+  return settings.at(type.domainDefault, 'domain', owner.row.id);
+}
+
+async function countOf(
+  tx: Tx,
+  ownerType: 'account' | 'domain',
+  ownerId: number,
+  type: number,
+): Promise<number> {
+  const row = await tx
+    .selectFrom('resource_counts')
+    .select('count')
+    .where('owner_type', '=', ownerType)
+    .where('owner_id', '=', ownerId)
+    .where('resource_type', '=', type)
+    .executeTakeFirst();
+  return Number(row?.count ?? 0);
+}
+
+async function ensureCountRow(
+  ctx: Pick<CallContext, 'app'>,
+  tx: Tx,
+  ownerType: 'account' | 'domain',
+  ownerId: number,
+  type: number,
+): Promise<void> {
+  const values = { owner_type: ownerType, owner_id: ownerId, resource_type: type, count: 0 };
+  if (ctx.app.store.dialect === 'mysql')
+    await tx.insertInto('resource_counts').ignore().values(values).execute();
+  else
+    await tx
+      .insertInto('resource_counts')
+      .values(values)
+      .onConflict((oc) => oc.doNothing())
+      .execute();
+}
+
+async function ancestors(tx: Tx, domain: DomainRow): Promise<DomainRow[]> {
+  const out: DomainRow[] = [domain];
+  let current = domain;
+  while (current.parent_id !== null) {
+    current = await tx
+      .selectFrom('domains')
+      .selectAll()
+      .where('id', '=', current.parent_id)
+      .executeTakeFirstOrThrow();
+    out.push(current);
+  }
+  return out;
+}
+
+/**
+ * Adds `amount` of a resource to the account and every domain above it, inside the caller's
+ * transaction; throws 532 (and so rolls the transaction back) if any limit would be exceeded.
+ * A negative amount releases.
+ */
+export async function reserve(
+  ctx: Pick<CallContext, 'app'>,
+  tx: Tx,
+  account: AccountRow,
+  kind: number,
+  amount: number,
+): Promise<void> {
+  if (amount === 0) return;
+  const type = typeById(kind);
+  const domain = await tx
+    .selectFrom('domains')
+    .selectAll()
+    .where('id', '=', account.domain_id)
+    .executeTakeFirstOrThrow();
+  const owners: Owner[] = [
+    { type: 'account', row: account },
+    ...(await ancestors(tx, domain)).map((row) => ({ type: 'domain' as const, row })),
+  ];
+  for (const owner of owners) {
+    await ensureCountRow(ctx, tx, owner.type, owner.row.id, kind);
+    const max = amount > 0 ? await effectiveMax(ctx, tx, owner, type) : -1;
+    let q = tx
+      .updateTable('resource_counts')
+      .set((eb) => ({ count: eb('count', '+', amount) }))
+      .where('owner_type', '=', owner.type)
+      .where('owner_id', '=', owner.row.id)
+      .where('resource_type', '=', kind);
+    if (max >= 0) q = q.where((eb) => eb(eb('count', '+', amount), '<=', max));
+    const r = await q.executeTakeFirst();
+    if (Number(r.numUpdatedRows) === 0) {
+      const current = await countOf(tx, owner.type, owner.row.id, kind);
+      const who =
+        owner.type === 'account'
+          ? `Account Name = ${owner.row.name} in Domain Id = ${domain.uuid}`
+          : `Domain Name = ${owner.row.name}`;
+      throw limitExceeded(
+        `Maximum amount of resources of Type = '${type.name}' for ${who} is exceeded: ${owner.type === 'account' ? 'Account' : 'Domain'} Resource Limit = ${max}, Current ${owner.type === 'account' ? 'Account' : 'Domain'} Resource Amount = ${current}, Requested Resource Amount = ${amount}.`,
+      );
+    }
+  }
+}
+
+/** Counts what an account really owns of one resource type; registered by the owning capability. */
+type Counter = (tx: Tx, accountId: number) => Promise<number>;
+const counters = new Map<number, Counter>();
+
+export function registerResourceCounter(kind: number, counter: Counter): void {
+  counters.set(kind, counter);
+}
+
+function presentLimit(owner: Owner, type: ResourceType, max: number, domain: DomainRow): object {
+  return {
+    ...(owner.type === 'account' ? { account: owner.row.name } : {}),
+    domainid: domain.uuid,
+    domain: domain.name,
+    domainpath: displayPath(domain.path),
+    resourcetype: String(type.id),
+    resourcetypename: type.name,
+    max,
+  };
+}
+
+async function ownerFrom(
+  ctx: CallContext,
+  params: { account?: string; domainid?: string },
+): Promise<{ owner: Owner; domain: DomainRow }> {
+  if (params.account) {
+    const { account, domain } = await resolveAccount(ctx, params);
+    return { owner: { type: 'account', row: account }, domain };
+  }
+  if (params.domainid) {
+    const domain = await findDomainByUuid(ctx, params.domainid);
+    checkDomainAccess(ctx.caller, domain);
+    return { owner: { type: 'domain', row: domain }, domain };
+  }
+  return { owner: { type: 'account', row: ctx.caller.account }, domain: ctx.caller.domain };
+}
+
+export const updateResourceLimit = defineCommand({
+  name: 'updateResourceLimit',
+  params: {
+    resourcetype: p.integer({ required: true }),
+    max: p.long({ min: -1 }),
+    account: p.string(),
+    domainid: p.uuid(),
+    projectid: p.uuid(),
+    tag: p.string(),
+  },
+  async handler(ctx, params) {
+    const type = typeById(params.resourcetype);
+    if (!params.account && !params.domainid)
+      throw invalidParameter('Either account with domainid, or domainid, must be given');
+    const { owner, domain } = await ownerFrom(ctx, params);
+    // A domain admin may not raise the limits of their own domain or account.
+    if (
+      ctx.caller.roleKind !== 'admin' &&
+      owner.row.id === (owner.type === 'account' ? ctx.caller.account.id : ctx.caller.domain.id)
+    ) {
+      throw invalidParameter('You cannot change the limits of your own account or domain');
+    }
+    const max = params.max ?? -1;
+    await ctx.app.store.db.transaction().execute(async (tx) => {
+      await tx
+        .deleteFrom('resource_limits')
+        .where('owner_type', '=', owner.type)
+        .where('owner_id', '=', owner.row.id)
+        .where('resource_type', '=', type.id)
+        .execute();
+      await tx
+        .insertInto('resource_limits')
+        .values({ owner_type: owner.type, owner_id: owner.row.id, resource_type: type.id, max })
+        .execute();
+      await logEvent(ctx, tx, {
+        type: 'RESOURCE.LIMIT.UPDATE',
+        description: `set ${type.name} limit of ${owner.type} ${owner.row.name} to ${max}`,
+      });
+    });
+    return presentLimit(owner, type, max, domain);
+  },
+});
+
+export const listResourceLimits = defineCommand({
+  name: 'listResourceLimits',
+  params: {
+    ...listParams,
+    id: p.long(),
+    resourcetype: p.integer(),
+    resourcetypename: p.string(),
+    account: p.string(),
+    domainid: p.uuid(),
+    isrecursive: p.boolean(),
+    listall: p.boolean(),
+    projectid: p.uuid(),
+    tag: p.string(),
+  },
+  async handler(ctx, params) {
+    const db = ctx.app.store.db;
+    let types = RESOURCE_TYPES;
+    const wanted = params.resourcetype ?? params.id;
+    if (wanted !== undefined) types = [typeById(wanted)];
+    if (params.resourcetypename) types = types.filter((t) => t.name === params.resourcetypename);
+    const owners: { owner: Owner; domain: DomainRow }[] = [];
+    if (params.domainid && !params.account && ctx.caller.roleKind !== 'user') {
+      const { owner, domain } = await ownerFrom(ctx, params);
+      owners.push({ owner, domain });
+    } else {
+      const scope = await listScope(ctx, {
+        account: params.account,
+        domainid: params.domainid,
+        isrecursive: params.isrecursive,
+        listall: params.listall,
+      });
+      let q = db
+        .selectFrom('accounts')
+        .innerJoin('domains', 'domains.id', 'accounts.domain_id')
+        .selectAll('accounts');
+      if (scope.kind === 'accounts') q = q.where('accounts.id', 'in', scope.accountIds);
+      if (scope.kind === 'domain') q = q.where('accounts.domain_id', '=', scope.domainId);
+      if (scope.kind === 'subtree') q = q.where('domains.path', 'like', `${scope.path}%`);
+      const accounts = await q.orderBy('accounts.id').execute();
+      const domains = accounts.length
+        ? await db
+            .selectFrom('domains')
+            .selectAll()
+            .where(
+              'id',
+              'in',
+              accounts.map((a) => a.domain_id),
+            )
+            .execute()
+        : [];
+      const byId = new Map(domains.map((d) => [d.id, d]));
+      for (const a of accounts)
+        owners.push({ owner: { type: 'account', row: a }, domain: byId.get(a.domain_id)! });
+    }
+    const items: object[] = [];
+    for (const { owner, domain } of owners) {
+      for (const t of types)
+        items.push(presentLimit(owner, t, await effectiveMax(ctx, db, owner, t), domain));
+    }
+    const page = pageOf(ctx.app, params);
+    return listResult(
+      items.slice(page.offset, page.limit === undefined ? undefined : page.offset + page.limit),
+      items.length,
+    );
+  },
+});
+
+export const updateResourceCount = defineCommand({
+  name: 'updateResourceCount',
+  params: {
+    domainid: p.uuid({ required: true }),
+    account: p.string(),
+    resourcetype: p.integer(),
+    projectid: p.uuid(),
+    tag: p.string(),
+  },
+  async handler(ctx, params) {
+    const types = params.resourcetype === undefined ? RESOURCE_TYPES : [typeById(params.resourcetype)];
+    const { owner, domain } = await ownerFrom(ctx, params);
+    const db = ctx.app.store.db;
+    const accounts =
+      owner.type === 'account'
+        ? [owner.row]
+        : await db
+            .selectFrom('accounts')
+            .innerJoin('domains', 'domains.id', 'accounts.domain_id')
+            .selectAll('accounts')
+            .where('domains.path', 'like', `${owner.row.path}%`)
+            .execute();
+    const items: object[] = [];
+    await db.transaction().execute(async (tx) => {
+      for (const t of types) {
+        const counter = counters.get(t.id);
+        let total = 0;
+        for (const a of accounts) {
+          const n = counter ? await counter(tx, a.id) : await countOf(tx, 'account', a.id, t.id);
+          total += n;
+          await ensureCountRow(ctx, tx, 'account', a.id, t.id);
+          await tx
+            .updateTable('resource_counts')
+            .set({ count: n })
+            .where('owner_type', '=', 'account')
+            .where('owner_id', '=', a.id)
+            .where('resource_type', '=', t.id)
+            .execute();
+        }
+        if (owner.type === 'domain') {
+          await ensureCountRow(ctx, tx, 'domain', owner.row.id, t.id);
+          await tx
+            .updateTable('resource_counts')
+            .set({ count: total })
+            .where('owner_type', '=', 'domain')
+            .where('owner_id', '=', owner.row.id)
+            .where('resource_type', '=', t.id)
+            .execute();
+        }
+        items.push({
+          ...(owner.type === 'account' ? { account: owner.row.name } : {}),
+          domainid: domain.uuid,
+          domain: domain.name,
+          domainpath: displayPath(domain.path),
+          resourcetype: String(t.id),
+          resourcetypename: t.name,
+          resourcecount: total,
+        });
+      }
+    });
+    return listResult(items, items.length);
+  },
+});
+
+export const limitCommands = [updateResourceLimit, listResourceLimits, updateResourceCount];
