@@ -500,6 +500,81 @@ export interface UserDataTable {
   created: number;
 }
 
+export interface VmTable {
+  id: Generated<number>;
+  uuid: string;
+  /** Host name of the guest (CloudStack's `name`). */
+  name: string;
+  /** Hypervisor-side name, i-<account>-<vm>-VM. */
+  instance_name: string;
+  display_name: string;
+  account_id: number;
+  domain_id: number;
+  user_id: number;
+  zone_id: number;
+  pod_id: number | null;
+  cluster_id: number | null;
+  host_id: number | null;
+  last_host_id: number | null;
+  template_id: number | null;
+  iso_id: number | null;
+  service_offering_id: number;
+  disk_offering_id: number | null;
+  cpu_number: number;
+  cpu_speed: number;
+  memory_mb: number;
+  hypervisor: string;
+  guest_os_id: number | null;
+  /** Running, Stopped, Starting, Stopping, Destroyed, Expunging, Migrating, Error... */
+  state: string;
+  ha_enabled: Flag;
+  display_vm: Flag;
+  group_id: number | null;
+  /** Comma-separated SSH key pair names given at deploy or reset. */
+  keypairs: string | null;
+  /** Base64 user data. */
+  user_data: string | null;
+  user_data_id: number | null;
+  /** Encrypted with the server key. */
+  password: string | null;
+  /** JSON object of VM details. */
+  details: string | null;
+  created: number;
+  updated: number;
+  /** When the VM was expunged; expunged rows are hidden everywhere. */
+  removed: number | null;
+}
+
+export interface VolumeTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  account_id: number;
+  domain_id: number;
+  zone_id: number;
+  pool_id: number | null;
+  vm_id: number | null;
+  device_id: number | null;
+  /** ROOT or DATADISK. */
+  type: string;
+  /** Allocated, Creating, Ready, Attaching, Migrating, Resizing, Snapshotting, Destroy, Expunged... */
+  state: string;
+  size_bytes: number;
+  physical_size_bytes: number | null;
+  path: string | null;
+  format: string | null;
+  disk_offering_id: number | null;
+  template_id: number | null;
+  snapshot_id: number | null;
+  provisioning_type: string;
+  min_iops: number | null;
+  max_iops: number | null;
+  display_volume: Flag;
+  attached: number | null;
+  created: number;
+  removed: number | null;
+}
+
 export interface Database {
   management_servers: ManagementServerTable;
   domains: DomainTable;
@@ -517,6 +592,8 @@ export interface Database {
   resource_counts: ResourceCountTable;
   ssh_keypairs: SshKeyPairTable;
   user_data: UserDataTable;
+  vms: VmTable;
+  volumes: VolumeTable;
   zones: ZoneTable;
   pods: PodTable;
   clusters: ClusterTable;
