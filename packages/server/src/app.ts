@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import cookie from '@fastify/cookie';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import pino from 'pino';
+import { AgentGateway } from './agents/gateway.ts';
 import { type Clock, type IdSource, randomIds, systemClock } from './clock.ts';
 import { allCommands } from './commands.ts';
 import type { ServerConfig } from './config.ts';
@@ -71,6 +72,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       secrets: Secrets.load(config.secretKeyFile),
       jobs: new JobRunner(() => app),
       registry: new Registry(allCommands),
+      agents: new AgentGateway(() => app),
       server: { id: msId, uuid: msUuid, name },
     };
     if (await seedIdentity(app)) log.info('seeded ROOT domain, default roles and the admin account');
@@ -117,6 +119,11 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         .send(render('json', 'errorresponse', errorBody(e), false));
     });
     registerApiRoutes(fastify, app);
+    const agentPort = await app.agents.start(config.host, config.agentPort);
+    log.info(
+      { agentUrl: `ws://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${agentPort}`, agentPort },
+      'agent gateway started',
+    );
     await fastify.listen({ port: config.port, host: config.host });
     const address = fastify.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
@@ -133,6 +140,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           clearInterval(heartbeat);
           settings.stop();
           await fastify.close();
+          await app.agents.stop();
           await app.jobs.drain();
           await store.db
             .updateTable('management_servers')

@@ -1,4 +1,5 @@
 /** Every API command this server implements, from each capability folder. */
+import { simulatorCommands } from './agents/simulator.ts';
 import { sshKeyPairCommands } from './compute/ssh-keypairs.ts';
 import { userDataCommands } from './compute/user-data.ts';
 import { discoveryCommands } from './discovery/discovery.ts';
@@ -8,6 +9,7 @@ import { domainCommands } from './iam/domains.ts';
 import { limitCommands } from './iam/limits.ts';
 import { roleCommands } from './iam/roles.ts';
 import { userCommands } from './iam/users.ts';
+import { hostCommands } from './infra/hosts.ts';
 import { jobCommands } from './jobs/commands.ts';
 import type { Command } from './registry/command.ts';
 import { settingCommands } from './settings/commands.ts';
@@ -26,4 +28,6 @@ export const allCommands = [
   ...eventCommands,
   ...settingCommands,
   ...tagCommands,
+  ...hostCommands,
+  ...simulatorCommands,
 ] as Command[];

@@ -3,6 +3,7 @@
  * translate parameters and call capability services with this context.
  */
 import type { Logger } from 'pino';
+import type { AgentGateway } from './agents/gateway.ts';
 import type { Clock, IdSource } from './clock.ts';
 import type { ServerConfig } from './config.ts';
 import type { Store } from './db/connection.ts';
@@ -30,6 +31,8 @@ export interface App {
   jobs: JobRunner;
   registry: Registry;
   server: ManagementServerIdentity;
+  /** Connections to host agents: commands, answers, host liveness. */
+  agents: AgentGateway;
 }
 
 export interface Caller {

@@ -68,6 +68,8 @@ export interface TestServer {
   url: string;
   /** http://127.0.0.1:PORT/client/api */
   api: string;
+  /** ws://127.0.0.1:PORT of the agent gateway, for host agents. */
+  agentUrl: string;
   dataDir: string;
   databaseUrl: string;
   process: ChildProcess;
@@ -85,6 +87,8 @@ export interface StartOptions {
   dataDir?: string;
   databaseUrl?: string;
   env?: Record<string, string>;
+  /** Extra node arguments, e.g. ['--import', fixture] to load test-only hooks into the server. */
+  nodeArgs?: string[];
 }
 
 export async function startServer(opts: StartOptions = {}): Promise<TestServer> {
@@ -92,7 +96,7 @@ export async function startServer(opts: StartOptions = {}): Promise<TestServer> 
   const database = opts.databaseUrl
     ? { url: opts.databaseUrl, drop: async () => undefined }
     : await createDatabase(opts.db ?? 'sqlite', dataDir);
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+  const child = spawn(process.execPath, ['--import', 'tsx', ...(opts.nodeArgs ?? []), MAIN], {
     cwd: REPO,
     env: {
       ...process.env,
@@ -107,6 +111,7 @@ export async function startServer(opts: StartOptions = {}): Promise<TestServer> 
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];
+  let agentUrl = '';
   let stderr = '';
   child.stderr.on('data', (d) => {
     stderr += d;
@@ -116,6 +121,7 @@ export async function startServer(opts: StartOptions = {}): Promise<TestServer> 
     const timer = setTimeout(() => reject(new Error(`server did not start in time\n${stderr}`)), 60_000);
     lines.on('line', (line) => {
       logs.push(line);
+      if (line.includes('"agent gateway started"')) agentUrl = JSON.parse(line).agentUrl;
       if (line.includes('"management server started"')) {
         clearTimeout(timer);
         resolveUrl(JSON.parse(line).url);
@@ -131,6 +137,7 @@ export async function startServer(opts: StartOptions = {}): Promise<TestServer> 
   return {
     url,
     api,
+    agentUrl,
     dataDir,
     databaseUrl: database.url,
     process: child,

@@ -1,0 +1,739 @@
+/**
+ * The agent gateway: the WebSocket server host agents connect to. It authenticates each host's
+ * startup against the hosts table, tracks which connection carries which host, sends commands
+ * and matches their answers, and moves hosts between Up, Disconnected, Alert and Down as pings
+ * arrive or stop. Hosts a connected agent presents before an admin adds them wait as "pending"
+ * until addHost adopts them.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import {
+  type AnswerMessage,
+  type CommandKind,
+  type CommandPayload,
+  type CommandResult,
+  encode,
+  MAX_FRAME_BYTES,
+  type PingMessage,
+  PROTOCOL_VERSION,
+  parseMessage,
+  parseResult,
+  type ServerMessage,
+  type StartupMessage,
+  type VmPowerReport,
+  validatePayload,
+} from '@nimbostack/protocol';
+import { type WebSocket, WebSocketServer } from 'ws';
+import type { App } from '../context.ts';
+import type { HostRow } from '../db/schema.ts';
+import { ApiError, CsErrorCode, ErrorCode } from '../errors.ts';
+import { DEAD_SERVER_MS } from '../jobs/runner.ts';
+import {
+  AGENT_COMMAND_TIMEOUT,
+  ALERT_WAIT,
+  HOST_DOWN_WAIT,
+  PING_INTERVAL,
+  PING_TIMEOUT,
+} from './settings.ts';
+
+export type HostStatus = 'Connecting' | 'Up' | 'Disconnected' | 'Alert' | 'Down';
+
+/** What the compute capability learns on every ping (and startup): VM power states per host. */
+export interface VmStateReport {
+  hostId: number;
+  vms: VmPowerReport[];
+}
+export type VmStateListener = (app: App, reports: VmStateReport[]) => Promise<void>;
+const vmStateListeners: VmStateListener[] = [];
+
+/**
+ * Registers the reconciler of reported VM power states. It runs for every ping frame with the
+ * reports of all hosts in it; a VM missing from its host's list is powered off there.
+ */
+export function onVmStatesReported(listener: VmStateListener): void {
+  vmStateListeners.push(listener);
+}
+
+/** Transitions of host status, for capabilities that react (HA, alerts). */
+export type HostStatusListener = (app: App, hostIds: number[], status: HostStatus) => Promise<void>;
+const statusListeners: HostStatusListener[] = [];
+export function onHostStatusChange(listener: HostStatusListener): void {
+  statusListeners.push(listener);
+}
+
+interface Connection {
+  ws: WebSocket;
+  remote: string;
+  /** Names of adopted hosts whose agent session is on this connection. */
+  hosts: Set<string>;
+}
+
+interface Session {
+  id: number;
+  name: string;
+  conn?: Connection;
+  /** The agent acknowledged `ready`: it pings and takes commands for this host. */
+  ready: boolean;
+  status: HostStatus;
+  lastPing: number;
+  /** When the host last left Up; Alert and Down count from here. */
+  since: number;
+}
+
+interface Inflight {
+  host: string;
+  kind: CommandKind;
+  resolve(answer: AnswerMessage): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+const MAX_PENDING = 100_000;
+const CHUNK = 500;
+const READY_TIMEOUT_MS = 15_000;
+const TAKEOVER_EVERY_MS = 30_000;
+
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+function tokenMatches(token: string, hash: string): boolean {
+  const a = Buffer.from(hashToken(token), 'hex');
+  const b = Buffer.from(hash, 'hex');
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export const agentUnavailable = (text: string) =>
+  new ApiError(ErrorCode.RESOURCE_UNAVAILABLE, CsErrorCode.AGENT_UNAVAILABLE, text);
+
+function chunks<T>(items: T[]): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += CHUNK) out.push(items.slice(i, i + CHUNK));
+  return out;
+}
+
+export class AgentGateway {
+  private wss?: WebSocketServer;
+  private readonly connections = new Set<Connection>();
+  private readonly sessions = new Map<string, Session>();
+  private readonly byId = new Map<number, Session>();
+  private readonly pending = new Map<string, { conn: Connection; startup: StartupMessage }>();
+  private readonly inflight = new Map<string, Inflight>();
+  private startupQueue: { conn: Connection; startup: StartupMessage }[] = [];
+  private flushing?: Promise<void>;
+  private monitor?: NodeJS.Timeout;
+  private lastTakeover = 0;
+  private ticking = false;
+  port = 0;
+
+  constructor(private readonly app: () => App) {}
+
+  async start(host: string, port: number): Promise<number> {
+    await this.takeOverHosts();
+    const wss = new WebSocketServer({ host, port, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
+    this.wss = wss;
+    await new Promise<void>((resolve, reject) => {
+      wss.once('listening', resolve);
+      wss.once('error', reject);
+    });
+    wss.on('error', (err) => this.app().log.error({ err }, 'agent gateway error'));
+    wss.on('connection', (ws, req) =>
+      this.onConnection(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`),
+    );
+    this.port = (wss.address() as AddressInfo).port;
+    this.monitor = setInterval(() => this.tick(), 500);
+    this.monitor.unref();
+    return this.port;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.monitor);
+    for (const f of this.inflight.values()) {
+      clearTimeout(f.timer);
+      f.reject(agentUnavailable('The management server is stopping'));
+    }
+    this.inflight.clear();
+    for (const c of this.connections) c.ws.close(1001, 'management server stopping');
+    await new Promise<void>((resolve) => (this.wss ? this.wss.close(() => resolve()) : resolve()));
+    await this.flushing;
+  }
+
+  /** Whether the host's agent is connected here and ready for commands. */
+  isConnected(hostId: number): boolean {
+    const s = this.byId.get(hostId);
+    return !!s?.conn && s.ready;
+  }
+
+  /** The startup of a host an agent presented but no admin has added yet. */
+  pendingHost(name: string): StartupMessage | undefined {
+    return this.pending.get(name.toLowerCase())?.startup;
+  }
+
+  /** Connected hosts whose ids are in `ids` (all of them when ids is undefined). */
+  connectedHosts(ids?: number[]): number[] {
+    if (ids) return ids.filter((id) => this.isConnected(id));
+    return [...this.byId.values()].filter((s) => s.conn && s.ready).map((s) => s.id);
+  }
+
+  /**
+   * Sends a command and resolves with the agent's answer, successful or not. Rejects only when
+   * the host is not reachable or the answer does not come in time.
+   */
+  send<K extends CommandKind>(
+    hostId: number,
+    kind: K,
+    payload: CommandPayload<K>,
+    timeoutMs?: number,
+  ): Promise<AnswerMessage> {
+    const session = this.byId.get(hostId);
+    if (!session?.conn || (!session.ready && kind !== 'ready'))
+      return Promise.reject(
+        agentUnavailable(`Host ${session?.name ?? hostId} is not connected to this management server`),
+      );
+    return this.dispatch(session.conn, session.name, kind, payload, timeoutMs);
+  }
+
+  /** Sends a command and returns its validated result, or fails with the agent's reason. */
+  async call<K extends CommandKind>(
+    hostId: number,
+    kind: K,
+    payload: CommandPayload<K>,
+    timeoutMs?: number,
+  ): Promise<CommandResult<K>> {
+    const answer = await this.send(hostId, kind, payload, timeoutMs);
+    if (!answer.ok) {
+      const code =
+        answer.error.code === 'timeout' ? CsErrorCode.OPERATION_TIMED_OUT : CsErrorCode.CLOUD_RUNTIME;
+      throw new ApiError(
+        ErrorCode.INTERNAL_ERROR,
+        code,
+        `${kind} failed on the host: ${answer.error.message}`,
+      );
+    }
+    return answer.result as CommandResult<K>;
+  }
+
+  private dispatch<K extends CommandKind>(
+    conn: Connection,
+    host: string,
+    kind: K,
+    payload: CommandPayload<K>,
+    timeoutMs?: number,
+  ): Promise<AnswerMessage> {
+    const app = this.app();
+    const timeout = timeoutMs ?? app.settings.get(AGENT_COMMAND_TIMEOUT) * 1000;
+    const id = app.ids.uuid();
+    const message = {
+      type: 'command',
+      id,
+      host,
+      kind,
+      payload: validatePayload(kind, payload),
+      timeoutMs: timeout,
+    };
+    return new Promise<AnswerMessage>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.inflight.delete(id);
+        reject(
+          new ApiError(
+            ErrorCode.INTERNAL_ERROR,
+            CsErrorCode.OPERATION_TIMED_OUT,
+            `Host ${host} did not answer ${kind} within ${timeout} ms`,
+          ),
+        );
+      }, timeout + 1000);
+      this.inflight.set(id, { host, kind, resolve, reject, timer });
+      this.write(conn, message as ServerMessage);
+    });
+  }
+
+  private write(conn: Connection, message: ServerMessage): void {
+    if (conn.ws.readyState === conn.ws.OPEN) conn.ws.send(encode(message));
+  }
+
+  /**
+   * Makes a pending host a managed one: the caller has inserted its row (in its transaction);
+   * this tells the agent it is ready. Resolves true once the agent acknowledged.
+   */
+  async adopt(row: Pick<HostRow, 'id' | 'uuid' | 'name'>): Promise<boolean> {
+    const key = row.name.toLowerCase();
+    const waiting = this.pending.get(key);
+    if (!waiting || waiting.conn.ws.readyState !== waiting.conn.ws.OPEN) return false;
+    this.pending.delete(key);
+    const now = this.app().clock.now();
+    const session = this.attach(waiting.conn, row.id, row.name, now);
+    const ok = await this.sendReady(session, row.uuid);
+    if (ok) await this.reportVms([{ hostId: row.id, vms: waiting.startup.vms }]);
+    return ok;
+  }
+
+  /** Asks the agent to re-run its startup for the host (reconnectHost); resolves when it is back Up. */
+  async reconnect(hostId: number, timeoutMs = READY_TIMEOUT_MS): Promise<void> {
+    const session = this.byId.get(hostId);
+    if (!session?.conn)
+      throw agentUnavailable(
+        `Host ${session?.name ?? hostId} is not connected; its agent must connect first`,
+      );
+    session.ready = false;
+    await this.dispatch(session.conn, session.name, 'reconnect', {}, timeoutMs);
+    const deadline = Date.now() + timeoutMs;
+    while (!this.isConnected(hostId)) {
+      if (Date.now() > deadline) throw agentUnavailable(`Host ${session.name} did not reconnect in time`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Forgets a deleted host; its agent's next startup for the name waits for addHost again. */
+  forget(hostId: number): void {
+    const s = this.byId.get(hostId);
+    if (!s) return;
+    this.byId.delete(hostId);
+    this.sessions.delete(s.name.toLowerCase());
+    s.conn?.hosts.delete(s.name.toLowerCase());
+    if (s.conn)
+      this.write(s.conn, { type: 'error', code: 'unknownHost', host: s.name, message: 'host was deleted' });
+  }
+
+  private attach(conn: Connection, id: number, name: string, now: number): Session {
+    const key = name.toLowerCase();
+    const known = this.sessions.get(key);
+    const previous = known?.id === id ? known : undefined;
+    // A second agent presenting the same host wins: the first one is most likely gone.
+    if (known?.conn && known.conn !== conn) known.conn.hosts.delete(key);
+    const session: Session = previous ?? {
+      id,
+      name,
+      ready: false,
+      status: 'Connecting',
+      lastPing: now,
+      since: now,
+    };
+    session.conn = conn;
+    session.ready = false;
+    session.lastPing = now;
+    this.sessions.set(key, session);
+    this.byId.set(id, session);
+    conn.hosts.add(key);
+    return session;
+  }
+
+  private async sendReady(session: Session, uuid: string): Promise<boolean> {
+    const app = this.app();
+    const conn = session.conn!;
+    try {
+      const answer = await this.dispatch(
+        conn,
+        session.name,
+        'ready',
+        { hostId: uuid, pingIntervalMs: app.settings.get(PING_INTERVAL) * 1000 },
+        READY_TIMEOUT_MS,
+      );
+      if (!answer.ok) throw new Error(answer.error.message);
+    } catch (err) {
+      app.log.warn({ host: session.name, err: (err as Error).message }, 'agent did not acknowledge ready');
+      return false;
+    }
+    if (session.conn !== conn) return false;
+    session.ready = true;
+    session.lastPing = app.clock.now();
+    await this.setStatus([session], 'Up');
+    return true;
+  }
+
+  private onConnection(ws: WebSocket, remote: string): void {
+    const conn: Connection = { ws, remote, hosts: new Set() };
+    this.connections.add(conn);
+    this.app().log.info({ remote }, 'agent connected');
+    ws.on('message', (data, isBinary) => {
+      try {
+        this.onFrame(conn, isBinary ? (data as Buffer) : data.toString());
+      } catch (err) {
+        this.app().log.error({ err, remote }, 'agent message handling failed');
+      }
+    });
+    ws.on('error', (err) => this.app().log.warn({ err: err.message, remote }, 'agent connection error'));
+    ws.on('close', () => {
+      this.connections.delete(conn);
+      this.onClose(conn).catch((err) => this.app().log.error({ err }, 'agent disconnect handling failed'));
+    });
+  }
+
+  private onFrame(conn: Connection, frame: string | Buffer): void {
+    const parsed = parseMessage(frame);
+    if (!parsed.ok) {
+      this.app().log.warn(
+        { remote: conn.remote, code: parsed.error.code, error: parsed.error.message },
+        'rejected agent message',
+      );
+      this.write(conn, parsed.error);
+      return;
+    }
+    const m = parsed.message;
+    switch (m.type) {
+      case 'startup':
+        this.onStartup(conn, m);
+        return;
+      case 'ping':
+        this.onPing(conn, m).catch((err) => this.app().log.error({ err }, 'ping handling failed'));
+        return;
+      case 'answer':
+        this.onAnswer(conn, m);
+        return;
+      case 'error':
+        this.app().log.warn(
+          { remote: conn.remote, code: m.code, id: m.id, host: m.host },
+          `agent reported: ${m.message}`,
+        );
+        if (m.id) this.failInflight(m.id, m.message);
+        return;
+      default:
+        this.write(conn, {
+          type: 'error',
+          code: 'unsupported',
+          message: `the server does not accept ${m.type} messages`,
+        });
+    }
+  }
+
+  private failInflight(id: string, message: string): void {
+    const f = this.inflight.get(id);
+    if (!f) return;
+    this.inflight.delete(id);
+    clearTimeout(f.timer);
+    f.resolve({ type: 'answer', id, host: f.host, ok: false, error: { code: 'malformed', message } });
+  }
+
+  private onAnswer(conn: Connection, m: AnswerMessage): void {
+    const f = this.inflight.get(m.id);
+    if (!f || f.host !== m.host) {
+      this.write(conn, {
+        type: 'error',
+        code: 'malformed',
+        id: m.id,
+        host: m.host,
+        message: `no command ${m.id} is waiting for an answer from ${m.host}`,
+      });
+      return;
+    }
+    this.inflight.delete(m.id);
+    clearTimeout(f.timer);
+    if (m.ok) {
+      const r = parseResult(f.kind, m.result);
+      if (!r.ok) {
+        f.resolve({
+          type: 'answer',
+          id: m.id,
+          host: m.host,
+          ok: false,
+          error: { code: 'malformed', message: r.message },
+        });
+        return;
+      }
+      f.resolve({ ...m, result: r.result });
+      return;
+    }
+    f.resolve(m);
+  }
+
+  private onStartup(conn: Connection, m: StartupMessage): void {
+    if (m.protocolVersion !== PROTOCOL_VERSION) {
+      this.write(conn, {
+        type: 'error',
+        code: 'version',
+        host: m.host,
+        message: `this management server speaks protocol version ${PROTOCOL_VERSION}, the agent ${m.protocolVersion}`,
+      });
+      return;
+    }
+    this.startupQueue.push({ conn, startup: m });
+    this.scheduleFlush();
+  }
+
+  /** Startups of thousands of simulated hosts arrive together: they are looked up in batches. */
+  private scheduleFlush(): void {
+    if (this.flushing) return;
+    this.flushing = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.flushStartups())
+      .catch((err) => this.app().log.error({ err }, 'startup handling failed'))
+      .finally(() => {
+        this.flushing = undefined;
+        if (this.startupQueue.length > 0) this.scheduleFlush();
+      });
+  }
+
+  private async flushStartups(): Promise<void> {
+    const app = this.app();
+    const batch = this.startupQueue;
+    this.startupQueue = [];
+    for (const part of chunks(batch)) {
+      const rows = await app.store.db
+        .selectFrom('hosts')
+        .selectAll()
+        .where(
+          'name',
+          'in',
+          part.map((s) => s.startup.host.toLowerCase()),
+        )
+        .where('removed', 'is', null)
+        .execute();
+      const byName = new Map(rows.map((r) => [r.name.toLowerCase(), r]));
+      const adopted: { session: Session; row: HostRow; startup: StartupMessage }[] = [];
+      for (const { conn, startup } of part) {
+        if (conn.ws.readyState !== conn.ws.OPEN) continue;
+        const key = startup.host.toLowerCase();
+        const row = byName.get(key);
+        if (!row) {
+          if (this.pending.size >= MAX_PENDING && !this.pending.has(key)) {
+            this.write(conn, {
+              type: 'error',
+              code: 'unauthorized',
+              host: startup.host,
+              message: 'too many hosts are waiting to be added',
+            });
+            continue;
+          }
+          this.pending.set(key, { conn, startup });
+          this.write(conn, {
+            type: 'pending',
+            host: startup.host,
+            message: `host ${startup.host} is waiting to be added (addHost url=agent://${startup.host}, password=<token>)`,
+          });
+          continue;
+        }
+        if (!tokenMatches(startup.token, row.token_hash)) {
+          app.log.warn({ host: startup.host, remote: conn.remote }, 'agent presented a wrong token');
+          this.write(conn, {
+            type: 'error',
+            code: 'unauthorized',
+            host: startup.host,
+            message: 'wrong token for this host',
+          });
+          continue;
+        }
+        if (row.hypervisor && row.hypervisor !== startup.hypervisor) {
+          this.write(conn, {
+            type: 'error',
+            code: 'unauthorized',
+            host: startup.host,
+            message: `host ${row.name} is registered as ${row.hypervisor}, the agent runs ${startup.hypervisor}`,
+          });
+          continue;
+        }
+        adopted.push({ session: this.attach(conn, row.id, row.name, app.clock.now()), row, startup });
+      }
+      if (adopted.length === 0) continue;
+      await this.recordResources(adopted);
+      const acknowledged = await Promise.all(adopted.map((a) => this.sendReady(a.session, a.row.uuid)));
+      await this.reportVms(
+        adopted.filter((_, i) => acknowledged[i]).map((a) => ({ hostId: a.row.id, vms: a.startup.vms })),
+      );
+    }
+  }
+
+  /** Agents report their hardware on every startup; a host upgraded in place shows its new size. */
+  private async recordResources(adopted: { row: HostRow; startup: StartupMessage }[]): Promise<void> {
+    const db = this.app().store.db;
+    for (const { row, startup: s } of adopted) {
+      const changed =
+        row.cpu_cores !== s.cpuCores ||
+        row.cpu_sockets !== s.cpuSockets ||
+        row.cpu_speed_mhz !== s.cpuMhz ||
+        Number(row.memory_bytes) !== s.memoryBytes ||
+        Number(row.local_storage_bytes) !== s.localStorageBytes ||
+        row.private_ip !== s.privateIp ||
+        row.agent_version !== s.agentVersion ||
+        row.hypervisor_version !== s.hypervisorVersion;
+      if (!changed) continue;
+      await db
+        .updateTable('hosts')
+        .set({
+          cpu_cores: s.cpuCores,
+          cpu_sockets: s.cpuSockets,
+          cpu_speed_mhz: s.cpuMhz,
+          memory_bytes: s.memoryBytes,
+          local_storage_bytes: s.localStorageBytes,
+          private_ip: s.privateIp,
+          agent_version: s.agentVersion,
+          hypervisor_version: s.hypervisorVersion,
+        })
+        .where('id', '=', row.id)
+        .execute();
+    }
+  }
+
+  private async onPing(conn: Connection, m: PingMessage): Promise<void> {
+    const now = this.app().clock.now();
+    const live: Session[] = [];
+    const reports: VmStateReport[] = [];
+    for (const entry of m.hosts) {
+      const key = entry.host.toLowerCase();
+      const s = this.sessions.get(key);
+      if (!s || s.conn !== conn || !s.ready) {
+        this.write(conn, {
+          type: 'error',
+          code: 'unknownHost',
+          host: entry.host,
+          message: `host ${entry.host} has no session on this connection; send startup first`,
+        });
+        continue;
+      }
+      s.lastPing = now;
+      live.push(s);
+      reports.push({ hostId: s.id, vms: entry.vms });
+    }
+    const recovered = live.filter((s) => s.status !== 'Up');
+    if (recovered.length > 0) await this.setStatus(recovered, 'Up');
+    const db = this.app().store.db;
+    for (const part of chunks(live.map((s) => s.id)))
+      await db.updateTable('hosts').set({ last_pinged: now }).where('id', 'in', part).execute();
+    await this.reportVms(reports);
+  }
+
+  private async reportVms(reports: VmStateReport[]): Promise<void> {
+    if (reports.length === 0) return;
+    for (const listener of vmStateListeners) {
+      try {
+        await listener(this.app(), reports);
+      } catch (err) {
+        this.app().log.error({ err }, 'VM state reconciliation failed');
+      }
+    }
+  }
+
+  private async onClose(conn: Connection): Promise<void> {
+    const gone: Session[] = [];
+    for (const key of conn.hosts) {
+      const s = this.sessions.get(key);
+      if (s && s.conn === conn) {
+        s.conn = undefined;
+        s.ready = false;
+        gone.push(s);
+      }
+    }
+    for (const [key, p] of this.pending) if (p.conn === conn) this.pending.delete(key);
+    for (const [id, f] of this.inflight) {
+      if (conn.hosts.has(f.host.toLowerCase())) {
+        this.inflight.delete(id);
+        clearTimeout(f.timer);
+        f.reject(agentUnavailable(`Host ${f.host} disconnected before answering ${f.kind}`));
+      }
+    }
+    this.app().log.info({ remote: conn.remote, hosts: gone.length }, 'agent disconnected');
+    const up = gone.filter((s) => s.status === 'Up' || s.status === 'Connecting');
+    if (up.length > 0) await this.setStatus(up, 'Disconnected');
+  }
+
+  /** Persists a status change for many hosts at once (thousands go Up together after a restart). */
+  private async setStatus(sessions: Session[], status: HostStatus): Promise<void> {
+    const app = this.app();
+    const now = app.clock.now();
+    for (const s of sessions) {
+      s.status = status;
+      if (status !== 'Up') s.since = status === 'Disconnected' ? now : s.since;
+    }
+    const leftUp = status === 'Disconnected';
+    for (const part of chunks(sessions.map((s) => s.id))) {
+      let q = app.store.db
+        .updateTable('hosts')
+        .set({
+          state: status,
+          ms_id: app.server.id,
+          ...(status === 'Up' ? { disconnected: null, last_pinged: now } : {}),
+          ...(leftUp ? { disconnected: now } : {}),
+        })
+        .where('id', 'in', part)
+        .where('removed', 'is', null);
+      // Another server may have taken the host meanwhile; only its owner escalates it.
+      if (status !== 'Up') q = q.where('ms_id', '=', app.server.id);
+      await q.execute();
+    }
+    if (status !== 'Up')
+      app.log.warn(
+        { hosts: sessions.slice(0, 20).map((s) => s.name), count: sessions.length },
+        `hosts ${status}`,
+      );
+    for (const listener of statusListeners) {
+      try {
+        await listener(
+          app,
+          sessions.map((s) => s.id),
+          status,
+        );
+      } catch (err) {
+        app.log.error({ err }, 'host status listener failed');
+      }
+    }
+  }
+
+  /** Escalates silent hosts: Up → Disconnected (missed pings) → Alert → Down. */
+  private async tick(): Promise<void> {
+    if (this.ticking) return;
+    this.ticking = true;
+    try {
+      const app = this.app();
+      const now = app.clock.now();
+      const pingTimeout = app.settings.get(PING_INTERVAL) * 1000 * app.settings.get(PING_TIMEOUT);
+      const alertWait = app.settings.get(ALERT_WAIT) * 1000;
+      const downWait = app.settings.get(HOST_DOWN_WAIT) * 1000;
+      const silent: Session[] = [];
+      const alert: Session[] = [];
+      const down: Session[] = [];
+      for (const s of this.byId.values()) {
+        if (s.status === 'Up' && now - s.lastPing > pingTimeout) silent.push(s);
+        else if (s.status === 'Disconnected' && now - s.since > alertWait) alert.push(s);
+        else if (s.status === 'Alert' && now - s.since > alertWait + downWait) down.push(s);
+      }
+      if (silent.length > 0) await this.setStatus(silent, 'Disconnected');
+      if (alert.length > 0) await this.setStatus(alert, 'Alert');
+      if (down.length > 0) await this.setStatus(down, 'Down');
+      if (now - this.lastTakeover > TAKEOVER_EVERY_MS) await this.takeOverHosts();
+    } catch (err) {
+      this.app().log.error({ err }, 'host monitor failed');
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  /**
+   * Hosts whose management server is gone (stopped, or this server's previous run) become ours to
+   * watch: they are Disconnected until their agent reconnects here or to another live server.
+   */
+  private async takeOverHosts(): Promise<void> {
+    const app = this.app();
+    const now = app.clock.now();
+    this.lastTakeover = now;
+    const db = app.store.db;
+    const liveServers = db
+      .selectFrom('management_servers')
+      .select('id')
+      .where('state', '=', 'Up')
+      .where('last_heartbeat', '>', now - DEAD_SERVER_MS);
+    const orphans = await db
+      .selectFrom('hosts')
+      .select(['id', 'name', 'state', 'disconnected'])
+      .where('removed', 'is', null)
+      .where((eb) =>
+        eb.or([eb('ms_id', 'is', null), eb('ms_id', 'not in', liveServers), eb('ms_id', '=', app.server.id)]),
+      )
+      .execute();
+    const fresh = orphans.filter((h) => !this.byId.has(h.id));
+    for (const part of chunks(
+      fresh.filter((h) => h.state === 'Up' || h.state === 'Connecting').map((h) => h.id),
+    )) {
+      await db
+        .updateTable('hosts')
+        .set({ state: 'Disconnected', disconnected: now, ms_id: app.server.id })
+        .where('id', 'in', part)
+        .execute();
+    }
+    for (const part of chunks(fresh.map((h) => h.id)))
+      await db.updateTable('hosts').set({ ms_id: app.server.id }).where('id', 'in', part).execute();
+    for (const h of fresh) {
+      const status = h.state === 'Up' || h.state === 'Connecting' ? 'Disconnected' : (h.state as HostStatus);
+      const since = h.state === 'Up' || h.state === 'Connecting' ? now : Number(h.disconnected ?? now);
+      const s: Session = { id: h.id, name: h.name, ready: false, status, lastPing: 0, since };
+      this.byId.set(h.id, s);
+      if (!this.sessions.has(h.name.toLowerCase())) this.sessions.set(h.name.toLowerCase(), s);
+    }
+  }
+}
