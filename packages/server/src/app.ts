@@ -18,6 +18,7 @@ import { registerApiRoutes } from './http/api.ts';
 import { errorBody, render } from './http/serialize.ts';
 import { Secrets } from './iam/secrets.ts';
 import { seedIdentity } from './iam/seed.ts';
+import { startCapacityChecks } from './infra/alerts.ts';
 import { JobRunner } from './jobs/runner.ts';
 import { Registry } from './registry/registry.ts';
 import { Settings } from './settings/settings.ts';
@@ -90,6 +91,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         .catch((err) => log.error({ err }, 'heartbeat failed'));
     }, HEARTBEAT_MS);
     heartbeat.unref();
+    const stopCapacityChecks = startCapacityChecks(app);
 
     const fastify = Fastify({
       loggerInstance: log.child({ component: 'http' }) as unknown as FastifyBaseLogger,
@@ -138,6 +140,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       stop: () => {
         stopping ??= (async () => {
           clearInterval(heartbeat);
+          stopCapacityChecks();
           settings.stop();
           await fastify.close();
           await app.agents.stop();

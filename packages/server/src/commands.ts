@@ -10,7 +10,9 @@ import { limitCommands } from './iam/limits.ts';
 import { roleCommands } from './iam/roles.ts';
 import { userCommands } from './iam/users.ts';
 import { hostCommands } from './infra/hosts.ts';
+import { infraCommands } from './infra/index.ts';
 import { jobCommands } from './jobs/commands.ts';
+import { offeringCommands } from './offerings/index.ts';
 import type { Command } from './registry/command.ts';
 import { settingCommands } from './settings/commands.ts';
 import { tagCommands } from './tags/commands.ts';
@@ -28,6 +30,8 @@ export const allCommands = [
   ...eventCommands,
   ...settingCommands,
   ...tagCommands,
+  ...infraCommands,
+  ...offeringCommands,
   ...hostCommands,
   ...simulatorCommands,
 ] as Command[];

@@ -1,0 +1,277 @@
+/**
+ * Alerts: conditions an operator should act on (listAlerts, archiveAlerts, deleteAlerts,
+ * listAlertTypes), and the capacity checker that raises them when a threshold is crossed. A
+ * condition that persists is reported once; when it clears, its alert is marked resolved so that
+ * crossing the threshold again raises a new one.
+ */
+import { formatDate } from '../clock.ts';
+import type { App } from '../context.ts';
+import { insertId } from '../db/connection.ts';
+import { invalidParameter } from '../errors.ts';
+import { escapeLike } from '../iam/access.ts';
+import { defineCommand, listResult, success } from '../registry/command.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+import type { SettingDef } from '../settings/settings.ts';
+import {
+  CAPACITY_CHECK_PERIOD,
+  type Capacity,
+  CapacityType,
+  CPU_THRESHOLD,
+  computeCapacities,
+  LOCAL_STORAGE_THRESHOLD,
+  MEMORY_THRESHOLD,
+  PRIVATE_IP_THRESHOLD,
+  percentUsed,
+  SECONDARY_STORAGE_THRESHOLD,
+  STORAGE_ALLOCATED_THRESHOLD,
+  STORAGE_USED_THRESHOLD,
+} from './capacity.ts';
+
+/** Upstream's alert types (AlertManager.AlertType): number and name. */
+export const ALERT_TYPES: [number, string][] = [
+  [0, 'ALERT.MEMORY'],
+  [1, 'ALERT.CPU'],
+  [2, 'ALERT.STORAGE'],
+  [3, 'ALERT.STORAGE.ALLOCATED'],
+  [4, 'ALERT.NETWORK.PUBLICIP'],
+  [5, 'ALERT.NETWORK.PRIVATEIP'],
+  [6, 'ALERT.STORAGE.SECONDARY'],
+  [7, 'ALERT.COMPUTE.HOST'],
+  [8, 'ALERT.USERVM'],
+  [9, 'ALERT.SERVICE.DOMAINROUTER'],
+  [10, 'ALERT.SERVICE.CONSOLEPROXY'],
+  [11, 'ALERT.NETWORK.ROUTING'],
+  [12, 'ALERT.STORAGE.MISC'],
+  [13, 'ALERT.USAGE'],
+  [14, 'ALERT.MANAGEMENT'],
+  [15, 'ALERT.NETWORK.DOMAINROUTERMIGRATE'],
+  [16, 'ALERT.SERVICE.CONSOLEPROXYMIGRATE'],
+  [17, 'ALERT.USERVM.MIGRATE'],
+  [18, 'ALERT.NETWORK.VLAN'],
+  [19, 'ALERT.SERVICE.SSVM'],
+  [20, 'ALERT.USAGE.RESULT'],
+  [21, 'ALERT.STORAGE.DELETE'],
+  [22, 'ALERT.RESOURCE.COUNT'],
+  [23, 'ALERT.USAGE.SANITY'],
+  [24, 'ALERT.NETWORK.DIRECTPUBLICIP'],
+  [25, 'ALERT.STORAGE.LOCAL'],
+  [26, 'ALERT.RESOURCE.EXCEED'],
+  [27, 'ALERT.TYPE.SYNC'],
+  [28, 'ALERT.UPLOAD.FAILED'],
+  [29, 'ALERT.OOBM.AUTHERROR'],
+  [30, 'ALERT.HA.ACTION'],
+  [31, 'ALERT.CA.CERT'],
+];
+const ALERT_NAMES = new Map(ALERT_TYPES);
+
+/** Alert type, threshold and wording per capacity type. */
+const CHECKS: Record<number, { alert: number; threshold: SettingDef<number>; what: string }> = {
+  [CapacityType.MEMORY]: { alert: 0, threshold: MEMORY_THRESHOLD, what: 'Low Available Memory' },
+  [CapacityType.CPU]: { alert: 1, threshold: CPU_THRESHOLD, what: 'Low Available CPU' },
+  [CapacityType.STORAGE]: { alert: 2, threshold: STORAGE_USED_THRESHOLD, what: 'Low Available Storage' },
+  [CapacityType.STORAGE_ALLOCATED]: {
+    alert: 3,
+    threshold: STORAGE_ALLOCATED_THRESHOLD,
+    what: 'Remaining unallocated Storage is low',
+  },
+  [CapacityType.PRIVATE_IP]: {
+    alert: 5,
+    threshold: PRIVATE_IP_THRESHOLD,
+    what: 'Number of unallocated private IPs is low',
+  },
+  [CapacityType.SECONDARY_STORAGE]: {
+    alert: 6,
+    threshold: SECONDARY_STORAGE_THRESHOLD,
+    what: 'Low Available Secondary Storage',
+  },
+  [CapacityType.LOCAL_STORAGE]: {
+    alert: 25,
+    threshold: LOCAL_STORAGE_THRESHOLD,
+    what: 'Low Available Local Storage',
+  },
+};
+
+type CheckerApp = Pick<App, 'store' | 'settings' | 'clock' | 'ids'>;
+
+function thresholdFor(app: CheckerApp, def: SettingDef<number>, c: Capacity): number {
+  if (c.clusterId !== undefined && def.scopes?.includes('cluster'))
+    return app.settings.at(def, 'cluster', c.clusterId);
+  if (def.scopes?.includes('zone')) return app.settings.at(def, 'zone', c.zoneId);
+  return app.settings.get(def);
+}
+
+/**
+ * Compares every capacity figure with its notification threshold and records alerts. Returns the
+ * alerts raised by this run (their subjects), for logs and tests.
+ */
+export async function checkCapacity(app: CheckerApp): Promise<string[]> {
+  const db = app.store.db;
+  const figures = await computeCapacities({ app }, 'cluster');
+  const names = async (table: 'zones' | 'pods' | 'clusters') =>
+    new Map((await db.selectFrom(table).select(['id', 'name']).execute()).map((r) => [r.id, r.name]));
+  const [zones, pods, clusters] = await Promise.all([names('zones'), names('pods'), names('clusters')]);
+  const raised: string[] = [];
+  const now = app.clock.now();
+  for (const c of figures) {
+    const check = CHECKS[c.type];
+    if (!check || c.total <= 0) continue;
+    const key = `capacity:${c.type}:${c.zoneId}:${c.podId ?? ''}:${c.clusterId ?? ''}`;
+    const over = c.used / c.total > thresholdFor(app, check.threshold, c);
+    const open = await db
+      .selectFrom('alerts')
+      .select('id')
+      .where('source_key', '=', key)
+      .where('resolved', 'is', null)
+      .executeTakeFirst();
+    if (over && !open) {
+      const where =
+        c.clusterId !== undefined
+          ? `in cluster ${clusters.get(c.clusterId)} pod ${pods.get(c.podId ?? -1)} of availability zone ${zones.get(c.zoneId)}`
+          : c.podId !== undefined
+            ? `in pod ${pods.get(c.podId)} of availability zone ${zones.get(c.zoneId)}`
+            : `in availability zone ${zones.get(c.zoneId)}`;
+      const subject = `System Alert: ${check.what} ${where} (${percentUsed(c)}% used)`;
+      await insertId(app.store, db, 'alerts', {
+        uuid: app.ids.uuid(),
+        type: check.alert,
+        name: ALERT_NAMES.get(check.alert),
+        subject,
+        zone_id: c.zoneId,
+        pod_id: c.podId ?? null,
+        cluster_id: c.clusterId ?? null,
+        source_key: key,
+        sent_count: 1,
+        created: now,
+        last_sent: now,
+        resolved: null,
+        archived: 0,
+      });
+      raised.push(subject);
+    } else if (!over && open) {
+      await db.updateTable('alerts').set({ resolved: now }).where('id', '=', open.id).execute();
+    }
+  }
+  return raised;
+}
+
+/** Runs the capacity checker every capacity.check.period; returns a function that stops it. */
+export function startCapacityChecks(app: App): () => void {
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    checkCapacity(app)
+      .then((raised) => {
+        if (raised.length > 0) app.log.warn({ alerts: raised }, 'capacity alerts raised');
+      })
+      .catch((err) => app.log.error({ err }, 'capacity check failed'))
+      .finally(() => {
+        running = false;
+      });
+  }, app.settings.get(CAPACITY_CHECK_PERIOD));
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+function alertTypeNumber(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const v = value.trim();
+  const byName = ALERT_TYPES.find(([, name]) => name.toLowerCase() === v.toLowerCase());
+  if (byName) return byName[0];
+  if (!/^\d+$/.test(v)) throw invalidParameter(`Invalid alert type ${value}`);
+  return Number(v);
+}
+
+export const listAlerts = defineCommand({
+  name: 'listAlerts',
+  params: { ...listParams, id: p.uuid(), type: p.string(), name: p.string() },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    let q = app.store.db.selectFrom('alerts').where('archived', '=', 0);
+    if (params.id) q = q.where('uuid', '=', params.id);
+    const type = alertTypeNumber(params.type);
+    if (type !== undefined) q = q.where('type', '=', type);
+    if (params.name) q = q.where('name', '=', params.name);
+    if (params.keyword) q = q.where('subject', 'like', `%${escapeLike(params.keyword)}%`);
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const rows = await paginate(
+      q.selectAll().orderBy('created', 'desc').orderBy('id', 'desc'),
+      pageOf(app, params),
+    ).execute();
+    return listResult(
+      rows.map((a) => ({
+        id: a.uuid,
+        type: a.type,
+        name: a.name,
+        description: a.subject,
+        sent: formatDate(a.last_sent),
+      })),
+      Number(count),
+    );
+  },
+});
+
+const selectionParams = {
+  ids: p.list({ of: 'uuid' }),
+  type: p.string(),
+  startdate: p.date(),
+  enddate: p.date(),
+};
+
+/** The alerts named by ids / type / date range (at least one must be given, as upstream). */
+async function selectedAlertIds(
+  app: App,
+  params: { ids?: string[]; type?: string; startdate?: number; enddate?: number },
+): Promise<number[]> {
+  if (
+    !params.ids?.length &&
+    params.type === undefined &&
+    params.startdate === undefined &&
+    params.enddate === undefined
+  )
+    throw invalidParameter('Either ids, type, startdate or enddate must be specified');
+  if (params.startdate !== undefined && params.enddate !== undefined && params.startdate > params.enddate)
+    throw invalidParameter('startdate must be before enddate');
+  let q = app.store.db.selectFrom('alerts').select('id');
+  if (params.ids?.length) q = q.where('uuid', 'in', params.ids);
+  const type = alertTypeNumber(params.type);
+  if (type !== undefined) q = q.where('type', '=', type);
+  if (params.startdate !== undefined) q = q.where('created', '>=', params.startdate);
+  if (params.enddate !== undefined) q = q.where('created', '<=', params.enddate);
+  return (await q.execute()).map((r) => r.id);
+}
+
+export const archiveAlerts = defineCommand({
+  name: 'archiveAlerts',
+  params: selectionParams,
+  async handler(ctx, params) {
+    const ids = await selectedAlertIds(ctx.app, params);
+    if (ids.length > 0)
+      await ctx.app.store.db.updateTable('alerts').set({ archived: 1 }).where('id', 'in', ids).execute();
+    return success();
+  },
+});
+
+export const deleteAlerts = defineCommand({
+  name: 'deleteAlerts',
+  params: selectionParams,
+  async handler(ctx, params) {
+    const ids = await selectedAlertIds(ctx.app, params);
+    if (ids.length > 0) await ctx.app.store.db.deleteFrom('alerts').where('id', 'in', ids).execute();
+    return success();
+  },
+});
+
+export const listAlertTypes = defineCommand({
+  name: 'listAlertTypes',
+  params: {},
+  async handler() {
+    return listResult(
+      ALERT_TYPES.map(([type, name]) => ({ type, name })),
+      ALERT_TYPES.length,
+    );
+  },
+});
+
+export const alertCommands = [listAlerts, archiveAlerts, deleteAlerts, listAlertTypes];

@@ -1,0 +1,281 @@
+/** Clusters: hosts of one hypervisor in a pod, sharing primary storage; and listHypervisors. */
+import type { CallContext } from '../context.ts';
+import { insertId, type Tx } from '../db/connection.ts';
+import type { ClusterRow } from '../db/schema.ts';
+import { invalidParameter, resourceInUse } from '../errors.ts';
+import { escapeLike } from '../iam/access.ts';
+import { defineCommand, listResult, success } from '../registry/command.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+import {
+  CPU_OVERPROVISIONING,
+  capacitiesFor,
+  clusterThresholdDetails,
+  MEM_OVERPROVISIONING,
+} from './capacity.ts';
+import { allocationState, findCluster, findPod, findZone, likeOp, namesOf } from './common.ts';
+import { countHosts, hostHypervisors } from './host-inventory.ts';
+
+/** The hypervisors our agents drive. */
+export const HYPERVISORS = ['KVM', 'Simulator'] as const;
+const CLUSTER_TYPES = ['CloudManaged'] as const;
+const MANAGED_STATES = ['Managed', 'Unmanaged'] as const;
+const ARCHS = ['x86_64', 'aarch64'] as const;
+
+function oneOf<T extends string>(values: readonly T[], value: string, what: string): T {
+  const found = values.find((v) => v.toLowerCase() === value.trim().toLowerCase());
+  if (!found) throw invalidParameter(`Invalid ${what} ${value}; use ${values.join(' or ')}`);
+  return found;
+}
+
+export function hypervisorName(value: string): string {
+  return oneOf(HYPERVISORS, value, 'hypervisor type');
+}
+
+function ratio(n: number): string {
+  return Number.isInteger(n) ? n.toFixed(1) : String(n);
+}
+
+export async function presentClusters(
+  ctx: CallContext,
+  rows: ClusterRow[],
+  opts: { capacities?: boolean } = {},
+): Promise<object[]> {
+  const zones = await namesOf(
+    ctx,
+    'zones',
+    rows.map((r) => r.zone_id),
+  );
+  const pods = await namesOf(
+    ctx,
+    'pods',
+    rows.map((r) => r.pod_id),
+  );
+  const capacities = opts.capacities ? await capacitiesFor(ctx, 'cluster', rows) : undefined;
+  const { settings } = ctx.app;
+  return rows.map((c) => {
+    const cpu = ratio(settings.at(CPU_OVERPROVISIONING, 'cluster', c.id));
+    const mem = ratio(settings.at(MEM_OVERPROVISIONING, 'cluster', c.id));
+    return {
+      id: c.uuid,
+      name: c.name,
+      zoneid: zones.get(c.zone_id)?.uuid,
+      zonename: zones.get(c.zone_id)?.name,
+      podid: pods.get(c.pod_id)?.uuid,
+      podname: pods.get(c.pod_id)?.name,
+      hypervisortype: c.hypervisor,
+      clustertype: c.cluster_type,
+      allocationstate: c.allocation_state,
+      managedstate: c.managed_state,
+      arch: c.arch,
+      cpuovercommitratio: cpu,
+      memoryovercommitratio: mem,
+      resourcedetails: {
+        cpuOvercommitRatio: cpu,
+        memoryOvercommitRatio: mem,
+        ...clusterThresholdDetails(ctx, c.id),
+      },
+      capacity: capacities?.get(c.id),
+      hasannotations: false,
+    };
+  });
+}
+
+async function checkClusterNameFree(tx: Tx, podId: number, name: string, except?: number): Promise<void> {
+  let q = tx
+    .selectFrom('clusters')
+    .select('id')
+    .where('pod_id', '=', podId)
+    .where('name', '=', name)
+    .where('removed', 'is', null);
+  if (except !== undefined) q = q.where('id', '!=', except);
+  if (await q.executeTakeFirst())
+    throw invalidParameter(`A cluster with name ${name} already exists in the pod`);
+}
+
+export const addCluster = defineCommand({
+  name: 'addCluster',
+  params: {
+    zoneid: p.uuid({ required: true }),
+    podid: p.uuid({ required: true }),
+    clustername: p.string({ required: true }),
+    hypervisor: p.string({ required: true }),
+    clustertype: p.string({ required: true }),
+    allocationstate: p.string(),
+    arch: p.string(),
+    url: p.string(),
+    username: p.string(),
+    password: p.string(),
+    storageaccessgroups: p.list(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const zone = await findZone(ctx, params.zoneid);
+    const pod = await findPod(ctx, params.podid);
+    if (pod.zone_id !== zone.id)
+      throw invalidParameter(`Pod ${pod.name} does not belong to zone ${zone.name}`);
+    const name = params.clustername.trim();
+    if (name === '') throw invalidParameter('Cluster name must not be empty');
+    const values = {
+      name,
+      zone_id: zone.id,
+      pod_id: pod.id,
+      hypervisor: hypervisorName(params.hypervisor),
+      cluster_type: oneOf(CLUSTER_TYPES, params.clustertype, 'cluster type'),
+      allocation_state: allocationState(params.allocationstate) ?? 'Enabled',
+      managed_state: 'Managed',
+      arch: params.arch ? oneOf(ARCHS, params.arch, 'architecture') : 'x86_64',
+    };
+    // Upstream answers addCluster with a list of one cluster (it may discover several).
+    const row = await app.store.db.transaction().execute(async (tx) => {
+      await checkClusterNameFree(tx, pod.id, name);
+      const id = await insertId(app.store, tx, 'clusters', {
+        ...values,
+        uuid: app.ids.uuid(),
+        created: app.clock.now(),
+      });
+      return tx.selectFrom('clusters').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+    });
+    return listResult(await presentClusters(ctx, [row]), 1);
+  },
+});
+
+export const listClusters = defineCommand({
+  name: 'listClusters',
+  params: {
+    ...listParams,
+    id: p.uuid(),
+    name: p.string(),
+    zoneid: p.uuid(),
+    podid: p.uuid(),
+    hypervisor: p.string(),
+    clustertype: p.string(),
+    allocationstate: p.string(),
+    managedstate: p.string(),
+    arch: p.string(),
+    showcapacities: p.boolean(),
+    storageaccessgroup: p.string(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    let q = app.store.db.selectFrom('clusters').where('removed', 'is', null);
+    if (params.id) q = q.where('uuid', '=', params.id);
+    if (params.name) q = q.where('name', '=', params.name);
+    if (params.zoneid) q = q.where('zone_id', '=', (await findZone(ctx, params.zoneid)).id);
+    if (params.podid) q = q.where('pod_id', '=', (await findPod(ctx, params.podid)).id);
+    if (params.hypervisor) q = q.where('hypervisor', '=', hypervisorName(params.hypervisor));
+    if (params.clustertype) q = q.where('cluster_type', '=', params.clustertype);
+    if (params.allocationstate)
+      q = q.where('allocation_state', '=', allocationState(params.allocationstate) as string);
+    if (params.managedstate)
+      q = q.where('managed_state', '=', oneOf(MANAGED_STATES, params.managedstate, 'managed state'));
+    if (params.arch) q = q.where('arch', '=', params.arch);
+    if (params.keyword) q = q.where('name', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
+    return listResult(await presentClusters(ctx, rows, { capacities: params.showcapacities }), Number(count));
+  },
+});
+
+export const updateCluster = defineCommand({
+  name: 'updateCluster',
+  params: {
+    id: p.uuid({ required: true }),
+    clustername: p.string(),
+    allocationstate: p.string(),
+    managedstate: p.string(),
+    hypervisor: p.string(),
+    clustertype: p.string(),
+    arch: p.string(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const cluster = await findCluster(ctx, params.id);
+    const changes: Partial<ClusterRow> = {};
+    if (params.clustername !== undefined) {
+      const name = params.clustername.trim();
+      if (name === '') throw invalidParameter('Cluster name must not be empty');
+      changes.name = name;
+    }
+    if (params.allocationstate !== undefined)
+      changes.allocation_state = allocationState(params.allocationstate);
+    if (params.managedstate !== undefined)
+      changes.managed_state = oneOf(MANAGED_STATES, params.managedstate, 'managed state');
+    if (params.clustertype !== undefined)
+      changes.cluster_type = oneOf(CLUSTER_TYPES, params.clustertype, 'cluster type');
+    if (params.arch !== undefined) changes.arch = oneOf(ARCHS, params.arch, 'architecture');
+    if (params.hypervisor !== undefined) {
+      const hypervisor = hypervisorName(params.hypervisor);
+      const running = await hostHypervisors(app, cluster.id);
+      if (running.some((h) => h !== hypervisor))
+        throw invalidParameter(
+          `Cluster ${cluster.name} has ${running.join(', ')} hosts; its hypervisor cannot become ${hypervisor}`,
+        );
+      changes.hypervisor = hypervisor;
+    }
+    const row = await app.store.db.transaction().execute(async (tx) => {
+      if (changes.name) await checkClusterNameFree(tx, cluster.pod_id, changes.name, cluster.id);
+      if (Object.keys(changes).length > 0)
+        await tx.updateTable('clusters').set(changes).where('id', '=', cluster.id).execute();
+      return tx.selectFrom('clusters').selectAll().where('id', '=', cluster.id).executeTakeFirstOrThrow();
+    });
+    return (await presentClusters(ctx, [row]))[0];
+  },
+});
+
+export const deleteCluster = defineCommand({
+  name: 'deleteCluster',
+  params: { id: p.uuid({ required: true }) },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const cluster = await findCluster(ctx, params.id);
+    if ((await countHosts(app, { clusterId: cluster.id })) > 0)
+      throw resourceInUse(`The cluster ${cluster.name} is not deletable because it still has hosts`);
+    const pool = await app.store.db
+      .selectFrom('storage_pools')
+      .select('id')
+      .where('cluster_id', '=', cluster.id)
+      .where('removed', 'is', null)
+      .executeTakeFirst();
+    if (pool)
+      throw resourceInUse(
+        `The cluster ${cluster.name} is not deletable because it still has primary storage`,
+      );
+    await app.store.db.transaction().execute(async (tx) => {
+      await tx
+        .updateTable('clusters')
+        .set({ removed: app.clock.now() })
+        .where('id', '=', cluster.id)
+        .execute();
+      await tx
+        .deleteFrom('scoped_configuration')
+        .where('scope', '=', 'cluster')
+        .where('scope_id', '=', cluster.id)
+        .execute();
+    });
+    await app.settings.load();
+    return success();
+  },
+});
+
+export const listHypervisors = defineCommand({
+  name: 'listHypervisors',
+  params: { zoneid: p.uuid() },
+  async handler(ctx, params) {
+    let q = ctx.app.store.db
+      .selectFrom('clusters')
+      .select('hypervisor')
+      .distinct()
+      .where('removed', 'is', null);
+    if (params.zoneid) q = q.where('zone_id', '=', (await findZone(ctx, params.zoneid)).id);
+    const used = (await q.execute()).map((r) => r.hypervisor);
+    // Before any cluster exists, offer what the agents can run so that wizards have a choice.
+    const names = used.length > 0 ? used.sort() : [...HYPERVISORS];
+    return listResult(
+      names.map((name) => ({ name })),
+      names.length,
+    );
+  },
+});
+
+export const clusterCommands = [addCluster, listClusters, updateCluster, deleteCluster, listHypervisors];

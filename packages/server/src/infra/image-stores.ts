@@ -1,0 +1,154 @@
+/**
+ * Secondary storage (image stores): a zone's store of templates, ISOs and snapshot backups. Agents
+ * read and write it directly, so an NFS export or, for a single-machine cloud, a local directory.
+ */
+import type { App, CallContext } from '../context.ts';
+import { insertId } from '../db/connection.ts';
+import type { ImageStoreRow } from '../db/schema.ts';
+import { invalidParameter, resourceInUse } from '../errors.ts';
+import { escapeLike } from '../iam/access.ts';
+import { defineCommand, listResult, success } from '../registry/command.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+import { findImageStore, findZone, likeOp, namesOf } from './common.ts';
+import { filesystemUsage, parseStorageUrl } from './storage-pools.ts';
+
+const PROVIDERS = ['NFS'] as const;
+
+/** Checks that can refuse a store's removal (templates or snapshots still on it). */
+type StoreUsageCheck = (app: App, store: ImageStoreRow) => Promise<string | undefined>;
+const usageChecks: StoreUsageCheck[] = [];
+
+export function onImageStoreDelete(check: StoreUsageCheck): void {
+  usageChecks.push(check);
+}
+
+export async function presentImageStores(ctx: CallContext, rows: ImageStoreRow[]): Promise<object[]> {
+  const zones = await namesOf(
+    ctx,
+    'zones',
+    rows.map((r) => r.zone_id),
+  );
+  return rows.map((s) => ({
+    id: s.uuid,
+    name: s.name,
+    zoneid: s.zone_id === null ? undefined : zones.get(s.zone_id)?.uuid,
+    zonename: s.zone_id === null ? undefined : zones.get(s.zone_id)?.name,
+    url: s.url,
+    protocol: s.protocol,
+    providername: s.provider,
+    scope: s.scope,
+    readonly: s.readonly === 1,
+    disksizetotal: s.capacity_bytes === null ? undefined : Number(s.capacity_bytes),
+    disksizeused: s.used_bytes === null ? undefined : Number(s.used_bytes),
+    hasannotations: false,
+  }));
+}
+
+export const addImageStore = defineCommand({
+  name: 'addImageStore',
+  params: {
+    name: p.string(),
+    provider: p.string({ required: true }),
+    url: p.string({ length: 2048 }),
+    zoneid: p.uuid(),
+    details: p.map(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const provider = PROVIDERS.find((v) => v.toLowerCase() === params.provider.trim().toLowerCase());
+    if (!provider) throw invalidParameter(`Unsupported image store provider ${params.provider}; use NFS`);
+    if (!params.url) throw invalidParameter('An NFS image store needs a url');
+    // NFS stores serve one zone; only object stores (S3, Swift) can be region-wide.
+    if (!params.zoneid) throw invalidParameter('An NFS image store needs a zoneid');
+    const zone = await findZone(ctx, params.zoneid);
+    const url = parseStorageUrl(params.url);
+    if (url.poolType === 'SharedMountPoint')
+      throw invalidParameter('Secondary storage is an NFS export or a local path, not a shared mount point');
+    const protocol = url.poolType === 'NetworkFilesystem' ? 'nfs' : 'file';
+    const seen = protocol === 'file' ? await filesystemUsage(url.path) : undefined;
+    const name = params.name?.trim() || url.url;
+    const row = await app.store.db.transaction().execute(async (tx) => {
+      const clash = await tx
+        .selectFrom('image_stores')
+        .select('name')
+        .where('removed', 'is', null)
+        .where((eb) => eb.or([eb('url', '=', url.url), eb('name', '=', name)]))
+        .executeTakeFirst();
+      if (clash) throw invalidParameter(`Image store ${clash.name} already has that name or url`);
+      const id = await insertId(app.store, tx, 'image_stores', {
+        uuid: app.ids.uuid(),
+        name,
+        zone_id: zone.id,
+        provider,
+        protocol,
+        url: url.url,
+        path: url.path,
+        host_address: url.hostAddress,
+        scope: 'ZONE',
+        readonly: 0,
+        capacity_bytes: seen?.total ?? null,
+        used_bytes: seen?.used ?? null,
+        created: app.clock.now(),
+      });
+      return tx.selectFrom('image_stores').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+    });
+    return (await presentImageStores(ctx, [row]))[0];
+  },
+});
+
+export const listImageStores = defineCommand({
+  name: 'listImageStores',
+  params: {
+    ...listParams,
+    id: p.uuid(),
+    name: p.string(),
+    zoneid: p.uuid(),
+    provider: p.string(),
+    protocol: p.string(),
+    readonly: p.boolean(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    let q = app.store.db.selectFrom('image_stores').where('removed', 'is', null);
+    if (params.id) q = q.where('uuid', '=', params.id);
+    if (params.name) q = q.where('name', '=', params.name);
+    if (params.zoneid) q = q.where('zone_id', '=', (await findZone(ctx, params.zoneid)).id);
+    if (params.provider) q = q.where('provider', '=', params.provider.toUpperCase());
+    if (params.protocol) q = q.where('protocol', '=', params.protocol.toLowerCase());
+    if (params.readonly !== undefined) q = q.where('readonly', '=', params.readonly ? 1 : 0);
+    if (params.keyword) q = q.where('name', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
+    return listResult(await presentImageStores(ctx, rows), Number(count));
+  },
+});
+
+export const deleteImageStore = defineCommand({
+  name: 'deleteImageStore',
+  params: { id: p.uuid({ required: true }) },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const store = await findImageStore(ctx, params.id);
+    for (const check of usageChecks) {
+      const reason = await check(app, store);
+      if (reason) throw resourceInUse(`Cannot delete image store ${store.name}: ${reason}`);
+    }
+    await app.store.db.transaction().execute(async (tx) => {
+      await tx
+        .updateTable('image_stores')
+        .set({ removed: app.clock.now() })
+        .where('id', '=', store.id)
+        .execute();
+      await tx
+        .deleteFrom('scoped_configuration')
+        .where('scope', '=', 'imagestore')
+        .where('scope_id', '=', store.id)
+        .execute();
+    });
+    await app.settings.load();
+    return success();
+  },
+});
+
+export const imageStoreCommands = [addImageStore, listImageStores, deleteImageStore];

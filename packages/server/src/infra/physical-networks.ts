@@ -1,0 +1,407 @@
+/**
+ * Physical networks and the traffic they carry (Guest, Management, Public, Storage): the zone
+ * wiring that hosts map to bridges through their network labels.
+ */
+import type { CallContext } from '../context.ts';
+import { insertId } from '../db/connection.ts';
+import type { PhysicalNetworkRow, TrafficTypeRow } from '../db/schema.ts';
+import { invalidParameter } from '../errors.ts';
+import { escapeLike, findDomainByUuid } from '../iam/access.ts';
+import { defineCommand, listResult, success } from '../registry/command.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+import { findZone, likeOp, namesOf, normalizeTags } from './common.ts';
+
+const ISOLATION_METHODS = ['VLAN', 'VXLAN', 'GRE', 'L3'] as const;
+const TRAFFIC_TYPES = ['Guest', 'Management', 'Public', 'Storage'] as const;
+const STATES = ['Enabled', 'Disabled'] as const;
+
+function pick<T extends string>(values: readonly T[], value: string, what: string): T {
+  const found = values.find((v) => v.toLowerCase() === value.trim().toLowerCase());
+  if (!found) throw invalidParameter(`Invalid ${what} ${value}; use one of ${values.join(', ')}`);
+  return found;
+}
+
+/** "100-199,300-310" or single ids, each within the 802.1Q (or VXLAN) id space. */
+function vlanRanges(text: string, isolation: string): string {
+  const max = isolation === 'VXLAN' ? 16777215 : 4094;
+  const parts = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const ranges = parts.map((part) => {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part);
+    if (!m) throw invalidParameter(`Invalid vlan range ${part}: use start-end`);
+    const start = Number(m[1]);
+    const end = Number(m[2] ?? m[1]);
+    if (start < 1 || end > max || start > end)
+      throw invalidParameter(`Invalid vlan range ${part}: ids run from 1 to ${max}`);
+    return [start, end] as const;
+  });
+  const sorted = [...ranges].sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < sorted.length; i++)
+    if (sorted[i][0] <= sorted[i - 1][1]) throw invalidParameter(`The vlan ranges in ${text} overlap`);
+  return ranges.map(([s, e]) => `${s}-${e}`).join(',');
+}
+
+async function presentPhysicalNetworks(ctx: CallContext, rows: PhysicalNetworkRow[]): Promise<object[]> {
+  const zones = await namesOf(
+    ctx,
+    'zones',
+    rows.map((r) => r.zone_id),
+  );
+  const domainIds = [...new Set(rows.map((r) => r.domain_id).filter((x): x is number => x !== null))];
+  const domains = domainIds.length
+    ? await ctx.app.store.db
+        .selectFrom('domains')
+        .select(['id', 'uuid'])
+        .where('id', 'in', domainIds)
+        .execute()
+    : [];
+  const domainById = new Map(domains.map((d) => [d.id, d.uuid]));
+  return rows.map((n) => ({
+    id: n.uuid,
+    name: n.name,
+    zoneid: zones.get(n.zone_id)?.uuid,
+    zonename: zones.get(n.zone_id)?.name,
+    domainid: n.domain_id === null ? undefined : domainById.get(n.domain_id),
+    state: n.state,
+    isolationmethods: n.isolation_methods,
+    vlan: n.vlan ?? undefined,
+    networkspeed: n.network_speed ?? undefined,
+    broadcastdomainrange: n.broadcast_domain_range,
+    tags: n.tags ?? undefined,
+  }));
+}
+
+async function findPhysicalNetwork(ctx: CallContext, uuid: string): Promise<PhysicalNetworkRow> {
+  const row = await ctx.app.store.db
+    .selectFrom('physical_networks')
+    .selectAll()
+    .where('uuid', '=', uuid)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  if (!row) throw invalidParameter(`Unable to find physical network by id ${uuid}`);
+  return row;
+}
+
+async function presentOne(ctx: CallContext, uuid: string): Promise<object> {
+  return (await presentPhysicalNetworks(ctx, [await findPhysicalNetwork(ctx, uuid)]))[0];
+}
+
+export const createPhysicalNetwork = defineCommand({
+  name: 'createPhysicalNetwork',
+  params: {
+    zoneid: p.uuid({ required: true }),
+    name: p.string({ required: true }),
+    isolationmethods: p.list(),
+    vlan: p.string(),
+    networkspeed: p.string(),
+    broadcastdomainrange: p.string(),
+    tags: p.list(),
+    domainid: p.uuid(),
+  },
+  event: {
+    type: 'PHYSICAL.NETWORK.CREATE',
+    description: (params) => `creating physical network ${params.name}`,
+  },
+  async create(ctx, params) {
+    const { app } = ctx;
+    const zone = await findZone(ctx, params.zoneid);
+    const name = params.name.trim();
+    if (name === '') throw invalidParameter('Physical network name must not be empty');
+    const methods = (params.isolationmethods ?? []).map((m) =>
+      pick(ISOLATION_METHODS, m, 'isolation method'),
+    );
+    if (methods.length > 1)
+      throw invalidParameter('Only one isolation method can be given for a physical network');
+    const isolation = methods[0] ?? 'VLAN';
+    const range = params.broadcastdomainrange
+      ? pick(['ZONE', 'POD'] as const, params.broadcastdomainrange, 'broadcast domain range')
+      : zone.network_type === 'Basic'
+        ? 'POD'
+        : 'ZONE';
+    const vlan = params.vlan ? vlanRanges(params.vlan, isolation) : null;
+    const domain = params.domainid ? await findDomainByUuid(ctx, params.domainid) : undefined;
+    const uuid = app.ids.uuid();
+    await app.store.db.transaction().execute(async (tx) => {
+      const existing = await tx
+        .selectFrom('physical_networks')
+        .select(['name'])
+        .where('zone_id', '=', zone.id)
+        .where('removed', 'is', null)
+        .execute();
+      if (zone.network_type === 'Basic' && existing.length > 0)
+        throw invalidParameter(
+          `A Basic zone has one physical network, and ${zone.name} has ${existing[0].name}`,
+        );
+      await insertId(app.store, tx, 'physical_networks', {
+        uuid,
+        name,
+        zone_id: zone.id,
+        domain_id: domain?.id ?? null,
+        state: 'Disabled',
+        isolation_methods: isolation,
+        vlan,
+        network_speed: params.networkspeed ?? null,
+        broadcast_domain_range: range,
+        tags: normalizeTags(params.tags),
+        created: app.clock.now(),
+      });
+    });
+    return { type: 'PhysicalNetwork', id: uuid };
+  },
+  async handler(ctx, _params, created) {
+    return presentOne(ctx, created?.id as string);
+  },
+});
+
+export const listPhysicalNetworks = defineCommand({
+  name: 'listPhysicalNetworks',
+  params: { ...listParams, id: p.uuid(), name: p.string(), zoneid: p.uuid() },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    let q = app.store.db.selectFrom('physical_networks').where('removed', 'is', null);
+    if (params.id) q = q.where('uuid', '=', params.id);
+    if (params.name) q = q.where('name', '=', params.name);
+    if (params.zoneid) q = q.where('zone_id', '=', (await findZone(ctx, params.zoneid)).id);
+    if (params.keyword) q = q.where('name', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
+    return listResult(await presentPhysicalNetworks(ctx, rows), Number(count));
+  },
+});
+
+export const updatePhysicalNetwork = defineCommand({
+  name: 'updatePhysicalNetwork',
+  params: {
+    id: p.uuid({ required: true }),
+    state: p.string(),
+    vlan: p.string(),
+    networkspeed: p.string(),
+    tags: p.list(),
+  },
+  event: {
+    type: 'PHYSICAL.NETWORK.UPDATE',
+    description: (params) => `updating physical network ${params.id}`,
+  },
+  async target(ctx, params) {
+    const net = await findPhysicalNetwork(ctx, params.id);
+    if (params.state) pick(STATES, params.state, 'state');
+    if (params.vlan) vlanRanges(params.vlan, net.isolation_methods);
+    return { type: 'PhysicalNetwork', id: net.uuid };
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const net = await findPhysicalNetwork(ctx, params.id);
+    const changes: Partial<PhysicalNetworkRow> = {};
+    if (params.state) changes.state = pick(STATES, params.state, 'state');
+    if (params.vlan !== undefined)
+      changes.vlan = params.vlan ? vlanRanges(params.vlan, net.isolation_methods) : null;
+    if (params.networkspeed !== undefined) changes.network_speed = params.networkspeed || null;
+    if (params.tags !== undefined) changes.tags = normalizeTags(params.tags);
+    await app.store.db.transaction().execute(async (tx) => {
+      if (Object.keys(changes).length > 0)
+        await tx.updateTable('physical_networks').set(changes).where('id', '=', net.id).execute();
+    });
+    return presentOne(ctx, net.uuid);
+  },
+});
+
+export const deletePhysicalNetwork = defineCommand({
+  name: 'deletePhysicalNetwork',
+  params: { id: p.uuid({ required: true }) },
+  event: {
+    type: 'PHYSICAL.NETWORK.DELETE',
+    description: (params) => `deleting physical network ${params.id}`,
+  },
+  async target(ctx, params) {
+    const net = await findPhysicalNetwork(ctx, params.id);
+    return { type: 'PhysicalNetwork', id: net.uuid };
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const net = await findPhysicalNetwork(ctx, params.id);
+    await app.store.db.transaction().execute(async (tx) => {
+      // Its traffic types describe only this network's wiring, so they go with it.
+      await tx
+        .deleteFrom('physical_network_traffic_types')
+        .where('physical_network_id', '=', net.id)
+        .execute();
+      await tx
+        .updateTable('physical_networks')
+        .set({ removed: app.clock.now() })
+        .where('id', '=', net.id)
+        .execute();
+    });
+    return success();
+  },
+});
+
+function presentTrafficType(t: TrafficTypeRow, networkUuid: string): object {
+  return {
+    id: t.uuid,
+    name: t.traffic_type,
+    traffictype: t.traffic_type,
+    physicalnetworkid: networkUuid,
+    kvmnetworklabel: t.kvm_label ?? undefined,
+    xennetworklabel: t.xen_label ?? undefined,
+    vmwarenetworklabel: t.vmware_label ?? undefined,
+    hypervnetworklabel: t.hyperv_label ?? undefined,
+    ovm3networklabel: t.ovm3_label ?? undefined,
+  };
+}
+
+async function findTrafficType(
+  ctx: CallContext,
+  uuid: string,
+): Promise<{ row: TrafficTypeRow; network: string }> {
+  const row = await ctx.app.store.db
+    .selectFrom('physical_network_traffic_types as t')
+    .innerJoin('physical_networks as n', 'n.id', 't.physical_network_id')
+    .selectAll('t')
+    .select('n.uuid as network_uuid')
+    .where('t.uuid', '=', uuid)
+    .executeTakeFirst();
+  if (!row) throw invalidParameter(`Unable to find traffic type by id ${uuid}`);
+  const { network_uuid, ...t } = row;
+  return { row: t, network: network_uuid };
+}
+
+const labelParams = {
+  kvmnetworklabel: p.string(),
+  xennetworklabel: p.string(),
+  vmwarenetworklabel: p.string(),
+  hypervnetworklabel: p.string(),
+  ovm3networklabel: p.string(),
+};
+
+export const addTrafficType = defineCommand({
+  name: 'addTrafficType',
+  params: {
+    physicalnetworkid: p.uuid({ required: true }),
+    traffictype: p.string({ required: true }),
+    ...labelParams,
+    vlan: p.string(),
+    isolationmethod: p.string(),
+  },
+  event: { type: 'TRAFFIC.TYPE.CREATE', description: (params) => `adding ${params.traffictype} traffic` },
+  async create(ctx, params) {
+    const { app } = ctx;
+    const net = await findPhysicalNetwork(ctx, params.physicalnetworkid);
+    const type = pick(TRAFFIC_TYPES, params.traffictype, 'traffic type');
+    const uuid = app.ids.uuid();
+    await app.store.db.transaction().execute(async (tx) => {
+      const onNetwork = await tx
+        .selectFrom('physical_network_traffic_types')
+        .select('id')
+        .where('physical_network_id', '=', net.id)
+        .where('traffic_type', '=', type)
+        .executeTakeFirst();
+      if (onNetwork) throw invalidParameter(`${type} traffic is already on physical network ${net.name}`);
+      // Guest traffic may spread over several physical networks (told apart by tags); the others
+      // have exactly one home in a zone.
+      if (type !== 'Guest') {
+        const elsewhere = await tx
+          .selectFrom('physical_network_traffic_types as t')
+          .innerJoin('physical_networks as n', 'n.id', 't.physical_network_id')
+          .select('n.name')
+          .where('n.zone_id', '=', net.zone_id)
+          .where('n.removed', 'is', null)
+          .where('t.traffic_type', '=', type)
+          .executeTakeFirst();
+        if (elsewhere)
+          throw invalidParameter(`${type} traffic is already carried by physical network ${elsewhere.name}`);
+      }
+      await insertId(app.store, tx, 'physical_network_traffic_types', {
+        uuid,
+        physical_network_id: net.id,
+        traffic_type: type,
+        kvm_label: params.kvmnetworklabel ?? null,
+        xen_label: params.xennetworklabel ?? null,
+        vmware_label: params.vmwarenetworklabel ?? null,
+        hyperv_label: params.hypervnetworklabel ?? null,
+        ovm3_label: params.ovm3networklabel ?? null,
+        vlan: params.vlan ?? null,
+        isolation_method: params.isolationmethod ?? null,
+      });
+    });
+    return { type: 'TrafficType', id: uuid };
+  },
+  async handler(ctx, _params, created) {
+    const { row, network } = await findTrafficType(ctx, created?.id as string);
+    return presentTrafficType(row, network);
+  },
+});
+
+export const listTrafficTypes = defineCommand({
+  name: 'listTrafficTypes',
+  params: { ...listParams, physicalnetworkid: p.uuid({ required: true }) },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const net = await findPhysicalNetwork(ctx, params.physicalnetworkid);
+    let q = app.store.db
+      .selectFrom('physical_network_traffic_types')
+      .where('physical_network_id', '=', net.id);
+    if (params.keyword) q = q.where('traffic_type', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
+    return listResult(
+      rows.map((t) => presentTrafficType(t, net.uuid)),
+      Number(count),
+    );
+  },
+});
+
+export const updateTrafficType = defineCommand({
+  name: 'updateTrafficType',
+  params: { id: p.uuid({ required: true }), ...labelParams },
+  event: { type: 'TRAFFIC.TYPE.UPDATE', description: (params) => `updating traffic type ${params.id}` },
+  async target(ctx, params) {
+    await findTrafficType(ctx, params.id);
+    return { type: 'TrafficType', id: params.id };
+  },
+  async handler(ctx, params) {
+    const { row } = await findTrafficType(ctx, params.id);
+    const changes: Partial<TrafficTypeRow> = {};
+    if (params.kvmnetworklabel !== undefined) changes.kvm_label = params.kvmnetworklabel || null;
+    if (params.xennetworklabel !== undefined) changes.xen_label = params.xennetworklabel || null;
+    if (params.vmwarenetworklabel !== undefined) changes.vmware_label = params.vmwarenetworklabel || null;
+    if (params.hypervnetworklabel !== undefined) changes.hyperv_label = params.hypervnetworklabel || null;
+    if (params.ovm3networklabel !== undefined) changes.ovm3_label = params.ovm3networklabel || null;
+    if (Object.keys(changes).length > 0)
+      await ctx.app.store.db
+        .updateTable('physical_network_traffic_types')
+        .set(changes)
+        .where('id', '=', row.id)
+        .execute();
+    const updated = await findTrafficType(ctx, params.id);
+    return presentTrafficType(updated.row, updated.network);
+  },
+});
+
+export const deleteTrafficType = defineCommand({
+  name: 'deleteTrafficType',
+  params: { id: p.uuid({ required: true }) },
+  event: { type: 'TRAFFIC.TYPE.DELETE', description: (params) => `deleting traffic type ${params.id}` },
+  async target(ctx, params) {
+    await findTrafficType(ctx, params.id);
+    return { type: 'TrafficType', id: params.id };
+  },
+  async handler(ctx, params) {
+    const { row } = await findTrafficType(ctx, params.id);
+    await ctx.app.store.db.deleteFrom('physical_network_traffic_types').where('id', '=', row.id).execute();
+    return success();
+  },
+});
+
+export const physicalNetworkCommands = [
+  createPhysicalNetwork,
+  listPhysicalNetworks,
+  updatePhysicalNetwork,
+  deletePhysicalNetwork,
+  addTrafficType,
+  listTrafficTypes,
+  updateTrafficType,
+  deleteTrafficType,
+];

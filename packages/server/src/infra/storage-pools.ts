@@ -1,0 +1,483 @@
+/**
+ * Primary storage pools: where VM disks live, attached to a cluster (or a whole zone). Pools are
+ * described by URL: nfs://host/path, SharedMountPoint://host/path (a path every host has mounted),
+ * or a local filesystem path (file:///path or /path).
+ */
+import { statfs } from 'node:fs/promises';
+import { formatDate } from '../clock.ts';
+import type { App, CallContext } from '../context.ts';
+import { insertId, type Tx } from '../db/connection.ts';
+import type { StoragePoolRow } from '../db/schema.ts';
+import { invalidParameter, resourceInUse } from '../errors.ts';
+import { logEvent } from '../events/events.ts';
+import { escapeLike } from '../iam/access.ts';
+import { defineCommand, listResult, success } from '../registry/command.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+import { STORAGE_OVERPROVISIONING } from './capacity.ts';
+import { hypervisorName } from './clusters.ts';
+import { findCluster, findPod, findStoragePool, findZone, likeOp, namesOf, normalizeTags } from './common.ts';
+
+export interface ParsedStorageUrl {
+  poolType: 'NetworkFilesystem' | 'SharedMountPoint' | 'Filesystem';
+  hostAddress: string;
+  path: string;
+  port: number;
+  /** The URL as stored and shown. */
+  url: string;
+}
+
+/** Parses a primary or secondary storage URL; unsupported schemes get a 431. */
+export function parseStorageUrl(raw: string): ParsedStorageUrl {
+  const text = raw.trim();
+  if (text.startsWith('/'))
+    return {
+      poolType: 'Filesystem',
+      hostAddress: 'localhost',
+      path: cleanPath(text),
+      port: 0,
+      url: `file://${cleanPath(text)}`,
+    };
+  const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\/([^/]*)(\/.*)?$/.exec(text);
+  if (!m)
+    throw invalidParameter(
+      `Invalid storage URL ${raw}: use nfs://host/path, SharedMountPoint://host/path or a local path`,
+    );
+  const scheme = m[1].toLowerCase();
+  const authority = m[2];
+  const path = m[3] ? cleanPath(decodeURIComponent(m[3])) : '';
+  if (path === '' || (scheme === 'nfs' && path === '/'))
+    throw invalidParameter(`Storage URL ${raw} has no path`);
+  switch (scheme) {
+    case 'nfs': {
+      const [host, port] = authority.split(':');
+      if (!host) throw invalidParameter(`Storage URL ${raw} names no NFS server`);
+      if (port !== undefined && !/^\d{1,5}$/.test(port)) throw invalidParameter(`Invalid port in ${raw}`);
+      return {
+        poolType: 'NetworkFilesystem',
+        hostAddress: host,
+        path,
+        port: port ? Number(port) : 2049,
+        url: `nfs://${authority}${path}`,
+      };
+    }
+    case 'sharedmountpoint':
+      return {
+        poolType: 'SharedMountPoint',
+        hostAddress: authority || 'localhost',
+        path,
+        port: 0,
+        url: `SharedMountPoint://${authority || 'localhost'}${path}`,
+      };
+    case 'file':
+      if (authority !== '' && authority !== 'localhost')
+        throw invalidParameter(`A file URL names a local path: ${raw}`);
+      return { poolType: 'Filesystem', hostAddress: 'localhost', path, port: 0, url: `file://${path}` };
+    default:
+      throw invalidParameter(
+        `Unsupported storage protocol ${m[1]}: use nfs, SharedMountPoint or a local path`,
+      );
+  }
+}
+
+function cleanPath(path: string): string {
+  const p = path.replace(/\/{2,}/g, '/');
+  return p.length > 1 ? p.replace(/\/$/, '') : p;
+}
+
+/** Size and use of a directory the management server can see, when it can see it. */
+export async function filesystemUsage(path: string): Promise<{ total: number; used: number } | undefined> {
+  try {
+    const s = await statfs(path);
+    return { total: s.blocks * s.bsize, used: (s.blocks - s.bfree) * s.bsize };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Checks that can refuse a pool's removal (volumes on it, templates cached on it...). The
+ * capabilities owning those records register here and say why the pool is still in use.
+ */
+type PoolUsageCheck = (app: App, pool: StoragePoolRow) => Promise<string | undefined>;
+const usageChecks: PoolUsageCheck[] = [];
+
+export function onStoragePoolDelete(check: PoolUsageCheck): void {
+  usageChecks.push(check);
+}
+
+export async function presentStoragePools(ctx: CallContext, rows: StoragePoolRow[]): Promise<object[]> {
+  const zones = await namesOf(
+    ctx,
+    'zones',
+    rows.map((r) => r.zone_id),
+  );
+  const pods = await namesOf(
+    ctx,
+    'pods',
+    rows.map((r) => r.pod_id),
+  );
+  const clusters = await namesOf(
+    ctx,
+    'clusters',
+    rows.map((r) => r.cluster_id),
+  );
+  return rows.map((s) => {
+    const factor = ctx.app.settings.at(STORAGE_OVERPROVISIONING, 'storagepool', s.id);
+    return {
+      id: s.uuid,
+      name: s.name,
+      zoneid: zones.get(s.zone_id)?.uuid,
+      zonename: zones.get(s.zone_id)?.name,
+      podid: s.pod_id === null ? undefined : pods.get(s.pod_id)?.uuid,
+      podname: s.pod_id === null ? undefined : pods.get(s.pod_id)?.name,
+      clusterid: s.cluster_id === null ? undefined : clusters.get(s.cluster_id)?.uuid,
+      clustername: s.cluster_id === null ? undefined : clusters.get(s.cluster_id)?.name,
+      ipaddress: s.host_address,
+      path: s.path,
+      created: formatDate(s.created),
+      type: s.pool_type,
+      scope: s.scope,
+      hypervisor: s.hypervisor ?? undefined,
+      state: s.state,
+      disksizetotal: Number(s.capacity_bytes),
+      disksizeallocated: Number(s.allocated_bytes),
+      disksizeused: Number(s.used_bytes),
+      capacitybytes: Number(s.capacity_bytes),
+      capacityiops: s.capacity_iops === null ? undefined : Number(s.capacity_iops),
+      overprovisionfactor: Number.isInteger(factor) ? factor.toFixed(1) : String(factor),
+      provider: s.provider,
+      tags: s.tags ?? undefined,
+      istagarule: s.is_tag_a_rule === 1,
+      managed: s.managed === 1,
+      storagecapabilities: { VOLUME_SNAPSHOT_QUIESCEVM: 'false' },
+      hasannotations: false,
+    };
+  });
+}
+
+async function presentOne(ctx: CallContext, id: number): Promise<object> {
+  const row = await ctx.app.store.db
+    .selectFrom('storage_pools')
+    .selectAll()
+    .where('id', '=', id)
+    .executeTakeFirstOrThrow();
+  return (await presentStoragePools(ctx, [row]))[0];
+}
+
+async function checkPoolNameFree(tx: Tx, zoneId: number, name: string, except?: number): Promise<void> {
+  let q = tx
+    .selectFrom('storage_pools')
+    .select('id')
+    .where('zone_id', '=', zoneId)
+    .where('name', '=', name)
+    .where('removed', 'is', null);
+  if (except !== undefined) q = q.where('id', '!=', except);
+  if (await q.executeTakeFirst())
+    throw invalidParameter(`A storage pool with name ${name} already exists in the zone`);
+}
+
+export const createStoragePool = defineCommand({
+  name: 'createStoragePool',
+  params: {
+    zoneid: p.uuid({ required: true }),
+    podid: p.uuid(),
+    clusterid: p.uuid(),
+    name: p.string({ required: true }),
+    url: p.string({ required: true, length: 2048 }),
+    scope: p.string(),
+    tags: p.string(),
+    istagarule: p.boolean(),
+    capacitybytes: p.long({ min: 0 }),
+    capacityiops: p.long({ min: 0 }),
+    hypervisor: p.string(),
+    provider: p.string(),
+    managed: p.boolean(),
+    details: p.map(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const zone = await findZone(ctx, params.zoneid);
+    const name = params.name.trim();
+    if (name === '') throw invalidParameter('Storage pool name must not be empty');
+    const scope = (params.scope ?? (params.clusterid ? 'cluster' : 'zone')).toUpperCase();
+    if (scope !== 'CLUSTER' && scope !== 'ZONE')
+      throw invalidParameter(`Invalid scope ${params.scope}; use cluster or zone`);
+    if (params.provider && params.provider !== 'DefaultPrimary')
+      throw invalidParameter(`Unsupported storage provider ${params.provider}; use DefaultPrimary`);
+    let podId: number | null = null;
+    let clusterId: number | null = null;
+    let hypervisor: string | null = null;
+    if (scope === 'CLUSTER') {
+      if (!params.podid || !params.clusterid)
+        throw invalidParameter('A cluster-wide storage pool needs podid and clusterid');
+      const pod = await findPod(ctx, params.podid);
+      const cluster = await findCluster(ctx, params.clusterid);
+      if (pod.zone_id !== zone.id)
+        throw invalidParameter(`Pod ${pod.name} does not belong to zone ${zone.name}`);
+      if (cluster.pod_id !== pod.id)
+        throw invalidParameter(`Cluster ${cluster.name} does not belong to pod ${pod.name}`);
+      podId = pod.id;
+      clusterId = cluster.id;
+      hypervisor = cluster.hypervisor;
+    } else {
+      if (!params.hypervisor)
+        throw invalidParameter('A zone-wide storage pool needs the hypervisor of the hosts that use it');
+      hypervisor = hypervisorName(params.hypervisor);
+    }
+    const url = parseStorageUrl(params.url);
+    const seen =
+      params.capacitybytes === undefined && url.poolType !== 'NetworkFilesystem'
+        ? await filesystemUsage(url.path)
+        : undefined;
+    const capacity = params.capacitybytes ?? seen?.total ?? 0;
+    const row = await app.store.db.transaction().execute(async (tx) => {
+      await checkPoolNameFree(tx, zone.id, name);
+      const same = await tx
+        .selectFrom('storage_pools')
+        .select('name')
+        .where('zone_id', '=', zone.id)
+        .where('removed', 'is', null)
+        .where('url', '=', url.url)
+        .where((eb) => (clusterId === null ? eb('cluster_id', 'is', null) : eb('cluster_id', '=', clusterId)))
+        .executeTakeFirst();
+      if (same) throw invalidParameter(`Storage pool ${same.name} already uses ${url.url} in this scope`);
+      const id = await insertId(app.store, tx, 'storage_pools', {
+        uuid: app.ids.uuid(),
+        name,
+        zone_id: zone.id,
+        pod_id: podId,
+        cluster_id: clusterId,
+        scope,
+        pool_type: url.poolType,
+        path: url.path,
+        host_address: url.hostAddress,
+        port: url.port,
+        url: url.url,
+        hypervisor,
+        provider: 'DefaultPrimary',
+        capacity_bytes: capacity,
+        used_bytes: Math.min(seen?.used ?? 0, capacity),
+        allocated_bytes: 0,
+        capacity_iops: params.capacityiops ?? null,
+        managed: params.managed ? 1 : 0,
+        state: 'Up',
+        tags: normalizeTags(params.tags),
+        is_tag_a_rule: params.istagarule ? 1 : 0,
+        created: app.clock.now(),
+      });
+      return tx.selectFrom('storage_pools').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+    });
+    return (await presentStoragePools(ctx, [row]))[0];
+  },
+});
+
+export const listStoragePools = defineCommand({
+  name: 'listStoragePools',
+  params: {
+    ...listParams,
+    id: p.uuid(),
+    name: p.string(),
+    zoneid: p.uuid(),
+    podid: p.uuid(),
+    clusterid: p.uuid(),
+    ipaddress: p.string(),
+    path: p.string(),
+    scope: p.string(),
+    status: p.string(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    let q = app.store.db.selectFrom('storage_pools').where('removed', 'is', null);
+    if (params.id) q = q.where('uuid', '=', params.id);
+    if (params.name) q = q.where('name', '=', params.name);
+    if (params.zoneid) q = q.where('zone_id', '=', (await findZone(ctx, params.zoneid)).id);
+    if (params.podid) q = q.where('pod_id', '=', (await findPod(ctx, params.podid)).id);
+    if (params.clusterid) q = q.where('cluster_id', '=', (await findCluster(ctx, params.clusterid)).id);
+    if (params.ipaddress) q = q.where('host_address', '=', params.ipaddress);
+    if (params.path) q = q.where('path', '=', params.path);
+    if (params.scope) q = q.where('scope', '=', params.scope.toUpperCase());
+    if (params.status) q = q.where('state', '=', params.status);
+    if (params.keyword) q = q.where('name', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
+    return listResult(await presentStoragePools(ctx, rows), Number(count));
+  },
+});
+
+export const updateStoragePool = defineCommand({
+  name: 'updateStoragePool',
+  params: {
+    id: p.uuid({ required: true }),
+    name: p.string(),
+    tags: p.list(),
+    istagarule: p.boolean(),
+    capacitybytes: p.long({ min: 0 }),
+    capacityiops: p.long({ min: 0 }),
+    enabled: p.boolean(),
+    url: p.string({ length: 2048 }),
+    details: p.map(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const pool = await findStoragePool(ctx, params.id);
+    const changes: Partial<StoragePoolRow> = {};
+    if (params.name !== undefined) {
+      const name = params.name.trim();
+      if (name === '') throw invalidParameter('Storage pool name must not be empty');
+      changes.name = name;
+    }
+    if (params.tags !== undefined) changes.tags = normalizeTags(params.tags);
+    if (params.istagarule !== undefined) changes.is_tag_a_rule = params.istagarule ? 1 : 0;
+    if (params.capacitybytes !== undefined) {
+      if (params.capacitybytes < Number(pool.used_bytes))
+        throw invalidParameter(`The capacity cannot be smaller than what is used (${pool.used_bytes} bytes)`);
+      changes.capacity_bytes = params.capacitybytes;
+    }
+    if (params.capacityiops !== undefined) changes.capacity_iops = params.capacityiops;
+    if (params.url !== undefined) {
+      if (pool.state !== 'Maintenance')
+        throw invalidParameter('The URL of a storage pool can only change in maintenance');
+      const url = parseStorageUrl(params.url);
+      Object.assign(changes, {
+        url: url.url,
+        path: url.path,
+        host_address: url.hostAddress,
+        port: url.port,
+        pool_type: url.poolType,
+      });
+    }
+    let event: string | undefined;
+    if (params.enabled !== undefined) {
+      if (pool.state !== 'Up' && pool.state !== 'Disabled')
+        throw invalidParameter(`Storage pool ${pool.name} is in ${pool.state}; cancel maintenance first`);
+      changes.state = params.enabled ? 'Up' : 'Disabled';
+      event = params.enabled ? 'ENABLE.PS' : 'DISABLE.PS';
+    }
+    await app.store.db.transaction().execute(async (tx) => {
+      if (changes.name) await checkPoolNameFree(tx, pool.zone_id, changes.name, pool.id);
+      if (Object.keys(changes).length > 0)
+        await tx.updateTable('storage_pools').set(changes).where('id', '=', pool.id).execute();
+      if (event)
+        await logEvent(ctx, tx, {
+          type: event,
+          description: `${params.enabled ? 'enabling' : 'disabling'} storage pool ${pool.name}`,
+          resourceType: 'StoragePool',
+          resourceId: pool.uuid,
+        });
+    });
+    return presentOne(ctx, pool.id);
+  },
+});
+
+/** Checked before the job is queued, so a pool in the wrong state is refused at once. */
+async function maintenanceTarget(ctx: CallContext, uuid: string, from: string[], action: string) {
+  const pool = await findStoragePool(ctx, uuid);
+  if (!from.includes(pool.state))
+    throw invalidParameter(`Storage pool ${pool.name} is ${pool.state}; cannot ${action}`);
+  return { type: 'StoragePool', id: pool.uuid };
+}
+
+async function moveState(
+  ctx: CallContext,
+  uuid: string,
+  from: string[],
+  to: string,
+  event: string,
+  text: string,
+) {
+  const { app } = ctx;
+  const pool = await findStoragePool(ctx, uuid);
+  await app.store.db.transaction().execute(async (tx) => {
+    const r = await tx
+      .updateTable('storage_pools')
+      .set({ state: to })
+      .where('id', '=', pool.id)
+      .where('state', 'in', from)
+      .executeTakeFirst();
+    if (Number(r.numUpdatedRows) === 0)
+      throw invalidParameter(`Storage pool ${pool.name} is ${pool.state}; cannot ${text}`);
+    await logEvent(ctx, tx, {
+      type: event,
+      description: `${text} storage pool ${pool.name}`,
+      resourceType: 'StoragePool',
+      resourceId: pool.uuid,
+    });
+  });
+  return presentOne(ctx, pool.id);
+}
+
+// No volumes can be running on a pool yet, so maintenance is entered at once; the owners of
+// volumes add their evacuation when they arrive.
+export const enableStorageMaintenance = defineCommand({
+  name: 'enableStorageMaintenance',
+  params: { id: p.uuid({ required: true }) },
+  event: {
+    type: 'MAINT.PREPARE.PS',
+    description: (params) => `preparing storage pool ${params.id} for maintenance`,
+  },
+  target: (ctx, params) => maintenanceTarget(ctx, params.id, ['Up', 'Disabled'], 'enter maintenance'),
+  handler: (ctx, params) =>
+    moveState(ctx, params.id, ['Up', 'Disabled'], 'Maintenance', 'MAINT.PREPARE.PS', 'put in maintenance'),
+});
+
+export const cancelStorageMaintenance = defineCommand({
+  name: 'cancelStorageMaintenance',
+  params: { id: p.uuid({ required: true }) },
+  event: {
+    type: 'MAINT.CANCEL.PS',
+    description: (params) => `cancelling maintenance of storage pool ${params.id}`,
+  },
+  target: (ctx, params) =>
+    maintenanceTarget(
+      ctx,
+      params.id,
+      ['Maintenance', 'PrepareForMaintenance', 'ErrorInMaintenance'],
+      'cancel maintenance',
+    ),
+  handler: (ctx, params) =>
+    moveState(
+      ctx,
+      params.id,
+      ['Maintenance', 'PrepareForMaintenance', 'ErrorInMaintenance'],
+      'Up',
+      'MAINT.CANCEL.PS',
+      'cancelled maintenance of',
+    ),
+});
+
+export const deleteStoragePool = defineCommand({
+  name: 'deleteStoragePool',
+  params: { id: p.uuid({ required: true }), forced: p.boolean() },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const pool = await findStoragePool(ctx, params.id);
+    for (const check of usageChecks) {
+      const reason = await check(app, pool);
+      if (reason) throw resourceInUse(`Cannot delete storage pool ${pool.name}: ${reason}`);
+    }
+    await app.store.db.transaction().execute(async (tx) => {
+      await tx
+        .updateTable('storage_pools')
+        .set({ removed: app.clock.now() })
+        .where('id', '=', pool.id)
+        .execute();
+      await tx
+        .deleteFrom('scoped_configuration')
+        .where('scope', '=', 'storagepool')
+        .where('scope_id', '=', pool.id)
+        .execute();
+    });
+    await app.settings.load();
+    return success();
+  },
+});
+
+export const storagePoolCommands = [
+  createStoragePool,
+  listStoragePools,
+  updateStoragePool,
+  enableStorageMaintenance,
+  cancelStorageMaintenance,
+  deleteStoragePool,
+];

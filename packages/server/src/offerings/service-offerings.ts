@@ -1,0 +1,480 @@
+/**
+ * Service (compute) offerings: CPU, memory and the root disk's storage qualities. As upstream since
+ * 4.17, each one carries a hidden disk offering (compute_only) holding the root-disk part, unless it
+ * is linked to a visible disk offering through diskofferingid.
+ */
+import { formatDate } from '../clock.ts';
+import type { CallContext } from '../context.ts';
+import { insertId } from '../db/connection.ts';
+import type { DiskOfferingRow, ServiceOfferingRow } from '../db/schema.ts';
+import { invalidParameter, permissionDenied } from '../errors.ts';
+import { logEvent } from '../events/events.ts';
+import { escapeLike } from '../iam/access.ts';
+import { normalizeTags } from '../infra/common.ts';
+import { defineCommand, listResult, success } from '../registry/command.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+import { registerTaggable } from '../tags/tags.ts';
+import {
+  findDiskOffering,
+  GiB,
+  offeringState,
+  storageColumns,
+  storageFields,
+  storageParams,
+} from './disk-offerings.ts';
+import {
+  checkManage,
+  defaultScopes,
+  inZone,
+  presentScopes,
+  resolveScopes,
+  visibleTo,
+  writeScopes,
+} from './scope.ts';
+
+async function presentServiceOfferings(ctx: CallContext, rows: ServiceOfferingRow[]): Promise<object[]> {
+  if (rows.length === 0) return [];
+  const disks = new Map(
+    (
+      await ctx.app.store.db
+        .selectFrom('disk_offerings')
+        .selectAll()
+        .where(
+          'id',
+          'in',
+          rows.map((r) => r.disk_offering_id),
+        )
+        .execute()
+    ).map((d) => [d.id, d]),
+  );
+  const scopes = await presentScopes(
+    ctx,
+    'service',
+    rows.map((r) => r.id),
+  );
+  return rows.map((s) => {
+    const disk = disks.get(s.disk_offering_id) as DiskOfferingRow;
+    const customized = s.cpu_number === null || s.memory_mb === null;
+    const details: Record<string, string> = {};
+    if (s.min_cpu_number !== null) details.mincpunumber = String(s.min_cpu_number);
+    if (s.max_cpu_number !== null) details.maxcpunumber = String(s.max_cpu_number);
+    if (s.min_memory_mb !== null) details.minmemory = String(s.min_memory_mb);
+    if (s.max_memory_mb !== null) details.maxmemory = String(s.max_memory_mb);
+    return {
+      id: s.uuid,
+      name: s.name,
+      displaytext: s.display_text,
+      cpunumber: s.cpu_number ?? undefined,
+      cpuspeed: s.cpu_speed ?? undefined,
+      memory: s.memory_mb ?? undefined,
+      created: formatDate(s.created),
+      ...storageFields(disk),
+      storagetags: disk.tags ?? undefined,
+      hosttags: s.host_tags ?? undefined,
+      offerha: s.offer_ha === 1,
+      limitcpuuse: s.limit_cpu_use === 1,
+      isvolatile: s.is_volatile === 1,
+      issystem: s.is_system === 1,
+      systemvmtype: s.system_vm_type ?? undefined,
+      defaultuse: s.default_use === 1,
+      iscustomized: customized,
+      rootdisksize: s.root_disk_size_bytes === null ? 0 : Math.round(Number(s.root_disk_size_bytes) / GiB),
+      networkrate: s.network_rate ?? undefined,
+      deploymentplanner: s.deployment_planner ?? undefined,
+      dynamicscalingenabled: s.dynamic_scaling_enabled === 1,
+      diskofferingstrictness: s.disk_offering_strictness === 1,
+      ...(disk.compute_only === 1
+        ? {}
+        : {
+            diskofferingid: disk.uuid,
+            diskofferingname: disk.name,
+            diskofferingdisplaytext: disk.display_text,
+          }),
+      serviceofferingdetails: Object.keys(details).length ? details : undefined,
+      encryptroot: disk.encrypt === 1,
+      state: s.state,
+      ...scopes.get(s.id),
+      hasannotations: false,
+    };
+  });
+}
+
+export async function findServiceOffering(ctx: CallContext, uuid: string): Promise<ServiceOfferingRow> {
+  const row = await ctx.app.store.db
+    .selectFrom('service_offerings')
+    .selectAll()
+    .where('uuid', '=', uuid)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  if (!row) throw invalidParameter(`Unable to find service offering by id ${uuid}`);
+  return row;
+}
+
+async function presentOne(ctx: CallContext, id: number): Promise<object> {
+  const row = await ctx.app.store.db
+    .selectFrom('service_offerings')
+    .selectAll()
+    .where('id', '=', id)
+    .executeTakeFirstOrThrow();
+  return (await presentServiceOfferings(ctx, [row]))[0];
+}
+
+interface ComputeInput {
+  cpunumber?: number;
+  cpuspeed?: number;
+  memory?: number;
+  customized?: boolean;
+  mincpunumber?: number;
+  maxcpunumber?: number;
+  minmemory?: number;
+  maxmemory?: number;
+}
+
+/**
+ * Upstream's rules: a fixed offering gives cpunumber, cpuspeed and memory; a customized one leaves
+ * CPU count and memory to the deployer, optionally bounded by min/max.
+ */
+function computeColumns(params: ComputeInput) {
+  const fixedGiven = params.cpunumber !== undefined || params.memory !== undefined;
+  const customized = params.customized ?? !(params.cpunumber !== undefined && params.memory !== undefined);
+  if (customized && fixedGiven)
+    throw invalidParameter(
+      'A customized offering takes cpunumber and memory at deployment; omit them or use customized=false',
+    );
+  if (
+    !customized &&
+    (params.cpunumber === undefined || params.memory === undefined || params.cpuspeed === undefined)
+  )
+    throw invalidParameter('A fixed offering needs cpunumber, cpuspeed and memory');
+  const ranged =
+    params.mincpunumber !== undefined ||
+    params.maxcpunumber !== undefined ||
+    params.minmemory !== undefined ||
+    params.maxmemory !== undefined;
+  if (ranged && !customized)
+    throw invalidParameter(
+      'mincpunumber, maxcpunumber, minmemory and maxmemory apply to customized offerings only',
+    );
+  if (
+    params.mincpunumber !== undefined &&
+    params.maxcpunumber !== undefined &&
+    params.mincpunumber > params.maxcpunumber
+  )
+    throw invalidParameter('mincpunumber must not be greater than maxcpunumber');
+  if (params.minmemory !== undefined && params.maxmemory !== undefined && params.minmemory > params.maxmemory)
+    throw invalidParameter('minmemory must not be greater than maxmemory');
+  return {
+    cpu_number: customized ? null : (params.cpunumber as number),
+    cpu_speed: params.cpuspeed ?? null,
+    memory_mb: customized ? null : (params.memory as number),
+    min_cpu_number: params.mincpunumber ?? null,
+    max_cpu_number: params.maxcpunumber ?? null,
+    min_memory_mb: params.minmemory ?? null,
+    max_memory_mb: params.maxmemory ?? null,
+  };
+}
+
+export const createServiceOffering = defineCommand({
+  name: 'createServiceOffering',
+  params: {
+    name: p.string({ required: true }),
+    displaytext: p.string({ length: 4096 }),
+    cpunumber: p.integer({ min: 1 }),
+    cpuspeed: p.integer({ min: 1 }),
+    memory: p.integer({ min: 32 }),
+    customized: p.boolean(),
+    mincpunumber: p.integer({ min: 1 }),
+    maxcpunumber: p.integer({ min: 1 }),
+    minmemory: p.integer({ min: 32 }),
+    maxmemory: p.integer({ min: 32 }),
+    offerha: p.boolean(),
+    limitcpuuse: p.boolean(),
+    isvolatile: p.boolean(),
+    hosttags: p.string(),
+    networkrate: p.integer({ min: 0 }),
+    deploymentplanner: p.string(),
+    dynamicscalingenabled: p.boolean(),
+    rootdisksize: p.long({ min: 1 }),
+    diskofferingid: p.uuid(),
+    diskofferingstrictness: p.boolean(),
+    encryptroot: p.boolean(),
+    issystem: p.boolean(),
+    systemvmtype: p.string(),
+    domainid: p.list(),
+    zoneid: p.list(),
+    ...storageParams,
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const name = params.name.trim();
+    if (name === '') throw invalidParameter('Service offering name must not be empty');
+    if (params.issystem)
+      throw invalidParameter('System offerings are not used: Nimbostack runs no system VMs');
+    const compute = computeColumns(params);
+    const storage = storageColumns(params);
+    const linked = params.diskofferingid ? await findDiskOffering(ctx, params.diskofferingid) : undefined;
+    const scopes = defaultScopes(ctx.caller, await resolveScopes(ctx, params.domainid, params.zoneid));
+    const uuid = app.ids.uuid();
+    const id = await app.store.db.transaction().execute(async (tx) => {
+      const diskId =
+        linked?.id ??
+        (await insertId(app.store, tx, 'disk_offerings', {
+          uuid: app.ids.uuid(),
+          name,
+          display_text: params.displaytext?.trim() || name,
+          disk_size_bytes: (params.rootdisksize ?? 0) * GiB,
+          ...storage,
+          encrypt: params.encryptroot ? 1 : 0,
+          compute_only: 1,
+          state: 'Active',
+          created: app.clock.now(),
+        }));
+      const id = await insertId(app.store, tx, 'service_offerings', {
+        uuid,
+        name,
+        display_text: params.displaytext?.trim() || name,
+        ...compute,
+        offer_ha: params.offerha ? 1 : 0,
+        limit_cpu_use: params.limitcpuuse ? 1 : 0,
+        is_volatile: params.isvolatile ? 1 : 0,
+        dynamic_scaling_enabled: params.dynamicscalingenabled === false ? 0 : 1,
+        host_tags: normalizeTags(params.hosttags),
+        network_rate: params.networkrate ?? null,
+        deployment_planner: params.deploymentplanner ?? null,
+        disk_offering_id: diskId,
+        disk_offering_strictness: params.diskofferingstrictness ? 1 : 0,
+        root_disk_size_bytes: params.rootdisksize === undefined ? null : params.rootdisksize * GiB,
+        state: 'Active',
+        created: app.clock.now(),
+      });
+      await writeScopes(tx, 'service', id, scopes);
+      await logEvent(ctx, tx, {
+        type: 'SERVICE.OFFERING.CREATE',
+        description: `creating service offering ${name}`,
+        resourceType: 'ServiceOffering',
+        resourceId: uuid,
+      });
+      return id;
+    });
+    return presentOne(ctx, id);
+  },
+});
+
+export const listServiceOfferings = defineCommand({
+  name: 'listServiceOfferings',
+  params: {
+    ...listParams,
+    id: p.uuid(),
+    name: p.string(),
+    domainid: p.uuid(),
+    zoneid: p.uuid(),
+    issystem: p.boolean(),
+    systemvmtype: p.string(),
+    cpunumber: p.integer({ min: 1 }),
+    cpuspeed: p.integer({ min: 1 }),
+    memory: p.integer({ min: 1 }),
+    storagetype: p.string(),
+    state: p.string(),
+    isrecursive: p.boolean(),
+    listall: p.boolean(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    let q = app.store.db
+      .selectFrom('service_offerings')
+      .where('service_offerings.removed', 'is', null)
+      .where('service_offerings.is_system', '=', params.issystem ? 1 : 0);
+    q = await visibleTo(ctx, q, 'service', 'service_offerings.id');
+    if (params.id) q = q.where('service_offerings.uuid', '=', params.id);
+    if (params.name) q = q.where('service_offerings.name', '=', params.name);
+    if (params.systemvmtype) q = q.where('service_offerings.system_vm_type', '=', params.systemvmtype);
+    if (params.state?.toLowerCase() !== 'all')
+      q = q.where('service_offerings.state', '=', params.state ? offeringState(params.state) : 'Active');
+    // A deployer asking for a size sees fixed offerings of that size and customized ones that allow it.
+    for (const [param, fixed, min, max] of [
+      [params.cpunumber, 'cpu_number', 'min_cpu_number', 'max_cpu_number'],
+      [params.memory, 'memory_mb', 'min_memory_mb', 'max_memory_mb'],
+    ] as const) {
+      if (param === undefined) continue;
+      q = q.where((eb) =>
+        eb.or([
+          eb(`service_offerings.${fixed}`, '=', param),
+          eb.and([
+            eb(`service_offerings.${fixed}`, 'is', null),
+            eb.or([eb(`service_offerings.${min}`, 'is', null), eb(`service_offerings.${min}`, '<=', param)]),
+            eb.or([eb(`service_offerings.${max}`, 'is', null), eb(`service_offerings.${max}`, '>=', param)]),
+          ]),
+        ]),
+      );
+    }
+    if (params.cpuspeed !== undefined)
+      q = q.where((eb) =>
+        eb.or([
+          eb('service_offerings.cpu_speed', 'is', null),
+          eb('service_offerings.cpu_speed', '=', params.cpuspeed as number),
+        ]),
+      );
+    if (params.storagetype)
+      q = q.where(
+        'service_offerings.disk_offering_id',
+        'in',
+        app.store.db
+          .selectFrom('disk_offerings')
+          .select('id')
+          .where('storage_type', '=', params.storagetype.toLowerCase()),
+      );
+    if (params.domainid) {
+      const domain = await app.store.db
+        .selectFrom('domains')
+        .select('id')
+        .where('uuid', '=', params.domainid)
+        .executeTakeFirst();
+      if (!domain) throw invalidParameter(`Unable to find domain by id ${params.domainid}`);
+      q = q.where(
+        'service_offerings.id',
+        'in',
+        app.store.db
+          .selectFrom('offering_scopes')
+          .select('offering_id')
+          .where('offering_type', '=', 'service')
+          .where('scope', '=', 'domain')
+          .where('scope_id', '=', domain.id),
+      );
+    }
+    if (params.zoneid) {
+      const zone = await app.store.db
+        .selectFrom('zones')
+        .select('id')
+        .where('uuid', '=', params.zoneid)
+        .where('removed', 'is', null)
+        .executeTakeFirst();
+      if (!zone) throw invalidParameter(`Unable to find zone by id ${params.zoneid}`);
+      q = inZone(q, 'service', 'service_offerings.id', zone.id);
+    }
+    if (params.keyword)
+      q = q.where(
+        'service_offerings.name',
+        app.store.dialect === 'postgres' ? 'ilike' : 'like',
+        `%${escapeLike(params.keyword)}%`,
+      );
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const rows = await paginate(
+      q.selectAll().orderBy('service_offerings.sort_key').orderBy('service_offerings.id'),
+      pageOf(app, params),
+    ).execute();
+    return listResult(await presentServiceOfferings(ctx, rows), Number(count));
+  },
+});
+
+export const updateServiceOffering = defineCommand({
+  name: 'updateServiceOffering',
+  params: {
+    id: p.uuid({ required: true }),
+    name: p.string(),
+    displaytext: p.string({ length: 4096 }),
+    sortkey: p.integer(),
+    hosttags: p.string(),
+    storagetags: p.string(),
+    state: p.string(),
+    domainid: p.string(),
+    zoneid: p.string(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const offering = await findServiceOffering(ctx, params.id);
+    await checkManage(ctx, 'service', offering.id);
+    const changes: Partial<ServiceOfferingRow> = {};
+    if (params.name !== undefined) {
+      if (params.name.trim() === '') throw invalidParameter('Service offering name must not be empty');
+      changes.name = params.name.trim();
+    }
+    if (params.displaytext !== undefined) changes.display_text = params.displaytext;
+    if (params.sortkey !== undefined) changes.sort_key = params.sortkey;
+    if (params.hosttags !== undefined) changes.host_tags = normalizeTags(params.hosttags);
+    if (params.state !== undefined) changes.state = offeringState(params.state);
+    const scopes = await resolveScopes(ctx, params.domainid, params.zoneid);
+    if (ctx.caller.roleKind !== 'admin' && scopes.domainIds?.length === 0)
+      throw permissionDenied('Only root administrators can make an offering public');
+    await app.store.db.transaction().execute(async (tx) => {
+      if (Object.keys(changes).length > 0)
+        await tx.updateTable('service_offerings').set(changes).where('id', '=', offering.id).execute();
+      if (params.storagetags !== undefined)
+        await tx
+          .updateTable('disk_offerings')
+          .set({ tags: normalizeTags(params.storagetags) })
+          .where('id', '=', offering.disk_offering_id)
+          .where('compute_only', '=', 1)
+          .execute();
+      await writeScopes(tx, 'service', offering.id, scopes);
+      await logEvent(ctx, tx, {
+        type: 'SERVICE.OFFERING.EDIT',
+        description: `updating service offering ${offering.name}`,
+        resourceType: 'ServiceOffering',
+        resourceId: offering.uuid,
+      });
+    });
+    return presentOne(ctx, offering.id);
+  },
+});
+
+/** Soft delete: virtual machines deployed from the offering keep naming it. */
+export const deleteServiceOffering = defineCommand({
+  name: 'deleteServiceOffering',
+  params: { id: p.uuid({ required: true }) },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const offering = await findServiceOffering(ctx, params.id);
+    await checkManage(ctx, 'service', offering.id);
+    if (offering.is_system === 1) throw invalidParameter('System offerings cannot be deleted');
+    await app.store.db.transaction().execute(async (tx) => {
+      const now = app.clock.now();
+      await tx
+        .updateTable('service_offerings')
+        .set({ removed: now, state: 'Inactive' })
+        .where('id', '=', offering.id)
+        .execute();
+      await tx
+        .updateTable('disk_offerings')
+        .set({ removed: now, state: 'Inactive' })
+        .where('id', '=', offering.disk_offering_id)
+        .where('compute_only', '=', 1)
+        .execute();
+      await tx
+        .deleteFrom('resource_tags')
+        .where('resource_type', '=', 'ServiceOffering')
+        .where('resource_id', '=', offering.id)
+        .execute();
+      await logEvent(ctx, tx, {
+        type: 'SERVICE.OFFERING.DELETE',
+        description: `deleting service offering ${offering.name}`,
+        resourceType: 'ServiceOffering',
+        resourceId: offering.uuid,
+      });
+    });
+    return success();
+  },
+});
+
+export const serviceOfferingCommands = [
+  createServiceOffering,
+  listServiceOfferings,
+  updateServiceOffering,
+  deleteServiceOffering,
+];
+
+registerTaggable('ServiceOffering', async (ctx, uuid) => {
+  const row = await ctx.app.store.db
+    .selectFrom('service_offerings')
+    .select('id')
+    .where('uuid', '=', uuid)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  if (!row) return undefined;
+  const root = await ctx.app.store.db
+    .selectFrom('domains')
+    .select('id')
+    .where('parent_id', 'is', null)
+    .executeTakeFirstOrThrow();
+  return { id: row.id, accountId: -1, domainId: root.id };
+});
