@@ -59,7 +59,10 @@ export function startAgent(
       const seen = logs.find((l) => l.includes(text));
       if (seen) return Promise.resolve(seen);
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`agent never logged "${text}"\n${logs.join('\n')}`)), timeoutMs);
+        const timer = setTimeout(
+          () => reject(new Error(`agent never logged "${text}"\n${logs.join('\n')}`)),
+          timeoutMs,
+        );
         waiters.push({
           text,
           resolve: (l) => {
@@ -79,7 +82,11 @@ export function startAgent(
 }
 
 /** Polls `check` until it returns a truthy value or the time is up. */
-export async function waitUntil<T>(check: () => Promise<T>, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+export async function waitUntil<T>(
+  check: () => Promise<T>,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: T;
   for (;;) {
@@ -100,7 +107,12 @@ export async function createZone(admin: CloudStackClient, name: string): Promise
   return r.zone.id;
 }
 
-export async function createPod(admin: CloudStackClient, zoneid: string, name: string, octet: number): Promise<string> {
+export async function createPod(
+  admin: CloudStackClient,
+  zoneid: string,
+  name: string,
+  octet: number,
+): Promise<string> {
   const r = await admin.request<any>('createPod', {
     zoneid,
     name,

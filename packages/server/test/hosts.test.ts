@@ -127,17 +127,27 @@ describe('registration', () => {
   test('listHosts filters by state, resource state, cluster and hypervisor', async () => {
     const all = await server.admin.request<any>('listHosts', { clusterid });
     assert.equal(all.count, 2);
-    assert.equal((await server.admin.request<any>('listHosts', { state: 'Up', hypervisor: 'Simulator' })).count, 2);
+    assert.equal(
+      (await server.admin.request<any>('listHosts', { state: 'Up', hypervisor: 'Simulator' })).count,
+      2,
+    );
     assert.deepEqual(await server.admin.request<any>('listHosts', { state: 'Down' }), {});
     assert.deepEqual(await server.admin.request<any>('listHosts', { clusterid: kvmClusterid }), {});
-    assert.equal((await server.admin.request<any>('listHosts', { resourcestate: 'Enabled', keyword: 'host-a' })).count, 1);
+    assert.equal(
+      (await server.admin.request<any>('listHosts', { resourcestate: 'Enabled', keyword: 'host-a' })).count,
+      1,
+    );
   });
 });
 
 describe('liveness', () => {
   test('pings update lastpinged', async () => {
     const first = (await hostByName(server.admin, 'host-a')).lastpinged;
-    await waitUntil(async () => (await hostByName(server.admin, 'host-a')).lastpinged !== first, 5000, 'a ping');
+    await waitUntil(
+      async () => (await hostByName(server.admin, 'host-a')).lastpinged !== first,
+      5000,
+      'a ping',
+    );
   });
 
   test('a killed agent leaves its host Disconnected; restarted, it is Up again', async () => {
@@ -188,7 +198,11 @@ describe('maintenance, tags and deletion', () => {
 
   test('updateHost disables, re-tags, and listHostTags lists the tags', async () => {
     const host = await hostByName(server.admin, 'host-b');
-    const u = await server.admin.request<any>('updateHost', { id: host.id, allocationstate: 'Disable', hosttags: 'fast' });
+    const u = await server.admin.request<any>('updateHost', {
+      id: host.id,
+      allocationstate: 'Disable',
+      hosttags: 'fast',
+    });
     assert.equal(u.host.resourcestate, 'Disabled');
     assert.equal(u.host.hosttags, 'fast');
     const tags = await server.admin.request<any>('listHostTags', {});
@@ -235,15 +249,26 @@ describe('configureSimulator', () => {
     assert.equal(r.mock.name, 'StartCommand');
     assert.equal(r.mock.count, 2);
     assert.equal(r.mock.hostid, host.id);
-    const zone = await server.admin.request<any>('configureSimulator', { name: 'stopVm', value: 'wait:10', zoneid });
+    const zone = await server.admin.request<any>('configureSimulator', {
+      name: 'stopVm',
+      value: 'wait:10',
+      zoneid,
+    });
     assert.equal(zone.mock.zoneid, zoneid);
   });
 
   test('unknown commands, options and empty ranges are refused', async () => {
-    await rejects(server.admin.request('configureSimulator', { name: 'FormatCommand', value: 'result:fail' }), 431);
+    await rejects(
+      server.admin.request('configureSimulator', { name: 'FormatCommand', value: 'result:fail' }),
+      431,
+    );
     await rejects(server.admin.request('configureSimulator', { name: 'startVm', value: 'explode:yes' }), 431);
     await rejects(
-      server.admin.request('configureSimulator', { name: 'startVm', value: 'result:fail', clusterid: kvmClusterid }),
+      server.admin.request('configureSimulator', {
+        name: 'startVm',
+        value: 'result:fail',
+        clusterid: kvmClusterid,
+      }),
       431,
       /No connected simulator host/,
     );

@@ -1,0 +1,94 @@
+/**
+ * A zone of 2 pods × 2 clusters × 50 simulated hosts, all presented by ONE agent process over one
+ * WebSocket, added through the API; listHosts totals per zone, pod and cluster.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { createCluster, createPod, createZone, startAgent, type TestAgent, waitUntil } from './agents.ts';
+import { startServer, type TestServer } from './harness.ts';
+
+const TOKEN = 'scale-test-token';
+const PER_CLUSTER = 50;
+let server: TestServer;
+let agent: TestAgent;
+
+before(async () => {
+  server = await startServer({ env: { NIMBOSTACK_SEED_LOCAL_ZONE: 'false' } });
+  await server.admin.request('updateConfiguration', { name: 'ping.interval', value: '1' });
+});
+
+after(async () => {
+  await agent?.kill();
+  await server.stop();
+});
+
+test('one agent process presents 200 hosts; addHost adopts them into 4 clusters', async () => {
+  agent = startAgent(server.agentUrl, { token: TOKEN, name: 'sim', hosts: 4 * PER_CLUSTER });
+  const zoneid = await createZone(server.admin, 'scale-zone');
+  const clusters: { podid: string; clusterid: string }[] = [];
+  for (const p of [1, 2]) {
+    const podid = await createPod(server.admin, zoneid, `pod-${p}`, 30 + p);
+    for (const c of [1, 2])
+      clusters.push({ podid, clusterid: await createCluster(server.admin, zoneid, podid, `c-${p}-${c}`) });
+  }
+  await agent.waitForLog('connected to management server');
+  await waitUntil(
+    async () => agent.logs.filter((l) => l.includes('waiting to be added')).length >= 200,
+    10_000,
+    'pending hosts',
+  );
+
+  let n = 0;
+  for (const { podid, clusterid } of clusters) {
+    for (let i = 0; i < PER_CLUSTER; i++) {
+      n++;
+      await server.admin.request('addHost', {
+        zoneid,
+        podid,
+        clusterid,
+        url: `agent://sim-${n}`,
+        username: 'root',
+        password: TOKEN,
+        hypervisor: 'Simulator',
+      });
+    }
+  }
+
+  const zone = await server.admin.request<any>('listHosts', { zoneid, pagesize: 500, page: 1 });
+  assert.equal(zone.count, 200);
+  assert.equal(new Set(zone.host.map((h: any) => h.name)).size, 200);
+  assert.ok(zone.host.every((h: any) => h.state === 'Up' && h.resourcestate === 'Enabled'));
+  const pod = await server.admin.request<any>('listHosts', { podid: clusters[2].podid });
+  assert.equal(pod.count, 100);
+  for (const { clusterid } of clusters) {
+    const r = await server.admin.request<any>('listHosts', { clusterid, pagesize: 10, page: 2 });
+    assert.equal(r.count, PER_CLUSTER);
+    assert.equal(r.host.length, 10);
+  }
+  const totalCores = zone.host.reduce((sum: number, h: any) => sum + h.cpunumber, 0);
+  assert.equal(totalCores, 200 * zone.host[0].cpunumber);
+
+  await waitUntil(
+    async () => {
+      const r = await server.admin.request<any>('listHosts', { zoneid, pagesize: 500, page: 1 });
+      return r.host.every((h: any) => h.lastpinged);
+    },
+    5000,
+    'every host pinged',
+  );
+});
+
+test('the agent restarting brings all 200 hosts back Up over one new connection', async () => {
+  await agent.kill();
+  await waitUntil(
+    async () => (await server.admin.request<any>('listHosts', { state: 'Disconnected' })).count === 200,
+    5000,
+    'all Disconnected',
+  );
+  agent = startAgent(server.agentUrl, { token: TOKEN, name: 'sim', hosts: 200 });
+  await waitUntil(
+    async () => (await server.admin.request<any>('listHosts', { state: 'Up' })).count === 200,
+    10_000,
+    'all Up again',
+  );
+});
