@@ -152,6 +152,7 @@ export const CapacityType = {
   PRIVATE_IP: 5,
   SECONDARY_STORAGE: 6,
   LOCAL_STORAGE: 9,
+  CPU_CORE: 19,
 } as const;
 
 const TYPE_NAMES: Record<number, string> = Object.fromEntries(
@@ -220,22 +221,32 @@ export async function computeCapacities(
   if (!filter.tag) {
     for (const h of await capacityHosts(app, filter)) {
       if (MAINTENANCE_STATES.has(h.resource_state) || h.cluster_id === null) continue;
+      const at = { zoneId: h.zone_id, podId: h.pod_id, clusterId: h.cluster_id };
       const cpuFactor = app.settings.at(CPU_OVERPROVISIONING, 'cluster', h.cluster_id);
       const memFactor = app.settings.at(MEM_OVERPROVISIONING, 'cluster', h.cluster_id);
-      const cores = h.cpu_cores ?? 0;
-      add(
-        CapacityType.CPU,
-        { zoneId: h.zone_id, podId: h.pod_id, clusterId: h.cluster_id },
-        Math.round(cores * (h.cpu_speed_mhz ?? 0) * cpuFactor),
-        h.cpu_allocated_mhz ?? 0,
-      );
-      add(
-        CapacityType.MEMORY,
-        { zoneId: h.zone_id, podId: h.pod_id, clusterId: h.cluster_id },
-        Math.round((h.memory_bytes ?? 0) * memFactor),
-        h.memory_allocated_bytes ?? 0,
-      );
+      add(CapacityType.CPU, at, Math.round(h.cpu_cores * h.cpu_speed_mhz * cpuFactor), h.cpu_allocated_mhz);
+      add(CapacityType.MEMORY, at, Math.round(h.memory_bytes * memFactor), h.memory_allocated_bytes);
+      add(CapacityType.CPU_CORE, at, h.cpu_cores, 0);
     }
+    // Cores in use are those of the virtual machines placed on hosts, as upstream counts them.
+    let vms = db
+      .selectFrom('vms')
+      .select(['zone_id', 'pod_id', 'cluster_id'])
+      .select((eb) => eb.fn.sum<number>('cpu_number').as('cores'))
+      .where('removed', 'is', null)
+      .where('host_id', 'is not', null)
+      .where('cluster_id', 'is not', null)
+      .where('state', 'in', ['Starting', 'Running', 'Stopping', 'Migrating']);
+    if (filter.zoneId !== undefined) vms = vms.where('zone_id', '=', filter.zoneId);
+    if (filter.podId !== undefined) vms = vms.where('pod_id', '=', filter.podId);
+    if (filter.clusterId !== undefined) vms = vms.where('cluster_id', '=', filter.clusterId);
+    for (const v of await vms.groupBy(['zone_id', 'pod_id', 'cluster_id']).execute())
+      add(
+        CapacityType.CPU_CORE,
+        { zoneId: v.zone_id, podId: v.pod_id, clusterId: v.cluster_id },
+        0,
+        Number(v.cores),
+      );
   }
 
   let pools = db
