@@ -216,6 +216,12 @@ export class Agent {
         return;
       case 'error':
         this.log.error({ host: m.host, code: m.code, id: m.id }, `server refused: ${m.message}`);
+        // The server lost the host's session (it was deleted, or restarted mid-handshake): present
+        // the host again, so it waits for addHost or is readopted.
+        if (m.code === 'unknownHost' && m.host && this.ready.has(m.host)) {
+          this.ready.delete(m.host);
+          this.sendStartup(this.hosts.get(m.host)!);
+        }
         return;
       default:
         this.send({

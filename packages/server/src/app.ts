@@ -19,6 +19,7 @@ import { errorBody, render } from './http/serialize.ts';
 import { Secrets } from './iam/secrets.ts';
 import { seedIdentity } from './iam/seed.ts';
 import { startCapacityChecks } from './infra/alerts.ts';
+import { startLocalZone } from './infra/local-zone.ts';
 import { JobRunner } from './jobs/runner.ts';
 import { Registry } from './registry/registry.ts';
 import { Settings } from './settings/settings.ts';
@@ -122,10 +123,9 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     });
     registerApiRoutes(fastify, app);
     const agentPort = await app.agents.start(config.host, config.agentPort);
-    log.info(
-      { agentUrl: `ws://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${agentPort}`, agentPort },
-      'agent gateway started',
-    );
+    const agentUrl = `ws://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${agentPort}`;
+    log.info({ agentUrl, agentPort }, 'agent gateway started');
+    const localAgent = await startLocalZone(app, { fresh: applied.includes('0001-foundation'), agentUrl });
     await fastify.listen({ port: config.port, host: config.host });
     const address = fastify.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
@@ -143,6 +143,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           stopCapacityChecks();
           settings.stop();
           await fastify.close();
+          await localAgent?.stop();
           await app.agents.stop();
           await app.jobs.drain();
           await store.db

@@ -106,6 +106,8 @@ export async function startServer(opts: StartOptions = {}): Promise<TestServer> 
       NIMBOSTACK_DATA: dataDir,
       DATABASE_URL: database.url,
       NIMBOSTACK_LOG_LEVEL: 'info',
+      // Tests build the infrastructure they need; the local zone is opted into where tested.
+      NIMBOSTACK_SEED_LOCAL_ZONE: 'false',
       ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -417,6 +417,11 @@ export class AgentGateway {
     }
     this.inflight.delete(m.id);
     clearTimeout(f.timer);
+    if (m.ok && f.kind === 'ready') {
+      // The agent's first ping can be in the same read as this answer, before any promise runs.
+      const s = this.sessions.get(m.host.toLowerCase());
+      if (s?.conn === conn) s.ready = true;
+    }
     if (m.ok) {
       const r = parseResult(f.kind, m.result);
       if (!r.ok) {
