@@ -14,6 +14,18 @@ import {
 } from '@nimbostack/client';
 import { type Profile, readJson, UsageError, writePrivateJson } from './config.ts';
 
+/** Network failures carry the URL, which fetch's own "fetch failed" leaves out. */
+async function reaching<T>(url: string, send: () => Promise<T>): Promise<T> {
+  try {
+    return await send();
+  } catch (e) {
+    const timedOut = e instanceof Error && e.name === 'TimeoutError';
+    if (!timedOut && !(e instanceof TypeError && e.message === 'fetch failed')) throw e;
+    const reason = timedOut ? 'timed out' : e.cause instanceof Error ? e.cause.message : 'fetch failed';
+    throw new Error(`cannot reach ${url}: ${reason}`);
+  }
+}
+
 interface SavedSession extends SessionCredentials {
   url: string;
   username?: string;
@@ -60,7 +72,9 @@ export class Connection {
   }
 
   async login(username: string, password: string, domain = '/'): Promise<CloudStackClient> {
-    const client = await CloudStackClient.login(this.url, username, password, domain, this.clientOptions);
+    const client = await reaching(this.url, () =>
+      CloudStackClient.login(this.url, username, password, domain, this.clientOptions),
+    );
     this.client = client;
     this.usingSavedSession = false;
     return client;
@@ -82,10 +96,27 @@ export class Connection {
     rmSync(this.sessionPath, { force: true });
   }
 
+  /** Ends the saved session on the server (whatever credentials the profile has) and forgets it. */
+  async logoutSavedSession(): Promise<boolean> {
+    const saved = this.savedSession();
+    if (!saved) return false;
+    const client = new CloudStackClient({ ...this.clientOptions, session: saved });
+    try {
+      await reaching(this.url, () => client.request('logout'));
+    } catch (e) {
+      // A session the server has already ended (401, or 431 "no session") is as good as logged out.
+      if (!(e instanceof CloudStackError && (e.errorcode === 401 || e.errorcode === 431))) throw e;
+    } finally {
+      this.forgetSession();
+    }
+    return true;
+  }
+
   async request<T = Record<string, unknown>>(command: string, params: Params = {}): Promise<T> {
     this.client ??= await this.connect();
+    const client = this.client;
     try {
-      return await this.client.request<T>(command, params);
+      return await reaching(this.url, () => client.request<T>(command, params));
     } catch (e) {
       const { username, password, domain } = this.profile;
       if (!(e instanceof CloudStackError && e.errorcode === 401 && this.usingSavedSession)) throw e;
@@ -93,7 +124,7 @@ export class Connection {
       this.usingSavedSession = false;
       if (!username || !password) throw e;
       const fresh = await this.login(username, password, domain);
-      return fresh.request<T>(command, params);
+      return reaching(this.url, () => fresh.request<T>(command, params));
     }
   }
 
@@ -103,6 +134,7 @@ export class Connection {
     signal: AbortSignal,
   ): Promise<AsyncJobResult> {
     this.client ??= await this.connect();
-    return this.client.waitForJob(jobid, onProgress, signal);
+    const client = this.client;
+    return reaching(this.url, () => client.waitForJob(jobid, onProgress, signal));
   }
 }

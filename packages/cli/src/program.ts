@@ -102,20 +102,8 @@ async function login(
 
 async function logout(ctx: Context) {
   const conn = ctx.connection();
-  const saved = conn.savedSession();
-  if (!saved) {
-    ctx.out.write(`no saved session for profile ${conn.profile.name}\n`);
-    return;
-  }
-  try {
-    await conn.request('logout');
-  } catch (e) {
-    // An expired session is as good as logged out; anything else is worth reporting.
-    if (!(e instanceof CloudStackError && e.errorcode === 401)) throw e;
-  } finally {
-    conn.forgetSession();
-  }
-  ctx.out.write(`logged out of ${conn.url}\n`);
+  if (await conn.logoutSavedSession()) ctx.out.write(`logged out of ${conn.url}\n`);
+  else ctx.out.write(`no saved session for profile ${conn.profile.name}\n`);
 }
 
 function set(ctx: Context, key: string | undefined, value: string | undefined) {
@@ -319,12 +307,6 @@ export function reportError(ctx: Context, e: unknown): number {
   }
   if (e instanceof JobTimedOut) {
     ctx.err.write(`Error: ${e.message}\n`);
-    return 1;
-  }
-  if (e instanceof Error && (e.name === 'TimeoutError' || e.message === 'fetch failed')) {
-    const cause =
-      e.cause instanceof Error ? `: ${e.cause.message}` : e.name === 'TimeoutError' ? ': timed out' : '';
-    ctx.err.write(`Error: cannot reach the server${cause}\n`);
     return 1;
   }
   ctx.err.write(`Error: ${e instanceof Error ? e.message : String(e)}\n`);
