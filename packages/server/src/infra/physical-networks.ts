@@ -241,7 +241,6 @@ export const deletePhysicalNetwork = defineCommand({
 function presentTrafficType(t: TrafficTypeRow, networkUuid: string): object {
   return {
     id: t.uuid,
-    name: t.traffic_type,
     traffictype: t.traffic_type,
     physicalnetworkid: networkUuid,
     kvmnetworklabel: t.kvm_label ?? undefined,
