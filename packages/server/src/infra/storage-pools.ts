@@ -473,6 +473,21 @@ export const deleteStoragePool = defineCommand({
   },
 });
 
+/** The storage drivers there are: DefaultPrimary for primary storage, NFS for image stores. */
+export const listStorageProviders = defineCommand({
+  name: 'listStorageProviders',
+  params: { ...listParams, type: p.string({ required: true }) },
+  async handler(_ctx, params) {
+    const type = params.type.trim().toLowerCase();
+    if (type !== 'primary' && type !== 'image')
+      throw invalidParameter(`Invalid storage provider type ${params.type}; use primary or image`);
+    const providers = [{ name: type === 'primary' ? 'DefaultPrimary' : 'NFS', type }];
+    // Upstream names these objects dataStoreProvider on the wire, not after the response class;
+    // clients (Ansible's cs_storage_pool) read that key.
+    return { count: providers.length, dataStoreProvider: providers };
+  },
+});
+
 export const storagePoolCommands = [
   createStoragePool,
   listStoragePools,
@@ -480,4 +495,5 @@ export const storagePoolCommands = [
   enableStorageMaintenance,
   cancelStorageMaintenance,
   deleteStoragePool,
+  listStorageProviders,
 ];
