@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { CloudStackError } from '@nimbostack/client';
 import { Argument, Command, CommanderError, Option } from 'commander';
-import type { Api } from './apis.ts';
+import type { Api, ApiCatalog } from './apis.ts';
 import { BASH_SCRIPT, BUILTINS, complete, ZSH_SCRIPT } from './completion.ts';
 import { OUTPUT_FORMATS, PROFILE_KEYS, UsageError } from './config.ts';
 import type { Context, GlobalFlags } from './context.ts';
@@ -134,22 +134,29 @@ function set(ctx: Context, key: string | undefined, value: string | undefined) {
   config.save();
 }
 
+/** `<verb> <noun> ...`, or as cmk also takes it, the API's own name first: `listZones id=...`. */
+function findApi(catalog: ApiCatalog, words: string[]): { api: Api; args: string[] } | undefined {
+  const [first, second] = words;
+  const api = second === undefined ? undefined : catalog.resolve(first, second);
+  if (api) return { api, args: words.slice(2) };
+  const byName = catalog.get(first);
+  return byName && { api: byName, args: words.slice(1) };
+}
+
 async function runWords(ctx: Context, words: string[]) {
-  const [verb, noun, ...rest] = words;
-  const catalog = await ctx.ensureCatalog();
-  if (noun === undefined) {
-    const nouns = catalog.nouns(verb);
-    if (!nouns.length) throw new UsageError(`unknown command ${verb}; see nimbo help, or run nimbo sync`);
-    throw new UsageError(`${verb} what? one of: ${nouns.join(' ')}`);
+  const cached = ctx.catalog();
+  let catalog = cached ?? (await ctx.sync());
+  let found = findApi(catalog, words);
+  if (!found && cached) {
+    // The server may have gained commands since the last sync.
+    catalog = await ctx.sync();
+    found = findApi(catalog, words);
   }
-  const api = catalog.resolve(verb, noun);
-  if (!api) {
-    // cmk also takes the API's own name in the first word: nimbo listZones id=...
-    const byName = catalog.get(verb);
-    if (byName) return runApi(ctx, byName.name, byName, [noun, ...rest]);
-    throw new UsageError(`unknown API ${verb} ${noun}; run nimbo sync if the server has new commands`);
-  }
-  return runApi(ctx, api.name, api, rest);
+  if (found) return runApi(ctx, found.api.name, found.api, found.args);
+  const [verb, noun] = words;
+  const nouns = catalog.nouns(verb);
+  if (noun === undefined && nouns.length) throw new UsageError(`${verb} what? one of: ${nouns.join(' ')}`);
+  throw new UsageError(`unknown API ${words.slice(0, 2).join(' ')}; see nimbo help`);
 }
 
 export function buildProgram(base: Context, options: ProgramOptions = {}): Command {

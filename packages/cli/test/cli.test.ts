@@ -228,6 +228,9 @@ describe('nimbo', () => {
     const unknown = await nimbo(['frobnicate', 'zones']);
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /unknown API frobnicate zones/);
+    const noNoun = await nimbo(['list']);
+    assert.equal(noNoun.code, 2);
+    assert.match(noNoun.stderr, /list what\? one of: .*domains/);
   });
 
   test('profiles: set, switch, --profile, NIMBO_PROFILE and environment overrides', async () => {
