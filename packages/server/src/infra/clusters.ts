@@ -103,10 +103,6 @@ export const addCluster = defineCommand({
     clustertype: p.string({ required: true }),
     allocationstate: p.string(),
     arch: p.string(),
-    url: p.string(),
-    username: p.string(),
-    password: p.string(),
-    storageaccessgroups: p.list(),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -154,7 +150,6 @@ export const listClusters = defineCommand({
     managedstate: p.string(),
     arch: p.string(),
     showcapacities: p.boolean(),
-    storageaccessgroup: p.string(),
   },
   async handler(ctx, params) {
     const { app } = ctx;

@@ -52,7 +52,6 @@ export const addImageStore = defineCommand({
     provider: p.string({ required: true }),
     url: p.string({ length: 2048 }),
     zoneid: p.uuid(),
-    details: p.map(),
   },
   async handler(ctx, params) {
     const { app } = ctx;

@@ -47,7 +47,6 @@ export async function presentPods(
       startip: ranged ? [pod.start_ip] : [],
       endip: ranged ? [pod.end_ip] : [],
       forsystemvms: ranged ? ['0'] : [],
-      vlanid: ranged ? [null] : [],
       ipranges: ranged
         ? [{ startip: pod.start_ip, endip: pod.end_ip, forsystemvms: '0', gateway: pod.gateway }]
         : [],
@@ -133,7 +132,6 @@ export const createPod = defineCommand({
     startip: p.string(),
     endip: p.string(),
     allocationstate: p.string(),
-    storageaccessgroups: p.list(),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -181,7 +179,6 @@ export const listPods = defineCommand({
     zoneid: p.uuid(),
     allocationstate: p.string(),
     showcapacities: p.boolean(),
-    storageaccessgroup: p.string(),
   },
   async handler(ctx, params) {
     const { app } = ctx;

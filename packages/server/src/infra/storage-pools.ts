@@ -193,7 +193,6 @@ export const createStoragePool = defineCommand({
     hypervisor: p.string(),
     provider: p.string(),
     managed: p.boolean(),
-    details: p.map(),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -316,7 +315,6 @@ export const updateStoragePool = defineCommand({
     capacityiops: p.long({ min: 0 }),
     enabled: p.boolean(),
     url: p.string({ length: 2048 }),
-    details: p.map(),
   },
   async handler(ctx, params) {
     const { app } = ctx;

@@ -255,8 +255,6 @@ export const updateZone = defineCommand({
     dhcpprovider: p.string(),
     ispublic: p.boolean(),
     sortkey: p.integer(),
-    details: p.map(),
-    dnssearchorder: p.list(),
   },
   async handler(ctx, params) {
     const { app } = ctx;
