@@ -27,6 +27,7 @@ const run = promisify(execFile);
 let server: TestServer;
 let home: string;
 let adminKeys: { apikey: string; secretkey: string };
+let root: { id: string; name: string };
 
 /** The environment of a user with their own HOME and no NIMBO_* settings of the developer's. */
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -73,6 +74,7 @@ before(async () => {
   const users = await server.admin.request<{ user: { id: string }[] }>('listUsers', { username: 'admin' });
   const keys = await keyClient(server, users.user[0].id);
   adminKeys = { apikey: keys.options.apiKey!, secretkey: keys.options.secretKey! };
+  root = (await server.admin.request<{ domain: (typeof root)[] }>('listDomains', { name: 'ROOT' })).domain[0];
   mkdirSync(join(home, '.nimbo'));
   writeFileSync(
     join(home, '.nimbo', 'config'),
@@ -100,8 +102,6 @@ describe('nimbo', () => {
   });
 
   test('list in every output format, with filter=', async () => {
-    const root = (await json(['list', 'domains'])).domain[0];
-    assert.equal(root.name, 'ROOT');
     const [filtered, table, column, csv, text] = await Promise.all(
       ['json', 'table', 'column', 'csv', 'text'].map((format) =>
         ok(['list', 'domains', 'filter=name,id', '-o', format]),
@@ -126,10 +126,13 @@ describe('nimbo', () => {
   });
 
   test('a CSV field with a comma is quoted; exclude= drops fields', async () => {
-    await ok(['create', 'domain', 'name=a,b']);
-    const csv = await ok(['list', 'domains', 'name=a,b', 'filter=name,path', '-o', 'csv']);
+    await server.admin.request('createDomain', { name: 'a,b' });
+    const [csv, excluded] = await Promise.all([
+      ok(['list', 'domains', 'name=a,b', 'filter=name,path', '-o', 'csv']),
+      json(['list', 'domains', 'name=a,b', 'exclude=id,created']),
+    ]);
     assert.equal(csv, 'name,path\n"a,b","ROOT/a,b"\n');
-    const rows = (await json(['list', 'domains', 'name=a,b', 'exclude=id,created'])).domain;
+    const rows = excluded.domain;
     assert.equal(rows[0].name, 'a,b');
     assert.equal('id' in rows[0] || 'created' in rows[0], false);
   });
@@ -153,7 +156,7 @@ describe('nimbo', () => {
       ],
       check: async (output, id) => {
         assert.deepEqual(output, { success: true });
-        const tags = await json(['list', 'tags', `resourceid=${id}`, 'listall=true']);
+        const tags = await server.admin.request<any>('listTags', { resourceid: id, listall: true });
         assert.deepEqual(
           tags.tag.map((t: any) => [t.key, t.value]),
           [['env', 'prod']],
@@ -165,22 +168,20 @@ describe('nimbo', () => {
       args: (id) => ['delete', 'account', `id=${id}`],
       check: async (output, id) => {
         assert.deepEqual(output, { success: true });
-        assert.deepEqual(await json(['list', 'accounts', `id=${id}`, 'listall=true']), {});
+        assert.deepEqual(await server.admin.request('listAccounts', { id, listall: true }), {});
       },
     },
   ];
 
   test('async commands block until their job ends, with no progress line when stderr is not a terminal', async () => {
-    const created = await json([
-      'create',
-      'account',
-      'username=carol',
-      'password=carol-pw',
-      'email=carol@example.com',
-      'firstname=Carol',
-      'lastname=Test',
-      'accounttype=0',
-    ]);
+    const created = await server.admin.request<any>('createAccount', {
+      username: 'carol',
+      password: 'carol-pw',
+      email: 'carol@example.com',
+      firstname: 'Carol',
+      lastname: 'Test',
+      accounttype: 0,
+    });
     const accountId = created.account.id;
     for (const c of asyncCases) {
       const r = await nimbo(c.args(accountId));
@@ -191,7 +192,7 @@ describe('nimbo', () => {
   });
 
   test('--async returns the job id at once; the job can be followed with query asyncjobresult', async () => {
-    const admin = (await json(['list', 'accounts', 'name=admin'])).account[0];
+    const admin = (await server.admin.request<any>('listAccounts', { name: 'admin' })).account[0];
     const queued = await json([
       '--async',
       'create',
@@ -202,12 +203,8 @@ describe('nimbo', () => {
       'tags[0].value=v',
     ]);
     assert.deepEqual(Object.keys(queued), ['jobid']);
-    let job: any;
-    for (let i = 0; i < 50; i++) {
-      job = await json(['query', 'asyncjobresult', `jobid=${queued.jobid}`]);
-      if (job.jobstatus !== 0) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await server.admin.waitForJob(queued.jobid);
+    const job = await json(['query', 'asyncjobresult', `jobid=${queued.jobid}`]);
     assert.equal(job.jobstatus, 1);
   });
 
@@ -225,9 +222,6 @@ describe('nimbo', () => {
     const usage = await nimbo(['delete', 'account']);
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /missing required parameters for deleteAccount: id/);
-    const unknown = await nimbo(['frobnicate', 'zones']);
-    assert.equal(unknown.code, 2);
-    assert.match(unknown.stderr, /unknown API frobnicate zones/);
     const noNoun = await nimbo(['list']);
     assert.equal(noNoun.code, 2);
     assert.match(noNoun.stderr, /list what\? one of: .*domains/);
@@ -246,7 +240,7 @@ describe('nimbo', () => {
       NIMBO_APIKEY: adminKeys.apikey,
       NIMBO_SECRETKEY: adminKeys.secretkey,
     };
-    const [unreachable, byFlag, byEnv, overridden, asText, asColumn, noSuch] = await Promise.all([
+    const [unreachable, byFlag, byEnv, overridden, asText, noSuch] = await Promise.all([
       nimbo(['list', 'domains']),
       // --profile and NIMBO_PROFILE pick another profile for one command.
       json(['-p', 'local', 'list', 'domains', 'name=ROOT']),
@@ -254,7 +248,6 @@ describe('nimbo', () => {
       // NIMBO_URL, NIMBO_APIKEY, NIMBO_SECRETKEY and NIMBO_OUTPUT override the profile's values.
       ok(['list', 'domains', 'name=ROOT', 'filter=name'], env),
       ok(['list', 'domains', 'name=ROOT', 'filter=name'], { ...env, NIMBO_OUTPUT: 'text' }),
-      ok(['list', 'domains', 'name=ROOT', 'filter=name', '-o', 'column'], env),
       nimbo(['-p', 'nosuch', 'list', 'domains']),
     ]);
     assert.equal(unreachable.code, 1);
@@ -263,21 +256,16 @@ describe('nimbo', () => {
     assert.equal(byEnv.count, 1);
     assert.equal(overridden, 'name\nROOT\n');
     assert.equal(asText, 'name = ROOT\n');
-    assert.equal(asColumn, 'NAME\nROOT\n');
     assert.equal(noSuch.code, 2);
     assert.match(noSuch.stderr, /no profile named nosuch/);
     await ok(['set', 'profile', 'local']);
-    assert.equal((await json(['list', 'domains', 'name=ROOT'])).count, 1);
+    assert.match(readFileSync(join(home, '.nimbo', 'config'), 'utf8'), /^profile=local$/m);
   });
 
   test('login with username and password keeps a session; --save-keys stores API keys', async () => {
     const cfg = join(home, 'login-config');
     const env = { NIMBO_CONFIG: cfg };
-    await ok(['set', 'url', server.api], env);
-    await ok(['set', 'password', ''], env);
-    const noPassword = await nimbo(['list', 'domains'], env);
-    assert.equal(noPassword.code, 2);
-    assert.match(noPassword.stderr, /has no credentials/);
+    writeFileSync(cfg, `[default]\nurl=${server.api}\nusername=admin\n`);
     const bad = await nimbo(['login', '--username', 'admin', '--password', 'wrong'], env);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /errorcode 531/);
@@ -286,7 +274,9 @@ describe('nimbo', () => {
     assert.ok(existsSync(join(home, 'sessions', 'default.json')));
     assert.equal((await json(['list', 'domains', 'name=ROOT'], env)).count, 1);
     await ok(['logout'], env);
-    assert.equal((await nimbo(['list', 'domains'], env)).code, 2);
+    const loggedOut = await nimbo(['list', 'domains'], env);
+    assert.equal(loggedOut.code, 2);
+    assert.match(loggedOut.stderr, /has no credentials/);
     await ok(['login', '-u', 'admin', '--password', 'password', '--save-keys'], env);
     assert.match(readFileSync(cfg, 'utf8'), /^apikey=\S+\nsecretkey=\S+$/m);
     await ok(['logout'], env);
@@ -297,8 +287,7 @@ describe('nimbo', () => {
     const binDir = join(home, 'bin');
     mkdirSync(binDir, { recursive: true });
     symlinkSync(BIN, join(binDir, 'nimbo'));
-    const script = await ok(['completion', 'bash']);
-    const zsh = await ok(['completion', 'zsh']);
+    const [script, zsh] = await Promise.all([ok(['completion', 'bash']), ok(['completion', 'zsh'])]);
     assert.match(zsh, /^#compdef nimbo/);
     const completeLine = async (line: string) => {
       // bash's own words break at '=' too (COMP_WORDBREAKS), which the script must cope with.
@@ -312,7 +301,6 @@ _nimbo; printf '%s\\n' "\${COMPREPLY[@]}"`;
       });
       return stdout.split('\n').filter(Boolean);
     };
-    const root = (await json(['list', 'domains', 'name=ROOT'])).domain[0];
     const [nouns, params, ids] = await Promise.all([
       completeLine('nimbo list domai'),
       completeLine('nimbo delete account i'),
@@ -344,9 +332,8 @@ describe('nimbo shell in a terminal', () => {
   });
 
   test('tab completes a verb, a noun, a parameter and an id; history is saved', async () => {
-    const [root] = (await json(['list', 'domains', 'name=ROOT'])).domain;
     // A second domain, so that completing domainid= has a choice to show.
-    await ok(['create', 'domain', 'name=shell-test']);
+    await server.admin.request('createDomain', { name: 'shell-test' });
     const env = cleanEnv();
     await tmux(
       'new-session',
