@@ -274,6 +274,26 @@ describe('capacity alerts', () => {
     );
   });
 
+  test('the server runs the checker on its own, every capacity.check.period', async () => {
+    await admin.request('updateConfiguration', {
+      name: 'cluster.memory.allocated.capacity.notificationthreshold',
+      value: '0.1',
+      clusterid: clusterId,
+    });
+    // The period is read at start-up.
+    await admin.request('updateConfiguration', { name: 'capacity.check.period', value: '1000' });
+    await server.stop({ keepData: true });
+    server = await startServer({ dataDir: server.dataDir, databaseUrl: server.databaseUrl });
+    admin = server.admin;
+    let alerts: any[] = [];
+    for (let i = 0; i < 50 && alerts.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      alerts = (await admin.request<{ alert?: any[] }>('listAlerts', { type: '0' })).alert ?? [];
+    }
+    assert.equal(alerts.length, 1);
+    assert.match(alerts[0].description, /Low Available Memory in cluster cap-cluster/);
+  });
+
   test('listAlertTypes', async () => {
     const r = await admin.request<{ alerttype: any[] }>('listAlertTypes', {});
     assert.deepEqual(r.alerttype[0], { type: 0, name: 'ALERT.MEMORY' });

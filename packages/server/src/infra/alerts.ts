@@ -94,6 +94,64 @@ const CHECKS: Record<number, { alert: number; threshold: SettingDef<number>; wha
 
 type CheckerApp = Pick<App, 'store' | 'settings' | 'clock' | 'ids'>;
 
+export interface AlertInput {
+  /** An upstream alert type number (ALERT_TYPES). */
+  type: number;
+  subject: string;
+  zoneId?: number;
+  podId?: number;
+  clusterId?: number;
+  /**
+   * What raised it; while an unresolved alert with the same key exists no new one is recorded, so
+   * a condition that persists (a host that stays down) is reported once.
+   */
+  sourceKey?: string;
+}
+
+/** Records an alert for operators (listAlerts); returns false when an open one with the key exists. */
+export async function recordAlert(
+  app: Pick<App, 'store' | 'clock' | 'ids'>,
+  alert: AlertInput,
+): Promise<boolean> {
+  const db = app.store.db;
+  if (alert.sourceKey) {
+    const open = await db
+      .selectFrom('alerts')
+      .select('id')
+      .where('source_key', '=', alert.sourceKey)
+      .where('resolved', 'is', null)
+      .executeTakeFirst();
+    if (open) return false;
+  }
+  const now = app.clock.now();
+  await insertId(app.store, db, 'alerts', {
+    uuid: app.ids.uuid(),
+    type: alert.type,
+    name: ALERT_NAMES.get(alert.type) ?? `ALERT.${alert.type}`,
+    subject: alert.subject,
+    zone_id: alert.zoneId ?? null,
+    pod_id: alert.podId ?? null,
+    cluster_id: alert.clusterId ?? null,
+    source_key: alert.sourceKey ?? null,
+    sent_count: 1,
+    created: now,
+    last_sent: now,
+    resolved: null,
+    archived: 0,
+  });
+  return true;
+}
+
+/** Marks the open alert with this key resolved, once its condition has cleared. */
+export async function resolveAlert(app: Pick<App, 'store' | 'clock'>, sourceKey: string): Promise<void> {
+  await app.store.db
+    .updateTable('alerts')
+    .set({ resolved: app.clock.now() })
+    .where('source_key', '=', sourceKey)
+    .where('resolved', 'is', null)
+    .execute();
+}
+
 function thresholdFor(app: CheckerApp, def: SettingDef<number>, c: Capacity): number {
   if (c.clusterId !== undefined && def.scopes?.includes('cluster'))
     return app.settings.at(def, 'cluster', c.clusterId);
@@ -112,7 +170,6 @@ export async function checkCapacity(app: CheckerApp): Promise<string[]> {
     new Map((await db.selectFrom(table).select(['id', 'name']).execute()).map((r) => [r.id, r.name]));
   const [zones, pods, clusters] = await Promise.all([names('zones'), names('pods'), names('clusters')]);
   const raised: string[] = [];
-  const now = app.clock.now();
   for (const c of figures) {
     const check = CHECKS[c.type];
     if (!check || c.total <= 0) continue;
@@ -132,27 +189,38 @@ export async function checkCapacity(app: CheckerApp): Promise<string[]> {
             ? `in pod ${pods.get(c.podId)} of availability zone ${zones.get(c.zoneId)}`
             : `in availability zone ${zones.get(c.zoneId)}`;
       const subject = `System Alert: ${check.what} ${where} (${percentUsed(c)}% used)`;
-      await insertId(app.store, db, 'alerts', {
-        uuid: app.ids.uuid(),
+      await recordAlert(app, {
         type: check.alert,
-        name: ALERT_NAMES.get(check.alert),
         subject,
-        zone_id: c.zoneId,
-        pod_id: c.podId ?? null,
-        cluster_id: c.clusterId ?? null,
-        source_key: key,
-        sent_count: 1,
-        created: now,
-        last_sent: now,
-        resolved: null,
-        archived: 0,
+        zoneId: c.zoneId,
+        podId: c.podId,
+        clusterId: c.clusterId,
+        sourceKey: key,
       });
       raised.push(subject);
     } else if (!over && open) {
-      await db.updateTable('alerts').set({ resolved: now }).where('id', '=', open.id).execute();
+      await resolveAlert(app, key);
     }
   }
   return raised;
+}
+
+/** A management server that has not heart-beaten for this long no longer runs the checker. */
+const LEADER_FRESHNESS_MS = 60_000;
+
+/**
+ * Several management servers may share the database; the live one with the lowest id checks, so
+ * that each condition is reported once.
+ */
+async function isCheckingServer(app: App): Promise<boolean> {
+  const first = await app.store.db
+    .selectFrom('management_servers')
+    .select('id')
+    .where('state', '=', 'Up')
+    .where('last_heartbeat', '>', app.clock.now() - LEADER_FRESHNESS_MS)
+    .orderBy('id')
+    .executeTakeFirst();
+  return first === undefined || first.id === app.server.id;
 }
 
 /** Runs the capacity checker every capacity.check.period; returns a function that stops it. */
@@ -161,7 +229,8 @@ export function startCapacityChecks(app: App): () => void {
   const timer = setInterval(() => {
     if (running) return;
     running = true;
-    checkCapacity(app)
+    isCheckingServer(app)
+      .then((leader) => (leader ? checkCapacity(app) : []))
       .then((raised) => {
         if (raised.length > 0) app.log.warn({ alerts: raised }, 'capacity alerts raised');
       })
