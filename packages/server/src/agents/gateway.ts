@@ -317,7 +317,8 @@ export class AgentGateway {
     return session;
   }
 
-  private async sendReady(session: Session, uuid: string): Promise<boolean> {
+  /** Tells the agent the host is ready; `record` false leaves marking it Up to the caller (batches). */
+  private async sendReady(session: Session, uuid: string, record = true): Promise<boolean> {
     const app = this.app();
     const conn = session.conn!;
     try {
@@ -336,7 +337,7 @@ export class AgentGateway {
     if (session.conn !== conn) return false;
     session.ready = true;
     session.lastPing = app.clock.now();
-    await this.setStatus([session], 'Up');
+    if (record) await this.setStatus([session], 'Up');
     return true;
   }
 
@@ -528,10 +529,16 @@ export class AgentGateway {
       }
       if (adopted.length === 0) continue;
       await this.recordResources(adopted);
-      const acknowledged = await Promise.all(adopted.map((a) => this.sendReady(a.session, a.row.uuid)));
-      await this.reportVms(
-        adopted.filter((_, i) => acknowledged[i]).map((a) => ({ hostId: a.row.id, vms: a.startup.vms })),
+      const acknowledged = await Promise.all(
+        adopted.map((a) => this.sendReady(a.session, a.row.uuid, false)),
       );
+      const ready = adopted.filter((_, i) => acknowledged[i]);
+      if (ready.length > 0)
+        await this.setStatus(
+          ready.map((a) => a.session),
+          'Up',
+        );
+      await this.reportVms(ready.map((a) => ({ hostId: a.row.id, vms: a.startup.vms })));
     }
   }
 
