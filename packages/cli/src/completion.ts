@@ -130,7 +130,10 @@ async function completeParams(
   if (!param) return { replace: value, candidates: [] };
   if (param.type === 'boolean')
     return { replace: value, candidates: byPrefix(value, words(['true', 'false'])) };
-  const listApi = param.type === 'map' ? undefined : catalog.listApiForParam(param.name, api);
+  // Only ids (and account names, as cmk) come from list commands; guessing a list for `type=` or
+  // `state=` would offer unrelated values.
+  const fromList = param.type !== 'map' && /(ids?|^account)$/i.test(param.name);
+  const listApi = fromList ? catalog.listApiForParam(param.name, api) : undefined;
   if (!listApi) return { replace: value, candidates: [] };
   const candidates = await valuesFromList(ctx, listApi, param.name);
   const isList = param.type === 'list';

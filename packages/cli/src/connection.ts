@@ -90,6 +90,7 @@ export class Connection {
       username,
       domain,
     } satisfies SavedSession);
+    if (this.client === client) this.usingSavedSession = true;
   }
 
   forgetSession(): void {
@@ -108,6 +109,8 @@ export class Connection {
       if (!(e instanceof CloudStackError && (e.errorcode === 401 || e.errorcode === 431))) throw e;
     } finally {
       this.forgetSession();
+      if (this.usingSavedSession) this.client = undefined;
+      this.usingSavedSession = false;
     }
     return true;
   }

@@ -49,7 +49,10 @@ async function askHidden(question: string): Promise<string> {
   process.stderr.write(question);
   const rl = createInterface({ input: process.stdin, output: muted, terminal: true });
   try {
-    return await new Promise<string>((resolve) => rl.question('', resolve));
+    return await new Promise<string>((resolve, reject) => {
+      rl.on('SIGINT', () => reject(new UsageError('login cancelled')));
+      rl.question('', resolve);
+    });
   } finally {
     rl.close();
     process.stderr.write('\n');
@@ -211,7 +214,8 @@ See docs/cli.md for profiles, completion and output formats.`,
     .argument('[params...]', 'key=value parameters')
     .action(async (command: string, params: string[], _opts, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      const api = (ctx.catalog() ?? (await ctx.ensureCatalog().catch(() => undefined)))?.get(command);
+      // A name the list lacks is still sent: the server has the last word on what exists.
+      const api = (await ctx.ensureCatalog().catch(() => undefined))?.get(command);
       return runApi(ctx, command, api, params);
     });
 
