@@ -12,6 +12,7 @@ import { userCommands } from './iam/users.ts';
 import { hostCommands } from './infra/hosts.ts';
 import { infraCommands } from './infra/index.ts';
 import { jobCommands } from './jobs/commands.ts';
+import { networkCommands } from './network/index.ts';
 import { offeringCommands } from './offerings/index.ts';
 import type { Command } from './registry/command.ts';
 import { settingCommands } from './settings/commands.ts';
@@ -34,4 +35,5 @@ export const allCommands = [
   ...offeringCommands,
   ...hostCommands,
   ...simulatorCommands,
+  ...networkCommands,
 ] as Command[];

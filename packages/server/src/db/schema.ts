@@ -594,6 +594,14 @@ export interface Database {
   user_data: UserDataTable;
   vms: VmTable;
   volumes: VolumeTable;
+  network_offerings: NetworkOfferingTable;
+  networks: NetworkTable;
+  vlan_ip_ranges: VlanIpRangeTable;
+  guest_ip_allocations: GuestIpAllocationTable;
+  nics: NicTable;
+  security_groups: SecurityGroupTable;
+  security_group_rules: SecurityGroupRuleTable;
+  security_group_vm_map: SecurityGroupVmMapTable;
   zones: ZoneTable;
   pods: PodTable;
   clusters: ClusterTable;
@@ -632,3 +640,147 @@ export type OsCategoryRow = Selectable<OsCategoryTable>;
 export type OsTypeRow = Selectable<OsTypeTable>;
 export type AlertRow = Selectable<AlertTable>;
 export type HostRow = Selectable<HostTable>;
+
+export interface NetworkOfferingTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  display_text: string;
+  /** Shared, Isolated or L2. */
+  guest_ip_type: string;
+  traffic_type: string;
+  /** Comma-separated Service:Provider pairs, e.g. SecurityGroup:SecurityGroupProvider. */
+  services: string;
+  specify_vlan: Flag;
+  specify_ip_ranges: Flag;
+  is_default: Flag;
+  /** Required or Optional. */
+  availability: string;
+  state: string;
+  conserve_mode: Flag;
+  egress_default_policy: Flag;
+  created: number;
+  removed: number | null;
+}
+
+export interface NetworkTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  display_text: string;
+  zone_id: number;
+  network_offering_id: number;
+  physical_network_id: number | null;
+  traffic_type: string;
+  /** Shared, Isolated or L2. */
+  guest_type: string;
+  /** Native, Vlan... */
+  broadcast_domain_type: string;
+  broadcast_uri: string | null;
+  gateway: string | null;
+  netmask: string | null;
+  cidr: string | null;
+  /** Allocated, Setup, Implemented... */
+  state: string;
+  /** Domain or Account. */
+  acl_type: string;
+  domain_id: number | null;
+  account_id: number | null;
+  /** Set to the zone id on a Basic zone's one shared guest network. */
+  zone_default_for: number | null;
+  created: number;
+  removed: number | null;
+}
+
+/** A guest or public IP range (upstream's `vlan` table). */
+export interface VlanIpRangeTable {
+  id: Generated<number>;
+  uuid: string;
+  zone_id: number;
+  pod_id: number | null;
+  network_id: number;
+  physical_network_id: number | null;
+  /** untagged, or a VLAN id. */
+  vlan: string;
+  gateway: string;
+  netmask: string;
+  start_ip: string;
+  end_ip: string;
+  /** The range as 32-bit integers, for overlap checks and allocation. */
+  start_num: number;
+  end_num: number;
+  for_virtual_network: Flag;
+  created: number;
+}
+
+/** One guest address in use; the unique (network_id, ip4) key is what makes allocation safe. */
+export interface GuestIpAllocationTable {
+  id: Generated<number>;
+  network_id: number;
+  range_id: number;
+  ip4: string;
+  ip_num: number;
+  vm_id: number;
+  nic_id: number | null;
+  account_id: number;
+  allocated: number;
+}
+
+export interface NicTable {
+  id: Generated<number>;
+  uuid: string;
+  vm_id: number;
+  network_id: number;
+  mac: string;
+  ip4: string | null;
+  gateway: string | null;
+  netmask: string | null;
+  broadcast_uri: string | null;
+  isolation_uri: string | null;
+  is_default: Flag;
+  device_id: number;
+  /** Reserved while the VM holds it, Deallocated once released (then `removed` is set). */
+  state: string;
+  created: number;
+  removed: number | null;
+}
+
+export interface SecurityGroupTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  description: string | null;
+  account_id: number;
+  domain_id: number;
+  created: number;
+}
+
+export interface SecurityGroupRuleTable {
+  id: Generated<number>;
+  uuid: string;
+  group_id: number;
+  /** ingress or egress. */
+  type: string;
+  /** tcp, udp, icmp, all, or an IP protocol number. */
+  protocol: string;
+  start_port: number | null;
+  end_port: number | null;
+  icmp_type: number | null;
+  icmp_code: number | null;
+  /** Either a CIDR or another group whose members the rule admits. */
+  cidr: string | null;
+  allowed_group_id: number | null;
+  created: number;
+}
+
+export interface SecurityGroupVmMapTable {
+  vm_id: number;
+  group_id: number;
+}
+
+export type NetworkOfferingRow = Selectable<NetworkOfferingTable>;
+export type NetworkRow = Selectable<NetworkTable>;
+export type VlanIpRangeRow = Selectable<VlanIpRangeTable>;
+export type NicRow = Selectable<NicTable>;
+export type SecurityGroupRow = Selectable<SecurityGroupTable>;
+export type SecurityGroupRuleRow = Selectable<SecurityGroupRuleTable>;

@@ -25,6 +25,11 @@ export interface CommandSpec<S extends Record<string, ParamSpec>> {
   params: S;
   /** Overrides the catalog's default roles (rarely needed). */
   roles?: RoleKind[];
+  /**
+   * The object name the result is wrapped in, where upstream's response differs from its own
+   * annotation (authorizeSecurityGroupIngress is declared as `ingressrule` but answers `securitygroup`).
+   */
+  objectName?: string;
   /** Async commands: the entity the job works on, resolved before the job is queued. */
   target?: (
     ctx: CallContext,
@@ -54,7 +59,12 @@ export function defineCommand<S extends Record<string, ParamSpec>>(spec: Command
   for (const name of Object.keys(spec.params)) {
     if (!declared.has(name)) throw new Error(`${spec.name}: parameter ${name} is not in the CloudStack API`);
   }
-  return { ...spec, catalog, isAsync: catalog.isasync, allowedRoles: spec.roles ?? catalog.roles };
+  return {
+    ...spec,
+    catalog: spec.objectName ? { ...catalog, responseObjectName: spec.objectName } : catalog,
+    isAsync: catalog.isasync,
+    allowedRoles: spec.roles ?? catalog.roles,
+  };
 }
 
 export function listResult(items: object[], count: number): ListResult {

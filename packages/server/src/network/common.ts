@@ -1,0 +1,51 @@
+/** Lookups and database helpers shared by the networking commands. */
+import type { App, CallContext } from '../context.ts';
+import type { Tx } from '../db/connection.ts';
+import type { Database, NetworkRow } from '../db/schema.ts';
+import { invalidParameter } from '../errors.ts';
+
+/**
+ * Inserts a row unless it would break a unique key, and says whether it went in. Lost races on
+ * addresses and MACs end here without aborting the caller's transaction: PostgreSQL would otherwise
+ * poison the whole deployment transaction on the first duplicate key.
+ */
+export async function insertUnlessTaken<T extends keyof Database & string>(
+  app: Pick<App, 'store'>,
+  tx: Tx,
+  table: T,
+  values: Record<string, unknown>,
+): Promise<boolean> {
+  // biome-ignore lint/suspicious/noExplicitAny: the table name is generic, Kysely cannot narrow it here
+  const q = tx.insertInto(table).values(values as any);
+  const r =
+    app.store.dialect === 'mysql'
+      ? await q.ignore().executeTakeFirst()
+      : await q.onConflict((oc) => oc.doNothing()).executeTakeFirst();
+  return Number(r.numInsertedOrUpdatedRows ?? 0) > 0;
+}
+
+/** 32 random bits from the injected id source, so tests can make allocation deterministic. */
+export function randomBits(app: Pick<App, 'ids'>): number {
+  return Number.parseInt(app.ids.uuid().replace(/-/g, '').slice(0, 8), 16);
+}
+
+export async function findNetwork(
+  ctx: Pick<CallContext, 'app'>,
+  uuid: string,
+  tx: Tx = ctx.app.store.db,
+): Promise<NetworkRow> {
+  const row = await tx
+    .selectFrom('networks')
+    .selectAll()
+    .where('uuid', '=', uuid)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  if (!row) throw invalidParameter(`Unable to find network by id ${uuid}`);
+  return row;
+}
+
+/** Whether an error is a foreign-key violation on SQLite, PostgreSQL or MySQL. */
+export function isForeignKeyViolation(e: unknown): boolean {
+  const err = e as { code?: string; errno?: number };
+  return err.code === 'SQLITE_CONSTRAINT_FOREIGNKEY' || err.code === '23503' || err.errno === 1451;
+}

@@ -1,0 +1,51 @@
+/**
+ * The networking capability: its commands, and what it registers with discovery, tags and
+ * account deletion. Compute uses the NIC and security group functions re-exported here.
+ */
+import { provideCapabilities } from '../discovery/discovery.ts';
+import { onAccountDelete } from '../iam/accounts.ts';
+import { registerTaggable } from '../tags/tags.ts';
+import { ipRangeCommands } from './ip-ranges.ts';
+import { ipServiceCommands } from './ip-services.ts';
+import { networkReadCommands } from './networks.ts';
+import { nicCommands } from './nics.ts';
+import { deleteAccountSecurityGroups, securityGroupCommands } from './security-groups.ts';
+
+export { createGuestIpRange, type GuestIpRangeInput } from './ip-ranges.ts';
+export { type AllocatedNic, allocateNics, type NicVm, presentNics, releaseNics } from './nics.ts';
+export {
+  assignSecurityGroups,
+  presentVmSecurityGroups,
+  removeVmFromSecurityGroups,
+  resolveSecurityGroups,
+} from './security-groups.ts';
+
+export const networkCommands = [
+  ...networkReadCommands,
+  ...ipRangeCommands,
+  ...nicCommands,
+  ...ipServiceCommands,
+  ...securityGroupCommands,
+];
+
+provideCapabilities(async (ctx) => {
+  const zone = await ctx.app.store.db
+    .selectFrom('zones')
+    .select('id')
+    .where('security_groups_enabled', '=', 1)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  return zone ? { securitygroupsenabled: true } : {};
+});
+
+// Membership rows go with the groups, so this holds whether or not compute's hook ran first.
+onAccountDelete(deleteAccountSecurityGroups);
+
+registerTaggable('SecurityGroup', async (ctx, uuid) => {
+  const g = await ctx.app.store.db
+    .selectFrom('security_groups')
+    .select(['id', 'account_id', 'domain_id'])
+    .where('uuid', '=', uuid)
+    .executeTakeFirst();
+  return g && { id: g.id, accountId: g.account_id, domainId: g.domain_id };
+});

@@ -1,0 +1,429 @@
+/**
+ * Guest IP ranges (createVlanIpRange, listVlanIpRanges, deleteVlanIpRange). In a Basic zone each
+ * pod has its own untagged guest subnet; guests get addresses from the ranges of their pod.
+ */
+import type { App, CallContext, Caller } from '../context.ts';
+import type { Tx } from '../db/connection.ts';
+import type { NetworkRow, PodRow, VlanIpRangeRow, ZoneRow } from '../db/schema.ts';
+import { invalidParameter, resourceInUse } from '../errors.ts';
+import { logEvent } from '../events/events.ts';
+import {
+  findPod,
+  findZone,
+  intToIpv4,
+  ipv4ToInt,
+  netmaskBits,
+  requireIpv4,
+  requireNetmask,
+  subnetBounds,
+} from '../infra/common.ts';
+import { defineCommand, listResult, success } from '../registry/command.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+import { findNetwork, isForeignKeyViolation } from './common.ts';
+import { ensureBasicNetwork } from './networks.ts';
+
+export interface GuestIpRangeInput {
+  zoneId: number;
+  podId: number;
+  gateway: string;
+  netmask: string;
+  startIp: string;
+  /** Defaults to startIp (a one-address range), as upstream. */
+  endIp?: string;
+  /** The network the range serves; a Basic zone's guest network (created if need be) when absent. */
+  networkId?: number;
+}
+
+interface CheckedRange {
+  gateway: string;
+  netmask: string;
+  startIp: string;
+  endIp: string;
+  start: number;
+  end: number;
+}
+
+function checkRange(input: GuestIpRangeInput): CheckedRange {
+  const gateway = requireIpv4(input.gateway, 'gateway');
+  const netmask = requireNetmask(input.netmask);
+  const startIp = requireIpv4(input.startIp, 'startip');
+  const endIp = input.endIp ? requireIpv4(input.endIp, 'endip') : startIp;
+  const start = ipv4ToInt(startIp);
+  const end = ipv4ToInt(endIp);
+  if (start > end) throw invalidParameter(`The start IP ${startIp} is after the end IP ${endIp}`);
+  const { first, last } = subnetBounds(gateway, netmask);
+  if ((netmaskBits(netmask) ?? 32) > 30)
+    throw invalidParameter(`The netmask ${netmask} leaves no room for guest addresses`);
+  if (start <= first || end >= last)
+    throw invalidParameter(
+      `The IP range ${startIp}-${endIp} is not inside the subnet ${intToIpv4(first)}/${netmaskBits(netmask)} of gateway ${gateway} (network and broadcast addresses excluded)`,
+    );
+  const gw = ipv4ToInt(gateway);
+  if (gw >= start && gw <= end)
+    throw invalidParameter(`The gateway ${gateway} is inside the IP range ${startIp}-${endIp}`);
+  return { gateway, netmask, startIp, endIp, start, end };
+}
+
+async function checkNoOverlap(tx: Tx, zone: ZoneRow, pod: PodRow, r: CheckedRange): Promise<void> {
+  const clash = await tx
+    .selectFrom('vlan_ip_ranges')
+    .select(['start_ip', 'end_ip'])
+    .where('zone_id', '=', zone.id)
+    .where('start_num', '<=', r.end)
+    .where('end_num', '>=', r.start)
+    .executeTakeFirst();
+  if (clash)
+    throw invalidParameter(
+      `The IP range ${r.startIp}-${r.endIp} overlaps the existing range ${clash.start_ip}-${clash.end_ip} in zone ${zone.name}`,
+    );
+  // The pod's management range hands out addresses to hosts: guests must never get one of those.
+  const pods = await tx
+    .selectFrom('pods')
+    .select(['name', 'start_ip', 'end_ip'])
+    .where('zone_id', '=', zone.id)
+    .where('removed', 'is', null)
+    .where('start_ip', 'is not', null)
+    .execute();
+  for (const other of pods) {
+    const oStart = ipv4ToInt(other.start_ip as string);
+    const oEnd = ipv4ToInt((other.end_ip ?? other.start_ip) as string);
+    if (r.start <= oEnd && oStart <= r.end)
+      throw invalidParameter(
+        `The IP range ${r.startIp}-${r.endIp} overlaps the management range ${other.start_ip}-${other.end_ip ?? other.start_ip} of pod ${other.name}`,
+      );
+  }
+  if (ipv4ToInt(pod.gateway) >= r.start && ipv4ToInt(pod.gateway) <= r.end)
+    throw invalidParameter(`The IP range ${r.startIp}-${r.endIp} contains the gateway of pod ${pod.name}`);
+}
+
+/**
+ * Adds a guest IP range to a pod, creating the Basic zone's guest network with the first range.
+ * Runs in the caller's transaction; records events when `ctx.caller` is present (API calls), and
+ * none for server seeding, which has no caller.
+ */
+export async function createGuestIpRange(
+  ctx: { app: App; caller?: Caller },
+  tx: Tx,
+  input: GuestIpRangeInput,
+): Promise<VlanIpRangeRow> {
+  const { app } = ctx;
+  const zone = await tx.selectFrom('zones').selectAll().where('id', '=', input.zoneId).executeTakeFirst();
+  if (!zone || zone.removed !== null) throw invalidParameter(`Unable to find zone ${input.zoneId}`);
+  const pod = await tx.selectFrom('pods').selectAll().where('id', '=', input.podId).executeTakeFirst();
+  if (!pod || pod.removed !== null) throw invalidParameter(`Unable to find pod ${input.podId}`);
+  if (pod.zone_id !== zone.id) throw invalidParameter(`Pod ${pod.name} is not in zone ${zone.name}`);
+  const range = checkRange(input);
+  let network: NetworkRow;
+  let networkCreated = false;
+  if (input.networkId !== undefined) {
+    const found = await tx
+      .selectFrom('networks')
+      .selectAll()
+      .where('id', '=', input.networkId)
+      .where('removed', 'is', null)
+      .executeTakeFirst();
+    if (!found) throw invalidParameter(`Unable to find network ${input.networkId}`);
+    if (found.zone_id !== zone.id)
+      throw invalidParameter(`Network ${found.name} is not in zone ${zone.name}`);
+    network = found;
+  } else {
+    if (zone.network_type !== 'Basic')
+      throw invalidParameter(
+        `Zone ${zone.name} is an Advanced zone: a guest IP range there needs a networkid`,
+      );
+    ({ network, created: networkCreated } = await ensureBasicNetwork(app, tx, zone));
+  }
+  await checkNoOverlap(tx, zone, pod, range);
+  // A pod's guests share one L2 segment, so all its ranges in a network must share one subnet.
+  const sibling = await tx
+    .selectFrom('vlan_ip_ranges')
+    .select(['gateway', 'netmask'])
+    .where('network_id', '=', network.id)
+    .where('pod_id', '=', pod.id)
+    .executeTakeFirst();
+  if (sibling && (sibling.gateway !== range.gateway || sibling.netmask !== range.netmask))
+    throw invalidParameter(
+      `Pod ${pod.name} already has guest addresses on gateway ${sibling.gateway} netmask ${sibling.netmask}; a new range must use the same subnet`,
+    );
+  const uuid = app.ids.uuid();
+  await tx
+    .insertInto('vlan_ip_ranges')
+    .values({
+      uuid,
+      zone_id: zone.id,
+      pod_id: pod.id,
+      network_id: network.id,
+      physical_network_id: network.physical_network_id,
+      vlan: 'untagged',
+      gateway: range.gateway,
+      netmask: range.netmask,
+      start_ip: range.startIp,
+      end_ip: range.endIp,
+      start_num: range.start,
+      end_num: range.end,
+      for_virtual_network: 0,
+      created: app.clock.now(),
+    })
+    .execute();
+  if (network.gateway === null) {
+    const { first } = subnetBounds(range.gateway, range.netmask);
+    await tx
+      .updateTable('networks')
+      .set({
+        gateway: range.gateway,
+        netmask: range.netmask,
+        cidr: `${intToIpv4(first)}/${netmaskBits(range.netmask)}`,
+      })
+      .where('id', '=', network.id)
+      .execute();
+  }
+  if (ctx.caller) {
+    const callCtx = ctx as CallContext;
+    if (networkCreated)
+      await logEvent(callCtx, tx, {
+        type: 'NETWORK.CREATE',
+        description: `creating guest network ${network.name} of zone ${zone.name}`,
+        resourceType: 'Network',
+        resourceId: network.uuid,
+      });
+    await logEvent(callCtx, tx, {
+      type: 'VLAN.IP.RANGE.CREATE',
+      description: `creating guest IP range ${range.startIp}-${range.endIp} in pod ${pod.name}`,
+      resourceType: 'VlanIpRange',
+      resourceId: uuid,
+    });
+  }
+  return tx.selectFrom('vlan_ip_ranges').selectAll().where('uuid', '=', uuid).executeTakeFirstOrThrow();
+}
+
+export async function presentVlanIpRanges(
+  ctx: Pick<CallContext, 'app'>,
+  rows: VlanIpRangeRow[],
+): Promise<object[]> {
+  if (rows.length === 0) return [];
+  const db = ctx.app.store.db;
+  const ids = <K extends keyof VlanIpRangeRow>(k: K) =>
+    [...new Set(rows.map((r) => r[k]).filter((v) => v !== null))] as number[];
+  const [zones, pods, networks, physicals] = await Promise.all([
+    db.selectFrom('zones').select(['id', 'uuid']).where('id', 'in', ids('zone_id')).execute(),
+    ids('pod_id').length
+      ? db.selectFrom('pods').select(['id', 'uuid', 'name']).where('id', 'in', ids('pod_id')).execute()
+      : [],
+    db.selectFrom('networks').select(['id', 'uuid']).where('id', 'in', ids('network_id')).execute(),
+    ids('physical_network_id').length
+      ? db
+          .selectFrom('physical_networks')
+          .select(['id', 'uuid'])
+          .where('id', 'in', ids('physical_network_id'))
+          .execute()
+      : [],
+  ]);
+  const uuidOf = (list: { id: number; uuid: string }[]) => new Map(list.map((x) => [x.id, x.uuid]));
+  const zoneUuid = uuidOf(zones);
+  const networkUuid = uuidOf(networks);
+  const physicalUuid = uuidOf(physicals);
+  const podById = new Map(pods.map((x) => [x.id, x]));
+  return rows.map((r) => {
+    const pod = r.pod_id === null ? undefined : podById.get(r.pod_id);
+    const { first } = subnetBounds(r.gateway, r.netmask);
+    return {
+      id: r.uuid,
+      forvirtualnetwork: r.for_virtual_network === 1,
+      zoneid: zoneUuid.get(r.zone_id),
+      vlan: `vlan://${r.vlan}`,
+      gateway: r.gateway,
+      netmask: r.netmask,
+      cidr: `${intToIpv4(first)}/${netmaskBits(r.netmask)}`,
+      startip: r.start_ip,
+      endip: r.end_ip,
+      description: `${r.start_ip}-${r.end_ip}`,
+      networkid: networkUuid.get(r.network_id),
+      physicalnetworkid: r.physical_network_id === null ? undefined : physicalUuid.get(r.physical_network_id),
+      podid: pod?.uuid,
+      podname: pod?.name,
+      forsystemvms: false,
+    };
+  });
+}
+
+export const createVlanIpRange = defineCommand({
+  name: 'createVlanIpRange',
+  params: {
+    zoneid: p.uuid(),
+    podid: p.uuid(),
+    networkid: p.uuid(),
+    physicalnetworkid: p.uuid(),
+    gateway: p.string(),
+    netmask: p.string(),
+    startip: p.string(),
+    endip: p.string(),
+    forvirtualnetwork: p.boolean(),
+    forsystemvms: p.boolean(),
+    vlan: p.string(),
+    account: p.string(),
+    domainid: p.uuid(),
+    projectid: p.uuid(),
+    startipv6: p.string(),
+    endipv6: p.string(),
+    ip6gateway: p.string(),
+    ip6cidr: p.string(),
+    provider: p.string(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    if (params.forvirtualnetwork)
+      throw invalidParameter(
+        'Only guest ranges (forvirtualnetwork=false) are supported: this zone type has no public ranges here',
+      );
+    if (params.startipv6 || params.endipv6 || params.ip6gateway || params.ip6cidr)
+      throw invalidParameter('IPv6 guest ranges are not supported');
+    if (params.forsystemvms) throw invalidParameter('There are no system VMs: forsystemvms is not supported');
+    if (params.account || params.domainid || params.projectid)
+      throw invalidParameter(
+        'Guest IP ranges of a shared network cannot be dedicated to an account or domain',
+      );
+    if (params.vlan && params.vlan.replace(/^vlan:\/\//i, '').toLowerCase() !== 'untagged')
+      throw invalidParameter(
+        `Guest ranges of a Basic zone are untagged; vlan ${params.vlan} is not supported`,
+      );
+    if (!params.gateway || !params.netmask || !params.startip)
+      throw invalidParameter('A guest IP range needs gateway, netmask and startip');
+    const network = params.networkid ? await findNetwork(ctx, params.networkid) : undefined;
+    const pod = params.podid ? await findPod(ctx, params.podid) : undefined;
+    const zoneUuid =
+      params.zoneid ??
+      (pod &&
+        (
+          await app.store.db
+            .selectFrom('zones')
+            .select('uuid')
+            .where('id', '=', pod.zone_id)
+            .executeTakeFirst()
+        )?.uuid) ??
+      (network &&
+        (
+          await app.store.db
+            .selectFrom('zones')
+            .select('uuid')
+            .where('id', '=', network.zone_id)
+            .executeTakeFirst()
+        )?.uuid);
+    if (!zoneUuid) throw invalidParameter('Please specify zoneid, podid or networkid');
+    const zone = await findZone(ctx, zoneUuid);
+    if (!pod) throw invalidParameter(`A guest IP range in zone ${zone.name} needs a podid`);
+    if (params.physicalnetworkid) {
+      const physical = await app.store.db
+        .selectFrom('physical_networks')
+        .select(['id', 'zone_id'])
+        .where('uuid', '=', params.physicalnetworkid)
+        .where('removed', 'is', null)
+        .executeTakeFirst();
+      if (!physical || physical.zone_id !== zone.id)
+        throw invalidParameter(
+          `Unable to find physical network ${params.physicalnetworkid} in zone ${zone.name}`,
+        );
+    }
+    const row = await app.store.db.transaction().execute((tx) =>
+      createGuestIpRange(ctx, tx, {
+        zoneId: zone.id,
+        podId: pod.id,
+        gateway: params.gateway as string,
+        netmask: params.netmask as string,
+        startIp: params.startip as string,
+        endIp: params.endip,
+        networkId: network?.id,
+      }),
+    );
+    return (await presentVlanIpRanges(ctx, [row]))[0];
+  },
+});
+
+export const listVlanIpRanges = defineCommand({
+  name: 'listVlanIpRanges',
+  params: {
+    ...listParams,
+    id: p.uuid(),
+    zoneid: p.uuid(),
+    podid: p.uuid(),
+    networkid: p.uuid(),
+    physicalnetworkid: p.uuid(),
+    vlan: p.string(),
+    forvirtualnetwork: p.boolean(),
+    account: p.string(),
+    domainid: p.uuid(),
+    projectid: p.uuid(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    let q = app.store.db.selectFrom('vlan_ip_ranges');
+    if (params.id) q = q.where('uuid', '=', params.id);
+    if (params.zoneid) q = q.where('zone_id', '=', (await findZone(ctx, params.zoneid)).id);
+    if (params.podid) q = q.where('pod_id', '=', (await findPod(ctx, params.podid)).id);
+    if (params.networkid) q = q.where('network_id', '=', (await findNetwork(ctx, params.networkid)).id);
+    if (params.physicalnetworkid) {
+      const physical = await app.store.db
+        .selectFrom('physical_networks')
+        .select('id')
+        .where('uuid', '=', params.physicalnetworkid)
+        .executeTakeFirst();
+      if (!physical)
+        throw invalidParameter(`Unable to find physical network by id ${params.physicalnetworkid}`);
+      q = q.where('physical_network_id', '=', physical.id);
+    }
+    if (params.vlan) q = q.where('vlan', '=', params.vlan.replace(/^vlan:\/\//i, '').toLowerCase());
+    if (params.forvirtualnetwork !== undefined)
+      q = q.where('for_virtual_network', '=', params.forvirtualnetwork ? 1 : 0);
+    if (params.keyword)
+      q = q.where((eb) =>
+        eb.or([eb('start_ip', '=', params.keyword as string), eb('end_ip', '=', params.keyword as string)]),
+      );
+    // No range is dedicated to an account, domain or project.
+    if (params.account || params.domainid || params.projectid) return listResult([], 0);
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
+    return listResult(await presentVlanIpRanges(ctx, rows), Number(count));
+  },
+});
+
+export const deleteVlanIpRange = defineCommand({
+  name: 'deleteVlanIpRange',
+  params: { id: p.uuid({ required: true }) },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const range = await app.store.db
+      .selectFrom('vlan_ip_ranges')
+      .selectAll()
+      .where('uuid', '=', params.id)
+      .executeTakeFirst();
+    if (!range) throw invalidParameter(`Unable to find IP range by id ${params.id}`);
+    const inUse = () =>
+      resourceInUse(
+        `The IP range ${range.start_ip}-${range.end_ip} can't be deleted: some of its addresses are allocated to virtual machines`,
+      );
+    try {
+      await app.store.db.transaction().execute(async (tx) => {
+        const used = await tx
+          .selectFrom('guest_ip_allocations')
+          .select('id')
+          .where('range_id', '=', range.id)
+          .executeTakeFirst();
+        if (used) throw inUse();
+        await tx.deleteFrom('vlan_ip_ranges').where('id', '=', range.id).execute();
+        await logEvent(ctx, tx, {
+          type: 'VLAN.IP.RANGE.DELETE',
+          description: `deleting guest IP range ${range.start_ip}-${range.end_ip}`,
+          resourceType: 'VlanIpRange',
+          resourceId: range.uuid,
+        });
+      });
+    } catch (e) {
+      // An address handed out between the check and the delete trips the foreign key instead.
+      if (isForeignKeyViolation(e)) throw inUse();
+      throw e;
+    }
+    return success();
+  },
+});
+
+export const ipRangeCommands = [createVlanIpRange, listVlanIpRanges, deleteVlanIpRange];

@@ -1,0 +1,373 @@
+/**
+ * Network offerings and networks. A Basic zone has exactly one guest network, shared by every
+ * account and isolated by security groups; it comes into being with the zone's first guest IP
+ * range, as upstream's zone wizard creates it with the first range.
+ */
+import { formatDate } from '../clock.ts';
+import type { App, CallContext } from '../context.ts';
+import type { Tx } from '../db/connection.ts';
+import type { NetworkOfferingRow, NetworkRow, ZoneRow } from '../db/schema.ts';
+import { invalidParameter } from '../errors.ts';
+import { escapeLike, listScope } from '../iam/access.ts';
+import { displayPath } from '../iam/domains.ts';
+import { findZone, likeOp } from '../infra/common.ts';
+import { defineCommand, listResult } from '../registry/command.ts';
+import { pageOf } from '../registry/paging.ts';
+import { listParams, p, scopeParams } from '../registry/params.ts';
+import { withTags } from '../tags/tags.ts';
+import { findNetwork, insertUnlessTaken } from './common.ts';
+
+/** The offering upstream gives a Basic zone's guest network. */
+export const BASIC_ZONE_OFFERING = 'DefaultSharedNetworkOfferingWithSGService';
+/** The name upstream's zone wizard gives a Basic zone's guest network. */
+const BASIC_NETWORK_NAME = 'defaultGuestNetwork';
+
+interface Service {
+  name: string;
+  provider: string;
+}
+
+function servicesOf(offering: Pick<NetworkOfferingRow, 'services'>): Service[] {
+  return offering.services
+    .split(',')
+    .filter((s) => s !== '')
+    .map((s) => {
+      const [name, provider] = s.split(':');
+      return { name: name as string, provider: provider as string };
+    });
+}
+
+function presentServices(offering: NetworkOfferingRow): object[] {
+  return servicesOf(offering).map((s) => ({ name: s.name, provider: [{ name: s.provider }] }));
+}
+
+function hasServices(offering: NetworkOfferingRow, wanted: string[] | undefined): boolean {
+  if (!wanted?.length) return true;
+  const names = new Set(servicesOf(offering).map((s) => s.name.toLowerCase()));
+  return wanted.every((w) => names.has(w.toLowerCase()));
+}
+
+export function presentNetworkOffering(o: NetworkOfferingRow): object {
+  return {
+    id: o.uuid,
+    name: o.name,
+    displaytext: o.display_text,
+    traffictype: o.traffic_type,
+    isdefault: o.is_default === 1,
+    specifyvlan: o.specify_vlan === 1,
+    conservemode: o.conserve_mode === 1,
+    specifyipranges: o.specify_ip_ranges === 1,
+    availability: o.availability,
+    networkrate: -1,
+    state: o.state,
+    guestiptype: o.guest_ip_type,
+    service: presentServices(o),
+    forvpc: false,
+    fornsx: false,
+    fortungsten: false,
+    ispersistent: false,
+    egressdefaultpolicy: o.egress_default_policy === 1,
+    supportsstrechedl2subnet: false,
+    supportspublicaccess: false,
+    supportsinternallb: false,
+    internetprotocol: 'IPv4',
+    created: formatDate(o.created),
+    hasannotations: false,
+    details: {},
+  };
+}
+
+export const listNetworkOfferings = defineCommand({
+  name: 'listNetworkOfferings',
+  params: {
+    ...listParams,
+    id: p.uuid(),
+    name: p.string(),
+    displaytext: p.string(),
+    traffictype: p.string(),
+    guestiptype: p.string(),
+    isdefault: p.boolean(),
+    specifyvlan: p.boolean(),
+    specifyipranges: p.boolean(),
+    availability: p.string(),
+    state: p.string(),
+    zoneid: p.uuid(),
+    networkid: p.uuid(),
+    supportedservices: p.list(),
+    sourcenatsupported: p.boolean(),
+    forvpc: p.boolean(),
+    domainid: p.uuid(),
+    tags: p.string(),
+    istagged: p.boolean(),
+    routingmode: p.string(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    // Offerings are public and zone-independent; a zone or network given must still exist.
+    if (params.zoneid) await findZone(ctx, params.zoneid);
+    let q = app.store.db.selectFrom('network_offerings').where('removed', 'is', null);
+    if (params.networkid) {
+      const network = await findNetwork(ctx, params.networkid);
+      const current = await app.store.db
+        .selectFrom('network_offerings')
+        .select('guest_ip_type')
+        .where('id', '=', network.network_offering_id)
+        .executeTakeFirstOrThrow();
+      q = q.where('guest_ip_type', '=', current.guest_ip_type);
+    }
+    if (params.id) q = q.where('uuid', '=', params.id);
+    if (params.name) q = q.where('name', '=', params.name);
+    if (params.displaytext) q = q.where('display_text', '=', params.displaytext);
+    if (params.traffictype) q = q.where('traffic_type', likeOp(ctx), escapeLike(params.traffictype));
+    if (params.guestiptype) q = q.where('guest_ip_type', likeOp(ctx), escapeLike(params.guestiptype));
+    if (params.isdefault !== undefined) q = q.where('is_default', '=', params.isdefault ? 1 : 0);
+    if (params.specifyvlan !== undefined) q = q.where('specify_vlan', '=', params.specifyvlan ? 1 : 0);
+    if (params.specifyipranges !== undefined)
+      q = q.where('specify_ip_ranges', '=', params.specifyipranges ? 1 : 0);
+    if (params.availability) q = q.where('availability', likeOp(ctx), escapeLike(params.availability));
+    if (params.state) q = q.where('state', likeOp(ctx), escapeLike(params.state));
+    if (params.keyword) q = q.where('name', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    // No VPC offerings and no tagged offerings exist here.
+    if (params.forvpc || params.istagged || params.tags) return listResult([], 0);
+    const wanted = [...(params.supportedservices ?? []), ...(params.sourcenatsupported ? ['SourceNat'] : [])];
+    const rows = (await q.selectAll().orderBy('id').execute()).filter((o) => hasServices(o, wanted));
+    const page = pageOf(app, params);
+    const slice = page.limit === undefined ? rows : rows.slice(page.offset, page.offset + page.limit);
+    return listResult(slice.map(presentNetworkOffering), rows.length);
+  },
+});
+
+/**
+ * The zone's Basic guest network, created on first use. The unique zone_default_for key makes a
+ * concurrent first creation land on the same row instead of making two.
+ */
+export async function ensureBasicNetwork(
+  app: App,
+  tx: Tx,
+  zone: ZoneRow,
+): Promise<{ network: NetworkRow; created: boolean }> {
+  const existing = await basicNetworkOf(tx, zone.id);
+  if (existing) return { network: existing, created: false };
+  const offering = await tx
+    .selectFrom('network_offerings')
+    .select('id')
+    .where('name', '=', BASIC_ZONE_OFFERING)
+    .executeTakeFirstOrThrow();
+  const physical = await tx
+    .selectFrom('physical_networks')
+    .innerJoin(
+      'physical_network_traffic_types',
+      'physical_network_traffic_types.physical_network_id',
+      'physical_networks.id',
+    )
+    .select('physical_networks.id')
+    .where('physical_networks.zone_id', '=', zone.id)
+    .where('physical_networks.removed', 'is', null)
+    .where('physical_network_traffic_types.traffic_type', '=', 'Guest')
+    .orderBy('physical_networks.id')
+    .executeTakeFirst();
+  const root = await tx
+    .selectFrom('domains')
+    .select('id')
+    .where('parent_id', 'is', null)
+    .executeTakeFirstOrThrow();
+  const created = await insertUnlessTaken(app, tx, 'networks', {
+    uuid: app.ids.uuid(),
+    name: BASIC_NETWORK_NAME,
+    display_text: BASIC_NETWORK_NAME,
+    zone_id: zone.id,
+    network_offering_id: offering.id,
+    physical_network_id: physical?.id ?? null,
+    traffic_type: 'Guest',
+    guest_type: 'Shared',
+    broadcast_domain_type: 'Native',
+    broadcast_uri: 'vlan://untagged',
+    gateway: null,
+    netmask: null,
+    cidr: null,
+    state: 'Setup',
+    acl_type: 'Domain',
+    domain_id: root.id,
+    account_id: null,
+    zone_default_for: zone.id,
+    created: app.clock.now(),
+  });
+  const network = await basicNetworkOf(tx, zone.id);
+  if (!network) throw new Error(`the guest network of zone ${zone.name} vanished while being created`);
+  return { network, created };
+}
+
+export function basicNetworkOf(tx: Tx, zoneId: number): Promise<NetworkRow | undefined> {
+  return tx
+    .selectFrom('networks')
+    .selectAll()
+    .where('zone_default_for', '=', zoneId)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+}
+
+export async function presentNetworks(ctx: Pick<CallContext, 'app'>, rows: NetworkRow[]): Promise<object[]> {
+  if (rows.length === 0) return [];
+  const db = ctx.app.store.db;
+  const [offerings, zones, domains, physicals] = await Promise.all([
+    db
+      .selectFrom('network_offerings')
+      .selectAll()
+      .where('id', 'in', [...new Set(rows.map((r) => r.network_offering_id))])
+      .execute(),
+    db
+      .selectFrom('zones')
+      .selectAll()
+      .where('id', 'in', [...new Set(rows.map((r) => r.zone_id))])
+      .execute(),
+    db.selectFrom('domains').select(['id', 'uuid', 'name', 'path']).execute(),
+    db.selectFrom('physical_networks').select(['id', 'uuid']).execute(),
+  ]);
+  const offeringById = new Map(offerings.map((o) => [o.id, o]));
+  const zoneById = new Map(zones.map((z) => [z.id, z]));
+  const domainById = new Map(domains.map((d) => [d.id, d]));
+  const physicalById = new Map(physicals.map((p) => [p.id, p.uuid]));
+  return rows.map((n) => {
+    const offering = offeringById.get(n.network_offering_id) as NetworkOfferingRow;
+    const zone = zoneById.get(n.zone_id) as ZoneRow;
+    const domain = n.domain_id === null ? undefined : domainById.get(n.domain_id);
+    return {
+      id: n.uuid,
+      name: n.name,
+      displaytext: n.display_text,
+      broadcastdomaintype: n.broadcast_domain_type,
+      broadcasturi: n.broadcast_uri ?? undefined,
+      traffictype: n.traffic_type,
+      gateway: n.gateway ?? undefined,
+      netmask: n.netmask ?? undefined,
+      cidr: n.cidr ?? undefined,
+      zoneid: zone.uuid,
+      zonename: zone.name,
+      networkofferingid: offering.uuid,
+      networkofferingname: offering.name,
+      networkofferingdisplaytext: offering.display_text,
+      networkofferingconservemode: offering.conserve_mode === 1,
+      networkofferingavailability: offering.availability,
+      issystem: false,
+      state: n.state,
+      related: n.uuid,
+      dns1: zone.dns1,
+      dns2: zone.dns2 ?? undefined,
+      type: n.guest_type,
+      acltype: n.acl_type,
+      subdomainaccess: n.acl_type === 'Domain' ? true : undefined,
+      domainid: domain?.uuid,
+      domain: domain?.name,
+      domainpath: domain ? displayPath(domain.path) : undefined,
+      networkdomain: zone.network_domain ?? undefined,
+      physicalnetworkid: n.physical_network_id === null ? undefined : physicalById.get(n.physical_network_id),
+      restartrequired: false,
+      specifyipranges: offering.specify_ip_ranges === 1,
+      canusefordeploy: true,
+      ispersistent: false,
+      isdefault: n.zone_default_for !== null,
+      service: presentServices(offering),
+      tags: [],
+      details: {},
+      displaynetwork: true,
+      strechedl2subnet: false,
+      redundantrouter: false,
+      supportsvmautoscaling: false,
+      internetprotocol: 'IPv4',
+      hasannotations: false,
+      created: formatDate(n.created),
+    };
+  });
+}
+
+export const listNetworks = defineCommand({
+  name: 'listNetworks',
+  params: {
+    ...listParams,
+    ...scopeParams,
+    id: p.uuid(),
+    name: p.string(),
+    zoneid: p.uuid(),
+    type: p.string(),
+    traffictype: p.string(),
+    issystem: p.boolean(),
+    acltype: p.string(),
+    canusefordeploy: p.boolean(),
+    displaynetwork: p.boolean(),
+    forvpc: p.boolean(),
+    vpcid: p.uuid(),
+    physicalnetworkid: p.uuid(),
+    networkofferingid: p.uuid(),
+    associatednetworkid: p.uuid(),
+    networkfilter: p.string(),
+    restartrequired: p.boolean(),
+    specifyipranges: p.boolean(),
+    supportedservices: p.list(),
+    retrieveonlyresourcecount: p.boolean(),
+    showicon: p.boolean(),
+    tags: p.map(),
+    vlan: p.string(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    // Validates account/domainid access (431/531) even though the zone-wide shared networks
+    // here are visible to every account.
+    await listScope(ctx, params);
+    let q = app.store.db.selectFrom('networks').where('networks.removed', 'is', null);
+    if (params.id) q = q.where('networks.uuid', '=', params.id);
+    if (params.name) q = q.where('networks.name', '=', params.name);
+    if (params.zoneid) q = q.where('networks.zone_id', '=', (await findZone(ctx, params.zoneid)).id);
+    if (params.type) q = q.where('networks.guest_type', likeOp(ctx), escapeLike(params.type));
+    if (params.traffictype) q = q.where('networks.traffic_type', likeOp(ctx), escapeLike(params.traffictype));
+    if (params.acltype) q = q.where('networks.acl_type', likeOp(ctx), escapeLike(params.acltype));
+    if (params.physicalnetworkid) {
+      const physical = await app.store.db
+        .selectFrom('physical_networks')
+        .select('id')
+        .where('uuid', '=', params.physicalnetworkid)
+        .executeTakeFirst();
+      if (!physical)
+        throw invalidParameter(`Unable to find physical network by id ${params.physicalnetworkid}`);
+      q = q.where('networks.physical_network_id', '=', physical.id);
+    }
+    if (params.networkofferingid) {
+      const offering = await app.store.db
+        .selectFrom('network_offerings')
+        .select('id')
+        .where('uuid', '=', params.networkofferingid)
+        .executeTakeFirst();
+      if (!offering)
+        throw invalidParameter(`Unable to find network offering by id ${params.networkofferingid}`);
+      q = q.where('networks.network_offering_id', '=', offering.id);
+    }
+    if (params.vlan && params.vlan.replace(/^vlan:\/\//, '').toLowerCase() !== 'untagged')
+      q = q.where('networks.id', '=', -1);
+    if (params.keyword) q = q.where('networks.name', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    q = withTags(q, 'Network', 'networks.id', params.tags);
+    // Only shared guest networks exist: no system, VPC, restart-pending or hidden ones.
+    const none =
+      params.issystem === true ||
+      params.forvpc === true ||
+      params.vpcid !== undefined ||
+      params.associatednetworkid !== undefined ||
+      params.restartrequired === true ||
+      params.displaynetwork === false ||
+      params.canusefordeploy === false ||
+      params.specifyipranges === false ||
+      (params.networkfilter !== undefined &&
+        !['all', 'domain', 'shared'].includes(params.networkfilter.toLowerCase()));
+    if (none) return listResult([], 0);
+    const rows = (await q.selectAll('networks').orderBy('networks.id').execute()) as NetworkRow[];
+    const offerings = await app.store.db.selectFrom('network_offerings').selectAll().execute();
+    const offeringById = new Map(offerings.map((o) => [o.id, o]));
+    const matching = rows.filter((n) =>
+      hasServices(offeringById.get(n.network_offering_id) as NetworkOfferingRow, params.supportedservices),
+    );
+    if (params.retrieveonlyresourcecount) return listResult([], matching.length);
+    const page = pageOf(app, params);
+    const slice = page.limit === undefined ? matching : matching.slice(page.offset, page.offset + page.limit);
+    return listResult(await presentNetworks(ctx, slice), matching.length);
+  },
+});
+
+export const networkReadCommands = [listNetworkOfferings, listNetworks];

@@ -1,0 +1,357 @@
+/**
+ * Guest NICs and the IP address manager. Every address in use is a row of guest_ip_allocations
+ * with a unique (network, ip) key; allocation picks a free address at a random point of a range
+ * (as upstream does, which also spreads concurrent deployments apart) and simply moves on when a
+ * concurrent transaction took it first. MACs are 02:00:xx:xx:xx:xx, unique by a key as well.
+ */
+import type { App, CallContext } from '../context.ts';
+import type { Tx } from '../db/connection.ts';
+import type { NetworkRow, NicRow, VlanIpRangeRow } from '../db/schema.ts';
+import { insufficientCapacity, invalidParameter } from '../errors.ts';
+import { checkOwnerAccess } from '../iam/access.ts';
+import { intToIpv4, ipv4ToInt, isIpv4 } from '../infra/common.ts';
+import { defineCommand, listResult } from '../registry/command.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+import { findNetwork, insertUnlessTaken, randomBits } from './common.ts';
+import { basicNetworkOf } from './networks.ts';
+
+/** The VM a NIC is being allocated for: what IPAM needs to know of it. */
+export interface NicVm {
+  id: number;
+  uuid: string;
+  accountId: number;
+  zoneId: number;
+  /** The pod the VM will run in; null lets IPAM pick one with free addresses (see AllocatedNic.podId). */
+  podId: number | null;
+}
+
+export interface AllocatedNic {
+  id: number;
+  uuid: string;
+  networkId: number;
+  networkUuid: string;
+  /** The pod whose guest range the address came from: the VM must run in this pod. */
+  podId: number | null;
+  mac: string;
+  ip4: string;
+  gateway: string;
+  netmask: string;
+  isDefault: boolean;
+  deviceId: number;
+  broadcastUri: string | null;
+  isolationUri: string | null;
+}
+
+const MAC_ATTEMPTS = 16;
+
+function macFrom(bits: number): string {
+  const hex = bits.toString(16).padStart(8, '0');
+  return `02:00:${hex.slice(0, 2)}:${hex.slice(2, 4)}:${hex.slice(4, 6)}:${hex.slice(6, 8)}`;
+}
+
+async function rangesFor(tx: Tx, network: NetworkRow, podId: number | null): Promise<VlanIpRangeRow[]> {
+  let q = tx
+    .selectFrom('vlan_ip_ranges')
+    .selectAll('vlan_ip_ranges')
+    .where('vlan_ip_ranges.network_id', '=', network.id);
+  if (podId !== null) q = q.where('vlan_ip_ranges.pod_id', '=', podId);
+  else
+    q = q
+      .innerJoin('pods', 'pods.id', 'vlan_ip_ranges.pod_id')
+      .where('pods.allocation_state', '=', 'Enabled')
+      .where('pods.removed', 'is', null);
+  return q.orderBy('vlan_ip_ranges.id').execute();
+}
+
+async function claim(
+  app: Pick<App, 'store' | 'clock'>,
+  tx: Tx,
+  range: VlanIpRangeRow,
+  ipNum: number,
+  vm: NicVm,
+): Promise<boolean> {
+  return insertUnlessTaken(app, tx, 'guest_ip_allocations', {
+    network_id: range.network_id,
+    range_id: range.id,
+    ip4: intToIpv4(ipNum),
+    ip_num: ipNum,
+    vm_id: vm.id,
+    nic_id: null,
+    account_id: vm.accountId,
+    allocated: app.clock.now(),
+  });
+}
+
+/** Claims one address of the network (the requested one, or any free one) in the VM's pod. */
+async function allocateAddress(
+  app: App,
+  tx: Tx,
+  network: NetworkRow,
+  vm: NicVm,
+  podId: number | null,
+  requested: string | undefined,
+): Promise<{ range: VlanIpRangeRow; ipNum: number }> {
+  const ranges = await rangesFor(tx, network, podId);
+  const where = podId === null ? `network ${network.name}` : `network ${network.name} for the VM's pod`;
+  if (ranges.length === 0)
+    throw insufficientCapacity(`Insufficient address capacity: ${where} has no guest IP range`);
+  if (requested !== undefined) {
+    if (!isIpv4(requested)) throw invalidParameter(`Invalid IP address ${requested}`);
+    const ipNum = ipv4ToInt(requested);
+    const range = ranges.find((r) => r.start_num <= ipNum && ipNum <= r.end_num);
+    if (!range) throw invalidParameter(`The IP address ${requested} is not in a guest IP range of ${where}`);
+    if (!(await claim(app, tx, range, ipNum, vm)))
+      throw invalidParameter(`The IP address ${requested} is already in use in network ${network.name}`);
+    return { range, ipNum };
+  }
+  for (const range of ranges) {
+    const size = range.end_num - range.start_num + 1;
+    const used = new Set(
+      (
+        await tx
+          .selectFrom('guest_ip_allocations')
+          .select('ip_num')
+          .where('range_id', '=', range.id)
+          .execute()
+      ).map((r) => Number(r.ip_num)),
+    );
+    if (used.size >= size) continue;
+    const offset = randomBits(app) % size;
+    for (let i = 0; i < size; i++) {
+      const ipNum = range.start_num + ((offset + i) % size);
+      if (used.has(ipNum)) continue;
+      if (await claim(app, tx, range, ipNum, vm)) return { range, ipNum };
+      used.add(ipNum);
+    }
+  }
+  throw insufficientCapacity(`Insufficient address capacity: no free guest IP address left in ${where}`);
+}
+
+async function networksFor(tx: Tx, vm: NicVm, networkIds: number[] | undefined): Promise<NetworkRow[]> {
+  if (networkIds === undefined || networkIds.length === 0) {
+    const basic = await basicNetworkOf(tx, vm.zoneId);
+    if (!basic) {
+      const zone = await tx
+        .selectFrom('zones')
+        .select(['name', 'network_type'])
+        .where('id', '=', vm.zoneId)
+        .executeTakeFirst();
+      if (zone?.network_type === 'Advanced')
+        throw invalidParameter(`Zone ${zone.name} is an Advanced zone: networkids must be given`);
+      throw insufficientCapacity(
+        `Insufficient address capacity: zone ${zone?.name ?? vm.zoneId} has no guest network yet (add a guest IP range with createVlanIpRange)`,
+      );
+    }
+    return [basic];
+  }
+  if (new Set(networkIds).size !== networkIds.length)
+    throw invalidParameter('A network may be given only once in networkids');
+  const rows = await tx
+    .selectFrom('networks')
+    .selectAll()
+    .where('id', 'in', networkIds)
+    .where('removed', 'is', null)
+    .execute();
+  const byId = new Map(rows.map((n) => [n.id, n]));
+  return networkIds.map((id) => {
+    const n = byId.get(id);
+    if (!n) throw invalidParameter(`Unable to find network ${id}`);
+    if (n.zone_id !== vm.zoneId) throw invalidParameter(`Network ${n.name} is not in the VM's zone`);
+    return n;
+  });
+}
+
+/**
+ * Gives a VM one NIC per network (the zone's Basic guest network when none are given), each with
+ * a unique MAC and an address from its pod's guest ranges; the first NIC is the default one and
+ * gets `ipAddress` when given. Runs in the caller's (deployment) transaction, so a failure later in
+ * the deployment returns the addresses too. Fails with 533 when a network has no free address and
+ * 431 for a requested address that is outside the ranges or taken.
+ */
+export async function allocateNics(
+  ctx: Pick<CallContext, 'app'>,
+  tx: Tx,
+  req: { vm: NicVm; networkIds?: number[]; ipAddress?: string },
+): Promise<AllocatedNic[]> {
+  const { app } = ctx;
+  const networks = await networksFor(tx, req.vm, req.networkIds);
+  let podId = req.vm.podId;
+  const out: AllocatedNic[] = [];
+  for (const [deviceId, network] of networks.entries()) {
+    const isDefault = deviceId === 0;
+    const { range, ipNum } = await allocateAddress(
+      app,
+      tx,
+      network,
+      req.vm,
+      podId,
+      isDefault ? req.ipAddress?.trim() : undefined,
+    );
+    // Later NICs must land in the pod the first one chose: a VM lives in exactly one pod.
+    podId = range.pod_id;
+    const securityGroups = await tx
+      .selectFrom('network_offerings')
+      .select('services')
+      .where('id', '=', network.network_offering_id)
+      .executeTakeFirstOrThrow();
+    const values = {
+      vm_id: req.vm.id,
+      network_id: network.id,
+      ip4: intToIpv4(ipNum),
+      gateway: range.gateway,
+      netmask: range.netmask,
+      broadcast_uri: `vlan://${range.vlan}`,
+      isolation_uri: securityGroups.services.includes('SecurityGroup:')
+        ? `ec2://${range.vlan}`
+        : `vlan://${range.vlan}`,
+      is_default: isDefault ? 1 : 0,
+      device_id: deviceId,
+      state: 'Reserved',
+      created: app.clock.now(),
+      removed: null,
+    } as const;
+    let nic: NicRow | undefined;
+    for (let attempt = 0; attempt < MAC_ATTEMPTS && !nic; attempt++) {
+      const uuid = app.ids.uuid();
+      if (await insertUnlessTaken(app, tx, 'nics', { ...values, uuid, mac: macFrom(randomBits(app)) }))
+        nic = await tx.selectFrom('nics').selectAll().where('uuid', '=', uuid).executeTakeFirstOrThrow();
+    }
+    if (!nic) throw insufficientCapacity('Insufficient address capacity: unable to find a free MAC address');
+    await tx
+      .updateTable('guest_ip_allocations')
+      .set({ nic_id: nic.id })
+      .where('network_id', '=', network.id)
+      .where('ip4', '=', values.ip4)
+      .execute();
+    out.push({
+      id: nic.id,
+      uuid: nic.uuid,
+      networkId: network.id,
+      networkUuid: network.uuid,
+      podId: range.pod_id,
+      mac: nic.mac,
+      ip4: values.ip4,
+      gateway: range.gateway,
+      netmask: range.netmask,
+      isDefault,
+      deviceId,
+      broadcastUri: values.broadcast_uri,
+      isolationUri: values.isolation_uri,
+    });
+  }
+  return out;
+}
+
+/** Returns a VM's addresses to their ranges and retires its NICs (on expunge). */
+export async function releaseNics(ctx: Pick<CallContext, 'app'>, tx: Tx, vmId: number): Promise<void> {
+  await tx.deleteFrom('guest_ip_allocations').where('vm_id', '=', vmId).execute();
+  await tx
+    .updateTable('nics')
+    .set({ state: 'Deallocated', removed: ctx.app.clock.now() })
+    .where('vm_id', '=', vmId)
+    .where('removed', 'is', null)
+    .execute();
+}
+
+function presentNic(n: NicRow, network: NetworkRow | undefined): Record<string, unknown> {
+  return {
+    id: n.uuid,
+    networkid: network?.uuid,
+    networkname: network?.name,
+    netmask: n.netmask ?? undefined,
+    gateway: n.gateway ?? undefined,
+    ipaddress: n.ip4 ?? undefined,
+    isolationuri: n.isolation_uri ?? undefined,
+    broadcasturi: n.broadcast_uri ?? undefined,
+    traffictype: network?.traffic_type ?? 'Guest',
+    type: network?.guest_type ?? 'Shared',
+    isdefault: n.is_default === 1,
+    macaddress: n.mac,
+    deviceid: String(n.device_id),
+    secondaryip: [],
+    extradhcpoption: [],
+  };
+}
+
+async function networksById(ctx: Pick<CallContext, 'app'>, nics: NicRow[]): Promise<Map<number, NetworkRow>> {
+  const ids = [...new Set(nics.map((n) => n.network_id))];
+  if (ids.length === 0) return new Map();
+  const rows = await ctx.app.store.db.selectFrom('networks').selectAll().where('id', 'in', ids).execute();
+  return new Map(rows.map((n) => [n.id, n]));
+}
+
+/** The live NICs of many VMs as CloudStack's nic[] objects, in device order, keyed by VM id. */
+export async function presentNics(
+  ctx: Pick<CallContext, 'app'>,
+  vmIds: number[],
+): Promise<Map<number, object[]>> {
+  const out = new Map<number, object[]>();
+  if (vmIds.length === 0) return out;
+  const nics = await ctx.app.store.db
+    .selectFrom('nics')
+    .selectAll()
+    .where('vm_id', 'in', vmIds)
+    .where('removed', 'is', null)
+    .orderBy('vm_id')
+    .orderBy('device_id')
+    .execute();
+  const networks = await networksById(ctx, nics);
+  for (const n of nics) {
+    const list = out.get(n.vm_id) ?? [];
+    list.push(presentNic(n, networks.get(n.network_id)));
+    out.set(n.vm_id, list);
+  }
+  return out;
+}
+
+/** Finds a live VM by uuid and checks the caller may see it (431 unknown, 531 someone else's). */
+export async function findVisibleVm(
+  ctx: CallContext,
+  uuid: string,
+): Promise<{ id: number; uuid: string; account_id: number; domain_id: number; zone_id: number }> {
+  const db = ctx.app.store.db;
+  const vm = await db
+    .selectFrom('vms')
+    .select(['id', 'uuid', 'account_id', 'domain_id', 'zone_id'])
+    .where('uuid', '=', uuid)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  if (!vm) throw invalidParameter(`Unable to find virtual machine by id ${uuid}`);
+  const domain = await db
+    .selectFrom('domains')
+    .select(['path', 'name'])
+    .where('id', '=', vm.domain_id)
+    .executeTakeFirstOrThrow();
+  checkOwnerAccess(ctx.caller, { accountId: vm.account_id, domain });
+  return vm;
+}
+
+export const listNics = defineCommand({
+  name: 'listNics',
+  params: {
+    ...listParams,
+    virtualmachineid: p.uuid({ required: true }),
+    nicid: p.uuid(),
+    networkid: p.uuid(),
+    fordisplay: p.boolean(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const vm = await findVisibleVm(ctx, params.virtualmachineid);
+    let q = app.store.db.selectFrom('nics').where('vm_id', '=', vm.id).where('removed', 'is', null);
+    if (params.nicid) q = q.where('uuid', '=', params.nicid);
+    if (params.networkid) q = q.where('network_id', '=', (await findNetwork(ctx, params.networkid)).id);
+    if (params.keyword) q = q.where('ip4', '=', params.keyword);
+    if (params.fordisplay === false) return listResult([], 0);
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const nics = await paginate(q.selectAll().orderBy('device_id'), pageOf(app, params)).execute();
+    const networks = await networksById(ctx, nics);
+    return listResult(
+      nics.map((n) => ({ ...presentNic(n, networks.get(n.network_id)), virtualmachineid: vm.uuid })),
+      Number(count),
+    );
+  },
+});
+
+export const nicCommands = [listNics];
