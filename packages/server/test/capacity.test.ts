@@ -99,6 +99,7 @@ before(async () => {
     hypervisor: 'KVM',
     state: 'Up',
     resource_state: resourceState,
+    cpu_sockets: 1,
     cpu_cores: 4,
     cpu_speed_mhz: 2000,
     memory_bytes: 8 * GiB,
@@ -205,6 +206,54 @@ describe('listCapacity', () => {
     await fails(admin.request('updateCluster', { id: clusterId, hypervisor: 'Simulator' }), 431, /KVM/);
     const c = await admin.request<{ cluster: any[] }>('listClusters', { id: clusterId });
     assert.equal(c.cluster[0].hypervisortype, 'KVM');
+  });
+});
+
+describe('what hosts see', () => {
+  test('listInfrastructure counts the inventory', async () => {
+    const r = await admin.request<{ infrastructure: any }>('listInfrastructure', {});
+    assert.deepEqual(
+      {
+        zones: r.infrastructure.zones,
+        pods: r.infrastructure.pods,
+        clusters: r.infrastructure.clusters,
+        hosts: r.infrastructure.hosts,
+        cpusockets: r.infrastructure.cpusockets,
+        storagepools: r.infrastructure.storagepools,
+        imagestores: r.infrastructure.imagestores,
+        systemvms: r.infrastructure.systemvms,
+      },
+      {
+        zones: 1,
+        pods: 1,
+        clusters: 1,
+        hosts: 3,
+        cpusockets: 3,
+        storagepools: 1,
+        imagestores: 1,
+        systemvms: 0,
+      },
+    );
+    assert.ok(r.infrastructure.managementservers >= 1);
+  });
+
+  test('listStoragePools hostid lists the pools a host reaches', async () => {
+    const host = (await store.db.selectFrom('hosts').select('uuid').executeTakeFirstOrThrow()).uuid;
+    const zoneWide = await admin.request<{ storagepool: any }>('createStoragePool', {
+      zoneid: zoneId,
+      scope: 'zone',
+      hypervisor: 'Simulator',
+      name: 'sim-only',
+      url: 'nfs://10.20.0.7/export/sim',
+      capacitybytes: GiB,
+    });
+    const r = await admin.request<{ storagepool: any[] }>('listStoragePools', { hostid: host });
+    assert.deepEqual(
+      r.storagepool.map((p) => p.name),
+      ['cap-pool'],
+    );
+    await admin.request('deleteStoragePool', { id: zoneWide.storagepool.id });
+    await fails(admin.request('listStoragePools', { hostid: '00000000-0000-4000-8000-000000000000' }), 431);
   });
 });
 

@@ -381,6 +381,12 @@ describe('pods, clusters and the order of deletion', () => {
     assert.equal(local.imagestore.protocol, 'file');
     assert.ok(local.imagestore.disksizetotal > 0);
     assert.equal((await admin.request<{ count: number }>('listImageStores', { zoneid: zoneId })).count, 2);
+    const ro = await admin.request<{ imagestore: any }>('updateImageStore', {
+      id: local.imagestore.id,
+      readonly: true,
+    });
+    assert.equal(ro.imagestore.readonly, true);
+    assert.equal((await admin.request<{ count: number }>('listImageStores', { readonly: true })).count, 1);
   });
 
   test('physical networks and traffic types', async () => {

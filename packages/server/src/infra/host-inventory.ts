@@ -3,7 +3,8 @@
  * their CPU and memory for capacity. The hosts capability owns the `hosts` table (migration 0003);
  * this file reads only the columns agreed between the two capabilities (id, uuid, name, zone_id,
  * pod_id, cluster_id, hypervisor, state, resource_state, cpu_cores, cpu_speed_mhz, memory_bytes,
- * cpu_allocated_mhz, memory_allocated_bytes, removed), so they meet at one place.
+ * cpu_allocated_mhz, memory_allocated_bytes, removed; and cpu_sockets for the summary), so they
+ * meet at one place.
  */
 import type { App } from '../context.ts';
 
@@ -47,6 +48,25 @@ export async function countHosts(app: StoreOf, scope: HostScope): Promise<number
 export async function hostHypervisors(app: StoreOf, clusterId: number): Promise<string[]> {
   const rows = await liveHosts(app, { clusterId }).select('hypervisor').distinct().execute();
   return rows.map((r) => r.hypervisor).filter((h): h is string => h !== null);
+}
+
+/** Number of live hosts and their CPU sockets, for the infrastructure summary. */
+export async function hostTotals(app: StoreOf): Promise<{ hosts: number; sockets: number }> {
+  const r = await liveHosts(app, {})
+    .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.sum<number>('cpu_sockets').as('sockets')])
+    .executeTakeFirstOrThrow();
+  return { hosts: Number(r.n), sockets: Number(r.sockets ?? 0) };
+}
+
+/** Where a live host sits, by its uuid (for filters such as listStoragePools hostid). */
+export async function hostPlacement(
+  app: StoreOf,
+  uuid: string,
+): Promise<{ zone_id: number; cluster_id: number | null; hypervisor: string | null } | undefined> {
+  return liveHosts(app, {})
+    .select(['zone_id', 'cluster_id', 'hypervisor'])
+    .where('uuid', '=', uuid)
+    .executeTakeFirst();
 }
 
 /** Live hosts in clusters, with their CPU and memory as numbers on every dialect. */

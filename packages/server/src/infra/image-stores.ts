@@ -23,6 +23,14 @@ export function onImageStoreDelete(check: StoreUsageCheck): void {
   usageChecks.push(check);
 }
 
+/** Work to do once a store is added (templates give it what every zone should hold). */
+type StoreAddedHook = (app: App, store: ImageStoreRow) => Promise<void>;
+const addedHooks: StoreAddedHook[] = [];
+
+export function onImageStoreAdd(hook: StoreAddedHook): void {
+  addedHooks.push(hook);
+}
+
 export async function presentImageStores(ctx: CallContext, rows: ImageStoreRow[]): Promise<object[]> {
   const zones = await namesOf(
     ctx,
@@ -92,6 +100,7 @@ export const addImageStore = defineCommand({
       });
       return tx.selectFrom('image_stores').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
     });
+    for (const hook of addedHooks) await hook(app, row);
     return (await presentImageStores(ctx, [row]))[0];
   },
 });
@@ -123,6 +132,44 @@ export const listImageStores = defineCommand({
   },
 });
 
+export const updateImageStore = defineCommand({
+  name: 'updateImageStore',
+  params: {
+    id: p.uuid({ required: true }),
+    name: p.string(),
+    readonly: p.boolean(),
+    capacitybytes: p.long({ min: 0 }),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const store = await findImageStore(ctx, params.id);
+    const changes: Partial<ImageStoreRow> = {};
+    if (params.name !== undefined) {
+      const name = params.name.trim();
+      if (name === '') throw invalidParameter('Image store name must not be empty');
+      changes.name = name;
+    }
+    // A read-only store keeps serving what it holds; nothing new is written to it.
+    if (params.readonly !== undefined) changes.readonly = params.readonly ? 1 : 0;
+    if (params.capacitybytes !== undefined) changes.capacity_bytes = params.capacitybytes;
+    await app.store.db.transaction().execute(async (tx) => {
+      if (changes.name) {
+        const clash = await tx
+          .selectFrom('image_stores')
+          .select('id')
+          .where('removed', 'is', null)
+          .where('name', '=', changes.name)
+          .where('id', '!=', store.id)
+          .executeTakeFirst();
+        if (clash) throw invalidParameter(`An image store named ${changes.name} already exists`);
+      }
+      if (Object.keys(changes).length > 0)
+        await tx.updateTable('image_stores').set(changes).where('id', '=', store.id).execute();
+    });
+    return (await presentImageStores(ctx, [await findImageStore(ctx, store.uuid)]))[0];
+  },
+});
+
 export const deleteImageStore = defineCommand({
   name: 'deleteImageStore',
   params: { id: p.uuid({ required: true }) },
@@ -150,4 +197,4 @@ export const deleteImageStore = defineCommand({
   },
 });
 
-export const imageStoreCommands = [addImageStore, listImageStores, deleteImageStore];
+export const imageStoreCommands = [addImageStore, listImageStores, updateImageStore, deleteImageStore];

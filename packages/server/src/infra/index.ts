@@ -10,6 +10,7 @@ import { osTypeCommands } from './os-types.ts';
 import { physicalNetworkCommands } from './physical-networks.ts';
 import { podCommands } from './pods.ts';
 import { storagePoolCommands } from './storage-pools.ts';
+import { listInfrastructure } from './summary.ts';
 import { rootDomainId, zoneCommands } from './zones.ts';
 
 export const infraCommands = [
@@ -22,6 +23,7 @@ export const infraCommands = [
   ...capacityCommands,
   ...alertCommands,
   ...osTypeCommands,
+  listInfrastructure,
 ];
 
 function liveId(table: 'zones' | 'clusters' | 'storage_pools' | 'image_stores') {

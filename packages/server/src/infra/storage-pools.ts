@@ -17,6 +17,7 @@ import { listParams, p } from '../registry/params.ts';
 import { STORAGE_OVERPROVISIONING } from './capacity.ts';
 import { hypervisorName } from './clusters.ts';
 import { findCluster, findPod, findStoragePool, findZone, likeOp, namesOf, normalizeTags } from './common.ts';
+import { hostPlacement } from './host-inventory.ts';
 
 export interface ParsedStorageUrl {
   poolType: 'NetworkFilesystem' | 'SharedMountPoint' | 'Filesystem';
@@ -284,10 +285,27 @@ export const listStoragePools = defineCommand({
     path: p.string(),
     scope: p.string(),
     status: p.string(),
+    hostid: p.uuid(),
   },
   async handler(ctx, params) {
     const { app } = ctx;
     let q = app.store.db.selectFrom('storage_pools').where('removed', 'is', null);
+    if (params.hostid) {
+      // A host reaches its cluster's pools and the zone-wide pools of its hypervisor.
+      const host = await hostPlacement(app, params.hostid);
+      if (!host) throw invalidParameter(`Unable to find host by id ${params.hostid}`);
+      q = q
+        .where('zone_id', '=', host.zone_id)
+        .where((eb) =>
+          eb.or([
+            host.cluster_id === null ? eb.val(false) : eb('cluster_id', '=', host.cluster_id),
+            eb.and([
+              eb('scope', '=', 'ZONE'),
+              eb.or([eb('hypervisor', 'is', null), eb('hypervisor', '=', host.hypervisor ?? '')]),
+            ]),
+          ]),
+        );
+    }
     if (params.id) q = q.where('uuid', '=', params.id);
     if (params.name) q = q.where('name', '=', params.name);
     if (params.zoneid) q = q.where('zone_id', '=', (await findZone(ctx, params.zoneid)).id);
