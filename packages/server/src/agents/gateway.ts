@@ -724,9 +724,7 @@ export class AgentGateway {
       .selectFrom('hosts')
       .select(['id', 'name', 'state', 'disconnected'])
       .where('removed', 'is', null)
-      .where((eb) =>
-        eb.or([eb('ms_id', 'is', null), eb('ms_id', 'not in', liveServers), eb('ms_id', '=', app.server.id)]),
-      )
+      .where((eb) => eb.or([eb('ms_id', 'is', null), eb('ms_id', 'not in', liveServers)]))
       .execute();
     const fresh = orphans.filter((h) => !this.byId.has(h.id));
     for (const part of chunks(
