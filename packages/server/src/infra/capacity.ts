@@ -99,50 +99,6 @@ export const SECONDARY_STORAGE_THRESHOLD = threshold(
   ['zone'],
 );
 
-export const CPU_DISABLE_THRESHOLD = defineSetting({
-  name: 'cluster.cpu.allocated.capacity.disablethreshold',
-  category: 'Alert',
-  type: 'Float',
-  defaultValue: 0.85,
-  min: 0,
-  max: 1,
-  scopes: ['cluster'],
-  description: 'Fraction of a cluster’s CPU allocated above which no new virtual machine is placed there.',
-});
-
-export const MEMORY_DISABLE_THRESHOLD = defineSetting({
-  name: 'cluster.memory.allocated.capacity.disablethreshold',
-  category: 'Alert',
-  type: 'Float',
-  defaultValue: 0.85,
-  min: 0,
-  max: 1,
-  scopes: ['cluster'],
-  description: 'Fraction of a cluster’s memory allocated above which no new virtual machine is placed there.',
-});
-
-export const POOL_DISABLE_THRESHOLD = defineSetting({
-  name: 'pool.storage.capacity.disablethreshold',
-  category: 'Alert',
-  type: 'Float',
-  defaultValue: 0.85,
-  min: 0,
-  max: 1,
-  scopes: ['zone', 'storagepool'],
-  description: 'Fraction of a primary storage pool used above which no new volume is placed there.',
-});
-
-export const POOL_ALLOCATED_DISABLE_THRESHOLD = defineSetting({
-  name: 'pool.storage.allocated.capacity.disablethreshold',
-  category: 'Alert',
-  type: 'Float',
-  defaultValue: 0.85,
-  min: 0,
-  max: 1,
-  scopes: ['zone', 'storagepool'],
-  description: 'Fraction of a primary storage pool allocated above which no new volume is placed there.',
-});
-
 /** Upstream's capacity type numbers and names (Capacity.CAPACITY_TYPE_*). */
 export const CapacityType = {
   MEMORY: 0,
@@ -397,8 +353,6 @@ export function clusterThresholdDetails(ctx: CallContext, clusterId: number): Re
     MEMORY_THRESHOLD,
     STORAGE_USED_THRESHOLD,
     STORAGE_ALLOCATED_THRESHOLD,
-    CPU_DISABLE_THRESHOLD,
-    MEMORY_DISABLE_THRESHOLD,
   ]) {
     if (settings.rawAt(def.name, 'cluster', clusterId) !== undefined)
       out[def.name] = String(settings.at(def, 'cluster', clusterId));
