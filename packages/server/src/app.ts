@@ -23,6 +23,7 @@ import { startLocalZone } from './infra/local-zone.ts';
 import { JobRunner } from './jobs/runner.ts';
 import { Registry } from './registry/registry.ts';
 import { Settings } from './settings/settings.ts';
+import { startTemplates } from './storage/extract.ts';
 
 export const VERSION = '0.1.0';
 const HEARTBEAT_MS = 10_000;
@@ -122,6 +123,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         .send(render('json', 'errorresponse', errorBody(e), false));
     });
     registerApiRoutes(fastify, app);
+    const stopTemplates = await startTemplates(app, fastify);
     const agentPort = await app.agents.start(config.host, config.agentPort);
     const agentUrl = `ws://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${agentPort}`;
     log.info({ agentUrl, agentPort }, 'agent gateway started');
@@ -141,6 +143,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         stopping ??= (async () => {
           clearInterval(heartbeat);
           stopCapacityChecks();
+          stopTemplates();
           settings.stop();
           await fastify.close();
           await localAgent?.stop();

@@ -16,6 +16,8 @@ import { networkCommands } from './network/index.ts';
 import { offeringCommands } from './offerings/index.ts';
 import type { Command } from './registry/command.ts';
 import { settingCommands } from './settings/commands.ts';
+import { isoCommands } from './storage/isos.ts';
+import { templateCommands } from './storage/template-commands.ts';
 import { tagCommands } from './tags/commands.ts';
 
 export const allCommands = [
@@ -35,5 +37,7 @@ export const allCommands = [
   ...offeringCommands,
   ...hostCommands,
   ...simulatorCommands,
+  ...templateCommands,
+  ...isoCommands,
   ...networkCommands,
 ] as Command[];

@@ -575,6 +575,87 @@ export interface VolumeTable {
   removed: number | null;
 }
 
+/** A template or an ISO (is_iso). Sizes live on the store copies, which are what exists. */
+export interface TemplateTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  display_text: string;
+  is_iso: Flag;
+  /** QCOW2, RAW, VHD, VHDX, OVA or ISO. */
+  format: string;
+  /** USER, BUILTIN, SYSTEM or ROUTING. */
+  type: string;
+  bootable: Flag;
+  os_type_id: number;
+  /** Null for ISOs, which boot on any hypervisor. */
+  hypervisor: string | null;
+  account_id: number;
+  domain_id: number;
+  user_id: number;
+  is_public: Flag;
+  is_featured: Flag;
+  is_extractable: Flag;
+  password_enabled: Flag;
+  sshkey_enabled: Flag;
+  dynamically_scalable: Flag;
+  requires_hvm: Flag;
+  /** Registered for every zone (zoneid=-1): new zones' image stores get a copy too. */
+  cross_zones: Flag;
+  bits: number;
+  url: string;
+  /** As registered: {SHA-256}hex, {MD5}hex or a bare MD5. */
+  checksum: string | null;
+  template_tag: string | null;
+  /** JSON object of template details (rootDiskController...). */
+  details: string | null;
+  /** Active or Inactive. */
+  state: string;
+  created: number;
+  removed: number | null;
+}
+
+/** One copy of a template on one image store, and how its download went. */
+export interface TemplateStoreRefTable {
+  id: Generated<number>;
+  template_id: number;
+  image_store_id: number;
+  zone_id: number;
+  /** NOT_DOWNLOADED, DOWNLOAD_IN_PROGRESS, DOWNLOADED or DOWNLOAD_ERROR. */
+  download_state: string;
+  download_pct: number;
+  /** What listTemplates shows: "35% Downloaded", "Download Complete" or why it failed. */
+  status: string;
+  /** Relative to the image store's root. */
+  install_path: string | null;
+  /** Virtual size (what a root disk made from it needs). */
+  size_bytes: number | null;
+  physical_size_bytes: number | null;
+  error: string | null;
+  /** The management server running the download; another takes over if that one dies. */
+  ms_id: number | null;
+  destroyed: Flag;
+  created: number;
+  updated: number;
+}
+
+export interface TemplatePermissionTable {
+  id: Generated<number>;
+  template_id: number;
+  account_id: number;
+}
+
+/** An extract link: /client/extract/<token>/<file> serves one store copy until `expires`. */
+export interface TemplateExtractTable {
+  id: Generated<number>;
+  token: string;
+  template_id: number;
+  store_ref_id: number;
+  account_id: number;
+  created: number;
+  expires: number;
+}
+
 export interface Database {
   management_servers: ManagementServerTable;
   domains: DomainTable;
@@ -617,6 +698,10 @@ export interface Database {
   alerts: AlertTable;
   hosts: HostTable;
   host_tags: HostTagTable;
+  templates: TemplateTable;
+  template_store_refs: TemplateStoreRefTable;
+  template_permissions: TemplatePermissionTable;
+  template_extracts: TemplateExtractTable;
 }
 
 export type DomainRow = Selectable<DomainTable>;
@@ -640,6 +725,8 @@ export type OsCategoryRow = Selectable<OsCategoryTable>;
 export type OsTypeRow = Selectable<OsTypeTable>;
 export type AlertRow = Selectable<AlertTable>;
 export type HostRow = Selectable<HostTable>;
+export type TemplateRow = Selectable<TemplateTable>;
+export type TemplateStoreRefRow = Selectable<TemplateStoreRefTable>;
 
 export interface NetworkOfferingTable {
   id: Generated<number>;

@@ -1,0 +1,91 @@
+/**
+ * Serving extract links and running the template service inside a management server: the
+ * /client/extract/<token>/<file> route, built-in templates, and the supervisor that resumes
+ * downloads left by stopped servers.
+ */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { App } from '../context.ts';
+import { ensureSystemTemplates } from './builtin-templates.ts';
+import { DownloadState, startTransferSupervisor } from './downloads.ts';
+import { storeRoot } from './images.ts';
+import { setListeningUrl } from './templates.ts';
+
+const SYSTEM_TEMPLATE_CHECK_MS = 30_000;
+
+async function extractFile(app: App, token: string, file: string): Promise<string | undefined> {
+  const db = app.store.db;
+  const link = await db
+    .selectFrom('template_extracts')
+    .selectAll()
+    .where('token', '=', token)
+    .where('expires', '>', app.clock.now())
+    .executeTakeFirst();
+  if (!link) return undefined;
+  const ref = await db
+    .selectFrom('template_store_refs')
+    .selectAll()
+    .where('id', '=', link.store_ref_id)
+    .where('destroyed', '=', 0)
+    .where('download_state', '=', DownloadState.Downloaded)
+    .executeTakeFirst();
+  if (!ref?.install_path || basename(ref.install_path) !== file) return undefined;
+  const store = await db
+    .selectFrom('image_stores')
+    .selectAll()
+    .where('id', '=', ref.image_store_id)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  return store ? join(await storeRoot(store), ref.install_path) : undefined;
+}
+
+export function registerExtractRoutes(fastify: FastifyInstance, app: App): void {
+  fastify.addHook('onListen', async () => {
+    const address = fastify.server.address();
+    if (address && typeof address === 'object') {
+      const host = address.address === '0.0.0.0' || address.address === '::' ? '127.0.0.1' : address.address;
+      setListeningUrl(app, `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`);
+    }
+  });
+  fastify.get<{ Params: { token: string; file: string } }>(
+    '/client/extract/:token/:file',
+    async (req, reply) => {
+      let path: string | undefined;
+      try {
+        path = await extractFile(app, req.params.token, req.params.file);
+      } catch (err) {
+        req.log.warn({ err }, 'extract link could not be served');
+      }
+      if (!path)
+        return reply.code(404).type('text/plain').send('This extract link is unknown or has expired\n');
+      const { size } = await stat(path);
+      return reply
+        .type('application/octet-stream')
+        .header('content-length', size)
+        .header('content-disposition', `attachment; filename="${req.params.file}"`)
+        .send(createReadStream(path));
+    },
+  );
+}
+
+/**
+ * Starts the template service of a management server (before it listens): the extract route,
+ * the built-in templates, and resuming orphaned downloads. Returns the function that stops it.
+ */
+export async function startTemplates(app: App, fastify: FastifyInstance): Promise<() => void> {
+  registerExtractRoutes(fastify, app);
+  const ensure = () =>
+    ensureSystemTemplates(app).catch((err) =>
+      app.log.error({ err }, 'could not register the built-in templates'),
+    );
+  await ensure();
+  const stopTransfers = startTransferSupervisor(app);
+  const timer = setInterval(ensure, SYSTEM_TEMPLATE_CHECK_MS);
+  timer.unref();
+  return () => {
+    clearInterval(timer);
+    stopTransfers();
+  };
+}
