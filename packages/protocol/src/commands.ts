@@ -37,6 +37,8 @@ export const VmNic = z.object({
   ip: z.string().max(64).optional(),
   network: z.string().max(255).optional(),
   vlan: z.number().int().min(0).max(4095).optional(),
+  /** The host bridge the NIC plugs into (KVM: a tap device on it); without one the NIC has no link. */
+  bridge: z.string().min(1).max(15).optional(),
   deviceId: z.number().int().nonnegative(),
 });
 
@@ -102,20 +104,36 @@ export const COMMANDS = {
   },
   stopVm: { payload: z.object({ name, force: z.boolean().default(false) }), result: nothing },
   rebootVm: { payload: z.object({ name }), result: nothing },
-  /** Sent to the destination before migrateVm: it gets ready to receive the VM. */
-  prepareMigration: { payload: z.object({ vm: VmSpec }), result: nothing },
-  /** Sent to the source: moves the running VM to the destination host. */
+  /**
+   * Sent to the destination before migrateVm: it gets ready to receive the VM. A KVM destination
+   * answers the TCP port it listens on for the VM's memory; the server passes it to migrateVm.
+   */
+  prepareMigration: {
+    payload: z.object({ vm: VmSpec }),
+    result: z.object({ port: z.number().int().min(1).max(65535).optional() }),
+  },
+  /** Sent to the source: moves the running VM to the destination host (its management address). */
   migrateVm: {
     payload: z.object({
       name,
-      destination: z.object({ host: name, address: z.string().max(255).optional() }),
+      destination: z.object({
+        host: name,
+        address: z.string().max(255).optional(),
+        port: z.number().int().min(1).max(65535).optional(),
+      }),
     }),
     result: nothing,
   },
   attachVolume: { payload: z.object({ vm: name, disk: VmDisk }), result: nothing },
   detachVolume: { payload: z.object({ vm: name, disk: VmDisk }), result: nothing },
   createVolume: {
-    payload: z.object({ volumeUuid: z.string().min(1).max(64), sizeBytes: bytes, pool: StorageLocation }),
+    payload: z.object({
+      volumeUuid: z.string().min(1).max(64),
+      sizeBytes: bytes,
+      pool: StorageLocation,
+      /** A snapshot backup (createSnapshot's path) the new volume starts as a copy of. */
+      fromSnapshot: z.string().min(1).max(1024).optional(),
+    }),
     result: z.object({ path: z.string(), sizeBytes: bytes }),
   },
   createVolumeFromTemplate: {
@@ -147,6 +165,8 @@ export const COMMANDS = {
       volumePath: z.string().min(1).max(1024),
       pool: StorageLocation,
       vm: name.optional(),
+      /** Where the snapshot is backed up as a flat image (secondary storage); the pool when absent. */
+      secondary: StorageLocation.optional(),
     }),
     result: z.object({ path: z.string(), sizeBytes: bytes }),
   },

@@ -38,6 +38,8 @@ export const StartupMessage = z.object({
   memoryBytes: z.number().int().nonnegative(),
   localStorageBytes: z.number().int().nonnegative(),
   privateIp: z.string().max(64),
+  /** Facts about the host beyond the fixed fields, e.g. KVM's { accel: 'tcg' | 'kvm' }. */
+  details: z.record(z.string().max(64), z.string().max(1024)).optional(),
   vms: z.array(VmPowerReport).max(100_000),
 });
 export type StartupMessage = z.infer<typeof StartupMessage>;

@@ -21,6 +21,8 @@ export interface HostResources {
   memoryBytes: number;
   localStorageBytes: number;
   privateIp: string;
+  /** Extra host facts for the server (KVM: the acceleration in use). */
+  details?: Record<string, string>;
 }
 
 export interface HypervisorDriver {
@@ -33,8 +35,9 @@ export interface HypervisorDriver {
   startVm(vm: VmSpec): Promise<{ state: PowerState; vncPort?: number }>;
   stopVm(name: string, force: boolean): Promise<void>;
   rebootVm(name: string): Promise<void>;
-  prepareMigration(vm: VmSpec): Promise<void>;
-  migrateVm(name: string, destination: { host: string; address?: string }): Promise<void>;
+  /** Gets ready to receive `vm`; a KVM destination answers the port it listens on. */
+  prepareMigration(vm: VmSpec): Promise<CommandResult<'prepareMigration'> | void>;
+  migrateVm(name: string, destination: { host: string; address?: string; port?: number }): Promise<void>;
   attachVolume(vm: string, disk: ParsedPayload<'attachVolume'>['disk']): Promise<void>;
   detachVolume(vm: string, disk: ParsedPayload<'detachVolume'>['disk']): Promise<void>;
 }
