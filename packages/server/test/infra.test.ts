@@ -494,4 +494,36 @@ describe('guest OS types', () => {
     const win = await user.request<{ ostype: any[] }>('listOsTypes', { keyword: 'Server 2022' });
     assert.equal(win.ostype[0].description, 'Windows Server 2022 (64-bit)');
   });
+
+  test('operators add, change and remove their own OS types; the seeded ones stay', async () => {
+    const other = (await admin.request<{ oscategory: any[] }>('listOsCategories', { name: 'Other' }))
+      .oscategory[0];
+    const added = await admin.call<{ ostype: any }>('addGuestOs', {
+      oscategoryid: other.id,
+      osdisplayname: 'Plan 9 (64-bit)',
+    });
+    assert.equal(added.ostype.description, 'Plan 9 (64-bit)');
+    assert.equal(added.ostype.isuserdefined, true);
+    assert.equal(added.ostype.oscategoryname, 'Other');
+    await fails(
+      admin.request('addGuestOs', { oscategoryid: other.id, osdisplayname: 'Plan 9 (64-bit)' }),
+      431,
+    );
+    const updated = await admin.call<{ ostype: any }>('updateGuestOs', {
+      id: added.ostype.id,
+      osdisplayname: 'Plan 9 4th edition (64-bit)',
+    });
+    assert.equal(updated.ostype.description, 'Plan 9 4th edition (64-bit)');
+    const debian = (
+      await admin.request<{ ostype: any[] }>('listOsTypes', { description: 'Debian GNU/Linux 12 (64-bit)' })
+    ).ostype[0];
+    await fails(
+      admin.request('updateGuestOs', { id: debian.id, osdisplayname: 'Debian' }),
+      431,
+      /system-defined/,
+    );
+    await fails(admin.request('removeGuestOs', { id: debian.id }), 431);
+    await admin.call('removeGuestOs', { id: added.ostype.id });
+    assert.deepEqual(await admin.request('listOsTypes', { id: added.ostype.id }), {});
+  });
 });

@@ -1,8 +1,12 @@
 /** Guest OS types and categories (seeded by migration 0002), which templates and ISOs name. */
 import { formatDate } from '../clock.ts';
-import { invalidParameter } from '../errors.ts';
+import type { App, CallContext } from '../context.ts';
+import { insertId } from '../db/connection.ts';
+import type { OsTypeRow } from '../db/schema.ts';
+import { invalidParameter, resourceInUse } from '../errors.ts';
+import { logEvent } from '../events/events.ts';
 import { escapeLike } from '../iam/access.ts';
-import { defineCommand, listResult } from '../registry/command.ts';
+import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { likeOp } from './common.ts';
@@ -92,4 +96,157 @@ export const listOsCategories = defineCommand({
   },
 });
 
-export const osTypeCommands = [listOsTypes, listOsCategories];
+/** Checks that can refuse removing an OS type (templates or VMs that name it). */
+type OsTypeUsageCheck = (app: App, osType: OsTypeRow) => Promise<string | undefined>;
+const usageChecks: OsTypeUsageCheck[] = [];
+
+export function onGuestOsRemove(check: OsTypeUsageCheck): void {
+  usageChecks.push(check);
+}
+
+async function findOsType(ctx: CallContext, uuid: string): Promise<OsTypeRow> {
+  const row = await ctx.app.store.db
+    .selectFrom('os_types')
+    .selectAll()
+    .where('uuid', '=', uuid)
+    .executeTakeFirst();
+  if (!row) throw invalidParameter(`Unable to find guest OS by id ${uuid}`);
+  return row;
+}
+
+async function findCategory(
+  ctx: CallContext,
+  uuid: string,
+): Promise<{ id: number; uuid: string; name: string }> {
+  const row = await ctx.app.store.db
+    .selectFrom('os_categories')
+    .select(['id', 'uuid', 'name'])
+    .where('uuid', '=', uuid)
+    .executeTakeFirst();
+  if (!row) throw invalidParameter(`Unable to find OS category by id ${uuid}`);
+  return row;
+}
+
+async function presentOsType(ctx: CallContext, uuid: string): Promise<object> {
+  const t = await findOsType(ctx, uuid);
+  const c = await ctx.app.store.db
+    .selectFrom('os_categories')
+    .select(['uuid', 'name'])
+    .where('id', '=', t.category_id)
+    .executeTakeFirstOrThrow();
+  return {
+    id: t.uuid,
+    name: t.display_name,
+    description: t.description,
+    oscategoryid: c.uuid,
+    oscategoryname: c.name,
+    isuserdefined: t.is_user_defined === 1,
+    fordisplay: t.for_display === 1,
+  };
+}
+
+async function checkDescriptionFree(ctx: CallContext, description: string, except?: number): Promise<void> {
+  let q = ctx.app.store.db.selectFrom('os_types').select('id').where('description', '=', description);
+  if (except !== undefined) q = q.where('id', '!=', except);
+  if (await q.executeTakeFirst()) throw invalidParameter(`A guest OS named ${description} already exists`);
+}
+
+export const addGuestOs = defineCommand({
+  name: 'addGuestOs',
+  params: {
+    oscategoryid: p.uuid({ required: true }),
+    osdisplayname: p.string({ required: true }),
+    name: p.string(),
+    fordisplay: p.boolean(),
+  },
+  event: { type: 'GUEST.OS.ADD', description: (params) => `adding guest OS ${params.osdisplayname}` },
+  async create(ctx, params) {
+    const { app } = ctx;
+    const category = await findCategory(ctx, params.oscategoryid);
+    const description = params.osdisplayname.trim();
+    if (description === '') throw invalidParameter('osdisplayname must not be empty');
+    await checkDescriptionFree(ctx, description);
+    const uuid = app.ids.uuid();
+    await insertId(app.store, app.store.db, 'os_types', {
+      uuid,
+      category_id: category.id,
+      description,
+      display_name: params.name?.trim() || description,
+      bits: /32-bit/.test(description) ? 32 : 64,
+      is_user_defined: 1,
+      for_display: params.fordisplay === false ? 0 : 1,
+      created: app.clock.now(),
+    });
+    return { type: 'GuestOs', id: uuid };
+  },
+  handler: (ctx, _params, created) => presentOsType(ctx, created?.id as string),
+});
+
+/** Only operator-defined OS types change: the seeded ones are the shared vocabulary of templates. */
+async function userDefined(ctx: CallContext, uuid: string): Promise<OsTypeRow> {
+  const t = await findOsType(ctx, uuid);
+  if (t.is_user_defined !== 1)
+    throw invalidParameter(`Guest OS ${t.description} is system-defined and cannot be changed`);
+  return t;
+}
+
+export const updateGuestOs = defineCommand({
+  name: 'updateGuestOs',
+  params: {
+    id: p.uuid({ required: true }),
+    osdisplayname: p.string(),
+    oscategoryid: p.uuid(),
+    fordisplay: p.boolean(),
+  },
+  event: { type: 'GUEST.OS.UPDATE', description: (params) => `updating guest OS ${params.id}` },
+  async target(ctx, params) {
+    await userDefined(ctx, params.id);
+    if (params.oscategoryid) await findCategory(ctx, params.oscategoryid);
+    return { type: 'GuestOs', id: params.id };
+  },
+  async handler(ctx, params) {
+    const t = await userDefined(ctx, params.id);
+    const changes: Partial<OsTypeRow> = {};
+    if (params.osdisplayname !== undefined) {
+      const description = params.osdisplayname.trim();
+      if (description === '') throw invalidParameter('osdisplayname must not be empty');
+      await checkDescriptionFree(ctx, description, t.id);
+      changes.description = description;
+      changes.display_name = description;
+    }
+    if (params.oscategoryid) changes.category_id = (await findCategory(ctx, params.oscategoryid)).id;
+    if (params.fordisplay !== undefined) changes.for_display = params.fordisplay ? 1 : 0;
+    if (Object.keys(changes).length > 0)
+      await ctx.app.store.db.updateTable('os_types').set(changes).where('id', '=', t.id).execute();
+    return presentOsType(ctx, t.uuid);
+  },
+});
+
+export const removeGuestOs = defineCommand({
+  name: 'removeGuestOs',
+  params: { id: p.uuid({ required: true }) },
+  event: { type: 'GUEST.OS.REMOVE', description: (params) => `removing guest OS ${params.id}` },
+  async target(ctx, params) {
+    await userDefined(ctx, params.id);
+    return { type: 'GuestOs', id: params.id };
+  },
+  async handler(ctx, params) {
+    const t = await userDefined(ctx, params.id);
+    for (const check of usageChecks) {
+      const reason = await check(ctx.app, t);
+      if (reason) throw resourceInUse(`Cannot remove guest OS ${t.description}: ${reason}`);
+    }
+    await ctx.app.store.db.transaction().execute(async (tx) => {
+      await tx.deleteFrom('os_types').where('id', '=', t.id).execute();
+      await logEvent(ctx, tx, {
+        type: 'GUEST.OS.REMOVE',
+        description: `removed guest OS ${t.description}`,
+        resourceType: 'GuestOs',
+        resourceId: t.uuid,
+      });
+    });
+    return success();
+  },
+});
+
+export const osTypeCommands = [listOsTypes, listOsCategories, addGuestOs, updateGuestOs, removeGuestOs];
