@@ -171,6 +171,11 @@ describe('liveness', () => {
       a.process.kill('SIGCONT');
     }
     await waitUntil(async () => (await stateOf('host-a')) === 'Up', 6000, 'Up after resuming');
+    const alerts = await server.admin.request<any>('listAlerts', {});
+    const raised = alerts.alert.filter((a: any) => a.description.includes('host-a'));
+    assert.equal(raised.length, 1, 'one alert per outage');
+    assert.equal(raised[0].type, 7);
+    assert.equal(raised[0].name, 'ALERT.COMPUTE.HOST');
   });
 
   test('reconnectHost re-runs the startup and logs HOST.RECONNECT', async () => {

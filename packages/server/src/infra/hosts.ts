@@ -10,7 +10,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { HypervisorType, type StartupMessage } from '@nimbostack/protocol';
-import { hashToken } from '../agents/gateway.ts';
+import { hashToken, onHostStatusChange } from '../agents/gateway.ts';
 import { formatDate } from '../clock.ts';
 import type { CallContext } from '../context.ts';
 import { insertId, type Tx } from '../db/connection.ts';
@@ -20,6 +20,7 @@ import { escapeLike } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
+import { recordAlert } from './alerts.ts';
 import { findCluster, findPod, findZone, likeOp, namesOf } from './common.ts';
 
 /** Vetoes the deletion of a host by throwing (compute: the host still runs VMs). */
@@ -567,6 +568,39 @@ export const listHostTags = defineCommand({
       Number(count),
     );
   },
+});
+
+/** Upstream's ALERT.COMPUTE.HOST: one alert per outage, raised at Alert, resolved when the host is Up. */
+const HOST_ALERT = 7;
+const alertKey = (hostId: number) => `host:${hostId}`;
+
+onHostStatusChange(async (app, hostIds, status) => {
+  const db = app.store.db;
+  if (status === 'Up') {
+    for (let i = 0; i < hostIds.length; i += 500)
+      await db
+        .updateTable('alerts')
+        .set({ resolved: app.clock.now() })
+        .where('source_key', 'in', hostIds.slice(i, i + 500).map(alertKey))
+        .where('resolved', 'is', null)
+        .execute();
+    return;
+  }
+  if (status !== 'Alert' && status !== 'Down') return;
+  const hosts = await db
+    .selectFrom('hosts')
+    .select(['id', 'name', 'private_ip', 'zone_id', 'pod_id', 'cluster_id'])
+    .where('id', 'in', hostIds)
+    .execute();
+  for (const h of hosts)
+    await recordAlert(app, {
+      type: HOST_ALERT,
+      subject: `Host ${h.name} (${h.private_ip ?? 'no address'}) is ${status}: its agent stopped pinging`,
+      zoneId: h.zone_id,
+      podId: h.pod_id ?? undefined,
+      clusterId: h.cluster_id ?? undefined,
+      sourceKey: alertKey(h.id),
+    });
 });
 
 export const hostCommands = [
