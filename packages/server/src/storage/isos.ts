@@ -3,7 +3,7 @@ import type { CallContext } from '../context.ts';
 import { invalidParameter } from '../errors.ts';
 import { checkOwnerAccess } from '../iam/access.ts';
 import { defineCommand, type JobTarget, listResult } from '../registry/command.ts';
-import { listParams, p, scopeParams } from '../registry/params.ts';
+import { listParams, p } from '../registry/params.ts';
 import { parseChecksum } from './images.ts';
 import {
   checkImageOwner,
@@ -107,7 +107,10 @@ export const listIsos = defineCommand({
   name: 'listIsos',
   params: {
     ...listParams,
-    ...scopeParams,
+    account: p.string(),
+    domainid: p.uuid(),
+    listall: p.boolean(),
+    isrecursive: p.boolean(),
     isofilter: p.string(),
     id: p.uuid(),
     name: p.string(),

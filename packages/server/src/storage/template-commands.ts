@@ -3,7 +3,7 @@
 import type { CallContext } from '../context.ts';
 import { checkOwnerAccess } from '../iam/access.ts';
 import { defineCommand, type JobTarget, listResult } from '../registry/command.ts';
-import { listParams, p, scopeParams } from '../registry/params.ts';
+import { listParams, p } from '../registry/params.ts';
 import {
   checkImageOwner,
   copyImage,
@@ -63,7 +63,10 @@ export const listTemplates = defineCommand({
   name: 'listTemplates',
   params: {
     ...listParams,
-    ...scopeParams,
+    account: p.string(),
+    domainid: p.uuid(),
+    listall: p.boolean(),
+    isrecursive: p.boolean(),
     templatefilter: p.string({ required: true }),
     id: p.uuid(),
     ids: p.list({ of: 'uuid' }),
