@@ -35,6 +35,8 @@ export class Shared {
   /** --profile given when the shell started; `set profile` in the shell clears it. */
   profileFlag?: string;
   interrupts: InterruptSource = processInterrupts;
+  /** The exit status of a shell fed from a pipe: that of its last failed line. */
+  shellStatus = 0;
 
   constructor(
     readonly env: NodeJS.ProcessEnv = process.env,

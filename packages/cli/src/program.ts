@@ -292,7 +292,7 @@ export async function runCommandLine(
   const program = buildProgram(base, options);
   try {
     await program.parseAsync(args, { from: 'user' });
-    return 0;
+    return base.shared.shellStatus;
   } catch (e) {
     return reportError(base, e);
   }

@@ -8,6 +8,7 @@ import { dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { splitLine } from './args.ts';
 import { complete } from './completion.ts';
+import { UsageError } from './config.ts';
 import type { Context } from './context.ts';
 import { reportError, runCommandLine } from './program.ts';
 
@@ -55,10 +56,12 @@ export async function startShell(base: Context): Promise<void> {
       interrupt = undefined;
     };
   };
+  // From a pipe (`nimbo < script`) the lines run without prompts or line editing.
+  const tty = Boolean(process.stdin.isTTY);
   const rl = createInterface({
     input: process.stdin,
     output: process.stdout,
-    terminal: true,
+    terminal: tty,
     history: loadHistory(historyPath),
     historySize: HISTORY_SIZE,
     removeHistoryDuplicates: true,
@@ -70,6 +73,7 @@ export async function startShell(base: Context): Promise<void> {
     },
   });
   const prompt = () => {
+    if (!tty) return;
     let name: string;
     try {
       name = base.derive({}).profileName();
@@ -91,10 +95,15 @@ export async function startShell(base: Context): Promise<void> {
     const text = line.trim();
     if (text === '') return prompt();
     if (text === 'exit' || text === 'quit') return rl.close();
-    saveHistory(historyPath, text);
+    if (tty) saveHistory(historyPath, text);
     const { words, open } = splitLine(text);
-    if (open) reportError(base, new Error('unterminated quote'));
-    else await runCommandLine(base, words, { interactive: true });
+    if (open) {
+      const status = reportError(base, new UsageError('unterminated quote'));
+      if (!tty) base.shared.shellStatus = status;
+    } else {
+      const status = await runCommandLine(base, words, { interactive: true });
+      if (status !== 0 && !tty) base.shared.shellStatus = status;
+    }
     prompt();
   };
   let queue = Promise.resolve();
@@ -102,9 +111,9 @@ export async function startShell(base: Context): Promise<void> {
     queue = queue.then(() => run(line));
   });
   const closed = new Promise<void>((resolve) => rl.once('close', resolve));
-  process.stdout.write(`nimbo shell: tab completes, "help" lists commands, Ctrl-D or exit quits\n`);
+  if (tty) process.stdout.write(`nimbo shell: tab completes, "help" lists commands, Ctrl-D or exit quits\n`);
   prompt();
   await closed;
   await queue;
-  process.stdout.write('\n');
+  if (tty) process.stdout.write('\n');
 }

@@ -42,15 +42,19 @@ interface Result {
   stderr: string;
 }
 
-function nimbo(args: string[], env: Record<string, string> = {}): Promise<Result> {
+function nimbo(args: string[], env: Record<string, string> = {}, input?: string): Promise<Result> {
   return new Promise((resolve, reject) => {
-    const child = spawn(BIN, args, { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(BIN, args, {
+      env: cleanEnv(env),
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
+    if (input !== undefined) child.stdin?.end(input);
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => {
+    child.stdout!.on('data', (d) => {
       stdout += d;
     });
-    child.stderr.on('data', (d) => {
+    child.stderr!.on('data', (d) => {
       stderr += d;
     });
     child.on('error', reject);
@@ -310,6 +314,15 @@ _nimbo; printf '%s\\n' "\${COMPREPLY[@]}"`;
     assert.deepEqual(params, ['id=']);
     // bash splits at '=', so the reply replaces the '=' word with '=' and the id.
     assert.ok(ids.includes(`=${root.id}`), ids.join(' '));
+  });
+});
+
+describe('nimbo shell from a pipe', () => {
+  test('runs each line without prompts and exits with the status of a failed line', async () => {
+    const r = await nimbo([], {}, 'list domains name=ROOT filter=name -o csv\nlist accounts id=not-a-uuid\n');
+    assert.equal(r.stdout, 'name\nROOT\n');
+    assert.match(r.stderr, /^Error: \(errorcode 431/);
+    assert.equal(r.code, 1);
   });
 });
 
