@@ -1,4 +1,5 @@
 /** Lookups and database helpers shared by the networking commands. */
+import { type Expression, sql } from 'kysely';
 import type { App, CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { Database, NetworkRow } from '../db/schema.ts';
@@ -48,4 +49,18 @@ export async function findNetwork(
 export function isForeignKeyViolation(e: unknown): boolean {
   const err = e as { code?: string; errno?: number };
   return err.code === 'SQLITE_CONSTRAINT_FOREIGNKEY' || err.code === '23503' || err.errno === 1451;
+}
+
+/**
+ * Makes a read see rows other transactions committed after ours began. After losing an insert
+ * race, MySQL's repeatable-read snapshot would still hide the winner's row; a locking read does
+ * not. A shared lock, because the lost insert already holds one on that key (an exclusive read
+ * would deadlock two losers), and in MariaDB's spelling, which has no FOR SHARE. PostgreSQL's
+ * read-committed statements and SQLite's single writer see the row anyway.
+ */
+export function latest<Q extends { modifyEnd(modifier: Expression<unknown>): Q }>(
+  app: Pick<App, 'store'>,
+  q: Q,
+): Q {
+  return app.store.dialect === 'mysql' ? q.modifyEnd(sql`lock in share mode`) : q;
 }

@@ -55,6 +55,7 @@ async function checkReferences(ctx: CallContext, r: References, kind: string): P
 const ruleListParams = {
   ...listParams,
   ...scopeParams,
+  projectid: p.uuid(),
   id: p.uuid(),
   ipaddressid: p.uuid(),
   networkid: p.uuid(),
@@ -86,6 +87,7 @@ export const listIpForwardingRules = defineCommand({
   params: {
     ...listParams,
     ...scopeParams,
+    projectid: p.uuid(),
     id: p.uuid(),
     ipaddressid: p.uuid(),
     virtualmachineid: p.uuid(),
@@ -102,6 +104,7 @@ export const listPublicIpAddresses = defineCommand({
   params: {
     ...listParams,
     ...scopeParams,
+    projectid: p.uuid(),
     id: p.uuid(),
     ipaddress: p.string(),
     zoneid: p.uuid(),

@@ -15,7 +15,7 @@ import { defineCommand, listResult } from '../registry/command.ts';
 import { pageOf } from '../registry/paging.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { withTags } from '../tags/tags.ts';
-import { findNetwork, insertUnlessTaken } from './common.ts';
+import { findNetwork, insertUnlessTaken, latest } from './common.ts';
 
 /** The offering upstream gives a Basic zone's guest network. */
 export const BASIC_ZONE_OFFERING = 'DefaultSharedNetworkOfferingWithSGService';
@@ -192,18 +192,21 @@ export async function ensureBasicNetwork(
     zone_default_for: zone.id,
     created: app.clock.now(),
   });
-  const network = await basicNetworkOf(tx, zone.id);
-  if (!network) throw new Error(`the guest network of zone ${zone.name} vanished while being created`);
+  const query = basicNetworkQuery(tx, zone.id);
+  const network = await (created ? query : latest(app, query)).executeTakeFirstOrThrow();
   return { network, created };
 }
 
-export function basicNetworkOf(tx: Tx, zoneId: number): Promise<NetworkRow | undefined> {
+function basicNetworkQuery(tx: Tx, zoneId: number) {
   return tx
     .selectFrom('networks')
     .selectAll()
     .where('zone_default_for', '=', zoneId)
-    .where('removed', 'is', null)
-    .executeTakeFirst();
+    .where('removed', 'is', null);
+}
+
+export function basicNetworkOf(tx: Tx, zoneId: number): Promise<NetworkRow | undefined> {
+  return basicNetworkQuery(tx, zoneId).executeTakeFirst();
 }
 
 export async function presentNetworks(ctx: Pick<CallContext, 'app'>, rows: NetworkRow[]): Promise<object[]> {
@@ -285,6 +288,7 @@ export const listNetworks = defineCommand({
   params: {
     ...listParams,
     ...scopeParams,
+    projectid: p.uuid(),
     id: p.uuid(),
     name: p.string(),
     zoneid: p.uuid(),

@@ -17,7 +17,7 @@ import { defineCommand, type JobTarget, listResult, success } from '../registry/
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { tagsOf, withTags } from '../tags/tags.ts';
-import { insertUnlessTaken } from './common.ts';
+import { insertUnlessTaken, latest } from './common.ts';
 import { findVisibleVm } from './nics.ts';
 
 export const DEFAULT_GROUP_NAME = 'default';
@@ -28,16 +28,14 @@ type RuleType = 'ingress' | 'egress';
 
 /** The account's `default` group; created here the first time anyone needs it. */
 export async function ensureDefaultGroup(app: App, tx: Tx, owner: Owner): Promise<SecurityGroupRow> {
-  const find = () =>
-    tx
-      .selectFrom('security_groups')
-      .selectAll()
-      .where('account_id', '=', owner.id)
-      .where('name', '=', DEFAULT_GROUP_NAME)
-      .executeTakeFirst();
-  const existing = await find();
+  const query = tx
+    .selectFrom('security_groups')
+    .selectAll()
+    .where('account_id', '=', owner.id)
+    .where('name', '=', DEFAULT_GROUP_NAME);
+  const existing = await query.executeTakeFirst();
   if (existing) return existing;
-  await insertUnlessTaken(app, tx, 'security_groups', {
+  const inserted = await insertUnlessTaken(app, tx, 'security_groups', {
     uuid: app.ids.uuid(),
     name: DEFAULT_GROUP_NAME,
     description: DEFAULT_GROUP_DESCRIPTION,
@@ -45,7 +43,7 @@ export async function ensureDefaultGroup(app: App, tx: Tx, owner: Owner): Promis
     domain_id: owner.domain_id,
     created: app.clock.now(),
   });
-  return (await find()) as SecurityGroupRow;
+  return (inserted ? query : latest(app, query)).executeTakeFirstOrThrow();
 }
 
 function presentRule(
@@ -592,6 +590,7 @@ export const listSecurityGroups = defineCommand({
   params: {
     ...listParams,
     ...scopeParams,
+    projectid: p.uuid(),
     id: p.uuid(),
     securitygroupname: p.string(),
     virtualmachineid: p.uuid(),
