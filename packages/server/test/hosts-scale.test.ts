@@ -3,6 +3,7 @@
  * WebSocket, added through the API; listHosts totals per zone, pod and cluster.
  */
 import assert from 'node:assert/strict';
+import { type AddressInfo, createServer } from 'node:net';
 import { after, before, test } from 'node:test';
 import { createCluster, createPod, createZone, startAgent, type TestAgent, waitUntil } from './agents.ts';
 import { startServer, type TestServer } from './harness.ts';
@@ -12,8 +13,20 @@ const PER_CLUSTER = 50;
 let server: TestServer;
 let agent: TestAgent;
 
+/** A fixed agent port, so the agent finds the server again after it restarts. */
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((r) => probe.close(r));
+  return port;
+}
+
+let env: Record<string, string>;
+
 before(async () => {
-  server = await startServer({ env: { NIMBOSTACK_SEED_LOCAL_ZONE: 'false' } });
+  env = { NIMBOSTACK_SEED_LOCAL_ZONE: 'false', NIMBOSTACK_AGENT_PORT: String(await freePort()) };
+  server = await startServer({ env });
   await server.admin.request('updateConfiguration', { name: 'ping.interval', value: '1' });
 });
 
@@ -38,21 +51,22 @@ test('one agent process presents 200 hosts; addHost adopts them into 4 clusters'
     'pending hosts',
   );
 
-  let n = 0;
-  for (const { podid, clusterid } of clusters) {
-    for (let i = 0; i < PER_CLUSTER; i++) {
-      n++;
-      await server.admin.request('addHost', {
-        zoneid,
-        podid,
-        clusterid,
-        url: `agent://sim-${n}`,
-        username: 'root',
-        password: TOKEN,
-        hypervisor: 'Simulator',
-      });
-    }
-  }
+  // Four admins' worth of parallel addHost calls, one per cluster.
+  await Promise.all(
+    clusters.map(async ({ podid, clusterid }, c) => {
+      for (let i = 1; i <= PER_CLUSTER; i++) {
+        await server.admin.request('addHost', {
+          zoneid,
+          podid,
+          clusterid,
+          url: `agent://sim-${c * PER_CLUSTER + i}`,
+          username: 'root',
+          password: TOKEN,
+          hypervisor: 'Simulator',
+        });
+      }
+    }),
+  );
 
   const zone = await server.admin.request<any>('listHosts', { zoneid, pagesize: 500, page: 1 });
   assert.equal(zone.count, 200);
@@ -91,4 +105,16 @@ test('the agent restarting brings all 200 hosts back Up over one new connection'
     10_000,
     'all Up again',
   );
+});
+
+test('after the server restarts, the agent reconnects by itself and all 200 hosts are Up again', async () => {
+  const { dataDir, databaseUrl } = server;
+  await server.stop({ keepData: true });
+  server = await startServer({ dataDir, databaseUrl, env });
+  await waitUntil(
+    async () => (await server.admin.request<any>('listHosts', { state: 'Up' })).count === 200,
+    15_000,
+    'all Up after the server restart',
+  );
+  assert.ok(agent.logs.some((l) => l.includes('"reconnected":true')));
 });
