@@ -169,18 +169,24 @@ export async function checkCapacity(app: CheckerApp): Promise<string[]> {
   const names = async (table: 'zones' | 'pods' | 'clusters') =>
     new Map((await db.selectFrom(table).select(['id', 'name']).execute()).map((r) => [r.id, r.name]));
   const [zones, pods, clusters] = await Promise.all([names('zones'), names('pods'), names('clusters')]);
+  // One query for every open capacity alert, rather than one per figure: a large cloud has thousands.
+  const openKeys = new Set(
+    (
+      await db
+        .selectFrom('alerts')
+        .select('source_key')
+        .where('source_key', 'like', 'capacity:%')
+        .where('resolved', 'is', null)
+        .execute()
+    ).map((a) => a.source_key),
+  );
   const raised: string[] = [];
   for (const c of figures) {
     const check = CHECKS[c.type];
     if (!check || c.total <= 0) continue;
     const key = `capacity:${c.type}:${c.zoneId}:${c.podId ?? ''}:${c.clusterId ?? ''}`;
     const over = c.used / c.total > thresholdFor(app, check.threshold, c);
-    const open = await db
-      .selectFrom('alerts')
-      .select('id')
-      .where('source_key', '=', key)
-      .where('resolved', 'is', null)
-      .executeTakeFirst();
+    const open = openKeys.has(key);
     if (over && !open) {
       const where =
         c.clusterId !== undefined
