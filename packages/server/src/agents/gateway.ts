@@ -253,12 +253,14 @@ export class AgentGateway {
 
   /**
    * Makes a pending host a managed one: the caller has inserted its row (in its transaction);
-   * this tells the agent it is ready. Resolves true once the agent acknowledged.
+   * this tells the agent it is ready. `checked` is the startup whose token the caller verified.
+   * Resolves true once the agent acknowledged.
    */
-  async adopt(row: Pick<HostRow, 'id' | 'uuid' | 'name'>): Promise<boolean> {
+  async adopt(row: Pick<HostRow, 'id' | 'uuid' | 'name'>, checked: StartupMessage): Promise<boolean> {
     const key = row.name.toLowerCase();
     const waiting = this.pending.get(key);
-    if (!waiting || waiting.conn.ws.readyState !== waiting.conn.ws.OPEN) return false;
+    // Another connection may have presented the name since the caller checked the token.
+    if (waiting?.startup !== checked || waiting.conn.ws.readyState !== waiting.conn.ws.OPEN) return false;
     this.pending.delete(key);
     const now = this.app().clock.now();
     const session = this.attach(waiting.conn, row.id, row.name, now);

@@ -360,7 +360,7 @@ export const addHost = defineCommand({
         details,
       }),
     );
-    if (!(await app.agents.adopt({ ...host, name }))) {
+    if (!(await app.agents.adopt({ ...host, name }, startup))) {
       await app.store.db.transaction().execute(async (tx) => {
         await tx.deleteFrom('host_tags').where('host_id', '=', host.id).execute();
         await tx.deleteFrom('hosts').where('id', '=', host.id).execute();
