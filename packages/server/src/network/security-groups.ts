@@ -294,7 +294,8 @@ export const deleteSecurityGroup = defineCommand({
   },
 });
 
-const PROTOCOLS = ['tcp', 'udp', 'icmp', 'all'];
+/** Upstream's names, plus the IPsec and GRE names Ansible's cs_securitygroup_rule offers. */
+const PROTOCOLS = ['tcp', 'udp', 'icmp', 'all', 'ah', 'esp', 'gre'];
 
 function parseCidr(text: string): string {
   const cidr = text.trim();
