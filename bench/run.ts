@@ -1,0 +1,488 @@
+/**
+ * Nimbostack's scale and speed benchmark (issue 7): builds a simulator cloud of the chosen size,
+ * runs the management server as its own process, and measures lists, cheap calls, deploys, the
+ * planner, agent load and memory, each next to its floor (raw SQL through the driver, a bare
+ * node:http server). Usage and the meaning of every figure: bench/README.md.
+ *
+ *   npm run bench -- [--hosts 5000] [--vms 100000] [--db sqlite|postgres://postgres@127.0.0.1:5432]
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { CloudStackClient } from '@nimbostack/client';
+import type { CompiledQuery, SelectQueryBuilder } from 'kysely';
+import { openStore, type Store } from '../packages/server/src/db/connection.ts';
+import type { Database } from '../packages/server/src/db/schema.ts';
+import { applyScope, type OwnerScope } from '../packages/server/src/iam/access.ts';
+import { startAgent, type TestAgent } from '../packages/server/test/agents.ts';
+import { startServer, type TestServer } from '../packages/server/test/harness.ts';
+import {
+  AGENT_TOKEN,
+  buildCloud,
+  type Caller,
+  type Cloud,
+  HOST_BASE_NAME,
+  hostRows,
+  shapeFor,
+} from './lib/cloud.ts';
+import { createBenchDatabase } from './lib/database.ts';
+import { DbFloor, startHttpFloor } from './lib/floor.ts';
+import { type LatencyStats, measure, round } from './lib/measure.ts';
+import { measurePlanner, type PlannerResult } from './lib/planner.ts';
+import { cpuPercentOver, peakRssMiB, rssMiB } from './lib/proc.ts';
+import { renderMarkdown } from './lib/report.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    hosts: { type: 'string', default: '5000' },
+    vms: { type: 'string', default: '100000' },
+    db: { type: 'string', default: 'sqlite' },
+    clients: { type: 'string', default: '16' },
+    'deploy-clients': { type: 'string', default: '50' },
+    deploys: { type: 'string' },
+    'planner-hosts': { type: 'string', default: '5000,50000' },
+    'ping-interval': { type: 'string' },
+    'ping-hosts': { type: 'string' },
+    'results-dir': { type: 'string', default: resolve(import.meta.dirname, 'results') },
+    quick: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+
+const HOSTS = Number(args.hosts);
+const VMS = Number(args.vms);
+const CLIENTS = Number(args.clients);
+const PAGE_SIZE = 500;
+/** The deep page of issue 7: page 150 of 500-VM pages, i.e. three quarters into 100k VMs. */
+const DEEP_PAGE = 150;
+const DEEP_FRACTION = 0.75;
+/** Fewer repetitions in --quick runs (the CI smoke test); the figures are then only indicative. */
+const REPEAT = args.quick ? 0.25 : 1;
+const reps = (n: number) => Math.max(4, Math.round(n * REPEAT));
+const started = performance.now();
+const log = (s: string) =>
+  process.stdout.write(`[${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${s}\n`);
+
+const results: Record<string, unknown> = {
+  hosts: HOSTS,
+  vms: VMS,
+  db: args.db === 'sqlite' ? 'sqlite' : 'postgres',
+  clients: CLIENTS,
+  started: new Date().toISOString(),
+  cpus: (await import('node:os')).cpus().length,
+  node: process.version,
+};
+const notes: string[] = [];
+const missing = (key: string, why: string) => {
+  results[key] = null;
+  notes.push(`${key}: ${why}`);
+};
+
+const work = mkdtempSync(join(tmpdir(), 'nimbo-bench-'));
+const database = await createBenchDatabase(args.db!, work, 'cloud');
+let server: TestServer | undefined;
+let agent: TestAgent | undefined;
+let store: Store | undefined;
+let floor: DbFloor | undefined;
+
+async function hostsUp(admin: CloudStackClient): Promise<number> {
+  const r = await admin.request<{ count?: number }>('listHosts', { state: 'Up', pagesize: 1, page: 1 });
+  return r.count ?? 0;
+}
+
+async function waitForHostsUp(admin: CloudStackClient, count: number, timeoutMs: number): Promise<number> {
+  const t0 = performance.now();
+  while ((await hostsUp(admin)) < count) {
+    if (performance.now() - t0 > timeoutMs)
+      throw new Error(`only ${await hostsUp(admin)} of ${count} hosts came Up in ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return (performance.now() - t0) / 1000;
+}
+
+/** Whether the server has the command (the compute API is still arriving while this is written). */
+async function available(client: CloudStackClient, command: string): Promise<boolean> {
+  const r = await client.request<{ api?: unknown[] }>('listApis', { name: command }).catch(() => undefined);
+  return (r?.api?.length ?? 0) > 0;
+}
+
+/** The SQL listVirtualMachines runs for a scope (count and one page), compiled for this database. */
+function vmListSql(
+  db: Store['db'],
+  scope: OwnerScope,
+  page: number,
+  hideDestroyed: boolean,
+): CompiledQuery[] {
+  let q = applyScope(db.selectFrom('vms'), scope, {
+    account: 'vms.account_id',
+    domain: 'vms.domain_id',
+  }).where('vms.removed', 'is', null);
+  if (hideDestroyed) q = q.where('vms.state', 'not in', ['Destroyed', 'Expunging']);
+  const base = q as SelectQueryBuilder<Database, 'vms', object>;
+  return [
+    base.select((eb) => eb.fn.countAll<number>().as('count')).compile(),
+    base
+      .selectAll('vms')
+      .orderBy('vms.id')
+      .limit(PAGE_SIZE)
+      .offset((page - 1) * PAGE_SIZE)
+      .compile(),
+  ];
+}
+
+function scopeOf(who: 'root' | 'domainadmin' | 'user', caller: Caller): OwnerScope {
+  if (who === 'root') return { kind: 'all' };
+  if (who === 'domainadmin') return { kind: 'subtree', path: caller.domainPath };
+  return { kind: 'accounts', accountIds: [caller.accountId] };
+}
+
+async function listCase(
+  name: string,
+  client: CloudStackClient,
+  command: string,
+  params: Record<string, string | number | boolean>,
+  opts: { sequential: number; concurrent: number },
+): Promise<{ single: LatencyStats; loaded: LatencyStats }> {
+  const call = () => client.request(command, params);
+  const single = await measure(call, { clients: 1, total: opts.sequential });
+  const loaded = await measure(call, { clients: CLIENTS, total: opts.concurrent });
+  const failed = single.firstError ?? loaded.firstError;
+  log(
+    `${name.padEnd(44)} 1 client p50 ${String(single.p50).padStart(8)} ms | ${CLIENTS} clients p50 ${loaded.p50} p95 ${loaded.p95} p99 ${loaded.p99} ms, ${loaded.rps} req/s${failed ? `  ERROR ${failed}` : ''}`,
+  );
+  return { single, loaded };
+}
+
+try {
+  const shape = shapeFor(HOSTS, VMS);
+  results.shape = shape;
+  log(
+    `database ${database.dialect}; building a cloud of ${HOSTS} hosts, ${VMS} VMs, ${shape.volumes} volumes, ${shape.accounts} accounts, ${shape.domains} domains`,
+  );
+  server = await startServer({ databaseUrl: database.url, dataDir: join(work, 'server') });
+  const pid = server.process.pid!;
+  results.ms_rss_mb_empty = rssMiB(pid);
+  if (args['ping-interval'])
+    await server.admin.request('updateConfiguration', {
+      name: 'ping.interval',
+      value: args['ping-interval'],
+    });
+  const pingInterval = Number(
+    (
+      (await server.admin.request<any>('listConfigurations', { name: 'ping.interval' })).configuration ?? []
+    ).find((c: any) => c.name === 'ping.interval')?.value ?? 60,
+  );
+  store = openStore(database.url);
+  const cloud: Cloud = await buildCloud(server, store, shape, log);
+  notes.push(...cloud.notes);
+  Object.assign(results, {
+    rows: cloud.rows,
+    build_api_s: round(cloud.apiSetupSeconds, 1),
+    build_bulk_s: round(cloud.bulkSeconds, 1),
+  });
+
+  agent = startAgent(server.agentUrl, { token: AGENT_TOKEN, name: HOST_BASE_NAME, hosts: HOSTS });
+  const upSeconds = await waitForHostsUp(server.admin, HOSTS, 300_000);
+  results.hosts_up_s = round(upSeconds, 1);
+  log(`${HOSTS} simulated hosts Up ${upSeconds.toFixed(1)} s after their agent started`);
+  results.ms_rss_mb_built = rssMiB(pid);
+
+  floor = await DbFloor.open(database.dialect, database.url);
+  const floorRuns = reps(20);
+  const http = await startHttpFloor();
+  const httpClient = (i: number) =>
+    fetch(http.url, { method: 'GET', headers: { 'x-n': String(i) } }).then((r) => r.text());
+  const floorHttp = await measure(httpClient, { clients: CLIENTS, total: reps(4000) });
+  await http.stop();
+  results.floor_http_rps = floorHttp.rps;
+  log(`floor: bare node:http with ${CLIENTS} clients ${floorHttp.rps} req/s (p50 ${floorHttp.p50} ms)`);
+
+  // ---- listVirtualMachines ----
+  const callers = { root: cloud.root, domainadmin: cloud.domainAdmin, user: cloud.user } as const;
+  const vmLists = await available(cloud.root.client, 'listVirtualMachines');
+  const listVms: Record<string, unknown> = {};
+  if (!vmLists) {
+    for (const key of [
+      'list_vms_page_ms_p50',
+      'list_vms_deep_page_ms_p50',
+      'list_vms_rps',
+      'list_account_10k_ms',
+    ])
+      missing(key, 'listVirtualMachines is not registered on this server');
+  }
+  for (const [who, caller] of Object.entries(callers) as [keyof typeof callers, Caller][]) {
+    const scope = scopeOf(who, caller);
+    const base: Record<string, string | number | boolean> = who === 'user' ? {} : { listall: true };
+    const [countRow] = (await floor.run(vmListSql(store.db, scope, 1, who === 'user')[0])) as {
+      count: number;
+    }[];
+    const visible = Number(countRow.count);
+    const pages = Math.max(1, Math.ceil(visible / PAGE_SIZE));
+    const deep =
+      pages >= DEEP_PAGE / DEEP_FRACTION ? DEEP_PAGE : Math.max(1, Math.round(pages * DEEP_FRACTION));
+    const entry: Record<string, unknown> = { visible, pages, deep_page: deep };
+    for (const [label, page] of [
+      ['page', 1],
+      ['deep_page', deep],
+    ] as const) {
+      entry[`floor_db_${label}_ms`] = await floor.timeMs(
+        vmListSql(store.db, scope, page, who === 'user'),
+        floorRuns,
+      );
+      if (!vmLists) continue;
+      for (const details of ['all', 'min']) {
+        const params = {
+          ...base,
+          page,
+          pagesize: PAGE_SIZE,
+          ...(details === 'min' ? { details: 'min' } : {}),
+        };
+        entry[`${label}_${details}`] = await listCase(
+          `listVirtualMachines ${who} ${label === 'page' ? 'page 1' : `page ${deep}`} details=${details}`,
+          caller.client,
+          'listVirtualMachines',
+          params,
+          {
+            sequential: reps(12),
+            concurrent: reps(96),
+          },
+        );
+      }
+    }
+    log(
+      `floor: listVirtualMachines SQL as ${who} (${visible} VMs visible): page 1 ${entry.floor_db_page_ms} ms, page ${deep} ${entry.floor_db_deep_page_ms} ms`,
+    );
+    listVms[who] = entry;
+  }
+  results.list_vms = listVms;
+  const rootVms = listVms.root as Record<string, any>;
+  results.floor_db_page_ms = rootVms.floor_db_page_ms;
+  results.floor_db_deep_page_ms = rootVms.floor_db_deep_page_ms;
+  if (vmLists) {
+    results.list_vms_page_ms_p50 = rootVms.page_all.single.p50;
+    results.list_vms_deep_page_ms_p50 = rootVms.deep_page_all.single.p50;
+    results.list_vms_page_min_ms_p50 = rootVms.page_min.single.p50;
+    results.list_vms_rps = rootVms.page_all.loaded.rps;
+    results.list_vms_page_ms_p95_loaded = rootVms.page_all.loaded.p95;
+    results.list_vms_page_ms_p99_loaded = rootVms.page_all.loaded.p99;
+  }
+
+  // ---- one account's VMs, all pages ----
+  const userScope = scopeOf('user', cloud.user);
+  const accountPages = Math.max(1, Math.ceil(shape.bigAccountVms / PAGE_SIZE));
+  const allPagesSql = Array.from({ length: accountPages }, (_, i) =>
+    vmListSql(store!.db, userScope, i + 1, true),
+  ).flat();
+  results.floor_db_account_10k_ms = await floor.timeMs(allPagesSql, reps(5));
+  results.account_vms = shape.bigAccountVms;
+  results.account_pages = accountPages;
+  if (vmLists) {
+    for (const details of ['all', 'min']) {
+      const listAll = async () => {
+        for (let page = 1; page <= accountPages; page++)
+          await cloud.user.client.request('listVirtualMachines', {
+            page,
+            pagesize: PAGE_SIZE,
+            ...(details === 'min' ? { details: 'min' } : {}),
+          });
+      };
+      const stats = await measure(listAll, { clients: 1, total: reps(5) });
+      results[details === 'all' ? 'list_account_10k_ms' : 'list_account_10k_min_ms'] = stats.p50;
+      log(
+        `listVirtualMachines: ${shape.bigAccountVms} VMs of one account in ${accountPages} pages, details=${details}: ${stats.p50} ms${stats.firstError ? ` ERROR ${stats.firstError}` : ''}`,
+      );
+    }
+  }
+  log(`floor: the same ${accountPages} pages' SQL ${results.floor_db_account_10k_ms} ms`);
+
+  // ---- other lists ----
+  const otherLists: Record<string, unknown> = {};
+  for (const [command, params] of [
+    ['listHosts', { page: 1, pagesize: PAGE_SIZE }],
+    ['listVolumes', { listall: true, page: 1, pagesize: PAGE_SIZE }],
+    ['listAccounts', { listall: true, page: 1, pagesize: PAGE_SIZE }],
+    ['listEvents', { listall: true, page: 1, pagesize: PAGE_SIZE }],
+  ] as const) {
+    if (!(await available(cloud.root.client, command))) {
+      otherLists[command] = null;
+      notes.push(`${command}: not registered on this server`);
+      continue;
+    }
+    otherLists[command] = await listCase(
+      `${command} root page 1 of ${PAGE_SIZE}`,
+      cloud.root.client,
+      command,
+      params,
+      { sequential: reps(12), concurrent: reps(96) },
+    );
+  }
+  results.other_lists = otherLists;
+
+  // ---- cheap calls ----
+  const zones = await listCase(
+    'listZones',
+    cloud.root.client,
+    'listZones',
+    {},
+    { sequential: reps(50), concurrent: reps(3000) },
+  );
+  const job = await listCase(
+    'queryAsyncJobResult',
+    cloud.root.client,
+    'queryAsyncJobResult',
+    { jobid: cloud.jobId },
+    { sequential: reps(50), concurrent: reps(3000) },
+  );
+  results.cheap = { listZones: zones, queryAsyncJobResult: job };
+  results.list_zones_rps = zones.loaded.rps;
+  results.query_job_rps = job.loaded.rps;
+  results.cheap_rps = Math.min(zones.loaded.rps, job.loaded.rps);
+  results.ms_rss_mb = rssMiB(pid);
+  results.ms_rss_mb_peak = peakRssMiB(pid);
+
+  // ---- agent load: every host pinging, nothing else running ----
+  const window = args.quick ? Math.min(pingInterval, 10) : Math.max(pingInterval, 30);
+  results.ping_interval_s = pingInterval;
+  results.agent_cpu_pct = await cpuPercentOver(pid, window);
+  results.agent_cpu_window_s = window;
+  log(
+    `agent load: ${HOSTS} hosts pinging every ${pingInterval} s: server CPU ${results.agent_cpu_pct}% of one core over ${window} s, RSS ${rssMiB(pid)} MiB`,
+  );
+
+  // ---- deploys ----
+  if (!(await available(cloud.root.client, 'deployVirtualMachine'))) {
+    missing('deploys_per_min', 'deployVirtualMachine is not registered on this server');
+  } else if (!cloud.templateUuid || !cloud.serviceOfferingUuid) {
+    missing('deploys_per_min', 'no featured template or fixed service offering to deploy from');
+  } else {
+    const total = Number(args.deploys ?? (args.quick ? 20 : 300));
+    const deployClients = Math.min(Number(args['deploy-clients']), total);
+    const deploy = async (i: number) => {
+      const r = await cloud.root.client.request<{ jobid: string }>('deployVirtualMachine', {
+        zoneid: cloud.zoneUuid,
+        serviceofferingid: cloud.serviceOfferingUuid!,
+        templateid: cloud.templateUuid!,
+        name: `bench-deploy-${i}`,
+      });
+      const done = await cloud.root.client.waitForJob(r.jobid);
+      const state = (done.jobresult as { virtualmachine?: { state?: string } } | undefined)?.virtualmachine
+        ?.state;
+      if (state !== 'Running') throw new Error(`deployed VM is ${state ?? 'missing'}, not Running`);
+    };
+    const stats = await measure(deploy, { clients: deployClients, total, warmup: false });
+    results.deploy = stats;
+    if (stats.errors === stats.requests)
+      missing('deploys_per_min', `every deploy failed: ${stats.firstError}`);
+    else {
+      results.deploys_per_min = round(((stats.requests - stats.errors) / stats.requests) * stats.rps * 60, 0);
+      if (stats.errors > 0)
+        notes.push(`deploys: ${stats.errors} of ${stats.requests} failed (first: ${stats.firstError})`);
+    }
+    log(
+      `deploys: ${total} by ${deployClients} clients: ${results.deploys_per_min ?? 'failed'} VMs/min to Running (p50 ${stats.p50} ms per deploy)${stats.firstError ? ` ERROR ${stats.firstError}` : ''}`,
+    );
+  }
+
+  // ---- more pinging hosts (optional): add rows up to --ping-hosts, one agent presents them all ----
+  if (args['ping-hosts'] && Number(args['ping-hosts']) > HOSTS) {
+    const more = Number(args['ping-hosts']);
+    await agent.kill();
+    const clusters = await store.db
+      .selectFrom('clusters')
+      .select(['id', 'pod_id'])
+      .where('zone_id', '=', cloud.zoneId)
+      .orderBy('id')
+      .execute();
+    const rows = hostRows(
+      HOSTS + 1,
+      more,
+      (n) => {
+        const c = clusters[(n - 1) % clusters.length];
+        return { zoneId: cloud.zoneId, podId: c.pod_id, clusterId: c.id };
+      },
+      Date.now(),
+    );
+    const per = Math.floor(30_000 / Object.keys(rows[0]).length);
+    await store.db.transaction().execute(async (tx) => {
+      for (let i = 0; i < rows.length; i += per)
+        await tx
+          .insertInto('hosts')
+          .values(rows.slice(i, i + per) as never)
+          .execute();
+    });
+    agent = startAgent(server.agentUrl, { token: AGENT_TOKEN, name: HOST_BASE_NAME, hosts: more });
+    const s = await waitForHostsUp(server.admin, more, 600_000);
+    results.agent_cpu_pct_more = await cpuPercentOver(pid, window);
+    results.agent_more_hosts = more;
+    results.ms_rss_mb_more_hosts = rssMiB(pid);
+    log(
+      `agent load: ${more} hosts Up in ${s.toFixed(1)} s; pinging every ${pingInterval} s: server CPU ${results.agent_cpu_pct_more}% of one core, RSS ${results.ms_rss_mb_more_hosts} MiB`,
+    );
+  }
+  await agent.kill();
+  await floor.close();
+  floor = undefined;
+  await store.close();
+  store = undefined;
+  await server.stop();
+  server = undefined;
+
+  // ---- the planner, in this process ----
+  const plannerSizes = args['planner-hosts']!.split(',').map(Number);
+  const planner: Record<string, PlannerResult | null> = {};
+  for (const size of plannerSizes) {
+    try {
+      planner[size] = await measurePlanner(
+        await createBenchDatabase(args.db!, work, `planner${size}`),
+        size,
+        reps(200),
+      );
+      log(
+        `planner: ${size} hosts: p50 ${planner[size]!.p50} ms, p95 ${planner[size]!.p95} ms per decision (floor: one committed UPDATE ${planner[size]!.floor_write_ms} ms)${planner[size]!.firstError ? ` ERROR ${planner[size]!.firstError}` : ''}`,
+      );
+    } catch (e) {
+      planner[size] = null;
+      notes.push(`planner at ${size} hosts: ${(e as Error).message}`);
+    }
+  }
+  results.planner = planner;
+  results.planner_hosts = plannerSizes;
+  results.planner_ms_p50 = planner[plannerSizes[0]]?.p50 ?? null;
+  results.floor_planner_write_ms = planner[plannerSizes[0]]?.floor_write_ms ?? null;
+  results.planner_ms_p50_large = plannerSizes[1] ? (planner[plannerSizes[1]]?.p50 ?? null) : null;
+
+  // ---- ratios to the floor ----
+  const ratio = (a: unknown, b: unknown) =>
+    typeof a === 'number' && typeof b === 'number' && b > 0 ? round(a / b, 1) : null;
+  results.ratios = {
+    list_vms_page_to_db: ratio(results.list_vms_page_ms_p50, results.floor_db_page_ms),
+    list_vms_deep_page_to_db: ratio(results.list_vms_deep_page_ms_p50, results.floor_db_deep_page_ms),
+    list_account_10k_to_db: ratio(results.list_account_10k_ms, results.floor_db_account_10k_ms),
+    list_vms_rps_of_http: ratio(results.list_vms_rps, results.floor_http_rps),
+    cheap_rps_of_http: ratio(results.cheap_rps, results.floor_http_rps),
+  };
+  results.notes = notes;
+  results.total_s = round((performance.now() - started) / 1000, 0);
+
+  const dir = args['results-dir']!;
+  mkdirSync(dir, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
+  const base = `${stamp}-${results.db}-${HOSTS}h-${VMS}vm`;
+  const json = `${JSON.stringify(results, null, 2)}\n`;
+  const markdown = renderMarkdown(results);
+  writeFileSync(join(dir, `${base}.json`), json);
+  writeFileSync(join(dir, `${base}.md`), markdown);
+  writeFileSync(join(dir, 'latest.json'), json);
+  writeFileSync(join(dir, 'latest.md'), markdown);
+  process.stdout.write(
+    `\n${markdown}\nresults: ${join(dir, `${base}.json`)} (also latest.json, latest.md)\n`,
+  );
+} finally {
+  await agent?.kill().catch(() => undefined);
+  await floor?.close().catch(() => undefined);
+  await store?.close().catch(() => undefined);
+  await server?.stop().catch(() => undefined);
+  await database.drop().catch(() => undefined);
+  rmSync(work, { recursive: true, force: true });
+}
