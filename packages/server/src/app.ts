@@ -23,6 +23,7 @@ import { startLocalZone } from './infra/local-zone.ts';
 import { JobRunner } from './jobs/runner.ts';
 import { Registry } from './registry/registry.ts';
 import { Settings } from './settings/settings.ts';
+import { registerUi } from './ui/static.ts';
 import { startTemplates } from './storage/extract.ts';
 
 export const VERSION = '0.1.0';
@@ -123,6 +124,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         .send(render('json', 'errorresponse', errorBody(e), false));
     });
     registerApiRoutes(fastify, app);
+    await registerUi(fastify);
     const stopTemplates = await startTemplates(app, fastify);
     const agentPort = await app.agents.start(config.host, config.agentPort);
     const agentUrl = `ws://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${agentPort}`;

@@ -1,0 +1,253 @@
+import {
+  AlertOutlined,
+  AppstoreOutlined,
+  CloudServerOutlined,
+  DashboardOutlined,
+  DatabaseOutlined,
+  LogoutOutlined,
+  MoonOutlined,
+  SettingOutlined,
+  SunOutlined,
+  TeamOutlined,
+  ThunderboltOutlined,
+} from '@ant-design/icons';
+import {
+  App as AntApp,
+  Badge,
+  Button,
+  ConfigProvider,
+  Drawer,
+  Layout,
+  Menu,
+  Result,
+  Space,
+  Spin,
+  Tooltip,
+  theme,
+} from 'antd';
+import { useCallback, useEffect, useMemo, useState } from 'react';
+import { api, type LoginInfo, logout, setUnauthorizedHandler } from './api.ts';
+import { ActionsProvider, useActions } from './jobs.tsx';
+import { Accounts } from './pages/Accounts.tsx';
+import { Dashboard } from './pages/Dashboard.tsx';
+import { DeployWizard } from './pages/DeployWizard.tsx';
+import { Events } from './pages/Events.tsx';
+import { Infrastructure } from './pages/Infrastructure.tsx';
+import { InstanceDetail } from './pages/InstanceDetail.tsx';
+import { Instances } from './pages/Instances.tsx';
+import { JobsList } from './pages/Jobs.tsx';
+import { Login } from './pages/Login.tsx';
+import { Settings } from './pages/Settings.tsx';
+import { Storage } from './pages/Storage.tsx';
+import { ZoneWizard } from './pages/ZoneWizard.tsx';
+import { navigate, usePath } from './router.tsx';
+import { type Session, SessionContext, savedLogin, saveLogin, useSession } from './session.tsx';
+
+type ThemeName = 'light' | 'dark';
+
+export function Root() {
+  const [themeName, setThemeName] = useState<ThemeName>(
+    () => (localStorage.getItem('nimbostack.theme') as ThemeName | null) ?? 'light',
+  );
+  const toggleTheme = () => {
+    const next = themeName === 'light' ? 'dark' : 'light';
+    localStorage.setItem('nimbostack.theme', next);
+    setThemeName(next);
+  };
+  return (
+    <ConfigProvider
+      theme={{ algorithm: themeName === 'dark' ? theme.darkAlgorithm : theme.defaultAlgorithm }}
+    >
+      <AntApp>
+        <Authenticated themeName={themeName} toggleTheme={toggleTheme} />
+      </AntApp>
+    </ConfigProvider>
+  );
+}
+
+function Authenticated(props: { themeName: ThemeName; toggleTheme(): void }) {
+  const [info, setInfo] = useState<LoginInfo | undefined>(savedLogin);
+  const [apis, setApis] = useState<Set<string>>();
+  const [expired, setExpired] = useState(false);
+
+  const signOut = useCallback((sessionExpired: boolean) => {
+    saveLogin(undefined);
+    setInfo(undefined);
+    setApis(undefined);
+    setExpired(sessionExpired);
+  }, []);
+
+  useEffect(() => setUnauthorizedHandler(() => signOut(true)), [signOut]);
+
+  useEffect(() => {
+    if (!info) return;
+    api<{ api?: { name: string }[] }>('listApis')
+      .then((r) => setApis(new Set((r.api ?? []).map((a) => a.name))))
+      .catch(() => signOut(true));
+  }, [info, signOut]);
+
+  const session: Session | undefined = useMemo(() => {
+    if (!info || !apis) return undefined;
+    const type = Number(info.type);
+    return {
+      info,
+      apis,
+      can: (c: string) => apis.has(c),
+      isRootAdmin: type === 1,
+      isAdmin: type === 1 || type === 2,
+      logout: () => {
+        void logout().then(() => signOut(false));
+      },
+    };
+  }, [info, apis, signOut]);
+
+  if (!info)
+    return (
+      <Login
+        expired={expired}
+        onLogin={(i) => {
+          saveLogin(i);
+          setExpired(false);
+          setInfo(i);
+        }}
+      />
+    );
+  if (!session) return <Spin fullscreen tip="Loading" />;
+  return (
+    <SessionContext.Provider value={session}>
+      <ActionsProvider>
+        <Shell {...props} />
+      </ActionsProvider>
+    </SessionContext.Provider>
+  );
+}
+
+interface MenuEntry {
+  key: string;
+  label: string;
+  icon: React.ReactNode;
+  needs: string;
+}
+
+const MENU: MenuEntry[] = [
+  { key: '/', label: 'Dashboard', icon: <DashboardOutlined />, needs: 'listApis' },
+  { key: '/instances', label: 'Instances', icon: <CloudServerOutlined />, needs: 'listVirtualMachines' },
+  { key: '/storage', label: 'Storage & images', icon: <DatabaseOutlined />, needs: 'listTemplates' },
+  { key: '/infrastructure', label: 'Infrastructure', icon: <AppstoreOutlined />, needs: 'listZones' },
+  { key: '/accounts', label: 'Accounts', icon: <TeamOutlined />, needs: 'listAccounts' },
+  { key: '/events', label: 'Events & alerts', icon: <AlertOutlined />, needs: 'listEvents' },
+  { key: '/jobs', label: 'Jobs', icon: <ThunderboltOutlined />, needs: 'queryAsyncJobResult' },
+  { key: '/settings', label: 'Settings', icon: <SettingOutlined />, needs: 'listConfigurations' },
+];
+
+function Shell(props: { themeName: ThemeName; toggleTheme(): void }) {
+  const session = useSession();
+  const { jobs } = useActions();
+  const { path } = usePath();
+  const [jobsOpen, setJobsOpen] = useState(false);
+  const [collapsed, setCollapsed] = useState(false);
+  const {
+    token: { colorBgContainer },
+  } = theme.useToken();
+  // Infrastructure is for root admins; the user portal keeps instances, storage, events and jobs.
+  const entries = MENU.filter(
+    (m) =>
+      session.can(m.needs) &&
+      (m.key !== '/infrastructure' || session.isRootAdmin) &&
+      (m.key !== '/storage' || session.can('listVolumes') || session.can('listTemplates')),
+  );
+  const top = `/${path.split('/')[1] ?? ''}`;
+  const running = jobs.filter((j) => j.status === 'running').length;
+
+  return (
+    <Layout style={{ minHeight: '100vh' }}>
+      <Layout.Sider
+        breakpoint="lg"
+        collapsedWidth={0}
+        collapsed={collapsed}
+        onCollapse={setCollapsed}
+        width={210}
+      >
+        <div className="brand">Nimbostack</div>
+        <nav aria-label="Main">
+          <Menu
+            theme="dark"
+            mode="inline"
+            selectedKeys={[top]}
+            items={entries.map((m) => ({ key: m.key, icon: m.icon, label: m.label }))}
+            onClick={(e) => {
+              navigate(e.key);
+              if (window.innerWidth < 992) setCollapsed(true);
+            }}
+          />
+        </nav>
+      </Layout.Sider>
+      <Layout>
+        <Layout.Header className="app-header" style={{ background: colorBgContainer, padding: '0 16px' }}>
+          <span className="hide-on-phone" />
+          <Space>
+            <Tooltip title="Jobs">
+              <Badge count={running} size="small">
+                <Button aria-label="Jobs" icon={<ThunderboltOutlined />} onClick={() => setJobsOpen(true)} />
+              </Badge>
+            </Tooltip>
+            <Tooltip title={props.themeName === 'light' ? 'Dark theme' : 'Light theme'}>
+              <Button
+                aria-label="Toggle theme"
+                icon={props.themeName === 'light' ? <MoonOutlined /> : <SunOutlined />}
+                onClick={props.toggleTheme}
+              />
+            </Tooltip>
+            <span className="hide-on-phone" data-testid="whoami">
+              {session.info.username} ({session.info.account})
+            </span>
+            <Button icon={<LogoutOutlined />} onClick={session.logout}>
+              Log out
+            </Button>
+          </Space>
+        </Layout.Header>
+        <Layout.Content className="app-content">
+          <main>
+            <Page path={path} />
+          </main>
+        </Layout.Content>
+      </Layout>
+      <Drawer title="Jobs" open={jobsOpen} onClose={() => setJobsOpen(false)} size={480}>
+        <JobsList />
+      </Drawer>
+    </Layout>
+  );
+}
+
+function Page({ path }: { path: string }) {
+  const parts = path.split('/').filter(Boolean);
+  switch (parts[0]) {
+    case undefined:
+      return <Dashboard />;
+    case 'instances':
+      if (parts[1] === 'deploy') return <DeployWizard />;
+      if (parts[1]) return <InstanceDetail id={parts[1]} />;
+      return <Instances />;
+    case 'infrastructure':
+      if (parts[1] === 'zone-wizard') return <ZoneWizard />;
+      return <Infrastructure />;
+    case 'storage':
+      return <Storage />;
+    case 'accounts':
+      return <Accounts />;
+    case 'events':
+      return <Events />;
+    case 'jobs':
+      return <JobsList />;
+    case 'settings':
+      return <Settings />;
+    default:
+      return (
+        <Result
+          status="404"
+          title="Not found"
+          extra={<Button onClick={() => navigate('/')}>Dashboard</Button>}
+        />
+      );
+  }
+}

@@ -1,0 +1,194 @@
+import { Button, Form, Input, InputNumber, Modal, Popconfirm, Select, Switch, Tag } from 'antd';
+import { type ReactNode, useEffect, useState } from 'react';
+import type { Params, Row } from '../api.ts';
+
+const GOOD = new Set([
+  'Up',
+  'Running',
+  'Enabled',
+  'Ready',
+  'Allocated',
+  'BackedUp',
+  'Download Complete',
+  'enabled',
+]);
+const BAD = new Set([
+  'Down',
+  'Disconnected',
+  'Alert',
+  'Error',
+  'Destroyed',
+  'Expunging',
+  'Disabled',
+  'disabled',
+]);
+
+export function StateTag({ state }: { state?: string }) {
+  if (!state) return null;
+  const color = GOOD.has(state)
+    ? 'green'
+    : BAD.has(state)
+      ? 'red'
+      : state === 'Stopped'
+        ? 'default'
+        : 'orange';
+  return <Tag color={color}>{state}</Tag>;
+}
+
+export function bytes(n: unknown): string {
+  const v = Number(n);
+  if (!Number.isFinite(v)) return '';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let i = 0;
+  let x = v;
+  while (x >= 1024 && i < units.length - 1) {
+    x /= 1024;
+    i++;
+  }
+  return `${x.toFixed(x >= 10 || i === 0 ? 0 : 1)} ${units[i]}`;
+}
+
+export function date(s: unknown): string {
+  if (!s) return '';
+  const d = new Date(String(s));
+  return Number.isNaN(d.getTime()) ? String(s) : d.toLocaleString();
+}
+
+export interface Field {
+  name: string;
+  label: string;
+  type?: 'text' | 'password' | 'number' | 'select' | 'boolean' | 'textarea';
+  required?: boolean;
+  options?: { value: string; label: string }[];
+  initial?: unknown;
+  help?: string;
+}
+
+/** A button that opens a form for one command's parameters and submits them. */
+export function FormButton(props: {
+  label: string;
+  title?: string;
+  fields: Field[];
+  onSubmit(values: Params): Promise<unknown>;
+  primary?: boolean;
+  icon?: ReactNode;
+  size?: 'small' | 'middle';
+  disabled?: boolean;
+}) {
+  const [open, setOpen] = useState(false);
+  return (
+    <>
+      <Button
+        type={props.primary ? 'primary' : 'default'}
+        icon={props.icon}
+        size={props.size}
+        disabled={props.disabled}
+        onClick={() => setOpen(true)}
+      >
+        {props.label}
+      </Button>
+      <FormModal
+        open={open}
+        title={props.title ?? props.label}
+        fields={props.fields}
+        onClose={() => setOpen(false)}
+        onSubmit={props.onSubmit}
+      />
+    </>
+  );
+}
+
+export function FormModal(props: {
+  open: boolean;
+  title: string;
+  fields: Field[];
+  onClose(): void;
+  onSubmit(values: Params): Promise<unknown>;
+}) {
+  const [busy, setBusy] = useState(false);
+  const [form] = Form.useForm();
+  useEffect(() => {
+    if (props.open) form.resetFields();
+  }, [props.open, form]);
+  return (
+    <Modal
+      title={props.title}
+      open={props.open}
+      okText="OK"
+      confirmLoading={busy}
+      onCancel={props.onClose}
+      onOk={() => form.submit()}
+      forceRender
+    >
+      <Form
+        form={form}
+        layout="vertical"
+        onFinish={async (values: Params) => {
+          setBusy(true);
+          try {
+            await props.onSubmit(values);
+            props.onClose();
+          } finally {
+            setBusy(false);
+          }
+        }}
+      >
+        {props.fields.map((f) => (
+          <Form.Item
+            key={f.name}
+            name={f.name}
+            label={f.label}
+            help={f.help}
+            initialValue={f.initial}
+            valuePropName={f.type === 'boolean' ? 'checked' : 'value'}
+            rules={f.required ? [{ required: true, message: `${f.label} is required` }] : []}
+          >
+            {f.type === 'password' ? (
+              <Input.Password />
+            ) : f.type === 'number' ? (
+              <InputNumber style={{ width: '100%' }} />
+            ) : f.type === 'select' ? (
+              <Select options={f.options} allowClear showSearch={{ optionFilterProp: 'label' }} />
+            ) : f.type === 'boolean' ? (
+              <Switch />
+            ) : f.type === 'textarea' ? (
+              <Input.TextArea rows={4} />
+            ) : (
+              <Input />
+            )}
+          </Form.Item>
+        ))}
+      </Form>
+    </Modal>
+  );
+}
+
+/** A small action button, with a confirmation for destructive ones. */
+export function ActionButton(props: {
+  label: string;
+  onClick(): unknown;
+  danger?: boolean;
+  confirm?: string;
+  disabled?: boolean;
+}) {
+  const button = (
+    <Button
+      size="small"
+      danger={props.danger}
+      disabled={props.disabled}
+      onClick={props.confirm ? undefined : () => props.onClick()}
+    >
+      {props.label}
+    </Button>
+  );
+  if (!props.confirm) return button;
+  return (
+    <Popconfirm title={props.confirm} onConfirm={() => props.onClick()} okText="Yes" cancelText="No">
+      {button}
+    </Popconfirm>
+  );
+}
+
+export function options(rows: Row[], label = 'name'): { value: string; label: string }[] {
+  return rows.map((r) => ({ value: String(r.id), label: String(r[label] ?? r.id) }));
+}
