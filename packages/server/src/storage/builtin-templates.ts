@@ -4,7 +4,7 @@
  * are registered for every zone and copied into each image store as stores appear.
  */
 import type { App } from '../context.ts';
-import type { TemplateRow } from '../db/schema.ts';
+import type { AccountRow } from '../db/schema.ts';
 import { ApiError } from '../errors.ts';
 import { onImageStoreAdd } from '../infra/image-stores.ts';
 import { startTransfer } from './downloads.ts';
@@ -47,9 +47,7 @@ export function defineSystemTemplate(def: SystemTemplate): void {
   if (!definitions.some((d) => d.name === def.name)) definitions.push(def);
 }
 
-async function rootAdmin(
-  app: App,
-): Promise<{ account: import('../db/schema.ts').AccountRow; userId: number }> {
+async function rootAdmin(app: App): Promise<{ account: AccountRow; userId: number }> {
   const db = app.store.db;
   const account = await db
     .selectFrom('accounts as a')
@@ -68,22 +66,22 @@ async function rootAdmin(
   return { account, userId: user.id };
 }
 
-async function registerDefinition(app: App, def: SystemTemplate): Promise<TemplateRow | undefined> {
+/** Registers a definition once: one an administrator deleted stays deleted. */
+async function registerDefinition(app: App, def: SystemTemplate): Promise<void> {
   const existing = await app.store.db
     .selectFrom('templates')
-    .selectAll()
+    .select('id')
     .where('name', '=', def.name)
     .where('url', '=', def.url)
-    .where('removed', 'is', null)
     .executeTakeFirst();
-  if (existing) return existing;
+  if (existing) return;
   const os = await app.store.db
     .selectFrom('os_types')
     .select(['id', 'bits'])
     .where('description', '=', def.osType)
     .executeTakeFirstOrThrow();
   try {
-    return await createImage(app, {
+    await createImage(app, {
       kind: TEMPLATE,
       name: def.name,
       displayText: def.displayText ?? def.name,
@@ -110,8 +108,7 @@ async function registerDefinition(app: App, def: SystemTemplate): Promise<Templa
     });
   } catch (e) {
     // No zone has secondary storage yet: the template is registered when the first store appears.
-    if (e instanceof ApiError) return undefined;
-    throw e;
+    if (!(e instanceof ApiError)) throw e;
   }
 }
 

@@ -45,6 +45,8 @@ export const MAX_TEMPLATE_SIZE = defineSetting({
 });
 
 const PROGRESS_INTERVAL_MS = 250;
+/** A source that sends nothing for this long fails the download instead of leaving it in progress. */
+const STALL_MS = 60_000;
 const TAKEOVER_INTERVAL_MS = 30_000;
 
 /** Aborts a transfer because this server is stopping: the copy stays in progress for takeover. */
@@ -207,13 +209,18 @@ async function transfer(
     .execute();
   const relative = installPathOf(template);
   let placed: string | undefined;
+  const stall = new AbortController();
+  const stalled = () =>
+    stall.abort(new Error(`The download stalled: no data for ${STALL_MS / 1000} seconds`));
+  const stallTimer = setTimeout(stalled, STALL_MS);
+  const watched = AbortSignal.any([signal, stall.signal]);
   try {
     const root = await storeRoot(store);
     const dest = join(root, relative);
     await mkdir(dirname(dest), { recursive: true });
     const part = `${dest}.${randomBytes(4).toString('hex')}.part`;
     try {
-      const input = await openSource(app, loaded, source, signal);
+      const input = await openSource(app, loaded, source, watched);
       const max = app.settings.get(MAX_TEMPLATE_SIZE) * 1024 ** 3;
       if (input.length !== undefined && input.length > max)
         throw new Error(
@@ -228,6 +235,7 @@ async function transfer(
       const meter = new Transform({
         transform(chunk: Buffer, _enc, done) {
           bytes += chunk.length;
+          stallTimer.refresh();
           if (bytes > max) {
             done(new Error(`The image is larger than max.template.iso.size (${max / 1024 ** 3} GiB)`));
             return;
@@ -249,7 +257,7 @@ async function transfer(
         },
       });
       try {
-        await pipeline(input.stream, meter, createWriteStream(part), { signal });
+        await pipeline(input.stream, meter, createWriteStream(part), { signal: watched });
       } finally {
         await reports.catch(() => undefined);
       }
@@ -277,9 +285,12 @@ async function transfer(
     if (signal.aborted && signal.reason === SHUTDOWN)
       return { ok: false, reason: 'The management server stopped; another one resumes the download' };
     if (signal.aborted) return { ok: false, reason: 'The copy was deleted' };
-    const reason = e instanceof Error ? e.message : String(e);
+    const failure = stall.signal.aborted ? stall.signal.reason : e;
+    const reason = failure instanceof Error ? failure.message : String(failure);
     await fail(app, refId, reason);
     return { ok: false, reason };
+  } finally {
+    clearTimeout(stallTimer);
   }
 }
 

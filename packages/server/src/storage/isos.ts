@@ -1,7 +1,6 @@
 /** The ISO commands: the template service (templates.ts) with ISO rules. */
 import type { CallContext } from '../context.ts';
 import { invalidParameter } from '../errors.ts';
-import { checkOwnerAccess } from '../iam/access.ts';
 import { defineCommand, type JobTarget, listResult } from '../registry/command.ts';
 import { listParams, p } from '../registry/params.ts';
 import { parseChecksum } from './images.ts';
@@ -13,6 +12,7 @@ import {
   createImage,
   deleteImage,
   extractImage,
+  findAdministeredImage,
   findImage,
   findOsType,
   ISO,
@@ -187,16 +187,10 @@ export const extractIso = defineCommand({
   name: 'extractIso',
   params: { id: p.uuid({ required: true }), mode: p.string({ required: true }), zoneid: p.uuid() },
   event: { type: 'ISO.EXTRACT', description: (params) => `extracting ISO ${params.id}` },
-  async target(ctx, params) {
-    const t = await findImage(ctx, ISO, params.id);
-    const domain = await ctx.app.store.db
-      .selectFrom('domains')
-      .select(['path', 'name'])
-      .where('id', '=', t.domain_id)
-      .executeTakeFirstOrThrow();
-    checkOwnerAccess(ctx.caller, { accountId: t.account_id, domain });
-    return { type: 'Iso', id: t.uuid };
-  },
+  target: async (ctx, params) => ({
+    type: 'Iso',
+    id: (await findAdministeredImage(ctx, ISO, params.id)).uuid,
+  }),
   handler: (ctx, params) => extractImage(ctx, ISO, params),
 });
 

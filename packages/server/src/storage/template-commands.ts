@@ -1,7 +1,6 @@
 /** The template commands; the work is in templates.ts, shared with the ISO commands. */
 
 import type { CallContext } from '../context.ts';
-import { checkOwnerAccess } from '../iam/access.ts';
 import { defineCommand, type JobTarget, listResult } from '../registry/command.ts';
 import { listParams, p } from '../registry/params.ts';
 import {
@@ -9,6 +8,7 @@ import {
   copyImage,
   deleteImage,
   extractImage,
+  findAdministeredImage,
   findImage,
   listImages,
   listPermissions,
@@ -145,16 +145,10 @@ export const extractTemplate = defineCommand({
   name: 'extractTemplate',
   params: { id: p.uuid({ required: true }), mode: p.string({ required: true }), zoneid: p.uuid() },
   event: { type: 'TEMPLATE.EXTRACT', description: (params) => `extracting template ${params.id}` },
-  async target(ctx, params) {
-    const t = await findImage(ctx, TEMPLATE, params.id);
-    const domain = await ctx.app.store.db
-      .selectFrom('domains')
-      .select(['path', 'name'])
-      .where('id', '=', t.domain_id)
-      .executeTakeFirstOrThrow();
-    checkOwnerAccess(ctx.caller, { accountId: t.account_id, domain });
-    return { type: 'Template', id: t.uuid };
-  },
+  target: async (ctx, params) => ({
+    type: 'Template',
+    id: (await findAdministeredImage(ctx, TEMPLATE, params.id)).uuid,
+  }),
   handler: (ctx, params) => extractImage(ctx, TEMPLATE, params),
 });
 

@@ -115,6 +115,17 @@ export async function checkImageOwner(ctx: CallContext, t: TemplateRow): Promise
     throw invalidParameter(`Only root administrators may change the ${t.type.toLowerCase()} ${t.name}`);
 }
 
+/** A template the caller owns or administers (for extracting and listing its permissions). */
+export async function findAdministeredImage(
+  ctx: CallContext,
+  kind: ImageKind,
+  uuid: string,
+): Promise<TemplateRow> {
+  const t = await findImage(ctx, kind, uuid);
+  checkOwnerAccess(ctx.caller, { accountId: t.account_id, domain: await domainOf(ctx, t.domain_id) });
+  return t;
+}
+
 /** Whether the caller may use (deploy from, attach, list) a template: CloudStack's rules. */
 async function canUse(ctx: CallContext, t: TemplateRow): Promise<boolean> {
   if (t.is_public || t.account_id === ctx.caller.account.id) return true;
@@ -1067,9 +1078,8 @@ export async function updatePermissions(
 }
 
 export async function listPermissions(ctx: CallContext, kind: ImageKind, uuid: string): Promise<object> {
-  const t = await findImage(ctx, kind, uuid);
+  const t = await findAdministeredImage(ctx, kind, uuid);
   const domain = await domainOf(ctx, t.domain_id);
-  checkOwnerAccess(ctx.caller, { accountId: t.account_id, domain });
   const names = await ctx.app.store.db
     .selectFrom('template_permissions as p')
     .innerJoin('accounts as a', 'a.id', 'p.account_id')
@@ -1293,8 +1303,7 @@ export async function extractImage(
   const { app } = ctx;
   if (params.mode.trim().toUpperCase() !== 'HTTP_DOWNLOAD')
     throw invalidParameter(`Unsupported extract mode ${params.mode}: only HTTP_DOWNLOAD is supported`);
-  const t = await findImage(ctx, kind, params.id);
-  checkOwnerAccess(ctx.caller, { accountId: t.account_id, domain: await domainOf(ctx, t.domain_id) });
+  const t = await findAdministeredImage(ctx, kind, params.id);
   if (t.type !== 'USER')
     throw invalidParameter(`The ${t.type.toLowerCase()} ${kind.label} ${t.name} cannot be extracted`);
   if (!t.is_extractable && ctx.caller.roleKind === 'user')
