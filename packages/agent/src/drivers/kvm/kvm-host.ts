@@ -1,0 +1,670 @@
+/**
+ * The KVM host driver: one qemu-system-x86_64 process per VM, started detached so that it outlives
+ * an agent restart, and controlled over QMP on a UNIX socket in the VM's state directory
+ * (<stateDir>/<host>/vms/<name>/: vm.json, qemu.pid, qmp.sock, console.log, qemu.log). A restarted
+ * agent re-adopts the VMs it finds there. Volumes live in directory pools (see storage.ts).
+ */
+import { spawn } from 'node:child_process';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import type { PowerState, VmPowerReport, VmSpec } from '@nimbostack/protocol';
+import {
+  DriverError,
+  type HostDriver,
+  type HostResources,
+  type HypervisorDriver,
+  type StorageDriver,
+} from '../driver.ts';
+import { imageInfo, run } from './exec.ts';
+import {
+  type Accel,
+  chooseAccel,
+  defaultAddress,
+  diskBytes,
+  machineFacts,
+  QEMU_BINARY,
+  qemuVersion,
+} from './host-facts.ts';
+import {
+  blockdev,
+  diskDevice,
+  diskDeviceArgs,
+  diskNode,
+  paths,
+  qemuArgs,
+  tapName,
+  type VmDisk,
+} from './machine.ts';
+import { Qmp } from './qmp.ts';
+import { DirectoryStorage, type LiveDisks } from './storage.ts';
+
+export interface KvmHostOptions {
+  /** The host's name, its identity towards the management server. */
+  name: string;
+  /** Root of the agent's state; this host's VMs live under <stateDir>/<name>/vms. */
+  stateDir: string;
+  /** Management address: reported to the server and where incoming migrations listen. */
+  privateIp?: string;
+  /** How long an ACPI shutdown may take before the VM is stopped by force. */
+  stopTimeoutMs?: number;
+  migrationTimeoutMs?: number;
+}
+
+/** What vm.json holds: enough to re-adopt the VM after an agent restart. */
+interface VmRecordFile {
+  spec: VmSpec;
+  pid: number;
+  accel: Accel;
+  vncPort?: number;
+  incoming: boolean;
+  migrationPort?: number;
+}
+
+interface Vm extends VmRecordFile {
+  dir: string;
+  qmp?: Qmp;
+  /** Last status QMP reported (query-status), refreshed on events and on every ping. */
+  status: string;
+  dead: boolean;
+}
+
+/** QMP run states → CloudStack power states; a paused guest still holds its host's resources. */
+const POWER: Record<string, PowerState> = {
+  running: 'PowerOn',
+  paused: 'PowerOn',
+  suspended: 'PowerOn',
+  'io-error': 'PowerOn',
+  debug: 'PowerOn',
+  'save-vm': 'PowerOn',
+  'restore-vm': 'PowerOn',
+  'finish-migrate': 'PowerOn',
+  prelaunch: 'PowerOn',
+  inmigrate: 'PowerOn',
+  watchdog: 'PowerOn',
+  shutdown: 'PowerOff',
+  'guest-panicked': 'PowerUnknown',
+  'internal-error': 'PowerUnknown',
+  unknown: 'PowerUnknown',
+};
+
+const VM_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** True while `pid` is a live (not zombie) QEMU serving `qmpPath`; guards against pid reuse. */
+function qemuAlive(pid: number, qmpPath: string): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    if (state === 'Z' || state === 'X') return false;
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(qmpPath);
+  } catch {
+    return false;
+  }
+}
+
+export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
+  readonly storage: StorageDriver;
+  private readonly vms = new Map<string, Vm>();
+  /** VMs this host handed over, so that a retried migrateVm succeeds. */
+  private readonly migratedAway = new Map<string, string>();
+  private readonly hostDir: string;
+  private readonly privateIp: string;
+  private cpuSample?: { busy: number; total: number };
+  private netSample?: { at: number; rx: number; tx: number };
+  private readonly vmSamples = new Map<string, { at: number; cpuTicks: number; rx: number; tx: number }>();
+
+  private constructor(
+    private readonly options: KvmHostOptions,
+    private readonly version: string,
+    private readonly accel: Accel,
+  ) {
+    this.hostDir = join(options.stateDir, options.name);
+    this.privateIp = options.privateIp ?? defaultAddress();
+    this.storage = new DirectoryStorage(this);
+  }
+
+  /** Checks QEMU, decides the accelerator and re-adopts the VMs of an earlier agent process. */
+  static async create(options: KvmHostOptions): Promise<KvmHost> {
+    const version = await qemuVersion();
+    mkdirSync(join(options.stateDir, options.name, 'vms'), { recursive: true });
+    const accel = await chooseAccel(options.stateDir, version);
+    const host = new KvmHost(options, version, accel);
+    await host.adopt();
+    return host;
+  }
+
+  get name(): string {
+    return this.options.name;
+  }
+
+  get hypervisor(): HypervisorDriver {
+    return this;
+  }
+
+  get acceleration(): Accel {
+    return this.accel;
+  }
+
+  /** Where a VM's serial console is logged (what the guest prints on ttyS0). */
+  consoleLog(name: string): string {
+    return paths(this.vmDir(name)).console;
+  }
+
+  /** The QEMU process of a VM, for operators and tests. */
+  pidOf(name: string): number | undefined {
+    return this.vms.get(name)?.pid;
+  }
+
+  resources(): HostResources {
+    return {
+      hypervisor: 'KVM',
+      hypervisorVersion: this.version,
+      ...machineFacts(),
+      localStorageBytes: diskBytes(this.options.stateDir),
+      privateIp: this.privateIp,
+      details: { accel: this.accel, qemu: this.version },
+    };
+  }
+
+  reportStates(): VmPowerReport[] {
+    const out: VmPowerReport[] = [];
+    for (const vm of this.vms.values()) {
+      if (!vm.dead && !qemuAlive(vm.pid, paths(vm.dir).qmp)) this.markDead(vm);
+      if (vm.dead) {
+        // An incoming migration that never completed leaves nothing behind: the VM runs on its source.
+        if (vm.incoming) {
+          this.forget(vm);
+          continue;
+        }
+        out.push({ name: vm.spec.name, state: 'PowerOff' });
+        continue;
+      }
+      if (vm.status === 'postmigrate') continue;
+      out.push({ name: vm.spec.name, state: POWER[vm.status] ?? 'PowerUnknown' });
+      void this.refreshStatus(vm);
+    }
+    return out;
+  }
+
+  async checkHealth() {
+    if (!existsSync(QEMU_BINARY)) return { healthy: false, detail: `${QEMU_BINARY} is missing` };
+    try {
+      writeFileSync(join(this.hostDir, '.health'), String(Date.now()));
+    } catch (err) {
+      return { healthy: false, detail: `state directory not writable: ${(err as Error).message}` };
+    }
+    return { healthy: true, detail: `QEMU ${this.version}, ${this.accel}` };
+  }
+
+  async hostStats() {
+    const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const total = cpu.reduce((a, b) => a + b, 0);
+    const busy = total - (cpu[3] ?? 0) - (cpu[4] ?? 0);
+    const prev = this.cpuSample;
+    this.cpuSample = { busy, total };
+    const cpuUtilization =
+      prev && total > prev.total ? Math.min(100, (100 * (busy - prev.busy)) / (total - prev.total)) : 0;
+    const meminfo = readFileSync('/proc/meminfo', 'utf8');
+    const kb = (k: string) => Number(new RegExp(`^${k}:\\s*(\\d+)`, 'm').exec(meminfo)?.[1] ?? 0) * 1024;
+    let rx = 0;
+    let tx = 0;
+    for (const line of readFileSync('/proc/net/dev', 'utf8').split('\n').slice(2)) {
+      const [iface, rest] = line.split(':');
+      if (!rest || iface.trim() === 'lo') continue;
+      const f = rest.trim().split(/\s+/).map(Number);
+      rx += f[0];
+      tx += f[8];
+    }
+    const now = Date.now();
+    const net = this.netSample;
+    this.netSample = { at: now, rx, tx };
+    const secs = net ? (now - net.at) / 1000 : 0;
+    return {
+      cpuUtilization: Math.max(0, cpuUtilization),
+      memoryUsedBytes: Math.max(0, kb('MemTotal') - kb('MemAvailable')),
+      networkReadKbs: net && secs > 0 ? Math.max(0, (rx - net.rx) / 1024 / secs) : 0,
+      networkWriteKbs: net && secs > 0 ? Math.max(0, (tx - net.tx) / 1024 / secs) : 0,
+    };
+  }
+
+  async vmStats(names: string[]) {
+    const stats = [];
+    const ticksPerSecond = 100;
+    for (const name of names) {
+      const vm = this.vms.get(name);
+      if (!vm || vm.dead || !vm.qmp) continue;
+      let cpuTicks = 0;
+      try {
+        const stat = readFileSync(`/proc/${vm.pid}/stat`, 'utf8');
+        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        cpuTicks = Number(f[11]) + Number(f[12]);
+      } catch {
+        continue;
+      }
+      let diskRead = 0;
+      let diskWrite = 0;
+      try {
+        const blocks =
+          await vm.qmp.execute<{ stats: { rd_bytes: number; wr_bytes: number } }[]>('query-blockstats');
+        for (const b of blocks) {
+          diskRead += b.stats.rd_bytes;
+          diskWrite += b.stats.wr_bytes;
+        }
+      } catch {
+        // Disk counters are best effort; the VM may be stopping.
+      }
+      let rx = 0;
+      let tx = 0;
+      for (const nic of vm.spec.nics.filter((n) => n.bridge)) {
+        const dir = `/sys/class/net/${tapName(this.name, name, nic)}/statistics`;
+        try {
+          // A tap's rx is what the guest sent, its tx what the guest received.
+          tx += Number(readFileSync(`${dir}/rx_bytes`, 'utf8'));
+          rx += Number(readFileSync(`${dir}/tx_bytes`, 'utf8'));
+        } catch {
+          // The tap is gone with the VM.
+        }
+      }
+      const now = Date.now();
+      const prev = this.vmSamples.get(name);
+      this.vmSamples.set(name, { at: now, cpuTicks, rx, tx });
+      const secs = prev ? (now - prev.at) / 1000 : 0;
+      const rate = (a: number, b: number) => (prev && secs > 0 ? Math.max(0, (a - b) / 1024 / secs) : 0);
+      stats.push({
+        name,
+        cpuUtilization:
+          prev && secs > 0
+            ? Math.min(
+                100,
+                Math.max(0, (100 * (cpuTicks - prev.cpuTicks)) / ticksPerSecond / secs / vm.spec.cpus),
+              )
+            : 0,
+        memoryBytes: vm.spec.memoryBytes,
+        networkReadKbs: rate(rx, prev?.rx ?? 0),
+        networkWriteKbs: rate(tx, prev?.tx ?? 0),
+        diskReadBytes: diskRead,
+        diskWriteBytes: diskWrite,
+      });
+    }
+    return { stats };
+  }
+
+  async startVm(spec: VmSpec) {
+    const existing = this.vms.get(spec.name);
+    if (existing && !existing.dead && qemuAlive(existing.pid, paths(existing.dir).qmp)) {
+      if (existing.incoming)
+        throw new DriverError(`VM ${spec.name} is receiving a migration on ${this.name}`);
+      return { state: 'PowerOn' as const, vncPort: existing.vncPort };
+    }
+    if (existing) this.forget(existing);
+    const vm = await this.launch(spec, false);
+    return { state: 'PowerOn' as const, vncPort: vm.vncPort };
+  }
+
+  async stopVm(name: string, force: boolean) {
+    const vm = this.vms.get(name);
+    if (!vm) return;
+    const alive = () => qemuAlive(vm.pid, paths(vm.dir).qmp);
+    if (alive() && !force && vm.qmp && !vm.qmp.closed && vm.status === 'running') {
+      try {
+        await vm.qmp.execute('system_powerdown');
+        await this.waitUntil(() => !alive(), this.options.stopTimeoutMs ?? 60_000);
+      } catch {
+        // The guest ignored ACPI or the monitor went away: stop it by force below.
+      }
+    }
+    if (alive() && vm.qmp && !vm.qmp.closed) {
+      await vm.qmp.execute('quit', undefined, 3000).catch(() => undefined);
+      await this.waitUntil(() => !alive(), 5000).catch(() => undefined);
+    }
+    if (alive()) {
+      process.kill(vm.pid, 'SIGKILL');
+      await this.waitUntil(() => !alive(), 10_000);
+    }
+    this.forget(vm);
+  }
+
+  async rebootVm(name: string) {
+    const vm = this.running(name);
+    await vm.qmp!.execute('system_reset');
+  }
+
+  /** Pauses a running VM's vCPUs (QMP stop); it still reports PowerOn, as CloudStack's KVM does. */
+  async pauseVm(name: string) {
+    await this.running(name).qmp!.execute('stop');
+  }
+
+  async resumeVm(name: string) {
+    await this.running(name).qmp!.execute('cont');
+  }
+
+  async prepareMigration(spec: VmSpec) {
+    const existing = this.vms.get(spec.name);
+    if (existing && !existing.dead && qemuAlive(existing.pid, paths(existing.dir).qmp))
+      return existing.incoming ? { port: existing.migrationPort } : {};
+    if (existing) this.forget(existing);
+    const vm = await this.launch(spec, true);
+    return { port: vm.migrationPort };
+  }
+
+  async migrateVm(name: string, destination: { host: string; address?: string; port?: number }) {
+    const vm = this.vms.get(name);
+    if (!vm) {
+      if (this.migratedAway.get(name) === destination.host) return;
+      throw new DriverError(`VM ${name} is not on host ${this.name}`);
+    }
+    if (destination.host === this.name) throw new DriverError('cannot migrate a VM to the host it runs on');
+    if (!destination.address || !destination.port)
+      throw new DriverError(
+        'migrateVm to a KVM host needs its address and the port prepareMigration answered',
+      );
+    const qmp = this.running(name).qmp!;
+    const host = destination.address.includes(':') ? `[${destination.address}]` : destination.address;
+    // QEMU's default cap (32 MiB/s) would make a 1 GiB guest take half a minute on any network.
+    await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 4 * 1024 ** 3, 'downtime-limit': 500 });
+    await qmp.execute('migrate', { uri: `tcp:${host}:${destination.port}` });
+    const deadline = Date.now() + (this.options.migrationTimeoutMs ?? 600_000);
+    for (;;) {
+      const info = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+      if (info.status === 'completed') break;
+      if (info.status === 'failed' || info.status === 'cancelled')
+        throw new DriverError(
+          `migration of ${name} to ${destination.host} ${info.status}: ${info['error-desc'] ?? ''}`,
+        );
+      if (Date.now() > deadline) {
+        await qmp.execute('migrate_cancel').catch(() => undefined);
+        throw new DriverError(`migration of ${name} to ${destination.host} timed out`);
+      }
+      await sleep(100);
+    }
+    vm.status = 'postmigrate';
+    await qmp.execute('quit', undefined, 3000).catch(() => undefined);
+    await this.waitUntil(() => !qemuAlive(vm.pid, paths(vm.dir).qmp), 10_000).catch(() => {
+      process.kill(vm.pid, 'SIGKILL');
+    });
+    this.forget(vm);
+    this.migratedAway.set(name, destination.host);
+  }
+
+  async attachVolume(name: string, disk: VmDisk) {
+    const vm = this.running(name);
+    const current = vm.spec.disks.find((d) => d.deviceId === disk.deviceId);
+    if (current?.path === disk.path) return;
+    if (current) throw new DriverError(`VM ${name} already has a disk at device id ${disk.deviceId}`);
+    if (disk.type === 'ISO') throw new DriverError('ISOs are attached when the VM starts, not live');
+    if (!existsSync(disk.path)) throw new DriverError(`volume ${disk.path} does not exist`);
+    const { format } = await imageInfo(disk.path);
+    await vm.qmp!.execute('blockdev-add', blockdev(disk, format));
+    try {
+      await vm.qmp!.execute('device_add', diskDeviceArgs(disk));
+    } catch (err) {
+      await vm.qmp!.execute('blockdev-del', { 'node-name': diskNode(disk) }).catch(() => undefined);
+      throw new DriverError(`attaching ${disk.path} to ${name} failed: ${(err as Error).message}`);
+    }
+    vm.spec = { ...vm.spec, disks: [...vm.spec.disks, disk] };
+    this.save(vm);
+  }
+
+  async detachVolume(name: string, disk: VmDisk) {
+    const vm = this.running(name);
+    const current = vm.spec.disks.find((d) => d.deviceId === disk.deviceId && d.path === disk.path);
+    if (!current) return;
+    if (current.type === 'ROOT') throw new DriverError('the root disk cannot be detached from a running VM');
+    const qmp = vm.qmp!;
+    // The guest must release the device (ACPI eject) before QEMU removes it.
+    const deleted = qmp.waitForEvent('DEVICE_DELETED', 30_000, (e) => e.data?.device === diskDevice(disk));
+    try {
+      await qmp.execute('device_del', { id: diskDevice(disk) });
+      await deleted;
+    } catch (err) {
+      deleted.catch(() => undefined);
+      throw new DriverError(`the guest in ${name} did not release ${disk.path}: ${(err as Error).message}`);
+    }
+    await qmp.execute('blockdev-del', { 'node-name': diskNode(disk) });
+    vm.spec = { ...vm.spec, disks: vm.spec.disks.filter((d) => d !== current) };
+    this.save(vm);
+  }
+
+  // ---- LiveDisks: what storage operations need from running VMs
+
+  diskInUse(path: string): { vm: string; disk: VmDisk } | undefined {
+    for (const vm of this.vms.values()) {
+      if (vm.dead || !qemuAlive(vm.pid, paths(vm.dir).qmp)) continue;
+      const disk = vm.spec.disks.find((d) => d.path === path);
+      if (disk) return { vm: vm.spec.name, disk };
+    }
+    return undefined;
+  }
+
+  async liveResize(vmName: string, disk: VmDisk, sizeBytes: number) {
+    await this.running(vmName).qmp!.execute('block_resize', { 'node-name': diskNode(disk), size: sizeBytes });
+  }
+
+  /**
+   * Runs `copy` while the guest writes to a temporary external overlay, so the volume file is a
+   * stable point-in-time image; then commits the overlay back into it (active block-commit).
+   */
+  async withFrozenImage(vmName: string, disk: VmDisk, copy: () => Promise<void>) {
+    const qmp = this.running(vmName).qmp!;
+    const node = diskNode(disk);
+    const overlayNode = `o${disk.deviceId}`;
+    const overlay = `${disk.path}.overlay`;
+    rmSync(overlay, { force: true });
+    await qmp.execute('blockdev-snapshot-sync', {
+      'node-name': node,
+      'snapshot-file': overlay,
+      'snapshot-node-name': overlayNode,
+      format: 'qcow2',
+    });
+    // The overlay is committed back whether or not the copy worked: the guest must not keep it.
+    const copyError = await copy().then(
+      () => undefined,
+      (err: Error) => err,
+    );
+    const job = `commit-${disk.deviceId}`;
+    const ready = qmp.waitForEvent('BLOCK_JOB_READY', 120_000, (e) => e.data?.device === job);
+    await qmp.execute('block-commit', { 'job-id': job, device: overlayNode, 'base-node': node });
+    await ready;
+    const completed = qmp.waitForEvent('BLOCK_JOB_COMPLETED', 120_000, (e) => e.data?.device === job);
+    await qmp.execute('block-job-complete', { device: job });
+    const done = await completed;
+    if (done.data?.error) throw new DriverError(`committing the snapshot overlay failed: ${done.data.error}`);
+    rmSync(overlay, { force: true });
+    if (copyError) throw copyError;
+  }
+
+  // ---- internals
+
+  private vmDir(name: string): string {
+    if (!VM_NAME.test(name)) throw new DriverError(`invalid VM name ${JSON.stringify(name)}`);
+    return join(this.hostDir, 'vms', name);
+  }
+
+  private running(name: string): Vm {
+    const vm = this.vms.get(name);
+    if (!vm || vm.dead || !qemuAlive(vm.pid, paths(vm.dir).qmp))
+      throw new DriverError(`VM ${name} is not running on host ${this.name}`);
+    if (!vm.qmp || vm.qmp.closed) throw new DriverError(`VM ${name}: no monitor connection to QEMU`);
+    if (vm.incoming) throw new DriverError(`VM ${name} is still receiving a migration`);
+    return vm;
+  }
+
+  private async launch(spec: VmSpec, incoming: boolean): Promise<Vm> {
+    const dir = this.vmDir(spec.name);
+    const f = paths(dir);
+    mkdirSync(dir, { recursive: true });
+    for (const p of [f.qmp, f.pid, f.record]) rmSync(p, { force: true });
+    const formats = new Map<number, string>();
+    for (const disk of spec.disks) {
+      if (!existsSync(disk.path)) throw new DriverError(`volume ${disk.path} of ${spec.name} does not exist`);
+      formats.set(disk.deviceId, (await imageInfo(disk.path)).format);
+    }
+    for (const nic of spec.nics)
+      if (nic.bridge && !existsSync(`/sys/class/net/${nic.bridge}/bridge`))
+        throw new DriverError(`bridge ${nic.bridge} for ${spec.name} does not exist on ${this.name}`);
+    const args = qemuArgs({ host: this.name, spec, dir, accel: this.accel, formats, incoming });
+    const log = openSync(f.log, 'w');
+    // Detached, in its own process group: the VM survives the agent stopping or crashing.
+    const child = spawn(QEMU_BINARY, args, { detached: true, stdio: ['ignore', log, log] });
+    child.unref();
+    closeSync(log);
+    if (!child.pid) throw new DriverError(`cannot start ${QEMU_BINARY}`);
+    const vm: Vm = {
+      spec,
+      pid: child.pid,
+      accel: this.accel,
+      incoming,
+      dir,
+      status: 'prelaunch',
+      dead: false,
+    };
+    child.once('exit', () => this.markDead(vm));
+    this.vms.set(spec.name, vm);
+    this.save(vm);
+    try {
+      const qmp = await Qmp.waitAndConnect(f.qmp, () => child.exitCode === null, 30_000);
+      this.watch(vm, qmp);
+      for (const nic of spec.nics.filter((n) => n.bridge)) {
+        const tap = tapName(this.name, spec.name, nic);
+        await run('ip', ['link', 'set', tap, 'master', nic.bridge!]);
+        await run('ip', ['link', 'set', tap, 'up']);
+      }
+      if (incoming) {
+        const port = await freePort(this.privateIp);
+        await qmp.execute('migrate-incoming', { uri: `tcp:${this.listenHost()}:${port}` });
+        vm.migrationPort = port;
+      } else await qmp.execute('cont');
+      const vnc = await qmp.execute<{ service?: string }>('query-vnc');
+      vm.vncPort = vnc.service ? Number(vnc.service) : undefined;
+      await this.refreshStatus(vm);
+      this.save(vm);
+      return vm;
+    } catch (err) {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await this.waitUntil(() => !qemuAlive(vm.pid, f.qmp), 5000).catch(() => undefined);
+      this.forget(vm);
+      const why = existsSync(f.log) ? readFileSync(f.log, 'utf8').trim().split('\n').slice(-3).join(' ') : '';
+      throw new DriverError(
+        `starting ${spec.name} failed: ${(err as Error).message}${why ? ` (${why})` : ''}`,
+      );
+    }
+  }
+
+  private listenHost(): string {
+    return this.privateIp.includes(':') ? `[${this.privateIp}]` : this.privateIp;
+  }
+
+  private watch(vm: Vm, qmp: Qmp): void {
+    vm.qmp = qmp;
+    qmp.on('event', (e) => {
+      if (['STOP', 'RESUME', 'RESET', 'SHUTDOWN', 'MIGRATION'].includes(e.event)) void this.refreshStatus(vm);
+    });
+    qmp.on('close', () => {
+      if (!qemuAlive(vm.pid, paths(vm.dir).qmp)) this.markDead(vm);
+    });
+  }
+
+  private async refreshStatus(vm: Vm): Promise<void> {
+    if (!vm.qmp || vm.qmp.closed || vm.dead) return;
+    try {
+      const s = await vm.qmp.execute<{ status: string }>('query-status', undefined, 5000);
+      if (vm.status === 'postmigrate') return;
+      vm.status = s.status;
+      if (vm.incoming && s.status === 'running') {
+        vm.incoming = false;
+        vm.migrationPort = undefined;
+        this.save(vm);
+      }
+    } catch {
+      // The process check on the next ping decides whether the VM is gone.
+    }
+  }
+
+  private markDead(vm: Vm): void {
+    if (vm.dead) return;
+    vm.dead = true;
+    vm.qmp?.close();
+    vm.qmp = undefined;
+  }
+
+  /** Drops a VM from this host: its runtime files go, its console log stays for diagnosis. */
+  private forget(vm: Vm): void {
+    this.markDead(vm);
+    if (this.vms.get(vm.spec.name) === vm) this.vms.delete(vm.spec.name);
+    this.vmSamples.delete(vm.spec.name);
+    const f = paths(vm.dir);
+    for (const p of [f.qmp, f.pid, f.record]) rmSync(p, { force: true });
+  }
+
+  private save(vm: Vm): void {
+    const record: VmRecordFile = {
+      spec: vm.spec,
+      pid: vm.pid,
+      accel: vm.accel,
+      vncPort: vm.vncPort,
+      incoming: vm.incoming,
+      migrationPort: vm.migrationPort,
+    };
+    const file = paths(vm.dir).record;
+    writeFileSync(`${file}.tmp`, JSON.stringify(record, null, 2));
+    // Rename is atomic: a crash never leaves a half-written record for the next agent.
+    renameSync(`${file}.tmp`, file);
+  }
+
+  private async adopt(): Promise<void> {
+    const root = join(this.hostDir, 'vms');
+    for (const name of readdirSync(root)) {
+      const dir = join(root, name);
+      const f = paths(dir);
+      let record: VmRecordFile;
+      try {
+        record = JSON.parse(readFileSync(f.record, 'utf8'));
+      } catch {
+        continue;
+      }
+      const vm: Vm = { ...record, dir, status: 'unknown', dead: false };
+      this.vms.set(record.spec.name, vm);
+      if (!qemuAlive(vm.pid, f.qmp)) {
+        this.markDead(vm);
+        continue;
+      }
+      try {
+        this.watch(vm, await Qmp.connect(f.qmp, 5000));
+        await this.refreshStatus(vm);
+      } catch {
+        // Left PowerUnknown: the process lives but its monitor does not answer.
+      }
+    }
+  }
+
+  private async waitUntil(done: () => boolean, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!done()) {
+      if (Date.now() > deadline) throw new DriverError(`timed out after ${timeoutMs} ms`);
+      await sleep(100);
+    }
+  }
+}
+
+/** A TCP port free on `address` right now, for QEMU's incoming migration listener. */
+function freePort(address: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, address, () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
