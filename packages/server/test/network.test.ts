@@ -314,6 +314,10 @@ describe('IP address manager', () => {
       })
     ).vlan;
     assert.equal(r.zoneid, small.id);
+    // The zone is still Disabled: only administrators see its network.
+    const { client } = await newUser('early');
+    assert.deepEqual(await client.request('listNetworks', { zoneid: small.id }), {});
+    assert.equal((await admin.request<any>('listNetworks', { zoneid: small.id })).count, 1);
     await assert.rejects(allocate(1, '10.60.0.9'), is(431, /not in a guest IP range/));
     const chosen = await allocate(1, '10.60.0.4');
     assert.equal(chosen[0]!.ip4, '10.60.0.4');

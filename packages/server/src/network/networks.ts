@@ -223,8 +223,16 @@ export async function presentNetworks(ctx: Pick<CallContext, 'app'>, rows: Netwo
       .selectAll()
       .where('id', 'in', [...new Set(rows.map((r) => r.zone_id))])
       .execute(),
-    db.selectFrom('domains').select(['id', 'uuid', 'name', 'path']).execute(),
-    db.selectFrom('physical_networks').select(['id', 'uuid']).execute(),
+    db
+      .selectFrom('domains')
+      .select(['id', 'uuid', 'name', 'path'])
+      .where('id', 'in', [...new Set(rows.map((r) => r.domain_id ?? -1))])
+      .execute(),
+    db
+      .selectFrom('physical_networks')
+      .select(['id', 'uuid'])
+      .where('id', 'in', [...new Set(rows.map((r) => r.physical_network_id ?? -1))])
+      .execute(),
   ]);
   const offeringById = new Map(offerings.map((o) => [o.id, o]));
   const zoneById = new Map(zones.map((z) => [z.id, z]));
@@ -318,6 +326,13 @@ export const listNetworks = defineCommand({
     // here are visible to every account.
     await listScope(ctx, params);
     let q = app.store.db.selectFrom('networks').where('networks.removed', 'is', null);
+    // Others than administrators deploy only into enabled zones, so they see only those networks.
+    if (ctx.caller.roleKind !== 'admin')
+      q = q.where(
+        'networks.zone_id',
+        'in',
+        app.store.db.selectFrom('zones').select('id').where('allocation_state', '=', 'Enabled'),
+      );
     if (params.id) q = q.where('networks.uuid', '=', params.id);
     if (params.name) q = q.where('networks.name', '=', params.name);
     if (params.zoneid) q = q.where('networks.zone_id', '=', (await findZone(ctx, params.zoneid)).id);
