@@ -13,7 +13,7 @@ import { pageOf } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { defineSetting } from '../settings/settings.ts';
 import { findCluster, findPod, findZone, ipv4ToInt } from './common.ts';
-import { capacityHosts } from './host-inventory.ts';
+import { clusterHostTotals } from './host-inventory.ts';
 
 export const CPU_OVERPROVISIONING = defineSetting({
   name: 'cpu.overprovisioning.factor',
@@ -134,12 +134,6 @@ export interface Capacity {
   used: number;
 }
 
-const MAINTENANCE_STATES = new Set([
-  'Maintenance',
-  'PrepareForMaintenance',
-  'ErrorInMaintenance',
-  'Disabled',
-]);
 /** Pool types where allocation may exceed size (thin provisioning). */
 const THIN_POOL_TYPES = new Set(['NetworkFilesystem', 'Filesystem', 'SharedMountPoint']);
 
@@ -175,14 +169,13 @@ export async function computeCapacities(
   );
 
   if (!filter.tag) {
-    for (const h of await capacityHosts(app, filter)) {
-      if (MAINTENANCE_STATES.has(h.resource_state) || h.cluster_id === null) continue;
+    for (const h of await clusterHostTotals(app, filter)) {
       const at = { zoneId: h.zone_id, podId: h.pod_id, clusterId: h.cluster_id };
       const cpuFactor = app.settings.at(CPU_OVERPROVISIONING, 'cluster', h.cluster_id);
       const memFactor = app.settings.at(MEM_OVERPROVISIONING, 'cluster', h.cluster_id);
-      add(CapacityType.CPU, at, Math.round(h.cpu_cores * h.cpu_speed_mhz * cpuFactor), h.cpu_allocated_mhz);
+      add(CapacityType.CPU, at, Math.round(h.cpu_mhz * cpuFactor), h.cpu_allocated_mhz);
       add(CapacityType.MEMORY, at, Math.round(h.memory_bytes * memFactor), h.memory_allocated_bytes);
-      add(CapacityType.CPU_CORE, at, h.cpu_cores, 0);
+      add(CapacityType.CPU_CORE, at, h.cores, 0);
     }
     // Cores in use are those of the virtual machines placed on hosts, as upstream counts them.
     let vms = db
@@ -348,12 +341,7 @@ export function zoneCapacities(ctx: CallContext, zones: ZoneRow[]): Promise<Map<
 export function clusterThresholdDetails(ctx: CallContext, clusterId: number): Record<string, string> {
   const { settings } = ctx.app;
   const out: Record<string, string> = {};
-  for (const def of [
-    CPU_THRESHOLD,
-    MEMORY_THRESHOLD,
-    STORAGE_USED_THRESHOLD,
-    STORAGE_ALLOCATED_THRESHOLD,
-  ]) {
+  for (const def of [CPU_THRESHOLD, MEMORY_THRESHOLD, STORAGE_USED_THRESHOLD, STORAGE_ALLOCATED_THRESHOLD]) {
     if (settings.rawAt(def.name, 'cluster', clusterId) !== undefined)
       out[def.name] = String(settings.at(def, 'cluster', clusterId));
   }

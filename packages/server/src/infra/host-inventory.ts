@@ -16,13 +16,14 @@ export interface HostScope {
   clusterId?: number;
 }
 
-export interface CapacityHost {
+/** The CPU and memory of a cluster's hosts in service, summed. */
+export interface ClusterHostTotals {
   zone_id: number;
   pod_id: number | null;
-  cluster_id: number | null;
-  resource_state: string;
-  cpu_cores: number;
-  cpu_speed_mhz: number;
+  cluster_id: number;
+  cores: number;
+  /** Σ cores × MHz. */
+  cpu_mhz: number;
   memory_bytes: number;
   cpu_allocated_mhz: number;
   memory_allocated_bytes: number;
@@ -69,31 +70,44 @@ export async function hostPlacement(
     .executeTakeFirst();
 }
 
-/** Live hosts in clusters, with their CPU and memory as numbers on every dialect. */
-export async function capacityHosts(app: StoreOf, scope: HostScope): Promise<CapacityHost[]> {
+/** Hosts in these resource states give no capacity (upstream marks their capacity disabled). */
+const OUT_OF_SERVICE = [
+  'Maintenance',
+  'PrepareForMaintenance',
+  'ErrorInMaintenance',
+  'ErrorInPrepareForMaintenance',
+  'Disabled',
+];
+
+/**
+ * Per-cluster sums of the hosts in service, computed by the database: a dashboard over ten
+ * thousand hosts reads one row per cluster rather than one per host.
+ */
+export async function clusterHostTotals(app: StoreOf, scope: HostScope): Promise<ClusterHostTotals[]> {
   const rows = await liveHosts(app, scope)
     .where('cluster_id', 'is not', null)
-    .select([
+    .where('resource_state', 'not in', OUT_OF_SERVICE)
+    .select((eb) => [
       'zone_id',
       'pod_id',
       'cluster_id',
-      'resource_state',
-      'cpu_cores',
-      'cpu_speed_mhz',
-      'memory_bytes',
-      'cpu_allocated_mhz',
-      'memory_allocated_bytes',
+      eb.fn.sum<number>('cpu_cores').as('cores'),
+      eb.fn.sum<number>(eb('cpu_cores', '*', eb.ref('cpu_speed_mhz'))).as('cpu_mhz'),
+      eb.fn.sum<number>('memory_bytes').as('memory_bytes'),
+      eb.fn.sum<number>('cpu_allocated_mhz').as('cpu_allocated_mhz'),
+      eb.fn.sum<number>('memory_allocated_bytes').as('memory_allocated_bytes'),
     ])
+    .groupBy(['zone_id', 'pod_id', 'cluster_id'])
     .execute();
-  return rows.map((h) => ({
-    zone_id: h.zone_id,
-    pod_id: h.pod_id,
-    cluster_id: h.cluster_id,
-    resource_state: h.resource_state,
-    cpu_cores: Number(h.cpu_cores ?? 0),
-    cpu_speed_mhz: Number(h.cpu_speed_mhz ?? 0),
-    memory_bytes: Number(h.memory_bytes ?? 0),
-    cpu_allocated_mhz: Number(h.cpu_allocated_mhz ?? 0),
-    memory_allocated_bytes: Number(h.memory_allocated_bytes ?? 0),
+  // PostgreSQL and MySQL return sums of big integers as numeric strings.
+  return rows.map((r) => ({
+    zone_id: r.zone_id,
+    pod_id: r.pod_id,
+    cluster_id: r.cluster_id as number,
+    cores: Number(r.cores ?? 0),
+    cpu_mhz: Number(r.cpu_mhz ?? 0),
+    memory_bytes: Number(r.memory_bytes ?? 0),
+    cpu_allocated_mhz: Number(r.cpu_allocated_mhz ?? 0),
+    memory_allocated_bytes: Number(r.memory_allocated_bytes ?? 0),
   }));
 }
