@@ -1,7 +1,7 @@
 /**
  * Runs a host agent:
  *   node --import tsx packages/agent/src/main.ts --server ws://127.0.0.1:8250 --token SECRET \
- *     [--name NAME] [--hosts N] [--hypervisor simulator]
+ *     [--name NAME] [--hosts N] [--hypervisor simulator|kvm] [--state-dir DIR] [--address IP]
  * Every option also reads from the environment (NIMBOSTACK_AGENT_SERVER, NIMBOSTACK_AGENT_TOKEN,
  * NIMBOSTACK_AGENT_NAME, NIMBOSTACK_AGENT_HOSTS, ...). See docs/agents.md.
  */
@@ -9,6 +9,8 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Agent, consoleLogger } from './agent.ts';
+import type { HostDriver } from './drivers/driver.ts';
+import { KvmHost } from './drivers/kvm/kvm-host.ts';
 import { SIMULATOR_DEFAULTS, SimulatorFleet } from './drivers/simulator.ts';
 
 const OPTIONS = {
@@ -24,7 +26,17 @@ const OPTIONS = {
     env: 'NIMBOSTACK_AGENT_HOSTS',
     help: 'number of simulated hosts (NAME-1..NAME-N)',
   },
-  hypervisor: { type: 'string', env: 'NIMBOSTACK_AGENT_HYPERVISOR', help: 'driver: simulator' },
+  hypervisor: { type: 'string', env: 'NIMBOSTACK_AGENT_HYPERVISOR', help: 'driver: simulator or kvm' },
+  'state-dir': {
+    type: 'string',
+    env: 'NIMBOSTACK_AGENT_STATE_DIR',
+    help: 'kvm: where VM state lives (default /var/lib/nimbostack/agent)',
+  },
+  address: {
+    type: 'string',
+    env: 'NIMBOSTACK_AGENT_ADDRESS',
+    help: 'kvm: management address, also where migrations arrive (default: first IPv4)',
+  },
   cores: { type: 'string', env: 'NIMBOSTACK_AGENT_CORES', help: 'simulated CPU cores per host' },
   mhz: { type: 'string', env: 'NIMBOSTACK_AGENT_MHZ', help: 'simulated CPU speed per core' },
   memory: { type: 'string', env: 'NIMBOSTACK_AGENT_MEMORY', help: 'simulated memory per host, in bytes' },
@@ -83,22 +95,42 @@ if (!/^wss?:\/\//.test(server)) fail('--server must be a ws:// or wss:// URL');
 const token = opt('token') ?? fail('--token is required');
 if (token.length < 8) fail('--token must be at least 8 characters');
 const hypervisor = (opt('hypervisor') ?? 'simulator').toLowerCase();
-if (hypervisor !== 'simulator') fail(`unsupported hypervisor ${hypervisor}: this agent drives: simulator`);
+if (hypervisor !== 'simulator' && hypervisor !== 'kvm')
+  fail(`unsupported hypervisor ${hypervisor}: this agent drives: simulator, kvm`);
 const count = positive(opt('hosts'), 'hosts', 1);
 if (count < 1) fail('--hosts must be at least 1');
-const fleet = new SimulatorFleet({
-  ...SIMULATOR_DEFAULTS,
-  cpuCores: positive(opt('cores'), 'cores', SIMULATOR_DEFAULTS.cpuCores),
-  cpuMhz: positive(opt('mhz'), 'mhz', SIMULATOR_DEFAULTS.cpuMhz),
-  memoryBytes: positive(opt('memory'), 'memory', SIMULATOR_DEFAULTS.memoryBytes),
-  latencyMs: positive(opt('latency'), 'latency', 0),
-});
+if (hypervisor === 'kvm' && count > 1) fail('--hosts applies to the simulator: a KVM agent is one host');
 const name = opt('name') ?? (count === 1 ? hostname() : 'sim');
+
+async function kvmHost(): Promise<HostDriver> {
+  try {
+    return await KvmHost.create({
+      name,
+      stateDir: opt('state-dir') ?? '/var/lib/nimbostack/agent',
+      privateIp: opt('address'),
+    });
+  } catch (err) {
+    process.stderr.write(`nimbostack-agent: cannot drive KVM: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+}
+
+function simulatorHosts(): HostDriver[] {
+  const fleet = new SimulatorFleet({
+    ...SIMULATOR_DEFAULTS,
+    cpuCores: positive(opt('cores'), 'cores', SIMULATOR_DEFAULTS.cpuCores),
+    cpuMhz: positive(opt('mhz'), 'mhz', SIMULATOR_DEFAULTS.cpuMhz),
+    memoryBytes: positive(opt('memory'), 'memory', SIMULATOR_DEFAULTS.memoryBytes),
+    latencyMs: positive(opt('latency'), 'latency', 0),
+  });
+  return fleet.addHosts(name, count);
+}
+
 const ca = opt('ca');
 const agent = new Agent({
   server,
   token,
-  hosts: fleet.addHosts(name, count),
+  hosts: hypervisor === 'kvm' ? [await kvmHost()] : simulatorHosts(),
   maxBackoffMs: positive(opt('max-backoff'), 'max-backoff', 30_000),
   tls: ca ? { ca: readFileSync(ca) } : undefined,
 });
