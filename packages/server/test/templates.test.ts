@@ -558,3 +558,26 @@ describe('the python cs client', () => {
     assert.equal(found.hypervisor, 'KVM');
   });
 });
+
+describe('a restart in the middle of a download', () => {
+  test('the next management server takes the download over and completes it', async () => {
+    const t = await register(admin, { name: 'restart-slow', url: `${filesUrl}/slow.qcow2` });
+    for (let i = 0; i < 200; i++) {
+      const [now] = await templates(admin, { templatefilter: 'self', id: t.id });
+      if (/^[1-9]\d?% Downloaded$/.test(now.status)) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const { dataDir, databaseUrl } = server;
+    await server.stop({ keepData: true });
+    server = await startServer({
+      dataDir,
+      databaseUrl,
+      nodeArgs: ['--import', join(import.meta.dirname, 'fixtures/template-hooks.ts')],
+    });
+    admin = server.admin;
+    const done = await settled(t.id, ids.z1);
+    assert.equal(done.status, 'Download Complete');
+    assert.equal(done.physicalsize, images.slow.length);
+    assert.ok(!filesUnder(ids.store1).some((f) => f.endsWith('.part')));
+  });
+});

@@ -7,8 +7,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, rmdir, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
@@ -218,6 +218,7 @@ async function transfer(
     const root = await storeRoot(store);
     const dest = join(root, relative);
     await mkdir(dirname(dest), { recursive: true });
+    await removeLeftovers(dest);
     const part = `${dest}.${randomBytes(4).toString('hex')}.part`;
     try {
       const input = await openSource(app, loaded, source, watched);
@@ -372,6 +373,15 @@ async function fail(app: App, refId: number, reason: string): Promise<void> {
     });
   });
   app.log.warn({ refId, reason: text }, 'template download failed');
+}
+
+/** Partial files of an earlier attempt whose server stopped or crashed before cleaning up. */
+async function removeLeftovers(dest: string): Promise<void> {
+  const prefix = `${basename(dest)}.`;
+  for (const name of await readdir(dirname(dest))) {
+    if (name.startsWith(prefix) && name.endsWith('.part'))
+      await rm(join(dirname(dest), name), { force: true });
+  }
 }
 
 async function removeFile(file: string): Promise<void> {
