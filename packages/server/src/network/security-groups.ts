@@ -26,8 +26,12 @@ const DEFAULT_GROUP_DESCRIPTION = 'Default Security Group';
 type Owner = Pick<AccountRow, 'id' | 'domain_id' | 'name'>;
 type RuleType = 'ingress' | 'egress';
 
-/** The account's `default` group; created here the first time anyone needs it. */
-export async function ensureDefaultGroup(app: App, tx: Tx, owner: Owner): Promise<SecurityGroupRow> {
+/**
+ * The account's `default` group; created here the first time anyone needs it. It is idempotent
+ * and outlives any caller's failure, so it runs on its own rather than in a caller's transaction.
+ */
+export async function ensureDefaultGroup(app: App, owner: Owner): Promise<SecurityGroupRow> {
+  const tx = app.store.db;
   const query = tx
     .selectFrom('security_groups')
     .selectAll()
@@ -158,8 +162,7 @@ async function groupByName(
   name: string,
 ): Promise<SecurityGroupRow | undefined> {
   const db = ctx.app.store.db;
-  if (name.toLowerCase() === DEFAULT_GROUP_NAME)
-    return db.transaction().execute((tx) => ensureDefaultGroup(ctx.app, tx, owner));
+  if (name.toLowerCase() === DEFAULT_GROUP_NAME) return ensureDefaultGroup(ctx.app, owner);
   const rows = await db
     .selectFrom('security_groups')
     .selectAll()
@@ -211,8 +214,8 @@ export const createSecurityGroup = defineCommand({
       throw invalidParameter(
         `Unable to create security group ${name}: the name is reserved for the default group`,
       );
+    await ensureDefaultGroup(app, owner);
     const group = await app.store.db.transaction().execute(async (tx) => {
-      await ensureDefaultGroup(app, tx, owner);
       const existing = await tx
         .selectFrom('security_groups')
         .select('name')
@@ -611,9 +614,7 @@ export const listSecurityGroups = defineCommand({
             .where('id', 'in', scope.accountIds)
             .execute()
         : [ctx.caller.account];
-    await app.store.db.transaction().execute(async (tx) => {
-      for (const owner of owners) await ensureDefaultGroup(app, tx, owner);
-    });
+    for (const owner of owners) await ensureDefaultGroup(app, owner);
     let q = applyScope(app.store.db.selectFrom('security_groups'), scope, {
       account: 'security_groups.account_id',
       domain: 'security_groups.domain_id',
@@ -691,7 +692,7 @@ export async function resolveSecurityGroups(
     }
     return [...new Set(out)];
   }
-  const group = await app.store.db.transaction().execute((tx) => ensureDefaultGroup(app, tx, account));
+  const group = await ensureDefaultGroup(app, account);
   return [group.id];
 }
 
