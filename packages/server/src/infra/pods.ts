@@ -1,5 +1,5 @@
 /** Pods: a rack in a zone, with one management subnet and an address range inside it. */
-import type { CallContext } from '../context.ts';
+import type { App, CallContext } from '../context.ts';
 import { insertId, type Tx } from '../db/connection.ts';
 import type { PodRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
@@ -246,6 +246,14 @@ export const updatePod = defineCommand({
   },
 });
 
+/** Checks that can refuse a pod's removal (address ranges or VMs owned by other capabilities). */
+type PodUsageCheck = (app: App, pod: PodRow) => Promise<string | undefined>;
+const usageChecks: PodUsageCheck[] = [];
+
+export function onPodDelete(check: PodUsageCheck): void {
+  usageChecks.push(check);
+}
+
 export const deletePod = defineCommand({
   name: 'deletePod',
   params: { id: p.uuid({ required: true }) },
@@ -261,6 +269,10 @@ export const deletePod = defineCommand({
       .where('removed', 'is', null)
       .executeTakeFirst();
     if (cluster) throw resourceInUse(`The pod ${pod.name} is not deletable because it still has clusters`);
+    for (const check of usageChecks) {
+      const reason = await check(app, pod);
+      if (reason) throw resourceInUse(`The pod ${pod.name} is not deletable because it still has ${reason}`);
+    }
     await app.store.db.transaction().execute(async (tx) => {
       await tx.updateTable('pods').set({ removed: app.clock.now() }).where('id', '=', pod.id).execute();
       await logEvent(ctx, tx, {

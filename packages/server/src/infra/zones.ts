@@ -1,5 +1,5 @@
 /** Zones: one data centre each, the top of the inventory (createZone, listZones, updateZone, deleteZone). */
-import type { CallContext } from '../context.ts';
+import type { App, CallContext } from '../context.ts';
 import { insertId, type Tx } from '../db/connection.ts';
 import type { ZoneRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
@@ -300,6 +300,17 @@ export const updateZone = defineCommand({
   },
 });
 
+/**
+ * Checks that can refuse a zone's removal (networks, IP ranges, templates... owned by other
+ * capabilities); each says what is still there.
+ */
+type ZoneUsageCheck = (app: App, zone: ZoneRow) => Promise<string | undefined>;
+const usageChecks: ZoneUsageCheck[] = [];
+
+export function onZoneDelete(check: ZoneUsageCheck): void {
+  usageChecks.push(check);
+}
+
 /** What still lives in a zone, in the order an operator has to remove it. */
 async function zoneContents(ctx: CallContext, zone: ZoneRow): Promise<string | undefined> {
   const db = ctx.app.store.db;
@@ -315,6 +326,10 @@ async function zoneContents(ctx: CallContext, zone: ZoneRow): Promise<string | u
   if (await live('storage_pools')) return 'primary storage pools';
   if (await live('image_stores')) return 'secondary storage (image stores)';
   if (await live('physical_networks')) return 'physical networks';
+  for (const check of usageChecks) {
+    const reason = await check(ctx.app, zone);
+    if (reason) return reason;
+  }
   return undefined;
 }
 
