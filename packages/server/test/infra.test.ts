@@ -312,6 +312,8 @@ describe('pods, clusters and the order of deletion', () => {
     const base = { zoneid: zoneId, podid: podId, clusterid: clusterId, name: 'bad' };
     await fails(admin.request('createStoragePool', { ...base, url: 'nfs://h/p', capacitybytes: -5 }), 431);
     await fails(admin.request('createStoragePool', { ...base, url: 'iscsi://h/iqn/1' }), 431, /Unsupported/);
+    await fails(admin.request('createStoragePool', { ...base, url: 'nfs://h/bad%zzpath' }), 431, /escaped/);
+    await fails(admin.request('createStoragePool', { ...base, url: 'nfs://h/' }), 431, /no path/);
     await fails(
       admin.request('createStoragePool', { ...base, url: 'nfs://10.0.0.5/export/primary', scope: 'zone' }),
       431,

@@ -46,7 +46,12 @@ export function parseStorageUrl(raw: string): ParsedStorageUrl {
     );
   const scheme = m[1].toLowerCase();
   const authority = m[2];
-  const path = m[3] ? cleanPath(decodeURIComponent(m[3])) : '';
+  let path = '';
+  try {
+    path = m[3] ? cleanPath(decodeURIComponent(m[3])) : '';
+  } catch {
+    throw invalidParameter(`Storage URL ${raw} is not correctly escaped`);
+  }
   if (path === '' || (scheme === 'nfs' && path === '/'))
     throw invalidParameter(`Storage URL ${raw} has no path`);
   switch (scheme) {
