@@ -4,7 +4,9 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
+import { type WebSocket, WebSocketServer } from 'ws';
 
 export const REPO = resolve(import.meta.dirname, '../../..');
 export const QEMU = '/usr/bin/qemu-system-x86_64';
@@ -53,4 +55,67 @@ export async function waitForConsole(
 /** Figures printed by the suites, collected for docs/kvm.md. */
 export function figure(name: string, ms: number): void {
   process.stdout.write(`# figure ${name}: ${(ms / 1000).toFixed(2)} s\n`);
+}
+
+/** A stand-in management server: records frames, sends commands to the socket a host started on. */
+export class StandInServer {
+  wss!: WebSocketServer;
+  frames: any[] = [];
+  private readonly hostSockets = new Map<string, WebSocket>();
+  private waiters: { match: (m: any) => boolean; resolve: (m: any) => void }[] = [];
+  private n = 0;
+
+  async listen(): Promise<number> {
+    this.wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await new Promise((r) => this.wss.once('listening', r));
+    this.wss.on('connection', (ws) => {
+      ws.on('message', (data) => {
+        const m = JSON.parse(data.toString());
+        if (m.type === 'startup') this.hostSockets.set(m.host, ws);
+        this.frames.push(m);
+        this.waiters = this.waiters.filter((w) => {
+          if (!w.match(m)) return true;
+          w.resolve(m);
+          return false;
+        });
+      });
+    });
+    return (this.wss.address() as AddressInfo).port;
+  }
+
+  next(match: (m: any) => boolean, timeoutMs = 10_000): Promise<any> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no matching frame in time')), timeoutMs);
+      this.waiters.push({
+        match,
+        resolve: (m) => {
+          clearTimeout(timer);
+          resolve(m);
+        },
+      });
+    });
+  }
+
+  /** The next ping that reports `host`, as its list of VM states. */
+  async nextPing(host: string, timeoutMs = 10_000): Promise<{ name: string; state: string }[]> {
+    const ping = await this.next(
+      (m) => m.type === 'ping' && m.hosts.some((h: any) => h.host === host),
+      timeoutMs,
+    );
+    return ping.hosts.find((h: any) => h.host === host).vms;
+  }
+
+  async command(host: string, kind: string, payload: object, timeoutMs = 10_000): Promise<any> {
+    const id = `c${++this.n}`;
+    const answer = this.next((m) => m.type === 'answer' && m.id === id, timeoutMs + 1000);
+    this.hostSockets.get(host)!.send(JSON.stringify({ type: 'command', id, host, kind, payload, timeoutMs }));
+    const a = await answer;
+    if (!a.ok) throw new Error(`${kind} on ${host} failed: ${a.error.code} ${a.error.message}`);
+    return a.result;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.wss.clients) s.terminate();
+    await new Promise((r) => this.wss.close(r));
+  }
 }
