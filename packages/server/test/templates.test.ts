@@ -291,6 +291,21 @@ describe('registering and downloading', () => {
     await assert.rejects(register(carol.client, { name: 'carol-2' }), is(532, /template/));
     assert.equal((await templates(carol.client, { templatefilter: 'self' })).length, 1);
   });
+
+  test('a download beyond the secondary storage limit fails with the reason', async () => {
+    const dave = await createAccountAndLogin(server, { name: 'dave' });
+    await admin.request('updateResourceLimit', {
+      account: 'dave',
+      domainid: dave.account.domainid as string,
+      resourcetype: 11,
+      max: 0,
+    });
+    const t = await register(dave.client, { name: 'dave-1' });
+    const failed = await settled(t.id, ids.z1);
+    assert.equal(failed.isready, false);
+    assert.match(failed.status, /secondary_storage/);
+    assert.ok(!filesUnder(ids.store1).some((f) => f.includes(t.id)));
+  });
 });
 
 describe('filters, sharing and updates', () => {

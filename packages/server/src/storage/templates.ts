@@ -5,6 +5,7 @@
  * an ISO. Templates and ISOs share one table and one service; each command names its kind.
  */
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { type RawBuilder, type SqlBool, sql, type Updateable } from 'kysely';
 import { formatDate } from '../clock.ts';
 import { type App, type CallContext, isRootAdmin } from '../context.ts';
@@ -213,7 +214,7 @@ export function findAttachableIso(ctx: CallContext, uuid: string, zoneId: number
 
 /** The absolute path of a ready copy on this management server (local or mounted stores). */
 export async function localImagePath(image: ReadyImage): Promise<string> {
-  return `${await storeRoot(image.store)}/${image.ref.install_path}`;
+  return join(await storeRoot(image.store), image.ref.install_path ?? '');
 }
 
 export interface TemplateInfo {
@@ -291,7 +292,7 @@ const STATE_RANK: Record<string, number> = {
   [DownloadState.Error]: 3,
 };
 
-async function presentItems(ctx: Pick<CallContext, 'app'>, items: ZoneItem[]): Promise<object[]> {
+async function presentItems(ctx: CallContext, items: ZoneItem[]): Promise<object[]> {
   if (items.length === 0) return [];
   const db = ctx.app.store.db;
   const templateIds = [...new Set(items.map((i) => i.template.id))];
@@ -320,12 +321,12 @@ async function presentItems(ctx: Pick<CallContext, 'app'>, items: ZoneItem[]): P
       .where('id', 'in', [...new Set(items.map((i) => i.template.domain_id))])
       .execute(),
     namesOf(
-      ctx as CallContext,
+      ctx,
       'zones',
       items.map((i) => i.zoneId),
     ),
-    tagsOf(ctx as CallContext, ISO.resourceType, templateIds),
-    tagsOf(ctx as CallContext, TEMPLATE.resourceType, templateIds),
+    tagsOf(ctx, ISO.resourceType, templateIds),
+    tagsOf(ctx, TEMPLATE.resourceType, templateIds),
   ]);
   const osById = new Map(osTypes.map((o) => [o.id, o]));
   const accountById = new Map(accounts.map((a) => [a.id, a]));
@@ -400,7 +401,7 @@ async function presentItems(ctx: Pick<CallContext, 'app'>, items: ZoneItem[]): P
  * in `zoneId` when given).
  */
 export async function presentTemplates(
-  ctx: Pick<CallContext, 'app'>,
+  ctx: CallContext,
   rows: TemplateRow[],
   zoneId?: number,
 ): Promise<object[]> {
