@@ -1,0 +1,27 @@
+#!/bin/bash
+# npm run setup:host — prepares this machine as a KVM host and for the KVM tests: installs the
+# Debian packages the kvm driver and host networking use, then builds the test template.
+set -uo pipefail
+die() { echo "setup:host: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "must run as root (it installs packages; the template build loop-mounts an image)"
+command -v apt-get >/dev/null || die "needs Debian (or a derivative) with apt-get"
+
+PKGS="qemu-system-x86 qemu-utils dnsmasq-base nftables iproute2 busybox-static cpio fdisk extlinux syslinux-common e2fsprogs"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  log=$(mktemp /tmp/nimbostack-setup-host.XXXXXX)
+  export DEBIAN_FRONTEND=noninteractive
+  echo "setup:host: installing$missing"
+  apt-get update -qq >"$log" 2>&1 || die "apt-get update failed: $(tail -n 1 "$log") (full log: $log)"
+  # Another apt-get may hold the dpkg lock (CI images, other users): wait for it instead of failing.
+  apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends $missing >>"$log" 2>&1 ||
+    die "apt-get install failed: $(tail -n 1 "$log") (full log: $log)"
+  rm -f "$log"
+fi
+
+template=${NIMBOSTACK_TEST_TEMPLATE:-/var/lib/nimbostack/test-template.qcow2}
+"$(dirname "$0")/build-test-template.sh" "$template" || die "building the test template failed"
+echo "setup:host: ready (QEMU $(qemu-system-x86_64 --version | head -n 1 | awk '{print $4}'), template $template)"
