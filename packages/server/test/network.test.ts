@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -24,6 +24,9 @@ import {
 } from '../src/network/index.ts';
 
 const run = promisify(execFile);
+const CATALOG: { name: string; response: { name: string }[] }[] = JSON.parse(
+  readFileSync(join(import.meta.dirname, '../src/registry/catalog.json'), 'utf8'),
+);
 const PYTHON = process.env.PYTHON ?? '/usr/bin/python3';
 const CLIENTS = join(import.meta.dirname, 'clients');
 
@@ -708,5 +711,37 @@ describe('what libcloud list_nodes needs', () => {
     assert.deepEqual(out.port_forwarding, []);
     assert.deepEqual(out.ip_forwarding, {});
     assert.equal(out.deleted, true);
+  });
+});
+
+describe('response fields', () => {
+  test('every field the network commands answer is one upstream declares', async () => {
+    const fieldsOf = (command: string) =>
+      new Set(CATALOG.find((c) => c.name === command)!.response.map((f) => f.name));
+    const check = (command: string, items: object[], fields = fieldsOf(command)) => {
+      assert.ok(items.length > 0, command);
+      for (const item of items)
+        for (const key of Object.keys(item)) assert.ok(fields.has(key), `${command} answers ${key}`);
+    };
+    const lists: [string, string, Record<string, string>][] = [
+      ['listNetworks', 'network', { zoneid: zone.id }],
+      ['listNetworkOfferings', 'networkoffering', {}],
+      ['listVlanIpRanges', 'vlaniprange', {}],
+      ['listSecurityGroups', 'securitygroup', { listall: 'true' }],
+    ];
+    for (const [command, key, params] of lists)
+      check(command, (await admin.request<any>(command, params))[key]);
+    const groups = (await admin.request<any>('listSecurityGroups', { listall: 'true' })).securitygroup;
+    const rules = groups.flatMap((g: any) => [...g.ingressrule, ...g.egressrule]);
+    check('authorizeSecurityGroupIngress', rules);
+    const vm = await db()
+      .selectFrom('nics')
+      .select('vm_id')
+      .where('removed', 'is', null)
+      .executeTakeFirstOrThrow();
+    const vmUuid = (
+      await db().selectFrom('vms').select('uuid').where('id', '=', vm.vm_id).executeTakeFirstOrThrow()
+    ).uuid;
+    check('listNics', (await admin.request<any>('listNics', { virtualmachineid: vmUuid })).nic);
   });
 });
