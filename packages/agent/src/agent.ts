@@ -3,6 +3,8 @@
  * startup per host, pings for every ready host in one frame, runs commands through the host's
  * driver and reconnects with exponential backoff when either side goes away.
  */
+
+import type { ConnectionOptions } from 'node:tls';
 import {
   type AnswerMessage,
   type CommandKind,
@@ -15,7 +17,7 @@ import {
   parseMessage,
   type StartupMessage,
 } from '@nimbostack/protocol';
-import WebSocket from 'ws';
+import WebSocket, { type ClientOptions } from 'ws';
 import { DriverError, type HostDriver } from './drivers/driver.ts';
 
 export const AGENT_VERSION = '0.1.0';
@@ -46,7 +48,7 @@ export interface AgentOptions {
   initialBackoffMs?: number;
   maxBackoffMs?: number;
   /** TLS options for wss:// (e.g. a private CA). */
-  tls?: { ca?: string | Buffer; rejectUnauthorized?: boolean };
+  tls?: Pick<ConnectionOptions, 'ca' | 'rejectUnauthorized' | 'checkServerIdentity' | 'servername'>;
 }
 
 type AgentKind = Exclude<CommandKind, 'ready' | 'reconnect'>;
@@ -127,7 +129,8 @@ export class Agent {
       maxPayload: MAX_FRAME_BYTES,
       handshakeTimeout: 10_000,
       perMessageDeflate: false,
-      ...this.options.tls,
+      // ws passes these to tls.connect; its typings disagree with Node's on checkServerIdentity.
+      ...(this.options.tls as ClientOptions | undefined),
     });
     this.ws = ws;
     ws.on('open', () => {

@@ -2,6 +2,7 @@
  * Builds a management server: database, migrations, seed data, the command registry, the HTTP
  * API and background work. main.ts runs it as a process; tests start it in-process or as a child.
  */
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import cookie from '@fastify/cookie';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
@@ -23,8 +24,8 @@ import { startLocalZone } from './infra/local-zone.ts';
 import { JobRunner } from './jobs/runner.ts';
 import { Registry } from './registry/registry.ts';
 import { Settings } from './settings/settings.ts';
-import { registerUi } from './ui/static.ts';
 import { startTemplates } from './storage/extract.ts';
+import { registerUi } from './ui/static.ts';
 
 export const VERSION = '0.1.0';
 const HEARTBEAT_MS = 10_000;
@@ -126,10 +127,18 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     registerApiRoutes(fastify, app);
     await registerUi(fastify);
     const stopTemplates = await startTemplates(app, fastify);
-    const agentPort = await app.agents.start(config.host, config.agentPort);
-    const agentUrl = `ws://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${agentPort}`;
+    const agentTls =
+      config.agentTlsCert && config.agentTlsKey
+        ? { cert: readFileSync(config.agentTlsCert), key: readFileSync(config.agentTlsKey) }
+        : undefined;
+    const agentPort = await app.agents.start(config.host, config.agentPort, agentTls);
+    const agentUrl = `${agentTls ? 'wss' : 'ws'}://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${agentPort}`;
     log.info({ agentUrl, agentPort }, 'agent gateway started');
-    const localAgent = await startLocalZone(app, { fresh: applied.includes('0001-foundation'), agentUrl });
+    const localAgent = await startLocalZone(app, {
+      fresh: applied.includes('0001-foundation'),
+      agentUrl,
+      ca: agentTls?.cert,
+    });
     await fastify.listen({ port: config.port, host: config.host });
     const address = fastify.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;

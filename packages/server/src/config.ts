@@ -23,6 +23,9 @@ export interface ServerConfig {
   serverName?: string;
   /** Whether to create the ready local zone on first start. */
   seedLocalZone: boolean;
+  /** PEM certificate and key files: when both are set, agents connect with wss:// (TLS). */
+  agentTlsCert?: string;
+  agentTlsKey?: string;
 }
 
 const ENV: Record<string, keyof ServerConfig> = {
@@ -35,6 +38,8 @@ const ENV: Record<string, keyof ServerConfig> = {
   NIMBOSTACK_SECRET_KEY_FILE: 'secretKeyFile',
   NIMBOSTACK_SERVER_NAME: 'serverName',
   NIMBOSTACK_SEED_LOCAL_ZONE: 'seedLocalZone',
+  NIMBOSTACK_AGENT_TLS_CERT: 'agentTlsCert',
+  NIMBOSTACK_AGENT_TLS_KEY: 'agentTlsKey',
 };
 
 const NUMERIC = new Set<keyof ServerConfig>(['port', 'agentPort']);

@@ -6,6 +6,7 @@
  * until addHost adopts them.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import {
   type AnswerMessage,
@@ -114,6 +115,7 @@ function chunks<T>(items: T[]): T[][] {
 
 export class AgentGateway {
   private wss?: WebSocketServer;
+  private tlsServer?: HttpsServer;
   private readonly connections = new Set<Connection>();
   private readonly sessions = new Map<string, Session>();
   private readonly byId = new Map<number, Session>();
@@ -128,19 +130,32 @@ export class AgentGateway {
 
   constructor(private readonly app: () => App) {}
 
-  async start(host: string, port: number): Promise<number> {
+  /** Listens for agents; with `tls` (PEM certificate and key) they connect over wss://. */
+  async start(host: string, port: number, tls?: { cert: Buffer; key: Buffer }): Promise<number> {
     await this.takeOverHosts();
-    const wss = new WebSocketServer({ host, port, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
+    const options = { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false };
+    let wss: WebSocketServer;
+    if (tls) {
+      const https = createHttpsServer(tls);
+      wss = new WebSocketServer({ ...options, server: https });
+      await new Promise<void>((resolve, reject) => {
+        https.once('error', reject);
+        https.listen(port, host, () => resolve());
+      });
+      this.tlsServer = https;
+    } else {
+      wss = new WebSocketServer({ ...options, host, port });
+      await new Promise<void>((resolve, reject) => {
+        wss.once('listening', resolve);
+        wss.once('error', reject);
+      });
+    }
     this.wss = wss;
-    await new Promise<void>((resolve, reject) => {
-      wss.once('listening', resolve);
-      wss.once('error', reject);
-    });
     wss.on('error', (err) => this.app().log.error({ err }, 'agent gateway error'));
     wss.on('connection', (ws, req) =>
       this.onConnection(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`),
     );
-    this.port = (wss.address() as AddressInfo).port;
+    this.port = ((this.tlsServer ?? wss).address() as AddressInfo).port;
     this.monitor = setInterval(() => this.tick(), 500);
     this.monitor.unref();
     return this.port;
@@ -155,6 +170,9 @@ export class AgentGateway {
     this.inflight.clear();
     for (const c of this.connections) c.ws.close(1001, 'management server stopping');
     await new Promise<void>((resolve) => (this.wss ? this.wss.close(() => resolve()) : resolve()));
+    await new Promise<void>((resolve) =>
+      this.tlsServer ? this.tlsServer.close(() => resolve()) : resolve(),
+    );
     await this.flushing;
   }
 

@@ -39,7 +39,7 @@ async function run(
   return made as { id: string };
 }
 
-function startAgent(app: App, agentUrl: string, file: LocalAgentFile): Agent {
+function startAgent(app: App, agentUrl: string, file: LocalAgentFile, ca?: Buffer): Agent {
   const log = app.log.child({ component: 'local-agent' });
   const agent = new Agent({
     server: agentUrl,
@@ -47,6 +47,8 @@ function startAgent(app: App, agentUrl: string, file: LocalAgentFile): Agent {
     hosts: new SimulatorFleet().addHosts(file.name, 1),
     log: log as unknown as AgentLogger,
     maxBackoffMs: 5000,
+    // The server's own certificate may name its public address, not 127.0.0.1: trust exactly it.
+    tls: ca ? { ca, checkServerIdentity: () => undefined } : undefined,
   });
   agent.start();
   return agent;
@@ -72,18 +74,18 @@ async function adminContext(app: App): Promise<CallContext> {
  */
 export async function startLocalZone(
   app: App,
-  opts: { fresh: boolean; agentUrl: string },
+  opts: { fresh: boolean; agentUrl: string; ca?: Buffer },
 ): Promise<Agent | undefined> {
   const path = join(app.config.dataDir, 'local-agent.json');
   if (existsSync(path)) {
     const file = JSON.parse(readFileSync(path, 'utf8')) as LocalAgentFile;
-    return startAgent(app, opts.agentUrl, file);
+    return startAgent(app, opts.agentUrl, file, opts.ca);
   }
   if (!opts.fresh || !app.config.seedLocalZone) return undefined;
 
   const started = Date.now();
   const file: LocalAgentFile = { name: HOST_NAME, token: randomBytes(24).toString('hex') };
-  const agent = startAgent(app, opts.agentUrl, file);
+  const agent = startAgent(app, opts.agentUrl, file, opts.ca);
   try {
     const ctx = await adminContext(app);
     const primary = join(app.config.dataDir, 'primary');
@@ -92,7 +94,9 @@ export async function startLocalZone(
     mkdirSync(secondary, { recursive: true });
     const zone = await run(ctx, 'createZone', {
       name: 'local',
-      networktype: 'Advanced',
+      // CloudStack's default kind of zone: one shared guest network, security groups on the hosts.
+      networktype: 'Basic',
+      securitygroupenabled: 'true',
       dns1: '8.8.8.8',
       internaldns1: '8.8.8.8',
       allocationstate: 'Enabled',
@@ -114,6 +118,15 @@ export async function startLocalZone(
       hypervisor: 'Simulator',
       clustertype: 'CloudManaged',
       allocationstate: 'Enabled',
+    });
+    await run(ctx, 'createVlanIpRange', {
+      zoneid: zone.id,
+      podid: pod.id,
+      gateway: '10.1.1.1',
+      netmask: '255.255.255.0',
+      startip: '10.1.1.10',
+      endip: '10.1.1.250',
+      forvirtualnetwork: 'false',
     });
     await run(ctx, 'createStoragePool', {
       zoneid: zone.id,
