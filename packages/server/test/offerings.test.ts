@@ -142,6 +142,10 @@ describe('service offerings', () => {
       431,
     );
     await fails(admin.request('createServiceOffering', { ...base, cpunumber: 2 }), 431);
+    await fails(
+      admin.request('createServiceOffering', { ...base, cpunumber: 2, memory: 512, rootdisksize: 5000 }),
+      431,
+    );
     assert.equal((await admin.request<{ count: number }>('listServiceOfferings', {})).count, before);
   });
 
@@ -195,6 +199,7 @@ describe('disk offerings', () => {
   test('bad values are refused with 431 and create nothing', async () => {
     const before = (await admin.request<{ count: number }>('listDiskOfferings', {})).count;
     await fails(admin.request('createDiskOffering', { name: 'bad', disksize: -5 }), 431);
+    await fails(admin.request('createDiskOffering', { name: 'bad', disksize: 2001 }), 431, /at most 2000 GB/);
     await fails(
       admin.request('createDiskOffering', { name: 'bad', disksize: 5, miniops: 500, maxiops: 100 }),
       431,

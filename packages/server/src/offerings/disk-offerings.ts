@@ -10,6 +10,7 @@ import { normalizeTags } from '../infra/common.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
+import { defineSetting } from '../settings/settings.ts';
 import { registerTaggable } from '../tags/tags.ts';
 import {
   checkManage,
@@ -26,8 +27,14 @@ const STORAGE_TYPES = ['shared', 'local'] as const;
 const PROVISIONING_TYPES = ['thin', 'sparse', 'fat'] as const;
 const CACHE_MODES = ['none', 'writeback', 'writethrough', 'hypervisor_default'] as const;
 const STATES = ['Active', 'Inactive'] as const;
-/** Upstream's custom.diskoffering.size.max default, in GiB. */
-const MAX_DISK_GB = 1024 * 1024;
+export const MAX_VOLUME_SIZE = defineSetting({
+  name: 'storage.max.volume.size',
+  category: 'Storage',
+  type: 'Integer',
+  defaultValue: 2000,
+  min: 1,
+  description: 'Largest volume, in GB, that an offering may describe.',
+});
 
 export function pick<T extends string>(values: readonly T[], value: string, what: string): T {
   const found = values.find((v) => v.toLowerCase() === value.trim().toLowerCase());
@@ -179,11 +186,9 @@ export const createDiskOffering = defineCommand({
       throw invalidParameter(
         'A customized disk offering takes its size when the volume is created; omit disksize',
       );
-    if (
-      !customized &&
-      (params.disksize === undefined || params.disksize < 1 || params.disksize > MAX_DISK_GB)
-    )
-      throw invalidParameter(`Please specify a disk size of at least 1 GB and at most ${MAX_DISK_GB} GB`);
+    const maxGb = ctx.app.settings.get(MAX_VOLUME_SIZE);
+    if (!customized && (params.disksize === undefined || params.disksize < 1 || params.disksize > maxGb))
+      throw invalidParameter(`Please specify a disk size of at least 1 GB and at most ${maxGb} GB`);
     const storage = storageColumns(params);
     const scopes = defaultScopes(ctx.caller, await resolveScopes(ctx, params.domainid, params.zoneid));
     const uuid = app.ids.uuid();

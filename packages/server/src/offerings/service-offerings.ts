@@ -18,6 +18,7 @@ import { registerTaggable } from '../tags/tags.ts';
 import {
   findDiskOffering,
   GiB,
+  MAX_VOLUME_SIZE,
   offeringState,
   storageColumns,
   storageFields,
@@ -211,6 +212,9 @@ export const createServiceOffering = defineCommand({
     if (name === '') throw invalidParameter('Service offering name must not be empty');
     if (params.issystem)
       throw invalidParameter('System offerings are not used: Nimbostack runs no system VMs');
+    const maxGb = app.settings.get(MAX_VOLUME_SIZE);
+    if (params.rootdisksize !== undefined && params.rootdisksize > maxGb)
+      throw invalidParameter(`rootdisksize must be at most ${maxGb} GB`);
     const compute = computeColumns(params);
     const storage = storageColumns(params);
     const linked = params.diskofferingid ? await findDiskOffering(ctx, params.diskofferingid) : undefined;
