@@ -361,6 +361,8 @@ describe('filters, sharing and updates', () => {
       'admin-community',
       'admin-featured',
     ]);
+    assert.deepEqual(await names(alice, 'executable', { keyword: 'ADMIN-C' }), ['admin-community']);
+    assert.deepEqual(await names(alice, 'executable', { keyword: 'admin_' }), []);
     assert.deepEqual(await names(alice, 'executable', { hypervisor: 'Simulator' }), [BUILTIN]);
     assert.deepEqual(await names(alice, 'executable', { name: 'bob-shared' }), ['bob-shared']);
     await alice.call('createTags', {

@@ -893,9 +893,11 @@ export async function listImages(ctx: CallContext, kind: ImageKind, params: List
   if (params.ids?.length) q = q.where('t.uuid', 'in', params.ids);
   if (params.name) q = q.where('t.name', '=', params.name);
   if (params.keyword) {
-    const like = app.store.dialect === 'postgres' ? 'ilike' : 'like';
-    const pattern = `%${escapeLike(params.keyword)}%`;
-    q = q.where((eb) => eb.or([eb('t.name', like, pattern), eb('t.display_text', like, pattern)]));
+    // lower() on both sides: MySQL databases with a binary collation compare case-sensitively.
+    const pattern = `%${escapeLike(params.keyword.toLowerCase())}%`;
+    q = q.where(
+      sql<SqlBool>`(lower(t.name) like ${pattern} escape '!' or lower(t.display_text) like ${pattern} escape '!')`,
+    );
   }
   if (params.zoneid) q = q.where('r.zone_id', '=', (await findZone(ctx, params.zoneid)).id);
   if (params.hypervisor)
