@@ -200,6 +200,16 @@ function contract(label: string, make: () => Promise<Harness>, skip: string | fa
       assert.equal(state('i-2-42-VM'), 'PowerOn');
     });
 
+    if (label === 'kvm')
+      test('pause and resume: a paused VM still holds its host and reports PowerOn', async () => {
+        const kvm = h.host as KvmHost;
+        await kvm.pauseVm('i-2-42-VM');
+        assert.equal(await kvm.status('i-2-42-VM'), 'paused');
+        assert.equal(state('i-2-42-VM'), 'PowerOn');
+        await kvm.resumeVm('i-2-42-VM');
+        assert.equal(await kvm.status('i-2-42-VM'), 'running');
+      });
+
     test('revert to the snapshot (VM stopped), then a volume from the snapshot', async () => {
       if (label === 'kvm')
         await assert.rejects(

@@ -5,16 +5,19 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { tapName } from '../src/drivers/kvm/machine.ts';
 import {
   ensureTemplate,
   figure,
   logSize,
   REPO,
   SKIP_KVM,
+  StandInRouter,
   StandInServer,
   waitForConsole,
 } from './kvm-support.ts';
@@ -25,6 +28,8 @@ const agents = new Map<string, ChildProcess>();
 let root = '';
 let port = 0;
 let template = '';
+let router: StandInRouter;
+const MAC = '02:00:4e:00:00:07';
 
 const pool = () => ({ uuid: 'pool-agent', type: 'Filesystem', path: join(root, 'pool') });
 const consoleOf = (host: string) => join(root, 'state', host, 'vms', 'i-3-7-VM', 'console.log');
@@ -43,8 +48,24 @@ const vm = () => ({
       type: 'ROOT',
     },
   ],
-  nics: [{ mac: '02:00:4e:00:00:07', deviceId: 0 }],
+  nics: [{ mac: MAC, deviceId: 0, bridge: router.bridge }],
 });
+const tapMaster = (host: string) => {
+  const link = `/sys/class/net/${tapName(host, 'i-3-7-VM', { mac: MAC, deviceId: 0 })}/master`;
+  return existsSync(link) ? realpathSync(link).split('/').pop() : undefined;
+};
+
+/** The VNC server's greeting on a port (QEMU listens on 127.0.0.1 only). */
+function vncBanner(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = createConnection(port, '127.0.0.1');
+    s.once('data', (d) => {
+      s.destroy();
+      resolve(d.toString().trim());
+    });
+    s.once('error', reject);
+  });
+}
 
 async function startAgent(host: string): Promise<any> {
   const startup = server.next((m) => m.type === 'startup' && m.host === host, 30_000);
@@ -100,6 +121,16 @@ describe('KVM agents on one machine', { skip: SKIP_KVM }, () => {
     template = ensureTemplate().path;
     root = mkdtempSync(join(tmpdir(), 'nimbo-kvm-agent-'));
     mkdirSync(join(root, 'pool'));
+    router = new StandInRouter(root, {
+      mac: MAC,
+      ip: `10.251.${process.pid % 250}.7`,
+      uuid: '9d4c6e2a-1111-4a2b-8c3d-000000000007',
+      hostname: 'web-1',
+      userData: '#!/bin/sh\necho "NIMBO: hello from user data"\n',
+      sshKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHnimbostacktestkeyonlyforthetemplate0000 test@nimbo',
+      password: 'Tr0ub4dor-x',
+    });
+    await router.start();
     port = await server.listen();
   });
 
@@ -113,6 +144,7 @@ describe('KVM agents on one machine', { skip: SKIP_KVM }, () => {
     }
     for (const host of [...agents.keys()]) await killAgent(host);
     await server.close();
+    await router?.stop();
     rmSync(root, { recursive: true, force: true });
   });
 
@@ -127,7 +159,7 @@ describe('KVM agents on one machine', { skip: SKIP_KVM }, () => {
     assert.deepEqual(a.vms, []);
   });
 
-  test('a VM started through the agent is reported PowerOn on pings', async () => {
+  test('a VM started through the agent is reported PowerOn; its guest configures itself from the router', async () => {
     await server.command('kvm-a', 'createVolumeFromTemplate', {
       volumeUuid: 'vol-agent-root',
       pool: pool(),
@@ -137,7 +169,22 @@ describe('KVM agents on one machine', { skip: SKIP_KVM }, () => {
     assert.equal(r.state, 'PowerOn');
     assert.ok(r.vncPort >= 5900);
     assert.deepEqual(await server.nextPing('kvm-a'), [{ name: 'i-3-7-VM', state: 'PowerOn' }]);
-    await waitForConsole(consoleOf('kvm-a'), /NIMBO: ready/);
+    assert.equal(await vncBanner(r.vncPort), 'RFB 003.008');
+    assert.equal(tapMaster('kvm-a'), router.bridge, 'the NIC is a tap on the given bridge');
+    const log = consoleOf('kvm-a');
+    await waitForConsole(log, new RegExp(`NIMBO: dhcp ${router.net.replace(/\./g, '\\.')}\\.7$`));
+    await waitForConsole(log, /NIMBO: instance-id 9d4c6e2a-1111-4a2b-8c3d-000000000007/);
+    await waitForConsole(log, /NIMBO: hostname web-1/);
+    await waitForConsole(log, /NIMBO: sshkey 1 key\(s\) installed/);
+    await waitForConsole(log, /NIMBO: userdata #!\/bin\/sh/);
+    await waitForConsole(log, /NIMBO: hello from user data/);
+    await waitForConsole(log, /NIMBO: password set/);
+    await waitForConsole(log, /NIMBO: ready hostname=web-1/);
+    assert.equal(
+      router.passwordAcknowledged,
+      true,
+      'the guest told the password server it saved the password',
+    );
   });
 
   test('an agent killed and restarted re-adopts the running VM, which it still controls', async () => {
@@ -166,6 +213,8 @@ describe('KVM agents on one machine', { skip: SKIP_KVM }, () => {
     assert.deepEqual(await server.nextPing('kvm-a'), []);
     const onB = await server.nextPing('kvm-b');
     assert.deepEqual(onB, [{ name: 'i-3-7-VM', state: 'PowerOn' }]);
+    assert.equal(tapMaster('kvm-b'), router.bridge);
+    assert.equal(tapMaster('kvm-a'), undefined, "the source's tap went with its QEMU");
     // The guest answers on kvm-b: it sees a disk hot-plugged there.
     await server.command('kvm-b', 'createVolume', {
       volumeUuid: 'vol-agent-data',

@@ -161,6 +161,14 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
     return paths(this.vmDir(name)).console;
   }
 
+  /** QEMU's run state of a VM as last seen (running, paused, inmigrate...), or undefined if not here. */
+  async status(name: string): Promise<string | undefined> {
+    const vm = this.vms.get(name);
+    if (!vm) return undefined;
+    await this.refreshStatus(vm);
+    return vm.dead ? 'dead' : vm.status;
+  }
+
   /** The QEMU process of a VM, for operators and tests. */
   pidOf(name: string): number | undefined {
     return this.vms.get(name)?.pid;
