@@ -9,7 +9,7 @@ import { randomIds } from '../src/clock.ts';
 import { openStore, type Store } from '../src/db/connection.ts';
 import { checkCapacity } from '../src/infra/alerts.ts';
 import { Settings } from '../src/settings/settings.ts';
-import { startServer, type TestServer } from './harness.ts';
+import { createAccountAndLogin, startServer, type TestServer } from './harness.ts';
 
 const GiB = 1024 ** 3;
 let server: TestServer;
@@ -197,6 +197,10 @@ describe('listCapacity', () => {
     assert.equal(byType(c.cluster[0].capacity).get(0).capacitytotal, 24 * GiB);
     const plain = await admin.request<{ zone: any[] }>('listZones', { id: zoneId });
     assert.equal(plain.zone[0].capacity, undefined);
+    await admin.request('updateZone', { id: zoneId, allocationstate: 'Enabled' });
+    const { client: tenant } = await createAccountAndLogin(server, { name: 'cap-tenant' });
+    const seen = await tenant.request<{ zone: any[] }>('listZones', { id: zoneId, showcapacities: true });
+    assert.equal(seen.zone[0].capacity, undefined, 'tenants do not see the provider capacity');
   });
 
   test('hosts keep their cluster, pod and zone from being deleted or changing hypervisor', async () => {

@@ -233,7 +233,10 @@ export const listZones = defineCommand({
       q.selectAll().orderBy('sort_key').orderBy('id'),
       pageOf(app, params),
     ).execute();
-    return listResult(await presentZones(ctx, rows, { capacities: params.showcapacities }), Number(count));
+    // Capacity describes the provider's hardware: administrators see it, tenants don't.
+    const capacities =
+      params.showcapacities === true && (caller.roleKind === 'admin' || caller.roleKind === 'resourceadmin');
+    return listResult(await presentZones(ctx, rows, { capacities }), Number(count));
   },
 });
 
