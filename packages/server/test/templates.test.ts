@@ -434,6 +434,26 @@ describe('filters, sharing and updates', () => {
 });
 
 describe('copy, extract and delete', () => {
+  test('zoneid=-1 registers for every zone with secondary storage; deleting removes every copy', async () => {
+    const r = await admin.request<any>('registerTemplate', {
+      name: 'everywhere',
+      format: 'QCOW2',
+      hypervisor: 'KVM',
+      ostypeid: osType,
+      zoneid: '-1',
+      url: `${filesUrl}/fast.qcow2`,
+    });
+    assert.deepEqual(r.template.map((t: any) => t.zonename).sort(), ['tpl-nfs', 'tpl-z1', 'tpl-z2']);
+    assert.ok(r.template.every((t: any) => t.crossZones === true));
+    const id = r.template[0].id;
+    assert.equal((await settled(id, ids.z1)).isready, true);
+    assert.equal((await settled(id, ids.z2)).isready, true);
+    assert.match((await settled(id, ids.z3)).status, /not mounted/);
+    await admin.call('deleteTemplate', { id });
+    for (const store of [ids.store1, ids.store2]) assert.ok(!filesUnder(store).some((f) => f.includes(id)));
+    assert.deepEqual(await templates(admin, { templatefilter: 'all', id }), []);
+  });
+
   test("copyTemplate copies the file into another zone's store", async () => {
     const copied = await admin.call<any>('copyTemplate', {
       id: ids.featured,
@@ -538,6 +558,12 @@ describe('ISOs', () => {
       await new Promise((res) => setTimeout(res, 30));
     }
     assert.match(failed.status, /not an ISO 9660 image/);
+    const copied = await alice.call<any>('copyIso', { id: iso.id, destzoneid: ids.z2 });
+    assert.equal(copied.iso.zoneid, ids.z2);
+    assert.equal(copied.iso.isready, true);
+    await alice.request('updateIsoPermissions', { id: iso.id, ispublic: true });
+    const seen = await bob.request<any>('listIsos', { isofilter: 'executable', id: iso.id });
+    assert.deepEqual(seen.iso.map((i: any) => i.zonename).sort(), ['tpl-z1', 'tpl-z2']);
     const x = await alice.call<any>('extractIso', { id: iso.id, mode: 'HTTP_DOWNLOAD' });
     assert.equal((await fetch(x.iso.url)).status, 200);
     assert.deepEqual(await alice.call('deleteIso', { id: iso.id }), { success: true });
