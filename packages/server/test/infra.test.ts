@@ -1,11 +1,11 @@
 /** Describing a data centre through the API: zones, pods, clusters, physical networks, storage. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type CloudStackClient, CloudStackError } from '@nimbostack/client';
-import { createAccountAndLogin, startServer, type TestServer } from './harness.ts';
+import { createAccountAndLogin, REPO, startServer, type TestServer } from './harness.ts';
 
 let server: TestServer;
 let admin: CloudStackClient;
@@ -29,9 +29,46 @@ const zoneParams = {
   guestcidraddress: '10.1.0.0/16',
 };
 
+const catalog = new Map<string, any>(
+  JSON.parse(readFileSync(join(REPO, 'packages/server/src/registry/catalog.json'), 'utf8')).map((c: any) => [
+    c.name,
+    c,
+  ]),
+);
+/**
+ * upstream's listTrafficTypes declares the provider response class but answers with traffic type
+ * objects, which is what we serve.
+ */
+const UNCHECKED = new Set(['listTrafficTypes']);
+
+/** Fails when a response object has a field the CloudStack catalog doesn't list for the command. */
+function checkFields(command: string, body: any): void {
+  const c = catalog.get(command);
+  if (!c || UNCHECKED.has(command) || !c.responseObjectName) return;
+  const allowed = new Set(c.response.map((f: any) => f.name));
+  const inner = body?.[c.responseObjectName];
+  for (const item of Array.isArray(inner) ? inner : inner ? [inner] : [])
+    for (const key of Object.keys(item))
+      assert.ok(allowed.has(key), `${command}: field ${key} is not in the catalog`);
+}
+
+/** The admin client, with every answer checked against the catalog's response fields. */
+function fieldChecked(client: CloudStackClient): CloudStackClient {
+  return new Proxy(client, {
+    get(target, prop, receiver) {
+      if (prop !== 'request' && prop !== 'call') return Reflect.get(target, prop, receiver);
+      return async (command: string, params?: any) => {
+        const body = await (target as any)[prop](command, params);
+        checkFields(command, body);
+        return body;
+      };
+    },
+  });
+}
+
 before(async () => {
   server = await startServer();
-  admin = server.admin;
+  admin = fieldChecked(server.admin);
   ({ client: user } = await createAccountAndLogin(server, { name: 'infra-user' }));
   poolDir = mkdtempSync(join(tmpdir(), 'nimbo-pool-'));
 });
