@@ -36,7 +36,7 @@ export interface HypervisorDriver {
   stopVm(name: string, force: boolean): Promise<void>;
   rebootVm(name: string): Promise<void>;
   /** Gets ready to receive `vm`; a KVM destination answers the port it listens on. */
-  prepareMigration(vm: VmSpec): Promise<CommandResult<'prepareMigration'> | void>;
+  prepareMigration(vm: VmSpec): Promise<CommandResult<'prepareMigration'>>;
   migrateVm(name: string, destination: { host: string; address?: string; port?: number }): Promise<void>;
   attachVolume(vm: string, disk: ParsedPayload<'attachVolume'>['disk']): Promise<void>;
   detachVolume(vm: string, disk: ParsedPayload<'detachVolume'>['disk']): Promise<void>;

@@ -182,6 +182,7 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
   async prepareMigration(spec: VmSpec) {
     if (!this.vms.has(spec.name))
       this.vms.set(spec.name, { spec, state: 'PowerOn', disks: new Set(spec.disks.map((d) => d.path)) });
+    return {};
   }
 
   async migrateVm(name: string, destination: { host: string }) {
