@@ -94,7 +94,8 @@ export class Agent {
   private connectedOnce = false;
 
   constructor(private readonly options: AgentOptions) {
-    this.hosts = new Map(options.hosts.map((h) => [h.name, h]));
+    // The server treats host names case-insensitively (it stores them in lower case).
+    this.hosts = new Map(options.hosts.map((h) => [h.name.toLowerCase(), h]));
     this.log = options.log ?? consoleLogger;
   }
 
@@ -221,9 +222,9 @@ export class Agent {
         this.log.error({ host: m.host, code: m.code, id: m.id }, `server refused: ${m.message}`);
         // The server lost the host's session (it was deleted, or restarted mid-handshake): present
         // the host again, so it waits for addHost or is readopted.
-        if (m.code === 'unknownHost' && m.host && this.ready.has(m.host)) {
-          this.ready.delete(m.host);
-          this.sendStartup(this.hosts.get(m.host)!);
+        if (m.code === 'unknownHost' && m.host && this.ready.has(m.host.toLowerCase())) {
+          this.ready.delete(m.host.toLowerCase());
+          this.sendStartup(this.hosts.get(m.host.toLowerCase())!);
         }
         return;
       default:
@@ -240,7 +241,7 @@ export class Agent {
   }
 
   private onCommand(m: CommandMessage): void {
-    const host = this.hosts.get(m.host);
+    const host = this.hosts.get(m.host.toLowerCase());
     if (!host) {
       this.answer(m, {
         ok: false,
@@ -249,13 +250,13 @@ export class Agent {
       return;
     }
     if (m.kind === 'ready') {
-      this.ready.set(host.name, m.payload.hostId);
+      this.ready.set(host.name.toLowerCase(), m.payload.hostId);
       this.answer(m, { ok: true, result: {} });
       this.schedulePings(m.payload.pingIntervalMs);
       return;
     }
     if (m.kind === 'reconnect') {
-      this.ready.delete(host.name);
+      this.ready.delete(host.name.toLowerCase());
       this.answer(m, { ok: true, result: {} });
       this.sendStartup(host);
       return;

@@ -11,6 +11,8 @@ import { startServer, type TestServer } from './harness.ts';
 
 let server: TestServer;
 let agent: TestAgent;
+let mixed: TestAgent | undefined;
+let ids: { zoneid: string; podid: string; clusterid: string };
 
 class Raw {
   ws: WebSocket;
@@ -65,6 +67,7 @@ before(async () => {
   const zoneid = await createZone(server.admin, 'gw-zone');
   const podid = await createPod(server.admin, zoneid, 'gw-pod', 40);
   const clusterid = await createCluster(server.admin, zoneid, podid, 'gw-cluster');
+  ids = { zoneid, podid, clusterid };
   agent = startAgent(server.agentUrl, { token: 'gateway-test-token', name: 'gw-host' });
   await agent.waitForLog('waiting to be added');
   await server.admin.request('addHost', {
@@ -78,6 +81,7 @@ before(async () => {
 });
 
 after(async () => {
+  await mixed?.kill();
   await agent.kill();
   await server.stop();
 });
@@ -124,5 +128,26 @@ describe('malformed agent messages', () => {
     const hosts = await server.admin.request<any>('listHosts', { name: 'gw-host' });
     assert.equal(hosts.host[0].state, 'Up');
     assert.equal(server.process.exitCode, null);
+  });
+});
+
+describe('host names', () => {
+  test('names are case-insensitive: an agent named Mixed-Case is added, listed and commanded', async () => {
+    mixed = startAgent(server.agentUrl, { token: 'gateway-test-token', name: 'Mixed-Case' });
+    await mixed.waitForLog('waiting to be added');
+    const r = await server.admin.request<any>('addHost', {
+      ...ids,
+      url: 'agent://Mixed-Case',
+      password: 'gateway-test-token',
+      hypervisor: 'Simulator',
+    });
+    assert.equal(r.host[0].name, 'mixed-case');
+    assert.equal(r.host[0].state, 'Up');
+    const mock = await server.admin.request<any>('configureSimulator', {
+      name: 'checkHealth',
+      value: 'wait:1',
+      hostid: r.host[0].id,
+    });
+    assert.equal(mock.mock.hostid, r.host[0].id);
   });
 });
