@@ -161,13 +161,8 @@ export interface ReadyImage {
   store: ImageStoreRow;
 }
 
-async function findReadyImage(
-  ctx: CallContext,
-  kind: ImageKind,
-  uuid: string,
-  zoneId: number,
-): Promise<ReadyImage> {
-  const template = await findImage(ctx, kind, uuid);
+async function findReadyImage(ctx: CallContext, template: TemplateRow, zoneId: number): Promise<ReadyImage> {
+  const kind = template.is_iso ? ISO : TEMPLATE;
   if (!(await canUse(ctx, template)))
     throw invalidParameter(
       `Account ${ctx.caller.account.name} has no permission to use ${kind.label} ${template.name}`,
@@ -200,16 +195,29 @@ async function findReadyImage(
 }
 
 /**
- * The template a VM can be deployed from in a zone, with its ready copy; 431 with the reason
- * when it does not exist, is an ISO, is not the caller's to use, or is not ready in that zone.
+ * The template (or bootable ISO, which CloudStack also deploys from) a VM can be deployed from in
+ * a zone, with its ready copy; 431 with the reason when it does not exist, is not bootable, is not
+ * the caller's to use, or is not ready in that zone.
  */
-export function findDeployableTemplate(ctx: CallContext, uuid: string, zoneId: number): Promise<ReadyImage> {
-  return findReadyImage(ctx, TEMPLATE, uuid, zoneId);
+export async function findDeployableTemplate(
+  ctx: CallContext,
+  uuid: string,
+  zoneId: number,
+): Promise<ReadyImage> {
+  const template = await ctx.app.store.db
+    .selectFrom('templates')
+    .selectAll()
+    .where('uuid', '=', uuid)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  if (!template) throw invalidParameter(`Unable to find template with id ${uuid}`);
+  if (template.is_iso && !template.bootable) throw invalidParameter(`ISO ${template.name} is not bootable`);
+  return findReadyImage(ctx, template, zoneId);
 }
 
 /** The same for an ISO to attach (or boot from) in a zone. */
-export function findAttachableIso(ctx: CallContext, uuid: string, zoneId: number): Promise<ReadyImage> {
-  return findReadyImage(ctx, ISO, uuid, zoneId);
+export async function findAttachableIso(ctx: CallContext, uuid: string, zoneId: number): Promise<ReadyImage> {
+  return findReadyImage(ctx, await findImage(ctx, ISO, uuid), zoneId);
 }
 
 /** The absolute path of a ready copy on this management server (local or mounted stores). */
