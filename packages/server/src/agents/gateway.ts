@@ -82,6 +82,7 @@ interface Session {
 }
 
 interface Inflight {
+  conn: Connection;
   host: string;
   kind: CommandKind;
   resolve(answer: AnswerMessage): void;
@@ -249,6 +250,8 @@ export class AgentGateway {
       payload: validatePayload(kind, payload),
       timeoutMs: timeout,
     };
+    if (conn.ws.readyState !== conn.ws.OPEN)
+      return Promise.reject(agentUnavailable(`Host ${host} disconnected before ${kind} could be sent`));
     return new Promise<AnswerMessage>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.inflight.delete(id);
@@ -260,7 +263,7 @@ export class AgentGateway {
           ),
         );
       }, timeout + 1000);
-      this.inflight.set(id, { host, kind, resolve, reject, timer });
+      this.inflight.set(id, { conn, host, kind, resolve, reject, timer });
       this.write(conn, message as ServerMessage);
     });
   }
@@ -644,7 +647,7 @@ export class AgentGateway {
     }
     for (const [key, p] of this.pending) if (p.conn === conn) this.pending.delete(key);
     for (const [id, f] of this.inflight) {
-      if (conn.hosts.has(f.host.toLowerCase())) {
+      if (f.conn === conn) {
         this.inflight.delete(id);
         clearTimeout(f.timer);
         f.reject(agentUnavailable(`Host ${f.host} disconnected before answering ${f.kind}`));
