@@ -2,10 +2,10 @@
  * Physical networks and the traffic they carry (Guest, Management, Public, Storage): the zone
  * wiring that hosts map to bridges through their network labels.
  */
-import type { CallContext } from '../context.ts';
+import type { App, CallContext } from '../context.ts';
 import { insertId } from '../db/connection.ts';
 import type { PhysicalNetworkRow, TrafficTypeRow } from '../db/schema.ts';
-import { invalidParameter } from '../errors.ts';
+import { invalidParameter, resourceInUse } from '../errors.ts';
 import { escapeLike, findDomainByUuid } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
@@ -208,6 +208,21 @@ export const updatePhysicalNetwork = defineCommand({
   },
 });
 
+/** Checks that can refuse removing a physical network (guest networks or IP ranges on it). */
+type NetworkUsageCheck = (app: App, network: PhysicalNetworkRow) => Promise<string | undefined>;
+const usageChecks: NetworkUsageCheck[] = [];
+
+export function onPhysicalNetworkDelete(check: NetworkUsageCheck): void {
+  usageChecks.push(check);
+}
+
+async function checkUnused(ctx: CallContext, net: PhysicalNetworkRow): Promise<void> {
+  for (const check of usageChecks) {
+    const reason = await check(ctx.app, net);
+    if (reason) throw resourceInUse(`Cannot delete physical network ${net.name}: it still carries ${reason}`);
+  }
+}
+
 export const deletePhysicalNetwork = defineCommand({
   name: 'deletePhysicalNetwork',
   params: { id: p.uuid({ required: true }) },
@@ -217,11 +232,13 @@ export const deletePhysicalNetwork = defineCommand({
   },
   async target(ctx, params) {
     const net = await findPhysicalNetwork(ctx, params.id);
+    await checkUnused(ctx, net);
     return { type: 'PhysicalNetwork', id: net.uuid };
   },
   async handler(ctx, params) {
     const { app } = ctx;
     const net = await findPhysicalNetwork(ctx, params.id);
+    await checkUnused(ctx, net);
     await app.store.db.transaction().execute(async (tx) => {
       // Its traffic types describe only this network's wiring, so they go with it.
       await tx
