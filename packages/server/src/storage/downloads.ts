@@ -11,6 +11,7 @@ import { mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { fileURLToPath } from 'node:url';
 import type { App } from '../context.ts';
 import type { ImageStoreRow, TemplateRow, TemplateStoreRefRow } from '../db/schema.ts';
@@ -121,7 +122,8 @@ async function openSource(
   if (/^https?:\/\//i.test(url)) {
     let res: Response;
     try {
-      res = await fetch(url, { signal, redirect: 'follow' });
+      // Images are sent as they are: a compressed transfer would make Content-Length meaningless.
+      res = await fetch(url, { signal, redirect: 'follow', headers: { 'accept-encoding': 'identity' } });
     } catch (e) {
       if (signal.aborted) throw e;
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
@@ -131,10 +133,11 @@ async function openSource(
       await res.body?.cancel().catch(() => undefined);
       throw new Error(`Unable to download ${url}: HTTP ${res.status} ${res.statusText}`.trim());
     }
+    const encoded = (res.headers.get('content-encoding') ?? 'identity') !== 'identity';
     const declared = Number(res.headers.get('content-length'));
     return {
-      stream: Readable.fromWeb(res.body as import('node:stream/web').ReadableStream),
-      length: Number.isFinite(declared) && declared > 0 ? declared : undefined,
+      stream: Readable.fromWeb(res.body as WebReadableStream),
+      length: !encoded && Number.isFinite(declared) && declared > 0 ? declared : undefined,
     };
   }
   const file = url.startsWith('file:') ? fileURLToPath(url) : url;
