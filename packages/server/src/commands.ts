@@ -1,7 +1,6 @@
 /** Every API command this server implements, from each capability folder. */
 import { simulatorCommands } from './agents/simulator.ts';
-import { sshKeyPairCommands } from './compute/ssh-keypairs.ts';
-import { userDataCommands } from './compute/user-data.ts';
+import { computeCommands } from './compute/index.ts';
 import { discoveryCommands } from './discovery/discovery.ts';
 import { eventCommands } from './events/commands.ts';
 import { accountCommands } from './iam/accounts.ts';
@@ -27,8 +26,6 @@ export const allCommands = [
   ...userCommands,
   ...roleCommands,
   ...limitCommands,
-  ...sshKeyPairCommands,
-  ...userDataCommands,
   ...jobCommands,
   ...eventCommands,
   ...settingCommands,
@@ -40,4 +37,5 @@ export const allCommands = [
   ...templateCommands,
   ...isoCommands,
   ...networkCommands,
+  ...computeCommands,
 ] as Command[];

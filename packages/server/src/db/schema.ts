@@ -656,6 +656,15 @@ export interface TemplateExtractTable {
   expires: number;
 }
 
+export interface InstanceGroupTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  account_id: number;
+  domain_id: number;
+  created: number;
+}
+
 export interface Database {
   management_servers: ManagementServerTable;
   domains: DomainTable;
@@ -675,6 +684,7 @@ export interface Database {
   user_data: UserDataTable;
   vms: VmTable;
   volumes: VolumeTable;
+  instance_groups: InstanceGroupTable;
   network_offerings: NetworkOfferingTable;
   networks: NetworkTable;
   vlan_ip_ranges: VlanIpRangeTable;
@@ -725,8 +735,6 @@ export type OsCategoryRow = Selectable<OsCategoryTable>;
 export type OsTypeRow = Selectable<OsTypeTable>;
 export type AlertRow = Selectable<AlertTable>;
 export type HostRow = Selectable<HostTable>;
-export type TemplateRow = Selectable<TemplateTable>;
-export type TemplateStoreRefRow = Selectable<TemplateStoreRefTable>;
 
 export interface NetworkOfferingTable {
   id: Generated<number>;
@@ -871,3 +879,7 @@ export type VlanIpRangeRow = Selectable<VlanIpRangeTable>;
 export type NicRow = Selectable<NicTable>;
 export type SecurityGroupRow = Selectable<SecurityGroupTable>;
 export type SecurityGroupRuleRow = Selectable<SecurityGroupRuleTable>;
+export type TemplateRow = Selectable<TemplateTable>;
+export type TemplateStoreRefRow = Selectable<TemplateStoreRefTable>;
+export type VmRow = Selectable<VmTable>;
+export type VolumeRow = Selectable<VolumeTable>;

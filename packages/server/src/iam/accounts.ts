@@ -405,17 +405,19 @@ export const lockAccount = defineCommand({
 
 /**
  * Hooks that release what an account owns before it is deleted. Capabilities that own resources
- * (VMs, volumes, networks...) register one; each runs in order and may fail the deletion.
+ * (VMs, volumes, networks...) register one; each may fail the deletion. Owners of other resources
+ * go first: `stage` 0 (VMs, which hold volumes, NICs and group memberships) runs before 1 (default).
  */
 export type AccountCleanup = (ctx: CallContext, account: AccountRow) => Promise<void>;
-const cleanups: AccountCleanup[] = [];
+const cleanups: { stage: number; cleanup: AccountCleanup }[] = [];
 
-export function onAccountDelete(cleanup: AccountCleanup): void {
-  cleanups.push(cleanup);
+export function onAccountDelete(cleanup: AccountCleanup, stage = 1): void {
+  cleanups.push({ stage, cleanup });
+  cleanups.sort((a, b) => a.stage - b.stage);
 }
 
 export async function deleteAccountCascade(ctx: CallContext, account: AccountRow): Promise<void> {
-  for (const cleanup of cleanups) await cleanup(ctx, account);
+  for (const { cleanup } of cleanups) await cleanup(ctx, account);
   await ctx.app.store.db.transaction().execute(async (tx: Tx) => {
     await tx.deleteFrom('resource_tags').where('account_id', '=', account.id).execute();
     await tx

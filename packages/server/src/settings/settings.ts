@@ -131,6 +131,13 @@ export class Settings {
     return parseSettingValue(def as SettingDef, raw) as T;
   }
 
+  /** Every value set for a setting at any narrower scope (e.g. all cluster overrides). */
+  scopedValues(name: string): string[] {
+    const out: string[] = [];
+    for (const [key, value] of this.scoped) if (key.startsWith(`${name}|`)) out.push(value);
+    return out;
+  }
+
   /** The stored string at a scope, if one is set there (for listConfigurations). */
   rawAt(name: string, scope: SettingScope, scopeId: number): string | undefined {
     return this.scoped.get(`${name}|${scope}|${scopeId}`);

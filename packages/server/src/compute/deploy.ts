@@ -1,0 +1,341 @@
+/**
+ * deployVirtualMachine. Everything that can be wrong with a request is found before anything is
+ * written; then the VM, its disks, NICs and security groups are recorded in one transaction
+ * (with the owner's resource counts), and the job starts it. A start that fails everywhere
+ * expunges the new VM, so a failed deploy leaves nothing behind.
+ */
+import { randomBytes } from 'node:crypto';
+import type { CallContext } from '../context.ts';
+import { insertId } from '../db/connection.ts';
+import type { AccountRow, DomainRow, ServiceOfferingRow } from '../db/schema.ts';
+import { invalidParameter, permissionDenied } from '../errors.ts';
+import { logEvent } from '../events/events.ts';
+import { resolveAccount } from '../iam/accounts.ts';
+import { ResourceKind, reserve } from '../iam/limits.ts';
+import { findCluster, findPod, findZone } from '../infra/common.ts';
+import { findHost } from '../infra/hosts.ts';
+import { allocateNics } from '../network/nics.ts';
+import { assignSecurityGroups, resolveSecurityGroups } from '../network/security-groups.ts';
+import { defineCommand } from '../registry/command.ts';
+import { p } from '../registry/params.ts';
+import { findDeployableTemplate } from '../storage/templates.ts';
+import { dataDiskSize, GiB, insertVolume } from '../storage/volumes.ts';
+import { groupNamed } from './instance-groups.ts';
+import { checkUserData } from './user-data.ts';
+import { presentVms } from './vm-presenter.ts';
+import { expungeVm, findVm, startVm } from './vms.ts';
+
+/** The hypervisor of a zone's clusters, for ISOs (which run on any). */
+async function zoneHypervisor(ctx: CallContext, zoneId: number): Promise<string> {
+  const cluster = await ctx.app.store.db
+    .selectFrom('clusters')
+    .select('hypervisor')
+    .where('zone_id', '=', zoneId)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  return cluster?.hypervisor ?? 'Simulator';
+}
+
+/** A host name as CloudStack accepts it: letters, digits and hyphens, starting with a letter. */
+const HOSTNAME = /^[a-zA-Z][a-zA-Z0-9-]{0,62}$/;
+
+function mergedDetails(details: Record<string, string>[] | undefined): Record<string, string> {
+  return Object.assign({}, ...(details ?? []));
+}
+
+function numberDetail(details: Record<string, string>, key: string): number | undefined {
+  const entry = Object.entries(details).find(([k]) => k.toLowerCase() === key.toLowerCase());
+  if (!entry) return undefined;
+  const n = Number(entry[1]);
+  if (!Number.isInteger(n) || n <= 0) throw invalidParameter(`Invalid value ${entry[1]} for details ${key}`);
+  return n;
+}
+
+/** CPU and memory of a VM: the offering's, or for a customized offering the caller's within its range. */
+export function computeSize(offering: ServiceOfferingRow, details: Record<string, string>) {
+  const cpuNumber = offering.cpu_number ?? numberDetail(details, 'cpuNumber');
+  const cpuSpeed = offering.cpu_speed ?? numberDetail(details, 'cpuSpeed') ?? 1000;
+  const memoryMb = offering.memory_mb ?? numberDetail(details, 'memory');
+  if (cpuNumber === undefined || memoryMb === undefined) {
+    throw invalidParameter(
+      `Service offering ${offering.name} is customized: give details[0].cpuNumber and details[0].memory`,
+    );
+  }
+  const within = (v: number, min: number | null, max: number | null, what: string) => {
+    if ((min !== null && v < min) || (max !== null && v > max))
+      throw invalidParameter(
+        `${what} ${v} is outside the offering's range ${min ?? 1}-${max ?? 'unlimited'}`,
+      );
+  };
+  within(cpuNumber, offering.min_cpu_number, offering.max_cpu_number, 'CPU number');
+  within(memoryMb, offering.min_memory_mb, offering.max_memory_mb, 'Memory');
+  return { cpuNumber, cpuSpeed, memoryMb };
+}
+
+async function keypairsOf(ctx: CallContext, account: AccountRow, names: string[]): Promise<string[]> {
+  const found = await ctx.app.store.db
+    .selectFrom('ssh_keypairs')
+    .select('name')
+    .where('account_id', '=', account.id)
+    .where('name', 'in', names)
+    .execute();
+  const missing = names.filter((n) => !found.some((f) => f.name === n));
+  if (missing.length)
+    throw invalidParameter(`Unable to find SSH key pair ${missing.join(', ')} for account ${account.name}`);
+  return names;
+}
+
+export const deployVirtualMachine = defineCommand({
+  name: 'deployVirtualMachine',
+  params: {
+    zoneid: p.uuid({ required: true }),
+    serviceofferingid: p.uuid({ required: true }),
+    templateid: p.uuid(),
+    diskofferingid: p.uuid(),
+    size: p.long(),
+    rootdisksize: p.long(),
+    name: p.string(),
+    displayname: p.string(),
+    group: p.string(),
+    account: p.string(),
+    domainid: p.uuid(),
+    projectid: p.uuid(),
+    keypair: p.string(),
+    keypairs: p.list(),
+    userdata: p.string({ length: 1048576 }),
+    userdataid: p.uuid(),
+    securitygroupids: p.list({ of: 'uuid' }),
+    securitygroupnames: p.list(),
+    networkids: p.list({ of: 'uuid' }),
+    ipaddress: p.string(),
+    startvm: p.boolean(),
+    details: p.map(),
+    hostid: p.uuid({ adminOnly: true }),
+    clusterid: p.uuid({ adminOnly: true }),
+    podid: p.uuid({ adminOnly: true }),
+    hypervisor: p.string(),
+    displayvm: p.boolean(),
+    customid: p.string(),
+  },
+  event: { type: 'VM.CREATE', description: (params) => `deploying VM ${params.name ?? ''}`.trim() },
+  async create(ctx, params) {
+    const { app } = ctx;
+    const zone = await findZone(ctx, params.zoneid);
+    if (zone.allocation_state !== 'Enabled' && ctx.caller.roleKind !== 'admin')
+      throw permissionDenied(`Zone ${zone.name} is disabled`);
+    const owner: { account: AccountRow; domain: DomainRow } = params.account
+      ? await resolveAccount(ctx, params)
+      : { account: ctx.caller.account, domain: ctx.caller.domain };
+    if (owner.account.state !== 'enabled')
+      throw permissionDenied(`Account ${owner.account.name} is ${owner.account.state}`);
+    const offering = await app.store.db
+      .selectFrom('service_offerings')
+      .selectAll()
+      .where('uuid', '=', params.serviceofferingid)
+      .where('removed', 'is', null)
+      .where('is_system', '=', 0)
+      .executeTakeFirst();
+    if (!offering)
+      throw invalidParameter(`Unable to find service offering by id ${params.serviceofferingid}`);
+    const details = mergedDetails(params.details);
+    const size = computeSize(offering, details);
+
+    if (!params.templateid)
+      throw invalidParameter(
+        'Unable to execute API command deployvirtualmachine due to missing parameter templateid',
+      );
+    const image = await findDeployableTemplate(ctx, params.templateid, zone.id);
+    const isIso = image.template.is_iso === 1;
+    const templateSize = Number(image.ref.size_bytes ?? 0);
+    const hypervisor = image.template.hypervisor ?? (await zoneHypervisor(ctx, zone.id));
+    let rootSize: number;
+    let dataDisk: Awaited<ReturnType<typeof dataDiskSize>> | undefined;
+    if (isIso) {
+      // An ISO boots into an empty ROOT disk whose size comes from the disk offering.
+      if (!params.diskofferingid)
+        throw invalidParameter('A VM deployed from an ISO needs diskofferingid for its ROOT disk');
+      rootSize = (await dataDiskSize(ctx, params.diskofferingid, params.size)).sizeBytes;
+    } else {
+      rootSize = Math.max(templateSize, (params.rootdisksize ?? 0) * GiB);
+      if (params.rootdisksize !== undefined && params.rootdisksize * GiB < templateSize) {
+        throw invalidParameter(
+          `rootdisksize ${params.rootdisksize} GB is smaller than the template (${Math.ceil(templateSize / GiB)} GB)`,
+        );
+      }
+      if (params.diskofferingid) dataDisk = await dataDiskSize(ctx, params.diskofferingid, params.size);
+    }
+    if (params.hypervisor && params.hypervisor.toLowerCase() !== hypervisor.toLowerCase()) {
+      throw invalidParameter(
+        `Template ${image.template.name} is for ${hypervisor}, not ${params.hypervisor}`,
+      );
+    }
+
+    const name = params.name?.trim();
+    if (name !== undefined && !HOSTNAME.test(name)) {
+      throw invalidParameter(
+        `Invalid name ${name}: a VM name is a host name: 1-63 letters, digits and hyphens, starting with a letter`,
+      );
+    }
+    const keypairNames = params.keypairs ?? (params.keypair ? [params.keypair] : []);
+    const keypairs = keypairNames.length ? await keypairsOf(ctx, owner.account, keypairNames) : [];
+    let userData = params.userdata ? checkUserData(ctx, params.userdata) : undefined;
+    let userDataId: number | null = null;
+    if (params.userdataid) {
+      const ud = await app.store.db
+        .selectFrom('user_data')
+        .select(['id', 'user_data', 'account_id'])
+        .where('uuid', '=', params.userdataid)
+        .executeTakeFirst();
+      if (!ud || ud.account_id !== owner.account.id)
+        throw invalidParameter(`Unable to find user data by id ${params.userdataid}`);
+      userData = ud.user_data;
+      userDataId = ud.id;
+    }
+    if (!zone.security_groups_enabled && (params.securitygroupids || params.securitygroupnames)) {
+      throw invalidParameter(`Zone ${zone.name} has no security groups`);
+    }
+    const securityGroups = zone.security_groups_enabled
+      ? await resolveSecurityGroups(ctx, owner.account, {
+          zoneId: zone.id,
+          ids: params.securitygroupids,
+          names: params.securitygroupnames,
+        })
+      : [];
+    const host = params.hostid ? await findHost(ctx, params.hostid) : undefined;
+    const cluster = params.clusterid ? await findCluster(ctx, params.clusterid) : undefined;
+    const pod = params.podid ? await findPod(ctx, params.podid) : undefined;
+    for (const placed of [host, cluster, pod]) {
+      if (placed && placed.zone_id !== zone.id)
+        throw invalidParameter('The requested host, cluster or pod is not in the zone');
+    }
+    const networkIds = params.networkids?.length
+      ? (
+          await app.store.db
+            .selectFrom('networks')
+            .select(['id', 'uuid'])
+            .where('uuid', 'in', params.networkids)
+            .execute()
+        ).map((n) => n.id)
+      : undefined;
+    if (networkIds && networkIds.length !== params.networkids!.length)
+      throw invalidParameter('Unable to find one of the networks in networkids');
+    const password = image.template.password_enabled ? randomBytes(9).toString('base64url') : undefined;
+
+    const uuid = await app.store.db.transaction().execute(async (tx) => {
+      if (name) {
+        const clash = await tx
+          .selectFrom('vms')
+          .select('id')
+          .where('account_id', '=', owner.account.id)
+          .where('name', '=', name)
+          .where('removed', 'is', null)
+          .executeTakeFirst();
+        if (clash)
+          throw invalidParameter(`A VM named ${name} already exists in account ${owner.account.name}`);
+      }
+      await reserve(ctx, tx, owner.account, ResourceKind.Instance, 1);
+      await reserve(ctx, tx, owner.account, ResourceKind.Cpu, size.cpuNumber);
+      await reserve(ctx, tx, owner.account, ResourceKind.Memory, size.memoryMb);
+      const vmUuid = app.ids.uuid();
+      const now = app.clock.now();
+      const vmId = await insertId(app.store, tx, 'vms', {
+        uuid: vmUuid,
+        name: name ?? `VM-${vmUuid}`,
+        instance_name: `pending-${vmUuid}`,
+        display_name: params.displayname ?? name ?? `VM-${vmUuid}`,
+        account_id: owner.account.id,
+        domain_id: owner.account.domain_id,
+        user_id: ctx.caller.user.id,
+        zone_id: zone.id,
+        pod_id: pod?.id ?? null,
+        cluster_id: cluster?.id ?? null,
+        host_id: null,
+        last_host_id: null,
+        template_id: isIso ? null : image.template.id,
+        iso_id: isIso ? image.template.id : null,
+        service_offering_id: offering.id,
+        disk_offering_id: dataDisk?.offering.id ?? null,
+        cpu_number: size.cpuNumber,
+        cpu_speed: size.cpuSpeed,
+        memory_mb: size.memoryMb,
+        hypervisor,
+        guest_os_id: image.template.os_type_id,
+        state: 'Stopped',
+        ha_enabled: offering.offer_ha,
+        display_vm: params.displayvm === false ? 0 : 1,
+        group_id: params.group ? await groupNamed(ctx, tx, owner.account, params.group) : null,
+        keypairs: keypairs.length ? keypairs.join(',') : null,
+        user_data: userData ?? null,
+        user_data_id: userDataId,
+        password: password ? app.secrets.encrypt(password) : null,
+        details: Object.keys(details).length ? JSON.stringify(details) : null,
+        created: now,
+        updated: now,
+        removed: null,
+      });
+      await tx
+        .updateTable('vms')
+        .set({ instance_name: `i-${owner.account.id}-${vmId}-VM` })
+        .where('id', '=', vmId)
+        .execute();
+      await insertVolume(ctx, tx, {
+        name: `ROOT-${vmId}`,
+        account: owner.account,
+        zoneId: zone.id,
+        type: 'ROOT',
+        sizeBytes: rootSize,
+        diskOfferingId: offering.disk_offering_id,
+        templateId: isIso ? null : image.template.id,
+        vmId,
+        deviceId: 0,
+      });
+      if (dataDisk) {
+        await insertVolume(ctx, tx, {
+          name: `DATA-${vmId}`,
+          account: owner.account,
+          zoneId: zone.id,
+          type: 'DATADISK',
+          sizeBytes: dataDisk.sizeBytes,
+          diskOfferingId: dataDisk.offering.id,
+          vmId,
+          deviceId: 1,
+          provisioningType: dataDisk.offering.provisioning_type,
+        });
+      }
+      await allocateNics(ctx, tx, {
+        vm: { id: vmId, uuid: vmUuid, accountId: owner.account.id, zoneId: zone.id, podId: pod?.id ?? null },
+        networkIds,
+        ipAddress: params.ipaddress,
+      });
+      if (securityGroups.length) await assignSecurityGroups(ctx, tx, vmId, securityGroups);
+      await logEvent(ctx, tx, {
+        type: 'VM.CREATE',
+        description: `created VM ${name ?? vmUuid}`,
+        resourceType: 'VirtualMachine',
+        resourceId: vmUuid,
+      });
+      return vmUuid;
+    });
+    return { type: 'VirtualMachine', id: uuid };
+  },
+  async handler(ctx, params, created) {
+    let vm = await findVm(ctx, created!.id);
+    // The generated password is shown once, in the deploy's job result.
+    const password = vm.password ? ctx.app.secrets.decrypt(vm.password) : undefined;
+    if (params.startvm !== false) {
+      const host = params.hostid ? await findHost(ctx, params.hostid) : undefined;
+      try {
+        vm = await startVm(ctx, vm, {
+          hostId: host?.id,
+          clusterId: vm.cluster_id ?? undefined,
+          podId: vm.pod_id ?? undefined,
+        });
+      } catch (e) {
+        // A deploy that cannot start leaves nothing behind.
+        await expungeVm(ctx, await findVm(ctx, vm.uuid, { includeDestroyed: true }));
+        throw e;
+      }
+    }
+    return (await presentVms(ctx, [vm], { password }))[0];
+  },
+});

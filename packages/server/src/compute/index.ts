@@ -1,0 +1,40 @@
+/** Compute: VMs, their volumes' lifecycle on hosts, instance groups, and what happens when hosts change. */
+import { onAccountDelete } from '../iam/accounts.ts';
+import { registerTemplateInUseCheck } from '../storage/templates.ts';
+import { volumeCommands } from '../storage/volumes.ts';
+import { instanceGroupCommands } from './instance-groups.ts';
+import './reconcile.ts';
+import { sshKeyPairCommands } from './ssh-keypairs.ts';
+import { userDataCommands } from './user-data.ts';
+import { vmCommands } from './vm-commands.ts';
+import { expungeVm } from './vms.ts';
+
+/** A deleted account's VMs go first: they hold volumes, NICs and security group memberships. */
+onAccountDelete(async (ctx, account) => {
+  const vms = await ctx.app.store.db
+    .selectFrom('vms')
+    .selectAll()
+    .where('account_id', '=', account.id)
+    .where('removed', 'is', null)
+    .execute();
+  for (const vm of vms) await expungeVm(ctx, vm);
+}, 0);
+
+registerTemplateInUseCheck(async (ctx, template, zoneId) => {
+  let q = ctx.app.store.db
+    .selectFrom('vms')
+    .select('name')
+    .where((eb) => eb.or([eb('template_id', '=', template.id), eb('iso_id', '=', template.id)]))
+    .where('removed', 'is', null);
+  if (zoneId !== undefined) q = q.where('zone_id', '=', zoneId);
+  const vm = await q.executeTakeFirst();
+  return vm ? `it is used by VM ${vm.name}` : undefined;
+});
+
+export const computeCommands = [
+  ...vmCommands,
+  ...instanceGroupCommands,
+  ...volumeCommands,
+  ...sshKeyPairCommands,
+  ...userDataCommands,
+];

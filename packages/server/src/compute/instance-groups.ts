@@ -1,0 +1,188 @@
+/** Instance groups: named sets of an account's VMs (the VM's `group`). */
+import { formatDate } from '../clock.ts';
+import type { CallContext } from '../context.ts';
+import { insertId, type Tx } from '../db/connection.ts';
+import type { AccountRow } from '../db/schema.ts';
+import { invalidParameter } from '../errors.ts';
+import { applyScope, checkOwnerAccess, listScope } from '../iam/access.ts';
+import { resolveAccount } from '../iam/accounts.ts';
+import { displayPath } from '../iam/domains.ts';
+import { defineCommand, listResult, success } from '../registry/command.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+
+/** The account's group of that name, created if missing (deploy and updateVirtualMachine take names). */
+export async function groupNamed(
+  ctx: Pick<CallContext, 'app'>,
+  tx: Tx,
+  account: AccountRow,
+  name: string,
+): Promise<number> {
+  const found = await tx
+    .selectFrom('instance_groups')
+    .select('id')
+    .where('account_id', '=', account.id)
+    .where('name', '=', name)
+    .executeTakeFirst();
+  if (found) return found.id;
+  return insertId(ctx.app.store, tx, 'instance_groups', {
+    uuid: ctx.app.ids.uuid(),
+    name,
+    account_id: account.id,
+    domain_id: account.domain_id,
+    created: ctx.app.clock.now(),
+  });
+}
+
+async function present(ctx: CallContext, ids: number[]): Promise<object[]> {
+  if (ids.length === 0) return [];
+  const rows = await ctx.app.store.db
+    .selectFrom('instance_groups')
+    .innerJoin('accounts', 'accounts.id', 'instance_groups.account_id')
+    .innerJoin('domains', 'domains.id', 'instance_groups.domain_id')
+    .select([
+      'instance_groups.id',
+      'instance_groups.uuid',
+      'instance_groups.name',
+      'instance_groups.created',
+      'accounts.name as account',
+      'domains.uuid as domainid',
+      'domains.name as domain',
+      'domains.path',
+    ])
+    .where('instance_groups.id', 'in', ids)
+    .orderBy('instance_groups.id')
+    .execute();
+  return rows.map((r) => ({
+    id: r.uuid,
+    name: r.name,
+    account: r.account,
+    domainid: r.domainid,
+    domain: r.domain,
+    domainpath: displayPath(r.path),
+    created: formatDate(r.created),
+  }));
+}
+
+async function findGroup(ctx: CallContext, uuid: string) {
+  const g = await ctx.app.store.db
+    .selectFrom('instance_groups')
+    .innerJoin('domains', 'domains.id', 'instance_groups.domain_id')
+    .select([
+      'instance_groups.id',
+      'instance_groups.name',
+      'instance_groups.account_id',
+      'domains.path',
+      'domains.name as domain',
+    ])
+    .where('instance_groups.uuid', '=', uuid)
+    .executeTakeFirst();
+  if (!g) throw invalidParameter(`Unable to find instance group by id ${uuid}`);
+  checkOwnerAccess(ctx.caller, { accountId: g.account_id, domain: { path: g.path, name: g.domain } });
+  return g;
+}
+
+export const createInstanceGroup = defineCommand({
+  name: 'createInstanceGroup',
+  params: {
+    name: p.string({ required: true }),
+    account: p.string(),
+    domainid: p.uuid(),
+    projectid: p.uuid(),
+  },
+  async handler(ctx, params) {
+    const owner = params.account ? (await resolveAccount(ctx, params)).account : ctx.caller.account;
+    const id = await ctx.app.store.db.transaction().execute(async (tx) => {
+      const clash = await tx
+        .selectFrom('instance_groups')
+        .select('id')
+        .where('account_id', '=', owner.id)
+        .where('name', '=', params.name)
+        .executeTakeFirst();
+      if (clash)
+        throw invalidParameter(
+          `Unable to create instance group: a group named ${params.name} already exists for account ${owner.name}`,
+        );
+      return groupNamed(ctx, tx, owner, params.name);
+    });
+    return (await present(ctx, [id]))[0];
+  },
+});
+
+export const listInstanceGroups = defineCommand({
+  name: 'listInstanceGroups',
+  params: {
+    ...listParams,
+    id: p.uuid(),
+    name: p.string(),
+    account: p.string(),
+    domainid: p.uuid(),
+    isrecursive: p.boolean(),
+    listall: p.boolean(),
+    projectid: p.uuid(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const scope = await listScope(ctx, params);
+    let q = applyScope(app.store.db.selectFrom('instance_groups'), scope, {
+      account: 'account_id',
+      domain: 'domain_id',
+    });
+    if (params.id) q = q.where('uuid', '=', params.id);
+    if (params.name) q = q.where('name', '=', params.name);
+    if (params.keyword)
+      q = q.where('name', app.store.dialect === 'postgres' ? 'ilike' : 'like', `%${params.keyword}%`);
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const rows = await paginate(q.select('id').orderBy('id'), pageOf(app, params)).execute();
+    return listResult(
+      await present(
+        ctx,
+        rows.map((r) => r.id),
+      ),
+      Number(count),
+    );
+  },
+});
+
+export const updateInstanceGroup = defineCommand({
+  name: 'updateInstanceGroup',
+  params: { id: p.uuid({ required: true }), name: p.string() },
+  async handler(ctx, params) {
+    const g = await findGroup(ctx, params.id);
+    if (params.name && params.name !== g.name) {
+      const clash = await ctx.app.store.db
+        .selectFrom('instance_groups')
+        .select('id')
+        .where('account_id', '=', g.account_id)
+        .where('name', '=', params.name)
+        .executeTakeFirst();
+      if (clash) throw invalidParameter(`A group named ${params.name} already exists`);
+      await ctx.app.store.db
+        .updateTable('instance_groups')
+        .set({ name: params.name })
+        .where('id', '=', g.id)
+        .execute();
+    }
+    return (await present(ctx, [g.id]))[0];
+  },
+});
+
+export const deleteInstanceGroup = defineCommand({
+  name: 'deleteInstanceGroup',
+  params: { id: p.uuid({ required: true }) },
+  async handler(ctx, params) {
+    const g = await findGroup(ctx, params.id);
+    await ctx.app.store.db.transaction().execute(async (tx) => {
+      await tx.updateTable('vms').set({ group_id: null }).where('group_id', '=', g.id).execute();
+      await tx.deleteFrom('instance_groups').where('id', '=', g.id).execute();
+    });
+    return success();
+  },
+});
+
+export const instanceGroupCommands = [
+  createInstanceGroup,
+  listInstanceGroups,
+  updateInstanceGroup,
+  deleteInstanceGroup,
+];

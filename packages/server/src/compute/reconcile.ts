@@ -1,0 +1,81 @@
+/**
+ * What compute does when hosts report in or change: VMs powered off behind our back become
+ * Stopped; VMs on a host that went Down are Stopped; hosts with VMs cannot be deleted; a host
+ * entering maintenance has its running VMs migrated away, or the request says why not.
+ */
+
+import { onHostStatusChange, onVmStatesReported } from '../agents/gateway.ts';
+import type { App, CallContext } from '../context.ts';
+import { resourceInUse } from '../errors.ts';
+import { onHostDelete, onHostMaintenance } from '../infra/hosts.ts';
+import { markStoppedOutOfBand, migrateVm } from './vms.ts';
+
+onVmStatesReported(async (app: App, reports) => {
+  const hostIds = reports.map((r) => r.hostId);
+  if (hostIds.length === 0) return;
+  const running = await app.store.db
+    .selectFrom('vms')
+    .selectAll()
+    .where('host_id', 'in', hostIds)
+    .where('state', '=', 'Running')
+    .where('removed', 'is', null)
+    .execute();
+  if (running.length === 0) return;
+  const on = new Map(
+    reports.map((r) => [r.hostId, new Set(r.vms.filter((v) => v.state === 'PowerOn').map((v) => v.name))]),
+  );
+  for (const vm of running) {
+    if (on.get(vm.host_id!)?.has(vm.instance_name)) continue;
+    await markStoppedOutOfBand({ app }, vm, 'the host reports it powered off').catch((err) =>
+      app.log.warn({ err, vm: vm.uuid }, 'could not record a VM stopped out of band'),
+    );
+  }
+});
+
+onHostStatusChange(async (app, hostIds, status) => {
+  if (status !== 'Down') return;
+  const stranded = await app.store.db
+    .selectFrom('vms')
+    .selectAll()
+    .where('host_id', 'in', hostIds)
+    .where('state', '=', 'Running')
+    .where('removed', 'is', null)
+    .execute();
+  for (const vm of stranded) {
+    await markStoppedOutOfBand({ app }, vm, 'its host is Down').catch((err) =>
+      app.log.warn({ err, vm: vm.uuid }, 'could not stop a VM of a Down host'),
+    );
+  }
+});
+
+onHostDelete(async (ctx, host) => {
+  const vm = await ctx.app.store.db
+    .selectFrom('vms')
+    .select('name')
+    .where('host_id', '=', host.id)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  if (vm)
+    throw resourceInUse(`Host ${host.name} still has VMs (e.g. ${vm.name}); stop or migrate them first`);
+});
+
+/** Moves every running VM off a host entering maintenance, to other hosts of its cluster. */
+onHostMaintenance(async (ctx: CallContext, host) => {
+  const vms = await ctx.app.store.db
+    .selectFrom('vms')
+    .selectAll()
+    .where('host_id', '=', host.id)
+    .where('removed', 'is', null)
+    .execute();
+  for (const vm of vms) {
+    if (vm.state !== 'Running')
+      throw resourceInUse(`Host ${host.name} cannot enter maintenance: VM ${vm.name} is ${vm.state}`);
+    try {
+      await migrateVm(ctx, vm);
+    } catch (e) {
+      throw resourceInUse(
+        `Host ${host.name} cannot enter maintenance: VM ${vm.name} could not be migrated: ${(e as Error).message}`,
+      );
+    }
+  }
+});

@@ -1,0 +1,736 @@
+/** The VM lifecycle API: thin declarations over compute/vms.ts. */
+import { createPublicKey, publicEncrypt, randomBytes } from 'node:crypto';
+import type { CallContext } from '../context.ts';
+import type { VmRow } from '../db/schema.ts';
+import { invalidParameter, permissionDenied } from '../errors.ts';
+import { logEvent } from '../events/events.ts';
+import { applyScope, listScope } from '../iam/access.ts';
+import { resolveAccount } from '../iam/accounts.ts';
+import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
+import { findHost } from '../infra/hosts.ts';
+import { defineCommand, type JobTarget, listResult, success } from '../registry/command.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+import { ALLOW_USER_EXPUNGE_RECOVER_VM, ALLOW_USER_VIEW_DESTROYED_VM } from '../settings/core-settings.ts';
+import { findAttachableIso } from '../storage/templates.ts';
+import { registerTaggable, withTags } from '../tags/tags.ts';
+import { computeSize, deployVirtualMachine } from './deploy.ts';
+import { groupNamed } from './instance-groups.ts';
+import { publicKeyBlob } from './ssh-keypairs.ts';
+import { checkUserData } from './user-data.ts';
+import { presentVms } from './vm-presenter.ts';
+import { wrongState } from './vm-state.ts';
+import {
+  destroyVm,
+  expungeVm,
+  findVm,
+  migrateVm,
+  rebootVm,
+  recoverVm,
+  reloadVm,
+  startVm,
+  stopVm,
+} from './vms.ts';
+
+const present = async (ctx: CallContext, vm: VmRow, password?: string) =>
+  (await presentVms(ctx, [vm], { password }))[0];
+
+/** Async VM commands: access is checked, and jobs on one VM run in order. */
+async function vmTarget(ctx: CallContext, id: string): Promise<JobTarget> {
+  await findVm(ctx, id);
+  return { type: 'VirtualMachine', id };
+}
+
+function mayExpungeOrRecover(ctx: CallContext): void {
+  if (
+    ctx.caller.roleKind === 'user' &&
+    !ctx.app.settings.at(ALLOW_USER_EXPUNGE_RECOVER_VM, 'account', ctx.caller.account.id)
+  ) {
+    throw permissionDenied(
+      'Expunging and recovering VMs is not allowed for users (allow.user.expunge.recover.vm)',
+    );
+  }
+}
+
+export const startVirtualMachine = defineCommand({
+  name: 'startVirtualMachine',
+  params: {
+    id: p.uuid({ required: true }),
+    hostid: p.uuid({ adminOnly: true }),
+    clusterid: p.uuid({ adminOnly: true }),
+    podid: p.uuid({ adminOnly: true }),
+    considerlasthost: p.boolean(),
+    deploymentplanner: p.string(),
+    bootintosetup: p.boolean(),
+  },
+  event: { type: 'VM.START', description: (params) => `starting VM ${params.id}` },
+  target: (ctx, params) => vmTarget(ctx, params.id),
+  async handler(ctx, params) {
+    const vm = await findVm(ctx, params.id);
+    if (vm.state === 'Running') return present(ctx, vm);
+    if (vm.state !== 'Stopped') throw wrongState(vm, 'start');
+    const host = params.hostid ? await findHost(ctx, params.hostid) : undefined;
+    return present(ctx, await startVm(ctx, vm, { hostId: host?.id }));
+  },
+});
+
+export const stopVirtualMachine = defineCommand({
+  name: 'stopVirtualMachine',
+  params: { id: p.uuid({ required: true }), forced: p.boolean() },
+  event: { type: 'VM.STOP', description: (params) => `stopping VM ${params.id}` },
+  target: (ctx, params) => vmTarget(ctx, params.id),
+  async handler(ctx, params) {
+    const vm = await findVm(ctx, params.id);
+    if (vm.state === 'Stopped') return present(ctx, vm);
+    if (vm.state !== 'Running') throw wrongState(vm, 'stop');
+    return present(ctx, await stopVm(ctx, vm, params.forced ?? false));
+  },
+});
+
+export const rebootVirtualMachine = defineCommand({
+  name: 'rebootVirtualMachine',
+  params: { id: p.uuid({ required: true }), forced: p.boolean(), bootintosetup: p.boolean() },
+  event: { type: 'VM.REBOOT', description: (params) => `rebooting VM ${params.id}` },
+  target: (ctx, params) => vmTarget(ctx, params.id),
+  async handler(ctx, params) {
+    return present(ctx, await rebootVm(ctx, await findVm(ctx, params.id)));
+  },
+});
+
+export const destroyVirtualMachine = defineCommand({
+  name: 'destroyVirtualMachine',
+  params: { id: p.uuid({ required: true }), expunge: p.boolean(), volumeids: p.list({ of: 'uuid' }) },
+  event: { type: 'VM.DESTROY', description: (params) => `destroying VM ${params.id}` },
+  async target(ctx, params) {
+    if (params.expunge) mayExpungeOrRecover(ctx);
+    return vmTarget(ctx, params.id);
+  },
+  async handler(ctx, params) {
+    const vm = await findVm(ctx, params.id);
+    if (vm.state === 'Destroyed' && !params.expunge) return present(ctx, vm);
+    const done = await destroyVm(ctx, vm, params.expunge ?? false);
+    return present(ctx, done);
+  },
+});
+
+export const recoverVirtualMachine = defineCommand({
+  name: 'recoverVirtualMachine',
+  params: { id: p.uuid({ required: true }) },
+  async handler(ctx, params) {
+    mayExpungeOrRecover(ctx);
+    return present(ctx, await recoverVm(ctx, await findVm(ctx, params.id)));
+  },
+});
+
+export const expungeVirtualMachine = defineCommand({
+  name: 'expungeVirtualMachine',
+  params: { id: p.uuid({ required: true }) },
+  event: { type: 'VM.EXPUNGE', description: (params) => `expunging VM ${params.id}` },
+  async target(ctx, params) {
+    mayExpungeOrRecover(ctx);
+    return vmTarget(ctx, params.id);
+  },
+  async handler(ctx, params) {
+    const vm = await findVm(ctx, params.id);
+    if (!['Destroyed', 'Stopped', 'Error'].includes(vm.state)) throw wrongState(vm, 'expunge');
+    await expungeVm(ctx, vm);
+    return success();
+  },
+});
+
+export const updateVirtualMachine = defineCommand({
+  name: 'updateVirtualMachine',
+  params: {
+    id: p.uuid({ required: true }),
+    displayname: p.string(),
+    name: p.string(),
+    group: p.string(),
+    haenable: p.boolean(),
+    displayvm: p.boolean(),
+    userdata: p.string({ length: 1048576 }),
+    details: p.map(),
+    cleanupdetails: p.boolean(),
+    ostypeid: p.uuid(),
+    isdynamicallyscalable: p.boolean(),
+    customid: p.string(),
+  },
+  async handler(ctx, params) {
+    const vm = await findVm(ctx, params.id);
+    const changes: Partial<VmRow> = {};
+    if (params.displayname !== undefined) changes.display_name = params.displayname;
+    if (params.name !== undefined && params.name !== vm.name) {
+      if (vm.state !== 'Stopped') throw invalidParameter('A VM must be Stopped to change its name');
+      if (!/^[a-zA-Z][a-zA-Z0-9-]{0,62}$/.test(params.name))
+        throw invalidParameter(`Invalid name ${params.name}`);
+      changes.name = params.name;
+    }
+    if (params.haenable !== undefined) changes.ha_enabled = params.haenable ? 1 : 0;
+    if (params.displayvm !== undefined) changes.display_vm = params.displayvm ? 1 : 0;
+    if (params.userdata !== undefined) changes.user_data = checkUserData(ctx, params.userdata);
+    if (params.cleanupdetails) changes.details = null;
+    else if (params.details)
+      changes.details = JSON.stringify(
+        Object.assign({}, vm.details ? JSON.parse(vm.details) : {}, ...params.details),
+      );
+    if (params.ostypeid) {
+      const os = await ctx.app.store.db
+        .selectFrom('os_types')
+        .select('id')
+        .where('uuid', '=', params.ostypeid)
+        .executeTakeFirst();
+      if (!os) throw invalidParameter(`Unable to find OS type by id ${params.ostypeid}`);
+      changes.guest_os_id = os.id;
+    }
+    await ctx.app.store.db.transaction().execute(async (tx) => {
+      if (changes.name) {
+        const clash = await tx
+          .selectFrom('vms')
+          .select('id')
+          .where('account_id', '=', vm.account_id)
+          .where('name', '=', changes.name)
+          .where('removed', 'is', null)
+          .executeTakeFirst();
+        if (clash) throw invalidParameter(`A VM named ${changes.name} already exists in the account`);
+      }
+      if (params.group !== undefined) {
+        const account = await tx
+          .selectFrom('accounts')
+          .selectAll()
+          .where('id', '=', vm.account_id)
+          .executeTakeFirstOrThrow();
+        changes.group_id = params.group === '' ? null : await groupNamed(ctx, tx, account, params.group);
+      }
+      if (Object.keys(changes).length)
+        await tx
+          .updateTable('vms')
+          .set({ ...changes, updated: ctx.app.clock.now() })
+          .where('id', '=', vm.id)
+          .execute();
+      await logEvent(ctx, tx, {
+        type: 'VM.UPDATE',
+        description: `updated VM ${vm.name}`,
+        resourceType: 'VirtualMachine',
+        resourceId: vm.uuid,
+      });
+    });
+    return present(ctx, await reloadVm(ctx, vm.id));
+  },
+});
+
+/** Changes a Stopped VM's offering (and so its CPU and memory), within the owner's limits. */
+async function changeOffering(
+  ctx: CallContext,
+  vm: VmRow,
+  offeringUuid: string,
+  details: Record<string, string>[] | undefined,
+): Promise<VmRow> {
+  if (vm.state !== 'Stopped')
+    throw invalidParameter(
+      `VM ${vm.name} must be Stopped to change its service offering (it is ${vm.state})`,
+    );
+  const offering = await ctx.app.store.db
+    .selectFrom('service_offerings')
+    .selectAll()
+    .where('uuid', '=', offeringUuid)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  if (!offering) throw invalidParameter(`Unable to find service offering by id ${offeringUuid}`);
+  const size = computeSize(offering, Object.assign({}, ...(details ?? [])));
+  await ctx.app.store.db.transaction().execute(async (tx) => {
+    const account = await tx
+      .selectFrom('accounts')
+      .selectAll()
+      .where('id', '=', vm.account_id)
+      .executeTakeFirstOrThrow();
+    await reserve(ctx, tx, account, ResourceKind.Cpu, size.cpuNumber - vm.cpu_number);
+    await reserve(ctx, tx, account, ResourceKind.Memory, size.memoryMb - vm.memory_mb);
+    await tx
+      .updateTable('vms')
+      .set({
+        service_offering_id: offering.id,
+        cpu_number: size.cpuNumber,
+        cpu_speed: size.cpuSpeed,
+        memory_mb: size.memoryMb,
+        updated: ctx.app.clock.now(),
+      })
+      .where('id', '=', vm.id)
+      .execute();
+    await logEvent(ctx, tx, {
+      type: 'VM.UPGRADE',
+      description: `changed VM ${vm.name} to offering ${offering.name}`,
+      resourceType: 'VirtualMachine',
+      resourceId: vm.uuid,
+    });
+  });
+  return reloadVm(ctx, vm.id);
+}
+
+const scaleParams = {
+  id: p.uuid({ required: true }),
+  serviceofferingid: p.uuid({ required: true }),
+  details: p.map(),
+  automigrate: p.boolean(),
+  shrinkok: p.boolean(),
+  miniops: p.long(),
+  maxiops: p.long(),
+};
+
+export const changeServiceForVirtualMachine = defineCommand({
+  name: 'changeServiceForVirtualMachine',
+  params: scaleParams,
+  async handler(ctx, params) {
+    return present(
+      ctx,
+      await changeOffering(ctx, await findVm(ctx, params.id), params.serviceofferingid, params.details),
+    );
+  },
+});
+
+export const scaleVirtualMachine = defineCommand({
+  name: 'scaleVirtualMachine',
+  params: scaleParams,
+  event: { type: 'VM.UPGRADE', description: (params) => `scaling VM ${params.id}` },
+  target: (ctx, params) => vmTarget(ctx, params.id),
+  async handler(ctx, params) {
+    // Recorded servers answer scaleVirtualMachine's job with the VM, not a bare success.
+    return present(
+      ctx,
+      await changeOffering(ctx, await findVm(ctx, params.id), params.serviceofferingid, params.details),
+    );
+  },
+});
+
+export const resetPasswordForVirtualMachine = defineCommand({
+  name: 'resetPasswordForVirtualMachine',
+  params: { id: p.uuid({ required: true }), password: p.string() },
+  event: { type: 'VM.RESETPASSWORD', description: (params) => `resetting the password of VM ${params.id}` },
+  target: (ctx, params) => vmTarget(ctx, params.id),
+  async handler(ctx, params) {
+    const vm = await findVm(ctx, params.id);
+    const template =
+      vm.template_id === null
+        ? undefined
+        : await ctx.app.store.db
+            .selectFrom('templates')
+            .select('password_enabled')
+            .where('id', '=', vm.template_id)
+            .executeTakeFirst();
+    if (!template?.password_enabled)
+      throw invalidParameter(`The template of VM ${vm.name} does not support password reset`);
+    if (vm.state !== 'Stopped' && vm.state !== 'Running') throw wrongState(vm, 'reset the password of');
+    const password = params.password ?? randomBytes(9).toString('base64url');
+    await ctx.app.store.db
+      .updateTable('vms')
+      .set({ password: ctx.app.secrets.encrypt(password), updated: ctx.app.clock.now() })
+      .where('id', '=', vm.id)
+      .execute();
+    return present(ctx, await reloadVm(ctx, vm.id), password);
+  },
+});
+
+/** An OpenSSH RSA public key as a key Node can encrypt with. */
+function rsaKey(openssh: string) {
+  const blob = publicKeyBlob(openssh);
+  if (!blob) return undefined;
+  const fields: Buffer[] = [];
+  for (let at = 0; at < blob.length; ) {
+    const len = blob.readUInt32BE(at);
+    fields.push(blob.subarray(at + 4, at + 4 + len));
+    at += 4 + len;
+  }
+  if (fields[0]?.toString() !== 'ssh-rsa' || fields.length < 3) return undefined;
+  const strip = (b: Buffer) => (b[0] === 0 ? b.subarray(1) : b);
+  return createPublicKey({
+    key: { kty: 'RSA', e: strip(fields[1]).toString('base64url'), n: strip(fields[2]).toString('base64url') },
+    format: 'jwk',
+  });
+}
+
+export const getVMPassword = defineCommand({
+  name: 'getVMPassword',
+  params: { id: p.uuid({ required: true }) },
+  async handler(ctx, params) {
+    const vm = await findVm(ctx, params.id);
+    if (!vm.password) throw invalidParameter(`No password for VM ${vm.name}`);
+    const keyName = vm.keypairs?.split(',')[0];
+    const key = keyName
+      ? await ctx.app.store.db
+          .selectFrom('ssh_keypairs')
+          .select('public_key')
+          .where('account_id', '=', vm.account_id)
+          .where('name', '=', keyName)
+          .executeTakeFirst()
+      : undefined;
+    const rsa = key ? rsaKey(key.public_key) : undefined;
+    // As upstream: the password is only handed out encrypted with the VM's SSH key.
+    if (!rsa) throw invalidParameter(`VM ${vm.name} has no RSA SSH key pair to encrypt its password with`);
+    const encrypted = publicEncrypt(
+      { key: rsa, padding: 1 },
+      Buffer.from(ctx.app.secrets.decrypt(vm.password)),
+    );
+    return { encryptedpassword: encrypted.toString('base64') };
+  },
+});
+
+export const resetSSHKeyForVirtualMachine = defineCommand({
+  name: 'resetSSHKeyForVirtualMachine',
+  params: {
+    id: p.uuid({ required: true }),
+    keypair: p.string(),
+    keypairs: p.list(),
+    account: p.string(),
+    domainid: p.uuid(),
+    projectid: p.uuid(),
+  },
+  event: { type: 'VM.RESETSSHKEY', description: (params) => `resetting the SSH key of VM ${params.id}` },
+  target: (ctx, params) => vmTarget(ctx, params.id),
+  async handler(ctx, params) {
+    const vm = await findVm(ctx, params.id);
+    if (vm.state !== 'Stopped') throw invalidParameter(`VM ${vm.name} must be Stopped to reset its SSH key`);
+    const names = params.keypairs ?? (params.keypair ? [params.keypair] : []);
+    if (names.length === 0)
+      throw invalidParameter(
+        'Unable to execute API command resetsshkeyforvirtualmachine due to missing parameter keypair',
+      );
+    const found = await ctx.app.store.db
+      .selectFrom('ssh_keypairs')
+      .select('name')
+      .where('account_id', '=', vm.account_id)
+      .where('name', 'in', names)
+      .execute();
+    const missing = names.filter((n) => !found.some((f) => f.name === n));
+    if (missing.length)
+      throw invalidParameter(`Unable to find SSH key pair ${missing.join(', ')} for the VM's account`);
+    await ctx.app.store.db
+      .updateTable('vms')
+      .set({ keypairs: names.join(','), updated: ctx.app.clock.now() })
+      .where('id', '=', vm.id)
+      .execute();
+    return present(ctx, await reloadVm(ctx, vm.id));
+  },
+});
+
+export const migrateVirtualMachine = defineCommand({
+  name: 'migrateVirtualMachine',
+  params: {
+    virtualmachineid: p.uuid({ required: true }),
+    hostid: p.uuid(),
+    storageid: p.uuid(),
+    autoselect: p.boolean(),
+  },
+  event: { type: 'VM.MIGRATE', description: (params) => `migrating VM ${params.virtualmachineid}` },
+  target: (ctx, params) => vmTarget(ctx, params.virtualmachineid),
+  async handler(ctx, params) {
+    const vm = await findVm(ctx, params.virtualmachineid);
+    if (params.storageid)
+      throw invalidParameter(
+        'Moving a VM between storage pools is done with migrateVirtualMachineWithVolume',
+      );
+    const target = params.hostid ? await findHost(ctx, params.hostid) : undefined;
+    return present(ctx, await migrateVm(ctx, vm, target?.id));
+  },
+});
+
+export const assignVirtualMachine = defineCommand({
+  name: 'assignVirtualMachine',
+  params: {
+    virtualmachineid: p.uuid({ required: true }),
+    account: p.string(),
+    domainid: p.uuid(),
+    projectid: p.uuid(),
+    networkids: p.list({ of: 'uuid' }),
+    securitygroupids: p.list({ of: 'uuid' }),
+  },
+  async handler(ctx, params) {
+    const vm = await findVm(ctx, params.virtualmachineid);
+    if (vm.state !== 'Stopped')
+      throw invalidParameter(`VM ${vm.name} must be Stopped to move it to another account`);
+    if (!params.account)
+      throw invalidParameter(
+        'Unable to execute API command assignvirtualmachine due to missing parameter account',
+      );
+    const { account } = await resolveAccount(ctx, params);
+    if (account.id === vm.account_id)
+      throw invalidParameter(`VM ${vm.name} already belongs to account ${account.name}`);
+    await ctx.app.store.db.transaction().execute(async (tx) => {
+      const old = await tx
+        .selectFrom('accounts')
+        .selectAll()
+        .where('id', '=', vm.account_id)
+        .executeTakeFirstOrThrow();
+      const volumes = await tx
+        .selectFrom('volumes')
+        .selectAll()
+        .where('vm_id', '=', vm.id)
+        .where('removed', 'is', null)
+        .execute();
+      const gib = volumes.reduce((s, v) => s + Math.ceil(Number(v.size_bytes) / 2 ** 30), 0);
+      for (const [who, sign] of [
+        [account, 1],
+        [old, -1],
+      ] as const) {
+        await reserve(ctx, tx, who, ResourceKind.Instance, sign);
+        await reserve(ctx, tx, who, ResourceKind.Cpu, sign * vm.cpu_number);
+        await reserve(ctx, tx, who, ResourceKind.Memory, sign * vm.memory_mb);
+        await reserve(ctx, tx, who, ResourceKind.Volume, sign * volumes.length);
+        await reserve(ctx, tx, who, ResourceKind.PrimaryStorage, sign * gib);
+      }
+      await tx
+        .updateTable('vms')
+        .set({ account_id: account.id, domain_id: account.domain_id, group_id: null, keypairs: null })
+        .where('id', '=', vm.id)
+        .execute();
+      await tx
+        .updateTable('volumes')
+        .set({ account_id: account.id, domain_id: account.domain_id })
+        .where('vm_id', '=', vm.id)
+        .execute();
+      await logEvent(ctx, tx, {
+        type: 'VM.MOVE',
+        description: `moved VM ${vm.name} from account ${old.name} to ${account.name}`,
+        resourceType: 'VirtualMachine',
+        resourceId: vm.uuid,
+      });
+    });
+    return present(ctx, await reloadVm(ctx, vm.id));
+  },
+});
+
+export const attachIso = defineCommand({
+  name: 'attachIso',
+  params: {
+    id: p.uuid({ required: true }),
+    virtualmachineid: p.uuid({ required: true }),
+    forced: p.boolean(),
+  },
+  event: {
+    type: 'ISO.ATTACH',
+    description: (params) => `attaching ISO ${params.id} to VM ${params.virtualmachineid}`,
+  },
+  target: (ctx, params) => vmTarget(ctx, params.virtualmachineid),
+  async handler(ctx, params) {
+    const vm = await findVm(ctx, params.virtualmachineid);
+    if (vm.iso_id !== null)
+      throw invalidParameter(`VM ${vm.name} already has an ISO attached; detach it first`);
+    if (!['Running', 'Stopped'].includes(vm.state)) throw wrongState(vm, 'attach an ISO to');
+    const iso = await findAttachableIso(ctx, params.id, vm.zone_id);
+    await ctx.app.store.db
+      .updateTable('vms')
+      .set({ iso_id: iso.template.id, updated: ctx.app.clock.now() })
+      .where('id', '=', vm.id)
+      .execute();
+    return present(ctx, await reloadVm(ctx, vm.id));
+  },
+});
+
+export const detachIso = defineCommand({
+  name: 'detachIso',
+  params: { virtualmachineid: p.uuid({ required: true }), forced: p.boolean() },
+  event: {
+    type: 'ISO.DETACH',
+    description: (params) => `detaching the ISO of VM ${params.virtualmachineid}`,
+  },
+  target: (ctx, params) => vmTarget(ctx, params.virtualmachineid),
+  async handler(ctx, params) {
+    const vm = await findVm(ctx, params.virtualmachineid);
+    if (vm.iso_id === null) throw invalidParameter(`VM ${vm.name} has no ISO attached`);
+    await ctx.app.store.db
+      .updateTable('vms')
+      .set({ iso_id: null, updated: ctx.app.clock.now() })
+      .where('id', '=', vm.id)
+      .execute();
+    return present(ctx, await reloadVm(ctx, vm.id));
+  },
+});
+
+/** The `state` filter: a VM state, `Present` (not destroyed) or `Expunged`. */
+const STATES = [
+  'Running',
+  'Stopped',
+  'Starting',
+  'Stopping',
+  'Migrating',
+  'Destroyed',
+  'Expunging',
+  'Error',
+  'Restoring',
+  'Present',
+  'Expunged',
+];
+
+export const listVirtualMachines = defineCommand({
+  name: 'listVirtualMachines',
+  params: {
+    ...listParams,
+    id: p.uuid(),
+    ids: p.list({ of: 'uuid' }),
+    name: p.string(),
+    state: p.string(),
+    zoneid: p.uuid(),
+    podid: p.uuid(),
+    clusterid: p.uuid(),
+    hostid: p.uuid(),
+    storageid: p.uuid(),
+    templateid: p.uuid(),
+    isoid: p.uuid(),
+    serviceofferingid: p.uuid(),
+    groupid: p.uuid(),
+    keypair: p.string(),
+    networkid: p.uuid(),
+    securitygroupid: p.uuid(),
+    userid: p.uuid(),
+    haenable: p.boolean(),
+    hypervisor: p.string(),
+    displayvm: p.boolean(),
+    details: p.list(),
+    account: p.string(),
+    domainid: p.uuid(),
+    isrecursive: p.boolean(),
+    listall: p.boolean(),
+    projectid: p.uuid(),
+    tags: p.map(),
+    showicon: p.boolean(),
+    userdata: p.boolean(),
+    retrieveonlyresourcecount: p.boolean(),
+    accumulate: p.boolean(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const db = app.store.db;
+    if (params.state && !STATES.some((s) => s.toLowerCase() === params.state!.toLowerCase())) {
+      throw invalidParameter(`Invalid state ${params.state}: use one of ${STATES.join(', ')}`);
+    }
+    const scope = await listScope(ctx, params);
+    let q = applyScope(db.selectFrom('vms'), scope, { account: 'vms.account_id', domain: 'vms.domain_id' });
+    const state = params.state
+      ? STATES.find((s) => s.toLowerCase() === params.state!.toLowerCase())!
+      : undefined;
+    if (state === 'Expunged') q = q.where('vms.removed', 'is not', null);
+    else q = q.where('vms.removed', 'is', null);
+    if (state && state !== 'Expunged' && state !== 'Present') q = q.where('vms.state', '=', state);
+    if (state === 'Present') q = q.where('vms.state', 'not in', ['Destroyed', 'Expunging']);
+    // Users see their destroyed VMs only where the setting allows it.
+    if (
+      ctx.caller.roleKind === 'user' &&
+      !app.settings.at(ALLOW_USER_VIEW_DESTROYED_VM, 'account', ctx.caller.account.id)
+    ) {
+      q = q.where('vms.state', 'not in', ['Destroyed', 'Expunging']);
+    }
+    const byUuid = (
+      table: 'zones' | 'pods' | 'clusters' | 'hosts' | 'service_offerings' | 'instance_groups' | 'templates',
+      uuid: string,
+    ) => db.selectFrom(table).select('id').where('uuid', '=', uuid);
+    if (params.id) q = q.where('vms.uuid', '=', params.id);
+    if (params.ids) q = q.where('vms.uuid', 'in', params.ids);
+    if (params.name) q = q.where('vms.name', '=', params.name);
+    if (params.zoneid) q = q.where('vms.zone_id', 'in', byUuid('zones', params.zoneid));
+    if (params.podid) q = q.where('vms.pod_id', 'in', byUuid('pods', params.podid));
+    if (params.clusterid) q = q.where('vms.cluster_id', 'in', byUuid('clusters', params.clusterid));
+    if (params.hostid) q = q.where('vms.host_id', 'in', byUuid('hosts', params.hostid));
+    if (params.serviceofferingid)
+      q = q.where('vms.service_offering_id', 'in', byUuid('service_offerings', params.serviceofferingid));
+    if (params.groupid) q = q.where('vms.group_id', 'in', byUuid('instance_groups', params.groupid));
+    if (params.templateid) q = q.where('vms.template_id', 'in', byUuid('templates', params.templateid));
+    if (params.isoid) q = q.where('vms.iso_id', 'in', byUuid('templates', params.isoid));
+    if (params.hypervisor) q = q.where('vms.hypervisor', '=', params.hypervisor);
+    if (params.haenable !== undefined) q = q.where('vms.ha_enabled', '=', params.haenable ? 1 : 0);
+    if (params.displayvm !== undefined) q = q.where('vms.display_vm', '=', params.displayvm ? 1 : 0);
+    if (params.keypair) q = q.where('vms.keypairs', 'like', `%${params.keypair}%`);
+    if (params.userid)
+      q = q.where('vms.user_id', 'in', db.selectFrom('users').select('id').where('uuid', '=', params.userid));
+    if (params.storageid) {
+      q = q.where(
+        'vms.id',
+        'in',
+        db
+          .selectFrom('volumes')
+          .innerJoin('storage_pools', 'storage_pools.id', 'volumes.pool_id')
+          .select('volumes.vm_id')
+          .where('storage_pools.uuid', '=', params.storageid),
+      );
+    }
+    if (params.networkid) {
+      q = q.where(
+        'vms.id',
+        'in',
+        db
+          .selectFrom('nics')
+          .innerJoin('networks', 'networks.id', 'nics.network_id')
+          .select('nics.vm_id')
+          .where('networks.uuid', '=', params.networkid),
+      );
+    }
+    if (params.securitygroupid) {
+      q = q.where(
+        'vms.id',
+        'in',
+        db
+          .selectFrom('security_group_vm_map')
+          .innerJoin('security_groups', 'security_groups.id', 'security_group_vm_map.group_id')
+          .select('security_group_vm_map.vm_id')
+          .where('security_groups.uuid', '=', params.securitygroupid),
+      );
+    }
+    if (params.keyword) {
+      const like = app.store.dialect === 'postgres' ? 'ilike' : 'like';
+      const k = `%${params.keyword}%`;
+      q = q.where((eb) =>
+        eb.or([eb('vms.name', like, k), eb('vms.display_name', like, k), eb('vms.state', like, k)]),
+      );
+    }
+    q = withTags(q, 'UserVm', 'vms.id', params.tags);
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    if (params.retrieveonlyresourcecount) return listResult([], Number(count));
+    const rows = await paginate(q.selectAll('vms').orderBy('vms.id'), pageOf(app, params)).execute();
+    return listResult(await presentVms(ctx, rows, { details: params.details }), Number(count));
+  },
+});
+
+registerTaggable('UserVm', async (ctx, uuid) => {
+  const vm = await ctx.app.store.db
+    .selectFrom('vms')
+    .select(['id', 'account_id', 'domain_id'])
+    .where('uuid', '=', uuid)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  return vm && { id: vm.id, accountId: vm.account_id, domainId: vm.domain_id };
+});
+
+/** Counted VMs are those not destroyed: Instance, CPU and memory counts come from them. */
+function countVms(column: 'instances' | 'cpu_number' | 'memory_mb') {
+  return async (tx: Parameters<Parameters<typeof registerResourceCounter>[1]>[0], accountId: number) => {
+    const r = await tx
+      .selectFrom('vms')
+      .select((eb) => (column === 'instances' ? eb.fn.countAll<number>() : eb.fn.sum<number>(column)).as('n'))
+      .where('account_id', '=', accountId)
+      .where('removed', 'is', null)
+      .where('state', 'not in', ['Destroyed', 'Expunging'])
+      .executeTakeFirstOrThrow();
+    return Number(r.n ?? 0);
+  };
+}
+
+registerResourceCounter(ResourceKind.Instance, countVms('instances'));
+registerResourceCounter(ResourceKind.Cpu, countVms('cpu_number'));
+registerResourceCounter(ResourceKind.Memory, countVms('memory_mb'));
+
+export const vmCommands = [
+  deployVirtualMachine,
+  startVirtualMachine,
+  stopVirtualMachine,
+  rebootVirtualMachine,
+  destroyVirtualMachine,
+  recoverVirtualMachine,
+  expungeVirtualMachine,
+  updateVirtualMachine,
+  changeServiceForVirtualMachine,
+  scaleVirtualMachine,
+  resetPasswordForVirtualMachine,
+  getVMPassword,
+  resetSSHKeyForVirtualMachine,
+  migrateVirtualMachine,
+  assignVirtualMachine,
+  attachIso,
+  detachIso,
+  listVirtualMachines,
+];

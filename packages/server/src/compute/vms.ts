@@ -1,0 +1,454 @@
+/**
+ * The VM lifecycle on hosts: start (plan, create disks, boot, retry elsewhere on failure), stop,
+ * reboot, destroy, recover and expunge. Each step moves the VM through the state machine and
+ * keeps host and pool capacity and the owner's resource counts exact.
+ */
+import type { VmSpec } from '@nimbostack/protocol';
+import type { CallContext } from '../context.ts';
+import type { Tx } from '../db/connection.ts';
+import type { VmRow, VolumeRow } from '../db/schema.ts';
+import { ApiError, ErrorCode, invalidParameter, toApiError } from '../errors.ts';
+import { recordEvent } from '../events/events.ts';
+import { checkOwnerAccess } from '../iam/access.ts';
+import { ResourceKind, reserve } from '../iam/limits.ts';
+import { releaseNics } from '../network/nics.ts';
+import { removeVmFromSecurityGroups } from '../network/security-groups.ts';
+import { DownloadState } from '../storage/downloads.ts';
+import { storeRoot } from '../storage/images.ts';
+import { deleteOnPool, poolLocation, poolOf, vmDisk } from '../storage/volume-ops.ts';
+import { materialiseDataDisk, removeVolumeRecord } from '../storage/volumes.ts';
+import {
+  type Placement,
+  releaseHost,
+  releasePool,
+  reserveHost,
+  reservePool,
+  START_RETRY,
+} from './planner.ts';
+import { transition, wrongState } from './vm-state.ts';
+
+export const MiB = 2 ** 20;
+
+export async function findVm(
+  ctx: CallContext,
+  uuid: string,
+  opts: { includeDestroyed?: boolean } = {},
+): Promise<VmRow> {
+  const vm = await ctx.app.store.db
+    .selectFrom('vms')
+    .selectAll()
+    .where('uuid', '=', uuid)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  if (!vm || (vm.state === 'Expunging' && !opts.includeDestroyed))
+    throw invalidParameter(`Unable to find virtual machine by id ${uuid}`);
+  const domain = await ctx.app.store.db
+    .selectFrom('domains')
+    .select(['path', 'name'])
+    .where('id', '=', vm.domain_id)
+    .executeTakeFirstOrThrow();
+  checkOwnerAccess(ctx.caller, { accountId: vm.account_id, domain });
+  return vm;
+}
+
+export async function reloadVm(ctx: Pick<CallContext, 'app'>, id: number): Promise<VmRow> {
+  return ctx.app.store.db.selectFrom('vms').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+}
+
+const cpuMhzOf = (vm: VmRow) => vm.cpu_number * vm.cpu_speed;
+
+/** The ready copy of a VM's template in its zone, as the agent needs it to create a ROOT disk. */
+async function templateSource(ctx: Pick<CallContext, 'app'>, templateId: number, zoneId: number) {
+  const db = ctx.app.store.db;
+  const copy = await db
+    .selectFrom('template_store_refs as r')
+    .innerJoin('image_stores as s', 's.id', 'r.image_store_id')
+    .innerJoin('templates as t', 't.id', 'r.template_id')
+    .selectAll('s')
+    .select(['r.install_path', 'r.size_bytes as template_size', 't.uuid as template_uuid'])
+    .where('r.template_id', '=', templateId)
+    .where('r.zone_id', '=', zoneId)
+    .where('r.download_state', '=', DownloadState.Downloaded)
+    .where('r.destroyed', '=', 0)
+    .where('s.removed', 'is', null)
+    .executeTakeFirst();
+  if (!copy?.install_path) throw invalidParameter("The VM's template is no longer ready in its zone");
+  return {
+    template: {
+      uuid: copy.template_uuid,
+      path: copy.install_path,
+      sizeBytes: Number(copy.template_size ?? 0),
+    },
+    store: {
+      uuid: copy.uuid,
+      type: copy.protocol === 'nfs' ? ('NetworkFilesystem' as const) : ('Filesystem' as const),
+      path: await storeRoot(copy),
+    },
+  };
+}
+
+/** The VM's NICs as the hypervisor plugs them. */
+async function vmSpecNics(ctx: Pick<CallContext, 'app'>, vmId: number) {
+  const nics = await ctx.app.store.db
+    .selectFrom('nics')
+    .innerJoin('networks', 'networks.id', 'nics.network_id')
+    .select(['nics.mac', 'nics.ip4', 'nics.device_id', 'networks.uuid as network'])
+    .where('nics.vm_id', '=', vmId)
+    .where('nics.removed', 'is', null)
+    .orderBy('nics.device_id')
+    .execute();
+  return nics.map((n) => ({ mac: n.mac, ip: n.ip4 ?? undefined, network: n.network, deviceId: n.device_id }));
+}
+const memoryOf = (vm: VmRow) => vm.memory_mb * MiB;
+
+async function hostTagsOf(ctx: Pick<CallContext, 'app'>, vm: VmRow): Promise<string[]> {
+  const o = await ctx.app.store.db
+    .selectFrom('service_offerings')
+    .select('host_tags')
+    .where('id', '=', vm.service_offering_id)
+    .executeTakeFirst();
+  return (o?.host_tags ?? '')
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t !== '');
+}
+
+async function volumesOf(ctx: Pick<CallContext, 'app'>, vmId: number): Promise<VolumeRow[]> {
+  return ctx.app.store.db
+    .selectFrom('volumes')
+    .selectAll()
+    .where('vm_id', '=', vmId)
+    .where('removed', 'is', null)
+    .orderBy('device_id')
+    .execute();
+}
+
+/** Creates the ROOT disk from its template on a pool the host reaches, if it does not exist yet. */
+async function materialiseRoot(
+  ctx: Pick<CallContext, 'app'>,
+  vm: VmRow,
+  root: VolumeRow,
+  placement: Placement,
+): Promise<VolumeRow> {
+  if (root.path && root.pool_id !== null) return root;
+  if (vm.template_id === null) return materialiseDataDisk(ctx, root, placement.hostId, placement.clusterId);
+  const source = await templateSource(ctx, vm.template_id, vm.zone_id);
+  const size = Math.max(Number(root.size_bytes), source.template.sizeBytes);
+  const pool = await reservePool(ctx, {
+    zoneId: vm.zone_id,
+    clusterId: placement.clusterId,
+    sizeBytes: size,
+    tags: [],
+  });
+  try {
+    const made = await ctx.app.agents.call(placement.hostId, 'createVolumeFromTemplate', {
+      volumeUuid: root.uuid,
+      sizeBytes: size,
+      pool: poolLocation(pool),
+      template: source.template,
+      templateStore: source.store,
+    });
+    const changes = {
+      pool_id: pool.id,
+      path: made.path,
+      size_bytes: made.sizeBytes,
+      physical_size_bytes: made.sizeBytes,
+      state: 'Ready',
+    };
+    await ctx.app.store.db.updateTable('volumes').set(changes).where('id', '=', root.id).execute();
+    return { ...root, ...changes };
+  } catch (e) {
+    await releasePool(ctx.app.store.db, pool.id, size);
+    throw e;
+  }
+}
+
+async function vmSpec(ctx: Pick<CallContext, 'app'>, vm: VmRow, volumes: VolumeRow[]): Promise<VmSpec> {
+  const disks = [];
+  for (const v of volumes) {
+    const pool = await poolOf(ctx, v);
+    if (pool && v.path) disks.push(vmDisk(v, pool));
+  }
+  return {
+    name: vm.instance_name,
+    uuid: vm.uuid,
+    cpus: vm.cpu_number,
+    cpuMhz: vm.cpu_speed,
+    memoryBytes: memoryOf(vm),
+    disks,
+    nics: await vmSpecNics(ctx, vm.id),
+    ...(vm.user_data ? { userData: vm.user_data } : {}),
+  };
+}
+
+/**
+ * The cluster a VM must start in: where its disks already live (cluster-scoped pools), or any.
+ */
+async function requiredCluster(
+  ctx: Pick<CallContext, 'app'>,
+  volumes: VolumeRow[],
+): Promise<number | undefined> {
+  for (const v of volumes) {
+    const pool = await poolOf(ctx, v);
+    if (pool && pool.scope !== 'ZONE' && pool.cluster_id !== null) return pool.cluster_id;
+  }
+  return undefined;
+}
+
+export interface StartOptions {
+  hostId?: number;
+  podId?: number;
+  clusterId?: number;
+}
+
+/**
+ * Starts a Stopped VM: reserves a host, creates missing disks, boots it. A host that fails is
+ * avoided and the next one tried (start.retry); if none works the VM is Stopped again and the
+ * error says why.
+ */
+export async function startVm(ctx: CallContext, vm: VmRow, opts: StartOptions = {}): Promise<VmRow> {
+  const { app } = ctx;
+  let current = await app.store.db.transaction().execute((tx) => transition(ctx, tx, vm, 'start'));
+  const avoid = new Set<number>();
+  const retries = app.settings.get(START_RETRY);
+  let lastError: ApiError | undefined;
+  try {
+    for (let attempt = 0; attempt < retries; attempt++) {
+      let volumes = await volumesOf(ctx, vm.id);
+      const placement = await reserveHost(ctx, {
+        zoneId: vm.zone_id,
+        podId: opts.podId,
+        clusterId: opts.clusterId ?? (await requiredCluster(ctx, volumes)),
+        hostId: opts.hostId,
+        cpuMhz: cpuMhzOf(vm),
+        memoryBytes: memoryOf(vm),
+        hostTags: await hostTagsOf(ctx, vm),
+        hypervisor: vm.hypervisor,
+        accountId: vm.account_id,
+        avoid,
+      });
+      try {
+        volumes = await Promise.all(
+          volumes.map((v) =>
+            v.type === 'ROOT'
+              ? materialiseRoot(ctx, vm, v, placement)
+              : materialiseDataDisk(ctx, v, placement.hostId, placement.clusterId),
+          ),
+        );
+        await app.agents.call(placement.hostId, 'startVm', { vm: await vmSpec(ctx, vm, volumes) });
+        current = await app.store.db.transaction().execute((tx) =>
+          transition(ctx, tx, current, 'started', {
+            host_id: placement.hostId,
+            last_host_id: placement.hostId,
+            pod_id: placement.podId,
+            cluster_id: placement.clusterId,
+          }),
+        );
+        return current;
+      } catch (e) {
+        await releaseHost(app.store.db, placement.hostId, placement.cpuMhz, placement.memoryBytes);
+        lastError = toApiError(e);
+        app.log.warn(
+          { vm: vm.uuid, host: placement.hostName, err: lastError.message },
+          'VM start failed on a host; trying another',
+        );
+        await recordEvent(
+          ctx,
+          app.store.db,
+          { userId: vm.user_id, accountId: vm.account_id, domainId: vm.domain_id },
+          {
+            type: 'VM.START',
+            level: 'WARN',
+            description: `VM ${vm.name} could not start on host ${placement.hostName}: ${lastError.message}`,
+            resourceType: 'VirtualMachine',
+            resourceId: vm.uuid,
+          },
+        );
+        avoid.add(placement.hostId);
+        // A host picked by the caller is the only one allowed.
+        if (opts.hostId !== undefined) break;
+      }
+    }
+    throw lastError ?? invalidParameter(`Unable to start VM ${vm.name}`);
+  } catch (e) {
+    const err = toApiError(e);
+    await app.store.db
+      .transaction()
+      .execute((tx) => transition(ctx, tx, current, 'startFailed', {}, err.message));
+    throw err.errorcode === ErrorCode.INSUFFICIENT_CAPACITY || !lastError
+      ? err
+      : new ApiError(err.errorcode, err.cserrorcode, `Unable to start VM ${vm.name}: ${err.message}`);
+  }
+}
+
+/** Releases the host capacity a VM held and clears its placement. */
+async function leaveHost(ctx: Pick<CallContext, 'app'>, vm: VmRow): Promise<void> {
+  if (vm.host_id !== null) await releaseHost(ctx.app.store.db, vm.host_id, cpuMhzOf(vm), memoryOf(vm));
+}
+
+/** Stops a Running VM; `forced` marks it Stopped even if its host cannot be reached. */
+export async function stopVm(ctx: CallContext, vm: VmRow, forced = false): Promise<VmRow> {
+  const { app } = ctx;
+  if (vm.state === 'Stopped') return vm;
+  let current = await app.store.db.transaction().execute((tx) => transition(ctx, tx, vm, 'stop'));
+  try {
+    if (vm.host_id !== null)
+      await app.agents.call(vm.host_id, 'stopVm', { name: vm.instance_name, force: forced });
+  } catch (e) {
+    if (!forced) {
+      await app.store.db
+        .transaction()
+        .execute((tx) => transition(ctx, tx, current, 'stopFailed', {}, toApiError(e).message));
+      throw e;
+    }
+  }
+  await leaveHost(ctx, vm);
+  current = await app.store.db
+    .transaction()
+    .execute((tx) => transition(ctx, tx, current, 'stopped', { host_id: null }));
+  return current;
+}
+
+export async function rebootVm(ctx: CallContext, vm: VmRow): Promise<VmRow> {
+  if (vm.state !== 'Running' || vm.host_id === null) throw wrongState(vm, 'reboot');
+  await ctx.app.agents.call(vm.host_id, 'rebootVm', { name: vm.instance_name });
+  return vm;
+}
+
+/**
+ * Adds or removes a VM's counted resources (instances, CPUs, memory) inside `tx`. Every query
+ * here must use `tx`: on SQLite the transaction holds the only connection.
+ */
+async function count(ctx: Pick<CallContext, 'app'>, tx: Tx, vm: VmRow, sign: 1 | -1): Promise<void> {
+  const account = await tx
+    .selectFrom('accounts')
+    .selectAll()
+    .where('id', '=', vm.account_id)
+    .executeTakeFirst();
+  if (!account) return;
+  await reserve(ctx, tx, account, ResourceKind.Instance, sign);
+  await reserve(ctx, tx, account, ResourceKind.Cpu, sign * vm.cpu_number);
+  await reserve(ctx, tx, account, ResourceKind.Memory, sign * vm.memory_mb);
+}
+
+/** Destroys a VM (stopping it first); it stays listed as Destroyed until expunged or recovered. */
+export async function destroyVm(ctx: CallContext, vm: VmRow, expunge: boolean): Promise<VmRow> {
+  let current = vm;
+  if (['Running', 'Starting', 'Stopping'].includes(current.state)) current = await stopVm(ctx, current, true);
+  if (current.state !== 'Destroyed') {
+    current = await ctx.app.store.db.transaction().execute(async (tx) => {
+      const next = await transition(ctx, tx, current, 'destroy');
+      await count(ctx, tx, current, -1);
+      return next;
+    });
+  }
+  if (expunge) await expungeVm(ctx, current);
+  return reloadVm(ctx, vm.id);
+}
+
+export async function recoverVm(ctx: CallContext, vm: VmRow): Promise<VmRow> {
+  if (vm.state !== 'Destroyed') throw wrongState(vm, 'recover');
+  return ctx.app.store.db.transaction().execute(async (tx) => {
+    await count(ctx, tx, vm, 1);
+    return transition(ctx, tx, vm, 'recover');
+  });
+}
+
+/**
+ * Removes a VM for good: its ROOT disk is deleted, data disks are detached and kept, its NICs and
+ * addresses are released. Works from Destroyed, Stopped or Error.
+ */
+export async function expungeVm(ctx: CallContext, vm: VmRow): Promise<void> {
+  const { app } = ctx;
+  let current = vm;
+  if (current.state === 'Running') current = await stopVm(ctx, current, true);
+  const wasCounted = current.state !== 'Destroyed';
+  if (current.state !== 'Expunging')
+    current = await app.store.db.transaction().execute((tx) => transition(ctx, tx, current, 'expunge'));
+  const volumes = await volumesOf(ctx, vm.id);
+  for (const v of volumes.filter((x) => x.type === 'ROOT')) await deleteOnPool(ctx, v);
+  await app.store.db.transaction().execute(async (tx) => {
+    for (const v of volumes) {
+      if (v.type === 'ROOT') await removeVolumeRecord(ctx, tx, v);
+      else
+        await tx
+          .updateTable('volumes')
+          .set({ vm_id: null, device_id: null, attached: null })
+          .where('id', '=', v.id)
+          .execute();
+    }
+    await releaseNics(ctx, tx, vm.id);
+    await removeVmFromSecurityGroups(ctx, tx, vm.id);
+    await tx
+      .deleteFrom('resource_tags')
+      .where('resource_type', '=', 'UserVm')
+      .where('resource_id', '=', vm.id)
+      .execute();
+    if (wasCounted) await count(ctx, tx, current, -1);
+    await tx
+      .updateTable('vms')
+      .set({ state: 'Expunged', removed: app.clock.now(), host_id: null })
+      .where('id', '=', vm.id)
+      .execute();
+  });
+}
+
+/** Releases a VM's placement after it was found powered off behind our back. */
+export async function markStoppedOutOfBand(
+  ctx: Pick<CallContext, 'app'>,
+  vm: VmRow,
+  why: string,
+): Promise<void> {
+  await ctx.app.store.db.transaction().execute(async (tx) => {
+    await transition(ctx, tx, vm, 'poweredOff', { host_id: null }, why);
+  });
+  await leaveHost(ctx, vm);
+}
+
+/**
+ * Live-migrates a Running VM to another host (the given one, or one the planner picks in the same
+ * cluster): capacity is reserved on the destination first and released on the source after.
+ */
+export async function migrateVm(ctx: CallContext, vm: VmRow, hostId?: number): Promise<VmRow> {
+  const { app } = ctx;
+  if (vm.state !== 'Running' || vm.host_id === null)
+    throw invalidParameter(`VM ${vm.name} must be Running to be migrated live (it is ${vm.state})`);
+  const source = vm.host_id;
+  if (hostId === source) throw invalidParameter(`VM ${vm.name} already runs on that host`);
+  const placement = await reserveHost(ctx, {
+    zoneId: vm.zone_id,
+    clusterId: vm.cluster_id ?? undefined,
+    hostId,
+    cpuMhz: cpuMhzOf(vm),
+    memoryBytes: memoryOf(vm),
+    hostTags: await hostTagsOf(ctx, vm),
+    hypervisor: vm.hypervisor,
+    accountId: vm.account_id,
+    avoid: new Set([source]),
+  });
+  let current = await app.store.db.transaction().execute((tx) => transition(ctx, tx, vm, 'migrate'));
+  try {
+    const spec = await vmSpec(ctx, vm, await volumesOf(ctx, vm.id));
+    await app.agents.call(placement.hostId, 'prepareMigration', { vm: spec });
+    await app.agents.call(source, 'migrateVm', {
+      name: vm.instance_name,
+      destination: { host: placement.hostName },
+    });
+  } catch (e) {
+    await releaseHost(app.store.db, placement.hostId, placement.cpuMhz, placement.memoryBytes);
+    await app.store.db
+      .transaction()
+      .execute((tx) => transition(ctx, tx, current, 'migrateFailed', {}, toApiError(e).message));
+    throw e;
+  }
+  await releaseHost(app.store.db, source, placement.cpuMhz, placement.memoryBytes);
+  current = await app.store.db.transaction().execute((tx) =>
+    transition(ctx, tx, current, 'migrated', {
+      host_id: placement.hostId,
+      last_host_id: placement.hostId,
+      pod_id: placement.podId,
+      cluster_id: placement.clusterId,
+    }),
+  );
+  return current;
+}

@@ -1,0 +1,63 @@
+/**
+ * Volume operations on hosts, shared by volumes and VMs: where a pool is reachable from, how the
+ * agent names it, and creating, attaching and deleting volumes through agents.
+ */
+import type { StorageLocation } from '@nimbostack/protocol';
+import type { CallContext } from '../context.ts';
+import type { StoragePoolRow, VolumeRow } from '../db/schema.ts';
+import { resourceUnavailable } from '../errors.ts';
+
+export function poolLocation(pool: Pick<StoragePoolRow, 'uuid' | 'pool_type' | 'path'>): StorageLocation {
+  const known = ['Filesystem', 'NetworkFilesystem', 'SharedMountPoint', 'Simulator'] as const;
+  const type = (known as readonly string[]).includes(pool.pool_type)
+    ? (pool.pool_type as StorageLocation['type'])
+    : 'Filesystem';
+  return { uuid: pool.uuid, type, path: pool.path };
+}
+
+/** An Up host connected to this server that can reach the pool (its cluster, or the zone for zone-wide pools). */
+export async function hostForPool(ctx: Pick<CallContext, 'app'>, pool: StoragePoolRow): Promise<number> {
+  let q = ctx.app.store.db
+    .selectFrom('hosts')
+    .select('id')
+    .where('zone_id', '=', pool.zone_id)
+    .where('state', '=', 'Up')
+    .where('removed', 'is', null);
+  if (pool.scope !== 'ZONE' && pool.cluster_id !== null) q = q.where('cluster_id', '=', pool.cluster_id);
+  const ids = (await q.limit(50).execute()).map((h) => h.id);
+  const connected = ctx.app.agents.connectedHosts(ids);
+  if (connected.length === 0)
+    throw resourceUnavailable(`No host that can reach primary storage ${pool.name} is Up`);
+  return connected[0];
+}
+
+export async function poolOf(
+  ctx: Pick<CallContext, 'app'>,
+  volume: Pick<VolumeRow, 'pool_id'>,
+): Promise<StoragePoolRow | undefined> {
+  if (volume.pool_id === null) return undefined;
+  return ctx.app.store.db
+    .selectFrom('storage_pools')
+    .selectAll()
+    .where('id', '=', volume.pool_id)
+    .executeTakeFirst();
+}
+
+/** The disk as a VM definition names it. */
+export function vmDisk(volume: VolumeRow, pool: StoragePoolRow) {
+  return {
+    volumeUuid: volume.uuid,
+    path: volume.path!,
+    pool: poolLocation(pool),
+    deviceId: volume.device_id ?? 0,
+    type: volume.type as 'ROOT' | 'DATADISK',
+  };
+}
+
+/** Removes a volume's file through a host that reaches its pool; a missing file is fine. */
+export async function deleteOnPool(ctx: Pick<CallContext, 'app'>, volume: VolumeRow): Promise<void> {
+  const pool = await poolOf(ctx, volume);
+  if (!pool || !volume.path) return;
+  const hostId = await hostForPool(ctx, pool);
+  await ctx.app.agents.call(hostId, 'deleteVolume', { path: volume.path, pool: poolLocation(pool) });
+}

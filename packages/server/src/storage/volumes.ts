@@ -1,0 +1,758 @@
+/** Volumes: ROOT disks of VMs and data disks users create, attach, resize and delete. */
+import { formatDate } from '../clock.ts';
+import { releasePool, reservePool } from '../compute/planner.ts';
+import type { CallContext } from '../context.ts';
+import { insertId, type Tx } from '../db/connection.ts';
+import type { AccountRow, VmRow, VolumeRow } from '../db/schema.ts';
+import { invalidParameter, resourceInUse } from '../errors.ts';
+import { logEvent } from '../events/events.ts';
+import { applyScope, checkOwnerAccess, listScope } from '../iam/access.ts';
+import { onAccountDelete, resolveAccount } from '../iam/accounts.ts';
+import { displayPath } from '../iam/domains.ts';
+import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
+import { findZone } from '../infra/common.ts';
+import { onStoragePoolDelete } from '../infra/storage-pools.ts';
+import { defineCommand, type JobTarget, listResult, success } from '../registry/command.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
+import { deleteOnPool, hostForPool, poolLocation, poolOf, vmDisk } from './volume-ops.ts';
+
+export const GiB = 2 ** 30;
+
+/** Device 3 is where CloudStack puts the CD-ROM, so data disks skip it. */
+const CDROM_DEVICE = 3;
+
+export async function findVolume(ctx: CallContext, uuid: string): Promise<VolumeRow> {
+  const v = await ctx.app.store.db
+    .selectFrom('volumes')
+    .selectAll()
+    .where('uuid', '=', uuid)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  if (!v) throw invalidParameter(`Unable to find volume by id ${uuid}`);
+  const domain = await ctx.app.store.db
+    .selectFrom('domains')
+    .select(['path', 'name'])
+    .where('id', '=', v.domain_id)
+    .executeTakeFirstOrThrow();
+  checkOwnerAccess(ctx.caller, { accountId: v.account_id, domain });
+  return v;
+}
+
+export async function presentVolumes(ctx: CallContext, rows: VolumeRow[]): Promise<object[]> {
+  if (rows.length === 0) return [];
+  const db = ctx.app.store.db;
+  const ids = (key: keyof VolumeRow) => [
+    ...new Set(rows.map((r) => r[key]).filter((x): x is number => typeof x === 'number')),
+  ];
+  const none = Promise.resolve([]);
+  const [accounts, domains, zones, vms, offerings, pools, tags] = await Promise.all([
+    db.selectFrom('accounts').select(['id', 'name']).where('id', 'in', ids('account_id')).execute(),
+    db
+      .selectFrom('domains')
+      .select(['id', 'uuid', 'name', 'path'])
+      .where('id', 'in', ids('domain_id'))
+      .execute(),
+    db.selectFrom('zones').select(['id', 'uuid', 'name']).where('id', 'in', ids('zone_id')).execute(),
+    ids('vm_id').length
+      ? db
+          .selectFrom('vms')
+          .select(['id', 'uuid', 'name', 'display_name', 'state', 'hypervisor'])
+          .where('id', 'in', ids('vm_id'))
+          .execute()
+      : none,
+    ids('disk_offering_id').length
+      ? db
+          .selectFrom('disk_offerings')
+          .select(['id', 'uuid', 'name', 'display_text', 'storage_type'])
+          .where('id', 'in', ids('disk_offering_id'))
+          .execute()
+      : none,
+    ids('pool_id').length
+      ? db
+          .selectFrom('storage_pools')
+          .select(['id', 'uuid', 'name', 'pool_type', 'scope'])
+          .where('id', 'in', ids('pool_id'))
+          .execute()
+      : none,
+    tagsOf(
+      ctx,
+      'Volume',
+      rows.map((r) => r.id),
+    ),
+  ]);
+  const by = <T extends { id: number }>(list: T[]) => new Map(list.map((x) => [x.id, x]));
+  const [account, domain, zone, vm, offering, pool] = [
+    by(accounts),
+    by(domains),
+    by(zones),
+    by(vms),
+    by(offerings),
+    by(pools),
+  ];
+  const isAdmin = ctx.caller.roleKind === 'admin';
+  return rows.map((v) => {
+    const d = domain.get(v.domain_id)!;
+    const z = zone.get(v.zone_id);
+    const m = v.vm_id === null ? undefined : vm.get(v.vm_id);
+    const o = v.disk_offering_id === null ? undefined : offering.get(v.disk_offering_id);
+    const s = v.pool_id === null ? undefined : pool.get(v.pool_id);
+    return {
+      id: v.uuid,
+      name: v.name,
+      zoneid: z?.uuid,
+      zonename: z?.name,
+      type: v.type,
+      state: v.state,
+      size: Number(v.size_bytes),
+      virtualsize: Number(v.size_bytes),
+      physicalsize: v.physical_size_bytes === null ? undefined : Number(v.physical_size_bytes),
+      account: account.get(v.account_id)?.name,
+      domainid: d.uuid,
+      domain: d.name,
+      domainpath: displayPath(d.path),
+      // Clients decide "attached" by the presence of these fields: absent when detached.
+      ...(m
+        ? {
+            virtualmachineid: m.uuid,
+            vmname: m.name,
+            vmdisplayname: m.display_name,
+            vmstate: m.state,
+            vmtype: 'User',
+            deviceid: v.device_id ?? 0,
+            attached: formatDate(v.attached ?? v.created),
+          }
+        : {}),
+      hypervisor: m?.hypervisor,
+      diskofferingid: o?.uuid,
+      diskofferingname: o?.name,
+      diskofferingdisplaytext: o?.display_text,
+      storagetype: o?.storage_type ?? 'shared',
+      provisioningtype: v.provisioning_type,
+      miniops: v.min_iops ?? undefined,
+      maxiops: v.max_iops ?? undefined,
+      ...(isAdmin && s
+        ? { storageid: s.uuid, storage: s.name, pooltype: s.pool_type, path: v.path ?? undefined }
+        : {}),
+      created: formatDate(v.created),
+      destroyed: false,
+      isextractable: true,
+      displayvolume: v.display_volume === 1,
+      tags: tags.get(v.id) ?? [],
+    };
+  });
+}
+
+export async function presentVolume(ctx: CallContext, id: number): Promise<object> {
+  const row = await ctx.app.store.db
+    .selectFrom('volumes')
+    .selectAll()
+    .where('id', '=', id)
+    .executeTakeFirstOrThrow();
+  return (await presentVolumes(ctx, [row]))[0];
+}
+
+/** Size of a new data disk from its offering, or the requested size for a custom offering. */
+export async function dataDiskSize(ctx: CallContext, offeringUuid: string, sizeGb: number | undefined) {
+  const offering = await ctx.app.store.db
+    .selectFrom('disk_offerings')
+    .selectAll()
+    .where('uuid', '=', offeringUuid)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  if (!offering || offering.compute_only)
+    throw invalidParameter(`Unable to find disk offering by id ${offeringUuid}`);
+  if (offering.customized) {
+    if (sizeGb === undefined)
+      throw invalidParameter(`Disk offering ${offering.name} is custom sized: give the size in GB`);
+    if (sizeGb <= 0 || sizeGb > 1024 * 64)
+      throw invalidParameter(`Invalid volume size ${sizeGb} GB: must be between 1 and 65536`);
+    return { offering, sizeBytes: sizeGb * GiB };
+  }
+  if (sizeGb !== undefined && sizeGb * GiB !== Number(offering.disk_size_bytes)) {
+    throw invalidParameter(
+      `Disk offering ${offering.name} has a fixed size of ${Number(offering.disk_size_bytes) / GiB} GB; use a custom offering to choose the size`,
+    );
+  }
+  return { offering, sizeBytes: Number(offering.disk_size_bytes) };
+}
+
+/** Inserts a volume row (Allocated: its file is created when it is first needed on a host). */
+export async function insertVolume(
+  ctx: Pick<CallContext, 'app'>,
+  tx: Tx,
+  v: {
+    name: string;
+    account: AccountRow;
+    zoneId: number;
+    type: 'ROOT' | 'DATADISK';
+    sizeBytes: number;
+    diskOfferingId: number | null;
+    templateId?: number | null;
+    vmId?: number | null;
+    deviceId?: number | null;
+    provisioningType?: string;
+  },
+): Promise<number> {
+  const { app } = ctx;
+  await reserve(ctx, tx, v.account, ResourceKind.Volume, 1);
+  await reserve(ctx, tx, v.account, ResourceKind.PrimaryStorage, Math.ceil(v.sizeBytes / GiB));
+  return insertId(app.store, tx, 'volumes', {
+    uuid: app.ids.uuid(),
+    name: v.name,
+    account_id: v.account.id,
+    domain_id: v.account.domain_id,
+    zone_id: v.zoneId,
+    pool_id: null,
+    vm_id: v.vmId ?? null,
+    device_id: v.deviceId ?? null,
+    type: v.type,
+    state: 'Allocated',
+    size_bytes: v.sizeBytes,
+    physical_size_bytes: null,
+    path: null,
+    format: 'QCOW2',
+    disk_offering_id: v.diskOfferingId,
+    template_id: v.templateId ?? null,
+    snapshot_id: null,
+    provisioning_type: v.provisioningType ?? 'thin',
+    min_iops: null,
+    max_iops: null,
+    display_volume: 1,
+    attached: v.vmId ? app.clock.now() : null,
+    created: app.clock.now(),
+    removed: null,
+  });
+}
+
+/** Marks a volume gone and gives back its pool allocation and the owner's counts. */
+export async function removeVolumeRecord(ctx: Pick<CallContext, 'app'>, tx: Tx, v: VolumeRow): Promise<void> {
+  await tx
+    .updateTable('volumes')
+    .set({ state: 'Expunged', removed: ctx.app.clock.now(), vm_id: null })
+    .where('id', '=', v.id)
+    .execute();
+  if (v.pool_id !== null) await releasePool(tx, v.pool_id, Number(v.size_bytes));
+  const account = await tx
+    .selectFrom('accounts')
+    .selectAll()
+    .where('id', '=', v.account_id)
+    .executeTakeFirst();
+  if (account) {
+    await reserve(ctx, tx, account, ResourceKind.Volume, -1);
+    await reserve(ctx, tx, account, ResourceKind.PrimaryStorage, -Math.ceil(Number(v.size_bytes) / GiB));
+  }
+}
+
+/**
+ * Creates a volume's file on a pool the host (or cluster) reaches, if it has none yet. Used when a
+ * data disk is attached to a running VM and when a VM starts with Allocated disks.
+ */
+export async function materialiseDataDisk(
+  ctx: Pick<CallContext, 'app'>,
+  v: VolumeRow,
+  hostId: number,
+  clusterId: number | null,
+): Promise<VolumeRow> {
+  if (v.path && v.pool_id !== null) return v;
+  const pool = await reservePool(ctx, {
+    zoneId: v.zone_id,
+    clusterId,
+    sizeBytes: Number(v.size_bytes),
+    tags: [],
+  });
+  try {
+    const made = await ctx.app.agents.call(hostId, 'createVolume', {
+      volumeUuid: v.uuid,
+      sizeBytes: Number(v.size_bytes),
+      pool: poolLocation(pool),
+    });
+    const changes = {
+      pool_id: pool.id,
+      path: made.path,
+      physical_size_bytes: made.sizeBytes,
+      state: 'Ready',
+    };
+    await ctx.app.store.db.updateTable('volumes').set(changes).where('id', '=', v.id).execute();
+    return { ...v, ...changes };
+  } catch (e) {
+    await releasePool(ctx.app.store.db, pool.id, Number(v.size_bytes));
+    throw e;
+  }
+}
+
+const volumeTarget = (params: { id: string }): JobTarget => ({ type: 'Volume', id: params.id });
+
+export const createVolume = defineCommand({
+  name: 'createVolume',
+  params: {
+    name: p.string(),
+    zoneid: p.uuid(),
+    diskofferingid: p.uuid(),
+    size: p.long(),
+    snapshotid: p.uuid(),
+    virtualmachineid: p.uuid(),
+    miniops: p.long(),
+    maxiops: p.long(),
+    displayvolume: p.boolean(),
+    account: p.string(),
+    domainid: p.uuid(),
+    projectid: p.uuid(),
+    customid: p.string(),
+  },
+  event: { type: 'VOLUME.CREATE', description: (params) => `creating volume ${params.name ?? ''}`.trim() },
+  async create(ctx, params) {
+    const { app } = ctx;
+    if (params.snapshotid)
+      throw invalidParameter(
+        'Creating a volume from a snapshot needs snapshots, which this server does not offer yet',
+      );
+    if (!params.zoneid)
+      throw invalidParameter('Unable to execute API command createvolume due to missing parameter zoneid');
+    if (!params.diskofferingid)
+      throw invalidParameter(
+        'Unable to execute API command createvolume due to missing parameter diskofferingid',
+      );
+    const zone = await findZone(ctx, params.zoneid);
+    const owner = params.account
+      ? await resolveAccount(ctx, params)
+      : { account: ctx.caller.account, domain: ctx.caller.domain };
+    const { offering, sizeBytes } = await dataDiskSize(ctx, params.diskofferingid, params.size);
+    const id = await app.store.db.transaction().execute(async (tx) => {
+      const id = await insertVolume(ctx, tx, {
+        name: params.name ?? `DATA-${Date.now().toString(36)}`,
+        account: owner.account,
+        zoneId: zone.id,
+        type: 'DATADISK',
+        sizeBytes,
+        diskOfferingId: offering.id,
+        provisioningType: offering.provisioning_type,
+      });
+      const uuid = (
+        await tx.selectFrom('volumes').select('uuid').where('id', '=', id).executeTakeFirstOrThrow()
+      ).uuid;
+      await logEvent(ctx, tx, {
+        type: 'VOLUME.CREATE',
+        description: `created volume ${params.name ?? uuid} of ${sizeBytes / GiB} GB`,
+        resourceType: 'Volume',
+        resourceId: uuid,
+      });
+      return uuid;
+    });
+    return { type: 'Volume', id };
+  },
+  async handler(ctx, params, created) {
+    const volume = await findVolume(ctx, created!.id);
+    if (params.virtualmachineid) return attach(ctx, volume, params.virtualmachineid, undefined);
+    return presentVolume(ctx, volume.id);
+  },
+});
+
+async function vmForVolume(ctx: CallContext, uuid: string): Promise<VmRow> {
+  const vm = await ctx.app.store.db
+    .selectFrom('vms')
+    .selectAll()
+    .where('uuid', '=', uuid)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  if (!vm) throw invalidParameter(`Unable to find virtual machine by id ${uuid}`);
+  const domain = await ctx.app.store.db
+    .selectFrom('domains')
+    .select(['path', 'name'])
+    .where('id', '=', vm.domain_id)
+    .executeTakeFirstOrThrow();
+  checkOwnerAccess(ctx.caller, { accountId: vm.account_id, domain });
+  return vm;
+}
+
+async function attach(
+  ctx: CallContext,
+  volume: VolumeRow,
+  vmUuid: string,
+  deviceId: number | undefined,
+): Promise<object> {
+  const vm = await vmForVolume(ctx, vmUuid);
+  if (volume.type !== 'DATADISK') throw invalidParameter('Only data disks can be attached');
+  if (volume.vm_id !== null) throw invalidParameter(`Volume ${volume.name} is already attached to a VM`);
+  if (volume.account_id !== vm.account_id)
+    throw invalidParameter('The volume and the VM belong to different accounts');
+  if (volume.zone_id !== vm.zone_id) throw invalidParameter('The volume and the VM are in different zones');
+  if (!['Running', 'Stopped'].includes(vm.state))
+    throw invalidParameter(`Unable to attach a volume to VM ${vm.name}: it is ${vm.state}`);
+  const db = ctx.app.store.db;
+  const used = new Set(
+    (
+      await db
+        .selectFrom('volumes')
+        .select('device_id')
+        .where('vm_id', '=', vm.id)
+        .where('removed', 'is', null)
+        .execute()
+    ).map((r) => r.device_id),
+  );
+  if (deviceId !== undefined) {
+    if (deviceId < 1 || deviceId === CDROM_DEVICE || deviceId > 15)
+      throw invalidParameter(`Invalid device id ${deviceId}: use 1-15 except 3`);
+    if (used.has(deviceId))
+      throw invalidParameter(`Device id ${deviceId} is already in use on VM ${vm.name}`);
+  }
+  let device = deviceId ?? 1;
+  while (deviceId === undefined && (used.has(device) || device === CDROM_DEVICE)) device++;
+  if (device > 15) throw invalidParameter(`VM ${vm.name} has no free device id for another disk`);
+  let v = volume;
+  if (vm.state === 'Running' && vm.host_id !== null) {
+    v = await materialiseDataDisk(ctx, volume, vm.host_id, vm.cluster_id);
+    const pool = (await poolOf(ctx, v))!;
+    await ctx.app.agents.call(vm.host_id, 'attachVolume', {
+      vm: vm.instance_name,
+      disk: { ...vmDisk(v, pool), deviceId: device },
+    });
+  }
+  await db.transaction().execute(async (tx) => {
+    await tx
+      .updateTable('volumes')
+      .set({ vm_id: vm.id, device_id: device, attached: ctx.app.clock.now() })
+      .where('id', '=', v.id)
+      .execute();
+    await logEvent(ctx, tx, {
+      type: 'VOLUME.ATTACH',
+      description: `attached volume ${v.name} to VM ${vm.name}`,
+      resourceType: 'Volume',
+      resourceId: v.uuid,
+    });
+  });
+  return presentVolume(ctx, v.id);
+}
+
+export const attachVolume = defineCommand({
+  name: 'attachVolume',
+  params: {
+    id: p.uuid({ required: true }),
+    virtualmachineid: p.uuid({ required: true }),
+    deviceid: p.long(),
+  },
+  event: {
+    type: 'VOLUME.ATTACH',
+    description: (params) => `attaching volume ${params.id} to VM ${params.virtualmachineid}`,
+  },
+  async target(ctx, params) {
+    await findVolume(ctx, params.id);
+    await vmForVolume(ctx, params.virtualmachineid);
+    return volumeTarget(params);
+  },
+  async handler(ctx, params) {
+    return attach(ctx, await findVolume(ctx, params.id), params.virtualmachineid, params.deviceid);
+  },
+});
+
+export const detachVolume = defineCommand({
+  name: 'detachVolume',
+  params: { id: p.uuid(), virtualmachineid: p.uuid(), deviceid: p.long() },
+  event: { type: 'VOLUME.DETACH', description: (params) => `detaching volume ${params.id ?? ''}` },
+  async target(ctx, params) {
+    if (!params.id)
+      throw invalidParameter('Unable to execute API command detachvolume due to missing parameter id');
+    await findVolume(ctx, params.id);
+    return { type: 'Volume', id: params.id };
+  },
+  async handler(ctx, params) {
+    const volume = await findVolume(ctx, params.id!);
+    if (volume.vm_id === null) throw invalidParameter(`Volume ${volume.name} is not attached to any VM`);
+    if (volume.type === 'ROOT') throw invalidParameter('The ROOT volume of a VM cannot be detached');
+    const db = ctx.app.store.db;
+    const vm = await db
+      .selectFrom('vms')
+      .selectAll()
+      .where('id', '=', volume.vm_id)
+      .executeTakeFirstOrThrow();
+    if (!['Running', 'Stopped'].includes(vm.state))
+      throw invalidParameter(`Unable to detach a volume from VM ${vm.name}: it is ${vm.state}`);
+    if (vm.state === 'Running' && vm.host_id !== null && volume.path) {
+      const pool = (await poolOf(ctx, volume))!;
+      await ctx.app.agents.call(vm.host_id, 'detachVolume', {
+        vm: vm.instance_name,
+        disk: vmDisk(volume, pool),
+      });
+    }
+    await db.transaction().execute(async (tx) => {
+      await tx
+        .updateTable('volumes')
+        .set({ vm_id: null, device_id: null, attached: null })
+        .where('id', '=', volume.id)
+        .execute();
+      await logEvent(ctx, tx, {
+        type: 'VOLUME.DETACH',
+        description: `detached volume ${volume.name} from VM ${vm.name}`,
+        resourceType: 'Volume',
+        resourceId: volume.uuid,
+      });
+    });
+    return presentVolume(ctx, volume.id);
+  },
+});
+
+export const resizeVolume = defineCommand({
+  name: 'resizeVolume',
+  params: {
+    id: p.uuid({ required: true }),
+    size: p.long(),
+    diskofferingid: p.uuid(),
+    shrinkok: p.boolean(),
+    miniops: p.long(),
+    maxiops: p.long(),
+    automigrate: p.boolean(),
+  },
+  event: { type: 'VOLUME.RESIZE', description: (params) => `resizing volume ${params.id}` },
+  async target(ctx, params) {
+    await findVolume(ctx, params.id);
+    return volumeTarget(params);
+  },
+  async handler(ctx, params) {
+    const volume = await findVolume(ctx, params.id);
+    let newSize: number;
+    let offeringId = volume.disk_offering_id;
+    if (params.diskofferingid) {
+      const { offering, sizeBytes } = await dataDiskSize(ctx, params.diskofferingid, params.size);
+      newSize = sizeBytes;
+      offeringId = offering.id;
+    } else if (params.size !== undefined) {
+      if (params.size <= 0) throw invalidParameter(`Invalid size ${params.size} GB`);
+      newSize = params.size * GiB;
+    } else {
+      throw invalidParameter('Either size or diskofferingid must be given');
+    }
+    const current = Number(volume.size_bytes);
+    if (newSize < current && !params.shrinkok)
+      throw invalidParameter(
+        `Shrinking volume ${volume.name} from ${current / GiB} GB to ${newSize / GiB} GB needs shrinkok=true`,
+      );
+    if (volume.path) {
+      const pool = (await poolOf(ctx, volume))!;
+      const vm =
+        volume.vm_id === null
+          ? undefined
+          : await ctx.app.store.db
+              .selectFrom('vms')
+              .selectAll()
+              .where('id', '=', volume.vm_id)
+              .executeTakeFirst();
+      const hostId =
+        vm?.state === 'Running' && vm.host_id !== null ? vm.host_id : await hostForPool(ctx, pool);
+      await ctx.app.agents.call(hostId, 'resizeVolume', {
+        path: volume.path,
+        pool: poolLocation(pool),
+        newSizeBytes: newSize,
+        shrinkOk: params.shrinkok ?? false,
+      });
+    }
+    await ctx.app.store.db.transaction().execute(async (tx) => {
+      const account = await tx
+        .selectFrom('accounts')
+        .selectAll()
+        .where('id', '=', volume.account_id)
+        .executeTakeFirstOrThrow();
+      await reserve(
+        ctx,
+        tx,
+        account,
+        ResourceKind.PrimaryStorage,
+        Math.ceil(newSize / GiB) - Math.ceil(current / GiB),
+      );
+      if (volume.pool_id !== null) {
+        await tx
+          .updateTable('storage_pools')
+          .set((eb) => ({ allocated_bytes: eb('allocated_bytes', '+', newSize - current) }))
+          .where('id', '=', volume.pool_id)
+          .execute();
+      }
+      await tx
+        .updateTable('volumes')
+        .set({ size_bytes: newSize, disk_offering_id: offeringId })
+        .where('id', '=', volume.id)
+        .execute();
+      await logEvent(ctx, tx, {
+        type: 'VOLUME.RESIZE',
+        description: `resized volume ${volume.name} to ${newSize / GiB} GB`,
+        resourceType: 'Volume',
+        resourceId: volume.uuid,
+      });
+    });
+    return presentVolume(ctx, volume.id);
+  },
+});
+
+export const deleteVolume = defineCommand({
+  name: 'deleteVolume',
+  params: { id: p.uuid({ required: true }) },
+  async handler(ctx, params) {
+    const volume = await findVolume(ctx, params.id);
+    if (volume.type === 'ROOT') throw invalidParameter('A ROOT volume is deleted with its VM');
+    if (volume.vm_id !== null)
+      throw resourceInUse(`Volume ${volume.name} is attached to a VM: detach it first`);
+    await deleteOnPool(ctx, volume);
+    await ctx.app.store.db.transaction().execute(async (tx) => {
+      await removeVolumeRecord(ctx, tx, volume);
+      await tx
+        .deleteFrom('resource_tags')
+        .where('resource_type', '=', 'Volume')
+        .where('resource_id', '=', volume.id)
+        .execute();
+      await logEvent(ctx, tx, {
+        type: 'VOLUME.DELETE',
+        description: `deleted volume ${volume.name}`,
+        resourceType: 'Volume',
+        resourceId: volume.uuid,
+      });
+    });
+    return success();
+  },
+});
+
+export const listVolumes = defineCommand({
+  name: 'listVolumes',
+  params: {
+    ...listParams,
+    id: p.uuid(),
+    ids: p.list({ of: 'uuid' }),
+    name: p.string(),
+    type: p.string(),
+    state: p.string(),
+    zoneid: p.uuid(),
+    podid: p.uuid(),
+    clusterid: p.uuid(),
+    hostid: p.uuid(),
+    storageid: p.string(),
+    diskofferingid: p.uuid(),
+    serviceofferingid: p.uuid(),
+    virtualmachineid: p.uuid(),
+    displayvolume: p.boolean(),
+    account: p.string(),
+    domainid: p.uuid(),
+    isrecursive: p.boolean(),
+    listall: p.boolean(),
+    projectid: p.uuid(),
+    tags: p.map(),
+    listsystemvms: p.boolean(),
+    isencrypted: p.boolean(),
+    retrieveonlyresourcecount: p.boolean(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const db = app.store.db;
+    const scope = await listScope(ctx, params);
+    let q = applyScope(db.selectFrom('volumes'), scope, {
+      account: 'volumes.account_id',
+      domain: 'volumes.domain_id',
+    }).where('volumes.removed', 'is', null);
+    if (params.id) q = q.where('volumes.uuid', '=', params.id);
+    if (params.ids) q = q.where('volumes.uuid', 'in', params.ids);
+    if (params.name) q = q.where('volumes.name', '=', params.name);
+    if (params.type) q = q.where('volumes.type', '=', params.type.toUpperCase());
+    if (params.state) q = q.where('volumes.state', '=', params.state);
+    if (params.zoneid)
+      q = q.where(
+        'volumes.zone_id',
+        'in',
+        db.selectFrom('zones').select('id').where('uuid', '=', params.zoneid),
+      );
+    if (params.virtualmachineid)
+      q = q.where(
+        'volumes.vm_id',
+        'in',
+        db.selectFrom('vms').select('id').where('uuid', '=', params.virtualmachineid),
+      );
+    if (params.diskofferingid)
+      q = q.where(
+        'volumes.disk_offering_id',
+        'in',
+        db.selectFrom('disk_offerings').select('id').where('uuid', '=', params.diskofferingid),
+      );
+    if (params.storageid)
+      q = q.where(
+        'volumes.pool_id',
+        'in',
+        db.selectFrom('storage_pools').select('id').where('uuid', '=', params.storageid),
+      );
+    if (params.hostid)
+      q = q.where(
+        'volumes.vm_id',
+        'in',
+        db
+          .selectFrom('vms')
+          .innerJoin('hosts', 'hosts.id', 'vms.host_id')
+          .select('vms.id')
+          .where('hosts.uuid', '=', params.hostid),
+      );
+    if (params.keyword)
+      q = q.where('volumes.name', app.store.dialect === 'postgres' ? 'ilike' : 'like', `%${params.keyword}%`);
+    q = withTags(q, 'Volume', 'volumes.id', params.tags);
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    if (params.retrieveonlyresourcecount) return listResult([], Number(count));
+    const rows = await paginate(q.selectAll('volumes').orderBy('volumes.id'), pageOf(app, params)).execute();
+    return listResult(await presentVolumes(ctx, rows), Number(count));
+  },
+});
+
+registerTaggable('Volume', async (ctx, uuid) => {
+  const v = await ctx.app.store.db
+    .selectFrom('volumes')
+    .select(['id', 'account_id', 'domain_id'])
+    .where('uuid', '=', uuid)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  return v && { id: v.id, accountId: v.account_id, domainId: v.domain_id };
+});
+
+registerResourceCounter(ResourceKind.Volume, async (tx, accountId) => {
+  const r = await tx
+    .selectFrom('volumes')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('account_id', '=', accountId)
+    .where('removed', 'is', null)
+    .executeTakeFirstOrThrow();
+  return Number(r.n);
+});
+
+registerResourceCounter(ResourceKind.PrimaryStorage, async (tx, accountId) => {
+  const rows = await tx
+    .selectFrom('volumes')
+    .select('size_bytes')
+    .where('account_id', '=', accountId)
+    .where('removed', 'is', null)
+    .execute();
+  return rows.reduce((sum, r) => sum + Math.ceil(Number(r.size_bytes) / GiB), 0);
+});
+
+onStoragePoolDelete(async (app, pool) => {
+  const used = await app.store.db
+    .selectFrom('volumes')
+    .select('id')
+    .where('pool_id', '=', pool.id)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  return used ? `Primary storage ${pool.name} still holds volumes` : undefined;
+});
+
+/** Data disks of a deleted account (its VMs and their ROOT disks are removed by compute first). */
+onAccountDelete(async (ctx, account) => {
+  const left = await ctx.app.store.db
+    .selectFrom('volumes')
+    .selectAll()
+    .where('account_id', '=', account.id)
+    .where('removed', 'is', null)
+    .execute();
+  for (const v of left) {
+    await deleteOnPool(ctx, v);
+    await ctx.app.store.db.transaction().execute((tx) => removeVolumeRecord(ctx, tx, v));
+  }
+});
+
+export const volumeCommands = [
+  createVolume,
+  attachVolume,
+  detachVolume,
+  resizeVolume,
+  deleteVolume,
+  listVolumes,
+];

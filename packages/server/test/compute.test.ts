@@ -1,0 +1,407 @@
+/**
+ * The VM lifecycle on simulator hosts through the real server: deploy, stop, start, reboot,
+ * volumes, destroy, recover, expunge, the planner under concurrency, retries on failing hosts,
+ * serialised jobs, and bad input that leaves nothing behind.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { createCluster, createPod, startAgent, type TestAgent, waitUntil } from './agents.ts';
+import { createAccountAndLogin, startServer, type TestServer } from './harness.ts';
+
+let server: TestServer;
+const is = (code: number) => (e: any) => e.errorcode === code;
+let zoneid: string;
+let templateid: string;
+let small: string;
+let customDisk: string;
+
+before(async () => {
+  server = await startServer({ env: { NIMBOSTACK_SEED_LOCAL_ZONE: 'true' } });
+  zoneid = (await server.admin.request<any>('listZones', {})).zone[0].id;
+  await waitUntil(
+    async () => {
+      const t = await server.admin.request<any>('listTemplates', { templatefilter: 'featured', zoneid });
+      return t.template?.find((x: any) => x.isready);
+    },
+    20_000,
+    'the built-in template',
+  );
+  templateid = (await server.admin.request<any>('listTemplates', { templatefilter: 'featured', zoneid }))
+    .template[0].id;
+  small = (await server.admin.request<any>('listServiceOfferings', { name: 'Small Instance' }))
+    .serviceoffering[0].id;
+  customDisk = (await server.admin.request<any>('listDiskOfferings', {})).diskoffering.find(
+    (d: any) => d.iscustomized,
+  ).id;
+});
+after(() => server.stop());
+
+describe('the VM lifecycle', () => {
+  test('deploy, stop, start, reboot, volumes, destroy, recover, expunge', async () => {
+    const { client } = await createAccountAndLogin(server, { name: 'life' });
+    const vm = (
+      await client.call<any>('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid: small,
+        name: 'web-1',
+        displayname: 'Web one',
+      })
+    ).virtualmachine;
+    assert.equal(vm.state, 'Running');
+    assert.equal(vm.name, 'web-1');
+    assert.equal(vm.displayname, 'Web one');
+    assert.equal(vm.cpunumber, 1);
+    assert.equal(vm.memory, 512);
+    assert.ok(vm.nic.length === 1 && vm.nic[0].isdefault && vm.nic[0].ipaddress);
+    assert.ok(Array.isArray(vm.securitygroup));
+    assert.equal(vm.hostid, undefined, 'users do not see hosts');
+    const listed = await client.request<any>('listVirtualMachines', {});
+    assert.equal(listed.count, 1);
+    assert.equal(listed.virtualmachine[0].id, vm.id);
+    const root = (await client.request<any>('listVolumes', { virtualmachineid: vm.id })).volume[0];
+    assert.equal(root.type, 'ROOT');
+    assert.equal(root.state, 'Ready');
+    assert.ok(root.size > 0);
+
+    assert.equal(
+      (await client.call<any>('stopVirtualMachine', { id: vm.id })).virtualmachine.state,
+      'Stopped',
+    );
+    assert.equal(
+      (await client.call<any>('startVirtualMachine', { id: vm.id })).virtualmachine.state,
+      'Running',
+    );
+    assert.equal(
+      (await client.call<any>('rebootVirtualMachine', { id: vm.id })).virtualmachine.state,
+      'Running',
+    );
+
+    const disk = (
+      await client.call<any>('createVolume', { zoneid, diskofferingid: customDisk, size: 2, name: 'data-1' })
+    ).volume;
+    assert.equal(disk.state, 'Allocated');
+    assert.equal(disk.size, 2 * 2 ** 30);
+    assert.equal('virtualmachineid' in disk, false);
+    const attached = (await client.call<any>('attachVolume', { id: disk.id, virtualmachineid: vm.id }))
+      .volume;
+    assert.equal(attached.virtualmachineid, vm.id);
+    assert.equal(attached.deviceid, 1);
+    assert.equal(attached.state, 'Ready');
+    assert.ok(attached.attached);
+    await assert.rejects(client.request('deleteVolume', { id: disk.id }), is(536));
+    const resized = (await client.call<any>('resizeVolume', { id: disk.id, size: 3 })).volume;
+    assert.equal(resized.size, 3 * 2 ** 30);
+    await assert.rejects(client.call('resizeVolume', { id: disk.id, size: 1 }), is(431));
+    const detached = (await client.call<any>('detachVolume', { id: disk.id })).volume;
+    assert.equal('attached' in detached, false);
+    assert.equal('virtualmachineid' in detached, false);
+
+    const destroyed = (await client.call<any>('destroyVirtualMachine', { id: vm.id })).virtualmachine;
+    assert.equal(destroyed.state, 'Destroyed');
+    const asAdmin = await server.admin.request<any>('listVirtualMachines', { id: vm.id, listall: true });
+    assert.equal(asAdmin.virtualmachine[0].state, 'Destroyed');
+    const recovered = (await server.admin.request<any>('recoverVirtualMachine', { id: vm.id }))
+      .virtualmachine;
+    assert.equal(recovered.state, 'Stopped');
+    await server.admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
+    assert.deepEqual(await server.admin.request('listVirtualMachines', { id: vm.id, listall: true }), {});
+    assert.deepEqual(await client.request('listVolumes', { type: 'ROOT' }), {});
+    assert.equal(
+      (await client.request<any>('listVolumes', {})).volume[0].id,
+      disk.id,
+      'data disks outlive their VM',
+    );
+    assert.deepEqual(await client.request('deleteVolume', { id: disk.id }), { success: true });
+    const events = await server.admin.request<any>('listEvents', {
+      listall: true,
+      resourceid: vm.id,
+      pagesize: -1,
+    });
+    const types = new Set(events.event.map((e: any) => e.type));
+    for (const t of [
+      'VM.CREATE',
+      'VM.START',
+      'VM.STOP',
+      'VM.REBOOT',
+      'VM.DESTROY',
+      'VM.RECOVER',
+      'VM.EXPUNGE',
+    ])
+      assert.ok(types.has(t), t);
+  });
+
+  test('nothing leaks: host and pool allocations return to zero after expunge', async () => {
+    const hosts = await server.admin.request<any>('listHosts', { zoneid });
+    for (const h of hosts.host) assert.equal(Number(h.memoryallocated ?? 0), 0, `${h.name} memory`);
+    const pools = await server.admin.request<any>('listStoragePools', { zoneid });
+    for (const p of pools.storagepool) assert.equal(Number(p.disksizeallocated), 0, `${p.name} allocation`);
+  });
+
+  test('bad input gets a clear error and leaves no VM or volume behind', async () => {
+    const { client } = await createAccountAndLogin(server, { name: 'careless' });
+    const bad = '00000000-0000-4000-8000-000000000000';
+    await assert.rejects(
+      client.request('deployVirtualMachine', { zoneid: bad, templateid, serviceofferingid: small }),
+      is(431),
+    );
+    await assert.rejects(
+      client.request('deployVirtualMachine', { zoneid, templateid: bad, serviceofferingid: small }),
+      is(431),
+    );
+    await assert.rejects(
+      client.request('deployVirtualMachine', { zoneid, templateid, serviceofferingid: bad }),
+      is(431),
+    );
+    await assert.rejects(
+      client.request('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid: small,
+        name: '1-starts-with-digit',
+      }),
+      is(431),
+    );
+    await assert.rejects(
+      client.request('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid: small,
+        keypair: 'nope',
+      }),
+      is(431),
+    );
+    await assert.rejects(
+      client.request('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid: small,
+        userdata: '%%%',
+      }),
+      is(431),
+    );
+    await assert.rejects(
+      client.request('deployVirtualMachine', { zoneid, serviceofferingid: small }),
+      is(431),
+    );
+    await server.admin.request('updateResourceLimit', {
+      resourcetype: 0,
+      max: 0,
+      account: 'careless',
+      domainid: (await client.request<any>('listAccounts')).account[0].domainid,
+    });
+    await assert.rejects(
+      client.request('deployVirtualMachine', { zoneid, templateid, serviceofferingid: small }),
+      is(532),
+    );
+    assert.deepEqual(await client.request('listVirtualMachines', {}), {});
+    assert.deepEqual(await client.request('listVolumes', {}), {});
+  });
+
+  test('wrong states are refused', async () => {
+    const { client } = await createAccountAndLogin(server, { name: 'stately' });
+    const vm = (
+      await client.call<any>('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid: small,
+        startvm: false,
+      })
+    ).virtualmachine;
+    assert.equal(vm.state, 'Stopped');
+    await assert.rejects(client.call('rebootVirtualMachine', { id: vm.id }), is(431));
+    await assert.rejects(client.request('recoverVirtualMachine', { id: vm.id }), is(531));
+    await client.call('destroyVirtualMachine', { id: vm.id, expunge: false });
+    await assert.rejects(
+      client.call('startVirtualMachine', { id: vm.id }),
+      (e: any) => e.errorcode === 431 || e.errorcode === 531,
+    );
+  });
+});
+
+describe('the planner', () => {
+  let agent: TestAgent;
+  let pzone: string;
+  before(async () => {
+    // Four hosts of one core and 2 GiB each: room for exactly 16 VMs of 512 MiB when CPU is not the limit.
+    await server.admin.request('updateConfiguration', { name: 'cpu.overprovisioning.factor', value: '10' });
+    const z = (
+      await server.admin.request<any>('createZone', {
+        name: 'planner',
+        networktype: 'Basic',
+        dns1: '8.8.8.8',
+        internaldns1: '10.0.0.2',
+        securitygroupenabled: true,
+      })
+    ).zone;
+    pzone = z.id;
+    const pod = await createPod(server.admin, pzone, 'ppod', 77);
+    const cluster = await createCluster(server.admin, pzone, pod, 'pcluster');
+    await server.admin.request('createVlanIpRange', {
+      zoneid: pzone,
+      podid: pod,
+      gateway: '10.77.128.1',
+      netmask: '255.255.128.0',
+      startip: '10.77.128.10',
+      endip: '10.77.130.250',
+      forvirtualnetwork: false,
+    });
+    await server.admin.request('createStoragePool', {
+      zoneid: pzone,
+      podid: pod,
+      clusterid: cluster,
+      name: 'ppool',
+      url: `file://${server.dataDir}/ppool`,
+      capacitybytes: 2 ** 40,
+    });
+    await server.admin.request('addImageStore', {
+      zoneid: pzone,
+      name: 'pstore',
+      provider: 'NFS',
+      url: `file://${server.dataDir}/pstore`,
+    });
+    agent = startAgent(server.agentUrl, {
+      token: 'planner-token',
+      name: 'p',
+      hosts: 4,
+      args: ['--cores', '1', '--memory', String(2 * 2 ** 30)],
+    });
+    await agent.waitForLog('connected to management server');
+    for (let i = 1; i <= 4; i++) {
+      await waitUntil(async () => agent.logs.some((l) => l.includes(`p-${i}`)), 10_000, `host p-${i}`);
+      await server.admin.request('addHost', {
+        zoneid: pzone,
+        podid: pod,
+        clusterid: cluster,
+        url: `agent://p-${i}`,
+        username: 'root',
+        password: 'planner-token',
+        hypervisor: 'Simulator',
+      });
+    }
+    await waitUntil(
+      async () => {
+        const t = await server.admin.request<any>('listTemplates', {
+          templatefilter: 'featured',
+          zoneid: pzone,
+        });
+        return t.template?.find((x: any) => x.isready);
+      },
+      20_000,
+      'the built-in template in the new zone',
+    );
+  });
+  after(() => agent?.kill());
+
+  test('40 concurrent deploys on a cluster with room for 16 never overcommit a host', async () => {
+    const results = await Promise.allSettled(
+      Array.from({ length: 40 }, () =>
+        server.admin.call<any>('deployVirtualMachine', {
+          zoneid: pzone,
+          templateid,
+          serviceofferingid: small,
+        }),
+      ),
+    );
+    const ok = results.filter((r) => r.status === 'fulfilled');
+    const failed = results.filter((r) => r.status === 'rejected') as PromiseRejectedResult[];
+    assert.equal(ok.length, 16);
+    assert.ok(
+      failed.every((f) => f.reason.errorcode === 533),
+      failed.map((f) => f.reason.message).join('\n'),
+    );
+    const hosts = await server.admin.request<any>('listHosts', { zoneid: pzone });
+    for (const h of hosts.host)
+      assert.ok(Number(h.memoryallocated) <= 2048 * 2 ** 20, `${h.name} is overcommitted`);
+    const running = await server.admin.request<any>('listVirtualMachines', {
+      zoneid: pzone,
+      listall: true,
+      state: 'Running',
+    });
+    assert.equal(running.count, 16);
+    assert.equal(
+      (await server.admin.request<any>('listVirtualMachines', { zoneid: pzone, listall: true })).count,
+      16,
+      'failed deploys leave no VM',
+    );
+    for (const vm of running.virtualmachine)
+      await server.admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
+  });
+
+  test('a start that fails on one host is retried on another', async () => {
+    const host1 = (await server.admin.request<any>('listHosts', { name: 'p-1' })).host[0];
+    await server.admin.request('configureSimulator', {
+      name: 'startVm',
+      value: 'result:fail;message:simulated host fault',
+      count: 1,
+      hostid: host1.id,
+    });
+    await server.admin.request('updateConfiguration', { name: 'vm.allocation.algorithm', value: 'firstfit' });
+    const vm = (
+      await server.admin.call<any>('deployVirtualMachine', {
+        zoneid: pzone,
+        templateid,
+        serviceofferingid: small,
+      })
+    ).virtualmachine;
+    assert.equal(vm.state, 'Running');
+    assert.notEqual(vm.hostid, host1.id);
+    const warned = await server.admin.request<any>('listEvents', {
+      listall: true,
+      resourceid: vm.id,
+      level: 'WARN',
+    });
+    assert.match(warned.event[0].description, /p-1.*simulated host fault/);
+    await server.admin.request('updateConfiguration', { name: 'vm.allocation.algorithm', value: '' });
+    await server.admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
+  });
+
+  test('destroying a VM while its start runs waits for the start', async () => {
+    await server.admin.request('configureSimulator', {
+      name: 'startVm',
+      value: 'wait:1500',
+      count: 1,
+      zoneid: pzone,
+    });
+    const queued = await server.admin.request<any>('deployVirtualMachine', {
+      zoneid: pzone,
+      templateid,
+      serviceofferingid: small,
+    });
+    const destroy = await server.admin.request<any>('destroyVirtualMachine', {
+      id: queued.id,
+      expunge: true,
+    });
+    const started = await server.admin.waitForJob(queued.jobid);
+    assert.equal((started.jobresult as any).virtualmachine.state, 'Running');
+    await server.admin.waitForJob(destroy.jobid);
+    assert.deepEqual(await server.admin.request('listVirtualMachines', { id: queued.id, listall: true }), {});
+  });
+
+  test('a host that goes down takes its VMs to Stopped', async () => {
+    for (const [name, value] of [
+      ['ping.interval', '1'],
+      ['ping.timeout', '1.5'],
+      ['alert.wait', '1'],
+      ['host.down.wait', '1'],
+    ]) {
+      await server.admin.request('updateConfiguration', { name, value });
+    }
+    const vm = (
+      await server.admin.call<any>('deployVirtualMachine', {
+        zoneid: pzone,
+        templateid,
+        serviceofferingid: small,
+      })
+    ).virtualmachine;
+    await agent.kill();
+    await waitUntil(
+      async () => {
+        const r = await server.admin.request<any>('listVirtualMachines', { id: vm.id });
+        return r.virtualmachine[0].state === 'Stopped';
+      },
+      60_000,
+      'the VM of a dead host to be Stopped',
+    );
+  });
+});
