@@ -664,7 +664,8 @@ export class AgentGateway {
     const now = app.clock.now();
     for (const s of sessions) {
       s.status = status;
-      if (status !== 'Up') s.since = status === 'Disconnected' ? now : s.since;
+      // Alert and Down are timed from the moment the host stopped being Up.
+      if (status === 'Disconnected') s.since = now;
     }
     const leftUp = status === 'Disconnected';
     for (const part of chunks(sessions.map((s) => s.id))) {
