@@ -73,7 +73,8 @@ async function json(args: string[], env: Record<string, string> = {}): Promise<a
 }
 
 before(async () => {
-  server = await startServer();
+  // The local zone gives the deploy test a simulator host and the built-in template.
+  server = await startServer({ env: { NIMBOSTACK_SEED_LOCAL_ZONE: 'true' } });
   home = mkdtempSync(join(tmpdir(), 'nimbo-cli-test-'));
   const users = await server.admin.request<{ user: { id: string }[] }>('listUsers', { username: 'admin' });
   const keys = await keyClient(server, users.user[0].id);
@@ -193,6 +194,27 @@ describe('nimbo', () => {
       assert.equal(r.stderr, '', c.title);
       await c.check(JSON.parse(r.stdout), accountId);
     }
+  });
+
+  test('deploy virtualmachine blocks until the VM is Running', async () => {
+    const zone = (await server.admin.request<any>('listZones', {})).zone[0];
+    const template = (
+      await server.admin.request<any>('listTemplates', { templatefilter: 'featured', zoneid: zone.id })
+    ).template[0];
+    const offering = (await server.admin.request<any>('listServiceOfferings', { name: 'Small Instance' }))
+      .serviceoffering[0];
+    const out = await json([
+      'deploy',
+      'virtualmachine',
+      `zoneid=${zone.id}`,
+      `templateid=${template.id}`,
+      `serviceofferingid=${offering.id}`,
+      'name=cli-vm',
+    ]);
+    assert.equal(out.virtualmachine.name, 'cli-vm');
+    assert.equal(out.virtualmachine.state, 'Running');
+    const table = await ok(['list', 'virtualmachines', 'filter=name,state', '-o', 'table']);
+    assert.match(table, /│ cli-vm │ Running │/);
   });
 
   test('--async returns the job id at once; the job can be followed with query asyncjobresult', async () => {
