@@ -73,6 +73,7 @@ try {
   await new Promise((r) => setTimeout(r, SAMPLE_SECONDS * 1000));
   const cpuPercent = ((cpuSeconds(pid) - cpu0) / ((Date.now() - s0) / 1000)) * 100;
   const pingingRss = rssMiB(pid);
+  const agentRss = rssMiB(agent.process.pid!);
 
   const l0 = Date.now();
   await server.admin.request('listHosts', { zoneid, pagesize: 500, page: 1 });
@@ -95,6 +96,7 @@ try {
         serverIdleRssMiB: idleRss,
         serverRssWhilePingingMiB: pingingRss,
         serverCpuPercentWhilePinging: Math.round(cpuPercent * 10) / 10,
+        agentRssMiB: agentRss,
         listHostsPageOf500Ms: listMs,
         allUpAfterAgentRestartSeconds: reconnectSeconds,
       },
