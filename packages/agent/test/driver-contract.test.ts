@@ -123,6 +123,15 @@ function contract(label: string, make: () => Promise<Harness>, skip: string | fa
         'PowerOn',
         'starting twice is idempotent',
       );
+      const { stats } = await h.host.hypervisor.vmStats(['i-2-42-VM', 'i-0-0-absent']);
+      assert.deepEqual(
+        stats.map((s) => [s.name, s.memoryBytes]),
+        [['i-2-42-VM', 256 * 1024 ** 2]],
+      );
+      if (label === 'kvm') assert.ok(stats[0].diskReadBytes > 0, 'the guest read its disk');
+      assert.equal((await h.host.hypervisor.checkHealth()).healthy, true);
+      const host = await h.host.hypervisor.hostStats();
+      assert.ok(host.cpuUtilization >= 0 && host.cpuUtilization <= 100);
     });
 
     test('a data disk attaches and detaches live', async () => {

@@ -116,6 +116,7 @@ function qemuAlive(pid: number, qmpPath: string): boolean {
 export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
   readonly storage: StorageDriver;
   private readonly vms = new Map<string, Vm>();
+  private readonly queues = new Map<string, Promise<void>>();
   /** VMs this host handed over, so that a retried migrateVm succeeds. */
   private readonly migratedAway = new Map<string, string>();
   private readonly hostDir: string;
@@ -309,139 +310,158 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
   }
 
   async startVm(spec: VmSpec) {
-    const existing = this.vms.get(spec.name);
-    if (existing && !existing.dead && qemuAlive(existing.pid, paths(existing.dir).qmp)) {
-      if (existing.incoming)
-        throw new DriverError(`VM ${spec.name} is receiving a migration on ${this.name}`);
-      return { state: 'PowerOn' as const, vncPort: existing.vncPort };
-    }
-    if (existing) this.forget(existing);
-    const vm = await this.launch(spec, false);
-    return { state: 'PowerOn' as const, vncPort: vm.vncPort };
+    return this.serialized(spec.name, async () => {
+      const existing = this.vms.get(spec.name);
+      if (existing && !existing.dead && qemuAlive(existing.pid, paths(existing.dir).qmp)) {
+        if (existing.incoming)
+          throw new DriverError(`VM ${spec.name} is receiving a migration on ${this.name}`);
+        return { state: 'PowerOn' as const, vncPort: existing.vncPort };
+      }
+      if (existing) this.forget(existing);
+      const vm = await this.launch(spec, false);
+      return { state: 'PowerOn' as const, vncPort: vm.vncPort };
+    });
   }
 
   async stopVm(name: string, force: boolean) {
-    const vm = this.vms.get(name);
-    if (!vm) return;
-    const alive = () => qemuAlive(vm.pid, paths(vm.dir).qmp);
-    if (alive() && !force && vm.qmp && !vm.qmp.closed && vm.status === 'running') {
-      try {
-        await vm.qmp.execute('system_powerdown');
-        await this.waitUntil(() => !alive(), this.options.stopTimeoutMs ?? 60_000);
-      } catch {
-        // The guest ignored ACPI or the monitor went away: stop it by force below.
+    return this.serialized(name, async () => {
+      const vm = this.vms.get(name);
+      if (!vm) return;
+      const alive = () => qemuAlive(vm.pid, paths(vm.dir).qmp);
+      if (alive() && !force && vm.qmp && !vm.qmp.closed && vm.status === 'running') {
+        try {
+          await vm.qmp.execute('system_powerdown');
+          await this.waitUntil(() => !alive(), this.options.stopTimeoutMs ?? 60_000);
+        } catch {
+          // The guest ignored ACPI or the monitor went away: stop it by force below.
+        }
       }
-    }
-    if (alive() && vm.qmp && !vm.qmp.closed) {
-      await vm.qmp.execute('quit', undefined, 3000).catch(() => undefined);
-      await this.waitUntil(() => !alive(), 5000).catch(() => undefined);
-    }
-    if (alive()) {
-      process.kill(vm.pid, 'SIGKILL');
-      await this.waitUntil(() => !alive(), 10_000);
-    }
-    this.forget(vm);
+      if (alive() && vm.qmp && !vm.qmp.closed) {
+        await vm.qmp.execute('quit', undefined, 3000).catch(() => undefined);
+        await this.waitUntil(() => !alive(), 5000).catch(() => undefined);
+      }
+      if (alive()) {
+        process.kill(vm.pid, 'SIGKILL');
+        await this.waitUntil(() => !alive(), 10_000);
+      }
+      this.forget(vm);
+    });
   }
 
   async rebootVm(name: string) {
-    const vm = this.running(name);
-    await vm.qmp!.execute('system_reset');
+    return this.serialized(name, async () => {
+      const vm = this.running(name);
+      await vm.qmp!.execute('system_reset');
+    });
   }
 
   /** Pauses a running VM's vCPUs (QMP stop); it still reports PowerOn, as CloudStack's KVM does. */
   async pauseVm(name: string) {
-    await this.running(name).qmp!.execute('stop');
+    return this.serialized(name, async () => {
+      await this.running(name).qmp!.execute('stop');
+    });
   }
 
   async resumeVm(name: string) {
-    await this.running(name).qmp!.execute('cont');
+    return this.serialized(name, async () => {
+      await this.running(name).qmp!.execute('cont');
+    });
   }
 
   async prepareMigration(spec: VmSpec) {
-    const existing = this.vms.get(spec.name);
-    if (existing && !existing.dead && qemuAlive(existing.pid, paths(existing.dir).qmp))
-      return existing.incoming ? { port: existing.migrationPort } : {};
-    if (existing) this.forget(existing);
-    const vm = await this.launch(spec, true);
-    return { port: vm.migrationPort };
+    return this.serialized(spec.name, async () => {
+      const existing = this.vms.get(spec.name);
+      if (existing && !existing.dead && qemuAlive(existing.pid, paths(existing.dir).qmp))
+        return existing.incoming ? { port: existing.migrationPort } : {};
+      if (existing) this.forget(existing);
+      const vm = await this.launch(spec, true);
+      return { port: vm.migrationPort };
+    });
   }
 
   async migrateVm(name: string, destination: { host: string; address?: string; port?: number }) {
-    const vm = this.vms.get(name);
-    if (!vm) {
-      if (this.migratedAway.get(name) === destination.host) return;
-      throw new DriverError(`VM ${name} is not on host ${this.name}`);
-    }
-    if (destination.host === this.name) throw new DriverError('cannot migrate a VM to the host it runs on');
-    if (!destination.address || !destination.port)
-      throw new DriverError(
-        'migrateVm to a KVM host needs its address and the port prepareMigration answered',
-      );
-    const qmp = this.running(name).qmp!;
-    const host = destination.address.includes(':') ? `[${destination.address}]` : destination.address;
-    // QEMU's default cap (32 MiB/s) would make a 1 GiB guest take half a minute on any network.
-    await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 4 * 1024 ** 3, 'downtime-limit': 500 });
-    await qmp.execute('migrate', { uri: `tcp:${host}:${destination.port}` });
-    const deadline = Date.now() + (this.options.migrationTimeoutMs ?? 600_000);
-    for (;;) {
-      const info = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
-      if (info.status === 'completed') break;
-      if (info.status === 'failed' || info.status === 'cancelled')
-        throw new DriverError(
-          `migration of ${name} to ${destination.host} ${info.status}: ${info['error-desc'] ?? ''}`,
-        );
-      if (Date.now() > deadline) {
-        await qmp.execute('migrate_cancel').catch(() => undefined);
-        throw new DriverError(`migration of ${name} to ${destination.host} timed out`);
+    return this.serialized(name, async () => {
+      const vm = this.vms.get(name);
+      if (!vm) {
+        if (this.migratedAway.get(name) === destination.host) return;
+        throw new DriverError(`VM ${name} is not on host ${this.name}`);
       }
-      await sleep(100);
-    }
-    vm.status = 'postmigrate';
-    await qmp.execute('quit', undefined, 3000).catch(() => undefined);
-    await this.waitUntil(() => !qemuAlive(vm.pid, paths(vm.dir).qmp), 10_000).catch(() => {
-      process.kill(vm.pid, 'SIGKILL');
+      if (destination.host === this.name) throw new DriverError('cannot migrate a VM to the host it runs on');
+      if (!destination.address || !destination.port)
+        throw new DriverError(
+          'migrateVm to a KVM host needs its address and the port prepareMigration answered',
+        );
+      const qmp = this.running(name).qmp!;
+      const host = destination.address.includes(':') ? `[${destination.address}]` : destination.address;
+      // QEMU's default cap (32 MiB/s) would make a 1 GiB guest take half a minute on any network.
+      await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 4 * 1024 ** 3, 'downtime-limit': 500 });
+      await qmp.execute('migrate', { uri: `tcp:${host}:${destination.port}` });
+      const deadline = Date.now() + (this.options.migrationTimeoutMs ?? 600_000);
+      for (;;) {
+        const info = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+        if (info.status === 'completed') break;
+        if (info.status === 'failed' || info.status === 'cancelled')
+          throw new DriverError(
+            `migration of ${name} to ${destination.host} ${info.status}: ${info['error-desc'] ?? ''}`,
+          );
+        if (Date.now() > deadline) {
+          await qmp.execute('migrate_cancel').catch(() => undefined);
+          throw new DriverError(`migration of ${name} to ${destination.host} timed out`);
+        }
+        await sleep(100);
+      }
+      vm.status = 'postmigrate';
+      await qmp.execute('quit', undefined, 3000).catch(() => undefined);
+      await this.waitUntil(() => !qemuAlive(vm.pid, paths(vm.dir).qmp), 10_000).catch(() => {
+        process.kill(vm.pid, 'SIGKILL');
+      });
+      this.forget(vm);
+      this.migratedAway.set(name, destination.host);
     });
-    this.forget(vm);
-    this.migratedAway.set(name, destination.host);
   }
 
   async attachVolume(name: string, disk: VmDisk) {
-    const vm = this.running(name);
-    const current = vm.spec.disks.find((d) => d.deviceId === disk.deviceId);
-    if (current?.path === disk.path) return;
-    if (current) throw new DriverError(`VM ${name} already has a disk at device id ${disk.deviceId}`);
-    if (disk.type === 'ISO') throw new DriverError('ISOs are attached when the VM starts, not live');
-    if (!existsSync(disk.path)) throw new DriverError(`volume ${disk.path} does not exist`);
-    const { format } = await imageInfo(disk.path);
-    await vm.qmp!.execute('blockdev-add', blockdev(disk, format));
-    try {
-      await vm.qmp!.execute('device_add', diskDeviceArgs(disk));
-    } catch (err) {
-      await vm.qmp!.execute('blockdev-del', { 'node-name': diskNode(disk) }).catch(() => undefined);
-      throw new DriverError(`attaching ${disk.path} to ${name} failed: ${(err as Error).message}`);
-    }
-    vm.spec = { ...vm.spec, disks: [...vm.spec.disks, disk] };
-    this.save(vm);
+    return this.serialized(name, async () => {
+      const vm = this.running(name);
+      const current = vm.spec.disks.find((d) => d.deviceId === disk.deviceId);
+      if (current?.path === disk.path) return;
+      if (current) throw new DriverError(`VM ${name} already has a disk at device id ${disk.deviceId}`);
+      if (disk.type === 'ISO') throw new DriverError('ISOs are attached when the VM starts, not live');
+      if (!existsSync(disk.path)) throw new DriverError(`volume ${disk.path} does not exist`);
+      const { format } = await imageInfo(disk.path);
+      await vm.qmp!.execute('blockdev-add', blockdev(disk, format));
+      try {
+        await vm.qmp!.execute('device_add', diskDeviceArgs(disk));
+      } catch (err) {
+        await vm.qmp!.execute('blockdev-del', { 'node-name': diskNode(disk) }).catch(() => undefined);
+        throw new DriverError(`attaching ${disk.path} to ${name} failed: ${(err as Error).message}`);
+      }
+      vm.spec = { ...vm.spec, disks: [...vm.spec.disks, disk] };
+      this.save(vm);
+    });
   }
 
   async detachVolume(name: string, disk: VmDisk) {
-    const vm = this.running(name);
-    const current = vm.spec.disks.find((d) => d.deviceId === disk.deviceId && d.path === disk.path);
-    if (!current) return;
-    if (current.type === 'ROOT') throw new DriverError('the root disk cannot be detached from a running VM');
-    const qmp = vm.qmp!;
-    // The guest must release the device (ACPI eject) before QEMU removes it.
-    const deleted = qmp.waitForEvent('DEVICE_DELETED', 30_000, (e) => e.data?.device === diskDevice(disk));
-    try {
-      await qmp.execute('device_del', { id: diskDevice(disk) });
-      await deleted;
-    } catch (err) {
-      deleted.catch(() => undefined);
-      throw new DriverError(`the guest in ${name} did not release ${disk.path}: ${(err as Error).message}`);
-    }
-    await qmp.execute('blockdev-del', { 'node-name': diskNode(disk) });
-    vm.spec = { ...vm.spec, disks: vm.spec.disks.filter((d) => d !== current) };
-    this.save(vm);
+    return this.serialized(name, async () => {
+      const vm = this.running(name);
+      const current = vm.spec.disks.find((d) => d.deviceId === disk.deviceId && d.path === disk.path);
+      if (!current) return;
+      if (current.type === 'ROOT')
+        throw new DriverError('the root disk cannot be detached from a running VM');
+      const qmp = vm.qmp!;
+      // The guest must release the device (ACPI eject) before QEMU removes it.
+      const deleted = qmp.waitForEvent('DEVICE_DELETED', 30_000, (e) => e.data?.device === diskDevice(disk));
+      try {
+        await qmp.execute('device_del', { id: diskDevice(disk) });
+        await deleted;
+      } catch (err) {
+        deleted.catch(() => undefined);
+        throw new DriverError(`the guest in ${name} did not release ${disk.path}: ${(err as Error).message}`);
+      }
+      await qmp.execute('blockdev-del', { 'node-name': diskNode(disk) });
+      vm.spec = { ...vm.spec, disks: vm.spec.disks.filter((d) => d !== current) };
+      this.save(vm);
+    });
   }
 
   // ---- LiveDisks: what storage operations need from running VMs
@@ -493,6 +513,24 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
   }
 
   // ---- internals
+
+  /**
+   * Runs one VM's operations one after the other: a command the server retries after a timeout
+   * waits for the first attempt and then finds its work done, instead of racing it.
+   */
+  private serialized<T>(name: string, op: () => Promise<T>): Promise<T> {
+    const previous = this.queues.get(name) ?? Promise.resolve();
+    const result = previous.then(op, op);
+    const tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.queues.set(name, tail);
+    void tail.then(() => {
+      if (this.queues.get(name) === tail) this.queues.delete(name);
+    });
+    return result;
+  }
 
   private vmDir(name: string): string {
     if (!VM_NAME.test(name)) throw new DriverError(`invalid VM name ${JSON.stringify(name)}`);
