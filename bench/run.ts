@@ -6,6 +6,7 @@
  *
  *   npm run bench -- [--hosts 5000] [--vms 100000] [--db sqlite|postgres://postgres@127.0.0.1:5432]
  */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -15,22 +16,13 @@ import type { CompiledQuery, SelectQueryBuilder } from 'kysely';
 import { openStore, type Store } from '../packages/server/src/db/connection.ts';
 import type { Database } from '../packages/server/src/db/schema.ts';
 import { applyScope, type OwnerScope } from '../packages/server/src/iam/access.ts';
-import { startAgent, type TestAgent } from '../packages/server/test/agents.ts';
 import { startServer, type TestServer } from '../packages/server/test/harness.ts';
-import {
-  AGENT_TOKEN,
-  buildCloud,
-  type Caller,
-  type Cloud,
-  HOST_BASE_NAME,
-  hostRows,
-  shapeFor,
-} from './lib/cloud.ts';
+import { AGENT_TOKEN, buildCloud, type Caller, type Cloud, hostRows, shapeFor } from './lib/cloud.ts';
 import { createBenchDatabase } from './lib/database.ts';
 import { DbFloor, startHttpFloor } from './lib/floor.ts';
 import { type LatencyStats, measure, round } from './lib/measure.ts';
 import { measurePlanner, type PlannerResult } from './lib/planner.ts';
-import { cpuPercentOver, peakRssMiB, rssMiB } from './lib/proc.ts';
+import { cpuPercentOver, cpuSeconds, peakRssMiB, rssMiB } from './lib/proc.ts';
 import { renderMarkdown } from './lib/report.ts';
 
 const { values: args } = parseArgs({
@@ -46,6 +38,7 @@ const { values: args } = parseArgs({
     'ping-hosts': { type: 'string' },
     'results-dir': { type: 'string', default: resolve(import.meta.dirname, 'results') },
     quick: { type: 'boolean', default: false },
+    'cpu-profile': { type: 'string' },
   },
   strict: true,
 });
@@ -82,7 +75,56 @@ const missing = (key: string, why: string) => {
 const work = mkdtempSync(join(tmpdir(), 'nimbo-bench-'));
 const database = await createBenchDatabase(args.db!, work, 'cloud');
 let server: TestServer | undefined;
-let agent: TestAgent | undefined;
+let agent: ChildProcess | undefined;
+let serverPid = 0;
+
+/** Starts the simulator agent process with the VMs the database says run on its hosts. */
+async function startSimAgent(agentUrl: string, db: Store['db'], hosts: number): Promise<ChildProcess> {
+  const rows = await db
+    .selectFrom('vms')
+    .innerJoin('hosts', 'hosts.id', 'vms.host_id')
+    .select([
+      'hosts.name as host',
+      'vms.instance_name',
+      'vms.uuid',
+      'vms.cpu_number',
+      'vms.cpu_speed',
+      'vms.memory_mb',
+    ])
+    .where('vms.state', '=', 'Running')
+    .where('vms.removed', 'is', null)
+    .execute();
+  const running: Record<string, [string, string, number, number, number][]> = {};
+  for (const r of rows) {
+    const list = running[r.host] ?? [];
+    list.push([r.instance_name, r.uuid, r.cpu_number, r.cpu_speed, r.memory_mb * 1024 ** 2]);
+    running[r.host] = list;
+  }
+  const file = join(work, 'running-vms.json');
+  writeFileSync(file, JSON.stringify(running));
+  return spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(import.meta.dirname, 'lib/sim-agent.ts'),
+      agentUrl,
+      AGENT_TOKEN,
+      String(hosts),
+      file,
+    ],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
+}
+
+async function stopProcess(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await exited;
+}
 let store: Store | undefined;
 let floor: DbFloor | undefined;
 
@@ -143,15 +185,18 @@ async function listCase(
   command: string,
   params: Record<string, string | number | boolean>,
   opts: { sequential: number; concurrent: number },
-): Promise<{ single: LatencyStats; loaded: LatencyStats }> {
+): Promise<{ single: LatencyStats; loaded: LatencyStats; server_cpu_ms_per_req: number }> {
   const call = () => client.request(command, params);
   const single = await measure(call, { clients: 1, total: opts.sequential });
+  const cpu0 = cpuSeconds(serverPid);
   const loaded = await measure(call, { clients: CLIENTS, total: opts.concurrent });
+  // CPU the server spent per request: unlike latency, it hardly depends on what else the machine runs.
+  const cpuMs = round(((cpuSeconds(serverPid) - cpu0) * 1000) / loaded.requests, 1);
   const failed = single.firstError ?? loaded.firstError;
   log(
-    `${name.padEnd(44)} 1 client p50 ${String(single.p50).padStart(8)} ms | ${CLIENTS} clients p50 ${loaded.p50} p95 ${loaded.p95} p99 ${loaded.p99} ms, ${loaded.rps} req/s${failed ? `  ERROR ${failed}` : ''}`,
+    `${name.padEnd(44)} 1 client p50 ${String(single.p50).padStart(8)} ms | ${CLIENTS} clients p50 ${loaded.p50} p95 ${loaded.p95} p99 ${loaded.p99} ms, ${loaded.rps} req/s, server CPU ${cpuMs} ms/req${failed ? `  ERROR ${failed}` : ''}`,
   );
-  return { single, loaded };
+  return { single, loaded, server_cpu_ms_per_req: cpuMs };
 }
 
 try {
@@ -160,8 +205,14 @@ try {
   log(
     `database ${database.dialect}; building a cloud of ${HOSTS} hosts, ${VMS} VMs, ${shape.volumes} volumes, ${shape.accounts} accounts, ${shape.domains} domains`,
   );
-  server = await startServer({ databaseUrl: database.url, dataDir: join(work, 'server') });
+  server = await startServer({
+    databaseUrl: database.url,
+    dataDir: join(work, 'server'),
+    // The profile is written when the server exits; bench/profile-summary.ts reads it.
+    nodeArgs: args['cpu-profile'] ? ['--cpu-prof', '--cpu-prof-dir', resolve(args['cpu-profile'])] : [],
+  });
   const pid = server.process.pid!;
+  serverPid = pid;
   results.ms_rss_mb_empty = rssMiB(pid);
   if (args['ping-interval'])
     await server.admin.request('updateConfiguration', {
@@ -182,7 +233,7 @@ try {
     build_bulk_s: round(cloud.bulkSeconds, 1),
   });
 
-  agent = startAgent(server.agentUrl, { token: AGENT_TOKEN, name: HOST_BASE_NAME, hosts: HOSTS });
+  agent = await startSimAgent(server.agentUrl, store.db, HOSTS);
   const upSeconds = await waitForHostsUp(server.admin, HOSTS, 300_000);
   results.hosts_up_s = round(upSeconds, 1);
   log(`${HOSTS} simulated hosts Up ${upSeconds.toFixed(1)} s after their agent started`);
@@ -364,6 +415,7 @@ try {
         serviceofferingid: cloud.serviceOfferingUuid!,
         templateid: cloud.templateUuid!,
         name: `bench-deploy-${i}`,
+        ...(cloud.networkUuid ? { networkids: cloud.networkUuid } : {}),
       });
       const done = await cloud.root.client.waitForJob(r.jobid);
       const state = (done.jobresult as { virtualmachine?: { state?: string } } | undefined)?.virtualmachine
@@ -387,7 +439,7 @@ try {
   // ---- more pinging hosts (optional): add rows up to --ping-hosts, one agent presents them all ----
   if (args['ping-hosts'] && Number(args['ping-hosts']) > HOSTS) {
     const more = Number(args['ping-hosts']);
-    await agent.kill();
+    await stopProcess(agent);
     const clusters = await store.db
       .selectFrom('clusters')
       .select(['id', 'pod_id'])
@@ -411,7 +463,7 @@ try {
           .values(rows.slice(i, i + per) as never)
           .execute();
     });
-    agent = startAgent(server.agentUrl, { token: AGENT_TOKEN, name: HOST_BASE_NAME, hosts: more });
+    agent = await startSimAgent(server.agentUrl, store.db, more);
     const s = await waitForHostsUp(server.admin, more, 600_000);
     results.agent_cpu_pct_more = await cpuPercentOver(pid, window);
     results.agent_more_hosts = more;
@@ -420,7 +472,7 @@ try {
       `agent load: ${more} hosts Up in ${s.toFixed(1)} s; pinging every ${pingInterval} s: server CPU ${results.agent_cpu_pct_more}% of one core, RSS ${results.ms_rss_mb_more_hosts} MiB`,
     );
   }
-  await agent.kill();
+  await stopProcess(agent);
   await floor.close();
   floor = undefined;
   await store.close();
@@ -479,7 +531,7 @@ try {
     `\n${markdown}\nresults: ${join(dir, `${base}.json`)} (also latest.json, latest.md)\n`,
   );
 } finally {
-  await agent?.kill().catch(() => undefined);
+  await stopProcess(agent).catch(() => undefined);
   await floor?.close().catch(() => undefined);
   await store?.close().catch(() => undefined);
   await server?.stop().catch(() => undefined);

@@ -70,6 +70,8 @@ export interface Cloud {
   user: Caller;
   serviceOfferingUuid?: string;
   templateUuid?: string;
+  /** The shared guest network of the bulk path's NICs, for deploys (Advanced zones need one). */
+  networkUuid?: string;
   /** A finished job, for queryAsyncJobResult. */
   jobId: string;
   rows: Record<string, number>;
@@ -562,7 +564,15 @@ export async function buildCloud(
 
   let nicCount = 0;
   if ((await tableExists(store, 'nics')) && (await tableExists(store, 'networks')))
-    nicCount = await insertNics(store, zoneRow.id, rootDomainId, vmIds, vmOwner, now, shape);
+    nicCount = await insertNics(
+      store,
+      zoneRow.id,
+      rootDomainId,
+      vmIds,
+      vmOwner,
+      vmIds.map((_, i) => hosts[i % hosts.length].pod_id!),
+      now,
+    );
   else notes.push('no nics table yet: VMs have no NIC rows');
 
   await insertRows(
@@ -620,6 +630,9 @@ export async function buildCloud(
     user: caller(userClient, bigId, bigDomainId),
     serviceOfferingUuid: offeringUuid,
     templateUuid,
+    networkUuid: (
+      await db.selectFrom('networks').select('uuid').where('name', '=', 'bench-shared').executeTakeFirst()
+    )?.uuid,
     jobId: job.jobid,
     rows: {
       hosts: hosts.length,
@@ -642,8 +655,8 @@ async function insertNics(
   rootDomainId: number,
   vmIds: number[],
   owners: { accountId: number }[],
+  vmPods: number[],
   now: number,
-  shape: Shape,
 ): Promise<number> {
   const db = store.db;
   const offering = await db
@@ -682,32 +695,47 @@ async function insertNics(
     .select('id')
     .where('name', '=', 'bench-shared')
     .executeTakeFirstOrThrow();
-  const first = (10 << 24) + 256;
-  const last = first + Math.max(shape.vms, 1) + 1000;
+  // Guest ranges are per pod (the VM's pod decides its range): 10.<pod>.0.0/16 each.
+  const pods = [...new Set(vmPods)].sort((a, b) => a - b);
+  const podBase = (podId: number) => (10 << 24) + ((pods.indexOf(podId) + 1) << 16);
   const ip = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-  await insertRows(store, 'vlan_ip_ranges', [
-    {
+  await insertRows(
+    store,
+    'vlan_ip_ranges',
+    pods.map((podId) => ({
       uuid: randomUUID(),
       zone_id: zoneId,
-      pod_id: null,
+      pod_id: podId,
       network_id: network.id,
       physical_network_id: null,
       vlan: '100',
       gateway: '10.0.0.1',
       netmask: '255.0.0.0',
-      start_ip: ip(first),
-      end_ip: ip(last),
-      start_num: first,
-      end_num: last,
+      start_ip: ip(podBase(podId) + 256),
+      end_ip: ip(podBase(podId) + 65_534),
+      start_num: podBase(podId) + 256,
+      end_num: podBase(podId) + 65_534,
       for_virtual_network: 0,
       created: now,
-    },
-  ]);
-  const range = await db
-    .selectFrom('vlan_ip_ranges')
-    .select('id')
-    .where('network_id', '=', network.id)
-    .executeTakeFirstOrThrow();
+    })),
+  );
+  const rangeOfPod = new Map(
+    (
+      await db
+        .selectFrom('vlan_ip_ranges')
+        .select(['id', 'pod_id'])
+        .where('network_id', '=', network.id)
+        .execute()
+    ).map((r) => [r.pod_id, r.id]),
+  );
+  const used = new Map<number, number>();
+  const addresses = vmPods.map((podId) => {
+    const n = used.get(podId) ?? 0;
+    if (n >= 65_534 - 256)
+      throw new Error('more than 65,000 VMs in one pod: the bulk path gives each pod one /16');
+    used.set(podId, n + 1);
+    return podBase(podId) + 256 + n;
+  });
   const mac = (n: number) =>
     `02:00:${[(n >>> 24) & 255, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
   await insertRows(
@@ -718,7 +746,7 @@ async function insertNics(
       vm_id: vmId,
       network_id: network.id,
       mac: mac(i + 1),
-      ip4: ip(first + i),
+      ip4: ip(addresses[i]),
       gateway: '10.0.0.1',
       netmask: '255.0.0.0',
       broadcast_uri: 'vlan://100',
@@ -742,9 +770,9 @@ async function insertNics(
       'guest_ip_allocations',
       vmIds.map((vmId, i) => ({
         network_id: network.id,
-        range_id: range.id,
-        ip4: ip(first + i),
-        ip_num: first + i,
+        range_id: rangeOfPod.get(vmPods[i])!,
+        ip4: ip(addresses[i]),
+        ip_num: addresses[i],
         vm_id: vmId,
         nic_id: nicOf.get(vmId) ?? null,
         account_id: owners[i].accountId,

@@ -155,8 +155,8 @@ export function renderMarkdown(r: Results): string {
   if (vms?.root?.page_all) {
     detail.push(
       '',
-      '| listVirtualMachines | visible | page | details | 1 client p50 ms | 16 clients p50 / p95 / p99 ms | req/s | SQL floor ms |',
-      '|---|---:|---:|---|---:|---:|---:|---:|',
+      '| listVirtualMachines | visible | page | details | 1 client p50 ms | 16 clients p50 / p95 / p99 ms | req/s | server CPU ms/req | SQL floor ms |',
+      '|---|---:|---:|---|---:|---:|---:|---:|---:|',
     );
     for (const [who, e] of Object.entries(vms)) {
       for (const [label, page] of [
@@ -167,7 +167,7 @@ export function renderMarkdown(r: Results): string {
           const c = e[`${label}_${d}`];
           if (!c) continue;
           detail.push(
-            `| ${who} | ${e.visible} | ${page} | ${d} | ${c.single.p50} | ${c.loaded.p50} / ${c.loaded.p95} / ${c.loaded.p99} | ${c.loaded.rps} | ${e[`floor_db_${label}_ms`]} |`,
+            `| ${who} | ${e.visible} | ${page} | ${d} | ${c.single.p50} | ${c.loaded.p50} / ${c.loaded.p95} / ${c.loaded.p99} | ${c.loaded.rps} | ${c.server_cpu_ms_per_req} | ${e[`floor_db_${label}_ms`]} |`,
           );
         }
       }
@@ -177,16 +177,28 @@ export function renderMarkdown(r: Results): string {
   if (others) {
     detail.push(
       '',
-      '| other lists, root admin, page 1 of 500 | 1 client p50 ms | 16 clients p50 / p95 / p99 ms | req/s |',
-      '|---|---:|---:|---:|',
+      '| other lists, root admin, page 1 of 500 | 1 client p50 ms | 16 clients p50 / p95 / p99 ms | req/s | server CPU ms/req |',
+      '|---|---:|---:|---:|---:|',
     );
     for (const [name, c] of Object.entries(others)) {
       if (c)
         detail.push(
-          `| ${name} | ${c.single.p50} | ${c.loaded.p50} / ${c.loaded.p95} / ${c.loaded.p99} | ${c.loaded.rps} |`,
+          `| ${name} | ${c.single.p50} | ${c.loaded.p50} / ${c.loaded.p95} / ${c.loaded.p99} | ${c.loaded.rps} | ${c.server_cpu_ms_per_req} |`,
         );
-      else detail.push(`| ${name} | n/a | n/a | n/a |`);
+      else detail.push(`| ${name} | n/a | n/a | n/a | n/a |`);
     }
+  }
+  const cheap = r.cheap as Record<string, any> | undefined;
+  if (cheap) {
+    detail.push(
+      '',
+      '| cheap calls, root admin | 1 client p50 ms | 16 clients p50 / p95 / p99 ms | req/s | server CPU ms/req |',
+      '|---|---:|---:|---:|---:|',
+    );
+    for (const [name, c] of Object.entries(cheap))
+      detail.push(
+        `| ${name} | ${c.single.p50} | ${c.loaded.p50} / ${c.loaded.p95} / ${c.loaded.p99} | ${c.loaded.rps} | ${c.server_cpu_ms_per_req} |`,
+      );
   }
   const notes = (r.notes as string[] | undefined) ?? [];
   return [...head, ...body, ...detail, ...(notes.length ? ['', ...notes.map((n) => `- ${n}`)] : []), ''].join(
