@@ -151,3 +151,21 @@ describe('host names', () => {
     assert.equal(mock.mock.hostid, r.host[0].id);
   });
 });
+
+describe('ping interval', () => {
+  test('a changed ping.interval reaches connected agents; their hosts stay Up', async () => {
+    const before = (await server.admin.request<any>('listHosts', { name: 'gw-host' })).host[0];
+    await server.admin.request('updateConfiguration', { name: 'ping.interval', value: '1' });
+    const states = new Set<string>();
+    let last = before.lastpinged;
+    const until = Date.now() + 3500;
+    while (Date.now() < until) {
+      const h = (await server.admin.request<any>('listHosts', { name: 'gw-host' })).host[0];
+      states.add(h.state);
+      last = h.lastpinged;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.deepEqual([...states], ['Up']);
+    assert.notEqual(last, before.lastpinged, 'the agent pings at the new interval');
+  });
+});

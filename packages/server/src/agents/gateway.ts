@@ -71,6 +71,7 @@ interface Connection {
 
 interface Session {
   id: number;
+  uuid: string;
   name: string;
   conn?: Connection;
   /** The agent acknowledged `ready`: it pings and takes commands for this host. */
@@ -126,6 +127,8 @@ export class AgentGateway {
   private flushing?: Promise<void>;
   private monitor?: NodeJS.Timeout;
   private lastTakeover = 0;
+  /** The ping interval agents were last told, in seconds. */
+  private announcedInterval = 0;
   private ticking = false;
   port = 0;
 
@@ -133,6 +136,7 @@ export class AgentGateway {
 
   /** Listens for agents; with `tls` (PEM certificate and key) they connect over wss://. */
   async start(host: string, port: number, tls?: { cert: Buffer; key: Buffer }): Promise<number> {
+    this.announcedInterval = this.app().settings.get(PING_INTERVAL);
     await this.takeOverHosts();
     const options = { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false };
     let wss: WebSocketServer;
@@ -284,8 +288,8 @@ export class AgentGateway {
     if (waiting?.startup !== checked || waiting.conn.ws.readyState !== waiting.conn.ws.OPEN) return false;
     this.pending.delete(key);
     const now = this.app().clock.now();
-    const session = this.attach(waiting.conn, row.id, row.name, now);
-    const ok = await this.sendReady(session, row.uuid);
+    const session = this.attach(waiting.conn, row, now);
+    const ok = await this.sendReady(session);
     if (ok) await this.reportVms([{ hostId: row.id, vms: waiting.startup.vms }]);
     return ok;
   }
@@ -317,7 +321,8 @@ export class AgentGateway {
       this.write(s.conn, { type: 'error', code: 'unknownHost', host: s.name, message: 'host was deleted' });
   }
 
-  private attach(conn: Connection, id: number, name: string, now: number): Session {
+  private attach(conn: Connection, row: Pick<HostRow, 'id' | 'uuid' | 'name'>, now: number): Session {
+    const { id, uuid, name } = row;
     const key = name.toLowerCase();
     const known = this.sessions.get(key);
     const previous = known?.id === id ? known : undefined;
@@ -325,6 +330,7 @@ export class AgentGateway {
     if (known?.conn && known.conn !== conn) known.conn.hosts.delete(key);
     const session: Session = previous ?? {
       id,
+      uuid,
       name,
       ready: false,
       status: 'Connecting',
@@ -341,7 +347,7 @@ export class AgentGateway {
   }
 
   /** Tells the agent the host is ready; `record` false leaves marking it Up to the caller (batches). */
-  private async sendReady(session: Session, uuid: string, record = true): Promise<boolean> {
+  private async sendReady(session: Session, record = true): Promise<boolean> {
     const app = this.app();
     const conn = session.conn!;
     try {
@@ -349,7 +355,7 @@ export class AgentGateway {
         conn,
         session.name,
         'ready',
-        { hostId: uuid, pingIntervalMs: app.settings.get(PING_INTERVAL) * 1000 },
+        { hostId: session.uuid, pingIntervalMs: app.settings.get(PING_INTERVAL) * 1000 },
         READY_TIMEOUT_MS,
       );
       if (!answer.ok) throw new Error(answer.error.message);
@@ -548,13 +554,11 @@ export class AgentGateway {
           });
           continue;
         }
-        adopted.push({ session: this.attach(conn, row.id, row.name, app.clock.now()), row, startup });
+        adopted.push({ session: this.attach(conn, row, app.clock.now()), row, startup });
       }
       if (adopted.length === 0) continue;
       await this.recordResources(adopted);
-      const acknowledged = await Promise.all(
-        adopted.map((a) => this.sendReady(a.session, a.row.uuid, false)),
-      );
+      const acknowledged = await Promise.all(adopted.map((a) => this.sendReady(a.session, false)));
       const ready = adopted.filter((_, i) => acknowledged[i]);
       if (ready.length > 0)
         await this.setStatus(
@@ -701,6 +705,31 @@ export class AgentGateway {
     }
   }
 
+  /**
+   * Tells connected agents a changed ping.interval (by repeating `ready`); the new timeout counts
+   * from now, so hosts still pinging at the old pace are not taken for silent meanwhile.
+   */
+  private announceInterval(interval: number, now: number): void {
+    this.announcedInterval = interval;
+    for (const s of this.byId.values()) {
+      if (!s.conn || !s.ready) continue;
+      s.lastPing = now;
+      this.dispatch(
+        s.conn,
+        s.name,
+        'ready',
+        { hostId: s.uuid, pingIntervalMs: interval * 1000 },
+        READY_TIMEOUT_MS,
+      )
+        .then((a) => {
+          if (!a.ok) throw new Error(a.error.message);
+        })
+        .catch((err) =>
+          this.app().log.warn({ host: s.name, err: err.message }, 'could not change the ping interval'),
+        );
+    }
+  }
+
   /** Escalates silent hosts: Up → Disconnected (missed pings) → Alert → Down. */
   private async tick(): Promise<void> {
     if (this.ticking) return;
@@ -708,7 +737,9 @@ export class AgentGateway {
     try {
       const app = this.app();
       const now = app.clock.now();
-      const pingTimeout = app.settings.get(PING_INTERVAL) * 1000 * app.settings.get(PING_TIMEOUT);
+      const interval = app.settings.get(PING_INTERVAL);
+      if (interval !== this.announcedInterval) this.announceInterval(interval, now);
+      const pingTimeout = interval * 1000 * app.settings.get(PING_TIMEOUT);
       const alertWait = app.settings.get(ALERT_WAIT) * 1000;
       const downWait = app.settings.get(HOST_DOWN_WAIT) * 1000;
       const silent: Session[] = [];
@@ -746,7 +777,7 @@ export class AgentGateway {
       .where('last_heartbeat', '>', now - DEAD_SERVER_MS);
     const orphans = await db
       .selectFrom('hosts')
-      .select(['id', 'name', 'state', 'disconnected'])
+      .select(['id', 'uuid', 'name', 'state', 'disconnected'])
       .where('removed', 'is', null)
       .where((eb) => eb.or([eb('ms_id', 'is', null), eb('ms_id', 'not in', liveServers)]))
       .execute();
@@ -765,7 +796,7 @@ export class AgentGateway {
     for (const h of fresh) {
       const status = h.state === 'Up' || h.state === 'Connecting' ? 'Disconnected' : (h.state as HostStatus);
       const since = h.state === 'Up' || h.state === 'Connecting' ? now : Number(h.disconnected ?? now);
-      const s: Session = { id: h.id, name: h.name, ready: false, status, lastPing: 0, since };
+      const s: Session = { id: h.id, uuid: h.uuid, name: h.name, ready: false, status, lastPing: 0, since };
       this.byId.set(h.id, s);
       if (!this.sessions.has(h.name.toLowerCase())) this.sessions.set(h.name.toLowerCase(), s);
     }
