@@ -8,14 +8,13 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, afterEach, before, test } from 'node:test';
 import Database from 'better-sqlite3';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, chromium, type Locator, type Page } from 'playwright-core';
 import { startAgent, type TestAgent } from '../../server/test/agents.ts';
 import { createAccountAndLogin, REPO, startServer, type TestServer } from '../../server/test/harness.ts';
 
@@ -33,7 +32,6 @@ let apis: Set<string>;
 let files: Server;
 let filesUrl = '';
 let agent: TestAgent | undefined;
-let profile = '';
 const made: { vm?: string; template?: string } = {};
 /** The fields these tests read from list responses are all strings. */
 type Listing = Record<string, Record<string, string>[]>;
@@ -54,14 +52,28 @@ async function shot(p: Page, name: string): Promise<void> {
   await p.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: false });
 }
 
-/** Picks an option of an Ant Design select found by its label. */
-async function choose(p: Page, label: string, option: string | RegExp): Promise<void> {
-  await p.getByLabel(label, { exact: true }).click();
+/** Picks an option of an Ant Design select found by its label within `root` (a page or a dialog). */
+async function choose(
+  root: Page | Locator,
+  label: string,
+  option: string | RegExp,
+  exact = true,
+): Promise<void> {
+  await root.getByLabel(label, { exact }).click();
+  const p = 'page' in root ? root.page() : root;
   await p
     .locator('.ant-select-dropdown:not(.ant-select-dropdown-hidden) .ant-select-item-option')
     .filter({ hasText: option })
     .first()
     .click();
+}
+
+/** Waits for the notification of an action and fails with the API's errortext if it failed. */
+async function outcome(p: Page, label: string): Promise<void> {
+  const note = p.locator('.ant-notification-notice').filter({ hasText: label }).first();
+  await note.waitFor({ timeout: 30_000 });
+  const text = await note.innerText();
+  assert.doesNotMatch(text, /failed/, text);
 }
 
 async function login(p: Page, username: string, password: string, domain = '/'): Promise<void> {
@@ -91,7 +103,6 @@ before(async () => {
   server = await startServer({ env: { NIMBOSTACK_SEED_LOCAL_ZONE: 'true' } });
   const listed = await server.admin.request<{ api: { name: string }[] }>('listApis');
   apis = new Set(listed.api.map((a) => a.name));
-  profile = mkdtempSync(join(tmpdir(), 'nimbo-chromium-'));
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [
@@ -103,8 +114,8 @@ before(async () => {
       '--disable-sync',
       '--no-first-run',
       '--disable-quic',
-      `--user-data-dir=${profile}`,
     ],
+    // launch() gives Chromium a fresh temporary profile (--user-data-dir) of its own.
   });
   admin = await browser.newContext({ viewport: DESKTOP });
   page = await admin.newPage();
@@ -115,7 +126,11 @@ after(async () => {
   await agent?.kill();
   await server?.stop();
   files?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
+});
+
+// A failed step can leave a dialog open over the page; close it so the next test starts clean.
+afterEach(async () => {
+  await page?.keyboard.press('Escape');
 });
 
 test('a wrong password shows the API error; the admin logs in and sees the dashboard', async () => {
@@ -131,7 +146,8 @@ test('a wrong password shows the API error; the admin logs in and sees the dashb
   await page.getByText('System health').waitFor();
   await page.getByText('Capacity', { exact: true }).waitFor();
   await page.getByText('Recent events').waitFor();
-  await page.locator('.ant-progress-dashboard').first().waitFor();
+  const capacity = page.locator('.ant-card').filter({ hasText: 'Capacity' });
+  await capacity.getByRole('progressbar').first().waitFor();
   await shot(page, 'dashboard');
 });
 
@@ -184,8 +200,10 @@ test('a template registered from a URL downloads and becomes Ready', async (t) =
   const dialog = page.getByRole('dialog');
   await dialog.getByLabel('Name').fill('ui-tiny');
   await dialog.getByLabel('URL').fill(`${filesUrl}/tiny.qcow2`);
-  await choose(page, 'Zone', 'local');
+  await choose(dialog, 'Zone', /^local$/, false);
+  await choose(dialog, 'OS type', /CentOS/, false);
   await dialog.getByRole('button', { name: 'OK' }).click();
+  await outcome(page, 'Register template ui-tiny');
   const row = page.getByRole('row').filter({ hasText: 'ui-tiny' });
   await row.waitFor();
   await row.getByText('Ready').waitFor({ timeout: 30_000 });
@@ -228,7 +246,7 @@ test('the deploy wizard creates an instance, which is stopped and started from i
     .filter({ hasText: /^Running$/ })
     .waitFor({ timeout: 30_000 });
   await page.getByRole('tab', { name: 'Volumes' }).click();
-  await page.getByRole('cell', { name: 'ROOT' }).waitFor();
+  await page.getByRole('cell', { name: 'ROOT', exact: true }).waitFor();
 
   await page.getByRole('menuitem', { name: 'Instances' }).click();
   await page.getByRole('link', { name: 'web-ui-1' }).waitFor();
@@ -243,12 +261,12 @@ test('a data volume is created and attached to the instance', async (t) => {
   await page.getByRole('button', { name: 'Add volume' }).click();
   const dialog = page.getByRole('dialog');
   await dialog.getByLabel('Name').fill('ui-data');
-  await choose(page, 'Zone', /^local$/);
-  await choose(page, 'Disk offering', /^Small/);
+  await choose(dialog, 'Zone', /^local$/, false);
+  await choose(dialog, 'Disk offering', /^Small/, false);
   await dialog.getByRole('button', { name: 'OK' }).click();
   const row = page.getByRole('row').filter({ hasText: 'ui-data' });
   await row.getByRole('button', { name: 'Attach' }).click();
-  await choose(page, 'Instance', 'web-ui-1');
+  await choose(page.getByRole('dialog'), 'Instance', 'web-ui-1', false);
   await page.getByRole('dialog').getByRole('button', { name: 'OK' }).click();
   await row.getByRole('cell', { name: 'web-ui-1' }).waitFor({ timeout: 30_000 });
   await shot(page, 'storage-volumes');
@@ -256,8 +274,8 @@ test('a data volume is created and attached to the instance', async (t) => {
 
 test('events list what happened; accounts, jobs and settings render; the theme switches', async () => {
   await page.getByRole('menuitem', { name: 'Events & alerts' }).click();
-  await page.getByRole('cell', { name: 'USER.LOGIN' }).first().waitFor();
-  if (made.vm) await page.getByRole('cell', { name: 'VM.START' }).first().waitFor();
+  await page.locator('.ant-table-row').first().waitFor();
+  if (made.vm) await page.getByRole('cell', { name: 'VM.START', exact: true }).first().waitFor();
   await shot(page, 'events');
   await page.getByRole('tab', { name: 'Alerts' }).click();
   await shot(page, 'alerts');
@@ -282,7 +300,7 @@ test('events list what happened; accounts, jobs and settings render; the theme s
 
 test('every list exports CSV of all its matches', async () => {
   await page.getByRole('menuitem', { name: 'Events & alerts' }).click();
-  await page.getByRole('cell', { name: 'USER.LOGIN' }).first().waitFor();
+  await page.locator('.ant-table-row').first().waitFor();
   const [download] = await Promise.all([
     page.waitForEvent('download'),
     page.getByRole('button', { name: 'Export CSV' }).first().click(),
@@ -291,20 +309,22 @@ test('every list exports CSV of all its matches', async () => {
   const { readFileSync } = await import('node:fs');
   const csv = readFileSync(path, 'utf8');
   assert.match(csv, /^\uFEFFTime,Level,Type,State,Description,User/);
+  // The first login is long off the first page: the export holds every page.
   assert.match(csv, /USER\.LOGIN/);
+  assert.match(csv, /ZONE\.CREATE/);
 });
 
 test('an API error is shown with its errortext', async () => {
   await page.getByRole('menuitem', { name: 'Infrastructure' }).click();
   await page.getByRole('tab', { name: 'Pods' }).click();
   await page.getByRole('button', { name: 'Add pod' }).click();
-  await choose(page, 'Zone', 'ui-zone');
+  await choose(page.getByRole('dialog'), 'Zone', 'ui-zone', false);
   await page.getByRole('dialog').getByLabel('Name').fill('ui-pod');
   await page.getByRole('dialog').getByRole('button', { name: 'OK' }).click();
   const note = page.locator('.ant-notification-notice').filter({ hasText: 'Add pod ui-pod failed' });
   await note.waitFor();
-  assert.match(await note.innerText(), /already|exists|in use|duplicate/i);
-  await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
+  assert.match(await note.innerText(), /gateway and a netmask \(431\)/);
+  await page.keyboard.press('Escape');
 });
 
 test('logging out returns to the login page', async () => {
@@ -358,7 +378,7 @@ test('a user on a phone sees only their own resources and no infrastructure', as
   await context.close();
 });
 
-test('the instances list opens in well under a second over 10,000 instances', async (t) => {
+test('the instances list opens in a few seconds over 10,000 instances, a page at a time', async (t) => {
   if (skip(t, 'listVirtualMachines')) return;
   if (!made.vm) return t.skip('no instance was deployed to copy');
   const file = server.databaseUrl.replace(/^sqlite:/, '');
@@ -387,6 +407,18 @@ test('the instances list opens in well under a second over 10,000 instances', as
   ).run();
   db.close();
 
+  const apiStarted = Date.now();
+  const first = await server.admin.request<{ count: number }>('listVirtualMachines', {
+    listall: true,
+    page: 1,
+    pagesize: 20,
+  });
+  const apiMs = Date.now() - apiStarted;
+  // The 10,000 copies, the deployed VM and the user's VM.
+  assert.equal(first.count, 10_002);
+  t.diagnostic(`listVirtualMachines page 1 of 10,002: ${apiMs} ms`);
+  console.log(`listVirtualMachines page 1 of 10,002: ${apiMs} ms`);
+
   const context = await browser.newContext({ viewport: DESKTOP });
   const p = await context.newPage();
   await login(p, 'admin', 'password');
@@ -397,15 +429,15 @@ test('the instances list opens in well under a second over 10,000 instances', as
   await p.getByRole('link', { name: /bulk-/ }).first().waitFor();
   const ms = Date.now() - started;
   const rows = await p.locator('.ant-table-tbody tr.ant-table-row').count();
-  t.diagnostic(`instances list over 10,001 VMs: ${ms} ms to a rendered first page of ${rows} rows`);
-  console.log(`instances list over 10,001 VMs: ${ms} ms to a rendered first page of ${rows} rows`);
+  t.diagnostic(`instances list over 10,002 VMs: ${ms} ms to a rendered first page of ${rows} rows`);
+  console.log(`instances list over 10,002 VMs: ${ms} ms to a rendered first page of ${rows} rows`);
   assert.equal(rows, 20);
   assert.ok(ms < 5000, `the list took ${ms} ms`);
   await p.getByRole('button', { name: 'Columns' }).click();
   await p.getByRole('checkbox', { name: 'Created' }).check();
   await p.keyboard.press('Escape');
-  await p.getByLabel('Search').fill('bulk-9999');
-  await p.getByLabel('Search').press('Enter');
+  await p.getByPlaceholder('Search').fill('bulk-9999');
+  await p.getByPlaceholder('Search').press('Enter');
   await p.getByText('1 total').waitFor();
   await shot(p, 'instances-10k');
   await context.close();

@@ -1,5 +1,5 @@
 import { Button, Form, Input, InputNumber, Modal, Popconfirm, Select, Switch, Tag } from 'antd';
-import { type ReactNode, useEffect, useState } from 'react';
+import { type ReactNode, useId, useState } from 'react';
 import type { Params, Row } from '../api.ts';
 
 const GOOD = new Set([
@@ -107,9 +107,9 @@ export function FormModal(props: {
 }) {
   const [busy, setBusy] = useState(false);
   const [form] = Form.useForm();
-  useEffect(() => {
-    if (props.open) form.resetFields();
-  }, [props.open, form]);
+  // A page holds several of these forms; a distinct name keeps their field ids (and so the
+  // label-to-input links) unique.
+  const name = useId().replace(/:/g, '');
   return (
     <Modal
       title={props.title}
@@ -118,10 +118,11 @@ export function FormModal(props: {
       confirmLoading={busy}
       onCancel={props.onClose}
       onOk={() => form.submit()}
-      forceRender
+      destroyOnHidden
     >
       <Form
         form={form}
+        name={name}
         layout="vertical"
         onFinish={async (values: Params) => {
           setBusy(true);

@@ -42,6 +42,14 @@ function useCount(command: string, params: Record<string, string>): number | und
   return n;
 }
 
+/** "STORAGE_ALLOCATED" → "Storage allocated". */
+function capacityName(c: Row): string {
+  const s = String(c.name ?? `Capacity ${c.type}`)
+    .replace(/_/g, ' ')
+    .toLowerCase();
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
 function capacityLabel(c: Row): string {
   const n = Number(c.capacitytotal);
   const used = Number(c.capacityused);
@@ -94,7 +102,7 @@ export function Dashboard() {
   for (const c of capacity)
     if (Number(c.percentused) >= STORAGE_WARN)
       problems.push({
-        text: `${c.name ?? `Capacity ${c.type}`} in ${c.zonename ?? 'a zone'} is ${c.percentused}% used`,
+        text: `${capacityName(c)} in ${c.zonename ?? 'a zone'} is ${c.percentused}% used`,
         link: '/infrastructure',
       });
 
@@ -188,10 +196,10 @@ export function Dashboard() {
                       type="dashboard"
                       percent={Number(Number(c.percentused ?? 0).toFixed(1))}
                       status={Number(c.percentused) >= STORAGE_WARN ? 'exception' : 'normal'}
-                      aria-label={`${c.name} ${c.percentused}% used`}
+                      aria-label={`${capacityName(c)} ${c.percentused}% used`}
                     />
                     <div>
-                      <strong>{c.name ?? c.type}</strong>
+                      <strong>{capacityName(c)}</strong>
                     </div>
                     <div style={{ fontSize: 12 }}>{capacityLabel(c)}</div>
                     {!zoneid && <div style={{ fontSize: 12, opacity: 0.7 }}>{c.zonename}</div>}

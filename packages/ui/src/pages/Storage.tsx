@@ -260,7 +260,13 @@ export function Storage() {
                           initial: 'QCOW2',
                           options: ['QCOW2', 'RAW', 'VHD'].map((h) => ({ value: h, label: h })),
                         },
-                        { name: 'ostypeid', label: 'OS type', type: 'select', options: osOptions },
+                        {
+                          name: 'ostypeid',
+                          label: 'OS type',
+                          type: 'select',
+                          required: true,
+                          options: osOptions,
+                        },
                         { name: 'ispublic', label: 'Public', type: 'boolean' },
                         { name: 'passwordenabled', label: 'Password enabled', type: 'boolean' },
                       ]}
