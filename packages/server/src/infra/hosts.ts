@@ -168,6 +168,9 @@ export async function presentHosts(ctx: CallContext, rows: HostRow[]): Promise<o
       implicithosttags: implicit.length ? implicit.join(',') : undefined,
       istagarule: false,
       hahost: false,
+      // Host HA and out-of-band management are not offered; clients (the UI) expect the objects.
+      hostha: { haenable: false, hastate: 'Disabled' },
+      outofbandmanagement: { enabled: false, powerstate: 'Disabled' },
       annotation: h.annotation ?? undefined,
     };
   });
