@@ -691,6 +691,11 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
       } catch {
         // Left PowerUnknown: the process lives but its monitor does not answer.
       }
+      // The previous agent died between a completed migration and quitting the source.
+      if (vm.status === 'postmigrate') {
+        await vm.qmp?.execute('quit', undefined, 3000).catch(() => undefined);
+        this.forget(vm);
+      }
     }
   }
 
