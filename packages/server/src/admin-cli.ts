@@ -4,12 +4,12 @@
  * key (issuing them if the user has none), e.g. for the `cs` client or CloudMonkey.
  */
 import { parseArgs } from 'node:util';
-import type { App } from './context.ts';
 import { ConfigError, loadConfig } from './config.ts';
+import type { App } from './context.ts';
 import { openStore } from './db/connection.ts';
 import { migrate } from './db/migrate.ts';
-import { normaliseDomainPath } from './iam/sessions.ts';
 import { Secrets } from './iam/secrets.ts';
+import { normaliseDomainPath } from './iam/sessions.ts';
 import { registerKeys } from './iam/users.ts';
 
 async function keys(args: string[]): Promise<number> {
@@ -33,7 +33,9 @@ async function keys(args: string[]): Promise<number> {
       .where('domains.path', '=', normaliseDomainPath(values.domain))
       .executeTakeFirst();
     if (!user) {
-      console.error(`nimbostack: no user ${username} in domain ${values.domain} (start the server once to create admin)`);
+      console.error(
+        `nimbostack: no user ${username} in domain ${values.domain} (start the server once to create admin)`,
+      );
       return 1;
     }
     let apikey = user.api_key;

@@ -19,11 +19,15 @@ for (const db of testDatabases()) {
 
     before(async () => {
       server = await startServer({ db });
-      const printed = execFileSync(process.execPath, ['--import', 'tsx', 'packages/server/src/admin-cli.ts', 'keys', 'admin'], {
-        cwd: REPO,
-        env: { ...process.env, NIMBOSTACK_DATA: server.dataDir, DATABASE_URL: server.databaseUrl },
-        encoding: 'utf8',
-      });
+      const printed = execFileSync(
+        process.execPath,
+        ['--import', 'tsx', 'packages/server/src/admin-cli.ts', 'keys', 'admin'],
+        {
+          cwd: REPO,
+          env: { ...process.env, NIMBOSTACK_DATA: server.dataDir, DATABASE_URL: server.databaseUrl },
+          encoding: 'utf8',
+        },
+      );
       key = printed.match(/^apikey=(.+)$/m)![1];
       secret = printed.match(/^secretkey=(.+)$/m)![1];
     });
@@ -32,9 +36,13 @@ for (const db of testDatabases()) {
     for (const method of ['get', 'post']) {
       test(`identity, settings, tags, events and discovery over ${method.toUpperCase()}`, () => {
         const out = JSON.parse(
-          execFileSync(PYTHON, [join(import.meta.dirname, 'clients/cs_foundation.py'), server.api, key, secret, method], {
-            encoding: 'utf8',
-          }),
+          execFileSync(
+            PYTHON,
+            [join(import.meta.dirname, 'clients/cs_foundation.py'), server.api, key, secret, method],
+            {
+              encoding: 'utf8',
+            },
+          ),
         );
         assert.equal(out.domains.domain[0].name, 'ROOT');
         assert.equal(out.account.name, `alice-${method}`);
@@ -45,12 +53,25 @@ for (const db of testDatabases()) {
         assert.equal(out.configurations.configuration[0].value, '500');
         assert.equal(out.updated.value, '900');
         assert.deepEqual(out.tagged, { success: true });
-        assert.ok(out.tags.tag.some((t: { key: string; value: string }) => t.key === 'env' && t.value === 'dev test'));
+        assert.ok(
+          out.tags.tag.some((t: { key: string; value: string }) => t.key === 'env' && t.value === 'dev test'),
+        );
         assert.ok(out.events.count >= 1);
-        for (const name of ['listDomains', 'createAccount', 'createUser', 'registerUserKeys', 'listConfigurations', 'createTags', 'listEvents']) {
+        for (const name of [
+          'listDomains',
+          'createAccount',
+          'createUser',
+          'registerUserKeys',
+          'listConfigurations',
+          'createTags',
+          'listEvents',
+        ]) {
           assert.ok(out.apis.includes(name), name);
         }
-        assert.match(out.xml, /^<\?xml .*<listdomainsresponse cloud-stack-version="[\d.]+"><count>\d+<\/count>/);
+        assert.match(
+          out.xml,
+          /^<\?xml .*<listdomainsresponse cloud-stack-version="[\d.]+"><count>\d+<\/count>/,
+        );
         assert.deepEqual(
           out.bob_accounts.account.map((a: { name: string }) => a.name),
           [`alice-${method}`],
