@@ -3,12 +3,13 @@
  * that alone may enable KVM (exercised here under TCG with the test template's kernel).
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { chooseAccel, machineFacts, probeBoot } from '../src/drivers/kvm/host-facts.ts';
-import { ensureTemplate, figure, SKIP_KVM } from './kvm-support.ts';
+import { ensureTemplate, figure, REPO, SKIP_KVM } from './kvm-support.ts';
 
 /** The kernel the template build extracted from linux-image-cloud-amd64. */
 function cachedKernel(): string {
@@ -47,4 +48,34 @@ describe('KVM host facts', { skip: SKIP_KVM }, () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+test('the agent refuses --hypervisor kvm with one clear line when QEMU is missing', () => {
+  const r = spawnSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(REPO, 'packages/agent/src/main.ts'),
+      '--server',
+      'ws://127.0.0.1:9',
+      '--token',
+      'missing-qemu',
+    ],
+    {
+      cwd: REPO,
+      encoding: 'utf8',
+      env: {
+        ...process.env,
+        NIMBOSTACK_AGENT_HYPERVISOR: 'kvm',
+        NIMBOSTACK_QEMU_BINARY: '/nonexistent/qemu-system-x86_64',
+        NIMBOSTACK_AGENT_STATE_DIR: join(tmpdir(), 'nimbo-no-qemu'),
+      },
+    },
+  );
+  assert.equal(r.status, 1);
+  assert.equal(
+    r.stderr.trim(),
+    'nimbostack-agent: cannot drive KVM: /nonexistent/qemu-system-x86_64 is missing: install qemu-system-x86 and qemu-utils (npm run setup:host)',
+  );
 });

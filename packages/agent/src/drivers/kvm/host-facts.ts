@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import { DriverError } from '../driver.ts';
 import { run } from './exec.ts';
 
-export const QEMU_BINARY = '/usr/bin/qemu-system-x86_64';
+/** Where QEMU is; other distributions put it elsewhere (e.g. /usr/libexec/qemu-kvm). */
+export const QEMU_BINARY = process.env.NIMBOSTACK_QEMU_BINARY || '/usr/bin/qemu-system-x86_64';
 
 export type Accel = 'kvm' | 'tcg';
 
