@@ -429,10 +429,20 @@ export async function migrateVm(ctx: CallContext, vm: VmRow, hostId?: number): P
   let current = await app.store.db.transaction().execute((tx) => transition(ctx, tx, vm, 'migrate'));
   try {
     const spec = await vmSpec(ctx, vm, await volumesOf(ctx, vm.id));
-    await app.agents.call(placement.hostId, 'prepareMigration', { vm: spec });
+    const prepared = await app.agents.call(placement.hostId, 'prepareMigration', { vm: spec });
+    // QEMU migrates over the hosts' management network, to the port the destination opened.
+    const destination = await app.store.db
+      .selectFrom('hosts')
+      .select('private_ip')
+      .where('id', '=', placement.hostId)
+      .executeTakeFirst();
     await app.agents.call(source, 'migrateVm', {
       name: vm.instance_name,
-      destination: { host: placement.hostName },
+      destination: {
+        host: placement.hostName,
+        address: destination?.private_ip ?? undefined,
+        port: prepared.port,
+      },
     });
   } catch (e) {
     await releaseHost(app.store.db, placement.hostId, placement.cpuMhz, placement.memoryBytes);
