@@ -236,17 +236,27 @@ test('the deploy wizard creates an instance, which is stopped and started from i
 
   await page.getByRole('button', { name: 'Stop', exact: true }).click();
   await page.getByRole('dialog').getByRole('button', { name: 'OK' }).click();
+  await outcome(page, 'Stop web-ui-1');
   await page
     .locator('.ant-tag')
     .filter({ hasText: /^Stopped$/ })
     .waitFor({ timeout: 30_000 });
   await page.getByRole('button', { name: 'Start', exact: true }).click();
+  await outcome(page, 'Start web-ui-1');
   await page
     .locator('.ant-tag')
     .filter({ hasText: /^Running$/ })
     .waitFor({ timeout: 30_000 });
   await page.getByRole('tab', { name: 'Volumes' }).click();
   await page.getByRole('cell', { name: 'ROOT', exact: true }).waitFor();
+  // Forms of VM actions load their choices when opened.
+  await page.getByRole('button', { name: 'Scale', exact: true }).click();
+  await page.getByRole('dialog').getByLabel('Service offering').click();
+  await page.locator('.ant-select-item-option').filter({ hasText: 'Small Instance' }).first().waitFor();
+  await page.keyboard.press('Escape');
+  // The dialog's zoom animation keeps the button "unstable" for Playwright for a while.
+  await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click({ force: true });
+  await page.getByRole('dialog').waitFor({ state: 'hidden' });
 
   await page.getByRole('menuitem', { name: 'Instances' }).click();
   await page.getByRole('link', { name: 'web-ui-1' }).waitFor();
@@ -289,6 +299,8 @@ test('events list what happened; accounts, jobs and settings render; the theme s
 
   await page.getByRole('menuitem', { name: 'Jobs' }).click();
   await page.getByRole('heading', { name: 'This session' }).waitFor();
+  if (made.vm)
+    await page.getByTestId('job').filter({ hasText: 'Deploy web-ui-1' }).getByText('succeeded').waitFor();
   await shot(page, 'jobs');
 
   await page.getByRole('menuitem', { name: 'Settings' }).click();
@@ -353,7 +365,13 @@ test('a user on a phone sees only their own resources and no infrastructure', as
   }
   const context = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true });
   const phone = await context.newPage();
-  await login(phone, 'alice', 'secret-pw');
+  // By keyboard alone: the username field has focus, Tab moves on, Enter submits.
+  await phone.goto(`${server.url}/client/`);
+  await phone.getByLabel('Username').waitFor();
+  await phone.keyboard.type('alice');
+  await phone.keyboard.press('Tab');
+  await phone.keyboard.type('secret-pw');
+  await phone.keyboard.press('Enter');
   await phone.getByRole('heading', { name: 'Dashboard' }).waitFor();
   await shot(phone, 'user-dashboard-phone');
   await phone.goto(`${server.url}/client/instances`);

@@ -1,8 +1,11 @@
 import { useEffect, useState } from 'react';
-import { listAll, type Params, type Row } from './api.ts';
+import { listAll, listPage, type Params, type Row } from './api.ts';
 import { useSession } from './session.tsx';
 
-/** Every item of a small list (zones, offerings, ...) for pickers; empty when not allowed. */
+/**
+ * The items of a list for pickers and panels: every item (zones, offerings, ...), or just one page
+ * when `params` names a pagesize (recent events). Empty when the command is not allowed.
+ */
 export function useList(command: string, key: string, params: Params = {}, reload = 0): Row[] {
   const { can } = useSession();
   const [rows, setRows] = useState<Row[]>([]);
@@ -11,9 +14,9 @@ export function useList(command: string, key: string, params: Params = {}, reloa
   useEffect(() => {
     if (!can(command)) return;
     let cancelled = false;
-    listAll(command, key, JSON.parse(paramsKey), 2000)
-      .then((r) => !cancelled && setRows(r))
-      .catch(() => !cancelled && setRows([]));
+    const p = JSON.parse(paramsKey) as Params;
+    const load = p.pagesize ? listPage(command, key, p).then((r) => r.items) : listAll(command, key, p, 2000);
+    load.then((r) => !cancelled && setRows(r)).catch(() => !cancelled && setRows([]));
     return () => {
       cancelled = true;
     };

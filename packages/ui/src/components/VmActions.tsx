@@ -6,8 +6,7 @@
 import { DownOutlined } from '@ant-design/icons';
 import { Button, Dropdown, Modal } from 'antd';
 import { useState } from 'react';
-import type { Params, Row } from '../api.ts';
-import { useList } from '../hooks.ts';
+import { errorText, listAll, type Params, type Row } from '../api.ts';
 import { useActions } from '../jobs.tsx';
 import { useSession } from '../session.tsx';
 import { type Field, FormModal, options } from './common.tsx';
@@ -20,15 +19,12 @@ interface Action {
   confirm?: boolean;
   danger?: boolean;
   params?: (vm: Row) => Params;
-  form?: Field[];
+  /** The form's fields, loaded when the action is chosen (not for every row of a list). */
+  form?: () => Promise<Field[]>;
 }
 
 export function useVmActionList(): Action[] {
   const session = useSession();
-  const offerings = useList('listServiceOfferings', 'serviceoffering');
-  const keys = useList('listSSHKeyPairs', 'sshkeypair');
-  const isos = useList('listIsos', 'iso', { isofilter: 'executable', isready: true });
-  const hosts = useList(session.isRootAdmin ? 'listHosts' : '', 'host', { type: 'Routing', state: 'Up' });
   const all: Action[] = [
     { key: 'start', label: 'Start', command: 'startVirtualMachine', when: (v) => v.state === 'Stopped' },
     {
@@ -50,13 +46,13 @@ export function useVmActionList(): Action[] {
       label: 'Scale',
       command: 'scaleVirtualMachine',
       when: (v) => v.state === 'Stopped' || v.state === 'Running',
-      form: [
+      form: async () => [
         {
           name: 'serviceofferingid',
           label: 'Service offering',
           type: 'select',
           required: true,
-          options: options(offerings),
+          options: options(await listAll('listServiceOfferings', 'serviceoffering')),
         },
       ],
     },
@@ -72,13 +68,16 @@ export function useVmActionList(): Action[] {
       label: 'Reset SSH key',
       command: 'resetSSHKeyForVirtualMachine',
       when: (v) => v.state === 'Stopped',
-      form: [
+      form: async () => [
         {
           name: 'keypair',
           label: 'SSH key pair',
           type: 'select',
           required: true,
-          options: keys.map((k) => ({ value: k.name, label: k.name })),
+          options: (await listAll('listSSHKeyPairs', 'sshkeypair')).map((k) => ({
+            value: k.name,
+            label: k.name,
+          })),
         },
       ],
     },
@@ -87,7 +86,15 @@ export function useVmActionList(): Action[] {
       label: 'Attach ISO',
       command: 'attachIso',
       when: (v) => !v.isoid && (v.state === 'Running' || v.state === 'Stopped'),
-      form: [{ name: 'id', label: 'ISO', type: 'select', required: true, options: options(isos) }],
+      form: async () => [
+        {
+          name: 'id',
+          label: 'ISO',
+          type: 'select',
+          required: true,
+          options: options(await listAll('listIsos', 'iso', { isofilter: 'executable', isready: true })),
+        },
+      ],
       params: (v) => ({ virtualmachineid: v.id }),
     },
     {
@@ -102,13 +109,13 @@ export function useVmActionList(): Action[] {
       label: 'Migrate',
       command: 'migrateVirtualMachine',
       when: (v) => v.state === 'Running' && session.isAdmin,
-      form: [
+      form: async () => [
         {
           name: 'hostid',
           label: 'Destination host',
           type: 'select',
           required: true,
-          options: options(hosts),
+          options: options(await listAll('listHosts', 'host', { type: 'Routing', state: 'Up' })),
         },
       ],
       params: (v) => ({ virtualmachineid: v.id }),
@@ -142,7 +149,7 @@ export function useVmActionList(): Action[] {
 export function VmActions({ vm, onDone, buttons }: { vm: Row; onDone(): void; buttons?: boolean }) {
   const { run } = useActions();
   const actions = useVmActionList().filter((a) => a.when(vm));
-  const [dialog, setDialog] = useState<Action>();
+  const [dialog, setDialog] = useState<{ action: Action; fields: Field[] }>();
   const name = vm.displayname || vm.name;
 
   const perform = async (a: Action, values: Params = {}) => {
@@ -156,7 +163,10 @@ export function VmActions({ vm, onDone, buttons }: { vm: Row; onDone(): void; bu
     onDone();
   };
   const choose = (a: Action) => {
-    if (a.form) setDialog(a);
+    if (a.form)
+      a.form()
+        .then((fields) => setDialog({ action: a, fields }))
+        .catch((e) => Modal.error({ title: a.label, content: errorText(e) }));
     else if (a.confirm)
       Modal.confirm({
         title: `${a.label} ${name}?`,
@@ -193,10 +203,10 @@ export function VmActions({ vm, onDone, buttons }: { vm: Row; onDone(): void; bu
       {dialog && (
         <FormModal
           open
-          title={`${dialog.label} ${name}`}
-          fields={dialog.form ?? []}
+          title={`${dialog.action.label} ${name}`}
+          fields={dialog.fields}
           onClose={() => setDialog(undefined)}
-          onSubmit={(values) => perform(dialog, values)}
+          onSubmit={(values) => perform(dialog.action, values)}
         />
       )}
     </>
