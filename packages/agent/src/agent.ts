@@ -70,6 +70,7 @@ const HANDLERS: { [K in AgentKind]: Handler<K> } = {
   createVolumeFromTemplate: (h, p) => h.storage.createVolumeFromTemplate(p),
   resizeVolume: (h, p) => h.storage.resizeVolume(p),
   deleteVolume: (h, p) => h.storage.deleteVolume(p),
+  copyVolume: (h, p) => h.storage.copyVolume(p),
   createSnapshot: (h, p) => h.storage.createSnapshot(p),
   deleteSnapshot: (h, p) => h.storage.deleteSnapshot(p),
   revertSnapshot: (h, p) => h.storage.revertSnapshot(p),

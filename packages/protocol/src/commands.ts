@@ -159,6 +159,18 @@ export const COMMANDS = {
     payload: z.object({ path: z.string().min(1).max(1024), pool: StorageLocation }),
     result: nothing,
   },
+  /**
+   * Copies a volume that no running VM uses to another pool (migrateVolume), as a standalone image
+   * named by the volume's uuid. The source is left in place for the server to delete.
+   */
+  copyVolume: {
+    payload: z.object({
+      volumeUuid: z.string().min(1).max(64),
+      source: z.object({ path: z.string().min(1).max(1024), pool: StorageLocation }),
+      pool: StorageLocation,
+    }),
+    result: z.object({ path: z.string(), sizeBytes: bytes }),
+  },
   createSnapshot: {
     payload: z.object({
       snapshotUuid: z.string().min(1).max(64),

@@ -18,6 +18,7 @@ import { settingCommands } from './settings/commands.ts';
 import { isoCommands } from './storage/isos.ts';
 import { templateCommands } from './storage/template-commands.ts';
 import { tagCommands } from './tags/commands.ts';
+import { usageCommands } from './usage/usage.ts';
 
 export const allCommands = [
   ...discoveryCommands,
@@ -38,4 +39,5 @@ export const allCommands = [
   ...isoCommands,
   ...networkCommands,
   ...computeCommands,
+  ...usageCommands,
 ] as Command[];

@@ -49,6 +49,8 @@ export interface StorageDriver {
   ): Promise<CommandResult<'createVolumeFromTemplate'>>;
   resizeVolume(p: ParsedPayload<'resizeVolume'>): Promise<CommandResult<'resizeVolume'>>;
   deleteVolume(p: ParsedPayload<'deleteVolume'>): Promise<void>;
+  /** Copies a volume no running VM uses to another pool (the source stays). */
+  copyVolume(p: ParsedPayload<'copyVolume'>): Promise<CommandResult<'copyVolume'>>;
   createSnapshot(p: ParsedPayload<'createSnapshot'>): Promise<CommandResult<'createSnapshot'>>;
   deleteSnapshot(p: ParsedPayload<'deleteSnapshot'>): Promise<void>;
   revertSnapshot(p: ParsedPayload<'revertSnapshot'>): Promise<void>;

@@ -234,6 +234,19 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
     this.volumes.delete(p.path);
   }
 
+  async copyVolume(p: ParsedPayload<'copyVolume'>) {
+    const path = `${p.pool.path}/${p.volumeUuid}`;
+    if (!this.volumes.has(path)) {
+      // Pools are shared: the source may have been made through another host of the fleet.
+      const size = [...this.fleet.hosts.values()]
+        .map((h) => h.volumes.get(p.source.path))
+        .find((s) => s !== undefined);
+      if (size === undefined) throw new DriverError(`volume ${p.source.path} does not exist`);
+      this.volumes.set(path, size);
+    }
+    return { path, sizeBytes: this.volumes.get(path)! };
+  }
+
   async createSnapshot(p: ParsedPayload<'createSnapshot'>) {
     const size = this.volumes.get(p.volumePath);
     if (size === undefined) throw new DriverError(`volume ${p.volumePath} does not exist`);

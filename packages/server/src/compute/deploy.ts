@@ -20,6 +20,8 @@ import { defineCommand } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
 import { findDeployableTemplate } from '../storage/templates.ts';
 import { dataDiskSize, GiB, insertVolume } from '../storage/volumes.ts';
+import { joinAffinityGroups } from './affinity.ts';
+import { resolveAffinityGroups } from './affinity-groups.ts';
 import { groupNamed } from './instance-groups.ts';
 import { checkUserData } from './user-data.ts';
 import { presentVms } from './vm-presenter.ts';
@@ -116,6 +118,8 @@ export const deployVirtualMachine = defineCommand({
     hypervisor: p.string(),
     displayvm: p.boolean(),
     customid: p.string(),
+    affinitygroupids: p.list({ of: 'uuid' }),
+    affinitygroupnames: p.list(),
   },
   event: { type: 'VM.CREATE', description: (params) => `deploying VM ${params.name ?? ''}`.trim() },
   async create(ctx, params) {
@@ -219,6 +223,10 @@ export const deployVirtualMachine = defineCommand({
       : undefined;
     if (networkIds && networkIds.length !== params.networkids!.length)
       throw invalidParameter('Unable to find one of the networks in networkids');
+    const affinityGroups = await resolveAffinityGroups(ctx, owner.account, {
+      ids: params.affinitygroupids,
+      names: params.affinitygroupnames,
+    });
     const password = image.template.password_enabled ? randomBytes(9).toString('base64url') : undefined;
 
     const uuid = await app.store.db.transaction().execute(async (tx) => {
@@ -308,6 +316,11 @@ export const deployVirtualMachine = defineCommand({
         ipAddress: params.ipaddress,
       });
       if (securityGroups.length) await assignSecurityGroups(ctx, tx, vmId, securityGroups);
+      await joinAffinityGroups(
+        tx,
+        vmId,
+        affinityGroups.map((g) => g.id),
+      );
       await logEvent(ctx, tx, {
         type: 'VM.CREATE',
         description: `created VM ${name ?? vmUuid}`,

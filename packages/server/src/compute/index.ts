@@ -1,9 +1,12 @@
 /** Compute: VMs, their volumes' lifecycle on hosts, instance groups, and what happens when hosts change. */
 import { onAccountDelete } from '../iam/accounts.ts';
 import { registerTemplateInUseCheck } from '../storage/templates.ts';
+import { migrateVolume } from '../storage/volume-migrate.ts';
 import { volumeCommands } from '../storage/volumes.ts';
+import { affinityGroupCommands } from './affinity-groups.ts';
 import { instanceGroupCommands } from './instance-groups.ts';
 import './reconcile.ts';
+import { restoreVirtualMachine } from './restore.ts';
 import { sshKeyPairCommands } from './ssh-keypairs.ts';
 import { userDataCommands } from './user-data.ts';
 import { vmCommands } from './vm-commands.ts';
@@ -37,4 +40,7 @@ export const computeCommands = [
   ...volumeCommands,
   ...sshKeyPairCommands,
   ...userDataCommands,
+  ...affinityGroupCommands,
+  restoreVirtualMachine,
+  migrateVolume,
 ];

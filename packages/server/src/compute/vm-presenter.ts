@@ -7,6 +7,7 @@ import { presentNics } from '../network/nics.ts';
 import { presentVmSecurityGroups } from '../network/security-groups.ts';
 import { templateInfo } from '../storage/templates.ts';
 import { tagsOf } from '../tags/tags.ts';
+import { presentVmAffinityGroups } from './affinity.ts';
 
 /** The parts of a VM `details=` can ask for; `min` keeps only the essentials. */
 export type VmDetail =
@@ -114,6 +115,13 @@ export async function presentVms(
           rows.map((r) => r.id),
         ),
   ]);
+  const affinity =
+    !min && want('affgrp')
+      ? await presentVmAffinityGroups(
+          ctx,
+          rows.map((r) => r.id),
+        )
+      : new Map<number, object[]>();
   const by = <T extends { id: number }>(list: T[]) => new Map(list.map((x) => [x.id, x]));
   const account = by(accounts);
   const user = by(users);
@@ -182,7 +190,7 @@ export async function presentVms(
       nic: vmNics,
       ipaddress: vmNics.find((n) => n.isdefault)?.ipaddress,
       securitygroup: groupsOf.get(vm.id) ?? [],
-      affinitygroup: [],
+      affinitygroup: affinity.get(vm.id) ?? [],
       // CloudStack 4.17+ says `keypairs`; older clients (Ansible's cs_instance) read `keypair`.
       keypairs,
       keypair: keypairs,

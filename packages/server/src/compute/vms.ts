@@ -17,6 +17,7 @@ import { DownloadState } from '../storage/downloads.ts';
 import { storeRoot } from '../storage/images.ts';
 import { deleteOnPool, poolLocation, poolOf, vmDisk } from '../storage/volume-ops.ts';
 import { materialiseDataDisk, removeVolumeRecord } from '../storage/volumes.ts';
+import { affinityRules, leaveAffinityGroups, placeWithAffinity, withAffinityLock } from './affinity.ts';
 import {
   type Placement,
   releaseHost,
@@ -207,6 +208,10 @@ export interface StartOptions {
  * error says why.
  */
 export async function startVm(ctx: CallContext, vm: VmRow, opts: StartOptions = {}): Promise<VmRow> {
+  return withAffinityLock(ctx, vm, () => startVmNow(ctx, vm, opts));
+}
+
+async function startVmNow(ctx: CallContext, vm: VmRow, opts: StartOptions): Promise<VmRow> {
   const { app } = ctx;
   let current = await app.store.db.transaction().execute((tx) => transition(ctx, tx, vm, 'start'));
   const avoid = new Set<number>();
@@ -215,18 +220,22 @@ export async function startVm(ctx: CallContext, vm: VmRow, opts: StartOptions = 
   try {
     for (let attempt = 0; attempt < retries; attempt++) {
       let volumes = await volumesOf(ctx, vm.id);
-      const placement = await reserveHost(ctx, {
-        zoneId: vm.zone_id,
-        podId: opts.podId,
-        clusterId: opts.clusterId ?? (await requiredCluster(ctx, volumes)),
-        hostId: opts.hostId,
-        cpuMhz: cpuMhzOf(vm),
-        memoryBytes: memoryOf(vm),
-        hostTags: await hostTagsOf(ctx, vm),
-        hypervisor: vm.hypervisor,
-        accountId: vm.account_id,
-        avoid,
-      });
+      const placement = await placeWithAffinity(
+        await affinityRules(ctx, vm),
+        {
+          zoneId: vm.zone_id,
+          podId: opts.podId,
+          clusterId: opts.clusterId ?? (await requiredCluster(ctx, volumes)),
+          hostId: opts.hostId,
+          cpuMhz: cpuMhzOf(vm),
+          memoryBytes: memoryOf(vm),
+          hostTags: await hostTagsOf(ctx, vm),
+          hypervisor: vm.hypervisor,
+          accountId: vm.account_id,
+          avoid,
+        },
+        (req) => reserveHost(ctx, req),
+      );
       try {
         volumes = await Promise.all(
           volumes.map((v) =>
@@ -379,6 +388,7 @@ export async function expungeVm(ctx: CallContext, vm: VmRow): Promise<void> {
     }
     await releaseNics(ctx, tx, vm.id);
     await removeVmFromSecurityGroups(ctx, tx, vm.id);
+    await leaveAffinityGroups(tx, vm.id);
     await tx
       .deleteFrom('resource_tags')
       .where('resource_type', '=', 'UserVm')

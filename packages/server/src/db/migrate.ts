@@ -15,6 +15,7 @@ import * as m0006 from './migrations/0006-compute.ts';
 import * as m0007 from './migrations/0007-templates.ts';
 import * as m0008 from './migrations/0008-network.ts';
 import * as m0009 from './migrations/0009-compute-extras.ts';
+import * as m0011 from './migrations/0011-affinity-usage.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
 export type Step = { up(m: MigrationContext): Promise<void> };
@@ -30,6 +31,7 @@ export const MIGRATIONS: [string, Step][] = [
   ['0007-templates', m0007],
   ['0008-network', m0008],
   ['0009-compute-extras', m0009],
+  ['0011-affinity-usage', m0011],
 ];
 
 export class SchemaTooNewError extends Error {}

@@ -712,6 +712,9 @@ export interface Database {
   template_store_refs: TemplateStoreRefTable;
   template_permissions: TemplatePermissionTable;
   template_extracts: TemplateExtractTable;
+  affinity_groups: AffinityGroupTable;
+  affinity_group_vm_map: AffinityGroupVmMapTable;
+  usage_records: UsageRecordTable;
 }
 
 export type DomainRow = Selectable<DomainTable>;
@@ -883,3 +886,50 @@ export type TemplateRow = Selectable<TemplateTable>;
 export type TemplateStoreRefRow = Selectable<TemplateStoreRefTable>;
 export type VmRow = Selectable<VmTable>;
 export type VolumeRow = Selectable<VolumeTable>;
+
+/** A named placement rule over an account's VMs: "host affinity" or "host anti-affinity". */
+export interface AffinityGroupTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  description: string | null;
+  type: string;
+  account_id: number;
+  domain_id: number;
+  created: number;
+}
+
+export interface AffinityGroupVmMapTable {
+  group_id: number;
+  vm_id: number;
+}
+
+/** One usage record: a resource's usage of one type over [start_date, end_date], in hours. */
+export interface UsageRecordTable {
+  id: Generated<number>;
+  account_id: number;
+  domain_id: number;
+  zone_id: number | null;
+  /** CloudStack's usage type number (1 running VM, 2 allocated VM, 6 volume, 7 template...). */
+  usage_type: number;
+  /** The uuid of the resource used. */
+  usage_id: string;
+  vm_uuid: string | null;
+  name: string | null;
+  offering_uuid: string | null;
+  template_uuid: string | null;
+  size_bytes: number | null;
+  virtual_size_bytes: number | null;
+  /** The hypervisor, for VM records. */
+  type: string | null;
+  cpu_number: number | null;
+  cpu_speed: number | null;
+  memory_mb: number | null;
+  description: string;
+  raw_usage: number;
+  start_date: number;
+  end_date: number;
+}
+
+export type AffinityGroupRow = Selectable<AffinityGroupTable>;
+export type UsageRecordRow = Selectable<UsageRecordTable>;

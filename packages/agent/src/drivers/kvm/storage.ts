@@ -117,6 +117,20 @@ export class DirectoryStorage implements StorageDriver {
     return { sizeBytes: (await imageInfo(p.path)).virtualSize };
   }
 
+  /** A flat copy (a linked clone's template folded in), so the new pool needs no template copy. */
+  async copyVolume(p: ParsedPayload<'copyVolume'>): Promise<CommandResult<'copyVolume'>> {
+    const path = inPool(p.pool, p.volumeUuid);
+    if (!existsSync(path)) {
+      if (!existsSync(p.source.path)) throw new DriverError(`volume ${p.source.path} does not exist`);
+      const use = this.live.diskInUse(p.source.path);
+      if (use) throw new DriverError(`volume ${p.source.path} is in use by running VM ${use.vm}`);
+      await atomically(path, (tmp) =>
+        run('qemu-img', ['convert', '-O', 'qcow2', p.source.path, tmp], 1_800_000),
+      );
+    }
+    return { path, sizeBytes: (await imageInfo(path)).virtualSize };
+  }
+
   async deleteVolume(p: ParsedPayload<'deleteVolume'>) {
     const use = this.live.diskInUse(p.path);
     if (use) throw new DriverError(`volume ${p.path} is in use by running VM ${use.vm}`);

@@ -1,0 +1,299 @@
+/**
+ * Affinity groups: an account's named placement rules over its VMs (see affinity.ts for how the
+ * planner applies them). Deleting a group removes its memberships, as upstream does.
+ */
+import type { CallContext } from '../context.ts';
+import { insertId } from '../db/connection.ts';
+import type { AccountRow, AffinityGroupRow } from '../db/schema.ts';
+import { invalidParameter } from '../errors.ts';
+import { logEvent, recordEvent } from '../events/events.ts';
+import { applyScope, checkOwnerAccess, listScope } from '../iam/access.ts';
+import { onAccountDelete, resolveAccount } from '../iam/accounts.ts';
+import { defineCommand, listResult, success } from '../registry/command.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+import { AFFINITY_TYPES, joinAffinityGroups, presentGroups } from './affinity.ts';
+import { presentVms } from './vm-presenter.ts';
+import { wrongState } from './vm-state.ts';
+import { findVm, reloadVm } from './vms.ts';
+
+/**
+ * The owner's groups named by ids or names (mutually exclusive, as upstream); 431 for any that
+ * is missing or belongs to another account.
+ */
+export async function resolveAffinityGroups(
+  ctx: Pick<CallContext, 'app'>,
+  owner: AccountRow,
+  by: { ids?: string[]; names?: string[] },
+): Promise<AffinityGroupRow[]> {
+  if (by.ids?.length && by.names?.length)
+    throw invalidParameter(
+      'affinitygroupids parameter is mutually exclusive with affinitygroupnames parameter',
+    );
+  const wanted = by.ids?.length ? by.ids : (by.names ?? []);
+  if (wanted.length === 0) return [];
+  const column = by.ids?.length ? 'uuid' : 'name';
+  const rows = await ctx.app.store.db
+    .selectFrom('affinity_groups')
+    .selectAll()
+    .where('account_id', '=', owner.id)
+    .where(column, 'in', wanted)
+    .execute();
+  const missing = wanted.filter((w) => !rows.some((r) => r[column] === w));
+  if (missing.length)
+    throw invalidParameter(`Unable to find affinity group ${missing.join(', ')} for account ${owner.name}`);
+  return rows;
+}
+
+async function findGroup(
+  ctx: CallContext,
+  params: { id?: string; name?: string; account?: string; domainid?: string },
+): Promise<AffinityGroupRow> {
+  if (!params.id && !params.name)
+    throw invalidParameter('Either the affinity group id or its name must be given');
+  if (params.id && params.name) throw invalidParameter('id and name are mutually exclusive');
+  let q = ctx.app.store.db.selectFrom('affinity_groups').selectAll();
+  if (params.id) q = q.where('uuid', '=', params.id);
+  else {
+    const owner = params.account ? (await resolveAccount(ctx, params)).account : ctx.caller.account;
+    q = q.where('name', '=', params.name!).where('account_id', '=', owner.id);
+  }
+  const g = await q.executeTakeFirst();
+  if (!g) throw invalidParameter(`Unable to find affinity group ${params.id ?? params.name}`);
+  const domain = await ctx.app.store.db
+    .selectFrom('domains')
+    .select(['path', 'name'])
+    .where('id', '=', g.domain_id)
+    .executeTakeFirstOrThrow();
+  checkOwnerAccess(ctx.caller, { accountId: g.account_id, domain });
+  return g;
+}
+
+export const createAffinityGroup = defineCommand({
+  name: 'createAffinityGroup',
+  params: {
+    name: p.string({ required: true }),
+    type: p.string({ required: true }),
+    description: p.string(),
+    account: p.string(),
+    domainid: p.uuid(),
+    projectid: p.uuid(),
+  },
+  event: { type: 'AG.CREATE', description: (params) => `creating affinity group ${params.name}` },
+  async create(ctx, params) {
+    const type = AFFINITY_TYPES.find((t) => t === params.type.toLowerCase());
+    if (!type)
+      throw invalidParameter(
+        `Unable to create affinity group, invalid affinity group type ${params.type}; valid types are ${AFFINITY_TYPES.join(', ')}`,
+      );
+    const name = params.name.trim();
+    if (!name) throw invalidParameter('The affinity group name must not be empty');
+    const owner = params.account ? (await resolveAccount(ctx, params)).account : ctx.caller.account;
+    const uuid = await ctx.app.store.db.transaction().execute(async (tx) => {
+      const clash = await tx
+        .selectFrom('affinity_groups')
+        .select('id')
+        .where('account_id', '=', owner.id)
+        .where('name', '=', name)
+        .executeTakeFirst();
+      if (clash)
+        throw invalidParameter(`Unable to create affinity group, a group with name ${name} already exists.`);
+      const uuid = ctx.app.ids.uuid();
+      await insertId(ctx.app.store, tx, 'affinity_groups', {
+        uuid,
+        name,
+        description: params.description ?? null,
+        type,
+        account_id: owner.id,
+        domain_id: owner.domain_id,
+        created: ctx.app.clock.now(),
+      });
+      await logEvent(ctx, tx, {
+        type: 'AG.CREATE',
+        description: `created affinity group ${name} (${type})`,
+        resourceType: 'AffinityGroup',
+        resourceId: uuid,
+      });
+      return uuid;
+    });
+    return { type: 'AffinityGroup', id: uuid };
+  },
+  async handler(ctx, _params, created) {
+    const g = await findGroup(ctx, { id: created!.id });
+    return (await presentGroups(ctx, [g.id])).get(g.id)!;
+  },
+});
+
+export const listAffinityGroups = defineCommand({
+  name: 'listAffinityGroups',
+  params: {
+    ...listParams,
+    id: p.uuid(),
+    name: p.string(),
+    type: p.string(),
+    virtualmachineid: p.uuid(),
+    account: p.string(),
+    domainid: p.uuid(),
+    isrecursive: p.boolean(),
+    listall: p.boolean(),
+    projectid: p.uuid(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const db = app.store.db;
+    const scope = await listScope(ctx, params);
+    let q = applyScope(db.selectFrom('affinity_groups'), scope, {
+      account: 'account_id',
+      domain: 'domain_id',
+    });
+    if (params.id) q = q.where('uuid', '=', params.id);
+    if (params.name) q = q.where('name', '=', params.name);
+    if (params.type) q = q.where('type', '=', params.type.toLowerCase());
+    if (params.virtualmachineid) {
+      // Checks the caller may see the VM (431 for an unknown one).
+      const vm = await findVm(ctx, params.virtualmachineid);
+      q = q.where(
+        'id',
+        'in',
+        db.selectFrom('affinity_group_vm_map').select('group_id').where('vm_id', '=', vm.id),
+      );
+    }
+    if (params.keyword)
+      q = q.where('name', app.store.dialect === 'postgres' ? 'ilike' : 'like', `%${params.keyword}%`);
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const rows = await paginate(q.select('id').orderBy('id'), pageOf(app, params)).execute();
+    const groups = await presentGroups(
+      ctx,
+      rows.map((r) => r.id),
+    );
+    return listResult(
+      rows.map((r) => groups.get(r.id)!),
+      Number(count),
+    );
+  },
+});
+
+export const deleteAffinityGroup = defineCommand({
+  name: 'deleteAffinityGroup',
+  params: {
+    id: p.uuid(),
+    name: p.string(),
+    account: p.string(),
+    domainid: p.uuid(),
+    projectid: p.uuid(),
+  },
+  event: {
+    type: 'AG.DELETE',
+    description: (params) => `deleting affinity group ${params.id ?? params.name}`,
+  },
+  async target(ctx, params) {
+    const g = await findGroup(ctx, params);
+    return { type: 'AffinityGroup', id: g.uuid };
+  },
+  async handler(ctx, params) {
+    const g = await findGroup(ctx, params);
+    // As upstream: the group's VMs simply stop being members.
+    await ctx.app.store.db.transaction().execute(async (tx) => {
+      await tx.deleteFrom('affinity_group_vm_map').where('group_id', '=', g.id).execute();
+      await tx.deleteFrom('affinity_groups').where('id', '=', g.id).execute();
+      await logEvent(ctx, tx, {
+        type: 'AG.DELETE',
+        description: `deleted affinity group ${g.name}`,
+        resourceType: 'AffinityGroup',
+        resourceId: g.uuid,
+      });
+    });
+    return success();
+  },
+});
+
+export const updateVMAffinityGroup = defineCommand({
+  name: 'updateVMAffinityGroup',
+  params: {
+    id: p.uuid({ required: true }),
+    affinitygroupids: p.list({ of: 'uuid' }),
+    affinitygroupnames: p.list(),
+  },
+  event: { type: 'VM.AG.UPDATE', description: (params) => `updating the affinity groups of VM ${params.id}` },
+  async target(ctx, params) {
+    await findVm(ctx, params.id);
+    if (params.affinitygroupids === undefined && params.affinitygroupnames === undefined)
+      throw invalidParameter('Either affinitygroupids or affinitygroupnames must be given');
+    return { type: 'VirtualMachine', id: params.id };
+  },
+  async handler(ctx, params) {
+    const vm = await findVm(ctx, params.id);
+    if (vm.state !== 'Stopped') throw wrongState(vm, 'update the affinity groups of');
+    const owner = await ctx.app.store.db
+      .selectFrom('accounts')
+      .selectAll()
+      .where('id', '=', vm.account_id)
+      .executeTakeFirstOrThrow();
+    const groups = await resolveAffinityGroups(ctx, owner, {
+      ids: params.affinitygroupids,
+      names: params.affinitygroupnames,
+    });
+    await ctx.app.store.db.transaction().execute(async (tx) => {
+      // The VM must still be Stopped when its memberships change.
+      const still = await tx
+        .selectFrom('vms')
+        .select('state')
+        .where('id', '=', vm.id)
+        .executeTakeFirstOrThrow();
+      if (still.state !== 'Stopped')
+        throw wrongState({ name: vm.name, state: still.state }, 'update the affinity groups of');
+      await tx.deleteFrom('affinity_group_vm_map').where('vm_id', '=', vm.id).execute();
+      await joinAffinityGroups(
+        tx,
+        vm.id,
+        groups.map((g) => g.id),
+      );
+      await recordEvent(
+        ctx,
+        tx,
+        { userId: ctx.caller.user.id, accountId: vm.account_id, domainId: vm.domain_id },
+        {
+          type: 'VM.AG.UPDATE',
+          description: `VM ${vm.name} is now in affinity groups: ${groups.map((g) => g.name).join(', ') || 'none'}`,
+          resourceType: 'VirtualMachine',
+          resourceId: vm.uuid,
+        },
+      );
+    });
+    return (await presentVms(ctx, [await reloadVm(ctx, vm.id)]))[0];
+  },
+});
+
+export const listAffinityGroupTypes = defineCommand({
+  name: 'listAffinityGroupTypes',
+  params: { keyword: p.string(), page: p.integer(), pagesize: p.integer() },
+  async handler() {
+    return listResult(
+      AFFINITY_TYPES.map((type) => ({ type })),
+      AFFINITY_TYPES.length,
+    );
+  },
+});
+
+/** A deleted account's groups go after its VMs (stage 0), which held the memberships. */
+onAccountDelete(async (ctx, account) => {
+  await ctx.app.store.db.transaction().execute(async (tx) => {
+    await tx
+      .deleteFrom('affinity_group_vm_map')
+      .where(
+        'group_id',
+        'in',
+        tx.selectFrom('affinity_groups').select('id').where('account_id', '=', account.id),
+      )
+      .execute();
+    await tx.deleteFrom('affinity_groups').where('account_id', '=', account.id).execute();
+  });
+});
+
+export const affinityGroupCommands = [
+  createAffinityGroup,
+  listAffinityGroups,
+  deleteAffinityGroup,
+  updateVMAffinityGroup,
+  listAffinityGroupTypes,
+];

@@ -1,0 +1,178 @@
+/**
+ * migrateVolume: moves a detached data disk, or a disk of a Stopped VM, to another primary storage
+ * pool. Room on the destination is reserved first (a conditional UPDATE, as the planner does); a
+ * host that reaches both pools copies the file (copyVolume); then one transaction points the volume
+ * at its new file and gives the source pool its allocation back, and the old file is deleted.
+ */
+import { sql } from 'kysely';
+import { releasePool } from '../compute/planner.ts';
+import type { CallContext } from '../context.ts';
+import type { StoragePoolRow, VolumeRow } from '../db/schema.ts';
+import { insufficientCapacity, invalidParameter, resourceUnavailable, toApiError } from '../errors.ts';
+import { logEvent } from '../events/events.ts';
+import { STORAGE_OVERPROVISIONING } from '../infra/capacity.ts';
+import { defineCommand } from '../registry/command.ts';
+import { p } from '../registry/params.ts';
+import { deleteOnPool, poolLocation, poolOf } from './volume-ops.ts';
+import { findVolume, presentVolume } from './volumes.ts';
+
+/** The cluster a pool is confined to, or undefined for a zone-wide pool. */
+const clusterOf = (pool: StoragePoolRow) =>
+  pool.scope !== 'ZONE' && pool.cluster_id !== null ? pool.cluster_id : undefined;
+
+/** Everything that can be wrong with the request, found before anything changes (431). */
+async function planMigration(ctx: CallContext, volume: VolumeRow, storageUuid: string, live: boolean) {
+  const db = ctx.app.store.db;
+  const target = await db
+    .selectFrom('storage_pools')
+    .selectAll()
+    .where('uuid', '=', storageUuid)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  if (!target) throw invalidParameter(`Unable to find storage pool by id ${storageUuid}`);
+  const source = await poolOf(ctx, volume);
+  if (!source || !volume.path)
+    throw invalidParameter(
+      `Volume ${volume.name} is not on primary storage yet (it is ${volume.state}); it is created where its VM starts`,
+    );
+  if (source.id === target.id)
+    throw invalidParameter(`Volume ${volume.name} is already on storage pool ${target.name}`);
+  if (target.zone_id !== volume.zone_id)
+    throw invalidParameter(`Storage pool ${target.name} is not in the zone of volume ${volume.name}`);
+  if (target.state !== 'Up') throw invalidParameter(`Storage pool ${target.name} is ${target.state}, not Up`);
+  if (volume.state !== 'Ready') throw invalidParameter(`Volume ${volume.name} is ${volume.state}, not Ready`);
+  let cluster = clusterOf(target);
+  const sourceCluster = clusterOf(source);
+  if (cluster !== undefined && sourceCluster !== undefined && cluster !== sourceCluster)
+    throw invalidParameter(`No host reaches both storage pool ${source.name} and ${target.name}`);
+  cluster ??= sourceCluster;
+  if (volume.vm_id !== null) {
+    const vm = await db
+      .selectFrom('vms')
+      .selectAll()
+      .where('id', '=', volume.vm_id)
+      .executeTakeFirstOrThrow();
+    if (vm.state !== 'Stopped')
+      throw invalidParameter(
+        live
+          ? 'Live migration of volumes is not supported: stop the VM first'
+          : `VM ${vm.name} must be Stopped to move its volume ${volume.name} (it is ${vm.state})`,
+      );
+    // The VM's other disks must stay reachable from the hosts that could run it.
+    const others = await db
+      .selectFrom('volumes')
+      .innerJoin('storage_pools', 'storage_pools.id', 'volumes.pool_id')
+      .select(['storage_pools.name', 'storage_pools.scope', 'storage_pools.cluster_id'])
+      .where('volumes.vm_id', '=', vm.id)
+      .where('volumes.id', '!=', volume.id)
+      .where('volumes.removed', 'is', null)
+      .execute();
+    const targetCluster = clusterOf(target);
+    for (const o of others) {
+      if (targetCluster !== undefined && o.scope !== 'ZONE' && o.cluster_id !== targetCluster)
+        throw invalidParameter(
+          `Storage pool ${target.name} is in another cluster than pool ${o.name}, which holds another disk of VM ${vm.name}`,
+        );
+    }
+  }
+  return { source, target, cluster };
+}
+
+/** An Up, connected host of the zone (in `cluster` when one pool is cluster-scoped). */
+async function hostReaching(ctx: CallContext, zoneId: number, cluster: number | undefined): Promise<number> {
+  let q = ctx.app.store.db
+    .selectFrom('hosts')
+    .select('id')
+    .where('zone_id', '=', zoneId)
+    .where('state', '=', 'Up')
+    .where('type', '=', 'Routing')
+    .where('removed', 'is', null);
+  if (cluster !== undefined) q = q.where('cluster_id', '=', cluster);
+  const connected = ctx.app.agents.connectedHosts((await q.limit(50).execute()).map((h) => h.id));
+  if (connected.length === 0) throw resourceUnavailable('No host that reaches both storage pools is Up');
+  return connected[0];
+}
+
+export async function migrateVolumeTo(
+  ctx: CallContext,
+  volume: VolumeRow,
+  storageUuid: string,
+): Promise<void> {
+  const { app } = ctx;
+  const { source, target, cluster } = await planMigration(ctx, volume, storageUuid, false);
+  const hostId = await hostReaching(ctx, volume.zone_id, cluster);
+  const size = Number(volume.size_bytes);
+  const factor = app.settings.at(STORAGE_OVERPROVISIONING, 'storagepool', target.id);
+  const reserved = await app.store.db
+    .updateTable('storage_pools')
+    .set((eb) => ({ allocated_bytes: eb('allocated_bytes', '+', size) }))
+    .where('id', '=', target.id)
+    .where('state', '=', 'Up')
+    .where(sql<boolean>`allocated_bytes + ${size} <= capacity_bytes * ${factor}`)
+    .executeTakeFirst();
+  if (Number(reserved.numUpdatedRows) !== 1)
+    throw insufficientCapacity(
+      `Insufficient primary storage: pool ${target.name} does not have ${Math.ceil(size / 2 ** 30)} GiB free to allocate`,
+    );
+  let copied: { path: string; sizeBytes: number };
+  try {
+    copied = await app.agents.call(hostId, 'copyVolume', {
+      volumeUuid: volume.uuid,
+      source: { path: volume.path!, pool: poolLocation(source) },
+      pool: poolLocation(target),
+    });
+    await app.store.db.transaction().execute(async (tx) => {
+      const moved = await tx
+        .updateTable('volumes')
+        .set({ pool_id: target.id, path: copied.path, physical_size_bytes: copied.sizeBytes })
+        .where('id', '=', volume.id)
+        .where('pool_id', '=', source.id)
+        .where('removed', 'is', null)
+        .executeTakeFirst();
+      if (Number(moved.numUpdatedRows) !== 1)
+        throw invalidParameter(`Volume ${volume.name} changed while it was being moved; try again`);
+      await releasePool(tx, source.id, size);
+      await logEvent(ctx, tx, {
+        type: 'VOLUME.MIGRATE',
+        description: `moved volume ${volume.name} from storage pool ${source.name} to ${target.name}`,
+        resourceType: 'Volume',
+        resourceId: volume.uuid,
+      });
+    });
+  } catch (e) {
+    await releasePool(app.store.db, target.id, size);
+    throw e;
+  }
+  try {
+    await deleteOnPool(ctx, volume);
+  } catch (e) {
+    // The volume has moved; only its old file is left behind.
+    app.log.warn(
+      { volume: volume.uuid, err: toApiError(e).message },
+      'could not delete the source copy of a moved volume',
+    );
+  }
+}
+
+export const migrateVolume = defineCommand({
+  name: 'migrateVolume',
+  params: {
+    volumeid: p.uuid({ required: true }),
+    storageid: p.uuid({ required: true }),
+    livemigrate: p.boolean(),
+  },
+  event: {
+    type: 'VOLUME.MIGRATE',
+    description: (params) => `migrating volume ${params.volumeid} to storage pool ${params.storageid}`,
+  },
+  async target(ctx, params) {
+    const volume = await findVolume(ctx, params.volumeid);
+    await planMigration(ctx, volume, params.storageid, params.livemigrate ?? false);
+    return { type: 'Volume', id: volume.uuid };
+  },
+  async handler(ctx, params) {
+    const volume = await findVolume(ctx, params.volumeid);
+    await migrateVolumeTo(ctx, volume, params.storageid);
+    return presentVolume(ctx, volume.id);
+  },
+});
