@@ -174,6 +174,7 @@ export const COMMANDS = {
   createSnapshot: {
     payload: z.object({
       snapshotUuid: z.string().min(1).max(64),
+      /** The volume, or a snapshot's backup to copy (a template made from a snapshot). */
       volumePath: z.string().min(1).max(1024),
       pool: StorageLocation,
       vm: name.optional(),

@@ -25,6 +25,7 @@ import { JobRunner } from './jobs/runner.ts';
 import { Registry } from './registry/registry.ts';
 import { Settings } from './settings/settings.ts';
 import { startTemplates } from './storage/extract.ts';
+import { startSnapshotScheduler } from './storage/snapshot-policies.ts';
 import { registerUi } from './ui/static.ts';
 
 export const VERSION = '0.1.0';
@@ -96,6 +97,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     }, HEARTBEAT_MS);
     heartbeat.unref();
     const stopCapacityChecks = startCapacityChecks(app);
+    const stopSnapshotScheduler = startSnapshotScheduler(app);
 
     const fastify = Fastify({
       loggerInstance: log.child({ component: 'http' }) as unknown as FastifyBaseLogger,
@@ -154,6 +156,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         stopping ??= (async () => {
           clearInterval(heartbeat);
           stopCapacityChecks();
+          stopSnapshotScheduler();
           stopTemplates();
           settings.stop();
           await fastify.close();

@@ -248,7 +248,8 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
   }
 
   async createSnapshot(p: ParsedPayload<'createSnapshot'>) {
-    const size = this.volumes.get(p.volumePath);
+    // The source may also be a snapshot's backup (a template made from a snapshot copies it).
+    const size = this.volumes.get(p.volumePath) ?? this.snapshots.get(p.volumePath)?.sizeBytes;
     if (size === undefined) throw new DriverError(`volume ${p.volumePath} does not exist`);
     const path = `${p.pool.path}/snapshots/${p.snapshotUuid}`;
     if (!this.snapshots.has(path)) this.snapshots.set(path, { volumePath: p.volumePath, sizeBytes: size });

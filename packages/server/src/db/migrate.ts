@@ -11,6 +11,8 @@ import * as m0002 from './migrations/0002-infrastructure.ts';
 import * as m0003 from './migrations/0003-hosts.ts';
 import * as m0004 from './migrations/0004-limits.ts';
 import * as m0005 from './migrations/0005-keys-userdata.ts';
+import * as m0004 from './migrations/0004-limits.ts';
+import * as m0005 from './migrations/0005-keys-userdata.ts';
 import * as m0006 from './migrations/0006-compute.ts';
 import * as m0007 from './migrations/0007-templates.ts';
 import * as m0008 from './migrations/0008-network.ts';
@@ -25,6 +27,8 @@ export const MIGRATIONS: [string, Step][] = [
   ['0001-foundation', m0001],
   ['0002-infrastructure', m0002],
   ['0003-hosts', m0003],
+  ['0004-limits', m0004],
+  ['0005-keys-userdata', m0005],
   ['0004-limits', m0004],
   ['0005-keys-userdata', m0005],
   ['0006-compute', m0006],

@@ -665,6 +665,47 @@ export interface InstanceGroupTable {
   created: number;
 }
 
+export interface ResourceLimitTable {
+  id: Generated<number>;
+  owner_type: 'account' | 'domain';
+  owner_id: number;
+  resource_type: number;
+  /** -1 means unlimited. */
+  max: number;
+}
+
+export interface ResourceCountTable {
+  id: Generated<number>;
+  owner_type: 'account' | 'domain';
+  owner_id: number;
+  resource_type: number;
+  count: number;
+}
+
+export interface SshKeyPairTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  account_id: number;
+  domain_id: number;
+  public_key: string;
+  /** Lower-case colon-separated MD5 of the key blob. */
+  fingerprint: string;
+  created: number;
+}
+
+export interface UserDataTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  account_id: number;
+  domain_id: number;
+  /** Base64, as registered. */
+  user_data: string;
+  params: string | null;
+  created: number;
+}
+
 export interface Database {
   management_servers: ManagementServerTable;
   domains: DomainTable;
@@ -678,6 +719,10 @@ export interface Database {
   configuration: ConfigurationTable;
   scoped_configuration: ScopedConfigurationTable;
   resource_tags: ResourceTagTable;
+  resource_limits: ResourceLimitTable;
+  resource_counts: ResourceCountTable;
+  ssh_keypairs: SshKeyPairTable;
+  user_data: UserDataTable;
   resource_limits: ResourceLimitTable;
   resource_counts: ResourceCountTable;
   ssh_keypairs: SshKeyPairTable;

@@ -218,10 +218,17 @@ export async function reserve(
 
 /** Counts what an account really owns of one resource type; registered by the owning capability. */
 type Counter = (tx: Tx, accountId: number) => Promise<number>;
-const counters = new Map<number, Counter>();
+const counters = new Map<number, Counter[]>();
 
+/** Several capabilities may count one kind (templates and snapshots both use secondary storage): they add up. */
 export function registerResourceCounter(kind: number, counter: Counter): void {
-  counters.set(kind, counter);
+  counters.set(kind, [...(counters.get(kind) ?? []), counter]);
+}
+
+async function counted(list: Counter[], tx: Tx, accountId: number): Promise<number> {
+  let total = 0;
+  for (const c of list) total += await c(tx, accountId);
+  return total;
 }
 
 function presentLimit(owner: Owner, type: ResourceType, max: number, domain: DomainRow): object {
@@ -390,7 +397,7 @@ export const updateResourceCount = defineCommand({
         const counter = counters.get(t.id);
         let total = 0;
         for (const a of accounts) {
-          const n = counter ? await counter(tx, a.id) : await countOf(tx, 'account', a.id, t.id);
+          const n = counter ? await counted(counter, tx, a.id) : await countOf(tx, 'account', a.id, t.id);
           total += n;
           await ensureCountRow(ctx, tx, 'account', a.id, t.id);
           await tx

@@ -218,7 +218,7 @@ const LEADER_FRESHNESS_MS = 60_000;
  * Several management servers may share the database; the live one with the lowest id checks, so
  * that each condition is reported once.
  */
-async function isCheckingServer(app: App): Promise<boolean> {
+export async function isCheckingServer(app: App): Promise<boolean> {
   const first = await app.store.db
     .selectFrom('management_servers')
     .select('id')

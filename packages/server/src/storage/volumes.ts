@@ -16,6 +16,7 @@ import { defineCommand, type JobTarget, listResult, success } from '../registry/
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
+import { findSnapshot } from './snapshot-records.ts';
 import { deleteOnPool, hostForPool, poolLocation, poolOf, vmDisk } from './volume-ops.ts';
 
 export const GiB = 2 ** 30;
@@ -193,6 +194,8 @@ export async function insertVolume(
     vmId?: number | null;
     deviceId?: number | null;
     provisioningType?: string;
+    /** A data disk made from a snapshot: its file starts as a copy of the snapshot's backup. */
+    snapshotId?: number | null;
   },
 ): Promise<number> {
   const { app } = ctx;
@@ -215,7 +218,7 @@ export async function insertVolume(
     format: 'QCOW2',
     disk_offering_id: v.diskOfferingId,
     template_id: v.templateId ?? null,
-    snapshot_id: null,
+    snapshot_id: v.snapshotId ?? null,
     provisioning_type: v.provisioningType ?? 'thin',
     min_iops: null,
     max_iops: null,
@@ -263,10 +266,19 @@ export async function materialiseDataDisk(
     tags: [],
   });
   try {
+    const snapshot =
+      v.snapshot_id === null
+        ? undefined
+        : await ctx.app.store.db
+            .selectFrom('snapshots')
+            .select('path')
+            .where('id', '=', v.snapshot_id)
+            .executeTakeFirst();
     const made = await ctx.app.agents.call(hostId, 'createVolume', {
       volumeUuid: v.uuid,
       sizeBytes: Number(v.size_bytes),
       pool: poolLocation(pool),
+      fromSnapshot: snapshot?.path ?? undefined,
     });
     const changes = {
       pool_id: pool.id,
@@ -304,10 +316,7 @@ export const createVolume = defineCommand({
   event: { type: 'VOLUME.CREATE', description: (params) => `creating volume ${params.name ?? ''}`.trim() },
   async create(ctx, params) {
     const { app } = ctx;
-    if (params.snapshotid)
-      throw invalidParameter(
-        'Creating a volume from a snapshot needs snapshots, which this server does not offer yet',
-      );
+    if (params.snapshotid) return volumeFromSnapshot(ctx, { ...params, snapshotid: params.snapshotid });
     if (!params.zoneid)
       throw invalidParameter('Unable to execute API command createvolume due to missing parameter zoneid');
     if (!params.diskofferingid)
@@ -348,6 +357,71 @@ export const createVolume = defineCommand({
     return presentVolume(ctx, volume.id);
   },
 });
+
+/**
+ * A data disk holding a backed-up snapshot's content, of the snapshot's size, owned by the
+ * snapshot's account, in its zone, with its volume's disk offering unless another is given.
+ */
+async function volumeFromSnapshot(
+  ctx: CallContext,
+  params: { snapshotid: string; name?: string; zoneid?: string; diskofferingid?: string; size?: number },
+): Promise<JobTarget> {
+  const snapshot = await findSnapshot(ctx, params.snapshotid);
+  if (snapshot.state !== 'BackedUp')
+    throw invalidParameter(
+      `Snapshot ${snapshot.name} is ${snapshot.state}: only a backed-up snapshot makes a volume`,
+    );
+  if (params.zoneid && (await findZone(ctx, params.zoneid)).id !== snapshot.zone_id)
+    throw invalidParameter(`Snapshot ${snapshot.name} is in another zone than ${params.zoneid}`);
+  const sizeBytes = Number(snapshot.size_bytes);
+  if (params.size !== undefined && params.size * GiB < sizeBytes)
+    throw invalidParameter(`A volume from snapshot ${snapshot.name} needs at least ${sizeBytes / GiB} GB`);
+  const db = ctx.app.store.db;
+  const source = await db
+    .selectFrom('volumes')
+    .select(['disk_offering_id', 'provisioning_type'])
+    .where('id', '=', snapshot.volume_id)
+    .executeTakeFirstOrThrow();
+  // The size is the snapshot's; another offering only changes how the disk is described.
+  const offering = params.diskofferingid
+    ? await db
+        .selectFrom('disk_offerings')
+        .selectAll()
+        .where('uuid', '=', params.diskofferingid)
+        .where('removed', 'is', null)
+        .where('compute_only', '=', 0)
+        .executeTakeFirst()
+    : undefined;
+  if (params.diskofferingid && !offering)
+    throw invalidParameter(`Unable to find disk offering by id ${params.diskofferingid}`);
+  return db.transaction().execute(async (tx) => {
+    const account = await tx
+      .selectFrom('accounts')
+      .selectAll()
+      .where('id', '=', snapshot.account_id)
+      .executeTakeFirstOrThrow();
+    const id = await insertVolume(ctx, tx, {
+      name: params.name ?? `DATA-${snapshot.name}`,
+      account,
+      zoneId: snapshot.zone_id,
+      type: 'DATADISK',
+      sizeBytes,
+      diskOfferingId: offering?.id ?? source.disk_offering_id,
+      provisioningType: offering?.provisioning_type ?? source.provisioning_type,
+      snapshotId: snapshot.id,
+    });
+    const uuid = (
+      await tx.selectFrom('volumes').select('uuid').where('id', '=', id).executeTakeFirstOrThrow()
+    ).uuid;
+    await logEvent(ctx, tx, {
+      type: 'VOLUME.CREATE',
+      description: `created volume ${params.name ?? uuid} from snapshot ${snapshot.name}`,
+      resourceType: 'Volume',
+      resourceId: uuid,
+    });
+    return { type: 'Volume', id: uuid };
+  });
+}
 
 async function vmForVolume(ctx: CallContext, uuid: string): Promise<VmRow> {
   const vm = await ctx.app.store.db

@@ -1,0 +1,443 @@
+/**
+ * Recurring snapshot policies (one per volume and interval, as upstream) and the scheduler that
+ * takes their RECURRING snapshots when due and deletes the oldest beyond `maxsnaps`. Time comes
+ * from app.clock, so tests drive `runSnapshotPolicies` with a chosen "now".
+ */
+import type { App, CallContext } from '../context.ts';
+import { insertId } from '../db/connection.ts';
+import type { SnapshotPolicyRow, VolumeRow } from '../db/schema.ts';
+import { invalidParameter } from '../errors.ts';
+import { logEvent } from '../events/events.ts';
+import { checkOwnerAccess } from '../iam/access.ts';
+import { onAccountDelete } from '../iam/accounts.ts';
+import { isCheckingServer } from '../infra/alerts.ts';
+import { defineCommand, listResult, success } from '../registry/command.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+import { defineSetting } from '../settings/settings.ts';
+import { registerTaggable, tagsOf } from '../tags/tags.ts';
+import {
+  destroySnapshot,
+  INTERVALS,
+  type Interval,
+  insertSnapshot,
+  snapshotRefusal,
+  takeSnapshot,
+} from './snapshots.ts';
+import { findVolume } from './volumes.ts';
+
+export const SNAPSHOT_POLL_INTERVAL = defineSetting<number>({
+  name: 'snapshot.poll.interval',
+  category: 'Snapshots',
+  type: 'Integer',
+  defaultValue: 300,
+  min: 1,
+  isDynamic: false,
+  description: 'Seconds between checks for recurring snapshots that are due.',
+});
+
+const MAX_SNAPS = 1024;
+
+/** The schedule's parts: minute, and hour, and day of week (1-7, Sunday first) or of month (1-28). */
+export function parseSchedule(interval: Interval, schedule: string): { mm: number; hh: number; dd: number } {
+  const fields = { HOURLY: 1, DAILY: 2, WEEKLY: 3, MONTHLY: 3 }[interval];
+  const parts = schedule.split(':');
+  const bad = () =>
+    invalidParameter(
+      `Invalid schedule ${schedule} for a ${interval} policy: use ${['MM', 'MM:HH', 'MM:HH:DD'][fields - 1]}`,
+    );
+  if (parts.length !== fields || !parts.every((x) => /^\d{1,2}$/.test(x))) throw bad();
+  const [mm, hh = 0, dd = 1] = parts.map(Number);
+  const maxDay = interval === 'WEEKLY' ? 7 : 28;
+  if (mm > 59 || hh > 23 || dd < 1 || dd > maxDay) throw bad();
+  return { mm, hh, dd };
+}
+
+export function checkTimezone(tz: string): string {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return tz;
+  } catch {
+    throw invalidParameter(`Invalid timezone ${tz}: use a zone name such as UTC or Europe/Paris`);
+  }
+}
+
+/** The wall-clock fields of an instant in a time zone. */
+function wallClock(t: number, tz: string) {
+  const f = new Intl.DateTimeFormat('en-US', {
+    timeZone: tz,
+    hourCycle: 'h23',
+    year: 'numeric',
+    month: 'numeric',
+    day: 'numeric',
+    hour: 'numeric',
+    minute: 'numeric',
+    second: 'numeric',
+    weekday: 'short',
+  });
+  const parts = Object.fromEntries(f.formatToParts(t).map((x) => [x.type, x.value]));
+  return {
+    y: Number(parts.year),
+    mo: Number(parts.month) - 1,
+    d: Number(parts.day),
+    h: Number(parts.hour),
+    mi: Number(parts.minute),
+    s: Number(parts.second),
+    weekday: ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'].indexOf(parts.weekday),
+  };
+}
+
+/** The instant a wall-clock time (fields may overflow, as Date.UTC allows) has in a time zone. */
+function zonedInstant(tz: string, y: number, mo: number, d: number, h: number, mi: number): number {
+  const asUtc = Date.UTC(y, mo, d, h, mi);
+  const offsetAt = (t: number) => {
+    const w = wallClock(t, tz);
+    return Date.UTC(w.y, w.mo, w.d, w.h, w.mi, w.s) - Math.floor(t / 1000) * 1000;
+  };
+  const first = asUtc - offsetAt(asUtc);
+  return asUtc - offsetAt(first);
+}
+
+/** The first time strictly after `now` a policy's schedule falls on. */
+export function nextRun(
+  policy: { interval: Interval; schedule: string; timezone: string },
+  now: number,
+): number {
+  const { mm, hh, dd } = parseSchedule(policy.interval, policy.schedule);
+  const w = wallClock(now, policy.timezone);
+  const at = (dayShift: number, monthShift = 0, hour = hh, day = w.d) =>
+    zonedInstant(policy.timezone, w.y, w.mo + monthShift, day + dayShift, hour, mm);
+  let t: number;
+  switch (policy.interval) {
+    case 'HOURLY':
+      t = at(0, 0, w.h);
+      while (t <= now) t += 3_600_000;
+      return t;
+    case 'DAILY':
+      t = at(0);
+      return t > now ? t : at(1);
+    case 'WEEKLY': {
+      const ahead = (dd - 1 - w.weekday + 7) % 7;
+      t = at(ahead);
+      return t > now ? t : at(ahead + 7);
+    }
+    case 'MONTHLY':
+      t = at(0, 0, hh, dd);
+      return t > now ? t : at(0, 1, hh, dd);
+  }
+}
+
+function intervalOf(value: string): Interval {
+  const v = value.trim().toUpperCase();
+  if ((INTERVALS as readonly string[]).includes(v)) return v as Interval;
+  throw invalidParameter(`Invalid interval type ${value}: use HOURLY, DAILY, WEEKLY or MONTHLY`);
+}
+
+async function findPolicy(ctx: CallContext, uuid: string): Promise<SnapshotPolicyRow> {
+  const policy = await ctx.app.store.db
+    .selectFrom('snapshot_policies')
+    .selectAll()
+    .where('uuid', '=', uuid)
+    .executeTakeFirst();
+  if (!policy) throw invalidParameter(`Unable to find snapshot policy by id ${uuid}`);
+  const domain = await ctx.app.store.db
+    .selectFrom('domains')
+    .select(['path', 'name'])
+    .where('id', '=', policy.domain_id)
+    .executeTakeFirstOrThrow();
+  checkOwnerAccess(ctx.caller, { accountId: policy.account_id, domain });
+  return policy;
+}
+
+async function presentPolicies(ctx: CallContext, rows: SnapshotPolicyRow[]): Promise<object[]> {
+  if (rows.length === 0) return [];
+  const db = ctx.app.store.db;
+  const volumes = await db
+    .selectFrom('volumes')
+    .innerJoin('zones', 'zones.id', 'volumes.zone_id')
+    .select(['volumes.id', 'volumes.uuid', 'volumes.name', 'zones.uuid as zoneid', 'zones.name as zonename'])
+    .where(
+      'volumes.id',
+      'in',
+      rows.map((r) => r.volume_id),
+    )
+    .execute();
+  const tags = await tagsOf(
+    ctx,
+    'SnapshotPolicy',
+    rows.map((r) => r.id),
+  );
+  const volume = new Map(volumes.map((v) => [v.id, v]));
+  return rows.map((r) => {
+    const v = volume.get(r.volume_id);
+    return {
+      id: r.uuid,
+      volumeid: v?.uuid,
+      volumename: v?.name,
+      // Upstream answers the interval as its ordinal: 0 hourly, 1 daily, 2 weekly, 3 monthly.
+      intervaltype: INTERVALS.indexOf(r.interval_type as Interval),
+      schedule: r.schedule,
+      timezone: r.timezone,
+      maxsnaps: r.max_snaps,
+      fordisplay: r.for_display === 1,
+      zone: v ? [{ id: v.zoneid, name: v.zonename }] : [],
+      storage: [],
+      tags: tags.get(r.id) ?? [],
+    };
+  });
+}
+
+async function presentPolicy(ctx: CallContext, id: number): Promise<object> {
+  const row = await ctx.app.store.db
+    .selectFrom('snapshot_policies')
+    .selectAll()
+    .where('id', '=', id)
+    .executeTakeFirstOrThrow();
+  return (await presentPolicies(ctx, [row]))[0];
+}
+
+export const createSnapshotPolicy = defineCommand({
+  name: 'createSnapshotPolicy',
+  params: {
+    volumeid: p.uuid({ required: true }),
+    intervaltype: p.string({ required: true }),
+    schedule: p.string({ required: true }),
+    timezone: p.string({ required: true }),
+    maxsnaps: p.integer({ required: true }),
+    fordisplay: p.boolean(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const volume = await findVolume(ctx, params.volumeid);
+    const interval = intervalOf(params.intervaltype);
+    parseSchedule(interval, params.schedule);
+    const timezone = checkTimezone(params.timezone);
+    if (params.maxsnaps < 1 || params.maxsnaps > MAX_SNAPS)
+      throw invalidParameter(`Invalid maxsnaps ${params.maxsnaps}: use 1-${MAX_SNAPS}`);
+    const next = nextRun({ interval, schedule: params.schedule, timezone }, app.clock.now());
+    const fields = {
+      schedule: params.schedule,
+      timezone,
+      max_snaps: params.maxsnaps,
+      for_display: params.fordisplay === false ? (0 as const) : (1 as const),
+      next_run: next,
+    };
+    const id = await app.store.db.transaction().execute(async (tx) => {
+      // As upstream, a second policy of the same interval on a volume replaces the first.
+      const existing = await tx
+        .selectFrom('snapshot_policies')
+        .select(['id', 'uuid'])
+        .where('volume_id', '=', volume.id)
+        .where('interval_type', '=', interval)
+        .executeTakeFirst();
+      if (existing)
+        await tx.updateTable('snapshot_policies').set(fields).where('id', '=', existing.id).execute();
+      const id =
+        existing?.id ??
+        (await insertId(app.store, tx, 'snapshot_policies', {
+          uuid: app.ids.uuid(),
+          volume_id: volume.id,
+          account_id: volume.account_id,
+          domain_id: volume.domain_id,
+          interval_type: interval,
+          created: app.clock.now(),
+          ...fields,
+        }));
+      const uuid = (
+        await tx.selectFrom('snapshot_policies').select('uuid').where('id', '=', id).executeTakeFirstOrThrow()
+      ).uuid;
+      await logEvent(ctx, tx, {
+        type: existing ? 'SNAPSHOTPOLICY.UPDATE' : 'SNAPSHOTPOLICY.CREATE',
+        description: `${interval} snapshot policy for volume ${volume.name}: ${params.schedule} ${timezone}, keeping ${params.maxsnaps}`,
+        resourceType: 'SnapshotPolicy',
+        resourceId: uuid,
+      });
+      return id;
+    });
+    return presentPolicy(ctx, id);
+  },
+});
+
+export const listSnapshotPolicies = defineCommand({
+  name: 'listSnapshotPolicies',
+  params: { ...listParams, id: p.uuid(), volumeid: p.uuid(), fordisplay: p.boolean() },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const db = app.store.db;
+    if (!params.id && !params.volumeid)
+      throw invalidParameter('Either id or volumeid is needed to list snapshot policies');
+    let q = db.selectFrom('snapshot_policies');
+    if (params.id) q = q.where('uuid', '=', (await findPolicy(ctx, params.id)).uuid);
+    if (params.volumeid) q = q.where('volume_id', '=', (await findVolume(ctx, params.volumeid)).id);
+    if (params.fordisplay !== undefined) q = q.where('for_display', '=', params.fordisplay ? 1 : 0);
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
+    return listResult(await presentPolicies(ctx, rows), Number(count));
+  },
+});
+
+export const updateSnapshotPolicy = defineCommand({
+  name: 'updateSnapshotPolicy',
+  params: { id: p.uuid(), fordisplay: p.boolean(), customid: p.string() },
+  event: {
+    type: 'SNAPSHOTPOLICY.UPDATE',
+    description: (params) => `updating snapshot policy ${params.id ?? ''}`,
+  },
+  async target(ctx, params) {
+    if (!params.id)
+      throw invalidParameter(
+        'Unable to execute API command updatesnapshotpolicy due to missing parameter id',
+      );
+    await findPolicy(ctx, params.id);
+    return { type: 'SnapshotPolicy', id: params.id };
+  },
+  async handler(ctx, params) {
+    const policy = await findPolicy(ctx, params.id!);
+    await ctx.app.store.db.transaction().execute(async (tx) => {
+      if (params.fordisplay !== undefined)
+        await tx
+          .updateTable('snapshot_policies')
+          .set({ for_display: params.fordisplay ? 1 : 0 })
+          .where('id', '=', policy.id)
+          .execute();
+      await logEvent(ctx, tx, {
+        type: 'SNAPSHOTPOLICY.UPDATE',
+        description: `updated snapshot policy ${policy.uuid}`,
+        resourceType: 'SnapshotPolicy',
+        resourceId: policy.uuid,
+      });
+    });
+    return presentPolicy(ctx, policy.id);
+  },
+});
+
+export const deleteSnapshotPolicies = defineCommand({
+  name: 'deleteSnapshotPolicies',
+  params: { id: p.uuid(), ids: p.list({ of: 'uuid' }) },
+  async handler(ctx, params) {
+    const uuids = [...(params.id ? [params.id] : []), ...(params.ids ?? [])];
+    if (uuids.length === 0) throw invalidParameter('Either id or ids is needed to delete snapshot policies');
+    const policies: SnapshotPolicyRow[] = [];
+    for (const uuid of uuids) policies.push(await findPolicy(ctx, uuid));
+    await ctx.app.store.db.transaction().execute(async (tx) => {
+      for (const policy of policies) {
+        await tx.deleteFrom('snapshot_policies').where('id', '=', policy.id).execute();
+        await tx
+          .deleteFrom('resource_tags')
+          .where('resource_type', '=', 'SnapshotPolicy')
+          .where('resource_id', '=', policy.id)
+          .execute();
+        await logEvent(ctx, tx, {
+          type: 'SNAPSHOTPOLICY.DELETE',
+          description: `deleted ${policy.interval_type} snapshot policy ${policy.uuid}`,
+          resourceType: 'SnapshotPolicy',
+          resourceId: policy.uuid,
+        });
+      }
+    });
+    return success();
+  },
+});
+
+/** Takes one policy's snapshot, then deletes its oldest RECURRING snapshots beyond maxsnaps. */
+async function runPolicy(app: App, policy: SnapshotPolicyRow, volume: VolumeRow): Promise<void> {
+  const refusal = await snapshotRefusal(app, volume);
+  if (refusal) {
+    app.log.info({ policy: policy.uuid }, `recurring snapshot skipped: ${refusal}`);
+    return;
+  }
+  const snap = await app.store.db.transaction().execute((tx) =>
+    insertSnapshot(app, tx, volume, {
+      policyId: policy.id,
+      interval: policy.interval_type as Interval,
+    }),
+  );
+  await takeSnapshot(app, snap);
+  const kept = await app.store.db
+    .selectFrom('snapshots')
+    .selectAll()
+    .where('policy_id', '=', policy.id)
+    .where('removed', 'is', null)
+    .where('state', '=', 'BackedUp')
+    .orderBy('created', 'desc')
+    .orderBy('id', 'desc')
+    .execute();
+  for (const old of kept.slice(policy.max_snaps)) await destroySnapshot(app, old, {});
+}
+
+/**
+ * One scheduler pass at `now`: every policy due is moved to its next run first (a compare-and-set,
+ * so a policy is never taken twice for one slot), then its snapshot is taken. Policies of deleted
+ * volumes go. Returns how many snapshots were taken.
+ */
+export async function runSnapshotPolicies(app: App, now: number): Promise<number> {
+  const db = app.store.db;
+  const due = await db.selectFrom('snapshot_policies').selectAll().where('next_run', '<=', now).execute();
+  let taken = 0;
+  for (const policy of due) {
+    const volume = await db
+      .selectFrom('volumes')
+      .selectAll()
+      .where('id', '=', policy.volume_id)
+      .executeTakeFirst();
+    if (!volume || volume.removed !== null) {
+      await db.deleteFrom('snapshot_policies').where('id', '=', policy.id).execute();
+      continue;
+    }
+    const next = nextRun(
+      { interval: policy.interval_type as Interval, schedule: policy.schedule, timezone: policy.timezone },
+      now,
+    );
+    const claimed = await db
+      .updateTable('snapshot_policies')
+      .set({ next_run: next })
+      .where('id', '=', policy.id)
+      .where('next_run', '=', policy.next_run)
+      .executeTakeFirst();
+    if (Number(claimed.numUpdatedRows) !== 1) continue;
+    try {
+      await runPolicy(app, policy, volume);
+      taken++;
+    } catch (err) {
+      app.log.warn({ err, policy: policy.uuid }, 'recurring snapshot failed');
+    }
+  }
+  return taken;
+}
+
+/** Runs the scheduler every snapshot.poll.interval seconds on one live server; returns its stopper. */
+export function startSnapshotScheduler(app: App): () => void {
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    isCheckingServer(app)
+      .then((leader) => (leader ? runSnapshotPolicies(app, app.clock.now()) : 0))
+      .catch((err) => app.log.error({ err }, 'snapshot scheduler failed'))
+      .finally(() => {
+        running = false;
+      });
+  }, app.settings.get(SNAPSHOT_POLL_INTERVAL) * 1000);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+registerTaggable('SnapshotPolicy', async (ctx, uuid) => {
+  const s = await ctx.app.store.db
+    .selectFrom('snapshot_policies')
+    .select(['id', 'account_id', 'domain_id'])
+    .where('uuid', '=', uuid)
+    .executeTakeFirst();
+  return s && { id: s.id, accountId: s.account_id, domainId: s.domain_id };
+});
+
+onAccountDelete(async (ctx, account) => {
+  await ctx.app.store.db.deleteFrom('snapshot_policies').where('account_id', '=', account.id).execute();
+});
+
+export const snapshotPolicyCommands = [
+  createSnapshotPolicy,
+  listSnapshotPolicies,
+  updateSnapshotPolicy,
+  deleteSnapshotPolicies,
+];
