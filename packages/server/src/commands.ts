@@ -16,6 +16,7 @@ import { offeringCommands } from './offerings/index.ts';
 import type { Command } from './registry/command.ts';
 import { settingCommands } from './settings/commands.ts';
 import { isoCommands } from './storage/isos.ts';
+import { allSnapshotCommands } from './storage/snapshot-commands.ts';
 import { templateCommands } from './storage/template-commands.ts';
 import { tagCommands } from './tags/commands.ts';
 import { usageCommands } from './usage/usage.ts';
@@ -40,4 +41,5 @@ export const allCommands = [
   ...networkCommands,
   ...computeCommands,
   ...usageCommands,
+  ...allSnapshotCommands,
 ] as Command[];

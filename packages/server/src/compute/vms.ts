@@ -16,6 +16,7 @@ import { removeVmFromSecurityGroups } from '../network/security-groups.ts';
 import { DownloadState } from '../storage/downloads.ts';
 import { storeRoot } from '../storage/images.ts';
 import { deleteOnPool, poolLocation, poolOf, vmDisk } from '../storage/volume-ops.ts';
+import { deleteVmSnapshotsOf } from '../storage/vm-snapshots.ts';
 import { materialiseDataDisk, removeVolumeRecord } from '../storage/volumes.ts';
 import { affinityRules, leaveAffinityGroups, placeWithAffinity, withAffinityLock } from './affinity.ts';
 import {
@@ -374,6 +375,8 @@ export async function expungeVm(ctx: CallContext, vm: VmRow): Promise<void> {
   const wasCounted = current.state !== 'Destroyed';
   if (current.state !== 'Expunging')
     current = await app.store.db.transaction().execute((tx) => transition(ctx, tx, current, 'expunge'));
+  // VM snapshots live on the volumes' pools: they go before the disks do.
+  await deleteVmSnapshotsOf(ctx, vm.id);
   const volumes = await volumesOf(ctx, vm.id);
   for (const v of volumes.filter((x) => x.type === 'ROOT')) await deleteOnPool(ctx, v);
   await app.store.db.transaction().execute(async (tx) => {

@@ -11,12 +11,11 @@ import * as m0002 from './migrations/0002-infrastructure.ts';
 import * as m0003 from './migrations/0003-hosts.ts';
 import * as m0004 from './migrations/0004-limits.ts';
 import * as m0005 from './migrations/0005-keys-userdata.ts';
-import * as m0004 from './migrations/0004-limits.ts';
-import * as m0005 from './migrations/0005-keys-userdata.ts';
 import * as m0006 from './migrations/0006-compute.ts';
 import * as m0007 from './migrations/0007-templates.ts';
 import * as m0008 from './migrations/0008-network.ts';
 import * as m0009 from './migrations/0009-compute-extras.ts';
+import * as m0010 from './migrations/0010-snapshots.ts';
 import * as m0011 from './migrations/0011-affinity-usage.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
@@ -29,12 +28,11 @@ export const MIGRATIONS: [string, Step][] = [
   ['0003-hosts', m0003],
   ['0004-limits', m0004],
   ['0005-keys-userdata', m0005],
-  ['0004-limits', m0004],
-  ['0005-keys-userdata', m0005],
   ['0006-compute', m0006],
   ['0007-templates', m0007],
   ['0008-network', m0008],
   ['0009-compute-extras', m0009],
+  ['0010-snapshots', m0010],
   ['0011-affinity-usage', m0011],
 ];
 

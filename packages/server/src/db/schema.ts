@@ -665,45 +665,80 @@ export interface InstanceGroupTable {
   created: number;
 }
 
-export interface ResourceLimitTable {
-  id: Generated<number>;
-  owner_type: 'account' | 'domain';
-  owner_id: number;
-  resource_type: number;
-  /** -1 means unlimited. */
-  max: number;
-}
-
-export interface ResourceCountTable {
-  id: Generated<number>;
-  owner_type: 'account' | 'domain';
-  owner_id: number;
-  resource_type: number;
-  count: number;
-}
-
-export interface SshKeyPairTable {
+/** A volume snapshot: taken on the volume's pool, then backed up to the zone's image store. */
+export interface SnapshotTable {
   id: Generated<number>;
   uuid: string;
   name: string;
   account_id: number;
   domain_id: number;
-  public_key: string;
-  /** Lower-case colon-separated MD5 of the key blob. */
-  fingerprint: string;
+  zone_id: number;
+  /** Kept after the volume is deleted, as upstream does. */
+  volume_id: number;
+  policy_id: number | null;
+  /** MANUAL or RECURRING. */
+  snapshot_type: string;
+  /** MANUAL, HOURLY, DAILY, WEEKLY or MONTHLY. */
+  interval_type: string;
+  /** Allocated, Creating, BackedUp, Error, Destroyed. */
+  state: string;
+  path: string | null;
+  /** The pool the snapshot was taken on (its backup lives on image_store_id when there is one). */
+  pool_id: number | null;
+  image_store_id: number | null;
+  /** The volume's virtual size when taken. */
+  size_bytes: number;
+  physical_size_bytes: number | null;
+  created: number;
+  removed: number | null;
+}
+
+export interface SnapshotPolicyTable {
+  id: Generated<number>;
+  uuid: string;
+  volume_id: number;
+  account_id: number;
+  domain_id: number;
+  interval_type: string;
+  /** "MM", "MM:HH", "MM:HH:DD" (day of week 1-7 or day of month 1-28), as upstream. */
+  schedule: string;
+  timezone: string;
+  max_snaps: number;
+  for_display: Flag;
+  /** When the scheduler next takes a snapshot (ms since the epoch). */
+  next_run: number;
   created: number;
 }
 
-export interface UserDataTable {
+export interface VmSnapshotTable {
   id: Generated<number>;
   uuid: string;
   name: string;
+  display_name: string;
+  description: string | null;
+  vm_id: number;
   account_id: number;
   domain_id: number;
-  /** Base64, as registered. */
-  user_data: string;
-  params: string | null;
+  zone_id: number;
+  /** Disk (memory snapshots are not offered). */
+  type: string;
+  /** Allocated, Creating, Ready, Reverting, Expunging, Error. */
+  state: string;
+  parent_id: number | null;
+  /** The snapshot the VM was last taken at or reverted to. */
+  current: Flag;
   created: number;
+  removed: number | null;
+}
+
+/** One volume's disk snapshot within a VM snapshot, kept on the volume's pool. */
+export interface VmSnapshotDiskTable {
+  id: Generated<number>;
+  vm_snapshot_id: number;
+  volume_id: number;
+  pool_id: number;
+  path: string;
+  size_bytes: number;
 }
 
 export interface Database {
@@ -719,10 +754,6 @@ export interface Database {
   configuration: ConfigurationTable;
   scoped_configuration: ScopedConfigurationTable;
   resource_tags: ResourceTagTable;
-  resource_limits: ResourceLimitTable;
-  resource_counts: ResourceCountTable;
-  ssh_keypairs: SshKeyPairTable;
-  user_data: UserDataTable;
   resource_limits: ResourceLimitTable;
   resource_counts: ResourceCountTable;
   ssh_keypairs: SshKeyPairTable;
@@ -760,6 +791,10 @@ export interface Database {
   affinity_groups: AffinityGroupTable;
   affinity_group_vm_map: AffinityGroupVmMapTable;
   usage_records: UsageRecordTable;
+  snapshots: SnapshotTable;
+  snapshot_policies: SnapshotPolicyTable;
+  vm_snapshots: VmSnapshotTable;
+  vm_snapshot_disks: VmSnapshotDiskTable;
 }
 
 export type DomainRow = Selectable<DomainTable>;
@@ -931,6 +966,9 @@ export type TemplateRow = Selectable<TemplateTable>;
 export type TemplateStoreRefRow = Selectable<TemplateStoreRefTable>;
 export type VmRow = Selectable<VmTable>;
 export type VolumeRow = Selectable<VolumeTable>;
+export type SnapshotRow = Selectable<SnapshotTable>;
+export type SnapshotPolicyRow = Selectable<SnapshotPolicyTable>;
+export type VmSnapshotRow = Selectable<VmSnapshotTable>;
 
 /** A named placement rule over an account's VMs: "host affinity" or "host anti-affinity". */
 export interface AffinityGroupTable {
