@@ -162,6 +162,7 @@ function Shell(props: { themeName: ThemeName; toggleTheme(): void }) {
   return (
     <Layout style={{ minHeight: '100vh' }}>
       <Layout.Sider
+        className="app-sider"
         breakpoint="lg"
         collapsedWidth={0}
         collapsed={collapsed}
