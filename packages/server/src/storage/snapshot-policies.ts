@@ -8,7 +8,7 @@ import { insertId } from '../db/connection.ts';
 import type { SnapshotPolicyRow, VolumeRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { checkOwnerAccess } from '../iam/access.ts';
+import { applyScope, checkOwnerAccess, listScope } from '../iam/access.ts';
 import { onAccountDelete } from '../iam/accounts.ts';
 import { isCheckingServer } from '../infra/alerts.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
@@ -260,18 +260,35 @@ export const createSnapshotPolicy = defineCommand({
 
 export const listSnapshotPolicies = defineCommand({
   name: 'listSnapshotPolicies',
-  params: { ...listParams, id: p.uuid(), volumeid: p.uuid(), fordisplay: p.boolean() },
+  params: {
+    ...listParams,
+    id: p.uuid(),
+    volumeid: p.uuid(),
+    fordisplay: p.boolean(),
+    account: p.string(),
+    domainid: p.uuid(),
+    isrecursive: p.boolean(),
+    listall: p.boolean(),
+    projectid: p.uuid(),
+  },
   async handler(ctx, params) {
     const { app } = ctx;
     const db = app.store.db;
-    if (!params.id && !params.volumeid)
-      throw invalidParameter('Either id or volumeid is needed to list snapshot policies');
-    let q = db.selectFrom('snapshot_policies');
-    if (params.id) q = q.where('uuid', '=', (await findPolicy(ctx, params.id)).uuid);
-    if (params.volumeid) q = q.where('volume_id', '=', (await findVolume(ctx, params.volumeid)).id);
-    if (params.fordisplay !== undefined) q = q.where('for_display', '=', params.fordisplay ? 1 : 0);
+    const scope = await listScope(ctx, params);
+    let q = applyScope(db.selectFrom('snapshot_policies'), scope, {
+      account: 'snapshot_policies.account_id',
+      domain: 'snapshot_policies.domain_id',
+    });
+    if (params.id) q = q.where('snapshot_policies.uuid', '=', params.id);
+    if (params.volumeid)
+      q = q.where('snapshot_policies.volume_id', '=', (await findVolume(ctx, params.volumeid)).id);
+    if (params.fordisplay !== undefined)
+      q = q.where('snapshot_policies.for_display', '=', params.fordisplay ? 1 : 0);
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
+    const rows = await paginate(
+      q.selectAll('snapshot_policies').orderBy('snapshot_policies.id'),
+      pageOf(app, params),
+    ).execute();
     return listResult(await presentPolicies(ctx, rows), Number(count));
   },
 });
