@@ -249,6 +249,8 @@ test('the deploy wizard creates an instance, which is stopped and started from i
     .waitFor({ timeout: 30_000 });
   await page.getByRole('tab', { name: 'Volumes' }).click();
   await page.getByRole('cell', { name: 'ROOT', exact: true }).waitFor();
+  await page.getByRole('tab', { name: 'Events' }).click();
+  await page.getByRole('cell', { name: 'VM.STOP', exact: true }).first().waitFor();
   // Forms of VM actions load their choices when opened.
   await page.getByRole('button', { name: 'Scale', exact: true }).click();
   await page.getByRole('dialog').getByLabel('Service offering').click();
