@@ -295,7 +295,7 @@ export const listSnapshotPolicies = defineCommand({
 
 export const updateSnapshotPolicy = defineCommand({
   name: 'updateSnapshotPolicy',
-  params: { id: p.uuid(), fordisplay: p.boolean(), customid: p.string() },
+  params: { id: p.uuid(), fordisplay: p.boolean() },
   event: {
     type: 'SNAPSHOTPOLICY.UPDATE',
     description: (params) => `updating snapshot policy ${params.id ?? ''}`,

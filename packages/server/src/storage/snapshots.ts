@@ -350,8 +350,6 @@ export const createSnapshot = defineCommand({
   params: {
     volumeid: p.uuid({ required: true }),
     name: p.string(),
-    quiescevm: p.boolean(),
-    asyncbackup: p.boolean(),
   },
   event: {
     type: 'SNAPSHOT.CREATE',
@@ -433,7 +431,7 @@ export const listSnapshots = defineCommand({
 
 export const deleteSnapshot = defineCommand({
   name: 'deleteSnapshot',
-  params: { id: p.uuid({ required: true }), zoneid: p.uuid() },
+  params: { id: p.uuid({ required: true }) },
   event: { type: 'SNAPSHOT.DELETE', description: (params) => `deleting snapshot ${params.id}` },
   async target(ctx, params) {
     await findSnapshot(ctx, params.id);

@@ -4,7 +4,6 @@
  * backing the source up there (createSnapshot with the store as secondary); the copy is then
  * Downloaded, so VMs deploy from it like from any registered template.
  */
-import type { StorageLocation } from '@nimbostack/protocol';
 import type { App, CallContext } from '../context.ts';
 import { insertId } from '../db/connection.ts';
 import type { AccountRow, ImageStoreRow, StoragePoolRow, TemplateRow } from '../db/schema.ts';
@@ -128,18 +127,8 @@ async function fillCopy(
   source: Source,
 ): Promise<void> {
   const db = app.store.db;
-  let secondary: StorageLocation;
-  let made: { path: string; sizeBytes: number };
-  try {
-    secondary = await storeLocation(store);
-    made = await app.agents.call(await hostForPool({ app }, source.pool), 'createSnapshot', {
-      snapshotUuid: `template-${template.uuid}`,
-      volumePath: source.path,
-      pool: poolLocation(source.pool),
-      secondary,
-    });
-  } catch (e) {
-    await db
+  const failed = (e: unknown) =>
+    db
       .updateTable('template_store_refs')
       .set({
         download_state: DownloadState.Error,
@@ -148,27 +137,38 @@ async function fillCopy(
       })
       .where('id', '=', refId)
       .execute();
+  try {
+    const secondary = await storeLocation(store);
+    const made = await app.agents.call(await hostForPool({ app }, source.pool), 'createSnapshot', {
+      snapshotUuid: `template-${template.uuid}`,
+      volumePath: source.path,
+      pool: poolLocation(source.pool),
+      secondary,
+    });
+    // Store copies are recorded relative to the store's root, as downloads record them.
+    const root = `${secondary.path.replace(/\/+$/, '')}/`;
+    const installPath = made.path.startsWith(root) ? made.path.slice(root.length) : made.path;
+    await db.transaction().execute(async (tx) => {
+      await reserve({ app }, tx, account, ResourceKind.SecondaryStorage, storageGiB(made.sizeBytes));
+      await tx
+        .updateTable('template_store_refs')
+        .set({
+          download_state: DownloadState.Downloaded,
+          download_pct: 100,
+          status: 'Download Complete',
+          install_path: installPath,
+          size_bytes: Math.max(made.sizeBytes, source.sizeBytes),
+          physical_size_bytes: made.sizeBytes,
+          updated: app.clock.now(),
+        })
+        .where('id', '=', refId)
+        .execute();
+    });
+  } catch (e) {
+    // The copy shows why it failed (a secondary storage limit, the agent); deleting the template cleans up.
+    await failed(e);
     throw e;
   }
-  // Store copies are recorded relative to the store's root, as downloads record them.
-  const root = `${secondary.path.replace(/\/+$/, '')}/`;
-  const installPath = made.path.startsWith(root) ? made.path.slice(root.length) : made.path;
-  await db.transaction().execute(async (tx) => {
-    await reserve({ app }, tx, account, ResourceKind.SecondaryStorage, storageGiB(made.sizeBytes));
-    await tx
-      .updateTable('template_store_refs')
-      .set({
-        download_state: DownloadState.Downloaded,
-        download_pct: 100,
-        status: 'Download Complete',
-        install_path: installPath,
-        size_bytes: Math.max(made.sizeBytes, source.sizeBytes),
-        physical_size_bytes: made.sizeBytes,
-        updated: app.clock.now(),
-      })
-      .where('id', '=', refId)
-      .execute();
-  });
 }
 
 export const createTemplate = defineCommand({
@@ -179,8 +179,6 @@ export const createTemplate = defineCommand({
     ostypeid: p.uuid({ required: true }),
     snapshotid: p.uuid(),
     volumeid: p.uuid(),
-    virtualmachineid: p.uuid(),
-    zoneid: p.uuid(),
     ispublic: p.boolean(),
     isfeatured: p.boolean(),
     passwordenabled: p.boolean(),

@@ -222,7 +222,6 @@ export const createVMSnapshot = defineCommand({
     name: p.string(),
     description: p.string(),
     snapshotmemory: p.boolean(),
-    quiescevm: p.boolean(),
   },
   event: {
     type: 'VMSNAPSHOT.CREATE',
