@@ -177,6 +177,11 @@ describe('affinity groups', () => {
       g.id,
     );
 
+    // Live migration keeps to the rule: every other host runs a member.
+    await assert.rejects(
+      server.admin.call('migrateVirtualMachine', { virtualmachineid: vms[0].id }),
+      (e: any) => e.errorcode === 533 && /spread/.test(e.message),
+    );
     const fourth = client.call<any>('deployVirtualMachine', {
       zoneid,
       templateid,
@@ -276,6 +281,13 @@ describe('restoreVirtualMachine', () => {
     const events = await client.request<any>('listEvents', { type: 'VM.RESTORE', resourceid: vm.id });
     assert.ok(events.event.some((e: any) => /Restoring -> Stopped/.test(e.description)));
 
+    // A VM snapshot holds the disk a restore would replace.
+    const vmSnap = (await client.call<any>('createVMSnapshot', { virtualmachineid: vm.id })).vmsnapshot;
+    await assert.rejects(
+      client.call('restoreVirtualMachine', { virtualmachineid: vm.id }),
+      (e: any) => e.errorcode === 431 && /VM snapshots/.test(e.message),
+    );
+    await client.call('deleteVMSnapshot', { vmsnapshotid: vmSnap.id });
     await client.call('stopVirtualMachine', { id: vm.id });
     const bigger = (
       await client.call<any>('restoreVirtualMachine', { virtualmachineid: vm.id, rootdisksize: 20 })
@@ -341,6 +353,31 @@ describe('migrateVolume', () => {
     assert.equal(
       (await admin.request<any>('listVolumes', { listall: true, id: data.id })).volume[0].storageid,
       to,
+    );
+    assert.equal(
+      (await client.call<any>('startVirtualMachine', { id: vm.id })).virtualmachine.state,
+      'Running',
+    );
+
+    // migrateVirtualMachineWithVolume: a running VM's disks stay; a Stopped VM's ROOT moves.
+    const root = (
+      await admin.request<any>('listVolumes', { listall: true, virtualmachineid: vm.id, type: 'ROOT' })
+    ).volume[0];
+    const rootTo = pools.find((p) => p !== root.storageid)!;
+    const moveRoot = {
+      virtualmachineid: vm.id,
+      'migrateto[0].volume': root.id,
+      'migrateto[0].pool': rootTo,
+    };
+    await assert.rejects(admin.request('migrateVirtualMachineWithVolume', moveRoot), is(431));
+    await client.call('stopVirtualMachine', { id: vm.id });
+    assert.equal(
+      (await admin.call<any>('migrateVirtualMachineWithVolume', moveRoot)).virtualmachine.state,
+      'Stopped',
+    );
+    assert.equal(
+      (await admin.request<any>('listVolumes', { listall: true, id: root.id })).volume[0].storageid,
+      rootTo,
     );
     assert.equal(
       (await client.call<any>('startVirtualMachine', { id: vm.id })).virtualmachine.state,

@@ -57,6 +57,12 @@ test('running and allocated VM hours and volume hours, regenerated idempotently'
   const disk = (
     await client.call<any>('createVolume', { zoneid, diskofferingid: customDisk, size: 2, name: 'meterdisk' })
   ).volume;
+  const snapshot = (
+    await client.call<any>('createSnapshot', {
+      volumeid: (await rootOf(client, vm.id)).id,
+      name: 'metersnap',
+    })
+  ).snapshot;
   await new Promise((r) => setTimeout(r, 1500));
   await client.call('stopVirtualMachine', { id: vm.id });
   await new Promise((r) => setTimeout(r, 500));
@@ -93,6 +99,12 @@ test('running and allocated VM hours and volume hours, regenerated idempotently'
     volumes.map((v: any) => v.usageid).sort(),
     [disk.id, (await rootOf(client, vm.id)).id].sort(),
   );
+  const snaps = records.filter((r: any) => r.usagetype === 9);
+  assert.deepEqual(
+    snaps.map((r: any) => r.usageid),
+    [snapshot.id],
+  );
+  assert.match(snaps[0].description, /^Snapshot usage for metersnap /);
   const data = volumes.find((v: any) => v.usageid === disk.id);
   assert.equal(data.size, 2 * 2 ** 30);
   assert.match(data.description, /^Volume usage for meterdisk .* and size 2\.00 GB$/);

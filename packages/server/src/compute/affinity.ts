@@ -82,7 +82,7 @@ export async function placeWithAffinity(
     throw refuse('the requested host already runs a VM of the group');
   const hostId = req.hostId ?? rules.hostId;
   if (hostId !== undefined && req.avoid.has(hostId))
-    throw refuse("the group's host already failed this start");
+    throw refuse("the group's host is excluded (it failed this start, or the VM is leaving it)");
   try {
     return await reserve({ ...req, hostId, avoid: new Set([...req.avoid, ...rules.avoid]) });
   } catch (e) {

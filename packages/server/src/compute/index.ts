@@ -1,7 +1,7 @@
 /** Compute: VMs, their volumes' lifecycle on hosts, instance groups, and what happens when hosts change. */
 import { onAccountDelete } from '../iam/accounts.ts';
 import { registerTemplateInUseCheck } from '../storage/templates.ts';
-import { migrateVolume } from '../storage/volume-migrate.ts';
+import { migrateVirtualMachineWithVolume, migrateVolume } from '../storage/volume-migrate.ts';
 import { volumeCommands } from '../storage/volumes.ts';
 import { affinityGroupCommands } from './affinity-groups.ts';
 import { instanceGroupCommands } from './instance-groups.ts';
@@ -43,4 +43,5 @@ export const computeCommands = [
   ...affinityGroupCommands,
   restoreVirtualMachine,
   migrateVolume,
+  migrateVirtualMachineWithVolume,
 ];

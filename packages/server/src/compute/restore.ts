@@ -57,6 +57,17 @@ async function planRestore(ctx: CallContext, vm: VmRow, req: RestoreRequest) {
     .where('removed', 'is', null)
     .executeTakeFirst();
   if (!root) throw invalidParameter(`VM ${vm.name} has no ROOT volume to restore`);
+  // VM snapshots hold disk states of the ROOT disk a restore replaces, as upstream refuses too.
+  const vmSnapshot = await db
+    .selectFrom('vm_snapshots')
+    .select('name')
+    .where('vm_id', '=', vm.id)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  if (vmSnapshot)
+    throw invalidParameter(
+      `Unable to restore VM ${vm.name}: delete its VM snapshots (${vmSnapshot.name}) first`,
+    );
   return {
     template: image.template,
     root,

@@ -428,17 +428,22 @@ export async function migrateVm(ctx: CallContext, vm: VmRow, hostId?: number): P
     throw invalidParameter(`VM ${vm.name} must be Running to be migrated live (it is ${vm.state})`);
   const source = vm.host_id;
   if (hostId === source) throw invalidParameter(`VM ${vm.name} already runs on that host`);
-  const placement = await reserveHost(ctx, {
-    zoneId: vm.zone_id,
-    clusterId: vm.cluster_id ?? undefined,
-    hostId,
-    cpuMhz: cpuMhzOf(vm),
-    memoryBytes: memoryOf(vm),
-    hostTags: await hostTagsOf(ctx, vm),
-    hypervisor: vm.hypervisor,
-    accountId: vm.account_id,
-    avoid: new Set([source]),
-  });
+  // Affinity rules hold for live migration too: a group's members are not brought together (or apart).
+  const placement = await placeWithAffinity(
+    await affinityRules(ctx, vm),
+    {
+      zoneId: vm.zone_id,
+      clusterId: vm.cluster_id ?? undefined,
+      hostId,
+      cpuMhz: cpuMhzOf(vm),
+      memoryBytes: memoryOf(vm),
+      hostTags: await hostTagsOf(ctx, vm),
+      hypervisor: vm.hypervisor,
+      accountId: vm.account_id,
+      avoid: new Set([source]),
+    },
+    (req) => reserveHost(ctx, req),
+  );
   let current = await app.store.db.transaction().execute((tx) => transition(ctx, tx, vm, 'migrate'));
   try {
     const spec = await vmSpec(ctx, vm, await volumesOf(ctx, vm.id));

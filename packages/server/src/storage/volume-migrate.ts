@@ -3,14 +3,19 @@
  * pool. Room on the destination is reserved first (a conditional UPDATE, as the planner does); a
  * host that reaches both pools copies the file (copyVolume); then one transaction points the volume
  * at its new file and gives the source pool its allocation back, and the old file is deleted.
+ * migrateVirtualMachineWithVolume (admin) moves a Running VM to another host, or a Stopped VM's
+ * volumes to other pools; moving a running VM's disks is not supported.
  */
 import { sql } from 'kysely';
 import { releasePool } from '../compute/planner.ts';
+import { presentVms } from '../compute/vm-presenter.ts';
+import { findVm, migrateVm, reloadVm } from '../compute/vms.ts';
 import type { CallContext } from '../context.ts';
-import type { StoragePoolRow, VolumeRow } from '../db/schema.ts';
+import type { StoragePoolRow, VmRow, VolumeRow } from '../db/schema.ts';
 import { insufficientCapacity, invalidParameter, resourceUnavailable, toApiError } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { STORAGE_OVERPROVISIONING } from '../infra/capacity.ts';
+import { findHost } from '../infra/hosts.ts';
 import { defineCommand } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
 import { deleteOnPool, poolLocation, poolOf } from './volume-ops.ts';
@@ -57,6 +62,17 @@ async function planMigration(ctx: CallContext, volume: VolumeRow, storageUuid: s
         live
           ? 'Live migration of volumes is not supported: stop the VM first'
           : `VM ${vm.name} must be Stopped to move its volume ${volume.name} (it is ${vm.state})`,
+      );
+    // A VM snapshot's disk states live on the volumes' pools, which the move would leave behind.
+    const vmSnapshot = await db
+      .selectFrom('vm_snapshots')
+      .select('name')
+      .where('vm_id', '=', vm.id)
+      .where('removed', 'is', null)
+      .executeTakeFirst();
+    if (vmSnapshot)
+      throw invalidParameter(
+        `Unable to move a disk of VM ${vm.name}: delete its VM snapshots (${vmSnapshot.name}) first`,
       );
     // The VM's other disks must stay reachable from the hosts that could run it.
     const others = await db
@@ -174,5 +190,61 @@ export const migrateVolume = defineCommand({
     const volume = await findVolume(ctx, params.volumeid);
     await migrateVolumeTo(ctx, volume, params.storageid);
     return presentVolume(ctx, volume.id);
+  },
+});
+
+/** The volume moves of migrateto[i].volume/pool, checked against the VM (431 before anything moves). */
+async function planVmMoves(
+  ctx: CallContext,
+  vm: VmRow,
+  params: { hostid?: string; migrateto?: Record<string, string>[] },
+): Promise<{ volume: VolumeRow; pool: string }[]> {
+  const moves: { volume: VolumeRow; pool: string }[] = [];
+  for (const m of params.migrateto ?? []) {
+    if (!m.volume || !m.pool) throw invalidParameter('Each migrateto entry needs a volume and a pool');
+    const volume = await findVolume(ctx, m.volume);
+    if (volume.vm_id !== vm.id)
+      throw invalidParameter(`Volume ${volume.name} is not a disk of VM ${vm.name}`);
+    if (volume.pool_id !== null && (await poolOf(ctx, volume))?.uuid === m.pool) continue;
+    moves.push({ volume, pool: m.pool });
+  }
+  if (vm.state === 'Running') {
+    if (moves.length)
+      throw invalidParameter(`Moving the disks of running VM ${vm.name} is not supported: stop it first`);
+    return moves;
+  }
+  if (vm.state !== 'Stopped')
+    throw invalidParameter(`VM ${vm.name} must be Running or Stopped to be migrated (it is ${vm.state})`);
+  if (params.hostid)
+    throw invalidParameter(`VM ${vm.name} is Stopped: only its volumes can move (give migrateto)`);
+  if (moves.length === 0)
+    throw invalidParameter(`Nothing to migrate: give migrateto for Stopped VM ${vm.name}`);
+  for (const m of moves) await planMigration(ctx, m.volume, m.pool, false);
+  return moves;
+}
+
+export const migrateVirtualMachineWithVolume = defineCommand({
+  name: 'migrateVirtualMachineWithVolume',
+  params: {
+    virtualmachineid: p.uuid({ required: true }),
+    hostid: p.uuid(),
+    migrateto: p.map(),
+    autoselect: p.boolean(),
+  },
+  event: { type: 'VM.MIGRATE', description: (params) => `migrating VM ${params.virtualmachineid}` },
+  async target(ctx, params) {
+    const vm = await findVm(ctx, params.virtualmachineid);
+    await planVmMoves(ctx, vm, params);
+    return { type: 'VirtualMachine', id: vm.uuid };
+  },
+  async handler(ctx, params) {
+    const vm = await findVm(ctx, params.virtualmachineid);
+    const moves = await planVmMoves(ctx, vm, params);
+    if (vm.state === 'Running') {
+      const host = params.hostid ? await findHost(ctx, params.hostid) : undefined;
+      return (await presentVms(ctx, [await migrateVm(ctx, vm, host?.id)]))[0];
+    }
+    for (const m of moves) await migrateVolumeTo(ctx, m.volume, m.pool);
+    return (await presentVms(ctx, [await reloadVm(ctx, vm.id)]))[0];
   },
 });

@@ -1,7 +1,7 @@
 /**
  * Usage records, as CloudStack's usage server makes them: for each UTC day, how many hours each VM
- * ran (type 1) and existed (type 2), and how long each volume (6), template (7) and ISO (8) was
- * kept. VM hours come from the state machine's events (each VM.* event of a transition says
+ * ran (type 1) and existed (type 2), and how long each volume (6), template (7), ISO (8) and
+ * snapshot (9) was kept. VM hours come from the state machine's events (each VM.* event of a transition says
  * "VM <name> <from> -> <to>"); volumes and images from their created and removed times.
  * generateUsageRecords replaces the records of the days it covers, so running it again for a
  * period is harmless; listUsageRecords reads them.
@@ -15,7 +15,7 @@ import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { p } from '../registry/params.ts';
 
-/** Upstream's UsageTypes, all listed (those this server generates are 1, 2, 6, 7 and 8). */
+/** Upstream's UsageTypes, all listed (those this server generates are 1, 2, 6, 7, 8 and 9). */
 export const USAGE_TYPES: [number, string, string][] = [
   [1, 'RUNNING_VM', 'Running Vm Usage'],
   [2, 'ALLOCATED_VM', 'Allocated Vm Usage'],
@@ -49,6 +49,7 @@ const ALLOCATED_VM = 2;
 const VOLUME = 6;
 const TEMPLATE = 7;
 const ISO = 8;
+const SNAPSHOT = 9;
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
@@ -294,6 +295,44 @@ async function computeRecords(
       size_bytes: size,
       virtual_size_bytes: i.is_iso ? size : virtual,
       description: `${i.is_iso ? 'ISO' : 'Template'} usage for ${i.name} (${i.uuid}) and size ${humanSize(size)}`,
+      raw_usage: hours,
+    }));
+  }
+
+  // Volume snapshots (a failed one holds nothing), at the size of their backup.
+  const snapshots = await db
+    .selectFrom('snapshots as s')
+    .innerJoin('volumes as v', 'v.id', 's.volume_id')
+    .select([
+      's.uuid',
+      's.name',
+      's.account_id',
+      's.domain_id',
+      's.zone_id',
+      's.size_bytes',
+      's.physical_size_bytes',
+      's.created',
+      's.removed',
+      'v.uuid as volume_uuid',
+      'v.name as volume_name',
+    ])
+    .where('s.state', '!=', 'Error')
+    .where('s.created', '<', until)
+    .where((eb) => eb.or([eb('s.removed', 'is', null), eb('s.removed', '>', firstDay)]))
+    .execute();
+  for (const sn of snapshots) {
+    const size = Number(sn.physical_size_bytes ?? sn.size_bytes);
+    perDay([[sn.created, sn.removed ?? Number.MAX_SAFE_INTEGER]], (hours) => ({
+      ...blank,
+      account_id: sn.account_id,
+      domain_id: sn.domain_id,
+      zone_id: sn.zone_id,
+      usage_type: SNAPSHOT,
+      usage_id: sn.uuid,
+      name: sn.name,
+      size_bytes: size,
+      virtual_size_bytes: Number(sn.size_bytes),
+      description: `Snapshot usage for ${sn.name} (${sn.uuid}) of volume ${sn.volume_name} (${sn.volume_uuid}) and size ${humanSize(size)}`,
       raw_usage: hours,
     }));
   }

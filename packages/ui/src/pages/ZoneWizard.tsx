@@ -202,7 +202,7 @@ export function ZoneWizard() {
         done.host = true;
         log(`Host ${v.hostUrl} added`);
       }
-      if (v.enable !== (false as unknown as string) && !done.enabled) {
+      if (form.getFieldValue('enable') !== false && !done.enabled) {
         await api('updateZone', { id: zoneid, allocationstate: 'Enabled' });
         done.enabled = true;
         log(`Zone ${v.zoneName} enabled`);
