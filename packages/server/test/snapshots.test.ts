@@ -203,6 +203,14 @@ describe('volume snapshots', () => {
       ).resourcecount[0].resourcecount;
     assert.equal(await recount(3), 1);
     assert.ok((await recount(11)) >= 1, 'the backup counts as secondary storage');
+
+    // Snapshots go with their account.
+    await server.admin.call('deleteAccount', { id: account.id as string });
+    const all = (await server.admin.request<any>('listSnapshots', { listall: true })).snapshot ?? [];
+    assert.deepEqual(
+      all.filter((s: any) => s.account === 'careful'),
+      [],
+    );
   });
 });
 
@@ -282,7 +290,7 @@ describe('snapshot policies', () => {
           const fresh = ids.some((id) => !before.includes(id));
           return fresh && ids.length === Math.min(run, 2) ? ids : undefined;
         },
-        20_000,
+        40_000,
         `recurring snapshot ${run}`,
       ).then((ids) => ids ?? []);
     }
