@@ -14,6 +14,8 @@ import { applyScope, listScope } from '../iam/access.ts';
 import { onAccountDelete } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
+import { onImageStoreDelete } from '../infra/image-stores.ts';
+import { onStoragePoolDelete } from '../infra/storage-pools.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -533,6 +535,29 @@ registerResourceCounter(ResourceKind.SecondaryStorage, async (tx, accountId) => 
     .where('removed', 'is', null)
     .execute();
   return rows.reduce((sum, s) => sum + heldGiB(s), 0);
+});
+
+// Snapshots need the pool they were taken on (its hosts reach the backup) and the store holding it.
+onStoragePoolDelete(async (app, pool) => {
+  const held = await app.store.db
+    .selectFrom('snapshots')
+    .select('name')
+    .where('pool_id', '=', pool.id)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  return held
+    ? `Snapshot ${held.name} was taken on primary storage ${pool.name}; delete it first`
+    : undefined;
+});
+
+onImageStoreDelete(async (app, store) => {
+  const held = await app.store.db
+    .selectFrom('snapshots')
+    .select('name')
+    .where('image_store_id', '=', store.id)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  return held ? `it holds the backup of snapshot ${held.name}; delete it first` : undefined;
 });
 
 /** A deleted account's snapshots go with it: upstream keeps them past their volume, not past their owner. */

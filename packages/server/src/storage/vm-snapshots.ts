@@ -14,6 +14,7 @@ import { logEvent } from '../events/events.ts';
 import { applyScope, checkOwnerAccess, listScope } from '../iam/access.ts';
 import { onAccountDelete } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
+import { onStoragePoolDelete } from '../infra/storage-pools.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -495,6 +496,15 @@ registerTaggable('VMSnapshot', async (ctx, uuid) => {
     .where('removed', 'is', null)
     .executeTakeFirst();
   return s && { id: s.id, accountId: s.account_id, domainId: s.domain_id };
+});
+
+onStoragePoolDelete(async (app, pool) => {
+  const held = await app.store.db
+    .selectFrom('vm_snapshot_disks')
+    .select('id')
+    .where('pool_id', '=', pool.id)
+    .executeTakeFirst();
+  return held ? `Primary storage ${pool.name} still holds VM snapshots` : undefined;
 });
 
 /** VM snapshots of VMs the account's cleanup could not expunge (their VM is gone) go too. */
