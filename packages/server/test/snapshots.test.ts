@@ -110,6 +110,15 @@ describe('volume snapshots', () => {
     await client.call('stopVirtualMachine', { id: vm.id });
     const reverted = (await client.call<any>('revertSnapshot', { id: rootSnap.id })).snapshot;
     assert.equal(reverted.id, rootSnap.id);
+    const fromVolume = (
+      await client.call<any>('createTemplate', {
+        name: 'from-volume',
+        displaytext: 'from a stopped VM',
+        ostypeid: osType,
+        volumeid: root.id,
+      })
+    ).template;
+    assert.equal(fromVolume.isready, true);
     await client.call('startVirtualMachine', { id: vm.id });
 
     // A data disk from the snapshot, with its size, attached to the running VM.
@@ -313,7 +322,7 @@ describe('snapshot policies', () => {
 describe('VM snapshots', () => {
   test('create, list, revert, delete, and gone with the VM', async () => {
     const { client } = await createAccountAndLogin(server, { name: 'vmsnapper' });
-    const { vm } = await runningVm(client, 'vs-vm');
+    const { vm, root } = await runningVm(client, 'vs-vm');
     await attachedDisk(client, vm.id, 'vs-data');
     const first = (
       await client.call<any>('createVMSnapshot', {
@@ -353,7 +362,16 @@ describe('VM snapshots', () => {
     );
     assert.equal(left[0].parent, undefined);
 
+    await client.request('createSnapshotPolicy', {
+      volumeid: root.id,
+      intervaltype: 'DAILY',
+      schedule: '00:03',
+      timezone: 'UTC',
+      maxsnaps: 1,
+    });
     await server.admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
     assert.deepEqual(await client.request('listVMSnapshot', {}), {});
+    // The ROOT volume went with the VM, and so did its policy.
+    assert.deepEqual(await client.request('listSnapshotPolicies', {}), {});
   });
 });

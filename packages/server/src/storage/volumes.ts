@@ -236,6 +236,8 @@ export async function removeVolumeRecord(ctx: Pick<CallContext, 'app'>, tx: Tx, 
     .set({ state: 'Expunged', removed: ctx.app.clock.now(), vm_id: null })
     .where('id', '=', v.id)
     .execute();
+  // Its snapshots stay (as upstream); the policies that would take more go.
+  await tx.deleteFrom('snapshot_policies').where('volume_id', '=', v.id).execute();
   if (v.pool_id !== null) await releasePool(tx, v.pool_id, Number(v.size_bytes));
   const account = await tx
     .selectFrom('accounts')
