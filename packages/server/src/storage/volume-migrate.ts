@@ -130,17 +130,28 @@ export async function migrateVolumeTo(
     throw insufficientCapacity(
       `Insufficient primary storage: pool ${target.name} does not have ${Math.ceil(size / 2 ** 30)} GiB free to allocate`,
     );
-  let copied: { path: string; sizeBytes: number };
+  let copied: { path: string; sizeBytes: number } | undefined;
   try {
-    copied = await app.agents.call(hostId, 'copyVolume', {
+    const copy = await app.agents.call(hostId, 'copyVolume', {
       volumeUuid: volume.uuid,
       source: { path: volume.path!, pool: poolLocation(source) },
       pool: poolLocation(target),
     });
+    copied = copy;
     await app.store.db.transaction().execute(async (tx) => {
+      // A VM started during the copy runs on the old file: then the move does not happen.
+      if (volume.vm_id !== null) {
+        const vm = await tx
+          .selectFrom('vms')
+          .select(['name', 'state'])
+          .where('id', '=', volume.vm_id)
+          .executeTakeFirst();
+        if (vm && vm.state !== 'Stopped')
+          throw invalidParameter(`VM ${vm.name} was started while its volume ${volume.name} was being moved`);
+      }
       const moved = await tx
         .updateTable('volumes')
-        .set({ pool_id: target.id, path: copied.path, physical_size_bytes: copied.sizeBytes })
+        .set({ pool_id: target.id, path: copy.path, physical_size_bytes: copy.sizeBytes })
         .where('id', '=', volume.id)
         .where('pool_id', '=', source.id)
         .where('removed', 'is', null)
@@ -157,6 +168,18 @@ export async function migrateVolumeTo(
     });
   } catch (e) {
     await releasePool(app.store.db, target.id, size);
+    if (copied) {
+      // The move did not happen: the copy goes; if even that fails, it is only space on the pool.
+      const path = copied.path;
+      await app.agents
+        .call(hostId, 'deleteVolume', { path, pool: poolLocation(target) })
+        .catch((err) =>
+          app.log.warn(
+            { volume: volume.uuid, err: toApiError(err).message },
+            'could not delete an unused copy',
+          ),
+        );
+    }
     throw e;
   }
   try {
