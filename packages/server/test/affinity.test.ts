@@ -177,6 +177,12 @@ describe('affinity groups', () => {
       g.id,
     );
 
+    assert.equal(
+      (await server.admin.request<any>('listAffinityGroups', { virtualmachineid: vms[1].id }))
+        .affinitygroup[0].id,
+      g.id,
+      "an admin lists a user's VM's groups",
+    );
     // Live migration keeps to the rule: every other host runs a member.
     await assert.rejects(
       server.admin.call('migrateVirtualMachine', { virtualmachineid: vms[0].id }),

@@ -141,7 +141,8 @@ export const listAffinityGroups = defineCommand({
   async handler(ctx, params) {
     const { app } = ctx;
     const db = app.store.db;
-    const scope = await listScope(ctx, params);
+    // A VM's groups are listed whoever owns it, once findVm below has checked the caller may see it.
+    const scope = params.virtualmachineid ? ({ kind: 'all' } as const) : await listScope(ctx, params);
     let q = applyScope(db.selectFrom('affinity_groups'), scope, {
       account: 'account_id',
       domain: 'domain_id',
