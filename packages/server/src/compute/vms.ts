@@ -15,8 +15,8 @@ import { releaseNics } from '../network/nics.ts';
 import { removeVmFromSecurityGroups } from '../network/security-groups.ts';
 import { DownloadState } from '../storage/downloads.ts';
 import { storeRoot } from '../storage/images.ts';
-import { deleteOnPool, poolLocation, poolOf, vmDisk } from '../storage/volume-ops.ts';
 import { deleteVmSnapshotsOf } from '../storage/vm-snapshots.ts';
+import { deleteOnPool, poolLocation, poolOf, vmDisk } from '../storage/volume-ops.ts';
 import { materialiseDataDisk, removeVolumeRecord } from '../storage/volumes.ts';
 import { affinityRules, leaveAffinityGroups, placeWithAffinity, withAffinityLock } from './affinity.ts';
 import {
