@@ -187,9 +187,9 @@ async function listCase(
   opts: { sequential: number; concurrent: number },
 ): Promise<{ single: LatencyStats; loaded: LatencyStats; server_cpu_ms_per_req: number }> {
   const call = () => client.request(command, params);
-  const single = await measure(call, { clients: 1, total: opts.sequential });
+  const single = await measure(call, { clients: 1, total: opts.sequential, maxSeconds: 30 });
   const cpu0 = cpuSeconds(serverPid);
-  const loaded = await measure(call, { clients: CLIENTS, total: opts.concurrent });
+  const loaded = await measure(call, { clients: CLIENTS, total: opts.concurrent, maxSeconds: 30 });
   // CPU the server spent per request: unlike latency, it hardly depends on what else the machine runs.
   const cpuMs = round(((cpuSeconds(serverPid) - cpu0) * 1000) / loaded.requests, 1);
   const failed = single.firstError ?? loaded.firstError;
@@ -338,7 +338,7 @@ try {
             ...(details === 'min' ? { details: 'min' } : {}),
           });
       };
-      const stats = await measure(listAll, { clients: 1, total: reps(5) });
+      const stats = await measure(listAll, { clients: 1, total: reps(5), maxSeconds: 30 });
       results[details === 'all' ? 'list_account_10k_ms' : 'list_account_10k_min_ms'] = stats.p50;
       log(
         `listVirtualMachines: ${shape.bigAccountVms} VMs of one account in ${accountPages} pages, details=${details}: ${stats.p50} ms${stats.firstError ? ` ERROR ${stats.firstError}` : ''}`,
@@ -424,7 +424,7 @@ try {
         ?.state;
       if (state !== 'Running') throw new Error(`deployed VM is ${state ?? 'missing'}, not Running`);
     };
-    const stats = await measure(deploy, { clients: deployClients, total, warmup: false });
+    const stats = await measure(deploy, { clients: deployClients, total, warmup: false, maxSeconds: 180 });
     results.deploy = stats;
     if (stats.errors === stats.requests)
       missing('deploys_per_min', `every deploy failed: ${stats.firstError}`);

@@ -122,7 +122,7 @@ export async function measurePlanner(
           accountId: 1,
           avoid: new Set(),
         }),
-      { clients: 1, total: decisions },
+      { clients: 1, total: decisions, maxSeconds: 30 },
     );
     const floorWrite = await medianMs(Math.min(decisions, 50), () =>
       db
