@@ -614,6 +614,9 @@ export async function buildCloud(
       .execute();
   await writeResourceCounts(store, vmOwner, offering, dataOffering !== undefined, domainById);
 
+  // As autovacuum would soon after such a load; SQLite keeps no statistics unless asked, and the
+  // server never asks, so it is left without.
+  if (store.dialect === 'postgres') await sql`analyze`.execute(db);
   const bulkSeconds = (performance.now() - b0) / 1000;
   const caller = (client: CloudStackClient, accountId: number, domainId: number): Caller => ({
     client,
