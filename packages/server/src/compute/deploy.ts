@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { CallContext } from '../context.ts';
-import { insertId } from '../db/connection.ts';
+import { insertId, inTransaction } from '../db/connection.ts';
 import type { AccountRow, DomainRow, ServiceOfferingRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
@@ -229,7 +229,8 @@ export const deployVirtualMachine = defineCommand({
     });
     const password = image.template.password_enabled ? randomBytes(9).toString('base64url') : undefined;
 
-    const uuid = await app.store.db.transaction().execute(async (tx) => {
+    // Concurrent deploys compete for addresses and counts: on MySQL that can deadlock, so retry.
+    const uuid = await inTransaction(app.store, async (tx) => {
       if (name) {
         const clash = await tx
           .selectFrom('vms')

@@ -75,6 +75,10 @@ export function openStore(url: string): Store {
   const redacted = url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@');
   if (dialect === 'postgres') {
     const pool = new pg.Pool({ connectionString: url, max: 10 });
+    // An idle connection the database closes (a restart, an administrator) is an 'error' event on
+    // the pool; unhandled it would crash the server. The pool drops that client and the next
+    // query connects afresh, so there is nothing else to do.
+    pool.on('error', () => undefined);
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     return { db, dialect, describe: redacted, close: () => db.destroy() };
   }
@@ -86,6 +90,38 @@ export function openStore(url: string): Store {
   });
   const db = new Kysely<Database>({ dialect: new MysqlDialect({ pool }) });
   return { db, dialect, describe: redacted, close: () => db.destroy() };
+}
+
+/**
+ * Whether the database rolled a transaction back because of a conflict with a concurrent one
+ * (a deadlock on MySQL/MariaDB, a serialization failure or deadlock on PostgreSQL): running the
+ * whole transaction again is then safe and usually succeeds.
+ */
+export function isRetryableConflict(e: unknown): boolean {
+  const code = (e as { code?: unknown }).code;
+  return (
+    code === 'ER_LOCK_DEADLOCK' || code === 'ER_LOCK_WAIT_TIMEOUT' || code === '40001' || code === '40P01'
+  );
+}
+
+/**
+ * Runs `fn` in a transaction, again (a few times, after a short random pause) when the database
+ * aborted it for a conflict with a concurrent transaction. `fn` must only touch the database
+ * through `tx`, so that a retry starts from a clean slate.
+ */
+export async function inTransaction<T>(
+  store: Pick<Store, 'db'>,
+  fn: (tx: Transaction<Database>) => Promise<T>,
+  attempts = 5,
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await store.db.transaction().execute(fn);
+    } catch (e) {
+      if (attempt >= attempts || !isRetryableConflict(e)) throw e;
+      await new Promise((r) => setTimeout(r, Math.random() * 20 * attempt));
+    }
+  }
 }
 
 /** Inserts one row and returns its integer key, on every dialect (MySQL has no RETURNING). */
