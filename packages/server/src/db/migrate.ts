@@ -17,6 +17,7 @@ import * as m0008 from './migrations/0008-network.ts';
 import * as m0009 from './migrations/0009-compute-extras.ts';
 import * as m0010 from './migrations/0010-snapshots.ts';
 import * as m0011 from './migrations/0011-affinity-usage.ts';
+import * as m0012 from './migrations/0012-list-indexes.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
 export type Step = { up(m: MigrationContext): Promise<void> };
@@ -34,6 +35,7 @@ export const MIGRATIONS: [string, Step][] = [
   ['0009-compute-extras', m0009],
   ['0010-snapshots', m0010],
   ['0011-affinity-usage', m0011],
+  ['0012-list-indexes', m0012],
 ];
 
 export class SchemaTooNewError extends Error {}
