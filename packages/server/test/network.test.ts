@@ -204,6 +204,12 @@ describe('guest IP ranges and the Basic zone network', () => {
     assert.equal(caps.capability.securitygroupsenabled, true);
   });
 
+  test('a pod or zone with guest ranges cannot be deleted', async () => {
+    await assert.rejects(admin.request('deletePod', { id: pod.id }), is(536, /guest IP ranges/));
+    await assert.rejects(admin.request('deleteZone', { id: zone.id }), is(536));
+    assert.equal((await admin.request<any>('listPods', { id: pod.id })).count, 1);
+  });
+
   test('bad ranges are refused with 431 and change nothing', async () => {
     const base = { zoneid: zone.id, podid: pod.id, gateway: '10.50.0.1', netmask: '255.255.255.0' };
     const events = async () =>

@@ -4,6 +4,8 @@
  */
 import { provideCapabilities } from '../discovery/discovery.ts';
 import { onAccountDelete } from '../iam/accounts.ts';
+import { onPodDelete } from '../infra/pods.ts';
+import { onZoneDelete } from '../infra/zones.ts';
 import { registerTaggable } from '../tags/tags.ts';
 import { ipRangeCommands } from './ip-ranges.ts';
 import { ipServiceCommands } from './ip-services.ts';
@@ -36,6 +38,24 @@ provideCapabilities(async (ctx) => {
     .where('removed', 'is', null)
     .executeTakeFirst();
   return zone ? { securitygroupsenabled: true } : {};
+});
+
+// Guest ranges hold the addresses of VMs: they are deleted (deleteVlanIpRange) before their pod or zone.
+onPodDelete(async (app, pod) => {
+  const range = await app.store.db
+    .selectFrom('vlan_ip_ranges')
+    .select('id')
+    .where('pod_id', '=', pod.id)
+    .executeTakeFirst();
+  return range ? 'guest IP ranges (delete them with deleteVlanIpRange first)' : undefined;
+});
+onZoneDelete(async (app, zone) => {
+  const range = await app.store.db
+    .selectFrom('vlan_ip_ranges')
+    .select('id')
+    .where('zone_id', '=', zone.id)
+    .executeTakeFirst();
+  return range ? 'guest IP ranges (delete them with deleteVlanIpRange first)' : undefined;
 });
 
 // Membership rows go with the groups, so this holds whether or not compute's hook ran first.
