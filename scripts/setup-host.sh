@@ -6,7 +6,9 @@ die() { echo "setup:host: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root (it installs packages; the template build loop-mounts an image)"
 command -v apt-get >/dev/null || die "needs Debian (or a derivative) with apt-get"
 
-PKGS="qemu-system-x86 qemu-utils dnsmasq-base nftables iproute2 busybox-static cpio fdisk extlinux syslinux-common e2fsprogs"
+# dnsmasq-base, nftables, iproute2: guest networking (routers' DHCP and DNS, security groups,
+# bridges, VXLAN and namespaces); curl: the host networking tests talk to routers with it.
+PKGS="qemu-system-x86 qemu-utils dnsmasq-base nftables iproute2 curl busybox-static cpio fdisk extlinux syslinux-common e2fsprogs"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"

@@ -18,7 +18,8 @@ import {
   type StartupMessage,
 } from '@nimbostack/protocol';
 import WebSocket, { type ClientOptions } from 'ws';
-import { DriverError, type HostDriver } from './drivers/driver.ts';
+import { openTunnel } from './console-tunnel.ts';
+import { DriverError, type HostDriver, type NetworkDriver } from './drivers/driver.ts';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -52,7 +53,16 @@ export interface AgentOptions {
 }
 
 type AgentKind = Exclude<CommandKind, 'ready' | 'reconnect'>;
-type Handler<K extends AgentKind> = (host: HostDriver, payload: ParsedPayload<K>) => Promise<unknown>;
+type Handler<K extends AgentKind> = (
+  host: HostDriver,
+  payload: ParsedPayload<K>,
+  agent: Agent,
+) => Promise<unknown>;
+
+function networkOf(h: HostDriver): NetworkDriver {
+  if (!h.network) throw new DriverError(`host ${h.name} does not manage guest networking`);
+  return h.network;
+}
 
 /** How each command kind runs on a host's drivers (ready and reconnect are the agent's own). */
 const HANDLERS: { [K in AgentKind]: Handler<K> } = {
@@ -74,6 +84,13 @@ const HANDLERS: { [K in AgentKind]: Handler<K> } = {
   createSnapshot: (h, p) => h.storage.createSnapshot(p),
   deleteSnapshot: (h, p) => h.storage.deleteSnapshot(p),
   revertSnapshot: (h, p) => h.storage.revertSnapshot(p),
+  setupNetwork: (h, p) => networkOf(h).setupNetwork(p.network),
+  teardownNetwork: (h, p) => networkOf(h).teardownNetwork(p.network),
+  startRouter: (h, p) => networkOf(h).startRouter(p.router),
+  stopRouter: (h, p) => networkOf(h).stopRouter(p.name),
+  updateRouter: (h, p) => networkOf(h).updateRouter(p),
+  applySecurityRules: (h, p) => networkOf(h).applySecurityRules(p),
+  openConsole: (h, p, agent) => agent.openConsole(h, p),
   configureSimulator: async (h, p) => {
     if (!h.configure) throw new DriverError('configureSimulator applies to simulator hosts only');
     h.configure(p);
@@ -93,6 +110,8 @@ export class Agent {
   private lastHeard = 0;
   private stopped = false;
   private connectedOnce = false;
+  /** Console tunnels by id, so a repeated openConsole does not open a second one. */
+  private readonly tunnels = new Map<string, Promise<WebSocket>>();
 
   constructor(private readonly options: AgentOptions) {
     // The server treats host names case-insensitively (it stores them in lower case).
@@ -113,6 +132,8 @@ export class Agent {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.reconnectTimer);
+    for (const t of this.tunnels.values())
+      t.then((ws) => ws.close(1001, 'agent stopping')).catch(() => undefined);
     this.stopPinging();
     const ws = this.ws;
     if (!ws || ws.readyState === WebSocket.CLOSED) return;
@@ -124,6 +145,36 @@ export class Agent {
         resolve();
       }, 2000).unref();
     });
+  }
+
+  /** Opens a console tunnel (the openConsole command); idempotent per tunnel id. */
+  async openConsole(host: HostDriver, p: ParsedPayload<'openConsole'>): Promise<void> {
+    const existing = this.tunnels.get(p.tunnel);
+    if (existing) {
+      await existing;
+      return;
+    }
+    const opening = (async () => {
+      const vnc = await host.hypervisor.openConsole(p.vm);
+      return openTunnel(vnc, {
+        server: this.options.server,
+        tunnel: p.tunnel,
+        secret: p.secret,
+        tls: this.options.tls,
+      });
+    })();
+    this.tunnels.set(p.tunnel, opening);
+    try {
+      const ws = await opening;
+      this.log.info({ host: host.name, vm: p.vm, tunnel: p.tunnel }, 'console tunnel open');
+      ws.once('close', () => {
+        this.tunnels.delete(p.tunnel);
+        this.log.info({ host: host.name, vm: p.vm, tunnel: p.tunnel }, 'console tunnel closed');
+      });
+    } catch (err) {
+      this.tunnels.delete(p.tunnel);
+      throw err;
+    }
   }
 
   private connect(): void {
@@ -263,7 +314,7 @@ export class Agent {
       return;
     }
     const handler = HANDLERS[m.kind] as Handler<AgentKind>;
-    const run = () => handler(host, m.payload as never);
+    const run = () => handler(host, m.payload as never, this);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(

@@ -7,6 +7,7 @@ export {
   type HypervisorDriver,
   type StorageDriver,
 } from './drivers/driver.ts';
+export { KvmHost, type KvmHostOptions } from './drivers/kvm/kvm-host.ts';
 export {
   SIMULATOR_DEFAULTS,
   SIMULATOR_VERSION,

@@ -40,6 +40,11 @@ const OPTIONS = {
   cores: { type: 'string', env: 'NIMBOSTACK_AGENT_CORES', help: 'simulated CPU cores per host' },
   mhz: { type: 'string', env: 'NIMBOSTACK_AGENT_MHZ', help: 'simulated CPU speed per core' },
   memory: { type: 'string', env: 'NIMBOSTACK_AGENT_MEMORY', help: 'simulated memory per host, in bytes' },
+  'local-storage': {
+    type: 'string',
+    env: 'NIMBOSTACK_AGENT_LOCAL_STORAGE',
+    help: 'simulated local storage per host, in bytes',
+  },
   latency: {
     type: 'string',
     env: 'NIMBOSTACK_AGENT_LATENCY_MS',
@@ -121,6 +126,7 @@ function simulatorHosts(): HostDriver[] {
     cpuCores: positive(opt('cores'), 'cores', SIMULATOR_DEFAULTS.cpuCores),
     cpuMhz: positive(opt('mhz'), 'mhz', SIMULATOR_DEFAULTS.cpuMhz),
     memoryBytes: positive(opt('memory'), 'memory', SIMULATOR_DEFAULTS.memoryBytes),
+    localStorageBytes: positive(opt('local-storage'), 'local-storage', SIMULATOR_DEFAULTS.localStorageBytes),
     latencyMs: positive(opt('latency'), 'latency', 0),
   });
   return fleet.addHosts(name, count);

@@ -15,6 +15,8 @@ const MAIN = join(REPO, 'packages/agent/src/main.ts');
 class FakeServer {
   wss!: WebSocketServer;
   sockets: WebSocket[] = [];
+  /** Console tunnels agents opened on /tunnel/<id>, with the bytes received on each. */
+  tunnels: { ws: WebSocket; url: string; secret: unknown; bytes: Buffer[] }[] = [];
   frames: any[] = [];
   private waiters: { match: (m: any) => boolean; resolve: (m: any) => void }[] = [];
   private n = 0;
@@ -22,7 +24,18 @@ class FakeServer {
   async listen(port = 0): Promise<number> {
     this.wss = new WebSocketServer({ host: '127.0.0.1', port });
     await new Promise((r) => this.wss.once('listening', r));
-    this.wss.on('connection', (ws) => {
+    this.wss.on('connection', (ws, req) => {
+      if (req.url?.startsWith('/tunnel/')) {
+        const t = {
+          ws,
+          url: req.url,
+          secret: req.headers['x-nimbostack-tunnel-secret'],
+          bytes: [] as Buffer[],
+        };
+        ws.on('message', (d: Buffer) => t.bytes.push(d));
+        this.tunnels.push(t);
+        return;
+      }
       this.sockets.push(ws);
       ws.on('message', (data) => {
         const m = JSON.parse(data.toString());
@@ -63,6 +76,7 @@ class FakeServer {
 
   async close(): Promise<void> {
     for (const s of this.sockets) s.terminate();
+    for (const t of this.tunnels) t.ws.terminate();
     await new Promise((r) => this.wss.close(r));
   }
 }
@@ -158,6 +172,35 @@ describe('agent process', () => {
     const failed = await server.command('sim-2', 'rebootVm', { name: vm.name });
     assert.equal(failed.ok, false);
     assert.equal(failed.error.code, 'failed');
+  });
+
+  test('openConsole pipes the VM console into one tunnel per id, presenting the secret; repeats are no-ops', async () => {
+    const consoleVm = { ...vm, name: 'i-2-11-VM' };
+    assert.equal((await server.command('sim-3', 'startVm', { vm: consoleVm })).ok, true);
+    const payload = { vm: consoleVm.name, tunnel: 'tunnel-0001', secret: 'a-secret-of-24-characters' };
+    const opened = await server.command('sim-3', 'openConsole', payload);
+    assert.equal(opened.ok, true, JSON.stringify(opened.error));
+    assert.equal((await server.command('sim-3', 'openConsole', payload)).ok, true);
+    assert.equal(server.tunnels.length, 1, 'a repeated openConsole opens no second tunnel');
+    const [t] = server.tunnels;
+    assert.equal(t.url, '/tunnel/tunnel-0001');
+    assert.equal(t.secret, payload.secret);
+    const deadline = Date.now() + 5000;
+    while (Buffer.concat(t.bytes).length < 12 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    assert.equal(Buffer.concat(t.bytes).toString('latin1'), 'RFB 003.008\n');
+    // Bytes flow the other way too: the RFB server answers our version with its security types.
+    t.ws.send(Buffer.from('RFB 003.008\n'));
+    while (Buffer.concat(t.bytes).length < 14 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual([...Buffer.concat(t.bytes).subarray(12)], [1, 1]);
+    // Stopping the VM closes its console, and the tunnel with it.
+    const closed = new Promise((r) => t.ws.once('close', r));
+    assert.equal((await server.command('sim-3', 'stopVm', { name: consoleVm.name })).ok, true);
+    await closed;
+    const refused = await server.command('sim-3', 'openConsole', { ...payload, tunnel: 'tunnel-0002' });
+    assert.equal(refused.ok, false);
+    assert.match(refused.error.message, /not running/);
   });
 
   test('storage commands: volumes from templates, resize, snapshots', async () => {

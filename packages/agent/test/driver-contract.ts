@@ -38,6 +38,20 @@ export function driverContract(name: string, makeHost: () => Promise<HostDriver>
       await assert.rejects(h.hypervisor.rebootVm(vm.name), DriverError);
     });
 
+    test('a running VM has a console that speaks RFB; a stopped one has none', async () => {
+      const h = await makeHost();
+      await h.hypervisor.startVm(vm);
+      const stream = await h.hypervisor.openConsole(vm.name);
+      const banner = await new Promise<string>((resolve) =>
+        stream.once('data', (d: Buffer) => resolve(d.toString('latin1'))),
+      );
+      assert.equal(banner, 'RFB 003.008\n');
+      const closed = new Promise((resolve) => stream.once('close', resolve));
+      await h.hypervisor.stopVm(vm.name, true);
+      await closed; // the VM's console connections end with it
+      await assert.rejects(h.hypervisor.openConsole(vm.name), DriverError);
+    });
+
     test('volumes: create is idempotent, shrinking needs consent, delete twice succeeds', async () => {
       const h = await makeHost();
       const a = await h.storage.createVolume({ volumeUuid: 'vol-1', sizeBytes: 1024 ** 2, pool });

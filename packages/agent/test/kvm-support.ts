@@ -4,7 +4,6 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { type WebSocket, WebSocketServer } from 'ws';
@@ -61,6 +60,17 @@ export async function waitForConsole(
 }
 
 /** Figures printed by the suites, collected for docs/kvm.md. */
+/**
+ * The host's guest-network links (the server names bridges nsbr<id> and VXLAN links vx<vni>). A
+ * test server's network ids start at 1 like every other's, so a suite deletes the ones it created,
+ * or the next suite's router and bridge would collide with them.
+ */
+export const guestLinks = (): string[] =>
+  execFileSync('ip', ['-o', 'link'], { encoding: 'utf8' })
+    .split('\n')
+    .map((l) => l.split(': ')[1]?.split('@')[0] ?? '')
+    .filter((n) => /^(nsbr|vx)/.test(n));
+
 export function figure(name: string, ms: number): void {
   process.stdout.write(`# figure ${name}: ${(ms / 1000).toFixed(2)} s\n`);
 }
@@ -125,102 +135,5 @@ export class StandInServer {
   async close(): Promise<void> {
     for (const s of this.wss.clients) s.terminate();
     await new Promise((r) => this.wss.close(r));
-  }
-}
-
-/**
- * What a CloudStack virtual router offers a guest, stood in for on a bridge of this machine:
- * DHCP (dnsmasq), metadata and user data over HTTP on port 80, the password service on 8080.
- */
-export class StandInRouter {
-  readonly bridge = `nbt${process.pid % 100000}`;
-  readonly net = `10.251.${process.pid % 250}`;
-  readonly gateway = `${this.net}.1`;
-  passwordAcknowledged = false;
-  private dnsmasqPid = 0;
-  private readonly servers: Server[] = [];
-
-  constructor(
-    private readonly dir: string,
-    private readonly guest: {
-      mac: string;
-      ip: string;
-      uuid: string;
-      hostname: string;
-      userData: string;
-      sshKey: string;
-      password: string;
-    },
-  ) {}
-
-  async start(): Promise<void> {
-    const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
-    ip('link', 'add', this.bridge, 'type', 'bridge');
-    ip('addr', 'add', `${this.gateway}/24`, 'dev', this.bridge);
-    ip('link', 'set', this.bridge, 'up');
-    const pidFile = join(this.dir, 'dnsmasq.pid');
-    execFileSync('dnsmasq', [
-      '--strict-order',
-      '--bind-interfaces',
-      `--interface=${this.bridge}`,
-      '--except-interface=lo',
-      `--listen-address=${this.gateway}`,
-      '--port=0',
-      `--dhcp-range=${this.net}.100,${this.net}.150,255.255.255.0,1h`,
-      `--dhcp-host=${this.guest.mac},${this.guest.ip}`,
-      `--dhcp-leasefile=${join(this.dir, 'dnsmasq.leases')}`,
-      `--pid-file=${pidFile}`,
-    ]);
-    this.dnsmasqPid = Number(readFileSync(pidFile, 'utf8').trim());
-    const g = this.guest;
-    const metadata: Record<string, string> = {
-      '/latest/meta-data/instance-id': g.uuid,
-      '/latest/meta-data/local-hostname': g.hostname,
-      '/latest/meta-data/local-ipv4': g.ip,
-      '/latest/meta-data/public-keys': g.sshKey,
-      '/latest/user-data': g.userData,
-    };
-    let passwordServed = false;
-    const handlers: [number, RequestListener][] = [
-      [
-        80,
-        (req, res) => {
-          const body = metadata[req.url ?? ''];
-          res.writeHead(body === undefined ? 404 : 200, { 'content-type': 'text/plain' }).end(body ?? '');
-        },
-      ],
-      [
-        8080,
-        (req, res) => {
-          const ask = req.headers.domu_request;
-          if (ask === 'saved_password') this.passwordAcknowledged = true;
-          const reply =
-            ask === 'send_my_password' ? (passwordServed ? 'saved_password' : g.password) : 'saved_password';
-          if (ask === 'send_my_password') passwordServed = true;
-          res.writeHead(200, { 'content-type': 'text/plain' }).end(reply);
-        },
-      ],
-    ];
-    for (const [port, handler] of handlers) {
-      const server = createServer(handler);
-      await new Promise<void>((r) => server.listen(port, this.gateway, r));
-      this.servers.push(server);
-    }
-  }
-
-  async stop(): Promise<void> {
-    for (const s of this.servers) await new Promise((r) => s.close(r));
-    if (this.dnsmasqPid) {
-      try {
-        process.kill(this.dnsmasqPid, 'SIGTERM');
-      } catch {
-        // Already gone.
-      }
-    }
-    try {
-      execFileSync('ip', ['link', 'del', this.bridge], { stdio: 'pipe' });
-    } catch {
-      // Never created.
-    }
   }
 }

@@ -32,14 +32,54 @@ export const VmDisk = z.object({
   type: z.enum(['ROOT', 'DATADISK', 'ISO']),
 });
 
+const ipv4 = z.string().regex(/^\d{1,3}(\.\d{1,3}){3}$/);
+const cidr4 = z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/);
+const mac = z.string().regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i);
+const port = z.number().int().min(0).max(65535);
+
+/**
+ * One security group rule as a host enforces it. The server resolves rules that name another
+ * security group into that group's members' addresses (as /32 CIDRs), so agents know no groups.
+ */
+export const SecurityRule = z.object({
+  protocol: z.enum(['tcp', 'udp', 'icmp', 'all']),
+  startPort: port.optional(),
+  endPort: port.optional(),
+  /** ICMP type and code; -1 or absent means any. */
+  icmpType: z.number().int().min(-1).max(255).optional(),
+  icmpCode: z.number().int().min(-1).max(255).optional(),
+  cidrs: z.array(cidr4),
+});
+export type SecurityRule = z.infer<typeof SecurityRule>;
+
+/**
+ * The filtering of one NIC. When present the host enforces it: traffic to the NIC is dropped
+ * unless an ingress rule (or an answer to the NIC's own traffic) allows it; traffic from it must
+ * carry the NIC's MAC and IP (anti-spoofing; DHCP is allowed) and, when `egress` is present,
+ * match an egress rule. Absent `egress` means unrestricted egress, CloudStack's default while a
+ * group has no egress rules.
+ */
+export const NicSecurity = z.object({
+  ingress: z.array(SecurityRule),
+  egress: z.array(SecurityRule).optional(),
+  /**
+   * The address of the network's virtual router: DHCP, DNS (53) and the metadata and password
+   * services (80, 8080) on it stay reachable whatever the egress rules say, as on CloudStack.
+   */
+  router: ipv4.optional(),
+});
+export type NicSecurity = z.infer<typeof NicSecurity>;
+
 export const VmNic = z.object({
-  mac: z.string().regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i),
+  mac,
   ip: z.string().max(64).optional(),
   network: z.string().max(255).optional(),
   vlan: z.number().int().min(0).max(4095).optional(),
   /** The host bridge the NIC plugs into (KVM: a tap device on it); without one the NIC has no link. */
   bridge: z.string().min(1).max(15).optional(),
   deviceId: z.number().int().nonnegative(),
+  /** Security groups of the NIC; absent on networks without the security group service. */
+  security: NicSecurity.optional(),
 });
 
 export const VmSpec = z.object({
@@ -53,6 +93,57 @@ export const VmSpec = z.object({
   userData: z.string().optional(),
 });
 export type VmSpec = z.infer<typeof VmSpec>;
+
+/**
+ * A guest network as one host carries it: a Linux bridge, joined to the same network on other
+ * hosts over VXLAN when `vni` is set.
+ */
+export const GuestNetwork = z.object({
+  uuid: z.string().min(1).max(64),
+  /** Interface names are at most 15 characters. */
+  bridge: z.string().min(1).max(15),
+  cidr: cidr4,
+  gateway: ipv4,
+  /** Puts the gateway address on this host's bridge, so the host routes for (and reaches) guests. */
+  gatewayOnHost: z.boolean().default(false),
+  /** The VXLAN id carrying the network between hosts; absent, the bridge stays local to the host. */
+  vni: z.number().int().min(1).max(16777215).optional(),
+  /** Management addresses of the other hosts carrying the network (VXLAN head-end replication). */
+  peers: z.array(z.string().min(1).max(255)).default([]),
+  /** The DNS domain the router answers VM names in. */
+  domain: z.string().max(255).default('cloud.internal'),
+});
+export type GuestNetwork = z.infer<typeof GuestNetwork>;
+
+/** What a router knows of one VM: its DHCP lease, its DNS name and its metadata. */
+export const RouterVmEntry = z.object({
+  mac,
+  ip: ipv4,
+  /** The VM's host name (DNS and DHCP option 12, and meta-data/local-hostname). */
+  hostname: name,
+  /** meta-data/instance-id: the VM's uuid. */
+  instanceId: z.string().min(1).max(64),
+  /** meta-data/vm-id and the instance name upstream's router also serves. */
+  vmName: name,
+  /** Base64 user data, served decoded at latest/user-data. */
+  userData: z.string().optional(),
+  publicKeys: z.array(z.string().max(16384)).default([]),
+  serviceOffering: z.string().max(255).optional(),
+  availabilityZone: z.string().max(255).optional(),
+  /** A password to hand out once through the password service (port 8080), until the guest saves it. */
+  password: z.string().max(255).optional(),
+});
+export type RouterVmEntry = z.infer<typeof RouterVmEntry>;
+
+/** A virtual router: a network namespace on the host, plugged into the network's bridge. */
+export const RouterSpec = z.object({
+  name,
+  network: GuestNetwork,
+  ip: ipv4,
+  mac,
+  vms: z.array(RouterVmEntry).default([]),
+});
+export type RouterSpec = z.infer<typeof RouterSpec>;
 
 const empty = z.object({}).strict();
 const nothing = z.object({});
@@ -131,7 +222,10 @@ export const COMMANDS = {
       volumeUuid: z.string().min(1).max(64),
       sizeBytes: bytes,
       pool: StorageLocation,
-      /** A snapshot backup (createSnapshot's path) the new volume starts as a copy of. */
+      /**
+       * An image the new volume starts as a copy of (grown to sizeBytes): a snapshot backup
+       * (createSnapshot's path) or an uploaded volume's file on an image store (RAW or QCOW2).
+       */
       fromSnapshot: z.string().min(1).max(1024).optional(),
     }),
     result: z.object({ path: z.string(), sizeBytes: bytes }),
@@ -192,6 +286,44 @@ export const COMMANDS = {
       snapshotPath: z.string().min(1).max(1024),
       volumePath: z.string().min(1),
       pool: StorageLocation,
+    }),
+    result: nothing,
+  },
+  /** Creates the network's bridge (and VXLAN link) on the host, or updates its peers. */
+  setupNetwork: { payload: z.object({ network: GuestNetwork }), result: nothing },
+  /**
+   * Removes the network's bridge and VXLAN link from the host; refused while VM NICs are plugged
+   * in or a router runs on it (stop the router first). A missing bridge is already torn down.
+   */
+  teardownNetwork: { payload: z.object({ network: GuestNetwork }), result: nothing },
+  /**
+   * Starts the router (namespace, DHCP and DNS, metadata on port 80, password service on 8080),
+   * or brings a running one up to date with the spec (its VM entries are replaced).
+   */
+  startRouter: { payload: z.object({ router: RouterSpec }), result: nothing },
+  /** Stops the router's processes and removes its namespace; a missing router is already stopped. */
+  stopRouter: { payload: z.object({ name }), result: nothing },
+  /** Adds or replaces VM entries (by MAC) and removes others, on a running router. */
+  updateRouter: {
+    payload: z.object({ name, add: z.array(RouterVmEntry).default([]), remove: z.array(mac).default([]) }),
+    result: nothing,
+  },
+  /** Replaces the filtering of a running VM's NICs (matched by MAC); a VM not here is ignored. */
+  applySecurityRules: {
+    payload: z.object({ vm: name, nics: z.array(z.object({ mac, ip: ipv4, security: NicSecurity })) }),
+    result: nothing,
+  },
+  /**
+   * Opens the VM's console for one browser session: the agent connects to the VM's VNC server on
+   * the host (127.0.0.1) and to the management server's agent port at `/tunnel/<tunnel>`,
+   * presenting `secret`, and pipes the two until either side closes. It answers once the tunnel
+   * is open; a repeated command for a tunnel that is already open succeeds without a second one.
+   */
+  openConsole: {
+    payload: z.object({
+      vm: name,
+      tunnel: z.string().regex(/^[A-Za-z0-9_-]{8,64}$/),
+      secret: z.string().min(16).max(128),
     }),
     result: nothing,
   },

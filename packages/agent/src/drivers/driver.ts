@@ -3,11 +3,14 @@
  * memory; a real driver (KVM) implements the same interfaces and passes the same contract tests.
  * Every operation must be idempotent: repeating one that already took effect succeeds.
  */
+import type { Duplex } from 'node:stream';
 import type {
   CommandResult,
+  GuestNetwork,
   HypervisorType,
   ParsedPayload,
   PowerState,
+  RouterSpec,
   VmPowerReport,
   VmSpec,
 } from '@nimbostack/protocol';
@@ -40,6 +43,11 @@ export interface HypervisorDriver {
   migrateVm(name: string, destination: { host: string; address?: string; port?: number }): Promise<void>;
   attachVolume(vm: string, disk: ParsedPayload<'attachVolume'>['disk']): Promise<void>;
   detachVolume(vm: string, disk: ParsedPayload<'detachVolume'>['disk']): Promise<void>;
+  /**
+   * A byte stream to the running VM's console (its VNC server, RFB), for the console proxy. Fails
+   * with a DriverError when the VM is not running here.
+   */
+  openConsole(vm: string): Promise<Duplex>;
 }
 
 export interface StorageDriver {
@@ -56,12 +64,26 @@ export interface StorageDriver {
   revertSnapshot(p: ParsedPayload<'revertSnapshot'>): Promise<void>;
 }
 
+/**
+ * Guest networking on the host: bridges, routers and security group filtering. A host without
+ * it answers these commands as unsupported.
+ */
+export interface NetworkDriver {
+  setupNetwork(network: GuestNetwork): Promise<void>;
+  teardownNetwork(network: GuestNetwork): Promise<void>;
+  startRouter(router: RouterSpec): Promise<void>;
+  stopRouter(name: string): Promise<void>;
+  updateRouter(p: ParsedPayload<'updateRouter'>): Promise<void>;
+  applySecurityRules(p: ParsedPayload<'applySecurityRules'>): Promise<void>;
+}
+
 /** One host the agent presents to the management server. */
 export interface HostDriver {
   /** The host's name, its identity towards the server (addHost's url names it). */
   readonly name: string;
   readonly hypervisor: HypervisorDriver;
   readonly storage: StorageDriver;
+  readonly network?: NetworkDriver;
   /**
    * Wraps every command run on this host. The simulator uses it for latency and injected failures;
    * real drivers leave it out.

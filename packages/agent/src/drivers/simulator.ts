@@ -3,14 +3,17 @@
  * latency and injectable failures (configureSimulator). One process can present thousands of
  * simulated hosts; hosts of one fleet can migrate VMs between each other.
  */
-import type { ParsedPayload, PowerState, VmSpec } from '@nimbostack/protocol';
+import { Duplex } from 'node:stream';
+import type { GuestNetwork, ParsedPayload, PowerState, RouterSpec, VmSpec } from '@nimbostack/protocol';
 import {
   DriverError,
   type HostDriver,
   type HostResources,
   type HypervisorDriver,
+  type NetworkDriver,
   type StorageDriver,
 } from './driver.ts';
+import { serveRfb } from './rfb.ts';
 
 export const SIMULATOR_VERSION = '1.0.0';
 
@@ -37,6 +40,38 @@ interface SimVm {
   spec: VmSpec;
   state: PowerState;
   disks: Set<string>;
+  /** Open console sessions; they end when the VM stops or leaves, as QEMU's VNC connections do. */
+  consoles?: Set<Duplex>;
+}
+
+/**
+ * One end of an in-memory connection: what it writes, its peer reads. The RFB server only sends
+ * a frame when the client asks for one, so the peer's read buffer stays at about a frame.
+ */
+class StreamEnd extends Duplex {
+  peer?: StreamEnd;
+  override _read(): void {}
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    this.peer?.push(chunk);
+    done();
+  }
+  override _final(done: (err?: Error | null) => void): void {
+    this.peer?.push(null);
+    done();
+  }
+  // Closing either end closes both, like a TCP connection being reset.
+  override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
+    if (this.peer && !this.peer.destroyed) this.peer.destroy();
+    done(err);
+  }
+}
+
+function streamPair(): [Duplex, Duplex] {
+  const a = new StreamEnd();
+  const b = new StreamEnd();
+  a.peer = b;
+  b.peer = a;
+  return [a, b];
 }
 
 interface Fault {
@@ -68,8 +103,11 @@ export class SimulatorFleet {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDriver {
+export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDriver, NetworkDriver {
   readonly vms = new Map<string, SimVm>();
+  /** Guest networks and routers as records: the simulator keeps what a real host would set up. */
+  readonly networks = new Map<string, GuestNetwork>();
+  readonly routers = new Map<string, RouterSpec>();
   readonly volumes = new Map<string, number>();
   readonly snapshots = new Map<string, { volumePath: string; sizeBytes: number }>();
   private readonly faults = new Map<string, Fault>();
@@ -85,6 +123,10 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
   }
 
   get storage(): StorageDriver {
+    return this;
+  }
+
+  get network(): NetworkDriver {
     return this;
   }
 
@@ -171,7 +213,27 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
 
   async stopVm(name: string) {
     // A stopped VM is undefined on a real hypervisor, so it stops being reported.
+    this.closeConsoles(this.vms.get(name));
     this.vms.delete(name);
+  }
+
+  /**
+   * A running VM's console: a real RFB 3.8 server (see rfb.ts) on an in-memory stream, so that
+   * the console path works end to end on simulator hosts without a listening port per VM.
+   */
+  async openConsole(name: string): Promise<Duplex> {
+    const vm = this.vms.get(name);
+    if (vm?.state !== 'PowerOn') throw new DriverError(`VM ${name} is not running on host ${this.name}`);
+    const [ours, theirs] = streamPair();
+    serveRfb(ours, name);
+    vm.consoles ??= new Set();
+    vm.consoles.add(theirs);
+    theirs.once('close', () => vm.consoles?.delete(theirs));
+    return theirs;
+  }
+
+  private closeConsoles(vm: SimVm | undefined): void {
+    for (const c of vm?.consoles ?? []) c.destroy();
   }
 
   async rebootVm(name: string) {
@@ -194,7 +256,8 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
     }
     if (destination.host === this.name) throw new DriverError('cannot migrate a VM to the host it runs on');
     const target = this.fleet.hosts.get(destination.host);
-    if (target) target.vms.set(name, { ...vm, state: 'PowerOn' });
+    if (target) target.vms.set(name, { ...vm, state: 'PowerOn', consoles: undefined });
+    this.closeConsoles(vm);
     this.vms.delete(name);
   }
 
@@ -251,7 +314,8 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
     // The source may also be a snapshot's backup (a template made from a snapshot copies it).
     const size = this.volumes.get(p.volumePath) ?? this.snapshots.get(p.volumePath)?.sizeBytes;
     if (size === undefined) throw new DriverError(`volume ${p.volumePath} does not exist`);
-    const path = `${p.pool.path}/snapshots/${p.snapshotUuid}`;
+    // Backed up where the KVM driver puts it: under secondary storage when given, else the pool.
+    const path = `${(p.secondary ?? p.pool).path}/snapshots/${p.snapshotUuid}`;
     if (!this.snapshots.has(path)) this.snapshots.set(path, { volumePath: p.volumePath, sizeBytes: size });
     return { path, sizeBytes: this.snapshots.get(path)!.sizeBytes };
   }
@@ -264,5 +328,47 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
     const snap = this.snapshots.get(p.snapshotPath);
     if (!snap) throw new DriverError(`snapshot ${p.snapshotPath} does not exist`);
     this.volumes.set(p.volumePath, snap.sizeBytes);
+  }
+
+  async setupNetwork(network: GuestNetwork) {
+    this.networks.set(network.uuid, network);
+  }
+
+  async teardownNetwork(network: GuestNetwork) {
+    for (const vm of this.vms.values())
+      if (vm.spec.nics.some((n) => n.bridge === network.bridge))
+        throw new DriverError(
+          `network ${network.uuid} still has NICs of VM ${vm.spec.name} on host ${this.name}`,
+        );
+    for (const router of this.routers.values())
+      if (router.network.bridge === network.bridge)
+        throw new DriverError(
+          `bridge ${network.bridge} of network ${network.uuid} still has router ${router.name}: stop it first`,
+        );
+    this.networks.delete(network.uuid);
+  }
+
+  async startRouter(router: RouterSpec) {
+    this.routers.set(router.name, router);
+  }
+
+  async stopRouter(name: string) {
+    this.routers.delete(name);
+  }
+
+  async updateRouter(p: ParsedPayload<'updateRouter'>) {
+    const router = this.routers.get(p.name);
+    if (!router) throw new DriverError(`router ${p.name} is not running on host ${this.name}`);
+    const gone = new Set([...p.remove, ...p.add.map((e) => e.mac)].map((m) => m.toLowerCase()));
+    router.vms = [...router.vms.filter((e) => !gone.has(e.mac.toLowerCase())), ...p.add];
+  }
+
+  async applySecurityRules(p: ParsedPayload<'applySecurityRules'>) {
+    const vm = this.vms.get(p.vm);
+    if (!vm) return;
+    for (const nic of vm.spec.nics) {
+      const update = p.nics.find((n) => n.mac.toLowerCase() === nic.mac.toLowerCase());
+      if (update) nic.security = update.security;
+    }
   }
 }

@@ -3,6 +3,8 @@
  * an agent restart, and controlled over QMP on a UNIX socket in the VM's state directory
  * (<stateDir>/<host>/vms/<name>/: vm.json, qemu.pid, qmp.sock, console.log, qemu.log). A restarted
  * agent re-adopts the VMs it finds there. Volumes live in directory pools (see storage.ts).
+ * Guest networking (bridges, routers, security groups) is the `network` driver (../../network/);
+ * this driver installs a VM's filtering when its taps appear and removes it when the VM goes.
  */
 import { spawn } from 'node:child_process';
 import {
@@ -16,9 +18,12 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
-import type { PowerState, VmPowerReport, VmSpec } from '@nimbostack/protocol';
+import type { Duplex } from 'node:stream';
+import type { ParsedPayload, PowerState, VmPowerReport, VmSpec } from '@nimbostack/protocol';
+import { HostNetwork } from '../../network/host-network.ts';
+import type { NicFilter } from '../../network/security.ts';
 import {
   DriverError,
   type HostDriver,
@@ -44,6 +49,7 @@ import {
   paths,
   qemuArgs,
   tapName,
+  tapPrefix,
   type VmDisk,
 } from './machine.ts';
 import { Qmp } from './qmp.ts';
@@ -115,6 +121,7 @@ function qemuAlive(pid: number, qmpPath: string): boolean {
 
 export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
   readonly storage: StorageDriver;
+  readonly network: HostNetwork;
   private readonly vms = new Map<string, Vm>();
   private readonly queues = new Map<string, Promise<void>>();
   /** VMs this host handed over, so that a retried migrateVm succeeds. */
@@ -133,6 +140,11 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
     this.hostDir = join(options.stateDir, options.name);
     this.privateIp = options.privateIp ?? defaultAddress();
     this.storage = new DirectoryStorage(this);
+    this.network = new HostNetwork({
+      hostDir: this.hostDir,
+      localAddress: this.privateIp,
+      applySecurityRules: (p) => this.applySecurityRules(p),
+    });
   }
 
   /** Checks QEMU, decides the accelerator and re-adopts the VMs of an earlier agent process. */
@@ -142,6 +154,7 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
     const accel = await chooseAccel(options.stateDir, version);
     const host = new KvmHost(options, version, accel);
     await host.adopt();
+    await host.network.adopt();
     return host;
   }
 
@@ -323,6 +336,32 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
     });
   }
 
+  /**
+   * A TCP connection to the VM's VNC server, which listens on 127.0.0.1 only and without a
+   * password: the console proxy is the only way in from outside the host.
+   */
+  async openConsole(name: string): Promise<Duplex> {
+    const vm = this.running(name);
+    if (!vm.vncPort) {
+      const vnc = await vm.qmp!.execute<{ service?: string }>('query-vnc');
+      vm.vncPort = vnc.service ? Number(vnc.service) : undefined;
+    }
+    const port = vm.vncPort;
+    if (!port) throw new DriverError(`VM ${name} has no VNC display`);
+    return new Promise<Duplex>((resolve, reject) => {
+      const socket = connect({ host: '127.0.0.1', port });
+      socket.setNoDelay(true);
+      socket.once('connect', () => {
+        // From here the tunnel owns the socket; an error also closes it, which the tunnel handles.
+        socket.on('error', () => undefined);
+        resolve(socket);
+      });
+      socket.once('error', (err) =>
+        reject(new DriverError(`VNC of VM ${name} (127.0.0.1:${port}) is unreachable: ${err.message}`)),
+      );
+    });
+  }
+
   async stopVm(name: string, force: boolean) {
     return this.serialized(name, async () => {
       const vm = this.vms.get(name);
@@ -345,6 +384,26 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
         await this.waitUntil(() => !alive(), 10_000);
       }
       this.forget(vm);
+      await this.removeFilters(name);
+    });
+  }
+
+  /**
+   * Replaces the security group filtering of a running VM's NICs (matched by MAC) and keeps it in
+   * the VM's record, so a restarted agent and a migration destination enforce the same rules.
+   */
+  async applySecurityRules(p: ParsedPayload<'applySecurityRules'>) {
+    return this.serialized(p.vm, async () => {
+      const vm = this.vms.get(p.vm);
+      if (!vm || vm.dead) return;
+      const nics = vm.spec.nics.map((nic) => {
+        const update = p.nics.find((n) => n.mac.toLowerCase() === nic.mac.toLowerCase());
+        return update ? { ...nic, ip: update.ip, security: update.security } : nic;
+      });
+      vm.spec = { ...vm.spec, nics };
+      this.save(vm);
+      const macs = new Set(p.nics.map((n) => n.mac.toLowerCase()));
+      await this.network.security.apply(this.filtersOf(vm.spec).filter((f) => macs.has(f.mac.toLowerCase())));
     });
   }
 
@@ -416,6 +475,7 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
         process.kill(vm.pid, 'SIGKILL');
       });
       this.forget(vm);
+      await this.removeFilters(name);
       this.migratedAway.set(name, destination.host);
     });
   }
@@ -556,9 +616,12 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
       if (!existsSync(disk.path)) throw new DriverError(`volume ${disk.path} of ${spec.name} does not exist`);
       formats.set(disk.deviceId, (await imageInfo(disk.path)).format);
     }
-    for (const nic of spec.nics)
+    for (const nic of spec.nics) {
       if (nic.bridge && !existsSync(`/sys/class/net/${nic.bridge}/bridge`))
         throw new DriverError(`bridge ${nic.bridge} for ${spec.name} does not exist on ${this.name}`);
+      if (nic.bridge && nic.security && !/^\d{1,3}(\.\d{1,3}){3}$/.test(nic.ip ?? ''))
+        throw new DriverError(`NIC ${nic.mac} of ${spec.name} has security groups but no IPv4 address`);
+    }
     const args = qemuArgs({ host: this.name, spec, dir, accel: this.accel, formats, incoming });
     const log = openSync(f.log, 'w');
     // Detached, in its own process group: the VM survives the agent stopping or crashing.
@@ -586,6 +649,9 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
         await run('ip', ['link', 'set', tap, 'master', nic.bridge!]);
         await run('ip', ['link', 'set', tap, 'up']);
       }
+      // Before the guest runs (fresh start: -S; migration target: before memory arrives), so it
+      // never has a moment without its filtering.
+      await this.network.security.apply(this.filtersOf(spec));
       if (incoming) {
         const port = await freePort(this.privateIp);
         await qmp.execute('migrate-incoming', { uri: `tcp:${this.listenHost()}:${port}` });
@@ -642,6 +708,28 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
     vm.dead = true;
     vm.qmp?.close();
     vm.qmp = undefined;
+    // A QEMU that died took its taps along; its firewall chains go too.
+    void this.removeFilters(vm.spec.name).catch((err: Error) =>
+      process.stderr.write(`agent: removing the filtering of ${vm.spec.name}: ${err.message}\n`),
+    );
+  }
+
+  /** The security group filtering of a VM's NICs on this host (only NICs with security). */
+  private filtersOf(spec: VmSpec): NicFilter[] {
+    return spec.nics
+      .filter((nic) => nic.bridge && nic.security && nic.ip)
+      .map((nic) => ({
+        port: tapName(this.name, spec.name, nic),
+        bridge: nic.bridge!,
+        mac: nic.mac,
+        ip: nic.ip!,
+        security: nic.security!,
+      }));
+  }
+
+  private removeFilters(name: string): Promise<void> {
+    // Only when something could be installed: hosts without nftables never had any.
+    return this.network.security.remove(tapPrefix(this.name, name));
   }
 
   /** Drops a VM from this host: its runtime files go, its console log stays for diagnosis. */
@@ -691,6 +779,11 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
       } catch {
         // Left PowerUnknown: the process lives but its monitor does not answer.
       }
+      // The rules normally survive an agent restart; re-creating them covers a flushed ruleset.
+      if (vm.status !== 'postmigrate')
+        await this.network.security.apply(this.filtersOf(vm.spec)).catch((err: Error) => {
+          process.stderr.write(`agent: filtering of ${vm.spec.name} not restored: ${err.message}\n`);
+        });
       // The previous agent died between a completed migration and quitting the source.
       if (vm.status === 'postmigrate') {
         await vm.qmp?.execute('quit', undefined, 3000).catch(() => undefined);

@@ -57,9 +57,13 @@ export function diskDeviceArgs(disk: VmDisk): Record<string, unknown> {
 }
 
 /** Tap names are per host and VM, so source and destination of a migration on one machine differ. */
-export function tapName(host: string, vm: string, nic: VmNic): string {
-  const h = createHash('sha1').update(`${host}/${vm}`).digest('hex').slice(0, 10);
-  return `vn${h}${nic.deviceId.toString(16)}`;
+export function tapName(host: string, vm: string, nic: { deviceId: number }): string {
+  return `${tapPrefix(host, vm)}${nic.deviceId.toString(16)}`;
+}
+
+/** What every tap (and so every firewall chain) of one VM on one host starts with. */
+export function tapPrefix(host: string, vm: string): string {
+  return `vn${createHash('sha1').update(`${host}/${vm}`).digest('hex').slice(0, 10)}`;
 }
 
 function commaSafe(value: string): string {
