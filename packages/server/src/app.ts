@@ -11,6 +11,8 @@ import { AgentGateway } from './agents/gateway.ts';
 import { type Clock, type IdSource, randomIds, systemClock } from './clock.ts';
 import { allCommands } from './commands.ts';
 import type { ServerConfig } from './config.ts';
+import { registerLegacyConsole } from './console/legacy.ts';
+import { ConsoleProxy } from './console/proxy.ts';
 import type { App } from './context.ts';
 import { insertId, openStore } from './db/connection.ts';
 import { migrate } from './db/migrate.ts';
@@ -20,7 +22,7 @@ import { errorBody, render } from './http/serialize.ts';
 import { Secrets } from './iam/secrets.ts';
 import { seedIdentity } from './iam/seed.ts';
 import { startCapacityChecks } from './infra/alerts.ts';
-import { startLocalZone } from './infra/local-zone.ts';
+import { checkKvmLocalZone, startLocalZone } from './infra/local-zone.ts';
 import { JobRunner } from './jobs/runner.ts';
 import { Registry } from './registry/registry.ts';
 import { Settings } from './settings/settings.ts';
@@ -46,6 +48,8 @@ export interface StartOptions {
 
 export async function startServer(config: ServerConfig, options: StartOptions = {}): Promise<Server> {
   const log = pino({ level: config.logLevel, base: { service: 'nimbostack' } });
+  // Before the database is touched: a machine that cannot be the KVM local zone's host says so.
+  if (config.seedLocalZone) checkKvmLocalZone(config);
   const store = openStore(config.databaseUrl);
   let http: FastifyInstance | undefined;
   try {
@@ -127,6 +131,9 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         .send(render('json', 'errorresponse', errorBody(e), false));
     });
     registerApiRoutes(fastify, app);
+    registerLegacyConsole(fastify, app);
+    const consoleProxy = new ConsoleProxy(app);
+    consoleProxy.register(fastify);
     await registerUi(fastify);
     const stopTemplates = await startTemplates(app, fastify);
     const agentTls =
@@ -159,6 +166,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           stopSnapshotScheduler();
           stopTemplates();
           settings.stop();
+          consoleProxy.stop();
           await fastify.close();
           await localAgent?.stop();
           await app.agents.stop();

@@ -1,6 +1,7 @@
 /** Every API command this server implements, from each capability folder. */
 import { simulatorCommands } from './agents/simulator.ts';
 import { computeCommands } from './compute/index.ts';
+import { consoleCommands } from './console/commands.ts';
 import { discoveryCommands } from './discovery/discovery.ts';
 import { eventCommands } from './events/commands.ts';
 import { accountCommands } from './iam/accounts.ts';
@@ -40,6 +41,7 @@ export const allCommands = [
   ...isoCommands,
   ...networkCommands,
   ...computeCommands,
+  ...consoleCommands,
   ...usageCommands,
   ...allSnapshotCommands,
 ] as Command[];

@@ -23,6 +23,14 @@ export interface ServerConfig {
   serverName?: string;
   /** Whether to create the ready local zone on first start. */
   seedLocalZone: boolean;
+  /** What the local zone's host is: `simulator` (default) or `kvm`, this machine as a real KVM host. */
+  hypervisor: 'simulator' | 'kvm';
+  /** KVM local zone: the in-process agent's state (VM directories, console logs). */
+  kvmStateDir: string;
+  /** KVM local zone: primary/ and secondary/ storage directories live here. */
+  kvmStorageDir: string;
+  /** KVM local zone: the image registered as its ready template (built by npm run setup:host). */
+  kvmTemplate: string;
   /** PEM certificate and key files: when both are set, agents connect with wss:// (TLS). */
   agentTlsCert?: string;
   agentTlsKey?: string;
@@ -38,6 +46,10 @@ const ENV: Record<string, keyof ServerConfig> = {
   NIMBOSTACK_SECRET_KEY_FILE: 'secretKeyFile',
   NIMBOSTACK_SERVER_NAME: 'serverName',
   NIMBOSTACK_SEED_LOCAL_ZONE: 'seedLocalZone',
+  NIMBOSTACK_HYPERVISOR: 'hypervisor',
+  NIMBOSTACK_KVM_STATE_DIR: 'kvmStateDir',
+  NIMBOSTACK_KVM_STORAGE_DIR: 'kvmStorageDir',
+  NIMBOSTACK_KVM_TEMPLATE: 'kvmTemplate',
   NIMBOSTACK_AGENT_TLS_CERT: 'agentTlsCert',
   NIMBOSTACK_AGENT_TLS_KEY: 'agentTlsKey',
 };
@@ -58,6 +70,12 @@ function coerce(key: keyof ServerConfig, value: unknown, origin: string): unknow
   if (BOOLEAN.has(key)) {
     if (typeof value === 'boolean') return value;
     return String(value).toLowerCase() === 'true';
+  }
+  if (key === 'hypervisor') {
+    const h = String(value).toLowerCase();
+    if (h !== 'simulator' && h !== 'kvm')
+      throw new ConfigError(`${origin}: hypervisor must be simulator or kvm`);
+    return h;
   }
   if (key === 'logLevel' && !LOG_LEVELS.includes(String(value))) {
     throw new ConfigError(`${origin}: logLevel must be one of ${LOG_LEVELS.join(', ')}`);
@@ -80,6 +98,10 @@ export function loadConfig(
     dataDir: './data',
     logLevel: 'info',
     seedLocalZone: true,
+    hypervisor: 'simulator',
+    kvmStateDir: '/var/lib/nimbostack/agent',
+    kvmStorageDir: '/var/lib/nimbostack',
+    kvmTemplate: '/var/lib/nimbostack/test-template.qcow2',
   };
   const file = env.NIMBOSTACK_CONFIG ?? (existsSync('nimbostack.json') ? 'nimbostack.json' : undefined);
   if (file) {
@@ -104,6 +126,9 @@ export function loadConfig(
   return {
     ...(merged as unknown as ServerConfig),
     dataDir,
+    kvmStateDir: resolve(String(merged.kvmStateDir)),
+    kvmStorageDir: resolve(String(merged.kvmStorageDir)),
+    kvmTemplate: resolve(String(merged.kvmTemplate)),
     databaseUrl: (merged.databaseUrl as string | undefined) ?? `sqlite:${resolve(dataDir, 'nimbostack.db')}`,
     secretKeyFile: (merged.secretKeyFile as string | undefined) ?? resolve(dataDir, 'server.key'),
   };

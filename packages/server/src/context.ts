@@ -46,6 +46,8 @@ export interface Caller {
 export interface CallContext {
   app: App;
   caller: Caller;
+  /** scheme://host[:port] the API call came in on, for answers that hold URLs back to this server. */
+  origin?: string;
 }
 
 export function isRootAdmin(caller: Caller): boolean {

@@ -3,7 +3,8 @@
  * agent inside the server process; it comes back Up after a restart; the seeding can be turned off.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { waitUntil } from './agents.ts';
@@ -37,6 +38,45 @@ test('a fresh server creates a local zone with a simulated host, primary and sec
   assert.ok(server.logs.some((l) => l.includes('"created the local zone"')));
 });
 
+/** The server's stderr from a start that failed (the harness puts it after the exit code). */
+async function failedStart(opts: Parameters<typeof startServer>[0]): Promise<string> {
+  const e = await startServer(opts).then(
+    async (s) => {
+      await s.stop();
+      throw new Error('the server started');
+    },
+    (err: Error) => err,
+  );
+  return e.message;
+}
+
+test('NIMBOSTACK_HYPERVISOR=kvm on a machine without the test template: one line naming setup:host', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'nimbo-kvm-missing-'));
+  try {
+    const out = await failedStart({
+      dataDir,
+      env: {
+        NIMBOSTACK_SEED_LOCAL_ZONE: 'true',
+        NIMBOSTACK_HYPERVISOR: 'kvm',
+        NIMBOSTACK_KVM_TEMPLATE: join(dataDir, 'no-template.qcow2'),
+      },
+    });
+    assert.match(out, /^server exited with 1\n/);
+    const stderr = out
+      .split('\n')
+      .slice(1)
+      .filter((l) => l.trim() !== '' && !l.startsWith('{'));
+    assert.equal(stderr.length, 1, out);
+    assert.match(
+      stderr[0]!,
+      /^nimbostack: NIMBOSTACK_HYPERVISOR=kvm: .*(needs root|no-template\.qcow2 is missing).*npm run setup:host/,
+    );
+    assert.equal(existsSync(join(dataDir, 'local-agent.json')), false);
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
 test('after a restart the local host reconnects; nothing is created twice', async () => {
   const { dataDir, databaseUrl } = server!;
   await server!.stop({ keepData: true });
@@ -49,6 +89,29 @@ test('after a restart the local host reconnects; nothing is created twice', asyn
     'local host Up',
   );
   assert.equal((await server.admin.request<any>('listHosts', {})).count, 1);
+});
+
+test('a simulator local zone refuses to come back as a KVM one', {
+  skip:
+    process.getuid?.() !== 0 || !existsSync('/usr/bin/qemu-system-x86_64') ? 'needs root and QEMU' : false,
+}, async () => {
+  const { dataDir, databaseUrl } = server!;
+  await server!.stop({ keepData: true });
+  const out = await failedStart({
+    dataDir,
+    databaseUrl,
+    env: {
+      NIMBOSTACK_SEED_LOCAL_ZONE: 'true',
+      NIMBOSTACK_HYPERVISOR: 'kvm',
+      // Any existing file passes the template check; the data directory's zone decides.
+      NIMBOSTACK_KVM_TEMPLATE: join(dataDir, 'local-agent.json'),
+    },
+  });
+  assert.match(
+    out,
+    /nimbostack: the local zone in .* has a simulator host, not kvm: start with NIMBOSTACK_HYPERVISOR=simulator/,
+  );
+  server = await startServer({ dataDir, databaseUrl, env: { NIMBOSTACK_SEED_LOCAL_ZONE: 'true' } });
 });
 
 test('NIMBOSTACK_SEED_LOCAL_ZONE=false leaves a fresh server empty', async () => {

@@ -6,6 +6,7 @@
  * until addHost adopts them.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import {
@@ -131,6 +132,8 @@ export class AgentGateway {
   private announcedInterval = 0;
   private ticking = false;
   port = 0;
+  /** Takes WebSockets that agents open on /tunnel/<id> (console sessions). */
+  tunnelHandler?: (ws: WebSocket, req: IncomingMessage) => void;
 
   constructor(private readonly app: () => App) {}
 
@@ -157,9 +160,15 @@ export class AgentGateway {
     }
     this.wss = wss;
     wss.on('error', (err) => this.app().log.error({ err }, 'agent gateway error'));
-    wss.on('connection', (ws, req) =>
-      this.onConnection(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`),
-    );
+    wss.on('connection', (ws, req) => {
+      // Console tunnels from agents share the agent port on their own path (console/proxy.ts).
+      if (req.url?.startsWith('/tunnel/')) {
+        if (this.tunnelHandler) this.tunnelHandler(ws, req);
+        else ws.close(4004, 'this server accepts no tunnels');
+        return;
+      }
+      this.onConnection(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`);
+    });
     this.port = ((this.tlsServer ?? wss).address() as AddressInfo).port;
     this.monitor = setInterval(() => this.tick(), 500);
     this.monitor.unref();
@@ -185,6 +194,15 @@ export class AgentGateway {
   isConnected(hostId: number): boolean {
     const s = this.byId.get(hostId);
     return !!s?.conn && s.ready;
+  }
+
+  /**
+   * An object standing for the host's current agent connection (undefined when not connected):
+   * state a host keeps only while its agent stays connected can be remembered against it.
+   */
+  connectionOf(hostId: number): object | undefined {
+    const s = this.byId.get(hostId);
+    return s?.conn && s.ready ? s.conn : undefined;
   }
 
   /** The startup of a host an agent presented but no admin has added yet. */

@@ -18,6 +18,10 @@ import * as m0009 from './migrations/0009-compute-extras.ts';
 import * as m0010 from './migrations/0010-snapshots.ts';
 import * as m0011 from './migrations/0011-affinity-usage.ts';
 import * as m0012 from './migrations/0012-list-indexes.ts';
+import * as m0013 from './migrations/0013-routers.ts';
+import * as m0014 from './migrations/0014-console.ts';
+import * as m0015 from './migrations/0015-storage-dedication.ts';
+import * as m0016 from './migrations/0016-list-covering-indexes.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
 export type Step = { up(m: MigrationContext): Promise<void> };
@@ -36,6 +40,10 @@ export const MIGRATIONS: [string, Step][] = [
   ['0010-snapshots', m0010],
   ['0011-affinity-usage', m0011],
   ['0012-list-indexes', m0012],
+  ['0013-routers', m0013],
+  ['0014-console', m0014],
+  ['0015-storage-dedication', m0015],
+  ['0016-list-covering-indexes', m0016],
 ];
 
 export class SchemaTooNewError extends Error {}

@@ -256,6 +256,8 @@ export interface StoragePoolTable {
   name: string;
   zone_id: number;
   pod_id: number | null;
+  /** Host-local pools (scope HOST): the one host that reaches them. */
+  host_id: Generated<number | null>;
   cluster_id: number | null;
   /** CLUSTER, ZONE or HOST. */
   scope: string;
@@ -537,6 +539,8 @@ export interface VmTable {
   user_data_id: number | null;
   /** Encrypted with the server key. */
   password: string | null;
+  /** 1 while the router has not been handed the VM's new password yet. */
+  password_pending: Generated<number>;
   /** JSON object of VM details. */
   details: string | null;
   created: number;
@@ -573,6 +577,15 @@ export interface VolumeTable {
   attached: number | null;
   created: number;
   removed: number | null;
+  /** Uploaded volumes (uploadVolume) live on secondary storage until first attached. */
+  image_store_id: Generated<number | null>;
+  store_path: Generated<string | null>;
+  upload_url: Generated<string | null>;
+  upload_checksum: Generated<string | null>;
+  /** Progress or failure of an upload ("35% Uploaded", the error). */
+  upload_status: Generated<string | null>;
+  /** The management server running the upload (a stopped one's upload is taken over). */
+  upload_ms_id: Generated<number | null>;
 }
 
 /** A template or an ISO (is_iso). Sizes live on the store copies, which are what exists. */
@@ -646,6 +659,32 @@ export interface TemplatePermissionTable {
 }
 
 /** An extract link: /client/extract/<token>/<file> serves one store copy until `expires`. */
+export interface VolumeExtractTable {
+  id: Generated<number>;
+  token: string;
+  volume_id: number;
+  image_store_id: number;
+  install_path: string;
+  account_id: number;
+  created: number;
+  expires: number;
+}
+
+/** An explicit dedication of a zone, pod, cluster or host (exactly one is set) to a domain or account. */
+export interface DedicatedResourceTable {
+  id: Generated<number>;
+  uuid: string;
+  zone_id: number | null;
+  pod_id: number | null;
+  cluster_id: number | null;
+  host_id: number | null;
+  domain_id: number;
+  account_id: number | null;
+  affinity_group_id: number | null;
+  created: number;
+}
+export type DedicatedResourceRow = Selectable<DedicatedResourceTable>;
+
 export interface TemplateExtractTable {
   id: Generated<number>;
   token: string;
@@ -766,6 +805,7 @@ export interface Database {
   vlan_ip_ranges: VlanIpRangeTable;
   guest_ip_allocations: GuestIpAllocationTable;
   nics: NicTable;
+  routers: RouterTable;
   security_groups: SecurityGroupTable;
   security_group_rules: SecurityGroupRuleTable;
   security_group_vm_map: SecurityGroupVmMapTable;
@@ -788,6 +828,8 @@ export interface Database {
   template_store_refs: TemplateStoreRefTable;
   template_permissions: TemplatePermissionTable;
   template_extracts: TemplateExtractTable;
+  volume_extracts: VolumeExtractTable;
+  dedicated_resources: DedicatedResourceTable;
   affinity_groups: AffinityGroupTable;
   affinity_group_vm_map: AffinityGroupVmMapTable;
   usage_records: UsageRecordTable;
@@ -795,6 +837,7 @@ export interface Database {
   snapshot_policies: SnapshotPolicyTable;
   vm_snapshots: VmSnapshotTable;
   vm_snapshot_disks: VmSnapshotDiskTable;
+  console_tokens: ConsoleTokenTable;
 }
 
 export type DomainRow = Selectable<DomainTable>;
@@ -921,6 +964,33 @@ export interface NicTable {
   state: string;
   created: number;
   removed: number | null;
+  /** Set on a virtual router's guest NIC (whose vm_id is then 0). */
+  router_id: Generated<number | null>;
+}
+
+/** A virtual router of a shared guest network (upstream's domain router). */
+export interface RouterTable {
+  id: Generated<number>;
+  uuid: string;
+  /** r-<id>-VM */
+  name: string;
+  network_id: number;
+  /** The network while the router is not destroyed; unique, so a network has one live router. */
+  live_network_id: number | null;
+  zone_id: number;
+  pod_id: number | null;
+  host_id: number | null;
+  last_host_id: number | null;
+  nic_id: number | null;
+  guest_ip: string;
+  guest_mac: string;
+  hypervisor: string | null;
+  /** Starting, Running, Stopping, Stopped, Destroyed. */
+  state: string;
+  version: string;
+  created: number;
+  updated: number;
+  removed: number | null;
 }
 
 export interface SecurityGroupTable {
@@ -960,6 +1030,7 @@ export type NetworkOfferingRow = Selectable<NetworkOfferingTable>;
 export type NetworkRow = Selectable<NetworkTable>;
 export type VlanIpRangeRow = Selectable<VlanIpRangeTable>;
 export type NicRow = Selectable<NicTable>;
+export type RouterRow = Selectable<RouterTable>;
 export type SecurityGroupRow = Selectable<SecurityGroupTable>;
 export type SecurityGroupRuleRow = Selectable<SecurityGroupRuleTable>;
 export type TemplateRow = Selectable<TemplateTable>;
@@ -1016,3 +1087,20 @@ export interface UsageRecordTable {
 
 export type AffinityGroupRow = Selectable<AffinityGroupTable>;
 export type UsageRecordRow = Selectable<UsageRecordTable>;
+
+/** A one-time console access token (createConsoleEndpoint); only its SHA-256 is stored. */
+export interface ConsoleTokenTable {
+  id: Generated<number>;
+  token_hash: string;
+  extra_hash: string | null;
+  vm_id: number;
+  /** Who asked for it: the console session is recorded (VNC.CONNECT) for this user. */
+  user_id: number;
+  account_id: number;
+  domain_id: number;
+  created: number;
+  expires: number;
+  /** When it was redeemed; a token is redeemed at most once. */
+  used: number | null;
+}
+export type ConsoleTokenRow = Selectable<ConsoleTokenTable>;

@@ -1,25 +1,87 @@
 /**
  * The embedded default: on a fresh database (and unless seedLocalZone is off) the server creates a
- * ready local zone — zone, pod, Simulator cluster, primary and secondary storage as directories
- * under the data directory, and one simulated host served by an agent running inside this
- * process. The agent speaks the same WebSocket protocol as any other, and its token is kept in
- * <dataDir>/local-agent.json so it reconnects on every later start.
+ * ready local zone — zone, pod, cluster, primary and secondary storage as directories, and one
+ * host served by an agent running inside this process. The agent speaks the same WebSocket
+ * protocol as any other, and its token is kept in <dataDir>/local-agent.json so it reconnects on
+ * every later start.
+ *
+ * The host is simulated by default. With `hypervisor: kvm` (NIMBOSTACK_HYPERVISOR=kvm) it is this
+ * machine as a real KVM host (the agent's KvmHost driver): guests run in QEMU, the zone's guest
+ * network is a bridge here with its virtual router, storage lives under kvmStorageDir, and the
+ * test template built by `npm run setup:host` is registered as the zone's ready template.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Agent, type AgentLogger, SimulatorFleet } from '@nimbostack/agent';
+import { Agent, type AgentLogger, type HostDriver, KvmHost, SimulatorFleet } from '@nimbostack/agent';
+import { ConfigError, type ServerConfig } from '../config.ts';
 import type { App, CallContext } from '../context.ts';
 import { dispatch } from '../http/dispatch.ts';
 import { loadCaller } from '../iam/caller.ts';
 import type { RawValue } from '../registry/params.ts';
+import { defineSystemTemplate } from '../storage/builtin-templates.ts';
 
 const HOST_NAME = 'local-host';
+const KVM_HOST_NAME = 'local-kvm';
 const PENDING_WAIT_MS = 10_000;
+/** What users look for in listTemplates to deploy on the KVM local zone. */
+export const KVM_TEST_TEMPLATE_NAME = 'Nimbostack test template (KVM)';
 
 interface LocalAgentFile {
   name: string;
   token: string;
+  /** Absent in files written before KVM local zones existed: those are simulator zones. */
+  hypervisor?: 'simulator' | 'kvm';
+}
+
+const SETUP = 'run `npm run setup:host` (as root) first';
+const QEMU_BINARY = '/usr/bin/qemu-system-x86_64';
+
+/**
+ * Whether this machine can be the local zone's KVM host, as a one-line ConfigError when not: root
+ * is needed for bridges, taps and nftables; QEMU and the test template come from setup:host. The
+ * server checks this before touching the database, so a failed first start stays a fresh one.
+ */
+export function checkKvmLocalZone(config: ServerConfig): void {
+  if (config.hypervisor !== 'kvm') return;
+  if (typeof process.getuid === 'function' && process.getuid() !== 0)
+    throw new ConfigError(
+      `NIMBOSTACK_HYPERVISOR=kvm makes this machine a KVM host and needs root (bridges, taps, nftables); ${SETUP} and start the server as root`,
+    );
+  if (!existsSync(config.kvmTemplate))
+    throw new ConfigError(
+      `NIMBOSTACK_HYPERVISOR=kvm: the test template ${config.kvmTemplate} is missing; ${SETUP}`,
+    );
+  if (!existsSync(QEMU_BINARY))
+    throw new ConfigError(`NIMBOSTACK_HYPERVISOR=kvm: ${QEMU_BINARY} is missing; ${SETUP}`);
+}
+
+/** This machine as the local zone's KVM host (see checkKvmLocalZone). */
+async function kvmHost(app: App, name: string): Promise<HostDriver> {
+  const { config } = app;
+  checkKvmLocalZone(config);
+  try {
+    return await KvmHost.create({ name, stateDir: config.kvmStateDir });
+  } catch (err) {
+    throw new ConfigError(
+      `NIMBOSTACK_HYPERVISOR=kvm: cannot drive KVM here (${(err as Error).message}); ${SETUP}`,
+    );
+  }
+}
+
+/** The KVM test image as a template of every zone: public, featured, password-enabled. */
+function defineKvmTemplate(app: App): void {
+  defineSystemTemplate({
+    name: KVM_TEST_TEMPLATE_NAME,
+    displayText: 'Small Linux guest (busybox): DHCP, metadata, user data and password from the router',
+    url: `file://${app.config.kvmTemplate}`,
+    format: 'QCOW2',
+    hypervisor: 'KVM',
+    osType: 'Other Linux (64-bit)',
+    type: 'BUILTIN',
+    passwordEnabled: true,
+    sshKeyEnabled: true,
+  });
 }
 
 /** Runs a command as the admin, with the same validation as the API; returns the object it made. */
@@ -39,12 +101,14 @@ async function run(
   return made as { id: string };
 }
 
-function startAgent(app: App, agentUrl: string, file: LocalAgentFile, ca?: Buffer): Agent {
+async function startAgent(app: App, agentUrl: string, file: LocalAgentFile, ca?: Buffer): Promise<Agent> {
   const log = app.log.child({ component: 'local-agent' });
+  const hosts =
+    file.hypervisor === 'kvm' ? [await kvmHost(app, file.name)] : new SimulatorFleet().addHosts(file.name, 1);
   const agent = new Agent({
     server: agentUrl,
     token: file.token,
-    hosts: new SimulatorFleet().addHosts(file.name, 1),
+    hosts,
     log: log as unknown as AgentLogger,
     maxBackoffMs: 5000,
     // The server's own certificate may name its public address, not 127.0.0.1: trust exactly it.
@@ -76,20 +140,35 @@ export async function startLocalZone(
   app: App,
   opts: { fresh: boolean; agentUrl: string; ca?: Buffer },
 ): Promise<Agent | undefined> {
-  const path = join(app.config.dataDir, 'local-agent.json');
+  const { config } = app;
+  const path = join(config.dataDir, 'local-agent.json');
   if (existsSync(path)) {
     const file = JSON.parse(readFileSync(path, 'utf8')) as LocalAgentFile;
+    const kind = file.hypervisor ?? 'simulator';
+    if (kind !== config.hypervisor)
+      throw new ConfigError(
+        `the local zone in ${config.dataDir} has a ${kind} host, not ${config.hypervisor}: start with NIMBOSTACK_HYPERVISOR=${kind}, or use a fresh NIMBOSTACK_DATA directory`,
+      );
+    if (kind === 'kvm') defineKvmTemplate(app);
     return startAgent(app, opts.agentUrl, file, opts.ca);
   }
-  if (!opts.fresh || !app.config.seedLocalZone) return undefined;
+  if (!opts.fresh || !config.seedLocalZone) return undefined;
 
   const started = Date.now();
-  const file: LocalAgentFile = { name: HOST_NAME, token: randomBytes(24).toString('hex') };
-  const agent = startAgent(app, opts.agentUrl, file, opts.ca);
+  const kvm = config.hypervisor === 'kvm';
+  const file: LocalAgentFile = {
+    name: kvm ? KVM_HOST_NAME : HOST_NAME,
+    token: randomBytes(24).toString('hex'),
+    hypervisor: config.hypervisor,
+  };
+  // Checked before anything is created, so a machine that cannot be a KVM host leaves no zone behind.
+  const agent = await startAgent(app, opts.agentUrl, file, opts.ca);
+  if (kvm) defineKvmTemplate(app);
+  const hypervisor = kvm ? 'KVM' : 'Simulator';
   try {
     const ctx = await adminContext(app);
-    const primary = join(app.config.dataDir, 'primary');
-    const secondary = join(app.config.dataDir, 'secondary');
+    const primary = kvm ? join(config.kvmStorageDir, 'primary') : join(config.dataDir, 'primary');
+    const secondary = kvm ? join(config.kvmStorageDir, 'secondary') : join(config.dataDir, 'secondary');
     mkdirSync(primary, { recursive: true });
     mkdirSync(secondary, { recursive: true });
     const zone = await run(ctx, 'createZone', {
@@ -115,7 +194,7 @@ export async function startLocalZone(
       zoneid: zone.id,
       podid: pod.id,
       clustername: 'local-cluster',
-      hypervisor: 'Simulator',
+      hypervisor,
       clustertype: 'CloudManaged',
       allocationstate: 'Enabled',
     });
@@ -154,10 +233,13 @@ export async function startLocalZone(
       url: `agent://${file.name}`,
       username: 'root',
       password: file.token,
-      hypervisor: 'Simulator',
+      hypervisor,
     });
     writeFileSync(path, JSON.stringify(file), { mode: 0o600 });
-    app.log.info({ zone: 'local', host: file.name, ms: Date.now() - started }, 'created the local zone');
+    app.log.info(
+      { zone: 'local', host: file.name, hypervisor, ms: Date.now() - started },
+      'created the local zone',
+    );
     return agent;
   } catch (err) {
     app.log.error({ err }, 'could not create the local zone; the server runs without it');

@@ -2,19 +2,36 @@
  * The networking capability: its commands, and what it registers with discovery, tags and
  * account deletion. Compute uses the NIC and security group functions re-exported here.
  */
+import { onHostStatusChange } from '../agents/gateway.ts';
 import { provideCapabilities } from '../discovery/discovery.ts';
 import { onAccountDelete } from '../iam/accounts.ts';
+import { onHostDelete } from '../infra/hosts.ts';
 import { onPodDelete } from '../infra/pods.ts';
 import { onZoneDelete } from '../infra/zones.ts';
 import { registerTaggable } from '../tags/tags.ts';
+import { hostRemoved, hostsDown } from './host-network.ts';
 import { ipRangeCommands } from './ip-ranges.ts';
 import { ipServiceCommands } from './ip-services.ts';
 import { networkReadCommands } from './networks.ts';
 import { nicCommands } from './nics.ts';
+import { routerCommands, routersOfDownHosts, routersOfRemovedHost } from './routers.ts';
 import { deleteAccountSecurityGroups, securityGroupCommands } from './security-groups.ts';
 
+export {
+  carryNetwork,
+  hostsDown,
+  nicsForHost,
+  refreshPeersOf,
+  refreshSecurity,
+} from './host-network.ts';
 export { createGuestIpRange, type GuestIpRangeInput } from './ip-ranges.ts';
 export { type AllocatedNic, allocateNics, type NicVm, presentNics, releaseNics } from './nics.ts';
+export {
+  refreshRouterEntries,
+  removeRouterEntries,
+  routerReadyFor,
+  routersOfDownHosts,
+} from './routers.ts';
 export {
   assignSecurityGroups,
   presentVmSecurityGroups,
@@ -28,6 +45,7 @@ export const networkCommands = [
   ...nicCommands,
   ...ipServiceCommands,
   ...securityGroupCommands,
+  ...routerCommands,
 ];
 
 provideCapabilities(async (ctx) => {
@@ -68,4 +86,25 @@ registerTaggable('SecurityGroup', async (ctx, uuid) => {
     .where('uuid', '=', uuid)
     .executeTakeFirst();
   return g && { id: g.id, accountId: g.account_id, domainId: g.domain_id };
+});
+
+// A removed host runs no router and carries no bridge: both go before the host row does. A host
+// that still has VMs is refused by compute's check, so nothing is stopped for a refused deletion.
+onHostDelete(async (ctx, host) => {
+  const vm = await ctx.app.store.db
+    .selectFrom('vms')
+    .select('id')
+    .where('host_id', '=', host.id)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  if (vm) return;
+  await routersOfRemovedHost(ctx.app, host.id);
+  await hostRemoved(ctx.app, host);
+});
+
+// A host that went Down carries no bridge and runs no router any more (as far as we know).
+onHostStatusChange(async (app, hostIds, status) => {
+  if (status !== 'Down') return;
+  hostsDown(app, hostIds);
+  await routersOfDownHosts(app, hostIds);
 });

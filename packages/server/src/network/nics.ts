@@ -254,7 +254,25 @@ export async function releaseNics(ctx: Pick<CallContext, 'app'>, tx: Tx, vmId: n
     .execute();
 }
 
-function presentNic(n: NicRow, network: NetworkRow | undefined): Record<string, unknown> {
+/** The NIC columns presentNic reads: a VM list selects only these for its 500 VMs' NICs. */
+const PRESENTED_NIC_COLUMNS = [
+  'id',
+  'uuid',
+  'vm_id',
+  'network_id',
+  'netmask',
+  'gateway',
+  'ip4',
+  'isolation_uri',
+  'broadcast_uri',
+  'is_default',
+  'mac',
+  'device_id',
+] as const satisfies readonly (keyof NicRow)[];
+
+type PresentedNic = Pick<NicRow, (typeof PRESENTED_NIC_COLUMNS)[number]>;
+
+function presentNic(n: PresentedNic, network: NetworkRow | undefined): Record<string, unknown> {
   return {
     id: n.uuid,
     networkid: network?.uuid,
@@ -274,7 +292,10 @@ function presentNic(n: NicRow, network: NetworkRow | undefined): Record<string, 
   };
 }
 
-async function networksById(ctx: Pick<CallContext, 'app'>, nics: NicRow[]): Promise<Map<number, NetworkRow>> {
+async function networksById(
+  ctx: Pick<CallContext, 'app'>,
+  nics: Pick<NicRow, 'network_id'>[],
+): Promise<Map<number, NetworkRow>> {
   const ids = [...new Set(nics.map((n) => n.network_id))];
   if (ids.length === 0) return new Map();
   const rows = await ctx.app.store.db.selectFrom('networks').selectAll().where('id', 'in', ids).execute();
@@ -290,7 +311,7 @@ export async function presentNics(
   if (vmIds.length === 0) return out;
   const nics = await ctx.app.store.db
     .selectFrom('nics')
-    .selectAll()
+    .select(PRESENTED_NIC_COLUMNS)
     .where('vm_id', 'in', vmIds)
     .where('removed', 'is', null)
     .orderBy('vm_id')

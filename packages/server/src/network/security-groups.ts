@@ -18,6 +18,7 @@ import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { tagsOf, withTags } from '../tags/tags.ts';
 import { insertUnlessTaken, latest } from './common.ts';
+import { refreshSecurity, runningMembers } from './host-network.ts';
 import { findVisibleVm } from './nics.ts';
 
 export const DEFAULT_GROUP_NAME = 'default';
@@ -504,6 +505,8 @@ async function authorize(ctx: CallContext, params: AuthorizeParams, type: RuleTy
     });
     return ids;
   });
+  // After commit: the group's running members filter by the new rules.
+  await refreshSecurity(app, await runningMembers(app, [group.id]));
   return (await presentSecurityGroups(ctx, [group], created))[0] as object;
 }
 
@@ -581,6 +584,7 @@ function revokeCommand(name: 'revokeSecurityGroupIngress' | 'revokeSecurityGroup
           resourceId: group.uuid,
         });
       });
+      await refreshSecurity(ctx.app, await runningMembers(ctx.app, [group.id]));
       return success();
     },
   });

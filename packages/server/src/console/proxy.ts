@@ -1,0 +1,301 @@
+/**
+ * The console proxy. A browser opens a WebSocket on the API's HTTP port (`/client/websockify?
+ * token=…`, noVNC's binary subprotocol); the proxy redeems the one-time token, asks the VM's host
+ * agent (openConsole) to connect back on the agent port at `/tunnel/<id>` with a one-time secret,
+ * and splices the two WebSockets. The VM's VNC server never leaves 127.0.0.1 of its host, and the
+ * host needs no way in besides the agent's own connection to the server.
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { WebSocket, WebSocketServer } from 'ws';
+import { hashToken } from '../agents/gateway.ts';
+import type { App } from '../context.ts';
+import { type EventOwner, recordEvent } from '../events/events.ts';
+import { consoleUnavailable, WEBSOCKET_PATH } from './endpoint.ts';
+import { redeemConsoleToken } from './tokens.ts';
+
+export const TUNNEL_SECRET_HEADER = 'x-nimbostack-tunnel-secret';
+/** How long the agent has to connect the tunnel after openConsole. */
+const TUNNEL_WAIT_MS = 15_000;
+/** Stop reading one side while this much waits to be sent to the other. */
+const HIGH_WATER = 1024 * 1024;
+const KEEPALIVE_MS = 30_000;
+
+/** Close codes (4000–4999 are the application's) with a reason noVNC logs and shows. */
+export const CloseCode = {
+  TOKEN: 4001,
+  NOT_RUNNING: 4004,
+  HOST: 4005,
+  TUNNEL: 4006,
+  SHUTDOWN: 1001,
+} as const;
+
+interface Arrived {
+  ws: WebSocket;
+  held: { take(): Buffer[] };
+}
+
+interface PendingTunnel {
+  secretHash: string;
+  resolve(tunnel: Arrived): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+/** WebSocket close reasons are limited to 123 bytes. */
+function reasonText(text: string): string {
+  const b = Buffer.from(text);
+  return b.length <= 123
+    ? text
+    : `${b
+        .subarray(0, 120)
+        .toString('utf8')
+        .replace(/\uFFFD+$/, '')}...`;
+}
+
+function closeWith(ws: WebSocket, code: number, reason: string): void {
+  if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING)
+    ws.close(code, reasonText(reason));
+}
+
+/**
+ * Holds frames that arrive before the session is spliced (the RFB server speaks first, often
+ * before openConsole's answer is back); `take` stops holding and hands them over in order.
+ */
+function hold(ws: WebSocket): { take(): Buffer[] } {
+  const early: Buffer[] = [];
+  const keep = (data: Buffer) => early.push(data);
+  ws.on('message', keep);
+  return {
+    take() {
+      ws.off('message', keep);
+      return early;
+    },
+  };
+}
+
+/** Forwards every frame of `from` to `to` as binary, pausing `from` while `to` is backed up. */
+function forward(from: WebSocket, to: WebSocket): void {
+  let paused = false;
+  from.on('message', (data: Buffer) => {
+    if (to.readyState !== WebSocket.OPEN) return;
+    to.send(data, { binary: true }, () => {
+      if (paused && to.bufferedAmount < HIGH_WATER) {
+        paused = false;
+        from.resume();
+      }
+    });
+    if (!paused && to.bufferedAmount >= HIGH_WATER) {
+      paused = true;
+      from.pause();
+    }
+  });
+}
+
+export class ConsoleProxy {
+  private readonly wss = new WebSocketServer({
+    noServer: true,
+    perMessageDeflate: false,
+    maxPayload: 4 * 1024 * 1024,
+    // noVNC before 1.4 asks for "binary"; newer ones ask for nothing. Both get raw binary frames.
+    handleProtocols: (protocols) => (protocols.has('binary') ? 'binary' : false),
+  });
+  private readonly pending = new Map<string, PendingTunnel>();
+  private readonly open = new Set<WebSocket>();
+
+  constructor(private readonly app: App) {}
+
+  /** Serves the browser side on the HTTP server and the agent side on the gateway. */
+  register(fastify: FastifyInstance): void {
+    fastify.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const path = (req.url ?? '').split('?')[0];
+      if (path !== `/${WEBSOCKET_PATH}`) {
+        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+        return;
+      }
+      this.wss.handleUpgrade(req, socket, head, (ws) => {
+        this.onBrowser(ws, req).catch((err) => {
+          this.app.log.error({ err }, 'console session failed');
+          closeWith(ws, CloseCode.TUNNEL, 'console session failed on the management server');
+        });
+      });
+    });
+    this.app.agents.tunnelHandler = (ws, req) => this.onTunnel(ws, req);
+  }
+
+  /** Closes every session; the server is stopping. */
+  stop(): void {
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new Error('the management server is stopping'));
+    }
+    this.pending.clear();
+    for (const ws of this.open) closeWith(ws, CloseCode.SHUTDOWN, 'the management server is stopping');
+    this.wss.close();
+  }
+
+  private async onBrowser(ws: WebSocket, req: IncomingMessage): Promise<void> {
+    const { app } = this;
+    const held = hold(ws);
+    this.open.add(ws);
+    ws.once('close', () => this.open.delete(ws));
+    ws.on('error', (err) => app.log.debug({ err: err.message }, 'console browser socket error'));
+    const query = new URL(req.url ?? '/', 'http://console').searchParams;
+    const redeemed = await redeemConsoleToken(app, query.get('token') ?? '', query.get('extra') ?? undefined);
+    if (!redeemed.ok) return closeWith(ws, CloseCode.TOKEN, redeemed.reason);
+    const token = redeemed.row;
+    const vm = await app.store.db
+      .selectFrom('vms')
+      .selectAll()
+      .where('id', '=', token.vm_id)
+      .where('removed', 'is', null)
+      .executeTakeFirst();
+    if (!vm) return closeWith(ws, CloseCode.NOT_RUNNING, 'the VM no longer exists');
+    const why = consoleUnavailable(vm);
+    if (why) return closeWith(ws, CloseCode.NOT_RUNNING, why);
+    const hostId = vm.host_id!;
+    if (!app.agents.isConnected(hostId)) return closeWith(ws, CloseCode.HOST, await this.hostAway(hostId));
+
+    const tunnel = randomBytes(12).toString('base64url');
+    const secret = randomBytes(24).toString('base64url');
+    const arrival = this.expectTunnel(tunnel, secret);
+    let agent: Arrived;
+    try {
+      await app.agents.call(hostId, 'openConsole', { vm: vm.instance_name, tunnel, secret }, TUNNEL_WAIT_MS);
+      agent = await arrival;
+    } catch (err) {
+      this.dropPending(tunnel);
+      arrival.then(
+        (t) => t.ws.close(1000, 'the console session was abandoned'),
+        () => undefined,
+      );
+      return closeWith(
+        ws,
+        CloseCode.TUNNEL,
+        `the host could not open the console: ${(err as Error).message}`,
+      );
+    }
+    if (ws.readyState !== WebSocket.OPEN) {
+      agent.ws.close(1000, 'the browser left');
+      return;
+    }
+    this.splice({ ws, held }, agent, {
+      owner: { userId: token.user_id, accountId: token.account_id, domainId: token.domain_id },
+      vm: { uuid: vm.uuid, name: vm.instance_name },
+    });
+  }
+
+  /** Why the VM's host cannot be reached from here: it is down, or its agent uses another server. */
+  private async hostAway(hostId: number): Promise<string> {
+    const host = await this.app.store.db
+      .selectFrom('hosts')
+      .select(['name', 'state', 'ms_id'])
+      .where('id', '=', hostId)
+      .executeTakeFirst();
+    if (host?.state === 'Up' && host.ms_id !== null && host.ms_id !== this.app.server.id)
+      return `host ${host.name} is connected to another management server; open the console there`;
+    return `host ${host?.name ?? hostId} is ${host?.state ?? 'gone'}: its agent is not connected`;
+  }
+
+  private splice(
+    b: Arrived,
+    a: Arrived,
+    session: { owner: EventOwner; vm: { uuid: string; name: string } },
+  ): void {
+    const { app } = this;
+    const browser = b.ws;
+    const agent = a.ws;
+    this.open.add(agent);
+    for (const data of a.held.take()) browser.send(data, { binary: true });
+    for (const data of b.held.take()) agent.send(data, { binary: true });
+    forward(browser, agent);
+    forward(agent, browser);
+    const started = Date.now();
+    const event = (type: 'VNC.CONNECT' | 'VNC.DISCONNECT', description: string) =>
+      recordEvent({ app }, app.store.db, session.owner, {
+        type,
+        description,
+        resourceType: 'VirtualMachine',
+        resourceId: session.vm.uuid,
+      }).catch((err) => app.log.error({ err }, 'could not record a console event'));
+    event('VNC.CONNECT', `console session to VM ${session.vm.uuid} opened`);
+    app.log.info({ vm: session.vm.uuid }, 'console session open');
+
+    // Dead browsers (a laptop lid closed) do not close their sockets; pings find them.
+    let alive = true;
+    browser.on('pong', () => {
+      alive = true;
+    });
+    const keepalive = setInterval(() => {
+      if (!alive) return browser.terminate();
+      alive = false;
+      browser.ping();
+    }, KEEPALIVE_MS);
+    keepalive.unref();
+
+    let ended = false;
+    const end = (by: string) => {
+      if (ended) return;
+      ended = true;
+      clearInterval(keepalive);
+      this.open.delete(agent);
+      event('VNC.DISCONNECT', `console session to VM ${session.vm.uuid} closed by ${by}`);
+      app.log.info(
+        { vm: session.vm.uuid, by, seconds: (Date.now() - started) / 1000 },
+        'console session closed',
+      );
+    };
+    browser.once('close', () => {
+      closeWith(agent, 1000, 'the browser closed the console');
+      end('the browser');
+    });
+    agent.once('close', (_code, reason) => {
+      closeWith(browser, 1000, reason.toString() || 'the VM console closed');
+      end('the host');
+    });
+    agent.on('error', (err) => app.log.debug({ err: err.message }, 'console tunnel socket error'));
+  }
+
+  private expectTunnel(tunnel: string, secret: string): Promise<Arrived> {
+    return new Promise<Arrived>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(tunnel);
+        reject(new Error(`the host did not connect the console tunnel within ${TUNNEL_WAIT_MS / 1000} s`));
+      }, TUNNEL_WAIT_MS);
+      this.pending.set(tunnel, { secretHash: hashToken(secret), resolve, reject, timer });
+    });
+  }
+
+  private dropPending(tunnel: string): void {
+    const p = this.pending.get(tunnel);
+    if (!p) return;
+    clearTimeout(p.timer);
+    this.pending.delete(tunnel);
+  }
+
+  /** An agent's tunnel WebSocket: accepted once, for a tunnel this server asked for, with its secret. */
+  private onTunnel(ws: WebSocket, req: IncomingMessage): void {
+    const id = decodeURIComponent((req.url ?? '').split('?')[0].slice('/tunnel/'.length));
+    const p = this.pending.get(id);
+    const given = req.headers[TUNNEL_SECRET_HEADER];
+    const secret = typeof given === 'string' ? given : '';
+    const matches =
+      p !== undefined &&
+      timingSafeEqual(Buffer.from(hashToken(secret), 'hex'), Buffer.from(p.secretHash, 'hex'));
+    if (!p || !matches) {
+      this.app.log.warn(
+        { remote: req.socket.remoteAddress },
+        'refused a console tunnel with an unknown id or secret',
+      );
+      closeWith(ws, CloseCode.TOKEN, 'unknown console tunnel or wrong secret');
+      return;
+    }
+    this.dropPending(id);
+    const held = hold(ws);
+    // A tunnel whose session never starts (the browser left) must not linger.
+    ws.on('error', () => undefined);
+    p.resolve({ ws, held });
+  }
+}

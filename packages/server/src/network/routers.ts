@@ -1,0 +1,739 @@
+/**
+ * Virtual routers (CloudStack's domain routers) of shared guest networks. A router is a network
+ * namespace on one host of the network, serving DHCP, DNS, metadata (user data, SSH keys) and
+ * passwords to the network's VMs. It is created when the first VM of the network starts, on that
+ * VM's host, and holds an entry for every VM of the network that is not expunged (Stopped VMs
+ * keep theirs, as upstream). A router whose host is lost is Stopped and restarted on the host of
+ * the next VM that starts. Its guest address and MAC come from the network's IP address manager
+ * and the MAC allocator, like a VM's NIC, so no VM ever gets them.
+ */
+import type { RouterVmEntry } from '@nimbostack/protocol';
+import { formatDate } from '../clock.ts';
+import type { App, CallContext } from '../context.ts';
+import type { NetworkRow, RouterRow } from '../db/schema.ts';
+import { ApiError, CsErrorCode, ErrorCode, invalidParameter } from '../errors.ts';
+import { type EventOwner, recordEvent } from '../events/events.ts';
+import { API_VERSION } from '../http/serialize.ts';
+import { likeOp } from '../infra/common.ts';
+import { defineCommand, type JobTarget, listResult } from '../registry/command.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+import { carryNetwork, guestNetwork } from './host-network.ts';
+import { allocateNics } from './nics.ts';
+
+/** The version routers report (upstream: the system VM template's); ours are built from the server. */
+export const ROUTER_VERSION = API_VERSION.split('.').slice(0, 3).join('.');
+
+const ROUTER_STATES = ['Starting', 'Running', 'Stopping', 'Stopped', 'Destroyed'];
+
+/** Router operations on one network run one at a time in this server (VM starts race to create it). */
+const locks = new WeakMap<App, Map<number, Promise<unknown>>>();
+
+async function withNetworkLock<T>(app: App, networkId: number, run: () => Promise<T>): Promise<T> {
+  let map = locks.get(app);
+  if (!map) {
+    map = new Map();
+    locks.set(app, map);
+  }
+  const previous = map.get(networkId) ?? Promise.resolve();
+  const next = previous.catch(() => undefined).then(run);
+  map.set(networkId, next);
+  try {
+    return await next;
+  } finally {
+    if (map.get(networkId) === next) map.delete(networkId);
+  }
+}
+
+/** Routers belong to the system; events about them are recorded for the root admin. */
+async function systemOwner(app: App): Promise<EventOwner & { accountId: number }> {
+  const row = await app.store.db
+    .selectFrom('users')
+    .innerJoin('accounts', 'accounts.id', 'users.account_id')
+    .select(['users.id as user_id', 'accounts.id as account_id', 'accounts.domain_id'])
+    .where('accounts.type', '=', 1)
+    .orderBy('accounts.id')
+    .orderBy('users.id')
+    .executeTakeFirstOrThrow();
+  return { userId: row.user_id, accountId: row.account_id, domainId: row.domain_id };
+}
+
+async function routerEvent(
+  app: App,
+  router: Pick<RouterRow, 'uuid' | 'name'>,
+  type: string,
+  description: string,
+  level: 'INFO' | 'WARN' | 'ERROR' = 'INFO',
+): Promise<void> {
+  await recordEvent({ app }, app.store.db, await systemOwner(app), {
+    type,
+    level,
+    description,
+    resourceType: 'DomainRouter',
+    resourceId: router.uuid,
+  });
+}
+
+async function setRouter(app: App, id: number, changes: Partial<RouterRow>): Promise<RouterRow> {
+  await app.store.db
+    .updateTable('routers')
+    .set({ ...changes, updated: app.clock.now() })
+    .where('id', '=', id)
+    .execute();
+  return app.store.db.selectFrom('routers').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+}
+
+function liveRouter(app: App, networkId: number): Promise<RouterRow | undefined> {
+  return app.store.db
+    .selectFrom('routers')
+    .selectAll()
+    .where('live_network_id', '=', networkId)
+    .executeTakeFirst();
+}
+
+/** Creates the network's router record with its guest address and MAC (state Stopped). */
+async function createRouter(
+  app: App,
+  network: NetworkRow,
+  place: { podId: number | null; hypervisor: string | null },
+): Promise<RouterRow> {
+  const owner = await systemOwner(app);
+  try {
+    const id = await app.store.db.transaction().execute(async (tx) => {
+      const [nic] = await allocateNics({ app }, tx, {
+        // Router NICs have no VM: vm_id 0 never names one (ids start at 1).
+        vm: { id: 0, uuid: '', accountId: owner.accountId, zoneId: network.zone_id, podId: place.podId },
+        networkIds: [network.id],
+      });
+      const now = app.clock.now();
+      await tx
+        .insertInto('routers')
+        .values({
+          uuid: app.ids.uuid(),
+          name: `pending-${nic!.uuid}`,
+          network_id: network.id,
+          live_network_id: network.id,
+          zone_id: network.zone_id,
+          pod_id: nic!.podId,
+          host_id: null,
+          last_host_id: null,
+          nic_id: nic!.id,
+          guest_ip: nic!.ip4,
+          guest_mac: nic!.mac,
+          hypervisor: place.hypervisor,
+          state: 'Stopped',
+          version: ROUTER_VERSION,
+          created: now,
+          updated: now,
+          removed: null,
+        })
+        .execute();
+      const row = await tx
+        .selectFrom('routers')
+        .select('id')
+        .where('live_network_id', '=', network.id)
+        .executeTakeFirstOrThrow();
+      await tx
+        .updateTable('routers')
+        .set({ name: `r-${row.id}-VM` })
+        .where('id', '=', row.id)
+        .execute();
+      await tx.updateTable('nics').set({ router_id: row.id }).where('id', '=', nic!.id).execute();
+      return row.id;
+    });
+    const router = await app.store.db
+      .selectFrom('routers')
+      .selectAll()
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
+    await routerEvent(
+      app,
+      router,
+      'ROUTER.CREATE',
+      `created router ${router.name} for network ${network.name}`,
+    );
+    return router;
+  } catch (e) {
+    // Another server created it first (the live_network_id key).
+    const existing = await liveRouter(app, network.id);
+    if (existing) return existing;
+    throw e;
+  }
+}
+
+/** The router entries of VMs, built with a fixed number of queries for any number of VMs. */
+async function vmEntries(
+  app: App,
+  networkId: number,
+  vmIds?: number[],
+): Promise<{ entries: RouterVmEntry[]; withPassword: number[] }> {
+  const db = app.store.db;
+  let q = db
+    .selectFrom('nics')
+    .innerJoin('vms', 'vms.id', 'nics.vm_id')
+    .innerJoin('zones', 'zones.id', 'vms.zone_id')
+    .leftJoin('service_offerings', 'service_offerings.id', 'vms.service_offering_id')
+    .select([
+      'vms.id',
+      'vms.uuid',
+      'vms.name',
+      'vms.instance_name',
+      'vms.account_id',
+      'vms.user_data',
+      'vms.keypairs',
+      'vms.password',
+      'vms.password_pending',
+      'nics.mac',
+      'nics.ip4',
+      'zones.name as zone',
+      'service_offerings.name as offering',
+    ])
+    .where('nics.network_id', '=', networkId)
+    .where('nics.removed', 'is', null)
+    .where('nics.router_id', 'is', null)
+    .where('vms.removed', 'is', null)
+    .where('vms.state', '!=', 'Expunging');
+  if (vmIds) {
+    if (vmIds.length === 0) return { entries: [], withPassword: [] };
+    q = q.where('vms.id', 'in', vmIds);
+  }
+  const rows = await q.orderBy('nics.id').execute();
+  const wanted = rows.filter((r) => r.keypairs).map((r) => r.account_id);
+  const keys = wanted.length
+    ? await db
+        .selectFrom('ssh_keypairs')
+        .select(['account_id', 'name', 'public_key'])
+        .where('account_id', 'in', [...new Set(wanted)])
+        .execute()
+    : [];
+  const entries: RouterVmEntry[] = [];
+  const withPassword: number[] = [];
+  for (const r of rows) {
+    if (!r.ip4) continue;
+    const names = r.keypairs?.split(',') ?? [];
+    const publicKeys = names
+      .map((n) => keys.find((k) => k.account_id === r.account_id && k.name === n)?.public_key)
+      .filter((k): k is string => k !== undefined);
+    const password = r.password_pending && r.password ? app.secrets.decrypt(r.password) : undefined;
+    if (password) withPassword.push(r.id);
+    entries.push({
+      mac: r.mac,
+      ip: r.ip4,
+      hostname: r.name,
+      instanceId: r.uuid,
+      vmName: r.instance_name,
+      ...(r.user_data ? { userData: r.user_data } : {}),
+      publicKeys,
+      ...(r.offering ? { serviceOffering: r.offering } : {}),
+      availabilityZone: r.zone,
+      ...(password ? { password } : {}),
+    });
+  }
+  return { entries, withPassword };
+}
+
+/** The router got these VMs' passwords: the guests fetch them from it from now on. */
+async function passwordsHandedOver(app: App, vmIds: number[]): Promise<void> {
+  if (vmIds.length)
+    await app.store.db.updateTable('vms').set({ password_pending: 0 }).where('id', 'in', vmIds).execute();
+}
+
+async function networkOf(app: App, id: number): Promise<NetworkRow> {
+  return app.store.db.selectFrom('networks').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+}
+
+/** Boots a Stopped router on `hostId` with every VM entry of its network. */
+async function bootRouter(app: App, router: RouterRow, hostId: number, why: string): Promise<RouterRow> {
+  const network = await networkOf(app, router.network_id);
+  const pod = await app.store.db
+    .selectFrom('hosts')
+    .select(['pod_id', 'hypervisor'])
+    .where('id', '=', hostId)
+    .executeTakeFirst();
+  let current = await setRouter(app, router.id, {
+    state: 'Starting',
+    host_id: hostId,
+    pod_id: pod?.pod_id ?? router.pod_id,
+    hypervisor: pod?.hypervisor ?? router.hypervisor,
+  });
+  try {
+    await carryNetwork(app, network, hostId, { routerHost: hostId });
+    const { entries, withPassword } = await vmEntries(app, network.id);
+    await app.agents.call(hostId, 'startRouter', {
+      router: {
+        name: router.name,
+        network: guestNetwork(network, { gatewayOnHost: true, peers: [] }),
+        ip: router.guest_ip,
+        mac: router.guest_mac,
+        vms: entries,
+      },
+    });
+    await passwordsHandedOver(app, withPassword);
+    current = await setRouter(app, router.id, { state: 'Running', last_host_id: hostId });
+    await routerEvent(app, current, 'ROUTER.START', `started router ${router.name} (${why})`);
+    return current;
+  } catch (e) {
+    await setRouter(app, router.id, { state: 'Stopped', host_id: null });
+    await routerEvent(
+      app,
+      current,
+      'ROUTER.START',
+      `router ${router.name} failed to start: ${(e as Error).message}`,
+      'ERROR',
+    );
+    throw e;
+  }
+}
+
+/**
+ * Before a VM of `network` starts on `hostId`: the network's router exists and is Running (created
+ * or restarted on this host if need be) and knows the VM. When this returns the VM may boot and
+ * ask for its address.
+ */
+export async function routerReadyFor(
+  app: App,
+  network: NetworkRow,
+  vmId: number,
+  place: { hostId: number; podId: number | null; hypervisor: string | null },
+): Promise<RouterRow> {
+  // The common case, a running router: just add the VM's entry, without waiting on other starts.
+  const running = await liveRouter(app, network.id);
+  if (running && (await addEntry(app, running, vmId))) return running;
+  return withNetworkLock(app, network.id, async () => {
+    const router = (await liveRouter(app, network.id)) ?? (await createRouter(app, network, place));
+    if (await addEntry(app, router, vmId)) return router;
+    if (router.state === 'Running')
+      app.log.warn({ router: router.name }, 'router host not connected; restarting the router');
+    // Booting puts every entry of the network, this VM's included, on the router.
+    return bootRouter(app, router, place.hostId, `for VM ${vmId}`);
+  });
+}
+
+/** Adds a VM's entry to a running, reachable router; false when the router is not there to take it. */
+async function addEntry(app: App, router: RouterRow, vmId: number): Promise<boolean> {
+  if (router.state !== 'Running' || router.host_id === null || !app.agents.isConnected(router.host_id))
+    return false;
+  const { entries, withPassword } = await vmEntries(app, router.network_id, [vmId]);
+  if (entries.length) {
+    await app.agents.call(router.host_id, 'updateRouter', { name: router.name, add: entries, remove: [] });
+    await passwordsHandedOver(app, withPassword);
+  }
+  return true;
+}
+
+/** A VM's new password, or changed metadata, for its running routers (resetPassword on a Running VM). */
+export async function refreshRouterEntries(app: App, vmId: number): Promise<void> {
+  const nets = await app.store.db
+    .selectFrom('nics')
+    .innerJoin('routers', 'routers.live_network_id', 'nics.network_id')
+    .select(['routers.name', 'routers.host_id', 'routers.state', 'nics.network_id'])
+    .where('nics.vm_id', '=', vmId)
+    .where('nics.removed', 'is', null)
+    .execute();
+  for (const n of nets) {
+    if (n.state !== 'Running' || n.host_id === null || !app.agents.isConnected(n.host_id)) continue;
+    const { entries, withPassword } = await vmEntries(app, n.network_id, [vmId]);
+    await app.agents.call(n.host_id, 'updateRouter', { name: n.name, add: entries, remove: [] });
+    await passwordsHandedOver(app, withPassword);
+  }
+}
+
+/** On expunge: the VM's entries leave its networks' running routers. Failures are logged. */
+export async function removeRouterEntries(app: App, vmId: number): Promise<void> {
+  const nics = await app.store.db
+    .selectFrom('nics')
+    .innerJoin('routers', 'routers.live_network_id', 'nics.network_id')
+    .select(['routers.name', 'routers.host_id', 'routers.state', 'nics.mac'])
+    .where('nics.vm_id', '=', vmId)
+    .execute();
+  for (const n of nics) {
+    if (n.state !== 'Running' || n.host_id === null) continue;
+    await app.agents
+      .call(n.host_id, 'updateRouter', { name: n.name, add: [], remove: [n.mac] })
+      .catch((err) =>
+        app.log.warn(
+          { router: n.name, err: (err as Error).message },
+          'could not remove a VM from its router',
+        ),
+      );
+  }
+}
+
+/** Routers on hosts that went Down are Stopped; the next VM start brings them up elsewhere. */
+export async function routersOfDownHosts(app: App, hostIds: number[]): Promise<void> {
+  if (hostIds.length === 0) return;
+  const routers = await app.store.db
+    .selectFrom('routers')
+    .selectAll()
+    .where('host_id', 'in', hostIds)
+    .where('removed', 'is', null)
+    .execute();
+  for (const r of routers) {
+    await setRouter(app, r.id, { state: 'Stopped', host_id: null });
+    await routerEvent(app, r, 'ROUTER.STOP', `router ${r.name} Stopped: its host is Down`, 'WARN');
+  }
+}
+
+/**
+ * A host being removed runs no router any more: each router there is stopped on it (forced, so a
+ * host that does not answer still lets go of it) and marked Stopped, so the next VM start brings
+ * it up on a host that stays. Without this its namespace and processes would outlive the host row.
+ */
+export async function routersOfRemovedHost(app: App, hostId: number): Promise<void> {
+  const routers = await app.store.db
+    .selectFrom('routers')
+    .select(['id', 'network_id'])
+    .where('host_id', '=', hostId)
+    .where('removed', 'is', null)
+    .execute();
+  for (const r of routers)
+    await withNetworkLock(app, r.network_id, async () => {
+      const current = await app.store.db
+        .selectFrom('routers')
+        .selectAll()
+        .where('id', '=', r.id)
+        .executeTakeFirstOrThrow();
+      if (current.host_id === hostId) await haltRouter(app, current, true);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// API
+
+async function findRouter(ctx: CallContext, uuid: string): Promise<RouterRow> {
+  const r = await ctx.app.store.db
+    .selectFrom('routers')
+    .selectAll()
+    .where('uuid', '=', uuid)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  if (!r) throw invalidParameter(`Unable to find router by id ${uuid}`);
+  return r;
+}
+
+async function presentRouters(ctx: CallContext, routers: RouterRow[]): Promise<object[]> {
+  if (routers.length === 0) return [];
+  const db = ctx.app.store.db;
+  const ids = <K extends 'network_id' | 'zone_id' | 'pod_id' | 'host_id' | 'nic_id'>(k: K) => [
+    ...new Set(routers.map((r) => r[k]).filter((v): v is number => v !== null)),
+  ];
+  const [networks, zones, pods, hosts, nics] = await Promise.all([
+    db.selectFrom('networks').selectAll().where('id', 'in', ids('network_id')).execute(),
+    db
+      .selectFrom('zones')
+      .select(['id', 'uuid', 'name', 'dns1', 'dns2', 'network_domain'])
+      .where('id', 'in', ids('zone_id'))
+      .execute(),
+    ids('pod_id').length
+      ? db.selectFrom('pods').select(['id', 'uuid', 'name']).where('id', 'in', ids('pod_id')).execute()
+      : [],
+    ids('host_id').length
+      ? db
+          .selectFrom('hosts')
+          .select(['id', 'uuid', 'name', 'state'])
+          .where('id', 'in', ids('host_id'))
+          .execute()
+      : [],
+    ids('nic_id').length ? db.selectFrom('nics').selectAll().where('id', 'in', ids('nic_id')).execute() : [],
+  ]);
+  const root = await db
+    .selectFrom('domains')
+    .select(['uuid', 'name', 'path'])
+    .where('parent_id', 'is', null)
+    .executeTakeFirst();
+  return routers.map((r) => {
+    const network = networks.find((n) => n.id === r.network_id);
+    const zone = zones.find((z) => z.id === r.zone_id);
+    const pod = pods.find((x) => x.id === r.pod_id);
+    const host = hosts.find((h) => h.id === r.host_id);
+    const nic = nics.find((n) => n.id === r.nic_id);
+    return {
+      id: r.uuid,
+      name: r.name,
+      role: 'VIRTUAL_ROUTER',
+      state: r.state,
+      account: 'system',
+      domainid: root?.uuid,
+      domain: root?.name,
+      domainpath: root ? '/' : undefined,
+      zoneid: zone?.uuid,
+      zonename: zone?.name,
+      podid: pod?.uuid,
+      podname: pod?.name,
+      hostid: host?.uuid,
+      hostname: host?.name,
+      hostcontrolstate: host?.state,
+      hypervisor: r.hypervisor ?? undefined,
+      dns1: zone?.dns1 ?? undefined,
+      dns2: zone?.dns2 ?? undefined,
+      networkdomain: zone?.network_domain ?? 'cloud.internal',
+      gateway: network?.gateway ?? undefined,
+      guestipaddress: r.guest_ip,
+      guestmacaddress: r.guest_mac,
+      guestnetmask: network?.netmask ?? undefined,
+      guestnetworkid: network?.uuid,
+      guestnetworkname: network?.name,
+      created: formatDate(r.created),
+      version: r.version,
+      softwareversion: r.version,
+      requiresupgrade: r.version !== ROUTER_VERSION,
+      isredundantrouter: false,
+      redundantstate: 'UNKNOWN',
+      healthchecksfailed: false,
+      hasannotations: false,
+      nic: nic
+        ? [
+            {
+              id: nic.uuid,
+              networkid: network?.uuid,
+              networkname: network?.name,
+              ipaddress: nic.ip4 ?? undefined,
+              macaddress: nic.mac,
+              gateway: nic.gateway ?? undefined,
+              netmask: nic.netmask ?? undefined,
+              broadcasturi: nic.broadcast_uri ?? undefined,
+              isolationuri: nic.isolation_uri ?? undefined,
+              traffictype: 'Guest',
+              type: network?.guest_type ?? 'Shared',
+              isdefault: true,
+              deviceid: '0',
+            },
+          ]
+        : [],
+    };
+  });
+}
+
+export const listRouters = defineCommand({
+  name: 'listRouters',
+  // Routers are the system's: only administrators of the whole cloud see them.
+  roles: ['admin'],
+  params: {
+    ...listParams,
+    id: p.uuid(),
+    name: p.string(),
+    state: p.string(),
+    zoneid: p.uuid(),
+    podid: p.uuid(),
+    clusterid: p.uuid(),
+    hostid: p.uuid(),
+    networkid: p.uuid(),
+    version: p.string(),
+    account: p.string(),
+    domainid: p.uuid(),
+    isrecursive: p.boolean(),
+    listall: p.boolean(),
+    projectid: p.uuid(),
+    vpcid: p.uuid(),
+    forvpc: p.boolean(),
+    fetchhealthcheckresults: p.boolean(),
+    healthchecksfailed: p.boolean(),
+    arch: p.string(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const db = app.store.db;
+    let state: string | undefined;
+    if (params.state) {
+      state = ROUTER_STATES.find((s) => s.toLowerCase() === params.state!.toLowerCase());
+      if (!state)
+        throw invalidParameter(`Invalid state ${params.state}: use one of ${ROUTER_STATES.join(', ')}`);
+    }
+    const idOf = async (
+      table: 'zones' | 'pods' | 'clusters' | 'hosts' | 'networks',
+      uuid: string,
+      what: string,
+    ) => {
+      const row = await db.selectFrom(table).select('id').where('uuid', '=', uuid).executeTakeFirst();
+      if (!row) throw invalidParameter(`Unable to find ${what} by id ${uuid}`);
+      return row.id;
+    };
+    let q = db.selectFrom('routers').where('removed', 'is', null);
+    if (params.id) q = q.where('uuid', '=', params.id);
+    if (params.name) q = q.where('name', '=', params.name);
+    if (state) q = q.where('state', '=', state);
+    if (params.zoneid) q = q.where('zone_id', '=', await idOf('zones', params.zoneid, 'zone'));
+    if (params.podid) q = q.where('pod_id', '=', await idOf('pods', params.podid, 'pod'));
+    if (params.hostid) q = q.where('host_id', '=', await idOf('hosts', params.hostid, 'host'));
+    if (params.clusterid) {
+      const cluster = await idOf('clusters', params.clusterid, 'cluster');
+      q = q.where('host_id', 'in', db.selectFrom('hosts').select('id').where('cluster_id', '=', cluster));
+    }
+    if (params.networkid) q = q.where('network_id', '=', await idOf('networks', params.networkid, 'network'));
+    if (params.version) q = q.where('version', '=', params.version);
+    if (params.keyword) q = q.where('name', likeOp(ctx), `%${params.keyword}%`);
+    // Routers of VPCs, projects, accounts or failed health checks do not exist here.
+    if (params.vpcid || params.forvpc || params.projectid || params.healthchecksfailed)
+      return listResult([], 0);
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
+    return listResult(await presentRouters(ctx, rows), Number(count));
+  },
+});
+
+async function routerTarget(ctx: CallContext, id: string): Promise<JobTarget> {
+  await findRouter(ctx, id);
+  return { type: 'DomainRouter', id };
+}
+
+/** Where a Stopped router goes: its last host if connected, else a connected host carrying its network. */
+async function hostForRouter(app: App, router: RouterRow): Promise<number> {
+  if (router.last_host_id !== null && app.agents.isConnected(router.last_host_id)) return router.last_host_id;
+  const db = app.store.db;
+  const candidates = await db
+    .selectFrom('vms')
+    .innerJoin('nics', 'nics.vm_id', 'vms.id')
+    .select('vms.host_id')
+    .distinct()
+    .where('nics.network_id', '=', router.network_id)
+    .where('nics.removed', 'is', null)
+    .where('vms.state', '=', 'Running')
+    .where('vms.host_id', 'is not', null)
+    .execute();
+  const zoneHosts = await db
+    .selectFrom('hosts')
+    .select('id')
+    .where('zone_id', '=', router.zone_id)
+    .where('state', '=', 'Up')
+    .where('resource_state', '=', 'Enabled')
+    .where('removed', 'is', null)
+    .orderBy('id')
+    .execute();
+  const pick = [...candidates.map((c) => c.host_id!), ...zoneHosts.map((h) => h.id)].find((h) =>
+    app.agents.isConnected(h),
+  );
+  if (pick === undefined)
+    throw new ApiError(
+      ErrorCode.INSUFFICIENT_CAPACITY,
+      CsErrorCode.INSUFFICIENT_CAPACITY,
+      `No connected host in the zone can run router ${router.name}`,
+    );
+  return pick;
+}
+
+/** Stops a router on its host; `forced` marks it Stopped even when the host cannot be reached. */
+async function haltRouter(app: App, router: RouterRow, forced: boolean): Promise<RouterRow> {
+  if (router.state === 'Stopped') return router;
+  await setRouter(app, router.id, { state: 'Stopping' });
+  try {
+    if (router.host_id !== null) await app.agents.call(router.host_id, 'stopRouter', { name: router.name });
+  } catch (e) {
+    if (!forced) {
+      await setRouter(app, router.id, { state: router.state });
+      throw e;
+    }
+  }
+  const stopped = await setRouter(app, router.id, { state: 'Stopped', host_id: null });
+  await routerEvent(app, stopped, 'ROUTER.STOP', `stopped router ${router.name}`);
+  return stopped;
+}
+
+/**
+ * Runs one router command under its network's lock, on the router as it is once the lock is held
+ * (a VM start may have changed it meanwhile), and presents the result.
+ */
+async function routerAction(
+  ctx: CallContext,
+  id: string,
+  act: (current: RouterRow) => Promise<RouterRow>,
+): Promise<object> {
+  const router = await findRouter(ctx, id);
+  const done = await withNetworkLock(ctx.app, router.network_id, async () => act(await findRouter(ctx, id)));
+  return (await presentRouters(ctx, [done]))[0]!;
+}
+
+export const startRouter = defineCommand({
+  name: 'startRouter',
+  roles: ['admin'],
+  objectName: 'router',
+  params: { id: p.uuid({ required: true }) },
+  event: { type: 'ROUTER.START', description: (params) => `starting router ${params.id}` },
+  target: (ctx, params) => routerTarget(ctx, params.id),
+  handler: (ctx, params) =>
+    routerAction(ctx, params.id, async (current) => {
+      if (current.state === 'Running') return current;
+      if (current.state !== 'Stopped')
+        throw invalidParameter(`Unable to start router ${current.name}: it is ${current.state}`);
+      return bootRouter(ctx.app, current, await hostForRouter(ctx.app, current), 'startRouter');
+    }),
+});
+
+export const stopRouter = defineCommand({
+  name: 'stopRouter',
+  roles: ['admin'],
+  objectName: 'router',
+  params: { id: p.uuid({ required: true }), forced: p.boolean() },
+  event: { type: 'ROUTER.STOP', description: (params) => `stopping router ${params.id}` },
+  target: (ctx, params) => routerTarget(ctx, params.id),
+  handler: (ctx, params) =>
+    routerAction(ctx, params.id, async (current) => {
+      if (current.state !== 'Running' && current.state !== 'Stopped')
+        throw invalidParameter(`Unable to stop router ${current.name}: it is ${current.state}`);
+      return haltRouter(ctx.app, current, params.forced ?? false);
+    }),
+});
+
+export const rebootRouter = defineCommand({
+  name: 'rebootRouter',
+  roles: ['admin'],
+  objectName: 'router',
+  params: { id: p.uuid({ required: true }), forced: p.boolean() },
+  event: { type: 'ROUTER.REBOOT', description: (params) => `rebooting router ${params.id}` },
+  target: (ctx, params) => routerTarget(ctx, params.id),
+  handler: (ctx, params) =>
+    routerAction(ctx, params.id, async (current) => {
+      const { app } = ctx;
+      if (current.state !== 'Running' || current.host_id === null)
+        throw invalidParameter(`Unable to reboot router ${current.name}: it is ${current.state}`);
+      const host = current.host_id;
+      // A router reboots as a stop and a fresh start on the same host, with its entries rebuilt.
+      const stopped = await haltRouter(app, current, params.forced ?? false);
+      const started = await bootRouter(
+        app,
+        stopped,
+        app.agents.isConnected(host) ? host : await hostForRouter(app, stopped),
+        'reboot',
+      );
+      await routerEvent(app, started, 'ROUTER.REBOOT', `rebooted router ${started.name}`);
+      return started;
+    }),
+});
+
+export const destroyRouter = defineCommand({
+  name: 'destroyRouter',
+  roles: ['admin'],
+  objectName: 'router',
+  params: { id: p.uuid({ required: true }) },
+  event: { type: 'ROUTER.DESTROY', description: (params) => `destroying router ${params.id}` },
+  target: (ctx, params) => routerTarget(ctx, params.id),
+  // The next VM start of the network creates a new router.
+  handler: (ctx, params) =>
+    routerAction(ctx, params.id, async (found) => {
+      const { app } = ctx;
+      const current = await haltRouter(app, found, true);
+      await app.store.db.transaction().execute(async (tx) => {
+        if (current.nic_id !== null) {
+          await tx.deleteFrom('guest_ip_allocations').where('nic_id', '=', current.nic_id).execute();
+          await tx
+            .updateTable('nics')
+            .set({ state: 'Deallocated', removed: app.clock.now() })
+            .where('id', '=', current.nic_id)
+            .execute();
+        }
+        await tx
+          .updateTable('routers')
+          .set({
+            state: 'Destroyed',
+            live_network_id: null,
+            removed: app.clock.now(),
+            updated: app.clock.now(),
+          })
+          .where('id', '=', current.id)
+          .execute();
+      });
+      await routerEvent(app, current, 'ROUTER.DESTROY', `destroyed router ${current.name}`);
+      return { ...current, state: 'Destroyed' as const };
+    }),
+});
+
+export const routerCommands = [listRouters, startRouter, stopRouter, rebootRouter, destroyRouter];

@@ -1,0 +1,561 @@
+/**
+ * Host networking driven by the server, observed on real simulator hosts: the server runs in this
+ * process and so does the agent (the same Agent and SimulatorHost the local zone uses), so the
+ * test reads what each host was told — its networks, routers and VM specs — and which commands
+ * it received. Covers virtual routers (creation on the first VM start, entries, stop/start/
+ * reboot/destroy, permissions and bad input), bridges and VXLAN peers, and security groups
+ * resolved into CIDRs on every change.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Agent, type AgentLogger, SimulatorFleet, type SimulatorHost } from '@nimbostack/agent';
+import { CloudStackClient } from '@nimbostack/client';
+import { type Server, startServer } from '../src/app.ts';
+import { loadConfig } from '../src/config.ts';
+import { waitUntil } from './agents.ts';
+
+const TOKEN = 'router-test-token-0123456789';
+const silent: AgentLogger = { info() {}, warn() {}, error() {}, debug() {} } as unknown as AgentLogger;
+const is = (code: number, text?: RegExp) => (e: any) =>
+  e.errorcode === code && (text === undefined || text.test(e.message));
+
+let server: Server;
+let admin: CloudStackClient;
+let user: CloudStackClient;
+let agent: Agent;
+let fleet: SimulatorFleet;
+let dataDir: string;
+let agentUrl: string;
+let zoneid: string;
+let templateid: string;
+let offering: string;
+let networkid: string;
+let accountDomain: string;
+const hostIds = new Map<string, string>();
+/** Commands each simulated host received, in order. */
+const received = new Map<string, string[]>();
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const host = (name: string): SimulatorHost => fleet.hosts.get(name)!;
+const count = (name: string, kind: string) => (received.get(name) ?? []).filter((k) => k === kind).length;
+const onlyRouter = async () => {
+  const r = await admin.request<any>('listRouters', {});
+  assert.equal(r.count, 1);
+  return r.router[0];
+};
+
+async function deploy(name: string, hostName: string, extra: Record<string, unknown> = {}) {
+  return (
+    await admin.call<any>('deployVirtualMachine', {
+      zoneid,
+      templateid,
+      serviceofferingid: offering,
+      name,
+      account: 'netuser',
+      domainid: accountDomain,
+      hostid: hostIds.get(hostName),
+      ...extra,
+    })
+  ).virtualmachine;
+}
+
+/** The spec of a running VM as its host holds it (after applySecurityRules, too). */
+function specOf(vm: { instancename: string; hostname?: string }) {
+  for (const h of fleet.hosts.values()) {
+    const v = h.vms.get(vm.instancename);
+    if (v) return v.spec;
+  }
+  throw new Error(`VM ${vm.instancename} runs nowhere`);
+}
+
+before(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'nimbo-routers-'));
+  mkdirSync(join(dataDir, 'primary'));
+  mkdirSync(join(dataDir, 'secondary'));
+  const agentPort = await freePort();
+  server = await startServer(
+    loadConfig(
+      {},
+      { port: 0, agentPort, host: '127.0.0.1', dataDir, logLevel: 'silent', seedLocalZone: false },
+    ),
+  );
+  admin = await CloudStackClient.login(`${server.url}/client/api`, 'admin', 'password');
+  const zone = (
+    await admin.request<any>('createZone', {
+      name: 'rz',
+      networktype: 'Basic',
+      securitygroupenabled: true,
+      dns1: '8.8.8.8',
+      internaldns1: '10.0.0.2',
+      allocationstate: 'Enabled',
+    })
+  ).zone;
+  zoneid = zone.id;
+  const pod = (
+    await admin.request<any>('createPod', {
+      zoneid,
+      name: 'rp',
+      gateway: '192.168.20.1',
+      netmask: '255.255.255.0',
+      startip: '192.168.20.10',
+      endip: '192.168.20.50',
+    })
+  ).pod;
+  const cluster = (
+    await admin.request<any>('addCluster', {
+      zoneid,
+      podid: pod.id,
+      clustername: 'rc',
+      hypervisor: 'Simulator',
+      clustertype: 'CloudManaged',
+    })
+  ).cluster[0];
+  await admin.request('createVlanIpRange', {
+    zoneid,
+    podid: pod.id,
+    gateway: '10.60.0.1',
+    netmask: '255.255.255.0',
+    startip: '10.60.0.10',
+    endip: '10.60.0.20',
+    forvirtualnetwork: false,
+  });
+  await admin.request('createStoragePool', {
+    zoneid,
+    podid: pod.id,
+    clusterid: cluster.id,
+    name: 'rprimary',
+    url: join(dataDir, 'primary'),
+    scope: 'cluster',
+  });
+  await admin.request('addImageStore', {
+    zoneid,
+    name: 'rsecondary',
+    provider: 'NFS',
+    url: join(dataDir, 'secondary'),
+  });
+  fleet = new SimulatorFleet();
+  const hosts = fleet.addHosts('rt', 2);
+  for (const h of hosts) {
+    const around = h.around.bind(h);
+    h.around = (kind, run) => {
+      received.set(h.name, [...(received.get(h.name) ?? []), kind]);
+      return around(kind, run);
+    };
+  }
+  agentUrl = `ws://127.0.0.1:${agentPort}`;
+  agent = new Agent({
+    server: agentUrl,
+    token: TOKEN,
+    hosts,
+    log: silent,
+    maxBackoffMs: 300,
+  });
+  agent.start();
+  for (const h of hosts) {
+    await waitUntil(async () => server.app.agents.pendingHost(h.name), 10_000, `${h.name} to connect`);
+    const added = await admin.request<any>('addHost', {
+      zoneid,
+      podid: pod.id,
+      clusterid: cluster.id,
+      url: `agent://${h.name}`,
+      username: 'root',
+      password: TOKEN,
+      hypervisor: 'Simulator',
+    });
+    hostIds.set(h.name, added.host[0].id);
+  }
+  templateid = await waitUntil(
+    async () =>
+      (await admin.request<any>('listTemplates', { templatefilter: 'featured', zoneid })).template?.find(
+        (t: any) => t.isready,
+      )?.id,
+    20_000,
+    'the built-in template',
+  );
+  offering = (await admin.request<any>('listServiceOfferings', { name: 'Small Instance' })).serviceoffering[0]
+    .id;
+  networkid = (await admin.request<any>('listNetworks', { zoneid })).network[0].id;
+  const account = (
+    await admin.request<any>('createAccount', {
+      username: 'netuser',
+      password: 'secret-pass',
+      email: 'n@example.com',
+      firstname: 'N',
+      lastname: 'U',
+      accounttype: 0,
+    })
+  ).account;
+  accountDomain = account.domainid;
+  user = await CloudStackClient.login(`${server.url}/client/api`, 'netuser', 'secret-pass');
+});
+
+after(async () => {
+  await agent?.stop();
+  await server?.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('virtual routers and host networking', () => {
+  let vm1: any;
+  let vm2: any;
+  let router: any;
+
+  test('the first VM start creates the router on its host, Running, with its entry', async () => {
+    assert.deepEqual(await admin.request('listRouters', {}), {}, 'no router before any VM');
+    await user.request('createSSHKeyPair', { name: 'k1' });
+    vm1 = await deploy('web-1', 'rt-1', {
+      userdata: Buffer.from('#cloud-config\nhello: one\n').toString('base64'),
+      keypair: 'k1',
+    });
+    assert.equal(vm1.state, 'Running');
+    router = await onlyRouter();
+    assert.match(router.name, /^r-\d+-VM$/);
+    assert.equal(router.role, 'VIRTUAL_ROUTER');
+    assert.equal(router.state, 'Running');
+    assert.equal(router.hostid, hostIds.get('rt-1'));
+    assert.equal(router.hostname, 'rt-1');
+    assert.equal(router.zoneid, zoneid);
+    assert.ok(router.podid);
+    assert.equal(router.guestnetworkid, networkid);
+    assert.equal(router.gateway, '10.60.0.1');
+    assert.equal(router.guestnetmask, '255.255.255.0');
+    assert.equal(router.dns1, '8.8.8.8');
+    assert.equal(router.hypervisor, 'Simulator');
+    assert.equal(router.requiresupgrade, false);
+    assert.ok(router.version);
+    assert.match(router.guestipaddress, /^10\.60\.0\.(1\d|20)$/);
+    assert.notEqual(router.guestipaddress, vm1.nic[0].ipaddress);
+    assert.match(router.guestmacaddress, /^02:00(:[0-9a-f]{2}){4}$/);
+    assert.notEqual(router.guestmacaddress, vm1.nic[0].macaddress);
+    assert.equal(router.nic.length, 1);
+    assert.equal(router.nic[0].ipaddress, router.guestipaddress);
+    assert.equal(router.nic[0].networkid, networkid);
+
+    const onHost = host('rt-1').routers.get(router.name)!;
+    assert.ok(onHost, 'the router runs on rt-1');
+    assert.equal(onHost.ip, router.guestipaddress);
+    assert.equal(onHost.mac, router.guestmacaddress);
+    assert.equal(onHost.network.gateway, '10.60.0.1');
+    assert.equal(onHost.network.cidr, '10.60.0.0/24');
+    assert.equal(onHost.vms.length, 1);
+    const entry = onHost.vms[0]!;
+    assert.equal(entry.mac, vm1.nic[0].macaddress);
+    assert.equal(entry.ip, vm1.nic[0].ipaddress);
+    assert.equal(entry.hostname, 'web-1');
+    assert.equal(entry.instanceId, vm1.id);
+    assert.equal(entry.vmName, vm1.instancename);
+    assert.equal(Buffer.from(entry.userData!, 'base64').toString(), '#cloud-config\nhello: one\n');
+    assert.equal(entry.publicKeys.length, 1);
+    assert.match(entry.publicKeys[0]!, /^ssh-rsa /);
+    assert.equal(entry.serviceOffering, 'Small Instance');
+    assert.equal(entry.availabilityZone, 'rz');
+    // The simulator's template is password-enabled: the deploy's password goes to the router.
+    assert.equal(entry.password, vm1.password);
+    assert.equal(count('rt-1', 'startRouter'), 1);
+
+    const net = [...host('rt-1').networks.values()][0]!;
+    assert.equal(net.uuid, networkid);
+    assert.ok(net.bridge.length <= 15);
+    assert.equal(net.gatewayOnHost, true, 'the router host routes for the guests');
+    assert.ok(net.vni && net.vni > 0);
+    assert.deepEqual(net.peers, []);
+
+    const nic = specOf(vm1).nics[0]!;
+    assert.equal(nic.bridge, net.bridge);
+    assert.deepEqual(
+      nic.security,
+      { ingress: [], router: router.guestipaddress },
+      'default group: nothing in, everything out, the router reachable',
+    );
+  });
+
+  test('a VM on a second host joins over VXLAN and is added to the running router', async () => {
+    const web = (await user.request<any>('createSecurityGroup', { name: 'web' })).securitygroup;
+    vm2 = await deploy('web-2', 'rt-2', { securitygroupids: web.id });
+    assert.equal(vm2.state, 'Running');
+    assert.equal(count('rt-1', 'startRouter') + count('rt-2', 'startRouter'), 1, 'started once');
+    assert.equal(count('rt-1', 'updateRouter'), 1);
+    const onHost = host('rt-1').routers.get(router.name)!;
+    assert.deepEqual(onHost.vms.map((e) => e.hostname).sort(), ['web-1', 'web-2']);
+    const ip = (n: string) => fleet.hosts.get(n)!.resources().privateIp;
+    const n1 = [...host('rt-1').networks.values()][0]!;
+    assert.equal(n1.gatewayOnHost, true);
+    const n2 = [...host('rt-2').networks.values()][0]!;
+    assert.equal(n1.vni, n2.vni);
+    assert.equal(n1.bridge, n2.bridge);
+    assert.deepEqual(n2.peers, [ip('rt-1')]);
+    // The first host learns its new peer alongside the start (not waited for by it).
+    await waitUntil(
+      async () => [...host('rt-1').networks.values()][0]!.peers.includes(ip('rt-2')),
+      5000,
+      'rt-1 to learn its peer',
+    );
+    assert.deepEqual([...host('rt-1').networks.values()][0]!.peers, [ip('rt-2')]);
+    assert.equal(n2.gatewayOnHost, false);
+    // Another start on a host that already carries the network sends no setupNetwork again.
+    const before = count('rt-2', 'setupNetwork');
+    await admin.call('stopVirtualMachine', { id: vm2.id });
+    await admin.call('startVirtualMachine', { id: vm2.id, hostid: hostIds.get('rt-2') });
+    assert.equal(count('rt-2', 'setupNetwork'), before);
+    const again = host('rt-1').routers.get(router.name)!;
+    assert.equal(again.vms.filter((e) => e.hostname === 'web-2').length, 1);
+  });
+
+  test('rules reach running VMs with peer groups resolved to their members', async () => {
+    // default admits SSH from members of web; web admits ICMP from anywhere.
+    const dflt = (await user.request<any>('listSecurityGroups', { securitygroupname: 'default' }))
+      .securitygroup[0];
+    const ssh = (
+      await user.call<any>('authorizeSecurityGroupIngress', {
+        securitygroupid: dflt.id,
+        protocol: 'TCP',
+        startport: 22,
+        endport: 22,
+        'usersecuritygrouplist[0].account': 'netuser',
+        'usersecuritygrouplist[0].group': 'web',
+      })
+    ).securitygroup.ingressrule[0];
+    assert.deepEqual(specOf(vm1).nics[0]!.security, {
+      ingress: [{ protocol: 'tcp', startPort: 22, endPort: 22, cidrs: [`${vm2.nic[0].ipaddress}/32`] }],
+      router: router.guestipaddress,
+    });
+    const web = (await user.request<any>('listSecurityGroups', { securitygroupname: 'web' }))
+      .securitygroup[0];
+    await user.call('authorizeSecurityGroupIngress', {
+      securitygroupid: web.id,
+      protocol: 'icmp',
+      icmptype: -1,
+      icmpcode: -1,
+      cidrlist: '0.0.0.0/0',
+    });
+    assert.deepEqual(specOf(vm2).nics[0]!.security, {
+      ingress: [{ protocol: 'icmp', icmpType: -1, icmpCode: -1, cidrs: ['0.0.0.0/0'] }],
+      router: router.guestipaddress,
+    });
+    const egress = (
+      await user.call<any>('authorizeSecurityGroupEgress', {
+        securitygroupid: web.id,
+        protocol: 'udp',
+        startport: 53,
+        endport: 53,
+        cidrlist: '10.0.0.0/8',
+      })
+    ).securitygroup.egressrule[0];
+    assert.deepEqual(specOf(vm2).nics[0]!.security?.egress, [
+      { protocol: 'udp', startPort: 53, endPort: 53, cidrs: ['10.0.0.0/8'] },
+    ]);
+    await user.call('revokeSecurityGroupEgress', { id: egress.ruleid });
+    assert.equal(specOf(vm2).nics[0]!.security?.egress, undefined, 'no egress rule: unrestricted');
+
+    // A member stopping (and starting) changes what the rules that name its group admit.
+    await admin.call('stopVirtualMachine', { id: vm2.id });
+    assert.deepEqual(specOf(vm1).nics[0]!.security, { ingress: [], router: router.guestipaddress });
+    await admin.call('startVirtualMachine', { id: vm2.id, hostid: hostIds.get('rt-2') });
+    assert.deepEqual(specOf(vm1).nics[0]!.security?.ingress[0]?.cidrs, [`${vm2.nic[0].ipaddress}/32`]);
+    await user.call('revokeSecurityGroupIngress', { id: ssh.ruleid });
+    assert.deepEqual(specOf(vm1).nics[0]!.security, { ingress: [], router: router.guestipaddress });
+  });
+
+  test('entries survive a stop, leave on expunge; a reset password reaches the router', async () => {
+    await admin.call('stopVirtualMachine', { id: vm1.id });
+    const entries = () =>
+      host('rt-1')
+        .routers.get(router.name)!
+        .vms.map((e) => e.hostname)
+        .sort();
+    assert.deepEqual(entries(), ['web-1', 'web-2'], 'a Stopped VM keeps its entry');
+    const reset = (await user.call<any>('resetPasswordForVirtualMachine', { id: vm2.id })).virtualmachine;
+    assert.equal(
+      host('rt-1')
+        .routers.get(router.name)!
+        .vms.find((e) => e.hostname === 'web-2')?.password,
+      reset.password,
+    );
+    await admin.call('destroyVirtualMachine', { id: vm1.id, expunge: true });
+    assert.deepEqual(entries(), ['web-2']);
+  });
+
+  test('stopRouter, startRouter, rebootRouter and destroyRouter', async () => {
+    const stopped = (await admin.call<any>('stopRouter', { id: router.id })).router;
+    assert.equal(stopped.state, 'Stopped');
+    assert.equal(stopped.hostid, undefined);
+    assert.equal(host('rt-1').routers.size, 0);
+    const started = (await admin.call<any>('startRouter', { id: router.id })).router;
+    assert.equal(started.state, 'Running');
+    assert.equal(started.hostid, hostIds.get('rt-1'), 'back on its last host');
+    assert.deepEqual(
+      host('rt-1')
+        .routers.get(router.name)!
+        .vms.map((e) => e.hostname),
+      ['web-2'],
+    );
+    const startsBefore = count('rt-1', 'startRouter');
+    const rebooted = (await admin.call<any>('rebootRouter', { id: router.id })).router;
+    assert.equal(rebooted.state, 'Running');
+    assert.equal(count('rt-1', 'startRouter'), startsBefore + 1);
+    const events = await admin.request<any>('listEvents', { resourceid: router.id, pagesize: -1 });
+    const types = new Set(events.event?.map((e: any) => e.type));
+    for (const t of ['ROUTER.CREATE', 'ROUTER.START', 'ROUTER.STOP', 'ROUTER.REBOOT'])
+      assert.ok(types.has(t), t);
+
+    const destroyed = (await admin.call<any>('destroyRouter', { id: router.id })).router;
+    assert.equal(destroyed.state, 'Destroyed');
+    assert.deepEqual(await admin.request('listRouters', {}), {});
+    assert.equal(host('rt-1').routers.size, 0);
+    await assert.rejects(admin.call('startRouter', { id: router.id }), is(431));
+    // The next VM start brings a new router, with the remaining VM's entry.
+    const vm3 = await deploy('web-3', 'rt-2');
+    const fresh = await onlyRouter();
+    assert.notEqual(fresh.id, router.id);
+    assert.equal(fresh.hostid, hostIds.get('rt-2'));
+    assert.deepEqual(
+      host('rt-2')
+        .routers.get(fresh.name)!
+        .vms.map((e) => e.hostname)
+        .sort(),
+      ['web-2', 'web-3'],
+    );
+    assert.equal([...host('rt-2').networks.values()][0]!.gatewayOnHost, true);
+    await waitUntil(
+      async () => [...host('rt-1').networks.values()][0]!.gatewayOnHost === false,
+      5000,
+      'the gateway to leave rt-1',
+    );
+    router = fresh;
+    await admin.call('destroyVirtualMachine', { id: vm3.id, expunge: true });
+  });
+
+  test('a router whose host goes Down is Stopped, and the next VM start brings it up elsewhere', async () => {
+    for (const [name, value] of [
+      ['ping.interval', '1'],
+      ['ping.timeout', '1.5'],
+      ['alert.wait', '1'],
+      ['host.down.wait', '1'],
+    ])
+      await admin.request('updateConfiguration', { name, value });
+    // A third host with its own agent, so that it alone can go away.
+    const lone = new SimulatorFleet().addHosts('rt-3', 1);
+    const agent3 = new Agent({ server: agentUrl, token: TOKEN, hosts: lone, log: silent, maxBackoffMs: 300 });
+    agent3.start();
+    try {
+      await waitUntil(async () => server.app.agents.pendingHost('rt-3'), 10_000, 'rt-3 to connect');
+      const cluster = (await admin.request<any>('listClusters', { zoneid })).cluster[0];
+      const added = await admin.request<any>('addHost', {
+        zoneid,
+        podid: cluster.podid,
+        clusterid: cluster.id,
+        url: 'agent://rt-3',
+        username: 'root',
+        password: TOKEN,
+        hypervisor: 'Simulator',
+      });
+      hostIds.set('rt-3', added.host[0].id);
+      await admin.call('destroyRouter', { id: router.id });
+      const vm4 = await deploy('web-4', 'rt-3');
+      const onRt3 = await onlyRouter();
+      assert.equal(onRt3.hostname, 'rt-3');
+      assert.ok(lone[0]!.routers.has(onRt3.name));
+      await agent3.stop();
+      await waitUntil(
+        async () => (await admin.request<any>('listRouters', { id: onRt3.id })).router[0].state === 'Stopped',
+        30_000,
+        'the router of a Down host to be Stopped',
+      );
+      const stopped = (await admin.request<any>('listRouters', { id: onRt3.id })).router[0];
+      assert.equal(stopped.hostid, undefined);
+      // web-2 starts again on rt-2: the router comes back there, with every entry of the network.
+      await admin.call('stopVirtualMachine', { id: vm2.id });
+      await admin.call('startVirtualMachine', { id: vm2.id, hostid: hostIds.get('rt-2') });
+      const back = await onlyRouter();
+      assert.equal(back.id, onRt3.id);
+      assert.equal(back.state, 'Running');
+      assert.equal(back.hostname, 'rt-2');
+      assert.deepEqual(
+        host('rt-2')
+          .routers.get(back.name)!
+          .vms.map((e) => e.hostname)
+          .sort(),
+        ['web-2', 'web-4'],
+      );
+      router = back;
+      await admin.call('destroyVirtualMachine', { id: vm4.id, expunge: true });
+    } finally {
+      await agent3.stop();
+    }
+  });
+
+  test('deleteHost stops the router there and tears the host bridges down; a host with VMs is refused and keeps them', async () => {
+    const lone = new SimulatorFleet().addHosts('rt-4', 1);
+    const agent4 = new Agent({ server: agentUrl, token: TOKEN, hosts: lone, log: silent, maxBackoffMs: 300 });
+    agent4.start();
+    try {
+      await waitUntil(async () => server.app.agents.pendingHost('rt-4'), 10_000, 'rt-4 to connect');
+      const cluster = (await admin.request<any>('listClusters', { zoneid })).cluster[0];
+      const rt4 = (
+        await admin.request<any>('addHost', {
+          zoneid,
+          podid: cluster.podid,
+          clusterid: cluster.id,
+          url: 'agent://rt-4',
+          username: 'root',
+          password: TOKEN,
+          hypervisor: 'Simulator',
+        })
+      ).host[0].id;
+      hostIds.set('rt-4', rt4);
+      await admin.call('destroyRouter', { id: router.id });
+      const vm = await deploy('web-5', 'rt-4');
+      const onRt4 = await onlyRouter();
+      assert.equal(onRt4.hostname, 'rt-4');
+      const h4 = lone[0]!;
+      assert.ok(h4.routers.has(onRt4.name) && h4.networks.size === 1);
+      // Refused while a VM is there: the router and the bridge stay.
+      await assert.rejects(admin.request('deleteHost', { id: rt4, forced: true }), is(536, /still has VMs/));
+      assert.equal((await onlyRouter()).state, 'Running');
+      assert.ok(h4.routers.has(onRt4.name) && h4.networks.size === 1);
+      await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
+      await admin.request('deleteHost', { id: rt4, forced: true });
+      const stopped = (await admin.request<any>('listRouters', { id: onRt4.id })).router[0];
+      assert.equal(stopped.state, 'Stopped');
+      assert.equal(stopped.hostid, undefined);
+      assert.equal(h4.routers.size, 0, 'the router was stopped on the removed host');
+      assert.equal(h4.networks.size, 0, 'the removed host keeps no bridge');
+      // The next start puts it on a host that stays.
+      router = (await admin.call<any>('startRouter', { id: onRt4.id })).router;
+      assert.equal(router.state, 'Running');
+      assert.notEqual(router.hostname, 'rt-4');
+    } finally {
+      await agent4.stop();
+    }
+  });
+
+  test('users cannot see or drive routers; bad input is refused', async () => {
+    await assert.rejects(user.request('listRouters', {}), is(432));
+    await assert.rejects(user.request('stopRouter', { id: router.id }), is(432));
+    await assert.rejects(admin.request('listRouters', { state: 'Flying' }), is(431, /Invalid state/));
+    await assert.rejects(admin.request('listRouters', { zoneid: 'not-a-uuid' }), is(431));
+    await assert.rejects(
+      admin.request('startRouter', { id: '00000000-0000-4000-8000-000000000000' }),
+      is(431, /Unable to find router/),
+    );
+    await assert.rejects(admin.request('stopRouter', {}), is(431));
+    await assert.rejects(admin.request('rebootRouter', { id: 'x' }), is(431));
+    const filtered = await admin.request<any>('listRouters', { state: 'running', networkid, zoneid });
+    assert.equal(filtered.count, 1);
+    assert.deepEqual(await admin.request('listRouters', { name: 'r-0-VM' }), {});
+    assert.equal((await admin.request<any>('listRouters', { keyword: router.name })).count, 1);
+  });
+});
