@@ -293,9 +293,9 @@ describe('the planner', () => {
   });
   after(() => agent?.kill());
 
-  test('40 concurrent deploys on a cluster with room for 16 never overcommit a host', async () => {
+  test('100 concurrent deploys on a cluster with room for 16 never overcommit a host', async () => {
     const results = await Promise.allSettled(
-      Array.from({ length: 40 }, () =>
+      Array.from({ length: 100 }, () =>
         server.admin.call<any>('deployVirtualMachine', {
           zoneid: pzone,
           templateid,
@@ -324,6 +324,43 @@ describe('the planner', () => {
       16,
       'failed deploys leave no VM',
     );
+    // Pages (ids from the index, then the rows): in order, each with the whole count, none lost.
+    const all = running.virtualmachine.map((v: any) => v.id);
+    const paged: string[] = [];
+    for (let page = 1; page <= 4; page++) {
+      const r = await server.admin.request<any>('listVirtualMachines', {
+        zoneid: pzone,
+        listall: true,
+        page,
+        pagesize: 5,
+      });
+      assert.equal(r.count, 16);
+      assert.equal(r.virtualmachine.length, page === 4 ? 1 : 5);
+      paged.push(...r.virtualmachine.map((v: any) => v.id));
+    }
+    assert.deepEqual(paged, all);
+    assert.deepEqual(
+      await server.admin.request('listVirtualMachines', {
+        zoneid: pzone,
+        listall: true,
+        page: 5,
+        pagesize: 5,
+      }),
+      { count: 16 },
+    );
+    const min = await server.admin.request<any>('listVirtualMachines', {
+      zoneid: pzone,
+      listall: true,
+      page: 2,
+      pagesize: 5,
+      details: 'min',
+    });
+    assert.deepEqual(
+      min.virtualmachine.map((v: any) => v.id),
+      all.slice(5, 10),
+    );
+    assert.equal(min.virtualmachine[0].nic, undefined);
+    assert.ok(min.virtualmachine[0].hostid, 'an admin sees the host in details=min');
     for (const vm of running.virtualmachine)
       await server.admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
   });
@@ -354,6 +391,34 @@ describe('the planner', () => {
     assert.match(warned.event[0].description, /p-1.*simulated host fault/);
     await server.admin.request('updateConfiguration', { name: 'vm.allocation.algorithm', value: '' });
     await server.admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
+  });
+
+  test('when every host fails the start, the 533 says how the last one failed', async () => {
+    // Two failures per host of the zone: more than the hosts a start can try.
+    const hosts = (await server.admin.request<any>('listHosts', { zoneid: pzone, type: 'Routing' })).count;
+    await server.admin.request('configureSimulator', {
+      name: 'startVm',
+      value: 'result:fail;message:disk image locked',
+      count: 2 * hosts,
+      zoneid: pzone,
+    });
+    await assert.rejects(
+      server.admin.call('deployVirtualMachine', { zoneid: pzone, templateid, serviceofferingid: small }),
+      (e: any) =>
+        e.errorcode === 533 &&
+        /already failed this start.*; the last start failed: .*disk image locked/.test(e.errortext),
+    );
+    await server.admin.request('configureSimulator', {
+      name: 'startVm',
+      value: 'result:success',
+      zoneid: pzone,
+    });
+    const left = await server.admin.request<any>('listVirtualMachines', {
+      zoneid: pzone,
+      listall: true,
+      state: 'Running',
+    });
+    assert.equal(left.count ?? 0, 0);
   });
 
   test('destroying a VM while its start runs waits for the start', async () => {

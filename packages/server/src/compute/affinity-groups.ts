@@ -196,6 +196,8 @@ export const deleteAffinityGroup = defineCommand({
     // As upstream: the group's VMs simply stop being members.
     await ctx.app.store.db.transaction().execute(async (tx) => {
       await tx.deleteFrom('affinity_group_vm_map').where('group_id', '=', g.id).execute();
+      // As upstream, deleting an ExplicitDedication group releases the resources dedicated through it.
+      await tx.deleteFrom('dedicated_resources').where('affinity_group_id', '=', g.id).execute();
       await tx.deleteFrom('affinity_groups').where('id', '=', g.id).execute();
       await logEvent(ctx, tx, {
         type: 'AG.DELETE',

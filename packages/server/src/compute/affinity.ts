@@ -56,7 +56,7 @@ export async function affinityRules(ctx: Pick<CallContext, 'app'>, vm: VmRow): P
   for (const g of groups) {
     const hosts = peers.filter((p) => p.group_id === g.id).map((p) => p.host_id!);
     if (g.type === ANTI_AFFINITY) for (const h of hosts) rules.avoid.add(h);
-    else if (hosts.length && rules.hostId === undefined) rules.hostId = hosts[0];
+    else if (g.type === AFFINITY && hosts.length && rules.hostId === undefined) rules.hostId = hosts[0];
   }
   return rules;
 }

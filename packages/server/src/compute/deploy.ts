@@ -168,6 +168,21 @@ export const deployVirtualMachine = defineCommand({
       }
       if (params.diskofferingid) dataDisk = await dataDiskSize(ctx, params.diskofferingid, params.size);
     }
+    if (!zone.local_storage_enabled) {
+      const rootOffering = await app.store.db
+        .selectFrom('disk_offerings')
+        .select('storage_type')
+        .where('id', '=', offering.disk_offering_id)
+        .executeTakeFirst();
+      if (rootOffering?.storage_type === 'local')
+        throw invalidParameter(
+          `Zone is not configured to use local storage but service offering ${offering.name} uses it`,
+        );
+      if (dataDisk?.offering.storage_type === 'local')
+        throw invalidParameter(
+          `Zone is not configured to use local storage but volume's disk offering ${dataDisk.offering.name} uses it`,
+        );
+    }
     if (params.hypervisor && params.hypervisor.toLowerCase() !== hypervisor.toLowerCase()) {
       throw invalidParameter(
         `Template ${image.template.name} is for ${hypervisor}, not ${params.hypervisor}`,
@@ -277,6 +292,8 @@ export const deployVirtualMachine = defineCommand({
         user_data: userData ?? null,
         user_data_id: userDataId,
         password: password ? app.secrets.encrypt(password) : null,
+        // The router hands the password to the guest once (password-enabled templates).
+        password_pending: password ? 1 : 0,
         details: Object.keys(details).length ? JSON.stringify(details) : null,
         created: now,
         updated: now,

@@ -2,10 +2,13 @@
 import { onAccountDelete } from '../iam/accounts.ts';
 import { registerTemplateInUseCheck } from '../storage/templates.ts';
 import { migrateVirtualMachineWithVolume, migrateVolume } from '../storage/volume-migrate.ts';
+import { volumeTransferCommands } from '../storage/volume-transfer.ts';
 import { volumeCommands } from '../storage/volumes.ts';
 import { affinityGroupCommands } from './affinity-groups.ts';
+import { dedicationCommands } from './dedication.ts';
 import { instanceGroupCommands } from './instance-groups.ts';
 import './reconcile.ts';
+import '../storage/local-pools.ts';
 import { restoreVirtualMachine } from './restore.ts';
 import { sshKeyPairCommands } from './ssh-keypairs.ts';
 import { userDataCommands } from './user-data.ts';
@@ -38,9 +41,11 @@ export const computeCommands = [
   ...vmCommands,
   ...instanceGroupCommands,
   ...volumeCommands,
+  ...volumeTransferCommands,
   ...sshKeyPairCommands,
   ...userDataCommands,
   ...affinityGroupCommands,
+  ...dedicationCommands,
   restoreVirtualMachine,
   migrateVolume,
   migrateVirtualMachineWithVolume,

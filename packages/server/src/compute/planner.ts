@@ -46,6 +46,25 @@ export interface HostRequest {
   accountId: number;
   /** Hosts that already failed this start, or that affinity rules exclude. */
   avoid: Set<number>;
+  /**
+   * Bytes the VM's local-storage disks still need: set when its offerings want local storage, so
+   * only hosts whose own (scope HOST) pool has that much room qualify.
+   */
+  localBytes?: number;
+  /** Which dedicated hosts the VM may (or must) use; see compute/dedication.ts. */
+  dedication?: DedicationRule;
+}
+
+/**
+ * Explicit dedication at placement time. `only`: the VM is in an ExplicitDedication affinity group
+ * and may run only on what those groups' dedications cover. Otherwise hosts covered by any
+ * dedication are excluded, except those dedicated to `accountId` (or to a domain in `domainIds`),
+ * which the owner's VMs use first (`prefer`).
+ */
+export interface DedicationRule {
+  only?: number[];
+  accountId: number;
+  domainIds: number[];
 }
 
 export interface Placement {
@@ -71,6 +90,7 @@ interface Candidate {
 function eligibleHosts(
   ctx: Pick<CallContext, 'app'>,
   req: HostRequest,
+  onlyOwn = false,
 ): SelectQueryBuilder<Database, 'hosts' | 'clusters' | 'pods', Candidate> {
   let q = ctx.app.store.db
     .selectFrom('hosts')
@@ -107,7 +127,50 @@ function eligibleHosts(
     );
   }
   if (req.avoid.size > 0) q = q.where('hosts.id', 'not in', [...req.avoid]);
+  if (req.localBytes !== undefined) {
+    // The exact per-pool check (overprovisioning, races) is reservePool's; a host whose pool
+    // turns out full fails that start and the next host is tried.
+    // Local disks are not overprovisioned (as upstream: the factor is for shared pools).
+    q = q.where(({ exists, selectFrom }) =>
+      exists(
+        selectFrom('storage_pools as lp')
+          .select('lp.id')
+          .whereRef('lp.host_id', '=', 'hosts.id')
+          .where('lp.scope', '=', 'HOST')
+          .where('lp.state', '=', 'Up')
+          .where('lp.removed', 'is', null)
+          .where(sql<boolean>`lp.allocated_bytes + ${req.localBytes} <= lp.capacity_bytes`),
+      ),
+    );
+  }
+  if (req.dedication) q = withDedication(q, req.dedication, onlyOwn);
   return q;
+}
+
+/** Dedications covering a host: of the host itself, or of its cluster, pod or zone. */
+const coveringHost = sql<boolean>`(d.host_id = hosts.id or d.cluster_id = hosts.cluster_id or d.pod_id = hosts.pod_id or d.zone_id = hosts.zone_id)`;
+
+function withDedication<Q extends SelectQueryBuilder<Database, 'hosts' | 'clusters' | 'pods', Candidate>>(
+  q: Q,
+  rule: DedicationRule,
+  onlyOwn: boolean,
+): Q {
+  if (rule.only) {
+    const groups = rule.only.length ? rule.only : [0];
+    return q.where(
+      sql<boolean>`exists (select 1 from dedicated_resources d where ${coveringHost} and d.affinity_group_id in (${sql.join(groups)}))`,
+    ) as Q;
+  }
+  const domains = rule.domainIds.length ? rule.domainIds : [0];
+  // coalesce: a domain dedication's NULL account must not make `not own` unknown (and so true).
+  const own = sql<boolean>`(coalesce(d.account_id, 0) = ${rule.accountId} or (d.account_id is null and d.domain_id in (${sql.join(domains)})))`;
+  if (onlyOwn)
+    return q.where(
+      sql<boolean>`exists (select 1 from dedicated_resources d where ${coveringHost} and ${own})`,
+    ) as Q;
+  return q.where(
+    sql<boolean>`not exists (select 1 from dedicated_resources d where ${coveringHost} and not ${own})`,
+  ) as Q;
 }
 
 /** Orders candidates as the configured algorithm wants; the SQL does the cheap part. */
@@ -160,9 +223,13 @@ function ordered(
 }
 
 /** The hosts to try, in the order the allocation algorithm wants. */
-async function candidates(ctx: Pick<CallContext, 'app'>, req: HostRequest): Promise<Candidate[]> {
+async function candidates(
+  ctx: Pick<CallContext, 'app'>,
+  req: HostRequest,
+  onlyOwn = false,
+): Promise<Candidate[]> {
   if (ctx.app.settings.get(ALLOCATION_ALGORITHM) !== 'random')
-    return ordered(ctx, eligibleHosts(ctx, req), req).execute();
+    return ordered(ctx, eligibleHosts(ctx, req, onlyOwn), req).execute();
   const top = await ctx.app.store.db
     .selectFrom('hosts')
     .select((eb) => eb.fn.max('id').as('id'))
@@ -170,10 +237,14 @@ async function candidates(ctx: Pick<CallContext, 'app'>, req: HostRequest): Prom
     .where('removed', 'is', null)
     .executeTakeFirst();
   const start = Math.floor(Math.random() * (Number(top?.id ?? 0) + 1));
-  const after = await ordered(ctx, eligibleHosts(ctx, req).where('hosts.id', '>=', start), req).execute();
+  const after = await ordered(
+    ctx,
+    eligibleHosts(ctx, req, onlyOwn).where('hosts.id', '>=', start),
+    req,
+  ).execute();
   if (after.length >= CANDIDATES) return after;
   // Wrap around, so a random start never hides the hosts below it.
-  const before = await ordered(ctx, eligibleHosts(ctx, req).where('hosts.id', '<', start), req)
+  const before = await ordered(ctx, eligibleHosts(ctx, req, onlyOwn).where('hosts.id', '<', start), req)
     .limit(CANDIDATES - after.length)
     .execute();
   return [...after, ...before];
@@ -226,24 +297,32 @@ async function reserveOnHost(
   return Number(r.numUpdatedRows) === 1;
 }
 
+function placementOf(c: Candidate, req: HostRequest): Placement {
+  return {
+    hostId: c.id,
+    hostName: c.name,
+    podId: c.pod_id,
+    clusterId: c.cluster_id,
+    cpuMhz: req.cpuMhz,
+    memoryBytes: req.memoryBytes,
+  };
+}
+
 /**
  * Chooses a host with room and reserves the VM's CPU and memory on it. Throws 533 saying what was
  * short when no host fits.
  */
 export async function reserveHost(ctx: Pick<CallContext, 'app'>, req: HostRequest): Promise<Placement> {
+  // The owner's VMs fill the hosts dedicated to them before shared ones.
+  if (req.dedication && !req.dedication.only) {
+    for (const c of await candidates(ctx, req, true)) {
+      if (await reserveOnHost(ctx, c, req)) return placementOf(c, req);
+    }
+  }
   for (let round = 0; round < 3; round++) {
     const found = await candidates(ctx, req);
     for (const c of found) {
-      if (await reserveOnHost(ctx, c, req)) {
-        return {
-          hostId: c.id,
-          hostName: c.name,
-          podId: c.pod_id,
-          clusterId: c.cluster_id,
-          cpuMhz: req.cpuMhz,
-          memoryBytes: req.memoryBytes,
-        };
-      }
+      if (await reserveOnHost(ctx, c, req)) return placementOf(c, req);
     }
     if (found.length < CANDIDATES) break;
   }
@@ -262,7 +341,7 @@ async function shortage(ctx: Pick<CallContext, 'app'>, req: HostRequest): Promis
           : req.podId !== undefined
             ? 'the pod'
             : 'the zone';
-    return `Unable to create a deployment for the VM: no host in ${scope} is Up, Enabled${req.hostTags.length ? `, tagged ${req.hostTags.join(',')}` : ''}${req.hypervisor ? ` and of hypervisor ${req.hypervisor}` : ''}${req.avoid.size ? ` (${req.avoid.size} host(s) already failed this start)` : ''}`;
+    return `Unable to create a deployment for the VM: no host in ${scope} is Up, Enabled${req.hostTags.length ? `, tagged ${req.hostTags.join(',')}` : ''}${req.hypervisor ? ` and of hypervisor ${req.hypervisor}` : ''}${req.localBytes !== undefined ? `, with ${Math.ceil(req.localBytes / 2 ** 30)} GiB free on its local storage` : ''}${req.dedication?.only ? ", dedicated to the VM's ExplicitDedication affinity group" : req.dedication ? ' and not dedicated to another account or domain' : ''}${req.avoid.size ? ` (${req.avoid.size} host(s) already failed this start)` : ''}`;
   }
   const cpuFree = Math.max(
     ...hosts.map((h) => h.cpu_total * ctx.app.settings.get(CPU_OVERPROVISIONING) - h.cpu_allocated_mhz),
@@ -307,6 +386,9 @@ export interface PoolRequest {
   sizeBytes: number;
   /** Every tag must be on the pool. */
   tags: string[];
+  /** The disk's offering wants local storage: only the pool of `hostId` (scope HOST) will do. */
+  local?: boolean;
+  hostId?: number;
 }
 
 function tagsOf(pool: Pick<StoragePoolRow, 'tags'>): string[] {
@@ -328,17 +410,24 @@ export async function reservePool(ctx: Pick<CallContext, 'app'>, req: PoolReques
     .where('zone_id', '=', req.zoneId)
     .where('removed', 'is', null)
     .where('state', '=', 'Up');
-  q =
-    req.clusterId === null
-      ? q.where('scope', '=', 'ZONE')
-      : q.where((eb) => eb.or([eb('scope', '=', 'ZONE'), eb('cluster_id', '=', req.clusterId)]));
+  if (req.local) {
+    if (req.hostId === undefined) throw insufficientCapacity('A volume on local storage needs a host');
+    q = q.where('scope', '=', 'HOST').where('host_id', '=', req.hostId);
+  } else {
+    // Shared offerings never land on a host's local pool.
+    q = q.where('scope', '!=', 'HOST');
+    q =
+      req.clusterId === null
+        ? q.where('scope', '=', 'ZONE')
+        : q.where((eb) => eb.or([eb('scope', '=', 'ZONE'), eb('cluster_id', '=', req.clusterId)]));
+  }
   const pools = (await q.orderBy('id').execute()).filter((p) => req.tags.every((t) => tagsOf(p).includes(t)));
   for (const pool of pools.sort(
     (a, b) =>
       Number(a.allocated_bytes) / Number(a.capacity_bytes || 1) -
       Number(b.allocated_bytes) / Number(b.capacity_bytes || 1),
   )) {
-    const factor = settings.at(STORAGE_OVERPROVISIONING, 'storagepool', pool.id);
+    const factor = pool.scope === 'HOST' ? 1 : settings.at(STORAGE_OVERPROVISIONING, 'storagepool', pool.id);
     const r = await store.db
       .updateTable('storage_pools')
       .set((eb) => ({ allocated_bytes: eb('allocated_bytes', '+', req.sizeBytes) }))
@@ -350,7 +439,7 @@ export async function reservePool(ctx: Pick<CallContext, 'app'>, req: PoolReques
   }
   throw insufficientCapacity(
     pools.length === 0
-      ? `Unable to find a primary storage pool that is Up${req.tags.length ? ` and tagged ${req.tags.join(',')}` : ''} for the volume`
+      ? `Unable to find a ${req.local ? 'local ' : ''}primary storage pool that is Up${req.tags.length ? ` and tagged ${req.tags.join(',')}` : ''} for the volume${req.local ? ' on the host' : ''}`
       : `Insufficient primary storage: no pool has ${Math.ceil(req.sizeBytes / 2 ** 30)} GiB free to allocate`,
   );
 }

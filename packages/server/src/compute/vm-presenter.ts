@@ -31,9 +31,41 @@ export interface PresentOptions {
   password?: string;
 }
 
+/** The VM columns the presenter reads: lists select only these (not user data or passwords). */
+export const PRESENTED_VM_COLUMNS = [
+  'id',
+  'uuid',
+  'name',
+  'display_name',
+  'instance_name',
+  'account_id',
+  'domain_id',
+  'user_id',
+  'zone_id',
+  'host_id',
+  'template_id',
+  'iso_id',
+  'service_offering_id',
+  'group_id',
+  'guest_os_id',
+  'cpu_number',
+  'cpu_speed',
+  'memory_mb',
+  'hypervisor',
+  'state',
+  'ha_enabled',
+  'display_vm',
+  'keypairs',
+  'details',
+  'created',
+  'updated',
+] as const satisfies readonly (keyof VmRow)[];
+
+export type PresentedVm = Pick<VmRow, (typeof PRESENTED_VM_COLUMNS)[number]>;
+
 export async function presentVms(
   ctx: CallContext,
-  rows: VmRow[],
+  rows: PresentedVm[],
   opts: PresentOptions = {},
 ): Promise<object[]> {
   if (rows.length === 0) return [];
@@ -42,7 +74,7 @@ export async function presentVms(
   const all = wanted.has('all');
   const want = (d: VmDetail) => all || wanted.has(d);
   const min = wanted.has('min') && !all;
-  const ids = (key: keyof VmRow) => [
+  const ids = (key: keyof PresentedVm) => [
     ...new Set(rows.map((r) => r[key]).filter((x): x is number => typeof x === 'number')),
   ];
   const none = Promise.resolve([] as never[]);
@@ -61,7 +93,9 @@ export async function presentVms(
     tags,
   ] = await Promise.all([
     db.selectFrom('accounts').select(['id', 'uuid', 'name']).where('id', 'in', ids('account_id')).execute(),
-    db.selectFrom('users').select(['id', 'uuid', 'username']).where('id', 'in', ids('user_id')).execute(),
+    !min
+      ? db.selectFrom('users').select(['id', 'uuid', 'username']).where('id', 'in', ids('user_id')).execute()
+      : none,
     db
       .selectFrom('domains')
       .select(['id', 'uuid', 'name', 'path'])
@@ -124,7 +158,7 @@ export async function presentVms(
       : new Map<number, object[]>();
   const by = <T extends { id: number }>(list: T[]) => new Map(list.map((x) => [x.id, x]));
   const account = by(accounts);
-  const user = by(users);
+  const user = by(users as { id: number; uuid: string; username: string }[]);
   const domain = by(domains);
   const zone = by(zones);
   const host = by(hosts as { id: number; uuid: string; name: string }[]);
@@ -137,7 +171,37 @@ export async function presentVms(
     const d = domain.get(vm.domain_id);
     const z = zone.get(vm.zone_id);
     const h = vm.host_id === null ? undefined : host.get(vm.host_id);
-    const base = {
+    if (min) {
+      return {
+        id: vm.uuid,
+        name: vm.name,
+        displayname: vm.display_name,
+        account: account.get(vm.account_id)?.name,
+        domainid: d?.uuid,
+        domain: d?.name,
+        domainpath: d ? displayPath(d.path) : undefined,
+        state: vm.state,
+        zoneid: z?.uuid,
+        zonename: z?.name,
+        created: formatDate(vm.created),
+        // Undefined fields are left out of the response: callers other than admins see no host.
+        hostid: isAdmin ? h?.uuid : undefined,
+        hostname: isAdmin ? h?.name : undefined,
+        instancename: isAdmin ? vm.instance_name : undefined,
+      };
+    }
+    const t = vm.template_id === null ? undefined : template.get(vm.template_id);
+    const iso = vm.iso_id === null ? undefined : template.get(vm.iso_id);
+    const o = offering.get(vm.service_offering_id);
+    const g = vm.group_id === null ? undefined : group.get(vm.group_id);
+    const u = user.get(vm.user_id);
+    const guestOs = vm.guest_os_id === null ? undefined : os.get(vm.guest_os_id);
+    const vmNics = (nics.get(vm.id) ?? []) as { ipaddress?: string; isdefault?: boolean }[];
+    const keypairs = vm.keypairs ?? undefined;
+    // One object literal with every key in response order: V8 builds it with a fixed shape, where
+    // spreading a base object (or Object.assign onto it) took a slow path that was the largest
+    // cost of a page of 500 VMs. Keys whose value is undefined are left out of the JSON.
+    return {
       id: vm.uuid,
       name: vm.name,
       displayname: vm.display_name,
@@ -149,20 +213,11 @@ export async function presentVms(
       zoneid: z?.uuid,
       zonename: z?.name,
       created: formatDate(vm.created),
-      ...(isAdmin ? { hostid: h?.uuid, hostname: h?.name, instancename: vm.instance_name } : {}),
-    };
-    if (min) return base;
-    const t = vm.template_id === null ? undefined : template.get(vm.template_id);
-    const iso = vm.iso_id === null ? undefined : template.get(vm.iso_id);
-    const o = offering.get(vm.service_offering_id);
-    const g = vm.group_id === null ? undefined : group.get(vm.group_id);
-    const vmNics = (nics.get(vm.id) ?? []) as { ipaddress?: string; isdefault?: boolean }[];
-    const keypairs = vm.keypairs ?? undefined;
-    // Adding to `base` rather than spreading it into a new literal: V8 builds a spread of ~50 keys
-    // on a slow path that cost 15x the rest of this function (60 ms per page of 500 VMs).
-    return Object.assign(base, {
-      userid: user.get(vm.user_id)?.uuid,
-      username: user.get(vm.user_id)?.username,
+      hostid: isAdmin ? h?.uuid : undefined,
+      hostname: isAdmin ? h?.name : undefined,
+      instancename: isAdmin ? vm.instance_name : undefined,
+      userid: u?.uuid,
+      username: u?.username,
       lastupdated: formatDate(vm.updated),
       haenable: vm.ha_enabled === 1,
       groupid: g?.uuid,
@@ -181,9 +236,9 @@ export async function presentVms(
       cpunumber: vm.cpu_number,
       cpuspeed: vm.cpu_speed,
       memory: vm.memory_mb,
-      guestosid: os.get(vm.guest_os_id ?? -1)?.uuid,
-      ostypeid: os.get(vm.guest_os_id ?? -1)?.uuid,
-      osdisplayname: os.get(vm.guest_os_id ?? -1)?.display_name,
+      guestosid: guestOs?.uuid,
+      ostypeid: guestOs?.uuid,
+      osdisplayname: guestOs?.display_name,
       rootdeviceid: 0,
       rootdevicetype: 'ROOT',
       hypervisor: vm.hypervisor,
@@ -199,7 +254,7 @@ export async function presentVms(
       displayvm: vm.display_vm === 1,
       vmtype: 'User',
       tags: tags.get(vm.id) ?? [],
-      ...(opts.password ? { password: opts.password } : {}),
-    });
+      password: opts.password || undefined,
+    };
   });
 }

@@ -11,14 +11,17 @@ import { ApiError, ErrorCode, invalidParameter, toApiError } from '../errors.ts'
 import { recordEvent } from '../events/events.ts';
 import { checkOwnerAccess } from '../iam/access.ts';
 import { ResourceKind, reserve } from '../iam/limits.ts';
+import { carryNetwork, nicsForHost, refreshPeersOf } from '../network/host-network.ts';
 import { releaseNics } from '../network/nics.ts';
+import { removeRouterEntries, routerReadyFor } from '../network/routers.ts';
 import { removeVmFromSecurityGroups } from '../network/security-groups.ts';
 import { DownloadState } from '../storage/downloads.ts';
 import { storeRoot } from '../storage/images.ts';
 import { deleteVmSnapshotsOf } from '../storage/vm-snapshots.ts';
 import { deleteOnPool, poolLocation, poolOf, vmDisk } from '../storage/volume-ops.ts';
-import { materialiseDataDisk, removeVolumeRecord } from '../storage/volumes.ts';
+import { isLocalVolume, materialiseDataDisk, removeVolumeRecord } from '../storage/volumes.ts';
 import { affinityRules, leaveAffinityGroups, placeWithAffinity, withAffinityLock } from './affinity.ts';
+import { dedicationRule } from './dedication.ts';
 import {
   type Placement,
   releaseHost,
@@ -89,18 +92,41 @@ async function templateSource(ctx: Pick<CallContext, 'app'>, templateId: number,
   };
 }
 
-/** The VM's NICs as the hypervisor plugs them. */
-async function vmSpecNics(ctx: Pick<CallContext, 'app'>, vmId: number) {
-  const nics = await ctx.app.store.db
-    .selectFrom('nics')
-    .innerJoin('networks', 'networks.id', 'nics.network_id')
-    .select(['nics.mac', 'nics.ip4', 'nics.device_id', 'networks.uuid as network'])
-    .where('nics.vm_id', '=', vmId)
-    .where('nics.removed', 'is', null)
-    .orderBy('nics.device_id')
+/**
+ * Gets the host ready for the VM's NICs: each network's bridge (and VXLAN link to the other hosts
+ * carrying it), and the network's router Running with the VM's entry, so the guest gets its
+ * address as soon as it boots. Returns the NICs as the hypervisor plugs them (bridge, filtering).
+ */
+async function networkForStart(
+  ctx: Pick<CallContext, 'app'>,
+  vm: VmRow,
+  place: { hostId: number; podId: number | null },
+) {
+  const { app } = ctx;
+  const networks = await app.store.db
+    .selectFrom('networks')
+    .innerJoin('network_offerings', 'network_offerings.id', 'networks.network_offering_id')
+    .selectAll('networks')
+    .select('network_offerings.services')
+    .where(
+      'networks.id',
+      'in',
+      app.store.db
+        .selectFrom('nics')
+        .select('network_id')
+        .where('vm_id', '=', vm.id)
+        .where('removed', 'is', null),
+    )
     .execute();
-  return nics.map((n) => ({ mac: n.mac, ip: n.ip4 ?? undefined, network: n.network, deviceId: n.device_id }));
+  for (const { services, ...network } of networks) {
+    await carryNetwork(app, network, place.hostId);
+    if (services.includes('Dhcp:VirtualRouter'))
+      await routerReadyFor(app, network, vm.id, { ...place, hypervisor: vm.hypervisor });
+  }
+  // The VM counts as a live member of its groups from here on, for its own rules too.
+  return nicsForHost(app, vm.id, vm.id);
 }
+
 const memoryOf = (vm: VmRow) => vm.memory_mb * MiB;
 
 async function hostTagsOf(ctx: Pick<CallContext, 'app'>, vm: VmRow): Promise<string[]> {
@@ -141,6 +167,8 @@ async function materialiseRoot(
     clusterId: placement.clusterId,
     sizeBytes: size,
     tags: [],
+    local: await isLocalVolume(ctx, root),
+    hostId: placement.hostId,
   });
   try {
     const made = await ctx.app.agents.call(placement.hostId, 'createVolumeFromTemplate', {
@@ -165,7 +193,12 @@ async function materialiseRoot(
   }
 }
 
-async function vmSpec(ctx: Pick<CallContext, 'app'>, vm: VmRow, volumes: VolumeRow[]): Promise<VmSpec> {
+async function vmSpec(
+  ctx: Pick<CallContext, 'app'>,
+  vm: VmRow,
+  volumes: VolumeRow[],
+  nics: VmSpec['nics'],
+): Promise<VmSpec> {
   const disks = [];
   for (const v of volumes) {
     const pool = await poolOf(ctx, v);
@@ -178,23 +211,52 @@ async function vmSpec(ctx: Pick<CallContext, 'app'>, vm: VmRow, volumes: VolumeR
     cpuMhz: vm.cpu_speed,
     memoryBytes: memoryOf(vm),
     disks,
-    nics: await vmSpecNics(ctx, vm.id),
+    nics,
     ...(vm.user_data ? { userData: vm.user_data } : {}),
   };
 }
 
 /**
- * The cluster a VM must start in: where its disks already live (cluster-scoped pools), or any.
+ * Where a VM must start: the host whose local pool holds one of its disks, or the cluster of its
+ * cluster-scoped disks, or anywhere.
  */
-async function requiredCluster(
+async function requiredPlace(
+  ctx: Pick<CallContext, 'app'>,
+  volumes: VolumeRow[],
+): Promise<{ clusterId?: number; hostId?: number }> {
+  const place: { clusterId?: number; hostId?: number } = {};
+  for (const v of volumes) {
+    const pool = await poolOf(ctx, v);
+    if (pool?.scope === 'HOST' && pool.host_id !== null) place.hostId ??= pool.host_id;
+    if (pool && pool.scope !== 'ZONE' && pool.cluster_id !== null) place.clusterId ??= pool.cluster_id;
+  }
+  return place;
+}
+
+/** Bytes of a VM's disks that want local storage and have no file yet; undefined when none does. */
+async function localBytesNeeded(
   ctx: Pick<CallContext, 'app'>,
   volumes: VolumeRow[],
 ): Promise<number | undefined> {
+  let total: number | undefined;
   for (const v of volumes) {
-    const pool = await poolOf(ctx, v);
-    if (pool && pool.scope !== 'ZONE' && pool.cluster_id !== null) return pool.cluster_id;
+    if (v.path && v.pool_id !== null) continue;
+    if (await isLocalVolume(ctx, v)) total = (total ?? 0) + Number(v.size_bytes);
   }
-  return undefined;
+  return total;
+}
+
+/** A plain live migration cannot take local disks along (upstream's check and message). */
+export async function refuseLocalStorageMigration(ctx: Pick<CallContext, 'app'>, vm: VmRow): Promise<void> {
+  const local = await ctx.app.store.db
+    .selectFrom('volumes')
+    .innerJoin('storage_pools', 'storage_pools.id', 'volumes.pool_id')
+    .select('volumes.id')
+    .where('volumes.vm_id', '=', vm.id)
+    .where('volumes.removed', 'is', null)
+    .where('storage_pools.scope', '=', 'HOST')
+    .executeTakeFirst();
+  if (local) throw invalidParameter('Unsupported operation, VM uses Local storage, cannot migrate');
 }
 
 export interface StartOptions {
@@ -221,13 +283,20 @@ async function startVmNow(ctx: CallContext, vm: VmRow, opts: StartOptions): Prom
   try {
     for (let attempt = 0; attempt < retries; attempt++) {
       let volumes = await volumesOf(ctx, vm.id);
+      const required = await requiredPlace(ctx, volumes);
+      if (opts.hostId !== undefined && required.hostId !== undefined && opts.hostId !== required.hostId)
+        throw invalidParameter(
+          `VM ${vm.name} has disks on another host's local storage: it can only start there`,
+        );
       const placement = await placeWithAffinity(
         await affinityRules(ctx, vm),
         {
           zoneId: vm.zone_id,
           podId: opts.podId,
-          clusterId: opts.clusterId ?? (await requiredCluster(ctx, volumes)),
-          hostId: opts.hostId,
+          clusterId: opts.clusterId ?? required.clusterId,
+          hostId: opts.hostId ?? required.hostId,
+          localBytes: await localBytesNeeded(ctx, volumes),
+          dedication: await dedicationRule(ctx, vm),
           cpuMhz: cpuMhzOf(vm),
           memoryBytes: memoryOf(vm),
           hostTags: await hostTagsOf(ctx, vm),
@@ -245,7 +314,8 @@ async function startVmNow(ctx: CallContext, vm: VmRow, opts: StartOptions): Prom
               : materialiseDataDisk(ctx, v, placement.hostId, placement.clusterId),
           ),
         );
-        await app.agents.call(placement.hostId, 'startVm', { vm: await vmSpec(ctx, vm, volumes) });
+        const nics = await networkForStart(ctx, vm, placement);
+        await app.agents.call(placement.hostId, 'startVm', { vm: await vmSpec(ctx, vm, volumes, nics) });
         current = await app.store.db.transaction().execute((tx) =>
           transition(ctx, tx, current, 'started', {
             host_id: placement.hostId,
@@ -254,6 +324,8 @@ async function startVmNow(ctx: CallContext, vm: VmRow, opts: StartOptions): Prom
             cluster_id: placement.clusterId,
           }),
         );
+        // Groups whose rules name this VM's groups now admit its address.
+        await refreshPeersOf(app, vm.id);
         return current;
       } catch (e) {
         await releaseHost(app.store.db, placement.hostId, placement.cpuMhz, placement.memoryBytes);
@@ -285,8 +357,14 @@ async function startVmNow(ctx: CallContext, vm: VmRow, opts: StartOptions): Prom
     await app.store.db
       .transaction()
       .execute((tx) => transition(ctx, tx, current, 'startFailed', {}, err.message));
-    throw err.errorcode === ErrorCode.INSUFFICIENT_CAPACITY || !lastError
-      ? err
+    if (!lastError || (err === lastError && err.errorcode === ErrorCode.INSUFFICIENT_CAPACITY)) throw err;
+    // Out of hosts after failures: the caller needs the failure, not only that nothing was left.
+    throw err.errorcode === ErrorCode.INSUFFICIENT_CAPACITY
+      ? new ApiError(
+          err.errorcode,
+          err.cserrorcode,
+          `${err.message}; the last start failed: ${lastError.message}`,
+        )
       : new ApiError(err.errorcode, err.cserrorcode, `Unable to start VM ${vm.name}: ${err.message}`);
   }
 }
@@ -316,6 +394,7 @@ export async function stopVm(ctx: CallContext, vm: VmRow, forced = false): Promi
   current = await app.store.db
     .transaction()
     .execute((tx) => transition(ctx, tx, current, 'stopped', { host_id: null }));
+  await refreshPeersOf(app, vm.id);
   return current;
 }
 
@@ -404,6 +483,8 @@ export async function expungeVm(ctx: CallContext, vm: VmRow): Promise<void> {
       .where('id', '=', vm.id)
       .execute();
   });
+  // Stopped VMs keep their router entries (as upstream); expunged ones lose them.
+  await removeRouterEntries(app, vm.id);
 }
 
 /** Releases a VM's placement after it was found powered off behind our back. */
@@ -416,6 +497,7 @@ export async function markStoppedOutOfBand(
     await transition(ctx, tx, vm, 'poweredOff', { host_id: null }, why);
   });
   await leaveHost(ctx, vm);
+  await refreshPeersOf(ctx.app, vm.id);
 }
 
 /**
@@ -428,6 +510,7 @@ export async function migrateVm(ctx: CallContext, vm: VmRow, hostId?: number): P
     throw invalidParameter(`VM ${vm.name} must be Running to be migrated live (it is ${vm.state})`);
   const source = vm.host_id;
   if (hostId === source) throw invalidParameter(`VM ${vm.name} already runs on that host`);
+  await refuseLocalStorageMigration(ctx, vm);
   // Affinity rules hold for live migration too: a group's members are not brought together (or apart).
   const placement = await placeWithAffinity(
     await affinityRules(ctx, vm),
@@ -441,12 +524,14 @@ export async function migrateVm(ctx: CallContext, vm: VmRow, hostId?: number): P
       hypervisor: vm.hypervisor,
       accountId: vm.account_id,
       avoid: new Set([source]),
+      dedication: await dedicationRule(ctx, vm),
     },
     (req) => reserveHost(ctx, req),
   );
   let current = await app.store.db.transaction().execute((tx) => transition(ctx, tx, vm, 'migrate'));
   try {
-    const spec = await vmSpec(ctx, vm, await volumesOf(ctx, vm.id));
+    const nics = await networkForStart(ctx, vm, placement);
+    const spec = await vmSpec(ctx, vm, await volumesOf(ctx, vm.id), nics);
     const prepared = await app.agents.call(placement.hostId, 'prepareMigration', { vm: spec });
     // QEMU migrates over the hosts' management network, to the port the destination opened.
     const destination = await app.store.db

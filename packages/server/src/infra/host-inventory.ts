@@ -63,9 +63,11 @@ export async function hostTotals(app: StoreOf): Promise<{ hosts: number; sockets
 export async function hostPlacement(
   app: StoreOf,
   uuid: string,
-): Promise<{ zone_id: number; cluster_id: number | null; hypervisor: string | null } | undefined> {
+): Promise<
+  { id: number; zone_id: number; cluster_id: number | null; hypervisor: string | null } | undefined
+> {
   return liveHosts(app, {})
-    .select(['zone_id', 'cluster_id', 'hypervisor'])
+    .select(['id', 'zone_id', 'cluster_id', 'hypervisor'])
     .where('uuid', '=', uuid)
     .executeTakeFirst();
 }

@@ -128,6 +128,17 @@ export async function presentStoragePools(ctx: CallContext, rows: StoragePoolRow
     'clusters',
     rows.map((r) => r.cluster_id),
   );
+  const hostIds = [...new Set(rows.map((r) => r.host_id).filter((x): x is number => x !== null))];
+  const hosts = new Map(
+    (hostIds.length
+      ? await ctx.app.store.db
+          .selectFrom('hosts')
+          .select(['id', 'uuid', 'name'])
+          .where('id', 'in', hostIds)
+          .execute()
+      : []
+    ).map((h) => [h.id, h]),
+  );
   return rows.map((s) => {
     const factor = ctx.app.settings.at(STORAGE_OVERPROVISIONING, 'storagepool', s.id);
     return {
@@ -139,6 +150,10 @@ export async function presentStoragePools(ctx: CallContext, rows: StoragePoolRow
       podname: s.pod_id === null ? undefined : pods.get(s.pod_id)?.name,
       clusterid: s.cluster_id === null ? undefined : clusters.get(s.cluster_id)?.uuid,
       clustername: s.cluster_id === null ? undefined : clusters.get(s.cluster_id)?.name,
+      // A host-local pool names its host (upstream shows only its address).
+      ...(s.host_id !== null && hosts.get(s.host_id)
+        ? { hostid: hosts.get(s.host_id)!.uuid, hostname: hosts.get(s.host_id)!.name }
+        : {}),
       ipaddress: s.host_address,
       path: s.path,
       created: formatDate(s.created),
@@ -299,17 +314,21 @@ export const listStoragePools = defineCommand({
       // A host reaches its cluster's pools and the zone-wide pools of its hypervisor.
       const host = await hostPlacement(app, params.hostid);
       if (!host) throw invalidParameter(`Unable to find host by id ${params.hostid}`);
-      q = q
-        .where('zone_id', '=', host.zone_id)
-        .where((eb) =>
-          eb.or([
-            host.cluster_id === null ? eb.val(false) : eb('cluster_id', '=', host.cluster_id),
-            eb.and([
-              eb('scope', '=', 'ZONE'),
-              eb.or([eb('hypervisor', 'is', null), eb('hypervisor', '=', host.hypervisor ?? '')]),
-            ]),
+      q = q.where('zone_id', '=', host.zone_id).where((eb) =>
+        eb.or([
+          host.cluster_id === null
+            ? eb.val(false)
+            : eb.and([
+                eb('cluster_id', '=', host.cluster_id),
+                // Of the cluster's host-local pools, only the host's own.
+                eb.or([eb('scope', '!=', 'HOST'), eb('host_id', '=', host.id)]),
+              ]),
+          eb.and([
+            eb('scope', '=', 'ZONE'),
+            eb.or([eb('hypervisor', 'is', null), eb('hypervisor', '=', host.hypervisor ?? '')]),
           ]),
-        );
+        ]),
+      );
     }
     if (params.id) q = q.where('uuid', '=', params.id);
     if (params.name) q = q.where('name', '=', params.name);

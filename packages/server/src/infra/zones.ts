@@ -299,9 +299,19 @@ export const updateZone = defineCommand({
       });
       return tx.selectFrom('zones').selectAll().where('id', '=', zone.id).executeTakeFirstOrThrow();
     });
+    if (row.local_storage_enabled && !zone.local_storage_enabled)
+      for (const listener of localStorageListeners) await listener(app, row);
     return (await presentZones(ctx, [row]))[0];
   },
 });
+
+/** Reacts to a zone switched to local storage (its hosts get their local pools). */
+type LocalStorageListener = (app: App, zone: ZoneRow) => Promise<void>;
+const localStorageListeners: LocalStorageListener[] = [];
+
+export function onZoneLocalStorageEnabled(listener: LocalStorageListener): void {
+  localStorageListeners.push(listener);
+}
 
 /**
  * Checks that can refuse a zone's removal (networks, IP ranges, templates... owned by other

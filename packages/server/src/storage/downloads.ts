@@ -23,6 +23,7 @@ import {
   BUILTIN_IMAGES,
   checksumHash,
   FILE_EXTENSIONS,
+  type ImageSizes,
   inspectImage,
   parseChecksum,
   storageGiB,
@@ -51,7 +52,7 @@ const STALL_MS = 60_000;
 const TAKEOVER_INTERVAL_MS = 30_000;
 
 /** Aborts a transfer because this server is stopping: the copy stays in progress for takeover. */
-const SHUTDOWN = new Error('management server stopping');
+export const SHUTDOWN = new Error('management server stopping');
 
 const transfers = new Map<number, AbortController>();
 
@@ -94,7 +95,7 @@ function ownerOfTemplate(template: TemplateRow) {
   return { userId: template.user_id, accountId: template.account_id, domainId: template.domain_id };
 }
 
-interface Source {
+export interface Source {
   stream: Readable;
   length?: number;
 }
@@ -119,27 +120,7 @@ async function openSource(
     const bytes = generated();
     return { stream: Readable.from([bytes]), length: bytes.length };
   }
-  if (/^https?:\/\//i.test(url)) {
-    let res: Response;
-    try {
-      // Images are sent as they are: a compressed transfer would make Content-Length meaningless.
-      res = await fetch(url, { signal, redirect: 'follow', headers: { 'accept-encoding': 'identity' } });
-    } catch (e) {
-      if (signal.aborted) throw e;
-      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-      throw new Error(`Unable to download ${url}: ${cause?.code ?? cause?.message ?? (e as Error).message}`);
-    }
-    if (!res.ok || !res.body) {
-      await res.body?.cancel().catch(() => undefined);
-      throw new Error(`Unable to download ${url}: HTTP ${res.status} ${res.statusText}`.trim());
-    }
-    const encoded = (res.headers.get('content-encoding') ?? 'identity') !== 'identity';
-    const declared = Number(res.headers.get('content-length'));
-    return {
-      stream: Readable.fromWeb(res.body as WebReadableStream),
-      length: !encoded && Number.isFinite(declared) && declared > 0 ? declared : undefined,
-    };
-  }
+  if (/^https?:\/\//i.test(url)) return openUrl(url, signal);
   const file = url.startsWith('file:') ? fileURLToPath(url) : url;
   let size: number;
   try {
@@ -187,6 +168,118 @@ export function abortTransfer(refId: number): void {
   transfers.get(refId)?.abort(new Error('deleted'));
 }
 
+/** Where a fetch stands, for the status line of the row being filled. */
+export type ProgressReport = (bytes: number, length: number | undefined) => Promise<void>;
+
+/**
+ * The download machinery shared by template copies and uploaded volumes: streams `open()` into a
+ * temporary file beside `dest`, enforcing max.template.iso.size, hashing for `checksum`, failing a
+ * source that stalls, checking the length and that the file looks like `format`, then renames it
+ * into place. Throws with the reason on any failure, leaving no file behind.
+ */
+export async function fetchImage(
+  app: App,
+  opts: {
+    dest: string;
+    format: string;
+    checksum?: string | null;
+    open: (signal: AbortSignal) => Promise<Source>;
+    signal: AbortSignal;
+    progress: ProgressReport;
+  },
+): Promise<ImageSizes> {
+  const stall = new AbortController();
+  const stalled = () =>
+    stall.abort(new Error(`The download stalled: no data for ${STALL_MS / 1000} seconds`));
+  const stallTimer = setTimeout(stalled, STALL_MS);
+  const watched = AbortSignal.any([opts.signal, stall.signal]);
+  const { dest } = opts;
+  try {
+    await mkdir(dirname(dest), { recursive: true });
+    await removeLeftovers(dest);
+    const part = `${dest}.${randomBytes(4).toString('hex')}.part`;
+    try {
+      const input = await opts.open(watched);
+      const max = app.settings.get(MAX_TEMPLATE_SIZE) * 1024 ** 3;
+      if (input.length !== undefined && input.length > max)
+        throw new Error(
+          `The image is ${input.length} bytes, more than max.template.iso.size (${max / 1024 ** 3} GiB)`,
+        );
+      const checksum = opts.checksum ? parseChecksum(opts.checksum) : undefined;
+      const hash = checksumHash(checksum);
+      let bytes = 0;
+      let lastReport = Date.now();
+      let reports = Promise.resolve();
+      const meter = new Transform({
+        transform(chunk: Buffer, _enc, done) {
+          bytes += chunk.length;
+          stallTimer.refresh();
+          if (bytes > max) {
+            done(new Error(`The image is larger than max.template.iso.size (${max / 1024 ** 3} GiB)`));
+            return;
+          }
+          hash?.update(chunk);
+          if (Date.now() - lastReport >= PROGRESS_INTERVAL_MS) {
+            lastReport = Date.now();
+            const at = bytes;
+            reports = reports.then(() => opts.progress(at, input.length));
+          }
+          done(null, chunk);
+        },
+      });
+      try {
+        await pipeline(input.stream, meter, createWriteStream(part), { signal: watched });
+      } finally {
+        await reports.catch(() => undefined);
+      }
+      if (input.length !== undefined && bytes !== input.length)
+        throw new Error(`The download ended after ${bytes} of ${input.length} bytes`);
+      if (checksum && hash) {
+        const actual = hash.digest('hex');
+        if (actual !== checksum.hex)
+          throw new Error(
+            `Checksum mismatch: expected ${checksum.label}, the downloaded file has ${checksum.label.replace(/\}.*/, '}')}${actual}`,
+          );
+      }
+      const sizes = await inspectImage(part, opts.format);
+      await rename(part, dest);
+      return sizes;
+    } catch (e) {
+      await rm(part, { force: true });
+      throw e;
+    }
+  } catch (e) {
+    // A stalled source aborts the pipeline; the stall is the reason worth reporting.
+    if (stall.signal.aborted && !opts.signal.aborted) throw stall.signal.reason;
+    throw e;
+  } finally {
+    clearTimeout(stallTimer);
+  }
+}
+
+/** Opens an http(s) URL for fetchImage, with the reason of a failure in words. */
+export async function openUrl(url: string, signal: AbortSignal): Promise<Source> {
+  let res: Response;
+  try {
+    // Images are sent as they are: a compressed transfer would make Content-Length meaningless.
+    res = await fetch(url, { signal, redirect: 'follow', headers: { 'accept-encoding': 'identity' } });
+  } catch (e) {
+    if (signal.aborted) throw e;
+    const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+    throw new Error(`Unable to download ${url}: ${cause?.code ?? cause?.message ?? (e as Error).message}`);
+  }
+  if (!res.ok || !res.body) {
+    await res.body?.cancel().catch(() => undefined);
+    throw new Error(`Unable to download ${url}: HTTP ${res.status} ${res.statusText}`.trim());
+  }
+  const encoded = (res.headers.get('content-encoding') ?? 'identity') !== 'identity';
+  const declared = Number(res.headers.get('content-length'));
+  return {
+    stream: Readable.fromWeb(res.body as WebReadableStream),
+    length: !encoded && Number.isFinite(declared) && declared > 0 ? declared : undefined,
+  };
+}
+
 async function transfer(
   app: App,
   refId: number,
@@ -212,89 +305,36 @@ async function transfer(
     .execute();
   const relative = installPathOf(template);
   let placed: string | undefined;
-  const stall = new AbortController();
-  const stalled = () =>
-    stall.abort(new Error(`The download stalled: no data for ${STALL_MS / 1000} seconds`));
-  const stallTimer = setTimeout(stalled, STALL_MS);
-  const watched = AbortSignal.any([signal, stall.signal]);
   try {
-    const root = await storeRoot(store);
-    const dest = join(root, relative);
-    await mkdir(dirname(dest), { recursive: true });
-    await removeLeftovers(dest);
-    const part = `${dest}.${randomBytes(4).toString('hex')}.part`;
-    try {
-      const input = await openSource(app, loaded, source, watched);
-      const max = app.settings.get(MAX_TEMPLATE_SIZE) * 1024 ** 3;
-      if (input.length !== undefined && input.length > max)
-        throw new Error(
-          `The image is ${input.length} bytes, more than max.template.iso.size (${max / 1024 ** 3} GiB)`,
-        );
-      const checksum =
-        template.checksum && source.kind === 'url' ? parseChecksum(template.checksum) : undefined;
-      const hash = checksumHash(checksum);
-      let bytes = 0;
-      let lastReport = Date.now();
-      let reports = Promise.resolve();
-      const meter = new Transform({
-        transform(chunk: Buffer, _enc, done) {
-          bytes += chunk.length;
-          stallTimer.refresh();
-          if (bytes > max) {
-            done(new Error(`The image is larger than max.template.iso.size (${max / 1024 ** 3} GiB)`));
-            return;
-          }
-          hash?.update(chunk);
-          if (Date.now() - lastReport >= PROGRESS_INTERVAL_MS) {
-            lastReport = Date.now();
-            const { pct, status } = progressStatus(bytes, input.length);
-            reports = reports.then(async () => {
-              await db
-                .updateTable('template_store_refs')
-                .set({ download_pct: pct, status, updated: app.clock.now() })
-                .where('id', '=', refId)
-                .where('download_state', '=', DownloadState.InProgress)
-                .execute();
-            });
-          }
-          done(null, chunk);
-        },
-      });
-      try {
-        await pipeline(input.stream, meter, createWriteStream(part), { signal: watched });
-      } finally {
-        await reports.catch(() => undefined);
-      }
-      if (input.length !== undefined && bytes !== input.length)
-        throw new Error(`The download ended after ${bytes} of ${input.length} bytes`);
-      if (checksum && hash) {
-        const actual = hash.digest('hex');
-        if (actual !== checksum.hex)
-          throw new Error(
-            `Checksum mismatch: expected ${checksum.label}, the downloaded file has ${checksum.label.replace(/\}.*/, '}')}${actual}`,
-          );
-      }
-      const sizes = await inspectImage(part, template.format);
-      await rename(part, dest);
-      placed = dest;
-      const kept = await finish(app, refId, relative, sizes);
-      if (!kept) await removeFile(dest);
-      return kept ? { ok: true } : { ok: false, reason: 'The copy was deleted' };
-    } catch (e) {
-      await rm(part, { force: true });
-      throw e;
-    }
+    const dest = join(await storeRoot(store), relative);
+    const sizes = await fetchImage(app, {
+      dest,
+      format: template.format,
+      checksum: source.kind === 'url' ? template.checksum : null,
+      open: (watched) => openSource(app, loaded, source, watched),
+      signal,
+      progress: async (bytes, length) => {
+        const { pct, status } = progressStatus(bytes, length);
+        await db
+          .updateTable('template_store_refs')
+          .set({ download_pct: pct, status, updated: app.clock.now() })
+          .where('id', '=', refId)
+          .where('download_state', '=', DownloadState.InProgress)
+          .execute();
+      },
+    });
+    placed = dest;
+    const kept = await finish(app, refId, relative, sizes);
+    if (!kept) await removeFile(dest);
+    return kept ? { ok: true } : { ok: false, reason: 'The copy was deleted' };
   } catch (e) {
     if (placed) await removeFile(placed);
     if (signal.aborted && signal.reason === SHUTDOWN)
       return { ok: false, reason: 'The management server stopped; another one resumes the download' };
     if (signal.aborted) return { ok: false, reason: 'The copy was deleted' };
-    const failure = stall.signal.aborted ? stall.signal.reason : e;
-    const reason = failure instanceof Error ? failure.message : String(failure);
+    const reason = e instanceof Error ? e.message : String(e);
     await fail(app, refId, reason);
     return { ok: false, reason };
-  } finally {
-    clearTimeout(stallTimer);
   }
 }
 

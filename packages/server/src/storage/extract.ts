@@ -12,6 +12,7 @@ import { ensureSystemTemplates } from './builtin-templates.ts';
 import { DownloadState, startTransferSupervisor } from './downloads.ts';
 import { storeRoot } from './images.ts';
 import { setListeningUrl } from './templates.ts';
+import { startUploadSupervisor, volumeExtractFile } from './volume-transfer.ts';
 
 const SYSTEM_TEMPLATE_CHECK_MS = 30_000;
 
@@ -54,13 +55,20 @@ export function registerExtractRoutes(fastify: FastifyInstance, app: App): void 
     async (req, reply) => {
       let path: string | undefined;
       try {
-        path = await extractFile(app, req.params.token, req.params.file);
+        path =
+          (await extractFile(app, req.params.token, req.params.file)) ??
+          (await volumeExtractFile(app, req.params.token, req.params.file));
       } catch (err) {
         req.log.warn({ err }, 'extract link could not be served');
       }
-      if (!path)
+      const size = path
+        ? await stat(path).then(
+            (s) => s.size,
+            () => undefined,
+          )
+        : undefined;
+      if (!path || size === undefined)
         return reply.code(404).type('text/plain').send('This extract link is unknown or has expired\n');
-      const { size } = await stat(path);
       return reply
         .type('application/octet-stream')
         .header('content-length', size)
@@ -82,10 +90,12 @@ export async function startTemplates(app: App, fastify: FastifyInstance): Promis
     );
   await ensure();
   const stopTransfers = startTransferSupervisor(app);
+  const stopUploads = startUploadSupervisor(app);
   const timer = setInterval(ensure, SYSTEM_TEMPLATE_CHECK_MS);
   timer.unref();
   return () => {
     clearInterval(timer);
     stopTransfers();
+    stopUploads();
   };
 }

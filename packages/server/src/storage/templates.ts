@@ -1306,6 +1306,11 @@ export function setListeningUrl(app: App, url: string): void {
   listeningUrls.set(app, url);
 }
 
+/** Where extract links point: extract.url.base, or the address this server listens on. */
+export function extractBaseUrl(app: App): string {
+  return (app.settings.get(EXTRACT_URL_BASE) || listeningUrls.get(app) || '').replace(/\/+$/, '');
+}
+
 export async function extractImage(
   ctx: CallContext,
   kind: ImageKind,
@@ -1348,7 +1353,7 @@ export async function extractImage(
       .execute();
     await tx.deleteFrom('template_extracts').where('expires', '<', now).execute();
   });
-  const base = (app.settings.get(EXTRACT_URL_BASE) || listeningUrls.get(app) || '').replace(/\/+$/, '');
+  const base = extractBaseUrl(app);
   const file = ref.install_path?.split('/').pop() ?? `${t.uuid}`;
   const zoneRow = await app.store.db
     .selectFrom('zones')

@@ -51,6 +51,13 @@ async function planMigration(ctx: CallContext, volume: VolumeRow, storageUuid: s
   if (cluster !== undefined && sourceCluster !== undefined && cluster !== sourceCluster)
     throw invalidParameter(`No host reaches both storage pool ${source.name} and ${target.name}`);
   cluster ??= sourceCluster;
+  // A host-local pool is reached by its own host only.
+  const hostOf = (pool: StoragePoolRow) => (pool.scope === 'HOST' ? (pool.host_id ?? undefined) : undefined);
+  const host = hostOf(target) ?? hostOf(source);
+  if (hostOf(target) !== undefined && hostOf(source) !== undefined && hostOf(target) !== hostOf(source))
+    throw invalidParameter(
+      `No host reaches both storage pool ${source.name} and ${target.name}: both are local to different hosts`,
+    );
   if (volume.vm_id !== null) {
     const vm = await db
       .selectFrom('vms')
@@ -78,24 +85,38 @@ async function planMigration(ctx: CallContext, volume: VolumeRow, storageUuid: s
     const others = await db
       .selectFrom('volumes')
       .innerJoin('storage_pools', 'storage_pools.id', 'volumes.pool_id')
-      .select(['storage_pools.name', 'storage_pools.scope', 'storage_pools.cluster_id'])
+      .select([
+        'storage_pools.name',
+        'storage_pools.scope',
+        'storage_pools.cluster_id',
+        'storage_pools.host_id',
+      ])
       .where('volumes.vm_id', '=', vm.id)
       .where('volumes.id', '!=', volume.id)
       .where('volumes.removed', 'is', null)
       .execute();
     const targetCluster = clusterOf(target);
     for (const o of others) {
+      if (o.scope === 'HOST' && hostOf(target) !== undefined && o.host_id !== hostOf(target))
+        throw invalidParameter(
+          `Storage pool ${target.name} is local to another host than pool ${o.name}, which holds another disk of VM ${vm.name}`,
+        );
       if (targetCluster !== undefined && o.scope !== 'ZONE' && o.cluster_id !== targetCluster)
         throw invalidParameter(
           `Storage pool ${target.name} is in another cluster than pool ${o.name}, which holds another disk of VM ${vm.name}`,
         );
     }
   }
-  return { source, target, cluster };
+  return { source, target, cluster, host };
 }
 
 /** An Up, connected host of the zone (in `cluster` when one pool is cluster-scoped). */
-async function hostReaching(ctx: CallContext, zoneId: number, cluster: number | undefined): Promise<number> {
+async function hostReaching(
+  ctx: CallContext,
+  zoneId: number,
+  cluster: number | undefined,
+  host?: number,
+): Promise<number> {
   let q = ctx.app.store.db
     .selectFrom('hosts')
     .select('id')
@@ -104,6 +125,7 @@ async function hostReaching(ctx: CallContext, zoneId: number, cluster: number | 
     .where('type', '=', 'Routing')
     .where('removed', 'is', null);
   if (cluster !== undefined) q = q.where('cluster_id', '=', cluster);
+  if (host !== undefined) q = q.where('id', '=', host);
   const connected = ctx.app.agents.connectedHosts((await q.limit(50).execute()).map((h) => h.id));
   if (connected.length === 0) throw resourceUnavailable('No host that reaches both storage pools is Up');
   return connected[0];
@@ -115,8 +137,8 @@ export async function migrateVolumeTo(
   storageUuid: string,
 ): Promise<void> {
   const { app } = ctx;
-  const { source, target, cluster } = await planMigration(ctx, volume, storageUuid, false);
-  const hostId = await hostReaching(ctx, volume.zone_id, cluster);
+  const { source, target, cluster, host } = await planMigration(ctx, volume, storageUuid, false);
+  const hostId = await hostReaching(ctx, volume.zone_id, cluster, host);
   const size = Number(volume.size_bytes);
   const factor = app.settings.at(STORAGE_OVERPROVISIONING, 'storagepool', target.id);
   const reserved = await app.store.db
@@ -234,6 +256,18 @@ async function planVmMoves(
   if (vm.state === 'Running') {
     if (moves.length)
       throw invalidParameter(`Moving the disks of running VM ${vm.name} is not supported: stop it first`);
+    const local = await ctx.app.store.db
+      .selectFrom('volumes')
+      .innerJoin('storage_pools', 'storage_pools.id', 'volumes.pool_id')
+      .select('storage_pools.name')
+      .where('volumes.vm_id', '=', vm.id)
+      .where('volumes.removed', 'is', null)
+      .where('storage_pools.scope', '=', 'HOST')
+      .executeTakeFirst();
+    if (local)
+      throw invalidParameter(
+        `VM ${vm.name} has disks on host-local storage (${local.name}); they cannot move while it runs: stop it and move its volumes with migrateto`,
+      );
     return moves;
   }
   if (vm.state !== 'Stopped')

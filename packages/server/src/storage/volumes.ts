@@ -1,4 +1,5 @@
 /** Volumes: ROOT disks of VMs and data disks users create, attach, resize and delete. */
+import { rm } from 'node:fs/promises';
 import { formatDate } from '../clock.ts';
 import { releasePool, reservePool } from '../compute/planner.ts';
 import type { CallContext } from '../context.ts';
@@ -16,8 +17,10 @@ import { defineCommand, type JobTarget, listResult, success } from '../registry/
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
+import { storageGiB } from './images.ts';
 import { findSnapshot } from './snapshot-records.ts';
 import { deleteOnPool, hostForPool, poolLocation, poolOf, vmDisk } from './volume-ops.ts';
+import { abortUpload, uploadedFile } from './volume-transfer.ts';
 
 export const GiB = 2 ** 30;
 
@@ -136,6 +139,8 @@ export async function presentVolumes(ctx: CallContext, rows: VolumeRow[]): Promi
       ...(isAdmin && s
         ? { storageid: s.uuid, storage: s.name, pooltype: s.pool_type, path: v.path ?? undefined }
         : {}),
+      // Uploads show their progress, or why they failed, as upstream's `status`.
+      ...(v.upload_status !== null ? { status: v.upload_status } : {}),
       created: formatDate(v.created),
       destroyed: false,
       isextractable: true,
@@ -250,6 +255,31 @@ export async function removeVolumeRecord(ctx: Pick<CallContext, 'app'>, tx: Tx, 
   }
 }
 
+/** Gives back the secondary storage an Uploaded volume's file was counted for. */
+async function releaseUploadCount(ctx: Pick<CallContext, 'app'>, tx: Tx, v: VolumeRow): Promise<void> {
+  const account = await tx
+    .selectFrom('accounts')
+    .selectAll()
+    .where('id', '=', v.account_id)
+    .executeTakeFirst();
+  if (account)
+    await reserve(ctx, tx, account, ResourceKind.SecondaryStorage, -storageGiB(v.physical_size_bytes));
+}
+
+/** Whether a volume's disk offering wants the host's local storage (storagetype local). */
+export async function isLocalVolume(
+  ctx: Pick<CallContext, 'app'>,
+  v: Pick<VolumeRow, 'disk_offering_id'>,
+): Promise<boolean> {
+  if (v.disk_offering_id === null) return false;
+  const o = await ctx.app.store.db
+    .selectFrom('disk_offerings')
+    .select('storage_type')
+    .where('id', '=', v.disk_offering_id)
+    .executeTakeFirst();
+  return o?.storage_type === 'local';
+}
+
 /**
  * Creates a volume's file on a pool the host (or cluster) reaches, if it has none yet. Used when a
  * data disk is attached to a running VM and when a VM starts with Allocated disks.
@@ -266,6 +296,8 @@ export async function materialiseDataDisk(
     clusterId,
     sizeBytes: Number(v.size_bytes),
     tags: [],
+    local: await isLocalVolume(ctx, v),
+    hostId,
   });
   try {
     const snapshot =
@@ -276,19 +308,51 @@ export async function materialiseDataDisk(
             .select('path')
             .where('id', '=', v.snapshot_id)
             .executeTakeFirst();
-    const made = await ctx.app.agents.call(hostId, 'createVolume', {
-      volumeUuid: v.uuid,
-      sizeBytes: Number(v.size_bytes),
-      pool: poolLocation(pool),
-      fromSnapshot: snapshot?.path ?? undefined,
-    });
+    // An uploaded volume's file on secondary storage is copied the way a snapshot backup is,
+    // Uploaded → Copying → Ready as upstream (back to Uploaded if the copy fails).
+    const uploaded = v.state === 'Uploaded' ? await uploadedFile(ctx.app, v) : undefined;
+    if (v.state === 'Uploaded') {
+      if (!uploaded)
+        throw invalidParameter(`The uploaded file of volume ${v.name} is no longer on secondary storage`);
+      const r = await ctx.app.store.db
+        .updateTable('volumes')
+        .set({ state: 'Copying' })
+        .where('id', '=', v.id)
+        .where('state', '=', 'Uploaded')
+        .executeTakeFirst();
+      if (Number(r.numUpdatedRows) !== 1)
+        throw invalidParameter(`Volume ${v.name} is being copied to primary storage already`);
+    }
+    let made: { path: string; sizeBytes: number };
+    try {
+      made = await ctx.app.agents.call(hostId, 'createVolume', {
+        volumeUuid: v.uuid,
+        sizeBytes: Number(v.size_bytes),
+        pool: poolLocation(pool),
+        fromSnapshot: uploaded ?? snapshot?.path ?? undefined,
+      });
+    } catch (e) {
+      if (uploaded)
+        await ctx.app.store.db
+          .updateTable('volumes')
+          .set({ state: 'Uploaded' })
+          .where('id', '=', v.id)
+          .execute();
+      throw e;
+    }
     const changes = {
       pool_id: pool.id,
       path: made.path,
       physical_size_bytes: made.sizeBytes,
       state: 'Ready',
+      ...(uploaded ? { image_store_id: null, store_path: null, upload_status: null } : {}),
     };
-    await ctx.app.store.db.updateTable('volumes').set(changes).where('id', '=', v.id).execute();
+    await ctx.app.store.db.transaction().execute(async (tx) => {
+      await tx.updateTable('volumes').set(changes).where('id', '=', v.id).execute();
+      if (uploaded) await releaseUploadCount(ctx, tx, v);
+    });
+    // The copy on primary storage is the volume now; its upload is no longer needed.
+    if (uploaded) await rm(uploaded, { force: true });
     return { ...v, ...changes };
   } catch (e) {
     await releasePool(ctx.app.store.db, pool.id, Number(v.size_bytes));
@@ -330,6 +394,10 @@ export const createVolume = defineCommand({
       ? await resolveAccount(ctx, params)
       : { account: ctx.caller.account, domain: ctx.caller.domain };
     const { offering, sizeBytes } = await dataDiskSize(ctx, params.diskofferingid, params.size);
+    if (offering.storage_type === 'local' && !zone.local_storage_enabled)
+      throw invalidParameter(
+        `Zone is not configured to use local storage but volume's disk offering ${offering.name} uses it`,
+      );
     const id = await app.store.db.transaction().execute(async (tx) => {
       const id = await insertVolume(ctx, tx, {
         name: params.name ?? `DATA-${Date.now().toString(36)}`,
@@ -456,6 +524,10 @@ async function attach(
   if (volume.zone_id !== vm.zone_id) throw invalidParameter('The volume and the VM are in different zones');
   if (!['Running', 'Stopped'].includes(vm.state))
     throw invalidParameter(`Unable to attach a volume to VM ${vm.name}: it is ${vm.state}`);
+  if (!['Allocated', 'Ready', 'Uploaded'].includes(volume.state))
+    throw invalidParameter(
+      `Volume ${volume.name} is ${volume.state}: only Allocated, Ready or Uploaded volumes can be attached${volume.upload_status && volume.state === 'UploadError' ? ` (${volume.upload_status})` : ''}`,
+    );
   const db = ctx.app.store.db;
   const used = new Set(
     (
@@ -473,6 +545,7 @@ async function attach(
     if (used.has(deviceId))
       throw invalidParameter(`Device id ${deviceId} is already in use on VM ${vm.name}`);
   }
+  await checkLocalHost(ctx, volume, vm);
   let device = deviceId ?? 1;
   while (deviceId === undefined && (used.has(device) || device === CDROM_DEVICE)) device++;
   if (device > 15) throw invalidParameter(`VM ${vm.name} has no free device id for another disk`);
@@ -499,6 +572,29 @@ async function attach(
     });
   });
   return presentVolume(ctx, v.id);
+}
+
+/** A disk on a host's local pool can only join a VM on that host (running there, or with its disks there). */
+async function checkLocalHost(ctx: CallContext, volume: VolumeRow, vm: VmRow): Promise<void> {
+  const db = ctx.app.store.db;
+  const pool = await poolOf(ctx, volume);
+  if (pool?.scope !== 'HOST' || pool.host_id === null) return;
+  let vmHost = vm.state === 'Running' ? vm.host_id : null;
+  if (vmHost === null) {
+    const local = await db
+      .selectFrom('volumes')
+      .innerJoin('storage_pools', 'storage_pools.id', 'volumes.pool_id')
+      .select('storage_pools.host_id')
+      .where('volumes.vm_id', '=', vm.id)
+      .where('volumes.removed', 'is', null)
+      .where('storage_pools.scope', '=', 'HOST')
+      .executeTakeFirst();
+    vmHost = local?.host_id ?? null;
+  }
+  if (vmHost !== null && vmHost !== pool.host_id)
+    throw invalidParameter(
+      `Volume ${volume.name} is on the local storage of another host than VM ${vm.name}'s: it cannot be attached`,
+    );
 }
 
 export const attachVolume = defineCommand({
@@ -667,8 +763,11 @@ export const deleteVolume = defineCommand({
     if (volume.vm_id !== null)
       throw resourceInUse(`Volume ${volume.name} is attached to a VM: detach it first`);
     await deleteOnPool(ctx, volume);
+    abortUpload(volume.id);
+    const uploaded = await uploadedFile(ctx.app, volume);
     await ctx.app.store.db.transaction().execute(async (tx) => {
       await removeVolumeRecord(ctx, tx, volume);
+      if (volume.state === 'Uploaded') await releaseUploadCount(ctx, tx, volume);
       await tx
         .deleteFrom('resource_tags')
         .where('resource_type', '=', 'Volume')
@@ -681,6 +780,7 @@ export const deleteVolume = defineCommand({
         resourceId: volume.uuid,
       });
     });
+    if (uploaded) await rm(uploaded, { force: true });
     return success();
   },
 });
@@ -820,7 +920,10 @@ onAccountDelete(async (ctx, account) => {
     .execute();
   for (const v of left) {
     await deleteOnPool(ctx, v);
+    abortUpload(v.id);
+    const uploaded = await uploadedFile(ctx.app, v);
     await ctx.app.store.db.transaction().execute((tx) => removeVolumeRecord(ctx, tx, v));
+    if (uploaded) await rm(uploaded, { force: true });
   }
 });
 

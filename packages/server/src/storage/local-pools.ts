@@ -1,0 +1,94 @@
+/**
+ * Host-local primary storage. In a zone with `localstorageenabled`, every host that comes Up has
+ * its own pool of scope HOST (as upstream creates one per host), sized by the local storage its
+ * agent reports and kept at that size when the agent reports a new one. Only the planner places
+ * disks there, and only disks whose offering says `storagetype=local`.
+ */
+import { onHostStatusChange } from '../agents/gateway.ts';
+import type { App } from '../context.ts';
+import { insertId } from '../db/connection.ts';
+import { onZoneLocalStorageEnabled } from '../infra/zones.ts';
+
+/** Where the agent keeps a host's local volumes (beside its default state directory). */
+export function localPoolPath(hostName: string): string {
+  return `/var/lib/nimbostack/agent/${hostName}/local`;
+}
+
+export async function ensureLocalPools(app: App, hostIds: number[]): Promise<void> {
+  if (hostIds.length === 0) return;
+  const db = app.store.db;
+  const hosts = await db
+    .selectFrom('hosts')
+    .innerJoin('zones', 'zones.id', 'hosts.zone_id')
+    .selectAll('hosts')
+    .where('hosts.id', 'in', hostIds)
+    .where('hosts.type', '=', 'Routing')
+    .where('hosts.removed', 'is', null)
+    .where('zones.local_storage_enabled', '=', 1)
+    .execute();
+  for (const host of hosts) {
+    await db.transaction().execute(async (tx) => {
+      const pool = await tx
+        .selectFrom('storage_pools')
+        .select(['id', 'capacity_bytes'])
+        .where('host_id', '=', host.id)
+        .where('scope', '=', 'HOST')
+        .where('removed', 'is', null)
+        .executeTakeFirst();
+      const capacity = Number(host.local_storage_bytes);
+      if (pool) {
+        if (Number(pool.capacity_bytes) !== capacity)
+          await tx
+            .updateTable('storage_pools')
+            .set({ capacity_bytes: capacity })
+            .where('id', '=', pool.id)
+            .execute();
+        return;
+      }
+      const path = localPoolPath(host.name);
+      await insertId(app.store, tx, 'storage_pools', {
+        uuid: app.ids.uuid(),
+        name: `${host.name} Local Storage`,
+        zone_id: host.zone_id,
+        pod_id: host.pod_id,
+        cluster_id: host.cluster_id,
+        host_id: host.id,
+        scope: 'HOST',
+        pool_type: 'Filesystem',
+        path,
+        host_address: host.private_ip ?? host.name,
+        port: 0,
+        url: `file://${path}`,
+        hypervisor: host.hypervisor,
+        provider: 'DefaultPrimary',
+        capacity_bytes: capacity,
+        used_bytes: 0,
+        allocated_bytes: 0,
+        capacity_iops: null,
+        managed: 0,
+        state: 'Up',
+        tags: null,
+        is_tag_a_rule: 0,
+        created: app.clock.now(),
+      });
+    });
+  }
+}
+
+onHostStatusChange(async (app, hostIds, status) => {
+  if (status === 'Up') await ensureLocalPools(app, hostIds);
+});
+
+onZoneLocalStorageEnabled(async (app, zone) => {
+  const up = await app.store.db
+    .selectFrom('hosts')
+    .select('id')
+    .where('zone_id', '=', zone.id)
+    .where('state', '=', 'Up')
+    .where('removed', 'is', null)
+    .execute();
+  await ensureLocalPools(
+    app,
+    up.map((h) => h.id),
+  );
+});
