@@ -10,10 +10,15 @@ import pg from 'pg';
 import type { DialectName } from '../../packages/server/src/db/connection.ts';
 import { medianMs } from './measure.ts';
 
-/** A minimal HTTP server in its own process, answering a small JSON body like listZones'. */
+/**
+ * A minimal HTTP server in its own process, answering a small JSON body like listZones', or the
+ * bytes of the file named as its argument (a recorded response).
+ */
 const HTTP_FLOOR_SERVER = `
 const http = require('node:http');
-const body = JSON.stringify({ listzonesresponse: { count: 1, zone: [{ id: 'x', name: 'bench' }] } });
+const body = process.argv[1]
+  ? require('node:fs').readFileSync(process.argv[1])
+  : JSON.stringify({ listzonesresponse: { count: 1, zone: [{ id: 'x', name: 'bench' }] } });
 const server = http.createServer((req, res) => {
   req.resume();
   req.on('end', () => {
@@ -31,8 +36,11 @@ export interface HttpFloor {
   stop(): Promise<void>;
 }
 
-export async function startHttpFloor(): Promise<HttpFloor> {
-  const child = spawn(process.execPath, ['-e', HTTP_FLOOR_SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+/** Starts the floor server; with `bodyFile` it answers that file's bytes instead of a small body. */
+export async function startHttpFloor(bodyFile?: string): Promise<HttpFloor> {
+  const child = spawn(process.execPath, ['-e', HTTP_FLOOR_SERVER, ...(bodyFile ? [bodyFile] : [])], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const port = await new Promise<string>((resolve, reject) => {
     createInterface({ input: child.stdout! }).once('line', resolve);
     child.once('exit', (code) => reject(new Error(`the floor HTTP server exited with ${code}`)));

@@ -228,6 +228,69 @@ describe('accounts and users', () => {
   });
 });
 
+describe('cached API keys', () => {
+  // The server caches each key's user and decrypted secret for a moment (iam/caller.ts); every
+  // change made through the API must still take effect on the very next signed call.
+  const signedClient = async (name: string) => {
+    const { account, userId } = await createAccountAndLogin(server, { name });
+    const keys = (await admin.request<any>('registerUserKeys', { id: userId })).userkeys;
+    const client = new CloudStackClient({ url: server.api, apiKey: keys.apikey, secretKey: keys.secretkey });
+    await client.request('listAccounts');
+    return { client, userId, accountId: account.id as string, keys };
+  };
+
+  test('regenerated or replaced keys stop working at once, the new ones work', async () => {
+    const { client, userId } = await signedClient('rekeyed');
+    const fresh = (await admin.request<any>('registerUserKeys', { id: userId })).userkeys;
+    await assert.rejects(client.request('listAccounts'), is(401));
+    const next = new CloudStackClient({ url: server.api, apiKey: fresh.apikey, secretKey: fresh.secretkey });
+    assert.equal((await next.request<any>('listAccounts')).account[0].name, 'rekeyed');
+    await admin.request('updateUser', {
+      id: userId,
+      userapikey: 'my-own-key',
+      usersecretkey: 'my-own-secret',
+    });
+    await assert.rejects(next.request('listAccounts'), is(401));
+    const own = new CloudStackClient({ url: server.api, apiKey: 'my-own-key', secretKey: 'my-own-secret' });
+    assert.equal((await own.request<any>('listAccounts')).account[0].name, 'rekeyed');
+    // The old secret with the current key is a bad signature, not a cached success.
+    const mixed = new CloudStackClient({ url: server.api, apiKey: 'my-own-key', secretKey: fresh.secretkey });
+    await assert.rejects(mixed.request('listAccounts'), is(401));
+  });
+
+  test('a disabled or deleted user, or a disabled account, is refused on the next call', async () => {
+    const a = await signedClient('keydisabled');
+    await admin.request('disableUser', { id: a.userId });
+    await assert.rejects(a.client.request('listAccounts'), is(401));
+    await admin.request('enableUser', { id: a.userId });
+    await a.client.request('listAccounts');
+
+    const b = await signedClient('keyacct');
+    await admin.call('disableAccount', { id: b.accountId, lock: false });
+    await assert.rejects(b.client.request('listAccounts'), is(401));
+
+    // An account keeps at least one user: delete a second one.
+    const c = await signedClient('keydeleted');
+    const account = (await admin.request<any>('listAccounts', { id: c.accountId })).account[0];
+    const second = (
+      await admin.request<any>('createUser', {
+        username: 'keydeleted-2',
+        password: 'secret-pw',
+        email: 'k2@example.com',
+        firstname: 'k',
+        lastname: '2',
+        account: account.name,
+        domainid: account.domainid,
+      })
+    ).user;
+    const keys = (await admin.request<any>('registerUserKeys', { id: second.id })).userkeys;
+    const doomed = new CloudStackClient({ url: server.api, apiKey: keys.apikey, secretKey: keys.secretkey });
+    await doomed.request('listAccounts');
+    await admin.request('deleteUser', { id: second.id });
+    await assert.rejects(doomed.request('listAccounts'), is(401));
+  });
+});
+
 describe('authorization across accounts', () => {
   test('a user sees only their own account, whatever they ask for', async () => {
     const plain = await u1.request<any>('listAccounts');

@@ -111,7 +111,8 @@ async function handleApiCall(
       }
     }
     throttle.check(auth.caller.account.id, now);
-    const body = await dispatch({ app, caller: auth.caller }, command, api.params);
+    const origin = `${req.protocol}://${req.host}`;
+    const body = await dispatch({ app, caller: auth.caller, origin }, command, api.params);
     return { status: 200, responseName, body, authenticated: true };
   } catch (e) {
     const err = toApiError(e);

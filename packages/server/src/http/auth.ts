@@ -5,7 +5,7 @@
 import { parseApiDate } from '../clock.ts';
 import type { App, Caller } from '../context.ts';
 import { unauthorized } from '../errors.ts';
-import { isActive, loadCaller } from '../iam/caller.ts';
+import { isActive, keyOwner, loadCaller } from '../iam/caller.ts';
 import { resumeSession, type Session } from '../iam/sessions.ts';
 import type { ApiRequest } from './request.ts';
 import { stringParam } from './request.ts';
@@ -27,16 +27,12 @@ export function hasKeyCredentials(req: ApiRequest): boolean {
 export async function authenticateByKey(app: App, req: ApiRequest, now: number): Promise<Authenticated> {
   const apiKey = stringParam(req, 'apikey')!;
   const signature = stringParam(req, 'signature')!;
-  const user = await app.store.db
-    .selectFrom('users')
-    .select(['id', 'secret_key'])
-    .where('api_key', '=', apiKey)
-    .executeTakeFirst();
-  if (!user?.secret_key) throw unauthorized();
-  const caller = await loadCaller(app, user.id);
+  const owner = await keyOwner(app, apiKey);
+  if (!owner) throw unauthorized();
+  const caller = await loadCaller(app, owner.userId);
   if (!caller || !isActive(caller)) throw unauthorized();
   const signed = req.original.filter(([name]) => name.toLowerCase() !== 'signature');
-  if (!verifySignature(signed, signature, app.secrets.decrypt(user.secret_key))) throw unauthorized();
+  if (!verifySignature(signed, signature, owner.secret)) throw unauthorized();
   if (stringParam(req, 'signatureversion') === '3') {
     const expires = stringParam(req, 'expires');
     const at = expires === undefined ? undefined : parseApiDate(expires);

@@ -1,7 +1,8 @@
 /**
- * Resolves who is calling (user, account, domain, role) and whether their role may call a command.
- * Both answers are cached for a moment because every API call needs them; changes made through
- * the API drop the cache at once, changes by another server show within CACHE_MS.
+ * Resolves who is calling (API key → user and secret, then user, account, domain, role) and
+ * whether their role may call a command. These answers are cached for a moment because every API
+ * call needs them; changes made through this server's API drop the cache at once, changes made
+ * by another management server sharing the database show here within CACHE_MS (docs/iam.md).
  */
 import type { App, Caller } from '../context.ts';
 import type { RoleKind } from '../registry/catalog.ts';
@@ -27,10 +28,51 @@ interface RoleRule {
 
 const callers = new Map<number, { caller: Caller; at: number }>();
 const rules = new Map<number, { rules: RoleRule[]; at: number }>();
+/** API key → its user and the decrypted secret key (undefined: no such key, also cached). */
+const keys = new Map<string, { owner: KeyOwner | undefined; at: number }>();
+/** Most API keys the cache holds; unknown keys are cached too, so a flood of them stays bounded. */
+const MAX_KEYS = 10_000;
+
+export interface KeyOwner {
+  userId: number;
+  /** The user's secret key in clear (it is stored encrypted). */
+  secret: string;
+  /** The stored (encrypted) form, to skip decrypting again when a refresh finds it unchanged. */
+  sealed: string;
+}
 
 export function forgetCachedIdentity(): void {
   callers.clear();
   rules.clear();
+  keys.clear();
+}
+
+/**
+ * The user an API key belongs to and their secret key, or undefined for an unknown key or a user
+ * without a secret. One indexed look-up and one AES-GCM decryption per key per CACHE_MS instead of
+ * per call. Regenerating or replacing keys, disabling, locking or deleting a user and disabling or
+ * deleting an account call forgetCachedIdentity(); another server's change shows within CACHE_MS,
+ * the same window as the cached caller below, which decides whether the user may call at all.
+ */
+export async function keyOwner(app: App, apiKey: string): Promise<KeyOwner | undefined> {
+  const now = Date.now();
+  const hit = keys.get(apiKey);
+  if (hit && now - hit.at < CACHE_MS) return hit.owner;
+  const row = await app.store.db
+    .selectFrom('users')
+    .select(['id', 'secret_key'])
+    .where('api_key', '=', apiKey)
+    .executeTakeFirst();
+  let owner: KeyOwner | undefined;
+  if (row?.secret_key) {
+    const same = hit?.owner && hit.owner.userId === row.id && hit.owner.sealed === row.secret_key;
+    owner = same
+      ? hit.owner
+      : { userId: row.id, secret: app.secrets.decrypt(row.secret_key), sealed: row.secret_key };
+  }
+  if (!hit && keys.size >= MAX_KEYS) keys.delete(keys.keys().next().value as string);
+  keys.set(apiKey, { owner, at: now });
+  return owner;
 }
 
 /** The enabled caller behind a user id, or undefined if the user, account or domain is unusable. */
