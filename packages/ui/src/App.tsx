@@ -1,6 +1,8 @@
 import {
   AlertOutlined,
+  ApartmentOutlined,
   AppstoreOutlined,
+  CameraOutlined,
   CloudServerOutlined,
   DashboardOutlined,
   DatabaseOutlined,
@@ -25,10 +27,11 @@ import {
   Tooltip,
   theme,
 } from 'antd';
-import { useCallback, useEffect, useMemo, useState } from 'react';
+import { lazy, Suspense, useCallback, useEffect, useMemo, useState } from 'react';
 import { api, type LoginInfo, logout, setUnauthorizedHandler } from './api.ts';
 import { ActionsProvider, useActions } from './jobs.tsx';
 import { Accounts } from './pages/Accounts.tsx';
+import { AffinityGroups } from './pages/AffinityGroups.tsx';
 import { Dashboard } from './pages/Dashboard.tsx';
 import { DeployWizard } from './pages/DeployWizard.tsx';
 import { Events } from './pages/Events.tsx';
@@ -38,6 +41,7 @@ import { Instances } from './pages/Instances.tsx';
 import { JobsList } from './pages/Jobs.tsx';
 import { Login } from './pages/Login.tsx';
 import { Settings } from './pages/Settings.tsx';
+import { Snapshots } from './pages/Snapshots.tsx';
 import { Storage } from './pages/Storage.tsx';
 import { ZoneWizard } from './pages/ZoneWizard.tsx';
 import { navigate, usePath } from './router.tsx';
@@ -45,7 +49,11 @@ import { type Session, SessionContext, savedLogin, saveLogin, useSession } from 
 
 type ThemeName = 'light' | 'dark';
 
+/** The console tab needs no shell and may need no login (a token in its URL); noVNC loads with it only. */
+const ConsolePage = lazy(() => import('./pages/Console.tsx'));
+
 export function Root() {
+  const { path, query } = usePath();
   const [themeName, setThemeName] = useState<ThemeName>(
     () => (localStorage.getItem('nimbostack.theme') as ThemeName | null) ?? 'light',
   );
@@ -59,7 +67,13 @@ export function Root() {
       theme={{ algorithm: themeName === 'dark' ? theme.darkAlgorithm : theme.defaultAlgorithm }}
     >
       <AntApp>
-        <Authenticated themeName={themeName} toggleTheme={toggleTheme} />
+        {path.startsWith('/console/') ? (
+          <Suspense fallback={<Spin fullscreen />}>
+            <ConsolePage vmId={path.split('/')[2]} token={query.get('token') ?? undefined} />
+          </Suspense>
+        ) : (
+          <Authenticated themeName={themeName} toggleTheme={toggleTheme} />
+        )}
       </AntApp>
     </ConfigProvider>
   );
@@ -133,6 +147,13 @@ const MENU: MenuEntry[] = [
   { key: '/', label: 'Dashboard', icon: <DashboardOutlined />, needs: 'listApis' },
   { key: '/instances', label: 'Instances', icon: <CloudServerOutlined />, needs: 'listVirtualMachines' },
   { key: '/storage', label: 'Storage & images', icon: <DatabaseOutlined />, needs: 'listTemplates' },
+  { key: '/snapshots', label: 'Snapshots', icon: <CameraOutlined />, needs: 'listSnapshots' },
+  {
+    key: '/affinity-groups',
+    label: 'Affinity groups',
+    icon: <ApartmentOutlined />,
+    needs: 'listAffinityGroups',
+  },
   { key: '/infrastructure', label: 'Infrastructure', icon: <AppstoreOutlined />, needs: 'listZones' },
   { key: '/accounts', label: 'Accounts', icon: <TeamOutlined />, needs: 'listAccounts' },
   { key: '/events', label: 'Events & alerts', icon: <AlertOutlined />, needs: 'listEvents' },
@@ -234,6 +255,10 @@ function Page({ path }: { path: string }) {
       return <Infrastructure />;
     case 'storage':
       return <Storage />;
+    case 'snapshots':
+      return <Snapshots />;
+    case 'affinity-groups':
+      return <AffinityGroups />;
     case 'accounts':
       return <Accounts />;
     case 'events':

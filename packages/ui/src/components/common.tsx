@@ -57,7 +57,7 @@ export function date(s: unknown): string {
 export interface Field {
   name: string;
   label: string;
-  type?: 'text' | 'password' | 'number' | 'select' | 'boolean' | 'textarea';
+  type?: 'text' | 'password' | 'number' | 'select' | 'multiselect' | 'boolean' | 'textarea';
   required?: boolean;
   options?: { value: string; label: string }[];
   initial?: unknown;
@@ -148,8 +148,13 @@ export function FormModal(props: {
               <Input.Password />
             ) : f.type === 'number' ? (
               <InputNumber style={{ width: '100%' }} />
-            ) : f.type === 'select' ? (
-              <Select options={f.options} allowClear showSearch={{ optionFilterProp: 'label' }} />
+            ) : f.type === 'select' || f.type === 'multiselect' ? (
+              <Select
+                mode={f.type === 'multiselect' ? 'multiple' : undefined}
+                options={f.options}
+                allowClear
+                showSearch={{ optionFilterProp: 'label' }}
+              />
             ) : f.type === 'boolean' ? (
               <Switch />
             ) : f.type === 'textarea' ? (

@@ -1,6 +1,6 @@
 /**
  * Deploys an instance step by step: zone → template or ISO → offering (custom sizes) → data disk
- * → network and security groups → SSH key and user data → review, where the request is checked
+ * → network, security groups and affinity groups → SSH key and user data → review, where the request is checked
  * against the account's resource limits before it is sent.
  */
 import {
@@ -19,6 +19,7 @@ import {
 } from 'antd';
 import { useEffect, useState } from 'react';
 import { api, type Params, type Row } from '../api.ts';
+import { affinityTypeLabel } from '../components/affinity.tsx';
 import { bytes } from '../components/common.tsx';
 import { useList } from '../hooks.ts';
 import { useActions } from '../jobs.tsx';
@@ -49,6 +50,8 @@ export function DeployWizard() {
   const networks = useList('listNetworks', 'network', { zoneid });
   const groups = useList('listSecurityGroups', 'securitygroup');
   const keys = useList('listSSHKeyPairs', 'sshkeypair');
+  // The caller's own groups: a deploy may only join groups of the VM's owner.
+  const affinityGroups = useList('listAffinityGroups', 'affinitygroup');
   const hypervisors = useList('listHypervisors', 'hypervisor', { zoneid });
   const [account, setAccount] = useState<Row>();
   const zone = zones.find((z) => z.id === zoneid);
@@ -77,7 +80,7 @@ export function DeployWizard() {
     1: ['imageKind', 'templateid'],
     2: ['serviceofferingid', 'cpuNumber', 'memory'],
     3: ['diskofferingid', 'size'],
-    4: ['networkids', 'securitygroupids'],
+    4: ['networkids', 'securitygroupids', 'affinitygroupids'],
     5: ['name', 'keypair', 'userdata'],
   };
   const next = async () => {
@@ -113,6 +116,7 @@ export function DeployWizard() {
       keypair: v.keypair,
       networkids: (v.networkids as string[] | undefined)?.join(','),
       securitygroupids: (v.securitygroupids as string[] | undefined)?.join(','),
+      affinitygroupids: (v.affinitygroupids as string[] | undefined)?.join(','),
       userdata: v.userdata ? btoa(String.fromCharCode(...new TextEncoder().encode(v.userdata))) : undefined,
     };
     if (offering?.iscustomized) {
@@ -268,6 +272,27 @@ export function DeployWizard() {
               />
             </Form.Item>
           )}
+          {session.can('listAffinityGroups') && (
+            <Form.Item
+              name="affinitygroupids"
+              label="Affinity groups"
+              hidden={step !== 4}
+              help={
+                affinityGroups.length === 0
+                  ? 'No affinity group: create one under Affinity groups'
+                  : undefined
+              }
+            >
+              <Select
+                mode="multiple"
+                aria-label="Affinity groups"
+                options={affinityGroups.map((g) => ({
+                  value: g.id,
+                  label: `${g.name} — ${affinityTypeLabel(g.type)}`,
+                }))}
+              />
+            </Form.Item>
+          )}
           <Form.Item
             name="name"
             label="Name"
@@ -316,6 +341,13 @@ export function DeployWizard() {
                     .filter((g) => (v.securitygroupids ?? []).includes(g.id))
                     .map((g) => g.name)
                     .join(', ') || 'default',
+                ],
+                [
+                  'Affinity groups',
+                  affinityGroups
+                    .filter((g) => (v.affinitygroupids ?? []).includes(g.id))
+                    .map((g) => g.name)
+                    .join(', ') || 'none',
                 ],
                 ['Name', v.name || '(generated)'],
                 ['SSH key pair', v.keypair ?? 'none'],

@@ -1,8 +1,11 @@
 import { Alert, Button, Card, Descriptions, Space, Spin, Table, Tabs, Tag, Typography } from 'antd';
 import { useCallback, useEffect, useState } from 'react';
 import { api, errorText, type Row } from '../api.ts';
+import { InstanceAffinity } from '../components/affinity.tsx';
+import { ConsoleButton } from '../components/ConsoleButton.tsx';
 import { bytes, date, FormButton, StateTag } from '../components/common.tsx';
 import { ResourceTable } from '../components/ResourceTable.tsx';
+import { VmSnapshotTable } from '../components/snapshots.tsx';
 import { VmActions } from '../components/VmActions.tsx';
 import { useActions } from '../jobs.tsx';
 import { navigate } from '../router.tsx';
@@ -53,9 +56,10 @@ export function InstanceDetail({ id }: { id: string }) {
         </Typography.Title>
         <StateTag state={vm.state} />
       </Space>
-      <div style={{ marginBottom: 16 }}>
+      <Space wrap style={{ marginBottom: 16 }}>
+        <ConsoleButton vm={vm} />
         <VmActions vm={vm} onDone={refresh} buttons />
-      </div>
+      </Space>
       <Card>
         <Descriptions
           size="small"
@@ -122,6 +126,24 @@ export function InstanceDetail({ id }: { id: string }) {
               />
             ),
           },
+          ...(session.can('listVMSnapshot')
+            ? [
+                {
+                  key: 'snapshots',
+                  label: 'Snapshots',
+                  children: <VmSnapshotTable vm={vm} onDone={refresh} />,
+                },
+              ]
+            : []),
+          ...(session.can('listAffinityGroups')
+            ? [
+                {
+                  key: 'affinity',
+                  label: 'Affinity',
+                  children: <InstanceAffinity vm={vm} onDone={refresh} />,
+                },
+              ]
+            : []),
           {
             key: 'events',
             label: 'Events',

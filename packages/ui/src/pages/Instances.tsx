@@ -1,7 +1,8 @@
 import { PlusOutlined } from '@ant-design/icons';
-import { Button, Modal, Typography } from 'antd';
+import { Button, Modal, Space, Typography } from 'antd';
 import { useState } from 'react';
 import type { Row } from '../api.ts';
+import { ConsoleButton } from '../components/ConsoleButton.tsx';
 import { date, options, StateTag } from '../components/common.tsx';
 import { type BulkAction, type Column, ResourceTable } from '../components/ResourceTable.tsx';
 import { VmActions } from '../components/VmActions.tsx';
@@ -111,7 +112,12 @@ export function Instances() {
             </Button>
           )
         }
-        actions={(r) => <VmActions vm={r} onDone={() => setReload((n) => n + 1)} />}
+        actions={(r) => (
+          <Space size={4}>
+            <ConsoleButton vm={r} size="small" />
+            <VmActions vm={r} onDone={() => setReload((n) => n + 1)} />
+          </Space>
+        )}
       />
     </div>
   );

@@ -13,6 +13,7 @@ import {
   StateTag,
 } from '../components/common.tsx';
 import { type Column, ResourceTable } from '../components/ResourceTable.tsx';
+import { VolumeSnapshotActions } from '../components/snapshots.tsx';
 import { useList } from '../hooks.ts';
 import { useActions } from '../jobs.tsx';
 import { usePath } from '../router.tsx';
@@ -143,6 +144,7 @@ export function Storage() {
           }
         />
       )}
+      <VolumeSnapshotActions volume={v} onDone={bump} />
       {v.type === 'DATADISK' && !v.virtualmachineid && session.can('deleteVolume') && (
         <ActionButton
           danger
