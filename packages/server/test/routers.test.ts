@@ -15,7 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import { Agent, type AgentLogger, SimulatorFleet, type SimulatorHost } from '@nimbostack/agent';
 import { CloudStackClient } from '@nimbostack/client';
 import { type Server, startServer } from '../src/app.ts';
-import { loadConfig } from '../src/config.ts';
+import { loadConfig, type ServerConfig } from '../src/config.ts';
 import { waitUntil } from './agents.ts';
 
 const TOKEN = 'router-test-token-0123456789';
@@ -24,6 +24,7 @@ const is = (code: number, text?: RegExp) => (e: any) =>
   e.errorcode === code && (text === undefined || text.test(e.message));
 
 let server: Server;
+let config: ServerConfig;
 let admin: CloudStackClient;
 let user: CloudStackClient;
 let agent: Agent;
@@ -86,12 +87,11 @@ before(async () => {
   mkdirSync(join(dataDir, 'primary'));
   mkdirSync(join(dataDir, 'secondary'));
   const agentPort = await freePort();
-  server = await startServer(
-    loadConfig(
-      {},
-      { port: 0, agentPort, host: '127.0.0.1', dataDir, logLevel: 'silent', seedLocalZone: false },
-    ),
+  config = loadConfig(
+    {},
+    { port: 0, agentPort, host: '127.0.0.1', dataDir, logLevel: 'silent', seedLocalZone: false },
   );
+  server = await startServer(config);
   admin = await CloudStackClient.login(`${server.url}/client/api`, 'admin', 'password');
   const zone = (
     await admin.request<any>('createZone', {
@@ -312,6 +312,33 @@ describe('virtual routers and host networking', () => {
     assert.equal(count('rt-2', 'setupNetwork'), before);
     const again = host('rt-1').routers.get(router.name)!;
     assert.equal(again.vms.filter((e) => e.hostname === 'web-2').length, 1);
+  });
+
+  test('after a server restart, a start on a host that already carries the network tells no other host', async () => {
+    await server.stop();
+    server = await startServer(config);
+    admin = await CloudStackClient.login(`${server.url}/client/api`, 'admin', 'password');
+    user = await CloudStackClient.login(`${server.url}/client/api`, 'netuser', 'secret-pass');
+    const ids = await server.app.store.db
+      .selectFrom('hosts')
+      .select('id')
+      .where('name', 'in', ['rt-1', 'rt-2'])
+      .execute();
+    assert.equal(ids.length, 2);
+    await waitUntil(
+      async () => ids.every((h) => server.app.agents.isConnected(h.id)),
+      10_000,
+      'the hosts to reconnect',
+    );
+    const told = { rt1: count('rt-1', 'setupNetwork'), rt2: count('rt-2', 'setupNetwork') };
+    const vm3 = await deploy('web-3', 'rt-1');
+    assert.equal(vm3.state, 'Running');
+    // The starting host is told on its new connection; rt-2 already has rt-1 as a peer (kernel
+    // state survives our restart), so re-sending it the whole view would only cost.
+    assert.equal(count('rt-1', 'setupNetwork'), told.rt1 + 1);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(count('rt-2', 'setupNetwork'), told.rt2);
+    await admin.call('destroyVirtualMachine', { id: vm3.id, expunge: true });
   });
 
   test('rules reach running VMs with peer groups resolved to their members', async () => {

@@ -64,6 +64,8 @@ interface NetworkHosts {
   routerHost: number | null;
   /** Bumped whenever hosts or routerHost change: every host's view is then out of date. */
   generation: number;
+  /** Carriers whose last update failed: the next start anywhere in the network retries them. */
+  behind: Set<number>;
 }
 
 interface State {
@@ -118,6 +120,7 @@ async function networkHosts(app: App, networkId: number): Promise<NetworkHosts> 
         hosts: new Set(vmHosts.map((h) => h.host_id!).filter((h) => h !== null)),
         routerHost: router?.host_id ?? null,
         generation: 1,
+        behind: new Set(),
       };
       if (entry.routerHost !== null) entry.hosts.add(entry.routerHost);
       s.networks.set(networkId, entry);
@@ -158,6 +161,7 @@ export async function carryNetwork(
 ): Promise<void> {
   const s = stateOf(app);
   const entry = await networkHosts(app, network.id);
+  const before = entry.generation;
   if (!entry.hosts.has(hostId)) {
     entry.hosts.add(hostId);
     entry.generation++;
@@ -208,13 +212,22 @@ export async function carryNetwork(
     }
     return done;
   };
-  // The other carrying hosts learn the new view alongside; the start waits only for its own host,
-  // which must have the bridge before the VM (or router) plugs into it.
-  for (const h of connected)
-    if (h !== hostId)
-      bring(h).catch((err) =>
-        app.log.warn({ host: h, network: network.uuid, err: (err as Error).message }, 'setupNetwork failed'),
-      );
+  // When this call changed the view, the other carrying hosts learn it alongside; the start waits
+  // only for its own host, which must have the bridge before the VM (or router) plugs into it.
+  // An unchanged view is already theirs, also after a restart of this server (bridges and VXLAN
+  // forwarding entries are kernel state on the hosts): re-sending it would cost every carrier the
+  // whole peer list, O(hosts²) for the first start after a restart.
+  const others = connected.filter(
+    (h) => h !== hostId && (entry.generation !== before || entry.behind.has(h)),
+  );
+  for (const h of others)
+    bring(h).then(
+      () => entry.behind.delete(h),
+      (err) => {
+        entry.behind.add(h);
+        app.log.warn({ host: h, network: network.uuid, err: (err as Error).message }, 'setupNetwork failed');
+      },
+    );
   await bring(hostId);
 }
 
