@@ -21,7 +21,7 @@ import { startServer, type TestServer } from '../packages/server/test/harness.ts
 import { AGENT_TOKEN, buildCloud, type Caller, type Cloud, hostRows, shapeFor } from './lib/cloud.ts';
 import { createBenchDatabase } from './lib/database.ts';
 import { DbFloor, startHttpFloor } from './lib/floor.ts';
-import { type LatencyStats, measure, round } from './lib/measure.ts';
+import { type LatencyStats, measure, round, warmUp } from './lib/measure.ts';
 import { measurePlanner, type PlannerResult } from './lib/planner.ts';
 import { cpuPercentOver, cpuSeconds, peakRssMiB, rssMiB } from './lib/proc.ts';
 import { renderMarkdown } from './lib/report.ts';
@@ -55,6 +55,8 @@ const DEEP_FRACTION = 0.75;
 /** Fewer repetitions in --quick runs (the CI smoke test); the figures are then only indicative. */
 const REPEAT = args.quick ? 0.25 : 1;
 const reps = (n: number) => Math.max(4, Math.round(n * REPEAT));
+/** How long each throughput case runs its load unmeasured first (see warmUp). */
+const WARMUP_SECONDS = args.quick ? 0.5 : 2;
 /** `--only vms,account,lists,cheap,agent,deploys,planner`: a targeted run of some sections. */
 const ONLY = args.only ? new Set(args.only.split(',').map((s) => s.trim())) : undefined;
 const runs = (section: string) => !ONLY || ONLY.has(section);
@@ -202,8 +204,14 @@ async function listCase(
 ): Promise<{ single: LatencyStats; loaded: LatencyStats; server_cpu_ms_per_req: number }> {
   const call = () => client.request(command, params);
   const single = await measure(call, { clients: 1, total: opts.sequential, maxSeconds: 30 });
+  await warmUp(call, CLIENTS, WARMUP_SECONDS);
   const cpu0 = cpuSeconds(serverPid);
-  const loaded = await measure(call, { clients: CLIENTS, total: opts.concurrent, maxSeconds: 30 });
+  const loaded = await measure(call, {
+    clients: CLIENTS,
+    total: opts.concurrent,
+    warmup: false,
+    maxSeconds: 30,
+  });
   // CPU the server spent per request: unlike latency, it hardly depends on what else the machine runs.
   const cpuMs = round(((cpuSeconds(serverPid) - cpu0) * 1000) / loaded.requests, 1);
   const failed = single.firstError ?? loaded.firstError;
@@ -258,7 +266,8 @@ try {
   const http = await startHttpFloor();
   const httpClient = (i: number) =>
     fetch(http.url, { method: 'GET', headers: { 'x-n': String(i) } }).then((r) => r.text());
-  const floorHttp = await measure(httpClient, { clients: CLIENTS, total: reps(4000) });
+  await warmUp(httpClient, CLIENTS, WARMUP_SECONDS);
+  const floorHttp = await measure(httpClient, { clients: CLIENTS, total: reps(4000), warmup: false });
   await http.stop();
   results.floor_http_rps = floorHttp.rps;
   log(`floor: bare node:http with ${CLIENTS} clients ${floorHttp.rps} req/s (p50 ${floorHttp.p50} ms)`);
@@ -342,9 +351,12 @@ try {
     const bodyFile = join(work, 'page-1.json');
     writeFileSync(bodyFile, JSON.stringify({ listvirtualmachinesresponse: page }));
     const pageHttp = await startHttpFloor(bodyFile);
-    const pageFloor = await measure(() => fetch(pageHttp.url).then((r) => r.json()), {
+    const fetchPage = () => fetch(pageHttp.url).then((r) => r.json());
+    await warmUp(fetchPage, CLIENTS, WARMUP_SECONDS);
+    const pageFloor = await measure(fetchPage, {
       clients: CLIENTS,
       total: reps(96),
+      warmup: false,
       maxSeconds: 30,
     });
     await pageHttp.stop();
