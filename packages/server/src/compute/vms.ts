@@ -17,6 +17,7 @@ import { removeRouterEntries, routerReadyFor } from '../network/routers.ts';
 import { removeVmFromSecurityGroups } from '../network/security-groups.ts';
 import { DownloadState } from '../storage/downloads.ts';
 import { storeRoot } from '../storage/images.ts';
+import { localPoolOfVm } from '../storage/local-pools.ts';
 import { deleteVmSnapshotsOf } from '../storage/vm-snapshots.ts';
 import { deleteOnPool, poolLocation, poolOf, vmDisk } from '../storage/volume-ops.ts';
 import { isLocalVolume, materialiseDataDisk, removeVolumeRecord } from '../storage/volumes.ts';
@@ -248,15 +249,8 @@ async function localBytesNeeded(
 
 /** A plain live migration cannot take local disks along (upstream's check and message). */
 export async function refuseLocalStorageMigration(ctx: Pick<CallContext, 'app'>, vm: VmRow): Promise<void> {
-  const local = await ctx.app.store.db
-    .selectFrom('volumes')
-    .innerJoin('storage_pools', 'storage_pools.id', 'volumes.pool_id')
-    .select('volumes.id')
-    .where('volumes.vm_id', '=', vm.id)
-    .where('volumes.removed', 'is', null)
-    .where('storage_pools.scope', '=', 'HOST')
-    .executeTakeFirst();
-  if (local) throw invalidParameter('Unsupported operation, VM uses Local storage, cannot migrate');
+  if (await localPoolOfVm(ctx.app, vm.id))
+    throw invalidParameter('Unsupported operation, VM uses Local storage, cannot migrate');
 }
 
 export interface StartOptions {

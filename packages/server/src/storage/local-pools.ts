@@ -14,6 +14,18 @@ export function localPoolPath(hostName: string): string {
   return `/var/lib/nimbostack/agent/${hostName}/local`;
 }
 
+/** A pool of scope HOST that holds one of the VM's disks (its name and host), if any does. */
+export function localPoolOfVm(app: App, vmId: number) {
+  return app.store.db
+    .selectFrom('volumes')
+    .innerJoin('storage_pools', 'storage_pools.id', 'volumes.pool_id')
+    .select(['storage_pools.name', 'storage_pools.host_id'])
+    .where('volumes.vm_id', '=', vmId)
+    .where('volumes.removed', 'is', null)
+    .where('storage_pools.scope', '=', 'HOST')
+    .executeTakeFirst();
+}
+
 export async function ensureLocalPools(app: App, hostIds: number[]): Promise<void> {
   if (hostIds.length === 0) return;
   const db = app.store.db;

@@ -18,6 +18,7 @@ import { STORAGE_OVERPROVISIONING } from '../infra/capacity.ts';
 import { findHost } from '../infra/hosts.ts';
 import { defineCommand } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
+import { localPoolOfVm } from './local-pools.ts';
 import { deleteOnPool, poolLocation, poolOf } from './volume-ops.ts';
 import { findVolume, presentVolume } from './volumes.ts';
 
@@ -256,14 +257,7 @@ async function planVmMoves(
   if (vm.state === 'Running') {
     if (moves.length)
       throw invalidParameter(`Moving the disks of running VM ${vm.name} is not supported: stop it first`);
-    const local = await ctx.app.store.db
-      .selectFrom('volumes')
-      .innerJoin('storage_pools', 'storage_pools.id', 'volumes.pool_id')
-      .select('storage_pools.name')
-      .where('volumes.vm_id', '=', vm.id)
-      .where('volumes.removed', 'is', null)
-      .where('storage_pools.scope', '=', 'HOST')
-      .executeTakeFirst();
+    const local = await localPoolOfVm(ctx.app, vm.id);
     if (local)
       throw invalidParameter(
         `VM ${vm.name} has disks on host-local storage (${local.name}); they cannot move while it runs: stop it and move its volumes with migrateto`,

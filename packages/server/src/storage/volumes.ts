@@ -18,6 +18,7 @@ import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
 import { storageGiB } from './images.ts';
+import { localPoolOfVm } from './local-pools.ts';
 import { findSnapshot } from './snapshot-records.ts';
 import { deleteOnPool, hostForPool, poolLocation, poolOf, vmDisk } from './volume-ops.ts';
 import { abortUpload, uploadedFile } from './volume-transfer.ts';
@@ -576,21 +577,10 @@ async function attach(
 
 /** A disk on a host's local pool can only join a VM on that host (running there, or with its disks there). */
 async function checkLocalHost(ctx: CallContext, volume: VolumeRow, vm: VmRow): Promise<void> {
-  const db = ctx.app.store.db;
   const pool = await poolOf(ctx, volume);
   if (pool?.scope !== 'HOST' || pool.host_id === null) return;
-  let vmHost = vm.state === 'Running' ? vm.host_id : null;
-  if (vmHost === null) {
-    const local = await db
-      .selectFrom('volumes')
-      .innerJoin('storage_pools', 'storage_pools.id', 'volumes.pool_id')
-      .select('storage_pools.host_id')
-      .where('volumes.vm_id', '=', vm.id)
-      .where('volumes.removed', 'is', null)
-      .where('storage_pools.scope', '=', 'HOST')
-      .executeTakeFirst();
-    vmHost = local?.host_id ?? null;
-  }
+  const vmHost =
+    (vm.state === 'Running' ? vm.host_id : null) ?? (await localPoolOfVm(ctx.app, vm.id))?.host_id ?? null;
   if (vmHost !== null && vmHost !== pool.host_id)
     throw invalidParameter(
       `Volume ${volume.name} is on the local storage of another host than VM ${vm.name}'s: it cannot be attached`,
