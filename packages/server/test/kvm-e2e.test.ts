@@ -9,7 +9,9 @@
  * user data scripts ping a third VM and print the result on their consoles), a data volume
  * hot-plugged into a running guest, snapshot / change / revert of a root disk (a boot counter on
  * it), live migration to a second KVM agent process added as a host of the same cluster (the
- * guest keeps running, its rules move, the router stays), and nothing left after all of it.
+ * guest keeps running, its rules move, the router stays), nothing left after all of it, and
+ * nothing of the network left once deleteNetwork removed it (bridge, VXLAN link, router namespace
+ * and processes, nftables tables).
  * Needs root, QEMU, nftables, dnsmasq, busybox and the test template: `npm run test:kvm` after
  * `npm run setup:host`.
  */
@@ -21,6 +23,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { CloudStackClient } from '@nimbostack/client';
 import { tapPrefix } from '../../agent/src/drivers/kvm/machine.ts';
+import { routerNetns } from '../../agent/src/network/names.ts';
 import { guestLinks } from '../../agent/test/kvm-support.ts';
 import { startAgent, type TestAgent, waitUntil } from './agents.ts';
 import { createAccountAndLogin, startServer, type TestServer } from './harness.ts';
@@ -39,9 +42,11 @@ const SKIP =
 let server: TestServer;
 let user: CloudStackClient;
 let root = '';
-/** Our links: bridges and VXLAN links that appeared during the test (the server never removes them). */
+/** Our links: bridges and VXLAN links that appeared during the test. */
 const ourLinks = guestLinks;
 let linksBefore: string[] = [];
+/** Router namespaces present before the suite (another run's), which are not ours to judge. */
+let netnsBefore: string[] = [];
 /** The second KVM agent (live migration's destination), started by the second test. */
 let agent2: TestAgent | undefined;
 const HOST2 = 'local-kvm-2';
@@ -98,6 +103,10 @@ before(async () => {
   if (SKIP) return;
   root = mkdtempSync(join(tmpdir(), 'nimbo-kvm-e2e-'));
   linksBefore = ourLinks();
+  netnsBefore = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+    .split('\n')
+    .map((l) => l.split(' ')[0]!)
+    .filter((n) => n.startsWith('nimbo-r-'));
   server = await startServer({
     env: {
       NIMBOSTACK_SEED_LOCAL_ZONE: 'true',
@@ -126,7 +135,7 @@ after(async () => {
     }
   }
   // Removing the hosts stops the router and tears the network down there (bridge, VXLAN link and,
-  // with no filtered NIC left, our nftables tables): the server never removes the network itself.
+  // with no filtered NIC left, our nftables tables), if a failed test left the network in place.
   const hosts = await server.admin.request<any>('listHosts', {}).catch(() => ({}));
   for (const h of hosts.host ?? [])
     await server.admin.request('deleteHost', { id: h.id, forced: true }).catch(() => undefined);
@@ -544,5 +553,37 @@ describe('security groups between VMs, volumes, snapshots and live migration thr
     );
     rmSync(join(root, 'agent2'), { recursive: true, force: true });
     assert.equal(existsSync(join(root, 'agent2')), false);
+
+    // 7. Deleting the network leaves nothing of it on the host: no bridge or VXLAN link, no router
+    // namespace, no dnsmasq or router service, no nftables entry. The second agent is gone, so its
+    // host is skipped; both agents shared this machine's bridge, which the first one removes.
+    const network = (await admin.request<any>('listNetworks', {})).network[0];
+    const bridge = ourLinks().find((l) => l.startsWith('nsbr') && !linksBefore.includes(l));
+    assert.ok(bridge, 'the network has its bridge before the deletion');
+    const routerName = routerBefore[0].name;
+    assert.deepEqual(await admin.call('deleteNetwork', { id: network.id }), { success: true });
+    assert.deepEqual(await admin.request('listNetworks', { id: network.id }), {});
+    assert.deepEqual(await admin.request('listRouters', {}), {});
+    assert.deepEqual(
+      ourLinks().filter((l) => !linksBefore.includes(l)),
+      [],
+      'no nsbr bridge or vx link of ours',
+    );
+    const namespaces = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+    assert.ok(!namespaces.includes(routerNetns(routerName)), `no namespace of ${routerName}`);
+    assert.deepEqual(
+      namespaces
+        .split('\n')
+        .map((l) => l.split(' ')[0]!)
+        .filter((n) => n.startsWith('nimbo-r-') && !netnsBefore.includes(n)),
+      [],
+      'no nimbo-r-* namespace of ours',
+    );
+    assert.notEqual(spawnSync('pgrep', ['-f', routerDir]).status, 0, 'no dnsmasq or router service');
+    assert.equal(existsSync(routerDir), false, 'no router state directory');
+    const nft = ruleset();
+    assert.ok(!nft.includes(bridge), `no nftables entry naming ${bridge}`);
+    // No filtered NIC is left on the host, so our tables went with the last bridge.
+    assert.doesNotMatch(nft, /table (bridge|inet) nimbostack/, 'no nimbostack table');
   });
 });

@@ -585,4 +585,82 @@ describe('virtual routers and host networking', () => {
     assert.deepEqual(await admin.request('listRouters', { name: 'r-0-VM' }), {});
     assert.equal((await admin.request<any>('listRouters', { keyword: router.name })).count, 1);
   });
+
+  test('deleteNetwork: refused while a VM is on it; then routers, bridges and the network go, and the next deploy makes a fresh one', async () => {
+    const missing = '00000000-0000-4000-8000-000000000000';
+    await assert.rejects(user.request('deleteNetwork', { id: networkid }), is(531));
+    await assert.rejects(admin.request('deleteNetwork', { id: missing }), is(431, /Unable to find network/));
+    await assert.rejects(admin.request('deleteNetwork', {}), is(431));
+    await assert.rejects(admin.request('deleteNetwork', { id: 'not-a-uuid' }), is(431));
+
+    // web-2 is still there: refused, forced or not, and nothing changes.
+    const carrying = () => [...fleet.hosts.values()].filter((h) => h.networks.size > 0).map((h) => h.name);
+    const before = { router: await onlyRouter(), carrying: carrying() };
+    assert.ok(before.carrying.length > 0);
+    for (const forced of [false, true])
+      await assert.rejects(
+        admin.call('deleteNetwork', { id: networkid, forced }),
+        is(530, /not all user VMs are expunged; web-2 \(Running\) still has a NIC/),
+      );
+    assert.equal((await admin.request<any>('listNetworks', { id: networkid })).count, 1);
+    const router = await onlyRouter();
+    assert.deepEqual(
+      [router.id, router.state, router.hostid],
+      [before.router.id, 'Running', before.router.hostid],
+    );
+    assert.ok(host(router.hostname).routers.has(router.name));
+    assert.deepEqual(carrying(), before.carrying);
+
+    await admin.call('destroyVirtualMachine', { id: vm2.id, expunge: true });
+    assert.deepEqual(await admin.call('deleteNetwork', { id: networkid }), { success: true });
+    assert.deepEqual(await admin.request('listNetworks', { zoneid }), {});
+    assert.deepEqual(await admin.request('listNetworks', { id: networkid }), {});
+    assert.deepEqual(await admin.request('listRouters', {}), {});
+    for (const h of fleet.hosts.values()) {
+      assert.equal(h.routers.size, 0, `no router left on ${h.name}`);
+      assert.equal(h.networks.size, 0, `no bridge left on ${h.name}`);
+    }
+    const events = await admin.request<any>('listEvents', { type: 'NETWORK.DELETE', pagesize: -1 });
+    assert.ok(
+      events.event.some(
+        (e: any) => e.state === 'Completed' && e.description === 'deleted network defaultGuestNetwork',
+      ),
+    );
+    assert.ok(
+      (await admin.request<any>('listEvents', { type: 'ROUTER.DESTROY', resourceid: router.id })).count >= 1,
+    );
+    await assert.rejects(admin.call('deleteNetwork', { id: networkid }), is(431, /Unable to find network/));
+    // The zone keeps its guest range, attached to no network until the next one takes it.
+    const [range] = (await admin.request<any>('listVlanIpRanges', { zoneid })).vlaniprange;
+    assert.equal(range.startip, '10.60.0.10');
+    assert.equal(range.networkid, undefined);
+
+    // The next deployment makes a new network on that range, with a new router and bridge.
+    const vm = await deploy('web-6', 'rt-1');
+    assert.equal(vm.state, 'Running');
+    const [fresh] = (await admin.request<any>('listNetworks', { zoneid })).network;
+    assert.notEqual(fresh.id, networkid);
+    assert.equal(fresh.gateway, '10.60.0.1');
+    assert.equal(fresh.cidr, '10.60.0.0/24');
+    assert.equal(vm.nic[0].networkid, fresh.id);
+    assert.match(vm.nic[0].ipaddress, /^10\.60\.0\.(1\d|20)$/);
+    const freshRouter = await onlyRouter();
+    assert.equal(freshRouter.guestnetworkid, fresh.id);
+    assert.equal(freshRouter.state, 'Running');
+    const onHost = host('rt-1').routers.get(freshRouter.name)!;
+    assert.deepEqual(
+      onHost.vms.map((e) => e.hostname),
+      ['web-6'],
+    );
+    assert.equal([...host('rt-1').networks.values()][0]!.uuid, fresh.id);
+    assert.equal(
+      (await admin.request<any>('listVlanIpRanges', { zoneid })).vlaniprange[0].networkid,
+      fresh.id,
+    );
+    assert.equal(
+      (await admin.request<any>('listEvents', { type: 'NETWORK.CREATE', resourceid: fresh.id })).count,
+      1,
+    );
+    await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
+  });
 });

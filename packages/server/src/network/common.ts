@@ -4,6 +4,7 @@ import type { App, CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { Database, NetworkRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
+import type { EventOwner } from '../events/events.ts';
 
 /**
  * Inserts a row unless it would break a unique key, and says whether it went in. Lost races on
@@ -63,4 +64,20 @@ export function latest<Q extends { modifyEnd(modifier: Expression<unknown>): Q }
   q: Q,
 ): Q {
   return app.store.dialect === 'mysql' ? q.modifyEnd(sql`lock in share mode`) : q;
+}
+
+/**
+ * Routers and the networks the server makes on its own belong to the system: events about them
+ * are recorded for the root admin. Reads through `db`, so it can run inside a transaction.
+ */
+export async function systemOwner(app: Pick<App, 'store'>, db: Tx = app.store.db): Promise<EventOwner> {
+  const row = await db
+    .selectFrom('users')
+    .innerJoin('accounts', 'accounts.id', 'users.account_id')
+    .select(['users.id as user_id', 'accounts.id as account_id', 'accounts.domain_id'])
+    .where('accounts.type', '=', 1)
+    .orderBy('accounts.id')
+    .orderBy('users.id')
+    .executeTakeFirstOrThrow();
+  return { userId: row.user_id, accountId: row.account_id, domainId: row.domain_id };
 }

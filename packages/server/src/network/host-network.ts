@@ -14,6 +14,7 @@ type VmNic = VmSpec['nics'][number];
 
 import type { App } from '../context.ts';
 import type { NetworkRow } from '../db/schema.ts';
+import { internalError } from '../errors.ts';
 import { ipv4ToInt, netmaskBits } from '../infra/common.ts';
 
 /** A guest network's VXLAN id: deterministic, so every host and server agrees without storing it. */
@@ -272,6 +273,53 @@ export async function hostRemoved(app: App, host: { id: number; zone_id: number 
           'teardownNetwork on a removed host failed',
         ),
       );
+}
+
+/**
+ * A network being deleted (its routers already stopped): every connected host of its zone is told
+ * to tear it down — bridge, VXLAN link and, with no filtered NIC left, our nftables tables. Every
+ * host and not only the carriers this server remembers, because that memory starts empty after a
+ * restart while the bridges stay; a host that never carried the network has nothing to remove.
+ * Hosts that are not connected are skipped. A host that fails fails the deletion unless `forced`,
+ * which only logs it. Either way this server forgets the network's hosts, so a start on it after
+ * a failed deletion sends setupNetwork afresh.
+ */
+export async function tearDownNetwork(app: App, network: NetworkRow, forced: boolean): Promise<void> {
+  const s = stateOf(app);
+  const hosts = await app.store.db
+    .selectFrom('hosts')
+    .select(['id', 'name'])
+    .where('zone_id', '=', network.zone_id)
+    .where('removed', 'is', null)
+    .execute();
+  const spec = guestNetwork(network, { gatewayOnHost: false, peers: [] });
+  const failures: string[] = [];
+  await Promise.all(
+    hosts
+      .filter((h) => app.agents.isConnected(h.id))
+      .map(async (h) => {
+        const conn = app.agents.connectionOf(h.id);
+        const seen = conn && s.setUp.get(conn);
+        const key = `${h.id}/${network.id}`;
+        // A setupNetwork still under way must not land after the teardown and rebuild the bridge.
+        await seen?.get(key)?.done.catch(() => undefined);
+        seen?.delete(key);
+        try {
+          await app.agents.call(h.id, 'teardownNetwork', { network: spec });
+        } catch (err) {
+          app.log.warn(
+            { host: h.id, network: network.uuid, err: (err as Error).message, forced },
+            'teardownNetwork failed',
+          );
+          failures.push(`host ${h.name}: ${(err as Error).message}`);
+        }
+      }),
+  );
+  s.networks.delete(network.id);
+  if (failures.length && !forced)
+    throw internalError(
+      `Failed to delete network ${network.name}: unable to tear it down on ${failures.join('; ')} (retry, or delete with forced=true to leave it there)`,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import { registerTaggable } from '../tags/tags.ts';
 import { hostRemoved, hostsDown } from './host-network.ts';
 import { ipRangeCommands } from './ip-ranges.ts';
 import { ipServiceCommands } from './ip-services.ts';
+import { deleteNetwork } from './network-deletion.ts';
 import { networkReadCommands } from './networks.ts';
 import { nicCommands } from './nics.ts';
 import { routerCommands, routersOfDownHosts, routersOfRemovedHost } from './routers.ts';
@@ -41,6 +42,7 @@ export {
 
 export const networkCommands = [
   ...networkReadCommands,
+  deleteNetwork,
   ...ipRangeCommands,
   ...nicCommands,
   ...ipServiceCommands,

@@ -21,7 +21,7 @@ import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { findNetwork, isForeignKeyViolation } from './common.ts';
-import { ensureBasicNetwork } from './networks.ts';
+import { ensureBasicNetwork, networkSubnet } from './networks.ts';
 
 export interface GuestIpRangeInput {
   zoneId: number;
@@ -166,18 +166,12 @@ export async function createGuestIpRange(
       created: app.clock.now(),
     })
     .execute();
-  if (network.gateway === null) {
-    const { first } = subnetBounds(range.gateway, range.netmask);
+  if (network.gateway === null)
     await tx
       .updateTable('networks')
-      .set({
-        gateway: range.gateway,
-        netmask: range.netmask,
-        cidr: `${intToIpv4(first)}/${netmaskBits(range.netmask)}`,
-      })
+      .set(networkSubnet(range.gateway, range.netmask))
       .where('id', '=', network.id)
       .execute();
-  }
   if (ctx.caller) {
     const callCtx = ctx as CallContext;
     if (networkCreated)
@@ -210,7 +204,13 @@ export async function presentVlanIpRanges(
     ids('pod_id').length
       ? db.selectFrom('pods').select(['id', 'uuid', 'name']).where('id', 'in', ids('pod_id')).execute()
       : [],
-    db.selectFrom('networks').select(['id', 'uuid']).where('id', 'in', ids('network_id')).execute(),
+    // A deleted network's ranges wait for the zone's next network: they show no network meanwhile.
+    db
+      .selectFrom('networks')
+      .select(['id', 'uuid'])
+      .where('id', 'in', ids('network_id'))
+      .where('removed', 'is', null)
+      .execute(),
     ids('physical_network_id').length
       ? db
           .selectFrom('physical_networks')

@@ -1,21 +1,23 @@
 /**
  * Network offerings and networks. A Basic zone has exactly one guest network, shared by every
  * account and isolated by security groups; it comes into being with the zone's first guest IP
- * range, as upstream's zone wizard creates it with the first range.
+ * range, as upstream's zone wizard creates it with the first range. deleteNetwork removes it with
+ * its routers and host bridges; the zone keeps its ranges and the next deployment makes a new one.
  */
 import { formatDate } from '../clock.ts';
 import type { App, CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { NetworkOfferingRow, NetworkRow, ZoneRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
+import { recordEvent } from '../events/events.ts';
 import { escapeLike, listScope } from '../iam/access.ts';
 import { displayPath } from '../iam/domains.ts';
-import { findZone, likeOp } from '../infra/common.ts';
+import { findZone, intToIpv4, likeOp, netmaskBits, subnetBounds } from '../infra/common.ts';
 import { defineCommand, listResult } from '../registry/command.ts';
 import { pageOf } from '../registry/paging.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { withTags } from '../tags/tags.ts';
-import { findNetwork, insertUnlessTaken, latest } from './common.ts';
+import { findNetwork, insertUnlessTaken, latest, systemOwner } from './common.ts';
 
 /** The offering upstream gives a Basic zone's guest network. */
 export const BASIC_ZONE_OFFERING = 'DefaultSharedNetworkOfferingWithSGService';
@@ -193,8 +195,71 @@ export async function ensureBasicNetwork(
     created: app.clock.now(),
   });
   const query = basicNetworkQuery(tx, zone.id);
-  const network = await (created ? query : latest(app, query)).executeTakeFirstOrThrow();
-  return { network, created };
+  if (!created) return { network: await latest(app, query).executeTakeFirstOrThrow(), created };
+  const network = await query.executeTakeFirstOrThrow();
+  // The ranges of a deleted network stayed with the zone: the new network takes them over, and
+  // its subnet from them (else the first range created after this sets it).
+  const parked = await parkedRanges(tx, zone.id);
+  if (parked.length === 0) return { network, created };
+  await tx
+    .updateTable('vlan_ip_ranges')
+    .set({ network_id: network.id })
+    .where(
+      'id',
+      'in',
+      parked.map((r) => r.id),
+    )
+    .execute();
+  const subnet = networkSubnet(parked[0]!.gateway, parked[0]!.netmask);
+  await tx.updateTable('networks').set(subnet).where('id', '=', network.id).execute();
+  return { network: { ...network, ...subnet }, created };
+}
+
+/** A network's gateway, netmask and CIDR, from those of a guest range. */
+export function networkSubnet(gateway: string, netmask: string) {
+  const { first } = subnetBounds(gateway, netmask);
+  return { gateway, netmask, cidr: `${intToIpv4(first)}/${netmaskBits(netmask)}` };
+}
+
+/** The zone's guest ranges left by a deleted network, waiting for the zone's next network. */
+function parkedRanges(tx: Tx, zoneId: number) {
+  return tx
+    .selectFrom('vlan_ip_ranges')
+    .select(['id', 'gateway', 'netmask'])
+    .where('zone_id', '=', zoneId)
+    .where(
+      'network_id',
+      'in',
+      tx.selectFrom('networks').select('id').where('zone_id', '=', zoneId).where('removed', 'is not', null),
+    )
+    .orderBy('id')
+    .execute();
+}
+
+/**
+ * The Basic guest network a deployment in the zone lands on. After deleteNetwork the zone has
+ * none but keeps its guest ranges, so the deployment makes a fresh network on them, as the first
+ * range did: deleting a Basic zone's network resets its guest networking (routers, bridges)
+ * without taking the pods' address plans with it. Undefined when the zone has no range to use.
+ */
+export async function basicNetworkForDeploy(
+  app: App,
+  tx: Tx,
+  zoneId: number,
+): Promise<NetworkRow | undefined> {
+  const live = await basicNetworkOf(tx, zoneId);
+  if (live) return live;
+  const zone = await tx.selectFrom('zones').selectAll().where('id', '=', zoneId).executeTakeFirst();
+  if (zone?.network_type !== 'Basic' || (await parkedRanges(tx, zoneId)).length === 0) return undefined;
+  const { network, created } = await ensureBasicNetwork(app, tx, zone);
+  if (created)
+    await recordEvent({ app }, tx, await systemOwner(app, tx), {
+      type: 'NETWORK.CREATE',
+      description: `creating guest network ${network.name} of zone ${zone.name} on its guest IP ranges`,
+      resourceType: 'Network',
+      resourceId: network.uuid,
+    });
+  return network;
 }
 
 function basicNetworkQuery(tx: Tx, zoneId: number) {

@@ -14,7 +14,7 @@ import { defineCommand, listResult } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { findNetwork, insertUnlessTaken, randomBits } from './common.ts';
-import { basicNetworkOf } from './networks.ts';
+import { basicNetworkForDeploy } from './networks.ts';
 
 /** The VM a NIC is being allocated for: what IPAM needs to know of it. */
 export interface NicVm {
@@ -128,9 +128,14 @@ async function allocateAddress(
   throw insufficientCapacity(`Insufficient address capacity: no free guest IP address left in ${where}`);
 }
 
-async function networksFor(tx: Tx, vm: NicVm, networkIds: number[] | undefined): Promise<NetworkRow[]> {
+async function networksFor(
+  app: App,
+  tx: Tx,
+  vm: NicVm,
+  networkIds: number[] | undefined,
+): Promise<NetworkRow[]> {
   if (networkIds === undefined || networkIds.length === 0) {
-    const basic = await basicNetworkOf(tx, vm.zoneId);
+    const basic = await basicNetworkForDeploy(app, tx, vm.zoneId);
     if (!basic) {
       const zone = await tx
         .selectFrom('zones')
@@ -175,7 +180,7 @@ export async function allocateNics(
   req: { vm: NicVm; networkIds?: number[]; ipAddress?: string },
 ): Promise<AllocatedNic[]> {
   const { app } = ctx;
-  const networks = await networksFor(tx, req.vm, req.networkIds);
+  const networks = await networksFor(app, tx, req.vm, req.networkIds);
   let podId = req.vm.podId;
   const out: AllocatedNic[] = [];
   for (const [deviceId, network] of networks.entries()) {

@@ -10,14 +10,16 @@
 import type { RouterVmEntry } from '@nimbostack/protocol';
 import { formatDate } from '../clock.ts';
 import type { App, CallContext } from '../context.ts';
+import type { Tx } from '../db/connection.ts';
 import type { NetworkRow, RouterRow } from '../db/schema.ts';
 import { ApiError, CsErrorCode, ErrorCode, invalidParameter } from '../errors.ts';
-import { type EventOwner, recordEvent } from '../events/events.ts';
+import { recordEvent } from '../events/events.ts';
 import { API_VERSION } from '../http/serialize.ts';
 import { likeOp } from '../infra/common.ts';
 import { defineCommand, type JobTarget, listResult } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
+import { systemOwner } from './common.ts';
 import { carryNetwork, guestNetwork } from './host-network.ts';
 import { allocateNics } from './nics.ts';
 
@@ -29,7 +31,7 @@ const ROUTER_STATES = ['Starting', 'Running', 'Stopping', 'Stopped', 'Destroyed'
 /** Router operations on one network run one at a time in this server (VM starts race to create it). */
 const locks = new WeakMap<App, Map<number, Promise<unknown>>>();
 
-async function withNetworkLock<T>(app: App, networkId: number, run: () => Promise<T>): Promise<T> {
+export async function withNetworkLock<T>(app: App, networkId: number, run: () => Promise<T>): Promise<T> {
   let map = locks.get(app);
   if (!map) {
     map = new Map();
@@ -43,19 +45,6 @@ async function withNetworkLock<T>(app: App, networkId: number, run: () => Promis
   } finally {
     if (map.get(networkId) === next) map.delete(networkId);
   }
-}
-
-/** Routers belong to the system; events about them are recorded for the root admin. */
-async function systemOwner(app: App): Promise<EventOwner & { accountId: number }> {
-  const row = await app.store.db
-    .selectFrom('users')
-    .innerJoin('accounts', 'accounts.id', 'users.account_id')
-    .select(['users.id as user_id', 'accounts.id as account_id', 'accounts.domain_id'])
-    .where('accounts.type', '=', 1)
-    .orderBy('accounts.id')
-    .orderBy('users.id')
-    .executeTakeFirstOrThrow();
-  return { userId: row.user_id, accountId: row.account_id, domainId: row.domain_id };
 }
 
 async function routerEvent(
@@ -711,29 +700,66 @@ export const destroyRouter = defineCommand({
     routerAction(ctx, params.id, async (found) => {
       const { app } = ctx;
       const current = await haltRouter(app, found, true);
-      await app.store.db.transaction().execute(async (tx) => {
-        if (current.nic_id !== null) {
-          await tx.deleteFrom('guest_ip_allocations').where('nic_id', '=', current.nic_id).execute();
-          await tx
-            .updateTable('nics')
-            .set({ state: 'Deallocated', removed: app.clock.now() })
-            .where('id', '=', current.nic_id)
-            .execute();
-        }
-        await tx
-          .updateTable('routers')
-          .set({
-            state: 'Destroyed',
-            live_network_id: null,
-            removed: app.clock.now(),
-            updated: app.clock.now(),
-          })
-          .where('id', '=', current.id)
-          .execute();
-      });
-      await routerEvent(app, current, 'ROUTER.DESTROY', `destroyed router ${current.name}`);
+      await app.store.db.transaction().execute((tx) => removeRouterRecords(app, tx, [current]));
+      await routersDestroyed(app, [current]);
       return { ...current, state: 'Destroyed' as const };
     }),
 });
+
+/**
+ * The records side of destroying stopped routers: their guest address and MAC go back to the
+ * allocators and they are marked Destroyed (which frees the network's live router slot).
+ */
+async function removeRouterRecords(app: App, tx: Tx, routers: RouterRow[]): Promise<void> {
+  if (routers.length === 0) return;
+  const now = app.clock.now();
+  const nicIds = routers.map((r) => r.nic_id).filter((id): id is number => id !== null);
+  if (nicIds.length) {
+    await tx.deleteFrom('guest_ip_allocations').where('nic_id', 'in', nicIds).execute();
+    await tx
+      .updateTable('nics')
+      .set({ state: 'Deallocated', removed: now })
+      .where('id', 'in', nicIds)
+      .execute();
+  }
+  await tx
+    .updateTable('routers')
+    .set({ state: 'Destroyed', live_network_id: null, removed: now, updated: now })
+    .where(
+      'id',
+      'in',
+      routers.map((r) => r.id),
+    )
+    .execute();
+}
+
+async function routersDestroyed(app: App, routers: RouterRow[]): Promise<void> {
+  for (const r of routers) await routerEvent(app, r, 'ROUTER.DESTROY', `destroyed router ${r.name}`);
+}
+
+/**
+ * For deleteNetwork, under the network's lock: stops every router of the network on its host.
+ * `forced`: a host that cannot be reached does not keep the router from being marked Stopped.
+ * Returns what `destroy` (run in the deletion's transaction) and `destroyed` (after it committed)
+ * then finish, so the routers' records go with the network's or not at all.
+ */
+export async function stopNetworkRouters(
+  app: App,
+  networkId: number,
+  forced: boolean,
+): Promise<{ destroy: (tx: Tx) => Promise<void>; destroyed: () => Promise<void> }> {
+  const routers = await app.store.db
+    .selectFrom('routers')
+    .selectAll()
+    .where('network_id', '=', networkId)
+    .where('removed', 'is', null)
+    .execute();
+  const stopped: RouterRow[] = [];
+  for (const r of routers) stopped.push(await haltRouter(app, r, forced));
+  return {
+    destroy: (tx) => removeRouterRecords(app, tx, stopped),
+    destroyed: () => routersDestroyed(app, stopped),
+  };
+}
 
 export const routerCommands = [listRouters, startRouter, stopRouter, rebootRouter, destroyRouter];

@@ -1,0 +1,109 @@
+/**
+ * deleteNetwork: a network goes with its routers and with its bridges, VXLAN links and router
+ * namespaces on the hosts, so nothing of it outlives its row. Its guest ranges stay with the zone
+ * (see deleteNetworkOf).
+ */
+import { type CallContext, isRootAdmin } from '../context.ts';
+import type { Tx } from '../db/connection.ts';
+import type { NetworkRow } from '../db/schema.ts';
+import { internalError, invalidParameter } from '../errors.ts';
+import { logEvent } from '../events/events.ts';
+import { checkDomainAccess } from '../iam/access.ts';
+import { defineCommand, type JobTarget, success } from '../registry/command.ts';
+import { p } from '../registry/params.ts';
+import { findNetwork } from './common.ts';
+import { tearDownNetwork } from './host-network.ts';
+import { stopNetworkRouters, withNetworkLock } from './routers.ts';
+
+/** VMs not expunged (any state but Expunging) with a NIC in the network: they keep it from going. */
+function vmsInNetwork(db: Tx, networkId: number): Promise<{ name: string; state: string }[]> {
+  return db
+    .selectFrom('nics')
+    .innerJoin('vms', 'vms.id', 'nics.vm_id')
+    .select(['vms.name', 'vms.state'])
+    .where('nics.network_id', '=', networkId)
+    .where('nics.removed', 'is', null)
+    .where('nics.router_id', 'is', null)
+    .where('vms.removed', 'is', null)
+    .where('vms.state', '!=', 'Expunging')
+    .orderBy('vms.id')
+    .execute();
+}
+
+/** Upstream's destroyNetwork gives up (530) while user VMs are not expunged; we say which. */
+function stillInUse(network: NetworkRow, vms: { name: string; state: string }[]) {
+  const named = vms
+    .slice(0, 5)
+    .map((v) => `${v.name} (${v.state})`)
+    .join(', ');
+  const more = vms.length > 5 ? ` and ${vms.length - 5} more` : '';
+  return internalError(
+    `Failed to delete network ${network.name}: not all user VMs are expunged; ${named}${more} still ${vms.length === 1 ? 'has a NIC' : 'have NICs'} in it. Expunge them first (forced=true does not override this)`,
+  );
+}
+
+/**
+ * Deletes a network, under its routers' lock so no VM start brings a router back meanwhile:
+ * refused while VMs are on it; its routers are stopped, every connected host of the zone tears
+ * its bridge and VXLAN link down, then one transaction destroys the routers' records (returning
+ * their addresses and MACs) and removes the network. `forced`: a host that cannot be reached or
+ * fails to tear down is logged and the deletion goes on (that host keeps what it had).
+ * The guest ranges are not deleted (upstream's deleteVlansInNetwork would): in a Basic zone they
+ * are the pods' address plans, which an operator resetting the network expects to keep. They stay
+ * on the removed row, used by no live network, until the zone's next network takes them over.
+ */
+async function deleteNetworkOf(ctx: CallContext, uuid: string, forced: boolean): Promise<void> {
+  const { app } = ctx;
+  const network = await findNetwork(ctx, uuid);
+  await withNetworkLock(app, network.id, async () => {
+    const vms = await vmsInNetwork(app.store.db, network.id);
+    if (vms.length) throw stillInUse(network, vms);
+    const routers = await stopNetworkRouters(app, network.id, forced);
+    await tearDownNetwork(app, network, forced);
+    await app.store.db.transaction().execute(async (tx) => {
+      // A VM deployed meanwhile keeps the network; its start sets the bridge up again.
+      const late = await vmsInNetwork(tx, network.id);
+      if (late.length) throw stillInUse(network, late);
+      await routers.destroy(tx);
+      await tx
+        .updateTable('networks')
+        // Freeing zone_default_for lets the zone have a new Basic network.
+        .set({ state: 'Destroy', removed: app.clock.now(), zone_default_for: null })
+        .where('id', '=', network.id)
+        .execute();
+      await logEvent(ctx, tx, {
+        type: 'NETWORK.DELETE',
+        description: `deleted network ${network.name}`,
+        resourceType: 'Network',
+        resourceId: network.uuid,
+      });
+    });
+    await routers.destroyed();
+  });
+}
+
+/** The network to delete, if the caller may: a domain-wide network needs access to its domain. */
+async function networkTarget(ctx: CallContext, params: { id: string; forced?: boolean }): Promise<JobTarget> {
+  const network = await findNetwork(ctx, params.id);
+  // Every network here is domain-wide (ensureBasicNetwork gives it the root domain).
+  const domain = await ctx.app.store.db
+    .selectFrom('domains')
+    .select(['path', 'name'])
+    .where('id', '=', network.domain_id!)
+    .executeTakeFirstOrThrow();
+  checkDomainAccess(ctx.caller, domain);
+  if (params.forced && !isRootAdmin(ctx.caller))
+    throw invalidParameter("Delete network with 'forced' option can only be called by root admins");
+  return { type: 'Network', id: network.uuid };
+}
+
+export const deleteNetwork = defineCommand({
+  name: 'deleteNetwork',
+  params: { id: p.uuid({ required: true }), forced: p.boolean() },
+  event: { type: 'NETWORK.DELETE', description: (params) => `deleting network ${params.id}` },
+  target: networkTarget,
+  async handler(ctx, params) {
+    await deleteNetworkOf(ctx, params.id, params.forced ?? false);
+    return success();
+  },
+});
