@@ -465,6 +465,35 @@ describe('virtual routers and host networking', () => {
     await admin.call('destroyVirtualMachine', { id: vm3.id, expunge: true });
   });
 
+  test('a host entering maintenance hands its router to another host, as its VMs migrate', async () => {
+    assert.equal(router.hostid, hostIds.get('rt-2'));
+    await admin.call('prepareHostForMaintenance', { id: hostIds.get('rt-2') });
+    const moved = await onlyRouter();
+    assert.equal(moved.id, router.id);
+    assert.equal(moved.state, 'Running');
+    assert.equal(moved.hostid, hostIds.get('rt-1'));
+    assert.equal(host('rt-2').routers.size, 0);
+    assert.deepEqual(
+      host('rt-1')
+        .routers.get(moved.name)!
+        .vms.map((e) => e.hostname),
+      ['web-2'],
+    );
+    const vm = (await admin.request<any>('listVirtualMachines', { id: vm2.id })).virtualmachine[0];
+    assert.equal(vm.hostid, hostIds.get('rt-1'));
+    const starts = await admin.request<any>('listEvents', {
+      resourceid: router.id,
+      type: 'ROUTER.START',
+      pagesize: -1,
+    });
+    assert.ok(
+      starts.event.some((e: any) => /moved off host rt-2, entering maintenance/.test(e.description)),
+      JSON.stringify(starts.event),
+    );
+    await admin.call('cancelHostMaintenance', { id: hostIds.get('rt-2') });
+    router = moved;
+  });
+
   test('a router whose host goes Down is Stopped, and the next VM start brings it up elsewhere', async () => {
     for (const [name, value] of [
       ['ping.interval', '1'],

@@ -5,7 +5,7 @@
 import { onHostStatusChange } from '../agents/gateway.ts';
 import { provideCapabilities } from '../discovery/discovery.ts';
 import { onAccountDelete } from '../iam/accounts.ts';
-import { onHostDelete } from '../infra/hosts.ts';
+import { onHostDelete, onHostMaintenance } from '../infra/hosts.ts';
 import { onPodDelete } from '../infra/pods.ts';
 import { onZoneDelete } from '../infra/zones.ts';
 import { registerTaggable } from '../tags/tags.ts';
@@ -15,7 +15,12 @@ import { ipServiceCommands } from './ip-services.ts';
 import { deleteNetwork } from './network-deletion.ts';
 import { networkReadCommands } from './networks.ts';
 import { nicCommands } from './nics.ts';
-import { routerCommands, routersOfDownHosts, routersOfRemovedHost } from './routers.ts';
+import {
+  routerCommands,
+  routersOfDownHosts,
+  routersOfHostInMaintenance,
+  routersOfRemovedHost,
+} from './routers.ts';
 import { deleteAccountSecurityGroups, securityGroupCommands } from './security-groups.ts';
 
 export {
@@ -103,6 +108,9 @@ onHostDelete(async (ctx, host) => {
   await routersOfRemovedHost(ctx.app, host.id);
   await hostRemoved(ctx.app, host);
 });
+
+// A host entering maintenance runs no router: its routers move to another host of the zone.
+onHostMaintenance((ctx, host) => routersOfHostInMaintenance(ctx.app, host));
 
 // A host that went Down carries no bridge and runs no router any more (as far as we know).
 onHostStatusChange(async (app, hostIds, status) => {

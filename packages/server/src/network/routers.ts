@@ -12,7 +12,7 @@ import { formatDate } from '../clock.ts';
 import type { App, CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { NetworkRow, RouterRow } from '../db/schema.ts';
-import { ApiError, CsErrorCode, ErrorCode, invalidParameter } from '../errors.ts';
+import { ApiError, CsErrorCode, ErrorCode, invalidParameter, resourceInUse } from '../errors.ts';
 import { recordEvent } from '../events/events.ts';
 import { API_VERSION } from '../http/serialize.ts';
 import { likeOp } from '../infra/common.ts';
@@ -389,6 +389,46 @@ export async function routersOfRemovedHost(app: App, hostId: number): Promise<vo
 // ---------------------------------------------------------------------------------------------
 // API
 
+/**
+ * A host entering maintenance hands its routers over: each one is stopped there and booted on
+ * another connected host of its zone (preferably one running VMs of its network), so the network
+ * keeps DHCP, DNS and metadata while the host is serviced. With no other host it stays Stopped and
+ * the next VM start brings it up. A router that cannot be stopped, or fails to start elsewhere,
+ * refuses the maintenance with the reason (the router is then Stopped: startRouter brings it back).
+ */
+export async function routersOfHostInMaintenance(
+  app: App,
+  host: { id: number; name: string },
+): Promise<void> {
+  const routers = await app.store.db
+    .selectFrom('routers')
+    .select(['id', 'network_id'])
+    .where('host_id', '=', host.id)
+    .where('removed', 'is', null)
+    .execute();
+  for (const r of routers)
+    await withNetworkLock(app, r.network_id, async () => {
+      const current = await app.store.db
+        .selectFrom('routers')
+        .selectAll()
+        .where('id', '=', r.id)
+        .executeTakeFirstOrThrow();
+      if (current.host_id !== host.id) return;
+      const refuse = (why: string) =>
+        resourceInUse(`Host ${host.name} cannot enter maintenance: router ${current.name} ${why}`);
+      const halted = await haltRouter(app, current, false).catch((e) => {
+        throw refuse(`could not be stopped: ${(e as Error).message}`);
+      });
+      const target = await hostForRouter(app, halted, host.id).catch(() => undefined);
+      if (target === undefined) return;
+      await bootRouter(app, halted, target, `moved off host ${host.name}, entering maintenance`).catch(
+        (e) => {
+          throw refuse(`could not be started on another host: ${(e as Error).message}`);
+        },
+      );
+    });
+}
+
 async function findRouter(ctx: CallContext, uuid: string): Promise<RouterRow> {
   const r = await ctx.app.store.db
     .selectFrom('routers')
@@ -565,9 +605,13 @@ async function routerTarget(ctx: CallContext, id: string): Promise<JobTarget> {
   return { type: 'DomainRouter', id };
 }
 
-/** Where a Stopped router goes: its last host if connected, else a connected host carrying its network. */
-async function hostForRouter(app: App, router: RouterRow): Promise<number> {
-  if (router.last_host_id !== null && app.agents.isConnected(router.last_host_id)) return router.last_host_id;
+/**
+ * Where a Stopped router goes: its last host if connected, else a connected host carrying its
+ * network, else any connected host of the zone; never `avoid` (a host entering maintenance).
+ */
+async function hostForRouter(app: App, router: RouterRow, avoid?: number): Promise<number> {
+  const usable = (h: number) => h !== avoid && app.agents.isConnected(h);
+  if (router.last_host_id !== null && usable(router.last_host_id)) return router.last_host_id;
   const db = app.store.db;
   const candidates = await db
     .selectFrom('vms')
@@ -588,9 +632,7 @@ async function hostForRouter(app: App, router: RouterRow): Promise<number> {
     .where('removed', 'is', null)
     .orderBy('id')
     .execute();
-  const pick = [...candidates.map((c) => c.host_id!), ...zoneHosts.map((h) => h.id)].find((h) =>
-    app.agents.isConnected(h),
-  );
+  const pick = [...candidates.map((c) => c.host_id!), ...zoneHosts.map((h) => h.id)].find(usable);
   if (pick === undefined)
     throw new ApiError(
       ErrorCode.INSUFFICIENT_CAPACITY,
