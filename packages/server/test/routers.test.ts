@@ -692,4 +692,38 @@ describe('virtual routers and host networking', () => {
     );
     await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
   });
+
+  test('a host that was away when its network was deleted tears it down when it comes back', async () => {
+    // rt-3's agent stopped in an earlier test: the deletion skipped it and recorded it.
+    const db = server.app.store.db;
+    const rt3 = await db
+      .selectFrom('hosts')
+      .select('id')
+      .where('name', '=', 'rt-3')
+      .executeTakeFirstOrThrow();
+    const pending = await db.selectFrom('network_teardowns').selectAll().execute();
+    assert.deepEqual(
+      pending.map((r) => r.host_id),
+      [rt3.id],
+    );
+    const lone = new SimulatorFleet().addHosts('rt-3', 1);
+    const told: string[] = [];
+    const around = lone[0]!.around.bind(lone[0]);
+    lone[0]!.around = (kind, run) => {
+      told.push(kind);
+      return around(kind, run);
+    };
+    const agent3 = new Agent({ server: agentUrl, token: TOKEN, hosts: lone, log: silent, maxBackoffMs: 300 });
+    agent3.start();
+    try {
+      await waitUntil(async () => told.includes('teardownNetwork'), 10_000, 'rt-3 to be told');
+      await waitUntil(
+        async () => (await db.selectFrom('network_teardowns').selectAll().execute()).length === 0,
+        5000,
+        'the teardown to be settled',
+      );
+    } finally {
+      await agent3.stop();
+    }
+  });
 });

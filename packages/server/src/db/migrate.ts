@@ -22,6 +22,7 @@ import * as m0013 from './migrations/0013-routers.ts';
 import * as m0014 from './migrations/0014-console.ts';
 import * as m0015 from './migrations/0015-storage-dedication.ts';
 import * as m0016 from './migrations/0016-list-covering-indexes.ts';
+import * as m0017 from './migrations/0017-network-teardowns.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
 export type Step = { up(m: MigrationContext): Promise<void> };
@@ -44,6 +45,7 @@ export const MIGRATIONS: [string, Step][] = [
   ['0014-console', m0014],
   ['0015-storage-dedication', m0015],
   ['0016-list-covering-indexes', m0016],
+  ['0017-network-teardowns', m0017],
 ];
 
 export class SchemaTooNewError extends Error {}

@@ -838,6 +838,7 @@ export interface Database {
   vm_snapshots: VmSnapshotTable;
   vm_snapshot_disks: VmSnapshotDiskTable;
   console_tokens: ConsoleTokenTable;
+  network_teardowns: NetworkTeardownTable;
 }
 
 export type DomainRow = Selectable<DomainTable>;
@@ -1104,3 +1105,10 @@ export interface ConsoleTokenTable {
   used: number | null;
 }
 export type ConsoleTokenRow = Selectable<ConsoleTokenTable>;
+
+/** A deleted network that a host still has to tear down (0017). */
+export interface NetworkTeardownTable {
+  network_id: number;
+  host_id: number;
+  created: number;
+}

@@ -246,33 +246,91 @@ export function hostsDown(app: App, hostIds: number[]): void {
   }
 }
 
+/** Tells a host to tear a network down; a failure is logged and answered `false`. */
+function teardownOn(app: App, hostId: number, network: NetworkRow, why: string): Promise<boolean> {
+  return app.agents
+    .call(hostId, 'teardownNetwork', { network: guestNetwork(network, { gatewayOnHost: false, peers: [] }) })
+    .then(
+      () => true,
+      (err) => {
+        app.log.warn({ host: hostId, network: network.uuid, err: (err as Error).message }, why);
+        return false;
+      },
+    );
+}
+
 /**
  * A host being removed (no VM and no router left on it): it is told to tear down every guest
- * network of its zone, so no bridge or VXLAN link of ours stays behind (a network it never
- * carried is already torn down there), and no network counts it as a carrier any more. A host
- * that does not answer keeps what it has; the removal goes on, as it does for a Down host.
+ * network of its zone and every deleted one it still held, so no bridge or VXLAN link of ours
+ * stays behind (a network it never carried is already torn down there), and no network counts it
+ * as a carrier any more. A host that does not answer keeps what it has; the removal goes on, as
+ * it does for a Down host.
  */
 export async function hostRemoved(app: App, host: { id: number; zone_id: number }): Promise<void> {
   hostsDown(app, [host.id]);
-  if (!app.agents.isConnected(host.id)) return;
-  const networks = await app.store.db
-    .selectFrom('networks')
-    .selectAll()
-    .where('zone_id', '=', host.zone_id)
-    .where('removed', 'is', null)
-    .where('gateway', 'is not', null)
-    .execute();
+  const db = app.store.db;
+  const networks = app.agents.isConnected(host.id)
+    ? await db
+        .selectFrom('networks')
+        .selectAll()
+        .where('zone_id', '=', host.zone_id)
+        .where('gateway', 'is not', null)
+        .where((eb) =>
+          eb.or([
+            eb('removed', 'is', null),
+            eb(
+              'id',
+              'in',
+              eb.selectFrom('network_teardowns').select('network_id').where('host_id', '=', host.id),
+            ),
+          ]),
+        )
+        .execute()
+    : [];
   for (const network of networks)
-    await app.agents
-      .call(host.id, 'teardownNetwork', {
-        network: guestNetwork(network, { gatewayOnHost: false, peers: [] }),
-      })
-      .catch((err) =>
-        app.log.warn(
-          { host: host.id, network: network.uuid, err: (err as Error).message },
-          'teardownNetwork on a removed host failed',
-        ),
-      );
+    await teardownOn(app, host.id, network, 'teardownNetwork on a removed host failed');
+  await db.deleteFrom('network_teardowns').where('host_id', '=', host.id).execute();
+}
+
+/**
+ * Hosts that came Up tear down the deleted networks they missed (they were not connected when the
+ * network was deleted); each one done is settled. In the background: a status change does not
+ * wait for agents.
+ */
+export function settleTeardowns(app: App, hostIds: number[]): void {
+  const run = async () => {
+    const db = app.store.db;
+    // Few rows at any time: read them all rather than bind thousands of host ids.
+    const up = new Set(hostIds);
+    const pending = (await db.selectFrom('network_teardowns').selectAll().execute()).filter((r) =>
+      up.has(r.host_id),
+    );
+    for (const row of pending) {
+      const network = await db
+        .selectFrom('networks')
+        .selectAll()
+        .where('id', '=', row.network_id)
+        .executeTakeFirst();
+      if (network) {
+        // A router the deletion could not stop there (forced) holds the bridge: it goes first.
+        const routers = await db
+          .selectFrom('routers')
+          .select('name')
+          .where('network_id', '=', network.id)
+          .execute();
+        for (const r of routers)
+          await app.agents.call(row.host_id, 'stopRouter', { name: r.name }).catch(() => undefined);
+        if (!(await teardownOn(app, row.host_id, network, 'teardownNetwork of a deleted network failed')))
+          continue;
+      }
+      await db
+        .deleteFrom('network_teardowns')
+        .where('network_id', '=', row.network_id)
+        .where('host_id', '=', row.host_id)
+        .execute();
+    }
+  };
+  run().catch((err) => app.log.error({ err }, 'settling network teardowns failed'));
 }
 
 /**
@@ -282,9 +340,10 @@ export async function hostRemoved(app: App, host: { id: number; zone_id: number 
  * restart while the bridges stay; a host that never carried the network has nothing to remove.
  * Hosts that are not connected are skipped. A host that fails fails the deletion unless `forced`,
  * which only logs it. Either way this server forgets the network's hosts, so a start on it after
- * a failed deletion sends setupNetwork afresh.
+ * a failed deletion sends setupNetwork afresh. Answers the hosts left holding the network (skipped
+ * or failed), which the deletion records so that they tear it down when they come Up.
  */
-export async function tearDownNetwork(app: App, network: NetworkRow, forced: boolean): Promise<void> {
+export async function tearDownNetwork(app: App, network: NetworkRow, forced: boolean): Promise<number[]> {
   const s = stateOf(app);
   const hosts = await app.store.db
     .selectFrom('hosts')
@@ -294,6 +353,7 @@ export async function tearDownNetwork(app: App, network: NetworkRow, forced: boo
     .execute();
   const spec = guestNetwork(network, { gatewayOnHost: false, peers: [] });
   const failures: string[] = [];
+  const behind = hosts.filter((h) => !app.agents.isConnected(h.id)).map((h) => h.id);
   await Promise.all(
     hosts
       .filter((h) => app.agents.isConnected(h.id))
@@ -312,6 +372,7 @@ export async function tearDownNetwork(app: App, network: NetworkRow, forced: boo
             'teardownNetwork failed',
           );
           failures.push(`host ${h.name}: ${(err as Error).message}`);
+          behind.push(h.id);
         }
       }),
   );
@@ -320,6 +381,7 @@ export async function tearDownNetwork(app: App, network: NetworkRow, forced: boo
     throw internalError(
       `Failed to delete network ${network.name}: unable to tear it down on ${failures.join('; ')} (retry, or delete with forced=true to leave it there)`,
     );
+  return behind;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import { onHostDelete, onHostMaintenance } from '../infra/hosts.ts';
 import { onPodDelete } from '../infra/pods.ts';
 import { onZoneDelete } from '../infra/zones.ts';
 import { registerTaggable } from '../tags/tags.ts';
-import { hostRemoved, hostsDown } from './host-network.ts';
+import { hostRemoved, hostsDown, settleTeardowns } from './host-network.ts';
 import { ipRangeCommands } from './ip-ranges.ts';
 import { ipServiceCommands } from './ip-services.ts';
 import { deleteNetwork } from './network-deletion.ts';
@@ -112,8 +112,10 @@ onHostDelete(async (ctx, host) => {
 // A host entering maintenance runs no router: its routers move to another host of the zone.
 onHostMaintenance((ctx, host) => routersOfHostInMaintenance(ctx.app, host));
 
-// A host that went Down carries no bridge and runs no router any more (as far as we know).
+// A host that went Down carries no bridge and runs no router any more (as far as we know); one
+// that came Up tears down the deleted networks it missed.
 onHostStatusChange(async (app, hostIds, status) => {
+  if (status === 'Up') settleTeardowns(app, hostIds);
   if (status !== 'Down') return;
   hostsDown(app, hostIds);
   await routersOfDownHosts(app, hostIds);

@@ -46,8 +46,9 @@ function stillInUse(network: NetworkRow, vms: { name: string; state: string }[])
  * Deletes a network, under its routers' lock so no VM start brings a router back meanwhile:
  * refused while VMs are on it; its routers are stopped, every connected host of the zone tears
  * its bridge and VXLAN link down, then one transaction destroys the routers' records (returning
- * their addresses and MACs) and removes the network. `forced`: a host that cannot be reached or
- * fails to tear down is logged and the deletion goes on (that host keeps what it had).
+ * their addresses and MACs) and removes the network. `forced`: a host that fails to tear down is
+ * logged and the deletion goes on. Hosts not connected, and those failures, are recorded
+ * (network_teardowns): each tears the network down when it next comes Up, or is removed.
  * The guest ranges are not deleted (upstream's deleteVlansInNetwork would): in a Basic zone they
  * are the pods' address plans, which an operator resetting the network expects to keep. They stay
  * on the removed row, used by no live network, until the zone's next network takes them over.
@@ -59,12 +60,18 @@ async function deleteNetworkOf(ctx: CallContext, uuid: string, forced: boolean):
     const vms = await vmsInNetwork(app.store.db, network.id);
     if (vms.length) throw stillInUse(network, vms);
     const routers = await stopNetworkRouters(app, network.id, forced);
-    await tearDownNetwork(app, network, forced);
+    const behind = await tearDownNetwork(app, network, forced);
     await app.store.db.transaction().execute(async (tx) => {
       // A VM deployed meanwhile keeps the network; its start sets the bridge up again.
       const late = await vmsInNetwork(tx, network.id);
       if (late.length) throw stillInUse(network, late);
       await routers.destroy(tx);
+      // Hosts that were away (or failed under forced) tear it down when they next come Up.
+      if (behind.length)
+        await tx
+          .insertInto('network_teardowns')
+          .values(behind.map((host_id) => ({ network_id: network.id, host_id, created: app.clock.now() })))
+          .execute();
       await tx
         .updateTable('networks')
         // Freeing zone_default_for lets the zone have a new Basic network.
