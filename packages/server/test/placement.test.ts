@@ -240,6 +240,26 @@ describe('host-local primary storage', () => {
     await expungeAll();
   });
 
+  test('a host whose local storage holds volumes is not deleted, and nothing of it goes', async () => {
+    const vm = (
+      await server.admin.call<any>('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid: localOffering,
+      })
+    ).virtualmachine;
+    await server.admin.call('stopVirtualMachine', { id: vm.id });
+    await assert.rejects(
+      server.admin.request('deleteHost', { id: vm.hostid, forced: true }),
+      fails(536, /local storage still holds volumes \(ROOT-\d+\)/),
+    );
+    const host = (await server.admin.request<any>('listHosts', { id: vm.hostid })).host[0];
+    assert.equal(host.state, 'Up');
+    const pools = await server.admin.request<any>('listStoragePools', { hostid: vm.hostid, scope: 'HOST' });
+    assert.equal(pools.count, 1);
+    await expungeAll();
+  });
+
   test('switching local storage on for a zone gives its Up hosts their pools at once', async () => {
     const admin = server.admin;
     const late = (
@@ -291,6 +311,9 @@ describe('host-local primary storage', () => {
       await admin.request('updateZone', { id: late, localstorageenabled: false });
       await admin.request('updateZone', { id: late, localstorageenabled: true });
       assert.equal((await admin.request<any>('listStoragePools', { zoneid: late, scope: 'HOST' })).count, 1);
+      // The host goes, and its empty local pool with it.
+      await admin.request('deleteHost', { id: pools.storagepool[0].hostid, forced: true });
+      assert.equal((await admin.request<any>('listStoragePools', { zoneid: late })).count ?? 0, 0);
     } finally {
       await m.kill();
     }

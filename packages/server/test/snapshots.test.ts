@@ -301,7 +301,15 @@ describe('snapshot policies', () => {
         },
         40_000,
         `recurring snapshot ${run}`,
-      ).then((ids) => ids ?? []);
+      ).then(
+        (ids) => ids ?? [],
+        async (e) => {
+          // What the scheduler did meanwhile, and what it left: the reason is in there.
+          const said = server.logs.filter((l) => /snapshot/i.test(l)).slice(-10);
+          const left = await client.request<any>('listSnapshots', { snapshottype: 'RECURRING' });
+          throw new Error(`${(e as Error).message}\n${JSON.stringify(left)}\n${said.join('\n')}`);
+        },
+      );
     }
     const snaps = (await client.request<any>('listSnapshots', { snapshottype: 'RECURRING' })).snapshot;
     assert.ok(snaps.every((s: any) => s.intervaltype === 'HOURLY' && s.state === 'BackedUp'));

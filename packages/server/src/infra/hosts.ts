@@ -23,11 +23,21 @@ import { listParams, p } from '../registry/params.ts';
 import { recordAlert } from './alerts.ts';
 import { findCluster, findPod, findZone, likeOp, namesOf } from './common.ts';
 
-/** Vetoes the deletion of a host by throwing (compute: the host still runs VMs). */
+/** Vetoes the deletion of a host by throwing (compute: the host still runs VMs). Changes nothing. */
 export type HostDeleteCheck = (ctx: CallContext, host: HostRow, forced: boolean) => Promise<void>;
 const deleteChecks: HostDeleteCheck[] = [];
 export function onHostDelete(check: HostDeleteCheck): void {
   deleteChecks.push(check);
+}
+
+/**
+ * What goes with a host once every check has let its deletion through, before its row is marked
+ * removed (its routers and bridges, its local pools).
+ */
+export type HostRemovalStep = (ctx: CallContext, host: HostRow) => Promise<void>;
+const removalSteps: HostRemovalStep[] = [];
+export function onHostRemoval(step: HostRemovalStep): void {
+  removalSteps.push(step);
 }
 
 /**
@@ -466,6 +476,7 @@ export const deleteHost = defineCommand({
         `Host ${host.uuid} cannot be deleted as it is not in maintenance mode. Either put the host into maintenance or perform a forced deletion.`,
       );
     for (const check of deleteChecks) await check(ctx, host, forced);
+    for (const step of removalSteps) await step(ctx, host);
     await ctx.app.store.db.transaction().execute(async (tx) => {
       await tx.deleteFrom('host_tags').where('host_id', '=', host.id).execute();
       await tx

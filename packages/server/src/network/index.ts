@@ -5,7 +5,7 @@
 import { onHostStatusChange } from '../agents/gateway.ts';
 import { provideCapabilities } from '../discovery/discovery.ts';
 import { onAccountDelete } from '../iam/accounts.ts';
-import { onHostDelete, onHostMaintenance } from '../infra/hosts.ts';
+import { onHostMaintenance, onHostRemoval } from '../infra/hosts.ts';
 import { onPodDelete } from '../infra/pods.ts';
 import { onZoneDelete } from '../infra/zones.ts';
 import { registerTaggable } from '../tags/tags.ts';
@@ -95,16 +95,9 @@ registerTaggable('SecurityGroup', async (ctx, uuid) => {
   return g && { id: g.id, accountId: g.account_id, domainId: g.domain_id };
 });
 
-// A removed host runs no router and carries no bridge: both go before the host row does. A host
-// that still has VMs is refused by compute's check, so nothing is stopped for a refused deletion.
-onHostDelete(async (ctx, host) => {
-  const vm = await ctx.app.store.db
-    .selectFrom('vms')
-    .select('id')
-    .where('host_id', '=', host.id)
-    .where('removed', 'is', null)
-    .executeTakeFirst();
-  if (vm) return;
+// A removed host runs no router and carries no bridge: both go before the host row does (once
+// every check, such as compute's for VMs still there, has let the deletion through).
+onHostRemoval(async (ctx, host) => {
   await routersOfRemovedHost(ctx.app, host.id);
   await hostRemoved(ctx.app, host);
 });

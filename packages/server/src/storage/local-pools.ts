@@ -7,6 +7,8 @@
 import { onHostStatusChange } from '../agents/gateway.ts';
 import type { App } from '../context.ts';
 import { insertId } from '../db/connection.ts';
+import { resourceInUse } from '../errors.ts';
+import { onHostDelete, onHostRemoval } from '../infra/hosts.ts';
 import { onZoneLocalStorageEnabled } from '../infra/zones.ts';
 
 /** Where the agent keeps a host's local volumes (beside its default state directory). */
@@ -103,4 +105,39 @@ onZoneLocalStorageEnabled(async (app, zone) => {
     app,
     up.map((h) => h.id),
   );
+});
+
+/**
+ * A host's local pool goes with the host. While it holds volumes (a stopped VM's disks, data
+ * disks) the deletion is refused with their names: upstream's default would destroy those VMs'
+ * disks with the host, which we do not do silently.
+ */
+onHostDelete(async (ctx, host) => {
+  const volumes = await ctx.app.store.db
+    .selectFrom('volumes')
+    .innerJoin('storage_pools', 'storage_pools.id', 'volumes.pool_id')
+    .select('volumes.name')
+    .where('storage_pools.host_id', '=', host.id)
+    .where('storage_pools.scope', '=', 'HOST')
+    .where('volumes.removed', 'is', null)
+    .orderBy('volumes.id')
+    .limit(6)
+    .execute();
+  if (volumes.length)
+    throw resourceInUse(
+      `Host ${host.name} cannot be deleted: its local storage still holds volumes (${volumes
+        .slice(0, 5)
+        .map((v) => v.name)
+        .join(', ')}${volumes.length > 5 ? ', ...' : ''}); delete them or move them to other storage first`,
+    );
+});
+
+onHostRemoval(async (ctx, host) => {
+  await ctx.app.store.db
+    .updateTable('storage_pools')
+    .set({ removed: ctx.app.clock.now() })
+    .where('host_id', '=', host.id)
+    .where('scope', '=', 'HOST')
+    .where('removed', 'is', null)
+    .execute();
 });
