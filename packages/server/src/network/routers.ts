@@ -363,12 +363,12 @@ export async function routersOfDownHosts(app: App, hostIds: number[]): Promise<v
   }
 }
 
-/**
- * A host being removed runs no router any more: each router there is stopped on it (forced, so a
- * host that does not answer still lets go of it) and marked Stopped, so the next VM start brings
- * it up on a host that stays. Without this its namespace and processes would outlive the host row.
- */
-export async function routersOfRemovedHost(app: App, hostId: number): Promise<void> {
+/** Runs `step` on each router still on `hostId` once its network's lock is held, as it is then. */
+async function eachRouterOn(
+  app: App,
+  hostId: number,
+  step: (router: RouterRow) => Promise<void>,
+): Promise<void> {
   const routers = await app.store.db
     .selectFrom('routers')
     .select(['id', 'network_id'])
@@ -382,12 +382,20 @@ export async function routersOfRemovedHost(app: App, hostId: number): Promise<vo
         .selectAll()
         .where('id', '=', r.id)
         .executeTakeFirstOrThrow();
-      if (current.host_id === hostId) await haltRouter(app, current, true);
+      if (current.host_id === hostId) await step(current);
     });
 }
 
-// ---------------------------------------------------------------------------------------------
-// API
+/**
+ * A host being removed runs no router any more: each router there is stopped on it (forced, so a
+ * host that does not answer still lets go of it) and marked Stopped, so the next VM start brings
+ * it up on a host that stays. Without this its namespace and processes would outlive the host row.
+ */
+export function routersOfRemovedHost(app: App, hostId: number): Promise<void> {
+  return eachRouterOn(app, hostId, async (router) => {
+    await haltRouter(app, router, true);
+  });
+}
 
 /**
  * A host entering maintenance hands its routers over: each one is stopped there and booted on
@@ -396,38 +404,23 @@ export async function routersOfRemovedHost(app: App, hostId: number): Promise<vo
  * the next VM start brings it up. A router that cannot be stopped, or fails to start elsewhere,
  * refuses the maintenance with the reason (the router is then Stopped: startRouter brings it back).
  */
-export async function routersOfHostInMaintenance(
-  app: App,
-  host: { id: number; name: string },
-): Promise<void> {
-  const routers = await app.store.db
-    .selectFrom('routers')
-    .select(['id', 'network_id'])
-    .where('host_id', '=', host.id)
-    .where('removed', 'is', null)
-    .execute();
-  for (const r of routers)
-    await withNetworkLock(app, r.network_id, async () => {
-      const current = await app.store.db
-        .selectFrom('routers')
-        .selectAll()
-        .where('id', '=', r.id)
-        .executeTakeFirstOrThrow();
-      if (current.host_id !== host.id) return;
-      const refuse = (why: string) =>
-        resourceInUse(`Host ${host.name} cannot enter maintenance: router ${current.name} ${why}`);
-      const halted = await haltRouter(app, current, false).catch((e) => {
-        throw refuse(`could not be stopped: ${(e as Error).message}`);
-      });
-      const target = await hostForRouter(app, halted, host.id).catch(() => undefined);
-      if (target === undefined) return;
-      await bootRouter(app, halted, target, `moved off host ${host.name}, entering maintenance`).catch(
-        (e) => {
-          throw refuse(`could not be started on another host: ${(e as Error).message}`);
-        },
-      );
+export function routersOfHostInMaintenance(app: App, host: { id: number; name: string }): Promise<void> {
+  return eachRouterOn(app, host.id, async (router) => {
+    const refuse = (why: string) =>
+      resourceInUse(`Host ${host.name} cannot enter maintenance: router ${router.name} ${why}`);
+    const halted = await haltRouter(app, router, false).catch((e) => {
+      throw refuse(`could not be stopped: ${(e as Error).message}`);
     });
+    const target = await hostForRouter(app, halted, host.id).catch(() => undefined);
+    if (target === undefined) return;
+    await bootRouter(app, halted, target, `moved off host ${host.name}, entering maintenance`).catch((e) => {
+      throw refuse(`could not be started on another host: ${(e as Error).message}`);
+    });
+  });
 }
+
+// ---------------------------------------------------------------------------------------------
+// API
 
 async function findRouter(ctx: CallContext, uuid: string): Promise<RouterRow> {
   const r = await ctx.app.store.db
