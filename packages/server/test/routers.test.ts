@@ -553,6 +553,45 @@ describe('virtual routers and host networking', () => {
     }
   });
 
+  test('carriers drop a host that went Down from their VXLAN peers at the next start anywhere', async () => {
+    const lone = new SimulatorFleet().addHosts('rt-5', 1);
+    const agent5 = new Agent({ server: agentUrl, token: TOKEN, hosts: lone, log: silent, maxBackoffMs: 300 });
+    agent5.start();
+    // Simulated hosts of separate fleets share addresses: the peer lists are compared by length.
+    const peersOfRt1 = () => [...host('rt-1').networks.values()][0]!.peers.length;
+    try {
+      await waitUntil(async () => server.app.agents.pendingHost('rt-5'), 10_000, 'rt-5 to connect');
+      const cluster = (await admin.request<any>('listClusters', { zoneid })).cluster[0];
+      const added = await admin.request<any>('addHost', {
+        zoneid,
+        podid: cluster.podid,
+        clusterid: cluster.id,
+        url: 'agent://rt-5',
+        username: 'root',
+        password: TOKEN,
+        hypervisor: 'Simulator',
+      });
+      hostIds.set('rt-5', added.host[0].id);
+      const vm5 = await deploy('web-5', 'rt-5');
+      await waitUntil(async () => peersOfRt1() === 2, 5000, 'rt-1 to learn rt-5');
+      await admin.call('destroyVirtualMachine', { id: vm5.id, expunge: true });
+      await agent5.stop();
+      await waitUntil(
+        async () =>
+          (await admin.request<any>('listHosts', { id: added.host[0].id })).host[0].state === 'Down',
+        30_000,
+        'rt-5 to be Down',
+      );
+      // web-2 restarts on rt-2, a host that already carries the network: rt-1 is updated too.
+      await admin.call('stopVirtualMachine', { id: vm2.id });
+      await admin.call('startVirtualMachine', { id: vm2.id, hostid: hostIds.get('rt-2') });
+      await waitUntil(async () => peersOfRt1() === 1, 5000, 'rt-1 to drop rt-5');
+      assert.equal([...host('rt-2').networks.values()][0]!.peers.length, 1);
+    } finally {
+      await agent5.stop();
+    }
+  });
+
   test('deleteHost stops the router there and tears the host bridges down; a host with VMs is refused and keeps them', async () => {
     const lone = new SimulatorFleet().addHosts('rt-4', 1);
     const agent4 = new Agent({ server: agentUrl, token: TOKEN, hosts: lone, log: silent, maxBackoffMs: 300 });
@@ -694,18 +733,16 @@ describe('virtual routers and host networking', () => {
   });
 
   test('a host that was away when its network was deleted tears it down when it comes back', async () => {
-    // rt-3's agent stopped in an earlier test: the deletion skipped it and recorded it.
+    // rt-3's and rt-5's agents stopped in earlier tests: the deletion skipped them and recorded it.
     const db = server.app.store.db;
-    const rt3 = await db
-      .selectFrom('hosts')
-      .select('id')
-      .where('name', '=', 'rt-3')
-      .executeTakeFirstOrThrow();
-    const pending = await db.selectFrom('network_teardowns').selectAll().execute();
-    assert.deepEqual(
-      pending.map((r) => r.host_id),
-      [rt3.id],
-    );
+    const idOf = async (name: string) =>
+      (await db.selectFrom('hosts').select('id').where('name', '=', name).executeTakeFirstOrThrow()).id;
+    const [rt3, rt5] = [await idOf('rt-3'), await idOf('rt-5')];
+    const pendingHosts = async () =>
+      (await db.selectFrom('network_teardowns').select('host_id').orderBy('host_id').execute()).map(
+        (r) => r.host_id,
+      );
+    assert.deepEqual(await pendingHosts(), [rt3, rt5]);
     const lone = new SimulatorFleet().addHosts('rt-3', 1);
     const told: string[] = [];
     const around = lone[0]!.around.bind(lone[0]);
@@ -717,11 +754,8 @@ describe('virtual routers and host networking', () => {
     agent3.start();
     try {
       await waitUntil(async () => told.includes('teardownNetwork'), 10_000, 'rt-3 to be told');
-      await waitUntil(
-        async () => (await db.selectFrom('network_teardowns').selectAll().execute()).length === 0,
-        5000,
-        'the teardown to be settled',
-      );
+      await waitUntil(async () => (await pendingHosts()).length === 1, 5000, "rt-3's teardown to be settled");
+      assert.deepEqual(await pendingHosts(), [rt5], 'rt-5 is still away');
     } finally {
       await agent3.stop();
     }

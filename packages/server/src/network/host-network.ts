@@ -65,7 +65,10 @@ interface NetworkHosts {
   routerHost: number | null;
   /** Bumped whenever hosts or routerHost change: every host's view is then out of date. */
   generation: number;
-  /** Carriers whose last update failed: the next start anywhere in the network retries them. */
+  /**
+   * Carriers known to lack the current view (their last update failed, or a carrier went Down
+   * since): the next start anywhere in the network updates them.
+   */
   behind: Set<number>;
 }
 
@@ -242,7 +245,11 @@ export function hostsDown(app: App, hostIds: number[]): void {
       entry.routerHost = null;
       changed = true;
     }
-    if (changed) entry.generation++;
+    if (changed) {
+      entry.generation++;
+      // The carriers left still list the lost host as a peer: the next start updates them.
+      for (const h of entry.hosts) entry.behind.add(h);
+    }
   }
 }
 
