@@ -160,6 +160,19 @@ describe('host networking', { skip: SKIP }, () => {
     assert.equal(existsSync(`/sys/class/net/${vx}`), false);
   });
 
+  test('the gateway address leaves the bridge when the router leaves the host, only if this agent put it there', async () => {
+    const has = () => sh('ip', ['-br', 'addr', 'show', 'dev', BRIDGE]).includes(`${net}.1/24`);
+    await hostNet.setupNetwork(network());
+    assert.ok(has());
+    await hostNet.setupNetwork(network({ gatewayOnHost: false }));
+    assert.ok(!has(), 'the router moved away: our gateway address goes');
+    // Put there by someone else (another agent sharing the machine, an operator): left alone.
+    sh('ip', ['addr', 'add', `${net}.1/24`, 'dev', BRIDGE]);
+    await hostNet.setupNetwork(network({ gatewayOnHost: false }));
+    assert.ok(has(), 'an address this agent did not add stays');
+    await hostNet.teardownNetwork(network());
+  });
+
   test('VXLAN carries a network between two hosts (namespaces here): guests on each reach each other', async () => {
     // Two "hosts" are namespaces joined by an underlay veth; each runs the module in its own
     // namespace (ip netns exec), with a stand-in VM namespace plugged into its bridge.
@@ -172,9 +185,10 @@ describe('host networking', { skip: SKIP }, () => {
     const inHost = (i: number, fn: 'setupBridge' | 'teardownBridge') =>
       sh('ip', [
         ...['netns', 'exec', hosts[i], process.execPath, '--import', 'tsx', '--input-type=module', '-e'],
-        `import { ${fn} } from ${JSON.stringify(join(import.meta.dirname, '../src/network/bridge.ts'))}; await ${fn}(JSON.parse(process.argv[1]), process.argv[2]);`,
+        `import { ${fn} } from ${JSON.stringify(join(import.meta.dirname, '../src/network/bridge.ts'))}; const [net, local, marks] = process.argv.slice(1); await (${fn === 'setupBridge' ? 'setupBridge(JSON.parse(net), local, marks)' : 'teardownBridge(JSON.parse(net), marks)'});`,
         JSON.stringify(netOf(i)),
         underlay[i],
+        join(root, `gateways-${i}`),
       ]);
     try {
       for (const ns of [...hosts, ...guests]) sh('ip', ['netns', 'add', ns]);

@@ -6,7 +6,8 @@
  * to the one host that has the MAC. Every step checks what exists first: setup repeats safely and
  * brings the peers up to date.
  */
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { GuestNetwork } from '@nimbostack/protocol';
 import { DriverError } from '../drivers/driver.ts';
 import { run } from '../drivers/kvm/exec.ts';
@@ -39,7 +40,12 @@ export function ensureBridgeNetfilter(): void {
   if (readFileSync(knob, 'utf8').trim() !== '1') writeFileSync(knob, '1');
 }
 
-export async function setupBridge(network: GuestNetwork, localAddress: string): Promise<void> {
+/**
+ * Sets the bridge up. `marks` is a folder of this agent's own: a file per bridge on which it put
+ * the gateway address, so that it only ever removes an address it added (another agent on the
+ * same machine, as in tests, or an operator may have put one there).
+ */
+export async function setupBridge(network: GuestNetwork, localAddress: string, marks: string): Promise<void> {
   const { bridge } = network;
   if (linkExists(bridge) && !isBridge(bridge))
     throw new DriverError(`${bridge} exists on this host and is not a bridge`);
@@ -54,10 +60,16 @@ export async function setupBridge(network: GuestNetwork, localAddress: string): 
   }
   const address = `${network.gateway}/${prefixOf(network.cidr)}`;
   const present = await bridgeAddresses(bridge);
+  const mark = join(marks, bridge);
   if (network.gatewayOnHost) {
     if (!present.includes(address)) await run('ip', ['addr', 'replace', address, 'dev', bridge]);
-  } else if (present.includes(address)) {
-    await run('ip', ['addr', 'del', address, 'dev', bridge]);
+    // This host routes for the network now: the address is ours to take away when that ends.
+    mkdirSync(marks, { recursive: true });
+    writeFileSync(mark, `${address}\n`);
+  } else if (existsSync(mark)) {
+    // The router left this host: the gateway we put here goes, so only its new host answers for it.
+    if (present.includes(address)) await run('ip', ['addr', 'del', address, 'dev', bridge]);
+    rmSync(mark, { force: true });
   }
   if (network.vni !== undefined) await setupVxlan(network, localAddress);
   await run('ip', ['link', 'set', bridge, 'up']);
@@ -106,7 +118,7 @@ async function setupVxlan(network: GuestNetwork, localAddress: string): Promise<
 }
 
 /** Removes the bridge and its VXLAN link; refused while anything else is plugged into it. */
-export async function teardownBridge(network: GuestNetwork): Promise<void> {
+export async function teardownBridge(network: GuestNetwork, marks: string): Promise<void> {
   const { bridge } = network;
   const vx = network.vni !== undefined ? vxlanName(network.vni) : undefined;
   if (linkExists(bridge) && isBridge(bridge)) {
@@ -124,4 +136,5 @@ export async function teardownBridge(network: GuestNetwork): Promise<void> {
   }
   if (vx && linkExists(vx)) await run('ip', ['link', 'del', vx]);
   if (linkExists(bridge) && isBridge(bridge)) await run('ip', ['link', 'del', bridge]);
+  rmSync(join(marks, bridge), { force: true });
 }

@@ -25,8 +25,12 @@ export class HostNetwork implements NetworkDriver {
   readonly routers: Routers;
   readonly security = new SecurityFilter();
 
+  /** Which bridges this agent put the gateway address on (see setupBridge). */
+  private readonly gatewayMarks: string;
+
   constructor(private readonly options: HostNetworkOptions) {
     this.routers = new Routers(join(options.hostDir, 'routers'));
+    this.gatewayMarks = join(options.hostDir, 'gateways');
   }
 
   /** After an agent restart: routers keep running and are taken over (dead processes restarted). */
@@ -35,7 +39,7 @@ export class HostNetwork implements NetworkDriver {
   }
 
   async setupNetwork(network: GuestNetwork): Promise<void> {
-    await setupBridge(network, this.options.localAddress);
+    await setupBridge(network, this.options.localAddress, this.gatewayMarks);
   }
 
   async teardownNetwork(network: GuestNetwork): Promise<void> {
@@ -44,7 +48,7 @@ export class HostNetwork implements NetworkDriver {
       throw new DriverError(
         `bridge ${network.bridge} of network ${network.uuid} still has router ${router.name} (${routerVeth(router.name)}): stop it first`,
       );
-    await teardownBridge(network);
+    await teardownBridge(network, this.gatewayMarks);
     // Without any filtered NIC left our (empty) tables go too: a host without guests keeps nothing.
     await this.security.dropIfUnused();
   }
