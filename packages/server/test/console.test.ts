@@ -310,6 +310,48 @@ describe('console proxy', () => {
     assert.equal(bad.status, 400);
   });
 
+  test('a session without keyboard or mouse input closes after consoleproxy.session.timeout', async () => {
+    await server.admin.request('updateConfiguration', {
+      name: 'consoleproxy.session.timeout',
+      value: '1500',
+    });
+    try {
+      const e = await endpointFor(owner);
+      const idle = new RfbOverWs(wsUrl(e));
+      const init = await handshake(idle);
+      const busy = new RfbOverWs(wsUrl(await endpointFor(owner)));
+      await handshake(busy);
+      // The idle viewer keeps asking for updates, as noVNC does: that is not input.
+      const asking = setInterval(() => idle.send(updateRequest(true, init.width, init.height)), 200);
+      const typing = setInterval(() => busy.send(keyDown(0x62)), 400);
+      try {
+        const closed = await idle.closedWith(10_000);
+        assert.equal(closed.code, 4008);
+        assert.match(closed.reason, /closed after 2 s without keyboard or mouse input/);
+        await new Promise((r) => setTimeout(r, 1000));
+        assert.equal(busy.closed, undefined, 'a viewer that types stays connected');
+      } finally {
+        clearInterval(asking);
+        clearInterval(typing);
+        busy.ws.close();
+      }
+      const events = await waitUntil(
+        async () =>
+          ((await owner.request<any>('listEvents', { type: 'VNC.DISCONNECT' })).event ?? []).find((x: any) =>
+            /idle timeout/.test(x.description),
+          ),
+        10_000,
+        'a VNC.DISCONNECT by the idle timeout',
+      );
+      assert.ok(events);
+    } finally {
+      await server.admin.request('updateConfiguration', {
+        name: 'consoleproxy.session.timeout',
+        value: '300000',
+      });
+    }
+  });
+
   test('stopping the VM ends its console session, with a reason', async () => {
     const e = await endpointFor(owner);
     const c = new RfbOverWs(wsUrl(e));

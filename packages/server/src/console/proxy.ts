@@ -13,6 +13,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { hashToken } from '../agents/gateway.ts';
 import type { App } from '../context.ts';
 import { type EventOwner, recordEvent } from '../events/events.ts';
+import { defineSetting } from '../settings/settings.ts';
 import { consoleUnavailable, WEBSOCKET_PATH } from './endpoint.ts';
 import { redeemConsoleToken } from './tokens.ts';
 
@@ -23,14 +24,37 @@ const TUNNEL_WAIT_MS = 15_000;
 const HIGH_WATER = 1024 * 1024;
 const KEEPALIVE_MS = 30_000;
 
+/** Upstream's setting, in its unit: a viewer session without keyboard or mouse input ends. */
+export const CONSOLE_SESSION_TIMEOUT = defineSetting({
+  name: 'consoleproxy.session.timeout',
+  category: 'Console Proxy',
+  type: 'Integer',
+  defaultValue: 300_000,
+  min: 1000,
+  description:
+    'Milliseconds a console session stays open without keyboard or mouse input from the viewer; then it is closed.',
+});
+
 /** Close codes (4000–4999 are the application's) with a reason noVNC logs and shows. */
 export const CloseCode = {
   TOKEN: 4001,
   NOT_RUNNING: 4004,
   HOST: 4005,
   TUNNEL: 4006,
+  IDLE: 4008,
   SHUTDOWN: 1001,
 } as const;
+
+/**
+ * Whether a frame from the viewer is input. noVNC keeps asking for screen updates
+ * (FramebufferUpdateRequest, type 3, 10 bytes) whether or not anyone is there, so a frame made of
+ * those alone is not; anything else (keys, pointer, clipboard, the handshake) is.
+ */
+function isInput(frame: Buffer): boolean {
+  if (frame.length === 0 || frame.length % 10 !== 0) return true;
+  for (let i = 0; i < frame.length; i += 10) if (frame[i] !== 3) return true;
+  return false;
+}
 
 interface Arrived {
   ws: WebSocket;
@@ -235,11 +259,31 @@ export class ConsoleProxy {
     }, KEEPALIVE_MS);
     keepalive.unref();
 
+    // A console left open with nobody at it holds a tunnel and a VNC client: it is closed.
+    let lastInput = Date.now();
+    let idle = false;
+    browser.on('message', (data: Buffer) => {
+      if (isInput(data)) lastInput = Date.now();
+    });
+    const idleCheck = setInterval(
+      () => {
+        const timeout = app.settings.get(CONSOLE_SESSION_TIMEOUT);
+        if (Date.now() - lastInput < timeout) return;
+        const text = `the console session was closed after ${Math.round(timeout / 1000)} s without keyboard or mouse input`;
+        idle = true;
+        closeWith(browser, CloseCode.IDLE, text);
+        closeWith(agent, 1000, text);
+      },
+      Math.min(15_000, Math.max(250, app.settings.get(CONSOLE_SESSION_TIMEOUT) / 4)),
+    );
+    idleCheck.unref();
+
     let ended = false;
     const end = (by: string) => {
       if (ended) return;
       ended = true;
       clearInterval(keepalive);
+      clearInterval(idleCheck);
       this.open.delete(agent);
       event('VNC.DISCONNECT', `console session to VM ${session.vm.uuid} closed by ${by}`);
       app.log.info(
@@ -249,11 +293,11 @@ export class ConsoleProxy {
     };
     browser.once('close', () => {
       closeWith(agent, 1000, 'the browser closed the console');
-      end('the browser');
+      end(idle ? 'the idle timeout' : 'the browser');
     });
     agent.once('close', (_code, reason) => {
       closeWith(browser, 1000, reason.toString() || 'the VM console closed');
-      end('the host');
+      end(idle ? 'the idle timeout' : 'the host');
     });
     agent.on('error', (err) => app.log.debug({ err: err.message }, 'console tunnel socket error'));
   }
