@@ -107,6 +107,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       loggerInstance: log.child({ component: 'http' }) as unknown as FastifyBaseLogger,
       logController: new LogController({ disableRequestLogging: true }),
       bodyLimit: 4 * 1024 * 1024,
+      trustProxy: config.trustProxy,
     });
     http = fastify;
     await fastify.register(cookie);

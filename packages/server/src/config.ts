@@ -34,6 +34,11 @@ export interface ServerConfig {
   /** PEM certificate and key files: when both are set, agents connect with wss:// (TLS). */
   agentTlsCert?: string;
   agentTlsKey?: string;
+  /**
+   * Behind a reverse proxy (TLS terminator, load balancer): the client's address, scheme and host
+   * come from X-Forwarded-For/-Proto/-Host, so console URLs and messages name what the browser used.
+   */
+  trustProxy: boolean;
 }
 
 const ENV: Record<string, keyof ServerConfig> = {
@@ -52,10 +57,11 @@ const ENV: Record<string, keyof ServerConfig> = {
   NIMBOSTACK_KVM_TEMPLATE: 'kvmTemplate',
   NIMBOSTACK_AGENT_TLS_CERT: 'agentTlsCert',
   NIMBOSTACK_AGENT_TLS_KEY: 'agentTlsKey',
+  NIMBOSTACK_TRUST_PROXY: 'trustProxy',
 };
 
 const NUMERIC = new Set<keyof ServerConfig>(['port', 'agentPort']);
-const BOOLEAN = new Set<keyof ServerConfig>(['seedLocalZone']);
+const BOOLEAN = new Set<keyof ServerConfig>(['seedLocalZone', 'trustProxy']);
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 export class ConfigError extends Error {}
@@ -98,6 +104,7 @@ export function loadConfig(
     dataDir: './data',
     logLevel: 'info',
     seedLocalZone: true,
+    trustProxy: false,
     hypervisor: 'simulator',
     kvmStateDir: '/var/lib/nimbostack/agent',
     kvmStorageDir: '/var/lib/nimbostack',

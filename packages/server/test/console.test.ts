@@ -22,7 +22,8 @@ let templateid: string;
 let small: string;
 
 before(async () => {
-  server = await startServer({ env: { NIMBOSTACK_SEED_LOCAL_ZONE: 'true' } });
+  // As behind a TLS-terminating reverse proxy: console URLs follow X-Forwarded-Proto/-Host.
+  server = await startServer({ env: { NIMBOSTACK_SEED_LOCAL_ZONE: 'true', NIMBOSTACK_TRUST_PROXY: 'true' } });
   zoneid = (await server.admin.request<any>('listZones', {})).zone[0].id;
   templateid = await waitUntil(
     async () =>
@@ -189,6 +190,32 @@ describe('createConsoleEndpoint', () => {
     assert.equal(e.success, false);
     assert.match(e.details, /must be running to connect console \(it is Stopped\)/);
     assert.equal(e.websocket, undefined);
+  });
+  test('behind a reverse proxy (NIMBOSTACK_TRUST_PROXY) the URLs name the scheme and host the browser used', async () => {
+    const form = new URLSearchParams({
+      command: 'login',
+      username: 'admin',
+      password: 'password',
+      response: 'json',
+    });
+    const login = await fetch(server.api, { method: 'POST', body: form });
+    const { sessionkey } = ((await login.json()) as any).loginresponse;
+    const cookie = login.headers
+      .getSetCookie()
+      .map((c) => c.split(';')[0])
+      .join('; ');
+    const query = new URLSearchParams({
+      command: 'createConsoleEndpoint',
+      virtualmachineid: vmId,
+      sessionkey,
+      response: 'json',
+    });
+    const r = await fetch(`${server.api}?${query}`, {
+      headers: { cookie, 'x-forwarded-proto': 'https', 'x-forwarded-host': 'cloud.example.org' },
+    });
+    const e = ((await r.json()) as any).createconsoleendpointresponse.consoleendpoint;
+    assert.match(e.url, /^https:\/\/cloud\.example\.org\/client\/console\//);
+    assert.deepEqual([e.websocket.host, e.websocket.port], ['cloud.example.org', '443']);
   });
 });
 
