@@ -614,9 +614,10 @@ export async function buildCloud(
       .execute();
   await writeResourceCounts(store, vmOwner, offering, dataOffering !== undefined, domainById);
 
-  // As autovacuum would soon after such a load; SQLite keeps no statistics unless asked, and the
-  // server never asks, so it is left without.
-  if (store.dialect === 'postgres') await sql`analyze`.execute(db);
+  // As autovacuum would soon after such a load (PostgreSQL 13+ vacuums after inserts too): the
+  // statistics for the planner, and the visibility map without which a count cannot be answered
+  // from an index alone. SQLite keeps no statistics unless asked, and the server never asks.
+  if (store.dialect === 'postgres') await sql`vacuum analyze`.execute(db);
   const bulkSeconds = (performance.now() - b0) / 1000;
   const caller = (client: CloudStackClient, accountId: number, domainId: number): Caller => ({
     client,
