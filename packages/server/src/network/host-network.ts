@@ -253,8 +253,21 @@ export function hostsDown(app: App, hostIds: number[]): void {
   }
 }
 
-/** Tells a host to tear a network down; a failure is logged and answered `false`. */
-function teardownOn(app: App, hostId: number, network: NetworkRow, why: string): Promise<boolean> {
+/**
+ * Tells a host to tear a network down; a failure is logged and answered `false`. A deleted
+ * network's routers are stopped there first: one that a forced deletion could not stop may still
+ * hold the bridge.
+ */
+async function teardownOn(app: App, hostId: number, network: NetworkRow, why: string): Promise<boolean> {
+  if (network.removed !== null) {
+    const routers = await app.store.db
+      .selectFrom('routers')
+      .select('name')
+      .where('network_id', '=', network.id)
+      .execute();
+    for (const r of routers)
+      await app.agents.call(hostId, 'stopRouter', { name: r.name }).catch(() => undefined);
+  }
   return app.agents
     .call(hostId, 'teardownNetwork', { network: guestNetwork(network, { gatewayOnHost: false, peers: [] }) })
     .then(
@@ -318,18 +331,11 @@ export function settleTeardowns(app: App, hostIds: number[]): void {
         .selectAll()
         .where('id', '=', row.network_id)
         .executeTakeFirst();
-      if (network) {
-        // A router the deletion could not stop there (forced) holds the bridge: it goes first.
-        const routers = await db
-          .selectFrom('routers')
-          .select('name')
-          .where('network_id', '=', network.id)
-          .execute();
-        for (const r of routers)
-          await app.agents.call(row.host_id, 'stopRouter', { name: r.name }).catch(() => undefined);
-        if (!(await teardownOn(app, row.host_id, network, 'teardownNetwork of a deleted network failed')))
-          continue;
-      }
+      if (
+        network &&
+        !(await teardownOn(app, row.host_id, network, 'teardownNetwork of a deleted network failed'))
+      )
+        continue;
       await db
         .deleteFrom('network_teardowns')
         .where('network_id', '=', row.network_id)
