@@ -16,7 +16,7 @@ import Database from 'better-sqlite3';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startAgent, type TestAgent } from '../../server/test/agents.ts';
 import { createAccountAndLogin, startServer, type TestServer } from '../../server/test/harness.ts';
-import { choose, launchChromium, outcome, screenshots } from './browser.ts';
+import { choose, launchChromium, outcome, screenshots, settle } from './browser.ts';
 
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
@@ -209,12 +209,16 @@ test('the deploy wizard creates an instance, which is stopped and started from i
   await page.getByRole('cell', { name: 'VM.STOP', exact: true }).first().waitFor();
   // Forms of VM actions load their choices when opened.
   await page.getByRole('button', { name: 'Scale', exact: true }).click();
+  // Until its zoom-in ends, the dialog moves and takes the focus back from a select opened in it.
+  await settle(page);
   await page.getByRole('dialog').getByLabel('Service offering').click();
   await page.locator('.ant-select-item-option').filter({ hasText: 'Small Instance' }).first().waitFor();
   await page.keyboard.press('Escape');
-  // The dialog's zoom animation keeps the button "unstable" for Playwright for a while.
-  await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click({ force: true });
-  await page.getByRole('dialog').waitFor({ state: 'hidden' });
+  await settle(page);
+  // Escape closed the dropdown (or, with the focus already on the dialog, the dialog itself).
+  const scale = page.getByRole('dialog');
+  if (await scale.isVisible()) await scale.getByRole('button', { name: 'Cancel' }).click();
+  await scale.waitFor({ state: 'hidden' });
 
   await page.getByRole('menuitem', { name: 'Instances' }).click();
   await page.getByRole('link', { name: 'web-ui-1' }).waitFor();
