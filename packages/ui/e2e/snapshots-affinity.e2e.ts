@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { after, afterEach, before, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { createAccountAndLogin, startServer, type TestServer } from '../../server/test/harness.ts';
-import { choose, confirmPop, launchChromium, outcome, screenshots } from './browser.ts';
+import { choose, confirmPop, launchChromium, outcome, screenshots, settle } from './browser.ts';
 
 const DESKTOP = { width: 1280, height: 800 };
 const BUILTIN_TEMPLATE = 'CentOS 5.5(64-bit) no GUI (Simulator)';
@@ -86,6 +86,7 @@ test('a snapshot of a volume is taken from the volumes list and listed on the Sn
   await page.getByRole('tab', { name: 'Volumes' }).click();
   const row = page.getByRole('row').filter({ hasText: rootVolume });
   await row.getByRole('button', { name: 'Take snapshot' }).click();
+  await settle(page);
   const dialog = page.getByRole('dialog');
   await dialog.getByLabel('Snapshot name').fill('ui-snap-1');
   await dialog.getByRole('button', { name: 'OK' }).click();
@@ -125,8 +126,10 @@ test('a weekly snapshot policy is created for the volume, listed and deleted', a
     .filter({ hasText: rootVolume })
     .getByRole('button', { name: 'Snapshot policies' })
     .click();
+  await settle(page);
   const policies = page.getByRole('dialog', { name: `Snapshot policies of ${rootVolume}` });
   await policies.getByRole('button', { name: 'Add policy' }).click();
+  await settle(page);
   const form = page.getByRole('dialog', { name: `Add a snapshot policy to ${rootVolume}` });
   await choose(form, 'Interval', 'weekly');
   await form.getByLabel('Minute').fill('30');
@@ -171,6 +174,7 @@ test('a VM snapshot is taken on the instance page and the stopped instance rever
   await page.getByRole('heading', { name: VM }).waitFor();
   await page.getByRole('tab', { name: 'Snapshots' }).click();
   await page.getByRole('button', { name: 'Take VM snapshot' }).click();
+  await settle(page);
   const dialog = page.getByRole('dialog');
   await dialog.getByLabel('Name', { exact: true }).fill('ui-vmsnap');
   await dialog.getByLabel('Description').fill('before the upgrade');
@@ -181,6 +185,7 @@ test('a VM snapshot is taken on the instance page and the stopped instance rever
 
   // A disk-only VM snapshot is reverted to while the instance is stopped.
   await page.getByRole('button', { name: 'Stop', exact: true }).click();
+  await settle(page);
   await page.getByRole('dialog').getByRole('button', { name: 'OK' }).click();
   await outcome(page, `Stop ${VM}`, recentJobs);
   await page
@@ -218,6 +223,7 @@ test('a volume snapshot is reverted to and turned into a volume and a template',
   await outcome(page, `Revert ${rootVolume} to ui-snap-1`, recentJobs);
   await row.getByRole('button', { name: 'Create from ui-snap-1' }).click();
   await page.getByRole('menuitem', { name: 'Volume…' }).click();
+  await settle(page);
   await page.getByRole('dialog').getByLabel('Volume name').fill('ui-from-snap');
   await page.getByRole('dialog').getByRole('button', { name: 'OK' }).click();
   await outcome(page, 'Create volume ui-from-snap', recentJobs);
@@ -226,6 +232,7 @@ test('a volume snapshot is reverted to and turned into a volume and a template',
   if (apis.has('createTemplate')) {
     await row.getByRole('button', { name: 'Create from ui-snap-1' }).click();
     await page.getByRole('menuitem', { name: 'Template…' }).click();
+    await settle(page);
     const dialog = page.getByRole('dialog');
     await dialog.getByLabel('Template name').fill('ui-tpl-from-snap');
     await choose(dialog, 'OS type', /CentOS/, false);
@@ -244,6 +251,7 @@ test('an anti-affinity group is created and an instance deployed into it from th
     return;
   await page.getByRole('menuitem', { name: 'Affinity groups' }).click();
   await page.getByRole('button', { name: 'Add affinity group' }).click();
+  await settle(page);
   const dialog = page.getByRole('dialog');
   await dialog.getByLabel('Name', { exact: true }).fill('ui-spread');
   await dialog.getByLabel('Description').fill('web servers on separate hosts');
@@ -287,6 +295,7 @@ test('an anti-affinity group is created and an instance deployed into it from th
     .filter({ hasText: 'ui-spread' })
     .getByRole('button', { name: 'Instances (1)' })
     .click();
+  await settle(page);
   await page.getByRole('dialog').getByRole('link', { name: 'aff-vm-1' }).waitFor();
   await shot(page, 'affinity-group-instances');
   await page.getByRole('dialog').getByRole('button', { name: 'Close' }).click();
@@ -300,6 +309,7 @@ test('a stopped instance joins the group from its page; a running one cannot', a
   await page.getByRole('tab', { name: 'Affinity' }).click();
   await page.getByText('In no affinity group').waitFor();
   await page.getByRole('button', { name: 'Change affinity groups' }).click();
+  await settle(page);
   const dialog = page.getByRole('dialog');
   await choose(dialog, 'Affinity groups', /ui-spread/, false);
   await page.keyboard.press('Escape');
@@ -347,6 +357,7 @@ test('VM snapshots, volume snapshots, the instance and the affinity group are de
     .virtualmachine![0];
   await page.goto(`${server.url}/client/instances/${running.id}`);
   await page.getByRole('button', { name: 'Destroy', exact: true }).click();
+  await settle(page);
   await page.getByRole('dialog').getByRole('button', { name: 'OK' }).click();
   await outcome(page, 'Destroy aff-vm-1', recentJobs);
 

@@ -153,6 +153,7 @@ test('a template registered from a URL downloads and becomes Ready', async (t) =
   await page.getByRole('menuitem', { name: 'Storage & images' }).click();
   await page.getByRole('tab', { name: 'Templates' }).click();
   await page.getByRole('button', { name: 'Register template' }).click();
+  await settle(page);
   const dialog = page.getByRole('dialog');
   await dialog.getByLabel('Name').fill('ui-tiny');
   await dialog.getByLabel('URL').fill(`${filesUrl}/tiny.qcow2`);
@@ -191,6 +192,7 @@ test('the deploy wizard creates an instance, which is stopped and started from i
   await shot(page, 'instance-detail');
 
   await page.getByRole('button', { name: 'Stop', exact: true }).click();
+  await settle(page);
   await page.getByRole('dialog').getByRole('button', { name: 'OK' }).click();
   await outcome(page, 'Stop web-ui-1');
   await page
@@ -231,6 +233,7 @@ test('a data volume is created and attached to the instance', async (t) => {
   await page.getByRole('menuitem', { name: 'Storage & images' }).click();
   await page.getByRole('tab', { name: 'Volumes' }).click();
   await page.getByRole('button', { name: 'Add volume' }).click();
+  await settle(page);
   const dialog = page.getByRole('dialog');
   await dialog.getByLabel('Name').fill('ui-data');
   await choose(dialog, 'Zone', /^local$/, false);
@@ -238,6 +241,7 @@ test('a data volume is created and attached to the instance', async (t) => {
   await dialog.getByRole('button', { name: 'OK' }).click();
   const row = page.getByRole('row').filter({ hasText: 'ui-data' });
   await row.getByRole('button', { name: 'Attach' }).click();
+  await settle(page);
   await choose(page.getByRole('dialog'), 'Instance', 'web-ui-1', false);
   await page.getByRole('dialog').getByRole('button', { name: 'OK' }).click();
   await row.getByRole('cell', { name: 'web-ui-1' }).waitFor({ timeout: 30_000 });
@@ -292,6 +296,7 @@ test('an API error is shown with its errortext', async () => {
   await page.getByRole('menuitem', { name: 'Infrastructure' }).click();
   await page.getByRole('tab', { name: 'Pods' }).click();
   await page.getByRole('button', { name: 'Add pod' }).click();
+  await settle(page);
   await choose(page.getByRole('dialog'), 'Zone', 'ui-zone', false);
   await page.getByRole('dialog').getByLabel('Name').fill('ui-pod');
   await page.getByRole('dialog').getByRole('button', { name: 'OK' }).click();
@@ -413,6 +418,7 @@ test('the instances list opens in a few seconds over 10,000 instances, a page at
   console.log(`instances list over 10,002 VMs: ${ms} ms to a rendered first page of ${rows} rows`);
   assert.equal(rows, 20);
   await p.getByRole('button', { name: 'Columns' }).click();
+  await settle(p);
   await p.getByRole('checkbox', { name: 'Created' }).check();
   await p.keyboard.press('Escape');
   await p.getByPlaceholder('Search').fill('bulk-9999');
