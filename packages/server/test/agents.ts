@@ -145,3 +145,25 @@ export async function hostByName(admin: CloudStackClient, name: string): Promise
   const r = await admin.request<any>('listHosts', { name });
   return (r.host ?? []).find((h: any) => h.name === name);
 }
+
+/**
+ * What a test deploys with in the seeded local zone (NIMBOSTACK_SEED_LOCAL_ZONE): the zone, its
+ * built-in template once ready, the Small Instance offering and the custom-size disk offering.
+ */
+export async function seededLocalZone(admin: CloudStackClient) {
+  const zoneid: string = (await admin.request<any>('listZones', {})).zone[0].id;
+  const templateid: string = await waitUntil(
+    async () =>
+      (await admin.request<any>('listTemplates', { templatefilter: 'featured', zoneid })).template?.find(
+        (t: any) => t.isready,
+      )?.id,
+    20_000,
+    'the built-in template',
+  );
+  const small: string = (await admin.request<any>('listServiceOfferings', { name: 'Small Instance' }))
+    .serviceoffering[0].id;
+  const customDisk: string = (await admin.request<any>('listDiskOfferings', {})).diskoffering.find(
+    (d: any) => d.iscustomized,
+  ).id;
+  return { zoneid, templateid, small, customDisk };
+}

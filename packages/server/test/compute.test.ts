@@ -5,7 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { createCluster, createPod, startAgent, type TestAgent, waitUntil } from './agents.ts';
+import {
+  createCluster,
+  createPod,
+  seededLocalZone,
+  startAgent,
+  type TestAgent,
+  waitUntil,
+} from './agents.ts';
 import { createAccountAndLogin, startServer, type TestServer } from './harness.ts';
 
 let server: TestServer;
@@ -17,22 +24,7 @@ let customDisk: string;
 
 before(async () => {
   server = await startServer({ env: { NIMBOSTACK_SEED_LOCAL_ZONE: 'true' } });
-  zoneid = (await server.admin.request<any>('listZones', {})).zone[0].id;
-  await waitUntil(
-    async () => {
-      const t = await server.admin.request<any>('listTemplates', { templatefilter: 'featured', zoneid });
-      return t.template?.find((x: any) => x.isready);
-    },
-    20_000,
-    'the built-in template',
-  );
-  templateid = (await server.admin.request<any>('listTemplates', { templatefilter: 'featured', zoneid }))
-    .template[0].id;
-  small = (await server.admin.request<any>('listServiceOfferings', { name: 'Small Instance' }))
-    .serviceoffering[0].id;
-  customDisk = (await server.admin.request<any>('listDiskOfferings', {})).diskoffering.find(
-    (d: any) => d.iscustomized,
-  ).id;
+  ({ zoneid, templateid, small, customDisk } = await seededLocalZone(server.admin));
 });
 after(() => server.stop());
 

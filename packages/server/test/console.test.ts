@@ -10,7 +10,14 @@ import { mkdirSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import type { CloudStackClient } from '@nimbostack/client';
 import WebSocket from 'ws';
-import { createCluster, hostByName, startAgent, type TestAgent, waitUntil } from './agents.ts';
+import {
+  createCluster,
+  hostByName,
+  seededLocalZone,
+  startAgent,
+  type TestAgent,
+  waitUntil,
+} from './agents.ts';
 import { createAccountAndLogin, startServer, type TestServer } from './harness.ts';
 
 let server: TestServer;
@@ -24,17 +31,7 @@ let small: string;
 before(async () => {
   // As behind a TLS-terminating reverse proxy: console URLs follow X-Forwarded-Proto/-Host.
   server = await startServer({ env: { NIMBOSTACK_SEED_LOCAL_ZONE: 'true', NIMBOSTACK_TRUST_PROXY: 'true' } });
-  zoneid = (await server.admin.request<any>('listZones', {})).zone[0].id;
-  templateid = await waitUntil(
-    async () =>
-      (
-        await server.admin.request<any>('listTemplates', { templatefilter: 'featured', zoneid })
-      ).template?.find((x: any) => x.isready)?.id,
-    20_000,
-    'the built-in template',
-  );
-  small = (await server.admin.request<any>('listServiceOfferings', { name: 'Small Instance' }))
-    .serviceoffering[0].id;
+  ({ zoneid, templateid, small } = await seededLocalZone(server.admin));
   owner = (await createAccountAndLogin(server, { name: 'con-owner' })).client;
   other = (await createAccountAndLogin(server, { name: 'con-other' })).client;
   const vm = (

@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import type { CloudStackClient } from '@nimbostack/client';
 import { openStore, type Store } from '../src/db/connection.ts';
 import { nextRun } from '../src/storage/snapshot-policies.ts';
-import { waitUntil } from './agents.ts';
+import { seededLocalZone, waitUntil } from './agents.ts';
 import { createAccountAndLogin, startServer, type TestServer } from './harness.ts';
 
 let server: TestServer;
@@ -27,20 +27,7 @@ before(async () => {
     nodeArgs: ['--import', join(import.meta.dirname, 'fixtures/snapshot-hooks.ts')],
   });
   store = openStore(server.databaseUrl);
-  zoneid = (await server.admin.request<any>('listZones', {})).zone[0].id;
-  templateid = await waitUntil(
-    async () =>
-      (
-        await server.admin.request<any>('listTemplates', { templatefilter: 'featured', zoneid })
-      ).template?.find((x: any) => x.isready)?.id,
-    20_000,
-    'the built-in template',
-  );
-  small = (await server.admin.request<any>('listServiceOfferings', { name: 'Small Instance' }))
-    .serviceoffering[0].id;
-  customDisk = (await server.admin.request<any>('listDiskOfferings', {})).diskoffering.find(
-    (d: any) => d.iscustomized,
-  ).id;
+  ({ zoneid, templateid, small, customDisk } = await seededLocalZone(server.admin));
   osType = (await server.admin.request<any>('listOsTypes', {})).ostype[0].id;
 });
 after(async () => {

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { waitUntil } from './agents.ts';
+import { seededLocalZone } from './agents.ts';
 import { createAccountAndLogin, startServer, type TestServer } from './harness.ts';
 
 let server: TestServer;
@@ -17,22 +17,7 @@ const today = () => new Date().toISOString().slice(0, 10);
 
 before(async () => {
   server = await startServer({ env: { NIMBOSTACK_SEED_LOCAL_ZONE: 'true' } });
-  zoneid = (await server.admin.request<any>('listZones', {})).zone[0].id;
-  templateid = (
-    await waitUntil(
-      async () =>
-        (
-          await server.admin.request<any>('listTemplates', { templatefilter: 'featured', zoneid })
-        ).template?.find((t: any) => t.isready),
-      20_000,
-      'the built-in template',
-    )
-  ).id;
-  small = (await server.admin.request<any>('listServiceOfferings', { name: 'Small Instance' }))
-    .serviceoffering[0].id;
-  customDisk = (await server.admin.request<any>('listDiskOfferings', {})).diskoffering.find(
-    (d: any) => d.iscustomized,
-  ).id;
+  ({ zoneid, templateid, small, customDisk } = await seededLocalZone(server.admin));
 });
 after(() => server.stop());
 

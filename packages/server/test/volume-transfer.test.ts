@@ -10,7 +10,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { emptyQcow2 } from '../src/storage/images.ts';
-import { waitUntil } from './agents.ts';
+import { seededLocalZone, waitUntil } from './agents.ts';
 import { createAccountAndLogin, startServer, type TestServer } from './harness.ts';
 
 const GiB = 2 ** 30;
@@ -42,22 +42,7 @@ before(async () => {
   await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
   base = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
   server = await startServer({ env: { NIMBOSTACK_SEED_LOCAL_ZONE: 'true' } });
-  zoneid = (await server.admin.request<any>('listZones', {})).zone[0].id;
-  await waitUntil(
-    async () => {
-      const t = await server.admin.request<any>('listTemplates', { templatefilter: 'featured', zoneid });
-      return t.template?.find((x: any) => x.isready);
-    },
-    20_000,
-    'the built-in template',
-  );
-  templateid = (await server.admin.request<any>('listTemplates', { templatefilter: 'featured', zoneid }))
-    .template[0].id;
-  small = (await server.admin.request<any>('listServiceOfferings', { name: 'Small Instance' }))
-    .serviceoffering[0].id;
-  customDisk = (await server.admin.request<any>('listDiskOfferings', {})).diskoffering.find(
-    (d: any) => d.iscustomized,
-  ).id;
+  ({ zoneid, templateid, small, customDisk } = await seededLocalZone(server.admin));
 });
 after(async () => {
   await server?.stop();
