@@ -195,13 +195,14 @@ async function vmEntries(
         .where('account_id', 'in', [...new Set(wanted)])
         .execute()
     : [];
+  const keyOf = new Map(keys.map((k) => [`${k.account_id}/${k.name}`, k.public_key]));
   const entries: RouterVmEntry[] = [];
   const withPassword: number[] = [];
   for (const r of rows) {
     if (!r.ip4) continue;
     const names = r.keypairs?.split(',') ?? [];
     const publicKeys = names
-      .map((n) => keys.find((k) => k.account_id === r.account_id && k.name === n)?.public_key)
+      .map((n) => keyOf.get(`${r.account_id}/${n}`))
       .filter((k): k is string => k !== undefined);
     const password = r.password_pending && r.password ? app.secrets.decrypt(r.password) : undefined;
     if (password) withPassword.push(r.id);
