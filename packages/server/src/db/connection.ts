@@ -6,12 +6,15 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
 import {
+  CompiledQuery,
+  type DatabaseConnection,
   Kysely,
   MysqlDialect,
   PostgresDialect,
   SqliteAdapter,
   SqliteDialect,
   type SqliteDialectConfig,
+  SqliteDriver,
   type Transaction,
 } from 'kysely';
 import { createPool as createMysqlPool } from 'mysql2';
@@ -46,9 +49,29 @@ class TransactionalSqliteAdapter extends SqliteAdapter {
   }
 }
 
+/**
+ * Transactions take SQLite's write lock when they begin (BEGIN IMMEDIATE). A deferred transaction
+ * that reads, then writes after another process committed, fails at once with SQLITE_BUSY: the
+ * busy timeout is not applied to that upgrade. Taken at BEGIN, the lock waits like any write.
+ * Inside this process nothing changes: it has one connection, used by one transaction at a time.
+ */
+class ImmediateSqliteDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+}
+
 class TransactionalSqliteDialect extends SqliteDialect {
+  constructor(private readonly config: SqliteDialectConfig) {
+    super(config);
+  }
+
   override createAdapter(): SqliteAdapter {
     return new TransactionalSqliteAdapter();
+  }
+
+  override createDriver(): SqliteDriver {
+    return new ImmediateSqliteDriver(this.config);
   }
 }
 
