@@ -135,6 +135,106 @@ export const RouterVmEntry = z.object({
 });
 export type RouterVmEntry = z.infer<typeof RouterVmEntry>;
 
+/**
+ * The public side of an isolated network's router: a second interface (eth1) plugged into the
+ * zone's public bridge, carrying every public address the network holds. The router routes to the
+ * internet through `gateway` (the gateway of the source-NAT address's public range).
+ */
+export const RouterPublic = z.object({
+  /** The host bridge of the zone's public traffic (the Public traffic type's KVM label). */
+  bridge: z.string().min(1).max(15),
+  mac,
+  gateway: ipv4,
+  /** Every public address of the network, each with the prefix length of its range. */
+  addresses: z.array(z.object({ ip: ipv4, prefix: z.number().int().min(1).max(32) })).min(1),
+  /** The address guests' traffic leaves from (source NAT); absent, guests do not reach out. */
+  sourceNat: ipv4.optional(),
+});
+export type RouterPublic = z.infer<typeof RouterPublic>;
+
+const ruleProtocol = z.enum(['tcp', 'udp', 'icmp', 'all']);
+
+/**
+ * A firewall rule as the router enforces it. Ingress rules admit traffic to `publicIp` (port
+ * forwards, static NAT and load balancers alike) from `sourceCidrs`; egress rules match guest
+ * traffic leaving the network, from `sourceCidrs` (guest addresses) to `destCidrs`.
+ */
+export const RouterFirewallRule = z.object({
+  publicIp: ipv4.optional(),
+  protocol: ruleProtocol,
+  startPort: port.optional(),
+  endPort: port.optional(),
+  /** ICMP type and code; -1 or absent means any. */
+  icmpType: z.number().int().min(-1).max(255).optional(),
+  icmpCode: z.number().int().min(-1).max(255).optional(),
+  /** Empty means any source. */
+  sourceCidrs: z.array(cidr4).default([]),
+  /** Empty means any destination. */
+  destCidrs: z.array(cidr4).default([]),
+});
+export type RouterFirewallRule = z.infer<typeof RouterFirewallRule>;
+
+/**
+ * A port forward: `publicIp`:publicStart-publicEnd to `privateIp`:privateStart-privateEnd. The
+ * two ranges have the same length (port n of the public range goes to port n of the private one).
+ */
+export const RouterPortForward = z.object({
+  publicIp: ipv4,
+  protocol: z.enum(['tcp', 'udp']),
+  publicStart: port,
+  publicEnd: port,
+  privateIp: ipv4,
+  privateStart: port,
+  privateEnd: port,
+});
+export type RouterPortForward = z.infer<typeof RouterPortForward>;
+
+/** A load balancer on the router (HAProxy): `publicIp`:publicPort spread over the members. */
+export const RouterLoadBalancer = z.object({
+  /** The rule's uuid: names the HAProxy frontend and backend. */
+  id: z.string().min(1).max(64),
+  publicIp: ipv4,
+  publicPort: port,
+  privatePort: port,
+  protocol: z.enum(['tcp', 'http']).default('tcp'),
+  algorithm: z.enum(['roundrobin', 'leastconn', 'source']),
+  members: z.array(z.object({ ip: ipv4 })),
+  /** Session stickiness (upstream's LbCookie, AppCookie or SourceBased with their parameters). */
+  stickiness: z
+    .object({
+      method: z.enum(['LbCookie', 'AppCookie', 'SourceBased']),
+      params: z.record(z.string(), z.string()).default({}),
+    })
+    .optional(),
+  /** A health check: members failing it get no traffic. HTTP when pingPath is set, else TCP connect. */
+  healthCheck: z
+    .object({
+      pingPath: z.string().max(1024).optional(),
+      intervalSec: z.number().int().positive().default(5),
+      timeoutSec: z.number().int().positive().default(2),
+      healthyThreshold: z.number().int().positive().default(2),
+      unhealthyThreshold: z.number().int().positive().default(5),
+    })
+    .optional(),
+});
+export type RouterLoadBalancer = z.infer<typeof RouterLoadBalancer>;
+
+/**
+ * Everything an isolated network's router enforces on its public side, always sent whole (the
+ * agent replaces the previous set atomically). Ingress to a public address is denied unless a
+ * firewall rule admits it; guest traffic out is allowed or denied by `egressDefaultAllow`, and
+ * egress rules make the exception.
+ */
+export const RouterRules = z.object({
+  egressDefaultAllow: z.boolean().default(true),
+  egress: z.array(RouterFirewallRule).default([]),
+  firewall: z.array(RouterFirewallRule).default([]),
+  portForwards: z.array(RouterPortForward).default([]),
+  staticNats: z.array(z.object({ publicIp: ipv4, privateIp: ipv4 })).default([]),
+  loadBalancers: z.array(RouterLoadBalancer).default([]),
+});
+export type RouterRules = z.infer<typeof RouterRules>;
+
 /** A virtual router: a network namespace on the host, plugged into the network's bridge. */
 export const RouterSpec = z.object({
   name,
@@ -142,6 +242,9 @@ export const RouterSpec = z.object({
   ip: ipv4,
   mac,
   vms: z.array(RouterVmEntry).default([]),
+  /** Isolated networks: the public interface and its addresses (Basic zones' routers have none). */
+  public: RouterPublic.optional(),
+  rules: RouterRules.optional(),
 });
 export type RouterSpec = z.infer<typeof RouterSpec>;
 
@@ -307,6 +410,15 @@ export const COMMANDS = {
   updateRouter: {
     payload: z.object({ name, add: z.array(RouterVmEntry).default([]), remove: z.array(mac).default([]) }),
     result: nothing,
+  },
+  /**
+   * Replaces a running router's public addresses and everything it enforces on them (NAT, port
+   * forwards, firewall, egress, load balancers) with what is given. It answers once the rules are
+   * in force; `loadBalancerMs` is how long the load balancer's reload took, when it had to.
+   */
+  applyRouterRules: {
+    payload: z.object({ name, public: RouterPublic.optional(), rules: RouterRules }),
+    result: z.object({ loadBalancerMs: z.number().nonnegative().optional() }),
   },
   /** Replaces the filtering of a running VM's NICs (matched by MAC); a VM not here is ignored. */
   applySecurityRules: {

@@ -806,6 +806,10 @@ export interface Database {
   guest_ip_allocations: GuestIpAllocationTable;
   nics: NicTable;
   routers: RouterTable;
+  public_ips: PublicIpTable;
+  ip_rules: IpRuleTable;
+  lb_members: LbMemberTable;
+  lb_policies: LbPolicyTable;
   security_groups: SecurityGroupTable;
   security_group_rules: SecurityGroupRuleTable;
   security_group_vm_map: SecurityGroupVmMapTable;
@@ -912,6 +916,11 @@ export interface NetworkTable {
   zone_default_for: number | null;
   created: number;
   removed: number | null;
+  /** The VXLAN id an isolated network holds while implemented (unique); null otherwise. */
+  vni: Generated<number | null>;
+  network_domain: Generated<string | null>;
+  /** When the network was last implemented (its first VM start); null while not implemented. */
+  implemented: Generated<number | null>;
 }
 
 /** A guest or public IP range (upstream's `vlan` table). */
@@ -932,6 +941,96 @@ export interface VlanIpRangeTable {
   start_num: number;
   end_num: number;
   for_virtual_network: Flag;
+  created: number;
+  /** A public range dedicated to one account (dedicatePublicIpRange), or to a domain. */
+  account_id: Generated<number | null>;
+  domain_id: Generated<number | null>;
+}
+
+/** One public address of a public range (upstream's user_ip_address); made with its range. */
+export interface PublicIpTable {
+  id: Generated<number>;
+  uuid: string;
+  zone_id: number;
+  range_id: number;
+  ip4: string;
+  ip_num: number;
+  /** Free, Allocating, Allocated or Releasing. */
+  state: string;
+  account_id: number | null;
+  domain_id: number | null;
+  /** The network the address is associated with (its router carries it). */
+  network_id: number | null;
+  source_nat: Generated<Flag>;
+  static_nat_vm_id: number | null;
+  static_nat_vm_ip: string | null;
+  for_display: Generated<Flag>;
+  allocated: number | null;
+}
+
+/**
+ * A firewall, egress, port-forwarding or load-balancing rule (upstream's firewall_rules and its
+ * port_forwarding_rules and load_balancing_rules parts).
+ */
+export interface IpRuleTable {
+  id: Generated<number>;
+  uuid: string;
+  /** Firewall, PortForwarding or LoadBalancing. */
+  purpose: string;
+  /** Ingress, or Egress (firewall rules of guest traffic leaving the network). */
+  traffic_type: string;
+  /** The public address (null for egress rules). */
+  ip_id: number | null;
+  network_id: number;
+  account_id: number;
+  domain_id: number;
+  /** tcp, udp, icmp or all. */
+  protocol: string;
+  start_port: number | null;
+  end_port: number | null;
+  icmp_type: number | null;
+  icmp_code: number | null;
+  /** Comma-separated CIDRs; null means any. */
+  source_cidrs: string | null;
+  dest_cidrs: string | null;
+  /** Add (being applied), Active or Revoke (being removed). */
+  state: string;
+  /** A firewall rule made for a port-forwarding rule (openfirewall): the port-forwarding rule. */
+  related_id: number | null;
+  /** Port forwarding: the VM and the guest address the traffic goes to. */
+  vm_id: number | null;
+  vm_ip: string | null;
+  private_start_port: number | null;
+  private_end_port: number | null;
+  /** Load balancing: name, description and algorithm (roundrobin, leastconn, source). */
+  name: string | null;
+  description: string | null;
+  algorithm: string | null;
+  for_display: Generated<Flag>;
+  created: number;
+}
+
+export interface LbMemberTable {
+  rule_id: number;
+  vm_id: number;
+  vm_ip: string;
+  created: number;
+}
+
+/** A load balancer's stickiness or health-check policy. */
+export interface LbPolicyTable {
+  id: Generated<number>;
+  uuid: string;
+  rule_id: number;
+  /** Stickiness or HealthCheck. */
+  kind: string;
+  name: string | null;
+  description: string | null;
+  /** Stickiness: LbCookie, AppCookie or SourceBased. */
+  method: string | null;
+  /** JSON object of the policy's parameters. */
+  params: string;
+  for_display: Generated<Flag>;
   created: number;
 }
 
@@ -992,6 +1091,8 @@ export interface RouterTable {
   created: number;
   updated: number;
   removed: number | null;
+  /** An isolated network's router: its MAC on the zone's public bridge. */
+  public_mac: Generated<string | null>;
 }
 
 export interface SecurityGroupTable {
@@ -1032,6 +1133,9 @@ export type NetworkRow = Selectable<NetworkTable>;
 export type VlanIpRangeRow = Selectable<VlanIpRangeTable>;
 export type NicRow = Selectable<NicTable>;
 export type RouterRow = Selectable<RouterTable>;
+export type PublicIpRow = Selectable<PublicIpTable>;
+export type IpRuleRow = Selectable<IpRuleTable>;
+export type LbPolicyRow = Selectable<LbPolicyTable>;
 export type SecurityGroupRow = Selectable<SecurityGroupTable>;
 export type SecurityGroupRuleRow = Selectable<SecurityGroupRuleTable>;
 export type TemplateRow = Selectable<TemplateTable>;

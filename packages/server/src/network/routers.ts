@@ -12,7 +12,14 @@ import { formatDate } from '../clock.ts';
 import type { App, CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { NetworkRow, RouterRow } from '../db/schema.ts';
-import { ApiError, CsErrorCode, ErrorCode, invalidParameter, resourceInUse } from '../errors.ts';
+import {
+  ApiError,
+  CsErrorCode,
+  ErrorCode,
+  invalidParameter,
+  resourceInUse,
+  resourceUnavailable,
+} from '../errors.ts';
 import { recordEvent } from '../events/events.ts';
 import { API_VERSION } from '../http/serialize.ts';
 import { likeOp } from '../infra/common.ts';
@@ -22,6 +29,7 @@ import { listParams, p } from '../registry/params.ts';
 import { systemOwner } from './common.ts';
 import { carryNetwork, guestNetwork } from './host-network.ts';
 import { allocateNics } from './nics.ts';
+import { routerPublicSide, routerRulesFor } from './router-rules.ts';
 
 /** The version routers report (upstream: the system VM template's); ours are built from the server. */
 export const ROUTER_VERSION = API_VERSION.split('.').slice(0, 3).join('.');
@@ -347,6 +355,38 @@ export async function removeRouterEntries(app: App, vmId: number): Promise<void>
         ),
       );
   }
+}
+
+/**
+ * Brings the network's running router in line with the records: its public addresses and every
+ * rule on them (router-rules.ts builds the whole set). Call it after the change is committed; it
+ * throws when the router's host refuses or cannot be reached, so the caller can undo the change
+ * and fail its job. A router that is not running gets everything when it next boots.
+ */
+export async function applyNetworkRules(
+  app: App,
+  networkId: number,
+): Promise<{ applied: boolean; loadBalancerMs?: number }> {
+  return withNetworkLock(app, networkId, async () => {
+    const router = await liveRouter(app, networkId);
+    if (!router || router.state !== 'Running' || router.host_id === null) return { applied: false };
+    if (!app.agents.isConnected(router.host_id))
+      throw resourceUnavailable(
+        `The network's router ${router.name} cannot be reached: its host is not connected`,
+      );
+    const network = await networkOf(app, networkId);
+    const pub = router.public_mac ? await routerPublicSide(app, network, router.public_mac) : undefined;
+    const rules = await routerRulesFor(app, network);
+    const answer = await app.agents.call(router.host_id, 'applyRouterRules', {
+      name: router.name,
+      ...(pub ? { public: pub } : {}),
+      rules,
+    });
+    return {
+      applied: true,
+      ...(answer.loadBalancerMs !== undefined ? { loadBalancerMs: answer.loadBalancerMs } : {}),
+    };
+  });
 }
 
 /** Routers on hosts that went Down are Stopped; the next VM start brings them up elsewhere. */
