@@ -13,6 +13,7 @@ import { hostRemoved, hostsDown, settleTeardowns } from './host-network.ts';
 import { ipRangeCommands } from './ip-ranges.ts';
 import { ipServiceCommands } from './ip-services.ts';
 import { deleteNetwork } from './network-deletion.ts';
+import { networkOfferingCommands } from './network-offerings.ts';
 import { networkReadCommands } from './networks.ts';
 import { nicCommands } from './nics.ts';
 import {
@@ -46,6 +47,7 @@ export {
 } from './security-groups.ts';
 
 export const networkCommands = [
+  ...networkOfferingCommands,
   ...networkReadCommands,
   deleteNetwork,
   ...ipRangeCommands,
