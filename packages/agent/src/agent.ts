@@ -89,6 +89,7 @@ const HANDLERS: { [K in AgentKind]: Handler<K> } = {
   startRouter: (h, p) => networkOf(h).startRouter(p.router),
   stopRouter: (h, p) => networkOf(h).stopRouter(p.name),
   updateRouter: (h, p) => networkOf(h).updateRouter(p),
+  applyRouterRules: (h, p) => networkOf(h).applyRouterRules(p),
   applySecurityRules: (h, p) => networkOf(h).applySecurityRules(p),
   openConsole: (h, p, agent) => agent.openConsole(h, p),
   configureSimulator: async (h, p) => {

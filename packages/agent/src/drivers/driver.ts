@@ -74,6 +74,8 @@ export interface NetworkDriver {
   startRouter(router: RouterSpec): Promise<void>;
   stopRouter(name: string): Promise<void>;
   updateRouter(p: ParsedPayload<'updateRouter'>): Promise<void>;
+  /** Replaces a running router's public addresses and rules (refused when it does not run here). */
+  applyRouterRules(p: ParsedPayload<'applyRouterRules'>): Promise<CommandResult<'applyRouterRules'>>;
   applySecurityRules(p: ParsedPayload<'applySecurityRules'>): Promise<void>;
 }
 

@@ -363,6 +363,18 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
     router.vms = [...router.vms.filter((e) => !gone.has(e.mac.toLowerCase())), ...p.add];
   }
 
+  /**
+   * Records the router's public side and rules as a real host would enforce them (servers' tests
+   * read them from `routers`). No load balancer runs here, so no reload time is answered.
+   */
+  async applyRouterRules(p: ParsedPayload<'applyRouterRules'>) {
+    const router = this.routers.get(p.name);
+    if (!router) throw new DriverError(`router ${p.name} is not running on host ${this.name}`);
+    if (p.public) router.public = p.public;
+    router.rules = p.rules;
+    return {};
+  }
+
   async applySecurityRules(p: ParsedPayload<'applySecurityRules'>) {
     const vm = this.vms.get(p.vm);
     if (!vm) return;

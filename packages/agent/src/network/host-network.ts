@@ -5,7 +5,7 @@
  * their taps: it applies it when a VM starts or arrives and removes it when the VM goes.
  */
 import { join } from 'node:path';
-import type { GuestNetwork, ParsedPayload, RouterSpec } from '@nimbostack/protocol';
+import type { CommandResult, GuestNetwork, ParsedPayload, RouterSpec } from '@nimbostack/protocol';
 import { DriverError, type NetworkDriver } from '../drivers/driver.ts';
 import { setupBridge, teardownBridge } from './bridge.ts';
 import { routerVeth } from './names.ts';
@@ -63,6 +63,10 @@ export class HostNetwork implements NetworkDriver {
 
   updateRouter(p: ParsedPayload<'updateRouter'>): Promise<void> {
     return this.routers.update(p);
+  }
+
+  applyRouterRules(p: ParsedPayload<'applyRouterRules'>): Promise<CommandResult<'applyRouterRules'>> {
+    return this.routers.applyRules(p);
   }
 
   applySecurityRules(p: ParsedPayload<'applySecurityRules'>): Promise<void> {

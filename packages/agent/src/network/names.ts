@@ -21,6 +21,10 @@ export const routerNetns = (router: string) => `nimbo-r-${hash(router, 12)}`;
 export const routerVeth = (router: string) => `vr${hash(router, 10)}h`;
 /** Its peer, created under this name and renamed eth0 inside the namespace. */
 export const routerVethPeer = (router: string) => `vr${hash(router, 10)}n`;
+/** The host end of the router's public veth pair (isolated networks), in the public bridge. */
+export const routerPublicVeth = (router: string) => `vr${hash(router, 10)}p`;
+/** Its peer, created under this name and renamed eth1 inside the namespace. */
+export const routerPublicVethPeer = (router: string) => `vr${hash(router, 10)}q`;
 export const vxlanName = (vni: number) => `vx${vni}`;
 
 export function prefixOf(cidr: string): number {

@@ -17,12 +17,11 @@ import {
   openSync,
   readdirSync,
   readFileSync,
-  renameSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { ParsedPayload, RouterSpec, RouterVmEntry } from '@nimbostack/protocol';
+import { type ParsedPayload, RouterRules, type RouterSpec, type RouterVmEntry } from '@nimbostack/protocol';
 import { DriverError } from '../drivers/driver.ts';
 import { missingTool, run } from '../drivers/kvm/exec.ts';
 import {
@@ -34,56 +33,31 @@ import {
   routerVethPeer,
   safeName,
 } from './names.ts';
+import { killProcess, processAlive, readPid, sleep, waitFor, writeAtomic } from './processes.ts';
+import { ensureHaproxy, haproxyConfig, stopHaproxy } from './router-haproxy.ts';
+import {
+  announce,
+  applyRuleset,
+  dropRuleset,
+  ensurePublicSide,
+  removePublicSide,
+  routerRuleset,
+  validateRules,
+} from './router-nat.ts';
 import type { ServiceEntry } from './router-service.ts';
+
+export { processAlive };
 
 const SERVICE = resolve(import.meta.dirname, 'router-service.ts');
 /** Where `--import tsx` resolves from: the agent package (its node_modules, or the workspace's). */
 const PACKAGE_DIR = resolve(import.meta.dirname, '../..');
 const DNSMASQ = '/usr/sbin/dnsmasq';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** A DNS label: DHCP option 12 and the hosts file take nothing else. */
 const LABEL = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 const DOMAIN = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,253}[A-Za-z0-9])?$/;
 
 interface StoredRouter extends Omit<RouterSpec, 'vms'> {
   vms: ServiceEntry[];
-}
-
-/** True while `pid` is a live process whose command line mentions `needle` (guards pid reuse). */
-export function processAlive(pid: number | undefined, needle: string): boolean {
-  if (!pid) return false;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    if (state === 'Z' || state === 'X') return false;
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(needle);
-  } catch {
-    return false;
-  }
-}
-
-/** True once `pid` has exited (a zombie's files are closed; a reaped one has no /proc entry). */
-function exited(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state === 'Z' || state === 'X';
-  } catch {
-    return true;
-  }
-}
-
-const readPid = (file: string) => {
-  try {
-    return Number(readFileSync(file, 'utf8').trim()) || undefined;
-  } catch {
-    return undefined;
-  }
-};
-
-function writeAtomic(file: string, content: string): void {
-  writeFileSync(`${file}.tmp`, content);
-  renameSync(`${file}.tmp`, file);
 }
 
 /** dnsmasq's configuration for a router: static leases only, DNS for the VMs in the domain. */
@@ -168,6 +142,22 @@ export class Routers {
     });
   }
 
+  /**
+   * Replaces a running router's public side and rules. `public` absent keeps the current public
+   * side (only the rules change). Answers the load balancer's reload time when it had to reload.
+   */
+  applyRules(p: ParsedPayload<'applyRouterRules'>): Promise<{ loadBalancerMs?: number }> {
+    return this.serialized(p.name, async () => {
+      const current = this.load(p.name);
+      if (!current || !existsSync(`/run/netns/${routerNetns(p.name)}`))
+        throw new DriverError(`router ${p.name} is not running on this host`);
+      const stored: StoredRouter = { ...current, public: p.public ?? current.public, rules: p.rules };
+      this.validate(stored);
+      const loadBalancerMs = await this.ensure(stored, []);
+      return loadBalancerMs !== undefined ? { loadBalancerMs } : {};
+    });
+  }
+
   update(p: ParsedPayload<'updateRouter'>): Promise<void> {
     return this.serialized(p.name, async () => {
       const current = this.load(p.name);
@@ -187,14 +177,16 @@ export class Routers {
     return this.serialized(name, async () => {
       const dir = this.dirOf(name);
       const ns = routerNetns(name);
-      await this.kill(readPid(join(dir, 'service.pid')), dir);
-      await this.kill(readPid(join(dir, 'dnsmasq.pid')), dir);
+      await stopHaproxy(dir);
+      await killProcess(readPid(join(dir, 'service.pid')), dir);
+      await killProcess(readPid(join(dir, 'dnsmasq.pid')), dir);
       // The veth pair first: deleting it is synchronous, while a deleted namespace releases its
       // interfaces later, which would leave the host end in the bridge for a moment.
       if (existsSync(`/sys/class/net/${routerVeth(name)}`))
         await run('ip', ['link', 'del', routerVeth(name)]).catch((err) => {
           if (existsSync(`/sys/class/net/${routerVeth(name)}`)) throw err;
         });
+      await removePublicSide(name, ns);
       if (existsSync(`/run/netns/${ns}`)) {
         // Whatever else still runs in the namespace (a process of a crashed earlier attempt) goes too.
         const pids = (await run('ip', ['netns', 'pids', ns]).catch(() => '')).split(/\s+/).filter(Boolean);
@@ -256,10 +248,25 @@ export class Routers {
     }
     if (!existsSync(`/sys/class/net/${n.bridge}/bridge`))
       throw new DriverError(`bridge ${n.bridge} does not exist on this host: setupNetwork first`);
+    if (spec.public) {
+      // The router is the guests' way out: it holds the gateway address, the host does not.
+      if (spec.ip !== n.gateway)
+        throw new DriverError(
+          `router ${spec.name} has a public side, so it must hold the gateway ${n.gateway}`,
+        );
+      if (spec.public.sourceNat && !spec.public.addresses.some((a) => a.ip === spec.public!.sourceNat))
+        throw new DriverError(
+          `source NAT address ${spec.public.sourceNat} is not among the public addresses`,
+        );
+    }
+    if (spec.rules) {
+      validateRules(spec.public, spec.rules);
+      haproxyConfig(spec.name, spec.rules.loadBalancers); // Refuses what no HAProxy could take.
+    }
   }
 
   /** Brings the namespace, link, files and processes in line with `r`; restarts only what must. */
-  private async ensure(r: StoredRouter, removedMacs: string[]): Promise<void> {
+  private async ensure(r: StoredRouter, removedMacs: string[]): Promise<number | undefined> {
     if (!existsSync(DNSMASQ)) throw new DriverError(missingTool('dnsmasq'));
     const dir = this.dirOf(r.name);
     mkdirSync(dir, { recursive: true });
@@ -297,7 +304,18 @@ export class Routers {
         await run('ip', ['-n', ns, 'addr', 'del', `${a.local}/${a.prefixlen}`, 'dev', 'eth0']);
     await run('ip', ['-n', ns, 'addr', 'replace', address, 'dev', 'eth0']);
     await run('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
-    if (n.gateway !== r.ip) await run('ip', ['-n', ns, 'route', 'replace', 'default', 'via', n.gateway]);
+    // With a public side the default route goes out of eth1 (ensurePublicSide); otherwise via the
+    // network's gateway when it is someone else.
+    if (n.gateway !== r.ip && !r.public)
+      await run('ip', ['-n', ns, 'route', 'replace', 'default', 'via', n.gateway]);
+    let added: string[] = [];
+    if (r.public) {
+      added = await ensurePublicSide(r.name, ns, r.public);
+      await applyRuleset(ns, routerRuleset(n.cidr, r.public, r.rules ?? RouterRules.parse({})));
+    } else {
+      await removePublicSide(r.name, ns);
+      await dropRuleset(ns);
+    }
 
     writeAtomic(join(dir, 'vms.json'), JSON.stringify({ vms: r.vms }));
     writeAtomic(join(dir, 'dhcp-hosts'), dhcpHosts(r.vms));
@@ -314,7 +332,7 @@ export class Routers {
     else {
       // A removed VM's lease is dropped so its address can go to another MAC at once; dnsmasq
       // keeps leases in memory, so it is restarted with the edited lease file.
-      if (dnsmasqUp) await this.kill(dnsmasqPid, confFile);
+      if (dnsmasqUp) await killProcess(dnsmasqPid, confFile);
       dropLeases(join(dir, 'leases'), removedMacs);
       rmSync(join(dir, 'dnsmasq.pid'), { force: true });
       // A dnsmasq that just died (killed behind our back) may still hold its sockets for a moment.
@@ -327,12 +345,17 @@ export class Routers {
         if (attempt >= 20 || !/already in use/.test(started.message)) throw started;
         await sleep(100);
       }
-      await this.waitFor(() => processAlive(readPid(join(dir, 'dnsmasq.pid')), confFile), 5000, 'dnsmasq');
+      await waitFor(() => processAlive(readPid(join(dir, 'dnsmasq.pid')), confFile), 5000, 'dnsmasq');
     }
 
     const servicePid = readPid(join(dir, 'service.pid'));
     if (processAlive(servicePid, SERVICE)) process.kill(servicePid!, 'SIGHUP');
     else await this.spawnService(ns, dir);
+
+    const loadBalancerMs = await ensureHaproxy(r.name, ns, dir, (r.public && r.rules?.loadBalancers) || []);
+    // Last: the addresses answer now, so neighbours that knew another MAC for them may switch.
+    await announce(ns, added);
+    return loadBalancerMs;
   }
 
   private async spawnService(ns: string, dir: string): Promise<void> {
@@ -358,33 +381,8 @@ export class Routers {
     });
     failed.catch(() => undefined);
     writeFileSync(join(dir, 'service.pid'), String(child.pid));
-    await Promise.race([
-      this.waitFor(() => readPid(ready) === child.pid, 30_000, 'the router service'),
-      failed,
-    ]);
+    await Promise.race([waitFor(() => readPid(ready) === child.pid, 30_000, 'the router service'), failed]);
     child.removeAllListeners('exit');
-  }
-
-  private async kill(pid: number | undefined, needle: string): Promise<void> {
-    if (!processAlive(pid, needle)) return;
-    // Once identified, the process is waited for until it is gone, not until its command line is:
-    // an exiting process loses its command line before it closes its sockets, and a new dnsmasq
-    // started in between would find its addresses still in use.
-    try {
-      process.kill(pid!, 'SIGTERM');
-      await this.waitFor(() => exited(pid!), 3000, `process ${pid}`);
-    } catch {
-      if (!exited(pid!)) process.kill(pid!, 'SIGKILL');
-      await this.waitFor(() => exited(pid!), 3000, `process ${pid}`).catch(() => undefined);
-    }
-  }
-
-  private async waitFor(done: () => boolean, timeoutMs: number, what: string): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!done()) {
-      if (Date.now() > deadline) throw new DriverError(`${what} did not come up within ${timeoutMs} ms`);
-      await sleep(20);
-    }
   }
 }
 
