@@ -801,6 +801,8 @@ export interface Database {
   volumes: VolumeTable;
   instance_groups: InstanceGroupTable;
   network_offerings: NetworkOfferingTable;
+  network_service_providers: NetworkServiceProviderTable;
+  virtual_router_elements: VirtualRouterElementTable;
   networks: NetworkTable;
   vlan_ip_ranges: VlanIpRangeTable;
   guest_ip_allocations: GuestIpAllocationTable;
@@ -887,6 +889,47 @@ export interface NetworkOfferingTable {
   egress_default_policy: Flag;
   created: number;
   removed: number | null;
+  /** Usable only by VPC tiers (upstream's forvpc). */
+  for_vpc: Generated<Flag>;
+  is_persistent: Generated<Flag>;
+  /** Backs the zones' system networks (System-Public-Network); never listed. */
+  system_only: Generated<Flag>;
+  keep_alive_enabled: Generated<Flag>;
+  sort_key: Generated<number>;
+  /** Comma-separated network tags (upstream's tags): which physical network the guests go on. */
+  tags: Generated<string | null>;
+  /** Mb/s; null means the default rate (network.throttling.rate). */
+  network_rate: Generated<number | null>;
+  service_offering_id: Generated<number | null>;
+  max_connections: Generated<number | null>;
+}
+
+/**
+ * A network service provider of a physical network (upstream's
+ * physical_network_service_providers): VirtualRouter, VpcVirtualRouter, InternalLbVm,
+ * SecurityGroupProvider. Made Disabled with the physical network; the zone wizard enables them.
+ */
+export interface NetworkServiceProviderTable {
+  id: Generated<number>;
+  uuid: string;
+  physical_network_id: number;
+  name: string;
+  /** Enabled, Disabled or Shutdown. */
+  state: string;
+  destination_physical_network_id: number | null;
+  /** Comma-separated services the provider offers here. */
+  services: string;
+  created: number;
+}
+
+/** The virtual router element of a VirtualRouter or VpcVirtualRouter provider (upstream's virtual_router_providers). */
+export interface VirtualRouterElementTable {
+  id: Generated<number>;
+  uuid: string;
+  nsp_id: number;
+  /** VirtualRouter or VpcVirtualRouter. */
+  type: string;
+  enabled: Flag;
 }
 
 export interface NetworkTable {
@@ -1129,6 +1172,8 @@ export interface SecurityGroupVmMapTable {
 }
 
 export type NetworkOfferingRow = Selectable<NetworkOfferingTable>;
+export type NetworkServiceProviderRow = Selectable<NetworkServiceProviderTable>;
+export type VirtualRouterElementRow = Selectable<VirtualRouterElementTable>;
 export type NetworkRow = Selectable<NetworkTable>;
 export type VlanIpRangeRow = Selectable<VlanIpRangeTable>;
 export type NicRow = Selectable<NicTable>;

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { entityTable, type MigrationContext } from './helpers.ts';
 
 /**
@@ -13,6 +14,12 @@ import { entityTable, type MigrationContext } from './helpers.ts';
  *   firewall (ingress on a public address), egress, port forwarding and load-balancing rules.
  * - `routers.public_mac`: the MAC of an isolated network's router on the public bridge.
  * - `lb_members` and `lb_policies`: a load balancer's VMs, stickiness and health checks.
+ * - `network_offerings` gains what createNetworkOffering sets (VPC, persistence, tags, rate,
+ *   sort key, system-only); the VPC defaults and the System-Public-Network offering are seeded,
+ *   and DefaultIsolatedNetworkOffering gets upstream's specifyvlan=true.
+ * - `network_service_providers` (upstream's physical_network_service_providers) and
+ *   `virtual_router_elements` (virtual_router_providers): the providers of every physical
+ *   network, made with it; existing physical networks get theirs here.
  */
 export async function up(m: MigrationContext): Promise<void> {
   const { db } = m;
@@ -95,4 +102,146 @@ export async function up(m: MigrationContext): Promise<void> {
     .addColumn('created', 'bigint', (c) => c.notNull())
     .execute();
   await db.schema.createIndex('lb_policies_rule').on('lb_policies').column('rule_id').execute();
+
+  await advancedOfferings(m);
+  await serviceProviders(m);
+}
+
+/** Upstream's VPC default offerings: every service by the VPC router (ConfigurationServerImpl). */
+const VPC_SERVICES = 'Dhcp,Dns,UserData,NetworkACL,Gateway,Lb,SourceNat,StaticNat,PortForwarding,Vpn';
+const VPC_OFFERINGS = [
+  {
+    name: 'DefaultIsolatedNetworkOfferingForVpcNetworks',
+    display_text: 'Offering for Isolated Vpc networks with Source Nat service enabled',
+    services: VPC_SERVICES,
+  },
+  {
+    name: 'DefaultIsolatedNetworkOfferingForVpcNetworksNoLB',
+    display_text:
+      'Offering for Isolated Vpc networks with Source Nat service enabled and LB service Disabled',
+    services: VPC_SERVICES.replace(',Lb,', ','),
+  },
+];
+
+async function advancedOfferings(m: MigrationContext): Promise<void> {
+  const { db } = m;
+  const flag = (name: string) =>
+    db.schema
+      .alterTable('network_offerings')
+      .addColumn(name, 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+  await flag('for_vpc');
+  await flag('is_persistent');
+  // System offerings (System-Public-Network) back the zone's system networks; never listed.
+  await flag('system_only');
+  await flag('keep_alive_enabled');
+  await flag('sort_key');
+  await db.schema.alterTable('network_offerings').addColumn('tags', 'varchar(4096)').execute();
+  await db.schema.alterTable('network_offerings').addColumn('network_rate', 'integer').execute();
+  await db.schema.alterTable('network_offerings').addColumn('service_offering_id', 'integer').execute();
+  await db.schema.alterTable('network_offerings').addColumn('max_connections', 'integer').execute();
+  await db
+    .updateTable('network_offerings')
+    .set({ specify_vlan: 1 })
+    .where('name', '=', 'DefaultIsolatedNetworkOffering')
+    .execute();
+  const now = Date.now();
+  const existing = new Set(
+    (await db.selectFrom('network_offerings').select('name').execute()).map((r: { name: string }) => r.name),
+  );
+  const base = {
+    traffic_type: 'Guest',
+    guest_ip_type: 'Isolated',
+    specify_vlan: 0,
+    specify_ip_ranges: 0,
+    is_default: 1,
+    availability: 'Optional',
+    state: 'Enabled',
+    conserve_mode: 0,
+    egress_default_policy: 0,
+  };
+  for (const o of VPC_OFFERINGS) {
+    if (existing.has(o.name)) continue;
+    const services = o.services
+      .split(',')
+      .map((s) => `${s}:VpcVirtualRouter`)
+      .join(',');
+    await db
+      .insertInto('network_offerings')
+      .values({ ...base, ...o, services, for_vpc: 1, uuid: randomUUID(), created: now })
+      .execute();
+  }
+  if (!existing.has('System-Public-Network'))
+    await db
+      .insertInto('network_offerings')
+      .values({
+        ...base,
+        name: 'System-Public-Network',
+        display_text: 'System Offering for System-Public-Network',
+        traffic_type: 'Public',
+        guest_ip_type: '',
+        services: '',
+        specify_ip_ranges: 1,
+        availability: 'Required',
+        conserve_mode: 1,
+        system_only: 1,
+        uuid: randomUUID(),
+        created: now,
+      })
+      .execute();
+}
+
+async function serviceProviders(m: MigrationContext): Promise<void> {
+  const { db } = m;
+  await entityTable(m, 'network_service_providers')
+    .addColumn('physical_network_id', 'integer', (c) => c.notNull().references('physical_networks.id'))
+    .addColumn('name', 'varchar(64)', (c) => c.notNull())
+    .addColumn('state', 'varchar(16)', (c) => c.notNull())
+    .addColumn('destination_physical_network_id', 'integer')
+    .addColumn('services', 'varchar(1024)', (c) => c.notNull())
+    .addColumn('created', 'bigint', (c) => c.notNull())
+    .addUniqueConstraint('network_service_providers_name', ['physical_network_id', 'name'])
+    .execute();
+  await entityTable(m, 'virtual_router_elements')
+    .addColumn('nsp_id', 'integer', (c) => c.notNull().unique().references('network_service_providers.id'))
+    .addColumn('type', 'varchar(32)', (c) => c.notNull())
+    .addColumn('enabled', 'integer', (c) => c.notNull())
+    .execute();
+  // Physical networks made before this release get the providers a new one gets (the list is
+  // that of infra/network-service-providers.ts at the time of this migration).
+  const providers: [string, string, boolean][] = [
+    ['VirtualRouter', 'Dhcp,Dns,UserData,Gateway,Firewall,Lb,SourceNat,StaticNat,PortForwarding,Vpn', true],
+    ['SecurityGroupProvider', 'SecurityGroup', false],
+    [
+      'VpcVirtualRouter',
+      'Dhcp,Dns,UserData,Gateway,NetworkACL,Lb,SourceNat,StaticNat,PortForwarding,Vpn',
+      true,
+    ],
+    ['InternalLbVm', 'Lb', false],
+  ];
+  const networks = await db
+    .selectFrom('physical_networks')
+    .select('id')
+    .where('removed', 'is', null)
+    .execute();
+  const now = Date.now();
+  for (const net of networks as { id: number }[]) {
+    for (const [name, services, element] of providers) {
+      const uuid = randomUUID();
+      await db
+        .insertInto('network_service_providers')
+        .values({ uuid, physical_network_id: net.id, name, state: 'Disabled', services, created: now })
+        .execute();
+      if (!element) continue;
+      const nsp = await db
+        .selectFrom('network_service_providers')
+        .select('id')
+        .where('uuid', '=', uuid)
+        .executeTakeFirstOrThrow();
+      await db
+        .insertInto('virtual_router_elements')
+        .values({ uuid: randomUUID(), nsp_id: nsp.id, type: name, enabled: 0 })
+        .execute();
+    }
+  }
 }
