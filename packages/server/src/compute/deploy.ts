@@ -14,6 +14,7 @@ import { resolveAccount } from '../iam/accounts.ts';
 import { ResourceKind, reserve } from '../iam/limits.ts';
 import { findCluster, findPod, findZone } from '../infra/common.ts';
 import { findHost } from '../infra/hosts.ts';
+import { networksForDeploy } from '../network/guest-networks.ts';
 import { allocateNics } from '../network/nics.ts';
 import { assignSecurityGroups, resolveSecurityGroups } from '../network/security-groups.ts';
 import { defineCommand } from '../registry/command.ts';
@@ -227,17 +228,10 @@ export const deployVirtualMachine = defineCommand({
       if (placed && placed.zone_id !== zone.id)
         throw invalidParameter('The requested host, cluster or pod is not in the zone');
     }
+    // In the order given: the first network is the VM's default one.
     const networkIds = params.networkids?.length
-      ? (
-          await app.store.db
-            .selectFrom('networks')
-            .select(['id', 'uuid'])
-            .where('uuid', 'in', params.networkids)
-            .execute()
-        ).map((n) => n.id)
+      ? await networksForDeploy(ctx, owner.account, params.networkids)
       : undefined;
-    if (networkIds && networkIds.length !== params.networkids!.length)
-      throw invalidParameter('Unable to find one of the networks in networkids');
     const affinityGroups = await resolveAffinityGroups(ctx, owner.account, {
       ids: params.affinitygroupids,
       names: params.affinitygroupnames,

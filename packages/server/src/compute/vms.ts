@@ -13,7 +13,7 @@ import { checkOwnerAccess } from '../iam/access.ts';
 import { ResourceKind, reserve } from '../iam/limits.ts';
 import { carryNetwork, nicsForHost, refreshPeersOf } from '../network/host-network.ts';
 import { releaseNics } from '../network/nics.ts';
-import { removeRouterEntries, routerReadyFor } from '../network/routers.ts';
+import { networkReadyFor, removeRouterEntries, routerReadyFor } from '../network/routers.ts';
 import { removeVmFromSecurityGroups } from '../network/security-groups.ts';
 import { DownloadState } from '../storage/downloads.ts';
 import { storeRoot } from '../storage/images.ts';
@@ -119,7 +119,8 @@ async function networkForStart(
         .where('removed', 'is', null),
     )
     .execute();
-  for (const { services, ...network } of networks) {
+  for (const { services, ...allocated } of networks) {
+    const network = await networkReadyFor(app, allocated);
     await carryNetwork(app, network, place.hostId);
     if (services.includes('Dhcp:VirtualRouter'))
       await routerReadyFor(app, network, vm.id, { ...place, hypervisor: vm.hypervisor });

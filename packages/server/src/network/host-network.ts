@@ -17,11 +17,16 @@ import type { NetworkRow } from '../db/schema.ts';
 import { internalError } from '../errors.ts';
 import { ipv4ToInt, netmaskBits } from '../infra/common.ts';
 
-/** A guest network's VXLAN id: deterministic, so every host and server agrees without storing it. */
 export const VNI_BASE = 5000;
 
-export function vniOf(network: Pick<NetworkRow, 'id'>): number {
-  return VNI_BASE + network.id;
+/**
+ * A guest network's VXLAN id: the one an Advanced zone's network holds (networks.vni, taken from
+ * its physical network's range), else the Basic network's deterministic one, so every host and
+ * server agrees without storing it. An isolated network that is not implemented has none.
+ */
+export function vniOf(network: Pick<NetworkRow, 'id' | 'vni' | 'guest_type'>): number | undefined {
+  if (network.vni !== null) return network.vni;
+  return network.guest_type === 'Isolated' ? undefined : VNI_BASE + network.id;
 }
 
 /** The network's bridge on every host: deterministic and at most 15 characters (IFNAMSIZ). */
@@ -42,19 +47,27 @@ export function hasSecurityGroups(services: string): boolean {
   return services.split(',').some((s) => s.startsWith('SecurityGroup:'));
 }
 
+/**
+ * The network as a host carries it. An isolated network's router holds the gateway address
+ * itself, so no host ever gets it on its bridge.
+ */
 export function guestNetwork(
-  network: Pick<NetworkRow, 'id' | 'uuid' | 'cidr' | 'gateway' | 'netmask'>,
+  network: Pick<
+    NetworkRow,
+    'id' | 'uuid' | 'cidr' | 'gateway' | 'netmask' | 'vni' | 'guest_type' | 'network_domain'
+  >,
   opts: { gatewayOnHost: boolean; peers: string[] },
 ) {
+  const vni = vniOf(network);
   return {
     uuid: network.uuid,
     bridge: bridgeOf(network),
     cidr: cidrOf(network),
     gateway: network.gateway ?? '0.0.0.0',
-    gatewayOnHost: opts.gatewayOnHost,
-    vni: vniOf(network),
+    gatewayOnHost: opts.gatewayOnHost && network.guest_type !== 'Isolated',
+    ...(vni !== undefined ? { vni } : {}),
     peers: opts.peers,
-    domain: 'cloud.internal',
+    domain: network.network_domain ?? 'cloud.internal',
   };
 }
 

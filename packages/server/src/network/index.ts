@@ -9,6 +9,7 @@ import { onHostMaintenance, onHostRemoval } from '../infra/hosts.ts';
 import { onPodDelete } from '../infra/pods.ts';
 import { onZoneDelete } from '../infra/zones.ts';
 import { registerTaggable } from '../tags/tags.ts';
+import { guestNetworkCommands } from './guest-network-commands.ts';
 import { hostRemoved, hostsDown, settleTeardowns } from './host-network.ts';
 import { ipRangeCommands } from './ip-ranges.ts';
 import { ipServiceCommands } from './ip-services.ts';
@@ -49,6 +50,7 @@ export {
 export const networkCommands = [
   ...networkOfferingCommands,
   ...networkReadCommands,
+  ...guestNetworkCommands,
   deleteNetwork,
   ...ipRangeCommands,
   ...nicCommands,

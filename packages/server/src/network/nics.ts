@@ -50,17 +50,27 @@ function macFrom(bits: number): string {
   return `02:00:${hex.slice(0, 2)}:${hex.slice(2, 4)}:${hex.slice(4, 6)}:${hex.slice(6, 8)}`;
 }
 
+/**
+ * The network's ranges a VM in `podId` may take an address from: its pod's (Basic zones), or the
+ * zone-wide ones Advanced networks have (pod_id null), which serve every pod.
+ */
 async function rangesFor(tx: Tx, network: NetworkRow, podId: number | null): Promise<VlanIpRangeRow[]> {
   let q = tx
     .selectFrom('vlan_ip_ranges')
+    .leftJoin('pods', 'pods.id', 'vlan_ip_ranges.pod_id')
     .selectAll('vlan_ip_ranges')
     .where('vlan_ip_ranges.network_id', '=', network.id);
-  if (podId !== null) q = q.where('vlan_ip_ranges.pod_id', '=', podId);
+  if (podId !== null)
+    q = q.where((eb) =>
+      eb.or([eb('vlan_ip_ranges.pod_id', '=', podId), eb('vlan_ip_ranges.pod_id', 'is', null)]),
+    );
   else
-    q = q
-      .innerJoin('pods', 'pods.id', 'vlan_ip_ranges.pod_id')
-      .where('pods.allocation_state', '=', 'Enabled')
-      .where('pods.removed', 'is', null);
+    q = q.where((eb) =>
+      eb.or([
+        eb('vlan_ip_ranges.pod_id', 'is', null),
+        eb.and([eb('pods.allocation_state', '=', 'Enabled'), eb('pods.removed', 'is', null)]),
+      ]),
+    );
   return q.orderBy('vlan_ip_ranges.id').execute();
 }
 
@@ -96,9 +106,14 @@ async function allocateAddress(
   const where = podId === null ? `network ${network.name}` : `network ${network.name} for the VM's pod`;
   if (ranges.length === 0)
     throw insufficientCapacity(`Insufficient address capacity: ${where} has no guest IP range`);
+  // An isolated network's range is its whole subnet: the gateway in it is the router's alone.
+  const reserved =
+    network.guest_type === 'Isolated' && vm.id !== 0 && network.gateway ? ipv4ToInt(network.gateway) : -1;
   if (requested !== undefined) {
     if (!isIpv4(requested)) throw invalidParameter(`Invalid IP address ${requested}`);
     const ipNum = ipv4ToInt(requested);
+    if (ipNum === reserved)
+      throw invalidParameter(`The IP address ${requested} is the gateway of network ${network.name}`);
     const range = ranges.find((r) => r.start_num <= ipNum && ipNum <= r.end_num);
     if (!range) throw invalidParameter(`The IP address ${requested} is not in a guest IP range of ${where}`);
     if (!(await claim(app, tx, range, ipNum, vm)))
@@ -116,6 +131,7 @@ async function allocateAddress(
           .execute()
       ).map((r) => Number(r.ip_num)),
     );
+    if (range.start_num <= reserved && reserved <= range.end_num) used.add(reserved);
     if (used.size >= size) continue;
     const offset = randomBits(app) % size;
     for (let i = 0; i < size; i++) {

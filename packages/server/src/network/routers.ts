@@ -26,7 +26,8 @@ import { likeOp } from '../infra/common.ts';
 import { defineCommand, type JobTarget, listResult } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
-import { systemOwner } from './common.ts';
+import { randomBits, systemOwner } from './common.ts';
+import { implementNetwork } from './guest-networks.ts';
 import { carryNetwork, guestNetwork } from './host-network.ts';
 import { allocateNics } from './nics.ts';
 import { routerPublicSide, routerRulesFor } from './router-rules.ts';
@@ -88,6 +89,15 @@ function liveRouter(app: App, networkId: number): Promise<RouterRow | undefined>
     .executeTakeFirst();
 }
 
+/**
+ * A MAC for a router's public interface: locally administered like guests' (02:00:…), but with a
+ * prefix of its own (06:00:…), so it can never equal a guest NIC's.
+ */
+function publicMac(app: App): string {
+  const hex = randomBits(app).toString(16).padStart(8, '0');
+  return `06:00:${hex.slice(0, 2)}:${hex.slice(2, 4)}:${hex.slice(4, 6)}:${hex.slice(6, 8)}`;
+}
+
 /** Creates the network's router record with its guest address and MAC (state Stopped). */
 async function createRouter(
   app: App,
@@ -97,10 +107,13 @@ async function createRouter(
   const owner = await systemOwner(app);
   try {
     const id = await app.store.db.transaction().execute(async (tx) => {
+      const isolated = network.guest_type === 'Isolated';
       const [nic] = await allocateNics({ app }, tx, {
         // Router NICs have no VM: vm_id 0 never names one (ids start at 1).
         vm: { id: 0, uuid: '', accountId: owner.accountId, zoneId: network.zone_id, podId: place.podId },
         networkIds: [network.id],
+        // An isolated network's router is its gateway.
+        ...(isolated && network.gateway ? { ipAddress: network.gateway } : {}),
       });
       const now = app.clock.now();
       await tx
@@ -117,6 +130,7 @@ async function createRouter(
           nic_id: nic!.id,
           guest_ip: nic!.ip4,
           guest_mac: nic!.mac,
+          public_mac: isolated ? publicMac(app) : null,
           hypervisor: place.hypervisor,
           state: 'Stopped',
           version: ROUTER_VERSION,
@@ -240,6 +254,32 @@ async function networkOf(app: App, id: number): Promise<NetworkRow> {
   return app.store.db.selectFrom('networks').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
 }
 
+/**
+ * Tells `hostId` everything the router is to be: every VM entry of its network and, for an
+ * isolated network, its public side and rules. The agent makes a running router match it.
+ */
+async function sendRouterSpec(
+  app: App,
+  router: RouterRow,
+  network: NetworkRow,
+  hostId: number,
+): Promise<void> {
+  const { entries, withPassword } = await vmEntries(app, network.id);
+  const pub = router.public_mac ? await routerPublicSide(app, network, router.public_mac) : undefined;
+  await app.agents.call(hostId, 'startRouter', {
+    router: {
+      name: router.name,
+      network: guestNetwork(network, { gatewayOnHost: true, peers: [] }),
+      ip: router.guest_ip,
+      mac: router.guest_mac,
+      vms: entries,
+      ...(pub ? { public: pub } : {}),
+      ...(network.guest_type === 'Isolated' ? { rules: await routerRulesFor(app, network) } : {}),
+    },
+  });
+  await passwordsHandedOver(app, withPassword);
+}
+
 /** Boots a Stopped router on `hostId` with every VM entry of its network. */
 async function bootRouter(app: App, router: RouterRow, hostId: number, why: string): Promise<RouterRow> {
   const network = await networkOf(app, router.network_id);
@@ -256,17 +296,7 @@ async function bootRouter(app: App, router: RouterRow, hostId: number, why: stri
   });
   try {
     await carryNetwork(app, network, hostId, { routerHost: hostId });
-    const { entries, withPassword } = await vmEntries(app, network.id);
-    await app.agents.call(hostId, 'startRouter', {
-      router: {
-        name: router.name,
-        network: guestNetwork(network, { gatewayOnHost: true, peers: [] }),
-        ip: router.guest_ip,
-        mac: router.guest_mac,
-        vms: entries,
-      },
-    });
-    await passwordsHandedOver(app, withPassword);
+    await sendRouterSpec(app, router, network, hostId);
     current = await setRouter(app, router.id, { state: 'Running', last_host_id: hostId });
     await routerEvent(app, current, 'ROUTER.START', `started router ${router.name} (${why})`);
     return current;
@@ -281,6 +311,50 @@ async function bootRouter(app: App, router: RouterRow, hostId: number, why: stri
     );
     throw e;
   }
+}
+
+/**
+ * Gets a network ready to carry a VM start: an isolated network is implemented first (its VXLAN
+ * id and source-NAT address), under the network's lock so concurrent first starts do it once.
+ */
+export function networkReadyFor(app: App, network: NetworkRow): Promise<NetworkRow> {
+  if (network.guest_type !== 'Isolated' || network.state === 'Implemented') return Promise.resolve(network);
+  return withNetworkLock(app, network.id, async () =>
+    implementNetwork(app, await networkOf(app, network.id)),
+  );
+}
+
+/**
+ * restartNetwork: every rule re-applied on the running router or, with `cleanup`, the router
+ * destroyed and a fresh one booted (on the same host when it is connected) with everything the
+ * records say. A network no VM has started yet has nothing to restart.
+ */
+export async function restartNetworkRouter(app: App, network: NetworkRow, cleanup: boolean): Promise<void> {
+  await withNetworkLock(app, network.id, async () => {
+    const router = await liveRouter(app, network.id);
+    if (!router) return;
+    if (
+      !cleanup &&
+      router.state === 'Running' &&
+      router.host_id !== null &&
+      app.agents.isConnected(router.host_id)
+    ) {
+      await sendRouterSpec(app, router, await networkOf(app, network.id), router.host_id);
+      return;
+    }
+    const host =
+      router.host_id !== null && app.agents.isConnected(router.host_id) ? router.host_id : undefined;
+    const stopped = await haltRouter(app, router, true);
+    if (cleanup) {
+      await app.store.db.transaction().execute((tx) => removeRouterRecords(app, tx, [stopped]));
+      await routersDestroyed(app, [stopped]);
+      const fresh = await createRouter(app, await networkOf(app, network.id), {
+        podId: stopped.pod_id,
+        hypervisor: stopped.hypervisor,
+      });
+      await bootRouter(app, fresh, host ?? (await hostForRouter(app, fresh)), 'restartNetwork cleanup');
+    } else await bootRouter(app, stopped, host ?? (await hostForRouter(app, stopped)), 'restartNetwork');
+  });
 }
 
 /**
