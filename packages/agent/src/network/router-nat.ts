@@ -51,6 +51,12 @@ export function validateRules(pub: RouterPublic | undefined, rules: RouterRules)
         `${what}: a translated range is limited to ${MAX_MAPPED_PORTS} ports (or keep the same ports)`,
       );
   }
+  const ours = new Set(pub.addresses.map((a) => a.ip));
+  for (const x of [...rules.portForwards, ...rules.staticNats, ...rules.loadBalancers, ...rules.firewall])
+    if (x.publicIp && !ours.has(x.publicIp))
+      throw new DriverError(
+        `public address ${x.publicIp} of a rule is not among the router's public addresses`,
+      );
   for (const r of [...rules.firewall, ...rules.egress])
     if (r.startPort !== undefined && r.endPort !== undefined && r.endPort < r.startPort)
       throw new DriverError(

@@ -157,12 +157,13 @@ export class RouterService {
 async function main(): Promise<void> {
   const dir = process.argv[2];
   if (!dir || !existsSync(join(dir, 'vms.json'))) {
-    process.stderr.write('usage: router-service.ts <router dir holding vms.json>\n');
+    process.stderr.write('usage: router-service.ts <router dir holding vms.json> [listen address]\n');
     process.exit(2);
   }
   const service = new RouterService(dir);
   try {
-    await service.listen();
+    // The router's guest address when given: its public addresses are not the service's.
+    await service.listen(process.argv[3] ?? '0.0.0.0');
   } catch (err) {
     process.stderr.write(`router-service: ${(err as Error).message}\n`);
     process.exit(1);

@@ -349,8 +349,14 @@ export class Routers {
     }
 
     const servicePid = readPid(join(dir, 'service.pid'));
-    if (processAlive(servicePid, SERVICE)) process.kill(servicePid!, 'SIGHUP');
-    else await this.spawnService(ns, dir);
+    // The service listens on the guest address only (an isolated router's public addresses belong
+    // to port forwards and load balancers): one started for another address is replaced.
+    const serviceArgs = `${SERVICE}\0${dir}\0${r.ip}\0`;
+    if (processAlive(servicePid, serviceArgs)) process.kill(servicePid!, 'SIGHUP');
+    else {
+      await killProcess(servicePid, SERVICE);
+      await this.spawnService(ns, dir, r.ip);
+    }
 
     const loadBalancerMs = await ensureHaproxy(r.name, ns, dir, (r.public && r.rules?.loadBalancers) || []);
     // Last: the addresses answer now, so neighbours that knew another MAC for them may switch.
@@ -358,13 +364,13 @@ export class Routers {
     return loadBalancerMs;
   }
 
-  private async spawnService(ns: string, dir: string): Promise<void> {
+  private async spawnService(ns: string, dir: string, ip: string): Promise<void> {
     const ready = join(dir, 'service.ready');
     rmSync(ready, { force: true });
     const log = openSync(join(dir, 'service.log'), 'a');
     // Detached in its own session: the service outlives the agent. `ip netns exec` execs node,
     // so the pid is the service's own.
-    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', SERVICE, dir], {
+    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', SERVICE, dir, ip], {
       cwd: PACKAGE_DIR,
       detached: true,
       stdio: ['ignore', log, log],
