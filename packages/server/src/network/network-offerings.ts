@@ -1,45 +1,48 @@
 /**
- * Network offerings: the upstream defaults seeded by the migrations, and the offerings operators
- * create. An offering is a list of services, each with its provider, stored as
- * "Service:Provider" pairs in network_offerings.services.
+ * Network offerings: the upstream defaults seeded by the migrations (0008, 0018), and the
+ * offerings operators create, change and delete. An offering is a list of services, each with its
+ * provider, stored as "Service:Provider" pairs in network_offerings.services (see
+ * network-offering-rules.ts for what may be combined). System offerings (System-Public-Network)
+ * back the zones' system networks and are never listed, as upstream.
  */
 import { formatDate } from '../clock.ts';
+import type { CallContext } from '../context.ts';
+import { insertId, type Tx } from '../db/connection.ts';
 import type { NetworkOfferingRow } from '../db/schema.ts';
+import { invalidParameter, resourceInUse } from '../errors.ts';
+import { logEvent } from '../events/events.ts';
 import { escapeLike } from '../iam/access.ts';
-import { findZone, likeOp } from '../infra/common.ts';
-import { defineCommand, listResult } from '../registry/command.ts';
+import { findZone, likeOp, normalizeTags } from '../infra/common.ts';
+import { inZone, presentScopes, resolveScopes, visibleTo, writeScopes } from '../offerings/scope.ts';
+import { findServiceOffering } from '../offerings/service-offerings.ts';
+import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { findNetwork } from './common.ts';
+import { hasServices, presentServices, resolveOfferingServices } from './network-offering-rules.ts';
+
+export { hasServices, presentServices, servicesOf } from './network-offering-rules.ts';
 
 /** The offering upstream gives a Basic zone's guest network. */
 export const BASIC_ZONE_OFFERING = 'DefaultSharedNetworkOfferingWithSGService';
-interface Service {
-  name: string;
-  provider: string;
+/** The system offering of the zones' Public networks, which public IP ranges belong to. */
+export const PUBLIC_NETWORK_OFFERING = 'System-Public-Network';
+
+const GUEST_TYPES = ['Isolated', 'Shared', 'L2'] as const;
+const STATES = ['Enabled', 'Disabled'] as const;
+const AVAILABILITIES = ['Required', 'Optional'] as const;
+
+function pick<T extends string>(values: readonly T[], value: string, what: string): T {
+  const found = values.find((v) => v.toLowerCase() === value.trim().toLowerCase());
+  if (!found) throw invalidParameter(`Invalid ${what} ${value}; use one of ${values.join(', ')}`);
+  return found;
 }
 
-export function servicesOf(offering: Pick<NetworkOfferingRow, 'services'>): Service[] {
-  return offering.services
-    .split(',')
-    .filter((s) => s !== '')
-    .map((s) => {
-      const [name, provider] = s.split(':');
-      return { name: name as string, provider: provider as string };
-    });
-}
-
-export function presentServices(offering: NetworkOfferingRow): object[] {
-  return servicesOf(offering).map((s) => ({ name: s.name, provider: [{ name: s.provider }] }));
-}
-
-export function hasServices(offering: NetworkOfferingRow, wanted: string[] | undefined): boolean {
-  if (!wanted?.length) return true;
-  const names = new Set(servicesOf(offering).map((s) => s.name.toLowerCase()));
-  return wanted.every((w) => names.has(w.toLowerCase()));
-}
-
-export function presentNetworkOffering(o: NetworkOfferingRow): object {
+export function presentNetworkOffering(
+  o: NetworkOfferingRow,
+  scope: { domainid?: string; domain?: string; zoneid?: string; zone?: string } = {},
+  serviceOfferingUuid?: string,
+): object {
   return {
     id: o.uuid,
     name: o.name,
@@ -50,24 +53,299 @@ export function presentNetworkOffering(o: NetworkOfferingRow): object {
     conservemode: o.conserve_mode === 1,
     specifyipranges: o.specify_ip_ranges === 1,
     availability: o.availability,
-    networkrate: -1,
+    // No rate is enforced on guest traffic: an offering without one is unlimited (-1, as upstream).
+    networkrate: o.network_rate ?? -1,
     state: o.state,
     guestiptype: o.guest_ip_type,
+    serviceofferingid: serviceOfferingUuid,
     service: presentServices(o),
-    forvpc: false,
+    forvpc: o.for_vpc === 1,
     fornsx: false,
     fortungsten: false,
-    ispersistent: false,
+    ispersistent: o.is_persistent === 1,
     egressdefaultpolicy: o.egress_default_policy === 1,
+    maxconnections: o.max_connections ?? undefined,
+    tags: o.tags ?? undefined,
     supportsstrechedl2subnet: false,
     supportspublicaccess: false,
-    supportsinternallb: false,
+    supportsinternallb: o.services.includes('Lb:InternalLbVm'),
     internetprotocol: 'IPv4',
     created: formatDate(o.created),
     hasannotations: false,
     details: {},
+    ...scope,
   };
 }
+
+async function presentOfferings(ctx: CallContext, rows: NetworkOfferingRow[]): Promise<object[]> {
+  if (rows.length === 0) return [];
+  const scopes = await presentScopes(
+    ctx,
+    'network',
+    rows.map((r) => r.id),
+  );
+  const soIds = [...new Set(rows.map((r) => r.service_offering_id).filter((x): x is number => x !== null))];
+  const serviceOfferings = new Map(
+    (soIds.length
+      ? await ctx.app.store.db
+          .selectFrom('service_offerings')
+          .select(['id', 'uuid'])
+          .where('id', 'in', soIds)
+          .execute()
+      : []
+    ).map((s) => [s.id, s.uuid]),
+  );
+  return rows.map((o) =>
+    presentNetworkOffering(
+      o,
+      scopes.get(o.id),
+      o.service_offering_id === null ? undefined : serviceOfferings.get(o.service_offering_id),
+    ),
+  );
+}
+
+export async function findNetworkOffering(
+  ctx: Pick<CallContext, 'app'>,
+  uuid: string,
+): Promise<NetworkOfferingRow> {
+  const row = await ctx.app.store.db
+    .selectFrom('network_offerings')
+    .selectAll()
+    .where('uuid', '=', uuid)
+    .where('removed', 'is', null)
+    .where('system_only', '=', 0)
+    .executeTakeFirst();
+  if (!row) throw invalidParameter(`Unable to find network offering by id ${uuid}`);
+  return row;
+}
+
+async function presentOne(ctx: CallContext, id: number): Promise<object> {
+  const row = await ctx.app.store.db
+    .selectFrom('network_offerings')
+    .selectAll()
+    .where('id', '=', id)
+    .executeTakeFirstOrThrow();
+  return (await presentOfferings(ctx, [row]))[0];
+}
+
+/** Upstream lets one offering only be Required: the one a zone's first isolated network gets. */
+async function checkRequired(tx: Tx, guestType: string, services: string, except?: number): Promise<void> {
+  if (guestType !== 'Isolated' || !services.split(',').some((s) => s.startsWith('SourceNat:')))
+    throw invalidParameter(
+      'Availability can be Required only for network offerings of type Isolated with the SourceNat service',
+    );
+  let q = tx
+    .selectFrom('network_offerings')
+    .select('uuid')
+    .where('availability', '=', 'Required')
+    .where('removed', 'is', null)
+    .where('system_only', '=', 0);
+  if (except !== undefined) q = q.where('id', '!=', except);
+  const other = await q.executeTakeFirst();
+  if (other)
+    throw invalidParameter(`System already has network offering id=${other.uuid} with availability Required`);
+}
+
+async function checkNameFree(tx: Tx, name: string, except?: number): Promise<void> {
+  // The name is unique over every offering row, deleted ones included (they stay for history).
+  let q = tx.selectFrom('network_offerings').select('id').where('name', '=', name);
+  if (except !== undefined) q = q.where('id', '!=', except);
+  if (await q.executeTakeFirst())
+    throw invalidParameter(`A network offering with name ${name} already exists`);
+}
+
+export const createNetworkOffering = defineCommand({
+  name: 'createNetworkOffering',
+  params: {
+    name: p.string({ required: true }),
+    displaytext: p.string(),
+    traffictype: p.string({ required: true }),
+    guestiptype: p.string({ required: true }),
+    supportedservices: p.list(),
+    serviceproviderlist: p.map(),
+    servicecapabilitylist: p.map(),
+    serviceofferingid: p.uuid(),
+    egressdefaultpolicy: p.boolean(),
+    conservemode: p.boolean(),
+    specifyvlan: p.boolean(),
+    specifyipranges: p.boolean(),
+    availability: p.string(),
+    tags: p.string(),
+    forvpc: p.boolean(),
+    ispersistent: p.boolean(),
+    networkrate: p.integer(),
+    maxconnections: p.integer({ min: 0 }),
+    keepaliveenabled: p.boolean(),
+    zoneid: p.list(),
+    domainid: p.list(),
+    enable: p.boolean(),
+    internetprotocol: p.string(),
+    fornsx: p.boolean(),
+    fortungsten: p.boolean(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const name = params.name.trim();
+    if (name === '') throw invalidParameter('Network offering name must not be empty');
+    if (params.traffictype.trim().toLowerCase() !== 'guest')
+      throw invalidParameter('Only traffic type Guest is supported in the current release');
+    const guestType = pick(GUEST_TYPES, params.guestiptype, 'guest IP type');
+    if (params.fornsx || params.fortungsten)
+      throw invalidParameter(
+        'There is no NSX or Tungsten provider here: fornsx and fortungsten are not supported',
+      );
+    if (params.internetprotocol && params.internetprotocol.toLowerCase() !== 'ipv4')
+      throw invalidParameter('Only IPv4 networks are supported: internetprotocol must be IPv4');
+    const forVpc = params.forvpc ?? false;
+    if (forVpc && guestType !== 'Isolated')
+      throw invalidParameter('A VPC network offering must be of guest IP type Isolated');
+    if (params.ispersistent && guestType === 'Shared')
+      throw invalidParameter('A persistent network offering must be of guest IP type Isolated or L2');
+    const services = resolveOfferingServices({
+      guestType,
+      forVpc,
+      supportedServices: params.supportedservices ?? [],
+      serviceProviders: params.serviceproviderlist ?? [],
+      capabilities: params.servicecapabilitylist ?? [],
+    });
+    const availability = params.availability
+      ? pick(AVAILABILITIES, params.availability, 'availability')
+      : 'Optional';
+    const serviceOffering = params.serviceofferingid
+      ? await findServiceOffering(ctx, params.serviceofferingid)
+      : undefined;
+    if (params.networkrate !== undefined && params.networkrate < -1)
+      throw invalidParameter(`Invalid networkrate ${params.networkrate}`);
+    const scopes = await resolveScopes(ctx, params.domainid, params.zoneid);
+    const uuid = app.ids.uuid();
+    const id = await app.store.db.transaction().execute(async (tx) => {
+      await checkNameFree(tx, name);
+      if (availability === 'Required') await checkRequired(tx, guestType, services);
+      const id = await insertId(app.store, tx, 'network_offerings', {
+        uuid,
+        name,
+        display_text: params.displaytext?.trim() || name,
+        guest_ip_type: guestType,
+        traffic_type: 'Guest',
+        services,
+        specify_vlan: params.specifyvlan ? 1 : 0,
+        // Shared networks are made with their address ranges, so upstream defaults this to true there.
+        specify_ip_ranges: (params.specifyipranges ?? guestType === 'Shared') ? 1 : 0,
+        is_default: 0,
+        availability,
+        // Upstream creates offerings Disabled unless asked to enable them at once.
+        state: params.enable ? 'Enabled' : 'Disabled',
+        conserve_mode: (params.conservemode ?? true) ? 1 : 0,
+        // Upstream's default for new offerings: egress allowed.
+        egress_default_policy: (params.egressdefaultpolicy ?? true) ? 1 : 0,
+        for_vpc: forVpc ? 1 : 0,
+        is_persistent: params.ispersistent ? 1 : 0,
+        keep_alive_enabled: params.keepaliveenabled ? 1 : 0,
+        tags: normalizeTags(params.tags),
+        network_rate: params.networkrate ?? null,
+        service_offering_id: serviceOffering?.id ?? null,
+        max_connections: params.maxconnections ?? null,
+        created: app.clock.now(),
+      });
+      await writeScopes(tx, 'network', id, scopes);
+      await logEvent(ctx, tx, {
+        type: 'NETWORK.OFFERING.CREATE',
+        description: `creating network offering ${name}`,
+        resourceType: 'NetworkOffering',
+        resourceId: uuid,
+      });
+      return id;
+    });
+    return presentOne(ctx, id);
+  },
+});
+
+export const updateNetworkOffering = defineCommand({
+  name: 'updateNetworkOffering',
+  params: {
+    id: p.uuid({ required: true }),
+    name: p.string(),
+    displaytext: p.string(),
+    state: p.string(),
+    availability: p.string(),
+    sortkey: p.integer(),
+    tags: p.string(),
+    maxconnections: p.integer({ min: 0 }),
+    keepaliveenabled: p.boolean(),
+    domainid: p.string(),
+    zoneid: p.string(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const offering = await findNetworkOffering(ctx, params.id);
+    const changes: Partial<NetworkOfferingRow> = {};
+    if (params.name !== undefined) {
+      const name = params.name.trim();
+      if (name === '') throw invalidParameter('Network offering name must not be empty');
+      changes.name = name;
+    }
+    if (params.displaytext !== undefined) changes.display_text = params.displaytext.trim() || offering.name;
+    if (params.state !== undefined) changes.state = pick(STATES, params.state, 'state');
+    if (params.availability !== undefined)
+      changes.availability = pick(AVAILABILITIES, params.availability, 'availability');
+    if (params.sortkey !== undefined) changes.sort_key = params.sortkey;
+    if (params.tags !== undefined) changes.tags = normalizeTags(params.tags);
+    if (params.maxconnections !== undefined) changes.max_connections = params.maxconnections;
+    if (params.keepaliveenabled !== undefined) changes.keep_alive_enabled = params.keepaliveenabled ? 1 : 0;
+    const scopes = await resolveScopes(ctx, params.domainid, params.zoneid);
+    await app.store.db.transaction().execute(async (tx) => {
+      if (changes.name !== undefined) await checkNameFree(tx, changes.name, offering.id);
+      if (changes.availability === 'Required' && offering.availability !== 'Required')
+        await checkRequired(tx, offering.guest_ip_type, offering.services, offering.id);
+      if (Object.keys(changes).length > 0)
+        await tx.updateTable('network_offerings').set(changes).where('id', '=', offering.id).execute();
+      await writeScopes(tx, 'network', offering.id, scopes);
+      await logEvent(ctx, tx, {
+        type: 'NETWORK.OFFERING.EDIT',
+        description: `updating network offering ${offering.name}`,
+        resourceType: 'NetworkOffering',
+        resourceId: offering.uuid,
+      });
+    });
+    return presentOne(ctx, offering.id);
+  },
+});
+
+export const deleteNetworkOffering = defineCommand({
+  name: 'deleteNetworkOffering',
+  params: { id: p.uuid({ required: true }) },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const offering = await findNetworkOffering(ctx, params.id);
+    if (offering.is_default === 1)
+      throw invalidParameter(`Default network offering ${offering.name} can't be removed`);
+    await app.store.db.transaction().execute(async (tx) => {
+      const live = await tx
+        .selectFrom('networks')
+        .select('name')
+        .where('network_offering_id', '=', offering.id)
+        .where('removed', 'is', null)
+        .executeTakeFirst();
+      if (live)
+        throw resourceInUse(
+          `Can't delete network offering ${offering.name}: network ${live.name} is using it`,
+        );
+      // Deleted offerings stay as rows (removed set) so deleted networks still name theirs.
+      await tx
+        .updateTable('network_offerings')
+        .set({ removed: app.clock.now(), state: 'Disabled' })
+        .where('id', '=', offering.id)
+        .execute();
+      await logEvent(ctx, tx, {
+        type: 'NETWORK.OFFERING.DELETE',
+        description: `deleting network offering ${offering.name}`,
+        resourceType: 'NetworkOffering',
+        resourceId: offering.uuid,
+      });
+    });
+    return success();
+  },
+});
 
 export const listNetworkOfferings = defineCommand({
   name: 'listNetworkOfferings',
@@ -95,18 +373,40 @@ export const listNetworkOfferings = defineCommand({
   },
   async handler(ctx, params) {
     const { app } = ctx;
-    // Offerings are public and zone-independent; a zone or network given must still exist.
-    if (params.zoneid) await findZone(ctx, params.zoneid);
-    let q = app.store.db.selectFrom('network_offerings').where('removed', 'is', null);
+    let q = app.store.db
+      .selectFrom('network_offerings')
+      .where('removed', 'is', null)
+      .where('system_only', '=', 0);
+    if (params.zoneid)
+      q = inZone(q, 'network', 'network_offerings.id', (await findZone(ctx, params.zoneid)).id);
     if (params.networkid) {
+      // The offerings a network could be switched to: those of its guest type.
       const network = await findNetwork(ctx, params.networkid);
       const current = await app.store.db
         .selectFrom('network_offerings')
-        .select('guest_ip_type')
+        .select(['guest_ip_type', 'for_vpc'])
         .where('id', '=', network.network_offering_id)
         .executeTakeFirstOrThrow();
-      q = q.where('guest_ip_type', '=', current.guest_ip_type);
+      q = q.where('guest_ip_type', '=', current.guest_ip_type).where('for_vpc', '=', current.for_vpc);
     }
+    if (params.domainid) {
+      const scoped = await resolveScopes(ctx, params.domainid, undefined);
+      q = q.where((eb) =>
+        eb(
+          'id',
+          'in',
+          eb
+            .selectFrom('offering_scopes')
+            .select('offering_id')
+            .where('offering_type', '=', 'network')
+            .where('scope', '=', 'domain')
+            .where('scope_id', 'in', scoped.domainIds ?? []),
+        ),
+      );
+    }
+    // Tenants see what they may use: enabled offerings public or scoped to their domains.
+    if (ctx.caller.roleKind !== 'admin')
+      q = (await visibleTo(ctx, q, 'network', 'network_offerings.id')).where('state', '=', 'Enabled');
     if (params.id) q = q.where('uuid', '=', params.id);
     if (params.name) q = q.where('name', '=', params.name);
     if (params.displaytext) q = q.where('display_text', '=', params.displaytext);
@@ -118,15 +418,26 @@ export const listNetworkOfferings = defineCommand({
       q = q.where('specify_ip_ranges', '=', params.specifyipranges ? 1 : 0);
     if (params.availability) q = q.where('availability', likeOp(ctx), escapeLike(params.availability));
     if (params.state) q = q.where('state', likeOp(ctx), escapeLike(params.state));
+    if (params.forvpc !== undefined) q = q.where('for_vpc', '=', params.forvpc ? 1 : 0);
+    if (params.tags) q = q.where('tags', '=', normalizeTags(params.tags));
+    if (params.istagged !== undefined) q = q.where('tags', params.istagged ? 'is not' : 'is', null);
     if (params.keyword) q = q.where('name', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
-    // No VPC offerings and no tagged offerings exist here.
-    if (params.forvpc || params.istagged || params.tags) return listResult([], 0);
+    // Only NSX and routed (BGP) offerings have a routing mode, and there are none here.
+    if (params.routingmode) return listResult([], 0);
     const wanted = [...(params.supportedservices ?? []), ...(params.sourcenatsupported ? ['SourceNat'] : [])];
-    const rows = (await q.selectAll().orderBy('id').execute()).filter((o) => hasServices(o, wanted));
+    // Services are a short string per offering, and offerings are few: filtered after the query.
+    const rows = (await q.selectAll().orderBy('sort_key').orderBy('id').execute()).filter((o) =>
+      hasServices(o, wanted),
+    );
     const page = pageOf(app, params);
     const slice = page.limit === undefined ? rows : rows.slice(page.offset, page.offset + page.limit);
-    return listResult(slice.map(presentNetworkOffering), rows.length);
+    return listResult(await presentOfferings(ctx, slice), rows.length);
   },
 });
 
-export const networkOfferingCommands = [listNetworkOfferings];
+export const networkOfferingCommands = [
+  listNetworkOfferings,
+  createNetworkOffering,
+  updateNetworkOffering,
+  deleteNetworkOffering,
+];

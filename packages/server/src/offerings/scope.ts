@@ -10,7 +10,8 @@ import { invalidParameter, permissionDenied } from '../errors.ts';
 import { canReachDomain, findDomainByUuid } from '../iam/access.ts';
 import { parseUuid } from '../registry/params.ts';
 
-export type OfferingType = 'service' | 'disk';
+/** Which offerings' scopes (offering_scopes.offering_type): service, disk or network offerings. */
+export type OfferingType = 'service' | 'disk' | 'network';
 
 export interface OfferingScopes {
   domainIds: number[];
