@@ -109,39 +109,55 @@ export function haproxyConfig(router: string, lbs: RouterLoadBalancer[]): string
 }
 
 /**
- * Brings the router's HAProxy in line with `lbs`: started, reloaded gracefully when its
- * configuration changed, restarted when it died, stopped when there is nothing to balance.
+ * Checks the configuration of `lbs` with `haproxy -c` before anything of the router changes, so a
+ * configuration HAProxy refuses is refused whole and the running one stays. Returns the checked
+ * text for ensureHaproxy (undefined: no load balancer, so no HAProxy).
+ */
+export async function checkHaproxy(
+  router: string,
+  dir: string,
+  lbs: RouterLoadBalancer[],
+): Promise<string | undefined> {
+  if (!lbs.length) return undefined;
+  if (!existsSync(HAPROXY))
+    throw new DriverError(`${HAPROXY} is not installed on this host (Debian package haproxy)`);
+  const text = haproxyConfig(router, lbs);
+  const cfg = join(dir, 'haproxy.cfg');
+  if (existsSync(cfg) && readFileSync(cfg, 'utf8') === text) return text;
+  const candidate = `${cfg}.new`;
+  writeAtomic(candidate, text);
+  try {
+    await run(HAPROXY, ['-c', '-q', '-f', candidate]);
+  } catch (err) {
+    throw new DriverError(`the load balancer configuration was refused: ${(err as Error).message}`);
+  } finally {
+    rmSync(candidate, { force: true });
+  }
+  return text;
+}
+
+/**
+ * Brings the router's HAProxy in line with the checked configuration: started, reloaded
+ * gracefully when it changed, restarted when it died, stopped when there is nothing to balance.
  * Returns how long the start or reload took, until the new process listens; undefined when
  * nothing had to run.
  */
 export async function ensureHaproxy(
-  router: string,
   ns: string,
   dir: string,
-  lbs: RouterLoadBalancer[],
+  text: string | undefined,
 ): Promise<number | undefined> {
   const cfg = join(dir, 'haproxy.cfg');
   const pidFile = join(dir, 'haproxy.pid');
-  if (!lbs.length) {
+  if (text === undefined) {
     await stopHaproxy(dir);
     return undefined;
   }
-  if (!existsSync(HAPROXY))
-    throw new DriverError(`${HAPROXY} is not installed on this host (Debian package haproxy)`);
-  const text = haproxyConfig(router, lbs);
   const oldPid = readPid(pidFile);
   const running = processAlive(oldPid, cfg);
   const current = existsSync(cfg) ? readFileSync(cfg, 'utf8') : undefined;
   if (running && current === text) return undefined;
-
-  const candidate = `${cfg}.new`;
-  writeAtomic(candidate, text);
-  await run('ip', ['netns', 'exec', ns, HAPROXY, '-c', '-q', '-f', candidate]).catch((err: Error) => {
-    rmSync(candidate, { force: true });
-    throw new DriverError(`the load balancer configuration was refused: ${err.message}`);
-  });
   writeAtomic(cfg, text);
-  rmSync(candidate, { force: true });
 
   const t0 = performance.now();
   // -D: the command returns once HAProxy is bound and detached; -sf lets the old one finish.

@@ -34,7 +34,7 @@ import {
   safeName,
 } from './names.ts';
 import { killProcess, processAlive, readPid, sleep, waitFor, writeAtomic } from './processes.ts';
-import { ensureHaproxy, haproxyConfig, stopHaproxy } from './router-haproxy.ts';
+import { checkHaproxy, ensureHaproxy, haproxyConfig, stopHaproxy } from './router-haproxy.ts';
 import {
   announce,
   applyRuleset,
@@ -270,6 +270,8 @@ export class Routers {
     if (!existsSync(DNSMASQ)) throw new DriverError(missingTool('dnsmasq'));
     const dir = this.dirOf(r.name);
     mkdirSync(dir, { recursive: true });
+    // Checked before anything changes: a configuration HAProxy refuses leaves the router as it was.
+    const haproxyText = await checkHaproxy(r.name, dir, (r.public && r.rules?.loadBalancers) || []);
     const ns = routerNetns(r.name);
     const host = routerVeth(r.name);
     const n = r.network;
@@ -358,7 +360,7 @@ export class Routers {
       await this.spawnService(ns, dir, r.ip);
     }
 
-    const loadBalancerMs = await ensureHaproxy(r.name, ns, dir, (r.public && r.rules?.loadBalancers) || []);
+    const loadBalancerMs = await ensureHaproxy(ns, dir, haproxyText);
     // Last: the addresses answer now, so neighbours that knew another MAC for them may switch.
     await announce(ns, added);
     return loadBalancerMs;
