@@ -24,6 +24,7 @@ import { seedIdentity } from './iam/seed.ts';
 import { startCapacityChecks } from './infra/alerts.ts';
 import { checkKvmLocalZone, startLocalZone } from './infra/local-zone.ts';
 import { JobRunner } from './jobs/runner.ts';
+import { startNetworkGc } from './network/network-gc.ts';
 import { Registry } from './registry/registry.ts';
 import { Settings } from './settings/settings.ts';
 import { startTemplates } from './storage/extract.ts';
@@ -102,6 +103,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     heartbeat.unref();
     const stopCapacityChecks = startCapacityChecks(app);
     const stopSnapshotScheduler = startSnapshotScheduler(app);
+    const stopNetworkGc = startNetworkGc(app);
 
     const fastify = Fastify({
       loggerInstance: log.child({ component: 'http' }) as unknown as FastifyBaseLogger,
@@ -165,6 +167,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           clearInterval(heartbeat);
           stopCapacityChecks();
           stopSnapshotScheduler();
+          stopNetworkGc();
           stopTemplates();
           settings.stop();
           consoleProxy.stop();

@@ -8,11 +8,13 @@ import type { Tx } from '../db/connection.ts';
 import type { NetworkRow } from '../db/schema.ts';
 import { internalError, invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { checkDomainAccess } from '../iam/access.ts';
+import { ResourceKind, reserve } from '../iam/limits.ts';
 import { defineCommand, type JobTarget, success } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
 import { findNetwork } from './common.ts';
+import { checkNetworkOwner } from './guest-networks.ts';
 import { tearDownNetwork } from './host-network.ts';
+import { releasePublicIp } from './public-ips.ts';
 import { stopNetworkRouters, withNetworkLock } from './routers.ts';
 
 /** VMs not expunged (any state but Expunging) with a NIC in the network: they keep it from going. */
@@ -72,10 +74,11 @@ async function deleteNetworkOf(ctx: CallContext, uuid: string, forced: boolean):
           .insertInto('network_teardowns')
           .values(behind.map((host_id) => ({ network_id: network.id, host_id, created: app.clock.now() })))
           .execute();
+      await releaseNetworkResources(ctx, tx, network);
       await tx
         .updateTable('networks')
-        // Freeing zone_default_for lets the zone have a new Basic network.
-        .set({ state: 'Destroy', removed: app.clock.now(), zone_default_for: null })
+        // Freeing zone_default_for lets the zone have a new Basic network, and vni its VXLAN id.
+        .set({ state: 'Destroy', removed: app.clock.now(), zone_default_for: null, vni: null })
         .where('id', '=', network.id)
         .execute();
       await logEvent(ctx, tx, {
@@ -89,16 +92,31 @@ async function deleteNetworkOf(ctx: CallContext, uuid: string, forced: boolean):
   });
 }
 
-/** The network to delete, if the caller may: a domain-wide network needs access to its domain. */
+/**
+ * What an Advanced zone's network holds goes with it, in the deletion's transaction: its public
+ * addresses (with their rules) are Free again, its egress rules are deleted, its own address
+ * ranges too (a Basic network's are the pods' plans and stay), and its owner's network count
+ * goes down.
+ */
+async function releaseNetworkResources(ctx: CallContext, tx: Tx, network: NetworkRow): Promise<void> {
+  if (network.zone_default_for !== null) return;
+  const ips = await tx.selectFrom('public_ips').selectAll().where('network_id', '=', network.id).execute();
+  for (const ip of ips) await releasePublicIp(ctx.app, tx, ip);
+  await tx.deleteFrom('ip_rules').where('network_id', '=', network.id).execute();
+  await tx.deleteFrom('vlan_ip_ranges').where('network_id', '=', network.id).execute();
+  if (network.account_id === null) return;
+  const account = await tx
+    .selectFrom('accounts')
+    .selectAll()
+    .where('id', '=', network.account_id)
+    .executeTakeFirst();
+  if (account) await reserve(ctx, tx, account, ResourceKind.Network, -1);
+}
+
+/** The network to delete, if the caller may: its owner, or an administrator above it. */
 async function networkTarget(ctx: CallContext, params: { id: string; forced?: boolean }): Promise<JobTarget> {
   const network = await findNetwork(ctx, params.id);
-  // Every network here is domain-wide (ensureBasicNetwork gives it the root domain).
-  const domain = await ctx.app.store.db
-    .selectFrom('domains')
-    .select(['path', 'name'])
-    .where('id', '=', network.domain_id!)
-    .executeTakeFirstOrThrow();
-  checkDomainAccess(ctx.caller, domain);
+  await checkNetworkOwner(ctx, network);
   if (params.forced && !isRootAdmin(ctx.caller))
     throw invalidParameter("Delete network with 'forced' option can only be called by root admins");
   return { type: 'Network', id: network.uuid };

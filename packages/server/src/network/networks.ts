@@ -4,13 +4,15 @@
  * range, as upstream's zone wizard creates it with the first range. deleteNetwork removes it with
  * its routers and host bridges; the zone keeps its ranges and the next deployment makes a new one.
  */
+
+import type { SelectQueryBuilder } from 'kysely';
 import { formatDate } from '../clock.ts';
 import type { App, CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
-import type { NetworkOfferingRow, NetworkRow, ZoneRow } from '../db/schema.ts';
+import type { Database, NetworkOfferingRow, NetworkRow, ZoneRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { recordEvent } from '../events/events.ts';
-import { escapeLike, listScope } from '../iam/access.ts';
+import { applyScope, escapeLike, listScope, type OwnerScope } from '../iam/access.ts';
 import { displayPath } from '../iam/domains.ts';
 import { findZone, intToIpv4, likeOp, netmaskBits, subnetBounds } from '../infra/common.ts';
 import { defineCommand, listResult } from '../registry/command.ts';
@@ -158,10 +160,10 @@ export function basicNetworkOf(tx: Tx, zoneId: number): Promise<NetworkRow | und
   return basicNetworkQuery(tx, zoneId).executeTakeFirst();
 }
 
-export async function presentNetworks(ctx: Pick<CallContext, 'app'>, rows: NetworkRow[]): Promise<object[]> {
+export async function presentNetworks(ctx: CallContext, rows: NetworkRow[]): Promise<object[]> {
   if (rows.length === 0) return [];
   const db = ctx.app.store.db;
-  const [offerings, zones, domains, physicals] = await Promise.all([
+  const [offerings, zones, domains, physicals, accounts] = await Promise.all([
     db
       .selectFrom('network_offerings')
       .selectAll()
@@ -182,7 +184,14 @@ export async function presentNetworks(ctx: Pick<CallContext, 'app'>, rows: Netwo
       .select(['id', 'uuid'])
       .where('id', 'in', [...new Set(rows.map((r) => r.physical_network_id ?? -1))])
       .execute(),
+    db
+      .selectFrom('accounts')
+      .select(['id', 'name'])
+      .where('id', 'in', [...new Set(rows.map((r) => r.account_id ?? -1))])
+      .execute(),
   ]);
+  const accountName = new Map(accounts.map((a) => [a.id, a.name]));
+  const admin = ctx.caller.roleKind === 'admin';
   const offeringById = new Map(offerings.map((o) => [o.id, o]));
   const zoneById = new Map(zones.map((z) => [z.id, z]));
   const domainById = new Map(domains.map((d) => [d.id, d]));
@@ -216,10 +225,12 @@ export async function presentNetworks(ctx: Pick<CallContext, 'app'>, rows: Netwo
       type: n.guest_type,
       acltype: n.acl_type,
       subdomainaccess: n.acl_type === 'Domain' ? true : undefined,
+      account: n.account_id === null ? undefined : accountName.get(n.account_id),
+      vlan: admin && n.vni !== null ? String(n.vni) : undefined,
       domainid: domain?.uuid,
       domain: domain?.name,
       domainpath: domain ? displayPath(domain.path) : undefined,
-      networkdomain: zone.network_domain ?? undefined,
+      networkdomain: n.network_domain ?? zone.network_domain ?? undefined,
       physicalnetworkid: n.physical_network_id === null ? undefined : physicalById.get(n.physical_network_id),
       restartrequired: false,
       specifyipranges: offering.specify_ip_ranges === 1,
@@ -237,6 +248,59 @@ export async function presentNetworks(ctx: Pick<CallContext, 'app'>, rows: Netwo
       hasannotations: false,
       created: formatDate(n.created),
     };
+  });
+}
+
+type NetworkQuery = SelectQueryBuilder<Database, 'networks', object>;
+
+/**
+ * Which networks a list shows. Account networks follow the list's ownership scope (the caller's
+ * own, or with listall/domainid/account those an administrator reaches). Domain-wide networks are
+ * shown to the accounts that may use them (of their domain or below) and to administrators whose
+ * scope covers their domain. `networkfilter` (Account, Domain, AccountDomain, Shared, All) narrows.
+ */
+async function visibleNetworks(
+  ctx: CallContext,
+  q: NetworkQuery,
+  scope: OwnerScope,
+  filter: string | undefined,
+): Promise<NetworkQuery> {
+  const kind = (filter ?? 'all').toLowerCase();
+  if (!['all', 'account', 'domain', 'accountdomain', 'shared'].includes(kind))
+    throw invalidParameter(
+      `Invalid networkfilter ${filter}: use Account, Domain, AccountDomain, Shared or All`,
+    );
+  // The caller's domain and those above it: their domain-wide networks are the caller's to use.
+  const path = ctx.caller.domain.path;
+  const prefixes = [
+    '/',
+    ...path
+      .split('/')
+      .filter(Boolean)
+      .map((_, i, parts) => `/${parts.slice(0, i + 1).join('/')}/`),
+  ];
+  const usable = ctx.app.store.db.selectFrom('domains').select('id').where('path', 'in', prefixes);
+  const accountNetworks = applyScope(
+    ctx.app.store.db.selectFrom('networks').select('networks.id').where('networks.acl_type', '=', 'Account'),
+    scope,
+    { account: 'networks.account_id', domain: 'networks.domain_id' },
+  );
+  const scopedDomainNetworks = applyScope(
+    ctx.app.store.db.selectFrom('networks').select('networks.id').where('networks.acl_type', '=', 'Domain'),
+    scope.kind === 'accounts' ? { kind: 'domain', domainId: -1 } : scope,
+    { account: 'networks.account_id', domain: 'networks.domain_id' },
+  );
+  return q.where((eb) => {
+    const account = eb('networks.id', 'in', accountNetworks);
+    const domain = eb.and([
+      eb('networks.acl_type', '=', 'Domain'),
+      eb.or([eb('networks.domain_id', 'in', usable), eb('networks.id', 'in', scopedDomainNetworks)]),
+    ]);
+    if (kind === 'account') return account;
+    if (kind === 'domain') return domain;
+    if (kind === 'shared')
+      return eb.and([eb('networks.guest_type', '=', 'Shared'), eb.or([account, domain])]);
+    return eb.or([account, domain]);
   });
 }
 
@@ -271,10 +335,12 @@ export const listNetworks = defineCommand({
   },
   async handler(ctx, params) {
     const { app } = ctx;
-    // Validates account/domainid access (431/531) even though the zone-wide shared networks
-    // here are visible to every account.
-    await listScope(ctx, params);
-    let q = app.store.db.selectFrom('networks').where('networks.removed', 'is', null);
+    const scope = await listScope(ctx, params);
+    let q = app.store.db
+      .selectFrom('networks')
+      .where('networks.removed', 'is', null)
+      .where('networks.traffic_type', '=', 'Guest');
+    q = await visibleNetworks(ctx, q, scope, params.networkfilter);
     // Others than administrators deploy only into enabled zones, so they see only those networks.
     if (ctx.caller.roleKind !== 'admin')
       q = q.where(
@@ -308,11 +374,16 @@ export const listNetworks = defineCommand({
         throw invalidParameter(`Unable to find network offering by id ${params.networkofferingid}`);
       q = q.where('networks.network_offering_id', '=', offering.id);
     }
-    if (params.vlan && params.vlan.replace(/^vlan:\/\//, '').toLowerCase() !== 'untagged')
-      q = q.where('networks.id', '=', -1);
+    if (params.vlan) {
+      const vlan = params.vlan.replace(/^(vlan|vxlan):\/\//i, '').toLowerCase();
+      q =
+        vlan === 'untagged'
+          ? q.where('networks.vni', 'is', null).where('networks.guest_type', '!=', 'Isolated')
+          : q.where('networks.vni', '=', Number(vlan) || -1);
+    }
     if (params.keyword) q = q.where('networks.name', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
     q = withTags(q, 'Network', 'networks.id', params.tags);
-    // Only shared guest networks exist: no system, VPC, restart-pending or hidden ones.
+    // No system networks are listed, and no VPC, restart-pending or hidden ones exist yet.
     const none =
       params.issystem === true ||
       params.forvpc === true ||
@@ -320,10 +391,7 @@ export const listNetworks = defineCommand({
       params.associatednetworkid !== undefined ||
       params.restartrequired === true ||
       params.displaynetwork === false ||
-      params.canusefordeploy === false ||
-      params.specifyipranges === false ||
-      (params.networkfilter !== undefined &&
-        !['all', 'domain', 'shared'].includes(params.networkfilter.toLowerCase()));
+      params.canusefordeploy === false;
     if (none) return listResult([], 0);
     const rows = (await q.selectAll('networks').orderBy('networks.id').execute()) as NetworkRow[];
     const offerings = await app.store.db.selectFrom('network_offerings').selectAll().execute();
