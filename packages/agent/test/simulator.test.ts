@@ -1,6 +1,7 @@
 /** The simulator driver: the driver contract, plus migration within a fleet and injected faults. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { GuestNetwork, RouterPublic, RouterRules, RouterSpec } from '@nimbostack/protocol';
 import { DriverError, SIMULATOR_DEFAULTS, SimulatorFleet } from '../src/index.ts';
 import { driverContract } from './driver-contract.ts';
 
@@ -30,6 +31,39 @@ describe('simulator', () => {
     );
     assert.ok(Date.now() - t0 >= 15);
     assert.equal((await h.around('startVm', () => h.startVm(spec))).state, 'PowerOn');
+  });
+
+  test('routers: applyRouterRules records the public side and rules, updateRouter keeps them, an unknown router is refused', async () => {
+    const [h] = new SimulatorFleet().addHosts('r', 1);
+    const network = GuestNetwork.parse({
+      uuid: 'n1',
+      bridge: 'br1',
+      cidr: '10.1.1.0/24',
+      gateway: '10.1.1.1',
+    });
+    const pub = RouterPublic.parse({
+      bridge: 'cloudbr0',
+      mac: '02:00:00:00:00:02',
+      gateway: '203.0.113.1',
+      addresses: [{ ip: '203.0.113.10', prefix: 24 }],
+      sourceNat: '203.0.113.10',
+    });
+    await h.startRouter(
+      RouterSpec.parse({ name: 'r-1-VM', network, ip: '10.1.1.1', mac: '02:00:00:00:00:01' }),
+    );
+    const rules = RouterRules.parse({
+      egressDefaultAllow: false,
+      firewall: [{ publicIp: '203.0.113.10', protocol: 'tcp', startPort: 22, endPort: 22 }],
+    });
+    assert.deepEqual(await h.applyRouterRules({ name: 'r-1-VM', public: pub, rules }), {});
+    await h.updateRouter({ name: 'r-1-VM', add: [], remove: [] });
+    assert.deepEqual(h.routers.get('r-1-VM')?.public, pub);
+    assert.deepEqual(h.routers.get('r-1-VM')?.rules, rules);
+    // Without `public` the public side stays; the rules are replaced whole.
+    await h.applyRouterRules({ name: 'r-1-VM', rules: RouterRules.parse({}) });
+    assert.deepEqual(h.routers.get('r-1-VM')?.public, pub);
+    assert.deepEqual(h.routers.get('r-1-VM')?.rules?.firewall, []);
+    await assert.rejects(h.applyRouterRules({ name: 'r-2-VM', rules }), DriverError);
   });
 
   test('names and addresses of a large fleet are distinct', () => {
