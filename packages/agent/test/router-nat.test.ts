@@ -74,6 +74,9 @@ function plug(ns: string, port: string, bridge: string, cidr: string, via: strin
 const SERVER = `const [name, ...ports] = process.argv.slice(1);
 for (const port of ports)
   require('net').createServer((s) => s.end(name + ' ' + s.remoteAddress.replace('::ffff:', '') + '\\n')).listen(Number(port), '0.0.0.0');`;
+/** An HTTP server answering its name (for HTTP load balancers and their health checks). */
+const HTTP_SERVER = `const [name, port] = process.argv.slice(1);
+require('http').createServer((q, r) => r.end(name + '\\n')).listen(Number(port), '0.0.0.0');`;
 const servers: ChildProcess[] = [];
 function serve(ns: string, name: string, ports: number[]): void {
   const child = spawn(
@@ -179,6 +182,15 @@ describe('isolated network router: public side, NAT, firewall, egress, load bala
     plug(G2, `nrt${tag}x2`, GUEST_BRIDGE, `${g2ip}/24`, network.gateway);
     serve(G1, 'g1', [22, 5000, 8080]);
     serve(G2, 'g2', [4000, 4001, 5000, 8080]);
+    for (const [ns, name] of [
+      [G1, 'g1'],
+      [G2, 'g2'],
+    ])
+      servers.push(
+        spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', HTTP_SERVER, name, '8081'], {
+          stdio: 'ignore',
+        }),
+      );
   });
 
   after(async () => {
@@ -373,6 +385,52 @@ describe('isolated network router: public side, NAT, firewall, egress, load bala
     );
     assert.equal(haproxyPid(), reloaded);
     assert.match(connect(INTERNET, LB_IP, 80), /^g[12] /);
+  });
+
+  test('an HTTP load balancer: cookie stickiness keeps a client on its member, HTTP health checks', async () => {
+    const tcp = {
+      id: 'lb-1',
+      publicIp: LB_IP,
+      publicPort: 80,
+      privatePort: 8080,
+      algorithm: 'roundrobin',
+      members: [{ ip: g1ip }, { ip: g2ip }],
+    };
+    const http = {
+      id: 'lb-http',
+      publicIp: LB_IP,
+      publicPort: 8000,
+      privatePort: 8081,
+      protocol: 'http',
+      algorithm: 'roundrobin',
+      members: [{ ip: g1ip }, { ip: g2ip }],
+      stickiness: { method: 'LbCookie', params: { 'cookie-name': 'NIMBO' } },
+      healthCheck: {
+        pingPath: '/health',
+        intervalSec: 1,
+        timeoutSec: 1,
+        healthyThreshold: 1,
+        unhealthyThreshold: 2,
+      },
+    };
+    await hostNet.applyRouterRules({
+      name: ROUTER,
+      rules: rules({ loadBalancers: [tcp, http], firewall: [allowTcp(LB_IP, 80), allowTcp(LB_IP, 8000)] }),
+    });
+    const jar = join(root, 'cookies');
+    const get = (withJar: boolean) =>
+      sh('ip', [
+        ...['netns', 'exec', INTERNET, 'curl', '-s', '-m', '3'],
+        ...(withJar ? ['-c', jar, '-b', jar] : []),
+        `http://${LB_IP}:8000/`,
+      ]).trim();
+    const plain = new Set<string>();
+    for (let i = 0; i < 4; i++) plain.add(get(false));
+    assert.deepEqual([...plain].sort(), ['g1', 'g2']);
+    const sticky = new Set<string>();
+    for (let i = 0; i < 4; i++) sticky.add(get(true));
+    assert.equal(sticky.size, 1, [...sticky].join(', '));
+    assert.match(readFileSync(jar, 'utf8'), /NIMBO\tm[01]/);
   });
 
   test('updateRouter keeps the public side and rules; a restarted agent restarts a dead HAProxy', async () => {
