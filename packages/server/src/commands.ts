@@ -11,6 +11,7 @@ import { roleCommands } from './iam/roles.ts';
 import { userCommands } from './iam/users.ts';
 import { hostCommands } from './infra/hosts.ts';
 import { infraCommands } from './infra/index.ts';
+import { networkServiceProviderCommands } from './infra/network-service-providers.ts';
 import { jobCommands } from './jobs/commands.ts';
 import { networkCommands } from './network/index.ts';
 import { offeringCommands } from './offerings/index.ts';
@@ -34,6 +35,7 @@ export const allCommands = [
   ...settingCommands,
   ...tagCommands,
   ...infraCommands,
+  ...networkServiceProviderCommands,
   ...offeringCommands,
   ...hostCommands,
   ...simulatorCommands,

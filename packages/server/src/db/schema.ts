@@ -922,12 +922,15 @@ export interface NetworkServiceProviderTable {
   created: number;
 }
 
-/** The virtual router element of a VirtualRouter or VpcVirtualRouter provider (upstream's virtual_router_providers). */
+/**
+ * The element behind a VirtualRouter, VpcVirtualRouter or InternalLbVm provider (upstream's
+ * virtual_router_providers): configured (enabled) before its provider can be enabled.
+ */
 export interface VirtualRouterElementTable {
   id: Generated<number>;
   uuid: string;
   nsp_id: number;
-  /** VirtualRouter or VpcVirtualRouter. */
+  /** VirtualRouter, VpcVirtualRouter or InternalLbVm. */
   type: string;
   enabled: Flag;
 }

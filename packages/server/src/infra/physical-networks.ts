@@ -3,7 +3,7 @@
  * wiring that hosts map to bridges through their network labels.
  */
 import type { App, CallContext } from '../context.ts';
-import { insertId } from '../db/connection.ts';
+import { insertId, type Tx } from '../db/connection.ts';
 import type { PhysicalNetworkRow, TrafficTypeRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
 import { escapeLike, findDomainByUuid } from '../iam/access.ts';
@@ -11,6 +11,7 @@ import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { findZone, likeOp, namesOf, normalizeTags } from './common.ts';
+import { createDefaultProviders, deleteProviders } from './network-service-providers.ts';
 
 const ISOLATION_METHODS = ['VLAN', 'VXLAN', 'GRE', 'L3'] as const;
 const TRAFFIC_TYPES = ['Guest', 'Management', 'Public', 'Storage'] as const;
@@ -22,9 +23,12 @@ function pick<T extends string>(values: readonly T[], value: string, what: strin
   return found;
 }
 
-/** "100-199,300-310" or single ids, each within the 802.1Q (or VXLAN) id space. */
+/**
+ * "100-199,300-310" or single ids, each within the 802.1Q (or VXLAN) id space. With VXLAN these
+ * are the VNIs isolated networks take (networks.vni) when they are implemented.
+ */
 function vlanRanges(text: string, isolation: string): string {
-  const max = isolation === 'VXLAN' ? 16777215 : 4094;
+  const max = isolation === 'VXLAN' ? 16777214 : 4094;
   const parts = text
     .split(',')
     .map((s) => s.trim())
@@ -42,6 +46,49 @@ function vlanRanges(text: string, isolation: string): string {
   for (let i = 1; i < sorted.length; i++)
     if (sorted[i][0] <= sorted[i - 1][1]) throw invalidParameter(`The vlan ranges in ${text} overlap`);
   return ranges.map(([s, e]) => `${s}-${e}`).join(',');
+}
+
+function parsedRanges(text: string | null): [number, number][] {
+  return (text ?? '')
+    .split(',')
+    .filter(Boolean)
+    .map((r) => r.split('-').map(Number) as [number, number]);
+}
+
+/** Two physical networks of a zone never share a guest id: a network's VNI names one segment. */
+async function checkZoneOverlap(tx: Tx, zoneId: number, vlan: string, except?: number): Promise<void> {
+  let q = tx
+    .selectFrom('physical_networks')
+    .select(['name', 'vlan'])
+    .where('zone_id', '=', zoneId)
+    .where('removed', 'is', null)
+    .where('vlan', 'is not', null);
+  if (except !== undefined) q = q.where('id', '!=', except);
+  const mine = parsedRanges(vlan);
+  for (const other of await q.execute())
+    for (const [s, e] of parsedRanges(other.vlan))
+      for (const [ms, me] of mine)
+        if (ms <= e && s <= me)
+          throw invalidParameter(
+            `The vlan range ${ms}-${me} overlaps the range ${s}-${e} of physical network ${other.name} in the same zone`,
+          );
+}
+
+/** A new range must still hold every id a live network of this physical network uses. */
+async function checkHeldVnis(tx: Tx, physicalNetworkId: number, vlan: string | null): Promise<void> {
+  const ranges = parsedRanges(vlan);
+  const held = await tx
+    .selectFrom('networks')
+    .select(['name', 'vni'])
+    .where('physical_network_id', '=', physicalNetworkId)
+    .where('removed', 'is', null)
+    .where('vni', 'is not', null)
+    .execute();
+  for (const n of held) {
+    const vni = Number(n.vni);
+    if (!ranges.some(([s, e]) => vni >= s && vni <= e))
+      throw resourceInUse(`The vlan range can't shrink: VNI ${vni} is in use by network ${n.name}`);
+  }
 }
 
 async function presentPhysicalNetworks(ctx: CallContext, rows: PhysicalNetworkRow[]): Promise<object[]> {
@@ -135,7 +182,8 @@ export const createPhysicalNetwork = defineCommand({
         throw invalidParameter(
           `A Basic zone has one physical network, and ${zone.name} has ${existing[0].name}`,
         );
-      await insertId(app.store, tx, 'physical_networks', {
+      if (vlan) await checkZoneOverlap(tx, zone.id, vlan);
+      const id = await insertId(app.store, tx, 'physical_networks', {
         uuid,
         name,
         zone_id: zone.id,
@@ -148,6 +196,7 @@ export const createPhysicalNetwork = defineCommand({
         tags: normalizeTags(params.tags),
         created: app.clock.now(),
       });
+      await createDefaultProviders(ctx, tx, id);
     });
     return { type: 'PhysicalNetwork', id: uuid };
   },
@@ -188,7 +237,12 @@ export const updatePhysicalNetwork = defineCommand({
   async target(ctx, params) {
     const net = await findPhysicalNetwork(ctx, params.id);
     if (params.state) pick(STATES, params.state, 'state');
-    if (params.vlan) vlanRanges(params.vlan, net.isolation_methods);
+    // Refused before a job is queued; the job checks again in its transaction.
+    if (params.vlan !== undefined) {
+      const vlan = params.vlan ? vlanRanges(params.vlan, net.isolation_methods) : null;
+      if (vlan) await checkZoneOverlap(ctx.app.store.db, net.zone_id, vlan, net.id);
+      await checkHeldVnis(ctx.app.store.db, net.id, vlan);
+    }
     return { type: 'PhysicalNetwork', id: net.uuid };
   },
   async handler(ctx, params) {
@@ -201,6 +255,10 @@ export const updatePhysicalNetwork = defineCommand({
     if (params.networkspeed !== undefined) changes.network_speed = params.networkspeed || null;
     if (params.tags !== undefined) changes.tags = normalizeTags(params.tags);
     await app.store.db.transaction().execute(async (tx) => {
+      if (changes.vlan !== undefined) {
+        if (changes.vlan) await checkZoneOverlap(tx, net.zone_id, changes.vlan, net.id);
+        await checkHeldVnis(tx, net.id, changes.vlan);
+      }
       if (Object.keys(changes).length > 0)
         await tx.updateTable('physical_networks').set(changes).where('id', '=', net.id).execute();
     });
@@ -245,6 +303,7 @@ export const deletePhysicalNetwork = defineCommand({
         .deleteFrom('physical_network_traffic_types')
         .where('physical_network_id', '=', net.id)
         .execute();
+      await deleteProviders(tx, net.id);
       await tx
         .updateTable('physical_networks')
         .set({ removed: app.clock.now() })

@@ -1,12 +1,17 @@
 /**
- * Guest IP ranges (createVlanIpRange, listVlanIpRanges, deleteVlanIpRange). In a Basic zone each
- * pod has its own untagged guest subnet; guests get addresses from the ranges of their pod.
+ * IP ranges (createVlanIpRange, listVlanIpRanges, deleteVlanIpRange, dedicatePublicIpRange,
+ * releasePublicIpRange). Guest ranges: in a Basic zone each pod has its own untagged guest subnet;
+ * guests get addresses from the ranges of their pod. Public ranges of Advanced zones
+ * (forvirtualnetwork=true) are in public-ranges.ts.
  */
 import type { App, CallContext, Caller } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { NetworkRow, PodRow, VlanIpRangeRow, ZoneRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
+import { findDomainByUuid } from '../iam/access.ts';
+import { resolveAccount } from '../iam/accounts.ts';
+import { displayPath } from '../iam/domains.ts';
 import {
   findPod,
   findZone,
@@ -22,6 +27,12 @@ import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { findNetwork, isForeignKeyViolation } from './common.ts';
 import { ensureBasicNetwork, networkSubnet } from './networks.ts';
+import {
+  createPublicIpRange,
+  dedicatePublicIpRange as dedicateRange,
+  deletePublicIpRange,
+  releasePublicIpRange as releaseRange,
+} from './public-ranges.ts';
 
 export interface GuestIpRangeInput {
   zoneId: number;
@@ -199,7 +210,7 @@ export async function presentVlanIpRanges(
   const db = ctx.app.store.db;
   const ids = <K extends keyof VlanIpRangeRow>(k: K) =>
     [...new Set(rows.map((r) => r[k]).filter((v) => v !== null))] as number[];
-  const [zones, pods, networks, physicals] = await Promise.all([
+  const [zones, pods, networks, physicals, accounts, domains] = await Promise.all([
     db.selectFrom('zones').select(['id', 'uuid']).where('id', 'in', ids('zone_id')).execute(),
     ids('pod_id').length
       ? db.selectFrom('pods').select(['id', 'uuid', 'name']).where('id', 'in', ids('pod_id')).execute()
@@ -218,7 +229,19 @@ export async function presentVlanIpRanges(
           .where('id', 'in', ids('physical_network_id'))
           .execute()
       : [],
+    ids('account_id').length
+      ? db.selectFrom('accounts').select(['id', 'name']).where('id', 'in', ids('account_id')).execute()
+      : [],
+    ids('domain_id').length
+      ? db
+          .selectFrom('domains')
+          .select(['id', 'uuid', 'name', 'path'])
+          .where('id', 'in', ids('domain_id'))
+          .execute()
+      : [],
   ]);
+  const accountById = new Map(accounts.map((a) => [a.id, a.name]));
+  const domainById = new Map(domains.map((d) => [d.id, d]));
   const uuidOf = (list: { id: number; uuid: string }[]) => new Map(list.map((x) => [x.id, x.uuid]));
   const zoneUuid = uuidOf(zones);
   const networkUuid = uuidOf(networks);
@@ -226,6 +249,8 @@ export async function presentVlanIpRanges(
   const podById = new Map(pods.map((x) => [x.id, x]));
   return rows.map((r) => {
     const pod = r.pod_id === null ? undefined : podById.get(r.pod_id);
+    // Dedicated public ranges show their account (and its domain) or their domain.
+    const domain = r.domain_id === null ? undefined : domainById.get(r.domain_id);
     const { first } = subnetBounds(r.gateway, r.netmask);
     return {
       id: r.uuid,
@@ -242,6 +267,10 @@ export async function presentVlanIpRanges(
       physicalnetworkid: r.physical_network_id === null ? undefined : physicalUuid.get(r.physical_network_id),
       podid: pod?.uuid,
       podname: pod?.name,
+      account: r.account_id === null ? undefined : accountById.get(r.account_id),
+      domainid: domain?.uuid,
+      domain: domain?.name,
+      domainpath: domain ? displayPath(domain.path) : undefined,
       forsystemvms: false,
     };
   });
@@ -272,10 +301,35 @@ export const createVlanIpRange = defineCommand({
   },
   async handler(ctx, params) {
     const { app } = ctx;
-    if (params.forvirtualnetwork)
-      throw invalidParameter(
-        'Only guest ranges (forvirtualnetwork=false) are supported: this zone type has no public ranges here',
-      );
+    if (params.startipv6 || params.endipv6 || params.ip6gateway || params.ip6cidr)
+      throw invalidParameter('IPv6 ranges are not supported');
+    if (params.forsystemvms) throw invalidParameter('There are no system VMs: forsystemvms is not supported');
+    // Upstream's default is a public range; a range for a pod or a network is a guest range.
+    const zoneForPublic =
+      params.zoneid && !params.podid && !params.networkid ? await findZone(ctx, params.zoneid) : undefined;
+    const isPublic =
+      params.forvirtualnetwork ?? (zoneForPublic !== undefined && zoneForPublic.network_type === 'Advanced');
+    if (isPublic) {
+      if (params.podid) throw invalidParameter('A public IP range is zone-wide: podid is not supported');
+      if (params.networkid)
+        throw invalidParameter(
+          'A public IP range belongs to the zone: networkid is not supported with forvirtualnetwork=true',
+        );
+      if (!params.zoneid) throw invalidParameter('A public IP range needs a zoneid');
+      const zone = zoneForPublic ?? (await findZone(ctx, params.zoneid));
+      const row = await createPublicIpRange(ctx, zone, {
+        gateway: params.gateway,
+        netmask: params.netmask,
+        startIp: params.startip,
+        endIp: params.endip,
+        vlan: params.vlan,
+        account: params.account,
+        domainId: params.domainid,
+        projectId: params.projectid,
+        physicalNetworkUuid: params.physicalnetworkid,
+      });
+      return (await presentVlanIpRanges(ctx, [row]))[0];
+    }
     if (params.startipv6 || params.endipv6 || params.ip6gateway || params.ip6cidr)
       throw invalidParameter('IPv6 guest ranges are not supported');
     if (params.forsystemvms) throw invalidParameter('There are no system VMs: forsystemvms is not supported');
@@ -372,14 +426,20 @@ export const listVlanIpRanges = defineCommand({
       q = q.where('physical_network_id', '=', physical.id);
     }
     if (params.vlan) q = q.where('vlan', '=', params.vlan.replace(/^vlan:\/\//i, '').toLowerCase());
+    // Dedicated public ranges: to the account, or to the domain.
+    if (params.account) {
+      const { account } = await resolveAccount(ctx, { account: params.account, domainid: params.domainid });
+      q = q.where('account_id', '=', account.id);
+    } else if (params.domainid)
+      q = q.where('domain_id', '=', (await findDomainByUuid(ctx, params.domainid)).id);
     if (params.forvirtualnetwork !== undefined)
       q = q.where('for_virtual_network', '=', params.forvirtualnetwork ? 1 : 0);
     if (params.keyword)
       q = q.where((eb) =>
         eb.or([eb('start_ip', '=', params.keyword as string), eb('end_ip', '=', params.keyword as string)]),
       );
-    // No range is dedicated to an account, domain or project.
-    if (params.account || params.domainid || params.projectid) return listResult([], 0);
+    // No range is dedicated to a project (projects are not supported).
+    if (params.projectid) return listResult([], 0);
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
     return listResult(await presentVlanIpRanges(ctx, rows), Number(count));
@@ -397,6 +457,10 @@ export const deleteVlanIpRange = defineCommand({
       .where('uuid', '=', params.id)
       .executeTakeFirst();
     if (!range) throw invalidParameter(`Unable to find IP range by id ${params.id}`);
+    if (range.for_virtual_network === 1) {
+      await deletePublicIpRange(ctx, range);
+      return success();
+    }
     const inUse = () =>
       resourceInUse(
         `The IP range ${range.start_ip}-${range.end_ip} can't be deleted: some of its addresses are allocated to virtual machines`,
@@ -426,4 +490,32 @@ export const deleteVlanIpRange = defineCommand({
   },
 });
 
-export const ipRangeCommands = [createVlanIpRange, listVlanIpRanges, deleteVlanIpRange];
+export const dedicatePublicIpRange = defineCommand({
+  name: 'dedicatePublicIpRange',
+  params: {
+    id: p.uuid({ required: true }),
+    account: p.string(),
+    domainid: p.uuid({ required: true }),
+    projectid: p.uuid(),
+  },
+  async handler(ctx, params) {
+    return (await presentVlanIpRanges(ctx, [await dedicateRange(ctx, params)]))[0];
+  },
+});
+
+export const releasePublicIpRange = defineCommand({
+  name: 'releasePublicIpRange',
+  params: { id: p.uuid({ required: true }) },
+  async handler(ctx, params) {
+    await releaseRange(ctx, params.id);
+    return success();
+  },
+});
+
+export const ipRangeCommands = [
+  createVlanIpRange,
+  listVlanIpRanges,
+  deleteVlanIpRange,
+  dedicatePublicIpRange,
+  releasePublicIpRange,
+];

@@ -18,8 +18,8 @@ import { entityTable, type MigrationContext } from './helpers.ts';
  *   sort key, system-only); the VPC defaults and the System-Public-Network offering are seeded,
  *   and DefaultIsolatedNetworkOffering gets upstream's specifyvlan=true.
  * - `network_service_providers` (upstream's physical_network_service_providers) and
- *   `virtual_router_elements` (virtual_router_providers): the providers of every physical
- *   network, made with it; existing physical networks get theirs here.
+ *   `virtual_router_elements` (virtual_router_providers; internal LB elements too): the providers
+ *   of every physical network, made with it; existing physical networks get theirs here.
  */
 export async function up(m: MigrationContext): Promise<void> {
   const { db } = m;
@@ -217,7 +217,7 @@ async function serviceProviders(m: MigrationContext): Promise<void> {
       'Dhcp,Dns,UserData,Gateway,NetworkACL,Lb,SourceNat,StaticNat,PortForwarding,Vpn',
       true,
     ],
-    ['InternalLbVm', 'Lb', false],
+    ['InternalLbVm', 'Lb', true],
   ];
   const networks = await db
     .selectFrom('physical_networks')
