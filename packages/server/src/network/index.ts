@@ -13,7 +13,7 @@ import { guestNetworkCommands } from './guest-network-commands.ts';
 import { hostRemoved, hostsDown, settleTeardowns } from './host-network.ts';
 import { ipRangeCommands } from './ip-ranges.ts';
 import { ipServiceCommands } from './ip-services.ts';
-import { deleteNetwork } from './network-deletion.ts';
+import { deleteAccountNetworks, deleteNetwork } from './network-deletion.ts';
 import { networkOfferingCommands } from './network-offerings.ts';
 import { networkReadCommands } from './networks.ts';
 import { nicCommands } from './nics.ts';
@@ -89,6 +89,8 @@ onZoneDelete(async (app, zone) => {
 
 // Membership rows go with the groups, so this holds whether or not compute's hook ran first.
 onAccountDelete(deleteAccountSecurityGroups);
+// After compute's stage 0 has expunged the account's VMs, its networks and addresses go.
+onAccountDelete(deleteAccountNetworks);
 
 registerTaggable('SecurityGroup', async (ctx, uuid) => {
   const g = await ctx.app.store.db

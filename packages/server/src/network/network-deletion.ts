@@ -5,7 +5,7 @@
  */
 import { type CallContext, isRootAdmin } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
-import type { NetworkRow } from '../db/schema.ts';
+import type { AccountRow, NetworkRow } from '../db/schema.ts';
 import { internalError, invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { ResourceKind, reserve } from '../iam/limits.ts';
@@ -111,6 +111,30 @@ async function releaseNetworkResources(ctx: CallContext, tx: Tx, network: Networ
     .where('id', '=', network.account_id)
     .executeTakeFirst();
   if (account) await reserve(ctx, tx, account, ResourceKind.Network, -1);
+}
+
+/**
+ * A deleted account's networks go with it (its VMs were expunged first), forced so a host that is
+ * away does not keep them; then the public addresses it held outside any network.
+ */
+export async function deleteAccountNetworks(ctx: CallContext, account: AccountRow): Promise<void> {
+  const { app } = ctx;
+  const networks = await app.store.db
+    .selectFrom('networks')
+    .select('uuid')
+    .where('account_id', '=', account.id)
+    .where('removed', 'is', null)
+    .execute();
+  for (const n of networks) await deleteNetworkOf(ctx, n.uuid, true);
+  const ips = await app.store.db
+    .selectFrom('public_ips')
+    .selectAll()
+    .where('account_id', '=', account.id)
+    .execute();
+  if (ips.length)
+    await app.store.db.transaction().execute(async (tx) => {
+      for (const ip of ips) await releasePublicIp(app, tx, ip);
+    });
 }
 
 /** The network to delete, if the caller may: its owner, or an administrator above it. */
