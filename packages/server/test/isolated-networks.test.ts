@@ -313,7 +313,8 @@ describe('isolated networks', () => {
     assert.equal(onHost.spec.public?.sourceNat, sourceNat);
     assert.equal(onHost.spec.public?.gateway, '203.0.113.1');
     assert.deepEqual(onHost.spec.public?.addresses, [{ ip: sourceNat, prefix: 24 }]);
-    assert.equal(onHost.spec.rules?.egressDefaultAllow, true);
+    // Upstream's default isolated offerings deny egress unless an egress rule allows it.
+    assert.equal(onHost.spec.rules?.egressDefaultAllow, false);
   });
 
   test('a second VM on another host joins the same VXLAN', async () => {
