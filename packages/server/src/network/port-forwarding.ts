@@ -1,0 +1,451 @@
+/**
+ * Port forwarding: traffic to a port range of a public address goes to the same-sized range of a
+ * VM's guest address in the address's network. With `openfirewall` (the default) a firewall rule
+ * admitting the public ports from `cidrlist` is made with it (its `related_id` names the
+ * forwarding rule, and it goes when the forwarding rule goes). Conflicts are refused as upstream:
+ * overlapping public ports of another forwarding or load-balancing rule of the same protocol on
+ * the address (537), an address with static NAT (537).
+ */
+import type { CallContext } from '../context.ts';
+import type { Tx } from '../db/connection.ts';
+import type { IpRuleRow, NetworkRow, PublicIpRow } from '../db/schema.ts';
+import { ApiError, CsErrorCode, ErrorCode, invalidParameter, permissionDenied } from '../errors.ts';
+import { logEvent } from '../events/events.ts';
+import { defineCommand, listResult, success } from '../registry/command.ts';
+import { listParams, p, scopeParams } from '../registry/params.ts';
+import { registerTaggable, tagsOf } from '../tags/tags.ts';
+import { findNetwork } from './common.ts';
+import { ANY_CIDR, checkFirewallConflict } from './firewall-rules.ts';
+import {
+  applyCreated,
+  applyOrUndo,
+  cidrText,
+  customRuleId,
+  findOwnedIp,
+  findOwnedRule,
+  insertRule,
+  LIVE_RULE_STATES,
+  listRules,
+  lockIp,
+  networkInfo,
+  networkOfIp,
+  portRange,
+  portsText,
+  rangesOverlap,
+  requireService,
+  revokeRules,
+  ruleRefs,
+  vmNicIn,
+} from './ip-rules.ts';
+import { findVisibleVm } from './nics.ts';
+
+const conflict = (text: string) =>
+  new ApiError(ErrorCode.NETWORK_RULE_CONFLICT, CsErrorCode.CLOUD_RUNTIME, text);
+
+const GONE_VM_STATES = ['Destroyed', 'Expunging', 'Expunged', 'Error'];
+
+/** A VM that may receive forwarded traffic of the address: the same owner, not destroyed. */
+export async function targetVm(ctx: CallContext, uuid: string, ip: PublicIpRow) {
+  const vm = await findVisibleVm(ctx, uuid);
+  if (vm.account_id !== ip.account_id)
+    throw permissionDenied(`Virtual machine ${uuid} and IP address ${ip.ip4} belong to different accounts`);
+  const row = await ctx.app.store.db
+    .selectFrom('vms')
+    .select('state')
+    .where('id', '=', vm.id)
+    .executeTakeFirstOrThrow();
+  if (GONE_VM_STATES.includes(row.state))
+    throw invalidParameter(`Virtual machine ${uuid} is ${row.state}: it cannot receive forwarded traffic`);
+  return vm;
+}
+
+/**
+ * Refuses a forwarding range that overlaps, on the same protocol, the public ports of a live port
+ * forwarding or load-balancing rule of the address; and any forwarding on a static-NAT address.
+ */
+export async function checkForwardConflict(
+  tx: Tx,
+  ipId: number,
+  protocol: string,
+  range: [number, number],
+  except?: number,
+): Promise<void> {
+  const ip = await tx
+    .selectFrom('public_ips')
+    .select(['ip4', 'static_nat_vm_id'])
+    .where('id', '=', ipId)
+    .executeTakeFirstOrThrow();
+  if (ip.static_nat_vm_id !== null)
+    throw conflict(
+      `There is 1 to 1 NAT (static NAT) enabled on IP address ${ip.ip4}: it forwards every port`,
+    );
+  const rules = await tx
+    .selectFrom('ip_rules')
+    .selectAll()
+    .where('ip_id', '=', ipId)
+    .where('purpose', 'in', ['PortForwarding', 'LoadBalancing'])
+    .where('state', 'in', LIVE_RULE_STATES)
+    .execute();
+  for (const r of rules) {
+    if (r.id === except || r.protocol !== protocol) continue;
+    if (rangesOverlap(range, [r.start_port ?? 1, r.end_port ?? r.start_port ?? 65535]))
+      throw conflict(
+        `The range specified, ${range[0]}-${range[1]}, conflicts with rule ${r.uuid} which has ${portsText(r)}`,
+      );
+  }
+}
+
+/** Port forwarding (and IP forwarding) rules as CloudStack shows them; ports are strings upstream. */
+export async function presentForwardingRules(
+  ctx: CallContext,
+  rules: IpRuleRow[],
+  tagType = 'PortForwardingRule',
+): Promise<object[]> {
+  const [refs, tags] = await Promise.all([
+    ruleRefs(ctx, rules),
+    tagsOf(
+      ctx,
+      tagType,
+      rules.map((r) => r.id),
+    ),
+  ]);
+  const text = (n: number | null) => (n === null ? undefined : String(n));
+  return rules.map((r) => {
+    const ip = r.ip_id === null ? undefined : refs.ip.get(r.ip_id);
+    const vm = r.vm_id === null ? undefined : refs.vm.get(r.vm_id);
+    return {
+      id: r.uuid,
+      privateport: text(r.private_start_port ?? r.start_port),
+      privateendport: text(r.private_end_port ?? r.end_port),
+      protocol: r.protocol,
+      publicport: text(r.start_port),
+      publicendport: text(r.end_port),
+      virtualmachineid: vm?.uuid,
+      virtualmachinename: vm?.name,
+      virtualmachinedisplayname: vm?.display_name,
+      ipaddressid: ip?.uuid,
+      ipaddress: ip?.ip4,
+      state: r.state,
+      cidrlist: r.source_cidrs ?? '',
+      tags: tags.get(r.id) ?? [],
+      vmguestip: r.vm_ip ?? undefined,
+      networkid: refs.network.get(r.network_id)?.uuid,
+      fordisplay: r.for_display === 1,
+    };
+  });
+}
+
+const RULE_DEFAULTS = {
+  dest_cidrs: null,
+  icmp_type: null,
+  icmp_code: null,
+  related_id: null,
+  name: null,
+  description: null,
+  algorithm: null,
+};
+
+/**
+ * Inserts the firewall rule opening a forwarding rule's public ports (openfirewall), checked for
+ * duplicates like any firewall rule. Only where the network has a firewall.
+ */
+export async function openFirewallFor(
+  ctx: CallContext,
+  tx: Tx,
+  rule: {
+    id: number;
+    ip: PublicIpRow;
+    network: NetworkRow;
+    protocol: string;
+    range: [number, number];
+    cidrs: string | null;
+  },
+): Promise<void> {
+  if (!(await networkInfo(ctx.app, rule.network)).services.has('Firewall')) return;
+  const spec = {
+    protocol: rule.protocol,
+    start_port: rule.range[0],
+    end_port: rule.range[1],
+    icmp_type: null,
+    icmp_code: null,
+  };
+  const source = rule.cidrs ?? ANY_CIDR;
+  await checkFirewallConflict(tx, { ipId: rule.ip.id }, spec, { source, dest: null });
+  await insertRule(ctx, tx, {
+    ...RULE_DEFAULTS,
+    ...spec,
+    purpose: 'Firewall',
+    traffic_type: 'Ingress',
+    ip_id: rule.ip.id,
+    network_id: rule.network.id,
+    account_id: rule.ip.account_id as number,
+    domain_id: rule.ip.domain_id as number,
+    source_cidrs: source,
+    state: 'Add',
+    related_id: rule.id,
+    vm_id: null,
+    vm_ip: null,
+    private_start_port: null,
+    private_end_port: null,
+    for_display: 1,
+  });
+}
+
+function protocolOf(text: string): 'tcp' | 'udp' {
+  const protocol = text.trim().toLowerCase();
+  if (protocol !== 'tcp' && protocol !== 'udp')
+    throw invalidParameter(`Invalid protocol ${text} for a port forwarding rule: use tcp or udp`);
+  return protocol;
+}
+
+function sameLength(pub: [number, number], priv: [number, number]): void {
+  if (pub[1] - pub[0] !== priv[1] - priv[0])
+    throw invalidParameter(
+      `Private port range ${priv[0]}-${priv[1]} and public port range ${pub[0]}-${pub[1]} must be of the same size`,
+    );
+}
+
+export const createPortForwardingRule = defineCommand({
+  name: 'createPortForwardingRule',
+  params: {
+    ipaddressid: p.uuid({ required: true }),
+    protocol: p.string({ required: true }),
+    publicport: p.integer({ required: true }),
+    publicendport: p.integer(),
+    privateport: p.integer({ required: true }),
+    privateendport: p.integer(),
+    virtualmachineid: p.uuid({ required: true }),
+    vmguestip: p.string(),
+    openfirewall: p.boolean(),
+    cidrlist: p.list(),
+    networkid: p.uuid(),
+    fordisplay: p.boolean(),
+  },
+  event: {
+    type: 'NET.RULEADD',
+    description: (params) => `creating port forwarding rule on IP ${params.ipaddressid}`,
+  },
+  async create(ctx, params) {
+    const ip = await findOwnedIp(ctx, params.ipaddressid);
+    const network = await networkOfIp(ctx, ip);
+    if (params.networkid && (await findNetwork(ctx, params.networkid)).id !== network.id)
+      throw invalidParameter(`IP address ${ip.ip4} is not associated with network ${params.networkid}`);
+    await requireService(ctx.app, network, 'PortForwarding');
+    const protocol = protocolOf(params.protocol);
+    const pub = portRange(params.publicport, params.publicendport, 'public');
+    const priv = portRange(params.privateport, params.privateendport, 'private');
+    sameLength(pub, priv);
+    const vm = await targetVm(ctx, params.virtualmachineid, ip);
+    const vmIp = await vmNicIn(ctx.app, vm, network, params.vmguestip);
+    const cidrs = cidrText(params.cidrlist);
+    const uuid = await ctx.app.store.db.transaction().execute(async (tx) => {
+      await lockIp(tx, ip.id);
+      await checkForwardConflict(tx, ip.id, protocol, pub);
+      const rule = await insertRule(ctx, tx, {
+        ...RULE_DEFAULTS,
+        purpose: 'PortForwarding',
+        traffic_type: 'Ingress',
+        ip_id: ip.id,
+        network_id: network.id,
+        account_id: ip.account_id as number,
+        domain_id: ip.domain_id as number,
+        protocol,
+        start_port: pub[0],
+        end_port: pub[1],
+        source_cidrs: cidrs,
+        state: 'Add',
+        vm_id: vm.id,
+        vm_ip: vmIp,
+        private_start_port: priv[0],
+        private_end_port: priv[1],
+        for_display: params.fordisplay === false ? 0 : 1,
+      });
+      if (params.openfirewall !== false)
+        await openFirewallFor(ctx, tx, { id: rule.id, ip, network, protocol, range: pub, cidrs });
+      await logEvent(ctx, tx, {
+        type: 'NET.RULEADD',
+        description: `created port forwarding rule ${protocol} ${ip.ip4}:${pub[0]}-${pub[1]} -> ${vmIp}:${priv[0]}-${priv[1]}`,
+        resourceType: 'PortForwardingRule',
+        resourceId: rule.uuid,
+      });
+      return rule.uuid;
+    });
+    return { type: 'PortForwardingRule', id: uuid };
+  },
+  async handler(ctx, _params, created) {
+    const rule = await applyCreated(ctx, created!.id, 'port forwarding rule');
+    return (await presentForwardingRules(ctx, [rule]))[0] as object;
+  },
+});
+
+export const updatePortForwardingRule = defineCommand({
+  name: 'updatePortForwardingRule',
+  params: {
+    id: p.uuid({ required: true }),
+    privateport: p.integer(),
+    privateendport: p.integer(),
+    virtualmachineid: p.uuid(),
+    vmguestip: p.string(),
+    cidrlist: p.list(),
+    fordisplay: p.boolean(),
+    customid: p.string(),
+  },
+  event: { type: 'NET.RULEMODIFY', description: (params) => `updating port forwarding rule ${params.id}` },
+  async target(ctx, params) {
+    const rule = await findOwnedRule(ctx, params.id, 'PortForwarding', 'port forwarding rule');
+    await customRuleId(ctx, rule.id, params.customid);
+    return { type: 'PortForwardingRule', id: rule.uuid };
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const db = app.store.db;
+    const rule = await findOwnedRule(ctx, params.id, 'PortForwarding', 'port forwarding rule');
+    const custom = await customRuleId(ctx, rule.id, params.customid);
+    const ip = await db
+      .selectFrom('public_ips')
+      .selectAll()
+      .where('id', '=', rule.ip_id as number)
+      .executeTakeFirstOrThrow();
+    const network = await networkOfIp(ctx, ip);
+    const pub: [number, number] = [rule.start_port as number, rule.end_port as number];
+    let priv: [number, number] = [rule.private_start_port as number, rule.private_end_port as number];
+    if (params.privateport !== undefined) {
+      priv = portRange(
+        params.privateport,
+        params.privateendport ?? params.privateport + (pub[1] - pub[0]),
+        'private',
+      );
+      sameLength(pub, priv);
+    } else if (params.privateendport !== undefined)
+      throw invalidParameter('privateendport needs privateport');
+    let vmId = rule.vm_id as number;
+    let vmIp = rule.vm_ip as string;
+    if (params.virtualmachineid || params.vmguestip) {
+      const vm = params.virtualmachineid
+        ? await targetVm(ctx, params.virtualmachineid, ip)
+        : await db.selectFrom('vms').select(['id', 'uuid']).where('id', '=', vmId).executeTakeFirstOrThrow();
+      vmId = vm.id;
+      vmIp = await vmNicIn(app, vm, network, params.vmguestip);
+    }
+    const cidrs = params.cidrlist !== undefined ? cidrText(params.cidrlist) : rule.source_cidrs;
+    const changed = {
+      private_start_port: priv[0],
+      private_end_port: priv[1],
+      vm_id: vmId,
+      vm_ip: vmIp,
+      source_cidrs: cidrs,
+      ...(params.fordisplay !== undefined ? { for_display: (params.fordisplay ? 1 : 0) as 0 | 1 } : {}),
+    };
+    const before = {
+      private_start_port: rule.private_start_port,
+      private_end_port: rule.private_end_port,
+      vm_id: rule.vm_id,
+      vm_ip: rule.vm_ip,
+      source_cidrs: rule.source_cidrs,
+    };
+    await db.transaction().execute(async (tx) => {
+      await tx.updateTable('ip_rules').set(changed).where('id', '=', rule.id).execute();
+      // The firewall rule opened for it follows its sources.
+      if (params.cidrlist !== undefined)
+        await tx
+          .updateTable('ip_rules')
+          .set({ source_cidrs: cidrs ?? ANY_CIDR })
+          .where('related_id', '=', rule.id)
+          .execute();
+      await logEvent(ctx, tx, {
+        type: 'NET.RULEMODIFY',
+        description: `updated port forwarding rule ${rule.uuid}`,
+        resourceType: 'PortForwardingRule',
+        resourceId: custom ?? rule.uuid,
+      });
+    });
+    await applyOrUndo(app, rule.network_id, `update port forwarding rule ${rule.uuid}`, async () => {
+      await db.transaction().execute(async (tx) => {
+        await tx.updateTable('ip_rules').set(before).where('id', '=', rule.id).execute();
+        if (params.cidrlist !== undefined)
+          await tx
+            .updateTable('ip_rules')
+            .set({ source_cidrs: rule.source_cidrs ?? ANY_CIDR })
+            .where('related_id', '=', rule.id)
+            .execute();
+      });
+    });
+    if (custom) await db.updateTable('ip_rules').set({ uuid: custom }).where('id', '=', rule.id).execute();
+    const now = await db.selectFrom('ip_rules').selectAll().where('id', '=', rule.id).execute();
+    return (await presentForwardingRules(ctx, now))[0] as object;
+  },
+});
+
+/** Deletes a forwarding rule with the firewall rule opened for it, through the router. */
+export async function deleteForwardingRule(
+  ctx: CallContext,
+  rule: IpRuleRow,
+  eventType: string,
+  noun: string,
+) {
+  const db = ctx.app.store.db;
+  const related = await db.selectFrom('ip_rules').selectAll().where('related_id', '=', rule.id).execute();
+  await revokeRules(ctx.app, rule.network_id, [rule, ...related], `delete ${noun} ${rule.uuid}`);
+  await db.transaction().execute((tx) =>
+    logEvent(ctx, tx, {
+      type: eventType,
+      description: `deleted ${noun} ${rule.uuid} (${rule.protocol} ${portsText(rule)})`,
+      resourceType: noun === 'port forwarding rule' ? 'PortForwardingRule' : 'FirewallRule',
+      resourceId: rule.uuid,
+    }),
+  );
+}
+
+export const deletePortForwardingRule = defineCommand({
+  name: 'deletePortForwardingRule',
+  params: { id: p.uuid({ required: true }), accountid: p.uuid() },
+  event: { type: 'NET.RULEDELETE', description: (params) => `deleting port forwarding rule ${params.id}` },
+  async target(ctx, params) {
+    const rule = await findOwnedRule(ctx, params.id, 'PortForwarding', 'port forwarding rule');
+    return { type: 'PortForwardingRule', id: rule.uuid };
+  },
+  async handler(ctx, params) {
+    const rule = await findOwnedRule(ctx, params.id, 'PortForwarding', 'port forwarding rule');
+    await deleteForwardingRule(ctx, rule, 'NET.RULEDELETE', 'port forwarding rule');
+    return success();
+  },
+});
+
+export const listPortForwardingRules = defineCommand({
+  name: 'listPortForwardingRules',
+  params: {
+    ...listParams,
+    ...scopeParams,
+    projectid: p.uuid(),
+    id: p.uuid(),
+    ipaddressid: p.uuid(),
+    networkid: p.uuid(),
+    fordisplay: p.boolean(),
+    tags: p.map(),
+  },
+  async handler(ctx, params) {
+    const { rows, count } = await listRules(ctx, params, {
+      purpose: 'PortForwarding',
+      tagType: 'PortForwardingRule',
+      noun: 'port forwarding rule',
+    });
+    return listResult(await presentForwardingRules(ctx, rows), count);
+  },
+});
+
+registerTaggable('PortForwardingRule', async (ctx, uuid) => {
+  const rule = await ctx.app.store.db
+    .selectFrom('ip_rules')
+    .select(['id', 'account_id', 'domain_id'])
+    .where('uuid', '=', uuid)
+    .where('purpose', '=', 'PortForwarding')
+    .executeTakeFirst();
+  return rule ? { id: rule.id, accountId: rule.account_id, domainId: rule.domain_id } : undefined;
+});
+
+export const portForwardingCommands = [
+  createPortForwardingRule,
+  updatePortForwardingRule,
+  deletePortForwardingRule,
+  listPortForwardingRules,
+];

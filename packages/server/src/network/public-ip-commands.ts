@@ -1,0 +1,541 @@
+/**
+ * The public IP address commands: associateIpAddress, disassociateIpAddress, updateIpAddress and
+ * listPublicIpAddresses. Allocation itself is public-ips.ts; these add who may ask, which network
+ * the address goes to, and the router: an address is committed first, then the network's router
+ * is told, and an address the router could not take is given back.
+ */
+import { formatDate } from '../clock.ts';
+import type { CallContext } from '../context.ts';
+import type { NetworkRow, PublicIpRow } from '../db/schema.ts';
+import { invalidParameter, permissionDenied } from '../errors.ts';
+import { logEvent } from '../events/events.ts';
+import { applyScope, escapeLike, listScope } from '../iam/access.ts';
+import { resolveAccount } from '../iam/accounts.ts';
+import { displayPath } from '../iam/domains.ts';
+import { findZone, likeOp } from '../infra/common.ts';
+import { defineCommand, listResult, success } from '../registry/command.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
+import { listParams, p, scopeParams } from '../registry/params.ts';
+import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
+import { applyOrUndo, checkNetworkAccess, checkReferences, findOwnedIp, networkInfo } from './ip-rules.ts';
+import { acquirePublicIp, HELD_STATES, releasePublicIp } from './public-ips.ts';
+
+/** Services an address can be associated with a network for. */
+const IP_SERVICES = ['SourceNat', 'StaticNat', 'PortForwarding', 'Lb'];
+
+/** Public addresses as CloudStack shows them, with one batched look-up per related table. */
+export async function presentPublicIps(ctx: CallContext, ips: PublicIpRow[]): Promise<object[]> {
+  if (ips.length === 0) return [];
+  const db = ctx.app.store.db;
+  const ids = (xs: (number | null)[]) => [...new Set(xs.filter((x): x is number => x !== null))];
+  const none = Promise.resolve([]);
+  const rangeIds = ids(ips.map((i) => i.range_id));
+  const [ranges, zones, accounts, domains, vms, tags] = await Promise.all([
+    db
+      .selectFrom('vlan_ip_ranges')
+      .select(['id', 'uuid', 'vlan', 'network_id', 'physical_network_id', 'for_virtual_network'])
+      .where('id', 'in', rangeIds)
+      .execute(),
+    db
+      .selectFrom('zones')
+      .select(['id', 'uuid', 'name'])
+      .where('id', 'in', ids(ips.map((i) => i.zone_id)))
+      .execute(),
+    ids(ips.map((i) => i.account_id)).length
+      ? db
+          .selectFrom('accounts')
+          .select(['id', 'name'])
+          .where('id', 'in', ids(ips.map((i) => i.account_id)))
+          .execute()
+      : none,
+    ids(ips.map((i) => i.domain_id)).length
+      ? db
+          .selectFrom('domains')
+          .select(['id', 'uuid', 'name', 'path'])
+          .where('id', 'in', ids(ips.map((i) => i.domain_id)))
+          .execute()
+      : none,
+    ids(ips.map((i) => i.static_nat_vm_id)).length
+      ? db
+          .selectFrom('vms')
+          .select(['id', 'uuid', 'name', 'display_name'])
+          .where('id', 'in', ids(ips.map((i) => i.static_nat_vm_id)))
+          .execute()
+      : none,
+    tagsOf(
+      ctx,
+      'PublicIpAddress',
+      ips.map((i) => i.id),
+    ),
+  ]);
+  const networkIds = ids([...ips.map((i) => i.network_id), ...ranges.map((r) => r.network_id)]);
+  const physicalIds = ids(ranges.map((r) => r.physical_network_id));
+  const [networks, physicals, ruled] = await Promise.all([
+    networkIds.length
+      ? db.selectFrom('networks').select(['id', 'uuid', 'name']).where('id', 'in', networkIds).execute()
+      : none,
+    physicalIds.length
+      ? db.selectFrom('physical_networks').select(['id', 'uuid']).where('id', 'in', physicalIds).execute()
+      : none,
+    db
+      .selectFrom('ip_rules')
+      .select('ip_id')
+      .distinct()
+      .where(
+        'ip_id',
+        'in',
+        ips.map((i) => i.id),
+      )
+      .execute(),
+  ]);
+  const by = <T extends { id: number }>(rows: T[]) => new Map(rows.map((r) => [r.id, r]));
+  const [rangeOf, zoneOf, accountOf, domainOf, vmOf, networkOf, physicalOf] = [
+    by(ranges),
+    by(zones),
+    by(accounts as { id: number; name: string }[]),
+    by(domains as { id: number; uuid: string; name: string; path: string }[]),
+    by(vms as { id: number; uuid: string; name: string; display_name: string }[]),
+    by(networks as { id: number; uuid: string; name: string }[]),
+    by(physicals as { id: number; uuid: string }[]),
+  ];
+  const withRules = new Set(ruled.map((r) => r.ip_id));
+  return ips.map((ip) => {
+    const range = rangeOf.get(ip.range_id);
+    const zone = zoneOf.get(ip.zone_id);
+    const domain = ip.domain_id === null ? undefined : domainOf.get(ip.domain_id);
+    const vm = ip.static_nat_vm_id === null ? undefined : vmOf.get(ip.static_nat_vm_id);
+    const associated = ip.network_id === null ? undefined : networkOf.get(ip.network_id);
+    const publicNetwork = range ? networkOf.get(range.network_id) : undefined;
+    const physical = range?.physical_network_id ? physicalOf.get(range.physical_network_id) : undefined;
+    return {
+      id: ip.uuid,
+      ipaddress: ip.ip4,
+      allocated: formatDate(ip.allocated),
+      zoneid: zone?.uuid,
+      zonename: zone?.name,
+      issourcenat: ip.source_nat === 1,
+      account: ip.account_id === null ? undefined : accountOf.get(ip.account_id)?.name,
+      domainid: domain?.uuid,
+      domain: domain?.name,
+      domainpath: domain ? displayPath(domain.path) : undefined,
+      forvirtualnetwork: range ? range.for_virtual_network === 1 : true,
+      vlanid: range?.uuid,
+      vlanname: range ? `vlan://${range.vlan}` : undefined,
+      isstaticnat: ip.static_nat_vm_id !== null,
+      issystem: false,
+      ...(vm
+        ? {
+            virtualmachineid: vm.uuid,
+            virtualmachinename: vm.name,
+            virtualmachinedisplayname: vm.display_name,
+            virtualmachinetype: 'User',
+            vmipaddress: ip.static_nat_vm_ip ?? undefined,
+          }
+        : {}),
+      associatednetworkid: associated?.uuid,
+      associatednetworkname: associated?.name,
+      networkid: publicNetwork?.uuid,
+      state: ip.state,
+      physicalnetworkid: physical?.uuid,
+      tags: tags.get(ip.id) ?? [],
+      isportable: false,
+      fordisplay: ip.for_display === 1,
+      hasannotations: false,
+      hasrules: withRules.has(ip.id),
+      forsystemvms: false,
+    };
+  });
+}
+
+/** The network an associateIpAddress goes to: the one named, or the owner's only isolated one in the zone. */
+async function targetNetwork(
+  ctx: CallContext,
+  owner: { id: number; name: string },
+  params: { networkid?: string; zoneid?: string },
+): Promise<NetworkRow> {
+  const db = ctx.app.store.db;
+  if (params.networkid) {
+    const network = await db
+      .selectFrom('networks')
+      .selectAll()
+      .where('uuid', '=', params.networkid)
+      .where('removed', 'is', null)
+      .executeTakeFirst();
+    if (!network) throw invalidParameter(`Unable to find network by id ${params.networkid}`);
+    await checkNetworkAccess(ctx, network);
+    if (params.zoneid) {
+      const zone = await findZone(ctx, params.zoneid);
+      if (zone.id !== network.zone_id)
+        throw invalidParameter(`Network ${network.name} is not in zone ${zone.name}`);
+    }
+    return network;
+  }
+  if (!params.zoneid) throw invalidParameter('Either networkid or zoneid must be specified');
+  const zone = await findZone(ctx, params.zoneid);
+  const networks = await db
+    .selectFrom('networks')
+    .selectAll()
+    .where('zone_id', '=', zone.id)
+    .where('account_id', '=', owner.id)
+    .where('guest_type', '=', 'Isolated')
+    .where('removed', 'is', null)
+    .execute();
+  if (networks.length === 0)
+    throw invalidParameter(`Account ${owner.name} doesn't have isolated networks in zone ${zone.name}`);
+  if (networks.length > 1)
+    throw invalidParameter(
+      `Account ${owner.name} has more than one isolated network in zone ${zone.name}: specify networkid`,
+    );
+  return networks[0] as NetworkRow;
+}
+
+export const associateIpAddress = defineCommand({
+  name: 'associateIpAddress',
+  params: {
+    networkid: p.uuid(),
+    zoneid: p.uuid(),
+    ipaddress: p.string(),
+    isportable: p.boolean(),
+    fordisplay: p.boolean(),
+    account: p.string(),
+    domainid: p.uuid(),
+    projectid: p.uuid(),
+    vpcid: p.uuid(),
+    regionid: p.integer(),
+  },
+  event: {
+    type: 'NET.IPASSIGN',
+    description: (params) =>
+      `associating IP to network ID: ${params.networkid ?? `(default network of zone ${params.zoneid})`}`,
+  },
+  // As upstream, the address is taken synchronously (its id comes back with the job id); the job
+  // then has the router carry it.
+  async create(ctx, params) {
+    const { app } = ctx;
+    if (params.isportable) throw invalidParameter('Portable public IP addresses are not supported');
+    if (params.projectid) throw invalidParameter('Projects are not supported');
+    if (params.vpcid) throw invalidParameter(`Unable to find VPC by id ${params.vpcid}`);
+    if (params.fordisplay !== undefined && ctx.caller.roleKind !== 'admin')
+      throw permissionDenied('Only root administrators may set fordisplay on a public IP address');
+    if (params.domainid && !params.account)
+      throw invalidParameter('domainid must be given together with account');
+    const owner = params.account ? (await resolveAccount(ctx, params)).account : ctx.caller.account;
+    const network = await targetNetwork(ctx, owner, params);
+    const info = await networkInfo(app, network);
+    if (info.zoneType !== 'Advanced' || network.guest_type !== 'Isolated')
+      throw invalidParameter(
+        `IP addresses can be associated only with isolated networks of Advanced zones, not with network ${network.name}`,
+      );
+    if (!IP_SERVICES.some((s) => info.services.has(s)))
+      throw invalidParameter(
+        `Network ${network.name} supports none of the services an IP address is for: ${IP_SERVICES.join(', ')}`,
+      );
+    if (network.account_id !== owner.id)
+      throw invalidParameter(`Network ${network.name} does not belong to account ${owner.name}`);
+    const ip = await app.store.db.transaction().execute(async (tx) => {
+      // As upstream, the first address of a network without a source NAT address becomes it.
+      const sourceNat =
+        info.services.has('SourceNat') &&
+        !(await tx
+          .selectFrom('public_ips')
+          .select('id')
+          .where('network_id', '=', network.id)
+          .where('source_nat', '=', 1)
+          .where('state', 'in', HELD_STATES)
+          .executeTakeFirst());
+      return acquirePublicIp(app, tx, {
+        zoneId: network.zone_id,
+        accountId: owner.id,
+        domainId: owner.domain_id,
+        networkId: network.id,
+        sourceNat,
+        ...(params.ipaddress !== undefined ? { ipAddress: params.ipaddress.trim() } : {}),
+        ...(params.fordisplay !== undefined ? { forDisplay: params.fordisplay } : {}),
+        eventOwner: { userId: ctx.caller.user.id, accountId: owner.id, domainId: owner.domain_id },
+      });
+    });
+    return { type: 'IpAddress', id: ip.uuid };
+  },
+  async handler(ctx, _params, created) {
+    const { app } = ctx;
+    const ip = await app.store.db
+      .selectFrom('public_ips')
+      .selectAll()
+      .where('uuid', '=', created!.id)
+      .executeTakeFirstOrThrow();
+    if (ip.network_id !== null)
+      await applyOrUndo(app, ip.network_id, `associate IP address ${ip.ip4}`, () =>
+        app.store.db.transaction().execute((tx) => releasePublicIp(app, tx, ip)),
+      );
+    const now = await app.store.db.selectFrom('public_ips').selectAll().where('id', '=', ip.id).execute();
+    return (await presentPublicIps(ctx, now))[0] as object;
+  },
+});
+
+/** The address named by id or ipaddress (one of them), allocated and the caller's to act on. */
+async function ipOfParams(
+  ctx: CallContext,
+  params: { id?: string; ipaddress?: string },
+): Promise<PublicIpRow> {
+  if (params.id && params.ipaddress) throw invalidParameter('Specify either id or ipaddress, not both');
+  if (params.id) return findOwnedIp(ctx, params.id);
+  if (!params.ipaddress) throw invalidParameter('Either id or ipaddress must be specified');
+  const rows = await ctx.app.store.db
+    .selectFrom('public_ips')
+    .select('uuid')
+    .where('ip4', '=', params.ipaddress.trim())
+    .where('state', 'in', HELD_STATES)
+    .execute();
+  if (rows.length !== 1) throw invalidParameter(`Unable to find IP address ${params.ipaddress}`);
+  return findOwnedIp(ctx, (rows[0] as { uuid: string }).uuid);
+}
+
+async function checkReleasable(ctx: CallContext, ip: PublicIpRow): Promise<void> {
+  if (ip.source_nat !== 1 || ip.network_id === null) return;
+  const network = await ctx.app.store.db
+    .selectFrom('networks')
+    .select(['name', 'removed', 'implemented'])
+    .where('id', '=', ip.network_id)
+    .executeTakeFirst();
+  if (network && network.removed === null && network.implemented !== null)
+    throw invalidParameter(
+      `Can't release source nat IP address ${ip.ip4}: it is the source NAT address of network ${network.name}, released with the network`,
+    );
+}
+
+export const disassociateIpAddress = defineCommand({
+  name: 'disassociateIpAddress',
+  params: { id: p.uuid(), ipaddress: p.string(), accountid: p.uuid() },
+  event: {
+    type: 'NET.IPRELEASE',
+    description: (params) => `disassociating IP address ${params.id ?? params.ipaddress}`,
+  },
+  async target(ctx, params) {
+    const ip = await ipOfParams(ctx, params);
+    await checkReleasable(ctx, ip);
+    return { type: 'IpAddress', id: ip.uuid };
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const ip = await ipOfParams(ctx, params);
+    await checkReleasable(ctx, ip);
+    // Releasing: the router is told to drop the address (and its rules and static NAT) before the
+    // records let go of it; if it cannot, the address stays Allocated as the router still has it.
+    await app.store.db
+      .updateTable('public_ips')
+      .set({ state: 'Releasing' })
+      .where('id', '=', ip.id)
+      .where('state', 'in', HELD_STATES)
+      .execute();
+    if (ip.network_id !== null)
+      await applyOrUndo(app, ip.network_id, `release IP address ${ip.ip4}`, async () => {
+        await app.store.db
+          .updateTable('public_ips')
+          .set({ state: ip.state })
+          .where('id', '=', ip.id)
+          .where('state', '=', 'Releasing')
+          .execute();
+      });
+    await app.store.db.transaction().execute(async (tx) => {
+      await releasePublicIp(app, tx, ip, {
+        userId: ctx.caller.user.id,
+        accountId: ip.account_id ?? ctx.caller.account.id,
+        domainId: ip.domain_id ?? ctx.caller.domain.id,
+      });
+    });
+    return success();
+  },
+});
+
+export const updateIpAddress = defineCommand({
+  name: 'updateIpAddress',
+  params: {
+    id: p.uuid({ required: true }),
+    fordisplay: p.boolean(),
+    customid: p.string(),
+    accountid: p.uuid(),
+  },
+  event: { type: 'NET.IPUPDATE', description: (params) => `updating IP address ${params.id}` },
+  async target(ctx, params) {
+    const ip = await findOwnedIp(ctx, params.id);
+    if (params.customid !== undefined && ctx.caller.roleKind !== 'admin')
+      throw permissionDenied('Only root administrators may set a custom id');
+    return { type: 'IpAddress', id: ip.uuid };
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const ip = await findOwnedIp(ctx, params.id);
+    const customid = params.customid?.trim();
+    if (customid !== undefined) {
+      if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(customid))
+        throw invalidParameter(`Invalid customid ${customid}: it must be a UUID`);
+      const taken = await app.store.db
+        .selectFrom('public_ips')
+        .select('id')
+        .where('uuid', '=', customid.toLowerCase())
+        .executeTakeFirst();
+      if (taken && taken.id !== ip.id) throw invalidParameter(`The customid ${customid} is already in use`);
+    }
+    await app.store.db.transaction().execute(async (tx) => {
+      await tx
+        .updateTable('public_ips')
+        .set({
+          ...(params.fordisplay !== undefined ? { for_display: params.fordisplay ? 1 : 0 } : {}),
+          ...(customid !== undefined ? { uuid: customid.toLowerCase() } : {}),
+        })
+        .where('id', '=', ip.id)
+        .execute();
+      await logEvent(ctx, tx, {
+        type: 'NET.IPUPDATE',
+        description: `updated IP address ${ip.ip4}`,
+        resourceType: 'IpAddress',
+        resourceId: customid?.toLowerCase() ?? ip.uuid,
+      });
+    });
+    const now = await app.store.db.selectFrom('public_ips').selectAll().where('id', '=', ip.id).execute();
+    return (await presentPublicIps(ctx, now))[0] as object;
+  },
+});
+
+export const listPublicIpAddresses = defineCommand({
+  name: 'listPublicIpAddresses',
+  params: {
+    ...listParams,
+    ...scopeParams,
+    projectid: p.uuid(),
+    id: p.uuid(),
+    ipaddress: p.string(),
+    zoneid: p.uuid(),
+    vlanid: p.uuid(),
+    networkid: p.uuid(),
+    associatednetworkid: p.uuid(),
+    physicalnetworkid: p.uuid(),
+    vpcid: p.uuid(),
+    allocatedonly: p.boolean(),
+    forvirtualnetwork: p.boolean(),
+    forloadbalancing: p.boolean(),
+    forprovider: p.boolean(),
+    forsystemvms: p.boolean(),
+    issourcenat: p.boolean(),
+    isstaticnat: p.boolean(),
+    fordisplay: p.boolean(),
+    state: p.string(),
+    retrieveonlyresourcecount: p.boolean(),
+    tags: p.map(),
+  },
+  async handler(ctx, params) {
+    const { app, caller } = ctx;
+    const db = app.store.db;
+    const scope = await listScope(ctx, params);
+    // Ids that name nothing are 431, as upstream's id translation; an id that exists is a filter.
+    const ref = { ...params, id: undefined, ipaddressid: undefined };
+    await checkReferences(ctx, ref);
+    if (params.id) {
+      const exists = await db
+        .selectFrom('public_ips')
+        .select('id')
+        .where('uuid', '=', params.id)
+        .executeTakeFirst();
+      if (!exists) throw invalidParameter(`Unable to find public IP address by id ${params.id}`);
+    }
+    // No projects, VPCs or system-VM ranges here.
+    if (params.projectid || params.vpcid || params.forsystemvms) return listResult([], 0);
+    const allocatedOnly = params.allocatedonly ?? true;
+    let q = db
+      .selectFrom('public_ips')
+      .innerJoin('vlan_ip_ranges', 'vlan_ip_ranges.id', 'public_ips.range_id');
+    if (allocatedOnly) {
+      q = applyScope(q.where('public_ips.state', 'in', [...HELD_STATES, 'Releasing']), scope, {
+        account: 'public_ips.account_id',
+        domain: 'public_ips.domain_id',
+      });
+    } else {
+      // Free addresses too: all of them for root admins, those of ranges the caller may take
+      // addresses from for everyone else; allocated ones within the caller's scope.
+      const scopedIds = applyScope(
+        db
+          .selectFrom('public_ips')
+          .select('public_ips.id')
+          .where('public_ips.state', 'in', [...HELD_STATES, 'Releasing']),
+        scope,
+        { account: 'public_ips.account_id', domain: 'public_ips.domain_id' },
+      );
+      q = q.where((eb) =>
+        eb.or([
+          eb('public_ips.id', 'in', scopedIds),
+          caller.roleKind === 'admin'
+            ? eb('public_ips.state', '=', 'Free')
+            : eb.and([
+                eb('public_ips.state', '=', 'Free'),
+                eb.or([
+                  eb('vlan_ip_ranges.account_id', 'is', null),
+                  eb('vlan_ip_ranges.account_id', '=', caller.account.id),
+                ]),
+                eb.or([
+                  eb('vlan_ip_ranges.domain_id', 'is', null),
+                  eb('vlan_ip_ranges.domain_id', '=', caller.domain.id),
+                ]),
+              ]),
+        ]),
+      );
+    }
+    if (params.id) q = q.where('public_ips.uuid', '=', params.id);
+    if (params.ipaddress) q = q.where('public_ips.ip4', '=', params.ipaddress.trim());
+    if (params.keyword) q = q.where('public_ips.ip4', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    if (params.zoneid) q = q.where('public_ips.zone_id', '=', (await findZone(ctx, params.zoneid)).id);
+    if (params.state) q = q.where('public_ips.state', '=', params.state);
+    if (params.issourcenat !== undefined)
+      q = q.where('public_ips.source_nat', '=', params.issourcenat ? 1 : 0);
+    if (params.isstaticnat !== undefined)
+      q = q.where('public_ips.static_nat_vm_id', params.isstaticnat ? 'is not' : 'is', null);
+    if (params.fordisplay !== undefined)
+      q = q.where('public_ips.for_display', '=', params.fordisplay ? 1 : 0);
+    if (params.forvirtualnetwork !== undefined)
+      q = q.where('vlan_ip_ranges.for_virtual_network', '=', params.forvirtualnetwork ? 1 : 0);
+    if (params.vlanid) q = q.where('vlan_ip_ranges.uuid', '=', params.vlanid);
+    if (params.physicalnetworkid)
+      q = q.where(
+        'vlan_ip_ranges.physical_network_id',
+        'in',
+        db.selectFrom('physical_networks').select('id').where('uuid', '=', params.physicalnetworkid),
+      );
+    if (params.networkid)
+      q = q.where(
+        'vlan_ip_ranges.network_id',
+        'in',
+        db.selectFrom('networks').select('id').where('uuid', '=', params.networkid),
+      );
+    if (params.associatednetworkid)
+      q = q.where(
+        'public_ips.network_id',
+        'in',
+        db.selectFrom('networks').select('id').where('uuid', '=', params.associatednetworkid),
+      );
+    q = withTags(q, 'PublicIpAddress', 'public_ips.id', params.tags);
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    if (params.retrieveonlyresourcecount) return listResult([], Number(count));
+    const rows = await paginate(
+      q.selectAll('public_ips').orderBy('public_ips.ip_num').orderBy('public_ips.id'),
+      pageOf(app, params),
+    ).execute();
+    return listResult(await presentPublicIps(ctx, rows), Number(count));
+  },
+});
+
+registerTaggable('PublicIpAddress', async (ctx, uuid) => {
+  const ip = await ctx.app.store.db
+    .selectFrom('public_ips')
+    .select(['id', 'account_id', 'domain_id'])
+    .where('uuid', '=', uuid)
+    .where('account_id', 'is not', null)
+    .executeTakeFirst();
+  if (!ip || ip.account_id === null || ip.domain_id === null) return undefined;
+  return { id: ip.id, accountId: ip.account_id, domainId: ip.domain_id };
+});
+
+export const publicIpCommands = [
+  associateIpAddress,
+  disassociateIpAddress,
+  updateIpAddress,
+  listPublicIpAddresses,
+];
