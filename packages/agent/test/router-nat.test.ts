@@ -78,6 +78,7 @@ for (const port of ports)
 const HTTP_SERVER = `const [name, port] = process.argv.slice(1);
 require('http').createServer((q, r) => r.end(name + '\\n')).listen(Number(port), '0.0.0.0');`;
 const servers: ChildProcess[] = [];
+const httpServers = new Map<string, ChildProcess>();
 function serve(ns: string, name: string, ports: number[]): void {
   const child = spawn(
     'ip',
@@ -185,12 +186,13 @@ describe('isolated network router: public side, NAT, firewall, egress, load bala
     for (const [ns, name] of [
       [G1, 'g1'],
       [G2, 'g2'],
-    ])
-      servers.push(
-        spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', HTTP_SERVER, name, '8081'], {
-          stdio: 'ignore',
-        }),
-      );
+    ]) {
+      const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', HTTP_SERVER, name, '8081'], {
+        stdio: 'ignore',
+      });
+      servers.push(child);
+      httpServers.set(name, child);
+    }
   });
 
   after(async () => {
@@ -418,12 +420,19 @@ describe('isolated network router: public side, NAT, firewall, egress, load bala
       rules: rules({ loadBalancers: [tcp, http], firewall: [allowTcp(LB_IP, 80), allowTcp(LB_IP, 8000)] }),
     });
     const jar = join(root, 'cookies');
-    const get = (withJar: boolean) =>
-      sh('ip', [
-        ...['netns', 'exec', INTERNET, 'curl', '-s', '-m', '3'],
-        ...(withJar ? ['-c', jar, '-b', jar] : []),
-        `http://${LB_IP}:8000/`,
-      ]).trim();
+    // A request HAProxy is still retrying on a dead member may time out: it answers "failed".
+    const get = (withJar: boolean) => {
+      const r = spawnSync(
+        'ip',
+        [
+          ...['netns', 'exec', INTERNET, 'curl', '-s', '-m', '3'],
+          ...(withJar ? ['-c', jar, '-b', jar] : []),
+          `http://${LB_IP}:8000/`,
+        ],
+        { encoding: 'utf8' },
+      );
+      return r.status === 0 ? r.stdout.trim() : `failed (${r.status})`;
+    };
     const plain = new Set<string>();
     for (let i = 0; i < 4; i++) plain.add(get(false));
     assert.deepEqual([...plain].sort(), ['g1', 'g2']);
@@ -431,6 +440,16 @@ describe('isolated network router: public side, NAT, firewall, egress, load bala
     for (let i = 0; i < 4; i++) sticky.add(get(true));
     assert.equal(sticky.size, 1, [...sticky].join(', '));
     assert.match(readFileSync(jar, 'utf8'), /NIMBO\tm[01]/);
+    // A member failing its health check (fall 2 at 1 s intervals) gets no more requests.
+    httpServers.get('g2')?.kill('SIGKILL');
+    const deadline = Date.now() + 15_000;
+    let answers: string[] = [];
+    while (Date.now() < deadline) {
+      answers = [get(false), get(false), get(false), get(false)];
+      if (answers.every((a) => a === 'g1')) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.deepEqual(answers, ['g1', 'g1', 'g1', 'g1']);
   });
 
   test('updateRouter keeps the public side and rules; a restarted agent restarts a dead HAProxy', async () => {
