@@ -17,12 +17,8 @@ import { deleteAccountNetworks, deleteNetwork } from './network-deletion.ts';
 import { networkOfferingCommands } from './network-offerings.ts';
 import { networkReadCommands } from './networks.ts';
 import { nicCommands } from './nics.ts';
-import {
-  routerCommands,
-  routersOfDownHosts,
-  routersOfHostInMaintenance,
-  routersOfRemovedHost,
-} from './routers.ts';
+import { routerCommands } from './router-commands.ts';
+import { routersOfDownHosts, routersOfHostInMaintenance, routersOfRemovedHost } from './routers.ts';
 import { deleteAccountSecurityGroups, securityGroupCommands } from './security-groups.ts';
 
 export {

@@ -8,24 +8,12 @@
  * and the MAC allocator, like a VM's NIC, so no VM ever gets them.
  */
 import type { RouterVmEntry } from '@nimbostack/protocol';
-import { formatDate } from '../clock.ts';
-import type { App, CallContext } from '../context.ts';
+import type { App } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { NetworkRow, RouterRow } from '../db/schema.ts';
-import {
-  ApiError,
-  CsErrorCode,
-  ErrorCode,
-  invalidParameter,
-  resourceInUse,
-  resourceUnavailable,
-} from '../errors.ts';
+import { ApiError, CsErrorCode, ErrorCode, resourceInUse, resourceUnavailable } from '../errors.ts';
 import { recordEvent } from '../events/events.ts';
 import { API_VERSION } from '../http/serialize.ts';
-import { likeOp } from '../infra/common.ts';
-import { defineCommand, type JobTarget, listResult } from '../registry/command.ts';
-import { pageOf, paginate } from '../registry/paging.ts';
-import { listParams, p } from '../registry/params.ts';
 import { randomBits, systemOwner } from './common.ts';
 import { implementNetwork } from './guest-networks.ts';
 import { carryNetwork, guestNetwork } from './host-network.ts';
@@ -35,7 +23,7 @@ import { routerPublicSide, routerRulesFor } from './router-rules.ts';
 /** The version routers report (upstream: the system VM template's); ours are built from the server. */
 export const ROUTER_VERSION = API_VERSION.split('.').slice(0, 3).join('.');
 
-const ROUTER_STATES = ['Starting', 'Running', 'Stopping', 'Stopped', 'Destroyed'];
+export const ROUTER_STATES = ['Starting', 'Running', 'Stopping', 'Stopped', 'Destroyed'];
 
 /** Router operations on one network run one at a time in this server (VM starts race to create it). */
 const locks = new WeakMap<App, Map<number, Promise<unknown>>>();
@@ -56,7 +44,7 @@ export async function withNetworkLock<T>(app: App, networkId: number, run: () =>
   }
 }
 
-async function routerEvent(
+export async function routerEvent(
   app: App,
   router: Pick<RouterRow, 'uuid' | 'name'>,
   type: string,
@@ -281,7 +269,12 @@ async function sendRouterSpec(
 }
 
 /** Boots a Stopped router on `hostId` with every VM entry of its network. */
-async function bootRouter(app: App, router: RouterRow, hostId: number, why: string): Promise<RouterRow> {
+export async function bootRouter(
+  app: App,
+  router: RouterRow,
+  hostId: number,
+  why: string,
+): Promise<RouterRow> {
   const network = await networkOf(app, router.network_id);
   const pod = await app.store.db
     .selectFrom('hosts')
@@ -443,7 +436,7 @@ export async function applyNetworkRules(
 ): Promise<{ applied: boolean; loadBalancerMs?: number }> {
   return withNetworkLock(app, networkId, async () => {
     const router = await liveRouter(app, networkId);
-    if (!router || router.state !== 'Running' || router.host_id === null) return { applied: false };
+    if (router?.state !== 'Running' || router.host_id === null) return { applied: false };
     if (!app.agents.isConnected(router.host_id))
       throw resourceUnavailable(
         `The network's router ${router.name} cannot be reached: its host is not connected`,
@@ -534,190 +527,11 @@ export function routersOfHostInMaintenance(app: App, host: { id: number; name: s
   });
 }
 
-// ---------------------------------------------------------------------------------------------
-// API
-
-async function findRouter(ctx: CallContext, uuid: string): Promise<RouterRow> {
-  const r = await ctx.app.store.db
-    .selectFrom('routers')
-    .selectAll()
-    .where('uuid', '=', uuid)
-    .where('removed', 'is', null)
-    .executeTakeFirst();
-  if (!r) throw invalidParameter(`Unable to find router by id ${uuid}`);
-  return r;
-}
-
-async function presentRouters(ctx: CallContext, routers: RouterRow[]): Promise<object[]> {
-  if (routers.length === 0) return [];
-  const db = ctx.app.store.db;
-  const ids = <K extends 'network_id' | 'zone_id' | 'pod_id' | 'host_id' | 'nic_id'>(k: K) => [
-    ...new Set(routers.map((r) => r[k]).filter((v): v is number => v !== null)),
-  ];
-  const [networks, zones, pods, hosts, nics] = await Promise.all([
-    db.selectFrom('networks').selectAll().where('id', 'in', ids('network_id')).execute(),
-    db
-      .selectFrom('zones')
-      .select(['id', 'uuid', 'name', 'dns1', 'dns2', 'network_domain'])
-      .where('id', 'in', ids('zone_id'))
-      .execute(),
-    ids('pod_id').length
-      ? db.selectFrom('pods').select(['id', 'uuid', 'name']).where('id', 'in', ids('pod_id')).execute()
-      : [],
-    ids('host_id').length
-      ? db
-          .selectFrom('hosts')
-          .select(['id', 'uuid', 'name', 'state'])
-          .where('id', 'in', ids('host_id'))
-          .execute()
-      : [],
-    ids('nic_id').length ? db.selectFrom('nics').selectAll().where('id', 'in', ids('nic_id')).execute() : [],
-  ]);
-  const root = await db
-    .selectFrom('domains')
-    .select(['uuid', 'name', 'path'])
-    .where('parent_id', 'is', null)
-    .executeTakeFirst();
-  return routers.map((r) => {
-    const network = networks.find((n) => n.id === r.network_id);
-    const zone = zones.find((z) => z.id === r.zone_id);
-    const pod = pods.find((x) => x.id === r.pod_id);
-    const host = hosts.find((h) => h.id === r.host_id);
-    const nic = nics.find((n) => n.id === r.nic_id);
-    return {
-      id: r.uuid,
-      name: r.name,
-      role: 'VIRTUAL_ROUTER',
-      state: r.state,
-      account: 'system',
-      domainid: root?.uuid,
-      domain: root?.name,
-      domainpath: root ? '/' : undefined,
-      zoneid: zone?.uuid,
-      zonename: zone?.name,
-      podid: pod?.uuid,
-      podname: pod?.name,
-      hostid: host?.uuid,
-      hostname: host?.name,
-      hostcontrolstate: host?.state,
-      hypervisor: r.hypervisor ?? undefined,
-      dns1: zone?.dns1 ?? undefined,
-      dns2: zone?.dns2 ?? undefined,
-      networkdomain: zone?.network_domain ?? 'cloud.internal',
-      gateway: network?.gateway ?? undefined,
-      guestipaddress: r.guest_ip,
-      guestmacaddress: r.guest_mac,
-      guestnetmask: network?.netmask ?? undefined,
-      guestnetworkid: network?.uuid,
-      guestnetworkname: network?.name,
-      created: formatDate(r.created),
-      version: r.version,
-      softwareversion: r.version,
-      requiresupgrade: r.version !== ROUTER_VERSION,
-      isredundantrouter: false,
-      redundantstate: 'UNKNOWN',
-      healthchecksfailed: false,
-      hasannotations: false,
-      nic: nic
-        ? [
-            {
-              id: nic.uuid,
-              networkid: network?.uuid,
-              networkname: network?.name,
-              ipaddress: nic.ip4 ?? undefined,
-              macaddress: nic.mac,
-              gateway: nic.gateway ?? undefined,
-              netmask: nic.netmask ?? undefined,
-              broadcasturi: nic.broadcast_uri ?? undefined,
-              isolationuri: nic.isolation_uri ?? undefined,
-              traffictype: 'Guest',
-              type: network?.guest_type ?? 'Shared',
-              isdefault: true,
-              deviceid: '0',
-            },
-          ]
-        : [],
-    };
-  });
-}
-
-export const listRouters = defineCommand({
-  name: 'listRouters',
-  // Routers are the system's: only administrators of the whole cloud see them.
-  roles: ['admin'],
-  params: {
-    ...listParams,
-    id: p.uuid(),
-    name: p.string(),
-    state: p.string(),
-    zoneid: p.uuid(),
-    podid: p.uuid(),
-    clusterid: p.uuid(),
-    hostid: p.uuid(),
-    networkid: p.uuid(),
-    version: p.string(),
-    account: p.string(),
-    domainid: p.uuid(),
-    isrecursive: p.boolean(),
-    listall: p.boolean(),
-    projectid: p.uuid(),
-    vpcid: p.uuid(),
-    forvpc: p.boolean(),
-    fetchhealthcheckresults: p.boolean(),
-    healthchecksfailed: p.boolean(),
-    arch: p.string(),
-  },
-  async handler(ctx, params) {
-    const { app } = ctx;
-    const db = app.store.db;
-    let state: string | undefined;
-    if (params.state) {
-      state = ROUTER_STATES.find((s) => s.toLowerCase() === params.state!.toLowerCase());
-      if (!state)
-        throw invalidParameter(`Invalid state ${params.state}: use one of ${ROUTER_STATES.join(', ')}`);
-    }
-    const idOf = async (
-      table: 'zones' | 'pods' | 'clusters' | 'hosts' | 'networks',
-      uuid: string,
-      what: string,
-    ) => {
-      const row = await db.selectFrom(table).select('id').where('uuid', '=', uuid).executeTakeFirst();
-      if (!row) throw invalidParameter(`Unable to find ${what} by id ${uuid}`);
-      return row.id;
-    };
-    let q = db.selectFrom('routers').where('removed', 'is', null);
-    if (params.id) q = q.where('uuid', '=', params.id);
-    if (params.name) q = q.where('name', '=', params.name);
-    if (state) q = q.where('state', '=', state);
-    if (params.zoneid) q = q.where('zone_id', '=', await idOf('zones', params.zoneid, 'zone'));
-    if (params.podid) q = q.where('pod_id', '=', await idOf('pods', params.podid, 'pod'));
-    if (params.hostid) q = q.where('host_id', '=', await idOf('hosts', params.hostid, 'host'));
-    if (params.clusterid) {
-      const cluster = await idOf('clusters', params.clusterid, 'cluster');
-      q = q.where('host_id', 'in', db.selectFrom('hosts').select('id').where('cluster_id', '=', cluster));
-    }
-    if (params.networkid) q = q.where('network_id', '=', await idOf('networks', params.networkid, 'network'));
-    if (params.version) q = q.where('version', '=', params.version);
-    if (params.keyword) q = q.where('name', likeOp(ctx), `%${params.keyword}%`);
-    // Routers of VPCs, projects, accounts or failed health checks do not exist here.
-    if (params.vpcid || params.forvpc || params.projectid || params.healthchecksfailed)
-      return listResult([], 0);
-    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
-    return listResult(await presentRouters(ctx, rows), Number(count));
-  },
-});
-
-async function routerTarget(ctx: CallContext, id: string): Promise<JobTarget> {
-  await findRouter(ctx, id);
-  return { type: 'DomainRouter', id };
-}
-
 /**
  * Where a Stopped router goes: its last host if connected, else a connected host carrying its
  * network, else any connected host of the zone; never `avoid` (a host entering maintenance).
  */
-async function hostForRouter(app: App, router: RouterRow, avoid?: number): Promise<number> {
+export async function hostForRouter(app: App, router: RouterRow, avoid?: number): Promise<number> {
   const usable = (h: number) => h !== avoid && app.agents.isConnected(h);
   if (router.last_host_id !== null && usable(router.last_host_id)) return router.last_host_id;
   const db = app.store.db;
@@ -751,7 +565,7 @@ async function hostForRouter(app: App, router: RouterRow, avoid?: number): Promi
 }
 
 /** Stops a router on its host; `forced` marks it Stopped even when the host cannot be reached. */
-async function haltRouter(app: App, router: RouterRow, forced: boolean): Promise<RouterRow> {
+export async function haltRouter(app: App, router: RouterRow, forced: boolean): Promise<RouterRow> {
   if (router.state === 'Stopped') return router;
   await setRouter(app, router.id, { state: 'Stopping' });
   try {
@@ -768,99 +582,10 @@ async function haltRouter(app: App, router: RouterRow, forced: boolean): Promise
 }
 
 /**
- * Runs one router command under its network's lock, on the router as it is once the lock is held
- * (a VM start may have changed it meanwhile), and presents the result.
- */
-async function routerAction(
-  ctx: CallContext,
-  id: string,
-  act: (current: RouterRow) => Promise<RouterRow>,
-): Promise<object> {
-  const router = await findRouter(ctx, id);
-  const done = await withNetworkLock(ctx.app, router.network_id, async () => act(await findRouter(ctx, id)));
-  return (await presentRouters(ctx, [done]))[0]!;
-}
-
-export const startRouter = defineCommand({
-  name: 'startRouter',
-  roles: ['admin'],
-  objectName: 'router',
-  params: { id: p.uuid({ required: true }) },
-  event: { type: 'ROUTER.START', description: (params) => `starting router ${params.id}` },
-  target: (ctx, params) => routerTarget(ctx, params.id),
-  handler: (ctx, params) =>
-    routerAction(ctx, params.id, async (current) => {
-      if (current.state === 'Running') return current;
-      if (current.state !== 'Stopped')
-        throw invalidParameter(`Unable to start router ${current.name}: it is ${current.state}`);
-      return bootRouter(ctx.app, current, await hostForRouter(ctx.app, current), 'startRouter');
-    }),
-});
-
-export const stopRouter = defineCommand({
-  name: 'stopRouter',
-  roles: ['admin'],
-  objectName: 'router',
-  params: { id: p.uuid({ required: true }), forced: p.boolean() },
-  event: { type: 'ROUTER.STOP', description: (params) => `stopping router ${params.id}` },
-  target: (ctx, params) => routerTarget(ctx, params.id),
-  handler: (ctx, params) =>
-    routerAction(ctx, params.id, async (current) => {
-      if (current.state !== 'Running' && current.state !== 'Stopped')
-        throw invalidParameter(`Unable to stop router ${current.name}: it is ${current.state}`);
-      return haltRouter(ctx.app, current, params.forced ?? false);
-    }),
-});
-
-export const rebootRouter = defineCommand({
-  name: 'rebootRouter',
-  roles: ['admin'],
-  objectName: 'router',
-  params: { id: p.uuid({ required: true }), forced: p.boolean() },
-  event: { type: 'ROUTER.REBOOT', description: (params) => `rebooting router ${params.id}` },
-  target: (ctx, params) => routerTarget(ctx, params.id),
-  handler: (ctx, params) =>
-    routerAction(ctx, params.id, async (current) => {
-      const { app } = ctx;
-      if (current.state !== 'Running' || current.host_id === null)
-        throw invalidParameter(`Unable to reboot router ${current.name}: it is ${current.state}`);
-      const host = current.host_id;
-      // A router reboots as a stop and a fresh start on the same host, with its entries rebuilt.
-      const stopped = await haltRouter(app, current, params.forced ?? false);
-      const started = await bootRouter(
-        app,
-        stopped,
-        app.agents.isConnected(host) ? host : await hostForRouter(app, stopped),
-        'reboot',
-      );
-      await routerEvent(app, started, 'ROUTER.REBOOT', `rebooted router ${started.name}`);
-      return started;
-    }),
-});
-
-export const destroyRouter = defineCommand({
-  name: 'destroyRouter',
-  roles: ['admin'],
-  objectName: 'router',
-  params: { id: p.uuid({ required: true }) },
-  event: { type: 'ROUTER.DESTROY', description: (params) => `destroying router ${params.id}` },
-  target: (ctx, params) => routerTarget(ctx, params.id),
-  // The next VM start of the network creates a new router.
-  handler: (ctx, params) =>
-    routerAction(ctx, params.id, async (found) => {
-      const { app } = ctx;
-      const current = await haltRouter(app, found, true);
-      await app.store.db.transaction().execute((tx) => removeRouterRecords(app, tx, [current]));
-      await routersDestroyed(app, [current]);
-      return { ...current, state: 'Destroyed' as const };
-    }),
-});
-
-/**
  * The records side of destroying stopped routers: their guest address and MAC go back to the
  * allocators and they are marked Destroyed (which frees the network's live router slot).
  */
-async function removeRouterRecords(app: App, tx: Tx, routers: RouterRow[]): Promise<void> {
+export async function removeRouterRecords(app: App, tx: Tx, routers: RouterRow[]): Promise<void> {
   if (routers.length === 0) return;
   const now = app.clock.now();
   const nicIds = routers.map((r) => r.nic_id).filter((id): id is number => id !== null);
@@ -883,7 +608,7 @@ async function removeRouterRecords(app: App, tx: Tx, routers: RouterRow[]): Prom
     .execute();
 }
 
-async function routersDestroyed(app: App, routers: RouterRow[]): Promise<void> {
+export async function routersDestroyed(app: App, routers: RouterRow[]): Promise<void> {
   for (const r of routers) await routerEvent(app, r, 'ROUTER.DESTROY', `destroyed router ${r.name}`);
 }
 
@@ -911,5 +636,3 @@ export async function stopNetworkRouters(
     destroyed: () => routersDestroyed(app, stopped),
   };
 }
-
-export const routerCommands = [listRouters, startRouter, stopRouter, rebootRouter, destroyRouter];

@@ -1,0 +1,326 @@
+/**
+ * The router commands administrators use: listRouters and start/stop/reboot/destroyRouter. What
+ * they do to routers is in routers.ts; this file finds, checks and presents.
+ */
+
+import { formatDate } from '../clock.ts';
+import type { CallContext } from '../context.ts';
+import type { RouterRow } from '../db/schema.ts';
+import { invalidParameter } from '../errors.ts';
+import { likeOp } from '../infra/common.ts';
+import { defineCommand, type JobTarget, listResult } from '../registry/command.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+import {
+  bootRouter,
+  haltRouter,
+  hostForRouter,
+  ROUTER_STATES,
+  ROUTER_VERSION,
+  removeRouterRecords,
+  routerEvent,
+  routersDestroyed,
+  withNetworkLock,
+} from './routers.ts';
+
+async function findRouter(ctx: CallContext, uuid: string): Promise<RouterRow> {
+  const r = await ctx.app.store.db
+    .selectFrom('routers')
+    .selectAll()
+    .where('uuid', '=', uuid)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  if (!r) throw invalidParameter(`Unable to find router by id ${uuid}`);
+  return r;
+}
+
+async function presentRouters(ctx: CallContext, routers: RouterRow[]): Promise<object[]> {
+  if (routers.length === 0) return [];
+  const db = ctx.app.store.db;
+  const ids = <K extends 'network_id' | 'zone_id' | 'pod_id' | 'host_id' | 'nic_id'>(k: K) => [
+    ...new Set(routers.map((r) => r[k]).filter((v): v is number => v !== null)),
+  ];
+  const [networks, zones, pods, hosts, nics] = await Promise.all([
+    db.selectFrom('networks').selectAll().where('id', 'in', ids('network_id')).execute(),
+    db
+      .selectFrom('zones')
+      .select(['id', 'uuid', 'name', 'dns1', 'dns2', 'network_domain'])
+      .where('id', 'in', ids('zone_id'))
+      .execute(),
+    ids('pod_id').length
+      ? db.selectFrom('pods').select(['id', 'uuid', 'name']).where('id', 'in', ids('pod_id')).execute()
+      : [],
+    ids('host_id').length
+      ? db
+          .selectFrom('hosts')
+          .select(['id', 'uuid', 'name', 'state'])
+          .where('id', 'in', ids('host_id'))
+          .execute()
+      : [],
+    ids('nic_id').length ? db.selectFrom('nics').selectAll().where('id', 'in', ids('nic_id')).execute() : [],
+  ]);
+  const root = await db
+    .selectFrom('domains')
+    .select(['uuid', 'name', 'path'])
+    .where('parent_id', 'is', null)
+    .executeTakeFirst();
+  // An isolated network's router is seen from outside by its source-NAT address.
+  const sourceNats = await db
+    .selectFrom('public_ips')
+    .innerJoin('vlan_ip_ranges', 'vlan_ip_ranges.id', 'public_ips.range_id')
+    .innerJoin('networks', 'networks.id', 'vlan_ip_ranges.network_id')
+    .select([
+      'public_ips.network_id',
+      'public_ips.ip4',
+      'vlan_ip_ranges.gateway',
+      'vlan_ip_ranges.netmask',
+      'networks.uuid as public_network',
+    ])
+    .where('public_ips.network_id', 'in', ids('network_id'))
+    .where('public_ips.source_nat', '=', 1)
+    .execute();
+  return routers.map((r) => {
+    const pub = r.public_mac ? sourceNats.find((x) => x.network_id === r.network_id) : undefined;
+    const network = networks.find((n) => n.id === r.network_id);
+    const zone = zones.find((z) => z.id === r.zone_id);
+    const pod = pods.find((x) => x.id === r.pod_id);
+    const host = hosts.find((h) => h.id === r.host_id);
+    const nic = nics.find((n) => n.id === r.nic_id);
+    return {
+      id: r.uuid,
+      name: r.name,
+      role: 'VIRTUAL_ROUTER',
+      state: r.state,
+      account: 'system',
+      domainid: root?.uuid,
+      domain: root?.name,
+      domainpath: root ? '/' : undefined,
+      zoneid: zone?.uuid,
+      zonename: zone?.name,
+      podid: pod?.uuid,
+      podname: pod?.name,
+      hostid: host?.uuid,
+      hostname: host?.name,
+      hostcontrolstate: host?.state,
+      hypervisor: r.hypervisor ?? undefined,
+      dns1: zone?.dns1 ?? undefined,
+      dns2: zone?.dns2 ?? undefined,
+      networkdomain: zone?.network_domain ?? 'cloud.internal',
+      gateway: pub?.gateway ?? network?.gateway ?? undefined,
+      publicip: pub?.ip4,
+      publicmacaddress: pub ? (r.public_mac ?? undefined) : undefined,
+      publicnetmask: pub?.netmask,
+      publicnetworkid: pub?.public_network,
+      guestipaddress: r.guest_ip,
+      guestmacaddress: r.guest_mac,
+      guestnetmask: network?.netmask ?? undefined,
+      guestnetworkid: network?.uuid,
+      guestnetworkname: network?.name,
+      created: formatDate(r.created),
+      version: r.version,
+      softwareversion: r.version,
+      requiresupgrade: r.version !== ROUTER_VERSION,
+      isredundantrouter: false,
+      redundantstate: 'UNKNOWN',
+      healthchecksfailed: false,
+      hasannotations: false,
+      nic: nic
+        ? [
+            {
+              id: nic.uuid,
+              networkid: network?.uuid,
+              networkname: network?.name,
+              ipaddress: nic.ip4 ?? undefined,
+              macaddress: nic.mac,
+              gateway: nic.gateway ?? undefined,
+              netmask: nic.netmask ?? undefined,
+              broadcasturi: nic.broadcast_uri ?? undefined,
+              isolationuri: nic.isolation_uri ?? undefined,
+              traffictype: 'Guest',
+              type: network?.guest_type ?? 'Shared',
+              isdefault: !pub,
+              deviceid: '0',
+            },
+            ...(pub
+              ? [
+                  {
+                    networkid: pub.public_network,
+                    ipaddress: pub.ip4,
+                    macaddress: r.public_mac,
+                    gateway: pub.gateway,
+                    netmask: pub.netmask,
+                    traffictype: 'Public',
+                    type: 'Shared',
+                    isdefault: true,
+                    deviceid: '1',
+                  },
+                ]
+              : []),
+          ]
+        : [],
+    };
+  });
+}
+
+export const listRouters = defineCommand({
+  name: 'listRouters',
+  // Routers are the system's: only administrators of the whole cloud see them.
+  roles: ['admin'],
+  params: {
+    ...listParams,
+    id: p.uuid(),
+    name: p.string(),
+    state: p.string(),
+    zoneid: p.uuid(),
+    podid: p.uuid(),
+    clusterid: p.uuid(),
+    hostid: p.uuid(),
+    networkid: p.uuid(),
+    version: p.string(),
+    account: p.string(),
+    domainid: p.uuid(),
+    isrecursive: p.boolean(),
+    listall: p.boolean(),
+    projectid: p.uuid(),
+    vpcid: p.uuid(),
+    forvpc: p.boolean(),
+    fetchhealthcheckresults: p.boolean(),
+    healthchecksfailed: p.boolean(),
+    arch: p.string(),
+  },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    const db = app.store.db;
+    let state: string | undefined;
+    if (params.state) {
+      state = ROUTER_STATES.find((s) => s.toLowerCase() === params.state!.toLowerCase());
+      if (!state)
+        throw invalidParameter(`Invalid state ${params.state}: use one of ${ROUTER_STATES.join(', ')}`);
+    }
+    const idOf = async (
+      table: 'zones' | 'pods' | 'clusters' | 'hosts' | 'networks',
+      uuid: string,
+      what: string,
+    ) => {
+      const row = await db.selectFrom(table).select('id').where('uuid', '=', uuid).executeTakeFirst();
+      if (!row) throw invalidParameter(`Unable to find ${what} by id ${uuid}`);
+      return row.id;
+    };
+    let q = db.selectFrom('routers').where('removed', 'is', null);
+    if (params.id) q = q.where('uuid', '=', params.id);
+    if (params.name) q = q.where('name', '=', params.name);
+    if (state) q = q.where('state', '=', state);
+    if (params.zoneid) q = q.where('zone_id', '=', await idOf('zones', params.zoneid, 'zone'));
+    if (params.podid) q = q.where('pod_id', '=', await idOf('pods', params.podid, 'pod'));
+    if (params.hostid) q = q.where('host_id', '=', await idOf('hosts', params.hostid, 'host'));
+    if (params.clusterid) {
+      const cluster = await idOf('clusters', params.clusterid, 'cluster');
+      q = q.where('host_id', 'in', db.selectFrom('hosts').select('id').where('cluster_id', '=', cluster));
+    }
+    if (params.networkid) q = q.where('network_id', '=', await idOf('networks', params.networkid, 'network'));
+    if (params.version) q = q.where('version', '=', params.version);
+    if (params.keyword) q = q.where('name', likeOp(ctx), `%${params.keyword}%`);
+    // Routers of VPCs, projects, accounts or failed health checks do not exist here.
+    if (params.vpcid || params.forvpc || params.projectid || params.healthchecksfailed)
+      return listResult([], 0);
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
+    return listResult(await presentRouters(ctx, rows), Number(count));
+  },
+});
+
+async function routerTarget(ctx: CallContext, id: string): Promise<JobTarget> {
+  await findRouter(ctx, id);
+  return { type: 'DomainRouter', id };
+}
+
+/**
+ * Runs one router command under its network's lock, on the router as it is once the lock is held
+ * (a VM start may have changed it meanwhile), and presents the result.
+ */
+async function routerAction(
+  ctx: CallContext,
+  id: string,
+  act: (current: RouterRow) => Promise<RouterRow>,
+): Promise<object> {
+  const router = await findRouter(ctx, id);
+  const done = await withNetworkLock(ctx.app, router.network_id, async () => act(await findRouter(ctx, id)));
+  return (await presentRouters(ctx, [done]))[0]!;
+}
+
+export const startRouter = defineCommand({
+  name: 'startRouter',
+  roles: ['admin'],
+  objectName: 'router',
+  params: { id: p.uuid({ required: true }) },
+  event: { type: 'ROUTER.START', description: (params) => `starting router ${params.id}` },
+  target: (ctx, params) => routerTarget(ctx, params.id),
+  handler: (ctx, params) =>
+    routerAction(ctx, params.id, async (current) => {
+      if (current.state === 'Running') return current;
+      if (current.state !== 'Stopped')
+        throw invalidParameter(`Unable to start router ${current.name}: it is ${current.state}`);
+      return bootRouter(ctx.app, current, await hostForRouter(ctx.app, current), 'startRouter');
+    }),
+});
+
+export const stopRouter = defineCommand({
+  name: 'stopRouter',
+  roles: ['admin'],
+  objectName: 'router',
+  params: { id: p.uuid({ required: true }), forced: p.boolean() },
+  event: { type: 'ROUTER.STOP', description: (params) => `stopping router ${params.id}` },
+  target: (ctx, params) => routerTarget(ctx, params.id),
+  handler: (ctx, params) =>
+    routerAction(ctx, params.id, async (current) => {
+      if (current.state !== 'Running' && current.state !== 'Stopped')
+        throw invalidParameter(`Unable to stop router ${current.name}: it is ${current.state}`);
+      return haltRouter(ctx.app, current, params.forced ?? false);
+    }),
+});
+
+export const rebootRouter = defineCommand({
+  name: 'rebootRouter',
+  roles: ['admin'],
+  objectName: 'router',
+  params: { id: p.uuid({ required: true }), forced: p.boolean() },
+  event: { type: 'ROUTER.REBOOT', description: (params) => `rebooting router ${params.id}` },
+  target: (ctx, params) => routerTarget(ctx, params.id),
+  handler: (ctx, params) =>
+    routerAction(ctx, params.id, async (current) => {
+      const { app } = ctx;
+      if (current.state !== 'Running' || current.host_id === null)
+        throw invalidParameter(`Unable to reboot router ${current.name}: it is ${current.state}`);
+      const host = current.host_id;
+      // A router reboots as a stop and a fresh start on the same host, with its entries rebuilt.
+      const stopped = await haltRouter(app, current, params.forced ?? false);
+      const started = await bootRouter(
+        app,
+        stopped,
+        app.agents.isConnected(host) ? host : await hostForRouter(app, stopped),
+        'reboot',
+      );
+      await routerEvent(app, started, 'ROUTER.REBOOT', `rebooted router ${started.name}`);
+      return started;
+    }),
+});
+
+export const destroyRouter = defineCommand({
+  name: 'destroyRouter',
+  roles: ['admin'],
+  objectName: 'router',
+  params: { id: p.uuid({ required: true }) },
+  event: { type: 'ROUTER.DESTROY', description: (params) => `destroying router ${params.id}` },
+  target: (ctx, params) => routerTarget(ctx, params.id),
+  // The next VM start of the network creates a new router.
+  handler: (ctx, params) =>
+    routerAction(ctx, params.id, async (found) => {
+      const { app } = ctx;
+      const current = await haltRouter(app, found, true);
+      await app.store.db.transaction().execute((tx) => removeRouterRecords(app, tx, [current]));
+      await routersDestroyed(app, [current]);
+      return { ...current, state: 'Destroyed' as const };
+    }),
+});
+
+export const routerCommands = [listRouters, startRouter, stopRouter, rebootRouter, destroyRouter];
