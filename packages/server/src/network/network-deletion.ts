@@ -1,7 +1,7 @@
 /**
  * deleteNetwork: a network goes with its routers and with its bridges, VXLAN links and router
- * namespaces on the hosts, so nothing of it outlives its row. Its guest ranges stay with the zone
- * (see deleteNetworkOf).
+ * namespaces on the hosts, so nothing of it outlives its row. A Basic network's guest ranges stay
+ * with the zone (see deleteNetworkOf); an Advanced network's addresses, ranges and VNI go back.
  */
 import { type CallContext, isRootAdmin } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
@@ -51,9 +51,9 @@ function stillInUse(network: NetworkRow, vms: { name: string; state: string }[])
  * their addresses and MACs) and removes the network. `forced`: a host that fails to tear down is
  * logged and the deletion goes on. Hosts not connected, and those failures, are recorded
  * (network_teardowns): each tears the network down when it next comes Up, or is removed.
- * The guest ranges are not deleted (upstream's deleteVlansInNetwork would): in a Basic zone they
- * are the pods' address plans, which an operator resetting the network expects to keep. They stay
- * on the removed row, used by no live network, until the zone's next network takes them over.
+ * A Basic network's guest ranges are not deleted (upstream's deleteVlansInNetwork would): they are
+ * the pods' address plans, which an operator resetting the network expects to keep. They stay on
+ * the removed row, used by no live network, until the zone's next network takes them over.
  */
 async function deleteNetworkOf(ctx: CallContext, uuid: string, forced: boolean): Promise<void> {
   const { app } = ctx;
