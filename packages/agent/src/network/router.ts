@@ -7,6 +7,11 @@
  * <stateDir>/<host>/routers/<name>/: spec.json (what the agent was told), vms.json (the service's
  * entries), dnsmasq.conf, dhcp-hosts, hosts, leases, pid files and logs. A restarted agent finds
  * the routers there and restarts any process that died; stopRouter leaves nothing behind.
+ *
+ * An isolated network's router (a spec with `public`) also has eth1 on the zone's public bridge,
+ * an nftables table for NAT and filtering (router-nat.ts) and HAProxy for its load balancers
+ * (router-haproxy.ts, haproxy.cfg and haproxy.pid in the same directory); its rules are stored in
+ * spec.json with the rest and replaced whole by applyRouterRules.
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
