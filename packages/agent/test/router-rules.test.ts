@@ -133,7 +133,10 @@ test('validation refuses what the router cannot enforce', () => {
   assert.throws(() => validateRules(pub, RouterRules.parse({ portForwards: [pf] })), /differ in length/);
   assert.throws(
     () =>
-      validateRules(pub, RouterRules.parse({ portForwards: [{ ...pf, publicEnd: 9000, privateEnd: 10000 }] })),
+      validateRules(
+        pub,
+        RouterRules.parse({ portForwards: [{ ...pf, publicEnd: 9000, privateEnd: 10000 }] }),
+      ),
     /limited to 4096 ports/,
   );
   // The same ports need no map: any length is fine.
