@@ -213,7 +213,7 @@ export const createFirewallRule = defineCommand({
         name: null,
         description: null,
         algorithm: null,
-        for_display: params.fordisplay === false ? 0 : 1,
+        for_display: params.fordisplay === false && ctx.caller.roleKind === 'admin' ? 0 : 1,
       });
       await logEvent(ctx, tx, {
         type: 'FIREWALL.OPEN',
@@ -273,7 +273,7 @@ export const createEgressFirewallRule = defineCommand({
         name: null,
         description: null,
         algorithm: null,
-        for_display: params.fordisplay === false ? 0 : 1,
+        for_display: params.fordisplay === false && ctx.caller.roleKind === 'admin' ? 0 : 1,
       });
       await logEvent(ctx, tx, {
         type: 'FIREWALL.EGRESS.OPEN',
@@ -315,14 +315,12 @@ function updateCommand(
       const rule = await findOwnedRule(ctx, params.id, 'Firewall', noun, traffic);
       const custom = await customRuleId(ctx, rule.id, params.customid);
       await ctx.app.store.db.transaction().execute(async (tx) => {
-        await tx
-          .updateTable('ip_rules')
-          .set({
-            ...(params.fordisplay !== undefined ? { for_display: params.fordisplay ? 1 : 0 } : {}),
-            ...(custom ? { uuid: custom } : {}),
-          })
-          .where('id', '=', rule.id)
-          .execute();
+        const changes = {
+          ...(params.fordisplay !== undefined ? { for_display: (params.fordisplay ? 1 : 0) as 0 | 1 } : {}),
+          ...(custom ? { uuid: custom } : {}),
+        };
+        if (Object.keys(changes).length)
+          await tx.updateTable('ip_rules').set(changes).where('id', '=', rule.id).execute();
         await logEvent(ctx, tx, {
           type: eventType,
           description: `updated ${noun} ${custom ?? rule.uuid}`,

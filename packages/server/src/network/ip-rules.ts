@@ -9,7 +9,7 @@
 import type { App, CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { IpRuleRow, NetworkRow, PublicIpRow } from '../db/schema.ts';
-import { ApiError, invalidParameter } from '../errors.ts';
+import { ApiError, invalidParameter, permissionDenied } from '../errors.ts';
 import { applyScope, checkOwnerAccess, escapeLike, listScope, type ScopeParams } from '../iam/access.ts';
 import { findZone, ipv4ToInt, isIpv4, likeOp, netmaskBits } from '../infra/common.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
@@ -458,7 +458,7 @@ export async function findOwnedRule(
 /** A uuid for customid, unique among rules (root admins only, as upstream). */
 export async function customRuleId(ctx: CallContext, ruleId: number, customid: string | undefined) {
   if (customid === undefined) return undefined;
-  if (ctx.caller.roleKind !== 'admin') throw invalidParameter('Only root administrators may set a custom id');
+  if (ctx.caller.roleKind !== 'admin') throw permissionDenied('Only root administrators may set a custom id');
   const id = customid.trim().toLowerCase();
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id))
     throw invalidParameter(`Invalid customid ${customid}: it must be a UUID`);

@@ -258,7 +258,7 @@ export const createPortForwardingRule = defineCommand({
         vm_ip: vmIp,
         private_start_port: priv[0],
         private_end_port: priv[1],
-        for_display: params.fordisplay === false ? 0 : 1,
+        for_display: params.fordisplay === false && ctx.caller.roleKind === 'admin' ? 0 : 1,
       });
       if (params.openfirewall !== false)
         await openFirewallFor(ctx, tx, { id: rule.id, ip, network, protocol, range: pub, cidrs });

@@ -7,7 +7,7 @@
 import { formatDate } from '../clock.ts';
 import type { CallContext } from '../context.ts';
 import type { NetworkRow, PublicIpRow } from '../db/schema.ts';
-import { invalidParameter, permissionDenied } from '../errors.ts';
+import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { applyScope, escapeLike, listScope } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
@@ -215,8 +215,8 @@ export const associateIpAddress = defineCommand({
     if (params.isportable) throw invalidParameter('Portable public IP addresses are not supported');
     if (params.projectid) throw invalidParameter('Projects are not supported');
     if (params.vpcid) throw invalidParameter(`Unable to find VPC by id ${params.vpcid}`);
-    if (params.fordisplay !== undefined && ctx.caller.roleKind !== 'admin')
-      throw permissionDenied('Only root administrators may set fordisplay on a public IP address');
+    // fordisplay is a root-admin parameter: others' values are ignored, as upstream's dispatcher does.
+    const forDisplay = ctx.caller.roleKind === 'admin' ? params.fordisplay : undefined;
     if (params.domainid && !params.account)
       throw invalidParameter('domainid must be given together with account');
     const owner = params.account ? (await resolveAccount(ctx, params)).account : ctx.caller.account;
@@ -250,7 +250,7 @@ export const associateIpAddress = defineCommand({
         networkId: network.id,
         sourceNat,
         ...(params.ipaddress !== undefined ? { ipAddress: params.ipaddress.trim() } : {}),
-        ...(params.fordisplay !== undefined ? { forDisplay: params.fordisplay } : {}),
+        ...(forDisplay !== undefined ? { forDisplay } : {}),
         eventOwner: { userId: ctx.caller.user.id, accountId: owner.id, domainId: owner.domain_id },
       });
     });
@@ -358,14 +358,15 @@ export const updateIpAddress = defineCommand({
   event: { type: 'NET.IPUPDATE', description: (params) => `updating IP address ${params.id}` },
   async target(ctx, params) {
     const ip = await findOwnedIp(ctx, params.id);
-    if (params.customid !== undefined && ctx.caller.roleKind !== 'admin')
-      throw permissionDenied('Only root administrators may set a custom id');
     return { type: 'IpAddress', id: ip.uuid };
   },
   async handler(ctx, params) {
     const { app } = ctx;
     const ip = await findOwnedIp(ctx, params.id);
-    const customid = params.customid?.trim();
+    // Both are root-admin parameters: others' values are ignored, as upstream's dispatcher does.
+    const admin = ctx.caller.roleKind === 'admin';
+    const customid = admin ? params.customid?.trim() : undefined;
+    const fordisplay = admin ? params.fordisplay : undefined;
     if (customid !== undefined) {
       if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(customid))
         throw invalidParameter(`Invalid customid ${customid}: it must be a UUID`);
@@ -377,14 +378,12 @@ export const updateIpAddress = defineCommand({
       if (taken && taken.id !== ip.id) throw invalidParameter(`The customid ${customid} is already in use`);
     }
     await app.store.db.transaction().execute(async (tx) => {
-      await tx
-        .updateTable('public_ips')
-        .set({
-          ...(params.fordisplay !== undefined ? { for_display: params.fordisplay ? 1 : 0 } : {}),
-          ...(customid !== undefined ? { uuid: customid.toLowerCase() } : {}),
-        })
-        .where('id', '=', ip.id)
-        .execute();
+      const changes = {
+        ...(fordisplay !== undefined ? { for_display: (fordisplay ? 1 : 0) as 0 | 1 } : {}),
+        ...(customid !== undefined ? { uuid: customid.toLowerCase() } : {}),
+      };
+      if (Object.keys(changes).length)
+        await tx.updateTable('public_ips').set(changes).where('id', '=', ip.id).execute();
       await logEvent(ctx, tx, {
         type: 'NET.IPUPDATE',
         description: `updated IP address ${ip.ip4}`,
