@@ -25,6 +25,11 @@ export interface ServerConfig {
   seedLocalZone: boolean;
   /** What the local zone's host is: `simulator` (default) or `kvm`, this machine as a real KVM host. */
   hypervisor: 'simulator' | 'kvm';
+  /**
+   * The kind of local zone created on first start: `basic` (default; one shared network, security
+   * groups) or `advanced` (isolated networks, a VXLAN range, public addresses 203.0.113.10-100).
+   */
+  zone: 'basic' | 'advanced';
   /** KVM local zone: the in-process agent's state (VM directories, console logs). */
   kvmStateDir: string;
   /** KVM local zone: primary/ and secondary/ storage directories live here. */
@@ -52,6 +57,7 @@ const ENV: Record<string, keyof ServerConfig> = {
   NIMBOSTACK_SERVER_NAME: 'serverName',
   NIMBOSTACK_SEED_LOCAL_ZONE: 'seedLocalZone',
   NIMBOSTACK_HYPERVISOR: 'hypervisor',
+  NIMBOSTACK_ZONE: 'zone',
   NIMBOSTACK_KVM_STATE_DIR: 'kvmStateDir',
   NIMBOSTACK_KVM_STORAGE_DIR: 'kvmStorageDir',
   NIMBOSTACK_KVM_TEMPLATE: 'kvmTemplate',
@@ -83,6 +89,11 @@ function coerce(key: keyof ServerConfig, value: unknown, origin: string): unknow
       throw new ConfigError(`${origin}: hypervisor must be simulator or kvm`);
     return h;
   }
+  if (key === 'zone') {
+    const z = String(value).toLowerCase();
+    if (z !== 'basic' && z !== 'advanced') throw new ConfigError(`${origin}: zone must be basic or advanced`);
+    return z;
+  }
   if (key === 'logLevel' && !LOG_LEVELS.includes(String(value))) {
     throw new ConfigError(`${origin}: logLevel must be one of ${LOG_LEVELS.join(', ')}`);
   }
@@ -106,6 +117,7 @@ export function loadConfig(
     seedLocalZone: true,
     trustProxy: false,
     hypervisor: 'simulator',
+    zone: 'basic',
     kvmStateDir: '/var/lib/nimbostack/agent',
     kvmStorageDir: '/var/lib/nimbostack',
     kvmTemplate: '/var/lib/nimbostack/test-template.qcow2',

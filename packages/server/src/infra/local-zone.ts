@@ -9,6 +9,12 @@
  * machine as a real KVM host (the agent's KvmHost driver): guests run in QEMU, the zone's guest
  * network is a bridge here with its virtual router, storage lives under kvmStorageDir, and the
  * test template built by `npm run setup:host` is registered as the zone's ready template.
+ *
+ * The zone is Basic by default. With `zone: advanced` (NIMBOSTACK_ZONE=advanced) it is an Advanced
+ * zone set up as upstream's zone wizard does it: a physical network isolating guests by VXLAN
+ * (VNIs 5000-5999) with Guest, Management and Public traffic (the Public KVM label, `nimbopub0`,
+ * is the host bridge routers' public side plugs into), its router providers enabled, and a
+ * public range 203.0.113.10-100 (gateway 203.0.113.1, the documentation network TEST-NET-3).
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -32,7 +38,21 @@ interface LocalAgentFile {
   token: string;
   /** Absent in files written before KVM local zones existed: those are simulator zones. */
   hypervisor?: 'simulator' | 'kvm';
+  /** Absent in files written before Advanced local zones existed: those are Basic zones. */
+  zone?: 'basic' | 'advanced';
 }
+
+/** The Advanced local zone's wiring (see the file comment). */
+export const ADVANCED_LOCAL_ZONE = {
+  vniRange: '5000-5999',
+  publicLabel: 'nimbopub0',
+  publicGateway: '203.0.113.1',
+  publicNetmask: '255.255.255.0',
+  publicStart: '203.0.113.10',
+  publicEnd: '203.0.113.100',
+} as const;
+
+const JOB_WAIT_MS = 30_000;
 
 const SETUP = 'run `npm run setup:host` (as root) first';
 const QEMU_BINARY = '/usr/bin/qemu-system-x86_64';
@@ -98,7 +118,64 @@ async function run(
   >;
   const key = cmd.catalog.responseObjectName ?? '';
   const made = Array.isArray(body[key]) ? (body[key] as unknown[])[0] : body[key];
-  return made as { id: string };
+  if (typeof body.jobid === 'string') await jobDone(ctx.app, command, body.jobid);
+  return (made ?? { id: body.id }) as { id: string };
+}
+
+/** Waits for an async command's job: the wizard's steps depend on each other. */
+async function jobDone(app: App, command: string, jobId: string): Promise<void> {
+  const deadline = Date.now() + JOB_WAIT_MS;
+  for (;;) {
+    const job = await app.store.db
+      .selectFrom('async_jobs')
+      .select(['status', 'result'])
+      .where('uuid', '=', jobId)
+      .executeTakeFirst();
+    if (job && job.status === 1) return;
+    if (job && job.status === 2) throw new Error(`${command} failed: ${job.result}`);
+    if (Date.now() > deadline) throw new Error(`${command} did not finish`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * The Advanced zone's physical network, as the zone wizard sets it up: VXLAN guest VNIs, the three
+ * traffic types, enabled, with the router elements configured and their providers enabled.
+ */
+async function advancedPhysicalNetwork(ctx: CallContext, zoneId: string): Promise<void> {
+  const physical = await run(ctx, 'createPhysicalNetwork', {
+    zoneid: zoneId,
+    name: 'local-physical',
+    isolationmethods: 'VXLAN',
+    vlan: ADVANCED_LOCAL_ZONE.vniRange,
+  });
+  await run(ctx, 'addTrafficType', { physicalnetworkid: physical.id, traffictype: 'Guest' });
+  await run(ctx, 'addTrafficType', { physicalnetworkid: physical.id, traffictype: 'Management' });
+  await run(ctx, 'addTrafficType', {
+    physicalnetworkid: physical.id,
+    traffictype: 'Public',
+    kvmnetworklabel: ADVANCED_LOCAL_ZONE.publicLabel,
+  });
+  await run(ctx, 'updatePhysicalNetwork', { id: physical.id, state: 'Enabled' });
+  const providers = await ctx.app.store.db
+    .selectFrom('network_service_providers as n')
+    .innerJoin('physical_networks as p', 'p.id', 'n.physical_network_id')
+    .leftJoin('virtual_router_elements as e', 'e.nsp_id', 'n.id')
+    .select(['n.uuid', 'n.name', 'e.uuid as element'])
+    .where('p.uuid', '=', physical.id)
+    .execute();
+  // The zone has no security groups: its SecurityGroupProvider stays Disabled, as the wizard leaves it.
+  for (const provider of providers.filter((x) => x.name !== 'SecurityGroupProvider')) {
+    if (provider.element)
+      await run(
+        ctx,
+        provider.name === 'InternalLbVm'
+          ? 'configureInternalLoadBalancerElement'
+          : 'configureVirtualRouterElement',
+        { id: provider.element, enabled: 'true' },
+      );
+    await run(ctx, 'updateNetworkServiceProvider', { id: provider.uuid, state: 'Enabled' });
+  }
 }
 
 async function startAgent(app: App, agentUrl: string, file: LocalAgentFile, ca?: Buffer): Promise<Agent> {
@@ -149,6 +226,11 @@ export async function startLocalZone(
       throw new ConfigError(
         `the local zone in ${config.dataDir} has a ${kind} host, not ${config.hypervisor}: start with NIMBOSTACK_HYPERVISOR=${kind}, or use a fresh NIMBOSTACK_DATA directory`,
       );
+    const zoneKind = file.zone ?? 'basic';
+    if (zoneKind !== config.zone)
+      throw new ConfigError(
+        `the local zone in ${config.dataDir} is a ${zoneKind} zone, not ${config.zone}: start with NIMBOSTACK_ZONE=${zoneKind}, or use a fresh NIMBOSTACK_DATA directory`,
+      );
     if (kind === 'kvm') defineKvmTemplate(app);
     return startAgent(app, opts.agentUrl, file, opts.ca);
   }
@@ -160,7 +242,9 @@ export async function startLocalZone(
     name: kvm ? KVM_HOST_NAME : HOST_NAME,
     token: randomBytes(24).toString('hex'),
     hypervisor: config.hypervisor,
+    zone: config.zone,
   };
+  const advanced = config.zone === 'advanced';
   // Checked before anything is created, so a machine that cannot be a KVM host leaves no zone behind.
   const agent = await startAgent(app, opts.agentUrl, file, opts.ca);
   if (kvm) defineKvmTemplate(app);
@@ -173,14 +257,16 @@ export async function startLocalZone(
     mkdirSync(secondary, { recursive: true });
     const zone = await run(ctx, 'createZone', {
       name: 'local',
-      // CloudStack's default kind of zone: one shared guest network, security groups on the hosts.
-      networktype: 'Basic',
-      securitygroupenabled: 'true',
+      // CloudStack's default kind of zone: one shared guest network, security groups on the hosts;
+      // or, when asked, isolated networks behind routers (guest CIDR: upstream's 10.1.1.0/24).
+      networktype: advanced ? 'Advanced' : 'Basic',
+      ...(advanced ? {} : { securitygroupenabled: 'true' }),
       dns1: '8.8.8.8',
       internaldns1: '8.8.8.8',
       allocationstate: 'Enabled',
       localstorageenabled: 'true',
     });
+    if (advanced) await advancedPhysicalNetwork(ctx, zone.id);
     const pod = await run(ctx, 'createPod', {
       zoneid: zone.id,
       name: 'local-pod',
@@ -198,15 +284,29 @@ export async function startLocalZone(
       clustertype: 'CloudManaged',
       allocationstate: 'Enabled',
     });
-    await run(ctx, 'createVlanIpRange', {
-      zoneid: zone.id,
-      podid: pod.id,
-      gateway: '10.1.1.1',
-      netmask: '255.255.255.0',
-      startip: '10.1.1.10',
-      endip: '10.1.1.250',
-      forvirtualnetwork: 'false',
-    });
+    await run(
+      ctx,
+      'createVlanIpRange',
+      advanced
+        ? {
+            zoneid: zone.id,
+            forvirtualnetwork: 'true',
+            vlan: 'untagged',
+            gateway: ADVANCED_LOCAL_ZONE.publicGateway,
+            netmask: ADVANCED_LOCAL_ZONE.publicNetmask,
+            startip: ADVANCED_LOCAL_ZONE.publicStart,
+            endip: ADVANCED_LOCAL_ZONE.publicEnd,
+          }
+        : {
+            zoneid: zone.id,
+            podid: pod.id,
+            gateway: '10.1.1.1',
+            netmask: '255.255.255.0',
+            startip: '10.1.1.10',
+            endip: '10.1.1.250',
+            forvirtualnetwork: 'false',
+          },
+    );
     await run(ctx, 'createStoragePool', {
       zoneid: zone.id,
       podid: pod.id,
@@ -237,7 +337,13 @@ export async function startLocalZone(
     });
     writeFileSync(path, JSON.stringify(file), { mode: 0o600 });
     app.log.info(
-      { zone: 'local', host: file.name, hypervisor, ms: Date.now() - started },
+      {
+        zone: 'local',
+        networktype: advanced ? 'Advanced' : 'Basic',
+        host: file.name,
+        hypervisor,
+        ms: Date.now() - started,
+      },
       'created the local zone',
     );
     return agent;

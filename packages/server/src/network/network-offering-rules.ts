@@ -147,9 +147,9 @@ export function resolveOfferingServices(input: OfferingServicesInput): string {
   const pairs: string[] = [];
   for (const [name, given] of services) {
     const provider = given ?? defaultProvider(name, input.forVpc);
+    checkServiceFits(name, provider, input);
     if (!PROVIDERS[provider]?.includes(name))
       throw invalidParameter(`Provider ${provider} doesn't support service ${name}`);
-    checkServiceFits(name, provider, input);
     pairs.push(`${name}:${provider}`);
   }
   checkCapabilities(input.capabilities, services);
