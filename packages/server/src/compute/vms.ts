@@ -12,8 +12,14 @@ import { recordEvent } from '../events/events.ts';
 import { checkOwnerAccess } from '../iam/access.ts';
 import { ResourceKind, reserve } from '../iam/limits.ts';
 import { carryNetwork, nicsForHost, refreshPeersOf } from '../network/host-network.ts';
+import { removeVmRules } from '../network/ip-rules.ts';
 import { releaseNics } from '../network/nics.ts';
-import { networkReadyFor, removeRouterEntries, routerReadyFor } from '../network/routers.ts';
+import {
+  networkReadyFor,
+  reapplyNetworkRules,
+  removeRouterEntries,
+  routerReadyFor,
+} from '../network/routers.ts';
 import { removeVmFromSecurityGroups } from '../network/security-groups.ts';
 import { DownloadState } from '../storage/downloads.ts';
 import { storeRoot } from '../storage/images.ts';
@@ -453,7 +459,7 @@ export async function expungeVm(ctx: CallContext, vm: VmRow): Promise<void> {
   await deleteVmSnapshotsOf(ctx, vm.id);
   const volumes = await volumesOf(ctx, vm.id);
   for (const v of volumes.filter((x) => x.type === 'ROOT')) await deleteOnPool(ctx, v);
-  await app.store.db.transaction().execute(async (tx) => {
+  const ruleNetworks = await app.store.db.transaction().execute(async (tx) => {
     for (const v of volumes) {
       if (v.type === 'ROOT') await removeVolumeRecord(ctx, tx, v);
       else
@@ -463,6 +469,8 @@ export async function expungeVm(ctx: CallContext, vm: VmRow): Promise<void> {
           .where('id', '=', v.id)
           .execute();
     }
+    // Port forwards, static NAT and load balancer memberships pointing at the VM go before its NICs.
+    const networks = await removeVmRules(app, tx, vm.id);
     await releaseNics(ctx, tx, vm.id);
     await removeVmFromSecurityGroups(ctx, tx, vm.id);
     await leaveAffinityGroups(tx, vm.id);
@@ -477,9 +485,11 @@ export async function expungeVm(ctx: CallContext, vm: VmRow): Promise<void> {
       .set({ state: 'Expunged', removed: app.clock.now(), host_id: null })
       .where('id', '=', vm.id)
       .execute();
+    return networks;
   });
   // Stopped VMs keep their router entries (as upstream); expunged ones lose them.
   await removeRouterEntries(app, vm.id);
+  await reapplyNetworkRules(app, ruleNetworks, `VM ${vm.name} was expunged`);
 }
 
 /** Releases a VM's placement after it was found powered off behind our back. */

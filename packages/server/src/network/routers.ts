@@ -456,6 +456,24 @@ export async function applyNetworkRules(
   });
 }
 
+/**
+ * After a change the caller cannot undo (a VM expunged, an account deleted): each network's
+ * router gets its whole rule set again. A router that cannot be told is logged; it gets the whole
+ * set with the next change or when it boots.
+ */
+export async function reapplyNetworkRules(app: App, networkIds: number[], why: string): Promise<void> {
+  await Promise.all(
+    [...new Set(networkIds)].map((id) =>
+      applyNetworkRules(app, id).catch((err) =>
+        app.log.warn(
+          { err: (err as Error).message, networkId: id },
+          `router rules not re-applied after ${why}`,
+        ),
+      ),
+    ),
+  );
+}
+
 /** Routers on hosts that went Down are Stopped; the next VM start brings them up elsewhere. */
 export async function routersOfDownHosts(app: App, hostIds: number[]): Promise<void> {
   if (hostIds.length === 0) return;
