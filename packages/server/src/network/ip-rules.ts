@@ -27,15 +27,22 @@ export interface NetworkInfo {
   zoneType: string;
 }
 
-/** A network with the services of its offering and its zone's type. */
-export async function networkInfo(app: App, network: NetworkRow): Promise<NetworkInfo> {
+/**
+ * A network with the services of its offering and its zone's type. Inside a transaction pass it
+ * as `db`: on SQLite the store has one connection, which the open transaction holds.
+ */
+export async function networkInfo(
+  app: App,
+  network: NetworkRow,
+  db: Tx = app.store.db,
+): Promise<NetworkInfo> {
   const [offering, zone] = await Promise.all([
-    app.store.db
+    db
       .selectFrom('network_offerings')
       .select('services')
       .where('id', '=', network.network_offering_id)
       .executeTakeFirst(),
-    app.store.db
+    db
       .selectFrom('zones')
       .select('network_type')
       .where('id', '=', network.zone_id)

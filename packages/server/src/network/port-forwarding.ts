@@ -161,7 +161,7 @@ export async function openFirewallFor(
     cidrs: string | null;
   },
 ): Promise<void> {
-  if (!(await networkInfo(ctx.app, rule.network)).services.has('Firewall')) return;
+  if (!(await networkInfo(ctx.app, rule.network, tx)).services.has('Firewall')) return;
   const spec = {
     protocol: rule.protocol,
     start_port: rule.range[0],
