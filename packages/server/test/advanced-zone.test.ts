@@ -477,6 +477,15 @@ describe('public IP ranges', () => {
     await admin.request('deleteVlanIpRange', { id: range.id });
     assert.equal(addresses(range.id), 0);
     assert.equal((await admin.request<any>('listVlanIpRanges', { id: range.id })).count, undefined);
+    // The zone's Public network went with its last range; the next range makes a new one.
+    assert.equal(
+      count('select count(*) n from networks where uuid = ? and removed is null', range.networkid),
+      0,
+    );
+    const again = (await admin.request<any>('createVlanIpRange', { ...base(), startip: '198.51.100.10' }))
+      .vlan;
+    assert.notEqual(again.networkid, range.networkid);
+    await admin.request('deleteVlanIpRange', { id: again.id });
   });
 });
 

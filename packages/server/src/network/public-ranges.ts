@@ -298,6 +298,20 @@ export async function deletePublicIpRange(ctx: CallContext, range: VlanIpRangeRo
         `The public IP range ${range.start_ip}-${range.end_ip} can't be deleted: address ${held.ip4} is allocated`,
       );
     await tx.deleteFrom('vlan_ip_ranges').where('id', '=', range.id).execute();
+    // The zone's Public network lives for its ranges: with the last one gone it goes too, so it
+    // never keeps a zone or physical network from being deleted (the next range makes a new one).
+    const left = await tx
+      .selectFrom('vlan_ip_ranges')
+      .select('id')
+      .where('network_id', '=', range.network_id)
+      .executeTakeFirst();
+    if (!left)
+      await tx
+        .updateTable('networks')
+        .set({ removed: ctx.app.clock.now(), state: 'Destroy' })
+        .where('id', '=', range.network_id)
+        .where('traffic_type', '=', 'Public')
+        .execute();
     await logEvent(ctx, tx, {
       type: 'VLAN.IP.RANGE.DELETE',
       description: `deleting public IP range ${range.start_ip}-${range.end_ip}`,
