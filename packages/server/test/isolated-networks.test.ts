@@ -6,192 +6,30 @@
  * what they may, restartNetwork re-applies or rebuilds the router, deleteNetwork gives everything back.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Agent, type AgentLogger, SimulatorFleet, type SimulatorHost } from '@nimbostack/agent';
-import { CloudStackClient } from '@nimbostack/client';
-import { type Server, startServer } from '../src/app.ts';
-import { loadConfig } from '../src/config.ts';
+import type { CloudStackClient } from '@nimbostack/client';
 import { collectNetworks } from '../src/network/network-gc.ts';
-import { waitUntil } from './agents.ts';
+import { type AdvancedZone, is, startAdvancedZone } from './public-ip-zone.ts';
 
-const TOKEN = 'isolated-test-token-0123456789';
-const silent: AgentLogger = { info() {}, warn() {}, error() {}, debug() {} } as unknown as AgentLogger;
-const is = (code: number, text?: RegExp) => (e: any) =>
-  e.errorcode === code && (text === undefined || text.test(e.message));
-
-let server: Server;
+let zone: AdvancedZone;
 let admin: CloudStackClient;
 let alice: CloudStackClient;
 let bob: CloudStackClient;
-let agent: Agent;
-let fleet: SimulatorFleet;
-let dataDir: string;
 let zoneid: string;
 let templateid: string;
 let offering: string;
 let isolatedOffering: string;
-let physicalid: string;
-const hostIds = new Map<string, string>();
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-const routerOn = (name: string) => {
-  for (const h of fleet.hosts.values()) {
-    const r = h.routers.get(name);
-    if (r) return { host: h as SimulatorHost, spec: r };
-  }
-  return undefined;
-};
-
-async function createUser(name: string): Promise<CloudStackClient> {
-  await admin.request('createAccount', {
-    username: name,
-    password: 'secret-pass',
-    email: `${name}@example.com`,
-    firstname: name,
-    lastname: 'U',
-    accounttype: 0,
-  });
-  return CloudStackClient.login(`${server.url}/client/api`, name, 'secret-pass');
-}
+const routerOn = (name: string) => zone.routerOn(name);
 
 before(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), 'nimbo-isolated-'));
-  mkdirSync(join(dataDir, 'primary'));
-  mkdirSync(join(dataDir, 'secondary'));
-  const agentPort = await freePort();
-  server = await startServer(
-    loadConfig(
-      {},
-      { port: 0, agentPort, host: '127.0.0.1', dataDir, logLevel: 'silent', seedLocalZone: false },
-    ),
-  );
-  admin = await CloudStackClient.login(`${server.url}/client/api`, 'admin', 'password');
-  zoneid = (
-    await admin.request<any>('createZone', {
-      name: 'az',
-      networktype: 'Advanced',
-      dns1: '8.8.8.8',
-      internaldns1: '10.0.0.2',
-      guestcidraddress: '10.1.1.0/24',
-    })
-  ).zone.id;
-  physicalid = (
-    await admin.call<any>('createPhysicalNetwork', {
-      zoneid,
-      name: 'phys',
-      isolationmethods: 'VXLAN',
-      vlan: '6000-6002',
-    })
-  ).physicalnetwork.id;
-  for (const traffictype of ['Guest', 'Public', 'Management'])
-    await admin.call('addTrafficType', {
-      physicalnetworkid: physicalid,
-      traffictype,
-      ...(traffictype === 'Public' ? { kvmnetworklabel: 'nimbopub0' } : {}),
-    });
-  await admin.call('updatePhysicalNetwork', { id: physicalid, state: 'Enabled' });
-  await admin.request('createVlanIpRange', {
-    zoneid,
-    forvirtualnetwork: true,
-    gateway: '203.0.113.1',
-    netmask: '255.255.255.0',
-    startip: '203.0.113.10',
-    endip: '203.0.113.20',
-  });
-  const pod = (
-    await admin.request<any>('createPod', {
-      zoneid,
-      name: 'ap',
-      gateway: '192.168.30.1',
-      netmask: '255.255.255.0',
-      startip: '192.168.30.10',
-      endip: '192.168.30.50',
-    })
-  ).pod;
-  const cluster = (
-    await admin.request<any>('addCluster', {
-      zoneid,
-      podid: pod.id,
-      clustername: 'ac',
-      hypervisor: 'Simulator',
-      clustertype: 'CloudManaged',
-    })
-  ).cluster[0];
-  await admin.request('createStoragePool', {
-    zoneid,
-    podid: pod.id,
-    clusterid: cluster.id,
-    name: 'aprimary',
-    url: join(dataDir, 'primary'),
-    scope: 'cluster',
-  });
-  await admin.request('addImageStore', {
-    zoneid,
-    name: 'asecondary',
-    provider: 'NFS',
-    url: join(dataDir, 'secondary'),
-  });
-  await admin.request('updateZone', { id: zoneid, allocationstate: 'Enabled' });
-  fleet = new SimulatorFleet();
-  const hosts = fleet.addHosts('at', 2);
-  agent = new Agent({
-    server: `ws://127.0.0.1:${agentPort}`,
-    token: TOKEN,
-    hosts,
-    log: silent,
-    maxBackoffMs: 300,
-  });
-  agent.start();
-  for (const h of hosts) {
-    await waitUntil(async () => server.app.agents.pendingHost(h.name), 10_000, `${h.name} to connect`);
-    const added = await admin.request<any>('addHost', {
-      zoneid,
-      podid: pod.id,
-      clusterid: cluster.id,
-      url: `agent://${h.name}`,
-      username: 'root',
-      password: TOKEN,
-      hypervisor: 'Simulator',
-    });
-    hostIds.set(h.name, added.host[0].id);
-  }
-  templateid = await waitUntil(
-    async () =>
-      (await admin.request<any>('listTemplates', { templatefilter: 'featured', zoneid })).template?.find(
-        (t: any) => t.isready,
-      )?.id,
-    20_000,
-    'the built-in template',
-  );
-  offering = (await admin.request<any>('listServiceOfferings', { name: 'Small Instance' })).serviceoffering[0]
-    .id;
-  isolatedOffering = (
-    await admin.request<any>('listNetworkOfferings', {
-      name: 'DefaultIsolatedNetworkOfferingWithSourceNatService',
-    })
-  ).networkoffering[0].id;
-  alice = await createUser('alice');
-  bob = await createUser('bob');
+  // Three VNIs, to see the range run out; eleven public addresses.
+  zone = await startAdvancedZone({ publicIps: 11, vniRange: '6000-6002' });
+  ({ admin, zoneid, templateid, offering, isolatedOffering } = zone);
+  alice = await zone.createUser('alice');
+  bob = await zone.createUser('bob');
 });
 
-after(async () => {
-  await agent?.stop();
-  await server?.stop();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+after(() => zone?.stop());
 
 describe('isolated networks', () => {
   let net: any;
@@ -327,14 +165,14 @@ describe('isolated networks', () => {
         name: 'web-2',
         account: 'alice',
         domainid: net.domainid,
-        hostid: hostIds.get('at-2'),
+        hostid: zone.hostIds.get('ah-2'),
       })
     ).virtualmachine;
     assert.notEqual(vm2.nic[0].ipaddress, vm1.nic[0].ipaddress);
     const vni = Number(
       (await admin.request<any>('listNetworks', { id: net.id, listall: true })).network[0].vlan,
     );
-    for (const h of fleet.hosts.values()) {
+    for (const h of zone.fleet.hosts.values()) {
       const carried = [...h.networks.values()].find((n) => n.uuid === net.id);
       if (carried) assert.equal(carried.vni, vni);
     }
@@ -398,10 +236,10 @@ describe('isolated networks', () => {
     const sourceNat = (await alice.request<any>('listPublicIpAddresses', { associatednetworkid: n3.id }))
       .publicipaddress[0].ipaddress;
     const t0 = Date.now();
-    assert.deepEqual(await collectNetworks(server.app, t0), [], 'a network with a running VM stays');
+    assert.deepEqual(await collectNetworks(zone.server.app, t0), [], 'a network with a running VM stays');
     await alice.call('stopVirtualMachine', { id: vm.id });
-    assert.deepEqual(await collectNetworks(server.app, t0 + 1000), [], 'idle, but not for long enough');
-    assert.deepEqual(await collectNetworks(server.app, t0 + 602_000), [n3.id]);
+    assert.deepEqual(await collectNetworks(zone.server.app, t0 + 1000), [], 'idle, but not for long enough');
+    assert.deepEqual(await collectNetworks(zone.server.app, t0 + 602_000), [n3.id]);
     const down = (await admin.request<any>('listNetworks', { id: n3.id, listall: true })).network[0];
     assert.equal(down.state, 'Allocated');
     assert.equal(down.vlan, undefined);

@@ -49,7 +49,10 @@ export interface AdvancedZone {
   stop(): Promise<void>;
 }
 
-export async function startAdvancedZone(opts: { publicIps: number }): Promise<AdvancedZone> {
+export async function startAdvancedZone(opts: {
+  publicIps: number;
+  vniRange?: string;
+}): Promise<AdvancedZone> {
   const dataDir = mkdtempSync(join(tmpdir(), 'nimbo-advzone-'));
   mkdirSync(join(dataDir, 'primary'));
   mkdirSync(join(dataDir, 'secondary'));
@@ -75,7 +78,7 @@ export async function startAdvancedZone(opts: { publicIps: number }): Promise<Ad
       zoneid,
       name: 'phys',
       isolationmethods: 'VXLAN',
-      vlan: '7000-7019',
+      vlan: opts.vniRange ?? '7000-7019',
     })
   ).physicalnetwork.id;
   for (const traffictype of ['Guest', 'Public', 'Management'])
