@@ -6,6 +6,7 @@ import {
   CloudServerOutlined,
   DashboardOutlined,
   DatabaseOutlined,
+  GlobalOutlined,
   LogoutOutlined,
   MoonOutlined,
   SettingOutlined,
@@ -40,6 +41,8 @@ import { InstanceDetail } from './pages/InstanceDetail.tsx';
 import { Instances } from './pages/Instances.tsx';
 import { JobsList } from './pages/Jobs.tsx';
 import { Login } from './pages/Login.tsx';
+import { NetworkDetail } from './pages/NetworkDetail.tsx';
+import { Networks } from './pages/Networks.tsx';
 import { Settings } from './pages/Settings.tsx';
 import { Snapshots } from './pages/Snapshots.tsx';
 import { Storage } from './pages/Storage.tsx';
@@ -146,6 +149,7 @@ interface MenuEntry {
 const MENU: MenuEntry[] = [
   { key: '/', label: 'Dashboard', icon: <DashboardOutlined />, needs: 'listApis' },
   { key: '/instances', label: 'Instances', icon: <CloudServerOutlined />, needs: 'listVirtualMachines' },
+  { key: '/networks', label: 'Networks', icon: <GlobalOutlined />, needs: 'listNetworks' },
   { key: '/storage', label: 'Storage & images', icon: <DatabaseOutlined />, needs: 'listTemplates' },
   { key: '/snapshots', label: 'Snapshots', icon: <CameraOutlined />, needs: 'listSnapshots' },
   {
@@ -253,6 +257,9 @@ function Page({ path }: { path: string }) {
     case 'infrastructure':
       if (parts[1] === 'zone-wizard') return <ZoneWizard />;
       return <Infrastructure />;
+    case 'networks':
+      if (parts[1]) return <NetworkDetail id={parts[1]} />;
+      return <Networks />;
     case 'storage':
       return <Storage />;
     case 'snapshots':

@@ -62,6 +62,8 @@ export interface Field {
   options?: { value: string; label: string }[];
   initial?: unknown;
   help?: string;
+  /** Shown only while this holds for the form's current values (e.g. ports for TCP, not ICMP). */
+  visible?(values: Row): boolean;
 }
 
 /** A button that opens a form for one command's parameters and submits them. */
@@ -74,6 +76,7 @@ export function FormButton(props: {
   icon?: ReactNode;
   size?: 'small' | 'middle';
   disabled?: boolean;
+  onValuesChange?(values: Row): void;
 }) {
   const [open, setOpen] = useState(false);
   return (
@@ -93,6 +96,7 @@ export function FormButton(props: {
         fields={props.fields}
         onClose={() => setOpen(false)}
         onSubmit={props.onSubmit}
+        onValuesChange={props.onValuesChange}
       />
     </>
   );
@@ -104,9 +108,12 @@ export function FormModal(props: {
   fields: Field[];
   onClose(): void;
   onSubmit(values: Params): Promise<unknown>;
+  /** Lets the opener follow a choice that other fields depend on (a zone's offerings). */
+  onValuesChange?(values: Row): void;
 }) {
   const [busy, setBusy] = useState(false);
   const [form] = Form.useForm();
+  const values = (Form.useWatch([], { form, preserve: true }) as Row | undefined) ?? {};
   // A page holds several of these forms; a distinct name keeps their field ids (and so the
   // label-to-input links) unique.
   const name = useId().replace(/:/g, '');
@@ -124,6 +131,7 @@ export function FormModal(props: {
         form={form}
         name={name}
         layout="vertical"
+        onValuesChange={(_, all) => props.onValuesChange?.(all)}
         onFinish={async (values: Params) => {
           setBusy(true);
           try {
@@ -134,36 +142,38 @@ export function FormModal(props: {
           }
         }}
       >
-        {props.fields.map((f) => (
-          <Form.Item
-            key={f.name}
-            name={f.name}
-            label={f.label}
-            help={f.help}
-            initialValue={f.initial}
-            valuePropName={f.type === 'boolean' ? 'checked' : 'value'}
-            rules={f.required ? [{ required: true, message: `${f.label} is required` }] : []}
-          >
-            {f.type === 'password' ? (
-              <Input.Password />
-            ) : f.type === 'number' ? (
-              <InputNumber style={{ width: '100%' }} />
-            ) : f.type === 'select' || f.type === 'multiselect' ? (
-              <Select
-                mode={f.type === 'multiselect' ? 'multiple' : undefined}
-                options={f.options}
-                allowClear
-                showSearch={{ optionFilterProp: 'label' }}
-              />
-            ) : f.type === 'boolean' ? (
-              <Switch />
-            ) : f.type === 'textarea' ? (
-              <Input.TextArea rows={4} />
-            ) : (
-              <Input />
-            )}
-          </Form.Item>
-        ))}
+        {props.fields
+          .filter((f) => !f.visible || f.visible(values))
+          .map((f) => (
+            <Form.Item
+              key={f.name}
+              name={f.name}
+              label={f.label}
+              help={f.help}
+              initialValue={f.initial}
+              valuePropName={f.type === 'boolean' ? 'checked' : 'value'}
+              rules={f.required ? [{ required: true, message: `${f.label} is required` }] : []}
+            >
+              {f.type === 'password' ? (
+                <Input.Password />
+              ) : f.type === 'number' ? (
+                <InputNumber style={{ width: '100%' }} />
+              ) : f.type === 'select' || f.type === 'multiselect' ? (
+                <Select
+                  mode={f.type === 'multiselect' ? 'multiple' : undefined}
+                  options={f.options}
+                  allowClear
+                  showSearch={{ optionFilterProp: 'label' }}
+                />
+              ) : f.type === 'boolean' ? (
+                <Switch />
+              ) : f.type === 'textarea' ? (
+                <Input.TextArea rows={4} />
+              ) : (
+                <Input />
+              )}
+            </Form.Item>
+          ))}
       </Form>
     </Modal>
   );
