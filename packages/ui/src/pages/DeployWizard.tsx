@@ -47,14 +47,19 @@ export function DeployWizard() {
   const isos = useList('listIsos', 'iso', { isofilter: 'executable', zoneid, isready: true, bootable: true });
   const offerings = useList('listServiceOfferings', 'serviceoffering');
   const diskOfferings = useList('listDiskOfferings', 'diskoffering');
-  const networks = useList('listNetworks', 'network', { zoneid });
+  const zone = zones.find((z) => z.id === zoneid);
+  // An Advanced zone has no default network: the VM goes on networks its owner may deploy into.
+  const advanced = zone?.networktype === 'Advanced';
+  const networks = useList('listNetworks', 'network', {
+    zoneid,
+    canusefordeploy: advanced ? true : undefined,
+  });
   const groups = useList('listSecurityGroups', 'securitygroup');
   const keys = useList('listSSHKeyPairs', 'sshkeypair');
   // The caller's own groups: a deploy may only join groups of the VM's owner.
   const affinityGroups = useList('listAffinityGroups', 'affinitygroup');
   const hypervisors = useList('listHypervisors', 'hypervisor', { zoneid });
   const [account, setAccount] = useState<Row>();
-  const zone = zones.find((z) => z.id === zoneid);
   const offering = offerings.find((o) => o.id === offeringId);
   const diskOffering = diskOfferings.find((o) => o.id === diskOfferingId);
 
@@ -253,9 +258,16 @@ export function DeployWizard() {
           )}
           <Form.Item
             name="networkids"
-            label="Networks"
+            label={advanced ? 'Networks (the first chosen is the default)' : 'Networks'}
             hidden={step !== 4}
-            help={networks.length === 0 ? 'No network listed: the zone default is used' : undefined}
+            rules={advanced ? [{ required: true, message: 'Choose a network' }] : []}
+            help={
+              networks.length > 0
+                ? undefined
+                : advanced
+                  ? 'No network to deploy into: create one under Networks'
+                  : 'No network listed: the zone default is used'
+            }
           >
             <Select
               mode="multiple"
@@ -330,9 +342,10 @@ export function DeployWizard() {
                 ['Disk', diskOffering?.name ?? 'none'],
                 [
                   'Networks',
-                  networks
-                    .filter((n) => (v.networkids ?? []).includes(n.id))
-                    .map((n) => n.name)
+                  // In the order chosen: the first is the VM's default network.
+                  ((v.networkids ?? []) as string[])
+                    .map((id) => networks.find((n) => n.id === id)?.name)
+                    .filter(Boolean)
                     .join(', ') || 'zone default',
                 ],
                 [
