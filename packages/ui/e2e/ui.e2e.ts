@@ -114,6 +114,8 @@ test('the zone wizard creates zone, pod, cluster, storage and a host served by a
   await page.getByRole('menuitem', { name: 'Infrastructure' }).click();
   await page.getByRole('button', { name: 'Add zone' }).click();
   await page.getByLabel('Zone name').fill('ui-zone');
+  // The Basic path; networks.e2e.ts takes the Advanced one (physical network, public IPs).
+  await choose(page, 'Network type', 'Basic');
   await shot(page, 'zone-wizard');
   await page.getByRole('button', { name: 'Next' }).click();
   await page.getByLabel('Pod name').fill('ui-pod');

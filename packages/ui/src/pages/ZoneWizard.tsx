@@ -1,16 +1,19 @@
 /**
- * Creates a whole zone in one flow, as CloudStack's onboarding wizard does: zone, pod, cluster,
- * host, primary and secondary storage, then enables the zone. The zone is created Disabled so
+ * Creates a whole zone in one flow, as CloudStack's onboarding wizard does: zone, for an Advanced
+ * zone its physical network (VXLAN, traffic types) and public IP range, pod, cluster, host,
+ * primary and secondary storage, then enables the zone. The zone is created Disabled so
  * that nothing is deployed into it half-built; a failed step is shown with the API's errortext
  * and can be retried from where it stopped.
  */
 import { Alert, Button, Card, Form, Input, Select, Space, Steps, Switch, Typography } from 'antd';
 import { useState } from 'react';
-import { api, errorText, type Params, type Row } from '../api.ts';
+import { api, errorText, type Params, type Row, waitForJob } from '../api.ts';
 import { navigate } from '../router.tsx';
 
 interface StepDef {
   title: string;
+  /** Only for Advanced zones (a Basic zone's guests share the pod's network). */
+  advanced?: boolean;
   fields: {
     name: string;
     label: string;
@@ -36,6 +39,50 @@ const STEPS: StepDef[] = [
       },
       { name: 'dns1', label: 'Public DNS', required: true, initial: '8.8.8.8' },
       { name: 'internaldns1', label: 'Internal DNS', required: true, initial: '8.8.8.8' },
+    ],
+  },
+  {
+    title: 'Physical network',
+    advanced: true,
+    fields: [
+      { name: 'physicalName', label: 'Physical network name', required: true, initial: 'physical' },
+      {
+        name: 'isolation',
+        label: 'Isolation method',
+        required: true,
+        initial: 'VXLAN',
+        options: ['VXLAN'],
+      },
+      {
+        name: 'vni',
+        label: 'VNI range',
+        required: true,
+        initial: '5000-5999',
+        help: 'One VXLAN network identifier per isolated network, e.g. 5000-5999',
+      },
+      {
+        name: 'guestcidr',
+        label: 'Guest CIDR',
+        required: true,
+        initial: '10.1.1.0/24',
+        help: "The default subnet of the zone's isolated networks",
+      },
+      {
+        name: 'publicLabel',
+        label: 'Public traffic KVM bridge',
+        initial: 'cloudbr0',
+        help: "The hosts' bridge to the public network",
+      },
+    ],
+  },
+  {
+    title: 'Public IPs',
+    advanced: true,
+    fields: [
+      { name: 'publicGateway', label: 'Public gateway', required: true },
+      { name: 'publicNetmask', label: 'Public netmask', required: true, initial: '255.255.255.0' },
+      { name: 'publicStart', label: 'First public IP', required: true },
+      { name: 'publicEnd', label: 'Last public IP', required: true },
     ],
   },
   {
@@ -92,6 +139,10 @@ const STEPS: StepDef[] = [
 
 type Made = {
   zone?: Row;
+  physical?: Row;
+  traffic?: string[];
+  physicalEnabled?: boolean;
+  publicRange?: boolean;
   pod?: Row;
   cluster?: Row;
   host?: boolean;
@@ -107,10 +158,12 @@ export function ZoneWizard() {
   const [error, setError] = useState<string>();
   const [made, setMade] = useState<Made>({});
   const [progress, setProgress] = useState<string[]>([]);
-  const review = step === STEPS.length;
+  const advanced = (Form.useWatch('networktype', { form, preserve: true }) ?? 'Advanced') === 'Advanced';
+  const steps = STEPS.filter((s) => advanced || !s.advanced);
+  const review = step === steps.length;
 
   const next = async () => {
-    await form.validateFields(STEPS[step].fields.map((f) => f.name));
+    await form.validateFields(steps[step].fields.map((f) => f.name));
     setStep(step + 1);
   };
 
@@ -120,8 +173,10 @@ export function ZoneWizard() {
     setError(undefined);
     const done: Made = { ...made };
     const log = (s: string) => setProgress((p) => [...p, s]);
+    // Physical networks and traffic types are async commands: their object is the job's result.
     const call = async (command: string, params: Params, key: string): Promise<Row> => {
-      const r = await api(command, params);
+      const first = await api(command, params);
+      const r = typeof first.jobid === 'string' ? await waitForJob(first.jobid, command) : first;
       const obj = r[key];
       return (Array.isArray(obj) ? obj[0] : obj) as Row;
     };
@@ -134,6 +189,7 @@ export function ZoneWizard() {
             networktype: v.networktype,
             dns1: v.dns1,
             internaldns1: v.internaldns1,
+            guestcidraddress: v.networktype === 'Advanced' ? v.guestcidr : undefined,
             allocationstate: 'Disabled',
           },
           'zone',
@@ -141,6 +197,49 @@ export function ZoneWizard() {
         log(`Zone ${v.zoneName} created`);
       }
       const zoneid = done.zone.id;
+      if (v.networktype === 'Advanced') {
+        if (!done.physical) {
+          done.physical = await call(
+            'createPhysicalNetwork',
+            { zoneid, name: v.physicalName, isolationmethods: v.isolation, vlan: v.vni },
+            'physicalnetwork',
+          );
+          log(`Physical network ${v.physicalName} created (${v.isolation} ${v.vni})`);
+        }
+        const physicalnetworkid = done.physical.id;
+        done.traffic ??= [];
+        for (const traffictype of ['Guest', 'Public', 'Management']) {
+          if (done.traffic.includes(traffictype)) continue;
+          await call(
+            'addTrafficType',
+            {
+              physicalnetworkid,
+              traffictype,
+              kvmnetworklabel: traffictype === 'Public' ? v.publicLabel : undefined,
+            },
+            'traffictype',
+          );
+          done.traffic.push(traffictype);
+          log(`${traffictype} traffic added`);
+        }
+        if (!done.physicalEnabled) {
+          await call('updatePhysicalNetwork', { id: physicalnetworkid, state: 'Enabled' }, 'physicalnetwork');
+          done.physicalEnabled = true;
+          log(`Physical network ${v.physicalName} enabled`);
+        }
+        if (!done.publicRange) {
+          await api('createVlanIpRange', {
+            zoneid,
+            forvirtualnetwork: true,
+            gateway: v.publicGateway,
+            netmask: v.publicNetmask,
+            startip: v.publicStart,
+            endip: v.publicEnd,
+          });
+          done.publicRange = true;
+          log(`Public IPs ${v.publicStart}–${v.publicEnd} added`);
+        }
+      }
       if (!done.pod) {
         done.pod = await call(
           'createPod',
@@ -224,12 +323,12 @@ export function ZoneWizard() {
         <Steps
           current={step}
           size="small"
-          items={[...STEPS.map((s) => ({ title: s.title })), { title: 'Review' }]}
+          items={[...steps.map((s) => ({ title: s.title })), { title: 'Review' }]}
           style={{ marginBottom: 24 }}
           responsive
         />
         <Form form={form} layout="vertical" style={{ maxWidth: 560 }} preserve>
-          {STEPS.map((s, i) =>
+          {steps.map((s, i) =>
             s.fields.map((f) => (
               <Form.Item
                 key={f.name}
@@ -260,7 +359,7 @@ export function ZoneWizard() {
             <Switch />
           </Form.Item>
         </Form>
-        {review && <Review values={form.getFieldsValue(true)} />}
+        {review && <Review steps={steps} values={form.getFieldsValue(true)} />}
         {progress.length > 0 && (
           <Alert
             type="info"
@@ -304,10 +403,11 @@ export function ZoneWizard() {
   );
 }
 
-function Review({ values }: { values: Record<string, string> }) {
+function Review({ steps, values }: { steps: StepDef[]; values: Record<string, string> }) {
   return (
     <dl style={{ display: 'grid', gridTemplateColumns: 'max-content 1fr', gap: '4px 16px' }}>
-      {STEPS.flatMap((s) => s.fields)
+      {steps
+        .flatMap((s) => s.fields)
         .filter((f) => !f.password)
         .map((f) => [
           <dt key={`${f.name}-t`}>{f.label}</dt>,
