@@ -278,6 +278,63 @@ export const createPortForwardingRule = defineCommand({
   },
 });
 
+interface UpdateParams {
+  id: string;
+  privateport?: number;
+  privateendport?: number;
+  virtualmachineid?: string;
+  vmguestip?: string;
+  cidrlist?: string[];
+  fordisplay?: boolean;
+  customid?: string;
+}
+
+/** Checks an update and works out the rule's new values (run before queuing and in the job). */
+async function planUpdate(ctx: CallContext, params: UpdateParams) {
+  const db = ctx.app.store.db;
+  const rule = await findOwnedRule(ctx, params.id, 'PortForwarding', 'port forwarding rule');
+  const custom = await customRuleId(ctx, rule.id, params.customid);
+  const ip = await db
+    .selectFrom('public_ips')
+    .selectAll()
+    .where('id', '=', rule.ip_id as number)
+    .executeTakeFirstOrThrow();
+  const network = await networkOfIp(ctx, ip);
+  const pub: [number, number] = [rule.start_port as number, rule.end_port as number];
+  let priv: [number, number] = [rule.private_start_port as number, rule.private_end_port as number];
+  if (params.privateport !== undefined) {
+    priv = portRange(
+      params.privateport,
+      params.privateendport ?? params.privateport + (pub[1] - pub[0]),
+      'private',
+    );
+    sameLength(pub, priv);
+  } else if (params.privateendport !== undefined) throw invalidParameter('privateendport needs privateport');
+  let vmId = rule.vm_id as number;
+  let vmIp = rule.vm_ip as string;
+  if (params.virtualmachineid || params.vmguestip) {
+    const vm = params.virtualmachineid
+      ? await targetVm(ctx, params.virtualmachineid, ip)
+      : await db.selectFrom('vms').select(['id', 'uuid']).where('id', '=', vmId).executeTakeFirstOrThrow();
+    vmId = vm.id;
+    vmIp = await vmNicIn(ctx.app, vm, network, params.vmguestip);
+  }
+  const cidrs = params.cidrlist !== undefined ? cidrText(params.cidrlist) : rule.source_cidrs;
+  return {
+    rule,
+    custom,
+    cidrs,
+    changed: {
+      private_start_port: priv[0],
+      private_end_port: priv[1],
+      vm_id: vmId,
+      vm_ip: vmIp,
+      source_cidrs: cidrs,
+      ...(params.fordisplay !== undefined ? { for_display: (params.fordisplay ? 1 : 0) as 0 | 1 } : {}),
+    },
+  };
+}
+
 export const updatePortForwardingRule = defineCommand({
   name: 'updatePortForwardingRule',
   params: {
@@ -292,50 +349,13 @@ export const updatePortForwardingRule = defineCommand({
   },
   event: { type: 'NET.RULEMODIFY', description: (params) => `updating port forwarding rule ${params.id}` },
   async target(ctx, params) {
-    const rule = await findOwnedRule(ctx, params.id, 'PortForwarding', 'port forwarding rule');
-    await customRuleId(ctx, rule.id, params.customid);
+    const { rule } = await planUpdate(ctx, params);
     return { type: 'PortForwardingRule', id: rule.uuid };
   },
   async handler(ctx, params) {
     const { app } = ctx;
     const db = app.store.db;
-    const rule = await findOwnedRule(ctx, params.id, 'PortForwarding', 'port forwarding rule');
-    const custom = await customRuleId(ctx, rule.id, params.customid);
-    const ip = await db
-      .selectFrom('public_ips')
-      .selectAll()
-      .where('id', '=', rule.ip_id as number)
-      .executeTakeFirstOrThrow();
-    const network = await networkOfIp(ctx, ip);
-    const pub: [number, number] = [rule.start_port as number, rule.end_port as number];
-    let priv: [number, number] = [rule.private_start_port as number, rule.private_end_port as number];
-    if (params.privateport !== undefined) {
-      priv = portRange(
-        params.privateport,
-        params.privateendport ?? params.privateport + (pub[1] - pub[0]),
-        'private',
-      );
-      sameLength(pub, priv);
-    } else if (params.privateendport !== undefined)
-      throw invalidParameter('privateendport needs privateport');
-    let vmId = rule.vm_id as number;
-    let vmIp = rule.vm_ip as string;
-    if (params.virtualmachineid || params.vmguestip) {
-      const vm = params.virtualmachineid
-        ? await targetVm(ctx, params.virtualmachineid, ip)
-        : await db.selectFrom('vms').select(['id', 'uuid']).where('id', '=', vmId).executeTakeFirstOrThrow();
-      vmId = vm.id;
-      vmIp = await vmNicIn(app, vm, network, params.vmguestip);
-    }
-    const cidrs = params.cidrlist !== undefined ? cidrText(params.cidrlist) : rule.source_cidrs;
-    const changed = {
-      private_start_port: priv[0],
-      private_end_port: priv[1],
-      vm_id: vmId,
-      vm_ip: vmIp,
-      source_cidrs: cidrs,
-      ...(params.fordisplay !== undefined ? { for_display: (params.fordisplay ? 1 : 0) as 0 | 1 } : {}),
-    };
+    const { rule, custom, cidrs, changed } = await planUpdate(ctx, params);
     const before = {
       private_start_port: rule.private_start_port,
       private_end_port: rule.private_end_port,
