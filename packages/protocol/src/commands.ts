@@ -318,6 +318,14 @@ export const COMMANDS = {
     }),
     result: nothing,
   },
+  /**
+   * Hot-plugs a NIC into a running VM (addNicToVirtualMachine): on KVM a tap on `nic.bridge` and a
+   * virtio-net device with the NIC's MAC, filtered like at start when `nic.security` is given. A
+   * NIC with that MAC already plugged in succeeds; another NIC at its device id is refused.
+   */
+  plugNic: { payload: z.object({ vm: name, nic: VmNic }), result: nothing },
+  /** Hot-unplugs the running VM's NIC with that MAC (its device, tap and filtering); a NIC not there is gone. */
+  unplugNic: { payload: z.object({ vm: name, mac }), result: nothing },
   attachVolume: { payload: z.object({ vm: name, disk: VmDisk }), result: nothing },
   detachVolume: { payload: z.object({ vm: name, disk: VmDisk }), result: nothing },
   createVolume: {

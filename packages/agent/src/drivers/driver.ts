@@ -41,6 +41,10 @@ export interface HypervisorDriver {
   /** Gets ready to receive `vm`; a KVM destination answers the port it listens on. */
   prepareMigration(vm: VmSpec): Promise<CommandResult<'prepareMigration'>>;
   migrateVm(name: string, destination: { host: string; address?: string; port?: number }): Promise<void>;
+  /** Hot-plugs a NIC into a running VM; a NIC with that MAC already there succeeds. */
+  plugNic(vm: string, nic: ParsedPayload<'plugNic'>['nic']): Promise<void>;
+  /** Hot-unplugs the running VM's NIC with that MAC; one that is not there succeeds. */
+  unplugNic(vm: string, mac: string): Promise<void>;
   attachVolume(vm: string, disk: ParsedPayload<'attachVolume'>['disk']): Promise<void>;
   detachVolume(vm: string, disk: ParsedPayload<'detachVolume'>['disk']): Promise<void>;
   /**

@@ -261,6 +261,20 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
     this.vms.delete(name);
   }
 
+  /** Records the NIC in the VM's spec, as a real host would have it plugged (tests read it there). */
+  async plugNic(vmName: string, nic: VmSpec['nics'][number]) {
+    const vm = this.vm(vmName);
+    if (vm.spec.nics.some((n) => n.mac.toLowerCase() === nic.mac.toLowerCase())) return;
+    if (vm.spec.nics.some((n) => n.deviceId === nic.deviceId))
+      throw new DriverError(`VM ${vmName} already has a NIC at device id ${nic.deviceId}`);
+    vm.spec = { ...vm.spec, nics: [...vm.spec.nics, nic].sort((a, b) => a.deviceId - b.deviceId) };
+  }
+
+  async unplugNic(vmName: string, mac: string) {
+    const vm = this.vm(vmName);
+    vm.spec = { ...vm.spec, nics: vm.spec.nics.filter((n) => n.mac.toLowerCase() !== mac.toLowerCase()) };
+  }
+
   async attachVolume(vmName: string, disk: { path: string }) {
     this.vm(vmName).disks.add(disk.path);
   }

@@ -19,6 +19,8 @@ const CLOUDSTACK_NAMES: Record<string, CommandKind> = {
   PrepareForMigrationCommand: 'prepareMigration',
   AttachCommand: 'attachVolume',
   DettachCommand: 'detachVolume',
+  PlugNicCommand: 'plugNic',
+  UnPlugNicCommand: 'unplugNic',
   CreateCommand: 'createVolume',
   CopyCommand: 'createVolumeFromTemplate',
   DestroyCommand: 'deleteVolume',

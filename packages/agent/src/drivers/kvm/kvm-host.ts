@@ -31,7 +31,7 @@ import {
   type HypervisorDriver,
   type StorageDriver,
 } from '../driver.ts';
-import { imageInfo, run } from './exec.ts';
+import { imageInfo } from './exec.ts';
 import {
   type Accel,
   chooseAccel,
@@ -51,7 +51,9 @@ import {
   tapName,
   tapPrefix,
   type VmDisk,
+  type VmNic,
 } from './machine.ts';
+import { bridgeExists, hotplugNic, hotunplugNic, joinBridge, type NicPlugTarget } from './nic-plug.ts';
 import { Qmp } from './qmp.ts';
 import { DirectoryStorage, type LiveDisks } from './storage.ts';
 
@@ -480,6 +482,37 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
     });
   }
 
+  /**
+   * Hot-plugs a NIC (addNicToVirtualMachine) and keeps it in vm.json, so a restarted agent
+   * re-adopts the VM with it and a migration destination gets it in the same slot.
+   */
+  async plugNic(name: string, nic: VmNic) {
+    return this.serialized(name, async () => {
+      const vm = this.running(name);
+      if (vm.spec.nics.some((n) => n.mac.toLowerCase() === nic.mac.toLowerCase())) return;
+      if (vm.spec.nics.some((n) => n.deviceId === nic.deviceId))
+        throw new DriverError(`VM ${name} already has a NIC at device id ${nic.deviceId}`);
+      await hotplugNic(this.plugTarget(vm), nic, this.filtersOf({ ...vm.spec, nics: [nic] }));
+      vm.spec = { ...vm.spec, nics: [...vm.spec.nics, nic].sort((a, b) => a.deviceId - b.deviceId) };
+      this.save(vm);
+    });
+  }
+
+  async unplugNic(name: string, mac: string) {
+    return this.serialized(name, async () => {
+      const vm = this.running(name);
+      const nic = vm.spec.nics.find((n) => n.mac.toLowerCase() === mac.toLowerCase());
+      if (!nic) return;
+      await hotunplugNic(this.plugTarget(vm), nic);
+      vm.spec = { ...vm.spec, nics: vm.spec.nics.filter((n) => n !== nic) };
+      this.save(vm);
+    });
+  }
+
+  private plugTarget(vm: Vm): NicPlugTarget {
+    return { qmp: vm.qmp!, host: this.name, vm: vm.spec.name, security: this.network.security };
+  }
+
   async attachVolume(name: string, disk: VmDisk) {
     return this.serialized(name, async () => {
       const vm = this.running(name);
@@ -617,7 +650,7 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
       formats.set(disk.deviceId, (await imageInfo(disk.path)).format);
     }
     for (const nic of spec.nics) {
-      if (nic.bridge && !existsSync(`/sys/class/net/${nic.bridge}/bridge`))
+      if (nic.bridge && !bridgeExists(nic.bridge))
         throw new DriverError(`bridge ${nic.bridge} for ${spec.name} does not exist on ${this.name}`);
       if (nic.bridge && nic.security && !/^\d{1,3}(\.\d{1,3}){3}$/.test(nic.ip ?? ''))
         throw new DriverError(`NIC ${nic.mac} of ${spec.name} has security groups but no IPv4 address`);
@@ -644,11 +677,8 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
     try {
       const qmp = await Qmp.waitAndConnect(f.qmp, () => child.exitCode === null, 30_000);
       this.watch(vm, qmp);
-      for (const nic of spec.nics.filter((n) => n.bridge)) {
-        const tap = tapName(this.name, spec.name, nic);
-        await run('ip', ['link', 'set', tap, 'master', nic.bridge!]);
-        await run('ip', ['link', 'set', tap, 'up']);
-      }
+      for (const nic of spec.nics.filter((n) => n.bridge))
+        await joinBridge(tapName(this.name, spec.name, nic), nic.bridge!);
       // Before the guest runs (fresh start: -S; migration target: before memory arrives), so it
       // never has a moment without its filtering.
       await this.network.security.apply(this.filtersOf(spec));

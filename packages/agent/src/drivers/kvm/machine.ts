@@ -66,6 +66,34 @@ export function tapPrefix(host: string, vm: string): string {
   return `vn${createHash('sha1').update(`${host}/${vm}`).digest('hex').slice(0, 10)}`;
 }
 
+export const nicDevice = (nic: { deviceId: number }) => `nic${nic.deviceId}`;
+export const nicNetdev = (nic: { deviceId: number }) => `net${nic.deviceId}`;
+
+/**
+ * A NIC as QEMU gets it, at start (-netdev/-device) and when hot-plugged (netdev_add/device_add):
+ * virtio-net-pci in a fixed slot, and for a NIC on a bridge a tap QEMU creates under `tap`.
+ */
+export function nicArgs(
+  host: string,
+  vm: string,
+  nic: VmNic,
+): { device: Record<string, unknown>; netdev?: { id: string; tap: string } } {
+  if (nic.deviceId >= MAX_NICS)
+    throw new DriverError(`NIC device id ${nic.deviceId} is beyond ${MAX_NICS - 1}`);
+  const device: Record<string, unknown> = {
+    driver: 'virtio-net-pci',
+    id: nicDevice(nic),
+    mac: nic.mac.toLowerCase(),
+    bus: 'pci.0',
+    addr: hex(NIC_SLOT_BASE + nic.deviceId),
+    // No iPXE option ROM: VMs boot from their disks, and the ROM costs a second under TCG.
+    romfile: '',
+  };
+  if (!nic.bridge) return { device };
+  device.netdev = nicNetdev(nic);
+  return { device, netdev: { id: nicNetdev(nic), tap: tapName(host, vm, nic) } };
+}
+
 function commaSafe(value: string): string {
   // QEMU's option syntax escapes a comma by doubling it.
   return value.replace(/,/g, ',,');
@@ -115,22 +143,8 @@ export function qemuArgs(p: LaunchPlan): string[] {
   ];
   const nics = [...spec.nics].sort((a, b) => a.deviceId - b.deviceId);
   for (const nic of nics) {
-    if (nic.deviceId >= MAX_NICS)
-      throw new DriverError(`NIC device id ${nic.deviceId} is beyond ${MAX_NICS - 1}`);
-    const device: Record<string, unknown> = {
-      driver: 'virtio-net-pci',
-      id: `nic${nic.deviceId}`,
-      mac: nic.mac.toLowerCase(),
-      bus: 'pci.0',
-      addr: hex(NIC_SLOT_BASE + nic.deviceId),
-      // No iPXE option ROM: VMs boot from their disks, and the ROM costs a second under TCG.
-      romfile: '',
-    };
-    if (nic.bridge) {
-      const tap = tapName(p.host, spec.name, nic);
-      args.push('-netdev', `tap,id=net${nic.deviceId},ifname=${tap},script=no,downscript=no`);
-      device.netdev = `net${nic.deviceId}`;
-    }
+    const { device, netdev } = nicArgs(p.host, spec.name, nic);
+    if (netdev) args.push('-netdev', `tap,id=${netdev.id},ifname=${netdev.tap},script=no,downscript=no`);
     args.push('-device', keyValues(device));
   }
   for (const disk of [...spec.disks].sort((a, b) => a.deviceId - b.deviceId)) {
