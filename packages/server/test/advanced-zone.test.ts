@@ -617,6 +617,26 @@ describe('network offerings', () => {
     assert.deepEqual(l2.service, []);
   });
 
+  test('listSupportedNetworkServices: what an offering may combine', async () => {
+    const all = (await admin.request<any>('listSupportedNetworkServices', {})).networkservice;
+    const lb = all.find((s: any) => s.name === 'Lb');
+    assert.deepEqual(lb.provider.map((p: any) => p.name).sort(), [
+      'InternalLbVm',
+      'VirtualRouter',
+      'VpcVirtualRouter',
+    ]);
+    assert.ok(lb.capability.some((c: any) => c.name === 'SupportedLBIsolation'));
+    const sg = await admin.request<any>('listSupportedNetworkServices', {
+      provider: 'SecurityGroupProvider',
+    });
+    assert.deepEqual(
+      sg.networkservice.map((s: any) => s.name),
+      ['SecurityGroup'],
+    );
+    await assert.rejects(admin.request('listSupportedNetworkServices', { service: 'Teleport' }), is(431));
+    await assert.rejects(user.request('listSupportedNetworkServices', {}), is(432));
+  });
+
   test('listNetworkOfferings filters', async () => {
     const names = async (params: Record<string, unknown>) =>
       ((await admin.request<any>('listNetworkOfferings', params as any)).networkoffering ?? [])

@@ -81,6 +81,19 @@ const CAPABILITIES: Record<string, [string, string][]> = {
   ],
 };
 
+/** Every service with the providers offering it and its capabilities (listSupportedNetworkServices). */
+export function supportedServices(): {
+  name: string;
+  providers: string[];
+  capabilities: [string, string][];
+}[] {
+  return SERVICES.map((name) => ({
+    name,
+    providers: Object.keys(PROVIDERS).filter((p) => PROVIDERS[p]?.includes(name)),
+    capabilities: CAPABILITIES[name] ?? [],
+  })).filter((s) => s.providers.length > 0);
+}
+
 export function presentServices(offering: Pick<NetworkOfferingRow, 'services'>): object[] {
   return servicesOf(offering).map((s) => ({
     name: s.name,

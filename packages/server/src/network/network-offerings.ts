@@ -19,7 +19,12 @@ import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { findNetwork } from './common.ts';
-import { hasServices, presentServices, resolveOfferingServices } from './network-offering-rules.ts';
+import {
+  hasServices,
+  presentServices,
+  resolveOfferingServices,
+  supportedServices,
+} from './network-offering-rules.ts';
 
 export { hasServices, presentServices, servicesOf } from './network-offering-rules.ts';
 
@@ -435,7 +440,40 @@ export const listNetworkOfferings = defineCommand({
   },
 });
 
+/** What createNetworkOffering may combine: each service, its providers here, its capabilities. */
+export const listSupportedNetworkServices = defineCommand({
+  name: 'listSupportedNetworkServices',
+  params: { ...listParams, service: p.string(), provider: p.string() },
+  async handler(ctx, params) {
+    const same = (a: string, b: string) => a.toLowerCase() === b.trim().toLowerCase();
+    const all = supportedServices();
+    if (params.service && !all.some((s) => same(s.name, params.service as string)))
+      throw invalidParameter(`Invalid Network Service=${params.service}`);
+    const rows = all
+      .filter((s) => !params.service || same(s.name, params.service))
+      .filter((s) => !params.provider || s.providers.some((p) => same(p, params.provider as string)))
+      .filter((s) => !params.keyword || s.name.toLowerCase().includes(params.keyword.toLowerCase()));
+    const page = pageOf(ctx.app, params);
+    const slice = page.limit === undefined ? rows : rows.slice(page.offset, page.offset + page.limit);
+    return listResult(
+      slice.map((s) => ({
+        name: s.name,
+        provider: s.providers
+          .filter((p) => !params.provider || same(p, params.provider))
+          .map((name) => ({ name })),
+        capability: s.capabilities.map(([name, value]) => ({
+          name,
+          value,
+          canchooseservicecapability: false,
+        })),
+      })),
+      rows.length,
+    );
+  },
+});
+
 export const networkOfferingCommands = [
+  listSupportedNetworkServices,
   listNetworkOfferings,
   createNetworkOffering,
   updateNetworkOffering,
