@@ -14,6 +14,9 @@ import { infraCommands } from './infra/index.ts';
 import { networkServiceProviderCommands } from './infra/network-service-providers.ts';
 import { jobCommands } from './jobs/commands.ts';
 import { networkCommands } from './network/index.ts';
+import { lbMemberCommands } from './network/lb-members.ts';
+import { lbPolicyCommands } from './network/lb-policies.ts';
+import { loadBalancerRuleCommands } from './network/load-balancers.ts';
 import { offeringCommands } from './offerings/index.ts';
 import type { Command } from './registry/command.ts';
 import { settingCommands } from './settings/commands.ts';
@@ -42,6 +45,9 @@ export const allCommands = [
   ...templateCommands,
   ...isoCommands,
   ...networkCommands,
+  ...loadBalancerRuleCommands,
+  ...lbMemberCommands,
+  ...lbPolicyCommands,
   ...computeCommands,
   ...consoleCommands,
   ...usageCommands,

@@ -1,0 +1,703 @@
+/**
+ * Load balancing rules of isolated networks through the API, observed on a simulator host running
+ * in this process: what the network's router was told (its load balancers with their members,
+ * stickiness and health checks, and the firewall rule openfirewall makes), every refusal with its
+ * code and nothing changed, a router that refuses (configureSimulator) undoing the change, and two
+ * accounts that cannot see or touch each other's rules.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Agent, type AgentLogger, SimulatorFleet } from '@nimbostack/agent';
+import { CloudStackClient } from '@nimbostack/client';
+import { type Server, startServer } from '../src/app.ts';
+import { loadConfig } from '../src/config.ts';
+import { waitUntil } from './agents.ts';
+
+const TOKEN = 'lb-test-token-0123456789';
+const silent: AgentLogger = { info() {}, warn() {}, error() {}, debug() {} } as unknown as AgentLogger;
+const is = (code: number, text?: RegExp) => (e: any) =>
+  e.errorcode === code && (text === undefined || text.test(e.message));
+
+let server: Server;
+let admin: CloudStackClient;
+let alice: CloudStackClient;
+let bob: CloudStackClient;
+let agent: Agent;
+let fleet: SimulatorFleet;
+let dataDir: string;
+let zoneid: string;
+let templateid: string;
+let offering: string;
+let isolatedOffering: string;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function createUser(name: string): Promise<CloudStackClient> {
+  await admin.request('createAccount', {
+    username: name,
+    password: 'secret-pass',
+    email: `${name}@example.com`,
+    firstname: name,
+    lastname: 'U',
+    accounttype: 0,
+  });
+  return CloudStackClient.login(`${server.url}/client/api`, name, 'secret-pass');
+}
+
+/** What the network's router was last told (its rules as the simulator host holds them). */
+async function routerRules(networkid: string): Promise<any> {
+  const r = (await admin.request<any>('listRouters', { networkid, listall: true })).router[0];
+  for (const h of fleet.hosts.values()) {
+    const spec = h.routers.get(r.name) as any;
+    if (spec) return spec.rules ?? { loadBalancers: [], firewall: [] };
+  }
+  throw new Error(`router ${r.name} runs nowhere`);
+}
+
+before(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'nimbo-lb-'));
+  mkdirSync(join(dataDir, 'primary'));
+  mkdirSync(join(dataDir, 'secondary'));
+  const agentPort = await freePort();
+  server = await startServer(
+    loadConfig(
+      {},
+      { port: 0, agentPort, host: '127.0.0.1', dataDir, logLevel: 'silent', seedLocalZone: false },
+    ),
+  );
+  admin = await CloudStackClient.login(`${server.url}/client/api`, 'admin', 'password');
+  zoneid = (
+    await admin.request<any>('createZone', {
+      name: 'lbz',
+      networktype: 'Advanced',
+      dns1: '8.8.8.8',
+      internaldns1: '10.0.0.2',
+      guestcidraddress: '10.1.1.0/24',
+    })
+  ).zone.id;
+  const physicalid = (
+    await admin.call<any>('createPhysicalNetwork', {
+      zoneid,
+      name: 'lbphys',
+      isolationmethods: 'VXLAN',
+      vlan: '7000-7009',
+    })
+  ).physicalnetwork.id;
+  for (const traffictype of ['Guest', 'Public', 'Management'])
+    await admin.call('addTrafficType', {
+      physicalnetworkid: physicalid,
+      traffictype,
+      ...(traffictype === 'Public' ? { kvmnetworklabel: 'nimbopub0' } : {}),
+    });
+  await admin.call('updatePhysicalNetwork', { id: physicalid, state: 'Enabled' });
+  await admin.request('createVlanIpRange', {
+    zoneid,
+    forvirtualnetwork: true,
+    gateway: '198.51.100.1',
+    netmask: '255.255.255.0',
+    startip: '198.51.100.10',
+    endip: '198.51.100.30',
+  });
+  const pod = (
+    await admin.request<any>('createPod', {
+      zoneid,
+      name: 'lbp',
+      gateway: '192.168.40.1',
+      netmask: '255.255.255.0',
+      startip: '192.168.40.10',
+      endip: '192.168.40.50',
+    })
+  ).pod;
+  const cluster = (
+    await admin.request<any>('addCluster', {
+      zoneid,
+      podid: pod.id,
+      clustername: 'lbc',
+      hypervisor: 'Simulator',
+      clustertype: 'CloudManaged',
+    })
+  ).cluster[0];
+  await admin.request('createStoragePool', {
+    zoneid,
+    podid: pod.id,
+    clusterid: cluster.id,
+    name: 'lbprimary',
+    url: join(dataDir, 'primary'),
+    scope: 'cluster',
+  });
+  await admin.request('addImageStore', {
+    zoneid,
+    name: 'lbsecondary',
+    provider: 'NFS',
+    url: join(dataDir, 'secondary'),
+  });
+  await admin.request('updateZone', { id: zoneid, allocationstate: 'Enabled' });
+  fleet = new SimulatorFleet();
+  const hosts = fleet.addHosts('lbh', 1);
+  agent = new Agent({
+    server: `ws://127.0.0.1:${agentPort}`,
+    token: TOKEN,
+    hosts,
+    log: silent,
+    maxBackoffMs: 300,
+  });
+  agent.start();
+  for (const h of hosts) {
+    await waitUntil(async () => server.app.agents.pendingHost(h.name), 10_000, `${h.name} to connect`);
+    await admin.request<any>('addHost', {
+      zoneid,
+      podid: pod.id,
+      clusterid: cluster.id,
+      url: `agent://${h.name}`,
+      username: 'root',
+      password: TOKEN,
+      hypervisor: 'Simulator',
+    });
+  }
+  templateid = await waitUntil(
+    async () =>
+      (await admin.request<any>('listTemplates', { templatefilter: 'featured', zoneid })).template?.find(
+        (t: any) => t.isready,
+      )?.id,
+    20_000,
+    'the built-in template',
+  );
+  offering = (await admin.request<any>('listServiceOfferings', { name: 'Small Instance' })).serviceoffering[0]
+    .id;
+  isolatedOffering = (
+    await admin.request<any>('listNetworkOfferings', {
+      name: 'DefaultIsolatedNetworkOfferingWithSourceNatService',
+    })
+  ).networkoffering[0].id;
+  alice = await createUser('lbalice');
+  bob = await createUser('lbbob');
+});
+
+after(async () => {
+  await agent?.stop();
+  await server?.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('load balancing rules', () => {
+  let net: any;
+  let bobNet: any;
+  let web1: any;
+  let web2: any;
+  let bobVm: any;
+  let ip: any;
+  let sourceNat: any;
+  let bobIp: any;
+  let rule: any;
+
+  const deploy = (client: CloudStackClient, networkid: string, name: string) =>
+    client
+      .call<any>('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid: offering,
+        networkids: networkid,
+        name,
+      })
+      .then((r) => r.virtualmachine);
+  const rules = async (client = alice) =>
+    (await client.request<any>('listLoadBalancerRules', {})).loadbalancerrule ?? [];
+  const members = async (id = rule.id) =>
+    (await alice.request<any>('listLoadBalancerRuleInstances', { id })).loadbalancerruleinstance ?? [];
+  const lbOnRouter = async (id = rule.id) =>
+    (await routerRules(net.id)).loadBalancers.find((l: any) => l.id === id);
+
+  test('setup: two accounts, each with an isolated network, VMs and a public address', async () => {
+    net = (
+      await alice.request<any>('createNetwork', {
+        name: 'lbnet',
+        zoneid,
+        networkofferingid: isolatedOffering,
+      })
+    ).network;
+    bobNet = (
+      await bob.request<any>('createNetwork', { name: 'bobnet', zoneid, networkofferingid: isolatedOffering })
+    ).network;
+    web1 = await deploy(alice, net.id, 'web-1');
+    web2 = await deploy(alice, net.id, 'web-2');
+    bobVm = await deploy(bob, bobNet.id, 'bob-1');
+    ip = (await alice.call<any>('associateIpAddress', { networkid: net.id })).ipaddress;
+    bobIp = (await bob.call<any>('associateIpAddress', { networkid: bobNet.id })).ipaddress;
+    sourceNat = (await alice.request<any>('listPublicIpAddresses', { issourcenat: true })).publicipaddress[0];
+    assert.ok(ip.id && bobIp.id && sourceNat.id);
+  });
+
+  test('createLoadBalancerRule: the rule, its opened firewall port, and the router knows both', async () => {
+    const created = await alice.call<any>('createLoadBalancerRule', {
+      name: 'web',
+      publicipid: ip.id,
+      publicport: 80,
+      privateport: 8080,
+      algorithm: 'roundrobin',
+      description: 'the web tier',
+    });
+    rule = created.loadbalancer;
+    assert.equal(rule.name, 'web');
+    assert.equal(rule.publicip, ip.ipaddress);
+    assert.equal(rule.publicipid, ip.id);
+    assert.equal(rule.publicport, '80');
+    assert.equal(rule.privateport, '8080');
+    assert.equal(rule.algorithm, 'roundrobin');
+    assert.equal(rule.networkid, net.id);
+    assert.equal(rule.account, 'lbalice');
+    assert.equal(rule.zoneid, zoneid);
+    assert.equal(rule.zonename, 'lbz');
+    assert.equal(rule.protocol, 'tcp');
+    assert.equal(rule.cidrlist, '');
+    assert.equal(rule.fordisplay, true);
+    assert.deepEqual(rule.tags, []);
+    // As upstream: a rule that balances to no VM yet stays Add.
+    assert.equal(rule.state, 'Add');
+    const lb = await lbOnRouter();
+    assert.deepEqual(
+      { ip: lb.publicIp, pub: lb.publicPort, priv: lb.privatePort, algo: lb.algorithm, members: lb.members },
+      { ip: ip.ipaddress, pub: 80, priv: 8080, algo: 'roundrobin', members: [] },
+    );
+    const fw = (await routerRules(net.id)).firewall.filter((f: any) => f.publicIp === ip.ipaddress);
+    assert.deepEqual(
+      fw.map((f: any) => [f.protocol, f.startPort, f.endPort, f.sourceCidrs]),
+      [['tcp', 80, 80, []]],
+      'openfirewall (default true) opened port 80 to everyone',
+    );
+    const listed = await rules();
+    assert.equal(listed.length, 1);
+    assert.equal(listed[0].id, rule.id);
+  });
+
+  test('bad createLoadBalancerRule input is refused and changes nothing', async () => {
+    const base = { name: 'x', publicipid: ip.id, publicport: 81, privateport: 81, algorithm: 'roundrobin' };
+    const before = JSON.stringify(await routerRules(net.id));
+    const cases: [Record<string, unknown>, (e: any) => boolean][] = [
+      [{ algorithm: 'random' }, is(431, /Invalid algorithm/)],
+      [{ protocol: 'udp' }, is(431, /balances tcp only/)],
+      [{ protocol: 'tcp-proxy' }, is(431, /balances tcp only/)],
+      [{ protocol: 'sctp' }, is(431, /not in valid protocols/)],
+      [{ publicport: 0 }, is(431, /publicPort is an invalid value/)],
+      [{ privateport: 70000 }, is(431, /privatePort is an invalid value/)],
+      [{ publicport: 80 }, is(537, /conflicts with rule/)],
+      [{ cidrlist: '10.0.0.0/8', openfirewall: false }, is(431, /openfirewall/)],
+      [{ cidrlist: '10.0.0.0/33' }, is(431, /cidr/i)],
+      [{ publicipid: bobIp.id }, is(531)],
+      [{ publicipid: zoneid }, is(431, /IP address/)],
+      [{ publicipid: undefined }, is(431, /source IP/)],
+      [{ networkid: bobNet.id }, is(431, /associated with network/)],
+      [{ publicipid: sourceNat.id, publicport: 53 }, is(431, /port 53/)],
+    ];
+    for (const [change, check] of cases) {
+      const params: Record<string, any> = { ...base, ...change };
+      for (const k of Object.keys(params)) if (params[k] === undefined) delete params[k];
+      await assert.rejects(alice.call('createLoadBalancerRule', params), check, JSON.stringify(change));
+    }
+    assert.equal((await rules()).length, 1);
+    assert.equal(JSON.stringify(await routerRules(net.id)), before, 'the router was told nothing new');
+  });
+
+  test('a port forward on the same public port conflicts both ways (537)', async (t) => {
+    if (!(await admin.request<any>('listApis', { name: 'createPortForwardingRule' }).catch(() => undefined)))
+      return t.skip('createPortForwardingRule is not available');
+    await assert.rejects(
+      alice.call('createPortForwardingRule', {
+        ipaddressid: ip.id,
+        protocol: 'tcp',
+        publicport: 80,
+        privateport: 80,
+        virtualmachineid: web1.id,
+      }),
+      is(537),
+    );
+    await alice.call('createPortForwardingRule', {
+      ipaddressid: ip.id,
+      protocol: 'tcp',
+      publicport: 2222,
+      privateport: 22,
+      virtualmachineid: web1.id,
+    });
+    await assert.rejects(
+      alice.call('createLoadBalancerRule', {
+        name: 'ssh',
+        publicipid: ip.id,
+        publicport: 2222,
+        privateport: 22,
+        algorithm: 'source',
+      }),
+      is(537, /conflicts with rule/),
+    );
+    assert.equal((await rules()).length, 1);
+  });
+
+  test('assignToLoadBalancerRule: members reach the router and the rule is Active', async () => {
+    await alice.call('assignToLoadBalancerRule', { id: rule.id, virtualmachineids: `${web1.id},${web2.id}` });
+    const lb = await lbOnRouter();
+    assert.deepEqual(
+      lb.members.map((m: any) => m.ip).sort(),
+      [web1.nic[0].ipaddress, web2.nic[0].ipaddress].sort(),
+    );
+    assert.equal((await rules())[0].state, 'Active');
+    const vms = await members();
+    assert.deepEqual(vms.map((v: any) => v.id).sort(), [web1.id, web2.id].sort());
+    assert.equal(vms[0].zoneid, zoneid, 'members are full VM responses');
+    const withIps = await alice.request<any>('listLoadBalancerRuleInstances', { id: rule.id, lbvmips: true });
+    assert.equal(withIps.count, 2);
+    const one = withIps.lbrulevmidip.find((x: any) => x.loadbalancerruleinstance.id === web1.id);
+    assert.deepEqual(one.lbvmipaddresses, [web1.nic[0].ipaddress]);
+    const byVm = await alice.request<any>('listLoadBalancerRules', { virtualmachineid: web1.id });
+    assert.equal(byVm.count, 1);
+  });
+
+  test('bad assignments are refused and change nothing', async () => {
+    const before = JSON.stringify(await lbOnRouter());
+    await assert.rejects(
+      alice.call('assignToLoadBalancerRule', { id: rule.id, virtualmachineids: web1.id }),
+      is(431, /already mapped to load balancer/),
+    );
+    await assert.rejects(alice.call('assignToLoadBalancerRule', { id: rule.id }), is(431, /can't be null/));
+    await assert.rejects(
+      alice.call('assignToLoadBalancerRule', { id: rule.id, virtualmachineids: bobVm.id }),
+      is(531),
+      "a user cannot assign another account's VM",
+    );
+    await assert.rejects(
+      admin.call('assignToLoadBalancerRule', { id: rule.id, virtualmachineids: bobVm.id }),
+      is(431, /belong to different accounts/),
+    );
+    await assert.rejects(
+      alice.call('assignToLoadBalancerRule', {
+        id: rule.id,
+        'vmidipmap[0].vmid': web1.id,
+        'vmidipmap[0].vmip': '10.1.1.250',
+      }),
+      is(431, /does not belong to nic/),
+    );
+    await assert.rejects(
+      alice.call('assignToLoadBalancerRule', { id: rule.id, virtualmachineids: zoneid }),
+      is(431, /Invalid instance id/),
+    );
+    await assert.rejects(
+      bob.call('assignToLoadBalancerRule', { id: rule.id, virtualmachineids: bobVm.id }),
+      is(531),
+      "bob cannot touch alice's rule",
+    );
+    assert.equal(JSON.stringify(await lbOnRouter()), before);
+    assert.equal((await members()).length, 2);
+  });
+
+  test('removeFromLoadBalancerRule takes a VM out; one not assigned is refused', async () => {
+    await alice.call('removeFromLoadBalancerRule', { id: rule.id, virtualmachineids: web2.id });
+    assert.deepEqual(
+      (await lbOnRouter()).members.map((m: any) => m.ip),
+      [web1.nic[0].ipaddress],
+    );
+    assert.deepEqual(
+      (await members()).map((v: any) => v.id),
+      [web1.id],
+    );
+    await assert.rejects(
+      alice.call('removeFromLoadBalancerRule', { id: rule.id, virtualmachineids: web2.id }),
+      is(431, /is not configured for LB rule/),
+    );
+    const candidates = await alice.request<any>('listLoadBalancerRuleInstances', {
+      id: rule.id,
+      applied: false,
+    });
+    assert.deepEqual(
+      candidates.loadbalancerruleinstance.map((v: any) => v.id),
+      [web2.id],
+      'applied=false lists the VMs that could still be assigned',
+    );
+  });
+
+  test('a router that refuses undoes the change and fails the job with its reason', async () => {
+    const fail = () =>
+      admin.request('configureSimulator', {
+        zoneid,
+        name: 'applyRouterRules',
+        value: 'result:fail;message:haproxy said no',
+        count: 1,
+      });
+    const before = JSON.stringify(await lbOnRouter());
+    await fail();
+    await assert.rejects(
+      alice.call('assignToLoadBalancerRule', { id: rule.id, virtualmachineids: web2.id }),
+      is(530, /haproxy said no/),
+    );
+    assert.deepEqual(
+      (await members()).map((v: any) => v.id),
+      [web1.id],
+      'web-2 is not recorded as a member',
+    );
+    assert.equal(JSON.stringify(await lbOnRouter()), before, 'the router has the old set again');
+    await fail();
+    await assert.rejects(
+      alice.call('createLoadBalancerRule', {
+        name: 'doomed',
+        publicipid: ip.id,
+        publicport: 8443,
+        privateport: 443,
+        algorithm: 'roundrobin',
+      }),
+      is(530, /haproxy said no/),
+    );
+    assert.deepEqual(
+      (await rules()).map((r: any) => r.name),
+      ['web'],
+      'the refused rule was deleted',
+    );
+    const fw = await alice.request<any>('listFirewallRules', { ipaddressid: ip.id }).catch(() => undefined);
+    if (fw)
+      assert.ok(!(fw.firewallrule ?? []).some((f: any) => f.startport === 8443 || f.startport === '8443'));
+    await fail();
+    await assert.rejects(alice.call('deleteLoadBalancerRule', { id: rule.id }), is(530, /haproxy said no/));
+    const still = (await rules())[0];
+    assert.equal(still.state, 'Active', 'the rule the router still balances is back to Active');
+    assert.equal(JSON.stringify(await lbOnRouter()), before);
+    await fail();
+    await assert.rejects(
+      alice.call('updateLoadBalancerRule', { id: rule.id, algorithm: 'leastconn' }),
+      is(530, /haproxy said no/),
+    );
+    assert.equal((await rules())[0].algorithm, 'roundrobin');
+  });
+
+  test('updateLoadBalancerRule: the algorithm reaches the router, names are records', async () => {
+    const updated = (
+      await alice.call<any>('updateLoadBalancerRule', { id: rule.id, algorithm: 'leastconn', name: 'web2' })
+    ).loadbalancer;
+    assert.equal(updated.algorithm, 'leastconn');
+    assert.equal(updated.name, 'web2');
+    assert.equal((await lbOnRouter()).algorithm, 'leastconn');
+    await assert.rejects(alice.call('updateLoadBalancerRule', { id: rule.id, algorithm: 'x' }), is(431));
+    await assert.rejects(alice.call('updateLoadBalancerRule', { id: rule.id, protocol: 'udp' }), is(431));
+    await assert.rejects(bob.call('updateLoadBalancerRule', { id: rule.id, name: 'mine' }), is(531));
+    assert.equal((await rules())[0].name, 'web2');
+  });
+
+  test('stickiness: validated as upstream, one per rule, on the router', async () => {
+    const create = (methodname: string, params: Record<string, string>) => {
+      const extra: Record<string, string> = {};
+      Object.entries(params).forEach(([name, value], i) => {
+        extra[`param[${i}].name`] = name;
+        extra[`param[${i}].value`] = value;
+      });
+      return alice.call<any>('createLBStickinessPolicy', {
+        lbruleid: rule.id,
+        name: 'sticky',
+        methodname,
+        ...extra,
+      });
+    };
+    await assert.rejects(create('Magic', {}), is(431, /Stickiness method/));
+    await assert.rejects(create('SourceBased', { colour: 'red' }), is(431, /does not support param/));
+    await assert.rejects(create('SourceBased', { expire: '30' }), is(431, /expire is not in timeformat/));
+    await assert.rejects(
+      create('SourceBased', { tablesize: 'big' }),
+      is(431, /tablesize is not in size format/),
+    );
+    await assert.rejects(create('AppCookie', { length: 'long' }), is(431, /length is not a number/));
+    await assert.rejects(create('LbCookie', { 'cookie-name': 'a b' }), is(431, /cookie-name/));
+    await assert.rejects(create('LbCookie', { 'cookie-name': '' }), is(431, /Value expected/));
+    assert.equal((await lbOnRouter()).stickiness, undefined);
+    const sb = (await create('SourceBased', { tablesize: '100k', expire: '10m' })).stickinesspolicies;
+    assert.equal(sb.lbruleid, rule.id);
+    assert.equal(sb.stickinesspolicy[0].methodname, 'SourceBased');
+    assert.deepEqual(sb.stickinesspolicy[0].params, { tablesize: '100k', expire: '10m' });
+    assert.deepEqual((await lbOnRouter()).stickiness, {
+      method: 'SourceBased',
+      params: { tablesize: '100k', expire: '10m' },
+    });
+    const cookie = (await create('LbCookie', { 'cookie-name': 'SRV', nocache: '' })).stickinesspolicies;
+    const listed = (await alice.request<any>('listLBStickinessPolicies', { lbruleid: rule.id }))
+      .stickinesspolicies;
+    assert.equal(listed.length, 1);
+    assert.deepEqual(
+      listed[0].stickinesspolicy.map((x: any) => x.id),
+      [cookie.stickinesspolicy[0].id],
+      'the new policy replaced the old one',
+    );
+    assert.equal((await lbOnRouter()).stickiness.method, 'LbCookie');
+    const byId = await alice.request<any>('listLBStickinessPolicies', { id: cookie.stickinesspolicy[0].id });
+    assert.equal(byId.stickinesspolicies[0].lbruleid, rule.id);
+    await assert.rejects(
+      bob.request('listLBStickinessPolicies', { lbruleid: rule.id }),
+      is(531),
+      "bob cannot read alice's policies",
+    );
+    const hidden = await alice.call<any>('updateLBStickinessPolicy', {
+      id: cookie.stickinesspolicy[0].id,
+      fordisplay: false,
+    });
+    assert.equal(hidden.stickinesspolicies.stickinesspolicy[0].fordisplay, false);
+    const shown = await alice.request<any>('listLBStickinessPolicies', { lbruleid: rule.id });
+    assert.deepEqual(
+      shown.stickinesspolicies[0].stickinesspolicy,
+      [],
+      'hidden policies are not listed by default',
+    );
+    await alice.call('deleteLBStickinessPolicy', { id: cookie.stickinesspolicy[0].id });
+    assert.equal((await lbOnRouter()).stickiness, undefined);
+  });
+
+  test('health checks: validated, one per rule, on the router', async () => {
+    await assert.rejects(
+      alice.call('createLBHealthCheckPolicy', { lbruleid: rule.id, intervaltime: 2, responsetimeout: 5 }),
+      is(431, /Monitor interval must be greater than response timeout/),
+    );
+    await assert.rejects(
+      alice.call('createLBHealthCheckPolicy', { lbruleid: rule.id, pingpath: 'no slash' }),
+      is(431, /pingpath/),
+    );
+    await assert.rejects(
+      alice.call('createLBHealthCheckPolicy', { lbruleid: rule.id, responsetimeout: 61 }),
+      is(431, /responsetimeout/),
+    );
+    assert.equal((await lbOnRouter()).healthCheck, undefined);
+    const hc = (
+      await alice.call<any>('createLBHealthCheckPolicy', {
+        lbruleid: rule.id,
+        pingpath: '/health',
+        intervaltime: 10,
+        responsetimeout: 3,
+        healthythreshold: 4,
+      })
+    ).healthcheckpolicy;
+    assert.equal(hc.lbruleid, rule.id);
+    const policy = hc.healthcheckpolicy[0];
+    assert.deepEqual(
+      [
+        policy.pingpath,
+        policy.healthcheckinterval,
+        policy.responsetime,
+        policy.healthcheckthresshold,
+        policy.unhealthcheckthresshold,
+      ],
+      ['/health', 10, 3, 4, 1],
+    );
+    assert.deepEqual((await lbOnRouter()).healthCheck, {
+      pingPath: '/health',
+      intervalSec: 10,
+      timeoutSec: 3,
+      healthyThreshold: 4,
+      unhealthyThreshold: 1,
+    });
+    await assert.rejects(
+      alice.call('createLBHealthCheckPolicy', { lbruleid: rule.id }),
+      is(431, /Already policy attached/),
+    );
+    const listed = await alice.request<any>('listLBHealthCheckPolicies', { lbruleid: rule.id });
+    assert.equal(listed.healthcheckpolicies[0].healthcheckpolicy[0].id, policy.id);
+    await alice.call('deleteLBHealthCheckPolicy', { id: policy.id });
+    assert.equal((await lbOnRouter()).healthCheck, undefined);
+    assert.deepEqual(
+      (await alice.request<any>('listLBHealthCheckPolicies', { lbruleid: rule.id })).healthcheckpolicies[0]
+        .healthcheckpolicy,
+      [],
+    );
+  });
+
+  test("two accounts: neither sees nor changes the other one's rules", async () => {
+    const bobRule = (
+      await bob.call<any>('createLoadBalancerRule', {
+        name: 'bobweb',
+        publicipid: bobIp.id,
+        publicport: 80,
+        privateport: 80,
+        algorithm: 'source',
+      })
+    ).loadbalancer;
+    assert.deepEqual(
+      (await rules(bob)).map((r: any) => r.id),
+      [bobRule.id],
+    );
+    assert.deepEqual(
+      (await rules(alice)).map((r: any) => r.id),
+      [rule.id],
+    );
+    assert.deepEqual(await bob.request('listLoadBalancerRules', { id: rule.id }), {});
+    await assert.rejects(bob.call('deleteLoadBalancerRule', { id: rule.id }), is(531));
+    await assert.rejects(bob.request('listLoadBalancerRuleInstances', { id: rule.id }), is(531));
+    const all = await admin.request<any>('listLoadBalancerRules', { listall: true });
+    assert.ok([rule.id, bobRule.id].every((id) => all.loadbalancerrule.some((r: any) => r.id === id)));
+    assert.equal(
+      (await admin.request<any>('listLoadBalancerRules', { listall: true, networkid: bobNet.id })).count,
+      1,
+    );
+    assert.equal((await admin.request<any>('listLoadBalancerRules', { listall: true, zoneid })).count, 2);
+    assert.equal(
+      (await admin.request<any>('listLoadBalancerRules', { listall: true, keyword: 'tier' })).count,
+      1,
+    );
+    await bob.call('deleteLoadBalancerRule', { id: bobRule.id });
+    assert.deepEqual(await bob.request('listLoadBalancerRules', {}), {});
+  });
+
+  test('tags filter the list', async () => {
+    await alice.call('createTags', {
+      resourcetype: 'LoadBalancer',
+      resourceids: rule.id,
+      'tags[0].key': 'tier',
+      'tags[0].value': 'front',
+    });
+    const tagged = await alice.request<any>('listLoadBalancerRules', {
+      'tags[0].key': 'tier',
+      'tags[0].value': 'front',
+    });
+    assert.equal(tagged.count, 1);
+    assert.deepEqual(
+      tagged.loadbalancerrule[0].tags.map((t: any) => [t.key, t.value]),
+      [['tier', 'front']],
+    );
+    assert.deepEqual(
+      await alice.request('listLoadBalancerRules', { 'tags[0].key': 'tier', 'tags[0].value': 'back' }),
+      {},
+    );
+  });
+
+  test('deleteLoadBalancerRule: the router lets go of the rule and its firewall port', async () => {
+    await alice.call('deleteLoadBalancerRule', { id: rule.id });
+    const after = await routerRules(net.id);
+    assert.equal(after.loadBalancers.length, 0);
+    assert.ok(!after.firewall.some((f: any) => f.publicIp === ip.ipaddress && f.startPort === 80));
+    assert.deepEqual(await rules(), []);
+    await assert.rejects(alice.call('deleteLoadBalancerRule', { id: rule.id }), is(431));
+  });
+
+  test('cidrlist is enforced through the opened firewall rule', async () => {
+    const limited = (
+      await alice.call<any>('createLoadBalancerRule', {
+        name: 'intranet',
+        publicipid: ip.id,
+        publicport: 8080,
+        privateport: 8080,
+        algorithm: 'roundrobin',
+        cidrlist: '192.0.2.0/24,203.0.113.0/24',
+      })
+    ).loadbalancer;
+    assert.equal(limited.cidrlist, '192.0.2.0/24,203.0.113.0/24');
+    const fw = (await routerRules(net.id)).firewall.find(
+      (f: any) => f.publicIp === ip.ipaddress && f.startPort === 8080,
+    );
+    assert.deepEqual(fw.sourceCidrs, ['192.0.2.0/24', '203.0.113.0/24']);
+    await alice.call('updateLoadBalancerRule', { id: limited.id, cidrlist: '192.0.2.0/24' });
+    const fw2 = (await routerRules(net.id)).firewall.find(
+      (f: any) => f.publicIp === ip.ipaddress && f.startPort === 8080,
+    );
+    assert.deepEqual(fw2.sourceCidrs, ['192.0.2.0/24']);
+    await alice.call('deleteLoadBalancerRule', { id: limited.id });
+  });
+});
