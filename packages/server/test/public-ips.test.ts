@@ -340,6 +340,24 @@ describe('listing', () => {
     const events = (await alice.request<any>('listEvents', { page: 1, pagesize: 200 })).event;
     assert.ok(events.some((e: any) => e.type === 'NET.IPASSIGN' && e.description.includes(extra.ipaddress)));
     assert.ok(events.some((e: any) => e.type === 'NET.IPRELEASE' && e.description.includes(extra.ipaddress)));
+    // Usage type 3 (IP address) from these events: the released address was held a moment.
+    const today = new Date().toISOString().slice(0, 10);
+    await z.admin.request('generateUsageRecords', { startdate: today, enddate: today });
+    const usage = await z.admin.request<any>('listUsageRecords', {
+      startdate: today,
+      enddate: today,
+      type: 3,
+      account: 'alice',
+      domainid: net.domainid,
+    });
+    const mine = usage.usagerecord.filter((u: any) => u.usageid === extra.id);
+    assert.equal(mine.length, 1);
+    assert.equal(mine[0].description, `IPAddress: ${extra.ipaddress}`);
+    assert.equal(mine[0].issourcenat, false);
+    assert.ok(mine[0].rawusage < 0.1, String(mine[0].rawusage));
+    const held = usage.usagerecord.filter((u: any) => ips.some((i) => i.ipaddress === u.name));
+    assert.equal(held.length, 3, 'the addresses still held have a record each');
+    assert.equal(held.filter((u: any) => u.issourcenat).length, 1);
   });
 
   test('the router carries associated addresses; the live source-NAT address cannot be released', async () => {

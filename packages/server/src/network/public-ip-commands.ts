@@ -384,6 +384,14 @@ export const updateIpAddress = defineCommand({
       };
       if (Object.keys(changes).length)
         await tx.updateTable('public_ips').set(changes).where('id', '=', ip.id).execute();
+      // The address's events follow its new id, so its history (and usage) stays attached to it.
+      if (customid !== undefined)
+        await tx
+          .updateTable('events')
+          .set({ resource_id: customid.toLowerCase() })
+          .where('resource_type', '=', 'IpAddress')
+          .where('resource_id', '=', ip.uuid)
+          .execute();
       await logEvent(ctx, tx, {
         type: 'NET.IPUPDATE',
         description: `updated IP address ${ip.ip4}`,

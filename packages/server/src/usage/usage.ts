@@ -1,8 +1,9 @@
 /**
  * Usage records, as CloudStack's usage server makes them: for each UTC day, how many hours each VM
- * ran (type 1) and existed (type 2), and how long each volume (6), template (7), ISO (8) and
- * snapshot (9) was kept. VM hours come from the state machine's events (each VM.* event of a transition says
- * "VM <name> <from> -> <to>"); volumes and images from their created and removed times.
+ * ran (type 1) and existed (type 2), how long each volume (6), template (7), ISO (8) and
+ * snapshot (9) was kept, and how long each public IP address (3) was held. VM hours come from the
+ * state machine's events (each VM.* event of a transition says "VM <name> <from> -> <to>"),
+ * addresses from NET.IPASSIGN/NET.IPRELEASE; volumes and images from their created and removed times.
  * generateUsageRecords replaces the records of the days it covers, so running it again for a
  * period is harmless; listUsageRecords reads them.
  */
@@ -15,7 +16,7 @@ import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { p } from '../registry/params.ts';
 
-/** Upstream's UsageTypes, all listed (those this server generates are 1, 2, 6, 7, 8 and 9). */
+/** Upstream's UsageTypes, all listed (those this server generates are 1, 2, 3, 6, 7, 8 and 9). */
 export const USAGE_TYPES: [number, string, string][] = [
   [1, 'RUNNING_VM', 'Running Vm Usage'],
   [2, 'ALLOCATED_VM', 'Allocated Vm Usage'],
@@ -46,6 +47,7 @@ export const USAGE_TYPES: [number, string, string][] = [
 
 const RUNNING_VM = 1;
 const ALLOCATED_VM = 2;
+const IP_ADDRESS = 3;
 const VOLUME = 6;
 const TEMPLATE = 7;
 const ISO = 8;
@@ -336,8 +338,67 @@ async function computeRecords(
       raw_usage: hours,
     }));
   }
+
+  // Public IP addresses: each holding from NET.IPASSIGN to NET.IPRELEASE (recorded by
+  // network/public-ips.ts for the address's uuid and owner); a freed address may go to another
+  // account later, so holdings are paired per address in time order.
+  const ipEvents = await db
+    .selectFrom('events')
+    .select(['type', 'resource_id', 'account_id', 'domain_id', 'description', 'created'])
+    .where('resource_type', '=', 'IpAddress')
+    .where('type', 'in', ['NET.IPASSIGN', 'NET.IPRELEASE'])
+    .where('start_id', 'is', null)
+    .where('state', '=', 'Completed')
+    .where('created', '<', until)
+    .orderBy('created')
+    .orderBy('id')
+    .execute();
+  const ipUuids = [...new Set(ipEvents.map((e) => e.resource_id).filter((x): x is string => x !== null))];
+  const addresses = ipUuids.length
+    ? byUuid(
+        await db
+          .selectFrom('public_ips')
+          .select(['uuid', 'ip4', 'zone_id'])
+          .where('uuid', 'in', ipUuids)
+          .execute(),
+      )
+    : new Map<string, { uuid: string; ip4: string; zone_id: number }>();
+  const holding = new Map<string, { at: number; account: number; domain: number; sourceNat: boolean }>();
+  const held: { uuid: string; account: number; domain: number; sourceNat: boolean; span: Interval }[] = [];
+  for (const e of ipEvents) {
+    if (!e.resource_id) continue;
+    const open = holding.get(e.resource_id);
+    if (open) held.push({ uuid: e.resource_id, ...open, span: [open.at, e.created] });
+    holding.delete(e.resource_id);
+    if (e.type === 'NET.IPASSIGN')
+      holding.set(e.resource_id, {
+        at: e.created,
+        account: e.account_id,
+        domain: e.domain_id,
+        sourceNat: /source NAT/i.test(e.description),
+      });
+  }
+  for (const [uuid, open] of holding) held.push({ uuid, ...open, span: [open.at, Number.MAX_SAFE_INTEGER] });
+  for (const h of held) {
+    const ip = addresses.get(h.uuid);
+    if (!ip) continue;
+    perDay([h.span], (hours) => ({
+      ...blank,
+      account_id: h.account,
+      domain_id: h.domain,
+      zone_id: ip.zone_id,
+      usage_type: IP_ADDRESS,
+      usage_id: h.uuid,
+      name: ip.ip4,
+      type: h.sourceNat ? 'SourceNat' : null,
+      description: `IPAddress: ${ip.ip4}${h.sourceNat ? ' (Source NAT)' : ''}`,
+      raw_usage: hours,
+    }));
+  }
   return out;
 }
+
+const byUuid = <T extends { uuid: string }>(rows: T[]) => new Map(rows.map((r) => [r.uuid, r]));
 
 const dayOf = (ms: number) => Math.floor(ms / DAY) * DAY;
 
@@ -469,6 +530,7 @@ export const listUsageRecords = defineCommand({
     return listResult(
       rows.map((r) => {
         const isVm = r.usage_type === RUNNING_VM || r.usage_type === ALLOCATED_VM;
+        const isIp = r.usage_type === IP_ADDRESS;
         return {
           account: r.account,
           accountid: r.accountuuid,
@@ -485,7 +547,9 @@ export const listUsageRecords = defineCommand({
           name: r.name ?? undefined,
           offeringid: r.offering_uuid ?? undefined,
           templateid: r.template_uuid ?? undefined,
-          type: r.type ?? undefined,
+          // An address's record keeps whether it was a source-NAT address in `type`.
+          type: isIp ? undefined : (r.type ?? undefined),
+          ...(isIp ? { issourcenat: r.type === 'SourceNat', issystem: false } : {}),
           size: r.size_bytes === null ? undefined : Number(r.size_bytes),
           virtualsize: r.virtual_size_bytes === null ? undefined : Number(r.virtual_size_bytes),
           ...(isVm ? { cpunumber: r.cpu_number, cpuspeed: r.cpu_speed, memory: r.memory_mb } : {}),
