@@ -15,7 +15,7 @@ import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { applyOrUndo } from './ip-rules.ts';
-import { checkNotRevoked, findLoadBalancer, settleState } from './load-balancers.ts';
+import { checkNotRevoked, findLoadBalancer, settleState } from './lb-common.ts';
 
 /** VMs in these states are gone for load balancing (upstream's check). */
 const GONE_STATES = ['Destroyed', 'Expunging', 'Error'];

@@ -15,7 +15,7 @@ import { invalidParameter } from '../errors.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { listParams, p } from '../registry/params.ts';
 import { applyOrUndo } from './ip-rules.ts';
-import { checkNotRevoked, findLoadBalancer } from './load-balancers.ts';
+import { checkNotRevoked, findLoadBalancer } from './lb-common.ts';
 
 type Kind = 'Stickiness' | 'HealthCheck';
 /** The job instance types of policy jobs (upstream's resource object types). */

@@ -10,18 +10,17 @@
  * States follow upstream: Add while the router does not balance to any VM (a new rule, or one
  * whose last VM left), Active once it does, Revoke while being deleted.
  */
-import type { App, CallContext } from '../context.ts';
+import type { CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
-import type { IpRuleRow, NetworkRow, PublicIpRow } from '../db/schema.ts';
-import { ApiError, CsErrorCode, ErrorCode, invalidParameter } from '../errors.ts';
-import { applyScope, checkOwnerAccess, escapeLike, listScope } from '../iam/access.ts';
+import type { IpRuleRow, PublicIpRow } from '../db/schema.ts';
+import { invalidParameter } from '../errors.ts';
+import { applyScope, escapeLike, listScope } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
-import { displayPath } from '../iam/domains.ts';
 import { likeOp } from '../infra/common.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
-import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
+import { withTags } from '../tags/tags.ts';
 import {
   applyOrUndo,
   cidrText,
@@ -33,134 +32,27 @@ import {
   portsText,
   requireService,
 } from './ip-rules.ts';
+import {
+  checkAlgorithm,
+  checkNotRevoked,
+  checkPortValue,
+  checkProtocol,
+  conflict,
+  findLoadBalancer,
+  presentLoadBalancers,
+  settleState,
+  TAG_TYPE,
+} from './lb-common.ts';
 import { findVisibleVm } from './nics.ts';
-import { applyNetworkRules } from './routers.ts';
 
-export const LB_ALGORITHMS = ['roundrobin', 'leastconn', 'source'];
-/** The protocols upstream's API names; the router's HAProxy balances TCP only. */
-const LB_PROTOCOLS = ['tcp', 'udp', 'tcp-proxy', 'ssl'];
+// What expunge and disassociation call (the lead wires them), kept importable from here.
+export {
+  applyLoadBalancerChanges,
+  deleteLoadBalancersOfIp,
+  removeVmFromLoadBalancers,
+} from './lb-common.ts';
+
 const DNS_PORT = 53;
-const TAG_TYPE = 'LoadBalancer';
-
-const conflict = (text: string) =>
-  new ApiError(ErrorCode.NETWORK_RULE_CONFLICT, CsErrorCode.CLOUD_RUNTIME, text);
-
-export function checkAlgorithm(algorithm: string): string {
-  const a = algorithm.trim().toLowerCase();
-  if (!LB_ALGORITHMS.includes(a)) throw invalidParameter(`Invalid algorithm: ${algorithm}`);
-  return a;
-}
-
-/** tcp (the default) is what the router balances; upstream's other names are refused clearly. */
-export function checkProtocol(protocol: string | undefined, network: NetworkRow): string {
-  const proto = (protocol ?? 'tcp').trim().toLowerCase() || 'tcp';
-  if (!LB_PROTOCOLS.includes(proto))
-    throw invalidParameter(`protocol ${protocol} is not in valid protocols [${LB_PROTOCOLS.join(', ')}]`);
-  if (proto !== 'tcp')
-    throw invalidParameter(
-      `Protocol ${proto} is not supported by the load balancer of network ${network.name}: its virtual router balances tcp only`,
-    );
-  return proto;
-}
-
-function checkPortValue(value: number, name: string): void {
-  if (value < 1 || value > 65535) throw invalidParameter(`${name} is an invalid value: ${value}`);
-}
-
-/** A load balancing rule by uuid that the caller may act on (431 unknown, 531 someone else's). */
-export async function findLoadBalancer(ctx: CallContext, uuid: string, tx: Tx = ctx.app.store.db) {
-  const rule = await tx
-    .selectFrom('ip_rules')
-    .selectAll()
-    .where('uuid', '=', uuid)
-    .where('purpose', '=', 'LoadBalancing')
-    .executeTakeFirst();
-  if (!rule) throw invalidParameter(`Unable to find load balancer rule ${uuid}`);
-  const domain = await tx
-    .selectFrom('domains')
-    .select(['path', 'name'])
-    .where('id', '=', rule.domain_id)
-    .executeTakeFirstOrThrow();
-  checkOwnerAccess(ctx.caller, { accountId: rule.account_id, domain });
-  return rule;
-}
-
-/** Refuses changes to a rule being deleted (upstream: "is in deleting state"). */
-export function checkNotRevoked(rule: IpRuleRow): void {
-  if (rule.state === 'Revoke') throw invalidParameter(`Failed: LB rule ${rule.uuid} is in deleting state`);
-}
-
-/** Rules as CloudStack's `loadbalancer` objects, with a fixed number of queries for a page. */
-export async function presentLoadBalancers(ctx: CallContext, rules: IpRuleRow[]): Promise<object[]> {
-  if (rules.length === 0) return [];
-  const db = ctx.app.store.db;
-  const uniq = (xs: (number | null)[]) => [...new Set(xs.filter((x): x is number => x !== null))];
-  const [ips, networks, accounts, domains, tags] = await Promise.all([
-    db
-      .selectFrom('public_ips')
-      .innerJoin('zones', 'zones.id', 'public_ips.zone_id')
-      .select([
-        'public_ips.id',
-        'public_ips.uuid',
-        'public_ips.ip4',
-        'zones.uuid as zoneid',
-        'zones.name as zonename',
-      ])
-      .where('public_ips.id', 'in', uniq(rules.map((r) => r.ip_id)).concat(-1))
-      .execute(),
-    db
-      .selectFrom('networks')
-      .select(['id', 'uuid'])
-      .where('id', 'in', uniq(rules.map((r) => r.network_id)))
-      .execute(),
-    db
-      .selectFrom('accounts')
-      .select(['id', 'name'])
-      .where('id', 'in', uniq(rules.map((r) => r.account_id)))
-      .execute(),
-    db
-      .selectFrom('domains')
-      .select(['id', 'uuid', 'name', 'path'])
-      .where('id', 'in', uniq(rules.map((r) => r.domain_id)))
-      .execute(),
-    tagsOf(
-      ctx,
-      TAG_TYPE,
-      rules.map((r) => r.id),
-    ),
-  ]);
-  const ipById = new Map(ips.map((i) => [i.id, i]));
-  const networkUuid = new Map(networks.map((n) => [n.id, n.uuid]));
-  const accountName = new Map(accounts.map((a) => [a.id, a.name]));
-  const domainById = new Map(domains.map((d) => [d.id, d]));
-  return rules.map((r) => {
-    const ip = r.ip_id === null ? undefined : ipById.get(r.ip_id);
-    const domain = domainById.get(r.domain_id);
-    return {
-      id: r.uuid,
-      name: r.name ?? undefined,
-      description: r.description ?? undefined,
-      publicip: ip?.ip4,
-      publicipid: ip?.uuid,
-      // Upstream answers ports as strings.
-      publicport: String(r.start_port ?? ''),
-      privateport: String(r.private_start_port ?? ''),
-      algorithm: r.algorithm ?? undefined,
-      cidrlist: r.source_cidrs ?? '',
-      account: accountName.get(r.account_id),
-      domainid: domain?.uuid,
-      domain: domain?.name,
-      domainpath: domain ? displayPath(domain.path) : undefined,
-      state: r.state,
-      zoneid: ip?.zoneid,
-      zonename: ip?.zonename,
-      networkid: networkUuid.get(r.network_id),
-      protocol: r.protocol,
-      fordisplay: r.for_display === 1,
-      tags: tags.get(r.id) ?? [],
-    };
-  });
-}
 
 interface CreateParams {
   name: string;
@@ -266,28 +158,6 @@ async function checkConflicts(
         );
     }
   }
-}
-
-/** The rule's state once applied: Active when the router balances to VMs, Add while it has none. */
-export async function settleState(app: App, ruleId: number): Promise<void> {
-  const member = await app.store.db
-    .selectFrom('lb_members')
-    .select('vm_id')
-    .where('rule_id', '=', ruleId)
-    .executeTakeFirst();
-  await app.store.db
-    .updateTable('ip_rules')
-    .set({ state: member ? 'Active' : 'Add' })
-    .where('id', '=', ruleId)
-    .where('state', '!=', 'Revoke')
-    .execute();
-  await app.store.db
-    .updateTable('ip_rules')
-    .set({ state: 'Active' })
-    .where('related_id', '=', ruleId)
-    .where('purpose', '=', 'Firewall')
-    .where('state', '=', 'Add')
-    .execute();
 }
 
 export const createLoadBalancerRule = defineCommand({
@@ -605,78 +475,6 @@ export const listLoadBalancerRules = defineCommand({
     return listResult(await presentLoadBalancers(ctx, rows), Number(count));
   },
 });
-
-/**
- * Takes an expunged VM out of every load balancer, inside the expunge's transaction; rules left
- * without VMs go back to Add. Returns the networks whose routers must be told: pass them to
- * `applyLoadBalancerChanges` once the transaction committed.
- */
-export async function removeVmFromLoadBalancers(_app: App, tx: Tx, vmId: number): Promise<number[]> {
-  const rows = await tx
-    .selectFrom('lb_members')
-    .innerJoin('ip_rules', 'ip_rules.id', 'lb_members.rule_id')
-    .select(['ip_rules.id', 'ip_rules.network_id'])
-    .where('lb_members.vm_id', '=', vmId)
-    .execute();
-  if (rows.length === 0) return [];
-  await tx.deleteFrom('lb_members').where('vm_id', '=', vmId).execute();
-  const ruleIds = [...new Set(rows.map((r) => r.id))];
-  const still = await tx.selectFrom('lb_members').select('rule_id').where('rule_id', 'in', ruleIds).execute();
-  const empty = ruleIds.filter((id) => !still.some((m) => m.rule_id === id));
-  if (empty.length)
-    await tx
-      .updateTable('ip_rules')
-      .set({ state: 'Add' })
-      .where('id', 'in', empty)
-      .where('state', '=', 'Active')
-      .execute();
-  return [...new Set(rows.map((r) => r.network_id))];
-}
-
-/**
- * Deletes the load balancers of an address being disassociated, inside the caller's transaction
- * (with their members, policies, tags and opened firewall rules). Returns the network whose
- * router must be told after the commit (applyNetworkRules), or undefined when there were none.
- */
-export async function deleteLoadBalancersOfIp(_app: App, tx: Tx, ipId: number): Promise<number | undefined> {
-  const rules = await tx
-    .selectFrom('ip_rules')
-    .select(['id', 'network_id'])
-    .where('ip_id', '=', ipId)
-    .where('purpose', '=', 'LoadBalancing')
-    .execute();
-  if (rules.length === 0) return undefined;
-  const ids = rules.map((r) => r.id);
-  const related = await tx.selectFrom('ip_rules').select('id').where('related_id', 'in', ids).execute();
-  await deleteRules(tx, [...related.map((r) => r.id), ...ids]);
-  return rules[0]?.network_id;
-}
-
-/**
- * After a commit that changed load balancers outside a job of ours (a VM expunged): the routers
- * get the new sets. A router that cannot be told is logged; it gets the whole set again with the
- * next change or when it boots, and the VM is gone either way.
- */
-export async function applyLoadBalancerChanges(app: App, networkIds: number[]): Promise<void> {
-  await Promise.all(
-    networkIds.map((id) =>
-      applyNetworkRules(app, id).catch((err) =>
-        app.log.warn({ err, networkId: id }, 'load balancers could not be re-applied after a VM left them'),
-      ),
-    ),
-  );
-}
-
-registerTaggable(TAG_TYPE, async (ctx, uuid) => {
-  const r = await ctx.app.store.db
-    .selectFrom('ip_rules')
-    .select(['id', 'account_id', 'domain_id'])
-    .where('uuid', '=', uuid)
-    .where('purpose', '=', 'LoadBalancing')
-    .executeTakeFirst();
-  return r && { id: r.id, accountId: r.account_id, domainId: r.domain_id };
-});
-
 export const loadBalancerRuleCommands = [
   createLoadBalancerRule,
   updateLoadBalancerRule,
