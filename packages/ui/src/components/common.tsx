@@ -11,6 +11,8 @@ const GOOD = new Set([
   'BackedUp',
   'Download Complete',
   'enabled',
+  'Implemented',
+  'Active',
 ]);
 const BAD = new Set([
   'Down',

@@ -5,7 +5,7 @@
  * since a rule can only lead to a VM behind the same router.
  */
 import { PlusOutlined } from '@ant-design/icons';
-import { Modal, Space, Tabs, Tag } from 'antd';
+import { Button, Modal, Space, Tabs, Tag } from 'antd';
 import { useState } from 'react';
 import type { Row } from '../api.ts';
 import { useList } from '../hooks.ts';
@@ -127,15 +127,17 @@ export function PublicIps({ network }: { network: Row }) {
         ]}
         toolbar={
           session.can('associateIpAddress') && (
-            <ActionButton
-              label="Acquire IP address"
+            <Button
+              icon={<PlusOutlined />}
               onClick={async () => {
                 await run(`Acquire an IP address for ${network.name}`, 'associateIpAddress', {
                   networkid: network.id,
                 });
                 bump();
               }}
-            />
+            >
+              Acquire IP address
+            </Button>
           )
         }
         actions={(ip) => (
