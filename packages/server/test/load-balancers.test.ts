@@ -700,4 +700,52 @@ describe('load balancing rules', () => {
     assert.deepEqual(fw2.sourceCidrs, ['192.0.2.0/24']);
     await alice.call('deleteLoadBalancerRule', { id: limited.id });
   });
+  test('an address with static NAT takes no load balancer (537)', async () => {
+    const natIp = (await alice.call<any>('associateIpAddress', { networkid: net.id })).ipaddress;
+    await alice.request('enableStaticNat', { ipaddressid: natIp.id, virtualmachineid: web2.id });
+    await assert.rejects(
+      alice.call('createLoadBalancerRule', {
+        name: 'nat',
+        publicipid: natIp.id,
+        publicport: 80,
+        privateport: 80,
+        algorithm: 'roundrobin',
+      }),
+      is(537, /Can't do load balance on ip address/),
+    );
+    assert.deepEqual(await alice.request('listLoadBalancerRules', { publicipid: natIp.id }), {});
+    await alice.call('disableStaticNat', { ipaddressid: natIp.id });
+    await alice.call('disassociateIpAddress', { id: natIp.id });
+  });
+
+  test('expunging a member takes it off the router', async () => {
+    const lb = (
+      await alice.call<any>('createLoadBalancerRule', {
+        name: 'app',
+        publicipid: ip.id,
+        publicport: 9090,
+        privateport: 9090,
+        algorithm: 'roundrobin',
+      })
+    ).loadbalancer;
+    await alice.call('assignToLoadBalancerRule', { id: lb.id, virtualmachineids: `${web1.id},${web2.id}` });
+    assert.equal((await lbOnRouter(lb.id)).members.length, 2);
+    await admin.call('destroyVirtualMachine', { id: web2.id, expunge: true });
+    assert.deepEqual(
+      (await lbOnRouter(lb.id)).members.map((m: any) => m.ip),
+      [web1.nic[0].ipaddress],
+    );
+    assert.deepEqual(
+      (await members(lb.id)).map((v: any) => v.id),
+      [web1.id],
+    );
+    rule = lb;
+  });
+
+  test('disassociating the address deletes its load balancers', async () => {
+    await alice.call('disassociateIpAddress', { id: ip.id });
+    assert.deepEqual(await rules(), []);
+    assert.deepEqual((await routerRules(net.id)).loadBalancers, []);
+    await assert.rejects(alice.request('listLoadBalancerRuleInstances', { id: rule.id }), is(431));
+  });
 });
