@@ -104,6 +104,20 @@ describe('the Advanced zone wizard', () => {
       .traffictype;
     assert.deepEqual(types.map((t: any) => t.traffictype).sort(), ['Guest', 'Management', 'Public']);
     assert.equal(types.find((t: any) => t.traffictype === 'Public').kvmnetworklabel, 'nimbopub0');
+    // A label is a host bridge name.
+    await assert.rejects(
+      admin.request('addTrafficType', {
+        physicalnetworkid: physical.id,
+        traffictype: 'Storage',
+        kvmnetworklabel: 'br; reboot',
+      }),
+      is(431, /bridge name/),
+    );
+    await assert.rejects(
+      admin.request('updateTrafficType', { id: types[0].id, kvmnetworklabel: 'a-much-too-long-bridge' }),
+      is(431),
+    );
+    assert.equal((await admin.request<any>('listTrafficTypes', { physicalnetworkid: physical.id })).count, 3);
     await admin.call('updatePhysicalNetwork', { id: physical.id, state: 'Enabled' });
     const listed = (await admin.request<any>('listPhysicalNetworks', { zoneid: zone.id })).physicalnetwork;
     assert.equal(listed.length, 1);

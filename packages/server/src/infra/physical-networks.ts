@@ -343,6 +343,19 @@ async function findTrafficType(
   return { row: t, network: network_uuid };
 }
 
+/**
+ * A KVM label names a Linux bridge on every host (the Public one is where routers' public sides
+ * plug in), so it must be a valid interface name: hosts would otherwise fail at the first router.
+ */
+function kvmLabel(value: string | undefined): string | null | undefined {
+  if (value === undefined || value === '') return value === '' ? null : undefined;
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(value))
+    throw invalidParameter(
+      `Invalid kvmnetworklabel ${value}: a host bridge name of 1 to 15 letters, digits, '.', '-' or '_'`,
+    );
+  return value;
+}
+
 const labelParams = {
   kvmnetworklabel: p.string(),
   xennetworklabel: p.string(),
@@ -365,6 +378,7 @@ export const addTrafficType = defineCommand({
     const { app } = ctx;
     const net = await findPhysicalNetwork(ctx, params.physicalnetworkid);
     const type = pick(TRAFFIC_TYPES, params.traffictype, 'traffic type');
+    const label = kvmLabel(params.kvmnetworklabel);
     const uuid = app.ids.uuid();
     await app.store.db.transaction().execute(async (tx) => {
       const onNetwork = await tx
@@ -392,7 +406,7 @@ export const addTrafficType = defineCommand({
         uuid,
         physical_network_id: net.id,
         traffic_type: type,
-        kvm_label: params.kvmnetworklabel ?? null,
+        kvm_label: label ?? null,
         xen_label: params.xennetworklabel ?? null,
         vmware_label: params.vmwarenetworklabel ?? null,
         hyperv_label: params.hypervnetworklabel ?? null,
@@ -434,12 +448,13 @@ export const updateTrafficType = defineCommand({
   event: { type: 'TRAFFIC.TYPE.UPDATE', description: (params) => `updating traffic type ${params.id}` },
   async target(ctx, params) {
     await findTrafficType(ctx, params.id);
+    kvmLabel(params.kvmnetworklabel);
     return { type: 'TrafficType', id: params.id };
   },
   async handler(ctx, params) {
     const { row } = await findTrafficType(ctx, params.id);
     const changes: Partial<TrafficTypeRow> = {};
-    if (params.kvmnetworklabel !== undefined) changes.kvm_label = params.kvmnetworklabel || null;
+    if (params.kvmnetworklabel !== undefined) changes.kvm_label = kvmLabel(params.kvmnetworklabel) ?? null;
     if (params.xennetworklabel !== undefined) changes.xen_label = params.xennetworklabel || null;
     if (params.vmwarenetworklabel !== undefined) changes.vmware_label = params.vmwarenetworklabel || null;
     if (params.hypervnetworklabel !== undefined) changes.hyperv_label = params.hypervnetworklabel || null;
