@@ -324,6 +324,8 @@ export function ZoneWizard() {
           current={step}
           size="small"
           items={[...steps.map((s) => ({ title: s.title })), { title: 'Review' }]}
+          // An Advanced zone's nine steps do not fit with their titles beside them.
+          titlePlacement="vertical"
           style={{ marginBottom: 24 }}
           responsive
         />
