@@ -8,8 +8,9 @@ command -v apt-get >/dev/null || die "needs Debian (or a derivative) with apt-ge
 
 # dnsmasq-base, nftables, iproute2: guest networking (routers' DHCP and DNS, security groups,
 # bridges, VXLAN and namespaces); haproxy: isolated networks' load balancers on the routers;
-# curl: the host networking tests talk to routers with it.
-PKGS="qemu-system-x86 qemu-utils dnsmasq-base nftables haproxy iproute2 curl busybox-static cpio fdisk extlinux syslinux-common e2fsprogs"
+# curl: the host networking tests talk to routers with it; iputils-arping: routers announce
+# addresses that moved to them (a rebuilt router has new MACs for the same addresses).
+PKGS="qemu-system-x86 qemu-utils dnsmasq-base nftables haproxy iproute2 curl iputils-arping busybox-static cpio fdisk extlinux syslinux-common e2fsprogs"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"

@@ -267,14 +267,19 @@ export async function ensurePublicSide(router: string, ns: string, pub: RouterPu
 }
 
 /**
- * Tells the public segment that the added addresses now live at eth1's MAC (a public address that
- * moved from another router). Best effort: arping is optional on hosts.
+ * Tells a segment that the added addresses now live at the interface's MAC (eth1 by default: a
+ * public address that moved from another router; eth0: the gateway of a rebuilt router). Best
+ * effort: arping is optional on hosts.
  */
-export async function announce(ns: string, ips: string[]): Promise<void> {
-  for (const ip of ips)
-    await run('ip', ['netns', 'exec', ns, 'arping', '-q', '-U', '-c', '1', '-I', PUBLIC_IF, ip], 3000).catch(
-      () => undefined,
-    );
+export async function announce(ns: string, ips: string[], dev = PUBLIC_IF): Promise<void> {
+  // Concurrently: arping waits about a second after its one packet, whatever the options.
+  await Promise.all(
+    ips.map((ip) =>
+      run('ip', ['netns', 'exec', ns, 'arping', '-q', '-U', '-c', '1', '-I', dev, ip], 3000).catch(
+        () => undefined,
+      ),
+    ),
+  );
 }
 
 /** Takes eth1 away (a router that no longer has a public side); its addresses go with it. */

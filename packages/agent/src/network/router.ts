@@ -306,6 +306,11 @@ export class Routers {
     const addrs = JSON.parse(await run('ip', ['-n', ns, '-j', 'addr', 'show', 'dev', 'eth0'])) as {
       addr_info?: { family: string; local: string; prefixlen: number }[];
     }[];
+    // A router rebuilt elsewhere or anew (restartNetwork cleanup=true) has a new MAC for the same
+    // address: the guests learn it from an announcement, not after their ARP entries time out.
+    const guestAdded = !(addrs[0]?.addr_info ?? []).some(
+      (a) => a.family === 'inet' && `${a.local}/${a.prefixlen}` === address,
+    );
     for (const a of addrs[0]?.addr_info ?? [])
       if (a.family === 'inet' && `${a.local}/${a.prefixlen}` !== address)
         await run('ip', ['-n', ns, 'addr', 'del', `${a.local}/${a.prefixlen}`, 'dev', 'eth0']);
@@ -367,7 +372,7 @@ export class Routers {
 
     const loadBalancerMs = await ensureHaproxy(ns, dir, haproxyText);
     // Last: the addresses answer now, so neighbours that knew another MAC for them may switch.
-    await announce(ns, added);
+    await Promise.all([announce(ns, added), guestAdded ? announce(ns, [r.ip], 'eth0') : undefined]);
     return loadBalancerMs;
   }
 
