@@ -6,11 +6,13 @@
  * accounts that cannot see or touch each other's rules.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { Agent, type AgentLogger, SimulatorFleet } from '@nimbostack/agent';
 import { CloudStackClient } from '@nimbostack/client';
 import { type Server, startServer } from '../src/app.ts';
@@ -18,6 +20,9 @@ import { loadConfig } from '../src/config.ts';
 import { waitUntil } from './agents.ts';
 
 const TOKEN = 'lb-test-token-0123456789';
+const run = promisify(execFile);
+const PYTHON = process.env.PYTHON ?? '/usr/bin/python3';
+const PLAYBOOK = join(import.meta.dirname, 'clients', 'ansible_load_balancers.yml');
 const silent: AgentLogger = { info() {}, warn() {}, error() {}, debug() {} } as unknown as AgentLogger;
 const is = (code: number, text?: RegExp) => (e: any) =>
   e.errorcode === code && (text === undefined || text.test(e.message));
@@ -747,5 +752,77 @@ describe('load balancing rules', () => {
     assert.deepEqual(await rules(), []);
     assert.deepEqual((await routerRules(net.id)).loadBalancers, []);
     await assert.rejects(alice.request('listLoadBalancerRuleInstances', { id: rule.id }), is(431));
+  });
+});
+
+describe('Ansible cs_loadbalancer_rule and cs_loadbalancer_rule_member', {
+  skip: !existsSync(PYTHON) || !existsSync('/usr/bin/ansible-playbook'),
+}, () => {
+  let env: Record<string, string>;
+  let ip: any;
+  let net: any;
+
+  async function playbook(vars: Record<string, string>) {
+    const extra = Object.entries(vars).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
+    const { stdout } = await run('/usr/bin/ansible-playbook', ['-i', 'localhost,', ...extra, PLAYBOOK], {
+      env: { ...process.env, ...env },
+      timeout: 120_000,
+    }).catch((e) => {
+      throw new Error(`ansible-playbook failed:\n${e.stdout}\n${e.stderr}`);
+    });
+    const recap = /localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)/.exec(stdout);
+    assert.ok(recap, stdout);
+    return { changed: Number(recap[2]), failed: Number(recap[3]), out: stdout };
+  }
+
+  before(async () => {
+    const user = (await admin.request<any>('listUsers', { username: 'lbalice', listall: true })).user[0];
+    const keys = (await admin.request<any>('registerUserKeys', { id: user.id })).userkeys;
+    env = {
+      CLOUDSTACK_ENDPOINT: `${server.url}/client/api`,
+      CLOUDSTACK_KEY: keys.apikey,
+      CLOUDSTACK_SECRET: keys.secretkey,
+      ANSIBLE_PYTHON_INTERPRETER: PYTHON,
+      ANSIBLE_NOCOLOR: '1',
+      ANSIBLE_LOCALHOST_WARNING: 'false',
+      ANSIBLE_INVENTORY_UNPARSED_WARNING: 'false',
+    };
+    net = (await alice.request<any>('listNetworks', { name: 'lbnet' })).network[0];
+    await alice.call('deployVirtualMachine', {
+      zoneid,
+      templateid,
+      serviceofferingid: offering,
+      networkids: net.id,
+      name: 'web-3',
+    });
+    ip = (await alice.call<any>('associateIpAddress', { networkid: net.id })).ipaddress;
+  });
+
+  test('a playbook makes the rule and its members, a second run changes nothing, absent undoes it', async () => {
+    const first = await playbook({ lb_ip: ip.ipaddress });
+    assert.equal(first.failed, 0, first.out);
+    assert.equal(first.changed, 2, first.out);
+    const rule = (await alice.request<any>('listLoadBalancerRules', { publicipid: ip.id }))
+      .loadbalancerrule[0];
+    assert.equal(rule.name, 'ans-http');
+    assert.equal(rule.algorithm, 'leastconn');
+    const vms = (await alice.request<any>('listVirtualMachines', {})).virtualmachine;
+    const addr = (name: string) => vms.find((v: any) => v.name === name).nic[0].ipaddress;
+    const lb = () => routerRules(net.id).then((r) => r.loadBalancers.find((l: any) => l.id === rule.id));
+    assert.deepEqual(
+      (await lb()).members.map((m: any) => m.ip).sort(),
+      [addr('web-1'), addr('web-3')].sort(),
+    );
+    const again = await playbook({ lb_ip: ip.ipaddress });
+    assert.equal(again.failed, 0, again.out);
+    assert.equal(again.changed, 0, `a second run changes nothing:\n${again.out}`);
+    const algo = await playbook({ lb_ip: ip.ipaddress, lb_algorithm: 'roundrobin' });
+    assert.equal(algo.changed, 1, algo.out);
+    assert.equal((await lb()).algorithm, 'roundrobin');
+    const gone = await playbook({ lb_ip: ip.ipaddress, lb_state: 'absent' });
+    assert.equal(gone.failed, 0, gone.out);
+    assert.equal(gone.changed, 2, gone.out);
+    assert.deepEqual(await alice.request('listLoadBalancerRules', { publicipid: ip.id }), {});
+    assert.equal(await lb(), undefined);
   });
 });
