@@ -207,6 +207,14 @@ export async function createPublicIpRange(
   const owner = await dedication(ctx, input.account, input.domainId);
   const label = `${r.startIp}-${r.endIp}`;
   return app.store.db.transaction().execute(async (tx) => {
+    // A no-op write to the zone row, first, serialises range creation per zone on PostgreSQL and
+    // MariaDB (SQLite transactions are serial already): the overlap checks and the zone's one
+    // Public network then see what a concurrent creation committed.
+    await tx
+      .updateTable('zones')
+      .set((eb) => ({ sort_key: eb.ref('sort_key') }))
+      .where('id', '=', zone.id)
+      .execute();
     await checkFree(tx, zone, r.start, r.end, label);
     // Ranges sharing a VLAN are one segment: they must share its subnet (upstream's rule too).
     const sameVlan = await tx
