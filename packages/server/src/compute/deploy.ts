@@ -17,6 +17,7 @@ import { findHost } from '../infra/hosts.ts';
 import { networksForDeploy } from '../network/guest-networks.ts';
 import { allocateNics } from '../network/nics.ts';
 import { assignSecurityGroups, resolveSecurityGroups } from '../network/security-groups.ts';
+import { networksOfIpList } from '../network/vm-nics.ts';
 import { defineCommand } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
 import { findDeployableTemplate } from '../storage/templates.ts';
@@ -110,6 +111,7 @@ export const deployVirtualMachine = defineCommand({
     securitygroupids: p.list({ of: 'uuid' }),
     securitygroupnames: p.list(),
     networkids: p.list({ of: 'uuid' }),
+    iptonetworklist: p.map(),
     ipaddress: p.string(),
     startvm: p.boolean(),
     details: p.map(),
@@ -229,9 +231,14 @@ export const deployVirtualMachine = defineCommand({
         throw invalidParameter('The requested host, cluster or pod is not in the zone');
     }
     // In the order given: the first network is the VM's default one.
-    const networkIds = params.networkids?.length
-      ? await networksForDeploy(ctx, owner.account, params.networkids)
-      : undefined;
+    const { networkIds, ipByNetwork } = params.iptonetworklist?.length
+      ? await networksOfIpList(ctx, owner.account, params.iptonetworklist, params)
+      : {
+          networkIds: params.networkids?.length
+            ? await networksForDeploy(ctx, owner.account, params.networkids)
+            : undefined,
+          ipByNetwork: undefined,
+        };
     const affinityGroups = await resolveAffinityGroups(ctx, owner.account, {
       ids: params.affinitygroupids,
       names: params.affinitygroupnames,
@@ -326,6 +333,7 @@ export const deployVirtualMachine = defineCommand({
         vm: { id: vmId, uuid: vmUuid, accountId: owner.account.id, zoneId: zone.id, podId: pod?.id ?? null },
         networkIds,
         ipAddress: params.ipaddress,
+        ipByNetwork,
       });
       if (securityGroups.length) await assignSecurityGroups(ctx, tx, vmId, securityGroups);
       await joinAffinityGroups(

@@ -7,6 +7,7 @@ import { volumeCommands } from '../storage/volumes.ts';
 import { affinityGroupCommands } from './affinity-groups.ts';
 import { dedicationCommands } from './dedication.ts';
 import { instanceGroupCommands } from './instance-groups.ts';
+import { nicCommands } from './nic-commands.ts';
 import './reconcile.ts';
 import '../storage/local-pools.ts';
 import { restoreVirtualMachine } from './restore.ts';
@@ -39,6 +40,7 @@ registerTemplateInUseCheck(async (ctx, template, zoneId) => {
 
 export const computeCommands = [
   ...vmCommands,
+  ...nicCommands,
   ...instanceGroupCommands,
   ...volumeCommands,
   ...volumeTransferCommands,

@@ -11,16 +11,12 @@ import { ApiError, ErrorCode, invalidParameter, toApiError } from '../errors.ts'
 import { recordEvent } from '../events/events.ts';
 import { checkOwnerAccess } from '../iam/access.ts';
 import { ResourceKind, reserve } from '../iam/limits.ts';
-import { carryNetwork, nicsForHost, refreshPeersOf } from '../network/host-network.ts';
+import { nicsForHost, refreshPeersOf } from '../network/host-network.ts';
 import { removeVmRules } from '../network/ip-rules.ts';
 import { releaseNics } from '../network/nics.ts';
-import {
-  networkReadyFor,
-  reapplyNetworkRules,
-  removeRouterEntries,
-  routerReadyFor,
-} from '../network/routers.ts';
+import { reapplyNetworkRules, removeRouterEntries } from '../network/routers.ts';
 import { removeVmFromSecurityGroups } from '../network/security-groups.ts';
+import { networkReadyOnHost, networksOfVm } from '../network/vm-nics.ts';
 import { DownloadState } from '../storage/downloads.ts';
 import { storeRoot } from '../storage/images.ts';
 import { localPoolOfVm } from '../storage/local-pools.ts';
@@ -100,9 +96,9 @@ async function templateSource(ctx: Pick<CallContext, 'app'>, templateId: number,
 }
 
 /**
- * Gets the host ready for the VM's NICs: each network's bridge (and VXLAN link to the other hosts
- * carrying it), and the network's router Running with the VM's entry, so the guest gets its
- * address as soon as it boots. Returns the NICs as the hypervisor plugs them (bridge, filtering).
+ * Gets the host ready for the VM's NICs: each network as networkReadyOnHost leaves it (bridge,
+ * VXLAN link, router Running with the VM's entry, so the guest gets its address as soon as it
+ * boots). Returns the NICs as the hypervisor plugs them (bridge, filtering).
  */
 async function networkForStart(
   ctx: Pick<CallContext, 'app'>,
@@ -110,27 +106,8 @@ async function networkForStart(
   place: { hostId: number; podId: number | null },
 ) {
   const { app } = ctx;
-  const networks = await app.store.db
-    .selectFrom('networks')
-    .innerJoin('network_offerings', 'network_offerings.id', 'networks.network_offering_id')
-    .selectAll('networks')
-    .select('network_offerings.services')
-    .where(
-      'networks.id',
-      'in',
-      app.store.db
-        .selectFrom('nics')
-        .select('network_id')
-        .where('vm_id', '=', vm.id)
-        .where('removed', 'is', null),
-    )
-    .execute();
-  for (const { services, ...allocated } of networks) {
-    const network = await networkReadyFor(app, allocated);
-    await carryNetwork(app, network, place.hostId);
-    if (services.includes('Dhcp:VirtualRouter'))
-      await routerReadyFor(app, network, vm.id, { ...place, hypervisor: vm.hypervisor });
-  }
+  for (const network of await networksOfVm(app, vm.id))
+    await networkReadyOnHost(app, network, vm.id, { ...place, hypervisor: vm.hypervisor });
   // The VM counts as a live member of its groups from here on, for its own rules too.
   return nicsForHost(app, vm.id, vm.id);
 }

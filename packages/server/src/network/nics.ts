@@ -186,28 +186,37 @@ async function networksFor(
 /**
  * Gives a VM one NIC per network (the zone's Basic guest network when none are given), each with
  * a unique MAC and an address from its pod's guest ranges; the first NIC is the default one and
- * gets `ipAddress` when given. Runs in the caller's (deployment) transaction, so a failure later in
- * the deployment returns the addresses too. Fails with 533 when a network has no free address and
- * 431 for a requested address that is outside the ranges or taken.
+ * gets `ipAddress` when given, and a network of `ipByNetwork` gets its address. `firstDeviceId`
+ * adds NICs to a VM that has some (addNicToVirtualMachine): device ids from it, none default.
+ * Runs in the caller's transaction, so a failure later in the deployment returns the addresses
+ * too. Fails with 533 when a network has no free address and 431 for a requested address that is
+ * outside the ranges or taken.
  */
 export async function allocateNics(
   ctx: Pick<CallContext, 'app'>,
   tx: Tx,
-  req: { vm: NicVm; networkIds?: number[]; ipAddress?: string },
+  req: {
+    vm: NicVm;
+    networkIds?: number[];
+    ipAddress?: string;
+    ipByNetwork?: Map<number, string>;
+    firstDeviceId?: number;
+  },
 ): Promise<AllocatedNic[]> {
   const { app } = ctx;
   const networks = await networksFor(app, tx, req.vm, req.networkIds);
   let podId = req.vm.podId;
   const out: AllocatedNic[] = [];
-  for (const [deviceId, network] of networks.entries()) {
-    const isDefault = deviceId === 0;
+  for (const [index, network] of networks.entries()) {
+    const deviceId = (req.firstDeviceId ?? 0) + index;
+    const isDefault = req.firstDeviceId === undefined && index === 0;
     const { range, ipNum } = await allocateAddress(
       app,
       tx,
       network,
       req.vm,
       podId,
-      isDefault ? req.ipAddress?.trim() : undefined,
+      (isDefault ? req.ipAddress : undefined)?.trim() ?? req.ipByNetwork?.get(network.id)?.trim(),
     );
     // Later NICs must land in the pod the first one chose: a VM lives in exactly one pod.
     podId = range.pod_id;

@@ -403,14 +403,18 @@ export async function refreshRouterEntries(app: App, vmId: number): Promise<void
   }
 }
 
-/** On expunge: the VM's entries leave its networks' running routers. Failures are logged. */
-export async function removeRouterEntries(app: App, vmId: number): Promise<void> {
-  const nics = await app.store.db
+/**
+ * On expunge: the VM's entries leave its networks' running routers; with `nicId` (a NIC removed
+ * from the VM) only that NIC's entry leaves its network's router. Failures are logged.
+ */
+export async function removeRouterEntries(app: App, vmId: number, nicId?: number): Promise<void> {
+  let q = app.store.db
     .selectFrom('nics')
     .innerJoin('routers', 'routers.live_network_id', 'nics.network_id')
     .select(['routers.name', 'routers.host_id', 'routers.state', 'nics.mac'])
-    .where('nics.vm_id', '=', vmId)
-    .execute();
+    .where('nics.vm_id', '=', vmId);
+  if (nicId !== undefined) q = q.where('nics.id', '=', nicId);
+  const nics = await q.execute();
   for (const n of nics) {
     if (n.state !== 'Running' || n.host_id === null) continue;
     await app.agents
