@@ -1,0 +1,84 @@
+/**
+ * Loaded into the benchmark's server process (node --import, as the tests' fixtures are): one
+ * bench-only admin command, `benchApplyNetworkRules`, that times the server's own
+ * `applyNetworkRules` (network/routers.ts) inside the server, on its live database and its real
+ * agent connection, so the figure has no HTTP, job queue or polling in it. Each round also times
+ * its two halves the same way the function does them: building the rule set from the records
+ * (`routerPublicSide` + `routerRulesFor`) and the `applyRouterRules` round trip to the router's
+ * host (serialising, the WebSocket, the agent's schema check and the simulator's bookkeeping).
+ *
+ *   benchApplyNetworkRules id=<network uuid> times=<n>
+ *   → { rules, payloadbytes, totalms: number[], buildms: number[], agentms: number[] }
+ */
+import { allCommands } from '../../packages/server/src/commands.ts';
+import { invalidParameter } from '../../packages/server/src/errors.ts';
+import { routerPublicSide, routerRulesFor } from '../../packages/server/src/network/router-rules.ts';
+import { applyNetworkRules } from '../../packages/server/src/network/routers.ts';
+import type { Command } from '../../packages/server/src/registry/command.ts';
+import { p } from '../../packages/server/src/registry/params.ts';
+
+const NAME = 'benchApplyNetworkRules';
+const params = { id: p.uuid({ required: true }), times: p.integer({ min: 1, max: 1000 }) };
+
+const command: Command = {
+  name: NAME,
+  params,
+  catalog: {
+    name: NAME,
+    description: 'Benchmark probe: times applyNetworkRules of a network inside the server',
+    isasync: false,
+    since: null,
+    roles: ['admin'],
+    responseName: 'benchapplynetworkrulesresponse',
+    responseShape: 'object',
+    responseObjectName: 'apply',
+    params: [],
+    response: [],
+  },
+  isAsync: false,
+  allowedRoles: ['admin'],
+  async handler(ctx, raw) {
+    const { id, times } = raw as { id: string; times?: number };
+    const { app } = ctx;
+    const db = app.store.db;
+    const network = await db.selectFrom('networks').selectAll().where('uuid', '=', id).executeTakeFirst();
+    if (!network) throw invalidParameter(`Unable to find network by id ${id}`);
+    const router = await db
+      .selectFrom('routers')
+      .selectAll()
+      .where('network_id', '=', network.id)
+      .where('removed', 'is', null)
+      .where('state', '=', 'Running')
+      .executeTakeFirst();
+    if (!router || router.host_id === null) throw invalidParameter(`Network ${id} has no running router`);
+    const totalms: number[] = [];
+    const buildms: number[] = [];
+    const agentms: number[] = [];
+    let rules = 0;
+    let payloadbytes = 0;
+    for (let i = 0; i < (times ?? 10); i++) {
+      const t0 = performance.now();
+      const applied = await applyNetworkRules(app, network.id);
+      totalms.push(performance.now() - t0);
+      if (!applied.applied) throw invalidParameter(`The rules of network ${id} were not applied`);
+      const t1 = performance.now();
+      const pub = router.public_mac ? await routerPublicSide(app, network, router.public_mac) : undefined;
+      const set = await routerRulesFor(app, network);
+      buildms.push(performance.now() - t1);
+      const payload = { name: router.name, ...(pub ? { public: pub } : {}), rules: set };
+      const t2 = performance.now();
+      await app.agents.call(router.host_id, 'applyRouterRules', payload);
+      agentms.push(performance.now() - t2);
+      rules =
+        set.firewall.length +
+        set.egress.length +
+        set.portForwards.length +
+        set.staticNats.length +
+        set.loadBalancers.length;
+      payloadbytes = JSON.stringify(payload).length;
+    }
+    return { rules, payloadbytes, totalms, buildms, agentms };
+  },
+};
+
+allCommands.push(command);
