@@ -826,3 +826,43 @@ describe('Ansible cs_loadbalancer_rule and cs_loadbalancer_rule_member', {
     assert.equal(await lb(), undefined);
   });
 });
+
+describe('libcloud CloudStack load-balancer driver', { skip: !existsSync(PYTHON) }, () => {
+  test('create_balancer, list, members, detach and destroy_balancer', async () => {
+    const user = (await admin.request<any>('listUsers', { username: 'lbalice', listall: true })).user[0];
+    const keys = (await admin.request<any>('registerUserKeys', { id: user.id })).userkeys;
+    const net = (await alice.request<any>('listNetworks', { name: 'lbnet' })).network[0];
+    const vms = (await alice.request<any>('listVirtualMachines', {})).virtualmachine;
+    const [a, b] = ['web-1', 'web-3'].map((n) => vms.find((v: any) => v.name === n));
+    const { stdout } = await run(
+      PYTHON,
+      [
+        join(import.meta.dirname, 'clients', 'libcloud_lb.py'),
+        `${server.url}/client/api`,
+        keys.apikey,
+        keys.secretkey,
+        net.id,
+        a.id,
+        b.id,
+      ],
+      { timeout: 120_000 },
+    ).catch((e) => {
+      throw new Error(`libcloud failed:\n${e.stdout}\n${e.stderr}`);
+    });
+    const out = JSON.parse(stdout);
+    assert.equal(out.created.port, '80');
+    assert.equal(out.created.private, '8080');
+    assert.ok(out.listed.includes(out.created.id));
+    assert.equal(out.got, 'lc-web');
+    assert.deepEqual(out.members, [a.id, b.id].sort());
+    assert.equal(out.state, 0, 'libcloud reads Active as RUNNING (0)');
+    assert.deepEqual(out.after_detach, [a.id]);
+    assert.ok(!out.after_destroy.includes(out.created.id));
+    const ips = await alice.request<any>('listPublicIpAddresses', { ipaddress: out.created.ip });
+    assert.deepEqual(ips, {}, 'destroy_balancer gave the address back');
+    assert.equal(
+      (await routerRules(net.id)).loadBalancers.find((l: any) => l.id === out.created.id),
+      undefined,
+    );
+  });
+});
