@@ -115,10 +115,17 @@ tty1::respawn:/bin/getty 38400 tty1
 S
 printf '#!/bin/sh\necho "NIMBO: acpi power-off" > /dev/console\npoweroff\n' > "$R/etc/acpi/PWRF/00000080"
 chmod +x "$R/etc/acpi/PWRF/00000080"
-# busybox uevent runs this for every device event after boot: tests see hot-plugged disks.
+# busybox uevent runs this for every device event after boot: tests see hot-plugged disks and
+# NICs (with the MAC the guest sees, read while the interface still exists).
 cat > "$R/sbin/hotplug" <<'S'
 #!/bin/sh
 [ "$SUBSYSTEM" = block ] && [ "$DEVTYPE" = disk ] && echo "NIMBO: disk $ACTION $DEVNAME" > /dev/console
+if [ "$SUBSYSTEM" = net ] && [ -n "$INTERFACE" ] && [ "$INTERFACE" != lo ]; then
+  case "$ACTION" in
+    add) echo "NIMBO: net add $INTERFACE $(cat /sys/class/net/$INTERFACE/address 2>/dev/null)" > /dev/console ;;
+    remove) echo "NIMBO: net remove $INTERFACE" > /dev/console ;;
+  esac
+fi
 exit 0
 S
 chmod +x "$R/sbin/hotplug"
