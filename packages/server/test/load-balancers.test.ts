@@ -491,6 +491,14 @@ describe('load balancing rules', () => {
     await assert.rejects(alice.call('updateLoadBalancerRule', { id: rule.id, protocol: 'udp' }), is(431));
     await assert.rejects(bob.call('updateLoadBalancerRule', { id: rule.id, name: 'mine' }), is(531));
     assert.equal((await rules())[0].name, 'web2');
+    const customid = '11111111-2222-3333-4444-555555555555';
+    const renamed = (await admin.call<any>('updateLoadBalancerRule', { id: rule.id, customid })).loadbalancer;
+    assert.equal(renamed.id, customid);
+    assert.ok(await lbOnRouter(customid), 'the router knows it by its new id');
+    assert.equal(await lbOnRouter(rule.id), undefined);
+    rule = (await admin.call<any>('updateLoadBalancerRule', { id: customid, customid: rule.id }))
+      .loadbalancer;
+    assert.equal((await rules())[0].id, rule.id);
   });
 
   test('stickiness: validated as upstream, one per rule, on the router', async () => {
@@ -543,7 +551,16 @@ describe('load balancing rules', () => {
       is(531),
       "bob cannot read alice's policies",
     );
-    const hidden = await alice.call<any>('updateLBStickinessPolicy', {
+    const ignored = await alice.call<any>('updateLBStickinessPolicy', {
+      id: cookie.stickinesspolicy[0].id,
+      fordisplay: false,
+    });
+    assert.equal(
+      ignored.stickinesspolicies.stickinesspolicy[0].fordisplay,
+      true,
+      'fordisplay is for root admins',
+    );
+    const hidden = await admin.call<any>('updateLBStickinessPolicy', {
       id: cookie.stickinesspolicy[0].id,
       fordisplay: false,
     });

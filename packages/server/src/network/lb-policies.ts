@@ -210,7 +210,7 @@ export const createLBStickinessPolicy = defineCommand({
     methodname: p.string({ required: true }),
     param: p.map(),
     description: p.string(),
-    fordisplay: p.boolean(),
+    fordisplay: p.boolean({ adminOnly: true }),
   },
   event: {
     type: 'LB.STICKINESSPOLICY.CREATE',
@@ -296,7 +296,7 @@ export const createLBHealthCheckPolicy = defineCommand({
     healthythreshold: p.integer(),
     unhealthythreshold: p.integer(),
     description: p.string(),
-    fordisplay: p.boolean(),
+    fordisplay: p.boolean({ adminOnly: true }),
   },
   event: {
     type: 'LB.HEALTHCHECKPOLICY.CREATE',
@@ -360,15 +360,17 @@ export const deleteLBHealthCheckPolicy = deletePolicyCommand('deleteLBHealthChec
 function updatePolicyCommand(name: 'updateLBStickinessPolicy' | 'updateLBHealthCheckPolicy', kind: Kind) {
   return defineCommand({
     name,
-    params: { id: p.uuid({ required: true }), fordisplay: p.boolean(), customid: p.string() },
+    params: {
+      id: p.uuid({ required: true }),
+      fordisplay: p.boolean({ adminOnly: true }),
+      customid: p.string({ adminOnly: true }),
+    },
     event: {
       type: kind === 'Stickiness' ? 'LB.STICKINESSPOLICY.UPDATE' : 'LB.HEALTHCHECKPOLICY.UPDATE',
       description: (params) =>
         `updating ${kind === 'Stickiness' ? 'stickiness' : 'health check'} policy ${params.id}`,
     },
     async target(ctx, params) {
-      if (params.customid !== undefined && ctx.caller.roleKind !== 'admin')
-        throw invalidParameter('customid can be set by root administrators only');
       const { rule } = await findPolicy(ctx, params.id, kind);
       return { type: 'FirewallRule', id: rule.uuid };
     },
@@ -395,7 +397,7 @@ export const updateLBHealthCheckPolicy = updatePolicyCommand('updateLBHealthChec
 function listPolicyCommand(name: 'listLBStickinessPolicies' | 'listLBHealthCheckPolicies', kind: Kind) {
   return defineCommand({
     name,
-    params: { ...listParams, lbruleid: p.uuid(), id: p.uuid(), fordisplay: p.boolean() },
+    params: { ...listParams, lbruleid: p.uuid(), id: p.uuid(), fordisplay: p.boolean({ adminOnly: true }) },
     async handler(ctx, params) {
       // Upstream finds no rule and answers an empty list.
       if (!params.lbruleid && !params.id) return listResult([], 0);

@@ -174,7 +174,8 @@ export const createLoadBalancerRule = defineCommand({
     networkid: p.uuid(),
     zoneid: p.uuid(),
     description: p.string({ length: 4096 }),
-    fordisplay: p.boolean(),
+    // Upstream lets only root administrators set these; others' values are ignored, as there.
+    fordisplay: p.boolean({ adminOnly: true }),
     account: p.string(),
     domainid: p.uuid(),
   },
@@ -261,8 +262,8 @@ export const updateLoadBalancerRule = defineCommand({
     algorithm: p.string(),
     protocol: p.string(),
     cidrlist: p.list(),
-    fordisplay: p.boolean(),
-    customid: p.string(),
+    fordisplay: p.boolean({ adminOnly: true }),
+    customid: p.string({ adminOnly: true }),
   },
   event: { type: 'LB.UPDATE', description: (params) => `updating load balancer rule ${params.id}` },
   async target(ctx, params) {
@@ -284,6 +285,14 @@ export const updateLoadBalancerRule = defineCommand({
       .execute();
     await app.store.db.transaction().execute(async (tx) => {
       await tx.updateTable('ip_rules').set(changes).where('id', '=', before.id).execute();
+      // Tags name their resource by uuid too.
+      if (changes.uuid)
+        await tx
+          .updateTable('resource_tags')
+          .set({ resource_uuid: changes.uuid })
+          .where('resource_type', '=', TAG_TYPE)
+          .where('resource_id', '=', before.id)
+          .execute();
       if (cidrs !== undefined)
         await tx
           .updateTable('ip_rules')
@@ -292,12 +301,20 @@ export const updateLoadBalancerRule = defineCommand({
           .where('purpose', '=', 'Firewall')
           .execute();
     });
-    // Only what the router enforces needs a round trip (upstream: algorithm or CIDRs changed).
-    if ((changes.algorithm && changes.algorithm !== before.algorithm) || cidrs !== undefined)
+    // Only what the router holds needs a round trip: the algorithm and CIDRs (as upstream), and
+    // the id, which names the router's HAProxy frontend and backend.
+    if ((changes.algorithm && changes.algorithm !== before.algorithm) || cidrs !== undefined || changes.uuid)
       await applyOrUndo(app, before.network_id, `update load balancer rule ${before.name}`, async () => {
         await app.store.db.transaction().execute(async (tx) => {
           const { id: _id, ...back } = before;
           await tx.updateTable('ip_rules').set(back).where('id', '=', before.id).execute();
+          if (changes.uuid)
+            await tx
+              .updateTable('resource_tags')
+              .set({ resource_uuid: before.uuid })
+              .where('resource_type', '=', TAG_TYPE)
+              .where('resource_id', '=', before.id)
+              .execute();
           for (const r of related)
             await tx
               .updateTable('ip_rules')
@@ -306,7 +323,8 @@ export const updateLoadBalancerRule = defineCommand({
               .execute();
         });
       });
-    return (await presentLoadBalancers(ctx, [await findLoadBalancer(ctx, before.uuid)]))[0] as object;
+    const after = await findLoadBalancer(ctx, changes.uuid ?? before.uuid);
+    return (await presentLoadBalancers(ctx, [after]))[0] as object;
   },
 });
 
@@ -324,8 +342,6 @@ async function updateOf(
     customid?: string;
   },
 ): Promise<{ changes: Partial<IpRuleRow>; cidrs: string | null | undefined }> {
-  if (params.customid !== undefined && ctx.caller.roleKind !== 'admin')
-    throw invalidParameter('customid can be set by root administrators only');
   const changes: Partial<IpRuleRow> = {};
   if (params.name !== undefined) {
     if (params.name.trim() === '') throw invalidParameter('The load balancer rule name must not be empty');
@@ -334,7 +350,16 @@ async function updateOf(
   if (params.description !== undefined) changes.description = params.description;
   if (params.algorithm !== undefined) changes.algorithm = checkAlgorithm(params.algorithm);
   if (params.fordisplay !== undefined) changes.for_display = params.fordisplay ? 1 : 0;
-  if (params.customid !== undefined) changes.uuid = params.customid;
+  if (params.customid !== undefined && params.customid !== rule.uuid) {
+    const taken = await ctx.app.store.db
+      .selectFrom('ip_rules')
+      .select('id')
+      .where('uuid', '=', params.customid)
+      .executeTakeFirst();
+    if (taken || params.customid.trim() === '')
+      throw invalidParameter(`Invalid customid ${params.customid}: it is empty or another rule has it`);
+    changes.uuid = params.customid;
+  }
   if (params.protocol !== undefined && params.protocol.trim() !== '') {
     const network = await ctx.app.store.db
       .selectFrom('networks')
