@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +22,9 @@ import { waitUntil } from './agents.ts';
 const TOKEN = 'lb-test-token-0123456789';
 const run = promisify(execFile);
 const PYTHON = process.env.PYTHON ?? '/usr/bin/python3';
+/** Responses seen by the tests, checked against upstream's catalog at the end. */
+const seen: [string, any][] = [];
+const CATALOG = join(import.meta.dirname, '../../../../shared/cloudstack-api/apis.json');
 const PLAYBOOK = join(import.meta.dirname, 'clients', 'ansible_load_balancers.yml');
 const silent: AgentLogger = { info() {}, warn() {}, error() {}, debug() {} } as unknown as AgentLogger;
 const is = (code: number, text?: RegExp) => (e: any) =>
@@ -282,6 +285,7 @@ describe('load balancing rules', () => {
       'openfirewall (default true) opened port 80 to everyone',
     );
     const listed = await rules();
+    seen.push(['createLoadBalancerRule', rule], ['listLoadBalancerRules', listed[0]]);
     assert.equal(listed.length, 1);
     assert.equal(listed[0].id, rule.id);
   });
@@ -360,6 +364,7 @@ describe('load balancing rules', () => {
     assert.equal(vms[0].zoneid, zoneid, 'members are full VM responses');
     const withIps = await alice.request<any>('listLoadBalancerRuleInstances', { id: rule.id, lbvmips: true });
     assert.equal(withIps.count, 2);
+    seen.push(['listLoadBalancerRuleInstances', withIps.lbrulevmidip[0]]);
     const one = withIps.lbrulevmidip.find((x: any) => x.loadbalancerruleinstance.id === web1.id);
     assert.deepEqual(one.lbvmipaddresses, [web1.nic[0].ipaddress]);
     const byVm = await alice.request<any>('listLoadBalancerRules', { virtualmachineid: web1.id });
@@ -527,6 +532,7 @@ describe('load balancing rules', () => {
     await assert.rejects(create('LbCookie', { 'cookie-name': '' }), is(431, /Value expected/));
     assert.equal((await lbOnRouter()).stickiness, undefined);
     const sb = (await create('SourceBased', { tablesize: '100k', expire: '10m' })).stickinesspolicies;
+    seen.push(['createLBStickinessPolicy', sb]);
     assert.equal(sb.lbruleid, rule.id);
     assert.equal(sb.stickinesspolicy[0].methodname, 'SourceBased');
     assert.deepEqual(sb.stickinesspolicy[0].params, { tablesize: '100k', expire: '10m' });
@@ -537,6 +543,7 @@ describe('load balancing rules', () => {
     const cookie = (await create('LbCookie', { 'cookie-name': 'SRV', nocache: '' })).stickinesspolicies;
     const listed = (await alice.request<any>('listLBStickinessPolicies', { lbruleid: rule.id }))
       .stickinesspolicies;
+    seen.push(['listLBStickinessPolicies', listed[0]]);
     assert.equal(listed.length, 1);
     assert.deepEqual(
       listed[0].stickinesspolicy.map((x: any) => x.id),
@@ -598,6 +605,7 @@ describe('load balancing rules', () => {
         healthythreshold: 4,
       })
     ).healthcheckpolicy;
+    seen.push(['createLBHealthCheckPolicy', hc]);
     assert.equal(hc.lbruleid, rule.id);
     const policy = hc.healthcheckpolicy[0];
     assert.deepEqual(
@@ -622,6 +630,7 @@ describe('load balancing rules', () => {
       is(431, /Already policy attached/),
     );
     const listed = await alice.request<any>('listLBHealthCheckPolicies', { lbruleid: rule.id });
+    seen.push(['listLBHealthCheckPolicies', listed.healthcheckpolicies[0]]);
     assert.equal(listed.healthcheckpolicies[0].healthcheckpolicy[0].id, policy.id);
     await alice.call('deleteLBHealthCheckPolicy', { id: policy.id });
     assert.equal((await lbOnRouter()).healthCheck, undefined);
@@ -688,6 +697,24 @@ describe('load balancing rules', () => {
       await alice.request('listLoadBalancerRules', { 'tags[0].key': 'tier', 'tags[0].value': 'back' }),
       {},
     );
+  });
+
+  test('responses carry only the fields of the upstream catalog, nested ones too', {
+    skip: !existsSync(CATALOG),
+  }, () => {
+    const catalog = new Map<string, any>(
+      JSON.parse(readFileSync(CATALOG, 'utf8')).map((c: any) => [c.name, c]),
+    );
+    const check = (where: string, object: any, fields: any[]) => {
+      const allowed = new Map(fields.map((f: any) => [f.name, f]));
+      for (const [key, value] of Object.entries(object)) {
+        assert.ok(allowed.has(key), `${where}: field ${key} is not in the catalog`);
+        const nested = allowed.get(key).response;
+        if (nested && Array.isArray(value)) for (const item of value) check(`${where}.${key}`, item, nested);
+      }
+    };
+    assert.equal(seen.length, 7);
+    for (const [command, object] of seen) check(command, object, catalog.get(command).response);
   });
 
   test('deleteLoadBalancerRule: the router lets go of the rule and its firewall port', async () => {
