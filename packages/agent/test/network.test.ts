@@ -288,6 +288,11 @@ describe('host networking', { skip: SKIP }, () => {
         `ip=${net}\\.11 router=${net}\\.1 dns=${net}\\.2 serverid=${net}\\.2 hostname=web-1 domain=nimbo.test`,
       ),
     );
+    // A VM's NIC that is not its default one gets its address but no default route.
+    await hostNet.updateRouter({ name: ROUTER, add: [{ ...entry(2), defaultGateway: false }], remove: [] });
+    inVm(b, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-t', '5', '-T', '1', '-s', script]);
+    assert.match(sh('sh', ['-c', `cat ${root}/lease-eth0-*`]), new RegExp(`ip=${net}\\.12 router= dns=`));
+    await hostNet.updateRouter({ name: ROUTER, add: [entry(2)], remove: [] });
     sh('ip', ['-n', a.ns, 'addr', 'add', `${a.ip}/24`, 'dev', 'eth0']);
     sh('ip', ['-n', b.ns, 'addr', 'add', `${b.ip}/24`, 'dev', 'eth0']);
     // DNS for the VMs' names in the network's domain.

@@ -132,6 +132,11 @@ export const RouterVmEntry = z.object({
   availabilityZone: z.string().max(255).optional(),
   /** A password to hand out once through the password service (port 8080), until the guest saves it. */
   password: z.string().max(255).optional(),
+  /**
+   * false: this is not the VM's default NIC, so DHCP gives it no default route (option 3), as
+   * upstream's router does; a VM with NICs in several networks routes through its default one.
+   */
+  defaultGateway: z.boolean().optional(),
 });
 export type RouterVmEntry = z.infer<typeof RouterVmEntry>;
 

@@ -64,6 +64,9 @@ const nicsOf = async (vmId: string) =>
 const routerMacs = async (networkid: string) =>
   (await zone.routerOf(networkid)).spec.vms.map((e: any) => e.mac);
 
+const routerEntry = async (networkid: string, mac: string) =>
+  (await zone.routerOf(networkid)).spec.vms.find((e: any) => e.mac === mac);
+
 before(async () => {
   zone = await startAdvancedZone({ publicIps: 11 });
   ({ admin, zoneid, templateid, offering, isolatedOffering } = zone);
@@ -110,6 +113,9 @@ describe('deploying with several NICs', () => {
     );
     assert.ok((await routerMacs(netA.id)).includes(vm.nic[0].macaddress));
     assert.ok((await routerMacs(netB.id)).includes(vm.nic[1].macaddress));
+    // DHCP gives the default route on the default NIC only.
+    assert.equal((await routerEntry(netA.id, vm.nic[0].macaddress)).defaultGateway, undefined);
+    assert.equal((await routerEntry(netB.id, vm.nic[1].macaddress)).defaultGateway, false);
     await expunge(vm.id);
   });
 
@@ -402,6 +408,10 @@ describe('adding, removing and choosing the default NIC', () => {
       alice.call('updateDefaultNicForVirtualMachine', { virtualmachineid: vm.id, nicid: added.id }),
       is(431, /already the default/),
     );
+    // Both routers were told: the default route now comes from network b's.
+    const previous = res.virtualmachine.nic.find((n: any) => n.networkid === netA.id);
+    assert.equal((await routerEntry(netB.id, added.macaddress)).defaultGateway, undefined);
+    assert.equal((await routerEntry(netA.id, previous.macaddress)).defaultGateway, false);
     // Back, so the NIC can be removed.
     const first = res.virtualmachine.nic.find((n: any) => n.networkid === netA.id);
     await alice.call('updateDefaultNicForVirtualMachine', { virtualmachineid: vm.id, nicid: first.id });

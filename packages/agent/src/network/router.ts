@@ -89,6 +89,8 @@ export function dnsmasqConfig(router: Omit<RouterSpec, 'vms'>, dir: string): str
     // "static": only VMs with an entry get a lease; nobody else on the segment gets an address.
     `dhcp-range=${networkAddressOf(n.cidr)},static,${netmaskOf(n.cidr)},infinite`,
     `dhcp-option=option:router,${n.gateway}`,
+    // A VM's NICs other than its default one get no default route (upstream's router does the same).
+    'dhcp-option=tag:nogw,3',
     `dhcp-option=option:dns-server,${router.ip}`,
     // VXLAN takes 50 bytes of each frame: guests must send less than the underlay's 1500.
     ...(n.vni !== undefined ? ['dhcp-option=option:mtu,1450'] : []),
@@ -100,7 +102,13 @@ export function dnsmasqConfig(router: Omit<RouterSpec, 'vms'>, dir: string): str
 export function dhcpHosts(vms: RouterVmEntry[]): string {
   return vms
     .map((v) =>
-      [v.mac.toLowerCase(), v.ip, ...(LABEL.test(v.hostname) ? [v.hostname] : []), 'infinite'].join(','),
+      [
+        v.mac.toLowerCase(),
+        ...(v.defaultGateway === false ? ['set:nogw'] : []),
+        v.ip,
+        ...(LABEL.test(v.hostname) ? [v.hostname] : []),
+        'infinite',
+      ].join(','),
     )
     .map((l) => `${l}\n`)
     .join('');
@@ -330,6 +338,9 @@ export class Routers {
     }
 
     writeAtomic(join(dir, 'vms.json'), JSON.stringify({ vms: r.vms }));
+    const hostsFileBefore = existsSync(join(dir, 'dhcp-hosts'))
+      ? readFileSync(join(dir, 'dhcp-hosts'), 'utf8')
+      : '';
     writeAtomic(join(dir, 'dhcp-hosts'), dhcpHosts(r.vms));
     writeAtomic(join(dir, 'hosts'), hostsFile(r.vms, n.domain));
     const conf = dnsmasqConfig(r, dir);
@@ -340,7 +351,10 @@ export class Routers {
 
     const dnsmasqPid = readPid(join(dir, 'dnsmasq.pid'));
     const dnsmasqUp = processAlive(dnsmasqPid, confFile);
-    if (dnsmasqUp && !confChanged && !removedMacs.length) process.kill(dnsmasqPid!, 'SIGHUP');
+    // dnsmasq 2.90 was seen to exit on re-reading (SIGHUP) a dhcp-hostsfile whose tagged lines
+    // (set:nogw, a VM's non-default NIC) changed: with tags before or after, it is restarted.
+    const tagged = `${hostsFileBefore}${dhcpHosts(r.vms)}`.includes(',set:');
+    if (dnsmasqUp && !confChanged && !removedMacs.length && !tagged) process.kill(dnsmasqPid!, 'SIGHUP');
     else {
       // A removed VM's lease is dropped so its address can go to another MAC at once; dnsmasq
       // keeps leases in memory, so it is restarted with the edited lease file.

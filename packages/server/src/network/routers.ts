@@ -184,6 +184,7 @@ async function vmEntries(
       'vms.password_pending',
       'nics.mac',
       'nics.ip4',
+      'nics.is_default',
       'zones.name as zone',
       'service_offerings.name as offering',
     ])
@@ -227,6 +228,7 @@ async function vmEntries(
       ...(r.offering ? { serviceOffering: r.offering } : {}),
       availabilityZone: r.zone,
       ...(password ? { password } : {}),
+      ...(r.is_default ? {} : { defaultGateway: false }),
     });
   }
   return { entries, withPassword };

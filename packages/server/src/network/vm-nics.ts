@@ -14,7 +14,7 @@ import { findNetwork } from './common.ts';
 import { checkNetworkUse, networksForDeploy } from './guest-networks.ts';
 import { carryNetwork, nicsForHost } from './host-network.ts';
 import { allocateNics } from './nics.ts';
-import { networkReadyFor, removeRouterEntries, routerReadyFor } from './routers.ts';
+import { networkReadyFor, refreshRouterEntries, removeRouterEntries, routerReadyFor } from './routers.ts';
 
 type NetworkWithServices = NetworkRow & { services: string };
 
@@ -300,8 +300,9 @@ export async function removeNicFromVm(ctx: CallContext, vm: VmRow, nicUuid: stri
 }
 
 /**
- * updateDefaultNicForVirtualMachine: the NIC becomes the VM's default one (the first in its
- * list, its default route on next DHCP) and the previous default an ordinary NIC.
+ * updateDefaultNicForVirtualMachine: the NIC becomes the VM's default one and the previous default
+ * an ordinary NIC. The routers of both networks get the VM's entries again, so DHCP gives the
+ * default route on the new default NIC only; the guest takes it at its next DHCP request.
  */
 export async function setDefaultNic(ctx: CallContext, vm: VmRow, nicUuid: string): Promise<void> {
   const { app } = ctx;
@@ -318,4 +319,8 @@ export async function setDefaultNic(ctx: CallContext, vm: VmRow, nicUuid: string
       .execute();
     await tx.updateTable('nics').set({ is_default: 1 }).where('id', '=', nic.id).execute();
   });
+  // The change stands: a router that cannot be told now gets the entries when it next boots.
+  await refreshRouterEntries(app, vm.id).catch((err) =>
+    app.log.warn({ vm: vm.uuid, err: (err as Error).message }, 'routers not told of the new default NIC'),
+  );
 }
