@@ -643,6 +643,8 @@ describe('Advanced zone networking on real VMs through the public API', { skip: 
     // Only the source-NAT address ever reaches the internet: never a guest address.
     assert.ok(seen.length > 0);
     assert.deepEqual([...new Set(seen.map((s) => s.peer))], [pub.snat.ipaddress]);
+    // Source NAT lets answers back in, nothing else: the guests' listener is not reachable on it.
+    assert.deepEqual(fromInternet(pub.snat.ipaddress, GUEST_PORT), ['TIMEOUT'], 'nothing open on source NAT');
   });
 
   test('port forward 2222 → VM 1:8080 is closed until a firewall rule opens it, and closed again without it', async () => {
