@@ -484,6 +484,28 @@ describe('adding, removing and choosing the default NIC', () => {
     );
   });
 
+  test('a VM with VM snapshots is refused for every NIC change (as upstream)', async () => {
+    const vm = await deploy({ networkids: `${netA.id},${netB.id}` });
+    const nics = await nicsOf(vm.id);
+    const snap = (await alice.call<any>('createVMSnapshot', { virtualmachineid: vm.id })).vmsnapshot;
+    await assert.rejects(
+      alice.call('addNicToVirtualMachine', { virtualmachineid: vm.id, networkid: netA.id }),
+      is(431, /NIC cannot be added to VM with VM Snapshots/),
+    );
+    await assert.rejects(
+      alice.call('removeNicFromVirtualMachine', { virtualmachineid: vm.id, nicid: nics[0].id }),
+      is(431, /NIC cannot be removed from VM with VM Snapshots/),
+    );
+    await assert.rejects(
+      alice.call('updateDefaultNicForVirtualMachine', { virtualmachineid: vm.id, nicid: nics[0].id }),
+      is(431, /NIC cannot be updated for VM with VM Snapshots/),
+    );
+    await alice.call('deleteVMSnapshot', { vmsnapshotid: snap.id });
+    assert.deepEqual(await nicsOf(vm.id), nics);
+    await alice.call('removeNicFromVirtualMachine', { virtualmachineid: vm.id, nicid: nics[1].id });
+    await expunge(vm.id);
+  });
+
   test('a VM that is neither Running nor Stopped is refused', async () => {
     await alice.call('destroyVirtualMachine', { id: vm.id });
     await assert.rejects(
