@@ -17,6 +17,7 @@ import { Agent, type AgentLogger, SimulatorFleet } from '@nimbostack/agent';
 import { CloudStackClient } from '@nimbostack/client';
 import { type Server, startServer } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
+import { applyLoadBalancerChanges, removeVmFromLoadBalancers } from '../src/network/load-balancers.ts';
 import { waitUntil } from './agents.ts';
 
 const TOKEN = 'lb-test-token-0123456789';
@@ -789,6 +790,25 @@ describe('load balancing rules', () => {
       [web1.id],
     );
     rule = lb;
+  });
+
+  test('removeVmFromLoadBalancers (for a NIC going away) takes the VM out of that network only', async () => {
+    const db = server.app.store.db;
+    const idOf = async (table: 'vms' | 'networks', uuid: string) =>
+      (await db.selectFrom(table).select('id').where('uuid', '=', uuid).executeTakeFirstOrThrow()).id;
+    const vmId = await idOf('vms', web1.id);
+    const other = await db.transaction().execute((tx) => removeVmFromLoadBalancers(server.app, tx, vmId, -1));
+    assert.deepEqual(other, []);
+    assert.equal((await members(rule.id)).length, 1, 'another network: nothing changed');
+    const netId = await idOf('networks', net.id);
+    const touched = await db
+      .transaction()
+      .execute((tx) => removeVmFromLoadBalancers(server.app, tx, vmId, netId));
+    assert.deepEqual(touched, [netId]);
+    assert.deepEqual(await alice.request('listLoadBalancerRuleInstances', { id: rule.id }), {});
+    assert.equal((await rules())[0].state, 'Add', 'a rule without VMs is Add again');
+    await applyLoadBalancerChanges(server.app, touched);
+    assert.deepEqual((await lbOnRouter(rule.id)).members, []);
   });
 
   test('disassociating the address deletes its load balancers', async () => {

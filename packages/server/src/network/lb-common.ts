@@ -164,20 +164,27 @@ export async function settleState(app: App, ruleId: number): Promise<void> {
 }
 
 /**
- * Takes an expunged VM out of every load balancer, inside the expunge's transaction; rules left
- * without VMs go back to Add. Returns the networks whose routers must be told: pass them to
+ * Takes a VM out of every load balancer, inside the caller's transaction: on expunge, or with
+ * `networkId` when its NIC in that network goes (removeNicFromVirtualMachine). Rules left without
+ * VMs go back to Add. Returns the networks whose routers must be told: pass them to
  * `applyLoadBalancerChanges` once the transaction committed.
  */
-export async function removeVmFromLoadBalancers(_app: App, tx: Tx, vmId: number): Promise<number[]> {
-  const rows = await tx
+export async function removeVmFromLoadBalancers(
+  _app: App,
+  tx: Tx,
+  vmId: number,
+  networkId?: number,
+): Promise<number[]> {
+  let q = tx
     .selectFrom('lb_members')
     .innerJoin('ip_rules', 'ip_rules.id', 'lb_members.rule_id')
     .select(['ip_rules.id', 'ip_rules.network_id'])
-    .where('lb_members.vm_id', '=', vmId)
-    .execute();
+    .where('lb_members.vm_id', '=', vmId);
+  if (networkId !== undefined) q = q.where('ip_rules.network_id', '=', networkId);
+  const rows = await q.execute();
   if (rows.length === 0) return [];
-  await tx.deleteFrom('lb_members').where('vm_id', '=', vmId).execute();
   const ruleIds = [...new Set(rows.map((r) => r.id))];
+  await tx.deleteFrom('lb_members').where('vm_id', '=', vmId).where('rule_id', 'in', ruleIds).execute();
   const still = await tx.selectFrom('lb_members').select('rule_id').where('rule_id', 'in', ruleIds).execute();
   const empty = ruleIds.filter((id) => !still.some((m) => m.rule_id === id));
   if (empty.length)
