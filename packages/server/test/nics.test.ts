@@ -229,6 +229,8 @@ describe('adding, removing and choosing the default NIC', () => {
       [alice, { networkid: netB.id }, 431, /A NIC already exists for VM:.* in network: /],
       [alice, { networkid: bobNet.id }, 531],
       [bob, { networkid: bobNet.id }, 531],
+      // An administrator sees bob's network, but the VM's owner may not use it.
+      [admin, { networkid: bobNet.id }, 531],
       [alice, { networkid: zoneid }, 431, /Unable to find network/],
       [alice, { networkid: shared.id, macaddress: '02:00:00:00:00:09' }, 431, /MAC/],
       [alice, { networkid: shared.id, dhcpoptions: [{ 'dhcp:114': 'x' }] }, 431, /DHCP/],
