@@ -3,13 +3,13 @@
  * agent process (one simulator host): the zone wizard's Advanced path (VXLAN physical network,
  * public IP range), an isolated network created on the Networks page, an instance deployed into
  * it with the deploy wizard, a public IP acquired with a port forwarding and a firewall rule that
- * are listed and deleted, the IP released, the network restarted with cleanup and deleted. Steps
- * whose API the server does not offer are skipped with the reason. Screenshots go to
- * test-output/ui/networks/.
+ * are listed and deleted, static NAT, a load balancer and its member, egress rules, the IP
+ * released, the network restarted with cleanup and deleted. Steps whose API the server does not
+ * offer are skipped with the reason. Screenshots go to test-output/ui/networks/.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, before, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
@@ -151,6 +151,13 @@ test('an isolated network is created on the Networks page', async (t) => {
   await row.getByRole('cell', { name: net.cidr }).waitFor();
   made.network = net.id;
   await shot(page, 'networks');
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'Export CSV' }).click(),
+  ]);
+  const csv = readFileSync(await download.path(), 'utf8');
+  assert.match(csv, /^\uFEFFName,Type,State,CIDR,Account,Zone\r\n/);
+  assert.ok(csv.includes(`${NET},Isolated,${net.state},${net.cidr},admin,${ZONE}\r\n`), csv);
 });
 
 test('the deploy wizard puts an instance on the network of the Advanced zone', async (t) => {

@@ -196,10 +196,7 @@ export function PublicIps({ network }: { network: Row }) {
           title={`Rules of ${rulesOf.ipaddress}`}
           footer={null}
           width={960}
-          onCancel={() => {
-            setRulesOf(undefined);
-            bump();
-          }}
+          onCancel={() => setRulesOf(undefined)}
           destroyOnHidden
         >
           <IpRules ip={rulesOf} network={network} vms={vms} />
