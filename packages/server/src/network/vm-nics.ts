@@ -212,7 +212,14 @@ export async function addNicToVm(
     });
     await plugOnHost(app, vm, nic);
   } catch (e) {
-    // Nothing claims what the host does not have: the router entry and the records go again.
+    // Nothing claims what the host does not have: the router entry and the records go again. A
+    // plug that timed out may still have happened: unplugging is idempotent, so it is undone too.
+    const hostId = vm.host_id;
+    await app.agents
+      .call(hostId, 'unplugNic', { vm: vm.instance_name, mac: nic.mac })
+      .catch((err) =>
+        app.log.warn({ vm: vm.uuid, err: (err as Error).message }, 'NIC not unplugged after a failed add'),
+      );
     await removeRouterEntries(app, vm.id, nic.id);
     await app.store.db.transaction().execute((tx) => releaseNic(app, tx, nic.id));
     throw e;
