@@ -80,6 +80,8 @@ export async function up(m: MigrationContext): Promise<void> {
   await db.schema.createIndex('ip_rules_network').on('ip_rules').columns(['network_id', 'purpose']).execute();
   await db.schema.createIndex('ip_rules_ip').on('ip_rules').columns(['ip_id', 'purpose']).execute();
   await db.schema.createIndex('ip_rules_account').on('ip_rules').column('account_id').execute();
+  // The firewall rule a port forward or load balancer opened, looked up at every change of it.
+  await db.schema.createIndex('ip_rules_related').on('ip_rules').column('related_id').execute();
 
   await db.schema
     .createTable('lb_members')
