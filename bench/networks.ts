@@ -11,7 +11,7 @@
  *   npm run bench:networks -- [--networks 1000] [--accounts 100] [--hosts 100] [--quick]
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
@@ -27,7 +27,7 @@ import { startServer, type TestServer } from '../packages/server/test/harness.ts
 import { AGENT_TOKEN } from './lib/cloud.ts';
 import { createBenchDatabase } from './lib/database.ts';
 import { DbFloor } from './lib/floor.ts';
-import { type LatencyStats, measure, round, warmUp } from './lib/measure.ts';
+import { type LatencyStats, measure, medianMs, round, warmUp } from './lib/measure.ts';
 import {
   addCopiedCounts,
   type Copy,
@@ -47,7 +47,7 @@ import {
   VNI_RANGE,
   type Zone,
 } from './lib/network-zone.ts';
-import { peakRssMiB, rssMiB } from './lib/proc.ts';
+import { cpuSeconds, peakRssMiB, rssMiB } from './lib/proc.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -60,6 +60,8 @@ const { values: args } = parseArgs({
     clients: { type: 'string', default: '8' },
     'results-dir': { type: 'string', default: resolve(import.meta.dirname, 'results') },
     quick: { type: 'boolean', default: false },
+    /** Keep the SQLite database of the run at this path (for EXPLAIN QUERY PLAN and the like). */
+    'keep-db': { type: 'string' },
   },
   strict: true,
 });
@@ -252,6 +254,8 @@ function ipListSql(
       .compile(),
   ];
 }
+
+const sqliteFile = () => database.url.replace(/^(sqlite|file):(\/\/)?/, '');
 
 /** SQLite's plan of each query (EXPLAIN QUERY PLAN), one line per step. */
 function queryPlans(file: string, queries: CompiledQuery[]): string[][] {
@@ -503,10 +507,26 @@ try {
       virtualmachineid: target.vm,
     });
     jobIds.push(r.jobid);
-    const done = await client.waitForJob(r.jobid);
-    const state = (done.jobresult as { portforwardingrule?: { state?: string } }).portforwardingrule?.state;
-    if (state !== 'Active') throw new Error(`the rule is ${state ?? 'missing'}, not Active`);
+    // Polled as CloudStackClient.waitForJob does, counting the polls.
+    const interval = (client.options.pollInterval ?? 0.2) * 1000;
+    for (;;) {
+      polls++;
+      const job = await client.request<{ jobstatus: number; jobresult?: any }>('queryAsyncJobResult', {
+        jobid: r.jobid,
+      });
+      if (job.jobstatus === 2) throw new Error(`the job failed: ${job.jobresult?.errortext ?? 'no reason'}`);
+      if (job.jobstatus === 1) {
+        const state = job.jobresult?.portforwardingrule?.state;
+        if (state !== 'Active') throw new Error(`the rule is ${state ?? 'missing'}, not Active`);
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, interval));
+    }
   };
+  let polls = 0;
+  const counters = async () =>
+    (await server!.admin.request<{ counters: { statements: number; commits: number } }>('benchCounters', {}))
+      .counters;
   /** The jobs' own time in the server (queued to completed, from async_jobs), for the job ids given. */
   const serverJobMs = async (ids: string[]) =>
     stats(
@@ -531,9 +551,33 @@ try {
   const seqN = Math.min(reps(50), pick.length);
   jobIds.length = 0;
   sent.clear();
+  polls = 0;
+  const c0 = await counters();
   const seq = await measure((i) => createPf(pick[i % seqN]!), { clients: 1, total: seqN, maxSeconds: 60 });
+  const c1 = await counters();
   const seqJobs = await serverJobMs(jobIds.splice(0));
   const seqRouter = await toRouterMs();
+  // What one rule change costs the database (the measure's warm-up call per client included).
+  const made = seq.requests + 1;
+  const perRule = {
+    commits: round((c1.commits - c0.commits) / made, 1),
+    statements: round((c1.statements - c0.statements - 1) / made, 1),
+    polls: round(polls / made, 1),
+  };
+  // The floor of a commit: one single-row UPDATE committed on its own (SQLite fsyncs each one).
+  const commitFloor = await medianMs(reps(40), () =>
+    db
+      .updateTable('zones')
+      .set((eb) => ({ name: eb.ref('name') }))
+      .where('id', '=', zone.zoneId)
+      .execute(),
+  );
+  results.pf_db_per_rule = { ...perRule, floor_commit_ms: commitFloor };
+  results.floor_commit_ms = commitFloor;
+  results.pf_commits_per_rule = perRule.commits;
+  log(
+    `one port forward costs the server ${perRule.commits} commits and ${perRule.statements} SQL statements (with its ${perRule.polls} polls); one commit alone takes ${commitFloor} ms`,
+  );
   log(
     `createPortForwardingRule, 1 client, ${seq.requests} rules on ${seqN} networks: on the router ${seqRouter.p50} ms p50, ${seqRouter.p95} ms p95 after the request; the job ${seqJobs.p50}/${seqJobs.p95} ms in the server; Active seen by the client (polling every ${POLL_SECONDS * 1000} ms) ${seq.p50}/${seq.p95} ms${seq.firstError ? `  ERROR ${seq.firstError}` : ''}`,
   );
@@ -543,11 +587,19 @@ try {
     .slice(0, CLIENTS)
     .map((t) => new CloudStackClient({ ...t.client.options, pollInterval: 0.025 }));
   const parN = reps(200);
+  const cpu0 = cpuSeconds(pid);
+  polls = 0;
   const par = await measure((i) => createPf(pick[i % CLIENTS]!, parClients[i % CLIENTS]), {
     clients: CLIENTS,
     total: parN,
     maxSeconds: 60,
   });
+  const parCpuMs = round(((cpuSeconds(pid) - cpu0) * 1000) / (par.requests + CLIENTS), 1);
+  const parPolls = round(polls / (par.requests + CLIENTS), 1);
+  results.pf_loaded_server_cpu_ms_per_rule = parCpuMs;
+  log(
+    `  with ${CLIENTS} clients the server spent ${parCpuMs} ms of CPU per rule (its ${parPolls} polls included)`,
+  );
   const parJobs = await serverJobMs(jobIds.splice(0));
   const parRouter = await toRouterMs();
   log(
@@ -637,6 +689,52 @@ try {
     results.pf_router_ms_p50_small = first.pf_router_ms.p50;
   }
 
+  // The queries a rule change runs for every rule, by what they look up (their plans go in the results).
+  // A port forward of the largest growth network: its address and network hold the most rules.
+  const someRule = await db
+    .selectFrom('ip_rules')
+    .select(['id', 'ip_id', 'network_id'])
+    .where('purpose', '=', 'PortForwarding')
+    .where('network_id', '=', await networkIdOf(growth[growth.length - 1]!.net.uuid))
+    .orderBy('id', 'desc')
+    .executeTakeFirstOrThrow();
+  const rulePath: Record<string, CompiledQuery> = {
+    // applyCreated, updatePortForwardingRule, deleteForwardingRule: the firewall rule a forward opened
+    related: db.selectFrom('ip_rules').select('id').where('related_id', '=', someRule.id).compile(),
+    // checkForwardConflict: the address's forwards and load balancers
+    conflicts: db
+      .selectFrom('ip_rules')
+      .selectAll()
+      .where('ip_id', '=', someRule.ip_id!)
+      .where('purpose', 'in', ['PortForwarding', 'LoadBalancing'])
+      .where('state', 'in', ['Add', 'Active'])
+      .compile(),
+    // routerRulesFor: the network's rules, every time the router is told
+    network_rules: db
+      .selectFrom('ip_rules')
+      .selectAll()
+      .where('network_id', '=', someRule.network_id)
+      .where('state', '!=', 'Revoke')
+      .orderBy('id')
+      .compile(),
+  };
+  const rulePathPlans: Record<string, string[]> = {};
+  const rulePathMs: Record<string, number> = {};
+  {
+    const probeFloor = await DbFloor.open(database.dialect, database.url);
+    for (const [name, q] of Object.entries(rulePath)) {
+      rulePathMs[name] = await probeFloor.timeMs([q], reps(20));
+      if (database.dialect === 'sqlite') rulePathPlans[name] = queryPlans(sqliteFile(), [q])[0]!;
+    }
+    await probeFloor.close();
+  }
+  results.rule_path_sql = { ms: rulePathMs, plans: rulePathPlans };
+  log(
+    `the SQL of a rule change, through the driver: ${Object.entries(rulePathMs)
+      .map(([k, v]) => `${k} ${v} ms${rulePathPlans[k] ? ` (${rulePathPlans[k]!.join('; ')})` : ''}`)
+      .join(', ')}`,
+  );
+
   // ---- (b), (c) the lists ----
   floor = await DbFloor.open(database.dialect, database.url);
   const floorRuns = reps(20);
@@ -683,8 +781,7 @@ try {
         `${label} page ${page} of ${pages}: 1 client p50 ${single.p50} ms, p95 ${single.p95} ms | ${CLIENTS} clients p50 ${loaded.p50} ms, ${loaded.rps} req/s | floor: its SQL ${floorMs} ms${single.firstError ? `  ERROR ${single.firstError}` : ''}`,
       );
     }
-    if (database.dialect === 'sqlite')
-      plans[key] = queryPlans(database.url.replace(/^sqlite:/, ''), floorSql(deep));
+    if (database.dialect === 'sqlite') plans[key] = queryPlans(sqliteFile(), floorSql(deep));
     lists[key] = entry;
     return entry as {
       page?: { single: LatencyStats; floor_db_ms: number };
@@ -757,6 +854,18 @@ try {
     floor_ip_account_page_ms: fl(ipUser.page),
   });
 
+  // Nothing copied fell over meanwhile: the VMs still run (their hosts report them at every
+  // ping) and so do the routers.
+  const end = {
+    vms: await count('vms', (q) => q.where('state', '=', 'Running').where('removed', 'is', null)),
+    routers: await count('routers', (q) => q.where('state', '=', 'Running').where('removed', 'is', null)),
+  };
+  results.running_at_end = end;
+  if (end.vms !== rows.vms || end.routers !== rows.routers)
+    notes.push(
+      `at the end ${end.vms} VMs and ${end.routers} routers run, of ${rows.vms} and ${rows.routers}`,
+    );
+
   // ---- (d) memory ----
   results.ms_rss_mb = rssMiB(pid);
   results.ms_rss_mb_peak = peakRssMiB(pid);
@@ -771,6 +880,7 @@ try {
   store = undefined;
   await server.stop();
   server = undefined;
+  if (args['keep-db'] && database.dialect === 'sqlite') copyFileSync(sqliteFile(), resolve(args['keep-db']));
 
   results.notes = notes;
   results.total_s = round((performance.now() - started) / 1000, 0);

@@ -314,7 +314,12 @@ export async function copyNetworks(
       const uuid = randomUUID();
       const name = v.name.replace(s.network.name, t.name);
       const instance = `i-${t.account.id}-${id}-VM`;
-      pairs.push([v.uuid, uuid], [v.name, name], [v.instance_name, instance]);
+      pairs.push(
+        [v.uuid, uuid],
+        [v.name, name],
+        [v.instance_name, instance],
+        [`(for VM ${v.id})`, `(for VM ${id})`],
+      );
       if (v.display_name !== v.name)
         pairs.push([v.display_name, v.display_name.replace(s.network.name, t.name)]);
       const host = vmHosts[i]!;

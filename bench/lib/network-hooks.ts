@@ -9,7 +9,13 @@
  *
  *   benchApplyNetworkRules id=<network uuid> times=<n>
  *   → { rules, payloadbytes, totalms: number[], buildms: number[], agentms: number[] }
+ *
+ * And `benchCounters`: how many SQL statements the server has run on SQLite so far, and how many
+ * commits (COMMITs, and writes outside a transaction, each its own commit and fsync): the bench
+ * reads it before and after a case to tell what one rule change costs the database.
+ *   benchCounters → { statements, commits }
  */
+import SQLite from 'better-sqlite3';
 import { allCommands } from '../../packages/server/src/commands.ts';
 import { invalidParameter } from '../../packages/server/src/errors.ts';
 import { routerPublicSide, routerRulesFor } from '../../packages/server/src/network/router-rules.ts';
@@ -81,4 +87,38 @@ const command: Command = {
   },
 };
 
-allCommands.push(command);
+// Every statement better-sqlite3 runs goes through these three methods of its Statement class.
+const counters = { statements: 0, commits: 0 };
+{
+  const probe = new SQLite(':memory:');
+  const proto = Object.getPrototypeOf(probe.prepare('select 1')) as Record<string, unknown>;
+  probe.close();
+  for (const method of ['run', 'all', 'iterate'] as const) {
+    const original = proto[method] as (this: SQLite.Statement, ...a: unknown[]) => unknown;
+    proto[method] = function (this: SQLite.Statement, ...a: unknown[]) {
+      counters.statements++;
+      const text = this.source.trim().toLowerCase();
+      if (text === 'commit' || (!this.reader && !this.database.inTransaction && !text.startsWith('begin')))
+        counters.commits++;
+      return original.apply(this, a);
+    };
+  }
+}
+
+const countersCommand: Command = {
+  ...command,
+  name: 'benchCounters',
+  params: {},
+  catalog: {
+    ...command.catalog,
+    name: 'benchCounters',
+    description: 'Benchmark probe: SQL statements and commits the server has run',
+    responseName: 'benchcountersresponse',
+    responseObjectName: 'counters',
+  },
+  async handler() {
+    return { ...counters };
+  },
+};
+
+allCommands.push(command, countersCommand);

@@ -46,6 +46,13 @@ const LINES: Line[] = [
     unit: 'rules/s',
   },
   {
+    label: '… server CPU per rule with 8 clients (their polls included)',
+    key: 'pf_loaded_server_cpu_ms_per_rule',
+    unit: 'ms',
+  },
+  { label: 'commits one port forward costs the server', key: 'pf_commits_per_rule', unit: 'commits' },
+  { label: 'floor: one single-row UPDATE committed on its own', key: 'floor_commit_ms', unit: 'ms' },
+  {
     label: 'applyNetworkRules in the server, smallest growth network (p50)',
     key: 'apply_ms_p50_small',
     unit: 'ms',

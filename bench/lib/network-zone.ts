@@ -200,15 +200,18 @@ export async function buildZone(
       .executeTakeFirstOrThrow();
     accounts.push({ name, uuid: a.id, id: row.id, domainId: row.domain_id, userUuid: a.user[0].id });
   }
-  // Upstream's defaults allow 20 public addresses and 20 networks per account: the large account
-  // holds more (as an operator raises them for such a tenant).
-  for (const resourcetype of [0, 1, 2, 6, 8, 9, 10])
+  // Upstream's defaults allow 20 public addresses and 20 networks per account, 40 and 40 per
+  // domain: the domain of the tenants has no limit, and the large account holds more (as an
+  // operator raises them for such a tenant).
+  for (const resourcetype of [0, 1, 2, 6, 8, 9, 10]) {
+    await admin.request('updateResourceLimit', { domainid: domain.id, resourcetype, max: -1 });
     await admin.request('updateResourceLimit', {
       account: accounts[0]!.name,
       domainid: domain.id,
       resourcetype,
       max: -1,
     });
+  }
   log(
     `API: zone, physical network (VXLAN ${VNI_RANGE.join('-')}), ${shape.publicIps} public addresses, ${clusters.length} clusters, ${shape.accounts} accounts`,
   );
