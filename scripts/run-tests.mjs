@@ -26,8 +26,15 @@ if (dbMode) files = files.filter((f) => f.endsWith('.multidb.test.ts'));
 const env = { ...process.env };
 if (dbMode) env.NIMBOSTACK_TEST_DBS = env.NIMBOSTACK_TEST_DBS ?? 'postgres,mysql';
 
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], {
-  stdio: 'inherit',
-  env,
-});
+// The real-VM suites share this machine's bridges, namespaces and router names (every suite's
+// server calls its first router r-1-VM): one file at a time, whatever the number of cores.
+const serial = env.NIMBOSTACK_TEST_KVM === '1' ? ['--test-concurrency=1'] : [];
+const r = spawnSync(
+  process.execPath,
+  ['--import', 'tsx', '--test', ...serial, '--test-reporter=spec', ...files],
+  {
+    stdio: 'inherit',
+    env,
+  },
+);
 process.exit(r.status ?? 1);

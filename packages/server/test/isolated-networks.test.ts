@@ -221,6 +221,7 @@ describe('isolated networks', () => {
     await alice.call('restartNetwork', { id: net.id, cleanup: true });
     const fresh = (await admin.request<any>('listRouters', { networkid: net.id })).router[0];
     assert.notEqual(fresh.id, before.id);
+    assert.equal(fresh.publicmacaddress, before.publicmacaddress, 'neighbours keep a valid ARP entry');
     assert.equal(fresh.state, 'Running');
     assert.equal(fresh.guestipaddress, '10.1.1.1');
     const spec = routerOn(fresh.name)!.spec;

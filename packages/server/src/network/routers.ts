@@ -91,6 +91,8 @@ async function createRouter(
   app: App,
   network: NetworkRow,
   place: { podId: number | null; hypervisor: string | null },
+  /** A router that replaces another keeps its public MAC, so neighbours' ARP entries stay right. */
+  keepPublicMac?: string | null,
 ): Promise<RouterRow> {
   const owner = await systemOwner(app);
   try {
@@ -118,7 +120,7 @@ async function createRouter(
           nic_id: nic!.id,
           guest_ip: nic!.ip4,
           guest_mac: nic!.mac,
-          public_mac: isolated ? publicMac(app) : null,
+          public_mac: isolated ? (keepPublicMac ?? publicMac(app)) : null,
           hypervisor: place.hypervisor,
           state: 'Stopped',
           version: ROUTER_VERSION,
@@ -343,10 +345,12 @@ export async function restartNetworkRouter(app: App, network: NetworkRow, cleanu
     if (cleanup) {
       await app.store.db.transaction().execute((tx) => removeRouterRecords(app, tx, [stopped]));
       await routersDestroyed(app, [stopped]);
-      const fresh = await createRouter(app, await networkOf(app, network.id), {
-        podId: stopped.pod_id,
-        hypervisor: stopped.hypervisor,
-      });
+      const fresh = await createRouter(
+        app,
+        await networkOf(app, network.id),
+        { podId: stopped.pod_id, hypervisor: stopped.hypervisor },
+        stopped.public_mac,
+      );
       await bootRouter(app, fresh, host ?? (await hostForRouter(app, fresh)), 'restartNetwork cleanup');
     } else await bootRouter(app, stopped, host ?? (await hostForRouter(app, stopped)), 'restartNetwork');
   });
