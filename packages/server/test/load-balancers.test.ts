@@ -642,6 +642,47 @@ describe('load balancing rules', () => {
     );
   });
 
+  test('a refused router leaves policies and members as they were', async () => {
+    const fail = () =>
+      admin.request('configureSimulator', {
+        zoneid,
+        name: 'applyRouterRules',
+        value: 'result:fail;message:router down',
+        count: 1,
+      });
+    const before = JSON.stringify(await lbOnRouter());
+    await fail();
+    await assert.rejects(
+      alice.call('createLBStickinessPolicy', { lbruleid: rule.id, name: 's', methodname: 'SourceBased' }),
+      is(530, /router down/),
+    );
+    assert.deepEqual(
+      (await alice.request<any>('listLBStickinessPolicies', { lbruleid: rule.id })).stickinesspolicies[0]
+        .stickinesspolicy,
+      [],
+    );
+    await fail();
+    await assert.rejects(
+      alice.call('createLBHealthCheckPolicy', { lbruleid: rule.id, pingpath: '/up' }),
+      is(530, /router down/),
+    );
+    assert.deepEqual(
+      (await alice.request<any>('listLBHealthCheckPolicies', { lbruleid: rule.id })).healthcheckpolicies[0]
+        .healthcheckpolicy,
+      [],
+    );
+    await fail();
+    await assert.rejects(
+      alice.call('removeFromLoadBalancerRule', { id: rule.id, virtualmachineids: web1.id }),
+      is(530, /router down/),
+    );
+    assert.deepEqual(
+      (await members()).map((v: any) => v.id),
+      [web1.id],
+    );
+    assert.equal(JSON.stringify(await lbOnRouter()), before);
+  });
+
   test("two accounts: neither sees nor changes the other one's rules", async () => {
     const bobRule = (
       await bob.call<any>('createLoadBalancerRule', {
