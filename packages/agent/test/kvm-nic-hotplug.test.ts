@@ -2,8 +2,9 @@
  * NIC hot-plug on the KVM driver with a real guest (the test template under TCG): plugNic gives
  * the running VM a virtio NIC whose tap sits in its bridge and is filtered, the guest's kernel
  * announces it (the template logs "NIMBO: net add <if> <mac>"), vm.json keeps it for a restarted
- * agent; unplugNic has the guest release it ("NIMBO: net remove"), and the tap and its firewall
- * chains go. Both commands are idempotent.
+ * agent, which re-adopts the VM with it; unplugNic, through the restarted driver, has the guest
+ * release it ("NIMBO: net remove"), and the tap and its firewall chains go. Both commands are
+ * idempotent.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
@@ -113,6 +114,20 @@ describe('NIC hot-plug on KVM', { skip: SKIP_KVM }, () => {
       host.plugNic(VM, { mac: '02:00:4e:00:02:09', deviceId: 1, bridge: A.bridge }),
       /already has a NIC at device id 1/,
     );
+    assert.equal(record().spec.nics.length, 2);
+  });
+
+  test('a restarted agent re-adopts the VM with its hot-plugged NIC (from vm.json)', async () => {
+    // The old driver lets go of QEMU's monitor (one client at a time) and of the VM, as a killed
+    // agent would (marked dead, it no longer cleans up after the QEMU it spawned).
+    const old = (host as any).vms.get(VM);
+    old.dead = true;
+    old.qmp.close();
+    host = await KvmHost.create({ name: HOST, stateDir: join(root, 'state'), privateIp: '127.0.0.1' });
+    assert.deepEqual(host.reportStates(), [{ name: VM, state: 'PowerOn' }]);
+    assert.deepEqual((await chains()).sort(), [`${tap}_e`, `${tap}_i`, `${tap}_s`], 'its filtering is there');
+    // It knows the NIC: plugging it again is a no-op, not a second device.
+    await host.plugNic(VM, HOT);
     assert.equal(record().spec.nics.length, 2);
   });
 
