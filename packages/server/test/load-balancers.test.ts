@@ -531,6 +531,14 @@ describe('load balancing rules', () => {
     await assert.rejects(create('AppCookie', { length: 'long' }), is(431, /length is not a number/));
     await assert.rejects(create('LbCookie', { 'cookie-name': 'a b' }), is(431, /cookie-name/));
     await assert.rejects(create('LbCookie', { 'cookie-name': '' }), is(431, /Value expected/));
+    await assert.rejects(
+      create('LbCookie', { mode: 'rewrite' }),
+      is(431, /not supported by the virtual router/),
+    );
+    await assert.rejects(
+      create('AppCookie', { holdtime: '3h' }),
+      is(431, /not supported by the virtual router/),
+    );
     assert.equal((await lbOnRouter()).stickiness, undefined);
     const sb = (await create('SourceBased', { tablesize: '100k', expire: '10m' })).stickinesspolicies;
     seen.push(['createLBStickinessPolicy', sb]);

@@ -50,6 +50,17 @@ const METHODS: Record<string, { name: string; params: Record<string, { flag: boo
 
 /** A number with one of the given unit letters (upstream's containsOnlyNumbers). */
 const withUnit = (v: string, units: string) => new RegExp(`^\\d{1,9}[${units}]$`).test(v);
+/**
+ * What the router's HAProxy honours of each method (agent: network/router-haproxy.ts): LbCookie
+ * always inserts its cookie, indirect and nocache; AppCookie prefixes the application's cookie
+ * (HAProxy has no appsession any more); SourceBased takes both its parameters. Others are refused
+ * after upstream's checks, so no policy claims a behaviour the router does not have.
+ */
+const HONOURED: Record<string, (name: string, value: string) => boolean> = {
+  LbCookie: (n, v) => ['cookie-name', 'nocache', 'indirect'].includes(n) || (n === 'mode' && v === 'insert'),
+  AppCookie: (n) => n === 'cookie-name' || n === 'prefix',
+  SourceBased: () => true,
+};
 /** What HAProxy takes as a cookie name. */
 const TOKEN = /^[A-Za-z0-9_.-]{1,64}$/;
 
@@ -83,6 +94,11 @@ function stickinessParams(ruleUuid: string, method: string, list: Record<string,
   const cookie = params['cookie-name'];
   if (cookie !== undefined && !TOKEN.test(cookie))
     throw fail(`cookie-name ${cookie} is not a valid cookie name (letters, digits, '.', '-', '_')`);
+  for (const [name, value] of Object.entries(params))
+    if (!HONOURED[spec.name]?.(name, value))
+      throw invalidParameter(
+        `Stickiness parameter ${name}${value ? `=${value}` : ''} of ${spec.name} is not supported by the virtual router's load balancer`,
+      );
   return { method: spec.name, params };
 }
 
