@@ -9,6 +9,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { SimulatorHost } from '@nimbostack/agent';
 import type { CloudStackClient } from '@nimbostack/client';
+import { seededLocalZone } from './agents.ts';
+import { startServer, type TestServer } from './harness.ts';
 import { type AdvancedZone, is, startAdvancedZone } from './public-ip-zone.ts';
 
 let zone: AdvancedZone;
@@ -515,5 +517,41 @@ describe('adding, removing and choosing the default NIC', () => {
       is(431, /not Running or Stopped/),
     );
     await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
+  });
+});
+
+describe('Basic zones keep one NIC (as upstream)', () => {
+  let basic: TestServer;
+
+  before(async () => {
+    basic = await startServer({ env: { NIMBOSTACK_SEED_LOCAL_ZONE: 'true' } });
+  });
+  after(() => basic?.stop());
+
+  test('addNic, removeNic and updateDefaultNic are refused with 431 and change nothing', async () => {
+    const local = await seededLocalZone(basic.admin);
+    const vm = (
+      await basic.admin.call<any>('deployVirtualMachine', {
+        zoneid: local.zoneid,
+        templateid: local.templateid,
+        serviceofferingid: local.small,
+      })
+    ).virtualmachine;
+    const network = vm.nic[0].networkid;
+    await assert.rejects(
+      basic.admin.call('addNicToVirtualMachine', { virtualmachineid: vm.id, networkid: network }),
+      is(431, /NetworkType of Basic. Can't add a new NIC to a VM on a Basic Network/),
+    );
+    for (const command of ['removeNicFromVirtualMachine', 'updateDefaultNicForVirtualMachine'])
+      await assert.rejects(
+        basic.admin.call(command, { virtualmachineid: vm.id, nicid: vm.nic[0].id }),
+        is(431, /NetworkType of Basic/),
+        command,
+      );
+    const nics = (await basic.admin.request<any>('listNics', { virtualmachineid: vm.id })).nic;
+    assert.deepEqual(
+      nics.map((n: any) => [n.id, n.isdefault]),
+      [[vm.nic[0].id, true]],
+    );
   });
 });
