@@ -7,11 +7,18 @@
  * is the target of go with it (removeVmRules).
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import type { CloudStackClient } from '@nimbostack/client';
 import { removeVmRules } from '../src/network/ip-rules.ts';
 import { applyNetworkRules } from '../src/network/routers.ts';
 import { type AdvancedZone, is, startAdvancedZone } from './public-ip-zone.ts';
+
+const run = promisify(execFile);
+const PYTHON = process.env.PYTHON ?? '/usr/bin/python3';
 
 let z: AdvancedZone;
 let alice: CloudStackClient;
@@ -520,9 +527,88 @@ describe('static NAT and IP forwarding rules', () => {
   });
 });
 
+describe('Ansible (ngine_io.cloudstack) drives addresses and rules', { skip: !existsSync(PYTHON) }, () => {
+  async function playbook(state: 'present' | 'absent', key: string, secret: string) {
+    const { stdout } = await run(
+      'ansible-playbook',
+      [
+        '-i',
+        'localhost,',
+        '-e',
+        `rule_state=${state}`,
+        join(import.meta.dirname, 'clients/ansible_public_ips.yml'),
+      ],
+      {
+        env: {
+          ...process.env,
+          CLOUDSTACK_ENDPOINT: `${z.server.url}/client/api`,
+          CLOUDSTACK_KEY: key,
+          CLOUDSTACK_SECRET: secret,
+          ANSIBLE_PYTHON_INTERPRETER: PYTHON,
+          ANSIBLE_NOCOLOR: '1',
+          ANSIBLE_LOCALHOST_WARNING: 'false',
+          ANSIBLE_INVENTORY_UNPARSED_WARNING: 'false',
+        },
+        timeout: 180_000,
+      },
+    ).catch((e) => {
+      throw new Error(`ansible-playbook failed:\n${e.stdout}\n${e.stderr}`);
+    });
+    const recap = /localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)/.exec(stdout);
+    assert.ok(recap, stdout);
+    return { changed: Number(recap[2]), failed: Number(recap[3]), out: stdout };
+  }
+
+  test('cs_ip_address, cs_firewall, cs_portforward and cs_staticnat: applied, a second run changes nothing, absent undoes', async () => {
+    const me = (await alice.request<any>('listAccounts', {})).account[0];
+    const keys = await z.admin.request<any>('registerUserKeys', { id: me.user[0].id });
+    const { apikey, secretkey } = keys.userkeys;
+    const heldBefore = (await alice.request<any>('listPublicIpAddresses', {})).count;
+    await z.admin.request('createVlanIpRange', {
+      zoneid: z.zoneid,
+      forvirtualnetwork: true,
+      gateway: '203.0.113.1',
+      netmask: '255.255.255.0',
+      startip: '203.0.113.200',
+      endip: '203.0.113.201',
+    });
+    const first = await playbook('present', apikey, secretkey);
+    assert.equal(first.failed, 0, first.out);
+    assert.ok(first.changed >= 6, first.out);
+    const web = { ipaddress: '203.0.113.200' };
+    const nat = { ipaddress: '203.0.113.201' };
+    const held = (await alice.request<any>('listPublicIpAddresses', { zoneid: z.zoneid })).publicipaddress;
+    assert.ok(
+      held.some(
+        (i: any) => i.ipaddress === nat.ipaddress && i.isstaticnat && i.virtualmachinename === 'web-2',
+      ),
+    );
+    assert.ok(rules().firewall.some((f: any) => f.publicIp === web.ipaddress && f.startPort === 443));
+    assert.ok(
+      rules().portForwards.some(
+        (p: any) => p.publicIp === web.ipaddress && p.publicStart === 8443 && p.privateStart === 443,
+      ),
+    );
+    assert.ok(
+      rules().staticNats.some(
+        (n: any) => n.publicIp === nat.ipaddress && n.privateIp === vm2.nic[0].ipaddress,
+      ),
+    );
+    assert.ok(rules().egress.some((e: any) => e.startPort === 80));
+    const again = await playbook('present', apikey, secretkey);
+    assert.equal(again.failed, 0, again.out);
+    assert.equal(again.changed, 0, again.out);
+    const gone = await playbook('absent', apikey, secretkey);
+    assert.equal(gone.failed, 0, gone.out);
+    assert.equal((await alice.request<any>('listPublicIpAddresses', {})).count, heldBefore);
+    assert.ok(!rules().portForwards.some((p: any) => p.publicIp === web.ipaddress));
+    assert.ok(!rules().staticNats.some((n: any) => n.publicIp === nat.ipaddress));
+    assert.ok(!rules().egress.some((e: any) => e.startPort === 80));
+  });
+});
+
 describe('a VM that goes', () => {
-  test('removeVmRules takes its forwarding rules, their firewall rules and its static NAT', async () => {
-    const app = z.server.app;
+  test('expunging it removes its forwarding rules, their firewall rules and its static NAT', async () => {
     const ip = await newIp();
     const nat = await newIp();
     await alice.call('createPortForwardingRule', {
@@ -535,8 +621,29 @@ describe('a VM that goes', () => {
     await alice.request('enableStaticNat', { ipaddressid: nat.id, virtualmachineid: vm1.id });
     assert.equal(rules().portForwards.length, 1);
     assert.equal(rules().staticNats.length, 1);
+    await z.admin.call('destroyVirtualMachine', { id: vm1.id, expunge: true });
+    assert.deepEqual(rules().portForwards, []);
+    assert.deepEqual(rules().staticNats, []);
+    assert.equal(await count('listPortForwardingRules'), 0);
+    assert.equal(await count('listFirewallRules', { ipaddressid: ip.id }), 0);
+    assert.equal(
+      (await alice.request<any>('listPublicIpAddresses', { id: nat.id })).publicipaddress[0].isstaticnat,
+      false,
+    );
+  });
+
+  test('removeVmRules names the networks to re-apply and leaves nothing pointing at the VM', async () => {
+    const app = z.server.app;
+    const ip = await newIp();
+    await alice.call('createPortForwardingRule', {
+      ipaddressid: ip.id,
+      protocol: 'udp',
+      publicport: 53,
+      privateport: 53,
+      virtualmachineid: vm2.id,
+    });
     const vmId = (
-      await app.store.db.selectFrom('vms').select('id').where('uuid', '=', vm1.id).executeTakeFirstOrThrow()
+      await app.store.db.selectFrom('vms').select('id').where('uuid', '=', vm2.id).executeTakeFirstOrThrow()
     ).id;
     const networks = await app.store.db.transaction().execute((tx) => removeVmRules(app, tx, vmId));
     const netId = (
@@ -549,12 +656,7 @@ describe('a VM that goes', () => {
     assert.deepEqual(networks, [netId]);
     for (const n of networks) await applyNetworkRules(app, n);
     assert.deepEqual(rules().portForwards, []);
-    assert.deepEqual(rules().staticNats, []);
-    assert.equal(await count('listPortForwardingRules'), 0);
-    assert.equal(await count('listFirewallRules', { ipaddressid: ip.id }), 0);
-    assert.equal(
-      (await alice.request<any>('listPublicIpAddresses', { id: nat.id })).publicipaddress[0].isstaticnat,
-      false,
-    );
+    const left = await app.store.db.selectFrom('ip_rules').select('id').where('vm_id', '=', vmId).execute();
+    assert.deepEqual(left, []);
   });
 });
