@@ -17,7 +17,8 @@ import { Agent, type AgentLogger, SimulatorFleet } from '@nimbostack/agent';
 import { CloudStackClient } from '@nimbostack/client';
 import { type Server, startServer } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
-import { applyLoadBalancerChanges, removeVmFromLoadBalancers } from '../src/network/load-balancers.ts';
+import { removeVmFromLoadBalancers } from '../src/network/lb-common.ts';
+import { reapplyNetworkRules } from '../src/network/routers.ts';
 import { waitUntil } from './agents.ts';
 
 const TOKEN = 'lb-test-token-0123456789';
@@ -856,7 +857,7 @@ describe('load balancing rules', () => {
     assert.deepEqual(touched, [netId]);
     assert.deepEqual(await alice.request('listLoadBalancerRuleInstances', { id: rule.id }), {});
     assert.equal((await rules())[0].state, 'Add', 'a rule without VMs is Add again');
-    await applyLoadBalancerChanges(server.app, touched);
+    await reapplyNetworkRules(server.app, touched, 'the test took the VM out');
     assert.deepEqual((await lbOnRouter(rule.id)).members, []);
   });
 

@@ -13,6 +13,7 @@ import { checkOwnerAccess } from '../iam/access.ts';
 import { ResourceKind, reserve } from '../iam/limits.ts';
 import { nicsForHost, refreshPeersOf } from '../network/host-network.ts';
 import { removeVmRules } from '../network/ip-rules.ts';
+import { removeVmFromLoadBalancers } from '../network/lb-common.ts';
 import { releaseNics } from '../network/nics.ts';
 import { reapplyNetworkRules, removeRouterEntries } from '../network/routers.ts';
 import { removeVmFromSecurityGroups } from '../network/security-groups.ts';
@@ -447,7 +448,10 @@ export async function expungeVm(ctx: CallContext, vm: VmRow): Promise<void> {
           .execute();
     }
     // Port forwards, static NAT and load balancer memberships pointing at the VM go before its NICs.
-    const networks = await removeVmRules(app, tx, vm.id);
+    const networks = [
+      ...(await removeVmFromLoadBalancers(app, tx, vm.id)),
+      ...(await removeVmRules(app, tx, vm.id)),
+    ];
     await releaseNics(ctx, tx, vm.id);
     await removeVmFromSecurityGroups(ctx, tx, vm.id);
     await leaveAffinityGroups(tx, vm.id);

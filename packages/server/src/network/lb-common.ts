@@ -11,8 +11,6 @@ import { ApiError, CsErrorCode, ErrorCode, invalidParameter } from '../errors.ts
 import { checkOwnerAccess } from '../iam/access.ts';
 import { displayPath } from '../iam/domains.ts';
 import { registerTaggable, tagsOf } from '../tags/tags.ts';
-import { deleteRules } from './ip-rules.ts';
-import { applyNetworkRules } from './routers.ts';
 
 export const LB_ALGORITHMS = ['roundrobin', 'leastconn', 'source'];
 /** The protocols upstream's API names; the router's HAProxy balances TCP only. */
@@ -166,8 +164,8 @@ export async function settleState(app: App, ruleId: number): Promise<void> {
 /**
  * Takes a VM out of every load balancer, inside the caller's transaction: on expunge, or with
  * `networkId` when its NIC in that network goes (removeNicFromVirtualMachine). Rules left without
- * VMs go back to Add. Returns the networks whose routers must be told: pass them to
- * `applyLoadBalancerChanges` once the transaction committed.
+ * VMs go back to Add. Returns the networks whose routers must be told once the transaction
+ * committed (reapplyNetworkRules).
  */
 export async function removeVmFromLoadBalancers(
   _app: App,
@@ -195,40 +193,6 @@ export async function removeVmFromLoadBalancers(
       .where('state', '=', 'Active')
       .execute();
   return [...new Set(rows.map((r) => r.network_id))];
-}
-
-/**
- * Deletes the load balancers of an address being disassociated, inside the caller's transaction
- * (with their members, policies, tags and opened firewall rules). Returns the network whose
- * router must be told after the commit (applyNetworkRules), or undefined when there were none.
- */
-export async function deleteLoadBalancersOfIp(_app: App, tx: Tx, ipId: number): Promise<number | undefined> {
-  const rules = await tx
-    .selectFrom('ip_rules')
-    .select(['id', 'network_id'])
-    .where('ip_id', '=', ipId)
-    .where('purpose', '=', 'LoadBalancing')
-    .execute();
-  if (rules.length === 0) return undefined;
-  const ids = rules.map((r) => r.id);
-  const related = await tx.selectFrom('ip_rules').select('id').where('related_id', 'in', ids).execute();
-  await deleteRules(tx, [...related.map((r) => r.id), ...ids]);
-  return rules[0]?.network_id;
-}
-
-/**
- * After a commit that changed load balancers outside a job of ours (a VM expunged): the routers
- * get the new sets. A router that cannot be told is logged; it gets the whole set again with the
- * next change or when it boots, and the VM is gone either way.
- */
-export async function applyLoadBalancerChanges(app: App, networkIds: number[]): Promise<void> {
-  await Promise.all(
-    networkIds.map((id) =>
-      applyNetworkRules(app, id).catch((err) =>
-        app.log.warn({ err, networkId: id }, 'load balancers could not be re-applied after a VM left them'),
-      ),
-    ),
-  );
 }
 
 registerTaggable(TAG_TYPE, async (ctx, uuid) => {

@@ -45,13 +45,6 @@ import {
 } from './lb-common.ts';
 import { findVisibleVm } from './nics.ts';
 
-// What expunge and disassociation call (the lead wires them), kept importable from here.
-export {
-  applyLoadBalancerChanges,
-  deleteLoadBalancersOfIp,
-  removeVmFromLoadBalancers,
-} from './lb-common.ts';
-
 const DNS_PORT = 53;
 
 interface CreateParams {
