@@ -60,6 +60,8 @@ const { values: args } = parseArgs({
     clients: { type: 'string', default: '8' },
     'results-dir': { type: 'string', default: resolve(import.meta.dirname, 'results') },
     quick: { type: 'boolean', default: false },
+    /** The server runs with --cpu-prof; read the profile with `npx tsx bench/profile-summary.ts DIR/<file>`. */
+    'cpu-profile': { type: 'string' },
     /** Keep the SQLite database of the run at this path (for EXPLAIN QUERY PLAN and the like). */
     'keep-db': { type: 'string' },
   },
@@ -276,7 +278,11 @@ try {
   server = await startServer({
     databaseUrl: database.url,
     dataDir: join(work, 'server'),
-    nodeArgs: ['--import', join(import.meta.dirname, 'lib/network-hooks.ts')],
+    nodeArgs: [
+      '--import',
+      join(import.meta.dirname, 'lib/network-hooks.ts'),
+      ...(args['cpu-profile'] ? ['--cpu-prof', '--cpu-prof-dir', resolve(args['cpu-profile'])] : []),
+    ],
   });
   const pid = server.process.pid!;
   results.ms_rss_mb_empty = rssMiB(pid);
@@ -524,9 +530,25 @@ try {
     }
   };
   let polls = 0;
+  type Counters = { statements: number; commits: number; sql: Record<string, { count: number; ms: number }> };
   const counters = async () =>
-    (await server!.admin.request<{ counters: { statements: number; commits: number } }>('benchCounters', {}))
-      .counters;
+    (await server!.admin.request<{ counters: Counters }>('benchCounters', {})).counters;
+  /** The statements that took the server's SQLite time between two readings, per rule made. */
+  const topSql = (a: Counters, b: Counters, rules: number, top = 6) =>
+    Object.entries(b.sql)
+      .map(([text, v]) => ({
+        sql: text.length > 160 ? `${text.slice(0, 160)}…` : text,
+        per_rule: round((v.count - (a.sql[text]?.count ?? 0)) / rules, 1),
+        ms_per_rule: round((v.ms - (a.sql[text]?.ms ?? 0)) / rules, 3),
+      }))
+      .filter((x) => x.per_rule > 0)
+      .sort((x, y) => y.ms_per_rule - x.ms_per_rule)
+      .slice(0, top);
+  const sqlMsPerRule = (a: Counters, b: Counters, rules: number) =>
+    round(
+      Object.entries(b.sql).reduce((sum, [text, v]) => sum + v.ms - (a.sql[text]?.ms ?? 0), 0) / rules,
+      2,
+    );
   /** The jobs' own time in the server (queued to completed, from async_jobs), for the job ids given. */
   const serverJobMs = async (ids: string[]) =>
     stats(
@@ -563,6 +585,8 @@ try {
     commits: round((c1.commits - c0.commits) / made, 1),
     statements: round((c1.statements - c0.statements - 1) / made, 1),
     polls: round(polls / made, 1),
+    sql_ms: sqlMsPerRule(c0, c1, made),
+    top_sql: topSql(c0, c1, made),
   };
   // The floor of a commit: one single-row UPDATE committed on its own (SQLite fsyncs each one).
   const commitFloor = await medianMs(reps(40), () =>
@@ -576,7 +600,7 @@ try {
   results.floor_commit_ms = commitFloor;
   results.pf_commits_per_rule = perRule.commits;
   log(
-    `one port forward costs the server ${perRule.commits} commits and ${perRule.statements} SQL statements (with its ${perRule.polls} polls); one commit alone takes ${commitFloor} ms`,
+    `one port forward costs the server ${perRule.commits} commits and ${perRule.statements} SQL statements taking ${perRule.sql_ms} ms in SQLite (with its ${perRule.polls} polls); one commit alone takes ${commitFloor} ms`,
   );
   log(
     `createPortForwardingRule, 1 client, ${seq.requests} rules on ${seqN} networks: on the router ${seqRouter.p50} ms p50, ${seqRouter.p95} ms p95 after the request; the job ${seqJobs.p50}/${seqJobs.p95} ms in the server; Active seen by the client (polling every ${POLL_SECONDS * 1000} ms) ${seq.p50}/${seq.p95} ms${seq.firstError ? `  ERROR ${seq.firstError}` : ''}`,
@@ -638,10 +662,14 @@ try {
     const extra = await extraIpOf(await networkIdOf(g.net.uuid));
     jobIds.length = 0;
     sent.clear();
+    const g0 = await counters();
     const rt = await measure(
       () => createPf({ client, ip: extra.uuid, ip4: extra.ip4, vm: g.net.vmUuids[0]! }),
       { clients: 1, total: reps(12), maxSeconds: 30 },
     );
+    const g1 = await counters();
+    const sqlMs = sqlMsPerRule(g0, g1, rt.requests + 1);
+    const gTop = topSql(g0, g1, rt.requests + 1, 4);
     const jobs = await serverJobMs(jobIds.splice(0));
     const router = await toRouterMs();
     const entry = {
@@ -653,10 +681,15 @@ try {
       pf_create_ms: rt,
       pf_job_ms: jobs,
       pf_router_ms: router,
+      pf_sql_ms: sqlMs,
+      pf_top_sql: gTop,
     };
     growthCases.push(entry);
     log(
-      `applyNetworkRules with ${p.rules} rules (${entry.payload_kb} KB to the router): p50 ${entry.apply_ms.p50} ms (building the set ${entry.build_ms.p50} ms, the router's host ${entry.agent_ms.p50} ms); a port forward there reaches the router in ${router.p50} ms p50 (job ${jobs.p50} ms, client ${rt.p50} ms)${rt.firstError ? `  ERROR ${rt.firstError}` : ''}`,
+      `applyNetworkRules with ${p.rules} rules (${entry.payload_kb} KB to the router): p50 ${entry.apply_ms.p50} ms (building the set ${entry.build_ms.p50} ms, the router's host ${entry.agent_ms.p50} ms); a port forward there reaches the router in ${router.p50} ms p50 (job ${jobs.p50} ms, client ${rt.p50} ms; ${sqlMs} ms of it in SQLite, most in: ${gTop
+        .slice(0, 3)
+        .map((x) => `${x.ms_per_rule} ms ${x.sql.slice(0, 70)}`)
+        .join(' | ')})${rt.firstError ? `  ERROR ${rt.firstError}` : ''}`,
     );
   }
   results.apply_growth = growthCases;

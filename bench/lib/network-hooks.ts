@@ -13,7 +13,7 @@
  * And `benchCounters`: how many SQL statements the server has run on SQLite so far, and how many
  * commits (COMMITs, and writes outside a transaction, each its own commit and fsync): the bench
  * reads it before and after a case to tell what one rule change costs the database.
- *   benchCounters → { statements, commits }
+ *   benchCounters → { statements, commits, sql: { [text]: { count, ms } } }
  */
 import SQLite from 'better-sqlite3';
 import { allCommands } from '../../packages/server/src/commands.ts';
@@ -87,8 +87,11 @@ const command: Command = {
   },
 };
 
-// Every statement better-sqlite3 runs goes through these three methods of its Statement class.
+// Every statement better-sqlite3 runs goes through these three methods of its Statement class:
+// each is counted, and timed by its SQL text (the time SQLite takes to run it and hand the rows
+// over, as the server waits for it).
 const counters = { statements: 0, commits: 0 };
+const bySql = new Map<string, { count: number; ms: number }>();
 {
   const probe = new SQLite(':memory:');
   const proto = Object.getPrototypeOf(probe.prepare('select 1')) as Record<string, unknown>;
@@ -100,7 +103,15 @@ const counters = { statements: 0, commits: 0 };
       const text = this.source.trim().toLowerCase();
       if (text === 'commit' || (!this.reader && !this.database.inTransaction && !text.startsWith('begin')))
         counters.commits++;
-      return original.apply(this, a);
+      const t0 = performance.now();
+      try {
+        return original.apply(this, a);
+      } finally {
+        const entry = bySql.get(this.source) ?? { count: 0, ms: 0 };
+        entry.count++;
+        entry.ms += performance.now() - t0;
+        bySql.set(this.source, entry);
+      }
     };
   }
 }
@@ -117,7 +128,7 @@ const countersCommand: Command = {
     responseObjectName: 'counters',
   },
   async handler() {
-    return { ...counters };
+    return { ...counters, sql: Object.fromEntries(bySql) };
   },
 };
 

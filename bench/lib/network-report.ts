@@ -197,6 +197,30 @@ export function renderNetworksMarkdown(r: Results): string {
         `| ${g.rules} | ${g.payload_kb} KB | ${g.apply_ms.p50} ms | ${g.build_ms.p50} ms | ${g.agent_ms.p50} ms | ${g.pf_router_ms.p50} ms |`,
       );
   }
+  const sqlTable = (title: string, top: any[] | undefined, total: number | undefined) => {
+    if (!top?.length) return;
+    out.push(
+      '',
+      `${title}: ${total} ms in SQLite per rule`,
+      '',
+      '| statement | per rule | ms per rule |',
+      '|---|---|---|',
+    );
+    for (const t of top)
+      out.push(`| \`${String(t.sql).replace(/\|/g, '\\|')}\` | ${t.per_rule} | ${t.ms_per_rule} |`);
+  };
+  sqlTable(
+    'SQL of a port forward on a 10-rule network (1 client, its polls included)',
+    r.pf_db_per_rule?.top_sql,
+    r.pf_db_per_rule?.sql_ms,
+  );
+  const largest = growth[growth.length - 1];
+  if (largest)
+    sqlTable(
+      `SQL of a port forward on the ${largest.rules}-rule network`,
+      largest.pf_top_sql,
+      largest.pf_sql_ms,
+    );
   if ((r.notes ?? []).length) out.push('', ...r.notes.map((n: string) => `- ${n}`));
   return `${out.join('\n')}\n`;
 }
