@@ -2,7 +2,8 @@
  * An Advanced zone for API tests of public addresses and their rules: the server and a simulator
  * agent with two hosts run in this process (as in isolated-networks.test.ts), so tests read what
  * each router was told (`routerOn(name).spec.public` and `.rules`). The zone has one public range
- * of `publicIps` addresses from 203.0.113.10; tests add more with createVlanIpRange.
+ * of `publicIps` addresses from 203.0.113.10; tests add more with createVlanIpRange. The database
+ * is SQLite, or a fresh PostgreSQL or MariaDB one with PUBLIC_IP_TEST_DB=postgres|mysql.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -13,6 +14,7 @@ import { CloudStackClient } from '@nimbostack/client';
 import { type Server, startServer } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { waitUntil } from './agents.ts';
+import { createDatabase, type DbKind } from './harness.ts';
 
 const TOKEN = 'advanced-zone-test-token-0123456789';
 const silent: AgentLogger = { info() {}, warn() {}, error() {}, debug() {} } as unknown as AgentLogger;
@@ -57,10 +59,19 @@ export async function startAdvancedZone(opts: {
   mkdirSync(join(dataDir, 'primary'));
   mkdirSync(join(dataDir, 'secondary'));
   const agentPort = await freePort();
+  const database = await createDatabase((process.env.PUBLIC_IP_TEST_DB ?? 'sqlite') as DbKind, dataDir);
   const server = await startServer(
     loadConfig(
       {},
-      { port: 0, agentPort, host: '127.0.0.1', dataDir, logLevel: 'silent', seedLocalZone: false },
+      {
+        port: 0,
+        agentPort,
+        host: '127.0.0.1',
+        dataDir,
+        databaseUrl: database.url,
+        logLevel: 'silent',
+        seedLocalZone: false,
+      },
     ),
   );
   const admin = await CloudStackClient.login(`${server.url}/client/api`, 'admin', 'password');
@@ -207,6 +218,7 @@ export async function startAdvancedZone(opts: {
     async stop() {
       await agent.stop();
       await server.stop();
+      await database.drop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

@@ -6,7 +6,7 @@
  * becomes Active; when the router refuses, the rule is deleted and the job fails with its reason.
  */
 import type { CallContext } from '../context.ts';
-import type { Tx } from '../db/connection.ts';
+import { inTransaction, type Tx } from '../db/connection.ts';
 import type { IpRuleRow } from '../db/schema.ts';
 import { ApiError, CsErrorCode, ErrorCode, invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
@@ -191,7 +191,7 @@ export const createFirewallRule = defineCommand({
     checkType(params.type);
     const spec = firewallSpec(params);
     const source = cidrText(params.cidrlist) ?? ANY_CIDR;
-    const uuid = await ctx.app.store.db.transaction().execute(async (tx) => {
+    const uuid = await inTransaction(ctx.app.store, async (tx) => {
       await lockIp(tx, ip.id);
       await checkFirewallConflict(tx, { ipId: ip.id }, spec, { source, dest: null });
       const { uuid: id } = await insertRule(ctx, tx, {
@@ -251,7 +251,7 @@ export const createEgressFirewallRule = defineCommand({
     const dest = cidrText(params.destcidrlist, 'destcidrlist');
     if (network.account_id === null) throw invalidParameter(`Network ${network.name} belongs to no account`);
     const owner = { account: network.account_id, domain: network.domain_id as number };
-    const uuid = await ctx.app.store.db.transaction().execute(async (tx) => {
+    const uuid = await inTransaction(ctx.app.store, async (tx) => {
       await lockNetwork(tx, network.id);
       await checkFirewallConflict(tx, { networkId: network.id }, spec, { source, dest });
       const { uuid: id } = await insertRule(ctx, tx, {
@@ -314,7 +314,7 @@ function updateCommand(
     async handler(ctx, params) {
       const rule = await findOwnedRule(ctx, params.id, 'Firewall', noun, traffic);
       const custom = await customRuleId(ctx, rule.id, params.customid);
-      await ctx.app.store.db.transaction().execute(async (tx) => {
+      await inTransaction(ctx.app.store, async (tx) => {
         const changes = {
           ...(params.fordisplay !== undefined ? { for_display: (params.fordisplay ? 1 : 0) as 0 | 1 } : {}),
           ...(custom ? { uuid: custom } : {}),
@@ -358,7 +358,7 @@ function deleteCommand(
     async handler(ctx, params) {
       const rule = await findOwnedRule(ctx, params.id, 'Firewall', noun, traffic);
       await revokeRules(ctx.app, rule.network_id, [rule], `delete ${noun} ${rule.uuid}`);
-      await ctx.app.store.db.transaction().execute((tx) =>
+      await inTransaction(ctx.app.store, (tx) =>
         logEvent(ctx, tx, {
           type: eventType,
           description: `deleted ${noun} ${rule.uuid} (${rule.protocol} ${portsText(rule)})`,

@@ -7,7 +7,7 @@
  * the data plane does not do.
  */
 import type { App, CallContext } from '../context.ts';
-import type { Tx } from '../db/connection.ts';
+import { inTransaction, type Tx } from '../db/connection.ts';
 import type { IpRuleRow, NetworkRow, PublicIpRow } from '../db/schema.ts';
 import { ApiError, invalidParameter, permissionDenied } from '../errors.ts';
 import { applyScope, checkOwnerAccess, escapeLike, listScope, type ScopeParams } from '../iam/access.ts';
@@ -16,7 +16,10 @@ import { pageOf, paginate } from '../registry/paging.ts';
 import { withTags } from '../tags/tags.ts';
 import { findNetwork } from './common.ts';
 import { findVisibleVm } from './nics.ts';
+import { deleteRules } from './public-ips.ts';
 import { applyNetworkRules } from './routers.ts';
+
+export { deleteRules, lockNetwork } from './public-ips.ts';
 
 /** Rules being removed are no longer "there" for conflicts, lists or the router. */
 export const LIVE_RULE_STATES = ['Add', 'Active'];
@@ -42,11 +45,7 @@ export async function networkInfo(
       .select('services')
       .where('id', '=', network.network_offering_id)
       .executeTakeFirst(),
-    db
-      .selectFrom('zones')
-      .select('network_type')
-      .where('id', '=', network.zone_id)
-      .executeTakeFirstOrThrow(),
+    db.selectFrom('zones').select('network_type').where('id', '=', network.zone_id).executeTakeFirstOrThrow(),
   ]);
   const services = new Set(
     (offering?.services ?? '')
@@ -132,14 +131,6 @@ export async function lockIp(tx: Tx, ipId: number): Promise<void> {
     .updateTable('public_ips')
     .set((eb) => ({ for_display: eb.ref('for_display') }))
     .where('id', '=', ipId)
-    .execute();
-}
-
-export async function lockNetwork(tx: Tx, networkId: number): Promise<void> {
-  await tx
-    .updateTable('networks')
-    .set((eb) => ({ name: eb.ref('name') }))
-    .where('id', '=', networkId)
     .execute();
 }
 
@@ -252,7 +243,7 @@ export async function revokeRules(app: App, networkId: number, rules: IpRuleRow[
   const ids = rules.map((r) => r.id);
   await app.store.db.updateTable('ip_rules').set({ state: 'Revoke' }).where('id', 'in', ids).execute();
   await applyOrUndo(app, networkId, what, async () => {
-    await app.store.db.transaction().execute(async (tx) => {
+    await inTransaction(app.store, async (tx) => {
       for (const state of new Set(rules.map((r) => r.state)))
         await tx
           .updateTable('ip_rules')
@@ -266,19 +257,6 @@ export async function revokeRules(app: App, networkId: number, rules: IpRuleRow[
     });
   });
   await deleteRules(app.store.db, ids);
-}
-
-/** Deletes rules with their tags and, for load balancers, members and policies. */
-export async function deleteRules(tx: Tx, ids: number[]): Promise<void> {
-  if (ids.length === 0) return;
-  await tx.deleteFrom('lb_members').where('rule_id', 'in', ids).execute();
-  await tx.deleteFrom('lb_policies').where('rule_id', 'in', ids).execute();
-  await tx
-    .deleteFrom('resource_tags')
-    .where('resource_type', 'in', ['PortForwardingRule', 'FirewallRule', 'LoadBalancer'])
-    .where('resource_id', 'in', ids)
-    .execute();
-  await tx.deleteFrom('ip_rules').where('id', 'in', ids).execute();
 }
 
 interface References {
@@ -511,7 +489,7 @@ export async function applyCreated(
   const ids = [rule.id, ...related.map((r) => r.id)];
   await applyOrUndo(app, rule.network_id, `apply ${what} ${uuid}`, async () => {
     await db.updateTable('ip_rules').set({ state: 'Revoke' }).where('id', 'in', ids).execute();
-    await db.transaction().execute((tx) => deleteRules(tx, ids));
+    await inTransaction({ db }, (tx) => deleteRules(tx, ids));
   });
   await activateRules(app, ids);
   return db.selectFrom('ip_rules').selectAll().where('id', '=', rule.id).executeTakeFirstOrThrow();
@@ -545,9 +523,9 @@ export async function vmNicIn(
 
 /**
  * Removes what a VM being expunged is the target of, in the expunge's transaction: its port
- * forwarding and IP forwarding rules (with the firewall rules opened for them), its load balancer
- * memberships and its static NAT. Returns the networks whose routers must be told: call
- * applyNetworkRules for each after committing.
+ * forwarding and IP forwarding rules (with the firewall rules opened for them) and its static NAT
+ * (load balancer memberships: removeVmFromLoadBalancers). Returns the networks whose routers must
+ * be told: call applyNetworkRules for each after committing.
  */
 export async function removeVmRules(_app: App, tx: Tx, vmId: number): Promise<number[]> {
   const rules = await tx
@@ -560,13 +538,6 @@ export async function removeVmRules(_app: App, tx: Tx, vmId: number): Promise<nu
     ? await tx.selectFrom('ip_rules').select('id').where('related_id', 'in', ruleIds).execute()
     : [];
   await deleteRules(tx, [...ruleIds, ...related.map((r) => r.id)]);
-  const memberships = await tx
-    .selectFrom('lb_members')
-    .innerJoin('ip_rules', 'ip_rules.id', 'lb_members.rule_id')
-    .select('ip_rules.network_id')
-    .where('lb_members.vm_id', '=', vmId)
-    .execute();
-  await tx.deleteFrom('lb_members').where('vm_id', '=', vmId).execute();
   const nats = await tx
     .selectFrom('public_ips')
     .select('network_id')
@@ -577,9 +548,5 @@ export async function removeVmRules(_app: App, tx: Tx, vmId: number): Promise<nu
     .set({ static_nat_vm_id: null, static_nat_vm_ip: null })
     .where('static_nat_vm_id', '=', vmId)
     .execute();
-  return [
-    ...new Set(
-      [...rules, ...memberships, ...nats].map((r) => r.network_id).filter((x): x is number => x !== null),
-    ),
-  ];
+  return [...new Set([...rules, ...nats].map((r) => r.network_id).filter((x): x is number => x !== null))];
 }

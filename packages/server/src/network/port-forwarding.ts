@@ -7,7 +7,7 @@
  * the address (537), an address with static NAT (537).
  */
 import type { CallContext } from '../context.ts';
-import type { Tx } from '../db/connection.ts';
+import { inTransaction, type Tx } from '../db/connection.ts';
 import type { IpRuleRow, NetworkRow, PublicIpRow } from '../db/schema.ts';
 import { ApiError, CsErrorCode, ErrorCode, invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
@@ -238,7 +238,7 @@ export const createPortForwardingRule = defineCommand({
     const vm = await targetVm(ctx, params.virtualmachineid, ip);
     const vmIp = await vmNicIn(ctx.app, vm, network, params.vmguestip);
     const cidrs = cidrText(params.cidrlist);
-    const uuid = await ctx.app.store.db.transaction().execute(async (tx) => {
+    const uuid = await inTransaction(ctx.app.store, async (tx) => {
       await lockIp(tx, ip.id);
       await checkForwardConflict(tx, ip.id, protocol, pub);
       const rule = await insertRule(ctx, tx, {
@@ -363,7 +363,7 @@ export const updatePortForwardingRule = defineCommand({
       vm_ip: rule.vm_ip,
       source_cidrs: rule.source_cidrs,
     };
-    await db.transaction().execute(async (tx) => {
+    await inTransaction({ db }, async (tx) => {
       await tx.updateTable('ip_rules').set(changed).where('id', '=', rule.id).execute();
       // The firewall rule opened for it follows its sources.
       if (params.cidrlist !== undefined)
@@ -380,7 +380,7 @@ export const updatePortForwardingRule = defineCommand({
       });
     });
     await applyOrUndo(app, rule.network_id, `update port forwarding rule ${rule.uuid}`, async () => {
-      await db.transaction().execute(async (tx) => {
+      await inTransaction({ db }, async (tx) => {
         await tx.updateTable('ip_rules').set(before).where('id', '=', rule.id).execute();
         if (params.cidrlist !== undefined)
           await tx
@@ -406,7 +406,7 @@ export async function deleteForwardingRule(
   const db = ctx.app.store.db;
   const related = await db.selectFrom('ip_rules').selectAll().where('related_id', '=', rule.id).execute();
   await revokeRules(ctx.app, rule.network_id, [rule, ...related], `delete ${noun} ${rule.uuid}`);
-  await db.transaction().execute((tx) =>
+  await inTransaction({ db }, (tx) =>
     logEvent(ctx, tx, {
       type: eventType,
       description: `deleted ${noun} ${rule.uuid} (${rule.protocol} ${portsText(rule)})`,

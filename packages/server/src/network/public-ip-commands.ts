@@ -6,6 +6,7 @@
  */
 import { formatDate } from '../clock.ts';
 import type { CallContext } from '../context.ts';
+import { inTransaction } from '../db/connection.ts';
 import type { NetworkRow, PublicIpRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
@@ -18,7 +19,7 @@ import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
 import { applyOrUndo, checkNetworkAccess, checkReferences, findOwnedIp, networkInfo } from './ip-rules.ts';
-import { acquirePublicIp, HELD_STATES, releasePublicIp } from './public-ips.ts';
+import { acquirePublicIp, HELD_STATES, lockNetwork, releasePublicIp } from './public-ips.ts';
 
 /** Services an address can be associated with a network for. */
 const IP_SERVICES = ['SourceNat', 'StaticNat', 'PortForwarding', 'Lb'];
@@ -232,8 +233,10 @@ export const associateIpAddress = defineCommand({
       );
     if (network.account_id !== owner.id)
       throw invalidParameter(`Network ${network.name} does not belong to account ${owner.name}`);
-    const ip = await app.store.db.transaction().execute(async (tx) => {
-      // As upstream, the first address of a network without a source NAT address becomes it.
+    const ip = await inTransaction(app.store, async (tx) => {
+      // As upstream, the first address of a network without a source NAT address becomes it;
+      // under the network's lock, so concurrent requests make only one.
+      await lockNetwork(tx, network.id);
       const sourceNat =
         info.services.has('SourceNat') &&
         !(await tx
@@ -265,7 +268,7 @@ export const associateIpAddress = defineCommand({
       .executeTakeFirstOrThrow();
     if (ip.network_id !== null)
       await applyOrUndo(app, ip.network_id, `associate IP address ${ip.ip4}`, () =>
-        app.store.db.transaction().execute((tx) => releasePublicIp(app, tx, ip)),
+        inTransaction(app.store, (tx) => releasePublicIp(app, tx, ip)),
       );
     const now = await app.store.db.selectFrom('public_ips').selectAll().where('id', '=', ip.id).execute();
     return (await presentPublicIps(ctx, now))[0] as object;
@@ -336,7 +339,7 @@ export const disassociateIpAddress = defineCommand({
           .where('state', '=', 'Releasing')
           .execute();
       });
-    await app.store.db.transaction().execute(async (tx) => {
+    await inTransaction(app.store, async (tx) => {
       await releasePublicIp(app, tx, ip, {
         userId: ctx.caller.user.id,
         accountId: ip.account_id ?? ctx.caller.account.id,
@@ -377,7 +380,7 @@ export const updateIpAddress = defineCommand({
         .executeTakeFirst();
       if (taken && taken.id !== ip.id) throw invalidParameter(`The customid ${customid} is already in use`);
     }
-    await app.store.db.transaction().execute(async (tx) => {
+    await inTransaction(app.store, async (tx) => {
       const changes = {
         ...(fordisplay !== undefined ? { for_display: (fordisplay ? 1 : 0) as 0 | 1 } : {}),
         ...(customid !== undefined ? { uuid: customid.toLowerCase() } : {}),

@@ -152,6 +152,19 @@ async function claimAny(app: App, tx: Tx, account: AccountRow, req: AcquireReque
  * rules after committing, so its router carries the address.
  */
 export async function acquirePublicIp(app: App, tx: Tx, req: AcquireRequest): Promise<PublicIpRow> {
+  if (req.sourceNat && req.networkId !== null) {
+    // One source-NAT address per network, whoever asks at the same moment (a first VM start and an
+    // associateIpAddress): under the network row's lock, an existing one is the answer.
+    await lockNetwork(tx, req.networkId);
+    const existing = await tx
+      .selectFrom('public_ips')
+      .selectAll()
+      .where('network_id', '=', req.networkId)
+      .where('source_nat', '=', 1)
+      .where('state', 'in', HELD_STATES)
+      .executeTakeFirst();
+    if (existing) return existing;
+  }
   const account = await tx
     .selectFrom('accounts')
     .selectAll()
@@ -183,33 +196,38 @@ export async function acquirePublicIp(app: App, tx: Tx, req: AcquireRequest): Pr
 }
 
 /**
- * Deletes the rules on an address (firewall, port forwarding, load balancing with their members
- * and policies) inside the caller's transaction. The caller applies the network's rules after
- * committing.
+ * Takes the write lock on a network row inside a transaction, so decisions about the network
+ * (its source-NAT address, conflicts between its rules) are taken one at a time: a no-op UPDATE
+ * locks the row on PostgreSQL and MariaDB, and SQLite's transactions are serial anyway.
  */
-export async function deleteRulesOfIp(tx: Tx, ipId: number): Promise<void> {
-  const lbRules = await tx
-    .selectFrom('ip_rules')
-    .select('id')
-    .where('ip_id', '=', ipId)
-    .where('purpose', '=', 'LoadBalancing')
+export async function lockNetwork(tx: Tx, networkId: number): Promise<void> {
+  await tx
+    .updateTable('networks')
+    .set((eb) => ({ name: eb.ref('name') }))
+    .where('id', '=', networkId)
     .execute();
-  const lbIds = lbRules.map((r) => r.id);
-  if (lbIds.length) {
-    await tx.deleteFrom('lb_members').where('rule_id', 'in', lbIds).execute();
-    await tx.deleteFrom('lb_policies').where('rule_id', 'in', lbIds).execute();
-  }
-  const ruleIds = (await tx.selectFrom('ip_rules').select('id').where('ip_id', '=', ipId).execute()).map(
-    (r) => r.id,
+}
+
+/** Deletes rules with their tags and, for load balancers, members and policies. */
+export async function deleteRules(tx: Tx, ids: number[]): Promise<void> {
+  if (ids.length === 0) return;
+  await tx.deleteFrom('lb_members').where('rule_id', 'in', ids).execute();
+  await tx.deleteFrom('lb_policies').where('rule_id', 'in', ids).execute();
+  await tx
+    .deleteFrom('resource_tags')
+    .where('resource_type', 'in', ['PortForwardingRule', 'FirewallRule', 'LoadBalancer'])
+    .where('resource_id', 'in', ids)
+    .execute();
+  await tx.deleteFrom('ip_rules').where('id', 'in', ids).execute();
+}
+
+/** Deletes every rule on an address, inside the caller's transaction (it applies after committing). */
+export async function deleteRulesOfIp(tx: Tx, ipId: number): Promise<void> {
+  const rules = await tx.selectFrom('ip_rules').select('id').where('ip_id', '=', ipId).execute();
+  await deleteRules(
+    tx,
+    rules.map((r) => r.id),
   );
-  if (ruleIds.length) {
-    await tx
-      .deleteFrom('resource_tags')
-      .where('resource_type', 'in', ['PortForwardingRule', 'FirewallRule', 'LoadBalancer'])
-      .where('resource_id', 'in', ruleIds)
-      .execute();
-    await tx.deleteFrom('ip_rules').where('id', 'in', ruleIds).execute();
-  }
 }
 
 /**

@@ -7,6 +7,7 @@
  * IP forwarding rules too.
  */
 import type { CallContext } from '../context.ts';
+import { inTransaction } from '../db/connection.ts';
 import type { PublicIpRow } from '../db/schema.ts';
 import { ApiError, CsErrorCode, ErrorCode, invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
@@ -60,7 +61,7 @@ export const enableStaticNat = defineCommand({
       throw invalidParameter(`Can't enable static NAT: IP address ${ip.ip4} is a source NAT address`);
     const vm = await targetVm(ctx, params.virtualmachineid, ip);
     const vmIp = await vmNicIn(app, vm, network, params.vmguestip);
-    const before = await db.transaction().execute(async (tx) => {
+    const before = await inTransaction({ db }, async (tx) => {
       await lockIp(tx, ip.id);
       const now = await tx
         .selectFrom('public_ips')
@@ -147,7 +148,7 @@ export async function disableStaticNatOf(ctx: CallContext, ip: PublicIpRow): Pro
         .execute()
     : [];
   const rules = [...forwarding, ...related];
-  await db.transaction().execute(async (tx) => {
+  await inTransaction({ db }, async (tx) => {
     await tx
       .updateTable('public_ips')
       .set({ static_nat_vm_id: null, static_nat_vm_ip: null })
@@ -165,7 +166,7 @@ export async function disableStaticNatOf(ctx: CallContext, ip: PublicIpRow): Pro
         .execute();
   });
   await applyOrUndo(app, network.id, `disable static NAT for IP address ${ip.ip4}`, async () => {
-    await db.transaction().execute(async (tx) => {
+    await inTransaction({ db }, async (tx) => {
       await tx
         .updateTable('public_ips')
         .set({ static_nat_vm_id: ip.static_nat_vm_id, static_nat_vm_ip: ip.static_nat_vm_ip })
@@ -175,7 +176,7 @@ export async function disableStaticNatOf(ctx: CallContext, ip: PublicIpRow): Pro
         await tx.updateTable('ip_rules').set({ state: r.state }).where('id', '=', r.id).execute();
     });
   });
-  await db.transaction().execute(async (tx) => {
+  await inTransaction({ db }, async (tx) => {
     if (rules.length)
       await tx
         .deleteFrom('ip_rules')
@@ -236,7 +237,7 @@ export const createIpForwardingRule = defineCommand({
       throw invalidParameter(`Invalid protocol ${params.protocol} for an IP forwarding rule: use tcp or udp`);
     const range = portRange(params.startport, params.endport, 'IP forwarding rule');
     const cidrs = cidrText(params.cidrlist);
-    const uuid = await ctx.app.store.db.transaction().execute(async (tx) => {
+    const uuid = await inTransaction(ctx.app.store, async (tx) => {
       await lockIp(tx, ip.id);
       const now = await tx
         .selectFrom('public_ips')
