@@ -234,7 +234,14 @@ describe('guest IP ranges and the Basic zone network', () => {
         /management range/,
       ],
       [{ ...base, gateway: '10.70.0.5', startip: '10.70.0.2', endip: '10.70.0.9' }, /gateway/],
-      [{ ...base, startip: '10.50.0.2', endip: '10.50.0.5', forvirtualnetwork: true }, /forvirtualnetwork/],
+      [
+        { ...base, startip: '10.50.0.2', endip: '10.50.0.5', forvirtualnetwork: true },
+        /public IP range is zone-wide/,
+      ],
+      [
+        { ...base, podid: undefined, startip: '10.50.0.2', endip: '10.50.0.5', forvirtualnetwork: true },
+        /Basic zone: it has no public IP ranges/,
+      ],
       [{ ...base, podid: undefined, startip: '10.50.0.2', endip: '10.50.0.5' }, /podid/],
       [{ ...base, startip: '10.50.0.2', endip: '10.50.0.5', vlan: '100' }, /untagged/],
     ];
