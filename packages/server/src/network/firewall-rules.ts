@@ -13,13 +13,13 @@ import { logEvent } from '../events/events.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { registerTaggable, tagsOf } from '../tags/tags.ts';
+import { findOwnedNetwork } from './guest-networks.ts';
 import {
   applyCreated,
   cidrText,
   cidrWithin,
   customRuleId,
   findOwnedIp,
-  findOwnedNetwork,
   findOwnedRule,
   guestCidr,
   insertRule,

@@ -9,10 +9,10 @@ import { defineCommand, type JobTarget, success } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
 import { findNetwork } from './common.ts';
 import {
-  checkNetworkOwner,
   createIsolatedNetwork,
   createNetworkInputs,
   createSharedNetwork,
+  findOwnedNetwork,
 } from './guest-networks.ts';
 import { presentNetworks } from './networks.ts';
 import { restartNetworkRouter } from './routers.ts';
@@ -59,9 +59,7 @@ export const createNetwork = defineCommand({
 });
 
 async function ownedNetworkTarget(ctx: CallContext, params: { id: string }): Promise<JobTarget> {
-  const network = await findNetwork(ctx, params.id);
-  await checkNetworkOwner(ctx, network);
-  return { type: 'Network', id: network.uuid };
+  return { type: 'Network', id: (await findOwnedNetwork(ctx, params.id)).uuid };
 }
 
 export const updateNetwork = defineCommand({

@@ -86,6 +86,13 @@ export async function checkNetworkOwner(ctx: CallContext, network: NetworkRow): 
   checkOwnerAccess(ctx.caller, { accountId: network.account_id ?? -1, domain });
 }
 
+/** A network the caller may change, by uuid (431 unknown, 531 not theirs). */
+export async function findOwnedNetwork(ctx: CallContext, uuid: string): Promise<NetworkRow> {
+  const network = await findNetwork(ctx, uuid);
+  await checkNetworkOwner(ctx, network);
+  return network;
+}
+
 /** The networks named by a deployment's networkids, in the order given, checked for the VM's owner. */
 export async function networksForDeploy(
   ctx: CallContext,

@@ -56,34 +56,6 @@ export async function networkInfo(
   return { network, services, zoneType: zone.network_type };
 }
 
-/** Checks the caller owns or administers the network's account; 531 otherwise. */
-export async function checkNetworkAccess(ctx: CallContext, network: NetworkRow): Promise<void> {
-  if (network.account_id === null) {
-    // A domain-wide network (a Basic zone's): only those who administer its domain act on it.
-    if (ctx.caller.roleKind === 'admin') return;
-    const domain = await ctx.app.store.db
-      .selectFrom('domains')
-      .select(['path', 'name'])
-      .where('id', '=', network.domain_id ?? 1)
-      .executeTakeFirstOrThrow();
-    checkOwnerAccess(ctx.caller, { accountId: -1, domain });
-    return;
-  }
-  const domain = await ctx.app.store.db
-    .selectFrom('domains')
-    .select(['path', 'name'])
-    .where('id', '=', network.domain_id ?? -1)
-    .executeTakeFirstOrThrow();
-  checkOwnerAccess(ctx.caller, { accountId: network.account_id, domain });
-}
-
-/** A network the caller may act on, by uuid (431 unknown, 531 not theirs). */
-export async function findOwnedNetwork(ctx: CallContext, uuid: string): Promise<NetworkRow> {
-  const network = await findNetwork(ctx, uuid);
-  await checkNetworkAccess(ctx, network);
-  return network;
-}
-
 /** An isolated network of an Advanced zone offering `service`; 431 naming what is missing. */
 export async function requireService(app: App, network: NetworkRow, service: string): Promise<NetworkInfo> {
   const info = await networkInfo(app, network);

@@ -12,7 +12,7 @@ import { ResourceKind, reserve } from '../iam/limits.ts';
 import { defineCommand, type JobTarget, success } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
 import { findNetwork } from './common.ts';
-import { checkNetworkOwner } from './guest-networks.ts';
+import { findOwnedNetwork } from './guest-networks.ts';
 import { tearDownNetwork } from './host-network.ts';
 import { releasePublicIp } from './public-ips.ts';
 import { stopNetworkRouters, withNetworkLock } from './routers.ts';
@@ -139,8 +139,7 @@ export async function deleteAccountNetworks(ctx: CallContext, account: AccountRo
 
 /** The network to delete, if the caller may: its owner, or an administrator above it. */
 async function networkTarget(ctx: CallContext, params: { id: string; forced?: boolean }): Promise<JobTarget> {
-  const network = await findNetwork(ctx, params.id);
-  await checkNetworkOwner(ctx, network);
+  const network = await findOwnedNetwork(ctx, params.id);
   if (params.forced && !isRootAdmin(ctx.caller))
     throw invalidParameter("Delete network with 'forced' option can only be called by root admins");
   return { type: 'Network', id: network.uuid };

@@ -61,7 +61,7 @@ async function shutDown(app: App, network: NetworkRow): Promise<boolean> {
       .where('id', '=', network.id)
       .where('removed', 'is', null)
       .executeTakeFirst();
-    if (!current || current.state !== 'Implemented' || (await busy(app, network.id))) return false;
+    if (current?.state !== 'Implemented' || (await busy(app, network.id))) return false;
     const routers = await stopNetworkRouters(app, network.id, true);
     await tearDownNetwork(app, current, true);
     await app.store.db.transaction().execute(async (tx) => {

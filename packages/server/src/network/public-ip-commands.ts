@@ -18,7 +18,8 @@ import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
-import { applyOrUndo, checkNetworkAccess, checkReferences, findOwnedIp, networkInfo } from './ip-rules.ts';
+import { checkNetworkOwner } from './guest-networks.ts';
+import { applyOrUndo, checkReferences, findOwnedIp, networkInfo } from './ip-rules.ts';
 import { acquirePublicIp, HELD_STATES, lockNetwork, releasePublicIp } from './public-ips.ts';
 
 /** Services an address can be associated with a network for. */
@@ -163,7 +164,7 @@ async function targetNetwork(
       .where('removed', 'is', null)
       .executeTakeFirst();
     if (!network) throw invalidParameter(`Unable to find network by id ${params.networkid}`);
-    await checkNetworkAccess(ctx, network);
+    await checkNetworkOwner(ctx, network);
     if (params.zoneid) {
       const zone = await findZone(ctx, params.zoneid);
       if (zone.id !== network.zone_id)
