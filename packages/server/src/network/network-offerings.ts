@@ -90,21 +90,29 @@ async function presentOfferings(ctx: CallContext, rows: NetworkOfferingRow[]): P
     rows.map((r) => r.id),
   );
   const soIds = [...new Set(rows.map((r) => r.service_offering_id).filter((x): x is number => x !== null))];
-  const serviceOfferings = new Map(
-    (soIds.length
-      ? await ctx.app.store.db
+  const [serviceOfferings, router] = await Promise.all([
+    soIds.length
+      ? ctx.app.store.db
           .selectFrom('service_offerings')
           .select(['id', 'uuid'])
           .where('id', 'in', soIds)
           .execute()
-      : []
-    ).map((s) => [s.id, s.uuid]),
-  );
+      : [],
+    // As upstream, an offering without its own names the routers' default system offering.
+    ctx.app.store.db
+      .selectFrom('service_offerings')
+      .select('uuid')
+      .where('system_vm_type', '=', 'domainrouter')
+      .where('default_use', '=', 1)
+      .where('removed', 'is', null)
+      .executeTakeFirst(),
+  ]);
+  const soUuid = new Map(serviceOfferings.map((s) => [s.id, s.uuid]));
   return rows.map((o) =>
     presentNetworkOffering(
       o,
       scopes.get(o.id),
-      o.service_offering_id === null ? undefined : serviceOfferings.get(o.service_offering_id),
+      (o.service_offering_id === null ? undefined : soUuid.get(o.service_offering_id)) ?? router?.uuid,
     ),
   );
 }

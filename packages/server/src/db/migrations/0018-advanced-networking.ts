@@ -106,6 +106,7 @@ export async function up(m: MigrationContext): Promise<void> {
   await db.schema.createIndex('lb_policies_rule').on('lb_policies').column('rule_id').execute();
 
   await advancedOfferings(m);
+  await routerServiceOffering(m);
   await serviceProviders(m);
 }
 
@@ -191,6 +192,54 @@ async function advancedOfferings(m: MigrationContext): Promise<void> {
         created: now,
       })
       .execute();
+}
+
+/**
+ * Upstream's system offering of virtual routers. Our routers are namespaces, not VMs, but clients
+ * read it: every network offering names it as its serviceofferingid (libcloud fails without one).
+ */
+const ROUTER_SERVICE_OFFERING = 'System Offering For Software Router';
+
+async function routerServiceOffering(m: MigrationContext): Promise<void> {
+  const { db } = m;
+  const now = Date.now();
+  const diskUuid = randomUUID();
+  await db
+    .insertInto('disk_offerings')
+    .values({
+      uuid: diskUuid,
+      name: ROUTER_SERVICE_OFFERING,
+      display_text: ROUTER_SERVICE_OFFERING,
+      storage_type: 'shared',
+      provisioning_type: 'thin',
+      compute_only: 1,
+      state: 'Active',
+      created: now,
+    })
+    .execute();
+  const disk = await db
+    .selectFrom('disk_offerings')
+    .select('id')
+    .where('uuid', '=', diskUuid)
+    .executeTakeFirstOrThrow();
+  await db
+    .insertInto('service_offerings')
+    .values({
+      uuid: randomUUID(),
+      name: ROUTER_SERVICE_OFFERING,
+      display_text: ROUTER_SERVICE_OFFERING,
+      cpu_number: 1,
+      cpu_speed: 500,
+      memory_mb: 256,
+      disk_offering_id: Number(disk.id),
+      is_system: 1,
+      system_vm_type: 'domainrouter',
+      default_use: 1,
+      state: 'Active',
+      sort_key: 0,
+      created: now,
+    })
+    .execute();
 }
 
 async function serviceProviders(m: MigrationContext): Promise<void> {

@@ -1,0 +1,125 @@
+/**
+ * Isolated networks driven by the third-party clients CloudStack users run, against the real
+ * server with an Advanced zone on simulator hosts: Ansible's cs_network (created, unchanged on a
+ * second run, updated, restarted with clean up, deleted) and libcloud's CloudStack compute driver
+ * (network, node, address, port forward, firewall and egress rules, all listed back and undone).
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import type { CloudStackClient } from '@nimbostack/client';
+import { type AdvancedZone, startAdvancedZone } from './public-ip-zone.ts';
+
+const run = promisify(execFile);
+const PYTHON = process.env.PYTHON ?? '/usr/bin/python3';
+const CLIENTS = join(import.meta.dirname, 'clients');
+
+let zone: AdvancedZone;
+let carol: CloudStackClient;
+let key: string;
+let secret: string;
+let zoneName: string;
+
+before(async () => {
+  zone = await startAdvancedZone({ publicIps: 8 });
+  carol = await zone.createUser('carol');
+  const user = (await zone.admin.request<any>('listUsers', { username: 'carol', listall: true })).user[0];
+  const keys = await zone.admin.request<any>('registerUserKeys', { id: user.id });
+  key = keys.userkeys.apikey;
+  secret = keys.userkeys.secretkey;
+  zoneName = (await zone.admin.request<any>('listZones', { id: zone.zoneid })).zone[0].name;
+  // libcloud's destroy_node(ex_expunge=True) is how its users clear a network for deletion.
+  await zone.admin.request('updateConfiguration', { name: 'allow.user.expunge.recover.vm', value: 'true' });
+});
+after(() => zone?.stop());
+
+const clientEnv = () => ({
+  ...process.env,
+  CLOUDSTACK_ENDPOINT: `${zone.server.url}/client/api`,
+  CLOUDSTACK_KEY: key,
+  CLOUDSTACK_SECRET: secret,
+  ANSIBLE_PYTHON_INTERPRETER: PYTHON,
+  ANSIBLE_NOCOLOR: '1',
+  ANSIBLE_LOCALHOST_WARNING: 'false',
+  ANSIBLE_INVENTORY_UNPARSED_WARNING: 'false',
+});
+
+async function playbook(vars: Record<string, string>) {
+  const extra = Object.entries({ zone: zoneName, ...vars }).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
+  const { stdout } = await run(
+    'ansible-playbook',
+    ['-i', 'localhost,', ...extra, join(CLIENTS, 'ansible_isolated_network.yml')],
+    { env: clientEnv(), timeout: 120_000 },
+  ).catch((e) => {
+    throw new Error(`ansible-playbook failed:\n${e.stdout}\n${e.stderr}`);
+  });
+  const recap = /localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)/.exec(stdout);
+  assert.ok(recap, stdout);
+  return { changed: Number(recap[2]), failed: Number(recap[3]), out: stdout };
+}
+
+const mine = async () => (await carol.request<any>('listNetworks', {})).network ?? [];
+
+describe('Ansible cs_network', { skip: !existsSync(PYTHON) }, () => {
+  test('creates an isolated network, changes nothing on a second run, updates it and deletes it', async () => {
+    const first = await playbook({});
+    assert.equal(first.failed, 0, first.out);
+    assert.equal(first.changed, 1, first.out);
+    const [net] = await mine();
+    assert.equal(net.name, 'ans-tier');
+    assert.equal(net.cidr, '10.20.30.0/24');
+    assert.equal(net.type, 'Isolated');
+    assert.equal(net.state, 'Allocated');
+
+    const second = await playbook({});
+    assert.equal(second.failed, 0, second.out);
+    assert.equal(second.changed, 0, second.out);
+
+    const third = await playbook({ net_text: 'Ansible_front' });
+    assert.equal(third.failed, 0, third.out);
+    assert.equal(third.changed, 1, third.out);
+    assert.equal((await mine())[0].displaytext, 'Ansible_front');
+
+    const gone = await playbook({ net_state: 'absent' });
+    assert.equal(gone.failed, 0, gone.out);
+    assert.equal(gone.changed, 1, gone.out);
+    assert.deepEqual(await mine(), []);
+  });
+});
+
+describe('libcloud CloudStack compute driver', { skip: !existsSync(PYTHON) }, () => {
+  test('a network, a node in it, an address with a port forward, firewall and egress rules, and back', async () => {
+    const { stdout } = await run(
+      PYTHON,
+      [join(CLIENTS, 'libcloud_isolated.py'), `${zone.server.url}/client/api`, key, secret, zoneName],
+      { timeout: 120_000 },
+    ).catch((e) => {
+      throw new Error(`libcloud failed:\n${e.stdout}\n${e.stderr}`);
+    });
+    const out = JSON.parse(stdout);
+    assert.equal(out.network.name, 'lc-tier');
+    assert.deepEqual(out.networks, ['lc-tier']);
+    assert.equal(out.node.state, 'running');
+    assert.match(out.node.private_ips[0], /^10\.1\.1\.\d+$/);
+    assert.match(out.address.ip, /^203\.0\.113\.\d+$/);
+    assert.ok(out.public_ips.includes(out.address.ip));
+    assert.equal(out.public_ips.length, 2, 'the source-NAT address and the acquired one');
+    assert.deepEqual([out.forward.public, out.forward.private], [2222, 22]);
+    assert.deepEqual(out.forwards, [out.forward.id]);
+    assert.deepEqual(out.firewall, [out.firewall_created]);
+    assert.deepEqual(out.egress, [out.egress_created]);
+    for (const done of [
+      'deleted_egress',
+      'deleted_firewall',
+      'deleted_forward',
+      'released',
+      'destroyed',
+      'deleted_network',
+    ])
+      assert.equal(out[done], true, done);
+    assert.deepEqual(out.networks_after, []);
+  });
+});
