@@ -9,6 +9,7 @@ import { defineCommand, type JobTarget, success } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
 import { findNetwork } from './common.ts';
 import {
+  checkNetworkDomain,
   createIsolatedNetwork,
   createNetworkInputs,
   createSharedNetwork,
@@ -100,11 +101,7 @@ export const updateNetwork = defineCommand({
     }
     if (params.name !== undefined && params.name.trim() === '')
       throw invalidParameter('Network name must not be empty');
-    if (
-      params.networkdomain !== undefined &&
-      !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,253}[A-Za-z0-9])?$/.test(params.networkdomain)
-    )
-      throw invalidParameter(`Invalid network domain ${params.networkdomain}`);
+    checkNetworkDomain(params.networkdomain);
     await app.store.db.transaction().execute(async (tx) => {
       await tx
         .updateTable('networks')

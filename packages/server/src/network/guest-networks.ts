@@ -6,6 +6,7 @@
  * Guests' addresses come from the network's CIDR (the gateway excluded: the router holds it).
  */
 import type { App, CallContext } from '../context.ts';
+import type { Tx } from '../db/connection.ts';
 import type { AccountRow, NetworkOfferingRow, NetworkRow, ZoneRow } from '../db/schema.ts';
 import { insufficientCapacity, invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
@@ -15,6 +16,7 @@ import { ResourceKind, reserve } from '../iam/limits.ts';
 import { findZone, intToIpv4, ipv4ToInt, isIpv4, netmaskBits, subnetBounds } from '../infra/common.ts';
 import { findNetwork } from './common.ts';
 import { hasServices } from './network-offerings.ts';
+import { guestPhysicalNetworkOf } from './networks.ts';
 import { acquirePublicIp } from './public-ips.ts';
 
 /** Upstream's default guest CIDR of an Advanced zone (zones.guest_cidr overrides it). */
@@ -152,21 +154,16 @@ function subnetFor(zone: ZoneRow, gateway: string | undefined, netmask: string |
 
 /** The zone's physical network carrying Guest traffic (431 when it has none). */
 async function guestPhysicalNetwork(app: App, zone: ZoneRow): Promise<number> {
-  const physical = await app.store.db
-    .selectFrom('physical_networks')
-    .innerJoin(
-      'physical_network_traffic_types',
-      'physical_network_traffic_types.physical_network_id',
-      'physical_networks.id',
-    )
-    .select('physical_networks.id')
-    .where('physical_networks.zone_id', '=', zone.id)
-    .where('physical_networks.removed', 'is', null)
-    .where('physical_network_traffic_types.traffic_type', '=', 'Guest')
-    .orderBy('physical_networks.id')
-    .executeTakeFirst();
-  if (!physical) throw invalidParameter(`Zone ${zone.name} has no physical network carrying Guest traffic`);
-  return physical.id;
+  const physical = await guestPhysicalNetworkOf(app.store.db, zone.id);
+  if (physical === undefined)
+    throw invalidParameter(`Zone ${zone.name} has no physical network carrying Guest traffic`);
+  return physical;
+}
+
+/** A network domain is a DNS name (the router serves the VMs' names in it). */
+export function checkNetworkDomain(domain: string | undefined): void {
+  if (domain !== undefined && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,253}[A-Za-z0-9])?$/.test(domain))
+    throw invalidParameter(`Invalid network domain ${domain}`);
 }
 
 export interface IsolatedNetworkRequest {
@@ -199,73 +196,22 @@ export async function createIsolatedNetwork(
   const owner = await networkOwner(ctx, req);
   const subnet = subnetFor(zone, req.gateway, req.netmask);
   const physical = await guestPhysicalNetwork(app, zone);
-  if (
-    req.networkdomain !== undefined &&
-    !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,253}[A-Za-z0-9])?$/.test(req.networkdomain)
-  )
-    throw invalidParameter(`Invalid network domain ${req.networkdomain}`);
-  const uuid = app.ids.uuid();
+  checkNetworkDomain(req.networkdomain);
   return app.store.db.transaction().execute(async (tx) => {
     await reserve(ctx, tx, owner, ResourceKind.Network, 1);
-    const now = app.clock.now();
-    await tx
-      .insertInto('networks')
-      .values({
-        uuid,
-        name: req.name,
-        display_text: req.displaytext ?? req.name,
-        zone_id: zone.id,
-        network_offering_id: offering.id,
-        physical_network_id: physical,
-        traffic_type: 'Guest',
-        guest_type: 'Isolated',
-        broadcast_domain_type: 'Vxlan',
-        broadcast_uri: null,
-        gateway: subnet.gateway,
-        netmask: subnet.netmask,
-        cidr: subnet.cidr,
-        state: 'Allocated',
-        acl_type: 'Account',
-        domain_id: owner.domain_id,
-        account_id: owner.id,
-        zone_default_for: null,
-        network_domain: req.networkdomain ?? zone.network_domain ?? null,
-        created: now,
-        removed: null,
-      })
-      .execute();
-    const network = await tx
-      .selectFrom('networks')
-      .selectAll()
-      .where('uuid', '=', uuid)
-      .executeTakeFirstOrThrow();
-    // The whole subnet is the guests' range; IPAM keeps the gateway for the router.
-    await tx
-      .insertInto('vlan_ip_ranges')
-      .values({
-        uuid: app.ids.uuid(),
-        zone_id: zone.id,
-        pod_id: null,
-        network_id: network.id,
-        physical_network_id: physical,
-        vlan: 'untagged',
-        gateway: subnet.gateway,
-        netmask: subnet.netmask,
-        start_ip: intToIpv4(subnet.first),
-        end_ip: intToIpv4(subnet.last),
-        start_num: subnet.first,
-        end_num: subnet.last,
-        for_virtual_network: 0,
-        created: now,
-      })
-      .execute();
-    await logEvent(ctx, tx, {
-      type: 'NETWORK.CREATE',
-      description: `created isolated network ${network.name} (${subnet.cidr}) for account ${owner.name}`,
-      resourceType: 'Network',
-      resourceId: network.uuid,
+    return insertGuestNetwork(ctx, tx, {
+      req,
+      physical,
+      subnet,
+      range: { start: subnet.first, end: subnet.last, vlan: 'untagged' },
+      guestType: 'Isolated',
+      state: 'Allocated',
+      aclType: 'Account',
+      domainId: owner.domain_id,
+      accountId: owner.id,
+      vni: null,
+      what: `isolated network for account ${owner.name}`,
     });
-    return network;
   });
 }
 
@@ -339,71 +285,107 @@ export async function createSharedNetwork(ctx: CallContext, req: SharedNetworkRe
     throw invalidParameter(
       `The range ${req.startip}-${endIp} overlaps the range ${overlapping.start_ip}-${overlapping.end_ip} of zone ${zone.name}`,
     );
-  const uuid = app.ids.uuid();
+  checkNetworkDomain(req.networkdomain);
   return app.store.db.transaction().execute(async (tx) => {
     if (owner) await reserve(ctx, tx, owner, ResourceKind.Network, 1);
     const taken = await tx.selectFrom('networks').select('name').where('vni', '=', vni).executeTakeFirst();
     if (taken) throw invalidParameter(`VLAN/VNI ${vni} is already used by network ${taken.name}`);
-    const now = app.clock.now();
-    await tx
-      .insertInto('networks')
-      .values({
-        uuid,
-        name: req.name,
-        display_text: req.displaytext ?? req.name,
-        zone_id: zone.id,
-        network_offering_id: offering.id,
-        physical_network_id: physical,
-        traffic_type: 'Guest',
-        guest_type: 'Shared',
-        broadcast_domain_type: 'Vxlan',
-        broadcast_uri: `vxlan://${vni}`,
-        gateway: subnet.gateway,
-        netmask: subnet.netmask,
-        cidr: subnet.cidr,
-        state: 'Setup',
-        acl_type: owner ? 'Account' : 'Domain',
-        domain_id: domain.id,
-        account_id: owner?.id ?? null,
-        zone_default_for: null,
-        vni,
-        network_domain: req.networkdomain ?? zone.network_domain ?? null,
-        created: now,
-        removed: null,
-      })
-      .execute();
-    const network = await tx
-      .selectFrom('networks')
-      .selectAll()
-      .where('uuid', '=', uuid)
-      .executeTakeFirstOrThrow();
-    await tx
-      .insertInto('vlan_ip_ranges')
-      .values({
-        uuid: app.ids.uuid(),
-        zone_id: zone.id,
-        pod_id: null,
-        network_id: network.id,
-        physical_network_id: physical,
-        vlan: `vxlan://${vni}`,
-        gateway: subnet.gateway,
-        netmask: subnet.netmask,
-        start_ip: req.startip!,
-        end_ip: endIp,
-        start_num: start,
-        end_num: end,
-        for_virtual_network: 0,
-        created: now,
-      })
-      .execute();
-    await logEvent(ctx, tx, {
-      type: 'NETWORK.CREATE',
-      description: `created shared network ${network.name} (${subnet.cidr}, VNI ${vni})`,
-      resourceType: 'Network',
-      resourceId: network.uuid,
+    return insertGuestNetwork(ctx, tx, {
+      req,
+      physical,
+      subnet,
+      range: { start, end, vlan: `vxlan://${vni}` },
+      guestType: 'Shared',
+      state: 'Setup',
+      aclType: owner ? 'Account' : 'Domain',
+      domainId: domain.id,
+      accountId: owner?.id ?? null,
+      vni,
+      what: `shared network on VNI ${vni}`,
     });
-    return network;
   });
+}
+
+interface GuestNetworkRecord {
+  req: Pick<IsolatedNetworkRequest, 'name' | 'displaytext' | 'zone' | 'offering' | 'networkdomain'>;
+  physical: number;
+  subnet: Subnet;
+  /** The guests' address range in the subnet, and how it is tagged. */
+  range: { start: number; end: number; vlan: string };
+  guestType: 'Isolated' | 'Shared';
+  state: string;
+  aclType: 'Account' | 'Domain';
+  domainId: number;
+  accountId: number | null;
+  vni: number | null;
+  /** What NETWORK.CREATE says was created. */
+  what: string;
+}
+
+/** The network row, its zone-wide address range and NETWORK.CREATE, in the caller's transaction. */
+async function insertGuestNetwork(ctx: CallContext, tx: Tx, n: GuestNetworkRecord): Promise<NetworkRow> {
+  const { app } = ctx;
+  const { zone, offering } = n.req;
+  const now = app.clock.now();
+  const uuid = app.ids.uuid();
+  await tx
+    .insertInto('networks')
+    .values({
+      uuid,
+      name: n.req.name,
+      display_text: n.req.displaytext ?? n.req.name,
+      zone_id: zone.id,
+      network_offering_id: offering.id,
+      physical_network_id: n.physical,
+      traffic_type: 'Guest',
+      guest_type: n.guestType,
+      broadcast_domain_type: 'Vxlan',
+      broadcast_uri: n.vni === null ? null : `vxlan://${n.vni}`,
+      gateway: n.subnet.gateway,
+      netmask: n.subnet.netmask,
+      cidr: n.subnet.cidr,
+      state: n.state,
+      acl_type: n.aclType,
+      domain_id: n.domainId,
+      account_id: n.accountId,
+      zone_default_for: null,
+      vni: n.vni,
+      network_domain: n.req.networkdomain ?? zone.network_domain ?? null,
+      created: now,
+      removed: null,
+    })
+    .execute();
+  const network = await tx
+    .selectFrom('networks')
+    .selectAll()
+    .where('uuid', '=', uuid)
+    .executeTakeFirstOrThrow();
+  await tx
+    .insertInto('vlan_ip_ranges')
+    .values({
+      uuid: app.ids.uuid(),
+      zone_id: zone.id,
+      pod_id: null,
+      network_id: network.id,
+      physical_network_id: n.physical,
+      vlan: n.range.vlan,
+      gateway: n.subnet.gateway,
+      netmask: n.subnet.netmask,
+      start_ip: intToIpv4(n.range.start),
+      end_ip: intToIpv4(n.range.end),
+      start_num: n.range.start,
+      end_num: n.range.end,
+      for_virtual_network: 0,
+      created: now,
+    })
+    .execute();
+  await logEvent(ctx, tx, {
+    type: 'NETWORK.CREATE',
+    description: `created ${n.what}: ${network.name} (${n.subnet.cidr})`,
+    resourceType: 'Network',
+    resourceId: network.uuid,
+  });
+  return network;
 }
 
 /**

@@ -41,19 +41,7 @@ export async function ensureBasicNetwork(
     .select('id')
     .where('name', '=', BASIC_ZONE_OFFERING)
     .executeTakeFirstOrThrow();
-  const physical = await tx
-    .selectFrom('physical_networks')
-    .innerJoin(
-      'physical_network_traffic_types',
-      'physical_network_traffic_types.physical_network_id',
-      'physical_networks.id',
-    )
-    .select('physical_networks.id')
-    .where('physical_networks.zone_id', '=', zone.id)
-    .where('physical_networks.removed', 'is', null)
-    .where('physical_network_traffic_types.traffic_type', '=', 'Guest')
-    .orderBy('physical_networks.id')
-    .executeTakeFirst();
+  const physical = await guestPhysicalNetworkOf(tx, zone.id);
   const root = await tx
     .selectFrom('domains')
     .select('id')
@@ -65,7 +53,7 @@ export async function ensureBasicNetwork(
     display_text: BASIC_NETWORK_NAME,
     zone_id: zone.id,
     network_offering_id: offering.id,
-    physical_network_id: physical?.id ?? null,
+    physical_network_id: physical ?? null,
     traffic_type: 'Guest',
     guest_type: 'Shared',
     broadcast_domain_type: 'Native',
@@ -99,6 +87,24 @@ export async function ensureBasicNetwork(
   const subnet = networkSubnet(parked[0]!.gateway, parked[0]!.netmask);
   await tx.updateTable('networks').set(subnet).where('id', '=', network.id).execute();
   return { network: { ...network, ...subnet }, created };
+}
+
+/** The zone's (first) physical network carrying Guest traffic, if it has one. */
+export async function guestPhysicalNetworkOf(db: Tx, zoneId: number): Promise<number | undefined> {
+  const physical = await db
+    .selectFrom('physical_networks')
+    .innerJoin(
+      'physical_network_traffic_types',
+      'physical_network_traffic_types.physical_network_id',
+      'physical_networks.id',
+    )
+    .select('physical_networks.id')
+    .where('physical_networks.zone_id', '=', zoneId)
+    .where('physical_networks.removed', 'is', null)
+    .where('physical_network_traffic_types.traffic_type', '=', 'Guest')
+    .orderBy('physical_networks.id')
+    .executeTakeFirst();
+  return physical?.id;
 }
 
 /** A network's gateway, netmask and CIDR, from those of a guest range. */
