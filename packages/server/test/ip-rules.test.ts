@@ -645,7 +645,7 @@ describe('a VM that goes', () => {
     const vmId = (
       await app.store.db.selectFrom('vms').select('id').where('uuid', '=', vm2.id).executeTakeFirstOrThrow()
     ).id;
-    const networks = await app.store.db.transaction().execute((tx) => removeVmRules(app, tx, vmId));
+    const networks = await app.store.db.transaction().execute((tx) => removeVmRules(tx, vmId));
     const netId = (
       await app.store.db
         .selectFrom('networks')

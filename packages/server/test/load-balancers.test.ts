@@ -1,205 +1,58 @@
 /**
  * Load balancing rules of isolated networks through the API, observed on a simulator host running
- * in this process: what the network's router was told (its load balancers with their members,
+ * in this process (the shared Advanced test zone, public-ip-zone.ts): what the network's router was told (its load balancers with their members,
  * stickiness and health checks, and the firewall rule openfirewall makes), every refusal with its
  * code and nothing changed, a router that refuses (configureSimulator) undoing the change, and two
  * accounts that cannot see or touch each other's rules.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { Agent, type AgentLogger, SimulatorFleet } from '@nimbostack/agent';
-import { CloudStackClient } from '@nimbostack/client';
-import { type Server, startServer } from '../src/app.ts';
-import { loadConfig } from '../src/config.ts';
+import type { CloudStackClient } from '@nimbostack/client';
+import type { Server } from '../src/app.ts';
 import { removeVmFromLoadBalancers } from '../src/network/lb-common.ts';
 import { reapplyNetworkRules } from '../src/network/routers.ts';
-import { waitUntil } from './agents.ts';
+import { type AdvancedZone, is, startAdvancedZone } from './public-ip-zone.ts';
 
-const TOKEN = 'lb-test-token-0123456789';
 const run = promisify(execFile);
 const PYTHON = process.env.PYTHON ?? '/usr/bin/python3';
 /** Responses seen by the tests, checked against upstream's catalog at the end. */
 const seen: [string, any][] = [];
 const CATALOG = join(import.meta.dirname, '../../../../shared/cloudstack-api/apis.json');
 const PLAYBOOK = join(import.meta.dirname, 'clients', 'ansible_load_balancers.yml');
-const silent: AgentLogger = { info() {}, warn() {}, error() {}, debug() {} } as unknown as AgentLogger;
-const is = (code: number, text?: RegExp) => (e: any) =>
-  e.errorcode === code && (text === undefined || text.test(e.message));
 
+let zone: AdvancedZone;
 let server: Server;
 let admin: CloudStackClient;
 let alice: CloudStackClient;
 let bob: CloudStackClient;
-let agent: Agent;
-let fleet: SimulatorFleet;
-let dataDir: string;
 let zoneid: string;
+let zoneName: string;
 let templateid: string;
 let offering: string;
 let isolatedOffering: string;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function createUser(name: string): Promise<CloudStackClient> {
-  await admin.request('createAccount', {
-    username: name,
-    password: 'secret-pass',
-    email: `${name}@example.com`,
-    firstname: name,
-    lastname: 'U',
-    accounttype: 0,
-  });
-  return CloudStackClient.login(`${server.url}/client/api`, name, 'secret-pass');
-}
-
 /** What the network's router was last told (its rules as the simulator host holds them). */
 async function routerRules(networkid: string): Promise<any> {
   const r = (await admin.request<any>('listRouters', { networkid, listall: true })).router[0];
-  for (const h of fleet.hosts.values()) {
-    const spec = h.routers.get(r.name) as any;
-    if (spec) return spec.rules ?? { loadBalancers: [], firewall: [] };
-  }
-  throw new Error(`router ${r.name} runs nowhere`);
+  const on = zone.routerOn(r.name);
+  if (!on) throw new Error(`router ${r.name} runs nowhere`);
+  return on.spec.rules ?? { loadBalancers: [], firewall: [] };
 }
 
 before(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), 'nimbo-lb-'));
-  mkdirSync(join(dataDir, 'primary'));
-  mkdirSync(join(dataDir, 'secondary'));
-  const agentPort = await freePort();
-  server = await startServer(
-    loadConfig(
-      {},
-      { port: 0, agentPort, host: '127.0.0.1', dataDir, logLevel: 'silent', seedLocalZone: false },
-    ),
-  );
-  admin = await CloudStackClient.login(`${server.url}/client/api`, 'admin', 'password');
-  zoneid = (
-    await admin.request<any>('createZone', {
-      name: 'lbz',
-      networktype: 'Advanced',
-      dns1: '8.8.8.8',
-      internaldns1: '10.0.0.2',
-      guestcidraddress: '10.1.1.0/24',
-    })
-  ).zone.id;
-  const physicalid = (
-    await admin.call<any>('createPhysicalNetwork', {
-      zoneid,
-      name: 'lbphys',
-      isolationmethods: 'VXLAN',
-      vlan: '7000-7009',
-    })
-  ).physicalnetwork.id;
-  for (const traffictype of ['Guest', 'Public', 'Management'])
-    await admin.call('addTrafficType', {
-      physicalnetworkid: physicalid,
-      traffictype,
-      ...(traffictype === 'Public' ? { kvmnetworklabel: 'nimbopub0' } : {}),
-    });
-  await admin.call('updatePhysicalNetwork', { id: physicalid, state: 'Enabled' });
-  await admin.request('createVlanIpRange', {
-    zoneid,
-    forvirtualnetwork: true,
-    gateway: '198.51.100.1',
-    netmask: '255.255.255.0',
-    startip: '198.51.100.10',
-    endip: '198.51.100.30',
-  });
-  const pod = (
-    await admin.request<any>('createPod', {
-      zoneid,
-      name: 'lbp',
-      gateway: '192.168.40.1',
-      netmask: '255.255.255.0',
-      startip: '192.168.40.10',
-      endip: '192.168.40.50',
-    })
-  ).pod;
-  const cluster = (
-    await admin.request<any>('addCluster', {
-      zoneid,
-      podid: pod.id,
-      clustername: 'lbc',
-      hypervisor: 'Simulator',
-      clustertype: 'CloudManaged',
-    })
-  ).cluster[0];
-  await admin.request('createStoragePool', {
-    zoneid,
-    podid: pod.id,
-    clusterid: cluster.id,
-    name: 'lbprimary',
-    url: join(dataDir, 'primary'),
-    scope: 'cluster',
-  });
-  await admin.request('addImageStore', {
-    zoneid,
-    name: 'lbsecondary',
-    provider: 'NFS',
-    url: join(dataDir, 'secondary'),
-  });
-  await admin.request('updateZone', { id: zoneid, allocationstate: 'Enabled' });
-  fleet = new SimulatorFleet();
-  const hosts = fleet.addHosts('lbh', 1);
-  agent = new Agent({
-    server: `ws://127.0.0.1:${agentPort}`,
-    token: TOKEN,
-    hosts,
-    log: silent,
-    maxBackoffMs: 300,
-  });
-  agent.start();
-  for (const h of hosts) {
-    await waitUntil(async () => server.app.agents.pendingHost(h.name), 10_000, `${h.name} to connect`);
-    await admin.request<any>('addHost', {
-      zoneid,
-      podid: pod.id,
-      clusterid: cluster.id,
-      url: `agent://${h.name}`,
-      username: 'root',
-      password: TOKEN,
-      hypervisor: 'Simulator',
-    });
-  }
-  templateid = await waitUntil(
-    async () =>
-      (await admin.request<any>('listTemplates', { templatefilter: 'featured', zoneid })).template?.find(
-        (t: any) => t.isready,
-      )?.id,
-    20_000,
-    'the built-in template',
-  );
-  offering = (await admin.request<any>('listServiceOfferings', { name: 'Small Instance' })).serviceoffering[0]
-    .id;
-  isolatedOffering = (
-    await admin.request<any>('listNetworkOfferings', {
-      name: 'DefaultIsolatedNetworkOfferingWithSourceNatService',
-    })
-  ).networkoffering[0].id;
-  alice = await createUser('lbalice');
-  bob = await createUser('lbbob');
+  // One host: the failures injected with configureSimulator all hit the routers' host.
+  zone = await startAdvancedZone({ publicIps: 21, hosts: 1 });
+  ({ server, admin, zoneid, templateid, offering, isolatedOffering } = zone);
+  zoneName = (await admin.request<any>('listZones', { id: zoneid })).zone[0].name;
+  alice = await zone.createUser('lbalice');
+  bob = await zone.createUser('lbbob');
 });
 
-after(async () => {
-  await agent?.stop();
-  await server?.stop();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+after(() => zone?.stop());
 
 describe('load balancing rules', () => {
   let net: any;
@@ -268,7 +121,7 @@ describe('load balancing rules', () => {
     assert.equal(rule.networkid, net.id);
     assert.equal(rule.account, 'lbalice');
     assert.equal(rule.zoneid, zoneid);
-    assert.equal(rule.zonename, 'lbz');
+    assert.equal(rule.zonename, zoneName);
     assert.equal(rule.protocol, 'tcp');
     assert.equal(rule.cidrlist, '');
     assert.equal(rule.fordisplay, true);
@@ -847,13 +700,11 @@ describe('load balancing rules', () => {
     const idOf = async (table: 'vms' | 'networks', uuid: string) =>
       (await db.selectFrom(table).select('id').where('uuid', '=', uuid).executeTakeFirstOrThrow()).id;
     const vmId = await idOf('vms', web1.id);
-    const other = await db.transaction().execute((tx) => removeVmFromLoadBalancers(server.app, tx, vmId, -1));
+    const other = await db.transaction().execute((tx) => removeVmFromLoadBalancers(tx, vmId, -1));
     assert.deepEqual(other, []);
     assert.equal((await members(rule.id)).length, 1, 'another network: nothing changed');
     const netId = await idOf('networks', net.id);
-    const touched = await db
-      .transaction()
-      .execute((tx) => removeVmFromLoadBalancers(server.app, tx, vmId, netId));
+    const touched = await db.transaction().execute((tx) => removeVmFromLoadBalancers(tx, vmId, netId));
     assert.deepEqual(touched, [netId]);
     assert.deepEqual(await alice.request('listLoadBalancerRuleInstances', { id: rule.id }), {});
     assert.equal((await rules())[0].state, 'Add', 'a rule without VMs is Add again');

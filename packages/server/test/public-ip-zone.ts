@@ -54,6 +54,8 @@ export interface AdvancedZone {
 export async function startAdvancedZone(opts: {
   publicIps: number;
   vniRange?: string;
+  /** Simulated hosts (default 2); tests that inject failures with configureSimulator may want one. */
+  hosts?: number;
 }): Promise<AdvancedZone> {
   const dataDir = mkdtempSync(join(tmpdir(), 'nimbo-advzone-'));
   mkdirSync(join(dataDir, 'primary'));
@@ -142,7 +144,7 @@ export async function startAdvancedZone(opts: {
   });
   await admin.request('updateZone', { id: zoneid, allocationstate: 'Enabled' });
   const fleet = new SimulatorFleet();
-  const hosts = fleet.addHosts('ah', 2);
+  const hosts = fleet.addHosts('ah', opts.hosts ?? 2);
   const agent = new Agent({
     server: `ws://127.0.0.1:${agentPort}`,
     token: TOKEN,

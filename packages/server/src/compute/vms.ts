@@ -448,10 +448,7 @@ export async function expungeVm(ctx: CallContext, vm: VmRow): Promise<void> {
           .execute();
     }
     // Port forwards, static NAT and load balancer memberships pointing at the VM go before its NICs.
-    const networks = [
-      ...(await removeVmFromLoadBalancers(app, tx, vm.id)),
-      ...(await removeVmRules(app, tx, vm.id)),
-    ];
+    const networks = [...(await removeVmFromLoadBalancers(tx, vm.id)), ...(await removeVmRules(tx, vm.id))];
     await releaseNics(ctx, tx, vm.id);
     await removeVmFromSecurityGroups(ctx, tx, vm.id);
     await leaveAffinityGroups(tx, vm.id);

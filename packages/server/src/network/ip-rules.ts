@@ -15,6 +15,7 @@ import { findZone, ipv4ToInt, isIpv4, likeOp, netmaskBits } from '../infra/commo
 import { pageOf, paginate } from '../registry/paging.ts';
 import { withTags } from '../tags/tags.ts';
 import { findNetwork } from './common.ts';
+import { servicesOf } from './network-offerings.ts';
 import { findVisibleVm } from './nics.ts';
 import { deleteRules } from './public-ips.ts';
 import { applyNetworkRules } from './routers.ts';
@@ -47,12 +48,7 @@ export async function networkInfo(
       .executeTakeFirst(),
     db.selectFrom('zones').select('network_type').where('id', '=', network.zone_id).executeTakeFirstOrThrow(),
   ]);
-  const services = new Set(
-    (offering?.services ?? '')
-      .split(',')
-      .map((s) => s.split(':')[0]?.trim() ?? '')
-      .filter((s) => s !== ''),
-  );
+  const services = new Set(servicesOf({ services: offering?.services ?? '' }).map((s) => s.name));
   return { network, services, zoneType: zone.network_type };
 }
 
@@ -499,7 +495,7 @@ export async function vmNicIn(
  * (load balancer memberships: removeVmFromLoadBalancers). Returns the networks whose routers must
  * be told: call applyNetworkRules for each after committing.
  */
-export async function removeVmRules(_app: App, tx: Tx, vmId: number): Promise<number[]> {
+export async function removeVmRules(tx: Tx, vmId: number): Promise<number[]> {
   const rules = await tx
     .selectFrom('ip_rules')
     .select(['id', 'network_id'])

@@ -167,12 +167,7 @@ export async function settleState(app: App, ruleId: number): Promise<void> {
  * VMs go back to Add. Returns the networks whose routers must be told once the transaction
  * committed (reapplyNetworkRules).
  */
-export async function removeVmFromLoadBalancers(
-  _app: App,
-  tx: Tx,
-  vmId: number,
-  networkId?: number,
-): Promise<number[]> {
+export async function removeVmFromLoadBalancers(tx: Tx, vmId: number, networkId?: number): Promise<number[]> {
   let q = tx
     .selectFrom('lb_members')
     .innerJoin('ip_rules', 'ip_rules.id', 'lb_members.rule_id')
