@@ -376,8 +376,7 @@ export async function copyNetworks(
     const domain = (id: number | null) => (id === s.network.domain_id ? t.account.domainId : id);
     const user = (id: number | null) => (id === s.account.userId ? t.account.userId : id);
     const timed = (row: Row) => {
-      for (const c of ['created', 'updated', 'implemented', 'allocated', 'attached'])
-        if (c in row) row[c] = time(row[c]);
+      for (const c of ['created', 'updated', 'allocated', 'attached']) if (c in row) row[c] = time(row[c]);
       return row;
     };
 

@@ -965,8 +965,6 @@ export interface NetworkTable {
   /** The VXLAN id an isolated network holds while implemented (unique); null otherwise. */
   vni: Generated<number | null>;
   network_domain: Generated<string | null>;
-  /** When the network was last implemented (its first VM start); null while not implemented. */
-  implemented: Generated<number | null>;
 }
 
 /** A guest or public IP range (upstream's `vlan` table). */

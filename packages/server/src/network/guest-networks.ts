@@ -475,11 +475,7 @@ export async function implementNetwork(app: App, network: NetworkRow): Promise<N
     }
   }
   if (network.state !== 'Implemented')
-    await db
-      .updateTable('networks')
-      .set({ state: 'Implemented', implemented: app.clock.now() })
-      .where('id', '=', network.id)
-      .execute();
+    await db.updateTable('networks').set({ state: 'Implemented' }).where('id', '=', network.id).execute();
   return db.selectFrom('networks').selectAll().where('id', '=', network.id).executeTakeFirstOrThrow();
 }
 

@@ -68,7 +68,7 @@ async function shutDown(app: App, network: NetworkRow): Promise<boolean> {
       await routers.destroy(tx);
       await tx
         .updateTable('networks')
-        .set({ state: 'Allocated', vni: null, broadcast_uri: null, implemented: null })
+        .set({ state: 'Allocated', vni: null, broadcast_uri: null })
         .where('id', '=', network.id)
         .execute();
     });

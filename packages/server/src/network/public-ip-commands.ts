@@ -298,10 +298,10 @@ async function checkReleasable(ctx: CallContext, ip: PublicIpRow): Promise<void>
   if (ip.source_nat !== 1 || ip.network_id === null) return;
   const network = await ctx.app.store.db
     .selectFrom('networks')
-    .select(['name', 'removed', 'implemented'])
+    .select(['name', 'removed', 'state'])
     .where('id', '=', ip.network_id)
     .executeTakeFirst();
-  if (network && network.removed === null && network.implemented !== null)
+  if (network && network.removed === null && network.state === 'Implemented')
     throw invalidParameter(
       `Can't release source nat IP address ${ip.ip4}: it is the source NAT address of network ${network.name}, released with the network`,
     );

@@ -26,7 +26,6 @@ export async function up(m: MigrationContext): Promise<void> {
   await db.schema.alterTable('networks').addColumn('vni', 'integer').execute();
   await db.schema.createIndex('networks_vni').on('networks').column('vni').unique().execute();
   await db.schema.alterTable('networks').addColumn('network_domain', 'varchar(255)').execute();
-  await db.schema.alterTable('networks').addColumn('implemented', 'bigint').execute();
   await db.schema.alterTable('routers').addColumn('public_mac', 'varchar(17)').execute();
   await db.schema.alterTable('vlan_ip_ranges').addColumn('account_id', 'integer').execute();
   await db.schema.alterTable('vlan_ip_ranges').addColumn('domain_id', 'integer').execute();
