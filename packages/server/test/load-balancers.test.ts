@@ -246,7 +246,8 @@ describe('load balancing rules', () => {
       alice.call('assignToLoadBalancerRule', {
         id: rule.id,
         'vmidipmap[0].vmid': web1.id,
-        'vmidipmap[0].vmip': '10.1.1.250',
+        // The gateway: never a VM's address (a random address could be web1's own).
+        'vmidipmap[0].vmip': '10.1.1.1',
       }),
       is(431, /does not belong to nic/),
     );
