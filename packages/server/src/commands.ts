@@ -19,6 +19,7 @@ import { lbPolicyCommands } from './network/lb-policies.ts';
 import { loadBalancerRuleCommands } from './network/load-balancers.ts';
 import { offeringCommands } from './offerings/index.ts';
 import type { Command } from './registry/command.ts';
+import type { ResponseFields } from './registry/response-fields.ts';
 import { settingCommands } from './settings/commands.ts';
 import { isoCommands } from './storage/isos.ts';
 import { allSnapshotCommands } from './storage/snapshot-commands.ts';
@@ -53,3 +54,6 @@ export const allCommands = [
   ...usageCommands,
   ...allSnapshotCommands,
 ] as Command[];
+
+/** The response-field descriptions of every capability folder (see registry/response-fields.ts). */
+export const allResponseFields: ResponseFields[] = [];

@@ -16,6 +16,8 @@ export interface ParamSpec<T = unknown, Req extends boolean = boolean> {
   collectionType?: string;
   /** Admin-only parameters are hidden from others in listApis and rejected for them. */
   adminOnly?: boolean;
+  /** What the parameter does in Nimbostack, in our words: listApis, docs and the CLI's help serve it. */
+  description?: string;
   parse(raw: RawValue, name: string): T;
 }
 
@@ -34,6 +36,7 @@ function scalar(raw: RawValue, name: string): string {
 interface Options<Req extends boolean> {
   required?: Req;
   adminOnly?: boolean;
+  description?: string;
 }
 
 function spec<T, Req extends boolean>(
@@ -42,7 +45,14 @@ function spec<T, Req extends boolean>(
   parse: (raw: RawValue, name: string) => T,
   extra: Pick<ParamSpec, 'length' | 'collectionType'> = {},
 ): ParamSpec<T, NoInfer<Req>> {
-  return { type, required: (opts?.required ?? false) as Req, adminOnly: opts?.adminOnly, parse, ...extra };
+  return {
+    type,
+    required: (opts?.required ?? false) as Req,
+    adminOnly: opts?.adminOnly,
+    description: opts?.description,
+    parse,
+    ...extra,
+  };
 }
 
 export function parseUuid(value: string, name: string): string {
