@@ -73,8 +73,13 @@ export const resourceUnavailable = (text: string) =>
   new ApiError(ErrorCode.RESOURCE_UNAVAILABLE, CsErrorCode.RESOURCE_UNAVAILABLE, text);
 export const internalError = (text: string) =>
   new ApiError(ErrorCode.INTERNAL_ERROR, CsErrorCode.CLOUD_RUNTIME, text);
+/**
+ * An exceeded resource limit. Upstream's limit check throws ResourceAllocationException, which the
+ * API answers with 535 (cserrorcode 4370); 532 belongs to AccountLimitException, which no limit
+ * check throws.
+ */
 export const limitExceeded = (text: string) =>
-  new ApiError(ErrorCode.ACCOUNT_RESOURCE_LIMIT, CsErrorCode.ACCOUNT_LIMIT, text);
+  new ApiError(ErrorCode.RESOURCE_ALLOCATION, CsErrorCode.RESOURCE_ALLOCATION, text);
 export const insufficientCapacity = (text: string) =>
   new ApiError(ErrorCode.INSUFFICIENT_CAPACITY, CsErrorCode.INSUFFICIENT_CAPACITY, text);
 

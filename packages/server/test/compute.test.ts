@@ -184,7 +184,7 @@ describe('the VM lifecycle', () => {
     });
     await assert.rejects(
       client.request('deployVirtualMachine', { zoneid, templateid, serviceofferingid: small }),
-      is(532),
+      is(535),
     );
     assert.deepEqual(await client.request('listVirtualMachines', {}), {});
     assert.deepEqual(await client.request('listVolumes', {}), {});

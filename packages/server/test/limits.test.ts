@@ -64,7 +64,7 @@ describe('resource limits', () => {
     assert.ok(mine.resourcelimit.every((l: any) => l.max === -1));
   });
 
-  test('updateResourceLimit validates and sets; a reservation over it is 532 and changes nothing', async () => {
+  test('updateResourceLimit validates and sets; a reservation over it is 535 and changes nothing', async () => {
     const a = await newAccount('lim2');
     await assert.rejects(
       admin.request('updateResourceLimit', {
@@ -96,7 +96,12 @@ describe('resource limits', () => {
     await db.transaction().execute((tx) => reserve({ app: server.app }, tx, row, ResourceKind.Instance, 2));
     await assert.rejects(
       db.transaction().execute((tx) => reserve({ app: server.app }, tx, row, ResourceKind.Instance, 1)),
-      (e: any) => e.errorcode === 532 && /user_vm/.test(e.message),
+      (e: any) =>
+        e.errorcode === 535 &&
+        e.cserrorcode === 4370 &&
+        /^Maximum amount of resources of Type = 'user_vm' for Account Name = lim2 in Domain Id = [0-9a-f-]{36} is exceeded: Account Resource Limit = 2, Current Account Resource Amount = 2, Current Account Resource Reservation = 0, Requested Resource Amount = 1\.$/.test(
+          e.message,
+        ),
     );
     const counts = await admin.request<any>('updateResourceCount', {
       account: 'lim2',
@@ -134,7 +139,10 @@ describe('resource limits', () => {
     await db.transaction().execute((tx) => reserve({ app: server.app }, tx, x, ResourceKind.Volume, 2));
     await assert.rejects(
       db.transaction().execute((tx) => reserve({ app: server.app }, tx, y, ResourceKind.Volume, 2)),
-      (e: any) => e.errorcode === 532 && /Domain Name = limited/.test(e.message),
+      (e: any) =>
+        e.errorcode === 535 &&
+        e.message ===
+          `Maximum domain resource limits of Type 'volume' for Domain Id = ${d.id} is exceeded: Domain Resource Limit = 3, Current Domain Resource Amount = 2, Current Resource Reservation = 0, Requested Resource Amount = 2.`,
     );
     const dl = await admin.request<any>('listResourceLimits', { domainid: d.id, resourcetype: 2 });
     assert.equal(dl.resourcelimit[0].max, 3);

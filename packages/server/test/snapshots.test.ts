@@ -183,7 +183,7 @@ describe('volume snapshots', () => {
       account: 'careful',
       domainid: account.domainid as string,
     });
-    await assert.rejects(client.request('createSnapshot', { volumeid: root.id }), is(532));
+    await assert.rejects(client.request('createSnapshot', { volumeid: root.id }), is(535));
     await assert.rejects(
       client.request('createVMSnapshot', { virtualmachineid: vm.id, snapshotmemory: true }),
       is(431),

@@ -279,7 +279,7 @@ describe('registering and downloading', () => {
     assert.equal((await templates(alice, { templatefilter: 'self' })).length, before);
   });
 
-  test('the template limit (max.account.templates) gives 532 and nothing is created', async () => {
+  test('the template limit (max.account.templates) gives 535 and nothing is created', async () => {
     const carol = await createAccountAndLogin(server, { name: 'carol' });
     await admin.request('updateResourceLimit', {
       account: 'carol',
@@ -288,7 +288,7 @@ describe('registering and downloading', () => {
       max: 1,
     });
     await register(carol.client, { name: 'carol-1' });
-    await assert.rejects(register(carol.client, { name: 'carol-2' }), is(532, /template/));
+    await assert.rejects(register(carol.client, { name: 'carol-2' }), is(535, /template/));
     assert.equal((await templates(carol.client, { templatefilter: 'self' })).length, 1);
   });
 

@@ -232,7 +232,7 @@ describe('uploadVolume', () => {
     });
     await assert.rejects(
       client.call('uploadVolume', { name: 'none', zoneid, format: 'RAW', url: `${base}/disk.raw` }),
-      fails(532),
+      fails(535),
     );
     assert.equal((await client.request<any>('listVolumes', {})).count ?? 0, 0);
   });

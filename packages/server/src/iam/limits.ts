@@ -1,7 +1,7 @@
 /**
  * Resource limits per account and domain (CloudStack's resource types 0-11), and the counts they
  * are checked against. Capabilities reserve what they create inside their own transaction with
- * `reserve`, so a request over a limit fails with 532 and leaves nothing behind, and concurrent
+ * `reserve`, so a request over a limit fails with 535 and leaves nothing behind, and concurrent
  * requests cannot both squeeze under a limit (the check is one conditional UPDATE per owner).
  */
 import type { CallContext } from '../context.ts';
@@ -170,9 +170,29 @@ async function ancestors(tx: Tx, domain: DomainRow): Promise<DomainRow[]> {
 }
 
 /**
+ * Upstream's texts (ResourceLimitManagerImpl.checkAccountResourceLimit / checkDomainResourceLimit),
+ * with two differences: no "tag = 'null'" (we have no tagged limits) and domain UUIDs instead of
+ * internal ids. Reservations are taken in the same transaction here, so the reservation is 0.
+ */
+function limitText(
+  type: ResourceType,
+  owner: Owner,
+  accountDomain: DomainRow,
+  max: number,
+  current: number,
+  amount: number,
+): string {
+  const unit = type.name.endsWith('_storage') ? ' GiB' : '';
+  const [limit, now, asked] = [max, current, amount].map((n) => `${n}${unit}`);
+  if (owner.type === 'account')
+    return `Maximum amount of resources of Type = '${type.name}' for Account Name = ${owner.row.name} in Domain Id = ${accountDomain.uuid} is exceeded: Account Resource Limit = ${limit}, Current Account Resource Amount = ${now}, Current Account Resource Reservation = 0${unit}, Requested Resource Amount = ${asked}.`;
+  return `Maximum domain resource limits of Type '${type.name}' for Domain Id = ${owner.row.uuid} is exceeded: Domain Resource Limit = ${limit}, Current Domain Resource Amount = ${now}, Current Resource Reservation = 0${unit}, Requested Resource Amount = ${asked}.`;
+}
+
+/**
  * Adds `amount` of a resource to the account and every domain above it, inside the caller's
- * transaction; throws 532 (and so rolls the transaction back) if any limit would be exceeded.
- * A negative amount releases.
+ * transaction; throws 535 (ResourceAllocationException, and so rolls the transaction back) if any
+ * limit would be exceeded. A negative amount releases.
  */
 export async function reserve(
   ctx: Pick<CallContext, 'app'>,
@@ -205,13 +225,7 @@ export async function reserve(
     const r = await q.executeTakeFirst();
     if (Number(r.numUpdatedRows) === 0) {
       const current = await countOf(tx, owner.type, owner.row.id, kind);
-      const who =
-        owner.type === 'account'
-          ? `Account Name = ${owner.row.name} in Domain Id = ${domain.uuid}`
-          : `Domain Name = ${owner.row.name}`;
-      throw limitExceeded(
-        `Maximum amount of resources of Type = '${type.name}' for ${who} is exceeded: ${owner.type === 'account' ? 'Account' : 'Domain'} Resource Limit = ${max}, Current ${owner.type === 'account' ? 'Account' : 'Domain'} Resource Amount = ${current}, Requested Resource Amount = ${amount}.`,
-      );
+      throw limitExceeded(limitText(type, owner, domain, max, current, amount));
     }
   }
 }

@@ -147,7 +147,7 @@ async function claimAny(app: App, tx: Tx, account: AccountRow, req: AcquireReque
 /**
  * Acquires a public address of the zone for an account, inside the caller's transaction: it is
  * Allocated to the account (and network) when the transaction commits. 533 when no address is
- * free, 431 when a requested address is unknown, not usable by the account or taken, 532 over the
+ * free, 431 when a requested address is unknown, not usable by the account or taken, 535 over the
  * account's or a domain's public_ip limit. Records NET.IPASSIGN. The caller applies the network's
  * rules after committing, so its router carries the address.
  */

@@ -68,7 +68,7 @@ export async function snapshotRefusal(app: App, volume: VolumeRow): Promise<stri
 
 /**
  * Records an Allocated snapshot, counting it and the volume's size of secondary storage against
- * the owner's limits (532 over a limit) and logging SNAPSHOT.CREATE, in the caller's transaction.
+ * the owner's limits (535 over a limit) and logging SNAPSHOT.CREATE, in the caller's transaction.
  */
 export async function insertSnapshot(
   app: App,
