@@ -162,14 +162,33 @@ export async function presentFirewallRules(ctx: CallContext, rules: IpRuleRow[])
 }
 
 const ruleParams = {
-  protocol: p.string({ required: true }),
-  startport: p.integer(),
-  endport: p.integer(),
-  icmptype: p.integer(),
-  icmpcode: p.integer(),
-  cidrlist: p.list(),
-  type: p.string(),
-  fordisplay: p.boolean(),
+  protocol: p.string({
+    required: true,
+    description: 'Protocol the rule matches: tcp, udp, icmp or all (case-insensitive).',
+  }),
+  startport: p.integer({
+    description: 'First port of the range (tcp/udp only); omit it to match every port.',
+  }),
+  endport: p.integer({
+    description: 'Last port of the range (tcp/udp only); defaults to startport, and needs startport.',
+  }),
+  icmptype: p.integer({
+    description: 'ICMP type to match, -1..255 (icmp only); -1, the default, means any type.',
+  }),
+  icmpcode: p.integer({
+    description: 'ICMP code to match, -1..255 (icmp only); -1, the default, means any code.',
+  }),
+  cidrlist: p.list({
+    description:
+      "Comma-separated source CIDRs the rule matches; by default any source (ingress) or the network's guest CIDR (egress, where each CIDR must lie within it).",
+  }),
+  type: p.string({
+    description: "Rule type; only 'user' is accepted (system rules cannot be created through the API).",
+  }),
+  fordisplay: p.boolean({
+    description:
+      'Whether end users see the rule; only an administrator can hide it (false). Defaults to true.',
+  }),
 };
 
 function checkType(type: string | undefined): void {
@@ -179,7 +198,16 @@ function checkType(type: string | undefined): void {
 
 export const createFirewallRule = defineCommand({
   name: 'createFirewallRule',
-  params: { ...ruleParams, ipaddressid: p.uuid({ required: true }) },
+  description:
+    "Opens a port range or protocol on a public IP address (ingress is dropped otherwise) and pushes the network's rule set to its router; asynchronous.",
+  params: {
+    ...ruleParams,
+    ipaddressid: p.uuid({
+      required: true,
+      description:
+        'Public IP address whose inbound traffic the rule admits; its network must offer the Firewall service.',
+    }),
+  },
   event: {
     type: 'FIREWALL.OPEN',
     description: (params) => `creating firewall rule on IP ${params.ipaddressid}`,
@@ -233,7 +261,19 @@ export const createFirewallRule = defineCommand({
 
 export const createEgressFirewallRule = defineCommand({
   name: 'createEgressFirewallRule',
-  params: { ...ruleParams, networkid: p.uuid({ required: true }), destcidrlist: p.list() },
+  description:
+    "Adds an egress exception to an isolated network's default egress policy and pushes the rule set to its router; asynchronous.",
+  params: {
+    ...ruleParams,
+    networkid: p.uuid({
+      required: true,
+      description:
+        'Isolated network whose outbound guest traffic the rule concerns; it must offer the Firewall service.',
+    }),
+    destcidrlist: p.list({
+      description: 'Comma-separated destination CIDRs the rule matches; omitted, any destination.',
+    }),
+  },
   event: {
     type: 'FIREWALL.EGRESS.OPEN',
     description: (params) => `creating egress firewall rule for network ${params.networkid}`,
@@ -299,11 +339,17 @@ function updateCommand(
   const noun = traffic === 'Ingress' ? 'firewall rule' : 'egress firewall rule';
   return defineCommand({
     name,
+    description:
+      traffic === 'Ingress'
+        ? 'Changes the display flag or the ID of an ingress firewall rule; the rule itself and the router are untouched.'
+        : 'Changes the display flag or the ID of an egress firewall rule; the rule itself and the router are untouched.',
     params: {
-      id: p.uuid({ required: true }),
-      fordisplay: p.boolean(),
-      customid: p.string(),
-      accountid: p.uuid(),
+      id: p.uuid({ required: true, description: 'ID of the rule to update.' }),
+      fordisplay: p.boolean({ description: 'Whether end users see the rule.' }),
+      customid: p.string({
+        description: 'New ID (a UUID not used by another rule) for the rule; root administrators only.',
+      }),
+      accountid: p.uuid({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
     },
     event: { type: eventType, description: (params) => `updating ${noun} ${params.id}` },
     async target(ctx, params) {
@@ -349,7 +395,14 @@ function deleteCommand(
   const noun = traffic === 'Ingress' ? 'firewall rule' : 'egress firewall rule';
   return defineCommand({
     name,
-    params: { id: p.uuid({ required: true }), accountid: p.uuid() },
+    description:
+      traffic === 'Ingress'
+        ? "Removes an ingress firewall rule and re-applies the remaining rules on the network's router; asynchronous."
+        : "Removes an egress firewall rule and re-applies the remaining rules on the network's router; asynchronous.",
+    params: {
+      id: p.uuid({ required: true, description: 'ID of the rule to delete.' }),
+      accountid: p.uuid({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    },
     event: { type: eventType, description: (params) => `deleting ${noun} ${params.id}` },
     async target(ctx, params) {
       const rule = await findOwnedRule(ctx, params.id, 'Firewall', noun, traffic);
@@ -377,16 +430,19 @@ export const deleteEgressFirewallRule = deleteCommand('deleteEgressFirewallRule'
 const listRuleParams = {
   ...listParams,
   ...scopeParams,
-  projectid: p.uuid(),
-  id: p.uuid(),
-  ipaddressid: p.uuid(),
-  networkid: p.uuid(),
-  fordisplay: p.boolean(),
-  tags: p.map(),
+  projectid: p.uuid({ description: 'Projects are not implemented yet: any project gives an empty list.' }),
+  id: p.uuid({ description: 'Only the rule with this ID; an unknown ID is refused.' }),
+  ipaddressid: p.uuid({ description: 'Only rules on this public IP address.' }),
+  networkid: p.uuid({ description: 'Only rules of this guest network.' }),
+  fordisplay: p.boolean({ description: 'Only rules shown (true) or hidden (false) from end users.' }),
+  tags: p.map({
+    description: 'Only rules carrying all these resource tags (tags[0].key, tags[0].value, ...).',
+  }),
 };
 
 export const listFirewallRules = defineCommand({
   name: 'listFirewallRules',
+  description: 'Lists the ingress firewall rules on public IP addresses that the caller may see.',
   params: listRuleParams,
   async handler(ctx, params) {
     const { rows, count } = await listRules(ctx, params, {
@@ -401,6 +457,7 @@ export const listFirewallRules = defineCommand({
 
 export const listEgressFirewallRules = defineCommand({
   name: 'listEgressFirewallRules',
+  description: 'Lists the egress firewall rules of guest networks that the caller may see.',
   params: listRuleParams,
   async handler(ctx, params) {
     const { rows, count } = await listRules(ctx, params, {
