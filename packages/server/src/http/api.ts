@@ -88,7 +88,7 @@ async function handleApiCall(
         throw unauthorized(
           `The given command ${commandName ?? ''} does not exist or it is not available for the user`,
         );
-      auth = await authenticateByKey(app, api, now);
+      auth = await authenticateByKey(app, api, now, app.settings.get(ENFORCE_POST));
     } else {
       auth = await authenticateBySession(app, api, req.cookies);
     }
@@ -105,9 +105,6 @@ async function handleApiCall(
           CsErrorCode.SERVER_API,
           'Please use HTTP POST to make this API call',
         );
-      }
-      if (auth.via === 'key' && stringParam(api, 'signatureversion') !== '3') {
-        throw unauthorized('signature version 3 with an expires parameter is required');
       }
     }
     throttle.check(auth.caller.account.id, now);
@@ -149,7 +146,15 @@ async function handleLogin(
       domain: stringParam(api, 'domain'),
       domainId: stringParam(api, 'domainid'),
     });
-    const cookie = { path: '/client', httpOnly: true, sameSite: 'lax' as const };
+    // Secure whenever the browser reached us over HTTPS (directly or through a trusted proxy).
+    // SameSite=Strict: no cross-site request carries the session, so a link or form on another
+    // site cannot make a signed-in browser call the API; the UI's own calls are same-site.
+    const cookie = {
+      path: '/client',
+      httpOnly: true,
+      sameSite: 'strict' as const,
+      secure: req.protocol === 'https',
+    };
     reply.setCookie(SESSION_COOKIE, session.sessionId, cookie);
     reply.setCookie(SESSION_KEY_COOKIE, session.sessionKey, cookie);
     return { status: 200, responseName, body: loginResponse(app, session), authenticated: true };
@@ -167,7 +172,8 @@ async function handleLogout(
   api: ApiRequest,
 ): Promise<Outcome> {
   const responseName = 'logoutresponse';
-  for (const name of Object.keys(req.cookies)) reply.clearCookie(name, { path: '/client' });
+  for (const name of Object.keys(req.cookies))
+    reply.clearCookie(name, { path: '/client', secure: req.protocol === 'https', sameSite: 'strict' });
   try {
     const auth = await authenticateBySession(app, api, req.cookies);
     await logout(app, auth.session!);

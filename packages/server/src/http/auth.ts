@@ -24,22 +24,44 @@ export function hasKeyCredentials(req: ApiRequest): boolean {
   return stringParam(req, 'apikey') !== undefined && stringParam(req, 'signature') !== undefined;
 }
 
-export async function authenticateByKey(app: App, req: ApiRequest, now: number): Promise<Authenticated> {
+/** How far ahead `expires` may lie when timestamps are enforced: upstream's fixed 15 minutes. */
+export const MAX_EXPIRES_AHEAD_MS = 15 * 60 * 1000;
+
+/**
+ * Upstream's ApiServer.verifyRequest, in its order: the request's own expiry first (no database
+ * work for a stale or replayed request), then the key, its user, and the HMAC. With
+ * signatureversion=3 `expires` is required and must not have passed; with `enforceTimestamps`
+ * (enforce.post.requests.and.timestamps) version 3 is required and `expires` may lie at most
+ * MAX_EXPIRES_AHEAD_MS ahead, so a captured request can be replayed for 15 minutes at most.
+ * Every refusal is the same 401 as upstream's; the reason goes to the log, not to the caller.
+ */
+export async function authenticateByKey(
+  app: App,
+  req: ApiRequest,
+  now: number,
+  enforceTimestamps = false,
+): Promise<Authenticated> {
   const apiKey = stringParam(req, 'apikey')!;
   const signature = stringParam(req, 'signature')!;
-  const owner = await keyOwner(app, apiKey);
-  if (!owner) throw unauthorized();
-  const caller = await loadCaller(app, owner.userId);
-  if (!caller || !isActive(caller)) throw unauthorized();
-  const signed = req.original.filter(([name]) => name.toLowerCase() !== 'signature');
-  if (!verifySignature(signed, signature, owner.secret)) throw unauthorized();
+  const refuse = (reason: string) => {
+    app.log.debug({ reason, command: stringParam(req, 'command') }, 'signed request refused');
+    return unauthorized();
+  };
   if (stringParam(req, 'signatureversion') === '3') {
     const expires = stringParam(req, 'expires');
     const at = expires === undefined ? undefined : parseApiDate(expires);
-    if (at === undefined)
-      throw unauthorized('missing or malformed expires parameter for signature version 3');
-    if (at < now) throw unauthorized('request expired');
+    if (at === undefined) throw refuse('missing or malformed expires parameter');
+    if (at < now) throw refuse('request expired');
+    if (enforceTimestamps && at > now + MAX_EXPIRES_AHEAD_MS) throw refuse('expires too far ahead');
+  } else if (enforceTimestamps) {
+    throw refuse('signature version 3 with an expires parameter is required');
   }
+  const owner = await keyOwner(app, apiKey);
+  if (!owner) throw refuse('unknown API key');
+  const caller = await loadCaller(app, owner.userId);
+  if (!caller || !isActive(caller)) throw refuse('user, account or domain not enabled');
+  const signed = req.original.filter(([name]) => name.toLowerCase() !== 'signature');
+  if (!verifySignature(signed, signature, owner.secret)) throw refuse('signature mismatch');
   return { caller, via: 'key' };
 }
 
