@@ -55,14 +55,29 @@ function mayExpungeOrRecover(ctx: CallContext): void {
 
 export const startVirtualMachine = defineCommand({
   name: 'startVirtualMachine',
+  description:
+    'Boots a Stopped VM on a host the planner picks (or the one given), creating any missing disks first. Asynchronous; a VM already Running is returned as is.',
   params: {
-    id: p.uuid({ required: true }),
-    hostid: p.uuid({ adminOnly: true }),
-    clusterid: p.uuid({ adminOnly: true }),
-    podid: p.uuid({ adminOnly: true }),
-    considerlasthost: p.boolean(),
-    deploymentplanner: p.string(),
-    bootintosetup: p.boolean(),
+    id: p.uuid({ required: true, description: 'UUID of the Stopped VM to boot.' }),
+    hostid: p.uuid({
+      adminOnly: true,
+      description: 'Admins only: boot the VM on this host instead of letting the planner choose.',
+    }),
+    clusterid: p.uuid({
+      adminOnly: true,
+      description: 'Accepted for compatibility; Nimbostack ignores it (the planner picks the cluster).',
+    }),
+    podid: p.uuid({
+      adminOnly: true,
+      description: 'Accepted for compatibility; Nimbostack ignores it (the planner picks the pod).',
+    }),
+    considerlasthost: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    deploymentplanner: p.string({
+      description: 'Accepted for compatibility; Nimbostack always uses its own planner and ignores this.',
+    }),
+    bootintosetup: p.boolean({
+      description: 'Accepted for compatibility; Nimbostack ignores it (no firmware setup boot).',
+    }),
   },
   event: { type: 'VM.START', description: (params) => `starting VM ${params.id}` },
   target: (ctx, params) => vmTarget(ctx, params.id),
@@ -77,7 +92,15 @@ export const startVirtualMachine = defineCommand({
 
 export const stopVirtualMachine = defineCommand({
   name: 'stopVirtualMachine',
-  params: { id: p.uuid({ required: true }), forced: p.boolean() },
+  description:
+    'Shuts a Running VM down and frees its host capacity. Asynchronous; a VM already Stopped is returned unchanged.',
+  params: {
+    id: p.uuid({ required: true, description: 'UUID of the Running VM to shut down.' }),
+    forced: p.boolean({
+      description:
+        'When true, the VM is marked Stopped even if its host cannot be reached or refuses; default false.',
+    }),
+  },
   event: { type: 'VM.STOP', description: (params) => `stopping VM ${params.id}` },
   target: (ctx, params) => vmTarget(ctx, params.id),
   async handler(ctx, params) {
@@ -90,7 +113,13 @@ export const stopVirtualMachine = defineCommand({
 
 export const rebootVirtualMachine = defineCommand({
   name: 'rebootVirtualMachine',
-  params: { id: p.uuid({ required: true }), forced: p.boolean(), bootintosetup: p.boolean() },
+  description:
+    'Restarts a Running VM in place on its current host. Asynchronous; refused unless the VM is Running.',
+  params: {
+    id: p.uuid({ required: true, description: 'UUID of the Running VM to restart.' }),
+    forced: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    bootintosetup: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+  },
   event: { type: 'VM.REBOOT', description: (params) => `rebooting VM ${params.id}` },
   target: (ctx, params) => vmTarget(ctx, params.id),
   async handler(ctx, params) {
@@ -100,7 +129,20 @@ export const rebootVirtualMachine = defineCommand({
 
 export const destroyVirtualMachine = defineCommand({
   name: 'destroyVirtualMachine',
-  params: { id: p.uuid({ required: true }), expunge: p.boolean(), volumeids: p.list({ of: 'uuid' }) },
+  description:
+    'Stops a VM if needed and marks it Destroyed, releasing its CPU, memory and instance counts; it can be recovered until expunged. Asynchronous.',
+  params: {
+    id: p.uuid({ required: true, description: 'UUID of the VM to destroy.' }),
+    expunge: p.boolean({
+      description:
+        'When true, the VM is expunged right away (ROOT disk deleted, NICs released); users need allow.user.expunge.recover.vm.',
+    }),
+    volumeids: p.list({
+      of: 'uuid',
+      description:
+        'Accepted for compatibility; Nimbostack ignores it: data disks are detached and kept when the VM is expunged.',
+    }),
+  },
   event: { type: 'VM.DESTROY', description: (params) => `destroying VM ${params.id}` },
   async target(ctx, params) {
     if (params.expunge) mayExpungeOrRecover(ctx);
@@ -116,7 +158,9 @@ export const destroyVirtualMachine = defineCommand({
 
 export const recoverVirtualMachine = defineCommand({
   name: 'recoverVirtualMachine',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    "Brings a Destroyed VM back to Stopped and counts it against its account's limits again. Users need allow.user.expunge.recover.vm.",
+  params: { id: p.uuid({ required: true, description: 'UUID of the Destroyed VM to bring back.' }) },
   async handler(ctx, params) {
     mayExpungeOrRecover(ctx);
     return present(ctx, await recoverVm(ctx, await findVm(ctx, params.id)));
@@ -125,7 +169,9 @@ export const recoverVirtualMachine = defineCommand({
 
 export const expungeVirtualMachine = defineCommand({
   name: 'expungeVirtualMachine',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    'Removes a Destroyed, Stopped or Error VM for good: deletes its ROOT disk and VM snapshots, detaches data disks, releases NICs, rules and tags. Asynchronous.',
+  params: { id: p.uuid({ required: true, description: 'UUID of the VM to remove permanently.' }) },
   event: { type: 'VM.EXPUNGE', description: (params) => `expunging VM ${params.id}` },
   async target(ctx, params) {
     mayExpungeOrRecover(ctx);
@@ -141,19 +187,38 @@ export const expungeVirtualMachine = defineCommand({
 
 export const updateVirtualMachine = defineCommand({
   name: 'updateVirtualMachine',
+  description:
+    "Changes a VM's name, display name, group, user data, details, OS type or flags. Renaming needs the VM Stopped; other changes apply to the record at once.",
   params: {
-    id: p.uuid({ required: true }),
-    displayname: p.string(),
-    name: p.string(),
-    group: p.string(),
-    haenable: p.boolean(),
-    displayvm: p.boolean(),
-    userdata: p.string({ length: 1048576 }),
-    details: p.map(),
-    cleanupdetails: p.boolean(),
-    ostypeid: p.uuid(),
-    isdynamicallyscalable: p.boolean(),
-    customid: p.string(),
+    id: p.uuid({ required: true, description: 'UUID of the VM to change.' }),
+    displayname: p.string({ description: 'New display name shown for the VM.' }),
+    name: p.string({
+      description:
+        'New host name; the VM must be Stopped, the name must start with a letter (letters, digits, hyphens, up to 63) and be unique in the account.',
+    }),
+    group: p.string({
+      description:
+        "Instance group name to put the VM in, created in the owner's account if missing; an empty value takes it out of its group.",
+    }),
+    haenable: p.boolean({ description: "Turns the VM's high-availability flag on or off." }),
+    displayvm: p.boolean({
+      description: 'Whether the VM is shown to its owner in lists (false hides it from normal views).',
+    }),
+    userdata: p.string({
+      length: 1048576,
+      description:
+        'New user data, base64 encoded; checked against the size limit and served by the metadata service.',
+    }),
+    details: p.map({
+      description:
+        "Details to add or overwrite, as details[0].<name>=<value>; the VM's other details are kept.",
+    }),
+    cleanupdetails: p.boolean({
+      description: 'When true, every detail of the VM is removed (details is then ignored).',
+    }),
+    ostypeid: p.uuid({ description: 'UUID of the guest OS type to record for the VM.' }),
+    isdynamicallyscalable: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    customid: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   async handler(ctx, params) {
     const vm = await findVm(ctx, params.id);
@@ -267,17 +332,25 @@ async function changeOffering(
 }
 
 const scaleParams = {
-  id: p.uuid({ required: true }),
-  serviceofferingid: p.uuid({ required: true }),
-  details: p.map(),
-  automigrate: p.boolean(),
-  shrinkok: p.boolean(),
-  miniops: p.long(),
-  maxiops: p.long(),
+  id: p.uuid({ required: true, description: 'UUID of the Stopped VM.' }),
+  serviceofferingid: p.uuid({
+    required: true,
+    description: 'UUID of the service offering to switch the VM to.',
+  }),
+  details: p.map({
+    description:
+      'For a customized offering, the size: details[0].cpuNumber, details[0].cpuSpeed (MHz, default 1000) and details[0].memory (MB).',
+  }),
+  automigrate: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+  shrinkok: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+  miniops: p.long({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+  maxiops: p.long({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
 };
 
 export const changeServiceForVirtualMachine = defineCommand({
   name: 'changeServiceForVirtualMachine',
+  description:
+    "Moves a Stopped VM to another service offering, which sets its CPU and memory; the difference is checked against the owner's resource limits.",
   params: scaleParams,
   async handler(ctx, params) {
     return present(
@@ -289,6 +362,8 @@ export const changeServiceForVirtualMachine = defineCommand({
 
 export const scaleVirtualMachine = defineCommand({
   name: 'scaleVirtualMachine',
+  description:
+    "Asynchronously changes a VM's service offering (CPU and memory). Nimbostack does not scale live: the VM must be Stopped; limits are checked first.",
   params: scaleParams,
   event: { type: 'VM.UPGRADE', description: (params) => `scaling VM ${params.id}` },
   target: (ctx, params) => vmTarget(ctx, params.id),
@@ -303,7 +378,14 @@ export const scaleVirtualMachine = defineCommand({
 
 export const resetPasswordForVirtualMachine = defineCommand({
   name: 'resetPasswordForVirtualMachine',
-  params: { id: p.uuid({ required: true }), password: p.string() },
+  description:
+    "Sets a new password for a VM whose template is password-enabled and returns it once; a Running VM's router serves it now, a Stopped VM's at next start. Asynchronous.",
+  params: {
+    id: p.uuid({ required: true, description: 'UUID of the Running or Stopped VM.' }),
+    password: p.string({
+      description: 'The password to set; when omitted Nimbostack generates a random one.',
+    }),
+  },
   event: { type: 'VM.RESETPASSWORD', description: (params) => `resetting the password of VM ${params.id}` },
   target: (ctx, params) => vmTarget(ctx, params.id),
   async handler(ctx, params) {
@@ -351,7 +433,9 @@ function rsaKey(openssh: string) {
 
 export const getVMPassword = defineCommand({
   name: 'getVMPassword',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    "Returns a VM's current password encrypted with the RSA public key of its first SSH key pair, base64 encoded; refused if the VM has no password or no RSA key.",
+  params: { id: p.uuid({ required: true, description: 'UUID of the VM whose password is wanted.' }) },
   async handler(ctx, params) {
     const vm = await findVm(ctx, params.id);
     if (!vm.password) throw invalidParameter(`No password for VM ${vm.name}`);
@@ -377,13 +461,25 @@ export const getVMPassword = defineCommand({
 
 export const resetSSHKeyForVirtualMachine = defineCommand({
   name: 'resetSSHKeyForVirtualMachine',
+  description:
+    "Replaces the SSH key pairs given to a Stopped VM with those named; the keys must belong to the VM's account. Asynchronous.",
   params: {
-    id: p.uuid({ required: true }),
-    keypair: p.string(),
-    keypairs: p.list(),
-    account: p.string(),
-    domainid: p.uuid(),
-    projectid: p.uuid(),
+    id: p.uuid({ required: true, description: 'UUID of the Stopped VM.' }),
+    keypair: p.string({
+      description: "Name of one SSH key pair of the VM's account (used when keypairs is not given).",
+    }),
+    keypairs: p.list({
+      description:
+        "Comma-separated names of SSH key pairs of the VM's account; takes precedence over keypair.",
+    }),
+    account: p.string({
+      description:
+        "Accepted for compatibility; Nimbostack ignores it and looks the keys up in the VM's own account.",
+    }),
+    domainid: p.uuid({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    projectid: p.uuid({
+      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    }),
   },
   event: { type: 'VM.RESETSSHKEY', description: (params) => `resetting the SSH key of VM ${params.id}` },
   target: (ctx, params) => vmTarget(ctx, params.id),
@@ -415,11 +511,20 @@ export const resetSSHKeyForVirtualMachine = defineCommand({
 
 export const migrateVirtualMachine = defineCommand({
   name: 'migrateVirtualMachine',
+  description:
+    'Live-migrates a Running VM to another host in its cluster, chosen or picked by the planner with affinity rules kept. Asynchronous; VMs on local storage are refused.',
   params: {
-    virtualmachineid: p.uuid({ required: true }),
-    hostid: p.uuid(),
-    storageid: p.uuid(),
-    autoselect: p.boolean(),
+    virtualmachineid: p.uuid({ required: true, description: 'UUID of the Running VM to move.' }),
+    hostid: p.uuid({
+      description: 'UUID of the destination host; when omitted the planner picks one in the same cluster.',
+    }),
+    storageid: p.uuid({
+      description: "Refused: moving a VM's disks between pools is done with migrateVirtualMachineWithVolume.",
+    }),
+    autoselect: p.boolean({
+      description:
+        'Accepted for compatibility; Nimbostack ignores it (without hostid a host is always picked).',
+    }),
   },
   event: { type: 'VM.MIGRATE', description: (params) => `migrating VM ${params.virtualmachineid}` },
   target: (ctx, params) => vmTarget(ctx, params.virtualmachineid),
@@ -436,13 +541,25 @@ export const migrateVirtualMachine = defineCommand({
 
 export const assignVirtualMachine = defineCommand({
   name: 'assignVirtualMachine',
+  description:
+    'Moves a Stopped VM and its volumes to another account, shifting resource counts; its instance group and SSH keys are cleared.',
   params: {
-    virtualmachineid: p.uuid({ required: true }),
-    account: p.string(),
-    domainid: p.uuid(),
-    projectid: p.uuid(),
-    networkids: p.list({ of: 'uuid' }),
-    securitygroupids: p.list({ of: 'uuid' }),
+    virtualmachineid: p.uuid({ required: true, description: 'UUID of the Stopped VM to hand over.' }),
+    account: p.string({ description: 'Name of the receiving account (required by Nimbostack).' }),
+    domainid: p.uuid({
+      description: "UUID of the receiving account's domain; defaults to the caller's domain.",
+    }),
+    projectid: p.uuid({
+      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    }),
+    networkids: p.list({
+      of: 'uuid',
+      description: "Accepted for compatibility; Nimbostack ignores it and keeps the VM's NICs.",
+    }),
+    securitygroupids: p.list({
+      of: 'uuid',
+      description: 'Accepted for compatibility; Nimbostack ignores it.',
+    }),
   },
   async handler(ctx, params) {
     const vm = await findVm(ctx, params.virtualmachineid);
@@ -501,10 +618,12 @@ export const assignVirtualMachine = defineCommand({
 
 export const attachIso = defineCommand({
   name: 'attachIso',
+  description:
+    "Inserts an ISO into a Running or Stopped VM's virtual CD drive; the ISO must be usable in the VM's zone and the drive empty. Asynchronous.",
   params: {
-    id: p.uuid({ required: true }),
-    virtualmachineid: p.uuid({ required: true }),
-    forced: p.boolean(),
+    id: p.uuid({ required: true, description: 'UUID of the ISO to insert.' }),
+    virtualmachineid: p.uuid({ required: true, description: 'UUID of the VM that gets the ISO.' }),
+    forced: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   event: {
     type: 'ISO.ATTACH',
@@ -528,7 +647,11 @@ export const attachIso = defineCommand({
 
 export const detachIso = defineCommand({
   name: 'detachIso',
-  params: { virtualmachineid: p.uuid({ required: true }), forced: p.boolean() },
+  description: "Ejects the ISO from a VM's virtual CD drive. Asynchronous; refused if no ISO is attached.",
+  params: {
+    virtualmachineid: p.uuid({ required: true, description: 'UUID of the VM whose ISO is ejected.' }),
+    forced: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+  },
   event: {
     type: 'ISO.DETACH',
     description: (params) => `detaching the ISO of VM ${params.virtualmachineid}`,
@@ -563,39 +686,60 @@ const STATES = [
 
 export const listVirtualMachines = defineCommand({
   name: 'listVirtualMachines',
+  description:
+    'Lists the VMs the caller may see, filtered by the given criteria. Users see Destroyed VMs only where allow.user.view.destroyed.vm permits.',
   params: {
     ...listParams,
-    id: p.uuid(),
-    ids: p.list({ of: 'uuid' }),
-    name: p.string(),
-    state: p.string(),
-    zoneid: p.uuid(),
-    podid: p.uuid(),
-    clusterid: p.uuid(),
-    hostid: p.uuid(),
-    storageid: p.uuid(),
-    templateid: p.uuid(),
-    isoid: p.uuid(),
-    serviceofferingid: p.uuid(),
-    groupid: p.uuid(),
-    keypair: p.string(),
-    networkid: p.uuid(),
-    securitygroupid: p.uuid(),
-    userid: p.uuid(),
-    haenable: p.boolean(),
-    hypervisor: p.string(),
-    displayvm: p.boolean(),
-    details: p.list(),
-    account: p.string(),
-    domainid: p.uuid(),
-    isrecursive: p.boolean(),
-    listall: p.boolean(),
-    projectid: p.uuid(),
-    tags: p.map(),
-    showicon: p.boolean(),
-    userdata: p.boolean(),
-    retrieveonlyresourcecount: p.boolean(),
-    accumulate: p.boolean(),
+    id: p.uuid({ description: 'Only the VM with this UUID.' }),
+    ids: p.list({ of: 'uuid', description: 'Only VMs with these UUIDs (comma-separated).' }),
+    name: p.string({ description: 'Only the VM with exactly this name.' }),
+    state: p.string({
+      description:
+        'A VM state (Running, Stopped, Destroyed...), Present for all not destroyed, or Expunged for removed VMs; case-insensitive.',
+    }),
+    zoneid: p.uuid({ description: 'Only VMs in this zone.' }),
+    podid: p.uuid({ description: 'Only VMs placed in this pod.' }),
+    clusterid: p.uuid({ description: 'Only VMs placed in this cluster.' }),
+    hostid: p.uuid({ description: 'Only VMs on this host.' }),
+    storageid: p.uuid({ description: 'Only VMs with a volume on this primary storage pool.' }),
+    templateid: p.uuid({ description: 'Only VMs deployed from this template.' }),
+    isoid: p.uuid({ description: 'Only VMs with this ISO attached.' }),
+    serviceofferingid: p.uuid({ description: 'Only VMs using this service offering.' }),
+    groupid: p.uuid({ description: 'Only VMs in this instance group.' }),
+    keypair: p.string({ description: 'Only VMs whose SSH key pair names contain this text.' }),
+    networkid: p.uuid({ description: 'Only VMs with a NIC in this network.' }),
+    securitygroupid: p.uuid({ description: 'Only VMs that are members of this security group.' }),
+    userid: p.uuid({ description: 'Only VMs created by this user.' }),
+    haenable: p.boolean({ description: 'Only VMs whose high-availability flag has this value.' }),
+    hypervisor: p.string({ description: 'Only VMs of this hypervisor type (for example KVM or Simulator).' }),
+    displayvm: p.boolean({ description: 'Only VMs whose display flag has this value.' }),
+    details: p.list({
+      description:
+        'Which parts to include: all (default), min, group, nics, stats, secgrp, tmpl, servoff, diskoff, backoff, iso, volume, affgrp.',
+    }),
+    account: p.string({
+      description: "Only VMs of this account (with domainid, or in the caller's domain); ignored for users.",
+    }),
+    domainid: p.uuid({
+      description: 'Only VMs in this domain (and below with isrecursive); ignored for users.',
+    }),
+    isrecursive: p.boolean({ description: 'With domainid, also include VMs of subdomains.' }),
+    listall: p.boolean({
+      description:
+        'For admins and domain admins: list VMs of every account they may see, not only their own.',
+    }),
+    projectid: p.uuid({
+      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    }),
+    tags: p.map({ description: 'Only VMs carrying all these tags (tags[0].key=..., tags[0].value=...).' }),
+    showicon: p.boolean({
+      description: 'Accepted for compatibility; Nimbostack has no resource icons and ignores it.',
+    }),
+    userdata: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    retrieveonlyresourcecount: p.boolean({
+      description: 'When true, only the count is returned, with no VM entries.',
+    }),
+    accumulate: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
