@@ -20,24 +20,56 @@ import { restartNetworkRouter } from './routers.ts';
 
 export const createNetwork = defineCommand({
   name: 'createNetwork',
+  description:
+    'Creates an Isolated or Shared guest network in an Advanced zone; it stays Allocated until a VM needs it, when its router is started.',
   params: {
-    name: p.string({ required: true }),
-    displaytext: p.string(),
-    networkofferingid: p.uuid({ required: true }),
-    zoneid: p.uuid({ required: true }),
-    physicalnetworkid: p.uuid(),
-    gateway: p.string(),
-    netmask: p.string(),
-    startip: p.string(),
-    endip: p.string(),
-    vlan: p.string({ adminOnly: true }),
-    acltype: p.string(),
-    subdomainaccess: p.boolean(),
-    networkdomain: p.string(),
-    displaynetwork: p.boolean(),
-    account: p.string(),
-    domainid: p.uuid(),
-    projectid: p.uuid(),
+    name: p.string({ required: true, description: 'Name of the network; must not be blank.' }),
+    displaytext: p.string({ description: 'Free-text description of the network; defaults to its name.' }),
+    networkofferingid: p.uuid({
+      required: true,
+      description:
+        'Offering the network is built from; it must be Enabled and of guest type Isolated or Shared.',
+    }),
+    zoneid: p.uuid({ required: true, description: 'Advanced zone the network belongs to.' }),
+    physicalnetworkid: p.uuid({
+      description:
+        "Accepted for compatibility; Nimbostack ignores it and uses the zone's physical network that carries Guest traffic.",
+    }),
+    gateway: p.string({
+      description:
+        "Gateway of the network's subnet, a host address in it; given with netmask. Isolated networks default to the zone's guest CIDR.",
+    }),
+    netmask: p.string({ description: 'Netmask of the subnet, /16 to /29; given with gateway.' }),
+    startip: p.string({
+      description:
+        'First address VMs may get (Shared networks, where it is required); the range must lie in the subnet and exclude the gateway.',
+    }),
+    endip: p.string({ description: 'Last address VMs may get (Shared networks); defaults to startip.' }),
+    vlan: p.string({
+      adminOnly: true,
+      description:
+        'VXLAN VNI of a Shared network, 1-16777214, bare or as vlan://N or vxlan://N; required there, and unique. Nimbostack has no VLANs.',
+    }),
+    acltype: p.string({
+      description:
+        'Who may use a Shared network: Domain or Account; defaults to Account when account is given, otherwise Domain.',
+    }),
+    subdomainaccess: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    networkdomain: p.string({
+      description: "DNS domain the router serves the VMs' names in; defaults to the zone's network domain.",
+    }),
+    displaynetwork: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    account: p.string({
+      description: 'Account that owns the network (with domainid); defaults to the caller.',
+    }),
+    domainid: p.uuid({
+      description:
+        'Domain of account; for a Domain-wide Shared network, the domain it serves (default: the root domain).',
+    }),
+    projectid: p.uuid({
+      description:
+        'Projects are not implemented yet: a network cannot be created for a project, so any value is refused.',
+    }),
   },
   async handler(ctx, params) {
     const name = params.name.trim();
@@ -65,16 +97,26 @@ async function ownedNetworkTarget(ctx: CallContext, params: { id: string }): Pro
 
 export const updateNetwork = defineCommand({
   name: 'updateNetwork',
+  description:
+    'Renames a guest network or changes its display text or DNS domain. Changing its guest CIDR or offering is refused.',
   params: {
-    id: p.uuid({ required: true }),
-    name: p.string(),
-    displaytext: p.string(),
-    networkdomain: p.string(),
-    displaynetwork: p.boolean({ adminOnly: true }),
-    guestvmcidr: p.string(),
-    networkofferingid: p.uuid(),
-    customid: p.string(),
-    forced: p.boolean(),
+    id: p.uuid({ required: true, description: 'ID of the network to update.' }),
+    name: p.string({ description: 'New name; must not be blank.' }),
+    displaytext: p.string({ description: 'New display text.' }),
+    networkdomain: p.string({ description: "New DNS domain for the VMs' names; a valid DNS name." }),
+    displaynetwork: p.boolean({
+      adminOnly: true,
+      description: 'Accepted but not applied yet: the display flag stays as it is.',
+    }),
+    guestvmcidr: p.string({
+      description: 'Not supported: any value is refused (create a new network instead).',
+    }),
+    networkofferingid: p.uuid({
+      description:
+        "Only the network's current offering is accepted; changing the offering is not supported yet.",
+    }),
+    customid: p.string({ description: 'Accepted but not applied yet: the network keeps its ID.' }),
+    forced: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   event: { type: 'NETWORK.UPDATE', description: (params) => `updating network ${params.id}` },
   target: ownedNetworkTarget,
@@ -125,11 +167,16 @@ export const updateNetwork = defineCommand({
 
 export const restartNetwork = defineCommand({
   name: 'restartNetwork',
+  description:
+    "Re-applies a network's configuration on its router, rebooting the router if it is not running; with cleanup, replaces the router by a fresh one. Asynchronous.",
   params: {
-    id: p.uuid({ required: true }),
-    cleanup: p.boolean(),
-    makeredundant: p.boolean(),
-    livepatch: p.boolean(),
+    id: p.uuid({ required: true, description: 'ID of the network to restart.' }),
+    cleanup: p.boolean({
+      description:
+        'Destroy the router and create a new one instead of re-applying the configuration to the existing one. Defaults to false.',
+    }),
+    makeredundant: p.boolean({ description: 'Redundant routers are not supported: true is refused.' }),
+    livepatch: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   event: { type: 'NETWORK.RESTART', description: (params) => `restarting network ${params.id}` },
   target: ownedNetworkTarget,

@@ -147,7 +147,15 @@ async function networkTarget(ctx: CallContext, params: { id: string; forced?: bo
 
 export const deleteNetwork = defineCommand({
   name: 'deleteNetwork',
-  params: { id: p.uuid({ required: true }), forced: p.boolean() },
+  description:
+    'Deletes a guest network once no VM uses it: stops and destroys its routers, tears its bridges down on the hosts and frees its public addresses and rules. Asynchronous.',
+  params: {
+    id: p.uuid({ required: true, description: 'ID of the network to delete.' }),
+    forced: p.boolean({
+      description:
+        'Root administrators only: carry on when a router cannot be stopped cleanly or a host is away (that host tears the network down when it is back). Defaults to false.',
+    }),
+  },
   event: { type: 'NETWORK.DELETE', description: (params) => `deleting network ${params.id}` },
   target: networkTarget,
   async handler(ctx, params) {

@@ -312,32 +312,61 @@ async function visibleNetworks(
 
 export const listNetworks = defineCommand({
   name: 'listNetworks',
+  description:
+    'Lists the guest networks the caller may use or administer; system networks are never listed, and users see only those of enabled zones.',
   params: {
     ...listParams,
     ...scopeParams,
-    projectid: p.uuid(),
-    id: p.uuid(),
-    name: p.string(),
-    zoneid: p.uuid(),
-    type: p.string(),
-    traffictype: p.string(),
-    issystem: p.boolean(),
-    acltype: p.string(),
-    canusefordeploy: p.boolean(),
-    displaynetwork: p.boolean(),
-    forvpc: p.boolean(),
-    vpcid: p.uuid(),
-    physicalnetworkid: p.uuid(),
-    networkofferingid: p.uuid(),
-    associatednetworkid: p.uuid(),
-    networkfilter: p.string(),
-    restartrequired: p.boolean(),
-    specifyipranges: p.boolean(),
-    supportedservices: p.list(),
-    retrieveonlyresourcecount: p.boolean(),
-    showicon: p.boolean(),
-    tags: p.map(),
-    vlan: p.string(),
+    projectid: p.uuid({
+      description:
+        'Accepted for compatibility; projects are not implemented yet, so it does not narrow the list.',
+    }),
+    id: p.uuid({ description: 'Only the network with this ID.' }),
+    name: p.string({ description: 'Only networks with exactly this name.' }),
+    zoneid: p.uuid({ description: 'Only networks of this zone.' }),
+    type: p.string({
+      description: "Only networks of this guest type: Isolated or Shared (Basic zones' network is Shared).",
+    }),
+    traffictype: p.string({
+      description:
+        'Only networks of this traffic type; only Guest networks are listed, so other values give an empty list.',
+    }),
+    issystem: p.boolean({ description: 'True gives an empty list: system networks are not listed.' }),
+    acltype: p.string({ description: 'Only networks with this access type: Account or Domain.' }),
+    canusefordeploy: p.boolean({ description: 'False gives an empty list; true or omitted lists all.' }),
+    displaynetwork: p.boolean({ description: 'False gives an empty list: no network is hidden from users.' }),
+    forvpc: p.boolean({ description: 'True gives an empty list: VPCs are not implemented.' }),
+    vpcid: p.uuid({ description: 'Any value gives an empty list: VPCs are not implemented.' }),
+    physicalnetworkid: p.uuid({ description: 'Only networks on this physical network.' }),
+    networkofferingid: p.uuid({ description: 'Only networks built from this network offering.' }),
+    associatednetworkid: p.uuid({
+      description: 'Any value gives an empty list: networks are never associated with others.',
+    }),
+    networkfilter: p.string({
+      description:
+        'Which networks: Account (owned by an account), Domain (domain-wide), AccountDomain (both), Shared (Shared ones of either kind) or All (the default).',
+    }),
+    restartrequired: p.boolean({
+      description: 'True gives an empty list: no network is ever marked as needing a restart.',
+    }),
+    specifyipranges: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    supportedservices: p.list({
+      description:
+        'Comma-separated service names (e.g. Dhcp,SourceNat): only networks whose offering provides all of them.',
+    }),
+    retrieveonlyresourcecount: p.boolean({
+      description: 'Return only the count of matching networks, without the networks themselves.',
+    }),
+    showicon: p.boolean({
+      description: 'Accepted for compatibility; Nimbostack has no resource icons and ignores it.',
+    }),
+    tags: p.map({
+      description: 'Only networks carrying all these resource tags (tags[0].key, tags[0].value, ...).',
+    }),
+    vlan: p.string({
+      description:
+        "Only the network on this VXLAN VNI (bare, vlan://N or vxlan://N); 'untagged' gives non-isolated networks without a VNI.",
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;

@@ -380,12 +380,16 @@ export async function findVisibleVm(
 
 export const listNics = defineCommand({
   name: 'listNics',
+  description: 'Lists the network interfaces of a virtual machine, in device order.',
   params: {
     ...listParams,
-    virtualmachineid: p.uuid({ required: true }),
-    nicid: p.uuid(),
-    networkid: p.uuid(),
-    fordisplay: p.boolean(),
+    virtualmachineid: p.uuid({
+      required: true,
+      description: 'VM whose NICs are listed; it must be visible to the caller.',
+    }),
+    nicid: p.uuid({ description: 'Only the NIC with this ID.' }),
+    networkid: p.uuid({ description: "Only the VM's NICs on this network." }),
+    fordisplay: p.boolean({ description: 'False gives an empty list: NICs are never hidden.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
