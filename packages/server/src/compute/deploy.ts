@@ -91,38 +91,107 @@ async function keypairsOf(ctx: CallContext, account: AccountRow, names: string[]
 
 export const deployVirtualMachine = defineCommand({
   name: 'deployVirtualMachine',
+  description:
+    'Creates a VM from a template or ISO with its ROOT disk (and optional data disk), NICs and groups, then boots it unless startvm=false. Asynchronous; a failed start removes the VM.',
   params: {
-    zoneid: p.uuid({ required: true }),
-    serviceofferingid: p.uuid({ required: true }),
-    templateid: p.uuid(),
-    diskofferingid: p.uuid(),
-    size: p.long(),
-    rootdisksize: p.long(),
-    name: p.string(),
-    displayname: p.string(),
-    group: p.string(),
-    account: p.string(),
-    domainid: p.uuid(),
-    projectid: p.uuid(),
-    keypair: p.string(),
-    keypairs: p.list(),
-    userdata: p.string({ length: 1048576 }),
-    userdataid: p.uuid(),
-    securitygroupids: p.list({ of: 'uuid' }),
-    securitygroupnames: p.list(),
-    networkids: p.list({ of: 'uuid' }),
-    iptonetworklist: p.map(),
-    ipaddress: p.string(),
-    startvm: p.boolean(),
-    details: p.map(),
-    hostid: p.uuid({ adminOnly: true }),
-    clusterid: p.uuid({ adminOnly: true }),
-    podid: p.uuid({ adminOnly: true }),
-    hypervisor: p.string(),
-    displayvm: p.boolean(),
-    customid: p.string(),
-    affinitygroupids: p.list({ of: 'uuid' }),
-    affinitygroupnames: p.list(),
+    zoneid: p.uuid({
+      required: true,
+      description: 'UUID of the zone to create the VM in; users cannot deploy into a disabled zone.',
+    }),
+    serviceofferingid: p.uuid({
+      required: true,
+      description: "UUID of the compute offering that sets CPU, memory and the ROOT disk's storage.",
+    }),
+    templateid: p.uuid({
+      description:
+        'UUID of the template or ISO to boot from (required by Nimbostack); it must be ready in the zone.',
+    }),
+    diskofferingid: p.uuid({
+      description:
+        'UUID of a disk offering: for a template, adds a data disk; for an ISO, sizes the empty ROOT disk (then required).',
+    }),
+    size: p.long({
+      description:
+        'Size in GB of the disk made from a customized disk offering (1 to 65536); must match a fixed-size offering if given.',
+    }),
+    rootdisksize: p.long({
+      description: 'ROOT disk size in GB for a template deploy; must not be smaller than the template.',
+    }),
+    name: p.string({
+      description:
+        'Host name of the VM: 1-63 letters, digits and hyphens starting with a letter, unique in the account; defaults to VM-<uuid>.',
+    }),
+    displayname: p.string({ description: 'Name shown for the VM; defaults to its name.' }),
+    group: p.string({
+      description:
+        "Instance group name to put the VM in; created in the owner's account if it does not exist.",
+    }),
+    account: p.string({
+      description:
+        "Name of the account to deploy for (admins and domain admins); with domainid, or in the caller's domain.",
+    }),
+    domainid: p.uuid({ description: 'UUID of the domain of the owning account given with account.' }),
+    projectid: p.uuid({
+      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    }),
+    keypair: p.string({
+      description: "Name of the owner's SSH key pair to give the VM (when keypairs is not used).",
+    }),
+    keypairs: p.list({
+      description:
+        "Comma-separated names of the owner's SSH key pairs to give the VM; takes precedence over keypair.",
+    }),
+    userdata: p.string({
+      length: 1048576,
+      description:
+        'User data for the guest, base64 encoded, served by the metadata service; size is limited by settings.',
+    }),
+    userdataid: p.uuid({
+      description: 'UUID of a registered user data of the owner, used instead of userdata.',
+    }),
+    securitygroupids: p.list({
+      of: 'uuid',
+      description: "UUIDs of the owner's security groups to apply; only in zones with security groups.",
+    }),
+    securitygroupnames: p.list({
+      description: "Names of the owner's security groups to apply; only in zones with security groups.",
+    }),
+    networkids: p.list({
+      of: 'uuid',
+      description:
+        "UUIDs of guest networks for the VM's NICs, in order (the first is the default); needed in Advanced zones.",
+    }),
+    iptonetworklist: p.map({
+      description:
+        'Networks with chosen IPv4 addresses: iptonetworklist[0].networkid and .ip; not with networkids or ipaddress; IPv6 and mac are refused.',
+    }),
+    ipaddress: p.string({
+      description: "IPv4 address to give the VM's default NIC, from that network's range.",
+    }),
+    startvm: p.boolean({ description: 'When false, the VM is only created and left Stopped; default true.' }),
+    details: p.map({
+      description:
+        'Extra details; for a customized offering cpuNumber, cpuSpeed (MHz) and memory (MB), as details[0].cpuNumber=2.',
+    }),
+    hostid: p.uuid({ adminOnly: true, description: 'Admins only: boot the VM on this host of the zone.' }),
+    clusterid: p.uuid({
+      adminOnly: true,
+      description: 'Admins only: place the VM in this cluster of the zone.',
+    }),
+    podid: p.uuid({ adminOnly: true, description: 'Admins only: place the VM in this pod of the zone.' }),
+    hypervisor: p.string({
+      description:
+        'Expected hypervisor; refused if the template is for another one. Usually KVM or Simulator.',
+    }),
+    displayvm: p.boolean({
+      description: "When false, the VM is hidden from its owner's normal views; default true.",
+    }),
+    customid: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    affinitygroupids: p.list({
+      of: 'uuid',
+      description: "UUIDs of the owner's affinity groups the VM joins; placement follows their rules.",
+    }),
+    affinitygroupnames: p.list({ description: "Names of the owner's affinity groups the VM joins." }),
   },
   event: { type: 'VM.CREATE', description: (params) => `deploying VM ${params.name ?? ''}`.trim() },
   async create(ctx, params) {
