@@ -278,26 +278,53 @@ export async function presentVlanIpRanges(
 
 export const createVlanIpRange = defineCommand({
   name: 'createVlanIpRange',
+  description:
+    "Adds an IPv4 address range: a zone-wide public range of an Advanced zone (for source NAT and acquired addresses), or a pod's guest range for a Basic zone or shared network.",
   params: {
-    zoneid: p.uuid(),
-    podid: p.uuid(),
-    networkid: p.uuid(),
-    physicalnetworkid: p.uuid(),
-    gateway: p.string(),
-    netmask: p.string(),
-    startip: p.string(),
-    endip: p.string(),
-    forvirtualnetwork: p.boolean(),
-    forsystemvms: p.boolean(),
-    vlan: p.string(),
-    account: p.string(),
-    domainid: p.uuid(),
-    projectid: p.uuid(),
-    startipv6: p.string(),
-    endipv6: p.string(),
-    ip6gateway: p.string(),
-    ip6cidr: p.string(),
-    provider: p.string(),
+    zoneid: p.uuid({
+      description:
+        'Zone of the range; required for a public range, otherwise taken from podid or networkid when omitted.',
+    }),
+    podid: p.uuid({
+      description: 'Pod a guest range serves; required for a guest range, refused for a public one.',
+    }),
+    networkid: p.uuid({
+      description:
+        "Shared network a guest range serves; defaults to the zone's Basic guest network. Refused for a public range.",
+    }),
+    physicalnetworkid: p.uuid({
+      description: 'Physical network of the zone the range is on; it must belong to the zone. Optional.',
+    }),
+    gateway: p.string({ description: "Gateway of the range's subnet; required." }),
+    netmask: p.string({ description: "Netmask of the range's subnet; required." }),
+    startip: p.string({ description: 'First IPv4 address of the range; required.' }),
+    endip: p.string({
+      description: 'Last IPv4 address of the range; defaults to startip (a one-address range).',
+    }),
+    forvirtualnetwork: p.boolean({
+      description:
+        'True for a public range, false for a guest range; by default public when only zoneid is given and the zone is Advanced.',
+    }),
+    forsystemvms: p.boolean({
+      description: 'Not supported (Nimbostack has no system VMs): true is refused.',
+    }),
+    vlan: p.string({
+      description:
+        "Public range: 'untagged' (default) or a segment ID 1-16777214, bare or vlan://N; ranges on one segment share a subnet. Guest range: only untagged.",
+    }),
+    account: p.string({
+      description: 'Dedicates a new public range to this account (with domainid); refused for guest ranges.',
+    }),
+    domainid: p.uuid({
+      description:
+        "Dedicates a new public range to this domain, or names account's domain; refused for guest ranges.",
+    }),
+    projectid: p.uuid({ description: 'Projects are not implemented yet: any value is refused.' }),
+    startipv6: p.string({ description: 'IPv6 is not supported: any value is refused.' }),
+    endipv6: p.string({ description: 'IPv6 is not supported: any value is refused.' }),
+    ip6gateway: p.string({ description: 'IPv6 is not supported: any value is refused.' }),
+    ip6cidr: p.string({ description: 'IPv6 is not supported: any value is refused.' }),
+    provider: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -395,18 +422,23 @@ export const createVlanIpRange = defineCommand({
 
 export const listVlanIpRanges = defineCommand({
   name: 'listVlanIpRanges',
+  description: "Lists public and guest IPv4 address ranges; keyword matches a range's first or last address.",
   params: {
     ...listParams,
-    id: p.uuid(),
-    zoneid: p.uuid(),
-    podid: p.uuid(),
-    networkid: p.uuid(),
-    physicalnetworkid: p.uuid(),
-    vlan: p.string(),
-    forvirtualnetwork: p.boolean(),
-    account: p.string(),
-    domainid: p.uuid(),
-    projectid: p.uuid(),
+    id: p.uuid({ description: 'Only the range with this ID.' }),
+    zoneid: p.uuid({ description: 'Only ranges of this zone.' }),
+    podid: p.uuid({ description: 'Only guest ranges of this pod.' }),
+    networkid: p.uuid({ description: 'Only ranges serving this network.' }),
+    physicalnetworkid: p.uuid({ description: 'Only ranges on this physical network.' }),
+    vlan: p.string({ description: 'Only ranges on this segment: untagged or its ID (bare or vlan://N).' }),
+    forvirtualnetwork: p.boolean({
+      description: 'True for public ranges only, false for guest ranges only.',
+    }),
+    account: p.string({ description: 'Only public ranges dedicated to this account (with domainid).' }),
+    domainid: p.uuid({
+      description: "Only public ranges dedicated to this domain; with account, the account's domain.",
+    }),
+    projectid: p.uuid({ description: 'Projects are not implemented yet: any value gives an empty list.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -448,7 +480,9 @@ export const listVlanIpRanges = defineCommand({
 
 export const deleteVlanIpRange = defineCommand({
   name: 'deleteVlanIpRange',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    'Deletes an address range. Refused while any of its addresses is allocated (to an account for a public range, to a VM for a guest range).',
+  params: { id: p.uuid({ required: true, description: 'ID of the range to delete.' }) },
   async handler(ctx, params) {
     const { app } = ctx;
     const range = await app.store.db
@@ -492,11 +526,19 @@ export const deleteVlanIpRange = defineCommand({
 
 export const dedicatePublicIpRange = defineCommand({
   name: 'dedicatePublicIpRange',
+  description:
+    'Reserves a public range for one account or domain, so that only it acquires addresses from it; refused if already dedicated or an outsider holds one of its addresses.',
   params: {
-    id: p.uuid({ required: true }),
-    account: p.string(),
-    domainid: p.uuid({ required: true }),
-    projectid: p.uuid(),
+    id: p.uuid({ required: true, description: 'ID of the public range to dedicate.' }),
+    account: p.string({
+      description:
+        'Account the range is dedicated to (of domainid); omit it to dedicate to the whole domain.',
+    }),
+    domainid: p.uuid({
+      required: true,
+      description: 'Domain the range is dedicated to, or the domain of account.',
+    }),
+    projectid: p.uuid({ description: 'Projects are not implemented yet: any value is refused.' }),
   },
   async handler(ctx, params) {
     return (await presentVlanIpRanges(ctx, [await dedicateRange(ctx, params)]))[0];
@@ -505,7 +547,9 @@ export const dedicatePublicIpRange = defineCommand({
 
 export const releasePublicIpRange = defineCommand({
   name: 'releasePublicIpRange',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    "Ends the dedication of a public range, returning it to the zone's shared pool; addresses already acquired from it stay with their owners.",
+  params: { id: p.uuid({ required: true, description: 'ID of the dedicated public range.' }) },
   async handler(ctx, params) {
     await releaseRange(ctx, params.id);
     return success();
