@@ -71,13 +71,26 @@ async function findGroup(
 
 export const createAffinityGroup = defineCommand({
   name: 'createAffinityGroup',
+  description:
+    'Creates an affinity group that keeps its member VMs on one host or on different hosts. Asynchronous; the name must be new in the owning account.',
   params: {
-    name: p.string({ required: true }),
-    type: p.string({ required: true }),
-    description: p.string(),
-    account: p.string(),
-    domainid: p.uuid(),
-    projectid: p.uuid(),
+    name: p.string({ required: true, description: 'Name of the group, unique within the owning account.' }),
+    type: p.string({
+      required: true,
+      description:
+        "Placement rule: 'host anti-affinity' (members on different hosts) or 'host affinity' (members on one host); case-insensitive.",
+    }),
+    description: p.string({ description: 'Free text kept with the group.' }),
+    account: p.string({
+      description:
+        "Name of the account that will own the group (admins and domain admins); defaults to the caller's.",
+    }),
+    domainid: p.uuid({
+      description: "UUID of the domain of the account given with account; defaults to the caller's domain.",
+    }),
+    projectid: p.uuid({
+      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    }),
   },
   event: { type: 'AG.CREATE', description: (params) => `creating affinity group ${params.name}` },
   async create(ctx, params) {
@@ -126,17 +139,29 @@ export const createAffinityGroup = defineCommand({
 
 export const listAffinityGroups = defineCommand({
   name: 'listAffinityGroups',
+  description: 'Lists affinity groups the caller may see, or those a given VM belongs to.',
   params: {
     ...listParams,
-    id: p.uuid(),
-    name: p.string(),
-    type: p.string(),
-    virtualmachineid: p.uuid(),
-    account: p.string(),
-    domainid: p.uuid(),
-    isrecursive: p.boolean(),
-    listall: p.boolean(),
-    projectid: p.uuid(),
+    id: p.uuid({ description: 'Only the group with this UUID.' }),
+    name: p.string({ description: 'Only groups with exactly this name.' }),
+    type: p.string({
+      description: "Only groups of this type, such as 'host anti-affinity' or 'host affinity'.",
+    }),
+    virtualmachineid: p.uuid({ description: 'Only the groups this VM is a member of, whoever owns them.' }),
+    account: p.string({
+      description:
+        "Only groups of this account (with domainid, or in the caller's domain); ignored for users.",
+    }),
+    domainid: p.uuid({
+      description: 'Only groups in this domain (and below with isrecursive); ignored for users.',
+    }),
+    isrecursive: p.boolean({ description: 'With domainid, also include groups of subdomains.' }),
+    listall: p.boolean({
+      description: 'For admins and domain admins: include groups of every account they may see.',
+    }),
+    projectid: p.uuid({
+      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -176,12 +201,19 @@ export const listAffinityGroups = defineCommand({
 
 export const deleteAffinityGroup = defineCommand({
   name: 'deleteAffinityGroup',
+  description:
+    'Deletes an affinity group; its VMs simply stop being members, and dedications made through the group are released. Asynchronous.',
   params: {
-    id: p.uuid(),
-    name: p.string(),
-    account: p.string(),
-    domainid: p.uuid(),
-    projectid: p.uuid(),
+    id: p.uuid({ description: 'UUID of the group to delete; give this or name, not both.' }),
+    name: p.string({
+      description:
+        "Name of the group to delete, looked up in the caller's account or the one given with account.",
+    }),
+    account: p.string({ description: 'With name: the account owning the group.' }),
+    domainid: p.uuid({ description: 'With name and account: the domain of that account.' }),
+    projectid: p.uuid({
+      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    }),
   },
   event: {
     type: 'AG.DELETE',
@@ -212,10 +244,17 @@ export const deleteAffinityGroup = defineCommand({
 
 export const updateVMAffinityGroup = defineCommand({
   name: 'updateVMAffinityGroup',
+  description:
+    "Replaces the affinity groups of a Stopped VM with those given (an empty list removes it from all). Asynchronous; the groups must belong to the VM's owner.",
   params: {
-    id: p.uuid({ required: true }),
-    affinitygroupids: p.list({ of: 'uuid' }),
-    affinitygroupnames: p.list(),
+    id: p.uuid({ required: true, description: 'UUID of the Stopped VM.' }),
+    affinitygroupids: p.list({
+      of: 'uuid',
+      description: "UUIDs of the owner's groups the VM should be in; not with affinitygroupnames.",
+    }),
+    affinitygroupnames: p.list({
+      description: "Names of the owner's groups the VM should be in; not with affinitygroupids.",
+    }),
   },
   event: { type: 'VM.AG.UPDATE', description: (params) => `updating the affinity groups of VM ${params.id}` },
   async target(ctx, params) {
@@ -269,7 +308,15 @@ export const updateVMAffinityGroup = defineCommand({
 
 export const listAffinityGroupTypes = defineCommand({
   name: 'listAffinityGroupTypes',
-  params: { keyword: p.string(), page: p.integer(), pagesize: p.integer() },
+  description:
+    "Lists the affinity group types createAffinityGroup accepts: 'host anti-affinity' and 'host affinity'.",
+  params: {
+    keyword: p.string({
+      description: 'Accepted for compatibility; the short list is always returned whole.',
+    }),
+    page: p.integer({ description: 'Accepted for compatibility; the list is not paged.' }),
+    pagesize: p.integer({ description: 'Accepted for compatibility; the list is not paged.' }),
+  },
   async handler() {
     return listResult(
       AFFINITY_TYPES.map((type) => ({ type })),

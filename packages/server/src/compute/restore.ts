@@ -134,11 +134,23 @@ export async function restoreVm(ctx: CallContext, vm: VmRow, req: RestoreRequest
 
 export const restoreVirtualMachine = defineCommand({
   name: 'restoreVirtualMachine',
+  description:
+    "Replaces a VM's ROOT disk with a fresh copy of its template (or another one); a Running VM is stopped and started again. Asynchronous; refused while the VM has VM snapshots.",
   params: {
-    virtualmachineid: p.uuid({ required: true }),
-    templateid: p.uuid(),
-    rootdisksize: p.long(),
-    expunge: p.boolean(),
+    virtualmachineid: p.uuid({
+      required: true,
+      description: 'UUID of the Running or Stopped VM to restore.',
+    }),
+    templateid: p.uuid({
+      description:
+        "UUID of the template to rebuild from, for the VM's hypervisor; defaults to the VM's current template (ISOs are refused).",
+    }),
+    rootdisksize: p.long({
+      description: "Size in GB of the new ROOT disk; not below the template's size, which is the default.",
+    }),
+    expunge: p.boolean({
+      description: 'Accepted for compatibility; Nimbostack ignores it: the old ROOT disk is always deleted.',
+    }),
   },
   event: { type: 'VM.RESTORE', description: (params) => `restoring VM ${params.virtualmachineid}` },
   async target(ctx, params) {
