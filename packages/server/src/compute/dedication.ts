@@ -230,10 +230,17 @@ function dedicateCommand(kind: Kind) {
   const idParam = `${kind.toLowerCase()}id` as 'hostid';
   return defineCommand({
     name: `dedicate${kind}`,
+    description: `Reserves a ${kind.toLowerCase()} for one domain or one account, so the planner keeps other owners' VMs off its hosts. Asynchronous; refused if already dedicated or running others' VMs.`,
     params: {
-      [idParam]: p.uuid({ required: true }),
-      domainid: p.uuid({ required: true }),
-      account: p.string(),
+      [idParam]: p.uuid({ required: true, description: `UUID of the ${kind.toLowerCase()} to reserve.` }),
+      domainid: p.uuid({
+        required: true,
+        description: 'UUID of the domain the resource is reserved for (and the domain of account, if given).',
+      }),
+      account: p.string({
+        description:
+          "Name of an account in that domain to reserve for; it then goes into the account's ExplicitDedication affinity group.",
+      }),
     } as {
       hostid: ReturnType<typeof p.uuid>;
       domainid: ReturnType<typeof p.uuid>;
@@ -287,7 +294,13 @@ function releaseCommand(kind: Kind) {
   const idParam = `${kind.toLowerCase()}id` as 'hostid';
   return defineCommand({
     name: `releaseDedicated${kind}`,
-    params: { [idParam]: p.uuid({ required: true }) } as { hostid: ReturnType<typeof p.uuid> },
+    description: `Ends the dedication of a ${kind.toLowerCase()}; an ExplicitDedication group left with no dedications is deleted. Asynchronous.`,
+    params: {
+      [idParam]: p.uuid({
+        required: true,
+        description: `UUID of the dedicated ${kind.toLowerCase()} to free.`,
+      }),
+    } as { hostid: ReturnType<typeof p.uuid> },
     event: {
       type: 'DEDICATE.RESOURCE.RELEASE',
       description: () => `releasing a dedicated ${kind.toLowerCase()}`,
@@ -337,12 +350,17 @@ function listCommand(kind: Kind) {
   const idParam = `${kind.toLowerCase()}id` as 'hostid';
   return defineCommand({
     name: `listDedicated${kind}s`,
+    description: `Shows which ${kind.toLowerCase()}s are reserved, and for which domain or account; dedications of removed resources are left out.`,
     params: {
       ...listParams,
-      [idParam]: p.uuid(),
-      domainid: p.uuid(),
-      account: p.string(),
-      affinitygroupid: p.uuid(),
+      [idParam]: p.uuid({ description: `Only the dedication of this ${kind.toLowerCase()}.` }),
+      domainid: p.uuid({
+        description: 'Only dedications to this domain (or, with account, the domain of that account).',
+      }),
+      account: p.string({ description: 'Only dedications to this account; domainid must be given too.' }),
+      affinitygroupid: p.uuid({
+        description: 'Only dedications tied to this ExplicitDedication affinity group.',
+      }),
     } as typeof listParams & {
       hostid: ReturnType<typeof p.uuid>;
       domainid: ReturnType<typeof p.uuid>;
