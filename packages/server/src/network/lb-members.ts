@@ -120,13 +120,22 @@ async function membersToRemove(ctx: CallContext, rule: IpRuleRow, params: Member
 }
 
 const memberParams = {
-  id: p.uuid({ required: true }),
-  virtualmachineids: p.list({ of: 'uuid' }),
-  vmidipmap: p.map(),
+  id: p.uuid({ required: true, description: 'ID of the load balancer rule.' }),
+  virtualmachineids: p.list({
+    of: 'uuid',
+    description:
+      "Comma-separated IDs of the VMs to add or remove; each is balanced to on its address in the rule's network.",
+  }),
+  vmidipmap: p.map({
+    description:
+      "VMs with an address each (vmidipmap[0].vmid, vmidipmap[0].vmip); the address must be the VM's own in the rule's network. Combines with virtualmachineids.",
+  }),
 };
 
 export const assignToLoadBalancerRule = defineCommand({
   name: 'assignToLoadBalancerRule',
+  description:
+    "Adds VMs of the rule's account and network to a load balancer rule and reloads the router's balancer; asynchronous, undone if the router refuses.",
   params: memberParams,
   event: {
     type: 'LB.ASSIGN.TO.RULE',
@@ -171,6 +180,7 @@ export const assignToLoadBalancerRule = defineCommand({
 
 export const removeFromLoadBalancerRule = defineCommand({
   name: 'removeFromLoadBalancerRule',
+  description: "Removes VMs from a load balancer rule and reloads the router's balancer; asynchronous.",
   params: memberParams,
   event: {
     type: 'LB.REMOVE.FROM.RULE',
@@ -216,7 +226,19 @@ export const removeFromLoadBalancerRule = defineCommand({
 
 export const listLoadBalancerRuleInstances = defineCommand({
   name: 'listLoadBalancerRuleInstances',
-  params: { ...listParams, id: p.uuid({ required: true }), applied: p.boolean(), lbvmips: p.boolean() },
+  description:
+    'Lists the VMs a load balancer rule sends traffic to or, with applied=false, those that could still be added; keyword matches VM names.',
+  params: {
+    ...listParams,
+    id: p.uuid({ required: true, description: 'ID of the load balancer rule.' }),
+    applied: p.boolean({
+      description:
+        "False lists the rule account's VMs in the rule's network that are not members yet; true or omitted lists the members.",
+    }),
+    lbvmips: p.boolean({
+      description: 'Also answer, for each VM, the addresses the rule balances to (lbvmipaddresses).',
+    }),
+  },
   async handler(ctx, params) {
     const { app } = ctx;
     const db = app.store.db;

@@ -220,13 +220,25 @@ async function insertPolicy(
 
 export const createLBStickinessPolicy = defineCommand({
   name: 'createLBStickinessPolicy',
+  description:
+    "Makes a load balancer rule keep each client on the same VM (by cookie or source address); replaces the rule's previous stickiness policy. Asynchronous.",
   params: {
-    lbruleid: p.uuid({ required: true }),
-    name: p.string({ required: true }),
-    methodname: p.string({ required: true }),
-    param: p.map(),
-    description: p.string(),
-    fordisplay: p.boolean({ adminOnly: true }),
+    lbruleid: p.uuid({ required: true, description: 'ID of the load balancer rule the policy applies to.' }),
+    name: p.string({ required: true, description: 'Name of the policy; must not be blank.' }),
+    methodname: p.string({
+      required: true,
+      description:
+        "How clients are recognised: LbCookie (a cookie the balancer inserts), AppCookie (the application's cookie) or SourceBased (the client's address).",
+    }),
+    param: p.map({
+      description:
+        'Method options as param[0].name/param[0].value. LbCookie: cookie-name, nocache, indirect, mode=insert. AppCookie: cookie-name, prefix. SourceBased: tablesize (e.g. 200k), expire (e.g. 30m). Others are refused.',
+    }),
+    description: p.string({ description: 'Free-text description of the policy.' }),
+    fordisplay: p.boolean({
+      adminOnly: true,
+      description: 'Whether end users see the policy. Defaults to true.',
+    }),
   },
   event: {
     type: 'LB.STICKINESSPOLICY.CREATE',
@@ -304,15 +316,26 @@ function healthCheckParams(params: {
 
 export const createLBHealthCheckPolicy = defineCommand({
   name: 'createLBHealthCheckPolicy',
+  description:
+    "Makes the router's balancer probe a rule's VMs over HTTP and stop sending traffic to those that fail; one policy per rule. Asynchronous.",
   params: {
-    lbruleid: p.uuid({ required: true }),
-    pingpath: p.string(),
-    intervaltime: p.integer(),
-    responsetimeout: p.integer(),
-    healthythreshold: p.integer(),
-    unhealthythreshold: p.integer(),
-    description: p.string(),
-    fordisplay: p.boolean({ adminOnly: true }),
+    lbruleid: p.uuid({ required: true, description: 'ID of the load balancer rule the policy applies to.' }),
+    pingpath: p.string({ description: 'HTTP path requested from each VM, starting with /; defaults to /.' }),
+    intervaltime: p.integer({ description: 'Seconds between probes, 1-20940; default 5.' }),
+    responsetimeout: p.integer({
+      description: 'Seconds a VM has to answer a probe, 1-60 and not above intervaltime; default 2.',
+    }),
+    healthythreshold: p.integer({
+      description: 'Consecutive successful probes that bring a VM back, 1-1000; default 2.',
+    }),
+    unhealthythreshold: p.integer({
+      description: 'Consecutive failed probes that take a VM out, 1-1000; default 1.',
+    }),
+    description: p.string({ description: 'Free-text description of the policy.' }),
+    fordisplay: p.boolean({
+      adminOnly: true,
+      description: 'Whether end users see the policy. Defaults to true.',
+    }),
   },
   event: {
     type: 'LB.HEALTHCHECKPOLICY.CREATE',
@@ -347,7 +370,11 @@ export const createLBHealthCheckPolicy = defineCommand({
 function deletePolicyCommand(name: 'deleteLBStickinessPolicy' | 'deleteLBHealthCheckPolicy', kind: Kind) {
   return defineCommand({
     name,
-    params: { id: p.uuid({ required: true }) },
+    description:
+      kind === 'Stickiness'
+        ? "Deletes a stickiness policy and reloads the router's balancer without it; asynchronous."
+        : "Deletes a health check policy and reloads the router's balancer without it; asynchronous.",
+    params: { id: p.uuid({ required: true, description: 'ID of the policy to delete.' }) },
     event: {
       type: kind === 'Stickiness' ? 'LB.STICKINESSPOLICY.DELETE' : 'LB.HEALTHCHECKPOLICY.DELETE',
       description: (params) =>
@@ -376,10 +403,14 @@ export const deleteLBHealthCheckPolicy = deletePolicyCommand('deleteLBHealthChec
 function updatePolicyCommand(name: 'updateLBStickinessPolicy' | 'updateLBHealthCheckPolicy', kind: Kind) {
   return defineCommand({
     name,
+    description:
+      kind === 'Stickiness'
+        ? 'Changes the display flag or the ID of a stickiness policy; the router is not involved.'
+        : 'Changes the display flag or the ID of a health check policy; the router is not involved.',
     params: {
-      id: p.uuid({ required: true }),
-      fordisplay: p.boolean({ adminOnly: true }),
-      customid: p.string({ adminOnly: true }),
+      id: p.uuid({ required: true, description: 'ID of the policy to update.' }),
+      fordisplay: p.boolean({ adminOnly: true, description: 'Whether end users see the policy.' }),
+      customid: p.string({ adminOnly: true, description: 'New ID for the policy.' }),
     },
     event: {
       type: kind === 'Stickiness' ? 'LB.STICKINESSPOLICY.UPDATE' : 'LB.HEALTHCHECKPOLICY.UPDATE',
@@ -413,7 +444,21 @@ export const updateLBHealthCheckPolicy = updatePolicyCommand('updateLBHealthChec
 function listPolicyCommand(name: 'listLBStickinessPolicies' | 'listLBHealthCheckPolicies', kind: Kind) {
   return defineCommand({
     name,
-    params: { ...listParams, lbruleid: p.uuid(), id: p.uuid(), fordisplay: p.boolean({ adminOnly: true }) },
+    description:
+      kind === 'Stickiness'
+        ? 'Lists the stickiness policy of a load balancer rule, given the rule or the policy; keyword matches its name.'
+        : 'Lists the health check policy of a load balancer rule, given the rule or the policy; keyword matches its description.',
+    params: {
+      ...listParams,
+      lbruleid: p.uuid({
+        description: 'Load balancer rule whose policies are listed; without it or id the list is empty.',
+      }),
+      id: p.uuid({ description: 'Only the policy with this ID; an unknown ID gives an empty list.' }),
+      fordisplay: p.boolean({
+        adminOnly: true,
+        description: 'List the policies hidden from users (false) instead of the shown ones (default true).',
+      }),
+    },
     async handler(ctx, params) {
       // Upstream finds no rule and answers an empty list.
       if (!params.lbruleid && !params.id) return listResult([], 0);
