@@ -84,11 +84,20 @@ async function findGroup(ctx: CallContext, uuid: string) {
 
 export const createInstanceGroup = defineCommand({
   name: 'createInstanceGroup',
+  description:
+    "Creates a named instance group for organising an account's VMs; the name must be new in that account.",
   params: {
-    name: p.string({ required: true }),
-    account: p.string(),
-    domainid: p.uuid(),
-    projectid: p.uuid(),
+    name: p.string({ required: true, description: 'Name of the group, unique in the owning account.' }),
+    account: p.string({
+      description:
+        "Name of the account that will own the group (admins and domain admins); defaults to the caller's.",
+    }),
+    domainid: p.uuid({
+      description: "UUID of the domain of the account given with account; defaults to the caller's domain.",
+    }),
+    projectid: p.uuid({
+      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    }),
   },
   async handler(ctx, params) {
     const owner = params.account ? (await resolveAccount(ctx, params)).account : ctx.caller.account;
@@ -111,15 +120,25 @@ export const createInstanceGroup = defineCommand({
 
 export const listInstanceGroups = defineCommand({
   name: 'listInstanceGroups',
+  description: 'Lists the instance groups the caller may see.',
   params: {
     ...listParams,
-    id: p.uuid(),
-    name: p.string(),
-    account: p.string(),
-    domainid: p.uuid(),
-    isrecursive: p.boolean(),
-    listall: p.boolean(),
-    projectid: p.uuid(),
+    id: p.uuid({ description: 'Only the group with this UUID.' }),
+    name: p.string({ description: 'Only groups with exactly this name.' }),
+    account: p.string({
+      description:
+        "Only groups of this account (with domainid, or in the caller's domain); ignored for users.",
+    }),
+    domainid: p.uuid({
+      description: 'Only groups in this domain (and below with isrecursive); ignored for users.',
+    }),
+    isrecursive: p.boolean({ description: 'With domainid, also include groups of subdomains.' }),
+    listall: p.boolean({
+      description: 'For admins and domain admins: include groups of every account they may see.',
+    }),
+    projectid: p.uuid({
+      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -146,7 +165,11 @@ export const listInstanceGroups = defineCommand({
 
 export const updateInstanceGroup = defineCommand({
   name: 'updateInstanceGroup',
-  params: { id: p.uuid({ required: true }), name: p.string() },
+  description: 'Renames an instance group; the new name must be free in the owning account.',
+  params: {
+    id: p.uuid({ required: true, description: 'UUID of the group to rename.' }),
+    name: p.string({ description: 'New name; when omitted nothing changes.' }),
+  },
   async handler(ctx, params) {
     const g = await findGroup(ctx, params.id);
     if (params.name && params.name !== g.name) {
@@ -169,7 +192,8 @@ export const updateInstanceGroup = defineCommand({
 
 export const deleteInstanceGroup = defineCommand({
   name: 'deleteInstanceGroup',
-  params: { id: p.uuid({ required: true }) },
+  description: 'Deletes an instance group; its VMs are kept and simply no longer belong to a group.',
+  params: { id: p.uuid({ required: true, description: 'UUID of the group to delete.' }) },
   async handler(ctx, params) {
     const g = await findGroup(ctx, params.id);
     await ctx.app.store.db.transaction().execute(async (tx) => {

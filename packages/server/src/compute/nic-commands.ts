@@ -22,12 +22,19 @@ async function presentVm(ctx: CallContext, id: number) {
 
 export const addNicToVirtualMachine = defineCommand({
   name: 'addNicToVirtualMachine',
+  description:
+    "Plugs a new NIC on a guest network of the VM's zone into a Running or Stopped VM. Asynchronous; refused in Basic zones and while the VM has VM snapshots.",
   params: {
-    virtualmachineid: p.uuid({ required: true }),
-    networkid: p.uuid({ required: true }),
-    ipaddress: p.string(),
-    macaddress: p.string(),
-    dhcpoptions: p.map(),
+    virtualmachineid: p.uuid({ required: true, description: 'UUID of the VM that gets the NIC.' }),
+    networkid: p.uuid({
+      required: true,
+      description: 'UUID of the guest network to connect; the VM must not have a NIC on it yet.',
+    }),
+    ipaddress: p.string({
+      description: "IPv4 address to take from the network's range; a free one is picked when omitted.",
+    }),
+    macaddress: p.string({ description: 'Refused: Nimbostack always generates the MAC address.' }),
+    dhcpoptions: p.map({ description: 'Refused: extra DHCP options are not supported.' }),
   },
   event: {
     type: 'NIC.CREATE',
@@ -49,7 +56,15 @@ export const addNicToVirtualMachine = defineCommand({
 
 export const removeNicFromVirtualMachine = defineCommand({
   name: 'removeNicFromVirtualMachine',
-  params: { virtualmachineid: p.uuid({ required: true }), nicid: p.uuid({ required: true }) },
+  description:
+    'Unplugs a non-default NIC from a Running or Stopped VM and releases its address. Asynchronous; refused in Basic zones and while the VM has VM snapshots.',
+  params: {
+    virtualmachineid: p.uuid({ required: true, description: 'UUID of the VM.' }),
+    nicid: p.uuid({
+      required: true,
+      description: "UUID of the VM's NIC to remove; it must not be the default one.",
+    }),
+  },
   event: {
     type: 'NIC.DELETE',
     description: (params) => `removing NIC ${params.nicid} from VM ${params.virtualmachineid}`,
@@ -64,7 +79,15 @@ export const removeNicFromVirtualMachine = defineCommand({
 
 export const updateDefaultNicForVirtualMachine = defineCommand({
   name: 'updateDefaultNicForVirtualMachine',
-  params: { virtualmachineid: p.uuid({ required: true }), nicid: p.uuid({ required: true }) },
+  description:
+    "Makes another of the VM's NICs its default one (the gateway and DNS the guest uses). Asynchronous; refused in Basic zones and while the VM has VM snapshots.",
+  params: {
+    virtualmachineid: p.uuid({ required: true, description: 'UUID of the VM.' }),
+    nicid: p.uuid({
+      required: true,
+      description: "UUID of the VM's NIC that becomes the default; it must not be the default already.",
+    }),
+  },
   event: {
     type: 'NIC.UPDATE',
     description: (params) => `making NIC ${params.nicid} the default of VM ${params.virtualmachineid}`,
