@@ -1,6 +1,7 @@
 /** Every API command this server implements, from each capability folder. */
 import { simulatorCommands } from './agents/simulator.ts';
 import { computeCommands } from './compute/index.ts';
+import { computeResponseFields } from './compute/response-fields.ts';
 import { consoleCommands } from './console/commands.ts';
 import { discoveryCommands } from './discovery/discovery.ts';
 import { eventCommands } from './events/commands.ts';
@@ -56,4 +57,4 @@ export const allCommands = [
 ] as Command[];
 
 /** The response-field descriptions of every capability folder (see registry/response-fields.ts). */
-export const allResponseFields: ResponseFields[] = [];
+export const allResponseFields: ResponseFields[] = [computeResponseFields];
