@@ -155,22 +155,51 @@ async function checkConflicts(
 
 export const createLoadBalancerRule = defineCommand({
   name: 'createLoadBalancerRule',
+  description:
+    "Balances TCP connections to a public IP address's port across VMs of its network (added with assignToLoadBalancerRule); by default also opens the port. Asynchronous.",
   params: {
-    name: p.string({ required: true }),
-    publicipid: p.uuid(),
-    algorithm: p.string({ required: true }),
-    privateport: p.integer({ required: true }),
-    publicport: p.integer({ required: true }),
-    protocol: p.string(),
-    openfirewall: p.boolean(),
-    cidrlist: p.list(),
-    networkid: p.uuid(),
-    zoneid: p.uuid(),
-    description: p.string({ length: 4096 }),
+    name: p.string({ required: true, description: 'Name of the rule; must not be blank.' }),
+    publicipid: p.uuid({
+      description:
+        'Public IP address (acquired, associated with an isolated network, not static NAT) that receives the traffic; required in Nimbostack.',
+    }),
+    algorithm: p.string({
+      required: true,
+      description:
+        "How connections are spread: roundrobin, leastconn or source (the client's address picks the VM).",
+    }),
+    privateport: p.integer({ required: true, description: 'Port of the VMs the traffic goes to, 1-65535.' }),
+    publicport: p.integer({
+      required: true,
+      description:
+        'Port of the public address that is balanced, 1-65535; no other balancer or port forward of the address may use it.',
+    }),
+    protocol: p.string({
+      description: 'Protocol balanced; only tcp (the default) is supported by the virtual router.',
+    }),
+    openfirewall: p.boolean({
+      description:
+        'Also create the firewall rule that admits the traffic (default true). Needed for cidrlist.',
+    }),
+    cidrlist: p.list({
+      description:
+        "Comma-separated source CIDRs admitted through the rule's firewall rule; defaults to any. Requires openfirewall.",
+    }),
+    networkid: p.uuid({
+      description: 'Guest network of the rule; must be the one the address is associated with.',
+    }),
+    zoneid: p.uuid({ description: "Zone of the rule; must be the address's zone." }),
+    description: p.string({
+      length: 4096,
+      description: 'Free-text description of the rule, up to 4096 characters.',
+    }),
     // Upstream lets only root administrators set these; others' values are ignored, as there.
-    fordisplay: p.boolean({ adminOnly: true }),
-    account: p.string(),
-    domainid: p.uuid(),
+    fordisplay: p.boolean({
+      adminOnly: true,
+      description: 'Whether end users see the rule. Defaults to true.',
+    }),
+    account: p.string({ description: 'Account that must own the address (with domainid); a check only.' }),
+    domainid: p.uuid({ description: 'Domain of account; only with account.' }),
   },
   event: {
     type: 'LB.CREATE',
@@ -248,15 +277,23 @@ export const createLoadBalancerRule = defineCommand({
 
 export const updateLoadBalancerRule = defineCommand({
   name: 'updateLoadBalancerRule',
+  description:
+    "Changes a load balancer rule's name, description, algorithm, protocol or source CIDRs, and reloads the router's balancer; asynchronous, undone if the router refuses.",
   params: {
-    id: p.uuid({ required: true }),
-    name: p.string(),
-    description: p.string({ length: 4096 }),
-    algorithm: p.string(),
-    protocol: p.string(),
-    cidrlist: p.list(),
-    fordisplay: p.boolean({ adminOnly: true }),
-    customid: p.string({ adminOnly: true }),
+    id: p.uuid({ required: true, description: 'ID of the rule to update.' }),
+    name: p.string({ description: 'New name; must not be blank.' }),
+    description: p.string({ length: 4096, description: 'New description, up to 4096 characters.' }),
+    algorithm: p.string({ description: 'New algorithm: roundrobin, leastconn or source.' }),
+    protocol: p.string({ description: 'New protocol; only tcp is supported by the virtual router.' }),
+    cidrlist: p.list({
+      description:
+        "New comma-separated source CIDRs of the rule's firewall rule; empty admits any. Refused for rules made with openfirewall=false.",
+    }),
+    fordisplay: p.boolean({ adminOnly: true, description: 'Whether end users see the rule.' }),
+    customid: p.string({
+      adminOnly: true,
+      description: 'New ID for the rule, not used by another rule; its tags follow.',
+    }),
   },
   event: { type: 'LB.UPDATE', description: (params) => `updating load balancer rule ${params.id}` },
   async target(ctx, params) {
@@ -381,7 +418,9 @@ async function updateOf(
 
 export const deleteLoadBalancerRule = defineCommand({
   name: 'deleteLoadBalancerRule',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    'Deletes a load balancer rule with its firewall rule and members, and removes it from the router; asynchronous.',
+  params: { id: p.uuid({ required: true, description: 'ID of the rule to delete.' }) },
   event: { type: 'LB.DELETE', description: (params) => `deleting load balancer rule ${params.id}` },
   async target(ctx, params) {
     const rule = await findLoadBalancer(ctx, params.id);
@@ -429,18 +468,21 @@ export const deleteLoadBalancerRule = defineCommand({
 
 export const listLoadBalancerRules = defineCommand({
   name: 'listLoadBalancerRules',
+  description: 'Lists the load balancer rules the caller may see; keyword matches their name or description.',
   params: {
     ...listParams,
     ...scopeParams,
-    projectid: p.uuid(),
-    id: p.uuid(),
-    name: p.string(),
-    publicipid: p.uuid(),
-    virtualmachineid: p.uuid(),
-    zoneid: p.uuid(),
-    networkid: p.uuid(),
-    fordisplay: p.boolean(),
-    tags: p.map(),
+    projectid: p.uuid({ description: 'Projects are not implemented yet: any project gives an empty list.' }),
+    id: p.uuid({ description: 'Only the rule with this ID.' }),
+    name: p.string({ description: 'Only rules with exactly this name.' }),
+    publicipid: p.uuid({ description: 'Only rules on this public IP address.' }),
+    virtualmachineid: p.uuid({ description: 'Only rules that balance to this VM.' }),
+    zoneid: p.uuid({ description: 'Only rules on public addresses of this zone.' }),
+    networkid: p.uuid({ description: 'Only rules of this guest network.' }),
+    fordisplay: p.boolean({ description: 'Only rules shown (true) or hidden (false) from end users.' }),
+    tags: p.map({
+      description: 'Only rules carrying all these resource tags (tags[0].key, tags[0].value, ...).',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
