@@ -123,11 +123,30 @@ function present(
   };
 }
 
-const ownerParams = { account: p.string(), domainid: p.uuid(), projectid: p.uuid() };
+const ownerParams = {
+  account: p.string({
+    description:
+      "Name of the account whose key pairs are meant (admins and domain admins); defaults to the caller's.",
+  }),
+  domainid: p.uuid({
+    description: "UUID of the domain of the account given with account; defaults to the caller's domain.",
+  }),
+  projectid: p.uuid({
+    description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+  }),
+};
 
 export const createSSHKeyPair = defineCommand({
   name: 'createSSHKeyPair',
-  params: { name: p.string({ required: true }), ...ownerParams },
+  description:
+    'Generates a 2048-bit RSA key pair, keeps only its public half and returns the private key once, in this response.',
+  params: {
+    name: p.string({
+      required: true,
+      description: 'Name of the new key pair, unique in the owning account.',
+    }),
+    ...ownerParams,
+  },
   async handler(ctx, params) {
     const owner = await ownerOf(ctx, params);
     const pair = generateRsaKeyPair();
@@ -141,9 +160,18 @@ export const createSSHKeyPair = defineCommand({
 
 export const registerSSHKeyPair = defineCommand({
   name: 'registerSSHKeyPair',
+  description:
+    'Stores an existing OpenSSH public key under a name so VMs can be deployed with it; the same key cannot be stored twice in one account.',
   params: {
-    name: p.string({ required: true }),
-    publickey: p.string({ required: true, length: 5120 }),
+    name: p.string({
+      required: true,
+      description: 'Name to store the key under, unique in the owning account.',
+    }),
+    publickey: p.string({
+      required: true,
+      length: 5120,
+      description: "The OpenSSH public key line, such as 'ssh-rsa AAAA... comment' (up to 5120 characters).",
+    }),
     ...ownerParams,
   },
   async handler(ctx, params) {
@@ -155,13 +183,19 @@ export const registerSSHKeyPair = defineCommand({
 
 export const listSSHKeyPairs = defineCommand({
   name: 'listSSHKeyPairs',
+  description:
+    'Lists the SSH key pairs the caller may see, with their MD5 fingerprints (never private keys).',
   params: {
     ...listParams,
-    id: p.uuid(),
-    name: p.string(),
-    fingerprint: p.string(),
-    isrecursive: p.boolean(),
-    listall: p.boolean(),
+    id: p.uuid({ description: 'Only the key pair with this UUID.' }),
+    name: p.string({ description: 'Only key pairs with exactly this name.' }),
+    fingerprint: p.string({
+      description: 'Only key pairs with this MD5 fingerprint (colon-separated hex, case-insensitive).',
+    }),
+    isrecursive: p.boolean({ description: 'With domainid, also include key pairs of subdomains.' }),
+    listall: p.boolean({
+      description: 'For admins and domain admins: include key pairs of every account they may see.',
+    }),
     ...ownerParams,
   },
   async handler(ctx, params) {
@@ -210,7 +244,12 @@ export const listSSHKeyPairs = defineCommand({
 
 export const deleteSSHKeyPair = defineCommand({
   name: 'deleteSSHKeyPair',
-  params: { name: p.string({ required: true }), ...ownerParams },
+  description:
+    'Deletes a named SSH key pair of an account; VMs that were given the key keep it in their guest.',
+  params: {
+    name: p.string({ required: true, description: 'Name of the key pair to delete.' }),
+    ...ownerParams,
+  },
   async handler(ctx, params) {
     const owner = await ownerOf(ctx, params);
     // Upstream records no event for deleting a key pair.

@@ -34,13 +34,30 @@ export function checkUserData(ctx: Pick<CallContext, 'app'>, userdata: string): 
 
 export const registerUserData = defineCommand({
   name: 'registerUserData',
+  description:
+    'Stores a named user data payload that deployVirtualMachine can use by id; the name must be new in the account.',
   params: {
-    name: p.string({ required: true }),
-    userdata: p.string({ required: true, length: 1048576 }),
-    params: p.string({ length: 1024 }),
-    account: p.string(),
-    domainid: p.uuid(),
-    projectid: p.uuid(),
+    name: p.string({ required: true, description: 'Name of the user data, unique in the owning account.' }),
+    userdata: p.string({
+      required: true,
+      length: 1048576,
+      description:
+        'The payload, base64 encoded; its decoded size is limited by vm.userdata.max.length (32768 bytes by default).',
+    }),
+    params: p.string({
+      length: 1024,
+      description: 'Comma-separated names of variables the payload uses; stored and shown as given.',
+    }),
+    account: p.string({
+      description:
+        "Name of the account that will own the user data (admins and domain admins); defaults to the caller's.",
+    }),
+    domainid: p.uuid({
+      description: "UUID of the domain of the account given with account; defaults to the caller's domain.",
+    }),
+    projectid: p.uuid({
+      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -79,15 +96,25 @@ export const registerUserData = defineCommand({
 
 export const listUserData = defineCommand({
   name: 'listUserData',
+  description: 'Lists the registered user data the caller may see, including the payloads.',
   params: {
     ...listParams,
-    id: p.uuid(),
-    name: p.string(),
-    account: p.string(),
-    domainid: p.uuid(),
-    isrecursive: p.boolean(),
-    listall: p.boolean(),
-    projectid: p.uuid(),
+    id: p.uuid({ description: 'Only the user data with this UUID.' }),
+    name: p.string({ description: 'Only user data with exactly this name.' }),
+    account: p.string({
+      description:
+        "Only user data of this account (with domainid, or in the caller's domain); ignored for users.",
+    }),
+    domainid: p.uuid({
+      description: 'Only user data in this domain (and below with isrecursive); ignored for users.',
+    }),
+    isrecursive: p.boolean({ description: 'With domainid, also include user data of subdomains.' }),
+    listall: p.boolean({
+      description: 'For admins and domain admins: include user data of every account they may see.',
+    }),
+    projectid: p.uuid({
+      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -144,7 +171,17 @@ export const listUserData = defineCommand({
 
 export const deleteUserData = defineCommand({
   name: 'deleteUserData',
-  params: { id: p.uuid({ required: true }), account: p.string(), domainid: p.uuid(), projectid: p.uuid() },
+  description: 'Deletes a registered user data by id; VMs deployed with it keep their copy.',
+  params: {
+    id: p.uuid({ required: true, description: 'UUID of the user data to delete.' }),
+    account: p.string({
+      description: 'Accepted for compatibility; Nimbostack ignores it (the id is enough).',
+    }),
+    domainid: p.uuid({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    projectid: p.uuid({
+      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    }),
+  },
   async handler(ctx, params) {
     const db = ctx.app.store.db;
     const row = await db
