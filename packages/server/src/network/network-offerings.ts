@@ -169,32 +169,80 @@ async function checkNameFree(tx: Tx, name: string, except?: number): Promise<voi
 
 export const createNetworkOffering = defineCommand({
   name: 'createNetworkOffering',
+  description:
+    'Creates a Guest network offering: the guest type and the services (with providers) its networks get. It starts Disabled unless enable=true.',
   params: {
-    name: p.string({ required: true }),
-    displaytext: p.string(),
-    traffictype: p.string({ required: true }),
-    guestiptype: p.string({ required: true }),
-    supportedservices: p.list(),
-    serviceproviderlist: p.map(),
-    servicecapabilitylist: p.map(),
-    serviceofferingid: p.uuid(),
-    egressdefaultpolicy: p.boolean(),
-    conservemode: p.boolean(),
-    specifyvlan: p.boolean(),
-    specifyipranges: p.boolean(),
-    availability: p.string(),
-    tags: p.string(),
-    forvpc: p.boolean(),
-    ispersistent: p.boolean(),
-    networkrate: p.integer(),
-    maxconnections: p.integer({ min: 0 }),
-    keepaliveenabled: p.boolean(),
-    zoneid: p.list(),
-    domainid: p.list(),
-    enable: p.boolean(),
-    internetprotocol: p.string(),
-    fornsx: p.boolean(),
-    fortungsten: p.boolean(),
+    name: p.string({
+      required: true,
+      description: "Unique name of the offering (deleted offerings' names stay taken); must not be blank.",
+    }),
+    displaytext: p.string({ description: 'Free-text description; defaults to the name.' }),
+    traffictype: p.string({ required: true, description: 'Traffic type; only Guest is accepted.' }),
+    guestiptype: p.string({
+      required: true,
+      description: 'Guest type of the networks made from it: Isolated, Shared or L2 (L2 has no services).',
+    }),
+    supportedservices: p.list({
+      description:
+        'Comma-separated services, e.g. Dhcp,Dns,SourceNat,Firewall,Lb,PortForwarding,StaticNat,UserData; SecurityGroup for Shared only, public-address services for Isolated only.',
+    }),
+    serviceproviderlist: p.map({
+      description:
+        'Provider per service (serviceproviderlist[0].service, .provider), e.g. VirtualRouter; each service must be in supportedservices. Defaults to VirtualRouter.',
+    }),
+    servicecapabilitylist: p.map({
+      description:
+        "Capabilities per service (.service, .capabilitytype, .capabilityvalue); only the values Nimbostack's providers actually have are accepted.",
+    }),
+    serviceofferingid: p.uuid({
+      description: "Service offering of the networks' routers; defaults to the default router offering.",
+    }),
+    egressdefaultpolicy: p.boolean({
+      description:
+        'True (default) lets guest traffic out unless an egress rule denies it; false blocks it unless an egress rule allows it.',
+    }),
+    conservemode: p.boolean({
+      description: 'Recorded and shown (default true); Nimbostack does not act on it.',
+    }),
+    specifyvlan: p.boolean({
+      description: 'Recorded and shown (default false); Nimbostack does not act on it.',
+    }),
+    specifyipranges: p.boolean({
+      description:
+        'Whether networks are created with their own address ranges; defaults to true for Shared, false otherwise.',
+    }),
+    availability: p.string({
+      description:
+        'Optional (default) or Required; only one Isolated offering with SourceNat can be Required.',
+    }),
+    tags: p.string({ description: 'Comma-separated tags, recorded and shown with the offering.' }),
+    forvpc: p.boolean({
+      description:
+        'Offering for VPC tiers (Isolated only). VPCs are not implemented yet, so such an offering has no use.',
+    }),
+    ispersistent: p.boolean({
+      description: 'Recorded and shown; refused for Shared. Nimbostack does not act on it.',
+    }),
+    networkrate: p.integer({
+      description: 'Data rate in Mbit/s recorded with the offering (-1 for unlimited); not enforced.',
+    }),
+    maxconnections: p.integer({
+      min: 0,
+      description: 'Maximum concurrent load balancer connections, recorded with the offering; not enforced.',
+    }),
+    keepaliveenabled: p.boolean({ description: 'Recorded with the offering (default false); not enforced.' }),
+    zoneid: p.list({
+      description: 'Comma-separated IDs of the zones the offering is available in; omitted, all zones.',
+    }),
+    domainid: p.list({
+      description: 'Comma-separated IDs of the domains the offering is available to; omitted, every domain.',
+    }),
+    enable: p.boolean({ description: 'Create the offering Enabled at once instead of Disabled.' }),
+    internetprotocol: p.string({
+      description: 'Only IPv4 (the default) is supported; other values are refused.',
+    }),
+    fornsx: p.boolean({ description: 'NSX is not supported: true is refused.' }),
+    fortungsten: p.boolean({ description: 'Tungsten is not supported: true is refused.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -275,18 +323,29 @@ export const createNetworkOffering = defineCommand({
 
 export const updateNetworkOffering = defineCommand({
   name: 'updateNetworkOffering',
+  description:
+    "Changes a network offering's name, text, state, availability, order, tags, or the zones and domains it is offered in. Its services cannot change.",
   params: {
-    id: p.uuid({ required: true }),
-    name: p.string(),
-    displaytext: p.string(),
-    state: p.string(),
-    availability: p.string(),
-    sortkey: p.integer(),
-    tags: p.string(),
-    maxconnections: p.integer({ min: 0 }),
-    keepaliveenabled: p.boolean(),
-    domainid: p.string(),
-    zoneid: p.string(),
+    id: p.uuid({ required: true, description: 'ID of the offering to update.' }),
+    name: p.string({ description: 'New unique name; must not be blank.' }),
+    displaytext: p.string({ description: 'New display text; blank resets it to the name.' }),
+    state: p.string({ description: 'Enabled (users can create networks from it) or Disabled.' }),
+    availability: p.string({
+      description: 'Optional or Required; only one Isolated offering with SourceNat can be Required.',
+    }),
+    sortkey: p.integer({ description: 'Position in listNetworkOfferings: lower comes first.' }),
+    tags: p.string({ description: 'New comma-separated tags.' }),
+    maxconnections: p.integer({
+      min: 0,
+      description: 'New recorded maximum of load balancer connections; not enforced.',
+    }),
+    keepaliveenabled: p.boolean({ description: 'New recorded keep-alive flag; not enforced.' }),
+    domainid: p.string({
+      description: "Comma-separated domain IDs the offering is limited to, or 'public' for every domain.",
+    }),
+    zoneid: p.string({
+      description: "Comma-separated zone IDs the offering is limited to, or 'all' for every zone.",
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -326,7 +385,8 @@ export const updateNetworkOffering = defineCommand({
 
 export const deleteNetworkOffering = defineCommand({
   name: 'deleteNetworkOffering',
-  params: { id: p.uuid({ required: true }) },
+  description: 'Deletes a network offering that no network uses; the default offerings cannot be deleted.',
+  params: { id: p.uuid({ required: true, description: 'ID of the offering to delete.' }) },
   async handler(ctx, params) {
     const { app } = ctx;
     const offering = await findNetworkOffering(ctx, params.id);
@@ -362,27 +422,37 @@ export const deleteNetworkOffering = defineCommand({
 
 export const listNetworkOfferings = defineCommand({
   name: 'listNetworkOfferings',
+  description:
+    'Lists guest network offerings; non-administrators see only Enabled ones offered to their domain. Keyword matches names.',
   params: {
     ...listParams,
-    id: p.uuid(),
-    name: p.string(),
-    displaytext: p.string(),
-    traffictype: p.string(),
-    guestiptype: p.string(),
-    isdefault: p.boolean(),
-    specifyvlan: p.boolean(),
-    specifyipranges: p.boolean(),
-    availability: p.string(),
-    state: p.string(),
-    zoneid: p.uuid(),
-    networkid: p.uuid(),
-    supportedservices: p.list(),
-    sourcenatsupported: p.boolean(),
-    forvpc: p.boolean(),
-    domainid: p.uuid(),
-    tags: p.string(),
-    istagged: p.boolean(),
-    routingmode: p.string(),
+    id: p.uuid({ description: 'Only the offering with this ID.' }),
+    name: p.string({ description: 'Only the offering with exactly this name.' }),
+    displaytext: p.string({ description: 'Only offerings with exactly this display text.' }),
+    traffictype: p.string({ description: 'Only offerings of this traffic type (all are Guest).' }),
+    guestiptype: p.string({ description: 'Only offerings of this guest type: Isolated, Shared or L2.' }),
+    isdefault: p.boolean({ description: 'Only the default offerings (true) or only the others (false).' }),
+    specifyvlan: p.boolean({ description: 'Only offerings with (true) or without (false) specifyvlan.' }),
+    specifyipranges: p.boolean({
+      description: 'Only offerings whose networks do (true) or do not (false) come with their own ranges.',
+    }),
+    availability: p.string({ description: 'Only offerings with this availability: Optional or Required.' }),
+    state: p.string({ description: 'Only offerings in this state: Enabled or Disabled.' }),
+    zoneid: p.uuid({ description: 'Only offerings available in this zone.' }),
+    networkid: p.uuid({
+      description: 'Only offerings the given network could use: those of its guest type.',
+    }),
+    supportedservices: p.list({
+      description: 'Comma-separated services: only offerings providing all of them.',
+    }),
+    sourcenatsupported: p.boolean({ description: 'True: only offerings with the SourceNat service.' }),
+    forvpc: p.boolean({ description: 'Only offerings for VPC tiers (true) or not (false).' }),
+    domainid: p.uuid({ description: 'Only offerings limited to this domain or those above it.' }),
+    tags: p.string({ description: 'Only offerings with exactly these tags.' }),
+    istagged: p.boolean({ description: 'Only offerings with (true) or without (false) tags.' }),
+    routingmode: p.string({
+      description: 'Any value gives an empty list: no offering has a routing mode in Nimbostack.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -451,7 +521,15 @@ export const listNetworkOfferings = defineCommand({
 /** What createNetworkOffering may combine: each service, its providers here, its capabilities. */
 export const listSupportedNetworkServices = defineCommand({
   name: 'listSupportedNetworkServices',
-  params: { ...listParams, service: p.string(), provider: p.string() },
+  description:
+    'Lists the network services Nimbostack can offer, with their providers and the fixed capabilities they have; keyword matches service names.',
+  params: {
+    ...listParams,
+    service: p.string({ description: 'Only this service (e.g. Lb); an unknown name is refused.' }),
+    provider: p.string({
+      description: 'Only services this provider offers (e.g. VirtualRouter), showing only that provider.',
+    }),
+  },
   async handler(ctx, params) {
     const same = (a: string, b: string) => a.toLowerCase() === b.trim().toLowerCase();
     const all = supportedServices();
