@@ -5,7 +5,12 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import cookie from '@fastify/cookie';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyServerOptions,
+  LogController,
+} from 'fastify';
 import pino from 'pino';
 import { AgentGateway } from './agents/gateway.ts';
 import { type Clock, type IdSource, randomIds, systemClock } from './clock.ts';
@@ -19,6 +24,7 @@ import { migrate } from './db/migrate.ts';
 import { ApiError, CsErrorCode, ErrorCode } from './errors.ts';
 import { registerApiRoutes } from './http/api.ts';
 import { errorBody, render } from './http/serialize.ts';
+import { answerClientError, registerSecurityHeaders, serverOptions } from './http/transport.ts';
 import { Secrets } from './iam/secrets.ts';
 import { seedIdentity } from './iam/seed.ts';
 import { startCapacityChecks } from './infra/alerts.ts';
@@ -108,11 +114,16 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     const fastify = Fastify({
       loggerInstance: log.child({ component: 'http' }) as unknown as FastifyBaseLogger,
       logController: new LogController({ disableRequestLogging: true }),
-      bodyLimit: 4 * 1024 * 1024,
+      bodyLimit: config.requestContentSize,
       trustProxy: config.trustProxy,
-    });
+      requestTimeout: config.requestTimeout,
+      keepAliveTimeout: config.keepAliveTimeout,
+      clientErrorHandler: answerClientError,
+      ...serverOptions(config),
+    } as FastifyServerOptions);
     http = fastify;
     await fastify.register(cookie);
+    registerSecurityHeaders(fastify);
     // Forms are parsed by the API layer itself (CloudStack rules); other bodies are ignored.
     fastify.addContentTypeParser(
       'application/x-www-form-urlencoded',
@@ -123,11 +134,15 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     fastify.setErrorHandler((err, req, reply) => {
       req.log.warn({ err }, 'request failed before reaching the API');
       const status = (err as { statusCode?: number }).statusCode ?? 500;
-      const e = new ApiError(
-        status === 413 ? ErrorCode.BAD_REQUEST : ErrorCode.INTERNAL_ERROR,
-        CsErrorCode.SERVER_API,
-        'Malformed request',
-      );
+      // A body over requestContentSize is refused as HTTP 413 before any of it is parsed.
+      const e =
+        status === 413
+          ? new ApiError(
+              413,
+              CsErrorCode.SERVER_API,
+              `The request body is larger than ${config.requestContentSize} bytes`,
+            )
+          : new ApiError(ErrorCode.INTERNAL_ERROR, CsErrorCode.SERVER_API, 'Malformed request');
       reply
         .code(e.errorcode)
         .header('content-type', 'application/json; charset=UTF-8')
@@ -154,7 +169,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     await fastify.listen({ port: config.port, host: config.host });
     const address = fastify.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
-    const url = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
+    const scheme = config.tlsCert ? 'https' : 'http';
+    const url = `${scheme}://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
     log.info({ url, database: store.describe, managementServer: name }, 'management server started');
 
     let stopping: Promise<void> | undefined;

@@ -44,6 +44,22 @@ export interface ServerConfig {
    * come from X-Forwarded-For/-Proto/-Host, so console URLs and messages name what the browser used.
    */
   trustProxy: boolean;
+  /**
+   * PEM certificate (chain) and private key files: when both are set the API, the UI and the
+   * console proxy are served over HTTPS on `port`, and plain HTTP is not offered at all.
+   */
+  tlsCert?: string;
+  tlsKey?: string;
+  /** Largest request body in bytes (upstream server.properties request.content.size); larger is 413. */
+  requestContentSize: number;
+  /** Largest request line plus headers in bytes; larger is 431 (Node's default is 16 KiB). */
+  maxHeaderSize: number;
+  /** Milliseconds a client has to send the request line and headers (cuts off slowloris). */
+  headersTimeout: number;
+  /** Milliseconds a client has to send the whole request, body included. */
+  requestTimeout: number;
+  /** Milliseconds an idle keep-alive connection stays open after a response. */
+  keepAliveTimeout: number;
 }
 
 const ENV: Record<string, keyof ServerConfig> = {
@@ -64,10 +80,25 @@ const ENV: Record<string, keyof ServerConfig> = {
   NIMBOSTACK_AGENT_TLS_CERT: 'agentTlsCert',
   NIMBOSTACK_AGENT_TLS_KEY: 'agentTlsKey',
   NIMBOSTACK_TRUST_PROXY: 'trustProxy',
+  NIMBOSTACK_TLS_CERT: 'tlsCert',
+  NIMBOSTACK_TLS_KEY: 'tlsKey',
+  NIMBOSTACK_REQUEST_CONTENT_SIZE: 'requestContentSize',
+  NIMBOSTACK_MAX_HEADER_SIZE: 'maxHeaderSize',
+  NIMBOSTACK_HEADERS_TIMEOUT: 'headersTimeout',
+  NIMBOSTACK_REQUEST_TIMEOUT: 'requestTimeout',
+  NIMBOSTACK_KEEP_ALIVE_TIMEOUT: 'keepAliveTimeout',
 };
 
 const NUMERIC = new Set<keyof ServerConfig>(['port', 'agentPort']);
 const BOOLEAN = new Set<keyof ServerConfig>(['seedLocalZone', 'trustProxy']);
+/** Sizes (bytes) and durations (milliseconds): positive integers. */
+const POSITIVE = new Set<keyof ServerConfig>([
+  'requestContentSize',
+  'maxHeaderSize',
+  'headersTimeout',
+  'requestTimeout',
+  'keepAliveTimeout',
+]);
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 export class ConfigError extends Error {}
@@ -77,6 +108,12 @@ function coerce(key: keyof ServerConfig, value: unknown, origin: string): unknow
     const n = Number(value);
     if (!Number.isInteger(n) || n < 0 || n > 65535)
       throw new ConfigError(`${origin}: ${key} must be a port number`);
+    return n;
+  }
+  if (POSITIVE.has(key)) {
+    const n = Number(value);
+    if (!Number.isSafeInteger(n) || n <= 0)
+      throw new ConfigError(`${origin}: ${key} must be a positive integer`);
     return n;
   }
   if (BOOLEAN.has(key)) {
@@ -121,6 +158,11 @@ export function loadConfig(
     kvmStateDir: '/var/lib/nimbostack/agent',
     kvmStorageDir: '/var/lib/nimbostack',
     kvmTemplate: '/var/lib/nimbostack/test-template.qcow2',
+    requestContentSize: 4 * 1024 * 1024,
+    maxHeaderSize: 16 * 1024,
+    headersTimeout: 20_000,
+    requestTimeout: 60_000,
+    keepAliveTimeout: 72_000,
   };
   const file = env.NIMBOSTACK_CONFIG ?? (existsSync('nimbostack.json') ? 'nimbostack.json' : undefined);
   if (file) {
@@ -141,6 +183,11 @@ export function loadConfig(
     if (v !== undefined && v !== '') merged[key] = coerce(key, v, name);
   }
   Object.assign(merged, overrides);
+  if (Boolean(merged.tlsCert) !== Boolean(merged.tlsKey))
+    throw new ConfigError('tlsCert and tlsKey (NIMBOSTACK_TLS_CERT, NIMBOSTACK_TLS_KEY) go together');
+  // Node checks these on a timer; a headers timeout above the request timeout would never fire.
+  if ((merged.headersTimeout as number) > (merged.requestTimeout as number))
+    throw new ConfigError('headersTimeout must not exceed requestTimeout');
   const dataDir = resolve(String(merged.dataDir));
   return {
     ...(merged as unknown as ServerConfig),

@@ -1,0 +1,103 @@
+/**
+ * What the management server's HTTP listener does before the API sees a request: TLS on the
+ * API/UI port, size limits and slow-client timeouts, answers to requests too broken to route, and
+ * the security headers every response carries (docs/security.md, "Transport: TLS, headers, limits").
+ */
+import { readFileSync } from 'node:fs';
+import { type ServerOptions, STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import type { ServerConfig } from '../config.ts';
+
+/**
+ * The node:http / node:https server options. Node only looks for connections past
+ * headersTimeout/requestTimeout every connectionsCheckingInterval (30 s by default), which would
+ * let a slowloris client hold a socket for half a minute longer than configured: check every
+ * second, or more often when the timeouts are shorter (tests).
+ */
+export function serverOptions(config: ServerConfig): { http: ServerOptions } | { https: object } {
+  const common: ServerOptions = {
+    maxHeaderSize: config.maxHeaderSize,
+    headersTimeout: config.headersTimeout,
+    requestTimeout: config.requestTimeout,
+    connectionsCheckingInterval: Math.min(1000, Math.max(100, Math.floor(config.headersTimeout / 4))),
+  };
+  if (!config.tlsCert || !config.tlsKey) return { http: common };
+  return {
+    https: {
+      ...common,
+      cert: readFileSync(config.tlsCert),
+      key: readFileSync(config.tlsKey),
+      // TLS 1.0/1.1 are deprecated (RFC 8996); every client we support speaks 1.2.
+      minVersion: 'TLSv1.2',
+    },
+  };
+}
+
+/** The error texts of what Node refuses before routing (too many header bytes, too slow, garbage). */
+const CLIENT_ERRORS: Record<string, [number, string]> = {
+  HPE_HEADER_OVERFLOW: [431, 'The request line and headers are larger than the server accepts'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'The request was not received in time'],
+};
+
+/**
+ * Fastify's clientErrorHandler: answers in CloudStack's JSON error envelope (errorcode = HTTP
+ * status), then closes the socket. The server never crashes on these; they are logged at debug.
+ */
+export function answerClientError(
+  this: FastifyInstance,
+  err: Error & { code?: string },
+  socket: Socket,
+): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, text] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'Malformed HTTP request'];
+  this.log.debug({ err, status }, 'client error before routing');
+  if (socket.writable) {
+    const body = JSON.stringify({
+      errorresponse: { uuidList: [], errorcode: status, cserrorcode: 9999, errortext: text },
+    });
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json; charset=UTF-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
+}
+
+/**
+ * The Content-Security-Policy of everything the server sends. The UI is a Vite build of React,
+ * Ant Design and noVNC: scripts and styles come from /client/assets (same origin); Ant Design
+ * injects <style> elements at run time (CSS-in-JS), hence style-src 'unsafe-inline' (scripts stay
+ * strict); images and fonts may be data: URIs (icons, noVNC's cursor); the console's WebSocket
+ * and the API are same-origin ('self' covers ws:/wss: of the same host in CSP level 3).
+ * frame-ancestors 'none': no other site may frame the UI (clickjacking); the UI frames nothing.
+ */
+export const CONTENT_SECURITY_POLICY = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self' 'unsafe-inline'",
+  "img-src 'self' data: blob:",
+  "font-src 'self' data:",
+  "connect-src 'self'",
+  "worker-src 'self' blob:",
+  "object-src 'none'",
+  "base-uri 'self'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+/**
+ * Adds the security headers to every response (UI, API, console pages, extract downloads).
+ * Referrer-Policy no-referrer: console and extract URLs carry one-time tokens, which must not
+ * leak to another site through a Referer header. HSTS only on responses that went out over HTTPS
+ * (directly or, with trustProxy, through a TLS-terminating proxy).
+ */
+export function registerSecurityHeaders(fastify: FastifyInstance): void {
+  fastify.addHook('onSend', async (req, reply, payload) => {
+    reply.header('content-security-policy', CONTENT_SECURITY_POLICY);
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('x-frame-options', 'DENY');
+    reply.header('referrer-policy', 'no-referrer');
+    if (req.protocol === 'https') reply.header('strict-transport-security', 'max-age=31536000');
+    return payload;
+  });
+}
