@@ -447,7 +447,7 @@ export const listNetworkOfferings = defineCommand({
     }),
     sourcenatsupported: p.boolean({ description: 'True: only offerings with the SourceNat service.' }),
     forvpc: p.boolean({ description: 'Only offerings for VPC tiers (true) or not (false).' }),
-    domainid: p.uuid({ description: 'Only offerings limited to this domain or those above it.' }),
+    domainid: p.uuid({ description: 'Only offerings explicitly limited to this domain.' }),
     tags: p.string({ description: 'Only offerings with exactly these tags.' }),
     istagged: p.boolean({ description: 'Only offerings with (true) or without (false) tags.' }),
     routingmode: p.string({
