@@ -365,20 +365,47 @@ const volumeTarget = (params: { id: string }): JobTarget => ({ type: 'Volume', i
 
 export const createVolume = defineCommand({
   name: 'createVolume',
+  description:
+    'Creates a data disk from a disk offering, or from a volume snapshot, and attaches it when a VM is given. Asynchronous; the disk file is made on first use.',
   params: {
-    name: p.string(),
-    zoneid: p.uuid(),
-    diskofferingid: p.uuid(),
-    size: p.long(),
-    snapshotid: p.uuid(),
-    virtualmachineid: p.uuid(),
-    miniops: p.long(),
-    maxiops: p.long(),
-    displayvolume: p.boolean(),
-    account: p.string(),
-    domainid: p.uuid(),
-    projectid: p.uuid(),
-    customid: p.string(),
+    name: p.string({
+      description:
+        'Name of the volume; defaults to DATA-<something unique> (DATA-<snapshot name> from a snapshot).',
+    }),
+    zoneid: p.uuid({
+      description:
+        "UUID of the zone for the volume; required unless snapshotid is given, then it must be the snapshot's zone.",
+    }),
+    diskofferingid: p.uuid({
+      description:
+        'UUID of the disk offering that sets size and storage type; required unless snapshotid is given.',
+    }),
+    size: p.long({
+      description:
+        "Size in GB for a customized disk offering (1 to 65536); from a snapshot, at least the snapshot's size.",
+    }),
+    snapshotid: p.uuid({
+      description:
+        'UUID of a volume snapshot to build the volume from; zoneid and diskofferingid become optional.',
+    }),
+    virtualmachineid: p.uuid({
+      description:
+        'UUID of a Running or Stopped VM of the same account and zone to attach the new volume to.',
+    }),
+    miniops: p.long({ description: 'Accepted for compatibility; Nimbostack ignores it (no IOPS limits).' }),
+    maxiops: p.long({ description: 'Accepted for compatibility; Nimbostack ignores it (no IOPS limits).' }),
+    displayvolume: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    account: p.string({
+      description:
+        "Name of the account that will own the volume (admins and domain admins); defaults to the caller's.",
+    }),
+    domainid: p.uuid({
+      description: "UUID of the domain of the account given with account; defaults to the caller's domain.",
+    }),
+    projectid: p.uuid({
+      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    }),
+    customid: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   event: { type: 'VOLUME.CREATE', description: (params) => `creating volume ${params.name ?? ''}`.trim() },
   async create(ctx, params) {
@@ -589,10 +616,17 @@ async function checkLocalHost(ctx: CallContext, volume: VolumeRow, vm: VmRow): P
 
 export const attachVolume = defineCommand({
   name: 'attachVolume',
+  description:
+    'Connects a data disk to a Running or Stopped VM of the same account and zone, hot-plugging it into a Running VM. Asynchronous.',
   params: {
-    id: p.uuid({ required: true }),
-    virtualmachineid: p.uuid({ required: true }),
-    deviceid: p.long(),
+    id: p.uuid({
+      required: true,
+      description: 'UUID of the data disk; it must be unattached and Allocated, Ready or Uploaded.',
+    }),
+    virtualmachineid: p.uuid({ required: true, description: 'UUID of the VM to connect the disk to.' }),
+    deviceid: p.long({
+      description: 'Disk slot on the VM, 1 to 15 except 3 (the CD drive); the first free one when omitted.',
+    }),
   },
   event: {
     type: 'VOLUME.ATTACH',
@@ -610,7 +644,16 @@ export const attachVolume = defineCommand({
 
 export const detachVolume = defineCommand({
   name: 'detachVolume',
-  params: { id: p.uuid(), virtualmachineid: p.uuid(), deviceid: p.long() },
+  description:
+    'Disconnects a data disk from its VM, hot-unplugging it from a Running VM; ROOT disks cannot be detached. Asynchronous.',
+  params: {
+    id: p.uuid({ description: 'UUID of the attached data disk (required by Nimbostack).' }),
+    virtualmachineid: p.uuid({
+      description:
+        'Accepted for compatibility; Nimbostack ignores it and uses the VM the volume is attached to.',
+    }),
+    deviceid: p.long({ description: 'Accepted for compatibility; Nimbostack ignores it (give id).' }),
+  },
   event: { type: 'VOLUME.DETACH', description: (params) => `detaching volume ${params.id ?? ''}` },
   async target(ctx, params) {
     if (!params.id)
@@ -656,14 +699,19 @@ export const detachVolume = defineCommand({
 
 export const resizeVolume = defineCommand({
   name: 'resizeVolume',
+  description:
+    "Changes a volume's size, directly or through another disk offering, on its pool and against the owner's primary storage limit. Asynchronous; shrinking needs shrinkok.",
   params: {
-    id: p.uuid({ required: true }),
-    size: p.long(),
-    diskofferingid: p.uuid(),
-    shrinkok: p.boolean(),
-    miniops: p.long(),
-    maxiops: p.long(),
-    automigrate: p.boolean(),
+    id: p.uuid({ required: true, description: 'UUID of the volume to resize.' }),
+    size: p.long({ description: 'New size in GB; with diskofferingid only for a customized offering.' }),
+    diskofferingid: p.uuid({
+      description:
+        "UUID of a disk offering whose size (or, if customized, size) the volume takes; it becomes the volume's offering.",
+    }),
+    shrinkok: p.boolean({ description: 'Must be true to make the volume smaller; default false.' }),
+    miniops: p.long({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    maxiops: p.long({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    automigrate: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   event: { type: 'VOLUME.RESIZE', description: (params) => `resizing volume ${params.id}` },
   async target(ctx, params) {
@@ -746,7 +794,9 @@ export const resizeVolume = defineCommand({
 
 export const deleteVolume = defineCommand({
   name: 'deleteVolume',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    "Deletes a detached data disk, its file on the pool and its tags, and gives its size back to the owner's limits; ROOT disks go with their VM.",
+  params: { id: p.uuid({ required: true, description: 'UUID of the detached volume to delete.' }) },
   async handler(ctx, params) {
     const volume = await findVolume(ctx, params.id);
     if (volume.type === 'ROOT') throw invalidParameter('A ROOT volume is deleted with its VM');
@@ -777,31 +827,49 @@ export const deleteVolume = defineCommand({
 
 export const listVolumes = defineCommand({
   name: 'listVolumes',
+  description: 'Lists the volumes (ROOT and data disks) the caller may see, filtered by the given criteria.',
   params: {
     ...listParams,
-    id: p.uuid(),
-    ids: p.list({ of: 'uuid' }),
-    name: p.string(),
-    type: p.string(),
-    state: p.string(),
-    zoneid: p.uuid(),
-    podid: p.uuid(),
-    clusterid: p.uuid(),
-    hostid: p.uuid(),
-    storageid: p.string(),
-    diskofferingid: p.uuid(),
-    serviceofferingid: p.uuid(),
-    virtualmachineid: p.uuid(),
-    displayvolume: p.boolean(),
-    account: p.string(),
-    domainid: p.uuid(),
-    isrecursive: p.boolean(),
-    listall: p.boolean(),
-    projectid: p.uuid(),
-    tags: p.map(),
-    listsystemvms: p.boolean(),
-    isencrypted: p.boolean(),
-    retrieveonlyresourcecount: p.boolean(),
+    id: p.uuid({ description: 'Only the volume with this UUID.' }),
+    ids: p.list({ of: 'uuid', description: 'Only volumes with these UUIDs (comma-separated).' }),
+    name: p.string({ description: 'Only volumes with exactly this name.' }),
+    type: p.string({ description: 'Only volumes of this type: ROOT or DATADISK (case-insensitive).' }),
+    state: p.string({
+      description: 'Only volumes in this state, such as Allocated, Ready or Uploaded (exact case).',
+    }),
+    zoneid: p.uuid({ description: 'Only volumes in this zone.' }),
+    podid: p.uuid({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    clusterid: p.uuid({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    hostid: p.uuid({ description: 'Only volumes attached to VMs on this host.' }),
+    storageid: p.string({ description: 'Only volumes on the primary storage pool with this UUID.' }),
+    diskofferingid: p.uuid({ description: 'Only volumes made from this disk offering.' }),
+    serviceofferingid: p.uuid({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    virtualmachineid: p.uuid({ description: 'Only volumes attached to this VM.' }),
+    displayvolume: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    account: p.string({
+      description:
+        "Only volumes of this account (with domainid, or in the caller's domain); ignored for users.",
+    }),
+    domainid: p.uuid({
+      description: 'Only volumes in this domain (and below with isrecursive); ignored for users.',
+    }),
+    isrecursive: p.boolean({ description: 'With domainid, also include volumes of subdomains.' }),
+    listall: p.boolean({
+      description: 'For admins and domain admins: include volumes of every account they may see.',
+    }),
+    projectid: p.uuid({
+      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    }),
+    tags: p.map({
+      description: 'Only volumes carrying all these tags (tags[0].key=..., tags[0].value=...).',
+    }),
+    listsystemvms: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    isencrypted: p.boolean({
+      description: 'Accepted for compatibility; Nimbostack has no volume encryption and ignores it.',
+    }),
+    retrieveonlyresourcecount: p.boolean({
+      description: 'When true, only the count is returned, with no volume entries.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
