@@ -207,19 +207,42 @@ function sameLength(pub: [number, number], priv: [number, number]): void {
 
 export const createPortForwardingRule = defineCommand({
   name: 'createPortForwardingRule',
+  description:
+    'Forwards a public port range of an IP address to the same-sized port range of a VM in its network and, by default, opens it in the firewall. Asynchronous.',
   params: {
-    ipaddressid: p.uuid({ required: true }),
-    protocol: p.string({ required: true }),
-    publicport: p.integer({ required: true }),
-    publicendport: p.integer(),
-    privateport: p.integer({ required: true }),
-    privateendport: p.integer(),
-    virtualmachineid: p.uuid({ required: true }),
-    vmguestip: p.string(),
-    openfirewall: p.boolean(),
-    cidrlist: p.list(),
-    networkid: p.uuid(),
-    fordisplay: p.boolean(),
+    ipaddressid: p.uuid({
+      required: true,
+      description: 'Public IP address whose ports are forwarded; it must not have static NAT.',
+    }),
+    protocol: p.string({ required: true, description: 'tcp or udp.' }),
+    publicport: p.integer({ required: true, description: 'First public port, 1-65535.' }),
+    publicendport: p.integer({ description: 'Last public port; defaults to publicport.' }),
+    privateport: p.integer({ required: true, description: 'First port of the VM the traffic goes to.' }),
+    privateendport: p.integer({
+      description: 'Last port of the VM; the private range must be as long as the public one.',
+    }),
+    virtualmachineid: p.uuid({
+      required: true,
+      description:
+        "VM receiving the traffic; it must belong to the address's account and have a NIC in its network.",
+    }),
+    vmguestip: p.string({
+      description: "Which of the VM's addresses in the network receives the traffic; defaults to its first.",
+    }),
+    openfirewall: p.boolean({
+      description:
+        "Also create the firewall rule that admits the traffic (default true); it follows the forwarding rule's sources and is deleted with it.",
+    }),
+    cidrlist: p.list({
+      description: 'Comma-separated source CIDRs the forwarding applies to; defaults to any.',
+    }),
+    networkid: p.uuid({
+      description: 'Network of the rule; must be the one the address is associated with.',
+    }),
+    fordisplay: p.boolean({
+      description:
+        'Whether end users see the rule; only an administrator can hide it (false). Defaults to true.',
+    }),
   },
   event: {
     type: 'NET.RULEADD',
@@ -337,15 +360,28 @@ async function planUpdate(ctx: CallContext, params: UpdateParams) {
 
 export const updatePortForwardingRule = defineCommand({
   name: 'updatePortForwardingRule',
+  description:
+    'Changes where a port forwarding rule sends traffic (VM, address, private ports) or its sources, and re-applies it on the router; asynchronous, undone if refused.',
   params: {
-    id: p.uuid({ required: true }),
-    privateport: p.integer(),
-    privateendport: p.integer(),
-    virtualmachineid: p.uuid(),
-    vmguestip: p.string(),
-    cidrlist: p.list(),
-    fordisplay: p.boolean(),
-    customid: p.string(),
+    id: p.uuid({ required: true, description: 'ID of the rule to update.' }),
+    privateport: p.integer({
+      description: "New first private port; the range keeps the public range's length.",
+    }),
+    privateendport: p.integer({
+      description: 'New last private port; needs privateport and must keep the length of the public range.',
+    }),
+    virtualmachineid: p.uuid({
+      description: 'New VM receiving the traffic, of the same account and network.',
+    }),
+    vmguestip: p.string({ description: 'New address of the VM in the network to receive the traffic.' }),
+    cidrlist: p.list({
+      description:
+        'New comma-separated source CIDRs (empty for any); the firewall rule opened with it follows.',
+    }),
+    fordisplay: p.boolean({ description: 'Whether end users see the rule.' }),
+    customid: p.string({
+      description: 'New ID (a UUID not used by another rule) for the rule; root administrators only.',
+    }),
   },
   event: { type: 'NET.RULEMODIFY', description: (params) => `updating port forwarding rule ${params.id}` },
   async target(ctx, params) {
@@ -418,7 +454,12 @@ export async function deleteForwardingRule(
 
 export const deletePortForwardingRule = defineCommand({
   name: 'deletePortForwardingRule',
-  params: { id: p.uuid({ required: true }), accountid: p.uuid() },
+  description:
+    'Deletes a port forwarding rule, with the firewall rule opened for it, and removes it from the router; asynchronous.',
+  params: {
+    id: p.uuid({ required: true, description: 'ID of the rule to delete.' }),
+    accountid: p.uuid({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+  },
   event: { type: 'NET.RULEDELETE', description: (params) => `deleting port forwarding rule ${params.id}` },
   async target(ctx, params) {
     const rule = await findOwnedRule(ctx, params.id, 'PortForwarding', 'port forwarding rule');
@@ -433,15 +474,18 @@ export const deletePortForwardingRule = defineCommand({
 
 export const listPortForwardingRules = defineCommand({
   name: 'listPortForwardingRules',
+  description: 'Lists the port forwarding rules the caller may see.',
   params: {
     ...listParams,
     ...scopeParams,
-    projectid: p.uuid(),
-    id: p.uuid(),
-    ipaddressid: p.uuid(),
-    networkid: p.uuid(),
-    fordisplay: p.boolean(),
-    tags: p.map(),
+    projectid: p.uuid({ description: 'Projects are not implemented yet: any project gives an empty list.' }),
+    id: p.uuid({ description: 'Only the rule with this ID; an unknown ID is refused.' }),
+    ipaddressid: p.uuid({ description: 'Only rules on this public IP address.' }),
+    networkid: p.uuid({ description: 'Only rules of this guest network.' }),
+    fordisplay: p.boolean({ description: 'Only rules shown (true) or hidden (false) from end users.' }),
+    tags: p.map({
+      description: 'Only rules carrying all these resource tags (tags[0].key, tags[0].value, ...).',
+    }),
   },
   async handler(ctx, params) {
     const { rows, count } = await listRules(ctx, params, {
