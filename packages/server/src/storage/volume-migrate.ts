@@ -218,10 +218,18 @@ export async function migrateVolumeTo(
 
 export const migrateVolume = defineCommand({
   name: 'migrateVolume',
+  description:
+    "Copies a Ready volume to another Up primary storage pool of its zone and removes the old copy. Asynchronous; the volume's VM must be Stopped and have no VM snapshots.",
   params: {
-    volumeid: p.uuid({ required: true }),
-    storageid: p.uuid({ required: true }),
-    livemigrate: p.boolean(),
+    volumeid: p.uuid({ required: true, description: 'UUID of the Ready volume to move.' }),
+    storageid: p.uuid({
+      required: true,
+      description: 'UUID of the destination pool; a host must reach both pools.',
+    }),
+    livemigrate: p.boolean({
+      description:
+        "Accepted, but a Running VM's volume is refused either way: Nimbostack does not move disks live.",
+    }),
   },
   event: {
     type: 'VOLUME.MIGRATE',
@@ -276,11 +284,19 @@ async function planVmMoves(
 
 export const migrateVirtualMachineWithVolume = defineCommand({
   name: 'migrateVirtualMachineWithVolume',
+  description:
+    'For a Running VM, live-migrates it to another host (its disks stay); for a Stopped VM, moves the volumes listed in migrateto to other pools. Asynchronous.',
   params: {
-    virtualmachineid: p.uuid({ required: true }),
-    hostid: p.uuid(),
-    migrateto: p.map(),
-    autoselect: p.boolean(),
+    virtualmachineid: p.uuid({ required: true, description: 'UUID of the Running or Stopped VM.' }),
+    hostid: p.uuid({
+      description:
+        'Running VM only: UUID of the destination host; the planner picks one in the cluster when omitted.',
+    }),
+    migrateto: p.map({
+      description:
+        'Stopped VM only: which volume goes to which pool, as migrateto[0].volume=<uuid>&migrateto[0].pool=<uuid>.',
+    }),
+    autoselect: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   event: { type: 'VM.MIGRATE', description: (params) => `migrating VM ${params.virtualmachineid}` },
   async target(ctx, params) {

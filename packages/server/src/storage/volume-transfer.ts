@@ -75,17 +75,35 @@ export async function uploadedFile(app: App, v: Pick<VolumeRow, 'image_store_id'
 
 export const uploadVolume = defineCommand({
   name: 'uploadVolume',
+  description:
+    "Registers a data disk to be fetched from an http(s) URL onto the zone's secondary storage. Asynchronous; answers at once, the volume's status shows the download's progress.",
   params: {
-    name: p.string({ required: true }),
-    zoneid: p.uuid({ required: true }),
-    format: p.string({ required: true }),
-    url: p.string({ required: true }),
-    checksum: p.string(),
-    diskofferingid: p.uuid(),
-    imagestoreuuid: p.string(),
-    account: p.string(),
-    domainid: p.uuid(),
-    projectid: p.uuid(),
+    name: p.string({ required: true, description: 'Name of the new volume (not empty).' }),
+    zoneid: p.uuid({ required: true, description: 'UUID of the zone whose image store receives the file.' }),
+    format: p.string({
+      required: true,
+      description:
+        "Disk format: QCOW2, RAW, VHD, VHDX or OVA, and one the zone's hypervisors can use (KVM: QCOW2 or RAW).",
+    }),
+    url: p.string({ required: true, description: 'http:// or https:// URL of the disk file to download.' }),
+    checksum: p.string({
+      description:
+        'Expected checksum, checked after download: {SHA-256}<hex>, {SHA-512}<hex>, {SHA-1}<hex>, {MD5}<hex> or a bare MD5.',
+    }),
+    diskofferingid: p.uuid({ description: 'UUID of a customized (any-size) disk offering for the volume.' }),
+    imagestoreuuid: p.string({
+      description: "UUID of the zone's image store to use; defaults to the zone's roomiest one.",
+    }),
+    account: p.string({
+      description:
+        "Name of the account that will own the volume (admins and domain admins); defaults to the caller's.",
+    }),
+    domainid: p.uuid({
+      description: "UUID of the domain of the account given with account; defaults to the caller's domain.",
+    }),
+    projectid: p.uuid({
+      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    }),
   },
   event: { type: 'VOLUME.UPLOAD', description: (params) => `uploading volume ${params.name}` },
   async create(ctx, params) {
@@ -385,11 +403,22 @@ async function dropExpiredExtracts(app: App): Promise<void> {
 
 export const extractVolume = defineCommand({
   name: 'extractVolume',
+  description:
+    "Creates a temporary download link for a volume's disk, copying it to secondary storage first. Asynchronous; the link expires after extract.url.expiration.interval.",
   params: {
-    id: p.uuid({ required: true }),
-    zoneid: p.uuid({ required: true }),
-    mode: p.string({ required: true }),
-    url: p.string(),
+    id: p.uuid({
+      required: true,
+      description: 'UUID of the volume; it must be detached or its VM Stopped, and Ready or Uploaded.',
+    }),
+    zoneid: p.uuid({ required: true, description: "UUID of the volume's zone." }),
+    mode: p.string({
+      required: true,
+      description: 'Only HTTP_DOWNLOAD is supported (FTP_UPLOAD is refused).',
+    }),
+    url: p.string({
+      description:
+        'Accepted for compatibility; Nimbostack ignores it (it serves the file, it does not push it).',
+    }),
   },
   event: { type: 'VOLUME.EXTRACT', description: (params) => `extracting volume ${params.id}` },
   async target(ctx, params) {
