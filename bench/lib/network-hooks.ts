@@ -28,10 +28,10 @@ const params = { id: p.uuid({ required: true }), times: p.integer({ min: 1, max:
 
 const command: Command = {
   name: NAME,
+  description: 'Benchmark probe: times applyNetworkRules of a network inside the server',
   params,
   catalog: {
     name: NAME,
-    description: 'Benchmark probe: times applyNetworkRules of a network inside the server',
     isasync: false,
     since: null,
     roles: ['admin'],
@@ -119,11 +119,11 @@ const bySql = new Map<string, { count: number; ms: number }>();
 const countersCommand: Command = {
   ...command,
   name: 'benchCounters',
+  description: 'Benchmark probe: SQL statements and commits the server has run',
   params: {},
   catalog: {
     ...command.catalog,
     name: 'benchCounters',
-    description: 'Benchmark probe: SQL statements and commits the server has run',
     responseName: 'benchcountersresponse',
     responseObjectName: 'counters',
   },

@@ -22,8 +22,17 @@ const sameType = (ours: string, theirs: string) =>
   (['integer', 'long', 'short'].includes(ours) && ['integer', 'long', 'short'].includes(theirs));
 
 describe('declarations', () => {
+  test('the shipped catalog holds the registered commands, without prose', () => {
+    assert.deepEqual(
+      shipped.map((c) => c.name).sort(),
+      allCommands.map((c) => c.name).sort(),
+      'run `npm run catalog`',
+    );
+    const text = JSON.stringify(shipped);
+    assert.ok(!text.includes('"description":'), 'the catalog carries no descriptions');
+  });
+
   test('the shipped catalog matches the upstream catalog', { skip: !existsSync(UPSTREAM) }, () => {
-    assert.equal(shipped.length, upstream.length);
     for (const c of shipped) {
       const u = byName.get(c.name);
       assert.ok(u, c.name);

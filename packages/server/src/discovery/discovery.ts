@@ -1,5 +1,5 @@
 /** listApis and listCapabilities: what this server offers the caller. */
-import type { CallContext } from '../context.ts';
+import type { App, CallContext } from '../context.ts';
 import { invalidParameter } from '../errors.ts';
 import { API_VERSION } from '../http/serialize.ts';
 import { mayCall } from '../iam/caller.ts';
@@ -16,7 +16,7 @@ import {
 /** Parameters every async command accepts but upstream's listApis does not show. */
 const HIDDEN_PARAMS = new Set(['customjobid', 'starteventid', 'response']);
 
-export function describeApi(command: Command, isAdmin: boolean): object {
+export function describeApi(app: App, command: Command, isAdmin: boolean): object {
   const catalogParams = new Map(command.catalog.params.map((cp) => [cp.name.toLowerCase(), cp]));
   const params = Object.entries(command.params)
     .filter(([name, spec]) => !HIDDEN_PARAMS.has(name) && (isAdmin || !spec.adminOnly))
@@ -24,7 +24,7 @@ export function describeApi(command: Command, isAdmin: boolean): object {
       const cp = catalogParams.get(name);
       return {
         name: cp?.name ?? name,
-        description: cp?.description ?? '',
+        description: spec.description ?? '',
         type: spec.type,
         length: cp?.length ?? spec.length ?? 255,
         required: spec.required,
@@ -33,11 +33,19 @@ export function describeApi(command: Command, isAdmin: boolean): object {
     });
   return {
     name: command.name,
-    description: command.catalog.description,
+    description: command.description ?? '',
     isasync: command.isAsync,
     ...(command.catalog.since ? { since: command.catalog.since } : {}),
     params,
-    response: command.catalog.response.filter((f) => f.name !== 'jobid' && f.name !== 'jobstatus'),
+    response: command.catalog.response
+      .filter((f) => f.name !== 'jobid' && f.name !== 'jobstatus')
+      .map((f) => ({
+        name: f.name,
+        description:
+          app.registry.responseFields.describe(command.catalog.responseObjectName ?? command.name, f.name) ??
+          '',
+        type: f.type,
+      })),
   };
 }
 
@@ -55,7 +63,7 @@ export const listApis = defineCommand({
       throw invalidParameter(`The API ${params.name} does not exist or is not available for this account`);
     const isAdmin = caller.roleKind === 'admin';
     return listResult(
-      allowed.map((c) => describeApi(c, isAdmin)),
+      allowed.map((c) => describeApi(app, c, isAdmin)),
       allowed.length,
     );
   },

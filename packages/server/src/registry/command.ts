@@ -54,18 +54,40 @@ export interface Command<S extends Record<string, ParamSpec> = Record<string, Pa
   allowedRoles: RoleKind[];
 }
 
+/**
+ * Declares a command. Its catalog entry is resolved (and its parameters checked against it) when
+ * first needed — the registry does so for every command at start — so `npm run catalog` can read
+ * the declared names before the catalog holds them.
+ */
 export function defineCommand<S extends Record<string, ParamSpec>>(spec: CommandSpec<S>): Command<S> {
-  const catalog = catalogCommand(spec.name);
-  if (!catalog) throw new Error(`${spec.name} is not a CloudStack API command`);
-  const declared = new Set(catalog.params.map((p) => p.name.toLowerCase()));
-  for (const name of Object.keys(spec.params)) {
-    if (!declared.has(name)) throw new Error(`${spec.name}: parameter ${name} is not in the CloudStack API`);
-  }
+  let resolved: Pick<Command<S>, 'catalog' | 'isAsync' | 'allowedRoles'> | undefined;
+  const resolve = () => {
+    if (resolved) return resolved;
+    const catalog = catalogCommand(spec.name);
+    if (!catalog) throw new Error(`${spec.name} is not in the catalog: run \`npm run catalog\``);
+    const declared = new Set(catalog.params.map((p) => p.name.toLowerCase()));
+    for (const name of Object.keys(spec.params)) {
+      if (!declared.has(name))
+        throw new Error(`${spec.name}: parameter ${name} is not in the CloudStack API`);
+    }
+    resolved = {
+      catalog: spec.objectName ? { ...catalog, responseObjectName: spec.objectName } : catalog,
+      isAsync: catalog.isasync,
+      allowedRoles: spec.roles ?? catalog.roles,
+    };
+    return resolved;
+  };
   return {
     ...spec,
-    catalog: spec.objectName ? { ...catalog, responseObjectName: spec.objectName } : catalog,
-    isAsync: catalog.isasync,
-    allowedRoles: spec.roles ?? catalog.roles,
+    get catalog() {
+      return resolve().catalog;
+    },
+    get isAsync() {
+      return resolve().isAsync;
+    },
+    get allowedRoles() {
+      return resolve().allowedRoles;
+    },
   };
 }
 

@@ -55,12 +55,13 @@ function spec<T, Req extends boolean>(
   };
 }
 
+/** Upstream's text for a uuid that is malformed or names no entity (ParamProcessWorker). */
+export function invalidUuidText(name: string, value: string): string {
+  return `Invalid parameter ${name} value=${value} due to incorrect long value format, or entity does not exist or due to incorrect parameter annotation for the field in api cmd class.`;
+}
+
 export function parseUuid(value: string, name: string): string {
-  if (!UUID_RE.test(value)) {
-    throw invalidParameter(
-      `Invalid parameter ${name} value=${value} due to incorrect long value format, or entity does not exist or due to incorrect parameter annotation for the field in api cmd class.`,
-    );
-  }
+  if (!UUID_RE.test(value)) throw invalidParameter(invalidUuidText(name, value));
   return value.toLowerCase();
 }
 
@@ -166,16 +167,34 @@ export const p = {
 
 /** The paging and keyword parameters every list command takes. */
 export const listParams = {
-  keyword: p.string(),
-  page: p.integer(),
-  pagesize: p.integer(),
+  keyword: p.string({
+    description: 'Keeps only items whose name (or, for some lists, display text) contains this text.',
+  }),
+  page: p.integer({ description: 'Which page of results to return, counting from 1; used with pagesize.' }),
+  pagesize: p.integer({
+    description: 'Items per page; -1 returns every item. Defaults to the default.page.size setting.',
+  }),
 };
 
 /** Ownership scoping parameters of list commands over account-owned resources. */
 export const scopeParams = {
-  account: p.string(),
-  domainid: p.uuid(),
-  listall: p.boolean(),
-  isrecursive: p.boolean(),
-  projectid: p.string(),
+  account: p.string({
+    description:
+      "Only this account's items (by account name); give domainid too unless it is your own domain.",
+  }),
+  domainid: p.uuid({
+    description:
+      "Only items owned in this domain (you must be able to administer it); isrecursive adds its subdomains'.",
+  }),
+  listall: p.boolean({
+    description:
+      'true: everything you may see (for admins, all accounts in their domains) rather than just your own items.',
+  }),
+  isrecursive: p.boolean({
+    description: 'With domainid or listall: include the items of subdomains too.',
+  }),
+  projectid: p.string({
+    description:
+      'Projects are not yet implemented in Nimbostack: a project id lists nothing (or is refused).',
+  }),
 };

@@ -10,6 +10,7 @@ export class Registry {
   constructor(commands: Command[], responseFields: ResponseFields[] = []) {
     for (const c of commands) {
       if (this.commands.has(c.name)) throw new Error(`command ${c.name} declared twice`);
+      void c.catalog; // resolves the catalog entry now: a declaration it does not match fails the start
       this.commands.set(c.name, c);
     }
     this.responseFields = new ResponseFieldIndex(responseFields);

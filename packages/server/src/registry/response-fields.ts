@@ -8,7 +8,10 @@
 /** Field descriptions of one response object: field name → description. */
 export type FieldDescriptions = Record<string, string>;
 
-/** Field descriptions by response object name (`virtualmachine`, `network` …). */
+/**
+ * Field descriptions by response object name (`virtualmachine`, `network` …), or by command name
+ * for commands that answer inline fields (`queryAsyncJobResult`).
+ */
 export type ResponseFields = Record<string, FieldDescriptions>;
 
 /** Fields whose meaning is the same on every object that has them. */
@@ -173,7 +176,8 @@ export class ResponseFieldIndex {
       }
   }
 
-  describe(object: string | null, field: string): string | undefined {
-    return (object ? this.objects.get(object)?.[field] : undefined) ?? COMMON_FIELDS[field];
+  /** `object` is the response object name, or the command name for inline answers. */
+  describe(object: string, field: string): string | undefined {
+    return this.objects.get(object)?.[field] ?? COMMON_FIELDS[field];
   }
 }
