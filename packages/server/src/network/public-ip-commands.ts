@@ -193,17 +193,28 @@ async function targetNetwork(
 
 export const associateIpAddress = defineCommand({
   name: 'associateIpAddress',
+  description:
+    "Acquires a free public IP address for an account's isolated network in an Advanced zone and adds it to the network's router; the network's first one becomes its source NAT address. Asynchronous.",
   params: {
-    networkid: p.uuid(),
-    zoneid: p.uuid(),
-    ipaddress: p.string(),
-    isportable: p.boolean(),
-    fordisplay: p.boolean(),
-    account: p.string(),
-    domainid: p.uuid(),
-    projectid: p.uuid(),
-    vpcid: p.uuid(),
-    regionid: p.integer(),
+    networkid: p.uuid({ description: 'Isolated network of the owner the address is for.' }),
+    zoneid: p.uuid({
+      description:
+        "Zone to take the address from; without networkid, the owner's only isolated network in this zone is used.",
+    }),
+    ipaddress: p.string({ description: 'A specific free address to acquire instead of the next free one.' }),
+    isportable: p.boolean({ description: 'Portable addresses are not supported: true is refused.' }),
+    fordisplay: p.boolean({
+      description:
+        "Whether end users see the address; root administrators only (others' values are ignored).",
+    }),
+    account: p.string({
+      description:
+        "Account the address is for (with domainid); defaults to the caller. The network must be this account's.",
+    }),
+    domainid: p.uuid({ description: 'Domain of account; only with account.' }),
+    projectid: p.uuid({ description: 'Projects are not implemented yet: any value is refused.' }),
+    vpcid: p.uuid({ description: 'VPCs are not implemented yet: any value is refused.' }),
+    regionid: p.integer({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   event: {
     type: 'NET.IPASSIGN',
@@ -309,7 +320,13 @@ async function checkReleasable(ctx: CallContext, ip: PublicIpRow): Promise<void>
 
 export const disassociateIpAddress = defineCommand({
   name: 'disassociateIpAddress',
-  params: { id: p.uuid(), ipaddress: p.string(), accountid: p.uuid() },
+  description:
+    "Releases a public IP address: the router drops it with its rules and static NAT, then it is free again. A network's source NAT address goes only with the network. Asynchronous.",
+  params: {
+    id: p.uuid({ description: 'ID of the address to release; give it or ipaddress, not both.' }),
+    ipaddress: p.string({ description: 'The address itself (e.g. 203.0.113.7), instead of id.' }),
+    accountid: p.uuid({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+  },
   event: {
     type: 'NET.IPRELEASE',
     description: (params) => `disassociating IP address ${params.id ?? params.ipaddress}`,
@@ -353,11 +370,19 @@ export const disassociateIpAddress = defineCommand({
 
 export const updateIpAddress = defineCommand({
   name: 'updateIpAddress',
+  description:
+    "Changes the display flag or the ID of a public IP address; the address keeps its events under the new ID. Root administrators' values only.",
   params: {
-    id: p.uuid({ required: true }),
-    fordisplay: p.boolean(),
-    customid: p.string(),
-    accountid: p.uuid(),
+    id: p.uuid({ required: true, description: 'ID of the address to update.' }),
+    fordisplay: p.boolean({
+      description:
+        "Whether end users see the address; root administrators only (others' values are ignored).",
+    }),
+    customid: p.string({
+      description:
+        "New ID (a UUID not used by another address); root administrators only (others' values are ignored).",
+    }),
+    accountid: p.uuid({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   event: { type: 'NET.IPUPDATE', description: (params) => `updating IP address ${params.id}` },
   async target(ctx, params) {
@@ -410,29 +435,47 @@ export const updateIpAddress = defineCommand({
 
 export const listPublicIpAddresses = defineCommand({
   name: 'listPublicIpAddresses',
+  description:
+    "Lists public IP addresses: by default those the caller's accounts hold; with allocatedonly=false also the free ones it could acquire. Keyword matches the address.",
   params: {
     ...listParams,
     ...scopeParams,
-    projectid: p.uuid(),
-    id: p.uuid(),
-    ipaddress: p.string(),
-    zoneid: p.uuid(),
-    vlanid: p.uuid(),
-    networkid: p.uuid(),
-    associatednetworkid: p.uuid(),
-    physicalnetworkid: p.uuid(),
-    vpcid: p.uuid(),
-    allocatedonly: p.boolean(),
-    forvirtualnetwork: p.boolean(),
-    forloadbalancing: p.boolean(),
-    forprovider: p.boolean(),
-    forsystemvms: p.boolean(),
-    issourcenat: p.boolean(),
-    isstaticnat: p.boolean(),
-    fordisplay: p.boolean(),
-    state: p.string(),
-    retrieveonlyresourcecount: p.boolean(),
-    tags: p.map(),
+    projectid: p.uuid({ description: 'Projects are not implemented yet: any value gives an empty list.' }),
+    id: p.uuid({ description: 'Only the address with this ID; an unknown ID is refused.' }),
+    ipaddress: p.string({ description: 'Only this address.' }),
+    zoneid: p.uuid({ description: 'Only addresses of this zone.' }),
+    vlanid: p.uuid({ description: 'Only addresses of this public IP range.' }),
+    networkid: p.uuid({
+      description:
+        "Only addresses of ranges belonging to this network (a zone's public network, or a shared network).",
+    }),
+    associatednetworkid: p.uuid({ description: 'Only addresses associated with this guest network.' }),
+    physicalnetworkid: p.uuid({ description: 'Only addresses of ranges on this physical network.' }),
+    vpcid: p.uuid({ description: 'VPCs are not implemented yet: any value gives an empty list.' }),
+    allocatedonly: p.boolean({
+      description:
+        'True (default): only held addresses. False: also free addresses of ranges not dedicated to someone else.',
+    }),
+    forvirtualnetwork: p.boolean({
+      description: 'Only addresses of public ranges (true) or of guest ranges (false).',
+    }),
+    forloadbalancing: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    forprovider: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    forsystemvms: p.boolean({ description: 'True gives an empty list: there are no system VMs.' }),
+    issourcenat: p.boolean({ description: 'Only source NAT addresses (true) or only the others (false).' }),
+    isstaticnat: p.boolean({
+      description: 'Only addresses with static NAT to a VM (true) or without (false).',
+    }),
+    fordisplay: p.boolean({ description: 'Only addresses shown (true) or hidden (false) from end users.' }),
+    state: p.string({
+      description: 'Only addresses in this state, e.g. Allocated, Free, Releasing (exact, case-sensitive).',
+    }),
+    retrieveonlyresourcecount: p.boolean({
+      description: 'Return only the count of matching addresses, without the addresses.',
+    }),
+    tags: p.map({
+      description: 'Only addresses carrying all these resource tags (tags[0].key, tags[0].value, ...).',
+    }),
   },
   async handler(ctx, params) {
     const { app, caller } = ctx;
