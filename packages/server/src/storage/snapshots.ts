@@ -349,9 +349,14 @@ async function presentSnapshot(ctx: CallContext, id: number): Promise<object> {
 
 export const createSnapshot = defineCommand({
   name: 'createSnapshot',
+  description:
+    "Copies a volume's current disk to secondary storage as a snapshot, counted against the owner's snapshot and secondary storage limits. Asynchronous; the volume's VM must be Running or Stopped.",
   params: {
-    volumeid: p.uuid({ required: true }),
-    name: p.string(),
+    volumeid: p.uuid({
+      required: true,
+      description: 'UUID of the volume to snapshot; it must already have a disk on primary storage.',
+    }),
+    name: p.string({ description: 'Name of the snapshot; defaults to <vm>_<volume>_<timestamp>.' }),
   },
   event: {
     type: 'SNAPSHOT.CREATE',
@@ -374,21 +379,38 @@ export const createSnapshot = defineCommand({
 
 export const listSnapshots = defineCommand({
   name: 'listSnapshots',
+  description: 'Lists the volume snapshots the caller may see, newest first.',
   params: {
     ...listParams,
-    id: p.uuid(),
-    ids: p.list({ of: 'uuid' }),
-    name: p.string(),
-    volumeid: p.uuid(),
-    snapshottype: p.string(),
-    intervaltype: p.string(),
-    zoneid: p.uuid(),
-    tags: p.map(),
-    account: p.string(),
-    domainid: p.uuid(),
-    isrecursive: p.boolean(),
-    listall: p.boolean(),
-    projectid: p.uuid(),
+    id: p.uuid({ description: 'Only the snapshot with this UUID.' }),
+    ids: p.list({ of: 'uuid', description: 'Only snapshots with these UUIDs (comma-separated).' }),
+    name: p.string({ description: 'Only snapshots with exactly this name.' }),
+    volumeid: p.uuid({ description: 'Only snapshots of this volume.' }),
+    snapshottype: p.string({
+      description: 'Only snapshots of this kind: MANUAL or RECURRING (taken by a policy); case-insensitive.',
+    }),
+    intervaltype: p.string({
+      description:
+        'Only snapshots taken on this schedule: MANUAL, HOURLY, DAILY, WEEKLY or MONTHLY; case-insensitive.',
+    }),
+    zoneid: p.uuid({ description: 'Only snapshots in this zone.' }),
+    tags: p.map({
+      description: 'Only snapshots carrying all these tags (tags[0].key=..., tags[0].value=...).',
+    }),
+    account: p.string({
+      description:
+        "Only snapshots of this account (with domainid, or in the caller's domain); ignored for users.",
+    }),
+    domainid: p.uuid({
+      description: 'Only snapshots in this domain (and below with isrecursive); ignored for users.',
+    }),
+    isrecursive: p.boolean({ description: 'With domainid, also include snapshots of subdomains.' }),
+    listall: p.boolean({
+      description: 'For admins and domain admins: include snapshots of every account they may see.',
+    }),
+    projectid: p.uuid({
+      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -433,7 +455,9 @@ export const listSnapshots = defineCommand({
 
 export const deleteSnapshot = defineCommand({
   name: 'deleteSnapshot',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    "Deletes a volume snapshot and its file on secondary storage, giving its size back to the owner's limits. Asynchronous.",
+  params: { id: p.uuid({ required: true, description: 'UUID of the snapshot to delete.' }) },
   event: { type: 'SNAPSHOT.DELETE', description: (params) => `deleting snapshot ${params.id}` },
   async target(ctx, params) {
     await findSnapshot(ctx, params.id);
@@ -447,7 +471,9 @@ export const deleteSnapshot = defineCommand({
 
 export const revertSnapshot = defineCommand({
   name: 'revertSnapshot',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    "Rolls a volume's disk back to a backed-up snapshot of it. Asynchronous; the VM must be Stopped and the volume not resized since the snapshot.",
+  params: { id: p.uuid({ required: true, description: 'UUID of the backed-up snapshot to roll back to.' }) },
   event: { type: 'SNAPSHOT.REVERT', description: (params) => `reverting to snapshot ${params.id}` },
   async target(ctx, params) {
     const snap = await findSnapshot(ctx, params.id);
