@@ -164,29 +164,40 @@ async function presentRouters(ctx: CallContext, routers: RouterRow[]): Promise<o
 
 export const listRouters = defineCommand({
   name: 'listRouters',
+  description:
+    'Lists the virtual routers that serve guest networks (root administrators only); keyword matches router names.',
   // Routers are the system's: only administrators of the whole cloud see them.
   roles: ['admin'],
   params: {
     ...listParams,
-    id: p.uuid(),
-    name: p.string(),
-    state: p.string(),
-    zoneid: p.uuid(),
-    podid: p.uuid(),
-    clusterid: p.uuid(),
-    hostid: p.uuid(),
-    networkid: p.uuid(),
-    version: p.string(),
-    account: p.string(),
-    domainid: p.uuid(),
-    isrecursive: p.boolean(),
-    listall: p.boolean(),
-    projectid: p.uuid(),
-    vpcid: p.uuid(),
-    forvpc: p.boolean(),
-    fetchhealthcheckresults: p.boolean(),
-    healthchecksfailed: p.boolean(),
-    arch: p.string(),
+    id: p.uuid({ description: 'Only the router with this ID.' }),
+    name: p.string({ description: 'Only the router with exactly this name.' }),
+    state: p.string({
+      description:
+        'Only routers in this state, e.g. Running, Stopped, Starting, Stopping (case-insensitive).',
+    }),
+    zoneid: p.uuid({ description: 'Only routers of this zone.' }),
+    podid: p.uuid({ description: 'Only routers placed in this pod.' }),
+    clusterid: p.uuid({ description: 'Only routers running on hosts of this cluster.' }),
+    hostid: p.uuid({ description: 'Only routers on this host.' }),
+    networkid: p.uuid({ description: 'Only the routers of this guest network.' }),
+    version: p.string({ description: 'Only routers of this template version.' }),
+    account: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    domainid: p.uuid({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    isrecursive: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    listall: p.boolean({
+      description: 'Accepted for compatibility; Nimbostack ignores it (all routers are listed).',
+    }),
+    projectid: p.uuid({ description: 'Projects are not implemented yet: any value gives an empty list.' }),
+    vpcid: p.uuid({ description: 'VPCs are not implemented yet: any value gives an empty list.' }),
+    forvpc: p.boolean({ description: 'True gives an empty list: VPCs are not implemented yet.' }),
+    fetchhealthcheckresults: p.boolean({
+      description: 'Accepted for compatibility; Nimbostack runs no router health checks and ignores it.',
+    }),
+    healthchecksfailed: p.boolean({
+      description: 'True gives an empty list: Nimbostack runs no router health checks.',
+    }),
+    arch: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -250,9 +261,11 @@ async function routerAction(
 
 export const startRouter = defineCommand({
   name: 'startRouter',
+  description:
+    "Boots a stopped virtual router on a suitable host and gives it its network's configuration; a running one is left as it is. Asynchronous.",
   roles: ['admin'],
   objectName: 'router',
-  params: { id: p.uuid({ required: true }) },
+  params: { id: p.uuid({ required: true, description: 'ID of the router to start.' }) },
   event: { type: 'ROUTER.START', description: (params) => `starting router ${params.id}` },
   target: (ctx, params) => routerTarget(ctx, params.id),
   handler: (ctx, params) =>
@@ -266,9 +279,16 @@ export const startRouter = defineCommand({
 
 export const stopRouter = defineCommand({
   name: 'stopRouter',
+  description:
+    "Stops a virtual router; its network's VMs lose DHCP, DNS and NAT until it starts again (a VM start does that). Asynchronous.",
   roles: ['admin'],
   objectName: 'router',
-  params: { id: p.uuid({ required: true }), forced: p.boolean() },
+  params: {
+    id: p.uuid({ required: true, description: 'ID of the router to stop.' }),
+    forced: p.boolean({
+      description: 'Mark the router Stopped even when its host cannot be reached. Defaults to false.',
+    }),
+  },
   event: { type: 'ROUTER.STOP', description: (params) => `stopping router ${params.id}` },
   target: (ctx, params) => routerTarget(ctx, params.id),
   handler: (ctx, params) =>
@@ -281,9 +301,16 @@ export const stopRouter = defineCommand({
 
 export const rebootRouter = defineCommand({
   name: 'rebootRouter',
+  description:
+    'Restarts a running virtual router, stopping it and booting it again with its configuration rebuilt, on the same host when connected. Asynchronous.',
   roles: ['admin'],
   objectName: 'router',
-  params: { id: p.uuid({ required: true }), forced: p.boolean() },
+  params: {
+    id: p.uuid({ required: true, description: 'ID of the router to reboot.' }),
+    forced: p.boolean({
+      description: 'Carry on when the host cannot be reached to stop it. Defaults to false.',
+    }),
+  },
   event: { type: 'ROUTER.REBOOT', description: (params) => `rebooting router ${params.id}` },
   target: (ctx, params) => routerTarget(ctx, params.id),
   handler: (ctx, params) =>
@@ -307,9 +334,11 @@ export const rebootRouter = defineCommand({
 
 export const destroyRouter = defineCommand({
   name: 'destroyRouter',
+  description:
+    'Stops and removes a virtual router; the next VM start in its network creates a new one. Asynchronous.',
   roles: ['admin'],
   objectName: 'router',
-  params: { id: p.uuid({ required: true }) },
+  params: { id: p.uuid({ required: true, description: 'ID of the router to destroy.' }) },
   event: { type: 'ROUTER.DESTROY', description: (params) => `destroying router ${params.id}` },
   target: (ctx, params) => routerTarget(ctx, params.id),
   // The next VM start of the network creates a new router.
