@@ -198,13 +198,31 @@ async function presentPolicy(ctx: CallContext, id: number): Promise<object> {
 
 export const createSnapshotPolicy = defineCommand({
   name: 'createSnapshotPolicy',
+  description:
+    'Schedules recurring snapshots of a volume, keeping the newest maxsnaps; a volume has at most one policy per interval, and a new one replaces the old.',
   params: {
-    volumeid: p.uuid({ required: true }),
-    intervaltype: p.string({ required: true }),
-    schedule: p.string({ required: true }),
-    timezone: p.string({ required: true }),
-    maxsnaps: p.integer({ required: true }),
-    fordisplay: p.boolean(),
+    volumeid: p.uuid({ required: true, description: 'UUID of the volume to snapshot on schedule.' }),
+    intervaltype: p.string({
+      required: true,
+      description: 'How often: HOURLY, DAILY, WEEKLY or MONTHLY (case-insensitive).',
+    }),
+    schedule: p.string({
+      required: true,
+      description:
+        'When, by interval: MM (hourly), MM:HH (daily), MM:HH:DD with DD 1-7 from Sunday (weekly) or 1-28 (monthly).',
+    }),
+    timezone: p.string({
+      required: true,
+      description: 'IANA time zone the schedule is read in, such as UTC or Europe/Paris.',
+    }),
+    maxsnaps: p.integer({
+      required: true,
+      description:
+        "How many of this policy's snapshots to keep (1 to 1024); the oldest is deleted beyond that.",
+    }),
+    fordisplay: p.boolean({
+      description: 'When false, the policy is flagged as hidden from the end user; default true.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -260,16 +278,26 @@ export const createSnapshotPolicy = defineCommand({
 
 export const listSnapshotPolicies = defineCommand({
   name: 'listSnapshotPolicies',
+  description: 'Lists the recurring snapshot policies the caller may see.',
   params: {
     ...listParams,
-    id: p.uuid(),
-    volumeid: p.uuid(),
-    fordisplay: p.boolean(),
-    account: p.string(),
-    domainid: p.uuid(),
-    isrecursive: p.boolean(),
-    listall: p.boolean(),
-    projectid: p.uuid(),
+    id: p.uuid({ description: 'Only the policy with this UUID.' }),
+    volumeid: p.uuid({ description: 'Only the policies of this volume.' }),
+    fordisplay: p.boolean({ description: 'Only policies whose display flag has this value.' }),
+    account: p.string({
+      description:
+        "Only policies of this account (with domainid, or in the caller's domain); ignored for users.",
+    }),
+    domainid: p.uuid({
+      description: 'Only policies in this domain (and below with isrecursive); ignored for users.',
+    }),
+    isrecursive: p.boolean({ description: 'With domainid, also include policies of subdomains.' }),
+    listall: p.boolean({
+      description: 'For admins and domain admins: include policies of every account they may see.',
+    }),
+    projectid: p.uuid({
+      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -295,7 +323,12 @@ export const listSnapshotPolicies = defineCommand({
 
 export const updateSnapshotPolicy = defineCommand({
   name: 'updateSnapshotPolicy',
-  params: { id: p.uuid(), fordisplay: p.boolean() },
+  description:
+    'Changes the display flag of a snapshot policy (to change its schedule, create a policy of the same interval). Asynchronous.',
+  params: {
+    id: p.uuid({ description: 'UUID of the policy (required by Nimbostack).' }),
+    fordisplay: p.boolean({ description: 'Whether the policy is shown to the end user.' }),
+  },
   event: {
     type: 'SNAPSHOTPOLICY.UPDATE',
     description: (params) => `updating snapshot policy ${params.id ?? ''}`,
@@ -330,7 +363,14 @@ export const updateSnapshotPolicy = defineCommand({
 
 export const deleteSnapshotPolicies = defineCommand({
   name: 'deleteSnapshotPolicies',
-  params: { id: p.uuid(), ids: p.list({ of: 'uuid' }) },
+  description: 'Deletes one or more snapshot policies and their tags; snapshots they already took are kept.',
+  params: {
+    id: p.uuid({ description: 'UUID of one policy to delete.' }),
+    ids: p.list({
+      of: 'uuid',
+      description: 'UUIDs of policies to delete (comma-separated); may be combined with id.',
+    }),
+  },
   async handler(ctx, params) {
     const uuids = [...(params.id ? [params.id] : []), ...(params.ids ?? [])];
     if (uuids.length === 0) throw invalidParameter('Either id or ids is needed to delete snapshot policies');
