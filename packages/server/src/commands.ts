@@ -18,6 +18,7 @@ import { networkCommands } from './network/index.ts';
 import { lbMemberCommands } from './network/lb-members.ts';
 import { lbPolicyCommands } from './network/lb-policies.ts';
 import { loadBalancerRuleCommands } from './network/load-balancers.ts';
+import { networkResponseFields } from './network/response-fields.ts';
 import { offeringCommands } from './offerings/index.ts';
 import type { Command } from './registry/command.ts';
 import type { ResponseFields } from './registry/response-fields.ts';
@@ -57,4 +58,4 @@ export const allCommands = [
 ] as Command[];
 
 /** The response-field descriptions of every capability folder (see registry/response-fields.ts). */
-export const allResponseFields: ResponseFields[] = [computeResponseFields];
+export const allResponseFields: ResponseFields[] = [computeResponseFields, networkResponseFields];
