@@ -218,11 +218,22 @@ async function volumesWithDisks(app: App, vmId: number) {
 
 export const createVMSnapshot = defineCommand({
   name: 'createVMSnapshot',
+  description:
+    "Takes a disk-only snapshot of all of a VM's volumes at once, kept on their primary storage pools. Asynchronous; the count per VM is capped by vmsnapshot.max.",
   params: {
-    virtualmachineid: p.uuid({ required: true }),
-    name: p.string(),
-    description: p.string(),
-    snapshotmemory: p.boolean(),
+    virtualmachineid: p.uuid({
+      required: true,
+      description: 'UUID of the Running or Stopped VM; all its volumes must already have disks.',
+    }),
+    name: p.string({
+      description:
+        "Display name, unique among the VM's snapshots; defaults to <instance name>_VS_<timestamp>.",
+    }),
+    description: p.string({ description: 'Free text kept with the VM snapshot.' }),
+    snapshotmemory: p.boolean({
+      description:
+        'Must be false or omitted: Nimbostack takes disk-only VM snapshots and refuses memory snapshots.',
+    }),
   },
   event: {
     type: 'VMSNAPSHOT.CREATE',
@@ -350,19 +361,36 @@ export const createVMSnapshot = defineCommand({
 
 export const listVMSnapshot = defineCommand({
   name: 'listVMSnapshot',
+  description: 'Lists the VM snapshots the caller may see, newest first.',
   params: {
     ...listParams,
-    vmsnapshotid: p.uuid(),
-    vmsnapshotids: p.list({ of: 'uuid' }),
-    virtualmachineid: p.uuid(),
-    name: p.string(),
-    state: p.string(),
-    tags: p.map(),
-    account: p.string(),
-    domainid: p.uuid(),
-    isrecursive: p.boolean(),
-    listall: p.boolean(),
-    projectid: p.uuid(),
+    vmsnapshotid: p.uuid({ description: 'Only the VM snapshot with this UUID.' }),
+    vmsnapshotids: p.list({
+      of: 'uuid',
+      description: 'Only VM snapshots with these UUIDs (comma-separated).',
+    }),
+    virtualmachineid: p.uuid({ description: 'Only snapshots of this VM.' }),
+    name: p.string({ description: 'Only VM snapshots with exactly this display name.' }),
+    state: p.string({
+      description: 'Only VM snapshots in this state: Allocated, Creating, Ready or Error (exact case).',
+    }),
+    tags: p.map({
+      description: 'Only VM snapshots carrying all these tags (tags[0].key=..., tags[0].value=...).',
+    }),
+    account: p.string({
+      description:
+        "Only VM snapshots of this account (with domainid, or in the caller's domain); ignored for users.",
+    }),
+    domainid: p.uuid({
+      description: 'Only VM snapshots in this domain (and below with isrecursive); ignored for users.',
+    }),
+    isrecursive: p.boolean({ description: 'With domainid, also include VM snapshots of subdomains.' }),
+    listall: p.boolean({
+      description: 'For admins and domain admins: include VM snapshots of every account they may see.',
+    }),
+    projectid: p.uuid({
+      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -400,7 +428,11 @@ export const listVMSnapshot = defineCommand({
 
 export const revertToVMSnapshot = defineCommand({
   name: 'revertToVMSnapshot',
-  params: { vmsnapshotid: p.uuid({ required: true }) },
+  description:
+    'Rolls every disk of a Stopped VM back to a Ready VM snapshot, which becomes its current one. Asynchronous; refused if a volume was detached or resized since.',
+  params: {
+    vmsnapshotid: p.uuid({ required: true, description: 'UUID of the Ready VM snapshot to roll back to.' }),
+  },
   event: {
     type: 'VMSNAPSHOT.REVERTTO',
     description: (params) => `reverting to VM snapshot ${params.vmsnapshotid}`,
@@ -470,7 +502,9 @@ export const revertToVMSnapshot = defineCommand({
 
 export const deleteVMSnapshot = defineCommand({
   name: 'deleteVMSnapshot',
-  params: { vmsnapshotid: p.uuid({ required: true }) },
+  description:
+    "Deletes a VM snapshot and its disk snapshots on the pools; the VM's disks are not changed. Asynchronous; refused while it is still being taken.",
+  params: { vmsnapshotid: p.uuid({ required: true, description: 'UUID of the VM snapshot to delete.' }) },
   event: {
     type: 'VMSNAPSHOT.DELETE',
     description: (params) => `deleting VM snapshot ${params.vmsnapshotid}`,
