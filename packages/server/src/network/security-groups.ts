@@ -199,12 +199,22 @@ async function findGroup(
 
 export const createSecurityGroup = defineCommand({
   name: 'createSecurityGroup',
+  description:
+    "Creates an empty security group for an account; its VMs then accept only what its ingress rules allow. The name 'default' is reserved.",
   params: {
-    name: p.string({ required: true }),
-    description: p.string({ length: 4096 }),
-    account: p.string(),
-    domainid: p.uuid(),
-    projectid: p.uuid(),
+    name: p.string({
+      required: true,
+      description: "Name of the group, unique in the account; must not be blank or 'default'.",
+    }),
+    description: p.string({
+      length: 4096,
+      description: 'Free-text description of the group, up to 4096 characters.',
+    }),
+    account: p.string({
+      description: 'Account that owns the group (with domainid); defaults to the caller.',
+    }),
+    domainid: p.uuid({ description: 'Domain of account; only with account.' }),
+    projectid: p.uuid({ description: 'Projects are not implemented yet: any value is refused.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -250,12 +260,16 @@ export const createSecurityGroup = defineCommand({
 
 export const deleteSecurityGroup = defineCommand({
   name: 'deleteSecurityGroup',
+  description:
+    "Deletes a security group with its rules and tags; refused for the default group, a group with VMs, or one other groups' rules refer to.",
   params: {
-    id: p.uuid(),
-    name: p.string(),
-    account: p.string(),
-    domainid: p.uuid(),
-    projectid: p.uuid(),
+    id: p.uuid({ description: 'ID of the group to delete; give it or name.' }),
+    name: p.string({
+      description: "Name of the group, in the account given by account/domainid or the caller's.",
+    }),
+    account: p.string({ description: 'Account whose group name names (with domainid).' }),
+    domainid: p.uuid({ description: 'Domain of account; only with account.' }),
+    projectid: p.uuid({ description: 'Projects are not implemented yet: any value is refused.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -368,18 +382,33 @@ function ruleSpec(params: {
 }
 
 const authorizeParams = {
-  securitygroupid: p.uuid(),
-  securitygroupname: p.string(),
-  account: p.string(),
-  domainid: p.uuid(),
-  projectid: p.uuid(),
-  protocol: p.string(),
-  startport: p.integer(),
-  endport: p.integer(),
-  icmptype: p.integer(),
-  icmpcode: p.integer(),
-  cidrlist: p.list(),
-  usersecuritygrouplist: p.map(),
+  securitygroupid: p.uuid({
+    description: 'ID of the security group to add rules to; give it or securitygroupname.',
+  }),
+  securitygroupname: p.string({
+    description:
+      "Name of the security group, looked up in the account given by account/domainid or the caller's.",
+  }),
+  account: p.string({ description: 'Account whose group securitygroupname names (with domainid).' }),
+  domainid: p.uuid({ description: 'Domain of account; only with account.' }),
+  projectid: p.uuid({ description: 'Projects are not implemented yet: any value is refused.' }),
+  protocol: p.string({ description: 'tcp, udp, icmp, all (the default) or an IP protocol number 0-255.' }),
+  startport: p.integer({
+    description: 'First port (tcp/udp, where it is required), 0-65535; 0 with endport 0 means every port.',
+  }),
+  endport: p.integer({
+    description: 'Last port (tcp/udp, where it is required), 0-65535, not before startport.',
+  }),
+  icmptype: p.integer({
+    description:
+      'ICMP type, -1..255 (icmp only, required there); -1 means any and then icmpcode must be -1 too.',
+  }),
+  icmpcode: p.integer({ description: 'ICMP code, -1..255 (icmp only, required there); -1 means any.' }),
+  cidrlist: p.list({ description: 'Comma-separated CIDRs the rule allows; one rule is made per CIDR.' }),
+  usersecuritygrouplist: p.map({
+    description:
+      "Groups whose member VMs the rule allows, as usersecuritygrouplist[0].account and .group (accounts of the group's domain); one rule per group.",
+  }),
 };
 
 type AuthorizeParams = {
@@ -523,6 +552,8 @@ async function groupTarget(ctx: CallContext, params: AuthorizeParams): Promise<J
 
 export const authorizeSecurityGroupIngress = defineCommand({
   name: 'authorizeSecurityGroupIngress',
+  description:
+    'Adds ingress rules to a security group, one per CIDR or peer group, and re-applies the filters of its running VMs; rules it has already are skipped. Asynchronous.',
   params: authorizeParams,
   objectName: 'securitygroup',
   event: {
@@ -536,6 +567,8 @@ export const authorizeSecurityGroupIngress = defineCommand({
 
 export const authorizeSecurityGroupEgress = defineCommand({
   name: 'authorizeSecurityGroupEgress',
+  description:
+    'Adds egress rules to a security group, one per CIDR or peer group, and re-applies the filters of its running VMs; rules it has already are skipped. Asynchronous.',
   params: authorizeParams,
   objectName: 'securitygroup',
   event: {
@@ -567,7 +600,11 @@ function revokeCommand(name: 'revokeSecurityGroupIngress' | 'revokeSecurityGroup
   const eventType = type === 'ingress' ? 'SG.REVOKE.INGRESS' : 'SG.REVOKE.EGRESS';
   return defineCommand({
     name,
-    params: { id: p.uuid({ required: true }) },
+    description:
+      type === 'ingress'
+        ? "Removes an ingress rule from its security group and re-applies the filters of the group's running VMs; asynchronous."
+        : "Removes an egress rule from its security group and re-applies the filters of the group's running VMs; asynchronous.",
+    params: { id: p.uuid({ required: true, description: 'ID of the rule to remove.' }) },
     event: { type: eventType, description: (params) => `revoking ${type} rule ${params.id}` },
     async target(ctx, params) {
       const { group } = await findRule(ctx, params.id, type);
@@ -595,14 +632,18 @@ export const revokeSecurityGroupEgress = revokeCommand('revokeSecurityGroupEgres
 
 export const listSecurityGroups = defineCommand({
   name: 'listSecurityGroups',
+  description:
+    "Lists security groups with their rules and member VMs; each listed account's default group is created if it does not exist yet. Keyword matches names.",
   params: {
     ...listParams,
     ...scopeParams,
-    projectid: p.uuid(),
-    id: p.uuid(),
-    securitygroupname: p.string(),
-    virtualmachineid: p.uuid(),
-    tags: p.map(),
+    projectid: p.uuid({ description: 'Projects are not implemented yet: any value gives an empty list.' }),
+    id: p.uuid({ description: 'Only the group with this ID.' }),
+    securitygroupname: p.string({ description: 'Only groups with exactly this name.' }),
+    virtualmachineid: p.uuid({ description: 'Only the groups this VM belongs to.' }),
+    tags: p.map({
+      description: 'Only groups carrying all these resource tags (tags[0].key, tags[0].value, ...).',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
