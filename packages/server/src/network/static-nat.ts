@@ -43,11 +43,26 @@ const conflict = (text: string) =>
 
 export const enableStaticNat = defineCommand({
   name: 'enableStaticNat',
+  description:
+    "Maps a public IP address one-to-one onto a VM's address in its network: the router sends all the address's traffic (that the firewall admits) to the VM, and the VM's outgoing traffic leaves from it.",
   params: {
-    ipaddressid: p.uuid({ required: true }),
-    virtualmachineid: p.uuid({ required: true }),
-    networkid: p.uuid(),
-    vmguestip: p.string(),
+    ipaddressid: p.uuid({
+      required: true,
+      description:
+        'Public IP address to map; not a source NAT address and without port forwarding or load balancer rules.',
+    }),
+    virtualmachineid: p.uuid({
+      required: true,
+      description:
+        'VM the address maps to; same account as the address, with a NIC in its network, and no other static NAT address there.',
+    }),
+    networkid: p.uuid({
+      description: 'Network of the mapping; must be the one the address is associated with.',
+    }),
+    vmguestip: p.string({
+      description:
+        "Which of the VM's addresses in the network the public address maps to; defaults to its first.",
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -197,7 +212,11 @@ export async function disableStaticNatOf(ctx: CallContext, ip: PublicIpRow): Pro
 
 export const disableStaticNat = defineCommand({
   name: 'disableStaticNat',
-  params: { ipaddressid: p.uuid({ required: true }) },
+  description:
+    'Ends the static NAT of a public IP address and deletes its IP forwarding rules (and the firewall rules opened for them) on the router; asynchronous.',
+  params: {
+    ipaddressid: p.uuid({ required: true, description: 'Public IP address whose static NAT ends.' }),
+  },
   event: {
     type: 'STATICNAT.DISABLE',
     description: (params) => `disabling static NAT for IP ${params.ipaddressid}`,
@@ -216,13 +235,18 @@ export const disableStaticNat = defineCommand({
 
 export const createIpForwardingRule = defineCommand({
   name: 'createIpForwardingRule',
+  description:
+    'Adds a port range rule to a static NAT address, forwarding those ports unchanged to its VM and, by default, opening them in the firewall. Asynchronous.',
   params: {
-    ipaddressid: p.uuid({ required: true }),
-    protocol: p.string({ required: true }),
-    startport: p.integer({ required: true }),
-    endport: p.integer(),
-    openfirewall: p.boolean(),
-    cidrlist: p.list(),
+    ipaddressid: p.uuid({ required: true, description: 'Public IP address with static NAT enabled.' }),
+    protocol: p.string({ required: true, description: 'tcp or udp.' }),
+    startport: p.integer({ required: true, description: 'First port of the range, 1-65535.' }),
+    endport: p.integer({ description: 'Last port of the range; defaults to startport.' }),
+    openfirewall: p.boolean({
+      description:
+        'Also create the firewall rule that admits these ports (default true); it is deleted with this rule.',
+    }),
+    cidrlist: p.list({ description: 'Comma-separated source CIDRs the rule applies to; defaults to any.' }),
   },
   event: {
     type: 'NET.RULEADD',
@@ -306,7 +330,12 @@ export const createIpForwardingRule = defineCommand({
 
 export const deleteIpForwardingRule = defineCommand({
   name: 'deleteIpForwardingRule',
-  params: { id: p.uuid({ required: true }), accountid: p.uuid() },
+  description:
+    'Deletes an IP forwarding rule with the firewall rule opened for it, and removes it from the router; asynchronous.',
+  params: {
+    id: p.uuid({ required: true, description: 'ID of the rule to delete.' }),
+    accountid: p.uuid({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+  },
   event: { type: 'NET.RULEDELETE', description: (params) => `deleting IP forwarding rule ${params.id}` },
   async target(ctx, params) {
     const rule = await findOwnedRule(ctx, params.id, 'StaticNat', 'IP forwarding rule');
@@ -321,13 +350,14 @@ export const deleteIpForwardingRule = defineCommand({
 
 export const listIpForwardingRules = defineCommand({
   name: 'listIpForwardingRules',
+  description: 'Lists the IP forwarding rules of static NAT addresses that the caller may see.',
   params: {
     ...listParams,
     ...scopeParams,
-    projectid: p.uuid(),
-    id: p.uuid(),
-    ipaddressid: p.uuid(),
-    virtualmachineid: p.uuid(),
+    projectid: p.uuid({ description: 'Projects are not implemented yet: any project gives an empty list.' }),
+    id: p.uuid({ description: 'Only the rule with this ID; an unknown ID is refused.' }),
+    ipaddressid: p.uuid({ description: 'Only rules on this public IP address.' }),
+    virtualmachineid: p.uuid({ description: 'Only rules forwarding to this VM.' }),
   },
   async handler(ctx, params) {
     const { rows, count } = await listRules(ctx, params, {
