@@ -75,10 +75,14 @@ export const FILTERS = [
 export type TemplateFilter = (typeof FILTERS)[number];
 
 /** A zone parameter that also takes -1, CloudStack's "every zone". */
-export function zoneOrAll<Req extends boolean = false>(opts?: { required?: Req }): ParamSpec<string, Req> {
+export function zoneOrAll<Req extends boolean = false>(opts?: {
+  required?: Req;
+  description?: string;
+}): ParamSpec<string, Req> {
   return {
     type: 'uuid',
     required: (opts?.required ?? false) as Req,
+    description: opts?.description,
     parse(raw: RawValue, name: string) {
       const v = typeof raw === 'string' ? raw.trim() : '';
       return v === '-1' ? '-1' : parseUuid(v, name);
