@@ -8,7 +8,9 @@ import { eventCommands } from './events/commands.ts';
 import { accountCommands } from './iam/accounts.ts';
 import { domainCommands } from './iam/domains.ts';
 import { limitCommands } from './iam/limits.ts';
+import { iamResponseFields } from './iam/response-fields.ts';
 import { roleCommands } from './iam/roles.ts';
+import { twoFactorCommands } from './iam/two-factor.ts';
 import { userCommands } from './iam/users.ts';
 import { hostCommands } from './infra/hosts.ts';
 import { infraCommands } from './infra/index.ts';
@@ -34,6 +36,7 @@ export const allCommands = [
   ...domainCommands,
   ...accountCommands,
   ...userCommands,
+  ...twoFactorCommands,
   ...roleCommands,
   ...limitCommands,
   ...jobCommands,
@@ -58,4 +61,8 @@ export const allCommands = [
 ] as Command[];
 
 /** The response-field descriptions of every capability folder (see registry/response-fields.ts). */
-export const allResponseFields: ResponseFields[] = [computeResponseFields, networkResponseFields];
+export const allResponseFields: ResponseFields[] = [
+  computeResponseFields,
+  networkResponseFields,
+  iamResponseFields,
+];
