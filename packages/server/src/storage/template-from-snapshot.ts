@@ -173,23 +173,45 @@ async function fillCopy(
 
 export const createTemplate = defineCommand({
   name: 'createTemplate',
+  description:
+    "Makes a private QCOW2 template from a backed-up volume snapshot or from the ROOT disk of a Stopped VM, stored on the zone's secondary storage. Asynchronous.",
   params: {
-    name: p.string({ required: true }),
-    displaytext: p.string(),
-    ostypeid: p.uuid({ required: true }),
-    snapshotid: p.uuid(),
-    volumeid: p.uuid(),
-    ispublic: p.boolean(),
-    isfeatured: p.boolean(),
-    passwordenabled: p.boolean(),
-    sshkeyenabled: p.boolean(),
-    isdynamicallyscalable: p.boolean(),
-    requireshvm: p.boolean(),
-    bits: p.integer(),
-    details: p.map(),
-    templatetag: p.string(),
-    account: p.string(),
-    domainid: p.uuid(),
+    name: p.string({ required: true, description: 'Name of the new template.' }),
+    displaytext: p.string({ description: 'Description shown for the template; defaults to its name.' }),
+    ostypeid: p.uuid({ required: true, description: 'UUID of the guest OS type of the new template.' }),
+    snapshotid: p.uuid({
+      description: 'UUID of a backed-up volume snapshot to build from; give this or volumeid.',
+    }),
+    volumeid: p.uuid({ description: 'UUID of a ROOT volume whose VM is Stopped; give this or snapshotid.' }),
+    ispublic: p.boolean({
+      description:
+        'When true, every account may use it; users need allow.public.user.templates. Default false.',
+    }),
+    isfeatured: p.boolean({
+      description: 'When true, it is listed as featured; root admins only. Default false.',
+    }),
+    passwordenabled: p.boolean({
+      description: 'When true, VMs from it get a generated password; default false.',
+    }),
+    sshkeyenabled: p.boolean({
+      description: 'When true, the image accepts SSH keys handed to VMs; default false.',
+    }),
+    isdynamicallyscalable: p.boolean({
+      description: 'Recorded on the template; Nimbostack does not scale running VMs. Default false.',
+    }),
+    requireshvm: p.boolean({
+      description: 'Whether VMs from it need hardware virtualisation; recorded, default true.',
+    }),
+    bits: p.integer({ description: "32 or 64; defaults to the OS type's." }),
+    details: p.map({ description: 'Template details as details[0].<name>=<value>, stored with it.' }),
+    templatetag: p.string({ description: 'Free tag stored with the template.' }),
+    account: p.string({
+      description:
+        "Name of the account that will own the template (admins and domain admins); defaults to the caller's.",
+    }),
+    domainid: p.uuid({
+      description: "UUID of the domain of the account given with account; defaults to the caller's domain.",
+    }),
   },
   event: { type: 'TEMPLATE.CREATE', description: (params) => `creating template ${params.name}` },
   async create(ctx, params) {
