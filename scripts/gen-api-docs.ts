@@ -1,6 +1,6 @@
 /**
  * Writes docs/commands.md from the command registry: every implemented API command with its
- * async flag, default roles and parameters. `npm run docs`; a test fails when the file is stale.
+ * description, async flag, default roles and parameters. `npm run docs`; a test fails when the file is stale.
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -15,14 +15,17 @@ export function renderCommandDocs(): string {
     `Nimbostack implements ${commands.length} CloudStack API commands. Names, parameters and response`,
     'fields follow the CloudStack API; `listApis` on a running server gives the same list for your role.',
     '',
-    '| command | async | default roles | parameters (* required) |',
-    '|---|---|---|---|',
+    '| command | what it does | async | default roles | parameters (* required) |',
+    '|---|---|---|---|---|',
   ];
   for (const c of commands) {
     const params = Object.entries(c.params)
       .map(([name, spec]) => `${name}${spec.required ? '*' : ''}`)
       .join(', ');
-    lines.push(`| ${c.name} | ${c.isAsync ? 'yes' : ''} | ${c.allowedRoles.join(', ')} | ${params} |`);
+    const what = (c.description ?? '').replaceAll('|', '\\|');
+    lines.push(
+      `| ${c.name} | ${what} | ${c.isAsync ? 'yes' : ''} | ${c.allowedRoles.join(', ')} | ${params} |`,
+    );
   }
   return `${lines.join('\n')}\n`;
 }

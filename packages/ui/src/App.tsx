@@ -84,7 +84,8 @@ export function Root() {
 
 function Authenticated(props: { themeName: ThemeName; toggleTheme(): void }) {
   const [info, setInfo] = useState<LoginInfo | undefined>(savedLogin);
-  const [apis, setApis] = useState<Set<string>>();
+  /** listApis: each command this user may call, with its parameters' descriptions. */
+  const [apis, setApis] = useState<Map<string, Map<string, string>>>();
   const [expired, setExpired] = useState(false);
 
   const signOut = useCallback((sessionExpired: boolean) => {
@@ -98,8 +99,17 @@ function Authenticated(props: { themeName: ThemeName; toggleTheme(): void }) {
 
   useEffect(() => {
     if (!info) return;
-    api<{ api?: { name: string }[] }>('listApis')
-      .then((r) => setApis(new Set((r.api ?? []).map((a) => a.name))))
+    api<{ api?: { name: string; params?: { name: string; description?: string }[] }[] }>('listApis')
+      .then((r) =>
+        setApis(
+          new Map(
+            (r.api ?? []).map((a) => [
+              a.name,
+              new Map((a.params ?? []).map((p) => [p.name, p.description ?? ''])),
+            ]),
+          ),
+        ),
+      )
       .catch(() => signOut(true));
   }, [info, signOut]);
 
@@ -108,8 +118,9 @@ function Authenticated(props: { themeName: ThemeName; toggleTheme(): void }) {
     const type = Number(info.type);
     return {
       info,
-      apis,
+      apis: new Set(apis.keys()),
       can: (c: string) => apis.has(c),
+      describe: (c: string, param: string) => apis.get(c)?.get(param) || undefined,
       isRootAdmin: type === 1,
       isAdmin: type === 1 || type === 2,
       logout: () => {

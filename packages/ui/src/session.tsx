@@ -6,6 +6,8 @@ export interface Session {
   /** Commands this user may call (listApis): menus and actions are gated by them. */
   apis: Set<string>;
   can(command: string): boolean;
+  /** The server's description of a command's parameter (listApis), for form field tooltips. */
+  describe(command: string, param: string): string | undefined;
   /** Root admin (account type 1): sees infrastructure and global settings. */
   isRootAdmin: boolean;
   isAdmin: boolean;

@@ -204,6 +204,7 @@ export function VmActions({ vm, onDone, buttons }: { vm: Row; onDone(): void; bu
         <FormModal
           open
           title={`${dialog.action.label} ${name}`}
+          command={dialog.action.command}
           fields={dialog.fields}
           onClose={() => setDialog(undefined)}
           onSubmit={(values) => perform(dialog.action, values)}

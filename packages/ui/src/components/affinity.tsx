@@ -63,6 +63,7 @@ export function AffinityGroupTable() {
         toolbar={
           session.can('createAffinityGroup') && (
             <FormButton
+              command="createAffinityGroup"
               label="Add affinity group"
               icon={<PlusOutlined />}
               fields={[
@@ -173,6 +174,7 @@ export function InstanceAffinity({ vm, onDone }: { vm: Row; onDone(): void }) {
       {session.can('updateVMAffinityGroup') && (
         <Space wrap>
           <FormButton
+            command="updateVMAffinityGroup"
             label="Change affinity groups"
             disabled={vm.state !== 'Stopped'}
             title={`Affinity groups of ${name}`}

@@ -1,6 +1,7 @@
 import { Button, Form, Input, InputNumber, Modal, Popconfirm, Select, Switch, Tag } from 'antd';
-import { type ReactNode, useId, useState } from 'react';
+import { type ReactNode, useContext, useId, useState } from 'react';
 import type { Params, Row } from '../api.ts';
+import { SessionContext } from '../session.tsx';
 
 const GOOD = new Set([
   'Up',
@@ -72,6 +73,8 @@ export interface Field {
 export function FormButton(props: {
   label: string;
   title?: string;
+  /** The command the form submits: its fields' tooltips are the server's parameter descriptions. */
+  command?: string;
   fields: Field[];
   onSubmit(values: Params): Promise<unknown>;
   primary?: boolean;
@@ -95,6 +98,7 @@ export function FormButton(props: {
       <FormModal
         open={open}
         title={props.title ?? props.label}
+        command={props.command}
         fields={props.fields}
         onClose={() => setOpen(false)}
         onSubmit={props.onSubmit}
@@ -107,6 +111,8 @@ export function FormButton(props: {
 export function FormModal(props: {
   open: boolean;
   title: string;
+  /** The command the form submits: its fields' tooltips are the server's parameter descriptions. */
+  command?: string;
   fields: Field[];
   onClose(): void;
   onSubmit(values: Params): Promise<unknown>;
@@ -114,6 +120,7 @@ export function FormModal(props: {
   onValuesChange?(values: Row): void;
 }) {
   const [busy, setBusy] = useState(false);
+  const session = useContext(SessionContext);
   const [form] = Form.useForm();
   const values = (Form.useWatch([], { form, preserve: true }) as Row | undefined) ?? {};
   // A page holds several of these forms; a distinct name keeps their field ids (and so the
@@ -151,6 +158,7 @@ export function FormModal(props: {
               key={f.name}
               name={f.name}
               label={f.label}
+              tooltip={props.command ? session?.describe(props.command, f.name) : undefined}
               help={f.help}
               initialValue={f.initial}
               valuePropName={f.type === 'boolean' ? 'checked' : 'value'}

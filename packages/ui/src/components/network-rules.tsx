@@ -145,6 +145,7 @@ export function PublicIps({ network }: { network: Row }) {
             <ActionButton label="Rules" onClick={() => setRulesOf(ip)} />
             {!ip.issourcenat && !ip.isstaticnat && session.can('enableStaticNat') && (
               <FormButton
+                command="enableStaticNat"
                 label="Enable static NAT"
                 size="small"
                 title={`Static NAT of ${ip.ipaddress}`}
@@ -283,6 +284,7 @@ function PortForwarding({ ip, vms }: { ip: Row; vms: { value: string; label: str
       toolbar={
         session.can('createPortForwardingRule') && (
           <FormButton
+            command="createPortForwardingRule"
             label="Add port forwarding rule"
             icon={<PlusOutlined />}
             title={`Forward ports of ${ip.ipaddress}`}
@@ -347,6 +349,7 @@ function Firewall({ ip }: { ip: Row }) {
       toolbar={
         session.can('createFirewallRule') && (
           <FormButton
+            command="createFirewallRule"
             label="Add firewall rule"
             icon={<PlusOutlined />}
             title={`Allow traffic to ${ip.ipaddress}`}
@@ -411,6 +414,7 @@ function LoadBalancing({
         toolbar={
           session.can('createLoadBalancerRule') && (
             <FormButton
+              command="createLoadBalancerRule"
               label="Add load balancer"
               icon={<PlusOutlined />}
               title={`Balance a port of ${ip.ipaddress}`}
@@ -497,6 +501,7 @@ function LbMembers({ rule, vms }: { rule: Row; vms: { value: string; label: stri
       toolbar={
         session.can('assignToLoadBalancerRule') && (
           <FormButton
+            command="assignToLoadBalancerRule"
             label="Assign instances"
             icon={<PlusOutlined />}
             title={`Add instances to ${rule.name}`}
@@ -540,6 +545,7 @@ export function EgressRules({ network }: { network: Row }) {
       toolbar={
         session.can('createEgressFirewallRule') && (
           <FormButton
+            command="createEgressFirewallRule"
             label="Add egress rule"
             icon={<PlusOutlined />}
             title={`Egress of ${network.name}`}

@@ -22,7 +22,7 @@ import {
 } from './common.tsx';
 import { type Column, ResourceTable } from './ResourceTable.tsx';
 
-type Dialog = { title: string; fields: Field[]; submit(v: Params): Promise<unknown> };
+type Dialog = { title: string; command: string; fields: Field[]; submit(v: Params): Promise<unknown> };
 
 // ---------------------------------------------------------------------------------------------
 // Volume snapshots
@@ -70,6 +70,7 @@ export function SnapshotTable() {
       command: 'createVolume',
       open: (s: Row) =>
         setDialog({
+          command: 'createVolume',
           title: `Create a volume from ${s.name}`,
           fields: [{ name: 'name', label: 'Volume name', required: true }],
           submit: (v) => act(`Create volume ${v.name}`, 'createVolume', { snapshotid: s.id, ...v }),
@@ -84,6 +85,7 @@ export function SnapshotTable() {
           .catch(() => [])
           .then((os) =>
             setDialog({
+              command: 'createTemplate',
               title: `Create a template from ${s.name}`,
               fields: [
                 { name: 'name', label: 'Template name', required: true },
@@ -177,6 +179,7 @@ export function SnapshotTable() {
         <FormModal
           open
           title={dialog.title}
+          command={dialog.command}
           fields={dialog.fields}
           onClose={() => setDialog(undefined)}
           onSubmit={dialog.submit}
@@ -198,6 +201,7 @@ export function VolumeSnapshotActions({ volume, onDone }: { volume: Row; onDone(
     <Space wrap>
       {session.can('createSnapshot') && (
         <FormButton
+          command="createSnapshot"
           label="Take snapshot"
           size="small"
           title={`Take a snapshot of ${volume.name}`}
@@ -516,6 +520,7 @@ export function VmSnapshotTable(props: { vm?: Row; onDone?(): void }) {
         session.can('createVMSnapshot') &&
         (!props.vm || props.vm.state === 'Running' || props.vm.state === 'Stopped') && (
           <FormButton
+            command="createVMSnapshot"
             label="Take VM snapshot"
             icon={<CameraOutlined />}
             title={

@@ -49,11 +49,7 @@ export function Accounts() {
   const session = useSession();
   const { run } = useActions();
   const [reload, setReload] = useState(0);
-  const [dialog, setDialog] = useState<{
-    title: string;
-    fields: Field[];
-    submit(v: Params): Promise<unknown>;
-  }>();
+  const [dialog, setDialog] = useState<Dialog>();
   const domains = useList('listDomains', 'domain', { listall: true }, reload);
   const accounts = useList('listAccounts', 'account', { listall: true }, reload);
   const roles = useList('listRoles', 'role', {}, reload);
@@ -105,6 +101,7 @@ export function Accounts() {
           toolbar={
             session.can('createAccount') && (
               <FormButton
+                command="createAccount"
                 label="Add account"
                 icon={<PlusOutlined />}
                 fields={[
@@ -170,6 +167,7 @@ export function Accounts() {
           toolbar={
             session.can('createUser') && (
               <FormButton
+                command="createUser"
                 label="Add user"
                 icon={<PlusOutlined />}
                 fields={[
@@ -272,6 +270,7 @@ export function Accounts() {
             <Space>
               {session.can('createSSHKeyPair') && (
                 <FormButton
+                  command="createSSHKeyPair"
                   label="Create key pair"
                   icon={<PlusOutlined />}
                   fields={[{ name: 'name', label: 'Name', required: true }]}
@@ -285,6 +284,7 @@ export function Accounts() {
               )}
               {session.can('registerSSHKeyPair') && (
                 <FormButton
+                  command="registerSSHKeyPair"
                   label="Register public key"
                   fields={[
                     { name: 'name', label: 'Name', required: true },
@@ -329,6 +329,7 @@ export function Accounts() {
         <FormModal
           open
           title={dialog.title}
+          command={dialog.command}
           fields={dialog.fields}
           onClose={() => setDialog(undefined)}
           onSubmit={dialog.submit}
@@ -339,7 +340,9 @@ export function Accounts() {
 }
 
 type Act = (label: string, command: string, params: Params) => Promise<Row | undefined>;
-type SetDialog = (d: { title: string; fields: Field[]; submit(v: Params): Promise<unknown> }) => void;
+/** A form in a modal; `command` is what it submits (its fields' tooltips come from listApis). */
+type Dialog = { title: string; command: string; fields: Field[]; submit(v: Params): Promise<unknown> };
+type SetDialog = (d: Dialog) => void;
 
 function DomainTree({ domains, act }: { domains: Row[]; act: Act }) {
   const session = useSession();
@@ -377,6 +380,7 @@ function DomainTree({ domains, act }: { domains: Row[]; act: Act }) {
             <Space wrap>
               {session.can('createDomain') && (
                 <FormButton
+                  command="createDomain"
                   label="Add subdomain"
                   icon={<PlusOutlined />}
                   fields={[{ name: 'name', label: 'Name', required: true }]}
@@ -435,6 +439,7 @@ function Roles({ roles, act }: { roles: Row[]; act: Act }) {
         {session.can('createRole') && (
           <div style={{ marginTop: 8 }}>
             <FormButton
+              command="createRole"
               label="Add role"
               icon={<PlusOutlined />}
               fields={[
@@ -458,6 +463,7 @@ function Roles({ roles, act }: { roles: Row[]; act: Act }) {
           <>
             {session.can('createRolePermission') && (
               <FormButton
+                command="createRolePermission"
                 label="Add permission"
                 fields={[
                   { name: 'rule', label: 'Rule (API name, * wildcards)', required: true },
@@ -560,6 +566,7 @@ function Limits({
                 label="Change"
                 onClick={() =>
                   setDialog({
+                    command: 'updateResourceLimit',
                     title: `Limit of ${LIMIT_NAMES[String(r.resourcetype)] ?? r.resourcetype} for ${account.name}`,
                     fields: [
                       {
@@ -630,6 +637,7 @@ function SecurityGroups({ reload, act, setDialog }: { reload: number; act: Act; 
       toolbar={
         session.can('createSecurityGroup') && (
           <FormButton
+            command="createSecurityGroup"
             label="Add security group"
             icon={<PlusOutlined />}
             fields={[
@@ -647,6 +655,7 @@ function SecurityGroups({ reload, act, setDialog }: { reload: number; act: Act; 
               label="Add ingress rule"
               onClick={() =>
                 setDialog({
+                  command: 'authorizeSecurityGroupIngress',
                   title: `Ingress rule for ${g.name}`,
                   fields: [
                     {

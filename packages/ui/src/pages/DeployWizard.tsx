@@ -30,6 +30,7 @@ const STEPS = ['Zone', 'Image', 'Offering', 'Disks', 'Network', 'Access', 'Revie
 
 export function DeployWizard() {
   const session = useSession();
+  const tip = (param: string) => session.describe('deployVirtualMachine', param);
   const { run } = useActions();
   const [form] = Form.useForm();
   const [step, setStep] = useState(0);
@@ -159,6 +160,7 @@ export function DeployWizard() {
         <Form form={form} layout="vertical" style={{ maxWidth: 640 }} preserve>
           <Form.Item
             name="zoneid"
+            tooltip={tip('zoneid')}
             label="Zone"
             hidden={step !== 0}
             rules={[{ required: true, message: 'Choose a zone' }]}
@@ -175,6 +177,7 @@ export function DeployWizard() {
           </Form.Item>
           <Form.Item
             name="templateid"
+            tooltip={tip('templateid')}
             label={imageKind === 'iso' ? 'ISO' : 'Template'}
             hidden={step !== 1}
             rules={[{ required: true, message: 'Choose an image' }]}
@@ -195,6 +198,7 @@ export function DeployWizard() {
           </Form.Item>
           <Form.Item
             name="serviceofferingid"
+            tooltip={tip('serviceofferingid')}
             label="Service offering"
             hidden={step !== 2}
             rules={[{ required: true, message: 'Choose an offering' }]}
@@ -231,6 +235,7 @@ export function DeployWizard() {
           )}
           <Form.Item
             name="diskofferingid"
+            tooltip={tip('diskofferingid')}
             label={imageKind === 'iso' ? 'Root disk offering' : 'Data disk (optional)'}
             hidden={step !== 3}
             rules={imageKind === 'iso' ? [{ required: true, message: 'An ISO needs a root disk' }] : []}
@@ -249,6 +254,7 @@ export function DeployWizard() {
           {diskOffering?.iscustomized && (
             <Form.Item
               name="size"
+              tooltip={tip('size')}
               label="Disk size (GiB)"
               hidden={step !== 3}
               rules={[{ required: true, message: 'Size' }]}
@@ -258,6 +264,7 @@ export function DeployWizard() {
           )}
           <Form.Item
             name="networkids"
+            tooltip={tip('networkids')}
             label={advanced ? 'Networks (the first chosen is the default)' : 'Networks'}
             hidden={step !== 4}
             rules={advanced ? [{ required: true, message: 'Choose a network' }] : []}
@@ -276,7 +283,12 @@ export function DeployWizard() {
             />
           </Form.Item>
           {zone?.securitygroupsenabled !== false && session.can('listSecurityGroups') && (
-            <Form.Item name="securitygroupids" label="Security groups" hidden={step !== 4}>
+            <Form.Item
+              name="securitygroupids"
+              tooltip={tip('securitygroupids')}
+              label="Security groups"
+              hidden={step !== 4}
+            >
               <Select
                 mode="multiple"
                 aria-label="Security groups"
@@ -287,6 +299,7 @@ export function DeployWizard() {
           {session.can('listAffinityGroups') && (
             <Form.Item
               name="affinitygroupids"
+              tooltip={tip('affinitygroupids')}
               label="Affinity groups"
               hidden={step !== 4}
               help={
@@ -307,6 +320,7 @@ export function DeployWizard() {
           )}
           <Form.Item
             name="name"
+            tooltip={tip('name')}
             label="Name"
             hidden={step !== 5}
             rules={[
@@ -318,14 +332,19 @@ export function DeployWizard() {
           >
             <Input aria-label="Name" />
           </Form.Item>
-          <Form.Item name="keypair" label="SSH key pair" hidden={step !== 5}>
+          <Form.Item name="keypair" tooltip={tip('keypair')} label="SSH key pair" hidden={step !== 5}>
             <Select
               allowClear
               aria-label="SSH key pair"
               options={keys.map((k) => ({ value: k.name, label: k.name }))}
             />
           </Form.Item>
-          <Form.Item name="userdata" label="User data (cloud-init)" hidden={step !== 5}>
+          <Form.Item
+            name="userdata"
+            tooltip={tip('userdata')}
+            label="User data (cloud-init)"
+            hidden={step !== 5}
+          >
             <Input.TextArea rows={4} aria-label="User data" />
           </Form.Item>
         </Form>

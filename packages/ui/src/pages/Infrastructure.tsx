@@ -188,6 +188,7 @@ export function Infrastructure() {
                 toolbar={
                   session.can('createPod') && (
                     <FormButton
+                      command="createPod"
                       label="Add pod"
                       icon={<PlusOutlined />}
                       fields={[
@@ -231,6 +232,7 @@ export function Infrastructure() {
                 toolbar={
                   session.can('addCluster') && (
                     <FormButton
+                      command="addCluster"
                       label="Add cluster"
                       icon={<PlusOutlined />}
                       fields={[
@@ -298,6 +300,7 @@ export function Infrastructure() {
                 toolbar={
                   session.can('addHost') && (
                     <FormButton
+                      command="addHost"
                       label="Add host"
                       icon={<PlusOutlined />}
                       fields={[
@@ -381,6 +384,7 @@ export function Infrastructure() {
                 toolbar={
                   session.can('createStoragePool') && (
                     <FormButton
+                      command="createStoragePool"
                       label="Add primary storage"
                       icon={<PlusOutlined />}
                       fields={[
@@ -446,6 +450,7 @@ export function Infrastructure() {
                 toolbar={
                   session.can('addImageStore') && (
                     <FormButton
+                      command="addImageStore"
                       label="Add secondary storage"
                       icon={<PlusOutlined />}
                       fields={[

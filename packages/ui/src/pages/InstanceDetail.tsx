@@ -191,6 +191,7 @@ export function InstanceDetail({ id }: { id: string }) {
                 {tags.length === 0 && <span>No tags</span>}
                 {session.can('createTags') && (
                   <FormButton
+                    command="createTags"
                     label="Add tag"
                     size="small"
                     fields={[

@@ -73,6 +73,7 @@ function CreateNetwork({ zones, onDone }: { zones: Row[]; onDone(): void }) {
   const accounts = useList('listAccounts', 'account', { listall: true });
   return (
     <FormButton
+      command="createNetwork"
       label="Create network"
       icon={<PlusOutlined />}
       primary
@@ -138,6 +139,7 @@ export function NetworkActions(props: { network: Row; onDone(): void; onDeleted?
         <>
           <ActionButton label="Restart" onClick={() => setRestarting(true)} />
           <FormModal
+            command="restartNetwork"
             open={restarting}
             title={`Restart ${network.name}`}
             fields={[

@@ -50,6 +50,7 @@ export function Storage() {
   const [reload, setReload] = useState(0);
   const [dialog, setDialog] = useState<{
     title: string;
+    command: string;
     fields: Field[];
     submit(v: Params): Promise<unknown>;
   }>();
@@ -108,6 +109,7 @@ export function Storage() {
           label="Attach"
           onClick={() =>
             setDialog({
+              command: 'attachVolume',
               title: `Attach ${v.name}`,
               fields: [
                 {
@@ -137,6 +139,7 @@ export function Storage() {
           label="Resize"
           onClick={() =>
             setDialog({
+              command: 'resizeVolume',
               title: `Resize ${v.name}`,
               fields: [{ name: 'size', label: 'New size (GiB)', type: 'number', required: true }],
               submit: (p) => act(`Resize ${v.name}`, 'resizeVolume', { id: v.id, ...p }),
@@ -185,6 +188,7 @@ export function Storage() {
                 toolbar={
                   session.can('createVolume') && (
                     <FormButton
+                      command="createVolume"
                       label="Add volume"
                       icon={<PlusOutlined />}
                       fields={[
@@ -233,6 +237,7 @@ export function Storage() {
                 toolbar={
                   session.can('registerTemplate') && (
                     <FormButton
+                      command="registerTemplate"
                       label="Register template"
                       icon={<PlusOutlined />}
                       fields={[
@@ -308,6 +313,7 @@ export function Storage() {
                 toolbar={
                   session.can('registerIso') && (
                     <FormButton
+                      command="registerIso"
                       label="Register ISO"
                       icon={<PlusOutlined />}
                       fields={[
@@ -349,6 +355,7 @@ export function Storage() {
         <FormModal
           open
           title={dialog.title}
+          command={dialog.command}
           fields={dialog.fields}
           onClose={() => setDialog(undefined)}
           onSubmit={dialog.submit}
