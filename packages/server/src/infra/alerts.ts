@@ -260,7 +260,14 @@ function alertTypeNumber(value: string | undefined): number | undefined {
 
 export const listAlerts = defineCommand({
   name: 'listAlerts',
-  params: { ...listParams, id: p.uuid(), type: p.string(), name: p.string() },
+  description:
+    'Lists the alerts not archived, newest first: capacity thresholds crossed, hosts down and similar events for operators. Keyword matches the alert text.',
+  params: {
+    ...listParams,
+    id: p.uuid({ description: 'Only the alert with this ID.' }),
+    type: p.string({ description: 'Only alerts of this type, by number or name (e.g. 0 or ALERT.MEMORY).' }),
+    name: p.string({ description: 'Only alerts with exactly this name.' }),
+  },
   async handler(ctx, params) {
     const { app } = ctx;
     let q = app.store.db.selectFrom('alerts').where('archived', '=', 0);
@@ -288,10 +295,14 @@ export const listAlerts = defineCommand({
 });
 
 const selectionParams = {
-  ids: p.list({ of: 'uuid' }),
-  type: p.string(),
-  startdate: p.date(),
-  enddate: p.date(),
+  ids: p.list({ of: 'uuid', description: 'Comma-separated IDs of the alerts to select.' }),
+  type: p.string({
+    description: 'Only alerts of this type, by number or name (e.g. 1 or ALERT.CPU; see listAlertTypes).',
+  }),
+  startdate: p.date({
+    description: "Only alerts raised at or after this time (yyyy-MM-dd or yyyy-MM-dd'T'HH:mm:ssZ).",
+  }),
+  enddate: p.date({ description: 'Only alerts raised at or before this time; not before startdate.' }),
 };
 
 /** The alerts named by ids / type / date range (at least one must be given, as upstream). */
@@ -319,6 +330,8 @@ async function selectedAlertIds(
 
 export const archiveAlerts = defineCommand({
   name: 'archiveAlerts',
+  description:
+    'Archives the selected alerts so listAlerts no longer shows them; at least one of ids, type, startdate or enddate must be given, and they combine.',
   params: selectionParams,
   async handler(ctx, params) {
     const ids = await selectedAlertIds(ctx.app, params);
@@ -330,6 +343,8 @@ export const archiveAlerts = defineCommand({
 
 export const deleteAlerts = defineCommand({
   name: 'deleteAlerts',
+  description:
+    'Deletes the selected alerts for good; at least one of ids, type, startdate or enddate must be given, and they combine.',
   params: selectionParams,
   async handler(ctx, params) {
     const ids = await selectedAlertIds(ctx.app, params);
@@ -340,6 +355,8 @@ export const deleteAlerts = defineCommand({
 
 export const listAlertTypes = defineCommand({
   name: 'listAlertTypes',
+  description:
+    'Lists the alert types with their numbers and names, as used by the type filters of the alert commands.',
   params: {},
   async handler() {
     return listResult(
