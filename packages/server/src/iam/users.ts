@@ -5,13 +5,16 @@ import { insertId, type Tx } from '../db/connection.ts';
 import type { AccountRow, DomainRow, RoleRow, UserRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
+import { resolveAlert } from '../infra/alerts.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { registerTaggable } from '../tags/tags.ts';
 import { applyScope, checkOwnerAccess, listScope } from './access.ts';
 import { forgetCachedIdentity } from './caller.ts';
+import { checkPasswordPolicy } from './password-policy.ts';
 import { hashPassword, randomToken, verifyPassword } from './secrets.ts';
+import { endUserSessions, lockoutAlertKey, twoFactorMandated } from './sessions.ts';
 
 export interface NewUser {
   username: string;
@@ -58,6 +61,7 @@ export async function createUserRow(
 ): Promise<UserRow> {
   const { app } = ctx;
   checkUserFields(u);
+  checkPasswordPolicy(app, u.password, u.username, domain.id);
   await checkUsernameFree(tx, domain.id, u.username);
   const id = await insertId(app.store, tx, 'users', {
     uuid: u.userid && /^[0-9a-f-]{36}$/i.test(u.userid) ? u.userid.toLowerCase() : app.ids.uuid(),
@@ -144,7 +148,8 @@ export async function presentUsers(ctx: CallContext, rows: UserRow[], known: Kno
       iscallerchilddomain:
         domain.id !== ctx.caller.domain.id && domain.path.startsWith(ctx.caller.domain.path),
       isdefault: u.is_default === 1,
-      is2faenabled: false,
+      is2faenabled: u.user_2fa_enabled === 1,
+      is2famandated: twoFactorMandated(ctx.app, domain.id),
     };
   });
 }
@@ -186,16 +191,24 @@ async function presentOne(ctx: CallContext, userId: number): Promise<object> {
 
 export const createUser = defineCommand({
   name: 'createUser',
+  description:
+    "Adds a user to an existing account; the password must meet the domain's password policy and the username be free in the domain.",
   params: {
-    account: p.string({ required: true }),
-    domainid: p.uuid(),
-    username: p.string({ required: true }),
-    password: p.string({ required: true }),
-    email: p.string({ required: true }),
-    firstname: p.string({ required: true }),
-    lastname: p.string({ required: true }),
-    timezone: p.string(),
-    userid: p.string(),
+    account: p.string({ required: true, description: 'Name of the account the user joins.' }),
+    domainid: p.uuid({ description: "UUID of that account's domain; defaults to the caller's domain." }),
+    username: p.string({
+      required: true,
+      description: "Login name: 1-255 characters without spaces or '/', unique within the domain.",
+    }),
+    password: p.string({
+      required: true,
+      description: 'Initial password in clear text; checked against the password policy and stored hashed.',
+    }),
+    email: p.string({ required: true, description: "The user's email address." }),
+    firstname: p.string({ required: true, description: "The user's first name." }),
+    lastname: p.string({ required: true, description: "The user's last name." }),
+    timezone: p.string({ description: 'Time zone to record for the user, such as Europe/Paris.' }),
+    userid: p.string({ description: 'UUID to give the new user instead of a generated one.' }),
   },
   async handler(ctx, params) {
     const { resolveAccount } = await import('./accounts.ts');
@@ -212,19 +225,33 @@ export const createUser = defineCommand({
 
 export const listUsers = defineCommand({
   name: 'listUsers',
+  description: "Lists the users the caller may see (users see only themselves and their account's users).",
   params: {
     ...listParams,
-    id: p.uuid(),
-    username: p.string(),
-    account: p.string(),
-    accounttype: p.integer(),
-    domainid: p.uuid(),
-    isrecursive: p.boolean(),
-    listall: p.boolean(),
-    state: p.string(),
-    usersource: p.string(),
-    showicon: p.boolean(),
-    apikeyaccess: p.string(),
+    id: p.uuid({ description: 'Only the user with this UUID.' }),
+    username: p.string({ description: 'Only users with exactly this login name.' }),
+    account: p.string({
+      description:
+        "Only users of this account (with domainid, or in the caller's domain); ignored for users.",
+    }),
+    accounttype: p.integer({
+      description: 'Only users of accounts of this type: 0 user, 1 root admin, 2 domain admin.',
+    }),
+    domainid: p.uuid({
+      description: 'Only users in this domain (and below with isrecursive); ignored for users.',
+    }),
+    isrecursive: p.boolean({ description: 'With domainid, also include users of subdomains.' }),
+    listall: p.boolean({
+      description: 'For admins and domain admins: include users of every account they may see.',
+    }),
+    state: p.string({
+      description: 'Only users in this state: enabled, disabled or locked (case-insensitive).',
+    }),
+    usersource: p.string({ description: 'Only users from this source, such as native.' }),
+    showicon: p.boolean({
+      description: 'Accepted for compatibility; Nimbostack has no resource icons and ignores it.',
+    }),
+    apikeyaccess: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -253,19 +280,28 @@ export const listUsers = defineCommand({
 
 export const updateUser = defineCommand({
   name: 'updateUser',
+  description:
+    "Changes a user's login name, password, contact details or API keys; a new password ends all the user's sessions.",
   params: {
-    id: p.uuid({ required: true }),
-    username: p.string(),
-    password: p.string(),
-    currentpassword: p.string(),
-    email: p.string(),
-    firstname: p.string(),
-    lastname: p.string(),
-    timezone: p.string(),
-    userapikey: p.string(),
-    usersecretkey: p.string(),
-    apikeyaccess: p.string(),
-    mandate2fa: p.boolean(),
+    id: p.uuid({ required: true, description: 'UUID of the user to change.' }),
+    username: p.string({ description: 'New login name, free within the domain.' }),
+    password: p.string({ description: 'New password in clear text; checked against the password policy.' }),
+    currentpassword: p.string({
+      description: 'The present password; required when a user changes their own password.',
+    }),
+    email: p.string({ description: 'New email address.' }),
+    firstname: p.string({ description: 'New first name.' }),
+    lastname: p.string({ description: 'New last name.' }),
+    timezone: p.string({ description: 'New time zone, such as Europe/Paris.' }),
+    userapikey: p.string({
+      description: 'API key to set; must be given with usersecretkey and not be used by another user.',
+    }),
+    usersecretkey: p.string({ description: 'Secret key to set together with userapikey; stored encrypted.' }),
+    apikeyaccess: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    mandate2fa: p.boolean({
+      description:
+        'Administrators only: true makes two-factor authentication mandatory for the user; false changes nothing.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -279,7 +315,14 @@ export const updateUser = defineCommand({
           throw invalidParameter('Current password is incorrect');
         }
       }
+      checkPasswordPolicy(app, params.password, params.username ?? user.username, account.domain_id);
       changes.password = await hashPassword(params.password);
+    }
+    if (params.mandate2fa) {
+      // Mandating only switches 2FA on (the user sets it up at their next login); it never turns it off.
+      if (ctx.caller.roleKind === 'user')
+        throw permissionDenied('Only administrators can mandate two-factor authentication');
+      changes.user_2fa_enabled = 1;
     }
     if (params.email !== undefined) changes.email = params.email;
     if (params.firstname !== undefined) changes.firstname = params.firstname;
@@ -308,6 +351,9 @@ export const updateUser = defineCommand({
       }
       if (Object.keys(changes).length > 0)
         await tx.updateTable('users').set(changes).where('id', '=', user.id).execute();
+      // A new password ends every session of the user, the caller's own included: whoever held one
+      // (perhaps the reason for the change) must now sign in with the new password.
+      if (changes.password) await endUserSessions(tx, user.id);
       await logEvent(ctx, tx, {
         type: 'USER.UPDATE',
         description: `updating user ${user.username}`,
@@ -325,8 +371,10 @@ async function setUserState(ctx: CallContext, id: string, state: string, eventTy
   if (user.id === ctx.caller.user.id && state !== 'enabled')
     throw permissionDenied('A user cannot disable or lock themselves');
   await ctx.app.store.db.transaction().execute(async (tx) => {
-    await tx.updateTable('users').set({ state }).where('id', '=', user.id).execute();
-    if (state !== 'enabled') await tx.deleteFrom('sessions').where('user_id', '=', user.id).execute();
+    // Enabling also clears the failed-login count (as upstream), or the next typo would disable again.
+    const set = state === 'enabled' ? { state, login_attempts: 0 } : { state };
+    await tx.updateTable('users').set(set).where('id', '=', user.id).execute();
+    if (state !== 'enabled') await endUserSessions(tx, user.id);
     await logEvent(ctx, tx, {
       type: eventType,
       description: `${state} user ${user.username}`,
@@ -335,12 +383,15 @@ async function setUserState(ctx: CallContext, id: string, state: string, eventTy
     });
   });
   forgetCachedIdentity();
+  if (state === 'enabled') await resolveAlert(ctx.app, lockoutAlertKey(user.uuid));
   return presentOne(ctx, user.id);
 }
 
 export const disableUser = defineCommand({
   name: 'disableUser',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    'Disables a user so they can no longer sign in or call the API, and ends their sessions. Asynchronous; users cannot disable themselves.',
+  params: { id: p.uuid({ required: true, description: 'UUID of the user to disable.' }) },
   event: { type: 'USER.DISABLE', description: (params) => `disabling user ${params.id}` },
   target: (_ctx, params) => ({ type: 'User', id: params.id }),
   handler: (ctx, params) => setUserState(ctx, params.id, 'disabled', 'USER.DISABLE'),
@@ -348,19 +399,24 @@ export const disableUser = defineCommand({
 
 export const enableUser = defineCommand({
   name: 'enableUser',
-  params: { id: p.uuid({ required: true }) },
+  description: 'Lets a disabled or locked user sign in again and resets their failed login count.',
+  params: { id: p.uuid({ required: true, description: 'UUID of the user to enable.' }) },
   handler: (ctx, params) => setUserState(ctx, params.id, 'enabled', 'USER.ENABLE'),
 });
 
 export const lockUser = defineCommand({
   name: 'lockUser',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    'Locks a user out (as too many failed logins do) and ends their sessions; enableUser unlocks them.',
+  params: { id: p.uuid({ required: true, description: 'UUID of the user to lock.' }) },
   handler: (ctx, params) => setUserState(ctx, params.id, 'locked', 'USER.LOCK'),
 });
 
 export const deleteUser = defineCommand({
   name: 'deleteUser',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    "Deletes a user and their sessions; refused for the caller themselves and for an account's last user.",
+  params: { id: p.uuid({ required: true, description: 'UUID of the user to delete.' }) },
   async handler(ctx, params) {
     const { user } = await findUser(ctx, params.id);
     if (user.id === ctx.caller.user.id) throw permissionDenied('A user cannot delete themselves');
@@ -406,7 +462,9 @@ export async function registerKeys(
 
 export const registerUserKeys = defineCommand({
   name: 'registerUserKeys',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    'Generates a new API key and secret key for a user, replacing any previous pair, and returns both.',
+  params: { id: p.uuid({ required: true, description: 'UUID of the user who gets the keys.' }) },
   async handler(ctx, params) {
     const { user } = await findUser(ctx, params.id);
     const keys = await registerKeys(ctx, user);
@@ -424,7 +482,8 @@ export const registerUserKeys = defineCommand({
 
 export const getUserKeys = defineCommand({
   name: 'getUserKeys',
-  params: { id: p.uuid({ required: true }) },
+  description: "Returns a user's API key and secret key, or nothing if none were generated.",
+  params: { id: p.uuid({ required: true, description: 'UUID of the user.' }) },
   async handler(ctx, params) {
     const { user } = await findUser(ctx, params.id);
     if (!user.api_key || !user.secret_key) return {};
@@ -434,7 +493,8 @@ export const getUserKeys = defineCommand({
 
 export const getUser = defineCommand({
   name: 'getUser',
-  params: { userapikey: p.string({ required: true }) },
+  description: 'Finds the user that owns an API key. Root admins only.',
+  params: { userapikey: p.string({ required: true, description: 'The API key to look up.' }) },
   async handler(ctx, params) {
     const row = await ctx.app.store.db
       .selectFrom('users')
