@@ -350,15 +350,24 @@ export function clusterThresholdDetails(ctx: CallContext, clusterId: number): Re
 
 export const listCapacity = defineCommand({
   name: 'listCapacity',
+  description:
+    'Reports used and total capacity (memory, CPU, storage, addresses...) per zone, or per pod/cluster when one is given; computed live on each call.',
   params: {
     ...listParams,
-    zoneid: p.uuid(),
-    podid: p.uuid(),
-    clusterid: p.uuid(),
-    type: p.integer(),
-    sortby: p.string(),
-    fetchlatest: p.boolean(),
-    tag: p.string(),
+    zoneid: p.uuid({ description: "Only this zone's capacity." }),
+    podid: p.uuid({ description: "Report per pod: only this pod's capacity." }),
+    clusterid: p.uuid({ description: "Report per cluster: only this cluster's capacity." }),
+    type: p.integer({
+      description:
+        'Only one kind: 0 memory, 1 CPU, 2 storage used, 3 storage allocated, 5 private IPs, 6 secondary storage, 9 local storage, 19 CPU cores.',
+    }),
+    sortby: p.string({
+      description: "Only 'usage' is accepted: highest percentage used first. By default ordered by type.",
+    }),
+    fetchlatest: p.boolean({
+      description: 'Accepted for compatibility; capacity is always computed live, so it changes nothing.',
+    }),
+    tag: p.string({ description: 'Only primary storage capacity of pools carrying this storage tag.' }),
   },
   async handler(ctx, params) {
     const filter: CapacityFilter = {};

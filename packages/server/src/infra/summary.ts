@@ -4,6 +4,8 @@ import { hostTotals } from './host-inventory.ts';
 
 export const listInfrastructure = defineCommand({
   name: 'listInfrastructure',
+  description:
+    "Counts the cloud's infrastructure: zones, pods, clusters, hosts and CPU sockets, storage pools, image stores, management servers Up and open alerts.",
   params: {},
   async handler(ctx) {
     const { app } = ctx;
