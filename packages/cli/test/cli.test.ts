@@ -106,6 +106,14 @@ describe('nimbo', () => {
     );
   });
 
+  test('help shows the server's own descriptions of the command and its parameters', async () => {
+    const { listZones } = await import('../../server/src/infra/zones.ts');
+    const out = await ok(['help', 'list', 'zones']);
+    assert.ok(listZones.description, 'listZones is described');
+    assert.ok(out.includes(`listZones (sync): ${listZones.description}`), out);
+    assert.ok(out.includes(listZones.params.id.description!), out);
+  });
+
   test('list in every output format, with filter=', async () => {
     const [filtered, table, column, csv, text] = await Promise.all(
       ['json', 'table', 'column', 'csv', 'text'].map((format) =>

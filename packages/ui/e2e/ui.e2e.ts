@@ -237,6 +237,16 @@ test('a data volume is created and attached to the instance', async (t) => {
   await page.getByRole('button', { name: 'Add volume' }).click();
   await settle(page);
   const dialog = page.getByRole('dialog');
+  // The field's tooltip is the server's own description of createVolume's parameter (listApis).
+  const { createVolume } = await import('../../server/src/storage/volumes.ts');
+  await dialog
+    .locator('label', { hasText: 'Disk offering' })
+    .locator('[aria-label="question-circle"]')
+    .hover();
+  await page
+    .getByRole('tooltip')
+    .filter({ hasText: createVolume.params.diskofferingid.description })
+    .waitFor({ timeout: 10_000 });
   await dialog.getByLabel('Name').fill('ui-data');
   await choose(dialog, 'Zone', /^local$/, false);
   await choose(dialog, 'Disk offering', /^Small/, false);
