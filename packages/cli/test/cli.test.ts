@@ -106,7 +106,7 @@ describe('nimbo', () => {
     );
   });
 
-  test('help shows the server's own descriptions of the command and its parameters', async () => {
+  test('help shows the server descriptions of the command and its parameters', async () => {
     const { listZones } = await import('../../server/src/infra/zones.ts');
     const out = await ok(['help', 'list', 'zones']);
     assert.ok(listZones.description, 'listZones is described');
