@@ -164,21 +164,39 @@ function checkRoleGrant(ctx: CallContext, role: RoleRow): void {
 
 export const createAccount = defineCommand({
   name: 'createAccount',
+  description:
+    'Creates an account in a domain together with its first user; the role (or account type) sets what its users may do.',
   params: {
-    username: p.string({ required: true }),
-    password: p.string({ required: true }),
-    email: p.string({ required: true }),
-    firstname: p.string({ required: true }),
-    lastname: p.string({ required: true }),
-    account: p.string(),
-    accounttype: p.integer(),
-    roleid: p.uuid(),
-    domainid: p.uuid(),
-    networkdomain: p.string(),
-    timezone: p.string(),
-    accountid: p.string(),
-    userid: p.string(),
-    accountdetails: p.map(),
+    username: p.string({
+      required: true,
+      description: "Login name of the account's first user, unique within the domain.",
+    }),
+    password: p.string({
+      required: true,
+      description: "Clear-text password of the first user; checked against the domain's password policy.",
+    }),
+    email: p.string({ required: true, description: 'Email address of the first user.' }),
+    firstname: p.string({ required: true, description: 'First name of the first user.' }),
+    lastname: p.string({ required: true, description: 'Last name of the first user.' }),
+    account: p.string({
+      description: 'Name of the new account, unique in its domain; defaults to username.',
+    }),
+    accounttype: p.integer({
+      description:
+        '0 user, 2 domain admin or 1 root admin; picks the default role of that type unless roleid is given.',
+    }),
+    roleid: p.uuid({
+      description:
+        'UUID of the role for the account; must match accounttype if both are given, and be one the caller may grant.',
+    }),
+    domainid: p.uuid({
+      description: "UUID of the domain to create the account in; defaults to the caller's domain.",
+    }),
+    networkdomain: p.string({ description: "DNS domain suffix for the account's guest networks." }),
+    timezone: p.string({ description: 'Time zone recorded for the first user, such as Europe/Paris.' }),
+    accountid: p.string({ description: 'UUID to give the new account instead of a generated one.' }),
+    userid: p.string({ description: 'UUID to give the first user instead of a generated one.' }),
+    accountdetails: p.map({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -240,20 +258,31 @@ export const createAccount = defineCommand({
 
 export const listAccounts = defineCommand({
   name: 'listAccounts',
+  description: 'Lists the accounts the caller may see, with their resource counts and limits.',
   params: {
     ...listParams,
-    id: p.uuid(),
-    name: p.string(),
-    accounttype: p.integer(),
-    state: p.string(),
-    domainid: p.uuid(),
-    isrecursive: p.boolean(),
-    listall: p.boolean(),
-    iscleanuprequired: p.boolean(),
-    details: p.list(),
-    showicon: p.boolean(),
-    apikeyaccess: p.string(),
-    tag: p.string(),
+    id: p.uuid({ description: 'Only the account with this UUID.' }),
+    name: p.string({ description: 'Only accounts with exactly this name.' }),
+    accounttype: p.integer({
+      description: 'Only accounts of this type: 0 user, 1 root admin, 2 domain admin.',
+    }),
+    state: p.string({
+      description: 'Only accounts in this state: enabled, disabled or locked (case-insensitive).',
+    }),
+    domainid: p.uuid({ description: 'Only accounts in this domain (and below with isrecursive).' }),
+    isrecursive: p.boolean({ description: 'With domainid, also include accounts of subdomains.' }),
+    listall: p.boolean({
+      description: 'For admins and domain admins: every account they may see, not only their own.',
+    }),
+    iscleanuprequired: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    details: p.list({
+      description: 'Accepted for compatibility; Nimbostack always returns the full entries.',
+    }),
+    showicon: p.boolean({
+      description: 'Accepted for compatibility; Nimbostack has no resource icons and ignores it.',
+    }),
+    apikeyaccess: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    tag: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -281,15 +310,21 @@ export const listAccounts = defineCommand({
 
 export const updateAccount = defineCommand({
   name: 'updateAccount',
+  description:
+    'Renames an account or changes its network domain or role; the default admin account cannot be renamed.',
   params: {
-    id: p.uuid(),
-    account: p.string(),
-    domainid: p.uuid(),
-    newname: p.string(),
-    networkdomain: p.string(),
-    roleid: p.uuid(),
-    accountdetails: p.map(),
-    apikeyaccess: p.string(),
+    id: p.uuid({ description: 'UUID of the account; or give account and domainid.' }),
+    account: p.string({ description: 'Name of the account, when id is not given.' }),
+    domainid: p.uuid({
+      description: "UUID of the domain of the account named by account; defaults to the caller's domain.",
+    }),
+    newname: p.string({ description: 'New name, unique in the domain.' }),
+    networkdomain: p.string({
+      description: 'New DNS domain suffix for its guest networks; empty clears it.',
+    }),
+    roleid: p.uuid({ description: 'UUID of a new role of the same type, one the caller may grant.' }),
+    accountdetails: p.map({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    apikeyaccess: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -370,7 +405,17 @@ async function setAccountState(
 
 export const disableAccount = defineCommand({
   name: 'disableAccount',
-  params: { id: p.uuid(), account: p.string(), domainid: p.uuid(), lock: p.boolean({ required: true }) },
+  description:
+    'Disables or locks an account so none of its users can sign in or call the API; their sessions end, VMs keep running. Asynchronous.',
+  params: {
+    id: p.uuid({ description: 'UUID of the account; or give account and domainid.' }),
+    account: p.string({ description: 'Name of the account, when id is not given.' }),
+    domainid: p.uuid({ description: 'UUID of the domain of the account named by account.' }),
+    lock: p.boolean({
+      required: true,
+      description: 'true to lock the account, false to disable it; either way its users are shut out.',
+    }),
+  },
   event: {
     type: 'ACCOUNT.DISABLE',
     description: (params) => `disabling account ${params.id ?? params.account}`,
@@ -387,7 +432,12 @@ export const disableAccount = defineCommand({
 
 export const enableAccount = defineCommand({
   name: 'enableAccount',
-  params: { id: p.uuid(), account: p.string(), domainid: p.uuid() },
+  description: "Lets a disabled or locked account's users sign in and use the API again.",
+  params: {
+    id: p.uuid({ description: 'UUID of the account; or give account and domainid.' }),
+    account: p.string({ description: 'Name of the account, when id is not given.' }),
+    domainid: p.uuid({ description: 'UUID of the domain of the account named by account.' }),
+  },
   async handler(ctx, params) {
     const { account } = await resolveAccount(ctx, params);
     return setAccountState(ctx, account, 'enabled', 'ACCOUNT.ENABLE');
@@ -396,7 +446,12 @@ export const enableAccount = defineCommand({
 
 export const lockAccount = defineCommand({
   name: 'lockAccount',
-  params: { account: p.string({ required: true }), domainid: p.uuid({ required: true }) },
+  description:
+    'Locks an account so none of its users can sign in or call the API, and ends their sessions; an account cannot lock itself.',
+  params: {
+    account: p.string({ required: true, description: 'Name of the account to lock.' }),
+    domainid: p.uuid({ required: true, description: "UUID of that account's domain." }),
+  },
   async handler(ctx, params) {
     const { account } = await resolveAccount(ctx, params);
     return setAccountState(ctx, account, 'locked', 'ACCOUNT.DISABLE');
@@ -438,7 +493,9 @@ export async function deleteAccountCascade(ctx: CallContext, account: AccountRow
 
 export const deleteAccount = defineCommand({
   name: 'deleteAccount',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    "Deletes an account with its users and everything it owns (VMs, volumes, networks, groups...). Asynchronous; not the caller's own nor the default admin account.",
+  params: { id: p.uuid({ required: true, description: 'UUID of the account to delete.' }) },
   event: { type: 'ACCOUNT.DELETE', description: (params) => `deleting account ${params.id}` },
   async target(ctx, params) {
     const { account } = await resolveAccount(ctx, { id: params.id });
