@@ -95,14 +95,21 @@ async function checkClusterNameFree(tx: Tx, podId: number, name: string, except?
 
 export const addCluster = defineCommand({
   name: 'addCluster',
+  description:
+    'Adds a cluster, a group of hosts of one hypervisor in a pod; hosts and cluster-wide primary storage are then added to it.',
   params: {
-    zoneid: p.uuid({ required: true }),
-    podid: p.uuid({ required: true }),
-    clustername: p.string({ required: true }),
-    hypervisor: p.string({ required: true }),
-    clustertype: p.string({ required: true }),
-    allocationstate: p.string(),
-    arch: p.string(),
+    zoneid: p.uuid({ required: true, description: "Zone of the cluster; must be the pod's zone." }),
+    podid: p.uuid({ required: true, description: 'Pod the cluster belongs to.' }),
+    clustername: p.string({
+      required: true,
+      description: 'Name of the cluster, unique in its pod; must not be blank.',
+    }),
+    hypervisor: p.string({ required: true, description: 'Hypervisor of its hosts: KVM or Simulator.' }),
+    clustertype: p.string({ required: true, description: 'Only CloudManaged is accepted.' }),
+    allocationstate: p.string({
+      description: 'Enabled (default) or Disabled; new VMs are placed only in Enabled clusters.',
+    }),
+    arch: p.string({ description: 'CPU architecture of its hosts: x86_64 (default) or aarch64.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -138,18 +145,22 @@ export const addCluster = defineCommand({
 
 export const listClusters = defineCommand({
   name: 'listClusters',
+  description:
+    'Lists clusters with their pod, zone, hypervisor and overcommit ratios; keyword matches names.',
   params: {
     ...listParams,
-    id: p.uuid(),
-    name: p.string(),
-    zoneid: p.uuid(),
-    podid: p.uuid(),
-    hypervisor: p.string(),
-    clustertype: p.string(),
-    allocationstate: p.string(),
-    managedstate: p.string(),
-    arch: p.string(),
-    showcapacities: p.boolean(),
+    id: p.uuid({ description: 'Only the cluster with this ID.' }),
+    name: p.string({ description: 'Only the cluster with exactly this name.' }),
+    zoneid: p.uuid({ description: 'Only clusters of this zone.' }),
+    podid: p.uuid({ description: 'Only clusters of this pod.' }),
+    hypervisor: p.string({ description: 'Only clusters of this hypervisor: KVM or Simulator.' }),
+    clustertype: p.string({ description: 'Only clusters of this type (all are CloudManaged).' }),
+    allocationstate: p.string({ description: 'Only Enabled or only Disabled clusters.' }),
+    managedstate: p.string({ description: 'Only clusters in this managed state: Managed or Unmanaged.' }),
+    arch: p.string({ description: 'Only clusters of this architecture: x86_64 or aarch64.' }),
+    showcapacities: p.boolean({
+      description: "Also answer each cluster's capacities (as listCapacity computes them).",
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -174,14 +185,18 @@ export const listClusters = defineCommand({
 
 export const updateCluster = defineCommand({
   name: 'updateCluster',
+  description:
+    'Renames a cluster or changes its allocation state, managed state, type, architecture or hypervisor (the latter only if its hosts match).',
   params: {
-    id: p.uuid({ required: true }),
-    clustername: p.string(),
-    allocationstate: p.string(),
-    managedstate: p.string(),
-    hypervisor: p.string(),
-    clustertype: p.string(),
-    arch: p.string(),
+    id: p.uuid({ required: true, description: 'ID of the cluster to update.' }),
+    clustername: p.string({ description: 'New name, unique in the pod; must not be blank.' }),
+    allocationstate: p.string({ description: 'Enabled or Disabled; a Disabled cluster gets no new VMs.' }),
+    managedstate: p.string({ description: 'Managed or Unmanaged; recorded and shown only.' }),
+    hypervisor: p.string({
+      description: 'New hypervisor, KVM or Simulator; refused while the cluster has hosts of another one.',
+    }),
+    clustertype: p.string({ description: 'Only CloudManaged is accepted.' }),
+    arch: p.string({ description: 'New architecture: x86_64 or aarch64.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -220,7 +235,9 @@ export const updateCluster = defineCommand({
 
 export const deleteCluster = defineCommand({
   name: 'deleteCluster',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    'Deletes a cluster that has no hosts and no primary storage left, with its cluster-level settings.',
+  params: { id: p.uuid({ required: true, description: 'ID of the cluster to delete.' }) },
   async handler(ctx, params) {
     const { app } = ctx;
     const cluster = await findCluster(ctx, params.id);
@@ -255,7 +272,9 @@ export const deleteCluster = defineCommand({
 
 export const listHypervisors = defineCommand({
   name: 'listHypervisors',
-  params: { zoneid: p.uuid() },
+  description:
+    "Lists the hypervisors in use by clusters (of a zone, if given); before any cluster exists, the ones Nimbostack's agents can run.",
+  params: { zoneid: p.uuid({ description: "Only hypervisors of this zone's clusters." }) },
   async handler(ctx, params) {
     let q = ctx.app.store.db
       .selectFrom('clusters')
