@@ -58,11 +58,20 @@ async function presentDomain(ctx: CallContext, row: DomainRow): Promise<object> 
 
 export const createDomain = defineCommand({
   name: 'createDomain',
+  description:
+    'Creates a subdomain under a parent domain the caller administers; names must be unique among siblings.',
   params: {
-    name: p.string({ required: true }),
-    parentdomainid: p.uuid(),
-    networkdomain: p.string(),
-    domainid: p.string(),
+    name: p.string({
+      required: true,
+      description: "Name of the new domain: not empty, no '/', unique under its parent.",
+    }),
+    parentdomainid: p.uuid({
+      description: "UUID of the parent domain; defaults to the caller's own domain.",
+    }),
+    networkdomain: p.string({
+      description: "DNS domain suffix for guest networks of the domain's accounts.",
+    }),
+    domainid: p.string({ description: 'UUID to give the new domain instead of a generated one.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -119,14 +128,22 @@ export const createDomain = defineCommand({
 
 export const listDomains = defineCommand({
   name: 'listDomains',
+  description:
+    "Lists domains: by default only the caller's own; with listall or a filter, every domain below it (all of them for root admins).",
   params: {
     ...listParams,
-    id: p.uuid(),
-    name: p.string(),
-    level: p.integer(),
-    listall: p.boolean(),
-    details: p.list(),
-    showicon: p.boolean(),
+    id: p.uuid({ description: 'Only the domain with this UUID.' }),
+    name: p.string({ description: 'Only domains with exactly this name.' }),
+    level: p.integer({ description: 'Only domains at this depth (ROOT is 0).' }),
+    listall: p.boolean({
+      description: 'List the whole subtree the caller administers instead of only their own domain.',
+    }),
+    details: p.list({
+      description: 'Accepted for compatibility; Nimbostack always returns the full entries.',
+    }),
+    showicon: p.boolean({
+      description: 'Accepted for compatibility; Nimbostack has no resource icons and ignores it.',
+    }),
   },
   async handler(ctx, params) {
     const { app, caller } = ctx;
@@ -151,13 +168,20 @@ export const listDomains = defineCommand({
 
 export const listDomainChildren = defineCommand({
   name: 'listDomainChildren',
+  description: 'Lists the direct subdomains of a domain, or all domains below it with isrecursive.',
   params: {
     ...listParams,
-    id: p.uuid(),
-    isrecursive: p.boolean(),
-    listall: p.boolean(),
-    name: p.string(),
-    showicon: p.boolean(),
+    id: p.uuid({ description: "UUID of the parent domain; defaults to the caller's domain." }),
+    isrecursive: p.boolean({
+      description: 'When true, include every level below, not only direct children.',
+    }),
+    listall: p.boolean({
+      description: 'Accepted for compatibility; Nimbostack ignores it (use isrecursive).',
+    }),
+    name: p.string({ description: 'Only subdomains with exactly this name.' }),
+    showicon: p.boolean({
+      description: 'Accepted for compatibility; Nimbostack has no resource icons and ignores it.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -182,7 +206,15 @@ export const listDomainChildren = defineCommand({
 
 export const updateDomain = defineCommand({
   name: 'updateDomain',
-  params: { id: p.uuid({ required: true }), name: p.string(), networkdomain: p.string() },
+  description:
+    "Renames a domain (its subdomains' paths follow) or changes its network domain; the ROOT domain cannot be renamed.",
+  params: {
+    id: p.uuid({ required: true, description: 'UUID of the domain to change.' }),
+    name: p.string({ description: "New name: not empty, no '/', unique among its siblings." }),
+    networkdomain: p.string({
+      description: 'New DNS domain suffix for its guest networks; empty clears it.',
+    }),
+  },
   async handler(ctx, params) {
     const { app } = ctx;
     const domain = await findDomainByUuid(ctx, params.id);
@@ -237,7 +269,15 @@ export const updateDomain = defineCommand({
 
 export const deleteDomain = defineCommand({
   name: 'deleteDomain',
-  params: { id: p.uuid({ required: true }), cleanup: p.boolean() },
+  description:
+    "Deletes a domain; with cleanup, also its subdomains and every account in them with all they own. Asynchronous; not ROOT nor the caller's own domain.",
+  params: {
+    id: p.uuid({ required: true, description: 'UUID of the domain to delete.' }),
+    cleanup: p.boolean({
+      description:
+        'When true, delete subdomains and accounts too; otherwise the domain must be empty. Default false.',
+    }),
+  },
   event: { type: 'DOMAIN.DELETE', description: (params) => `deleting domain ${params.id}` },
   async target(ctx, params) {
     checkDomainAccess(ctx.caller, await findDomainByUuid(ctx, params.id));
