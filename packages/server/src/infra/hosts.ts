@@ -307,18 +307,40 @@ export async function insertHost(
 
 export const addHost = defineCommand({
   name: 'addHost',
+  description:
+    "Adopts a hypervisor host whose Nimbostack agent is already running and presenting itself: the password must be the agent's token. Answers a list of one host.",
   params: {
-    zoneid: p.uuid({ required: true }),
-    podid: p.uuid({ required: true }),
-    clusterid: p.uuid(),
-    clustername: p.string(),
-    url: p.string({ required: true, length: 2048 }),
-    username: p.string(),
-    password: p.string(),
-    hosttags: p.list(),
-    hypervisor: p.string({ required: true }),
-    allocationstate: p.string(),
-    externaldetails: p.map(),
+    zoneid: p.uuid({ required: true, description: "Zone of the host; must be the pod's zone." }),
+    podid: p.uuid({ required: true, description: 'Pod of the host.' }),
+    clusterid: p.uuid({
+      description:
+        'Cluster the host joins; must be in the pod and of its hypervisor. Give it or clustername.',
+    }),
+    clustername: p.string({ description: 'Name of the cluster in the pod, instead of clusterid.' }),
+    url: p.string({
+      required: true,
+      length: 2048,
+      description:
+        "agent://<name>, the name the agent was started with; it becomes the host's name and must be unused.",
+    }),
+    username: p.string({
+      description: 'Accepted for compatibility; Nimbostack ignores it (agents authenticate by token).',
+    }),
+    password: p.string({ description: 'The token the agent was started with; required.' }),
+    hosttags: p.list({
+      description:
+        'Comma-separated host tags; service offerings with a host tag place VMs only on hosts carrying it.',
+    }),
+    hypervisor: p.string({
+      required: true,
+      description: 'Hypervisor the agent runs, e.g. KVM or Simulator; must match the agent and the cluster.',
+    }),
+    allocationstate: p.string({
+      description: 'Enabled (default) or Disabled; a Disabled host gets no new VMs.',
+    }),
+    externaldetails: p.map({
+      description: 'Free key/value details stored with the host (externaldetails[0].key=value).',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -386,18 +408,29 @@ export const addHost = defineCommand({
 
 export const listHosts = defineCommand({
   name: 'listHosts',
+  description:
+    'Lists hypervisor hosts with their state, resources and agent connection; keyword matches names.',
   params: {
     ...listParams,
-    id: p.uuid(),
-    name: p.string(),
-    zoneid: p.uuid(),
-    podid: p.uuid(),
-    clusterid: p.uuid(),
-    state: p.string(),
-    resourcestate: p.string(),
-    hypervisor: p.string(),
-    type: p.string(),
-    managementserverid: p.uuid(),
+    id: p.uuid({ description: 'Only the host with this ID.' }),
+    name: p.string({ description: 'Only hosts whose name contains this text (case-insensitive).' }),
+    zoneid: p.uuid({ description: 'Only hosts of this zone.' }),
+    podid: p.uuid({ description: 'Only hosts of this pod.' }),
+    clusterid: p.uuid({ description: 'Only hosts of this cluster.' }),
+    state: p.string({
+      description:
+        'Only hosts in this connection state, e.g. Up, Down, Disconnected, Alert (case-insensitive).',
+    }),
+    resourcestate: p.string({
+      description: 'Only hosts in this resource state, e.g. Enabled, Disabled, Maintenance (exact).',
+    }),
+    hypervisor: p.string({ description: 'Only hosts of this hypervisor, e.g. KVM.' }),
+    type: p.string({
+      description: 'Only Routing (hypervisor) hosts exist in Nimbostack; another type gives an empty list.',
+    }),
+    managementserverid: p.uuid({
+      description: 'Only hosts whose agent is connected to this management server.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -430,11 +463,18 @@ function capitalised(state: string): string {
 
 export const updateHost = defineCommand({
   name: 'updateHost',
+  description: 'Enables or disables a host for new VMs, replaces its host tags or sets its annotation.',
   params: {
-    id: p.uuid({ required: true }),
-    hosttags: p.list(),
-    allocationstate: p.string(),
-    annotation: p.string({ length: 1024 }),
+    id: p.uuid({ required: true, description: 'ID of the host to update.' }),
+    hosttags: p.list({ description: "Comma-separated tags replacing the host's tags; empty removes them." }),
+    allocationstate: p.string({
+      description:
+        'Enable or Disable (Enabled/Disabled also accepted); refused while the host is in maintenance.',
+    }),
+    annotation: p.string({
+      length: 1024,
+      description: 'Free-text note on the host, up to 1024 characters; empty clears it.',
+    }),
   },
   async handler(ctx, params) {
     const host = await findHost(ctx, params.id);
@@ -467,7 +507,19 @@ export const updateHost = defineCommand({
 
 export const deleteHost = defineCommand({
   name: 'deleteHost',
-  params: { id: p.uuid({ required: true }), forced: p.boolean(), forcedestroylocalstorage: p.boolean() },
+  description:
+    'Removes a host; it must be in maintenance or not Up (unless forced), and have no VMs and no local volumes left. Its agent is forgotten.',
+  params: {
+    id: p.uuid({ required: true, description: 'ID of the host to delete.' }),
+    forced: p.boolean({
+      description:
+        'Delete even though the host is Up and not in maintenance; VMs or local volumes on it still refuse the deletion.',
+    }),
+    forcedestroylocalstorage: p.boolean({
+      description:
+        'Accepted for compatibility; Nimbostack ignores it: a host with local volumes is not deleted.',
+    }),
+  },
   async handler(ctx, params) {
     const host = await findHost(ctx, params.id);
     const forced = params.forced ?? false;
@@ -494,7 +546,9 @@ const hostTarget = (_ctx: CallContext, params: { id: string }) => ({ type: 'Host
 
 export const reconnectHost = defineCommand({
   name: 'reconnectHost',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    "Drops and re-establishes the connection with a host's agent, which then reports its state again. Asynchronous.",
+  params: { id: p.uuid({ required: true, description: 'ID of the host.' }) },
   target: hostTarget,
   event: { type: 'HOST.RECONNECT', description: (params) => `reconnecting host ${params.id}` },
   async handler(ctx, params) {
@@ -515,7 +569,9 @@ async function setResourceState(ctx: CallContext, host: HostRow, state: string):
 
 export const prepareHostForMaintenance = defineCommand({
   name: 'prepareHostForMaintenance',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    'Puts a host in maintenance: its running VMs are migrated to other hosts of the cluster (or the request is refused) and it gets no new VMs. Asynchronous.',
+  params: { id: p.uuid({ required: true, description: 'ID of the host.' }) },
   target: hostTarget,
   event: { type: 'MAINT.PREPARE', description: (params) => `preparing host ${params.id} for maintenance` },
   async handler(ctx, params) {
@@ -543,7 +599,9 @@ export const prepareHostForMaintenance = defineCommand({
 
 export const cancelHostMaintenance = defineCommand({
   name: 'cancelHostMaintenance',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    'Takes a host out of maintenance (or a failed attempt at it) and makes it Enabled for new VMs again. Asynchronous.',
+  params: { id: p.uuid({ required: true, description: 'ID of the host.' }) },
   target: hostTarget,
   event: { type: 'MAINT.CANCEL', description: (params) => `cancelling maintenance of host ${params.id}` },
   async handler(ctx, params) {
@@ -557,6 +615,7 @@ export const cancelHostMaintenance = defineCommand({
 
 export const listHostTags = defineCommand({
   name: 'listHostTags',
+  description: 'Lists the tags of all hosts, one entry per host and tag; keyword matches tag text.',
   params: { ...listParams },
   async handler(ctx, params) {
     const db = ctx.app.store.db;
