@@ -275,13 +275,25 @@ async function ownerFrom(
 
 export const updateResourceLimit = defineCommand({
   name: 'updateResourceLimit',
+  description:
+    "Sets how much of one resource type an account or a domain may use; -1 (or no max) means unlimited. Admins cannot raise their own account's or domain's limits unless root admin.",
   params: {
-    resourcetype: p.integer({ required: true }),
-    max: p.long({ min: -1 }),
-    account: p.string(),
-    domainid: p.uuid(),
-    projectid: p.uuid(),
-    tag: p.string(),
+    resourcetype: p.integer({
+      required: true,
+      description:
+        'Resource type number: 0 VMs, 1 public IPs, 2 volumes, 3 snapshots, 4 templates, 5 projects, 6 networks, 7 VPCs, 8 CPU cores, 9 memory (MiB), 10 primary storage (GiB), 11 secondary storage (GiB).',
+    }),
+    max: p.long({ min: -1, description: 'The new limit, -1 for unlimited; defaults to -1.' }),
+    account: p.string({
+      description: 'Name of the account to limit (with domainid); without it the domain itself is limited.',
+    }),
+    domainid: p.uuid({ description: "UUID of the domain to limit, or of the account's domain." }),
+    projectid: p.uuid({
+      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    }),
+    tag: p.string({
+      description: 'Accepted for compatibility; Nimbostack has no tagged limits and ignores it.',
+    }),
   },
   async handler(ctx, params) {
     const type = typeById(params.resourcetype);
@@ -318,17 +330,34 @@ export const updateResourceLimit = defineCommand({
 
 export const listResourceLimits = defineCommand({
   name: 'listResourceLimits',
+  description:
+    'Shows the limits in force per resource type for accounts the caller may see, or for a domain; explicit values or the defaults.',
   params: {
     ...listParams,
-    id: p.long(),
-    resourcetype: p.integer(),
-    resourcetypename: p.string(),
-    account: p.string(),
-    domainid: p.uuid(),
-    isrecursive: p.boolean(),
-    listall: p.boolean(),
-    projectid: p.uuid(),
-    tag: p.string(),
+    id: p.long({ description: 'Resource type number to show (same as resourcetype).' }),
+    resourcetype: p.integer({
+      description: 'Only this resource type, 0 to 11 (0 VMs ... 11 secondary storage).',
+    }),
+    resourcetypename: p.string({
+      description: 'Only this resource type by name, such as user_vm, cpu, memory or primary_storage.',
+    }),
+    account: p.string({
+      description:
+        "Only limits of this account (with domainid, or in the caller's domain); ignored for users.",
+    }),
+    domainid: p.uuid({
+      description: "Without account: the limits of this domain itself; with account, that account's domain.",
+    }),
+    isrecursive: p.boolean({ description: 'With domainid and listall, include accounts of subdomains.' }),
+    listall: p.boolean({
+      description: 'For admins and domain admins: the limits of every account they may see.',
+    }),
+    projectid: p.uuid({
+      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    }),
+    tag: p.string({
+      description: 'Accepted for compatibility; Nimbostack has no tagged limits and ignores it.',
+    }),
   },
   async handler(ctx, params) {
     const db = ctx.app.store.db;
@@ -385,12 +414,21 @@ export const listResourceLimits = defineCommand({
 
 export const updateResourceCount = defineCommand({
   name: 'updateResourceCount',
+  description:
+    'Recounts what an account, or every account of a domain subtree, actually uses and stores the corrected counts.',
   params: {
-    domainid: p.uuid({ required: true }),
-    account: p.string(),
-    resourcetype: p.integer(),
-    projectid: p.uuid(),
-    tag: p.string(),
+    domainid: p.uuid({
+      required: true,
+      description: "UUID of the domain to recount, or of the account's domain.",
+    }),
+    account: p.string({ description: 'Name of a single account to recount.' }),
+    resourcetype: p.integer({
+      description: 'Only recount this resource type (0-11); all types when omitted.',
+    }),
+    projectid: p.uuid({
+      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    }),
+    tag: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   async handler(ctx, params) {
     const types = params.resourcetype === undefined ? RESOURCE_TYPES : [typeById(params.resourcetype)];
