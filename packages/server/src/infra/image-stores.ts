@@ -55,11 +55,20 @@ export async function presentImageStores(ctx: CallContext, rows: ImageStoreRow[]
 
 export const addImageStore = defineCommand({
   name: 'addImageStore',
+  description:
+    "Adds a zone's secondary storage (an NFS export or a local directory) where templates, ISOs and snapshots are kept; the zone's system templates are then copied to it.",
   params: {
-    name: p.string(),
-    provider: p.string({ required: true }),
-    url: p.string({ length: 2048 }),
-    zoneid: p.uuid(),
+    name: p.string({ description: 'Name of the store, unique; defaults to its URL.' }),
+    provider: p.string({
+      required: true,
+      description: 'Only NFS is supported (it also covers a local path).',
+    }),
+    url: p.string({
+      length: 2048,
+      description:
+        'nfs://server[:port]/path or a local absolute path (file://); required and not used by another store.',
+    }),
+    zoneid: p.uuid({ description: 'Zone the store serves; required.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -107,14 +116,16 @@ export const addImageStore = defineCommand({
 
 export const listImageStores = defineCommand({
   name: 'listImageStores',
+  description:
+    'Lists secondary storage stores with their zone, URL and, where known, size and use; keyword matches names.',
   params: {
     ...listParams,
-    id: p.uuid(),
-    name: p.string(),
-    zoneid: p.uuid(),
-    provider: p.string(),
-    protocol: p.string(),
-    readonly: p.boolean(),
+    id: p.uuid({ description: 'Only the store with this ID.' }),
+    name: p.string({ description: 'Only the store with exactly this name.' }),
+    zoneid: p.uuid({ description: 'Only stores of this zone.' }),
+    provider: p.string({ description: 'Only stores of this provider (all are NFS).' }),
+    protocol: p.string({ description: 'Only stores reached by this protocol: nfs or file.' }),
+    readonly: p.boolean({ description: 'Only read-only stores (true) or writable ones (false).' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -134,11 +145,13 @@ export const listImageStores = defineCommand({
 
 export const updateImageStore = defineCommand({
   name: 'updateImageStore',
+  description:
+    'Renames a secondary storage store, makes it read-only (it keeps serving what it holds, nothing new is written) or sets its capacity.',
   params: {
-    id: p.uuid({ required: true }),
-    name: p.string(),
-    readonly: p.boolean(),
-    capacitybytes: p.long({ min: 0 }),
+    id: p.uuid({ required: true, description: 'ID of the store to update.' }),
+    name: p.string({ description: 'New unique name; must not be blank.' }),
+    readonly: p.boolean({ description: 'True stops new templates, ISOs and snapshots being written to it.' }),
+    capacitybytes: p.long({ min: 0, description: 'Total size of the store in bytes, as shown in listings.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -172,7 +185,9 @@ export const updateImageStore = defineCommand({
 
 export const deleteImageStore = defineCommand({
   name: 'deleteImageStore',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    'Removes a secondary storage store and its store-level settings; refused while templates or snapshots are still on it.',
+  params: { id: p.uuid({ required: true, description: 'ID of the store to delete.' }) },
   async handler(ctx, params) {
     const { app } = ctx;
     const store = await findImageStore(ctx, params.id);
