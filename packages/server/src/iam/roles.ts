@@ -41,12 +41,17 @@ function checkRoleType(type: string): string {
 
 export const createRole = defineCommand({
   name: 'createRole',
+  description:
+    "Creates a role of a given type, empty or as a copy of another role's rules; names are unique.",
   params: {
-    name: p.string({ required: true }),
-    type: p.string(),
-    roleid: p.uuid(),
-    description: p.string(),
-    ispublic: p.boolean(),
+    name: p.string({ required: true, description: 'Name of the new role, unique across all roles.' }),
+    type: p.string({
+      description:
+        'Role type: Admin, ResourceAdmin, DomainAdmin or User (case-insensitive); give this or roleid.',
+    }),
+    roleid: p.uuid({ description: 'UUID of a role whose type and rules are copied; give this or type.' }),
+    description: p.string({ description: 'Free text kept with the role.' }),
+    ispublic: p.boolean({ description: 'When false, only root admins see the role; default true.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -103,7 +108,16 @@ export const createRole = defineCommand({
 
 export const listRoles = defineCommand({
   name: 'listRoles',
-  params: { ...listParams, id: p.uuid(), name: p.string(), type: p.string(), state: p.string() },
+  description: 'Lists roles; callers other than root admins see only public, non-Admin roles.',
+  params: {
+    ...listParams,
+    id: p.uuid({ description: 'Only the role with this UUID.' }),
+    name: p.string({ description: 'Only roles with exactly this name.' }),
+    type: p.string({ description: 'Only roles of this type: Admin, ResourceAdmin, DomainAdmin or User.' }),
+    state: p.string({
+      description: 'Accepted for compatibility; Nimbostack roles are always enabled, so it is ignored.',
+    }),
+  },
   async handler(ctx, params) {
     const { app, caller } = ctx;
     let q = app.store.db.selectFrom('roles');
@@ -121,12 +135,17 @@ export const listRoles = defineCommand({
 
 export const updateRole = defineCommand({
   name: 'updateRole',
+  description:
+    "Changes a role's name, type, description or visibility; default roles keep their name and type, and a role in use keeps its type.",
   params: {
-    id: p.uuid({ required: true }),
-    name: p.string(),
-    type: p.string(),
-    description: p.string(),
-    ispublic: p.boolean(),
+    id: p.uuid({ required: true, description: 'UUID of the role to change.' }),
+    name: p.string({ description: 'New name, unique across all roles.' }),
+    type: p.string({
+      description:
+        'New type (Admin, ResourceAdmin, DomainAdmin or User); refused while accounts use the role.',
+    }),
+    description: p.string({ description: 'New description.' }),
+    ispublic: p.boolean({ description: 'Whether callers other than root admins see the role.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -174,7 +193,8 @@ export const updateRole = defineCommand({
 
 export const deleteRole = defineCommand({
   name: 'deleteRole',
-  params: { id: p.uuid({ required: true }) },
+  description: 'Deletes a role with its rules; refused for default roles and for roles accounts still use.',
+  params: { id: p.uuid({ required: true, description: 'UUID of the role to delete.' }) },
   async handler(ctx, params) {
     const role = await findRole(ctx, params.id);
     if (role.is_default) throw invalidParameter('Default roles cannot be deleted');
@@ -212,11 +232,20 @@ function checkRule(rule: string): string {
 
 export const createRolePermission = defineCommand({
   name: 'createRolePermission',
+  description:
+    'Appends an allow or deny rule for an API name pattern to a role; rules are checked in order, first match wins.',
   params: {
-    roleid: p.uuid({ required: true }),
-    rule: p.string({ required: true }),
-    permission: p.string({ required: true }),
-    description: p.string(),
+    roleid: p.uuid({
+      required: true,
+      description: 'UUID of the role; the default root admin role takes no rules.',
+    }),
+    rule: p.string({
+      required: true,
+      description:
+        'An API command name, optionally with * wildcards (letters, digits and *), such as list* ; unique per role.',
+    }),
+    permission: p.string({ required: true, description: 'allow or deny (case-insensitive).' }),
+    description: p.string({ description: 'Free text kept with the rule.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -268,7 +297,8 @@ export const createRolePermission = defineCommand({
 
 export const listRolePermissions = defineCommand({
   name: 'listRolePermissions',
-  params: { roleid: p.uuid() },
+  description: 'Lists the rules of a role, or of every role, in the order they are evaluated.',
+  params: { roleid: p.uuid({ description: 'Only the rules of this role.' }) },
   async handler(ctx, params) {
     const db = ctx.app.store.db;
     let q = db.selectFrom('role_permissions').innerJoin('roles', 'roles.id', 'role_permissions.role_id');
@@ -294,11 +324,16 @@ export const listRolePermissions = defineCommand({
 
 export const updateRolePermission = defineCommand({
   name: 'updateRolePermission',
+  description: 'Reorders all the rules of a role, or switches one rule between allow and deny.',
   params: {
-    roleid: p.uuid({ required: true }),
-    ruleid: p.uuid(),
-    permission: p.string(),
-    ruleorder: p.list({ of: 'uuid' }),
+    roleid: p.uuid({ required: true, description: 'UUID of the role.' }),
+    ruleid: p.uuid({ description: 'UUID of the rule to change, together with permission.' }),
+    permission: p.string({ description: 'New permission for ruleid: allow or deny.' }),
+    ruleorder: p.list({
+      of: 'uuid',
+      description:
+        'UUIDs of every rule of the role, in the new evaluation order; takes precedence over ruleid.',
+    }),
   },
   async handler(ctx, params) {
     const role = await findRole(ctx, params.roleid);
@@ -347,7 +382,8 @@ export const updateRolePermission = defineCommand({
 
 export const deleteRolePermission = defineCommand({
   name: 'deleteRolePermission',
-  params: { id: p.uuid({ required: true }) },
+  description: 'Removes one rule from its role; the change applies to calls at once.',
+  params: { id: p.uuid({ required: true, description: 'UUID of the rule to remove.' }) },
   async handler(ctx, params) {
     const db = ctx.app.store.db;
     const rule = await db
