@@ -15,6 +15,7 @@ import { userCommands } from './iam/users.ts';
 import { hostCommands } from './infra/hosts.ts';
 import { infraCommands } from './infra/index.ts';
 import { networkServiceProviderCommands } from './infra/network-service-providers.ts';
+import { infraResponseFields } from './infra/response-fields.ts';
 import { jobCommands } from './jobs/commands.ts';
 import { networkCommands } from './network/index.ts';
 import { lbMemberCommands } from './network/lb-members.ts';
@@ -65,4 +66,5 @@ export const allResponseFields: ResponseFields[] = [
   computeResponseFields,
   networkResponseFields,
   iamResponseFields,
+  infraResponseFields,
 ];
