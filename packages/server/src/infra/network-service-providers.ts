@@ -155,7 +155,14 @@ async function findProvider(ctx: CallContext, uuid: string): Promise<NetworkServ
 
 export const listNetworkServiceProviders = defineCommand({
   name: 'listNetworkServiceProviders',
-  params: { ...listParams, name: p.string(), physicalnetworkid: p.uuid(), state: p.string() },
+  description:
+    'Lists the service providers of physical networks (VirtualRouter, SecurityGroupProvider, VpcVirtualRouter, InternalLbVm) with their state; keyword matches names.',
+  params: {
+    ...listParams,
+    name: p.string({ description: 'Only providers with this name (case-insensitive), e.g. VirtualRouter.' }),
+    physicalnetworkid: p.uuid({ description: 'Only the providers of this physical network.' }),
+    state: p.string({ description: 'Only providers in this state: Enabled, Disabled or Shutdown.' }),
+  },
   async handler(ctx, params) {
     const { app } = ctx;
     let q = app.store.db
@@ -187,7 +194,13 @@ export const listNetworkServiceProviders = defineCommand({
 
 export const updateNetworkServiceProvider = defineCommand({
   name: 'updateNetworkServiceProvider',
-  params: { id: p.uuid({ required: true }), state: p.string(), servicelist: p.list() },
+  description:
+    "Enables or disables a physical network's service provider, as zone set-up does; a router provider's element must be configured first. The state is bookkeeping only. Asynchronous.",
+  params: {
+    id: p.uuid({ required: true, description: 'ID of the provider.' }),
+    state: p.string({ description: 'Enabled or Disabled.' }),
+    servicelist: p.list({ description: "A provider's services are fixed: any non-empty list is refused." }),
+  },
   event: {
     type: 'SERVICE.PROVIDER.UPDATE',
     description: (params) => `updating network service provider ${params.id}`,
@@ -268,7 +281,16 @@ function elementCommands(kind: 'router' | 'internalLb') {
   };
   const list = defineCommand({
     name: names.list,
-    params: { ...listParams, id: p.uuid(), nspid: p.uuid(), enabled: p.boolean() },
+    description:
+      kind === 'router'
+        ? "Lists the virtual router elements of physical networks' router providers, with whether each is configured (enabled)."
+        : "Lists the internal load balancer elements of physical networks' InternalLbVm providers, with whether each is enabled.",
+    params: {
+      ...listParams,
+      id: p.uuid({ description: 'Only the element with this ID.' }),
+      nspid: p.uuid({ description: 'Only the element of this network service provider.' }),
+      enabled: p.boolean({ description: 'Only enabled (true) or only disabled (false) elements.' }),
+    },
     async handler(ctx, params) {
       const { app } = ctx;
       let q = app.store.db
@@ -301,7 +323,14 @@ function elementCommands(kind: 'router' | 'internalLb') {
   });
   const configure = defineCommand({
     name: names.configure,
-    params: { id: p.uuid({ required: true }), enabled: p.boolean({ required: true }) },
+    description:
+      kind === 'router'
+        ? 'Marks a virtual router element as configured (enabled) or not; its provider can be enabled only once it is. Asynchronous.'
+        : 'Marks an internal load balancer element as enabled or not; its provider can be enabled only once it is. Asynchronous.',
+    params: {
+      id: p.uuid({ required: true, description: 'ID of the element.' }),
+      enabled: p.boolean({ required: true, description: 'True to enable the element, false to disable it.' }),
+    },
     event: {
       type: 'NETWORK.ELEMENT.CONFIGURE',
       description: (params) => `configuring ${names.entity} element ${params.id}`,
