@@ -161,7 +161,7 @@ export const listNetworkServiceProviders = defineCommand({
     ...listParams,
     name: p.string({ description: 'Only providers with this name (case-insensitive), e.g. VirtualRouter.' }),
     physicalnetworkid: p.uuid({ description: 'Only the providers of this physical network.' }),
-    state: p.string({ description: 'Only providers in this state: Enabled, Disabled or Shutdown.' }),
+    state: p.string({ description: 'Only providers in this state: Enabled or Disabled.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
