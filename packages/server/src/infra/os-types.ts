@@ -13,12 +13,18 @@ import { likeOp } from './common.ts';
 
 export const listOsTypes = defineCommand({
   name: 'listOsTypes',
+  description:
+    'Lists the guest operating system types templates and VMs can name, with their category; keyword matches their description.',
   params: {
     ...listParams,
-    id: p.uuid(),
-    oscategoryid: p.uuid(),
-    description: p.string(),
-    fordisplay: p.boolean(),
+    id: p.uuid({ description: 'Only the OS type with this ID.' }),
+    oscategoryid: p.uuid({ description: 'Only OS types of this category.' }),
+    description: p.string({
+      description: "Only the OS type with exactly this description, e.g. 'Ubuntu 22.04 LTS'.",
+    }),
+    fordisplay: p.boolean({
+      description: 'Only OS types shown (true) or hidden (false) in selection lists.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -68,12 +74,16 @@ export const listOsTypes = defineCommand({
 
 export const listOsCategories = defineCommand({
   name: 'listOsCategories',
+  description:
+    'Lists the categories guest OS types are grouped in (e.g. Ubuntu, Windows), in display order; keyword matches names.',
   params: {
     ...listParams,
-    id: p.uuid(),
-    name: p.string(),
-    isfeatured: p.boolean(),
-    showicon: p.boolean(),
+    id: p.uuid({ description: 'Only the category with this ID.' }),
+    name: p.string({ description: 'Only the category with exactly this name.' }),
+    isfeatured: p.boolean({ description: 'Only featured (true) or only other (false) categories.' }),
+    showicon: p.boolean({
+      description: 'Accepted for compatibility; Nimbostack has no resource icons and ignores it.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -153,11 +163,16 @@ async function checkDescriptionFree(ctx: CallContext, description: string, excep
 
 export const addGuestOs = defineCommand({
   name: 'addGuestOs',
+  description:
+    "Adds an operator-defined guest OS type to a category, for templates to name; '32-bit' in its name marks it 32-bit, otherwise it is 64-bit. Asynchronous.",
   params: {
-    oscategoryid: p.uuid({ required: true }),
-    osdisplayname: p.string({ required: true }),
-    name: p.string(),
-    fordisplay: p.boolean(),
+    oscategoryid: p.uuid({ required: true, description: 'Category of the new OS type.' }),
+    osdisplayname: p.string({
+      required: true,
+      description: 'Description of the OS type, unique among OS types; must not be blank.',
+    }),
+    name: p.string({ description: 'Short display name; defaults to osdisplayname.' }),
+    fordisplay: p.boolean({ description: 'Whether it appears in selection lists. Defaults to true.' }),
   },
   event: { type: 'GUEST.OS.ADD', description: (params) => `adding guest OS ${params.osdisplayname}` },
   async create(ctx, params) {
@@ -192,11 +207,15 @@ async function userDefined(ctx: CallContext, uuid: string): Promise<OsTypeRow> {
 
 export const updateGuestOs = defineCommand({
   name: 'updateGuestOs',
+  description:
+    "Changes an operator-defined guest OS type's description, category or visibility; the seeded OS types cannot be changed. Asynchronous.",
   params: {
-    id: p.uuid({ required: true }),
-    osdisplayname: p.string(),
-    oscategoryid: p.uuid(),
-    fordisplay: p.boolean(),
+    id: p.uuid({ required: true, description: 'ID of the operator-defined OS type.' }),
+    osdisplayname: p.string({
+      description: 'New description, unique among OS types; it also becomes the display name.',
+    }),
+    oscategoryid: p.uuid({ description: 'New category.' }),
+    fordisplay: p.boolean({ description: 'Whether it appears in selection lists.' }),
   },
   event: { type: 'GUEST.OS.UPDATE', description: (params) => `updating guest OS ${params.id}` },
   async target(ctx, params) {
@@ -224,7 +243,9 @@ export const updateGuestOs = defineCommand({
 
 export const removeGuestOs = defineCommand({
   name: 'removeGuestOs',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    'Removes an operator-defined guest OS type that no template or VM uses; the seeded OS types cannot be removed. Asynchronous.',
+  params: { id: p.uuid({ required: true, description: 'ID of the operator-defined OS type.' }) },
   event: { type: 'GUEST.OS.REMOVE', description: (params) => `removing guest OS ${params.id}` },
   async target(ctx, params) {
     await userDefined(ctx, params.id);
