@@ -23,6 +23,7 @@ import { lbPolicyCommands } from './network/lb-policies.ts';
 import { loadBalancerRuleCommands } from './network/load-balancers.ts';
 import { networkResponseFields } from './network/response-fields.ts';
 import { offeringCommands } from './offerings/index.ts';
+import { offeringResponseFields } from './offerings/response-fields.ts';
 import type { Command } from './registry/command.ts';
 import type { ResponseFields } from './registry/response-fields.ts';
 import { settingCommands } from './settings/commands.ts';
@@ -67,4 +68,5 @@ export const allResponseFields: ResponseFields[] = [
   networkResponseFields,
   iamResponseFields,
   infraResponseFields,
+  offeringResponseFields,
 ];
