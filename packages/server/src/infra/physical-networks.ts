@@ -138,15 +138,25 @@ async function presentOne(ctx: CallContext, uuid: string): Promise<object> {
 
 export const createPhysicalNetwork = defineCommand({
   name: 'createPhysicalNetwork',
+  description:
+    'Creates a physical network in a zone, Disabled, with its default service providers; a Basic zone has only one. Guest networks take their VXLAN VNIs from its vlan range. Asynchronous.',
   params: {
-    zoneid: p.uuid({ required: true }),
-    name: p.string({ required: true }),
-    isolationmethods: p.list(),
-    vlan: p.string(),
-    networkspeed: p.string(),
-    broadcastdomainrange: p.string(),
-    tags: p.list(),
-    domainid: p.uuid(),
+    zoneid: p.uuid({ required: true, description: 'Zone of the physical network.' }),
+    name: p.string({ required: true, description: 'Name of the physical network; must not be blank.' }),
+    isolationmethods: p.list({
+      description:
+        'One of VLAN (default), VXLAN, GRE or L3; it sets the id space of vlan (up to 4094, or 16777214 for VXLAN). Guest networks always use VXLAN.',
+    }),
+    vlan: p.string({
+      description:
+        "Guest id ranges, e.g. '5000-5999,7000': the VNIs guest networks take. Must not overlap another physical network of the zone.",
+    }),
+    networkspeed: p.string({ description: 'Speed of the network, recorded and shown only (e.g. 10G).' }),
+    broadcastdomainrange: p.string({
+      description: 'ZONE or POD; defaults to POD in a Basic zone and ZONE otherwise.',
+    }),
+    tags: p.list({ description: 'Comma-separated tags, recorded and shown with the physical network.' }),
+    domainid: p.uuid({ description: 'Domain the physical network is recorded as dedicated to.' }),
   },
   event: {
     type: 'PHYSICAL.NETWORK.CREATE',
@@ -207,7 +217,14 @@ export const createPhysicalNetwork = defineCommand({
 
 export const listPhysicalNetworks = defineCommand({
   name: 'listPhysicalNetworks',
-  params: { ...listParams, id: p.uuid(), name: p.string(), zoneid: p.uuid() },
+  description:
+    'Lists physical networks with their zone, state, isolation method and guest id ranges; keyword matches names.',
+  params: {
+    ...listParams,
+    id: p.uuid({ description: 'Only the physical network with this ID.' }),
+    name: p.string({ description: 'Only physical networks with exactly this name.' }),
+    zoneid: p.uuid({ description: 'Only physical networks of this zone.' }),
+  },
   async handler(ctx, params) {
     const { app } = ctx;
     let q = app.store.db.selectFrom('physical_networks').where('removed', 'is', null);
@@ -223,12 +240,17 @@ export const listPhysicalNetworks = defineCommand({
 
 export const updatePhysicalNetwork = defineCommand({
   name: 'updatePhysicalNetwork',
+  description:
+    'Enables or disables a physical network, or changes its guest id ranges, speed or tags; ranges cannot drop a VNI a network uses. Asynchronous.',
   params: {
-    id: p.uuid({ required: true }),
-    state: p.string(),
-    vlan: p.string(),
-    networkspeed: p.string(),
-    tags: p.list(),
+    id: p.uuid({ required: true, description: 'ID of the physical network.' }),
+    state: p.string({ description: 'Enabled or Disabled.' }),
+    vlan: p.string({
+      description:
+        "New guest id ranges, e.g. '5000-5999'; must keep every VNI in use and not overlap other physical networks of the zone. Empty removes them.",
+    }),
+    networkspeed: p.string({ description: 'New recorded speed; empty clears it.' }),
+    tags: p.list({ description: 'New comma-separated tags.' }),
   },
   event: {
     type: 'PHYSICAL.NETWORK.UPDATE',
@@ -283,7 +305,9 @@ async function checkUnused(ctx: CallContext, net: PhysicalNetworkRow): Promise<v
 
 export const deletePhysicalNetwork = defineCommand({
   name: 'deletePhysicalNetwork',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    'Deletes a physical network with its traffic types and service providers; refused while guest networks or IP ranges are on it. Asynchronous.',
+  params: { id: p.uuid({ required: true, description: 'ID of the physical network.' }) },
   event: {
     type: 'PHYSICAL.NETWORK.DELETE',
     description: (params) => `deleting physical network ${params.id}`,
@@ -357,21 +381,36 @@ function kvmLabel(value: string | undefined): string | null | undefined {
 }
 
 const labelParams = {
-  kvmnetworklabel: p.string(),
-  xennetworklabel: p.string(),
-  vmwarenetworklabel: p.string(),
-  hypervnetworklabel: p.string(),
-  ovm3networklabel: p.string(),
+  kvmnetworklabel: p.string({
+    description:
+      "Name of the Linux bridge on each KVM host that carries this traffic (1-15 letters, digits, '.', '-', '_'); empty clears it.",
+  }),
+  xennetworklabel: p.string({
+    description: 'Recorded for compatibility; Nimbostack has no XenServer hosts and does not use it.',
+  }),
+  vmwarenetworklabel: p.string({
+    description: 'Recorded for compatibility; Nimbostack has no VMware hosts and does not use it.',
+  }),
+  hypervnetworklabel: p.string({
+    description: 'Recorded for compatibility; Nimbostack has no Hyper-V hosts and does not use it.',
+  }),
+  ovm3networklabel: p.string({
+    description: 'Recorded for compatibility; Nimbostack has no OVM3 hosts and does not use it.',
+  }),
 };
 
 export const addTrafficType = defineCommand({
   name: 'addTrafficType',
+  description:
+    'Says that a physical network carries a kind of traffic (Guest, Management, Public or Storage) and which host bridge carries it. Only Guest may be on several physical networks of a zone. Asynchronous.',
   params: {
-    physicalnetworkid: p.uuid({ required: true }),
-    traffictype: p.string({ required: true }),
+    physicalnetworkid: p.uuid({ required: true, description: 'Physical network that carries the traffic.' }),
+    traffictype: p.string({ required: true, description: 'Guest, Management, Public or Storage.' }),
     ...labelParams,
-    vlan: p.string(),
-    isolationmethod: p.string(),
+    vlan: p.string({ description: 'Recorded with the traffic type and shown; not used otherwise.' }),
+    isolationmethod: p.string({
+      description: 'Recorded with the traffic type and shown; not used otherwise.',
+    }),
   },
   event: { type: 'TRAFFIC.TYPE.CREATE', description: (params) => `adding ${params.traffictype} traffic` },
   async create(ctx, params) {
@@ -425,7 +464,15 @@ export const addTrafficType = defineCommand({
 
 export const listTrafficTypes = defineCommand({
   name: 'listTrafficTypes',
-  params: { ...listParams, physicalnetworkid: p.uuid({ required: true }) },
+  description:
+    'Lists the traffic types a physical network carries, with their host bridge labels; keyword matches the type.',
+  params: {
+    ...listParams,
+    physicalnetworkid: p.uuid({
+      required: true,
+      description: 'Physical network whose traffic types are listed.',
+    }),
+  },
   async handler(ctx, params) {
     const { app } = ctx;
     const net = await findPhysicalNetwork(ctx, params.physicalnetworkid);
@@ -444,7 +491,8 @@ export const listTrafficTypes = defineCommand({
 
 export const updateTrafficType = defineCommand({
   name: 'updateTrafficType',
-  params: { id: p.uuid({ required: true }), ...labelParams },
+  description: 'Changes the host bridge labels of a traffic type on a physical network. Asynchronous.',
+  params: { id: p.uuid({ required: true, description: 'ID of the traffic type.' }), ...labelParams },
   event: { type: 'TRAFFIC.TYPE.UPDATE', description: (params) => `updating traffic type ${params.id}` },
   async target(ctx, params) {
     await findTrafficType(ctx, params.id);
@@ -472,7 +520,8 @@ export const updateTrafficType = defineCommand({
 
 export const deleteTrafficType = defineCommand({
   name: 'deleteTrafficType',
-  params: { id: p.uuid({ required: true }) },
+  description: 'Removes a traffic type from its physical network. Asynchronous.',
+  params: { id: p.uuid({ required: true, description: 'ID of the traffic type.' }) },
   event: { type: 'TRAFFIC.TYPE.DELETE', description: (params) => `deleting traffic type ${params.id}` },
   async target(ctx, params) {
     await findTrafficType(ctx, params.id);
