@@ -49,18 +49,47 @@ export const offeringState = (v: string) => pick(STATES, v, 'state');
 
 /** The storage qualities shared by disk offerings and the root disk of service offerings. */
 export const storageParams = {
-  storagetype: p.string(),
-  provisioningtype: p.string(),
-  tags: p.string(),
-  miniops: p.long({ min: 0 }),
-  maxiops: p.long({ min: 0 }),
-  customizediops: p.boolean(),
-  cachemode: p.string(),
-  bytesreadrate: p.long({ min: 0 }),
-  byteswriterate: p.long({ min: 0 }),
-  iopsreadrate: p.long({ min: 0 }),
-  iopswriterate: p.long({ min: 0 }),
-  hypervisorsnapshotreserve: p.integer({ min: 0 }),
+  storagetype: p.string({
+    description:
+      "shared (the default) or local: local disks live on the host's own storage, when the zone allows it.",
+  }),
+  provisioningtype: p.string({
+    description: 'thin (the default), sparse or fat; recorded on the volumes made.',
+  }),
+  tags: p.string({
+    description: 'Comma-separated storage tags; the disk goes only to pools carrying all of them.',
+  }),
+  miniops: p.long({
+    min: 0,
+    description: 'Lowest IOPS; recorded and shown, not enforced (at most maxiops).',
+  }),
+  maxiops: p.long({ min: 0, description: 'Highest IOPS; recorded and shown, not enforced.' }),
+  customizediops: p.boolean({
+    description: 'Recorded flag: whether IOPS are chosen per volume; not enforced.',
+  }),
+  cachemode: p.string({
+    description: 'none, writeback, writethrough or hypervisor_default; recorded and shown.',
+  }),
+  bytesreadrate: p.long({
+    min: 0,
+    description: 'Read rate in bytes per second; recorded and shown, not enforced.',
+  }),
+  byteswriterate: p.long({
+    min: 0,
+    description: 'Write rate in bytes per second; recorded and shown, not enforced.',
+  }),
+  iopsreadrate: p.long({
+    min: 0,
+    description: 'Read operations per second; recorded and shown, not enforced.',
+  }),
+  iopswriterate: p.long({
+    min: 0,
+    description: 'Write operations per second; recorded and shown, not enforced.',
+  }),
+  hypervisorsnapshotreserve: p.integer({
+    min: 0,
+    description: 'Percentage to reserve for hypervisor snapshots; recorded only.',
+  }),
 };
 
 type StorageInput = {
@@ -164,17 +193,36 @@ async function presentOne(ctx: CallContext, id: number): Promise<object> {
 
 export const createDiskOffering = defineCommand({
   name: 'createDiskOffering',
+  description:
+    'Creates a disk offering for data volumes: a fixed size, or customized (size chosen when the volume is made), plus storage qualities.',
   params: {
-    name: p.string({ required: true }),
-    displaytext: p.string({ length: 4096 }),
-    disksize: p.long({ min: 0 }),
-    customized: p.boolean(),
+    name: p.string({ required: true, description: 'Name of the offering (not empty).' }),
+    displaytext: p.string({
+      length: 4096,
+      description: 'Description shown for the offering; defaults to its name.',
+    }),
+    disksize: p.long({
+      min: 0,
+      description:
+        'Size in GB of a fixed offering, 1 up to storage.max.volume.size; omit (or 0) for a customized one.',
+    }),
+    customized: p.boolean({
+      description:
+        'true: the volume size is given when the volume is created; defaults to true when disksize is missing or 0.',
+    }),
     ...storageParams,
-    displayoffering: p.boolean(),
-    encrypt: p.boolean(),
-    disksizestrictness: p.boolean(),
-    domainid: p.list(),
-    zoneid: p.list(),
+    displayoffering: p.boolean({ description: 'When false, users do not see the offering; default true.' }),
+    encrypt: p.boolean({ description: 'Recorded and shown; Nimbostack does not encrypt volumes.' }),
+    disksizestrictness: p.boolean({
+      description: "Recorded flag: whether volumes must keep the offering's size.",
+    }),
+    domainid: p.list({
+      description:
+        "Comma-separated domain UUIDs the offering is limited to, or 'public' (root admins only); domain admins default to their own domain.",
+    }),
+    zoneid: p.list({
+      description: "Comma-separated zone UUIDs the offering is available in, or 'all' (the default).",
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -222,17 +270,18 @@ export const createDiskOffering = defineCommand({
 
 export const listDiskOfferings = defineCommand({
   name: 'listDiskOfferings',
+  description: 'Lists the active disk offerings the caller may use; users see only those marked for display.',
   params: {
     ...listParams,
-    id: p.uuid(),
-    name: p.string(),
-    domainid: p.uuid(),
-    zoneid: p.uuid(),
-    storagetype: p.string(),
-    state: p.string(),
-    encrypt: p.boolean(),
-    isrecursive: p.boolean(),
-    listall: p.boolean(),
+    id: p.uuid({ description: 'Only the offering with this UUID.' }),
+    name: p.string({ description: 'Only offerings with exactly this name.' }),
+    domainid: p.uuid({ description: 'Only offerings limited to this domain.' }),
+    zoneid: p.uuid({ description: 'Only offerings available in this zone.' }),
+    storagetype: p.string({ description: 'Only offerings of this storage type: shared or local.' }),
+    state: p.string({ description: 'Active (the default), Inactive, or all.' }),
+    encrypt: p.boolean({ description: 'Only offerings whose encrypt flag has this value.' }),
+    isrecursive: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    listall: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -294,21 +343,44 @@ export const listDiskOfferings = defineCommand({
 
 export const updateDiskOffering = defineCommand({
   name: 'updateDiskOffering',
+  description:
+    "Changes a disk offering's name, description, visibility, order, tags, cache mode, rates, state or domain and zone limits; its size cannot change.",
   params: {
-    id: p.uuid({ required: true }),
-    name: p.string(),
-    displaytext: p.string({ length: 4096 }),
-    displayoffering: p.boolean(),
-    sortkey: p.integer(),
-    tags: p.string(),
-    cachemode: p.string(),
-    state: p.string(),
-    domainid: p.string(),
-    zoneid: p.string(),
-    bytesreadrate: p.long({ min: 0 }),
-    byteswriterate: p.long({ min: 0 }),
-    iopsreadrate: p.long({ min: 0 }),
-    iopswriterate: p.long({ min: 0 }),
+    id: p.uuid({ required: true, description: 'UUID of the offering.' }),
+    name: p.string({ description: 'New name (not empty).' }),
+    displaytext: p.string({ length: 4096, description: 'New description.' }),
+    displayoffering: p.boolean({ description: 'Whether users see the offering.' }),
+    sortkey: p.integer({ description: 'Position in lists; lower values come first.' }),
+    tags: p.string({
+      description: "New comma-separated storage tags the volume's pool must carry; empty clears them.",
+    }),
+    cachemode: p.string({
+      description: 'none, writeback, writethrough or hypervisor_default; recorded and shown.',
+    }),
+    state: p.string({ description: 'Active, or Inactive to hide it from new volumes.' }),
+    domainid: p.string({
+      description:
+        "Comma-separated domain UUIDs it is limited to, or 'public' (root admins only); replaces the current list.",
+    }),
+    zoneid: p.string({
+      description: "Comma-separated zone UUIDs it is available in, or 'all'; replaces the current list.",
+    }),
+    bytesreadrate: p.long({
+      min: 0,
+      description: 'Read rate in bytes per second; recorded and shown, not enforced.',
+    }),
+    byteswriterate: p.long({
+      min: 0,
+      description: 'Write rate in bytes per second; recorded and shown, not enforced.',
+    }),
+    iopsreadrate: p.long({
+      min: 0,
+      description: 'Read operations per second; recorded and shown, not enforced.',
+    }),
+    iopswriterate: p.long({
+      min: 0,
+      description: 'Write operations per second; recorded and shown, not enforced.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -350,7 +422,9 @@ export const updateDiskOffering = defineCommand({
 /** Offerings are soft-deleted: volumes created from one keep naming it. */
 export const deleteDiskOffering = defineCommand({
   name: 'deleteDiskOffering',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    'Removes a disk offering so it can no longer be chosen; existing volumes made from it are kept.',
+  params: { id: p.uuid({ required: true, description: 'UUID of the offering to remove.' }) },
   async handler(ctx, params) {
     const { app } = ctx;
     const offering = await findDiskOffering(ctx, params.id);

@@ -178,32 +178,90 @@ function computeColumns(params: ComputeInput) {
 
 export const createServiceOffering = defineCommand({
   name: 'createServiceOffering',
+  description:
+    "Creates a compute offering: fixed CPU and memory, or customized (sized at deploy within optional bounds), plus its ROOT disk's storage qualities.",
   params: {
-    name: p.string({ required: true }),
-    displaytext: p.string({ length: 4096 }),
-    cpunumber: p.integer({ min: 1 }),
-    cpuspeed: p.integer({ min: 1 }),
-    memory: p.integer({ min: 32 }),
-    customized: p.boolean(),
-    mincpunumber: p.integer({ min: 1 }),
-    maxcpunumber: p.integer({ min: 1 }),
-    minmemory: p.integer({ min: 32 }),
-    maxmemory: p.integer({ min: 32 }),
-    offerha: p.boolean(),
-    limitcpuuse: p.boolean(),
-    isvolatile: p.boolean(),
-    hosttags: p.string(),
-    networkrate: p.integer({ min: 0 }),
-    deploymentplanner: p.string(),
-    dynamicscalingenabled: p.boolean(),
-    rootdisksize: p.long({ min: 1 }),
-    diskofferingid: p.uuid(),
-    diskofferingstrictness: p.boolean(),
-    encryptroot: p.boolean(),
-    issystem: p.boolean(),
-    systemvmtype: p.string(),
-    domainid: p.list(),
-    zoneid: p.list(),
+    name: p.string({ required: true, description: 'Name of the offering (not empty).' }),
+    displaytext: p.string({
+      length: 4096,
+      description: 'Description shown for the offering; defaults to its name.',
+    }),
+    cpunumber: p.integer({ min: 1, description: 'Number of CPU cores of a fixed offering.' }),
+    cpuspeed: p.integer({
+      min: 1,
+      description:
+        'CPU speed in MHz per core; required for a fixed offering, optional for a customized one (deploys default to 1000).',
+    }),
+    memory: p.integer({ min: 32, description: 'Memory in MB of a fixed offering (at least 32).' }),
+    customized: p.boolean({
+      description:
+        'true: CPU and memory are chosen at deploy time; defaults to true unless both cpunumber and memory are given.',
+    }),
+    mincpunumber: p.integer({
+      min: 1,
+      description: 'Customized offerings only: the fewest cores a deploy may ask for.',
+    }),
+    maxcpunumber: p.integer({
+      min: 1,
+      description: 'Customized offerings only: the most cores a deploy may ask for.',
+    }),
+    minmemory: p.integer({
+      min: 32,
+      description: 'Customized offerings only: the least memory in MB a deploy may ask for.',
+    }),
+    maxmemory: p.integer({
+      min: 32,
+      description: 'Customized offerings only: the most memory in MB a deploy may ask for.',
+    }),
+    offerha: p.boolean({
+      description:
+        'Sets the high-availability flag of VMs deployed with it; recorded, Nimbostack does not restart VMs on host failure.',
+    }),
+    limitcpuuse: p.boolean({ description: 'Recorded and shown; Nimbostack does not cap CPU use with it.' }),
+    isvolatile: p.boolean({
+      description: 'Recorded and shown; Nimbostack does not reset the ROOT disk on reboot.',
+    }),
+    hosttags: p.string({
+      description:
+        'Comma-separated host tags; VMs with this offering are placed only on hosts carrying all of them.',
+    }),
+    networkrate: p.integer({
+      min: 0,
+      description: 'Network rate in Mbit/s; recorded and shown, not enforced.',
+    }),
+    deploymentplanner: p.string({
+      description: 'Recorded and shown; Nimbostack always uses its own planner.',
+    }),
+    dynamicscalingenabled: p.boolean({
+      description: 'Recorded flag, default true; Nimbostack does not scale running VMs.',
+    }),
+    rootdisksize: p.long({
+      min: 1,
+      description: 'ROOT disk size in GB for VMs of this offering, up to storage.max.volume.size.',
+    }),
+    diskofferingid: p.uuid({
+      description:
+        "UUID of an existing disk offering to use for the ROOT disk, instead of one made from this offering's storage parameters.",
+    }),
+    diskofferingstrictness: p.boolean({
+      description: 'Recorded flag: whether the ROOT disk offering may be changed later.',
+    }),
+    encryptroot: p.boolean({
+      description: 'Recorded on the ROOT disk offering; Nimbostack does not encrypt volumes.',
+    }),
+    issystem: p.boolean({
+      description: 'Refused when true: Nimbostack runs no system VMs, so it has no system offerings.',
+    }),
+    systemvmtype: p.string({
+      description: 'Accepted for compatibility; Nimbostack has no system VMs and ignores it.',
+    }),
+    domainid: p.list({
+      description:
+        "Comma-separated domain UUIDs the offering is limited to, or 'public' (root admins only); domain admins default to their own domain.",
+    }),
+    zoneid: p.list({
+      description: "Comma-separated zone UUIDs the offering is available in, or 'all' (the default).",
+    }),
     ...storageParams,
   },
   async handler(ctx, params) {
@@ -267,21 +325,40 @@ export const createServiceOffering = defineCommand({
 
 export const listServiceOfferings = defineCommand({
   name: 'listServiceOfferings',
+  description:
+    'Lists the active compute offerings the caller may use (administrators: all they manage), optionally those that fit a requested size.',
   params: {
     ...listParams,
-    id: p.uuid(),
-    name: p.string(),
-    domainid: p.uuid(),
-    zoneid: p.uuid(),
-    issystem: p.boolean(),
-    systemvmtype: p.string(),
-    cpunumber: p.integer({ min: 1 }),
-    cpuspeed: p.integer({ min: 1 }),
-    memory: p.integer({ min: 1 }),
-    storagetype: p.string(),
-    state: p.string(),
-    isrecursive: p.boolean(),
-    listall: p.boolean(),
+    id: p.uuid({ description: 'Only the offering with this UUID.' }),
+    name: p.string({ description: 'Only offerings with exactly this name.' }),
+    domainid: p.uuid({ description: 'Only offerings limited to this domain.' }),
+    zoneid: p.uuid({ description: 'Only offerings available in this zone.' }),
+    issystem: p.boolean({
+      description: 'true lists system offerings, of which Nimbostack has none; default false.',
+    }),
+    systemvmtype: p.string({
+      description: 'Only system offerings of this system VM type (Nimbostack has none).',
+    }),
+    cpunumber: p.integer({
+      min: 1,
+      description:
+        'Only offerings that can give this many cores: fixed ones of that size and customized ones whose range allows it.',
+    }),
+    cpuspeed: p.integer({
+      min: 1,
+      description: 'Only offerings with this CPU speed in MHz, or with none set.',
+    }),
+    memory: p.integer({
+      min: 1,
+      description:
+        'Only offerings that can give this much memory in MB (fixed of that size, or customized within range).',
+    }),
+    storagetype: p.string({
+      description: 'Only offerings whose ROOT disk is on this storage type: shared or local.',
+    }),
+    state: p.string({ description: 'Active (the default), Inactive, or all.' }),
+    isrecursive: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    listall: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -373,16 +450,27 @@ export const listServiceOfferings = defineCommand({
 
 export const updateServiceOffering = defineCommand({
   name: 'updateServiceOffering',
+  description:
+    "Changes a compute offering's name, description, order, tags, state or domain and zone limits; its size cannot change.",
   params: {
-    id: p.uuid({ required: true }),
-    name: p.string(),
-    displaytext: p.string({ length: 4096 }),
-    sortkey: p.integer(),
-    hosttags: p.string(),
-    storagetags: p.string(),
-    state: p.string(),
-    domainid: p.string(),
-    zoneid: p.string(),
+    id: p.uuid({ required: true, description: 'UUID of the offering.' }),
+    name: p.string({ description: 'New name (not empty).' }),
+    displaytext: p.string({ length: 4096, description: 'New description.' }),
+    sortkey: p.integer({ description: 'Position in lists; lower values come first.' }),
+    hosttags: p.string({
+      description: 'New comma-separated host tags the placement must match; empty clears them.',
+    }),
+    storagetags: p.string({
+      description: "New comma-separated storage tags for the ROOT disk's pool; empty clears them.",
+    }),
+    state: p.string({ description: 'Active, or Inactive to hide it from new deploys.' }),
+    domainid: p.string({
+      description:
+        "Comma-separated domain UUIDs it is limited to, or 'public' (root admins only); replaces the current list.",
+    }),
+    zoneid: p.string({
+      description: "Comma-separated zone UUIDs it is available in, or 'all'; replaces the current list.",
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -425,7 +513,9 @@ export const updateServiceOffering = defineCommand({
 /** Soft delete: virtual machines deployed from the offering keep naming it. */
 export const deleteServiceOffering = defineCommand({
   name: 'deleteServiceOffering',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    'Removes a compute offering so it can no longer be chosen; VMs using it keep running and keep their size.',
+  params: { id: p.uuid({ required: true, description: 'UUID of the offering to remove.' }) },
   async handler(ctx, params) {
     const { app } = ctx;
     const offering = await findServiceOffering(ctx, params.id);
