@@ -124,14 +124,27 @@ async function checkPodNameFree(tx: Tx, zoneId: number, name: string, except?: n
 
 export const createPod = defineCommand({
   name: 'createPod',
+  description:
+    'Creates a pod in a zone: a rack-level group of clusters sharing a management subnet, with an optional management address range.',
   params: {
-    zoneid: p.uuid({ required: true }),
-    name: p.string({ required: true }),
-    gateway: p.string(),
-    netmask: p.string(),
-    startip: p.string(),
-    endip: p.string(),
-    allocationstate: p.string(),
+    zoneid: p.uuid({ required: true, description: 'Zone of the pod.' }),
+    name: p.string({
+      required: true,
+      description: 'Name of the pod, unique in the zone; must not be blank.',
+    }),
+    gateway: p.string({ description: "Gateway of the pod's management subnet; required." }),
+    netmask: p.string({ description: "Netmask of the pod's management subnet; required." }),
+    startip: p.string({
+      description:
+        "First address of the pod's management range; it must be in the subnet, exclude the gateway and not overlap another pod's range.",
+    }),
+    endip: p.string({
+      description:
+        "Last address of the management range; defaults to the subnet's last host address. Needs startip.",
+    }),
+    allocationstate: p.string({
+      description: 'Enabled (default) or Disabled; new VMs are placed only in Enabled pods.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -172,13 +185,16 @@ export const createPod = defineCommand({
 
 export const listPods = defineCommand({
   name: 'listPods',
+  description: 'Lists pods with their zone, management subnet and range; keyword matches names.',
   params: {
     ...listParams,
-    id: p.uuid(),
-    name: p.string(),
-    zoneid: p.uuid(),
-    allocationstate: p.string(),
-    showcapacities: p.boolean(),
+    id: p.uuid({ description: 'Only the pod with this ID.' }),
+    name: p.string({ description: 'Only the pod with exactly this name.' }),
+    zoneid: p.uuid({ description: 'Only pods of this zone.' }),
+    allocationstate: p.string({ description: 'Only Enabled or only Disabled pods.' }),
+    showcapacities: p.boolean({
+      description: "Also answer each pod's capacities (as listCapacity computes them).",
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -197,14 +213,19 @@ export const listPods = defineCommand({
 
 export const updatePod = defineCommand({
   name: 'updatePod',
+  description:
+    'Renames a pod, changes its management subnet or range, or enables or disables it; values not given are kept.',
   params: {
-    id: p.uuid({ required: true }),
-    name: p.string(),
-    gateway: p.string(),
-    netmask: p.string(),
-    startip: p.string(),
-    endip: p.string(),
-    allocationstate: p.string(),
+    id: p.uuid({ required: true, description: 'ID of the pod to update.' }),
+    name: p.string({ description: 'New name, unique in the zone; must not be blank.' }),
+    gateway: p.string({ description: 'New gateway of the management subnet.' }),
+    netmask: p.string({ description: 'New netmask of the management subnet.' }),
+    startip: p.string({
+      description:
+        "New first address of the management range; without endip the range then runs to the subnet's last host address.",
+    }),
+    endip: p.string({ description: 'New last address of the management range.' }),
+    allocationstate: p.string({ description: 'Enabled or Disabled; a Disabled pod gets no new VMs.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -256,7 +277,8 @@ export function onPodDelete(check: PodUsageCheck): void {
 
 export const deletePod = defineCommand({
   name: 'deletePod',
-  params: { id: p.uuid({ required: true }) },
+  description: 'Deletes a pod that has no hosts, clusters or remaining guest address ranges.',
+  params: { id: p.uuid({ required: true, description: 'ID of the pod to delete.' }) },
   async handler(ctx, params) {
     const { app } = ctx;
     const pod = await findPod(ctx, params.id);
