@@ -58,24 +58,41 @@ async function presentEvents(ctx: CallContext, rows: EventRow[]): Promise<object
 
 export const listEvents = defineCommand({
   name: 'listEvents',
+  description:
+    'Lists the audit events the caller may see, newest first; archived events are left out unless archived=true.',
   params: {
     ...listParams,
-    id: p.uuid(),
-    type: p.string(),
-    level: p.string(),
-    state: p.string(),
-    startdate: p.date(),
-    enddate: p.date(),
-    duration: p.integer(),
-    entrytime: p.integer(),
-    startid: p.uuid(),
-    resourceid: p.string(),
-    resourcetype: p.string(),
-    archived: p.boolean(),
-    account: p.string(),
-    domainid: p.uuid(),
-    isrecursive: p.boolean(),
-    listall: p.boolean(),
+    id: p.uuid({ description: 'Only the event with this UUID.' }),
+    type: p.string({ description: 'Only events of this type, such as VM.CREATE (exact).' }),
+    level: p.string({ description: 'Only events of this level: INFO, WARN or ERROR.' }),
+    state: p.string({
+      description: 'Only events in this state: Scheduled, Started, Completed or Created (exact).',
+    }),
+    startdate: p.date({
+      description: "Only events at or after this time (yyyy-MM-dd HH:mm:ss or yyyy-MM-dd'T'HH:mm:ssZ).",
+    }),
+    enddate: p.date({ description: 'Only events at or before this time (same formats as startdate).' }),
+    duration: p.integer({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    entrytime: p.integer({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    startid: p.uuid({
+      description: "Only the events that follow the Started event with this UUID (one async job's trail).",
+    }),
+    resourceid: p.string({ description: 'Only events about the resource with this UUID.' }),
+    resourcetype: p.string({
+      description: 'Only events about this resource type, such as VirtualMachine or Volume (exact).',
+    }),
+    archived: p.boolean({ description: 'true lists only archived events instead of current ones.' }),
+    account: p.string({
+      description:
+        "Only events of this account (with domainid, or in the caller's domain); ignored for users.",
+    }),
+    domainid: p.uuid({
+      description: 'Only events in this domain (and below with isrecursive); ignored for users.',
+    }),
+    isrecursive: p.boolean({ description: 'With domainid, also include events of subdomains.' }),
+    listall: p.boolean({
+      description: 'For admins and domain admins: include events of every account they may see.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -108,7 +125,14 @@ export const listEvents = defineCommand({
   },
 });
 
-const bulkParams = { ids: p.list({ of: 'uuid' }), type: p.string(), startdate: p.date(), enddate: p.date() };
+const bulkParams = {
+  ids: p.list({ of: 'uuid', description: 'Comma-separated UUIDs of the events to act on.' }),
+  type: p.string({ description: 'Only events of this type, such as VM.CREATE.' }),
+  startdate: p.date({
+    description: 'Only events at or after this time; at least one of the four criteria is needed.',
+  }),
+  enddate: p.date({ description: 'Only events at or before this time; must not be before startdate.' }),
+};
 
 /** Selects the caller's reachable events named by ids, type and/or a date range. */
 async function selectEvents(
@@ -135,6 +159,8 @@ async function selectEvents(
 
 export const archiveEvents = defineCommand({
   name: 'archiveEvents',
+  description:
+    'Hides matching events from listEvents (they remain readable with archived=true); only events the caller may see are touched.',
   params: bulkParams,
   async handler(ctx, params) {
     const ids = await selectEvents(ctx, params);
@@ -146,6 +172,8 @@ export const archiveEvents = defineCommand({
 
 export const deleteEvents = defineCommand({
   name: 'deleteEvents',
+  description:
+    'Permanently removes matching events; only events the caller may see are touched, and at least one must match.',
   params: bulkParams,
   async handler(ctx, params) {
     const ids = await selectEvents(ctx, params);

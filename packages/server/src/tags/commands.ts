@@ -34,11 +34,19 @@ async function checkResources(ctx: CallContext, resourceType: string, uuids: str
 
 export const createTags = defineCommand({
   name: 'createTags',
+  description:
+    'Adds key/value tags to one or more resources of a type; a key may appear once per resource. Asynchronous.',
   params: {
-    resourceids: p.list({ required: true }),
-    resourcetype: p.string({ required: true }),
-    tags: p.map({ required: true }),
-    customer: p.string(),
+    resourceids: p.list({ required: true, description: 'Comma-separated UUIDs of the resources to tag.' }),
+    resourcetype: p.string({
+      required: true,
+      description: 'Type of those resources, such as UserVm, Volume, Snapshot or Zone (case-insensitive).',
+    }),
+    tags: p.map({
+      required: true,
+      description: 'The tags, as tags[0].key=k&tags[0].value=v; keys must be new on each resource.',
+    }),
+    customer: p.string({ description: 'Free customer name stored with each tag.' }),
   },
   event: {
     type: 'CREATE_TAGS',
@@ -88,10 +96,18 @@ export const createTags = defineCommand({
 
 export const deleteTags = defineCommand({
   name: 'deleteTags',
+  description:
+    'Removes tags from resources: all of them, those with given keys, or exact key/value pairs. Asynchronous; fails if nothing matched.',
   params: {
-    resourceids: p.list({ required: true }),
-    resourcetype: p.string({ required: true }),
-    tags: p.map(),
+    resourceids: p.list({ required: true, description: 'Comma-separated UUIDs of the tagged resources.' }),
+    resourcetype: p.string({
+      required: true,
+      description: 'Type of those resources, such as UserVm or Volume (case-insensitive).',
+    }),
+    tags: p.map({
+      description:
+        'Which tags: tags[0].key alone removes that key, with tags[0].value only that pair; all tags when omitted.',
+    }),
   },
   event: {
     type: 'DELETE_TAGS',
@@ -137,17 +153,27 @@ export const deleteTags = defineCommand({
 
 export const listTags = defineCommand({
   name: 'listTags',
+  description: 'Lists the tags on resources the caller may see.',
   params: {
     ...listParams,
-    key: p.string(),
-    value: p.string(),
-    resourceid: p.string(),
-    resourcetype: p.string(),
-    customer: p.string(),
-    account: p.string(),
-    domainid: p.uuid(),
-    isrecursive: p.boolean(),
-    listall: p.boolean(),
+    key: p.string({ description: 'Only tags with this key.' }),
+    value: p.string({ description: 'Only tags with this value.' }),
+    resourceid: p.string({ description: 'Only tags on the resource with this UUID.' }),
+    resourcetype: p.string({
+      description: 'Only tags on resources of this type, such as UserVm (case-insensitive).',
+    }),
+    customer: p.string({ description: 'Only tags stored with this customer name.' }),
+    account: p.string({
+      description:
+        "Only tags of this account's resources (with domainid, or in the caller's domain); ignored for users.",
+    }),
+    domainid: p.uuid({
+      description: 'Only tags in this domain (and below with isrecursive); ignored for users.',
+    }),
+    isrecursive: p.boolean({ description: 'With domainid, also include subdomains.' }),
+    listall: p.boolean({
+      description: 'For admins and domain admins: include tags of every account they may see.',
+    }),
   },
   async handler(ctx: CallContext, params) {
     const { app } = ctx;
