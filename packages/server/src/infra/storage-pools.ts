@@ -200,20 +200,47 @@ async function checkPoolNameFree(tx: Tx, zoneId: number, name: string, except?: 
 
 export const createStoragePool = defineCommand({
   name: 'createStoragePool',
+  description:
+    "Adds primary storage where VM volumes live: an NFS export, a shared mount point or a local path, for one cluster or for a whole zone's hosts of one hypervisor.",
   params: {
-    zoneid: p.uuid({ required: true }),
-    podid: p.uuid(),
-    clusterid: p.uuid(),
-    name: p.string({ required: true }),
-    url: p.string({ required: true, length: 2048 }),
-    scope: p.string(),
-    tags: p.string(),
-    istagarule: p.boolean(),
-    capacitybytes: p.long({ min: 0 }),
-    capacityiops: p.long({ min: 0 }),
-    hypervisor: p.string(),
-    provider: p.string(),
-    managed: p.boolean(),
+    zoneid: p.uuid({ required: true, description: 'Zone of the pool.' }),
+    podid: p.uuid({ description: 'Pod of the cluster; required for a cluster-wide pool.' }),
+    clusterid: p.uuid({
+      description:
+        'Cluster whose hosts use the pool; required for a cluster-wide pool, and the default scope when given.',
+    }),
+    name: p.string({
+      required: true,
+      description: 'Name of the pool, unique in the zone; must not be blank.',
+    }),
+    url: p.string({
+      required: true,
+      length: 2048,
+      description:
+        'nfs://server[:port]/path, SharedMountPoint://host/path or a local absolute path; not already used by a pool of the same scope.',
+    }),
+    scope: p.string({
+      description: 'cluster or zone; defaults to cluster when clusterid is given, zone otherwise.',
+    }),
+    tags: p.string({
+      description:
+        'Comma-separated storage tags; offerings with a storage tag put volumes only on pools carrying it.',
+    }),
+    istagarule: p.boolean({ description: 'Recorded and shown; Nimbostack does not evaluate tags as rules.' }),
+    capacitybytes: p.long({
+      min: 0,
+      description:
+        'Size of the pool in bytes; by default measured for a local or mounted path, 0 for NFS until known.',
+    }),
+    capacityiops: p.long({ min: 0, description: 'IOPS the pool can deliver, recorded and shown only.' }),
+    hypervisor: p.string({
+      description:
+        "Hypervisor of the hosts using a zone-wide pool, KVM or Simulator; required for zone scope (a cluster pool takes its cluster's).",
+    }),
+    provider: p.string({ description: 'Only DefaultPrimary (the default) is supported.' }),
+    managed: p.boolean({
+      description: "Recorded and shown; Nimbostack does not manage storage on a pool's behalf.",
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -294,18 +321,24 @@ export const createStoragePool = defineCommand({
 
 export const listStoragePools = defineCommand({
   name: 'listStoragePools',
+  description: 'Lists primary storage pools with their scope, state and capacity; keyword matches names.',
   params: {
     ...listParams,
-    id: p.uuid(),
-    name: p.string(),
-    zoneid: p.uuid(),
-    podid: p.uuid(),
-    clusterid: p.uuid(),
-    ipaddress: p.string(),
-    path: p.string(),
-    scope: p.string(),
-    status: p.string(),
-    hostid: p.uuid(),
+    id: p.uuid({ description: 'Only the pool with this ID.' }),
+    name: p.string({ description: 'Only the pool with exactly this name.' }),
+    zoneid: p.uuid({ description: 'Only pools of this zone.' }),
+    podid: p.uuid({ description: 'Only pools of this pod.' }),
+    clusterid: p.uuid({ description: 'Only pools of this cluster.' }),
+    ipaddress: p.string({
+      description: 'Only pools served by this host address (NFS server, or localhost).',
+    }),
+    path: p.string({ description: 'Only pools with exactly this path.' }),
+    scope: p.string({ description: 'Only pools of this scope: CLUSTER, ZONE or HOST (case-insensitive).' }),
+    status: p.string({ description: 'Only pools in this state, e.g. Up, Disabled, Maintenance (exact).' }),
+    hostid: p.uuid({
+      description:
+        "Only the pools this host can use: its cluster's, its own local ones and the zone-wide ones of its hypervisor.",
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -348,15 +381,22 @@ export const listStoragePools = defineCommand({
 
 export const updateStoragePool = defineCommand({
   name: 'updateStoragePool',
+  description:
+    'Renames a primary storage pool, changes its tags or capacity, enables or disables it for new volumes, or (in maintenance) changes its URL.',
   params: {
-    id: p.uuid({ required: true }),
-    name: p.string(),
-    tags: p.list(),
-    istagarule: p.boolean(),
-    capacitybytes: p.long({ min: 0 }),
-    capacityiops: p.long({ min: 0 }),
-    enabled: p.boolean(),
-    url: p.string({ length: 2048 }),
+    id: p.uuid({ required: true, description: 'ID of the pool to update.' }),
+    name: p.string({ description: 'New name, unique in the zone; must not be blank.' }),
+    tags: p.list({ description: 'Comma-separated storage tags replacing the current ones.' }),
+    istagarule: p.boolean({ description: 'Recorded and shown; Nimbostack does not evaluate tags as rules.' }),
+    capacitybytes: p.long({ min: 0, description: 'New size in bytes; not less than what is used.' }),
+    capacityiops: p.long({ min: 0, description: 'New recorded IOPS figure.' }),
+    enabled: p.boolean({
+      description: 'True makes the pool Up, false Disabled (no new volumes); refused in maintenance.',
+    }),
+    url: p.string({
+      length: 2048,
+      description: 'New location, as for createStoragePool; only while the pool is in maintenance.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -451,7 +491,9 @@ async function moveState(
 // volumes add their evacuation when they arrive.
 export const enableStorageMaintenance = defineCommand({
   name: 'enableStorageMaintenance',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    'Puts an Up or Disabled primary storage pool in maintenance so no new volumes go to it; existing volumes are neither moved nor stopped. Asynchronous.',
+  params: { id: p.uuid({ required: true, description: 'ID of the pool.' }) },
   event: {
     type: 'MAINT.PREPARE.PS',
     description: (params) => `preparing storage pool ${params.id} for maintenance`,
@@ -463,7 +505,8 @@ export const enableStorageMaintenance = defineCommand({
 
 export const cancelStorageMaintenance = defineCommand({
   name: 'cancelStorageMaintenance',
-  params: { id: p.uuid({ required: true }) },
+  description: 'Takes a primary storage pool out of maintenance and makes it Up again. Asynchronous.',
+  params: { id: p.uuid({ required: true, description: 'ID of the pool.' }) },
   event: {
     type: 'MAINT.CANCEL.PS',
     description: (params) => `cancelling maintenance of storage pool ${params.id}`,
@@ -488,7 +531,13 @@ export const cancelStorageMaintenance = defineCommand({
 
 export const deleteStoragePool = defineCommand({
   name: 'deleteStoragePool',
-  params: { id: p.uuid({ required: true }), forced: p.boolean() },
+  description: 'Removes a primary storage pool and its pool-level settings; refused while volumes are on it.',
+  params: {
+    id: p.uuid({ required: true, description: 'ID of the pool to delete.' }),
+    forced: p.boolean({
+      description: 'Accepted for compatibility; Nimbostack ignores it: a pool with volumes is never deleted.',
+    }),
+  },
   async handler(ctx, params) {
     const { app } = ctx;
     const pool = await findStoragePool(ctx, params.id);
@@ -516,7 +565,9 @@ export const deleteStoragePool = defineCommand({
 /** The storage drivers there are: DefaultPrimary for primary storage, NFS for image stores. */
 export const listStorageProviders = defineCommand({
   name: 'listStorageProviders',
-  params: { ...listParams, type: p.string({ required: true }) },
+  description:
+    'Lists the storage drivers of a kind: DefaultPrimary for primary storage, NFS for image stores.',
+  params: { ...listParams, type: p.string({ required: true, description: 'primary or image.' }) },
   async handler(_ctx, params) {
     const type = params.type.trim().toLowerCase();
     if (type !== 'primary' && type !== 'image')
