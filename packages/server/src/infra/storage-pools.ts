@@ -531,11 +531,12 @@ export const cancelStorageMaintenance = defineCommand({
 
 export const deleteStoragePool = defineCommand({
   name: 'deleteStoragePool',
-  description: 'Removes a primary storage pool and its pool-level settings; refused while volumes are on it.',
+  description:
+    'Removes a primary storage pool and its pool-level settings; refused while volumes or snapshots are on it.',
   params: {
     id: p.uuid({ required: true, description: 'ID of the pool to delete.' }),
     forced: p.boolean({
-      description: 'Accepted for compatibility; Nimbostack ignores it: a pool with volumes is never deleted.',
+      description: 'Accepted for compatibility; Nimbostack ignores it: a pool still in use is never deleted.',
     }),
   },
   async handler(ctx, params) {
