@@ -88,7 +88,14 @@ async function presentJobs(ctx: CallContext, rows: AsyncJobRow[]): Promise<objec
 
 export const queryAsyncJobResult = defineCommand({
   name: 'queryAsyncJobResult',
-  params: { jobid: p.uuid({ required: true }) },
+  description:
+    "Returns the status of an asynchronous job and, once finished, its result or error; other accounts' jobs look like missing ones.",
+  params: {
+    jobid: p.uuid({
+      required: true,
+      description: 'UUID of the job, as returned by the asynchronous command.',
+    }),
+  },
   async handler(ctx, params) {
     // The most polled call of all: the job and its names in one query (one round trip).
     const job = await ctx.app.store.db
@@ -133,14 +140,22 @@ async function canSeeAccount(ctx: CallContext, accountId: number): Promise<boole
 
 export const listAsyncJobs = defineCommand({
   name: 'listAsyncJobs',
+  description:
+    'Lists the asynchronous jobs of the accounts the caller may see, newest first, with their status.',
   params: {
     ...listParams,
-    account: p.string(),
-    domainid: p.uuid(),
-    isrecursive: p.boolean(),
-    listall: p.boolean(),
-    startdate: p.date(),
-    managementserverid: p.uuid(),
+    account: p.string({
+      description: "Only jobs of this account (with domainid, or in the caller's domain); ignored for users.",
+    }),
+    domainid: p.uuid({
+      description: 'Only jobs in this domain (and below with isrecursive); ignored for users.',
+    }),
+    isrecursive: p.boolean({ description: 'With domainid, also include jobs of subdomains.' }),
+    listall: p.boolean({
+      description: 'For admins and domain admins: include jobs of every account they may see.',
+    }),
+    startdate: p.date({ description: 'Only jobs created at or after this time.' }),
+    managementserverid: p.uuid({ description: 'Only jobs run by the management server with this UUID.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;

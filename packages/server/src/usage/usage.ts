@@ -433,6 +433,7 @@ export async function generateUsage(
 
 export const listUsageTypes = defineCommand({
   name: 'listUsageTypes',
+  description: 'Lists the usage record types Nimbostack computes, with their numbers and names.',
   params: {},
   async handler() {
     return listResult(
@@ -444,7 +445,17 @@ export const listUsageTypes = defineCommand({
 
 export const generateUsageRecords = defineCommand({
   name: 'generateUsageRecords',
-  params: { startdate: p.date(), enddate: p.date() },
+  description:
+    'Recomputes the usage records of every whole UTC day the period touches, replacing any already stored for those days; records exist only once generated.',
+  params: {
+    startdate: p.date({
+      description: 'Start of the period (required by Nimbostack); its whole UTC day is included.',
+    }),
+    enddate: p.date({
+      description:
+        'End of the period (required by Nimbostack), not before startdate; its whole UTC day is included.',
+    }),
+  },
   async handler(ctx, params) {
     if (params.startdate === undefined || params.enddate === undefined)
       throw invalidParameter(
@@ -457,18 +468,31 @@ export const generateUsageRecords = defineCommand({
 
 export const listUsageRecords = defineCommand({
   name: 'listUsageRecords',
+  description:
+    'Lists generated usage records for the UTC days of a period, for one account or the accounts of a domain the caller administers.',
   params: {
-    startdate: p.date({ required: true }),
-    enddate: p.date({ required: true }),
-    account: p.string(),
-    accountid: p.uuid(),
-    domainid: p.uuid(),
-    isrecursive: p.boolean(),
-    type: p.long(),
-    usageid: p.string(),
-    keyword: p.string(),
-    page: p.integer(),
-    pagesize: p.integer(),
+    startdate: p.date({
+      required: true,
+      description: 'First day of the period; records of its whole UTC day are included.',
+    }),
+    enddate: p.date({
+      required: true,
+      description: 'Last day of the period; records of its whole UTC day are included.',
+    }),
+    account: p.string({ description: "Only records of this account (in domainid, or the caller's domain)." }),
+    accountid: p.uuid({
+      description: 'Only records of the account with this UUID; takes precedence over account.',
+    }),
+    domainid: p.uuid({
+      description:
+        "Only records of this domain's accounts (and below with isrecursive); defaults to the caller's domain and everything below.",
+    }),
+    isrecursive: p.boolean({ description: 'With domainid, also include accounts of subdomains.' }),
+    type: p.long({ description: 'Only records of this usage type number (see listUsageTypes).' }),
+    usageid: p.string({ description: 'Only records about the resource with this id; needs type.' }),
+    keyword: p.string({ description: 'Only records whose description contains this text.' }),
+    page: p.integer({ description: 'Page number to return, starting at 1, with pagesize.' }),
+    pagesize: p.integer({ description: 'Number of records per page.' }),
   },
   async handler(ctx, params) {
     const { app, caller } = ctx;
