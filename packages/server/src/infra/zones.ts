@@ -104,22 +104,51 @@ export async function presentZones(
 
 export const createZone = defineCommand({
   name: 'createZone',
+  description:
+    'Creates a zone, Disabled by default: Basic (one shared guest network, security groups) or Advanced (isolated and shared networks behind virtual routers).',
   params: {
-    name: p.string({ required: true }),
-    networktype: p.string({ required: true }),
-    dns1: p.string({ required: true }),
-    dns2: p.string(),
-    internaldns1: p.string({ required: true }),
-    internaldns2: p.string(),
-    ip6dns1: p.string(),
-    ip6dns2: p.string(),
-    guestcidraddress: p.string(),
-    domain: p.string(),
-    domainid: p.uuid(),
-    allocationstate: p.string(),
-    securitygroupenabled: p.boolean(),
-    localstorageenabled: p.boolean(),
-    isedge: p.boolean(),
+    name: p.string({ required: true, description: 'Name of the zone, unique; must not be blank.' }),
+    networktype: p.string({ required: true, description: 'Basic or Advanced.' }),
+    dns1: p.string({
+      required: true,
+      description: "First DNS server the zone's routers forward guest queries to; an IP address.",
+    }),
+    dns2: p.string({ description: 'Second DNS server for guests; an IP address.' }),
+    internaldns1: p.string({
+      required: true,
+      description: "First DNS server for the zone's own infrastructure; an IP address.",
+    }),
+    internaldns2: p.string({
+      description: "Second DNS server for the zone's infrastructure; an IP address.",
+    }),
+    ip6dns1: p.string({
+      description: 'IPv6 DNS server, recorded and shown only: Nimbostack has no IPv6 guest networking.',
+    }),
+    ip6dns2: p.string({ description: 'Second IPv6 DNS server, recorded and shown only.' }),
+    guestcidraddress: p.string({
+      description:
+        'Default subnet of isolated networks, e.g. 10.1.1.0/24 (the default in Advanced zones); not used in Basic zones.',
+    }),
+    domain: p.string({
+      description: "DNS domain guest VMs' names are served in unless a network sets its own.",
+    }),
+    domainid: p.uuid({
+      description: 'Dedicates the zone to this domain: only it and its subdomains see and use it.',
+    }),
+    allocationstate: p.string({
+      description: 'Enabled or Disabled (default); only administrators see and use a Disabled zone.',
+    }),
+    securitygroupenabled: p.boolean({
+      description:
+        'Whether guests are isolated by security groups; always true for a Basic zone, false by default for Advanced.',
+    }),
+    localstorageenabled: p.boolean({
+      description:
+        "Whether hosts' local disks may hold volumes (each host gets a local pool). Defaults to false.",
+    }),
+    isedge: p.boolean({
+      description: 'Recorded and shown; Nimbostack has no special handling of edge zones.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -182,17 +211,25 @@ async function checkNameFree(tx: Tx, name: string, except?: number): Promise<voi
 
 export const listZones = defineCommand({
   name: 'listZones',
+  description:
+    'Lists zones; non-administrators see only Enabled zones that are public or dedicated to their domain or one above it. Keyword matches names.',
   params: {
     ...listParams,
-    id: p.uuid(),
-    ids: p.list({ of: 'uuid' }),
-    name: p.string(),
-    networktype: p.string(),
-    available: p.boolean(),
-    domainid: p.uuid(),
-    showcapacities: p.boolean(),
-    showicon: p.boolean(),
-    tags: p.map(),
+    id: p.uuid({ description: 'Only the zone with this ID.' }),
+    ids: p.list({ of: 'uuid', description: 'Only the zones with these comma-separated IDs.' }),
+    name: p.string({ description: 'Only the zone with exactly this name.' }),
+    networktype: p.string({ description: 'Only Basic or only Advanced zones.' }),
+    available: p.boolean({ description: 'True: only Enabled zones.' }),
+    domainid: p.uuid({ description: 'Only zones dedicated to this domain.' }),
+    showcapacities: p.boolean({
+      description: "Also answer each zone's capacities; for administrators only (ignored for others).",
+    }),
+    showicon: p.boolean({
+      description: 'Accepted for compatibility; Nimbostack has no resource icons and ignores it.',
+    }),
+    tags: p.map({
+      description: 'Only zones carrying all these resource tags (tags[0].key, tags[0].value, ...).',
+    }),
   },
   async handler(ctx, params) {
     const { app, caller } = ctx;
@@ -242,22 +279,32 @@ export const listZones = defineCommand({
 
 export const updateZone = defineCommand({
   name: 'updateZone',
+  description:
+    "Changes a zone's name, DNS servers, guest CIDR, DNS domain, allocation state, local storage, dedication or sort order; enabling local storage creates the hosts' local pools.",
   params: {
-    id: p.uuid({ required: true }),
-    name: p.string(),
-    dns1: p.string(),
-    dns2: p.string(),
-    internaldns1: p.string(),
-    internaldns2: p.string(),
-    ip6dns1: p.string(),
-    ip6dns2: p.string(),
-    guestcidraddress: p.string(),
-    domain: p.string(),
-    allocationstate: p.string(),
-    localstorageenabled: p.boolean(),
-    dhcpprovider: p.string(),
-    ispublic: p.boolean(),
-    sortkey: p.integer(),
+    id: p.uuid({ required: true, description: 'ID of the zone to update.' }),
+    name: p.string({ description: 'New unique name; must not be blank.' }),
+    dns1: p.string({ description: 'New first guest DNS server (an IP address).' }),
+    dns2: p.string({ description: 'New second guest DNS server; empty clears it.' }),
+    internaldns1: p.string({ description: 'New first infrastructure DNS server.' }),
+    internaldns2: p.string({ description: 'New second infrastructure DNS server; empty clears it.' }),
+    ip6dns1: p.string({ description: 'New recorded IPv6 DNS server; empty clears it.' }),
+    ip6dns2: p.string({ description: 'New recorded second IPv6 DNS server; empty clears it.' }),
+    guestcidraddress: p.string({
+      description: 'New default subnet for isolated networks created from now on; refused for Basic zones.',
+    }),
+    domain: p.string({ description: "New DNS domain for guest VMs' names; empty clears it." }),
+    allocationstate: p.string({ description: 'Enabled (users can deploy) or Disabled.' }),
+    localstorageenabled: p.boolean({
+      description: "Whether hosts' local disks may hold volumes; turning it on creates their local pools.",
+    }),
+    dhcpprovider: p.string({
+      description: "Recorded and shown; Nimbostack's virtual router always serves DHCP.",
+    }),
+    ispublic: p.boolean({
+      description: "True ends the zone's dedication to a domain; false changes nothing.",
+    }),
+    sortkey: p.integer({ description: 'Position in listZones: lower comes first.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -348,7 +395,9 @@ async function zoneContents(ctx: CallContext, zone: ZoneRow): Promise<string | u
 
 export const deleteZone = defineCommand({
   name: 'deleteZone',
-  params: { id: p.uuid({ required: true }) },
+  description:
+    'Deletes an empty zone (no hosts, pods, storage, physical networks, networks or ranges left) with its tags and zone-level settings.',
+  params: { id: p.uuid({ required: true, description: 'ID of the zone to delete.' }) },
   async handler(ctx, params) {
     const { app } = ctx;
     const zone = await findZone(ctx, params.id);
