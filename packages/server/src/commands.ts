@@ -28,6 +28,7 @@ import type { Command } from './registry/command.ts';
 import type { ResponseFields } from './registry/response-fields.ts';
 import { settingCommands } from './settings/commands.ts';
 import { isoCommands } from './storage/isos.ts';
+import { storageResponseFields } from './storage/response-fields.ts';
 import { allSnapshotCommands } from './storage/snapshot-commands.ts';
 import { templateCommands } from './storage/template-commands.ts';
 import { tagCommands } from './tags/commands.ts';
@@ -69,4 +70,5 @@ export const allResponseFields: ResponseFields[] = [
   iamResponseFields,
   infraResponseFields,
   offeringResponseFields,
+  storageResponseFields,
 ];
