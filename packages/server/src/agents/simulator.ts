@@ -71,15 +71,28 @@ function parseValue(value: string): { fail: boolean; message?: string; latencyMs
 
 export const configureSimulator = defineCommand({
   name: 'configureSimulator',
+  description:
+    'Makes simulator hosts fail or slow down the next commands of one kind, to exercise error paths; only connected Simulator hosts in the given range are affected.',
   params: {
-    name: p.string({ required: true }),
-    value: p.string({ required: true }),
-    count: p.integer({ min: 1 }),
-    hostid: p.uuid(),
-    clusterid: p.uuid(),
-    podid: p.uuid(),
-    zoneid: p.uuid(),
-    jsonresponse: p.string(),
+    name: p.string({
+      required: true,
+      description:
+        'Agent command kind (such as startVm) or its CloudStack class name (such as StartCommand).',
+    }),
+    value: p.string({
+      required: true,
+      description:
+        'Semicolon-separated options: result:fail or result:success, message:<text>, wait:<milliseconds>.',
+    }),
+    count: p.integer({
+      min: 1,
+      description: 'How many of the next such commands are affected; every following one when omitted.',
+    }),
+    hostid: p.uuid({ description: 'Only this simulator host.' }),
+    clusterid: p.uuid({ description: 'Only simulator hosts of this cluster.' }),
+    podid: p.uuid({ description: 'Only simulator hosts of this pod.' }),
+    zoneid: p.uuid({ description: 'Only simulator hosts of this zone.' }),
+    jsonresponse: p.string({ description: 'Refused: put result, message and wait in value instead.' }),
   },
   async handler(ctx, params) {
     if (params.jsonresponse !== undefined)

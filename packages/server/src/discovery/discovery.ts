@@ -51,7 +51,13 @@ export function describeApi(app: App, command: Command, isAdmin: boolean): objec
 
 export const listApis = defineCommand({
   name: 'listApis',
-  params: { name: p.string() },
+  description:
+    "Lists the API commands the caller's role may call, with their parameters and response fields, as served from Nimbostack's own declarations.",
+  params: {
+    name: p.string({
+      description: 'Only this command; an error if it does not exist or the caller may not call it.',
+    }),
+  },
   async handler(ctx, params) {
     const { app, caller } = ctx;
     const candidates = params.name
@@ -79,6 +85,8 @@ export function provideCapabilities(provider: CapabilityProvider): void {
 
 export const listCapabilities = defineCommand({
   name: 'listCapabilities',
+  description:
+    'Reports what this Nimbostack installation offers and allows, such as the API rate limits and whether users may view or expunge destroyed VMs.',
   params: {},
   async handler(ctx) {
     const { settings } = ctx.app;

@@ -45,12 +45,24 @@ const SCOPE_PARAMS: [string, SettingScope][] = [
 ];
 
 const scopeParams = {
-  zoneid: p.uuid(),
-  clusterid: p.uuid(),
-  storageid: p.uuid(),
-  imagestoreuuid: p.uuid(),
-  domainid: p.uuid(),
-  accountid: p.uuid(),
+  zoneid: p.uuid({
+    description: 'Work on the value for this zone; at most one scope parameter may be given.',
+  }),
+  clusterid: p.uuid({
+    description: 'Work on the value for this cluster; at most one scope parameter may be given.',
+  }),
+  storageid: p.uuid({
+    description: 'Work on the value for this primary storage pool; at most one scope parameter may be given.',
+  }),
+  imagestoreuuid: p.uuid({
+    description: 'Work on the value for this image store; at most one scope parameter may be given.',
+  }),
+  domainid: p.uuid({
+    description: 'Work on the value for this domain; at most one scope parameter may be given.',
+  }),
+  accountid: p.uuid({
+    description: 'Work on the value for this account; at most one scope parameter may be given.',
+  }),
 };
 
 async function requestedScope(
@@ -98,14 +110,20 @@ function present(
 
 export const listConfigurations = defineCommand({
   name: 'listConfigurations',
+  description:
+    "Lists Nimbostack's settings with their current values, globally or as they apply to one zone, cluster, pool, image store, domain or account.",
   params: {
     ...listParams,
     ...scopeParams,
-    name: p.string(),
-    category: p.string(),
-    group: p.string(),
-    subgroup: p.string(),
-    parent: p.string(),
+    name: p.string({ description: 'Only settings whose name contains this text.' }),
+    category: p.string({
+      description: 'Only settings of this category, such as Advanced or Storage (case-insensitive).',
+    }),
+    group: p.string({
+      description: 'Accepted for compatibility; Nimbostack does not group settings and ignores it.',
+    }),
+    subgroup: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    parent: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   async handler(ctx, params) {
     const scope = await requestedScope(ctx, params);
@@ -129,7 +147,19 @@ export const listConfigurations = defineCommand({
 
 export const updateConfiguration = defineCommand({
   name: 'updateConfiguration',
-  params: { ...scopeParams, name: p.string({ required: true }), value: p.string({ length: 4096 }) },
+  description:
+    'Sets a setting globally or for one scope; an empty value resets a global setting to its default or removes a scoped override. Takes effect at once.',
+  params: {
+    ...scopeParams,
+    name: p.string({
+      required: true,
+      description: 'Exact name of the setting, such as vm.userdata.max.length.',
+    }),
+    value: p.string({
+      length: 4096,
+      description: "New value, checked against the setting's type and bounds; empty or omitted resets it.",
+    }),
+  },
   async handler(ctx, params) {
     const { app } = ctx;
     const def = settingDefinition(params.name);
