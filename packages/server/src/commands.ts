@@ -1,10 +1,15 @@
 /** Every API command this server implements, from each capability folder. */
+
+import { agentResponseFields } from './agents/response-fields.ts';
 import { simulatorCommands } from './agents/simulator.ts';
 import { computeCommands } from './compute/index.ts';
 import { computeResponseFields } from './compute/response-fields.ts';
 import { consoleCommands } from './console/commands.ts';
+import { consoleResponseFields } from './console/response-fields.ts';
 import { discoveryCommands } from './discovery/discovery.ts';
+import { discoveryResponseFields } from './discovery/response-fields.ts';
 import { eventCommands } from './events/commands.ts';
+import { eventResponseFields } from './events/response-fields.ts';
 import { accountCommands } from './iam/accounts.ts';
 import { domainCommands } from './iam/domains.ts';
 import { limitCommands } from './iam/limits.ts';
@@ -17,6 +22,7 @@ import { infraCommands } from './infra/index.ts';
 import { networkServiceProviderCommands } from './infra/network-service-providers.ts';
 import { infraResponseFields } from './infra/response-fields.ts';
 import { jobCommands } from './jobs/commands.ts';
+import { jobResponseFields } from './jobs/response-fields.ts';
 import { networkCommands } from './network/index.ts';
 import { lbMemberCommands } from './network/lb-members.ts';
 import { lbPolicyCommands } from './network/lb-policies.ts';
@@ -27,11 +33,14 @@ import { offeringResponseFields } from './offerings/response-fields.ts';
 import type { Command } from './registry/command.ts';
 import type { ResponseFields } from './registry/response-fields.ts';
 import { settingCommands } from './settings/commands.ts';
+import { settingResponseFields } from './settings/response-fields.ts';
 import { isoCommands } from './storage/isos.ts';
 import { storageResponseFields } from './storage/response-fields.ts';
 import { allSnapshotCommands } from './storage/snapshot-commands.ts';
 import { templateCommands } from './storage/template-commands.ts';
 import { tagCommands } from './tags/commands.ts';
+import { tagResponseFields } from './tags/response-fields.ts';
+import { usageResponseFields } from './usage/response-fields.ts';
 import { usageCommands } from './usage/usage.ts';
 
 export const allCommands = [
@@ -71,4 +80,12 @@ export const allResponseFields: ResponseFields[] = [
   infraResponseFields,
   offeringResponseFields,
   storageResponseFields,
+  discoveryResponseFields,
+  jobResponseFields,
+  eventResponseFields,
+  settingResponseFields,
+  tagResponseFields,
+  agentResponseFields,
+  consoleResponseFields,
+  usageResponseFields,
 ];

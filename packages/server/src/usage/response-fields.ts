@@ -1,0 +1,43 @@
+/** Response fields of usage records and usage types, in our words. */
+import type { ResponseFields } from '../registry/response-fields.ts';
+
+export const usageResponseFields: ResponseFields = {
+  usagerecord: {
+    account: 'Name of the account the usage is charged to.',
+    accountid: 'UUID of the account the usage is charged to.',
+    domainid: 'UUID of the domain of that account.',
+    domain: 'Name of the domain of that account.',
+    zoneid: 'UUID of the zone the resource is in; left out when none.',
+    description: 'What was used, in one line (e.g. the instance or volume name and what it ran with).',
+    usage: "Hours of use in the period, as text, e.g. '24 Hrs'.",
+    usagetype: 'Usage type number (see listUsageTypes), e.g. 1 running instance, 6 volume.',
+    rawusage: 'Hours of use in the period, as a number with up to six decimals.',
+    usageid: 'UUID of the resource used (instance, volume, address …).',
+    virtualmachineid: 'UUID of the instance concerned; left out when none.',
+    name: 'Name of the resource used; left out when none.',
+    offeringid: 'UUID of the service or disk offering the resource used; left out when none.',
+    templateid: 'UUID of the template the resource was made from; left out when none.',
+    type: 'Hypervisor of an instance record; left out for other kinds.',
+    issourcenat: 'On address records: true for a source NAT address.',
+    issystem: 'On address records: always false.',
+    size: 'Size of a volume, template, ISO or snapshot, in bytes; left out for other kinds.',
+    virtualsize: 'Size the guest sees, in bytes (templates and snapshots); left out for other kinds.',
+    cpunumber: 'On instance records: the number of virtual CPUs.',
+    cpuspeed: 'On instance records: the CPU speed, in MHz.',
+    memory: 'On instance records: the memory, in MiB.',
+    startdate: 'Start of the period the record covers (ISO 8601 with offset).',
+    enddate: 'End of the period the record covers (ISO 8601 with offset).',
+    hasannotations: 'Not returned on usage records.',
+    isdefault: 'Not returned by Nimbostack: NIC usage is not recorded.',
+    networkid: 'Not returned by Nimbostack: network usage is not recorded per network.',
+    oscategoryid: 'Not returned on usage records by Nimbostack.',
+    oscategoryname: 'Not returned on usage records by Nimbostack.',
+    osdisplayname: 'Not returned on usage records by Nimbostack.',
+    ostypeid: 'Not returned on usage records by Nimbostack.',
+  },
+  usagetype: {
+    id: 'Usage type number, as used by listUsageRecords type=.',
+    name: 'Usage type name, e.g. RUNNING_VM, VOLUME, IP_ADDRESS.',
+    description: 'What the usage type measures, in a few words.',
+  },
+};
