@@ -45,6 +45,17 @@ const ownerOfLimit: FieldDescriptions = {
 };
 
 export const iamResponseFields: ResponseFields = {
+  providers: {
+    name: "Name of a two-factor authentication provider: 'totp' (authenticator app) or 'staticpin'.",
+    description: 'What the provider asks the user for, in a few words.',
+  },
+  setup2fa: {
+    id: 'UUID of the user whose two-factor authentication was set up or removed.',
+    username: 'Login name of that user.',
+    accountid: 'UUID of the account of that user.',
+    secretcode:
+      'Secret to enter in the authenticator app (or the static PIN); shown only in this answer, and left out when removing.',
+  },
   account: {
     ...limitFigures('account'),
     id: 'UUID of the account.',
