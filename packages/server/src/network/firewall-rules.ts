@@ -5,22 +5,22 @@
  * Each rule is recorded in state Add, the router gets the network's whole rule set, and the rule
  * becomes Active; when the router refuses, the rule is deleted and the job fails with its reason.
  */
+
 import type { CallContext } from '../context.ts';
 import { inTransaction, type Tx } from '../db/connection.ts';
 import type { IpRuleRow } from '../db/schema.ts';
 import { ApiError, CsErrorCode, ErrorCode, invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
+import { findOwned } from '../iam/owned.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { registerTaggable, tagsOf } from '../tags/tags.ts';
-import { findOwnedNetwork } from './guest-networks.ts';
+import { OWNED_NETWORK } from './guest-networks.ts';
 import {
   applyCreated,
   cidrText,
   cidrWithin,
   customRuleId,
-  findOwnedIp,
-  findOwnedRule,
   guestCidr,
   insertRule,
   LIVE_RULE_STATES,
@@ -28,6 +28,8 @@ import {
   lockIp,
   lockNetwork,
   networkOfIp,
+  OWNED_IP,
+  ownedRule,
   portRange,
   portsText,
   rangesOverlap,
@@ -213,7 +215,7 @@ export const createFirewallRule = defineCommand({
     description: (params) => `creating firewall rule on IP ${params.ipaddressid}`,
   },
   async create(ctx, params) {
-    const ip = await findOwnedIp(ctx, params.ipaddressid);
+    const ip = await findOwned(ctx, 'public_ips', params.ipaddressid, OWNED_IP);
     const network = await networkOfIp(ctx, ip);
     await requireService(ctx.app, network, 'Firewall');
     checkType(params.type);
@@ -279,7 +281,7 @@ export const createEgressFirewallRule = defineCommand({
     description: (params) => `creating egress firewall rule for network ${params.networkid}`,
   },
   async create(ctx, params) {
-    const network = await findOwnedNetwork(ctx, params.networkid);
+    const network = await findOwned(ctx, 'networks', params.networkid, OWNED_NETWORK);
     await requireService(ctx.app, network, 'Firewall');
     checkType(params.type);
     const spec = firewallSpec(params);
@@ -341,8 +343,8 @@ function updateCommand(
     name,
     description:
       traffic === 'Ingress'
-        ? 'Changes the display flag or the ID of an ingress firewall rule; the rule itself and the router are untouched.'
-        : 'Changes the display flag or the ID of an egress firewall rule; the rule itself and the router are untouched.',
+        ? 'Changes the display flag or the ID of an ingress firewall rule; the rule itself and the router are untouched. Asynchronous.'
+        : 'Changes the display flag or the ID of an egress firewall rule; the rule itself and the router are untouched. Asynchronous.',
     params: {
       id: p.uuid({ required: true, description: 'ID of the rule to update.' }),
       fordisplay: p.boolean({ description: 'Whether end users see the rule.' }),
@@ -353,12 +355,12 @@ function updateCommand(
     },
     event: { type: eventType, description: (params) => `updating ${noun} ${params.id}` },
     async target(ctx, params) {
-      const rule = await findOwnedRule(ctx, params.id, 'Firewall', noun, traffic);
+      const rule = await findOwned(ctx, 'ip_rules', params.id, ownedRule('Firewall', noun, traffic));
       await customRuleId(ctx, rule.id, params.customid);
       return { type: 'FirewallRule', id: rule.uuid };
     },
     async handler(ctx, params) {
-      const rule = await findOwnedRule(ctx, params.id, 'Firewall', noun, traffic);
+      const rule = await findOwned(ctx, 'ip_rules', params.id, ownedRule('Firewall', noun, traffic));
       const custom = await customRuleId(ctx, rule.id, params.customid);
       await inTransaction(ctx.app.store, async (tx) => {
         const changes = {
@@ -405,11 +407,11 @@ function deleteCommand(
     },
     event: { type: eventType, description: (params) => `deleting ${noun} ${params.id}` },
     async target(ctx, params) {
-      const rule = await findOwnedRule(ctx, params.id, 'Firewall', noun, traffic);
+      const rule = await findOwned(ctx, 'ip_rules', params.id, ownedRule('Firewall', noun, traffic));
       return { type: 'FirewallRule', id: rule.uuid };
     },
     async handler(ctx, params) {
-      const rule = await findOwnedRule(ctx, params.id, 'Firewall', noun, traffic);
+      const rule = await findOwned(ctx, 'ip_rules', params.id, ownedRule('Firewall', noun, traffic));
       await revokeRules(ctx.app, rule.network_id, [rule], `delete ${noun} ${rule.uuid}`);
       await inTransaction(ctx.app.store, (tx) =>
         logEvent(ctx, tx, {

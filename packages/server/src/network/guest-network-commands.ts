@@ -2,9 +2,11 @@
  * createNetwork, updateNetwork and restartNetwork. The service logic is in guest-networks.ts
  * (records, address plan, implementing) and routers.ts (what runs on hosts).
  */
+
 import type { CallContext } from '../context.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
+import { findOwned } from '../iam/owned.ts';
 import { defineCommand, type JobTarget, success } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
 import { findNetwork } from './common.ts';
@@ -13,7 +15,7 @@ import {
   createIsolatedNetwork,
   createNetworkInputs,
   createSharedNetwork,
-  findOwnedNetwork,
+  OWNED_NETWORK,
 } from './guest-networks.ts';
 import { presentNetworks } from './networks.ts';
 import { restartNetworkRouter } from './routers.ts';
@@ -92,13 +94,13 @@ export const createNetwork = defineCommand({
 });
 
 async function ownedNetworkTarget(ctx: CallContext, params: { id: string }): Promise<JobTarget> {
-  return { type: 'Network', id: (await findOwnedNetwork(ctx, params.id)).uuid };
+  return { type: 'Network', id: (await findOwned(ctx, 'networks', params.id, OWNED_NETWORK)).uuid };
 }
 
 export const updateNetwork = defineCommand({
   name: 'updateNetwork',
   description:
-    'Renames a guest network or changes its display text or DNS domain. Changing its guest CIDR or offering is refused.',
+    'Renames a guest network or changes its display text or DNS domain. Changing its guest CIDR or offering is refused. Asynchronous.',
   params: {
     id: p.uuid({ required: true, description: 'ID of the network to update.' }),
     name: p.string({ description: 'New name; must not be blank.' }),

@@ -405,8 +405,8 @@ function updatePolicyCommand(name: 'updateLBStickinessPolicy' | 'updateLBHealthC
     name,
     description:
       kind === 'Stickiness'
-        ? 'Changes the display flag or the ID of a stickiness policy; the router is not involved.'
-        : 'Changes the display flag or the ID of a health check policy; the router is not involved.',
+        ? 'Changes the display flag or the ID of a stickiness policy; the router is not involved. Asynchronous.'
+        : 'Changes the display flag or the ID of a health check policy; the router is not involved. Asynchronous.',
     params: {
       id: p.uuid({ required: true, description: 'ID of the policy to update.' }),
       fordisplay: p.boolean({ adminOnly: true, description: 'Whether end users see the policy.' }),

@@ -4,6 +4,7 @@
  * the address goes to, and the router: an address is committed first, then the network's router
  * is told, and an address the router could not take is given back.
  */
+
 import { formatDate } from '../clock.ts';
 import type { CallContext } from '../context.ts';
 import { inTransaction } from '../db/connection.ts';
@@ -13,13 +14,13 @@ import { logEvent } from '../events/events.ts';
 import { applyScope, escapeLike, listScope } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
+import { checkRowAccess, findOwned } from '../iam/owned.ts';
 import { findZone, likeOp } from '../infra/common.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
-import { checkNetworkOwner } from './guest-networks.ts';
-import { applyOrUndo, checkReferences, findOwnedIp, networkInfo } from './ip-rules.ts';
+import { applyOrUndo, checkReferences, networkInfo, OWNED_IP } from './ip-rules.ts';
 import { acquirePublicIp, HELD_STATES, lockNetwork, releasePublicIp } from './public-ips.ts';
 
 /** Services an address can be associated with a network for. */
@@ -164,7 +165,7 @@ async function targetNetwork(
       .where('removed', 'is', null)
       .executeTakeFirst();
     if (!network) throw invalidParameter(`Unable to find network by id ${params.networkid}`);
-    await checkNetworkOwner(ctx, network);
+    await checkRowAccess(ctx, network);
     if (params.zoneid) {
       const zone = await findZone(ctx, params.zoneid);
       if (zone.id !== network.zone_id)
@@ -293,7 +294,7 @@ async function ipOfParams(
   params: { id?: string; ipaddress?: string },
 ): Promise<PublicIpRow> {
   if (params.id && params.ipaddress) throw invalidParameter('Specify either id or ipaddress, not both');
-  if (params.id) return findOwnedIp(ctx, params.id);
+  if (params.id) return findOwned(ctx, 'public_ips', params.id, OWNED_IP);
   if (!params.ipaddress) throw invalidParameter('Either id or ipaddress must be specified');
   const rows = await ctx.app.store.db
     .selectFrom('public_ips')
@@ -302,7 +303,7 @@ async function ipOfParams(
     .where('state', 'in', HELD_STATES)
     .execute();
   if (rows.length !== 1) throw invalidParameter(`Unable to find IP address ${params.ipaddress}`);
-  return findOwnedIp(ctx, (rows[0] as { uuid: string }).uuid);
+  return findOwned(ctx, 'public_ips', (rows[0] as { uuid: string }).uuid, OWNED_IP);
 }
 
 async function checkReleasable(ctx: CallContext, ip: PublicIpRow): Promise<void> {
@@ -371,7 +372,7 @@ export const disassociateIpAddress = defineCommand({
 export const updateIpAddress = defineCommand({
   name: 'updateIpAddress',
   description:
-    "Changes the display flag or the ID of a public IP address; the address keeps its events under the new ID. Root administrators' values only.",
+    "Changes the display flag or the ID of a public IP address; the address keeps its events under the new ID. Only root administrators' values count. Asynchronous.",
   params: {
     id: p.uuid({ required: true, description: 'ID of the address to update.' }),
     fordisplay: p.boolean({
@@ -386,12 +387,12 @@ export const updateIpAddress = defineCommand({
   },
   event: { type: 'NET.IPUPDATE', description: (params) => `updating IP address ${params.id}` },
   async target(ctx, params) {
-    const ip = await findOwnedIp(ctx, params.id);
+    const ip = await findOwned(ctx, 'public_ips', params.id, OWNED_IP);
     return { type: 'IpAddress', id: ip.uuid };
   },
   async handler(ctx, params) {
     const { app } = ctx;
-    const ip = await findOwnedIp(ctx, params.id);
+    const ip = await findOwned(ctx, 'public_ips', params.id, OWNED_IP);
     // Both are root-admin parameters: others' values are ignored, as upstream's dispatcher does.
     const admin = ctx.caller.roleKind === 'admin';
     const customid = admin ? params.customid?.trim() : undefined;
