@@ -66,7 +66,8 @@ export const listEvents = defineCommand({
     type: p.string({ description: 'Only events of this type, such as VM.CREATE (exact).' }),
     level: p.string({ description: 'Only events of this level: INFO, WARN or ERROR.' }),
     state: p.string({
-      description: 'Only events in this state: Scheduled, Started, Completed or Created (exact).',
+      description:
+        'Only events in this state: Scheduled, Started, Completed, or Created for one-step actions (exact).',
     }),
     startdate: p.date({
       description: "Only events at or after this time (yyyy-MM-dd HH:mm:ss or yyyy-MM-dd'T'HH:mm:ssZ).",

@@ -183,7 +183,7 @@ export const createAccount = defineCommand({
     }),
     accounttype: p.integer({
       description:
-        '0 user, 2 domain admin or 1 root admin; picks the default role of that type unless roleid is given.',
+        '0 user, 1 root admin, 2 domain admin or 3 resource admin; picks the default role of that type unless roleid is given.',
     }),
     roleid: p.uuid({
       description:
@@ -264,7 +264,7 @@ export const listAccounts = defineCommand({
     id: p.uuid({ description: 'Only the account with this UUID.' }),
     name: p.string({ description: 'Only accounts with exactly this name.' }),
     accounttype: p.integer({
-      description: 'Only accounts of this type: 0 user, 1 root admin, 2 domain admin.',
+      description: 'Only accounts of this type: 0 user, 1 root admin, 2 domain admin, 3 resource admin.',
     }),
     state: p.string({
       description: 'Only accounts in this state: enabled, disabled or locked (case-insensitive).',

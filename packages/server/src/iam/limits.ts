@@ -276,7 +276,7 @@ async function ownerFrom(
 export const updateResourceLimit = defineCommand({
   name: 'updateResourceLimit',
   description:
-    "Sets how much of one resource type an account or a domain may use; -1 (or no max) means unlimited. Admins cannot raise their own account's or domain's limits unless root admin.",
+    'Sets how much of one resource type an account or a domain may use; -1 (or no max) means unlimited. Only root admins may change the limits of their own account or domain.',
   params: {
     resourcetype: p.integer({
       required: true,
@@ -348,7 +348,7 @@ export const listResourceLimits = defineCommand({
     domainid: p.uuid({
       description: "Without account: the limits of this domain itself; with account, that account's domain.",
     }),
-    isrecursive: p.boolean({ description: 'With domainid and listall, include accounts of subdomains.' }),
+    isrecursive: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
     listall: p.boolean({
       description: 'For admins and domain admins: the limits of every account they may see.',
     }),

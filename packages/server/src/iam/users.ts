@@ -225,7 +225,7 @@ export const createUser = defineCommand({
 
 export const listUsers = defineCommand({
   name: 'listUsers',
-  description: "Lists the users the caller may see (users see only themselves and their account's users).",
+  description: 'Lists the users the caller may see; plain users see the users of their own account.',
   params: {
     ...listParams,
     id: p.uuid({ description: 'Only the user with this UUID.' }),
@@ -235,7 +235,8 @@ export const listUsers = defineCommand({
         "Only users of this account (with domainid, or in the caller's domain); ignored for users.",
     }),
     accounttype: p.integer({
-      description: 'Only users of accounts of this type: 0 user, 1 root admin, 2 domain admin.',
+      description:
+        'Only users of accounts of this type: 0 user, 1 root admin, 2 domain admin, 3 resource admin.',
     }),
     domainid: p.uuid({
       description: 'Only users in this domain (and below with isrecursive); ignored for users.',
