@@ -16,7 +16,7 @@ import {
   SESSION_KEY_COOKIE,
 } from './auth.ts';
 import { dispatch, missingParameter } from './dispatch.ts';
-import { type ApiRequest, parseApiRequest, stringParam } from './request.ts';
+import { type ApiRequest, parseApiRequest, requestedFormat, stringParam } from './request.ts';
 import { CONTENT_TYPE, errorBody, type ResponseFormat, render } from './serialize.ts';
 import { Throttle } from './throttle.ts';
 
@@ -43,6 +43,7 @@ export function registerApiRoutes(fastify: FastifyInstance, app: App): void {
       outcome = await handleApiCall(app, throttle, req, reply, api);
     } catch (e) {
       // Malformed map keys are the only failure before the command is known.
+      format = requestedFormat(query, body);
       const err = toApiError(e);
       outcome = {
         status: err.errorcode,

@@ -56,7 +56,7 @@ export async function presentImageStores(ctx: CallContext, rows: ImageStoreRow[]
 export const addImageStore = defineCommand({
   name: 'addImageStore',
   description:
-    "Adds a zone's secondary storage (an NFS export or a local directory) where templates, ISOs and snapshots are kept; the zone's system templates are then copied to it.",
+    "Adds a zone's secondary storage (an NFS export or a local directory) where templates, ISOs and snapshots are kept; templates every zone should hold are then placed on it.",
   params: {
     name: p.string({ description: 'Name of the store, unique; defaults to its URL.' }),
     provider: p.string({

@@ -23,7 +23,7 @@ import { restartNetworkRouter } from './routers.ts';
 export const createNetwork = defineCommand({
   name: 'createNetwork',
   description:
-    'Creates an Isolated or Shared guest network in an Advanced zone; it stays Allocated until a VM needs it, when its router is started.',
+    'Creates an Isolated or Shared guest network in an Advanced zone; its router is started when its first VM is.',
   params: {
     name: p.string({ required: true, description: 'Name of the network; must not be blank.' }),
     displaytext: p.string({ description: 'Free-text description of the network; defaults to its name.' }),
