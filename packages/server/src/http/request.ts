@@ -52,6 +52,18 @@ export function parseApiRequest(query: string, body: string | undefined): ApiReq
   return { original, params };
 }
 
+/**
+ * The response format a request asks for, read without parsing it whole: a request whose
+ * parameters cannot be parsed (a malformed `name[i].field` key) still gets its error in JSON when
+ * it said `response=json`.
+ */
+export function requestedFormat(query: string, body: string | undefined): 'json' | 'xml' {
+  for (const source of [query, body ?? ''])
+    for (const [name, value] of new URLSearchParams(source))
+      if (name.toLowerCase() === 'response') return value.toLowerCase() === 'json' ? 'json' : 'xml';
+  return 'xml';
+}
+
 export function stringParam(req: ApiRequest, name: string): string | undefined {
   const v = req.params.get(name);
   return typeof v === 'string' ? v : undefined;
