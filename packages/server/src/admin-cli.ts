@@ -2,12 +2,15 @@
  * Operator commands that work on the database directly, for the first steps before any API key
  * exists. `npm run keys -- [username] [--domain /path] [--new]` prints a user's API key and secret
  * key (issuing them if the user has none), e.g. for the `cs` client or CloudMonkey.
+ * `npm run keys -- rotate [--force]` replaces the server key that encrypts secrets in the database
+ * (iam/key-rotation.ts); `--user rotate` names a user who happens to be called "rotate".
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config.ts';
 import type { App } from './context.ts';
-import { openStore } from './db/connection.ts';
+import { openStore, type Store } from './db/connection.ts';
 import { migrate } from './db/migrate.ts';
+import { RotationError, rotateServerKey } from './iam/key-rotation.ts';
 import { Secrets } from './iam/secrets.ts';
 import { normaliseDomainPath } from './iam/sessions.ts';
 import { registerKeys } from './iam/users.ts';
@@ -16,13 +19,20 @@ async function keys(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { domain: { type: 'string', default: '/' }, new: { type: 'boolean', default: false } },
+    options: {
+      domain: { type: 'string', default: '/' },
+      new: { type: 'boolean', default: false },
+      user: { type: 'string' },
+      force: { type: 'boolean', default: false },
+    },
   });
-  const username = positionals[0] ?? 'admin';
+  const rotate = positionals[0] === 'rotate' && values.user === undefined;
+  const username = values.user ?? positionals[0] ?? 'admin';
   const config = loadConfig();
   const store = openStore(config.databaseUrl);
   try {
     await migrate(store);
+    if (rotate) return await rotateKey(store, config.secretKeyFile, values.force);
     const secrets = Secrets.load(config.secretKeyFile);
     const user = await store.db
       .selectFrom('users')
@@ -50,11 +60,31 @@ async function keys(args: string[]): Promise<number> {
   }
 }
 
+async function rotateKey(store: Store, keyFile: string, force: boolean): Promise<number> {
+  try {
+    const r = await rotateServerKey(store, keyFile, { force });
+    if (r.resumed) console.log(`completed an interrupted rotation: ${keyFile} now holds the new key`);
+    for (const [column, n] of Object.entries(r.counts)) console.log(`${column}: ${n} re-encrypted`);
+    console.log(
+      `server key ${r.oldFingerprint} -> ${r.newFingerprint} in ${keyFile}; the previous key is in ${r.oldKeyFile}\n` +
+        'copy the new key file to every management server sharing this database before starting them;\n' +
+        'keep the previous key as long as you keep database backups taken before this rotation',
+    );
+    return 0;
+  } catch (e) {
+    if (!(e instanceof RotationError)) throw e;
+    console.error(`nimbostack: ${e.message}`);
+    return 1;
+  }
+}
+
 const [command, ...rest] = process.argv.slice(2);
 const commands: Record<string, (args: string[]) => Promise<number>> = { keys };
 const run = command ? commands[command] : undefined;
 if (!run) {
-  console.error('usage: admin-cli.ts keys [username] [--domain /path] [--new]');
+  console.error(
+    'usage: admin-cli.ts keys [username | --user name] [--domain /path] [--new]\n       admin-cli.ts keys rotate [--force]',
+  );
   process.exit(2);
 }
 run(rest).then(

@@ -1,17 +1,29 @@
 /**
- * Password hashing and encryption of API secret keys at rest. The encryption key lives in a file
- * outside the database (NIMBOSTACK_SECRET_KEY_FILE), so a database dump alone reveals no secret key.
- * Servers sharing one database must share this file.
+ * Password hashing and encryption of secrets at rest (API secret keys, VM passwords, 2FA secrets:
+ * the columns listed in key-rotation.ts). The encryption key lives in a file outside the database
+ * (NIMBOSTACK_SECRET_KEY_FILE), so a database dump alone reveals no secret. Servers sharing one
+ * database must share this file; `npm run keys -- rotate` replaces it.
  */
 import {
   createCipheriv,
   createDecipheriv,
+  createHash,
   randomBytes,
   type ScryptOptions,
   scrypt as scryptCb,
   timingSafeEqual,
 } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { dirname } from 'node:path';
 
 const scrypt = (password: string, salt: Buffer, len: number, opts: ScryptOptions) =>
@@ -62,9 +74,37 @@ export class Secrets {
       writeFileSync(file, randomBytes(32).toString('hex'), { mode: 0o600 });
       chmodSync(file, 0o600);
     }
+    return Secrets.read(file);
+  }
+
+  /** Reads an existing key file (never creates one). */
+  static read(file: string): Secrets {
     const key = Buffer.from(readFileSync(file, 'utf8').trim(), 'hex');
     if (key.length !== 32) throw new Error(`${file} does not hold a 256-bit hex key`);
     return new Secrets(key);
+  }
+
+  /** A fresh random key, not yet written anywhere (key rotation). */
+  static generate(): Secrets {
+    return new Secrets(randomBytes(32));
+  }
+
+  /** Writes the key to `file` (mode 0600) and flushes it to disk before returning. */
+  writeTo(file: string): void {
+    mkdirSync(dirname(file), { recursive: true });
+    const fd = openSync(file, 'w', 0o600);
+    try {
+      writeSync(fd, this.key.toString('hex'));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    chmodSync(file, 0o600);
+  }
+
+  /** A short public name for the key (not the key): the first 8 hex digits of its SHA-256. */
+  get fingerprint(): string {
+    return createHash('sha256').update(this.key).digest('hex').slice(0, 8);
   }
 
   encrypt(plain: string): string {
