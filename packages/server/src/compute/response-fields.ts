@@ -41,8 +41,8 @@ export const computeResponseFields: ResponseFields = {
     templateid: 'UUID of the template the root disk was made from.',
     templatename: 'Name of the template the root disk was made from.',
     templatedisplaytext: 'Display text of the template the root disk was made from.',
-    templateformat: 'Disk image format of the template: QCOW2, RAW, VHD or ISO.',
-    templatetype: 'Kind of the template used: USER, BUILTIN, SYSTEM or ROUTING.',
+    templateformat: 'Disk image format of the template: QCOW2, RAW, VHD, VHDX or OVA.',
+    templatetype: "Kind of the template used: 'USER' or 'BUILTIN'.",
     passwordenabled:
       'true when the template accepts a generated root password (reset and getVMPassword work).',
     isoid: 'UUID of the ISO attached to the instance’s CD drive; left out when none.',
@@ -61,6 +61,7 @@ export const computeResponseFields: ResponseFields = {
     rootdeviceid: 'Device number of the root disk: always 0.',
     rootdevicetype: 'Type of the root device: always ROOT.',
     hypervisor: "Hypervisor the instance runs on: 'KVM' or 'Simulator'.",
+    arch: 'Not returned by Nimbostack on instances: see the architecture of the host’s cluster.',
     nic: 'The instance’s network interfaces, each a nic object (network, addresses, MAC, default or not).',
     ipaddress: 'IPv4 address of the instance’s default NIC.',
     securitygroup: 'Security groups the instance is in, each with its ingress and egress rules.',

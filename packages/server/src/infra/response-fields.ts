@@ -86,6 +86,7 @@ const zone: FieldDescriptions = {
   id: 'UUID of the zone.',
   name: 'Name of the zone.',
   description: 'Free-form description of the zone; left out when none.',
+  displaytext: 'Not returned by Nimbostack: see description.',
   dns1: 'First public DNS server handed to guests in the zone.',
   dns2: 'Second public DNS server; left out when none.',
   internaldns1: 'First DNS server used by system components in the zone.',

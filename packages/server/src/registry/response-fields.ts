@@ -95,7 +95,7 @@ export const COMMON_FIELDS: FieldDescriptions = {
   templateid: 'UUID of the template the disk or instance was made from.',
   templatename: 'Name of the template the disk or instance was made from.',
   templatetype:
-    'Kind of template: USER (registered by an account), BUILTIN, SYSTEM (for system VMs) or ROUTING.',
+    "Kind of template: 'USER' (registered or created by an account) or 'BUILTIN' (shipped with Nimbostack).",
   ostypeid: 'UUID of the guest OS type.',
   osdisplayname: 'Display name of the guest OS type, e.g. "Ubuntu 22.04 (64-bit)".',
   oscategoryid: 'UUID of the guest OS category (e.g. Ubuntu, Windows).',

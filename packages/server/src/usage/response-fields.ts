@@ -28,6 +28,7 @@ export const usageResponseFields: ResponseFields = {
     startdate: 'Start of the period the record covers (ISO 8601 with offset).',
     enddate: 'End of the period the record covers (ISO 8601 with offset).',
     hasannotations: 'Not returned on usage records.',
+    tags: 'Not returned on usage records: see the tags of the resource itself.',
     isdefault: 'Not returned by Nimbostack: NIC usage is not recorded.',
     networkid: 'Not returned by Nimbostack: network usage is not recorded per network.',
     oscategoryid: 'Not returned on usage records by Nimbostack.',
