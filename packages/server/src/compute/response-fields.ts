@@ -67,7 +67,8 @@ export const computeResponseFields: ResponseFields = {
     securitygroup: 'Security groups the instance is in, each with its ingress and egress rules.',
     affinitygroup: 'Affinity groups the instance is in (name, type and the members).',
     keypairs: 'Names of the SSH key pairs installed in the instance, comma-separated; left out when none.',
-    details: 'Extra settings of the instance as a map of strings (e.g. rootdisksize, or boot options).',
+    details:
+      'Details given at deployment as a map of strings (e.g. cpuNumber, cpuSpeed and memory for a custom offering); left out when none.',
     isdynamicallyscalable:
       'Always false: Nimbostack changes CPU and memory only while the instance is stopped.',
     displayvm: 'false when the instance is hidden from the end user’s lists; true otherwise.',

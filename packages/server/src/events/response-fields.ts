@@ -7,7 +7,7 @@ export const eventResponseFields: ResponseFields = {
     type: 'Event type, e.g. VM.CREATE, VOLUME.ATTACH, USER.LOGIN (see listEventTypes).',
     level: "Severity: 'INFO', 'WARN' or 'ERROR'.",
     state:
-      "Stage of the action: 'Scheduled' (an async job was queued), 'Started', 'Completed', or 'Created' for one-step actions.",
+      "Stage of the action: 'Scheduled' (an async job was queued), 'Started' or 'Completed' (also used for one-step actions).",
     description: 'What happened, in one line.',
     account: 'Name of the account the action was done for.',
     username: 'Login name of the user who did the action.',

@@ -68,7 +68,7 @@ export const iamResponseFields: ResponseFields = {
     domain: 'Name of the account’s domain.',
     domainpath: 'Path of the account’s domain, from ROOT.',
     state:
-      "'enabled', 'disabled' (users cannot sign in, instances are stopped) or 'locked' (users cannot sign in).",
+      "'enabled', 'disabled' or 'locked'; in the last two its users can neither sign in nor call the API, while its instances keep running.",
     networkdomain: 'DNS domain given to the account’s new networks; left out when not set.',
     isdefault: 'true for the built-in admin account of the root domain, which cannot be deleted.',
     iscleanuprequired: 'Always false: deleting an account finishes its clean-up at once.',
@@ -93,7 +93,7 @@ export const iamResponseFields: ResponseFields = {
     parentdomainname: 'Name of the parent domain; left out for ROOT.',
     haschild: 'true when the domain has subdomains.',
     path: 'Full path of the domain, e.g. ROOT/sales/emea.',
-    state: "'Active', or 'Inactive' while the domain is being deleted.",
+    state: "State of the domain: 'Active'.",
     networkdomain: 'DNS domain given to new networks in the domain; left out when not set.',
     created: 'When the domain was created (ISO 8601 with offset).',
     domaindetails: 'Not returned by Nimbostack: domain details are not kept.',
@@ -106,7 +106,8 @@ export const iamResponseFields: ResponseFields = {
     lastname: 'Last name of the user.',
     email: 'E-mail address of the user; left out when none.',
     created: 'When the user was created (ISO 8601 with offset).',
-    state: "'enabled', 'disabled' or 'locked' (too many failed sign-ins, or locked by an admin).",
+    state:
+      "'enabled', 'disabled' (by an admin, or after too many failed sign-ins in a row) or 'locked' (by an admin).",
     account: 'Name of the account the user belongs to.',
     accountid: 'UUID of the account the user belongs to.',
     accounttype: accountType,
@@ -137,7 +138,8 @@ export const iamResponseFields: ResponseFields = {
     type: roleType,
     description: 'Free-form description of the role; left out when none.',
     isdefault: 'true for the built-in roles, which cannot be changed or deleted.',
-    ispublic: 'true when domain admins may give the role to accounts; false when only root admins may.',
+    ispublic:
+      'true when callers other than root admins may see the role (and give it to accounts); false when only root admins may.',
     state: "Always 'ENABLED': roles cannot be disabled.",
   },
   rolepermission: {

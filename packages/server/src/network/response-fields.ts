@@ -197,8 +197,9 @@ const networkoffering: FieldDescriptions = {
   ispersistent: 'true when networks are implemented at creation rather than at their first instance.',
   egressdefaultpolicy:
     'true when outbound guest traffic is allowed unless an egress rule says otherwise; false when blocked.',
-  maxconnections: 'Maximum concurrent connections of its load balancers; left out when not set.',
-  tags: 'Host tag the offering’s networks are limited to; left out when none.',
+  maxconnections:
+    'Most concurrent connections its load balancers should accept, as recorded at creation; left out when not set.',
+  tags: 'Comma-separated tags recorded with the offering (shown and filtered on, not used for placement); left out when none.',
   supportsstrechedl2subnet: 'Always false: networks do not stretch across zones.',
   supportspublicaccess: 'Always false.',
   supportsinternallb: 'true when it provides internal load balancing (Lb by the internal LB VM).',
@@ -366,7 +367,7 @@ const networkResponseFieldsMore: ResponseFields = {
   firewallrule,
   securitygroup: {
     id: 'UUID of the security group.',
-    name: "Name of the security group, unique in the account ('default' is made for every account).",
+    name: "Name of the security group, unique in the account; 'default' is the group Nimbostack makes for an account when first needed.",
     description: 'Free-form description of the group; left out when none.',
     account: 'Name of the account that owns the group; on a rule, the account of the group it admits.',
     ingressrule:
