@@ -271,7 +271,8 @@ export const infraResponseFields: ResponseFields = {
     podname: 'Name of the pod the figure is for; left out for a zone-wide figure.',
     clusterid: 'UUID of the cluster the figure is for; left out above cluster level.',
     clustername: 'Name of the cluster the figure is for; left out above cluster level.',
-    capacitytotal: 'Total amount: memory and storage in bytes, CPU in MHz, else a count.',
+    capacitytotal:
+      'Total amount, with any overcommit or overprovisioning factor applied: memory and storage in bytes, CPU in MHz, else a count.',
     capacityused: 'Amount in use or reserved, in the same unit as capacitytotal.',
     capacityallocated: 'Amount allocated, in the same unit (the same as capacityused).',
     percentused: 'capacityused as a percentage of capacitytotal, with two decimals, as a string.',

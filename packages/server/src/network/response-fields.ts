@@ -219,7 +219,7 @@ const ipaddress: FieldDescriptions = {
   id: 'UUID of the public IP address.',
   ipaddress: 'The public IPv4 address itself.',
   allocated: 'When the address was acquired by its account (ISO 8601 with offset); left out while free.',
-  state: "'Free' (in the pool), 'Allocating', 'Allocated' (held by an account) or 'Releasing'.",
+  state: "'Free' (in the pool), 'Allocated' (held by an account) or 'Releasing'.",
   account: 'Name of the account holding the address; left out while free.',
   domainid: 'UUID of the domain of the account holding the address.',
   domain: 'Name of the domain of the account holding the address.',

@@ -113,7 +113,7 @@ const image = (noun: string): FieldDescriptions => ({
     'true when the guest can take CPU and memory changes (Nimbostack applies them only while stopped).',
   directdownload: 'Always false: images are always copied to an image store first.',
   url: `Address the ${noun} was downloaded from; on an extract answer, the download link of the extracted copy.`,
-  checksum: `Checksum given at registration to verify the ${noun} (e.g. {SHA-256}hex); left out when none.`,
+  checksum: `Checksum given at registration to verify the ${noun}: {ALGORITHM}hex (MD5, SHA-1, SHA-256 …) or a bare MD5; left out when none.`,
   tags: `Resource tags on the ${noun}.`,
   state: extractState,
   extractMode: "How the extract is delivered: always 'HTTP_DOWNLOAD'.",
