@@ -48,6 +48,8 @@ export interface CallContext {
   caller: Caller;
   /** scheme://host[:port] the API call came in on, for answers that hold URLs back to this server. */
   origin?: string;
+  /** The login session the call came with (none for signed calls and jobs): the 2FA commands mark it. */
+  session?: { sessionId: string; verified2fa: boolean };
 }
 
 export function isRootAdmin(caller: Caller): boolean {

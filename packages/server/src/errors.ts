@@ -5,6 +5,8 @@
 export const ErrorCode = {
   BAD_REQUEST: 400,
   UNAUTHORIZED: 401,
+  /** A session that still owes its two-factor code called something else (upstream's UNAUTHORIZED2FA). */
+  UNAUTHORIZED_2FA: 511,
   METHOD_NOT_ALLOWED: 405,
   API_LIMIT_EXCEED: 429,
   MALFORMED_PARAMETER: 430,

@@ -24,6 +24,7 @@ import * as m0015 from './migrations/0015-storage-dedication.ts';
 import * as m0016 from './migrations/0016-list-covering-indexes.ts';
 import * as m0017 from './migrations/0017-network-teardowns.ts';
 import * as m0018 from './migrations/0018-advanced-networking.ts';
+import * as m0019 from './migrations/0019-sign-in-security.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
 export type Step = { up(m: MigrationContext): Promise<void> };
@@ -48,6 +49,7 @@ export const MIGRATIONS: [string, Step][] = [
   ['0016-list-covering-indexes', m0016],
   ['0017-network-teardowns', m0017],
   ['0018-advanced-networking', m0018],
+  ['0019-sign-in-security', m0019],
 ];
 
 export class SchemaTooNewError extends Error {}

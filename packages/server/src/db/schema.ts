@@ -81,6 +81,17 @@ export interface UserTable {
   is_default: Flag;
   source: string;
   created: number;
+  /** Consecutive failed logins since the last success (incorrect.login.attempts.allowed). */
+  login_attempts: Generated<number>;
+  /** 'totp' or 'staticpin' once two-factor authentication is set up. */
+  user_2fa_provider: string | null;
+  /** The TOTP secret or static PIN, encrypted with the server key like secret_key. */
+  key_for_2fa: string | null;
+  user_2fa_enabled: Generated<Flag>;
+  /** Whether a first code confirmed the setup; an unconfirmed setup is dropped at the next login. */
+  user_2fa_verified: Generated<Flag>;
+  /** The TOTP time step of the last code accepted: RFC 6238 lets each code be used once. */
+  last_2fa_step: number | null;
 }
 
 export interface SessionTable {
@@ -90,6 +101,8 @@ export interface SessionTable {
   user_id: number;
   created: number;
   last_access: number;
+  /** 0 until the session's user passes two-factor authentication, when they must. */
+  verified_2fa: Generated<Flag>;
 }
 
 export interface AsyncJobTable {

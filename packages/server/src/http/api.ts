@@ -12,6 +12,7 @@ import {
   authenticateByKey,
   authenticateBySession,
   hasKeyCredentials,
+  READ_ONLY,
   SESSION_COOKIE,
   SESSION_KEY_COOKIE,
 } from './auth.ts';
@@ -19,8 +20,6 @@ import { dispatch, missingParameter } from './dispatch.ts';
 import { type ApiRequest, parseApiRequest, requestedFormat, stringParam } from './request.ts';
 import { CONTENT_TYPE, errorBody, type ResponseFormat, render } from './serialize.ts';
 import { Throttle } from './throttle.ts';
-
-const READ_ONLY = /^(get|list|query|find)\w+$/i;
 
 interface Outcome {
   status: number;
@@ -91,7 +90,7 @@ async function handleApiCall(
         );
       auth = await authenticateByKey(app, api, now, app.settings.get(ENFORCE_POST));
     } else {
-      auth = await authenticateBySession(app, api, req.cookies);
+      auth = await authenticateBySession(app, api, req.cookies, command?.name ?? commandName ?? '');
     }
     if (!command || !(await mayCall(app, auth.caller, command))) {
       responseName = 'errorresponse';
@@ -110,7 +109,11 @@ async function handleApiCall(
     }
     throttle.check(auth.caller.account.id, now);
     const origin = `${req.protocol}://${req.host}`;
-    const body = await dispatch({ app, caller: auth.caller, origin }, command, api.params);
+    const body = await dispatch(
+      { app, caller: auth.caller, origin, session: auth.session },
+      command,
+      api.params,
+    );
     return { status: 200, responseName, body, authenticated: true };
   } catch (e) {
     const err = toApiError(e);
@@ -146,6 +149,7 @@ async function handleLogin(
       password,
       domain: stringParam(api, 'domain'),
       domainId: stringParam(api, 'domainid'),
+      previousSessionId: req.cookies[SESSION_COOKIE],
     });
     // Secure whenever the browser reached us over HTTPS (directly or through a trusted proxy).
     // SameSite=Strict: no cross-site request carries the session, so a link or form on another
@@ -176,7 +180,7 @@ async function handleLogout(
   for (const name of Object.keys(req.cookies))
     reply.clearCookie(name, { path: '/client', secure: req.protocol === 'https', sameSite: 'strict' });
   try {
-    const auth = await authenticateBySession(app, api, req.cookies);
+    const auth = await authenticateBySession(app, api, req.cookies, 'logout');
     await logout(app, auth.session!);
     return { status: 200, responseName, body: { description: 'success' }, authenticated: false };
   } catch {

@@ -4,9 +4,11 @@
 
 import { parseApiDate } from '../clock.ts';
 import type { App, Caller } from '../context.ts';
-import { unauthorized } from '../errors.ts';
+import { ApiError, CsErrorCode, ErrorCode, unauthorized } from '../errors.ts';
 import { isActive, keyOwner, loadCaller } from '../iam/caller.ts';
-import { resumeSession, type Session } from '../iam/sessions.ts';
+import { constantTimeEquals } from '../iam/secrets.ts';
+import { endSession, resumeSession, type Session } from '../iam/sessions.ts';
+import { SESSION_KEY_CHECK_LOCATIONS } from '../iam/sign-in-settings.ts';
 import type { ApiRequest } from './request.ts';
 import { stringParam } from './request.ts';
 import { verifySignature } from './signature.ts';
@@ -65,22 +67,58 @@ export async function authenticateByKey(
   return { caller, via: 'key' };
 }
 
+/** Commands that only read: by name, as upstream's POST enforcement decides. */
+export const READ_ONLY = /^(get|list|query|find)\w+$/i;
+
+/**
+ * What a session that still owes its two-factor code may call: upstream's exceptions (without
+ * listApis and listIdps: nothing but 2FA until the code is given), plus logout.
+ */
+export const TWO_FACTOR_COMMANDS = new Set([
+  'validateUserTwoFactorAuthenticationCode',
+  'setupUserTwoFactorAuthentication',
+  'listUserTwoFactorAuthenticatorProviders',
+  'logout',
+]);
+
+const badCredentials = () => unauthorized('unable to verify user credentials');
+
 /**
  * Session calls present the JSESSIONID cookie plus the session key, as the `sessionkey` parameter
- * (CLI clients), the HttpOnly `sessionkey` cookie (browser UIs), or both, in which case they must agree.
+ * (CLI clients), the HttpOnly `sessionkey` cookie (browser UIs), or both, in which case they must
+ * agree; api.sessionkey.check.locations can demand the parameter, or both, on every call.
+ *
+ * `command` is the API command called (undefined for the legacy console page, a same-user
+ * redirect). A state-changing command needs the key as a parameter whatever the setting: cookies
+ * travel with requests another site makes the browser send, a parameter only with requests our
+ * own pages build (upstream's CSRF guard). A session still owing its two-factor code may call only
+ * TWO_FACTOR_COMMANDS; anything else ends it with 511, as upstream does.
  */
 export async function authenticateBySession(
   app: App,
   req: ApiRequest,
   cookies: Record<string, string | undefined>,
+  command?: string,
 ): Promise<Authenticated> {
   const sessionId = cookies[SESSION_COOKIE];
   const fromParam = stringParam(req, 'sessionkey');
   const fromCookie = cookies[SESSION_KEY_COOKIE];
-  if (!sessionId || (!fromParam && !fromCookie)) throw unauthorized('unable to verify user credentials');
-  if (fromParam && fromCookie && fromParam !== fromCookie)
-    throw unauthorized('unable to verify user credentials');
+  if (!sessionId || (!fromParam && !fromCookie)) throw badCredentials();
+  if (fromParam && fromCookie && !constantTimeEquals(fromParam, fromCookie)) throw badCredentials();
+  const locations = app.settings.get(SESSION_KEY_CHECK_LOCATIONS);
+  if (locations !== 'CookieOrParameter' && !fromParam) throw badCredentials();
+  if (locations === 'CookieAndParameter' && !fromCookie) throw badCredentials();
+  if (!fromParam && command !== undefined && command !== 'logout' && !READ_ONLY.test(command))
+    throw unauthorized(`${command} changes state: send the session key as the sessionkey parameter`);
   const session = await resumeSession(app, sessionId, (fromParam ?? fromCookie)!);
-  if (!session) throw unauthorized('unable to verify user credentials');
+  if (!session) throw badCredentials();
+  if (!session.verified2fa && !(command !== undefined && TWO_FACTOR_COMMANDS.has(command))) {
+    await endSession(app, session.sessionId);
+    throw new ApiError(
+      ErrorCode.UNAUTHORIZED_2FA,
+      CsErrorCode.SERVER_API,
+      'Two-factor authentication is required: call validateUserTwoFactorAuthenticationCode (after setupUserTwoFactorAuthentication if it is not set up) before any other command; this session has ended',
+    );
+  }
   return { caller: session.caller, via: 'session', session };
 }

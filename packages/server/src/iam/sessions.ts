@@ -4,24 +4,43 @@
  * the `sessionkey` parameter and/or the HttpOnly `sessionkey` cookie.
  */
 import type { App, Caller } from '../context.ts';
+import type { Tx } from '../db/connection.ts';
 import { ApiError, CsErrorCode, ErrorCode } from '../errors.ts';
-import { logEvent } from '../events/events.ts';
+import { logEvent, recordEvent } from '../events/events.ts';
+import { recordAlert } from '../infra/alerts.ts';
 import { SESSION_TIMEOUT } from '../settings/core-settings.ts';
-import { isActive, loadCaller } from './caller.ts';
-import { randomToken, verifyPassword } from './secrets.ts';
+import { forgetCachedIdentity, isActive, loadCaller } from './caller.ts';
+import { constantTimeEquals, randomToken, verifyPassword } from './secrets.ts';
+import {
+  ENABLE_USER_2FA,
+  INCORRECT_LOGIN_ATTEMPTS,
+  MANDATE_USER_2FA,
+  USER_2FA_ISSUER,
+} from './sign-in-settings.ts';
 
 export interface LoginInput {
   username: string;
   password: string;
   domain?: string;
   domainId?: string;
+  /**
+   * The JSESSIONID the browser already held, if any: login ends that session and always issues a
+   * new id, so an id planted in the browser before login (session fixation) never becomes valid.
+   */
+  previousSessionId?: string;
 }
 
 export interface Session {
   sessionId: string;
   sessionKey: string;
   caller: Caller;
+  /** False while the user still owes a two-factor code: only the 2FA commands may be called. */
+  verified2fa: boolean;
 }
+
+/** Alert type ALERT.MANAGEMENT: upstream has none for users, and this one reaches operators. */
+const LOCKOUT_ALERT_TYPE = 14;
+export const lockoutAlertKey = (userUuid: string) => `login-lockout:${userUuid}`;
 
 const loginFailed = () =>
   new ApiError(
@@ -47,10 +66,12 @@ export async function login(app: App, input: LoginInput): Promise<Session> {
   }
   const domain = await domainQuery.executeTakeFirst();
   if (!domain) throw loginFailed();
+  if (input.previousSessionId)
+    await db.deleteFrom('sessions').where('session_id', '=', input.previousSessionId).execute();
   const user = await db
     .selectFrom('users')
     .innerJoin('accounts', 'accounts.id', 'users.account_id')
-    .select(['users.id', 'users.password'])
+    .select(['users.id', 'users.password', 'users.login_attempts'])
     .where('accounts.domain_id', '=', domain.id)
     .where('users.username', '=', input.username)
     .executeTakeFirst();
@@ -60,7 +81,13 @@ export async function login(app: App, input: LoginInput): Promise<Session> {
     user?.password ??
       'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=',
   );
-  if (!user || !ok) throw loginFailed();
+  if (!user) throw loginFailed();
+  if (!ok) {
+    await countFailedLogin(app, user.id);
+    throw loginFailed();
+  }
+  // Fresh rows, not the cached caller: a user disabled a moment ago on another server is refused.
+  forgetCachedIdentity();
   const caller = await loadCaller(app, user.id);
   if (!caller || !isActive(caller)) {
     throw new ApiError(
@@ -70,8 +97,24 @@ export async function login(app: App, input: LoginInput): Promise<Session> {
     );
   }
   const now = app.clock.now();
-  const session: Session = { sessionId: randomToken(24), sessionKey: randomToken(20), caller };
+  const needs2fa = twoFactorRequired(app, caller);
+  const session: Session = {
+    sessionId: randomToken(24),
+    sessionKey: randomToken(20),
+    caller,
+    verified2fa: !needs2fa,
+  };
   await db.transaction().execute(async (tx) => {
+    if (user.login_attempts > 0)
+      await tx.updateTable('users').set({ login_attempts: 0 }).where('id', '=', user.id).execute();
+    // A 2FA setup never confirmed with a code is dropped, as upstream does: the user starts over
+    // rather than being held to a secret they may never have stored.
+    if (caller.user.key_for_2fa && caller.user.user_2fa_verified === 0)
+      await tx
+        .updateTable('users')
+        .set({ user_2fa_enabled: 0, user_2fa_provider: null, key_for_2fa: null, last_2fa_step: null })
+        .where('id', '=', user.id)
+        .execute();
     await tx
       .insertInto('sessions')
       .values({
@@ -80,6 +123,7 @@ export async function login(app: App, input: LoginInput): Promise<Session> {
         user_id: user.id,
         created: now,
         last_access: now,
+        verified_2fa: session.verified2fa ? 1 : 0,
       })
       .execute();
     await logEvent({ app, caller }, tx, {
@@ -89,7 +133,87 @@ export async function login(app: App, input: LoginInput): Promise<Session> {
       resourceId: caller.user.uuid,
     });
   });
+  // The rows just changed (attempts reset, an unconfirmed 2FA setup dropped): answer from them.
+  forgetCachedIdentity();
+  session.caller = (await loadCaller(app, user.id)) ?? caller;
   return session;
+}
+
+/** Whether this user must pass two-factor authentication: set up by them, or mandated for their domain. */
+export function twoFactorRequired(app: App, caller: Caller): boolean {
+  const { user, domain } = caller;
+  if (user.user_2fa_enabled === 1 && !(user.key_for_2fa && user.user_2fa_verified === 0)) return true;
+  return twoFactorMandated(app, domain.id);
+}
+
+export function twoFactorMandated(app: Pick<App, 'settings'>, domainId: number): boolean {
+  return (
+    app.settings.at(ENABLE_USER_2FA, 'domain', domainId) &&
+    app.settings.at(MANDATE_USER_2FA, 'domain', domainId)
+  );
+}
+
+/**
+ * Counts a failed login (a wrong password, or a wrong two-factor code at sign-in). Once a user
+ * reaches incorrect.login.attempts.allowed consecutive failures they are disabled, their sessions
+ * end, and an event and an alert say so. Root admin accounts are exempt, as upstream's "internal"
+ * accounts are, so that guessing cannot lock the operator out; 0 turns the lockout off. Users
+ * already disabled or locked are not counted.
+ */
+export async function countFailedLogin(app: App, userId: number): Promise<void> {
+  const allowed = app.settings.get(INCORRECT_LOGIN_ATTEMPTS);
+  if (allowed <= 0) return;
+  const db = app.store.db;
+  const disabled = await db.transaction().execute(async (tx) => {
+    const row = await tx
+      .selectFrom('users')
+      .innerJoin('accounts', 'accounts.id', 'users.account_id')
+      .select([
+        'users.uuid',
+        'users.username',
+        'users.state',
+        'users.account_id',
+        'accounts.domain_id',
+        'accounts.type',
+      ])
+      .where('users.id', '=', userId)
+      .executeTakeFirst();
+    if (row?.state !== 'enabled' || row.type === 1) return undefined;
+    // One UPDATE that increments, so that parallel guesses cannot lose a count.
+    await tx
+      .updateTable('users')
+      .set((eb) => ({ login_attempts: eb('login_attempts', '+', 1) }))
+      .where('id', '=', userId)
+      .execute();
+    const { login_attempts } = await tx
+      .selectFrom('users')
+      .select('login_attempts')
+      .where('id', '=', userId)
+      .executeTakeFirstOrThrow();
+    if (login_attempts < allowed) return undefined;
+    await tx.updateTable('users').set({ state: 'disabled' }).where('id', '=', userId).execute();
+    await tx.deleteFrom('sessions').where('user_id', '=', userId).execute();
+    await recordEvent(
+      { app },
+      tx,
+      { userId, accountId: row.account_id, domainId: row.domain_id },
+      {
+        type: 'USER.DISABLE',
+        level: 'WARN',
+        description: `user ${row.username} disabled after ${login_attempts} consecutive failed logins`,
+        resourceType: 'User',
+        resourceId: row.uuid,
+      },
+    );
+    return row;
+  });
+  if (!disabled) return;
+  forgetCachedIdentity();
+  await recordAlert(app, {
+    type: LOCKOUT_ALERT_TYPE,
+    subject: `User ${disabled.username} (${disabled.uuid}) was disabled after ${allowed} consecutive failed logins`,
+    sourceKey: lockoutAlertKey(disabled.uuid),
+  });
 }
 
 /** The session behind a JSESSIONID whose key matches, or undefined if it is unknown or expired. */
@@ -106,7 +230,7 @@ export async function resumeSession(
   if (!row) return undefined;
   const now = app.clock.now();
   const timeoutMs = app.settings.get(SESSION_TIMEOUT) * 1000;
-  if (row.session_key !== sessionKey || now - row.last_access > timeoutMs) {
+  if (!constantTimeEquals(row.session_key, sessionKey) || now - row.last_access > timeoutMs) {
     await app.store.db.deleteFrom('sessions').where('id', '=', row.id).execute();
     return undefined;
   }
@@ -116,7 +240,16 @@ export async function resumeSession(
   if (now - row.last_access > 5000) {
     await app.store.db.updateTable('sessions').set({ last_access: now }).where('id', '=', row.id).execute();
   }
-  return { sessionId, sessionKey, caller };
+  return { sessionId, sessionKey, caller, verified2fa: row.verified_2fa === 1 };
+}
+
+export async function endSession(app: App, sessionId: string): Promise<void> {
+  await app.store.db.deleteFrom('sessions').where('session_id', '=', sessionId).execute();
+}
+
+/** Ends every session of a user (their password changed, or they were disabled or deleted). */
+export async function endUserSessions(tx: Tx, userId: number): Promise<void> {
+  await tx.deleteFrom('sessions').where('user_id', '=', userId).execute();
 }
 
 export async function logout(app: App, session: Session): Promise<void> {
@@ -146,8 +279,11 @@ export function loginResponse(app: App, s: Session): Record<string, unknown> {
     timezoneoffset: user.timezone ? undefined : '0.0',
     registered: 'false',
     sessionkey: s.sessionKey,
-    is2faenabled: 'false',
-    is2faverified: 'false',
+    // As upstream: "enabled" when this login owes a code; "verified" when it owes none (yet).
+    is2faenabled: String(!s.verified2fa),
+    is2faverified: String(s.verified2fa),
+    providerfor2fa: user.user_2fa_provider ?? undefined,
+    issuerfor2fa: app.settings.at(USER_2FA_ISSUER, 'domain', domain.id),
     ...(s.caller.roleKind === 'admin' ? { managementserverid: app.server.uuid } : {}),
   };
 }

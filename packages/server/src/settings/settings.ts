@@ -30,6 +30,8 @@ export interface SettingDef<T = unknown> {
   max?: number;
   /** For String settings with a fixed set of values. */
   options?: string[];
+  /** Further checks of a new value (e.g. that a regular expression compiles); throws a 431. */
+  validate?: (value: string) => void;
 }
 
 const definitions = new Map<string, SettingDef>();
@@ -75,6 +77,7 @@ export function parseSettingValue(def: SettingDef, raw: string): boolean | numbe
       if (def.options && !def.options.includes(v)) {
         throw invalidParameter(`Value for ${def.name} must be one of ${def.options.join(', ')}`);
       }
+      def.validate?.(raw);
       return raw;
   }
 }
