@@ -83,6 +83,39 @@ describe('domains', () => {
     assert.deepEqual(await admin.request('listAccounts', { name: 'victim', listall: true }), {});
   });
 
+  test('domain names with LIKE wildcards and the escape character match their own subtree', async () => {
+    const odd = (await admin.request<any>('createDomain', { name: 'w_%!' })).domain;
+    const kid = (await admin.request<any>('createDomain', { name: 'kid', parentdomainid: odd.id })).domain;
+    const kids = await admin.request<any>('listDomainChildren', { id: odd.id, isrecursive: true });
+    assert.deepEqual(
+      kids.domain?.map((d: any) => d.name),
+      ['kid'],
+    );
+    const kw = await admin.request<any>('listDomains', { keyword: '_%!', listall: true });
+    assert.deepEqual(
+      kw.domain?.map((d: any) => d.name),
+      ['w_%!'],
+    );
+    const wadmin = (
+      await createAccountAndLogin(server, {
+        name: 'wadmin',
+        accounttype: 2,
+        domainid: odd.id,
+        domainPath: '/w_%!',
+      })
+    ).client;
+    const seen = await wadmin.request<any>('listDomains', { listall: true });
+    assert.deepEqual(
+      seen.domain?.map((d: any) => d.name),
+      ['w_%!', 'kid'],
+    );
+    await admin.request('updateDomain', { id: odd.id, name: 'v_%!' });
+    assert.equal((await admin.request<any>('listDomains', { id: kid.id })).domain[0].path, 'ROOT/v_%!/kid');
+    assert.deepEqual(await admin.call('deleteDomain', { id: odd.id, cleanup: true }), { success: true });
+    const left = (await admin.request<any>('listDomains', { listall: true })).domain.map((d: any) => d.path);
+    assert.ok(!left.some((path: string) => path.startsWith('ROOT/v_%!')), left.join());
+  });
+
   test('ROOT cannot be deleted', async () => {
     const root = (await admin.request<any>('listDomains', {})).domain[0];
     await assert.rejects(

@@ -7,7 +7,7 @@ import { logEvent } from '../events/events.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p, parseUuid } from '../registry/params.ts';
-import { checkDomainAccess, escapeLike, findDomainByUuid } from './access.ts';
+import { checkDomainAccess, escapeLike, findDomainByUuid, likeEscaped, pathPrefix } from './access.ts';
 
 /** "/" → "ROOT", "/a/b/" → "ROOT/a/b", as CloudStack shows domain paths. */
 export function displayPath(path: string): string {
@@ -154,12 +154,12 @@ export const listDomains = defineCommand({
       params.listall || params.id || params.name || params.level !== undefined || params.keyword
         ? caller.roleKind === 'admin'
           ? q
-          : q.where('path', 'like', `${escapeLike(caller.domain.path)}%`)
+          : q.where(pathPrefix('path', caller.domain.path))
         : q.where('id', '=', caller.domain.id);
     if (params.id) q = q.where('uuid', '=', params.id);
     if (params.name) q = q.where('name', '=', params.name);
     if (params.level !== undefined) q = q.where('level', '=', params.level);
-    if (params.keyword) q = q.where('name', like, `%${escapeLike(params.keyword)}%`);
+    if (params.keyword) q = q.where(likeEscaped('name', `%${escapeLike(params.keyword)}%`, like));
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rowsQ = paginate(q.selectAll().orderBy('path'), pageOf(app, params));
     return listResult(await presentDomains(ctx, await rowsQ.execute()), Number(count));
@@ -189,14 +189,16 @@ export const listDomainChildren = defineCommand({
     checkDomainAccess(ctx.caller, parent);
     let q = app.store.db.selectFrom('domains');
     q = params.isrecursive
-      ? q.where('path', 'like', `${escapeLike(parent.path)}%`).where('id', '!=', parent.id)
+      ? q.where(pathPrefix('path', parent.path)).where('id', '!=', parent.id)
       : q.where('parent_id', '=', parent.id);
     if (params.name) q = q.where('name', '=', params.name);
     if (params.keyword)
       q = q.where(
-        'name',
-        app.store.dialect === 'postgres' ? 'ilike' : 'like',
-        `%${escapeLike(params.keyword)}%`,
+        likeEscaped(
+          'name',
+          `%${escapeLike(params.keyword)}%`,
+          app.store.dialect === 'postgres' ? 'ilike' : 'like',
+        ),
       );
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rowsQ = paginate(q.selectAll().orderBy('path'), pageOf(app, params));
@@ -237,7 +239,7 @@ export const updateDomain = defineCommand({
         const subtree = await tx
           .selectFrom('domains')
           .select(['id', 'path'])
-          .where('path', 'like', `${escapeLike(oldPath)}%`)
+          .where(pathPrefix('path', oldPath))
           .execute();
         for (const d of subtree) {
           await tx
@@ -294,7 +296,7 @@ export const deleteDomain = defineCommand({
     const subtree = await app.store.db
       .selectFrom('domains')
       .selectAll()
-      .where('path', 'like', `${escapeLike(domain.path)}%`)
+      .where(pathPrefix('path', domain.path))
       .orderBy('level', 'desc')
       .execute();
     const accounts = await app.store.db

@@ -8,7 +8,7 @@ import { formatDate } from '../clock.ts';
 import type { App } from '../context.ts';
 import { insertId } from '../db/connection.ts';
 import { invalidParameter } from '../errors.ts';
-import { escapeLike } from '../iam/access.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -275,7 +275,7 @@ export const listAlerts = defineCommand({
     const type = alertTypeNumber(params.type);
     if (type !== undefined) q = q.where('type', '=', type);
     if (params.name) q = q.where('name', '=', params.name);
-    if (params.keyword) q = q.where('subject', 'like', `%${escapeLike(params.keyword)}%`);
+    if (params.keyword) q = q.where(likeEscaped('subject', `%${escapeLike(params.keyword)}%`));
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(
       q.selectAll().orderBy('created', 'desc').orderBy('id', 'desc'),

@@ -3,7 +3,7 @@ import type { CallContext } from '../context.ts';
 import { insertId, type Tx } from '../db/connection.ts';
 import type { ClusterRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
-import { escapeLike } from '../iam/access.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -176,7 +176,7 @@ export const listClusters = defineCommand({
     if (params.managedstate)
       q = q.where('managed_state', '=', oneOf(MANAGED_STATES, params.managedstate, 'managed state'));
     if (params.arch) q = q.where('arch', '=', params.arch);
-    if (params.keyword) q = q.where('name', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    if (params.keyword) q = q.where(likeEscaped('name', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
     return listResult(await presentClusters(ctx, rows, { capacities: params.showcapacities }), Number(count));

@@ -16,7 +16,7 @@ import type { CallContext } from '../context.ts';
 import { insertId, type Tx } from '../db/connection.ts';
 import type { ClusterRow, HostRow, PodRow, ZoneRow } from '../db/schema.ts';
 import { ApiError, CsErrorCode, ErrorCode, internalError, invalidParameter } from '../errors.ts';
-import { escapeLike } from '../iam/access.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -439,8 +439,10 @@ export const listHosts = defineCommand({
       (await db.selectFrom(table).select('id').where('uuid', '=', uuid).executeTakeFirst())?.id ?? -1;
     let q = db.selectFrom('hosts').where('removed', 'is', null);
     if (params.id) q = q.where('uuid', '=', params.id);
-    if (params.name) q = q.where('name', likeOp(ctx), `%${escapeLike(params.name.toLowerCase())}%`);
-    if (params.keyword) q = q.where('name', likeOp(ctx), `%${escapeLike(params.keyword.toLowerCase())}%`);
+    if (params.name)
+      q = q.where(likeEscaped('name', `%${escapeLike(params.name.toLowerCase())}%`, likeOp(ctx)));
+    if (params.keyword)
+      q = q.where(likeEscaped('name', `%${escapeLike(params.keyword.toLowerCase())}%`, likeOp(ctx)));
     if (params.zoneid) q = q.where('zone_id', '=', await idOf('zones', params.zoneid));
     if (params.podid) q = q.where('pod_id', '=', await idOf('pods', params.podid));
     if (params.clusterid) q = q.where('cluster_id', '=', await idOf('clusters', params.clusterid));
@@ -623,7 +625,8 @@ export const listHostTags = defineCommand({
       .selectFrom('host_tags')
       .innerJoin('hosts', 'hosts.id', 'host_tags.host_id')
       .where('hosts.removed', 'is', null);
-    if (params.keyword) q = q.where('host_tags.tag', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    if (params.keyword)
+      q = q.where(likeEscaped('host_tags.tag', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(
       q

@@ -6,7 +6,7 @@ import type { App, CallContext } from '../context.ts';
 import { insertId } from '../db/connection.ts';
 import type { ImageStoreRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
-import { escapeLike } from '../iam/access.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -136,7 +136,7 @@ export const listImageStores = defineCommand({
     if (params.provider) q = q.where('provider', '=', params.provider.toUpperCase());
     if (params.protocol) q = q.where('protocol', '=', params.protocol.toLowerCase());
     if (params.readonly !== undefined) q = q.where('readonly', '=', params.readonly ? 1 : 0);
-    if (params.keyword) q = q.where('name', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    if (params.keyword) q = q.where(likeEscaped('name', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
     return listResult(await presentImageStores(ctx, rows), Number(count));

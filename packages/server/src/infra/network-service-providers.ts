@@ -12,7 +12,7 @@ import type { CallContext } from '../context.ts';
 import { insertId, type Tx } from '../db/connection.ts';
 import type { NetworkServiceProviderRow, VirtualRouterElementRow } from '../db/schema.ts';
 import { internalError, invalidParameter } from '../errors.ts';
-import { escapeLike } from '../iam/access.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { defineCommand, listResult } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -183,9 +183,9 @@ export const listNetworkServiceProviders = defineCommand({
         throw invalidParameter(`Physical Network id=${params.physicalnetworkid} doesn't exist in the system`);
       q = q.where('physical_network_id', '=', net.id);
     }
-    if (params.name) q = q.where('name', likeOp(ctx), escapeLike(params.name));
-    if (params.state) q = q.where('state', likeOp(ctx), escapeLike(params.state));
-    if (params.keyword) q = q.where('name', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    if (params.name) q = q.where(likeEscaped('name', escapeLike(params.name), likeOp(ctx)));
+    if (params.state) q = q.where(likeEscaped('state', escapeLike(params.state), likeOp(ctx)));
+    if (params.keyword) q = q.where(likeEscaped('name', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
     return listResult(await presentProviders(ctx, rows), Number(count));

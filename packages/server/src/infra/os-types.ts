@@ -5,7 +5,7 @@ import { insertId } from '../db/connection.ts';
 import type { OsTypeRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { escapeLike } from '../iam/access.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -41,7 +41,8 @@ export const listOsTypes = defineCommand({
     }
     if (params.description) q = q.where('t.description', '=', params.description);
     if (params.fordisplay !== undefined) q = q.where('t.for_display', '=', params.fordisplay ? 1 : 0);
-    if (params.keyword) q = q.where('t.description', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    if (params.keyword)
+      q = q.where(likeEscaped('t.description', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(
       q
@@ -91,7 +92,7 @@ export const listOsCategories = defineCommand({
     if (params.id) q = q.where('uuid', '=', params.id);
     if (params.name) q = q.where('name', '=', params.name);
     if (params.isfeatured !== undefined) q = q.where('is_featured', '=', params.isfeatured ? 1 : 0);
-    if (params.keyword) q = q.where('name', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    if (params.keyword) q = q.where(likeEscaped('name', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(q.selectAll().orderBy('sort_key'), pageOf(app, params)).execute();
     return listResult(

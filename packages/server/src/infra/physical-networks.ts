@@ -6,7 +6,7 @@ import type { App, CallContext } from '../context.ts';
 import { insertId, type Tx } from '../db/connection.ts';
 import type { PhysicalNetworkRow, TrafficTypeRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
-import { escapeLike, findDomainByUuid } from '../iam/access.ts';
+import { escapeLike, findDomainByUuid, likeEscaped } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -231,7 +231,7 @@ export const listPhysicalNetworks = defineCommand({
     if (params.id) q = q.where('uuid', '=', params.id);
     if (params.name) q = q.where('name', '=', params.name);
     if (params.zoneid) q = q.where('zone_id', '=', (await findZone(ctx, params.zoneid)).id);
-    if (params.keyword) q = q.where('name', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    if (params.keyword) q = q.where(likeEscaped('name', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
     return listResult(await presentPhysicalNetworks(ctx, rows), Number(count));
@@ -479,7 +479,8 @@ export const listTrafficTypes = defineCommand({
     let q = app.store.db
       .selectFrom('physical_network_traffic_types')
       .where('physical_network_id', '=', net.id);
-    if (params.keyword) q = q.where('traffic_type', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    if (params.keyword)
+      q = q.where(likeEscaped('traffic_type', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
     return listResult(

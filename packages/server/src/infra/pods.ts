@@ -4,7 +4,7 @@ import { insertId, type Tx } from '../db/connection.ts';
 import type { PodRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { escapeLike } from '../iam/access.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -204,7 +204,7 @@ export const listPods = defineCommand({
     if (params.zoneid) q = q.where('zone_id', '=', (await findZone(ctx, params.zoneid)).id);
     if (params.allocationstate)
       q = q.where('allocation_state', '=', allocationState(params.allocationstate) as string);
-    if (params.keyword) q = q.where('name', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    if (params.keyword) q = q.where(likeEscaped('name', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
     return listResult(await presentPods(ctx, rows, { capacities: params.showcapacities }), Number(count));

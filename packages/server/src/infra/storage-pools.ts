@@ -10,7 +10,7 @@ import { insertId, type Tx } from '../db/connection.ts';
 import type { StoragePoolRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { escapeLike } from '../iam/access.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -372,7 +372,7 @@ export const listStoragePools = defineCommand({
     if (params.path) q = q.where('path', '=', params.path);
     if (params.scope) q = q.where('scope', '=', params.scope.toUpperCase());
     if (params.status) q = q.where('state', '=', params.status);
-    if (params.keyword) q = q.where('name', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    if (params.keyword) q = q.where(likeEscaped('name', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
     return listResult(await presentStoragePools(ctx, rows), Number(count));

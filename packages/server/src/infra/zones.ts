@@ -4,7 +4,7 @@ import { insertId, type Tx } from '../db/connection.ts';
 import type { ZoneRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { escapeLike, findDomainByUuid } from '../iam/access.ts';
+import { escapeLike, findDomainByUuid, likeEscaped } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -263,7 +263,7 @@ export const listZones = defineCommand({
       const domain = await findDomainByUuid(ctx, params.domainid);
       q = q.where('domain_id', '=', domain.id);
     }
-    if (params.keyword) q = q.where('name', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    if (params.keyword) q = q.where(likeEscaped('name', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     q = withTags(q, 'Zone', 'zones.id', params.tags);
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(

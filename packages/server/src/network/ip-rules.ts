@@ -10,7 +10,7 @@ import type { App, CallContext } from '../context.ts';
 import { inTransaction, type Tx } from '../db/connection.ts';
 import type { IpRuleRow, NetworkRow, PublicIpRow } from '../db/schema.ts';
 import { ApiError, invalidParameter, permissionDenied } from '../errors.ts';
-import { applyScope, checkOwnerAccess, escapeLike, listScope, type ScopeParams } from '../iam/access.ts';
+import { applyScope, checkOwnerAccess, escapeLike, likeEscaped, listScope, type ScopeParams } from '../iam/access.ts';
 import { findZone, ipv4ToInt, isIpv4, likeOp, netmaskBits } from '../infra/common.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { withTags } from '../tags/tags.ts';
@@ -340,7 +340,10 @@ export async function listRules(
   if (params.keyword) {
     const like = `%${escapeLike(params.keyword)}%`;
     q = q.where((eb) =>
-      eb.or([eb('ip_rules.protocol', likeOp(ctx), like), eb('ip_rules.name', likeOp(ctx), like)]),
+      eb.or([
+        likeEscaped('ip_rules.protocol', like, likeOp(ctx)),
+        likeEscaped('ip_rules.name', like, likeOp(ctx)),
+      ]),
     );
   }
   q = withTags(q, kind.tagType, 'ip_rules.id', params.tags);

@@ -10,7 +10,7 @@ import type { CallContext } from '../context.ts';
 import type { IpRuleRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { listBody } from '../http/serialize.ts';
-import { checkOwnerAccess, escapeLike } from '../iam/access.ts';
+import { checkOwnerAccess, escapeLike, likeEscaped } from '../iam/access.ts';
 import { likeOp } from '../infra/common.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
@@ -265,7 +265,7 @@ export const listLoadBalancerRuleInstances = defineCommand({
                 .where('vm_id', 'is not', null),
             )
         : q.where('vms.id', 'in', members);
-    if (params.keyword) q = q.where('vms.name', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    if (params.keyword) q = q.where(likeEscaped('vms.name', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const columns = PRESENTED_VM_COLUMNS.map((c) => `vms.${c}` as const);
     const rows = await paginate(q.select(columns).orderBy('vms.id'), pageOf(app, params)).execute();

@@ -14,7 +14,7 @@ import type { CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { IpRuleRow, PublicIpRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
-import { applyScope, escapeLike, listScope } from '../iam/access.ts';
+import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { likeOp } from '../infra/common.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
@@ -498,7 +498,10 @@ export const listLoadBalancerRules = defineCommand({
     if (params.keyword) {
       const like = `%${escapeLike(params.keyword)}%`;
       q = q.where((eb) =>
-        eb.or([eb('ip_rules.name', likeOp(ctx), like), eb('ip_rules.description', likeOp(ctx), like)]),
+        eb.or([
+          likeEscaped('ip_rules.name', like, likeOp(ctx)),
+          likeEscaped('ip_rules.description', like, likeOp(ctx)),
+        ]),
       );
     }
     if (params.publicipid) {

@@ -11,7 +11,7 @@ import { insertId, type Tx } from '../db/connection.ts';
 import type { NetworkOfferingRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { escapeLike } from '../iam/access.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { findZone, likeOp, normalizeTags } from '../infra/common.ts';
 import { inZone, presentScopes, resolveScopes, visibleTo, writeScopes } from '../offerings/scope.ts';
 import { findServiceOffering } from '../offerings/service-offerings.ts';
@@ -493,18 +493,21 @@ export const listNetworkOfferings = defineCommand({
     if (params.id) q = q.where('uuid', '=', params.id);
     if (params.name) q = q.where('name', '=', params.name);
     if (params.displaytext) q = q.where('display_text', '=', params.displaytext);
-    if (params.traffictype) q = q.where('traffic_type', likeOp(ctx), escapeLike(params.traffictype));
-    if (params.guestiptype) q = q.where('guest_ip_type', likeOp(ctx), escapeLike(params.guestiptype));
+    if (params.traffictype)
+      q = q.where(likeEscaped('traffic_type', escapeLike(params.traffictype), likeOp(ctx)));
+    if (params.guestiptype)
+      q = q.where(likeEscaped('guest_ip_type', escapeLike(params.guestiptype), likeOp(ctx)));
     if (params.isdefault !== undefined) q = q.where('is_default', '=', params.isdefault ? 1 : 0);
     if (params.specifyvlan !== undefined) q = q.where('specify_vlan', '=', params.specifyvlan ? 1 : 0);
     if (params.specifyipranges !== undefined)
       q = q.where('specify_ip_ranges', '=', params.specifyipranges ? 1 : 0);
-    if (params.availability) q = q.where('availability', likeOp(ctx), escapeLike(params.availability));
-    if (params.state) q = q.where('state', likeOp(ctx), escapeLike(params.state));
+    if (params.availability)
+      q = q.where(likeEscaped('availability', escapeLike(params.availability), likeOp(ctx)));
+    if (params.state) q = q.where(likeEscaped('state', escapeLike(params.state), likeOp(ctx)));
     if (params.forvpc !== undefined) q = q.where('for_vpc', '=', params.forvpc ? 1 : 0);
     if (params.tags) q = q.where('tags', '=', normalizeTags(params.tags));
     if (params.istagged !== undefined) q = q.where('tags', params.istagged ? 'is not' : 'is', null);
-    if (params.keyword) q = q.where('name', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    if (params.keyword) q = q.where(likeEscaped('name', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     // Only NSX and routed (BGP) offerings have a routing mode, and there are none here.
     if (params.routingmode) return listResult([], 0);
     const wanted = [...(params.supportedservices ?? []), ...(params.sourcenatsupported ? ['SourceNat'] : [])];

@@ -12,7 +12,7 @@ import type { Tx } from '../db/connection.ts';
 import type { Database, NetworkOfferingRow, NetworkRow, ZoneRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { recordEvent } from '../events/events.ts';
-import { applyScope, escapeLike, listScope, type OwnerScope } from '../iam/access.ts';
+import { applyScope, escapeLike, likeEscaped, listScope, type OwnerScope } from '../iam/access.ts';
 import { displayPath } from '../iam/domains.ts';
 import { findZone, intToIpv4, likeOp, netmaskBits, subnetBounds } from '../infra/common.ts';
 import { defineCommand, listResult } from '../registry/command.ts';
@@ -386,9 +386,11 @@ export const listNetworks = defineCommand({
     if (params.id) q = q.where('networks.uuid', '=', params.id);
     if (params.name) q = q.where('networks.name', '=', params.name);
     if (params.zoneid) q = q.where('networks.zone_id', '=', (await findZone(ctx, params.zoneid)).id);
-    if (params.type) q = q.where('networks.guest_type', likeOp(ctx), escapeLike(params.type));
-    if (params.traffictype) q = q.where('networks.traffic_type', likeOp(ctx), escapeLike(params.traffictype));
-    if (params.acltype) q = q.where('networks.acl_type', likeOp(ctx), escapeLike(params.acltype));
+    if (params.type) q = q.where(likeEscaped('networks.guest_type', escapeLike(params.type), likeOp(ctx)));
+    if (params.traffictype)
+      q = q.where(likeEscaped('networks.traffic_type', escapeLike(params.traffictype), likeOp(ctx)));
+    if (params.acltype)
+      q = q.where(likeEscaped('networks.acl_type', escapeLike(params.acltype), likeOp(ctx)));
     if (params.physicalnetworkid) {
       const physical = await app.store.db
         .selectFrom('physical_networks')
@@ -416,7 +418,8 @@ export const listNetworks = defineCommand({
           ? q.where('networks.vni', 'is', null).where('networks.guest_type', '!=', 'Isolated')
           : q.where('networks.vni', '=', Number(vlan) || -1);
     }
-    if (params.keyword) q = q.where('networks.name', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    if (params.keyword)
+      q = q.where(likeEscaped('networks.name', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     q = withTags(q, 'Network', 'networks.id', params.tags);
     // No system networks are listed, and no VPC, restart-pending or hidden ones exist yet.
     const none =

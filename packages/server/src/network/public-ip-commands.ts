@@ -11,7 +11,7 @@ import { inTransaction } from '../db/connection.ts';
 import type { NetworkRow, PublicIpRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { applyScope, escapeLike, listScope } from '../iam/access.ts';
+import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
 import { checkRowAccess, findOwned } from '../iam/owned.ts';
@@ -536,7 +536,8 @@ export const listPublicIpAddresses = defineCommand({
     }
     if (params.id) q = q.where('public_ips.uuid', '=', params.id);
     if (params.ipaddress) q = q.where('public_ips.ip4', '=', params.ipaddress.trim());
-    if (params.keyword) q = q.where('public_ips.ip4', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    if (params.keyword)
+      q = q.where(likeEscaped('public_ips.ip4', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     if (params.zoneid) q = q.where('public_ips.zone_id', '=', (await findZone(ctx, params.zoneid)).id);
     if (params.state) q = q.where('public_ips.state', '=', params.state);
     if (params.issourcenat !== undefined)

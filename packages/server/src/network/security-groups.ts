@@ -9,7 +9,7 @@ import type { Tx } from '../db/connection.ts';
 import type { AccountRow, SecurityGroupRow, SecurityGroupRuleRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { applyScope, checkOwnerAccess, escapeLike, listScope } from '../iam/access.ts';
+import { applyScope, checkOwnerAccess, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
 import { isIpv4, likeOp } from '../infra/common.ts';
@@ -666,7 +666,8 @@ export const listSecurityGroups = defineCommand({
     });
     if (params.id) q = q.where('security_groups.uuid', '=', params.id);
     if (params.securitygroupname) q = q.where('security_groups.name', '=', params.securitygroupname);
-    if (params.keyword) q = q.where('security_groups.name', likeOp(ctx), `%${escapeLike(params.keyword)}%`);
+    if (params.keyword)
+      q = q.where(likeEscaped('security_groups.name', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     if (params.virtualmachineid) {
       const vm = await findVisibleVm(ctx, params.virtualmachineid);
       q = q.where(

@@ -9,7 +9,7 @@ import { insertId } from '../db/connection.ts';
 import type { DiskOfferingRow, ServiceOfferingRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { escapeLike } from '../iam/access.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { normalizeTags } from '../infra/common.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
@@ -435,9 +435,11 @@ export const listServiceOfferings = defineCommand({
     }
     if (params.keyword)
       q = q.where(
-        'service_offerings.name',
-        app.store.dialect === 'postgres' ? 'ilike' : 'like',
-        `%${escapeLike(params.keyword)}%`,
+        likeEscaped(
+          'service_offerings.name',
+          `%${escapeLike(params.keyword)}%`,
+          app.store.dialect === 'postgres' ? 'ilike' : 'like',
+        ),
       );
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(

@@ -20,7 +20,15 @@ import type {
 } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { type EventOwner, recordEvent } from '../events/events.ts';
-import { canReachDomain, checkOwnerAccess, escapeLike, listScope, type OwnerScope } from '../iam/access.ts';
+import {
+  canReachDomain,
+  checkOwnerAccess,
+  escapeLike,
+  likeEscaped,
+  listScope,
+  type OwnerScope,
+  pathPrefix,
+} from '../iam/access.ts';
 import { onAccountDelete, resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
@@ -775,7 +783,7 @@ function inIds(column: string, ids: number[]): RawBuilder<SqlBool> {
 }
 
 function subtreeDomains(path: string): RawBuilder<unknown> {
-  return sql`(select id from domains where path like ${`${escapeLike(path)}%`} escape '!')`;
+  return sql`(select id from domains where ${pathPrefix('path', path)})`;
 }
 
 function ownedBy(scope: OwnerScope): RawBuilder<SqlBool> {
@@ -908,7 +916,7 @@ export async function listImages(ctx: CallContext, kind: ImageKind, params: List
     // lower() on both sides: MySQL databases with a binary collation compare case-sensitively.
     const pattern = `%${escapeLike(params.keyword.toLowerCase())}%`;
     q = q.where(
-      sql<SqlBool>`(lower(t.name) like ${pattern} escape '!' or lower(t.display_text) like ${pattern} escape '!')`,
+      sql<SqlBool>`(${likeEscaped(sql`lower(t.name)`, pattern)} or ${likeEscaped(sql`lower(t.display_text)`, pattern)})`,
     );
   }
   if (params.zoneid) q = q.where('r.zone_id', '=', (await findZone(ctx, params.zoneid)).id);
