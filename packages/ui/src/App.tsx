@@ -30,6 +30,7 @@ import {
 } from 'antd';
 import { lazy, Suspense, useCallback, useEffect, useMemo, useState } from 'react';
 import { api, type LoginInfo, logout, setUnauthorizedHandler } from './api.ts';
+import { TwoFactorButton } from './components/TwoFactor.tsx';
 import { ActionsProvider, useActions } from './jobs.tsx';
 import { Accounts } from './pages/Accounts.tsx';
 import { AffinityGroups } from './pages/AffinityGroups.tsx';
@@ -235,6 +236,13 @@ function Shell(props: { themeName: ThemeName; toggleTheme(): void }) {
                 onClick={props.toggleTheme}
               />
             </Tooltip>
+            {session.can('setupUserTwoFactorAuthentication') && (
+              <TwoFactorButton
+                userid={session.info.userid}
+                username={session.info.username}
+                issuer={session.info.issuerfor2fa}
+              />
+            )}
             <span className="hide-on-phone" data-testid="whoami">
               {session.info.username} ({session.info.account})
             </span>

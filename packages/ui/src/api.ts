@@ -1,8 +1,10 @@
 /**
  * The browser slice of the API client (packages/client signs with node:crypto and reads
  * Set-Cookie, neither of which a browser allows). The session lives in the HttpOnly `sessionkey`
- * and JSESSIONID cookies that login sets, so calls are same-origin form POSTs that carry no key;
- * a 401 means the session is gone and the app returns to the login page.
+ * and JSESSIONID cookies that login sets; calls are same-origin form POSTs that also carry the
+ * session key from the login response as the `sessionkey` parameter, which the server requires
+ * for state-changing calls (its CSRF guard: another site can make the browser send our cookies,
+ * never that parameter). A 401 means the session is gone and the app returns to the login page.
  */
 
 export const API_URL = '/client/api';
@@ -23,7 +25,7 @@ export class ApiError extends Error {
   }
 }
 
-/** The fields of loginresponse the UI keeps (never the session key: the cookie holds it). */
+/** The fields of loginresponse the UI keeps (the session key is kept apart, see sessionKey). */
 export interface LoginInfo {
   userid: string;
   username: string;
@@ -33,6 +35,19 @@ export interface LoginInfo {
   firstname?: string;
   lastname?: string;
   timeout?: number;
+  /** 'true' when this login owes a two-factor code; 'true' in is2faverified once none is owed. */
+  is2faenabled?: string;
+  is2faverified?: string;
+  /** The user's 2FA provider (totp, staticpin); absent when 2FA is mandated but not set up. */
+  providerfor2fa?: string;
+  issuerfor2fa?: string;
+}
+
+const SESSION_KEY = 'nimbostack.sessionkey';
+
+/** The session key of this tab's login: sessionStorage, so a reload keeps it and closing forgets it. */
+function sessionKey(): string | undefined {
+  return sessionStorage.getItem(SESSION_KEY) ?? undefined;
 }
 
 let onUnauthorized: () => void = () => undefined;
@@ -43,6 +58,8 @@ export function setUnauthorizedHandler(handler: () => void): void {
 
 function form(command: string, params: Params): URLSearchParams {
   const body = new URLSearchParams({ command, response: 'json' });
+  const key = command === 'login' ? undefined : sessionKey();
+  if (key) body.set('sessionkey', key);
   for (const [k, v] of Object.entries(params))
     if (v !== undefined && v !== null && v !== '') body.set(k, String(v));
   return body;
@@ -79,17 +96,36 @@ export async function login(username: string, password: string, domain: string):
   const { status, inner } = await post('login', { username, password, domain: domain || '/' });
   if (status !== 200)
     throw new ApiError(status, Number(inner.errorcode ?? status), String(inner.errortext), 'login');
-  return inner as LoginInfo;
+  const { sessionkey, ...info } = inner;
+  sessionStorage.setItem(SESSION_KEY, String(sessionkey));
+  return info as LoginInfo;
 }
 
 export async function logout(): Promise<void> {
   await post('logout', {}).catch(() => undefined);
+  sessionStorage.removeItem(SESSION_KEY);
+}
+
+/** Whether this login still owes a two-factor code (the server allows only the 2FA commands). */
+export function owesTwoFactorCode(info: LoginInfo): boolean {
+  return info.is2faenabled === 'true' && info.is2faverified !== 'true';
+}
+
+/**
+ * The otpauth:// URI that authenticator apps take (typed in, or as a QR code): the TOTP secret
+ * with its issuer and account label, SHA-1, 6 digits, 30-second steps (the server's parameters).
+ */
+export function otpauthUri(secret: string, issuer: string, account: string): string {
+  const label = encodeURIComponent(`${issuer}:${account}`);
+  const q = new URLSearchParams({ secret, issuer, algorithm: 'SHA1', digits: '6', period: '30' });
+  return `otpauth://totp/${label}?${q.toString()}`;
 }
 
 /** Sends one command; resolves with the object under its response name, throws ApiError. */
 export async function api<T = Row>(command: string, params: Params = {}): Promise<T> {
   const { status, inner } = await post(command, params);
   if (status === 401 && command !== 'login') {
+    sessionStorage.removeItem(SESSION_KEY);
     onUnauthorized();
     throw new ApiError(401, 401, 'Your session has expired; please log in again', command);
   }

@@ -96,45 +96,33 @@ export function applyScope<DB extends Database, TB extends keyof DB, O>(
   scope: OwnerScope,
   columns: { account: string; domain: string },
 ): SelectQueryBuilder<DB, TB, O> {
+  if (scope.kind === 'all' || (scope.kind === 'subtree' && scope.path === '/')) return qb;
+  return qb.where((eb: ExpressionBuilder<DB, TB>) => scopeCondition(eb, scope, columns));
+}
+
+/** An ownership scope as a condition, for lists that OR it with rows visible in other ways. */
+export function scopeCondition<DB, TB extends keyof DB>(
+  eb: ExpressionBuilder<DB, TB>,
+  scope: OwnerScope,
+  columns: { account: string; domain: string },
+): Expression<SqlBool> {
   switch (scope.kind) {
     case 'all':
-      return qb;
+      return sql<SqlBool>`1 = 1`;
     case 'accounts':
-      return qb.where(sql.ref(columns.account), 'in', scope.accountIds);
+      return eb(sql.ref(columns.account), 'in', scope.accountIds);
     case 'domain':
-      return qb.where(sql.ref(columns.domain), '=', scope.domainId);
+      return eb(sql.ref(columns.domain), '=', scope.domainId);
     case 'subtree':
-      if (scope.path === '/') return qb;
-      return qb.where((eb: ExpressionBuilder<DB, TB>) =>
-        eb(
-          sql.ref(columns.domain),
-          'in',
-          sql`(select id from domains where ${pathPrefix('path', scope.path)})`,
-        ),
+      if (scope.path === '/') return sql<SqlBool>`1 = 1`;
+      return eb(
+        sql.ref(columns.domain),
+        'in',
+        sql`(select id from domains where path like ${`${escapeLike(scope.path)}%`} escape '!')`,
       );
   }
 }
 
-/** Escapes LIKE's wildcards (and the escape character '!') so the text matches literally; use with likeEscaped(). */
 export function escapeLike(text: string): string {
   return text.replace(/[!%_]/g, (c) => `!${c}`);
-}
-
-/**
- * `column LIKE pattern ESCAPE '!'`: the one way to match a pattern built from escapeLike() text.
- * No dialect has '!' as its default escape (SQLite has none, PostgreSQL and MariaDB use '\'), so
- * the clause is always declared. `op` is 'ilike' for case-insensitive matches on PostgreSQL (likeOp).
- */
-export function likeEscaped(
-  column: string | Expression<unknown>,
-  pattern: string,
-  op: 'like' | 'ilike' = 'like',
-): Expression<SqlBool> {
-  const ref = typeof column === 'string' ? sql.ref(column) : column;
-  return sql<SqlBool>`${ref} ${sql.raw(op)} ${pattern} escape '!'`;
-}
-
-/** Rows whose column (a domain path) starts with the given path, wildcards in it taken literally. */
-export function pathPrefix(column: string, path: string): Expression<SqlBool> {
-  return likeEscaped(column, `${escapeLike(path)}%`);
 }

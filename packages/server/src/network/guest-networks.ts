@@ -5,14 +5,16 @@
  * a public address for it, then its router boots with the gateway address and a public side.
  * Guests' addresses come from the network's CIDR (the gateway excluded: the router holds it).
  */
+
 import type { App, CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { AccountRow, NetworkOfferingRow, NetworkRow, ZoneRow } from '../db/schema.ts';
 import { insufficientCapacity, invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { checkOwnerAccess, findDomainByUuid, inSubtree } from '../iam/access.ts';
+import { findDomainByUuid, inSubtree } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { ResourceKind, reserve } from '../iam/limits.ts';
+import type { OwnedLookup } from '../iam/owned.ts';
 import { findZone, intToIpv4, ipv4ToInt, isIpv4, netmaskBits, subnetBounds } from '../infra/common.ts';
 import { findNetwork } from './common.ts';
 import { hasServices } from './network-offerings.ts';
@@ -78,22 +80,12 @@ export async function checkNetworkUse(
   throw permissionDenied(`Account ${account.name} does not have permission to use network ${network.name}`);
 }
 
-/** The caller may change or delete the network: its owner, or an administrator above it. */
-export async function checkNetworkOwner(ctx: CallContext, network: NetworkRow): Promise<void> {
-  const domain = await ctx.app.store.db
-    .selectFrom('domains')
-    .select(['path', 'name'])
-    .where('id', '=', network.domain_id ?? -1)
-    .executeTakeFirstOrThrow();
-  checkOwnerAccess(ctx.caller, { accountId: network.account_id ?? -1, domain });
-}
-
-/** A network the caller may change, by uuid (431 unknown, 531 not theirs). */
-export async function findOwnedNetwork(ctx: CallContext, uuid: string): Promise<NetworkRow> {
-  const network = await findNetwork(ctx, uuid);
-  await checkNetworkOwner(ctx, network);
-  return network;
-}
+/**
+ * Networks as account-owned resources, for commands that change them (its owner, or an
+ * administrator above it). Domain networks have no owning account: administrators of their domain
+ * act on them; using one (deploying into it) is checkNetworkUse's question.
+ */
+export const OWNED_NETWORK: OwnedLookup<'networks'> = { noun: 'network' };
 
 /** The networks named by a deployment's networkids, in the order given, checked for the VM's owner. */
 export async function networksForDeploy(

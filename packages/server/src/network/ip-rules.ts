@@ -6,17 +6,18 @@
  * router's host refuses, the change is undone and applied again, so no record ever claims what
  * the data plane does not do.
  */
+
 import type { App, CallContext } from '../context.ts';
 import { inTransaction, type Tx } from '../db/connection.ts';
 import type { IpRuleRow, NetworkRow, PublicIpRow } from '../db/schema.ts';
 import { ApiError, invalidParameter, permissionDenied } from '../errors.ts';
-import { applyScope, checkOwnerAccess, escapeLike, likeEscaped, listScope, type ScopeParams } from '../iam/access.ts';
+import { applyScope, escapeLike, likeEscaped, listScope, type ScopeParams } from '../iam/access.ts';
+import { findOwned, OWNED_VM, type OwnedLookup } from '../iam/owned.ts';
 import { findZone, ipv4ToInt, isIpv4, likeOp, netmaskBits } from '../infra/common.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { withTags } from '../tags/tags.ts';
 import { findNetwork } from './common.ts';
 import { servicesOf } from './network-offerings.ts';
-import { findVisibleVm } from './nics.ts';
 import { deleteRules } from './public-ips.ts';
 import { applyNetworkRules } from './routers.ts';
 
@@ -64,19 +65,11 @@ export async function requireService(app: App, network: NetworkRow, service: str
   return info;
 }
 
-/** An address allocated to an account, by uuid, that the caller may act on. */
-export async function findOwnedIp(ctx: CallContext, uuid: string, tx: Tx = ctx.app.store.db) {
-  const ip = await tx.selectFrom('public_ips').selectAll().where('uuid', '=', uuid).executeTakeFirst();
-  if (!ip || ip.account_id === null || ip.state === 'Free')
-    throw invalidParameter(`Unable to find IP address by id ${uuid}`);
-  const domain = await tx
-    .selectFrom('domains')
-    .select(['path', 'name'])
-    .where('id', '=', ip.domain_id ?? -1)
-    .executeTakeFirstOrThrow();
-  checkOwnerAccess(ctx.caller, { accountId: ip.account_id, domain });
-  return ip;
-}
+/** Public addresses as account-owned resources: only allocated ones exist for their commands. */
+export const OWNED_IP: OwnedLookup<'public_ips'> = {
+  noun: 'IP address',
+  live: (ip) => ip.account_id !== null && ip.state !== 'Free',
+};
 
 /** The network an address is associated with; 431 when it is associated with none. */
 export async function networkOfIp(ctx: Pick<CallContext, 'app'>, ip: PublicIpRow): Promise<NetworkRow> {
@@ -254,7 +247,7 @@ export async function checkReferences(ctx: CallContext, r: References): Promise<
   if (r.networkid) await findNetwork(ctx, r.networkid);
   if (r.associatednetworkid) await findNetwork(ctx, r.associatednetworkid);
   if (r.zoneid) await findZone(ctx, r.zoneid);
-  if (r.virtualmachineid) await findVisibleVm(ctx, r.virtualmachineid);
+  if (r.virtualmachineid) await findOwned(ctx, 'vms', r.virtualmachineid, OWNED_VM);
   if (r.vlanid) {
     const range = await db
       .selectFrom('vlan_ip_ranges')
@@ -382,33 +375,13 @@ export async function ruleRefs(ctx: Pick<CallContext, 'app'>, rules: IpRuleRow[]
   };
 }
 
-/** A rule by uuid and purpose that the caller may act on (431 unknown, 531 not theirs). */
-export async function findOwnedRule(
-  ctx: CallContext,
-  uuid: string,
-  purpose: string,
-  noun: string,
-  traffic?: string,
-) {
-  const rule = await ctx.app.store.db
-    .selectFrom('ip_rules')
-    .selectAll()
-    .where('uuid', '=', uuid)
-    .executeTakeFirst();
-  if (
-    !rule ||
-    rule.purpose !== purpose ||
-    (traffic && rule.traffic_type !== traffic) ||
-    rule.state === 'Revoke'
-  )
-    throw invalidParameter(`Unable to find ${noun} by id ${uuid}`);
-  const domain = await ctx.app.store.db
-    .selectFrom('domains')
-    .select(['path', 'name'])
-    .where('id', '=', rule.domain_id)
-    .executeTakeFirstOrThrow();
-  checkOwnerAccess(ctx.caller, { accountId: rule.account_id, domain });
-  return rule;
+/** Rules of one purpose (and traffic direction) as account-owned resources; revoked ones are gone. */
+export function ownedRule(purpose: string, noun: string, traffic?: string): OwnedLookup<'ip_rules'> {
+  return {
+    noun,
+    live: (rule) =>
+      rule.purpose === purpose && (!traffic || rule.traffic_type === traffic) && rule.state !== 'Revoke',
+  };
 }
 
 /** A uuid for customid, unique among rules (root admins only, as upstream). */

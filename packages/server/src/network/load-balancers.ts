@@ -10,12 +10,14 @@
  * States follow upstream: Add while the router does not balance to any VM (a new rule, or one
  * whose last VM left), Active once it does, Revoke while being deleted.
  */
+
 import type { CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { IpRuleRow, PublicIpRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
+import { findOwned, OWNED_VM } from '../iam/owned.ts';
 import { likeOp } from '../infra/common.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
@@ -25,10 +27,10 @@ import {
   applyOrUndo,
   cidrText,
   deleteRules,
-  findOwnedIp,
   LIVE_RULE_STATES,
   lockIp,
   networkOfIp,
+  OWNED_IP,
   portsText,
   requireService,
 } from './ip-rules.ts';
@@ -43,7 +45,6 @@ import {
   settleState,
   TAG_TYPE,
 } from './lb-common.ts';
-import { findVisibleVm } from './nics.ts';
 
 const DNS_PORT = 53;
 
@@ -74,7 +75,7 @@ async function validateCreate(ctx: CallContext, params: CreateParams) {
   checkPortValue(params.publicport, 'publicPort');
   if (!params.publicipid)
     throw invalidParameter("Unable to create load balance rule; can't find/allocate source IP");
-  const ip = await findOwnedIp(ctx, params.publicipid);
+  const ip = await findOwned(ctx, 'public_ips', params.publicipid, OWNED_IP);
   if (ip.state !== 'Allocated')
     throw invalidParameter(`Unable to create load balancer rule, invalid IP address ID ${params.publicipid}`);
   if (ip.static_nat_vm_id !== null) throw conflict(`Can't do load balance on ip address: ${ip.ip4}`);
@@ -505,7 +506,7 @@ export const listLoadBalancerRules = defineCommand({
       );
     }
     if (params.publicipid) {
-      const ip = await findOwnedIp(ctx, params.publicipid);
+      const ip = await findOwned(ctx, 'public_ips', params.publicipid, OWNED_IP);
       q = q.where('ip_rules.ip_id', '=', ip.id);
     }
     if (params.networkid) {
@@ -521,7 +522,7 @@ export const listLoadBalancerRules = defineCommand({
       q = q.where('ip_rules.ip_id', 'in', ips);
     }
     if (params.virtualmachineid) {
-      const vm = await findVisibleVm(ctx, params.virtualmachineid);
+      const vm = await findOwned(ctx, 'vms', params.virtualmachineid, OWNED_VM);
       q = q.where(
         'ip_rules.id',
         'in',

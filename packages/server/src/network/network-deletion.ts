@@ -3,16 +3,18 @@
  * namespaces on the hosts, so nothing of it outlives its row. A Basic network's guest ranges stay
  * with the zone (see deleteNetworkOf); an Advanced network's addresses, ranges and VNI go back.
  */
+
 import { type CallContext, isRootAdmin } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { AccountRow, NetworkRow } from '../db/schema.ts';
 import { internalError, invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { ResourceKind, reserve } from '../iam/limits.ts';
+import { findOwned } from '../iam/owned.ts';
 import { defineCommand, type JobTarget, success } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
 import { findNetwork } from './common.ts';
-import { findOwnedNetwork } from './guest-networks.ts';
+import { OWNED_NETWORK } from './guest-networks.ts';
 import { tearDownNetwork } from './host-network.ts';
 import { releasePublicIp } from './public-ips.ts';
 import { stopNetworkRouters, withNetworkLock } from './routers.ts';
@@ -139,7 +141,7 @@ export async function deleteAccountNetworks(ctx: CallContext, account: AccountRo
 
 /** The network to delete, if the caller may: its owner, or an administrator above it. */
 async function networkTarget(ctx: CallContext, params: { id: string; forced?: boolean }): Promise<JobTarget> {
-  const network = await findOwnedNetwork(ctx, params.id);
+  const network = await findOwned(ctx, 'networks', params.id, OWNED_NETWORK);
   if (params.forced && !isRootAdmin(ctx.caller))
     throw invalidParameter("Delete network with 'forced' option can only be called by root admins");
   return { type: 'Network', id: network.uuid };

@@ -4,11 +4,12 @@
  * (as upstream does, which also spreads concurrent deployments apart) and simply moves on when a
  * concurrent transaction took it first. MACs are 02:00:xx:xx:xx:xx, unique by a key as well.
  */
+
 import type { App, CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { NetworkRow, NicRow, VlanIpRangeRow } from '../db/schema.ts';
 import { insufficientCapacity, invalidParameter } from '../errors.ts';
-import { checkOwnerAccess } from '../iam/access.ts';
+import { findOwned, OWNED_VM } from '../iam/owned.ts';
 import { intToIpv4, ipv4ToInt, isIpv4 } from '../infra/common.ts';
 import { defineCommand, listResult } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
@@ -356,28 +357,6 @@ export async function presentNics(
   return out;
 }
 
-/** Finds a live VM by uuid and checks the caller may see it (431 unknown, 531 someone else's). */
-export async function findVisibleVm(
-  ctx: CallContext,
-  uuid: string,
-): Promise<{ id: number; uuid: string; account_id: number; domain_id: number; zone_id: number }> {
-  const db = ctx.app.store.db;
-  const vm = await db
-    .selectFrom('vms')
-    .select(['id', 'uuid', 'account_id', 'domain_id', 'zone_id'])
-    .where('uuid', '=', uuid)
-    .where('removed', 'is', null)
-    .executeTakeFirst();
-  if (!vm) throw invalidParameter(`Unable to find virtual machine by id ${uuid}`);
-  const domain = await db
-    .selectFrom('domains')
-    .select(['path', 'name'])
-    .where('id', '=', vm.domain_id)
-    .executeTakeFirstOrThrow();
-  checkOwnerAccess(ctx.caller, { accountId: vm.account_id, domain });
-  return vm;
-}
-
 export const listNics = defineCommand({
   name: 'listNics',
   description: 'Lists the network interfaces of a virtual machine, in device order.',
@@ -393,7 +372,7 @@ export const listNics = defineCommand({
   },
   async handler(ctx, params) {
     const { app } = ctx;
-    const vm = await findVisibleVm(ctx, params.virtualmachineid);
+    const vm = await findOwned(ctx, 'vms', params.virtualmachineid, OWNED_VM);
     let q = app.store.db.selectFrom('nics').where('vm_id', '=', vm.id).where('removed', 'is', null);
     if (params.nicid) q = q.where('uuid', '=', params.nicid);
     if (params.networkid) q = q.where('network_id', '=', (await findNetwork(ctx, params.networkid)).id);

@@ -6,11 +6,13 @@
  * overlapping public ports of another forwarding or load-balancing rule of the same protocol on
  * the address (537), an address with static NAT (537).
  */
+
 import type { CallContext } from '../context.ts';
 import { inTransaction, type Tx } from '../db/connection.ts';
 import type { IpRuleRow, NetworkRow, PublicIpRow } from '../db/schema.ts';
 import { ApiError, CsErrorCode, ErrorCode, invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
+import { findOwned, OWNED_VM } from '../iam/owned.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { registerTaggable, tagsOf } from '../tags/tags.ts';
@@ -21,14 +23,14 @@ import {
   applyOrUndo,
   cidrText,
   customRuleId,
-  findOwnedIp,
-  findOwnedRule,
   insertRule,
   LIVE_RULE_STATES,
   listRules,
   lockIp,
   networkInfo,
   networkOfIp,
+  OWNED_IP,
+  ownedRule,
   portRange,
   portsText,
   rangesOverlap,
@@ -37,7 +39,6 @@ import {
   ruleRefs,
   vmNicIn,
 } from './ip-rules.ts';
-import { findVisibleVm } from './nics.ts';
 
 const conflict = (text: string) =>
   new ApiError(ErrorCode.NETWORK_RULE_CONFLICT, CsErrorCode.CLOUD_RUNTIME, text);
@@ -46,7 +47,7 @@ const GONE_VM_STATES = ['Destroyed', 'Expunging', 'Expunged', 'Error'];
 
 /** A VM that may receive forwarded traffic of the address: the same owner, not destroyed. */
 export async function targetVm(ctx: CallContext, uuid: string, ip: PublicIpRow) {
-  const vm = await findVisibleVm(ctx, uuid);
+  const vm = await findOwned(ctx, 'vms', uuid, OWNED_VM);
   if (vm.account_id !== ip.account_id)
     throw permissionDenied(`Virtual machine ${uuid} and IP address ${ip.ip4} belong to different accounts`);
   const row = await ctx.app.store.db
@@ -249,7 +250,7 @@ export const createPortForwardingRule = defineCommand({
     description: (params) => `creating port forwarding rule on IP ${params.ipaddressid}`,
   },
   async create(ctx, params) {
-    const ip = await findOwnedIp(ctx, params.ipaddressid);
+    const ip = await findOwned(ctx, 'public_ips', params.ipaddressid, OWNED_IP);
     const network = await networkOfIp(ctx, ip);
     if (params.networkid && (await findNetwork(ctx, params.networkid)).id !== network.id)
       throw invalidParameter(`IP address ${ip.ip4} is not associated with network ${params.networkid}`);
@@ -315,7 +316,12 @@ interface UpdateParams {
 /** Checks an update and works out the rule's new values (run before queuing and in the job). */
 async function planUpdate(ctx: CallContext, params: UpdateParams) {
   const db = ctx.app.store.db;
-  const rule = await findOwnedRule(ctx, params.id, 'PortForwarding', 'port forwarding rule');
+  const rule = await findOwned(
+    ctx,
+    'ip_rules',
+    params.id,
+    ownedRule('PortForwarding', 'port forwarding rule'),
+  );
   const custom = await customRuleId(ctx, rule.id, params.customid);
   const ip = await db
     .selectFrom('public_ips')
@@ -462,11 +468,21 @@ export const deletePortForwardingRule = defineCommand({
   },
   event: { type: 'NET.RULEDELETE', description: (params) => `deleting port forwarding rule ${params.id}` },
   async target(ctx, params) {
-    const rule = await findOwnedRule(ctx, params.id, 'PortForwarding', 'port forwarding rule');
+    const rule = await findOwned(
+      ctx,
+      'ip_rules',
+      params.id,
+      ownedRule('PortForwarding', 'port forwarding rule'),
+    );
     return { type: 'PortForwardingRule', id: rule.uuid };
   },
   async handler(ctx, params) {
-    const rule = await findOwnedRule(ctx, params.id, 'PortForwarding', 'port forwarding rule');
+    const rule = await findOwned(
+      ctx,
+      'ip_rules',
+      params.id,
+      ownedRule('PortForwarding', 'port forwarding rule'),
+    );
     await deleteForwardingRule(ctx, rule, 'NET.RULEDELETE', 'port forwarding rule');
     return success();
   },

@@ -4,6 +4,7 @@
  * egress rule, and limited to its egress rules once it has one. Every account has a `default`
  * group, created on first use. These are records here; the hosts' network driver enforces them.
  */
+
 import type { App, CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { AccountRow, SecurityGroupRow, SecurityGroupRuleRow } from '../db/schema.ts';
@@ -12,6 +13,7 @@ import { logEvent } from '../events/events.ts';
 import { applyScope, checkOwnerAccess, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
+import { findOwned, OWNED_VM } from '../iam/owned.ts';
 import { isIpv4, likeOp } from '../infra/common.ts';
 import { defineCommand, type JobTarget, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
@@ -19,7 +21,6 @@ import { listParams, p, scopeParams } from '../registry/params.ts';
 import { tagsOf, withTags } from '../tags/tags.ts';
 import { insertUnlessTaken, latest } from './common.ts';
 import { refreshSecurity, runningMembers } from './host-network.ts';
-import { findVisibleVm } from './nics.ts';
 
 export const DEFAULT_GROUP_NAME = 'default';
 const DEFAULT_GROUP_DESCRIPTION = 'Default Security Group';
@@ -669,7 +670,7 @@ export const listSecurityGroups = defineCommand({
     if (params.keyword)
       q = q.where(likeEscaped('security_groups.name', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     if (params.virtualmachineid) {
-      const vm = await findVisibleVm(ctx, params.virtualmachineid);
+      const vm = await findOwned(ctx, 'vms', params.virtualmachineid, OWNED_VM);
       q = q.where(
         'security_groups.id',
         'in',

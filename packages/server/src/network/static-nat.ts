@@ -6,11 +6,13 @@
  * NAT address per network. Enabling is synchronous, as upstream; disabling removes the address's
  * IP forwarding rules too.
  */
+
 import type { CallContext } from '../context.ts';
 import { inTransaction } from '../db/connection.ts';
 import type { PublicIpRow } from '../db/schema.ts';
 import { ApiError, CsErrorCode, ErrorCode, invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
+import { findOwned } from '../iam/owned.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { findNetwork } from './common.ts';
@@ -18,13 +20,13 @@ import {
   applyCreated,
   applyOrUndo,
   cidrText,
-  findOwnedIp,
-  findOwnedRule,
   insertRule,
   LIVE_RULE_STATES,
   listRules,
   lockIp,
   networkOfIp,
+  OWNED_IP,
+  ownedRule,
   portRange,
   portsText,
   rangesOverlap,
@@ -67,7 +69,7 @@ export const enableStaticNat = defineCommand({
   async handler(ctx, params) {
     const { app } = ctx;
     const db = app.store.db;
-    const ip = await findOwnedIp(ctx, params.ipaddressid);
+    const ip = await findOwned(ctx, 'public_ips', params.ipaddressid, OWNED_IP);
     const network = await networkOfIp(ctx, ip);
     if (params.networkid && (await findNetwork(ctx, params.networkid)).id !== network.id)
       throw invalidParameter(`IP address ${ip.ip4} is not associated with network ${params.networkid}`);
@@ -222,13 +224,13 @@ export const disableStaticNat = defineCommand({
     description: (params) => `disabling static NAT for IP ${params.ipaddressid}`,
   },
   async target(ctx, params) {
-    const ip = await findOwnedIp(ctx, params.ipaddressid);
+    const ip = await findOwned(ctx, 'public_ips', params.ipaddressid, OWNED_IP);
     if (ip.static_nat_vm_id === null)
       throw invalidParameter(`Static NAT is not enabled for IP address ${ip.ip4}`);
     return { type: 'IpAddress', id: ip.uuid };
   },
   async handler(ctx, params) {
-    await disableStaticNatOf(ctx, await findOwnedIp(ctx, params.ipaddressid));
+    await disableStaticNatOf(ctx, await findOwned(ctx, 'public_ips', params.ipaddressid, OWNED_IP));
     return success();
   },
 });
@@ -253,7 +255,7 @@ export const createIpForwardingRule = defineCommand({
     description: (params) => `creating IP forwarding rule on IP ${params.ipaddressid}`,
   },
   async create(ctx, params) {
-    const ip = await findOwnedIp(ctx, params.ipaddressid);
+    const ip = await findOwned(ctx, 'public_ips', params.ipaddressid, OWNED_IP);
     const network = await networkOfIp(ctx, ip);
     await requireService(ctx.app, network, 'StaticNat');
     const protocol = params.protocol.trim().toLowerCase();
@@ -338,11 +340,11 @@ export const deleteIpForwardingRule = defineCommand({
   },
   event: { type: 'NET.RULEDELETE', description: (params) => `deleting IP forwarding rule ${params.id}` },
   async target(ctx, params) {
-    const rule = await findOwnedRule(ctx, params.id, 'StaticNat', 'IP forwarding rule');
+    const rule = await findOwned(ctx, 'ip_rules', params.id, ownedRule('StaticNat', 'IP forwarding rule'));
     return { type: 'FirewallRule', id: rule.uuid };
   },
   async handler(ctx, params) {
-    const rule = await findOwnedRule(ctx, params.id, 'StaticNat', 'IP forwarding rule');
+    const rule = await findOwned(ctx, 'ip_rules', params.id, ownedRule('StaticNat', 'IP forwarding rule'));
     await deleteForwardingRule(ctx, rule, 'NET.RULEDELETE', 'IP forwarding rule');
     return success();
   },

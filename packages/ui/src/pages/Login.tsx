@@ -1,10 +1,51 @@
 import { Alert, Button, Card, Form, Input, Typography } from 'antd';
 import { useState } from 'react';
-import { errorText, type LoginInfo, login } from '../api.ts';
+import { api, errorText, type LoginInfo, login, owesTwoFactorCode } from '../api.ts';
+import { CodeForm, TwoFactorSetup } from '../components/TwoFactor.tsx';
 
 export function Login(props: { expired: boolean; onLogin(info: LoginInfo): void }) {
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
+  /** A login that still owes its two-factor code (or, when mandated, its 2FA setup). */
+  const [pending, setPending] = useState<LoginInfo>();
+  if (pending)
+    return (
+      <div className="login-page">
+        <Card style={{ width: 420, maxWidth: '100%' }}>
+          <Typography.Title level={3}>Two-factor authentication</Typography.Title>
+          {pending.providerfor2fa ? (
+            <CodeForm
+              submit="Verify"
+              onCode={async (codefor2fa) => {
+                try {
+                  await api('validateUserTwoFactorAuthenticationCode', { codefor2fa });
+                } catch (e) {
+                  // A wrong code ends the session on the server: start again from the password.
+                  setPending(undefined);
+                  setError(errorText(e));
+                  return;
+                }
+                props.onLogin({ ...pending, is2faverified: 'true' });
+              }}
+            />
+          ) : (
+            <>
+              <Alert
+                type="info"
+                showIcon
+                title="Your administrator requires two-factor authentication: set it up to continue."
+                style={{ marginBottom: 16 }}
+              />
+              <TwoFactorSetup
+                username={pending.username}
+                issuer={pending.issuerfor2fa}
+                onDone={() => props.onLogin({ ...pending, is2faverified: 'true' })}
+              />
+            </>
+          )}
+        </Card>
+      </div>
+    );
   return (
     <div className="login-page">
       <Card style={{ width: 380, maxWidth: '100%' }}>
@@ -25,7 +66,9 @@ export function Login(props: { expired: boolean; onLogin(info: LoginInfo): void 
             setBusy(true);
             setError(undefined);
             try {
-              props.onLogin(await login(v.username, v.password, v.domain ?? '/'));
+              const info = await login(v.username, v.password, v.domain ?? '/');
+              if (owesTwoFactorCode(info)) setPending(info);
+              else props.onLogin(info);
             } catch (e) {
               setError(errorText(e));
             } finally {

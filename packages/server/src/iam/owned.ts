@@ -1,0 +1,171 @@
+/**
+ * The one path by which commands reach account-owned resources.
+ *
+ * - `findOwned` finds a resource by uuid and checks the caller may act on it, with upstream's
+ *   answers: 431 "Unable to find <noun> by id <uuid>" when nothing live has that uuid, 531 when it
+ *   belongs to an account outside the caller's reach (their own account for users, their domain
+ *   subtree for domain and resource admins, everything for root admins).
+ * - `listOwned` scopes a list (account / domainid / isrecursive / listall / id, as upstream's
+ *   buildACLSearchParameters), counts it and returns one page.
+ *
+ * A capability whose objects are visible beyond their owner (public templates, networks shared to
+ * a domain) passes a small `mayUse` predicate / `alsoVisible` filter; the owner check and the
+ * scope stay here.
+ */
+import type { Expression, ExpressionBuilder, Selectable, SelectQueryBuilder, SqlBool } from 'kysely';
+import type { CallContext } from '../context.ts';
+import type { Tx } from '../db/connection.ts';
+import type { Database } from '../db/schema.ts';
+import { invalidParameter } from '../errors.ts';
+import { type ListResult, listResult } from '../registry/command.ts';
+import { type Page, pageOf } from '../registry/paging.ts';
+import {
+  applyScope,
+  checkOwnerAccess,
+  listScope,
+  type OwnerScope,
+  type ScopeParams,
+  scopeCondition,
+} from './access.ts';
+
+/** Tables whose rows are owned by an account: a uuid, the owning account and its domain. */
+export type OwnedTable = {
+  [T in keyof Database]: Selectable<Database[T]> extends {
+    uuid: string;
+    account_id: number | null;
+    domain_id: number | null;
+  }
+    ? T
+    : never;
+}[keyof Database];
+
+interface OwnerColumns {
+  uuid: string;
+  account_id: number | null;
+  domain_id: number | null;
+}
+
+/** A row of an owned table (OwnedTable guarantees the owner columns; spelt out for the checker). */
+export type OwnedRow<T extends OwnedTable> = Selectable<Database[T]> & OwnerColumns;
+
+export interface OwnedLookup<T extends OwnedTable> {
+  /** The noun of the 431 text: "Unable to find <noun> by id <uuid>". */
+  noun: string;
+  /**
+   * Whether the row exists for the API beyond not being removed (rows with a `removed` time are
+   * always gone): e.g. a rule being revoked, an address that is free, an ISO asked for as a template.
+   */
+  live?: (row: OwnedRow<T>) => boolean;
+  /**
+   * Access other than ownership, for objects others may use (a public template, a network shared
+   * with the caller's domain). Only for commands that use the object, never for ones that change it.
+   */
+  mayUse?: (ctx: CallContext, row: OwnedRow<T>) => boolean | Promise<boolean>;
+  /** Read inside this transaction (e.g. one that holds the row's lock). */
+  tx?: Tx;
+}
+
+/** A live account-owned row by uuid the caller may act on: 431 unknown, 531 not theirs. */
+export async function findOwned<T extends OwnedTable>(
+  ctx: CallContext,
+  table: T,
+  uuid: string,
+  lookup: OwnedLookup<T>,
+): Promise<OwnedRow<T>> {
+  const db = lookup.tx ?? ctx.app.store.db;
+  // Kysely cannot follow a table name that is a type parameter; OwnedTable guarantees the columns.
+  const row = (await db
+    .selectFrom(table as 'vms')
+    .selectAll()
+    .where('uuid', '=', uuid)
+    .executeTakeFirst()) as OwnedRow<T> | undefined;
+  const removed = (row as { removed?: unknown } | undefined)?.removed;
+  if (!row || (removed !== undefined && removed !== null) || (lookup.live && !lookup.live(row)))
+    throw invalidParameter(`Unable to find ${lookup.noun} by id ${uuid}`);
+  await checkRowAccess(ctx, row, lookup.mayUse, db);
+  return row;
+}
+
+/** Checks the caller may act on an account-owned row already read (531 otherwise). */
+export async function checkRowAccess<R extends { account_id: number | null; domain_id: number | null }>(
+  ctx: CallContext,
+  row: R,
+  mayUse?: (ctx: CallContext, row: R) => boolean | Promise<boolean>,
+  db: Tx = ctx.app.store.db,
+): Promise<void> {
+  if (row.account_id !== null && row.account_id === ctx.caller.account.id) return;
+  if (mayUse && (await mayUse(ctx, row))) return;
+  // A row with no domain (none today) would be the root domain's: root admins only.
+  const domain = (row.domain_id !== null &&
+    (await db
+      .selectFrom('domains')
+      .select(['path', 'name'])
+      .where('id', '=', row.domain_id)
+      .executeTakeFirst())) || {
+    path: '/',
+    name: 'ROOT',
+  };
+  checkOwnerAccess(ctx.caller, { accountId: row.account_id ?? -1, domain });
+}
+
+export interface ListParams extends ScopeParams {
+  page?: number;
+  pagesize?: number;
+  retrieveonlyresourcecount?: boolean;
+}
+
+export interface OwnedListSpec<DB, TB extends keyof DB, O, R> {
+  /** The owning account's and domain's columns, e.g. `volumes.account_id`, `volumes.domain_id`. */
+  owner: { account: string; domain: string };
+  /**
+   * Rows visible outside the ownership scope (public templates, networks shared to a domain): a
+   * condition OR-ed with the scope. Capabilities without such rows leave it out.
+   */
+  alsoVisible?: (eb: ExpressionBuilder<DB, TB>, scope: OwnerScope) => Expression<SqlBool>;
+  /** Selects the page's rows (columns and order) from the scoped, filtered query. */
+  rows: (q: SelectQueryBuilder<DB, TB, O>, page: Page) => Promise<R[]>;
+  present: (rows: R[]) => Promise<object[]>;
+}
+
+/**
+ * A list of account-owned rows: `q` carries the command's own filters (id, name, keyword...); this
+ * adds the caller's ownership scope, counts, reads one page and presents it.
+ */
+export async function listOwned<DB extends Database, TB extends keyof DB, O, R>(
+  ctx: CallContext,
+  params: ListParams,
+  q: SelectQueryBuilder<DB, TB, O>,
+  spec: OwnedListSpec<DB, TB, O, R>,
+): Promise<ListResult> {
+  const scoped = await scopeQuery(ctx, params, q, spec.owner, spec.alsoVisible);
+  const { count } = await scoped
+    .select((eb) => eb.fn.countAll<number>().as('count'))
+    .$castTo<{ count: number | string }>()
+    .executeTakeFirstOrThrow();
+  if (params.retrieveonlyresourcecount) return listResult([], Number(count));
+  const rows = await spec.rows(scoped, pageOf(ctx.app, params));
+  return listResult(await spec.present(rows), Number(count));
+}
+
+/** A list's ownership scope applied to a query (for lists that count and page in their own way). */
+export async function scopeQuery<DB extends Database, TB extends keyof DB, O>(
+  ctx: CallContext,
+  params: ScopeParams,
+  q: SelectQueryBuilder<DB, TB, O>,
+  owner: { account: string; domain: string },
+  alsoVisible?: (eb: ExpressionBuilder<DB, TB>, scope: OwnerScope) => Expression<SqlBool>,
+): Promise<SelectQueryBuilder<DB, TB, O>> {
+  const scope = await listScope(ctx, params);
+  if (!alsoVisible) return applyScope(q, scope, owner);
+  return q.where((eb) => eb.or([scopeCondition(eb, scope, owner), alsoVisible(eb, scope)]));
+}
+
+/**
+ * Virtual machines as account-owned resources, named by every capability (networking rules, nics,
+ * volumes, snapshots): one being expunged is gone; `OWNED_VM_OR_DESTROYED` still finds it.
+ */
+export const OWNED_VM: OwnedLookup<'vms'> = {
+  noun: 'virtual machine',
+  live: (vm) => vm.state !== 'Expunging',
+};
+export const OWNED_VM_OR_DESTROYED: OwnedLookup<'vms'> = { noun: 'virtual machine' };
