@@ -654,6 +654,37 @@ describe('virtual routers and host networking', () => {
     assert.equal((await admin.request<any>('listRouters', { keyword: router.name })).count, 1);
   });
 
+  test('listRouters: domain administrators see only routers of networks owned in their domains; account and domainid filter', async () => {
+    const url = `${server.url}/client/api`;
+    const rootDomain = (await admin.request<any>('listDomains', { level: 0 })).domain[0].id;
+    const sub = (await admin.request<any>('createDomain', { name: 'rsub' })).domain.id;
+    const domainAdmin = async (username: string, domainid: string, path: string) => {
+      await admin.request('createAccount', {
+        username,
+        password: 'secret-pass',
+        email: `${username}@example.com`,
+        firstname: 'D',
+        lastname: 'A',
+        accounttype: 2,
+        domainid,
+      });
+      return CloudStackClient.login(url, username, 'secret-pass', path);
+    };
+    const subAdmin = await domainAdmin('rsubadmin', sub, '/rsub');
+    const rootDomainAdmin = await domainAdmin('rrootadmin', rootDomain, '/');
+    // The zone's network is owned by the ROOT domain: outside rsub.
+    assert.deepEqual(await subAdmin.request('listRouters', { listall: true }), {});
+    assert.deepEqual(await subAdmin.request('listRouters', { id: router.id }), {});
+    await assert.rejects(subAdmin.request('listRouters', { domainid: rootDomain }), is(531));
+    assert.equal((await rootDomainAdmin.request<any>('listRouters', { listall: true })).count, 1);
+    // Without listall a domain administrator sees its own account's routers only, as upstream.
+    assert.deepEqual(await rootDomainAdmin.request('listRouters', {}), {});
+    assert.deepEqual(await admin.request('listRouters', { domainid: sub, isrecursive: true }), {});
+    assert.equal((await admin.request<any>('listRouters', { domainid: rootDomain })).count, 1);
+    assert.deepEqual(await admin.request('listRouters', { account: 'netuser', domainid: accountDomain }), {});
+    await assert.rejects(admin.request('listRouters', { account: 'nobody', domainid: sub }), is(431));
+  });
+
   test('deleteNetwork: refused while a VM is on it; then routers, bridges and the network go, and the next deploy makes a fresh one', async () => {
     const missing = '00000000-0000-4000-8000-000000000000';
     await assert.rejects(user.request('deleteNetwork', { id: networkid }), is(531));

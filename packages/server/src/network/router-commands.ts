@@ -4,9 +4,10 @@
  */
 
 import { formatDate } from '../clock.ts';
-import type { CallContext } from '../context.ts';
+import { type CallContext, isRootAdmin } from '../context.ts';
 import type { RouterRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
+import { applyScope, listScope } from '../iam/access.ts';
 import { likeOp } from '../infra/common.ts';
 import { defineCommand, type JobTarget, listResult } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
@@ -165,9 +166,7 @@ async function presentRouters(ctx: CallContext, routers: RouterRow[]): Promise<o
 export const listRouters = defineCommand({
   name: 'listRouters',
   description:
-    'Lists the virtual routers that serve guest networks (root administrators only); keyword matches router names.',
-  // Routers are the system's: only administrators of the whole cloud see them.
-  roles: ['admin'],
+    'Lists the virtual routers that serve guest networks; domain administrators see the routers of networks owned in their domains. Keyword matches router names.',
   params: {
     ...listParams,
     id: p.uuid({ description: 'Only the router with this ID.' }),
@@ -182,11 +181,18 @@ export const listRouters = defineCommand({
     hostid: p.uuid({ description: 'Only routers on this host.' }),
     networkid: p.uuid({ description: 'Only the routers of this guest network.' }),
     version: p.string({ description: 'Only routers of this template version.' }),
-    account: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
-    domainid: p.uuid({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
-    isrecursive: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    account: p.string({
+      description: 'Only routers of networks owned by this account; give its domain with domainid.',
+    }),
+    domainid: p.uuid({
+      description: 'Only routers of networks owned in this domain (and its subdomains with isrecursive).',
+    }),
+    isrecursive: p.boolean({
+      description: 'With domainid, also the routers of networks owned in its subdomains. Defaults to false.',
+    }),
     listall: p.boolean({
-      description: 'Accepted for compatibility; Nimbostack ignores it (all routers are listed).',
+      description:
+        "Domain administrators: true lists the routers of every network owned in their domains, false only their own account's. Root administrators see every router either way unless account or domainid narrows the list.",
     }),
     projectid: p.uuid({ description: 'Projects are not implemented yet: any value gives an empty list.' }),
     vpcid: p.uuid({ description: 'VPCs are not implemented yet: any value gives an empty list.' }),
@@ -231,6 +237,19 @@ export const listRouters = defineCommand({
     if (params.networkid) q = q.where('network_id', '=', await idOf('networks', params.networkid, 'network'));
     if (params.version) q = q.where('version', '=', params.version);
     if (params.keyword) q = q.where('name', likeOp(ctx), `%${params.keyword}%`);
+    // A router belongs to the owner of its network, as upstream; root administrators see them all
+    // unless account or domainid narrows the list.
+    if (!isRootAdmin(ctx.caller) || params.account || params.domainid) {
+      const scope = await listScope(ctx, params);
+      q = q.where(
+        'network_id',
+        'in',
+        applyScope(db.selectFrom('networks').select('networks.id'), scope, {
+          account: 'networks.account_id',
+          domain: 'networks.domain_id',
+        }),
+      );
+    }
     // Routers of VPCs, projects, accounts or failed health checks do not exist here.
     if (params.vpcid || params.forvpc || params.projectid || params.healthchecksfailed)
       return listResult([], 0);
