@@ -118,11 +118,31 @@ export function scopeCondition<DB, TB extends keyof DB>(
       return eb(
         sql.ref(columns.domain),
         'in',
-        sql`(select id from domains where path like ${`${escapeLike(scope.path)}%`} escape '!')`,
+        sql`(select id from domains where ${pathPrefix('path', scope.path)})`,
       );
   }
 }
 
+/** Escapes LIKE's wildcards (and the escape character '!') so the text matches literally; use with likeEscaped(). */
 export function escapeLike(text: string): string {
   return text.replace(/[!%_]/g, (c) => `!${c}`);
+}
+
+/**
+ * `column LIKE pattern ESCAPE '!'`: the one way to match a pattern built from escapeLike() text.
+ * No dialect has '!' as its default escape (SQLite has none, PostgreSQL and MariaDB use '\'), so
+ * the clause is always declared. `op` is 'ilike' for case-insensitive matches on PostgreSQL (likeOp).
+ */
+export function likeEscaped(
+  column: string | Expression<unknown>,
+  pattern: string,
+  op: 'like' | 'ilike' = 'like',
+): Expression<SqlBool> {
+  const ref = typeof column === 'string' ? sql.ref(column) : column;
+  return sql<SqlBool>`${ref} ${sql.raw(op)} ${pattern} escape '!'`;
+}
+
+/** Rows whose column (a domain path) starts with the given path, wildcards in it taken literally. */
+export function pathPrefix(column: string, path: string): Expression<SqlBool> {
+  return likeEscaped(column, `${escapeLike(path)}%`);
 }
