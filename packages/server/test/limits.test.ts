@@ -148,6 +148,32 @@ describe('resource limits', () => {
     assert.equal(dl.resourcelimit[0].max, 3);
   });
 
+  test("a _ in a domain name does not reach a sibling's accounts (a_b vs axb)", async () => {
+    const ab = (await admin.request<any>('createDomain', { name: 'a_b' })).domain;
+    const axb = (await admin.request<any>('createDomain', { name: 'axb' })).domain;
+    await newAccount('limab', ab.id);
+    const other = await accountRow((await newAccount('limaxb', axb.id)).id);
+    const db = server.app.store.db;
+    // Networks have no recount from records: the stored count is what updateResourceCount sums.
+    await db.transaction().execute((tx) => reserve({ app: server.app }, tx, other, ResourceKind.Network, 3));
+    await admin.request('createAccount', {
+      username: 'limabadmin',
+      password: 'pw',
+      email: 'limabadmin@x.y',
+      firstname: 'a',
+      lastname: 'b',
+      accounttype: 2,
+      domainid: ab.id,
+    });
+    const dadmin = await CloudStackClient.login(`${server.url}/client/api`, 'limabadmin', 'pw', '/a_b');
+    const listed = await dadmin.request<any>('listResourceLimits', { listall: true, resourcetype: 6 });
+    assert.deepEqual(listed.resourcelimit.map((l: any) => l.account).sort(), ['limab', 'limabadmin']);
+    const counted = await admin.request<any>('updateResourceCount', { domainid: ab.id, resourcetype: 6 });
+    assert.equal(counted.resourcecount[0].resourcecount, 0);
+    const theirs = await admin.request<any>('updateResourceCount', { domainid: axb.id, resourcetype: 6 });
+    assert.equal(theirs.resourcecount[0].resourcecount, 3);
+  });
+
   test('users see their own limits and cannot change them', async () => {
     await newAccount('limu');
     const u = await CloudStackClient.login(`${server.url}/client/api`, 'limu', 'pw');

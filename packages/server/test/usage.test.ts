@@ -119,6 +119,29 @@ test('running and allocated VM hours and volume hours, regenerated idempotently'
   );
 });
 
+test("a _ in a domain name does not list a sibling domain's usage (a_b vs axb)", async () => {
+  const ab = (await server.admin.request<any>('createDomain', { name: 'a_b' })).domain;
+  const axb = (await server.admin.request<any>('createDomain', { name: 'axb' })).domain;
+  const { client } = await createAccountAndLogin(server, {
+    name: 'usedaxb',
+    domainid: axb.id,
+    domainPath: '/axb',
+  });
+  await client.call('createVolume', { zoneid, diskofferingid: customDisk, size: 1, name: 'axbdisk' });
+  const period = { startdate: today(), enddate: today() };
+  await server.admin.request('generateUsageRecords', period);
+  const theirs = await server.admin.request<any>('listUsageRecords', {
+    ...period,
+    domainid: axb.id,
+    isrecursive: true,
+  });
+  assert.ok(theirs.count > 0);
+  assert.deepEqual(
+    await server.admin.request('listUsageRecords', { ...period, domainid: ab.id, isrecursive: true }),
+    {},
+  );
+});
+
 test('bad input is refused and users may not read usage', async () => {
   const { client } = await createAccountAndLogin(server, { name: 'nosy' });
   await assert.rejects(server.admin.request('listUsageRecords', { enddate: today() }), is(431));

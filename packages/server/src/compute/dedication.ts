@@ -11,7 +11,7 @@ import { insertId, type Tx } from '../db/connection.ts';
 import type { DedicatedResourceRow, DomainRow, VmRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { findDomainByUuid } from '../iam/access.ts';
+import { findDomainByUuid, pathPrefix } from '../iam/access.ts';
 import { onAccountDelete, resolveAccount } from '../iam/accounts.ts';
 import { findCluster, findPod, findZone } from '../infra/common.ts';
 import { findHost } from '../infra/hosts.ts';
@@ -79,7 +79,7 @@ async function findTarget(ctx: CallContext, kind: Kind, uuid: string): Promise<T
 
 /** Ids of a domain and every domain below it. */
 async function subtree(tx: Tx, domain: Pick<DomainRow, 'id' | 'path'>): Promise<number[]> {
-  const rows = await tx.selectFrom('domains').select('id').where('path', 'like', `${domain.path}%`).execute();
+  const rows = await tx.selectFrom('domains').select('id').where(pathPrefix('path', domain.path)).execute();
   return [domain.id, ...rows.map((r) => r.id).filter((id) => id !== domain.id)];
 }
 

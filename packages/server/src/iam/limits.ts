@@ -13,7 +13,7 @@ import { defineCommand, listResult } from '../registry/command.ts';
 import { pageOf } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { defineSetting, type SettingDef } from '../settings/settings.ts';
-import { checkDomainAccess, findDomainByUuid, listScope } from './access.ts';
+import { checkDomainAccess, findDomainByUuid, listScope, pathPrefix } from './access.ts';
 import { resolveAccount } from './accounts.ts';
 import { displayPath } from './domains.ts';
 import { ACCOUNT_TYPE } from './seed.ts';
@@ -382,7 +382,7 @@ export const listResourceLimits = defineCommand({
         .selectAll('accounts');
       if (scope.kind === 'accounts') q = q.where('accounts.id', 'in', scope.accountIds);
       if (scope.kind === 'domain') q = q.where('accounts.domain_id', '=', scope.domainId);
-      if (scope.kind === 'subtree') q = q.where('domains.path', 'like', `${scope.path}%`);
+      if (scope.kind === 'subtree') q = q.where(pathPrefix('domains.path', scope.path));
       const accounts = await q.orderBy('accounts.id').execute();
       const domains = accounts.length
         ? await db
@@ -441,7 +441,7 @@ export const updateResourceCount = defineCommand({
             .selectFrom('accounts')
             .innerJoin('domains', 'domains.id', 'accounts.domain_id')
             .selectAll('accounts')
-            .where('domains.path', 'like', `${owner.row.path}%`)
+            .where(pathPrefix('domains.path', owner.row.path))
             .execute();
     const items: object[] = [];
     await db.transaction().execute(async (tx) => {

@@ -10,7 +10,14 @@
 import { formatDate } from '../clock.ts';
 import type { CallContext } from '../context.ts';
 import { invalidParameter } from '../errors.ts';
-import { checkDomainAccess, checkOwnerAccess, findDomainByUuid } from '../iam/access.ts';
+import {
+  checkDomainAccess,
+  checkOwnerAccess,
+  escapeLike,
+  findDomainByUuid,
+  likeEscaped,
+  pathPrefix,
+} from '../iam/access.ts';
 import { displayPath } from '../iam/domains.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
@@ -527,11 +534,11 @@ export const listUsageRecords = defineCommand({
       const domain = params.domainid ? await findDomainByUuid(ctx, params.domainid) : caller.domain;
       checkDomainAccess(caller, domain);
       if (params.domainid && !params.isrecursive) q = q.where('u.domain_id', '=', domain.id);
-      else if (domain.path !== '/') q = q.where('domains.path', 'like', `${domain.path}%`);
+      else if (domain.path !== '/') q = q.where(pathPrefix('domains.path', domain.path));
     }
     if (params.type !== undefined) q = q.where('u.usage_type', '=', params.type);
     if (params.usageid) q = q.where('u.usage_id', '=', params.usageid);
-    if (params.keyword) q = q.where('u.description', 'like', `%${params.keyword}%`);
+    if (params.keyword) q = q.where(likeEscaped('u.description', `%${escapeLike(params.keyword)}%`));
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(
       q
