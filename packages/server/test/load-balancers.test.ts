@@ -459,6 +459,12 @@ describe('load balancing rules', () => {
       alice.call('createLBHealthCheckPolicy', { lbruleid: rule.id, responsetimeout: 61 }),
       is(431, /responsetimeout/),
     );
+    // Defaults count: a timeout above the default interval (5 s), or an interval below the default timeout (2 s).
+    for (const only of [{ responsetimeout: 10 }, { intervaltime: 1 }])
+      await assert.rejects(
+        alice.call('createLBHealthCheckPolicy', { lbruleid: rule.id, ...only }),
+        is(431, /Monitor interval must be greater than response timeout/),
+      );
     assert.equal((await lbOnRouter()).healthCheck, undefined);
     const hc = (
       await alice.call<any>('createLBHealthCheckPolicy', {
@@ -493,6 +499,28 @@ describe('load balancing rules', () => {
       alice.call('createLBHealthCheckPolicy', { lbruleid: rule.id }),
       is(431, /Already policy attached/),
     );
+    // customid: a UUID that no other policy has.
+    const sticky = (
+      await alice.call<any>('createLBStickinessPolicy', {
+        lbruleid: rule.id,
+        name: 's',
+        methodname: 'SourceBased',
+      })
+    ).stickinesspolicies.stickinesspolicy[0];
+    for (const customid of ['not-a-uuid', '', sticky.id])
+      await assert.rejects(
+        admin.call('updateLBHealthCheckPolicy', { id: policy.id, customid }),
+        is(431, /UUID/),
+        `customid ${customid}`,
+      );
+    const custom = '22222222-3333-4444-5555-666666666666';
+    const renamed = await admin.call<any>('updateLBHealthCheckPolicy', {
+      id: policy.id,
+      customid: custom.toUpperCase(),
+    });
+    assert.equal(renamed.healthcheckpolicy.healthcheckpolicy[0].id, custom);
+    await admin.call('updateLBHealthCheckPolicy', { id: custom, customid: policy.id });
+    await alice.call('deleteLBStickinessPolicy', { id: sticky.id });
     const listed = await alice.request<any>('listLBHealthCheckPolicies', { lbruleid: rule.id });
     seen.push(['listLBHealthCheckPolicies', listed.healthcheckpolicies[0]]);
     assert.equal(listed.healthcheckpolicies[0].healthcheckpolicy[0].id, policy.id);

@@ -301,7 +301,8 @@ function healthCheckParams(params: {
   };
   const interval = pick(params.intervaltime, 5, 'intervaltime', 20940);
   const timeout = pick(params.responsetimeout, 2, 'responsetimeout', 60);
-  if (params.intervaltime !== undefined && params.responsetimeout !== undefined && timeout > interval)
+  // On the values the router gets, defaults included (upstream compares only when both are given).
+  if (timeout > interval)
     throw invalidParameter(
       'Failed to create HealthCheck policy : Monitor interval must be greater than response timeout',
     );
@@ -399,6 +400,22 @@ function deletePolicyCommand(name: 'deleteLBStickinessPolicy' | 'deleteLBHealthC
 export const deleteLBStickinessPolicy = deletePolicyCommand('deleteLBStickinessPolicy', 'Stickiness');
 export const deleteLBHealthCheckPolicy = deletePolicyCommand('deleteLBHealthCheckPolicy', 'HealthCheck');
 
+/** A customid for a policy: a UUID (lower-cased) that no other policy has, as upstream checks it. */
+async function customPolicyId(ctx: CallContext, policy: LbPolicyRow, customid: string | undefined) {
+  if (customid === undefined) return undefined;
+  const id = customid.trim().toLowerCase();
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id))
+    throw invalidParameter(`UUID: ${customid} doesn't follow the UUID format`);
+  const taken = await ctx.app.store.db
+    .selectFrom('lb_policies')
+    .select('id')
+    .where('uuid', '=', id)
+    .executeTakeFirst();
+  if (taken && taken.id !== policy.id)
+    throw invalidParameter(`UUID: ${customid} already exists so can't create/update with custom id`);
+  return id;
+}
+
 /** fordisplay (and customid, for root admins) change no router state: no round trip needed. */
 function updatePolicyCommand(name: 'updateLBStickinessPolicy' | 'updateLBHealthCheckPolicy', kind: Kind) {
   return defineCommand({
@@ -410,7 +427,10 @@ function updatePolicyCommand(name: 'updateLBStickinessPolicy' | 'updateLBHealthC
     params: {
       id: p.uuid({ required: true, description: 'ID of the policy to update.' }),
       fordisplay: p.boolean({ adminOnly: true, description: 'Whether end users see the policy.' }),
-      customid: p.string({ adminOnly: true, description: 'New ID for the policy.' }),
+      customid: p.string({
+        adminOnly: true,
+        description: 'New ID for the policy: a UUID no other policy has (root administrators only).',
+      }),
     },
     event: {
       type: kind === 'Stickiness' ? 'LB.STICKINESSPOLICY.UPDATE' : 'LB.HEALTHCHECKPOLICY.UPDATE',
@@ -425,7 +445,8 @@ function updatePolicyCommand(name: 'updateLBStickinessPolicy' | 'updateLBHealthC
       const { policy, rule } = await findPolicy(ctx, params.id, kind);
       const changes: Partial<LbPolicyRow> = {};
       if (params.fordisplay !== undefined) changes.for_display = params.fordisplay ? 1 : 0;
-      if (params.customid !== undefined) changes.uuid = params.customid;
+      const custom = await customPolicyId(ctx, policy, params.customid);
+      if (custom !== undefined) changes.uuid = custom;
       if (Object.keys(changes).length)
         await ctx.app.store.db.updateTable('lb_policies').set(changes).where('id', '=', policy.id).execute();
       const row = await ctx.app.store.db
