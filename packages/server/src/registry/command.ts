@@ -23,7 +23,7 @@ export interface JobTarget {
 export interface CommandSpec<S extends Record<string, ParamSpec>> {
   name: string;
   /** What the command does in Nimbostack, in our words (one or two sentences). */
-  description?: string;
+  description: string;
   params: S;
   /** Overrides the catalog's default roles (rarely needed). */
   roles?: RoleKind[];
