@@ -559,4 +559,31 @@ describe('two-factor authentication', () => {
     await setting('mandate.user.2fa', '', { domainid: d });
     await setting('enable.user.2fa', '');
   });
+
+  test('updateUser mandate2fa: administrators only, where 2FA is enabled; the user sets it up at login', async () => {
+    const { userId, client } = await createAccountAndLogin(server, { name: 'mandated-one' });
+    await assert.rejects(
+      admin.request('updateUser', { id: userId, mandate2fa: true }),
+      is(431, /enable\.user\.2fa/),
+    );
+    await setting('enable.user.2fa', 'true');
+    try {
+      await assert.rejects(client.request('updateUser', { id: userId, mandate2fa: true }), is(531));
+      const u = await admin.request<any>('updateUser', { id: userId, mandate2fa: true });
+      assert.equal(u.user.is2faenabled, true);
+      const s = await rawLogin('mandated-one', 'secret-pw');
+      assert.equal(s.login.is2faenabled, 'true');
+      assert.equal(s.login.providerfor2fa, undefined);
+      const blocked = await call(
+        { command: 'listZones', sessionkey: s.login.sessionkey },
+        `${s.jsession}; ${s.keyCookie}`,
+      );
+      assert.equal(blocked.status, 511);
+    } finally {
+      await setting('enable.user.2fa', '');
+    }
+    // Once the domain no longer offers 2FA, a user switched on but never set up is not trapped.
+    const again = await rawLogin('mandated-one', 'secret-pw');
+    assert.equal(again.login.is2faenabled, 'false');
+  });
 });

@@ -142,8 +142,15 @@ export async function login(app: App, input: LoginInput): Promise<Session> {
 /** Whether this user must pass two-factor authentication: set up by them, or mandated for their domain. */
 export function twoFactorRequired(app: App, caller: Caller): boolean {
   const { user, domain } = caller;
-  if (user.user_2fa_enabled === 1 && !(user.key_for_2fa && user.user_2fa_verified === 0)) return true;
-  return twoFactorMandated(app, domain.id);
+  if (user.user_2fa_enabled !== 1) return twoFactorMandated(app, domain.id);
+  // Set up and confirmed: the code is owed wherever the settings stand now.
+  if (user.key_for_2fa) return user.user_2fa_verified === 1 || twoFactorMandated(app, domain.id);
+  // Switched on by an administrator (updateUser mandate2fa) but not set up: owed only while the
+  // domain lets the user set it up, or the session could never get past the 2FA commands.
+  return (
+    app.settings.at(ENABLE_USER_2FA, 'domain', domain.id) ||
+    app.settings.at(MANDATE_USER_2FA, 'domain', domain.id)
+  );
 }
 
 export function twoFactorMandated(app: Pick<App, 'settings'>, domainId: number): boolean {

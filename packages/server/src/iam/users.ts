@@ -15,6 +15,7 @@ import { forgetCachedIdentity } from './caller.ts';
 import { checkPasswordPolicy } from './password-policy.ts';
 import { hashPassword, randomToken, verifyPassword } from './secrets.ts';
 import { endUserSessions, lockoutAlertKey, twoFactorMandated } from './sessions.ts';
+import { ENABLE_USER_2FA } from './sign-in-settings.ts';
 
 export interface NewUser {
   username: string;
@@ -323,6 +324,10 @@ export const updateUser = defineCommand({
       // Mandating only switches 2FA on (the user sets it up at their next login); it never turns it off.
       if (ctx.caller.roleKind === 'user')
         throw permissionDenied('Only administrators can mandate two-factor authentication');
+      if (!app.settings.at(ENABLE_USER_2FA, 'domain', account.domain_id))
+        throw invalidParameter(
+          "Two-factor authentication can be mandated only where enable.user.2fa is true for the user's domain",
+        );
       changes.user_2fa_enabled = 1;
     }
     if (params.email !== undefined) changes.email = params.email;
