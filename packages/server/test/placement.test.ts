@@ -379,6 +379,14 @@ describe('explicit dedication', () => {
     assert.equal(group.id, d.affinitygroupid);
     assert.equal(group.type, 'ExplicitDedication');
     assert.equal(group.name, 'DedicatedHostGrp-dedi-a');
+    for (const type of ['ExplicitDedication', 'explicitdedication']) {
+      const byType = await a.client.request<any>('listAffinityGroups', { type });
+      assert.deepEqual(
+        byType.affinitygroup?.map((g: any) => g.id),
+        [d.affinitygroupid],
+        type,
+      );
+    }
     await assert.rejects(
       admin.call('dedicateHost', { hostid: hosts['l-1'].id, domainid: rootDomain }),
       fails(431, /Host l-1 is already dedicated/),

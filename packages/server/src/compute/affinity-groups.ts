@@ -145,7 +145,8 @@ export const listAffinityGroups = defineCommand({
     id: p.uuid({ description: 'Only the group with this UUID.' }),
     name: p.string({ description: 'Only groups with exactly this name.' }),
     type: p.string({
-      description: "Only groups of this type, such as 'host anti-affinity' or 'host affinity'.",
+      description:
+        "Only groups of this type, such as 'host anti-affinity', 'host affinity' or 'ExplicitDedication'; case-insensitive.",
     }),
     virtualmachineid: p.uuid({ description: 'Only the groups this VM is a member of, whoever owns them.' }),
     account: p.string({
@@ -174,7 +175,9 @@ export const listAffinityGroups = defineCommand({
     });
     if (params.id) q = q.where('uuid', '=', params.id);
     if (params.name) q = q.where('name', '=', params.name);
-    if (params.type) q = q.where('type', '=', params.type.toLowerCase());
+    // As upstream: the stored type compared without regard to case ('ExplicitDedication' included).
+    const type = params.type?.toLowerCase();
+    if (type) q = q.where((eb) => eb(eb.fn('lower', ['type']), '=', type));
     if (params.virtualmachineid) {
       // Checks the caller may see the VM (431 for an unknown one).
       const vm = await findVm(ctx, params.virtualmachineid);
