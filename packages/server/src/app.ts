@@ -29,6 +29,7 @@ import { Secrets } from './iam/secrets.ts';
 import { seedIdentity } from './iam/seed.ts';
 import { startCapacityChecks } from './infra/alerts.ts';
 import { checkKvmLocalZone, startLocalZone } from './infra/local-zone.ts';
+import { recoverIfPending, recoverInterruptedWork } from './jobs/recovery.ts';
 import { JobRunner } from './jobs/runner.ts';
 import { startNetworkGc } from './network/network-gc.ts';
 import { Registry } from './registry/registry.ts';
@@ -93,8 +94,21 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       server: { id: msId, uuid: msUuid, name },
     };
     if (await seedIdentity(app)) log.info('seeded ROOT domain, default roles and the admin account');
+    // A server that starts again under its name is the same server: its previous run is gone
+    // (killed, or it would have marked itself Down), so its unfinished jobs fail now rather than
+    // when its heartbeat is a minute old. Servers sharing a database need names of their own.
+    const killed = await store.db
+      .updateTable('management_servers')
+      .set({ state: 'Down' })
+      .where('name', '=', name)
+      .where('id', '!=', msId)
+      .where('state', '=', 'Up')
+      .executeTakeFirst();
     const failed = await app.jobs.failOrphans();
     if (failed > 0) log.warn({ failed }, 'failed async jobs left unfinished by stopped management servers');
+    // What those jobs left half-done is settled before the API takes new work (jobs/recovery.ts);
+    // what cannot be yet (an expunge whose host is still reconnecting) is tried at heartbeats.
+    await recoverInterruptedWork(app, failed > 0 || Number(killed.numUpdatedRows) > 0);
 
     settings.startRefresh();
     const heartbeat = setInterval(() => {
@@ -104,6 +118,10 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         .where('id', '=', msId)
         .execute()
         .then(() => app.jobs.failOrphans())
+        .then(async (failedNow) => {
+          if (failedNow > 0) await recoverInterruptedWork(app, true);
+          else await recoverIfPending(app);
+        })
         .catch((err) => log.error({ err }, 'heartbeat failed'));
     }, HEARTBEAT_MS);
     heartbeat.unref();

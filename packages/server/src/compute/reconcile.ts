@@ -7,8 +7,11 @@
 import { onHostStatusChange, onVmStatesReported } from '../agents/gateway.ts';
 import type { App, CallContext } from '../context.ts';
 import { resourceInUse } from '../errors.ts';
+import { loadCaller } from '../iam/caller.ts';
 import { onHostDelete, onHostMaintenance } from '../infra/hosts.ts';
-import { markStoppedOutOfBand, migrateVm } from './vms.ts';
+import { onRecovery } from '../jobs/recovery.ts';
+import { transition, type VmEvent } from './vm-state.ts';
+import { expungeVm, markStoppedOutOfBand, migrateVm } from './vms.ts';
 
 onVmStatesReported(async (app: App, reports) => {
   const hostIds = reports.map((r) => r.hostId);
@@ -78,4 +81,55 @@ onHostMaintenance(async (ctx: CallContext, host) => {
       );
     }
   }
+});
+
+/** What a VM left in a transient state by a job that died becomes (see jobs/recovery.ts). */
+const SETTLE: Record<string, VmEvent> = {
+  Starting: 'startFailed',
+  Stopping: 'stopFailed',
+  Migrating: 'migrateFailed',
+  Restoring: 'error',
+};
+
+onRecovery(async (app) => {
+  const vms = await app.store.db
+    .selectFrom('vms')
+    .selectAll()
+    .where('state', 'in', [...Object.keys(SETTLE), 'Expunging'])
+    .where('removed', 'is', null)
+    .execute();
+  let settled = 0;
+  let pending = false;
+  for (const vm of vms) {
+    const caller = await loadCaller(app, vm.user_id);
+    if (!caller) continue;
+    const ctx = { app, caller };
+    try {
+      if (vm.state === 'Expunging') {
+        // Half-expunged: finish it. Its disks are deleted through a host, which may still be
+        // reconnecting after a restart; then a later try finishes it.
+        await expungeVm(ctx, vm);
+      } else {
+        // A stop that never reached a host it had (none: it was not placed) leaves it Stopped.
+        const event = vm.state === 'Stopping' && vm.host_id === null ? 'stopped' : SETTLE[vm.state];
+        await app.store.db
+          .transaction()
+          .execute((tx) =>
+            transition(
+              ctx,
+              tx,
+              vm,
+              event,
+              vm.state === 'Starting' ? { host_id: null } : {},
+              'the management server running its job stopped',
+            ),
+          );
+      }
+      settled++;
+    } catch (err) {
+      pending = true;
+      app.log.warn({ err, vm: vm.uuid, state: vm.state }, 'could not settle a VM left by an interrupted job');
+    }
+  }
+  return { settled, pending };
 });

@@ -16,6 +16,7 @@ import { displayPath } from '../iam/domains.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
 import { onImageStoreDelete } from '../infra/image-stores.ts';
 import { onStoragePoolDelete } from '../infra/storage-pools.ts';
+import { onRecovery } from '../jobs/recovery.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -137,6 +138,18 @@ async function failSnapshot(app: App, snap: SnapshotRow): Promise<void> {
     if (account) await reserve({ app }, tx, account, ResourceKind.SecondaryStorage, -heldGiB(snap));
   });
 }
+
+/** Snapshots a dead job left Allocated or Creating fail: whatever the host made is not trusted. */
+onRecovery(async (app) => {
+  const left = await app.store.db
+    .selectFrom('snapshots')
+    .selectAll()
+    .where('state', 'in', ['Allocated', 'Creating'])
+    .where('removed', 'is', null)
+    .execute();
+  for (const snap of left) await failSnapshot(app, snap);
+  return { settled: left.length, pending: false };
+});
 
 /**
  * Takes an Allocated snapshot through the agent and backs it up to the zone's roomiest image store
