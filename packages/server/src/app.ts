@@ -3,6 +3,7 @@
  * API and background work. main.ts runs it as a process; tests start it in-process or as a child.
  */
 import { readFileSync } from 'node:fs';
+import type { Server as HttpsServer } from 'node:https';
 import { hostname } from 'node:os';
 import cookie from '@fastify/cookie';
 import Fastify, {
@@ -24,7 +25,12 @@ import { migrate } from './db/migrate.ts';
 import { ApiError, CsErrorCode, ErrorCode } from './errors.ts';
 import { registerApiRoutes } from './http/api.ts';
 import { errorBody, render } from './http/serialize.ts';
-import { answerClientError, registerSecurityHeaders, serverOptions } from './http/transport.ts';
+import {
+  answerClientError,
+  registerSecurityHeaders,
+  serverOptions,
+  watchTlsFiles,
+} from './http/transport.ts';
 import { Secrets } from './iam/secrets.ts';
 import { seedIdentity } from './iam/seed.ts';
 import { startCapacityChecks } from './infra/alerts.ts';
@@ -187,6 +193,10 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     await fastify.listen({ port: config.port, host: config.host });
     const address = fastify.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
+    const stopTlsWatch =
+      config.tlsCert && config.tlsKey
+        ? watchTlsFiles(fastify.server as HttpsServer, config.tlsCert, config.tlsKey, log)
+        : () => undefined;
     const scheme = config.tlsCert ? 'https' : 'http';
     const url = `${scheme}://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
     log.info({ url, database: store.describe, managementServer: name }, 'management server started');
@@ -203,6 +213,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           stopSnapshotScheduler();
           stopNetworkGc();
           stopTemplates();
+          stopTlsWatch();
           settings.stop();
           consoleProxy.stop();
           await fastify.close();

@@ -5,14 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { type Server as HttpsServer, request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
 import { type Server, startServer } from '../src/app.ts';
 import { ConfigError, loadConfig } from '../src/config.ts';
+import { watchTlsFiles } from '../src/http/transport.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'nimbo-https-'));
 const cert = join(dir, 'cert.pem');
@@ -57,7 +59,8 @@ function https(
   });
 }
 
-before(async () => {
+/** A self-signed P-256 certificate for 127.0.0.1, made with the openssl CLI. */
+function makeCertificate(certFile: string, keyFile: string, name: string): void {
   execFileSync(
     'openssl',
     [
@@ -71,16 +74,20 @@ before(async () => {
       '-days',
       '1',
       '-subj',
-      '/CN=nimbostack-test',
+      `/CN=${name}`,
       '-addext',
       'subjectAltName=IP:127.0.0.1',
       '-keyout',
-      key,
+      keyFile,
       '-out',
-      cert,
+      certFile,
     ],
     { stdio: 'ignore' },
   );
+}
+
+before(async () => {
+  makeCertificate(cert, key, 'nimbostack-test');
   ca = readFileSync(cert);
   server = await startServer(
     loadConfig(
@@ -150,6 +157,55 @@ test('plain HTTP is not offered on the TLS port', async () => {
   });
   // Node's TLS server answers a plaintext request with a raw 400 and closes; never an API answer.
   assert.ok(answer === 'ECONNRESET' || answer === 'status 400' || answer === 'HPE_INVALID_CONSTANT', answer);
+});
+
+/** The subject CN of the certificate a new TLS connection to the server is given. */
+function servedName(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect(
+      { host: '127.0.0.1', port: Number(new URL(server.url).port), rejectUnauthorized: false },
+      () => {
+        const cn = socket.getPeerCertificate().subject.CN;
+        socket.end();
+        resolve(String(cn));
+      },
+    );
+    socket.on('error', reject);
+  });
+}
+
+test('a renewed certificate is served to new connections without a restart; a bad pair is not', async () => {
+  assert.equal(await servedName(), 'nimbostack-test');
+  // The server polls the files every 30 s; a second watcher on the same server, through symlinks
+  // (Node shares one poller per path), polls them every 100 ms for the test.
+  symlinkSync(cert, join(dir, 'cert-link.pem'));
+  symlinkSync(key, join(dir, 'key-link.pem'));
+  const stop = watchTlsFiles(
+    server.http.server as HttpsServer,
+    join(dir, 'cert-link.pem'),
+    join(dir, 'key-link.pem'),
+    server.app.log,
+    100,
+  );
+  try {
+    const next = join(dir, 'next');
+    mkdirSync(next);
+    makeCertificate(join(next, 'cert.pem'), join(next, 'key.pem'), 'nimbostack-renewed');
+    // The certificate arrives before its key: that pair does not load, the old one stays.
+    copyFileSync(join(next, 'cert.pem'), cert);
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(await servedName(), 'nimbostack-test');
+    copyFileSync(join(next, 'key.pem'), key);
+    const deadline = Date.now() + 5000;
+    while ((await servedName()) !== 'nimbostack-renewed' && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await servedName(), 'nimbostack-renewed');
+    ca = readFileSync(cert);
+    const r = await https('/client/api?command=listZones&response=json');
+    assert.equal(r.status, 401);
+  } finally {
+    stop();
+  }
 });
 
 test('a certificate without its key (or the other way round) is a configuration error', () => {

@@ -3,10 +3,13 @@
  * API/UI port, size limits and slow-client timeouts, answers to requests too broken to route, and
  * the security headers every response carries (docs/security.md, "Transport: TLS, headers, limits").
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, type Stats, unwatchFile, watchFile } from 'node:fs';
 import { type ServerOptions, STATUS_CODES } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
+import type { SecureContextOptions } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
 import type { ServerConfig } from '../config.ts';
 
 /**
@@ -23,14 +26,46 @@ export function serverOptions(config: ServerConfig): { http: ServerOptions } | {
     connectionsCheckingInterval: Math.min(1000, Math.max(100, Math.floor(config.headersTimeout / 4))),
   };
   if (!config.tlsCert || !config.tlsKey) return { http: common };
+  return { https: { ...common, ...tlsContext(config.tlsCert, config.tlsKey) } };
+}
+
+function tlsContext(certFile: string, keyFile: string): SecureContextOptions {
   return {
-    https: {
-      ...common,
-      cert: readFileSync(config.tlsCert),
-      key: readFileSync(config.tlsKey),
-      // TLS 1.0/1.1 are deprecated (RFC 8996); every client we support speaks 1.2.
-      minVersion: 'TLSv1.2',
-    },
+    cert: readFileSync(certFile),
+    key: readFileSync(keyFile),
+    // TLS 1.0/1.1 are deprecated (RFC 8996); every client we support speaks 1.2.
+    minVersion: 'TLSv1.2',
+  };
+}
+
+/**
+ * Picks up a renewed certificate without a restart (as upstream's Jetty keystore scanner does):
+ * the two files are polled, and when either changes, new connections get the new pair. A pair
+ * that does not load (a half-written file, a key that does not match the certificate, as
+ * between replacing the certificate and the key) is logged and the current one stays in use;
+ * the next change tries again. Returns the function that stops watching.
+ */
+export function watchTlsFiles(
+  server: HttpsServer,
+  certFile: string,
+  keyFile: string,
+  log: Logger,
+  intervalMs = 30_000,
+): () => void {
+  const reload = (cur: Stats, prev: Stats) => {
+    if (cur.mtimeMs === prev.mtimeMs && cur.size === prev.size) return;
+    try {
+      server.setSecureContext(tlsContext(certFile, keyFile));
+      log.info({ certFile }, 'TLS certificate reloaded');
+    } catch (err) {
+      log.warn({ err, certFile, keyFile }, 'TLS certificate not reloaded; the current one stays in use');
+    }
+  };
+  watchFile(certFile, { interval: intervalMs, persistent: false }, reload);
+  watchFile(keyFile, { interval: intervalMs, persistent: false }, reload);
+  return () => {
+    unwatchFile(certFile, reload);
+    unwatchFile(keyFile, reload);
   };
 }
 
