@@ -9,7 +9,7 @@ import { randomIds } from '../src/clock.ts';
 import { openStore, type Store } from '../src/db/connection.ts';
 import { checkCapacity } from '../src/infra/alerts.ts';
 import { Settings } from '../src/settings/settings.ts';
-import { createAccountAndLogin, startServer, type TestServer } from './harness.ts';
+import { createAccountAndLogin, startServer, type TestServer, testDatabases } from './harness.ts';
 
 const GiB = 1024 ** 3;
 let server: TestServer;
@@ -46,7 +46,8 @@ function byType(list: any[]): Map<number, any> {
 }
 
 before(async () => {
-  server = await startServer();
+  // NIMBOSTACK_TEST_DBS=postgres runs this file on PostgreSQL (case-sensitive LIKE there).
+  server = await startServer({ db: testDatabases()[0] });
   admin = server.admin;
   store = openStore(server.databaseUrl);
   dir = mkdtempSync(join(tmpdir(), 'nimbo-sec-'));
@@ -282,6 +283,13 @@ describe('capacity alerts', () => {
     assert.equal(list.alert[0].name, 'ALERT.CPU');
     assert.match(list.alert[0].description, /Low Available CPU/);
     assert.match(list.alert[0].sent, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0000$/);
+  });
+
+  test('listAlerts keyword ignores case and takes % and _ literally', async () => {
+    for (const keyword of ['low available cpu', 'CAP-CLUSTER'])
+      assert.equal((await admin.request<any>('listAlerts', { keyword })).count, 1, keyword);
+    for (const keyword of ['cap_cluster', 'cpu%pod'])
+      assert.deepEqual(await admin.request('listAlerts', { keyword }), {}, keyword);
   });
 
   test('storage used above its threshold raises a storage alert', async () => {

@@ -27,6 +27,7 @@ import {
   STORAGE_ALLOCATED_THRESHOLD,
   STORAGE_USED_THRESHOLD,
 } from './capacity.ts';
+import { likeOp } from './common.ts';
 
 /** Upstream's alert types (AlertManager.AlertType): number and name. */
 export const ALERT_TYPES: [number, string][] = [
@@ -261,7 +262,7 @@ function alertTypeNumber(value: string | undefined): number | undefined {
 export const listAlerts = defineCommand({
   name: 'listAlerts',
   description:
-    'Lists the alerts not archived, newest first: capacity thresholds crossed, hosts down and similar events for operators. Keyword matches the alert text.',
+    'Lists the alerts not archived, newest first: capacity thresholds crossed, hosts down and similar events for operators. Keyword matches the alert text, ignoring case.',
   params: {
     ...listParams,
     id: p.uuid({ description: 'Only the alert with this ID.' }),
@@ -275,7 +276,7 @@ export const listAlerts = defineCommand({
     const type = alertTypeNumber(params.type);
     if (type !== undefined) q = q.where('type', '=', type);
     if (params.name) q = q.where('name', '=', params.name);
-    if (params.keyword) q = q.where(likeEscaped('subject', `%${escapeLike(params.keyword)}%`));
+    if (params.keyword) q = q.where(likeEscaped('subject', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(
       q.selectAll().orderBy('created', 'desc').orderBy('id', 'desc'),
