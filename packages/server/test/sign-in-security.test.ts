@@ -112,6 +112,18 @@ describe('failed-login lockout', () => {
     await Client.login(server.api, 'lockme', 'secret-pw');
   });
 
+  test('a failed login takes at least 300 ms, whether or not the user or domain exists', async () => {
+    for (const [user, domain] of [
+      ['lockme', '/'],
+      ['no-such-user', '/'],
+      ['admin', '/no/such/domain'],
+    ]) {
+      const t0 = performance.now();
+      await assert.rejects(Client.login(server.api, user, 'wrong', domain), is(531));
+      assert.ok(performance.now() - t0 >= 300, `${user} in ${domain}`);
+    }
+  });
+
   test('root admins are never locked out, and 0 turns the lockout off', async () => {
     for (let i = 0; i < 4; i++) await assert.rejects(Client.login(server.api, 'admin', 'wrong'), is(531));
     await Client.login(server.api, 'admin', 'password');

@@ -56,7 +56,21 @@ export function normaliseDomainPath(input: string): string {
   return parts.length === 0 ? '/' : `/${parts.join('/')}/`;
 }
 
+/**
+ * Failed logins answer no sooner than this after they began. The paths differ in work (an unknown
+ * user skips the attempt count's writes, an unknown domain even the hash), and the difference in
+ * answer time would tell a guesser which user names exist; upstream pads its failures likewise.
+ */
+const FAILED_LOGIN_FLOOR_MS = 300;
+
+async function failAfterFloor(started: number): Promise<never> {
+  const wait = started + FAILED_LOGIN_FLOOR_MS - performance.now();
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  throw loginFailed();
+}
+
 export async function login(app: App, input: LoginInput): Promise<Session> {
+  const started = performance.now();
   const db = app.store.db;
   let domainQuery = db.selectFrom('domains').select('id');
   if (input.domainId) {
@@ -64,10 +78,11 @@ export async function login(app: App, input: LoginInput): Promise<Session> {
   } else {
     domainQuery = domainQuery.where('path', '=', normaliseDomainPath(input.domain ?? '/'));
   }
-  const domain = await domainQuery.executeTakeFirst();
-  if (!domain) throw loginFailed();
+  // Any login attempt ends the session the browser held, as upstream invalidates it first.
   if (input.previousSessionId)
     await db.deleteFrom('sessions').where('session_id', '=', input.previousSessionId).execute();
+  const domain = await domainQuery.executeTakeFirst();
+  if (!domain) return failAfterFloor(started);
   const user = await db
     .selectFrom('users')
     .innerJoin('accounts', 'accounts.id', 'users.account_id')
@@ -81,10 +96,10 @@ export async function login(app: App, input: LoginInput): Promise<Session> {
     user?.password ??
       'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=',
   );
-  if (!user) throw loginFailed();
+  if (!user) return failAfterFloor(started);
   if (!ok) {
     await countFailedLogin(app, user.id);
-    throw loginFailed();
+    return failAfterFloor(started);
   }
   // Fresh rows, not the cached caller: a user disabled a moment ago on another server is refused.
   forgetCachedIdentity();
