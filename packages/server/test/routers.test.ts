@@ -652,6 +652,9 @@ describe('virtual routers and host networking', () => {
     assert.equal(filtered.count, 1);
     assert.deepEqual(await admin.request('listRouters', { name: 'r-0-VM' }), {});
     assert.equal((await admin.request<any>('listRouters', { keyword: router.name })).count, 1);
+    // % and _ in the keyword are plain characters.
+    for (const keyword of ['%', '_', router.name.replace('-', '_')])
+      assert.deepEqual(await admin.request('listRouters', { keyword }), {}, keyword);
   });
 
   test('listRouters: domain administrators see only routers of networks owned in their domains; account and domainid filter', async () => {

@@ -7,7 +7,7 @@ import { formatDate } from '../clock.ts';
 import { type CallContext, isRootAdmin } from '../context.ts';
 import type { RouterRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
-import { applyScope, listScope } from '../iam/access.ts';
+import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
 import { likeOp } from '../infra/common.ts';
 import { defineCommand, type JobTarget, listResult } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
@@ -236,7 +236,7 @@ export const listRouters = defineCommand({
     }
     if (params.networkid) q = q.where('network_id', '=', await idOf('networks', params.networkid, 'network'));
     if (params.version) q = q.where('version', '=', params.version);
-    if (params.keyword) q = q.where('name', likeOp(ctx), `%${params.keyword}%`);
+    if (params.keyword) q = q.where(likeEscaped('name', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     // A router belongs to the owner of its network, as upstream; root administrators see them all
     // unless account or domainid narrows the list.
     if (!isRootAdmin(ctx.caller) || params.account || params.domainid) {
