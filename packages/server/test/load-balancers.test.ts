@@ -352,6 +352,12 @@ describe('load balancing rules', () => {
     await assert.rejects(alice.call('updateLoadBalancerRule', { id: rule.id, protocol: 'udp' }), is(431));
     await assert.rejects(bob.call('updateLoadBalancerRule', { id: rule.id, name: 'mine' }), is(531));
     assert.equal((await rules())[0].name, 'web2');
+    for (const bad of ['web-frontend', ' '])
+      await assert.rejects(
+        admin.call('updateLoadBalancerRule', { id: rule.id, customid: bad }),
+        is(431, /must be a UUID/),
+      );
+    assert.equal((await rules())[0].id, rule.id);
     const customid = '11111111-2222-3333-4444-555555555555';
     const renamed = (await admin.call<any>('updateLoadBalancerRule', { id: rule.id, customid })).loadbalancer;
     assert.equal(renamed.id, customid);

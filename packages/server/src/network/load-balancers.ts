@@ -26,6 +26,7 @@ import { withTags } from '../tags/tags.ts';
 import {
   applyOrUndo,
   cidrText,
+  customRuleId,
   deleteRules,
   LIVE_RULE_STATES,
   lockIp,
@@ -293,7 +294,7 @@ export const updateLoadBalancerRule = defineCommand({
     fordisplay: p.boolean({ adminOnly: true, description: 'Whether end users see the rule.' }),
     customid: p.string({
       adminOnly: true,
-      description: 'New ID for the rule, not used by another rule; its tags follow.',
+      description: 'New ID for the rule: a UUID not used by another rule; its tags follow.',
     }),
   },
   event: { type: 'LB.UPDATE', description: (params) => `updating load balancer rule ${params.id}` },
@@ -381,16 +382,9 @@ async function updateOf(
   if (params.description !== undefined) changes.description = params.description;
   if (params.algorithm !== undefined) changes.algorithm = checkAlgorithm(params.algorithm);
   if (params.fordisplay !== undefined) changes.for_display = params.fordisplay ? 1 : 0;
-  if (params.customid !== undefined && params.customid !== rule.uuid) {
-    const taken = await ctx.app.store.db
-      .selectFrom('ip_rules')
-      .select('id')
-      .where('uuid', '=', params.customid)
-      .executeTakeFirst();
-    if (taken || params.customid.trim() === '')
-      throw invalidParameter(`Invalid customid ${params.customid}: it is empty or another rule has it`);
-    changes.uuid = params.customid;
-  }
+  // The same check as firewall and port-forwarding rules: a UUID no other rule has.
+  const custom = await customRuleId(ctx, rule.id, params.customid);
+  if (custom !== undefined && custom !== rule.uuid) changes.uuid = custom;
   if (params.protocol !== undefined && params.protocol.trim() !== '') {
     const network = await ctx.app.store.db
       .selectFrom('networks')
