@@ -136,6 +136,15 @@ describe('zones', () => {
     assert.equal(seen.zone[0].id, zoneId);
   });
 
+  test('updateZone: dhcpprovider is VirtualRouter only; ispublic=false is ignored', async () => {
+    for (const dhcpprovider of ['ExternalDhcpServer', 'dnsmasq', ''])
+      await fails(admin.request('updateZone', { id: zoneId, dhcpprovider }), 431);
+    const r = await admin.request<{ zone: any }>('updateZone', { id: zoneId, dhcpprovider: 'virtualrouter' });
+    assert.equal(r.zone.dhcpprovider, 'VirtualRouter');
+    const same = await admin.request<{ zone: any }>('updateZone', { id: zoneId, ispublic: false });
+    assert.equal(same.zone.domainid, undefined, 'a public zone stays public');
+  });
+
   test('unknown zone id is a 431', async () => {
     await fails(admin.request('updateZone', { id: '00000000-0000-4000-8000-000000000000', name: 'y' }), 431);
     await fails(admin.request('deleteZone', { id: '00000000-0000-4000-8000-000000000000' }), 431);

@@ -299,10 +299,12 @@ export const updateZone = defineCommand({
       description: "Whether hosts' local disks may hold volumes; turning it on creates their local pools.",
     }),
     dhcpprovider: p.string({
-      description: "Recorded and shown; Nimbostack's virtual router always serves DHCP.",
+      description:
+        "Who serves the guests' DHCP: only VirtualRouter (the zone's virtual routers do), any other value is refused.",
     }),
     ispublic: p.boolean({
-      description: "True ends the zone's dedication to a domain; false changes nothing.",
+      description:
+        'True makes a zone created for a domain (createZone domainid) public again. False is ignored, as upstream: a zone is not made private this way. dedicateZone dedications end with releaseDedicatedZone.',
     }),
     sortkey: p.integer({ description: 'Position in listZones: lower comes first.' }),
   },
@@ -331,7 +333,14 @@ export const updateZone = defineCommand({
       changes.allocation_state = allocationState(params.allocationstate);
     if (params.localstorageenabled !== undefined)
       changes.local_storage_enabled = params.localstorageenabled ? 1 : 0;
-    if (params.dhcpprovider) changes.dhcp_provider = params.dhcpprovider;
+    if (params.dhcpprovider !== undefined) {
+      // The only DHCP server of a zone here is its virtual routers' dnsmasq.
+      if (params.dhcpprovider.trim().toLowerCase() !== 'virtualrouter')
+        throw invalidParameter(
+          `Invalid dhcpprovider ${params.dhcpprovider}: only VirtualRouter serves DHCP in Nimbostack zones`,
+        );
+      changes.dhcp_provider = 'VirtualRouter';
+    }
     if (params.ispublic) changes.domain_id = null;
     if (params.sortkey !== undefined) changes.sort_key = params.sortkey;
     const row = await app.store.db.transaction().execute(async (tx) => {
