@@ -574,4 +574,33 @@ describe('guest OS types', () => {
     await admin.call('removeGuestOs', { id: added.ostype.id });
     assert.deepEqual(await admin.request('listOsTypes', { id: added.ostype.id }), {});
   });
+
+  test('updateGuestOs changes the description and keeps the name given at addGuestOs', async () => {
+    const other = (await admin.request<{ oscategory: any[] }>('listOsCategories', { name: 'Other' }))
+      .oscategory[0];
+    const named = (
+      await admin.call<{ ostype: any }>('addGuestOs', {
+        oscategoryid: other.id,
+        osdisplayname: 'Inferno (64-bit)',
+        name: 'inferno',
+      })
+    ).ostype;
+    const unnamed = (
+      await admin.call<{ ostype: any }>('addGuestOs', {
+        oscategoryid: other.id,
+        osdisplayname: 'Oberon (64-bit)',
+      })
+    ).ostype;
+    const a = await admin.call<{ ostype: any }>('updateGuestOs', {
+      id: named.id,
+      osdisplayname: 'Inferno 4 (64-bit)',
+    });
+    assert.deepEqual([a.ostype.name, a.ostype.description], ['inferno', 'Inferno 4 (64-bit)']);
+    const b = await admin.call<{ ostype: any }>('updateGuestOs', {
+      id: unnamed.id,
+      osdisplayname: 'Oberon 2 (64-bit)',
+    });
+    assert.deepEqual([b.ostype.name, b.ostype.description], ['Oberon 2 (64-bit)', 'Oberon 2 (64-bit)']);
+    for (const t of [named, unnamed]) await admin.call('removeGuestOs', { id: t.id });
+  });
 });

@@ -213,7 +213,8 @@ export const updateGuestOs = defineCommand({
   params: {
     id: p.uuid({ required: true, description: 'ID of the operator-defined OS type.' }),
     osdisplayname: p.string({
-      description: 'New description, unique among OS types; it also becomes the display name.',
+      description:
+        'New description, unique among OS types. The name given at addGuestOs stays; a name that defaulted to the description follows it.',
     }),
     oscategoryid: p.uuid({ description: 'New category.' }),
     fordisplay: p.boolean({ description: 'Whether it appears in selection lists.' }),
@@ -232,7 +233,8 @@ export const updateGuestOs = defineCommand({
       if (description === '') throw invalidParameter('osdisplayname must not be empty');
       await checkDescriptionFree(ctx, description, t.id);
       changes.description = description;
-      changes.display_name = description;
+      // As upstream, osdisplayname is not the name: keep a name given at addGuestOs.
+      if (t.display_name === t.description) changes.display_name = description;
     }
     if (params.oscategoryid) changes.category_id = (await findCategory(ctx, params.oscategoryid)).id;
     if (params.fordisplay !== undefined) changes.for_display = params.fordisplay ? 1 : 0;
