@@ -519,7 +519,7 @@ export const deleteHost = defineCommand({
     }),
     forcedestroylocalstorage: p.boolean({
       description:
-        'Accepted for compatibility; Nimbostack ignores it: a host with local volumes is not deleted.',
+        "Ignored. Upstream destroys the VMs whose disks are on the host's local storage; Nimbostack never does that on a host deletion: a host whose local storage holds volumes is refused.",
     }),
   },
   async handler(ctx, params) {

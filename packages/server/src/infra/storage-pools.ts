@@ -536,7 +536,8 @@ export const deleteStoragePool = defineCommand({
   params: {
     id: p.uuid({ required: true, description: 'ID of the pool to delete.' }),
     forced: p.boolean({
-      description: 'Accepted for compatibility; Nimbostack ignores it: a pool still in use is never deleted.',
+      description:
+        "Ignored. Upstream's forced deletion expunges volumes already destroyed; here a volume is kept until its VM is expunged or it is deleted, so a pool still holding any is never deleted.",
     }),
   },
   async handler(ctx, params) {
