@@ -143,6 +143,14 @@ describe('load balancing rules', () => {
     seen.push(['createLoadBalancerRule', rule], ['listLoadBalancerRules', listed[0]]);
     assert.equal(listed.length, 1);
     assert.equal(listed[0].id, rule.id);
+    // listPublicIpAddresses forloadbalancing: the addresses that carry load balancer rules.
+    const addresses = async (extra: Record<string, unknown>) =>
+      ((await alice.request<any>('listPublicIpAddresses', extra)).publicipaddress ?? [])
+        .map((a: any) => a.id)
+        .sort();
+    assert.deepEqual(await addresses({ forloadbalancing: true }), [ip.id]);
+    assert.deepEqual(await addresses({ forloadbalancing: false }), [ip.id, sourceNat.id].sort());
+    assert.deepEqual(await addresses({ forprovider: true }), [], 'no range is for an external provider');
   });
 
   test('bad createLoadBalancerRule input is refused and changes nothing', async () => {

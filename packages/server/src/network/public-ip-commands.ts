@@ -460,8 +460,13 @@ export const listPublicIpAddresses = defineCommand({
     forvirtualnetwork: p.boolean({
       description: 'Only addresses of public ranges (true) or of guest ranges (false).',
     }),
-    forloadbalancing: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
-    forprovider: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    forloadbalancing: p.boolean({
+      description: 'True: only addresses that carry load balancer rules. False filters nothing.',
+    }),
+    forprovider: p.boolean({
+      description:
+        'True: only addresses of ranges set aside for an external network provider (NSX, Netris), which Nimbostack does not have, so the list is empty. False filters nothing.',
+    }),
     forsystemvms: p.boolean({ description: 'True gives an empty list: there are no system VMs.' }),
     issourcenat: p.boolean({ description: 'Only source NAT addresses (true) or only the others (false).' }),
     isstaticnat: p.boolean({
@@ -493,8 +498,9 @@ export const listPublicIpAddresses = defineCommand({
         .executeTakeFirst();
       if (!exists) throw invalidParameter(`Unable to find public IP address by id ${params.id}`);
     }
-    // No projects, VPCs or system-VM ranges here.
-    if (params.projectid || params.vpcid || params.forsystemvms) return listResult([], 0);
+    // No projects, VPCs, system-VM ranges or external providers' ranges here.
+    if (params.projectid || params.vpcid || params.forsystemvms || params.forprovider)
+      return listResult([], 0);
     const allocatedOnly = params.allocatedonly ?? true;
     let q = db
       .selectFrom('public_ips')
@@ -560,6 +566,13 @@ export const listPublicIpAddresses = defineCommand({
         'vlan_ip_ranges.network_id',
         'in',
         db.selectFrom('networks').select('id').where('uuid', '=', params.networkid),
+      );
+    // As upstream, any load balancer rule on the address counts.
+    if (params.forloadbalancing)
+      q = q.where(
+        'public_ips.id',
+        'in',
+        db.selectFrom('ip_rules').select('ip_rules.ip_id').where('ip_rules.purpose', '=', 'LoadBalancing'),
       );
     if (params.associatednetworkid)
       q = q.where(
