@@ -2,9 +2,9 @@
  * The browser slice of the API client (packages/client signs with node:crypto and reads
  * Set-Cookie, neither of which a browser allows). The session lives in the HttpOnly `sessionkey`
  * and JSESSIONID cookies that login sets; calls are same-origin form POSTs that also carry the
- * session key from the login response as the `sessionkey` parameter, which the server requires
- * for state-changing calls (its CSRF guard: another site can make the browser send our cookies,
- * never that parameter). A 401 means the session is gone and the app returns to the login page.
+ * session key from the login response as the `sessionkey` parameter (so they keep working where
+ * an operator sets api.sessionkey.check.locations to demand it). A 401 means the session is gone
+ * and the app returns to the login page.
  */
 
 export const API_URL = '/client/api';

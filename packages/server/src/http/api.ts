@@ -90,7 +90,13 @@ async function handleApiCall(
         );
       auth = await authenticateByKey(app, api, now, app.settings.get(ENFORCE_POST));
     } else {
-      auth = await authenticateBySession(app, api, req.cookies, command?.name ?? commandName ?? '');
+      auth = await authenticateBySession(
+        app,
+        api,
+        req.cookies,
+        command?.name ?? commandName ?? '',
+        req.headers['sec-fetch-site'] === 'cross-site',
+      );
     }
     if (!command || !(await mayCall(app, auth.caller, command))) {
       responseName = 'errorresponse';

@@ -89,16 +89,18 @@ const badCredentials = () => unauthorized('unable to verify user credentials');
  * agree; api.sessionkey.check.locations can demand the parameter, or both, on every call.
  *
  * `command` is the API command called (undefined for the legacy console page, a same-user
- * redirect). A state-changing command needs the key as a parameter whatever the setting: cookies
- * travel with requests another site makes the browser send, a parameter only with requests our
- * own pages build (upstream's CSRF guard). A session still owing its two-factor code may call only
- * TWO_FACTOR_COMMANDS; anything else ends it with 511, as upstream does.
+ * redirect). The cookies are SameSite=Strict, so browsers do not send them with requests other
+ * sites make; a browser that says so anyway (`Sec-Fetch-Site: cross-site`) gets its cookie-only
+ * call refused. A cookie-only key stays valid for same-site calls: the CloudStack UI never sends
+ * the parameter. A session still owing its two-factor code may call only TWO_FACTOR_COMMANDS;
+ * anything else ends it with 511, as upstream does.
  */
 export async function authenticateBySession(
   app: App,
   req: ApiRequest,
   cookies: Record<string, string | undefined>,
   command?: string,
+  crossSite = false,
 ): Promise<Authenticated> {
   const sessionId = cookies[SESSION_COOKIE];
   const fromParam = stringParam(req, 'sessionkey');
@@ -108,8 +110,8 @@ export async function authenticateBySession(
   const locations = app.settings.get(SESSION_KEY_CHECK_LOCATIONS);
   if (locations !== 'CookieOrParameter' && !fromParam) throw badCredentials();
   if (locations === 'CookieAndParameter' && !fromCookie) throw badCredentials();
-  if (!fromParam && command !== undefined && command !== 'logout' && !READ_ONLY.test(command))
-    throw unauthorized(`${command} changes state: send the session key as the sessionkey parameter`);
+  if (!fromParam && crossSite)
+    throw unauthorized('another site made this request: its session cookie is not accepted');
   const session = await resumeSession(app, sessionId, (fromParam ?? fromCookie)!);
   if (!session) throw badCredentials();
   if (!session.verified2fa && !(command !== undefined && TWO_FACTOR_COMMANDS.has(command))) {
