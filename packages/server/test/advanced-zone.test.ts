@@ -236,6 +236,18 @@ describe('the Advanced zone wizard', () => {
         is(431),
         vlan,
       );
+    // Guest networks are VXLAN segments: isolation methods that need other tunnels are refused.
+    for (const isolationmethods of ['GRE', 'L3', 'stt'])
+      await assert.rejects(
+        admin.request('createPhysicalNetwork', {
+          zoneid: zone.id,
+          name: 'bad',
+          isolationmethods,
+          vlan: '8000-8010',
+        }),
+        is(431, /is not supported: guest networks here are VXLAN/),
+        isolationmethods,
+      );
     // Another physical network of the zone may not reuse a VNI of the first.
     await assert.rejects(
       admin.request('createPhysicalNetwork', {
@@ -295,6 +307,17 @@ describe('the Advanced zone wizard', () => {
     );
     // Growing, or keeping the held VNI, is fine.
     await admin.call('updatePhysicalNetwork', { id: physical.id, vlan: '5000-5999,7000-7199' });
+    // Nor can its Guest traffic type go while a network of it exists (upstream's 530 and text).
+    const guest = (
+      await admin.request<any>('listTrafficTypes', { physicalnetworkid: physical.id })
+    ).traffictype.find((t: any) => t.traffictype === 'Guest');
+    await assert.rejects(
+      admin.call('deleteTrafficType', { id: guest.id }),
+      is(
+        530,
+        /The Traffic Type is not deletable because there are existing networks with this traffic type:Guest/,
+      ),
+    );
     sqlite((db) => db.prepare("update networks set removed = 1 where uuid = 'held-vni-net'").run());
     await admin.call('updatePhysicalNetwork', { id: physical.id, vlan: '5000-5999' });
     assert.equal(

@@ -5,7 +5,7 @@
 import type { App, CallContext } from '../context.ts';
 import { insertId, type Tx } from '../db/connection.ts';
 import type { PhysicalNetworkRow, TrafficTypeRow } from '../db/schema.ts';
-import { invalidParameter, resourceInUse } from '../errors.ts';
+import { internalError, invalidParameter, resourceInUse } from '../errors.ts';
 import { escapeLike, findDomainByUuid, likeEscaped } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
@@ -13,7 +13,26 @@ import { listParams, p } from '../registry/params.ts';
 import { findZone, likeOp, namesOf, normalizeTags } from './common.ts';
 import { createDefaultProviders, deleteProviders } from './network-service-providers.ts';
 
-const ISOLATION_METHODS = ['VLAN', 'VXLAN', 'GRE', 'L3'] as const;
+/**
+ * Guest networks are VXLAN segments (VNIs from the vlan range) whatever the method: VXLAN says so,
+ * VLAN (upstream's default, what its zone wizard and Ansible send) only narrows the ids to 1-4094.
+ * GRE, L3 and the others would need tunnels or routing this cloud does not build: refused.
+ */
+const ISOLATION_METHODS = ['VLAN', 'VXLAN'] as const;
+const UNSUPPORTED_ISOLATION = [
+  'GRE',
+  'L3',
+  'STT',
+  'BCF_SEGMENT',
+  'SSP',
+  'ODL',
+  'L3VPN',
+  'VSP',
+  'VCS',
+  'TF',
+  'NSX',
+  'NETRIS',
+];
 const TRAFFIC_TYPES = ['Guest', 'Management', 'Public', 'Storage'] as const;
 const STATES = ['Enabled', 'Disabled'] as const;
 
@@ -145,7 +164,7 @@ export const createPhysicalNetwork = defineCommand({
     name: p.string({ required: true, description: 'Name of the physical network; must not be blank.' }),
     isolationmethods: p.list({
       description:
-        'One of VLAN (default), VXLAN, GRE or L3; it sets the id space of vlan (up to 4094, or 16777214 for VXLAN). Guest networks always use VXLAN.',
+        'VXLAN or VLAN (default): guest networks are VXLAN segments either way; the method only sets the id space of vlan (up to 16777214 with VXLAN, 4094 with VLAN). GRE, L3 and other methods are refused.',
     }),
     vlan: p.string({
       description:
@@ -167,9 +186,13 @@ export const createPhysicalNetwork = defineCommand({
     const zone = await findZone(ctx, params.zoneid);
     const name = params.name.trim();
     if (name === '') throw invalidParameter('Physical network name must not be empty');
-    const methods = (params.isolationmethods ?? []).map((m) =>
-      pick(ISOLATION_METHODS, m, 'isolation method'),
-    );
+    const methods = (params.isolationmethods ?? []).map((m) => {
+      if (UNSUPPORTED_ISOLATION.includes(m.trim().toUpperCase()))
+        throw invalidParameter(
+          `Isolation method ${m.trim()} is not supported: guest networks here are VXLAN segments; use VXLAN (or VLAN for ids up to 4094)`,
+        );
+      return pick(ISOLATION_METHODS, m, 'isolation method');
+    });
     if (methods.length > 1)
       throw invalidParameter('Only one isolation method can be given for a physical network');
     const isolation = methods[0] ?? 'VLAN';
@@ -521,7 +544,8 @@ export const updateTrafficType = defineCommand({
 
 export const deleteTrafficType = defineCommand({
   name: 'deleteTrafficType',
-  description: 'Removes a traffic type from its physical network. Asynchronous.',
+  description:
+    'Removes a traffic type from its physical network; Guest traffic is refused while guest networks of the physical network exist. Asynchronous.',
   params: { id: p.uuid({ required: true, description: 'ID of the traffic type.' }) },
   event: { type: 'TRAFFIC.TYPE.DELETE', description: (params) => `deleting traffic type ${params.id}` },
   async target(ctx, params) {
@@ -530,6 +554,21 @@ export const deleteTrafficType = defineCommand({
   },
   async handler(ctx, params) {
     const { row } = await findTrafficType(ctx, params.id);
+    // As upstream: Guest traffic stays while networks of the physical network carry it (no storage
+    // network exists here, upstream's other check).
+    if (row.traffic_type === 'Guest') {
+      const used = await ctx.app.store.db
+        .selectFrom('networks')
+        .select('id')
+        .where('physical_network_id', '=', row.physical_network_id)
+        .where('traffic_type', '=', 'Guest')
+        .where('removed', 'is', null)
+        .executeTakeFirst();
+      if (used)
+        throw internalError(
+          `The Traffic Type is not deletable because there are existing networks with this traffic type:${row.traffic_type}`,
+        );
+    }
     await ctx.app.store.db.deleteFrom('physical_network_traffic_types').where('id', '=', row.id).execute();
     return success();
   },
