@@ -7,6 +7,7 @@ import { logEvent } from '../events/events.ts';
 import { applyScope, listScope } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
+import { findCluster, findPod } from '../infra/common.ts';
 import { findHost } from '../infra/hosts.ts';
 import { refreshRouterEntries } from '../network/routers.ts';
 import { defineCommand, type JobTarget, listResult, success } from '../registry/command.ts';
@@ -65,11 +66,11 @@ export const startVirtualMachine = defineCommand({
     }),
     clusterid: p.uuid({
       adminOnly: true,
-      description: 'Accepted for compatibility; Nimbostack ignores it (the planner picks the cluster).',
+      description: "Admins only: boot the VM on a host of this cluster (in the VM's zone).",
     }),
     podid: p.uuid({
       adminOnly: true,
-      description: 'Accepted for compatibility; Nimbostack ignores it (the planner picks the pod).',
+      description: "Admins only: boot the VM on a host of this pod (in the VM's zone).",
     }),
     considerlasthost: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
     deploymentplanner: p.string({
@@ -86,7 +87,15 @@ export const startVirtualMachine = defineCommand({
     if (vm.state === 'Running') return present(ctx, vm);
     if (vm.state !== 'Stopped') throw wrongState(vm, 'start');
     const host = params.hostid ? await findHost(ctx, params.hostid) : undefined;
-    return present(ctx, await startVm(ctx, vm, { hostId: host?.id }));
+    const pod = params.podid ? await findPod(ctx, params.podid) : undefined;
+    const cluster = params.clusterid ? await findCluster(ctx, params.clusterid) : undefined;
+    for (const [kind, place] of [
+      ['pod', pod],
+      ['cluster', cluster],
+    ] as const)
+      if (place && place.zone_id !== vm.zone_id)
+        throw invalidParameter(`The ${kind} ${place.name} is not in the zone of VM ${vm.name}`);
+    return present(ctx, await startVm(ctx, vm, { hostId: host?.id, podId: pod?.id, clusterId: cluster?.id }));
   },
 });
 

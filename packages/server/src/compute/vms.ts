@@ -267,6 +267,14 @@ async function startVmNow(ctx: CallContext, vm: VmRow, opts: StartOptions): Prom
         throw invalidParameter(
           `VM ${vm.name} has disks on another host's local storage: it can only start there`,
         );
+      if (
+        opts.clusterId !== undefined &&
+        required.clusterId !== undefined &&
+        opts.clusterId !== required.clusterId
+      )
+        throw invalidParameter(
+          `VM ${vm.name} has disks on another cluster's storage: it can only start there`,
+        );
       const placement = await placeWithAffinity(
         await affinityRules(ctx, vm),
         {
