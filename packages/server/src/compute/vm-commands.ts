@@ -1,4 +1,5 @@
 /** The VM lifecycle API: thin declarations over compute/vms.ts. */
+
 import { createPublicKey, publicEncrypt, randomBytes } from 'node:crypto';
 import type { CallContext } from '../context.ts';
 import type { VmRow } from '../db/schema.ts';
@@ -7,6 +8,7 @@ import { logEvent } from '../events/events.ts';
 import { applyScope, listScope } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
+import { findOwned } from '../iam/owned.ts';
 import { findCluster, findPod } from '../infra/common.ts';
 import { findHost } from '../infra/hosts.ts';
 import { refreshRouterEntries } from '../network/routers.ts';
@@ -155,6 +157,8 @@ export const destroyVirtualMachine = defineCommand({
   event: { type: 'VM.DESTROY', description: (params) => `destroying VM ${params.id}` },
   async target(ctx, params) {
     if (params.expunge) mayExpungeOrRecover(ctx);
+    // Ignored, but naming a volume the caller may not act on is refused, as upstream.
+    for (const uuid of params.volumeids ?? []) await findOwned(ctx, 'volumes', uuid, { noun: 'volume' });
     return vmTarget(ctx, params.id);
   },
   async handler(ctx, params) {

@@ -3,14 +3,15 @@
  * reboot, destroy, recover and expunge. Each step moves the VM through the state machine and
  * keeps host and pool capacity and the owner's resource counts exact.
  */
+
 import type { VmSpec } from '@nimbostack/protocol';
 import type { CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { VmRow, VolumeRow } from '../db/schema.ts';
 import { ApiError, ErrorCode, invalidParameter, toApiError } from '../errors.ts';
 import { recordEvent } from '../events/events.ts';
-import { checkOwnerAccess } from '../iam/access.ts';
 import { ResourceKind, reserve } from '../iam/limits.ts';
+import { findOwned, OWNED_VM, OWNED_VM_OR_DESTROYED } from '../iam/owned.ts';
 import { nicsForHost, refreshPeersOf } from '../network/host-network.ts';
 import { removeVmRules } from '../network/ip-rules.ts';
 import { removeVmFromLoadBalancers } from '../network/lb-common.ts';
@@ -43,21 +44,7 @@ export async function findVm(
   uuid: string,
   opts: { includeDestroyed?: boolean } = {},
 ): Promise<VmRow> {
-  const vm = await ctx.app.store.db
-    .selectFrom('vms')
-    .selectAll()
-    .where('uuid', '=', uuid)
-    .where('removed', 'is', null)
-    .executeTakeFirst();
-  if (!vm || (vm.state === 'Expunging' && !opts.includeDestroyed))
-    throw invalidParameter(`Unable to find virtual machine by id ${uuid}`);
-  const domain = await ctx.app.store.db
-    .selectFrom('domains')
-    .select(['path', 'name'])
-    .where('id', '=', vm.domain_id)
-    .executeTakeFirstOrThrow();
-  checkOwnerAccess(ctx.caller, { accountId: vm.account_id, domain });
-  return vm;
+  return findOwned(ctx, 'vms', uuid, opts.includeDestroyed ? OWNED_VM_OR_DESTROYED : OWNED_VM);
 }
 
 export async function reloadVm(ctx: Pick<CallContext, 'app'>, id: number): Promise<VmRow> {

@@ -3,13 +3,15 @@
  * takes their RECURRING snapshots when due and deletes the oldest beyond `maxsnaps`. Time comes
  * from app.clock, so tests drive `runSnapshotPolicies` with a chosen "now".
  */
+
 import type { App, CallContext } from '../context.ts';
 import { insertId } from '../db/connection.ts';
 import type { SnapshotPolicyRow, VolumeRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { applyScope, checkOwnerAccess, listScope } from '../iam/access.ts';
+import { applyScope, listScope } from '../iam/access.ts';
 import { onAccountDelete } from '../iam/accounts.ts';
+import { findOwned } from '../iam/owned.ts';
 import { isCheckingServer } from '../infra/alerts.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
@@ -134,19 +136,7 @@ function intervalOf(value: string): Interval {
 }
 
 async function findPolicy(ctx: CallContext, uuid: string): Promise<SnapshotPolicyRow> {
-  const policy = await ctx.app.store.db
-    .selectFrom('snapshot_policies')
-    .selectAll()
-    .where('uuid', '=', uuid)
-    .executeTakeFirst();
-  if (!policy) throw invalidParameter(`Unable to find snapshot policy by id ${uuid}`);
-  const domain = await ctx.app.store.db
-    .selectFrom('domains')
-    .select(['path', 'name'])
-    .where('id', '=', policy.domain_id)
-    .executeTakeFirstOrThrow();
-  checkOwnerAccess(ctx.caller, { accountId: policy.account_id, domain });
-  return policy;
+  return findOwned(ctx, 'snapshot_policies', uuid, { noun: 'snapshot policy' });
 }
 
 async function presentPolicies(ctx: CallContext, rows: SnapshotPolicyRow[]): Promise<object[]> {

@@ -4,16 +4,18 @@
  * snapshots). Reverting needs the VM Stopped; expunging a VM deletes its VM snapshots first.
  * This module does not import compute/vms.ts, which calls `deleteVmSnapshotsOf` while expunging.
  */
+
 import { formatDate } from '../clock.ts';
 import { presentVms } from '../compute/vm-presenter.ts';
 import type { App, CallContext } from '../context.ts';
 import { insertId } from '../db/connection.ts';
-import type { VmRow, VmSnapshotRow } from '../db/schema.ts';
+import type { VmSnapshotRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { applyScope, checkOwnerAccess, listScope } from '../iam/access.ts';
+import { applyScope, listScope } from '../iam/access.ts';
 import { onAccountDelete } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
+import { findOwned, OWNED_VM } from '../iam/owned.ts';
 import { onStoragePoolDelete } from '../infra/storage-pools.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
@@ -31,38 +33,8 @@ export const VM_SNAPSHOT_MAX = defineSetting<number>({
   description: 'Maximum number of VM snapshots a VM may have.',
 });
 
-async function vmByUuid(ctx: CallContext, uuid: string): Promise<VmRow> {
-  const vm = await ctx.app.store.db
-    .selectFrom('vms')
-    .selectAll()
-    .where('uuid', '=', uuid)
-    .where('removed', 'is', null)
-    .executeTakeFirst();
-  if (!vm || vm.state === 'Expunging') throw invalidParameter(`Unable to find virtual machine by id ${uuid}`);
-  const domain = await ctx.app.store.db
-    .selectFrom('domains')
-    .select(['path', 'name'])
-    .where('id', '=', vm.domain_id)
-    .executeTakeFirstOrThrow();
-  checkOwnerAccess(ctx.caller, { accountId: vm.account_id, domain });
-  return vm;
-}
-
 async function findVmSnapshot(ctx: CallContext, uuid: string): Promise<VmSnapshotRow> {
-  const s = await ctx.app.store.db
-    .selectFrom('vm_snapshots')
-    .selectAll()
-    .where('uuid', '=', uuid)
-    .where('removed', 'is', null)
-    .executeTakeFirst();
-  if (!s) throw invalidParameter(`Unable to find VM snapshot by id ${uuid}`);
-  const domain = await ctx.app.store.db
-    .selectFrom('domains')
-    .select(['path', 'name'])
-    .where('id', '=', s.domain_id)
-    .executeTakeFirstOrThrow();
-  checkOwnerAccess(ctx.caller, { accountId: s.account_id, domain });
-  return s;
+  return findOwned(ctx, 'vm_snapshots', uuid, { noun: 'VM snapshot' });
 }
 
 /** A VM snapshot's disk snapshots, each with the pool it lives on. */
@@ -241,7 +213,7 @@ export const createVMSnapshot = defineCommand({
   },
   async create(ctx, params) {
     const { app } = ctx;
-    const vm = await vmByUuid(ctx, params.virtualmachineid);
+    const vm = await findOwned(ctx, 'vms', params.virtualmachineid, OWNED_VM);
     if (params.snapshotmemory)
       throw invalidParameter(
         'Memory snapshots are not offered: take a disk-only VM snapshot (snapshotmemory=false)',

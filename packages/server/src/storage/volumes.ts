@@ -1,4 +1,5 @@
 /** Volumes: ROOT disks of VMs and data disks users create, attach, resize and delete. */
+
 import { rm } from 'node:fs/promises';
 import { formatDate } from '../clock.ts';
 import { releasePool, reservePool } from '../compute/planner.ts';
@@ -7,10 +8,11 @@ import { insertId, type Tx } from '../db/connection.ts';
 import type { AccountRow, VmRow, VolumeRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { applyScope, checkOwnerAccess, listScope } from '../iam/access.ts';
+import { applyScope, listScope } from '../iam/access.ts';
 import { onAccountDelete, resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
+import { findOwned, OWNED_VM_OR_DESTROYED } from '../iam/owned.ts';
 import { findZone } from '../infra/common.ts';
 import { onStoragePoolDelete } from '../infra/storage-pools.ts';
 import { defineCommand, type JobTarget, listResult, success } from '../registry/command.ts';
@@ -29,20 +31,7 @@ export const GiB = 2 ** 30;
 const CDROM_DEVICE = 3;
 
 export async function findVolume(ctx: CallContext, uuid: string): Promise<VolumeRow> {
-  const v = await ctx.app.store.db
-    .selectFrom('volumes')
-    .selectAll()
-    .where('uuid', '=', uuid)
-    .where('removed', 'is', null)
-    .executeTakeFirst();
-  if (!v) throw invalidParameter(`Unable to find volume by id ${uuid}`);
-  const domain = await ctx.app.store.db
-    .selectFrom('domains')
-    .select(['path', 'name'])
-    .where('id', '=', v.domain_id)
-    .executeTakeFirstOrThrow();
-  checkOwnerAccess(ctx.caller, { accountId: v.account_id, domain });
-  return v;
+  return findOwned(ctx, 'volumes', uuid, { noun: 'volume' });
 }
 
 export async function presentVolumes(ctx: CallContext, rows: VolumeRow[]): Promise<object[]> {
@@ -521,30 +510,13 @@ async function volumeFromSnapshot(
   });
 }
 
-async function vmForVolume(ctx: CallContext, uuid: string): Promise<VmRow> {
-  const vm = await ctx.app.store.db
-    .selectFrom('vms')
-    .selectAll()
-    .where('uuid', '=', uuid)
-    .where('removed', 'is', null)
-    .executeTakeFirst();
-  if (!vm) throw invalidParameter(`Unable to find virtual machine by id ${uuid}`);
-  const domain = await ctx.app.store.db
-    .selectFrom('domains')
-    .select(['path', 'name'])
-    .where('id', '=', vm.domain_id)
-    .executeTakeFirstOrThrow();
-  checkOwnerAccess(ctx.caller, { accountId: vm.account_id, domain });
-  return vm;
-}
-
 async function attach(
   ctx: CallContext,
   volume: VolumeRow,
   vmUuid: string,
   deviceId: number | undefined,
 ): Promise<object> {
-  const vm = await vmForVolume(ctx, vmUuid);
+  const vm = await findOwned(ctx, 'vms', vmUuid, OWNED_VM_OR_DESTROYED);
   if (volume.type !== 'DATADISK') throw invalidParameter('Only data disks can be attached');
   if (volume.vm_id !== null) throw invalidParameter(`Volume ${volume.name} is already attached to a VM`);
   if (volume.account_id !== vm.account_id)
@@ -634,7 +606,7 @@ export const attachVolume = defineCommand({
   },
   async target(ctx, params) {
     await findVolume(ctx, params.id);
-    await vmForVolume(ctx, params.virtualmachineid);
+    await findOwned(ctx, 'vms', params.virtualmachineid, OWNED_VM_OR_DESTROYED);
     return volumeTarget(params);
   },
   async handler(ctx, params) {
