@@ -102,7 +102,35 @@ describe('isolated networks', () => {
       }),
       is(531),
     );
+    // physicalnetworkid: one of the zone's, carrying Guest traffic.
+    const bare = (
+      await admin.call<any>('createPhysicalNetwork', { zoneid, name: 'no-guest', isolationmethods: 'VXLAN' })
+    ).physicalnetwork;
+    for (const [physicalnetworkid, text] of [
+      [bare.id, /carries no Guest traffic/],
+      ['00000000-0000-4000-8000-000000000000', /physical network/],
+    ] as const)
+      await assert.rejects(
+        alice.request('createNetwork', {
+          name: 'x',
+          zoneid,
+          networkofferingid: isolatedOffering,
+          physicalnetworkid,
+        }),
+        is(431, text),
+      );
+    await admin.call('deletePhysicalNetwork', { id: bare.id });
     assert.equal((await admin.request<any>('listNetworks', { listall: true })).count, before);
+    const named = (
+      await alice.request<any>('createNetwork', {
+        name: 'on-phys',
+        zoneid,
+        networkofferingid: isolatedOffering,
+        physicalnetworkid: net.physicalnetworkid,
+      })
+    ).network;
+    assert.equal(named.physicalnetworkid, net.physicalnetworkid);
+    await alice.call('deleteNetwork', { id: named.id });
   });
 
   test('others cannot deploy into the network', async () => {
@@ -260,6 +288,20 @@ describe('isolated networks', () => {
       await alice.call<any>('updateNetwork', { id: net.id, name: 'frontend', displaytext: 'Front' })
     ).network;
     assert.equal(renamed.name, 'frontend');
+    // customid: root administrators only (others' values are ignored), a UUID no other network has.
+    const custom = '33333333-4444-5555-6666-777777777777';
+    assert.equal(
+      (await alice.call<any>('updateNetwork', { id: net.id, customid: custom })).network.id,
+      net.id,
+    );
+    const other = (await alice.request<any>('listNetworks', { name: 'n3' })).network[0];
+    for (const customid of ['web-net', other.id])
+      await assert.rejects(admin.call('updateNetwork', { id: net.id, customid }), is(431, /UUID/), customid);
+    const moved = (await admin.call<any>('updateNetwork', { id: net.id, customid: custom.toUpperCase() }))
+      .network;
+    assert.equal(moved.id, custom);
+    assert.equal((await alice.request<any>('listNetworks', { id: custom })).network[0].name, 'frontend');
+    await admin.call('updateNetwork', { id: custom, customid: net.id });
     await assert.rejects(bob.call('deleteNetwork', { id: net.id }), is(531));
     await assert.rejects(
       alice.call('deleteNetwork', { id: net.id }),

@@ -144,7 +144,7 @@ describe('load balancing rules', () => {
     assert.equal(listed.length, 1);
     assert.equal(listed[0].id, rule.id);
     // listPublicIpAddresses forloadbalancing: the addresses that carry load balancer rules.
-    const addresses = async (extra: Record<string, unknown>) =>
+    const addresses = async (extra: Record<string, boolean>) =>
       ((await alice.request<any>('listPublicIpAddresses', extra)).publicipaddress ?? [])
         .map((a: any) => a.id)
         .sort();

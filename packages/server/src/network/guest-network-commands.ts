@@ -35,7 +35,7 @@ export const createNetwork = defineCommand({
     zoneid: p.uuid({ required: true, description: 'Advanced zone the network belongs to.' }),
     physicalnetworkid: p.uuid({
       description:
-        "Accepted for compatibility; Nimbostack ignores it and uses the zone's physical network that carries Guest traffic.",
+        "Physical network the network's segment comes from: one of the zone's, carrying Guest traffic. Defaults to the zone's first physical network carrying Guest traffic.",
     }),
     gateway: p.string({
       description:
@@ -100,7 +100,7 @@ async function ownedNetworkTarget(ctx: CallContext, params: { id: string }): Pro
 export const updateNetwork = defineCommand({
   name: 'updateNetwork',
   description:
-    'Renames a guest network or changes its display text or DNS domain. Changing its guest CIDR or offering is refused. Asynchronous.',
+    'Renames a guest network or changes its display text, DNS domain or (root administrators) its ID. Changing its guest CIDR or offering is refused. Asynchronous.',
   params: {
     id: p.uuid({ required: true, description: 'ID of the network to update.' }),
     name: p.string({ description: 'New name; must not be blank.' }),
@@ -117,8 +117,14 @@ export const updateNetwork = defineCommand({
       description:
         "Only the network's current offering is accepted; changing the offering is not supported yet.",
     }),
-    customid: p.string({ description: 'Accepted but not applied yet: the network keeps its ID.' }),
-    forced: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    customid: p.string({
+      adminOnly: true,
+      description: 'New ID for the network: a UUID no other network has (root administrators only).',
+    }),
+    forced: p.boolean({
+      description:
+        'Ignored: upstream uses it to change the offering even when the network cannot be restarted, and offering changes are refused here.',
+    }),
   },
   event: { type: 'NETWORK.UPDATE', description: (params) => `updating network ${params.id}` },
   target: ownedNetworkTarget,
@@ -146,16 +152,17 @@ export const updateNetwork = defineCommand({
     if (params.name !== undefined && params.name.trim() === '')
       throw invalidParameter('Network name must not be empty');
     checkNetworkDomain(params.networkdomain);
+    const custom = await customNetworkId(ctx, network.id, params.customid);
+    const changes = {
+      ...(params.name !== undefined ? { name: params.name.trim() } : {}),
+      ...(params.displaytext !== undefined ? { display_text: params.displaytext } : {}),
+      ...(params.networkdomain !== undefined ? { network_domain: params.networkdomain } : {}),
+      ...(custom !== undefined ? { uuid: custom } : {}),
+    };
     await app.store.db.transaction().execute(async (tx) => {
-      await tx
-        .updateTable('networks')
-        .set({
-          ...(params.name !== undefined ? { name: params.name.trim() } : {}),
-          ...(params.displaytext !== undefined ? { display_text: params.displaytext } : {}),
-          ...(params.networkdomain !== undefined ? { network_domain: params.networkdomain } : {}),
-        })
-        .where('id', '=', network.id)
-        .execute();
+      // An update that changes nothing (e.g. only ignored parameters) still records its event.
+      if (Object.keys(changes).length > 0)
+        await tx.updateTable('networks').set(changes).where('id', '=', network.id).execute();
       await logEvent(ctx, tx, {
         type: 'NETWORK.UPDATE',
         description: `updated network ${network.name}`,
@@ -163,9 +170,25 @@ export const updateNetwork = defineCommand({
         resourceId: network.uuid,
       });
     });
-    return (await presentNetworks(ctx, [await findNetwork(ctx, params.id)]))[0] as object;
+    return (await presentNetworks(ctx, [await findNetwork(ctx, custom ?? params.id)]))[0] as object;
   },
 });
+
+/** A customid for a network: a UUID (lower-cased) no other network has, as upstream checks it. */
+async function customNetworkId(ctx: CallContext, networkId: number, customid: string | undefined) {
+  if (customid === undefined) return undefined;
+  const id = customid.trim().toLowerCase();
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id))
+    throw invalidParameter(`UUID: ${customid} doesn't follow the UUID format`);
+  const taken = await ctx.app.store.db
+    .selectFrom('networks')
+    .select('id')
+    .where('uuid', '=', id)
+    .executeTakeFirst();
+  if (taken && taken.id !== networkId)
+    throw invalidParameter(`UUID: ${customid} already exists so can't create/update with custom id`);
+  return id;
+}
 
 export const restartNetwork = defineCommand({
   name: 'restartNetwork',

@@ -144,8 +144,28 @@ function subnetFor(zone: ZoneRow, gateway: string | undefined, netmask: string |
   };
 }
 
-/** The zone's physical network carrying Guest traffic (431 when it has none). */
-async function guestPhysicalNetwork(app: App, zone: ZoneRow): Promise<number> {
+/** The named physical network, else the zone's one carrying Guest traffic (431 when none fits). */
+async function guestPhysicalNetwork(app: App, zone: ZoneRow, uuid?: string): Promise<number> {
+  if (uuid !== undefined) {
+    // The one the caller names: of this zone, carrying Guest traffic.
+    const named = await app.store.db
+      .selectFrom('physical_networks')
+      .select(['id', 'name', 'zone_id'])
+      .where('uuid', '=', uuid)
+      .where('removed', 'is', null)
+      .executeTakeFirst();
+    if (!named) throw invalidParameter(`Unable to find physical network by id ${uuid}`);
+    if (named.zone_id !== zone.id)
+      throw invalidParameter(`Physical network ${named.name} is not in zone ${zone.name}`);
+    const guest = await app.store.db
+      .selectFrom('physical_network_traffic_types')
+      .select('id')
+      .where('physical_network_id', '=', named.id)
+      .where('traffic_type', '=', 'Guest')
+      .executeTakeFirst();
+    if (!guest) throw invalidParameter(`Physical network ${named.name} carries no Guest traffic`);
+    return named.id;
+  }
   const physical = await guestPhysicalNetworkOf(app.store.db, zone.id);
   if (physical === undefined)
     throw invalidParameter(`Zone ${zone.name} has no physical network carrying Guest traffic`);
@@ -170,6 +190,8 @@ export interface IsolatedNetworkRequest {
   domainid?: string;
   projectid?: string;
   displaynetwork?: boolean;
+  /** The physical network to take the segment from (default: the zone's one with Guest traffic). */
+  physicalnetworkid?: string;
 }
 
 /** createNetwork for an isolated offering: the record, its address plan and the network limit. */
@@ -187,7 +209,7 @@ export async function createIsolatedNetwork(
     throw invalidParameter(`Network offering ${offering.name} is not Enabled`);
   const owner = await networkOwner(ctx, req);
   const subnet = subnetFor(zone, req.gateway, req.netmask);
-  const physical = await guestPhysicalNetwork(app, zone);
+  const physical = await guestPhysicalNetwork(app, zone, req.physicalnetworkid);
   checkNetworkDomain(req.networkdomain);
   return app.store.db.transaction().execute(async (tx) => {
     await reserve(ctx, tx, owner, ResourceKind.Network, 1);
@@ -262,7 +284,7 @@ export async function createSharedNetwork(ctx: CallContext, req: SharedNetworkRe
           .select('id')
           .where('parent_id', 'is', null)
           .executeTakeFirstOrThrow();
-  const physical = await guestPhysicalNetwork(app, zone);
+  const physical = await guestPhysicalNetwork(app, zone, req.physicalnetworkid);
   const overlapping = await app.store.db
     .selectFrom('vlan_ip_ranges')
     .innerJoin('networks', 'networks.id', 'vlan_ip_ranges.network_id')
