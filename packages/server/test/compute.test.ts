@@ -209,6 +209,32 @@ describe('the VM lifecycle', () => {
       (e: any) => e.errorcode === 431 || e.errorcode === 531,
     );
   });
+
+  test('listVirtualMachines keypair matches one key pair name exactly, not a substring', async () => {
+    const { client } = await createAccountAndLogin(server, { name: 'keyed' });
+    for (const name of ['k-one', 'k-one-two', 'zz']) await client.request('createSSHKeyPair', { name });
+    const deploy = async (keys: Record<string, string>) =>
+      (
+        await client.call<any>('deployVirtualMachine', {
+          zoneid,
+          templateid,
+          serviceofferingid: small,
+          startvm: false,
+          ...keys,
+        })
+      ).virtualmachine.id;
+    const a = await deploy({ keypair: 'k-one-two' });
+    const b = await deploy({ keypairs: 'zz,k-one' });
+    const ids = async (keypair: string) =>
+      ((await client.request<any>('listVirtualMachines', { keypair })).virtualmachine ?? []).map(
+        (v: any) => v.id,
+      );
+    assert.deepEqual(await ids('k-one'), [b]);
+    assert.deepEqual(await ids('k-one-two'), [a]);
+    assert.deepEqual(await ids('one'), []);
+    assert.deepEqual(await ids('k-one%'), []);
+    for (const id of [a, b]) await server.admin.call('destroyVirtualMachine', { id, expunge: true });
+  });
 });
 
 describe('the planner', () => {

@@ -5,7 +5,7 @@ import type { CallContext } from '../context.ts';
 import type { VmRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { applyScope, listScope } from '../iam/access.ts';
+import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
 import { findOwned } from '../iam/owned.ts';
@@ -719,7 +719,7 @@ export const listVirtualMachines = defineCommand({
     isoid: p.uuid({ description: 'Only VMs with this ISO attached.' }),
     serviceofferingid: p.uuid({ description: 'Only VMs using this service offering.' }),
     groupid: p.uuid({ description: 'Only VMs in this instance group.' }),
-    keypair: p.string({ description: 'Only VMs whose SSH key pair names contain this text.' }),
+    keypair: p.string({ description: 'Only VMs that use the SSH key pair of exactly this name.' }),
     networkid: p.uuid({ description: 'Only VMs with a NIC in this network.' }),
     securitygroupid: p.uuid({ description: 'Only VMs that are members of this security group.' }),
     userid: p.uuid({ description: 'Only VMs created by this user.' }),
@@ -795,7 +795,19 @@ export const listVirtualMachines = defineCommand({
     if (params.hypervisor) q = q.where('vms.hypervisor', '=', params.hypervisor);
     if (params.haenable !== undefined) q = q.where('vms.ha_enabled', '=', params.haenable ? 1 : 0);
     if (params.displayvm !== undefined) q = q.where('vms.display_vm', '=', params.displayvm ? 1 : 0);
-    if (params.keypair) q = q.where('vms.keypairs', 'like', `%${params.keypair}%`);
+    if (params.keypair) {
+      // One of the VM's key pair names (stored comma-separated), exactly; no substring.
+      const name = params.keypair;
+      const k = escapeLike(name);
+      q = q.where((eb) =>
+        eb.or([
+          eb('vms.keypairs', '=', name),
+          likeEscaped('vms.keypairs', `${k},%`),
+          likeEscaped('vms.keypairs', `%,${k}`),
+          likeEscaped('vms.keypairs', `%,${k},%`),
+        ]),
+      );
+    }
     if (params.userid)
       q = q.where('vms.user_id', 'in', db.selectFrom('users').select('id').where('uuid', '=', params.userid));
     if (params.storageid) {
