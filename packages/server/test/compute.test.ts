@@ -235,6 +235,34 @@ describe('the VM lifecycle', () => {
     assert.deepEqual(await ids('k-one%'), []);
     for (const id of [a, b]) await server.admin.call('destroyVirtualMachine', { id, expunge: true });
   });
+
+  test('deleteUserData is refused (530) while a VM deployed with it is not expunged', async () => {
+    const { client } = await createAccountAndLogin(server, { name: 'uddeploy' });
+    await client.request('registerUserData', {
+      name: 'boot',
+      userdata: Buffer.from('#!/bin/sh\n').toString('base64'),
+    });
+    const ud = (await client.request<any>('listUserData', { name: 'boot' })).userdata[0];
+    const vm = (
+      await client.call<any>('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid: small,
+        startvm: false,
+        userdataid: ud.id,
+      })
+    ).virtualmachine;
+    await assert.rejects(
+      client.request('deleteUserData', { id: ud.id }),
+      (e: any) =>
+        e.errorcode === 530 &&
+        e.errortext === 'Userdata boot cannot be removed as it is being used by some instances',
+    );
+    await client.call('destroyVirtualMachine', { id: vm.id });
+    await assert.rejects(client.request('deleteUserData', { id: ud.id }), is(530));
+    await server.admin.call('expungeVirtualMachine', { id: vm.id });
+    assert.deepEqual(await client.request('deleteUserData', { id: ud.id }), { success: true });
+  });
 });
 
 describe('the planner', () => {

@@ -1,7 +1,7 @@
 /** Registered user data: named, base64 cloud-init payloads that deploys can refer to by id. */
 import type { CallContext } from '../context.ts';
 import { insertId } from '../db/connection.ts';
-import { invalidParameter } from '../errors.ts';
+import { internalError, invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { applyScope, checkOwnerAccess, listScope } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
@@ -171,7 +171,8 @@ export const listUserData = defineCommand({
 
 export const deleteUserData = defineCommand({
   name: 'deleteUserData',
-  description: 'Deletes a registered user data by id; VMs deployed with it keep their copy.',
+  description:
+    'Deletes a registered user data by id; refused while VMs deployed with it exist (until they are expunged).',
   params: {
     id: p.uuid({ required: true, description: 'UUID of the user data to delete.' }),
     account: p.string({
@@ -187,11 +188,26 @@ export const deleteUserData = defineCommand({
     const row = await db
       .selectFrom('user_data')
       .innerJoin('domains', 'domains.id', 'user_data.domain_id')
-      .select(['user_data.id', 'user_data.account_id', 'domains.path', 'domains.name'])
+      .select([
+        'user_data.id',
+        'user_data.name as udname',
+        'user_data.account_id',
+        'domains.path',
+        'domains.name',
+      ])
       .where('user_data.uuid', '=', params.id)
       .executeTakeFirst();
     if (!row) throw invalidParameter(`Unable to find user data by id ${params.id}`);
     checkOwnerAccess(ctx.caller, { accountId: row.account_id, domain: { path: row.path, name: row.name } });
+    // As upstream: refused (530) while a VM not yet expunged was deployed with it.
+    const used = await db
+      .selectFrom('vms')
+      .select('id')
+      .where('user_data_id', '=', row.id)
+      .where('removed', 'is', null)
+      .executeTakeFirst();
+    if (used)
+      throw internalError(`Userdata ${row.udname} cannot be removed as it is being used by some instances`);
     await db.deleteFrom('user_data').where('id', '=', row.id).execute();
     return success();
   },
