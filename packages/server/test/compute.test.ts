@@ -263,6 +263,29 @@ describe('the VM lifecycle', () => {
     await server.admin.call('expungeVirtualMachine', { id: vm.id });
     assert.deepEqual(await client.request('deleteUserData', { id: ud.id }), { success: true });
   });
+
+  test('rebootVirtualMachine answers with the VM as it is once the reboot is done', async () => {
+    const vm = (
+      await server.admin.call<any>('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid: small,
+        displayname: 'before',
+      })
+    ).virtualmachine;
+    await server.admin.request('configureSimulator', {
+      name: 'rebootVm',
+      value: 'wait:1500',
+      count: 1,
+      hostid: vm.hostid,
+    });
+    const queued = await server.admin.request<any>('rebootVirtualMachine', { id: vm.id });
+    await new Promise((r) => setTimeout(r, 300));
+    await server.admin.request('updateVirtualMachine', { id: vm.id, displayname: 'during' });
+    const done = await server.admin.waitForJob(queued.jobid);
+    assert.equal((done.jobresult as any).virtualmachine.displayname, 'during');
+    await server.admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
+  });
 });
 
 describe('the planner', () => {

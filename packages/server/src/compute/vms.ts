@@ -375,7 +375,7 @@ export async function stopVm(ctx: CallContext, vm: VmRow, forced = false): Promi
 export async function rebootVm(ctx: CallContext, vm: VmRow): Promise<VmRow> {
   if (vm.state !== 'Running' || vm.host_id === null) throw wrongState(vm, 'reboot');
   await ctx.app.agents.call(vm.host_id, 'rebootVm', { name: vm.instance_name });
-  return vm;
+  return reloadVm(ctx, vm.id);
 }
 
 /**
