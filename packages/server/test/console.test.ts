@@ -166,7 +166,9 @@ describe('createConsoleEndpoint', () => {
     await assert.rejects(endpointFor(other), (e: any) => e.errorcode === 531);
     await assert.rejects(
       endpointFor(owner, '00000000-0000-4000-8000-000000000000'),
-      (e: any) => e.errorcode === 431 && /Unable to find virtual machine/.test(e.errortext),
+      (e: any) =>
+        e.errorcode === 431 &&
+        /^Invalid parameter virtualmachineid value=.* entity does not exist/.test(e.errortext),
     );
     await assert.rejects(
       owner.request('createConsoleEndpoint', {}),

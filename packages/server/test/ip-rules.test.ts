@@ -168,7 +168,7 @@ describe('firewall rules', () => {
         ipaddressid: '00000000-0000-4000-8000-000000000000',
         protocol: 'tcp',
       }),
-      is(431, /Unable to find IP address/),
+      is(431, /Invalid parameter ipaddressid value=.* entity does not exist/),
     );
     assert.equal(await count('listFirewallRules'), before.listed);
     assert.equal(JSON.stringify(rules()), before.router);

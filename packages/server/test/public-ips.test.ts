@@ -160,7 +160,11 @@ describe('acquiring addresses', () => {
       [carol, { networkid: net.id, isportable: true }, is(431, /Portable/)],
       [carol, { networkid: net.id, projectid: net.id }, is(431, /Projects/)],
       [carol, {}, is(431, /networkid or zoneid/)],
-      [carol, { networkid: '00000000-0000-4000-8000-000000000000' }, is(431, /Unable to find network/)],
+      [
+        carol,
+        { networkid: '00000000-0000-4000-8000-000000000000' },
+        is(431, /Invalid parameter networkid value=.* entity does not exist/),
+      ],
       [bob, { networkid: net.id }, is(531)],
       [bob, { zoneid: z.zoneid }, is(431, /doesn't have isolated networks/)],
       [carol, { networkid: net.id, account: 'bob', domainid: net.domainid }, is(531)],

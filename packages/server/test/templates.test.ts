@@ -257,8 +257,14 @@ describe('registering and downloading', () => {
   test('bad input is refused with 431 and creates nothing', async () => {
     const before = (await templates(alice, { templatefilter: 'self' })).length;
     const bad: [Record<string, any>, RegExp][] = [
-      [{ zoneid: '11111111-1111-1111-1111-111111111111' }, /Unable to find zone/],
-      [{ ostypeid: '11111111-1111-1111-1111-111111111111' }, /Unable to find OS type/],
+      [
+        { zoneid: '11111111-1111-1111-1111-111111111111' },
+        /Invalid parameter zoneid value=.* entity does not exist/,
+      ],
+      [
+        { ostypeid: '11111111-1111-1111-1111-111111111111' },
+        /Invalid parameter ostypeid value=.* entity does not exist/,
+      ],
       [{ format: 'FOO' }, /Invalid format FOO/],
       [{ checksum: '{SHA-256}abc' }, /64 hexadecimal digits/],
       [{ checksum: '{CRC32}abcd' }, /Invalid checksum/],

@@ -7,6 +7,7 @@ import { ApiError, CsErrorCode, ErrorCode, invalidParameter } from '../errors.ts
 import { type Command, isListResult } from '../registry/command.ts';
 import type { ParamSpec, RawValue } from '../registry/params.ts';
 import { DEFAULT_PAGE_SIZE } from '../settings/core-settings.ts';
+import { resolveEntities } from './entity-refs.ts';
 import { listBody } from './serialize.ts';
 
 /** Request parameters that never go into a job row (credentials and signatures). */
@@ -89,6 +90,7 @@ export async function dispatch(
   raw: Map<string, RawValue>,
 ): Promise<object> {
   const params = parseParams(ctx, command, raw);
+  await resolveEntities(ctx, command, params);
   if (!command.isAsync) return responseBody(command, await command.handler(ctx, params as never));
 
   const recorded: Record<string, unknown> = {};
