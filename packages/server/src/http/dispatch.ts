@@ -31,6 +31,17 @@ function isBlank(raw: RawValue | undefined): boolean {
   return raw === undefined || (typeof raw === 'string' && raw.trim() === '');
 }
 
+/**
+ * NUL characters are refused in every declared parameter: PostgreSQL cannot store them in text
+ * (the statement failed, a 530), and no CloudStack value has one.
+ */
+function hasNul(raw: RawValue): boolean {
+  if (typeof raw === 'string') return raw.includes('\u0000');
+  return Object.values(raw).some((entry) =>
+    Object.entries(entry).some(([field, v]) => field.includes('\u0000') || v.includes('\u0000')),
+  );
+}
+
 /** Validates and converts the request parameters a command declares; others are ignored. */
 export function parseParams(
   ctx: CallContext,
@@ -48,7 +59,16 @@ export function parseParams(
       if (spec.required) throw missingParameter(command.name, name);
       continue;
     }
-    out[name] = spec.parse(value, name);
+    if (hasNul(value))
+      throw invalidParameter(`Invalid parameter ${name}: its value contains a NUL character`);
+    const parsed = spec.parse(value, name);
+    // A list of nothing but separators (",,,") is no list, as upstream's tokenizer sees it: absent,
+    // or missing when required (handlers would otherwise query `in ()`).
+    if (spec.type === 'list' && Array.isArray(parsed) && parsed.length === 0) {
+      if (spec.required) throw missingParameter(command.name, name);
+      continue;
+    }
+    out[name] = parsed;
   }
   if ('pagesize' in command.params) checkPaging(ctx, out);
   return out;
