@@ -71,9 +71,12 @@ export class JobRunner {
     });
     const key = instance ? `${instance.type}:${instance.id}` : `job:${uuid}`;
     const previous = this.chains.get(key) ?? Promise.resolve();
-    const next = previous.then(() =>
-      this.execute(ctx, command, params, jobId, created, instance, scheduledId),
-    );
+    // A failure outside the handler (recording the Started event, writing the result) must not
+    // escape: it was an unhandled rejection that stopped the server, and the rejected chain kept
+    // every later job on the same object from running. The job fails instead.
+    const next = previous
+      .then(() => this.execute(ctx, command, params, jobId, created, instance, scheduledId))
+      .catch((e) => this.failUnexpectedly(command, jobId, e));
     this.chains.set(key, next);
     this.running.add(next);
     next.finally(() => {
@@ -144,6 +147,29 @@ export class JobRunner {
         resourceId: instance?.id,
         startId,
       });
+    }
+  }
+
+  private async failUnexpectedly(command: Command, jobId: number, e: unknown): Promise<void> {
+    const app = this.app();
+    app.log.error({ err: e, command: command.name }, 'async job failed unexpectedly');
+    const err = toApiError(e);
+    try {
+      await app.store.db
+        .updateTable('async_jobs')
+        .set({
+          status: 2,
+          result_code: err.errorcode,
+          result_type: 'object',
+          result: JSON.stringify({ errorcode: err.errorcode, errortext: err.message }),
+          completed: app.clock.now(),
+        })
+        .where('id', '=', jobId)
+        .where('status', '=', 0)
+        .execute();
+    } catch (again) {
+      // The database itself is failing: the job stays running until failOrphans ends it.
+      app.log.error({ err: again, command: command.name }, 'could not record a failed job');
     }
   }
 
