@@ -149,6 +149,12 @@ export async function presentVolume(ctx: CallContext, id: number): Promise<objec
   return (await presentVolumes(ctx, [row]))[0];
 }
 
+/** A size in GB a volume may have (its bytes must stay a safe integer for the agents). */
+function checkSizeGb(sizeGb: number): void {
+  if (sizeGb <= 0 || sizeGb > 1024 * 64)
+    throw invalidParameter(`Invalid volume size ${sizeGb} GB: must be between 1 and 65536`);
+}
+
 /** Size of a new data disk from its offering, or the requested size for a custom offering. */
 export async function dataDiskSize(ctx: CallContext, offeringUuid: string, sizeGb: number | undefined) {
   const offering = await ctx.app.store.db
@@ -162,8 +168,7 @@ export async function dataDiskSize(ctx: CallContext, offeringUuid: string, sizeG
   if (offering.customized) {
     if (sizeGb === undefined)
       throw invalidParameter(`Disk offering ${offering.name} is custom sized: give the size in GB`);
-    if (sizeGb <= 0 || sizeGb > 1024 * 64)
-      throw invalidParameter(`Invalid volume size ${sizeGb} GB: must be between 1 and 65536`);
+    checkSizeGb(sizeGb);
     return { offering, sizeBytes: sizeGb * GiB };
   }
   if (sizeGb !== undefined && sizeGb * GiB !== Number(offering.disk_size_bytes)) {
@@ -699,7 +704,7 @@ export const resizeVolume = defineCommand({
       newSize = sizeBytes;
       offeringId = offering.id;
     } else if (params.size !== undefined) {
-      if (params.size <= 0) throw invalidParameter(`Invalid size ${params.size} GB`);
+      checkSizeGb(params.size);
       newSize = params.size * GiB;
     } else {
       throw invalidParameter('Either size or diskofferingid must be given');
