@@ -12,7 +12,7 @@
  * kill moments and each worker's choice of operations, so a failing run can be replayed (the
  * interleaving of concurrent jobs still depends on timing). Exits 1 on any violation.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -22,7 +22,7 @@ import { openStore, type Store } from '../../src/db/connection.ts';
 import { MIGRATIONS } from '../../src/db/migrate.ts';
 import { createDatabase, type DbKind, POSTGRES_URL } from '../harness.ts';
 import { checkInvariants, downloadsInProgress, pendingJobs } from './invariants.ts';
-import { freePort, ServerProcess, type ServerSettings, startAgent } from './processes.ts';
+import { freePort, killAll, ServerProcess, type ServerSettings, startAgent } from './processes.ts';
 
 const { values } = parseArgs({
   options: {
@@ -39,6 +39,8 @@ const TOKEN = 'chaos-agent-token-0123456789';
 /** After a restart every unfinished job must be finished within this. */
 const RECOVERY_WAIT_MS = 30_000;
 const WORKERS = 4;
+/** The whole run's limit (CI budgets about 6 minutes for it): past it the run fails. */
+const TIME_LIMIT_MS = Number(process.env.CHAOS_TIME_LIMIT_S ?? 420) * 1000;
 const MAX_VMS = 8;
 
 /** mulberry32: a small seeded generator, so that a seed replays the same choices. */
@@ -724,6 +726,21 @@ async function chaosOn(kind: DbKind, seed: number): Promise<Figures> {
         `${kind}: restart ${round}: ${finished.length}/${pending.length} jobs finished in ${Date.now() - t0} ms, ${result.checks} checks, ${result.violations.length} violation(s)`,
       );
       for (const v of result.violations) log(`  VIOLATION ${v}`);
+      if (result.violations.length > 0) {
+        // The jobs of the last minute, to tell what left the violation behind.
+        const recent = await store.db
+          .selectFrom('async_jobs')
+          .select(['id', 'command', 'instance_id', 'status', 'ms_id', 'created', 'completed', 'result'])
+          .where('created', '>', Date.now() - 120_000)
+          .orderBy('id')
+          .execute();
+        for (const j of recent) log(`  job ${JSON.stringify(j)}`);
+        // And what the server warned about since it started (recovery says what it settled).
+        const lines = readFileSync(join(dataDir, `server-${runs}.log`), 'utf8')
+          .split('\n')
+          .filter((l) => /"level":(40|50)/.test(l));
+        for (const l of lines.slice(-20)) log(`  log ${l.slice(0, 400)}`);
+      }
     }
     const code = await server.stop();
     if (code !== 0) f.violations.push(`${kind}: the server exited ${code} on SIGTERM`);
@@ -731,7 +748,8 @@ async function chaosOn(kind: DbKind, seed: number): Promise<Figures> {
     await server.kill();
     await agent.stop();
     await store.close();
-    if (!values.keep) {
+    // A failed run keeps its data directory (server and agent logs) and database to look into.
+    if (!values.keep && f.violations.length === 0) {
       await database.drop();
       rmSync(dataDir, { recursive: true, force: true });
     } else log(`${kind}: kept ${dataDir} (${database.url})`);
@@ -779,10 +797,22 @@ async function main(): Promise<number> {
   return violations.length > 0 || all.length === 0 ? 1 : 0;
 }
 
+const watchdog = setTimeout(() => {
+  console.error(
+    `chaos: gave up after ${TIME_LIMIT_MS / 1000} s (CHAOS_TIME_LIMIT_S); the run is too slow or stuck`,
+  );
+  console.log('chaos: 0 passed, 1 failed');
+  killAll();
+  process.exit(1);
+}, TIME_LIMIT_MS);
+watchdog.unref();
+
 main().then(
   (code) => process.exit(code),
   (e) => {
     console.error(e);
+    console.log('chaos: 0 passed, 1 failed');
+    killAll();
     process.exit(1);
   },
 );
