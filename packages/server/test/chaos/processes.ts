@@ -13,6 +13,19 @@ export const REPO = join(import.meta.dirname, '../../../..');
 const SERVER_MAIN = join(REPO, 'packages/server/src/main.ts');
 const AGENT_MAIN = join(REPO, 'packages/agent/src/main.ts');
 
+/** Every child still running, so that a run that gives up (its time limit) leaves none behind. */
+const live = new Set<ChildProcess>();
+
+export function killAll(): void {
+  for (const c of live) c.kill('SIGKILL');
+}
+
+function track(c: ChildProcess): ChildProcess {
+  live.add(c);
+  c.once('exit', () => live.delete(c));
+  return c;
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve) => {
     const s = createServer();
@@ -42,21 +55,23 @@ export class ServerProcess {
 
   constructor(settings: ServerSettings, logFile: string) {
     this.log = createWriteStream(logFile);
-    this.child = spawn(process.execPath, ['--import', 'tsx', SERVER_MAIN], {
-      cwd: REPO,
-      env: {
-        ...process.env,
-        NIMBOSTACK_PORT: String(settings.port),
-        NIMBOSTACK_AGENT_PORT: String(settings.agentPort),
-        NIMBOSTACK_HOST: '127.0.0.1',
-        NIMBOSTACK_DATA: settings.dataDir,
-        DATABASE_URL: settings.databaseUrl,
-        NIMBOSTACK_LOG_LEVEL: 'info',
-        NIMBOSTACK_SEED_LOCAL_ZONE: 'false',
-        NIMBOSTACK_SERVER_NAME: 'chaos-ms',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    this.child = track(
+      spawn(process.execPath, ['--import', 'tsx', SERVER_MAIN], {
+        cwd: REPO,
+        env: {
+          ...process.env,
+          NIMBOSTACK_PORT: String(settings.port),
+          NIMBOSTACK_AGENT_PORT: String(settings.agentPort),
+          NIMBOSTACK_HOST: '127.0.0.1',
+          NIMBOSTACK_DATA: settings.dataDir,
+          DATABASE_URL: settings.databaseUrl,
+          NIMBOSTACK_LOG_LEVEL: 'info',
+          NIMBOSTACK_SEED_LOCAL_ZONE: 'false',
+          NIMBOSTACK_SERVER_NAME: 'chaos-ms',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
     this.exited = new Promise((r) => this.child.once('exit', (code) => r(code)));
     this.child.stderr?.pipe(this.log, { end: false });
     const lines = createInterface({ input: this.child.stdout! });
@@ -111,27 +126,29 @@ export function startAgent(opts: {
   latencyMs: number;
   logFile: string;
 }): { stop(): Promise<void> } {
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      AGENT_MAIN,
-      '--server',
-      `ws://127.0.0.1:${opts.agentPort}`,
-      '--token',
-      opts.token,
-      '--name',
-      opts.name,
-      '--hosts',
-      String(opts.hosts),
-      '--latency',
-      String(opts.latencyMs),
-      // The server comes back within seconds of each kill; a short backoff reconnects promptly.
-      '--max-backoff',
-      '500',
-    ],
-    { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] },
+  const child = track(
+    spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        AGENT_MAIN,
+        '--server',
+        `ws://127.0.0.1:${opts.agentPort}`,
+        '--token',
+        opts.token,
+        '--name',
+        opts.name,
+        '--hosts',
+        String(opts.hosts),
+        '--latency',
+        String(opts.latencyMs),
+        // The server comes back within seconds of each kill; a short backoff reconnects promptly.
+        '--max-backoff',
+        '500',
+      ],
+      { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] },
+    ),
   );
   const log = createWriteStream(opts.logFile);
   child.stdout?.pipe(log);
