@@ -264,6 +264,32 @@ describe('the VM lifecycle', () => {
     assert.deepEqual(await client.request('deleteUserData', { id: ud.id }), { success: true });
   });
 
+  test('disableAccount with lock=false stops the account VMs; lock=true leaves them running', async () => {
+    const { client, account } = await createAccountAndLogin(server, { name: 'disabled-vms' });
+    const ids: string[] = [];
+    for (let i = 0; i < 2; i++)
+      ids.push(
+        (await client.call<any>('deployVirtualMachine', { zoneid, templateid, serviceofferingid: small }))
+          .virtualmachine.id,
+      );
+    const states = async () =>
+      (
+        await server.admin.request<any>('listVirtualMachines', {
+          account: 'disabled-vms',
+          domainid: account.domainid,
+        })
+      ).virtualmachine.map((v: any) => v.state);
+    await server.admin.call('disableAccount', { id: account.id as string, lock: true });
+    assert.deepEqual(await states(), ['Running', 'Running']);
+    await server.admin.request('enableAccount', { id: account.id as string });
+    const disabled = (
+      await server.admin.call<any>('disableAccount', { id: account.id as string, lock: false })
+    ).account;
+    assert.equal(disabled.state, 'disabled');
+    assert.deepEqual(await states(), ['Stopped', 'Stopped']);
+    for (const id of ids) await server.admin.call('destroyVirtualMachine', { id, expunge: true });
+  });
+
   test('rebootVirtualMachine answers with the VM as it is once the reboot is done', async () => {
     const vm = (
       await server.admin.call<any>('deployVirtualMachine', {

@@ -1,5 +1,5 @@
 /** Compute: VMs, their volumes' lifecycle on hosts, instance groups, and what happens when hosts change. */
-import { onAccountDelete } from '../iam/accounts.ts';
+import { onAccountDelete, onAccountDisable } from '../iam/accounts.ts';
 import { registerTemplateInUseCheck } from '../storage/templates.ts';
 import { migrateVirtualMachineWithVolume, migrateVolume } from '../storage/volume-migrate.ts';
 import { volumeTransferCommands } from '../storage/volume-transfer.ts';
@@ -14,7 +14,7 @@ import { restoreVirtualMachine } from './restore.ts';
 import { sshKeyPairCommands } from './ssh-keypairs.ts';
 import { userDataCommands } from './user-data.ts';
 import { vmCommands } from './vm-commands.ts';
-import { expungeVm } from './vms.ts';
+import { expungeVm, stopVm } from './vms.ts';
 
 /** A deleted account's VMs go first: they hold volumes, NICs and security group memberships. */
 onAccountDelete(async (ctx, account) => {
@@ -26,6 +26,27 @@ onAccountDelete(async (ctx, account) => {
     .execute();
   for (const vm of vms) await expungeVm(ctx, vm);
 }, 0);
+
+/**
+ * A disabled account's running VMs are stopped, as upstream's doDisableAccount does; one that fails
+ * to stop is logged and left running (upstream marks the account for cleanup), the others still stop.
+ */
+onAccountDisable(async (ctx, account) => {
+  const vms = await ctx.app.store.db
+    .selectFrom('vms')
+    .selectAll()
+    .where('account_id', '=', account.id)
+    .where('removed', 'is', null)
+    .where('state', '=', 'Running')
+    .execute();
+  for (const vm of vms) {
+    try {
+      await stopVm(ctx, vm);
+    } catch (err) {
+      ctx.app.log.warn({ err, vm: vm.uuid }, 'could not stop a VM of a disabled account');
+    }
+  }
+});
 
 registerTemplateInUseCheck(async (ctx, template, zoneId) => {
   let q = ctx.app.store.db

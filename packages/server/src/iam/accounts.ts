@@ -406,14 +406,15 @@ async function setAccountState(
 export const disableAccount = defineCommand({
   name: 'disableAccount',
   description:
-    'Disables or locks an account so none of its users can sign in or call the API; their sessions end, VMs keep running. Asynchronous.',
+    'Disables or locks an account so none of its users can sign in or call the API; their sessions end. Disabling (lock=false) also stops its running VMs; locking leaves them running. Asynchronous.',
   params: {
     id: p.uuid({ description: 'UUID of the account; or give account and domainid.' }),
     account: p.string({ description: 'Name of the account, when id is not given.' }),
     domainid: p.uuid({ description: 'UUID of the domain of the account named by account.' }),
     lock: p.boolean({
       required: true,
-      description: 'true to lock the account, false to disable it; either way its users are shut out.',
+      description:
+        'true to lock the account (its VMs keep running), false to disable it and stop its running VMs; either way its users are shut out.',
     }),
   },
   event: {
@@ -426,7 +427,21 @@ export const disableAccount = defineCommand({
   },
   async handler(ctx, params) {
     const { account } = await resolveAccount(ctx, params);
-    return setAccountState(ctx, account, params.lock ? 'locked' : 'disabled', 'ACCOUNT.DISABLE');
+    const presented = await setAccountState(
+      ctx,
+      account,
+      params.lock ? 'locked' : 'disabled',
+      'ACCOUNT.DISABLE',
+    );
+    if (params.lock) return presented;
+    // As upstream's doDisableAccount: once disabled, the account's VMs are stopped.
+    for (const hook of disableHooks) await hook(ctx, account);
+    const row = await ctx.app.store.db
+      .selectFrom('accounts')
+      .selectAll()
+      .where('id', '=', account.id)
+      .executeTakeFirstOrThrow();
+    return (await presentAccounts(ctx, [row]))[0];
   },
 });
 
@@ -465,6 +480,13 @@ export const lockAccount = defineCommand({
  */
 export type AccountCleanup = (ctx: CallContext, account: AccountRow) => Promise<void>;
 const cleanups: { stage: number; cleanup: AccountCleanup }[] = [];
+
+/** Hooks run when an account is disabled (not locked); compute registers one that stops its VMs. */
+const disableHooks: AccountCleanup[] = [];
+
+export function onAccountDisable(hook: AccountCleanup): void {
+  disableHooks.push(hook);
+}
 
 export function onAccountDelete(cleanup: AccountCleanup, stage = 1): void {
   cleanups.push({ stage, cleanup });
