@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { CloudStackClient } from '@nimbostack/client';
+import { CloudStackClient } from '@nimbostack/client';
 import { collectNetworks } from '../src/network/network-gc.ts';
 import { type AdvancedZone, is, startAdvancedZone } from './public-ip-zone.ts';
 
@@ -326,5 +326,90 @@ describe('isolated networks', () => {
       })
     ).virtualmachine;
     assert.equal(vm.state, 'Running', 'the freed VNI went to the waiting network');
+  });
+
+  test('displaynetwork hides a network from end users; subdomainaccess=false keeps subdomains off a domain network', async () => {
+    const n4 = (await alice.request<any>('listNetworks', { name: 'n4' })).network[0];
+    assert.equal(n4.displaynetwork, true);
+    const hidden = (await admin.call<any>('updateNetwork', { id: n4.id, displaynetwork: false })).network;
+    assert.equal(hidden.displaynetwork, false);
+    assert.equal(
+      (await alice.request<any>('listNetworks', { name: 'n4' })).count ?? 0,
+      0,
+      'hidden from its owner',
+    );
+    const listed = await admin.request<any>('listNetworks', { listall: true, displaynetwork: false });
+    assert.deepEqual(
+      listed.network.map((n: any) => n.id),
+      [n4.id],
+    );
+    await alice.call('updateNetwork', { id: n4.id, displaynetwork: true });
+    assert.equal(
+      (await alice.request<any>('listNetworks', { name: 'n4' })).count ?? 0,
+      0,
+      'only root admins show it again',
+    );
+    await admin.call('updateNetwork', { id: n4.id, displaynetwork: true });
+    assert.equal((await alice.request<any>('listNetworks', { name: 'n4' })).count, 1);
+
+    const sub = (await admin.request<any>('createDomain', { name: 'netsub' })).domain;
+    await admin.request('createAccount', {
+      username: 'carol',
+      password: 'secret-pass',
+      email: 'carol@example.com',
+      firstname: 'C',
+      lastname: 'U',
+      accounttype: 0,
+      domainid: sub.id,
+    });
+    const carol = await CloudStackClient.login(
+      `${zone.server.url}/client/api`,
+      'carol',
+      'secret-pass',
+      '/netsub',
+    );
+    const shared = (
+      await admin.request<any>('listNetworkOfferings', { name: 'DefaultSharedNetworkOffering' })
+    ).networkoffering[0].id;
+    const make = (name: string, vlan: string, third: number, extra: Record<string, unknown>) =>
+      admin.request<any>('createNetwork', {
+        name,
+        zoneid,
+        networkofferingid: shared,
+        vlan,
+        gateway: `10.7${third}.0.1`,
+        netmask: '255.255.255.0',
+        startip: `10.7${third}.0.10`,
+        endip: `10.7${third}.0.20`,
+        ...extra,
+      });
+    await assert.rejects(
+      make('acct', '3101', 1, {
+        acltype: 'Account',
+        account: 'alice',
+        domainid: n4.domainid,
+        subdomainaccess: true,
+      }),
+      is(431, /subDomainAccess can be specified only with aclType=Domain/),
+    );
+    const closed = (await make('closed', '3102', 2, { subdomainaccess: false })).network;
+    const open = (await make('open', '3103', 3, {})).network;
+    assert.deepEqual([closed.subdomainaccess, open.subdomainaccess], [false, true]);
+    const seen = async (client: CloudStackClient) =>
+      ((await client.request<any>('listNetworks', { type: 'Shared' })).network ?? [])
+        .map((n: any) => n.name)
+        .sort();
+    assert.deepEqual(await seen(alice), ['closed', 'open'], 'the ROOT domain itself uses both');
+    assert.deepEqual(await seen(carol), ['open'], 'a subdomain only the one that grants access');
+    await assert.rejects(
+      carol.call('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid: offering,
+        networkids: closed.id,
+      }),
+      is(531),
+    );
+    for (const n of [closed, open]) await admin.call('deleteNetwork', { id: n.id });
   });
 });

@@ -25,6 +25,7 @@ import * as m0016 from './migrations/0016-list-covering-indexes.ts';
 import * as m0017 from './migrations/0017-network-teardowns.ts';
 import * as m0018 from './migrations/0018-advanced-networking.ts';
 import * as m0019 from './migrations/0019-sign-in-security.ts';
+import * as m0021 from './migrations/0021-network-display.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
 export type Step = { up(m: MigrationContext): Promise<void> };
@@ -50,6 +51,7 @@ export const MIGRATIONS: [string, Step][] = [
   ['0017-network-teardowns', m0017],
   ['0018-advanced-networking', m0018],
   ['0019-sign-in-security', m0019],
+  ['0021-network-display', m0021],
 ];
 
 export class SchemaTooNewError extends Error {}

@@ -978,6 +978,10 @@ export interface NetworkTable {
   /** The VXLAN id an isolated network holds while implemented (unique); null otherwise. */
   vni: Generated<number | null>;
   network_domain: Generated<string | null>;
+  /** Whether end users are shown the network (displaynetwork); 1 unless a root admin hid it. */
+  display_network: Generated<Flag>;
+  /** Domain-wide networks: whether accounts of subdomains may use it too (subdomainaccess). */
+  subdomain_access: Generated<Flag>;
 }
 
 /** A guest or public IP range (upstream's `vlan` table). */

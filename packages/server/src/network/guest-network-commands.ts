@@ -56,11 +56,18 @@ export const createNetwork = defineCommand({
       description:
         'Who may use a Shared network: Domain or Account; defaults to Account when account is given, otherwise Domain.',
     }),
-    subdomainaccess: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    subdomainaccess: p.boolean({
+      description:
+        "Domain-wide Shared networks: whether accounts of the domain's subdomains may use it too. Defaults to true; refused with acltype Account.",
+    }),
     networkdomain: p.string({
       description: "DNS domain the router serves the VMs' names in; defaults to the zone's network domain.",
     }),
-    displaynetwork: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    displaynetwork: p.boolean({
+      adminOnly: true,
+      description:
+        'Whether end users are shown the network in lists (root administrators only). Defaults to true.',
+    }),
     account: p.string({
       description: 'Account that owns the network (with domainid); defaults to the caller.',
     }),
@@ -108,7 +115,7 @@ export const updateNetwork = defineCommand({
     networkdomain: p.string({ description: "New DNS domain for the VMs' names; a valid DNS name." }),
     displaynetwork: p.boolean({
       adminOnly: true,
-      description: 'Accepted but not applied yet: the display flag stays as it is.',
+      description: 'Whether end users are shown the network in lists (root administrators only).',
     }),
     guestvmcidr: p.string({
       description: 'Not supported: any value is refused (create a new network instead).',
@@ -158,6 +165,9 @@ export const updateNetwork = defineCommand({
       ...(params.displaytext !== undefined ? { display_text: params.displaytext } : {}),
       ...(params.networkdomain !== undefined ? { network_domain: params.networkdomain } : {}),
       ...(custom !== undefined ? { uuid: custom } : {}),
+      ...(params.displaynetwork !== undefined
+        ? { display_network: (params.displaynetwork ? 1 : 0) as 0 | 1 }
+        : {}),
     };
     await app.store.db.transaction().execute(async (tx) => {
       // An update that changes nothing (e.g. only ignored parameters) still records its event.

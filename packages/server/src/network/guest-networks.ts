@@ -76,7 +76,9 @@ export async function checkNetworkUse(
       .where('id', '=', network.domain_id ?? -1)
       .executeTakeFirst(),
   ]);
-  if (of && inSubtree(own.path, of.path)) return;
+  // Accounts of subdomains only when the network grants subdomain access (subdomainaccess).
+  if (of && (own.path === of.path || (network.subdomain_access === 1 && inSubtree(own.path, of.path))))
+    return;
   throw permissionDenied(`Account ${account.name} does not have permission to use network ${network.name}`);
 }
 
@@ -274,6 +276,8 @@ export async function createSharedNetwork(ctx: CallContext, req: SharedNetworkRe
   const aclType = (req.acltype ?? (req.account ? 'Account' : 'Domain')).toLowerCase();
   if (aclType !== 'domain' && aclType !== 'account')
     throw invalidParameter('acltype must be Domain or Account');
+  if (aclType === 'account' && req.subdomainaccess !== undefined)
+    throw invalidParameter('Parameter subDomainAccess can be specified only with aclType=Domain');
   const owner = aclType === 'account' ? await networkOwner(ctx, req) : undefined;
   const domain = owner
     ? { id: owner.domain_id }
@@ -312,6 +316,8 @@ export async function createSharedNetwork(ctx: CallContext, req: SharedNetworkRe
       guestType: 'Shared',
       state: 'Setup',
       aclType: owner ? 'Account' : 'Domain',
+      // As upstream's allow.subdomain.network.access default: subdomains may use it unless refused.
+      subdomainAccess: owner ? undefined : (req.subdomainaccess ?? true),
       domainId: domain.id,
       accountId: owner?.id ?? null,
       vni,
@@ -321,7 +327,10 @@ export async function createSharedNetwork(ctx: CallContext, req: SharedNetworkRe
 }
 
 interface GuestNetworkRecord {
-  req: Pick<IsolatedNetworkRequest, 'name' | 'displaytext' | 'zone' | 'offering' | 'networkdomain'>;
+  req: Pick<
+    IsolatedNetworkRequest,
+    'name' | 'displaytext' | 'zone' | 'offering' | 'networkdomain' | 'displaynetwork'
+  >;
   physical: number;
   subnet: Subnet;
   /** The guests' address range in the subnet, and how it is tagged. */
@@ -329,6 +338,8 @@ interface GuestNetworkRecord {
   guestType: 'Isolated' | 'Shared';
   state: string;
   aclType: 'Account' | 'Domain';
+  /** Domain-wide networks: whether subdomains may use it (default true). */
+  subdomainAccess?: boolean;
   domainId: number;
   accountId: number | null;
   vni: number | null;
@@ -365,6 +376,8 @@ async function insertGuestNetwork(ctx: CallContext, tx: Tx, n: GuestNetworkRecor
       zone_default_for: null,
       vni: n.vni,
       network_domain: n.req.networkdomain ?? zone.network_domain ?? null,
+      display_network: n.req.displaynetwork === false ? 0 : 1,
+      subdomain_access: n.subdomainAccess === false ? 0 : 1,
       created: now,
       removed: null,
     })

@@ -230,7 +230,7 @@ export async function presentNetworks(ctx: CallContext, rows: NetworkRow[]): Pro
       dns2: zone.dns2 ?? undefined,
       type: n.guest_type,
       acltype: n.acl_type,
-      subdomainaccess: n.acl_type === 'Domain' ? true : undefined,
+      subdomainaccess: n.acl_type === 'Domain' ? n.subdomain_access === 1 : undefined,
       account: n.account_id === null ? undefined : accountName.get(n.account_id),
       vlan: admin && n.vni !== null ? String(n.vni) : undefined,
       domainid: domain?.uuid,
@@ -246,7 +246,7 @@ export async function presentNetworks(ctx: CallContext, rows: NetworkRow[]): Pro
       service: presentServices(offering),
       tags: [],
       details: {},
-      displaynetwork: true,
+      displaynetwork: n.display_network === 1,
       strechedl2subnet: false,
       redundantrouter: false,
       supportsvmautoscaling: false,
@@ -300,7 +300,12 @@ async function visibleNetworks(
     const account = eb('networks.id', 'in', accountNetworks);
     const domain = eb.and([
       eb('networks.acl_type', '=', 'Domain'),
-      eb.or([eb('networks.domain_id', 'in', usable), eb('networks.id', 'in', scopedDomainNetworks)]),
+      eb.or([
+        eb('networks.domain_id', '=', ctx.caller.domain.id),
+        // A network of a domain above the caller's, when it grants subdomain access.
+        eb.and([eb('networks.domain_id', 'in', usable), eb('networks.subdomain_access', '=', 1)]),
+        eb('networks.id', 'in', scopedDomainNetworks),
+      ]),
     ]);
     if (kind === 'account') return account;
     if (kind === 'domain') return domain;
@@ -334,7 +339,11 @@ export const listNetworks = defineCommand({
     issystem: p.boolean({ description: 'True gives an empty list: system networks are not listed.' }),
     acltype: p.string({ description: 'Only networks with this access type: Account or Domain.' }),
     canusefordeploy: p.boolean({ description: 'False gives an empty list; true or omitted lists all.' }),
-    displaynetwork: p.boolean({ description: 'False gives an empty list: no network is hidden from users.' }),
+    displaynetwork: p.boolean({
+      adminOnly: true,
+      description:
+        'Root administrators: only networks shown (true) or hidden (false) from end users, who never see hidden ones.',
+    }),
     forvpc: p.boolean({ description: 'True gives an empty list: VPCs are not implemented.' }),
     vpcid: p.uuid({ description: 'Any value gives an empty list: VPCs are not implemented.' }),
     physicalnetworkid: p.uuid({ description: 'Only networks on this physical network.' }),
@@ -385,6 +394,10 @@ export const listNetworks = defineCommand({
       );
     if (params.id) q = q.where('networks.uuid', '=', params.id);
     if (params.name) q = q.where('networks.name', '=', params.name);
+    // Networks hidden with displaynetwork=false are listed to root administrators only.
+    if (params.displaynetwork !== undefined)
+      q = q.where('networks.display_network', '=', params.displaynetwork ? 1 : 0);
+    if (ctx.caller.roleKind !== 'admin') q = q.where('networks.display_network', '=', 1);
     if (params.zoneid) q = q.where('networks.zone_id', '=', (await findZone(ctx, params.zoneid)).id);
     if (params.type) q = q.where(likeEscaped('networks.guest_type', escapeLike(params.type), likeOp(ctx)));
     if (params.traffictype)
@@ -428,7 +441,6 @@ export const listNetworks = defineCommand({
       params.vpcid !== undefined ||
       params.associatednetworkid !== undefined ||
       params.restartrequired === true ||
-      params.displaynetwork === false ||
       params.canusefordeploy === false;
     if (none) return listResult([], 0);
     const rows = (await q.selectAll('networks').orderBy('networks.id').execute()) as NetworkRow[];

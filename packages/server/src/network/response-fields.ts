@@ -17,7 +17,7 @@ const network: FieldDescriptions = {
   type: "Guest network type: 'Isolated' (behind a virtual router with NAT) or 'Shared' (instances take addresses on a common range).",
   acltype: "Who may use the network: 'Account' (its owner only) or 'Domain' (every account of the domain).",
   subdomainaccess:
-    'true on domain-wide networks, which accounts of subdomains may use too; left out otherwise.',
+    'Domain-wide networks: true when accounts of subdomains may use it too, false when only the domain itself may; left out otherwise.',
   account: 'Name of the account that owns the network; left out for domain-wide and zone-wide networks.',
   domainid: 'UUID of the domain the network belongs to; left out for zone-wide networks.',
   domain: 'Name of the domain the network belongs to; left out for zone-wide networks.',
@@ -49,7 +49,7 @@ const network: FieldDescriptions = {
     'Services the network offers (Dhcp, Dns, SourceNat, Firewall …), each with its provider and capabilities.',
   tags: 'Always an empty list: networks are not tagged.',
   details: 'Always an empty map: networks have no extra settings.',
-  displaynetwork: 'true when the network is shown to end users: always so.',
+  displaynetwork: 'true when the network is shown to end users; false when a root administrator hid it.',
   strechedl2subnet: 'Always false: networks do not stretch across zones.',
   redundantrouter: 'Always false: each isolated network has one virtual router.',
   supportsvmautoscaling: 'Always false: Nimbostack has no autoscaling.',
