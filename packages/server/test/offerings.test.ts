@@ -297,6 +297,30 @@ describe('offerings limited to domains and zones', () => {
     await reseller.request('deleteServiceOffering', { id: o.serviceoffering.id });
   });
 
+  test('a domain admin making its offering public is refused with 431 for service and disk offerings', async () => {
+    const sub = await admin.request<{ domain: any }>('createDomain', { name: 'publisher' });
+    const { client: publisher } = await createAccountAndLogin(server, {
+      name: 'publisher-admin',
+      accounttype: 2,
+      domainid: sub.domain.id,
+      domainPath: '/publisher',
+    });
+    const so = (
+      await publisher.request<{ serviceoffering: any }>('createServiceOffering', {
+        name: 'pub-small',
+        cpunumber: 1,
+        cpuspeed: 500,
+        memory: 256,
+      })
+    ).serviceoffering;
+    const disk = (
+      await publisher.request<{ diskoffering: any }>('createDiskOffering', { name: 'pub-disk', disksize: 1 })
+    ).diskoffering;
+    const text = /Only root administrators can make an offering public/;
+    await fails(publisher.request('updateServiceOffering', { id: so.id, domainid: 'public' }), 431, text);
+    await fails(publisher.request('updateDiskOffering', { id: disk.id, domainid: 'public' }), 431, text);
+  });
+
   test('a zone offering is listed for that zone only', async () => {
     const zone = (
       await admin.request<{ zone: any }>('createZone', {

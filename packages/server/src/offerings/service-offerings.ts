@@ -489,7 +489,8 @@ export const updateServiceOffering = defineCommand({
     if (params.state !== undefined) changes.state = offeringState(params.state);
     const scopes = await resolveScopes(ctx, params.domainid, params.zoneid);
     if (ctx.caller.roleKind !== 'admin' && scopes.domainIds?.length === 0)
-      throw permissionDenied('Only root administrators can make an offering public');
+      // 431 as upstream (InvalidParameterValueException), the same as updateDiskOffering.
+      throw invalidParameter('Only root administrators can make an offering public');
     await app.store.db.transaction().execute(async (tx) => {
       if (Object.keys(changes).length > 0)
         await tx.updateTable('service_offerings').set(changes).where('id', '=', offering.id).execute();
