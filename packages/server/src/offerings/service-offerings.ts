@@ -7,7 +7,7 @@ import { formatDate } from '../clock.ts';
 import type { CallContext } from '../context.ts';
 import { insertId } from '../db/connection.ts';
 import type { DiskOfferingRow, ServiceOfferingRow } from '../db/schema.ts';
-import { invalidParameter, permissionDenied } from '../errors.ts';
+import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { normalizeTags } from '../infra/common.ts';
