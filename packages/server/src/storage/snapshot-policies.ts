@@ -9,12 +9,11 @@ import { insertId } from '../db/connection.ts';
 import type { SnapshotPolicyRow, VolumeRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { applyScope, listScope } from '../iam/access.ts';
 import { onAccountDelete } from '../iam/accounts.ts';
-import { findOwned } from '../iam/owned.ts';
+import { findOwned, listOwned } from '../iam/owned.ts';
 import { isCheckingServer } from '../infra/alerts.ts';
-import { defineCommand, listResult, success } from '../registry/command.ts';
-import { pageOf, paginate } from '../registry/paging.ts';
+import { defineCommand, success } from '../registry/command.ts';
+import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { defineSetting } from '../settings/settings.ts';
 import { registerTaggable, tagsOf } from '../tags/tags.ts';
@@ -292,22 +291,18 @@ export const listSnapshotPolicies = defineCommand({
   async handler(ctx, params) {
     const { app } = ctx;
     const db = app.store.db;
-    const scope = await listScope(ctx, params);
-    let q = applyScope(db.selectFrom('snapshot_policies'), scope, {
-      account: 'snapshot_policies.account_id',
-      domain: 'snapshot_policies.domain_id',
-    });
+    let q = db.selectFrom('snapshot_policies');
     if (params.id) q = q.where('snapshot_policies.uuid', '=', params.id);
     if (params.volumeid)
       q = q.where('snapshot_policies.volume_id', '=', (await findVolume(ctx, params.volumeid)).id);
     if (params.fordisplay !== undefined)
       q = q.where('snapshot_policies.for_display', '=', params.fordisplay ? 1 : 0);
-    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const rows = await paginate(
-      q.selectAll('snapshot_policies').orderBy('snapshot_policies.id'),
-      pageOf(app, params),
-    ).execute();
-    return listResult(await presentPolicies(ctx, rows), Number(count));
+    return listOwned(ctx, params, q, {
+      owner: { account: 'snapshot_policies.account_id', domain: 'snapshot_policies.domain_id' },
+      rows: (scoped, page) =>
+        paginate(scoped.selectAll('snapshot_policies').orderBy('snapshot_policies.id'), page).execute(),
+      present: (rows) => presentPolicies(ctx, rows),
+    });
   },
 });
 

@@ -4,21 +4,22 @@
  * volume, turned into volumes (storage/volumes.ts) and templates, and deleted. Snapshots outlive
  * their volume, as upstream keeps them.
  */
+
 import { formatDate } from '../clock.ts';
 import type { App, CallContext } from '../context.ts';
 import { insertId, type Tx } from '../db/connection.ts';
 import type { AccountRow, SnapshotRow, StoragePoolRow, VolumeRow } from '../db/schema.ts';
 import { invalidParameter, resourceUnavailable } from '../errors.ts';
 import { type EventOwner, logEvent, recordEvent } from '../events/events.ts';
-import { applyScope, listScope } from '../iam/access.ts';
 import { onAccountDelete } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
+import { listOwned } from '../iam/owned.ts';
 import { onImageStoreDelete } from '../infra/image-stores.ts';
 import { onStoragePoolDelete } from '../infra/storage-pools.ts';
 import { onRecovery } from '../jobs/recovery.ts';
-import { defineCommand, listResult, success } from '../registry/command.ts';
-import { pageOf, paginate } from '../registry/paging.ts';
+import { defineCommand, success } from '../registry/command.ts';
+import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
 import { storageGiB } from './images.ts';
@@ -428,11 +429,7 @@ export const listSnapshots = defineCommand({
   async handler(ctx, params) {
     const { app } = ctx;
     const db = app.store.db;
-    const scope = await listScope(ctx, params);
-    let q = applyScope(db.selectFrom('snapshots'), scope, {
-      account: 'snapshots.account_id',
-      domain: 'snapshots.domain_id',
-    }).where('snapshots.removed', 'is', null);
+    let q = db.selectFrom('snapshots').where('snapshots.removed', 'is', null);
     if (params.id) q = q.where('snapshots.uuid', '=', params.id);
     if (params.ids) q = q.where('snapshots.uuid', 'in', params.ids);
     if (params.name) q = q.where('snapshots.name', '=', params.name);
@@ -457,12 +454,15 @@ export const listSnapshots = defineCommand({
         `%${params.keyword}%`,
       );
     q = withTags(q, 'Snapshot', 'snapshots.id', params.tags);
-    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const rows = await paginate(
-      q.selectAll('snapshots').orderBy('snapshots.created', 'desc').orderBy('snapshots.id', 'desc'),
-      pageOf(app, params),
-    ).execute();
-    return listResult(await presentSnapshots(ctx, rows), Number(count));
+    return listOwned(ctx, params, q, {
+      owner: { account: 'snapshots.account_id', domain: 'snapshots.domain_id' },
+      rows: (scoped, page) =>
+        paginate(
+          scoped.selectAll('snapshots').orderBy('snapshots.created', 'desc').orderBy('snapshots.id', 'desc'),
+          page,
+        ).execute(),
+      present: (rows) => presentSnapshots(ctx, rows),
+    });
   },
 });
 

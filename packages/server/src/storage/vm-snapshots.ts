@@ -12,13 +12,12 @@ import { insertId } from '../db/connection.ts';
 import type { VmSnapshotRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { applyScope, listScope } from '../iam/access.ts';
 import { onAccountDelete } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
-import { findOwned, OWNED_VM } from '../iam/owned.ts';
+import { findOwned, listOwned, OWNED_VM } from '../iam/owned.ts';
 import { onStoragePoolDelete } from '../infra/storage-pools.ts';
-import { defineCommand, listResult, success } from '../registry/command.ts';
-import { pageOf, paginate } from '../registry/paging.ts';
+import { defineCommand, success } from '../registry/command.ts';
+import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { defineSetting } from '../settings/settings.ts';
 import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
@@ -367,11 +366,7 @@ export const listVMSnapshot = defineCommand({
   async handler(ctx, params) {
     const { app } = ctx;
     const db = app.store.db;
-    const scope = await listScope(ctx, params);
-    let q = applyScope(db.selectFrom('vm_snapshots'), scope, {
-      account: 'vm_snapshots.account_id',
-      domain: 'vm_snapshots.domain_id',
-    }).where('vm_snapshots.removed', 'is', null);
+    let q = db.selectFrom('vm_snapshots').where('vm_snapshots.removed', 'is', null);
     if (params.vmsnapshotid) q = q.where('vm_snapshots.uuid', '=', params.vmsnapshotid);
     if (params.vmsnapshotids) q = q.where('vm_snapshots.uuid', 'in', params.vmsnapshotids);
     if (params.name) q = q.where('vm_snapshots.display_name', '=', params.name);
@@ -389,12 +384,12 @@ export const listVMSnapshot = defineCommand({
         `%${params.keyword}%`,
       );
     q = withTags(q, 'VMSnapshot', 'vm_snapshots.id', params.tags);
-    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const rows = await paginate(
-      q.selectAll('vm_snapshots').orderBy('vm_snapshots.id', 'desc'),
-      pageOf(app, params),
-    ).execute();
-    return listResult(await presentVmSnapshots(ctx, rows), Number(count));
+    return listOwned(ctx, params, q, {
+      owner: { account: 'vm_snapshots.account_id', domain: 'vm_snapshots.domain_id' },
+      rows: (scoped, page) =>
+        paginate(scoped.selectAll('vm_snapshots').orderBy('vm_snapshots.id', 'desc'), page).execute(),
+      present: (rows) => presentVmSnapshots(ctx, rows),
+    });
   },
 });
 

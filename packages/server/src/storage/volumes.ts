@@ -8,15 +8,14 @@ import { insertId, type Tx } from '../db/connection.ts';
 import type { AccountRow, VmRow, VolumeRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { applyScope, listScope } from '../iam/access.ts';
 import { onAccountDelete, resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
-import { findOwned, OWNED_VM_OR_DESTROYED } from '../iam/owned.ts';
+import { findOwned, listOwned, OWNED_VM_OR_DESTROYED } from '../iam/owned.ts';
 import { findZone } from '../infra/common.ts';
 import { onStoragePoolDelete } from '../infra/storage-pools.ts';
-import { defineCommand, type JobTarget, listResult, success } from '../registry/command.ts';
-import { pageOf, paginate } from '../registry/paging.ts';
+import { defineCommand, type JobTarget, success } from '../registry/command.ts';
+import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
 import { storageGiB } from './images.ts';
@@ -851,11 +850,7 @@ export const listVolumes = defineCommand({
   async handler(ctx, params) {
     const { app } = ctx;
     const db = app.store.db;
-    const scope = await listScope(ctx, params);
-    let q = applyScope(db.selectFrom('volumes'), scope, {
-      account: 'volumes.account_id',
-      domain: 'volumes.domain_id',
-    }).where('volumes.removed', 'is', null);
+    let q = db.selectFrom('volumes').where('volumes.removed', 'is', null);
     if (params.id) q = q.where('volumes.uuid', '=', params.id);
     if (params.ids) q = q.where('volumes.uuid', 'in', params.ids);
     if (params.name) q = q.where('volumes.name', '=', params.name);
@@ -898,10 +893,11 @@ export const listVolumes = defineCommand({
     if (params.keyword)
       q = q.where('volumes.name', app.store.dialect === 'postgres' ? 'ilike' : 'like', `%${params.keyword}%`);
     q = withTags(q, 'Volume', 'volumes.id', params.tags);
-    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    if (params.retrieveonlyresourcecount) return listResult([], Number(count));
-    const rows = await paginate(q.selectAll('volumes').orderBy('volumes.id'), pageOf(app, params)).execute();
-    return listResult(await presentVolumes(ctx, rows), Number(count));
+    return listOwned(ctx, params, q, {
+      owner: { account: 'volumes.account_id', domain: 'volumes.domain_id' },
+      rows: (scoped, page) => paginate(scoped.selectAll('volumes').orderBy('volumes.id'), page).execute(),
+      present: (rows) => presentVolumes(ctx, rows),
+    });
   },
 });
 
