@@ -85,8 +85,30 @@ export const limitExceeded = (text: string) =>
 export const insufficientCapacity = (text: string) =>
   new ApiError(ErrorCode.INSUFFICIENT_CAPACITY, CsErrorCode.INSUFFICIENT_CAPACITY, text);
 
-/** Turns anything thrown into an ApiError; unexpected errors become a 530 that hides internals. */
+/**
+ * A unique key refused a row: two requests raced for one name or key, and the existence check of
+ * each passed before the other's insert (SQLite, PostgreSQL and MySQL/MariaDB codes).
+ */
+function isUniqueViolation(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return (
+    code === '23505' ||
+    code === 'ER_DUP_ENTRY' ||
+    code === 'SQLITE_CONSTRAINT_UNIQUE' ||
+    code === 'SQLITE_CONSTRAINT_PRIMARYKEY'
+  );
+}
+
+/**
+ * Turns anything thrown into an ApiError; unexpected errors become a 530 that hides internals. A
+ * unique-key violation (a concurrent request took the name first) is the caller's conflict: 431,
+ * as the existence checks answer when the requests come one after the other.
+ */
 export function toApiError(e: unknown): ApiError {
   if (e instanceof ApiError) return e;
+  if (isUniqueViolation(e))
+    return invalidParameter(
+      'An entity with the same name or key already exists: another request created it at the same time',
+    );
   return internalError('Internal error executing command, please contact your system administrator');
 }
