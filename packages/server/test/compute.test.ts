@@ -276,7 +276,7 @@ describe('the VM lifecycle', () => {
       (
         await server.admin.request<any>('listVirtualMachines', {
           account: 'disabled-vms',
-          domainid: account.domainid,
+          domainid: account.domainid as string,
         })
       ).virtualmachine.map((v: any) => v.state);
     await server.admin.call('disableAccount', { id: account.id as string, lock: true });
@@ -288,6 +288,37 @@ describe('the VM lifecycle', () => {
     assert.equal(disabled.state, 'disabled');
     assert.deepEqual(await states(), ['Stopped', 'Stopped']);
     for (const id of ids) await server.admin.call('destroyVirtualMachine', { id, expunge: true });
+  });
+
+  test('listVolumes filters by state (any case), pod, cluster, service offering, displayvolume, isencrypted', async () => {
+    const admin = server.admin;
+    const { client } = await createAccountAndLogin(server, { name: 'volfilters' });
+    const vm = (
+      await client.call<any>('deployVirtualMachine', { zoneid, templateid, serviceofferingid: small })
+    ).virtualmachine;
+    const root = (await client.request<any>('listVolumes', { virtualmachineid: vm.id })).volume[0];
+    const data = (
+      await client.call<any>('createVolume', { zoneid, diskofferingid: customDisk, size: 1, name: 'loose' })
+    ).volume;
+    const ids = async (params: Record<string, any>) =>
+      ((await client.request<any>('listVolumes', params)).volume ?? []).map((v: any) => v.id).sort();
+    const both = [root.id, data.id].sort();
+    assert.deepEqual(await ids({ state: 'ready' }), [root.id]);
+    assert.deepEqual(await ids({ state: 'ALLOCATED' }), [data.id]);
+    const pod = (await admin.request<any>('listPods', { zoneid })).pod[0].id;
+    const cluster = (await admin.request<any>('listClusters', { zoneid })).cluster[0].id;
+    const emptyPod = await createPod(admin, zoneid, 'volfilters-pod', 81);
+    assert.deepEqual(await ids({ podid: pod }), [root.id], 'the data disk has no pool yet');
+    assert.deepEqual(await ids({ clusterid: cluster }), [root.id]);
+    assert.deepEqual(await ids({ podid: emptyPod }), []);
+    assert.deepEqual(await ids({ serviceofferingid: small }), [root.id]);
+    assert.deepEqual(await ids({ displayvolume: true }), both);
+    assert.deepEqual(await ids({ displayvolume: false }), []);
+    assert.deepEqual(await ids({ isencrypted: false }), both);
+    assert.deepEqual(await ids({ isencrypted: true }), []);
+    await admin.request('deletePod', { id: emptyPod });
+    await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
+    await client.request('deleteVolume', { id: data.id });
   });
 
   test('rebootVirtualMachine answers with the VM as it is once the reboot is done', async () => {

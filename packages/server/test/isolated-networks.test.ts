@@ -173,8 +173,8 @@ describe('isolated networks', () => {
     assert.equal(router.guestipaddress, '10.1.1.1');
     const onHost = routerOn(router.name)!;
     assert.ok(onHost, 'the router runs on a host');
-    assert.equal(onHost.spec.network.gatewayOnHost, false);
-    assert.equal(onHost.spec.network.vni, Number(implemented.vlan));
+    assert.equal(onHost.spec.guests[0].network.gatewayOnHost, false);
+    assert.equal(onHost.spec.guests[0].network.vni, Number(implemented.vlan));
     assert.equal(onHost.spec.public?.bridge, 'nimbopub0');
     assert.equal(onHost.spec.public?.sourceNat, sourceNat);
     assert.equal(onHost.spec.public?.gateway, '203.0.113.1');

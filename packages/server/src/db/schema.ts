@@ -858,6 +858,42 @@ export interface Database {
   vm_snapshot_disks: VmSnapshotDiskTable;
   console_tokens: ConsoleTokenTable;
   network_teardowns: NetworkTeardownTable;
+  vpc_offerings: VpcOfferingTable;
+  vpcs: VpcTable;
+}
+
+/** What VPCs are made from (migration 0023): services as "Service:Provider" pairs. */
+export interface VpcOfferingTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  display_text: string;
+  services: string;
+  /** Enabled or Disabled. */
+  state: string;
+  is_default: Generated<Flag>;
+  sort_key: Generated<number>;
+  created: number;
+  removed: number | null;
+}
+
+/** A VPC: an account's address space whose tiers share one router (migration 0023). */
+export interface VpcTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  display_text: string;
+  zone_id: number;
+  vpc_offering_id: number;
+  cidr: string;
+  network_domain: string | null;
+  account_id: number;
+  domain_id: number;
+  /** Enabled (its router serves it) or Inactive (no router: created with start=false). */
+  state: string;
+  for_display: Generated<Flag>;
+  created: number;
+  removed: number | null;
 }
 
 export type DomainRow = Selectable<DomainTable>;
@@ -978,6 +1014,8 @@ export interface NetworkTable {
   /** The VXLAN id an isolated network holds while implemented (unique); null otherwise. */
   vni: Generated<number | null>;
   network_domain: Generated<string | null>;
+  /** The VPC a tier belongs to; null for every other network. */
+  vpc_id: Generated<number | null>;
   /** Whether end users are shown the network (displaynetwork); 1 unless a root admin hid it. */
   display_network: Generated<Flag>;
   /** Domain-wide networks: whether accounts of subdomains may use it too (subdomainaccess). */
@@ -1027,6 +1065,8 @@ export interface PublicIpTable {
   static_nat_vm_ip: string | null;
   for_display: Generated<Flag>;
   allocated: number | null;
+  /** The VPC the address is associated with (network_id is then the tier its rules go to, if any). */
+  vpc_id: Generated<number | null>;
 }
 
 /**
@@ -1154,6 +1194,9 @@ export interface RouterTable {
   removed: number | null;
   /** An isolated network's router: its MAC on the zone's public bridge. */
   public_mac: Generated<string | null>;
+  /** A VPC's router (network_id is then the zone's Public network); live_vpc_id while not destroyed. */
+  vpc_id: Generated<number | null>;
+  live_vpc_id: Generated<number | null>;
 }
 
 export interface SecurityGroupTable {
@@ -1196,6 +1239,8 @@ export type NetworkRow = Selectable<NetworkTable>;
 export type VlanIpRangeRow = Selectable<VlanIpRangeTable>;
 export type NicRow = Selectable<NicTable>;
 export type RouterRow = Selectable<RouterTable>;
+export type VpcRow = Selectable<VpcTable>;
+export type VpcOfferingRow = Selectable<VpcOfferingTable>;
 export type PublicIpRow = Selectable<PublicIpTable>;
 export type IpRuleRow = Selectable<IpRuleTable>;
 export type LbPolicyRow = Selectable<LbPolicyTable>;

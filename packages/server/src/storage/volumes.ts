@@ -811,17 +811,22 @@ export const listVolumes = defineCommand({
     name: p.string({ description: 'Only volumes with exactly this name.' }),
     type: p.string({ description: 'Only volumes of this type: ROOT or DATADISK (case-insensitive).' }),
     state: p.string({
-      description: 'Only volumes in this state, such as Allocated, Ready or Uploaded (exact case).',
+      description: 'Only volumes in this state, such as Allocated, Ready or Uploaded (case-insensitive).',
     }),
     zoneid: p.uuid({ description: 'Only volumes in this zone.' }),
-    podid: p.uuid({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
-    clusterid: p.uuid({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    podid: p.uuid({ description: 'Only volumes on primary storage pools of this pod.' }),
+    clusterid: p.uuid({ description: 'Only volumes on primary storage pools of this cluster.' }),
     hostid: p.uuid({ description: 'Only volumes attached to VMs on this host.' }),
     storageid: p.string({ description: 'Only volumes on the primary storage pool with this UUID.' }),
     diskofferingid: p.uuid({ description: 'Only volumes made from this disk offering.' }),
-    serviceofferingid: p.uuid({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    serviceofferingid: p.uuid({
+      description:
+        "Only volumes made from this service offering's disk offering (its VMs' ROOT disks); diskofferingid wins when both are given.",
+    }),
     virtualmachineid: p.uuid({ description: 'Only volumes attached to this VM.' }),
-    displayvolume: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    displayvolume: p.boolean({
+      description: 'Only volumes shown (true) or hidden (false) from their owner.',
+    }),
     account: p.string({
       description:
         "Only volumes of this account (with domainid, or in the caller's domain); ignored for users.",
@@ -839,9 +844,11 @@ export const listVolumes = defineCommand({
     tags: p.map({
       description: 'Only volumes carrying all these tags (tags[0].key=..., tags[0].value=...).',
     }),
-    listsystemvms: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    listsystemvms: p.boolean({
+      description: 'Accepted for compatibility; system VMs have no volumes in Nimbostack, so it is ignored.',
+    }),
     isencrypted: p.boolean({
-      description: 'Accepted for compatibility; Nimbostack has no volume encryption and ignores it.',
+      description: 'Nimbostack has no volume encryption: true lists nothing, false lists every volume.',
     }),
     retrieveonlyresourcecount: p.boolean({
       description: 'When true, only the count is returned, with no volume entries.',
@@ -855,7 +862,37 @@ export const listVolumes = defineCommand({
     if (params.ids) q = q.where('volumes.uuid', 'in', params.ids);
     if (params.name) q = q.where('volumes.name', '=', params.name);
     if (params.type) q = q.where('volumes.type', '=', params.type.toUpperCase());
-    if (params.state) q = q.where('volumes.state', '=', params.state);
+    const state = params.state?.toLowerCase();
+    if (state) q = q.where((eb) => eb(eb.fn('lower', ['volumes.state']), '=', state));
+    if (params.displayvolume !== undefined)
+      q = q.where('volumes.display_volume', '=', params.displayvolume ? 1 : 0);
+    // As upstream: no volume has an encryption format, so only isencrypted=true narrows (to none).
+    if (params.isencrypted) q = q.where('volumes.id', 'is', null);
+    if (params.podid || params.clusterid) {
+      let pools = db.selectFrom('storage_pools').select('storage_pools.id');
+      if (params.podid)
+        pools = pools.where(
+          'pod_id',
+          'in',
+          db.selectFrom('pods').select('id').where('uuid', '=', params.podid),
+        );
+      if (params.clusterid)
+        pools = pools.where(
+          'cluster_id',
+          'in',
+          db.selectFrom('clusters').select('id').where('uuid', '=', params.clusterid),
+        );
+      q = q.where('volumes.pool_id', 'in', pools);
+    }
+    if (params.serviceofferingid && !params.diskofferingid)
+      q = q.where(
+        'volumes.disk_offering_id',
+        'in',
+        db
+          .selectFrom('service_offerings')
+          .select('disk_offering_id')
+          .where('uuid', '=', params.serviceofferingid),
+      );
     if (params.zoneid)
       q = q.where(
         'volumes.zone_id',
