@@ -326,7 +326,12 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
 
   async createSnapshot(p: ParsedPayload<'createSnapshot'>) {
     // The source may also be a snapshot's backup (a template made from a snapshot copies it).
-    const size = this.volumes.get(p.volumePath) ?? this.snapshots.get(p.volumePath)?.sizeBytes;
+    // Pools are shared: the volume may have been made through another host of the fleet (its VM
+    // migrated, or it is snapshotted while Stopped through whichever host reaches the pool).
+    const size =
+      this.volumes.get(p.volumePath) ??
+      this.snapshots.get(p.volumePath)?.sizeBytes ??
+      [...this.fleet.hosts.values()].map((h) => h.volumes.get(p.volumePath)).find((s) => s !== undefined);
     if (size === undefined) throw new DriverError(`volume ${p.volumePath} does not exist`);
     // Backed up where the KVM driver puts it: under secondary storage when given, else the pool.
     const path = `${(p.secondary ?? p.pool).path}/snapshots/${p.snapshotUuid}`;
