@@ -83,7 +83,8 @@ createInterface({ input: process.stdin }).on('line', (line) => {
         const swap = replacer(copy.replace);
         const spec = JSON.parse(swap({ spec: JSON.stringify(routerNamed(copy.like)) }).spec) as RouterSpec;
         spec.name = copy.name;
-        spec.network = { ...spec.network, vni: copy.vni, bridge: copy.bridge, peers: [] };
+        const [guest] = spec.guests;
+        if (guest) guest.network = { ...guest.network, vni: copy.vni, bridge: copy.bridge, peers: [] };
         host.routers.set(copy.name, spec);
         routers++;
       }

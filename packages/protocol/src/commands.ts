@@ -240,18 +240,42 @@ export const RouterRules = z.object({
 });
 export type RouterRules = z.infer<typeof RouterRules>;
 
-/** A virtual router: a network namespace on the host, plugged into the network's bridge. */
-export const RouterSpec = z.object({
-  name,
+/** One guest interface of a router: its address and MAC on one guest network's bridge. */
+export const RouterGuest = z.object({
   network: GuestNetwork,
   ip: ipv4,
   mac,
+});
+export type RouterGuest = z.infer<typeof RouterGuest>;
+
+/** How many guest interfaces one router carries at most (VPC tiers). */
+export const MAX_ROUTER_GUESTS = 32;
+
+/**
+ * A virtual router: a network namespace on the host with one guest interface per network it
+ * serves. A Basic zone's, shared or isolated network's router has exactly one (`network`, `ip`,
+ * `mac`: eth0); a VPC's router has one per tier (`guests`; the VPC's first tier is eth0), and none
+ * while the VPC has no tier. The VMs of every guest interface are in `vms` (a VM's address tells
+ * which network it is on). Guest networks of one router are routed to each other.
+ */
+const RouterSpecFields = z.object({
+  name,
+  guests: z.array(RouterGuest).max(MAX_ROUTER_GUESTS),
   vms: z.array(RouterVmEntry).default([]),
-  /** Isolated networks: the public interface and its addresses (Basic zones' routers have none). */
+  /** Isolated networks and VPCs: the public interface and its addresses (Basic zones' routers have none). */
   public: RouterPublic.optional(),
   rules: RouterRules.optional(),
 });
-export type RouterSpec = z.infer<typeof RouterSpec>;
+/** The one-network form (`network`, `ip`, `mac`), as servers and stored specs before VPCs say it. */
+const oneGuest = (v: unknown) => {
+  if (v && typeof v === 'object' && !('guests' in v) && 'network' in v) {
+    const { network, ip, mac: m, ...rest } = v as Record<string, unknown>;
+    return { ...rest, guests: [{ network, ip, mac: m }] };
+  }
+  return v;
+};
+export const RouterSpec = z.preprocess(oneGuest, RouterSpecFields);
+export type RouterSpec = z.infer<typeof RouterSpecFields>;
 
 const empty = z.object({}).strict();
 const nothing = z.object({});

@@ -11,6 +11,7 @@ export {
   type ParsedPayload,
   PowerState,
   RouterFirewallRule,
+  RouterGuest,
   RouterLoadBalancer,
   RouterPortForward,
   RouterPublic,

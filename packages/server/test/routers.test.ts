@@ -246,10 +246,11 @@ describe('virtual routers and host networking', () => {
 
     const onHost = host('rt-1').routers.get(router.name)!;
     assert.ok(onHost, 'the router runs on rt-1');
-    assert.equal(onHost.ip, router.guestipaddress);
-    assert.equal(onHost.mac, router.guestmacaddress);
-    assert.equal(onHost.network.gateway, '10.60.0.1');
-    assert.equal(onHost.network.cidr, '10.60.0.0/24');
+    assert.equal(onHost.guests.length, 1, 'one guest interface');
+    assert.equal(onHost.guests[0]!.ip, router.guestipaddress);
+    assert.equal(onHost.guests[0]!.mac, router.guestmacaddress);
+    assert.equal(onHost.guests[0]!.network.gateway, '10.60.0.1');
+    assert.equal(onHost.guests[0]!.network.cidr, '10.60.0.0/24');
     assert.equal(onHost.vms.length, 1);
     const entry = onHost.vms[0]!;
     assert.equal(entry.mac, vm1.nic[0].macaddress);

@@ -360,7 +360,7 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
           `network ${network.uuid} still has NICs of VM ${vm.spec.name} on host ${this.name}`,
         );
     for (const router of this.routers.values())
-      if (router.network.bridge === network.bridge)
+      if (router.guests.some((g) => g.network.bridge === network.bridge))
         throw new DriverError(
           `bridge ${network.bridge} of network ${network.uuid} still has router ${router.name}: stop it first`,
         );

@@ -43,7 +43,7 @@ export class HostNetwork implements NetworkDriver {
   }
 
   async teardownNetwork(network: GuestNetwork): Promise<void> {
-    const router = this.routers.list().find((r) => r.network.bridge === network.bridge);
+    const router = this.routers.list().find((r) => r.guests.some((g) => g.network.bridge === network.bridge));
     if (router)
       throw new DriverError(
         `bridge ${network.bridge} of network ${network.uuid} still has router ${router.name} (${routerVeth(router.name)}): stop it first`,

@@ -25,6 +25,12 @@ export const routerVethPeer = (router: string) => `vr${hash(router, 10)}n`;
 export const routerPublicVeth = (router: string) => `vr${hash(router, 10)}p`;
 /** Its peer, created under this name and renamed eth1 inside the namespace. */
 export const routerPublicVethPeer = (router: string) => `vr${hash(router, 10)}q`;
+/**
+ * A router's further guest interfaces (VPC tiers after the first): the host end of the veth pair
+ * in the tier's bridge, and its peer, renamed inside the namespace after the bridge.
+ */
+export const routerTierVeth = (router: string, bridge: string) => `vt${hash(`${router}/${bridge}`, 11)}h`;
+export const routerTierVethPeer = (router: string, bridge: string) => `vt${hash(`${router}/${bridge}`, 11)}n`;
 export const vxlanName = (vni: number) => `vx${vni}`;
 
 export function prefixOf(cidr: string): number {

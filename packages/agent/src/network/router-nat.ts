@@ -11,7 +11,8 @@
  * admits it; port forwards, static NAT and load balancers open nothing by themselves. The firewall
  * matches the connection's original destination (`ct original ...`), i.e. the public address and
  * port before DNAT. Guest traffic out follows the offering's default egress policy, and egress
- * rules are the exceptions to it. Guest-to-guest traffic is bridged and never reaches the router.
+ * rules are the exceptions to it. Guest-to-guest traffic is bridged and never reaches the router,
+ * except between a VPC's tiers, which the router routes (network ACLs are not enforced yet).
  */
 import { existsSync } from 'node:fs';
 import type { RouterFirewallRule, RouterPublic, RouterRules } from '@nimbostack/protocol';
@@ -120,7 +121,9 @@ export function egressMatch(rule: RouterFirewallRule): string {
  * The whole nftables input for a router: creates the table if missing, deletes it, and defines it
  * again, all in one transaction (`nft -f`), so the rules are replaced without a gap.
  */
-export function routerRuleset(guestCidr: string, pub: RouterPublic, rules: RouterRules): string {
+export function routerRuleset(guestCidrs: string | string[], pub: RouterPublic, rules: RouterRules): string {
+  // A VPC router has one guest network per tier; every tier leaves through the one source NAT.
+  const guests = typeof guestCidrs === 'string' ? [guestCidrs] : guestCidrs;
   const t = NAT_TABLE;
   const q = (s: string) => `"${s}"`;
   const pre: string[] = [];
@@ -144,7 +147,8 @@ export function routerRuleset(guestCidr: string, pub: RouterPublic, rules: Route
   // Static NAT first: its VM leaves from its own address, not the network's source NAT one.
   for (const s of rules.staticNats)
     post.push(`oifname ${q(PUBLIC_IF)} ip saddr ${s.privateIp} snat to ${s.publicIp}`);
-  if (pub.sourceNat) post.push(`oifname ${q(PUBLIC_IF)} ip saddr ${guestCidr} snat to ${pub.sourceNat}`);
+  if (pub.sourceNat && guests.length)
+    post.push(`oifname ${q(PUBLIC_IF)} ip saddr ${set(guests)} snat to ${pub.sourceNat}`);
 
   const ingress = rules.firewall
     .map(ingressMatch)
@@ -176,7 +180,9 @@ export function routerRuleset(guestCidr: string, pub: RouterPublic, rules: Route
       'ct state established,related accept',
       'ct state invalid drop',
       `iifname ${q(PUBLIC_IF)} jump ingress`,
-      `iifname ${q(GUEST_IF)} oifname ${q(PUBLIC_IF)} jump egress`,
+      // Every interface but the public one is a guest network's (eth0, and a VPC's further tiers).
+      // Traffic between a router's guest networks (VPC tiers) is forwarded unfiltered.
+      `iifname != ${q(PUBLIC_IF)} oifname ${q(PUBLIC_IF)} jump egress`,
     ]),
     // The router's own services on the public side (HAProxy) are firewalled the same way; the
     // guest side (DNS, DHCP, metadata, passwords) is never filtered.

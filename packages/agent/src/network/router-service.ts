@@ -157,13 +157,16 @@ export class RouterService {
 async function main(): Promise<void> {
   const dir = process.argv[2];
   if (!dir || !existsSync(join(dir, 'vms.json'))) {
-    process.stderr.write('usage: router-service.ts <router dir holding vms.json> [listen address]\n');
+    process.stderr.write(
+      'usage: router-service.ts <router dir holding vms.json> [listen addresses, comma-separated]\n',
+    );
     process.exit(2);
   }
   const service = new RouterService(dir);
   try {
-    // The router's guest address when given: its public addresses are not the service's.
-    await service.listen(process.argv[3] ?? '0.0.0.0');
+    // The router's guest addresses when given (one per guest network: a VPC router serves each
+    // tier on its gateway): its public addresses are not the service's.
+    for (const address of (process.argv[3] ?? '0.0.0.0').split(',')) await service.listen(address);
   } catch (err) {
     process.stderr.write(`router-service: ${(err as Error).message}\n`);
     process.exit(1);

@@ -12,6 +12,11 @@
  * an nftables table for NAT and filtering (router-nat.ts) and HAProxy for its load balancers
  * (router-haproxy.ts, haproxy.cfg and haproxy.pid in the same directory); its rules are stored in
  * spec.json with the rest and replaced whole by applyRouterRules.
+ *
+ * A router has one guest interface per network it serves (`guests`): eth0 for the first, and for
+ * a VPC's further tiers one named after the tier's bridge, each a veth pair into that bridge with
+ * the tier's gateway address. dnsmasq and the router service answer on every guest interface; the
+ * namespace routes between them. Interfaces of networks no longer in the spec are removed.
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -26,7 +31,13 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { type ParsedPayload, RouterRules, type RouterSpec, type RouterVmEntry } from '@nimbostack/protocol';
+import {
+  type ParsedPayload,
+  type RouterGuest,
+  RouterRules,
+  RouterSpec,
+  type RouterVmEntry,
+} from '@nimbostack/protocol';
 import { DriverError } from '../drivers/driver.ts';
 import { missingTool, run } from '../drivers/kvm/exec.ts';
 import {
@@ -34,6 +45,8 @@ import {
   networkAddressOf,
   prefixOf,
   routerNetns,
+  routerTierVeth,
+  routerTierVethPeer,
   routerVeth,
   routerVethPeer,
   safeName,
@@ -45,6 +58,8 @@ import {
   applyRuleset,
   dropRuleset,
   ensurePublicSide,
+  GUEST_IF,
+  PUBLIC_IF,
   removePublicSide,
   routerRuleset,
   validateRules,
@@ -65,12 +80,55 @@ interface StoredRouter extends Omit<RouterSpec, 'vms'> {
   vms: ServiceEntry[];
 }
 
+/** A guest interface of a router as the namespace has it. */
+interface GuestLink {
+  guest: RouterGuest;
+  /** Its name inside the namespace. */
+  dev: string;
+  /** The host end of its veth pair (in the network's bridge), and the peer's name before renaming. */
+  host: string;
+  peer: string;
+}
+
+/** The guest interfaces of a router: eth0 for the first network, the bridge's name for the others. */
+export function guestLinks(router: Pick<RouterSpec, 'name' | 'guests'>): GuestLink[] {
+  return router.guests.map((guest, i) =>
+    i === 0
+      ? { guest, dev: GUEST_IF, host: routerVeth(router.name), peer: routerVethPeer(router.name) }
+      : {
+          guest,
+          dev: guest.network.bridge,
+          host: routerTierVeth(router.name, guest.network.bridge),
+          peer: routerTierVethPeer(router.name, guest.network.bridge),
+        },
+  );
+}
+
 /** dnsmasq's configuration for a router: static leases only, DNS for the VMs in the domain. */
 export function dnsmasqConfig(router: Omit<RouterSpec, 'vms'>, dir: string): string {
-  const n = router.network;
+  const links = guestLinks(router);
+  const n = router.guests[0]!.network;
+  const domains = [...new Set(router.guests.map((g) => g.network.domain))];
+  // One guest network: untagged options, as every router had before VPCs. Several (VPC tiers):
+  // each range sets its tag and gets its own gateway and DNS server (its tier's router address).
+  // dnsmasq ranks tags set by dhcp-range below others, so a VM's `nogw` still wins.
+  const tagged = links.length > 1;
+  const perGuest = links.flatMap(({ guest: g }, i) => {
+    const set = tagged ? `set:g${i},` : '';
+    const tag = tagged ? `tag:g${i},` : '';
+    return [
+      // "static": only VMs with an entry get a lease; nobody else on the segment gets an address.
+      `dhcp-range=${set}${networkAddressOf(g.network.cidr)},static,${netmaskOf(g.network.cidr)},infinite`,
+      `dhcp-option=${tag}option:router,${g.network.gateway}`,
+      ...(tagged ? [] : ['dhcp-option=tag:nogw,3']),
+      `dhcp-option=${tag}option:dns-server,${g.ip}`,
+      // VXLAN takes 50 bytes of each frame: guests must send less than the underlay's 1500.
+      ...(g.network.vni !== undefined ? [`dhcp-option=${tag}option:mtu,1450`] : []),
+    ];
+  });
   return [
     `# Router ${router.name} of network ${n.uuid}, written by the nimbostack agent.`,
-    'interface=eth0',
+    ...links.map((l) => `interface=${l.dev}`),
     'except-interface=lo',
     'bind-interfaces',
     // Root inside the namespace: the files live in the agent's state directory, which other users
@@ -84,16 +142,11 @@ export function dnsmasqConfig(router: Omit<RouterSpec, 'vms'>, dir: string): str
     `addn-hosts=${dir}/hosts`,
     `dhcp-hostsfile=${dir}/dhcp-hosts`,
     `domain=${n.domain}`,
-    // Names in the network's domain are answered here and never forwarded upstream.
-    `local=/${n.domain}/`,
-    // "static": only VMs with an entry get a lease; nobody else on the segment gets an address.
-    `dhcp-range=${networkAddressOf(n.cidr)},static,${netmaskOf(n.cidr)},infinite`,
-    `dhcp-option=option:router,${n.gateway}`,
+    // Names in the networks' domains are answered here and never forwarded upstream.
+    ...domains.map((d) => `local=/${d}/`),
+    ...perGuest,
     // A VM's NICs other than its default one get no default route (upstream's router does the same).
-    'dhcp-option=tag:nogw,3',
-    `dhcp-option=option:dns-server,${router.ip}`,
-    // VXLAN takes 50 bytes of each frame: guests must send less than the underlay's 1500.
-    ...(n.vni !== undefined ? ['dhcp-option=option:mtu,1450'] : []),
+    ...(tagged ? ['dhcp-option=tag:nogw,3'] : []),
     'dhcp-authoritative',
     '',
   ].join('\n');
@@ -193,12 +246,15 @@ export class Routers {
       await stopHaproxy(dir);
       await killProcess(readPid(join(dir, 'service.pid')), dir);
       await killProcess(readPid(join(dir, 'dnsmasq.pid')), dir);
-      // The veth pair first: deleting it is synchronous, while a deleted namespace releases its
-      // interfaces later, which would leave the host end in the bridge for a moment.
-      if (existsSync(`/sys/class/net/${routerVeth(name)}`))
-        await run('ip', ['link', 'del', routerVeth(name)]).catch((err) => {
-          if (existsSync(`/sys/class/net/${routerVeth(name)}`)) throw err;
-        });
+      // The veth pairs first: deleting one is synchronous, while a deleted namespace releases its
+      // interfaces later, which would leave the host ends in the bridges for a moment.
+      const stored = this.load(name);
+      const hostEnds = new Set([routerVeth(name), ...(stored ? guestLinks(stored).map((l) => l.host) : [])]);
+      for (const end of hostEnds)
+        if (existsSync(`/sys/class/net/${end}`))
+          await run('ip', ['link', 'del', end]).catch((err) => {
+            if (existsSync(`/sys/class/net/${end}`)) throw err;
+          });
       await removePublicSide(name, ns);
       if (existsSync(`/run/netns/${ns}`)) {
         // Whatever else still runs in the namespace (a process of a crashed earlier attempt) goes too.
@@ -238,35 +294,48 @@ export class Routers {
   }
 
   private load(name: string): StoredRouter | undefined {
+    let raw: StoredRouter;
     try {
-      return JSON.parse(readFileSync(join(this.dirOf(name), 'spec.json'), 'utf8'));
+      raw = JSON.parse(readFileSync(join(this.dirOf(name), 'spec.json'), 'utf8'));
     } catch {
       return undefined;
     }
+    // A spec stored before routers had several guest networks names its one network directly.
+    return raw.guests ? raw : { ...(RouterSpec.parse({ ...raw, vms: [] }) as StoredRouter), vms: raw.vms };
   }
 
   private validate(spec: Omit<RouterSpec, 'vms'> & { vms: RouterVmEntry[] }): void {
     safeName('router', spec.name);
-    const n = spec.network;
-    prefixOf(n.cidr);
-    if (!DOMAIN.test(n.domain)) throw new DriverError(`invalid DNS domain ${JSON.stringify(n.domain)}`);
-    if (spec.ip === n.gateway && n.gatewayOnHost)
-      throw new DriverError(
-        `router ${spec.name} cannot take the gateway address ${n.gateway}: the host has it`,
-      );
+    const bridges = new Set<string>();
+    for (const [i, { network: n, ip }] of spec.guests.entries()) {
+      prefixOf(n.cidr);
+      if (!DOMAIN.test(n.domain)) throw new DriverError(`invalid DNS domain ${JSON.stringify(n.domain)}`);
+      if (ip === n.gateway && n.gatewayOnHost)
+        throw new DriverError(
+          `router ${spec.name} cannot take the gateway address ${n.gateway}: the host has it`,
+        );
+      if (bridges.has(n.bridge))
+        throw new DriverError(`router ${spec.name} has two guest interfaces on bridge ${n.bridge}`);
+      bridges.add(n.bridge);
+      // A further interface is named after its bridge: never one of the router's fixed names.
+      if (i > 0 && ['lo', GUEST_IF, PUBLIC_IF].includes(n.bridge))
+        throw new DriverError(`bridge name ${n.bridge} cannot name a router interface`);
+      if (!existsSync(`/sys/class/net/${n.bridge}/bridge`))
+        throw new DriverError(`bridge ${n.bridge} does not exist on this host: setupNetwork first`);
+      // The router is the guests' way out: it holds each network's gateway address, the host not.
+      if (spec.public && ip !== n.gateway)
+        throw new DriverError(
+          `router ${spec.name} has a public side, so it must hold the gateway ${n.gateway}`,
+        );
+    }
+    if (spec.guests.length === 0 && !spec.public)
+      throw new DriverError(`router ${spec.name} has neither a guest network nor a public side`);
     const ips = new Set<string>();
     for (const v of spec.vms) {
       if (ips.has(v.ip)) throw new DriverError(`router ${spec.name}: two VM entries have address ${v.ip}`);
       ips.add(v.ip);
     }
-    if (!existsSync(`/sys/class/net/${n.bridge}/bridge`))
-      throw new DriverError(`bridge ${n.bridge} does not exist on this host: setupNetwork first`);
     if (spec.public) {
-      // The router is the guests' way out: it holds the gateway address, the host does not.
-      if (spec.ip !== n.gateway)
-        throw new DriverError(
-          `router ${spec.name} has a public side, so it must hold the gateway ${n.gateway}`,
-        );
       if (spec.public.sourceNat && !spec.public.addresses.some((a) => a.ip === spec.public!.sourceNat))
         throw new DriverError(
           `source NAT address ${spec.public.sourceNat} is not among the public addresses`,
@@ -286,57 +355,51 @@ export class Routers {
     // Checked before anything changes: a configuration HAProxy refuses leaves the router as it was.
     const haproxyText = await checkHaproxy(r.name, dir, (r.public && r.rules?.loadBalancers) || []);
     const ns = routerNetns(r.name);
-    const host = routerVeth(r.name);
-    const n = r.network;
+    const links = guestLinks(r);
     if (!existsSync(`/run/netns/${ns}`)) await run('ip', ['netns', 'add', ns]);
-    if (!existsSync(`/sys/class/net/${host}`)) {
-      // A namespace end without its host end (a start interrupted halfway) is replaced.
-      await run('ip', ['-n', ns, 'link', 'del', 'eth0']).catch(() => undefined);
-      await run('ip', [
-        'link',
-        'add',
-        host,
-        'type',
-        'veth',
-        'peer',
-        'name',
-        routerVethPeer(r.name),
-        'netns',
-        ns,
-      ]);
-      await run('ip', ['-n', ns, 'link', 'set', routerVethPeer(r.name), 'name', 'eth0']);
-    }
-    await run('ip', ['link', 'set', host, 'master', n.bridge]);
-    await run('ip', ['link', 'set', host, 'up']);
-    const address = `${r.ip}/${prefixOf(n.cidr)}`;
     await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-    await run('ip', ['-n', ns, 'link', 'set', 'eth0', 'address', r.mac.toLowerCase()]);
-    const addrs = JSON.parse(await run('ip', ['-n', ns, '-j', 'addr', 'show', 'dev', 'eth0'])) as {
-      addr_info?: { family: string; local: string; prefixlen: number }[];
-    }[];
-    // A router rebuilt elsewhere or anew (restartNetwork cleanup=true) has a new MAC for the same
-    // address: the guests learn it from an announcement, not after their ARP entries time out.
-    const guestAdded = !(addrs[0]?.addr_info ?? []).some(
-      (a) => a.family === 'inet' && `${a.local}/${a.prefixlen}` === address,
-    );
-    for (const a of addrs[0]?.addr_info ?? [])
-      if (a.family === 'inet' && `${a.local}/${a.prefixlen}` !== address)
-        await run('ip', ['-n', ns, 'addr', 'del', `${a.local}/${a.prefixlen}`, 'dev', 'eth0']);
-    await run('ip', ['-n', ns, 'addr', 'replace', address, 'dev', 'eth0']);
-    await run('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
+    // Interfaces of guest networks the router no longer serves (a VPC tier deleted) go; deleting
+    // the namespace end of a veth pair deletes its host end too.
+    const present = JSON.parse(await run('ip', ['-n', ns, '-j', 'link', 'show'])) as { ifname: string }[];
+    for (const { ifname } of present)
+      if (ifname !== 'lo' && ifname !== PUBLIC_IF && !links.some((l) => l.dev === ifname))
+        await run('ip', ['-n', ns, 'link', 'del', ifname]).catch(() => undefined);
+    // Guest addresses that are new on their interface: announced last (below).
+    const announced: [string, string][] = [];
+    for (const link of links) if (await ensureGuestLink(ns, link)) announced.push([link.guest.ip, link.dev]);
+    const first = r.guests[0];
     // With a public side the default route goes out of eth1 (ensurePublicSide); otherwise via the
     // network's gateway when it is someone else.
-    if (n.gateway !== r.ip && !r.public)
-      await run('ip', ['-n', ns, 'route', 'replace', 'default', 'via', n.gateway]);
+    if (first && first.network.gateway !== first.ip && !r.public)
+      await run('ip', ['-n', ns, 'route', 'replace', 'default', 'via', first.network.gateway]);
+    // Several guest networks (VPC tiers) are routed to each other by the namespace.
+    if (r.guests.length > 1) await run('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
     let added: string[] = [];
     if (r.public) {
       added = await ensurePublicSide(r.name, ns, r.public);
-      await applyRuleset(ns, routerRuleset(n.cidr, r.public, r.rules ?? RouterRules.parse({})));
+      await applyRuleset(
+        ns,
+        routerRuleset(
+          r.guests.map((g) => g.network.cidr),
+          r.public,
+          r.rules ?? RouterRules.parse({}),
+        ),
+      );
     } else {
       await removePublicSide(r.name, ns);
       await dropRuleset(ns);
     }
 
+    if (!first) {
+      // No guest network yet (a VPC without tiers): nothing to serve DHCP, DNS or metadata to.
+      await killProcess(readPid(join(dir, 'dnsmasq.pid')), dir);
+      await killProcess(readPid(join(dir, 'service.pid')), SERVICE);
+      writeAtomic(join(dir, 'spec.json'), JSON.stringify(r, null, 2));
+      const loadBalancerMs = await ensureHaproxy(ns, dir, haproxyText);
+      await announce(ns, added);
+      return loadBalancerMs;
+    }
+    const n = first.network;
     writeAtomic(join(dir, 'vms.json'), JSON.stringify({ vms: r.vms }));
     const hostsFileBefore = existsSync(join(dir, 'dhcp-hosts'))
       ? readFileSync(join(dir, 'dhcp-hosts'), 'utf8')
@@ -375,18 +438,19 @@ export class Routers {
     }
 
     const servicePid = readPid(join(dir, 'service.pid'));
-    // The service listens on the guest address only (an isolated router's public addresses belong
-    // to port forwards and load balancers): one started for another address is replaced.
-    const serviceArgs = `${SERVICE}\0${dir}\0${r.ip}\0`;
+    // The service listens on the guest addresses only (an isolated router's public addresses
+    // belong to port forwards and load balancers): one started for other addresses is replaced.
+    const listen = r.guests.map((g) => g.ip).join(',');
+    const serviceArgs = `${SERVICE}\0${dir}\0${listen}\0`;
     if (processAlive(servicePid, serviceArgs)) process.kill(servicePid!, 'SIGHUP');
     else {
       await killProcess(servicePid, SERVICE);
-      await this.spawnService(ns, dir, r.ip);
+      await this.spawnService(ns, dir, listen);
     }
 
     const loadBalancerMs = await ensureHaproxy(ns, dir, haproxyText);
     // Last: the addresses answer now, so neighbours that knew another MAC for them may switch.
-    await Promise.all([announce(ns, added), guestAdded ? announce(ns, [r.ip], 'eth0') : undefined]);
+    await Promise.all([announce(ns, added), ...announced.map(([ip, dev]) => announce(ns, [ip], dev))]);
     return loadBalancerMs;
   }
 
@@ -416,6 +480,36 @@ export class Routers {
     await Promise.race([waitFor(() => readPid(ready) === child.pid, 30_000, 'the router service'), failed]);
     child.removeAllListeners('exit');
   }
+}
+
+/**
+ * Brings one guest interface in line: its veth pair into the network's bridge, its MAC and exactly
+ * its address. True when the address is new on it (a router rebuilt elsewhere or anew, as by
+ * restartNetwork cleanup=true, has a new MAC for the same address: the guests learn it from an
+ * announcement, not after their ARP entries time out).
+ */
+async function ensureGuestLink(ns: string, { guest, dev, host, peer }: GuestLink): Promise<boolean> {
+  if (!existsSync(`/sys/class/net/${host}`)) {
+    // A namespace end without its host end (a start interrupted halfway) is replaced.
+    await run('ip', ['-n', ns, 'link', 'del', dev]).catch(() => undefined);
+    await run('ip', ['link', 'add', host, 'type', 'veth', 'peer', 'name', peer, 'netns', ns]);
+    await run('ip', ['-n', ns, 'link', 'set', peer, 'name', dev]);
+  }
+  await run('ip', ['link', 'set', host, 'master', guest.network.bridge]);
+  await run('ip', ['link', 'set', host, 'up']);
+  const address = `${guest.ip}/${prefixOf(guest.network.cidr)}`;
+  await run('ip', ['-n', ns, 'link', 'set', dev, 'address', guest.mac.toLowerCase()]);
+  const addrs = JSON.parse(await run('ip', ['-n', ns, '-j', 'addr', 'show', 'dev', dev])) as {
+    addr_info?: { family: string; local: string; prefixlen: number }[];
+  }[];
+  const inet = (addrs[0]?.addr_info ?? []).filter((a) => a.family === 'inet');
+  const added = !inet.some((a) => `${a.local}/${a.prefixlen}` === address);
+  for (const a of inet)
+    if (`${a.local}/${a.prefixlen}` !== address)
+      await run('ip', ['-n', ns, 'addr', 'del', `${a.local}/${a.prefixlen}`, 'dev', dev]);
+  await run('ip', ['-n', ns, 'addr', 'replace', address, 'dev', dev]);
+  await run('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+  return added;
 }
 
 const sameMac = (a: { mac: string }, b: { mac: string }) => a.mac.toLowerCase() === b.mac.toLowerCase();

@@ -19,6 +19,7 @@ import {
 } from './guest-networks.ts';
 import { presentNetworks } from './networks.ts';
 import { restartNetworkRouter } from './routers.ts';
+import { createVpcTier } from './vpcs.ts';
 
 export const createNetwork = defineCommand({
   name: 'createNetwork',
@@ -79,12 +80,22 @@ export const createNetwork = defineCommand({
       description:
         'Projects are not implemented yet: a network cannot be created for a project, so any value is refused.',
     }),
+    vpcid: p.uuid({
+      description:
+        "VPC the network is a tier of: its offering must be a VPC network offering, gateway and netmask are required and its subnet must lie inside the VPC's CIDR without overlapping another tier.",
+    }),
   },
   async handler(ctx, params) {
     const name = params.name.trim();
     if (name === '') throw invalidParameter('Network name must not be empty');
     const { zone, offering } = await createNetworkInputs(ctx, params);
     const request = { ...params, name, zone, offering };
+    if (params.vpcid) {
+      const tier = await createVpcTier(ctx, { ...request, vpcid: params.vpcid });
+      return (await presentNetworks(ctx, [tier]))[0] as object;
+    }
+    if (offering.for_vpc === 1)
+      throw invalidParameter(`Network offering ${offering.name} can be used for VPC networks only`);
     const create =
       offering.guest_ip_type === 'Isolated'
         ? createIsolatedNetwork

@@ -39,7 +39,7 @@ export function parseVniRanges(text: string | null): [number, number][] {
 }
 
 /** The account a network is created for: the caller's, or one an administrator names. */
-async function networkOwner(
+export async function networkOwner(
   ctx: CallContext,
   params: { account?: string; domainid?: string; projectid?: string },
 ): Promise<AccountRow> {
@@ -108,7 +108,7 @@ export async function networksForDeploy(
   return out;
 }
 
-interface Subnet {
+export interface Subnet {
   gateway: string;
   netmask: string;
   cidr: string;
@@ -117,7 +117,7 @@ interface Subnet {
 }
 
 /** The network's subnet from gateway+netmask, or the zone's guest CIDR (gateway its first host). */
-function subnetFor(zone: ZoneRow, gateway: string | undefined, netmask: string | undefined): Subnet {
+export function subnetFor(zone: ZoneRow, gateway: string | undefined, netmask: string | undefined): Subnet {
   if ((gateway === undefined) !== (netmask === undefined))
     throw invalidParameter('gateway and netmask must be given together');
   let gw = gateway;
@@ -147,7 +147,7 @@ function subnetFor(zone: ZoneRow, gateway: string | undefined, netmask: string |
 }
 
 /** The named physical network, else the zone's one carrying Guest traffic (431 when none fits). */
-async function guestPhysicalNetwork(app: App, zone: ZoneRow, uuid?: string): Promise<number> {
+export async function guestPhysicalNetwork(app: App, zone: ZoneRow, uuid?: string): Promise<number> {
   if (uuid !== undefined) {
     // The one the caller names: of this zone, carrying Guest traffic.
     const named = await app.store.db
@@ -326,7 +326,7 @@ export async function createSharedNetwork(ctx: CallContext, req: SharedNetworkRe
   });
 }
 
-interface GuestNetworkRecord {
+export interface GuestNetworkRecord {
   req: Pick<
     IsolatedNetworkRequest,
     'name' | 'displaytext' | 'zone' | 'offering' | 'networkdomain' | 'displaynetwork'
@@ -343,12 +343,18 @@ interface GuestNetworkRecord {
   domainId: number;
   accountId: number | null;
   vni: number | null;
+  /** A VPC tier's VPC. */
+  vpcId?: number;
   /** What NETWORK.CREATE says was created. */
   what: string;
 }
 
 /** The network row, its zone-wide address range and NETWORK.CREATE, in the caller's transaction. */
-async function insertGuestNetwork(ctx: CallContext, tx: Tx, n: GuestNetworkRecord): Promise<NetworkRow> {
+export async function insertGuestNetwork(
+  ctx: CallContext,
+  tx: Tx,
+  n: GuestNetworkRecord,
+): Promise<NetworkRow> {
   const { app } = ctx;
   const { zone, offering } = n.req;
   const now = app.clock.now();
@@ -378,6 +384,7 @@ async function insertGuestNetwork(ctx: CallContext, tx: Tx, n: GuestNetworkRecor
       network_domain: n.req.networkdomain ?? zone.network_domain ?? null,
       display_network: n.req.displaynetwork === false ? 0 : 1,
       subdomain_access: n.subdomainAccess === false ? 0 : 1,
+      vpc_id: n.vpcId ?? null,
       created: now,
       removed: null,
     })
@@ -477,7 +484,8 @@ export async function implementNetwork(app: App, network: NetworkRow): Promise<N
     .selectAll()
     .where('id', '=', network.network_offering_id)
     .executeTakeFirstOrThrow();
-  if (hasServices(offering, ['SourceNat'])) {
+  // A VPC tier's traffic leaves from its VPC's source-NAT address, acquired with the VPC.
+  if (hasServices(offering, ['SourceNat']) && network.vpc_id === null) {
     const has = await db
       .selectFrom('public_ips')
       .select('id')

@@ -130,7 +130,21 @@ async function networkHosts(app: App, networkId: number): Promise<NetworkHosts> 
       const router = await db
         .selectFrom('routers')
         .select('host_id')
-        .where('live_network_id', '=', networkId)
+        // The network's own router, or (a VPC tier) the router holding a NIC in it.
+        .where((eb) =>
+          eb.or([
+            eb('live_network_id', '=', networkId),
+            eb(
+              'id',
+              'in',
+              eb
+                .selectFrom('nics')
+                .select('nics.router_id')
+                .where('nics.network_id', '=', networkId)
+                .where('nics.removed', 'is', null),
+            ),
+          ]),
+        )
         .where('state', 'in', ['Running', 'Starting'])
         .executeTakeFirst();
       const entry: NetworkHosts = {

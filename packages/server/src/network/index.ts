@@ -18,6 +18,7 @@ import { networkOfferingCommands } from './network-offerings.ts';
 import { networkReadCommands } from './networks.ts';
 import { nicCommands } from './nics.ts';
 import { routerCommands } from './router-commands.ts';
+import { vpcCommands } from './vpcs.ts';
 import './network-recovery.ts';
 import { routersOfDownHosts, routersOfHostInMaintenance, routersOfRemovedHost } from './routers.ts';
 import { deleteAccountSecurityGroups, securityGroupCommands } from './security-groups.ts';
@@ -54,6 +55,7 @@ export const networkCommands = [
   ...ipServiceCommands,
   ...securityGroupCommands,
   ...routerCommands,
+  ...vpcCommands,
 ];
 
 provideCapabilities(async (ctx) => {

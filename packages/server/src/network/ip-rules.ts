@@ -6,7 +6,6 @@
  * router's host refuses, the change is undone and applied again, so no record ever claims what
  * the data plane does not do.
  */
-
 import type { App, CallContext } from '../context.ts';
 import { inTransaction, type Tx } from '../db/connection.ts';
 import type { IpRuleRow, NetworkRow, PublicIpRow } from '../db/schema.ts';
@@ -80,6 +79,50 @@ export async function networkOfIp(ctx: Pick<CallContext, 'app'>, ip: PublicIpRow
     .selectAll()
     .where('id', '=', ip.network_id)
     .executeTakeFirstOrThrow();
+}
+
+/**
+ * The network a port forward or static NAT on `ip` goes into. An address of an isolated network:
+ * that network (`networkid`, if given, must name it). A VPC's address: the tier it already serves,
+ * or, while it serves none, the tier `networkid` names (required then, as upstream), which
+ * `bindIpToTier` records with the rule.
+ */
+export async function networkForRule(
+  ctx: CallContext,
+  ip: PublicIpRow,
+  networkUuid: string | undefined,
+): Promise<NetworkRow> {
+  if (ip.network_id === null && ip.vpc_id !== null) {
+    if (!networkUuid)
+      throw invalidParameter(
+        `IP address ${ip.ip4} belongs to a VPC and serves no tier yet: give networkid, the tier of the VM`,
+      );
+    const tier = await findNetwork(ctx, networkUuid);
+    if (tier.vpc_id !== ip.vpc_id)
+      throw invalidParameter(`Network ${tier.name} is not a tier of the VPC IP address ${ip.ip4} belongs to`);
+    return tier;
+  }
+  const network = await networkOfIp(ctx, ip);
+  if (networkUuid && (await findNetwork(ctx, networkUuid)).id !== network.id)
+    throw invalidParameter(`IP address ${ip.ip4} is not associated with network ${networkUuid}`);
+  return network;
+}
+
+/**
+ * In a rule's transaction: a VPC's address that served no tier now serves `network`. Refused when
+ * another rule bound it to another tier meanwhile (an address serves one tier, as upstream).
+ */
+export async function bindIpToTier(tx: Tx, ip: PublicIpRow, network: NetworkRow): Promise<void> {
+  if (ip.vpc_id === null) return;
+  const now = await tx
+    .selectFrom('public_ips')
+    .select('network_id')
+    .where('id', '=', ip.id)
+    .executeTakeFirstOrThrow();
+  if (now.network_id === network.id) return;
+  if (now.network_id !== null)
+    throw invalidParameter(`IP address ${ip.ip4} already serves another tier of its VPC`);
+  await tx.updateTable('public_ips').set({ network_id: network.id }).where('id', '=', ip.id).execute();
 }
 
 /**
@@ -235,7 +278,10 @@ interface References {
 /** Checks what a list names exists (431 otherwise), as upstream's id translation does. */
 export async function checkReferences(ctx: CallContext, r: References): Promise<void> {
   const db = ctx.app.store.db;
-  if (r.vpcid) throw invalidParameter(`Unable to find VPC by id ${r.vpcid}`);
+  if (r.vpcid) {
+    const vpc = await db.selectFrom('vpcs').select('id').where('uuid', '=', r.vpcid).executeTakeFirst();
+    if (!vpc) throw invalidParameter(`Unable to find VPC by id ${r.vpcid}`);
+  }
   if (r.ipaddressid) {
     const ip = await db
       .selectFrom('public_ips')

@@ -16,8 +16,9 @@ import { p } from '../registry/params.ts';
 import { findNetwork } from './common.ts';
 import { OWNED_NETWORK } from './guest-networks.ts';
 import { tearDownNetwork } from './host-network.ts';
-import { releasePublicIp } from './public-ips.ts';
+import { deleteRulesOfIp, releasePublicIp } from './public-ips.ts';
 import { stopNetworkRouters, withNetworkLock } from './routers.ts';
+import { unplugTier } from './vpc-routers.ts';
 
 /** VMs not expunged (any state but Expunging) with a NIC in the network: they keep it from going. */
 function vmsInNetwork(db: Tx, networkId: number): Promise<{ name: string; state: string }[]> {
@@ -57,12 +58,15 @@ function stillInUse(network: NetworkRow, vms: { name: string; state: string }[])
  * the pods' address plans, which an operator resetting the network expects to keep. They stay on
  * the removed row, used by no live network, until the zone's next network takes them over.
  */
-async function deleteNetworkOf(ctx: CallContext, uuid: string, forced: boolean): Promise<void> {
+export async function deleteNetworkOf(ctx: CallContext, uuid: string, forced: boolean): Promise<void> {
   const { app } = ctx;
   const network = await findNetwork(ctx, uuid);
   await withNetworkLock(app, network.id, async () => {
     const vms = await vmsInNetwork(app.store.db, network.id);
     if (vms.length) throw stillInUse(network, vms);
+    // A VPC tier: its VPC's router lets go of it (so its bridge can go) and keeps the VPC's
+    // addresses, which leave the tier with their rules.
+    if (network.vpc_id !== null) await unplugTier(app, network, forced);
     const routers = await stopNetworkRouters(app, network.id, forced);
     const behind = await tearDownNetwork(app, network, forced);
     await app.store.db.transaction().execute(async (tx) => {
@@ -103,7 +107,16 @@ async function deleteNetworkOf(ctx: CallContext, uuid: string, forced: boolean):
 async function releaseNetworkResources(ctx: CallContext, tx: Tx, network: NetworkRow): Promise<void> {
   if (network.zone_default_for !== null) return;
   const ips = await tx.selectFrom('public_ips').selectAll().where('network_id', '=', network.id).execute();
-  for (const ip of ips) await releasePublicIp(ctx.app, tx, ip);
+  for (const ip of ips)
+    if (ip.vpc_id !== null) {
+      // A VPC's address outlives its tier: its rules go, it stays the VPC's.
+      await deleteRulesOfIp(tx, ip.id);
+      await tx
+        .updateTable('public_ips')
+        .set({ network_id: null, static_nat_vm_id: null, static_nat_vm_ip: null })
+        .where('id', '=', ip.id)
+        .execute();
+    } else await releasePublicIp(ctx.app, tx, ip);
   await tx.deleteFrom('ip_rules').where('network_id', '=', network.id).execute();
   await tx.deleteFrom('vlan_ip_ranges').where('network_id', '=', network.id).execute();
   if (network.account_id === null) return;

@@ -90,6 +90,8 @@ export async function collectNetworks(app: App, now: number): Promise<string[]> 
     .selectAll()
     .where('state', '=', 'Implemented')
     .where('guest_type', '=', 'Isolated')
+    // VPC tiers stay plugged into their VPC's router (and keep their VNI) while they exist.
+    .where('vpc_id', 'is', null)
     .where('removed', 'is', null)
     .execute();
   const wait = app.settings.get(NETWORK_GC_WAIT) * 1000;

@@ -14,6 +14,7 @@ import { invalidParameter } from '../errors.ts';
 import { recordEvent } from '../events/events.ts';
 import { applyScope, escapeLike, likeEscaped, listScope, type OwnerScope } from '../iam/access.ts';
 import { displayPath } from '../iam/domains.ts';
+import { findOwned } from '../iam/owned.ts';
 import { findZone, intToIpv4, likeOp, netmaskBits, subnetBounds } from '../infra/common.ts';
 import { defineCommand, listResult } from '../registry/command.ts';
 import { pageOf } from '../registry/paging.ts';
@@ -202,6 +203,13 @@ export async function presentNetworks(ctx: CallContext, rows: NetworkRow[]): Pro
   const zoneById = new Map(zones.map((z) => [z.id, z]));
   const domainById = new Map(domains.map((d) => [d.id, d]));
   const physicalById = new Map(physicals.map((p) => [p.id, p.uuid]));
+  const vpcIds = [...new Set(rows.map((r) => r.vpc_id).filter((v): v is number => v !== null))];
+  const vpcById = new Map(
+    (vpcIds.length
+      ? await db.selectFrom('vpcs').select(['id', 'uuid', 'name']).where('id', 'in', vpcIds).execute()
+      : []
+    ).map((v) => [v.id, v]),
+  );
   return rows.map((n) => {
     const offering = offeringById.get(n.network_offering_id) as NetworkOfferingRow;
     const zone = zoneById.get(n.zone_id) as ZoneRow;
@@ -226,6 +234,9 @@ export async function presentNetworks(ctx: CallContext, rows: NetworkRow[]): Pro
       issystem: false,
       state: n.state,
       related: n.uuid,
+      ...(n.vpc_id !== null
+        ? { vpcid: vpcById.get(n.vpc_id)?.uuid, vpcname: vpcById.get(n.vpc_id)?.name }
+        : {}),
       dns1: zone.dns1,
       dns2: zone.dns2 ?? undefined,
       type: n.guest_type,
@@ -344,8 +355,8 @@ export const listNetworks = defineCommand({
       description:
         'Root administrators: only networks shown (true) or hidden (false) from end users, who never see hidden ones.',
     }),
-    forvpc: p.boolean({ description: 'True gives an empty list: VPCs are not implemented.' }),
-    vpcid: p.uuid({ description: 'Any value gives an empty list: VPCs are not implemented.' }),
+    forvpc: p.boolean({ description: 'Only VPC tiers (true) or only networks outside VPCs (false).' }),
+    vpcid: p.uuid({ description: 'Only the tiers of this VPC.' }),
     physicalnetworkid: p.uuid({ description: 'Only networks on this physical network.' }),
     networkofferingid: p.uuid({ description: 'Only networks built from this network offering.' }),
     associatednetworkid: p.uuid({
@@ -434,11 +445,12 @@ export const listNetworks = defineCommand({
     if (params.keyword)
       q = q.where(likeEscaped('networks.name', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     q = withTags(q, 'Network', 'networks.id', params.tags);
+    if (params.forvpc !== undefined) q = q.where('networks.vpc_id', params.forvpc ? 'is not' : 'is', null);
+    if (params.vpcid)
+      q = q.where('networks.vpc_id', '=', (await findOwned(ctx, 'vpcs', params.vpcid, { noun: 'VPC' })).id);
     // No system networks are listed, and no VPC, restart-pending or hidden ones exist yet.
     const none =
       params.issystem === true ||
-      params.forvpc === true ||
-      params.vpcid !== undefined ||
       params.associatednetworkid !== undefined ||
       params.restartrequired === true ||
       params.canusefordeploy === false;

@@ -16,17 +16,18 @@ import { findOwned, OWNED_VM } from '../iam/owned.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { registerTaggable, tagsOf } from '../tags/tags.ts';
-import { findNetwork } from './common.ts';
 import { ANY_CIDR, checkFirewallConflict } from './firewall-rules.ts';
 import {
   applyCreated,
   applyOrUndo,
+  bindIpToTier,
   cidrText,
   customRuleId,
   insertRule,
   LIVE_RULE_STATES,
   listRules,
   lockIp,
+  networkForRule,
   networkInfo,
   networkOfIp,
   OWNED_IP,
@@ -251,9 +252,7 @@ export const createPortForwardingRule = defineCommand({
   },
   async create(ctx, params) {
     const ip = await findOwned(ctx, 'public_ips', params.ipaddressid, OWNED_IP);
-    const network = await networkOfIp(ctx, ip);
-    if (params.networkid && (await findNetwork(ctx, params.networkid)).id !== network.id)
-      throw invalidParameter(`IP address ${ip.ip4} is not associated with network ${params.networkid}`);
+    const network = await networkForRule(ctx, ip, params.networkid);
     await requireService(ctx.app, network, 'PortForwarding');
     const protocol = protocolOf(params.protocol);
     const pub = portRange(params.publicport, params.publicendport, 'public');
@@ -264,6 +263,7 @@ export const createPortForwardingRule = defineCommand({
     const cidrs = cidrText(params.cidrlist);
     const uuid = await inTransaction(ctx.app.store, async (tx) => {
       await lockIp(tx, ip.id);
+      await bindIpToTier(tx, ip, network);
       await checkForwardConflict(tx, ip.id, protocol, pub);
       const rule = await insertRule(ctx, tx, {
         ...RULE_DEFAULTS,

@@ -22,6 +22,8 @@ import { listParams, p, scopeParams } from '../registry/params.ts';
 import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
 import { applyOrUndo, checkReferences, networkInfo, OWNED_IP } from './ip-rules.ts';
 import { acquirePublicIp, HELD_STATES, lockNetwork, releasePublicIp } from './public-ips.ts';
+import { applyVpcRouter } from './vpc-routers.ts';
+import { findVpc } from './vpcs.ts';
 
 /** Services an address can be associated with a network for. */
 const IP_SERVICES = ['SourceNat', 'StaticNat', 'PortForwarding', 'Lb'];
@@ -102,6 +104,12 @@ export async function presentPublicIps(ctx: CallContext, ips: PublicIpRow[]): Pr
     by(physicals as { id: number; uuid: string }[]),
   ];
   const withRules = new Set(ruled.map((r) => r.ip_id));
+  const vpcIds = ids(ips.map((i) => i.vpc_id));
+  const vpcOf = by(
+    vpcIds.length
+      ? await db.selectFrom('vpcs').select(['id', 'uuid', 'name']).where('id', 'in', vpcIds).execute()
+      : [],
+  );
   return ips.map((ip) => {
     const range = rangeOf.get(ip.range_id);
     const zone = zoneOf.get(ip.zone_id);
@@ -137,6 +145,8 @@ export async function presentPublicIps(ctx: CallContext, ips: PublicIpRow[]): Pr
         : {}),
       associatednetworkid: associated?.uuid,
       associatednetworkname: associated?.name,
+      vpcid: ip.vpc_id === null ? undefined : vpcOf.get(ip.vpc_id)?.uuid,
+      vpcname: ip.vpc_id === null ? undefined : vpcOf.get(ip.vpc_id)?.name,
       networkid: publicNetwork?.uuid,
       state: ip.state,
       physicalnetworkid: physical?.uuid,
@@ -214,7 +224,10 @@ export const associateIpAddress = defineCommand({
     }),
     domainid: p.uuid({ description: 'Domain of account; only with account.' }),
     projectid: p.uuid({ description: 'Projects are not implemented yet: any value is refused.' }),
-    vpcid: p.uuid({ description: 'VPCs are not implemented yet: any value is refused.' }),
+    vpcid: p.uuid({
+      description:
+        "VPC the address is for (instead of networkid): the VPC's router carries it; a port forward or static NAT then names the tier it serves.",
+    }),
     regionid: p.integer({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   event: {
@@ -228,12 +241,33 @@ export const associateIpAddress = defineCommand({
     const { app } = ctx;
     if (params.isportable) throw invalidParameter('Portable public IP addresses are not supported');
     if (params.projectid) throw invalidParameter('Projects are not supported');
-    if (params.vpcid) throw invalidParameter(`Unable to find VPC by id ${params.vpcid}`);
+    if (params.vpcid && params.networkid)
+      throw invalidParameter('An address is for a network or for a VPC: give networkid or vpcid, not both');
     // fordisplay is a root-admin parameter: others' values are ignored, as upstream's dispatcher does.
     const forDisplay = ctx.caller.roleKind === 'admin' ? params.fordisplay : undefined;
     if (params.domainid && !params.account)
       throw invalidParameter('domainid must be given together with account');
     const owner = params.account ? (await resolveAccount(ctx, params)).account : ctx.caller.account;
+    if (params.vpcid) {
+      // A VPC's address: held by the VPC (its router carries it), in no tier until a rule needs one.
+      const vpc = await findVpc(ctx, params.vpcid);
+      if (vpc.account_id !== owner.id)
+        throw invalidParameter(`VPC ${vpc.name} does not belong to account ${owner.name}`);
+      const vpcIp = await inTransaction(app.store, (tx) =>
+        acquirePublicIp(app, tx, {
+          zoneId: vpc.zone_id,
+          accountId: owner.id,
+          domainId: owner.domain_id,
+          networkId: null,
+          vpcId: vpc.id,
+          sourceNat: false,
+          ...(params.ipaddress !== undefined ? { ipAddress: params.ipaddress.trim() } : {}),
+          ...(forDisplay !== undefined ? { forDisplay } : {}),
+          eventOwner: { userId: ctx.caller.user.id, accountId: owner.id, domainId: owner.domain_id },
+        }),
+      );
+      return { type: 'IpAddress', id: vpcIp.uuid };
+    }
     const network = await targetNetwork(ctx, owner, params);
     const info = await networkInfo(app, network);
     if (info.zoneType !== 'Advanced' || network.guest_type !== 'Isolated')
@@ -283,6 +317,18 @@ export const associateIpAddress = defineCommand({
       await applyOrUndo(app, ip.network_id, `associate IP address ${ip.ip4}`, () =>
         inTransaction(app.store, (tx) => releasePublicIp(app, tx, ip)),
       );
+    else if (ip.vpc_id !== null) {
+      // The VPC's router carries it now; a router that refuses gives it back.
+      const failure = await applyVpcRouter(app, ip.vpc_id).then(
+        () => undefined,
+        (err: Error) => err,
+      );
+      if (failure) {
+        await inTransaction(app.store, (tx) => releasePublicIp(app, tx, ip));
+        await applyVpcRouter(app, ip.vpc_id).catch(() => undefined);
+        throw failure;
+      }
+    }
     const now = await app.store.db.selectFrom('public_ips').selectAll().where('id', '=', ip.id).execute();
     return (await presentPublicIps(ctx, now))[0] as object;
   },
@@ -357,6 +403,17 @@ export const disassociateIpAddress = defineCommand({
           .where('id', '=', ip.id)
           .where('state', '=', 'Releasing')
           .execute();
+      });
+    else if (ip.vpc_id !== null)
+      // A VPC's address in no tier: the VPC's router drops it first, or it stays Allocated.
+      await applyVpcRouter(app, ip.vpc_id).catch(async (err: Error) => {
+        await app.store.db
+          .updateTable('public_ips')
+          .set({ state: ip.state })
+          .where('id', '=', ip.id)
+          .where('state', '=', 'Releasing')
+          .execute();
+        throw err;
       });
     await inTransaction(app.store, async (tx) => {
       await releasePublicIp(app, tx, ip, {
@@ -452,7 +509,7 @@ export const listPublicIpAddresses = defineCommand({
     }),
     associatednetworkid: p.uuid({ description: 'Only addresses associated with this guest network.' }),
     physicalnetworkid: p.uuid({ description: 'Only addresses of ranges on this physical network.' }),
-    vpcid: p.uuid({ description: 'VPCs are not implemented yet: any value gives an empty list.' }),
+    vpcid: p.uuid({ description: 'Only addresses associated with this VPC.' }),
     allocatedonly: p.boolean({
       description:
         'True (default): only held addresses. False: also free addresses of ranges not dedicated to someone else.',
@@ -499,8 +556,8 @@ export const listPublicIpAddresses = defineCommand({
       if (!exists) throw invalidParameter(`Unable to find public IP address by id ${params.id}`);
     }
     // No projects, VPCs, system-VM ranges or external providers' ranges here.
-    if (params.projectid || params.vpcid || params.forsystemvms || params.forprovider)
-      return listResult([], 0);
+    if (params.projectid || params.forsystemvms || params.forprovider) return listResult([], 0);
+    const vpcFilter = params.vpcid ? (await findVpc(ctx, params.vpcid)).id : undefined;
     const allocatedOnly = params.allocatedonly ?? true;
     let q = db
       .selectFrom('public_ips')
@@ -545,6 +602,7 @@ export const listPublicIpAddresses = defineCommand({
     if (params.keyword)
       q = q.where(likeEscaped('public_ips.ip4', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     if (params.zoneid) q = q.where('public_ips.zone_id', '=', (await findZone(ctx, params.zoneid)).id);
+    if (vpcFilter !== undefined) q = q.where('public_ips.vpc_id', '=', vpcFilter);
     if (params.state) q = q.where('public_ips.state', '=', params.state);
     if (params.issourcenat !== undefined)
       q = q.where('public_ips.source_nat', '=', params.issourcenat ? 1 : 0);

@@ -25,6 +25,8 @@ export interface AcquireRequest {
   domainId: number;
   /** The network the address is associated with; null for an address held by the account only. */
   networkId: number | null;
+  /** The VPC the address is associated with (networkId is then null, or the tier it serves). */
+  vpcId?: number | null;
   sourceNat: boolean;
   /** A specific address; it must be Free and in a public range of the zone the account may use. */
   ipAddress?: string;
@@ -81,6 +83,7 @@ async function claim(
       account_id: account.id,
       domain_id: account.domain_id,
       network_id: req.networkId,
+      vpc_id: req.vpcId ?? null,
       source_nat: req.sourceNat ? 1 : 0,
       static_nat_vm_id: null,
       static_nat_vm_ip: null,
@@ -255,6 +258,7 @@ export async function releasePublicIp(
       account_id: null,
       domain_id: null,
       network_id: null,
+      vpc_id: null,
       source_nat: 0,
       static_nat_vm_id: null,
       static_nat_vm_ip: null,

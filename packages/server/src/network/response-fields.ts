@@ -2,7 +2,8 @@
 import type { FieldDescriptions, ResponseFields } from '../registry/response-fields.ts';
 
 const noIpv6 = 'Not returned by Nimbostack: IPv6 is not supported.';
-const noVpc = 'Not returned by Nimbostack: it has no VPCs.';
+const noVpc = 'Not returned by Nimbostack: network ACLs are not implemented yet.';
+const noVpcRouter = 'Not returned by Nimbostack: routers are listed without their VPC.';
 const noRouting = 'Not returned by Nimbostack: it has no routed (BGP) networks.';
 const noNsx = 'Not returned by Nimbostack: NSX is not supported.';
 const noPvlan = 'Not returned by Nimbostack: private VLANs are not supported.';
@@ -60,8 +61,8 @@ const network: FieldDescriptions = {
   associatednetwork: 'Not returned by Nimbostack: networks are not associated with one another.',
   aclid: noVpc,
   aclname: noVpc,
-  vpcid: noVpc,
-  vpcname: noVpc,
+  vpcid: 'UUID of the VPC the network is a tier of; left out for networks outside VPCs.',
+  vpcname: 'Name of the VPC the network is a tier of; left out for networks outside VPCs.',
   asnumber: noRouting,
   asnumberid: noRouting,
   bgppeers: noRouting,
@@ -116,8 +117,8 @@ const nic: FieldDescriptions = {
   publicip: 'Not returned by Nimbostack: the public address is on the static NAT or IP address objects.',
   publicipid: 'Not returned by Nimbostack: the public address is on the static NAT or IP address objects.',
   vlanid: 'Not returned by Nimbostack: see broadcasturi.',
-  vpcid: noVpc,
-  vpcname: noVpc,
+  vpcid: "Not returned by Nimbostack: see the NIC's network (its vpcid).",
+  vpcname: "Not returned by Nimbostack: see the NIC's network (its vpcname).",
 };
 
 const router: FieldDescriptions = {
@@ -170,8 +171,8 @@ const router: FieldDescriptions = {
   linklocalnetmask: 'Not returned by Nimbostack: routers have no link-local control interface.',
   linklocalnetworkid: 'Not returned by Nimbostack: routers have no link-local control interface.',
   scriptsversion: 'Not returned by Nimbostack: see version.',
-  vpcid: noVpc,
-  vpcname: noVpc,
+  vpcid: noVpcRouter,
+  vpcname: noVpcRouter,
 };
 
 const networkoffering: FieldDescriptions = {
@@ -247,8 +248,8 @@ const ipaddress: FieldDescriptions = {
   forprovider: 'Not returned by Nimbostack: addresses are not reserved for network providers.',
   networkname: 'Not returned by Nimbostack: see associatednetworkname.',
   purpose: 'Not returned by Nimbostack: see isstaticnat, issourcenat and hasrules.',
-  vpcid: noVpc,
-  vpcname: noVpc,
+  vpcid: 'UUID of the VPC the address belongs to (its router carries it); left out for other addresses.',
+  vpcname: 'Name of the VPC the address belongs to; left out for other addresses.',
 };
 
 const range: FieldDescriptions = {
@@ -403,8 +404,53 @@ const networkResponseFieldsMore: ResponseFields = {
   healthcheckpolicies: healthcheck,
 };
 
+const vpcoffering: FieldDescriptions = {
+  id: 'UUID of the VPC offering.',
+  name: 'Name of the VPC offering.',
+  displaytext: 'Free-form description of the VPC offering.',
+  isdefault: "true for the seeded 'Default VPC offering'.",
+  state: "'Enabled' (VPCs can be made from it) or 'Disabled'.",
+  created: 'When the offering was created.',
+  service: "Services the VPC's router provides, each with its provider (VpcVirtualRouter).",
+  distributedvpcrouter: 'Always false: a VPC has one router.',
+  supportsregionLevelvpc: 'Always false: VPCs belong to one zone.',
+  fornsx: 'Always false: NSX is not supported.',
+  internetprotocol: "Always 'IPv4'.",
+  networkmode: noRouting,
+  routingmode: noRouting,
+  specifyasnumber: noRouting,
+};
+
+const vpc: FieldDescriptions = {
+  id: 'UUID of the VPC.',
+  name: 'Name of the VPC.',
+  displaytext: 'Free-form description of the VPC; the name when none was given.',
+  cidr: "The VPC's address space; every tier's subnet lies inside it.",
+  state:
+    "'Enabled' once its router and source-NAT address exist, 'Inactive' before (created with start=false).",
+  vpcofferingid: 'UUID of the VPC offering the VPC was made from.',
+  vpcofferingname: 'Name of the VPC offering the VPC was made from.',
+  networkdomain: "DNS domain of the VPC's tiers, in which its router answers the VMs' names.",
+  network: 'The tiers of the VPC, as network objects.',
+  service: "Services the VPC's router provides (those of its offering).",
+  restartrequired: 'Always false: the router is always sent its whole configuration.',
+  redundantvpcrouter: 'Always false: one router per VPC.',
+  distributedvpcrouter: 'Always false: one router per VPC.',
+  regionlevelvpc: 'Always false: VPCs belong to one zone.',
+  fordisplay: 'Whether end users see the VPC.',
+  publicmtu: 'Not returned by Nimbostack: the public MTU is the public bridge’s.',
+  asnumber: noRouting,
+  asnumberid: noRouting,
+  bgppeers: noRouting,
+  ip4routes: noRouting,
+  ip4routing: noRouting,
+  ip6routes: noIpv6,
+};
+
 export const networkResponseFields: ResponseFields = {
   ...networkResponseFieldsMore,
+  vpc,
+  vpcoffering,
   network,
   nic,
   router,

@@ -54,16 +54,33 @@ export async function publicBridgeOf(app: App, zoneId: number): Promise<string> 
  * The router's public side: every address associated with the network, the source-NAT one first.
  * Undefined when the network holds no public address (nothing to plug into the public bridge).
  */
-export async function routerPublicSide(
+export function routerPublicSide(
   app: App,
   network: Pick<NetworkRow, 'id' | 'zone_id'>,
+  mac: string,
+): Promise<RouterPublic | undefined> {
+  return publicSideOf(app, network.zone_id, { networkId: network.id }, mac);
+}
+
+/** Which public addresses a router carries: a network's, or a VPC's (whatever tier they serve). */
+export type IpScope = { networkId: number } | { vpcId: number };
+
+/** The public side of a router carrying the addresses of `scope` (routerPublicSide, or a VPC's). */
+export async function publicSideOf(
+  app: App,
+  zoneId: number,
+  scope: IpScope,
   mac: string,
 ): Promise<RouterPublic | undefined> {
   const ips = await app.store.db
     .selectFrom('public_ips')
     .innerJoin('vlan_ip_ranges', 'vlan_ip_ranges.id', 'public_ips.range_id')
     .select(['public_ips.ip4', 'public_ips.source_nat', 'vlan_ip_ranges.gateway', 'vlan_ip_ranges.netmask'])
-    .where('public_ips.network_id', '=', network.id)
+    .where(
+      'vpcId' in scope ? 'public_ips.vpc_id' : 'public_ips.network_id',
+      '=',
+      'vpcId' in scope ? scope.vpcId : scope.networkId,
+    )
     .where('public_ips.state', 'in', ['Allocating', 'Allocated'])
     .orderBy('public_ips.source_nat', 'desc')
     .orderBy('public_ips.id')
@@ -72,7 +89,7 @@ export async function routerPublicSide(
   if (!first) return undefined;
   const sourceNat = ips.find((ip) => ip.source_nat === 1);
   return {
-    bridge: await publicBridgeOf(app, network.zone_id),
+    bridge: await publicBridgeOf(app, zoneId),
     mac,
     gateway: first.gateway,
     addresses: ips.map((ip) => ({ ip: ip.ip4, prefix: netmaskBits(ip.netmask) ?? 24 })),
@@ -82,27 +99,48 @@ export async function routerPublicSide(
 
 /** Every rule of the network as its router enforces it. */
 export async function routerRulesFor(app: App, network: Pick<NetworkRow, 'id'>): Promise<RouterRules> {
+  const offering = await app.store.db
+    .selectFrom('networks')
+    .innerJoin('network_offerings', 'network_offerings.id', 'networks.network_offering_id')
+    .select('network_offerings.egress_default_policy')
+    .where('networks.id', '=', network.id)
+    .executeTakeFirstOrThrow();
+  return rulesOf(app, {
+    networkIds: [network.id],
+    ips: { networkId: network.id },
+    egressDefaultAllow: offering.egress_default_policy === 1,
+  });
+}
+
+/**
+ * Every rule a router enforces: those of its networks (a VPC router's tiers) on the addresses of
+ * `ips` (the network's, or the VPC's).
+ */
+export async function rulesOf(
+  app: App,
+  of: { networkIds: number[]; ips: IpScope; egressDefaultAllow: boolean },
+): Promise<RouterRules> {
   const db = app.store.db;
-  const [offering, ips, rules] = await Promise.all([
-    db
-      .selectFrom('networks')
-      .innerJoin('network_offerings', 'network_offerings.id', 'networks.network_offering_id')
-      .select('network_offerings.egress_default_policy')
-      .where('networks.id', '=', network.id)
-      .executeTakeFirstOrThrow(),
+  const [ips, rules] = await Promise.all([
     db
       .selectFrom('public_ips')
       .select(['id', 'ip4', 'static_nat_vm_ip'])
-      .where('network_id', '=', network.id)
+      .where(
+        'vpcId' in of.ips ? 'vpc_id' : 'network_id',
+        '=',
+        'vpcId' in of.ips ? of.ips.vpcId : of.ips.networkId,
+      )
       .where('state', 'in', ['Allocating', 'Allocated'])
       .execute(),
-    db
-      .selectFrom('ip_rules')
-      .selectAll()
-      .where('network_id', '=', network.id)
-      .where('state', '!=', 'Revoke')
-      .orderBy('id')
-      .execute(),
+    of.networkIds.length
+      ? db
+          .selectFrom('ip_rules')
+          .selectAll()
+          .where('network_id', 'in', of.networkIds)
+          .where('state', '!=', 'Revoke')
+          .orderBy('id')
+          .execute()
+      : Promise.resolve([] as IpRuleRow[]),
   ]);
   const ipOf = new Map(ips.map((ip) => [ip.id, ip.ip4]));
   const lbRules = rules.filter((r) => r.purpose === 'LoadBalancing');
@@ -132,7 +170,7 @@ export async function routerRulesFor(app: App, network: Pick<NetworkRow, 'id'>):
     : [[], []];
 
   const out: RouterRules = {
-    egressDefaultAllow: offering.egress_default_policy === 1,
+    egressDefaultAllow: of.egressDefaultAllow,
     egress: [],
     firewall: [],
     portForwards: [],

@@ -8,9 +8,10 @@
  * and the MAC allocator, like a VM's NIC, so no VM ever gets them.
  */
 import type { RouterVmEntry } from '@nimbostack/protocol';
+import type { JoinBuilder } from 'kysely';
 import type { App } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
-import type { NetworkRow, RouterRow } from '../db/schema.ts';
+import type { Database, NetworkRow, RouterRow } from '../db/schema.ts';
 import { ApiError, CsErrorCode, ErrorCode, resourceInUse, resourceUnavailable } from '../errors.ts';
 import { recordEvent } from '../events/events.ts';
 import { API_VERSION } from '../http/serialize.ts';
@@ -19,16 +20,36 @@ import { implementNetwork } from './guest-networks.ts';
 import { carryNetwork, guestNetwork } from './host-network.ts';
 import { allocateNics } from './nics.ts';
 import { routerPublicSide, routerRulesFor } from './router-rules.ts';
+import {
+  applyVpcRouter,
+  bootVpcRouter,
+  hostForVpcRouter,
+  restartVpcRouter,
+  vpcLockKey,
+  vpcOf,
+  vpcRouterReadyFor,
+} from './vpc-routers.ts';
 
 /** The version routers report (upstream: the system VM template's); ours are built from the server. */
 export const ROUTER_VERSION = API_VERSION.split('.').slice(0, 3).join('.');
 
 export const ROUTER_STATES = ['Starting', 'Running', 'Stopping', 'Stopped', 'Destroyed'];
 
-/** Router operations on one network run one at a time in this server (VM starts race to create it). */
-const locks = new WeakMap<App, Map<number, Promise<unknown>>>();
+/**
+ * Router operations on one network run one at a time in this server (VM starts race to create it).
+ * A network's key is its id; a VPC's router is keyed by its VPC (`vpcLockKey`), whichever tier asks.
+ */
+const locks = new WeakMap<App, Map<number | string, Promise<unknown>>>();
 
-export async function withNetworkLock<T>(app: App, networkId: number, run: () => Promise<T>): Promise<T> {
+/** The lock of the router's operations: its network's, or its VPC's. */
+export const routerLockKey = (router: Pick<RouterRow, 'network_id' | 'vpc_id'>): number | string =>
+  router.vpc_id !== null ? vpcLockKey(router.vpc_id) : router.network_id;
+
+export async function withNetworkLock<T>(
+  app: App,
+  networkId: number | string,
+  run: () => Promise<T>,
+): Promise<T> {
   let map = locks.get(app);
   if (!map) {
     map = new Map();
@@ -60,7 +81,7 @@ export async function routerEvent(
   });
 }
 
-async function setRouter(app: App, id: number, changes: Partial<RouterRow>): Promise<RouterRow> {
+export async function setRouter(app: App, id: number, changes: Partial<RouterRow>): Promise<RouterRow> {
   await app.store.db
     .updateTable('routers')
     .set({ ...changes, updated: app.clock.now() })
@@ -81,7 +102,7 @@ function liveRouter(app: App, networkId: number): Promise<RouterRow | undefined>
  * A MAC for a router's public interface: locally administered like guests' (02:00:…), but with a
  * prefix of its own (06:00:…), so it can never equal a guest NIC's.
  */
-function publicMac(app: App): string {
+export function publicMac(app: App): string {
   const hex = randomBits(app).toString(16).padStart(8, '0');
   return `06:00:${hex.slice(0, 2)}:${hex.slice(2, 4)}:${hex.slice(4, 6)}:${hex.slice(6, 8)}`;
 }
@@ -162,13 +183,18 @@ async function createRouter(
   }
 }
 
-/** The router entries of VMs, built with a fixed number of queries for any number of VMs. */
-async function vmEntries(
+/**
+ * The router entries of VMs on a network (or on several: a VPC router's tiers), built with a fixed
+ * number of queries for any number of VMs.
+ */
+export async function vmEntries(
   app: App,
-  networkId: number,
+  networkIds: number | number[],
   vmIds?: number[],
 ): Promise<{ entries: RouterVmEntry[]; withPassword: number[] }> {
   const db = app.store.db;
+  const networks = typeof networkIds === 'number' ? [networkIds] : networkIds;
+  if (networks.length === 0) return { entries: [], withPassword: [] };
   let q = db
     .selectFrom('nics')
     .innerJoin('vms', 'vms.id', 'nics.vm_id')
@@ -190,7 +216,7 @@ async function vmEntries(
       'zones.name as zone',
       'service_offerings.name as offering',
     ])
-    .where('nics.network_id', '=', networkId)
+    .where('nics.network_id', 'in', networks)
     .where('nics.removed', 'is', null)
     .where('nics.router_id', 'is', null)
     .where('vms.removed', 'is', null)
@@ -237,7 +263,7 @@ async function vmEntries(
 }
 
 /** The router got these VMs' passwords: the guests fetch them from it from now on. */
-async function passwordsHandedOver(app: App, vmIds: number[]): Promise<void> {
+export async function passwordsHandedOver(app: App, vmIds: number[]): Promise<void> {
   if (vmIds.length)
     await app.store.db.updateTable('vms').set({ password_pending: 0 }).where('id', 'in', vmIds).execute();
 }
@@ -261,9 +287,13 @@ async function sendRouterSpec(
   await app.agents.call(hostId, 'startRouter', {
     router: {
       name: router.name,
-      network: guestNetwork(network, { gatewayOnHost: true, peers: [] }),
-      ip: router.guest_ip,
-      mac: router.guest_mac,
+      guests: [
+        {
+          network: guestNetwork(network, { gatewayOnHost: true, peers: [] }),
+          ip: router.guest_ip,
+          mac: router.guest_mac,
+        },
+      ],
       vms: entries,
       ...(pub ? { public: pub } : {}),
       ...(network.guest_type === 'Isolated' ? { rules: await routerRulesFor(app, network) } : {}),
@@ -279,6 +309,7 @@ export async function bootRouter(
   hostId: number,
   why: string,
 ): Promise<RouterRow> {
+  if (router.vpc_id !== null) return bootVpcRouter(app, router, hostId, why);
   const network = await networkOf(app, router.network_id);
   const pod = await app.store.db
     .selectFrom('hosts')
@@ -327,6 +358,11 @@ export function networkReadyFor(app: App, network: NetworkRow): Promise<NetworkR
  * records say. A network no VM has started yet has nothing to restart.
  */
 export async function restartNetworkRouter(app: App, network: NetworkRow, cleanup: boolean): Promise<void> {
+  // A tier's router is its VPC's: restarting the tier restarts it with every tier.
+  if (network.vpc_id !== null) {
+    await restartVpcRouter(app, await vpcOf(app, network.vpc_id), cleanup);
+    return;
+  }
   await withNetworkLock(app, network.id, async () => {
     const router = await liveRouter(app, network.id);
     if (!router) return;
@@ -367,6 +403,7 @@ export async function routerReadyFor(
   vmId: number,
   place: { hostId: number; podId: number | null; hypervisor: string | null },
 ): Promise<RouterRow> {
+  if (network.vpc_id !== null) return vpcRouterReadyFor(app, network, place);
   // The common case, a running router: just add the VM's entry, without waiting on other starts.
   const running = await liveRouter(app, network.id);
   if (running && (await addEntry(app, running, vmId))) return running;
@@ -392,11 +429,21 @@ async function addEntry(app: App, router: RouterRow, vmId: number): Promise<bool
   return true;
 }
 
+/** Joins a NIC's network to the router serving it: the network's own, or its VPC's. */
+const servingRouter = (join: JoinBuilder<Database, 'nics' | 'networks' | 'routers'>) =>
+  join.on((eb) =>
+    eb.or([
+      eb('routers.live_network_id', '=', eb.ref('nics.network_id')),
+      eb('routers.live_vpc_id', '=', eb.ref('networks.vpc_id')),
+    ]),
+  );
+
 /** A VM's new password, or changed metadata, for its running routers (resetPassword on a Running VM). */
 export async function refreshRouterEntries(app: App, vmId: number): Promise<void> {
   const nets = await app.store.db
     .selectFrom('nics')
-    .innerJoin('routers', 'routers.live_network_id', 'nics.network_id')
+    .innerJoin('networks', 'networks.id', 'nics.network_id')
+    .innerJoin('routers', servingRouter)
     .select(['routers.name', 'routers.host_id', 'routers.state', 'nics.network_id'])
     .where('nics.vm_id', '=', vmId)
     .where('nics.removed', 'is', null)
@@ -416,7 +463,8 @@ export async function refreshRouterEntries(app: App, vmId: number): Promise<void
 export async function removeRouterEntries(app: App, vmId: number, nicId?: number): Promise<void> {
   let q = app.store.db
     .selectFrom('nics')
-    .innerJoin('routers', 'routers.live_network_id', 'nics.network_id')
+    .innerJoin('networks', 'networks.id', 'nics.network_id')
+    .innerJoin('routers', servingRouter)
     .select(['routers.name', 'routers.host_id', 'routers.state', 'nics.mac'])
     .where('nics.vm_id', '=', vmId);
   if (nicId !== undefined) q = q.where('nics.id', '=', nicId);
@@ -444,6 +492,13 @@ export async function applyNetworkRules(
   app: App,
   networkId: number,
 ): Promise<{ applied: boolean; loadBalancerMs?: number }> {
+  const tier = await app.store.db
+    .selectFrom('networks')
+    .select('vpc_id')
+    .where('id', '=', networkId)
+    .executeTakeFirst();
+  // A tier's rules are enforced by its VPC's router, which gets the whole VPC's set.
+  if (tier?.vpc_id != null) return applyVpcRouter(app, tier.vpc_id);
   return withNetworkLock(app, networkId, async () => {
     const router = await liveRouter(app, networkId);
     if (router?.state !== 'Running' || router.host_id === null) return { applied: false };
@@ -507,12 +562,12 @@ async function eachRouterOn(
 ): Promise<void> {
   const routers = await app.store.db
     .selectFrom('routers')
-    .select(['id', 'network_id'])
+    .select(['id', 'network_id', 'vpc_id'])
     .where('host_id', '=', hostId)
     .where('removed', 'is', null)
     .execute();
   for (const r of routers)
-    await withNetworkLock(app, r.network_id, async () => {
+    await withNetworkLock(app, routerLockKey(r), async () => {
       const current = await app.store.db
         .selectFrom('routers')
         .selectAll()
@@ -560,6 +615,7 @@ export function routersOfHostInMaintenance(app: App, host: { id: number; name: s
  * network, else any connected host of the zone; never `avoid` (a host entering maintenance).
  */
 export async function hostForRouter(app: App, router: RouterRow, avoid?: number): Promise<number> {
+  if (router.vpc_id !== null) return hostForVpcRouter(app, router, avoid);
   const usable = (h: number) => h !== avoid && app.agents.isConnected(h);
   if (router.last_host_id !== null && usable(router.last_host_id)) return router.last_host_id;
   const db = app.store.db;
@@ -616,7 +672,23 @@ export async function haltRouter(app: App, router: RouterRow, forced: boolean): 
 export async function removeRouterRecords(app: App, tx: Tx, routers: RouterRow[]): Promise<void> {
   if (routers.length === 0) return;
   const now = app.clock.now();
-  const nicIds = routers.map((r) => r.nic_id).filter((id): id is number => id !== null);
+  // Its guest NICs: the one it was made with, and a VPC router's one per tier.
+  const tierNics = await tx
+    .selectFrom('nics')
+    .select('id')
+    .where(
+      'router_id',
+      'in',
+      routers.map((r) => r.id),
+    )
+    .where('removed', 'is', null)
+    .execute();
+  const nicIds = [
+    ...new Set([
+      ...routers.map((r) => r.nic_id).filter((id): id is number => id !== null),
+      ...tierNics.map((n) => n.id),
+    ]),
+  ];
   if (nicIds.length) {
     await tx.deleteFrom('guest_ip_allocations').where('nic_id', 'in', nicIds).execute();
     await tx
@@ -627,7 +699,7 @@ export async function removeRouterRecords(app: App, tx: Tx, routers: RouterRow[]
   }
   await tx
     .updateTable('routers')
-    .set({ state: 'Destroyed', live_network_id: null, removed: now, updated: now })
+    .set({ state: 'Destroyed', live_network_id: null, live_vpc_id: null, removed: now, updated: now })
     .where(
       'id',
       'in',

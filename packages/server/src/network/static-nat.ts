@@ -15,15 +15,16 @@ import { logEvent } from '../events/events.ts';
 import { findOwned } from '../iam/owned.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
-import { findNetwork } from './common.ts';
 import {
   applyCreated,
   applyOrUndo,
+  bindIpToTier,
   cidrText,
   insertRule,
   LIVE_RULE_STATES,
   listRules,
   lockIp,
+  networkForRule,
   networkOfIp,
   OWNED_IP,
   ownedRule,
@@ -70,9 +71,7 @@ export const enableStaticNat = defineCommand({
     const { app } = ctx;
     const db = app.store.db;
     const ip = await findOwned(ctx, 'public_ips', params.ipaddressid, OWNED_IP);
-    const network = await networkOfIp(ctx, ip);
-    if (params.networkid && (await findNetwork(ctx, params.networkid)).id !== network.id)
-      throw invalidParameter(`IP address ${ip.ip4} is not associated with network ${params.networkid}`);
+    const network = await networkForRule(ctx, ip, params.networkid);
     await requireService(app, network, 'StaticNat');
     if (ip.source_nat === 1)
       throw invalidParameter(`Can't enable static NAT: IP address ${ip.ip4} is a source NAT address`);
@@ -80,6 +79,7 @@ export const enableStaticNat = defineCommand({
     const vmIp = await vmNicIn(app, vm, network, params.vmguestip);
     const before = await inTransaction({ db }, async (tx) => {
       await lockIp(tx, ip.id);
+      await bindIpToTier(tx, ip, network);
       const now = await tx
         .selectFrom('public_ips')
         .selectAll()

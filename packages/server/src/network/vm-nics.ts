@@ -38,7 +38,9 @@ export async function networkReadyOnHost(
 ): Promise<NetworkRow> {
   const network = await networkReadyFor(app, allocated);
   await carryNetwork(app, network, place.hostId);
-  if (services.includes('Dhcp:VirtualRouter')) await routerReadyFor(app, network, vmId, place);
+  // A VPC tier's DHCP comes from its VPC's router (VpcVirtualRouter), routerReadyFor's VPC half.
+  if (services.includes('Dhcp:VirtualRouter') || services.includes('Dhcp:VpcVirtualRouter'))
+    await routerReadyFor(app, network, vmId, place);
   return network;
 }
 
