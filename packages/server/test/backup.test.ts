@@ -5,11 +5,12 @@
  * a file that is no Nimbostack database.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { CloudStackClient } from '@nimbostack/client';
 import { REPO, startServer, type TestServer } from './harness.ts';
 
 const CLI = join(REPO, 'packages/server/src/backup-cli.ts');
@@ -28,6 +29,28 @@ function cli(s: TestServer, ...args: string[]) {
     encoding: 'utf8',
   });
   return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+/** The CLI without blocking this process, so that requests go on while it runs. */
+function cliAsync(
+  s: TestServer,
+  ...args: string[]
+): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+      cwd: REPO,
+      env: { ...process.env, NIMBOSTACK_DATA: s.dataDir, DATABASE_URL: s.databaseUrl },
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.stderr.on('data', (d) => {
+      err += d;
+    });
+    child.on('exit', (code) => resolve({ code, out, err }));
+  });
 }
 
 /** What an operator sees of the cloud: the lists that backup and restore must keep. */
@@ -99,14 +122,23 @@ test('a backup taken while the server runs gives the same cloud back after later
   await admin.request('createSSHKeyPair', { name: 'before' });
 
   const before = await snapshotOfCloud(server);
-  // The server keeps taking requests while the backup runs: reads and a write that lands before
-  // or after the copy, but never half in it.
+  // The server keeps taking requests while the backup runs: lists, and logins, which write (a
+  // session and an event each) without changing what is compared. The CLI runs as a child process
+  // of its own, so these go on during the copy.
   const file = join(work, 'cloud.db');
+  let backingUp = true;
+  let requests = 0;
   const busy = (async () => {
-    for (let i = 0; i < 20; i++) await admin.request('listVirtualMachines', { listall: true });
+    while (backingUp) {
+      await CloudStackClient.login(server.api, 'admin', 'password');
+      await admin.request('listVirtualMachines', { listall: true });
+      requests += 2;
+    }
   })();
-  const b = cli(server, 'backup', file);
+  const b = await cliAsync(server, 'backup', file);
+  backingUp = false;
   await busy;
+  assert.ok(requests > 0, 'requests were served while the backup ran');
   assert.equal(b.code, 0, b.err);
   assert.match(b.out, /backed up .* to .*cloud\.db .*2 VMs/);
   assert.match(b.out, /Not in the backup: the secret key file/);

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Agent, type AgentLogger, SimulatorFleet, type SimulatorHost } from '@nimbostack/agent';
 import { CloudStackClient } from '@nimbostack/client';
 import { type Server, startServer } from '../src/app.ts';
-import { loadConfig } from '../src/config.ts';
+import { loadConfig, type ServerConfig } from '../src/config.ts';
 import { waitUntil } from './agents.ts';
 import { createDatabase, type DbKind } from './harness.ts';
 
@@ -56,6 +56,8 @@ export async function startAdvancedZone(opts: {
   vniRange?: string;
   /** Simulated hosts (default 2); tests that inject failures with configureSimulator may want one. */
   hosts?: number;
+  /** The server's log level (default silent); the fuzz sweep shows errors with FUZZ_LOG=error. */
+  logLevel?: ServerConfig['logLevel'];
 }): Promise<AdvancedZone> {
   const dataDir = mkdtempSync(join(tmpdir(), 'nimbo-advzone-'));
   mkdirSync(join(dataDir, 'primary'));
@@ -71,7 +73,7 @@ export async function startAdvancedZone(opts: {
         host: '127.0.0.1',
         dataDir,
         databaseUrl: database.url,
-        logLevel: 'silent',
+        logLevel: opts.logLevel ?? 'silent',
         seedLocalZone: false,
       },
     ),
