@@ -37,6 +37,8 @@ import { startCapacityChecks } from './infra/alerts.ts';
 import { checkKvmLocalZone, startLocalZone } from './infra/local-zone.ts';
 import { recoverIfPending, recoverInterruptedWork } from './jobs/recovery.ts';
 import { JobRunner } from './jobs/runner.ts';
+import { type Exporter, startExporter } from './metrics/exporter.ts';
+import { ServerMetrics } from './metrics/server-metrics.ts';
 import { startNetworkGc } from './network/network-gc.ts';
 import { Registry } from './registry/registry.ts';
 import { Settings } from './settings/settings.ts';
@@ -64,7 +66,10 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const log = pino({ level: config.logLevel, base: { service: 'nimbostack' } });
   // Before the database is touched: a machine that cannot be the KVM local zone's host says so.
   if (config.seedLocalZone) checkKvmLocalZone(config);
-  const store = openStore(config.databaseUrl);
+  const metrics = new ServerMetrics();
+  const store = openStore(config.databaseUrl, {
+    onQuery: (sql, seconds, failed) => metrics.observeQuery(sql, seconds, failed),
+  });
   let http: FastifyInstance | undefined;
   try {
     const { applied } = await migrate(store);
@@ -99,6 +104,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       agents: new AgentGateway(() => app),
       server: { id: msId, uuid: msUuid, name },
     };
+    metrics.attach(app);
+    app.jobs.onFinished = (command, ok, seconds) => metrics.observeJob(command, ok, seconds);
     if (await seedIdentity(app)) log.info('seeded ROOT domain, default roles and the admin account');
     // A server that starts again under its name is the same server: its previous run is gone
     // (killed, or it would have marked itself Down), so its unfinished jobs fail now rather than
@@ -172,7 +179,9 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         .header('content-type', 'application/json; charset=UTF-8')
         .send(render('json', 'errorresponse', errorBody(e), false));
     });
-    registerApiRoutes(fastify, app);
+    registerApiRoutes(fastify, app, (command, status, seconds) =>
+      metrics.observeApiCall(command, status, seconds),
+    );
     registerLegacyConsole(fastify, app);
     const consoleProxy = new ConsoleProxy(app);
     consoleProxy.register(fastify);
@@ -197,6 +206,13 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       config.tlsCert && config.tlsKey
         ? watchTlsFiles(fastify.server as HttpsServer, config.tlsCert, config.tlsKey, log)
         : () => undefined;
+    // Metrics are not worth refusing the API for: a port in use is logged and the server goes on.
+    let exporter: Exporter | undefined;
+    try {
+      exporter = await startExporter(app, metrics);
+    } catch (err) {
+      log.error({ err }, 'the prometheus exporter could not start');
+    }
     const scheme = config.tlsCert ? 'https' : 'http';
     const url = `${scheme}://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
     log.info({ url, database: store.describe, managementServer: name }, 'management server started');
@@ -216,6 +232,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           stopTlsWatch();
           settings.stop();
           consoleProxy.stop();
+          await exporter?.stop();
           await fastify.close();
           await localAgent?.stop();
           await app.agents.stop();

@@ -205,6 +205,18 @@ export class AgentGateway {
     return s?.conn && s.ready ? s.conn : undefined;
   }
 
+  /** Counts for the metrics exporter: open connections, held host sessions by status, commands awaiting answers. */
+  stats(): { connections: number; hosts: Record<string, number>; inflight: number; pendingHosts: number } {
+    const hosts: Record<string, number> = {};
+    for (const s of this.byId.values()) hosts[s.status] = (hosts[s.status] ?? 0) + 1;
+    return {
+      connections: this.connections.size,
+      hosts,
+      inflight: this.inflight.size,
+      pendingHosts: this.pending.size,
+    };
+  }
+
   /** The startup of a host an agent presented but no admin has added yet. */
   pendingHost(name: string): StartupMessage | undefined {
     return this.pending.get(name.toLowerCase())?.startup;

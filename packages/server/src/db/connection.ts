@@ -9,6 +9,8 @@ import {
   CompiledQuery,
   type DatabaseConnection,
   Kysely,
+  type KyselyConfig,
+  type LogEvent,
   MysqlDialect,
   PostgresDialect,
   SqliteAdapter,
@@ -32,6 +34,21 @@ export interface Store {
   /** Human-readable target with credentials removed, for logs. */
   describe: string;
   close(): Promise<void>;
+  /** Connections of the pool (PostgreSQL, MySQL); SQLite has one connection and no pool. */
+  poolStats?: () => { total: number; idle: number; waiting: number };
+}
+
+export interface StoreOptions {
+  /** Told of every statement run, its duration and whether it failed (statement metrics). */
+  onQuery?: (sql: string, seconds: number, failed: boolean) => void;
+}
+
+/** Kysely's log hook turned into onQuery: Kysely measures each statement itself. */
+function queryLog(options: StoreOptions): KyselyConfig['log'] {
+  const onQuery = options.onQuery;
+  if (!onQuery) return undefined;
+  return (event: LogEvent) =>
+    onQuery(event.query.sql, event.queryDurationMillis / 1000, event.level === 'error');
 }
 
 // PostgreSQL returns BIGINT (our epoch-millisecond times, and COUNT(*)) as strings by default.
@@ -117,7 +134,8 @@ export function dialectOf(url: string): DialectName {
   throw new Error(`unsupported DATABASE_URL "${url}": use sqlite:<file>, postgres://... or mysql://...`);
 }
 
-export function openStore(url: string): Store {
+export function openStore(url: string, options: StoreOptions = {}): Store {
+  const log = queryLog(options);
   const dialect = dialectOf(url);
   if (dialect === 'sqlite') {
     const file = url.replace(/^(sqlite|file):(\/\/)?/, '');
@@ -130,6 +148,7 @@ export function openStore(url: string): Store {
     sqlite.pragma('busy_timeout = 5000');
     const db = new Kysely<Database>({
       dialect: new TransactionalSqliteDialect({ database: withStatementCache(sqlite) }),
+      log,
     });
     return { db, dialect, describe: `sqlite:${file}`, close: () => db.destroy() };
   }
@@ -140,8 +159,9 @@ export function openStore(url: string): Store {
     // the pool; unhandled it would crash the server. The pool drops that client and the next
     // query connects afresh, so there is nothing else to do.
     pool.on('error', () => undefined);
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    return { db, dialect, describe: redacted, close: () => db.destroy() };
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log });
+    const poolStats = () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount });
+    return { db, dialect, describe: redacted, close: () => db.destroy(), poolStats };
   }
   const pool = createMysqlPool({
     uri: url.replace(/^mariadb:/, 'mysql:'),
@@ -149,8 +169,15 @@ export function openStore(url: string): Store {
     supportBigNumbers: true,
     charset: 'utf8mb4',
   });
-  const db = new Kysely<Database>({ dialect: new MysqlDialect({ pool }) });
-  return { db, dialect, describe: redacted, close: () => db.destroy() };
+  const db = new Kysely<Database>({ dialect: new MysqlDialect({ pool }), log });
+  // mysql2 keeps its counts in fields of its own (no public accessors); read defensively.
+  const internals = pool as unknown as Record<string, { length: number } | undefined>;
+  const poolStats = () => ({
+    total: internals._allConnections?.length ?? 0,
+    idle: internals._freeConnections?.length ?? 0,
+    waiting: internals._connectionQueue?.length ?? 0,
+  });
+  return { db, dialect, describe: redacted, close: () => db.destroy(), poolStats };
 }
 
 /**

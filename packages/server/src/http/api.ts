@@ -28,17 +28,26 @@ interface Outcome {
   authenticated: boolean;
 }
 
-export function registerApiRoutes(fastify: FastifyInstance, app: App): void {
+/** Told of every API call answered: the command (a declared one, login, logout or "unknown"), status, seconds. */
+export type ApiObserver = (command: string, status: number, seconds: number) => void;
+
+export function registerApiRoutes(fastify: FastifyInstance, app: App, observe?: ApiObserver): void {
   const throttle = new Throttle(app.settings);
 
   const handle = async (req: FastifyRequest, reply: FastifyReply) => {
+    const started = performance.now();
     const query = req.url.includes('?') ? req.url.slice(req.url.indexOf('?') + 1) : '';
     const body = typeof req.body === 'string' ? req.body : undefined;
     let format: ResponseFormat = 'xml';
     let outcome: Outcome;
+    // Only names of real commands become metric labels: any other text a client sends is "unknown".
+    let command = 'unknown';
     try {
       const api = parseApiRequest(query, body);
       format = stringParam(api, 'response')?.toLowerCase() === 'json' ? 'json' : 'xml';
+      const name = stringParam(api, 'command');
+      if (name === 'login' || name === 'logout') command = name;
+      else if (name) command = app.registry.get(name)?.name ?? 'unknown';
       outcome = await handleApiCall(app, throttle, req, reply, api);
     } catch (e) {
       // Malformed map keys are the only failure before the command is known.
@@ -57,7 +66,9 @@ export function registerApiRoutes(fastify: FastifyInstance, app: App): void {
       const text = (outcome.body as { errortext?: string }).errortext ?? '';
       reply.header('x-description', encodeURIComponent(text).slice(0, 500));
     }
-    return reply.send(render(format, outcome.responseName, outcome.body, withVersion));
+    const sent = reply.send(render(format, outcome.responseName, outcome.body, withVersion));
+    observe?.(command, outcome.status, (performance.now() - started) / 1000);
+    return sent;
   };
 
   for (const url of ['/client/api', '/client/api/']) {

@@ -19,6 +19,10 @@ export const JOB_INTERRUPTED =
 export class JobRunner {
   private readonly chains = new Map<string, Promise<void>>();
   private readonly running = new Set<Promise<void>>();
+  /** Jobs whose handler runs now (the others of `running` wait behind a job on the same object). */
+  executing = 0;
+  /** Told how long each job ran and whether it succeeded (the metrics exporter's job histogram). */
+  onFinished?: (command: string, succeeded: boolean, seconds: number) => void;
 
   constructor(private readonly app: () => App) {}
 
@@ -112,6 +116,8 @@ export class JobRunner {
     let status = 1;
     let resultCode = 0;
     let result: unknown;
+    const started = performance.now();
+    this.executing++;
     try {
       const out = await command.handler(ctx, params as never, created);
       result = jobResult(command, out);
@@ -122,7 +128,10 @@ export class JobRunner {
       status = 2;
       resultCode = err.errorcode;
       result = { errorcode: err.errorcode, errortext: err.message };
+    } finally {
+      this.executing--;
     }
+    this.onFinished?.(command.name, status === 1, (performance.now() - started) / 1000);
     await app.store.db
       .updateTable('async_jobs')
       .set({
