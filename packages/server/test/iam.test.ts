@@ -117,6 +117,22 @@ describe('domains', () => {
     assert.ok(!left.some((path: string) => path.startsWith('ROOT/v_%!')), left.join());
   });
 
+  test('keyword filters take _ and % literally (accounts, users, roles)', async () => {
+    await createAccountAndLogin(server, { name: 'kw_1' });
+    await createAccountAndLogin(server, { name: 'kwx1' });
+    const accounts = await admin.request<any>('listAccounts', { keyword: 'kw_', listall: true });
+    assert.deepEqual(
+      accounts.account?.map((a: any) => a.name),
+      ['kw_1'],
+    );
+    const users = await admin.request<any>('listUsers', { keyword: 'kw_', listall: true });
+    assert.deepEqual(
+      users.user?.map((u: any) => u.username),
+      ['kw_1'],
+    );
+    assert.deepEqual(await admin.request('listRoles', { keyword: '%' }), {});
+  });
+
   test('ROOT cannot be deleted', async () => {
     const root = (await admin.request<any>('listDomains', {})).domain[0];
     await assert.rejects(

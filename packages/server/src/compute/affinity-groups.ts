@@ -7,7 +7,7 @@ import { insertId } from '../db/connection.ts';
 import type { AccountRow, AffinityGroupRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent, recordEvent } from '../events/events.ts';
-import { applyScope, checkOwnerAccess, listScope } from '../iam/access.ts';
+import { applyScope, checkOwnerAccess, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
 import { onAccountDelete, resolveAccount } from '../iam/accounts.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
@@ -188,7 +188,13 @@ export const listAffinityGroups = defineCommand({
       );
     }
     if (params.keyword)
-      q = q.where('name', app.store.dialect === 'postgres' ? 'ilike' : 'like', `%${params.keyword}%`);
+      q = q.where(
+        likeEscaped(
+          'name',
+          `%${escapeLike(params.keyword)}%`,
+          app.store.dialect === 'postgres' ? 'ilike' : 'like',
+        ),
+      );
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(q.select('id').orderBy('id'), pageOf(app, params)).execute();
     const groups = await presentGroups(

@@ -4,7 +4,7 @@ import type { CallContext } from '../context.ts';
 import { insertId, type Tx } from '../db/connection.ts';
 import type { AccountRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
-import { applyScope, checkOwnerAccess, listScope } from '../iam/access.ts';
+import { applyScope, checkOwnerAccess, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
@@ -150,7 +150,13 @@ export const listInstanceGroups = defineCommand({
     if (params.id) q = q.where('uuid', '=', params.id);
     if (params.name) q = q.where('name', '=', params.name);
     if (params.keyword)
-      q = q.where('name', app.store.dialect === 'postgres' ? 'ilike' : 'like', `%${params.keyword}%`);
+      q = q.where(
+        likeEscaped(
+          'name',
+          `%${escapeLike(params.keyword)}%`,
+          app.store.dialect === 'postgres' ? 'ilike' : 'like',
+        ),
+      );
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(q.select('id').orderBy('id'), pageOf(app, params)).execute();
     return listResult(

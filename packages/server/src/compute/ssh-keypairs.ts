@@ -5,7 +5,7 @@ import { insertId } from '../db/connection.ts';
 import type { AccountRow, DomainRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { applyScope, listScope } from '../iam/access.ts';
+import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
@@ -214,9 +214,11 @@ export const listSSHKeyPairs = defineCommand({
     if (params.fingerprint) q = q.where('ssh_keypairs.fingerprint', '=', params.fingerprint.toLowerCase());
     if (params.keyword)
       q = q.where(
-        'ssh_keypairs.name',
-        app.store.dialect === 'postgres' ? 'ilike' : 'like',
-        `%${params.keyword}%`,
+        likeEscaped(
+          'ssh_keypairs.name',
+          `%${escapeLike(params.keyword)}%`,
+          app.store.dialect === 'postgres' ? 'ilike' : 'like',
+        ),
       );
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(

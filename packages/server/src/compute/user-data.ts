@@ -3,7 +3,7 @@ import type { CallContext } from '../context.ts';
 import { insertId } from '../db/connection.ts';
 import { internalError, invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { applyScope, checkOwnerAccess, listScope } from '../iam/access.ts';
+import { applyScope, checkOwnerAccess, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
@@ -131,9 +131,11 @@ export const listUserData = defineCommand({
     if (params.name) q = q.where('user_data.name', '=', params.name);
     if (params.keyword)
       q = q.where(
-        'user_data.name',
-        app.store.dialect === 'postgres' ? 'ilike' : 'like',
-        `%${params.keyword}%`,
+        likeEscaped(
+          'user_data.name',
+          `%${escapeLike(params.keyword)}%`,
+          app.store.dialect === 'postgres' ? 'ilike' : 'like',
+        ),
       );
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(

@@ -845,9 +845,13 @@ export const listVirtualMachines = defineCommand({
     }
     if (params.keyword) {
       const like = app.store.dialect === 'postgres' ? 'ilike' : 'like';
-      const k = `%${params.keyword}%`;
+      const k = `%${escapeLike(params.keyword)}%`;
       q = q.where((eb) =>
-        eb.or([eb('vms.name', like, k), eb('vms.display_name', like, k), eb('vms.state', like, k)]),
+        eb.or([
+          likeEscaped('vms.name', k, like),
+          likeEscaped('vms.display_name', k, like),
+          likeEscaped('vms.state', k, like),
+        ]),
       );
     }
     q = withTags(q, 'UserVm', 'vms.id', params.tags);

@@ -3,7 +3,7 @@ import { formatDate } from '../clock.ts';
 import type { CallContext } from '../context.ts';
 import type { EventRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
-import { applyScope, listScope } from '../iam/access.ts';
+import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
 import { displayPath } from '../iam/domains.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
@@ -117,8 +117,14 @@ export const listEvents = defineCommand({
       q = q.where('start_id', 'in', db.selectFrom('events').select('id').where('uuid', '=', params.startid));
     if (params.keyword) {
       const like = app.store.dialect === 'postgres' ? 'ilike' : 'like';
-      const k = `%${params.keyword}%`;
-      q = q.where((eb) => eb.or([eb('type', like, k), eb('description', like, k), eb('level', like, k)]));
+      const k = `%${escapeLike(params.keyword)}%`;
+      q = q.where((eb) =>
+        eb.or([
+          likeEscaped('type', k, like),
+          likeEscaped('description', k, like),
+          likeEscaped('level', k, like),
+        ]),
+      );
     }
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rowsQ = paginate(q.selectAll().orderBy('id', 'desc'), pageOf(app, params));

@@ -10,7 +10,15 @@ import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { registerTaggable } from '../tags/tags.ts';
-import { applyScope, checkDomainAccess, checkOwnerAccess, findDomainByUuid, listScope } from './access.ts';
+import {
+  applyScope,
+  checkDomainAccess,
+  checkOwnerAccess,
+  escapeLike,
+  findDomainByUuid,
+  likeEscaped,
+  listScope,
+} from './access.ts';
 import { forgetCachedIdentity } from './caller.ts';
 import { displayPath } from './domains.ts';
 import { ACCOUNT_TYPE } from './seed.ts';
@@ -301,7 +309,13 @@ export const listAccounts = defineCommand({
     if (params.accounttype !== undefined) q = q.where('type', '=', params.accounttype);
     if (params.state) q = q.where('state', '=', params.state.toLowerCase());
     if (params.keyword)
-      q = q.where('name', app.store.dialect === 'postgres' ? 'ilike' : 'like', `%${params.keyword}%`);
+      q = q.where(
+        likeEscaped(
+          'name',
+          `%${escapeLike(params.keyword)}%`,
+          app.store.dialect === 'postgres' ? 'ilike' : 'like',
+        ),
+      );
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rowsQ = paginate(q.selectAll().orderBy('id'), pageOf(app, params));
     return listResult(await presentAccounts(ctx, await rowsQ.execute()), Number(count));

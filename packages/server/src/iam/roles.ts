@@ -7,6 +7,7 @@ import { logEvent } from '../events/events.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
+import { escapeLike, likeEscaped } from './access.ts';
 import { forgetCachedIdentity } from './caller.ts';
 
 const ROLE_TYPES = ['Admin', 'ResourceAdmin', 'DomainAdmin', 'User'];
@@ -126,7 +127,13 @@ export const listRoles = defineCommand({
     if (params.name) q = q.where('name', '=', params.name);
     if (params.type) q = q.where('type', '=', checkRoleType(params.type));
     if (params.keyword)
-      q = q.where('name', app.store.dialect === 'postgres' ? 'ilike' : 'like', `%${params.keyword}%`);
+      q = q.where(
+        likeEscaped(
+          'name',
+          `%${escapeLike(params.keyword)}%`,
+          app.store.dialect === 'postgres' ? 'ilike' : 'like',
+        ),
+      );
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rowsQ = paginate(q.selectAll().orderBy('id'), pageOf(app, params));
     return listResult((await rowsQ.execute()).map(presentRole), Number(count));

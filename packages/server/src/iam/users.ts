@@ -10,7 +10,7 @@ import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { registerTaggable } from '../tags/tags.ts';
-import { applyScope, checkOwnerAccess, listScope } from './access.ts';
+import { applyScope, checkOwnerAccess, escapeLike, likeEscaped, listScope } from './access.ts';
 import { forgetCachedIdentity } from './caller.ts';
 import { checkPasswordPolicy } from './password-policy.ts';
 import { hashPassword, randomToken, verifyPassword } from './secrets.ts';
@@ -270,9 +270,11 @@ export const listUsers = defineCommand({
     if (params.usersource) q = q.where('users.source', '=', params.usersource);
     if (params.keyword)
       q = q.where(
-        'users.username',
-        app.store.dialect === 'postgres' ? 'ilike' : 'like',
-        `%${params.keyword}%`,
+        likeEscaped(
+          'users.username',
+          `%${escapeLike(params.keyword)}%`,
+          app.store.dialect === 'postgres' ? 'ilike' : 'like',
+        ),
       );
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rowsQ = paginate(q.selectAll('users').orderBy('users.id'), pageOf(app, params));

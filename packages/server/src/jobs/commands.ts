@@ -3,7 +3,7 @@ import { formatDate } from '../clock.ts';
 import type { CallContext } from '../context.ts';
 import type { AsyncJobRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
-import { applyScope, listScope } from '../iam/access.ts';
+import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
 import { displayPath } from '../iam/domains.ts';
 import { defineCommand, listResult } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
@@ -176,7 +176,13 @@ export const listAsyncJobs = defineCommand({
       );
     }
     if (params.keyword)
-      q = q.where('command', app.store.dialect === 'postgres' ? 'ilike' : 'like', `%${params.keyword}%`);
+      q = q.where(
+        likeEscaped(
+          'command',
+          `%${escapeLike(params.keyword)}%`,
+          app.store.dialect === 'postgres' ? 'ilike' : 'like',
+        ),
+      );
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rowsQ = paginate(q.selectAll().orderBy('id', 'desc'), pageOf(app, params));
     return listResult(await presentJobs(ctx, await rowsQ.execute()), Number(count));

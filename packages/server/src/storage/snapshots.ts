@@ -11,6 +11,7 @@ import { insertId, type Tx } from '../db/connection.ts';
 import type { AccountRow, SnapshotRow, StoragePoolRow, VolumeRow } from '../db/schema.ts';
 import { invalidParameter, resourceUnavailable } from '../errors.ts';
 import { type EventOwner, logEvent, recordEvent } from '../events/events.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { onAccountDelete } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
@@ -449,9 +450,11 @@ export const listSnapshots = defineCommand({
       );
     if (params.keyword)
       q = q.where(
-        'snapshots.name',
-        app.store.dialect === 'postgres' ? 'ilike' : 'like',
-        `%${params.keyword}%`,
+        likeEscaped(
+          'snapshots.name',
+          `%${escapeLike(params.keyword)}%`,
+          app.store.dialect === 'postgres' ? 'ilike' : 'like',
+        ),
       );
     q = withTags(q, 'Snapshot', 'snapshots.id', params.tags);
     return listOwned(ctx, params, q, {

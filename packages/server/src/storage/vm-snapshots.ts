@@ -12,6 +12,7 @@ import { insertId } from '../db/connection.ts';
 import type { VmSnapshotRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { onAccountDelete } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
 import { findOwned, listOwned, OWNED_VM } from '../iam/owned.ts';
@@ -379,9 +380,11 @@ export const listVMSnapshot = defineCommand({
       );
     if (params.keyword)
       q = q.where(
-        'vm_snapshots.display_name',
-        app.store.dialect === 'postgres' ? 'ilike' : 'like',
-        `%${params.keyword}%`,
+        likeEscaped(
+          'vm_snapshots.display_name',
+          `%${escapeLike(params.keyword)}%`,
+          app.store.dialect === 'postgres' ? 'ilike' : 'like',
+        ),
       );
     q = withTags(q, 'VMSnapshot', 'vm_snapshots.id', params.tags);
     return listOwned(ctx, params, q, {

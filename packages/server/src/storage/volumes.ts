@@ -8,6 +8,7 @@ import { insertId, type Tx } from '../db/connection.ts';
 import type { AccountRow, VmRow, VolumeRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { onAccountDelete, resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
@@ -928,7 +929,13 @@ export const listVolumes = defineCommand({
           .where('hosts.uuid', '=', params.hostid),
       );
     if (params.keyword)
-      q = q.where('volumes.name', app.store.dialect === 'postgres' ? 'ilike' : 'like', `%${params.keyword}%`);
+      q = q.where(
+        likeEscaped(
+          'volumes.name',
+          `%${escapeLike(params.keyword)}%`,
+          app.store.dialect === 'postgres' ? 'ilike' : 'like',
+        ),
+      );
     q = withTags(q, 'Volume', 'volumes.id', params.tags);
     return listOwned(ctx, params, q, {
       owner: { account: 'volumes.account_id', domain: 'volumes.domain_id' },

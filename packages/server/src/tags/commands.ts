@@ -3,7 +3,7 @@ import type { CallContext } from '../context.ts';
 import { insertId } from '../db/connection.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { applyScope, listScope } from '../iam/access.ts';
+import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
 import { defineCommand, type JobTarget, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -187,9 +187,8 @@ export const listTags = defineCommand({
     if (params.customer) q = q.where('customer', '=', params.customer);
     if (params.keyword) {
       const like = app.store.dialect === 'postgres' ? 'ilike' : 'like';
-      q = q.where((eb) =>
-        eb.or([eb('key', like, `%${params.keyword}%`), eb('value', like, `%${params.keyword}%`)]),
-      );
+      const k = `%${escapeLike(params.keyword)}%`;
+      q = q.where((eb) => eb.or([likeEscaped('key', k, like), likeEscaped('value', k, like)]));
     }
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rowsQ = paginate(q.selectAll().orderBy('id'), pageOf(app, params));
