@@ -2,13 +2,15 @@
  * Affinity groups: an account's named placement rules over its VMs (see affinity.ts for how the
  * planner applies them). Deleting a group removes its memberships, as upstream does.
  */
+
 import type { CallContext } from '../context.ts';
 import { insertId } from '../db/connection.ts';
 import type { AccountRow, AffinityGroupRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent, recordEvent } from '../events/events.ts';
-import { applyScope, checkOwnerAccess, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
+import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
 import { onAccountDelete, resolveAccount } from '../iam/accounts.ts';
+import { checkRowAccess } from '../iam/owned.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -60,12 +62,7 @@ async function findGroup(
   }
   const g = await q.executeTakeFirst();
   if (!g) throw invalidParameter(`Unable to find affinity group ${params.id ?? params.name}`);
-  const domain = await ctx.app.store.db
-    .selectFrom('domains')
-    .select(['path', 'name'])
-    .where('id', '=', g.domain_id)
-    .executeTakeFirstOrThrow();
-  checkOwnerAccess(ctx.caller, { accountId: g.account_id, domain });
+  await checkRowAccess(ctx, g);
   return g;
 }
 

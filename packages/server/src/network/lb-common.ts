@@ -4,12 +4,13 @@
  * settling a rule's state once its router has it, and what other capabilities call when VMs and
  * addresses go away.
  */
+
 import type { App, CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { IpRuleRow, NetworkRow } from '../db/schema.ts';
 import { ApiError, CsErrorCode, ErrorCode, invalidParameter } from '../errors.ts';
-import { checkOwnerAccess } from '../iam/access.ts';
 import { displayPath } from '../iam/domains.ts';
+import { findOwned } from '../iam/owned.ts';
 import { registerTaggable, tagsOf } from '../tags/tags.ts';
 
 export const LB_ALGORITHMS = ['roundrobin', 'leastconn', 'source'];
@@ -46,20 +47,12 @@ export function checkPortValue(value: number, name: string): void {
 
 /** A load balancing rule by uuid that the caller may act on (431 unknown, 531 someone else's). */
 export async function findLoadBalancer(ctx: CallContext, uuid: string, tx: Tx = ctx.app.store.db) {
-  const rule = await tx
-    .selectFrom('ip_rules')
-    .selectAll()
-    .where('uuid', '=', uuid)
-    .where('purpose', '=', 'LoadBalancing')
-    .executeTakeFirst();
-  if (!rule) throw invalidParameter(`Unable to find load balancer rule ${uuid}`);
-  const domain = await tx
-    .selectFrom('domains')
-    .select(['path', 'name'])
-    .where('id', '=', rule.domain_id)
-    .executeTakeFirstOrThrow();
-  checkOwnerAccess(ctx.caller, { accountId: rule.account_id, domain });
-  return rule;
+  // A rule being revoked is still found: checkNotRevoked refuses changes to it with its own text.
+  return findOwned(ctx, 'ip_rules', uuid, {
+    noun: 'load balancer rule',
+    live: (rule) => rule.purpose === 'LoadBalancing',
+    tx,
+  });
 }
 
 /** Refuses changes to a rule being deleted (upstream: "is in deleting state"). */

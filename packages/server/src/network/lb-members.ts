@@ -10,7 +10,8 @@ import type { CallContext } from '../context.ts';
 import type { IpRuleRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { listBody } from '../http/serialize.ts';
-import { checkOwnerAccess, escapeLike, likeEscaped } from '../iam/access.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
+import { checkRowAccess } from '../iam/owned.ts';
 import { likeOp } from '../infra/common.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
@@ -72,12 +73,7 @@ async function membersToAdd(ctx: CallContext, rule: IpRuleRow, params: MemberPar
     const vm = vms.find((v) => v.uuid === uuid);
     if (!vm || GONE_STATES.includes(vm.state))
       throw invalidParameter('Invalid instance id specified', [{ uuid, description: 'instanceId' }]);
-    const domain = await db
-      .selectFrom('domains')
-      .select(['path', 'name'])
-      .where('id', '=', vm.domain_id)
-      .executeTakeFirstOrThrow();
-    checkOwnerAccess(ctx.caller, { accountId: vm.account_id, domain });
+    await checkRowAccess(ctx, vm);
     if (vm.account_id !== rule.account_id)
       throw invalidParameter(`New rule ${rule.uuid} and vm id=${vm.uuid} belong to different accounts`);
     const nic = nics.find((n) => n.vm_id === vm.id);

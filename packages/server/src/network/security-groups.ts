@@ -10,10 +10,10 @@ import type { Tx } from '../db/connection.ts';
 import type { AccountRow, SecurityGroupRow, SecurityGroupRuleRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { applyScope, checkOwnerAccess, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
+import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
-import { findOwned, OWNED_VM } from '../iam/owned.ts';
+import { checkRowAccess, findOwned, OWNED_VM } from '../iam/owned.ts';
 import { isIpv4, likeOp } from '../infra/common.ts';
 import { defineCommand, type JobTarget, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
@@ -149,15 +149,6 @@ async function ownerFor(
   return ctx.caller.account;
 }
 
-async function checkGroupAccess(ctx: CallContext, group: SecurityGroupRow): Promise<void> {
-  const domain = await ctx.app.store.db
-    .selectFrom('domains')
-    .select(['path', 'name'])
-    .where('id', '=', group.domain_id)
-    .executeTakeFirstOrThrow();
-  checkOwnerAccess(ctx.caller, { accountId: group.account_id, domain });
-}
-
 async function groupByName(
   ctx: Pick<CallContext, 'app'>,
   owner: Owner,
@@ -182,14 +173,7 @@ async function findGroup(
   if (params.id && params.name)
     throw invalidParameter(`${names.id} and ${names.name} are mutually exclusive: give only one`);
   if (params.id) {
-    const group = await ctx.app.store.db
-      .selectFrom('security_groups')
-      .selectAll()
-      .where('uuid', '=', params.id)
-      .executeTakeFirst();
-    if (!group) throw invalidParameter(`Unable to find security group by id ${params.id}`);
-    await checkGroupAccess(ctx, group);
-    return group;
+    return findOwned(ctx, 'security_groups', params.id, { noun: 'security group' });
   }
   if (!params.name) throw invalidParameter(`Either ${names.id} or ${names.name} must be specified`);
   const owner = await ownerFor(ctx, params);
@@ -593,7 +577,7 @@ async function findRule(ctx: CallContext, uuid: string, type: RuleType) {
     .selectAll()
     .where('id', '=', rule.group_id)
     .executeTakeFirstOrThrow();
-  await checkGroupAccess(ctx, group);
+  await checkRowAccess(ctx, group);
   return { rule, group };
 }
 

@@ -2,11 +2,12 @@
  * Resource tags: key/value pairs on any taggable resource. Capabilities register their resource
  * types; list commands use `withTags` to filter by tags[n].key/value and `tagsOf` to show them.
  */
+
 import { type SelectQueryBuilder, sql } from 'kysely';
 import type { CallContext } from '../context.ts';
 import type { Database, ResourceTagRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
-import { checkOwnerAccess } from '../iam/access.ts';
+import { checkRowAccess } from '../iam/owned.ts';
 
 export interface TaggedResource {
   id: number;
@@ -39,12 +40,7 @@ export async function findTaggable(
   if (!entry) throw invalidParameter(`Invalid resource type ${resourceType}`);
   const r = await entry.find(ctx, uuid.toLowerCase());
   if (!r) throw invalidParameter(`Unable to find resource by id ${uuid} and type ${resourceType}`);
-  const domain = await ctx.app.store.db
-    .selectFrom('domains')
-    .select(['path', 'name'])
-    .where('id', '=', r.domainId)
-    .executeTakeFirstOrThrow();
-  checkOwnerAccess(ctx.caller, { accountId: r.accountId, domain });
+  await checkRowAccess(ctx, { account_id: r.accountId, domain_id: r.domainId });
   return r;
 }
 
