@@ -7,7 +7,7 @@
  *
  * The entity type comes from the upstream catalog (`entityType` on the parameter, a response class
  * such as `UserVmResponse`); ENTITY_TABLES maps it to the tables holding such entities. Entity types
- * we keep no table for (projects, VPCs…) are not checked; neither are parameters we declare as
+ * we keep no table for (projects…) are not checked; neither are parameters we declare as
  * uuids where upstream types them otherwise.
  */
 import type { CallContext } from '../context.ts';
@@ -73,6 +73,8 @@ export const ENTITY_TABLES: Record<string, readonly UuidTable[]> = {
   VirtualRouterProviderResponse: ['virtual_router_elements'],
   VlanIpRangeResponse: ['vlan_ip_ranges'],
   VolumeResponse: ['volumes'],
+  VpcOfferingResponse: ['vpc_offerings'],
+  VpcResponse: ['vpcs'],
   ZoneResponse: ['zones'],
 };
 
