@@ -375,6 +375,8 @@ describe('VPCs and tiers', () => {
     assert.equal(router.spec.rules.egressDefaultAllow, true, 'no ACLs yet: tiers reach out');
     const listed = await alice.request<any>('listPublicIpAddresses', { vpcid: vpc.id });
     assert.equal(listed.count, 3);
+    const snat = listed.publicipaddress.find((i: any) => i.issourcenat);
+    await assert.rejects(alice.call('disassociateIpAddress', { id: snat.id }), is(431, /source nat/));
   });
 
   test('restartVPC cleanup=true boots a fresh router with every tier, entry and rule', async () => {

@@ -353,6 +353,11 @@ async function ipOfParams(
 }
 
 async function checkReleasable(ctx: CallContext, ip: PublicIpRow): Promise<void> {
+  // A VPC's source-NAT address is every tier's way out: it goes with the VPC (deleteVPC).
+  if (ip.source_nat === 1 && ip.vpc_id !== null)
+    throw invalidParameter(
+      `Can't release source nat IP address ${ip.ip4}: it is the source NAT address of its VPC, released with the VPC`,
+    );
   if (ip.source_nat !== 1 || ip.network_id === null) return;
   const network = await ctx.app.store.db
     .selectFrom('networks')
