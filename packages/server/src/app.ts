@@ -23,6 +23,8 @@ import type { App } from './context.ts';
 import { insertId, openStore } from './db/connection.ts';
 import { migrate } from './db/migrate.ts';
 import { ApiError, CsErrorCode, ErrorCode } from './errors.ts';
+import { EventBusPublisher } from './events/bus.ts';
+import { releaseLeases } from './events/outbox.ts';
 import { registerApiRoutes } from './http/api.ts';
 import { errorBody, render } from './http/serialize.ts';
 import {
@@ -45,6 +47,7 @@ import { Settings } from './settings/settings.ts';
 import { startTemplates } from './storage/extract.ts';
 import { startSnapshotScheduler } from './storage/snapshot-policies.ts';
 import { registerUi } from './ui/static.ts';
+import { WebhookDispatcher } from './webhooks/dispatch.ts';
 
 export const VERSION = '0.1.0';
 const HEARTBEAT_MS = 10_000;
@@ -141,6 +144,16 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     const stopCapacityChecks = startCapacityChecks(app);
     const stopSnapshotScheduler = startSnapshotScheduler(app);
     const stopNetworkGc = startNetworkGc(app);
+    // Events leave through the outbox: to RabbitMQ when configured, and to webhooks. Rows a killed
+    // server had claimed are freed first, so a restart hands on everything still pending.
+    const freed = await releaseLeases(app, 'down');
+    if (freed > 0) log.info({ freed }, 'took over event outbox rows left claimed by stopped servers');
+    const eventBus = config.eventBusUrl
+      ? new EventBusPublisher(app, config.eventBusUrl, config.eventBusExchange)
+      : undefined;
+    eventBus?.start();
+    const webhooks = new WebhookDispatcher(app);
+    webhooks.start();
 
     const fastify = Fastify({
       loggerInstance: log.child({ component: 'http' }) as unknown as FastifyBaseLogger,
@@ -237,6 +250,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           await localAgent?.stop();
           await app.agents.stop();
           await app.jobs.drain();
+          await Promise.all([eventBus?.stop(), webhooks.stop()]);
+          await releaseLeases(app, 'mine').catch(() => undefined);
           await store.db
             .updateTable('management_servers')
             .set({ state: 'Down' })

@@ -42,6 +42,8 @@ import { tagCommands } from './tags/commands.ts';
 import { tagResponseFields } from './tags/response-fields.ts';
 import { usageResponseFields } from './usage/response-fields.ts';
 import { usageCommands } from './usage/usage.ts';
+import { webhookCommands } from './webhooks/commands.ts';
+import { webhookResponseFields } from './webhooks/response-fields.ts';
 
 export const allCommands = [
   ...discoveryCommands,
@@ -70,6 +72,7 @@ export const allCommands = [
   ...consoleCommands,
   ...usageCommands,
   ...allSnapshotCommands,
+  ...webhookCommands,
 ] as Command[];
 
 /** The response-field descriptions of every capability folder (see registry/response-fields.ts). */
@@ -88,4 +91,5 @@ export const allResponseFields: ResponseFields[] = [
   agentResponseFields,
   consoleResponseFields,
   usageResponseFields,
+  webhookResponseFields,
 ];

@@ -60,6 +60,13 @@ export interface ServerConfig {
   requestTimeout: number;
   /** Milliseconds an idle keep-alive connection stays open after a response. */
   keepAliveTimeout: number;
+  /**
+   * AMQP URL of the RabbitMQ broker events are published to (amqp://user:pass@host:5672/vhost);
+   * unset: no event bus. Every management server sharing a database should be given the same.
+   */
+  eventBusUrl?: string;
+  /** The topic exchange events are published to (upstream's usual name: cloudstack-events). */
+  eventBusExchange: string;
 }
 
 const ENV: Record<string, keyof ServerConfig> = {
@@ -87,6 +94,8 @@ const ENV: Record<string, keyof ServerConfig> = {
   NIMBOSTACK_HEADERS_TIMEOUT: 'headersTimeout',
   NIMBOSTACK_REQUEST_TIMEOUT: 'requestTimeout',
   NIMBOSTACK_KEEP_ALIVE_TIMEOUT: 'keepAliveTimeout',
+  NIMBOSTACK_EVENT_BUS_URL: 'eventBusUrl',
+  NIMBOSTACK_EVENT_BUS_EXCHANGE: 'eventBusExchange',
 };
 
 const NUMERIC = new Set<keyof ServerConfig>(['port', 'agentPort']);
@@ -163,6 +172,7 @@ export function loadConfig(
     headersTimeout: 20_000,
     requestTimeout: 60_000,
     keepAliveTimeout: 72_000,
+    eventBusExchange: 'cloudstack-events',
   };
   const file = env.NIMBOSTACK_CONFIG ?? (existsSync('nimbostack.json') ? 'nimbostack.json' : undefined);
   if (file) {

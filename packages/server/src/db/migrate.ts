@@ -26,6 +26,7 @@ import * as m0017 from './migrations/0017-network-teardowns.ts';
 import * as m0018 from './migrations/0018-advanced-networking.ts';
 import * as m0019 from './migrations/0019-sign-in-security.ts';
 import * as m0021 from './migrations/0021-network-display.ts';
+import * as m0022 from './migrations/0022-event-outbox-webhooks.ts';
 import * as m0023 from './migrations/0023-vpcs.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
@@ -53,6 +54,7 @@ export const MIGRATIONS: [string, Step][] = [
   ['0018-advanced-networking', m0018],
   ['0019-sign-in-security', m0019],
   ['0021-network-display', m0021],
+  ['0022-event-outbox-webhooks', m0022],
   ['0023-vpcs', m0023],
 ];
 

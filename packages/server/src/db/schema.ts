@@ -144,6 +144,52 @@ export interface EventTable {
   archived: Flag;
 }
 
+/** An event waiting to be handed to one consumer: 'bus' or 'webhook' (migration 0022). */
+export interface EventOutboxTable {
+  id: Generated<number>;
+  event_id: number;
+  target: string;
+  attempts: Generated<number>;
+  next_attempt: number;
+  lease_token: string | null;
+  lease_server: number | null;
+  lease_until: number | null;
+  last_error: string | null;
+}
+
+/** A webhook (migration 0022): scope Local, Domain or Global; state Enabled or Disabled. */
+export interface WebhookTable {
+  id: Generated<number>;
+  uuid: string;
+  name: string;
+  description: string | null;
+  account_id: number;
+  domain_id: number;
+  payload_url: string;
+  secret_key: string | null;
+  ssl_verification: Flag;
+  scope: string;
+  state: string;
+  created: number;
+  removed: number | null;
+}
+
+/** One attempt at delivering an event (or a test payload) to a webhook (migration 0022). */
+export interface WebhookDeliveryTable {
+  id: Generated<number>;
+  uuid: string;
+  webhook_id: number;
+  event_id: number | null;
+  event_type: string;
+  management_server_id: number;
+  headers: string | null;
+  payload: string | null;
+  success: Flag;
+  response: string | null;
+  start_time: number;
+  end_time: number;
+}
+
 export interface ConfigurationTable {
   name: string;
   value: string | null;
@@ -803,6 +849,9 @@ export interface Database {
   sessions: SessionTable;
   async_jobs: AsyncJobTable;
   events: EventTable;
+  event_outbox: EventOutboxTable;
+  webhooks: WebhookTable;
+  webhook_deliveries: WebhookDeliveryTable;
   configuration: ConfigurationTable;
   scoped_configuration: ScopedConfigurationTable;
   resource_tags: ResourceTagTable;
@@ -902,6 +951,8 @@ export type AccountRow = Selectable<AccountTable>;
 export type UserRow = Selectable<UserTable>;
 export type AsyncJobRow = Selectable<AsyncJobTable>;
 export type EventRow = Selectable<EventTable>;
+export type WebhookRow = Selectable<WebhookTable>;
+export type WebhookDeliveryRow = Selectable<WebhookDeliveryTable>;
 export type NewEvent = Insertable<EventTable>;
 export type ResourceTagRow = Selectable<ResourceTagTable>;
 export type ZoneRow = Selectable<ZoneTable>;

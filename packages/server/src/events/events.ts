@@ -50,7 +50,7 @@ export async function recordEvent(
 ): Promise<number> {
   const { app } = ctx;
   if (!EVENT_TYPES.has(e.type)) throw new Error(`unknown event type ${e.type}`);
-  return insertId(app.store, tx, 'events', {
+  const id = await insertId(app.store, tx, 'events', {
     uuid: app.ids.uuid(),
     type: e.type,
     level: e.level ?? 'INFO',
@@ -65,6 +65,13 @@ export async function recordEvent(
     created: app.clock.now(),
     archived: 0,
   });
+  // The outbox rows commit (or roll back) with the event: an event is handed to the message bus
+  // and to webhooks exactly when it exists, and waits in the database while they are unreachable.
+  const next = app.clock.now();
+  const outbox = [{ event_id: id, target: 'webhook', next_attempt: next }];
+  if (app.config.eventBusUrl) outbox.push({ event_id: id, target: 'bus', next_attempt: next });
+  await tx.insertInto('event_outbox').values(outbox).execute();
+  return id;
 }
 
 /** Records an event for the caller. */

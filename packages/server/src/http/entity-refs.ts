@@ -75,6 +75,8 @@ export const ENTITY_TABLES: Record<string, readonly UuidTable[]> = {
   VolumeResponse: ['volumes'],
   VpcOfferingResponse: ['vpc_offerings'],
   VpcResponse: ['vpcs'],
+  WebhookDeliveryResponse: ['webhook_deliveries'],
+  WebhookResponse: ['webhooks'],
   ZoneResponse: ['zones'],
 };
 

@@ -1,0 +1,153 @@
+/**
+ * Hands committed events to the webhooks that want them, from the outbox rows recordEvent writes
+ * (target 'webhook'). Which webhooks want an event is as upstream's WebhookDaoImpl decides: enabled
+ * ones that are Global, Local to the event's account, or Domain-scoped to the event's domain or one
+ * of its ancestors. Each matching webhook gets up to webhook.delivery.tries tries with growing
+ * pauses; every try is in its history. The outbox row goes once every webhook has been tried, so a
+ * server that stops mid-way leaves the event to be dispatched again (at least once).
+ */
+import type { App } from '../context.ts';
+import type { EventRow, WebhookRow } from '../db/schema.ts';
+import { buildMessages } from '../events/message.ts';
+import { claimOutbox, completeOutbox } from '../events/outbox.ts';
+import {
+  type DeliveryEvent,
+  post,
+  recordAttempt,
+  retryPauseMs,
+  trimHistory,
+  WEBHOOK_DELIVERY_TIMEOUT,
+  WEBHOOK_DELIVERY_TRIES,
+} from './delivery.ts';
+
+const POLL_MS = 200;
+const BATCH = 20;
+/** Long enough for a batch whose webhooks all time out on every try. */
+const LEASE_MS = 15 * 60_000;
+
+/** "/a/b/" → ["/", "/a/", "/a/b/"]: the domain and its ancestors by path. */
+export function pathAndAncestors(path: string): string[] {
+  const parts = path.split('/').filter(Boolean);
+  const out = ['/'];
+  for (let i = 1; i <= parts.length; i++) out.push(`/${parts.slice(0, i).join('/')}/`);
+  return out;
+}
+
+/** The enabled webhooks an event goes to. */
+export async function webhooksFor(
+  app: App,
+  e: Pick<EventRow, 'account_id' | 'domain_id'>,
+): Promise<WebhookRow[]> {
+  const db = app.store.db;
+  const domain = await db
+    .selectFrom('domains')
+    .select('path')
+    .where('id', '=', e.domain_id)
+    .executeTakeFirst();
+  const paths = domain ? pathAndAncestors(domain.path) : ['/'];
+  return db
+    .selectFrom('webhooks')
+    .selectAll()
+    .where('removed', 'is', null)
+    .where('state', '=', 'Enabled')
+    .where((eb) =>
+      eb.or([
+        eb('scope', '=', 'Global'),
+        eb.and([eb('scope', '=', 'Local'), eb('account_id', '=', e.account_id)]),
+        eb.and([
+          eb('scope', '=', 'Domain'),
+          eb('domain_id', 'in', eb.selectFrom('domains').select('id').where('path', 'in', paths)),
+        ]),
+      ]),
+    )
+    .orderBy('id')
+    .execute();
+}
+
+/** Sends one event to one webhook, trying again after pauses; true when a try succeeded. */
+export async function deliverWithRetries(
+  app: App,
+  webhook: WebhookRow,
+  e: DeliveryEvent,
+  stopped: () => boolean = () => false,
+): Promise<boolean> {
+  const tries = app.settings.at(WEBHOOK_DELIVERY_TRIES, 'domain', webhook.domain_id);
+  const timeout = app.settings.at(WEBHOOK_DELIVERY_TIMEOUT, 'domain', webhook.domain_id);
+  for (let n = 1; n <= tries; n++) {
+    const attempt = await post(webhook, e, timeout);
+    await recordAttempt(app, webhook.id, e, attempt);
+    if (attempt.success) return true;
+    if (n < tries && !stopped()) await new Promise((r) => setTimeout(r, retryPauseMs(n)));
+    if (stopped()) break;
+  }
+  return false;
+}
+
+export class WebhookDispatcher {
+  private stopped = false;
+  private loop?: Promise<void>;
+  private wake?: () => void;
+
+  constructor(private readonly app: App) {}
+
+  start(): void {
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      let more = false;
+      try {
+        more = await this.dispatchOnce();
+      } catch (err) {
+        this.app.log.warn({ err }, 'webhooks: dispatch failed; will retry');
+      }
+      if (!more && !this.stopped) {
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, POLL_MS);
+          this.wake = () => {
+            clearTimeout(t);
+            r();
+          };
+        });
+      }
+    }
+  }
+
+  private async dispatchOnce(): Promise<boolean> {
+    const claim = await claimOutbox(this.app, 'webhook', BATCH, LEASE_MS);
+    if (!claim) return false;
+    for (const row of claim.rows) {
+      // A stopping server leaves the rest of its claim to the lease: the next start (or another
+      // server) takes it over.
+      if (this.stopped) break;
+      if (row.event) {
+        const hooks = await webhooksFor(this.app, row.event);
+        if (hooks.length > 0) {
+          const [m] = await buildMessages(this.app, [row.event]);
+          const e: DeliveryEvent = {
+            eventId: row.event.id,
+            eventUuid: row.event.uuid,
+            eventType: row.event.type,
+            accountUuid: m.accountUuid,
+            payload: m.body,
+          };
+          await Promise.all(
+            hooks.map(async (h) => {
+              await deliverWithRetries(this.app, h, e, () => this.stopped);
+              await trimHistory(this.app, h.id);
+            }),
+          );
+        }
+      }
+      await completeOutbox(this.app, claim.token, [row.id]);
+    }
+    return claim.rows.length === BATCH;
+  }
+}
