@@ -5,12 +5,13 @@
  * 203.0.113.0/24 (documentation range, never leaves the machine) stands for the outside world.
  * A namespace "VM" in each tier: they reach each other through the router (no NAT between tiers,
  * no ACLs yet), both leave through the VPC's one source-NAT address, a port forward reaches the
- * second tier, and dropping a tier from the spec unplugs it.
+ * second tier, a VM of the second tier gets its lease, DNS and metadata from that tier's gateway,
+ * and dropping a tier from the spec unplugs it.
  * Needs root, nft, dnsmasq and haproxy, and NIMBOSTACK_TEST_KVM=1 (npm run test:kvm).
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -56,6 +57,10 @@ const A = tier('a', BRIDGE_A, `10.251.${third}`);
 const B = tier('b', BRIDGE_B, `10.252.${third}`);
 const vmA = `10.251.${third}.11`;
 const vmB = `10.252.${third}.11`;
+/** A third VM, in tier B, that takes its address by DHCP. */
+const VM_C = `nvv${tag}-c`;
+const VM_C_MAC = '02:00:5e:fd:01:03';
+const vmC = `10.252.${third}.12`;
 const guests = [
   { network: A, ip: A.gateway, mac: '02:00:5e:fd:00:01' },
   { network: B, ip: B.gateway, mac: '02:00:5e:fd:00:02' },
@@ -67,6 +72,7 @@ const spec = (tiers = guests, rules: object = {}) =>
     vms: [
       { mac: '02:00:5e:fd:01:01', ip: vmA, hostname: 'web-1', instanceId: 'i-a', vmName: 'i-2-1-VM' },
       { mac: '02:00:5e:fd:01:02', ip: vmB, hostname: 'db-1', instanceId: 'i-b', vmName: 'i-2-2-VM' },
+      { mac: VM_C_MAC, ip: vmC, hostname: 'db-2', instanceId: 'i-c', vmName: 'i-2-3-VM' },
     ],
     public: {
       bridge: PUBLIC_BRIDGE,
@@ -202,6 +208,60 @@ describe('VPC router: one namespace, a guest interface per tier, one source NAT'
     assert.equal(await connectReady(VM_A, vmB, 5432), `db-1 ${vmA}`, 'B sees A by its own address');
     assert.equal(await connectReady(VM_B, vmA, 5000), `web-1 ${vmB}`);
     process.stdout.write(`# first ping across tiers: ${pingMs.toFixed(0)} ms\n`);
+  });
+
+  test('the second tier gets DHCP (its own gateway and DNS server), DNS and metadata from its gateway', async (t) => {
+    if (!existsSync('/bin/busybox') && !existsSync('/usr/bin/busybox')) {
+      t.skip('busybox (busybox-static) is not installed');
+      return;
+    }
+    namespaces.push({ ns: VM_C, port: `nvt${tag}xc` });
+    sh('ip', ['netns', 'add', VM_C]);
+    sh('ip', ['link', 'add', `nvt${tag}xc`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', VM_C]);
+    sh('ip', ['-n', VM_C, 'link', 'set', 'eth0', 'address', VM_C_MAC]);
+    sh('ip', ['-n', VM_C, 'link', 'set', 'lo', 'up']);
+    sh('ip', ['-n', VM_C, 'link', 'set', 'eth0', 'up']);
+    sh('ip', ['link', 'set', `nvt${tag}xc`, 'master', BRIDGE_B]);
+    sh('ip', ['link', 'set', `nvt${tag}xc`, 'up']);
+    const script = join(root, 'udhcpc.sh');
+    writeFileSync(
+      script,
+      `#!/bin/sh\n[ "$1" = bound ] && echo "ip=$ip router=$router dns=$dns hostname=$hostname domain=$domain" > ${root}/lease\nexit 0\n`,
+      { mode: 0o755 },
+    );
+    const udhcpc = [
+      '-i',
+      'eth0',
+      '-n',
+      '-q',
+      '-t',
+      '5',
+      '-T',
+      '1',
+      '-s',
+      script,
+      '-O',
+      'hostname',
+      '-O',
+      'domain',
+    ];
+    sh('ip', ['netns', 'exec', VM_C, 'busybox', 'udhcpc', ...udhcpc]);
+    assert.equal(
+      readFileSync(join(root, 'lease'), 'utf8').trim(),
+      `ip=${vmC} router=${B.gateway} dns=${B.gateway} hostname=db-2 domain=vpc.test`,
+    );
+    sh('ip', ['-n', VM_C, 'addr', 'add', `${vmC}/24`, 'dev', 'eth0']);
+    sh('ip', ['-n', VM_C, 'route', 'add', 'default', 'via', B.gateway]);
+    // Names of every tier answer from the tier's own gateway.
+    assert.match(
+      sh('ip', ['netns', 'exec', VM_C, 'busybox', 'nslookup', 'web-1.vpc.test', B.gateway]),
+      new RegExp(vmA.replace(/\./g, '\\.')),
+    );
+    const GET = `require('http').get(process.argv[1], (r) => { let d = ''; r.on('data', (c) => (d += c)); r.on('end', () => console.log(d.trim())); });`;
+    const metadata = (url: string) =>
+      sh('ip', ['netns', 'exec', VM_C, process.execPath, '-e', GET, url]).trim();
+    assert.equal(metadata(`http://${B.gateway}/latest/meta-data/local-hostname`), 'db-2');
+    assert.equal(metadata(`http://${B.gateway}/latest/meta-data/instance-id`), 'i-c');
   });
 
   test("both tiers leave through the VPC's one source-NAT address", async () => {
