@@ -17,7 +17,7 @@ import { pageOf, paginate } from '../registry/paging.ts';
 import { withTags } from '../tags/tags.ts';
 import { findNetwork } from './common.ts';
 import { servicesOf } from './network-offerings.ts';
-import { deleteRules } from './public-ips.ts';
+import { deleteRules, HELD_STATES } from './public-ips.ts';
 import { applyNetworkRules } from './routers.ts';
 
 export { deleteRules, lockNetwork } from './public-ips.ts';
@@ -452,6 +452,27 @@ export async function insertRule(
   tx: Tx,
   values: Omit<IpRuleRow, 'id' | 'uuid' | 'created'>,
 ): Promise<{ id: number; uuid: string }> {
+  if (values.ip_id !== null) {
+    // The address must still be held, checked under its row lock (taken by a no-op update, as
+    // lockNetwork does): a release that marked it Releasing first makes this refuse, and one that
+    // comes after waits for this transaction and then deletes the rule with the address. Without
+    // it, on PostgreSQL a rule committed while the address was being released stayed behind on a
+    // Free address (the chaos suite's finding); SQLite serialises the two anyway.
+    await tx
+      .updateTable('public_ips')
+      .set((eb) => ({ state: eb.ref('state') }))
+      .where('id', '=', values.ip_id)
+      .execute();
+    const ip = await tx
+      .selectFrom('public_ips')
+      .select(['ip4', 'state'])
+      .where('id', '=', values.ip_id)
+      .executeTakeFirst();
+    if (!ip || !HELD_STATES.includes(ip.state))
+      throw invalidParameter(
+        `Unable to add a rule to IP address ${ip?.ip4 ?? values.ip_id}: it is ${ip ? (ip.state === 'Free' ? 'released' : 'being released') : 'gone'}`,
+      );
+  }
   const uuid = ctx.app.ids.uuid();
   await tx
     .insertInto('ip_rules')
