@@ -4,6 +4,7 @@
  * zones, deletion and extract links; plus what compute needs to deploy from a template or attach
  * an ISO. Templates and ISOs share one table and one service; each command names its kind.
  */
+
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { type RawBuilder, type SqlBool, sql, type Updateable } from 'kysely';
@@ -20,18 +21,11 @@ import type {
 } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { type EventOwner, recordEvent } from '../events/events.ts';
-import {
-  canReachDomain,
-  checkOwnerAccess,
-  escapeLike,
-  likeEscaped,
-  listScope,
-  type OwnerScope,
-  pathPrefix,
-} from '../iam/access.ts';
+import { escapeLike, likeEscaped, listScope, type OwnerScope, pathPrefix } from '../iam/access.ts';
 import { onAccountDelete, resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
+import { checkRowAccess } from '../iam/owned.ts';
 import { findZone, namesOf } from '../infra/common.ts';
 import { onImageStoreDelete } from '../infra/image-stores.ts';
 import { listResult, success } from '../registry/command.ts';
@@ -123,7 +117,7 @@ async function domainOf(ctx: Pick<CallContext, 'app'>, id: number): Promise<Doma
 
 /** Only the owner and administrators above it may change or delete a template. */
 export async function checkImageOwner(ctx: CallContext, t: TemplateRow): Promise<void> {
-  checkOwnerAccess(ctx.caller, { accountId: t.account_id, domain: await domainOf(ctx, t.domain_id) });
+  await checkRowAccess(ctx, t);
   if (t.type !== 'USER' && !isRootAdmin(ctx.caller))
     throw invalidParameter(`Only root administrators may change the ${t.type.toLowerCase()} ${t.name}`);
 }
@@ -135,14 +129,16 @@ export async function findAdministeredImage(
   uuid: string,
 ): Promise<TemplateRow> {
   const t = await findImage(ctx, kind, uuid);
-  checkOwnerAccess(ctx.caller, { accountId: t.account_id, domain: await domainOf(ctx, t.domain_id) });
+  await checkRowAccess(ctx, t);
   return t;
 }
 
-/** Whether the caller may use (deploy from, attach, list) a template: CloudStack's rules. */
-async function canUse(ctx: CallContext, t: TemplateRow): Promise<boolean> {
-  if (t.is_public || t.account_id === ctx.caller.account.id) return true;
-  if (canReachDomain(ctx.caller, await domainOf(ctx, t.domain_id))) return true;
+/**
+ * Who may use (deploy from, attach) a template besides its owner and the administrators above it,
+ * CloudStack's rules: anyone when it is public, the accounts it is shared with.
+ */
+async function usableBeyondOwner(ctx: CallContext, t: TemplateRow): Promise<boolean> {
+  if (t.is_public) return true;
   const shared = await ctx.app.store.db
     .selectFrom('template_permissions')
     .select('id')
@@ -175,10 +171,8 @@ export interface ReadyImage {
 
 async function findReadyImage(ctx: CallContext, template: TemplateRow, zoneId: number): Promise<ReadyImage> {
   const kind = template.is_iso ? ISO : TEMPLATE;
-  if (!(await canUse(ctx, template)))
-    throw invalidParameter(
-      `Account ${ctx.caller.account.name} has no permission to use ${kind.label} ${template.name}`,
-    );
+  // Someone else's private image is refused as upstream's UseEntry check does: 531.
+  await checkRowAccess(ctx, template, usableBeyondOwner);
   const db = ctx.app.store.db;
   const refs = await db
     .selectFrom('template_store_refs as r')
