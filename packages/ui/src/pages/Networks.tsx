@@ -1,7 +1,7 @@
 /**
  * Guest networks: the list (server-side paging like every list), creating an isolated network,
  * restarting (optionally rebuilding its router) and deleting one. A network's public IPs and rules
- * are on its own page (NetworkDetail).
+ * are on its own page (NetworkDetail). VPCs and their tiers are listed below (Vpcs.tsx).
  */
 import { PlusOutlined } from '@ant-design/icons';
 import { Space, Typography } from 'antd';
@@ -13,6 +13,7 @@ import { useList } from '../hooks.ts';
 import { useActions } from '../jobs.tsx';
 import { Link } from '../router.tsx';
 import { useSession } from '../session.tsx';
+import { Vpcs } from './Vpcs.tsx';
 
 export function Networks() {
   const session = useSession();
@@ -28,6 +29,7 @@ export function Networks() {
     { key: 'type', title: 'Type' },
     { key: 'state', title: 'State', render: (n) => <StateTag state={n.state} /> },
     { key: 'cidr', title: 'CIDR' },
+    { key: 'vpcname', title: 'VPC' },
     { key: 'account', title: 'Account', hidden: !session.isAdmin },
     { key: 'zonename', title: 'Zone' },
     { key: 'networkofferingname', title: 'Offering', hidden: true },
@@ -56,6 +58,7 @@ export function Networks() {
         toolbar={session.can('createNetwork') && <CreateNetwork zones={zones} onDone={bump} />}
         actions={(n) => <NetworkActions network={n} onDone={bump} />}
       />
+      <Vpcs zones={zones} onChange={bump} />
     </div>
   );
 }
