@@ -220,73 +220,68 @@ export async function computeCloudFigures(app: App): Promise<Map<string, Sample[
   const out = new Map<string, Sample[]>(CLOUD_FAMILIES.map((f) => [f.name, []]));
   const add = (name: string, labels: Labels, value: number) => out.get(name)!.push({ labels, value });
 
-  const [zones, hosts, hostTags, dedicated, vmsByZoneState, vmsByHost, coresByHost, vmsByHostState] =
-    await Promise.all([
-      db.selectFrom('zones').select(['id', 'name']).where('removed', 'is', null).orderBy('id').execute(),
-      db
-        .selectFrom('hosts')
-        .select([
-          'id',
-          'uuid',
-          'name',
-          'zone_id',
-          'cluster_id',
-          'state',
-          'resource_state',
-          'private_ip',
-          'cpu_cores',
-          'cpu_speed_mhz',
-          'memory_bytes',
-          'cpu_allocated_mhz',
-          'memory_allocated_bytes',
-        ])
-        .where('removed', 'is', null)
-        .where('type', '=', 'Routing')
-        .orderBy('id')
-        .execute(),
-      db.selectFrom('host_tags').select(['host_id', 'tag']).orderBy('id').execute(),
-      db
-        .selectFrom('dedicated_resources')
-        .innerJoin('domains', 'domains.id', 'dedicated_resources.domain_id')
-        .leftJoin('accounts', 'accounts.id', 'dedicated_resources.account_id')
-        .select(['dedicated_resources.host_id', 'accounts.name as account', 'domains.path as domain'])
-        .where('dedicated_resources.host_id', 'is not', null)
-        .execute(),
-      db
-        .selectFrom('vms')
-        .select(['zone_id', 'state', (eb) => eb.fn.countAll().as('n')])
-        .where('removed', 'is', null)
-        .groupBy(['zone_id', 'state'])
-        .execute(),
-      db
-        .selectFrom('vms')
-        .select(['host_id', (eb) => eb.fn.countAll().as('n')])
-        .where('removed', 'is', null)
-        .where('host_id', 'is not', null)
-        .groupBy('host_id')
-        .execute(),
-      db
-        .selectFrom('vms')
-        .select(['host_id', (eb) => eb.fn.sum('cpu_number').as('cores')])
-        .where('removed', 'is', null)
-        .where('host_id', 'is not', null)
-        .where('state', 'in', HOLDS_CORES)
-        .groupBy('host_id')
-        .execute(),
-      db
-        .selectFrom('vms')
-        .select(['host_id', 'state', (eb) => eb.fn.countAll().as('n')])
-        .where('removed', 'is', null)
-        .where('host_id', 'is not', null)
-        .groupBy(['host_id', 'state'])
-        .execute(),
-    ]);
+  const [zones, hosts, hostTags, dedicated, vmGroups] = await Promise.all([
+    db.selectFrom('zones').select(['id', 'name']).where('removed', 'is', null).orderBy('id').execute(),
+    db
+      .selectFrom('hosts')
+      .select([
+        'id',
+        'uuid',
+        'name',
+        'zone_id',
+        'cluster_id',
+        'state',
+        'resource_state',
+        'private_ip',
+        'cpu_cores',
+        'cpu_speed_mhz',
+        'memory_bytes',
+        'cpu_allocated_mhz',
+        'memory_allocated_bytes',
+      ])
+      .where('removed', 'is', null)
+      .where('type', '=', 'Routing')
+      .orderBy('id')
+      .execute(),
+    db.selectFrom('host_tags').select(['host_id', 'tag']).orderBy('id').execute(),
+    db
+      .selectFrom('dedicated_resources')
+      .innerJoin('domains', 'domains.id', 'dedicated_resources.domain_id')
+      .leftJoin('accounts', 'accounts.id', 'dedicated_resources.account_id')
+      .select(['dedicated_resources.host_id', 'accounts.name as account', 'domains.path as domain'])
+      .where('dedicated_resources.host_id', 'is not', null)
+      .execute(),
+    // One pass over the instances gives every per-zone, per-host and per-state figure below.
+    db
+      .selectFrom('vms')
+      .select([
+        'zone_id',
+        'host_id',
+        'state',
+        (eb) => eb.fn.countAll().as('n'),
+        (eb) => eb.fn.sum('cpu_number').as('cores'),
+      ])
+      .where('removed', 'is', null)
+      .groupBy(['zone_id', 'host_id', 'state'])
+      .execute(),
+  ]);
   const zoneName = new Map(zones.map((z) => [z.id, z.name]));
   const tagsOf = new Map<number, string[]>();
   for (const t of hostTags) tagsOf.set(t.host_id, [...(tagsOf.get(t.host_id) ?? []), t.tag]);
   const dedicatedTo = new Map(dedicated.map((d) => [Number(d.host_id), d]));
-  const vmsOn = new Map(vmsByHost.map((r) => [Number(r.host_id), n(r.n)]));
-  const coresOn = new Map(coresByHost.map((r) => [Number(r.host_id), n(r.cores)]));
+  const vmCount = new Map<string, number>();
+  const vmsOn = new Map<number, number>();
+  const coresOn = new Map<number, number>();
+  const vmsByHostState: { host_id: number; state: string; n: number }[] = [];
+  for (const r of vmGroups) {
+    const key = `${r.zone_id}\u0000${r.state}`;
+    vmCount.set(key, (vmCount.get(key) ?? 0) + n(r.n));
+    if (r.host_id === null) continue;
+    const hostId = Number(r.host_id);
+    vmsOn.set(hostId, (vmsOn.get(hostId) ?? 0) + n(r.n));
+    if (HOLDS_CORES.includes(r.state)) coresOn.set(hostId, (coresOn.get(hostId) ?? 0) + n(r.cores));
+    vmsByHostState.push({ host_id: hostId, state: r.state, n: n(r.n) });
+  }
 
   // Hosts: per host figures, per zone counts and allocations, and the same per host tag.
   interface Tally {
@@ -411,8 +406,6 @@ export async function computeCloudFigures(app: App): Promise<Map<string, Sample[
   }
 
   // Instances per zone and state; per host tag from the per-host counts (no join per tag).
-  const vmCount = new Map<string, number>();
-  for (const r of vmsByZoneState) vmCount.set(`${r.zone_id}\u0000${r.state}`, n(r.n));
   for (const z of zones)
     for (const state of VM_STATES)
       add(
@@ -732,24 +725,14 @@ export async function computeCloudFigures(app: App): Promise<Map<string, Sample[
 }
 
 /**
- * A registry of the cloud figures: each gauge, when scraped, reads the shared snapshot, which is
- * computed again once it is older than CACHE_MS.
+ * The cloud's figures in the text format, computed and rendered at most once per CACHE_MS:
+ * scrapes in between (from any number of Prometheus servers) get the same text. Rendering 2,000
+ * hosts' series costs about as much as computing them, so the text is what is kept.
  */
-export function cloudRegistry(app: App): Registry {
+export function cloudExposition(app: App): () => Promise<string> {
   const registry = new Registry();
-  let snapshot: { at: number; figures: Promise<Map<string, Sample[]>> } | undefined;
-  const current = () => {
-    const now = Date.now();
-    if (!snapshot || now - snapshot.at > CACHE_MS) {
-      const figures = computeCloudFigures(app);
-      snapshot = { at: now, figures };
-      // A failed computation is not kept: the next scrape tries again.
-      figures.catch(() => {
-        if (snapshot?.figures === figures) snapshot = undefined;
-      });
-    }
-    return snapshot.figures;
-  };
+  let figures: Promise<Map<string, Sample[]>> = Promise.resolve(new Map());
+  let cached: { at: number; text: Promise<string> } | undefined;
   for (const family of CLOUD_FAMILIES) {
     new Gauge({
       name: family.name,
@@ -757,11 +740,23 @@ export function cloudRegistry(app: App): Registry {
       labelNames: family.labelNames,
       registers: [registry],
       async collect() {
-        const samples = (await current()).get(family.name) ?? [];
+        const samples = (await figures).get(family.name) ?? [];
         this.reset();
         for (const s of samples) this.set(s.labels, s.value);
       },
     });
   }
-  return registry;
+  return () => {
+    const now = Date.now();
+    if (!cached || now - cached.at > CACHE_MS) {
+      figures = computeCloudFigures(app);
+      const text = registry.metrics();
+      cached = { at: now, text };
+      // A failed computation is not kept: the next scrape tries again.
+      text.catch(() => {
+        if (cached?.text === text) cached = undefined;
+      });
+    }
+    return cached.text;
+  };
 }

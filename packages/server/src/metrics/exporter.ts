@@ -5,9 +5,8 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Registry } from 'prom-client';
 import type { App } from '../context.ts';
-import { cloudRegistry } from './cloud-metrics.ts';
+import { cloudExposition } from './cloud-metrics.ts';
 import type { ServerMetrics } from './server-metrics.ts';
 import {
   isAllowed,
@@ -28,7 +27,8 @@ export interface Exporter {
 /** Starts the exporter when prometheus.exporter.enable is true; undefined when it is off. */
 export async function startExporter(app: App, metrics: ServerMetrics): Promise<Exporter | undefined> {
   if (!app.settings.get(PROMETHEUS_ENABLE)) return undefined;
-  const registry = Registry.merge([cloudRegistry(app), metrics.registry]);
+  const cloudText = cloudExposition(app);
+  const contentType = metrics.registry.contentType;
   // The allow-list is read on every scrape (it may change at run time); parsed again only when it did.
   let allowText: string | undefined;
   let allow = parseAllowList('');
@@ -68,11 +68,11 @@ export async function startExporter(app: App, metrics: ServerMetrics): Promise<E
       res.writeHead(403, { 'content-type': 'text/plain' }).end('Forbidden');
       return;
     }
-    registry.metrics().then(
-      (text) => {
+    Promise.all([cloudText(), metrics.registry.metrics()]).then(
+      ([cloud, own]) => {
         res
-          .writeHead(200, { 'content-type': registry.contentType })
-          .end(req.method === 'HEAD' ? undefined : text);
+          .writeHead(200, { 'content-type': contentType })
+          .end(req.method === 'HEAD' ? undefined : cloud + own);
       },
       (err) => {
         app.log.error({ err }, 'computing metrics failed');
