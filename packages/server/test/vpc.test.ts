@@ -422,3 +422,40 @@ describe('VPCs and tiers', () => {
     assert.ok(events.count >= 1);
   });
 });
+
+describe('account deletion', () => {
+  test('deleting an account deletes its VPCs: tiers, router and addresses', async () => {
+    const carol = await zone.createUser('carol');
+    const vpc = (
+      await carol.call<any>('createVPC', {
+        name: 'c-vpc',
+        zoneid,
+        vpcofferingid: vpcOffering,
+        cidr: '10.30.0.0/16',
+      })
+    ).vpc;
+    const tier = (
+      await carol.request<any>('createNetwork', {
+        name: 'c-web',
+        zoneid,
+        networkofferingid: tierOffering,
+        vpcid: vpc.id,
+        gateway: '10.30.1.1',
+        netmask: '255.255.255.0',
+      })
+    ).network;
+    await carol.call('deployVirtualMachine', {
+      zoneid,
+      templateid,
+      serviceofferingid: offering,
+      networkids: tier.id,
+    });
+    const router = await vpcRouter(vpc.id);
+    const account = (await admin.request<any>('listAccounts', { name: 'carol', listall: true })).account[0];
+    await admin.call('deleteAccount', { id: account.id });
+    assert.equal((await admin.request<any>('listVPCs', { listall: true })).count ?? 0, 0);
+    assert.equal(routersOnHosts().has(router.name), false, 'its router is gone from the host');
+    const held = await admin.request<any>('listPublicIpAddresses', { listall: true });
+    assert.equal(held.count ?? 0, 0, 'its addresses are free');
+  });
+});

@@ -8,10 +8,11 @@
  */
 import { formatDate } from '../clock.ts';
 import type { CallContext } from '../context.ts';
-import type { NetworkOfferingRow, NetworkRow, VpcRow, ZoneRow } from '../db/schema.ts';
+import type { AccountRow, NetworkOfferingRow, NetworkRow, VpcRow, ZoneRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { escapeLike, likeEscaped } from '../iam/access.ts';
+import { onAccountDelete } from '../iam/accounts.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
 import { checkRowAccess, findOwned, listOwned, type OwnedLookup } from '../iam/owned.ts';
 import { findZone, intToIpv4, ipv4ToInt, isIpv4, likeOp } from '../infra/common.ts';
@@ -328,6 +329,58 @@ async function vmsInVpc(
     .execute();
 }
 
+/**
+ * Deletes a VPC: refused while a tier has VMs; its tiers go as deleteNetwork does, then its router
+ * and addresses. `forced` (account deletion): a host that cannot be reached does not stop it.
+ */
+async function deleteVpcOf(ctx: CallContext, vpc: VpcRow, forced: boolean): Promise<void> {
+  const { app } = ctx;
+  const vms = await vmsInVpc(ctx, vpc.id);
+  if (vms.length)
+    throw invalidParameter(
+      `Can't delete VPC ${vpc.name}: its tiers still have VMs (${vms
+        .slice(0, 5)
+        .map((v) => `${v.name} (${v.state}) in ${v.tier}`)
+        .join(', ')}${vms.length > 5 ? ` and ${vms.length - 5} more` : ''}); expunge them first`,
+    );
+  // Tiers first (each is refused, and the deletion stops, if a VM was deployed meanwhile).
+  for (const tier of await vpcTiers(app, vpc.id)) await deleteNetworkOf(ctx, tier.uuid, forced);
+  await destroyVpcRouter(app, vpc.id, forced);
+  await app.store.db.transaction().execute(async (tx) => {
+    const ips = await tx.selectFrom('public_ips').selectAll().where('vpc_id', '=', vpc.id).execute();
+    for (const ip of ips) await releasePublicIp(app, tx, ip);
+    await tx
+      .updateTable('vpcs')
+      .set({ state: 'Inactive', removed: app.clock.now() })
+      .where('id', '=', vpc.id)
+      .execute();
+    const account = await tx
+      .selectFrom('accounts')
+      .selectAll()
+      .where('id', '=', vpc.account_id)
+      .executeTakeFirst();
+    if (account) await reserve(ctx, tx, account, ResourceKind.Vpc, -1);
+    await logEvent(ctx, tx, {
+      type: 'VPC.DELETE',
+      description: `deleted VPC ${vpc.name}`,
+      resourceType: 'Vpc',
+      resourceId: vpc.uuid,
+    });
+  });
+}
+
+/** A deleted account's VPCs go with it (its VMs were expunged first), before its other networks. */
+async function deleteAccountVpcs(ctx: CallContext, account: AccountRow): Promise<void> {
+  const vpcs = await ctx.app.store.db
+    .selectFrom('vpcs')
+    .selectAll()
+    .where('account_id', '=', account.id)
+    .where('removed', 'is', null)
+    .execute();
+  for (const vpc of vpcs) await deleteVpcOf(ctx, vpc, true);
+}
+onAccountDelete(deleteAccountVpcs);
+
 export const deleteVPC = defineCommand({
   name: 'deleteVPC',
   description:
@@ -336,40 +389,7 @@ export const deleteVPC = defineCommand({
   event: { type: 'VPC.DELETE', description: (params) => `deleting VPC ${params.id}` },
   target: vpcTarget,
   async handler(ctx, params) {
-    const { app } = ctx;
-    const vpc = await findOwned(ctx, 'vpcs', params.id, OWNED_VPC);
-    const vms = await vmsInVpc(ctx, vpc.id);
-    if (vms.length)
-      throw invalidParameter(
-        `Can't delete VPC ${vpc.name}: its tiers still have VMs (${vms
-          .slice(0, 5)
-          .map((v) => `${v.name} (${v.state}) in ${v.tier}`)
-          .join(', ')}${vms.length > 5 ? ` and ${vms.length - 5} more` : ''}); expunge them first`,
-      );
-    // Tiers first (each is refused, and the deletion stops, if a VM was deployed meanwhile).
-    for (const tier of await vpcTiers(app, vpc.id)) await deleteNetworkOf(ctx, tier.uuid, false);
-    await destroyVpcRouter(app, vpc.id, false);
-    await app.store.db.transaction().execute(async (tx) => {
-      const ips = await tx.selectFrom('public_ips').selectAll().where('vpc_id', '=', vpc.id).execute();
-      for (const ip of ips) await releasePublicIp(app, tx, ip);
-      await tx
-        .updateTable('vpcs')
-        .set({ state: 'Inactive', removed: app.clock.now() })
-        .where('id', '=', vpc.id)
-        .execute();
-      const account = await tx
-        .selectFrom('accounts')
-        .selectAll()
-        .where('id', '=', vpc.account_id)
-        .executeTakeFirst();
-      if (account) await reserve(ctx, tx, account, ResourceKind.Vpc, -1);
-      await logEvent(ctx, tx, {
-        type: 'VPC.DELETE',
-        description: `deleted VPC ${vpc.name}`,
-        resourceType: 'Vpc',
-        resourceId: vpc.uuid,
-      });
-    });
+    await deleteVpcOf(ctx, await findOwned(ctx, 'vpcs', params.id, OWNED_VPC), false);
     return success();
   },
 });
