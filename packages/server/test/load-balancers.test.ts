@@ -167,7 +167,7 @@ describe('load balancing rules', () => {
       [{ cidrlist: '10.0.0.0/8', openfirewall: false }, is(431, /openfirewall/)],
       [{ cidrlist: '10.0.0.0/33' }, is(431, /cidr/i)],
       [{ publicipid: bobIp.id }, is(531)],
-      [{ publicipid: zoneid }, is(431, /IP address/)],
+      [{ publicipid: zoneid }, is(431, /Invalid parameter publicipid value=.* entity does not exist/)],
       [{ publicipid: undefined }, is(431, /source IP/)],
       [{ networkid: bobNet.id }, is(431, /associated with network/)],
       [{ publicipid: sourceNat.id, publicport: 53 }, is(431, /port 53/)],
@@ -261,7 +261,7 @@ describe('load balancing rules', () => {
     );
     await assert.rejects(
       alice.call('assignToLoadBalancerRule', { id: rule.id, virtualmachineids: zoneid }),
-      is(431, /Invalid instance id/),
+      is(431, /Invalid parameter virtualmachineids value=.* entity does not exist/),
     );
     await assert.rejects(
       bob.call('assignToLoadBalancerRule', { id: rule.id, virtualmachineids: bobVm.id }),

@@ -135,13 +135,17 @@ export async function resolveEntities(
     // upstream leaves non-UUID values of such parameters to the command.
     const wanted = new Set(given.filter((v) => UUID_RE.test(v)));
     for (const table of tables) {
+      // In chunks: a long list must not exceed the databases' limits on bound parameters.
+      const ids = [...wanted];
+      for (let i = 0; i < ids.length; i += 500) {
+        const found = await ctx.app.store.db
+          .selectFrom(table as 'zones')
+          .select('uuid')
+          .where('uuid', 'in', ids.slice(i, i + 500))
+          .execute();
+        for (const row of found) wanted.delete(row.uuid);
+      }
       if (wanted.size === 0) break;
-      const found = await ctx.app.store.db
-        .selectFrom(table as 'zones')
-        .select('uuid')
-        .where('uuid', 'in', [...wanted])
-        .execute();
-      for (const row of found) wanted.delete(row.uuid);
     }
     const missing = wanted.values().next();
     if (!missing.done) throw invalidParameter(invalidUuidText(name, missing.value));
