@@ -1,12 +1,14 @@
 /** Instance groups: named sets of an account's VMs (the VM's `group`). */
+
 import { formatDate } from '../clock.ts';
 import type { CallContext } from '../context.ts';
 import { insertId, type Tx } from '../db/connection.ts';
 import type { AccountRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
-import { applyScope, checkOwnerAccess, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
+import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
+import { findOwned } from '../iam/owned.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -65,21 +67,7 @@ async function present(ctx: CallContext, ids: number[]): Promise<object[]> {
 }
 
 async function findGroup(ctx: CallContext, uuid: string) {
-  const g = await ctx.app.store.db
-    .selectFrom('instance_groups')
-    .innerJoin('domains', 'domains.id', 'instance_groups.domain_id')
-    .select([
-      'instance_groups.id',
-      'instance_groups.name',
-      'instance_groups.account_id',
-      'domains.path',
-      'domains.name as domain',
-    ])
-    .where('instance_groups.uuid', '=', uuid)
-    .executeTakeFirst();
-  if (!g) throw invalidParameter(`Unable to find instance group by id ${uuid}`);
-  checkOwnerAccess(ctx.caller, { accountId: g.account_id, domain: { path: g.path, name: g.domain } });
-  return g;
+  return findOwned(ctx, 'instance_groups', uuid, { noun: 'instance group' });
 }
 
 export const createInstanceGroup = defineCommand({

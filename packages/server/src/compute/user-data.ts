@@ -1,11 +1,13 @@
 /** Registered user data: named, base64 cloud-init payloads that deploys can refer to by id. */
+
 import type { CallContext } from '../context.ts';
 import { insertId } from '../db/connection.ts';
 import { internalError, invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { applyScope, checkOwnerAccess, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
+import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
+import { findOwned } from '../iam/owned.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -187,20 +189,7 @@ export const deleteUserData = defineCommand({
   },
   async handler(ctx, params) {
     const db = ctx.app.store.db;
-    const row = await db
-      .selectFrom('user_data')
-      .innerJoin('domains', 'domains.id', 'user_data.domain_id')
-      .select([
-        'user_data.id',
-        'user_data.name as udname',
-        'user_data.account_id',
-        'domains.path',
-        'domains.name',
-      ])
-      .where('user_data.uuid', '=', params.id)
-      .executeTakeFirst();
-    if (!row) throw invalidParameter(`Unable to find user data by id ${params.id}`);
-    checkOwnerAccess(ctx.caller, { accountId: row.account_id, domain: { path: row.path, name: row.name } });
+    const row = await findOwned(ctx, 'user_data', params.id, { noun: 'user data' });
     // As upstream: refused (530) while a VM not yet expunged was deployed with it.
     const used = await db
       .selectFrom('vms')
@@ -209,7 +198,7 @@ export const deleteUserData = defineCommand({
       .where('removed', 'is', null)
       .executeTakeFirst();
     if (used)
-      throw internalError(`Userdata ${row.udname} cannot be removed as it is being used by some instances`);
+      throw internalError(`Userdata ${row.name} cannot be removed as it is being used by some instances`);
     await db.deleteFrom('user_data').where('id', '=', row.id).execute();
     return success();
   },
