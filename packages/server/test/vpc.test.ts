@@ -310,6 +310,20 @@ describe('VPCs and tiers', () => {
       ['web-1', webVm.nic[0].ipaddress],
     ]);
     assert.equal(routersOnHosts().size, 1, 'one router serves both tiers');
+    const listed = (await admin.request<any>('listRouters', { vpcid: vpc.id })).router;
+    assert.equal(listed.length, 1);
+    assert.equal(listed[0].name, router.name);
+    assert.equal(listed[0].vpcid, vpc.id);
+    assert.equal(listed[0].state, 'Running');
+    assert.deepEqual(
+      listed[0].nic.map((n: any) => [n.traffictype, n.ipaddress]),
+      [
+        ['Guest', '10.10.1.1'],
+        ['Guest', '10.10.2.1'],
+        ['Public', router.spec.public.sourceNat],
+      ],
+    );
+    assert.equal((await admin.request<any>('listRouters', { forvpc: false })).count ?? 0, 0);
   });
 
   test('public addresses of the VPC: port forwarding and static NAT into tiers', async () => {

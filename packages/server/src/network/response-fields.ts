@@ -3,7 +3,6 @@ import type { FieldDescriptions, ResponseFields } from '../registry/response-fie
 
 const noIpv6 = 'Not returned by Nimbostack: IPv6 is not supported.';
 const noVpc = 'Not returned by Nimbostack: network ACLs are not implemented yet.';
-const noVpcRouter = 'Not returned by Nimbostack: routers are listed without their VPC.';
 const noRouting = 'Not returned by Nimbostack: it has no routed (BGP) networks.';
 const noNsx = 'Not returned by Nimbostack: NSX is not supported.';
 const noPvlan = 'Not returned by Nimbostack: private VLANs are not supported.';
@@ -171,8 +170,8 @@ const router: FieldDescriptions = {
   linklocalnetmask: 'Not returned by Nimbostack: routers have no link-local control interface.',
   linklocalnetworkid: 'Not returned by Nimbostack: routers have no link-local control interface.',
   scriptsversion: 'Not returned by Nimbostack: see version.',
-  vpcid: noVpcRouter,
-  vpcname: noVpcRouter,
+  vpcid: "UUID of the VPC whose router this is; left out for networks' routers.",
+  vpcname: "Name of the VPC whose router this is; left out for networks' routers.",
 };
 
 const networkoffering: FieldDescriptions = {

@@ -20,6 +20,7 @@ import {
   ROUTER_VERSION,
   removeRouterRecords,
   routerEvent,
+  routerLockKey,
   routersDestroyed,
   withNetworkLock,
 } from './routers.ts';
@@ -80,7 +81,128 @@ async function presentRouters(ctx: CallContext, routers: RouterRow[]): Promise<o
     .where('public_ips.network_id', 'in', ids('network_id'))
     .where('public_ips.source_nat', '=', 1)
     .execute();
+  // A VPC's router: its VPC, the VPC's source-NAT address, and a guest NIC per tier.
+  const vpcIds = [...new Set(routers.map((r) => r.vpc_id).filter((v): v is number => v !== null))];
+  const [vpcs, vpcNats, tierNics] = vpcIds.length
+    ? await Promise.all([
+        db.selectFrom('vpcs').select(['id', 'uuid', 'name']).where('id', 'in', vpcIds).execute(),
+        db
+          .selectFrom('public_ips')
+          .innerJoin('vlan_ip_ranges', 'vlan_ip_ranges.id', 'public_ips.range_id')
+          .innerJoin('networks', 'networks.id', 'vlan_ip_ranges.network_id')
+          .select([
+            'public_ips.vpc_id',
+            'public_ips.ip4',
+            'vlan_ip_ranges.gateway',
+            'vlan_ip_ranges.netmask',
+            'networks.uuid as public_network',
+          ])
+          .where('public_ips.vpc_id', 'in', vpcIds)
+          .where('public_ips.source_nat', '=', 1)
+          .execute(),
+        db
+          .selectFrom('nics')
+          .innerJoin('networks', 'networks.id', 'nics.network_id')
+          .select([
+            'nics.uuid',
+            'nics.router_id',
+            'nics.ip4',
+            'nics.mac',
+            'nics.gateway',
+            'nics.netmask',
+            'nics.broadcast_uri',
+            'nics.isolation_uri',
+            'networks.uuid as network_uuid',
+            'networks.name as network_name',
+          ])
+          .where(
+            'nics.router_id',
+            'in',
+            routers.filter((r) => r.vpc_id !== null).map((r) => r.id),
+          )
+          .where('nics.removed', 'is', null)
+          .orderBy('nics.network_id')
+          .execute(),
+      ])
+    : [[], [], []];
   return routers.map((r) => {
+    if (r.vpc_id !== null) {
+      const vpc = vpcs.find((v) => v.id === r.vpc_id);
+      const pub = vpcNats.find((x) => x.vpc_id === r.vpc_id);
+      const zone = zones.find((z) => z.id === r.zone_id);
+      const pod = pods.find((x) => x.id === r.pod_id);
+      const host = hosts.find((h) => h.id === r.host_id);
+      return {
+        id: r.uuid,
+        name: r.name,
+        role: 'VIRTUAL_ROUTER',
+        state: r.state,
+        account: 'system',
+        domainid: root?.uuid,
+        domain: root?.name,
+        domainpath: root ? '/' : undefined,
+        vpcid: vpc?.uuid,
+        vpcname: vpc?.name,
+        zoneid: zone?.uuid,
+        zonename: zone?.name,
+        podid: pod?.uuid,
+        podname: pod?.name,
+        hostid: host?.uuid,
+        hostname: host?.name,
+        hostcontrolstate: host?.state,
+        hypervisor: r.hypervisor ?? undefined,
+        dns1: zone?.dns1 ?? undefined,
+        dns2: zone?.dns2 ?? undefined,
+        gateway: pub?.gateway,
+        publicip: pub?.ip4,
+        publicmacaddress: pub ? (r.public_mac ?? undefined) : undefined,
+        publicnetmask: pub?.netmask,
+        publicnetworkid: pub?.public_network,
+        created: formatDate(r.created),
+        version: r.version,
+        softwareversion: r.version,
+        requiresupgrade: r.version !== ROUTER_VERSION,
+        isredundantrouter: false,
+        redundantstate: 'UNKNOWN',
+        healthchecksfailed: false,
+        hasannotations: false,
+        nic: [
+          ...tierNics
+            .filter((n) => n.router_id === r.id)
+            .map((n, i) => ({
+              id: n.uuid,
+              networkid: n.network_uuid,
+              networkname: n.network_name,
+              ipaddress: n.ip4 ?? undefined,
+              macaddress: n.mac,
+              gateway: n.gateway ?? undefined,
+              netmask: n.netmask ?? undefined,
+              broadcasturi: n.broadcast_uri ?? undefined,
+              isolationuri: n.isolation_uri ?? undefined,
+              traffictype: 'Guest',
+              type: 'Isolated',
+              isdefault: false,
+              // The first tier is the router's eth0, eth1 its public side, then the other tiers.
+              deviceid: String(i === 0 ? 0 : i + 1),
+            })),
+          ...(pub
+            ? [
+                {
+                  networkid: pub.public_network,
+                  ipaddress: pub.ip4,
+                  macaddress: r.public_mac,
+                  gateway: pub.gateway,
+                  netmask: pub.netmask,
+                  traffictype: 'Public',
+                  type: 'Shared',
+                  isdefault: true,
+                  deviceid: '1',
+                },
+              ]
+            : []),
+        ],
+      };
+    }
     const pub = r.public_mac ? sourceNats.find((x) => x.network_id === r.network_id) : undefined;
     const network = networks.find((n) => n.id === r.network_id);
     const zone = zones.find((z) => z.id === r.zone_id);
@@ -195,8 +317,8 @@ export const listRouters = defineCommand({
         "Domain administrators: true lists the routers of every network owned in their domains, false only their own account's. Root administrators see every router either way unless account or domainid narrows the list.",
     }),
     projectid: p.uuid({ description: 'Projects are not implemented yet: any value gives an empty list.' }),
-    vpcid: p.uuid({ description: 'VPCs are not implemented yet: any value gives an empty list.' }),
-    forvpc: p.boolean({ description: 'True gives an empty list: VPCs are not implemented yet.' }),
+    vpcid: p.uuid({ description: "Only this VPC's router." }),
+    forvpc: p.boolean({ description: "Only VPCs' routers (true) or only networks' routers (false)." }),
     fetchhealthcheckresults: p.boolean({
       description: 'Accepted for compatibility; Nimbostack runs no router health checks and ignores it.',
     }),
@@ -241,18 +363,40 @@ export const listRouters = defineCommand({
     // unless account or domainid narrows the list.
     if (!isRootAdmin(ctx.caller) || params.account || params.domainid) {
       const scope = await listScope(ctx, params);
-      q = q.where(
-        'network_id',
-        'in',
-        applyScope(db.selectFrom('networks').select('networks.id'), scope, {
-          account: 'networks.account_id',
-          domain: 'networks.domain_id',
-        }),
+      // A VPC's router belongs to the VPC's owner (its network is the zone's Public one).
+      q = q.where((eb) =>
+        eb.or([
+          eb(
+            'network_id',
+            'in',
+            applyScope(db.selectFrom('networks').select('networks.id'), scope, {
+              account: 'networks.account_id',
+              domain: 'networks.domain_id',
+            }),
+          ),
+          eb(
+            'vpc_id',
+            'in',
+            applyScope(db.selectFrom('vpcs').select('vpcs.id'), scope, {
+              account: 'vpcs.account_id',
+              domain: 'vpcs.domain_id',
+            }),
+          ),
+        ]),
       );
     }
-    // Routers of VPCs, projects, accounts or failed health checks do not exist here.
-    if (params.vpcid || params.forvpc || params.projectid || params.healthchecksfailed)
-      return listResult([], 0);
+    if (params.vpcid) {
+      const vpc = await db
+        .selectFrom('vpcs')
+        .select('id')
+        .where('uuid', '=', params.vpcid)
+        .executeTakeFirst();
+      if (!vpc) throw invalidParameter(`Unable to find VPC by id ${params.vpcid}`);
+      q = q.where('vpc_id', '=', vpc.id);
+    }
+    if (params.forvpc !== undefined) q = q.where('vpc_id', params.forvpc ? 'is not' : 'is', null);
+    // Routers of projects or failed health checks do not exist here.
+    if (params.projectid || params.healthchecksfailed) return listResult([], 0);
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
     return listResult(await presentRouters(ctx, rows), Number(count));
@@ -274,7 +418,10 @@ async function routerAction(
   act: (current: RouterRow) => Promise<RouterRow>,
 ): Promise<object> {
   const router = await findRouter(ctx, id);
-  const done = await withNetworkLock(ctx.app, router.network_id, async () => act(await findRouter(ctx, id)));
+  // A VPC's router shares its VPC's lock (tiers, addresses and rules change under it).
+  const done = await withNetworkLock(ctx.app, routerLockKey(router), async () =>
+    act(await findRouter(ctx, id)),
+  );
   return (await presentRouters(ctx, [done]))[0]!;
 }
 
