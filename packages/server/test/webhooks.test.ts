@@ -9,7 +9,7 @@ import { createHmac } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import type { CloudStackClient } from '@nimbostack/client';
+import { CloudStackClient } from '@nimbostack/client';
 import { createAccountAndLogin, startServer, type TestServer } from './harness.ts';
 
 interface Received {
@@ -22,6 +22,7 @@ interface Received {
 class Receiver {
   got: Received[] = [];
   failing = true;
+  hung = false;
   private server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c) => chunks.push(c));
@@ -31,6 +32,11 @@ class Receiver {
         headers: req.headers,
         body: Buffer.concat(chunks).toString('utf8'),
       });
+      // The first request to /hang gets no answer at all (a receiver stuck mid-request).
+      if (req.url === '/hang' && !this.hung) {
+        this.hung = true;
+        return;
+      }
       if (req.url?.startsWith('/fail') && this.failing) res.writeHead(500).end('receiver is down');
       else res.writeHead(200, { 'content-type': 'text/plain' }).end('thanks');
     });
@@ -41,6 +47,7 @@ class Receiver {
     this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
   stop(): Promise<void> {
+    this.server.closeAllConnections();
     return new Promise((r) => this.server.close(() => r()));
   }
   at(path: string): Received[] {
@@ -213,5 +220,38 @@ describe('webhooks', () => {
     assert.equal(g.headers['x-cs-signature'], hmac(g.body, 'other'));
     await alice.request('deleteWebhook', { id: aliceHook.id });
     assert.equal((await alice.request<any>('listWebhooks', {})).webhook, undefined);
+  });
+
+  test('a stop does not wait for a stuck receiver, and the event is delivered after the restart', async () => {
+    const hook = (
+      await alice.request<any>('createWebhook', { name: 'hang', payloadurl: `${receiver.url}/hang` })
+    ).webhook;
+    await alice.request('createSSHKeyPair', { name: 'alice-key-hang' });
+    const first = await receiver.waitFor((x) => x.path === '/hang' && x.body.includes('alice-key-hang'));
+    const t = Date.now();
+    await server.stop({ keepData: true });
+    const stopMs = Date.now() - t;
+    assert.ok(stopMs < 8000, `stopped in ${stopMs} ms, not after the 10 s delivery timeout`);
+    server = await startServer({ dataDir: server.dataDir, databaseUrl: server.databaseUrl });
+    const again = await receiver.waitFor(
+      (x) => x.path === '/hang' && x.body.includes('alice-key-hang') && x !== first,
+      20_000,
+    );
+    assert.equal(
+      again.headers['x-cs-event-id'],
+      first.headers['x-cs-event-id'],
+      'the same event, sent again',
+    );
+    const client = await CloudStackClient.login(server.api, 'alice', 'secret-pw');
+    const deadline = Date.now() + 10_000;
+    let ok = false;
+    while (!ok && Date.now() < deadline) {
+      const h =
+        (await client.request<any>('listWebhookDeliveries', { webhookid: hook.id })).webhookdelivery ?? [];
+      ok = h.some((d: any) => d.success && d.payload.includes('alice-key-hang'));
+      if (!ok) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(ok, 'the delivery after the restart succeeded and is in the history');
+    console.log(`server stopped in ${stopMs} ms with a delivery in flight`);
   });
 });

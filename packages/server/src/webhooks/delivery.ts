@@ -94,6 +94,7 @@ export async function post(
   target: Pick<WebhookRow, 'payload_url' | 'secret_key' | 'ssl_verification'>,
   e: DeliveryEvent,
   timeoutSec: number,
+  signal?: AbortSignal,
 ): Promise<Attempt> {
   const start = Date.now();
   const body = Buffer.from(e.payload, 'utf8');
@@ -132,6 +133,8 @@ export async function post(
         timeout: timeoutSec * 1000,
         // sslverification=false: upstream trusts any certificate and host name; so do we.
         ...(url.protocol === 'https:' ? { rejectUnauthorized: target.ssl_verification === 1 } : {}),
+        // A stopping server does not wait out a slow receiver: the try fails and is recorded.
+        ...(signal ? { signal } : {}),
       },
       (res) => {
         const chunks: Buffer[] = [];

@@ -69,24 +69,39 @@ export async function deliverWithRetries(
   app: App,
   webhook: WebhookRow,
   e: DeliveryEvent,
-  stopped: () => boolean = () => false,
+  signal?: AbortSignal,
 ): Promise<boolean> {
   const tries = app.settings.at(WEBHOOK_DELIVERY_TRIES, 'domain', webhook.domain_id);
   const timeout = app.settings.at(WEBHOOK_DELIVERY_TIMEOUT, 'domain', webhook.domain_id);
   for (let n = 1; n <= tries; n++) {
-    const attempt = await post(webhook, e, timeout);
+    const attempt = await post(webhook, e, timeout, signal);
     await recordAttempt(app, webhook.id, e, attempt);
     if (attempt.success) return true;
-    if (n < tries && !stopped()) await new Promise((r) => setTimeout(r, retryPauseMs(n)));
-    if (stopped()) break;
+    if (signal?.aborted) break;
+    if (n < tries) await pause(retryPauseMs(n), signal);
+    if (signal?.aborted) break;
   }
   return false;
+}
+
+/** Waits, or less when the signal fires. */
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }
 
 export class WebhookDispatcher {
   private stopped = false;
   private loop?: Promise<void>;
   private wake?: () => void;
+  private readonly abort = new AbortController();
 
   constructor(private readonly app: App) {}
 
@@ -96,6 +111,7 @@ export class WebhookDispatcher {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.abort.abort();
     this.wake?.();
     await this.loop;
   }
@@ -124,9 +140,8 @@ export class WebhookDispatcher {
     const claim = await claimOutbox(this.app, 'webhook', BATCH, LEASE_MS);
     if (!claim) return false;
     for (const row of claim.rows) {
-      // A stopping server leaves the rest of its claim to the lease: the next start (or another
-      // server) takes it over.
-      if (this.stopped) break;
+      // A stopping server leaves the rest of its claim (released at stop) to the next start or
+      // another server.
       if (row.event) {
         const hooks = await webhooksFor(this.app, row.event);
         if (hooks.length > 0) {
@@ -140,12 +155,14 @@ export class WebhookDispatcher {
           };
           await Promise.all(
             hooks.map(async (h) => {
-              await deliverWithRetries(this.app, h, e, () => this.stopped);
+              await deliverWithRetries(this.app, h, e, this.abort.signal);
               await trimHistory(this.app, h.id);
             }),
           );
         }
       }
+      // Cut short by a stop: the event is dispatched again later (at least once, never lost).
+      if (this.stopped) break;
       await completeOutbox(this.app, claim.token, [row.id]);
     }
     return claim.rows.length === BATCH;
