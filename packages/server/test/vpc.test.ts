@@ -393,6 +393,34 @@ describe('VPCs and tiers', () => {
     await assert.rejects(alice.call('disassociateIpAddress', { id: snat.id }), is(431, /source nat/));
   });
 
+  test('a load balancer on a VPC address spreads over VMs of its tier', async () => {
+    const ip = (await alice.call<any>('associateIpAddress', { vpcid: vpc.id })).ipaddress;
+    const lb = (
+      await alice.call<any>('createLoadBalancerRule', {
+        publicipid: ip.id,
+        name: 'web-lb',
+        publicport: 443,
+        privateport: 8443,
+        algorithm: 'roundrobin',
+        networkid: web.id,
+      })
+    ).loadbalancer;
+    assert.equal(lb.networkid, web.id);
+    await assert.rejects(
+      alice.call('assignToLoadBalancerRule', { id: lb.id, virtualmachineids: dbVm.id }),
+      is(431),
+      'a VM of another tier is refused',
+    );
+    await alice.call('assignToLoadBalancerRule', { id: lb.id, virtualmachineids: webVm.id });
+    const router = await vpcRouter(vpc.id);
+    const onRouter = router.spec.rules.loadBalancers.find((l: any) => l.publicIp === ip.ipaddress);
+    assert.deepEqual(
+      onRouter.members.map((m: any) => m.ip),
+      [webVm.nic[0].ipaddress],
+    );
+    assert.equal(onRouter.privatePort, 8443);
+  });
+
   test('restartVPC cleanup=true boots a fresh router with every tier, entry and rule', async () => {
     const old = await vpcRouter(vpc.id);
     await alice.call('restartVPC', { id: vpc.id, cleanup: true });
@@ -420,7 +448,7 @@ describe('VPCs and tiers', () => {
     );
     assert.deepEqual(router.spec.rules.staticNats, [], 'its static NAT went with it');
     const ips = await alice.request<any>('listPublicIpAddresses', { vpcid: vpc.id });
-    assert.equal(ips.count, 3, "the VPC's addresses stay the VPC's");
+    assert.equal(ips.count, 4, "the VPC's addresses stay the VPC's");
   });
 
   test('deleteVPC with no VM left removes tiers, router and addresses', async () => {

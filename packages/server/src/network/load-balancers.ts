@@ -25,11 +25,13 @@ import { listParams, p, scopeParams } from '../registry/params.ts';
 import { withTags } from '../tags/tags.ts';
 import {
   applyOrUndo,
+  bindIpToTier,
   cidrText,
   customRuleId,
   deleteRules,
   LIVE_RULE_STATES,
   lockIp,
+  networkForRule,
   networkOfIp,
   OWNED_IP,
   portsText,
@@ -80,11 +82,13 @@ async function validateCreate(ctx: CallContext, params: CreateParams) {
   if (ip.state !== 'Allocated')
     throw invalidParameter(`Unable to create load balancer rule, invalid IP address ID ${params.publicipid}`);
   if (ip.static_nat_vm_id !== null) throw conflict(`Can't do load balance on ip address: ${ip.ip4}`);
-  if (ip.network_id === null)
+  if (ip.network_id === null && ip.vpc_id === null)
     throw invalidParameter(
       'Unable to create load balancer rule ; specified sourceip id is not associated with any network',
     );
-  const network = await networkOfIp(ctx, ip);
+  // A VPC's address serving no tier yet is bound to the tier networkid names (bindIpToTier below).
+  const network =
+    ip.network_id === null ? await networkForRule(ctx, ip, params.networkid) : await networkOfIp(ctx, ip);
   if (params.networkid && params.networkid !== network.uuid)
     throw invalidParameter(
       `IP address ${ip.ip4} is associated with network ${network.name}, not ${params.networkid}`,
@@ -214,6 +218,7 @@ export const createLoadBalancerRule = defineCommand({
     const uuid = app.ids.uuid();
     await app.store.db.transaction().execute(async (tx) => {
       await lockIp(tx, v.ip.id);
+      await bindIpToTier(tx, v.ip, v.network);
       await checkConflicts(tx, v.ip, params.publicport, v.openFirewall ? v.cidrs : undefined);
       const now = app.clock.now();
       const common = {
