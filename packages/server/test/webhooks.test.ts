@@ -222,6 +222,48 @@ describe('webhooks', () => {
     assert.equal((await alice.request<any>('listWebhooks', {})).webhook, undefined);
   });
 
+  test("a domain admin's Domain webhook gets its subtree's events and no others'", async () => {
+    const admin = server.admin;
+    const d = (await admin.request<any>('createDomain', { name: 'wd' })).domain;
+    const sub = (await admin.request<any>('createDomain', { name: 'wdsub', parentdomainid: d.id })).domain;
+    const da = (
+      await createAccountAndLogin(server, {
+        name: 'wdadmin',
+        accounttype: 2,
+        domainid: d.id,
+        domainPath: '/wd',
+      })
+    ).client;
+    const carol = (
+      await createAccountAndLogin(server, { name: 'carol', domainid: sub.id, domainPath: '/wd/wdsub' })
+    ).client;
+    await assert.rejects(
+      da.request('createWebhook', { name: 'g', payloadurl: `${receiver.url}/g`, scope: 'Global' }),
+      (e: any) => e.errorcode === 431,
+    );
+    const hook = (
+      await da.request<any>('createWebhook', {
+        name: 'dom',
+        payloadurl: `${receiver.url}/dom`,
+        scope: 'Domain',
+      })
+    ).webhook;
+    assert.equal(hook.scope, 'Domain');
+    assert.equal(hook.domainid, d.id);
+    await bob.request('createSSHKeyPair', { name: 'bob-outside' });
+    await carol.request('createSSHKeyPair', { name: 'carol-inside' });
+    await receiver.waitFor((x) => x.path === '/dom' && x.body.includes('carol-inside'));
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.ok(
+      !receiver.at('/dom').some((x) => x.body.includes('bob-outside')),
+      "bob's event is outside the domain",
+    );
+    // Carol (a user below) does not see the domain admin's webhook or its deliveries.
+    assert.equal((await carol.request<any>('listWebhooks', {})).webhook, undefined);
+    assert.equal((await carol.request<any>('listWebhookDeliveries', {})).webhookdelivery, undefined);
+    await da.request('deleteWebhook', { id: hook.id });
+  });
+
   test('a stop does not wait for a stuck receiver, and the event is delivered after the restart', async () => {
     const hook = (
       await alice.request<any>('createWebhook', { name: 'hang', payloadurl: `${receiver.url}/hang` })
