@@ -248,6 +248,36 @@ describe('VPCs and tiers', () => {
       tier('10.10.3.1', '255.255.255.0', { networkdomain: 'other.internal' }),
       is(431, /Network domain/),
     );
+    // A VPC whose offering lacks Lb takes no tier with Lb.
+    const small = (
+      await admin.call<any>('createVPCOffering', {
+        name: 'no-lb-vpc',
+        supportedservices: 'Dhcp,Dns,UserData,SourceNat,StaticNat,PortForwarding,NetworkACL',
+        enable: true,
+      })
+    ).vpcoffering;
+    const plain = (
+      await alice.call<any>('createVPC', {
+        name: 'plain',
+        zoneid,
+        vpcofferingid: small.id,
+        cidr: '10.40.0.0/16',
+        start: false,
+      })
+    ).vpc;
+    assert.equal(plain.state, 'Inactive', 'start=false: no router yet');
+    await assert.rejects(
+      alice.request('createNetwork', {
+        name: 'bad',
+        zoneid,
+        networkofferingid: tierOffering,
+        vpcid: plain.id,
+        gateway: '10.40.1.1',
+        netmask: '255.255.255.0',
+      }),
+      is(431, /Service\/provider combination Lb\/VpcVirtualRouter is not supported by VPC plain/),
+    );
+    await alice.call('deleteVPC', { id: plain.id });
     await assert.rejects(
       bob.request('createNetwork', {
         name: 'bad',

@@ -467,6 +467,20 @@ export async function createVpcTier(
   const { zone, offering } = req;
   const vpc = await findOwned(ctx, 'vpcs', req.vpcid, OWNED_VPC);
   checkTierOffering(offering);
+  if (offering.state !== 'Enabled')
+    throw invalidParameter(`Network offering ${offering.name} is not Enabled`);
+  // Every service of the tier must be one the VPC's router provides (its VPC offering's).
+  const vpcOffering = await ctx.app.store.db
+    .selectFrom('vpc_offerings')
+    .select('services')
+    .where('id', '=', vpc.vpc_offering_id)
+    .executeTakeFirstOrThrow();
+  const provided = new Set(vpcOffering.services.split(','));
+  for (const pair of offering.services.split(',').filter(Boolean))
+    if (!provided.has(pair))
+      throw invalidParameter(
+        `Service/provider combination ${pair.replace(':', '/')} is not supported by VPC ${vpc.name}`,
+      );
   if (vpc.zone_id !== zone.id)
     throw invalidParameter(`Network's zone ${zone.name} must be the zone of VPC ${vpc.name}`);
   const owner = await networkOwner(ctx, req);
