@@ -1,12 +1,14 @@
 /** listEvents, archiveEvents, deleteEvents. */
+
 import { formatDate } from '../clock.ts';
 import type { CallContext } from '../context.ts';
 import type { EventRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
 import { displayPath } from '../iam/domains.ts';
-import { defineCommand, listResult, success } from '../registry/command.ts';
-import { pageOf, paginate } from '../registry/paging.ts';
+import { listOwned } from '../iam/owned.ts';
+import { defineCommand, success } from '../registry/command.ts';
+import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 
 async function presentEvents(ctx: CallContext, rows: EventRow[]): Promise<object[]> {
@@ -98,8 +100,7 @@ export const listEvents = defineCommand({
   async handler(ctx, params) {
     const { app } = ctx;
     const db = app.store.db;
-    const scope = await listScope(ctx, params);
-    let q = applyScope(db.selectFrom('events'), scope, { account: 'account_id', domain: 'domain_id' });
+    let q = db.selectFrom('events');
     q = q.where('archived', '=', params.archived ? 1 : 0);
     if (params.id) q = q.where('uuid', '=', params.id);
     if (params.type) q = q.where('type', '=', params.type);
@@ -126,9 +127,11 @@ export const listEvents = defineCommand({
         ]),
       );
     }
-    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const rowsQ = paginate(q.selectAll().orderBy('id', 'desc'), pageOf(app, params));
-    return listResult(await presentEvents(ctx, await rowsQ.execute()), Number(count));
+    return listOwned(ctx, params, q, {
+      owner: { account: 'account_id', domain: 'domain_id' },
+      rows: (scoped, page) => paginate(scoped.selectAll().orderBy('id', 'desc'), page).execute(),
+      present: (rows) => presentEvents(ctx, rows),
+    });
   },
 });
 

@@ -1,12 +1,14 @@
 /** queryAsyncJobResult and listAsyncJobs. */
+
 import { formatDate } from '../clock.ts';
 import type { CallContext } from '../context.ts';
 import type { AsyncJobRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
-import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { displayPath } from '../iam/domains.ts';
-import { defineCommand, listResult } from '../registry/command.ts';
-import { pageOf, paginate } from '../registry/paging.ts';
+import { listOwned } from '../iam/owned.ts';
+import { defineCommand } from '../registry/command.ts';
+import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 
 /** The names a job's response carries besides its own row. */
@@ -159,11 +161,7 @@ export const listAsyncJobs = defineCommand({
   },
   async handler(ctx, params) {
     const { app } = ctx;
-    const scope = await listScope(ctx, params);
-    let q = applyScope(app.store.db.selectFrom('async_jobs'), scope, {
-      account: 'account_id',
-      domain: 'domain_id',
-    });
+    let q = app.store.db.selectFrom('async_jobs');
     if (params.startdate !== undefined) q = q.where('created', '>=', params.startdate);
     if (params.managementserverid) {
       q = q.where(
@@ -183,9 +181,11 @@ export const listAsyncJobs = defineCommand({
           app.store.dialect === 'postgres' ? 'ilike' : 'like',
         ),
       );
-    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const rowsQ = paginate(q.selectAll().orderBy('id', 'desc'), pageOf(app, params));
-    return listResult(await presentJobs(ctx, await rowsQ.execute()), Number(count));
+    return listOwned(ctx, params, q, {
+      owner: { account: 'account_id', domain: 'domain_id' },
+      rows: (scoped, page) => paginate(scoped.selectAll().orderBy('id', 'desc'), page).execute(),
+      present: (rows) => presentJobs(ctx, rows),
+    });
   },
 });
 
