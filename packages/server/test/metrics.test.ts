@@ -172,6 +172,8 @@ describe('the Prometheus exporter', () => {
     for (const vm of vms) byState.set(vm.state, (byState.get(vm.state) ?? 0) + 1);
     assert.deepEqual(Object.fromEntries(byState), { Running: 2, Stopped: 1, Destroyed: 1 });
     const hosts = (await admin.request<any>('listHosts', { type: 'Routing' })).host;
+    const rootId = (await admin.request<any>('listDomains', { level: 0 })).domain[0].id;
+    await admin.call('dedicateHost', { hostid: hosts[0].id, domainid: rootId, account: 'admin' });
     const volumes = (await admin.request<any>('listVolumes', { listall: true })).volume;
     const capacity = (await admin.request<any>('listCapacity', { zoneid })).capacity;
     const accounts = new Set(vms.filter((v: any) => v.state === 'Running').map((v: any) => v.account));
@@ -202,6 +204,16 @@ describe('the Prometheus exporter', () => {
         h.cpunumber * h.cpuspeed,
       );
     }
+    // The dedication, with upstream's labels (the domain by its path).
+    assert.equal(value(m, 'cloudstack_host_is_dedicated', { zone: zoneName, hostname: hosts[0].name }), 1);
+    assert.equal(
+      value(m, 'cloudstack_host_dedicated_to_account', {
+        hostname: hosts[0].name,
+        account: 'admin',
+        domain: '/',
+      }),
+      1,
+    );
     // Capacity per zone and type, as listCapacity computes it.
     for (const c of capacity) {
       assert.equal(
