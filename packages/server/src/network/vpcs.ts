@@ -500,6 +500,13 @@ export async function createVpcTier(
   const physical = await guestPhysicalNetwork(app, zone);
   const tier = await withNetworkLock(app, vpcLockKey(vpc.id), () =>
     app.store.db.transaction().execute(async (tx) => {
+      // The VPC row's lock: tiers created at once through other management servers (whose
+      // in-process lock this one does not share) are checked one after the other too.
+      await tx
+        .updateTable('vpcs')
+        .set((eb) => ({ name: eb.ref('name') }))
+        .where('id', '=', vpc.id)
+        .execute();
       if (!cidrWithin(subnet.cidr, vpc.cidr))
         throw invalidParameter(`Network cidr ${subnet.cidr} is not within vpc ${vpc.name} cidr`);
       const others = await tx
