@@ -495,6 +495,44 @@ describe('VPCs and tiers', () => {
   });
 });
 
+describe('concurrent tiers', () => {
+  test('tiers created at once with overlapping subnets: exactly one is made', async () => {
+    const vpc = (
+      await alice.call<any>('createVPC', {
+        name: 'race',
+        zoneid,
+        vpcofferingid: vpcOffering,
+        cidr: '10.50.0.0/16',
+        start: false,
+      })
+    ).vpc;
+    const results = await Promise.allSettled(
+      // 10.50.1.0/24, 10.50.1.128/25 and 10.50.1.128/26: each pair overlaps.
+      [
+        ['10.50.1.1', '255.255.255.0'],
+        ['10.50.1.129', '255.255.255.128'],
+        ['10.50.1.130', '255.255.255.192'],
+      ].map(([gateway, netmask], i) =>
+        alice.request('createNetwork', {
+          name: `race-${i}`,
+          zoneid,
+          networkofferingid: tierOfferingNoLb,
+          vpcid: vpc.id,
+          gateway,
+          netmask,
+        }),
+      ),
+    );
+    assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1, JSON.stringify(results));
+    for (const r of results)
+      if (r.status === 'rejected')
+        assert.ok(is(431, /crosses other network cidr/)(r.reason), String(r.reason));
+    const tiers = await alice.request<any>('listNetworks', { vpcid: vpc.id });
+    assert.equal(tiers.count, 1);
+    await alice.call('deleteVPC', { id: vpc.id });
+  });
+});
+
 describe('account deletion', () => {
   test('deleting an account deletes its VPCs: tiers, router and addresses', async () => {
     const carol = await zone.createUser('carol');
