@@ -6,8 +6,12 @@
 import { z } from 'zod';
 import { COMMANDS, type CommandKind, isCommandKind, type ParsedPayload, VmPowerReport } from './commands.ts';
 
-/** Bumped on incompatible changes; the server refuses agents speaking another version. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * Bumped on incompatible changes; the server refuses agents speaking another version.
+ * 2: a router's guest interfaces are `RouterSpec.guests` (several for a VPC), which agents of
+ * version 1 cannot read (agents of version 2 still read the one-network form).
+ */
+export const PROTOCOL_VERSION = 2;
 
 /** Largest frame either side accepts (a ping for 5,000 hosts with VMs fits well within it). */
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
