@@ -100,8 +100,8 @@ export function applyScope<DB extends Database, TB extends keyof DB, O>(
   return qb.where((eb: ExpressionBuilder<DB, TB>) => scopeCondition(eb, scope, columns));
 }
 
-/** An ownership scope as a condition, for lists that OR it with rows visible in other ways. */
-export function scopeCondition<DB, TB extends keyof DB>(
+/** An ownership scope as a condition. */
+function scopeCondition<DB, TB extends keyof DB>(
   eb: ExpressionBuilder<DB, TB>,
   scope: OwnerScope,
   columns: { account: string; domain: string },

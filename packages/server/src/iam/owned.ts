@@ -8,25 +8,18 @@
  * - `listOwned` scopes a list (account / domainid / isrecursive / listall / id, as upstream's
  *   buildACLSearchParameters), counts it and returns one page.
  *
- * A capability whose objects are visible beyond their owner (public templates, networks shared to
- * a domain) passes a small `mayUse` predicate / `alsoVisible` filter; the owner check and the
- * scope stay here.
+ * `checkRowAccess` checks a row already read; a capability whose objects others may use without
+ * owning them (public or shared templates) passes it a small `mayUse` predicate, and the owner
+ * check stays here.
  */
-import type { Expression, ExpressionBuilder, Selectable, SelectQueryBuilder, SqlBool } from 'kysely';
+import type { Selectable, SelectQueryBuilder } from 'kysely';
 import type { CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { Database } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { type ListResult, listResult } from '../registry/command.ts';
 import { type Page, pageOf } from '../registry/paging.ts';
-import {
-  applyScope,
-  checkOwnerAccess,
-  listScope,
-  type OwnerScope,
-  type ScopeParams,
-  scopeCondition,
-} from './access.ts';
+import { applyScope, checkOwnerAccess, listScope, type ScopeParams } from './access.ts';
 
 /** Tables whose rows are owned by an account: a uuid, the owning account and its domain. */
 export type OwnedTable = {
@@ -56,11 +49,6 @@ export interface OwnedLookup<T extends OwnedTable> {
    * always gone): e.g. a rule being revoked, an address that is free, an ISO asked for as a template.
    */
   live?: (row: OwnedRow<T>) => boolean;
-  /**
-   * Access other than ownership, for objects others may use (a public template, a network shared
-   * with the caller's domain). Only for commands that use the object, never for ones that change it.
-   */
-  mayUse?: (ctx: CallContext, row: OwnedRow<T>) => boolean | Promise<boolean>;
   /** Read inside this transaction (e.g. one that holds the row's lock). */
   tx?: Tx;
 }
@@ -82,7 +70,7 @@ export async function findOwned<T extends OwnedTable>(
   const removed = (row as { removed?: unknown } | undefined)?.removed;
   if (!row || (removed !== undefined && removed !== null) || (lookup.live && !lookup.live(row)))
     throw invalidParameter(`Unable to find ${lookup.noun} by id ${uuid}`);
-  await checkRowAccess(ctx, row, lookup.mayUse, db);
+  await checkRowAccess(ctx, row, undefined, db);
   return row;
 }
 
@@ -117,11 +105,6 @@ export interface ListParams extends ScopeParams {
 export interface OwnedListSpec<DB, TB extends keyof DB, O, R> {
   /** The owning account's and domain's columns, e.g. `volumes.account_id`, `volumes.domain_id`. */
   owner: { account: string; domain: string };
-  /**
-   * Rows visible outside the ownership scope (public templates, networks shared to a domain): a
-   * condition OR-ed with the scope. Capabilities without such rows leave it out.
-   */
-  alsoVisible?: (eb: ExpressionBuilder<DB, TB>, scope: OwnerScope) => Expression<SqlBool>;
   /** Selects the page's rows (columns and order) from the scoped, filtered query. */
   rows: (q: SelectQueryBuilder<DB, TB, O>, page: Page) => Promise<R[]>;
   present: (rows: R[]) => Promise<object[]>;
@@ -137,7 +120,7 @@ export async function listOwned<DB extends Database, TB extends keyof DB, O, R>(
   q: SelectQueryBuilder<DB, TB, O>,
   spec: OwnedListSpec<DB, TB, O, R>,
 ): Promise<ListResult> {
-  const scoped = await scopeQuery(ctx, params, q, spec.owner, spec.alsoVisible);
+  const scoped = applyScope(q, await listScope(ctx, params), spec.owner);
   const { count } = await scoped
     .select((eb) => eb.fn.countAll<number>().as('count'))
     .$castTo<{ count: number | string }>()
@@ -145,19 +128,6 @@ export async function listOwned<DB extends Database, TB extends keyof DB, O, R>(
   if (params.retrieveonlyresourcecount) return listResult([], Number(count));
   const rows = await spec.rows(scoped, pageOf(ctx.app, params));
   return listResult(await spec.present(rows), Number(count));
-}
-
-/** A list's ownership scope applied to a query (for lists that count and page in their own way). */
-export async function scopeQuery<DB extends Database, TB extends keyof DB, O>(
-  ctx: CallContext,
-  params: ScopeParams,
-  q: SelectQueryBuilder<DB, TB, O>,
-  owner: { account: string; domain: string },
-  alsoVisible?: (eb: ExpressionBuilder<DB, TB>, scope: OwnerScope) => Expression<SqlBool>,
-): Promise<SelectQueryBuilder<DB, TB, O>> {
-  const scope = await listScope(ctx, params);
-  if (!alsoVisible) return applyScope(q, scope, owner);
-  return q.where((eb) => eb.or([scopeCondition(eb, scope, owner), alsoVisible(eb, scope)]));
 }
 
 /**
