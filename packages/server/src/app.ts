@@ -15,7 +15,7 @@ import Fastify, {
 import pino from 'pino';
 import { AgentGateway } from './agents/gateway.ts';
 import { type Clock, type IdSource, randomIds, systemClock } from './clock.ts';
-import { allCommands } from './commands.ts';
+import { allCommands, allResponseFields } from './commands.ts';
 import type { ServerConfig } from './config.ts';
 import { registerLegacyConsole } from './console/legacy.ts';
 import { ConsoleProxy } from './console/proxy.ts';
@@ -103,7 +103,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       settings,
       secrets: Secrets.load(config.secretKeyFile),
       jobs: new JobRunner(() => app),
-      registry: new Registry(allCommands),
+      registry: new Registry(allCommands, allResponseFields),
       agents: new AgentGateway(() => app),
       server: { id: msId, uuid: msUuid, name },
     };
