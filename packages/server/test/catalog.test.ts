@@ -110,6 +110,16 @@ describe('responses', () => {
     }
   });
 
+  test('listApis serves our descriptions of the command, its parameters and its response fields', async () => {
+    const { listZones } = await import('../src/infra/zones.ts');
+    const api = (await server.admin.request<any>('listApis', { name: 'listZones' })).api[0];
+    assert.equal(api.description, listZones.description);
+    for (const p of api.params)
+      assert.equal(p.description, (listZones.params as any)[p.name].description, p.name);
+    assert.ok(api.response.length > 10);
+    for (const f of api.response) assert.ok(f.description, `listZones field ${f.name} has a description`);
+  });
+
   test('object and inline responses return only catalog fields', async () => {
     const capability = await server.admin.request<any>('listCapabilities');
     checkFields('listCapabilities', capability.capability);
