@@ -5,12 +5,12 @@ import type { CallContext } from '../context.ts';
 import { insertId, type Tx } from '../db/connection.ts';
 import type { AccountRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
-import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
-import { findOwned } from '../iam/owned.ts';
-import { defineCommand, listResult, success } from '../registry/command.ts';
-import { pageOf, paginate } from '../registry/paging.ts';
+import { findOwned, listOwned } from '../iam/owned.ts';
+import { defineCommand, success } from '../registry/command.ts';
+import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 
 /** The account's group of that name, created if missing (deploy and updateVirtualMachine take names). */
@@ -130,11 +130,7 @@ export const listInstanceGroups = defineCommand({
   },
   async handler(ctx, params) {
     const { app } = ctx;
-    const scope = await listScope(ctx, params);
-    let q = applyScope(app.store.db.selectFrom('instance_groups'), scope, {
-      account: 'account_id',
-      domain: 'domain_id',
-    });
+    let q = app.store.db.selectFrom('instance_groups');
     if (params.id) q = q.where('uuid', '=', params.id);
     if (params.name) q = q.where('name', '=', params.name);
     if (params.keyword)
@@ -145,15 +141,15 @@ export const listInstanceGroups = defineCommand({
           app.store.dialect === 'postgres' ? 'ilike' : 'like',
         ),
       );
-    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const rows = await paginate(q.select('id').orderBy('id'), pageOf(app, params)).execute();
-    return listResult(
-      await present(
-        ctx,
-        rows.map((r) => r.id),
-      ),
-      Number(count),
-    );
+    return listOwned(ctx, params, q, {
+      owner: { account: 'account_id', domain: 'domain_id' },
+      rows: (scoped, page) => paginate(scoped.select('id').orderBy('id'), page).execute(),
+      present: (rows) =>
+        present(
+          ctx,
+          rows.map((r) => r.id),
+        ),
+    });
   },
 });
 

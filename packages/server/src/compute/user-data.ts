@@ -4,12 +4,12 @@ import type { CallContext } from '../context.ts';
 import { insertId } from '../db/connection.ts';
 import { internalError, invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
-import { findOwned } from '../iam/owned.ts';
-import { defineCommand, listResult, success } from '../registry/command.ts';
-import { pageOf, paginate } from '../registry/paging.ts';
+import { findOwned, listOwned } from '../iam/owned.ts';
+import { defineCommand, success } from '../registry/command.ts';
+import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { defineSetting } from '../settings/settings.ts';
 
@@ -120,15 +120,10 @@ export const listUserData = defineCommand({
   },
   async handler(ctx, params) {
     const { app } = ctx;
-    const scope = await listScope(ctx, params);
-    let q = applyScope(
-      app.store.db
-        .selectFrom('user_data')
-        .innerJoin('accounts', 'accounts.id', 'user_data.account_id')
-        .innerJoin('domains', 'domains.id', 'user_data.domain_id'),
-      scope,
-      { account: 'user_data.account_id', domain: 'user_data.domain_id' },
-    );
+    let q = app.store.db
+      .selectFrom('user_data')
+      .innerJoin('accounts', 'accounts.id', 'user_data.account_id')
+      .innerJoin('domains', 'domains.id', 'user_data.domain_id');
     if (params.id) q = q.where('user_data.uuid', '=', params.id);
     if (params.name) q = q.where('user_data.name', '=', params.name);
     if (params.keyword)
@@ -139,37 +134,38 @@ export const listUserData = defineCommand({
           app.store.dialect === 'postgres' ? 'ilike' : 'like',
         ),
       );
-    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const rows = await paginate(
-      q
-        .select([
-          'user_data.uuid',
-          'user_data.name',
-          'user_data.user_data',
-          'user_data.params',
-          'accounts.uuid as account_uuid',
-          'accounts.name as account_name',
-          'domains.uuid as domain_uuid',
-          'domains.name as domain_name',
-          'domains.path as domain_path',
-        ])
-        .orderBy('user_data.id'),
-      pageOf(app, params),
-    ).execute();
-    return listResult(
-      rows.map((r) => ({
-        id: r.uuid,
-        name: r.name,
-        userdata: r.user_data,
-        params: r.params ?? undefined,
-        accountid: r.account_uuid,
-        account: r.account_name,
-        domainid: r.domain_uuid,
-        domain: r.domain_name,
-        domainpath: displayPath(r.domain_path),
-      })),
-      Number(count),
-    );
+    return listOwned(ctx, params, q, {
+      owner: { account: 'user_data.account_id', domain: 'user_data.domain_id' },
+      rows: (scoped, page) =>
+        paginate(
+          scoped
+            .select([
+              'user_data.uuid',
+              'user_data.name',
+              'user_data.user_data',
+              'user_data.params',
+              'accounts.uuid as account_uuid',
+              'accounts.name as account_name',
+              'domains.uuid as domain_uuid',
+              'domains.name as domain_name',
+              'domains.path as domain_path',
+            ])
+            .orderBy('user_data.id'),
+          page,
+        ).execute(),
+      present: async (rows) =>
+        rows.map((r) => ({
+          id: r.uuid,
+          name: r.name,
+          userdata: r.user_data,
+          params: r.params ?? undefined,
+          accountid: r.account_uuid,
+          account: r.account_name,
+          domainid: r.domain_uuid,
+          domain: r.domain_name,
+          domainpath: displayPath(r.domain_path),
+        })),
+    });
   },
 });
 
