@@ -5,10 +5,11 @@ import { insertId } from '../db/connection.ts';
 import type { AccountRow, DomainRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
-import { defineCommand, listResult, success } from '../registry/command.ts';
-import { pageOf, paginate } from '../registry/paging.ts';
+import { listOwned } from '../iam/owned.ts';
+import { defineCommand, success } from '../registry/command.ts';
+import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 
 const KEY_TYPES = [
@@ -200,15 +201,10 @@ export const listSSHKeyPairs = defineCommand({
   },
   async handler(ctx, params) {
     const { app } = ctx;
-    const scope = await listScope(ctx, params);
-    let q = applyScope(
-      app.store.db
-        .selectFrom('ssh_keypairs')
-        .innerJoin('accounts', 'accounts.id', 'ssh_keypairs.account_id')
-        .innerJoin('domains', 'domains.id', 'ssh_keypairs.domain_id'),
-      scope,
-      { account: 'ssh_keypairs.account_id', domain: 'ssh_keypairs.domain_id' },
-    );
+    let q = app.store.db
+      .selectFrom('ssh_keypairs')
+      .innerJoin('accounts', 'accounts.id', 'ssh_keypairs.account_id')
+      .innerJoin('domains', 'domains.id', 'ssh_keypairs.domain_id');
     if (params.id) q = q.where('ssh_keypairs.uuid', '=', params.id);
     if (params.name) q = q.where('ssh_keypairs.name', '=', params.name);
     if (params.fingerprint) q = q.where('ssh_keypairs.fingerprint', '=', params.fingerprint.toLowerCase());
@@ -220,27 +216,28 @@ export const listSSHKeyPairs = defineCommand({
           app.store.dialect === 'postgres' ? 'ilike' : 'like',
         ),
       );
-    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const rows = await paginate(
-      q
-        .select([
-          'ssh_keypairs.uuid',
-          'ssh_keypairs.name',
-          'ssh_keypairs.fingerprint',
-          'ssh_keypairs.created',
-          'accounts.name as account',
-          'domains.uuid as domain_uuid',
-          'domains.name as domain_name',
-        ])
-        .orderBy('ssh_keypairs.id'),
-      pageOf(app, params),
-    ).execute();
-    return listResult(
-      rows.map((r) =>
-        present(r, { account: r.account, domain: { uuid: r.domain_uuid, name: r.domain_name } }),
-      ),
-      Number(count),
-    );
+    return listOwned(ctx, params, q, {
+      owner: { account: 'ssh_keypairs.account_id', domain: 'ssh_keypairs.domain_id' },
+      rows: (scoped, page) =>
+        paginate(
+          scoped
+            .select([
+              'ssh_keypairs.uuid',
+              'ssh_keypairs.name',
+              'ssh_keypairs.fingerprint',
+              'ssh_keypairs.created',
+              'accounts.name as account',
+              'domains.uuid as domain_uuid',
+              'domains.name as domain_name',
+            ])
+            .orderBy('ssh_keypairs.id'),
+          page,
+        ).execute(),
+      present: async (rows) =>
+        rows.map((r) =>
+          present(r, { account: r.account, domain: { uuid: r.domain_uuid, name: r.domain_name } }),
+        ),
+    });
   },
 });
 
