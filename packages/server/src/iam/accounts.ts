@@ -6,21 +6,14 @@ import { insertId, type Tx } from '../db/connection.ts';
 import type { AccountRow, DomainRow, RoleRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { defineCommand, listResult, success } from '../registry/command.ts';
-import { pageOf, paginate } from '../registry/paging.ts';
+import { defineCommand, success } from '../registry/command.ts';
+import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { registerTaggable } from '../tags/tags.ts';
-import {
-  applyScope,
-  checkDomainAccess,
-  checkOwnerAccess,
-  escapeLike,
-  findDomainByUuid,
-  likeEscaped,
-  listScope,
-} from './access.ts';
+import { checkDomainAccess, checkOwnerAccess, escapeLike, findDomainByUuid, likeEscaped } from './access.ts';
 import { forgetCachedIdentity } from './caller.ts';
 import { displayPath } from './domains.ts';
+import { listOwned } from './owned.ts';
 import { ACCOUNT_TYPE } from './seed.ts';
 import { createUserRow, presentUsers } from './users.ts';
 
@@ -294,16 +287,7 @@ export const listAccounts = defineCommand({
   },
   async handler(ctx, params) {
     const { app } = ctx;
-    const scope = await listScope(ctx, {
-      domainid: params.domainid,
-      isrecursive: params.isrecursive,
-      listall: params.listall,
-      id: params.id,
-    });
-    let q = applyScope(app.store.db.selectFrom('accounts'), scope, {
-      account: 'accounts.id',
-      domain: 'accounts.domain_id',
-    });
+    let q = app.store.db.selectFrom('accounts');
     if (params.id) q = q.where('uuid', '=', params.id);
     if (params.name) q = q.where('name', '=', params.name);
     if (params.accounttype !== undefined) q = q.where('type', '=', params.accounttype);
@@ -316,9 +300,12 @@ export const listAccounts = defineCommand({
           app.store.dialect === 'postgres' ? 'ilike' : 'like',
         ),
       );
-    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const rowsQ = paginate(q.selectAll().orderBy('id'), pageOf(app, params));
-    return listResult(await presentAccounts(ctx, await rowsQ.execute()), Number(count));
+    // An account row is its own owner: its id is the owning account.
+    return listOwned(ctx, params, q, {
+      owner: { account: 'accounts.id', domain: 'accounts.domain_id' },
+      rows: (scoped, page) => paginate(scoped.selectAll().orderBy('id'), page).execute(),
+      present: (rows) => presentAccounts(ctx, rows),
+    });
   },
 });
 
