@@ -108,6 +108,8 @@ export interface OwnedListSpec<DB, TB extends keyof DB, O, R> {
   /** Selects the page's rows (columns and order) from the scoped, filtered query. */
   rows: (q: SelectQueryBuilder<DB, TB, O>, page: Page) => Promise<R[]>;
   present: (rows: R[]) => Promise<object[]>;
+  /** The command's own parameter checks (unknown ids: 431), made after the scope's own. */
+  checks?: () => Promise<void>;
 }
 
 /**
@@ -121,6 +123,7 @@ export async function listOwned<DB extends Database, TB extends keyof DB, O, R>(
   spec: OwnedListSpec<DB, TB, O, R>,
 ): Promise<ListResult> {
   const scoped = applyScope(q, await listScope(ctx, params), spec.owner);
+  await spec.checks?.();
   const { count } = await scoped
     .select((eb) => eb.fn.countAll<number>().as('count'))
     .$castTo<{ count: number | string }>()

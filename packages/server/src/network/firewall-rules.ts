@@ -12,7 +12,7 @@ import type { IpRuleRow } from '../db/schema.ts';
 import { ApiError, CsErrorCode, ErrorCode, invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { findOwned } from '../iam/owned.ts';
-import { defineCommand, listResult, success } from '../registry/command.ts';
+import { defineCommand, success } from '../registry/command.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { registerTaggable, tagsOf } from '../tags/tags.ts';
 import { OWNED_NETWORK } from './guest-networks.ts';
@@ -447,13 +447,17 @@ export const listFirewallRules = defineCommand({
   description: 'Lists the ingress firewall rules on public IP addresses that the caller may see.',
   params: listRuleParams,
   async handler(ctx, params) {
-    const { rows, count } = await listRules(ctx, params, {
-      purpose: 'Firewall',
-      traffic: 'Ingress',
-      tagType: 'FirewallRule',
-      noun: 'firewall rule',
-    });
-    return listResult(await presentFirewallRules(ctx, rows), count);
+    return listRules(
+      ctx,
+      params,
+      {
+        purpose: 'Firewall',
+        traffic: 'Ingress',
+        tagType: 'FirewallRule',
+        noun: 'firewall rule',
+      },
+      (rows) => presentFirewallRules(ctx, rows),
+    );
   },
 });
 
@@ -462,13 +466,17 @@ export const listEgressFirewallRules = defineCommand({
   description: 'Lists the egress firewall rules of guest networks that the caller may see.',
   params: listRuleParams,
   async handler(ctx, params) {
-    const { rows, count } = await listRules(ctx, params, {
-      purpose: 'Firewall',
-      traffic: 'Egress',
-      tagType: 'FirewallRule',
-      noun: 'egress firewall rule',
-    });
-    return listResult(await presentFirewallRules(ctx, rows), count);
+    return listRules(
+      ctx,
+      params,
+      {
+        purpose: 'Firewall',
+        traffic: 'Egress',
+        tagType: 'FirewallRule',
+        noun: 'egress firewall rule',
+      },
+      (rows) => presentFirewallRules(ctx, rows),
+    );
   },
 });
 

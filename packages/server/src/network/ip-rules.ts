@@ -6,14 +6,16 @@
  * router's host refuses, the change is undone and applied again, so no record ever claims what
  * the data plane does not do.
  */
+import { type SqlBool, sql } from 'kysely';
 import type { App, CallContext } from '../context.ts';
 import { inTransaction, type Tx } from '../db/connection.ts';
 import type { IpRuleRow, NetworkRow, PublicIpRow } from '../db/schema.ts';
 import { ApiError, invalidParameter, permissionDenied } from '../errors.ts';
-import { applyScope, escapeLike, likeEscaped, listScope, type ScopeParams } from '../iam/access.ts';
-import { findOwned, OWNED_VM, type OwnedLookup } from '../iam/owned.ts';
+import { escapeLike, likeEscaped, type ScopeParams } from '../iam/access.ts';
+import { findOwned, listOwned, OWNED_VM, type OwnedLookup } from '../iam/owned.ts';
 import { findZone, ipv4ToInt, isIpv4, likeOp, netmaskBits } from '../infra/common.ts';
-import { pageOf, paginate } from '../registry/paging.ts';
+import type { ListResult } from '../registry/command.ts';
+import { paginate } from '../registry/paging.ts';
 import { withTags } from '../tags/tags.ts';
 import { findNetwork } from './common.ts';
 import { servicesOf } from './network-offerings.ts';
@@ -326,35 +328,21 @@ export interface RuleListParams extends ScopeParams {
 }
 
 /**
- * One page of rules of a kind, scoped to what the caller may see, with one count query. Ids that
- * name nothing are 431; a project answers an empty list (no projects here).
+ * One page of rules of a kind, scoped to what the caller may see (listOwned), with one count
+ * query. Ids that name nothing are 431; a project answers an empty list (no projects here).
  */
 export async function listRules(
   ctx: CallContext,
   params: RuleListParams,
   kind: { purpose: string; traffic?: string; tagType: string; noun: string },
-): Promise<{ rows: IpRuleRow[]; count: number }> {
+  present: (rows: IpRuleRow[]) => Promise<object[]>,
+): Promise<ListResult> {
   const db = ctx.app.store.db;
-  const scope = await listScope(ctx, params);
-  await checkReferences(ctx, { ...params, id: undefined });
-  if (params.id) {
-    const exists = await db
-      .selectFrom('ip_rules')
-      .select('id')
-      .where('uuid', '=', params.id)
-      .where('purpose', '=', kind.purpose)
-      .executeTakeFirst();
-    if (!exists) throw invalidParameter(`Unable to find ${kind.noun} by id ${params.id}`);
-  }
-  if (params.projectid) return { rows: [], count: 0 };
-  let q = applyScope(
-    db
-      .selectFrom('ip_rules')
-      .where('ip_rules.purpose', '=', kind.purpose)
-      .where('ip_rules.state', '!=', 'Revoke'),
-    scope,
-    { account: 'ip_rules.account_id', domain: 'ip_rules.domain_id' },
-  );
+  let q = db
+    .selectFrom('ip_rules')
+    .where('ip_rules.purpose', '=', kind.purpose)
+    .where('ip_rules.state', '!=', 'Revoke');
+  if (params.projectid) q = q.where(sql<SqlBool>`1 = 0`);
   if (kind.traffic) q = q.where('ip_rules.traffic_type', '=', kind.traffic);
   if (params.id) q = q.where('ip_rules.uuid', '=', params.id);
   if (params.ipaddressid)
@@ -386,12 +374,23 @@ export async function listRules(
     );
   }
   q = withTags(q, kind.tagType, 'ip_rules.id', params.tags);
-  const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-  const rows = await paginate(
-    q.selectAll('ip_rules').orderBy('ip_rules.id'),
-    pageOf(ctx.app, params),
-  ).execute();
-  return { rows, count: Number(count) };
+  return listOwned(ctx, params, q, {
+    owner: { account: 'ip_rules.account_id', domain: 'ip_rules.domain_id' },
+    checks: async () => {
+      await checkReferences(ctx, { ...params, id: undefined });
+      if (params.id) {
+        const exists = await db
+          .selectFrom('ip_rules')
+          .select('id')
+          .where('uuid', '=', params.id)
+          .where('purpose', '=', kind.purpose)
+          .executeTakeFirst();
+        if (!exists) throw invalidParameter(`Unable to find ${kind.noun} by id ${params.id}`);
+      }
+    },
+    rows: (scoped, page) => paginate(scoped.selectAll('ip_rules').orderBy('ip_rules.id'), page).execute(),
+    present,
+  });
 }
 
 /** The public addresses, networks and VMs rules name, by id, for presenters (one query each). */

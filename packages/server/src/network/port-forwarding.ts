@@ -13,7 +13,7 @@ import type { IpRuleRow, NetworkRow, PublicIpRow } from '../db/schema.ts';
 import { ApiError, CsErrorCode, ErrorCode, invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { findOwned, OWNED_VM } from '../iam/owned.ts';
-import { defineCommand, listResult, success } from '../registry/command.ts';
+import { defineCommand, success } from '../registry/command.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { registerTaggable, tagsOf } from '../tags/tags.ts';
 import { ANY_CIDR, checkFirewallConflict } from './firewall-rules.ts';
@@ -504,12 +504,16 @@ export const listPortForwardingRules = defineCommand({
     }),
   },
   async handler(ctx, params) {
-    const { rows, count } = await listRules(ctx, params, {
-      purpose: 'PortForwarding',
-      tagType: 'PortForwardingRule',
-      noun: 'port forwarding rule',
-    });
-    return listResult(await presentForwardingRules(ctx, rows), count);
+    return listRules(
+      ctx,
+      params,
+      {
+        purpose: 'PortForwarding',
+        tagType: 'PortForwardingRule',
+        noun: 'port forwarding rule',
+      },
+      (rows) => presentForwardingRules(ctx, rows),
+    );
   },
 });
 

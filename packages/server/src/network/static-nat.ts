@@ -13,7 +13,7 @@ import type { PublicIpRow } from '../db/schema.ts';
 import { ApiError, CsErrorCode, ErrorCode, invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { findOwned } from '../iam/owned.ts';
-import { defineCommand, listResult, success } from '../registry/command.ts';
+import { defineCommand, success } from '../registry/command.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import {
   applyCreated,
@@ -362,12 +362,16 @@ export const listIpForwardingRules = defineCommand({
     virtualmachineid: p.uuid({ description: 'Only rules forwarding to this VM.' }),
   },
   async handler(ctx, params) {
-    const { rows, count } = await listRules(ctx, params, {
-      purpose: 'StaticNat',
-      tagType: 'FirewallRule',
-      noun: 'IP forwarding rule',
-    });
-    return listResult(await presentForwardingRules(ctx, rows, 'FirewallRule'), count);
+    return listRules(
+      ctx,
+      params,
+      {
+        purpose: 'StaticNat',
+        tagType: 'FirewallRule',
+        noun: 'IP forwarding rule',
+      },
+      (rows) => presentForwardingRules(ctx, rows, 'FirewallRule'),
+    );
   },
 });
 
