@@ -6,12 +6,13 @@ import type { AccountRow, DomainRow, RoleRow, UserRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { resolveAlert } from '../infra/alerts.ts';
-import { defineCommand, listResult, success } from '../registry/command.ts';
-import { pageOf, paginate } from '../registry/paging.ts';
+import { defineCommand, success } from '../registry/command.ts';
+import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { registerTaggable } from '../tags/tags.ts';
-import { applyScope, checkOwnerAccess, escapeLike, likeEscaped, listScope } from './access.ts';
+import { escapeLike, likeEscaped } from './access.ts';
 import { forgetCachedIdentity } from './caller.ts';
+import { checkRowAccess, listOwned } from './owned.ts';
 import { checkPasswordPolicy } from './password-policy.ts';
 import { hashPassword, randomToken, verifyPassword } from './secrets.ts';
 import { endUserSessions, lockoutAlertKey, twoFactorMandated } from './sessions.ts';
@@ -168,12 +169,8 @@ export async function findUser(
     .selectAll()
     .where('id', '=', user.account_id)
     .executeTakeFirstOrThrow();
-  const domain = await db
-    .selectFrom('domains')
-    .selectAll()
-    .where('id', '=', account.domain_id)
-    .executeTakeFirstOrThrow();
-  if (ctx.caller.user.id !== user.id) checkOwnerAccess(ctx.caller, { accountId: account.id, domain });
+  // A user's own account is always theirs: checkRowAccess lets the caller act on themselves.
+  await checkRowAccess(ctx, { account_id: account.id, domain_id: account.domain_id });
   // Within an account, only admins manage other users.
   if (ctx.caller.user.id !== user.id && ctx.caller.roleKind === 'user') {
     throw permissionDenied(`User ${ctx.caller.user.username} cannot manage other users`);
@@ -257,12 +254,7 @@ export const listUsers = defineCommand({
   },
   async handler(ctx, params) {
     const { app } = ctx;
-    const scope = await listScope(ctx, params);
-    let q = applyScope(
-      app.store.db.selectFrom('users').innerJoin('accounts', 'accounts.id', 'users.account_id'),
-      scope,
-      { account: 'accounts.id', domain: 'accounts.domain_id' },
-    );
+    let q = app.store.db.selectFrom('users').innerJoin('accounts', 'accounts.id', 'users.account_id');
     if (params.id) q = q.where('users.uuid', '=', params.id);
     if (params.username) q = q.where('users.username', '=', params.username);
     if (params.accounttype !== undefined) q = q.where('accounts.type', '=', params.accounttype);
@@ -276,9 +268,11 @@ export const listUsers = defineCommand({
           app.store.dialect === 'postgres' ? 'ilike' : 'like',
         ),
       );
-    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const rowsQ = paginate(q.selectAll('users').orderBy('users.id'), pageOf(app, params));
-    return listResult(await presentUsers(ctx, await rowsQ.execute()), Number(count));
+    return listOwned(ctx, params, q, {
+      owner: { account: 'accounts.id', domain: 'accounts.domain_id' },
+      rows: (scoped, page) => paginate(scoped.selectAll('users').orderBy('users.id'), page).execute(),
+      present: (rows) => presentUsers(ctx, rows),
+    });
   },
 });
 
