@@ -11,16 +11,17 @@
  * whose last VM left), Active once it does, Revoke while being deleted.
  */
 
+import { type SqlBool, sql } from 'kysely';
 import type { CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { IpRuleRow, PublicIpRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
-import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
-import { findOwned, OWNED_VM } from '../iam/owned.ts';
+import { findOwned, listOwned, OWNED_VM } from '../iam/owned.ts';
 import { likeOp } from '../infra/common.ts';
-import { defineCommand, listResult, success } from '../registry/command.ts';
-import { pageOf, paginate } from '../registry/paging.ts';
+import { defineCommand, success } from '../registry/command.ts';
+import { paginate } from '../registry/paging.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { withTags } from '../tags/tags.ts';
 import {
@@ -487,12 +488,9 @@ export const listLoadBalancerRules = defineCommand({
   async handler(ctx, params) {
     const { app } = ctx;
     const db = app.store.db;
-    const scope = await listScope(ctx, params);
-    if (params.projectid) return listResult([], 0);
-    let q = applyScope(db.selectFrom('ip_rules'), scope, {
-      account: 'ip_rules.account_id',
-      domain: 'ip_rules.domain_id',
-    }).where('ip_rules.purpose', '=', 'LoadBalancing');
+    let q = db.selectFrom('ip_rules').where('ip_rules.purpose', '=', 'LoadBalancing');
+    // A project answers an empty list (no projects here), after the scope's checks and before ours.
+    if (params.projectid) q = q.where(sql<SqlBool>`1 = 0`);
     if (params.id) q = q.where('ip_rules.uuid', '=', params.id);
     if (params.name) q = q.where('ip_rules.name', '=', params.name);
     if (params.keyword) {
@@ -505,8 +503,8 @@ export const listLoadBalancerRules = defineCommand({
       );
     }
     if (params.publicipid) {
-      const ip = await findOwned(ctx, 'public_ips', params.publicipid, OWNED_IP);
-      q = q.where('ip_rules.ip_id', '=', ip.id);
+      const ip = db.selectFrom('public_ips').select('id').where('uuid', '=', params.publicipid);
+      q = q.where('ip_rules.ip_id', 'in', ip);
     }
     if (params.networkid) {
       const net = db.selectFrom('networks').select('id').where('uuid', '=', params.networkid);
@@ -521,21 +519,26 @@ export const listLoadBalancerRules = defineCommand({
       q = q.where('ip_rules.ip_id', 'in', ips);
     }
     if (params.virtualmachineid) {
-      const vm = await findOwned(ctx, 'vms', params.virtualmachineid, OWNED_VM);
+      const vm = db.selectFrom('vms').select('id').where('uuid', '=', params.virtualmachineid);
       q = q.where(
         'ip_rules.id',
         'in',
-        db.selectFrom('lb_members').select('rule_id').where('vm_id', '=', vm.id),
+        db.selectFrom('lb_members').select('rule_id').where('vm_id', 'in', vm),
       );
     }
     if (params.fordisplay !== undefined) q = q.where('ip_rules.for_display', '=', params.fordisplay ? 1 : 0);
     q = withTags(q, TAG_TYPE, 'ip_rules.id', params.tags);
-    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const rows = await paginate(
-      q.selectAll('ip_rules').orderBy('ip_rules.id'),
-      pageOf(app, params),
-    ).execute();
-    return listResult(await presentLoadBalancers(ctx, rows), Number(count));
+    return listOwned(ctx, params, q, {
+      owner: { account: 'ip_rules.account_id', domain: 'ip_rules.domain_id' },
+      // The address and VM named must be ones the caller may act on (431 / 531).
+      checks: async () => {
+        if (params.projectid) return;
+        if (params.publicipid) await findOwned(ctx, 'public_ips', params.publicipid, OWNED_IP);
+        if (params.virtualmachineid) await findOwned(ctx, 'vms', params.virtualmachineid, OWNED_VM);
+      },
+      rows: (scoped, page) => paginate(scoped.selectAll('ip_rules').orderBy('ip_rules.id'), page).execute(),
+      present: (rows) => presentLoadBalancers(ctx, rows),
+    });
   },
 });
 export const loadBalancerRuleCommands = [
