@@ -10,13 +10,13 @@ import type { Tx } from '../db/connection.ts';
 import type { AccountRow, SecurityGroupRow, SecurityGroupRuleRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
+import { escapeLike, likeEscaped, listScope } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
-import { checkRowAccess, findOwned, OWNED_VM } from '../iam/owned.ts';
+import { checkRowAccess, findOwned, listOwned, OWNED_VM } from '../iam/owned.ts';
 import { isIpv4, likeOp } from '../infra/common.ts';
 import { defineCommand, type JobTarget, listResult, success } from '../registry/command.ts';
-import { pageOf, paginate } from '../registry/paging.ts';
+import { paginate } from '../registry/paging.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { tagsOf, withTags } from '../tags/tags.ts';
 import { insertUnlessTaken, latest } from './common.ts';
@@ -632,10 +632,10 @@ export const listSecurityGroups = defineCommand({
   },
   async handler(ctx, params) {
     const { app } = ctx;
+    // The scope is computed here too (listOwned applies it): the default groups of the accounts
+    // listed come into being on first sight, as upstream has them from account creation on.
     const scope = await listScope(ctx, params);
     if (params.projectid) return listResult([], 0);
-    // The default groups of the accounts listed come into being on first sight, as upstream has
-    // them from account creation on.
     const owners =
       scope.kind === 'accounts'
         ? await app.store.db
@@ -645,10 +645,7 @@ export const listSecurityGroups = defineCommand({
             .execute()
         : [ctx.caller.account];
     for (const owner of owners) await ensureDefaultGroup(app, owner);
-    let q = applyScope(app.store.db.selectFrom('security_groups'), scope, {
-      account: 'security_groups.account_id',
-      domain: 'security_groups.domain_id',
-    });
+    let q = app.store.db.selectFrom('security_groups');
     if (params.id) q = q.where('security_groups.uuid', '=', params.id);
     if (params.securitygroupname) q = q.where('security_groups.name', '=', params.securitygroupname);
     if (params.keyword)
@@ -662,12 +659,12 @@ export const listSecurityGroups = defineCommand({
       );
     }
     q = withTags(q, 'SecurityGroup', 'security_groups.id', params.tags);
-    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const rows = await paginate(
-      q.selectAll('security_groups').orderBy('security_groups.id'),
-      pageOf(app, params),
-    ).execute();
-    return listResult(await presentSecurityGroups(ctx, rows), Number(count));
+    return listOwned(ctx, params, q, {
+      owner: { account: 'security_groups.account_id', domain: 'security_groups.domain_id' },
+      rows: (scoped, page) =>
+        paginate(scoped.selectAll('security_groups').orderBy('security_groups.id'), page).execute(),
+      present: (rows) => presentSecurityGroups(ctx, rows),
+    });
   },
 });
 
