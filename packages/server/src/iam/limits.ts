@@ -13,7 +13,7 @@ import { defineCommand, listResult } from '../registry/command.ts';
 import { pageOf } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { defineSetting, type SettingDef } from '../settings/settings.ts';
-import { checkDomainAccess, findDomainByUuid, listScope, pathPrefix } from './access.ts';
+import { applyScope, checkDomainAccess, findDomainByUuid, listScope, pathPrefix } from './access.ts';
 import { resolveAccount } from './accounts.ts';
 import { displayPath } from './domains.ts';
 import { ACCOUNT_TYPE } from './seed.ts';
@@ -376,14 +376,13 @@ export const listResourceLimits = defineCommand({
         isrecursive: params.isrecursive,
         listall: params.listall,
       });
-      let q = db
-        .selectFrom('accounts')
-        .innerJoin('domains', 'domains.id', 'accounts.domain_id')
-        .selectAll('accounts');
-      if (scope.kind === 'accounts') q = q.where('accounts.id', 'in', scope.accountIds);
-      if (scope.kind === 'domain') q = q.where('accounts.domain_id', '=', scope.domainId);
-      if (scope.kind === 'subtree') q = q.where(pathPrefix('domains.path', scope.path));
-      const accounts = await q.orderBy('accounts.id').execute();
+      // An account is its own owner; its items (one per resource type) are paged below, not its rows.
+      const accounts = await applyScope(db.selectFrom('accounts').selectAll('accounts'), scope, {
+        account: 'accounts.id',
+        domain: 'accounts.domain_id',
+      })
+        .orderBy('accounts.id')
+        .execute();
       const domains = accounts.length
         ? await db
             .selectFrom('domains')
