@@ -90,14 +90,22 @@ export async function listScope(ctx: CallContext, p: ScopeParams): Promise<Owner
   return { kind: 'accounts', accountIds: [caller.account.id] };
 }
 
-/** Applies an ownership scope to a query over a table with account and domain columns. */
+/**
+ * Applies an ownership scope to a query over a table with account and domain columns; rows
+ * `alsoVisible` accepts are shown outside the scope too (domain-wide networks to their users).
+ */
 export function applyScope<DB extends Database, TB extends keyof DB, O>(
   qb: SelectQueryBuilder<DB, TB, O>,
   scope: OwnerScope,
   columns: { account: string; domain: string },
+  alsoVisible?: (eb: ExpressionBuilder<DB, TB>) => Expression<SqlBool>,
 ): SelectQueryBuilder<DB, TB, O> {
   if (scope.kind === 'all' || (scope.kind === 'subtree' && scope.path === '/')) return qb;
-  return qb.where((eb: ExpressionBuilder<DB, TB>) => scopeCondition(eb, scope, columns));
+  return qb.where((eb: ExpressionBuilder<DB, TB>) =>
+    alsoVisible
+      ? eb.or([scopeCondition(eb, scope, columns), alsoVisible(eb)])
+      : scopeCondition(eb, scope, columns),
+  );
 }
 
 /** An ownership scope as a condition. */

@@ -12,14 +12,14 @@
  * owning them (public or shared templates) passes it a small `mayUse` predicate, and the owner
  * check stays here.
  */
-import type { Selectable, SelectQueryBuilder } from 'kysely';
+import type { Expression, ExpressionBuilder, Selectable, SelectQueryBuilder, SqlBool } from 'kysely';
 import type { CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { Database } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { type ListResult, listResult } from '../registry/command.ts';
 import { type Page, pageOf } from '../registry/paging.ts';
-import { applyScope, checkOwnerAccess, listScope, type ScopeParams } from './access.ts';
+import { applyScope, checkOwnerAccess, listScope, type OwnerScope, type ScopeParams } from './access.ts';
 
 /** Tables whose rows are owned by an account: a uuid, the owning account and its domain. */
 export type OwnedTable = {
@@ -110,6 +110,17 @@ export interface OwnedListSpec<DB, TB extends keyof DB, O, R> {
   present: (rows: R[]) => Promise<object[]>;
   /** The command's own parameter checks (unknown ids: 431), made after the scope's own. */
   checks?: () => Promise<void>;
+  /**
+   * Rows shown outside the caller's scope too, for a capability whose objects others may see
+   * without owning them: domain-wide networks to the accounts that may use them, free addresses
+   * to those who may acquire them.
+   */
+  alsoVisible?: (eb: ExpressionBuilder<DB, TB>) => Expression<SqlBool>;
+  /**
+   * The scope when the command has already decided it instead of the caller's list parameters:
+   * a VM's affinity groups are listed whoever owns them once the VM's lookup let the caller see it.
+   */
+  scope?: OwnerScope;
 }
 
 /**
@@ -122,7 +133,7 @@ export async function listOwned<DB extends Database, TB extends keyof DB, O, R>(
   q: SelectQueryBuilder<DB, TB, O>,
   spec: OwnedListSpec<DB, TB, O, R>,
 ): Promise<ListResult> {
-  const scoped = applyScope(q, await listScope(ctx, params), spec.owner);
+  const scoped = applyScope(q, spec.scope ?? (await listScope(ctx, params)), spec.owner, spec.alsoVisible);
   await spec.checks?.();
   const { count } = await scoped
     .select((eb) => eb.fn.countAll<number>().as('count'))

@@ -5,19 +5,20 @@
  * is told, and an address the router could not take is given back.
  */
 
+import { type ExpressionBuilder, type SqlBool, sql } from 'kysely';
 import { formatDate } from '../clock.ts';
 import type { CallContext } from '../context.ts';
 import { inTransaction } from '../db/connection.ts';
-import type { NetworkRow, PublicIpRow } from '../db/schema.ts';
+import type { Database, NetworkRow, PublicIpRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
-import { checkRowAccess, findOwned } from '../iam/owned.ts';
+import { checkRowAccess, findOwned, listOwned } from '../iam/owned.ts';
 import { findZone, likeOp } from '../infra/common.ts';
-import { defineCommand, listResult, success } from '../registry/command.ts';
-import { pageOf, paginate } from '../registry/paging.ts';
+import { defineCommand, success } from '../registry/command.ts';
+import { paginate } from '../registry/paging.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
 import { applyOrUndo, checkReferences, networkInfo, OWNED_IP } from './ip-rules.ts';
@@ -548,66 +549,51 @@ export const listPublicIpAddresses = defineCommand({
   async handler(ctx, params) {
     const { app, caller } = ctx;
     const db = app.store.db;
-    const scope = await listScope(ctx, params);
-    // Ids that name nothing are 431, as upstream's id translation; an id that exists is a filter.
-    const ref = { ...params, id: undefined, ipaddressid: undefined };
-    await checkReferences(ctx, ref);
-    if (params.id) {
-      const exists = await db
-        .selectFrom('public_ips')
-        .select('id')
-        .where('uuid', '=', params.id)
-        .executeTakeFirst();
-      if (!exists) throw invalidParameter(`Unable to find public IP address by id ${params.id}`);
-    }
-    // No projects, VPCs, system-VM ranges or external providers' ranges here.
-    if (params.projectid || params.forsystemvms || params.forprovider) return listResult([], 0);
-    const vpcFilter = params.vpcid ? (await findVpc(ctx, params.vpcid)).id : undefined;
     const allocatedOnly = params.allocatedonly ?? true;
+    const held = [...HELD_STATES, 'Releasing'];
+    // Free addresses are no one's: with allocatedonly=false, all of them for root admins, those of
+    // ranges the caller may take addresses from for everyone else, besides the held ones in scope.
+    const free = (eb: ExpressionBuilder<Database, 'public_ips' | 'vlan_ip_ranges'>) =>
+      caller.roleKind === 'admin'
+        ? eb('public_ips.state', '=', 'Free')
+        : eb.and([
+            eb('public_ips.state', '=', 'Free'),
+            eb.or([
+              eb('vlan_ip_ranges.account_id', 'is', null),
+              eb('vlan_ip_ranges.account_id', '=', caller.account.id),
+            ]),
+            eb.or([
+              eb('vlan_ip_ranges.domain_id', 'is', null),
+              eb('vlan_ip_ranges.domain_id', '=', caller.domain.id),
+            ]),
+          ]);
     let q = db
       .selectFrom('public_ips')
-      .innerJoin('vlan_ip_ranges', 'vlan_ip_ranges.id', 'public_ips.range_id');
-    if (allocatedOnly) {
-      q = applyScope(q.where('public_ips.state', 'in', [...HELD_STATES, 'Releasing']), scope, {
-        account: 'public_ips.account_id',
-        domain: 'public_ips.domain_id',
-      });
-    } else {
-      // Free addresses too: all of them for root admins, those of ranges the caller may take
-      // addresses from for everyone else; allocated ones within the caller's scope.
-      const scopedIds = applyScope(
-        db
-          .selectFrom('public_ips')
-          .select('public_ips.id')
-          .where('public_ips.state', 'in', [...HELD_STATES, 'Releasing']),
-        scope,
-        { account: 'public_ips.account_id', domain: 'public_ips.domain_id' },
+      .innerJoin('vlan_ip_ranges', 'vlan_ip_ranges.id', 'public_ips.range_id')
+      .where((eb) =>
+        allocatedOnly
+          ? eb('public_ips.state', 'in', held)
+          : eb.or([eb('public_ips.state', 'in', held), free(eb)]),
       );
-      q = q.where((eb) =>
-        eb.or([
-          eb('public_ips.id', 'in', scopedIds),
-          caller.roleKind === 'admin'
-            ? eb('public_ips.state', '=', 'Free')
-            : eb.and([
-                eb('public_ips.state', '=', 'Free'),
-                eb.or([
-                  eb('vlan_ip_ranges.account_id', 'is', null),
-                  eb('vlan_ip_ranges.account_id', '=', caller.account.id),
-                ]),
-                eb.or([
-                  eb('vlan_ip_ranges.domain_id', 'is', null),
-                  eb('vlan_ip_ranges.domain_id', '=', caller.domain.id),
-                ]),
-              ]),
-        ]),
+    // No projects, VPCs, system-VM ranges or external providers' ranges here.
+    const none = params.projectid || params.forsystemvms || params.forprovider;
+    if (none) q = q.where(sql<SqlBool>`1 = 0`);
+    if (params.vpcid)
+      q = q.where(
+        'public_ips.vpc_id',
+        'in',
+        db.selectFrom('vpcs').select('id').where('uuid', '=', params.vpcid),
       );
-    }
     if (params.id) q = q.where('public_ips.uuid', '=', params.id);
     if (params.ipaddress) q = q.where('public_ips.ip4', '=', params.ipaddress.trim());
     if (params.keyword)
       q = q.where(likeEscaped('public_ips.ip4', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
-    if (params.zoneid) q = q.where('public_ips.zone_id', '=', (await findZone(ctx, params.zoneid)).id);
-    if (vpcFilter !== undefined) q = q.where('public_ips.vpc_id', '=', vpcFilter);
+    if (params.zoneid)
+      q = q.where(
+        'public_ips.zone_id',
+        'in',
+        db.selectFrom('zones').select('id').where('uuid', '=', params.zoneid),
+      );
     if (params.state) q = q.where('public_ips.state', '=', params.state);
     if (params.issourcenat !== undefined)
       q = q.where('public_ips.source_nat', '=', params.issourcenat ? 1 : 0);
@@ -644,13 +630,31 @@ export const listPublicIpAddresses = defineCommand({
         db.selectFrom('networks').select('id').where('uuid', '=', params.associatednetworkid),
       );
     q = withTags(q, 'PublicIpAddress', 'public_ips.id', params.tags);
-    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    if (params.retrieveonlyresourcecount) return listResult([], Number(count));
-    const rows = await paginate(
-      q.selectAll('public_ips').orderBy('public_ips.ip_num').orderBy('public_ips.id'),
-      pageOf(app, params),
-    ).execute();
-    return listResult(await presentPublicIps(ctx, rows), Number(count));
+    return listOwned(ctx, params, q, {
+      owner: { account: 'public_ips.account_id', domain: 'public_ips.domain_id' },
+      alsoVisible: allocatedOnly ? undefined : free,
+      // Ids that name nothing are 431, as upstream's id translation; an id that exists is a filter.
+      checks: async () => {
+        await checkReferences(ctx, { ...params, id: undefined, ipaddressid: undefined });
+        if (params.id) {
+          const exists = await db
+            .selectFrom('public_ips')
+            .select('id')
+            .where('uuid', '=', params.id)
+            .executeTakeFirst();
+          if (!exists) throw invalidParameter(`Unable to find public IP address by id ${params.id}`);
+        }
+        if (none) return;
+        if (params.vpcid) await findVpc(ctx, params.vpcid);
+        if (params.zoneid) await findZone(ctx, params.zoneid);
+      },
+      rows: (scoped, page) =>
+        paginate(
+          scoped.selectAll('public_ips').orderBy('public_ips.ip_num').orderBy('public_ips.id'),
+          page,
+        ).execute(),
+      present: (rows) => presentPublicIps(ctx, rows),
+    });
   },
 });
 
