@@ -1,11 +1,13 @@
 /** createTags, deleteTags, listTags. */
 import type { CallContext } from '../context.ts';
 import { insertId } from '../db/connection.ts';
+import type { ResourceTagRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
-import { defineCommand, type JobTarget, listResult, success } from '../registry/command.ts';
-import { pageOf, paginate } from '../registry/paging.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
+import { listOwned } from '../iam/owned.ts';
+import { defineCommand, type JobTarget, success } from '../registry/command.ts';
+import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { findTaggable, presentTag, type TaggedResource, taggableType } from './tags.ts';
 
@@ -178,52 +180,67 @@ export const listTags = defineCommand({
   async handler(ctx: CallContext, params) {
     const { app } = ctx;
     const db = app.store.db;
-    const scope = await listScope(ctx, params);
-    let q = applyScope(db.selectFrom('resource_tags'), scope, { account: 'account_id', domain: 'domain_id' });
+    let q = db.selectFrom('resource_tags');
     if (params.key) q = q.where('key', '=', params.key);
     if (params.value) q = q.where('value', '=', params.value);
     if (params.resourceid) q = q.where('resource_uuid', '=', params.resourceid.toLowerCase());
-    if (params.resourcetype) q = q.where('resource_type', '=', taggableType(params.resourcetype));
+    // An unknown resource type is refused after the scope's own checks (below); matches nothing here.
+    if (params.resourcetype) q = q.where('resource_type', '=', knownType(params.resourcetype) ?? '');
     if (params.customer) q = q.where('customer', '=', params.customer);
     if (params.keyword) {
       const like = app.store.dialect === 'postgres' ? 'ilike' : 'like';
       const k = `%${escapeLike(params.keyword)}%`;
       q = q.where((eb) => eb.or([likeEscaped('key', k, like), likeEscaped('value', k, like)]));
     }
-    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const rowsQ = paginate(q.selectAll().orderBy('id'), pageOf(app, params));
-    const rows = await rowsQ.execute();
-    const accounts = rows.length
-      ? await db
-          .selectFrom('accounts')
-          .select(['id', 'name'])
-          .where(
-            'id',
-            'in',
-            rows.map((r) => r.account_id),
-          )
-          .execute()
-      : [];
-    const domains = rows.length
-      ? await db
-          .selectFrom('domains')
-          .select(['id', 'uuid', 'name'])
-          .where(
-            'id',
-            'in',
-            rows.map((r) => r.domain_id),
-          )
-          .execute()
-      : [];
-    const accountName = new Map(accounts.map((a) => [a.id, a.name]));
-    const domain = new Map(domains.map((d) => [d.id, d]));
-    return listResult(
-      rows.map((t) =>
-        presentTag(t, { account: accountName.get(t.account_id), domain: domain.get(t.domain_id) }),
-      ),
-      Number(count),
-    );
+    return listOwned(ctx, params, q, {
+      owner: { account: 'account_id', domain: 'domain_id' },
+      rows: (scoped, page) => paginate(scoped.selectAll().orderBy('id'), page).execute(),
+      present: (rows) => presentTags(ctx, rows),
+      checks: async () => {
+        if (params.resourcetype) taggableType(params.resourcetype);
+      },
+    });
   },
 });
+
+function knownType(name: string): string | undefined {
+  try {
+    return taggableType(name);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Tags with their owning account's name and domain. */
+async function presentTags(ctx: CallContext, rows: ResourceTagRow[]): Promise<object[]> {
+  const db = ctx.app.store.db;
+  const accounts = rows.length
+    ? await db
+        .selectFrom('accounts')
+        .select(['id', 'name'])
+        .where(
+          'id',
+          'in',
+          rows.map((r) => r.account_id),
+        )
+        .execute()
+    : [];
+  const domains = rows.length
+    ? await db
+        .selectFrom('domains')
+        .select(['id', 'uuid', 'name'])
+        .where(
+          'id',
+          'in',
+          rows.map((r) => r.domain_id),
+        )
+        .execute()
+    : [];
+  const accountName = new Map(accounts.map((a) => [a.id, a.name]));
+  const domain = new Map(domains.map((d) => [d.id, d]));
+  return rows.map((t) =>
+    presentTag(t, { account: accountName.get(t.account_id), domain: domain.get(t.domain_id) }),
+  );
+}
 
 export const tagCommands = [createTags, deleteTags, listTags];
