@@ -8,11 +8,11 @@ import { insertId } from '../db/connection.ts';
 import type { AccountRow, AffinityGroupRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent, recordEvent } from '../events/events.ts';
-import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { onAccountDelete, resolveAccount } from '../iam/accounts.ts';
-import { checkRowAccess } from '../iam/owned.ts';
+import { checkRowAccess, listOwned } from '../iam/owned.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
-import { pageOf, paginate } from '../registry/paging.ts';
+import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { AFFINITY_TYPES, joinAffinityGroups, presentGroups } from './affinity.ts';
 import { presentVms } from './vm-presenter.ts';
@@ -164,12 +164,7 @@ export const listAffinityGroups = defineCommand({
   async handler(ctx, params) {
     const { app } = ctx;
     const db = app.store.db;
-    // A VM's groups are listed whoever owns it, once findVm below has checked the caller may see it.
-    const scope = params.virtualmachineid ? ({ kind: 'all' } as const) : await listScope(ctx, params);
-    let q = applyScope(db.selectFrom('affinity_groups'), scope, {
-      account: 'account_id',
-      domain: 'domain_id',
-    });
+    let q = db.selectFrom('affinity_groups');
     if (params.id) q = q.where('uuid', '=', params.id);
     if (params.name) q = q.where('name', '=', params.name);
     // As upstream: the stored type compared without regard to case ('ExplicitDedication' included).
@@ -192,16 +187,19 @@ export const listAffinityGroups = defineCommand({
           app.store.dialect === 'postgres' ? 'ilike' : 'like',
         ),
       );
-    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const rows = await paginate(q.select('id').orderBy('id'), pageOf(app, params)).execute();
-    const groups = await presentGroups(
-      ctx,
-      rows.map((r) => r.id),
-    );
-    return listResult(
-      rows.map((r) => groups.get(r.id)!),
-      Number(count),
-    );
+    return listOwned(ctx, params, q, {
+      owner: { account: 'account_id', domain: 'domain_id' },
+      // A VM's groups are listed whoever owns it, once findVm above has checked the caller may see it.
+      scope: params.virtualmachineid ? { kind: 'all' } : undefined,
+      rows: (scoped, page) => paginate(scoped.select('id').orderBy('id'), page).execute(),
+      present: async (rows) => {
+        const groups = await presentGroups(
+          ctx,
+          rows.map((r) => r.id),
+        );
+        return rows.map((r) => groups.get(r.id)!);
+      },
+    });
   },
 });
 
