@@ -12,15 +12,15 @@ import type { CallContext } from '../context.ts';
 import { invalidParameter } from '../errors.ts';
 import {
   checkDomainAccess,
-  checkOwnerAccess,
   escapeLike,
   findDomainByUuid,
   likeEscaped,
-  pathPrefix,
+  type OwnerScope,
 } from '../iam/access.ts';
 import { displayPath } from '../iam/domains.ts';
+import { checkRowAccess, listOwned } from '../iam/owned.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
-import { pageOf, paginate } from '../registry/paging.ts';
+import { paginate } from '../registry/paging.ts';
 import { p } from '../registry/params.ts';
 
 /** Upstream's UsageTypes, all listed (those this server generates are 1, 2, 3, 6, 7, 8 and 9). */
@@ -515,6 +515,9 @@ export const listUsageRecords = defineCommand({
       .innerJoin('domains', 'domains.id', 'u.domain_id')
       .where('u.start_date', '>=', firstDay)
       .where('u.start_date', '<', lastDay);
+    // Upstream's usage scope, not a list's: an account by uuid or name, else a domain (the
+    // caller's by default) and everything below it unless domainid is given without isrecursive.
+    let scope: OwnerScope;
     if (params.accountid || params.account) {
       const domain = params.domainid ? await findDomainByUuid(ctx, params.domainid) : caller.domain;
       let aq = db.selectFrom('accounts').select(['id', 'domain_id']);
@@ -523,73 +526,73 @@ export const listUsageRecords = defineCommand({
         : aq.where('name', '=', params.account!).where('domain_id', '=', domain.id);
       const account = await aq.executeTakeFirst();
       if (!account) throw invalidParameter(`Unable to find account ${params.accountid ?? params.account}`);
-      const accountDomain = await db
-        .selectFrom('domains')
-        .select(['path', 'name'])
-        .where('id', '=', account.domain_id)
-        .executeTakeFirstOrThrow();
-      checkOwnerAccess(caller, { accountId: account.id, domain: accountDomain });
-      q = q.where('u.account_id', '=', account.id);
+      await checkRowAccess(ctx, { account_id: account.id, domain_id: account.domain_id });
+      scope = { kind: 'accounts', accountIds: [account.id] };
     } else {
       const domain = params.domainid ? await findDomainByUuid(ctx, params.domainid) : caller.domain;
       checkDomainAccess(caller, domain);
-      if (params.domainid && !params.isrecursive) q = q.where('u.domain_id', '=', domain.id);
-      else if (domain.path !== '/') q = q.where(pathPrefix('domains.path', domain.path));
+      scope =
+        params.domainid && !params.isrecursive
+          ? { kind: 'domain', domainId: domain.id }
+          : { kind: 'subtree', path: domain.path };
     }
     if (params.type !== undefined) q = q.where('u.usage_type', '=', params.type);
     if (params.usageid) q = q.where('u.usage_id', '=', params.usageid);
     if (params.keyword) q = q.where(likeEscaped('u.description', `%${escapeLike(params.keyword)}%`));
-    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const rows = await paginate(
-      q
-        .selectAll('u')
-        .select([
-          'accounts.name as account',
-          'accounts.uuid as accountuuid',
-          'domains.uuid as domainuuid',
-          'domains.name as domain',
-          'domains.path as domainpath',
-        ])
-        .orderBy('u.start_date')
-        .orderBy('u.usage_type')
-        .orderBy('u.id'),
-      pageOf(app, params),
-    ).execute();
-    const zones = new Map(
-      (await db.selectFrom('zones').select(['id', 'uuid']).execute()).map((z) => [z.id, z.uuid]),
-    );
-    return listResult(
-      rows.map((r) => {
-        const isVm = r.usage_type === RUNNING_VM || r.usage_type === ALLOCATED_VM;
-        const isIp = r.usage_type === IP_ADDRESS;
-        return {
-          account: r.account,
-          accountid: r.accountuuid,
-          domainid: r.domainuuid,
-          domain: r.domain,
-          domainpath: displayPath(r.domainpath),
-          zoneid: r.zone_id === null ? undefined : zones.get(r.zone_id),
-          description: r.description,
-          usage: hoursText(Number(r.raw_usage)),
-          usagetype: r.usage_type,
-          rawusage: Number(Number(r.raw_usage).toFixed(6)),
-          usageid: r.usage_id,
-          virtualmachineid: r.vm_uuid ?? undefined,
-          name: r.name ?? undefined,
-          offeringid: r.offering_uuid ?? undefined,
-          templateid: r.template_uuid ?? undefined,
-          // An address's record keeps whether it was a source-NAT address in `type`.
-          type: isIp ? undefined : (r.type ?? undefined),
-          ...(isIp ? { issourcenat: r.type === 'SourceNat', issystem: false } : {}),
-          size: r.size_bytes === null ? undefined : Number(r.size_bytes),
-          virtualsize: r.virtual_size_bytes === null ? undefined : Number(r.virtual_size_bytes),
-          ...(isVm ? { cpunumber: r.cpu_number, cpuspeed: r.cpu_speed, memory: r.memory_mb } : {}),
-          startdate: formatDate(Number(r.start_date)),
-          enddate: formatDate(Number(r.end_date)),
-        };
-      }),
-      Number(count),
-    );
+    return listOwned(ctx, params, q, {
+      owner: { account: 'u.account_id', domain: 'u.domain_id' },
+      scope,
+      rows: (scoped, page) =>
+        paginate(
+          scoped
+            .selectAll('u')
+            .select([
+              'accounts.name as account',
+              'accounts.uuid as accountuuid',
+              'domains.uuid as domainuuid',
+              'domains.name as domain',
+              'domains.path as domainpath',
+            ])
+            .orderBy('u.start_date')
+            .orderBy('u.usage_type')
+            .orderBy('u.id'),
+          page,
+        ).execute(),
+      present: async (rows) => {
+        const zones = new Map(
+          (await db.selectFrom('zones').select(['id', 'uuid']).execute()).map((z) => [z.id, z.uuid]),
+        );
+        return rows.map((r) => {
+          const isVm = r.usage_type === RUNNING_VM || r.usage_type === ALLOCATED_VM;
+          const isIp = r.usage_type === IP_ADDRESS;
+          return {
+            account: r.account,
+            accountid: r.accountuuid,
+            domainid: r.domainuuid,
+            domain: r.domain,
+            domainpath: displayPath(r.domainpath),
+            zoneid: r.zone_id === null ? undefined : zones.get(r.zone_id),
+            description: r.description,
+            usage: hoursText(Number(r.raw_usage)),
+            usagetype: r.usage_type,
+            rawusage: Number(Number(r.raw_usage).toFixed(6)),
+            usageid: r.usage_id,
+            virtualmachineid: r.vm_uuid ?? undefined,
+            name: r.name ?? undefined,
+            offeringid: r.offering_uuid ?? undefined,
+            templateid: r.template_uuid ?? undefined,
+            // An address's record keeps whether it was a source-NAT address in `type`.
+            type: isIp ? undefined : (r.type ?? undefined),
+            ...(isIp ? { issourcenat: r.type === 'SourceNat', issystem: false } : {}),
+            size: r.size_bytes === null ? undefined : Number(r.size_bytes),
+            virtualsize: r.virtual_size_bytes === null ? undefined : Number(r.virtual_size_bytes),
+            ...(isVm ? { cpunumber: r.cpu_number, cpuspeed: r.cpu_speed, memory: r.memory_mb } : {}),
+            startdate: formatDate(Number(r.start_date)),
+            enddate: formatDate(Number(r.end_date)),
+          };
+        });
+      },
+    });
   },
 });
 
