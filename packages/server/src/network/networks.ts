@@ -5,19 +5,19 @@
  * its routers and host bridges; the zone keeps its ranges and the next deployment makes a new one.
  */
 
-import type { SelectQueryBuilder } from 'kysely';
+import { type Expression, type ExpressionBuilder, type SqlBool, sql } from 'kysely';
 import { formatDate } from '../clock.ts';
 import type { App, CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { Database, NetworkOfferingRow, NetworkRow, ZoneRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { recordEvent } from '../events/events.ts';
-import { applyScope, escapeLike, likeEscaped, listScope, type OwnerScope } from '../iam/access.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { displayPath } from '../iam/domains.ts';
-import { findOwned } from '../iam/owned.ts';
+import { findOwned, listOwned } from '../iam/owned.ts';
 import { findZone, intToIpv4, likeOp, netmaskBits, subnetBounds } from '../infra/common.ts';
-import { defineCommand, listResult } from '../registry/command.ts';
-import { pageOf } from '../registry/paging.ts';
+import { defineCommand } from '../registry/command.ts';
+import { paginate } from '../registry/paging.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { withTags } from '../tags/tags.ts';
 import { insertUnlessTaken, latest, systemOwner } from './common.ts';
@@ -268,25 +268,16 @@ export async function presentNetworks(ctx: CallContext, rows: NetworkRow[]): Pro
   });
 }
 
-type NetworkQuery = SelectQueryBuilder<Database, 'networks', object>;
+const NETWORK_FILTERS = ['all', 'account', 'domain', 'accountdomain', 'shared'];
 
 /**
- * Which networks a list shows. Account networks follow the list's ownership scope (the caller's
- * own, or with listall/domainid/account those an administrator reaches). Domain-wide networks are
- * shown to the accounts that may use them (of their domain or below) and to administrators whose
- * scope covers their domain. `networkfilter` (Account, Domain, AccountDomain, Shared, All) narrows.
+ * Which networks a list shows. Account networks follow the list's ownership scope (listOwned's):
+ * the caller's own, or with listall/domainid/account those an administrator reaches. Domain-wide
+ * networks have no owning account, so the scope holds them for administrators whose scope covers
+ * their domain; they are also shown (this predicate, listOwned's alsoVisible) to the accounts that
+ * may use them: of their domain, or of a domain below it when it grants subdomain access.
  */
-async function visibleNetworks(
-  ctx: CallContext,
-  q: NetworkQuery,
-  scope: OwnerScope,
-  filter: string | undefined,
-): Promise<NetworkQuery> {
-  const kind = (filter ?? 'all').toLowerCase();
-  if (!['all', 'account', 'domain', 'accountdomain', 'shared'].includes(kind))
-    throw invalidParameter(
-      `Invalid networkfilter ${filter}: use Account, Domain, AccountDomain, Shared or All`,
-    );
+function usableDomainNetworks(ctx: CallContext) {
   // The caller's domain and those above it: their domain-wide networks are the caller's to use.
   const path = ctx.caller.domain.path;
   const prefixes = [
@@ -297,33 +288,15 @@ async function visibleNetworks(
       .map((_, i, parts) => `/${parts.slice(0, i + 1).join('/')}/`),
   ];
   const usable = ctx.app.store.db.selectFrom('domains').select('id').where('path', 'in', prefixes);
-  const accountNetworks = applyScope(
-    ctx.app.store.db.selectFrom('networks').select('networks.id').where('networks.acl_type', '=', 'Account'),
-    scope,
-    { account: 'networks.account_id', domain: 'networks.domain_id' },
-  );
-  const scopedDomainNetworks = applyScope(
-    ctx.app.store.db.selectFrom('networks').select('networks.id').where('networks.acl_type', '=', 'Domain'),
-    scope.kind === 'accounts' ? { kind: 'domain', domainId: -1 } : scope,
-    { account: 'networks.account_id', domain: 'networks.domain_id' },
-  );
-  return q.where((eb) => {
-    const account = eb('networks.id', 'in', accountNetworks);
-    const domain = eb.and([
+  return (eb: ExpressionBuilder<Database, 'networks'>): Expression<SqlBool> =>
+    eb.and([
       eb('networks.acl_type', '=', 'Domain'),
       eb.or([
         eb('networks.domain_id', '=', ctx.caller.domain.id),
         // A network of a domain above the caller's, when it grants subdomain access.
         eb.and([eb('networks.domain_id', 'in', usable), eb('networks.subdomain_access', '=', 1)]),
-        eb('networks.id', 'in', scopedDomainNetworks),
       ]),
     ]);
-    if (kind === 'account') return account;
-    if (kind === 'domain') return domain;
-    if (kind === 'shared')
-      return eb.and([eb('networks.guest_type', '=', 'Shared'), eb.or([account, domain])]);
-    return eb.or([account, domain]);
-  });
 }
 
 export const listNetworks = defineCommand({
@@ -390,12 +363,16 @@ export const listNetworks = defineCommand({
   },
   async handler(ctx, params) {
     const { app } = ctx;
-    const scope = await listScope(ctx, params);
-    let q = app.store.db
+    const db = app.store.db;
+    // networkfilter (Account, Domain, AccountDomain, Shared, All) narrows what is visible.
+    const filter = (params.networkfilter ?? 'all').toLowerCase();
+    let q = db
       .selectFrom('networks')
       .where('networks.removed', 'is', null)
       .where('networks.traffic_type', '=', 'Guest');
-    q = await visibleNetworks(ctx, q, scope, params.networkfilter);
+    if (filter === 'account') q = q.where('networks.acl_type', '=', 'Account');
+    if (filter === 'domain') q = q.where('networks.acl_type', '=', 'Domain');
+    if (filter === 'shared') q = q.where('networks.guest_type', '=', 'Shared');
     // Others than administrators deploy only into enabled zones, so they see only those networks.
     if (ctx.caller.roleKind !== 'admin')
       q = q.where(
@@ -409,32 +386,25 @@ export const listNetworks = defineCommand({
     if (params.displaynetwork !== undefined)
       q = q.where('networks.display_network', '=', params.displaynetwork ? 1 : 0);
     if (ctx.caller.roleKind !== 'admin') q = q.where('networks.display_network', '=', 1);
-    if (params.zoneid) q = q.where('networks.zone_id', '=', (await findZone(ctx, params.zoneid)).id);
+    if (params.zoneid)
+      q = q.where(
+        'networks.zone_id',
+        'in',
+        db.selectFrom('zones').select('id').where('uuid', '=', params.zoneid),
+      );
     if (params.type) q = q.where(likeEscaped('networks.guest_type', escapeLike(params.type), likeOp(ctx)));
     if (params.traffictype)
       q = q.where(likeEscaped('networks.traffic_type', escapeLike(params.traffictype), likeOp(ctx)));
     if (params.acltype)
       q = q.where(likeEscaped('networks.acl_type', escapeLike(params.acltype), likeOp(ctx)));
-    if (params.physicalnetworkid) {
-      const physical = await app.store.db
-        .selectFrom('physical_networks')
-        .select('id')
-        .where('uuid', '=', params.physicalnetworkid)
-        .executeTakeFirst();
-      if (!physical)
-        throw invalidParameter(`Unable to find physical network by id ${params.physicalnetworkid}`);
-      q = q.where('networks.physical_network_id', '=', physical.id);
-    }
-    if (params.networkofferingid) {
-      const offering = await app.store.db
-        .selectFrom('network_offerings')
-        .select('id')
-        .where('uuid', '=', params.networkofferingid)
-        .executeTakeFirst();
-      if (!offering)
-        throw invalidParameter(`Unable to find network offering by id ${params.networkofferingid}`);
-      q = q.where('networks.network_offering_id', '=', offering.id);
-    }
+    const physical = params.physicalnetworkid
+      ? db.selectFrom('physical_networks').select('id').where('uuid', '=', params.physicalnetworkid)
+      : undefined;
+    if (physical) q = q.where('networks.physical_network_id', 'in', physical);
+    const offering = params.networkofferingid
+      ? db.selectFrom('network_offerings').select('id').where('uuid', '=', params.networkofferingid)
+      : undefined;
+    if (offering) q = q.where('networks.network_offering_id', 'in', offering);
     if (params.vlan) {
       const vlan = params.vlan.replace(/^(vlan|vxlan):\/\//i, '').toLowerCase();
       q =
@@ -447,24 +417,42 @@ export const listNetworks = defineCommand({
     q = withTags(q, 'Network', 'networks.id', params.tags);
     if (params.forvpc !== undefined) q = q.where('networks.vpc_id', params.forvpc ? 'is not' : 'is', null);
     if (params.vpcid)
-      q = q.where('networks.vpc_id', '=', (await findOwned(ctx, 'vpcs', params.vpcid, { noun: 'VPC' })).id);
+      q = q.where(
+        'networks.vpc_id',
+        'in',
+        db.selectFrom('vpcs').select('id').where('uuid', '=', params.vpcid),
+      );
     // No system networks are listed, and no VPC, restart-pending or hidden ones exist yet.
     const none =
       params.issystem === true ||
       params.associatednetworkid !== undefined ||
       params.restartrequired === true ||
       params.canusefordeploy === false;
-    if (none) return listResult([], 0);
-    const rows = (await q.selectAll('networks').orderBy('networks.id').execute()) as NetworkRow[];
-    const offerings = await app.store.db.selectFrom('network_offerings').selectAll().execute();
-    const offeringById = new Map(offerings.map((o) => [o.id, o]));
-    const matching = rows.filter((n) =>
-      hasServices(offeringById.get(n.network_offering_id) as NetworkOfferingRow, params.supportedservices),
-    );
-    if (params.retrieveonlyresourcecount) return listResult([], matching.length);
-    const page = pageOf(app, params);
-    const slice = page.limit === undefined ? matching : matching.slice(page.offset, page.offset + page.limit);
-    return listResult(await presentNetworks(ctx, slice), matching.length);
+    if (none) q = q.where(sql<SqlBool>`1 = 0`);
+    if (params.supportedservices?.length) {
+      const offerings = await db.selectFrom('network_offerings').selectAll().execute();
+      const ids = offerings.filter((o) => hasServices(o, params.supportedservices)).map((o) => o.id);
+      q = q.where('networks.network_offering_id', 'in', [-1, ...ids]);
+    }
+    return listOwned(ctx, params, q, {
+      owner: { account: 'networks.account_id', domain: 'networks.domain_id' },
+      alsoVisible: filter === 'account' ? undefined : usableDomainNetworks(ctx),
+      // The command's own ids, each 431 when it names nothing, after the scope's own checks.
+      checks: async () => {
+        if (!NETWORK_FILTERS.includes(filter))
+          throw invalidParameter(
+            `Invalid networkfilter ${params.networkfilter}: use Account, Domain, AccountDomain, Shared or All`,
+          );
+        if (params.zoneid) await findZone(ctx, params.zoneid);
+        if (physical && !(await physical.executeTakeFirst()))
+          throw invalidParameter(`Unable to find physical network by id ${params.physicalnetworkid}`);
+        if (offering && !(await offering.executeTakeFirst()))
+          throw invalidParameter(`Unable to find network offering by id ${params.networkofferingid}`);
+        if (params.vpcid) await findOwned(ctx, 'vpcs', params.vpcid, { noun: 'VPC' });
+      },
+      rows: (scoped, page) => paginate(scoped.selectAll('networks').orderBy('networks.id'), page).execute(),
+      present: (rows) => presentNetworks(ctx, rows),
+    });
   },
 });
 
