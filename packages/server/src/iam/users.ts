@@ -10,7 +10,7 @@ import { defineCommand, success } from '../registry/command.ts';
 import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { registerTaggable } from '../tags/tags.ts';
-import { escapeLike, likeEscaped } from './access.ts';
+import { escapeLike, inSubtree, likeEscaped } from './access.ts';
 import { forgetCachedIdentity } from './caller.ts';
 import { checkRowAccess, listOwned } from './owned.ts';
 import { checkPasswordPolicy } from './password-policy.ts';
@@ -148,7 +148,7 @@ export async function presentUsers(ctx: CallContext, rows: UserRow[], known: Kno
       timezone: u.timezone ?? undefined,
       apikey: u.api_key ?? undefined,
       iscallerchilddomain:
-        domain.id !== ctx.caller.domain.id && domain.path.startsWith(ctx.caller.domain.path),
+        domain.id !== ctx.caller.domain.id && inSubtree(domain.path, ctx.caller.domain.path),
       isdefault: u.is_default === 1,
       is2faenabled: u.user_2fa_enabled === 1,
       is2famandated: twoFactorMandated(ctx.app, domain.id),
