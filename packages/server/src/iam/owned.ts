@@ -6,7 +6,9 @@
  *   belongs to an account outside the caller's reach (their own account for users, their domain
  *   subtree for domain and resource admins, everything for root admins).
  * - `listOwned` scopes a list (account / domainid / isrecursive / listall / id, as upstream's
- *   buildACLSearchParameters), counts it and returns one page.
+ *   buildACLSearchParameters), counts it and returns one page. A list whose rows others may see
+ *   without owning them (domain-wide networks, free public addresses) passes a small `alsoVisible`
+ *   condition, ORed with the scope.
  *
  * `checkRowAccess` checks a row already read; a capability whose objects others may use without
  * owning them (public or shared templates) passes it a small `mayUse` predicate, and the owner
