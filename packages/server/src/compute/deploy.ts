@@ -25,6 +25,7 @@ import { dataDiskSize, GiB, insertVolume } from '../storage/volumes.ts';
 import { joinAffinityGroups } from './affinity.ts';
 import { resolveAffinityGroups } from './affinity-groups.ts';
 import { groupNamed } from './instance-groups.ts';
+import { keyPairsNamed } from './ssh-keypairs.ts';
 import { checkUserData } from './user-data.ts';
 import { presentVms } from './vm-presenter.ts';
 import { expungeVm, findVm, startVm } from './vms.ts';
@@ -77,13 +78,7 @@ export function computeSize(offering: ServiceOfferingRow, details: Record<string
 }
 
 async function keypairsOf(ctx: CallContext, account: AccountRow, names: string[]): Promise<string[]> {
-  const found = await ctx.app.store.db
-    .selectFrom('ssh_keypairs')
-    .select('name')
-    .where('account_id', '=', account.id)
-    .where('name', 'in', names)
-    .execute();
-  const missing = names.filter((n) => !found.some((f) => f.name === n));
+  const { missing } = await keyPairsNamed(ctx, account.id, names);
   if (missing.length)
     throw invalidParameter(`Unable to find SSH key pair ${missing.join(', ')} for account ${account.name}`);
   return names;

@@ -62,6 +62,28 @@ export function generateRsaKeyPair(): { privateKey: string; publicKey: string } 
   return { privateKey, publicKey: `ssh-rsa ${blob.toString('base64')}` };
 }
 
+/**
+ * The one path to SSH key pairs by name. Key pairs are named within their account (upstream finds
+ * them by account and name, never by uuid), so a command first reaches the account through the
+ * access checks (a VM found with findOwned, an account given with resolveAccount) and then names
+ * its keys here. Returns those found and the names that are not the account's.
+ */
+export async function keyPairsNamed(
+  ctx: Pick<CallContext, 'app'>,
+  accountId: number,
+  names: string[],
+): Promise<{ found: { name: string; public_key: string }[]; missing: string[] }> {
+  const found = names.length
+    ? await ctx.app.store.db
+        .selectFrom('ssh_keypairs')
+        .select(['name', 'public_key'])
+        .where('account_id', '=', accountId)
+        .where('name', 'in', names)
+        .execute()
+    : [];
+  return { found, missing: names.filter((n) => !found.some((f) => f.name === n)) };
+}
+
 async function ownerOf(
   ctx: CallContext,
   params: { account?: string; domainid?: string },

@@ -20,7 +20,7 @@ import { findAttachableIso } from '../storage/templates.ts';
 import { registerTaggable, withTags } from '../tags/tags.ts';
 import { computeSize, deployVirtualMachine } from './deploy.ts';
 import { groupNamed } from './instance-groups.ts';
-import { publicKeyBlob } from './ssh-keypairs.ts';
+import { keyPairsNamed, publicKeyBlob } from './ssh-keypairs.ts';
 import { checkUserData } from './user-data.ts';
 import { PRESENTED_VM_COLUMNS, type PresentedVm, presentVms } from './vm-presenter.ts';
 import { wrongState } from './vm-state.ts';
@@ -453,14 +453,7 @@ export const getVMPassword = defineCommand({
     const vm = await findVm(ctx, params.id);
     if (!vm.password) throw invalidParameter(`No password for VM ${vm.name}`);
     const keyName = vm.keypairs?.split(',')[0];
-    const key = keyName
-      ? await ctx.app.store.db
-          .selectFrom('ssh_keypairs')
-          .select('public_key')
-          .where('account_id', '=', vm.account_id)
-          .where('name', '=', keyName)
-          .executeTakeFirst()
-      : undefined;
+    const key = keyName ? (await keyPairsNamed(ctx, vm.account_id, [keyName])).found[0] : undefined;
     const rsa = key ? rsaKey(key.public_key) : undefined;
     // As upstream: the password is only handed out encrypted with the VM's SSH key.
     if (!rsa) throw invalidParameter(`VM ${vm.name} has no RSA SSH key pair to encrypt its password with`);
@@ -504,13 +497,7 @@ export const resetSSHKeyForVirtualMachine = defineCommand({
       throw invalidParameter(
         'Unable to execute API command resetsshkeyforvirtualmachine due to missing parameter keypair',
       );
-    const found = await ctx.app.store.db
-      .selectFrom('ssh_keypairs')
-      .select('name')
-      .where('account_id', '=', vm.account_id)
-      .where('name', 'in', names)
-      .execute();
-    const missing = names.filter((n) => !found.some((f) => f.name === n));
+    const { missing } = await keyPairsNamed(ctx, vm.account_id, names);
     if (missing.length)
       throw invalidParameter(`Unable to find SSH key pair ${missing.join(', ')} for the VM's account`);
     await ctx.app.store.db
