@@ -5,15 +5,14 @@ import type { CallContext } from '../context.ts';
 import type { VmRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
-import { findOwned } from '../iam/owned.ts';
+import { findOwned, listOwned } from '../iam/owned.ts';
 import { findCluster, findPod } from '../infra/common.ts';
 import { findHost } from '../infra/hosts.ts';
 import { refreshRouterEntries } from '../network/routers.ts';
-import { defineCommand, type JobTarget, listResult, success } from '../registry/command.ts';
-import { pageOf } from '../registry/paging.ts';
+import { defineCommand, type JobTarget, success } from '../registry/command.ts';
 import { listParams, p } from '../registry/params.ts';
 import { ALLOW_USER_EXPUNGE_RECOVER_VM, ALLOW_USER_VIEW_DESTROYED_VM } from '../settings/core-settings.ts';
 import { findAttachableIso } from '../storage/templates.ts';
@@ -747,8 +746,7 @@ export const listVirtualMachines = defineCommand({
     if (params.state && !STATES.some((s) => s.toLowerCase() === params.state!.toLowerCase())) {
       throw invalidParameter(`Invalid state ${params.state}: use one of ${STATES.join(', ')}`);
     }
-    const scope = await listScope(ctx, params);
-    let q = applyScope(db.selectFrom('vms'), scope, { account: 'vms.account_id', domain: 'vms.domain_id' });
+    let q = db.selectFrom('vms');
     const state = params.state
       ? STATES.find((s) => s.toLowerCase() === params.state!.toLowerCase())!
       : undefined;
@@ -842,29 +840,28 @@ export const listVirtualMachines = defineCommand({
       );
     }
     q = withTags(q, 'UserVm', 'vms.id', params.tags);
-    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    if (params.retrieveonlyresourcecount) return listResult([], Number(count));
-    const page = pageOf(app, params);
-    // Two steps: the page's ids from a narrow index (migration 0016 covers every filter of the
-    // usual scopes, so OFFSET skips index entries, not rows), then only those rows, and only the
-    // columns the presenter shows (not user data, up to 32 KB a VM, nor password hashes).
-    const columns = PRESENTED_VM_COLUMNS.map((c) => `vms.${c}` as const);
-    let rows: PresentedVm[];
-    if (page.limit === undefined) rows = await q.select(columns).orderBy('vms.id').execute();
-    else {
-      const ids = q.select('vms.id').orderBy('vms.id').limit(page.limit).offset(page.offset);
-      rows =
-        app.store.dialect === 'mysql'
+    // The scope adds to the same query, so the count stays on migration 0016's covering indexes.
+    return listOwned(ctx, params, q, {
+      owner: { account: 'vms.account_id', domain: 'vms.domain_id' },
+      // Two steps: the page's ids from a narrow index (migration 0016 covers every filter of the
+      // usual scopes, so OFFSET skips index entries, not rows), then only those rows, and only the
+      // columns the presenter shows (not user data, up to 32 KB a VM, nor password hashes).
+      rows: async (scoped, page): Promise<PresentedVm[]> => {
+        const columns = PRESENTED_VM_COLUMNS.map((c) => `vms.${c}` as const);
+        if (page.limit === undefined) return scoped.select(columns).orderBy('vms.id').execute();
+        const ids = scoped.select('vms.id').orderBy('vms.id').limit(page.limit).offset(page.offset);
+        return app.store.dialect === 'mysql'
           ? // MySQL and MariaDB refuse LIMIT inside IN (subquery); a derived table is allowed.
-            await db
+            db
               .selectFrom(ids.as('page'))
               .innerJoin('vms', 'vms.id', 'page.id')
               .select(columns)
               .orderBy('vms.id')
               .execute()
-          : await db.selectFrom('vms').select(columns).where('vms.id', 'in', ids).orderBy('vms.id').execute();
-    }
-    return listResult(await presentVms(ctx, rows, { details: params.details }), Number(count));
+          : db.selectFrom('vms').select(columns).where('vms.id', 'in', ids).orderBy('vms.id').execute();
+      },
+      present: (rows) => presentVms(ctx, rows, { details: params.details }),
+    });
   },
 });
 
