@@ -23,7 +23,6 @@ import { routerPublicSide, routerRulesFor } from './router-rules.ts';
 import {
   applyVpcRouter,
   bootVpcRouter,
-  hostForVpcRouter,
   restartVpcRouter,
   vpcLockKey,
   vpcOf,
@@ -612,19 +611,25 @@ export function routersOfHostInMaintenance(app: App, host: { id: number; name: s
 
 /**
  * Where a Stopped router goes: its last host if connected, else a connected host carrying its
- * network, else any connected host of the zone; never `avoid` (a host entering maintenance).
+ * network (for a VPC router, any of its tiers), else any connected host of the zone; never
+ * `avoid` (a host entering maintenance).
  */
 export async function hostForRouter(app: App, router: RouterRow, avoid?: number): Promise<number> {
-  if (router.vpc_id !== null) return hostForVpcRouter(app, router, avoid);
   const usable = (h: number) => h !== avoid && app.agents.isConnected(h);
   if (router.last_host_id !== null && usable(router.last_host_id)) return router.last_host_id;
   const db = app.store.db;
+  // The networks the router serves: its network, or every tier of its VPC.
   const candidates = await db
     .selectFrom('vms')
     .innerJoin('nics', 'nics.vm_id', 'vms.id')
+    .innerJoin('networks', 'networks.id', 'nics.network_id')
     .select('vms.host_id')
     .distinct()
-    .where('nics.network_id', '=', router.network_id)
+    .where((eb) =>
+      router.vpc_id !== null
+        ? eb('networks.vpc_id', '=', router.vpc_id)
+        : eb('nics.network_id', '=', router.network_id),
+    )
     .where('nics.removed', 'is', null)
     .where('vms.state', '=', 'Running')
     .where('vms.host_id', 'is not', null)

@@ -22,6 +22,7 @@ import { acquirePublicIp, HELD_STATES } from './public-ips.ts';
 import { publicSideOf, rulesOf } from './router-rules.ts';
 import {
   haltRouter,
+  hostForRouter,
   passwordsHandedOver,
   publicMac,
   ROUTER_VERSION,
@@ -275,41 +276,6 @@ export async function bootVpcRouter(
   }
 }
 
-/** A connected Up host of the VPC's zone for its router: one running VMs of its tiers first. */
-export async function hostForVpcRouter(app: App, router: RouterRow, avoid?: number): Promise<number> {
-  const usable = (h: number) => h !== avoid && app.agents.isConnected(h);
-  if (router.last_host_id !== null && usable(router.last_host_id)) return router.last_host_id;
-  const db = app.store.db;
-  const candidates = await db
-    .selectFrom('vms')
-    .innerJoin('nics', 'nics.vm_id', 'vms.id')
-    .innerJoin('networks', 'networks.id', 'nics.network_id')
-    .select('vms.host_id')
-    .distinct()
-    .where('networks.vpc_id', '=', router.vpc_id)
-    .where('nics.removed', 'is', null)
-    .where('vms.state', '=', 'Running')
-    .where('vms.host_id', 'is not', null)
-    .execute();
-  const zoneHosts = await db
-    .selectFrom('hosts')
-    .select('id')
-    .where('zone_id', '=', router.zone_id)
-    .where('state', '=', 'Up')
-    .where('resource_state', '=', 'Enabled')
-    .where('removed', 'is', null)
-    .orderBy('id')
-    .execute();
-  const pick = [...candidates.map((c) => c.host_id!), ...zoneHosts.map((h) => h.id)].find(usable);
-  if (pick === undefined)
-    throw new ApiError(
-      ErrorCode.INSUFFICIENT_CAPACITY,
-      CsErrorCode.INSUFFICIENT_CAPACITY,
-      `No connected host in the zone can run router ${router.name}`,
-    );
-  return pick;
-}
-
 /**
  * The VPC's source-NAT public address (acquired once, with the VPC's router) and state Enabled.
  * Called under the VPC's router lock.
@@ -352,7 +318,7 @@ export function startVpcRouter(
       }));
     if (router.state === 'Running' && router.host_id !== null && app.agents.isConnected(router.host_id))
       return router;
-    const host = place?.hostId ?? (await hostForVpcRouter(app, router));
+    const host = place?.hostId ?? (await hostForRouter(app, router));
     const stopped = router.state === 'Stopped' ? router : await haltRouter(app, router, true);
     return bootVpcRouter(app, stopped, host, `for VPC ${vpc.name}`);
   });
@@ -439,7 +405,7 @@ export function restartVpcRouter(app: App, vpc: VpcRow, cleanup: boolean): Promi
       );
     } else if (router) fresh = await haltRouter(app, router, true);
     else fresh = await createVpcRouter(app, vpc, { podId: null, hypervisor: null });
-    const target = host ?? (await hostForVpcRouter(app, fresh));
+    const target = host ?? (await hostForRouter(app, fresh));
     return bootVpcRouter(app, fresh, target, cleanup ? 'restartVPC cleanup' : 'restartVPC');
   });
 }
