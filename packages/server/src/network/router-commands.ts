@@ -8,6 +8,7 @@ import { type CallContext, isRootAdmin } from '../context.ts';
 import type { RouterRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { applyScope, escapeLike, likeEscaped, listScope } from '../iam/access.ts';
+import { displayPath } from '../iam/domains.ts';
 import { likeOp } from '../infra/common.ts';
 import { defineCommand, type JobTarget, listResult } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
@@ -126,46 +127,70 @@ async function presentRouters(ctx: CallContext, routers: RouterRow[]): Promise<o
       ])
     : [[], [], []];
   return routers.map((r) => {
-    if (r.vpc_id !== null) {
-      const vpc = vpcs.find((v) => v.id === r.vpc_id);
-      const pub = vpcNats.find((x) => x.vpc_id === r.vpc_id);
-      const zone = zones.find((z) => z.id === r.zone_id);
-      const pod = pods.find((x) => x.id === r.pod_id);
-      const host = hosts.find((h) => h.id === r.host_id);
+    const vpc = r.vpc_id !== null ? vpcs.find((v) => v.id === r.vpc_id) : undefined;
+    // A router is seen from outside by its source-NAT address: its VPC's, or its network's.
+    const pub =
+      r.vpc_id !== null
+        ? vpcNats.find((x) => x.vpc_id === r.vpc_id)
+        : r.public_mac
+          ? sourceNats.find((x) => x.network_id === r.network_id)
+          : undefined;
+    const zone = zones.find((z) => z.id === r.zone_id);
+    const pod = pods.find((x) => x.id === r.pod_id);
+    const host = hosts.find((h) => h.id === r.host_id);
+    const publicNics = pub
+      ? [
+          {
+            networkid: pub.public_network,
+            ipaddress: pub.ip4,
+            macaddress: r.public_mac,
+            gateway: pub.gateway,
+            netmask: pub.netmask,
+            traffictype: 'Public',
+            type: 'Shared',
+            isdefault: true,
+            deviceid: '1',
+          },
+        ]
+      : [];
+    const common = {
+      id: r.uuid,
+      name: r.name,
+      role: 'VIRTUAL_ROUTER',
+      state: r.state,
+      account: 'system',
+      domainid: root?.uuid,
+      domain: root?.name,
+      domainpath: root ? displayPath(root.path) : undefined,
+      zoneid: zone?.uuid,
+      zonename: zone?.name,
+      podid: pod?.uuid,
+      podname: pod?.name,
+      hostid: host?.uuid,
+      hostname: host?.name,
+      hostcontrolstate: host?.state,
+      hypervisor: r.hypervisor ?? undefined,
+      dns1: zone?.dns1 ?? undefined,
+      dns2: zone?.dns2 ?? undefined,
+      publicip: pub?.ip4,
+      publicmacaddress: pub ? (r.public_mac ?? undefined) : undefined,
+      publicnetmask: pub?.netmask,
+      publicnetworkid: pub?.public_network,
+      created: formatDate(r.created),
+      version: r.version,
+      softwareversion: r.version,
+      requiresupgrade: r.version !== ROUTER_VERSION,
+      isredundantrouter: false,
+      redundantstate: 'UNKNOWN',
+      healthchecksfailed: false,
+      hasannotations: false,
+    };
+    if (r.vpc_id !== null)
       return {
-        id: r.uuid,
-        name: r.name,
-        role: 'VIRTUAL_ROUTER',
-        state: r.state,
-        account: 'system',
-        domainid: root?.uuid,
-        domain: root?.name,
-        domainpath: root ? '/' : undefined,
+        ...common,
         vpcid: vpc?.uuid,
         vpcname: vpc?.name,
-        zoneid: zone?.uuid,
-        zonename: zone?.name,
-        podid: pod?.uuid,
-        podname: pod?.name,
-        hostid: host?.uuid,
-        hostname: host?.name,
-        hostcontrolstate: host?.state,
-        hypervisor: r.hypervisor ?? undefined,
-        dns1: zone?.dns1 ?? undefined,
-        dns2: zone?.dns2 ?? undefined,
         gateway: pub?.gateway,
-        publicip: pub?.ip4,
-        publicmacaddress: pub ? (r.public_mac ?? undefined) : undefined,
-        publicnetmask: pub?.netmask,
-        publicnetworkid: pub?.public_network,
-        created: formatDate(r.created),
-        version: r.version,
-        softwareversion: r.version,
-        requiresupgrade: r.version !== ROUTER_VERSION,
-        isredundantrouter: false,
-        redundantstate: 'UNKNOWN',
-        healthchecksfailed: false,
-        hasannotations: false,
         nic: [
           ...tierNics
             .filter((n) => n.router_id === r.id)
@@ -185,68 +210,20 @@ async function presentRouters(ctx: CallContext, routers: RouterRow[]): Promise<o
               // The first tier is the router's eth0, eth1 its public side, then the other tiers.
               deviceid: String(i === 0 ? 0 : i + 1),
             })),
-          ...(pub
-            ? [
-                {
-                  networkid: pub.public_network,
-                  ipaddress: pub.ip4,
-                  macaddress: r.public_mac,
-                  gateway: pub.gateway,
-                  netmask: pub.netmask,
-                  traffictype: 'Public',
-                  type: 'Shared',
-                  isdefault: true,
-                  deviceid: '1',
-                },
-              ]
-            : []),
+          ...publicNics,
         ],
       };
-    }
-    const pub = r.public_mac ? sourceNats.find((x) => x.network_id === r.network_id) : undefined;
     const network = networks.find((n) => n.id === r.network_id);
-    const zone = zones.find((z) => z.id === r.zone_id);
-    const pod = pods.find((x) => x.id === r.pod_id);
-    const host = hosts.find((h) => h.id === r.host_id);
     const nic = nics.find((n) => n.id === r.nic_id);
     return {
-      id: r.uuid,
-      name: r.name,
-      role: 'VIRTUAL_ROUTER',
-      state: r.state,
-      account: 'system',
-      domainid: root?.uuid,
-      domain: root?.name,
-      domainpath: root ? '/' : undefined,
-      zoneid: zone?.uuid,
-      zonename: zone?.name,
-      podid: pod?.uuid,
-      podname: pod?.name,
-      hostid: host?.uuid,
-      hostname: host?.name,
-      hostcontrolstate: host?.state,
-      hypervisor: r.hypervisor ?? undefined,
-      dns1: zone?.dns1 ?? undefined,
-      dns2: zone?.dns2 ?? undefined,
+      ...common,
       networkdomain: zone?.network_domain ?? 'cloud.internal',
       gateway: pub?.gateway ?? network?.gateway ?? undefined,
-      publicip: pub?.ip4,
-      publicmacaddress: pub ? (r.public_mac ?? undefined) : undefined,
-      publicnetmask: pub?.netmask,
-      publicnetworkid: pub?.public_network,
       guestipaddress: r.guest_ip,
       guestmacaddress: r.guest_mac,
       guestnetmask: network?.netmask ?? undefined,
       guestnetworkid: network?.uuid,
       guestnetworkname: network?.name,
-      created: formatDate(r.created),
-      version: r.version,
-      softwareversion: r.version,
-      requiresupgrade: r.version !== ROUTER_VERSION,
-      isredundantrouter: false,
-      redundantstate: 'UNKNOWN',
-      healthchecksfailed: false,
-      hasannotations: false,
       nic: nic
         ? [
             {
@@ -264,21 +241,7 @@ async function presentRouters(ctx: CallContext, routers: RouterRow[]): Promise<o
               isdefault: !pub,
               deviceid: '0',
             },
-            ...(pub
-              ? [
-                  {
-                    networkid: pub.public_network,
-                    ipaddress: pub.ip4,
-                    macaddress: r.public_mac,
-                    gateway: pub.gateway,
-                    netmask: pub.netmask,
-                    traffictype: 'Public',
-                    type: 'Shared',
-                    isdefault: true,
-                    deviceid: '1',
-                  },
-                ]
-              : []),
+            ...publicNics,
           ]
         : [],
     };
