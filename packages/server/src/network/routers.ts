@@ -8,10 +8,10 @@
  * and the MAC allocator, like a VM's NIC, so no VM ever gets them.
  */
 import type { RouterVmEntry } from '@nimbostack/protocol';
-import type { JoinBuilder } from 'kysely';
+import type { Insertable, JoinBuilder } from 'kysely';
 import type { App } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
-import type { Database, NetworkRow, RouterRow } from '../db/schema.ts';
+import type { Database, NetworkRow, RouterRow, RouterTable } from '../db/schema.ts';
 import { ApiError, CsErrorCode, ErrorCode, resourceInUse, resourceUnavailable } from '../errors.ts';
 import { recordEvent } from '../events/events.ts';
 import { API_VERSION } from '../http/serialize.ts';
@@ -125,42 +125,19 @@ async function createRouter(
         // An isolated network's router is its gateway.
         ...(isolated && network.gateway ? { ipAddress: network.gateway } : {}),
       });
-      const now = app.clock.now();
-      await tx
-        .insertInto('routers')
-        .values({
-          uuid: app.ids.uuid(),
-          name: `pending-${nic!.uuid}`,
-          network_id: network.id,
-          live_network_id: network.id,
-          zone_id: network.zone_id,
-          pod_id: nic!.podId,
-          host_id: null,
-          last_host_id: null,
-          nic_id: nic!.id,
-          guest_ip: nic!.ip4,
-          guest_mac: nic!.mac,
-          public_mac: isolated ? (keepPublicMac ?? publicMac(app)) : null,
-          hypervisor: place.hypervisor,
-          state: 'Stopped',
-          version: ROUTER_VERSION,
-          created: now,
-          updated: now,
-          removed: null,
-        })
-        .execute();
-      const row = await tx
-        .selectFrom('routers')
-        .select('id')
-        .where('live_network_id', '=', network.id)
-        .executeTakeFirstOrThrow();
-      await tx
-        .updateTable('routers')
-        .set({ name: `r-${row.id}-VM` })
-        .where('id', '=', row.id)
-        .execute();
-      await tx.updateTable('nics').set({ router_id: row.id }).where('id', '=', nic!.id).execute();
-      return row.id;
+      const routerId = await insertRouter(app, tx, {
+        network_id: network.id,
+        live_network_id: network.id,
+        zone_id: network.zone_id,
+        pod_id: nic!.podId,
+        nic_id: nic!.id,
+        guest_ip: nic!.ip4,
+        guest_mac: nic!.mac,
+        public_mac: isolated ? (keepPublicMac ?? publicMac(app)) : null,
+        hypervisor: place.hypervisor,
+      });
+      await tx.updateTable('nics').set({ router_id: routerId }).where('id', '=', nic!.id).execute();
+      return routerId;
     });
     const router = await app.store.db
       .selectFrom('routers')
@@ -607,6 +584,57 @@ export function routersOfHostInMaintenance(app: App, host: { id: number; name: s
       throw refuse(`could not be started on another host: ${(e as Error).message}`);
     });
   });
+}
+
+/** What says which networks a new router serves and where it runs; the rest is a new router's. */
+type NewRouter = Pick<
+  Insertable<RouterTable>,
+  | 'network_id'
+  | 'live_network_id'
+  | 'vpc_id'
+  | 'live_vpc_id'
+  | 'zone_id'
+  | 'pod_id'
+  | 'nic_id'
+  | 'guest_ip'
+  | 'guest_mac'
+  | 'public_mac'
+  | 'hypervisor'
+>;
+
+/**
+ * Inserts a Stopped router and names it r-<id>-VM, a name that needs the row's id. The unique
+ * live_network_id / live_vpc_id make a second router for the same network or VPC fail here.
+ */
+export async function insertRouter(app: App, tx: Tx, router: NewRouter): Promise<number> {
+  const now = app.clock.now();
+  const uuid = app.ids.uuid();
+  await tx
+    .insertInto('routers')
+    .values({
+      ...router,
+      uuid,
+      name: `pending-${uuid}`,
+      host_id: null,
+      last_host_id: null,
+      state: 'Stopped',
+      version: ROUTER_VERSION,
+      created: now,
+      updated: now,
+      removed: null,
+    })
+    .execute();
+  const { id } = await tx
+    .selectFrom('routers')
+    .select('id')
+    .where('uuid', '=', uuid)
+    .executeTakeFirstOrThrow();
+  await tx
+    .updateTable('routers')
+    .set({ name: `r-${id}-VM` })
+    .where('id', '=', id)
+    .execute();
+  return id;
 }
 
 /**

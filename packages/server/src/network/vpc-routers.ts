@@ -23,9 +23,9 @@ import { publicSideOf, rulesOf } from './router-rules.ts';
 import {
   haltRouter,
   hostForRouter,
+  insertRouter,
   passwordsHandedOver,
   publicMac,
-  ROUTER_VERSION,
   removeRouterRecords,
   routerEvent,
   routersDestroyed,
@@ -85,46 +85,22 @@ export async function createVpcRouter(
 ): Promise<RouterRow> {
   const networkId = await publicNetworkOf(app, vpc.zone_id);
   try {
-    const id = await app.store.db.transaction().execute(async (tx) => {
-      const now = app.clock.now();
-      await tx
-        .insertInto('routers')
-        .values({
-          uuid: app.ids.uuid(),
-          name: `pending-vpc-${vpc.uuid}`,
-          network_id: networkId,
-          live_network_id: null,
-          vpc_id: vpc.id,
-          live_vpc_id: vpc.id,
-          zone_id: vpc.zone_id,
-          pod_id: place.podId,
-          host_id: null,
-          last_host_id: null,
-          nic_id: null,
-          // Its guest addresses are the tiers' gateways, on its NICs (one per tier).
-          guest_ip: '',
-          guest_mac: '',
-          public_mac: keepPublicMac ?? publicMac(app),
-          hypervisor: place.hypervisor,
-          state: 'Stopped',
-          version: ROUTER_VERSION,
-          created: now,
-          updated: now,
-          removed: null,
-        })
-        .execute();
-      const row = await tx
-        .selectFrom('routers')
-        .select('id')
-        .where('live_vpc_id', '=', vpc.id)
-        .executeTakeFirstOrThrow();
-      await tx
-        .updateTable('routers')
-        .set({ name: `r-${row.id}-VM` })
-        .where('id', '=', row.id)
-        .execute();
-      return row.id;
-    });
+    const id = await app.store.db.transaction().execute((tx) =>
+      insertRouter(app, tx, {
+        network_id: networkId,
+        live_network_id: null,
+        vpc_id: vpc.id,
+        live_vpc_id: vpc.id,
+        zone_id: vpc.zone_id,
+        pod_id: place.podId,
+        nic_id: null,
+        // Its guest addresses are the tiers' gateways, on its NICs (one per tier).
+        guest_ip: '',
+        guest_mac: '',
+        public_mac: keepPublicMac ?? publicMac(app),
+        hypervisor: place.hypervisor,
+      }),
+    );
     const router = await app.store.db
       .selectFrom('routers')
       .selectAll()
