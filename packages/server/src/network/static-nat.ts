@@ -85,6 +85,9 @@ export const enableStaticNat = defineCommand({
         .selectAll()
         .where('id', '=', ip.id)
         .executeTakeFirstOrThrow();
+      // Released (or released and taken again) since it was looked up: a disassociate won the race.
+      if (now.state !== 'Allocated' || now.account_id !== ip.account_id)
+        throw invalidParameter(`Can't enable static NAT: IP address ${ip.ip4} is being released`);
       if (now.static_nat_vm_id !== null && now.static_nat_vm_id !== vm.id)
         throw conflict(
           `Failed to enable static NAT for IP address ${ip.ip4}: it is already assigned to another VM`,
@@ -130,6 +133,8 @@ export const enableStaticNat = defineCommand({
         .updateTable('public_ips')
         .set({ static_nat_vm_id: before.static_nat_vm_id, static_nat_vm_ip: before.static_nat_vm_ip })
         .where('id', '=', ip.id)
+        .where('state', '=', 'Allocated')
+        .where('allocated', '=', before.allocated)
         .execute();
     });
     return success();
@@ -188,6 +193,9 @@ export async function disableStaticNatOf(ctx: CallContext, ip: PublicIpRow): Pro
         .updateTable('public_ips')
         .set({ static_nat_vm_id: ip.static_nat_vm_id, static_nat_vm_ip: ip.static_nat_vm_ip })
         .where('id', '=', ip.id)
+        // An address released meanwhile stays Free and clean.
+        .where('state', '=', 'Allocated')
+        .where('allocated', '=', ip.allocated)
         .execute();
       for (const r of rules)
         await tx.updateTable('ip_rules').set({ state: r.state }).where('id', '=', r.id).execute();
