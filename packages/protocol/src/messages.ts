@@ -23,7 +23,7 @@ const hostName = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'host names are letters, digits, dots, dashes and underscores');
 const commandId = z.string().min(1).max(64);
 
-export const HypervisorType = z.enum(['Simulator', 'KVM']);
+export const HypervisorType = z.enum(['Simulator', 'KVM', 'LXC']);
 export type HypervisorType = z.infer<typeof HypervisorType>;
 
 /** Agent → server: a host comes online (first time or after any reconnect). */

@@ -251,7 +251,7 @@ describe('pods, clusters and the order of deletion', () => {
     await admin.request('deletePod', { id: r.pod.id });
   });
 
-  test('addCluster takes KVM or Simulator clusters', async () => {
+  test('addCluster takes KVM, LXC or Simulator clusters', async () => {
     const base = { zoneid: zoneId, podid: podId, clustertype: 'CloudManaged' };
     const r = await admin.request<{ count: number; cluster: any[] }>('addCluster', {
       ...base,
@@ -268,6 +268,13 @@ describe('pods, clusters and the order of deletion', () => {
     assert.equal(c.podname, 'pod-1');
     assert.equal(c.cpuovercommitratio, '1.0');
     await fails(admin.request('addCluster', { ...base, clustername: 'x', hypervisor: 'VMware' }), 431);
+    const lxc = await admin.request<{ cluster: any[] }>('addCluster', {
+      ...base,
+      clustername: 'cl-lxc',
+      hypervisor: 'lxc',
+    });
+    assert.equal(lxc.cluster[0].hypervisortype, 'LXC');
+    await admin.request('deleteCluster', { id: lxc.cluster[0].id });
     await fails(
       admin.request('addCluster', {
         ...base,
@@ -509,7 +516,7 @@ describe('pods, clusters and the order of deletion', () => {
     const r = await user.request<{ hypervisor: any[] }>('listHypervisors', {});
     assert.deepEqual(
       r.hypervisor.map((h) => h.name),
-      ['KVM', 'Simulator'],
+      ['KVM', 'LXC', 'Simulator'],
     );
   });
 });

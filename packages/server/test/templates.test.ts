@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
 import type { CloudStackClient } from '@nimbostack/client';
 import { createAccountAndLogin, startServer, type TestServer } from './harness.ts';
 
@@ -43,6 +44,8 @@ const images = {
   slow: qcow2(8 * 1024 ** 3, 4 * MiB),
   fast: qcow2(1024 ** 3, 256 * 1024),
   iso: iso9660(96 * 1024),
+  /** An LXC root file system tarball (what the bytes are does not matter to the server: gzip's header does). */
+  rootfs: gzipSync(randomBytes(64 * 1024)),
 };
 
 let files: Server;
@@ -78,7 +81,14 @@ function serveImages(): Promise<void> {
       }, 15);
       return;
     }
-    const body = path === '/fast.qcow2' ? images.fast : path === '/tiny.iso' ? images.iso : undefined;
+    const body =
+      path === '/fast.qcow2'
+        ? images.fast
+        : path === '/tiny.iso'
+          ? images.iso
+          : path === '/rootfs.tar.gz'
+            ? images.rootfs
+            : undefined;
     if (!body) {
       res.writeHead(404).end('not found');
       return;
@@ -229,6 +239,31 @@ describe('registering and downloading', () => {
     assert.equal(stored.length, 1);
     assert.equal(statSync(join(ids.store1, stored[0])).size, images.slow.length);
     assert.ok(!filesUnder(ids.store1).some((f) => f.endsWith('.part')));
+  });
+
+  test('LXC templates are root file system tarballs (TAR); other formats and hypervisors do not mix', async () => {
+    const t = await register(alice, {
+      name: 'alice-rootfs',
+      format: 'TAR',
+      hypervisor: 'lxc',
+      url: `${filesUrl}/rootfs.tar.gz`,
+    });
+    assert.equal(t.hypervisor, 'LXC');
+    assert.equal(t.format, 'TAR');
+    const done = await settled(t.id, ids.z1);
+    assert.equal(done.isready, true);
+    assert.equal(done.physicalsize, images.rootfs.length);
+    assert.ok(filesUnder(ids.store1).some((f) => f.includes(t.id) && f.endsWith('.tar')));
+    await assert.rejects(
+      register(alice, { name: 'x', format: 'TAR', hypervisor: 'KVM', url: `${filesUrl}/rootfs.tar.gz` }),
+      is(431, /KVM cannot boot TAR images/),
+    );
+    await assert.rejects(register(alice, { name: 'x', hypervisor: 'LXC' }), is(431, /LXC cannot boot QCOW2/));
+    const qcow = await register(alice, { name: 'alice-not-tar', format: 'TAR', hypervisor: 'LXC' });
+    const failed = await settled(qcow.id, ids.z1);
+    assert.equal(failed.isready, false);
+    assert.match(failed.status, /not a TAR image \(neither a tar archive nor gzip-compressed\)/);
+    for (const id of [t.id, qcow.id]) await alice.call('deleteTemplate', { id });
   });
 
   test('a checksum mismatch and a 404 fail with the reason and leave no file', async () => {

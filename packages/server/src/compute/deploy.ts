@@ -176,7 +176,7 @@ export const deployVirtualMachine = defineCommand({
     podid: p.uuid({ adminOnly: true, description: 'Admins only: place the VM in this pod of the zone.' }),
     hypervisor: p.string({
       description:
-        'Expected hypervisor; refused if the template is for another one. Usually KVM or Simulator.',
+        'Expected hypervisor; refused if the template is for another one. Usually KVM, LXC or Simulator.',
     }),
     displayvm: p.boolean({
       description: "When false, the VM is hidden from its owner's normal views; default true.",

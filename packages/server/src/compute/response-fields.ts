@@ -60,7 +60,7 @@ export const computeResponseFields: ResponseFields = {
     osdisplayname: 'Display name of the guest OS type of the instance.',
     rootdeviceid: 'Device number of the root disk: always 0.',
     rootdevicetype: 'Type of the root device: always ROOT.',
-    hypervisor: "Hypervisor the instance runs on: 'KVM' or 'Simulator'.",
+    hypervisor: "Hypervisor the instance runs on: 'KVM', 'LXC' or 'Simulator'.",
     arch: 'Not returned by Nimbostack on instances: see the architecture of the host’s cluster.',
     nic: 'The instance’s network interfaces, each a nic object (network, addresses, MAC, default or not).',
     ipaddress: 'IPv4 address of the instance’s default NIC.',

@@ -710,7 +710,7 @@ export const listVirtualMachines = defineCommand({
     securitygroupid: p.uuid({ description: 'Only VMs that are members of this security group.' }),
     userid: p.uuid({ description: 'Only VMs created by this user.' }),
     haenable: p.boolean({ description: 'Only VMs whose high-availability flag has this value.' }),
-    hypervisor: p.string({ description: 'Only VMs of this hypervisor type (for example KVM or Simulator).' }),
+    hypervisor: p.string({ description: 'Only VMs of this hypervisor type (for example KVM, LXC or Simulator).' }),
     displayvm: p.boolean({ description: 'Only VMs whose display flag has this value.' }),
     details: p.list({
       description:

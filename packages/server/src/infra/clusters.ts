@@ -17,7 +17,7 @@ import { allocationState, findCluster, findPod, findZone, likeOp, namesOf } from
 import { countHosts, hostHypervisors } from './host-inventory.ts';
 
 /** The hypervisors our agents drive. */
-export const HYPERVISORS = ['KVM', 'Simulator'] as const;
+export const HYPERVISORS = ['KVM', 'LXC', 'Simulator'] as const;
 const CLUSTER_TYPES = ['CloudManaged'] as const;
 const MANAGED_STATES = ['Managed', 'Unmanaged'] as const;
 const ARCHS = ['x86_64', 'aarch64'] as const;
@@ -104,7 +104,7 @@ export const addCluster = defineCommand({
       required: true,
       description: 'Name of the cluster, unique in its pod; must not be blank.',
     }),
-    hypervisor: p.string({ required: true, description: 'Hypervisor of its hosts: KVM or Simulator.' }),
+    hypervisor: p.string({ required: true, description: 'Hypervisor of its hosts: KVM, LXC or Simulator.' }),
     clustertype: p.string({ required: true, description: 'Only CloudManaged is accepted.' }),
     allocationstate: p.string({
       description: 'Enabled (default) or Disabled; new VMs are placed only in Enabled clusters.',
@@ -153,7 +153,7 @@ export const listClusters = defineCommand({
     name: p.string({ description: 'Only the cluster with exactly this name.' }),
     zoneid: p.uuid({ description: 'Only clusters of this zone.' }),
     podid: p.uuid({ description: 'Only clusters of this pod.' }),
-    hypervisor: p.string({ description: 'Only clusters of this hypervisor: KVM or Simulator.' }),
+    hypervisor: p.string({ description: 'Only clusters of this hypervisor: KVM, LXC or Simulator.' }),
     clustertype: p.string({ description: 'Only clusters of this type (all are CloudManaged).' }),
     allocationstate: p.string({ description: 'Only Enabled or only Disabled clusters.' }),
     managedstate: p.string({ description: 'Only clusters in this managed state: Managed or Unmanaged.' }),
@@ -193,7 +193,7 @@ export const updateCluster = defineCommand({
     allocationstate: p.string({ description: 'Enabled or Disabled; a Disabled cluster gets no new VMs.' }),
     managedstate: p.string({ description: 'Managed or Unmanaged; recorded and shown only.' }),
     hypervisor: p.string({
-      description: 'New hypervisor, KVM or Simulator; refused while the cluster has hosts of another one.',
+      description: 'New hypervisor, KVM, LXC or Simulator; refused while the cluster has hosts of another one.',
     }),
     clustertype: p.string({ description: 'Only CloudManaged is accepted.' }),
     arch: p.string({ description: 'New architecture: x86_64 or aarch64.' }),

@@ -19,7 +19,7 @@ const host: FieldDescriptions = {
   type: "Kind of host: 'Routing' (a hypervisor host that runs instances).",
   ipaddress: 'Management IP address of the host, as reported by its agent.',
   version: 'Version of the Nimbostack agent running on the host.',
-  hypervisor: "Hypervisor of the host: 'KVM' or 'Simulator'.",
+  hypervisor: "Hypervisor of the host: 'KVM', 'LXC' or 'Simulator'.",
   hypervisorversion: 'Version of the hypervisor (e.g. the libvirt/QEMU version) as reported by the agent.',
   arch: "CPU architecture of the host's cluster: 'x86_64' or 'aarch64'.",
   cpusockets: 'Number of CPU sockets in the host.',
@@ -192,7 +192,7 @@ export const infraResponseFields: ResponseFields = {
   cluster: {
     id: 'UUID of the cluster.',
     name: 'Name of the cluster.',
-    hypervisortype: "Hypervisor of the cluster’s hosts: 'KVM' or 'Simulator'.",
+    hypervisortype: "Hypervisor of the cluster’s hosts: 'KVM', 'LXC' or 'Simulator'.",
     clustertype: "Type of the cluster: always 'CloudManaged' (hosts added one by one).",
     allocationstate: "'Enabled' (new resources may go here) or 'Disabled'.",
     managedstate: "'Managed' when Nimbostack manages the cluster; otherwise 'Unmanaged'.",
@@ -335,6 +335,6 @@ export const infraResponseFields: ResponseFields = {
     type: "Kind of storage it drives: 'primary' or 'image'.",
   },
   hypervisor: {
-    name: "A hypervisor type: 'KVM' or 'Simulator'.",
+    name: "A hypervisor type: 'KVM', 'LXC' or 'Simulator'.",
   },
 };

@@ -235,7 +235,7 @@ export const createStoragePool = defineCommand({
     capacityiops: p.long({ min: 0, description: 'IOPS the pool can deliver, recorded and shown only.' }),
     hypervisor: p.string({
       description:
-        "Hypervisor of the hosts using a zone-wide pool, KVM or Simulator; required for zone scope (a cluster pool takes its cluster's).",
+        "Hypervisor of the hosts using a zone-wide pool, KVM, LXC or Simulator; required for zone scope (a cluster pool takes its cluster's).",
     }),
     provider: p.string({ description: 'Only DefaultPrimary (the default) is supported.' }),
     managed: p.boolean({

@@ -134,7 +134,7 @@ const router: FieldDescriptions = {
   hostid: 'UUID of the host the router runs on; left out while it is stopped.',
   hostname: 'Name of the host the router runs on; left out while it is stopped.',
   hostcontrolstate: "State of that host's agent, e.g. 'Up' or 'Disconnected'.",
-  hypervisor: "Hypervisor the router runs on: 'KVM' or 'Simulator'.",
+  hypervisor: "Hypervisor the router runs on: 'KVM', 'LXC' or 'Simulator'.",
   dns1: 'First DNS server the router forwards to: the zone’s.',
   dns2: 'Second DNS server the router forwards to; left out when the zone has none.',
   networkdomain: 'DNS domain the router serves to guests: the zone’s, else cloud.internal.',

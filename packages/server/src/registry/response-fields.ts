@@ -74,7 +74,8 @@ export const COMMON_FIELDS: FieldDescriptions = {
   storageaccessgroups: 'Not returned by Nimbostack: storage access groups are not supported.',
   zonestorageaccessgroups: 'Not returned by Nimbostack: storage access groups are not supported.',
   arch: "CPU architecture: 'x86_64' or 'aarch64'.",
-  hypervisor: "Hypervisor type: 'KVM' for real hosts, 'Simulator' for the built-in simulated hosts.",
+  hypervisor:
+    "Hypervisor type: 'KVM' for virtual machines, 'LXC' for system containers, 'Simulator' for the built-in simulated hosts.",
   extensionid: 'Not returned by Nimbostack: it has no orchestrator extensions.',
   extensionname: 'Not returned by Nimbostack: it has no orchestrator extensions.',
   provider: 'Name of the provider that implements the object.',

@@ -8,11 +8,13 @@ import { open, readFile, stat } from 'node:fs/promises';
 import type { ImageStoreRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 
-export const TEMPLATE_FORMATS = ['QCOW2', 'RAW', 'VHD', 'VHDX', 'OVA'] as const;
+export const TEMPLATE_FORMATS = ['QCOW2', 'RAW', 'VHD', 'VHDX', 'OVA', 'TAR'] as const;
 
 /** The disk formats each hypervisor can boot; the simulator takes any. */
 export const HYPERVISOR_FORMATS: Record<string, readonly string[]> = {
   KVM: ['QCOW2', 'RAW'],
+  // A container's root file system as a tarball (gzip-compressed or not), as upstream's LXC templates.
+  LXC: ['TAR'],
   Simulator: TEMPLATE_FORMATS,
   XenServer: ['VHD'],
   VMware: ['OVA'],
@@ -27,6 +29,7 @@ export const FILE_EXTENSIONS: Record<string, string> = {
   VHD: 'vhd',
   VHDX: 'vhdx',
   OVA: 'ova',
+  TAR: 'tar',
   ISO: 'iso',
 };
 
@@ -141,6 +144,13 @@ export async function inspectImage(file: string, format: string): Promise<ImageS
     }
     case 'OVA': {
       if ((await readAt(file, 257, 5)).toString('latin1') !== 'ustar') throw wrong('not a tar archive');
+      return { virtual: physical, physical };
+    }
+    case 'TAR': {
+      const head = await readAt(file, 0, 262);
+      const gzip = head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
+      if (!gzip && head.subarray(257, 262).toString('latin1') !== 'ustar')
+        throw wrong('neither a tar archive nor gzip-compressed');
       return { virtual: physical, physical };
     }
     case 'ISO': {

@@ -143,7 +143,7 @@ const image = (noun: string): FieldDescriptions => ({
 const templateOnly: FieldDescriptions = {
   format: "Disk image format: 'QCOW2', 'RAW', 'VHD', 'VHDX' or 'OVA'.",
   templatetype: "'USER' (registered or created by an account) or 'BUILTIN' (shipped with Nimbostack).",
-  hypervisor: "Hypervisor the template is for: 'KVM' or 'Simulator'.",
+  hypervisor: "Hypervisor the template is for: 'KVM', 'LXC' or 'Simulator'.",
   sshkeyenabled: 'true when instances from it install the owner’s SSH key pair.',
   requireshvm: 'true when the guest needs hardware virtualization.',
   deployasis: 'Always false: templates are not deployed as-is.',

@@ -45,11 +45,11 @@ export const registerTemplate = defineCommand({
     format: p.string({
       required: true,
       description:
-        'Image format: QCOW2, RAW, VHD, VHDX or OVA, bootable by the hypervisor given (KVM: QCOW2 or RAW).',
+        'Image format: QCOW2, RAW, VHD, VHDX, OVA or TAR, bootable by the hypervisor given (KVM: QCOW2 or RAW; LXC: TAR, a root file system tarball).',
     }),
     hypervisor: p.string({
       required: true,
-      description: 'Hypervisor the template is for, such as KVM or Simulator (case-insensitive).',
+      description: 'Hypervisor the template is for, such as KVM, LXC or Simulator (case-insensitive).',
     }),
     ostypeid: p.uuid({ description: 'UUID of the guest OS type (required by Nimbostack; see listOsTypes).' }),
     zoneid: zoneOrAll({
@@ -136,7 +136,7 @@ export const listTemplates = defineCommand({
     ids: p.list({ of: 'uuid', description: 'Only templates with these UUIDs (comma-separated).' }),
     name: p.string({ description: 'Only templates with exactly this name.' }),
     zoneid: p.uuid({ description: 'Only copies of templates in this zone.' }),
-    hypervisor: p.string({ description: 'Only templates for this hypervisor, such as KVM or Simulator.' }),
+    hypervisor: p.string({ description: 'Only templates for this hypervisor, such as KVM, LXC or Simulator.' }),
     tags: p.map({
       description: 'Only templates carrying all these tags (tags[0].key=..., tags[0].value=...).',
     }),

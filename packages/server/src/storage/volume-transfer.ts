@@ -83,7 +83,7 @@ export const uploadVolume = defineCommand({
     format: p.string({
       required: true,
       description:
-        "Disk format: QCOW2, RAW, VHD, VHDX or OVA, and one the zone's hypervisors can use (KVM: QCOW2 or RAW).",
+        "Disk format: QCOW2, RAW, VHD, VHDX, OVA or TAR, and one the zone's hypervisors can use (KVM: QCOW2 or RAW; LXC: TAR).",
     }),
     url: p.string({ required: true, description: 'http:// or https:// URL of the disk file to download.' }),
     checksum: p.string({
