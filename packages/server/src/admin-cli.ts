@@ -5,11 +5,12 @@
  * `npm run keys -- rotate [--force]` replaces the server key that encrypts secrets in the database
  * (iam/key-rotation.ts); `--user rotate` names a user who happens to be called "rotate".
  */
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config.ts';
 import type { App } from './context.ts';
 import { openStore, type Store } from './db/connection.ts';
-import { migrate } from './db/migrate.ts';
+import { upgradeSchema } from './db/upgrade.ts';
 import { RotationError, rotateServerKey } from './iam/key-rotation.ts';
 import { Secrets } from './iam/secrets.ts';
 import { normaliseDomainPath } from './iam/sessions.ts';
@@ -31,7 +32,12 @@ async function keys(args: string[]): Promise<number> {
   const config = loadConfig();
   const store = openStore(config.databaseUrl);
   try {
-    await migrate(store);
+    await upgradeSchema(store, {
+      serverName: config.serverName ?? hostname(),
+      liveWindowMs: config.upgradeLiveWindow,
+      backupsKept: config.upgradeBackupsKept,
+      now: Date.now(),
+    });
     if (rotate) return await rotateKey(store, config.secretKeyFile, values.force);
     const secrets = Secrets.load(config.secretKeyFile);
     const user = await store.db

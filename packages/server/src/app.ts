@@ -21,7 +21,7 @@ import { registerLegacyConsole } from './console/legacy.ts';
 import { ConsoleProxy } from './console/proxy.ts';
 import type { App } from './context.ts';
 import { insertId, openStore } from './db/connection.ts';
-import { migrate } from './db/migrate.ts';
+import { upgradeSchema } from './db/upgrade.ts';
 import { ApiError, CsErrorCode, ErrorCode } from './errors.ts';
 import { EventBusPublisher } from './events/bus.ts';
 import { releaseLeases } from './events/outbox.ts';
@@ -75,14 +75,20 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   });
   let http: FastifyInstance | undefined;
   try {
-    const { applied } = await migrate(store);
-    if (applied.length > 0) log.info({ applied, database: store.describe }, 'database schema upgraded');
-
     const clock = options.clock ?? systemClock;
     const ids = options.ids ?? randomIds;
+    const name = config.serverName ?? hostname();
+    const { applied, backup } = await upgradeSchema(store, {
+      serverName: name,
+      liveWindowMs: config.upgradeLiveWindow,
+      backupsKept: config.upgradeBackupsKept,
+      now: clock.now(),
+    });
+    if (applied.length > 0)
+      log.info({ applied, backup, database: store.describe }, 'database schema upgraded');
+
     const settings = new Settings(store);
     await settings.load();
-    const name = config.serverName ?? hostname();
     const now = clock.now();
     const msUuid = ids.uuid();
     const msId = await insertId(store, store.db, 'management_servers', {

@@ -67,6 +67,13 @@ export interface ServerConfig {
   eventBusUrl?: string;
   /** The topic exchange events are published to (upstream's usual name: cloudstack-events). */
   eventBusExchange: string;
+  /**
+   * Milliseconds: another management server whose heartbeat is this fresh is taken to be running,
+   * and a schema upgrade refuses to start under it (db/upgrade.ts). Heartbeats come every 10 s.
+   */
+  upgradeLiveWindow: number;
+  /** SQLite: how many copies of the database taken before schema upgrades are kept (the newest). */
+  upgradeBackupsKept: number;
 }
 
 const ENV: Record<string, keyof ServerConfig> = {
@@ -96,6 +103,8 @@ const ENV: Record<string, keyof ServerConfig> = {
   NIMBOSTACK_KEEP_ALIVE_TIMEOUT: 'keepAliveTimeout',
   NIMBOSTACK_EVENT_BUS_URL: 'eventBusUrl',
   NIMBOSTACK_EVENT_BUS_EXCHANGE: 'eventBusExchange',
+  NIMBOSTACK_UPGRADE_LIVE_WINDOW: 'upgradeLiveWindow',
+  NIMBOSTACK_UPGRADE_BACKUPS_KEPT: 'upgradeBackupsKept',
 };
 
 const NUMERIC = new Set<keyof ServerConfig>(['port', 'agentPort']);
@@ -107,6 +116,8 @@ const POSITIVE = new Set<keyof ServerConfig>([
   'headersTimeout',
   'requestTimeout',
   'keepAliveTimeout',
+  'upgradeLiveWindow',
+  'upgradeBackupsKept',
 ]);
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -173,6 +184,8 @@ export function loadConfig(
     requestTimeout: 60_000,
     keepAliveTimeout: 72_000,
     eventBusExchange: 'cloudstack-events',
+    upgradeLiveWindow: 60_000,
+    upgradeBackupsKept: 3,
   };
   const file = env.NIMBOSTACK_CONFIG ?? (existsSync('nimbostack.json') ? 'nimbostack.json' : undefined);
   if (file) {

@@ -3,6 +3,7 @@
 import { startServer } from './app.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { SchemaTooNewError } from './db/migrate.ts';
+import { UpgradeRefusedError } from './db/upgrade.ts';
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -25,7 +26,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((e) => {
-  const known = e instanceof ConfigError || e instanceof SchemaTooNewError;
+  const known =
+    e instanceof ConfigError || e instanceof SchemaTooNewError || e instanceof UpgradeRefusedError;
   console.error(`nimbostack: ${known ? e.message : ((e as Error).stack ?? e)}`);
   process.exit(1);
 });

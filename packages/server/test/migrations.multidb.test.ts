@@ -49,26 +49,32 @@ for (const kind of testDatabases()) {
       assert.deepEqual((await migrate(store)).applied, []);
     });
 
-    test('a failing upgrade leaves the schema as it was', async () => {
+    test('a failing upgrade step leaves the database at the version before that step', async () => {
       const good: Step = {
         up: ({ db }) => db.schema.createTable('upgrade_probe').addColumn('x', 'integer').execute(),
       };
+      // Fails after its first statement: the table it made must go with it where DDL is transactional.
       const bad: Step = {
-        async up() {
+        async up({ db }) {
+          await db.schema.createTable('half_done').addColumn('x', 'integer').execute();
           throw new Error('simulated failure in an upgrade');
         },
       };
       await assert.rejects(
         migrate(store, [...MIGRATIONS, ['9998-probe', good], ['9999-broken', bad]]),
-        /simulated failure/,
+        /step 9999-broken failed \(1 earlier steps of this upgrade were applied\): simulated failure/,
       );
+      // Each step is its own transaction: the step before the failing one stays applied.
       const applied = await appliedNames(store);
+      assert.ok(applied.includes('9998-probe'));
       assert.ok(!applied.includes('9999-broken'));
-      if (kind !== 'mysql') {
-        // MySQL commits DDL implicitly, so only SQLite and PostgreSQL can undo the earlier step.
-        assert.ok(!applied.includes('9998-probe'));
-        assert.ok(!(await tableNames(store)).includes('upgrade_probe'));
-      }
+      const tables = await tableNames(store);
+      assert.ok(tables.includes('upgrade_probe'));
+      // MySQL commits DDL implicitly, so only SQLite and PostgreSQL undo the failed step's table.
+      if (kind !== 'mysql') assert.ok(!tables.includes('half_done'));
+      await store.db.schema.dropTable('upgrade_probe').execute();
+      await store.db.schema.dropTable('half_done').ifExists().execute();
+      await (store.db as any).deleteFrom('kysely_migration').where('name', '=', '9998-probe').execute();
     });
 
     test('the server refuses a schema newer than it knows', async () => {

@@ -1,8 +1,11 @@
 /**
- * Versioned schema migrations, applied with Kysely's Migrator. On SQLite and PostgreSQL all pending
- * migrations run in one transaction, so a failed upgrade leaves the database as it was. MySQL
- * commits each DDL statement implicitly; there a failed upgrade stops at the failing migration.
- * The applied versions are rows of `kysely_migration`, the schema version table.
+ * Versioned schema migrations, applied with Kysely's Migrator, one step at a time. On SQLite and
+ * PostgreSQL each step runs in a transaction of its own together with the row that records it in
+ * `kysely_migration` (the schema version table): a step that fails leaves the database at the
+ * version before that step, with every earlier step of the same upgrade kept. MySQL/MariaDB
+ * commit each DDL statement implicitly; there a step is recorded only once it has completed, so a
+ * failed step is run again from its start at the next attempt (docs/operations.md, upgrades).
+ * Checks made before an upgrade starts (backup, other servers still running) are in upgrade.ts.
  */
 import { type Migration, type MigrationProvider, Migrator } from 'kysely';
 import type { Store } from './connection.ts';
@@ -28,6 +31,9 @@ import * as m0019 from './migrations/0019-sign-in-security.ts';
 import * as m0021 from './migrations/0021-network-display.ts';
 import * as m0022 from './migrations/0022-event-outbox-webhooks.ts';
 import * as m0023 from './migrations/0023-vpcs.ts';
+import * as m0024 from './migrations/0024-ldap.ts';
+import * as m0025 from './migrations/0025-projects.ts';
+import * as m0026 from './migrations/0026-network-acls.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
 export type Step = { up(m: MigrationContext): Promise<void> };
@@ -56,6 +62,9 @@ export const MIGRATIONS: [string, Step][] = [
   ['0021-network-display', m0021],
   ['0022-event-outbox-webhooks', m0022],
   ['0023-vpcs', m0023],
+  ['0024-ldap', m0024],
+  ['0025-projects', m0025],
+  ['0026-network-acls', m0026],
 ];
 
 export class SchemaTooNewError extends Error {}
@@ -69,7 +78,7 @@ export async function migrate(
   const unknown = applied.filter((n) => !known.has(n));
   if (unknown.length > 0) {
     throw new SchemaTooNewError(
-      `the database schema is newer than this server (unknown migration ${unknown.join(', ')}); run a newer Nimbostack`,
+      `the database schema is newer than this server (it has migration ${unknown.join(', ')}, which this version does not know): a newer Nimbostack upgraded it. Run that version or a newer one; going back to this version means restoring the backup taken before that upgrade (docs/operations.md)`,
     );
   }
   const provider: MigrationProvider = {
@@ -82,12 +91,26 @@ export async function migrate(
     },
   };
   const migrator = new Migrator({ db: store.db, provider });
-  const { error, results } = await migrator.migrateToLatest();
-  if (error) throw error instanceof Error ? error : new Error(String(error));
-  return { applied: (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName) };
+  const done: string[] = [];
+  // migrateUp applies the next pending step in its own transaction (when the dialect has
+  // transactional DDL); migrateToLatest would put every pending step into one.
+  for (;;) {
+    const { error, results } = await migrator.migrateUp();
+    if (error) {
+      const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'the next step';
+      const why = error instanceof Error ? error.message : String(error);
+      throw new Error(
+        `schema upgrade step ${failed} failed (${done.length} earlier steps of this upgrade were applied): ${why}`,
+        { cause: error },
+      );
+    }
+    const step = (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+    if (step.length === 0) return { applied: done };
+    done.push(...step);
+  }
 }
 
-async function appliedMigrations(store: Store): Promise<string[]> {
+export async function appliedMigrations(store: Store): Promise<string[]> {
   const tables = await store.db.introspection.getTables({ withInternalKyselyTables: true });
   if (!tables.some((t) => t.name === 'kysely_migration')) return [];
   // biome-ignore lint/suspicious/noExplicitAny: Kysely's own bookkeeping table is not in our schema
