@@ -45,6 +45,7 @@ export const ENTITY_TABLES: Record<string, readonly UuidTable[]> = {
   InternalLoadBalancerElementResponse: ['virtual_router_elements'],
   IsoVmResponse: ['templates'],
   LBHealthCheckResponse: ['lb_policies'],
+  LdapConfigurationResponse: ['ldap_configurations'],
   LBStickinessResponse: ['lb_policies'],
   ManagementServerResponse: ['management_servers'],
   NetworkOfferingResponse: ['network_offerings'],

@@ -83,6 +83,8 @@ async function requestedScope(
   return { scope, id, uuid };
 }
 
+const SECRET_MASK = '********';
+
 function present(
   ctx: CallContext,
   def: SettingDef,
@@ -95,7 +97,8 @@ function present(
   return {
     category: def.category,
     name: def.name,
-    value: raw ?? String(def.defaultValue),
+    // A secret is never shown, not even sealed: only whether one is set.
+    value: def.secret ? (raw ? SECRET_MASK : '') : (raw ?? String(def.defaultValue)),
     defaultvalue: String(def.defaultValue),
     description: def.description,
     scope: scope?.scope ?? 'global',
@@ -171,11 +174,13 @@ export const updateConfiguration = defineCommand({
     // An empty value resets a global setting to its default, or removes a scoped override.
     const value =
       params.value === undefined || params.value === '' ? null : String(parseSettingValue(def, params.value));
-    await app.settings.set(def.name, value, app.clock.now(), scope);
+    const stored = value !== null && def.secret ? app.secrets.encrypt(value) : value;
+    await app.settings.set(def.name, stored, app.clock.now(), scope);
+    const shown = value === null ? 'its default' : def.secret ? 'a new secret value' : value;
     await app.store.db.transaction().execute((tx) =>
       logEvent(ctx, tx, {
         type: 'CONFIGURATION.VALUE.EDIT',
-        description: `Set ${def.name} to ${value ?? 'its default'}${scope ? ` for ${scope.scope} ${scope.uuid}` : ''}`,
+        description: `Set ${def.name} to ${shown}${scope ? ` for ${scope.scope} ${scope.uuid}` : ''}`,
       }),
     );
     forgetCachedIdentity();

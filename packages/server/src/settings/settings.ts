@@ -32,6 +32,12 @@ export interface SettingDef<T = unknown> {
   options?: string[];
   /** Further checks of a new value (e.g. that a regular expression compiles); throws a 431. */
   validate?: (value: string) => void;
+  /**
+   * A credential (upstream's "Secure" category): stored sealed with the server key like other
+   * secrets at rest, never shown by listConfigurations nor written to events. Readers open it with
+   * app.secrets.decrypt.
+   */
+  secret?: boolean;
 }
 
 const definitions = new Map<string, SettingDef>();
