@@ -40,6 +40,7 @@ import { checkKvmLocalZone, startLocalZone } from './infra/local-zone.ts';
 import { recoverIfPending, recoverInterruptedWork } from './jobs/recovery.ts';
 import { JobRunner } from './jobs/runner.ts';
 import { type Exporter, startExporter } from './metrics/exporter.ts';
+import { statsOf } from './metrics/host-stats.ts';
 import { ServerMetrics } from './metrics/server-metrics.ts';
 import { startNetworkGc } from './network/network-gc.ts';
 import { Registry } from './registry/registry.ts';
@@ -150,6 +151,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     const stopCapacityChecks = startCapacityChecks(app);
     const stopSnapshotScheduler = startSnapshotScheduler(app);
     const stopNetworkGc = startNetworkGc(app);
+    statsOf(app).start();
     // Events leave through the outbox: to RabbitMQ when configured, and to webhooks. Rows a killed
     // server had claimed are freed first, so a restart hands on everything still pending.
     const freed = await releaseLeases(app, 'down');
@@ -247,6 +249,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           stopCapacityChecks();
           stopSnapshotScheduler();
           stopNetworkGc();
+          statsOf(app).stop();
           stopTemplates();
           stopTlsWatch();
           settings.stop();

@@ -10,15 +10,10 @@
 import { Gauge, Registry } from 'prom-client';
 import type { App } from '../context.ts';
 import { RESOURCE_TYPES, ResourceKind } from '../iam/limits.ts';
-import {
-  CapacityType,
-  CPU_OVERPROVISIONING,
-  computeCapacities,
-  MEM_OVERPROVISIONING,
-  STORAGE_OVERPROVISIONING,
-} from '../infra/capacity.ts';
+import { CapacityType, computeCapacities, STORAGE_OVERPROVISIONING } from '../infra/capacity.ts';
 import { ipv4ToInt } from '../infra/common.ts';
 import { parseVniRanges } from '../network/guest-networks.ts';
+import { hostFigures } from './host-figures.ts';
 import { PROMETHEUS_OFFERING_LIMIT } from './settings.ts';
 
 /** How long a computed set of cloud figures is served before it is computed again. */
@@ -169,6 +164,21 @@ export const CLOUD_FAMILIES: Family[] = [
     labelNames: ['domain', 'type'],
   },
   {
+    name: 'nimbostack_host_cpu_utilization_percent',
+    help: 'CPU utilisation of each host as its agent last measured it (host.stats.interval), 0–100.',
+    labelNames: ['zone', 'hostname', 'ip'],
+  },
+  {
+    name: 'nimbostack_host_memory_used_bytes',
+    help: 'Memory in use on each host (its whole system) as its agent last measured it.',
+    labelNames: ['zone', 'hostname', 'ip'],
+  },
+  {
+    name: 'nimbostack_host_network_kbps',
+    help: 'Network traffic of each host in KiB/s (filter read or write) as its agent last measured it.',
+    labelNames: ['zone', 'hostname', 'ip', 'filter'],
+  },
+  {
     name: 'nimbostack_zone_capacity',
     help: 'Capacity per zone and type as listCapacity reports it (filter used or total; CPU in MHz, memory and storage in bytes).',
     labelNames: ['zone', 'type', 'filter'],
@@ -201,8 +211,6 @@ const MAINTENANCE = new Set([
   'PrepareForMaintenance',
   'ErrorInPrepareForMaintenance',
 ]);
-/** States in which an instance holds cores on its host (as computeCapacities counts them). */
-const HOLDS_CORES = ['Starting', 'Running', 'Stopping', 'Migrating'];
 const CAPACITY_NAMES: Record<number, string> = Object.fromEntries(
   Object.entries(CapacityType).map(([k, v]) => [v, k]),
 );
@@ -220,67 +228,21 @@ export async function computeCloudFigures(app: App): Promise<Map<string, Sample[
   const out = new Map<string, Sample[]>(CLOUD_FAMILIES.map((f) => [f.name, []]));
   const add = (name: string, labels: Labels, value: number) => out.get(name)!.push({ labels, value });
 
-  const [zones, hosts, hostTags, dedicated, vmGroups] = await Promise.all([
+  const [zones, hosts, vmGroups] = await Promise.all([
     db.selectFrom('zones').select(['id', 'name']).where('removed', 'is', null).orderBy('id').execute(),
-    db
-      .selectFrom('hosts')
-      .select([
-        'id',
-        'uuid',
-        'name',
-        'zone_id',
-        'cluster_id',
-        'state',
-        'resource_state',
-        'private_ip',
-        'cpu_cores',
-        'cpu_speed_mhz',
-        'memory_bytes',
-        'cpu_allocated_mhz',
-        'memory_allocated_bytes',
-      ])
-      .where('removed', 'is', null)
-      .where('type', '=', 'Routing')
-      .orderBy('id')
-      .execute(),
-    db.selectFrom('host_tags').select(['host_id', 'tag']).orderBy('id').execute(),
-    db
-      .selectFrom('dedicated_resources')
-      .innerJoin('domains', 'domains.id', 'dedicated_resources.domain_id')
-      .leftJoin('accounts', 'accounts.id', 'dedicated_resources.account_id')
-      .select(['dedicated_resources.host_id', 'accounts.name as account', 'domains.path as domain'])
-      .where('dedicated_resources.host_id', 'is not', null)
-      .execute(),
-    // One pass over the instances gives every per-zone, per-host and per-state figure below.
+    hostFigures(app),
     db
       .selectFrom('vms')
-      .select([
-        'zone_id',
-        'host_id',
-        'state',
-        (eb) => eb.fn.countAll().as('n'),
-        (eb) => eb.fn.sum('cpu_number').as('cores'),
-      ])
+      .select(['zone_id', 'state', (eb) => eb.fn.countAll().as('n')])
       .where('removed', 'is', null)
-      .groupBy(['zone_id', 'host_id', 'state'])
+      .groupBy(['zone_id', 'state'])
       .execute(),
   ]);
   const zoneName = new Map(zones.map((z) => [z.id, z.name]));
-  const tagsOf = new Map<number, string[]>();
-  for (const t of hostTags) tagsOf.set(t.host_id, [...(tagsOf.get(t.host_id) ?? []), t.tag]);
-  const dedicatedTo = new Map(dedicated.map((d) => [Number(d.host_id), d]));
   const vmCount = new Map<string, number>();
-  const vmsOn = new Map<number, number>();
-  const coresOn = new Map<number, number>();
-  const vmsByHostState: { host_id: number; state: string; n: number }[] = [];
   for (const r of vmGroups) {
     const key = `${r.zone_id}\u0000${r.state}`;
     vmCount.set(key, (vmCount.get(key) ?? 0) + n(r.n));
-    if (r.host_id === null) continue;
-    const hostId = Number(r.host_id);
-    vmsOn.set(hostId, (vmsOn.get(hostId) ?? 0) + n(r.n));
-    if (HOLDS_CORES.includes(r.state)) coresOn.set(hostId, (coresOn.get(hostId) ?? 0) + n(r.cores));
-    vmsByHostState.push({ host_id: hostId, state: r.state, n: n(r.n) });
   }
 
   // Hosts: per host figures, per zone counts and allocations, and the same per host tag.
@@ -295,15 +257,14 @@ export async function computeCloudFigures(app: App): Promise<Map<string, Sample[
   const tally = () => ({ total: 0, online: 0, offline: 0, cpu: 0, mem: 0, cores: 0 });
   const byZone = new Map<number, Tally>(zones.map((z) => [z.id, tally()]));
   const byZoneTag = new Map<string, Tally & { zone: number; tag: string }>();
-  const hostZone = new Map<number, number>();
+  const byTagState = new Map<string, number>();
   for (const h of hosts) {
-    const zone = zoneName.get(h.zone_id);
+    const zone = zoneName.get(h.zoneId);
     if (zone === undefined) continue;
-    hostZone.set(h.id, h.zone_id);
-    const ip = h.private_ip ?? '';
-    const tags = tagsOf.get(h.id) ?? [];
+    const ip = h.ip;
+    const tags = h.tags;
     const tagText = tags.join(',');
-    const d = dedicatedTo.get(h.id);
+    const d = h.dedicatedTo;
     const isDedicated = d ? 1 : 0;
     add('cloudstack_host_is_dedicated', { zone, hostname: h.name, ip }, isDedicated);
     if (d)
@@ -312,13 +273,11 @@ export async function computeCloudFigures(app: App): Promise<Map<string, Sample[
         { zone, hostname: h.name, account: d.account ?? '', domain: d.domain },
         1,
       );
-    const cpuFactor =
-      h.cluster_id === null ? 1 : app.settings.at(CPU_OVERPROVISIONING, 'cluster', h.cluster_id);
-    const memFactor =
-      h.cluster_id === null ? 1 : app.settings.at(MEM_OVERPROVISIONING, 'cluster', h.cluster_id);
-    const cpuUsed = n(h.cpu_allocated_mhz);
-    const memUsed = n(h.memory_allocated_bytes);
-    const coresUsed = coresOn.get(h.id) ?? 0;
+    const cpuFactor = h.cpuFactor;
+    const memFactor = h.memFactor;
+    const cpuUsed = h.cpuAllocatedMhz;
+    const memUsed = h.memoryAllocatedBytes;
+    const coresUsed = h.coresUsed;
     const base = { zone, hostname: h.name, ip };
     add(
       'cloudstack_host_cpu_usage_mhz_total',
@@ -328,7 +287,7 @@ export async function computeCloudFigures(app: App): Promise<Map<string, Sample[
     add(
       'cloudstack_host_cpu_usage_mhz_total',
       { ...base, overprovisioningfactor: factorText(cpuFactor), filter: 'total', tags: tagText },
-      n(h.cpu_cores) * n(h.cpu_speed_mhz),
+      h.cpuMhz,
     );
     add(
       'cloudstack_host_memory_usage_mibs_total',
@@ -350,9 +309,9 @@ export async function computeCloudFigures(app: App): Promise<Map<string, Sample[
         dedicated: String(isDedicated),
         tags: tagText,
       },
-      n(h.memory_bytes) / MIB,
+      h.memoryBytes / MIB,
     );
-    add('cloudstack_host_vms_total', { zone, hostname: h.name, address: ip }, vmsOn.get(h.id) ?? 0);
+    add('cloudstack_host_vms_total', { zone, hostname: h.name, address: ip }, h.vmsTotal);
     add(
       'cloudstack_host_vms_cores_total',
       { ...base, filter: 'used', dedicated: String(isDedicated), tags: tagText },
@@ -361,17 +320,28 @@ export async function computeCloudFigures(app: App): Promise<Map<string, Sample[
     add(
       'cloudstack_host_vms_cores_total',
       { ...base, filter: 'total', dedicated: String(isDedicated), tags: tagText },
-      n(h.cpu_cores),
+      h.cores,
     );
+    if (h.stats) {
+      add('nimbostack_host_cpu_utilization_percent', base, h.stats.cpuUtilization);
+      add('nimbostack_host_memory_used_bytes', base, h.stats.memoryUsedBytes);
+      add('nimbostack_host_network_kbps', { ...base, filter: 'read' }, h.stats.networkReadKbs);
+      add('nimbostack_host_network_kbps', { ...base, filter: 'write' }, h.stats.networkWriteKbs);
+    }
+    for (const tag of tags)
+      for (const [state, count] of h.vmsByState) {
+        const key = `${h.zoneId}\u0000${tag}\u0000${state}`;
+        byTagState.set(key, (byTagState.get(key) ?? 0) + count);
+      }
 
-    const maintenance = MAINTENANCE.has(h.resource_state);
+    const maintenance = MAINTENANCE.has(h.resourceState);
     const online = h.state === 'Up' && !maintenance;
     const offline = !online && (h.state === 'Disconnected' || h.state === 'Down' || maintenance);
-    const tallies: Tally[] = [byZone.get(h.zone_id)!];
+    const tallies: Tally[] = [byZone.get(h.zoneId)!];
     for (const tag of tags) {
-      const key = `${h.zone_id}\u0000${tag}`;
+      const key = `${h.zoneId}\u0000${tag}`;
       const known = byZoneTag.get(key);
-      const v = known ?? { ...tally(), zone: h.zone_id, tag };
+      const v = known ?? { ...tally(), zone: h.zoneId, tag };
       if (!known) byZoneTag.set(key, v);
       tallies.push(v);
     }
@@ -413,16 +383,6 @@ export async function computeCloudFigures(app: App): Promise<Map<string, Sample[
         { zone: z.name, filter: state.toLowerCase() },
         vmCount.get(`${z.id}\u0000${state}`) ?? 0,
       );
-  const byTagState = new Map<string, number>();
-  for (const r of vmsByHostState) {
-    const hostId = Number(r.host_id);
-    const zoneId = hostZone.get(hostId);
-    if (zoneId === undefined) continue;
-    for (const tag of tagsOf.get(hostId) ?? []) {
-      const key = `${zoneId}\u0000${tag}\u0000${r.state}`;
-      byTagState.set(key, (byTagState.get(key) ?? 0) + n(r.n));
-    }
-  }
   for (const t of byZoneTag.values())
     for (const state of VM_STATES)
       add(

@@ -18,6 +18,7 @@ import {
   inZone,
   presentScopes,
   resolveScopes,
+  offeringUser,
   visibleTo,
   writeScopes,
 } from './scope.ts';
@@ -275,7 +276,14 @@ export const listDiskOfferings = defineCommand({
     ...listParams,
     id: p.uuid({ description: 'Only the offering with this UUID.' }),
     name: p.string({ description: 'Only offerings with exactly this name.' }),
-    domainid: p.uuid({ description: 'Only offerings limited to this domain.' }),
+    domainid: p.uuid({
+      description:
+        'Alone: only offerings limited to this domain. With account: the domain of the account the list is for.',
+    }),
+    account: p.string({
+      description:
+        'With domainid: list the offerings this account may use (as the deploy wizard asks for the owner it deploys for).',
+    }),
     zoneid: p.uuid({ description: 'Only offerings available in this zone.' }),
     storagetype: p.string({ description: 'Only offerings of this storage type: shared or local.' }),
     state: p.string({ description: 'Active (the default), Inactive, or all.' }),
@@ -289,7 +297,7 @@ export const listDiskOfferings = defineCommand({
       .selectFrom('disk_offerings')
       .where('removed', 'is', null)
       .where('compute_only', '=', 0);
-    q = await visibleTo(ctx, q, 'disk', 'disk_offerings.id');
+    q = await visibleTo(ctx, q, 'disk', 'disk_offerings.id', await offeringUser(ctx, params));
     if (params.id) q = q.where('uuid', '=', params.id);
     if (params.name) q = q.where('name', '=', params.name);
     if (params.storagetype) q = q.where('storage_type', '=', storageType(params.storagetype));
@@ -298,7 +306,7 @@ export const listDiskOfferings = defineCommand({
     if (ctx.caller.roleKind === 'user') q = q.where('display_offering', '=', 1);
     if (params.state?.toLowerCase() !== 'all')
       q = q.where('state', '=', params.state ? offeringState(params.state) : 'Active');
-    if (params.domainid) {
+    if (params.domainid && !params.account) {
       const domain = await app.store.db
         .selectFrom('domains')
         .select('id')

@@ -8,6 +8,9 @@ import type { Tx } from '../db/connection.ts';
 import type { Database } from '../db/schema.ts';
 import { invalidParameter, permissionDenied } from '../errors.ts';
 import { canReachDomain, findDomainByUuid } from '../iam/access.ts';
+import { resolveAccount } from '../iam/accounts.ts';
+import { roleKindOf } from '../iam/caller.ts';
+import type { RoleKind } from '../registry/catalog.ts';
 import { parseUuid } from '../registry/params.ts';
 
 /** Which offerings' scopes (offering_scopes.offering_type): service, disk or network offerings. */
@@ -177,25 +180,50 @@ export async function presentScopes(
   return out;
 }
 
+/** Whose use an offering list answers for: a role kind and a domain path. */
+export interface OfferingUser {
+  roleKind: RoleKind;
+  domainPath: string;
+}
+
 /**
- * Narrows an offering query to what the caller may use: public offerings, and those of their
- * domain or a domain above it (domain admins also see those of their subdomains).
+ * The account an offering list is for when it names one (the deploy wizard sends the owner's
+ * `domainid` and `account`): the caller must reach that account (531 otherwise), and the list then
+ * holds what that account may use. Without `account`, the caller.
+ */
+export async function offeringUser(
+  ctx: CallContext,
+  params: { account?: string; domainid?: string },
+): Promise<OfferingUser> {
+  if (!params.account) return { roleKind: ctx.caller.roleKind, domainPath: ctx.caller.domain.path };
+  const { account, domain } = await resolveAccount(ctx, params);
+  const role = await ctx.app.store.db
+    .selectFrom('roles')
+    .select('type')
+    .where('id', '=', account.role_id)
+    .executeTakeFirstOrThrow();
+  return { roleKind: roleKindOf(role.type), domainPath: domain.path };
+}
+
+/**
+ * Narrows an offering query to what `user` (the caller by default) may use: public offerings, and
+ * those of its domain or a domain above it (domain admins also see those of their subdomains).
  */
 export async function visibleTo<TB extends keyof Database, O>(
   ctx: CallContext,
   qb: SelectQueryBuilder<Database, TB, O>,
   type: OfferingType,
   idColumn: string,
+  user: OfferingUser = { roleKind: ctx.caller.roleKind, domainPath: ctx.caller.domain.path },
 ): Promise<SelectQueryBuilder<Database, TB, O>> {
-  const { caller } = ctx;
-  if (caller.roleKind === 'admin') return qb;
-  const parts = caller.domain.path.split('/').filter(Boolean);
+  if (user.roleKind === 'admin') return qb;
+  const parts = user.domainPath.split('/').filter(Boolean);
   const ancestorPaths = ['/', ...parts.map((_, i) => `/${parts.slice(0, i + 1).join('/')}/`)];
   const domains =
-    caller.roleKind === 'user'
+    user.roleKind === 'user'
       ? await ctx.app.store.db.selectFrom('domains').select('id').where('path', 'in', ancestorPaths).execute()
       : (await ctx.app.store.db.selectFrom('domains').select(['id', 'path']).execute()).filter(
-          (d) => ancestorPaths.includes(d.path) || d.path.startsWith(caller.domain.path),
+          (d) => ancestorPaths.includes(d.path) || d.path.startsWith(user.domainPath),
         );
   const allowed = domains.map((d) => d.id);
   return qb.where((eb: ExpressionBuilder<Database, TB>) =>

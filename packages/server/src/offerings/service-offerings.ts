@@ -30,6 +30,7 @@ import {
   inZone,
   presentScopes,
   resolveScopes,
+  offeringUser,
   visibleTo,
   writeScopes,
 } from './scope.ts';
@@ -331,7 +332,14 @@ export const listServiceOfferings = defineCommand({
     ...listParams,
     id: p.uuid({ description: 'Only the offering with this UUID.' }),
     name: p.string({ description: 'Only offerings with exactly this name.' }),
-    domainid: p.uuid({ description: 'Only offerings limited to this domain.' }),
+    domainid: p.uuid({
+      description:
+        'Alone: only offerings limited to this domain. With account: the domain of the account the list is for.',
+    }),
+    account: p.string({
+      description:
+        'With domainid: list the offerings this account may use (as the deploy wizard asks for the owner it deploys for).',
+    }),
     zoneid: p.uuid({ description: 'Only offerings available in this zone.' }),
     issystem: p.boolean({
       description: 'true lists system offerings, of which Nimbostack has none; default false.',
@@ -366,7 +374,7 @@ export const listServiceOfferings = defineCommand({
       .selectFrom('service_offerings')
       .where('service_offerings.removed', 'is', null)
       .where('service_offerings.is_system', '=', params.issystem ? 1 : 0);
-    q = await visibleTo(ctx, q, 'service', 'service_offerings.id');
+    q = await visibleTo(ctx, q, 'service', 'service_offerings.id', await offeringUser(ctx, params));
     if (params.id) q = q.where('service_offerings.uuid', '=', params.id);
     if (params.name) q = q.where('service_offerings.name', '=', params.name);
     if (params.systemvmtype) q = q.where('service_offerings.system_vm_type', '=', params.systemvmtype);
@@ -405,7 +413,7 @@ export const listServiceOfferings = defineCommand({
           .select('id')
           .where('storage_type', '=', params.storagetype.toLowerCase()),
       );
-    if (params.domainid) {
+    if (params.domainid && !params.account) {
       const domain = await app.store.db
         .selectFrom('domains')
         .select('id')

@@ -170,10 +170,14 @@ export class ResponseFieldIndex {
   private readonly objects = new Map<string, FieldDescriptions>();
 
   constructor(sources: ResponseFields[]) {
+    // An object may be described by several folders (the metrics commands add fields to hosts,
+    // zones, VMs …), but each field once.
     for (const source of sources)
       for (const [object, fields] of Object.entries(source)) {
-        if (this.objects.has(object)) throw new Error(`response object ${object} described twice`);
-        this.objects.set(object, fields);
+        const known = this.objects.get(object) ?? {};
+        const twice = Object.keys(fields).find((f) => f in known);
+        if (twice) throw new Error(`response field ${object}.${twice} described twice`);
+        this.objects.set(object, { ...known, ...fields });
       }
   }
 

@@ -1,0 +1,210 @@
+/**
+ * Replays, page by page, the API calls the Apache CloudStack web UI (4.22) makes, with the
+ * parameters it sends and the fields it reads (facts from its source and from its traffic, see
+ * ../shared/docs/client-compat.md and docs/ui.md), and checks upstream's answers: the calls before
+ * login, the menus' gating commands in listApis, the deploy wizard's offering lists for the
+ * owner, the metrics views, and the answers of features that are off.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { CloudStackClient } from '@nimbostack/client';
+import { seededLocalZone, waitUntil } from './agents.ts';
+import { createAccountAndLogin, startServer, type TestServer } from './harness.ts';
+
+let server: TestServer;
+let admin: CloudStackClient;
+
+before(async () => {
+  server = await startServer({ env: { NIMBOSTACK_SEED_LOCAL_ZONE: 'true' } });
+  admin = server.admin;
+});
+
+after(async () => {
+  await server?.stop();
+});
+
+/** The UI's own request: GET /client/api/?command=…&response=json with the session's cookies. */
+async function uiGet(command: string, params: Record<string, string> = {}, cookie?: string) {
+  const q = new URLSearchParams({ command, ...params, response: 'json' });
+  const res = await fetch(`${server.api}/?${q}`, { headers: cookie ? { cookie } : {} });
+  return { status: res.status, body: (await res.json()) as any, headers: res.headers };
+}
+
+describe('the Instances, Zones, Hosts, Volumes, Clusters and Primary Storage pages', () => {
+  test('every command the menus are gated on is in listApis', async () => {
+    const apis = (await admin.request<any>('listApis', {})).api.map((a: any) => a.name);
+    for (const name of [
+      'listVirtualMachinesMetrics',
+      'listZonesMetrics',
+      'listHostsMetrics',
+      'listVolumesMetrics',
+      'listClustersMetrics',
+      'listStoragePoolsMetrics',
+    ])
+      assert.ok(apis.includes(name), `${name} in listApis`);
+  });
+
+  test("the metrics views: upstream's fields, from the agents' measurements", async () => {
+    const { zoneid, templateid, small } = await seededLocalZone(admin);
+    await admin.request('updateConfiguration', { name: 'host.stats.interval', value: '1000' });
+    await admin.request('updateConfiguration', { name: 'vm.stats.interval', value: '1000' });
+    const vm = (
+      await admin.call<any>('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid: small,
+        name: 'ui-m',
+      })
+    ).virtualmachine;
+
+    // The simulated host reports the memory of its running instances as in use.
+    const host = await waitUntil(
+      async () => {
+        const h = (await admin.request<any>('listHostsMetrics', {})).host[0];
+        return h.memoryused === vm.memory * 1024 * 1024 ? h : undefined;
+      },
+      15_000,
+      'host statistics with the new instance',
+    );
+    assert.equal(host.instances, '1 / 1');
+    assert.equal(host.cpuused, '0%');
+    assert.equal(host.cpuusedghz, '0.00 Ghz');
+    assert.match(host.cputotalghz, /^\d+\.\d\d Ghz$/);
+    assert.equal(host.cpuallocatedghz, `${((vm.cpunumber * vm.cpuspeed) / 1000).toFixed(2)} Ghz`);
+    assert.equal(host.memoryallocatedgb, `${(vm.memory / 1024).toFixed(2)} GB`);
+    assert.equal(host.memoryusedgb, `${(vm.memory / 1024).toFixed(2)} GB`);
+    assert.equal(host.powerstate, 'Disabled');
+    for (const flag of [
+      'cputhreshold',
+      'cpuallocatedthreshold',
+      'memorythreshold',
+      'memoryallocateddisablethreshold',
+    ])
+      assert.equal(host[flag], false, flag);
+    assert.equal(host.networkread, '0.00 GB');
+
+    const m = await waitUntil(
+      async () =>
+        (await admin.request<any>('listVirtualMachinesMetrics', { id: vm.id })).virtualmachine.find(
+          (v: any) => v.memorykbs !== undefined,
+        ),
+      15_000,
+      'instance statistics',
+    );
+    assert.equal(m.cputotal, `${((vm.cpunumber * vm.cpuspeed) / 1000).toFixed(1)} Ghz`);
+    assert.equal(m.memorytotal, `${(vm.memory / 1024).toFixed(2)} GiB`);
+    assert.equal(m.memorykbs, vm.memory * 1024);
+    assert.equal(m.networkread, '0.00 MiB');
+    assert.equal(m.diskread, '0.00 MiB');
+    assert.equal(m.cpuused, '0%');
+
+    const zone = (await admin.request<any>('listZonesMetrics', {})).zone[0];
+    assert.equal(zone.state, 'Enabled');
+    assert.equal(zone.clusters, '1 / 1');
+    assert.match(zone.cputotal, /^\d+\.\d\d Ghz$/);
+    assert.match(zone.cpuallocated, /^\d+\.\d\d%$/);
+    assert.match(zone.memorytotal, /^\d+\.\d\d GB$/);
+    assert.equal(zone.cpuused, '0.00%');
+    assert.equal(typeof zone.memoryallocatedthreshold, 'boolean');
+    const cluster = (await admin.request<any>('listClustersMetrics', {})).cluster[0];
+    assert.equal(cluster.hosts, '1 / 1');
+    assert.equal(cluster.memoryallocated, zone.memoryallocated);
+
+    // A threshold of 0 is exceeded by any allocation: the flags follow the settings.
+    await admin.request('updateConfiguration', {
+      name: 'cluster.memory.allocated.capacity.disablethreshold',
+      value: '0',
+    });
+    const flagged = (await admin.request<any>('listClustersMetrics', {})).cluster[0];
+    assert.equal(flagged.memoryallocateddisablethreshold, true);
+    assert.equal(flagged.memoryallocatedthreshold, false);
+
+    const pool = (await admin.request<any>('listStoragePoolsMetrics', {})).storagepool[0];
+    assert.match(pool.disksizetotalgb, /^\d+\.\d\d GB \(x\d+(\.\d+)?\)$/);
+    assert.match(pool.disksizeallocatedgb, /^\d+\.\d\d GB$/);
+    assert.equal(typeof pool.storageallocateddisablethreshold, 'boolean');
+    const volumes = (await admin.request<any>('listVolumesMetrics', { virtualmachineid: vm.id })).volume;
+    assert.equal(volumes[0].sizegb, `${(volumes[0].size / 1024 ** 3).toFixed(2)} GB`);
+
+    // Users see their own instances' metrics; the infrastructure views stay admin-only.
+    const { client } = await createAccountAndLogin(server, { name: 'ui-metrics-user' });
+    assert.equal((await client.request<any>('listVirtualMachinesMetrics', {})).count ?? 0, 0);
+    await assert.rejects(client.request('listHostsMetrics', {}), /not available|permission|432/i);
+  });
+});
+
+describe('the deploy wizard', () => {
+  test('lists the offerings the owner may use with domainid + account', async () => {
+    const root = (await admin.request<any>('listDomains', { name: 'ROOT' })).domain[0];
+    const sub = (await admin.request<any>('createDomain', { name: 'ui-sub' })).domain;
+    const other = (await admin.request<any>('createDomain', { name: 'ui-other' })).domain;
+    const mine = (
+      await admin.request<any>('createServiceOffering', {
+        name: 'ui-sub-only',
+        displaytext: 'sub',
+        cpunumber: 1,
+        cpuspeed: 500,
+        memory: 256,
+        domainid: sub.id,
+      })
+    ).serviceoffering;
+    const theirs = (
+      await admin.request<any>('createServiceOffering', {
+        name: 'ui-other-only',
+        displaytext: 'other',
+        cpunumber: 1,
+        cpuspeed: 500,
+        memory: 256,
+        domainid: other.id,
+      })
+    ).serviceoffering;
+    const disk = (
+      await admin.request<any>('createDiskOffering', {
+        name: 'ui-other-disk',
+        displaytext: 'other',
+        disksize: 1,
+        domainid: other.id,
+      })
+    ).diskoffering;
+    const { client } = await createAccountAndLogin(server, {
+      name: 'ui-wizard',
+      domainid: sub.id,
+      domainPath: 'ui-sub',
+    });
+    const names = (r: any) => (r.serviceoffering ?? []).map((o: any) => o.name);
+
+    // The user's wizard names the user itself: public ones and its domain's, not another domain's.
+    const own = await client.request<any>('listServiceOfferings', { domainid: sub.id, account: 'ui-wizard' });
+    assert.ok(names(own).includes('Small Instance'));
+    assert.ok(names(own).includes(mine.name));
+    assert.ok(!names(own).includes(theirs.name));
+    // The admin deploying for that user sees the same list.
+    const forUser = await admin.request<any>('listServiceOfferings', {
+      domainid: sub.id,
+      account: 'ui-wizard',
+    });
+    assert.deepEqual(names(forUser).sort(), names(own).sort());
+    // The root admin's own wizard: everything.
+    const forAdmin = await admin.request<any>('listServiceOfferings', {
+      domainid: root.id,
+      account: 'admin',
+    });
+    assert.ok(names(forAdmin).includes(mine.name) && names(forAdmin).includes(theirs.name));
+    const disks = await admin.request<any>('listDiskOfferings', { domainid: root.id, account: 'admin' });
+    assert.ok(disks.diskoffering.some((d: any) => d.id === disk.id));
+    const userDisks = await client.request<any>('listDiskOfferings', {
+      domainid: sub.id,
+      account: 'ui-wizard',
+    });
+    assert.ok(!(userDisks.diskoffering ?? []).some((d: any) => d.id === disk.id));
+    assert.ok((userDisks.diskoffering ?? []).length > 0);
+    // domainid alone keeps its meaning: the offerings limited to that domain.
+    const limited = await admin.request<any>('listServiceOfferings', { domainid: sub.id });
+    assert.deepEqual(names(limited), [mine.name]);
+    // A user cannot ask for another account's list.
+    await assert.rejects(
+      client.request('listServiceOfferings', { domainid: root.id, account: 'admin' }),
+      (e: any) => e.errorcode === 531,
+    );
+  });
+});
