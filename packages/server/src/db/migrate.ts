@@ -3,12 +3,14 @@
  * PostgreSQL each step runs in a transaction of its own together with the row that records it in
  * `kysely_migration` (the schema version table): a step that fails leaves the database at the
  * version before that step, with every earlier step of the same upgrade kept. MySQL/MariaDB
- * commit each DDL statement implicitly; there a step is recorded only once it has completed, so a
- * failed step is run again from its start at the next attempt (docs/operations.md, upgrades).
+ * commit each DDL statement implicitly; there a step is recorded only once it has completed, and
+ * what a failed step had added is dropped again (ddl-undo.ts), so that the next attempt runs it
+ * from its start (docs/operations.md, upgrades).
  * Checks made before an upgrade starts (backup, other servers still running) are in upgrade.ts.
  */
 import { type Migration, type MigrationProvider, Migrator } from 'kysely';
 import type { Store } from './connection.ts';
+import { snapshotSchema, undoAdditions } from './ddl-undo.ts';
 import * as m0001 from './migrations/0001-foundation.ts';
 import * as m0002 from './migrations/0002-infrastructure.ts';
 import * as m0003 from './migrations/0003-hosts.ts';
@@ -34,6 +36,7 @@ import * as m0023 from './migrations/0023-vpcs.ts';
 import * as m0024 from './migrations/0024-ldap.ts';
 import * as m0025 from './migrations/0025-projects.ts';
 import * as m0026 from './migrations/0026-network-acls.ts';
+import * as m0027 from './migrations/0027-vpn.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
 export type Step = { up(m: MigrationContext): Promise<void> };
@@ -65,6 +68,7 @@ export const MIGRATIONS: [string, Step][] = [
   ['0024-ldap', m0024],
   ['0025-projects', m0025],
   ['0026-network-acls', m0026],
+  ['0027-vpn', m0027],
 ];
 
 export class SchemaTooNewError extends Error {}
@@ -95,12 +99,14 @@ export async function migrate(
   // migrateUp applies the next pending step in its own transaction (when the dialect has
   // transactional DDL); migrateToLatest would put every pending step into one.
   for (;;) {
+    const before = store.dialect === 'mysql' ? await snapshotSchema(store) : undefined;
     const { error, results } = await migrator.migrateUp();
     if (error) {
       const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'the next step';
       const why = error instanceof Error ? error.message : String(error);
+      const undone = before ? await undoAdditions(store, before) : [];
       throw new Error(
-        `schema upgrade step ${failed} failed (${done.length} earlier steps of this upgrade were applied): ${why}`,
+        `schema upgrade step ${failed} failed (${done.length} earlier steps of this upgrade were applied${undone.length ? `; dropped again what it had added: ${undone.join(', ')}` : ''}): ${why}`,
         { cause: error },
       );
     }
