@@ -44,10 +44,11 @@ export async function upgradeSchema(
 ): Promise<UpgradeResult> {
   const applied = await appliedMigrations(store);
   const pending = migrations.filter(([name]) => !applied.includes(name));
-  // A fresh database, or one already at this version (migrate still refuses a newer one).
-  if (applied.length === 0 || pending.length === 0) return migrate(store, migrations);
   const known = new Set(migrations.map(([name]) => name));
-  if (applied.every((n) => known.has(n))) await refuseWhileOthersRun(store, opts, pending.length);
+  // A fresh database, one already at this version, or a newer one (which migrate refuses).
+  if (applied.length === 0 || pending.length === 0 || !applied.every((n) => known.has(n)))
+    return migrate(store, migrations);
+  await refuseWhileOthersRun(store, opts, pending.length);
   const backup =
     store.dialect === 'sqlite' ? await backupSqlite(store, applied, opts.backupsKept) : undefined;
   const result = await migrate(store, migrations);
