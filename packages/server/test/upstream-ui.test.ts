@@ -208,3 +208,104 @@ describe('the deploy wizard', () => {
     );
   });
 });
+
+describe('before login', () => {
+  test('the login page: OAuth providers and password reset answered without a session', async () => {
+    const oauth = await uiGet('listOauthProvider');
+    assert.equal(oauth.status, 200);
+    // An empty list is an empty object, as upstream's serializer writes it.
+    assert.deepEqual(oauth.body, { listoauthproviderresponse: {} });
+    const reset = await uiGet('forgotPassword', { username: 'nobody', domain: '/' });
+    assert.equal(reset.status, 200);
+    assert.equal(String(reset.body.forgotpasswordresponse.success), 'true');
+    const badDomain = await uiGet('forgotPassword', { username: 'admin', domain: 'no-such' });
+    assert.equal(badDomain.status, 431);
+    assert.match(
+      badDomain.body.forgotpasswordresponse.errortext,
+      /Unable to find the domain from the path \/no-such\//,
+    );
+    // Other commands still need a session: 401, which the UI takes for a logout.
+    assert.equal((await uiGet('listZones')).status, 401);
+    assert.equal((await uiGet('listIdps')).status, 401);
+  });
+
+  test('logout without a session answers success and clears the cookies', async () => {
+    const res = await fetch(`${server.api}/?command=logout&response=json`, {
+      headers: { cookie: 'JSESSIONID=stale; sessionkey=stale' },
+    });
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { logoutresponse: { description: 'success' } });
+    const cleared = res.headers.getSetCookie();
+    assert.ok(cleared.some((c) => c.startsWith('JSESSIONID=;')));
+    assert.ok(cleared.some((c) => c.startsWith('sessionkey=;')));
+    const bare = await uiGet('logout');
+    assert.equal(bare.status, 200);
+    assert.deepEqual(bare.body, { logoutresponse: { description: 'success' } });
+  });
+});
+
+describe('after login and on every page', () => {
+  test('GetInfo and the noise calls answer as upstream with the features off', async () => {
+    const cloudian = await admin.request<any>('cloudianIsEnabled', {});
+    assert.deepEqual(cloudian, { cloudianisenabled: { enabled: false } });
+    const { client } = await createAccountAndLogin(server, { name: 'ui-noise' });
+    assert.equal((await client.request<any>('cloudianIsEnabled', {})).cloudianisenabled.enabled, false);
+    // A signed-in user asking for OAuth providers gets the same empty list.
+    assert.deepEqual(await client.request<any>('listOauthProvider', {}), {});
+  });
+
+  test('System VMs page: an empty list, admins only', async () => {
+    const apis = (await admin.request<any>('listApis', {})).api.map((a: any) => a.name);
+    assert.ok(apis.includes('listSystemVms'));
+    const r = await uiGet('listSystemVms', {}, await sessionCookie(admin));
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.body, { listsystemvmsresponse: {} });
+    const { client } = await createAccountAndLogin(server, { name: 'ui-sysvm' });
+    await assert.rejects(client.request('listSystemVms', {}), (e: any) => e.errorcode === 432);
+  });
+
+  test('Global Settings page: groups with subgroups, settings filed under them', async () => {
+    const groups = (await admin.request<any>('listConfigurationGroups', {})).configurationgroup;
+    assert.deepEqual(
+      groups.map((g: any) => g.name),
+      [
+        'Access',
+        'Compute',
+        'Storage',
+        'Network',
+        'Hypervisor',
+        'Management Server',
+        'System VMs',
+        'Infrastructure',
+        'Usage Server',
+        'Miscellaneous',
+      ],
+    );
+    const compute = groups.find((g: any) => g.name === 'Compute');
+    assert.deepEqual(compute.subgroup[0], { name: 'Virtual Machine', precedence: 1 });
+    const access = (await admin.request<any>('listConfigurationGroups', { group: 'access' }))
+      .configurationgroup;
+    assert.equal(access.length, 1);
+    // The page then lists each subgroup's settings.
+    const vmSettings = (
+      await admin.request<any>('listConfigurations', {
+        group: 'Compute',
+        subgroup: 'Virtual Machine',
+        pagesize: -1,
+      })
+    ).configuration;
+    assert.ok(vmSettings.length > 0);
+    for (const s of vmSettings) assert.deepEqual([s.group, s.subgroup], ['Compute', 'Virtual Machine']);
+    const one = (await admin.request<any>('listConfigurations', { name: 'host.stats.interval' }))
+      .configuration[0];
+    assert.deepEqual([one.group, one.subgroup], ['Hypervisor', 'Hypervisor']);
+    const alert = (await admin.request<any>('listConfigurations', { name: 'alert.purge.delay' }))
+      .configuration;
+    if (alert?.length) assert.deepEqual([alert[0].group, alert[0].subgroup], ['Management Server', 'Alerts']);
+  });
+});
+
+/** The Cookie header of a logged-in client: the UI sends only the cookies, never sessionkey. */
+async function sessionCookie(client: CloudStackClient): Promise<string> {
+  return client.sessionCredentials!.cookie;
+}

@@ -2,10 +2,11 @@
  * The CloudStack API endpoint: /client/api (and /client/api/), GET or POST form.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { App } from '../context.ts';
+import type { App, Caller } from '../context.ts';
 import { ApiError, CsErrorCode, ErrorCode, toApiError, unauthorized, unsupported } from '../errors.ts';
-import { mayCall } from '../iam/caller.ts';
+import { loadCaller, mayCall } from '../iam/caller.ts';
 import { login, loginResponse, logout } from '../iam/sessions.ts';
+import { systemOwner } from '../network/common.ts';
 import { ENFORCE_POST, EXPOSE_VERSION_XML } from '../settings/core-settings.ts';
 import {
   type Authenticated,
@@ -107,7 +108,10 @@ async function handleApiCall(
         req.cookies,
         command?.name ?? commandName ?? '',
         req.headers['sec-fetch-site'] === 'cross-site',
-      );
+      ).catch(async (e) => {
+        if (!command?.anonymous) throw e;
+        return { caller: await anonymousCaller(app), via: 'anonymous' as const };
+      });
     }
     if (!command || !(await mayCall(app, auth.caller, command))) {
       responseName = 'errorresponse';
@@ -124,20 +128,26 @@ async function handleApiCall(
         );
       }
     }
-    throttle.check(auth.caller.account.id, now);
+    // Calls without credentials are not charged to the account they run as.
+    if (auth.via !== 'anonymous') throttle.check(auth.caller.account.id, now);
     const origin = `${req.protocol}://${req.host}`;
     const body = await dispatch(
       { app, caller: auth.caller, origin, session: auth.session },
       command,
       api.params,
     );
-    return { status: 200, responseName, body, authenticated: true };
+    return { status: 200, responseName, body, authenticated: auth.via !== 'anonymous' };
   } catch (e) {
     const err = toApiError(e);
     if (!(e instanceof ApiError))
       req.log.error({ err: e, command: commandName }, 'command failed unexpectedly');
     if (err.errorcode === ErrorCode.UNSUPPORTED_ACTION) responseName = 'errorresponse';
-    return { status: err.errorcode, responseName, body: errorBody(err), authenticated: auth !== undefined };
+    return {
+      status: err.errorcode,
+      responseName,
+      body: errorBody(err),
+      authenticated: auth !== undefined && auth.via !== 'anonymous',
+    };
   }
 }
 
@@ -196,16 +206,16 @@ async function handleLogout(
   const responseName = 'logoutresponse';
   for (const name of Object.keys(req.cookies))
     reply.clearCookie(name, { path: '/client', secure: req.protocol === 'https', sameSite: 'strict' });
-  try {
-    const auth = await authenticateBySession(app, api, req.cookies, 'logout');
-    await logout(app, auth.session!);
-    return { status: 200, responseName, body: { description: 'success' }, authenticated: false };
-  } catch {
-    const err = new ApiError(
-      ErrorCode.PARAM_ERROR,
-      CsErrorCode.SERVER_API,
-      'There is no session to log out of',
-    );
-    return { status: err.errorcode, responseName, body: errorBody(err), authenticated: false };
-  }
+  // As upstream: success with or without a session (the UI logs out after its session expired).
+  const auth = await authenticateBySession(app, api, req.cookies, 'logout').catch(() => undefined);
+  if (auth?.session) await logout(app, auth.session);
+  return { status: 200, responseName, body: { description: 'success' }, authenticated: false };
+}
+
+/** Who an anonymous command runs as without credentials: the first root administrator. */
+async function anonymousCaller(app: App): Promise<Caller> {
+  const owner = await systemOwner(app);
+  const caller = await loadCaller(app, owner.userId);
+  if (!caller) throw unauthorized('unable to verify user credentials');
+  return caller;
 }

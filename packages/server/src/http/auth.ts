@@ -15,7 +15,8 @@ import { verifySignature } from './signature.ts';
 
 export interface Authenticated {
   caller: Caller;
-  via: 'key' | 'session';
+  /** anonymous: a command answered without credentials (CommandSpec.anonymous). */
+  via: 'key' | 'session' | 'anonymous';
   session?: Session;
 }
 

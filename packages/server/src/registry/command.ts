@@ -28,6 +28,13 @@ export interface CommandSpec<S extends Record<string, ParamSpec>> {
   /** Overrides the catalog's default roles (rarely needed). */
   roles?: RoleKind[];
   /**
+   * Also answered without a session or signature, as upstream answers its API authenticators
+   * (listOauthProvider, forgotPassword) and listGuiThemes before login. Without credentials the
+   * handler runs as the first root administrator (upstream's system account), so it must answer
+   * only what anyone may know.
+   */
+  anonymous?: boolean;
+  /**
    * The object name the result is wrapped in, where upstream's response differs from its own
    * annotation (authorizeSecurityGroupIngress is declared as `ingressrule` but answers `securitygroup`).
    */

@@ -6,6 +6,7 @@ import { forgetCachedIdentity } from '../iam/caller.ts';
 import { defineCommand, listResult } from '../registry/command.ts';
 import { pageOf } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
+import { groupOf, listConfigurationGroups } from './groups.ts';
 import {
   parseSettingValue,
   type SettingDef,
@@ -107,6 +108,7 @@ function present(
     type: def.type,
     component: 'ManagementServer',
     displaytext: def.name,
+    ...groupOf(def.name),
     ...(def.options ? { options: def.options.join(',') } : {}),
   };
 }
@@ -123,9 +125,9 @@ export const listConfigurations = defineCommand({
       description: 'Only settings of this category, such as Advanced or Storage (case-insensitive).',
     }),
     group: p.string({
-      description: 'Accepted for compatibility; Nimbostack does not group settings and ignores it.',
+      description: 'Only settings of this group (listConfigurationGroups), case-insensitive.',
     }),
-    subgroup: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
+    subgroup: p.string({ description: 'Only settings of this subgroup of the group, case-insensitive.' }),
     parent: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
   async handler(ctx, params) {
@@ -135,6 +137,10 @@ export const listConfigurations = defineCommand({
     if (params.name) defs = defs.filter((d) => d.name.includes(params.name!));
     if (params.category)
       defs = defs.filter((d) => d.category.toLowerCase() === params.category!.toLowerCase());
+    for (const key of ['group', 'subgroup'] as const) {
+      const wanted = params[key]?.toLowerCase();
+      if (wanted) defs = defs.filter((d) => groupOf(d.name)[key].toLowerCase() === wanted);
+    }
     if (params.keyword) {
       const k = params.keyword.toLowerCase();
       defs = defs.filter((d) => d.name.includes(k) || d.description.toLowerCase().includes(k));
@@ -188,4 +194,4 @@ export const updateConfiguration = defineCommand({
   },
 });
 
-export const settingCommands = [listConfigurations, updateConfiguration];
+export const settingCommands = [listConfigurations, updateConfiguration, listConfigurationGroups];

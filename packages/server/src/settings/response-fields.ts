@@ -16,8 +16,18 @@ export const settingResponseFields: ResponseFields = {
     component: "Part of the system the setting belongs to: always 'ManagementServer'.",
     displaytext: 'Label for the setting: its name.',
     options: 'Comma-separated values the setting accepts; left out when any value of its type is.',
-    group: 'Not returned by Nimbostack: settings are grouped by category only.',
-    subgroup: 'Not returned by Nimbostack: settings are grouped by category only.',
+    group: 'Group the setting is filed under on settings pages (listConfigurationGroups), e.g. Compute.',
+    subgroup: 'Subgroup of that group, e.g. Virtual Machine; Others when no topic fits.',
     parent: 'Not returned by Nimbostack: settings do not depend on one another.',
+  },
+  configurationgroup: {
+    name: 'Name of the group, e.g. Access or Compute.',
+    description: 'What the group’s settings are about.',
+    precedence: 'Order of the group on a settings page: lower first.',
+    subgroup: 'Subgroups of the group, each with its name and precedence, lowest precedence first.',
+  },
+  subgroup: {
+    name: 'Name of the subgroup, e.g. Virtual Machine.',
+    precedence: 'Order of the subgroup within its group: lower first.',
   },
 };
