@@ -5,6 +5,7 @@
  * after a timeout without knowing whether the first attempt ran.
  */
 import { z } from 'zod';
+import { RouterVpcRouting } from './vpc-routing.ts';
 
 const name = z.string().min(1).max(255);
 const bytes = z.number().int().nonnegative();
@@ -265,6 +266,8 @@ const RouterSpecFields = z.object({
   /** Isolated networks and VPCs: the public interface and its addresses (Basic zones' routers have none). */
   public: RouterPublic.optional(),
   rules: RouterRules.optional(),
+  /** A VPC's network ACLs, private gateways and static routes (vpc-routing.ts). */
+  vpc: RouterVpcRouting.optional(),
 });
 /** The one-network form (`network`, `ip`, `mac`), as servers and stored specs before VPCs say it. */
 const oneGuest = (v: unknown) => {

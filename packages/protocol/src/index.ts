@@ -24,6 +24,13 @@ export {
   VmSpec,
 } from './commands.ts';
 export {
+  RouterAcl,
+  RouterAclRule,
+  RouterPrivateGateway,
+  RouterStaticRoute,
+  RouterVpcRouting,
+} from './vpc-routing.ts';
+export {
   type AgentMessage,
   type AnswerMessage,
   type CommandMessage,

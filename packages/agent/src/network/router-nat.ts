@@ -12,7 +12,8 @@
  * matches the connection's original destination (`ct original ...`), i.e. the public address and
  * port before DNAT. Guest traffic out follows the offering's default egress policy, and egress
  * rules are the exceptions to it. Guest-to-guest traffic is bridged and never reaches the router,
- * except between a VPC's tiers, which the router routes (network ACLs are not enforced yet).
+ * except between a VPC's tiers, which the router routes under the tiers' network ACLs (a table of
+ * their own, router-vpc.ts).
  */
 import { existsSync } from 'node:fs';
 import type { RouterFirewallRule, RouterPublic, RouterRules } from '@nimbostack/protocol';
@@ -181,7 +182,7 @@ export function routerRuleset(guestCidrs: string | string[], pub: RouterPublic, 
       'ct state invalid drop',
       `iifname ${q(PUBLIC_IF)} jump ingress`,
       // Every interface but the public one is a guest network's (eth0, and a VPC's further tiers).
-      // Traffic between a router's guest networks (VPC tiers) is forwarded unfiltered.
+      // Traffic between a VPC's tiers is filtered by their network ACLs (router-vpc.ts), not here.
       `iifname != ${q(PUBLIC_IF)} oifname ${q(PUBLIC_IF)} jump egress`,
     ]),
     // The router's own services on the public side (HAProxy) are firewalled the same way; the

@@ -65,6 +65,7 @@ import {
   validateRules,
 } from './router-nat.ts';
 import type { ServiceEntry } from './router-service.ts';
+import { ensureVpcRouting, gatewayLinks, validateVpcRouting } from './router-vpc.ts';
 
 export { processAlive };
 
@@ -249,7 +250,10 @@ export class Routers {
       // The veth pairs first: deleting one is synchronous, while a deleted namespace releases its
       // interfaces later, which would leave the host ends in the bridges for a moment.
       const stored = this.load(name);
-      const hostEnds = new Set([routerVeth(name), ...(stored ? guestLinks(stored).map((l) => l.host) : [])]);
+      const hostEnds = new Set([
+        routerVeth(name),
+        ...(stored ? [...guestLinks(stored), ...gatewayLinks(name, stored.vpc)].map((l) => l.host) : []),
+      ]);
       for (const end of hostEnds)
         if (existsSync(`/sys/class/net/${end}`))
           await run('ip', ['link', 'del', end]).catch((err) => {
@@ -341,6 +345,7 @@ export class Routers {
           `source NAT address ${spec.public.sourceNat} is not among the public addresses`,
         );
     }
+    validateVpcRouting(spec);
     if (spec.rules) {
       validateRules(spec.public, spec.rules);
       haproxyConfig(spec.name, spec.rules.loadBalancers); // Refuses what no HAProxy could take.
@@ -356,24 +361,31 @@ export class Routers {
     const haproxyText = await checkHaproxy(r.name, dir, (r.public && r.rules?.loadBalancers) || []);
     const ns = routerNetns(r.name);
     const links = guestLinks(r);
+    // A VPC router's private gateways are interfaces like its tiers' (router-vpc.ts).
+    const gateways = gatewayLinks(r.name, r.vpc);
     if (!existsSync(`/run/netns/${ns}`)) await run('ip', ['netns', 'add', ns]);
     await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     // Interfaces of guest networks the router no longer serves (a VPC tier deleted) go; deleting
     // the namespace end of a veth pair deletes its host end too.
     const present = JSON.parse(await run('ip', ['-n', ns, '-j', 'link', 'show'])) as { ifname: string }[];
     for (const { ifname } of present)
-      if (ifname !== 'lo' && ifname !== PUBLIC_IF && !links.some((l) => l.dev === ifname))
+      if (ifname !== 'lo' && ifname !== PUBLIC_IF && ![...links, ...gateways].some((l) => l.dev === ifname))
         await run('ip', ['-n', ns, 'link', 'del', ifname]).catch(() => undefined);
     // Guest addresses that are new on their interface: announced last (below).
     const announced: [string, string][] = [];
-    for (const link of links) if (await ensureGuestLink(ns, link)) announced.push([link.guest.ip, link.dev]);
+    for (const link of [...links, ...gateways])
+      if (await ensureGuestLink(ns, link)) announced.push([link.guest.ip, link.dev]);
     const first = r.guests[0];
     // With a public side the default route goes out of eth1 (ensurePublicSide); otherwise via the
     // network's gateway when it is someone else.
     if (first && first.network.gateway !== first.ip && !r.public)
       await run('ip', ['-n', ns, 'route', 'replace', 'default', 'via', first.network.gateway]);
     // Several guest networks (VPC tiers) are routed to each other by the namespace.
-    if (r.guests.length > 1) await run('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    if (r.guests.length > 1 || gateways.length)
+      await run('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    // Network ACLs and static routes before the public side opens (an ACL'd tier is never reachable
+    // unfiltered through a port forward of a router starting anew).
+    await ensureVpcRouting(ns, r);
     let added: string[] = [];
     if (r.public) {
       added = await ensurePublicSide(r.name, ns, r.public);
@@ -488,7 +500,12 @@ export class Routers {
  * restartNetwork cleanup=true, has a new MAC for the same address: the guests learn it from an
  * announcement, not after their ARP entries time out).
  */
-async function ensureGuestLink(ns: string, { guest, dev, host, peer }: GuestLink): Promise<boolean> {
+async function ensureGuestLink(
+  ns: string,
+  { guest, dev, host, peer }: Pick<GuestLink, 'dev' | 'host' | 'peer'> & {
+    guest: { network: { bridge: string; cidr: string }; ip: string; mac: string };
+  },
+): Promise<boolean> {
   if (!existsSync(`/sys/class/net/${host}`)) {
     // A namespace end without its host end (a start interrupted halfway) is replaced.
     await run('ip', ['-n', ns, 'link', 'del', dev]).catch(() => undefined);
