@@ -2,6 +2,10 @@
  * Serves the web UI (packages/ui, built by Vite into packages/ui/dist) at /client, next to the
  * API at /client/api. Client-side routes (/client/instances/…) get index.html so that a reload or
  * a bookmarked URL opens the right screen; the API routes are more specific and win.
+ *
+ * NIMBOSTACK_UI_DIR names another UI build to serve there instead, such as the Apache CloudStack
+ * UI's release build: same origin as the API, so the session cookies login sets (path /client,
+ * HttpOnly) reach the API with its calls as they do on an upstream server (docs/ui.md).
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -14,15 +18,23 @@ const NOT_BUILT = `<!doctype html><html lang="en"><head><meta charset="utf-8"><t
 <body><h1>Nimbostack</h1><p>The web UI has not been built. Run <code>npm run build:ui</code> (or
 <code>npm start</code>, which builds it when missing) and reload. The API is at <code>/client/api</code>.</p></body></html>`;
 
-export async function registerUi(fastify: FastifyInstance, dist = UI_DIST): Promise<void> {
+/** `uiDir`: another UI build (NIMBOSTACK_UI_DIR) to serve instead of ours. */
+export async function registerUi(fastify: FastifyInstance, uiDir?: string): Promise<void> {
+  const dist = uiDir ?? UI_DIST;
   const built = existsSync(join(dist, 'index.html'));
+  // An operator who names a folder wants that UI: a wrong folder stops the start with a clear reason.
+  if (uiDir && !built)
+    throw new Error(`NIMBOSTACK_UI_DIR ${uiDir} holds no index.html: it is not a UI build`);
   fastify.get('/', (_req, reply) => reply.redirect('/client/'));
   fastify.get('/client', (_req, reply) => reply.redirect('/client/'));
   if (!built) {
     fastify.get('/client/*', (_req, reply) => reply.type('text/html; charset=utf-8').send(NOT_BUILT));
     return;
   }
-  // Vite names assets by content hash, so they can be cached for good; index.html must not be.
+  // Vite names our assets by content hash, so they can be cached for good; index.html must not
+  // be. Another build's names are not known to be hashed (its config.json and translations are
+  // not): every file of it is revalidated (ETag, Last-Modified) instead.
+  const immutable = uiDir ? undefined : join('dist', 'assets');
   await fastify.register(fastifyStatic, {
     root: dist,
     prefix: '/client/',
@@ -34,7 +46,7 @@ export async function registerUi(fastify: FastifyInstance, dist = UI_DIST): Prom
     setHeaders: (res, path) => {
       res.setHeader(
         'cache-control',
-        path.includes(`${join('dist', 'assets')}`) ? 'public, max-age=31536000, immutable' : 'no-cache',
+        immutable && path.includes(immutable) ? 'public, max-age=31536000, immutable' : 'no-cache',
       );
     },
   });
