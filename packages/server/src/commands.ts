@@ -30,6 +30,8 @@ import { loadBalancerRuleCommands } from './network/load-balancers.ts';
 import { networkResponseFields } from './network/response-fields.ts';
 import { offeringCommands } from './offerings/index.ts';
 import { offeringResponseFields } from './offerings/response-fields.ts';
+import { projectCommands } from './projects/index.ts';
+import { projectResponseFields } from './projects/response-fields.ts';
 import type { Command } from './registry/command.ts';
 import type { ResponseFields } from './registry/response-fields.ts';
 import { settingCommands } from './settings/commands.ts';
@@ -73,6 +75,7 @@ export const allCommands = [
   ...usageCommands,
   ...allSnapshotCommands,
   ...webhookCommands,
+  ...projectCommands,
 ] as Command[];
 
 /** The response-field descriptions of every capability folder (see registry/response-fields.ts). */
@@ -92,4 +95,5 @@ export const allResponseFields: ResponseFields[] = [
   consoleResponseFields,
   usageResponseFields,
   webhookResponseFields,
+  projectResponseFields,
 ];

@@ -6,8 +6,8 @@ import type { AccountRow, DomainRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { escapeLike, likeEscaped } from '../iam/access.ts';
-import { resolveAccount } from '../iam/accounts.ts';
 import { listOwned } from '../iam/owned.ts';
+import { ownerFor } from '../projects/access.ts';
 import { defineCommand, success } from '../registry/command.ts';
 import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -84,14 +84,6 @@ export async function keyPairsNamed(
   return { found, missing: names.filter((n) => !found.some((f) => f.name === n)) };
 }
 
-async function ownerOf(
-  ctx: CallContext,
-  params: { account?: string; domainid?: string },
-): Promise<{ account: AccountRow; domain: DomainRow }> {
-  if (params.account) return resolveAccount(ctx, params);
-  return { account: ctx.caller.account, domain: ctx.caller.domain };
-}
-
 async function store(
   ctx: CallContext,
   name: string,
@@ -154,8 +146,9 @@ const ownerParams = {
   domainid: p.uuid({
     description: "UUID of the domain of the account given with account; defaults to the caller's domain.",
   }),
-  projectid: p.uuid({
-    description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+  projectid: p.projectScope({
+    description:
+      'A project: its key pairs are meant (created in it, deleted from it, listed); -1 lists those of every project you may see.',
   }),
 };
 
@@ -171,7 +164,7 @@ export const createSSHKeyPair = defineCommand({
     ...ownerParams,
   },
   async handler(ctx, params) {
-    const owner = await ownerOf(ctx, params);
+    const owner = await ownerFor(ctx, params);
     const pair = generateRsaKeyPair();
     const row = await store(ctx, params.name, owner, pair.publicKey);
     return {
@@ -198,7 +191,7 @@ export const registerSSHKeyPair = defineCommand({
     ...ownerParams,
   },
   async handler(ctx, params) {
-    const owner = await ownerOf(ctx, params);
+    const owner = await ownerFor(ctx, params);
     const row = await store(ctx, params.name, owner, params.publickey);
     return present(row, { account: owner.account.name, domain: owner.domain });
   },
@@ -272,7 +265,7 @@ export const deleteSSHKeyPair = defineCommand({
     ...ownerParams,
   },
   async handler(ctx, params) {
-    const owner = await ownerOf(ctx, params);
+    const owner = await ownerFor(ctx, params);
     // Upstream records no event for deleting a key pair.
     const r = await ctx.app.store.db
       .deleteFrom('ssh_keypairs')

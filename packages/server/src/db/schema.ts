@@ -4,6 +4,13 @@
  * SQLite, PostgreSQL and MySQL return the same values.
  */
 import type { Generated, Insertable, Selectable } from 'kysely';
+import type {
+  ProjectInvitationTable,
+  ProjectMemberTable,
+  ProjectRolePermissionTable,
+  ProjectRoleTable,
+  ProjectTable,
+} from '../projects/tables.ts';
 
 export type Flag = 0 | 1;
 
@@ -909,6 +916,11 @@ export interface Database {
   network_teardowns: NetworkTeardownTable;
   vpc_offerings: VpcOfferingTable;
   vpcs: VpcTable;
+  projects: ProjectTable;
+  project_members: ProjectMemberTable;
+  project_invitations: ProjectInvitationTable;
+  project_roles: ProjectRoleTable;
+  project_role_permissions: ProjectRolePermissionTable;
 }
 
 /** What VPCs are made from (migration 0023): services as "Service:Provider" pairs. */

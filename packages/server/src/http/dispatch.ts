@@ -4,6 +4,8 @@
  */
 import type { CallContext } from '../context.ts';
 import { ApiError, CsErrorCode, ErrorCode, invalidParameter } from '../errors.ts';
+import { checkProjectRole } from '../projects/access.ts';
+import { withProjectOwners } from '../projects/owners.ts';
 import { type Command, isListResult } from '../registry/command.ts';
 import type { ParamSpec, RawValue } from '../registry/params.ts';
 import { DEFAULT_PAGE_SIZE } from '../settings/core-settings.ts';
@@ -111,7 +113,13 @@ export async function dispatch(
 ): Promise<object> {
   const params = parseParams(ctx, command, raw);
   await resolveEntities(ctx, command, params);
-  if (!command.isAsync) return responseBody(command, await command.handler(ctx, params as never));
+  // A call made in a project is held to the caller's project role there (projects/access.ts).
+  if (typeof params.projectid === 'string') await checkProjectRole(ctx, command.name, params.projectid);
+  if (!command.isAsync) {
+    const result = await command.handler(ctx, params as never);
+    await withProjectOwners(ctx, result);
+    return responseBody(command, result);
+  }
 
   const recorded: Record<string, unknown> = {};
   for (const [k, v] of raw) if (!NOT_RECORDED.has(k)) recorded[k] = v;

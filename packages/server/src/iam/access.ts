@@ -7,6 +7,7 @@ import { type Expression, type ExpressionBuilder, type SelectQueryBuilder, type 
 import type { CallContext, Caller } from '../context.ts';
 import type { Database, DomainRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied } from '../errors.ts';
+import { isProjectAccount, projectScope } from '../projects/access.ts';
 
 export function inSubtree(path: string, ancestorPath: string): boolean {
   return path.startsWith(ancestorPath);
@@ -45,14 +46,21 @@ export interface ScopeParams {
   listall?: boolean;
   isrecursive?: boolean;
   id?: string;
+  /** A project's uuid (its resources), or -1 (those of every project the caller may see). */
+  projectid?: string;
 }
 
-/** An ownership filter: no filter, exactly these accounts, one domain, or a domain subtree. */
-export type OwnerScope =
+/**
+ * An ownership filter: no filter, exactly these accounts, one domain, or a domain subtree; with
+ * `projects`, rows of project accounts are left out ('skip': lists without projectid, as upstream)
+ * or are the only ones kept ('only': projectid=-1 for admins).
+ */
+export type OwnerScope = (
   | { kind: 'all' }
   | { kind: 'accounts'; accountIds: number[] }
   | { kind: 'domain'; domainId: number }
-  | { kind: 'subtree'; path: string };
+  | { kind: 'subtree'; path: string }
+) & { projects?: 'skip' | 'only' };
 
 export async function findDomainByUuid(ctx: CallContext, uuid: string): Promise<DomainRow> {
   const domain = await ctx.app.store.db
@@ -65,6 +73,13 @@ export async function findDomainByUuid(ctx: CallContext, uuid: string): Promise<
 }
 
 export async function listScope(ctx: CallContext, p: ScopeParams): Promise<OwnerScope> {
+  if (p.projectid !== undefined) return projectScope(ctx, p.projectid);
+  const scope = await accountScope(ctx, p);
+  // Project resources are listed with projectid only, unless the list names one object by id.
+  return scope.kind === 'accounts' || p.id ? scope : { ...scope, projects: 'skip' };
+}
+
+async function accountScope(ctx: CallContext, p: ScopeParams): Promise<OwnerScope> {
   const { caller } = ctx;
   if (caller.roleKind === 'user') return { kind: 'accounts', accountIds: [caller.account.id] };
   let domain: DomainRow = caller.domain;
@@ -100,12 +115,21 @@ export function applyScope<DB extends Database, TB extends keyof DB, O>(
   columns: { account: string; domain: string },
   alsoVisible?: (eb: ExpressionBuilder<DB, TB>) => Expression<SqlBool>,
 ): SelectQueryBuilder<DB, TB, O> {
-  if (scope.kind === 'all' || (scope.kind === 'subtree' && scope.path === '/')) return qb;
-  return qb.where((eb: ExpressionBuilder<DB, TB>) =>
-    alsoVisible
-      ? eb.or([scopeCondition(eb, scope, columns), alsoVisible(eb)])
-      : scopeCondition(eb, scope, columns),
-  );
+  const everything = scope.kind === 'all' || (scope.kind === 'subtree' && scope.path === '/');
+  if (everything && !scope.projects) return qb;
+  return qb.where((eb: ExpressionBuilder<DB, TB>) => {
+    const owned = scope.projects
+      ? eb.and([scopeCondition(eb, scope, columns), projectCondition(scope.projects, columns.account)])
+      : scopeCondition(eb, scope, columns);
+    return alsoVisible ? eb.or([owned, alsoVisible(eb)]) : owned;
+  });
+}
+
+/** Rows of project accounts only, or none of them (NOT EXISTS keeps rows with no owner). */
+function projectCondition(projects: 'skip' | 'only', account: string): Expression<SqlBool> {
+  return projects === 'only'
+    ? sql<SqlBool>`${isProjectAccount(account)}`
+    : sql<SqlBool>`not ${isProjectAccount(account)}`;
 }
 
 /** An ownership scope as a condition. */
@@ -118,6 +142,8 @@ function scopeCondition<DB, TB extends keyof DB>(
     case 'all':
       return sql<SqlBool>`1 = 1`;
     case 'accounts':
+      // No accounts (a user in no project asking for projectid=-1): nothing matches.
+      if (scope.accountIds.length === 0) return sql<SqlBool>`1 = 0`;
       return eb(sql.ref(columns.account), 'in', scope.accountIds);
     case 'domain':
       return eb(sql.ref(columns.domain), '=', scope.domainId);

@@ -436,7 +436,7 @@ export const disableAccount = defineCommand({
     );
     if (params.lock) return presented;
     // As upstream's doDisableAccount: once disabled, the account's VMs are stopped.
-    for (const hook of disableHooks) await hook(ctx, account);
+    await runDisableHooks(ctx, account);
     const row = await ctx.app.store.db
       .selectFrom('accounts')
       .selectAll()
@@ -487,6 +487,11 @@ const disableHooks: AccountCleanup[] = [];
 
 export function onAccountDisable(hook: AccountCleanup): void {
   disableHooks.push(hook);
+}
+
+/** What disabling an account does to what it owns (its VMs stop); suspendProject does it too. */
+export async function runDisableHooks(ctx: CallContext, account: AccountRow): Promise<void> {
+  for (const hook of disableHooks) await hook(ctx, account);
 }
 
 export function onAccountDelete(cleanup: AccountCleanup, stage = 1): void {

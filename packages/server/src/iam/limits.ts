@@ -7,8 +7,9 @@
 import type { CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { AccountRow, DomainRow } from '../db/schema.ts';
-import { invalidParameter, limitExceeded } from '../errors.ts';
+import { invalidParameter, limitExceeded, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
+import { checkProjectAccess, findProject, projectAccountOf } from '../projects/access.ts';
 import { defineCommand, listResult } from '../registry/command.ts';
 import { pageOf } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -18,11 +19,13 @@ import { resolveAccount } from './accounts.ts';
 import { displayPath } from './domains.ts';
 import { ACCOUNT_TYPE } from './seed.ts';
 
-interface ResourceType {
+export interface ResourceType {
   id: number;
   name: string;
   accountDefault: SettingDef<number>;
   domainDefault: SettingDef<number>;
+  /** max.project.*: the default of a project's account (none for the number of projects). */
+  projectDefault?: SettingDef<number>;
 }
 
 function resourceType(
@@ -56,6 +59,18 @@ function resourceType(
       scopes: ['domain'],
       description: describe('domain'),
     }),
+    // Upstream's project defaults equal the account ones; a project owns no projects.
+    projectDefault:
+      id === 5
+        ? undefined
+        : defineSetting({
+            name: `max.project.${key}`,
+            category: 'Project Defaults',
+            type: 'Long',
+            defaultValue: account,
+            min: -1,
+            description: describe('project'),
+          }),
   };
 }
 
@@ -113,12 +128,18 @@ async function effectiveMax(
     .executeTakeFirst();
   if (explicit) return Number(explicit.max);
   const { settings } = ctx.app;
-  if (owner.type === 'account') {
-    if (owner.row.type === ACCOUNT_TYPE.Admin) return -1;
-    return settings.at(type.accountDefault, 'account', owner.row.id);
-  }
+  if (owner.type === 'account') return accountDefaultMax(ctx, owner.row, type);
   if (owner.row.parent_id === null) return -1;
   return settings.at(type.domainDefault, 'domain', owner.row.id);
+}
+
+/** An account's limit without an explicit one: admins unlimited, projects max.project.*. */
+function accountDefaultMax(ctx: Pick<CallContext, 'app'>, account: AccountRow, type: ResourceType): number {
+  const { settings } = ctx.app;
+  if (account.type === ACCOUNT_TYPE.Admin) return -1;
+  if (account.type === ACCOUNT_TYPE.Project)
+    return type.projectDefault ? settings.get(type.projectDefault) : -1;
+  return settings.at(type.accountDefault, 'account', account.id);
 }
 
 async function countOf(
@@ -257,10 +278,71 @@ function presentLimit(owner: Owner, type: ResourceType, max: number, domain: Dom
   };
 }
 
+export interface AccountFigure {
+  type: ResourceType;
+  max: number;
+  count: number;
+}
+
+/** Each resource type's limit in force and count for many accounts (projects' figures), in two queries. */
+export async function limitsOf(
+  ctx: Pick<CallContext, 'app'>,
+  accounts: AccountRow[],
+): Promise<Map<number, AccountFigure[]>> {
+  const out = new Map<number, AccountFigure[]>();
+  if (accounts.length === 0) return out;
+  const db = ctx.app.store.db;
+  const ids = accounts.map((a) => a.id);
+  const [limits, counts] = await Promise.all([
+    db
+      .selectFrom('resource_limits')
+      .select(['owner_id', 'resource_type', 'max'])
+      .where('owner_type', '=', 'account')
+      .where('owner_id', 'in', ids)
+      .execute(),
+    db
+      .selectFrom('resource_counts')
+      .select(['owner_id', 'resource_type', 'count'])
+      .where('owner_type', '=', 'account')
+      .where('owner_id', 'in', ids)
+      .execute(),
+  ]);
+  const key = (owner: number, type: number) => `${owner}:${type}`;
+  const maxes = new Map(limits.map((l) => [key(l.owner_id, l.resource_type), Number(l.max)]));
+  const totals = new Map(counts.map((c) => [key(c.owner_id, c.resource_type), Number(c.count)]));
+  for (const a of accounts)
+    out.set(
+      a.id,
+      RESOURCE_TYPES.map((type) => ({
+        type,
+        max: maxes.get(key(a.id, type.id)) ?? accountDefaultMax(ctx, a, type),
+        count: totals.get(key(a.id, type.id)) ?? 0,
+      })),
+    );
+  return out;
+}
+
 async function ownerFrom(
   ctx: CallContext,
-  params: { account?: string; domainid?: string },
+  params: { account?: string; domainid?: string; projectid?: string },
+  forUpdate = false,
 ): Promise<{ owner: Owner; domain: DomainRow }> {
+  if (params.projectid) {
+    // A project's limits are its account's: members may read them, admins of its domain change them.
+    const project = await findProject(ctx, params.projectid);
+    const domain = await ctx.app.store.db
+      .selectFrom('domains')
+      .selectAll()
+      .where('id', '=', project.domain_id)
+      .executeTakeFirstOrThrow();
+    if (forUpdate && ctx.caller.roleKind === 'user')
+      throw permissionDenied(
+        `Account ${ctx.caller.account.name} may not change the limits of project ${project.name}`,
+      );
+    if (forUpdate) checkDomainAccess(ctx.caller, domain);
+    else await checkProjectAccess(ctx, project);
+    return { owner: { type: 'account', row: await projectAccountOf(ctx.app.store.db, project) }, domain };
+  }
   if (params.account) {
     const { account, domain } = await resolveAccount(ctx, params);
     return { owner: { type: 'account', row: account }, domain };
@@ -289,7 +371,8 @@ export const updateResourceLimit = defineCommand({
     }),
     domainid: p.uuid({ description: "UUID of the domain to limit, or of the account's domain." }),
     projectid: p.uuid({
-      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+      description:
+        "Limit this project's account (its members' resources in the project) instead; not with account or domainid.",
     }),
     tag: p.string({
       description: 'Accepted for compatibility; Nimbostack has no tagged limits and ignores it.',
@@ -297,9 +380,9 @@ export const updateResourceLimit = defineCommand({
   },
   async handler(ctx, params) {
     const type = typeById(params.resourcetype);
-    if (!params.account && !params.domainid)
+    if (!params.account && !params.domainid && !params.projectid)
       throw invalidParameter('Either account with domainid, or domainid, must be given');
-    const { owner, domain } = await ownerFrom(ctx, params);
+    const { owner, domain } = await ownerFrom(ctx, params, true);
     // A domain admin may not raise the limits of their own domain or account.
     if (
       ctx.caller.roleKind !== 'admin' &&
@@ -352,8 +435,9 @@ export const listResourceLimits = defineCommand({
     listall: p.boolean({
       description: 'For admins and domain admins: the limits of every account they may see.',
     }),
-    projectid: p.uuid({
-      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    projectid: p.projectScope({
+      description:
+        "The limits of this project's account (its uuid), or of every project you may see with -1.",
     }),
     tag: p.string({
       description: 'Accepted for compatibility; Nimbostack has no tagged limits and ignores it.',
@@ -366,7 +450,7 @@ export const listResourceLimits = defineCommand({
     if (wanted !== undefined) types = [typeById(wanted)];
     if (params.resourcetypename) types = types.filter((t) => t.name === params.resourcetypename);
     const owners: { owner: Owner; domain: DomainRow }[] = [];
-    if (params.domainid && !params.account && ctx.caller.roleKind !== 'user') {
+    if (params.domainid && !params.account && !params.projectid && ctx.caller.roleKind !== 'user') {
       const { owner, domain } = await ownerFrom(ctx, params);
       owners.push({ owner, domain });
     } else {
@@ -375,6 +459,7 @@ export const listResourceLimits = defineCommand({
         domainid: params.domainid,
         isrecursive: params.isrecursive,
         listall: params.listall,
+        projectid: params.projectid,
       });
       // An account is its own owner; its items (one per resource type) are paged below, not its rows.
       const accounts = await applyScope(db.selectFrom('accounts').selectAll('accounts'), scope, {
@@ -425,7 +510,7 @@ export const updateResourceCount = defineCommand({
       description: 'Only recount this resource type (0-11); all types when omitted.',
     }),
     projectid: p.uuid({
-      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+      description: "Recount this project's account instead of an account of the domain.",
     }),
     tag: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },

@@ -10,6 +10,10 @@
  *   without owning them (domain-wide networks, free public addresses) passes a small `alsoVisible`
  *   condition, ORed with the scope.
  *
+ * Projects: a project's resources are owned by its account (type 5); `findOwned`/`checkRowAccess`
+ * let the project's members act on them, and `listOwned` lists them with `projectid` only (a
+ * project's uuid, or -1 for every project the caller may see; projects/access.ts).
+ *
  * `checkRowAccess` checks a row already read; a capability whose objects others may use without
  * owning them (public or shared templates) passes it a small `mayUse` predicate, and the owner
  * check stays here.
@@ -19,9 +23,17 @@ import type { CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { Database } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
+import { memberOfProjectAccount } from '../projects/access.ts';
 import { type ListResult, listResult } from '../registry/command.ts';
 import { type Page, pageOf } from '../registry/paging.ts';
-import { applyScope, checkOwnerAccess, listScope, type OwnerScope, type ScopeParams } from './access.ts';
+import {
+  applyScope,
+  canReachDomain,
+  checkOwnerAccess,
+  listScope,
+  type OwnerScope,
+  type ScopeParams,
+} from './access.ts';
 
 /** Tables whose rows are owned by an account: a uuid, the owning account and its domain. */
 export type OwnedTable = {
@@ -95,6 +107,13 @@ export async function checkRowAccess<R extends { account_id: number | null; doma
     path: '/',
     name: 'ROOT',
   };
+  // A project's resources belong to its account: its members act on them as on their own.
+  if (
+    row.account_id !== null &&
+    !canReachDomain(ctx.caller, domain) &&
+    (await memberOfProjectAccount(db, ctx.caller, row.account_id))
+  )
+    return;
   checkOwnerAccess(ctx.caller, { accountId: row.account_id ?? -1, domain });
 }
 

@@ -225,13 +225,13 @@ export const deleteRole = defineCommand({
   },
 });
 
-function checkPermission(permission: string): string {
+export function checkPermission(permission: string): string {
   const v = permission.toLowerCase();
   if (v !== 'allow' && v !== 'deny') throw invalidParameter('permission must be allow or deny');
   return v;
 }
 
-function checkRule(rule: string): string {
+export function checkRule(rule: string): string {
   if (!/^[A-Za-z0-9*]+$/.test(rule))
     throw invalidParameter(`Invalid rule ${rule}: use an API name, optionally with * wildcards`);
   return rule;

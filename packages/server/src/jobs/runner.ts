@@ -8,6 +8,7 @@ import type { App, CallContext } from '../context.ts';
 import { insertId } from '../db/connection.ts';
 import { ApiError, toApiError } from '../errors.ts';
 import { ownerOf, recordEvent } from '../events/events.ts';
+import { withProjectOwners } from '../projects/owners.ts';
 import type { Command, CommandResult, JobTarget } from '../registry/command.ts';
 
 /** A server whose heartbeat is older than this is taken to be gone; its unfinished jobs fail. */
@@ -120,6 +121,7 @@ export class JobRunner {
     this.executing++;
     try {
       const out = await command.handler(ctx, params as never, created);
+      await withProjectOwners(ctx, out);
       result = jobResult(command, out);
     } catch (e) {
       const err = toApiError(e);

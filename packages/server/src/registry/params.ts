@@ -100,6 +100,16 @@ export const p = {
   uuid<Req extends boolean = false>(opts?: Options<Req>) {
     return spec<string, Req>('uuid', opts, (raw, name) => parseUuid(scalar(raw, name).trim(), name));
   },
+  /**
+   * A list's projectid: a project's UUID, or -1 for every project the caller may see (upstream reads
+   * -1 in any UUID parameter as the id -1; lists take it as "all projects").
+   */
+  projectScope<Req extends boolean = false>(opts?: Options<Req>) {
+    return spec<string, Req>('uuid', opts, (raw, name) => {
+      const v = scalar(raw, name).trim();
+      return v === '-1' ? v : parseUuid(v, name);
+    });
+  },
   boolean<Req extends boolean = false>(opts?: Options<Req>) {
     return spec<boolean, Req>('boolean', opts, (raw, name) => parseBoolean(scalar(raw, name)));
   },
@@ -193,8 +203,8 @@ export const scopeParams = {
   isrecursive: p.boolean({
     description: 'With domainid or listall: include the items of subdomains too.',
   }),
-  projectid: p.string({
+  projectid: p.projectScope({
     description:
-      'Projects are not yet implemented in Nimbostack: a project id lists nothing (or is refused).',
+      "Only this project's items (its UUID; you must be a member or administer its domain), or -1 for the items of every project you may see. Without it, project items are left out unless id names one.",
   }),
 };
