@@ -6,8 +6,11 @@
  * owner, the metrics views, and the answers of features that are off.
  */
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { CloudStackClient } from '@nimbostack/client';
+import { CloudStackClient } from '@nimbostack/client';
 import { seededLocalZone, waitUntil } from './agents.ts';
 import { createAccountAndLogin, startServer, type TestServer } from './harness.ts';
 
@@ -305,7 +308,182 @@ describe('after login and on every page', () => {
   });
 });
 
+describe('NIMBOSTACK_UI_DIR: another UI build at /client/', () => {
+  test('serves the folder beside the API; the UI logs in with a form and calls the API with cookies only', async () => {
+    // A stand-in for a UI build: the files an upstream release build has at its top.
+    const dir = mkdtempSync(join(tmpdir(), 'nimbo-ui-dir-'));
+    mkdirSync(join(dir, 'js'));
+    writeFileSync(join(dir, 'index.html'), '<!doctype html><title>other UI</title>');
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ apiBase: '/client/api' }));
+    writeFileSync(join(dir, 'js', 'app.0123abcd.js'), 'console.log(1)');
+    const other = await startServer({ env: { NIMBOSTACK_UI_DIR: dir } });
+    try {
+      const index = await fetch(`${other.url}/client/`);
+      assert.equal(index.status, 200);
+      assert.equal(await index.text(), '<!doctype html><title>other UI</title>');
+      const config = await fetch(`${other.url}/client/config.json`);
+      assert.deepEqual(await config.json(), { apiBase: '/client/api' });
+      const js = await fetch(`${other.url}/client/js/app.0123abcd.js`);
+      assert.equal(js.status, 200);
+      assert.equal(js.headers.get('cache-control'), 'no-cache');
+      assert.equal((await fetch(`${other.url}/client/js/missing.js`)).status, 404);
+      assert.equal(
+        (await fetch(`${other.url}/`, { redirect: 'manual' })).headers.get('location'),
+        '/client/',
+      );
+
+      // The UI's login: a form POST to /client/api/ with no query string.
+      const login = await fetch(`${other.api}/`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'command=login&username=admin&password=password&domain=%2F&response=json',
+      });
+      assert.equal(login.status, 200);
+      const set = login.headers.getSetCookie();
+      for (const name of ['JSESSIONID', 'sessionkey']) {
+        const c = set.find((x) => x.startsWith(`${name}=`));
+        assert.ok(c, name);
+        assert.match(c!, /Path=\/client/);
+        assert.match(c!, /HttpOnly/);
+      }
+      const body = (await login.json()) as any;
+      for (const field of [
+        'sessionkey',
+        'userid',
+        'username',
+        'account',
+        'domainid',
+        'type',
+        'timezoneoffset',
+      ])
+        assert.ok(body.loginresponse[field] !== undefined, field);
+      const cookie = set.map((c) => c.split(';')[0]).join('; ');
+      const zones = await fetch(`${other.api}/?command=listZones&listall=true&response=json`, {
+        headers: { cookie },
+      });
+      assert.equal(zones.status, 200);
+    } finally {
+      await other.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a folder without index.html stops the start with the reason', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nimbo-ui-empty-'));
+    try {
+      await assert.rejects(
+        startServer({ env: { NIMBOSTACK_UI_DIR: dir } }),
+        /NIMBOSTACK_UI_DIR .* holds no index.html/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 /** The Cookie header of a logged-in client: the UI sends only the cookies, never sessionkey. */
 async function sessionCookie(client: CloudStackClient): Promise<string> {
   return client.sessionCredentials!.cookie;
 }
+
+describe('resource icons (the UI’s "upload icon" on instances, templates, zones, accounts …)', () => {
+  // The smallest PNG: a 1×1 transparent pixel.
+  const png =
+    'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==';
+
+  test('upload, list, replace and delete, with access checked per resource', async () => {
+    // The UI posts its uploads as forms (an icon does not fit in a URL).
+    const poster = new CloudStackClient({ url: server.api, session: admin.sessionCredentials, post: true });
+    const zone = (await admin.request<any>('listZones', {})).zone[0];
+    const root = (await admin.request<any>('listDomains', { name: 'ROOT' })).domain[0];
+    assert.deepEqual(
+      await admin.request<any>('listResourceIcon', { resourcetype: 'Zone', resourceids: zone.id }),
+      {},
+    );
+    assert.equal(
+      String(
+        (
+          await admin.request<any>('uploadResourceIcon', {
+            resourcetype: 'zone',
+            resourceids: zone.id,
+            base64image: png,
+          })
+        ).success,
+      ),
+      'true',
+    );
+    const listed = await admin.request<any>('listResourceIcon', {
+      resourcetype: 'Zone',
+      resourceids: zone.id,
+    });
+    assert.deepEqual(listed.resourceicon, [{ resourcetype: 'Zone', resourceid: zone.id, base64image: png }]);
+    // A data: URL is stored as its payload; a second upload replaces the first.
+    await admin.request('uploadResourceIcon', {
+      resourcetype: 'Domain',
+      resourceids: root.id,
+      base64image: `data:image/png;base64,${png}`,
+    });
+    const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"/>').toString(
+      'base64',
+    );
+    await admin.request('uploadResourceIcon', {
+      resourcetype: 'Domain',
+      resourceids: root.id,
+      base64image: svg,
+    });
+    const domainIcon = await admin.request<any>('listResourceIcon', {
+      resourcetype: 'Domain',
+      resourceids: root.id,
+    });
+    assert.equal(domainIcon.count, 1);
+    assert.equal(domainIcon.resourceicon[0].base64image, svg);
+
+    // Bad input changes nothing.
+    for (const [base64image, why] of [
+      ['not base64!', /not base64/],
+      [Buffer.from('plain text, not an image').toString('base64'), /not a PNG/],
+      [Buffer.alloc(1024 * 1024 + 1, 0x89).toString('base64'), /at most 1048576/],
+    ] as const)
+      await assert.rejects(
+        poster.request('uploadResourceIcon', { resourcetype: 'Zone', resourceids: zone.id, base64image }),
+        (e: any) => e.errorcode === 431 && why.test(e.errortext),
+      );
+    await assert.rejects(
+      admin.request('uploadResourceIcon', { resourcetype: 'Volume', resourceids: zone.id, base64image: png }),
+      (e: any) => e.errorcode === 431 && /doesn't support resource icons/.test(e.errortext),
+    );
+    assert.equal(
+      (await admin.request<any>('listResourceIcon', { resourcetype: 'Zone', resourceids: zone.id }))
+        .resourceicon[0].base64image,
+      png,
+    );
+
+    // A user may set its own account's icon, not the zone's nor another account's.
+    const { client, account } = await createAccountAndLogin(server, { name: 'ui-icons' });
+    await client.request('uploadResourceIcon', {
+      resourcetype: 'Account',
+      resourceids: account.id,
+      base64image: png,
+    });
+    assert.equal(
+      (await client.request<any>('listResourceIcon', { resourcetype: 'Account', resourceids: account.id }))
+        .count,
+      1,
+    );
+    await assert.rejects(
+      client.request('uploadResourceIcon', { resourcetype: 'Zone', resourceids: zone.id, base64image: png }),
+      (e: any) => e.errorcode === 531,
+    );
+    const adminAccount = (await admin.request<any>('listAccounts', { name: 'admin' })).account[0];
+    await assert.rejects(
+      client.request('deleteResourceIcon', { resourcetype: 'Account', resourceids: adminAccount.id }),
+      (e: any) => e.errorcode === 531,
+    );
+
+    await admin.request('deleteResourceIcon', { resourcetype: 'Zone', resourceids: zone.id });
+    assert.deepEqual(
+      await admin.request<any>('listResourceIcon', { resourcetype: 'Zone', resourceids: zone.id }),
+      {},
+    );
+  });
+});
