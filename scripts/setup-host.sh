@@ -10,7 +10,10 @@ command -v apt-get >/dev/null || die "needs Debian (or a derivative) with apt-ge
 # bridges, VXLAN and namespaces); haproxy: isolated networks' load balancers on the routers;
 # curl: the host networking tests talk to routers with it; iputils-arping: routers announce
 # addresses that moved to them (a rebuilt router has new MACs for the same addresses).
-PKGS="qemu-system-x86 qemu-utils dnsmasq-base nftables haproxy iproute2 curl iputils-arping busybox-static cpio fdisk extlinux syslinux-common e2fsprogs"
+# strongswan-charon, strongswan-swanctl, libcharon-extra-plugins (kernel-libipsec), libcharon-extauth-plugins
+# (EAP-MSCHAPv2), libstrongswan-standard-plugins (openssl): routers' VPNs (IKE, and ESP in user
+# space through kernel-libipsec where the kernel has no ESP); iputils-ping: the VPN tests ping through tunnels.
+PKGS="qemu-system-x86 qemu-utils dnsmasq-base nftables haproxy iproute2 curl iputils-arping iputils-ping strongswan-charon strongswan-swanctl libcharon-extra-plugins libcharon-extauth-plugins libstrongswan-standard-plugins busybox-static cpio fdisk extlinux syslinux-common e2fsprogs"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { RouterVpcRouting } from './vpc-routing.ts';
+import { RouterVpn, RouterVpnStatus } from './vpn.ts';
 
 const name = z.string().min(1).max(255);
 const bytes = z.number().int().nonnegative();
@@ -266,6 +267,8 @@ const RouterSpecFields = z.object({
   /** Isolated networks and VPCs: the public interface and its addresses (Basic zones' routers have none). */
   public: RouterPublic.optional(),
   rules: RouterRules.optional(),
+  /** Its remote-access VPN and site-to-site connections (vpn.ts). */
+  vpn: RouterVpn.optional(),
   /** A VPC's network ACLs, private gateways and static routes (vpc-routing.ts). */
   vpc: RouterVpcRouting.optional(),
 });
@@ -460,6 +463,16 @@ export const COMMANDS = {
     payload: z.object({ name, public: RouterPublic.optional(), rules: RouterRules }),
     result: z.object({ loadBalancerMs: z.number().nonnegative().optional() }),
   },
+  /**
+   * Replaces a running router's VPNs with what is given (none: strongSwan stops), restarts the
+   * site-to-site connections named in `reset`, and answers each connection's state right after.
+   */
+  applyRouterVpn: {
+    payload: z.object({ name, vpn: RouterVpn, reset: z.array(z.string().max(64)).default([]) }),
+    result: RouterVpnStatus,
+  },
+  /** The state of each site-to-site connection of a running router, as its tunnels are now. */
+  routerVpnStatus: { payload: z.object({ name }), result: RouterVpnStatus },
   /** Replaces the filtering of a running VM's NICs (matched by MAC); a VM not here is ignored. */
   applySecurityRules: {
     payload: z.object({ vm: name, nics: z.array(z.object({ mac, ip: ipv4, security: NicSecurity })) }),

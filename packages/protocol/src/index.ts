@@ -31,6 +31,15 @@ export {
   RouterVpcRouting,
 } from './vpc-routing.ts';
 export {
+  RouterRemoteAccess,
+  RouterSiteToSite,
+  RouterVpn,
+  RouterVpnStatus,
+  RouterVpnUser,
+  VPN_POLICY,
+  VpnConnectionState,
+} from './vpn.ts';
+export {
   type AgentMessage,
   type AnswerMessage,
   type CommandMessage,

@@ -80,6 +80,9 @@ export interface NetworkDriver {
   updateRouter(p: ParsedPayload<'updateRouter'>): Promise<void>;
   /** Replaces a running router's public addresses and rules (refused when it does not run here). */
   applyRouterRules(p: ParsedPayload<'applyRouterRules'>): Promise<CommandResult<'applyRouterRules'>>;
+  /** Replaces a running router's VPNs; answers its site-to-site connections' states. */
+  applyRouterVpn(p: ParsedPayload<'applyRouterVpn'>): Promise<CommandResult<'applyRouterVpn'>>;
+  routerVpnStatus(name: string): Promise<CommandResult<'routerVpnStatus'>>;
   applySecurityRules(p: ParsedPayload<'applySecurityRules'>): Promise<void>;
 }
 

@@ -14,6 +14,7 @@ import {
   type StorageDriver,
 } from './driver.ts';
 import { serveRfb } from './rfb.ts';
+import { simulatedVpnStatus } from './simulator-vpn.ts';
 
 export const SIMULATOR_VERSION = '1.0.0';
 
@@ -392,6 +393,20 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
     if (p.public) router.public = p.public;
     router.rules = p.rules;
     return {};
+  }
+
+  async applyRouterVpn(p: ParsedPayload<'applyRouterVpn'>) {
+    const router = this.routers.get(p.name);
+    if (!router) throw new DriverError(`router ${p.name} is not running on host ${this.name}`);
+    router.vpn = p.vpn;
+    return this.routerVpnStatus(p.name);
+  }
+
+  async routerVpnStatus(name: string) {
+    const router = this.routers.get(name);
+    if (!router) throw new DriverError(`router ${name} is not running on host ${this.name}`);
+    const all = [...this.fleet.hosts.values()].flatMap((h) => [...h.routers.values()]);
+    return { connections: simulatedVpnStatus(router, all) };
   }
 
   async applySecurityRules(p: ParsedPayload<'applySecurityRules'>) {

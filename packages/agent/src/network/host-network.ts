@@ -69,6 +69,14 @@ export class HostNetwork implements NetworkDriver {
     return this.routers.applyRules(p);
   }
 
+  applyRouterVpn(p: ParsedPayload<'applyRouterVpn'>): Promise<CommandResult<'applyRouterVpn'>> {
+    return this.routers.applyVpn(p);
+  }
+
+  routerVpnStatus(name: string): Promise<CommandResult<'routerVpnStatus'>> {
+    return this.routers.vpnStatus(name);
+  }
+
   applySecurityRules(p: ParsedPayload<'applySecurityRules'>): Promise<void> {
     return this.options.applySecurityRules(p);
   }

@@ -32,6 +32,7 @@ import {
 } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
+  type CommandResult,
   type ParsedPayload,
   type RouterGuest,
   RouterRules,
@@ -66,6 +67,7 @@ import {
 } from './router-nat.ts';
 import type { ServiceEntry } from './router-service.ts';
 import { ensureVpcRouting, gatewayLinks, validateVpcRouting } from './router-vpc.ts';
+import { ensureVpn, resetConnection, stopVpn, vpnStatus } from './router-vpn.ts';
 
 export { processAlive };
 
@@ -225,6 +227,26 @@ export class Routers {
     });
   }
 
+  /** Replaces a running router's VPNs (router-vpn.ts); answers its connections' states. */
+  applyVpn(p: ParsedPayload<'applyRouterVpn'>): Promise<CommandResult<'applyRouterVpn'>> {
+    return this.serialized(p.name, async () => {
+      const current = this.load(p.name);
+      if (!current || !existsSync(`/run/netns/${routerNetns(p.name)}`))
+        throw new DriverError(`router ${p.name} is not running on this host`);
+      const dir = this.dirOf(p.name);
+      await ensureVpn(routerNetns(p.name), dir, p.vpn);
+      writeAtomic(join(dir, 'spec.json'), JSON.stringify({ ...current, vpn: p.vpn }, null, 2));
+      for (const c of p.vpn.siteToSite) if (p.reset.includes(c.id)) await resetConnection(dir, c);
+      return { connections: await vpnStatus(dir, p.vpn) };
+    });
+  }
+
+  async vpnStatus(name: string): Promise<CommandResult<'routerVpnStatus'>> {
+    const current = this.load(name);
+    if (!current) throw new DriverError(`router ${name} is not running on this host`);
+    return { connections: await vpnStatus(this.dirOf(name), current.vpn) };
+  }
+
   update(p: ParsedPayload<'updateRouter'>): Promise<void> {
     return this.serialized(p.name, async () => {
       const current = this.load(p.name);
@@ -244,6 +266,7 @@ export class Routers {
     return this.serialized(name, async () => {
       const dir = this.dirOf(name);
       const ns = routerNetns(name);
+      await stopVpn(dir);
       await stopHaproxy(dir);
       await killProcess(readPid(join(dir, 'service.pid')), dir);
       await killProcess(readPid(join(dir, 'dnsmasq.pid')), dir);
@@ -401,6 +424,7 @@ export class Routers {
       await removePublicSide(r.name, ns);
       await dropRuleset(ns);
     }
+    await ensureVpn(ns, dir, r.vpn);
 
     if (!first) {
       // No guest network yet (a VPC without tiers): nothing to serve DHCP, DNS or metadata to.
