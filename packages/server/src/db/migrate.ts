@@ -35,6 +35,7 @@ import * as m0022 from './migrations/0022-event-outbox-webhooks.ts';
 import * as m0023 from './migrations/0023-vpcs.ts';
 import * as m0024 from './migrations/0024-ldap.ts';
 import * as m0025 from './migrations/0025-projects.ts';
+import * as m0026 from './migrations/0026-network-acls.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
 export type Step = { up(m: MigrationContext): Promise<void> };
@@ -65,6 +66,7 @@ export const MIGRATIONS: [string, Step][] = [
   ['0023-vpcs', m0023],
   ['0024-ldap', m0024],
   ['0025-projects', m0025],
+  ['0026-network-acls', m0026],
 ];
 
 export class SchemaTooNewError extends Error {}

@@ -5,6 +5,12 @@
  */
 import type { Generated, Insertable, Selectable } from 'kysely';
 import type {
+  NetworkAclItemTable,
+  NetworkAclListTable,
+  VpcPrivateGatewayTable,
+  VpcStaticRouteTable,
+} from '../network/vpc-acl-tables.ts';
+import type {
   ProjectInvitationTable,
   ProjectMemberTable,
   ProjectRolePermissionTable,
@@ -916,6 +922,10 @@ export interface Database {
   network_teardowns: NetworkTeardownTable;
   vpc_offerings: VpcOfferingTable;
   vpcs: VpcTable;
+  network_acl_lists: NetworkAclListTable;
+  network_acl_items: NetworkAclItemTable;
+  vpc_private_gateways: VpcPrivateGatewayTable;
+  vpc_static_routes: VpcStaticRouteTable;
   projects: ProjectTable;
   project_members: ProjectMemberTable;
   project_invitations: ProjectInvitationTable;
@@ -1079,6 +1089,8 @@ export interface NetworkTable {
   network_domain: Generated<string | null>;
   /** The VPC a tier belongs to; null for every other network. */
   vpc_id: Generated<number | null>;
+  /** A VPC tier's network ACL list (migration 0026); null: a tier without a list. */
+  network_acl_id: Generated<number | null>;
   /** Whether end users are shown the network (displaynetwork); 1 unless a root admin hid it. */
   display_network: Generated<Flag>;
   /** Domain-wide networks: whether accounts of subdomains may use it too (subdomainaccess). */

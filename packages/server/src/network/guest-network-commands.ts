@@ -84,6 +84,10 @@ export const createNetwork = defineCommand({
       description:
         "VPC the network is a tier of: its offering must be a VPC network offering, gateway and netmask are required and its subnet must lie inside the VPC's CIDR without overlapping another tier.",
     }),
+    aclid: p.uuid({
+      description:
+        "A VPC tier's network ACL list (its VPC's own, a global or a built-in one); without it the tier has none: nothing may come in, everything may go out.",
+    }),
   },
   async handler(ctx, params) {
     const name = params.name.trim();
@@ -91,9 +95,10 @@ export const createNetwork = defineCommand({
     const { zone, offering } = await createNetworkInputs(ctx, params);
     const request = { ...params, name, zone, offering };
     if (params.vpcid) {
-      const tier = await createVpcTier(ctx, { ...request, vpcid: params.vpcid });
+      const tier = await createVpcTier(ctx, { ...request, vpcid: params.vpcid, aclid: params.aclid });
       return (await presentNetworks(ctx, [tier]))[0] as object;
     }
+    if (params.aclid) throw invalidParameter('aclid can be given for VPC tiers (with vpcid) only');
     if (offering.for_vpc === 1)
       throw invalidParameter(`Network offering ${offering.name} can be used for VPC networks only`);
     const create =

@@ -18,6 +18,9 @@ import { networkOfferingCommands } from './network-offerings.ts';
 import { networkReadCommands } from './networks.ts';
 import { nicCommands } from './nics.ts';
 import { routerCommands } from './router-commands.ts';
+import { vpcAclItemCommands } from './vpc-acl-items.ts';
+import { vpcAclListCommands } from './vpc-acls.ts';
+import { vpcGatewayCommands } from './vpc-gateways.ts';
 import { vpcCommands } from './vpcs.ts';
 import './network-recovery.ts';
 import { routersOfDownHosts, routersOfHostInMaintenance, routersOfRemovedHost } from './routers.ts';
@@ -56,6 +59,9 @@ export const networkCommands = [
   ...securityGroupCommands,
   ...routerCommands,
   ...vpcCommands,
+  ...vpcAclListCommands,
+  ...vpcAclItemCommands,
+  ...vpcGatewayCommands,
 ];
 
 provideCapabilities(async (ctx) => {

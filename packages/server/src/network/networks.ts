@@ -210,6 +210,17 @@ export async function presentNetworks(ctx: CallContext, rows: NetworkRow[]): Pro
       : []
     ).map((v) => [v.id, v]),
   );
+  const aclIds = [...new Set(rows.flatMap((n) => (n.network_acl_id !== null ? [n.network_acl_id] : [])))];
+  const aclById = new Map(
+    (aclIds.length
+      ? await db
+          .selectFrom('network_acl_lists')
+          .select(['id', 'uuid', 'name'])
+          .where('id', 'in', aclIds)
+          .execute()
+      : []
+    ).map((a) => [a.id, a]),
+  );
   return rows.map((n) => {
     const offering = offeringById.get(n.network_offering_id) as NetworkOfferingRow;
     const zone = zoneById.get(n.zone_id) as ZoneRow;
@@ -236,6 +247,9 @@ export async function presentNetworks(ctx: CallContext, rows: NetworkRow[]): Pro
       related: n.uuid,
       ...(n.vpc_id !== null
         ? { vpcid: vpcById.get(n.vpc_id)?.uuid, vpcname: vpcById.get(n.vpc_id)?.name }
+        : {}),
+      ...(n.network_acl_id !== null
+        ? { aclid: aclById.get(n.network_acl_id)?.uuid, aclname: aclById.get(n.network_acl_id)?.name }
         : {}),
       dns1: zone.dns1,
       dns2: zone.dns2 ?? undefined,

@@ -2,7 +2,6 @@
 import type { FieldDescriptions, ResponseFields } from '../registry/response-fields.ts';
 
 const noIpv6 = 'Not returned by Nimbostack: IPv6 is not supported.';
-const noVpc = 'Not returned by Nimbostack: network ACLs are not implemented yet.';
 const noRouting = 'Not returned by Nimbostack: it has no routed (BGP) networks.';
 const noNsx = 'Not returned by Nimbostack: NSX is not supported.';
 const noPvlan = 'Not returned by Nimbostack: private VLANs are not supported.';
@@ -58,8 +57,8 @@ const network: FieldDescriptions = {
   created: 'When the network was created (ISO 8601 with offset).',
   associatednetworkid: 'Not returned by Nimbostack: networks are not associated with one another.',
   associatednetwork: 'Not returned by Nimbostack: networks are not associated with one another.',
-  aclid: noVpc,
-  aclname: noVpc,
+  aclid: "UUID of a VPC tier's network ACL list; left out for other networks and tiers without one.",
+  aclname: "Name of a VPC tier's network ACL list; left out for other networks and tiers without one.",
   vpcid: 'UUID of the VPC the network is a tier of; left out for networks outside VPCs.',
   vpcname: 'Name of the VPC the network is a tier of; left out for networks outside VPCs.',
   asnumber: noRouting,
@@ -446,8 +445,37 @@ const vpc: FieldDescriptions = {
   ip6routes: noIpv6,
 };
 
+/** VPC network ACL items, private gateways and static routes (vpc-acl-items.ts, vpc-gateways.ts). */
+const networkacl: FieldDescriptions = {
+  number:
+    "The item's place in its list's order: items are evaluated from the lowest number, the first match deciding.",
+  action: "'Allow' or 'Deny'.",
+  aclid: 'UUID of the network ACL list the item belongs to.',
+  aclname: 'Name of the network ACL list the item belongs to.',
+  startport: 'First destination port matched (tcp and udp items); left out when the item matches every port.',
+  endport: 'Last destination port matched (tcp and udp items); left out when the item matches every port.',
+  icmptype: 'ICMP type matched (icmp items); -1 is any.',
+  icmpcode: 'ICMP code matched (icmp items); -1 is any.',
+  reason: 'Why the item exists, as its creator wrote it; left out when none was given.',
+};
+const privategateway: FieldDescriptions = {
+  aclid: 'UUID of the network ACL list filtering traffic through the gateway.',
+  aclname: 'Name of the network ACL list filtering traffic through the gateway.',
+  sourcenatsupported: "true when the VPC's traffic leaving through the gateway takes the gateway's address.",
+  associatednetwork:
+    'Not returned by Nimbostack: private gateways are made on a VLAN, never on an associated network.',
+};
+const staticroute: FieldDescriptions = {
+  nexthop: "Address the VPC's router sends the route's traffic to.",
+  vpcgatewayid: 'UUID of the private gateway the route goes through; left out for a route given by nexthop.',
+  vpcgatewayip: "The private gateway's own address; left out for a route given by nexthop.",
+};
+
 export const networkResponseFields: ResponseFields = {
   ...networkResponseFieldsMore,
+  networkacl,
+  privategateway,
+  staticroute,
   vpc,
   vpcoffering,
   network,

@@ -33,6 +33,7 @@ import {
   vmEntries,
   withNetworkLock,
 } from './routers.ts';
+import { livePrivateGateways, privateNetwork, vpcRoutingOf } from './vpc-routing.ts';
 
 /** The lock key of a VPC's router operations (networks lock on their numeric id). */
 export const vpcLockKey = (vpcId: number) => `vpc-${vpcId}`;
@@ -197,11 +198,19 @@ async function vpcRouterSpec(
   const rules = await rulesOf(app, {
     networkIds: served.map((t) => t.id),
     ips: { vpcId: vpc.id },
-    // No network ACLs yet: tiers' traffic out is allowed (upstream's default_allow list).
+    // What leaves a tier is decided by its network ACL (`vpc` below), not by an egress policy.
     egressDefaultAllow: true,
   });
+  const routing = await vpcRoutingOf(app, vpc, served);
   return {
-    spec: { name: router.name, guests, vms: entries, ...(pub ? { public: pub } : {}), rules },
+    spec: {
+      name: router.name,
+      guests,
+      vms: entries,
+      ...(pub ? { public: pub } : {}),
+      rules,
+      vpc: routing,
+    },
     withPassword,
     tiers: served,
   };
@@ -212,6 +221,9 @@ async function sendVpcRouter(app: App, router: RouterRow, hostId: number, withou
   const vpc = await vpcOf(app, router.vpc_id!);
   const { spec, withPassword, tiers } = await vpcRouterSpec(app, router, vpc, without);
   for (const tier of tiers) await carryNetwork(app, tier, hostId, { routerHost: hostId });
+  // Private gateways' networks: a bridge on the router's host (vpc-routing.ts, privateNetwork).
+  for (const g of await livePrivateGateways(app, vpc.id))
+    await app.agents.call(hostId, 'setupNetwork', { network: privateNetwork(g) });
   await app.agents.call(hostId, 'startRouter', { router: spec });
   await passwordsHandedOver(app, withPassword);
 }

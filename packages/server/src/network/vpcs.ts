@@ -3,8 +3,8 @@
  * subnets lie inside it, all behind one virtual router (vpc-routers.ts) that routes between them
  * and NATs their traffic out through the VPC's source-NAT address. Commands: createVPC, listVPCs,
  * updateVPC, restartVPC, deleteVPC; tiers are made by createNetwork with vpcid (createVpcTier).
- * Network ACLs, private gateways, static routes and VPN are not implemented yet: traffic between
- * tiers and out of them is allowed.
+ * Network ACLs (vpc-acls.ts, vpc-acl-items.ts), private gateways and static routes
+ * (vpc-gateways.ts) are enforced by the same router (vpc-routing.ts); VPN is not implemented yet.
  */
 import { formatDate } from '../clock.ts';
 import type { CallContext } from '../context.ts';
@@ -34,6 +34,8 @@ import { hasServices, presentServices } from './network-offering-rules.ts';
 import { presentNetworks } from './networks.ts';
 import { releasePublicIp } from './public-ips.ts';
 import { withNetworkLock } from './routers.ts';
+import { aclForNewTier, deleteVpcAcls } from './vpc-acls.ts';
+import { deleteVpcGateways } from './vpc-gateways.ts';
 import { findVpcOffering, vpcOfferingCommands } from './vpc-offerings.ts';
 import {
   applyVpcRouter,
@@ -345,8 +347,10 @@ async function deleteVpcOf(ctx: CallContext, vpc: VpcRow, forced: boolean): Prom
     );
   // Tiers first (each is refused, and the deletion stops, if a VM was deployed meanwhile).
   for (const tier of await vpcTiers(app, vpc.id)) await deleteNetworkOf(ctx, tier.uuid, forced);
+  await deleteVpcGateways(ctx, vpc.id);
   await destroyVpcRouter(app, vpc.id, forced);
   await app.store.db.transaction().execute(async (tx) => {
+    await deleteVpcAcls(tx, vpc.id);
     const ips = await tx.selectFrom('public_ips').selectAll().where('vpc_id', '=', vpc.id).execute();
     for (const ip of ips) await releasePublicIp(app, tx, ip);
     await tx
@@ -461,7 +465,7 @@ export const listVPCs = defineCommand({
  */
 export async function createVpcTier(
   ctx: CallContext,
-  req: IsolatedNetworkRequest & { vpcid: string },
+  req: IsolatedNetworkRequest & { vpcid: string; aclid?: string },
 ): Promise<NetworkRow> {
   const { app } = ctx;
   const { zone, offering } = req;
@@ -498,6 +502,8 @@ export async function createVpcTier(
       `Network domain of the new network should match network domain of vpc ${vpc.name}`,
     );
   const physical = await guestPhysicalNetwork(app, zone);
+  // Without aclid a tier has no list: nothing comes in, everything goes out (as upstream).
+  const aclId = req.aclid !== undefined ? await aclForNewTier(ctx, vpc, req.aclid) : null;
   const tier = await withNetworkLock(app, vpcLockKey(vpc.id), () =>
     app.store.db.transaction().execute(async (tx) => {
       // The VPC row's lock: tiers created at once through other management servers (whose
@@ -521,7 +527,7 @@ export async function createVpcTier(
             `Network cidr ${subnet.cidr} crosses other network cidr ${o.name} (${o.cidr}) belonging to the same vpc ${vpc.name}`,
           );
       await reserve(ctx, tx, owner, ResourceKind.Network, 1);
-      return insertGuestNetwork(ctx, tx, {
+      const row = await insertGuestNetwork(ctx, tx, {
         req: { ...req, networkdomain: vpc.network_domain ?? undefined },
         physical,
         subnet,
@@ -535,6 +541,9 @@ export async function createVpcTier(
         vpcId: vpc.id,
         what: `tier of VPC ${vpc.name} for account ${owner.name}`,
       });
+      if (aclId === null) return row;
+      await tx.updateTable('networks').set({ network_acl_id: aclId }).where('id', '=', row.id).execute();
+      return { ...row, network_acl_id: aclId };
     }),
   );
   // Its VNI now, and the router's interface when the router runs. A host that refuses leaves the

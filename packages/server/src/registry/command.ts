@@ -39,6 +39,13 @@ export interface CommandSpec<S extends Record<string, ParamSpec>> {
    * annotation (authorizeSecurityGroupIngress is declared as `ingressrule` but answers `securitygroup`).
    */
   objectName?: string;
+  /**
+   * 'inline' where upstream answers a SuccessResponse although its annotation names an object
+   * class (removeGuiTheme): the answer is `{"success": true}` directly under the response name.
+   * 'object' where the catalog says SuccessResponse but upstream answers an object
+   * (updateNetworkACLList answers the list, as upstream's own response examples show).
+   */
+  responseShape?: 'inline' | 'object';
   /** Async commands: the entity the job works on, resolved before the job is queued. */
   target?: (
     ctx: CallContext,
@@ -78,7 +85,11 @@ export function defineCommand<S extends Record<string, ParamSpec>>(spec: Command
         throw new Error(`${spec.name}: parameter ${name} is not in the CloudStack API`);
     }
     resolved = {
-      catalog: spec.objectName ? { ...catalog, responseObjectName: spec.objectName } : catalog,
+      catalog: {
+        ...catalog,
+        ...(spec.objectName ? { responseObjectName: spec.objectName } : {}),
+        ...(spec.responseShape ? { responseShape: spec.responseShape } : {}),
+      },
       isAsync: catalog.isasync,
       allowedRoles: spec.roles ?? catalog.roles,
     };
