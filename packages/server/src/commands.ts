@@ -10,6 +10,8 @@ import { discoveryCommands } from './discovery/discovery.ts';
 import { discoveryResponseFields } from './discovery/response-fields.ts';
 import { eventCommands } from './events/commands.ts';
 import { eventResponseFields } from './events/response-fields.ts';
+import { guiThemeCommands } from './gui-themes/commands.ts';
+import { guiThemeResponseFields } from './gui-themes/response-fields.ts';
 import { accountCommands } from './iam/accounts.ts';
 import { domainCommands } from './iam/domains.ts';
 import { limitCommands } from './iam/limits.ts';
@@ -75,6 +77,7 @@ export const allCommands = [
   ...usageCommands,
   ...allSnapshotCommands,
   ...webhookCommands,
+  ...guiThemeCommands,
   ...projectCommands,
 ] as Command[];
 
@@ -95,5 +98,6 @@ export const allResponseFields: ResponseFields[] = [
   consoleResponseFields,
   usageResponseFields,
   webhookResponseFields,
+  guiThemeResponseFields,
   projectResponseFields,
 ];

@@ -50,6 +50,11 @@ export interface CallContext {
   origin?: string;
   /** The login session the call came with (none for signed calls and jobs): the 2FA commands mark it. */
   session?: { sessionId: string; verified2fa: boolean };
+  /**
+   * The call carried no credentials (a CommandSpec.anonymous command before sign-in): `caller` is
+   * the stand-in root administrator, so a handler whose answer depends on who asks checks this.
+   */
+  anonymous?: boolean;
 }
 
 export function isRootAdmin(caller: Caller): boolean {

@@ -4,6 +4,7 @@
  * SQLite, PostgreSQL and MySQL return the same values.
  */
 import type { Generated, Insertable, Selectable } from 'kysely';
+import type { GuiThemeScopeTable, GuiThemeTable } from '../gui-themes/tables.ts';
 import type {
   NetworkAclItemTable,
   NetworkAclListTable,
@@ -854,6 +855,8 @@ export interface VmSnapshotDiskTable {
 
 export interface Database {
   management_servers: ManagementServerTable;
+  gui_themes: GuiThemeTable;
+  gui_theme_scopes: GuiThemeScopeTable;
   domains: DomainTable;
   roles: RoleTable;
   role_permissions: RolePermissionTable;

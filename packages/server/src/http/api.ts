@@ -132,7 +132,7 @@ async function handleApiCall(
     if (auth.via !== 'anonymous') throttle.check(auth.caller.account.id, now);
     const origin = `${req.protocol}://${req.host}`;
     const body = await dispatch(
-      { app, caller: auth.caller, origin, session: auth.session },
+      { app, caller: auth.caller, origin, session: auth.session, anonymous: auth.via === 'anonymous' },
       command,
       api.params,
     );

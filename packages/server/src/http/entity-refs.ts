@@ -38,6 +38,7 @@ export const ENTITY_TABLES: Record<string, readonly UuidTable[]> = {
   FirewallRuleResponse: ['ip_rules'],
   GuestOSCategoryResponse: ['os_categories'],
   GuestOSResponse: ['os_types'],
+  GuiThemeResponse: ['gui_themes'],
   HostResponse: ['hosts'],
   IPAddressResponse: ['public_ips'],
   ImageStoreResponse: ['image_stores'],
