@@ -8,6 +8,7 @@ export {
   type StorageDriver,
 } from './drivers/driver.ts';
 export { KvmHost, type KvmHostOptions } from './drivers/kvm/kvm-host.ts';
+export { LxcHost, type LxcHostOptions } from './drivers/lxc/lxc-host.ts';
 export {
   SIMULATOR_DEFAULTS,
   SIMULATOR_VERSION,

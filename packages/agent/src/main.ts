@@ -1,7 +1,7 @@
 /**
  * Runs a host agent:
  *   node --import tsx packages/agent/src/main.ts --server ws://127.0.0.1:8250 --token SECRET \
- *     [--name NAME] [--hosts N] [--hypervisor simulator|kvm] [--state-dir DIR] [--address IP]
+ *     [--name NAME] [--hosts N] [--hypervisor simulator|kvm|lxc] [--state-dir DIR] [--address IP]
  * Every option also reads from the environment (NIMBOSTACK_AGENT_SERVER, NIMBOSTACK_AGENT_TOKEN,
  * NIMBOSTACK_AGENT_NAME, NIMBOSTACK_AGENT_HOSTS, ...). See docs/agents.md.
  */
@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { Agent, consoleLogger } from './agent.ts';
 import type { HostDriver } from './drivers/driver.ts';
 import { KvmHost } from './drivers/kvm/kvm-host.ts';
+import { LxcHost } from './drivers/lxc/lxc-host.ts';
 import { SIMULATOR_DEFAULTS, SimulatorFleet } from './drivers/simulator.ts';
 
 const OPTIONS = {
@@ -26,16 +27,16 @@ const OPTIONS = {
     env: 'NIMBOSTACK_AGENT_HOSTS',
     help: 'number of simulated hosts (NAME-1..NAME-N)',
   },
-  hypervisor: { type: 'string', env: 'NIMBOSTACK_AGENT_HYPERVISOR', help: 'driver: simulator or kvm' },
+  hypervisor: { type: 'string', env: 'NIMBOSTACK_AGENT_HYPERVISOR', help: 'driver: simulator, kvm or lxc' },
   'state-dir': {
     type: 'string',
     env: 'NIMBOSTACK_AGENT_STATE_DIR',
-    help: 'kvm: where VM state lives (default /var/lib/nimbostack/agent)',
+    help: 'kvm, lxc: where VM and container state lives (default /var/lib/nimbostack/agent)',
   },
   address: {
     type: 'string',
     env: 'NIMBOSTACK_AGENT_ADDRESS',
-    help: 'kvm: management address, also where migrations arrive (default: first IPv4)',
+    help: 'kvm, lxc: management address, also where migrations arrive (default: first IPv4)',
   },
   cores: { type: 'string', env: 'NIMBOSTACK_AGENT_CORES', help: 'simulated CPU cores per host' },
   mhz: { type: 'string', env: 'NIMBOSTACK_AGENT_MHZ', help: 'simulated CPU speed per core' },
@@ -100,11 +101,12 @@ if (!/^wss?:\/\//.test(server)) fail('--server must be a ws:// or wss:// URL');
 const token = opt('token') ?? fail('--token is required');
 if (token.length < 8) fail('--token must be at least 8 characters');
 const hypervisor = (opt('hypervisor') ?? 'simulator').toLowerCase();
-if (hypervisor !== 'simulator' && hypervisor !== 'kvm')
-  fail(`unsupported hypervisor ${hypervisor}: this agent drives: simulator, kvm`);
+if (hypervisor !== 'simulator' && hypervisor !== 'kvm' && hypervisor !== 'lxc')
+  fail(`unsupported hypervisor ${hypervisor}: this agent drives: simulator, kvm, lxc`);
 const count = positive(opt('hosts'), 'hosts', 1);
 if (count < 1) fail('--hosts must be at least 1');
-if (hypervisor === 'kvm' && count > 1) fail('--hosts applies to the simulator: a KVM agent is one host');
+if (hypervisor !== 'simulator' && count > 1)
+  fail(`--hosts applies to the simulator: a ${hypervisor.toUpperCase()} agent is one host`);
 const name = opt('name') ?? (count === 1 ? hostname() : 'sim');
 
 async function kvmHost(): Promise<HostDriver> {
@@ -116,6 +118,19 @@ async function kvmHost(): Promise<HostDriver> {
     });
   } catch (err) {
     process.stderr.write(`nimbostack-agent: cannot drive KVM: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+}
+
+async function lxcHost(): Promise<HostDriver> {
+  try {
+    return await LxcHost.create({
+      name,
+      stateDir: opt('state-dir') ?? '/var/lib/nimbostack/agent',
+      privateIp: opt('address'),
+    });
+  } catch (err) {
+    process.stderr.write(`nimbostack-agent: cannot drive LXC: ${(err as Error).message}\n`);
     process.exit(1);
   }
 }
@@ -136,7 +151,8 @@ const ca = opt('ca');
 const agent = new Agent({
   server,
   token,
-  hosts: hypervisor === 'kvm' ? [await kvmHost()] : simulatorHosts(),
+  hosts:
+    hypervisor === 'kvm' ? [await kvmHost()] : hypervisor === 'lxc' ? [await lxcHost()] : simulatorHosts(),
   maxBackoffMs: positive(opt('max-backoff'), 'max-backoff', 30_000),
   tls: ca ? { ca: readFileSync(ca) } : undefined,
 });

@@ -23,19 +23,29 @@ export interface ServerConfig {
   serverName?: string;
   /** Whether to create the ready local zone on first start. */
   seedLocalZone: boolean;
-  /** What the local zone's host is: `simulator` (default) or `kvm`, this machine as a real KVM host. */
-  hypervisor: 'simulator' | 'kvm';
+  /**
+   * What the local zone's host is: `simulator` (default), `kvm` (this machine as a real KVM host)
+   * or `lxc` (this machine as an LXC host: system containers).
+   */
+  hypervisor: 'simulator' | 'kvm' | 'lxc';
   /**
    * The kind of local zone created on first start: `basic` (default; one shared network, security
    * groups) or `advanced` (isolated networks, a VXLAN range, public addresses 203.0.113.10-100).
    */
   zone: 'basic' | 'advanced';
-  /** KVM local zone: the in-process agent's state (VM directories, console logs). */
+  /** KVM or LXC local zone: the in-process agent's state (VM and container directories, console logs). */
   kvmStateDir: string;
-  /** KVM local zone: primary/ and secondary/ storage directories live here. */
+  /** KVM or LXC local zone: primary/ and secondary/ storage directories live here. */
   kvmStorageDir: string;
   /** KVM local zone: the image registered as its ready template (built by npm run setup:host). */
   kvmTemplate: string;
+  /** LXC local zone: the root file system tarball registered as its ready template (npm run setup:host). */
+  lxcTemplate: string;
+  /**
+   * A folder with another static web UI (such as the Apache CloudStack UI's release build: an
+   * index.html and its assets) served at /client/ instead of ours; unset: our UI.
+   */
+  uiDir?: string;
   /** PEM certificate and key files: when both are set, agents connect with wss:// (TLS). */
   agentTlsCert?: string;
   agentTlsKey?: string;
@@ -91,6 +101,8 @@ const ENV: Record<string, keyof ServerConfig> = {
   NIMBOSTACK_KVM_STATE_DIR: 'kvmStateDir',
   NIMBOSTACK_KVM_STORAGE_DIR: 'kvmStorageDir',
   NIMBOSTACK_KVM_TEMPLATE: 'kvmTemplate',
+  NIMBOSTACK_LXC_TEMPLATE: 'lxcTemplate',
+  NIMBOSTACK_UI_DIR: 'uiDir',
   NIMBOSTACK_AGENT_TLS_CERT: 'agentTlsCert',
   NIMBOSTACK_AGENT_TLS_KEY: 'agentTlsKey',
   NIMBOSTACK_TRUST_PROXY: 'trustProxy',
@@ -142,8 +154,8 @@ function coerce(key: keyof ServerConfig, value: unknown, origin: string): unknow
   }
   if (key === 'hypervisor') {
     const h = String(value).toLowerCase();
-    if (h !== 'simulator' && h !== 'kvm')
-      throw new ConfigError(`${origin}: hypervisor must be simulator or kvm`);
+    if (h !== 'simulator' && h !== 'kvm' && h !== 'lxc')
+      throw new ConfigError(`${origin}: hypervisor must be simulator, kvm or lxc`);
     return h;
   }
   if (key === 'zone') {
@@ -178,6 +190,7 @@ export function loadConfig(
     kvmStateDir: '/var/lib/nimbostack/agent',
     kvmStorageDir: '/var/lib/nimbostack',
     kvmTemplate: '/var/lib/nimbostack/test-template.qcow2',
+    lxcTemplate: '/var/lib/nimbostack/lxc-template.tar.gz',
     requestContentSize: 4 * 1024 * 1024,
     maxHeaderSize: 16 * 1024,
     headersTimeout: 20_000,
@@ -218,6 +231,8 @@ export function loadConfig(
     kvmStateDir: resolve(String(merged.kvmStateDir)),
     kvmStorageDir: resolve(String(merged.kvmStorageDir)),
     kvmTemplate: resolve(String(merged.kvmTemplate)),
+    lxcTemplate: resolve(String(merged.lxcTemplate)),
+    uiDir: merged.uiDir === undefined ? undefined : resolve(String(merged.uiDir)),
     databaseUrl: (merged.databaseUrl as string | undefined) ?? `sqlite:${resolve(dataDir, 'nimbostack.db')}`,
     secretKeyFile: (merged.secretKeyFile as string | undefined) ?? resolve(dataDir, 'server.key'),
   };

@@ -8,7 +8,10 @@
  * The host is simulated by default. With `hypervisor: kvm` (NIMBOSTACK_HYPERVISOR=kvm) it is this
  * machine as a real KVM host (the agent's KvmHost driver): guests run in QEMU, the zone's guest
  * network is a bridge here with its virtual router, storage lives under kvmStorageDir, and the
- * test template built by `npm run setup:host` is registered as the zone's ready template.
+ * test template built by `npm run setup:host` is registered as the zone's ready template. With
+ * `hypervisor: lxc` it is this machine as an LXC host (the agent's LxcHost driver) in the same
+ * way: guests are system containers on the same bridges and routers, and the LXC test template
+ * (a root file system tarball, also built by setup:host) is the zone's ready template.
  *
  * The zone is Basic by default. With `zone: advanced` (NIMBOSTACK_ZONE=advanced) it is an Advanced
  * zone set up as upstream's zone wizard does it: a physical network isolating guests by VXLAN
@@ -19,7 +22,14 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Agent, type AgentLogger, type HostDriver, KvmHost, SimulatorFleet } from '@nimbostack/agent';
+import {
+  Agent,
+  type AgentLogger,
+  type HostDriver,
+  KvmHost,
+  LxcHost,
+  SimulatorFleet,
+} from '@nimbostack/agent';
 import { ConfigError, type ServerConfig } from '../config.ts';
 import type { App, CallContext } from '../context.ts';
 import { dispatch } from '../http/dispatch.ts';
@@ -29,15 +39,18 @@ import { defineSystemTemplate } from '../storage/builtin-templates.ts';
 
 const HOST_NAME = 'local-host';
 const KVM_HOST_NAME = 'local-kvm';
+const LXC_HOST_NAME = 'local-lxc';
 const PENDING_WAIT_MS = 10_000;
 /** What users look for in listTemplates to deploy on the KVM local zone. */
 export const KVM_TEST_TEMPLATE_NAME = 'Nimbostack test template (KVM)';
+/** What users look for in listTemplates to deploy on the LXC local zone. */
+export const LXC_TEST_TEMPLATE_NAME = 'Nimbostack test template (LXC)';
 
 interface LocalAgentFile {
   name: string;
   token: string;
   /** Absent in files written before KVM local zones existed: those are simulator zones. */
-  hypervisor?: 'simulator' | 'kvm';
+  hypervisor?: 'simulator' | 'kvm' | 'lxc';
   /** Absent in files written before Advanced local zones existed: those are Basic zones. */
   zone?: 'basic' | 'advanced';
 }
@@ -56,13 +69,19 @@ const JOB_WAIT_MS = 30_000;
 
 const SETUP = 'run `npm run setup:host` (as root) first';
 const QEMU_BINARY = '/usr/bin/qemu-system-x86_64';
+const LXC_START = '/usr/bin/lxc-start';
 
 /**
- * Whether this machine can be the local zone's KVM host, as a one-line ConfigError when not: root
- * is needed for bridges, taps and nftables; QEMU and the test template come from setup:host. The
- * server checks this before touching the database, so a failed first start stays a fresh one.
+ * Whether this machine can be the local zone's KVM (or LXC) host, as a one-line ConfigError when
+ * not: root is needed for bridges, taps and nftables; QEMU (LXC) and the test template come from
+ * setup:host. The server checks this before touching the database, so a failed first start stays
+ * a fresh one.
  */
 export function checkKvmLocalZone(config: ServerConfig): void {
+  if (config.hypervisor === 'lxc') {
+    checkLxcLocalZone(config);
+    return;
+  }
   if (config.hypervisor !== 'kvm') return;
   if (typeof process.getuid === 'function' && process.getuid() !== 0)
     throw new ConfigError(
@@ -74,6 +93,47 @@ export function checkKvmLocalZone(config: ServerConfig): void {
     );
   if (!existsSync(QEMU_BINARY))
     throw new ConfigError(`NIMBOSTACK_HYPERVISOR=kvm: ${QEMU_BINARY} is missing; ${SETUP}`);
+}
+
+/** The same for an LXC local zone: root (containers, bridges, nftables), LXC and its template. */
+function checkLxcLocalZone(config: ServerConfig): void {
+  if (typeof process.getuid === 'function' && process.getuid() !== 0)
+    throw new ConfigError(
+      `NIMBOSTACK_HYPERVISOR=lxc makes this machine an LXC host and needs root (containers, bridges, nftables); ${SETUP} and start the server as root`,
+    );
+  if (!existsSync(config.lxcTemplate))
+    throw new ConfigError(
+      `NIMBOSTACK_HYPERVISOR=lxc: the test template ${config.lxcTemplate} is missing; ${SETUP}`,
+    );
+  if (!existsSync(LXC_START))
+    throw new ConfigError(`NIMBOSTACK_HYPERVISOR=lxc: ${LXC_START} is missing; ${SETUP}`);
+}
+
+/** This machine as the local zone's LXC host (see checkKvmLocalZone). */
+async function lxcHost(app: App, name: string): Promise<HostDriver> {
+  checkKvmLocalZone(app.config);
+  try {
+    return await LxcHost.create({ name, stateDir: app.config.kvmStateDir });
+  } catch (err) {
+    throw new ConfigError(
+      `NIMBOSTACK_HYPERVISOR=lxc: cannot drive LXC here (${(err as Error).message}); ${SETUP}`,
+    );
+  }
+}
+
+/** The LXC test root file system as a template of every zone, like the KVM one. */
+function defineLxcTemplate(app: App): void {
+  defineSystemTemplate({
+    name: LXC_TEST_TEMPLATE_NAME,
+    displayText: 'Small Linux container (busybox): DHCP, metadata, user data and password from the router',
+    url: `file://${app.config.lxcTemplate}`,
+    format: 'TAR',
+    hypervisor: 'LXC',
+    osType: 'Other Linux (64-bit)',
+    type: 'BUILTIN',
+    passwordEnabled: true,
+    sshKeyEnabled: true,
+  });
 }
 
 /** This machine as the local zone's KVM host (see checkKvmLocalZone). */
@@ -181,7 +241,11 @@ async function advancedPhysicalNetwork(ctx: CallContext, zoneId: string): Promis
 async function startAgent(app: App, agentUrl: string, file: LocalAgentFile, ca?: Buffer): Promise<Agent> {
   const log = app.log.child({ component: 'local-agent' });
   const hosts =
-    file.hypervisor === 'kvm' ? [await kvmHost(app, file.name)] : new SimulatorFleet().addHosts(file.name, 1);
+    file.hypervisor === 'kvm'
+      ? [await kvmHost(app, file.name)]
+      : file.hypervisor === 'lxc'
+        ? [await lxcHost(app, file.name)]
+        : new SimulatorFleet().addHosts(file.name, 1);
   const agent = new Agent({
     server: agentUrl,
     token: file.token,
@@ -232,14 +296,16 @@ export async function startLocalZone(
         `the local zone in ${config.dataDir} is a ${zoneKind} zone, not ${config.zone}: start with NIMBOSTACK_ZONE=${zoneKind}, or use a fresh NIMBOSTACK_DATA directory`,
       );
     if (kind === 'kvm') defineKvmTemplate(app);
+    if (kind === 'lxc') defineLxcTemplate(app);
     return startAgent(app, opts.agentUrl, file, opts.ca);
   }
   if (!opts.fresh || !config.seedLocalZone) return undefined;
 
   const started = Date.now();
   const kvm = config.hypervisor === 'kvm';
+  const lxc = config.hypervisor === 'lxc';
   const file: LocalAgentFile = {
-    name: kvm ? KVM_HOST_NAME : HOST_NAME,
+    name: kvm ? KVM_HOST_NAME : lxc ? LXC_HOST_NAME : HOST_NAME,
     token: randomBytes(24).toString('hex'),
     hypervisor: config.hypervisor,
     zone: config.zone,
@@ -248,11 +314,14 @@ export async function startLocalZone(
   // Checked before anything is created, so a machine that cannot be a KVM host leaves no zone behind.
   const agent = await startAgent(app, opts.agentUrl, file, opts.ca);
   if (kvm) defineKvmTemplate(app);
-  const hypervisor = kvm ? 'KVM' : 'Simulator';
+  if (lxc) defineLxcTemplate(app);
+  const hypervisor = kvm ? 'KVM' : lxc ? 'LXC' : 'Simulator';
+  // This machine's storage directories for a real host; the data directory for the simulator.
+  const real = kvm || lxc;
   try {
     const ctx = await adminContext(app);
-    const primary = kvm ? join(config.kvmStorageDir, 'primary') : join(config.dataDir, 'primary');
-    const secondary = kvm ? join(config.kvmStorageDir, 'secondary') : join(config.dataDir, 'secondary');
+    const primary = real ? join(config.kvmStorageDir, 'primary') : join(config.dataDir, 'primary');
+    const secondary = real ? join(config.kvmStorageDir, 'secondary') : join(config.dataDir, 'secondary');
     mkdirSync(primary, { recursive: true });
     mkdirSync(secondary, { recursive: true });
     const zone = await run(ctx, 'createZone', {

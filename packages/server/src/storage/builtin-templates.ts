@@ -15,7 +15,7 @@ export interface SystemTemplate {
   displayText?: string;
   /** http(s), file:// or one of the images the server makes (BUILTIN_IMAGES). */
   url: string;
-  format: 'QCOW2' | 'RAW' | 'VHD' | 'VHDX' | 'OVA';
+  format: 'QCOW2' | 'RAW' | 'VHD' | 'VHDX' | 'OVA' | 'TAR';
   hypervisor: string;
   /** Guest OS description, as listOsTypes spells it. */
   osType: string;

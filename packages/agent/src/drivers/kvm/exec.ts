@@ -20,6 +20,10 @@ const PACKAGES: Record<string, string> = {
   nft: 'nftables',
   dnsmasq: 'dnsmasq-base',
   'qemu-img': 'qemu-utils',
+  'lxc-start': 'lxc',
+  'mkfs.ext4': 'e2fsprogs',
+  resize2fs: 'e2fsprogs',
+  losetup: 'mount',
 };
 
 /** One line saying which tool is missing and how to install it (never a stack trace). */
