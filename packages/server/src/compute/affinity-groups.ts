@@ -9,8 +9,9 @@ import type { AccountRow, AffinityGroupRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent, recordEvent } from '../events/events.ts';
 import { escapeLike, likeEscaped } from '../iam/access.ts';
-import { onAccountDelete, resolveAccount } from '../iam/accounts.ts';
+import { onAccountDelete } from '../iam/accounts.ts';
 import { checkRowAccess, listOwned } from '../iam/owned.ts';
+import { ownerFor } from '../projects/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -57,7 +58,7 @@ async function findGroup(
   let q = ctx.app.store.db.selectFrom('affinity_groups').selectAll();
   if (params.id) q = q.where('uuid', '=', params.id);
   else {
-    const owner = params.account ? (await resolveAccount(ctx, params)).account : ctx.caller.account;
+    const { account: owner } = await ownerFor(ctx, params);
     q = q.where('name', '=', params.name!).where('account_id', '=', owner.id);
   }
   const g = await q.executeTakeFirst();
@@ -86,7 +87,7 @@ export const createAffinityGroup = defineCommand({
       description: "UUID of the domain of the account given with account; defaults to the caller's domain.",
     }),
     projectid: p.uuid({
-      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+      description: 'Project to own the group (you must be a member, it must be Active); not with account.',
     }),
   },
   event: { type: 'AG.CREATE', description: (params) => `creating affinity group ${params.name}` },
@@ -98,7 +99,7 @@ export const createAffinityGroup = defineCommand({
       );
     const name = params.name.trim();
     if (!name) throw invalidParameter('The affinity group name must not be empty');
-    const owner = params.account ? (await resolveAccount(ctx, params)).account : ctx.caller.account;
+    const { account: owner } = await ownerFor(ctx, params);
     const uuid = await ctx.app.store.db.transaction().execute(async (tx) => {
       const clash = await tx
         .selectFrom('affinity_groups')
@@ -157,8 +158,9 @@ export const listAffinityGroups = defineCommand({
     listall: p.boolean({
       description: 'For admins and domain admins: include groups of every account they may see.',
     }),
-    projectid: p.uuid({
-      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    projectid: p.projectScope({
+      description:
+        "Only this project's groups (you must be a member or administer it); -1: those of every project you may see.",
     }),
   },
   async handler(ctx, params) {
@@ -216,7 +218,7 @@ export const deleteAffinityGroup = defineCommand({
     account: p.string({ description: 'With name: the account owning the group.' }),
     domainid: p.uuid({ description: 'With name and account: the domain of that account.' }),
     projectid: p.uuid({
-      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+      description: 'With name: the project whose group is meant, instead of account.',
     }),
   },
   event: {

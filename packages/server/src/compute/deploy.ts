@@ -10,7 +10,6 @@ import { insertId, inTransaction } from '../db/connection.ts';
 import type { AccountRow, DomainRow, ServiceOfferingRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { resolveAccount } from '../iam/accounts.ts';
 import { ResourceKind, reserve } from '../iam/limits.ts';
 import { findCluster, findPod, findZone } from '../infra/common.ts';
 import { findHost } from '../infra/hosts.ts';
@@ -18,6 +17,7 @@ import { networksForDeploy } from '../network/guest-networks.ts';
 import { allocateNics } from '../network/nics.ts';
 import { assignSecurityGroups, resolveSecurityGroups } from '../network/security-groups.ts';
 import { networksOfIpList } from '../network/vm-nics.ts';
+import { ownerFor } from '../projects/access.ts';
 import { defineCommand } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
 import { findDeployableTemplate } from '../storage/templates.ts';
@@ -127,7 +127,8 @@ export const deployVirtualMachine = defineCommand({
     }),
     domainid: p.uuid({ description: 'UUID of the domain of the owning account given with account.' }),
     projectid: p.uuid({
-      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+      description:
+        'Project to deploy the VM in: the project owns it and its limits apply (you must be a member, it must be Active).',
     }),
     keypair: p.string({
       description: "Name of the owner's SSH key pair to give the VM (when keypairs is not used).",
@@ -194,9 +195,7 @@ export const deployVirtualMachine = defineCommand({
     const zone = await findZone(ctx, params.zoneid);
     if (zone.allocation_state !== 'Enabled' && ctx.caller.roleKind !== 'admin')
       throw permissionDenied(`Zone ${zone.name} is disabled`);
-    const owner: { account: AccountRow; domain: DomainRow } = params.account
-      ? await resolveAccount(ctx, params)
-      : { account: ctx.caller.account, domain: ctx.caller.domain };
+    const owner: { account: AccountRow; domain: DomainRow } = await ownerFor(ctx, params);
     if (owner.account.state !== 'enabled')
       throw permissionDenied(`Account ${owner.account.name} is ${owner.account.state}`);
     const offering = await app.store.db

@@ -6,9 +6,9 @@ import { insertId, type Tx } from '../db/connection.ts';
 import type { AccountRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { escapeLike, likeEscaped } from '../iam/access.ts';
-import { resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
 import { findOwned, listOwned } from '../iam/owned.ts';
+import { ownerFor } from '../projects/access.ts';
 import { defineCommand, success } from '../registry/command.ts';
 import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -84,11 +84,11 @@ export const createInstanceGroup = defineCommand({
       description: "UUID of the domain of the account given with account; defaults to the caller's domain.",
     }),
     projectid: p.uuid({
-      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+      description: 'Project to own the group (you must be a member, it must be Active); not with account.',
     }),
   },
   async handler(ctx, params) {
-    const owner = params.account ? (await resolveAccount(ctx, params)).account : ctx.caller.account;
+    const { account: owner } = await ownerFor(ctx, params);
     const id = await ctx.app.store.db.transaction().execute(async (tx) => {
       const clash = await tx
         .selectFrom('instance_groups')
@@ -124,8 +124,9 @@ export const listInstanceGroups = defineCommand({
     listall: p.boolean({
       description: 'For admins and domain admins: include groups of every account they may see.',
     }),
-    projectid: p.uuid({
-      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    projectid: p.projectScope({
+      description:
+        "Only this project's groups (you must be a member or administer it); -1: those of every project you may see.",
     }),
   },
   async handler(ctx, params) {

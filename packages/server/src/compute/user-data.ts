@@ -5,9 +5,9 @@ import { insertId } from '../db/connection.ts';
 import { internalError, invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { escapeLike, likeEscaped } from '../iam/access.ts';
-import { resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
 import { findOwned, listOwned } from '../iam/owned.ts';
+import { ownerFor } from '../projects/access.ts';
 import { defineCommand, success } from '../registry/command.ts';
 import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -58,14 +58,13 @@ export const registerUserData = defineCommand({
       description: "UUID of the domain of the account given with account; defaults to the caller's domain.",
     }),
     projectid: p.uuid({
-      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+      description:
+        'Project to own the user data (you must be a member, it must be Active); not with account.',
     }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
-    const owner = params.account
-      ? await resolveAccount(ctx, params)
-      : { account: ctx.caller.account, domain: ctx.caller.domain };
+    const owner = await ownerFor(ctx, params);
     const data = checkUserData(ctx, params.userdata);
     await app.store.db.transaction().execute(async (tx) => {
       const clash = await tx
@@ -114,8 +113,9 @@ export const listUserData = defineCommand({
     listall: p.boolean({
       description: 'For admins and domain admins: include user data of every account they may see.',
     }),
-    projectid: p.uuid({
-      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    projectid: p.projectScope({
+      description:
+        "Only this project's user data (you must be a member or administer it); -1: those of every project you may see.",
     }),
   },
   async handler(ctx, params) {
@@ -180,7 +180,7 @@ export const deleteUserData = defineCommand({
     }),
     domainid: p.uuid({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
     projectid: p.uuid({
-      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+      description: 'Accepted for compatibility; Nimbostack ignores it (the id is enough).',
     }),
   },
   async handler(ctx, params) {

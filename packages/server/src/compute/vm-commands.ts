@@ -6,12 +6,12 @@ import type { VmRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { escapeLike, likeEscaped } from '../iam/access.ts';
-import { resolveAccount } from '../iam/accounts.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
 import { findOwned, listOwned } from '../iam/owned.ts';
 import { findCluster, findPod } from '../infra/common.ts';
 import { findHost } from '../infra/hosts.ts';
 import { refreshRouterEntries } from '../network/routers.ts';
+import { ownerFor } from '../projects/access.ts';
 import { defineCommand, type JobTarget, success } from '../registry/command.ts';
 import { listParams, p } from '../registry/params.ts';
 import { ALLOW_USER_EXPUNGE_RECOVER_VM, ALLOW_USER_VIEW_DESTROYED_VM } from '../settings/core-settings.ts';
@@ -483,7 +483,8 @@ export const resetSSHKeyForVirtualMachine = defineCommand({
     }),
     domainid: p.uuid({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
     projectid: p.uuid({
-      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+      description:
+        "Accepted for compatibility; Nimbostack looks the keys up in the VM's own account (a project's for its VMs).",
     }),
   },
   event: { type: 'VM.RESETSSHKEY', description: (params) => `resetting the SSH key of VM ${params.id}` },
@@ -549,7 +550,7 @@ export const assignVirtualMachine = defineCommand({
       description: "UUID of the receiving account's domain; defaults to the caller's domain.",
     }),
     projectid: p.uuid({
-      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+      description: 'The receiving project instead of an account (its account receives the VM).',
     }),
     networkids: p.list({
       of: 'uuid',
@@ -564,11 +565,11 @@ export const assignVirtualMachine = defineCommand({
     const vm = await findVm(ctx, params.virtualmachineid);
     if (vm.state !== 'Stopped')
       throw invalidParameter(`VM ${vm.name} must be Stopped to move it to another account`);
-    if (!params.account)
+    if (!params.account && !params.projectid)
       throw invalidParameter(
         'Unable to execute API command assignvirtualmachine due to missing parameter account',
       );
-    const { account } = await resolveAccount(ctx, params);
+    const { account } = await ownerFor(ctx, params);
     if (account.id === vm.account_id)
       throw invalidParameter(`VM ${vm.name} already belongs to account ${account.name}`);
     await ctx.app.store.db.transaction().execute(async (tx) => {
@@ -710,7 +711,9 @@ export const listVirtualMachines = defineCommand({
     securitygroupid: p.uuid({ description: 'Only VMs that are members of this security group.' }),
     userid: p.uuid({ description: 'Only VMs created by this user.' }),
     haenable: p.boolean({ description: 'Only VMs whose high-availability flag has this value.' }),
-    hypervisor: p.string({ description: 'Only VMs of this hypervisor type (for example KVM, LXC or Simulator).' }),
+    hypervisor: p.string({
+      description: 'Only VMs of this hypervisor type (for example KVM, LXC or Simulator).',
+    }),
     displayvm: p.boolean({ description: 'Only VMs whose display flag has this value.' }),
     details: p.list({
       description:
@@ -727,8 +730,9 @@ export const listVirtualMachines = defineCommand({
       description:
         'For admins and domain admins: list VMs of every account they may see, not only their own.',
     }),
-    projectid: p.uuid({
-      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    projectid: p.projectScope({
+      description:
+        "Only this project's VMs (you must be a member or administer it); -1: those of every project you may see.",
     }),
     tags: p.map({ description: 'Only VMs carrying all these tags (tags[0].key=..., tags[0].value=...).' }),
     showicon: p.boolean({

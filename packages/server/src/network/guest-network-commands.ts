@@ -77,8 +77,7 @@ export const createNetwork = defineCommand({
         'Domain of account; for a Domain-wide Shared network, the domain it serves (default: the root domain).',
     }),
     projectid: p.uuid({
-      description:
-        'Projects are not implemented yet: a network cannot be created for a project, so any value is refused.',
+      description: 'Project to own the network (you must be a member, it must be Active); not with account.',
     }),
     vpcid: p.uuid({
       description:

@@ -16,6 +16,7 @@ import { resolveAccount } from '../iam/accounts.ts';
 import { ResourceKind, reserve } from '../iam/limits.ts';
 import type { OwnedLookup } from '../iam/owned.ts';
 import { findZone, intToIpv4, ipv4ToInt, isIpv4, netmaskBits, subnetBounds } from '../infra/common.ts';
+import { projectOwner } from '../projects/access.ts';
 import { findNetwork } from './common.ts';
 import { hasServices } from './network-offerings.ts';
 import { guestPhysicalNetworkOf } from './networks.ts';
@@ -38,13 +39,13 @@ export function parseVniRanges(text: string | null): [number, number][] {
     .filter(([a, b]) => Number.isInteger(a) && Number.isInteger(b) && a <= b);
 }
 
-/** The account a network is created for: the caller's, or one an administrator names. */
+/** The account a network is created for: the caller's, a project's, or one an administrator names. */
 export async function networkOwner(
   ctx: CallContext,
   params: { account?: string; domainid?: string; projectid?: string },
 ): Promise<AccountRow> {
-  if (params.projectid)
-    throw invalidParameter('Projects are not supported yet: create the network for an account');
+  const project = await projectOwner(ctx, params);
+  if (project) return project;
   if (params.account)
     return (await resolveAccount(ctx, { account: params.account, domainid: params.domainid })).account;
   if (params.domainid) throw invalidParameter('domainid must be given together with account');

@@ -329,7 +329,7 @@ export interface RuleListParams extends ScopeParams {
 
 /**
  * One page of rules of a kind, scoped to what the caller may see (listOwned), with one count
- * query. Ids that name nothing are 431; a project answers an empty list (no projects here).
+ * query. Ids that name nothing are 431; `projectid` scopes it to a project's rules (or -1: all).
  */
 export async function listRules(
   ctx: CallContext,
@@ -342,7 +342,6 @@ export async function listRules(
     .selectFrom('ip_rules')
     .where('ip_rules.purpose', '=', kind.purpose)
     .where('ip_rules.state', '!=', 'Revoke');
-  if (params.projectid) q = q.where(sql<SqlBool>`1 = 0`);
   if (kind.traffic) q = q.where('ip_rules.traffic_type', '=', kind.traffic);
   if (params.id) q = q.where('ip_rules.uuid', '=', params.id);
   if (params.ipaddressid)

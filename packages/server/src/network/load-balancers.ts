@@ -473,7 +473,6 @@ export const listLoadBalancerRules = defineCommand({
   params: {
     ...listParams,
     ...scopeParams,
-    projectid: p.uuid({ description: 'Projects are not implemented yet: any project gives an empty list.' }),
     id: p.uuid({ description: 'Only the rule with this ID.' }),
     name: p.string({ description: 'Only rules with exactly this name.' }),
     publicipid: p.uuid({ description: 'Only rules on this public IP address.' }),
@@ -490,7 +489,6 @@ export const listLoadBalancerRules = defineCommand({
     const db = app.store.db;
     let q = db.selectFrom('ip_rules').where('ip_rules.purpose', '=', 'LoadBalancing');
     // A project answers an empty list (no projects here), after the scope's checks and before ours.
-    if (params.projectid) q = q.where(sql<SqlBool>`1 = 0`);
     if (params.id) q = q.where('ip_rules.uuid', '=', params.id);
     if (params.name) q = q.where('ip_rules.name', '=', params.name);
     if (params.keyword) {
@@ -532,7 +530,6 @@ export const listLoadBalancerRules = defineCommand({
       owner: { account: 'ip_rules.account_id', domain: 'ip_rules.domain_id' },
       // The address and VM named must be ones the caller may act on (431 / 531).
       checks: async () => {
-        if (params.projectid) return;
         if (params.publicipid) await findOwned(ctx, 'public_ips', params.publicipid, OWNED_IP);
         if (params.virtualmachineid) await findOwned(ctx, 'vms', params.virtualmachineid, OWNED_VM);
       },

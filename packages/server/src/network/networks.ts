@@ -320,10 +320,6 @@ export const listNetworks = defineCommand({
   params: {
     ...listParams,
     ...scopeParams,
-    projectid: p.uuid({
-      description:
-        'Accepted for compatibility; projects are not implemented yet, so it does not narrow the list.',
-    }),
     id: p.uuid({ description: 'Only the network with this ID.' }),
     name: p.string({ description: 'Only networks with exactly this name.' }),
     zoneid: p.uuid({ description: 'Only networks of this zone.' }),

@@ -494,7 +494,6 @@ export const listPortForwardingRules = defineCommand({
   params: {
     ...listParams,
     ...scopeParams,
-    projectid: p.uuid({ description: 'Projects are not implemented yet: any project gives an empty list.' }),
     id: p.uuid({ description: 'Only the rule with this ID; an unknown ID is refused.' }),
     ipaddressid: p.uuid({ description: 'Only rules on this public IP address.' }),
     networkid: p.uuid({ description: 'Only rules of this guest network.' }),

@@ -17,6 +17,7 @@ import { resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
 import { checkRowAccess, findOwned, listOwned } from '../iam/owned.ts';
 import { findZone, likeOp } from '../infra/common.ts';
+import { projectOwner } from '../projects/access.ts';
 import { defineCommand, success } from '../registry/command.ts';
 import { paginate } from '../registry/paging.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
@@ -224,7 +225,9 @@ export const associateIpAddress = defineCommand({
         "Account the address is for (with domainid); defaults to the caller. The network must be this account's.",
     }),
     domainid: p.uuid({ description: 'Domain of account; only with account.' }),
-    projectid: p.uuid({ description: 'Projects are not implemented yet: any value is refused.' }),
+    projectid: p.uuid({
+      description: 'Project the address is for (you must be a member); not with account.',
+    }),
     vpcid: p.uuid({
       description:
         "VPC the address is for (instead of networkid): the VPC's router carries it; a port forward or static NAT then names the tier it serves.",
@@ -241,14 +244,15 @@ export const associateIpAddress = defineCommand({
   async create(ctx, params) {
     const { app } = ctx;
     if (params.isportable) throw invalidParameter('Portable public IP addresses are not supported');
-    if (params.projectid) throw invalidParameter('Projects are not supported');
     if (params.vpcid && params.networkid)
       throw invalidParameter('An address is for a network or for a VPC: give networkid or vpcid, not both');
     // fordisplay is a root-admin parameter: others' values are ignored, as upstream's dispatcher does.
     const forDisplay = ctx.caller.roleKind === 'admin' ? params.fordisplay : undefined;
     if (params.domainid && !params.account)
       throw invalidParameter('domainid must be given together with account');
-    const owner = params.account ? (await resolveAccount(ctx, params)).account : ctx.caller.account;
+    const owner =
+      (await projectOwner(ctx, params)) ??
+      (params.account ? (await resolveAccount(ctx, params)).account : ctx.caller.account);
     if (params.vpcid) {
       // A VPC's address: held by the VPC (its router carries it), in no tier until a rule needs one.
       const vpc = await findVpc(ctx, params.vpcid);
@@ -504,7 +508,6 @@ export const listPublicIpAddresses = defineCommand({
   params: {
     ...listParams,
     ...scopeParams,
-    projectid: p.uuid({ description: 'Projects are not implemented yet: any value gives an empty list.' }),
     id: p.uuid({ description: 'Only the address with this ID; an unknown ID is refused.' }),
     ipaddress: p.string({ description: 'Only this address.' }),
     zoneid: p.uuid({ description: 'Only addresses of this zone.' }),
@@ -575,8 +578,8 @@ export const listPublicIpAddresses = defineCommand({
           ? eb('public_ips.state', 'in', held)
           : eb.or([eb('public_ips.state', 'in', held), free(eb)]),
       );
-    // No projects, VPCs, system-VM ranges or external providers' ranges here.
-    const none = params.projectid || params.forsystemvms || params.forprovider;
+    // No system-VM ranges or external providers' ranges here.
+    const none = params.forsystemvms || params.forprovider;
     if (none) q = q.where(sql<SqlBool>`1 = 0`);
     if (params.vpcid)
       q = q.where(

@@ -279,7 +279,10 @@ export const listRouters = defineCommand({
       description:
         "Domain administrators: true lists the routers of every network owned in their domains, false only their own account's. Root administrators see every router either way unless account or domainid narrows the list.",
     }),
-    projectid: p.uuid({ description: 'Projects are not implemented yet: any value gives an empty list.' }),
+    projectid: p.projectScope({
+      description:
+        "Only the routers of this project's networks and VPCs; -1: those of every project you may see.",
+    }),
     vpcid: p.uuid({ description: "Only this VPC's router." }),
     forvpc: p.boolean({ description: "Only VPCs' routers (true) or only networks' routers (false)." }),
     fetchhealthcheckresults: p.boolean({
@@ -324,7 +327,7 @@ export const listRouters = defineCommand({
     if (params.keyword) q = q.where(likeEscaped('name', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     // A router belongs to the owner of its network, as upstream; root administrators see them all
     // unless account or domainid narrows the list.
-    if (!isRootAdmin(ctx.caller) || params.account || params.domainid) {
+    if (!isRootAdmin(ctx.caller) || params.account || params.domainid || params.projectid) {
       const scope = await listScope(ctx, params);
       // A VPC's router belongs to the VPC's owner (its network is the zone's Public one).
       q = q.where((eb) =>
@@ -358,8 +361,8 @@ export const listRouters = defineCommand({
       q = q.where('vpc_id', '=', vpc.id);
     }
     if (params.forvpc !== undefined) q = q.where('vpc_id', params.forvpc ? 'is not' : 'is', null);
-    // Routers of projects or failed health checks do not exist here.
-    if (params.projectid || params.healthchecksfailed) return listResult([], 0);
+    // Failed health checks do not exist here.
+    if (params.healthchecksfailed) return listResult([], 0);
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
     return listResult(await presentRouters(ctx, rows), Number(count));

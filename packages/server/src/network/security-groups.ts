@@ -15,6 +15,7 @@ import { resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
 import { checkRowAccess, findOwned, listOwned, OWNED_VM } from '../iam/owned.ts';
 import { isIpv4, likeOp } from '../infra/common.ts';
+import { projectOwner } from '../projects/access.ts';
 import { defineCommand, type JobTarget, listResult, success } from '../registry/command.ts';
 import { paginate } from '../registry/paging.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
@@ -137,12 +138,13 @@ export async function presentSecurityGroups(
   });
 }
 
-/** The account that owns what a command creates: account+domainid when given, else the caller's. */
+/** The account that owns what a command creates: a project's, account+domainid, else the caller's. */
 async function ownerFor(
   ctx: CallContext,
   params: { account?: string; domainid?: string; projectid?: string },
 ): Promise<Owner> {
-  if (params.projectid) throw invalidParameter('Projects are not supported');
+  const project = await projectOwner(ctx, params);
+  if (project) return project;
   if (params.account)
     return (await resolveAccount(ctx, { account: params.account, domainid: params.domainid })).account;
   if (params.domainid) throw invalidParameter('domainid must be given together with account');
@@ -199,7 +201,7 @@ export const createSecurityGroup = defineCommand({
       description: 'Account that owns the group (with domainid); defaults to the caller.',
     }),
     domainid: p.uuid({ description: 'Domain of account; only with account.' }),
-    projectid: p.uuid({ description: 'Projects are not implemented yet: any value is refused.' }),
+    projectid: p.uuid({ description: 'Project to own the group (you must be a member); not with account.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -254,7 +256,7 @@ export const deleteSecurityGroup = defineCommand({
     }),
     account: p.string({ description: 'Account whose group name names (with domainid).' }),
     domainid: p.uuid({ description: 'Domain of account; only with account.' }),
-    projectid: p.uuid({ description: 'Projects are not implemented yet: any value is refused.' }),
+    projectid: p.uuid({ description: 'With name: the project whose group is meant, instead of account.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -376,7 +378,7 @@ const authorizeParams = {
   }),
   account: p.string({ description: 'Account whose group securitygroupname names (with domainid).' }),
   domainid: p.uuid({ description: 'Domain of account; only with account.' }),
-  projectid: p.uuid({ description: 'Projects are not implemented yet: any value is refused.' }),
+  projectid: p.uuid({ description: 'With securitygroupname: the project whose group is meant.' }),
   protocol: p.string({ description: 'tcp, udp, icmp, all (the default) or an IP protocol number 0-255.' }),
   startport: p.integer({
     description: 'First port (tcp/udp, where it is required), 0-65535; 0 with endport 0 means every port.',
@@ -622,7 +624,6 @@ export const listSecurityGroups = defineCommand({
   params: {
     ...listParams,
     ...scopeParams,
-    projectid: p.uuid({ description: 'Projects are not implemented yet: any value gives an empty list.' }),
     id: p.uuid({ description: 'Only the group with this ID.' }),
     securitygroupname: p.string({ description: 'Only groups with exactly this name.' }),
     virtualmachineid: p.uuid({ description: 'Only the groups this VM belongs to.' }),
@@ -635,7 +636,6 @@ export const listSecurityGroups = defineCommand({
     // The scope is computed here too (listOwned applies it): the default groups of the accounts
     // listed come into being on first sight, as upstream has them from account creation on.
     const scope = await listScope(ctx, params);
-    if (params.projectid) return listResult([], 0);
     const owners =
       scope.kind === 'accounts'
         ? await app.store.db

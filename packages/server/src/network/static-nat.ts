@@ -364,7 +364,6 @@ export const listIpForwardingRules = defineCommand({
   params: {
     ...listParams,
     ...scopeParams,
-    projectid: p.uuid({ description: 'Projects are not implemented yet: any project gives an empty list.' }),
     id: p.uuid({ description: 'Only the rule with this ID; an unknown ID is refused.' }),
     ipaddressid: p.uuid({ description: 'Only rules on this public IP address.' }),
     virtualmachineid: p.uuid({ description: 'Only rules forwarding to this VM.' }),

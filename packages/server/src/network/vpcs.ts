@@ -175,7 +175,7 @@ export const createVPC = defineCommand({
     }),
     account: p.string({ description: 'Account that owns the VPC (with domainid); defaults to the caller.' }),
     domainid: p.uuid({ description: 'Domain of account.' }),
-    projectid: p.uuid({ description: 'Projects are not implemented yet: any value is refused.' }),
+    projectid: p.uuid({ description: 'Project to own the VPC (you must be a member); not with account.' }),
   },
   event: { type: 'VPC.CREATE', description: (params) => `creating VPC ${params.name}` },
   async create(ctx, params): Promise<JobTarget> {
@@ -420,13 +420,11 @@ export const listVPCs = defineCommand({
     }),
     tags: p.map({ description: 'Only VPCs with these tags (tags[0].key, tags[0].value).' }),
     ...scopeParams,
-    projectid: p.uuid({ description: 'Projects are not implemented yet: any value gives an empty list.' }),
     ...listParams,
   },
   async handler(ctx, params) {
     const db = ctx.app.store.db;
     let q = db.selectFrom('vpcs').where('vpcs.removed', 'is', null);
-    if (params.projectid) q = q.where('vpcs.id', '=', -1);
     if (params.id) q = q.where('vpcs.uuid', '=', params.id);
     if (params.name) q = q.where('vpcs.name', '=', params.name);
     if (params.displaytext) q = q.where('vpcs.display_text', '=', params.displaytext);

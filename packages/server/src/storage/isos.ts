@@ -91,6 +91,10 @@ export const registerIso = defineCommand({
     domainid: p.uuid({
       description: "UUID of the domain of the account given with account; defaults to the caller's domain.",
     }),
+
+    projectid: p.uuid({
+      description: 'Project to own the ISO (you must be a member, it must be Active); not with account.',
+    }),
   },
   async handler(ctx, params) {
     const name = params.name.trim();
@@ -157,6 +161,10 @@ export const listIsos = defineCommand({
       description: 'For admins and domain admins: consider the ISOs of every account they may see.',
     }),
     isrecursive: p.boolean({ description: 'With domainid, also include subdomains.' }),
+    projectid: p.projectScope({
+      description:
+        "Only this project's ISOs (you must be a member or administer it); -1: those of every project you may see.",
+    }),
     isofilter: p.string({
       description:
         'Which ISOs: featured, community, self, selfexecutable (default), sharedexecutable, executable, or all (admins).',

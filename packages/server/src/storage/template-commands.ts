@@ -102,6 +102,10 @@ export const registerTemplate = defineCommand({
     domainid: p.uuid({
       description: "UUID of the domain of the account given with account; defaults to the caller's domain.",
     }),
+
+    projectid: p.uuid({
+      description: 'Project to own the template (you must be a member, it must be Active); not with account.',
+    }),
   },
   async handler(ctx, params) {
     const items = await register(ctx, params);
@@ -127,6 +131,10 @@ export const listTemplates = defineCommand({
       description: 'For admins and domain admins: consider the templates of every account they may see.',
     }),
     isrecursive: p.boolean({ description: 'With domainid, also include subdomains.' }),
+    projectid: p.projectScope({
+      description:
+        "Only this project's templates (you must be a member or administer it); -1: those of every project you may see.",
+    }),
     templatefilter: p.string({
       required: true,
       description:
@@ -136,7 +144,9 @@ export const listTemplates = defineCommand({
     ids: p.list({ of: 'uuid', description: 'Only templates with these UUIDs (comma-separated).' }),
     name: p.string({ description: 'Only templates with exactly this name.' }),
     zoneid: p.uuid({ description: 'Only copies of templates in this zone.' }),
-    hypervisor: p.string({ description: 'Only templates for this hypervisor, such as KVM, LXC or Simulator.' }),
+    hypervisor: p.string({
+      description: 'Only templates for this hypervisor, such as KVM, LXC or Simulator.',
+    }),
     tags: p.map({
       description: 'Only templates carrying all these tags (tags[0].key=..., tags[0].value=...).',
     }),

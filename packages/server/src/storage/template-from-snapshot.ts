@@ -212,6 +212,10 @@ export const createTemplate = defineCommand({
     domainid: p.uuid({
       description: "UUID of the domain of the account given with account; defaults to the caller's domain.",
     }),
+
+    projectid: p.uuid({
+      description: 'Project to own the template (you must be a member, it must be Active); not with account.',
+    }),
   },
   event: { type: 'TEMPLATE.CREATE', description: (params) => `creating template ${params.name}` },
   async create(ctx, params) {

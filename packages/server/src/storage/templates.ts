@@ -22,12 +22,13 @@ import type {
 import { invalidParameter } from '../errors.ts';
 import { type EventOwner, recordEvent } from '../events/events.ts';
 import { escapeLike, likeEscaped, listScope, type OwnerScope, pathPrefix } from '../iam/access.ts';
-import { onAccountDelete, resolveAccount } from '../iam/accounts.ts';
+import { onAccountDelete } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
 import { checkRowAccess } from '../iam/owned.ts';
 import { findZone, namesOf } from '../infra/common.ts';
 import { onImageStoreDelete } from '../infra/image-stores.ts';
+import { ownerFor } from '../projects/access.ts';
 import { listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { type ParamSpec, parseUuid, type RawValue } from '../registry/params.ts';
@@ -643,13 +644,16 @@ export async function resolveZones(
   return [...new Set(ids)];
 }
 
-/** The account a template is registered for: the caller's, or one an administrator names. */
+/** The account a template is registered for: the caller's, a project's, or one an administrator names. */
 export async function resolveOwner(
   ctx: CallContext,
-  params: { account?: string; domainid?: string },
+  params: { account?: string; domainid?: string; projectid?: string },
 ): Promise<{ account: AccountRow; userId: number }> {
-  if (!params.account) return { account: ctx.caller.account, userId: ctx.caller.user.id };
-  const { account } = await resolveAccount(ctx, { account: params.account, domainid: params.domainid });
+  if (!params.account && !params.projectid)
+    return { account: ctx.caller.account, userId: ctx.caller.user.id };
+  const { account } = await ownerFor(ctx, params);
+  // A project's account has no users: what it registers is the registering member's doing.
+  if (params.projectid) return { account, userId: ctx.caller.user.id };
   if (account.id === ctx.caller.account.id) return { account, userId: ctx.caller.user.id };
   const user = await ctx.app.store.db
     .selectFrom('users')
@@ -864,6 +868,7 @@ export interface ListImagesParams {
   domainid?: string;
   listall?: boolean;
   isrecursive?: boolean;
+  projectid?: string;
   page?: number;
   pagesize?: number;
 }
@@ -880,6 +885,7 @@ export async function listImages(ctx: CallContext, kind: ImageKind, params: List
     domainid: params.domainid,
     listall: params.listall,
     isrecursive: params.isrecursive,
+    projectid: params.projectid,
   });
   // "all" reaches every template an administrator could manage, without listall.
   if (filter === 'all' && !params.account && !params.domainid && ctx.caller.roleKind !== 'user')

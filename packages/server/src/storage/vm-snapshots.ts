@@ -360,8 +360,9 @@ export const listVMSnapshot = defineCommand({
     listall: p.boolean({
       description: 'For admins and domain admins: include VM snapshots of every account they may see.',
     }),
-    projectid: p.uuid({
-      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    projectid: p.projectScope({
+      description:
+        "Only this project's VM snapshots (you must be a member or administer it); -1: those of every project you may see.",
     }),
   },
   async handler(ctx, params) {

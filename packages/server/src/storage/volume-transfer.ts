@@ -16,10 +16,10 @@ import type { App, CallContext } from '../context.ts';
 import type { ImageStoreRow, VolumeRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent, recordEvent } from '../events/events.ts';
-import { resolveAccount } from '../iam/accounts.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
 import { findZone } from '../infra/common.ts';
 import { DEAD_SERVER_MS } from '../jobs/runner.ts';
+import { ownerFor } from '../projects/access.ts';
 import { defineCommand } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
 import { fetchImage, openUrl, SHUTDOWN } from './downloads.ts';
@@ -102,7 +102,7 @@ export const uploadVolume = defineCommand({
       description: "UUID of the domain of the account given with account; defaults to the caller's domain.",
     }),
     projectid: p.uuid({
-      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+      description: 'Project to own the volume (you must be a member, it must be Active); not with account.',
     }),
   },
   event: { type: 'VOLUME.UPLOAD', description: (params) => `uploading volume ${params.name}` },
@@ -147,9 +147,7 @@ export const uploadVolume = defineCommand({
         );
       offering = o;
     }
-    const owner = params.account
-      ? await resolveAccount(ctx, params)
-      : { account: ctx.caller.account, domain: ctx.caller.domain };
+    const owner = await ownerFor(ctx, params);
     const stores = await zoneStores(app.store.db, zone.id);
     const store = params.imagestoreuuid ? stores.find((s) => s.uuid === params.imagestoreuuid) : stores[0];
     if (!store)

@@ -9,12 +9,13 @@ import type { AccountRow, VmRow, VolumeRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { escapeLike, likeEscaped } from '../iam/access.ts';
-import { onAccountDelete, resolveAccount } from '../iam/accounts.ts';
+import { onAccountDelete } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
 import { findOwned, listOwned, OWNED_VM_OR_DESTROYED } from '../iam/owned.ts';
 import { findZone } from '../infra/common.ts';
 import { onStoragePoolDelete } from '../infra/storage-pools.ts';
+import { ownerFor } from '../projects/access.ts';
 import { defineCommand, type JobTarget, success } from '../registry/command.ts';
 import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -397,7 +398,7 @@ export const createVolume = defineCommand({
       description: "UUID of the domain of the account given with account; defaults to the caller's domain.",
     }),
     projectid: p.uuid({
-      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+      description: 'Project to own the volume (you must be a member, it must be Active); not with account.',
     }),
     customid: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
@@ -412,9 +413,7 @@ export const createVolume = defineCommand({
         'Unable to execute API command createvolume due to missing parameter diskofferingid',
       );
     const zone = await findZone(ctx, params.zoneid);
-    const owner = params.account
-      ? await resolveAccount(ctx, params)
-      : { account: ctx.caller.account, domain: ctx.caller.domain };
+    const owner = await ownerFor(ctx, params);
     const { offering, sizeBytes } = await dataDiskSize(ctx, params.diskofferingid, params.size);
     if (offering.storage_type === 'local' && !zone.local_storage_enabled)
       throw invalidParameter(
@@ -839,8 +838,9 @@ export const listVolumes = defineCommand({
     listall: p.boolean({
       description: 'For admins and domain admins: include volumes of every account they may see.',
     }),
-    projectid: p.uuid({
-      description: 'Accepted for compatibility; projects are not implemented yet, so it is ignored.',
+    projectid: p.projectScope({
+      description:
+        "Only this project's volumes (you must be a member or administer it); -1: those of every project you may see.",
     }),
     tags: p.map({
       description: 'Only volumes carrying all these tags (tags[0].key=..., tags[0].value=...).',
