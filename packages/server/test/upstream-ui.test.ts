@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CloudStackClient } from '@nimbostack/client';
-import { seededLocalZone, waitUntil } from './agents.ts';
+import { seededLocalZone, startAgent, type TestAgent, waitUntil } from './agents.ts';
 import { createAccountAndLogin, startServer, type TestServer } from './harness.ts';
 
 let server: TestServer;
@@ -22,7 +22,10 @@ before(async () => {
   admin = server.admin;
 });
 
+let agent: TestAgent | undefined;
+
 after(async () => {
+  await agent?.kill();
   await server?.stop();
 });
 
@@ -133,6 +136,89 @@ describe('the Instances, Zones, Hosts, Volumes, Clusters and Primary Storage pag
     const { client } = await createAccountAndLogin(server, { name: 'ui-metrics-user' });
     assert.equal((await client.request<any>('listVirtualMachinesMetrics', {})).count ?? 0, 0);
     await assert.rejects(client.request('listHostsMetrics', {}), /not available|permission|432/i);
+  });
+});
+
+describe('Instances: the "Migrate instance to another host" wizard', () => {
+  test('findHostsForMigration lists the other hosts with their suitability; migrating to a suitable one works', async () => {
+    const { zoneid, templateid, small } = await seededLocalZone(admin);
+    const local = (await admin.request<any>('listHosts', { name: 'local-host' })).host[0];
+    agent = startAgent(server.agentUrl, { token: 'ui-migrate-token', name: 'uim', hosts: 1 });
+    // The agent presents its host once connected; until then addHost answers that none is.
+    const added = await waitUntil(
+      () =>
+        admin
+          .request<any>('addHost', {
+            zoneid,
+            podid: local.podid,
+            clusterid: local.clusterid,
+            url: 'agent://uim',
+            username: 'root',
+            password: 'ui-migrate-token',
+            hypervisor: 'Simulator',
+          })
+          .then(
+            (r) => r.host[0],
+            () => undefined,
+          ),
+      15_000,
+      'the agent presenting host uim',
+    );
+    await waitUntil(
+      async () => (await admin.request<any>('listHosts', { id: added.id })).host[0].state === 'Up',
+      10_000,
+      'uim Up',
+    );
+    const vm = (
+      await admin.call<any>('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid: small,
+        name: 'ui-mig',
+        hostid: local.id,
+      })
+    ).virtualmachine;
+    const found = await admin.request<any>('findHostsForMigration', {
+      virtualmachineid: vm.id,
+      page: 1,
+      pagesize: 10,
+    });
+    assert.equal(found.count, 1);
+    const [other] = found.host;
+    assert.equal(other.id, added.id);
+    assert.equal(typeof other.suitableformigration, 'boolean');
+    assert.equal(other.requiresStorageMotion, false);
+    for (const field of ['name', 'clustername', 'podname', 'memoryallocatedpercentage'])
+      assert.ok(field in other, field);
+    if (other.suitableformigration) {
+      const moved = (
+        await admin.call<any>('migrateVirtualMachine', { virtualmachineid: vm.id, hostid: other.id })
+      ).virtualmachine;
+      assert.equal(moved.hostid, other.id);
+      // Back on the first host, which is now the suitable other one.
+      const back = await admin.request<any>('findHostsForMigration', { virtualmachineid: vm.id });
+      assert.equal(back.host[0].id, local.id);
+    } else {
+      await assert.rejects(
+        admin.call('migrateVirtualMachine', { virtualmachineid: vm.id, hostid: other.id }),
+      );
+    }
+    // Disabling the candidate host makes it unsuitable; a Stopped instance cannot be migrated live.
+    const candidate = (await admin.request<any>('findHostsForMigration', { virtualmachineid: vm.id }))
+      .host[0];
+    await admin.request('updateHost', { id: candidate.id, allocationstate: 'Disable' });
+    const disabled = await admin.request<any>('findHostsForMigration', { virtualmachineid: vm.id });
+    assert.deepEqual(
+      disabled.host.map((h: any) => [h.id, h.suitableformigration]),
+      [[candidate.id, false]],
+    );
+    await admin.request('updateHost', { id: candidate.id, allocationstate: 'Enable' });
+    await admin.call('stopVirtualMachine', { id: vm.id });
+    await assert.rejects(
+      admin.request('findHostsForMigration', { virtualmachineid: vm.id }),
+      (e: any) => e.errorcode === 431 && /must be Running/.test(e.errortext),
+    );
+    await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
   });
 });
 
@@ -460,13 +546,14 @@ describe('resource icons (the UI’s "upload icon" on instances, templates, zone
 
     // A user may set its own account's icon, not the zone's nor another account's.
     const { client, account } = await createAccountAndLogin(server, { name: 'ui-icons' });
+    const accountId = account.id as string;
     await client.request('uploadResourceIcon', {
       resourcetype: 'Account',
-      resourceids: account.id,
+      resourceids: accountId,
       base64image: png,
     });
     assert.equal(
-      (await client.request<any>('listResourceIcon', { resourcetype: 'Account', resourceids: account.id }))
+      (await client.request<any>('listResourceIcon', { resourcetype: 'Account', resourceids: accountId }))
         .count,
       1,
     );

@@ -1,4 +1,5 @@
 /** Compute: VMs, their volumes' lifecycle on hosts, instance groups, and what happens when hosts change. */
+
 import { onAccountDelete, onAccountDisable } from '../iam/accounts.ts';
 import { registerTemplateInUseCheck } from '../storage/templates.ts';
 import { migrateVirtualMachineWithVolume, migrateVolume } from '../storage/volume-migrate.ts';
@@ -7,6 +8,7 @@ import { volumeCommands } from '../storage/volumes.ts';
 import { affinityGroupCommands } from './affinity-groups.ts';
 import { dedicationCommands } from './dedication.ts';
 import { instanceGroupCommands } from './instance-groups.ts';
+import { findHostsForMigration } from './migration-hosts.ts';
 import { nicCommands } from './nic-commands.ts';
 import './reconcile.ts';
 import '../storage/local-pools.ts';
@@ -61,6 +63,7 @@ registerTemplateInUseCheck(async (ctx, template, zoneId) => {
 
 export const computeCommands = [
   ...vmCommands,
+  findHostsForMigration,
   ...nicCommands,
   ...instanceGroupCommands,
   ...volumeCommands,

@@ -267,21 +267,25 @@ function clusterFactors(ctx: Pick<CallContext, 'app'>, def: typeof CPU_OVERPROVI
   return def === CPU_OVERPROVISIONING ? entry.cpu : entry.mem;
 }
 
+/** The over-provisioning factors of a candidate's cluster (the global ones without a cluster). */
+function factorsOf(ctx: Pick<CallContext, 'app'>, c: Candidate): { cpuFactor: number; memFactor: number } {
+  const { settings } = ctx.app;
+  return c.cluster_id === null
+    ? { cpuFactor: settings.get(CPU_OVERPROVISIONING), memFactor: settings.get(MEM_OVERPROVISIONING) }
+    : {
+        cpuFactor: settings.at(CPU_OVERPROVISIONING, 'cluster', c.cluster_id),
+        memFactor: settings.at(MEM_OVERPROVISIONING, 'cluster', c.cluster_id),
+      };
+}
+
 /** Adds a VM's CPU and memory to a host if it still fits; false when another deploy got there first. */
 async function reserveOnHost(
   ctx: Pick<CallContext, 'app'>,
   c: Candidate,
   req: HostRequest,
 ): Promise<boolean> {
-  const { settings, store } = ctx.app;
-  const cpuFactor =
-    c.cluster_id === null
-      ? settings.get(CPU_OVERPROVISIONING)
-      : settings.at(CPU_OVERPROVISIONING, 'cluster', c.cluster_id);
-  const memFactor =
-    c.cluster_id === null
-      ? settings.get(MEM_OVERPROVISIONING)
-      : settings.at(MEM_OVERPROVISIONING, 'cluster', c.cluster_id);
+  const { store } = ctx.app;
+  const { cpuFactor, memFactor } = factorsOf(ctx, c);
   const r = await store.db
     .updateTable('hosts')
     .set((eb) => ({
@@ -306,6 +310,20 @@ function placementOf(c: Candidate, req: HostRequest): Placement {
     cpuMhz: req.cpuMhz,
     memoryBytes: req.memoryBytes,
   };
+}
+
+/**
+ * Whether the request could be placed now on the one host it names (`req.hostId`), by the same
+ * rules and capacity check as reserveHost, without reserving anything (findHostsForMigration).
+ */
+export async function mayPlace(ctx: Pick<CallContext, 'app'>, req: HostRequest): Promise<boolean> {
+  return (await candidates(ctx, req)).some((c) => {
+    const { cpuFactor, memFactor } = factorsOf(ctx, c);
+    return (
+      Number(c.cpu_allocated_mhz) + req.cpuMhz <= Number(c.cpu_total) * cpuFactor &&
+      Number(c.memory_allocated_bytes) + req.memoryBytes <= Number(c.memory_total) * memFactor
+    );
+  });
 }
 
 /**

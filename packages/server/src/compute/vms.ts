@@ -28,6 +28,7 @@ import { isLocalVolume, materialiseDataDisk, removeVolumeRecord } from '../stora
 import { affinityRules, leaveAffinityGroups, placeWithAffinity, withAffinityLock } from './affinity.ts';
 import { dedicationRule } from './dedication.ts';
 import {
+  type HostRequest,
   type Placement,
   releaseHost,
   releasePool,
@@ -478,6 +479,22 @@ export async function markStoppedOutOfBand(
   await refreshPeersOf(ctx.app, vm.id);
 }
 
+/** Where a Running VM may live-migrate: its cluster, its size, tags and dedication, not its host. */
+export async function migrationRequest(ctx: CallContext, vm: VmRow, hostId?: number): Promise<HostRequest> {
+  return {
+    zoneId: vm.zone_id,
+    clusterId: vm.cluster_id ?? undefined,
+    hostId,
+    cpuMhz: cpuMhzOf(vm),
+    memoryBytes: memoryOf(vm),
+    hostTags: await hostTagsOf(ctx, vm),
+    hypervisor: vm.hypervisor,
+    accountId: vm.account_id,
+    avoid: new Set(vm.host_id === null ? [] : [vm.host_id]),
+    dedication: await dedicationRule(ctx, vm),
+  };
+}
+
 /**
  * Live-migrates a Running VM to another host (the given one, or one the planner picks in the same
  * cluster): capacity is reserved on the destination first and released on the source after.
@@ -492,18 +509,7 @@ export async function migrateVm(ctx: CallContext, vm: VmRow, hostId?: number): P
   // Affinity rules hold for live migration too: a group's members are not brought together (or apart).
   const placement = await placeWithAffinity(
     await affinityRules(ctx, vm),
-    {
-      zoneId: vm.zone_id,
-      clusterId: vm.cluster_id ?? undefined,
-      hostId,
-      cpuMhz: cpuMhzOf(vm),
-      memoryBytes: memoryOf(vm),
-      hostTags: await hostTagsOf(ctx, vm),
-      hypervisor: vm.hypervisor,
-      accountId: vm.account_id,
-      avoid: new Set([source]),
-      dedication: await dedicationRule(ctx, vm),
-    },
+    await migrationRequest(ctx, vm, hostId),
     (req) => reserveHost(ctx, req),
   );
   let current = await app.store.db.transaction().execute((tx) => transition(ctx, tx, vm, 'migrate'));

@@ -66,7 +66,8 @@ const host: FieldDescriptions = {
   clusterstorageaccessgroups: noSag,
   podstorageaccessgroups: noSag,
   cpuloadaverage: 'Not returned by Nimbostack: host load is not collected.',
-  cpuused: 'CPU utilisation the agent last measured (host.stats.interval), as a percentage; listHostsMetrics only.',
+  cpuused:
+    'CPU utilisation the agent last measured (host.stats.interval), as a percentage; listHostsMetrics only.',
   memoryused: 'Memory in use on the host as its agent last measured it, in bytes; listHostsMetrics only.',
   networkkbsread: 'KiB the host received during the last statistics interval; listHostsMetrics only.',
   networkkbswrite: 'KiB the host sent during the last statistics interval; listHostsMetrics only.',
@@ -75,8 +76,12 @@ const host: FieldDescriptions = {
   gpugroup: noGpu,
   gputotal: noGpu,
   gpuused: noGpu,
-  hasenoughcapacity: 'Not returned by Nimbostack: migration targets are not ranked this way.',
-  suitableformigration: 'Not returned by Nimbostack: migration targets are not ranked this way.',
+  hasenoughcapacity:
+    'findHostsForMigration only: true when the instance could move here now (as suitableformigration).',
+  suitableformigration:
+    'findHostsForMigration only: true when the instance could live-migrate here now (cluster, room, tags, dedication, affinity).',
+  requiresStorageMotion:
+    'findHostsForMigration only: always false, the instance’s disks stay on storage its cluster shares.',
   instanceconversionsupported: 'Not returned by Nimbostack: importing VMware instances is not supported.',
   lastannotated: 'Not returned by Nimbostack: it keeps no annotations.',
   ueficapability: 'Not returned by Nimbostack: UEFI support is not reported.',
