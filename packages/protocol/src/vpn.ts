@@ -48,8 +48,8 @@ export const RouterSiteToSite = z.object({
   /** The VPN gateway's public address (the VPC's source-NAT address). */
   localIp: ipv4,
   localCidrs: z.array(cidr4).min(1),
-  /** The customer gateway: its address and the networks behind it. */
-  peerIp: ipv4,
+  /** The customer gateway: its IPv4 address (or DNS name) and the networks behind it. */
+  peerIp: z.union([ipv4, z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/)]),
   peerCidrs: z.array(cidr4).min(1),
   psk: secret,
   ikePolicy: policy,

@@ -43,6 +43,7 @@ import { type Exporter, startExporter } from './metrics/exporter.ts';
 import { statsOf } from './metrics/host-stats.ts';
 import { ServerMetrics } from './metrics/server-metrics.ts';
 import { startNetworkGc } from './network/network-gc.ts';
+import { startVpnMonitor } from './network/vpn/vpn-apply.ts';
 import { Registry } from './registry/registry.ts';
 import { Settings } from './settings/settings.ts';
 import { startTemplates } from './storage/extract.ts';
@@ -151,6 +152,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     const stopCapacityChecks = startCapacityChecks(app);
     const stopSnapshotScheduler = startSnapshotScheduler(app);
     const stopNetworkGc = startNetworkGc(app);
+    const stopVpnMonitor = startVpnMonitor(app);
     statsOf(app).start();
     // Events leave through the outbox: to RabbitMQ when configured, and to webhooks. Rows a killed
     // server had claimed are freed first, so a restart hands on everything still pending.
@@ -249,6 +251,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           stopCapacityChecks();
           stopSnapshotScheduler();
           stopNetworkGc();
+          stopVpnMonitor();
           statsOf(app).stop();
           stopTemplates();
           stopTlsWatch();

@@ -30,6 +30,7 @@ import { lbMemberCommands } from './network/lb-members.ts';
 import { lbPolicyCommands } from './network/lb-policies.ts';
 import { loadBalancerRuleCommands } from './network/load-balancers.ts';
 import { networkResponseFields } from './network/response-fields.ts';
+import { vpnCommands, vpnResponseFields } from './network/vpn/index.ts';
 import { offeringCommands } from './offerings/index.ts';
 import { offeringResponseFields } from './offerings/response-fields.ts';
 import { projectCommands } from './projects/index.ts';
@@ -72,6 +73,7 @@ export const allCommands = [
   ...loadBalancerRuleCommands,
   ...lbMemberCommands,
   ...lbPolicyCommands,
+  ...vpnCommands,
   ...computeCommands,
   ...consoleCommands,
   ...usageCommands,
@@ -85,6 +87,7 @@ export const allCommands = [
 export const allResponseFields: ResponseFields[] = [
   computeResponseFields,
   networkResponseFields,
+  vpnResponseFields,
   iamResponseFields,
   infraResponseFields,
   offeringResponseFields,

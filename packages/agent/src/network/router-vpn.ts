@@ -29,6 +29,7 @@ export const SWANCTL = '/usr/sbin/swanctl';
 /** The TUN device kernel-libipsec creates in the namespace. */
 export const LIBIPSEC_TUN = 'ipsec0';
 const RA_CONN = 'remote-access';
+const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
 const s2sName = (id: string) => `s2s-${id}`;
 
 /** Nothing to run: no remote-access VPN and no site-to-site connection. */
@@ -105,8 +106,9 @@ function siteToSite(c: RouterSiteToSite, encap: boolean): string[] {
     ...(c.forceEncap || encap ? ['    encap = yes'] : []),
     `    local { auth = psk
       id = ${c.localIp} }`,
+    // A peer named by DNS presents whatever identity it has (usually its address): any is taken.
     `    remote { auth = psk
-      id = ${c.peerIp} }`,
+      id = ${IPV4.test(c.peerIp) ? c.peerIp : '%any'} }`,
     '    children {',
     `      ${s2sName(c.id)} {`,
     `        local_ts = ${c.localCidrs.join(',')}`,
@@ -173,7 +175,7 @@ export function swanctlConf(vpn: RouterVpn, userSpaceEsp: boolean): string {
     ...vpn.siteToSite.map(
       (c) => `  ike-${s2sName(c.id)} {
     id-local = ${c.localIp}
-    id-peer = ${c.peerIp}
+    id-peer = ${IPV4.test(c.peerIp) ? c.peerIp : '%any'}
     secret = ${hex(c.psk)}
   }`,
     ),

@@ -36,6 +36,7 @@ import * as m0023 from './migrations/0023-vpcs.ts';
 import * as m0024 from './migrations/0024-ldap.ts';
 import * as m0025 from './migrations/0025-projects.ts';
 import * as m0026 from './migrations/0026-network-acls.ts';
+import * as m0027 from './migrations/0027-vpn.ts';
 import * as m0028 from './migrations/0028-gui-themes.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
@@ -68,6 +69,7 @@ export const MIGRATIONS: [string, Step][] = [
   ['0024-ldap', m0024],
   ['0025-projects', m0025],
   ['0026-network-acls', m0026],
+  ['0027-vpn', m0027],
   ['0028-gui-themes', m0028],
 ];
 

@@ -4,6 +4,13 @@
  * SQLite, PostgreSQL and MySQL return the same values.
  */
 import type { Generated, Insertable, Selectable } from 'kysely';
+import type {
+  RemoteAccessVpnTable,
+  VpnConnectionTable,
+  VpnCustomerGatewayTable,
+  VpnGatewayTable,
+  VpnUserTable,
+} from '../network/vpn/tables.ts';
 import type { GuiThemeScopeTable, GuiThemeTable } from '../gui-themes/tables.ts';
 import type {
   NetworkAclItemTable,
@@ -925,6 +932,11 @@ export interface Database {
   network_teardowns: NetworkTeardownTable;
   vpc_offerings: VpcOfferingTable;
   vpcs: VpcTable;
+  remote_access_vpns: RemoteAccessVpnTable;
+  vpn_users: VpnUserTable;
+  vpn_gateways: VpnGatewayTable;
+  vpn_customer_gateways: VpnCustomerGatewayTable;
+  vpn_connections: VpnConnectionTable;
   network_acl_lists: NetworkAclListTable;
   network_acl_items: NetworkAclItemTable;
   vpc_private_gateways: VpcPrivateGatewayTable;

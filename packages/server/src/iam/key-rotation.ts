@@ -30,6 +30,10 @@ export const ENCRYPTED_COLUMNS: EncryptedColumn[] = [
   { table: 'vms', column: 'password' },
   // The TOTP secret or static PIN of two-factor authentication (migration 0019).
   { table: 'users', column: 'key_for_2fa', addedLater: true },
+  // VPN pre-shared keys and VPN users' passwords (migration 0027).
+  { table: 'remote_access_vpns', column: 'psk', addedLater: true },
+  { table: 'vpn_users', column: 'password', addedLater: true },
+  { table: 'vpn_customer_gateways', column: 'ipsec_psk', addedLater: true },
 ];
 
 /** A server that heart-beat this recently is taken to be running. */

@@ -12,6 +12,7 @@ import { insufficientCapacity, invalidParameter } from '../errors.ts';
 import { type EventOwner, recordEvent } from '../events/events.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
 import { randomBits } from './common.ts';
+import { dropVpnsOfIp } from './vpn/vpn-records.ts';
 
 /** States in which an address belongs to an account. */
 export const HELD_STATES = ['Allocating', 'Allocated'];
@@ -246,6 +247,7 @@ export async function releasePublicIp(
   eventOwner?: EventOwner,
 ): Promise<void> {
   await deleteRulesOfIp(tx, ip.id);
+  await dropVpnsOfIp(tx, ip.id);
   await tx
     .deleteFrom('resource_tags')
     .where('resource_type', '=', 'PublicIpAddress')

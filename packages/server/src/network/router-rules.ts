@@ -10,6 +10,7 @@ import type { RouterLoadBalancer, RouterPublic, RouterRules } from '@nimbostack/
 import type { App } from '../context.ts';
 import type { IpRuleRow, NetworkRow } from '../db/schema.ts';
 import { netmaskBits } from '../infra/common.ts';
+import { vpnOpenings } from './vpn/vpn-spec.ts';
 
 /** The zone's public bridge on KVM hosts when the Public traffic type names none. */
 export const DEFAULT_PUBLIC_BRIDGE = 'cloudbr0';
@@ -177,6 +178,8 @@ export async function rulesOf(
     staticNats: [],
     loadBalancers: [],
   };
+  // The VPN endpoints among these addresses receive IKE and NAT traversal (vpn/vpn-spec.ts).
+  out.firewall.push(...(await vpnOpenings(app, of.ips)));
   for (const ip of ips)
     if (ip.static_nat_vm_ip) out.staticNats.push({ publicIp: ip.ip4, privateIp: ip.static_nat_vm_ip });
   for (const r of rules) {

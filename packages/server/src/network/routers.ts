@@ -28,6 +28,7 @@ import {
   vpcOf,
   vpcRouterReadyFor,
 } from './vpc-routers.ts';
+import { vpnField } from './vpn/vpn-spec.ts';
 
 /** The version routers report (upstream: the system VM template's); ours are built from the server. */
 export const ROUTER_VERSION = API_VERSION.split('.').slice(0, 3).join('.');
@@ -89,7 +90,7 @@ export async function setRouter(app: App, id: number, changes: Partial<RouterRow
   return app.store.db.selectFrom('routers').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
 }
 
-function liveRouter(app: App, networkId: number): Promise<RouterRow | undefined> {
+export function liveRouter(app: App, networkId: number): Promise<RouterRow | undefined> {
   return app.store.db
     .selectFrom('routers')
     .selectAll()
@@ -273,6 +274,7 @@ async function sendRouterSpec(
       vms: entries,
       ...(pub ? { public: pub } : {}),
       ...(network.guest_type === 'Isolated' ? { rules: await routerRulesFor(app, network) } : {}),
+      ...(network.guest_type === 'Isolated' ? await vpnField(app, { networkId: network.id }) : {}),
     },
   });
   await passwordsHandedOver(app, withPassword);

@@ -33,6 +33,7 @@ import {
   vmEntries,
   withNetworkLock,
 } from './routers.ts';
+import { vpnField } from './vpn/vpn-spec.ts';
 import { livePrivateGateways, privateNetwork, vpcRoutingOf } from './vpc-routing.ts';
 
 /** The lock key of a VPC's router operations (networks lock on their numeric id). */
@@ -210,6 +211,7 @@ async function vpcRouterSpec(
       ...(pub ? { public: pub } : {}),
       rules,
       vpc: routing,
+      ...(await vpnField(app, { vpcId: vpc.id })),
     },
     withPassword,
     tiers: served,
