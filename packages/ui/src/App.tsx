@@ -31,6 +31,7 @@ import {
 import { lazy, Suspense, useCallback, useEffect, useMemo, useState } from 'react';
 import { api, type LoginInfo, logout, setUnauthorizedHandler } from './api.ts';
 import { TwoFactorButton } from './components/TwoFactor.tsx';
+import { refreshGuiTheme, useGuiTheme } from './gui-theme.ts';
 import { ActionsProvider, useActions } from './jobs.tsx';
 import { Accounts } from './pages/Accounts.tsx';
 import { AffinityGroups } from './pages/AffinityGroups.tsx';
@@ -66,9 +67,14 @@ export function Root() {
     localStorage.setItem('nimbostack.theme', next);
     setThemeName(next);
   };
+  // The provider's GUI theme (gui-theme.ts) colours both light and dark.
+  const gui = useGuiTheme();
   return (
     <ConfigProvider
-      theme={{ algorithm: themeName === 'dark' ? theme.darkAlgorithm : theme.defaultAlgorithm }}
+      theme={{
+        algorithm: themeName === 'dark' ? theme.darkAlgorithm : theme.defaultAlgorithm,
+        token: gui.tokens,
+      }}
     >
       <AntApp>
         {path.startsWith('/console/') ? (
@@ -97,6 +103,18 @@ function Authenticated(props: { themeName: ThemeName; toggleTheme(): void }) {
   }, []);
 
   useEffect(() => setUnauthorizedHandler(() => signOut(true)), [signOut]);
+
+  // The GUI theme follows who is signed in: the account's, the domain's, else the host name's.
+  useEffect(() => {
+    if (!info) {
+      void refreshGuiTheme();
+      return;
+    }
+    // The login answer names the account, not its UUID: the user's own record has it.
+    api<{ user?: { accountid?: string }[] }>('listUsers', { id: info.userid })
+      .then((r) => refreshGuiTheme({ accountid: r.user?.[0]?.accountid, domainid: info.domainid }))
+      .catch(() => refreshGuiTheme({ domainid: info.domainid }));
+  }, [info]);
 
   useEffect(() => {
     if (!info) return;
@@ -195,6 +213,8 @@ function Shell(props: { themeName: ThemeName; toggleTheme(): void }) {
   );
   const top = `/${path.split('/')[1] ?? ''}`;
   const running = jobs.filter((j) => j.status === 'running').length;
+  const gui = useGuiTheme();
+  const navBackground = gui.variables['--gui-navigation-background-color'];
 
   return (
     <Layout style={{ minHeight: '100vh' }}>
@@ -205,11 +225,16 @@ function Shell(props: { themeName: ThemeName; toggleTheme(): void }) {
         collapsed={collapsed}
         onCollapse={setCollapsed}
         width={210}
+        style={navBackground ? { background: navBackground } : undefined}
       >
-        <div className="brand">Nimbostack</div>
+        <div className="brand">
+          {gui.logo && <img className="brand-logo" src={gui.logo} alt="" />}
+          <span data-testid="brand-title">{gui.appTitle}</span>
+        </div>
         <nav aria-label="Main">
           <Menu
             theme="dark"
+            style={navBackground ? { background: navBackground } : undefined}
             mode="inline"
             selectedKeys={[top]}
             items={entries.map((m) => ({ key: m.key, icon: m.icon, label: m.label }))}
@@ -256,6 +281,7 @@ function Shell(props: { themeName: ThemeName; toggleTheme(): void }) {
             <Page path={path} />
           </main>
         </Layout.Content>
+        {gui.footer && <Layout.Footer data-testid="gui-footer">{gui.footer}</Layout.Footer>}
       </Layout>
       <Drawer title="Jobs" open={jobsOpen} onClose={() => setJobsOpen(false)} size={480}>
         <JobsList />

@@ -2,12 +2,14 @@ import { Alert, Button, Card, Form, Input, Typography } from 'antd';
 import { useState } from 'react';
 import { api, errorText, type LoginInfo, login, owesTwoFactorCode } from '../api.ts';
 import { CodeForm, TwoFactorSetup } from '../components/TwoFactor.tsx';
+import { useGuiTheme } from '../gui-theme.ts';
 
 export function Login(props: { expired: boolean; onLogin(info: LoginInfo): void }) {
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
   /** A login that still owes its two-factor code (or, when mandated, its 2FA setup). */
   const [pending, setPending] = useState<LoginInfo>();
+  const gui = useGuiTheme();
   if (pending)
     return (
       <div className="login-page">
@@ -48,8 +50,12 @@ export function Login(props: { expired: boolean; onLogin(info: LoginInfo): void 
     );
   return (
     <div className="login-page">
+      {gui.banner && <img className="login-banner" src={gui.banner} alt="" data-testid="login-banner" />}
       <Card style={{ width: 380, maxWidth: '100%' }}>
-        <Typography.Title level={3}>Nimbostack</Typography.Title>
+        {gui.logo && <img className="login-logo" src={gui.logo} alt="" data-testid="login-logo" />}
+        <Typography.Title level={3} data-testid="login-title">
+          {gui.appTitle}
+        </Typography.Title>
         {props.expired && !error && (
           <Alert
             type="warning"
@@ -98,6 +104,11 @@ export function Login(props: { expired: boolean; onLogin(info: LoginInfo): void 
           </Button>
         </Form>
       </Card>
+      {gui.loginFooter && (
+        <Typography.Text type="secondary" className="login-footer" data-testid="login-footer">
+          {gui.loginFooter}
+        </Typography.Text>
+      )}
     </div>
   );
 }
