@@ -4,13 +4,6 @@
  * SQLite, PostgreSQL and MySQL return the same values.
  */
 import type { Generated, Insertable, Selectable } from 'kysely';
-import type {
-  RemoteAccessVpnTable,
-  VpnConnectionTable,
-  VpnCustomerGatewayTable,
-  VpnGatewayTable,
-  VpnUserTable,
-} from '../network/vpn/tables.ts';
 import type { GuiThemeScopeTable, GuiThemeTable } from '../gui-themes/tables.ts';
 import type {
   NetworkAclItemTable,
@@ -18,6 +11,13 @@ import type {
   VpcPrivateGatewayTable,
   VpcStaticRouteTable,
 } from '../network/vpc-acl-tables.ts';
+import type {
+  RemoteAccessVpnTable,
+  VpnConnectionTable,
+  VpnCustomerGatewayTable,
+  VpnGatewayTable,
+  VpnUserTable,
+} from '../network/vpn/tables.ts';
 import type {
   ProjectInvitationTable,
   ProjectMemberTable,

@@ -33,8 +33,8 @@ import {
   vmEntries,
   withNetworkLock,
 } from './routers.ts';
-import { vpnField } from './vpn/vpn-spec.ts';
 import { livePrivateGateways, privateNetwork, vpcRoutingOf } from './vpc-routing.ts';
+import { vpnField } from './vpn/vpn-spec.ts';
 
 /** The lock key of a VPC's router operations (networks lock on their numeric id). */
 export const vpcLockKey = (vpcId: number) => `vpc-${vpcId}`;
