@@ -26,9 +26,10 @@ if (dbMode) files = files.filter((f) => f.endsWith('.multidb.test.ts'));
 const env = { ...process.env };
 if (dbMode) env.NIMBOSTACK_TEST_DBS = env.NIMBOSTACK_TEST_DBS ?? 'postgres,mysql';
 
-// The real-VM suites share this machine's bridges, namespaces and router names (every suite's
-// server calls its first router r-1-VM): one file at a time, whatever the number of cores.
-const serial = env.NIMBOSTACK_TEST_KVM === '1' ? ['--test-concurrency=1'] : [];
+// The real-VM and real-container suites share this machine's bridges, namespaces and router names
+// (every suite's server calls its first router r-1-VM): one file at a time, whatever the cores.
+const serial =
+  env.NIMBOSTACK_TEST_KVM === '1' || env.NIMBOSTACK_TEST_LXC === '1' ? ['--test-concurrency=1'] : [];
 const r = spawnSync(
   process.execPath,
   ['--import', 'tsx', '--test', ...serial, '--test-reporter=spec', ...files],
