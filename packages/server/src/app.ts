@@ -208,7 +208,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     registerLegacyConsole(fastify, app);
     const consoleProxy = new ConsoleProxy(app);
     consoleProxy.register(fastify);
-    await registerUi(fastify);
+    await registerUi(fastify, config.uiDir);
     const stopTemplates = await startTemplates(app, fastify);
     const agentTls =
       config.agentTlsCert && config.agentTlsKey

@@ -17,14 +17,22 @@ import { domainCommands } from './iam/domains.ts';
 import { limitCommands } from './iam/limits.ts';
 import { iamResponseFields } from './iam/response-fields.ts';
 import { roleCommands } from './iam/roles.ts';
+import { signInOptionCommands } from './iam/sign-in-options.ts';
 import { twoFactorCommands } from './iam/two-factor.ts';
 import { userCommands } from './iam/users.ts';
+import { iconCommands } from './icons/icons.ts';
+import { iconResponseFields } from './icons/response-fields.ts';
 import { hostCommands } from './infra/hosts.ts';
 import { infraCommands } from './infra/index.ts';
 import { networkServiceProviderCommands } from './infra/network-service-providers.ts';
 import { infraResponseFields } from './infra/response-fields.ts';
+import { listSystemVms } from './infra/system-vms.ts';
 import { jobCommands } from './jobs/commands.ts';
 import { jobResponseFields } from './jobs/response-fields.ts';
+import { ldapCommands } from './ldap/index.ts';
+import { ldapResponseFields } from './ldap/response-fields.ts';
+import { metricsCommands } from './metrics/list-metrics.ts';
+import { metricsResponseFields } from './metrics/response-fields.ts';
 import { networkCommands } from './network/index.ts';
 import { lbMemberCommands } from './network/lb-members.ts';
 import { lbPolicyCommands } from './network/lb-policies.ts';
@@ -39,6 +47,7 @@ import type { Command } from './registry/command.ts';
 import type { ResponseFields } from './registry/response-fields.ts';
 import { settingCommands } from './settings/commands.ts';
 import { settingResponseFields } from './settings/response-fields.ts';
+import { cloudianIsEnabled } from './storage/cloudian.ts';
 import { isoCommands } from './storage/isos.ts';
 import { storageResponseFields } from './storage/response-fields.ts';
 import { allSnapshotCommands } from './storage/snapshot-commands.ts';
@@ -56,6 +65,7 @@ export const allCommands = [
   ...accountCommands,
   ...userCommands,
   ...twoFactorCommands,
+  ...ldapCommands,
   ...roleCommands,
   ...limitCommands,
   ...jobCommands,
@@ -81,6 +91,11 @@ export const allCommands = [
   ...webhookCommands,
   ...guiThemeCommands,
   ...projectCommands,
+  ...metricsCommands,
+  ...signInOptionCommands,
+  listSystemVms,
+  cloudianIsEnabled,
+  ...iconCommands,
 ] as Command[];
 
 /** The response-field descriptions of every capability folder (see registry/response-fields.ts). */
@@ -89,6 +104,7 @@ export const allResponseFields: ResponseFields[] = [
   networkResponseFields,
   vpnResponseFields,
   iamResponseFields,
+  ldapResponseFields,
   infraResponseFields,
   offeringResponseFields,
   storageResponseFields,
@@ -103,4 +119,6 @@ export const allResponseFields: ResponseFields[] = [
   webhookResponseFields,
   guiThemeResponseFields,
   projectResponseFields,
+  metricsResponseFields,
+  iconResponseFields,
 ];

@@ -5,6 +5,8 @@
  */
 import type { Generated, Insertable, Selectable } from 'kysely';
 import type { GuiThemeScopeTable, GuiThemeTable } from '../gui-themes/tables.ts';
+import type { ResourceIconTable } from '../icons/tables.ts';
+import type { LdapConfigurationTable, LdapLinkTable } from '../ldap/tables.ts';
 import type {
   NetworkAclItemTable,
   NetworkAclListTable,
@@ -869,6 +871,9 @@ export interface Database {
   role_permissions: RolePermissionTable;
   accounts: AccountTable;
   users: UserTable;
+  ldap_configurations: LdapConfigurationTable;
+  ldap_links: LdapLinkTable;
+  resource_icons: ResourceIconTable;
   sessions: SessionTable;
   async_jobs: AsyncJobTable;
   events: EventTable;
