@@ -186,7 +186,11 @@ describe('remote-access VPN', () => {
       bob.call('addVpnUser', { username: 'bobby', password: 'Passw0rd' }),
       is(530, /Failed to add vpn user/),
     );
-    assert.equal((await bob.request<any>('listVpnUsers', {})).count ?? 0, 0, 'an account without a VPN keeps no user');
+    assert.equal(
+      (await bob.request<any>('listVpnUsers', {})).count ?? 0,
+      0,
+      'an account without a VPN keeps no user',
+    );
     const list = await alice.request<any>('listVpnUsers', {});
     assert.deepEqual(
       list.vpnuser.map((u: any) => [u.username, u.state, u.password]),

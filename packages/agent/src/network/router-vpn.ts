@@ -103,6 +103,9 @@ function siteToSite(c: RouterSiteToSite, encap: boolean): string[] {
     `    proposals = ${proposals(c.ikePolicy)}`,
     ...(c.ikeLifetimeSec ? [`    rekey_time = ${c.ikeLifetimeSec}s`] : []),
     ...(c.dpd ? ['    dpd_delay = 30s'] : []),
+    // An active side keeps trying until the peer answers (a peer configured minutes later still
+    // gets the tunnel); strongSwan's default gives up after five retransmissions.
+    ...(c.passive ? [] : ['    keyingtries = 0']),
     ...(c.forceEncap || encap ? ['    encap = yes'] : []),
     `    local { auth = psk
       id = ${c.localIp} }`,

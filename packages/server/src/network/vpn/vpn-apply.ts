@@ -28,7 +28,7 @@ export const VPN_CONNECT_WAIT = defineSetting({
   name: 'site2site.vpn.connect.wait',
   category: 'Advanced',
   type: 'Integer',
-  defaultValue: 30,
+  defaultValue: 10,
   min: 0,
   max: 600,
   description:
