@@ -66,6 +66,14 @@ before(async () => {
   vmId = vm.id;
   vmPassword = vm.password;
   assert.ok(vmPassword, 'the VM was given a password');
+  // Secret settings are sealed too: the LDAP bind password, globally and for a domain.
+  await server.admin.request('updateConfiguration', { name: 'ldap.bind.password', value: 'bind-secret' });
+  const root = (await server.admin.request<any>('listDomains', { level: 0 })).domain[0].id;
+  await server.admin.request('updateConfiguration', {
+    name: 'ldap.bind.password',
+    value: 'root-domain-secret',
+    domainid: root,
+  });
 });
 
 after(() => server.stop());
@@ -112,6 +120,8 @@ test('rotate re-encrypts everything; the cloud works on with the same API keys',
   assert.equal(r.code, 0, r.out);
   assert.match(r.out, /users\.secret_key: 1 re-encrypted/);
   assert.match(r.out, /vms\.password: 1 re-encrypted/);
+  assert.match(r.out, /configuration\.value: 1 re-encrypted/);
+  assert.match(r.out, /scoped_configuration\.value: 1 re-encrypted/);
   assert.match(r.out, /server key [0-9a-f]{8} -> [0-9a-f]{8}/);
   const newKey = readFileSync(keyFile, 'utf8');
   assert.notEqual(newKey, oldKey);
@@ -120,8 +130,12 @@ test('rotate re-encrypts everything; the cloud works on with the same API keys',
   // The stored values open with the new key only.
   const db = sqlite();
   const vm = db.prepare('select password from vms where uuid = ?').get(vmId) as { password: string };
+  const bind = db.prepare(`select value from configuration where name = 'ldap.bind.password'`).get() as {
+    value: string;
+  };
   db.close();
   assert.equal(Secrets.read(keyFile).decrypt(vm.password), vmPassword);
+  assert.equal(Secrets.read(keyFile).decrypt(bind.value), 'bind-secret');
   assert.throws(() => Secrets.read(`${keyFile}.old`).decrypt(vm.password));
 
   // A crash after the commit but before the new key file was moved into place leaves the new key

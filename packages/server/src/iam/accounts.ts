@@ -15,7 +15,7 @@ import { forgetCachedIdentity } from './caller.ts';
 import { displayPath } from './domains.ts';
 import { listOwned } from './owned.ts';
 import { ACCOUNT_TYPE } from './seed.ts';
-import { createUserRow, presentUsers } from './users.ts';
+import { createUserRow, type NewUser, presentUsers } from './users.ts';
 
 const ROLE_TYPE_FOR_ACCOUNT_TYPE: Record<number, string> = {
   0: 'User',
@@ -122,7 +122,8 @@ export async function resolveAccount(
   return { account, domain };
 }
 
-async function findRole(
+/** The role a new account gets: `roleUuid`, or the default role of `accountType` (0 when neither). */
+export async function findRole(
   ctx: CallContext,
   roleUuid: string | undefined,
   accountType: number | undefined,
@@ -154,7 +155,7 @@ async function findRole(
 }
 
 /** A caller may only hand out roles no more powerful than their own. */
-function checkRoleGrant(ctx: CallContext, role: RoleRow): void {
+export function checkRoleGrant(ctx: CallContext, role: RoleRow): void {
   const rank: Record<string, number> = { User: 0, DomainAdmin: 1, ResourceAdmin: 2, Admin: 3 };
   if (rank[role.type] > rank[ctx.caller.role.type]) {
     throw permissionDenied(
@@ -209,53 +210,74 @@ export const createAccount = defineCommand({
     checkRoleGrant(ctx, role);
     const name = (params.account ?? params.username).trim();
     if (name === '') throw invalidParameter('Account name must not be empty');
-    const row = await app.store.db.transaction().execute(async (tx) => {
-      const clash = await tx
-        .selectFrom('accounts')
-        .select('id')
-        .where('name', '=', name)
-        .where('domain_id', '=', domain.id)
-        .executeTakeFirst();
-      if (clash)
-        throw invalidParameter(`The specified account: ${name} already exists in domain ${domain.name}`);
-      const id = await insertId(app.store, tx, 'accounts', {
-        uuid:
-          params.accountid && /^[0-9a-f-]{36}$/i.test(params.accountid)
-            ? params.accountid.toLowerCase()
-            : app.ids.uuid(),
-        name,
-        type: ACCOUNT_TYPE_FOR_ROLE_TYPE[role.type],
-        role_id: role.id,
-        domain_id: domain.id,
-        state: 'enabled',
-        network_domain: params.networkdomain ?? null,
-        created: app.clock.now(),
-      });
-      const account = await tx
-        .selectFrom('accounts')
-        .selectAll()
-        .where('id', '=', id)
-        .executeTakeFirstOrThrow();
-      await createUserRow(ctx, tx, account, domain, {
-        username: params.username,
-        password: params.password,
-        email: params.email,
-        firstname: params.firstname,
-        lastname: params.lastname,
-        timezone: params.timezone,
-        userid: params.userid,
-      });
-      await logEvent(ctx, tx, {
-        type: 'ACCOUNT.CREATE',
-        description: `creating account ${name}`,
-        resourceType: 'Account',
-        resourceId: account.uuid,
-      });
-      return account;
-    });
+    const row = await app.store.db.transaction().execute((tx) =>
+      insertAccount(
+        ctx,
+        tx,
+        { name, domain, role, networkDomain: params.networkdomain, uuid: params.accountid },
+        {
+          username: params.username,
+          password: params.password,
+          email: params.email,
+          firstname: params.firstname,
+          lastname: params.lastname,
+          timezone: params.timezone,
+          userid: params.userid,
+        },
+      ),
+    );
     return (await presentAccounts(ctx, [row]))[0];
   },
 });
+
+export interface NewAccount {
+  name: string;
+  domain: DomainRow;
+  role: RoleRow;
+  networkDomain?: string;
+  /** A UUID to give the account instead of a generated one (ignored unless it is one). */
+  uuid?: string;
+}
+
+/**
+ * Inserts an account with its first user, in the caller's transaction (createAccount, and the LDAP
+ * commands and sign-in that make accounts for directory users). linkAccountToLdap makes an account
+ * without users: the members of its LDAP group become its users as they sign in.
+ */
+export async function insertAccount(
+  ctx: CallContext,
+  tx: Tx,
+  a: NewAccount,
+  firstUser?: NewUser,
+): Promise<AccountRow> {
+  const { app } = ctx;
+  const clash = await tx
+    .selectFrom('accounts')
+    .select('id')
+    .where('name', '=', a.name)
+    .where('domain_id', '=', a.domain.id)
+    .executeTakeFirst();
+  if (clash) throw invalidParameter(`The specified account: ${a.name} already exists in domain ${a.domain.name}`);
+  const id = await insertId(app.store, tx, 'accounts', {
+    uuid: a.uuid && /^[0-9a-f-]{36}$/i.test(a.uuid) ? a.uuid.toLowerCase() : app.ids.uuid(),
+    name: a.name,
+    type: ACCOUNT_TYPE_FOR_ROLE_TYPE[a.role.type],
+    role_id: a.role.id,
+    domain_id: a.domain.id,
+    state: 'enabled',
+    network_domain: a.networkDomain ?? null,
+    created: app.clock.now(),
+  });
+  const account = await tx.selectFrom('accounts').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+  if (firstUser) await createUserRow(ctx, tx, account, a.domain, firstUser);
+  await logEvent(ctx, tx, {
+    type: 'ACCOUNT.CREATE',
+    description: `creating account ${a.name}`,
+    resourceType: 'Account',
+    resourceId: account.uuid,
+  });
+  return account;
+}
 
 export const listAccounts = defineCommand({
   name: 'listAccounts',

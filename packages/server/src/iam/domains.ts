@@ -1,6 +1,6 @@
 /** Domains: the tree that accounts live in (ROOT at the top). */
 import type { CallContext } from '../context.ts';
-import { insertId } from '../db/connection.ts';
+import { insertId, type Tx } from '../db/connection.ts';
 import type { DomainRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
@@ -82,49 +82,62 @@ export const createDomain = defineCommand({
       ? await findDomainByUuid(ctx, params.parentdomainid)
       : ctx.caller.domain;
     checkDomainAccess(ctx.caller, parent);
-    const row = await app.store.db.transaction().execute(async (tx) => {
-      const clash = await tx
-        .selectFrom('domains')
-        .select('id')
-        .where('parent_id', '=', parent.id)
-        .where('name', '=', name)
-        .executeTakeFirst();
-      if (clash)
-        throw invalidParameter(`Domain with name ${name} already exists for the parent id=${parent.uuid}`);
-      if (customId) {
-        const taken = await tx
-          .selectFrom('domains')
-          .select('id')
-          .where('uuid', '=', customId)
-          .executeTakeFirst();
-        if (taken) throw invalidParameter(`Domain with uuid ${customId} already exists`);
-      }
-      const id = await insertId(app.store, tx, 'domains', {
-        uuid: customId ?? app.ids.uuid(),
-        name,
-        parent_id: parent.id,
-        path: `${parent.path}${name}/`,
-        level: parent.level + 1,
-        state: 'Active',
-        network_domain: params.networkdomain ?? null,
-        created: app.clock.now(),
-      });
-      const created = await tx
-        .selectFrom('domains')
-        .selectAll()
-        .where('id', '=', id)
-        .executeTakeFirstOrThrow();
-      await logEvent(ctx, tx, {
-        type: 'DOMAIN.CREATE',
-        description: `creating domain ${name}`,
-        resourceType: 'Domain',
-        resourceId: created.uuid,
-      });
-      return created;
-    });
+    const row = await app.store.db
+      .transaction()
+      .execute((tx) =>
+        insertDomain(ctx, tx, parent, name, { uuid: customId, networkDomain: params.networkdomain }),
+      );
     return presentDomain(ctx, row);
   },
 });
+
+/**
+ * Inserts a subdomain of `parent`, in the caller's transaction (createDomain, and importLdapUsers,
+ * which makes a domain per LDAP group or OU as upstream does).
+ */
+export async function insertDomain(
+  ctx: CallContext,
+  tx: Tx,
+  parent: DomainRow,
+  name: string,
+  opts: { uuid?: string; networkDomain?: string } = {},
+): Promise<DomainRow> {
+  const { app } = ctx;
+  const clash = await tx
+    .selectFrom('domains')
+    .select('id')
+    .where('parent_id', '=', parent.id)
+    .where('name', '=', name)
+    .executeTakeFirst();
+  if (clash)
+    throw invalidParameter(`Domain with name ${name} already exists for the parent id=${parent.uuid}`);
+  if (opts.uuid) {
+    const taken = await tx
+      .selectFrom('domains')
+      .select('id')
+      .where('uuid', '=', opts.uuid)
+      .executeTakeFirst();
+    if (taken) throw invalidParameter(`Domain with uuid ${opts.uuid} already exists`);
+  }
+  const id = await insertId(app.store, tx, 'domains', {
+    uuid: opts.uuid ?? app.ids.uuid(),
+    name,
+    parent_id: parent.id,
+    path: `${parent.path}${name}/`,
+    level: parent.level + 1,
+    state: 'Active',
+    network_domain: opts.networkDomain ?? null,
+    created: app.clock.now(),
+  });
+  const created = await tx.selectFrom('domains').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+  await logEvent(ctx, tx, {
+    type: 'DOMAIN.CREATE',
+    description: `creating domain ${name}`,
+    resourceType: 'Domain',
+    resourceId: created.uuid,
+  });
+  return created;
+}
 
 export const listDomains = defineCommand({
   name: 'listDomains',
@@ -318,6 +331,10 @@ export const deleteDomain = defineCommand({
       for (const d of subtree) {
         await tx.deleteFrom('domains').where('id', '=', d.id).execute();
       }
+      // As upstream drops a removed domain's LDAP links; its directory servers go with it too.
+      const removed = subtree.map((d) => d.id);
+      await tx.deleteFrom('ldap_links').where('domain_id', 'in', removed).execute();
+      await tx.deleteFrom('ldap_configurations').where('domain_id', 'in', removed).execute();
       await logEvent(ctx, tx, {
         type: 'DOMAIN.DELETE',
         description: `deleted domain ${domain.name}`,

@@ -11,6 +11,9 @@
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { sql } from 'kysely';
 import type { Store } from '../db/connection.ts';
+// The LDAP settings module declares secret settings; loaded here so the rotation knows them.
+import '../ldap/settings.ts';
+import { settingDefinitions } from '../settings/settings.ts';
 import { Secrets } from './secrets.ts';
 
 /** A column that holds values sealed with the server key (Secrets.encrypt), keyed by `id`. */
@@ -22,7 +25,17 @@ export interface EncryptedColumn {
    * while the column does not exist. Every other listed column must exist.
    */
   addedLater?: boolean;
+  /** The column naming a row, when it is not `id` (settings are keyed by name). */
+  key?: string;
+  /** Only the rows whose `name` is one of these (the secret settings among all settings). */
+  names?: () => string[];
 }
+
+/** Secret settings (SettingDef.secret: LDAP bind credentials...), sealed where they are stored. */
+const secretSettingNames = () =>
+  settingDefinitions()
+    .filter((d) => d.secret)
+    .map((d) => d.name);
 
 /** Every column sealed with the server key. A new encrypted column must be added here. */
 export const ENCRYPTED_COLUMNS: EncryptedColumn[] = [
@@ -30,6 +43,9 @@ export const ENCRYPTED_COLUMNS: EncryptedColumn[] = [
   { table: 'vms', column: 'password' },
   // The TOTP secret or static PIN of two-factor authentication (migration 0019).
   { table: 'users', column: 'key_for_2fa', addedLater: true },
+  // Secret settings, global and per scope (the ldap.* credentials of migration 0024 onwards).
+  { table: 'configuration', column: 'value', key: 'name', names: secretSettingNames },
+  { table: 'scoped_configuration', column: 'value', names: secretSettingNames },
   // VPN pre-shared keys and VPN users' passwords (migration 0027).
   { table: 'remote_access_vpns', column: 'psk', addedLater: true },
   { table: 'vpn_users', column: 'password', addedLater: true },
@@ -64,11 +80,14 @@ async function existingColumns(store: Store): Promise<EncryptedColumn[]> {
   return out;
 }
 
-type Row = { id: number; value: string };
+type Row = { id: number | string; value: string };
 
 async function sealedValues(db: Store['db'], col: EncryptedColumn): Promise<Row[]> {
+  const names = col.names?.();
+  if (names?.length === 0) return [];
+  const only = names ? sql` and name in (${sql.join(names)})` : sql``;
   const result =
-    await sql<Row>`select id, ${sql.ref(col.column)} as value from ${sql.table(col.table)} where ${sql.ref(col.column)} is not null`.execute(
+    await sql<Row>`select ${sql.ref(col.key ?? 'id')} as id, ${sql.ref(col.column)} as value from ${sql.table(col.table)} where ${sql.ref(col.column)} is not null${only}`.execute(
       db,
     );
   return result.rows;
@@ -158,7 +177,7 @@ export async function rotateServerKey(
               `${name} of id ${row.id} does not decrypt with the current key (${current.fingerprint}); nothing was changed`,
             );
           }
-          await sql`update ${sql.table(col.table)} set ${sql.ref(col.column)} = ${next.encrypt(plain)} where id = ${row.id}`.execute(
+          await sql`update ${sql.table(col.table)} set ${sql.ref(col.column)} = ${next.encrypt(plain)} where ${sql.ref(col.key ?? 'id')} = ${row.id}`.execute(
             tx,
           );
           counts[name]++;

@@ -111,7 +111,8 @@ export const iamResponseFields: ResponseFields = {
     account: 'Name of the account the user belongs to.',
     accountid: 'UUID of the account the user belongs to.',
     accounttype: accountType,
-    usersource: "Where the user's password is checked: 'native' (by Nimbostack).",
+    usersource:
+      "Where the user's password is checked: 'native' (by Nimbostack) or 'ldap' (by binding to the directory as the user).",
     roleid: 'UUID of the account’s role, which the user acts with.',
     rolename: 'Name of the account’s role.',
     roletype: roleType,

@@ -8,6 +8,7 @@ import type { Tx } from '../db/connection.ts';
 import { ApiError, CsErrorCode, ErrorCode } from '../errors.ts';
 import { logEvent, recordEvent } from '../events/events.ts';
 import { recordAlert } from '../infra/alerts.ts';
+import { authenticateWithDirectory, directoryDecides } from '../ldap/sign-in.ts';
 import { SESSION_TIMEOUT } from '../settings/core-settings.ts';
 import { forgetCachedIdentity, isActive, loadCaller } from './caller.ts';
 import { constantTimeEquals, randomToken, verifyPassword } from './secrets.ts';
@@ -72,7 +73,7 @@ async function failAfterFloor(started: number): Promise<never> {
 export async function login(app: App, input: LoginInput): Promise<Session> {
   const started = performance.now();
   const db = app.store.db;
-  let domainQuery = db.selectFrom('domains').select('id');
+  let domainQuery = db.selectFrom('domains').selectAll();
   if (input.domainId) {
     domainQuery = domainQuery.where('uuid', '=', input.domainId.toLowerCase());
   } else {
@@ -83,19 +84,31 @@ export async function login(app: App, input: LoginInput): Promise<Session> {
     await db.deleteFrom('sessions').where('session_id', '=', input.previousSessionId).execute();
   const domain = await domainQuery.executeTakeFirst();
   if (!domain) return failAfterFloor(started);
-  const user = await db
-    .selectFrom('users')
-    .innerJoin('accounts', 'accounts.id', 'users.account_id')
-    .select(['users.id', 'users.password', 'users.login_attempts'])
-    .where('accounts.domain_id', '=', domain.id)
-    .where('users.username', '=', input.username)
-    .executeTakeFirst();
-  // Hash even for unknown users so that timing does not reveal which usernames exist.
-  const ok = await verifyPassword(
-    input.password,
-    user?.password ??
-      'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=',
-  );
+  const findUser = (by: { id: number } | { username: string }) => {
+    const q = db
+      .selectFrom('users')
+      .innerJoin('accounts', 'accounts.id', 'users.account_id')
+      .select(['users.id', 'users.password', 'users.login_attempts', 'users.source', 'users.account_id'])
+      .where('accounts.domain_id', '=', domain.id);
+    return (
+      'id' in by ? q.where('users.id', '=', by.id) : q.where('users.username', '=', by.username)
+    ).executeTakeFirst();
+  };
+  let user = await findUser({ username: input.username });
+  let ok: boolean;
+  if (await directoryDecides(app, domain.id, user)) {
+    // LDAP users bind as themselves; an unknown name in a linked domain may be created (ldap/sign-in.ts).
+    const answer = await authenticateWithDirectory(app, domain, input.username, input.password, user);
+    ok = answer.ok;
+    if (!user && answer.userId !== undefined) user = await findUser({ id: answer.userId });
+  } else {
+    // Hash even for unknown users so that timing does not reveal which usernames exist.
+    ok = await verifyPassword(
+      input.password,
+      user?.password ??
+        'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=',
+    );
+  }
   if (!user) return failAfterFloor(started);
   if (!ok) {
     await countFailedLogin(app, user.id);

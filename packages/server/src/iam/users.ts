@@ -26,7 +26,15 @@ export interface NewUser {
   lastname: string;
   timezone?: string;
   userid?: string;
+  /**
+   * Where the password is checked: 'native' (here; the default) or 'ldap' (by binding to the
+   * directory as the user: `password` is then ignored and no usable hash is stored).
+   */
+  source?: 'native' | 'ldap';
 }
+
+/** The stored "hash" of a user whose password the directory checks: no password matches it. */
+const NO_LOCAL_PASSWORD = '!ldap';
 
 async function checkUsernameFree(
   tx: Tx,
@@ -62,13 +70,14 @@ export async function createUserRow(
   u: NewUser,
 ): Promise<UserRow> {
   const { app } = ctx;
-  checkUserFields(u);
-  checkPasswordPolicy(app, u.password, u.username, domain.id);
+  const ldap = u.source === 'ldap';
+  checkUserFields(ldap ? { ...u, password: undefined } : u);
+  if (!ldap) checkPasswordPolicy(app, u.password, u.username, domain.id);
   await checkUsernameFree(tx, domain.id, u.username);
   const id = await insertId(app.store, tx, 'users', {
     uuid: u.userid && /^[0-9a-f-]{36}$/i.test(u.userid) ? u.userid.toLowerCase() : app.ids.uuid(),
     username: u.username,
-    password: await hashPassword(u.password),
+    password: ldap ? NO_LOCAL_PASSWORD : await hashPassword(u.password),
     firstname: u.firstname,
     lastname: u.lastname,
     email: u.email,
@@ -78,7 +87,7 @@ export async function createUserRow(
     api_key: null,
     secret_key: null,
     is_default: 0,
-    source: 'native',
+    source: u.source ?? 'native',
     created: app.clock.now(),
   });
   const row = await tx.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
@@ -246,7 +255,7 @@ export const listUsers = defineCommand({
     state: p.string({
       description: 'Only users in this state: enabled, disabled or locked (case-insensitive).',
     }),
-    usersource: p.string({ description: 'Only users from this source, such as native.' }),
+    usersource: p.string({ description: 'Only users from this source: native or ldap.' }),
     showicon: p.boolean({
       description: 'Accepted for compatibility; Nimbostack has no resource icons and ignores it.',
     }),
