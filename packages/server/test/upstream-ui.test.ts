@@ -222,6 +222,41 @@ describe('Instances: the "Migrate instance to another host" wizard', () => {
   });
 });
 
+describe('Instances: the Settings tab', () => {
+  test('listDetailOptions answers the (empty) map of keys with fixed values; details stay free-form', async () => {
+    const { zoneid, templateid, small } = await seededLocalZone(admin);
+    const vm = (
+      await admin.call<any>('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid: small,
+        name: 'ui-settings',
+        startvm: false,
+      })
+    ).virtualmachine;
+    const r = await uiGet(
+      'listDetailOptions',
+      { resourcetype: 'UserVm', resourceid: vm.id },
+      await sessionCookie(admin),
+    );
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.body, { listdetailoptionsresponse: { detailoptions: { details: {} } } });
+    await admin.request('updateVirtualMachine', { id: vm.id, details: [{ 'my.key': 'v' }] });
+    const listed = (await admin.request<any>('listVirtualMachines', { id: vm.id })).virtualmachine[0];
+    assert.equal(listed.details['my.key'], 'v');
+    await assert.rejects(
+      admin.request('listDetailOptions', { resourcetype: 'Volume' }),
+      (e: any) => e.errorcode === 431 && /not supported/.test(e.errortext),
+    );
+    const { client } = await createAccountAndLogin(server, { name: 'ui-settings-user' });
+    await assert.rejects(
+      client.request('listDetailOptions', { resourcetype: 'UserVm', resourceid: vm.id }),
+      (e: any) => e.errorcode === 531,
+    );
+    await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
+  });
+});
+
 describe('the deploy wizard', () => {
   test('lists the offerings the owner may use with domainid + account', async () => {
     const root = (await admin.request<any>('listDomains', { name: 'ROOT' })).domain[0];

@@ -7,6 +7,7 @@ import { volumeTransferCommands } from '../storage/volume-transfer.ts';
 import { volumeCommands } from '../storage/volumes.ts';
 import { affinityGroupCommands } from './affinity-groups.ts';
 import { dedicationCommands } from './dedication.ts';
+import { listDetailOptions } from './detail-options.ts';
 import { instanceGroupCommands } from './instance-groups.ts';
 import { findHostsForMigration } from './migration-hosts.ts';
 import { nicCommands } from './nic-commands.ts';
@@ -64,6 +65,7 @@ registerTemplateInUseCheck(async (ctx, template, zoneId) => {
 export const computeCommands = [
   ...vmCommands,
   findHostsForMigration,
+  listDetailOptions,
   ...nicCommands,
   ...instanceGroupCommands,
   ...volumeCommands,

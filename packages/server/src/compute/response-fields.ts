@@ -180,4 +180,7 @@ export const computeResponseFields: ResponseFields = {
     hostid: 'UUID of the dedicated host.',
     hostname: 'Name of the dedicated host.',
   },
+  detailoptions: {
+    details: 'Map of detail key to the values it may take; empty, as Nimbostack has no such keys.',
+  },
 };
