@@ -2,7 +2,9 @@
  * Isolated networks driven by the third-party clients CloudStack users run, against the real
  * server with an Advanced zone on simulator hosts: Ansible's cs_network (created, unchanged on a
  * second run, updated, restarted with clean up, deleted) and libcloud's CloudStack compute driver
- * (network, node, address, port forward, firewall and egress rules, all listed back and undone).
+ * (network, node, address, port forward, firewall and egress rules, all listed back and undone);
+ * a VPC with a network ACL'd tier through cs_vpc, cs_network_acl, cs_network_acl_rule and
+ * cs_network (idempotent), and libcloud's VPC and ACL calls.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -121,5 +123,79 @@ describe('libcloud CloudStack compute driver', { skip: !existsSync(PYTHON) }, ()
     ])
       assert.equal(out[done], true, done);
     assert.deepEqual(out.networks_after, []);
+  });
+});
+
+describe('Ansible cs_vpc, cs_network_acl, cs_network_acl_rule and cs_network (VPC tier)', {
+  skip: !existsSync(PYTHON),
+}, () => {
+  const vpcPlaybook = async (vars: Record<string, string>) => {
+    const extra = Object.entries({ zone: zoneName, ...vars }).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
+    const { stdout } = await run(
+      'ansible-playbook',
+      ['-i', 'localhost,', ...extra, join(CLIENTS, 'ansible_vpc_acl.yml')],
+      { env: clientEnv(), timeout: 180_000 },
+    ).catch((e) => {
+      throw new Error(`ansible-playbook failed:\n${e.stdout}\n${e.stderr}`);
+    });
+    const recap = /localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)/.exec(stdout);
+    assert.ok(recap, stdout);
+    return { changed: Number(recap[2]), failed: Number(recap[3]), out: stdout };
+  };
+
+  test('a VPC with a listed tier: made, unchanged on a second run, a rule updated, all removed', async () => {
+    const first = await vpcPlaybook({});
+    assert.equal(first.failed, 0, first.out);
+    assert.equal(first.changed, 5, first.out);
+    const [vpc] = (await carol.request<any>('listVPCs', {})).vpc;
+    const [tier] = (await carol.request<any>('listNetworks', { vpcid: vpc.id })).network;
+    assert.equal(tier.aclname, 'ans-db-acl');
+    const items = (await carol.request<any>('listNetworkACLs', { aclid: tier.aclid })).networkacl;
+    assert.deepEqual(
+      items.map((i: any) => [i.number, i.action, i.protocol, i.startport ?? null, i.cidrlist]),
+      [
+        [10, 'Allow', 'tcp', '5432', '10.50.1.0/24'],
+        [20, 'Deny', 'all', null, '10.50.1.0/24'],
+      ],
+    );
+
+    const second = await vpcPlaybook({});
+    assert.equal(second.failed, 0, second.out);
+    assert.equal(second.changed, 0, second.out);
+
+    const third = await vpcPlaybook({ db_port: '5433' });
+    assert.equal(third.failed, 0, third.out);
+    assert.equal(third.changed, 1, third.out);
+    const moved = (await carol.request<any>('listNetworkACLs', { aclid: tier.aclid, traffictype: 'Ingress' }))
+      .networkacl;
+    assert.equal(moved[0].startport, '5433');
+
+    const gone = await vpcPlaybook({ vpc_state: 'absent' });
+    assert.equal(gone.failed, 0, gone.out);
+    assert.equal(gone.changed, 5, gone.out);
+    assert.equal((await carol.request<any>('listVPCs', {})).count ?? 0, 0);
+  });
+});
+
+describe("libcloud's VPC and network ACL calls", { skip: !existsSync(PYTHON) }, () => {
+  test('a VPC, an ACL list with items, a tier switched to it, listed back, then removed', async () => {
+    const { stdout } = await run(
+      PYTHON,
+      [join(CLIENTS, 'libcloud_vpc_acl.py'), `${zone.server.url}/client/api`, key, secret, zoneName],
+      { timeout: 120_000 },
+    ).catch((e) => {
+      throw new Error(`libcloud failed:\n${e.stdout}\n${e.stderr}`);
+    });
+    const out = JSON.parse(stdout);
+    assert.deepEqual(out.vpc, { name: 'lc-vpc', cidr: '10.60.0.0/16' });
+    assert.equal(out.acl_list.name, 'lc-db-acl');
+    assert.ok(out.lists.includes('lc-db-acl') && out.lists.includes('default_allow'));
+    assert.deepEqual(out.items.map((i: any[]) => i.slice(1).join(' ')).sort(), [
+      'tcp Allow 10.60.1.0/24 5432 Ingress',
+      'udp Deny 10.60.1.0/24 53 Ingress',
+    ]);
+    assert.deepEqual(out.items.map((i: any[]) => i[0]).sort(), [...out.items_created].sort());
+    for (const done of ['replaced', 'tier_deleted', 'vpc_deleted']) assert.equal(out[done], true, done);
+    assert.equal((await carol.request<any>('listVPCs', {})).count ?? 0, 0);
   });
 });

@@ -14,14 +14,18 @@ import { defineCommand, type JobTarget, success } from '../registry/command.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { tagsOf, withTags } from '../tags/tags.ts';
 import { parseCidr } from './ip-rules.ts';
+import { withNetworkLock } from './routers.ts';
 import type { NetworkAclItemRow, NetworkAclItemTable, NetworkAclListRow } from './vpc-acl-tables.ts';
 import {
   type AclTx,
+  aclLockKey,
+  applyAclOrUndo,
   changeAclItems,
   createNetworkACLListFor,
   findAclList,
   findEditableAclList,
   isDefaultAcl,
+  lockAcl,
 } from './vpc-acls.ts';
 
 const PROTOCOLS = 'tcp,udp,icmp,all';
@@ -211,7 +215,9 @@ export const createNetworkACL = defineCommand({
     fordisplay: p.boolean({ description: 'Whether end users see the item; defaults to true.' }),
   },
   event: { type: 'NETWORK.ACL.ITEM.CREATE', description: () => 'creating network ACL item' },
-  async handler(ctx, params) {
+  // The item is recorded (state Add) before the job runs, so its id comes back with the job id as
+  // upstream's; the job applies it and makes it Active, or removes it when a router refuses.
+  async create(ctx, params): Promise<JobTarget> {
     const acl = await listForItem(ctx, params);
     if (isDefaultAcl(acl)) throw invalidParameter('Default ACL cannot be modified');
     if (acl.vpc_id === null && ctx.caller.roleKind !== 'admin')
@@ -232,7 +238,8 @@ export const createNetworkACL = defineCommand({
     };
     checkItem(fields);
     const uuid = ctx.app.ids.uuid();
-    const id = await changeAclItems(ctx, acl, async (tx) => {
+    await ctx.app.store.db.transaction().execute(async (tx) => {
+      await lockAcl(tx, acl.id);
       let number = params.number;
       if (number === undefined) {
         const max = await tx
@@ -252,7 +259,7 @@ export const createNetworkACL = defineCommand({
           ...fields,
           reason: params.reason ?? null,
           for_display: params.fordisplay === false ? 0 : 1,
-          state: 'Active',
+          state: 'Add',
           created: ctx.app.clock.now(),
         })
         .execute();
@@ -262,14 +269,26 @@ export const createNetworkACL = defineCommand({
         resourceType: 'NetworkAclItem',
         resourceId: uuid,
       });
-      const row = await tx
-        .selectFrom('network_acl_items')
-        .select('id')
-        .where('uuid', '=', uuid)
-        .executeTakeFirstOrThrow();
-      return row.id;
     });
-    return presentItem(ctx, id);
+    return { type: 'NetworkAclItem', id: uuid };
+  },
+  async handler(ctx, _params, created) {
+    const db = ctx.app.store.db;
+    const item = await db
+      .selectFrom('network_acl_items')
+      .selectAll()
+      .where('uuid', '=', created!.id)
+      .executeTakeFirstOrThrow();
+    const acl = await db
+      .selectFrom('network_acl_lists')
+      .selectAll()
+      .where('id', '=', item.acl_id)
+      .executeTakeFirstOrThrow();
+    await withNetworkLock(ctx.app, aclLockKey(acl.id), () =>
+      applyAclOrUndo(ctx, acl, () => db.deleteFrom('network_acl_items').where('id', '=', item.id).execute()),
+    );
+    await db.updateTable('network_acl_items').set({ state: 'Active' }).where('id', '=', item.id).execute();
+    return presentItem(ctx, item.id);
   },
 });
 

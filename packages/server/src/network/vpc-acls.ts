@@ -105,8 +105,7 @@ export async function applyVpcs(ctx: CallContext, vpcIds: number[]): Promise<voi
 
 /**
  * Changes a list's items (`change`, in a transaction holding the list row's lock) and applies it
- * to every router enforcing the list. If one refuses, the items are put back as they were and the
- * routers told again (best effort: the failing one may still be unreachable), then it fails.
+ * to every router enforcing the list; if one refuses, the items are put back as they were.
  */
 export async function changeAclItems<T>(
   ctx: CallContext,
@@ -114,7 +113,7 @@ export async function changeAclItems<T>(
   change: (tx: AclTx) => Promise<T>,
 ): Promise<T> {
   const { app } = ctx;
-  return withNetworkLock(app, `acl-${acl.id}`, async () => {
+  return withNetworkLock(app, aclLockKey(acl.id), async () => {
     const before = await app.store.db
       .selectFrom('network_acl_items')
       .selectAll()
@@ -124,21 +123,39 @@ export async function changeAclItems<T>(
       await lockAcl(tx, acl.id);
       return change(tx);
     });
-    const vpcs = await vpcsUsing(ctx, acl.id);
-    try {
-      await applyVpcs(ctx, vpcs);
-    } catch (err) {
-      await app.store.db.transaction().execute(async (tx) => {
+    await applyAclOrUndo(ctx, acl, () =>
+      app.store.db.transaction().execute(async (tx) => {
         await tx.deleteFrom('network_acl_items').where('acl_id', '=', acl.id).execute();
         if (before.length) await tx.insertInto('network_acl_items').values(before).execute();
-      });
-      await applyVpcs(ctx, vpcs).catch((again: Error) =>
-        app.log.warn({ acl: acl.uuid, err: again.message }, 'ACL could not be restored on a VPC router'),
-      );
-      throw err;
-    }
+      }),
+    );
     return result;
   });
+}
+
+/** In-process lock of one list's changes (the list row's lock serialises them across servers). */
+export const aclLockKey = (aclId: number) => `acl-${aclId}`;
+
+/**
+ * Sends the list as the records now have it to every running router enforcing it. When one
+ * refuses or cannot be reached, `undo` puts the records back, the routers are told again (best
+ * effort: the failing one may still be unreachable), and it fails.
+ */
+export async function applyAclOrUndo(
+  ctx: CallContext,
+  acl: NetworkAclListRow,
+  undo: () => Promise<unknown>,
+): Promise<void> {
+  const vpcs = await vpcsUsing(ctx, acl.id);
+  try {
+    await applyVpcs(ctx, vpcs);
+  } catch (err) {
+    await undo();
+    await applyVpcs(ctx, vpcs).catch((again: Error) =>
+      ctx.app.log.warn({ acl: acl.uuid, err: again.message }, 'ACL could not be restored on a VPC router'),
+    );
+    throw err;
+  }
 }
 
 export type AclTx = Transaction<Database>;
@@ -187,7 +204,8 @@ export const createNetworkACLList = defineCommand({
     fordisplay: p.boolean({ description: 'Whether end users see the list; defaults to true.' }),
   },
   event: { type: 'NETWORK.ACL.CREATE', description: (params) => `creating network ACL list ${params.name}` },
-  async handler(ctx, params) {
+  // The list is made before the job runs, so its id comes back with the job id (as upstream's).
+  async create(ctx, params): Promise<JobTarget> {
     const name = params.name.trim();
     if (name === '') throw invalidParameter('Network ACL list name must not be empty');
     let vpc: VpcRow | undefined;
@@ -224,10 +242,13 @@ export const createNetworkACLList = defineCommand({
         resourceId: uuid,
       });
     });
+    return { type: 'NetworkAcl', id: uuid };
+  },
+  async handler(ctx, _params, created) {
     const row = await ctx.app.store.db
       .selectFrom('network_acl_lists')
       .selectAll()
-      .where('uuid', '=', uuid)
+      .where('uuid', '=', created!.id)
       .executeTakeFirstOrThrow();
     return (await presentAclLists(ctx, [row]))[0]!;
   },

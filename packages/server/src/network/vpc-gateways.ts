@@ -194,7 +194,9 @@ export const createPrivateGateway = defineCommand({
     type: 'PRIVATE.GATEWAY.CREATE',
     description: (params) => `creating private gateway ${params.ipaddress}`,
   },
-  async handler(ctx, params) {
+  // Recorded (Allocated) before the job runs, so its id comes back with the job id as upstream's;
+  // the job plugs it into the router and makes it Ready, or removes it when the router refuses.
+  async create(ctx, params): Promise<JobTarget> {
     const { app } = ctx;
     const db = app.store.db;
     if (params.associatednetworkid)
@@ -283,7 +285,7 @@ export const createPrivateGateway = defineCommand({
           mac: publicMac(app),
           network_acl_id: acl.id,
           source_nat: params.sourcenatsupported ? 1 : 0,
-          state: 'Ready',
+          state: 'Allocated',
           created: app.clock.now(),
           removed: null,
         })
@@ -295,18 +297,24 @@ export const createPrivateGateway = defineCommand({
         resourceId: uuid,
       });
     });
+    return { type: 'PrivateGateway', id: uuid };
+  },
+  async handler(ctx, _params, created) {
+    const { app } = ctx;
+    const db = app.store.db;
     const row = await db
       .selectFrom('vpc_private_gateways')
       .selectAll()
-      .where('uuid', '=', uuid)
+      .where('uuid', '=', created!.id)
       .executeTakeFirstOrThrow();
-    await applyOrUndo(ctx, vpc.id, () =>
+    await applyOrUndo(ctx, row.vpc_id, () =>
       db
         .updateTable('vpc_private_gateways')
         .set({ removed: app.clock.now(), state: 'Deleted' })
         .where('id', '=', row.id)
         .execute(),
     );
+    await db.updateTable('vpc_private_gateways').set({ state: 'Ready' }).where('id', '=', row.id).execute();
     return presentGateway(ctx, row.id);
   },
 });
@@ -548,7 +556,8 @@ export const createStaticRoute = defineCommand({
     vpcid: p.uuid({ description: 'The VPC, with nexthop.' }),
   },
   event: { type: 'STATIC.ROUTE.CREATE', description: (params) => `creating static route ${params.cidr}` },
-  async handler(ctx, params) {
+  // Recorded (Add) before the job runs, as upstream's; the job applies it and makes it Active.
+  async create(ctx, params): Promise<JobTarget> {
     const { app } = ctx;
     const db = app.store.db;
     if ((params.gatewayid === undefined) === (params.nexthop === undefined))
@@ -619,7 +628,7 @@ export const createStaticRoute = defineCommand({
           cidr,
           account_id: vpc.account_id,
           domain_id: vpc.domain_id,
-          state: 'Active',
+          state: 'Add',
           created: app.clock.now(),
           removed: null,
         })
@@ -631,19 +640,25 @@ export const createStaticRoute = defineCommand({
         resourceId: uuid,
       });
     });
+    return { type: 'StaticRoute', id: uuid };
+  },
+  async handler(ctx, _params, created) {
+    const { app } = ctx;
+    const db = app.store.db;
     const row = await db
       .selectFrom('vpc_static_routes')
       .selectAll()
-      .where('uuid', '=', uuid)
+      .where('uuid', '=', created!.id)
       .executeTakeFirstOrThrow();
-    await applyOrUndo(ctx, vpc.id, () =>
+    await applyOrUndo(ctx, row.vpc_id, () =>
       db
         .updateTable('vpc_static_routes')
         .set({ removed: app.clock.now(), state: 'Revoked' })
         .where('id', '=', row.id)
         .execute(),
     );
-    return (await presentRoutes(ctx, [row]))[0]!;
+    await db.updateTable('vpc_static_routes').set({ state: 'Active' }).where('id', '=', row.id).execute();
+    return (await presentRoutes(ctx, [{ ...row, state: 'Active' }]))[0]!;
   },
 });
 
