@@ -281,6 +281,35 @@ describe('a real container through the public API', { skip: SKIP }, () => {
     assert.match(line, /counter was 1$/, 'the root file system is back to the snapshot');
     await user.call('deleteSnapshot', { id: snap.id });
 
+    // A template from the stopped container (its root file system as a TAR), and a container from it.
+    await consoleLine(instance, /NIMBO: ready hostname=lxc-a/);
+    await user.call('stopVirtualMachine', { id: vm.id });
+    const osType = (await user.request<any>('listOsTypes', { description: 'Other Linux (64-bit)' })).ostype[0]
+      .id;
+    t = Date.now();
+    const made = (
+      await user.call<any>('createTemplate', {
+        name: 'lxc-a-image',
+        ostypeid: osType,
+        volumeid: rootVolume.id,
+      })
+    ).template;
+    figure('container: createTemplate from its stopped ROOT volume', Date.now() - t);
+    assert.deepEqual([made.format, made.hypervisor, made.isready], ['TAR', 'LXC', true]);
+    const copy = (
+      await user.call<any>('deployVirtualMachine', {
+        zoneid,
+        templateid: made.id,
+        serviceofferingid: await tinyOffering(),
+        name: 'lxc-copy',
+        userdata: Buffer.from(script).toString('base64'),
+      })
+    ).virtualmachine;
+    // The image carries lxc-a's counter (2 after the revert's boot).
+    await consoleLine(await instanceOf(copy.id), /NIMBO: counter was 2$/);
+    await admin.call('destroyVirtualMachine', { id: copy.id, expunge: true });
+    await user.call('deleteTemplate', { id: made.id });
+
     const mac = vm.nic[0].macaddress.toLowerCase();
     await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
 
@@ -399,7 +428,7 @@ describe('containers next to a KVM VM on one network', { skip: SKIP }, () => {
       return { vm, t0, running: Date.now() - t0, instance: await instanceOf(vm.id), ip: vm.nic[0].ipaddress };
     };
 
-    // The VM first: it boots under TCG while the containers are deployed.
+    // The VM first: it boots while the containers are deployed.
     const k = await deploy('kvm-k', kvmTemplate, target);
     assert.equal(k.vm.hypervisor, 'KVM');
     // Users do not see host names.
@@ -420,8 +449,8 @@ describe('containers next to a KVM VM on one network', { skip: SKIP }, () => {
     const aLease = Date.now() - a.t0;
     await consoleLine(k.instance, new RegExp(`NIMBO: dhcp ${esc(k.ip)}$`), true, 240_000);
     const kLease = Date.now() - k.t0;
-    figure('KVM VM (TCG): deploy call → Running', k.running);
-    figure('KVM VM (TCG): deploy call → DHCP lease', kLease);
+    figure('KVM VM: deploy call → Running', k.running);
+    figure('KVM VM: deploy call → DHCP lease', kLease);
     figure('container (same run): deploy call → Running', a.running);
     figure('container (same run): deploy call → DHCP lease', aLease);
     const routers = (await admin.request<any>('listRouters', {})).router;

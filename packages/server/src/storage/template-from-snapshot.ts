@@ -174,7 +174,7 @@ async function fillCopy(
 export const createTemplate = defineCommand({
   name: 'createTemplate',
   description:
-    "Makes a private QCOW2 template from a backed-up volume snapshot or from the ROOT disk of a Stopped VM, stored on the zone's secondary storage. Asynchronous.",
+    "Makes a private template from a backed-up volume snapshot or from the ROOT disk of a Stopped VM, stored on the zone's secondary storage: QCOW2 for KVM, a TAR root file system for LXC. Asynchronous.",
   params: {
     name: p.string({ required: true, description: 'Name of the new template.' }),
     displaytext: p.string({ description: 'Description shown for the template; defaults to its name.' }),
@@ -236,7 +236,8 @@ export const createTemplate = defineCommand({
         name: params.name,
         display_text: params.displaytext ?? params.name,
         is_iso: 0,
-        format: 'QCOW2',
+        // A host backs the source up as a flat image: a qcow2 file, or for a container the root file system as a tarball.
+        format: source.hypervisor === 'LXC' ? 'TAR' : 'QCOW2',
         type: 'USER',
         bootable: 1,
         os_type_id: os.id,

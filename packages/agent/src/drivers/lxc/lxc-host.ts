@@ -378,10 +378,12 @@ export class LxcHost implements HostDriver, HypervisorDriver, LiveContainers {
     return undefined;
   }
 
-  async frozen(vm: string, copy: () => Promise<void>) {
+  async frozen(vm: string, copy: (rootfs: string) => Promise<void>) {
+    const ct = this.running(vm);
     await this.lxc('lxc-freeze', vm, []);
     try {
-      await copy();
+      // The container's root as its init sees it (its mounts inside are other file systems).
+      await copy(`/proc/${this.initOf(ct)}/root`);
     } finally {
       await this.lxc('lxc-unfreeze', vm, []);
     }

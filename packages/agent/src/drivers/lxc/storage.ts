@@ -9,12 +9,14 @@
  * - A DATADISK is a raw file holding an ext4 file system (block-backed rather than a bind-mounted
  *   directory: it has a real size limit, moves between pools and hosts as one file, and the guest
  *   sees a disk as a KVM guest does). It reaches a running container as a loop device node.
- * - A snapshot of a ROOT volume is a tar.gz of the volume directory (with overlayfs' whiteouts and
- *   xattrs), taken while the container is frozen; of a DATADISK, a sparse copy of the file.
+ * - A snapshot of a ROOT volume is the container's whole root file system as a tar.gz (overlay
+ *   layers merged: a flat backup that needs no template, and is itself a TAR template), taken
+ *   while the container is frozen; of a DATADISK, a sparse copy of the file.
  *
  * Every volume and template appears under its final name by rename, so a crash or a retried
  * command never sees half of one.
  */
+import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import type { CommandResult, ParsedPayload } from '@nimbostack/protocol';
@@ -25,8 +27,11 @@ import { run } from '../kvm/exec.ts';
 export interface LiveContainers {
   /** The running container using this volume (as root or attached data volume), if any. */
   volumeInUse(path: string): string | undefined;
-  /** Runs `copy` while the container's processes are frozen, so the copy is one point in time. */
-  frozen(vm: string, copy: () => Promise<void>): Promise<void>;
+  /**
+   * Runs `copy` with the container's root file system (as the host reaches it) while its processes
+   * are frozen, so the copy is one point in time.
+   */
+  frozen(vm: string, copy: (rootfs: string) => Promise<void>): Promise<void>;
   /** Makes an attached data volume's loop device see the file's new size. */
   refreshSize(path: string): Promise<void>;
 }
@@ -129,12 +134,7 @@ export class ContainerStorage implements StorageDriver {
       const from = p.fromSnapshot;
       if (from) {
         if (!existsSync(from)) throw new DriverError(`snapshot ${from} does not exist`);
-        if (from.endsWith('.tar.gz'))
-          await atomically(path, async (tmp) => {
-            await this.unpackRootSnapshot(from, tmp, p.pool.path);
-            const v = readVolume(tmp);
-            writeVolume(tmp, { ...v, sizeBytes: Math.max(v.sizeBytes, p.sizeBytes) });
-          });
+        if (from.endsWith('.tar.gz')) await atomically(path, (tmp) => unpackRootfs(from, tmp, p.sizeBytes));
         else
           await atomically(path, async (tmp) => {
             await copyFile(from, tmp);
@@ -262,20 +262,25 @@ export class ContainerStorage implements StorageDriver {
   }
 
   async createSnapshot(p: ParsedPayload<'createSnapshot'>): Promise<CommandResult<'createSnapshot'>> {
-    const root = isRootVolume(p.volumePath);
+    // A ROOT volume, or a ROOT snapshot's archive (a template made from a snapshot).
+    const archive = p.volumePath.endsWith('.tar.gz');
+    const root = archive || isRootVolume(p.volumePath);
     const snapshots = join((p.secondary ?? p.pool).path, 'snapshots');
     const target = join(snapshots, `${p.snapshotUuid}${root ? '.tar.gz' : '.img'}`);
     if (!existsSync(target)) {
       if (!existsSync(p.volumePath)) throw new DriverError(`volume ${p.volumePath} does not exist`);
-      const copy = () =>
-        atomically(target, (tmp) =>
-          root
-            ? run('tar', ['-czf', tmp, ...TAR_KEEP, '-C', p.volumePath, '.'], 1_800_000)
-            : copyFile(p.volumePath, tmp),
-        );
       const user = this.live.volumeInUse(p.volumePath);
-      if (user) await this.live.frozen(user, copy);
-      else await copy();
+      if (archive) await atomically(target, (tmp) => copyFile(p.volumePath, tmp));
+      else if (!root)
+        await (user
+          ? this.live.frozen(user, () => atomically(target, (tmp) => copyFile(p.volumePath, tmp)))
+          : atomically(target, (tmp) => copyFile(p.volumePath, tmp)));
+      else if (user)
+        await this.live.frozen(user, (rootfs) => atomically(target, (tmp) => packRootfs(rootfs, tmp)));
+      else
+        await withMergedRootfs(p.volumePath, (rootfs) =>
+          atomically(target, (tmp) => packRootfs(rootfs, tmp)),
+        );
     }
     // What the backup takes on its store (a ROOT snapshot is compressed).
     return { path: target, sizeBytes: statSync(target).size };
@@ -285,16 +290,21 @@ export class ContainerStorage implements StorageDriver {
     rmSync(p.path, { force: true });
   }
 
-  /** Replaces the volume's content by the snapshot's (the container must be stopped). */
+  /**
+   * Replaces the volume's content by the snapshot's (the container must be stopped). A ROOT volume
+   * becomes a plain copy of the snapshot's file system: an overlay cannot express files of its
+   * template that the snapshot no longer has without rewriting its whiteouts.
+   */
   async revertSnapshot(p: ParsedPayload<'revertSnapshot'>) {
     if (!existsSync(p.snapshotPath)) throw new DriverError(`snapshot ${p.snapshotPath} does not exist`);
     const user = this.live.volumeInUse(p.volumePath);
     if (user) throw new DriverError(`stop container ${user} before reverting its volume ${p.volumePath}`);
     if (p.snapshotPath.endsWith('.tar.gz')) {
+      const sizeBytes = existsSync(p.volumePath) ? this.sizeOf(p.volumePath) : 0;
       const fresh = tmpName(p.volumePath);
       const old = `${fresh}.old`;
       try {
-        await this.unpackRootSnapshot(p.snapshotPath, fresh, dirname(p.volumePath));
+        await unpackRootfs(p.snapshotPath, fresh, sizeBytes);
         if (existsSync(p.volumePath)) renameSync(p.volumePath, old);
         renameSync(fresh, p.volumePath);
       } finally {
@@ -304,20 +314,63 @@ export class ContainerStorage implements StorageDriver {
     } else await atomically(p.volumePath, (tmp) => copyFile(p.snapshotPath, tmp));
   }
 
-  /** Unpacks a ROOT snapshot into `dir`; an overlay one needs its template in `poolPath`. */
-  private async unpackRootSnapshot(snapshot: string, dir: string, poolPath: string): Promise<void> {
-    mkdirSync(dir, { recursive: true });
-    await run('tar', ['-xzf', snapshot, '-C', dir, ...TAR_KEEP], 1_800_000);
-    const v = readVolume(dir);
-    if (v.kind === 'overlay' && !existsSync(join(poolPath, v.template!)))
-      throw new DriverError(`snapshot ${snapshot} needs ${v.template} in pool ${poolPath}`);
-  }
-
   private sizeOf(path: string): number {
     return isRootVolume(path) ? readVolume(path).sizeBytes : statSync(path).size;
   }
 }
 
+/**
+ * A root file system as a tar.gz, staying on its file system: a live container's /proc, /sys and
+ * /dev are kept as empty mount points. GNU tar exits 1 when a file changed while it read it, which
+ * those mount points do (their kernel file systems' times move); that is no failure here, where the
+ * container is frozen or stopped.
+ */
+function packRootfs(rootfs: string, archive: string): Promise<void> {
+  const args = [
+    '-czf',
+    archive,
+    ...TAR_KEEP,
+    '--one-file-system',
+    '--warning=no-file-changed',
+    '-C',
+    rootfs,
+    '.',
+  ];
+  return new Promise((resolve, reject) => {
+    execFile('tar', args, { timeout: 1_800_000, maxBuffer: 16 * 1024 * 1024 }, (err, _out, stderr) => {
+      if (!err || (err as { code?: unknown }).code === 1) return resolve();
+      reject(
+        new DriverError(`tar -czf failed: ${(stderr || err.message).trim().split('\n').slice(-3).join(' ')}`),
+      );
+    });
+  });
+}
+
+/** A ROOT volume (plain copy) holding the root file system of `archive`. */
+async function unpackRootfs(archive: string, dir: string, sizeBytes: number): Promise<void> {
+  mkdirSync(join(dir, 'rootfs'), { recursive: true });
+  await run('tar', ['-xzf', archive, '-C', join(dir, 'rootfs'), ...TAR_KEEP], 1_800_000);
+  writeVolume(dir, { kind: 'copy', sizeBytes: Math.max(sizeBytes, statSync(archive).size) });
+}
+
+/**
+ * Runs `use` with the file system of a stopped ROOT volume: a plain copy's directory, or an
+ * overlay's layers merged by a read-only overlayfs mount (delta over template) for the time of it.
+ */
+async function withMergedRootfs(volume: string, use: (rootfs: string) => Promise<void>): Promise<void> {
+  const v = readVolume(volume);
+  if (v.kind === 'copy') return use(join(volume, 'rootfs'));
+  const mnt = join(volume, `merged-${process.pid}`);
+  mkdirSync(mnt, { recursive: true });
+  const lower = `${join(volume, 'delta')}:${join(dirname(volume), v.template!)}`;
+  await run('mount', ['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${lower}`, mnt]);
+  try {
+    await use(mnt);
+  } finally {
+    await run('umount', [mnt]);
+    rmSync(mnt, { recursive: true, force: true });
+  }
+}
 /** Grows a data volume's file and the ext4 file system in it (no container uses it). */
 async function growImage(path: string, sizeBytes: number): Promise<void> {
   await run('truncate', ['-s', String(sizeBytes), path]);
