@@ -203,9 +203,9 @@ describe('the ruleset (pure)', () => {
     );
     assert.match(text, /iifname "eth0" jump s0_out/);
     assert.match(text, /oifname "eth0" jump s0_in/);
-    // A private gateway's ingress is what arrives from its network.
-    assert.match(text, /iifname "npgw7" jump s1_in/);
-    assert.match(text, /oifname "npgw7" jump s1_out/);
+    // A private gateway's ingress is what the router sends towards its network, as a tier's.
+    assert.match(text, /iifname "npgw7" jump s1_out/);
+    assert.match(text, /oifname "npgw7" jump s1_in/);
     assert.match(text, /meta l4proto tcp tcp dport 22 return/);
     assert.match(text, /ip saddr 192\.0\.2\.0\/24 meta l4proto 47 drop/);
     assert.match(
@@ -315,48 +315,33 @@ describe('VPC router: network ACLs, a private gateway and static routes', { skip
 
   test('a static route through the private gateway reaches the private network, as its list allows', async () => {
     const route = { privateGateways: [gateway], staticRoutes: [{ cidr: REMOTE_CIDR, via: PRIVATE_GW }] };
-    // The gateway's list denies everything (upstream's default for a private gateway).
+    // The gateway's list denies everything both ways (upstream's default_deny for a gateway).
+    const denyAll = [{ number: 1, allow: false, protocol: 'all' as const }];
     await hostNet.startRouter(
-      spec({
-        ...route,
-        acls: [
-          acl(BRIDGE_A, []),
-          acl(BRIDGE_B, []),
-          acl(BRIDGE_P, [], [{ number: 1, allow: false, protocol: 'all' }]),
-        ],
-      }),
+      spec({ ...route, acls: [acl(BRIDGE_A, []), acl(BRIDGE_B, []), acl(BRIDGE_P, denyAll, denyAll)] }),
     );
     const inRouter = (args: string[]) => sh('ip', ['-n', routerNetns(ROUTER), ...args]);
     assert.match(inRouter(['-o', 'addr', 'show', 'dev', BRIDGE_P]), new RegExp(`inet ${PGW_IP}/24`));
     assert.match(inRouter(['route', 'show', REMOTE_CIDR]), new RegExp(`via ${PRIVATE_GW}.*proto static`));
     assert.equal(connect(VM_A, REMOTE_IP, 7000), 'TIMEOUT', 'denied by the gateway list');
 
+    // Ingress of the gateway: what the router sends towards the private network (and the routes
+    // behind it), from the sources its CIDRs name, as upstream's router filters it.
     const t0 = performance.now();
+    const towards7000 = {
+      number: 1,
+      allow: true,
+      protocol: 'tcp' as const,
+      startPort: 7000,
+      endPort: 7000,
+      cidrs: [A.cidr],
+    };
     await hostNet.startRouter(
-      spec({
-        ...route,
-        acls: [
-          acl(BRIDGE_A, []),
-          acl(BRIDGE_B, []),
-          acl(
-            BRIDGE_P,
-            [],
-            [
-              {
-                number: 1,
-                allow: true,
-                protocol: 'tcp',
-                startPort: 7000,
-                endPort: 7000,
-                cidrs: [REMOTE_CIDR],
-              },
-            ],
-          ),
-        ],
-      }),
+      spec({ ...route, acls: [acl(BRIDGE_A, []), acl(BRIDGE_B, []), acl(BRIDGE_P, [towards7000])] }),
     );
     const ms = performance.now() - t0;
     assert.equal(await connectReady(VM_A, REMOTE_IP, 7000), `branch ${vmA}`, 'routed, not NATed');
+    assert.equal(connect(VM_B, REMOTE_IP, 7000), 'TIMEOUT', "tier 2 is not among the item's sources");
     // The private network may not open connections into the tiers (their lists have no items).
     assert.equal(connect(PRIV, vmA, 22, 1000), 'TIMEOUT');
     process.stdout.write(`# private gateway list change -> enforced: ${ms.toFixed(0)} ms\n`);
@@ -369,7 +354,7 @@ describe('VPC router: network ACLs, a private gateway and static routes', { skip
         acls: [
           acl(BRIDGE_A, []),
           acl(BRIDGE_B, []),
-          acl(BRIDGE_P, [], [{ number: 1, allow: true, protocol: 'all' }]),
+          acl(BRIDGE_P, [{ number: 1, allow: true, protocol: 'all' }]),
         ],
       }),
     );

@@ -36,9 +36,10 @@ export type RouterAclRule = z.infer<typeof RouterAclRule>;
 
 /**
  * The ACL of one of the router's segments, named by its bridge (a tier's or a private gateway's).
- * For a tier, ingress is traffic the router forwards into the tier and egress traffic leaving it;
- * for a private gateway, ingress is traffic arriving from the private network and egress traffic
- * sent into it. Rules are evaluated in `number` order; the first match decides, else the default.
+ * Ingress is traffic the router forwards into the segment (for a private gateway: towards the
+ * private network and the static routes behind it) and egress traffic coming out of it, as
+ * upstream's router has it. Rules are evaluated in `number` order; the first match decides, else
+ * the default.
  */
 export const RouterAcl = z.object({
   bridge,

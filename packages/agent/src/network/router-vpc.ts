@@ -3,8 +3,8 @@
  *
  * - Network ACLs: one nftables table of its own in the router's namespace (`table ip nimbo_vpc`),
  *   so the public side's table (router-nat.ts) is untouched by it. Its forward chain sends traffic
- *   through the ACL chain of the segment it leaves (a tier's egress, a private gateway's ingress)
- *   and then of the segment it enters (a tier's ingress, a private gateway's egress). In those
+ *   through the Egress chain of the segment it leaves and then the Ingress chain of the segment it
+ *   enters (a tier or a private gateway alike, as upstream's router hooks both). In those
  *   chains an Allow rule `return`s (the next check still applies) and a Deny rule drops; each ends
  *   with its default. A packet of a connection already admitted passes (conntrack), so replies
  *   need no rule. The router's own services (DHCP, DNS, metadata) are not filtered.
@@ -125,7 +125,6 @@ function aclChain(rules: RouterAclRule[], peer: 'saddr' | 'daddr', fallback: 'al
  * `devs` maps each segment's bridge to its interface in the namespace.
  */
 export function vpcRuleset(vpc: RouterVpcRouting, devs: Map<string, string>): string {
-  const gateways = new Set(vpc.privateGateways.map((g) => g.bridge));
   const chains: string[][] = [];
   const leaving: string[] = [];
   const entering: string[] = [];
@@ -133,17 +132,11 @@ export function vpcRuleset(vpc: RouterVpcRouting, devs: Map<string, string>): st
     const dev = q(devs.get(acl.bridge)!);
     const ingress = `s${i}_in`;
     const egress = `s${i}_out`;
-    // A tier's ingress is what enters the tier; a private gateway's is what comes from its network.
     const ingressSaddr = aclChain(acl.ingress, 'saddr', acl.ingressDefault);
     const egressDaddr = aclChain(acl.egress, 'daddr', acl.egressDefault);
     chains.push(chain(ingress, undefined, ingressSaddr), chain(egress, undefined, egressDaddr));
-    if (gateways.has(acl.bridge)) {
-      leaving.push(`iifname ${dev} jump ${ingress}`);
-      entering.push(`oifname ${dev} jump ${egress}`);
-    } else {
-      leaving.push(`iifname ${dev} jump ${egress}`);
-      entering.push(`oifname ${dev} jump ${ingress}`);
-    }
+    leaving.push(`iifname ${dev} jump ${egress}`);
+    entering.push(`oifname ${dev} jump ${ingress}`);
   });
   const snat = vpc.privateGateways
     .filter((g) => g.sourceNat)

@@ -197,7 +197,7 @@ export const createNetworkACL = defineCommand({
     action: p.string({ description: 'Allow (the default) or Deny, case-insensitive.' }),
     traffictype: p.string({
       description:
-        'Ingress (the default): traffic into the tier (for a private gateway: arriving from its network); Egress: traffic leaving it.',
+        'Ingress (the default): traffic the router sends into the tier (for a private gateway: towards its network); Egress: traffic coming out of it.',
     }),
     protocol: p.string({
       required: true,
