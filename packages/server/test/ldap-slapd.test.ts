@@ -416,3 +416,44 @@ describe('LDAPS', { skip: SKIP }, () => {
     assert.equal(listed.ldapconfiguration[0].port, slapd.tlsPort);
   });
 });
+
+describe('the deprecated one-call setup', { skip: SKIP }, () => {
+  test('ldapConfig sets the global settings and adds a server; listall lists; ldapRemove removes', async () => {
+    const r = await admin.request<any>('ldapConfig', {
+      hostname: 'localhost',
+      port: slapd.port,
+      binddn: SERVICE_DN,
+      bindpass: SERVICE_PASSWORD,
+      searchbase: BASE_DN,
+    });
+    assert.deepEqual(r.ldapconfig, {
+      hostname: 'localhost',
+      port: String(slapd.port),
+      ssl: 'false',
+      searchbase: BASE_DN,
+      binddn: SERVICE_DN,
+    });
+    const listed = await admin.request<any>('ldapConfig', { listall: true });
+    assert.deepEqual(
+      listed.ldapconfig.map((c: any) => c.hostname),
+      ['127.0.0.1', 'localhost'],
+    );
+    assert.equal(listed.ldapconfig[1].binddn, SERVICE_DN);
+    // Users still sign in through the servers it set up.
+    await login('alice', 'alice-pw');
+    await assert.rejects(
+      admin.request('ldapConfig', {
+        hostname: 'localhost',
+        port: slapd.port,
+        binddn: SERVICE_DN,
+        bindpass: 'bad',
+      }),
+      is(431),
+    );
+    const removed = await admin.request<any>('ldapRemove', {});
+    assert.deepEqual(removed, { ldapremove: {} });
+    assert.equal((await admin.request<any>('listLdapConfigurations', {})).count ?? 0, 0);
+    // The domain's own LDAPS server stays.
+    assert.equal((await admin.request<any>('listLdapConfigurations', { listall: true })).count, 1);
+  });
+});

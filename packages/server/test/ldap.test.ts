@@ -207,6 +207,21 @@ describe('commands without a directory server', () => {
     await admin.request('updateConfiguration', { name: 'ldap.bind.password', value: '' });
   });
 
+  test('ldapConfig (deprecated): hostname and port needed, an unreachable server changes nothing', async () => {
+    await assert.rejects(
+      admin.request('ldapConfig', { searchbase: 'dc=x' }),
+      is(431, /^You need to provide hostname, port to configure your LDAP server$/),
+    );
+    await assert.rejects(
+      admin.request('ldapConfig', { hostname: '127.0.0.1', port: await closedPort(), searchbase: 'dc=x' }),
+      is(431, /^Unable to bind to the given LDAP server$/),
+    );
+    const basedn = await admin.request<any>('listConfigurations', { name: 'ldap.basedn' });
+    assert.equal(basedn.configuration[0].value, '');
+    const listed = await admin.request<any>('ldapConfig', { listall: true });
+    assert.deepEqual(listed, {});
+  });
+
   test('ldap settings carry upstream names and defaults', async () => {
     const all = await admin.request<any>('listConfigurations', { name: 'ldap.', pagesize: -1 });
     const byName = new Map<string, any>(all.configuration.map((c: any) => [c.name, c]));

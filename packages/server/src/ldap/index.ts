@@ -1,6 +1,7 @@
 /** LDAP sign-in and the LDAP commands (docs/ldap.md). */
 import { onAccountDelete } from '../iam/accounts.ts';
 import { configurationCommands } from './configurations.ts';
+import { legacyCommands } from './legacy.ts';
 import { linkCommands } from './links.ts';
 import { ldapUserCommands } from './users.ts';
 
@@ -10,4 +11,9 @@ onAccountDelete(async (ctx, account) => {
   await ctx.app.store.db.deleteFrom('ldap_links').where('account_id', '=', account.id).execute();
 });
 
-export const ldapCommands = [...configurationCommands, ...linkCommands, ...ldapUserCommands];
+export const ldapCommands = [
+  ...configurationCommands,
+  ...linkCommands,
+  ...ldapUserCommands,
+  ...legacyCommands,
+];

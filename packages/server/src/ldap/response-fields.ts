@@ -28,7 +28,28 @@ const link: FieldDescriptions = {
   accountid: 'UUID of the linked account; left out when the whole domain is linked.',
 };
 
+/** ldapConfig's answer (deprecated upstream): the server and the global settings it set. */
+const legacy: FieldDescriptions = {
+  hostname: 'Host name or address of the directory server.',
+  port: 'TCP port of the directory server, as text.',
+  ssl: "'true' when servers are reached over LDAPS (ldap.truststore is set).",
+  searchbase: 'ldap.basedn: where users are searched.',
+  binddn: 'ldap.bind.principal: the DN searches bind as.',
+  bindpass: 'Never returned: the bind password is not shown.',
+  queryfilter: 'The query filter given, echoed; the filter used comes from the ldap.* settings.',
+};
+
 export const ldapResponseFields: ResponseFields = {
+  ldapconfig: legacy,
+  ldapremove: {
+    ...legacy,
+    hostname: 'Not returned: ldapRemove answers an empty object once the global servers are removed.',
+    port: 'Not returned (see hostname).',
+    ssl: 'Not returned (see hostname).',
+    searchbase: 'Not returned (see hostname).',
+    binddn: 'Not returned (see hostname).',
+    queryfilter: 'Not returned (see hostname).',
+  },
   ldapconfiguration: configuration,
   LdapAddConfiguration: configuration,
   LdapDeleteConfiguration: configuration,
