@@ -124,6 +124,41 @@ describe('the LXC driver on real containers', { skip: SKIP_LXC }, () => {
     assert.ok(!existsSync(`/sys/class/net/${tapName('lxc-agent', s.name, s.nics[0])}`), 'no veth after stop');
   });
 
+  test('a stopped container moves to another pool (its template along) and starts from there', async () => {
+    const h = await open();
+    const s = await spec(h, 'i-2-6-VM');
+    await h.startVm(s);
+    assert.ok(guestRuns(h, s.name, ['sh', '-c', 'echo moved > /marker']));
+    await h.stopVm(s.name, false);
+    const other = { uuid: 'pool-2', type: 'Filesystem' as const, path: join(root, 'pool2') };
+    mkdirSync(other.path, { recursive: true });
+    await assert.rejects(
+      (async () => {
+        await h.startVm(s);
+        try {
+          await h.storage.copyVolume({
+            volumeUuid: 'moved',
+            source: { path: s.disks[0].path, pool: pool() },
+            pool: other,
+          });
+        } finally {
+          await h.stopVm(s.name, true);
+        }
+      })(),
+      /in use by running container/,
+    );
+    const moved = await h.storage.copyVolume({
+      volumeUuid: 'moved',
+      source: { path: s.disks[0].path, pool: pool() },
+      pool: other,
+    });
+    await h.storage.deleteVolume({ path: s.disks[0].path, pool: pool() });
+    const there = { ...s, disks: [{ ...s.disks[0], volumeUuid: 'moved', path: moved.path, pool: other }] };
+    await h.startVm(there);
+    assert.ok(guestRuns(h, s.name, ['grep', '-q', 'moved', '/marker']), 'its file system came along');
+    await h.stopVm(s.name, true);
+  });
+
   test('refusals: ISOs, live migration and VNC consoles are not for containers', async () => {
     const h = await open();
     const s = await spec(h, 'i-2-5-VM');
