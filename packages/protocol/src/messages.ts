@@ -10,8 +10,10 @@ import { COMMANDS, type CommandKind, isCommandKind, type ParsedPayload, VmPowerR
  * Bumped on incompatible changes; the server refuses agents speaking another version.
  * 2: a router's guest interfaces are `RouterSpec.guests` (several for a VPC), which agents of
  * version 1 cannot read (agents of version 2 still read the one-network form).
+ * 3: a VPC router's `RouterSpec.vpc` (network ACLs, private gateways, static routes): an agent of
+ * version 2 would drop it unread and leave the tiers unfiltered.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** Largest frame either side accepts (a ping for 5,000 hosts with VMs fits well within it). */
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
