@@ -16,6 +16,11 @@
  *
  * Who may see what: root everything; the domain admin of D what accounts of D and D/sub own; users
  * only their own account's.
+ *
+ * Projects: a sixth owner, the project projD of domain D (userD its Admin, the only member), owns
+ * one resource of every kind too, made by userD with projectid. The lists are also called with
+ * projectid (projD's, and -1); commands naming a project (projectid) or its resources are refused to
+ * the users of S and D/sub, who are not members, and change nothing.
  */
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
@@ -25,12 +30,15 @@ import { allCommands } from '../src/commands.ts';
 import type { Command } from '../src/registry/command.ts';
 import { type AdvancedZone, startAdvancedZone } from './public-ip-zone.ts';
 
-type Principal = 'root' | 'dadmin' | 'userD' | 'userS' | 'userSub';
+/** The five callers, and projD: the project whose resources are a sixth owner (never a caller). */
+type Principal = 'root' | 'dadmin' | 'userD' | 'userS' | 'userSub' | 'projD';
 const PRINCIPALS: Principal[] = ['root', 'dadmin', 'userD', 'userS', 'userSub'];
 
 /** Whether `caller` may see what `owner` owns (upstream's rules for these five). */
 function reaches(caller: Principal, owner: Principal): boolean {
   if (caller === 'root' || caller === owner) return true;
+  // The project's member (userD) and the admin of its domain.
+  if (owner === 'projD') return caller === 'userD' || caller === 'dadmin';
   if (caller === 'dadmin') return owner === 'userD' || owner === 'userSub';
   return false;
 }
@@ -42,6 +50,8 @@ const ATTACKS: [Principal, Principal][] = [
   ['userS', 'userSub'],
   ['dadmin', 'userS'],
   ['dadmin', 'root'],
+  ['userS', 'projD'],
+  ['userSub', 'projD'],
 ];
 
 interface Tracked {
@@ -61,6 +71,8 @@ const tracked = new Map<string, Tracked>();
 /** kind → owner → uuid. */
 const byKind = new Map<string, Map<Principal, string>>();
 let osTypeId = '';
+/** The project whose resources are projD's. */
+let projectD = '';
 let customDisk = '';
 
 function track(owner: Principal, kind: string, uuid: string | undefined) {
@@ -74,13 +86,15 @@ function own(kind: string, owner: Principal): string | undefined {
   return byKind.get(kind)?.get(owner);
 }
 
-/** Makes one resource of every kind as `who` (its own account). */
+/** Makes one resource of every kind as `who` (its own account), or in projD as its member userD. */
 async function makeResources(who: Principal) {
-  const c = clients.get(who) as CloudStackClient;
+  const c = clients.get(who === 'projD' ? 'userD' : who) as CloudStackClient;
+  const x = who === 'projD' ? { projectid: projectD } : {};
   const n = (s: string) => `iso-${s}-${who}`;
   const net = (
     await c.request<any>('createNetwork', {
       name: n('net'),
+      ...x,
       zoneid: z.zoneid,
       networkofferingid: z.isolatedOffering,
     })
@@ -88,6 +102,7 @@ async function makeResources(who: Principal) {
   track(who, 'network', net.id);
   const deploy = await c.request<any>('deployVirtualMachine', {
     name: n('vm'),
+    ...x,
     zoneid: z.zoneid,
     templateid: z.templateid,
     serviceofferingid: z.offering,
@@ -103,14 +118,15 @@ async function makeResources(who: Principal) {
     (
       await c.call<any>('createVolume', {
         name: n('vol'),
+        ...x,
         zoneid: z.zoneid,
         diskofferingid: customDisk,
         size: 1,
       })
     ).volume.id,
   );
-  const rootVol = (await c.request<any>('listVolumes', { virtualmachineid: vm.id, type: 'ROOT' })).volume[0]
-    .id;
+  const rootVol = (await c.request<any>('listVolumes', { virtualmachineid: vm.id, type: 'ROOT', ...x }))
+    .volume[0].id;
   track(who, 'rootvolume', rootVol);
   const snap = (await c.call<any>('createSnapshot', { volumeid: rootVol })).snapshot;
   track(who, 'snapshot', snap.id);
@@ -125,6 +141,7 @@ async function makeResources(who: Principal) {
     (
       await c.request<any>('registerTemplate', {
         name: n('tpl'),
+        ...x,
         displaytext: 'iso',
         format: 'QCOW2',
         hypervisor: 'Simulator',
@@ -140,6 +157,7 @@ async function makeResources(who: Principal) {
     (
       await c.request<any>('registerIso', {
         name: n('iso'),
+        ...x,
         displaytext: 'iso',
         ostypeid: osTypeId,
         url: `${filesUrl}/tiny.iso`,
@@ -147,25 +165,26 @@ async function makeResources(who: Principal) {
       })
     ).iso[0].id,
   );
-  track(who, 'sshkeypair', (await c.request<any>('createSSHKeyPair', { name: n('key') })).keypair.id);
+  track(who, 'sshkeypair', (await c.request<any>('createSSHKeyPair', { name: n('key'), ...x })).keypair.id);
   // registerUserData answers {success: true}, as upstream: the id comes from the list.
   await c.request('registerUserData', {
     name: n('ud'),
+    ...x,
     userdata: Buffer.from('#!/bin/sh\n').toString('base64'),
   });
-  track(who, 'userdata', (await c.request<any>('listUserData', { name: n('ud') })).userdata[0].id);
+  track(who, 'userdata', (await c.request<any>('listUserData', { name: n('ud'), ...x })).userdata[0].id);
   track(
     who,
     'affinitygroup',
-    (await c.call<any>('createAffinityGroup', { name: n('ag'), type: 'host anti-affinity' })).affinitygroup
-      .id,
+    (await c.call<any>('createAffinityGroup', { name: n('ag'), type: 'host anti-affinity', ...x }))
+      .affinitygroup.id,
   );
   track(
     who,
     'instancegroup',
-    (await c.request<any>('createInstanceGroup', { name: n('ig') })).instancegroup.id,
+    (await c.request<any>('createInstanceGroup', { name: n('ig'), ...x })).instancegroup.id,
   );
-  const sg = (await c.request<any>('createSecurityGroup', { name: n('sg') })).securitygroup;
+  const sg = (await c.request<any>('createSecurityGroup', { name: n('sg'), ...x })).securitygroup;
   track(who, 'securitygroup', sg.id);
   const sgr = await c.call<any>('authorizeSecurityGroupIngress', {
     securitygroupid: sg.id,
@@ -175,7 +194,7 @@ async function makeResources(who: Principal) {
     cidrlist: '0.0.0.0/0',
   });
   track(who, 'sgrule', sgr.securitygroup.ingressrule[0].ruleid);
-  const ip = (await c.call<any>('associateIpAddress', { networkid: net.id })).ipaddress;
+  const ip = (await c.call<any>('associateIpAddress', { networkid: net.id, ...x })).ipaddress;
   track(who, 'ip', ip.id);
   track(
     who,
@@ -236,7 +255,7 @@ async function makeResources(who: Principal) {
       })
     ).firewallrule.id,
   );
-  const ip2 = (await c.call<any>('associateIpAddress', { networkid: net.id })).ipaddress;
+  const ip2 = (await c.call<any>('associateIpAddress', { networkid: net.id, ...x })).ipaddress;
   track(who, 'ip2', ip2.id);
   await c.request('enableStaticNat', { ipaddressid: ip2.id, virtualmachineid: vm.id });
   track(
@@ -374,6 +393,8 @@ function kindOf(cmd: Command, param: string): string | undefined {
       return 'account';
     case 'UserResponse':
       return 'user';
+    case 'ProjectResponse':
+      return 'project';
     default:
       return undefined;
   }
@@ -405,6 +426,7 @@ const READERS: Record<string, [string, Record<string, unknown>]> = {
   snapshotpolicy: ['listSnapshotPolicies', {}],
   account: ['listAccounts', {}],
   user: ['listUsers', {}],
+  project: ['listProjects', {}],
 };
 
 /** Root's view of a victim: the kind's list filtered to it (the owner's whole list for rules and nics). */
@@ -529,7 +551,14 @@ before(async () => {
     track(p, 'account', a.id);
     track(p, 'user', a.userid);
   }
-  await Promise.all(PRINCIPALS.map((p) => makeResources(p)));
+  const project = (
+    await (clients.get('userD') as CloudStackClient).call<any>('createProject', { name: 'isoproj' })
+  ).project;
+  projectD = project.id;
+  track('projD', 'project', project.id);
+  // Its account's name (the resources show the project instead); it has no uuid the API shows.
+  accounts.set('projD', { id: '', name: project.projectaccountname, domainid: domains.D, userid: '' });
+  await Promise.all([...PRINCIPALS, 'projD' as const].map((p) => makeResources(p)));
 });
 
 after(async () => {
@@ -547,6 +576,12 @@ describe('tenant isolation matrix', () => {
       if (has('listall')) variants.push({ listall: true });
       if (has('keyword'))
         variants.push({ keyword: 'iso' }, ...(has('listall') ? [{ keyword: 'iso', listall: true }] : []));
+      if (has('projectid'))
+        variants.push(
+          { projectid: projectD },
+          { projectid: '-1' },
+          ...(has('listall') ? [{ projectid: '-1', listall: true }] : []),
+        );
       if (has('account') && has('domainid'))
         for (const a of accounts.values()) variants.push({ account: a.name, domainid: a.domainid });
       if (has('domainid'))
@@ -594,6 +629,51 @@ describe('tenant isolation matrix', () => {
     );
     for (const l of leaks) console.log(`isolation: leak: ${l}`);
     assert.deepEqual(leaks, []);
+  });
+
+  test("a project's resources: listed to its member and its domain's admin with projectid (and -1), not without it; refused to others", async () => {
+    const lists: [string, string, Record<string, unknown>][] = [
+      ['listVirtualMachines', 'vm', {}],
+      ['listVolumes', 'volume', {}],
+      ['listSnapshots', 'snapshot', {}],
+      ['listVMSnapshot', 'vmsnapshot', {}],
+      ['listNetworks', 'network', {}],
+      ['listPublicIpAddresses', 'ip', {}],
+      ['listFirewallRules', 'firewall', {}],
+      ['listPortForwardingRules', 'portforward', {}],
+      ['listLoadBalancerRules', 'lb', {}],
+      ['listSecurityGroups', 'securitygroup', {}],
+      ['listAffinityGroups', 'affinitygroup', {}],
+      ['listInstanceGroups', 'instancegroup', {}],
+      ['listUserData', 'userdata', {}],
+      ['listSSHKeyPairs', 'sshkeypair', {}],
+      ['listTemplates', 'template', { templatefilter: 'self' }],
+      ['listIsos', 'iso', { isofilter: 'self' }],
+    ];
+    const problems: string[] = [];
+    const ids = (answer: unknown) => JSON.stringify(answer);
+    for (const [command, kind, extra] of lists) {
+      const uuid = own(kind, 'projD') as string;
+      for (const who of ['userD', 'dadmin', 'root'] as Principal[]) {
+        const c = clients.get(who) as CloudStackClient;
+        for (const projectid of [projectD, '-1']) {
+          const r = await attempt(c, command, { ...extra, projectid });
+          if (!r.ok || !ids(r.answer).includes(uuid))
+            problems.push(`${command} by ${who} projectid=${projectid}: missing`);
+        }
+        const plain = await attempt(c, command, { ...extra, listall: true });
+        if (plain.ok && ids(plain.answer).includes(uuid))
+          problems.push(`${command} by ${who} without projectid: listed`);
+      }
+      for (const who of ['userS', 'userSub'] as Principal[]) {
+        const r = await attempt(clients.get(who) as CloudStackClient, command, {
+          ...extra,
+          projectid: projectD,
+        });
+        if (r.ok || r.code !== 531) problems.push(`${command} by ${who}: ${r.ok ? 'answered' : r.code}`);
+      }
+    }
+    assert.deepEqual(problems, []);
   });
 
   test('a command naming another tenant’s resource is refused and changes nothing', async () => {

@@ -11,7 +11,7 @@ import { logEvent, recordEvent } from '../events/events.ts';
 import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { onAccountDelete } from '../iam/accounts.ts';
 import { checkRowAccess, listOwned } from '../iam/owned.ts';
-import { ownerFor } from '../projects/access.ts';
+import { ownerFor, projectOwner } from '../projects/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -50,15 +50,18 @@ export async function resolveAffinityGroups(
 
 async function findGroup(
   ctx: CallContext,
-  params: { id?: string; name?: string; account?: string; domainid?: string },
+  params: { id?: string; name?: string; account?: string; domainid?: string; projectid?: string },
 ): Promise<AffinityGroupRow> {
   if (!params.id && !params.name)
     throw invalidParameter('Either the affinity group id or its name must be given');
   if (params.id && params.name) throw invalidParameter('id and name are mutually exclusive');
   let q = ctx.app.store.db.selectFrom('affinity_groups').selectAll();
+  // A project named is the group's owner, with an id too (the caller must be able to use it).
+  const project = params.id ? await projectOwner(ctx, params, 'find') : undefined;
+  if (project) q = q.where('account_id', '=', project.id);
   if (params.id) q = q.where('uuid', '=', params.id);
   else {
-    const { account: owner } = await ownerFor(ctx, params);
+    const { account: owner } = await ownerFor(ctx, params, 'find');
     q = q.where('name', '=', params.name!).where('account_id', '=', owner.id);
   }
   const g = await q.executeTakeFirst();

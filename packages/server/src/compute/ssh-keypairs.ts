@@ -265,7 +265,7 @@ export const deleteSSHKeyPair = defineCommand({
     ...ownerParams,
   },
   async handler(ctx, params) {
-    const owner = await ownerFor(ctx, params);
+    const owner = await ownerFor(ctx, params, 'find');
     // Upstream records no event for deleting a key pair.
     const r = await ctx.app.store.db
       .deleteFrom('ssh_keypairs')

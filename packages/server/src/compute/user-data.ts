@@ -7,7 +7,7 @@ import { logEvent } from '../events/events.ts';
 import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { displayPath } from '../iam/domains.ts';
 import { findOwned, listOwned } from '../iam/owned.ts';
-import { ownerFor } from '../projects/access.ts';
+import { ownerFor, projectOwner } from '../projects/access.ts';
 import { defineCommand, success } from '../registry/command.ts';
 import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -180,12 +180,18 @@ export const deleteUserData = defineCommand({
     }),
     domainid: p.uuid({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
     projectid: p.uuid({
-      description: 'Accepted for compatibility; Nimbostack ignores it (the id is enough).',
+      description:
+        "The project the user data belongs to: you must be its member, and it must be the project's.",
     }),
   },
   async handler(ctx, params) {
     const db = ctx.app.store.db;
-    const row = await findOwned(ctx, 'user_data', params.id, { noun: 'user data' });
+    // Naming a project is naming its account as the owner (upstream's finalizeOwner).
+    const project = await projectOwner(ctx, { projectid: params.projectid }, 'find');
+    const row = await findOwned(ctx, 'user_data', params.id, {
+      noun: 'user data',
+      live: (r) => !project || r.account_id === project.id,
+    });
     // As upstream: refused (530) while a VM not yet expunged was deployed with it.
     const used = await db
       .selectFrom('vms')

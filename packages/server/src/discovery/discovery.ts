@@ -3,6 +3,7 @@ import type { App, CallContext } from '../context.ts';
 import { invalidParameter } from '../errors.ts';
 import { API_VERSION } from '../http/serialize.ts';
 import { mayCall } from '../iam/caller.ts';
+import { ALLOW_USER_CREATE_PROJECTS, PROJECT_INVITE_REQUIRED } from '../projects/settings.ts';
 import { type Command, defineCommand, listResult } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
 import {
@@ -96,8 +97,8 @@ export const listCapabilities = defineCommand({
       cloudstackversion: settings.get(EXPOSE_VERSION_CAPABILITIES) ? API_VERSION : undefined,
       userpublictemplateenabled: true,
       supportELB: 'false',
-      projectinviterequired: false,
-      allowusercreateprojects: true,
+      projectinviterequired: settings.get(PROJECT_INVITE_REQUIRED),
+      allowusercreateprojects: settings.get(ALLOW_USER_CREATE_PROJECTS),
       customdiskofferingminsize: 1,
       customdiskofferingmaxsize: 1024,
       regionsecondaryenabled: false,

@@ -23,8 +23,10 @@ export const discoveryResponseFields: ResponseFields = {
       'CloudStack API version Nimbostack speaks, e.g. 4.22.0.0; left out unless the setting that exposes it is on.',
     userpublictemplateenabled: 'Always true: users may make their own templates public.',
     supportELB: "Always 'false': there is no elastic load balancer service.",
-    projectinviterequired: 'Always false: Nimbostack has no projects.',
-    allowusercreateprojects: 'Always true, but meaningless: Nimbostack has no projects.',
+    projectinviterequired:
+      'The project.invite.required setting: true when adding to a project invites instead.',
+    allowusercreateprojects:
+      'The allow.user.create.projects setting: whether User accounts may create projects.',
     customdiskofferingminsize: 'Smallest size of a custom-sized disk, in GiB: 1.',
     customdiskofferingmaxsize: 'Largest size of a custom-sized disk, in GiB: 1024.',
     regionsecondaryenabled: 'Always false: image stores belong to zones.',

@@ -22,6 +22,7 @@ import {
   requireNetmask,
   subnetBounds,
 } from '../infra/common.ts';
+import { findProject } from '../projects/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -319,7 +320,7 @@ export const createVlanIpRange = defineCommand({
       description:
         "Dedicates a new public range to this domain, or names account's domain; refused for guest ranges.",
     }),
-    projectid: p.uuid({ description: 'Projects are not implemented yet: any value is refused.' }),
+    projectid: p.uuid({ description: "Dedicates a new public range to this project's account instead." }),
     startipv6: p.string({ description: 'IPv6 is not supported: any value is refused.' }),
     endipv6: p.string({ description: 'IPv6 is not supported: any value is refused.' }),
     ip6gateway: p.string({ description: 'IPv6 is not supported: any value is refused.' }),
@@ -438,7 +439,7 @@ export const listVlanIpRanges = defineCommand({
     domainid: p.uuid({
       description: "Only public ranges dedicated to this domain; with account, the account's domain.",
     }),
-    projectid: p.uuid({ description: 'Projects are not implemented yet: any value gives an empty list.' }),
+    projectid: p.uuid({ description: 'Only public ranges dedicated to this project.' }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
@@ -458,8 +459,11 @@ export const listVlanIpRanges = defineCommand({
       q = q.where('physical_network_id', '=', physical.id);
     }
     if (params.vlan) q = q.where('vlan', '=', params.vlan.replace(/^vlan:\/\//i, '').toLowerCase());
-    // Dedicated public ranges: to the account, or to the domain.
-    if (params.account) {
+    // Dedicated public ranges: to a project's account, to the account, or to the domain.
+    if (params.projectid) {
+      const project = await findProject(ctx, params.projectid);
+      q = q.where('account_id', '=', project.project_account_id);
+    } else if (params.account) {
       const { account } = await resolveAccount(ctx, { account: params.account, domainid: params.domainid });
       q = q.where('account_id', '=', account.id);
     } else if (params.domainid)
@@ -470,8 +474,6 @@ export const listVlanIpRanges = defineCommand({
       q = q.where((eb) =>
         eb.or([eb('start_ip', '=', params.keyword as string), eb('end_ip', '=', params.keyword as string)]),
       );
-    // No range is dedicated to a project (projects are not supported).
-    if (params.projectid) return listResult([], 0);
     const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
     const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
     return listResult(await presentVlanIpRanges(ctx, rows), Number(count));
@@ -538,7 +540,7 @@ export const dedicatePublicIpRange = defineCommand({
       required: true,
       description: 'Domain the range is dedicated to, or the domain of account.',
     }),
-    projectid: p.uuid({ description: 'Projects are not implemented yet: any value is refused.' }),
+    projectid: p.uuid({ description: "Dedicates the range to this project's account instead of account." }),
   },
   async handler(ctx, params) {
     return (await presentVlanIpRanges(ctx, [await dedicateRange(ctx, params)]))[0];

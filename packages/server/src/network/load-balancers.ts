@@ -488,7 +488,6 @@ export const listLoadBalancerRules = defineCommand({
     const { app } = ctx;
     const db = app.store.db;
     let q = db.selectFrom('ip_rules').where('ip_rules.purpose', '=', 'LoadBalancing');
-    // A project answers an empty list (no projects here), after the scope's checks and before ours.
     if (params.id) q = q.where('ip_rules.uuid', '=', params.id);
     if (params.name) q = q.where('ip_rules.name', '=', params.name);
     if (params.keyword) {

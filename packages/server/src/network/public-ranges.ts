@@ -23,6 +23,7 @@ import {
   requireNetmask,
   subnetBounds,
 } from '../infra/common.ts';
+import { findProject } from '../projects/access.ts';
 import { PUBLIC_NETWORK_OFFERING } from './network-offerings.ts';
 
 /** Addresses inserted per statement when a range is created (keeps statements small on every database). */
@@ -121,7 +122,14 @@ async function dedication(
   ctx: CallContext,
   account: string | undefined,
   domainId: string | undefined,
+  projectId?: string,
 ): Promise<{ accountId: number | null; domainId: number | null }> {
+  // A range dedicated to a project is its account's: the project's members acquire from it.
+  if (projectId) {
+    if (account) throw invalidParameter("ProjectId and account/domainId can't be specified together");
+    const project = await findProject(ctx, projectId);
+    return { accountId: project.project_account_id, domainId: project.domain_id };
+  }
   if (account) {
     if (!domainId) throw invalidParameter('Please specify a domainid along with the account');
     const { account: row } = await resolveAccount(ctx, { account, domainid: domainId });
@@ -201,10 +209,9 @@ export async function createPublicIpRange(
     throw invalidParameter(
       `Zone ${zone.name} is a Basic zone: it has no public IP ranges (use forvirtualnetwork=false and a podid for guest ranges)`,
     );
-  if (input.projectId) throw invalidParameter('Projects are not supported: dedicate the range to an account');
   const r = checkAddresses(input);
   const vlan = publicVlan(input.vlan);
-  const owner = await dedication(ctx, input.account, input.domainId);
+  const owner = await dedication(ctx, input.account, input.domainId, input.projectId);
   const label = `${r.startIp}-${r.endIp}`;
   return app.store.db.transaction().execute(async (tx) => {
     // A no-op write to the zone row, first, serialises range creation per zone on PostgreSQL and
@@ -349,10 +356,8 @@ export async function dedicatePublicIpRange(
   ctx: CallContext,
   params: { id: string; account?: string; domainid: string; projectid?: string },
 ): Promise<VlanIpRangeRow> {
-  if (params.projectid)
-    throw invalidParameter('Projects are not supported: dedicate the range to an account');
   const range = await findPublicRange(ctx, params.id);
-  const owner = await dedication(ctx, params.account, params.domainid);
+  const owner = await dedication(ctx, params.account, params.domainid, params.projectid);
   const domain = await ctx.app.store.db
     .selectFrom('domains')
     .select(['id', 'name', 'path'])

@@ -117,13 +117,14 @@ export async function projectAccountOf(db: Tx, project: ProjectRow): Promise<Acc
 }
 
 /**
- * The owner a create command's `projectid` names: the project's account, once the caller may use
- * the project and it is Active (upstream's finalizeOwner and its state check). Undefined when no
- * project is named; `account`/`domainid` with a project are refused as upstream does.
+ * The owner a command's `projectid` names: the project's account, once the caller may use the
+ * project and, to create something in it, it is Active (upstream's finalizeOwner and its state
+ * check). Undefined when no project is named; `account`/`domainid` with a project are refused.
  */
 export async function projectOwner(
   ctx: CallContext,
   params: { projectid?: string; account?: string; domainid?: string },
+  purpose: 'create' | 'find' = 'create',
 ): Promise<AccountRow | undefined> {
   if (params.projectid === undefined) return undefined;
   if (params.account !== undefined || params.domainid !== undefined)
@@ -133,7 +134,7 @@ export async function projectOwner(
     throw permissionDenied(
       `Account ${ctx.caller.account.name} is unauthorised to use project id=${project.uuid}`,
     );
-  if (project.state !== PROJECT_STATE.Active)
+  if (purpose === 'create' && project.state !== PROJECT_STATE.Active)
     throw permissionDenied(
       `Can't add resources to the project id=${project.uuid} in state=${project.state} as it's no longer active`,
     );
@@ -216,8 +217,9 @@ export async function checkProjectRole(ctx: CallContext, command: string, projec
 export async function ownerFor(
   ctx: CallContext,
   params: { projectid?: string; account?: string; domainid?: string },
+  purpose: 'create' | 'find' = 'create',
 ): Promise<{ account: AccountRow; domain: DomainRow }> {
-  const project = await projectOwner(ctx, params);
+  const project = await projectOwner(ctx, params, purpose);
   if (project) {
     const domain = await ctx.app.store.db
       .selectFrom('domains')

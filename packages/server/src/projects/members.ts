@@ -18,7 +18,6 @@ import { likeOp } from '../infra/common.ts';
 import { defineCommand, type JobTarget, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
-import { defineSetting } from '../settings/settings.ts';
 import {
   checkProjectAccess,
   checkProjectModify,
@@ -27,26 +26,8 @@ import {
   PROJECT_STATE,
 } from './access.ts';
 import { memberRole } from './projects.ts';
+import { PROJECT_INVITE_REQUIRED, PROJECT_INVITE_TIMEOUT } from './settings.ts';
 import type { ProjectInvitationRow, ProjectRow } from './tables.ts';
-
-export const PROJECT_INVITE_REQUIRED = defineSetting({
-  name: 'project.invite.required',
-  category: 'Project Defaults',
-  type: 'Boolean',
-  defaultValue: false,
-  description:
-    'When true, addAccountToProject and addUserToProject invite instead of adding; the account or user joins on accepting.',
-});
-
-export const PROJECT_INVITE_TIMEOUT = defineSetting({
-  name: 'project.invite.timeout',
-  category: 'Project Defaults',
-  type: 'Long',
-  defaultValue: 86400,
-  min: 1,
-  description:
-    'Seconds a project invitation may stay pending before it expires and can no longer be accepted.',
-});
 
 const INVITATION = {
   Pending: 'Pending',

@@ -24,18 +24,10 @@ import { likeOp } from '../infra/common.ts';
 import { defineCommand, type JobTarget, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
-import { defineSetting } from '../settings/settings.ts';
 import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
 import { checkProjectModify, findProject, PROJECT_ROLE, PROJECT_STATE, projectAccountOf } from './access.ts';
+import { ALLOW_USER_CREATE_PROJECTS } from './settings.ts';
 import type { ProjectRow } from './tables.ts';
-
-export const ALLOW_USER_CREATE_PROJECTS = defineSetting({
-  name: 'allow.user.create.projects',
-  category: 'Project Defaults',
-  type: 'Boolean',
-  defaultValue: true,
-  description: 'Whether accounts of the User type may create projects (admins always may).',
-});
 
 /** Upstream's figures on a project: the prefix of <prefix>limit/total/available per resource type. */
 const FIGURES: [string, number][] = [

@@ -30,8 +30,8 @@ export const COMMON_FIELDS: FieldDescriptions = {
   domain: 'Name of the domain the owner belongs to.',
   domainid: 'UUID of the domain the owner belongs to.',
   domainpath: 'Path of the owning domain from the root, written ROOT/parent/child (the root domain is ROOT).',
-  project: 'Not returned by Nimbostack: it has no projects; resources belong to accounts.',
-  projectid: 'Not returned by Nimbostack: it has no projects; resources belong to accounts.',
+  project: 'Name of the project that owns the object, when a project does (account is then left out).',
+  projectid: 'UUID of the project that owns the object, when a project does.',
   hasannotations:
     'Nimbostack keeps no annotations (admin comments) on objects, so this is false or left out.',
   icon: 'Not returned by Nimbostack: objects carry no icons.',

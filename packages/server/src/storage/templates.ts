@@ -28,7 +28,7 @@ import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts
 import { checkRowAccess } from '../iam/owned.ts';
 import { findZone, namesOf } from '../infra/common.ts';
 import { onImageStoreDelete } from '../infra/image-stores.ts';
-import { ownerFor } from '../projects/access.ts';
+import { isProjectAccount, ownerFor } from '../projects/access.ts';
 import { listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { type ParamSpec, parseUuid, type RawValue } from '../registry/params.ts';
@@ -785,6 +785,14 @@ function subtreeDomains(path: string): RawBuilder<unknown> {
 }
 
 function ownedBy(scope: OwnerScope): RawBuilder<SqlBool> {
+  const owned = ownedIn(scope);
+  // Lists without projectid leave projects' templates out; projectid=-1 keeps only theirs.
+  if (!scope.projects) return owned;
+  const project = isProjectAccount('t.account_id');
+  return sql<SqlBool>`(${owned} and ${scope.projects === 'only' ? project : sql`not ${project}`})`;
+}
+
+function ownedIn(scope: OwnerScope): RawBuilder<SqlBool> {
   switch (scope.kind) {
     case 'all':
       return TRUE;
