@@ -433,6 +433,21 @@ describe('network ACLs', () => {
         admin.call('createPrivateGateway', { ...params, ipaddress: '172.16.5.3' }),
         is(431, /already has a private gateway on vlan:\/\/42/),
       );
+      // A router that refuses the gateway leaves none behind.
+      await failNextRouterStart();
+      await assert.rejects(
+        admin.call('createPrivateGateway', {
+          ...params,
+          vlan: '44',
+          ipaddress: '172.16.9.2',
+          gateway: '172.16.9.1',
+        }),
+        is(530, /startRouter/),
+      );
+      assert.equal(
+        (await admin.request<any>('listPrivateGateways', { vpcid: vpc.id, listall: true })).count,
+        1,
+      );
       const spec = await routerSpec(vpc.id);
       assert.deepEqual(spec.vpc.privateGateways, [
         {
