@@ -254,6 +254,12 @@ describe('router VPNs: site-to-site between two routers, remote access for a use
     assert.ok(existsSync(`/run/netns/${routerNetns(X.router)}`));
     assert.match(sh('ip', ['-n', routerNetns(X.router), 'link', 'show']), new RegExp(LIBIPSEC_TUN));
     process.stdout.write(`# site-to-site: applyRouterVpn → Connected in ${ms.toFixed(0)} ms\n`);
+    // The whole spec again (as every VPC change sends it): the TUN device is strongSwan's, kept.
+    await hostNet.startRouter(
+      RouterSpec.parse({ ...spec(X, 1), vpn: { siteToSite: [connection(X, Y, 'shared-key-1')] } }),
+    );
+    assert.match(sh('ip', ['-n', routerNetns(X.router), 'link', 'show']), new RegExp(LIBIPSEC_TUN));
+    assert.ok(ping(X.guestNs, Y.guestIp), 'the tunnel still carries traffic after startRouter');
   });
 
   test('IKEv1 when the customer gateway asks for it; a reset brings the tunnel back', async () => {
@@ -288,8 +294,10 @@ describe('router VPNs: site-to-site between two routers, remote access for a use
     assert.ok(!ping(X.guestNs, Y.guestIp), 'no traffic without a tunnel');
   });
 
-  test('remote access: a VPN user connects from a client namespace and reaches a tier guest', async () => {
+  test('remote access (beside a site-to-site connection): a VPN user connects from a client namespace and reaches a tier guest', async () => {
     const vpn = RouterVpn.parse({
+      // The site-to-site connection's key names this address too: the client must still get the VPN's.
+      siteToSite: [connection(Y, X, 'shared-key-1', { passive: true })],
       remoteAccess: {
         publicIp: Y.publicIp,
         psk: 'net-psk-1',

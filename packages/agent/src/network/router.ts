@@ -67,7 +67,7 @@ import {
 } from './router-nat.ts';
 import type { ServiceEntry } from './router-service.ts';
 import { ensureVpcRouting, gatewayLinks, validateVpcRouting } from './router-vpc.ts';
-import { ensureVpn, resetConnection, stopVpn, vpnStatus } from './router-vpn.ts';
+import { ensureVpn, LIBIPSEC_TUN, resetConnection, stopVpn, vpnStatus } from './router-vpn.ts';
 
 export { processAlive };
 
@@ -392,7 +392,13 @@ export class Routers {
     // the namespace end of a veth pair deletes its host end too.
     const present = JSON.parse(await run('ip', ['-n', ns, '-j', 'link', 'show'])) as { ifname: string }[];
     for (const { ifname } of present)
-      if (ifname !== 'lo' && ifname !== PUBLIC_IF && ![...links, ...gateways].some((l) => l.dev === ifname))
+      // kernel-libipsec's TUN device is strongSwan's (router-vpn.ts), not a guest network's.
+      if (
+        ifname !== 'lo' &&
+        ifname !== PUBLIC_IF &&
+        ifname !== LIBIPSEC_TUN &&
+        ![...links, ...gateways].some((l) => l.dev === ifname)
+      )
         await run('ip', ['-n', ns, 'link', 'del', ifname]).catch(() => undefined);
     // Guest addresses that are new on their interface: announced last (below).
     const announced: [string, string][] = [];
@@ -526,7 +532,12 @@ export class Routers {
  */
 async function ensureGuestLink(
   ns: string,
-  { guest, dev, host, peer }: Pick<GuestLink, 'dev' | 'host' | 'peer'> & {
+  {
+    guest,
+    dev,
+    host,
+    peer,
+  }: Pick<GuestLink, 'dev' | 'host' | 'peer'> & {
     guest: { network: { bridge: string; cidr: string }; ip: string; mac: string };
   },
 ): Promise<boolean> {
