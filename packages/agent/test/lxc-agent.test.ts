@@ -1,8 +1,8 @@
 /**
  * The LXC driver on real containers, beyond the shared contract: cgroup limits from the offering,
  * re-adoption by a restarted agent (a running container is taken over, one that stopped while the
- * agent was away is reported off), NIC hot-plug and unplug on a bridge, and refusals (ISOs, live
- * migration, consoles). Run by `npm run test:lxc`.
+ * agent was away is reported off), NIC hot-plug and unplug on a bridge, a root volume moved to
+ * another pool, the terminal console, and refusals (ISOs, live migration). Run by `npm run test:lxc`.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -159,7 +159,34 @@ describe('the LXC driver on real containers', { skip: SKIP_LXC }, () => {
     await h.stopVm(s.name, true);
   });
 
-  test('refusals: ISOs, live migration and VNC consoles are not for containers', async () => {
+  test("the console is the container's tty1: a login prompt that answers keys, closed when the container stops", async () => {
+    const h = await open();
+    const s = await spec(h, 'i-2-7-VM');
+    await h.startVm(s);
+    await waitForConsole(h.consoleLog(s.name), /NIMBO: ready/, 30_000);
+    const stream = await h.openConsole(s.name);
+    let seen = '';
+    stream.on('data', (d: Buffer) => {
+      seen += d.toString('latin1');
+    });
+    const until = async (pattern: RegExp) => {
+      const deadline = Date.now() + 10_000;
+      while (!pattern.test(seen)) {
+        if (Date.now() > deadline) throw new Error(`no ${pattern} on the console: ${JSON.stringify(seen)}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    stream.write('\r');
+    await until(/login: /);
+    stream.write('root\r');
+    await until(/Password: /);
+    const closed = new Promise((r) => stream.once('close', r));
+    await h.stopVm(s.name, true);
+    await closed;
+    await assert.rejects(h.openConsole(s.name), /not running/);
+  });
+
+  test('refusals: ISOs and live migration are not for containers', async () => {
     const h = await open();
     const s = await spec(h, 'i-2-5-VM');
     const iso = { ...s.disks[0], volumeUuid: 'iso', deviceId: 3, type: 'ISO' as const };
@@ -168,7 +195,6 @@ describe('the LXC driver on real containers', { skip: SKIP_LXC }, () => {
     await h.startVm(s);
     await assert.rejects(h.prepareMigration(), DriverError);
     await assert.rejects(h.migrateVm(s.name), /stop it first/);
-    await assert.rejects(h.openConsole(s.name), /text console only/);
     await h.stopVm(s.name, true);
     await assert.rejects(h.rebootVm(s.name), /not running/);
   });

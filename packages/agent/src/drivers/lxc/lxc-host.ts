@@ -11,6 +11,7 @@
  * NICs are veth pairs on the same guest bridges as KVM VMs, with the same host-side names, and
  * are filtered by the same security group code (../../network/).
  */
+import { spawn } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -22,7 +23,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import type { Duplex } from 'node:stream';
+import { Duplex } from 'node:stream';
 import type { ParsedPayload, PowerState, VmPowerReport, VmSpec } from '@nimbostack/protocol';
 import { HostNetwork } from '../../network/host-network.ts';
 import type { NicFilter } from '../../network/security.ts';
@@ -362,12 +363,26 @@ export class LxcHost implements HostDriver, HypervisorDriver, LiveContainers {
   }
 
   /**
-   * Containers have no framebuffer: their console is a terminal, which the VNC console proxy does
-   * not carry. The console log (console.log in the state directory) records what init prints.
+   * Containers have no framebuffer: their console is a terminal, the container's tty1 (where the
+   * test template's getty waits), as a byte stream for the console proxy (the browser shows it with
+   * a terminal emulator). lxc-console needs a terminal of its own, so it runs under `script`, which
+   * gives it a pseudo-terminal and relays it to plain pipes. The stream ends with the container.
    */
   async openConsole(name: string): Promise<Duplex> {
     this.running(name);
-    throw new DriverError(`container ${name} has a text console only; the console proxy shows VNC displays`);
+    const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+    const command = `exec lxc-console -n ${quote(name)} -P ${quote(this.lxcPath)} -t 1`;
+    const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'ignore'] });
+    const spawned = await new Promise<Error | undefined>((resolve) => {
+      child.once('spawn', () => resolve(undefined));
+      child.once('error', resolve);
+    });
+    if (spawned) throw new DriverError(`cannot open the console of ${name}: ${spawned.message}`);
+    const stream = Duplex.from({ readable: child.stdout!, writable: child.stdin! });
+    // Either end going ends the other: a closed browser stops lxc-console, a stopped container the stream.
+    stream.once('close', () => child.kill('SIGTERM'));
+    child.once('exit', () => stream.destroy());
+    return stream;
   }
 
   // ---- LiveContainers: what storage operations need from running containers
