@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { CloudStackClient } from '@nimbostack/client';
 import {
+  adGroupMembersFilter,
   escapeFilterValue,
   groupSearchFilter,
   type LdapSettings,
@@ -87,6 +88,14 @@ describe('filters', () => {
     assert.match(
       userSearchFilter({ ...ad, nestedGroups: false }, { group: 'CN=Dev' }),
       /\(memberof=CN=Dev\)\)$/,
+    );
+  });
+
+  test('Active Directory: a group’s members by memberOf, as upstream imports them', () => {
+    const ad: LdapSettings = { ...openldap, provider: 'microsoftad', userObject: 'user', baseDn: 'DC=ad' };
+    assert.equal(
+      adGroupMembersFilter(ad, 'devs'),
+      '(&(objectClass=user)(memberof:1.2.840.113556.1.4.1941:=cn=devs,DC=ad))',
     );
   });
 

@@ -312,6 +312,14 @@ export async function searchUsers(
     .sort((a, b) => a.username.localeCompare(b.username));
 }
 
+/**
+ * Active Directory's form of a group's members, as upstream searches them: users whose memberOf
+ * names cn=<group>,<base DN> (through nested groups with ldap.nested.groups.enable).
+ */
+export function adGroupMembersFilter(s: LdapSettings, groupName: string): string {
+  return `(&(objectClass=${escapeFilterValue(s.userObject)})${memberOfFilter(s, `cn=${groupName},${s.baseDn}`)})`;
+}
+
 /** The members of the group named `groupName` (by common name) that are users. */
 export async function usersInGroup(
   client: Client,
@@ -319,6 +327,7 @@ export async function usersInGroup(
   groupName: string,
 ): Promise<DirectoryUser[]> {
   if (s.baseDn === '') throw new DirectoryError('ldap.basedn is not configured');
+  if (s.provider === 'microsoftad') return searchUsers(client, s, adGroupMembersFilter(s, groupName));
   const { searchEntries } = await client.search(s.baseDn, {
     scope: 'sub',
     filter: groupSearchFilter(s, groupName),
