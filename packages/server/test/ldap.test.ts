@@ -231,6 +231,85 @@ describe('commands without a directory server', () => {
     assert.deepEqual(listed, {});
   });
 
+  test('listLdapUsers and searchLdap with no directory server: empty lists, as upstream', async () => {
+    assert.deepEqual(await admin.request<any>('listLdapUsers', { listtype: 'new' }), {});
+    assert.deepEqual(await admin.request<any>('searchLdap', { query: 'a' }), {});
+    await assert.rejects(
+      admin.request('ldapCreateAccount', { username: 'ann', accounttype: 0 }),
+      is(534, /^No LDAP user exists with the username of ann$/),
+    );
+  });
+
+  test('links: refusals as upstream, and they go with their domain or account', async () => {
+    const link = (params: Record<string, unknown>) => admin.request<any>('linkDomainToLdap', params);
+    const d = (await admin.request<any>('createDomain', { name: 'linked' })).domain;
+    const group = 'cn=devs,ou=groups,dc=example,dc=org';
+    await assert.rejects(
+      link({ domainid: d.id, type: 'GROUP', ldapdomain: group, accounttype: 0 }),
+      is(431, /unless a basedn \(null\) is configured/),
+    );
+    await admin.request('updateConfiguration', { name: 'ldap.basedn', value: 'dc=example,dc=org' });
+    try {
+      await assert.rejects(
+        link({ domainid: d.id, type: 'GROUP', accounttype: 0 }),
+        is(431, /^ldapDomain cannot be empty, please supply a GROUP or OU name$/),
+      );
+      await assert.rejects(
+        link({ domainid: d.id, type: 'GROUP', ldapdomain: group, accounttype: 1 }),
+        is(431, /^accountype should be either 0\(normal user\) or 2\(domain admin\)$/),
+      );
+      await assert.rejects(
+        link({ domainid: d.id, type: 'TEAM', ldapdomain: group, accounttype: 0 }),
+        is(431, /GROUP or OU/),
+      );
+      await assert.rejects(
+        admin.request('linkAccountToLdap', { domainid: d.id, account: 'a', ldapdomain: group }),
+        is(431, /^Either account type or role ID must be given$/),
+      );
+      // A domain admin links only within their own domain.
+      const other = (await admin.request<any>('createDomain', { name: 'other' })).domain;
+      const { client: otherAdmin } = await createAccountAndLogin(server, {
+        name: 'otheradmin',
+        accounttype: 2,
+        domainid: other.id,
+        domainPath: '/other',
+      });
+      await assert.rejects(
+        otherAdmin.request('linkAccountToLdap', {
+          domainid: d.id,
+          account: 'a',
+          ldapdomain: group,
+          accounttype: 0,
+        }),
+        is(531),
+      );
+
+      const linked = await link({ domainid: d.id, type: 'group', ldapdomain: group, accounttype: 0 });
+      assert.equal(linked.LinkDomainToLdap.type, 'GROUP');
+      const d2 = (await admin.request<any>('createDomain', { name: 'accounts-linked' })).domain;
+      const acc = await admin.request<any>('linkAccountToLdap', {
+        domainid: d2.id,
+        account: 'team',
+        ldapdomain: group,
+        accounttype: 0,
+      });
+      const { openStore } = await import('../src/db/connection.ts');
+      const store = await openStore(server.databaseUrl);
+      const links = () => store.db.selectFrom('ldap_links').select('name').execute();
+      try {
+        assert.equal((await links()).length, 2);
+        await admin.call('deleteAccount', { id: acc.LinkDomainToLdap.accountid });
+        assert.equal((await links()).length, 1);
+        await admin.call('deleteDomain', { id: d.id, cleanup: true });
+        assert.equal((await links()).length, 0);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await admin.request('updateConfiguration', { name: 'ldap.basedn', value: '' });
+    }
+  });
+
   test('ldap settings carry upstream names and defaults', async () => {
     const all = await admin.request<any>('listConfigurations', { name: 'ldap.', pagesize: -1 });
     const byName = new Map<string, any>(all.configuration.map((c: any) => [c.name, c]));
