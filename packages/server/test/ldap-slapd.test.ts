@@ -300,6 +300,14 @@ describe('domains linked to LDAP', { skip: SKIP }, () => {
     const erin = await login('erin', 'erin-pw', d.path);
     assert.equal(erin.loginResponse?.type, '0');
     await assert.rejects(login('carol', 'carol-pw', d.path), is(531));
+    // Two-factor authentication applies to LDAP users as to any: mandated here, owed after the bind.
+    await setting('enable.user.2fa', 'true', { domainid: d.id });
+    await setting('mandate.user.2fa', 'true', { domainid: d.id });
+    const owing = await login('erin', 'erin-pw', d.path);
+    assert.equal(owing.loginResponse?.is2faenabled, 'true');
+    await assert.rejects(owing.request('listUsers', {}), is(511));
+    await setting('mandate.user.2fa', '', { domainid: d.id });
+    await setting('enable.user.2fa', '', { domainid: d.id });
   });
 
   test('accounts linked to groups: members join their group’s account; a member of two is refused', async () => {
