@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { CloudStackClient } from '@nimbostack/client';
+import { waitUntil } from './agents.ts';
 import { createAccountAndLogin, startServer, type TestServer } from './harness.ts';
 
 let server: TestServer;
@@ -327,5 +328,80 @@ describe('projects', () => {
       resourcetype: 0,
     });
     assert.equal(counted.resourcecount[0].resourcecount, 0);
+  });
+});
+
+describe('projects with VMs (the local simulator zone)', () => {
+  let local: TestServer;
+  let lead: CloudStackClient;
+  let zoneid: string;
+  let templateid: string;
+  let offeringid: string;
+  before(async () => {
+    local = await startServer({ env: { NIMBOSTACK_SEED_LOCAL_ZONE: 'true' } });
+    lead = (await createAccountAndLogin(local, { name: 'vmlead' })).client;
+    zoneid = (await local.admin.request<any>('listZones', {})).zone[0].id;
+    templateid = await waitUntil(
+      async () =>
+        (
+          await local.admin.request<any>('listTemplates', { templatefilter: 'featured', zoneid })
+        ).template?.find((t: any) => t.isready)?.id,
+      20_000,
+      'the built-in template',
+    );
+    offeringid = (await local.admin.request<any>('listServiceOfferings', {})).serviceoffering.find(
+      (o: any) => o.name === 'Small Instance',
+    ).id;
+  });
+  after(() => local.stop());
+
+  test("a VM deployed in a project counts against the project's limits; suspending stops it; delete needs cleanup", async () => {
+    const p = (await lead.call<any>('createProject', { name: 'vms' })).project;
+    const vm = (
+      await lead.call<any>('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid: offeringid,
+        projectid: p.id,
+      })
+    ).virtualmachine;
+    assert.equal(vm.projectid, p.id);
+    assert.equal(vm.project, 'vms');
+    assert.equal(vm.state, 'Running');
+    const shown = (await lead.request<any>('listProjects', { id: p.id })).project[0];
+    assert.equal(shown.vmtotal, 1);
+    assert.equal(shown.vmrunning, 1);
+    assert.equal(shown.vmavailable, '19');
+    // The lead's own account holds no VM: the project's account does.
+    const own = await lead.request<any>('listResourceLimits', { resourcetype: 0 });
+    assert.ok(own.resourcelimit[0]);
+    assert.equal((await lead.request<any>('listVirtualMachines', {})).count ?? 0, 0);
+    assert.equal((await lead.request<any>('listVirtualMachines', { projectid: p.id })).count, 1);
+    // The project's limit holds: 1 VM, a second one is refused with 535 and leaves nothing.
+    await local.admin.request('updateResourceLimit', { projectid: p.id, resourcetype: 0, max: 1 });
+    await assert.rejects(
+      lead.call('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid: offeringid,
+        projectid: p.id,
+      }),
+      is(535),
+    );
+    assert.equal((await lead.request<any>('listVirtualMachines', { projectid: p.id })).count, 1);
+    const suspended = (await lead.call<any>('suspendProject', { id: p.id })).project;
+    assert.equal(suspended.state, 'Suspended');
+    const stopped = (await lead.request<any>('listVirtualMachines', { projectid: p.id })).virtualmachine[0];
+    assert.equal(stopped.state, 'Stopped');
+    await lead.call('activateProject', { id: p.id });
+    await assert.rejects(
+      lead.call('deleteProject', { id: p.id }),
+      is(530, /Can't delete the project yet because it has 1 UserVmVO to clean up/),
+    );
+    await lead.call('deleteProject', { id: p.id, cleanup: true });
+    assert.equal(
+      (await local.admin.request<any>('listVirtualMachines', { listall: true, id: vm.id })).count ?? 0,
+      0,
+    );
   });
 });
