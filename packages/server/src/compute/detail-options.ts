@@ -20,7 +20,9 @@ export const listDetailOptions = defineCommand({
   objectName: 'detailoptions',
   params: {
     resourcetype: p.string({ required: true, description: 'UserVm or Template.' }),
-    resourceid: p.uuid({ description: 'The instance or template the details are for; checked when given.' }),
+    resourceid: p.string({
+      description: 'UUID of the instance or template the details are for; checked when given.',
+    }),
   },
   async handler(ctx, params) {
     const type = Object.keys(OPTIONS).find((t) => t.toLowerCase() === params.resourcetype.toLowerCase());

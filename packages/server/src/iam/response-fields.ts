@@ -160,4 +160,10 @@ export const iamResponseFields: ResponseFields = {
     resourcecount:
       'How much of this resource the account or domain now holds, recounted: CPU in cores, memory in MiB, storage in GiB, else a number of items.',
   },
+  oauthprovider: {
+    clientid: 'Client id the provider issued (no provider is ever listed: Nimbostack has no OAuth sign-in).',
+    enabled: 'Whether sign-in through the provider is on (no provider is ever listed).',
+    redirecturi: 'Where the provider sends the browser back after sign-in (no provider is ever listed).',
+    secretkey: 'Client secret of the provider (no provider is ever listed).',
+  },
 };

@@ -342,4 +342,23 @@ export const infraResponseFields: ResponseFields = {
   hypervisor: {
     name: "A hypervisor type: 'KVM', 'LXC' or 'Simulator'.",
   },
+  systemvm: {
+    activeviewersessions:
+      'Console sessions a console proxy VM serves (none: the console proxy is part of the management server).',
+    agentstate: 'State of the agent inside a system VM (none exist in Nimbostack).',
+    disconnected: 'Not returned by Nimbostack: it runs no system VMs, so this list is always empty.',
+    guestvlan: 'Not returned by Nimbostack: it runs no system VMs, so this list is always empty.',
+    hostcontrolstate: 'Not returned by Nimbostack: it runs no system VMs, so this list is always empty.',
+    linklocalip: 'Not returned by Nimbostack: it runs no system VMs, so this list is always empty.',
+    linklocalmacaddress: 'Not returned by Nimbostack: it runs no system VMs, so this list is always empty.',
+    linklocalnetmask: 'Not returned by Nimbostack: it runs no system VMs, so this list is always empty.',
+    privateip: 'Not returned by Nimbostack: it runs no system VMs, so this list is always empty.',
+    privatemacaddress: 'Not returned by Nimbostack: it runs no system VMs, so this list is always empty.',
+    privatenetmask: 'Not returned by Nimbostack: it runs no system VMs, so this list is always empty.',
+    publicmacaddress: 'Not returned by Nimbostack: it runs no system VMs, so this list is always empty.',
+    publicnetmask: 'Not returned by Nimbostack: it runs no system VMs, so this list is always empty.',
+    publicvlan: 'Not returned by Nimbostack: it runs no system VMs, so this list is always empty.',
+    systemvmtype: 'Kind of system VM: consoleproxy or secondarystoragevm (none exist in Nimbostack).',
+    version: 'Not returned by Nimbostack: it runs no system VMs, so this list is always empty.',
+  },
 };

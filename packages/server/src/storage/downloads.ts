@@ -35,6 +35,11 @@ export const DownloadState = {
   InProgress: 'DOWNLOAD_IN_PROGRESS',
   Downloaded: 'DOWNLOADED',
   Error: 'DOWNLOAD_ERROR',
+  // A copy filled by a browser upload (storage/browser-upload.ts), upstream's upload states: the
+  // takeover of downloads leaves them alone, as there is nothing to fetch again.
+  NotUploaded: 'NOT_UPLOADED',
+  UploadInProgress: 'UPLOAD_IN_PROGRESS',
+  UploadError: 'UPLOAD_ERROR',
 } as const;
 
 export const MAX_TEMPLATE_SIZE = defineSetting({
@@ -56,7 +61,10 @@ export const SHUTDOWN = new Error('management server stopping');
 
 const transfers = new Map<number, AbortController>();
 
-export type TransferSource = { kind: 'url' } | { kind: 'copy'; fromRefId: number };
+export type TransferSource =
+  | { kind: 'url' }
+  | { kind: 'copy'; fromRefId: number }
+  | { kind: 'upload'; source: Source };
 
 export type TransferResult = { ok: true } | { ok: false; reason: string };
 
@@ -107,6 +115,7 @@ async function openSource(
   signal: AbortSignal,
 ): Promise<Source> {
   const { template } = loaded;
+  if (source.kind === 'upload') return source.source;
   if (source.kind === 'copy') {
     const from = await load(app, source.fromRefId);
     if (!from?.ref.install_path || from.ref.download_state !== DownloadState.Downloaded)
@@ -291,10 +300,11 @@ async function transfer(
   if (!loaded || loaded.ref.destroyed) return { ok: false, reason: 'The copy was deleted' };
   if (loaded.ref.download_state === DownloadState.Downloaded) return { ok: true };
   const { template, store } = loaded;
+  const inProgress = source.kind === 'upload' ? DownloadState.UploadInProgress : DownloadState.InProgress;
   await db
     .updateTable('template_store_refs')
     .set({
-      download_state: DownloadState.InProgress,
+      download_state: inProgress,
       download_pct: 0,
       status: '0% Downloaded',
       error: null,
@@ -310,7 +320,8 @@ async function transfer(
     const sizes = await fetchImage(app, {
       dest,
       format: template.format,
-      checksum: source.kind === 'url' ? template.checksum : null,
+      // A copy was checked when its source was filled.
+      checksum: source.kind === 'copy' ? null : template.checksum,
       open: (watched) => openSource(app, loaded, source, watched),
       signal,
       progress: async (bytes, length) => {
@@ -319,7 +330,7 @@ async function transfer(
           .updateTable('template_store_refs')
           .set({ download_pct: pct, status, updated: app.clock.now() })
           .where('id', '=', refId)
-          .where('download_state', '=', DownloadState.InProgress)
+          .where('download_state', '=', inProgress)
           .execute();
       },
     });
@@ -333,7 +344,12 @@ async function transfer(
       return { ok: false, reason: 'The management server stopped; another one resumes the download' };
     if (signal.aborted) return { ok: false, reason: 'The copy was deleted' };
     const reason = e instanceof Error ? e.message : String(e);
-    await fail(app, refId, reason);
+    await fail(
+      app,
+      refId,
+      reason,
+      source.kind === 'upload' ? DownloadState.UploadError : DownloadState.Error,
+    );
     return { ok: false, reason };
   }
 }
@@ -388,7 +404,12 @@ async function finish(
   });
 }
 
-async function fail(app: App, refId: number, reason: string): Promise<void> {
+async function fail(
+  app: App,
+  refId: number,
+  reason: string,
+  state: string = DownloadState.Error,
+): Promise<void> {
   const text = reason.slice(0, 1000);
   await app.store.db.transaction().execute(async (tx) => {
     const ref = await tx
@@ -399,7 +420,7 @@ async function fail(app: App, refId: number, reason: string): Promise<void> {
     if (!ref || ref.destroyed) return;
     await tx
       .updateTable('template_store_refs')
-      .set({ download_state: DownloadState.Error, status: text, error: text, updated: app.clock.now() })
+      .set({ download_state: state, status: text, error: text, updated: app.clock.now() })
       .where('id', '=', refId)
       .execute();
     const template = await tx

@@ -12,7 +12,7 @@ const volume: FieldDescriptions = {
   name: 'Name of the volume (ROOT-<n> for a root disk).',
   type: "'ROOT' (the instance's boot disk) or 'DATADISK' (an extra disk).",
   state:
-    "'Allocated' (not yet on storage), 'Creating', 'Ready', 'Migrating', 'Copying', 'UploadOp', 'Uploaded', 'UploadError', 'Destroyed' or 'Expunged'; an extract answer says 'DOWNLOAD_URL_CREATED'.",
+    "'Allocated' (not yet on storage), 'Creating', 'Ready', 'Migrating', 'Copying', 'UploadOp' (fetched from a URL), 'NotUploaded' and 'UploadInProgress' (posted from a browser), 'Uploaded', 'UploadError', 'Destroyed' or 'Expunged'; an extract answer says 'DOWNLOAD_URL_CREATED'.",
   size: 'Size of the disk as the guest sees it, in bytes.',
   virtualsize: 'Size of the disk as the guest sees it, in bytes (the same as size).',
   physicalsize: 'Space the disk takes on storage, in bytes; left out until measured.',
@@ -239,5 +239,16 @@ export const storageResponseFields: ResponseFields = {
     storage: 'Always an empty list: snapshots go to the zone’s image stores.',
     tags: 'Resource tags on the policy.',
     hasannotations: 'Not returned on snapshot policies: Nimbostack keeps no annotations.',
+  },
+  getuploadparams: {
+    id: 'UUID of the template or volume recorded for the upload.',
+    postURL: 'URL of this management server to POST the file to, as multipart/form-data.',
+    metadata: 'Sealed description of the upload, to send back as the X-metadata header.',
+    signature: 'Signature of the URL, metadata and expiry, to send back as the X-signature header.',
+    expires: 'Time after which the POST is refused (one hour on), to send back as the X-expires header.',
+  },
+  cloudianisenabled: {
+    enabled: 'Whether the Cloudian object storage connector is on: always false, Nimbostack has none.',
+    url: 'Not returned by Nimbostack: there is no Cloudian management console to link to.',
   },
 };

@@ -303,8 +303,11 @@ interface ZoneItem {
 const STATE_RANK: Record<string, number> = {
   [DownloadState.Downloaded]: 0,
   [DownloadState.InProgress]: 1,
+  [DownloadState.UploadInProgress]: 1,
   [DownloadState.NotDownloaded]: 2,
+  [DownloadState.NotUploaded]: 2,
   [DownloadState.Error]: 3,
+  [DownloadState.UploadError]: 3,
 };
 
 async function presentItems(ctx: CallContext, items: ZoneItem[]): Promise<object[]> {
@@ -392,7 +395,8 @@ async function presentItems(ctx: CallContext, items: ZoneItem[]): Promise<object
       bits: t.bits,
       isdynamicallyscalable: t.dynamically_scalable === 1,
       directdownload: false,
-      url: t.url,
+      // An uploaded image has no URL.
+      url: t.url || undefined,
       checksum: t.checksum ?? undefined,
     };
     if (t.is_iso) return { ...common, tags: isoTags.get(t.id) ?? [] };
@@ -472,6 +476,8 @@ export interface NewImage {
   owner: { account: AccountRow; userId: number };
   /** Put a copy on every image store of each zone rather than on the roomiest one. */
   everyStore?: boolean;
+  /** Filled by a browser upload (getUploadParamsForTemplate) instead of a download of `url`. */
+  upload?: boolean;
 }
 
 /** The writable image stores of a zone, roomiest first. */
@@ -503,16 +509,22 @@ async function zonesWithStores(tx: Tx): Promise<number[]> {
   return rows.map((r) => r.id);
 }
 
-/** Adds a store copy waiting to be filled by this server. */
-export async function addCopy(app: App, tx: Tx, templateId: number, store: ImageStoreRow): Promise<number> {
+/** Adds a store copy waiting to be filled by this server (downloaded, or uploaded by a browser). */
+export async function addCopy(
+  app: App,
+  tx: Tx,
+  templateId: number,
+  store: ImageStoreRow,
+  upload = false,
+): Promise<number> {
   const now = app.clock.now();
   return insertId(app.store, tx, 'template_store_refs', {
     template_id: templateId,
     image_store_id: store.id,
     zone_id: store.zone_id,
-    download_state: DownloadState.NotDownloaded,
+    download_state: upload ? DownloadState.NotUploaded : DownloadState.NotDownloaded,
     download_pct: 0,
-    status: 'Waiting to download',
+    status: upload ? 'Waiting for the upload' : 'Waiting to download',
     ms_id: app.server.id,
     destroyed: 0,
     created: now,
@@ -583,7 +595,7 @@ export async function createImage(app: App, image: NewImage): Promise<TemplateRo
     });
     if (image.type === 'USER') await reserve({ app }, tx, image.owner.account, ResourceKind.Template, 1);
     for (const stores of storesByZone.values())
-      for (const s of stores) refIds.push(await addCopy(app, tx, id, s));
+      for (const s of stores) refIds.push(await addCopy(app, tx, id, s, image.upload));
     const row = await tx.selectFrom('templates').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
     await recordEvent({ app }, tx, eventOwner(image), {
       type: `${image.kind.eventPrefix}.CREATE`,
@@ -593,7 +605,7 @@ export async function createImage(app: App, image: NewImage): Promise<TemplateRo
     });
     return row;
   });
-  for (const refId of refIds) startTransfer(app, refId);
+  if (!image.upload) for (const refId of refIds) startTransfer(app, refId);
   return template;
 }
 
@@ -720,6 +732,22 @@ export function canonical(value: string, allowed: readonly string[], what: strin
 }
 
 export async function registerTemplate(ctx: CallContext, params: TemplateParams): Promise<object[]> {
+  const image = await templateImage(
+    ctx,
+    params,
+    checkUrl(ctx, params.url),
+    await resolveZones(ctx, params.zoneid, params.zoneids),
+  );
+  return presentTemplates(ctx, [await createImage(ctx.app, image)]);
+}
+
+/** A template to create from registerTemplate's (or getUploadParamsForTemplate's) parameters, checked. */
+export async function templateImage(
+  ctx: CallContext,
+  params: Omit<TemplateParams, 'url'>,
+  url: string,
+  zones: number[] | 'all',
+): Promise<NewImage> {
   const name = params.name.trim();
   if (name === '') throw invalidParameter('Template name must not be empty');
   if (params.directdownload)
@@ -737,14 +765,12 @@ export async function registerTemplate(ctx: CallContext, params: TemplateParams)
   if (!params.ostypeid) throw invalidParameter('Please specify ostypeid, the guest OS of the template');
   const os = await findOsType(ctx, params.ostypeid);
   const checksum = params.checksum?.trim() ? parseChecksum(params.checksum).label : null;
-  const url = checkUrl(ctx, params.url);
-  const zones = await resolveZones(ctx, params.zoneid, params.zoneids);
   checkPublicFlags(ctx, params.ispublic, params.isfeatured);
   const type = params.templatetype ? canonical(params.templatetype, TEMPLATE_TYPES, 'templatetype') : 'USER';
   if (type !== 'USER' && !isRootAdmin(ctx.caller))
     throw invalidParameter('Only root administrators may register system or built-in templates');
   const owner = await resolveOwner(ctx, params);
-  const template = await createImage(ctx.app, {
+  return {
     kind: TEMPLATE,
     name,
     displayText: params.displaytext?.trim() || name,
@@ -767,8 +793,7 @@ export async function registerTemplate(ctx: CallContext, params: TemplateParams)
     templateTag: params.templatetag ?? null,
     type,
     owner,
-  });
-  return presentTemplates(ctx, [template]);
+  };
 }
 
 // ---- listing ------------------------------------------------------------------------------

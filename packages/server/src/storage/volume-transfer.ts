@@ -22,7 +22,7 @@ import { DEAD_SERVER_MS } from '../jobs/runner.ts';
 import { ownerFor } from '../projects/access.ts';
 import { defineCommand } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
-import { fetchImage, openUrl, SHUTDOWN } from './downloads.ts';
+import { fetchImage, openUrl, SHUTDOWN, type Source } from './downloads.ts';
 import {
   FILE_EXTENSIONS,
   HYPERVISOR_FORMATS,
@@ -40,6 +40,10 @@ export const VolumeState = {
   UploadOp: 'UploadOp',
   Uploaded: 'Uploaded',
   UploadError: 'UploadError',
+  // A volume a browser uploads (getUploadParamsForVolume, storage/browser-upload.ts): waiting for
+  // the post, then receiving it; the takeover of URL uploads leaves these alone.
+  NotUploaded: 'NotUploaded',
+  UploadInProgress: 'UploadInProgress',
 } as const;
 
 const TAKEOVER_INTERVAL_MS = 30_000;
@@ -107,6 +111,46 @@ export const uploadVolume = defineCommand({
   },
   event: { type: 'VOLUME.UPLOAD', description: (params) => `uploading volume ${params.name}` },
   async create(ctx, params) {
+    const url = params.url.trim();
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw invalidParameter(`Invalid URL ${params.url}`);
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+      throw invalidParameter(
+        `Unsupported URL ${params.url}: a volume is uploaded from an http:// or https:// URL`,
+      );
+    return { type: 'Volume', id: await recordUpload(ctx, params, url) };
+  },
+  async handler(ctx, _params, created) {
+    const volume = await findVolume(ctx, created!.id);
+    // The job answers at once, as upstream: the volume shows the upload's progress in `status`.
+    startUpload(ctx.app, volume.id);
+    return presentVolume(ctx, volume.id);
+  },
+});
+
+/** What uploadVolume and getUploadParamsForVolume take about the volume to make. */
+export interface UploadParams {
+  name: string;
+  zoneid: string;
+  format: string;
+  checksum?: string;
+  diskofferingid?: string;
+  imagestoreuuid?: string;
+  account?: string;
+  domainid?: string;
+  projectid?: string;
+}
+
+/**
+ * Checks and records a DATADISK to be filled on the zone's image store: from `url` (UploadOp, this
+ * server fetches it), or without one from a browser's post (NotUploaded). Answers its uuid.
+ */
+export async function recordUpload(ctx: CallContext, params: UploadParams, url?: string): Promise<string> {
+  {
     const { app } = ctx;
     const name = params.name.trim();
     if (name === '') throw invalidParameter('The volume name must not be empty');
@@ -118,17 +162,6 @@ export const uploadVolume = defineCommand({
     if (hypervisors.length && !hypervisors.some((h) => HYPERVISOR_FORMATS[h]?.includes(format)))
       throw invalidParameter(
         `Zone ${zone.name} runs ${hypervisors.join(', ')}, which cannot use ${format} disks`,
-      );
-    const url = params.url.trim();
-    let parsed: URL;
-    try {
-      parsed = new URL(url);
-    } catch {
-      throw invalidParameter(`Invalid URL ${params.url}`);
-    }
-    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
-      throw invalidParameter(
-        `Unsupported URL ${params.url}: a volume is uploaded from an http:// or https:// URL`,
       );
     const checksum = params.checksum?.trim() ? parseChecksum(params.checksum).label : null;
     let offering: { id: number; provisioning_type: string } | undefined;
@@ -175,34 +208,60 @@ export const uploadVolume = defineCommand({
       await tx
         .updateTable('volumes')
         .set({
-          state: VolumeState.UploadOp,
+          state: url ? VolumeState.UploadOp : VolumeState.NotUploaded,
           format,
           image_store_id: store.id,
           store_path: `volumes/${owner.account.id}/${row.uuid}.${FILE_EXTENSIONS[format]}`,
-          upload_url: url,
+          upload_url: url ?? null,
           upload_checksum: checksum,
-          upload_status: 'Upload requested',
+          upload_status: url ? 'Upload requested' : 'Waiting for the upload',
           upload_ms_id: app.server.id,
         })
         .where('id', '=', id)
         .execute();
       await logEvent(ctx, tx, {
         type: 'VOLUME.UPLOAD',
-        description: `uploading volume ${name} from ${url}`,
+        description: `uploading volume ${name} ${url ? `from ${url}` : 'from a browser'}`,
         resourceType: 'Volume',
         resourceId: row.uuid,
       });
       return row.uuid;
     });
-    return { type: 'Volume', id: uuid };
-  },
-  async handler(ctx, _params, created) {
-    const volume = await findVolume(ctx, created!.id);
-    // The job answers at once, as upstream: the volume shows the upload's progress in `status`.
-    startUpload(ctx.app, volume.id);
-    return presentVolume(ctx, volume.id);
-  },
-});
+    return uuid;
+  }
+}
+
+/**
+ * Fills a NotUploaded volume from a browser's post (`source`): UploadInProgress while it arrives,
+ * then Uploaded, or UploadError with the reason. `waiting` false: no such volume waits for one.
+ */
+export async function receiveUpload(
+  app: App,
+  volumeUuid: string,
+  source: Source,
+): Promise<{ waiting: false } | { waiting: true; error?: string }> {
+  // Taken by one post only: the state changes under the condition that it is still NotUploaded.
+  const taken = await app.store.db
+    .updateTable('volumes')
+    .set({ state: VolumeState.UploadInProgress, upload_status: '0% Uploaded', upload_ms_id: app.server.id })
+    .where('uuid', '=', volumeUuid)
+    .where('state', '=', VolumeState.NotUploaded)
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  if (Number(taken.numUpdatedRows) !== 1) return { waiting: false };
+  const v = await app.store.db
+    .selectFrom('volumes')
+    .select('id')
+    .where('uuid', '=', volumeUuid)
+    .executeTakeFirstOrThrow();
+  const controller = new AbortController();
+  uploads.set(v.id, controller);
+  try {
+    return { waiting: true, error: await runUpload(app, v.id, controller.signal, source) };
+  } finally {
+    uploads.delete(v.id);
+  }
+}
 
 function startUpload(app: App, volumeId: number): void {
   if (uploads.has(volumeId)) return;
@@ -229,10 +288,20 @@ async function ownerOf(tx: Pick<App['store'], 'db'>['db'], v: VolumeRow) {
   return { userId: user?.id ?? 0, accountId: v.account_id, domainId: v.domain_id };
 }
 
-async function runUpload(app: App, volumeId: number, signal: AbortSignal): Promise<void> {
+/**
+ * Fills an upload's file from its URL (UploadOp) or from a browser's post (`browser`, the volume
+ * UploadInProgress), and records the outcome; answers the reason of a failure.
+ */
+async function runUpload(
+  app: App,
+  volumeId: number,
+  signal: AbortSignal,
+  browser?: Source,
+): Promise<string | undefined> {
   const db = app.store.db;
+  const active = browser ? VolumeState.UploadInProgress : VolumeState.UploadOp;
   const v = await db.selectFrom('volumes').selectAll().where('id', '=', volumeId).executeTakeFirst();
-  if (!v || v.removed !== null || v.state !== VolumeState.UploadOp || !v.upload_url) return;
+  if (!v || v.removed !== null || v.state !== active || !(browser || v.upload_url)) return;
   const dest = await uploadedFile(app, v);
   const fail = async (reason: string) => {
     const text = reason.slice(0, 1000);
@@ -241,7 +310,7 @@ async function runUpload(app: App, volumeId: number, signal: AbortSignal): Promi
         .updateTable('volumes')
         .set({ state: VolumeState.UploadError, upload_status: text })
         .where('id', '=', v.id)
-        .where('state', '=', VolumeState.UploadOp)
+        .where('state', '=', active)
         .where('removed', 'is', null)
         .executeTakeFirst();
       if (Number(r.numUpdatedRows) === 1)
@@ -254,6 +323,7 @@ async function runUpload(app: App, volumeId: number, signal: AbortSignal): Promi
         });
     });
     app.log.warn({ volume: v.uuid, reason: text }, 'volume upload failed');
+    return text;
   };
   if (!dest) return fail('The image store of the upload is gone');
   await db
@@ -267,7 +337,7 @@ async function runUpload(app: App, volumeId: number, signal: AbortSignal): Promi
       dest,
       format: v.format ?? 'QCOW2',
       checksum: v.upload_checksum,
-      open: (watched) => openUrl(v.upload_url!, watched),
+      open: async (watched) => browser ?? openUrl(v.upload_url!, watched),
       signal,
       progress: async (bytes, length) => {
         const status = length
@@ -277,18 +347,18 @@ async function runUpload(app: App, volumeId: number, signal: AbortSignal): Promi
           .updateTable('volumes')
           .set({ upload_status: status })
           .where('id', '=', v.id)
-          .where('state', '=', VolumeState.UploadOp)
+          .where('state', '=', active)
           .execute();
       },
     });
   } catch (e) {
-    if (signal.aborted) return; // deleted, or this server stops (another takes the upload over)
+    if (signal.aborted) return 'The upload was stopped'; // deleted, or this server stops (another takes a URL upload over)
     return fail(e instanceof Error ? e.message : String(e));
   }
   try {
     const kept = await db.transaction().execute(async (tx) => {
       const current = await tx.selectFrom('volumes').selectAll().where('id', '=', v.id).executeTakeFirst();
-      if (!current || current.removed !== null || current.state !== VolumeState.UploadOp) return false;
+      if (!current || current.removed !== null || current.state !== active) return false;
       const account = await tx
         .selectFrom('accounts')
         .selectAll()
@@ -316,11 +386,14 @@ async function runUpload(app: App, volumeId: number, signal: AbortSignal): Promi
       });
       return true;
     });
-    if (!kept) await rm(dest, { force: true });
+    if (!kept) {
+      await rm(dest, { force: true });
+      return 'The volume was deleted during the upload';
+    }
   } catch (e) {
     // Over the owner's secondary or primary storage limit: the file goes, the reason stays.
     await rm(dest, { force: true });
-    await fail(e instanceof Error ? e.message : String(e));
+    return fail(e instanceof Error ? e.message : String(e));
   }
 }
 
