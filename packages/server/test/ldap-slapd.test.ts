@@ -176,6 +176,22 @@ describe('sign-in of LDAP users', { skip: SKIP }, () => {
     await assert.rejects(login('alice', ''), is(431, /missing parameter password/));
   });
 
+  test('sign-in time: an LDAP user (search and bind) against a local user (scrypt)', async (t) => {
+    const median = async (username: string, password: string) => {
+      const times: number[] = [];
+      for (let i = 0; i < 15; i++) {
+        const t0 = performance.now();
+        await login(username, password);
+        times.push(performance.now() - t0);
+      }
+      return times.sort((a, b) => a - b)[7];
+    };
+    const ldap = await median('alice', 'alice-pw');
+    const local = await median('viewer', 'viewer-pw');
+    t.diagnostic(`median login: LDAP ${ldap.toFixed(1)} ms, local ${local.toFixed(1)} ms`);
+    assert.ok(ldap < 1000, `LDAP sign-in took ${ldap} ms`);
+  });
+
   test('ldapCreateAccount: a name the directory does not have is answered 534', async () => {
     await assert.rejects(
       admin.request('ldapCreateAccount', { username: 'mallory', accounttype: 0 }),
