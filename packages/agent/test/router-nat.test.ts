@@ -320,6 +320,12 @@ describe('isolated network router: public side, NAT, firewall, egress, load bala
     });
     assert.equal(connect(G1, INET_IP, 7000), `internet ${SNAT_IP}`);
     assert.equal(connect(G2, INET_IP, 7000), 'TIMEOUT');
+    // A rule for all protocols and every address: the bare verdict, which an `ip` table takes.
+    await hostNet.applyRouterRules({
+      name: ROUTER,
+      rules: rules({ egressDefaultAllow: false, egress: [{ protocol: 'all' }] }),
+    });
+    assert.equal(connect(G1, INET_IP, 7001), `internet ${SNAT_IP}`);
   });
 
   test('load balancing: HAProxy in the namespace spreads connections over the members, reloads on change, refuses a bad configuration', async () => {

@@ -115,7 +115,8 @@ export function egressMatch(rule: RouterFirewallRule): string {
       : []),
     ...protocolMatch(rule, false),
   ];
-  return parts.length ? parts.join(' ') : 'meta nfproto ipv4';
+  // Empty for a rule that matches all traffic: the verdict alone (an `ip` table has no nfproto).
+  return parts.join(' ');
 }
 
 /**
@@ -162,7 +163,7 @@ export function routerRuleset(guestCidrs: string | string[], pub: RouterPublic, 
     egress.push(privates.length ? `ip saddr != ${set(privates)} drop` : 'drop');
   }
   const exception = rules.egressDefaultAllow ? 'drop' : 'accept';
-  for (const r of rules.egress) egress.push(`${egressMatch(r)} ${exception}`);
+  for (const r of rules.egress) egress.push([egressMatch(r), exception].filter(Boolean).join(' '));
   egress.push(rules.egressDefaultAllow ? 'accept' : 'drop');
 
   const chain = (name: string, hook: string | undefined, body: string[]) => [
