@@ -479,6 +479,25 @@ describe('site-to-site VPN between two VPCs', () => {
     );
   });
 
+  test('updateVpnGateway and updateVpnConnection: fordisplay and customid (administrators)', async () => {
+    const gw = (await admin.call<any>('updateVpnGateway', { id: gw1.id, fordisplay: false })).vpngateway;
+    assert.equal(gw.fordisplay, false);
+    assert.equal((await alice.request<any>('listVpnGateways', { fordisplay: false })).count, 1);
+    const customid = '0b1d7d1e-5a2c-4c1b-9a57-3f0c2b9e7a11';
+    const renamed = (await admin.call<any>('updateVpnConnection', { id: conn1.id, customid })).vpnconnection;
+    assert.equal(renamed.id, customid);
+    assert.deepEqual(
+      routerWith(one.snat.ipaddress).spec.vpn.siteToSite.map((c: any) => c.id),
+      [customid],
+      'the router runs the tunnel under its new id',
+    );
+    conn1 = renamed;
+    // A user's customid is not taken (administrators only, as upstream).
+    const same = (await alice.call<any>('updateVpnConnection', { id: conn1.id, customid: 'x' }))
+      .vpnconnection;
+    assert.equal(same.id, customid);
+  });
+
   test('deleting connections, gateways and customer gateways leaves the routers without VPN', async () => {
     await alice.call('deleteVpnConnection', { id: conn1.id });
     await alice.call('deleteVpnConnection', { id: conn2.id });

@@ -300,6 +300,56 @@ export const deleteVpnConnection = defineCommand({
   },
 });
 
+export const updateVpnConnection = defineCommand({
+  name: 'updateVpnConnection',
+  description: "Changes a site-to-site connection's id (customid) or whether end users see it. Asynchronous.",
+  params: {
+    id: p.uuid({ required: true, description: 'UUID of the connection to change.' }),
+    customid: p.string({ adminOnly: true, description: 'A new id (uuid) for the connection.' }),
+    fordisplay: p.boolean({ adminOnly: true, description: 'Whether end users see the connection.' }),
+  },
+  event: {
+    type: 'VPN.S2S.CONNECTION.UPDATE',
+    description: (params) => `updating site-to-site VPN connection ${params.id}`,
+  },
+  target: connectionTarget,
+  async handler(ctx, params) {
+    const db = ctx.app.store.db;
+    const conn = await findOwned(ctx, 'vpn_connections', params.id, OWNED_VPN_CONNECTION);
+    const admin = ctx.caller.roleKind === 'admin';
+    const uuid = admin && params.customid !== undefined ? params.customid.trim() : conn.uuid;
+    if (uuid === '') throw invalidParameter('customid must not be blank');
+    const renamed = uuid !== conn.uuid;
+    await db.transaction().execute(async (tx) => {
+      await tx
+        .updateTable('vpn_connections')
+        .set({
+          uuid,
+          ...(admin && params.fordisplay !== undefined ? { for_display: params.fordisplay ? 1 : 0 } : {}),
+        })
+        .where('id', '=', conn.id)
+        .execute();
+      await logEvent(ctx, tx, {
+        type: 'VPN.S2S.CONNECTION.UPDATE',
+        description: `updated site-to-site VPN connection ${uuid}`,
+        resourceType: 'Site2SiteVpnConnection',
+        resourceId: uuid,
+      });
+    });
+    // The router names the tunnel after the connection's id: a new id is a new name there.
+    if (renamed)
+      await applyVpn(ctx.app, { vpcId: await vpcOfConnection(ctx, conn) }).catch((err: Error) =>
+        ctx.app.log.warn({ connection: uuid, err: err.message }, 'renamed VPN connection not re-applied'),
+      );
+    const row = await db
+      .selectFrom('vpn_connections')
+      .selectAll()
+      .where('id', '=', conn.id)
+      .executeTakeFirstOrThrow();
+    return (await presentConnections(ctx, [row]))[0]!;
+  },
+});
+
 export const listVpnConnections = defineCommand({
   name: 'listVpnConnections',
   description: "Lists the site-to-site VPN connections the caller may see, with their tunnels' states.",
@@ -343,5 +393,6 @@ export const connectionCommands = [
   createVpnConnection,
   resetVpnConnection,
   deleteVpnConnection,
+  updateVpnConnection,
   listVpnConnections,
 ];

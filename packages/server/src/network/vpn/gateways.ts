@@ -181,6 +181,52 @@ export const deleteVpnGateway = defineCommand({
   },
 });
 
+export const updateVpnGateway = defineCommand({
+  name: 'updateVpnGateway',
+  description: "Changes a VPN gateway's id (customid) or whether end users see it. Asynchronous.",
+  params: {
+    id: p.uuid({ required: true, description: 'UUID of the VPN gateway to change.' }),
+    customid: p.string({ adminOnly: true, description: 'A new id (uuid) for the gateway.' }),
+    fordisplay: p.boolean({ adminOnly: true, description: 'Whether end users see the gateway.' }),
+  },
+  event: { type: 'VPN.S2S.VPN.GATEWAY.UPDATE', description: (params) => `updating VPN gateway ${params.id}` },
+  async target(ctx, params) {
+    return {
+      type: 'Site2SiteVpnGateway',
+      id: (await findOwned(ctx, 'vpn_gateways', params.id, OWNED_VPN_GATEWAY)).uuid,
+    };
+  },
+  async handler(ctx, params) {
+    const db = ctx.app.store.db;
+    const gw = await findOwned(ctx, 'vpn_gateways', params.id, OWNED_VPN_GATEWAY);
+    const admin = ctx.caller.roleKind === 'admin';
+    const uuid = admin && params.customid !== undefined ? params.customid.trim() : gw.uuid;
+    if (uuid === '') throw invalidParameter('customid must not be blank');
+    await db.transaction().execute(async (tx) => {
+      await tx
+        .updateTable('vpn_gateways')
+        .set({
+          uuid,
+          ...(admin && params.fordisplay !== undefined ? { for_display: params.fordisplay ? 1 : 0 } : {}),
+        })
+        .where('id', '=', gw.id)
+        .execute();
+      await logEvent(ctx, tx, {
+        type: 'VPN.S2S.VPN.GATEWAY.UPDATE',
+        description: `updated VPN gateway ${uuid}`,
+        resourceType: 'Site2SiteVpnGateway',
+        resourceId: uuid,
+      });
+    });
+    const row = await db
+      .selectFrom('vpn_gateways')
+      .selectAll()
+      .where('id', '=', gw.id)
+      .executeTakeFirstOrThrow();
+    return (await presentGateways(ctx, [row]))[0]!;
+  },
+});
+
 export const listVpnGateways = defineCommand({
   name: 'listVpnGateways',
   description: 'Lists the site-to-site VPN gateways the caller may see.',
@@ -212,4 +258,4 @@ export const listVpnGateways = defineCommand({
   },
 });
 
-export const vpnGatewayCommands = [createVpnGateway, deleteVpnGateway, listVpnGateways];
+export const vpnGatewayCommands = [createVpnGateway, deleteVpnGateway, updateVpnGateway, listVpnGateways];
