@@ -78,7 +78,7 @@ describe('projects', () => {
     await assert.rejects(alice.call('createProject', { name: 'dup' }), is(431, /already exists/));
     await assert.rejects(
       alice.request('listSSHKeyPairs', { projectid: '4c6f3b9e-6b7a-4f43-9d55-000000000000' }),
-      is(431, /Unable to find project by id/),
+      is(431, /Invalid parameter projectid value=/),
     );
     await assert.rejects(carol.request('listSSHKeyPairs', { projectid: p.id }), is(531));
     await assert.rejects(carol.call('createSSHKeyPair', { name: 'k', projectid: p.id }), is(531));

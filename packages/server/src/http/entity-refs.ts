@@ -7,8 +7,8 @@
  *
  * The entity type comes from the upstream catalog (`entityType` on the parameter, a response class
  * such as `UserVmResponse`); ENTITY_TABLES maps it to the tables holding such entities. Entity types
- * we keep no table for (projects…) are not checked; neither are parameters we declare as
- * uuids where upstream types them otherwise.
+ * we keep no table for are not checked; neither are parameters we declare as uuids where upstream
+ * types them otherwise. A projectid of -1 (every project, for lists) is no UUID and is left to the command.
  */
 import type { CallContext } from '../context.ts';
 import type { Database } from '../db/schema.ts';
@@ -57,6 +57,10 @@ export const ENTITY_TABLES: Record<string, readonly UuidTable[]> = {
   PhysicalNetworkResponse: ['physical_networks'],
   PodResponse: ['pods'],
   PrivateGatewayResponse: ['vpc_private_gateways'],
+  ProjectInvitationResponse: ['project_invitations'],
+  ProjectResponse: ['projects'],
+  ProjectRolePermissionResponse: ['project_role_permissions'],
+  ProjectRoleResponse: ['project_roles'],
   ProviderResponse: ['network_service_providers'],
   RemoteAccessVpnResponse: ['remote_access_vpns'],
   RolePermissionResponse: ['role_permissions'],
