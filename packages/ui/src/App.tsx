@@ -48,6 +48,7 @@ import { Networks } from './pages/Networks.tsx';
 import { Settings } from './pages/Settings.tsx';
 import { Snapshots } from './pages/Snapshots.tsx';
 import { Storage } from './pages/Storage.tsx';
+import { VpcDetail } from './pages/VpcDetail.tsx';
 import { ZoneWizard } from './pages/ZoneWizard.tsx';
 import { navigate, usePath } from './router.tsx';
 import { type Session, SessionContext, savedLogin, saveLogin, useSession } from './session.tsx';
@@ -303,6 +304,7 @@ function Page({ path }: { path: string }) {
       if (parts[1] === 'zone-wizard') return <ZoneWizard />;
       return <Infrastructure />;
     case 'networks':
+      if (parts[1] === 'vpcs' && parts[2]) return <VpcDetail id={parts[2]} />;
       if (parts[1]) return <NetworkDetail id={parts[1]} />;
       return <Networks />;
     case 'storage':

@@ -1,14 +1,15 @@
 /**
  * VPCs, shown on the Networks page under the networks: the list (tiers with their CIDRs), creating
  * a VPC, adding a tier (a network of the VPC with a VPC network offering, its subnet inside the
- * VPC's CIDR), restarting (optionally with a fresh router) and deleting one. The tiers themselves
- * are networks: their addresses and rules are on the network's page.
+ * VPC's CIDR, optionally with an ACL list), restarting (optionally with a fresh router) and
+ * deleting one. A VPC's own page (VpcDetail) draws its tiers and edits its ACLs, private gateways
+ * and VPNs; the tiers themselves are networks: their addresses and rules are on the network's page.
  */
 import { PlusOutlined } from '@ant-design/icons';
 import { Space, Typography } from 'antd';
 import { useState } from 'react';
 import type { Row } from '../api.ts';
-import { ActionButton, FormButton, FormModal, StateTag } from '../components/common.tsx';
+import { ActionButton, FormButton, FormModal, options, StateTag } from '../components/common.tsx';
 import { type Column, ResourceTable } from '../components/ResourceTable.tsx';
 import { useList } from '../hooks.ts';
 import { useActions } from '../jobs.tsx';
@@ -24,7 +25,7 @@ export function Vpcs({ zones, onChange }: { zones: Row[]; onChange(): void }) {
     onChange();
   };
   const columns: Column[] = [
-    { key: 'name', title: 'Name' },
+    { key: 'name', title: 'Name', render: (v) => <Link to={`/networks/vpcs/${v.id}`}>{v.name}</Link> },
     { key: 'state', title: 'State', render: (v) => <StateTag state={v.state} /> },
     { key: 'cidr', title: 'CIDR' },
     {
@@ -105,47 +106,32 @@ function CreateVpc({ zones, onDone }: { zones: Row[]; onDone(): void }) {
   );
 }
 
-function VpcActions({ vpc, onDone }: { vpc: Row; onDone(): void }) {
+/**
+ * Add tier, restart and delete: on the list's rows and the VPC's page (which is left once deleted
+ * and offers a tier in its diagram instead: `addTier` false).
+ */
+export function VpcActions({
+  vpc,
+  onDone,
+  onDeleted,
+  addTier = true,
+}: {
+  vpc: Row;
+  onDone(): void;
+  onDeleted?(): void;
+  addTier?: boolean;
+}) {
   const session = useSession();
   const { run } = useActions();
   const [adding, setAdding] = useState(false);
   const [restarting, setRestarting] = useState(false);
-  const offerings = useList('listNetworkOfferings', 'networkoffering', {
-    forvpc: true,
-    state: 'Enabled',
-    zoneid: vpc.zoneid,
-  });
   return (
     <Space wrap>
-      {session.can('createNetwork') && (
+      {addTier && session.can('createNetwork') && (
         <>
           <ActionButton label="Add tier" onClick={() => setAdding(true)} />
-          <FormModal
-            command="createNetwork"
-            open={adding}
-            title={`Add a tier to ${vpc.name} (${vpc.cidr})`}
-            fields={[
-              { name: 'name', label: 'Name', required: true },
-              {
-                name: 'networkofferingid',
-                label: 'Network offering',
-                type: 'select',
-                required: true,
-                options: offerings.map((o) => ({ value: o.id, label: o.name })),
-              },
-              { name: 'gateway', label: 'Gateway', required: true, help: `Inside ${vpc.cidr}` },
-              { name: 'netmask', label: 'Netmask', required: true, initial: '255.255.255.0' },
-            ]}
-            onClose={() => setAdding(false)}
-            onSubmit={async (v) => {
-              await run(`Add tier ${v.name} to ${vpc.name}`, 'createNetwork', {
-                ...v,
-                zoneid: vpc.zoneid,
-                vpcid: vpc.id,
-              });
-              onDone();
-            }}
-          />
+          {/* Mounted while open only: its pickers load when wanted, not once per listed VPC. */}
+          {adding && <AddTier vpc={vpc} onClose={() => setAdding(false)} onDone={onDone} />}
         </>
       )}
       {session.can('restartVPC') && (
@@ -177,11 +163,57 @@ function VpcActions({ vpc, onDone }: { vpc: Row; onDone(): void }) {
           label="Delete"
           confirm={`Delete VPC ${vpc.name}? Its tiers (which must have no VMs), router and public IPs go with it.`}
           onClick={async () => {
-            await run(`Delete VPC ${vpc.name}`, 'deleteVPC', { id: vpc.id });
-            onDone();
+            const deleted = await run(`Delete VPC ${vpc.name}`, 'deleteVPC', { id: vpc.id });
+            if (deleted) (onDeleted ?? onDone)();
           }}
         />
       )}
     </Space>
+  );
+}
+
+/** A tier: its subnet inside the VPC's CIDR, and the ACL list it starts with (none: nothing comes in). */
+export function AddTier({ vpc, onClose, onDone }: { vpc: Row; onClose(): void; onDone(): void }) {
+  const { run } = useActions();
+  const offerings = useList('listNetworkOfferings', 'networkoffering', {
+    forvpc: true,
+    state: 'Enabled',
+    zoneid: vpc.zoneid,
+  });
+  const acls = useList('listNetworkACLLists', 'networkacllist', { vpcid: vpc.id });
+  return (
+    <FormModal
+      command="createNetwork"
+      open
+      title={`Add a tier to ${vpc.name} (${vpc.cidr})`}
+      fields={[
+        { name: 'name', label: 'Name', required: true },
+        {
+          name: 'networkofferingid',
+          label: 'Network offering',
+          type: 'select',
+          required: true,
+          options: offerings.map((o) => ({ value: o.id, label: o.name })),
+        },
+        { name: 'gateway', label: 'Gateway', required: true, help: `Inside ${vpc.cidr}` },
+        { name: 'netmask', label: 'Netmask', required: true, initial: '255.255.255.0' },
+        {
+          name: 'aclid',
+          label: 'ACL list (optional)',
+          type: 'select',
+          options: options(acls),
+          help: 'Without one, nothing comes into the tier and everything may leave it',
+        },
+      ]}
+      onClose={onClose}
+      onSubmit={async (v) => {
+        await run(`Add tier ${v.name} to ${vpc.name}`, 'createNetwork', {
+          ...v,
+          zoneid: vpc.zoneid,
+          vpcid: vpc.id,
+        });
+        onDone();
+      }}
+    />
   );
 }
