@@ -47,6 +47,7 @@ import type { Command } from './registry/command.ts';
 import type { ResponseFields } from './registry/response-fields.ts';
 import { settingCommands } from './settings/commands.ts';
 import { settingResponseFields } from './settings/response-fields.ts';
+import { browserUploadCommands } from './storage/browser-upload.ts';
 import { cloudianIsEnabled } from './storage/cloudian.ts';
 import { isoCommands } from './storage/isos.ts';
 import { storageResponseFields } from './storage/response-fields.ts';
@@ -96,6 +97,7 @@ export const allCommands = [
   listSystemVms,
   cloudianIsEnabled,
   ...iconCommands,
+  ...browserUploadCommands,
 ] as Command[];
 
 /** The response-field descriptions of every capability folder (see registry/response-fields.ts). */

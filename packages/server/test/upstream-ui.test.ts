@@ -507,6 +507,173 @@ async function sessionCookie(client: CloudStackClient): Promise<string> {
   return client.sessionCredentials!.cookie;
 }
 
+describe('Images: "Upload from local" (getUploadParamsForTemplate and the signed POST)', () => {
+  /** A QCOW2 header naming a 1 GiB disk, as much of an image as the format check reads. */
+  const qcow2 = () => {
+    const b = Buffer.alloc(64 * 1024);
+    b.writeUInt32BE(0x514649fb, 0);
+    b.writeUInt32BE(2, 4);
+    b.writeBigUInt64BE(BigInt(2 ** 30), 24);
+    return b;
+  };
+  /** The UI's post: multipart/form-data with the file as files[], and the three headers. */
+  const post = (params: any, body: Buffer, headers: Record<string, string> = {}) => {
+    const form = new FormData();
+    form.append('files[]', new Blob([body]), 'disk.qcow2');
+    return fetch(params.postURL, {
+      method: 'POST',
+      body: form,
+      headers: {
+        'x-signature': params.signature,
+        'x-expires': params.expires,
+        'x-metadata': params.metadata,
+        ...headers,
+      },
+    });
+  };
+  const templateState = async (id: string) =>
+    (await admin.request<any>('listTemplates', { templatefilter: 'self', id })).template[0];
+
+  test('the browser posts the file; the template becomes ready; the URL serves once and only signed', async () => {
+    const { zoneid } = await seededLocalZone(admin);
+    const ostypeid = (await admin.request<any>('listOsTypes', {})).ostype[0].id;
+    const form = {
+      name: 'ui-upload',
+      displaytext: 'uploaded',
+      format: 'QCOW2',
+      hypervisor: 'Simulator',
+      zoneid,
+      ostypeid,
+    };
+    const r = await uiGet('getUploadParamsForTemplate', form, await sessionCookie(admin));
+    assert.equal(r.status, 200);
+    const params = r.body.postuploadtemplateresponse.getuploadparams;
+    for (const field of ['id', 'postURL', 'metadata', 'signature', 'expires'])
+      assert.ok(params[field], field);
+    assert.equal(params.postURL, `${server.url}/client/upload/${params.id}`);
+    const waiting = await templateState(params.id);
+    assert.equal(waiting.isready, false);
+    assert.equal(waiting.downloaddetails[0].downloadState, 'NOT_UPLOADED');
+
+    // Forged or missing headers are refused and leave the template waiting.
+    assert.equal((await post(params, qcow2(), { 'x-signature': 'AAAA' })).status, 403);
+    assert.equal(
+      (await post(params, qcow2(), { 'x-metadata': `${params.metadata.slice(0, -4)}AAAA` })).status,
+      403,
+    );
+    assert.equal((await post({ ...params, expires: '' }, qcow2())).status, 400);
+    assert.equal((await templateState(params.id)).downloaddetails[0].downloadState, 'NOT_UPLOADED');
+
+    const ok = await post(params, qcow2());
+    assert.equal(ok.status, 200, await ok.clone().text());
+    const ready = await templateState(params.id);
+    assert.equal(ready.isready, true);
+    assert.equal(ready.size, 2 ** 30);
+    assert.equal(ready.url, undefined);
+    // A second post of the same answer is refused: the copy is filled.
+    assert.equal((await post(params, qcow2())).status, 409);
+  });
+
+  test('a file that is not what the form said ends in UPLOAD_ERROR with the reason', async () => {
+    const { zoneid } = await seededLocalZone(admin);
+    const ostypeid = (await admin.request<any>('listOsTypes', {})).ostype[0].id;
+    const params = (
+      await admin.request<any>('getUploadParamsForTemplate', {
+        name: 'ui-upload-bad',
+        format: 'QCOW2',
+        hypervisor: 'Simulator',
+        zoneid,
+        ostypeid,
+      })
+    ).getuploadparams;
+    const res = await post(params, Buffer.from('not a disk image'));
+    assert.equal(res.status, 400);
+    assert.match(await res.text(), /not a QCOW2 image/);
+    const failed = await templateState(params.id);
+    assert.equal(failed.isready, false);
+    assert.equal(failed.downloaddetails[0].downloadState, 'UPLOAD_ERROR');
+    assert.match(failed.status, /not a QCOW2 image/);
+    // Bad forms are refused before anything is recorded.
+    await assert.rejects(
+      admin.request('getUploadParamsForTemplate', {
+        name: 'x',
+        format: 'ISO9660',
+        hypervisor: 'Simulator',
+        zoneid,
+        ostypeid,
+      }),
+      (e: any) => e.errorcode === 431,
+    );
+  });
+});
+
+describe('Volumes: "Upload local volume" (getUploadParamsForVolume and the signed POST)', () => {
+  test('the posted disk makes an Uploaded volume that attaches; a second post is refused', async () => {
+    const { zoneid, templateid, small } = await seededLocalZone(admin);
+    const r = await uiGet(
+      'getUploadParamsForVolume',
+      { name: 'ui-upload-vol', format: 'QCOW2', zoneid },
+      await sessionCookie(admin),
+    );
+    assert.equal(r.status, 200);
+    const params = r.body.postuploadvolumeresponse.getuploadparams;
+    const waiting = (await admin.request<any>('listVolumes', { id: params.id })).volume[0];
+    assert.equal(waiting.state, 'NotUploaded');
+    const disk = Buffer.alloc(64 * 1024);
+    disk.writeUInt32BE(0x514649fb, 0);
+    disk.writeUInt32BE(2, 4);
+    disk.writeBigUInt64BE(BigInt(2 ** 30), 24);
+    const send = () => {
+      const form = new FormData();
+      form.append('files[]', new Blob([disk]), 'data.qcow2');
+      return fetch(params.postURL, {
+        method: 'POST',
+        body: form,
+        headers: {
+          'x-signature': params.signature,
+          'x-expires': params.expires,
+          'x-metadata': params.metadata,
+        },
+      });
+    };
+    assert.equal((await send()).status, 200);
+    const uploaded = (await admin.request<any>('listVolumes', { id: params.id })).volume[0];
+    assert.equal(uploaded.state, 'Uploaded');
+    assert.equal(uploaded.size, 2 ** 30);
+    assert.equal((await send()).status, 409);
+    // The template's signature does not open the volume's URL.
+    const other = (
+      await admin.request<any>('getUploadParamsForVolume', {
+        name: 'ui-upload-vol2',
+        format: 'QCOW2',
+        zoneid,
+      })
+    ).getuploadparams;
+    const swapped = await fetch(other.postURL, {
+      method: 'POST',
+      body: new FormData(),
+      headers: {
+        'x-signature': params.signature,
+        'x-expires': params.expires,
+        'x-metadata': params.metadata,
+      },
+    });
+    assert.equal(swapped.status, 403);
+    const vm = (
+      await admin.call<any>('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid: small,
+        name: 'ui-upvol',
+      })
+    ).virtualmachine;
+    const attached = (await admin.call<any>('attachVolume', { id: params.id, virtualmachineid: vm.id }))
+      .volume;
+    assert.equal(attached.virtualmachineid, vm.id);
+    await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
+  });
+});
+
 describe('resource icons (the UI’s "upload icon" on instances, templates, zones, accounts …)', () => {
   // The smallest PNG: a 1×1 transparent pixel.
   const png =

@@ -1,13 +1,14 @@
 /**
  * Serving extract links and running the template service inside a management server: the
- * /client/extract/<token>/<file> route, built-in templates, and the supervisor that resumes
- * downloads left by stopped servers.
+ * /client/extract/<token>/<file> route, the /client/upload/<id> route browsers post uploads to,
+ * built-in templates, and the supervisor that resumes downloads left by stopped servers.
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { App } from '../context.ts';
+import { registerUploadRoutes } from './browser-upload.ts';
 import { ensureSystemTemplates } from './builtin-templates.ts';
 import { DownloadState, startTransferSupervisor } from './downloads.ts';
 import { storeRoot } from './images.ts';
@@ -84,6 +85,7 @@ export function registerExtractRoutes(fastify: FastifyInstance, app: App): void 
  */
 export async function startTemplates(app: App, fastify: FastifyInstance): Promise<() => void> {
   registerExtractRoutes(fastify, app);
+  await registerUploadRoutes(fastify, app);
   const ensure = () =>
     ensureSystemTemplates(app).catch((err) =>
       app.log.error({ err }, 'could not register the built-in templates'),
