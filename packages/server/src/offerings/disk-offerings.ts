@@ -16,9 +16,9 @@ import {
   checkManage,
   defaultScopes,
   inZone,
+  offeringUser,
   presentScopes,
   resolveScopes,
-  offeringUser,
   visibleTo,
   writeScopes,
 } from './scope.ts';
