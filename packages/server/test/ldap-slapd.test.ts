@@ -294,6 +294,15 @@ describe('domains linked to LDAP', { skip: SKIP }, () => {
     await assert.rejects(login('bob', 'wrong', d.path), is(531));
     assert.equal((await usersNamed('carol', d.id)).length, 0);
     assert.equal((await usersNamed('bob', d.id)).length, 0);
+    // Directory names match without regard to case; users get the directory's spelling, once.
+    await login('ALICE', 'alice-pw', d.path);
+    await login('Bob', 'bob-pw', d.path);
+    await login('bob', 'bob-pw', d.path);
+    assert.equal((await usersNamed('alice', d.id)).length, 1);
+    assert.deepEqual(
+      (await usersNamed('bob', d.id)).map((u) => u.username),
+      ['bob'],
+    );
     await assert.rejects(
       admin.request('linkDomainToLdap', {
         domainid: d.id,

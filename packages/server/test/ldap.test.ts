@@ -241,7 +241,7 @@ describe('commands without a directory server', () => {
   });
 
   test('links: refusals as upstream, and they go with their domain or account', async () => {
-    const link = (params: Record<string, unknown>) => admin.request<any>('linkDomainToLdap', params);
+    const link = (params: Record<string, string | number>) => admin.request<any>('linkDomainToLdap', params);
     const d = (await admin.request<any>('createDomain', { name: 'linked' })).domain;
     const group = 'cn=devs,ou=groups,dc=example,dc=org';
     await assert.rejects(

@@ -120,9 +120,9 @@ async function createSignedInUser(
   app: App,
   domain: DomainRow,
   entry: DirectoryUser,
-  username: string,
   link: LdapLinkRow,
 ): Promise<number | undefined> {
+  const username = entry.username;
   const ctx = await systemContext(app);
   const newUser = {
     username,
@@ -166,8 +166,9 @@ export async function authenticateWithDirectory(
   domain: DomainRow,
   username: string,
   password: string,
-  user?: KnownUser,
+  known?: KnownUser,
 ): Promise<LdapAnswer> {
+  let user = known;
   const servers = await serversFor(app, domain.id);
   if (servers.length === 0 || username === '' || password === '') return { ok: false, userId: user?.id };
   const s = ldapSettings(app, domain.id);
@@ -184,9 +185,22 @@ export async function authenticateWithDirectory(
   }
   if (entry.disabled || !(await canBind(s, servers, entry.principal, password)))
     return { ok: false, userId: user?.id };
+  if (!user && entry.username !== username) {
+    // Directory names match without regard to case ("ALICE" finds uid=alice): the user may exist
+    // under the directory's spelling, which is the one users are created with.
+    const same = await app.store.db
+      .selectFrom('users')
+      .innerJoin('accounts', 'accounts.id', 'users.account_id')
+      .select(['users.id', 'users.source', 'users.account_id'])
+      .where('accounts.domain_id', '=', domain.id)
+      .where('users.username', '=', entry.username)
+      .executeTakeFirst();
+    if (same && same.source !== 'ldap') return { ok: false };
+    user = same;
+  }
   if (!user) {
-    if (!link) return { ok: false };
-    const userId = await createSignedInUser(app, domain, entry, username, link);
+    if (!link || entry.username === '') return { ok: false };
+    const userId = await createSignedInUser(app, domain, entry, link);
     return { ok: userId !== undefined, userId };
   }
   // The user's group now links to another account: move them there, as upstream does.
