@@ -5,12 +5,16 @@
  * server-assigned address by DHCP from the zone's virtual router and printed its user data and
  * host name on its console → the host pings it once ICMP is allowed in its security group, not
  * once revoked → a data volume the container mounts → snapshot, change, revert of its root file
- * system (a boot counter) → stop / start → expunge leaves nothing (container, monitor process,
+ * system (a boot counter) → stop / start → a template of it → its console in Chromium (a
+ * terminal) → expunge leaves nothing (container, monitor process,
  * veth, cgroup, mount, loop device, nftables entry, volume directory).
  * The second test puts a container next to a KVM VM: a KVM agent process joins the zone as the
  * host of a second cluster, so both share the zone's guest network (one bridge, one router). The
  * VM (group target: ICMP only from group web) is pinged by container A (web) and not by container
  * C (other), and the figures compare the two: deploy → Running → DHCP lease, and memory used.
+ * The third: offline migration. A second LXC agent joins the LXC cluster (same primary storage);
+ * a running container is refused a live migration, and once stopped it starts on the other host
+ * with its root file system as it was.
  * Needs root, LXC, QEMU, nftables, dnsmasq and both test templates: `npm run test:lxc` after
  * `npm run setup:host`.
  */
@@ -24,11 +28,13 @@ import type { CloudStackClient } from '@nimbostack/client';
 import { tapPrefix } from '../../agent/src/drivers/kvm/machine.ts';
 import { guestLinks } from '../../agent/test/kvm-support.ts';
 import { LXC_TEMPLATE } from '../../agent/test/lxc-support.ts';
+import { launchChromium, screenshots } from '../../ui/e2e/browser.ts';
 import { startAgent, type TestAgent, waitUntil } from './agents.ts';
 import { createAccountAndLogin, startServer, type TestServer } from './harness.ts';
 
 const KVM_TEMPLATE = process.env.NIMBOSTACK_TEST_TEMPLATE ?? '/var/lib/nimbostack/test-template.qcow2';
 const HOST = 'local-lxc';
+const SHOTS = screenshots('lxc-console');
 const KVM_HOST = 'lxc-e2e-kvm';
 const SKIP =
   process.env.NIMBOSTACK_TEST_LXC !== '1'
@@ -44,6 +50,9 @@ let user: CloudStackClient;
 let root = '';
 let linksBefore: string[] = [];
 let kvmAgent: TestAgent | undefined;
+/** A second LXC agent (offline migration's destination). */
+let lxcAgent2: TestAgent | undefined;
+const HOST2 = 'local-lxc-2';
 
 const figure = (name: string, ms: number) =>
   process.stdout.write(`# figure ${name}: ${(ms / 1000).toFixed(2)} s\n`);
@@ -112,6 +121,7 @@ after(async () => {
   for (const v of vms.virtualmachine ?? [])
     await server.admin.call('destroyVirtualMachine', { id: v.id, expunge: true }).catch(() => undefined);
   await kvmAgent?.kill();
+  await lxcAgent2?.kill();
   const hosts = await server.admin.request<any>('listHosts', {}).catch(() => ({}));
   for (const h of hosts.host ?? [])
     await server.admin.request('deleteHost', { id: h.id, forced: true }).catch(() => undefined);
@@ -120,9 +130,10 @@ after(async () => {
     await server.admin.call('destroyRouter', { id: r.id }).catch(() => undefined);
   await server.stop();
   // Containers a failed test left behind (their monitors outlive the server).
-  if (existsSync(lxcPath()))
-    for (const name of readdirSync(lxcPath()))
-      spawnSync('lxc-stop', ['-k', '-n', name, '-P', lxcPath()], { stdio: 'ignore' });
+  for (const path of [lxcPath(), join(root, 'agent2', HOST2, 'lxc')])
+    if (existsSync(path))
+      for (const name of readdirSync(path))
+        spawnSync('lxc-stop', ['-k', '-n', name, '-P', path], { stdio: 'ignore' });
   for (const link of guestLinks().filter((l) => !linksBefore.includes(l)))
     spawnSync('ip', ['link', 'del', link], { stdio: 'ignore' });
   rmSync(root, { recursive: true, force: true });
@@ -141,6 +152,13 @@ async function tinyOffering(): Promise<string> {
       memory: 256,
     })
   ).serviceoffering.id;
+}
+
+/** Starts a Stopped VM (the template step leaves the first container stopped). */
+async function startAgainIfStopped(id: string): Promise<void> {
+  const vm = (await server.admin.request<any>('listVirtualMachines', { id, listall: true }))
+    .virtualmachine[0];
+  if (vm.state === 'Stopped') await user.call('startVirtualMachine', { id });
 }
 
 const instanceOf = async (id: string) =>
@@ -309,6 +327,30 @@ describe('a real container through the public API', { skip: SKIP }, () => {
     await consoleLine(await instanceOf(copy.id), /NIMBO: counter was 2$/);
     await admin.call('destroyVirtualMachine', { id: copy.id, expunge: true });
     await user.call('deleteTemplate', { id: made.id });
+
+    // The console in Chromium: the terminal page createConsoleEndpoint links to (no login, its
+    // one-time token), on the container's tty1: a login prompt that takes keys.
+    await startAgainIfStopped(vm.id);
+    const endpoint = (await user.request<any>('createConsoleEndpoint', { virtualmachineid: vm.id }))
+      .consoleendpoint;
+    assert.match(endpoint.url, /[?&]terminal=1/);
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage({ viewport: { width: 1000, height: 600 } });
+      await page.goto(endpoint.url);
+      const screen = () =>
+        page.evaluate(
+          () => document.querySelector('[data-testid=console-screen] .xterm-rows')?.textContent ?? '',
+        );
+      await waitUntil(async () => /login:/.test(await screen()), 20_000, 'the login prompt in the terminal');
+      assert.equal(await page.getByTestId('console-status').textContent(), 'connected');
+      await page.locator('[data-testid=console-screen] .xterm').click();
+      await page.keyboard.type('root\n');
+      await waitUntil(async () => /Password:/.test(await screen()), 10_000, 'the password prompt');
+      await page.screenshot({ path: join(SHOTS.dir, 'terminal.png') });
+    } finally {
+      await browser.close();
+    }
 
     const mac = vm.nic[0].macaddress.toLowerCase();
     await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
@@ -489,5 +531,103 @@ describe('containers next to a KVM VM on one network', { skip: SKIP }, () => {
     for (const g of [a, c])
       assert.ok(!links.includes(tapPrefix(HOST, g.instance)), `no veth of ${g.instance}`);
     assert.ok(!links.includes(tapPrefix(KVM_HOST, k.instance)), 'no tap of the VM');
+  });
+});
+
+describe('offline migration between two LXC hosts', { skip: SKIP }, () => {
+  test('a running container is not moved live; stopped, it starts on the other host with its root file system', async () => {
+    const admin = server.admin;
+    const local = (await admin.request<any>('listHosts', { name: HOST })).host[0];
+    lxcAgent2 = startAgent(server.agentUrl, {
+      token: 'lxc-e2e-second-agent',
+      name: HOST2,
+      // The first host's default address too: both share the network's bridge and VXLAN link.
+      args: ['--hypervisor', 'lxc', '--state-dir', join(root, 'agent2')],
+    });
+    await lxcAgent2.waitForLog('waiting to be added', 60_000);
+    const host2 = (
+      await admin.request<any>('addHost', {
+        zoneid: local.zoneid,
+        podid: local.podid,
+        clusterid: local.clusterid,
+        url: `agent://${HOST2}`,
+        username: 'root',
+        password: 'lxc-e2e-second-agent',
+        hypervisor: 'LXC',
+      })
+    ).host[0];
+    const templateid = (
+      await user.request<any>('listTemplates', {
+        templatefilter: 'featured',
+        zoneid: local.zoneid,
+        name: 'Nimbostack test template (LXC)',
+      })
+    ).template[0].id;
+    const script = [
+      '#!/bin/sh',
+      'N=$(cat /nimbo-counter 2>/dev/null || echo 0)',
+      'echo "NIMBO: counter was $N"',
+      'echo $((N + 1)) > /nimbo-counter; sync',
+      '',
+    ].join('\n');
+    const vm = (
+      await user.call<any>('deployVirtualMachine', {
+        zoneid: local.zoneid,
+        templateid,
+        serviceofferingid: await tinyOffering(),
+        name: 'lxc-mover',
+        userdata: Buffer.from(script).toString('base64'),
+      })
+    ).virtualmachine;
+    const instance = await instanceOf(vm.id);
+    const where = async () =>
+      (await admin.request<any>('listVirtualMachines', { id: vm.id, listall: true })).virtualmachine[0]
+        .hostid;
+    const from = await where();
+    const to = from === host2.id ? local.id : host2.id;
+    const dirOf = (hostId: string) =>
+      hostId === host2.id ? join(root, 'agent2', HOST2) : join(root, 'agent', HOST);
+    const consoleAt = (hostId: string) => join(dirOf(hostId), 'vms', instance, 'console.log');
+    const lineAt = (hostId: string, pattern: RegExp) =>
+      waitUntil(
+        async () =>
+          existsSync(consoleAt(hostId)) &&
+          readFileSync(consoleAt(hostId), 'utf8')
+            .replace(/\r/g, '')
+            .split('\n')
+            .find((l) => pattern.test(l)),
+        30_000,
+        `${pattern} on ${hostId}`,
+      ).catch((e) => {
+        const text = existsSync(consoleAt(hostId))
+          ? readFileSync(consoleAt(hostId), 'utf8')
+          : '(no console log)';
+        throw new Error(
+          `${(e as Error).message} (${hostId === host2.id ? HOST2 : HOST}):\n${text.slice(-1500)}`,
+        );
+      });
+    await lineAt(from, /NIMBO: counter was 0$/);
+    await assert.rejects(
+      admin.call('migrateVirtualMachine', { virtualmachineid: vm.id, hostid: to }),
+      (e: any) => /not migrated live/.test(e.message),
+    );
+    assert.equal(await where(), from, 'the refused migration left it where it was');
+
+    const t = Date.now();
+    await user.call('stopVirtualMachine', { id: vm.id });
+    await admin.call('startVirtualMachine', { id: vm.id, hostid: to });
+    figure('container: offline migration (stop, start on the other host) → Running', Date.now() - t);
+    assert.equal(await where(), to);
+    await lineAt(to, new RegExp(`NIMBO: dhcp ${esc(vm.nic[0].ipaddress)}$`));
+    await lineAt(to, /NIMBO: counter was 1$/);
+    assert.equal(readdirSync(join(dirOf(from), 'lxc')).length, 0, 'nothing left of it on the first host');
+
+    await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
+    for (const h of [HOST, HOST2])
+      assert.ok(
+        !execFileSync('ip', ['-o', 'link'], { encoding: 'utf8' }).includes(tapPrefix(h, instance)),
+        `no veth of ${instance} on ${h}`,
+      );
+    assert.deepEqual(readdirSync(join(dirOf(to), 'lxc')), [], 'no container left on the second host');
   });
 });

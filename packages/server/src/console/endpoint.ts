@@ -26,9 +26,17 @@ export function consoleUnavailable(vm: VmRow): string | undefined {
   return undefined;
 }
 
-/** The console page of the UI for a VM, with a token that opens it without a login. */
-export function consolePageUrl(origin: string, vm: Pick<VmRow, 'uuid'>, token: string): string {
-  return `${origin}/client/console/${vm.uuid}?token=${encodeURIComponent(token)}`;
+/**
+ * The console page of the UI for a VM, with a token that opens it without a login. A container
+ * (LXC) has a terminal, not a display: `terminal=1` tells the page to show one instead of noVNC.
+ */
+export function consolePageUrl(
+  origin: string,
+  vm: Pick<VmRow, 'uuid' | 'hypervisor'>,
+  token: string,
+): string {
+  const terminal = vm.hypervisor === 'LXC' ? '&terminal=1' : '';
+  return `${origin}/client/console/${vm.uuid}?token=${encodeURIComponent(token)}${terminal}`;
 }
 
 /**

@@ -2,9 +2,13 @@
  * A VM's console in its own browser tab: noVNC's RFB client on a WebSocket to the management
  * server's console proxy. Opened as /client/console/<vm id>: with `?token=` (createConsoleEndpoint's
  * url, or the legacy /client/console redirect) it connects with that one-time token and needs no
- * login; without one it asks createConsoleEndpoint with the browser's session.
+ * login; without one it asks createConsoleEndpoint with the browser's session. A container (LXC)
+ * has a terminal instead of a display (`terminal=1` in the URL the server gives): the same socket
+ * then carries its tty's bytes, shown by xterm.js.
  */
 import RFB from '@novnc/novnc';
+import { Terminal } from '@xterm/xterm';
+import '@xterm/xterm/css/xterm.css';
 import { Alert, Button, Space, Tag, Typography } from 'antd';
 import { useEffect, useRef, useState } from 'react';
 import { api, errorText } from '../api.ts';
@@ -14,6 +18,7 @@ type Status = 'connecting' | 'connected' | 'disconnected' | 'failed';
 interface Endpoint {
   success: boolean;
   details?: string;
+  url?: string;
   websocket?: { token: string; path: string; extra?: string };
 }
 
@@ -24,25 +29,77 @@ const COLOURS: Record<Status, string> = {
   failed: 'error',
 };
 
-async function socketUrl(vmId: string, token: string | undefined): Promise<string> {
+const terminalIn = (url: string) => new URL(url, window.location.href).searchParams.get('terminal') === '1';
+
+/** The console socket's URL, and whether the VM's console is a terminal (a container's). */
+async function socketUrl(
+  vmId: string,
+  token: string | undefined,
+): Promise<{ url: string; terminal?: boolean }> {
   let ws: { token: string; path: string; extra?: string };
+  let terminal: boolean | undefined;
   if (token) ws = { token, path: 'client/websockify' };
   else {
     const e = (await api<{ consoleendpoint: Endpoint }>('createConsoleEndpoint', { virtualmachineid: vmId }))
       .consoleendpoint;
     if (!e.success || !e.websocket) throw new Error(e.details ?? 'The console is not available');
     ws = e.websocket;
+    terminal = e.url ? terminalIn(e.url) : undefined;
   }
   // The page is served by the same server as the proxy, so its own origin reaches it, also behind
   // a reverse proxy that rewrote the host the API saw.
   const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws';
   const extra = ws.extra ? `&extra=${encodeURIComponent(ws.extra)}` : '';
-  return `${scheme}://${window.location.host}/${ws.path}?token=${encodeURIComponent(ws.token)}${extra}`;
+  return {
+    url: `${scheme}://${window.location.host}/${ws.path}?token=${encodeURIComponent(ws.token)}${extra}`,
+    terminal,
+  };
+}
+
+/**
+ * A container's terminal on the console socket: its bytes to xterm.js, keys back. Enter is sent
+ * once connected, so a login prompt printed before the viewer came shows again. Returns the
+ * function that closes both.
+ */
+function openTerminal(
+  el: HTMLElement,
+  url: string,
+  on: { status(s: Status): void; detail(d: string): void },
+): () => void {
+  const term = new Terminal({ cursorBlink: true, fontSize: 15, theme: { background: '#000' } });
+  term.open(el);
+  const ws = new WebSocket(url, ['binary']);
+  ws.binaryType = 'arraybuffer';
+  let opened = false;
+  ws.addEventListener('open', () => {
+    opened = true;
+    on.status('connected');
+    ws.send(new TextEncoder().encode('\r'));
+    term.focus();
+  });
+  ws.addEventListener('message', (e) => term.write(new Uint8Array(e.data as ArrayBuffer)));
+  ws.addEventListener('close', (e) => {
+    if (e.reason) on.detail(e.reason);
+    on.status(opened ? 'disconnected' : 'failed');
+  });
+  const keys = term.onData((d) => {
+    if (ws.readyState === WebSocket.OPEN) ws.send(new TextEncoder().encode(d));
+  });
+  return () => {
+    keys.dispose();
+    ws.close();
+    term.dispose();
+  };
 }
 
 export default function ConsolePage({ vmId, token }: { vmId: string; token?: string }) {
   const screen = useRef<HTMLDivElement>(null);
   const rfb = useRef<RFB>(undefined);
+  /** Closes a terminal session (containers); noVNC's sessions close through `rfb`. */
+  const closeTerminal = useRef<() => void>(undefined);
+  // Read before the URL loses its query (the token is used once and removed from it).
+  const terminalAtOpen = useRef(new URLSearchParams(window.location.search).get('terminal') === '1');
+  const [terminal, setTerminal] = useState(terminalAtOpen.current);
   const [status, setStatus] = useState<Status>('connecting');
   const [detail, setDetail] = useState<string>();
   const [title, setTitle] = useState(vmId);
@@ -56,8 +113,13 @@ export default function ConsolePage({ vmId, token }: { vmId: string; token?: str
     const given = attempt === 0 ? token : undefined;
     if (given) window.history.replaceState(null, '', `/client/console/${vmId}`);
     socketUrl(vmId, given)
-      .then((url) => {
+      .then(({ url, terminal: isTerminal }) => {
         if (gone || !screen.current) return;
+        if (isTerminal !== undefined) setTerminal(isTerminal);
+        if (isTerminal ?? terminalAtOpen.current) {
+          closeTerminal.current = openTerminal(screen.current, url, { status: setStatus, detail: setDetail });
+          return;
+        }
         // Our own socket, so that the server's close reason (expired token, VM stopped) can be shown.
         const ws = new WebSocket(url, ['binary']);
         ws.binaryType = 'arraybuffer';
@@ -87,6 +149,8 @@ export default function ConsolePage({ vmId, token }: { vmId: string; token?: str
       gone = true;
       rfb.current?.disconnect();
       rfb.current = undefined;
+      closeTerminal.current?.();
+      closeTerminal.current = undefined;
     };
   }, [vmId, token, attempt]);
 
@@ -105,15 +169,23 @@ export default function ConsolePage({ vmId, token }: { vmId: string; token?: str
           {status}
         </Tag>
         <Space style={{ marginLeft: 'auto' }}>
-          <Button
-            size="small"
-            disabled={status !== 'connected'}
-            onClick={() => rfb.current?.sendCtrlAltDel()}
-          >
-            Ctrl+Alt+Del
-          </Button>
+          {!terminal && (
+            <Button
+              size="small"
+              disabled={status !== 'connected'}
+              onClick={() => rfb.current?.sendCtrlAltDel()}
+            >
+              Ctrl+Alt+Del
+            </Button>
+          )}
           {status === 'connected' ? (
-            <Button size="small" onClick={() => rfb.current?.disconnect()}>
+            <Button
+              size="small"
+              onClick={() => {
+                rfb.current?.disconnect();
+                closeTerminal.current?.();
+              }}
+            >
               Disconnect
             </Button>
           ) : (
