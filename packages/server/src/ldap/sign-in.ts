@@ -175,19 +175,10 @@ export async function authenticateWithDirectory(
   const links = await linksOf({ app }, domain.id);
   const entry = await findOne(s, servers, username, links, app);
   if (!entry) return { ok: false, userId: user?.id };
-  let link: LdapLinkRow | undefined;
-  if (links.length > 0) {
-    const matching =
-      links.length === 1 && links[0].account_id === null ? links : links.filter((l) => inLink(entry, l));
-    // A member of several linked groups (or none) has no one account to sign in to.
-    if (matching.length !== 1) return { ok: false, userId: user?.id };
-    link = matching[0];
-  }
-  if (entry.disabled || !(await canBind(s, servers, entry.principal, password)))
-    return { ok: false, userId: user?.id };
   if (!user && entry.username !== username) {
     // Directory names match without regard to case ("ALICE" finds uid=alice): the user may exist
-    // under the directory's spelling, which is the one users are created with.
+    // under the directory's spelling, which is the one users are created with. Found before the
+    // bind, so that wrong passwords under any spelling count towards that user's lockout.
     const same = await app.store.db
       .selectFrom('users')
       .innerJoin('accounts', 'accounts.id', 'users.account_id')
@@ -198,6 +189,16 @@ export async function authenticateWithDirectory(
     if (same && same.source !== 'ldap') return { ok: false };
     user = same;
   }
+  let link: LdapLinkRow | undefined;
+  if (links.length > 0) {
+    const matching =
+      links.length === 1 && links[0].account_id === null ? links : links.filter((l) => inLink(entry, l));
+    // A member of several linked groups (or none) has no one account to sign in to.
+    if (matching.length !== 1) return { ok: false, userId: user?.id };
+    link = matching[0];
+  }
+  if (entry.disabled || !(await canBind(s, servers, entry.principal, password)))
+    return { ok: false, userId: user?.id };
   if (!user) {
     if (!link || entry.username === '') return { ok: false };
     const userId = await createSignedInUser(app, domain, entry, link);
