@@ -21,6 +21,7 @@ import { registerLegacyConsole } from './console/legacy.ts';
 import { ConsoleProxy } from './console/proxy.ts';
 import type { App } from './context.ts';
 import { insertId, openStore } from './db/connection.ts';
+import { registerEc2Routes } from './ec2/endpoint.ts';
 import { upgradeSchema } from './db/upgrade.ts';
 import { ApiError, CsErrorCode, ErrorCode } from './errors.ts';
 import { EventBusPublisher } from './events/bus.ts';
@@ -205,6 +206,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     registerApiRoutes(fastify, app, (command, status, seconds) =>
       metrics.observeApiCall(command, status, seconds),
     );
+    registerEc2Routes(fastify, app);
     registerLegacyConsole(fastify, app);
     const consoleProxy = new ConsoleProxy(app);
     consoleProxy.register(fastify);

@@ -1,0 +1,46 @@
+/**
+ * How EC2 actions act: each runs the CloudStack command that does the same thing, in-process,
+ * through the same path a CloudStack API call takes after authentication (the caller's role
+ * rules, the declaration's parameter checks, then the handler or a queued job). So an EC2 call is
+ * an ordinary CloudStack operation: the same events, jobs, limits, access checks and isolation,
+ * visible in listEvents and listAsyncJobs, and allowed exactly when the user's CloudStack call
+ * would be.
+ */
+
+import { dispatch } from '../http/dispatch.ts';
+import { mayCall } from '../iam/caller.ts';
+import type { RawValue } from '../registry/params.ts';
+import type { Ec2Context } from './action.ts';
+import { Ec2Error } from './errors.ts';
+
+export type CsParams = Record<
+  string,
+  string | number | boolean | Record<string, Record<string, string>> | undefined
+>;
+
+/** Runs a CloudStack command as the caller; returns its response body (for async ones: {id, jobid}). */
+export async function runCommand(
+  ctx: Ec2Context,
+  name: string,
+  params: CsParams,
+): Promise<Record<string, unknown>> {
+  const command = ctx.app.registry.get(name);
+  if (!command) throw new Error(`EC2 action needs CloudStack command ${name}`);
+  if (!(await mayCall(ctx.app, ctx.caller, command)))
+    throw new Ec2Error('UnauthorizedOperation', 'You are not authorized to perform this operation.', 403);
+  const raw = new Map<string, RawValue>();
+  for (const [k, v] of Object.entries(params))
+    if (v !== undefined) raw.set(k, typeof v === 'object' ? v : String(v));
+  return (await dispatch(ctx.cs, command, raw)) as Record<string, unknown>;
+}
+
+/** Every object a CloudStack list command returns for the caller (all pages). */
+export async function listAll<T = Record<string, unknown>>(
+  ctx: Ec2Context,
+  name: string,
+  objectName: string,
+  params: CsParams = {},
+): Promise<T[]> {
+  const body = await runCommand(ctx, name, { ...params, pagesize: -1 });
+  return (body[objectName] as T[] | undefined) ?? [];
+}

@@ -1,0 +1,85 @@
+/**
+ * The EC2-compatible endpoint: /awsapi on the management server's port, as CloudStack served it.
+ * EC2's Query protocol: `Action`, `Version` and the action's parameters, form-encoded in a POST
+ * body or in the query string; a signed request (auth.ts); an XML answer in EC2's namespace, or
+ * EC2's error document with EC2's HTTP status. Each answer carries a fresh request id.
+ */
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { App } from '../context.ts';
+import { Throttle } from '../http/throttle.ts';
+import type { Ec2Action, Ec2Context } from './action.ts';
+import { readParams } from './action.ts';
+import { ACTIONS } from './actions.ts';
+import { authenticate } from './auth.ts';
+import { Ec2Error, ec2Error, missingParameter } from './errors.ts';
+import { EC2_REGION } from './settings.ts';
+import { renderError, renderResponse } from './xml.ts';
+
+const XML = 'text/xml;charset=UTF-8';
+
+export function registerEc2Routes(fastify: FastifyInstance, app: App): void {
+  const actions = new Map<string, Ec2Action>(ACTIONS.map((a) => [a.name, a]));
+  // The same per-account limit as the CloudStack API (api.throttling.*), counted on its own.
+  const throttle = new Throttle(app.settings);
+
+  const handle = async (req: FastifyRequest, reply: FastifyReply) => {
+    const requestId = randomUUID();
+    const q = req.url.indexOf('?');
+    const query = q < 0 ? '' : req.url.slice(q + 1);
+    const body = typeof req.body === 'string' ? req.body : '';
+    const pairs = [...new URLSearchParams(query), ...new URLSearchParams(body)];
+    // EC2 names each parameter once; the first of a repeated name counts.
+    const raw = new Map<string, string>();
+    for (const [k, v] of pairs) if (!raw.has(k)) raw.set(k, v);
+    let actionName = raw.get('Action');
+    try {
+      const now = app.clock.now();
+      const caller = await authenticate(
+        app,
+        {
+          method: req.method,
+          path: q < 0 ? req.url : req.url.slice(0, q),
+          query,
+          headers: req.headers,
+          body,
+        },
+        pairs,
+        now,
+      );
+      if (!actionName) throw missingParameter('Action');
+      const action = actions.get(actionName);
+      if (!action) {
+        const given = actionName;
+        actionName = undefined;
+        throw new Ec2Error('InvalidAction', `The action ${given} is not valid for this web service.`);
+      }
+      if (!raw.has('Version')) throw missingParameter('Version');
+      if (raw.get('DryRun')?.toLowerCase() === 'true')
+        throw new Ec2Error('UnsupportedOperation', 'DryRun is not supported by this cloud.');
+      throttle.check(caller.account.id, now);
+      const ctx: Ec2Context = {
+        app,
+        caller,
+        cs: { app, caller, origin: `${req.protocol}://${req.host}` },
+        region: app.settings.get(EC2_REGION),
+        requestId,
+      };
+      const result = await action.handler(ctx, readParams(action, raw) as never);
+      return reply
+        .code(200)
+        .header('content-type', XML)
+        .send(renderResponse(action.name, requestId, result));
+    } catch (e) {
+      const err = ec2Error(e);
+      if (err.status >= 500 && !(e instanceof Ec2Error))
+        req.log.error({ err: e, action: actionName }, 'EC2 action failed unexpectedly');
+      return reply.code(err.status).header('content-type', XML).send(renderError(err, requestId));
+    }
+  };
+
+  for (const url of ['/awsapi', '/awsapi/']) {
+    fastify.get(url, handle);
+    fastify.post(url, handle);
+  }
+}
