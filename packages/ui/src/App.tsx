@@ -29,7 +29,15 @@ import {
   theme,
 } from 'antd';
 import { lazy, Suspense, useCallback, useEffect, useMemo, useState } from 'react';
-import { api, type LoginInfo, logout, setUnauthorizedHandler } from './api.ts';
+import {
+  api,
+  currentProject,
+  type LoginInfo,
+  logout,
+  setCurrentProject,
+  setUnauthorizedHandler,
+} from './api.ts';
+import { ProjectSwitcher } from './components/ProjectSwitcher.tsx';
 import { TwoFactorButton } from './components/TwoFactor.tsx';
 import { refreshGuiTheme, useGuiTheme } from './gui-theme.ts';
 import { ActionsProvider, useActions } from './jobs.tsx';
@@ -202,6 +210,7 @@ function Shell(props: { themeName: ThemeName; toggleTheme(): void }) {
   const { path } = usePath();
   const [jobsOpen, setJobsOpen] = useState(false);
   const [collapsed, setCollapsed] = useState(false);
+  const [project, setProject] = useState(currentProject);
   const {
     token: { colorBgContainer },
   } = theme.useToken();
@@ -250,6 +259,13 @@ function Shell(props: { themeName: ThemeName; toggleTheme(): void }) {
         <Layout.Header className="app-header" style={{ background: colorBgContainer, padding: '0 16px' }}>
           <span className="hide-on-phone" />
           <Space>
+            <ProjectSwitcher
+              value={project}
+              onChange={(id) => {
+                setCurrentProject(id);
+                setProject(id);
+              }}
+            />
             <Tooltip title="Jobs">
               <Badge count={running} size="small">
                 <Button aria-label="Jobs" icon={<ThunderboltOutlined />} onClick={() => setJobsOpen(true)} />
@@ -279,7 +295,8 @@ function Shell(props: { themeName: ThemeName; toggleTheme(): void }) {
         </Layout.Header>
         <Layout.Content className="app-content">
           <main>
-            <Page path={path} />
+            {/* Drawn afresh when the project changes: its lists load again with the new projectid. */}
+            <Page key={project ?? ''} path={path} />
           </main>
         </Layout.Content>
         {gui.footer && <Layout.Footer data-testid="gui-footer">{gui.footer}</Layout.Footer>}

@@ -56,10 +56,26 @@ export function setUnauthorizedHandler(handler: () => void): void {
   onUnauthorized = handler;
 }
 
+const PROJECT = 'nimbostack.projectid';
+
+/** The project chosen in the header's switcher (ProjectSwitcher): this tab's calls are made in it. */
+export function currentProject(): string | undefined {
+  return sessionStorage.getItem(PROJECT) ?? undefined;
+}
+
+export function setCurrentProject(id: string | undefined): void {
+  if (id) sessionStorage.setItem(PROJECT, id);
+  else sessionStorage.removeItem(PROJECT);
+}
+
 function form(command: string, params: Params): URLSearchParams {
   const body = new URLSearchParams({ command, response: 'json' });
   const key = command === 'login' ? undefined : sessionKey();
   if (key) body.set('sessionkey', key);
+  // As CloudStack's UI: in a project every call carries its projectid (commands without the
+  // parameter ignore it); a call naming its own project keeps it.
+  const project = command === 'login' ? undefined : currentProject();
+  if (project && !params.projectid) body.set('projectid', project);
   for (const [k, v] of Object.entries(params))
     if (v !== undefined && v !== null && v !== '') body.set(k, String(v));
   return body;
@@ -104,6 +120,7 @@ export async function login(username: string, password: string, domain: string):
 export async function logout(): Promise<void> {
   await post('logout', {}).catch(() => undefined);
   sessionStorage.removeItem(SESSION_KEY);
+  setCurrentProject(undefined);
 }
 
 /** Whether this login still owes a two-factor code (the server allows only the 2FA commands). */
