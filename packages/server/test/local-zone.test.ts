@@ -50,32 +50,38 @@ async function failedStart(opts: Parameters<typeof startServer>[0]): Promise<str
   return e.message;
 }
 
-test('NIMBOSTACK_HYPERVISOR=kvm on a machine without the test template: one line naming setup:host', async () => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'nimbo-kvm-missing-'));
-  try {
-    const out = await failedStart({
-      dataDir,
-      env: {
-        NIMBOSTACK_SEED_LOCAL_ZONE: 'true',
-        NIMBOSTACK_HYPERVISOR: 'kvm',
-        NIMBOSTACK_KVM_TEMPLATE: join(dataDir, 'no-template.qcow2'),
-      },
-    });
-    assert.match(out, /^server exited with 1\n/);
-    const stderr = out
-      .split('\n')
-      .slice(1)
-      .filter((l) => l.trim() !== '' && !l.startsWith('{'));
-    assert.equal(stderr.length, 1, out);
-    assert.match(
-      stderr[0]!,
-      /^nimbostack: NIMBOSTACK_HYPERVISOR=kvm: .*(needs root|no-template\.qcow2 is missing).*npm run setup:host/,
-    );
-    assert.equal(existsSync(join(dataDir, 'local-agent.json')), false);
-  } finally {
-    rmSync(dataDir, { recursive: true, force: true });
-  }
-});
+for (const [kind, template, key] of [
+  ['kvm', 'no-template.qcow2', 'NIMBOSTACK_KVM_TEMPLATE'],
+  ['lxc', 'no-template.tar.gz', 'NIMBOSTACK_LXC_TEMPLATE'],
+] as const)
+  test(`NIMBOSTACK_HYPERVISOR=${kind} on a machine without the test template: one line naming setup:host`, async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), `nimbo-${kind}-missing-`));
+    try {
+      const out = await failedStart({
+        dataDir,
+        env: {
+          NIMBOSTACK_SEED_LOCAL_ZONE: 'true',
+          NIMBOSTACK_HYPERVISOR: kind,
+          [key]: join(dataDir, template),
+        },
+      });
+      assert.match(out, /^server exited with 1\n/);
+      const stderr = out
+        .split('\n')
+        .slice(1)
+        .filter((l) => l.trim() !== '' && !l.startsWith('{'));
+      assert.equal(stderr.length, 1, out);
+      assert.match(
+        stderr[0]!,
+        new RegExp(
+          `^nimbostack: NIMBOSTACK_HYPERVISOR=${kind}: .*(needs root|${template.replace(/\./g, '\\.')} is missing).*npm run setup:host`,
+        ),
+      );
+      assert.equal(existsSync(join(dataDir, 'local-agent.json')), false);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
 
 test('after a restart the local host reconnects; nothing is created twice', async () => {
   const { dataDir, databaseUrl } = server!;
