@@ -88,7 +88,7 @@ describe('directory servers', { skip: SKIP }, () => {
     );
     const listed = await admin.request<any>('listLdapConfigurations', {});
     assert.equal(listed.count, 1);
-    assert.deepEqual(listed.ldapconfiguration[0], { id: cfg.id, hostname: '127.0.0.1', port: slapd.port });
+    assert.deepEqual(listed.LdapConfiguration[0], { id: cfg.id, hostname: '127.0.0.1', port: slapd.port });
     await admin.request('createAccount', {
       username: 'viewer',
       password: 'viewer-pw',
@@ -100,7 +100,7 @@ describe('directory servers', { skip: SKIP }, () => {
     const user = await login('viewer', 'viewer-pw');
     const seen = await user.request<any>('listLdapConfigurations', {});
     assert.equal(seen.count, 1);
-    assert.deepEqual(seen.ldapconfiguration[0], { id: cfg.id });
+    assert.deepEqual(seen.LdapConfiguration[0], { id: cfg.id });
   });
 
   test('deleteLdapConfiguration by host and port, then added again', async () => {
@@ -118,17 +118,17 @@ describe('listing and searching', { skip: SKIP }, () => {
   test('listLdapUsers: every user, with name, e-mail, DN and OU', async () => {
     const r = await admin.request<any>('listLdapUsers', {});
     assert.deepEqual(
-      r.ldapuser.map((u: any) => u.username),
+      r.LdapUser.map((u: any) => u.username),
       ['alice', 'bob', 'carol', 'erin'],
     );
-    const alice = r.ldapuser[0];
+    const alice = r.LdapUser[0];
     assert.equal(alice.firstname, 'Alice');
     assert.equal(alice.lastname, 'Liddell');
     assert.equal(alice.email, 'alice@example.org');
     assert.equal(alice.principal, `uid=alice,ou=people,${BASE_DN}`);
     assert.equal(alice.domain, 'people');
     assert.equal(alice.conflictingusersource, '');
-    assert.equal(r.ldapuser[3].domain, 'contractors');
+    assert.equal(r.LdapUser[3].domain, 'contractors');
   });
 
   test('listLdapUsers: an unknown user filter is refused as upstream refuses it', async () => {
@@ -154,7 +154,7 @@ describe('listing and searching', { skip: SKIP }, () => {
     try {
       const r = await admin.request<any>('listLdapUsers', {});
       assert.deepEqual(
-        r.ldapuser.map((u: any) => u.username),
+        r.LdapUser.map((u: any) => u.username),
         ['bob', 'carol'],
       );
     } finally {
@@ -231,11 +231,11 @@ describe('sign-in of LDAP users', { skip: SKIP }, () => {
 
   test('listLdapUsers listtype=new leaves out the users already imported here', async () => {
     const all = await admin.request<any>('listLdapUsers', { listtype: 'all' });
-    const alice = all.ldapuser.find((u: any) => u.username === 'alice');
+    const alice = all.LdapUser.find((u: any) => u.username === 'alice');
     assert.equal(alice.conflictingusersource, 'ldap');
     const fresh = await admin.request<any>('listLdapUsers', { listtype: 'new' });
     assert.deepEqual(
-      fresh.ldapuser.map((u: any) => u.username),
+      fresh.LdapUser.map((u: any) => u.username),
       ['carol', 'erin'],
     );
   });
@@ -343,7 +343,7 @@ describe('domains linked to LDAP', { skip: SKIP }, () => {
       ldapdomain: `cn=devs,ou=groups,${BASE_DN}`,
       accounttype: 0,
     });
-    assert.match(dev.LinkDomainToLdap.accountid, /^[0-9a-f-]{36}$/);
+    assert.match(dev.linkAccountToLdap.accountid, /^[0-9a-f-]{36}$/);
     await admin.request('linkAccountToLdap', {
       domainid: d.id,
       account: 'opsteam',
@@ -446,7 +446,7 @@ describe('LDAPS', { skip: SKIP }, () => {
     assert.equal(carol.loginResponse?.username, 'carol');
     await assert.rejects(login('carol', 'nope', d.path), is(531));
     const listed = await admin.request<any>('listLdapConfigurations', { domainid: d.id });
-    assert.equal(listed.ldapconfiguration[0].port, slapd.tlsPort);
+    assert.equal(listed.LdapConfiguration[0].port, slapd.tlsPort);
   });
 });
 

@@ -298,7 +298,7 @@ describe('commands without a directory server', () => {
       const links = () => store.db.selectFrom('ldap_links').select('name').execute();
       try {
         assert.equal((await links()).length, 2);
-        await admin.call('deleteAccount', { id: acc.LinkDomainToLdap.accountid });
+        await admin.call('deleteAccount', { id: acc.linkAccountToLdap.accountid });
         assert.equal((await links()).length, 1);
         await admin.call('deleteDomain', { id: d.id, cleanup: true });
         assert.equal((await links()).length, 0);

@@ -147,6 +147,8 @@ export const deleteLdapConfiguration = defineCommand({
 
 export const listLdapConfigurations = defineCommand({
   name: 'listLdapConfigurations',
+  // Upstream names the items LdapConfiguration on the wire (the catalog's lower-case name is the Go SDK's).
+  objectName: 'LdapConfiguration',
   description:
     'Lists the directory servers: the global ones, those of one domain, or all. Anyone signed in may ask (the upstream UI does after login to learn whether LDAP is on); only root administrators see host names and ports.',
   params: {

@@ -167,6 +167,8 @@ export const linkDomainToLdap = defineCommand({
 
 export const linkAccountToLdap = defineCommand({
   name: 'linkAccountToLdap',
+  // Upstream names the answer after the command (getActualCommandName).
+  objectName: 'linkAccountToLdap',
   description:
     'Links an account (created, without users, if it does not exist) to an LDAP group or OU: members who sign in to its domain become its users. Replaces an earlier link of the same account.',
   params: {

@@ -50,10 +50,10 @@ export const ldapResponseFields: ResponseFields = {
     binddn: 'Not returned (see hostname).',
     queryfilter: 'Not returned (see hostname).',
   },
-  ldapconfiguration: configuration,
+  LdapConfiguration: configuration,
   LdapAddConfiguration: configuration,
   LdapDeleteConfiguration: configuration,
-  ldapuser: ldapUser,
   LdapUser: ldapUser,
   LinkDomainToLdap: link,
+  linkAccountToLdap: link,
 };

@@ -108,6 +108,8 @@ interface LocalUser {
 
 export const listLdapUsers = defineCommand({
   name: 'listLdapUsers',
+  // Upstream names the items LdapUser on the wire, and the UI's import dialog reads that name.
+  objectName: 'LdapUser',
   description:
     "Lists the directory's users (those of a domain's linked groups when domainid names a domain with account links), each marked with the source of a Nimbostack user of the same name; userfilter leaves out those already imported.",
   params: {
