@@ -147,12 +147,16 @@ export function cgroupCounters(pid: number): CgroupCounters | undefined {
     let read = 0;
     let write = 0;
     const blkio = cgroupDir(pid, 'blkio');
-    if (blkio)
-      for (const line of readFileSync(join(blkio, 'blkio.throttle.io_service_bytes'), 'utf8').split('\n')) {
-        const [, op, v] = line.trim().split(/\s+/);
-        if (op === 'Read') read += Number(v);
-        if (op === 'Write') write += Number(v);
-      }
+    try {
+      if (blkio)
+        for (const line of readFileSync(join(blkio, 'blkio.throttle.io_service_bytes'), 'utf8').split('\n')) {
+          const [, op, v] = line.trim().split(/\s+/);
+          if (op === 'Read') read += Number(v);
+          if (op === 'Write') write += Number(v);
+        }
+    } catch {
+      // No blkio accounting here: disk figures stay 0.
+    }
     return {
       cpuNs: readNumber(join(cpu, 'cpuacct.usage')),
       memoryBytes: readNumber(join(mem, 'memory.usage_in_bytes')),
