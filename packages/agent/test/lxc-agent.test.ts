@@ -197,5 +197,6 @@ describe('the LXC driver on real containers', { skip: SKIP_LXC }, () => {
     await assert.rejects(h.migrateVm(s.name), /stop it first/);
     await h.stopVm(s.name, true);
     await assert.rejects(h.rebootVm(s.name), /not running/);
+    await assert.rejects(h.stopVm('../../escape', true), /invalid VM name/);
   });
 });

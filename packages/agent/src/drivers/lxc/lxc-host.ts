@@ -229,6 +229,8 @@ export class LxcHost implements HostDriver, HypervisorDriver, LiveContainers {
     return this.serialized(name, async () => {
       const ct = this.containers.get(name);
       if (!ct) {
+        // A name that is no path of ours is refused before anything is removed under it.
+        this.vmDir(name);
         // No record, but LXC may still hold it (an agent that died between start and record).
         if (existsSync(join(this.lxcPath, name, 'config')))
           await this.lxc('lxc-stop', name, ['-k']).catch(() => undefined);
