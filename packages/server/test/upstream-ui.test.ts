@@ -257,6 +257,30 @@ describe('Instances: the Settings tab', () => {
   });
 });
 
+describe('Infrastructure: Management servers', () => {
+  test('this server with its hosts, jobs and machine figures; gated in listApis', async () => {
+    const apis = (await admin.request<any>('listApis', {})).api.map((a: any) => a.name);
+    assert.ok(apis.includes('listManagementServersMetrics'));
+    const [ms] = (await admin.request<any>('listManagementServers', {})).managementserver;
+    assert.equal(ms.state, 'Up');
+    assert.ok(ms.agents.includes('local-host'));
+    assert.equal(ms.agentscount, ms.agents.length);
+    assert.match(ms.lastserverstart, /^\d{4}-\d\d-\d\dT/);
+    const [m] = (await admin.request<any>('listManagementServersMetrics', { id: ms.id })).managementserver;
+    assert.ok(m.availableprocessors >= 1);
+    assert.equal(m.systemloadaverages.length, 3);
+    assert.ok(m.heapmemoryused > 0 && m.heapmemoryused <= m.heapmemorytotal);
+    assert.match(m.systemmemorytotal, /^\d+\.\d\d GB$/);
+    assert.equal(m.dbislocal, true);
+    assert.equal(
+      (await admin.request<any>('listManagementServers', { keyword: 'no-such-server' })).count ?? 0,
+      0,
+    );
+    const { client } = await createAccountAndLogin(server, { name: 'ui-ms-user' });
+    await assert.rejects(client.request('listManagementServers', {}), (e: any) => e.errorcode === 432);
+  });
+});
+
 describe('the deploy wizard', () => {
   test('lists the offerings the owner may use with domainid + account', async () => {
     const root = (await admin.request<any>('listDomains', { name: 'ROOT' })).domain[0];

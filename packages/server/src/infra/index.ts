@@ -1,4 +1,5 @@
 /** The infrastructure capability: its commands, and what it registers with settings and tags. */
+
 import type { CallContext } from '../context.ts';
 import { registerSettingScope } from '../settings/commands.ts';
 import { registerTaggable } from '../tags/tags.ts';
@@ -6,6 +7,7 @@ import { alertCommands } from './alerts.ts';
 import { capacityCommands } from './capacity.ts';
 import { clusterCommands } from './clusters.ts';
 import { imageStoreCommands } from './image-stores.ts';
+import { managementServerCommands } from './management-servers.ts';
 import { osTypeCommands } from './os-types.ts';
 import { physicalNetworkCommands } from './physical-networks.ts';
 import { podCommands } from './pods.ts';
@@ -15,6 +17,7 @@ import { rootDomainId, zoneCommands } from './zones.ts';
 
 export const infraCommands = [
   ...zoneCommands,
+  ...managementServerCommands,
   ...podCommands,
   ...clusterCommands,
   ...physicalNetworkCommands,
