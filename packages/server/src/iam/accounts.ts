@@ -257,7 +257,8 @@ export async function insertAccount(
     .where('name', '=', a.name)
     .where('domain_id', '=', a.domain.id)
     .executeTakeFirst();
-  if (clash) throw invalidParameter(`The specified account: ${a.name} already exists in domain ${a.domain.name}`);
+  if (clash)
+    throw invalidParameter(`The specified account: ${a.name} already exists in domain ${a.domain.name}`);
   const id = await insertId(app.store, tx, 'accounts', {
     uuid: a.uuid && /^[0-9a-f-]{36}$/i.test(a.uuid) ? a.uuid.toLowerCase() : app.ids.uuid(),
     name: a.name,
