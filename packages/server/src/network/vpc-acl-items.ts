@@ -462,7 +462,6 @@ export const listNetworkACLs = defineCommand({
     fordisplay: p.boolean({ description: 'Only items shown to end users (true) or hidden (false).' }),
     tags: p.map({ description: 'Only items with these tags (tags[0].key, tags[0].value).' }),
     ...scopeParams,
-    projectid: p.uuid({ description: 'Projects are not implemented yet: any value gives an empty list.' }),
     ...listParams,
   },
   async handler(ctx, params) {
@@ -472,7 +471,6 @@ export const listNetworkACLs = defineCommand({
       .innerJoin('network_acl_lists', 'network_acl_lists.id', 'network_acl_items.acl_id')
       .leftJoin('vpcs', 'vpcs.id', 'network_acl_lists.vpc_id')
       .where((eb) => eb.or([eb('network_acl_lists.vpc_id', 'is', null), eb('vpcs.removed', 'is', null)]));
-    if (params.projectid) q = q.where('network_acl_items.id', '=', -1);
     if (params.id) q = q.where('network_acl_items.uuid', '=', params.id);
     if (params.aclid) q = q.where('network_acl_items.acl_id', '=', (await findAclList(ctx, params.aclid)).id);
     if (params.networkid) {

@@ -378,7 +378,6 @@ export const listNetworkACLLists = defineCommand({
     networkid: p.uuid({ description: 'Only the list this tier uses.' }),
     fordisplay: p.boolean({ description: 'Only lists shown to end users (true) or hidden (false).' }),
     ...scopeParams,
-    projectid: p.uuid({ description: 'Projects are not implemented yet: any value gives an empty list.' }),
     ...listParams,
   },
   async handler(ctx, params) {
@@ -387,7 +386,6 @@ export const listNetworkACLLists = defineCommand({
       .selectFrom('network_acl_lists')
       .leftJoin('vpcs', 'vpcs.id', 'network_acl_lists.vpc_id')
       .where((eb) => eb.or([eb('network_acl_lists.vpc_id', 'is', null), eb('vpcs.removed', 'is', null)]));
-    if (params.projectid) q = q.where('network_acl_lists.id', '=', -1);
     if (params.id) q = q.where('network_acl_lists.uuid', '=', params.id);
     if (params.name) q = q.where('network_acl_lists.name', '=', params.name);
     if (params.fordisplay !== undefined)

@@ -415,13 +415,11 @@ export const listPrivateGateways = defineCommand({
     vlan: p.string({ description: 'Only gateways on this VLAN (N or vlan://N).' }),
     state: p.string({ description: 'Only gateways in this state (Ready).' }),
     ...scopeParams,
-    projectid: p.uuid({ description: 'Projects are not implemented yet: any value gives an empty list.' }),
     ...listParams,
   },
   async handler(ctx, params) {
     const db = ctx.app.store.db;
     let q = db.selectFrom('vpc_private_gateways').where('vpc_private_gateways.removed', 'is', null);
-    if (params.projectid) q = q.where('vpc_private_gateways.id', '=', -1);
     if (params.id) q = q.where('vpc_private_gateways.uuid', '=', params.id);
     if (params.vpcid)
       q = q.where(
@@ -712,13 +710,11 @@ export const listStaticRoutes = defineCommand({
     state: p.string({ description: 'Only routes in this state (Active).' }),
     tags: p.map({ description: 'Only routes with these tags (tags[0].key, tags[0].value).' }),
     ...scopeParams,
-    projectid: p.uuid({ description: 'Projects are not implemented yet: any value gives an empty list.' }),
     ...listParams,
   },
   async handler(ctx, params) {
     const db = ctx.app.store.db;
     let q = db.selectFrom('vpc_static_routes').where('vpc_static_routes.removed', 'is', null);
-    if (params.projectid) q = q.where('vpc_static_routes.id', '=', -1);
     if (params.id) q = q.where('vpc_static_routes.uuid', '=', params.id);
     if (params.vpcid)
       q = q.where(

@@ -14,6 +14,7 @@ import { escapeLike, likeEscaped } from '../../iam/access.ts';
 import { onAccountDelete, resolveAccount } from '../../iam/accounts.ts';
 import { findOwned, listOwned } from '../../iam/owned.ts';
 import { isIpv4, likeOp } from '../../infra/common.ts';
+import { projectOwner } from '../../projects/access.ts';
 import { defineCommand, type JobTarget, success } from '../../registry/command.ts';
 import { listParams, p, scopeParams } from '../../registry/params.ts';
 import { defineSetting } from '../../settings/settings.ts';
@@ -178,7 +179,8 @@ async function ownerOf(
   ctx: CallContext,
   params: { account?: string; domainid?: string; projectid?: string },
 ): Promise<AccountRow> {
-  if (params.projectid) throw invalidParameter('VPN customer gateways of projects are not supported');
+  const project = await projectOwner(ctx, params);
+  if (project) return project;
   if (params.account)
     return (await resolveAccount(ctx, { account: params.account, domainid: params.domainid })).account;
   if (params.domainid) throw invalidParameter('domainid must be given together with account');
@@ -195,7 +197,9 @@ export const createVpnCustomerGateway = defineCommand({
       description: 'Account that owns the gateway (with domainid); defaults to the caller.',
     }),
     domainid: p.uuid({ description: 'Domain of account.' }),
-    projectid: p.uuid({ description: 'Projects are not supported here: any value is refused.' }),
+    projectid: p.uuid({
+      description: 'Project to own the gateway (you must be a member); not with account.',
+    }),
   },
   event: {
     type: 'VPN.S2S.CUSTOMER.GATEWAY.CREATE',

@@ -12,6 +12,7 @@ import { escapeLike, likeEscaped } from '../../iam/access.ts';
 import { onAccountDelete, resolveAccount } from '../../iam/accounts.ts';
 import { listOwned } from '../../iam/owned.ts';
 import { likeOp } from '../../infra/common.ts';
+import { projectOwner } from '../../projects/access.ts';
 import { defineCommand, type JobTarget, success } from '../../registry/command.ts';
 import { listParams, p, scopeParams } from '../../registry/params.ts';
 import { defineSetting } from '../../settings/settings.ts';
@@ -35,7 +36,10 @@ const PASSWORD = /^[a-zA-Z0-9][a-zA-Z0-9@+=._-]{2,31}$/;
 async function ownerOf(
   ctx: CallContext,
   params: { account?: string; domainid?: string; projectid?: string },
+  purpose: 'create' | 'find' = 'create',
 ): Promise<AccountRow> {
+  const project = await projectOwner(ctx, params, purpose);
+  if (project) return project;
   if (params.account)
     return (await resolveAccount(ctx, { account: params.account, domainid: params.domainid })).account;
   if (params.domainid) throw invalidParameter('domainid must be given together with account');
@@ -76,12 +80,13 @@ export const addVpnUser = defineCommand({
       description: 'Account the user is added to (with domainid); defaults to the caller.',
     }),
     domainid: p.uuid({ description: 'Domain of account.' }),
-    projectid: p.uuid({ description: 'Projects are not supported here: any value is refused.' }),
+    projectid: p.uuid({
+      description: 'Project the user is added to (you must be a member); not with account.',
+    }),
   },
   event: { type: 'VPN.USER.ADD', description: (params) => `adding VPN user ${params.username}` },
   async create(ctx, params): Promise<JobTarget> {
     const { app } = ctx;
-    if (params.projectid) throw invalidParameter('VPN users of projects are not supported');
     if (!USERNAME.test(params.username))
       throw invalidParameter(
         `Username [${params.username}] is invalid. Username has to begin with an alphabet have 3-64 characters including alphabets, numbers and the set '@.-_'.`,
@@ -180,17 +185,16 @@ export const removeVpnUser = defineCommand({
       description: 'Account the user belongs to (with domainid); defaults to the caller.',
     }),
     domainid: p.uuid({ description: 'Domain of account.' }),
-    projectid: p.uuid({ description: 'Projects are not supported here: any value is refused.' }),
+    projectid: p.uuid({ description: 'Project the user belongs to, instead of account.' }),
   },
   event: { type: 'VPN.USER.REMOVE', description: (params) => `removing VPN user ${params.username}` },
   async target(ctx, params) {
-    if (params.projectid) throw invalidParameter('VPN users of projects are not supported');
-    const owner = await ownerOf(ctx, params);
+    const owner = await ownerOf(ctx, params, 'find');
     return { type: 'Account', id: owner.uuid };
   },
   async handler(ctx, params) {
     const db = ctx.app.store.db;
-    const owner = await ownerOf(ctx, params);
+    const owner = await ownerOf(ctx, params, 'find');
     const user = await db
       .selectFrom('vpn_users')
       .selectAll()
