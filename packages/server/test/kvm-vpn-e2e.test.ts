@@ -117,6 +117,28 @@ function vpnLog(site?: Site): string {
   return existsSync(file) ? readFileSync(file, 'utf8').split('\n').slice(-40).join('\n') : `(no ${file})`;
 }
 
+/** The router's interfaces, processes and the tier bridge's ports, for failure messages. */
+function routerState(site: Site): string {
+  const ns = routerNetns(site.router!);
+  const out = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8' }).stdout ?? '';
+  return [
+    out('ip', ['-n', ns, '-br', 'addr']),
+    out('ip', ['-n', ns, 'route']),
+    out('ip', ['netns', 'pids', ns])
+      .split(/\s+/)
+      .filter(Boolean)
+      .map((pid) =>
+        existsSync(`/proc/${pid}/cmdline`)
+          ? readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ')
+          : pid,
+      )
+      .join('\n'),
+    out('bridge', ['link']),
+    out('ip', ['-n', site.guestNs, '-br', 'addr']),
+    out('ip', ['netns', 'exec', ns, 'nft', 'list', 'ruleset']).slice(0, 3000),
+  ].join('\n');
+}
+
 /** A namespace plugged into a bridge by a veth pair, with an address and (optionally) a default route. */
 function plug(ns: string, port: string, bridge: string, cidr: string, via?: string): void {
   namespaces.push({ ns, port });
@@ -316,7 +338,9 @@ describe('VPNs end to end on a real KVM host', { skip: SKIP }, () => {
         async () => ping(s.guestNs, s.tierGateway),
         15_000,
         `the ${s.name} guest to reach its router`,
-      );
+      ).catch((e) => {
+        throw new Error(`${(e as Error).message}\n${routerState(s)}`);
+      });
     }
     assert.ok(!ping(east.guestNs, west.guestIp), 'no path between the VPCs without a VPN');
   });
