@@ -3,9 +3,10 @@
  * a simulator host (built through the API: the zone wizard has its own suite): a VPC created on
  * the Networks page and opened from its list, two tiers added from the diagram and drawn with
  * their CIDR, instance count and ACL list, an ACL list with three rules of which one is dragged
- * to the top (order checked through the API), a tier's list replaced, a list in use refused,
- * a private gateway with a static route, remote-access VPN switched on with a user, and a
- * site-to-site gateway, customer gateway and connection. Screenshots go to test-output/ui/vpc/.
+ * to the top and another moved down by button (order checked through the API), a tier's list
+ * replaced, a list in use refused, a private gateway with a static route, remote-access VPN
+ * switched on with a user, and a site-to-site gateway, customer gateway and connection.
+ * Screenshots go to test-output/ui/vpc/.
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, test } from 'node:test';
@@ -188,6 +189,22 @@ test('an ACL list gets three rules; one dragged to the top moves there on the se
     ['port 22', 'port 80', 'port 443'],
   );
 
+  // The keyboard's way: the 80 rule one place down, behind 443.
+  await rules()
+    .filter({ hasText: 'port 80' })
+    .getByRole('button', { name: /^Move rule \d+ down$/ })
+    .click();
+  await outcome(page, 'Move rule', recentJobs);
+  assert.deepEqual(
+    (await order()).map((i) => i.split(' ').slice(1).join(' ')),
+    ['Deny 22', 'Allow 443', 'Allow 80'],
+  );
+  await waitUntil(
+    async () => (await rules().last().innerText()).includes('port 80') || undefined,
+    10_000,
+    'the table to show the new order',
+  );
+
   // An edit keeps the rule's place and changes what it says.
   await rules().filter({ hasText: 'port 443' }).getByRole('button', { name: 'Edit' }).click();
   await settle(page);
@@ -247,6 +264,13 @@ test('a private gateway and a static route through it', async (t) => {
   assert.deepEqual([sr.cidr, sr.nexthop, sr.state], ['172.16.0.0/16', '192.168.100.1', 'Active']);
   await page.getByRole('row').filter({ hasText: '172.16.0.0/16' }).getByText('Active').waitFor();
   await shot(page, 'private-gateways');
+  // The diagram draws it on the router.
+  await tab('Tiers');
+  await page
+    .getByRole('group', { name: 'VPC router' })
+    .getByText('Private gateway 192.168.100.2/24 on vlan://42 via 192.168.100.1')
+    .waitFor();
+  await shot(page, 'diagram-gateway');
   made.gateway = gw.id;
 });
 

@@ -1,13 +1,13 @@
 /**
  * A VPC's network ACL lists (its own, the global ones and the built-in default_allow and
- * default_deny) and the rules of one list in number order: added, edited, deleted, and dragged to
- * a new place (moveNetworkAclItem with the rules that end up before and after it). Also the
- * "Replace ACL" form that gives a tier or a private gateway another list.
+ * default_deny) and the rules of one list in number order: added, edited, deleted, and dragged
+ * (or moved up and down) to a new place (moveNetworkAclItem with the rules that end up before and
+ * after it). Also the "Replace ACL" form that gives a tier or a private gateway another list.
  *
  * Rows are dragged with the browser's own drag and drop on the table's rows: one list, one axis,
  * no animation to speak of, which is too little to justify a drag library.
  */
-import { HolderOutlined, PlusOutlined } from '@ant-design/icons';
+import { ArrowDownOutlined, ArrowUpOutlined, HolderOutlined, PlusOutlined } from '@ant-design/icons';
 import { Alert, Button, Space, Table, Tag, Tooltip, Typography, theme } from 'antd';
 import type { ColumnsType } from 'antd/es/table';
 import { type DragEvent, useCallback, useEffect, useRef, useState } from 'react';
@@ -216,13 +216,9 @@ function AclRules({ list }: { list: Row }) {
   }, [list.id]);
   useEffect(load, [load]);
 
-  /** Puts the dragged rule where `target` is and tells the server its new neighbours. */
-  const drop = async (target: string) => {
-    const from = rows?.findIndex((r) => r.id === dragged.current) ?? -1;
-    const to = rows?.findIndex((r) => r.id === target) ?? -1;
-    dragged.current = undefined;
-    setOver(undefined);
-    if (!rows || from < 0 || to < 0 || from === to) return;
+  /** Puts the rule at `from` at `to` and tells the server its new neighbours. */
+  const move = async (from: number, to: number) => {
+    if (!rows || from < 0 || to < 0 || to >= rows.length || from === to) return;
     const order = [...rows];
     const [moved] = order.splice(from, 1);
     order.splice(to, 0, moved);
@@ -234,6 +230,14 @@ function AclRules({ list }: { list: Row }) {
     });
     // The server renumbers the rules after it: show its numbers (or the old order if refused).
     load();
+  };
+
+  /** The dragged rule goes where `target` is. */
+  const drop = (target: string) => {
+    const from = rows?.findIndex((r) => r.id === dragged.current) ?? -1;
+    dragged.current = undefined;
+    setOver(undefined);
+    return move(from, rows?.findIndex((r) => r.id === target) ?? -1);
   };
 
   const columns: ColumnsType<Row> = [
@@ -266,8 +270,31 @@ function AclRules({ list }: { list: Row }) {
           {
             key: 'actions',
             title: 'Actions',
-            render: (_: unknown, r: Row) => (
+            render: (_: unknown, r: Row, index: number) => (
               <Space>
+                {/* The keyboard's way to reorder, next to dragging. */}
+                {session.can('moveNetworkAclItem') && (
+                  <>
+                    <Tooltip title="Move up">
+                      <Button
+                        size="small"
+                        aria-label={`Move rule ${r.number} up`}
+                        icon={<ArrowUpOutlined />}
+                        disabled={index === 0}
+                        onClick={() => move(index, index - 1)}
+                      />
+                    </Tooltip>
+                    <Tooltip title="Move down">
+                      <Button
+                        size="small"
+                        aria-label={`Move rule ${r.number} down`}
+                        icon={<ArrowDownOutlined />}
+                        disabled={index === (rows?.length ?? 0) - 1}
+                        onClick={() => move(index, index + 1)}
+                      />
+                    </Tooltip>
+                  </>
+                )}
                 {session.can('updateNetworkACLItem') && (
                   <ActionButton label="Edit" onClick={() => setEditing(r)} />
                 )}

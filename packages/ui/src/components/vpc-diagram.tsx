@@ -78,6 +78,7 @@ export function VpcDiagram({ vpc, reload, onChange }: { vpc: Row; reload: number
   const wire: CSSProperties = { background: token.colorBorder, width: 2, height: 24, margin: '0 auto' };
   const onTier = (tier: Row) => picture.ips.filter((ip) => ip.associatednetworkid === tier.id);
   const onRouter = picture.ips.filter((ip) => !ip.associatednetworkid);
+  const boxes = picture.tiers.length + (session.can('createNetwork') ? 1 : 0);
   return (
     <figure aria-label={`Diagram of VPC ${vpc.name}`} style={{ margin: 0 }}>
       <div style={{ display: 'flex', justifyContent: 'center' }}>
@@ -115,19 +116,10 @@ export function VpcDiagram({ vpc, reload, onChange }: { vpc: Row; reload: number
         </Card>
       </div>
       <div style={wire} />
-      <div
-        style={{
-          display: 'flex',
-          flexWrap: 'wrap',
-          justifyContent: 'center',
-          gap: 16,
-          borderTop: `2px solid ${token.colorBorder}`,
-          paddingTop: 0,
-        }}
-      >
-        {picture.tiers.map((tier) => (
-          <div key={String(tier.id)}>
-            <div style={wire} />
+      <div style={{ display: 'flex', flexWrap: 'wrap', justifyContent: 'center' }}>
+        {picture.tiers.map((tier, i) => (
+          <div key={String(tier.id)} style={{ padding: '0 8px' }}>
+            <Drop first={i === 0} last={i === boxes - 1} color={token.colorBorder} />
             <Card
               size="small"
               role="group"
@@ -171,8 +163,8 @@ export function VpcDiagram({ vpc, reload, onChange }: { vpc: Row; reload: number
           </div>
         ))}
         {session.can('createNetwork') && (
-          <div>
-            <div style={wire} />
+          <div style={{ padding: '0 8px' }}>
+            <Drop first={picture.tiers.length === 0} last color={token.colorBorder} />
             <Card size="small" style={{ width: 250, borderStyle: 'dashed', textAlign: 'center' }}>
               {picture.tiers.length === 0 && <Empty description="No tiers yet" />}
               <Button icon={<PlusOutlined />} onClick={() => setAdding(true)}>
@@ -184,6 +176,37 @@ export function VpcDiagram({ vpc, reload, onChange }: { vpc: Row; reload: number
       </div>
       {adding && <AddTier vpc={vpc} onClose={() => setAdding(false)} onDone={bump} />}
     </figure>
+  );
+}
+
+/**
+ * The wire from the bus down to one box: the bus is drawn in halves by the boxes themselves, so
+ * it runs from the first box's middle to the last one's and no further.
+ */
+function Drop({ first, last, color }: { first: boolean; last: boolean; color: string }) {
+  const half = (left: string, on: boolean): CSSProperties => ({
+    position: 'absolute',
+    top: 0,
+    left,
+    width: '50%',
+    borderTop: on ? `2px solid ${color}` : undefined,
+  });
+  return (
+    // Out over the column's padding, so that neighbouring halves meet.
+    <div style={{ position: 'relative', height: 24, margin: '0 -8px' }}>
+      <div style={half('0', !first)} />
+      <div style={half('50%', !last)} />
+      <div
+        style={{
+          position: 'absolute',
+          left: 'calc(50% - 1px)',
+          top: 0,
+          width: 2,
+          height: 24,
+          background: color,
+        }}
+      />
+    </div>
   );
 }
 
