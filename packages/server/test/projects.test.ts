@@ -398,6 +398,16 @@ describe('projects with VMs (the local simulator zone)', () => {
       lead.call('deleteProject', { id: p.id }),
       is(530, /Can't delete the project yet because it has 1 UserVmVO to clean up/),
     );
+    // A template shared with the project: listTemplatePermissions names it, its members see it shared.
+    await local.admin.request('updateTemplatePermissions', { id: templateid, op: 'add', projectids: p.id });
+    const perms = (await local.admin.request<any>('listTemplatePermissions', { id: templateid }))
+      .templatepermission;
+    assert.deepEqual(perms.projectids, [p.id]);
+    const shared = await lead.request<any>('listTemplates', {
+      templatefilter: 'sharedexecutable',
+      projectid: p.id,
+    });
+    assert.ok(shared.template.some((t: any) => t.id === templateid));
     await lead.call('deleteProject', { id: p.id, cleanup: true });
     assert.equal(
       (await local.admin.request<any>('listVirtualMachines', { listall: true, id: vm.id })).count ?? 0,

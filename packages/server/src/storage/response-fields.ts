@@ -167,7 +167,7 @@ const permission = (noun: string): FieldDescriptions => ({
   ispublic: `true when every account may use the ${noun}.`,
   domainid: `UUID of the domain of the ${noun}’s owner.`,
   account: `Names of the accounts the ${noun} is shared with.`,
-  projectids: 'Always an empty list: Nimbostack has no projects.',
+  projectids: 'UUIDs of the projects it is shared with (their members may use it).',
 });
 
 export const storageResponseFields: ResponseFields = {

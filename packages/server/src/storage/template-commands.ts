@@ -196,6 +196,11 @@ export const updateTemplatePermissions = defineCommand({
     accounts: p.list({
       description: "Comma-separated names of accounts in the template's domain, for op add or remove.",
     }),
+    projectids: p.list({
+      of: 'uuid',
+      description:
+        "Projects of the template's domain to share it with (or stop sharing), for op add or remove.",
+    }),
     op: p.string({
       description: 'add or remove (with accounts), or reset to unshare it from every account.',
     }),

@@ -28,7 +28,7 @@ import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts
 import { checkRowAccess } from '../iam/owned.ts';
 import { findZone, namesOf } from '../infra/common.ts';
 import { onImageStoreDelete } from '../infra/image-stores.ts';
-import { isProjectAccount, ownerFor } from '../projects/access.ts';
+import { findProject, isProjectAccount, ownerFor, projectAccountOf } from '../projects/access.ts';
 import { listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { type ParamSpec, parseUuid, type RawValue } from '../registry/params.ts';
@@ -1063,6 +1063,7 @@ export async function updateImage(
 export interface PermissionParams {
   id: string;
   accounts?: string[];
+  projectids?: string[];
   op?: string;
   ispublic?: boolean;
   isfeatured?: boolean;
@@ -1083,11 +1084,10 @@ export async function updatePermissions(
   if (params.isextractable !== undefined && kind === TEMPLATE && !isRootAdmin(ctx.caller))
     throw invalidParameter('Only root administrators may change isextractable of a template');
   const op = params.op ? canonical(params.op, ['add', 'remove', 'reset'], 'op') : undefined;
-  if (params.accounts?.length && !op)
-    throw invalidParameter('Please specify op (add, remove or reset) with accounts');
-  if (op === 'reset' && params.accounts?.length) throw invalidParameter('op=reset takes no accounts');
-  if ((op === 'add' || op === 'remove') && !params.accounts?.length)
-    throw invalidParameter(`op=${op} needs accounts`);
+  const named = (params.accounts?.length ?? 0) + (params.projectids?.length ?? 0);
+  if (named && !op) throw invalidParameter('Please specify op (add, remove or reset) with accounts');
+  if (op === 'reset' && named) throw invalidParameter('op=reset takes no accounts');
+  if ((op === 'add' || op === 'remove') && !named) throw invalidParameter(`op=${op} needs accounts`);
   const domain = await domainOf(ctx, t.domain_id);
   const accounts: AccountRow[] = [];
   for (const name of params.accounts ?? []) {
@@ -1100,6 +1100,15 @@ export async function updatePermissions(
     if (!a) throw invalidParameter(`Unable to find account ${name} in domain ${domain.name}`);
     if (a.id === t.account_id) throw invalidParameter(`Account ${name} owns the ${kind.label} already`);
     accounts.push(a);
+  }
+  // Shared with a project: with its account, so its members see it as shared with them.
+  for (const uuid of params.projectids ?? []) {
+    const project = await findProject(ctx, uuid);
+    if (project.domain_id !== t.domain_id)
+      throw invalidParameter(`Project ${project.name} is not in domain ${domain.name}`);
+    if (project.project_account_id === t.account_id)
+      throw invalidParameter(`Project ${project.name} owns the ${kind.label} already`);
+    accounts.push(await projectAccountOf(app.store.db, project));
   }
   await app.store.db.transaction().execute(async (tx) => {
     const flags: Updateable<TemplateTable> = {};
@@ -1139,7 +1148,8 @@ export async function listPermissions(ctx: CallContext, kind: ImageKind, uuid: s
   const names = await ctx.app.store.db
     .selectFrom('template_permissions as p')
     .innerJoin('accounts as a', 'a.id', 'p.account_id')
-    .select('a.name')
+    .leftJoin('projects as j', 'j.project_account_id', 'a.id')
+    .select(['a.name', 'j.uuid as project'])
     .where('p.template_id', '=', t.id)
     .orderBy('a.name')
     .execute();
@@ -1147,8 +1157,8 @@ export async function listPermissions(ctx: CallContext, kind: ImageKind, uuid: s
     id: t.uuid,
     ispublic: t.is_public === 1,
     domainid: domain.uuid,
-    account: names.map((n) => n.name),
-    projectids: [],
+    account: names.filter((n) => !n.project).map((n) => n.name),
+    projectids: names.flatMap((n) => (n.project ? [n.project] : [])),
   };
 }
 
