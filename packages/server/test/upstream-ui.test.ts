@@ -729,6 +729,15 @@ describe('resource icons (the UI’s "upload icon" on instances, templates, zone
       resourceids: zone.id,
     });
     assert.deepEqual(listed.resourceicon, [{ resourcetype: 'Zone', resourceid: zone.id, base64image: png }]);
+    // The UI's lists ask for icons with showicon=true; without it objects carry none.
+    const shown = (await admin.request<any>('listZones', { showicon: true })).zone.find(
+      (z: any) => z.id === zone.id,
+    );
+    assert.deepEqual(shown.icon, { base64image: png, resourcetype: 'Zone', resourceid: zone.id });
+    assert.equal(
+      (await admin.request<any>('listZones', {})).zone.find((z: any) => z.id === zone.id).icon,
+      undefined,
+    );
     // A data: URL is stored as its payload; a second upload replaces the first.
     await admin.request('uploadResourceIcon', {
       resourcetype: 'Domain',

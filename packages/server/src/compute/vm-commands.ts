@@ -736,7 +736,7 @@ export const listVirtualMachines = defineCommand({
     }),
     tags: p.map({ description: 'Only VMs carrying all these tags (tags[0].key=..., tags[0].value=...).' }),
     showicon: p.boolean({
-      description: 'Accepted for compatibility; Nimbostack has no resource icons and ignores it.',
+      description: 'When true, each object that has an icon (uploadResourceIcon) carries it as icon.',
     }),
     userdata: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
     retrieveonlyresourcecount: p.boolean({

@@ -4,6 +4,7 @@
  */
 import type { CallContext } from '../context.ts';
 import { ApiError, CsErrorCode, ErrorCode, invalidParameter } from '../errors.ts';
+import { withIcons } from '../icons/icons.ts';
 import { checkProjectRole } from '../projects/access.ts';
 import { withProjectOwners } from '../projects/owners.ts';
 import { type Command, isListResult } from '../registry/command.ts';
@@ -118,6 +119,7 @@ export async function dispatch(
   if (!command.isAsync) {
     const result = await command.handler(ctx, params as never);
     await withProjectOwners(ctx, result);
+    await withIcons(ctx, command.name, params, result);
     return responseBody(command, result);
   }
 

@@ -303,7 +303,7 @@ export const listAccounts = defineCommand({
       description: 'Accepted for compatibility; Nimbostack always returns the full entries.',
     }),
     showicon: p.boolean({
-      description: 'Accepted for compatibility; Nimbostack has no resource icons and ignores it.',
+      description: 'When true, each object that has an icon (uploadResourceIcon) carries it as icon.',
     }),
     apikeyaccess: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
     tag: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),

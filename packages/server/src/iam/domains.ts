@@ -155,7 +155,7 @@ export const listDomains = defineCommand({
       description: 'Accepted for compatibility; Nimbostack always returns the full entries.',
     }),
     showicon: p.boolean({
-      description: 'Accepted for compatibility; Nimbostack has no resource icons and ignores it.',
+      description: 'When true, each object that has an icon (uploadResourceIcon) carries it as icon.',
     }),
   },
   async handler(ctx, params) {
@@ -193,7 +193,7 @@ export const listDomainChildren = defineCommand({
     }),
     name: p.string({ description: 'Only subdomains with exactly this name.' }),
     showicon: p.boolean({
-      description: 'Accepted for compatibility; Nimbostack has no resource icons and ignores it.',
+      description: 'When true, each object that has an icon (uploadResourceIcon) carries it as icon.',
     }),
   },
   async handler(ctx, params) {

@@ -257,7 +257,7 @@ export const listUsers = defineCommand({
     }),
     usersource: p.string({ description: 'Only users from this source: native or ldap.' }),
     showicon: p.boolean({
-      description: 'Accepted for compatibility; Nimbostack has no resource icons and ignores it.',
+      description: 'When true, each object that has an icon (uploadResourceIcon) carries it as icon.',
     }),
     apikeyaccess: p.string({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },

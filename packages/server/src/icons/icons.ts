@@ -9,7 +9,7 @@ import type { CallContext } from '../context.ts';
 import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { checkDomainAccess, findDomainByUuid } from '../iam/access.ts';
-import { defineCommand, listResult, success } from '../registry/command.ts';
+import { defineCommand, isListResult, type ListResult, listResult, success } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
 import { findTaggable, taggableType } from '../tags/tags.ts';
 
@@ -177,5 +177,50 @@ export const listResourceIcon = defineCommand({
     );
   },
 });
+
+/** The lists whose objects carry their icon when asked with showicon=true, and the objects' type. */
+const ICON_LISTS: Record<string, string> = {
+  listVirtualMachines: 'UserVm',
+  listVirtualMachinesMetrics: 'UserVm',
+  listTemplates: 'Template',
+  listIsos: 'ISO',
+  listNetworks: 'Network',
+  listVPCs: 'Vpc',
+  listProjects: 'Project',
+  listAccounts: 'Account',
+  listUsers: 'User',
+  listZones: 'Zone',
+  listZonesMetrics: 'Zone',
+  listDomains: 'Domain',
+  listDomainChildren: 'Domain',
+};
+
+/**
+ * Adds `icon` (base64image, resourcetype, resourceid) to the objects of a list asked with
+ * showicon=true that have one, with one query for the page (http/dispatch.ts calls it).
+ */
+export async function withIcons(
+  ctx: CallContext,
+  command: string,
+  params: Record<string, unknown>,
+  result: unknown,
+): Promise<void> {
+  const type = ICON_LISTS[command];
+  if (!type || params.showicon !== true || !result || !isListResult(result as object)) return;
+  const items = (result as ListResult).items as { id?: unknown; icon?: unknown }[];
+  const ids = items.map((i) => i.id).filter((id): id is string => typeof id === 'string');
+  if (ids.length === 0) return;
+  const rows = await ctx.app.store.db
+    .selectFrom('resource_icons')
+    .select(['resource_uuid', 'icon'])
+    .where('resource_type', '=', type)
+    .where('resource_uuid', 'in', ids)
+    .execute();
+  const byId = new Map(rows.map((r) => [r.resource_uuid, r.icon]));
+  for (const item of items) {
+    const icon = typeof item.id === 'string' ? byId.get(item.id) : undefined;
+    if (icon !== undefined) item.icon = { base64image: icon, resourcetype: type, resourceid: item.id };
+  }
+}
 
 export const iconCommands = [uploadResourceIcon, deleteResourceIcon, listResourceIcon];

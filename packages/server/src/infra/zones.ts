@@ -225,7 +225,7 @@ export const listZones = defineCommand({
       description: "Also answer each zone's capacities; for administrators only (ignored for others).",
     }),
     showicon: p.boolean({
-      description: 'Accepted for compatibility; Nimbostack has no resource icons and ignores it.',
+      description: 'When true, each object that has an icon (uploadResourceIcon) carries it as icon.',
     }),
     tags: p.map({
       description: 'Only zones carrying all these resource tags (tags[0].key, tags[0].value, ...).',

@@ -361,7 +361,7 @@ export const listNetworks = defineCommand({
       description: 'Return only the count of matching networks, without the networks themselves.',
     }),
     showicon: p.boolean({
-      description: 'Accepted for compatibility; Nimbostack has no resource icons and ignores it.',
+      description: 'When true, each object that has an icon (uploadResourceIcon) carries it as icon.',
     }),
     tags: p.map({
       description: 'Only networks carrying all these resource tags (tags[0].key, tags[0].value, ...).',

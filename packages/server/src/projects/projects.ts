@@ -690,7 +690,9 @@ export const listProjects = defineCommand({
       description: 'Only projects carrying every one of these tags (tags[0].key, tags[0].value).',
     }),
     details: p.list({ description: 'Accepted for compatibility; every project is shown in full.' }),
-    showicon: p.boolean({ description: 'Accepted for compatibility; projects carry no icons.' }),
+    showicon: p.boolean({
+      description: 'When true, each project that has an icon (uploadResourceIcon) carries it as icon.',
+    }),
   },
   async handler(ctx, params) {
     const db = ctx.app.store.db;

@@ -34,7 +34,7 @@ export const COMMON_FIELDS: FieldDescriptions = {
   projectid: 'UUID of the project that owns the object, when a project does.',
   hasannotations:
     'Nimbostack keeps no annotations (admin comments) on objects, so this is false or left out.',
-  icon: 'Not returned by Nimbostack: objects carry no icons.',
+  icon: 'The object’s icon (base64image, resourcetype, resourceid) when listed with showicon=true and it has one.',
   tags: 'Resource tags on the object: a list of key/value pairs, each naming the tagged resource (type and UUID) and its owner.',
   created:
     'When the object was created: ISO 8601 date and time in UTC with offset, e.g. 2026-03-01T12:00:00+0000.',
