@@ -441,6 +441,23 @@ describe('site-to-site VPN between two VPCs', () => {
     await bob.call('deleteVpnCustomerGateway', { id: theirs.id });
   });
 
+  test('a stopped router: its connections are Disconnected at the next check; started again, Connected', async () => {
+    const { checkVpnConnections } = await import('../src/network/vpn/vpn-apply.ts');
+    const router = (await admin.request<any>('listRouters', { vpcid: one.vpc.id, listall: true })).router[0];
+    await admin.call('stopRouter', { id: router.id });
+    await checkVpnConnections(zone.server.app);
+    assert.equal(
+      (await alice.request<any>('listVpnConnections', { id: conn1.id })).vpnconnection[0].state,
+      'Disconnected',
+    );
+    await admin.call('startRouter', { id: router.id });
+    await checkVpnConnections(zone.server.app);
+    assert.equal(
+      (await alice.request<any>('listVpnConnections', { id: conn1.id })).vpnconnection[0].state,
+      'Connected',
+    );
+  });
+
   test('in use: a customer gateway or VPN gateway with connections cannot be deleted', async () => {
     await assert.rejects(
       alice.call('deleteVpnCustomerGateway', { id: cg1.id }),

@@ -93,7 +93,26 @@ export async function recordStates(app: App, states: VpnConnectionState[]): Prom
 /** The current states of a VPC's connections, read from its router now (none when it is not running). */
 export async function refreshVpcConnections(app: App, vpcId: number): Promise<VpnConnectionState[]> {
   const router = await runningRouter(app, { vpcId });
-  if (!router || !app.agents.isConnected(router.host_id!)) return [];
+  if (!router) {
+    // No router runs the VPC's tunnels: none of them is up, whatever was last seen.
+    const gateway = await app.store.db
+      .selectFrom('vpn_gateways')
+      .select('id')
+      .where('vpc_id', '=', vpcId)
+      .executeTakeFirst();
+    const conns = gateway
+      ? await app.store.db
+          .selectFrom('vpn_connections')
+          .select('uuid')
+          .where('vpn_gateway_id', '=', gateway.id)
+          .where('state', '!=', 'Pending')
+          .execute()
+      : [];
+    const down = conns.map((c) => ({ id: c.uuid, state: 'Disconnected' as const }));
+    await recordStates(app, down);
+    return down;
+  }
+  if (!app.agents.isConnected(router.host_id!)) return [];
   const { connections } = await app.agents.call(router.host_id!, 'routerVpnStatus', { name: router.name });
   await recordStates(app, connections);
   return connections;
