@@ -128,7 +128,28 @@ describe('projects', () => {
     await bob.request('createSSHKeyPair', { name: 'bobs', projectid: p.id });
     assert.equal((await alice.request<any>('listSSHKeyPairs', { projectid: p.id })).count, 2);
     await bob.request('deleteSSHKeyPair', { name: 'bobs', projectid: p.id });
-    await assert.rejects(carol.request('deleteSSHKeyPair', { name: 'deploy', projectid: p.id }), is(531));
+    // A member tags the project's resource; the tag is listed with projectid, like the resource.
+    const group = (await alice.call<any>('createSecurityGroup', { name: 'g', projectid: p.id }))
+      .securitygroup;
+    await bob.call('createTags', {
+      resourcetype: 'SecurityGroup',
+      resourceids: group.id,
+      'tags[0].key': 'team',
+      'tags[0].value': 'keys',
+    });
+    assert.deepEqual(
+      (await bob.request<any>('listTags', { projectid: p.id })).tag.map((t: any) => [
+        t.key,
+        t.resourceid,
+        t.projectid,
+      ]),
+      [['team', group.id, p.id]],
+    );
+    assert.equal((await bob.request<any>('listTags', {})).count ?? 0, 0);
+    await assert.rejects(
+      carol.call('createTags', { resourcetype: 'SecurityGroup', resourceids: group.id, 'tags[0].key': 'x' }),
+      is(531),
+    );
   });
 
   test('membership: listProjectAccounts, roles, the only Admin stays, a Regular member cannot manage', async () => {

@@ -176,6 +176,9 @@ export const listTags = defineCommand({
     listall: p.boolean({
       description: 'For admins and domain admins: include tags of every account they may see.',
     }),
+    projectid: p.projectScope({
+      description: "Only tags of this project's resources; -1: those of every project you may see.",
+    }),
   },
   async handler(ctx: CallContext, params) {
     const { app } = ctx;
