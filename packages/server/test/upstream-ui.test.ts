@@ -738,6 +738,17 @@ describe('resource icons (the UI’s "upload icon" on instances, templates, zone
       (await admin.request<any>('listZones', {})).zone.find((z: any) => z.id === zone.id).icon,
       undefined,
     );
+    const template = (await admin.request<any>('listTemplates', { templatefilter: 'featured' })).template[0];
+    await admin.request('uploadResourceIcon', {
+      resourcetype: 'Template',
+      resourceids: template.id,
+      base64image: png,
+    });
+    const withIcon = await admin.request<any>('listTemplates', {
+      templatefilter: 'featured',
+      showicon: true,
+    });
+    assert.equal(withIcon.template.find((t: any) => t.id === template.id).icon.base64image, png);
     // A data: URL is stored as its payload; a second upload replaces the first.
     await admin.request('uploadResourceIcon', {
       resourcetype: 'Domain',

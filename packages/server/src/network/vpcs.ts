@@ -402,6 +402,9 @@ export const listVPCs = defineCommand({
   name: 'listVPCs',
   description: 'Lists VPCs the caller may see, with their tiers and services.',
   params: {
+    showicon: p.boolean({
+      description: 'When true, each object that has an icon (uploadResourceIcon) carries it as icon.',
+    }),
     id: p.uuid({ description: 'Only the VPC with this ID.' }),
     name: p.string({ description: 'Only VPCs with exactly this name.' }),
     displaytext: p.string({ description: 'Only VPCs with exactly this display text.' }),

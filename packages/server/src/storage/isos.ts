@@ -151,6 +151,9 @@ export const listIsos = defineCommand({
     "Lists ISOs by availability filter, one entry per ISO and zone; without isofilter, the caller's own ready ISOs.",
   params: {
     ...listParams,
+    showicon: p.boolean({
+      description: 'When true, each object that has an icon (uploadResourceIcon) carries it as icon.',
+    }),
     account: p.string({
       description: "Only ISOs of this account (with domainid, or in the caller's domain); ignored for users.",
     }),

@@ -119,6 +119,9 @@ export const listTemplates = defineCommand({
     'Lists templates by availability filter, one entry per template and zone; ready-only for the executable, featured and community filters.',
   params: {
     ...listParams,
+    showicon: p.boolean({
+      description: 'When true, each object that has an icon (uploadResourceIcon) carries it as icon.',
+    }),
     account: p.string({
       description:
         "Only templates of this account (with domainid, or in the caller's domain); ignored for users.",
