@@ -193,7 +193,8 @@ export const updateCluster = defineCommand({
     allocationstate: p.string({ description: 'Enabled or Disabled; a Disabled cluster gets no new VMs.' }),
     managedstate: p.string({ description: 'Managed or Unmanaged; recorded and shown only.' }),
     hypervisor: p.string({
-      description: 'New hypervisor, KVM, LXC or Simulator; refused while the cluster has hosts of another one.',
+      description:
+        'New hypervisor, KVM, LXC or Simulator; refused while the cluster has hosts of another one.',
     }),
     clustertype: p.string({ description: 'Only CloudManaged is accepted.' }),
     arch: p.string({ description: 'New architecture: x86_64 or aarch64.' }),

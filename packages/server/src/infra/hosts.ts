@@ -333,7 +333,8 @@ export const addHost = defineCommand({
     }),
     hypervisor: p.string({
       required: true,
-      description: 'Hypervisor the agent runs, e.g. KVM, LXC or Simulator; must match the agent and the cluster.',
+      description:
+        'Hypervisor the agent runs, e.g. KVM, LXC or Simulator; must match the agent and the cluster.',
     }),
     allocationstate: p.string({
       description: 'Enabled (default) or Disabled; a Disabled host gets no new VMs.',
