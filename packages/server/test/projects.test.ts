@@ -180,6 +180,21 @@ describe('projects', () => {
     await assert.rejects(alice.request('listProjectAccounts', { projectid: p.id }), is(531));
   });
 
+  test('deleting accounts: a project Admin is refused (431), a Regular member leaves its projects', async () => {
+    const p = await newProject('leavers');
+    const { account } = await createAccountAndLogin(server, { name: 'leaver' });
+    await alice.call('addAccountToProject', { projectid: p.id, account: 'leaver' });
+    const aliceId = (await admin.request<any>('listAccounts', { name: 'alice', listall: true })).account[0]
+      .id;
+    await assert.rejects(admin.call('deleteAccount', { id: aliceId }), is(431, /manages project\(s\)/));
+    await admin.call('deleteAccount', { id: account.id as string });
+    const members = await alice.request<any>('listProjectAccounts', { projectid: p.id });
+    assert.deepEqual(
+      members.projectaccount.map((m: any) => m.account),
+      ['alice'],
+    );
+  });
+
   test('users as members (4.15+): only that user gets access', async () => {
     const p = await newProject('solo');
     await alice.call('addUserToProject', { projectid: p.id, username: 'bob' });
