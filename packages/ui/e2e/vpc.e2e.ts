@@ -346,3 +346,70 @@ test('a site-to-site VPN gateway, customer gateway and connection with its state
   await row.getByText(conn.state, { exact: true }).waitFor();
   await shot(page, 'site-to-site');
 });
+
+test("a user's VPC page: their own VPN and VPN users, no administrator-only form", async () => {
+  const alice = await zone.createUser('alice');
+  const offering = (await alice.request<Listing>('listVPCOfferings', { name: 'Default VPC offering' }))
+    .vpcoffering![0].id;
+  const lab = (
+    await alice.call<{ vpc: Record<string, string> }>('createVPC', {
+      name: 'lab',
+      zoneid: zone.zoneid,
+      vpcofferingid: offering,
+      cidr: '10.50.0.0/16',
+    })
+  ).vpc;
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const user = await context.newPage();
+  try {
+    await user.goto(`${zone.server.url}/client/`);
+    await user.getByLabel('Username').fill('alice');
+    await user.getByLabel('Password').fill('secret-pass');
+    await user.getByRole('button', { name: 'Log in' }).click();
+    await user.getByRole('menuitem', { name: 'Networks' }).click();
+    // Only her own VPC is listed.
+    await user.getByRole('link', { name: 'lab', exact: true }).click();
+    await user.getByRole('heading', { name: 'lab' }).waitFor();
+    assert.equal(await user.getByRole('link', { name: VPC, exact: true }).count(), 0);
+
+    await user.getByRole('tab', { name: 'Private gateways' }).click();
+    await user.getByRole('button', { name: 'Add static route' }).waitFor();
+    assert.equal(await user.getByRole('button', { name: 'Add private gateway' }).count(), 0);
+
+    await user.getByRole('tab', { name: 'VPN' }).click();
+    const addUser = async () => {
+      await settle(user);
+      await user.getByRole('button', { name: 'Add VPN user' }).click();
+      await settle(user);
+      const dialog = user.getByRole('dialog', { name: 'Add VPN user' });
+      await dialog.getByLabel('Username', { exact: true }).fill('dave');
+      await dialog.getByLabel('Password', { exact: true }).fill('Passw0rd');
+      await dialog.getByRole('button', { name: 'OK' }).click();
+    };
+    // Without a remote-access VPN of her account the server refuses, and the page says why.
+    await addUser();
+    const refused = user.locator('.ant-notification-notice').filter({ hasText: 'Add VPN user dave failed' });
+    await refused.waitFor({ timeout: 30_000 });
+    assert.match(await refused.innerText(), /no remote access VPN/);
+    await refused.locator('.ant-notification-notice-close').click();
+    assert.equal((await alice.request<Listing>('listVpnUsers')).vpnuser?.length ?? 0, 0);
+
+    await user.getByRole('switch', { name: 'Remote access VPN' }).click();
+    await outcome(user, 'Enable remote access VPN on lab', recentJobs);
+    await user.getByTestId('vpn-psk').waitFor();
+    await addUser();
+    await outcome(user, 'Add VPN user dave', recentJobs);
+    await user.getByRole('row').filter({ hasText: 'dave' }).waitFor();
+    // Hers, not the administrator's: the admin's carol is not on her page.
+    assert.equal(await user.getByRole('row').filter({ hasText: 'carol' }).count(), 0);
+    const mine = (await alice.request<Listing>('listVpnUsers')).vpnuser ?? [];
+    assert.deepEqual(
+      mine.map((u) => [u.username, u.account]),
+      [['dave', 'alice']],
+    );
+    await shot(user, 'user-vpn');
+    assert.equal((await alice.request<Listing>('listVPCs', { id: lab.id })).vpc?.length, 1);
+  } finally {
+    await context.close();
+  }
+});

@@ -23,9 +23,9 @@ interface Picture {
   gateways: Row[];
 }
 
-async function loadPicture(vpc: Row, can: (c: string) => boolean): Promise<Picture> {
+async function loadPicture(vpcid: string, can: (c: string) => boolean): Promise<Picture> {
   const listed = (command: string, key: string) =>
-    can(command) ? listAll(command, key, { vpcid: vpc.id, listall: true }) : Promise.resolve([]);
+    can(command) ? listAll(command, key, { vpcid, listall: true }) : Promise.resolve([]);
   const [tiers, routers, ips, gateways] = await Promise.all([
     listed('listNetworks', 'network'),
     listed('listRouters', 'router'),
@@ -51,17 +51,12 @@ export function VpcDiagram({ vpc, reload, onChange }: { vpc: Row; reload: number
   const { token } = theme.useToken();
   const [picture, setPicture] = useState<Picture>();
   const [error, setError] = useState<string>();
-  const [tick, setTick] = useState(0);
   const [adding, setAdding] = useState(false);
-  const bump = () => {
-    setTick((n) => n + 1);
-    onChange();
-  };
 
-  // biome-ignore lint/correctness/useExhaustiveDependencies: reload and tick are triggers
+  // biome-ignore lint/correctness/useExhaustiveDependencies: reload is a trigger (the page's, bumped by onChange)
   useEffect(() => {
     let cancelled = false;
-    loadPicture(vpc, session.can)
+    loadPicture(vpc.id, session.can)
       .then((p) => {
         if (cancelled) return;
         setPicture(p);
@@ -71,7 +66,7 @@ export function VpcDiagram({ vpc, reload, onChange }: { vpc: Row; reload: number
     return () => {
       cancelled = true;
     };
-  }, [vpc, session.can, reload, tick]);
+  }, [vpc.id, session.can, reload]);
 
   if (error) return <Alert type="error" showIcon title={error} />;
   if (!picture) return <Spin />;
@@ -155,7 +150,7 @@ export function VpcDiagram({ vpc, reload, onChange }: { vpc: Row; reload: number
                     target={{ networkid: tier.id }}
                     name={`tier ${tier.name}`}
                     current={tier.aclid}
-                    onDone={bump}
+                    onDone={onChange}
                   />
                 )}
               </Space>
@@ -174,7 +169,7 @@ export function VpcDiagram({ vpc, reload, onChange }: { vpc: Row; reload: number
           </div>
         )}
       </div>
-      {adding && <AddTier vpc={vpc} onClose={() => setAdding(false)} onDone={bump} />}
+      {adding && <AddTier vpc={vpc} onClose={() => setAdding(false)} onDone={onChange} />}
     </figure>
   );
 }

@@ -7,7 +7,7 @@
 import { PlusOutlined } from '@ant-design/icons';
 import { Alert, Card, Descriptions, Space, Switch, Tag, Typography } from 'antd';
 import { useEffect, useState } from 'react';
-import { errorText, listAll, type Row } from '../api.ts';
+import { errorText, listAll, type Params, type Row } from '../api.ts';
 import { useList } from '../hooks.ts';
 import { useActions } from '../jobs.tsx';
 import { useSession } from '../session.tsx';
@@ -15,11 +15,13 @@ import { ActionButton, FormButton, StateTag } from './common.tsx';
 import { ResourceTable } from './ResourceTable.tsx';
 
 export function VpcVpn({ vpc }: { vpc: Row }) {
+  const session = useSession();
   const [reload, setReload] = useState(0);
   const bump = () => setReload((n) => n + 1);
   // Users and customer gateways belong to the VPC's account: an admin looking at another
-  // account's VPC sees and changes that account's.
-  const owner = { account: vpc.account, domainid: vpc.domainid };
+  // account's VPC names that account; for one's own, the commands' default is it.
+  const own = vpc.account === session.info.account && vpc.domainid === session.info.domainid;
+  const owner = own ? {} : { account: vpc.account, domainid: vpc.domainid };
   return (
     <Space direction="vertical" style={{ width: '100%' }} size="large">
       <RemoteAccess vpc={vpc} />
@@ -114,7 +116,7 @@ function RemoteAccess({ vpc }: { vpc: Row }) {
   );
 }
 
-function VpnUsers({ vpc, owner }: { vpc: Row; owner: { account: string; domainid: string } }) {
+function VpnUsers({ vpc, owner }: { vpc: Row; owner: Params }) {
   const session = useSession();
   const { run } = useActions();
   const [reload, setReload] = useState(0);
@@ -171,12 +173,7 @@ function VpnUsers({ vpc, owner }: { vpc: Row; owner: { account: string; domainid
   );
 }
 
-function SiteToSite(props: {
-  vpc: Row;
-  owner: { account: string; domainid: string };
-  reload: number;
-  onChange(): void;
-}) {
+function SiteToSite(props: { vpc: Row; owner: Params; reload: number; onChange(): void }) {
   const { vpc, owner, reload, onChange } = props;
   const session = useSession();
   const { run } = useActions();
