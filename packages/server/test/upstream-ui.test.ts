@@ -257,6 +257,107 @@ describe('Instances: the Settings tab', () => {
   });
 });
 
+describe('Infrastructure: the zone wizard (Basic zone)', () => {
+  test('its calls in order build a working zone; the guest network is made by createNetwork', async () => {
+    const zone = (
+      await admin.request<any>('createZone', {
+        networktype: 'Basic',
+        name: 'ui-wizard-zone',
+        dns1: '8.8.8.8',
+        internaldns1: '10.0.0.2',
+        localstorageenabled: false,
+        securitygroupenabled: true,
+      })
+    ).zone;
+    await admin.call('createPhysicalNetwork', { zoneid: zone.id, name: 'PhysicalNetworkInBasicZone' });
+    const pnId = (await admin.request<any>('listPhysicalNetworks', { zoneid: zone.id })).physicalnetwork[0]
+      .id;
+    await admin.call('addTrafficType', { physicalnetworkid: pnId, traffictype: 'Management' });
+    await admin.call('addTrafficType', { physicalnetworkid: pnId, traffictype: 'Guest' });
+    await admin.call('updatePhysicalNetwork', { id: pnId, state: 'Enabled' });
+    for (const name of ['VirtualRouter', 'SecurityGroupProvider']) {
+      const nsp = (await admin.request<any>('listNetworkServiceProviders', { name, physicalnetworkid: pnId }))
+        .networkserviceprovider[0];
+      if (name === 'VirtualRouter') {
+        const element = (await admin.request<any>('listVirtualRouterElements', { nspid: nsp.id }))
+          .virtualrouterelement[0];
+        await admin.call('configureVirtualRouterElement', { id: element.id, enabled: true });
+      }
+      await admin.call('updateNetworkServiceProvider', { id: nsp.id, state: 'Enabled' });
+    }
+    const offering = (
+      await admin.request<any>('listNetworkOfferings', { state: 'Enabled', guestiptype: 'Shared' })
+    ).networkoffering.find((o: any) => o.name === 'DefaultSharedNetworkOfferingWithSGService');
+    const network = (
+      await admin.request<any>('createNetwork', {
+        zoneid: zone.id,
+        name: 'guestNetworkForBasicZone',
+        displaytext: 'guestNetworkForBasicZone',
+        networkofferingid: offering.id,
+      })
+    ).network;
+    assert.equal(network.name, 'guestNetworkForBasicZone');
+    const pod = (
+      await admin.request<any>('createPod', {
+        zoneid: zone.id,
+        name: 'ui-wizard-pod',
+        gateway: '10.9.0.1',
+        netmask: '255.255.255.0',
+        startip: '10.9.0.10',
+        endip: '10.9.0.50',
+      })
+    ).pod;
+    await admin.request('createVlanIpRange', {
+      podid: pod.id,
+      networkid: network.id,
+      gateway: '10.9.1.1',
+      netmask: '255.255.255.0',
+      startip: '10.9.1.10',
+      endip: '10.9.1.200',
+      forvirtualnetwork: false,
+    });
+    const listed = (await admin.request<any>('listNetworks', { zoneid: zone.id })).network;
+    assert.deepEqual(
+      listed.map((n: any) => [n.id, n.cidr]),
+      [[network.id, '10.9.1.0/24']],
+    );
+    // A Basic zone has one guest network: a second is refused and nothing is written.
+    await assert.rejects(
+      admin.request('createNetwork', { zoneid: zone.id, name: 'second', networkofferingid: offering.id }),
+      (e: any) =>
+        e.errorcode === 431 && /already has its guest network guestNetworkForBasicZone/.test(e.errortext),
+    );
+    assert.equal((await admin.request<any>('listNetworks', { zoneid: zone.id })).count, 1);
+    const cluster = (
+      await admin.request<any>('addCluster', {
+        zoneid: zone.id,
+        podid: pod.id,
+        hypervisor: 'Simulator',
+        clustertype: 'CloudManaged',
+        clustername: 'ui-wizard-cluster',
+      })
+    ).cluster[0];
+    await admin.request('createStoragePool', {
+      zoneid: zone.id,
+      podid: pod.id,
+      clusterid: cluster.id,
+      name: 'ui-wizard-primary',
+      scope: 'cluster',
+      url: `file://${server.dataDir}/ui-wizard-primary`,
+    });
+    await admin.request('addImageStore', {
+      zoneid: zone.id,
+      name: 'ui-wizard-secondary',
+      provider: 'NFS',
+      url: `file://${server.dataDir}/ui-wizard-secondary`,
+    });
+    await admin.request('updateZone', { id: zone.id, allocationstate: 'Enabled' });
+    const metrics = (await admin.request<any>('listZonesMetrics', { id: zone.id })).zone[0];
+    assert.equal(metrics.state, 'Enabled');
+    assert.equal(metrics.clusters, '1 / 1');
+  });
+});
+
 describe('Infrastructure: Management servers', () => {
   test('this server with its hosts, jobs and machine figures; gated in listApis', async () => {
     const apis = (await admin.request<any>('listApis', {})).api.map((a: any) => a.name);

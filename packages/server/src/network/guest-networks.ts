@@ -19,7 +19,7 @@ import { findZone, intToIpv4, ipv4ToInt, isIpv4, netmaskBits, subnetBounds } fro
 import { projectOwner } from '../projects/access.ts';
 import { findNetwork } from './common.ts';
 import { hasServices } from './network-offerings.ts';
-import { guestPhysicalNetworkOf } from './networks.ts';
+import { ensureBasicNetwork, guestPhysicalNetworkOf } from './networks.ts';
 import { acquirePublicIp } from './public-ips.ts';
 
 /** Upstream's default guest CIDR of an Advanced zone (zones.guest_cidr overrides it). */
@@ -241,6 +241,35 @@ export interface SharedNetworkRequest extends IsolatedNetworkRequest {
 }
 
 /**
+ * A Basic zone's one guest network, as upstream's zone wizard makes it with createNetwork before
+ * it adds the pod's guest range (createVlanIpRange networkid=): an offering with security groups,
+ * and none made before; the range then gives it its subnet.
+ */
+async function createBasicZoneNetwork(ctx: CallContext, req: SharedNetworkRequest): Promise<NetworkRow> {
+  const { zone, offering } = req;
+  if (!hasServices(offering, ['SecurityGroup']))
+    throw invalidParameter(
+      `The guest network of Basic zone ${zone.name} needs an offering with security groups, such as DefaultSharedNetworkOfferingWithSGService`,
+    );
+  return ctx.app.store.db.transaction().execute(async (tx) => {
+    const { network, created } = await ensureBasicNetwork(ctx.app, tx, zone, {
+      name: req.name,
+      displayText: req.displaytext?.trim() || req.name,
+      offeringId: offering.id,
+    });
+    if (!created)
+      throw invalidParameter(`Basic zone ${zone.name} already has its guest network ${network.name}`);
+    await logEvent(ctx, tx, {
+      type: 'NETWORK.CREATE',
+      description: `created the guest network of Basic zone ${zone.name}: ${network.name}`,
+      resourceType: 'Network',
+      resourceId: network.uuid,
+    });
+    return network;
+  });
+}
+
+/**
  * createNetwork for a shared offering (administrators): a network of a domain (or one account)
  * on the VNI and address range the operator gives, served by a router like a Basic zone's.
  */
@@ -249,6 +278,7 @@ export async function createSharedNetwork(ctx: CallContext, req: SharedNetworkRe
   const { zone, offering } = req;
   if (ctx.caller.roleKind === 'user')
     throw permissionDenied('Only administrators may create shared networks');
+  if (zone.network_type === 'Basic') return createBasicZoneNetwork(ctx, req);
   if (zone.network_type !== 'Advanced')
     throw invalidParameter(
       `Shared networks are created in Advanced zones; zone ${zone.name} is ${zone.network_type}`,

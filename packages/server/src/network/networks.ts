@@ -27,21 +27,26 @@ import { BASIC_ZONE_OFFERING, hasServices, presentServices } from './network-off
 const BASIC_NETWORK_NAME = 'defaultGuestNetwork';
 
 /**
- * The zone's Basic guest network, created on first use. The unique zone_default_for key makes a
- * concurrent first creation land on the same row instead of making two.
+ * The zone's Basic guest network, created on first use: by the first guest range without a
+ * network, or by createNetwork (upstream's zone wizard names it and picks its offering, `as`).
+ * The unique zone_default_for key makes a concurrent first creation land on the same row
+ * instead of making two.
  */
 export async function ensureBasicNetwork(
   app: App,
   tx: Tx,
   zone: ZoneRow,
+  as?: { name: string; displayText: string; offeringId: number },
 ): Promise<{ network: NetworkRow; created: boolean }> {
   const existing = await basicNetworkOf(tx, zone.id);
   if (existing) return { network: existing, created: false };
-  const offering = await tx
-    .selectFrom('network_offerings')
-    .select('id')
-    .where('name', '=', BASIC_ZONE_OFFERING)
-    .executeTakeFirstOrThrow();
+  const offering = as
+    ? { id: as.offeringId }
+    : await tx
+        .selectFrom('network_offerings')
+        .select('id')
+        .where('name', '=', BASIC_ZONE_OFFERING)
+        .executeTakeFirstOrThrow();
   const physical = await guestPhysicalNetworkOf(tx, zone.id);
   const root = await tx
     .selectFrom('domains')
@@ -50,8 +55,8 @@ export async function ensureBasicNetwork(
     .executeTakeFirstOrThrow();
   const created = await insertUnlessTaken(app, tx, 'networks', {
     uuid: app.ids.uuid(),
-    name: BASIC_NETWORK_NAME,
-    display_text: BASIC_NETWORK_NAME,
+    name: as?.name ?? BASIC_NETWORK_NAME,
+    display_text: as?.displayText ?? BASIC_NETWORK_NAME,
     zone_id: zone.id,
     network_offering_id: offering.id,
     physical_network_id: physical ?? null,
