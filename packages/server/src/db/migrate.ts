@@ -39,6 +39,7 @@ import * as m0026 from './migrations/0026-network-acls.ts';
 import * as m0027 from './migrations/0027-vpn.ts';
 import * as m0028 from './migrations/0028-gui-themes.ts';
 import * as m0029 from './migrations/0029-resource-icons.ts';
+import * as m0030 from './migrations/0030-ec2-launches.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
 export type Step = { up(m: MigrationContext): Promise<void> };
@@ -73,6 +74,7 @@ export const MIGRATIONS: [string, Step][] = [
   ['0027-vpn', m0027],
   ['0028-gui-themes', m0028],
   ['0029-resource-icons', m0029],
+  ['0030-ec2-launches', m0030],
 ];
 
 export class SchemaTooNewError extends Error {}

@@ -5,6 +5,7 @@
  */
 import type { Generated, Insertable, Selectable } from 'kysely';
 import type { GuiThemeScopeTable, GuiThemeTable } from '../gui-themes/tables.ts';
+import type { Ec2LaunchTable } from '../ec2/tables.ts';
 import type { ResourceIconTable } from '../icons/tables.ts';
 import type { LdapConfigurationTable, LdapLinkTable } from '../ldap/tables.ts';
 import type {
@@ -874,6 +875,7 @@ export interface Database {
   ldap_configurations: LdapConfigurationTable;
   ldap_links: LdapLinkTable;
   resource_icons: ResourceIconTable;
+  ec2_launches: Ec2LaunchTable;
   sessions: SessionTable;
   async_jobs: AsyncJobTable;
   events: EventTable;

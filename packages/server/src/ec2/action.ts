@@ -8,7 +8,7 @@
  * below read those forms; parameters are case-sensitive as in EC2.
  */
 import type { App, CallContext, Caller } from '../context.ts';
-import { Ec2Error, invalidValue, missingParameter } from './errors.ts';
+import { invalidValue, missingParameter } from './errors.ts';
 
 /** What a handler gets: the CloudStack call context of the caller, and the request's facts. */
 export interface Ec2Context {
@@ -171,13 +171,4 @@ export function readParams(action: Ec2Action, raw: Map<string, string>): Record<
     if (value !== undefined) out[name] = value;
   }
   return out;
-}
-
-/** Refuses a parameter value outside a fixed set, as EC2 does. */
-export function oneOf(name: string, value: string, allowed: readonly string[]): void {
-  if (!allowed.includes(value))
-    throw new Ec2Error(
-      'InvalidParameterValue',
-      `Value (${value}) for parameter ${name} is invalid. Allowed: ${allowed.join(', ')}`,
-    );
 }

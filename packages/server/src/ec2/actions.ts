@@ -1,5 +1,18 @@
 /** Every EC2 action served at /awsapi, one declaration each (action.ts). */
 import type { Ec2Action } from './action.ts';
+import { describeImages } from './images.ts';
+import { describeInstanceTypes } from './instance-types.ts';
+import { instanceActions } from './instances.ts';
+import { keyPairActions } from './key-pairs.ts';
 import { describeAvailabilityZones, describeRegions } from './regions.ts';
+import { tagActions } from './tags.ts';
 
-export const ACTIONS: Ec2Action[] = [describeRegions, describeAvailabilityZones];
+export const ACTIONS: Ec2Action[] = [
+  describeRegions,
+  describeAvailabilityZones,
+  describeImages,
+  describeInstanceTypes,
+  ...instanceActions,
+  ...keyPairActions,
+  ...tagActions,
+];

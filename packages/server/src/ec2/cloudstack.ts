@@ -6,7 +6,8 @@
  * visible in listEvents and listAsyncJobs, and allowed exactly when the user's CloudStack call
  * would be.
  */
-
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ApiError, CsErrorCode } from '../errors.ts';
 import { dispatch } from '../http/dispatch.ts';
 import { mayCall } from '../iam/caller.ts';
 import type { RawValue } from '../registry/params.ts';
@@ -43,4 +44,33 @@ export async function listAll<T = Record<string, unknown>>(
 ): Promise<T[]> {
   const body = await runCommand(ctx, name, { ...params, pagesize: -1 });
   return (body[objectName] as T[] | undefined) ?? [];
+}
+
+/** How long an action waits for a quick job it must finish before answering (tags). */
+const WAIT_MS = 30_000;
+
+/**
+ * Runs an async CloudStack command and waits for its job: for actions whose EC2 answer promises
+ * the change is made (CreateTags, DeleteTags). The job's failure is the action's.
+ */
+export async function runToCompletion(ctx: Ec2Context, name: string, params: CsParams): Promise<void> {
+  const { jobid } = (await runCommand(ctx, name, params)) as { jobid: string };
+  const deadline = Date.now() + WAIT_MS;
+  for (let pause = 5; Date.now() < deadline; pause = Math.min(pause * 2, 200)) {
+    const job = await ctx.app.store.db
+      .selectFrom('async_jobs')
+      .select(['status', 'result'])
+      .where('uuid', '=', jobid)
+      .executeTakeFirstOrThrow();
+    if (job.status === 1) return;
+    if (job.status === 2) {
+      const { errorcode, errortext } = JSON.parse(job.result ?? '{}') as {
+        errorcode: number;
+        errortext: string;
+      };
+      throw new ApiError(errorcode, CsErrorCode.CLOUD_RUNTIME, errortext);
+    }
+    await sleep(pause);
+  }
+  throw new Ec2Error('InternalError', `The ${name} job ${jobid} has not finished yet; it goes on.`, 500);
 }
