@@ -11,7 +11,7 @@
  * rows with `router_id` set, one per tier, holding the tier's gateway address and a MAC from the
  * allocator. Operations on one VPC's router run one at a time (`vpcLockKey`), as a network's do.
  */
-import type { RouterGuest, RouterSpec } from '@nimbostack/protocol';
+import type { RouterFirewallRule, RouterGuest, RouterRules, RouterSpec } from '@nimbostack/protocol';
 import type { App } from '../context.ts';
 import type { NetworkRow, RouterRow, VpcRow } from '../db/schema.ts';
 import { ApiError, CsErrorCode, ErrorCode } from '../errors.ts';
@@ -202,6 +202,7 @@ async function vpcRouterSpec(
     // What leaves a tier is decided by its network ACL (`vpc` below), not by an egress policy.
     egressDefaultAllow: true,
   });
+  rules.firewall.push(...natOpenings(rules));
   const routing = await vpcRoutingOf(app, vpc, served);
   return {
     spec: {
@@ -216,6 +217,30 @@ async function vpcRouterSpec(
     withPassword,
     tiers: served,
   };
+}
+
+/**
+ * A VPC has no Firewall service: whatever its static NAT and port forwards map into a tier is let
+ * in on the public side, and the tier's network ACL (its Ingress chain) decides, as upstream's VPC
+ * router does. Without these openings the public side's default deny would drop static NAT.
+ */
+function natOpenings(rules: RouterRules): RouterFirewallRule[] {
+  return [
+    ...rules.staticNats.map((s) => ({
+      publicIp: s.publicIp,
+      protocol: 'all' as const,
+      sourceCidrs: [],
+      destCidrs: [],
+    })),
+    ...rules.portForwards.map((f) => ({
+      publicIp: f.publicIp,
+      protocol: f.protocol,
+      startPort: f.publicStart,
+      endPort: f.publicEnd,
+      sourceCidrs: [],
+      destCidrs: [],
+    })),
+  ];
 }
 
 /** Sends the router its whole configuration on `hostId` (its tiers carried there first). */
