@@ -9,6 +9,7 @@
  * Screenshots go to test-output/ui/vpc/.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, afterEach, before, test } from 'node:test';
 import type { Browser, Locator, Page } from 'playwright-core';
 import { waitUntil } from '../../server/test/agents.ts';
@@ -216,6 +217,23 @@ test('an ACL list gets three rules; one dragged to the top moves there on the se
   )!;
   assert.equal(edited.endport, '444');
   assert.equal(edited.reason, 'port 443');
+  await rules().filter({ hasText: '443-444' }).waitFor();
+
+  // The export holds the rules in their order.
+  const [file] = await Promise.all([
+    page.waitForEvent('download'),
+    rulesSection.getByRole('button', { name: 'Export CSV' }).click(),
+  ]);
+  const csv = readFileSync(await file.path(), 'utf8').split('\r\n');
+  assert.equal(csv[0], '\uFEFFNumber,Action,Traffic,Protocol,Ports or ICMP,CIDRs,Reason,ID');
+  assert.deepEqual(
+    csv.slice(1, -1).map((line) => line.split(',').slice(1, 7).join(' ')),
+    [
+      'Deny Ingress tcp 22 0.0.0.0/0 port 22',
+      'Allow Ingress tcp 443-444 0.0.0.0/0 port 443',
+      'Allow Ingress tcp 80 0.0.0.0/0 port 80',
+    ],
+  );
   made.acl = acl.id;
 });
 

@@ -7,11 +7,18 @@
  * Rows are dragged with the browser's own drag and drop on the table's rows: one list, one axis,
  * no animation to speak of, which is too little to justify a drag library.
  */
-import { ArrowDownOutlined, ArrowUpOutlined, HolderOutlined, PlusOutlined } from '@ant-design/icons';
+import {
+  ArrowDownOutlined,
+  ArrowUpOutlined,
+  DownloadOutlined,
+  HolderOutlined,
+  PlusOutlined,
+} from '@ant-design/icons';
 import { Alert, Button, Space, Table, Tag, Tooltip, Typography, theme } from 'antd';
 import type { ColumnsType } from 'antd/es/table';
 import { type DragEvent, useCallback, useEffect, useRef, useState } from 'react';
 import { errorText, listAll, type Params, type Row } from '../api.ts';
+import { download, toCsv } from '../csv.ts';
 import { useList } from '../hooks.ts';
 import { useActions } from '../jobs.tsx';
 import { useSession } from '../session.tsx';
@@ -341,6 +348,13 @@ function AclRules({ list }: { list: Row }) {
             }}
           />
         )}
+        <Button
+          icon={<DownloadOutlined />}
+          disabled={!rows?.length}
+          onClick={() => exportRules(list, rows ?? [])}
+        >
+          Export CSV
+        </Button>
       </Space>
       {!editable && (
         <Alert
@@ -410,6 +424,26 @@ function AclRules({ list }: { list: Row }) {
         />
       )}
     </section>
+  );
+}
+
+/** The rules in their order, as the table holds them (it loads every rule of the list). */
+function exportRules(list: Row, rows: Row[]): void {
+  download(
+    `acl-${list.name}.csv`,
+    toCsv(
+      ['Number', 'Action', 'Traffic', 'Protocol', 'Ports or ICMP', 'CIDRs', 'Reason', 'ID'],
+      rows.map((r) => [
+        r.number,
+        r.action,
+        r.traffictype,
+        r.protocol,
+        portsOf(r),
+        r.cidrlist,
+        r.reason,
+        r.id,
+      ]),
+    ),
   );
 }
 
