@@ -290,6 +290,23 @@ code('mincount', lambda: client.run_instances(ImageId=ami, InstanceType='Small I
 code('filter', lambda: client.describe_instances(Filters=[{'Name': 'no-such-filter', 'Values': ['x']}]))
 code('maxresults', lambda: client.describe_instances(MaxResults=2))
 code('token', lambda: client.describe_instances(MaxResults=5, NextToken='!!'))
+sg = ec2.SecurityGroup(client.create_security_group(GroupName='web', Description='web servers')['GroupId'])
+sg.authorize_ingress(IpPermissions=[
+    {'IpProtocol': 'tcp', 'FromPort': 22, 'ToPort': 22, 'IpRanges': [{'CidrIp': '203.0.113.0/24'}, {'CidrIp': '198.51.100.7/32'}]},
+    {'IpProtocol': 'tcp', 'FromPort': 80, 'ToPort': 80, 'UserIdGroupPairs': [{'GroupName': 'default'}]},
+    {'IpProtocol': 'icmp', 'FromPort': -1, 'ToPort': -1, 'IpRanges': [{'CidrIp': '0.0.0.0/0'}]}])
+sg.reload()
+out['perms'] = sorted(json.dumps(p, sort_keys=True) for p in sg.ip_permissions)
+sg.revoke_ingress(IpPermissions=[
+    {'IpProtocol': 'tcp', 'FromPort': 80, 'ToPort': 80, 'UserIdGroupPairs': [{'GroupName': 'default'}]},
+    {'IpProtocol': 'icmp', 'FromPort': -1, 'ToPort': -1, 'IpRanges': [{'CidrIp': '0.0.0.0/0'}]},
+    {'IpProtocol': 'tcp', 'FromPort': 22, 'ToPort': 22, 'IpRanges': [{'CidrIp': '198.51.100.7/32'}]}])
+out['sg'] = sg.id
+code('sgdup', lambda: client.create_security_group(GroupName='web', Description='again'))
+code('norule', lambda: sg.revoke_ingress(IpPermissions=[{'IpProtocol': 'udp', 'FromPort': 53, 'ToPort': 53, 'IpRanges': [{'CidrIp': '10.0.0.0/8'}]}]))
+tmp = client.create_security_group(GroupName='tmp', Description='short-lived')['GroupId']
+client.delete_security_group(GroupId=tmp)
+code('sggone', lambda: client.describe_security_groups(GroupIds=[tmp]))
 out['errors'] = errors
 print(json.dumps(out))
 `;
@@ -316,6 +333,31 @@ print(json.dumps(out))
     assert.deepEqual(out.imported, ['imported']);
     assert.ok(!out.afterdelete.includes('imported'));
     assert.equal(out.stopped, 'stopped');
+    const perms = out.perms.map((p: string) => JSON.parse(p));
+    const byPort = (port: number) => perms.find((p: any) => p.FromPort === port);
+    assert.deepEqual(
+      byPort(22)
+        .IpRanges.map((r: any) => r.CidrIp)
+        .sort(),
+      ['198.51.100.7/32', '203.0.113.0/24'],
+    );
+    assert.deepEqual(
+      byPort(80).UserIdGroupPairs.map((g: any) => [
+        g.GroupName,
+        g.UserId,
+        /^sg-[0-9a-f]{32}$/.test(g.GroupId),
+      ]),
+      [['default', 'alice', true]],
+    );
+    assert.equal(byPort(-1).IpProtocol, 'icmp');
+    // What CloudStack holds after the revoke: the one rule left.
+    const group = (await alice.client.request<any>('listSecurityGroups', { securitygroupname: 'web' }))
+      .securitygroup[0];
+    assert.equal(`sg-${group.id.replace(/-/g, '')}`, out.sg);
+    assert.deepEqual(
+      group.ingressrule.map((r: any) => [r.protocol, r.startport, r.endport, r.cidr]),
+      [['tcp', 22, 22, '203.0.113.0/24']],
+    );
     assert.deepEqual(out.errors, {
       dup: ['InvalidKeyPair.Duplicate', 400],
       nokey: ['InvalidKeyPair.NotFound', 400],
@@ -325,6 +367,9 @@ print(json.dumps(out))
       token: ['InvalidParameterValue', 400],
       reboot: ['IncorrectState', 400],
       gone: ['InvalidInstanceID.NotFound', 400],
+      sgdup: ['InvalidGroup.Duplicate', 400],
+      norule: ['InvalidPermission.NotFound', 400],
+      sggone: ['InvalidGroup.NotFound', 400],
     });
   });
 });

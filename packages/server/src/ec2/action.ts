@@ -61,6 +61,23 @@ function readTags(raw: Map<string, string>, prefix: string): Tag[] {
   });
 }
 
+/** One IpPermissions entry of Authorize/RevokeSecurityGroup*. */
+export interface IpPermission {
+  ipProtocol: string;
+  fromPort?: number;
+  toPort?: number;
+  cidrs: string[];
+  /** Peer groups: by id (sg-…), or by name in an account (UserId; the caller's when absent). */
+  groups: { groupId?: string; groupName?: string; userId?: string }[];
+}
+
+function port(fields: Map<string, string>, name: string, where: string): number | undefined {
+  const v = fields.get(name);
+  if (v === undefined) return undefined;
+  if (!/^-?\d+$/.test(v)) throw invalidValue(`${where}.${name}`, v, 'It must be an integer.');
+  return Number(v);
+}
+
 export const e = {
   string: (spec: Spec): ParamKind<string> => ({
     kind: 'String',
@@ -140,6 +157,35 @@ export const e = {
         return { resourceType, tags: readTags(fields, 'Tag') };
       });
       return specs.length ? specs : undefined;
+    },
+  }),
+  /**
+   * `IpPermissions.N.IpProtocol`, `.FromPort`, `.ToPort`, `.IpRanges.M.CidrIp`,
+   * `.Groups.M.GroupId` / `.GroupName` / `.UserId`.
+   */
+  ipPermissions: (spec: Spec): ParamKind<IpPermission[]> => ({
+    kind: 'List of IpPermission',
+    ...spec,
+    read(raw, name) {
+      const perms = indexed(raw, name).map(([n, fields]) => {
+        const where = `${name}.${n}`;
+        const ipProtocol = fields.get('IpProtocol');
+        if (ipProtocol === undefined) throw missingParameter(`${where}.IpProtocol`);
+        return {
+          ipProtocol,
+          fromPort: port(fields, 'FromPort', where),
+          toPort: port(fields, 'ToPort', where),
+          cidrs: indexed(fields, 'IpRanges')
+            .map(([, f]) => f.get('CidrIp'))
+            .filter((c): c is string => c !== undefined),
+          groups: indexed(fields, 'Groups').map(([, f]) => ({
+            groupId: f.get('GroupId'),
+            groupName: f.get('GroupName'),
+            userId: f.get('UserId'),
+          })),
+        };
+      });
+      return perms.length ? perms : undefined;
     },
   }),
 };

@@ -5,6 +5,7 @@ import { describeInstanceTypes } from './instance-types.ts';
 import { instanceActions } from './instances.ts';
 import { keyPairActions } from './key-pairs.ts';
 import { describeAvailabilityZones, describeRegions } from './regions.ts';
+import { securityGroupActions } from './security-groups.ts';
 import { tagActions } from './tags.ts';
 
 export const ACTIONS: Ec2Action[] = [
@@ -15,4 +16,5 @@ export const ACTIONS: Ec2Action[] = [
   ...instanceActions,
   ...keyPairActions,
   ...tagActions,
+  ...securityGroupActions,
 ];
