@@ -55,6 +55,11 @@ export interface CallContext {
    * the stand-in root administrator, so a handler whose answer depends on who asks checks this.
    */
   anonymous?: boolean;
+  /**
+   * The project the call is made in (its projectid names one the caller may use): its account owns
+   * the call's events, as upstream records them for the owner of what the command acts on.
+   */
+  project?: { accountId: number; domainId: number };
 }
 
 export function isRootAdmin(caller: Caller): boolean {

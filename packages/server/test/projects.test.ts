@@ -195,6 +195,25 @@ describe('projects', () => {
     );
   });
 
+  test("events of calls made in a project are the project's: listed with projectid to its members", async () => {
+    const p = await newProject('audited');
+    await alice.call('addAccountToProject', { projectid: p.id, account: 'bob' });
+    await alice.call('createAffinityGroup', {
+      name: 'audited-ag',
+      type: 'host anti-affinity',
+      projectid: p.id,
+    });
+    const mine = (e: any) => e.type === 'AG.CREATE' && /audited-ag/.test(e.description);
+    const inProject = (await bob.request<any>('listEvents', { projectid: p.id })).event ?? [];
+    assert.ok(inProject.some(mine), 'the member sees the project event');
+    assert.ok(inProject.every((e: any) => e.projectid === p.id && e.account === undefined));
+    assert.ok(
+      !((await alice.request<any>('listEvents', {})).event ?? []).some(mine),
+      "not among alice's own",
+    );
+    await assert.rejects(carol.request('listEvents', { projectid: p.id }), is(531));
+  });
+
   test('users as members (4.15+): only that user gets access', async () => {
     const p = await newProject('solo');
     await alice.call('addUserToProject', { projectid: p.id, username: 'bob' });

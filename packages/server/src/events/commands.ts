@@ -96,6 +96,9 @@ export const listEvents = defineCommand({
     listall: p.boolean({
       description: 'For admins and domain admins: include events of every account they may see.',
     }),
+    projectid: p.projectScope({
+      description: 'Only the events of calls made in this project; -1: those of every project you may see.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;

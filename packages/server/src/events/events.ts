@@ -39,6 +39,7 @@ export interface EventOwner {
 }
 
 export function ownerOf(ctx: CallContext): EventOwner {
+  if (ctx.project) return { userId: ctx.caller.user.id, ...ctx.project };
   return { userId: ctx.caller.user.id, accountId: ctx.caller.account.id, domainId: ctx.caller.domain.id };
 }
 

@@ -5,7 +5,7 @@
 import type { CallContext } from '../context.ts';
 import { ApiError, CsErrorCode, ErrorCode, invalidParameter } from '../errors.ts';
 import { withIcons } from '../icons/icons.ts';
-import { checkProjectRole } from '../projects/access.ts';
+import { enterProject } from '../projects/access.ts';
 import { withProjectOwners } from '../projects/owners.ts';
 import { type Command, isListResult } from '../registry/command.ts';
 import type { ParamSpec, RawValue } from '../registry/params.ts';
@@ -114,8 +114,8 @@ export async function dispatch(
 ): Promise<object> {
   const params = parseParams(ctx, command, raw);
   await resolveEntities(ctx, command, params);
-  // A call made in a project is held to the caller's project role there (projects/access.ts).
-  if (typeof params.projectid === 'string') await checkProjectRole(ctx, command.name, params.projectid);
+  // A call made in a project: its events are the project's, its project role applies (projects/access.ts).
+  if (typeof params.projectid === 'string') await enterProject(ctx, command.name, params.projectid);
   if (!command.isAsync) {
     const result = await command.handler(ctx, params as never);
     await withProjectOwners(ctx, result);

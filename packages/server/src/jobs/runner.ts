@@ -47,9 +47,10 @@ export class JobRunner {
     await app.store.db.transaction().execute(async (tx) => {
       jobId = await insertId(app.store, tx, 'async_jobs', {
         uuid,
-        user_id: owner.userId,
-        account_id: owner.accountId,
-        domain_id: owner.domainId,
+        // The job is the caller's (their queryAsyncJobResult), even when its events are a project's.
+        user_id: ctx.caller.user.id,
+        account_id: ctx.caller.account.id,
+        domain_id: ctx.caller.domain.id,
         command: command.name,
         cmd: command.catalog.javaClass ?? command.name,
         params: JSON.stringify(rawParams),

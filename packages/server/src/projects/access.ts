@@ -182,21 +182,24 @@ function wildcard(rule: string): RegExp {
 }
 
 /**
- * Project roles on a call made in a project (upstream's ProjectRoleBasedApiAccessChecker): admins
- * of the project's domain and its Admin members may call anything; a Regular member with a project
+ * A call made in a project (its projectid names one): the call's events become the project's
+ * (ctx.project), and project roles apply (upstream's ProjectRoleBasedApiAccessChecker): admins of
+ * the project's domain and its Admin members may call anything; a Regular member with a project
  * role is held to its rules, the first matching one deciding and none matching denying; a Regular
- * member without one is not restricted. A project the caller cannot see is left to the command.
+ * member without one is not restricted. A project the caller cannot use is left to the command.
  */
-export async function checkProjectRole(ctx: CallContext, command: string, projectid: string): Promise<void> {
-  if (ctx.caller.roleKind !== 'user' || !UUID.test(projectid)) return;
+export async function enterProject(ctx: CallContext, command: string, projectid: string): Promise<void> {
+  if (!UUID.test(projectid)) return;
   const db = ctx.app.store.db;
   const project = await db
     .selectFrom('projects')
-    .select(['id'])
+    .selectAll()
     .where('uuid', '=', projectid)
     .where('removed', 'is', null)
     .executeTakeFirst();
-  if (!project) return;
+  if (!project || !(await canAccessProject(ctx, project))) return;
+  ctx.project = { accountId: project.project_account_id, domainId: project.domain_id };
+  if (ctx.caller.roleKind !== 'user') return;
   const member = await membershipOf(db, ctx.caller, project.id);
   if (!member || member.role === PROJECT_ROLE.Admin || member.project_role_id === null) return;
   const rules = await db
