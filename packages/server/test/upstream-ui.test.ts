@@ -377,6 +377,12 @@ describe('Infrastructure: Management servers', () => {
       (await admin.request<any>('listManagementServers', { keyword: 'no-such-server' })).count ?? 0,
       0,
     );
+    // The database card: what the database says of itself (SQLite here: embedded, one connection).
+    const dbm = (await admin.request<any>('listDbMetrics', {})).dbMetrics;
+    assert.match(dbm.version, /^3\.\d+/);
+    assert.equal(dbm.connections, 1);
+    assert.ok(dbm.uptime >= 0);
+    assert.match(dbm.collectiontime, /^\d{4}-/);
     const { client } = await createAccountAndLogin(server, { name: 'ui-ms-user' });
     await assert.rejects(client.request('listManagementServers', {}), (e: any) => e.errorcode === 432);
   });

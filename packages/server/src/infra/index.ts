@@ -6,6 +6,7 @@ import { registerTaggable } from '../tags/tags.ts';
 import { alertCommands } from './alerts.ts';
 import { capacityCommands } from './capacity.ts';
 import { clusterCommands } from './clusters.ts';
+import { listDbMetrics } from './db-metrics.ts';
 import { imageStoreCommands } from './image-stores.ts';
 import { managementServerCommands } from './management-servers.ts';
 import { osTypeCommands } from './os-types.ts';
@@ -18,6 +19,7 @@ import { rootDomainId, zoneCommands } from './zones.ts';
 export const infraCommands = [
   ...zoneCommands,
   ...managementServerCommands,
+  listDbMetrics,
   ...podCommands,
   ...clusterCommands,
   ...physicalNetworkCommands,

@@ -406,4 +406,17 @@ export const infraResponseFields: ResponseFields = {
     ipaddress: 'The address the answering server is reached at; left out for the others.',
     state: "'Up' while its heartbeat is fresh, 'Down' once it stopped or fell silent.",
   },
+  dbMetrics: {
+    collectiontime: 'When the database was asked.',
+    connections: 'Connections open to the database (1 for embedded SQLite).',
+    dbloadaverages: 'Not returned by Nimbostack: the database server’s load is not measured.',
+    hostname: 'Host the database runs on, as it reports it (this machine for SQLite).',
+    queries:
+      'Queries (PostgreSQL: transactions) the database has served since it started; not kept by SQLite.',
+    replicas: 'Not returned by Nimbostack: replication is not inspected.',
+    tlsversions: 'TLS versions in use by or accepted for connections to the database; left out when none.',
+    uptime: 'Seconds the database has been running (for SQLite, the server process).',
+    version: 'Version of the database software.',
+    versioncomment: 'The database’s own description of its version and build.',
+  },
 };
