@@ -158,7 +158,7 @@ describe('acquiring addresses', () => {
     const before = await allocatedCount();
     const cases: [CloudStackClient, Record<string, string | boolean>, (e: any) => boolean][] = [
       [carol, { networkid: net.id, isportable: true }, is(431, /Portable/)],
-      [carol, { networkid: net.id, projectid: net.id }, is(431, /Projects/)],
+      [carol, { networkid: net.id, projectid: net.id }, is(431, /Invalid parameter projectid/)],
       [carol, {}, is(431, /networkid or zoneid/)],
       [
         carol,
