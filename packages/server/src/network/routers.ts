@@ -289,7 +289,24 @@ export async function bootRouter(
 ): Promise<RouterRow> {
   if (router.vpc_id !== null) return bootVpcRouter(app, router, hostId, why);
   const network = await networkOf(app, router.network_id);
-  const pod = await app.store.db
+  return startRouterOn(app, router, hostId, why, async () => {
+    await carryNetwork(app, network, hostId, { routerHost: hostId });
+    await sendRouterSpec(app, router, network, hostId);
+  });
+}
+
+/**
+ * The one start sequence of every router: Starting on `hostId`, `send` gives the agent the whole
+ * configuration, then Running with a ROUTER.START event; on failure Stopped with an ERROR event.
+ */
+export async function startRouterOn(
+  app: App,
+  router: RouterRow,
+  hostId: number,
+  why: string,
+  send: (starting: RouterRow) => Promise<void>,
+): Promise<RouterRow> {
+  const host = await app.store.db
     .selectFrom('hosts')
     .select(['pod_id', 'hypervisor'])
     .where('id', '=', hostId)
@@ -297,12 +314,11 @@ export async function bootRouter(
   let current = await setRouter(app, router.id, {
     state: 'Starting',
     host_id: hostId,
-    pod_id: pod?.pod_id ?? router.pod_id,
-    hypervisor: pod?.hypervisor ?? router.hypervisor,
+    pod_id: host?.pod_id ?? router.pod_id,
+    hypervisor: host?.hypervisor ?? router.hypervisor,
   });
   try {
-    await carryNetwork(app, network, hostId, { routerHost: hostId });
-    await sendRouterSpec(app, router, network, hostId);
+    await send(current);
     current = await setRouter(app, router.id, { state: 'Running', last_host_id: hostId });
     await routerEvent(app, current, 'ROUTER.START', `started router ${router.name} (${why})`);
     return current;

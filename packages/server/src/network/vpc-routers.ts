@@ -29,7 +29,7 @@ import {
   removeRouterRecords,
   routerEvent,
   routersDestroyed,
-  setRouter,
+  startRouterOn,
   vmEntries,
   withNetworkLock,
 } from './routers.ts';
@@ -256,39 +256,8 @@ async function sendVpcRouter(app: App, router: RouterRow, hostId: number, withou
 }
 
 /** Boots a Stopped VPC router on `hostId` with every tier, entry, address and rule (bootRouter's VPC half). */
-export async function bootVpcRouter(
-  app: App,
-  router: RouterRow,
-  hostId: number,
-  why: string,
-): Promise<RouterRow> {
-  const host = await app.store.db
-    .selectFrom('hosts')
-    .select(['pod_id', 'hypervisor'])
-    .where('id', '=', hostId)
-    .executeTakeFirst();
-  let current = await setRouter(app, router.id, {
-    state: 'Starting',
-    host_id: hostId,
-    pod_id: host?.pod_id ?? router.pod_id,
-    hypervisor: host?.hypervisor ?? router.hypervisor,
-  });
-  try {
-    await sendVpcRouter(app, current, hostId);
-    current = await setRouter(app, router.id, { state: 'Running', last_host_id: hostId });
-    await routerEvent(app, current, 'ROUTER.START', `started router ${router.name} (${why})`);
-    return current;
-  } catch (e) {
-    await setRouter(app, router.id, { state: 'Stopped', host_id: null });
-    await routerEvent(
-      app,
-      current,
-      'ROUTER.START',
-      `router ${router.name} failed to start: ${(e as Error).message}`,
-      'ERROR',
-    );
-    throw e;
-  }
+export function bootVpcRouter(app: App, router: RouterRow, hostId: number, why: string): Promise<RouterRow> {
+  return startRouterOn(app, router, hostId, why, (starting) => sendVpcRouter(app, starting, hostId));
 }
 
 /**
