@@ -274,6 +274,30 @@ kp = client.import_key_pair(KeyName='imported', PublicKeyMaterial=sys.argv[5].en
 out['imported'] = [k['KeyName'] for k in client.describe_key_pairs(KeyNames=['imported'])['KeyPairs']]
 client.delete_key_pair(KeyName='imported')
 out['afterdelete'] = [k['KeyName'] for k in client.describe_key_pairs()['KeyPairs']]
+fast = {'Delay': 1, 'MaxAttempts': 60}
+vol = ec2.create_volume(AvailabilityZone='local', Size=2,
+    TagSpecifications=[{'ResourceType': 'volume', 'Tags': [{'Key': 'data', 'Value': 'yes'}]}])
+client.get_waiter('volume_available').wait(VolumeIds=[vol.id], WaiterConfig=fast)
+vol.attach_to_instance(InstanceId=inst.id, Device='/dev/vdb')
+client.get_waiter('volume_in_use').wait(VolumeIds=[vol.id], WaiterConfig=fast)
+vol.reload()
+out['volume'] = {'size': vol.size, 'tags': vol.tags, 'attached': [(a['InstanceId'], a['Device']) for a in vol.attachments]}
+out['onvm'] = sorted(a['Device'] for v in ec2.volumes.filter(Filters=[{'Name': 'attachment.instance-id', 'Values': [inst.id]}]) for a in v.attachments)
+code('volinuse', lambda: vol.delete())
+snap = vol.create_snapshot(Description='before-upgrade')
+client.get_waiter('snapshot_completed').wait(SnapshotIds=[snap.id], WaiterConfig=fast)
+out['snapshots'] = [(s.id, s.volume_id, s.state, s.description) for s in ec2.snapshots.filter(OwnerIds=['self'])]
+restored = ec2.create_volume(AvailabilityZone='local', SnapshotId=snap.id)
+client.get_waiter('volume_available').wait(VolumeIds=[restored.id], WaiterConfig=fast)
+out['restored'] = restored.size
+vol.detach_from_instance()
+client.get_waiter('volume_available').wait(VolumeIds=[vol.id], WaiterConfig=fast)
+vol.delete()
+restored.delete()
+snap.delete()
+code('volgone', lambda: client.describe_volumes(VolumeIds=[vol.id]))
+code('snapgone', lambda: client.describe_snapshots(SnapshotIds=[snap.id]))
+out['snap'] = snap.id
 inst.stop()
 inst.wait_until_stopped(WaiterConfig={'Delay': 1, 'MaxAttempts': 60})
 out['stopped'] = inst.state['Name']
@@ -333,6 +357,27 @@ print(json.dumps(out))
     assert.deepEqual(out.imported, ['imported']);
     assert.ok(!out.afterdelete.includes('imported'));
     assert.equal(out.stopped, 'stopped');
+    assert.deepEqual(out.volume, {
+      size: 2,
+      tags: [{ Key: 'data', Value: 'yes' }],
+      attached: [[out.found[0], '/dev/vdb']],
+    });
+    assert.deepEqual(out.onvm, ['/dev/vda', '/dev/vdb'], 'the root disk is a volume too');
+    assert.equal(out.snapshots.length, 1);
+    assert.equal(out.snapshots[0][2], 'completed');
+    assert.equal(out.snapshots[0][3], 'before-upgrade');
+    assert.equal(out.restored, 2);
+    const events = (
+      (await alice.client.request<any>('listEvents', { pagesize: 500, page: 1 })).event ?? []
+    ).map((ev: any) => ev.type);
+    for (const type of [
+      'VOLUME.CREATE',
+      'VOLUME.ATTACH',
+      'VOLUME.DETACH',
+      'VOLUME.DELETE',
+      'SNAPSHOT.CREATE',
+    ])
+      assert.ok(events.includes(type), `${type} among the account's events`);
     const perms = out.perms.map((p: string) => JSON.parse(p));
     const byPort = (port: number) => perms.find((p: any) => p.FromPort === port);
     assert.deepEqual(
@@ -368,6 +413,9 @@ print(json.dumps(out))
       reboot: ['IncorrectState', 400],
       gone: ['InvalidInstanceID.NotFound', 400],
       sgdup: ['InvalidGroup.Duplicate', 400],
+      volinuse: ['VolumeInUse', 400],
+      volgone: ['InvalidVolume.NotFound', 400],
+      snapgone: ['InvalidSnapshot.NotFound', 400],
       norule: ['InvalidPermission.NotFound', 400],
       sggone: ['InvalidGroup.NotFound', 400],
     });

@@ -7,6 +7,7 @@ import { keyPairActions } from './key-pairs.ts';
 import { describeAvailabilityZones, describeRegions } from './regions.ts';
 import { securityGroupActions } from './security-groups.ts';
 import { tagActions } from './tags.ts';
+import { volumeActions } from './volumes.ts';
 
 export const ACTIONS: Ec2Action[] = [
   describeRegions,
@@ -17,4 +18,5 @@ export const ACTIONS: Ec2Action[] = [
   ...keyPairActions,
   ...tagActions,
   ...securityGroupActions,
+  ...volumeActions,
 ];
