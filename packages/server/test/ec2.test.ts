@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { parseV4Authorization, v4Signature } from '../src/ec2/signature.ts';
+import { parseV4Authorization, v2Signature, v4Signature } from '../src/ec2/signature.ts';
 import { seededLocalZone } from './agents.ts';
 import { createAccountAndLogin, startServer, type TestServer } from './harness.ts';
 
@@ -485,5 +485,67 @@ describe('the signed request', { skip }, () => {
     assert.match(missing.text, /<Code>MissingParameter<\/Code><Message>[^<]*InstanceId/);
     const anonymous = await fetch(`${endpoint}?Action=DescribeRegions&Version=2016-11-15`);
     assert.equal(anonymous.status, 401);
+  });
+
+  test('Signature Version 2 over HTTP', async () => {
+    const host = new URL(endpoint).host;
+    const v2 = (keys: Keys, timestamp: Date) => {
+      const params: [string, string][] = [
+        ['Action', 'DescribeAvailabilityZones'],
+        ['Version', '2016-11-15'],
+        ['AWSAccessKeyId', keys.apikey],
+        ['SignatureVersion', '2'],
+        ['SignatureMethod', 'HmacSHA256'],
+        ['Timestamp', timestamp.toISOString()],
+      ];
+      const req = { method: 'POST', path: '/awsapi', query: '', headers: { host }, body: '' };
+      params.push(['Signature', v2Signature(req, params, keys.secretkey, 'HmacSHA256')]);
+      return fetch(endpoint, { method: 'POST', body: new URLSearchParams(params) });
+    };
+    const ok = await v2(alice, new Date());
+    assert.equal(ok.status, 200);
+    assert.match(await ok.text(), /<zoneName>local<\/zoneName>/);
+    const wrong = await v2({ ...alice, secretkey: 'not-it' }, new Date());
+    assert.equal(wrong.status, 403);
+    assert.match(await wrong.text(), /<Code>SignatureDoesNotMatch<\/Code>/);
+    const stale = await v2(alice, new Date(Date.now() - 20 * 60_000));
+    assert.match(await stale.text(), /<Code>RequestExpired<\/Code>/);
+  });
+
+  test('a role that denies the CloudStack command denies the EC2 action: UnauthorizedOperation', async () => {
+    const userRole = (await server.admin.request<any>('listRoles', { type: 'User' })).role[0];
+    const role = (
+      await server.admin.request<any>('createRole', {
+        name: 'No deploys',
+        roleid: userRole.id,
+        description: 'no VMs',
+      })
+    ).role;
+    await server.admin.request('createRolePermission', {
+      roleid: role.id,
+      rule: 'deployVirtualMachine',
+      permission: 'deny',
+    });
+    const account = (
+      await server.admin.request<any>('createAccount', {
+        username: 'carol',
+        password: 'secret-pw',
+        email: 'carol@example.com',
+        firstname: 'c',
+        lastname: 'c',
+        roleid: role.id,
+      })
+    ).account;
+    const keys = (
+      await server.admin.request<{ userkeys: Keys }>('registerUserKeys', { id: account.user[0].id })
+    ).userkeys;
+    const body = `Action=RunInstances&Version=2016-11-15&ImageId=${ami}&InstanceType=Small%20Instance&MinCount=1&MaxCount=1`;
+    const denied = await signed(keys, body, new Date());
+    assert.equal(denied.status, 403);
+    assert.match(denied.text, /<Code>UnauthorizedOperation<\/Code>/);
+    const allowed = await signed(keys, 'Action=DescribeInstances&Version=2016-11-15', new Date());
+    assert.equal(allowed.status, 200);
+    const vms = await server.admin.request<any>('listVirtualMachines', { listall: true, account: 'carol' });
+    assert.equal(vms.count ?? 0, 0);
   });
 });
