@@ -96,7 +96,9 @@ export function v4Signature(
   const headers = auth.signedHeaders
     .map((name) => `${name}:${(headerValue(req, name) ?? '').trim().replace(/\s+/g, ' ')}\n`)
     .join('');
-  const payloadHash = headerValue(req, 'x-amz-content-sha256') ?? sha256Hex(req.body);
+  // Always the hash of the body received: a client's x-amz-content-sha256 header is signed like
+  // any other, but trusting it would let a captured request be replayed with another body.
+  const payloadHash = sha256Hex(req.body);
   const canonicalRequest = [
     req.method.toUpperCase(),
     canonicalPath(req.path),
