@@ -298,9 +298,17 @@ snap.delete()
 code('volgone', lambda: client.describe_volumes(VolumeIds=[vol.id]))
 code('snapgone', lambda: client.describe_snapshots(SnapshotIds=[snap.id]))
 out['snap'] = snap.id
+out['status'] = [(x['InstanceState']['Name'], x['InstanceStatus']['Status']) for x in client.describe_instance_status(InstanceIds=[inst.id])['InstanceStatuses']]
+code('modifyrunning', lambda: inst.modify_attribute(InstanceType={'Value': 'Medium Instance'}))
 inst.stop()
 inst.wait_until_stopped(WaiterConfig={'Delay': 1, 'MaxAttempts': 60})
 out['stopped'] = inst.state['Name']
+out['statusstopped'] = [
+    len(client.describe_instance_status(InstanceIds=[inst.id])['InstanceStatuses']),
+    [(x['InstanceState']['Name'], x['InstanceStatus']['Status']) for x in client.describe_instance_status(InstanceIds=[inst.id], IncludeAllInstances=True)['InstanceStatuses']]]
+inst.modify_attribute(InstanceType={'Value': 'Medium Instance'})
+inst.reload()
+out['newtype'] = inst.instance_type
 code('reboot', lambda: client.reboot_instances(InstanceIds=[inst.id]))
 inst.terminate()
 # Destroying is a job: the instance is gone from the user's view once it ends.
@@ -357,6 +365,9 @@ print(json.dumps(out))
     assert.deepEqual(out.imported, ['imported']);
     assert.ok(!out.afterdelete.includes('imported'));
     assert.equal(out.stopped, 'stopped');
+    assert.deepEqual(out.status, [['running', 'ok']]);
+    assert.deepEqual(out.statusstopped, [0, [['stopped', 'not-applicable']]]);
+    assert.equal(out.newtype, 'Medium Instance');
     assert.deepEqual(out.volume, {
       size: 2,
       tags: [{ Key: 'data', Value: 'yes' }],
@@ -414,6 +425,7 @@ print(json.dumps(out))
       gone: ['InvalidInstanceID.NotFound', 400],
       sgdup: ['InvalidGroup.Duplicate', 400],
       volinuse: ['VolumeInUse', 400],
+      modifyrunning: ['IncorrectInstanceState', 400],
       volgone: ['InvalidVolume.NotFound', 400],
       snapgone: ['InvalidSnapshot.NotFound', 400],
       norule: ['InvalidPermission.NotFound', 400],

@@ -1,6 +1,7 @@
 /** Every EC2 action served at /awsapi, one declaration each (action.ts). */
 import type { Ec2Action } from './action.ts';
 import { describeImages } from './images.ts';
+import { describeInstanceStatus, modifyInstanceAttribute } from './instance-status.ts';
 import { describeInstanceTypes } from './instance-types.ts';
 import { instanceActions } from './instances.ts';
 import { keyPairActions } from './key-pairs.ts';
@@ -15,6 +16,8 @@ export const ACTIONS: Ec2Action[] = [
   describeImages,
   describeInstanceTypes,
   ...instanceActions,
+  describeInstanceStatus,
+  modifyInstanceAttribute,
   ...keyPairActions,
   ...tagActions,
   ...securityGroupActions,

@@ -1,0 +1,114 @@
+/**
+ * Instance status and attributes: DescribeInstanceStatus (the state of each instance, and the
+ * checks EC2 reports, derived from it: a running VM passes, others are not applicable) and
+ * ModifyInstanceAttribute for the instance type (changeServiceForVirtualMachine: stopped
+ * instances only, as in EC2).
+ */
+import { defineAction, e } from './action.ts';
+import { listAll, runCommand } from './cloudstack.ts';
+import { Ec2Error, invalidValue, missingParameter } from './errors.ts';
+import { applyFilters, type FilterTable, paginate } from './filters.ts';
+import { toEc2Id } from './ids.ts';
+import { offeringNamed } from './instance-types.ts';
+import { instanceState, instancesNamed, type Vm } from './instances.ts';
+import { isoTime } from './present.ts';
+import { itemSet } from './xml.ts';
+
+/** EC2's status checks as far as the VM's state says them: no guest probing is done. */
+function checks(vm: Vm) {
+  const running = instanceState(vm).name === 'running';
+  const summary = running ? 'ok' : 'not-applicable';
+  const detail = { item: { name: 'reachability', status: running ? 'passed' : 'not-applicable' } };
+  return { status: summary, details: running ? detail : '' };
+}
+
+const FILTERS: FilterTable<Vm> = {
+  'availability-zone': (vm) => [vm.zonename],
+  'instance-state-name': (vm) => [instanceState(vm).name],
+  'instance-state-code': (vm) => [String(instanceState(vm).code)],
+  'instance-status.status': (vm) => [checks(vm).status],
+  'system-status.status': (vm) => [checks(vm).status],
+};
+
+export const describeInstanceStatus = defineAction({
+  name: 'DescribeInstanceStatus',
+  description:
+    "Lists instances' states and status checks; without IncludeAllInstances only running instances, as in EC2. The checks follow the VM's state.",
+  params: {
+    InstanceId: e.list({ description: 'Instances to list; an unknown one is InvalidInstanceID.NotFound.' }),
+    IncludeAllInstances: e.boolean({ description: 'Also instances that are not running.' }),
+    Filter: e.filters({
+      description:
+        'Filters: availability-zone, instance-state-name, instance-state-code, instance-status.status, system-status.status.',
+    }),
+    MaxResults: e.int({
+      min: 5,
+      max: 1000,
+      description: 'At most this many instances in one answer; not with InstanceId.',
+    }),
+    NextToken: e.string({ description: 'Where the previous answer stopped.' }),
+  },
+  async handler(ctx, params) {
+    if (params.InstanceId && params.MaxResults !== undefined)
+      throw new Ec2Error(
+        'InvalidParameterCombination',
+        'The parameter instancesSet cannot be used with the parameter maxResults',
+      );
+    let vms = params.InstanceId
+      ? await instancesNamed(ctx, params.InstanceId)
+      : await listAll<Vm>(ctx, 'listVirtualMachines', 'virtualmachine');
+    if (!params.IncludeAllInstances) vms = vms.filter((vm) => instanceState(vm).name === 'running');
+    const filtered = applyFilters(vms, params.Filter, FILTERS);
+    const { page, nextToken } = paginate(
+      filtered,
+      (vm) => `${isoTime(vm.created) ?? ''}/${vm.id}`,
+      params.MaxResults,
+      params.NextToken,
+    );
+    return {
+      instanceStatusSet: itemSet(
+        page.map((vm) => ({
+          instanceId: toEc2Id('instance', vm.id),
+          availabilityZone: vm.zonename,
+          instanceState: instanceState(vm),
+          systemStatus: checks(vm),
+          instanceStatus: checks(vm),
+        })),
+      ),
+      nextToken,
+    };
+  },
+});
+
+export const modifyInstanceAttribute = defineAction({
+  name: 'ModifyInstanceAttribute',
+  description:
+    "Changes a stopped instance's type (changeServiceForVirtualMachine): InstanceType.Value, or Attribute=instanceType with Value. Other attributes are not supported yet.",
+  params: {
+    InstanceId: e.string({ required: true, description: 'The instance (i-…).' }),
+    'InstanceType.Value': e.string({ description: 'The new instance type (a compute offering name).' }),
+    Attribute: e.string({ description: 'The attribute Value sets: instanceType.' }),
+    Value: e.string({ description: 'The new value of Attribute.' }),
+  },
+  async handler(ctx, params) {
+    let type = params['InstanceType.Value'];
+    if (params.Attribute !== undefined) {
+      if (params.Attribute !== 'instanceType')
+        throw new Ec2Error('UnsupportedOperation', `Changing ${params.Attribute} is not supported.`);
+      if (params.Value === undefined) throw missingParameter('Value');
+      type = params.Value;
+    }
+    if (type === undefined) throw missingParameter('InstanceType.Value');
+    const [vm] = await instancesNamed(ctx, [params.InstanceId!]);
+    if (instanceState(vm).name !== 'stopped')
+      throw new Ec2Error(
+        'IncorrectInstanceState',
+        `The instance '${params.InstanceId}' is not in the 'stopped' state.`,
+      );
+    const offering = await offeringNamed(ctx, type);
+    if (offering.name === vm.serviceofferingname)
+      throw invalidValue('InstanceType', type, 'The instance already has this type.');
+    await runCommand(ctx, 'changeServiceForVirtualMachine', { id: vm.id, serviceofferingid: offering.id });
+    return { return: true };
+  },
+});
