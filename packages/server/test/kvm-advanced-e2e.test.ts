@@ -22,7 +22,7 @@
  * after `npm run setup:host`.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,10 +30,27 @@ import { after, before, describe, test } from 'node:test';
 import type { CloudStackClient } from '@nimbostack/client';
 import { routerNetns, routerPublicVeth, routerVeth } from '../../agent/src/network/names.ts';
 import { guestLinks } from '../../agent/test/kvm-support.ts';
-import { startAgent, type TestAgent, waitUntil } from './agents.ts';
+import { type TestAgent, waitUntil } from './agents.ts';
 import { createAccountAndLogin, startServer, type TestServer } from './harness.ts';
+import {
+  buildAdvancedZone,
+  consoleLine as consoleLineOf,
+  figure,
+  Internet,
+  killQemus,
+  linkExists,
+  netnsList,
+  quiet,
+  readConsole as readLog,
+  removeRouterLeftovers,
+  separateIds,
+  sh,
+  sleep,
+  startAgents,
+  TEMPLATE,
+  type ZoneOptions,
+} from './kvm-advanced-zone.ts';
 
-const TEMPLATE = process.env.NIMBOSTACK_TEST_TEMPLATE ?? '/var/lib/nimbostack/test-template.qcow2';
 const missing = [
   process.getuid?.() !== 0 ? 'root' : '',
   existsSync('/usr/bin/qemu-system-x86_64') ? '' : 'QEMU',
@@ -55,21 +72,9 @@ const INTERNET = `nimbo-inet-${process.pid}`;
 const INTERNET_VETH = `nti${tag}h`;
 const INET_IP = '203.0.113.1';
 const PUBLIC_IPS = Array.from({ length: 11 }, (_, i) => `203.0.113.${20 + i}`);
-const VNI_RANGE = [7100, 7110];
+const VNI_RANGE: [number, number] = [7100, 7110];
 const HOSTS = ['adv-kvm-1', 'adv-kvm-2'];
 const GUEST_PORT = 8080;
-
-const figure = (name: string, ms: number) =>
-  process.stdout.write(`# figure ${name}: ${(ms / 1000).toFixed(2)} s\n`);
-const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: 'utf8', stdio: 'pipe' });
-const quiet = (cmd: string, args: string[]) => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
-const linkExists = (name: string) => existsSync(`/sys/class/net/${name}`);
-const netnsList = () =>
-  sh('ip', ['netns', 'list'])
-    .split('\n')
-    .map((l) => l.split(' ')[0]!)
-    .filter(Boolean);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * The guest's user data. busybox nc: `-l -p PORT` serves one connection (stdin to the peer, then
@@ -88,60 +93,16 @@ const USERDATA = `#!/bin/sh
 echo "NIMBO: probes started"
 `;
 
-/** The internet's server: answers each connection with the peer's address and logs "<ms> <peer>". */
-const INET_SERVER = `require('net').createServer((s) => {
-  const peer = s.remoteAddress.replace('::ffff:', '');
-  console.log(Date.now() + ' ' + peer);
-  s.on('error', () => {});
-  s.resume();
-  s.end(peer + '\\n');
-}).listen(9000, '${INET_IP}', () => console.log('listening'));`;
-/**
- * Connects `count` times (one after the other, `pause` ms apart) and prints a JSON array of what
- * each got: the answer, TIMEOUT (dropped) or ERROR <code> (refused, reset, unreachable).
- */
-const CLIENT = `const [host, port, ms, count, pause] = process.argv.slice(1).map((a, i) => (i ? Number(a) : a));
-const once = () => new Promise((done) => {
-  const s = require('net').connect({ host, port });
-  let d = '';
-  const t = setTimeout(() => { s.destroy(); done('TIMEOUT'); }, ms);
-  s.on('data', (c) => (d += c));
-  s.on('end', () => { clearTimeout(t); s.destroy(); done(d.trim() || 'EMPTY'); });
-  s.on('error', (e) => { clearTimeout(t); done('ERROR ' + e.code); });
-});
-(async () => {
-  const out = [];
-  for (let i = 0; i < count; i++) {
-    out.push(await once());
-    if (pause) await new Promise((r) => setTimeout(r, pause));
-  }
-  console.log(JSON.stringify(out));
-})();`;
 /** What the internet gets from host:port, `count` connections. */
-function fromInternet(host: string, port: number, count = 1, ms = 1500, pause = 0): string[] {
-  return JSON.parse(
-    sh('ip', [
-      'netns',
-      'exec',
-      INTERNET,
-      process.execPath,
-      '-e',
-      CLIENT,
-      host,
-      String(port),
-      String(ms),
-      String(count),
-      String(pause),
-    ]),
-  );
-}
+const fromInternet = (host: string, port: number, count = 1, ms = 1500, pause = 0) =>
+  internet.connect(host, port, count, ms, pause);
 
 let server: TestServer;
 let user: CloudStackClient;
 let root = '';
-let internetServer: ChildProcess | undefined;
+const internet = new Internet(PUBLIC_BRIDGE, INTERNET, INTERNET_VETH, INET_IP);
 /** "<ms> <peer>" of every connection the internet's server accepted. */
-const seen: { at: number; peer: string }[] = [];
+const seen = internet.seen;
 const agents: TestAgent[] = [];
 let linksBefore: string[] = [];
 let netnsBefore: string[] = [];
@@ -154,7 +115,7 @@ let zoneid = '';
 let templateid = '';
 let serviceofferingid = '';
 let offering: any;
-const hostIds: string[] = [];
+let hostIds: string[] = [];
 let network: any;
 interface Vm {
   id: string;
@@ -169,24 +130,22 @@ const pub: { snat?: any; pf?: any; sn?: any; lb?: any } = {};
 /** What the test made work, for the restart to check again. */
 const made: { pf?: string; fw?: string; staticNat?: boolean; lb?: string; egressRule?: string } = {};
 
+const zoneOptions = (): ZoneOptions => ({
+  prefix: 'adv',
+  root,
+  hosts: HOSTS,
+  publicBridge: PUBLIC_BRIDGE,
+  gatewayIp: INET_IP,
+  publicIps: PUBLIC_IPS,
+  vniRange: VNI_RANGE,
+  guestCidr: '10.71.0.0/24',
+  podOctet: 71,
+});
 const agentDir = (host: string) => join(root, `agent${HOSTS.indexOf(host) + 1}`, host);
 const consoleOf = (vm: Vm) => join(agentDir(vm.host), 'vms', vm.instance, 'console.log');
-const readConsole = (vm: Vm) =>
-  existsSync(consoleOf(vm)) ? readFileSync(consoleOf(vm)).toString('utf8').replace(/\r/g, '') : '';
-
-async function consoleLine(vm: Vm, pattern: RegExp, timeoutMs = 180_000): Promise<string> {
-  const line = await waitUntil(
-    async () =>
-      readConsole(vm)
-        .split('\n')
-        .find((l) => pattern.test(l)),
-    timeoutMs,
-    `console line ${pattern} of ${vm.name}`,
-  ).catch((e) => {
-    throw new Error(`${(e as Error).message}\n${readConsole(vm).slice(-2000)}`);
-  });
-  return line!;
-}
+const readConsole = (vm: Vm) => readLog(consoleOf(vm));
+const consoleLine = (vm: Vm, pattern: RegExp, timeoutMs = 180_000) =>
+  consoleLineOf(consoleOf(vm), pattern, vm.name, timeoutMs);
 
 /** The last egress result the guest printed: "ok <address>" or "blocked". */
 const egressOf = (vm: Vm) =>
@@ -283,184 +242,22 @@ function spread(host: string, port: number, max = 10): string[] {
   return answers;
 }
 
-function startInternet(): void {
-  if (!linkExists(PUBLIC_BRIDGE)) {
-    sh('ip', ['link', 'add', PUBLIC_BRIDGE, 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0']);
-  }
-  sh('ip', ['link', 'set', PUBLIC_BRIDGE, 'up']);
-  sh('ip', ['netns', 'add', INTERNET]);
-  sh('ip', ['link', 'add', INTERNET_VETH, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', INTERNET]);
-  sh('ip', ['-n', INTERNET, 'link', 'set', 'lo', 'up']);
-  sh('ip', ['-n', INTERNET, 'addr', 'add', `${INET_IP}/24`, 'dev', 'eth0']);
-  sh('ip', ['-n', INTERNET, 'link', 'set', 'eth0', 'up']);
-  sh('ip', ['link', 'set', INTERNET_VETH, 'master', PUBLIC_BRIDGE]);
-  sh('ip', ['link', 'set', INTERNET_VETH, 'up']);
-  internetServer = spawn('ip', ['netns', 'exec', INTERNET, process.execPath, '-e', INET_SERVER], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let buf = '';
-  internetServer.stdout!.on('data', (d) => {
-    buf += d;
-    const lines = buf.split('\n');
-    buf = lines.pop()!;
-    for (const l of lines) {
-      const [at, peer] = l.split(' ');
-      if (peer) seen.push({ at: Number(at), peer });
-    }
-  });
-}
-
 before(async () => {
   if (SKIP) return;
   root = mkdtempSync(join(tmpdir(), 'nimbo-kvm-adv-'));
   for (const d of ['primary', 'secondary']) mkdirSync(join(root, d));
   linksBefore = guestLinks();
   netnsBefore = netnsList();
-  startInternet();
+  internet.start();
   server = await startServer();
-  const admin = server.admin;
+  separateIds(server, 1000 + (process.pid % 9000) * 10);
   // Both agents start (and probe QEMU) while the zone is built.
-  for (const [i, name] of HOSTS.entries())
-    agents.push(
-      startAgent(server.agentUrl, {
-        token: `adv-e2e-${name}`,
-        name,
-        args: ['--hypervisor', 'kvm', '--state-dir', join(root, `agent${i + 1}`), '--address', '127.0.0.1'],
-      }),
-    );
-
-  // 1. The Advanced zone, as an operator builds it through the API.
-  zoneid = (
-    await admin.request<any>('createZone', {
-      name: 'adv-e2e',
-      networktype: 'Advanced',
-      dns1: INET_IP,
-      internaldns1: INET_IP,
-      guestcidraddress: '10.71.0.0/24',
-    })
-  ).zone.id;
-  const physicalnetworkid = (
-    await admin.call<any>('createPhysicalNetwork', {
-      zoneid,
-      name: 'adv-phys',
-      isolationmethods: 'VXLAN',
-      vlan: VNI_RANGE.join('-'),
-    })
-  ).physicalnetwork.id;
-  for (const traffictype of ['Guest', 'Management', 'Public'])
-    await admin.call('addTrafficType', {
-      physicalnetworkid,
-      traffictype,
-      ...(traffictype === 'Public' ? { kvmnetworklabel: PUBLIC_BRIDGE } : {}),
-    });
-  await admin.call('updatePhysicalNetwork', { id: physicalnetworkid, state: 'Enabled' });
-  // The virtual router provider, enabled as the zone wizard does (its element configured first).
-  const vr = (
-    await admin.request<any>('listNetworkServiceProviders', { physicalnetworkid, name: 'VirtualRouter' })
-  ).networkserviceprovider?.[0];
-  assert.ok(vr, 'the physical network has the VirtualRouter provider');
-  if (vr.state !== 'Enabled') {
-    const element = (await admin.request<any>('listVirtualRouterElements', { nspid: vr.id }))
-      .virtualrouterelement?.[0];
-    if (element && !element.enabled)
-      await admin.call('configureVirtualRouterElement', { id: element.id, enabled: true });
-    await admin.call('updateNetworkServiceProvider', { id: vr.id, state: 'Enabled' });
-  }
-  await admin.request('createVlanIpRange', {
-    zoneid,
-    forvirtualnetwork: true,
-    gateway: INET_IP,
-    netmask: '255.255.255.0',
-    startip: PUBLIC_IPS[0],
-    endip: PUBLIC_IPS.at(-1),
-  });
-  const podid = (
-    await admin.request<any>('createPod', {
-      zoneid,
-      name: 'adv-pod',
-      gateway: '192.168.71.1',
-      netmask: '255.255.255.0',
-      startip: '192.168.71.10',
-      endip: '192.168.71.50',
-    })
-  ).pod.id;
-  const cluster = (
-    await admin.request<any>('addCluster', {
-      zoneid,
-      podid,
-      clustername: 'adv-cluster',
-      hypervisor: 'KVM',
-      clustertype: 'CloudManaged',
-    })
-  ).cluster[0];
-  // One directory both hosts see at the same path: shared primary storage.
-  await admin.request('createStoragePool', {
-    zoneid,
-    podid,
-    clusterid: cluster.id,
-    name: 'adv-primary',
-    url: join(root, 'primary'),
-    scope: 'cluster',
-  });
-  await admin.request('addImageStore', {
-    zoneid,
-    name: 'adv-secondary',
-    provider: 'NFS',
-    url: join(root, 'secondary'),
-  });
-  for (const [i, name] of HOSTS.entries()) {
-    await agents[i]!.waitForLog('waiting to be added', 60_000);
-    const host = (
-      await admin.request<any>('addHost', {
-        zoneid,
-        podid,
-        clusterid: cluster.id,
-        url: `agent://${name}`,
-        username: 'root',
-        password: `adv-e2e-${name}`,
-        hypervisor: 'KVM',
-      })
-    ).host[0];
-    hostIds.push(host.id);
-  }
-  await admin.request('updateZone', { id: zoneid, allocationstate: 'Enabled' });
-  await waitUntil(
-    async () =>
-      ((await admin.request<any>('listHosts', { zoneid })).host ?? []).filter((h: any) => h.state === 'Up')
-        .length === 2,
-    60_000,
-    'both KVM hosts to be Up',
-  );
-  const ostypeid = (await admin.request<any>('listOsTypes', {})).ostype[0].id;
-  templateid = (
-    await admin.request<any>('registerTemplate', {
-      name: 'adv-e2e-template',
-      displaytext: 'Nimbostack test template (Advanced e2e)',
-      url: TEMPLATE,
-      format: 'QCOW2',
-      hypervisor: 'KVM',
-      ostypeid,
-      zoneid,
-      ispublic: true,
-    })
-  ).template[0].id;
-  await waitUntil(
-    async () =>
-      (await admin.request<any>('listTemplates', { id: templateid, templatefilter: 'all' })).template?.[0]
-        ?.isready,
-    120_000,
-    'the test template on secondary storage',
-  );
-  // 256 MiB guests: two run at once on a shared 2-core machine.
-  serviceofferingid = (
-    await admin.request<any>('createServiceOffering', {
-      name: 'adv-tiny',
-      displaytext: 'adv tiny',
-      cpunumber: 1,
-      cpuspeed: 500,
-      memory: 256,
-    })
-  ).serviceoffering.id;
+  agents.push(...startAgents(server, zoneOptions()));
+  ({ zoneid, hostIds, templateid, serviceofferingid } = await buildAdvancedZone(
+    server.admin,
+    agents,
+    zoneOptions(),
+  ));
   ({ client: user } = await createAccountAndLogin(server, { name: 'adv' }));
   offering = (
     await user.request<any>('listNetworkOfferings', {
@@ -486,39 +283,10 @@ after(async () => {
       await admin.request('deleteHost', { id: h.id, forced: true }).catch(() => undefined);
   }
   for (const a of agents) await a.kill();
-  // QEMU outlives its agent: kill any our state directories name.
-  for (const host of HOSTS) {
-    const dir = join(agentDir(host), 'vms');
-    for (const n of existsSync(dir) ? readdirSync(dir) : []) {
-      const f = join(dir, n, 'vm.json');
-      const pid = existsSync(f) ? JSON.parse(readFileSync(f, 'utf8')).pid : undefined;
-      if (typeof pid === 'number') quiet('kill', ['-9', String(pid)]);
-    }
-  }
-  // Whatever of our routers is still there (a failure in the middle): processes, namespace, veths.
-  for (const name of routerNames) {
-    const ns = routerNetns(name);
-    if (existsSync(`/run/netns/${ns}`)) {
-      for (const pid of (spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout ?? '').split(
-        /\s+/,
-      ))
-        if (pid) quiet('kill', ['-9', pid]);
-      quiet('ip', ['netns', 'del', ns]);
-    }
-    quiet('ip', ['link', 'del', routerVeth(name)]);
-    quiet('ip', ['link', 'del', routerPublicVeth(name)]);
-  }
-  internetServer?.kill('SIGKILL');
-  if (existsSync(`/run/netns/${INTERNET}`)) {
-    for (const pid of (spawnSync('ip', ['netns', 'pids', INTERNET], { encoding: 'utf8' }).stdout ?? '').split(
-      /\s+/,
-    ))
-      if (pid) quiet('kill', ['-9', pid]);
-    quiet('ip', ['netns', 'del', INTERNET]);
-  }
-  quiet('ip', ['link', 'del', INTERNET_VETH]);
-  // The public bridge is this test's (its name has our pid), whoever created it.
-  quiet('ip', ['link', 'del', PUBLIC_BRIDGE]);
+  // QEMU outlives its agent; whatever of our routers is still there (a failure in the middle).
+  for (const host of HOSTS) killQemus(agentDir(host));
+  removeRouterLeftovers(routerNames);
+  internet.stop();
   // Our network's bridge and VXLAN link, if the teardown did not happen.
   for (const link of guestLinks().filter((l) => !linksBefore.includes(l)))
     if (link === networkBridge || link === `vx${networkVni}`) quiet('ip', ['link', 'del', link]);
