@@ -1,6 +1,6 @@
 /** Every EC2 action served at /awsapi, one declaration each (action.ts). */
 import type { Ec2Action } from './action.ts';
-import { describeImages } from './images.ts';
+import { createImage, deregisterImage, describeImages } from './images.ts';
 import { describeInstanceStatus, modifyInstanceAttribute } from './instance-status.ts';
 import { describeInstanceTypes } from './instance-types.ts';
 import { instanceActions } from './instances.ts';
@@ -14,6 +14,8 @@ export const ACTIONS: Ec2Action[] = [
   describeRegions,
   describeAvailabilityZones,
   describeImages,
+  createImage,
+  deregisterImage,
   describeInstanceTypes,
   ...instanceActions,
   describeInstanceStatus,

@@ -1,12 +1,15 @@
 /**
  * Images are templates: DescribeImages lists the templates the caller may deploy
  * (listTemplates templatefilter=executable, or =self for Owner self), one image per template
- * whatever the number of zones holding a copy.
+ * whatever the number of zones holding a copy. CreateImage makes a template of a stopped
+ * instance's root disk (createTemplate); DeregisterImage deletes a template (deleteTemplate).
  */
 import { defineAction, e } from './action.ts';
-import { listAll } from './cloudstack.ts';
+import { listAll, runCommand } from './cloudstack.ts';
+import { Ec2Error } from './errors.ts';
 import { applyFilters, type FilterTable } from './filters.ts';
 import { notFound, toEc2Id, toUuid } from './ids.ts';
+import { instanceState, instancesNamed } from './instances.ts';
 import { isoTime, tagSet, tagsOf } from './present.ts';
 import { itemSet } from './xml.ts';
 
@@ -100,5 +103,56 @@ export const describeImages = defineAction({
         })),
       ),
     };
+  },
+});
+
+export const createImage = defineAction({
+  name: 'CreateImage',
+  description:
+    "Makes a private image of a stopped instance's root disk (createTemplate, with the instance's OS type); pending until the job has copied it.",
+  params: {
+    InstanceId: e.string({ required: true, description: 'The stopped instance (i-…).' }),
+    Name: e.string({ required: true, description: 'Name of the image.' }),
+    Description: e.string({ description: 'Description of the image; its name when omitted.' }),
+    NoReboot: e.boolean({ description: 'Accepted for compatibility: the instance must be stopped already.' }),
+  },
+  async handler(ctx, params) {
+    const [vm] = await instancesNamed(ctx, [params.InstanceId!]);
+    if (instanceState(vm).name !== 'stopped')
+      throw new Ec2Error(
+        'IncorrectInstanceState',
+        `The instance '${params.InstanceId}' is not in the 'stopped' state: stop it before making an image.`,
+      );
+    const [root] = await listAll<{ id: string }>(ctx, 'listVolumes', 'volume', {
+      virtualmachineid: vm.id,
+      type: 'ROOT',
+    });
+    const { id } = (await runCommand(ctx, 'createTemplate', {
+      name: params.Name,
+      displaytext: params.Description ?? params.Name,
+      ostypeid: vm.ostypeid,
+      volumeid: root.id,
+    })) as { id: string };
+    return { imageId: toEc2Id('image', id) };
+  },
+});
+
+export const deregisterImage = defineAction({
+  name: 'DeregisterImage',
+  description:
+    "Deletes an image the caller owns (deleteTemplate, every zone's copy); refused while instances use it, as CloudStack refuses.",
+  params: { ImageId: e.string({ required: true, description: 'The image (ami-…).' }) },
+  async handler(ctx, params) {
+    const uuid = toUuid('image', params.ImageId!);
+    const mine = await listAll<Template>(ctx, 'listTemplates', 'template', { templatefilter: 'self' });
+    if (!mine.some((t) => t.id === uuid)) {
+      const visible = await listAll<Template>(ctx, 'listTemplates', 'template', {
+        templatefilter: 'executable',
+      });
+      if (!visible.some((t) => t.id === uuid)) throw notFound('image', params.ImageId!);
+      throw new Ec2Error('UnauthorizedOperation', `You do not own the image '${params.ImageId}'.`, 403);
+    }
+    await runCommand(ctx, 'deleteTemplate', { id: uuid });
+    return { return: true };
   },
 });

@@ -27,6 +27,7 @@ export interface Vm {
   created?: string;
   templateid?: string;
   serviceofferingname?: string;
+  ostypeid?: string;
   keypairs?: string;
   ipaddress?: string;
   publicip?: string;
