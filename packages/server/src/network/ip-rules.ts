@@ -6,7 +6,6 @@
  * router's host refuses, the change is undone and applied again, so no record ever claims what
  * the data plane does not do.
  */
-import { type SqlBool, sql } from 'kysely';
 import type { App, CallContext } from '../context.ts';
 import { inTransaction, type Tx } from '../db/connection.ts';
 import type { IpRuleRow, NetworkRow, PublicIpRow } from '../db/schema.ts';

@@ -11,7 +11,6 @@
  * whose last VM left), Active once it does, Revoke while being deleted.
  */
 
-import { type SqlBool, sql } from 'kysely';
 import type { CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { IpRuleRow, PublicIpRow } from '../db/schema.ts';

@@ -16,7 +16,7 @@ import { displayPath } from '../iam/domains.ts';
 import { checkRowAccess, findOwned, listOwned, OWNED_VM } from '../iam/owned.ts';
 import { isIpv4, likeOp } from '../infra/common.ts';
 import { projectOwner } from '../projects/access.ts';
-import { defineCommand, type JobTarget, listResult, success } from '../registry/command.ts';
+import { defineCommand, type JobTarget, success } from '../registry/command.ts';
 import { paginate } from '../registry/paging.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { tagsOf, withTags } from '../tags/tags.ts';
@@ -142,8 +142,9 @@ export async function presentSecurityGroups(
 async function ownerFor(
   ctx: CallContext,
   params: { account?: string; domainid?: string; projectid?: string },
+  purpose: 'create' | 'find' = 'create',
 ): Promise<Owner> {
-  const project = await projectOwner(ctx, params);
+  const project = await projectOwner(ctx, params, purpose);
   if (project) return project;
   if (params.account)
     return (await resolveAccount(ctx, { account: params.account, domainid: params.domainid })).account;
@@ -175,10 +176,15 @@ async function findGroup(
   if (params.id && params.name)
     throw invalidParameter(`${names.id} and ${names.name} are mutually exclusive: give only one`);
   if (params.id) {
-    return findOwned(ctx, 'security_groups', params.id, { noun: 'security group' });
+    // A project named with the id must be the group's owner (and one the caller may use).
+    const project = await projectOwner(ctx, params, 'find');
+    return findOwned(ctx, 'security_groups', params.id, {
+      noun: 'security group',
+      live: (g) => !project || g.account_id === project.id,
+    });
   }
   if (!params.name) throw invalidParameter(`Either ${names.id} or ${names.name} must be specified`);
-  const owner = await ownerFor(ctx, params);
+  const owner = await ownerFor(ctx, params, 'find');
   const group = await groupByName(ctx, owner, params.name);
   if (!group) throw invalidParameter(`Unable to find security group ${params.name} of account ${owner.name}`);
   return group;
