@@ -6,6 +6,7 @@
  * as EC2 does, and the change follows.
  */
 import { randomUUID } from 'node:crypto';
+import { onAccountDelete } from '../iam/accounts.ts';
 import { defineAction, type Ec2Context, e, type Tag } from './action.ts';
 import { type CsParams, listAll, runCommand } from './cloudstack.ts';
 import { Ec2Error, invalidValue } from './errors.ts';
@@ -30,12 +31,16 @@ export interface Vm {
   ostypeid?: string;
   keypairs?: string;
   ipaddress?: string;
-  publicip?: string;
   hypervisor?: string;
   nic?: { ipaddress?: string; macaddress?: string; isdefault?: boolean }[];
   securitygroup?: { id: string; name: string }[];
   tags?: { key: string; value: string }[];
 }
+
+// A deleted account's launch records go with it (after its VMs: stage 1, as the other cleanups).
+onAccountDelete(async (ctx, account) => {
+  await ctx.app.store.db.deleteFrom('ec2_launches').where('account_id', '=', account.id).execute();
+});
 
 /** EC2's instance states (code, name) for CloudStack's VM states. */
 const STATE: Record<string, [number, string]> = {
@@ -97,7 +102,6 @@ function presentInstance(vm: Vm, launch: Launch, index: number): object {
     placement: { availabilityZone: vm.zonename, tenancy: 'default' },
     monitoring: { state: 'disabled' },
     privateIpAddress: vm.ipaddress ?? nic?.ipaddress,
-    ipAddress: vm.publicip,
     groupSet: itemSet(
       (vm.securitygroup ?? []).map((g) => ({ groupId: toEc2Id('securityGroup', g.id), groupName: g.name })),
     ),
@@ -150,7 +154,6 @@ const FILTERS: FilterTable<Vm> = {
   'key-name': (vm) => vm.keypairs?.split(',') ?? [],
   'availability-zone': (vm) => [vm.zonename],
   'private-ip-address': (vm) => (vm.nic ?? []).map((n) => n.ipaddress),
-  'ip-address': (vm) => [vm.publicip],
   'private-dns-name': (vm) => [vm.name],
   'instance.group-id': (vm) => (vm.securitygroup ?? []).map((g) => toEc2Id('securityGroup', g.id)),
   'instance.group-name': (vm) => (vm.securitygroup ?? []).map((g) => g.name),
@@ -167,7 +170,7 @@ export const describeInstances = defineAction({
     }),
     Filter: e.filters({
       description:
-        'Filters: instance-id, instance-state-name, instance-state-code, instance-type, image-id, key-name, availability-zone, private-ip-address, ip-address, private-dns-name, instance.group-id, instance.group-name, launch-time, tag:Key, tag-key, tag-value.',
+        'Filters: instance-id, instance-state-name, instance-state-code, instance-type, image-id, key-name, availability-zone, private-ip-address, private-dns-name, instance.group-id, instance.group-name, launch-time, tag:Key, tag-key, tag-value.',
     }),
     MaxResults: e.int({
       min: 5,
