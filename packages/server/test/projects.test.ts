@@ -449,6 +449,18 @@ describe('projects with VMs (the local simulator zone)', () => {
     const stopped = (await lead.request<any>('listVirtualMachines', { projectid: p.id })).virtualmachine[0];
     assert.equal(stopped.state, 'Stopped');
     await lead.call('activateProject', { id: p.id });
+    // Usage of the project's VM is the project's.
+    const today = new Date().toISOString().slice(0, 10);
+    await local.admin.request('generateUsageRecords', { startdate: today, enddate: today });
+    const usage = (
+      await local.admin.request<any>('listUsageRecords', {
+        startdate: today,
+        enddate: today,
+        projectid: p.id,
+      })
+    ).usagerecord;
+    assert.ok(usage.some((r: any) => r.usagetype === 2 && r.usageid === vm.id));
+    assert.ok(usage.every((r: any) => r.projectid === p.id));
     await assert.rejects(
       lead.call('deleteProject', { id: p.id }),
       is(530, /Can't delete the project yet because it has 1 UserVmVO to clean up/),

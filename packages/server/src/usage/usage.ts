@@ -19,6 +19,7 @@ import {
 } from '../iam/access.ts';
 import { displayPath } from '../iam/domains.ts';
 import { checkRowAccess, listOwned } from '../iam/owned.ts';
+import { projectScope } from '../projects/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { paginate } from '../registry/paging.ts';
 import { p } from '../registry/params.ts';
@@ -490,6 +491,9 @@ export const listUsageRecords = defineCommand({
     accountid: p.uuid({
       description: 'Only records of the account with this UUID; takes precedence over account.',
     }),
+    projectid: p.projectScope({
+      description: "Only records of this project's resources; -1: those of every project you may see.",
+    }),
     domainid: p.uuid({
       description:
         "Only records of this domain's accounts (and below with isrecursive); defaults to the caller's domain and everything below.",
@@ -518,7 +522,8 @@ export const listUsageRecords = defineCommand({
     // Upstream's usage scope, not a list's: an account by uuid or name, else a domain (the
     // caller's by default) and everything below it unless domainid is given without isrecursive.
     let scope: OwnerScope;
-    if (params.accountid || params.account) {
+    if (params.projectid) scope = await projectScope(ctx, params.projectid);
+    else if (params.accountid || params.account) {
       const domain = params.domainid ? await findDomainByUuid(ctx, params.domainid) : caller.domain;
       let aq = db.selectFrom('accounts').select(['id', 'domain_id']);
       aq = params.accountid
