@@ -499,6 +499,23 @@ describe('the signed request', { skip }, () => {
     assert.equal(anonymous.status, 401);
   });
 
+  test("another account's resources cannot be tagged: NotFound, and nothing changes", async () => {
+    const [vm] = (await alice.client.request<any>('listVirtualMachines', {})).virtualmachine;
+    const id = `i-${vm.id.replace(/-/g, '')}`;
+    const before = (await alice.client.request<any>('listTags', { resourceid: vm.id })).tag ?? [];
+    for (const action of ['CreateTags', 'DeleteTags']) {
+      const r = await signed(
+        bob,
+        `Action=${action}&Version=2016-11-15&ResourceId.1=${id}&Tag.1.Key=owner&Tag.1.Value=bob`,
+        new Date(),
+      );
+      assert.equal(r.status, 400);
+      assert.match(r.text, /<Code>InvalidInstanceID.NotFound<\/Code>/);
+    }
+    const after = (await alice.client.request<any>('listTags', { resourceid: vm.id })).tag ?? [];
+    assert.deepEqual(after, before);
+  });
+
   test('Signature Version 2 over HTTP', async () => {
     const host = new URL(endpoint).host;
     const v2 = (keys: Keys, timestamp: Date) => {

@@ -40,7 +40,7 @@ async function groups(ctx: Ec2Context): Promise<Group[]> {
 }
 
 /** The group an action names by GroupId (sg-…) or GroupName. */
-async function groupNamed(
+export async function groupNamed(
   ctx: Ec2Context,
   groupId: string | undefined,
   groupName: string | undefined,

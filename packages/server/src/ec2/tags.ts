@@ -8,7 +8,9 @@ import { listAll, runToCompletion } from './cloudstack.ts';
 import { Ec2Error } from './errors.ts';
 import { applyFilters, type FilterTable, paginate } from './filters.ts';
 import { type IdKind, kindOf, toEc2Id, toUuid } from './ids.ts';
-import { tagsParam } from './instances.ts';
+import { instancesNamed, tagsParam } from './instances.ts';
+import { groupNamed } from './security-groups.ts';
+import { snapshotNamed, volumeNamed } from './volumes.ts';
 import { itemSet } from './xml.ts';
 
 /** EC2 resource kinds that carry tags: their CloudStack resource type and EC2 resource-type name. */
@@ -54,6 +56,21 @@ export const deleteTags = defineAction({
   },
 });
 
+/**
+ * Fails with the resource's `….NotFound` unless the caller sees every resource named: CloudStack's
+ * tag commands would say 531 for another account's resource, which tells that it exists.
+ */
+async function checkVisible(ctx: Ec2Context, ids: string[]): Promise<void> {
+  const instances = ids.filter((id) => kindOf(id) === 'instance');
+  if (instances.length) await instancesNamed(ctx, instances);
+  for (const id of ids) {
+    const kind = kindOf(id);
+    if (kind === 'volume') await volumeNamed(ctx, id);
+    else if (kind === 'snapshot') await snapshotNamed(ctx, id);
+    else if (kind === 'securityGroup') await groupNamed(ctx, id, undefined);
+  }
+}
+
 async function changeTags(ctx: Ec2Context, command: string, ids: string[], tags: Tag[] | undefined) {
   for (const t of tags ?? [])
     if (t.key.startsWith('aws:'))
@@ -61,7 +78,9 @@ async function changeTags(ctx: Ec2Context, command: string, ids: string[], tags:
         'InvalidParameterValue',
         "Tag keys starting with 'aws:' are reserved for internal use",
       );
-  for (const [type, uuids] of byType(ids)) {
+  const grouped = byType(ids);
+  await checkVisible(ctx, ids);
+  for (const [type, uuids] of grouped) {
     // createTags sets a value; deleteTags takes a key alone (value omitted) as "any value".
     const map = tags?.length
       ? command === 'createTags'

@@ -101,14 +101,14 @@ function presentVolume(v: Volume): Record<string, unknown> {
   };
 }
 
-async function volumeNamed(ctx: Ec2Context, id: string): Promise<Volume> {
+export async function volumeNamed(ctx: Ec2Context, id: string): Promise<Volume> {
   const uuid = toUuid('volume', id);
   const v = (await listAll<Volume>(ctx, 'listVolumes', 'volume')).find((x) => x.id === uuid);
   if (!v) throw notFound('volume', id);
   return v;
 }
 
-async function snapshotNamed(ctx: Ec2Context, id: string): Promise<Snapshot> {
+export async function snapshotNamed(ctx: Ec2Context, id: string): Promise<Snapshot> {
   const uuid = toUuid('snapshot', id);
   const s = (await listAll<Snapshot>(ctx, 'listSnapshots', 'snapshot')).find((x) => x.id === uuid);
   if (!s) throw notFound('snapshot', id);
