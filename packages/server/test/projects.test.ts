@@ -212,6 +212,20 @@ describe('projects', () => {
       "not among alice's own",
     );
     await assert.rejects(carol.request('listEvents', { projectid: p.id }), is(531));
+    // A webhook of the project (it receives the project's events), listed with projectid only.
+    const hook = (
+      await alice.request<any>('createWebhook', {
+        name: 'audit',
+        payloadurl: 'http://127.0.0.1:9/x',
+        projectid: p.id,
+      })
+    ).webhook;
+    assert.equal(hook.projectid, p.id);
+    assert.deepEqual(
+      (await bob.request<any>('listWebhooks', { projectid: p.id })).webhook.map((w: any) => w.name),
+      ['audit'],
+    );
+    assert.equal((await alice.request<any>('listWebhooks', {})).count ?? 0, 0);
   });
 
   test('users as members (4.15+): only that user gets access', async () => {

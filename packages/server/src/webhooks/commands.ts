@@ -16,6 +16,7 @@ import { pathPrefix } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
 import { checkRowAccess, findOwned, listOwned, type OwnedLookup } from '../iam/owned.ts';
+import { projectOwner } from '../projects/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -215,12 +216,18 @@ export const createWebhook = defineCommand({
       description:
         'With account: that account’s domain. For a Domain-scoped webhook of an admin: the domain whose events it receives.',
     }),
+    projectid: p.uuid({
+      description:
+        'Project to own the webhook: a Local one receives the events of calls made in the project.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
-    const owner = params.account
-      ? (await resolveAccount(ctx, { account: params.account, domainid: params.domainid })).account
-      : ctx.caller.account;
+    const owner =
+      (await projectOwner(ctx, params)) ??
+      (params.account
+        ? (await resolveAccount(ctx, { account: params.account, domainid: params.domainid })).account
+        : ctx.caller.account);
     const scope = scopeOf(params.scope, 'Local')!;
     checkScopeForOwner(scope, owner);
     const state = stateOf(params.state, 'Enabled')!;
@@ -343,6 +350,9 @@ export const listWebhooks = defineCommand({
     }),
     isrecursive: p.boolean({ description: 'With domainid or listall: include webhooks of subdomains.' }),
     listall: p.boolean({ description: 'Admins: every webhook they may see, not only their own account’s.' }),
+    projectid: p.projectScope({
+      description: "Only this project's webhooks; -1: those of every project you may see.",
+    }),
   },
   async handler(ctx, params) {
     const scope = scopeOf(params.scope);

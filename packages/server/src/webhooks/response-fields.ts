@@ -16,8 +16,8 @@ const webhook = {
   scope:
     "Whose events are sent: 'Local' (the owner account’s), 'Domain' (the domain subtree’s) or 'Global' (all).",
   created: 'When the webhook was registered (ISO 8601 with offset).',
-  project: 'Not returned by Nimbostack: webhooks belong to accounts.',
-  projectid: 'Not returned by Nimbostack: webhooks belong to accounts.',
+  project: 'Name of the project that owns the webhook, when one does (account is then left out).',
+  projectid: 'UUID of the project that owns the webhook, when one does.',
 };
 
 export const webhookResponseFields: ResponseFields = {
