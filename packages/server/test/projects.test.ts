@@ -246,6 +246,29 @@ describe('projects', () => {
       is(431, /already part of the project/),
     );
     await alice.call('deleteUserFromProject', { projectid: p.id, userid: bobUserId });
+    // A second user of bob's account, a member on their own, goes with the user when deleted.
+    const extra = (
+      await admin.request<any>('createUser', {
+        account: 'bob',
+        domainid: p.domainid,
+        username: 'bob2',
+        password: 'secret-pw',
+        email: 'bob2@example.com',
+        firstname: 'b',
+        lastname: 'b',
+      })
+    ).user;
+    await alice.call('deleteAccountFromProject', { projectid: p.id, account: 'bob' });
+    await alice.call('addUserToProject', { projectid: p.id, username: 'bob2', roletype: 'Admin' });
+    await assert.rejects(admin.request('deleteUser', { id: extra.id }), is(431, /manages project/));
+    await alice.call('updateProject', { id: p.id, userid: extra.id, roletype: 'Regular', swapowner: false });
+    await admin.request('deleteUser', { id: extra.id });
+    assert.deepEqual(
+      (await alice.request<any>('listProjectAccounts', { projectid: p.id })).projectaccount.map(
+        (m: any) => m.account,
+      ),
+      ['alice'],
+    );
   });
 
   test('project roles: rules hold a Regular member in the project; the first match decides, none denies', async () => {

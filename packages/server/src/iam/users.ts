@@ -440,7 +440,23 @@ export const deleteUser = defineCommand({
       .executeTakeFirst();
     if (!others)
       throw invalidParameter('The last user of an account cannot be deleted; delete the account instead');
+    // A user who is a project's Admin on their own (addUserToProject) is refused, as an account
+    // administering one is; their other memberships and invitations go with them.
+    const administered = await db
+      .selectFrom('project_members')
+      .innerJoin('projects', 'projects.id', 'project_members.project_id')
+      .select('projects.uuid')
+      .where('project_members.user_id', '=', user.id)
+      .where('project_members.role', '=', 'Admin')
+      .where('projects.removed', 'is', null)
+      .execute();
+    if (administered.length)
+      throw invalidParameter(
+        `The user ${user.username} manages project(s) with ids ${administered.map((r) => r.uuid).join(', ')} and can't be removed`,
+      );
     await db.transaction().execute(async (tx) => {
+      await tx.deleteFrom('project_members').where('user_id', '=', user.id).execute();
+      await tx.deleteFrom('project_invitations').where('user_id', '=', user.id).execute();
       await tx.deleteFrom('sessions').where('user_id', '=', user.id).execute();
       await tx.deleteFrom('users').where('id', '=', user.id).execute();
       await logEvent(ctx, tx, {
