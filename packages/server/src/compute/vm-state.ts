@@ -1,13 +1,15 @@
 /**
  * The VM state machine: every change of a VM's state goes through `transition`, which checks the
  * move against the table, applies it with a compare-and-set on the current state (so two servers
- * or two jobs cannot both move the same VM), and records an event.
+ * or two jobs cannot both move the same VM), and records an event and the ResourceStateEvent
+ * messages of the move for the event bus.
  */
 import type { CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { VmRow } from '../db/schema.ts';
 import { ApiError, CsErrorCode, ErrorCode, invalidParameter } from '../errors.ts';
 import { recordEvent } from '../events/events.ts';
+import { recordStateChange } from '../events/state-events.ts';
 
 export type VmState =
   | 'Stopped'
@@ -92,6 +94,27 @@ const EVENT_TYPES: Partial<Record<VmEvent, string>> = {
   error: 'VM.START',
 };
 
+/** Upstream's VirtualMachine.Event name of each move, the type of its ResourceStateEvent. */
+const UPSTREAM_EVENTS: Record<VmEvent, string> = {
+  start: 'StartRequested',
+  started: 'OperationSucceeded',
+  startFailed: 'OperationFailed',
+  stop: 'StopRequested',
+  stopped: 'OperationSucceeded',
+  stopFailed: 'OperationFailed',
+  poweredOff: 'FollowAgentPowerOffReport',
+  poweredOn: 'FollowAgentPowerOnReport',
+  migrate: 'MigrationRequested',
+  migrated: 'OperationSucceeded',
+  migrateFailed: 'OperationFailed',
+  destroy: 'DestroyRequested',
+  recover: 'RecoveryRequested',
+  expunge: 'ExpungeOperation',
+  restore: 'RestoringRequested',
+  restored: 'RestoringSuccess',
+  error: 'OperationFailedToError',
+};
+
 export function nextState(state: string, event: VmEvent): VmState | undefined {
   return TRANSITIONS[state as VmState]?.[event];
 }
@@ -130,6 +153,13 @@ export async function transition(
       `VM ${vm.name} changed state while it was being ${event === 'start' ? 'started' : `moved to ${next}`}; try again`,
     );
   }
+  await recordStateChange(ctx, tx, {
+    resource: 'VirtualMachine',
+    uuid: vm.uuid,
+    event: UPSTREAM_EVENTS[event],
+    oldState: vm.state,
+    newState: next,
+  });
   const type = EVENT_TYPES[event];
   if (type && next !== vm.state) {
     await recordEvent(

@@ -168,7 +168,19 @@ export interface EventTable {
   archived: Flag;
 }
 
-/** An event waiting to be handed to one consumer: 'bus' or 'webhook' (migration 0022). */
+/** A resource state-change message waiting for the message bus (migration 0031). */
+export interface StateEventTable {
+  id: Generated<number>;
+  uuid: string;
+  routing_key: string;
+  body: string;
+  created: number;
+}
+
+/**
+ * An event waiting to be handed to one consumer: 'bus' or 'webhook' (migration 0022), or 'state'
+ * for a state_events row (event_id is then that table's id; migration 0031).
+ */
 export interface EventOutboxTable {
   id: Generated<number>;
   event_id: number;
@@ -880,6 +892,7 @@ export interface Database {
   async_jobs: AsyncJobTable;
   events: EventTable;
   event_outbox: EventOutboxTable;
+  state_events: StateEventTable;
   webhooks: WebhookTable;
   webhook_deliveries: WebhookDeliveryTable;
   configuration: ConfigurationTable;
@@ -995,6 +1008,7 @@ export type AccountRow = Selectable<AccountTable>;
 export type UserRow = Selectable<UserTable>;
 export type AsyncJobRow = Selectable<AsyncJobTable>;
 export type EventRow = Selectable<EventTable>;
+export type StateEventRow = Selectable<StateEventTable>;
 export type WebhookRow = Selectable<WebhookTable>;
 export type WebhookDeliveryRow = Selectable<WebhookDeliveryTable>;
 export type NewEvent = Insertable<EventTable>;

@@ -14,7 +14,7 @@
 import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import type { App } from '../context.ts';
 import { buildMessages } from './message.ts';
-import { claimOutbox, completeOutbox, failOutbox } from './outbox.ts';
+import { claimOutbox, claimStateOutbox, completeOutbox, completeStateOutbox, failOutbox } from './outbox.ts';
 
 /** How often an idle publisher looks for new rows (the publish latency of a quiet system). */
 const POLL_MS = 100;
@@ -117,10 +117,43 @@ export class EventBusPublisher {
     await conn?.close().catch(() => undefined);
   }
 
-  /** Publishes one batch; true when a full batch went out (there may be more). */
+  /** Publishes one batch of each kind; true when a full batch went out (there may be more). */
   private async drainOnce(): Promise<boolean> {
     const channel = await this.connect();
     if (!channel) return false;
+    const events = await this.drainEvents(channel);
+    const states = await this.drainStates(channel);
+    return events || states;
+  }
+
+  /** Resource state-change messages (events/state-events.ts), rendered when they were written. */
+  private async drainStates(channel: ConfirmChannel): Promise<boolean> {
+    const claim = await claimStateOutbox(this.app, BATCH, LEASE_MS);
+    if (!claim) return false;
+    const live = claim.rows.filter((r) => r.message);
+    try {
+      for (const r of live) {
+        const m = r.message!;
+        channel.publish(this.exchange, m.routing_key, Buffer.from(m.body), {
+          persistent: true,
+          contentType: 'text/plain',
+          messageId: m.uuid,
+          timestamp: Math.floor(m.created / 1000),
+          appId: 'nimbostack',
+        });
+      }
+      await withTimeout(channel.waitForConfirms(), CONFIRM_TIMEOUT_MS, 'broker did not confirm in time');
+    } catch (err) {
+      await failOutbox(this.app, claim.token, live, (err as Error).message);
+      throw err;
+    }
+    await completeStateOutbox(this.app, claim.token, claim.rows);
+    this.published += live.length;
+    return claim.rows.length === BATCH;
+  }
+
+  /** listEvents events (category ActionEvent). */
+  private async drainEvents(channel: ConfirmChannel): Promise<boolean> {
     const claim = await claimOutbox(this.app, 'bus', BATCH, LEASE_MS);
     if (!claim) return false;
     const gone = claim.rows.filter((r) => !r.event).map((r) => r.id);

@@ -22,8 +22,18 @@ function keyPart(s: string | null | undefined): string {
 }
 
 /** source.category.type.resourceType.resourceUUID, e.g. management-server.ActionEvent.VM-CREATE.VirtualMachine.<uuid> */
+export function busRoutingKey(
+  category: string,
+  type: string,
+  resourceType: string | null | undefined,
+  resourceUuid: string | null | undefined,
+): string {
+  return [EVENT_SOURCE, category, type, resourceType, resourceUuid].map(keyPart).join('.');
+}
+
+/** The routing key of a listEvents event (category ActionEvent). */
 export function routingKey(e: Pick<EventRow, 'type' | 'resource_type' | 'resource_id'>): string {
-  return [EVENT_SOURCE, EVENT_CATEGORY, e.type, e.resource_type, e.resource_id].map(keyPart).join('.');
+  return busRoutingKey(EVENT_CATEGORY, e.type, e.resource_type, e.resource_id);
 }
 
 /** Upstream's eventDateTime format, yyyy-MM-dd HH:mm:ss Z; we write UTC. */

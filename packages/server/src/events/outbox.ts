@@ -1,6 +1,7 @@
 /**
- * The event outbox (migration 0022): rows written by recordEvent in the event's transaction and
- * worked off by the consumers (events/bus.ts for RabbitMQ, webhooks/dispatch.ts for webhooks).
+ * The event outbox (migration 0022): rows written by recordEvent in the event's transaction (and
+ * by recordStateChange in the state change's, migration 0031) and worked off by the consumers
+ * (events/bus.ts for RabbitMQ, webhooks/dispatch.ts for webhooks).
  *
  * Claiming is a conditional UPDATE that writes a lease token only on rows whose lease is free or
  * expired, then reads back the rows holding that token: when several management servers share the
@@ -11,9 +12,9 @@
 import { randomUUID } from 'node:crypto';
 import type { ExpressionBuilder } from 'kysely';
 import type { App } from '../context.ts';
-import type { Database, EventRow } from '../db/schema.ts';
+import type { Database, EventRow, StateEventRow } from '../db/schema.ts';
 
-export type OutboxTarget = 'bus' | 'webhook';
+export type OutboxTarget = 'bus' | 'webhook' | 'state';
 
 export interface Claimed {
   token: string;
@@ -21,13 +22,19 @@ export interface Claimed {
   rows: { id: number; attempts: number; event: EventRow | undefined }[];
 }
 
+export interface ClaimedState {
+  token: string;
+  /** The claimed 'state' rows, oldest first, with their message (missing if it was deleted). */
+  rows: { id: number; attempts: number; message: StateEventRow | undefined }[];
+}
+
 /** Claims up to `limit` due rows of one target for `leaseMs`; undefined when none is due. */
-export async function claimOutbox(
+async function claimRows(
   app: App,
   target: OutboxTarget,
   limit: number,
   leaseMs: number,
-): Promise<Claimed | undefined> {
+): Promise<{ token: string; rows: { id: number; event_id: number; attempts: number }[] } | undefined> {
   const db = app.store.db;
   const now = Date.now();
   const free = (eb: ExpressionBuilder<Database, 'event_outbox'>) =>
@@ -59,21 +66,95 @@ export async function claimOutbox(
     .where('lease_token', '=', token)
     .orderBy('id')
     .execute();
-  if (rows.length === 0) return undefined;
-  const events = await db
+  return rows.length === 0 ? undefined : { token, rows };
+}
+
+/** Claims due rows of an event target ('bus' or 'webhook') with their events. */
+export async function claimOutbox(
+  app: App,
+  target: 'bus' | 'webhook',
+  limit: number,
+  leaseMs: number,
+): Promise<Claimed | undefined> {
+  const claim = await claimRows(app, target, limit, leaseMs);
+  if (!claim) return undefined;
+  const events = await app.store.db
     .selectFrom('events')
     .selectAll()
     .where(
       'id',
       'in',
-      rows.map((r) => r.event_id),
+      claim.rows.map((r) => r.event_id),
     )
     .execute();
   const byId = new Map(events.map((e) => [e.id, e]));
   return {
-    token,
-    rows: rows.map((r) => ({ id: r.id, attempts: r.attempts, event: byId.get(r.event_id) })),
+    token: claim.token,
+    rows: claim.rows.map((r) => ({ id: r.id, attempts: r.attempts, event: byId.get(r.event_id) })),
   };
+}
+
+/** Claims due resource state-change messages (target 'state'). */
+export async function claimStateOutbox(
+  app: App,
+  limit: number,
+  leaseMs: number,
+): Promise<ClaimedState | undefined> {
+  const claim = await claimRows(app, 'state', limit, leaseMs);
+  if (!claim) return undefined;
+  const messages = await app.store.db
+    .selectFrom('state_events')
+    .selectAll()
+    .where(
+      'id',
+      'in',
+      claim.rows.map((r) => r.event_id),
+    )
+    .execute();
+  const byId = new Map(messages.map((m) => [m.id, m]));
+  return {
+    token: claim.token,
+    rows: claim.rows.map((r) => ({ id: r.id, attempts: r.attempts, message: byId.get(r.event_id) })),
+  };
+}
+
+/** Removes published state messages with their outbox rows (only while this claim holds them). */
+export async function completeStateOutbox(
+  app: App,
+  token: string,
+  rows: { id: number; message: StateEventRow | undefined }[],
+): Promise<void> {
+  if (rows.length === 0) return;
+  await app.store.db.transaction().execute(async (tx) => {
+    const held = await tx
+      .selectFrom('event_outbox')
+      .select('event_id')
+      .where(
+        'id',
+        'in',
+        rows.map((r) => r.id),
+      )
+      .where('lease_token', '=', token)
+      .execute();
+    if (held.length === 0) return;
+    await tx
+      .deleteFrom('event_outbox')
+      .where(
+        'id',
+        'in',
+        rows.map((r) => r.id),
+      )
+      .where('lease_token', '=', token)
+      .execute();
+    await tx
+      .deleteFrom('state_events')
+      .where(
+        'id',
+        'in',
+        held.map((h) => h.event_id),
+      )
+      .execute();
+  });
 }
 
 /** Removes rows that were handed on (only while this claim still holds them). */

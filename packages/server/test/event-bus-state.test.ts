@@ -1,0 +1,200 @@
+/**
+ * Resource state-change events (events/state-events.ts) on the real RabbitMQ at 127.0.0.1:5672:
+ * deploying, stopping, starting and destroying a VM in the simulator zone publishes upstream's
+ * ResourceStateEvent messages, a pre- and a post-transition message per move, in the order of the
+ * moves, with upstream's routing keys and bodies. Skipped without a broker, except in CI.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import amqp, { type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
+import { startServer, type TestServer } from './harness.ts';
+
+const AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
+
+const reachable = await new Promise<boolean>((resolve) => {
+  const s = net.connect({ host: '127.0.0.1', port: 5672 }, () => {
+    s.destroy();
+    resolve(true);
+  });
+  s.on('error', () => resolve(false));
+  s.setTimeout(2000, () => {
+    s.destroy();
+    resolve(false);
+  });
+});
+if (!reachable && process.env.CI === 'true')
+  throw new Error('RabbitMQ is not reachable on 127.0.0.1:5672 in CI');
+const skip = reachable
+  ? false
+  : 'RabbitMQ is not running on 127.0.0.1:5672 (start it: rabbitmq-server -detached)';
+
+type Body = Record<string, string>;
+
+describe('resource state-change events (RabbitMQ)', { skip }, () => {
+  const exchange = `nimbo-state-${randomBytes(4).toString('hex')}`;
+  let conn: ChannelModel;
+  let ch: Channel;
+  const messages: ConsumeMessage[] = [];
+  let server: TestServer;
+
+  before(async () => {
+    conn = await amqp.connect(AMQP_URL);
+    ch = await conn.createChannel();
+    await ch.assertExchange(exchange, 'topic', { durable: true });
+    const q = await ch.assertQueue('', { exclusive: true, autoDelete: true });
+    // Everything, so the test also sees that state events and action events stay apart.
+    await ch.bindQueue(q.queue, exchange, '#');
+    await ch.consume(q.queue, (m) => m && messages.push(m), { noAck: true });
+    server = await startServer({
+      env: {
+        NIMBOSTACK_EVENT_BUS_URL: AMQP_URL,
+        NIMBOSTACK_EVENT_BUS_EXCHANGE: exchange,
+        NIMBOSTACK_SEED_LOCAL_ZONE: 'true',
+      },
+    });
+  });
+  after(async () => {
+    await server?.stop();
+    await ch?.deleteExchange(exchange).catch(() => undefined);
+    await conn?.close().catch(() => undefined);
+  });
+
+  const stateOf = (id: string) =>
+    messages.filter(
+      (m) =>
+        m.fields.routingKey.startsWith('management-server.ResourceStateEvent.') &&
+        m.fields.routingKey.endsWith(`.${id}`),
+    );
+
+  async function waitForStates(id: string, n: number): Promise<ConsumeMessage[]> {
+    const end = Date.now() + 20_000;
+    while (stateOf(id).length < n) {
+      if (Date.now() > end) throw new Error(`expected ${n} state messages, got ${stateOf(id).length}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return stateOf(id);
+  }
+
+  /** [event, old, new] of each move, from the post-transition messages. */
+  const moves = (ms: ConsumeMessage[]) =>
+    ms
+      .map((m) => ({ key: m.fields.routingKey, body: JSON.parse(m.content.toString('utf8')) as Body }))
+      .filter((m) => m.body.status === 'postStateTransitionEvent')
+      .map((m) => [m.key.split('.')[2], m.body['old-state'], m.body['new-state']]);
+
+  test('deploy, stop, start and destroy publish the VM state machine moves in order', async () => {
+    const admin = server.admin;
+    const zoneid = (await admin.request<any>('listZones', {})).zone[0].id;
+    const templateid = (await admin.request<any>('listTemplates', { templatefilter: 'executable' }))
+      .template[0].id;
+    const serviceofferingid = (await admin.request<any>('listServiceOfferings', {})).serviceoffering[0].id;
+    const t0 = Date.now();
+    const vm = (
+      await admin.call<any>('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid,
+        name: 'state-vm',
+      })
+    ).virtualmachine;
+    const id: string = vm.id;
+    assert.equal(vm.state, 'Running');
+    let got = await waitForStates(id, 4);
+    console.log(`deploy: state messages arrived ${Date.now() - t0} ms after the call began`);
+    assert.deepEqual(moves(got), [
+      ['StartRequested', 'Stopped', 'Starting'],
+      ['OperationSucceeded', 'Starting', 'Running'],
+    ]);
+
+    // Each message: upstream's routing key and body, pre before post with the same move.
+    const first = got[0];
+    assert.equal(
+      first.fields.routingKey,
+      `management-server.ResourceStateEvent.StartRequested.VirtualMachine.${id}`,
+    );
+    assert.equal(first.properties.deliveryMode, 2, 'persistent');
+    const pre = JSON.parse(first.content.toString('utf8')) as Body;
+    assert.deepEqual(Object.keys(pre).sort(), [
+      'eventDateTime',
+      'id',
+      'new-state',
+      'old-state',
+      'resource',
+      'status',
+    ]);
+    assert.equal(pre.resource, 'VirtualMachine');
+    assert.equal(pre.id, id);
+    assert.equal(pre.status, 'preStateTransitionEvent');
+    assert.equal(pre['old-state'], 'Stopped');
+    assert.equal(pre['new-state'], 'Starting');
+    assert.match(pre.eventDateTime, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+0000$/);
+    const post = JSON.parse(got[1].content.toString('utf8')) as Body;
+    assert.equal(got[1].fields.routingKey, first.fields.routingKey);
+    assert.equal(post.status, 'postStateTransitionEvent');
+    assert.equal(post['old-state'], 'Stopped');
+
+    await admin.call('stopVirtualMachine', { id });
+    got = await waitForStates(id, 8);
+    await admin.call('startVirtualMachine', { id });
+    got = await waitForStates(id, 12);
+    await admin.call('destroyVirtualMachine', { id });
+    const destroyed = (await admin.request<any>('listVirtualMachines', { id, listall: true }))
+      .virtualmachine?.[0];
+    got = await waitForStates(id, 18);
+    await new Promise((r) => setTimeout(r, 300)); // nothing more should follow
+    got = stateOf(id);
+    assert.deepEqual(moves(got), [
+      ['StartRequested', 'Stopped', 'Starting'],
+      ['OperationSucceeded', 'Starting', 'Running'],
+      ['StopRequested', 'Running', 'Stopping'],
+      ['OperationSucceeded', 'Stopping', 'Stopped'],
+      ['StartRequested', 'Stopped', 'Starting'],
+      ['OperationSucceeded', 'Starting', 'Running'],
+      ['StopRequested', 'Running', 'Stopping'],
+      ['OperationSucceeded', 'Stopping', 'Stopped'],
+      ['DestroyRequested', 'Stopped', 'Destroyed'],
+    ]);
+    assert.equal(destroyed?.state, 'Destroyed');
+    // Every move is a pre/post pair with the same routing key.
+    for (let i = 0; i < got.length; i += 2) {
+      assert.equal(got[i].fields.routingKey, got[i + 1].fields.routingKey);
+      assert.equal(JSON.parse(got[i].content.toString()).status, 'preStateTransitionEvent');
+    }
+    // The action events are still published, apart from the state events.
+    assert.ok(
+      messages.some(
+        (m) => m.fields.routingKey === `management-server.ActionEvent.VM-STOP.VirtualMachine.${id}`,
+      ),
+    );
+  });
+
+  test('publish.resource.state.events=false stops them; action events go on', async () => {
+    await server.admin.request('updateConfiguration', {
+      name: 'publish.resource.state.events',
+      value: 'false',
+    });
+    const admin = server.admin;
+    const vm = (await admin.request<any>('listVirtualMachines', { name: 'state-vm', listall: true }))
+      .virtualmachine[0];
+    await admin.call('recoverVirtualMachine', { id: vm.id });
+    const before = stateOf(vm.id).length;
+    const key = `management-server.ActionEvent.VM-START.VirtualMachine.${vm.id}`;
+    const starts = () => messages.filter((m) => m.fields.routingKey === key).length;
+    const startsBefore = starts();
+    await admin.call('startVirtualMachine', { id: vm.id });
+    const end = Date.now() + 20_000;
+    // The start's own VM.START events (its two moves) have arrived: the bus is not just idle.
+    while (starts() < startsBefore + 2) {
+      if (Date.now() > end) throw new Error('VM.START action events did not arrive');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(stateOf(vm.id).length, before, 'no state messages while the setting is off');
+    await server.admin.request('updateConfiguration', {
+      name: 'publish.resource.state.events',
+      value: 'true',
+    });
+  });
+});
