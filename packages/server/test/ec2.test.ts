@@ -7,7 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { parseV4Authorization, v2Signature, v4Signature } from '../src/ec2/signature.ts';
@@ -22,6 +23,7 @@ const skip = !existsSync('/usr/bin/aws') || !existsSync(PYTHON);
 let server: TestServer;
 let endpoint: string;
 let ami: string;
+let templateid: string;
 interface Keys {
   apikey: string;
   secretkey: string;
@@ -68,7 +70,7 @@ before(async () => {
   if (skip) return;
   server = await startServer({ env: { NIMBOSTACK_SEED_LOCAL_ZONE: 'true' } });
   endpoint = `${server.url}/awsapi`;
-  const { templateid } = await seededLocalZone(server.admin);
+  ({ templateid } = await seededLocalZone(server.admin));
   ami = `ami-${templateid.replace(/-/g, '')}`;
   alice = await userWithKeys('alice');
   bob = { ...(await userWithKeys('bob')) };
@@ -226,6 +228,42 @@ describe('the AWS CLI', { skip }, () => {
     assert.equal(badImage.error, 'InvalidAMIID.NotFound');
   });
 });
+
+/** i-<32 hex> → the UUID (the rule of ec2/ids.ts, written out independently). */
+function toUuidForTest(id: string): string {
+  const h = id.slice(2);
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** A Version 4 request signed with our signer (checked against botocore in ec2-signature.test.ts). */
+async function signed(keys: Keys, body: string, at: Date, region = REGION) {
+  const amzDate = at.toISOString().replace(/[-:]/g, '').replace(/\.\d+/, '');
+  const host = new URL(endpoint).host;
+  const headers: Record<string, string> = {
+    host,
+    'content-type': 'application/x-www-form-urlencoded',
+    'x-amz-date': amzDate,
+  };
+  const auth = parseV4Authorization(
+    `AWS4-HMAC-SHA256 Credential=${keys.apikey}/${amzDate.slice(0, 8)}/${region}/ec2/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=00`,
+  )!;
+  const signature = v4Signature(
+    { method: 'POST', path: '/awsapi', query: '', headers, body },
+    auth,
+    amzDate,
+    keys.secretkey,
+  );
+  const res = await fetch(endpoint, {
+    method: 'POST',
+    headers: {
+      'content-type': headers['content-type'],
+      'x-amz-date': amzDate,
+      authorization: `AWS4-HMAC-SHA256 Credential=${keys.apikey}/${amzDate.slice(0, 8)}/${region}/ec2/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=${signature}`,
+    },
+    body,
+  });
+  return { status: res.status, text: await res.text() };
+}
 
 async function waitFor<T>(check: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
   const until = Date.now() + ms;
@@ -435,36 +473,6 @@ print(json.dumps(out))
 });
 
 describe('the signed request', { skip }, () => {
-  /** A Version 4 request signed with our signer (checked against botocore in ec2-signature.test.ts). */
-  async function signed(keys: Keys, body: string, at: Date, region = REGION) {
-    const amzDate = at.toISOString().replace(/[-:]/g, '').replace(/\.\d+/, '');
-    const host = new URL(endpoint).host;
-    const headers: Record<string, string> = {
-      host,
-      'content-type': 'application/x-www-form-urlencoded',
-      'x-amz-date': amzDate,
-    };
-    const auth = parseV4Authorization(
-      `AWS4-HMAC-SHA256 Credential=${keys.apikey}/${amzDate.slice(0, 8)}/${region}/ec2/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=00`,
-    )!;
-    const signature = v4Signature(
-      { method: 'POST', path: '/awsapi', query: '', headers, body },
-      auth,
-      amzDate,
-      keys.secretkey,
-    );
-    const res = await fetch(endpoint, {
-      method: 'POST',
-      headers: {
-        'content-type': headers['content-type'],
-        'x-amz-date': amzDate,
-        authorization: `AWS4-HMAC-SHA256 Credential=${keys.apikey}/${amzDate.slice(0, 8)}/${region}/ec2/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=${signature}`,
-      },
-      body,
-    });
-    return { status: res.status, text: await res.text() };
-  }
-
   test('clock skew, region scope, unknown and missing actions, XML in the EC2 namespace', async () => {
     const ok = await signed(alice, 'Action=DescribeRegions&Version=2016-11-15', new Date());
     assert.equal(ok.status, 200);
@@ -576,5 +584,31 @@ describe('the signed request', { skip }, () => {
     assert.equal(allowed.status, 200);
     const vms = await server.admin.request<any>('listVirtualMachines', { listall: true, account: 'carol' });
     assert.equal(vms.count ?? 0, 0);
+  });
+});
+
+describe('passwords', { skip }, () => {
+  test("get-password-data decrypts the password CloudStack set, with the key pair's private key", async () => {
+    await server.admin.request('updateTemplate', { id: templateid, passwordenabled: true });
+    const key = await aws(alice, 'create-key-pair', '--key-name', 'windows');
+    const file = join(server.dataDir, 'windows.pem');
+    writeFileSync(file, key.KeyMaterial, { mode: 0o600 });
+    const body = `Action=RunInstances&Version=2016-11-15&ImageId=${ami}&InstanceType=Small%20Instance&MinCount=1&MaxCount=1&KeyName=windows`;
+    const id = /<instanceId>(i-[0-9a-f]{32})<\/instanceId>/.exec(
+      (await signed(alice, body, new Date())).text,
+    )![1];
+    const uuid = toUuidForTest(id);
+    await waitFor(async () => {
+      const [vm] = (await alice.client.request<any>('listVirtualMachines', { id: uuid })).virtualmachine;
+      return vm.state === 'Running' ? vm : undefined;
+    });
+    await alice.client.call('stopVirtualMachine', { id: uuid });
+    const reset = (await alice.client.call<any>('resetPasswordForVirtualMachine', { id: uuid }))
+      .virtualmachine;
+    assert.ok(reset.password);
+    const got = await aws(alice, 'get-password-data', '--instance-id', id, '--priv-launch-key', file);
+    assert.equal(got.InstanceId, id);
+    assert.equal(got.PasswordData, reset.password);
+    await server.admin.request('updateTemplate', { id: templateid, passwordenabled: false });
   });
 });

@@ -1,7 +1,7 @@
 /** Every EC2 action served at /awsapi, one declaration each (action.ts). */
 import type { Ec2Action } from './action.ts';
 import { createImage, deregisterImage, describeImages } from './images.ts';
-import { describeInstanceStatus, modifyInstanceAttribute } from './instance-status.ts';
+import { describeInstanceStatus, getPasswordData, modifyInstanceAttribute } from './instance-status.ts';
 import { describeInstanceTypes } from './instance-types.ts';
 import { instanceActions } from './instances.ts';
 import { keyPairActions } from './key-pairs.ts';
@@ -20,6 +20,7 @@ export const ACTIONS: Ec2Action[] = [
   ...instanceActions,
   describeInstanceStatus,
   modifyInstanceAttribute,
+  getPasswordData,
   ...keyPairActions,
   ...tagActions,
   ...securityGroupActions,

@@ -2,8 +2,11 @@
  * Instance status and attributes: DescribeInstanceStatus (the state of each instance, and the
  * checks EC2 reports, derived from it: a running VM passes, others are not applicable) and
  * ModifyInstanceAttribute for the instance type (changeServiceForVirtualMachine: stopped
- * instances only, as in EC2).
+ * instances only, as in EC2); GetPasswordData (getVMPassword: the password encrypted with the RSA
+ * key of the instance's key pair, PKCS#1 v1.5, which is EC2's scheme, so `aws ec2
+ * get-password-data --priv-launch-key` decrypts it).
  */
+import { ApiError, ErrorCode } from '../errors.ts';
 import { defineAction, e } from './action.ts';
 import { listAll, runCommand } from './cloudstack.ts';
 import { Ec2Error, invalidValue, missingParameter } from './errors.ts';
@@ -110,5 +113,31 @@ export const modifyInstanceAttribute = defineAction({
       throw invalidValue('InstanceType', type, 'The instance already has this type.');
     await runCommand(ctx, 'changeServiceForVirtualMachine', { id: vm.id, serviceofferingid: offering.id });
     return { return: true };
+  },
+});
+
+export const getPasswordData = defineAction({
+  name: 'GetPasswordData',
+  description:
+    "Returns an instance's password encrypted with its key pair's RSA key (getVMPassword); empty when it has none (no password-enabled image, or no RSA key pair), as EC2 answers before a password exists.",
+  params: { InstanceId: e.string({ required: true, description: 'The instance (i-…).' }) },
+  async handler(ctx, params) {
+    const [vm] = await instancesNamed(ctx, [params.InstanceId!]);
+    let passwordData = '';
+    try {
+      const body = (await runCommand(ctx, 'getVMPassword', { id: vm.id })) as {
+        password?: { encryptedpassword?: string };
+        encryptedpassword?: string;
+      };
+      passwordData = body.password?.encryptedpassword ?? body.encryptedpassword ?? '';
+    } catch (err) {
+      // getVMPassword's 431s say there is no password to give: EC2's empty answer.
+      if (!(err instanceof ApiError && err.errorcode === ErrorCode.PARAM_ERROR)) throw err;
+    }
+    return {
+      instanceId: params.InstanceId,
+      timestamp: new Date(ctx.app.clock.now()).toISOString(),
+      passwordData,
+    };
   },
 });
