@@ -296,11 +296,15 @@ out['regions'] = [r['RegionName'] for r in client.describe_regions()['Regions']]
 out['types'] = [t['InstanceType'] for t in client.describe_instance_types()['InstanceTypes']]
 out['images'] = [i.id for i in ec2.images.filter(Owners=['self'])] + [i.id for i in ec2.images.all()]
 made = ec2.create_instances(ImageId=ami, InstanceType='Small Instance', MinCount=1, MaxCount=1,
-    TagSpecifications=[{'ResourceType': 'instance', 'Tags': [{'Key': 'role', 'Value': 'db'}]}])
+    TagSpecifications=[{'ResourceType': 'instance', 'Tags': [{'Key': 'role', 'Value': 'db'}]}],
+    BlockDeviceMappings=[{'DeviceName': '/dev/vda', 'Ebs': {'VolumeSize': 12}}, {'DeviceName': '/dev/vdb', 'Ebs': {'VolumeSize': 3}}])
 inst = made[0]
 inst.wait_until_running(WaiterConfig={'Delay': 1, 'MaxAttempts': 60})
 inst.reload()
 out['state'] = inst.state['Name']
+out['disks'] = sorted((a['Device'], v.size) for v in ec2.volumes.filter(Filters=[{'Name': 'attachment.instance-id', 'Values': [inst.id]}]) for a in v.attachments)
+code('twodata', lambda: client.run_instances(ImageId=ami, InstanceType='Small Instance', MinCount=1, MaxCount=1,
+    BlockDeviceMappings=[{'DeviceName': '/dev/vdb', 'Ebs': {'VolumeSize': 1}}, {'DeviceName': '/dev/vdc', 'Ebs': {'VolumeSize': 1}}]))
 out['found'] = [i.id for i in ec2.instances.filter(Filters=[{'Name': 'tag:role', 'Values': ['db']}])]
 out['tagkey'] = [i.id for i in ec2.instances.filter(Filters=[{'Name': 'tag-key', 'Values': ['ro*']}])]
 inst.create_tags(Tags=[{'Key': 'tier', 'Value': 'back'}])
@@ -316,7 +320,7 @@ fast = {'Delay': 1, 'MaxAttempts': 60}
 vol = ec2.create_volume(AvailabilityZone='local', Size=2,
     TagSpecifications=[{'ResourceType': 'volume', 'Tags': [{'Key': 'data', 'Value': 'yes'}]}])
 client.get_waiter('volume_available').wait(VolumeIds=[vol.id], WaiterConfig=fast)
-vol.attach_to_instance(InstanceId=inst.id, Device='/dev/vdb')
+vol.attach_to_instance(InstanceId=inst.id, Device='/dev/vdc')
 client.get_waiter('volume_in_use').wait(VolumeIds=[vol.id], WaiterConfig=fast)
 vol.reload()
 out['volume'] = {'size': vol.size, 'tags': vol.tags, 'attached': [(a['InstanceId'], a['Device']) for a in vol.attachments]}
@@ -409,9 +413,13 @@ print(json.dumps(out))
     assert.deepEqual(out.volume, {
       size: 2,
       tags: [{ Key: 'data', Value: 'yes' }],
-      attached: [[out.found[0], '/dev/vdb']],
+      attached: [[out.found[0], '/dev/vdc']],
     });
-    assert.deepEqual(out.onvm, ['/dev/vda', '/dev/vdb'], 'the root disk is a volume too');
+    assert.deepEqual(out.disks, [
+      ['/dev/vda', 12],
+      ['/dev/vdb', 3],
+    ]);
+    assert.deepEqual(out.onvm, ['/dev/vda', '/dev/vdb', '/dev/vdc'], 'the root disk is a volume too');
     assert.equal(out.snapshots.length, 1);
     assert.equal(out.snapshots[0][2], 'completed');
     assert.equal(out.snapshots[0][3], 'before-upgrade');
@@ -464,6 +472,7 @@ print(json.dumps(out))
       sgdup: ['InvalidGroup.Duplicate', 400],
       volinuse: ['VolumeInUse', 400],
       modifyrunning: ['IncorrectInstanceState', 400],
+      twodata: ['InvalidParameterValue', 400],
       volgone: ['InvalidVolume.NotFound', 400],
       snapgone: ['InvalidSnapshot.NotFound', 400],
       norule: ['InvalidPermission.NotFound', 400],

@@ -71,11 +71,19 @@ export interface IpPermission {
   groups: { groupId?: string; groupName?: string; userId?: string }[];
 }
 
+/** An integer field of a structured parameter (ports, sizes). */
 function port(fields: Map<string, string>, name: string, where: string): number | undefined {
   const v = fields.get(name);
   if (v === undefined) return undefined;
   if (!/^-?\d+$/.test(v)) throw invalidValue(`${where}.${name}`, v, 'It must be an integer.');
   return Number(v);
+}
+
+/** One BlockDeviceMapping entry of RunInstances. */
+export interface BlockDevice {
+  deviceName: string;
+  volumeSize?: number;
+  volumeType?: string;
 }
 
 export const e = {
@@ -157,6 +165,24 @@ export const e = {
         return { resourceType, tags: readTags(fields, 'Tag') };
       });
       return specs.length ? specs : undefined;
+    },
+  }),
+  /** `BlockDeviceMapping.N.DeviceName` with `.Ebs.VolumeSize` and `.Ebs.VolumeType`. */
+  blockDeviceMappings: (spec: Spec): ParamKind<BlockDevice[]> => ({
+    kind: 'List of BlockDeviceMapping',
+    ...spec,
+    read(raw, name) {
+      const devices = indexed(raw, name).map(([n, fields]) => {
+        const where = `${name}.${n}`;
+        const deviceName = fields.get('DeviceName');
+        if (deviceName === undefined) throw missingParameter(`${where}.DeviceName`);
+        return {
+          deviceName,
+          volumeSize: port(fields, 'Ebs.VolumeSize', where),
+          volumeType: fields.get('Ebs.VolumeType'),
+        };
+      });
+      return devices.length ? devices : undefined;
     },
   }),
   /**

@@ -7,15 +7,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import { onAccountDelete } from '../iam/accounts.ts';
-import { defineAction, type Ec2Context, e, type Tag } from './action.ts';
+import { type BlockDevice, defineAction, type Ec2Context, e } from './action.ts';
 import { type CsParams, listAll, runCommand } from './cloudstack.ts';
-import { Ec2Error, invalidValue } from './errors.ts';
+import { Ec2Error, invalidValue, missingParameter } from './errors.ts';
 import { applyFilters, type FilterTable, paginate } from './filters.ts';
 import { notFound, toEc2Id, toUuid } from './ids.ts';
 import { offeringNamed } from './instance-types.ts';
 import { ensureKeyPair } from './key-pairs.ts';
-import { isoTime, tagSet, tagsOf } from './present.ts';
+import { isoTime, tagSet, tagsOf, tagsParam } from './present.ts';
 import { listZones } from './regions.ts';
+import { diskOfferingFor } from './volumes.ts';
 import { itemSet } from './xml.ts';
 
 export interface Vm {
@@ -200,11 +201,6 @@ export const describeInstances = defineAction({
   },
 });
 
-/** The CloudStack tags map of EC2 tags: tags[0].key=…, tags[0].value=… */
-export function tagsParam(tags: Tag[]): Record<string, Record<string, string>> {
-  return Object.fromEntries(tags.map((t, i) => [String(i), { key: t.key, value: t.value ?? '' }]));
-}
-
 export const runInstances = defineAction({
   name: 'RunInstances',
   description:
@@ -235,6 +231,10 @@ export const runInstances = defineAction({
     TagSpecification: e.tagSpecifications({
       description:
         'Tags for the instances (ResourceType instance); a Name tag also becomes the display name.',
+    }),
+    BlockDeviceMapping: e.blockDeviceMappings({
+      description:
+        'Disks: the root device (/dev/vda, /dev/sda1, /dev/xvda) with Ebs.VolumeSize sizes the root disk; one other device adds a data volume of Ebs.VolumeSize GiB and Ebs.VolumeType (a disk offering name).',
     }),
   },
   async handler(ctx, params) {
@@ -283,6 +283,7 @@ export const runInstances = defineAction({
         zoneName ? `Invalid availability zone: [${zoneName}]` : 'No availability zone is available.',
       );
     if (params.KeyName !== undefined) await ensureKeyPair(ctx, params.KeyName);
+    const disks = await launchDisks(ctx, params.BlockDeviceMapping ?? []);
     const deploy: CsParams = {
       zoneid: zone.zoneId,
       templateid,
@@ -292,6 +293,7 @@ export const runInstances = defineAction({
       securitygroupids: params.SecurityGroupId?.map((id) => toUuid('securityGroup', id)).join(','),
       securitygroupnames: params.SecurityGroup?.join(','),
       displayname: tags.find((t) => t.key === 'Name')?.value,
+      ...disks,
     };
     const launched: string[] = [];
     try {
@@ -328,6 +330,29 @@ export const runInstances = defineAction({
     return reservationAnswer(ctx, launched);
   },
 });
+
+const ROOT_DEVICES = ['/dev/vda', '/dev/sda', '/dev/sda1', '/dev/xvda'];
+
+/** deployVirtualMachine's disk parameters for a BlockDeviceMapping: root size, one data disk. */
+async function launchDisks(ctx: Ec2Context, devices: BlockDevice[]): Promise<CsParams> {
+  const root = devices.filter((d) => ROOT_DEVICES.includes(d.deviceName));
+  const data = devices.filter((d) => !ROOT_DEVICES.includes(d.deviceName));
+  if (root.length > 1) throw invalidValue('BlockDeviceMapping', root[1].deviceName, 'Only one root device.');
+  if (data.length > 1)
+    throw invalidValue(
+      'BlockDeviceMapping',
+      data[1].deviceName,
+      'One data volume at most can be given at launch.',
+    );
+  const out: CsParams = { rootdisksize: root[0]?.volumeSize };
+  if (data.length) {
+    if (data[0].volumeSize === undefined) throw missingParameter('BlockDeviceMapping.Ebs.VolumeSize');
+    const offering = await diskOfferingFor(ctx, data[0].volumeType, data[0].volumeSize);
+    out.diskofferingid = offering.id;
+    out.size = offering.iscustomized ? data[0].volumeSize : undefined;
+  }
+  return out;
+}
 
 async function reservationAnswer(ctx: Ec2Context, vmIds: string[]): Promise<Record<string, unknown>> {
   const vms = await listAll<Vm>(ctx, 'listVirtualMachines', 'virtualmachine', { ids: vmIds.join(',') });

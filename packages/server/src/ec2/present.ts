@@ -1,4 +1,4 @@
-/** Pieces of EC2 answers shared by the resource families: tag sets and times. */
+/** Pieces of EC2 answers and requests shared by the resource families: tags and times. */
 import type { Tag } from './action.ts';
 import { itemSet } from './xml.ts';
 
@@ -16,4 +16,9 @@ export function isoTime(csDate: string | undefined): string | undefined {
   if (!csDate) return undefined;
   const at = Date.parse(csDate.replace(/([+-]\d{2})(\d{2})$/, '$1:$2'));
   return Number.isNaN(at) ? undefined : new Date(at).toISOString();
+}
+
+/** The CloudStack tags map of EC2 tags: tags[0].key=…, tags[0].value=… */
+export function tagsParam(tags: Tag[]): Record<string, Record<string, string>> {
+  return Object.fromEntries(tags.map((t, i) => [String(i), { key: t.key, value: t.value ?? '' }]));
 }

@@ -10,8 +10,7 @@ import { listAll, runCommand, runToCompletion } from './cloudstack.ts';
 import { Ec2Error, invalidValue, missingParameter } from './errors.ts';
 import { applyFilters, type FilterTable, paginate } from './filters.ts';
 import { notFound, toEc2Id, toUuid } from './ids.ts';
-import { tagsParam } from './instances.ts';
-import { isoTime, tagSet, tagsOf } from './present.ts';
+import { isoTime, tagSet, tagsOf, tagsParam } from './present.ts';
 import { listZones } from './regions.ts';
 import { itemSet } from './xml.ts';
 
@@ -44,11 +43,31 @@ interface Snapshot {
   tags?: { key: string; value: string }[];
 }
 
-interface DiskOffering {
+export interface DiskOffering {
   id: string;
   name: string;
   iscustomized?: boolean;
   disksize?: number;
+}
+
+/**
+ * The disk offering of a VolumeType (its name), or the first customized one without a type; a
+ * fixed-size offering must be the size asked for.
+ */
+export async function diskOfferingFor(
+  ctx: Ec2Context,
+  volumeType: string | undefined,
+  size: number | undefined,
+): Promise<DiskOffering> {
+  const offerings = await listAll<DiskOffering>(ctx, 'listDiskOfferings', 'diskoffering');
+  const offering = volumeType
+    ? offerings.find((o) => o.name === volumeType)
+    : offerings.find((o) => o.iscustomized);
+  if (!offering)
+    throw invalidValue('VolumeType', volumeType ?? '', 'No such disk offering (or no customized one).');
+  if (!offering.iscustomized && size !== undefined && size !== offering.disksize)
+    throw invalidValue('Size', String(size), `The ${offering.name} offering is ${offering.disksize} GiB.`);
+  return offering;
 }
 
 /** EC2's volume status for a CloudStack volume. */
@@ -145,25 +164,10 @@ export const createVolume = defineAction({
         );
     const snapshot = params.SnapshotId ? await snapshotNamed(ctx, params.SnapshotId) : undefined;
     if (!snapshot && params.Size === undefined) throw missingParameter('Size');
-    let offering: DiskOffering | undefined;
-    if (params.VolumeType !== undefined || !snapshot) {
-      const offerings = await listAll<DiskOffering>(ctx, 'listDiskOfferings', 'diskoffering');
-      offering = params.VolumeType
-        ? offerings.find((o) => o.name === params.VolumeType)
-        : offerings.find((o) => o.iscustomized);
-      if (!offering)
-        throw invalidValue(
-          'VolumeType',
-          params.VolumeType ?? '',
-          'No such disk offering (or no customized one).',
-        );
-      if (!offering.iscustomized && params.Size !== undefined && params.Size !== offering.disksize)
-        throw invalidValue(
-          'Size',
-          String(params.Size),
-          `The ${offering.name} offering is ${offering.disksize} GiB.`,
-        );
-    }
+    const offering =
+      params.VolumeType !== undefined || !snapshot
+        ? await diskOfferingFor(ctx, params.VolumeType, params.Size)
+        : undefined;
     // createVolume records the volume at once (its id comes back with the job's).
     const { id } = (await runCommand(ctx, 'createVolume', {
       zoneid: zone.zoneId,
