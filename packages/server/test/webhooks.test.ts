@@ -77,6 +77,12 @@ describe('webhooks', () => {
   before(async () => {
     await receiver.start();
     server = await startServer();
+    // The receiver is on loopback, which users' webhooks may only reach through the allow-list
+    // (webhook-target.test.ts tests the refusals).
+    await server.admin.request('updateConfiguration', {
+      name: 'webhook.delivery.allowed.private.networks',
+      value: '127.0.0.1/32',
+    });
     const a = await createAccountAndLogin(server, { name: 'alice' });
     alice = a.client;
     aliceAccountId = String(a.account.id);

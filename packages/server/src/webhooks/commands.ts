@@ -27,6 +27,7 @@ import {
   TEST_EVENT_TYPE,
   WEBHOOK_DELIVERY_TIMEOUT,
 } from './delivery.ts';
+import { checkTarget, targetGuard } from './target.ts';
 
 export const OWNED_WEBHOOK: OwnedLookup<'webhooks'> = { noun: 'webhook' };
 
@@ -233,6 +234,7 @@ export const createWebhook = defineCommand({
     const state = stateOf(params.state, 'Enabled')!;
     const url = normalizeUrl(params.payloadurl);
     checkSsl(params.sslverification, url);
+    await checkTarget(app, owner.type, url);
     await checkUrlUnused(ctx, owner.id, url);
     let domainId = owner.domain_id;
     if (params.domainid && scope === 'Domain' && (owner.type === 1 || owner.type === 2)) {
@@ -296,6 +298,7 @@ export const updateWebhook = defineCommand({
     let url = hook.payload_url;
     if (params.payloadurl) {
       url = normalizeUrl(params.payloadurl);
+      await checkTarget(ctx.app, owner.type, url);
       await checkUrlUnused(ctx, owner.id, url, hook.id);
       set.payload_url = url;
     }
@@ -600,7 +603,14 @@ export const executeWebhookDelivery = defineCommand({
       'domain',
       hook?.domain_id ?? ctx.caller.domain.id,
     );
-    const attempt = await post(target, e, timeout);
+    // Internal targets: for root admins, and for anyone re-sending a root admin's webhook's delivery.
+    const hookOwner = hook
+      ? await db.selectFrom('accounts').select('type').where('id', '=', hook.account_id).executeTakeFirst()
+      : undefined;
+    const rootTarget = ctx.caller.account.type === 1 || (hookOwner?.type === 1 && !url);
+    const attempt = await post(target, e, timeout, {
+      guard: targetGuard(app, rootTarget ? 1 : ctx.caller.account.type),
+    });
     if (keep && hook) {
       const id = await recordAttempt(app, hook.id, e, attempt);
       const row = await db

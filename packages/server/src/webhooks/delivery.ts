@@ -12,6 +12,7 @@ import type { App } from '../context.ts';
 import { insertId } from '../db/connection.ts';
 import type { WebhookDeliveryRow, WebhookRow } from '../db/schema.ts';
 import { defineSetting } from '../settings/settings.ts';
+import { guardedLookup, refuseLiteral, type TargetGuard } from './target.ts';
 
 export const WEBHOOK_DELIVERY_TRIES = defineSetting({
   name: 'webhook.delivery.tries',
@@ -94,8 +95,13 @@ export async function post(
   target: Pick<WebhookRow, 'payload_url' | 'secret_key' | 'ssl_verification'>,
   e: DeliveryEvent,
   timeoutSec: number,
-  signal?: AbortSignal,
+  opts: {
+    signal?: AbortSignal;
+    /** Refuses internal addresses (webhooks/target.ts); undefined for root admins' webhooks. */
+    guard?: TargetGuard;
+  } = {},
 ): Promise<Attempt> {
+  const { signal, guard } = opts;
   const start = Date.now();
   const body = Buffer.from(e.payload, 'utf8');
   const headers: Record<string, string> = {
@@ -123,6 +129,8 @@ export async function post(
   } catch {
     return done(false, `Failed due to : invalid URL ${target.payload_url}`);
   }
+  const refused = guard && refuseLiteral(guard, url);
+  if (refused) return done(false, `Failed due to : ${refused}`);
   const lib = url.protocol === 'https:' ? https : http;
   return new Promise<Attempt>((resolve) => {
     const req = lib.request(
@@ -135,6 +143,9 @@ export async function post(
         ...(url.protocol === 'https:' ? { rejectUnauthorized: target.ssl_verification === 1 } : {}),
         // A stopping server does not wait out a slow receiver: the try fails and is recorded.
         ...(signal ? { signal } : {}),
+        // Names are checked on the addresses this connection resolves them to: a new connection
+        // each time, as a kept-alive one would skip the look-up and its check.
+        ...(guard ? { lookup: guardedLookup(guard), agent: false } : {}),
       },
       (res) => {
         const chunks: Buffer[] = [];

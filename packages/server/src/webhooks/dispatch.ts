@@ -19,6 +19,7 @@ import {
   WEBHOOK_DELIVERY_TIMEOUT,
   WEBHOOK_DELIVERY_TRIES,
 } from './delivery.ts';
+import { targetGuard } from './target.ts';
 
 const POLL_MS = 200;
 const BATCH = 20;
@@ -77,8 +78,15 @@ export async function deliverWithRetries(
 ): Promise<boolean> {
   const tries = app.settings.at(WEBHOOK_DELIVERY_TRIES, 'domain', webhook.domain_id);
   const timeout = app.settings.at(WEBHOOK_DELIVERY_TIMEOUT, 'domain', webhook.domain_id);
+  const owner = await app.store.db
+    .selectFrom('accounts')
+    .select('type')
+    .where('id', '=', webhook.account_id)
+    .executeTakeFirst();
+  // The target rule is the owner's now (an account could have been made root admin or not since).
+  const guard = targetGuard(app, owner?.type ?? 0);
   for (let n = 1; n <= tries; n++) {
-    const attempt = await post(webhook, e, timeout, signal);
+    const attempt = await post(webhook, e, timeout, { signal, guard });
     await recordAttempt(app, webhook.id, e, attempt);
     if (attempt.success) return true;
     if (signal?.aborted) break;
