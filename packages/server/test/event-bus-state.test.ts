@@ -162,6 +162,17 @@ describe('resource state-change events (RabbitMQ)', { skip }, () => {
       assert.equal(got[i].fields.routingKey, got[i + 1].fields.routingKey);
       assert.equal(JSON.parse(got[i].content.toString()).status, 'preStateTransitionEvent');
     }
+    // The network's virtual router, started for the first VM, is a VM on the bus as upstream's.
+    const router = (await admin.request<any>('listRouters', { listall: true })).router[0];
+    const routerMoves = await waitForStates(router.id, 4);
+    assert.equal(
+      routerMoves[0].fields.routingKey,
+      `management-server.ResourceStateEvent.StartRequested.VirtualMachine.${router.id}`,
+    );
+    assert.deepEqual(moves(routerMoves), [
+      ['StartRequested', 'Stopped', 'Starting'],
+      ['OperationSucceeded', 'Starting', 'Running'],
+    ]);
     // The action events are still published, apart from the state events.
     assert.ok(
       messages.some(

@@ -67,3 +67,37 @@ export async function recordStateChange(
       .execute();
   }
 }
+
+/**
+ * Upstream's VirtualMachine.Event name for a move known by its two states only (system VMs such as
+ * routers, whose moves are not named events of ours).
+ */
+export function vmEventOf(oldState: string, newState: string): string {
+  if (newState === 'Starting') return 'StartRequested';
+  if (newState === 'Stopping') return 'StopRequested';
+  if (newState === 'Destroyed') return 'DestroyRequested';
+  if (newState === 'Error') return 'OperationFailedToError';
+  if (oldState === 'Starting') return newState === 'Running' ? 'OperationSucceeded' : 'OperationFailed';
+  if (oldState === 'Stopping') return newState === 'Stopped' ? 'OperationSucceeded' : 'OperationFailed';
+  return newState === 'Running' ? 'FollowAgentPowerOnReport' : 'FollowAgentPowerOffReport';
+}
+
+/**
+ * Publishes a system VM's move (a virtual router's) given its row before and the new state: as
+ * upstream, where system VMs move through the VirtualMachine state machine, as `VirtualMachine`.
+ */
+export async function systemVmMoved(
+  ctx: Pick<CallContext, 'app'>,
+  tx: Tx,
+  vm: { uuid: string; state: string },
+  next: string,
+): Promise<void> {
+  if (next === vm.state) return;
+  await recordStateChange(ctx, tx, {
+    resource: 'VirtualMachine',
+    uuid: vm.uuid,
+    event: vmEventOf(vm.state, next),
+    oldState: vm.state,
+    newState: next,
+  });
+}

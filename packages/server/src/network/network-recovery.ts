@@ -14,6 +14,7 @@
  */
 import type { App } from '../context.ts';
 import { inTransaction } from '../db/connection.ts';
+import { systemVmMoved } from '../events/state-events.ts';
 import { onRecovery } from '../jobs/recovery.ts';
 import { deleteRules, releasePublicIp } from './public-ips.ts';
 import { applyNetworkRules, routerEvent } from './routers.ts';
@@ -26,12 +27,15 @@ onRecovery(async (app: App) => {
     .where('removed', 'is', null)
     .execute();
   for (const r of routers) {
-    await app.store.db
-      .updateTable('routers')
-      .set({ state: 'Stopped', host_id: null, updated: app.clock.now() })
-      .where('id', '=', r.id)
-      .where('state', '=', r.state)
-      .execute();
+    await app.store.db.transaction().execute(async (tx) => {
+      const moved = await tx
+        .updateTable('routers')
+        .set({ state: 'Stopped', host_id: null, updated: app.clock.now() })
+        .where('id', '=', r.id)
+        .where('state', '=', r.state)
+        .executeTakeFirst();
+      if (Number(moved.numUpdatedRows) > 0) await systemVmMoved({ app }, tx, r, 'Stopped');
+    });
     await routerEvent(
       app,
       r,

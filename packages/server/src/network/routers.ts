@@ -14,6 +14,7 @@ import type { Tx } from '../db/connection.ts';
 import type { Database, NetworkRow, RouterRow, RouterTable } from '../db/schema.ts';
 import { ApiError, CsErrorCode, ErrorCode, resourceInUse, resourceUnavailable } from '../errors.ts';
 import { recordEvent } from '../events/events.ts';
+import { systemVmMoved } from '../events/state-events.ts';
 import { API_VERSION } from '../http/serialize.ts';
 import { randomBits, systemOwner } from './common.ts';
 import { implementNetwork } from './guest-networks.ts';
@@ -82,12 +83,16 @@ export async function routerEvent(
 }
 
 export async function setRouter(app: App, id: number, changes: Partial<RouterRow>): Promise<RouterRow> {
-  await app.store.db
-    .updateTable('routers')
-    .set({ ...changes, updated: app.clock.now() })
-    .where('id', '=', id)
-    .execute();
-  return app.store.db.selectFrom('routers').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+  return app.store.db.transaction().execute(async (tx) => {
+    const before = await tx.selectFrom('routers').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+    await tx
+      .updateTable('routers')
+      .set({ ...changes, updated: app.clock.now() })
+      .where('id', '=', id)
+      .execute();
+    if (changes.state) await systemVmMoved({ app }, tx, before, changes.state);
+    return tx.selectFrom('routers').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+  });
 }
 
 export function liveRouter(app: App, networkId: number): Promise<RouterRow | undefined> {
@@ -748,6 +753,7 @@ export async function removeRouterRecords(app: App, tx: Tx, routers: RouterRow[]
       .where('id', 'in', nicIds)
       .execute();
   }
+  for (const r of routers) await systemVmMoved({ app }, tx, r, 'Destroyed');
   await tx
     .updateTable('routers')
     .set({ state: 'Destroyed', live_network_id: null, live_vpc_id: null, removed: now, updated: now })
