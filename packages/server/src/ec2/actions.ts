@@ -1,5 +1,6 @@
 /** Every EC2 action served at /awsapi, one declaration each (action.ts). */
 import type { Ec2Action } from './action.ts';
+import { addressActions } from './addresses.ts';
 import { createImage, deregisterImage, describeImages } from './images.ts';
 import { describeInstanceStatus, getPasswordData, modifyInstanceAttribute } from './instance-status.ts';
 import { describeInstanceTypes } from './instance-types.ts';
@@ -25,4 +26,5 @@ export const ACTIONS: Ec2Action[] = [
   ...tagActions,
   ...securityGroupActions,
   ...volumeActions,
+  ...addressActions,
 ];

@@ -46,15 +46,22 @@ export async function listAll<T = Record<string, unknown>>(
   return (body[objectName] as T[] | undefined) ?? [];
 }
 
-/** How long an action waits for a quick job it must finish before answering (tags). */
+/** How long an action waits for a quick job it must finish before answering. */
 const WAIT_MS = 30_000;
 
 /**
- * Runs an async CloudStack command and waits for its job: for actions whose EC2 answer promises
- * the change is made (CreateTags, DeleteTags). The job's failure is the action's.
+ * Runs a CloudStack command and, when it is asynchronous, waits for its job: for actions whose
+ * EC2 answer promises the change is made (tags, security group rules, addresses). Returns the
+ * command's answer (a job's result); the job's failure is the action's.
  */
-export async function runToCompletion(ctx: Ec2Context, name: string, params: CsParams): Promise<void> {
-  const { jobid } = (await runCommand(ctx, name, params)) as { jobid: string };
+export async function runToCompletion(
+  ctx: Ec2Context,
+  name: string,
+  params: CsParams,
+): Promise<Record<string, unknown>> {
+  const body = await runCommand(ctx, name, params);
+  const jobid = body.jobid;
+  if (typeof jobid !== 'string') return body;
   const deadline = Date.now() + WAIT_MS;
   for (let pause = 5; Date.now() < deadline; pause = Math.min(pause * 2, 200)) {
     const job = await ctx.app.store.db
@@ -62,7 +69,7 @@ export async function runToCompletion(ctx: Ec2Context, name: string, params: CsP
       .select(['status', 'result'])
       .where('uuid', '=', jobid)
       .executeTakeFirstOrThrow();
-    if (job.status === 1) return;
+    if (job.status === 1) return JSON.parse(job.result ?? '{}') as Record<string, unknown>;
     if (job.status === 2) {
       const { errorcode, errortext } = JSON.parse(job.result ?? '{}') as {
         errorcode: number;

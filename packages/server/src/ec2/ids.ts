@@ -15,6 +15,9 @@ export const ID_PREFIX = {
   securityGroup: 'sg',
   keyPair: 'key',
   reservation: 'r',
+  address: 'eipalloc',
+  association: 'eipassoc',
+  subnet: 'subnet',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIX;
@@ -28,6 +31,9 @@ const ERROR_NAME: Record<IdKind, string> = {
   securityGroup: 'InvalidGroup',
   keyPair: 'InvalidKeyPair',
   reservation: 'InvalidReservationID',
+  address: 'InvalidAllocationID',
+  association: 'InvalidAssociationID',
+  subnet: 'InvalidSubnetID',
 };
 
 export function toEc2Id(kind: IdKind, uuid: string): string {

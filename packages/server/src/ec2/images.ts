@@ -5,7 +5,7 @@
  * instance's root disk (createTemplate); DeregisterImage deletes a template (deleteTemplate).
  */
 import { defineAction, e } from './action.ts';
-import { listAll, runCommand } from './cloudstack.ts';
+import { listAll, runCommand, runToCompletion } from './cloudstack.ts';
 import { Ec2Error } from './errors.ts';
 import { applyFilters, type FilterTable } from './filters.ts';
 import { notFound, toEc2Id, toUuid } from './ids.ts';
@@ -152,7 +152,7 @@ export const deregisterImage = defineAction({
       if (!visible.some((t) => t.id === uuid)) throw notFound('image', params.ImageId!);
       throw new Ec2Error('UnauthorizedOperation', `You do not own the image '${params.ImageId}'.`, 403);
     }
-    await runCommand(ctx, 'deleteTemplate', { id: uuid });
+    await runToCompletion(ctx, 'deleteTemplate', { id: uuid });
     return { return: true };
   },
 });

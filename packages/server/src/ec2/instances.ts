@@ -219,6 +219,10 @@ export const runInstances = defineAction({
     SecurityGroupId: e.list({
       description: 'Security groups (sg-…) to apply, in zones with security groups.',
     }),
+    SubnetId: e.string({
+      description:
+        "A guest network (subnet-… of the network's UUID) for the instances; Advanced zones need one.",
+    }),
     SecurityGroup: e.list({ description: 'Security groups by name, in zones with security groups.' }),
     UserData: e.string({ description: 'User data, base64-encoded (the AWS CLI encodes it).' }),
     'Placement.AvailabilityZone': e.string({
@@ -292,6 +296,7 @@ export const runInstances = defineAction({
       userdata: params.UserData,
       securitygroupids: params.SecurityGroupId?.map((id) => toUuid('securityGroup', id)).join(','),
       securitygroupnames: params.SecurityGroup?.join(','),
+      networkids: params.SubnetId !== undefined ? toUuid('subnet', params.SubnetId) : undefined,
       displayname: tags.find((t) => t.key === 'Name')?.value,
       ...disks,
     };

@@ -297,7 +297,7 @@ export const deleteVolume = defineAction({
     const volume = await volumeNamed(ctx, params.VolumeId!);
     if (volume.virtualmachineid)
       throw new Ec2Error('VolumeInUse', `Volume ${params.VolumeId} is attached to an instance.`);
-    await runCommand(ctx, 'deleteVolume', { id: volume.id });
+    await runToCompletion(ctx, 'deleteVolume', { id: volume.id });
     return { return: true };
   },
 });
@@ -400,11 +400,11 @@ export const describeSnapshots = defineAction({
 
 export const deleteSnapshot = defineAction({
   name: 'DeleteSnapshot',
-  description: 'Deletes a snapshot (deleteSnapshot).',
+  description: 'Deletes a snapshot (deleteSnapshot) and answers when it is gone.',
   params: { SnapshotId: e.string({ required: true, description: 'The snapshot (snap-…).' }) },
   async handler(ctx, params) {
     const snap = await snapshotNamed(ctx, params.SnapshotId!);
-    await runCommand(ctx, 'deleteSnapshot', { id: snap.id });
+    await runToCompletion(ctx, 'deleteSnapshot', { id: snap.id });
     return { return: true };
   },
 });
