@@ -208,4 +208,26 @@ describe('resource state-change events (RabbitMQ)', { skip }, () => {
       value: 'true',
     });
   });
+
+  test('a snapshot publishes its moves as Snapshot', async () => {
+    const admin = server.admin;
+    const vm = (await admin.request<any>('listVirtualMachines', { name: 'state-vm', listall: true }))
+      .virtualmachine[0];
+    const volume = (await admin.request<any>('listVolumes', { virtualmachineid: vm.id, type: 'ROOT' }))
+      .volume[0];
+    const snap = (await admin.call<any>('createSnapshot', { volumeid: volume.id })).snapshot;
+    assert.equal(snap.state, 'BackedUp');
+    await admin.call('deleteSnapshot', { id: snap.id });
+    const got = await waitForStates(snap.id, 6);
+    assert.equal(
+      got[0].fields.routingKey,
+      `management-server.ResourceStateEvent.CreateRequested.Snapshot.${snap.id}`,
+    );
+    assert.equal(JSON.parse(got[0].content.toString()).resource, 'Snapshot');
+    assert.deepEqual(moves(got), [
+      ['CreateRequested', 'Allocated', 'Creating'],
+      ['OperationSucceeded', 'Creating', 'BackedUp'],
+      ['DestroyRequested', 'BackedUp', 'Destroyed'],
+    ]);
+  });
 });

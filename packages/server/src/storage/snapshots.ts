@@ -11,6 +11,7 @@ import { insertId, type Tx } from '../db/connection.ts';
 import type { AccountRow, SnapshotRow, StoragePoolRow, VolumeRow } from '../db/schema.ts';
 import { invalidParameter, resourceUnavailable } from '../errors.ts';
 import { type EventOwner, logEvent, recordEvent } from '../events/events.ts';
+import { recordStateChange } from '../events/state-events.ts';
 import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { onAccountDelete } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
@@ -133,9 +134,27 @@ async function hostForVolume(app: App, volume: VolumeRow, pool: StoragePoolRow):
   return hostForPool({ app }, pool);
 }
 
+/** Publishes a snapshot's state move on the event bus, as upstream's snapshot state listener. */
+function snapshotMoved(
+  app: App,
+  tx: Tx,
+  snap: Pick<SnapshotRow, 'uuid' | 'state'>,
+  next: string,
+  event: string,
+) {
+  return recordStateChange({ app }, tx, {
+    resource: 'Snapshot',
+    uuid: snap.uuid,
+    event,
+    oldState: snap.state,
+    newState: next,
+  });
+}
+
 async function failSnapshot(app: App, snap: SnapshotRow): Promise<void> {
   await app.store.db.transaction().execute(async (tx) => {
     await tx.updateTable('snapshots').set({ state: 'Error' }).where('id', '=', snap.id).execute();
+    await snapshotMoved(app, tx, snap, 'Error', 'OperationFailed');
     const account = await accountOf(tx, snap.account_id);
     if (account) await reserve({ app }, tx, account, ResourceKind.SecondaryStorage, -heldGiB(snap));
   });
@@ -159,12 +178,16 @@ onRecovery(async (app) => {
  */
 export async function takeSnapshot(app: App, snap: SnapshotRow): Promise<SnapshotRow> {
   const db = app.store.db;
-  const claimed = await db
-    .updateTable('snapshots')
-    .set({ state: 'Creating' })
-    .where('id', '=', snap.id)
-    .where('state', '=', 'Allocated')
-    .executeTakeFirst();
+  const claimed = await db.transaction().execute(async (tx) => {
+    const r = await tx
+      .updateTable('snapshots')
+      .set({ state: 'Creating' })
+      .where('id', '=', snap.id)
+      .where('state', '=', 'Allocated')
+      .executeTakeFirst();
+    if (Number(r.numUpdatedRows) === 1) await snapshotMoved(app, tx, snap, 'Creating', 'CreateRequested');
+    return r;
+  });
   if (Number(claimed.numUpdatedRows) !== 1) throw invalidParameter(`Snapshot ${snap.name} is not Allocated`);
   const creating = { ...snap, state: 'Creating' };
   let taken: {
@@ -223,6 +246,7 @@ export async function takeSnapshot(app: App, snap: SnapshotRow): Promise<Snapsho
         .set({ ...backedUp, path: taken.path, pool_id: taken.pool.id, image_store_id: taken.storeId })
         .where('id', '=', snap.id)
         .execute();
+      await snapshotMoved(app, tx, creating, 'BackedUp', 'OperationSucceeded');
     });
   } catch (e) {
     // Over the secondary storage limit after all: the backup goes.
@@ -260,6 +284,7 @@ export async function destroySnapshot(
       .set({ state: 'Destroyed', removed: app.clock.now() })
       .where('id', '=', snap.id)
       .execute();
+    await snapshotMoved(app, tx, snap, 'Destroyed', 'DestroyRequested');
     await tx
       .deleteFrom('resource_tags')
       .where('resource_type', '=', 'Snapshot')
