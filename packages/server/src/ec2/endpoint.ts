@@ -32,7 +32,9 @@ export function registerEc2Routes(fastify: FastifyInstance, app: App): void {
     // EC2 names each parameter once; the first of a repeated name counts.
     const raw = new Map<string, string>();
     for (const [k, v] of pairs) if (!raw.has(k)) raw.set(k, v);
-    let actionName = raw.get('Action');
+    const actionName = raw.get('Action');
+    // Only a declared action's name goes to the log, not whatever text a client sent.
+    let action: Ec2Action | undefined;
     try {
       const now = app.clock.now();
       const caller = await authenticate(
@@ -48,12 +50,9 @@ export function registerEc2Routes(fastify: FastifyInstance, app: App): void {
         now,
       );
       if (!actionName) throw missingParameter('Action');
-      const action = actions.get(actionName);
-      if (!action) {
-        const given = actionName;
-        actionName = undefined;
-        throw new Ec2Error('InvalidAction', `The action ${given} is not valid for this web service.`);
-      }
+      action = actions.get(actionName);
+      if (!action)
+        throw new Ec2Error('InvalidAction', `The action ${actionName} is not valid for this web service.`);
       if (!raw.has('Version')) throw missingParameter('Version');
       if (raw.get('DryRun')?.toLowerCase() === 'true')
         throw new Ec2Error('UnsupportedOperation', 'DryRun is not supported by this cloud.');
@@ -73,7 +72,7 @@ export function registerEc2Routes(fastify: FastifyInstance, app: App): void {
     } catch (e) {
       const err = ec2Error(e);
       if (err.status >= 500 && !(e instanceof Ec2Error))
-        req.log.error({ err: e, action: actionName }, 'EC2 action failed unexpectedly');
+        req.log.error({ err: e, action: action?.name }, 'EC2 action failed unexpectedly');
       return reply.code(err.status).header('content-type', XML).send(renderError(err, requestId));
     }
   };
