@@ -4,7 +4,8 @@
  * second run, updated, restarted with clean up, deleted) and libcloud's CloudStack compute driver
  * (network, node, address, port forward, firewall and egress rules, all listed back and undone);
  * a VPC with a network ACL'd tier through cs_vpc, cs_network_acl, cs_network_acl_rule and
- * cs_network (idempotent), and libcloud's VPC and ACL calls.
+ * cs_network (idempotent), a tier VM's port forward and static NAT through cs_ip_address,
+ * cs_portforward and cs_staticnat, and libcloud's VPC and ACL calls.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -174,6 +175,108 @@ describe('Ansible cs_vpc, cs_network_acl, cs_network_acl_rule and cs_network (VP
     assert.equal(gone.failed, 0, gone.out);
     assert.equal(gone.changed, 5, gone.out);
     assert.equal((await carol.request<any>('listVPCs', {})).count ?? 0, 0);
+  });
+});
+
+describe('Ansible cs_ip_address, cs_portforward and cs_staticnat in a VPC', {
+  skip: !existsSync(PYTHON),
+}, () => {
+  test("a tier VM's port forward and static NAT: made, unchanged on a second run, taken back", async () => {
+    const vpcOffering = (await carol.request<any>('listVPCOfferings', { name: 'Default VPC offering' }))
+      .vpcoffering[0].id;
+    const vpc = (
+      await carol.call<any>('createVPC', {
+        name: 'nat-vpc',
+        displaytext: 'nat-vpc',
+        cidr: '10.60.0.0/16',
+        zoneid: zone.zoneid,
+        vpcofferingid: vpcOffering,
+      })
+    ).vpc;
+    const tierOffering = (
+      await carol.request<any>('listNetworkOfferings', {
+        name: 'DefaultIsolatedNetworkOfferingForVpcNetworks',
+      })
+    ).networkoffering[0].id;
+    const tier = (
+      await carol.request<any>('createNetwork', {
+        name: 'nat-tier',
+        displaytext: 'nat-tier',
+        zoneid: zone.zoneid,
+        vpcid: vpc.id,
+        networkofferingid: tierOffering,
+        gateway: '10.60.1.1',
+        netmask: '255.255.255.0',
+        aclid: (
+          await carol.request<any>('listNetworkACLLists', { name: 'default_allow' })
+        ).networkacllist[0].id,
+      })
+    ).network;
+    const vm = (
+      await carol.call<any>('deployVirtualMachine', {
+        name: 'nat-vm',
+        zoneid: zone.zoneid,
+        templateid: zone.templateid,
+        serviceofferingid: zone.offering,
+        networkids: tier.id,
+      })
+    ).virtualmachine;
+    const nat = async (vars: Record<string, string>) => {
+      const extra = Object.entries({ zone: zoneName, ...vars }).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
+      const { stdout } = await run(
+        'ansible-playbook',
+        ['-i', 'localhost,', ...extra, join(CLIENTS, 'ansible_vpc_nat.yml')],
+        { env: clientEnv(), timeout: 180_000 },
+      ).catch((e) => {
+        throw new Error(`ansible-playbook failed:\n${e.stdout}\n${e.stderr}`);
+      });
+      const recap = /localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)/.exec(stdout);
+      assert.ok(recap, stdout);
+      return { changed: Number(recap[2]), failed: Number(recap[3]), out: stdout };
+    };
+    const vpcIps = async () =>
+      ((await carol.request<any>('listPublicIpAddresses', { vpcid: vpc.id })).publicipaddress ?? []).filter(
+        (ip: any) => !ip.issourcenat,
+      );
+    // The range's last two addresses: free, as every other test releases what it takes.
+    const [range] = (await zone.admin.request<any>('listVlanIpRanges', { zoneid: zone.zoneid })).vlaniprange;
+    const last = range.endip.split('.').map(Number);
+    const addresses = {
+      forward_address: [...last.slice(0, 3), last[3] - 1].join('.'),
+      nat_address: range.endip,
+    };
+
+    const first = await nat(addresses);
+    assert.equal(first.failed, 0, first.out);
+    assert.equal(first.changed, 4, first.out);
+    const ips = await vpcIps();
+    assert.equal(ips.length, 2);
+    const natIp = ips.find((ip: any) => ip.isstaticnat);
+    assert.equal(natIp?.ipaddress, addresses.nat_address);
+    assert.equal(natIp?.virtualmachineid, vm.id);
+    const forwards = (await carol.request<any>('listPortForwardingRules', { networkid: tier.id }))
+      .portforwardingrule;
+    assert.deepEqual(
+      forwards.map((r: any) => [r.ipaddress, r.publicport, r.privateport, r.virtualmachineid]),
+      [[addresses.forward_address, '2222', '22', vm.id]],
+    );
+    // The VPC router holds the static NAT into the tier.
+    const [router] = (await zone.admin.request<any>('listRouters', { vpcid: vpc.id, listall: true })).router;
+    assert.ok(JSON.stringify(zone.routerOn(router.name)?.spec).includes(addresses.nat_address));
+
+    const second = await nat(addresses);
+    assert.equal(second.failed, 0, second.out);
+    assert.equal(second.changed, 0, second.out);
+
+    const gone = await nat({ ...addresses, nat_state: 'absent' });
+    assert.equal(gone.failed, 0, gone.out);
+    // The rules and one looped release task.
+    assert.equal(gone.changed, 3, gone.out);
+    assert.deepEqual(await vpcIps(), []);
+    assert.equal((await carol.request<any>('listPortForwardingRules', { networkid: tier.id })).count ?? 0, 0);
+    await carol.call('destroyVirtualMachine', { id: vm.id, expunge: true });
+    await carol.call('deleteNetwork', { id: tier.id });
+    await carol.call('deleteVPC', { id: vpc.id });
   });
 });
 
