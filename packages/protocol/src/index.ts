@@ -24,22 +24,6 @@ export {
   VmSpec,
 } from './commands.ts';
 export {
-  RouterAcl,
-  RouterAclRule,
-  RouterPrivateGateway,
-  RouterStaticRoute,
-  RouterVpcRouting,
-} from './vpc-routing.ts';
-export {
-  RouterRemoteAccess,
-  RouterSiteToSite,
-  RouterVpn,
-  RouterVpnStatus,
-  RouterVpnUser,
-  VPN_POLICY,
-  VpnConnectionState,
-} from './vpn.ts';
-export {
   type AgentMessage,
   type AnswerMessage,
   type CommandMessage,
@@ -59,3 +43,19 @@ export {
   type StartupMessage,
   validatePayload,
 } from './messages.ts';
+export {
+  RouterAcl,
+  RouterAclRule,
+  RouterPrivateGateway,
+  RouterStaticRoute,
+  RouterVpcRouting,
+} from './vpc-routing.ts';
+export {
+  RouterRemoteAccess,
+  RouterSiteToSite,
+  RouterVpn,
+  RouterVpnStatus,
+  RouterVpnUser,
+  VPN_POLICY,
+  VpnConnectionState,
+} from './vpn.ts';

@@ -56,7 +56,10 @@ for (const kind of testDatabases()) {
       // Fails after its first statement: the table it made must go with it where DDL is transactional.
       const bad: Step = {
         async up({ db }) {
-          await db.schema.createTable('half_done').addColumn('x', 'integer', (c) => c.primaryKey()).execute();
+          await db.schema
+            .createTable('half_done')
+            .addColumn('x', 'integer', (c) => c.primaryKey())
+            .execute();
           await db.schema
             .alterTable('zones')
             .addColumn('half_col', 'integer', (c) => c.references('half_done.x'))

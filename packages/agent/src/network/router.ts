@@ -391,8 +391,8 @@ export class Routers {
     // Interfaces of guest networks the router no longer serves (a VPC tier deleted) go; deleting
     // the namespace end of a veth pair deletes its host end too.
     const present = JSON.parse(await run('ip', ['-n', ns, '-j', 'link', 'show'])) as { ifname: string }[];
+    // kernel-libipsec's TUN device is strongSwan's (router-vpn.ts), not a guest network's.
     for (const { ifname } of present)
-      // kernel-libipsec's TUN device is strongSwan's (router-vpn.ts), not a guest network's.
       if (
         ifname !== 'lo' &&
         ifname !== PUBLIC_IF &&

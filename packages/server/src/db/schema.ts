@@ -4,8 +4,8 @@
  * SQLite, PostgreSQL and MySQL return the same values.
  */
 import type { Generated, Insertable, Selectable } from 'kysely';
-import type { GuiThemeScopeTable, GuiThemeTable } from '../gui-themes/tables.ts';
 import type { Ec2LaunchTable } from '../ec2/tables.ts';
+import type { GuiThemeScopeTable, GuiThemeTable } from '../gui-themes/tables.ts';
 import type { ResourceIconTable } from '../icons/tables.ts';
 import type { LdapConfigurationTable, LdapLinkTable } from '../ldap/tables.ts';
 import type {
