@@ -10,6 +10,7 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import amqp, { type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
 import { startServer, type TestServer } from './harness.ts';
+import { type AdvancedZone, startAdvancedZone } from './public-ip-zone.ts';
 
 const AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
 
@@ -32,21 +33,59 @@ const skip = reachable
 
 type Body = Record<string, string>;
 
+/** A queue bound to a run's exchange, collecting everything published there. */
+class Collector {
+  conn!: ChannelModel;
+  ch!: Channel;
+  messages: ConsumeMessage[] = [];
+  async open(exchange: string): Promise<void> {
+    this.conn = await amqp.connect(AMQP_URL);
+    this.ch = await this.conn.createChannel();
+    await this.ch.assertExchange(exchange, 'topic', { durable: true });
+    const q = await this.ch.assertQueue('', { exclusive: true, autoDelete: true });
+    // Everything, so the test also sees that state events and action events stay apart.
+    await this.ch.bindQueue(q.queue, exchange, '#');
+    await this.ch.consume(q.queue, (m) => m && this.messages.push(m), { noAck: true });
+  }
+  async close(exchange: string): Promise<void> {
+    await this.ch?.deleteExchange(exchange).catch(() => undefined);
+    await this.conn?.close().catch(() => undefined);
+  }
+  /** The ResourceStateEvent messages of one resource, in arrival order. */
+  stateOf(id: string): ConsumeMessage[] {
+    return this.messages.filter(
+      (m) =>
+        m.fields.routingKey.startsWith('management-server.ResourceStateEvent.') &&
+        m.fields.routingKey.endsWith(`.${id}`),
+    );
+  }
+  async waitForStates(id: string, n: number): Promise<ConsumeMessage[]> {
+    const end = Date.now() + 20_000;
+    while (this.stateOf(id).length < n) {
+      if (Date.now() > end) throw new Error(`expected ${n} state messages, got ${this.stateOf(id).length}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return this.stateOf(id);
+  }
+}
+
+/** [event, old, new] of each move, from the post-transition messages. */
+const moves = (ms: ConsumeMessage[]) =>
+  ms
+    .map((m) => ({ key: m.fields.routingKey, body: JSON.parse(m.content.toString('utf8')) as Body }))
+    .filter((m) => m.body.status === 'postStateTransitionEvent')
+    .map((m) => [m.key.split('.')[2], m.body['old-state'], m.body['new-state']]);
+
 describe('resource state-change events (RabbitMQ)', { skip }, () => {
   const exchange = `nimbo-state-${randomBytes(4).toString('hex')}`;
-  let conn: ChannelModel;
-  let ch: Channel;
-  const messages: ConsumeMessage[] = [];
+  const bus = new Collector();
+  const messages = bus.messages;
+  const stateOf = (id: string) => bus.stateOf(id);
+  const waitForStates = (id: string, n: number) => bus.waitForStates(id, n);
   let server: TestServer;
 
   before(async () => {
-    conn = await amqp.connect(AMQP_URL);
-    ch = await conn.createChannel();
-    await ch.assertExchange(exchange, 'topic', { durable: true });
-    const q = await ch.assertQueue('', { exclusive: true, autoDelete: true });
-    // Everything, so the test also sees that state events and action events stay apart.
-    await ch.bindQueue(q.queue, exchange, '#');
-    await ch.consume(q.queue, (m) => m && messages.push(m), { noAck: true });
+    await bus.open(exchange);
     server = await startServer({
       env: {
         NIMBOSTACK_EVENT_BUS_URL: AMQP_URL,
@@ -57,32 +96,8 @@ describe('resource state-change events (RabbitMQ)', { skip }, () => {
   });
   after(async () => {
     await server?.stop();
-    await ch?.deleteExchange(exchange).catch(() => undefined);
-    await conn?.close().catch(() => undefined);
+    await bus.close(exchange);
   });
-
-  const stateOf = (id: string) =>
-    messages.filter(
-      (m) =>
-        m.fields.routingKey.startsWith('management-server.ResourceStateEvent.') &&
-        m.fields.routingKey.endsWith(`.${id}`),
-    );
-
-  async function waitForStates(id: string, n: number): Promise<ConsumeMessage[]> {
-    const end = Date.now() + 20_000;
-    while (stateOf(id).length < n) {
-      if (Date.now() > end) throw new Error(`expected ${n} state messages, got ${stateOf(id).length}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    return stateOf(id);
-  }
-
-  /** [event, old, new] of each move, from the post-transition messages. */
-  const moves = (ms: ConsumeMessage[]) =>
-    ms
-      .map((m) => ({ key: m.fields.routingKey, body: JSON.parse(m.content.toString('utf8')) as Body }))
-      .filter((m) => m.body.status === 'postStateTransitionEvent')
-      .map((m) => [m.key.split('.')[2], m.body['old-state'], m.body['new-state']]);
 
   test('deploy, stop, start and destroy publish the VM state machine moves in order', async () => {
     const admin = server.admin;
@@ -228,6 +243,60 @@ describe('resource state-change events (RabbitMQ)', { skip }, () => {
       ['CreateRequested', 'Allocated', 'Creating'],
       ['OperationSucceeded', 'Creating', 'BackedUp'],
       ['DestroyRequested', 'BackedUp', 'Destroyed'],
+    ]);
+  });
+});
+
+describe('network state-change events (RabbitMQ, Advanced zone)', { skip }, () => {
+  const exchange = `nimbo-state-${randomBytes(4).toString('hex')}`;
+  const bus = new Collector();
+  let zone: AdvancedZone;
+  const waitForStates = (id: string, n: number) => bus.waitForStates(id, n);
+
+  before(async () => {
+    await bus.open(exchange);
+    zone = await startAdvancedZone({
+      publicIps: 2,
+      hosts: 1,
+      config: { eventBusUrl: AMQP_URL, eventBusExchange: exchange },
+    });
+  });
+  after(async () => {
+    await zone?.stop();
+    await bus.close(exchange);
+  });
+
+  test('an isolated network publishes ImplementNetwork for its first VM and DestroyNetwork when deleted', async () => {
+    const { admin, zoneid, templateid, offering: serviceofferingid, isolatedOffering } = zone;
+    const net = (
+      await admin.request<any>('createNetwork', {
+        zoneid,
+        networkofferingid: isolatedOffering,
+        name: 'state-net',
+      })
+    ).network;
+    assert.equal(net.state, 'Allocated');
+    const vm = (
+      await admin.call<any>('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid,
+        networkids: net.id,
+        name: 'state-net-vm',
+      })
+    ).virtualmachine;
+    let got = await waitForStates(net.id, 2);
+    assert.equal(
+      got[0].fields.routingKey,
+      `management-server.ResourceStateEvent.ImplementNetwork.Network.${net.id}`,
+    );
+    assert.equal(JSON.parse(got[0].content.toString()).resource, 'Network');
+    await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
+    await admin.call('deleteNetwork', { id: net.id });
+    got = await waitForStates(net.id, 4);
+    assert.deepEqual(moves(got), [
+      ['ImplementNetwork', 'Allocated', 'Implemented'],
+      ['DestroyNetwork', 'Implemented', 'Destroy'],
     ]);
   });
 });

@@ -58,6 +58,8 @@ export async function startAdvancedZone(opts: {
   hosts?: number;
   /** The server's log level (default silent); the fuzz sweep shows errors with FUZZ_LOG=error. */
   logLevel?: ServerConfig['logLevel'];
+  /** More server settings (e.g. an event bus URL). */
+  config?: Partial<ServerConfig>;
 }): Promise<AdvancedZone> {
   const dataDir = mkdtempSync(join(tmpdir(), 'nimbo-advzone-'));
   mkdirSync(join(dataDir, 'primary'));
@@ -75,6 +77,7 @@ export async function startAdvancedZone(opts: {
         databaseUrl: database.url,
         logLevel: opts.logLevel ?? 'silent',
         seedLocalZone: false,
+        ...opts.config,
       },
     ),
   );

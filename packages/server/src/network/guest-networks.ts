@@ -11,6 +11,7 @@ import type { Tx } from '../db/connection.ts';
 import type { AccountRow, NetworkOfferingRow, NetworkRow, ZoneRow } from '../db/schema.ts';
 import { insufficientCapacity, invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
+import { recordStateChange } from '../events/state-events.ts';
 import { findDomainByUuid, inSubtree } from '../iam/access.ts';
 import { resolveAccount } from '../iam/accounts.ts';
 import { ResourceKind, reserve } from '../iam/limits.ts';
@@ -541,7 +542,16 @@ export async function implementNetwork(app: App, network: NetworkRow): Promise<N
     }
   }
   if (network.state !== 'Implemented')
-    await db.updateTable('networks').set({ state: 'Implemented' }).where('id', '=', network.id).execute();
+    await db.transaction().execute(async (tx) => {
+      await tx.updateTable('networks').set({ state: 'Implemented' }).where('id', '=', network.id).execute();
+      await recordStateChange({ app }, tx, {
+        resource: 'Network',
+        uuid: network.uuid,
+        event: 'ImplementNetwork',
+        oldState: network.state,
+        newState: 'Implemented',
+      });
+    });
   return db.selectFrom('networks').selectAll().where('id', '=', network.id).executeTakeFirstOrThrow();
 }
 

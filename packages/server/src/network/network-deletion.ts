@@ -9,6 +9,7 @@ import type { Tx } from '../db/connection.ts';
 import type { AccountRow, NetworkRow } from '../db/schema.ts';
 import { internalError, invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
+import { recordStateChange } from '../events/state-events.ts';
 import { ResourceKind, reserve } from '../iam/limits.ts';
 import { findOwned } from '../iam/owned.ts';
 import { defineCommand, type JobTarget, success } from '../registry/command.ts';
@@ -87,6 +88,13 @@ export async function deleteNetworkOf(ctx: CallContext, uuid: string, forced: bo
         .set({ state: 'Destroy', removed: app.clock.now(), zone_default_for: null, vni: null })
         .where('id', '=', network.id)
         .execute();
+      await recordStateChange({ app }, tx, {
+        resource: 'Network',
+        uuid: network.uuid,
+        event: 'DestroyNetwork',
+        oldState: network.state,
+        newState: 'Destroy',
+      });
       await logEvent(ctx, tx, {
         type: 'NETWORK.DELETE',
         description: `deleted network ${network.name}`,

@@ -8,6 +8,7 @@
  */
 import type { App } from '../context.ts';
 import type { NetworkRow } from '../db/schema.ts';
+import { recordStateChange } from '../events/state-events.ts';
 import { isCheckingServer } from '../infra/alerts.ts';
 import { defineSetting } from '../settings/settings.ts';
 import { tearDownNetwork } from './host-network.ts';
@@ -71,6 +72,13 @@ async function shutDown(app: App, network: NetworkRow): Promise<boolean> {
         .set({ state: 'Allocated', vni: null, broadcast_uri: null })
         .where('id', '=', network.id)
         .execute();
+      await recordStateChange({ app }, tx, {
+        resource: 'Network',
+        uuid: current.uuid,
+        event: 'DestroyNetwork',
+        oldState: current.state,
+        newState: 'Allocated',
+      });
     });
     await routers.destroyed();
     app.log.info({ network: network.uuid }, 'network shut down by the garbage collector');
