@@ -7,8 +7,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import amqp, { type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
+import Database from 'better-sqlite3';
 import { startServer, type TestServer } from './harness.ts';
 import { type AdvancedZone, startAdvancedZone } from './public-ip-zone.ts';
 
@@ -297,6 +299,67 @@ describe('network state-change events (RabbitMQ, Advanced zone)', { skip }, () =
     assert.deepEqual(moves(got), [
       ['ImplementNetwork', 'Allocated', 'Implemented'],
       ['DestroyNetwork', 'Implemented', 'Destroy'],
+    ]);
+  });
+});
+
+describe('state-change events wait out a broker outage and a restart', { skip }, () => {
+  const exchange = `nimbo-state-${randomBytes(4).toString('hex')}`;
+  const bus = new Collector();
+  let server: TestServer;
+
+  before(() => bus.open(exchange));
+  after(async () => {
+    await server?.stop();
+    await bus.close(exchange);
+  });
+
+  test('moves made while the broker is unreachable are published after the server restarts', async () => {
+    // A port nothing listens on: the broker is "down" for this server.
+    const closed = await new Promise<number>((resolve) => {
+      const s = net.createServer().listen(0, '127.0.0.1', () => {
+        const port = (s.address() as net.AddressInfo).port;
+        s.close(() => resolve(port));
+      });
+    });
+    const env = { NIMBOSTACK_EVENT_BUS_EXCHANGE: exchange, NIMBOSTACK_SEED_LOCAL_ZONE: 'true' };
+    server = await startServer({
+      env: { ...env, NIMBOSTACK_EVENT_BUS_URL: `amqp://guest:guest@127.0.0.1:${closed}` },
+    });
+    const admin = server.admin;
+    const zoneid = (await admin.request<any>('listZones', {})).zone[0].id;
+    const templateid = (await admin.request<any>('listTemplates', { templatefilter: 'executable' }))
+      .template[0].id;
+    const serviceofferingid = (await admin.request<any>('listServiceOfferings', {})).serviceoffering[0].id;
+    const t = Date.now();
+    const vm = (
+      await admin.call<any>('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid,
+        name: 'outage-vm',
+      })
+    ).virtualmachine;
+    assert.ok(Date.now() - t < 10_000, 'the deploy did not wait for the broker');
+    assert.equal(vm.state, 'Running');
+    await server.stop({ keepData: true });
+    const db = new Database(join(server.dataDir, 'nimbostack.db'), { readonly: true, fileMustExist: true });
+    const pending = (
+      db.prepare("SELECT count(*) AS n FROM event_outbox WHERE target = 'state'").get() as { n: number }
+    ).n;
+    db.close();
+    assert.ok(pending >= 4, `state messages waiting across the stop: ${pending}`);
+    assert.equal(bus.stateOf(vm.id).length, 0, 'nothing got through');
+    server = await startServer({
+      dataDir: server.dataDir,
+      databaseUrl: server.databaseUrl,
+      env: { ...env, NIMBOSTACK_EVENT_BUS_URL: AMQP_URL },
+    });
+    const got = await bus.waitForStates(vm.id, 4);
+    // (The restarted local host no longer runs the VM and reports it off: a move of its own after these.)
+    assert.deepEqual(moves(got).slice(0, 2), [
+      ['StartRequested', 'Stopped', 'Starting'],
+      ['OperationSucceeded', 'Starting', 'Running'],
     ]);
   });
 });
