@@ -226,6 +226,33 @@ describe('resource state-change events (RabbitMQ)', { skip }, () => {
     });
   });
 
+  test('volumes publish their moves as Volume', async () => {
+    const admin = server.admin;
+    const vm = (await admin.request<any>('listVirtualMachines', { name: 'state-vm', listall: true }))
+      .virtualmachine[0];
+    const root = (await admin.request<any>('listVolumes', { virtualmachineid: vm.id, type: 'ROOT' }))
+      .volume[0];
+    assert.deepEqual(moves(await waitForStates(root.id, 2)), [['OperationSucceeded', 'Allocated', 'Ready']]);
+    const zoneid = (await admin.request<any>('listZones', {})).zone[0].id;
+    const diskofferingid = (await admin.request<any>('listDiskOfferings', {})).diskoffering.find(
+      (d: any) => !d.iscustomized,
+    ).id;
+    const data = (await admin.call<any>('createVolume', { name: 'state-data', zoneid, diskofferingid }))
+      .volume;
+    await admin.call('attachVolume', { id: data.id, virtualmachineid: vm.id });
+    await admin.call('detachVolume', { id: data.id });
+    await admin.request('deleteVolume', { id: data.id });
+    const got = await waitForStates(data.id, 4);
+    assert.equal(
+      got[0].fields.routingKey,
+      `management-server.ResourceStateEvent.OperationSucceeded.Volume.${data.id}`,
+    );
+    assert.deepEqual(moves(got), [
+      ['OperationSucceeded', 'Allocated', 'Ready'],
+      ['ExpungingRequested', 'Ready', 'Expunged'],
+    ]);
+  });
+
   test('a snapshot publishes its moves as Snapshot', async () => {
     const admin = server.admin;
     const vm = (await admin.request<any>('listVirtualMachines', { name: 'state-vm', listall: true }))

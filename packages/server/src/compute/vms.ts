@@ -10,6 +10,7 @@ import type { Tx } from '../db/connection.ts';
 import type { VmRow, VolumeRow } from '../db/schema.ts';
 import { ApiError, ErrorCode, invalidParameter, toApiError } from '../errors.ts';
 import { recordEvent } from '../events/events.ts';
+import { volumeMoved } from '../events/state-events.ts';
 import { ResourceKind, reserve } from '../iam/limits.ts';
 import { findOwned, OWNED_VM, OWNED_VM_OR_DESTROYED } from '../iam/owned.ts';
 import { nicsForHost, refreshPeersOf } from '../network/host-network.ts';
@@ -159,7 +160,10 @@ async function materialiseRoot(
       physical_size_bytes: made.sizeBytes,
       state: 'Ready',
     };
-    await ctx.app.store.db.updateTable('volumes').set(changes).where('id', '=', root.id).execute();
+    await ctx.app.store.db.transaction().execute(async (tx) => {
+      await tx.updateTable('volumes').set(changes).where('id', '=', root.id).execute();
+      await volumeMoved(ctx, tx, root, 'Ready', 'OperationSucceeded');
+    });
     return { ...root, ...changes };
   } catch (e) {
     await releasePool(ctx.app.store.db, pool.id, size);

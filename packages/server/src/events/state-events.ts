@@ -101,3 +101,20 @@ export async function systemVmMoved(
     newState: next,
   });
 }
+
+/** Publishes a volume's move (resource `Volume`, upstream's Volume.Event names). */
+export function volumeMoved(
+  ctx: Pick<CallContext, 'app'>,
+  tx: Tx,
+  volume: { uuid: string; state: string },
+  next: string,
+  event: string,
+): Promise<void> {
+  return recordStateChange(ctx, tx, {
+    resource: 'Volume',
+    uuid: volume.uuid,
+    event,
+    oldState: volume.state,
+    newState: next,
+  });
+}

@@ -8,6 +8,7 @@ import { insertId, type Tx } from '../db/connection.ts';
 import type { AccountRow, VmRow, VolumeRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
+import { volumeMoved } from '../events/state-events.ts';
 import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { onAccountDelete } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
@@ -237,6 +238,7 @@ export async function removeVolumeRecord(ctx: Pick<CallContext, 'app'>, tx: Tx, 
     .set({ state: 'Expunged', removed: ctx.app.clock.now(), vm_id: null })
     .where('id', '=', v.id)
     .execute();
+  await volumeMoved(ctx, tx, v, 'Expunged', 'ExpungingRequested');
   // Its snapshots stay (as upstream); the policies that would take more go.
   await tx.deleteFrom('snapshot_policies').where('volume_id', '=', v.id).execute();
   if (v.pool_id !== null) await releasePool(tx, v.pool_id, Number(v.size_bytes));
@@ -310,12 +312,16 @@ export async function materialiseDataDisk(
     if (v.state === 'Uploaded') {
       if (!uploaded)
         throw invalidParameter(`The uploaded file of volume ${v.name} is no longer on secondary storage`);
-      const r = await ctx.app.store.db
-        .updateTable('volumes')
-        .set({ state: 'Copying' })
-        .where('id', '=', v.id)
-        .where('state', '=', 'Uploaded')
-        .executeTakeFirst();
+      const r = await ctx.app.store.db.transaction().execute(async (tx) => {
+        const claimed = await tx
+          .updateTable('volumes')
+          .set({ state: 'Copying' })
+          .where('id', '=', v.id)
+          .where('state', '=', 'Uploaded')
+          .executeTakeFirst();
+        if (Number(claimed.numUpdatedRows) === 1) await volumeMoved(ctx, tx, v, 'Copying', 'CopyRequested');
+        return claimed;
+      });
       if (Number(r.numUpdatedRows) !== 1)
         throw invalidParameter(`Volume ${v.name} is being copied to primary storage already`);
     }
@@ -329,11 +335,10 @@ export async function materialiseDataDisk(
       });
     } catch (e) {
       if (uploaded)
-        await ctx.app.store.db
-          .updateTable('volumes')
-          .set({ state: 'Uploaded' })
-          .where('id', '=', v.id)
-          .execute();
+        await ctx.app.store.db.transaction().execute(async (tx) => {
+          await tx.updateTable('volumes').set({ state: 'Uploaded' }).where('id', '=', v.id).execute();
+          await volumeMoved(ctx, tx, { uuid: v.uuid, state: 'Copying' }, 'Uploaded', 'CopyFailed');
+        });
       throw e;
     }
     const changes = {
@@ -345,6 +350,13 @@ export async function materialiseDataDisk(
     };
     await ctx.app.store.db.transaction().execute(async (tx) => {
       await tx.updateTable('volumes').set(changes).where('id', '=', v.id).execute();
+      await volumeMoved(
+        ctx,
+        tx,
+        { uuid: v.uuid, state: uploaded ? 'Copying' : v.state },
+        'Ready',
+        uploaded ? 'CopySucceeded' : 'OperationSucceeded',
+      );
       if (uploaded) await releaseUploadCount(ctx, tx, v);
     });
     // The copy on primary storage is the volume now; its upload is no longer needed.
