@@ -642,14 +642,17 @@ export const listSecurityGroups = defineCommand({
     // The scope is computed here too (listOwned applies it): the default groups of the accounts
     // listed come into being on first sight, as upstream has them from account creation on.
     const scope = await listScope(ctx, params);
+    // No accounts at all (projectid=-1 for a member of no project): `in ()` is no SQL PostgreSQL takes.
     const owners =
-      scope.kind === 'accounts'
-        ? await app.store.db
-            .selectFrom('accounts')
-            .select(['id', 'domain_id', 'name'])
-            .where('id', 'in', scope.accountIds)
-            .execute()
-        : [ctx.caller.account];
+      scope.kind !== 'accounts'
+        ? [ctx.caller.account]
+        : scope.accountIds.length
+          ? await app.store.db
+              .selectFrom('accounts')
+              .select(['id', 'domain_id', 'name'])
+              .where('id', 'in', scope.accountIds)
+              .execute()
+          : [];
     for (const owner of owners) await ensureDefaultGroup(app, owner);
     let q = app.store.db.selectFrom('security_groups');
     if (params.id) q = q.where('security_groups.uuid', '=', params.id);
