@@ -4,7 +4,7 @@
  * and NATs their traffic out through the VPC's source-NAT address. Commands: createVPC, listVPCs,
  * updateVPC, restartVPC, deleteVPC; tiers are made by createNetwork with vpcid (createVpcTier).
  * Network ACLs (vpc-acls.ts, vpc-acl-items.ts), private gateways and static routes
- * (vpc-gateways.ts) are enforced by the same router (vpc-routing.ts); VPN is not implemented yet.
+ * (vpc-gateways.ts) are enforced by the same router (vpc-routing.ts), and so are its VPNs (vpn/).
  */
 import { formatDate } from '../clock.ts';
 import type { CallContext } from '../context.ts';
