@@ -519,3 +519,81 @@ describe('explicit dedication', () => {
     await expungeAll();
   });
 });
+
+describe('storage tags', () => {
+  test("an offering's storage tags pick the pool carrying them all; none carrying them is a clear refusal", async () => {
+    const admin = server.admin;
+    const podid = hosts['l-1'].podid;
+    const gold = (
+      await admin.request<any>('createStoragePool', {
+        zoneid,
+        podid,
+        clusterid,
+        name: 'lgold',
+        url: `file://${server.dataDir}/lgold`,
+        capacitybytes: 2 ** 40,
+        tags: 'gold,ssd',
+      })
+    ).storagepool;
+    const goldRoot = (
+      await admin.request<any>('createServiceOffering', {
+        name: 'gold-small',
+        displaytext: 'gold small',
+        cpunumber: 1,
+        cpuspeed: 500,
+        memory: 256,
+        tags: 'gold',
+      })
+    ).serviceoffering.id;
+    const goldDisk = (
+      await admin.request<any>('createDiskOffering', {
+        name: 'gold-5',
+        displaytext: 'gold 5 GB',
+        disksize: 5,
+        tags: 'ssd,gold',
+      })
+    ).diskoffering.id;
+    const platinumDisk = (
+      await admin.request<any>('createDiskOffering', {
+        name: 'platinum-5',
+        displaytext: 'platinum 5 GB',
+        disksize: 5,
+        tags: 'gold,platinum',
+      })
+    ).diskoffering.id;
+    // Several deploys: the untagged pool is emptier, so only the tags can keep them off it.
+    for (let i = 0; i < 3; i++) {
+      const vm = (
+        await admin.call<any>('deployVirtualMachine', {
+          zoneid,
+          templateid,
+          serviceofferingid: goldRoot,
+          diskofferingid: goldDisk,
+        })
+      ).virtualmachine;
+      const volumes = (await admin.request<any>('listVolumes', { virtualmachineid: vm.id, listall: true }))
+        .volume;
+      assert.equal(volumes.length, 2);
+      for (const v of volumes)
+        assert.equal(v.storageid, gold.id, `${v.type} of deploy ${i} is on the gold pool`);
+    }
+    const vm = (
+      await admin.call<any>('deployVirtualMachine', { zoneid, templateid, serviceofferingid: shared })
+    ).virtualmachine;
+    // Offering tags ⊆ pool tags: gold is there, platinum is not, so no pool qualifies.
+    const volume = (
+      await admin.call<any>('createVolume', { zoneid, name: 'plat', diskofferingid: platinumDisk })
+    ).volume;
+    await assert.rejects(
+      admin.call('attachVolume', { id: volume.id, virtualmachineid: vm.id }),
+      fails(533, /primary storage pool that is Up and tagged gold,platinum/),
+    );
+    const after = (await admin.request<any>('listVolumes', { id: volume.id })).volume[0];
+    assert.equal(after.state, 'Allocated', 'the refused volume has no file and no pool');
+    assert.equal(after.storageid, undefined);
+    assert.equal(after.virtualmachineid, undefined);
+    await expungeAll();
+    assert.equal((await poolOf({ storageid: gold.id })).disksizeallocated, 0, 'the gold pool is given back');
+    await admin.request('deleteStoragePool', { id: gold.id });
+  });
+});

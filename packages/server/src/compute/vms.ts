@@ -25,7 +25,7 @@ import { storeRoot } from '../storage/images.ts';
 import { localPoolOfVm } from '../storage/local-pools.ts';
 import { deleteVmSnapshotsOf } from '../storage/vm-snapshots.ts';
 import { deleteOnPool, poolLocation, poolOf, vmDisk } from '../storage/volume-ops.ts';
-import { isLocalVolume, materialiseDataDisk, removeVolumeRecord } from '../storage/volumes.ts';
+import { isLocalVolume, materialiseDataDisk, poolNeeds, removeVolumeRecord } from '../storage/volumes.ts';
 import { affinityRules, leaveAffinityGroups, placeWithAffinity, withAffinityLock } from './affinity.ts';
 import { dedicationRule } from './dedication.ts';
 import {
@@ -141,8 +141,7 @@ async function materialiseRoot(
     zoneId: vm.zone_id,
     clusterId: placement.clusterId,
     sizeBytes: size,
-    tags: [],
-    local: await isLocalVolume(ctx, root),
+    ...(await poolNeeds(ctx, root)),
     hostId: placement.hostId,
   });
   try {

@@ -269,13 +269,31 @@ export async function isLocalVolume(
   ctx: Pick<CallContext, 'app'>,
   v: Pick<VolumeRow, 'disk_offering_id'>,
 ): Promise<boolean> {
-  if (v.disk_offering_id === null) return false;
+  return (await poolNeeds(ctx, v)).local;
+}
+
+/**
+ * What a volume's pool must offer, from its disk offering (a ROOT disk's is its compute offering's
+ * disk part): the host's local storage, and every storage tag of the offering (upstream: the
+ * offering's tags must all be among the pool's).
+ */
+export async function poolNeeds(
+  ctx: Pick<CallContext, 'app'>,
+  v: Pick<VolumeRow, 'disk_offering_id'>,
+): Promise<{ local: boolean; tags: string[] }> {
+  if (v.disk_offering_id === null) return { local: false, tags: [] };
   const o = await ctx.app.store.db
     .selectFrom('disk_offerings')
-    .select('storage_type')
+    .select(['storage_type', 'tags'])
     .where('id', '=', v.disk_offering_id)
     .executeTakeFirst();
-  return o?.storage_type === 'local';
+  return {
+    local: o?.storage_type === 'local',
+    tags: (o?.tags ?? '')
+      .split(',')
+      .map((t) => t.trim())
+      .filter((t) => t !== ''),
+  };
 }
 
 /**
@@ -293,8 +311,7 @@ export async function materialiseDataDisk(
     zoneId: v.zone_id,
     clusterId,
     sizeBytes: Number(v.size_bytes),
-    tags: [],
-    local: await isLocalVolume(ctx, v),
+    ...(await poolNeeds(ctx, v)),
     hostId,
   });
   try {
