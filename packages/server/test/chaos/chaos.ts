@@ -12,7 +12,7 @@
  * kill moments and each worker's choice of operations, so a failing run can be replayed (the
  * interleaving of concurrent jobs still depends on timing). Exits 1 on any violation.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,6 +21,7 @@ import pg from 'pg';
 import { openStore, type Store } from '../../src/db/connection.ts';
 import { MIGRATIONS } from '../../src/db/migrate.ts';
 import { createDatabase, type DbKind, POSTGRES_URL } from '../harness.ts';
+import { buildCloud, type Cloud, waitFor } from './cloud.ts';
 import { checkInvariants, downloadsInProgress, pendingJobs } from './invariants.ts';
 import { freePort, killAll, ServerProcess, type ServerSettings, startAgent } from './processes.ts';
 
@@ -71,22 +72,6 @@ interface Figures {
   refused: number;
   unexpected: string[];
   seconds: number;
-}
-
-async function waitFor<T>(what: string, ms: number, fn: () => Promise<T | undefined | false>): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v as T;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end)
-      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await sleep(200);
-  }
 }
 
 /**
@@ -184,137 +169,6 @@ async function migrationBegan(kind: DbKind, s: ServerSettings, server: ServerPro
   } finally {
     await client?.end();
   }
-}
-
-/** The cloud the workload runs in: an Advanced zone, two simulated hosts, a user account. */
-interface Cloud {
-  admin: CloudStackClient;
-  user: CloudStackClient;
-  zoneid: string;
-  templateid: string;
-  offering: string;
-  diskOffering: string;
-  isolatedOffering: string;
-}
-
-async function buildCloud(api: string, dataDir: string, agentHosts: string[]): Promise<Cloud> {
-  const session = await CloudStackClient.login(api, 'admin', 'password');
-  const adminId = (await session.request<any>('listUsers', { username: 'admin' })).user[0].id;
-  const adminKeys = (await session.request<any>('registerUserKeys', { id: adminId })).userkeys;
-  const admin = new CloudStackClient({ url: api, apiKey: adminKeys.apikey, secretKey: adminKeys.secretkey });
-  const zoneid = (
-    await admin.request<any>('createZone', {
-      name: 'chaoszone',
-      networktype: 'Advanced',
-      dns1: '8.8.8.8',
-      internaldns1: '10.0.0.2',
-      guestcidraddress: '10.1.1.0/24',
-    })
-  ).zone.id;
-  const physicalid = (
-    await admin.call<any>('createPhysicalNetwork', {
-      zoneid,
-      name: 'phys',
-      isolationmethods: 'VXLAN',
-      vlan: '7000-7099',
-    })
-  ).physicalnetwork.id;
-  for (const traffictype of ['Guest', 'Public', 'Management'])
-    await admin.call('addTrafficType', {
-      physicalnetworkid: physicalid,
-      traffictype,
-      ...(traffictype === 'Public' ? { kvmnetworklabel: 'nimbopub0' } : {}),
-    });
-  await admin.call('updatePhysicalNetwork', { id: physicalid, state: 'Enabled' });
-  await admin.request('createVlanIpRange', {
-    zoneid,
-    forvirtualnetwork: true,
-    gateway: '203.0.113.1',
-    netmask: '255.255.255.0',
-    startip: '203.0.113.10',
-    endip: '203.0.113.60',
-  });
-  const pod = (
-    await admin.request<any>('createPod', {
-      zoneid,
-      name: 'cp',
-      gateway: '192.168.30.1',
-      netmask: '255.255.255.0',
-      startip: '192.168.30.10',
-      endip: '192.168.30.50',
-    })
-  ).pod;
-  const cluster = (
-    await admin.request<any>('addCluster', {
-      zoneid,
-      podid: pod.id,
-      clustername: 'cc',
-      hypervisor: 'Simulator',
-      clustertype: 'CloudManaged',
-    })
-  ).cluster[0];
-  mkdirSync(join(dataDir, 'primary'), { recursive: true });
-  mkdirSync(join(dataDir, 'secondary'), { recursive: true });
-  await admin.request('createStoragePool', {
-    zoneid,
-    podid: pod.id,
-    clusterid: cluster.id,
-    name: 'cprimary',
-    url: join(dataDir, 'primary'),
-    scope: 'cluster',
-  });
-  await admin.request('addImageStore', {
-    zoneid,
-    name: 'csecondary',
-    provider: 'NFS',
-    url: join(dataDir, 'secondary'),
-  });
-  await admin.request('updateZone', { id: zoneid, allocationstate: 'Enabled' });
-  for (const name of agentHosts) {
-    // The agent's hosts wait to be added once it has connected; until then addHost is refused.
-    await waitFor(`host ${name} to be added`, 30_000, async () =>
-      admin.request('addHost', {
-        zoneid,
-        podid: pod.id,
-        clusterid: cluster.id,
-        url: `agent://${name}`,
-        username: 'root',
-        password: TOKEN,
-        hypervisor: 'Simulator',
-      }),
-    );
-  }
-  const templateid = await waitFor(
-    'the built-in template',
-    30_000,
-    async () =>
-      (await admin.request<any>('listTemplates', { templatefilter: 'featured', zoneid })).template?.find(
-        (t: any) => t.isready,
-      )?.id,
-  );
-  const offering = (await admin.request<any>('listServiceOfferings', { name: 'Small Instance' }))
-    .serviceoffering[0].id;
-  const diskOffering = (await admin.request<any>('listDiskOfferings', {})).diskoffering.find(
-    (d: any) => !d.iscustomized && d.disksize > 0,
-  ).id;
-  const isolatedOffering = (
-    await admin.request<any>('listNetworkOfferings', {
-      name: 'DefaultIsolatedNetworkOfferingWithSourceNatService',
-    })
-  ).networkoffering[0].id;
-  const account = (
-    await admin.request<any>('createAccount', {
-      username: 'chaos',
-      password: 'chaos-password',
-      email: 'chaos@example.com',
-      firstname: 'Chaos',
-      lastname: 'Monkey',
-      accounttype: 0,
-    })
-  ).account;
-  const userKeys = (await admin.request<any>('registerUserKeys', { id: account.user[0].id })).userkeys;
-  const user = new CloudStackClient({ url: api, apiKey: userKeys.apikey, secretKey: userKeys.secretkey });
-  return { admin, user, zoneid, templateid, offering, diskOffering, isolatedOffering };
 }
 
 /** One kind of workload step: looks up what it needs, then calls the API (waiting for the job). */
@@ -671,7 +525,7 @@ async function chaosOn(kind: DbKind, seed: number): Promise<Figures> {
   });
   const store: Store = openStore(settings.databaseUrl);
   try {
-    const cloud = await buildCloud(api, dataDir, ['chaos-1', 'chaos-2']);
+    const cloud = await buildCloud(api, dataDir, ['chaos-1', 'chaos-2'], TOKEN);
     log(`${kind}: Advanced zone with 2 simulated hosts ready; ${KILLS} kills to go`);
     for (let round = 1; round <= KILLS; round++) {
       const stop = { now: false };

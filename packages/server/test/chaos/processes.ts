@@ -41,6 +41,10 @@ export interface ServerSettings {
   databaseUrl: string;
   port: number;
   agentPort: number;
+  /** NIMBOSTACK_SERVER_NAME: servers sharing a database need names of their own (default chaos-ms). */
+  name?: string;
+  /** More environment for this server (the HA suite's shared key file, heartbeat settings). */
+  env?: Record<string, string>;
 }
 
 /** One run of the management server process; `logFile` keeps what it printed. */
@@ -67,7 +71,8 @@ export class ServerProcess {
           DATABASE_URL: settings.databaseUrl,
           NIMBOSTACK_LOG_LEVEL: 'info',
           NIMBOSTACK_SEED_LOCAL_ZONE: 'false',
-          NIMBOSTACK_SERVER_NAME: 'chaos-ms',
+          NIMBOSTACK_SERVER_NAME: settings.name ?? 'chaos-ms',
+          ...settings.env,
         },
         stdio: ['ignore', 'pipe', 'pipe'],
       }),

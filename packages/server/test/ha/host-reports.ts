@@ -1,0 +1,126 @@
+/**
+ * The database against the hosts' own account of themselves: what each simulated host runs (VMs
+ * and routers, with their sizes), the volumes its storage holds and the addresses its routers hand
+ * out, read from the hosts in this process, not from anything the servers recorded.
+ */
+import type { SimulatorHost } from '@nimbostack/agent';
+import type { Store } from '../../src/db/connection.ts';
+import type { CheckResult } from '../chaos/invariants.ts';
+
+const MiB = 2 ** 20;
+
+export async function checkHostReports(store: Store, hosts: SimulatorHost[]): Promise<CheckResult> {
+  const db = store.db;
+  let checks = 0;
+  const violations: string[] = [];
+  const check = (ok: boolean, what: () => string) => {
+    checks++;
+    if (!ok) violations.push(what());
+  };
+  const rows = await db
+    .selectFrom('hosts')
+    .select(['id', 'name', 'cpu_allocated_mhz', 'memory_allocated_bytes'])
+    .where('removed', 'is', null)
+    .where('type', '=', 'Routing')
+    .execute();
+  const byName = new Map(rows.map((r) => [r.name.toLowerCase(), r]));
+  const vms = await db
+    .selectFrom('vms')
+    .select(['id', 'instance_name', 'host_id', 'state', 'cpu_number', 'cpu_speed', 'memory_mb'])
+    .where('removed', 'is', null)
+    .execute();
+  const routers = await db
+    .selectFrom('routers')
+    .select(['name', 'host_id', 'state', 'network_id'])
+    .where('removed', 'is', null)
+    .execute();
+
+  for (const h of hosts) {
+    const row = byName.get(h.name.toLowerCase());
+    check(row !== undefined, () => `host ${h.name} is not in the database`);
+    if (!row) continue;
+    // What runs there: the VMs the database has Running on the host are exactly those the host
+    // runs, with the sizes the database charges the host for.
+    const running = [...h.vms.values()].filter((v) => v.state === 'PowerOn');
+    const onHost = new Set(running.map((v) => v.spec.name));
+    const recorded = vms.filter((v) => v.host_id === row.id && v.state === 'Running');
+    for (const v of recorded)
+      check(
+        onHost.has(v.instance_name),
+        () => `VM ${v.instance_name} is Running on ${h.name} in the database, the host does not run it`,
+      );
+    const known = new Set(recorded.map((v) => v.instance_name));
+    for (const name of onHost)
+      check(known.has(name), () => {
+        const v = vms.find((x) => x.instance_name === name);
+        return `host ${h.name} runs ${name}, the database has it ${v ? `${v.state} on host ${v.host_id}` : 'nowhere'}`;
+      });
+    const cpu = running.reduce((s, v) => s + v.spec.cpus * v.spec.cpuMhz, 0);
+    const mem = running.reduce((s, v) => s + v.spec.memoryBytes, 0);
+    check(
+      Number(row.cpu_allocated_mhz) === cpu && Number(row.memory_allocated_bytes) === mem,
+      () =>
+        `host ${h.name} runs ${running.length} VMs of ${cpu} MHz and ${mem / MiB} MiB; the database allocates ${row.cpu_allocated_mhz} MHz and ${Number(row.memory_allocated_bytes) / MiB} MiB`,
+    );
+    const hostRouters = new Set(h.routers.keys());
+    for (const r of routers.filter((x) => x.host_id === row.id && x.state === 'Running'))
+      check(
+        hostRouters.has(r.name),
+        () => `router ${r.name} is Running on ${h.name} in the database, the host has none`,
+      );
+    for (const name of hostRouters)
+      check(
+        routers.some((r) => r.name === name && r.host_id === row.id && r.state === 'Running'),
+        () => `host ${h.name} runs router ${name}, which the database does not have Running there`,
+      );
+  }
+
+  // Addresses: each router hands out exactly the addresses of its network's live VM NICs (the copy
+  // on the host the database places it on; a copy elsewhere is a violation of its own above).
+  const nics = await db
+    .selectFrom('nics')
+    .innerJoin('vms', 'vms.id', 'nics.vm_id')
+    .select(['nics.network_id', 'nics.ip4', 'nics.mac'])
+    .where('nics.removed', 'is', null)
+    .where('vms.removed', 'is', null)
+    .where('nics.router_id', 'is', null)
+    .execute();
+  for (const h of hosts)
+    for (const [name, spec] of h.routers) {
+      const r = routers.find((x) => x.name === name && x.host_id === byName.get(h.name.toLowerCase())?.id);
+      if (!r) continue;
+      const want = new Set(
+        nics
+          .filter((n) => n.network_id === r.network_id && n.ip4)
+          .map((n) => `${n.ip4} ${n.mac.toLowerCase()}`),
+      );
+      const have = new Set(spec.vms.map((e) => `${e.ip} ${e.mac.toLowerCase()}`));
+      for (const a of want)
+        check(have.has(a), () => `router ${name} does not hand out ${a}, a live NIC of its network`);
+      for (const a of have) check(want.has(a), () => `router ${name} hands out ${a}, which no live NIC has`);
+    }
+
+  // Volumes: every volume the database has on primary storage exists there with its size, and the
+  // storage holds no volume the database lost (the pools are shared: the fleet's union).
+  const stored = new Map<string, number>();
+  for (const h of hosts) for (const [path, size] of h.volumes) stored.set(path, size);
+  const volumes = await db
+    .selectFrom('volumes')
+    .select(['name', 'path', 'size_bytes', 'state'])
+    .where('removed', 'is', null)
+    .where('path', 'is not', null)
+    .execute();
+  const paths = new Set<string>();
+  for (const v of volumes) {
+    paths.add(v.path!);
+    if (v.state !== 'Ready') continue;
+    check(
+      stored.get(v.path!) === Number(v.size_bytes),
+      () =>
+        `volume ${v.name}: ${v.path} holds ${stored.get(v.path!) ?? 'nothing'}, the database says ${v.size_bytes} bytes`,
+    );
+  }
+  for (const path of stored.keys())
+    check(paths.has(path), () => `primary storage holds ${path}, which no live volume names`);
+  return { checks, violations };
+}
