@@ -20,6 +20,7 @@ import {
 import WebSocket, { type ClientOptions } from 'ws';
 import { openTunnel } from './console-tunnel.ts';
 import { DriverError, type HostDriver, type NetworkDriver } from './drivers/driver.ts';
+import { checkHost, Heartbeats } from './heartbeat.ts';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -96,6 +97,8 @@ const HANDLERS: { [K in AgentKind]: Handler<K> } = {
   routerVpnStatus: (h, p) => networkOf(h).routerVpnStatus(p.name),
   applySecurityRules: (h, p) => networkOf(h).applySecurityRules(p),
   openConsole: (h, p, agent) => agent.openConsole(h, p),
+  setHeartbeat: async (h, p, agent) => agent.heartbeats.set(h, p),
+  checkHost: (h, p) => checkHost(h, p),
   configureSimulator: async (h, p) => {
     if (!h.configure) throw new DriverError('configureSimulator applies to simulator hosts only');
     h.configure(p);
@@ -117,11 +120,14 @@ export class Agent {
   private connectedOnce = false;
   /** Console tunnels by id, so a repeated openConsole does not open a second one. */
   private readonly tunnels = new Map<string, Promise<WebSocket>>();
+  /** Storage heartbeats of the hosts (VM HA): they go on while the connection is down. */
+  readonly heartbeats: Heartbeats;
 
   constructor(private readonly options: AgentOptions) {
     // The server treats host names case-insensitively (it stores them in lower case).
     this.hosts = new Map(options.hosts.map((h) => [h.name.toLowerCase(), h]));
     this.log = options.log ?? consoleLogger;
+    this.heartbeats = new Heartbeats((fields, msg) => this.log.warn(fields, msg));
   }
 
   /** Hosts currently acknowledged by the server. */
@@ -137,6 +143,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.reconnectTimer);
+    this.heartbeats.stopAll();
     for (const t of this.tunnels.values())
       t.then((ws) => ws.close(1001, 'agent stopping')).catch(() => undefined);
     this.stopPinging();

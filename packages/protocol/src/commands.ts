@@ -493,6 +493,44 @@ export const COMMANDS = {
     result: nothing,
   },
   /**
+   * Keeps the host's storage heartbeat (VM high availability): every `intervalMs` the agent
+   * writes a small record (its time and running VMs) for host `hostId` to each listed shared
+   * pool, until told otherwise; an empty list stops it. Answers the pools the first write reached.
+   */
+  setHeartbeat: {
+    payload: z.object({
+      hostId: z.string().min(1).max(64),
+      intervalMs: z.number().int().min(100),
+      pools: z.array(StorageLocation),
+    }),
+    result: z.object({ written: z.array(z.string()) }),
+  },
+  /**
+   * Investigation of another host of the cluster whose agent is gone: whether this host reaches
+   * its address (null: it cannot tell, e.g. the address is its own), how old its heartbeat is on
+   * each pool (null: none there) with the VMs it last listed, and which of the listed disks a
+   * running hypervisor process still holds (null: this driver cannot tell).
+   */
+  checkHost: {
+    payload: z.object({
+      hostId: z.string().min(1).max(64),
+      address: z.string().max(64).optional(),
+      pools: z.array(StorageLocation),
+      disks: z.array(z.object({ vm: name, path: z.string().min(1).max(1024) })),
+    }),
+    result: z.object({
+      reachable: z.boolean().nullable(),
+      heartbeats: z.array(
+        z.object({
+          pool: z.string().min(1).max(64),
+          ageMs: z.number().int().nullable(),
+          vms: z.array(name),
+        }),
+      ),
+      disksInUse: z.array(z.string().max(1024)).nullable(),
+    }),
+  },
+  /**
    * Simulator only: the next `count` commands of `kind` (or every one when count is absent) fail
    * with `message`, and/or take `latencyMs` longer. Real drivers answer `unsupported`.
    */

@@ -12,8 +12,10 @@ import { COMMANDS, type CommandKind, isCommandKind, type ParsedPayload, VmPowerR
  * version 1 cannot read (agents of version 2 still read the one-network form).
  * 3: a VPC router's `RouterSpec.vpc` (network ACLs, private gateways, static routes): an agent of
  * version 2 would drop it unread and leave the tiers unfiltered.
+ * 4: `setHeartbeat` and `checkHost` (VM high availability): a version 3 agent writes no storage
+ * heartbeat, so its hosts could never be proven dead.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 /** Largest frame either side accepts (a ping for 5,000 hosts with VMs fits well within it). */
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024;

@@ -45,6 +45,8 @@ import { statsOf } from './metrics/host-stats.ts';
 import { ServerMetrics } from './metrics/server-metrics.ts';
 import { startNetworkGc } from './network/network-gc.ts';
 import { startVpnMonitor } from './network/vpn/vpn-apply.ts';
+import { startHaMonitor } from './ha/monitor.ts';
+import { releaseHaWork } from './ha/vm-ha.ts';
 import { Registry } from './registry/registry.ts';
 import { Settings } from './settings/settings.ts';
 import { startTemplates } from './storage/extract.ts';
@@ -154,6 +156,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     const stopSnapshotScheduler = startSnapshotScheduler(app);
     const stopNetworkGc = startNetworkGc(app);
     const stopVpnMonitor = startVpnMonitor(app);
+    await releaseHaWork(app);
+    const stopHaMonitor = startHaMonitor(app);
     statsOf(app).start();
     // Events leave through the outbox: to RabbitMQ when configured, and to webhooks. Rows a killed
     // server had claimed are freed first, so a restart hands on everything still pending.
@@ -254,6 +258,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           stopSnapshotScheduler();
           stopNetworkGc();
           stopVpnMonitor();
+          stopHaMonitor();
           statsOf(app).stop();
           stopTemplates();
           stopTlsWatch();

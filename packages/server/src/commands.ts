@@ -22,6 +22,8 @@ import { twoFactorCommands } from './iam/two-factor.ts';
 import { userCommands } from './iam/users.ts';
 import { iconCommands } from './icons/icons.ts';
 import { iconResponseFields } from './icons/response-fields.ts';
+import { haCommands } from './ha/commands.ts';
+import { haResponseFields } from './ha/response-fields.ts';
 import { hostCommands } from './infra/hosts.ts';
 import { infraCommands } from './infra/index.ts';
 import { networkServiceProviderCommands } from './infra/network-service-providers.ts';
@@ -77,6 +79,7 @@ export const allCommands = [
   ...networkServiceProviderCommands,
   ...offeringCommands,
   ...hostCommands,
+  ...haCommands,
   ...simulatorCommands,
   ...templateCommands,
   ...isoCommands,
@@ -108,6 +111,7 @@ export const allResponseFields: ResponseFields[] = [
   iamResponseFields,
   ldapResponseFields,
   infraResponseFields,
+  haResponseFields,
   offeringResponseFields,
   storageResponseFields,
   discoveryResponseFields,

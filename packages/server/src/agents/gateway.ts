@@ -340,6 +340,17 @@ export class AgentGateway {
     }
   }
 
+  /**
+   * Declares a host that is not Up Down at once (VM HA proved it dead or fenced it) rather than
+   * after the Alert and Down waits; listeners run as for a host that timed out. False when the
+   * host is Up again, already Down, or not held here.
+   */
+  async declareDown(hostId: number): Promise<boolean> {
+    const s = this.byId.get(hostId);
+    if (!s || s.status === 'Down' || s.status === 'Up' || (s.conn && s.ready)) return false;
+    await this.setStatus([s], 'Down');
+    return true;
+
   /** Forgets a deleted host; its agent's next startup for the name waits for addHost again. */
   forget(hostId: number): void {
     const s = this.byId.get(hostId);

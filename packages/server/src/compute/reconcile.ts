@@ -1,10 +1,11 @@
 /**
  * What compute does when hosts report in or change: VMs powered off behind our back become
- * Stopped; VMs on a host that went Down are Stopped; hosts with VMs cannot be deleted; a host
- * entering maintenance has its running VMs migrated away, or the request says why not.
+ * Stopped; hosts with VMs cannot be deleted; a host entering maintenance has its running VMs
+ * migrated away, or the request says why not. The VMs of a host that went Down stay as they are
+ * until VM HA proves the host dead (ha/monitor.ts): a Down host may still run them.
  */
 
-import { onHostStatusChange, onVmStatesReported } from '../agents/gateway.ts';
+import { onVmStatesReported } from '../agents/gateway.ts';
 import type { App, CallContext } from '../context.ts';
 import { resourceInUse } from '../errors.ts';
 import { loadCaller } from '../iam/caller.ts';
@@ -31,22 +32,6 @@ onVmStatesReported(async (app: App, reports) => {
     if (on.get(vm.host_id!)?.has(vm.instance_name)) continue;
     await markStoppedOutOfBand({ app }, vm, 'the host reports it powered off').catch((err) =>
       app.log.warn({ err, vm: vm.uuid }, 'could not record a VM stopped out of band'),
-    );
-  }
-});
-
-onHostStatusChange(async (app, hostIds, status) => {
-  if (status !== 'Down') return;
-  const stranded = await app.store.db
-    .selectFrom('vms')
-    .selectAll()
-    .where('host_id', 'in', hostIds)
-    .where('state', '=', 'Running')
-    .where('removed', 'is', null)
-    .execute();
-  for (const vm of stranded) {
-    await markStoppedOutOfBand({ app }, vm, 'its host is Down').catch((err) =>
-      app.log.warn({ err, vm: vm.uuid }, 'could not stop a VM of a Down host'),
     );
   }
 });
@@ -91,13 +76,17 @@ const SETTLE: Record<string, VmEvent> = {
   Restoring: 'error',
 };
 
-onRecovery(async (app) => {
-  const vms = await app.store.db
+onRecovery(async (app, scope) => {
+  // A dead server's VMs: those its jobs held.
+  const held = scope?.ids('VirtualMachine');
+  if (held?.length === 0) return { settled: 0, pending: false };
+  let q = app.store.db
     .selectFrom('vms')
     .selectAll()
     .where('state', 'in', [...Object.keys(SETTLE), 'Expunging'])
-    .where('removed', 'is', null)
-    .execute();
+    .where('removed', 'is', null);
+  if (held) q = q.where('uuid', 'in', held);
+  const vms = await q.execute();
   let settled = 0;
   let pending = false;
   for (const vm of vms) {

@@ -168,6 +168,37 @@ export interface EventTable {
   archived: Flag;
 }
 
+/** A host's HA configuration and state (migration 0035, ha/host-ha.ts). */
+export interface HostHaTable {
+  id: Generated<number>;
+  host_id: number;
+  /** The host-HA provider configured (configureHAForHost); null: the hypervisor's default. */
+  provider: string | null;
+  /** 0 after disableHAForHost: the host's failure is left to the operator. */
+  enabled: Flag;
+  /** Upstream's HA states: Available, Suspect, Checking, Degraded, Fenced, Ineligible, Disabled. */
+  state: string;
+  /** What the last investigation found, for the operator. */
+  detail: string | null;
+  updated: number;
+}
+
+/** A VM of a fenced host to restart elsewhere (migration 0035, ha/vm-ha.ts). */
+export interface HaWorkTable {
+  id: Generated<number>;
+  vm_id: number;
+  /** The host it ran on when that host was fenced. */
+  host_id: number;
+  /** Pending, Running (claimed by ms_id), Done, Failed. */
+  state: string;
+  attempts: number;
+  next_attempt: number;
+  ms_id: number | null;
+  last_error: string | null;
+  created: number;
+  updated: number;
+}
+
 /** A resource state-change message waiting for the message bus (migration 0031). */
 export interface StateEventTable {
   id: Generated<number>;
@@ -893,6 +924,8 @@ export interface Database {
   events: EventTable;
   event_outbox: EventOutboxTable;
   state_events: StateEventTable;
+  host_ha: HostHaTable;
+  ha_work: HaWorkTable;
   webhooks: WebhookTable;
   webhook_deliveries: WebhookDeliveryTable;
   configuration: ConfigurationTable;

@@ -16,6 +16,7 @@ import type { CallContext } from '../context.ts';
 import { insertId, type Tx } from '../db/connection.ts';
 import type { ClusterRow, HostRow, PodRow, ZoneRow } from '../db/schema.ts';
 import { ApiError, CsErrorCode, ErrorCode, internalError, invalidParameter } from '../errors.ts';
+import { hostHaRows, presentHostHa } from '../ha/host-ha-records.ts';
 import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
@@ -113,6 +114,7 @@ export async function presentHosts(ctx: CallContext, rows: HostRow[]): Promise<o
   ]);
   const serverById = new Map(servers.map((s) => [s.id, s]));
   const archById = new Map(arches.map((c) => [c.id, c.arch]));
+  const haByHost = await hostHaRows(ctx.app, ids);
   const tagsByHost = new Map<number, { tag: string; implicit: boolean }[]>();
   for (const t of tags) {
     const list = tagsByHost.get(t.host_id) ?? [];
@@ -178,8 +180,8 @@ export async function presentHosts(ctx: CallContext, rows: HostRow[]): Promise<o
       implicithosttags: implicit.length ? implicit.join(',') : undefined,
       istagarule: false,
       hahost: false,
-      // Host HA and out-of-band management are not offered; clients (the UI) expect the objects.
-      hostha: { haenable: false, hastate: 'Disabled' },
+      hostha: presentHostHa(h, haByHost.get(h.id)),
+      // Out-of-band management is not offered; clients (the UI) expect the object.
       outofbandmanagement: { enabled: false, powerstate: 'Disabled' },
       annotation: h.annotation ?? undefined,
     };

@@ -54,7 +54,8 @@ const host: FieldDescriptions = {
   implicithosttags: 'Tags the agent reported for the host, comma-separated; left out when none.',
   istagarule: 'Always false: host tags are plain labels, not rules.',
   hahost: 'Always false: no hosts are reserved for HA restarts.',
-  hostha: "Host HA status: always { haenable: false, hastate: 'Disabled' }, Nimbostack has no host HA.",
+  hostha:
+    'VM HA of the host: { hostid, haenable, haprovider, hastate }, as listHostHAResources shows it (docs/ha.md).',
   outofbandmanagement:
     "Out-of-band (IPMI) management status: always { enabled: false, powerstate: 'Disabled' }.",
   annotation: 'Free-form note an admin set on the host with updateHost; left out when none.',

@@ -1,0 +1,137 @@
+/**
+ * VM high availability on the host side. Each host writes a heartbeat record to every shared
+ * primary storage pool the server names (setHeartbeat), as upstream's KVM heartbeat on NFS; when
+ * a host's agent is gone, the server asks the other hosts of its cluster (checkHost) how old that
+ * record is, whether they reach the host's address and whether its VMs' disks are still held by
+ * a running QEMU. The answers are facts; the server decides (packages/server/src/ha/).
+ *
+ * The heartbeat lives in the agent process, not in its connection: a host cut off from the
+ * management server but alive keeps writing it, and so is never taken for dead.
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
+import type { CommandResult, ParsedPayload, StorageLocation } from '@nimbostack/protocol';
+import type { HostDriver } from './drivers/driver.ts';
+import { disksInUse } from './drivers/kvm/disk-locks.ts';
+
+/** The folder, in each shared pool, that holds one record per host. */
+export const HEARTBEAT_DIR = '.nimbostack-heartbeat';
+
+interface HeartbeatRecord {
+  host: string;
+  name: string;
+  time: number;
+  vms: string[];
+}
+
+const recordPath = (pool: StorageLocation, hostId: string) =>
+  join(pool.path, HEARTBEAT_DIR, `${hostId.replace(/[^A-Za-z0-9-]/g, '')}.json`);
+
+/** Whether a pool is a directory the agent can write (simulator pools are not). */
+const onDisk = (pool: StorageLocation) => pool.type !== 'Simulator';
+
+export class Heartbeats {
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+
+  constructor(private readonly warn: (fields: object, msg: string) => void) {}
+
+  /** Starts, changes or (with no pools) stops the heartbeat of one host. */
+  set(host: HostDriver, p: ParsedPayload<'setHeartbeat'>): CommandResult<'setHeartbeat'> {
+    const key = host.name.toLowerCase();
+    clearInterval(this.timers.get(key));
+    this.timers.delete(key);
+    const pools = p.pools.filter(onDisk);
+    if (pools.length === 0) return { written: [] };
+    const beat = () => this.write(host, p.hostId, pools);
+    const timer = setInterval(() => beat(), p.intervalMs);
+    timer.unref();
+    this.timers.set(key, timer);
+    return { written: beat() };
+  }
+
+  stopAll(): void {
+    for (const t of this.timers.values()) clearInterval(t);
+    this.timers.clear();
+  }
+
+  /** One beat: a record per pool, written aside and renamed so a reader never sees half of it. */
+  private write(host: HostDriver, hostId: string, pools: StorageLocation[]): string[] {
+    const record: HeartbeatRecord = {
+      host: hostId,
+      name: host.name,
+      time: Date.now(),
+      vms: host.hypervisor
+        .reportStates()
+        .filter((v) => v.state !== 'PowerOff')
+        .map((v) => v.name),
+    };
+    const written: string[] = [];
+    for (const pool of pools) {
+      const path = recordPath(pool, hostId);
+      const tmp = `${path}.${process.pid}.tmp`;
+      try {
+        mkdirSync(join(pool.path, HEARTBEAT_DIR), { recursive: true });
+        writeFileSync(tmp, JSON.stringify(record));
+        renameSync(tmp, path);
+        written.push(pool.uuid);
+      } catch (err) {
+        rmSync(tmp, { force: true });
+        this.warn(
+          { host: host.name, pool: pool.uuid, err: (err as Error).message },
+          'heartbeat write failed',
+        );
+      }
+    }
+    return written;
+  }
+}
+
+/** Reads another host's heartbeat on each pool: its age by this host's clock and its VMs. */
+function readHeartbeats(p: ParsedPayload<'checkHost'>): CommandResult<'checkHost'>['heartbeats'] {
+  const now = Date.now();
+  return p.pools.filter(onDisk).map((pool) => {
+    try {
+      const r = JSON.parse(readFileSync(recordPath(pool, p.hostId), 'utf8')) as HeartbeatRecord;
+      if (typeof r.time !== 'number') throw new Error('no time');
+      return {
+        pool: pool.uuid,
+        ageMs: Math.max(0, Math.round(now - r.time)),
+        vms: Array.isArray(r.vms) ? r.vms.map(String) : [],
+      };
+    } catch {
+      return { pool: pool.uuid, ageMs: null, vms: [] };
+    }
+  });
+}
+
+/** This machine's own addresses: from here, reaching one of them says nothing about another host. */
+function ownAddress(address: string): boolean {
+  if (address.startsWith('127.') || address === '::1') return true;
+  return Object.values(networkInterfaces()).some((list) => list?.some((i) => i.address === address));
+}
+
+/** One ICMP echo with a one-second wait; null when ping cannot run here. */
+function ping(address: string): Promise<boolean | null> {
+  return new Promise((resolve) => {
+    execFile('ping', ['-c', '1', '-W', '1', '-n', address], { timeout: 3000 }, (err) => {
+      if (!err) return resolve(true);
+      const code = (err as NodeJS.ErrnoException).code;
+      resolve(code === 'ENOENT' || code === 'EACCES' || code === 'EPERM' ? null : false);
+    });
+  });
+}
+
+/** The checkHost command: what this host sees of another one. */
+export async function checkHost(
+  self: HostDriver,
+  p: ParsedPayload<'checkHost'>,
+): Promise<CommandResult<'checkHost'>> {
+  const kind = self.hypervisor.resources().hypervisor;
+  // Simulated hosts have made-up addresses and no disks: they can only read the heartbeat.
+  const reachable =
+    kind === 'Simulator' || !p.address || ownAddress(p.address) ? null : await ping(p.address);
+  const inUse = kind === 'KVM' ? await disksInUse(p.disks.map((d) => d.path)) : null;
+  return { reachable, heartbeats: readHeartbeats(p), disksInUse: inUse };
+}
