@@ -97,6 +97,9 @@ const HANDLERS: { [K in AgentKind]: Handler<K> } = {
   routerVpnStatus: (h, p) => networkOf(h).routerVpnStatus(p.name),
   applySecurityRules: (h, p) => networkOf(h).applySecurityRules(p),
   openConsole: (h, p, agent) => agent.openConsole(h, p),
+  getConsoleOutput: async (h, p) => ({
+    output: (await h.hypervisor.consoleOutput(p.name, p.maxBytes)).toString('base64'),
+  }),
   setHeartbeat: async (h, p, agent) => agent.heartbeats.set(h, p),
   checkHost: (h, p) => checkHost(h, p),
   configureSimulator: async (h, p) => {

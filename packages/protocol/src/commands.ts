@@ -479,6 +479,23 @@ export const COMMANDS = {
     result: nothing,
   },
   /**
+   * The last `maxBytes` of what the VM printed on its serial console (KVM: ttyS0's log; LXC: the
+   * container's console log; the simulator: the power events it keeps), base64-encoded as EC2's
+   * GetConsoleOutput gives it; empty when the host has none. The log outlives a stop on the host.
+   */
+  getConsoleOutput: {
+    payload: z.object({
+      name,
+      maxBytes: z
+        .number()
+        .int()
+        .positive()
+        .max(1024 * 1024)
+        .default(64 * 1024),
+    }),
+    result: z.object({ output: z.string() }),
+  },
+  /**
    * Opens the VM's console for one browser session: the agent connects to the VM's VNC server on
    * the host (127.0.0.1) and to the management server's agent port at `/tunnel/<tunnel>`,
    * presenting `secret`, and pipes the two until either side closes. It answers once the tunnel

@@ -22,7 +22,7 @@ import { ConsoleProxy } from './console/proxy.ts';
 import type { App } from './context.ts';
 import { insertId, openStore } from './db/connection.ts';
 import { upgradeSchema } from './db/upgrade.ts';
-import { registerEc2Routes } from './ec2/endpoint.ts';
+import { registerEc2Routes, startEc2Listener } from './ec2/endpoint.ts';
 import { ApiError, CsErrorCode, ErrorCode } from './errors.ts';
 import { EventBusPublisher } from './events/bus.ts';
 import { releaseLeases } from './events/outbox.ts';
@@ -62,6 +62,8 @@ export interface Server {
   http: FastifyInstance;
   /** The base URL once listening, e.g. http://127.0.0.1:8080 */
   url: string;
+  /** The EC2 endpoint's own port's URL when `ec2Port` is set (/awsapi on `url` is always there). */
+  ec2Url?: string;
   stop(): Promise<void>;
 }
 
@@ -242,6 +244,9 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     } catch (err) {
       log.error({ err }, 'the prometheus exporter could not start');
     }
+    // The EC2 API's own port, when configured: refusing to start beats an endpoint silently absent.
+    const ec2 = config.ec2Port !== undefined ? await startEc2Listener(app, config) : undefined;
+    if (ec2) log.info({ ec2Url: ec2.url }, 'EC2 endpoint started on its own port');
     const scheme = config.tlsCert ? 'https' : 'http';
     const url = `${scheme}://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
     log.info({ url, database: store.describe, managementServer: name }, 'management server started');
@@ -251,6 +256,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       app,
       http: fastify,
       url,
+      ec2Url: ec2?.url,
       stop: () => {
         stopping ??= (async () => {
           clearInterval(heartbeat);
@@ -265,6 +271,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           settings.stop();
           consoleProxy.stop();
           await exporter?.stop();
+          await ec2?.close();
           await fastify.close();
           await localAgent?.stop();
           await app.agents.stop();

@@ -12,6 +12,11 @@ export interface ServerConfig {
   host: string;
   /** WebSocket port that host agents connect to. */
   agentPort: number;
+  /**
+   * A port of its own for the EC2-compatible API (at / and /awsapi), besides /awsapi on `port`;
+   * unset: none (0 picks a free one, for tests). Bound to `host`, with `port`'s TLS.
+   */
+  ec2Port?: number;
   /** Directory for the embedded database, the server key and local storage. */
   dataDir: string;
   /** sqlite:<path> | postgres://... | mysql://... ; default is a SQLite file in dataDir. */
@@ -90,6 +95,7 @@ const ENV: Record<string, keyof ServerConfig> = {
   NIMBOSTACK_PORT: 'port',
   NIMBOSTACK_HOST: 'host',
   NIMBOSTACK_AGENT_PORT: 'agentPort',
+  NIMBOSTACK_EC2_PORT: 'ec2Port',
   NIMBOSTACK_DATA: 'dataDir',
   DATABASE_URL: 'databaseUrl',
   NIMBOSTACK_LOG_LEVEL: 'logLevel',
@@ -119,7 +125,7 @@ const ENV: Record<string, keyof ServerConfig> = {
   NIMBOSTACK_UPGRADE_BACKUPS_KEPT: 'upgradeBackupsKept',
 };
 
-const NUMERIC = new Set<keyof ServerConfig>(['port', 'agentPort']);
+const NUMERIC = new Set<keyof ServerConfig>(['port', 'agentPort', 'ec2Port']);
 const BOOLEAN = new Set<keyof ServerConfig>(['seedLocalZone', 'trustProxy']);
 /** Sizes (bytes) and durations (milliseconds): positive integers. */
 const POSITIVE = new Set<keyof ServerConfig>([

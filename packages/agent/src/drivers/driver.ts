@@ -52,6 +52,8 @@ export interface HypervisorDriver {
    * with a DriverError when the VM is not running here.
    */
   openConsole(vm: string): Promise<Duplex>;
+  /** The last `maxBytes` of the VM's serial console output; empty when there is none here. */
+  consoleOutput(vm: string, maxBytes: number): Promise<Buffer>;
 }
 
 export interface StorageDriver {

@@ -111,6 +111,11 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
   readonly routers = new Map<string, RouterSpec>();
   readonly volumes = new Map<string, number>();
   readonly snapshots = new Map<string, { volumePath: string; sizeBytes: number }>();
+  /**
+   * What a simulated VM's serial console would hold: a line per power event on this host (there
+   * is no guest to print anything). Kept after the VM stops, as a real host keeps its log file.
+   */
+  private readonly consoleLogs = new Map<string, string>();
   private readonly faults = new Map<string, Fault>();
 
   constructor(
@@ -201,7 +206,22 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
     return vm;
   }
 
+  /** Appends one line to the VM's simulated console, keeping the last 16 KiB. */
+  private consoleLine(name: string, text: string): void {
+    const log = `${this.consoleLogs.get(name) ?? ''}${new Date().toISOString()} ${this.name}: ${text}\n`;
+    this.consoleLogs.set(name, log.length > 16384 ? log.slice(-16384) : log);
+  }
+
+  async consoleOutput(name: string, maxBytes: number): Promise<Buffer> {
+    const log = Buffer.from(this.consoleLogs.get(name) ?? '');
+    return log.subarray(Math.max(0, log.length - maxBytes));
+  }
+
   async startVm(spec: VmSpec) {
+    this.consoleLine(
+      spec.name,
+      `simulated VM ${spec.name} powered on (${spec.cpus} vCPU, ${Math.round(spec.memoryBytes / 1048576)} MiB, ${spec.disks.length} disk(s), ${spec.nics.length} NIC(s))`,
+    );
     const existing = this.vms.get(spec.name);
     if (existing) {
       existing.spec = spec;
@@ -214,6 +234,7 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
 
   async stopVm(name: string) {
     // A stopped VM is undefined on a real hypervisor, so it stops being reported.
+    if (this.vms.has(name)) this.consoleLine(name, `simulated VM ${name} powered off`);
     this.closeConsoles(this.vms.get(name));
     this.vms.delete(name);
   }
@@ -240,6 +261,7 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
   async rebootVm(name: string) {
     const vm = this.vm(name);
     if (vm.state !== 'PowerOn') throw new DriverError(`VM ${name} is not running`);
+    this.consoleLine(name, `simulated VM ${name} rebooted`);
   }
 
   async prepareMigration(spec: VmSpec) {
@@ -257,7 +279,10 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
     }
     if (destination.host === this.name) throw new DriverError('cannot migrate a VM to the host it runs on');
     const target = this.fleet.hosts.get(destination.host);
-    if (target) target.vms.set(name, { ...vm, state: 'PowerOn', consoles: undefined });
+    if (target) {
+      target.vms.set(name, { ...vm, state: 'PowerOn', consoles: undefined });
+      target.consoleLine(name, `simulated VM ${name} migrated in from ${this.name}`);
+    }
     this.closeConsoles(vm);
     this.vms.delete(name);
   }

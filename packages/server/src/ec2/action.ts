@@ -18,6 +18,12 @@ export interface Ec2Context {
   cs: CallContext;
   region: string;
   requestId: string;
+  /**
+   * DryRun=true: the action runs its checks and lookups, and stops at the first CloudStack
+   * command that would change something (cloudstack.ts), answering DryRunOperation when the
+   * caller's role allows that command and UnauthorizedOperation when not.
+   */
+  dryRun: boolean;
 }
 
 export type Filters = Map<string, string[]>;

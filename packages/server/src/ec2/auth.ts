@@ -2,8 +2,10 @@
  * Who an EC2 request comes from. The access key is the user's CloudStack API key and the secret
  * its secret key, found and opened the way the CloudStack API does (iam/caller.ts keyOwner).
  * Version 4 requests must be scoped to the configured region (ec2.region) and service `ec2`, and
- * dated within 15 minutes of the server's clock, as AWS requires; Version 2 requests carry a
- * Timestamp within the same window or an Expires that has not passed.
+ * dated within 15 minutes of the server's clock, as AWS requires; presigned Version 4 requests
+ * (the X-Amz-* query parameters) are good from X-Amz-Date for X-Amz-Expires seconds (at most 7
+ * days, as AWS). Version 2 requests carry a Timestamp within the same window or an Expires that
+ * has not passed.
  */
 import type { App, Caller } from '../context.ts';
 import { isActive, keyOwner, loadCaller } from '../iam/caller.ts';
@@ -11,14 +13,19 @@ import { authFailure, Ec2Error } from './errors.ts';
 import { EC2_REGION } from './settings.ts';
 import {
   parseV4Authorization,
+  parseV4Query,
+  queryPairs,
   type SignedRequest,
   sameSignature,
+  type V4Authorization,
   v2Signature,
   v4Signature,
 } from './signature.ts';
 
 /** AWS's limit on the difference between the request's time and the server's. */
 export const MAX_SKEW_MS = 15 * 60 * 1000;
+/** The longest validity of a presigned request (AWS's: 7 days). */
+export const MAX_PRESIGNED_SECONDS = 7 * 24 * 3600;
 
 const mismatch = () =>
   new Ec2Error(
@@ -51,6 +58,8 @@ export async function authenticate(
 ): Promise<Caller> {
   const header = req.headers.authorization;
   if (typeof header === 'string' && header.startsWith('AWS4-HMAC-SHA256')) return v4(app, req, header, now);
+  const presigned = parseV4Query(queryPairs(req.query));
+  if (presigned !== undefined) return v4Query(app, req, presigned, now);
   const sent = new Map(params);
   if (sent.has('Signature') && sent.has('AWSAccessKeyId')) return v2(app, req, params, sent, now);
   throw new Ec2Error('MissingAuthenticationToken', 'Request is missing Authentication Token', 401);
@@ -67,6 +76,46 @@ async function v4(app: App, req: SignedRequest, header: string, now: number): Pr
       'The request must carry an X-Amz-Date header (YYYYMMDDTHHMMSSZ).',
     );
   if (Math.abs(at - now) > MAX_SKEW_MS) throw expired();
+  return checkV4(app, req, auth, amzDate);
+}
+
+/** A presigned request: the signature and its scope are query parameters, X-Amz-Signature excluded from what is signed. */
+async function v4Query(
+  app: App,
+  req: SignedRequest,
+  presigned: NonNullable<ReturnType<typeof parseV4Query>>,
+  now: number,
+): Promise<Caller> {
+  if ('problem' in presigned) throw new Ec2Error('IncompleteSignature', presigned.problem);
+  const at = parseAmzDate(presigned.amzDate);
+  if (at === undefined)
+    throw new Ec2Error('IncompleteSignature', 'X-Amz-Date must be a time such as 20261206T102600Z.');
+  const expires = Number(presigned.expires);
+  if (!/^\d+$/.test(presigned.expires) || expires < 1 || expires > MAX_PRESIGNED_SECONDS)
+    throw new Ec2Error(
+      'InvalidParameterValue',
+      `X-Amz-Expires must be a number of seconds from 1 to ${MAX_PRESIGNED_SECONDS}.`,
+    );
+  // Signed in the future beyond the allowed skew, or past its validity.
+  if (at - now > MAX_SKEW_MS)
+    throw new Ec2Error('RequestExpired', 'Request is not yet valid: X-Amz-Date is in the future.');
+  if (now > at + expires * 1000) throw expired();
+  const unsigned = queryPairs(req.query).filter(([k]) => k !== 'X-Amz-Signature');
+  return checkV4(
+    app,
+    { ...req, query: new URLSearchParams(unsigned).toString() },
+    presigned,
+    presigned.amzDate,
+  );
+}
+
+/** The scope, the signed headers and the signature of a Version 4 request, header or presigned. */
+async function checkV4(
+  app: App,
+  req: SignedRequest,
+  auth: V4Authorization,
+  amzDate: string,
+): Promise<Caller> {
   if (!auth.signedHeaders.includes('host'))
     throw new Ec2Error('IncompleteSignature', 'The host header must be signed.');
   const region = app.settings.get(EC2_REGION);

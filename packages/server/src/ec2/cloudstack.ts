@@ -12,14 +12,20 @@ import { dispatch } from '../http/dispatch.ts';
 import { mayCall } from '../iam/caller.ts';
 import type { RawValue } from '../registry/params.ts';
 import type { Ec2Context } from './action.ts';
-import { Ec2Error } from './errors.ts';
+import { dryRunOperation, Ec2Error, unauthorized } from './errors.ts';
 
 export type CsParams = Record<
   string,
   string | number | boolean | Record<string, Record<string, string>> | undefined
 >;
 
-/** Runs a CloudStack command as the caller; returns its response body (for async ones: {id, jobid}). */
+/** CloudStack's read-only commands by name (list…, get…): what a DryRun may still run. */
+const READS = /^(list|get)[A-Z]/;
+
+/**
+ * Runs a CloudStack command as the caller; returns its response body (for async ones: {id, jobid}).
+ * Under DryRun a command that changes something is not run: the role check answers for it.
+ */
 export async function runCommand(
   ctx: Ec2Context,
   name: string,
@@ -27,8 +33,8 @@ export async function runCommand(
 ): Promise<Record<string, unknown>> {
   const command = ctx.app.registry.get(name);
   if (!command) throw new Error(`EC2 action needs CloudStack command ${name}`);
-  if (!(await mayCall(ctx.app, ctx.caller, command)))
-    throw new Ec2Error('UnauthorizedOperation', 'You are not authorized to perform this operation.', 403);
+  if (!(await mayCall(ctx.app, ctx.caller, command))) throw unauthorized();
+  if (ctx.dryRun && !READS.test(name)) throw dryRunOperation();
   const raw = new Map<string, RawValue>();
   for (const [k, v] of Object.entries(params))
     if (v !== undefined) raw.set(k, typeof v === 'object' ? v : String(v));

@@ -5,20 +5,34 @@
  * EC2's error document with EC2's HTTP status. Each answer carries a fresh request id.
  */
 import { randomUUID } from 'node:crypto';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+  LogController,
+} from 'fastify';
+import type { ServerConfig } from '../config.ts';
 import type { App } from '../context.ts';
 import { Throttle } from '../http/throttle.ts';
+import { registerSecurityHeaders, serverOptions } from '../http/transport.ts';
 import type { Ec2Action, Ec2Context } from './action.ts';
 import { readParams } from './action.ts';
 import { ACTIONS } from './actions.ts';
 import { authenticate } from './auth.ts';
-import { Ec2Error, ec2Error, missingParameter } from './errors.ts';
+import { dryRunOperation, Ec2Error, ec2Error, invalidValue, missingParameter } from './errors.ts';
 import { EC2_REGION } from './settings.ts';
 import { renderError, renderResponse } from './xml.ts';
 
 const XML = 'text/xml;charset=UTF-8';
 
-export function registerEc2Routes(fastify: FastifyInstance, app: App): void {
+/** Serves the endpoint at `paths` of `fastify`: /awsapi on the API's port, also / on its own port. */
+export function registerEc2Routes(
+  fastify: FastifyInstance,
+  app: App,
+  paths: string[] = ['/awsapi', '/awsapi/'],
+): void {
   const actions = new Map<string, Ec2Action>(ACTIONS.map((a) => [a.name, a]));
   // The same per-account limit as the CloudStack API (api.throttling.*), counted on its own.
   const throttle = new Throttle(app.settings);
@@ -54,8 +68,9 @@ export function registerEc2Routes(fastify: FastifyInstance, app: App): void {
       if (!action)
         throw new Ec2Error('InvalidAction', `The action ${actionName} is not valid for this web service.`);
       if (!raw.has('Version')) throw missingParameter('Version');
-      if (raw.get('DryRun')?.toLowerCase() === 'true')
-        throw new Ec2Error('UnsupportedOperation', 'DryRun is not supported by this cloud.');
+      const dryRun = raw.get('DryRun');
+      if (dryRun !== undefined && !/^(true|false)$/i.test(dryRun))
+        throw invalidValue('DryRun', dryRun, 'It must be true or false.');
       throttle.check(caller.account.id, now);
       const ctx: Ec2Context = {
         app,
@@ -63,8 +78,11 @@ export function registerEc2Routes(fastify: FastifyInstance, app: App): void {
         cs: { app, caller, origin: `${req.protocol}://${req.host}` },
         region: app.settings.get(EC2_REGION),
         requestId,
+        dryRun: dryRun?.toLowerCase() === 'true',
       };
       const result = await action.handler(ctx, readParams(action, raw) as never);
+      // A dry run that changed nothing on its way (a Describe, or nothing left to do) would succeed.
+      if (ctx.dryRun) throw dryRunOperation();
       return reply
         .code(200)
         .header('content-type', XML)
@@ -77,8 +95,42 @@ export function registerEc2Routes(fastify: FastifyInstance, app: App): void {
     }
   };
 
-  for (const url of ['/awsapi', '/awsapi/']) {
+  for (const url of paths) {
     fastify.get(url, handle);
     fastify.post(url, handle);
   }
+}
+
+/**
+ * The EC2 endpoint on a port of its own (config `ec2Port`), for clients that expect an EC2
+ * endpoint at `/` or a firewall that opens it apart from the CloudStack API. The same handler,
+ * limits and TLS as the API's port; it answers nothing else.
+ */
+export async function startEc2Listener(
+  app: App,
+  config: ServerConfig,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const fastify = Fastify({
+    loggerInstance: app.log.child({ component: 'ec2' }) as unknown as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.requestContentSize,
+    trustProxy: config.trustProxy,
+    requestTimeout: config.requestTimeout,
+    keepAliveTimeout: config.keepAliveTimeout,
+    ...serverOptions(config),
+  } as FastifyServerOptions);
+  registerSecurityHeaders(fastify);
+  fastify.addContentTypeParser(
+    'application/x-www-form-urlencoded',
+    { parseAs: 'string' },
+    (_req, body, done) => done(null, body),
+  );
+  fastify.addContentTypeParser('*', { parseAs: 'string' }, (_req, _body, done) => done(null, undefined));
+  registerEc2Routes(fastify, app, ['/', '/awsapi', '/awsapi/']);
+  await fastify.listen({ port: config.ec2Port, host: config.host });
+  const address = fastify.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.ec2Port;
+  const scheme = config.tlsCert && config.tlsKey ? 'https' : 'http';
+  const url = `${scheme}://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}/`;
+  return { url, close: () => fastify.close() };
 }

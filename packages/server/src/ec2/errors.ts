@@ -21,6 +21,13 @@ export const missingParameter = (name: string) =>
 export const invalidValue = (name: string, value: string, why: string) =>
   new Ec2Error('InvalidParameterValue', `Value (${value}) for parameter ${name} is invalid. ${why}`);
 
+/** EC2's answer to a DryRun request that would have succeeded (HTTP 412, as EC2). */
+export const dryRunOperation = () =>
+  new Ec2Error('DryRunOperation', 'Request would have succeeded, but DryRun flag is set.', 412);
+
+export const unauthorized = () =>
+  new Ec2Error('UnauthorizedOperation', 'You are not authorized to perform this operation.', 403);
+
 export const authFailure = () =>
   new Ec2Error('AuthFailure', 'AWS was not able to validate the provided access credentials', 401);
 

@@ -18,6 +18,7 @@ export const ID_PREFIX = {
   address: 'eipalloc',
   association: 'eipassoc',
   subnet: 'subnet',
+  vpc: 'vpc',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIX;
@@ -34,6 +35,7 @@ const ERROR_NAME: Record<IdKind, string> = {
   address: 'InvalidAllocationID',
   association: 'InvalidAssociationID',
   subnet: 'InvalidSubnetID',
+  vpc: 'InvalidVpcID',
 };
 
 export function toEc2Id(kind: IdKind, uuid: string): string {

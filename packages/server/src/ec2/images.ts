@@ -2,11 +2,14 @@
  * Images are templates: DescribeImages lists the templates the caller may deploy
  * (listTemplates templatefilter=executable, or =self for Owner self), one image per template
  * whatever the number of zones holding a copy. CreateImage makes a template of a stopped
- * instance's root disk (createTemplate); DeregisterImage deletes a template (deleteTemplate).
+ * instance's root disk (createTemplate); RegisterImage registers a disk image by URL
+ * (registerTemplate, every zone: the download machinery fetches it); DeregisterImage deletes a
+ * template (deleteTemplate).
  */
+import { HYPERVISOR_FORMATS } from '../storage/images.ts';
 import { defineAction, e } from './action.ts';
 import { listAll, runCommand, runToCompletion } from './cloudstack.ts';
-import { Ec2Error } from './errors.ts';
+import { Ec2Error, invalidValue } from './errors.ts';
 import { applyFilters, type FilterTable } from './filters.ts';
 import { notFound, toEc2Id, toUuid } from './ids.ts';
 import { instanceState, instancesNamed } from './instances.ts';
@@ -63,10 +66,15 @@ export const describeImages = defineAction({
     }),
   },
   async handler(ctx, params) {
-    const self = params.Owner?.includes('self') ?? false;
-    const listed = await listAll<Template>(ctx, 'listTemplates', 'template', {
-      templatefilter: self && params.Owner!.length === 1 ? 'self' : 'executable',
-    });
+    const onlySelf = params.Owner?.length === 1 && params.Owner[0] === 'self';
+    // The caller's own images also while they download (executable lists ready ones only), so
+    // that RegisterImage's image is pending, not unknown, until it is available.
+    const listed = [
+      ...(await listAll<Template>(ctx, 'listTemplates', 'template', { templatefilter: 'self' })),
+      ...(onlySelf
+        ? []
+        : await listAll<Template>(ctx, 'listTemplates', 'template', { templatefilter: 'executable' })),
+    ];
     const byId = new Map<string, Template>();
     for (const t of listed) if (!byId.has(t.id)) byId.set(t.id, t);
     let images = [...byId.values()];
@@ -134,6 +142,65 @@ export const createImage = defineAction({
       volumeid: root.id,
     })) as { id: string };
     return { imageId: toEc2Id('image', id) };
+  },
+});
+
+/** The image format a URL's file name says (EC2 has no format parameter); QCOW2 otherwise. */
+function formatOf(url: string): string {
+  const path = url.replace(/[?#].*$/, '').toLowerCase();
+  if (/\.(tar|tar\.gz|tgz)$/.test(path)) return 'TAR';
+  if (/\.(raw|img)$/.test(path)) return 'RAW';
+  if (path.endsWith('.vhdx')) return 'VHDX';
+  if (path.endsWith('.vhd')) return 'VHD';
+  if (path.endsWith('.ova')) return 'OVA';
+  return 'QCOW2';
+}
+
+export const registerImage = defineAction({
+  name: 'RegisterImage',
+  description:
+    "Registers the disk image at ImageLocation (an http or https URL) as a private image in every zone (registerTemplate): the format follows the file name (.qcow2, .raw/.img, .tar/.tar.gz, .vhd, .vhdx, .ova; QCOW2 otherwise), the hypervisor is the cloud's first that boots it, the OS type Other Linux (64-bit). The image is pending until the download has finished.",
+  params: {
+    Name: e.string({ required: true, description: 'Name of the image.' }),
+    ImageLocation: e.string({
+      description:
+        'URL of the disk image; required (images from snapshots are not registered this way here).',
+    }),
+    Description: e.string({ description: 'Description of the image; its name when omitted.' }),
+    Architecture: e.string({ description: 'x86_64 (the only architecture here; the default).' }),
+    RootDeviceName: e.string({ description: 'Accepted for compatibility: the root disk is /dev/vda.' }),
+    VirtualizationType: e.string({ description: 'hvm (the only type here; the default).' }),
+  },
+  async handler(ctx, params) {
+    const url = params.ImageLocation;
+    if (url === undefined)
+      throw new Ec2Error(
+        'MissingParameter',
+        'The request must contain the parameter ImageLocation (images are registered from a URL here).',
+      );
+    if (params.Architecture !== undefined && params.Architecture !== 'x86_64')
+      throw invalidValue('Architecture', params.Architecture, 'Only x86_64 is available.');
+    if (params.VirtualizationType !== undefined && params.VirtualizationType !== 'hvm')
+      throw invalidValue('VirtualizationType', params.VirtualizationType, 'Only hvm is available.');
+    const format = formatOf(url);
+    const hypervisors = await listAll<{ name: string }>(ctx, 'listHypervisors', 'hypervisor');
+    const hypervisor = hypervisors.find((h) => HYPERVISOR_FORMATS[h.name]?.includes(format));
+    if (!hypervisor)
+      throw invalidValue('ImageLocation', url, `No hypervisor of this cloud boots ${format} images.`);
+    const [os] = await listAll<{ id: string }>(ctx, 'listOsTypes', 'ostype', {
+      description: 'Other Linux (64-bit)',
+    });
+    const body = await runCommand(ctx, 'registerTemplate', {
+      name: params.Name,
+      displaytext: params.Description ?? params.Name,
+      url,
+      format,
+      hypervisor: hypervisor.name,
+      ostypeid: os?.id,
+      zoneid: '-1',
+    });
+    const [template] = body.template as { id: string }[];
+    return { imageId: toEc2Id('image', template.id) };
   },
 });
 

@@ -4,7 +4,8 @@
  * ModifyInstanceAttribute for the instance type (changeServiceForVirtualMachine: stopped
  * instances only, as in EC2); GetPasswordData (getVMPassword: the password encrypted with the RSA
  * key of the instance's key pair, PKCS#1 v1.5, which is EC2's scheme, so `aws ec2
- * get-password-data --priv-launch-key` decrypts it).
+ * get-password-data --priv-launch-key` decrypts it); GetConsoleOutput (the serial console log the
+ * VM's host keeps, through the agent's getConsoleOutput).
  */
 import { ApiError, ErrorCode } from '../errors.ts';
 import { defineAction, e } from './action.ts';
@@ -113,6 +114,42 @@ export const modifyInstanceAttribute = defineAction({
       throw invalidValue('InstanceType', type, 'The instance already has this type.');
     await runCommand(ctx, 'changeServiceForVirtualMachine', { id: vm.id, serviceofferingid: offering.id });
     return { return: true };
+  },
+});
+
+/** EC2 gives the last 64 KiB of the console. */
+const CONSOLE_BYTES = 64 * 1024;
+
+export const getConsoleOutput = defineAction({
+  name: 'GetConsoleOutput',
+  description:
+    "Returns the last 64 KiB of an instance's serial console, base64-encoded, from the host it runs on or last ran on (KVM: what the guest printed on ttyS0; LXC: the container's console; simulator: its power events). Empty when no host has run it.",
+  params: {
+    InstanceId: e.string({ required: true, description: 'The instance (i-…).' }),
+    Latest: e.boolean({ description: 'Accepted for compatibility: the output is always the latest.' }),
+  },
+  async handler(ctx, params) {
+    // Visibility first: another account's instance is NotFound, as everywhere.
+    const [vm] = await instancesNamed(ctx, [params.InstanceId!]);
+    const row = await ctx.app.store.db
+      .selectFrom('vms')
+      .select(['host_id', 'last_host_id', 'instance_name'])
+      .where('uuid', '=', vm.id)
+      .executeTakeFirstOrThrow();
+    const hostId = row.host_id ?? row.last_host_id;
+    const output = hostId
+      ? (
+          await ctx.app.agents.call(hostId, 'getConsoleOutput', {
+            name: row.instance_name,
+            maxBytes: CONSOLE_BYTES,
+          })
+        ).output
+      : '';
+    return {
+      instanceId: params.InstanceId,
+      timestamp: new Date(ctx.app.clock.now()).toISOString(),
+      output,
+    };
   },
 });
 

@@ -77,6 +77,38 @@ export function parseV4Authorization(header: string): V4Authorization | undefine
   };
 }
 
+/** The Version 4 parts a presigned request carries in its query string (X-Amz-*). */
+export interface V4Query extends V4Authorization {
+  amzDate: string;
+  /** Seconds the signature stays valid after amzDate. */
+  expires: string;
+}
+
+/**
+ * The X-Amz-* parameters of a presigned (query-string) Version 4 request, or what is wrong with
+ * them; undefined when the query string is not a presigned request at all.
+ */
+export function parseV4Query(pairs: [string, string][]): V4Query | { problem: string } | undefined {
+  const q = new Map(pairs);
+  if (!q.has('X-Amz-Algorithm') && !q.has('X-Amz-Signature')) return undefined;
+  for (const name of [
+    'X-Amz-Algorithm',
+    'X-Amz-Credential',
+    'X-Amz-Date',
+    'X-Amz-Expires',
+    'X-Amz-SignedHeaders',
+    'X-Amz-Signature',
+  ])
+    if (!q.get(name)) return { problem: `The presigned request lacks ${name}.` };
+  if (q.get('X-Amz-Algorithm') !== 'AWS4-HMAC-SHA256')
+    return { problem: 'X-Amz-Algorithm must be AWS4-HMAC-SHA256.' };
+  const parsed = parseV4Authorization(
+    `${q.get('X-Amz-Algorithm')} Credential=${q.get('X-Amz-Credential')}, SignedHeaders=${q.get('X-Amz-SignedHeaders')}, Signature=${q.get('X-Amz-Signature')}`,
+  );
+  if (!parsed) return { problem: 'X-Amz-Credential, X-Amz-SignedHeaders or X-Amz-Signature is malformed.' };
+  return { ...parsed, amzDate: q.get('X-Amz-Date')!, expires: q.get('X-Amz-Expires')! };
+}
+
 /** Each path segment decoded then encoded again, as non-S3 services canonicalise the URI. */
 function canonicalPath(path: string): string {
   if (path === '') return '/';

@@ -24,6 +24,7 @@ import type { Duplex } from 'node:stream';
 import type { ParsedPayload, PowerState, VmPowerReport, VmSpec } from '@nimbostack/protocol';
 import { HostNetwork } from '../../network/host-network.ts';
 import type { NicFilter } from '../../network/security.ts';
+import { tailOf } from '../console-log.ts';
 import {
   DriverError,
   type HostDriver,
@@ -387,6 +388,10 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
       const vm = this.running(name);
       await vm.qmp!.execute('system_reset');
     });
+  }
+
+  async consoleOutput(name: string, maxBytes: number): Promise<Buffer> {
+    return tailOf(this.consoleLog(name), maxBytes);
   }
 
   /** Pauses a running VM's vCPUs (QMP stop); it still reports PowerOn, as CloudStack's KVM does. */

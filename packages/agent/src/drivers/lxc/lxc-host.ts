@@ -34,6 +34,7 @@ import {
   type HypervisorDriver,
   type StorageDriver,
 } from '../driver.ts';
+import { tailOf } from '../console-log.ts';
 import { HostStatsSampler } from '../host-stats.ts';
 import { run } from '../kvm/exec.ts';
 import { defaultAddress, diskBytes, machineFacts } from '../kvm/host-facts.ts';
@@ -255,6 +256,10 @@ export class LxcHost implements HostDriver, HypervisorDriver, LiveContainers {
       // The init's reboot signal; the monitor starts the container again (same veths, same record).
       await this.lxc('lxc-stop', name, ['-r', '-t', '30']);
     });
+  }
+
+  async consoleOutput(name: string, maxBytes: number): Promise<Buffer> {
+    return tailOf(this.consoleLog(name), maxBytes);
   }
 
   async applySecurityRules(p: ParsedPayload<'applySecurityRules'>) {
