@@ -11,8 +11,8 @@ import { ConfigError, loadConfig } from './config.ts';
 import type { App } from './context.ts';
 import { openStore, type Store } from './db/connection.ts';
 import { upgradeSchema } from './db/upgrade.ts';
+import { openCloudKey } from './iam/cloud-key.ts';
 import { RotationError, rotateServerKey } from './iam/key-rotation.ts';
-import { Secrets } from './iam/secrets.ts';
 import { normaliseDomainPath } from './iam/sessions.ts';
 import { registerKeys } from './iam/users.ts';
 
@@ -38,8 +38,16 @@ async function keys(args: string[]): Promise<number> {
       backupsKept: config.upgradeBackupsKept,
       now: Date.now(),
     });
-    if (rotate) return await rotateKey(store, config.secretKeyFile, values.force);
-    const secrets = Secrets.load(config.secretKeyFile);
+    if (rotate) {
+      if (config.secretKey) {
+        console.error(
+          'nimbostack: the rotation writes a new key file; unset NIMBOSTACK_SECRET_KEY and point NIMBOSTACK_SECRET_KEY_FILE at a file holding the current key',
+        );
+        return 1;
+      }
+      return await rotateKey(store, config.secretKeyFile, values.force);
+    }
+    const secrets = await openCloudKey(store, config, { now: Date.now(), create: false });
     const user = await store.db
       .selectFrom('users')
       .innerJoin('accounts', 'accounts.id', 'users.account_id')

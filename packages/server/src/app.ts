@@ -15,6 +15,8 @@ import Fastify, {
 import pino from 'pino';
 import { AgentGateway } from './agents/gateway.ts';
 import { type Clock, type IdSource, randomIds, systemClock } from './clock.ts';
+import { heartbeatThresholdMs, markSilentServersDown, startHeartbeat } from './cluster/heartbeat.ts';
+import { claimSqliteDatabase } from './cluster/sqlite-guard.ts';
 import { allCommands, allResponseFields } from './commands.ts';
 import type { ServerConfig } from './config.ts';
 import { registerLegacyConsole } from './console/legacy.ts';
@@ -26,6 +28,8 @@ import { registerEc2Routes, startEc2Listener } from './ec2/endpoint.ts';
 import { ApiError, CsErrorCode, ErrorCode } from './errors.ts';
 import { EventBusPublisher } from './events/bus.ts';
 import { releaseLeases } from './events/outbox.ts';
+import { startHaMonitor } from './ha/monitor.ts';
+import { releaseHaWork } from './ha/vm-ha.ts';
 import { registerApiRoutes } from './http/api.ts';
 import { errorBody, render } from './http/serialize.ts';
 import {
@@ -34,7 +38,7 @@ import {
   serverOptions,
   watchTlsFiles,
 } from './http/transport.ts';
-import { Secrets } from './iam/secrets.ts';
+import { openCloudKey } from './iam/cloud-key.ts';
 import { seedIdentity } from './iam/seed.ts';
 import { startCapacityChecks } from './infra/alerts.ts';
 import { checkKvmLocalZone, startLocalZone } from './infra/local-zone.ts';
@@ -45,8 +49,6 @@ import { statsOf } from './metrics/host-stats.ts';
 import { ServerMetrics } from './metrics/server-metrics.ts';
 import { startNetworkGc } from './network/network-gc.ts';
 import { startVpnMonitor } from './network/vpn/vpn-apply.ts';
-import { startHaMonitor } from './ha/monitor.ts';
-import { releaseHaWork } from './ha/vm-ha.ts';
 import { Registry } from './registry/registry.ts';
 import { Settings } from './settings/settings.ts';
 import { startTemplates } from './storage/extract.ts';
@@ -55,7 +57,6 @@ import { registerUi } from './ui/static.ts';
 import { WebhookDispatcher } from './webhooks/dispatch.ts';
 
 export const VERSION = '0.1.0';
-const HEARTBEAT_MS = 10_000;
 
 export interface Server {
   app: App;
@@ -70,6 +71,11 @@ export interface Server {
 export interface StartOptions {
   clock?: Clock;
   ids?: IdSource;
+  /**
+   * Told when the heartbeat finds this server declared Down by its peers (cluster/heartbeat.ts),
+   * after the server has stopped; main.ts exits. Without it the server just stops.
+   */
+  onFenced?: (why: string) => void;
 }
 
 export async function startServer(config: ServerConfig, options: StartOptions = {}): Promise<Server> {
@@ -81,6 +87,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     onQuery: (sql, seconds, failed) => metrics.observeQuery(sql, seconds, failed),
   });
   let http: FastifyInstance | undefined;
+  let releaseSqlite: (() => void) | undefined;
   try {
     const clock = options.clock ?? systemClock;
     const ids = options.ids ?? randomIds;
@@ -96,8 +103,17 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
 
     const settings = new Settings(store);
     await settings.load();
-    const now = clock.now();
     const msUuid = ids.uuid();
+    if (store.dialect === 'sqlite')
+      releaseSqlite = await claimSqliteDatabase(store, store.describe.slice('sqlite:'.length), {
+        uuid: msUuid,
+        name,
+        now: clock.now(),
+        thresholdMs: heartbeatThresholdMs(settings),
+      });
+    // Before this server counts as running: a key that is not the cloud's stops it here.
+    const secrets = await openCloudKey(store, config, { now: clock.now(), create: true });
+    const now = clock.now();
     const msId = await insertId(store, store.db, 'management_servers', {
       uuid: msUuid,
       name,
@@ -114,7 +130,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       clock,
       ids,
       settings,
-      secrets: Secrets.load(config.secretKeyFile),
+      secrets,
       jobs: new JobRunner(() => app),
       registry: new Registry(allCommands, allResponseFields),
       agents: new AgentGateway(() => app),
@@ -140,20 +156,20 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     await recoverInterruptedWork(app, failed > 0 || Number(killed.numUpdatedRows) > 0);
 
     settings.startRefresh();
-    const heartbeat = setInterval(() => {
-      store.db
-        .updateTable('management_servers')
-        .set({ last_heartbeat: clock.now() })
-        .where('id', '=', msId)
-        .execute()
-        .then(() => app.jobs.failOrphans())
-        .then(async (failedNow) => {
-          if (failedNow > 0) await recoverInterruptedWork(app, true);
-          else await recoverIfPending(app);
-        })
-        .catch((err) => log.error({ err }, 'heartbeat failed'));
-    }, HEARTBEAT_MS);
-    heartbeat.unref();
+    const stopHeartbeat = startHeartbeat(
+      app,
+      async () => {
+        const down = await markSilentServersDown(app);
+        if (down.length > 0) log.warn({ servers: down }, 'declared silent management servers Down');
+        const failedNow = await app.jobs.failOrphans();
+        if (failedNow > 0) await recoverInterruptedWork(app, true);
+        else await recoverIfPending(app);
+      },
+      (why) => {
+        log.error({ why }, 'this management server was declared Down: stopping');
+        void server.stop().then(() => options.onFenced?.(why));
+      },
+    );
     const stopCapacityChecks = startCapacityChecks(app);
     const stopSnapshotScheduler = startSnapshotScheduler(app);
     const stopNetworkGc = startNetworkGc(app);
@@ -259,7 +275,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       ec2Url: ec2?.url,
       stop: () => {
         stopping ??= (async () => {
-          clearInterval(heartbeat);
+          stopHeartbeat();
           stopCapacityChecks();
           stopSnapshotScheduler();
           stopNetworkGc();
@@ -284,6 +300,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
             .where('id', '=', msId)
             .execute();
           await store.close();
+          releaseSqlite?.();
           log.info('management server stopped');
         })();
         return stopping;
@@ -293,6 +310,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   } catch (e) {
     await http?.close().catch(() => undefined);
     await store.close().catch(() => undefined);
+    releaseSqlite?.();
     throw e;
   }
 }

@@ -24,6 +24,11 @@ export interface ServerConfig {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** File holding the key that encrypts API secret keys at rest; default <dataDir>/server.key. */
   secretKeyFile: string;
+  /**
+   * The cloud's key itself (64 hex digits), for operators who distribute it as a variable rather
+   * than a file; wins over secretKeyFile. Every management server of a cloud has the same key.
+   */
+  secretKey?: string;
   /** Name this management server reports (defaults to the host name). */
   serverName?: string;
   /** Whether to create the ready local zone on first start. */
@@ -100,6 +105,7 @@ const ENV: Record<string, keyof ServerConfig> = {
   DATABASE_URL: 'databaseUrl',
   NIMBOSTACK_LOG_LEVEL: 'logLevel',
   NIMBOSTACK_SECRET_KEY_FILE: 'secretKeyFile',
+  NIMBOSTACK_SECRET_KEY: 'secretKey',
   NIMBOSTACK_SERVER_NAME: 'serverName',
   NIMBOSTACK_SEED_LOCAL_ZONE: 'seedLocalZone',
   NIMBOSTACK_HYPERVISOR: 'hypervisor',

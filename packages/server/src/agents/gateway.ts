@@ -26,10 +26,10 @@ import {
   validatePayload,
 } from '@nimbostack/protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
+import { liveServerIds } from '../cluster/heartbeat.ts';
 import type { App } from '../context.ts';
 import type { HostRow } from '../db/schema.ts';
 import { ApiError, CsErrorCode, ErrorCode } from '../errors.ts';
-import { DEAD_SERVER_MS } from '../jobs/runner.ts';
 import {
   AGENT_COMMAND_TIMEOUT,
   ALERT_WAIT,
@@ -511,7 +511,7 @@ export class AgentGateway {
     f.resolve(m);
   }
 
-  private onStartup(conn: Connection, m: StartupMessage): void {
+  private onStartup(conn: Connection, m: StartupMessage): void 
     if (m.protocolVersion !== PROTOCOL_VERSION) {
       this.write(conn, {
         type: 'error',
@@ -523,10 +523,9 @@ export class AgentGateway {
     }
     this.startupQueue.push({ conn, startup: m });
     this.scheduleFlush();
-  }
 
   /** Startups of thousands of simulated hosts arrive together: they are looked up in batches. */
-  private scheduleFlush(): void {
+  private scheduleFlush(): void 
     if (this.flushing) return;
     this.flushing = new Promise<void>((resolve) => setImmediate(resolve))
       .then(() => this.flushStartups())
@@ -535,7 +534,6 @@ export class AgentGateway {
         this.flushing = undefined;
         if (this.startupQueue.length > 0) this.scheduleFlush();
       });
-  }
 
   private async flushStartups(): Promise<void> {
     const app = this.app();
@@ -811,11 +809,7 @@ export class AgentGateway {
     const now = app.clock.now();
     this.lastTakeover = now;
     const db = app.store.db;
-    const liveServers = db
-      .selectFrom('management_servers')
-      .select('id')
-      .where('state', '=', 'Up')
-      .where('last_heartbeat', '>', now - DEAD_SERVER_MS);
+    const liveServers = liveServerIds(app);
     const orphans = await db
       .selectFrom('hosts')
       .select(['id', 'uuid', 'name', 'state', 'disconnected'])

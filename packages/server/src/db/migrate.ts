@@ -41,6 +41,7 @@ import * as m0028 from './migrations/0028-gui-themes.ts';
 import * as m0029 from './migrations/0029-resource-icons.ts';
 import * as m0030 from './migrations/0030-ec2-launches.ts';
 import * as m0031 from './migrations/0031-state-events.ts';
+import * as m0032 from './migrations/0032-cloud-key.ts';
 import * as m0035 from './migrations/0035-vm-ha.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
@@ -78,6 +79,7 @@ export const MIGRATIONS: [string, Step][] = [
   ['0029-resource-icons', m0029],
   ['0030-ec2-launches', m0030],
   ['0031-state-events', m0031],
+  ['0032-cloud-key', m0032],
   ['0035-vm-ha', m0035],
 ];
 

@@ -41,6 +41,27 @@ export interface ManagementServerTable {
   state: string;
 }
 
+/** The cloud's key check (migration 0032): which key the cloud's secrets are sealed with. */
+export interface CloudKeyTable {
+  /** Always 1: one cloud, one key. */
+  id: number;
+  /** The key's public name (Secrets.fingerprint), for messages. */
+  fingerprint: string;
+  /** A known text sealed with the key: a key that opens it is the cloud's. */
+  check_value: string;
+  created: number;
+}
+
+/** API calls per account and throttling window, counted for the whole cloud (migration 0032). */
+export interface ApiCallCountTable {
+  /** Which API: 'api' (CloudStack) or 'ec2'. */
+  scope: string;
+  account_id: number;
+  /** Epoch ms at which the window starts (a multiple of its length). */
+  window_start: number;
+  calls: number;
+}
+
 export interface DomainTable {
   id: Generated<number>;
   uuid: string;
@@ -908,6 +929,8 @@ export interface VmSnapshotDiskTable {
 
 export interface Database {
   management_servers: ManagementServerTable;
+  cloud_key: CloudKeyTable;
+  api_call_counts: ApiCallCountTable;
   gui_themes: GuiThemeTable;
   gui_theme_scopes: GuiThemeScopeTable;
   domains: DomainTable;

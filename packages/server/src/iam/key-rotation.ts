@@ -39,6 +39,9 @@ const secretSettingNames = () =>
 
 /** Every column sealed with the server key. A new encrypted column must be added here. */
 export const ENCRYPTED_COLUMNS: EncryptedColumn[] = [
+  // The cloud's key check (iam/cloud-key.ts): first, so that it decides whether a key opens the
+  // database; re-sealed with the rest, so servers given the new key start and others refuse.
+  { table: 'cloud_key', column: 'check_value' },
   { table: 'users', column: 'secret_key' },
   { table: 'vms', column: 'password' },
   // The TOTP secret or static PIN of two-factor authentication (migration 0019).
@@ -68,7 +71,7 @@ export interface RotationResult {
   resumed: boolean;
 }
 
-async function existingColumns(store: Store): Promise<EncryptedColumn[]> {
+export async function existingColumns(store: Store): Promise<EncryptedColumn[]> {
   const tables = await store.db.introspection.getTables();
   const has = (t: string, c: string) =>
     tables.some((x) => x.name === t && x.columns.some((y) => y.name === c));
@@ -94,7 +97,7 @@ async function sealedValues(db: Store['db'], col: EncryptedColumn): Promise<Row[
 }
 
 /** Whether `secrets` opens the first sealed value found (undefined: the database holds none). */
-async function opensDatabase(
+export async function opensDatabase(
   store: Store,
   secrets: Secrets,
   cols: EncryptedColumn[],
@@ -183,6 +186,7 @@ export async function rotateServerKey(
           counts[name]++;
         }
       }
+      await tx.updateTable('cloud_key').set({ fingerprint: next.fingerprint }).execute();
     });
   } catch (e) {
     rmSync(nextFile, { force: true });

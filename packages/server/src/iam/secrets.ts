@@ -1,8 +1,9 @@
 /**
  * Password hashing and encryption of secrets at rest (API secret keys, VM passwords, 2FA secrets:
- * the columns listed in key-rotation.ts). The encryption key lives in a file outside the database
- * (NIMBOSTACK_SECRET_KEY_FILE), so a database dump alone reveals no secret. Servers sharing one
- * database must share this file; `npm run keys -- rotate` replaces it.
+ * the columns listed in key-rotation.ts). The encryption key lives outside the database (a key
+ * file, or NIMBOSTACK_SECRET_KEY), so a database dump alone reveals no secret. It is the cloud's
+ * key, the same on every server sharing the database (cloud-key.ts makes and checks it);
+ * `npm run keys -- rotate` replaces it.
  */
 import {
   createCipheriv,
@@ -13,17 +14,7 @@ import {
   scrypt as scryptCb,
   timingSafeEqual,
 } from 'node:crypto';
-import {
-  chmodSync,
-  closeSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  writeFileSync,
-  writeSync,
-} from 'node:fs';
+import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 const scrypt = (password: string, salt: Buffer, len: number, opts: ScryptOptions) =>
@@ -67,20 +58,16 @@ export function randomToken(bytes: number): string {
 export class Secrets {
   private constructor(private readonly key: Buffer) {}
 
-  /** Loads the server key, creating it (mode 0600) on first start. */
-  static load(file: string): Secrets {
-    if (!existsSync(file)) {
-      mkdirSync(dirname(file), { recursive: true });
-      writeFileSync(file, randomBytes(32).toString('hex'), { mode: 0o600 });
-      chmodSync(file, 0o600);
-    }
-    return Secrets.read(file);
-  }
-
   /** Reads an existing key file (never creates one). */
   static read(file: string): Secrets {
-    const key = Buffer.from(readFileSync(file, 'utf8').trim(), 'hex');
-    if (key.length !== 32) throw new Error(`${file} does not hold a 256-bit hex key`);
+    return Secrets.fromHex(readFileSync(file, 'utf8'), file);
+  }
+
+  /** A key written as 64 hex digits (a key file's content, NIMBOSTACK_SECRET_KEY); `origin` names it in errors. */
+  static fromHex(hex: string, origin: string): Secrets {
+    const text = hex.trim();
+    const key = Buffer.from(text, 'hex');
+    if (key.length !== 32 || text.length !== 64) throw new Error(`${origin} does not hold a 256-bit hex key`);
     return new Secrets(key);
   }
 

@@ -4,15 +4,13 @@
  * them; jobs on different entities run concurrently. A job whose management server stopped is
  * failed cleanly by the next server that starts or notices it.
  */
+import { deadServerIds } from '../cluster/heartbeat.ts';
 import type { App, CallContext } from '../context.ts';
 import { insertId } from '../db/connection.ts';
 import { ApiError, toApiError } from '../errors.ts';
 import { ownerOf, recordEvent } from '../events/events.ts';
 import { withProjectOwners } from '../projects/owners.ts';
 import type { Command, CommandResult, JobTarget } from '../registry/command.ts';
-
-/** A server whose heartbeat is older than this is taken to be gone; its unfinished jobs fail. */
-export const DEAD_SERVER_MS = 60_000;
 
 export const JOB_INTERRUPTED =
   'Job failed because the management server running it stopped before it finished';
@@ -190,14 +188,11 @@ export class JobRunner {
     while (this.running.size > 0) await Promise.allSettled([...this.running]);
   }
 
-  /** Fails the unfinished jobs of servers that stopped (gracefully or by missing heartbeats). */
+  /** Fails the unfinished jobs of servers that stopped, or fell silent past cluster.heartbeat.threshold. */
   async failOrphans(): Promise<number> {
     const app = this.app();
     const now = app.clock.now();
-    const dead = app.store.db
-      .selectFrom('management_servers')
-      .select('id')
-      .where((eb) => eb.or([eb('state', '=', 'Down'), eb('last_heartbeat', '<', now - DEAD_SERVER_MS)]));
+    const dead = deadServerIds(app);
     const r = await app.store.db
       .updateTable('async_jobs')
       .set({

@@ -13,11 +13,11 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { fileURLToPath } from 'node:url';
+import { deadServerIds } from '../cluster/heartbeat.ts';
 import type { App } from '../context.ts';
 import type { ImageStoreRow, TemplateRow, TemplateStoreRefRow } from '../db/schema.ts';
 import { recordEvent } from '../events/events.ts';
 import { ResourceKind, reserve } from '../iam/limits.ts';
-import { DEAD_SERVER_MS } from '../jobs/runner.ts';
 import { defineSetting } from '../settings/settings.ts';
 import {
   BUILTIN_IMAGES,
@@ -480,12 +480,7 @@ export async function removeCopies(app: App, refs: TemplateStoreRefRow[]): Promi
 export async function takeOverTransfers(app: App): Promise<number> {
   const db = app.store.db;
   const now = app.clock.now();
-  const dead = await db
-    .selectFrom('management_servers')
-    .select('id')
-    .where((eb) => eb.or([eb('state', '=', 'Down'), eb('last_heartbeat', '<', now - DEAD_SERVER_MS)]))
-    .where('id', '!=', app.server.id)
-    .execute();
+  const dead = await deadServerIds(app).where('id', '!=', app.server.id).execute();
   const deadIds = dead.map((d) => d.id);
   const orphans = await db
     .selectFrom('template_store_refs')

@@ -12,13 +12,13 @@ import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatDate } from '../clock.ts';
+import { deadServerIds } from '../cluster/heartbeat.ts';
 import type { App, CallContext } from '../context.ts';
 import type { ImageStoreRow, VolumeRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent, recordEvent } from '../events/events.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
 import { findZone } from '../infra/common.ts';
-import { DEAD_SERVER_MS } from '../jobs/runner.ts';
 import { ownerFor } from '../projects/access.ts';
 import { defineCommand } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
@@ -400,15 +400,7 @@ async function runUpload(
 /** Restarts uploads left in progress by management servers that stopped. */
 export async function takeOverUploads(app: App): Promise<number> {
   const db = app.store.db;
-  const now = app.clock.now();
-  const dead = (
-    await db
-      .selectFrom('management_servers')
-      .select('id')
-      .where((eb) => eb.or([eb('state', '=', 'Down'), eb('last_heartbeat', '<', now - DEAD_SERVER_MS)]))
-      .where('id', '!=', app.server.id)
-      .execute()
-  ).map((d) => d.id);
+  const dead = (await deadServerIds(app).where('id', '!=', app.server.id).execute()).map((d) => d.id);
   if (dead.length === 0) return 0;
   const orphans = await db
     .selectFrom('volumes')
