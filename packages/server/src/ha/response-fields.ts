@@ -12,5 +12,9 @@ const hostha: FieldDescriptions = {
 
 export const haResponseFields: ResponseFields = {
   hostha,
-  haprovider: { haprovider: 'Name of a host-HA provider for the hypervisor asked about.' },
+  haprovider: {
+    haprovider: 'Name of a host-HA provider for the hypervisor asked about.',
+    haenable: 'Not returned by listHostHAProviders: a provider is not a host (see listHostHAResources).',
+    hastate: 'Not returned by listHostHAProviders: a provider is not a host (see listHostHAResources).',
+  },
 };
