@@ -1,9 +1,11 @@
 /**
- * Console tokens with two management servers on one database (SQLite by default, PostgreSQL and
- * MariaDB with `npm run test:db`): a token issued by one server is redeemed, once, by whichever
- * server the browser reaches; the session itself needs the server the VM's host agent uses.
+ * Console tokens with two management servers on one database (PostgreSQL and MariaDB with
+ * `npm run test:db`; SQLite serves one server): a token issued by one server is redeemed, once, by
+ * whichever server the browser reaches, which relays the session to the server holding the VM's
+ * host agent when that is another one (console/proxy.ts).
  */
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { waitUntil } from './agents.ts';
@@ -24,7 +26,7 @@ function probe(base: string, token: string): Promise<{ banner?: string; code?: n
   });
 }
 
-for (const db of testDatabases()) {
+for (const db of testDatabases().filter((d) => d !== 'sqlite')) {
   describe(`console tokens across two management servers on ${db}`, () => {
     let a: TestServer;
     let b: TestServer;
@@ -35,7 +37,11 @@ for (const db of testDatabases()) {
         db,
         env: { NIMBOSTACK_SEED_LOCAL_ZONE: 'true', NIMBOSTACK_SERVER_NAME: 'ms-a' },
       });
-      b = await startServer({ databaseUrl: a.databaseUrl, env: { NIMBOSTACK_SERVER_NAME: 'ms-b' } });
+      // The second server is given the cloud's key, as an operator copies it (docs/security.md).
+      b = await startServer({
+        databaseUrl: a.databaseUrl,
+        env: { NIMBOSTACK_SERVER_NAME: 'ms-b', NIMBOSTACK_SECRET_KEY_FILE: join(a.dataDir, 'server.key') },
+      });
       const zoneid = (await a.admin.request<any>('listZones', {})).zone[0].id;
       const templateid = await waitUntil(
         async () =>
@@ -55,12 +61,11 @@ for (const db of testDatabases()) {
       await a?.stop();
     });
 
-    test('a token from server A is redeemed by server B, once; B names the server the host uses', async () => {
+    test('a token from server A is redeemed by server B, once; B relays to A, where the agent is', async () => {
       const e = (await a.admin.request<any>('createConsoleEndpoint', { virtualmachineid: vmId }))
         .consoleendpoint;
       const onB = await probe(b.url, e.websocket.token);
-      assert.equal(onB.code, 4005);
-      assert.match(onB.reason!, /connected to another management server/);
+      assert.equal(onB.banner, 'RFB 003.008\n');
       const again = await probe(a.url, e.websocket.token);
       assert.equal(again.code, 4001);
       assert.match(again.reason!, /already used/);

@@ -35,7 +35,7 @@ export function registerEc2Routes(
 ): void {
   const actions = new Map<string, Ec2Action>(ACTIONS.map((a) => [a.name, a]));
   // The same per-account limit as the CloudStack API (api.throttling.*), counted on its own.
-  const throttle = new Throttle(app.settings);
+  const throttle = new Throttle(app, 'ec2');
 
   const handle = async (req: FastifyRequest, reply: FastifyReply) => {
     const requestId = randomUUID();
@@ -71,7 +71,7 @@ export function registerEc2Routes(
       const dryRun = raw.get('DryRun');
       if (dryRun !== undefined && !/^(true|false)$/i.test(dryRun))
         throw invalidValue('DryRun', dryRun, 'It must be true or false.');
-      throttle.check(caller.account.id, now);
+      await throttle.check(caller.account.id, now);
       const ctx: Ec2Context = {
         app,
         caller,

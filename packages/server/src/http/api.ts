@@ -33,7 +33,7 @@ interface Outcome {
 export type ApiObserver = (command: string, status: number, seconds: number) => void;
 
 export function registerApiRoutes(fastify: FastifyInstance, app: App, observe?: ApiObserver): void {
-  const throttle = new Throttle(app.settings);
+  const throttle = new Throttle(app);
 
   const handle = async (req: FastifyRequest, reply: FastifyReply) => {
     const started = performance.now();
@@ -129,7 +129,7 @@ async function handleApiCall(
       }
     }
     // Calls without credentials are not charged to the account they run as.
-    if (auth.via !== 'anonymous') throttle.check(auth.caller.account.id, now);
+    if (auth.via !== 'anonymous') await throttle.check(auth.caller.account.id, now);
     const origin = `${req.protocol}://${req.host}`;
     const body = await dispatch(
       { app, caller: auth.caller, origin, session: auth.session, anonymous: auth.via === 'anonymous' },

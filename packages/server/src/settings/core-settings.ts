@@ -42,7 +42,8 @@ export const API_THROTTLING_CACHESIZE = defineSetting({
   type: 'Integer',
   defaultValue: 50000,
   min: 1,
-  description: 'Number of accounts whose call counts are tracked at once.',
+  description:
+    'Number of accounts whose call counts a SQLite server keeps at once; with PostgreSQL or MariaDB the database counts every account for the whole cloud.',
 });
 
 export const SESSION_TIMEOUT = defineSetting({
