@@ -3,9 +3,11 @@
  * Stopped where it was (its capacity released); those with the HA flag get an ha_work row and are
  * started again on another host of the cluster by the planner, up to max.retries times,
  * restart.retry.interval apart, ha.workers at a time per server. Rows are claimed with a
- * compare-and-set, so two servers never restart the same VM.
+ * compare-and-set, so two servers never restart the same VM; a claim of a server that died is
+ * released for the others.
  */
 
+import { deadServerIds } from '../cluster/heartbeat.ts';
 import { markStoppedOutOfBand, startVm } from '../compute/vms.ts';
 import type { App } from '../context.ts';
 import type { HostRow, VmRow } from '../db/schema.ts';
@@ -88,6 +90,13 @@ export async function runHaWork(app: App): Promise<void> {
   if (free <= 0) return;
   const db = app.store.db;
   const now = app.clock.now();
+  // Restarts a dead server had claimed are due again; the VM's state machine stops a double start.
+  await db
+    .updateTable('ha_work')
+    .set({ state: 'Pending', ms_id: null, updated: now })
+    .where('state', '=', 'Running')
+    .where('ms_id', 'in', deadServerIds(app))
+    .execute();
   const due = await db
     .selectFrom('ha_work')
     .selectAll()
