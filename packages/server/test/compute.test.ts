@@ -644,7 +644,7 @@ describe('the planner', () => {
     }
   });
 
-  test('a host that goes down takes its VMs to Stopped', async () => {
+  test('a host that goes Down with no neighbour to prove it dead keeps its VMs (VM HA never guesses)', async () => {
     for (const [name, value] of [
       ['ping.interval', '1'],
       ['ping.timeout', '1.5'],
@@ -661,13 +661,18 @@ describe('the planner', () => {
       })
     ).virtualmachine;
     await agent.kill();
-    await waitUntil(
+    // Every host of the cluster went with the agent: none can read the dead one's heartbeat.
+    const host = await waitUntil(
       async () => {
-        const r = await server.admin.request<any>('listVirtualMachines', { id: vm.id });
-        return r.virtualmachine[0].state === 'Stopped';
+        const h = (await server.admin.request<any>('listHosts', { id: vm.hostid })).host[0];
+        return h.state === 'Down' && h.hostha.hastate === 'Ineligible' ? h : undefined;
       },
       60_000,
-      'the VM of a dead host to be Stopped',
+      'the host to be Down and Ineligible for fencing',
     );
+    assert.equal(host.hostha.haenable, true);
+    const r = await server.admin.request<any>('listVirtualMachines', { id: vm.id });
+    assert.equal(r.virtualmachine[0].state, 'Running');
+    assert.equal(r.virtualmachine[0].hostid, vm.hostid);
   });
 });
