@@ -120,6 +120,11 @@ export class Agent {
   private pingIntervalMs = 0;
   private lastHeard = 0;
   private stopped = false;
+  getPoolStats: (h, p) => h.storage.poolStats(p.pool),
+  deleteTemplateCopies: async (h, p) => {
+    if (!h.storage.deleteTemplateCopies) throw new DriverError(`host ${h.name} keeps no template copies`);
+    await h.storage.deleteTemplateCopies(p.pool, p.templates);
+  },
   private connectedOnce = false;
   /** Console tunnels by id, so a repeated openConsole does not open a second one. */
   private readonly tunnels = new Map<string, Promise<WebSocket>>();

@@ -48,6 +48,11 @@ const OPTIONS = {
   },
   latency: {
     type: 'string',
+  nfs: {
+    type: 'string',
+    env: 'NIMBOSTACK_AGENT_NFS',
+    help: 'kvm: how NFS pools are reached: kernel (mount under /mnt, default) or libnfs (QEMU nfs://)',
+  },
     env: 'NIMBOSTACK_AGENT_LATENCY_MS',
     help: 'simulated latency of every command, ms',
   },
@@ -125,12 +130,19 @@ async function kvmHost(): Promise<HostDriver> {
 async function lxcHost(): Promise<HostDriver> {
   try {
     return await LxcHost.create({
+function nfsPath(): 'kernel' | 'libnfs' {
+  const v = (opt('nfs') ?? 'kernel').toLowerCase();
+  if (v !== 'kernel' && v !== 'libnfs') fail(`--nfs must be kernel or libnfs, not ${v}`);
+  return v;
+}
+
       name,
       stateDir: opt('state-dir') ?? '/var/lib/nimbostack/agent',
       privateIp: opt('address'),
     });
   } catch (err) {
     process.stderr.write(`nimbostack-agent: cannot drive LXC: ${(err as Error).message}\n`);
+      nfs: nfsPath(),
     process.exit(1);
   }
 }

@@ -49,6 +49,11 @@ export interface ServerConfig {
   kvmStorageDir: string;
   /** KVM local zone: the image registered as its ready template (built by npm run setup:host). */
   kvmTemplate: string;
+  /**
+   * KVM local zone: how its host reaches NFS pools, a kernel mount (default) or QEMU's user-space
+   * client (libnfs), as the agent's --nfs (docs/storage.md).
+   */
+  kvmNfs?: 'kernel' | 'libnfs';
   /** LXC local zone: the root file system tarball registered as its ready template (npm run setup:host). */
   lxcTemplate: string;
   /**
@@ -119,6 +124,7 @@ const ENV: Record<string, keyof ServerConfig> = {
   NIMBOSTACK_AGENT_TLS_KEY: 'agentTlsKey',
   NIMBOSTACK_TRUST_PROXY: 'trustProxy',
   NIMBOSTACK_TLS_CERT: 'tlsCert',
+  NIMBOSTACK_KVM_NFS: 'kvmNfs',
   NIMBOSTACK_TLS_KEY: 'tlsKey',
   NIMBOSTACK_REQUEST_CONTENT_SIZE: 'requestContentSize',
   NIMBOSTACK_MAX_HEADER_SIZE: 'maxHeaderSize',
@@ -240,6 +246,8 @@ export function loadConfig(
   return {
     ...(merged as unknown as ServerConfig),
     dataDir,
+  if (merged.kvmNfs !== undefined && merged.kvmNfs !== 'kernel' && merged.kvmNfs !== 'libnfs')
+    throw new ConfigError(`kvmNfs (NIMBOSTACK_KVM_NFS) is kernel or libnfs, not ${merged.kvmNfs}`);
     kvmStateDir: resolve(String(merged.kvmStateDir)),
     kvmStorageDir: resolve(String(merged.kvmStorageDir)),
     kvmTemplate: resolve(String(merged.kvmTemplate)),

@@ -43,6 +43,7 @@ import * as m0030 from './migrations/0030-ec2-launches.ts';
 import * as m0031 from './migrations/0031-state-events.ts';
 import * as m0032 from './migrations/0032-cloud-key.ts';
 import * as m0035 from './migrations/0035-vm-ha.ts';
+import * as m0036 from './migrations/0036-pool-credentials.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
 export type Step = { up(m: MigrationContext): Promise<void> };
@@ -81,6 +82,7 @@ export const MIGRATIONS: [string, Step][] = [
   ['0031-state-events', m0031],
   ['0032-cloud-key', m0032],
   ['0035-vm-ha', m0035],
+  ['0036-pool-credentials', m0036],
 ];
 
 export class SchemaTooNewError extends Error {}

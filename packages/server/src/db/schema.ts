@@ -447,6 +447,9 @@ export interface ImageStoreTable {
   created: number;
   removed: number | null;
 }
+  /** RBD: the cephx user, and its key sealed with the server key (migration 0036). */
+  auth_user: Generated<string | null>;
+  auth_secret: Generated<string | null>;
 
 export interface DiskOfferingTable {
   id: Generated<number>;
