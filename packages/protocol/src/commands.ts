@@ -421,22 +421,6 @@ export const COMMANDS = {
     }),
     result: z.object({ path: z.string(), sizeBytes: bytes }),
   },
-  createSnapshot: {
-    payload: z.object({
-      snapshotUuid: z.string().min(1).max(64),
-      /** The volume, or a snapshot's backup to copy (a template made from a snapshot). */
-      volumePath: z.string().min(1).max(1024),
-      pool: StorageLocation,
-      vm: name.optional(),
-      /** Where the snapshot is backed up as a flat image (secondary storage); the pool when absent. */
-      secondary: StorageLocation.optional(),
-    }),
-    result: z.object({ path: z.string(), sizeBytes: bytes }),
-  },
-  deleteSnapshot: {
-    payload: z.object({ path: z.string().min(1).max(1024), pool: StorageLocation }),
-    result: nothing,
-  },
   /**
    * Size and use of a primary storage pool as its backend reports them (a directory: statfs; an
    * NFS export reached in user space: the server's FSSTAT answer), for createStoragePool.
@@ -452,6 +436,22 @@ export const COMMANDS = {
    */
   deleteTemplateCopies: {
     payload: z.object({ pool: StorageLocation, templates: z.array(z.string().min(1).max(64)).max(100_000) }),
+    result: nothing,
+  },
+  createSnapshot: {
+    payload: z.object({
+      snapshotUuid: z.string().min(1).max(64),
+      /** The volume, or a snapshot's backup to copy (a template made from a snapshot). */
+      volumePath: z.string().min(1).max(1024),
+      pool: StorageLocation,
+      vm: name.optional(),
+      /** Where the snapshot is backed up as a flat image (secondary storage); the pool when absent. */
+      secondary: StorageLocation.optional(),
+    }),
+    result: z.object({ path: z.string(), sizeBytes: bytes }),
+  },
+  deleteSnapshot: {
+    payload: z.object({ path: z.string().min(1).max(1024), pool: StorageLocation }),
     result: nothing,
   },
   revertSnapshot: {

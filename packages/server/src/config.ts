@@ -118,13 +118,13 @@ const ENV: Record<string, keyof ServerConfig> = {
   NIMBOSTACK_KVM_STATE_DIR: 'kvmStateDir',
   NIMBOSTACK_KVM_STORAGE_DIR: 'kvmStorageDir',
   NIMBOSTACK_KVM_TEMPLATE: 'kvmTemplate',
+  NIMBOSTACK_KVM_NFS: 'kvmNfs',
   NIMBOSTACK_LXC_TEMPLATE: 'lxcTemplate',
   NIMBOSTACK_UI_DIR: 'uiDir',
   NIMBOSTACK_AGENT_TLS_CERT: 'agentTlsCert',
   NIMBOSTACK_AGENT_TLS_KEY: 'agentTlsKey',
   NIMBOSTACK_TRUST_PROXY: 'trustProxy',
   NIMBOSTACK_TLS_CERT: 'tlsCert',
-  NIMBOSTACK_KVM_NFS: 'kvmNfs',
   NIMBOSTACK_TLS_KEY: 'tlsKey',
   NIMBOSTACK_REQUEST_CONTENT_SIZE: 'requestContentSize',
   NIMBOSTACK_MAX_HEADER_SIZE: 'maxHeaderSize',
@@ -239,6 +239,8 @@ export function loadConfig(
   Object.assign(merged, overrides);
   if (Boolean(merged.tlsCert) !== Boolean(merged.tlsKey))
     throw new ConfigError('tlsCert and tlsKey (NIMBOSTACK_TLS_CERT, NIMBOSTACK_TLS_KEY) go together');
+  if (merged.kvmNfs !== undefined && merged.kvmNfs !== 'kernel' && merged.kvmNfs !== 'libnfs')
+    throw new ConfigError(`kvmNfs (NIMBOSTACK_KVM_NFS) is kernel or libnfs, not ${merged.kvmNfs}`);
   // Node checks these on a timer; a headers timeout above the request timeout would never fire.
   if ((merged.headersTimeout as number) > (merged.requestTimeout as number))
     throw new ConfigError('headersTimeout must not exceed requestTimeout');
@@ -246,8 +248,6 @@ export function loadConfig(
   return {
     ...(merged as unknown as ServerConfig),
     dataDir,
-  if (merged.kvmNfs !== undefined && merged.kvmNfs !== 'kernel' && merged.kvmNfs !== 'libnfs')
-    throw new ConfigError(`kvmNfs (NIMBOSTACK_KVM_NFS) is kernel or libnfs, not ${merged.kvmNfs}`);
     kvmStateDir: resolve(String(merged.kvmStateDir)),
     kvmStorageDir: resolve(String(merged.kvmStorageDir)),
     kvmTemplate: resolve(String(merged.kvmTemplate)),
