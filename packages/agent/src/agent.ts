@@ -1,7 +1,9 @@
 /**
  * The host agent: one WebSocket to a management server carrying any number of hosts. It sends a
  * startup per host, pings for every ready host in one frame, runs commands through the host's
- * driver and reconnects with exponential backoff when either side goes away.
+ * driver and reconnects when either side goes away: to the next management server of its list
+ * at once (failover, within a second), and with exponential backoff once every server of the list
+ * has failed in a row. Its VMs and routers run on whatever happens to the connection.
  */
 
 import type { ConnectionOptions } from 'node:tls';
@@ -40,9 +42,40 @@ export const consoleLogger: AgentLogger = (() => {
   return { debug: () => undefined, info: write(30), warn: write(40), error: write(50) };
 })();
 
+/**
+ * The order an agent tries its management servers in (upstream's indirect.agent.lb.algorithm):
+ * `static` as listed, `roundrobin` the list rotated by the host's place (hosts spread over the
+ * servers), `shuffle` a random order per agent.
+ */
+export type LbAlgorithm = 'static' | 'roundrobin' | 'shuffle';
+export const LB_ALGORITHMS: readonly LbAlgorithm[] = ['static', 'roundrobin', 'shuffle'];
+
+/** The agent's own ordering of its list (before a server hands it one): `rotation` is roundrobin's. */
+export function orderServers(servers: string[], algorithm: LbAlgorithm, rotation: number): string[] {
+  if (algorithm === 'shuffle') {
+    const out = [...servers];
+    for (let i = out.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [out[i], out[j]] = [out[j], out[i]];
+    }
+    return out;
+  }
+  if (algorithm === 'roundrobin' && servers.length > 1) {
+    const k = rotation % servers.length;
+    return [...servers.slice(k), ...servers.slice(0, k)];
+  }
+  return [...servers];
+}
+
 export interface AgentOptions {
-  /** ws:// or wss:// URL of the management server's agent port. */
-  server: string;
+  /**
+   * ws:// or wss:// URL of a management server's agent port, or several (upstream's agent
+   * `host=ms1,ms2,…`): the agent holds one connection, to the first that answers, and moves to
+   * the next when it goes away.
+   */
+  server: string | string[];
+  /** How the list is ordered (default static); a server's `ready` may hand a new list and order. */
+  algorithm?: LbAlgorithm;
   token: string;
   hosts: HostDriver[];
   log?: AgentLogger;
@@ -87,11 +120,6 @@ const HANDLERS: { [K in AgentKind]: Handler<K> } = {
   createSnapshot: (h, p) => h.storage.createSnapshot(p),
   deleteSnapshot: (h, p) => h.storage.deleteSnapshot(p),
   revertSnapshot: (h, p) => h.storage.revertSnapshot(p),
-  getPoolStats: (h, p) => h.storage.poolStats(p.pool),
-  deleteTemplateCopies: async (h, p) => {
-    if (!h.storage.deleteTemplateCopies) throw new DriverError(`host ${h.name} keeps no template copies`);
-    await h.storage.deleteTemplateCopies(p.pool, p.templates);
-  },
   setupNetwork: (h, p) => networkOf(h).setupNetwork(p.network),
   teardownNetwork: (h, p) => networkOf(h).teardownNetwork(p.network),
   startRouter: (h, p) => networkOf(h).startRouter(p.router),
@@ -125,6 +153,11 @@ export class Agent {
   private pingIntervalMs = 0;
   private lastHeard = 0;
   private stopped = false;
+  /** Management servers in the order they are tried; `current` is the one connected or tried last. */
+  private servers: string[];
+  private current = 0;
+  /** The server of the open connection (console tunnels go to it). */
+  private connectedTo?: string;
   private connectedOnce = false;
   /** Console tunnels by id, so a repeated openConsole does not open a second one. */
   private readonly tunnels = new Map<string, Promise<WebSocket>>();
@@ -135,12 +168,30 @@ export class Agent {
     // The server treats host names case-insensitively (it stores them in lower case).
     this.hosts = new Map(options.hosts.map((h) => [h.name.toLowerCase(), h]));
     this.log = options.log ?? consoleLogger;
+    const list = Array.isArray(options.server) ? options.server : [options.server];
+    if (list.length === 0) throw new Error('an agent needs at least one management server');
+    // Roundrobin without the server's list: the rotation comes from the first host's name, so the
+    // agents of a fleet spread over the servers and each keeps its place across restarts.
+    const name = options.hosts[0]?.name ?? '';
+    let rotation = 0;
+    for (const c of name) rotation = (rotation * 31 + c.charCodeAt(0)) >>> 0;
+    this.servers = orderServers(list, options.algorithm ?? 'static', rotation);
     this.heartbeats = new Heartbeats((fields, msg) => this.log.warn(fields, msg));
   }
 
   /** Hosts currently acknowledged by the server. */
   get readyHosts(): number {
     return this.ready.size;
+  }
+
+  /** The management server of the open connection, if any. */
+  get server(): string | undefined {
+    return this.connectedTo;
+  }
+
+  /** The management servers in the order they are tried. */
+  get serverList(): readonly string[] {
+    return this.servers;
   }
 
   start(): void {
@@ -176,8 +227,10 @@ export class Agent {
     }
     const opening = (async () => {
       const vnc = await host.hypervisor.openConsole(p.vm);
+      const server = this.connectedTo;
+      if (!server) throw new DriverError('the agent is not connected to a management server');
       return openTunnel(vnc, {
-        server: this.options.server,
+        server,
         tunnel: p.tunnel,
         secret: p.secret,
         tls: this.options.tls,
@@ -198,7 +251,8 @@ export class Agent {
   }
 
   private connect(): void {
-    const ws = new WebSocket(this.options.server, {
+    const server = this.servers[this.current];
+    const ws = new WebSocket(server, {
       maxPayload: MAX_FRAME_BYTES,
       handshakeTimeout: 10_000,
       perMessageDeflate: false,
@@ -209,8 +263,9 @@ export class Agent {
     ws.on('open', () => {
       this.attempt = 0;
       this.lastHeard = Date.now();
+      this.connectedTo = server;
       this.log.info(
-        { server: this.options.server, hosts: this.hosts.size, reconnected: this.connectedOnce },
+        { server, hosts: this.hosts.size, reconnected: this.connectedOnce },
         'connected to management server',
       );
       this.connectedOnce = true;
@@ -223,27 +278,44 @@ export class Agent {
     ws.on('pong', () => {
       this.lastHeard = Date.now();
     });
-    ws.on('error', (err) =>
-      this.log.warn({ err: err.message, server: this.options.server }, 'connection error'),
-    );
+    ws.on('error', (err) => this.log.warn({ err: err.message, server }, 'connection error'));
     ws.on('close', (code, reason) => {
       if (this.ws !== ws) return;
       this.ready.clear();
       this.stopPinging();
+      this.connectedTo = undefined;
       if (this.stopped) return;
+      // The next server of the list is tried first: the one just lost is likely down.
+      this.current = (this.current + 1) % this.servers.length;
       const delay = this.nextDelay();
       this.log.warn(
-        { code, reason: reason.toString(), retryInMs: delay },
+        { server, code, reason: reason.toString(), next: this.servers[this.current], retryInMs: delay },
         'disconnected from management server; reconnecting',
       );
       this.reconnectTimer = setTimeout(() => this.connect(), delay);
     });
   }
 
+  /**
+   * A list of management servers handed by the server (in `ready`, from its `host` setting and
+   * indirect.agent.lb.algorithm): it replaces the agent's own for its next reconnection; the
+   * open connection stays.
+   */
+  private adoptServers(list: string[]): void {
+    if (list.length === 0 || list.join(',') === this.servers.join(',')) return;
+    this.servers = [...list];
+    const here = this.connectedTo ? list.indexOf(this.connectedTo) : -1;
+    // Not in the new list: the next reconnection starts at its head.
+    this.current = here >= 0 ? here : list.length - 1;
+    this.log.info({ servers: list }, 'management server list from the server');
+  }
+
   private nextDelay(): number {
     const initial = this.options.initialBackoffMs ?? 500;
     const max = this.options.maxBackoffMs ?? 30_000;
-    const base = Math.min(max, initial * 2 ** this.attempt++);
+    // Failover: each server of the list gets a quick try; backoff grows once a whole round failed.
+    const round = Math.floor(this.attempt++ / this.servers.length);
+    const base = Math.min(max, initial * 2 ** round);
     // Jitter spreads the reconnects of many agents after a server restart.
     return Math.round(base * (0.5 + Math.random() / 2));
   }
@@ -322,6 +394,7 @@ export class Agent {
       return;
     }
     if (m.kind === 'ready') {
+      if (m.payload.managementServers) this.adoptServers(m.payload.managementServers);
       this.ready.set(host.name.toLowerCase(), m.payload.hostId);
       this.answer(m, { ok: true, result: {} });
       this.schedulePings(m.payload.pingIntervalMs);

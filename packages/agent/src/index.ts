@@ -1,5 +1,14 @@
 /** The host agent, for embedding (the server's built-in local zone) and for tests. */
-export { AGENT_VERSION, Agent, type AgentLogger, type AgentOptions, consoleLogger } from './agent.ts';
+export {
+  AGENT_VERSION,
+  Agent,
+  type AgentLogger,
+  type AgentOptions,
+  consoleLogger,
+  LB_ALGORITHMS,
+  type LbAlgorithm,
+  orderServers,
+} from './agent.ts';
 export {
   DriverError,
   type HostDriver,

@@ -1,21 +1,31 @@
 /**
  * Runs a host agent:
- *   node --import tsx packages/agent/src/main.ts --server ws://127.0.0.1:8250 --token SECRET \
- *     [--name NAME] [--hosts N] [--hypervisor simulator|kvm|lxc] [--state-dir DIR] [--address IP]
+ *   node --import tsx packages/agent/src/main.ts --server ws://127.0.0.1:8250[,ws://ms2:8250…] \
+ *     --token SECRET [--lb-algorithm static|roundrobin|shuffle] [--name NAME] [--hosts N] \
+ *     [--hypervisor simulator|kvm|lxc] [--state-dir DIR] [--address IP]
  * Every option also reads from the environment (NIMBOSTACK_AGENT_SERVER, NIMBOSTACK_AGENT_TOKEN,
  * NIMBOSTACK_AGENT_NAME, NIMBOSTACK_AGENT_HOSTS, ...). See docs/agents.md.
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { Agent, consoleLogger } from './agent.ts';
+import { Agent, consoleLogger, LB_ALGORITHMS, type LbAlgorithm } from './agent.ts';
 import type { HostDriver } from './drivers/driver.ts';
 import { KvmHost } from './drivers/kvm/kvm-host.ts';
 import { LxcHost } from './drivers/lxc/lxc-host.ts';
 import { SIMULATOR_DEFAULTS, SimulatorFleet } from './drivers/simulator.ts';
 
 const OPTIONS = {
-  server: { type: 'string', env: 'NIMBOSTACK_AGENT_SERVER', help: 'ws:// or wss:// URL of the agent port' },
+  server: {
+    type: 'string',
+    env: 'NIMBOSTACK_AGENT_SERVER',
+    help: 'ws:// or wss:// URL of the agent port; several, comma-separated, to fail over between',
+  },
+  'lb-algorithm': {
+    type: 'string',
+    env: 'NIMBOSTACK_AGENT_LB_ALGORITHM',
+    help: 'order the servers are tried in: static (default), roundrobin or shuffle',
+  },
   token: { type: 'string', env: 'NIMBOSTACK_AGENT_TOKEN', help: 'secret shared with addHost (its password)' },
   name: {
     type: 'string',
@@ -37,11 +47,6 @@ const OPTIONS = {
     type: 'string',
     env: 'NIMBOSTACK_AGENT_ADDRESS',
     help: 'kvm, lxc: management address, also where migrations arrive (default: first IPv4)',
-  },
-  nfs: {
-    type: 'string',
-    env: 'NIMBOSTACK_AGENT_NFS',
-    help: 'kvm: how NFS pools are reached: kernel (mount under /mnt, default) or libnfs (QEMU nfs://)',
   },
   cores: { type: 'string', env: 'NIMBOSTACK_AGENT_CORES', help: 'simulated CPU cores per host' },
   mhz: { type: 'string', env: 'NIMBOSTACK_AGENT_MHZ', help: 'simulated CPU speed per core' },
@@ -101,8 +106,14 @@ const opt = (k: keyof typeof OPTIONS): string | undefined => {
   return env ? process.env[env] || undefined : undefined;
 };
 
-const server = opt('server') ?? fail('--server is required');
-if (!/^wss?:\/\//.test(server)) fail('--server must be a ws:// or wss:// URL');
+const servers = (opt('server') ?? fail('--server is required'))
+  .split(',')
+  .map((s) => s.trim())
+  .filter((s) => s !== '');
+if (servers.length === 0) fail('--server is required');
+for (const s of servers) if (!/^wss?:\/\/\S+$/.test(s)) fail(`--server: ${s} is not a ws:// or wss:// URL`);
+const algorithm = (opt('lb-algorithm') ?? 'static').toLowerCase() as LbAlgorithm;
+if (!LB_ALGORITHMS.includes(algorithm)) fail(`--lb-algorithm must be one of ${LB_ALGORITHMS.join(', ')}`);
 const token = opt('token') ?? fail('--token is required');
 if (token.length < 8) fail('--token must be at least 8 characters');
 const hypervisor = (opt('hypervisor') ?? 'simulator').toLowerCase();
@@ -114,19 +125,12 @@ if (hypervisor !== 'simulator' && count > 1)
   fail(`--hosts applies to the simulator: a ${hypervisor.toUpperCase()} agent is one host`);
 const name = opt('name') ?? (count === 1 ? hostname() : 'sim');
 
-function nfsPath(): 'kernel' | 'libnfs' {
-  const v = (opt('nfs') ?? 'kernel').toLowerCase();
-  if (v !== 'kernel' && v !== 'libnfs') fail(`--nfs must be kernel or libnfs, not ${v}`);
-  return v;
-}
-
 async function kvmHost(): Promise<HostDriver> {
   try {
     return await KvmHost.create({
       name,
       stateDir: opt('state-dir') ?? '/var/lib/nimbostack/agent',
       privateIp: opt('address'),
-      nfs: nfsPath(),
     });
   } catch (err) {
     process.stderr.write(`nimbostack-agent: cannot drive KVM: ${(err as Error).message}\n`);
@@ -161,14 +165,18 @@ function simulatorHosts(): HostDriver[] {
 
 const ca = opt('ca');
 const agent = new Agent({
-  server,
+  server: servers,
+  algorithm,
   token,
   hosts:
     hypervisor === 'kvm' ? [await kvmHost()] : hypervisor === 'lxc' ? [await lxcHost()] : simulatorHosts(),
   maxBackoffMs: positive(opt('max-backoff'), 'max-backoff', 30_000),
   tls: ca ? { ca: readFileSync(ca) } : undefined,
 });
-consoleLogger.info({ server, hosts: count, name, hypervisor }, 'agent starting');
+consoleLogger.info(
+  { servers: agent.serverList, algorithm, hosts: count, name, hypervisor },
+  'agent starting',
+);
 agent.start();
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type WebSocket, WebSocketServer } from 'ws';
+import { orderServers } from '../src/agent.ts';
 
 const REPO = resolve(import.meta.dirname, '../../..');
 const MAIN = join(REPO, 'packages/agent/src/main.ts');
@@ -286,5 +287,80 @@ describe('agent process', () => {
     await server.listen(port);
     const s = await server.next((m) => m.type === 'startup' && m.host === 'sim-3', 8000);
     assert.equal(s.token, 'agent-test-token');
+  });
+});
+
+describe('several management servers', () => {
+  test('fails over to the next server at once, in the order of the list the server handed', async () => {
+    const [s1, s2, s3] = [new FakeServer(), new FakeServer(), new FakeServer()];
+    const [p1, p2, p3] = [await s1.listen(), await s2.listen(), await s3.listen()];
+    const url = (p: number) => `ws://127.0.0.1:${p}`;
+    const first = s1.next((m) => m.type === 'startup' && m.host === 'fo');
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        MAIN,
+        '--server',
+        `${url(p1)},${url(p2)}`,
+        '--token',
+        'agent-test-token',
+        '--name',
+        'fo',
+      ],
+      { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    child.stdout!.resume();
+    try {
+      await first;
+      // The server's list (its `host` setting) replaces the agent's own: s3 comes after s1 now.
+      const ready = await s1.command(
+        'fo',
+        'ready',
+        { hostId: 'h-fo', pingIntervalMs: 60_000, managementServers: [url(p3), url(p1)] },
+        5000,
+      );
+      assert.equal(ready.ok, true);
+      const onS3 = s3.next((m) => m.type === 'startup' && m.host === 'fo', 5000);
+      const lost = Date.now();
+      await s1.close();
+      await onS3;
+      const took = Date.now() - lost;
+      assert.ok(took < 2000, `the agent reached the next server after ${took} ms`);
+      assert.equal(s2.frames.length, 0, 'the agent followed the handed list, not its own');
+    } finally {
+      child.kill('SIGKILL');
+      await Promise.all([s2.close(), s3.close()]);
+    }
+  });
+
+  test('orders its own list as static, roundrobin or shuffle; refuses another algorithm', async () => {
+    const list = ['ws://a:1', 'ws://b:1', 'ws://c:1'];
+    assert.deepEqual(orderServers(list, 'static', 7), list);
+    assert.deepEqual(orderServers(list, 'roundrobin', 4), ['ws://b:1', 'ws://c:1', 'ws://a:1']);
+    assert.deepEqual([...orderServers(list, 'shuffle', 0)].sort(), list);
+    const bad = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        MAIN,
+        '--server',
+        'ws://a:1',
+        '--token',
+        'agent-test-token',
+        '--lb-algorithm',
+        'fastest',
+      ],
+      { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let stderr = '';
+    bad.stderr!.on('data', (d) => {
+      stderr += d;
+    });
+    const code = await new Promise((r) => bad.once('exit', r));
+    assert.equal(code, 2);
+    assert.match(stderr, /--lb-algorithm must be one of static, roundrobin, shuffle/);
   });
 });

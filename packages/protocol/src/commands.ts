@@ -21,18 +21,8 @@ export type VmPowerReport = z.infer<typeof VmPowerReport>;
 /** Where a volume lives: a primary storage pool (or secondary store) as the agent reaches it. */
 export const StorageLocation = z.object({
   uuid: z.string().min(1).max(64),
-  type: z.enum(['Filesystem', 'NetworkFilesystem', 'SharedMountPoint', 'RBD', 'Simulator']),
-  /** A directory; a primary NFS pool's export path (with `host`); an RBD pool's Ceph pool name. */
+  type: z.enum(['Filesystem', 'NetworkFilesystem', 'SharedMountPoint', 'Simulator']),
   path: z.string().min(1).max(1024),
-  /**
-   * The server of a primary NFS pool, or the Ceph monitor of an RBD pool. A NetworkFilesystem
-   * location without it (an image store) is a directory the host already has.
-   */
-  host: z.string().min(1).max(255).optional(),
-  port: z.number().int().min(1).max(65535).optional(),
-  /** RBD: the cephx user and key (the key travels only to agents, over the agent connection). */
-  user: z.string().min(1).max(255).optional(),
-  secret: z.string().min(1).max(1024).optional(),
 });
 export type StorageLocation = z.infer<typeof StorageLocation>;
 
@@ -301,9 +291,25 @@ const nothing = z.object({});
  * server and dispatchable on the agent; agents answer kinds they do not know with `unsupported`.
  */
 export const COMMANDS = {
-  /** Acknowledges a host's startup: the agent may begin pinging for it. */
+  /**
+   * Acknowledges a host's startup: the agent may begin pinging for it. `managementServers`, when
+   * the server has a list (its `host` setting), is the agent port URLs to fail over to, already in
+   * the order indirect.agent.lb.algorithm gives this host; agents of an older version ignore it.
+   */
   ready: {
-    payload: z.object({ hostId: z.string().min(1).max(64), pingIntervalMs: z.number().int().positive() }),
+    payload: z.object({
+      hostId: z.string().min(1).max(64),
+      pingIntervalMs: z.number().int().positive(),
+      managementServers: z
+        .array(
+          z
+            .string()
+            .regex(/^wss?:\/\/\S+$/)
+            .max(1000),
+        )
+        .max(64)
+        .optional(),
+    }),
     result: nothing,
   },
   /** Drops one host's session; the agent sends a fresh startup for it (reconnectHost). */
@@ -420,23 +426,6 @@ export const COMMANDS = {
       pool: StorageLocation,
     }),
     result: z.object({ path: z.string(), sizeBytes: bytes }),
-  },
-  /**
-   * Size and use of a primary storage pool as its backend reports them (a directory: statfs; an
-   * NFS export reached in user space: the server's FSSTAT answer), for createStoragePool.
-   */
-  getPoolStats: {
-    payload: z.object({ pool: StorageLocation }),
-    result: z.object({ capacityBytes: bytes, usedBytes: bytes }),
-  },
-  /**
-   * Removes the pool's copies of these templates (the linked clones' bases the host made there),
-   * before the pool is deleted: the server sends it once no volume is left on the pool. Copies
-   * not there are fine.
-   */
-  deleteTemplateCopies: {
-    payload: z.object({ pool: StorageLocation, templates: z.array(z.string().min(1).max(64)).max(100_000) }),
-    result: nothing,
   },
   createSnapshot: {
     payload: z.object({

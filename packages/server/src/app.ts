@@ -14,6 +14,7 @@ import Fastify, {
 } from 'fastify';
 import pino from 'pino';
 import { AgentGateway } from './agents/gateway.ts';
+import { peerUrlOf } from './agents/peers.ts';
 import { type Clock, type IdSource, randomIds, systemClock } from './clock.ts';
 import { heartbeatThresholdMs, markSilentServersDown, startHeartbeat } from './cluster/heartbeat.ts';
 import { claimSqliteDatabase } from './cluster/sqlite-guard.ts';
@@ -241,6 +242,12 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     const agentPort = await app.agents.start(config.host, config.agentPort, agentTls);
     const agentUrl = `${agentTls ? 'wss' : 'ws'}://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${agentPort}`;
     log.info({ agentUrl, agentPort }, 'agent gateway started');
+    // Peers forward commands for hosts held here, and relay consoles, to this address (agents/peers.ts).
+    await store.db
+      .updateTable('management_servers')
+      .set({ peer_url: peerUrlOf(config, agentPort, !!agentTls) })
+      .where('id', '=', msId)
+      .execute();
     const localAgent = await startLocalZone(app, {
       fresh: applied.includes('0001-foundation'),
       agentUrl,

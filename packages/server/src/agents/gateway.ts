@@ -6,8 +6,13 @@
  * until addHost adopts them.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import {
+  createServer as createHttpServer,
+  type Server as HttpServer,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createHttpsServer, Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import {
   type AnswerMessage,
@@ -30,10 +35,21 @@ import { liveServerIds } from '../cluster/heartbeat.ts';
 import type { App } from '../context.ts';
 import type { HostRow } from '../db/schema.ts';
 import { ApiError, CsErrorCode, ErrorCode } from '../errors.ts';
+import { serverListsFor } from './agent-lb.ts';
+import {
+  PEER_CONSOLE_PATH,
+  PEER_MAX_BODY,
+  PEER_SEND_PATH,
+  PeerChannel,
+  PeerHeader,
+  PeerTimeout,
+} from './peers.ts';
 import {
   AGENT_COMMAND_TIMEOUT,
+  AGENT_LB_ALGORITHM,
   ALERT_WAIT,
   HOST_DOWN_WAIT,
+  MANAGEMENT_SERVER_ADDRESSES,
   PING_INTERVAL,
   PING_TIMEOUT,
 } from './settings.ts';
@@ -96,6 +112,8 @@ const MAX_PENDING = 100_000;
 const CHUNK = 500;
 const READY_TIMEOUT_MS = 15_000;
 const TAKEOVER_EVERY_MS = 30_000;
+/** How often the hint of which hosts live peers hold (isConnected) is re-read. */
+const PEERS_REFRESH_MS = 2_000;
 
 export function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('hex');
@@ -116,9 +134,22 @@ function chunks<T>(items: T[]): T[][] {
   return out;
 }
 
+/** The body of a forwarded command (PEER_SEND_PATH). */
+interface ForwardedCommand {
+  hostId: number;
+  kind: CommandKind;
+  payload: unknown;
+  timeoutMs: number;
+}
+
+/** What a peer answers a forwarded command: the agent's answer, or the error a local send raised. */
+type ForwardedOutcome =
+  | { answer: AnswerMessage }
+  | { error: { errorcode: number; cserrorcode: number; errortext: string } };
+
 export class AgentGateway {
   private wss?: WebSocketServer;
-  private tlsServer?: HttpsServer;
+  private listener?: HttpServer;
   private readonly connections = new Set<Connection>();
   private readonly sessions = new Map<string, Session>();
   private readonly byId = new Map<number, Session>();
@@ -128,36 +159,45 @@ export class AgentGateway {
   private flushing?: Promise<void>;
   private monitor?: NodeJS.Timeout;
   private lastTakeover = 0;
+  private lastPeersRefresh = 0;
+  /** Set by stop(): agents leaving now are failing over, not lost (their hosts stay Up). */
+  private stopping = false;
   /** The ping interval agents were last told, in seconds. */
   private announcedInterval = 0;
+  /** The `host` list and algorithm agents were last handed (lbSettings). */
+  private announcedLb = '';
   private ticking = false;
   port = 0;
   /** Takes WebSockets that agents open on /tunnel/<id> (console sessions). */
   tunnelHandler?: (ws: WebSocket, req: IncomingMessage) => void;
+  /** Takes console relays other management servers open on PEER_CONSOLE_PATH (signature checked). */
+  peerConsoleHandler?: (ws: WebSocket, query: URLSearchParams) => void;
+  /** The other management servers: forwarding to the one holding a host's agent. */
+  readonly peers: PeerChannel;
 
-  constructor(private readonly app: () => App) {}
+  constructor(private readonly app: () => App) {
+    this.peers = new PeerChannel(app);
+  }
 
   /** Listens for agents; with `tls` (PEM certificate and key) they connect over wss://. */
   async start(host: string, port: number, tls?: { cert: Buffer; key: Buffer }): Promise<number> {
     this.announcedInterval = this.app().settings.get(PING_INTERVAL);
+    this.announcedLb = this.lbSettings();
     await this.takeOverHosts();
-    const options = { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false };
-    let wss: WebSocketServer;
-    if (tls) {
-      const https = createHttpsServer(tls);
-      wss = new WebSocketServer({ ...options, server: https });
-      await new Promise<void>((resolve, reject) => {
-        https.once('error', reject);
-        https.listen(port, host, () => resolve());
-      });
-      this.tlsServer = https;
-    } else {
-      wss = new WebSocketServer({ ...options, host, port });
-      await new Promise<void>((resolve, reject) => {
-        wss.once('listening', resolve);
-        wss.once('error', reject);
-      });
-    }
+    // One listener for agents (WebSocket) and peers (signed HTTP requests and WebSockets).
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => this.onHttp(req, res);
+    const listener = tls ? createHttpsServer(tls, onRequest) : createHttpServer(onRequest);
+    if (tls) this.peers.trust(tls.cert);
+    const wss = new WebSocketServer({
+      maxPayload: MAX_FRAME_BYTES,
+      perMessageDeflate: false,
+      server: listener,
+    });
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen(port, host, () => resolve());
+    });
+    this.listener = listener;
     this.wss = wss;
     wss.on('error', (err) => this.app().log.error({ err }, 'agent gateway error'));
     wss.on('connection', (ws, req) => {
@@ -167,15 +207,20 @@ export class AgentGateway {
         else ws.close(4004, 'this server accepts no tunnels');
         return;
       }
+      if (req.url?.split('?')[0] === PEER_CONSOLE_PATH) {
+        this.onPeerConsole(ws, req);
+        return;
+      }
       this.onConnection(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`);
     });
-    this.port = ((this.tlsServer ?? wss).address() as AddressInfo).port;
+    this.port = (listener.address() as AddressInfo).port;
     this.monitor = setInterval(() => this.tick(), 500);
     this.monitor.unref();
     return this.port;
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     clearInterval(this.monitor);
     for (const f of this.inflight.values()) {
       clearTimeout(f.timer);
@@ -184,21 +229,29 @@ export class AgentGateway {
     this.inflight.clear();
     for (const c of this.connections) c.ws.close(1001, 'management server stopping');
     await new Promise<void>((resolve) => (this.wss ? this.wss.close(() => resolve()) : resolve()));
-    await new Promise<void>((resolve) =>
-      this.tlsServer ? this.tlsServer.close(() => resolve()) : resolve(),
-    );
+    this.listener?.closeAllConnections();
+    await new Promise<void>((resolve) => (this.listener ? this.listener.close(() => resolve()) : resolve()));
     await this.flushing;
   }
 
-  /** Whether the host's agent is connected here and ready for commands. */
+  /**
+   * Whether the host's agent takes commands: connected here and ready, or held by another live
+   * management server (as last read, every few seconds), which `send` forwards to.
+   */
   isConnected(hostId: number): boolean {
+    return this.isHeld(hostId) || this.peers.isRemote(hostId);
+  }
+
+  /** Whether the host's agent is connected to this server and ready for commands. */
+  isHeld(hostId: number): boolean {
     const s = this.byId.get(hostId);
     return !!s?.conn && s.ready;
   }
 
   /**
-   * An object standing for the host's current agent connection (undefined when not connected):
-   * state a host keeps only while its agent stays connected can be remembered against it.
+   * An object standing for the host's current agent connection (undefined when not connected
+   * here): state a host keeps only while its agent stays connected can be remembered against it.
+   * Hosts held by peers have none: nothing is remembered for them, commands are sent each time.
    */
   connectionOf(hostId: number): object | undefined {
     const s = this.byId.get(hostId);
@@ -222,7 +275,10 @@ export class AgentGateway {
     return this.pending.get(name.toLowerCase())?.startup;
   }
 
-  /** Connected hosts whose ids are in `ids` (all of them when ids is undefined). */
+  /**
+   * Hosts whose ids are in `ids` that take commands (here or through a peer); without ids, the
+   * hosts whose agents are connected to this server (each server collects its own hosts' figures).
+   */
   connectedHosts(ids?: number[]): number[] {
     if (ids) return ids.filter((id) => this.isConnected(id));
     return [...this.byId.values()].filter((s) => s.conn && s.ready).map((s) => s.id);
@@ -230,7 +286,8 @@ export class AgentGateway {
 
   /**
    * Sends a command and resolves with the agent's answer, successful or not. Rejects only when
-   * the host is not reachable or the answer does not come in time.
+   * the host is not reachable or the answer does not come in time. A host whose agent is
+   * connected to another live management server is reached through it (forward).
    */
   send<K extends CommandKind>(
     hostId: number,
@@ -239,11 +296,145 @@ export class AgentGateway {
     timeoutMs?: number,
   ): Promise<AnswerMessage> {
     const session = this.byId.get(hostId);
-    if (!session?.conn || (!session.ready && kind !== 'ready'))
+    if (session?.conn && (session.ready || kind === 'ready'))
+      return this.dispatch(session.conn, session.name, kind, payload, timeoutMs);
+    if (kind === 'ready' || kind === 'reconnect')
       return Promise.reject(
         agentUnavailable(`Host ${session?.name ?? hostId} is not connected to this management server`),
       );
-    return this.dispatch(session.conn, session.name, kind, payload, timeoutMs);
+    return this.forward(hostId, kind, validatePayload(kind, payload), timeoutMs, session?.name);
+  }
+
+  /** Sends a command through the live peer holding the host's agent; its errors are a local send's. */
+  private async forward(
+    hostId: number,
+    kind: CommandKind,
+    payload: unknown,
+    timeoutMs: number | undefined,
+    name: string | undefined,
+  ): Promise<AnswerMessage> {
+    const app = this.app();
+    const timeout = timeoutMs ?? app.settings.get(AGENT_COMMAND_TIMEOUT) * 1000;
+    const where = await this.peers.holderOf(hostId);
+    const host = where?.name ?? name ?? String(hostId);
+    if (!where?.peer)
+      throw agentUnavailable(`Host ${host} is not connected to this or any other running management server`);
+    const { peer } = where;
+    const body: ForwardedCommand = { hostId, kind, payload, timeoutMs: timeout };
+    let outcome: ForwardedOutcome;
+    try {
+      // The peer times the agent out itself (timeout + 1 s); this only catches a peer gone silent.
+      outcome = (await this.peers.post(peer, PEER_SEND_PATH, body, timeout + 5000)) as ForwardedOutcome;
+    } catch (err) {
+      if (err instanceof PeerTimeout)
+        throw new ApiError(
+          ErrorCode.INTERNAL_ERROR,
+          CsErrorCode.OPERATION_TIMED_OUT,
+          `Host ${host} did not answer ${kind} within ${timeout} ms (through management server ${peer.name})`,
+        );
+      app.log.warn(
+        { host, peer: peer.name, kind, err: (err as Error).message },
+        'forwarding to a peer failed',
+      );
+      throw agentUnavailable(
+        `Host ${host} is connected to management server ${peer.name}, which could not be reached: ${(err as Error).message}`,
+      );
+    }
+    if ('answer' in outcome) return outcome.answer;
+    throw new ApiError(outcome.error.errorcode, outcome.error.cserrorcode, outcome.error.errortext);
+  }
+
+  /** A peer's request on the agent port: a forwarded command, signed with the cloud's key. */
+  private onHttp(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '').split('?')[0];
+    if (req.method !== 'POST' || path !== PEER_SEND_PATH) {
+      res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' }).end('Upgrade Required');
+      return;
+    }
+    const parts: Buffer[] = [];
+    let size = 0;
+    req.on('data', (d: Buffer) => {
+      size += d.length;
+      if (size > PEER_MAX_BODY) {
+        res.writeHead(413, { connection: 'close' }).end();
+        req.destroy();
+      } else parts.push(d);
+    });
+    req.on('end', () => {
+      if (size > PEER_MAX_BODY) return;
+      const body = Buffer.concat(parts);
+      const verdict = this.peers.verify('POST', req.url ?? '', req.headers, body);
+      if (!verdict.ok) {
+        this.app().log.warn(
+          { remote: req.socket.remoteAddress, reason: verdict.reason },
+          'refused a request on the peer channel',
+        );
+        res.writeHead(401, { 'content-type': 'text/plain' }).end(verdict.reason);
+        return;
+      }
+      const nonce = req.headers[PeerHeader.NONCE] as string;
+      let command: ForwardedCommand;
+      try {
+        command = JSON.parse(body.toString('utf8')) as ForwardedCommand;
+      } catch {
+        res.writeHead(400, { 'content-type': 'text/plain' }).end('the body is not JSON');
+        return;
+      }
+      this.runForwarded(command).then((outcome) => {
+        const text = JSON.stringify(outcome);
+        res
+          .writeHead(200, {
+            'content-type': 'application/json',
+            [PeerHeader.SIGNATURE]: this.peers.signAnswer(nonce, text),
+          })
+          .end(text);
+      });
+    });
+  }
+
+  /** Runs a forwarded command on a host held here; never forwards again (no loops between peers). */
+  private async runForwarded(m: ForwardedCommand): Promise<ForwardedOutcome> {
+    try {
+      const session = this.byId.get(m.hostId);
+      if (!session?.conn || !session.ready || m.kind === 'ready' || m.kind === 'reconnect')
+        throw agentUnavailable(
+          `Host ${session?.name ?? m.hostId} is not connected to management server ${this.app().server.name}`,
+        );
+      const answer = await this.dispatch(
+        session.conn,
+        session.name,
+        m.kind,
+        m.payload as CommandPayload<CommandKind>,
+        m.timeoutMs,
+      );
+      return { answer };
+    } catch (err) {
+      if (err instanceof ApiError)
+        return { error: { errorcode: err.errorcode, cserrorcode: err.cserrorcode, errortext: err.message } };
+      this.app().log.error({ err, kind: m.kind }, 'a forwarded command failed');
+      return {
+        error: {
+          errorcode: ErrorCode.INTERNAL_ERROR,
+          cserrorcode: CsErrorCode.CLOUD_RUNTIME,
+          errortext: `${m.kind} could not be sent to the host: ${(err as Error).message}`,
+        },
+      };
+    }
+  }
+
+  /** A console relay from a peer (console/proxy.ts): accepted when signed with the cloud's key. */
+  private onPeerConsole(ws: WebSocket, req: IncomingMessage): void {
+    const verdict = this.peers.verify('GET', req.url ?? '', req.headers);
+    if (!verdict.ok || !this.peerConsoleHandler) {
+      const reason = verdict.ok ? 'this server relays no consoles' : verdict.reason;
+      this.app().log.warn(
+        { remote: req.socket.remoteAddress, reason },
+        'refused a console relay from a peer',
+      );
+      ws.close(4001, reason);
+      return;
+    }
+    this.peerConsoleHandler(ws, new URL(req.url ?? '/', 'http://peer').searchParams);
   }
 
   /** Sends a command and returns its validated result, or fails with the agent's reason. */
@@ -319,7 +510,8 @@ export class AgentGateway {
     this.pending.delete(key);
     const now = this.app().clock.now();
     const session = this.attach(waiting.conn, row, now);
-    const ok = await this.sendReady(session);
+    const lists = await this.serverLists([row.id]);
+    const ok = await this.sendReady(session, true, lists.get(row.id));
     if (ok) await this.reportVms([{ hostId: row.id, vms: waiting.startup.vms }]);
     return ok;
   }
@@ -334,7 +526,7 @@ export class AgentGateway {
     session.ready = false;
     await this.dispatch(session.conn, session.name, 'reconnect', {}, timeoutMs);
     const deadline = Date.now() + timeoutMs;
-    while (!this.isConnected(hostId)) {
+    while (!this.isHeld(hostId)) {
       if (Date.now() > deadline) throw agentUnavailable(`Host ${session.name} did not reconnect in time`);
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -350,6 +542,7 @@ export class AgentGateway {
     if (!s || s.status === 'Down' || s.status === 'Up' || (s.conn && s.ready)) return false;
     await this.setStatus([s], 'Down');
     return true;
+  }
 
   /** Forgets a deleted host; its agent's next startup for the name waits for addHost again. */
   forget(hostId: number): void {
@@ -388,7 +581,7 @@ export class AgentGateway {
   }
 
   /** Tells the agent the host is ready; `record` false leaves marking it Up to the caller (batches). */
-  private async sendReady(session: Session, record = true): Promise<boolean> {
+  private async sendReady(session: Session, record = true, servers?: string[]): Promise<boolean> {
     const app = this.app();
     const conn = session.conn!;
     try {
@@ -396,7 +589,11 @@ export class AgentGateway {
         conn,
         session.name,
         'ready',
-        { hostId: session.uuid, pingIntervalMs: app.settings.get(PING_INTERVAL) * 1000 },
+        {
+          hostId: session.uuid,
+          pingIntervalMs: app.settings.get(PING_INTERVAL) * 1000,
+          ...(servers ? { managementServers: servers } : {}),
+        },
         READY_TIMEOUT_MS,
       );
       if (!answer.ok) throw new Error(answer.error.message);
@@ -511,7 +708,7 @@ export class AgentGateway {
     f.resolve(m);
   }
 
-  private onStartup(conn: Connection, m: StartupMessage): void 
+  private onStartup(conn: Connection, m: StartupMessage): void {
     if (m.protocolVersion !== PROTOCOL_VERSION) {
       this.write(conn, {
         type: 'error',
@@ -523,9 +720,10 @@ export class AgentGateway {
     }
     this.startupQueue.push({ conn, startup: m });
     this.scheduleFlush();
+  }
 
   /** Startups of thousands of simulated hosts arrive together: they are looked up in batches. */
-  private scheduleFlush(): void 
+  private scheduleFlush(): void {
     if (this.flushing) return;
     this.flushing = new Promise<void>((resolve) => setImmediate(resolve))
       .then(() => this.flushStartups())
@@ -534,6 +732,7 @@ export class AgentGateway {
         this.flushing = undefined;
         if (this.startupQueue.length > 0) this.scheduleFlush();
       });
+  }
 
   private async flushStartups(): Promise<void> {
     const app = this.app();
@@ -597,7 +796,10 @@ export class AgentGateway {
       }
       if (adopted.length === 0) continue;
       await this.recordResources(adopted);
-      const acknowledged = await Promise.all(adopted.map((a) => this.sendReady(a.session, false)));
+      const lists = await this.serverLists(adopted.map((a) => a.row.id));
+      const acknowledged = await Promise.all(
+        adopted.map((a) => this.sendReady(a.session, false, lists.get(a.row.id))),
+      );
       const ready = adopted.filter((_, i) => acknowledged[i]);
       if (ready.length > 0)
         await this.setStatus(
@@ -697,14 +899,21 @@ export class AgentGateway {
       }
     }
     this.app().log.info({ remote: conn.remote, hosts: gone.length }, 'agent disconnected');
+    // A stopping server's agents fail over to its peers: their hosts stay Up, and whoever the
+    // agent reaches next (or, if none, the server taking the hosts over) watches them.
+    if (this.stopping) return;
     const up = gone.filter((s) => s.status === 'Up' || s.status === 'Connecting');
     if (up.length > 0) await this.setStatus(up, 'Disconnected');
   }
 
   /** Persists a status change for many hosts at once (thousands go Up together after a restart). */
-  private async setStatus(sessions: Session[], status: HostStatus): Promise<void> {
+  private async setStatus(all: Session[], status: HostStatus): Promise<void> {
     const app = this.app();
     const now = app.clock.now();
+    // Only the server holding a host escalates it: one whose agent went to a peer meanwhile is the
+    // peer's now, and this server forgets it (its listeners must not act on it either).
+    const sessions = status === 'Up' ? all : await this.stillOurs(all);
+    if (sessions.length === 0) return;
     for (const s of sessions) {
       s.status = status;
       // Alert and Down are timed from the moment the host stopped being Up.
@@ -744,27 +953,71 @@ export class AgentGateway {
     }
   }
 
+  /** What decides the server lists handed to agents; a change is announced to them. */
+  private lbSettings(): string {
+    const settings = this.app().settings;
+    return `${settings.get(MANAGEMENT_SERVER_ADDRESSES)}|${settings.get(AGENT_LB_ALGORITHM)}`;
+  }
+
+  /** The management server list for each host (none when the `host` setting is empty). */
+  private serverLists(hostIds: number[]): Promise<Map<number, string[]>> {
+    return serverListsFor(this.app(), hostIds, this.port, this.listener instanceof HttpsServer);
+  }
+
+  /** The sessions whose hosts this server still holds; the others' sessions are dropped. */
+  private async stillOurs(sessions: Session[]): Promise<Session[]> {
+    const app = this.app();
+    const ours = new Set<number>();
+    for (const part of chunks(sessions.map((s) => s.id))) {
+      const rows = await app.store.db
+        .selectFrom('hosts')
+        .select('id')
+        .where('id', 'in', part)
+        .where('removed', 'is', null)
+        .where('ms_id', '=', app.server.id)
+        .execute();
+      for (const r of rows) ours.add(r.id);
+    }
+    for (const s of sessions) {
+      if (ours.has(s.id) || s.conn) continue;
+      this.byId.delete(s.id);
+      if (this.sessions.get(s.name.toLowerCase()) === s) this.sessions.delete(s.name.toLowerCase());
+    }
+    return sessions.filter((s) => ours.has(s.id));
+  }
+
   /**
    * Tells connected agents a changed ping.interval (by repeating `ready`); the new timeout counts
    * from now, so hosts still pinging at the old pace are not taken for silent meanwhile.
    */
-  private announceInterval(interval: number, now: number): void {
+  private async announce(interval: number, lb: string, now: number): Promise<void> {
     this.announcedInterval = interval;
-    for (const s of this.byId.values()) {
+    this.announcedLb = lb;
+    const held = [...this.byId.values()].filter((s) => s.conn && s.ready);
+    const lists = await this.serverLists(held.map((s) => s.id));
+    for (const s of held) {
       if (!s.conn || !s.ready) continue;
       s.lastPing = now;
+      const servers = lists.get(s.id);
       this.dispatch(
         s.conn,
         s.name,
         'ready',
-        { hostId: s.uuid, pingIntervalMs: interval * 1000 },
+        {
+          hostId: s.uuid,
+          pingIntervalMs: interval * 1000,
+          ...(servers ? { managementServers: servers } : {}),
+        },
         READY_TIMEOUT_MS,
       )
         .then((a) => {
           if (!a.ok) throw new Error(a.error.message);
         })
         .catch((err) =>
-          this.app().log.warn({ host: s.name, err: err.message }, 'could not change the ping interval'),
+          this.app().log.warn(
+            { host: s.name, err: err.message },
+            'could not change the ping interval or server list',
+          ),
         );
     }
   }
@@ -777,7 +1030,9 @@ export class AgentGateway {
       const app = this.app();
       const now = app.clock.now();
       const interval = app.settings.get(PING_INTERVAL);
-      if (interval !== this.announcedInterval) this.announceInterval(interval, now);
+      const lb = this.lbSettings();
+      if (interval !== this.announcedInterval || lb !== this.announcedLb)
+        await this.announce(interval, lb, now);
       const pingTimeout = interval * 1000 * app.settings.get(PING_TIMEOUT);
       const alertWait = app.settings.get(ALERT_WAIT) * 1000;
       const downWait = app.settings.get(HOST_DOWN_WAIT) * 1000;
@@ -793,6 +1048,10 @@ export class AgentGateway {
       if (alert.length > 0) await this.setStatus(alert, 'Alert');
       if (down.length > 0) await this.setStatus(down, 'Down');
       if (now - this.lastTakeover > TAKEOVER_EVERY_MS) await this.takeOverHosts();
+      if (now - this.lastPeersRefresh > PEERS_REFRESH_MS) {
+        this.lastPeersRefresh = now;
+        await this.peers.refresh();
+      }
     } catch (err) {
       this.app().log.error({ err }, 'host monitor failed');
     } finally {
@@ -801,8 +1060,10 @@ export class AgentGateway {
   }
 
   /**
-   * Hosts whose management server is gone (stopped, or this server's previous run) become ours to
-   * watch: they are Disconnected until their agent reconnects here or to another live server.
+   * Hosts whose management server is gone (stopped, killed, or this server's previous run) become
+   * ours to watch. A host that was Up stays Up: its agent is failing over (to this server or a
+   * peer) and has the ping timeout to come back before it is Disconnected, so a management outage
+   * makes no Disconnected → Alert → Down flap. Other states keep counting from where they were.
    */
   private async takeOverHosts(): Promise<void> {
     const app = this.app();
@@ -816,24 +1077,34 @@ export class AgentGateway {
       .where('removed', 'is', null)
       .where((eb) => eb.or([eb('ms_id', 'is', null), eb('ms_id', 'not in', liveServers)]))
       .execute();
-    const fresh = orphans.filter((h) => !this.byId.has(h.id));
-    for (const part of chunks(
-      fresh.filter((h) => h.state === 'Up' || h.state === 'Connecting').map((h) => h.id),
-    )) {
+    // A session this server kept for a host that went to a peer is stale: the host is taken anew.
+    const fresh = orphans.filter((h) => !this.byId.get(h.id)?.conn);
+    const taken = new Set<number>();
+    for (const part of chunks(fresh.map((h) => h.id))) {
+      // Re-checked in the update: the agent may have reached a live server since the read.
       await db
         .updateTable('hosts')
-        .set({ state: 'Disconnected', disconnected: now, ms_id: app.server.id })
+        .set({ ms_id: app.server.id })
         .where('id', 'in', part)
+        .where((eb) => eb.or([eb('ms_id', 'is', null), eb('ms_id', 'not in', liveServers)]))
         .execute();
+      const rows = await db
+        .selectFrom('hosts')
+        .select('id')
+        .where('id', 'in', part)
+        .where('ms_id', '=', app.server.id)
+        .execute();
+      for (const r of rows) taken.add(r.id);
     }
-    for (const part of chunks(fresh.map((h) => h.id)))
-      await db.updateTable('hosts').set({ ms_id: app.server.id }).where('id', 'in', part).execute();
     for (const h of fresh) {
-      const status = h.state === 'Up' || h.state === 'Connecting' ? 'Disconnected' : (h.state as HostStatus);
-      const since = h.state === 'Up' || h.state === 'Connecting' ? now : Number(h.disconnected ?? now);
-      const s: Session = { id: h.id, uuid: h.uuid, name: h.name, ready: false, status, lastPing: 0, since };
+      if (!taken.has(h.id)) continue;
+      const up = h.state === 'Up' || h.state === 'Connecting';
+      const status: HostStatus = up ? 'Up' : (h.state as HostStatus);
+      const since = up ? now : Number(h.disconnected ?? now);
+      const s: Session = { id: h.id, uuid: h.uuid, name: h.name, ready: false, status, lastPing: now, since };
       this.byId.set(h.id, s);
-      if (!this.sessions.has(h.name.toLowerCase())) this.sessions.set(h.name.toLowerCase(), s);
+      const key = h.name.toLowerCase();
+      if (!this.sessions.get(key)?.conn) this.sessions.set(key, s);
     }
   }
 }

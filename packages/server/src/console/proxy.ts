@@ -4,6 +4,11 @@
  * agent (openConsole) to connect back on the agent port at `/tunnel/<id>` with a one-time secret,
  * and splices the two WebSockets. The VM's VNC server never leaves 127.0.0.1 of its host, and the
  * host needs no way in besides the agent's own connection to the server.
+ *
+ * With several management servers, the browser may reach one that does not hold the host's
+ * agent: that server opens a signed WebSocket to the peer holding it (agents/peers.ts,
+ * `/peer/console` on the peer's agent port), which opens the agent's tunnel and relays bytes. The
+ * session (events, idle timeout, keepalive) stays with the server the browser reached.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -11,6 +16,7 @@ import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { WebSocket, WebSocketServer } from 'ws';
 import { hashToken } from '../agents/gateway.ts';
+import { PEER_CONSOLE_PATH, type Peer } from '../agents/peers.ts';
 import type { App } from '../context.ts';
 import { type EventOwner, recordEvent } from '../events/events.ts';
 import { defineSetting } from '../settings/settings.ts';
@@ -77,6 +83,11 @@ function reasonText(text: string): string {
         .subarray(0, 120)
         .toString('utf8')
         .replace(/\uFFFD+$/, '')}...`;
+}
+
+/** The close code passed on to the other side: an application code (a relay's refusal) or 1000. */
+function appCode(code: number): number {
+  return code >= 4000 && code < 5000 ? code : 1000;
 }
 
 function closeWith(ws: WebSocket, code: number, reason: string): void {
@@ -147,6 +158,12 @@ export class ConsoleProxy {
       });
     });
     this.app.agents.tunnelHandler = (ws, req) => this.onTunnel(ws, req);
+    this.app.agents.peerConsoleHandler = (ws, query) => {
+      this.onPeer(ws, query).catch((err) => {
+        this.app.log.error({ err }, 'console relay for a peer failed');
+        closeWith(ws, CloseCode.TUNNEL, 'console relay failed on the management server holding the host');
+      });
+    };
   }
 
   /** Closes every session; the server is stopping. */
@@ -180,7 +197,29 @@ export class ConsoleProxy {
     const why = consoleUnavailable(vm);
     if (why) return closeWith(ws, CloseCode.NOT_RUNNING, why);
     const hostId = vm.host_id!;
-    if (!app.agents.isConnected(hostId)) return closeWith(ws, CloseCode.HOST, await this.hostAway(hostId));
+    const session = {
+      owner: { userId: token.user_id, accountId: token.account_id, domainId: token.domain_id },
+      vm: { uuid: vm.uuid, name: vm.instance_name },
+    };
+    if (!app.agents.isHeld(hostId)) {
+      const where = await app.agents.peers.holderOf(hostId);
+      if (!where?.peer) return closeWith(ws, CloseCode.HOST, await this.hostAway(hostId));
+      let relay: Arrived;
+      try {
+        relay = await this.relayFrom(where.peer, hostId, vm.instance_name);
+      } catch (err) {
+        return closeWith(
+          ws,
+          CloseCode.TUNNEL,
+          `management server ${where.peer.name}, which holds host ${where.name}, could not be reached: ${(err as Error).message}`,
+        );
+      }
+      if (ws.readyState !== WebSocket.OPEN) {
+        relay.ws.close(1000, 'the browser left');
+        return;
+      }
+      return this.splice({ ws, held }, relay, session);
+    }
 
     const tunnel = randomBytes(12).toString('base64url');
     const secret = randomBytes(24).toString('base64url');
@@ -205,10 +244,81 @@ export class ConsoleProxy {
       agent.ws.close(1000, 'the browser left');
       return;
     }
-    this.splice({ ws, held }, agent, {
-      owner: { userId: token.user_id, accountId: token.account_id, domainId: token.domain_id },
-      vm: { uuid: vm.uuid, name: vm.instance_name },
+    this.splice({ ws, held }, agent, session);
+  }
+
+  /** Opens the relay to the peer holding the host; resolves once it is open (bytes may follow). */
+  private async relayFrom(peer: Peer, hostId: number, vm: string): Promise<Arrived> {
+    const ws = this.app.agents.peers.connect(
+      peer,
+      `${PEER_CONSOLE_PATH}?${new URLSearchParams({ host: String(hostId), vm })}`,
+    );
+    const held = hold(ws);
+    ws.on('error', (err) => this.app.log.debug({ err: err.message }, 'console relay socket error'));
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+      ws.once('close', (code, reason) => reject(new Error(`closed (${code}) ${reason.toString()}`)));
     });
+    return { ws, held };
+  }
+
+  /**
+   * A peer relays a browser's session to a VM on a host held here: the agent's tunnel is opened
+   * as for a local browser and the two sockets are spliced byte for byte (the peer keeps the
+   * session's events and timeouts).
+   */
+  private async onPeer(ws: WebSocket, query: URLSearchParams): Promise<void> {
+    const { app } = this;
+    const held = hold(ws);
+    this.open.add(ws);
+    ws.once('close', () => this.open.delete(ws));
+    ws.on('error', (err) => app.log.debug({ err: err.message }, 'console relay socket error'));
+    const hostId = Number(query.get('host'));
+    const vm = query.get('vm') ?? '';
+    if (!app.agents.isHeld(hostId))
+      return closeWith(
+        ws,
+        CloseCode.HOST,
+        `the host is not connected to management server ${app.server.name}`,
+      );
+    const tunnel = randomBytes(12).toString('base64url');
+    const secret = randomBytes(24).toString('base64url');
+    const arrival = this.expectTunnel(tunnel, secret);
+    let agent: Arrived;
+    try {
+      await app.agents.call(hostId, 'openConsole', { vm, tunnel, secret }, TUNNEL_WAIT_MS);
+      agent = await arrival;
+    } catch (err) {
+      this.dropPending(tunnel);
+      arrival.then(
+        (t) => t.ws.close(1000, 'the console session was abandoned'),
+        () => undefined,
+      );
+      return closeWith(
+        ws,
+        CloseCode.TUNNEL,
+        `the host could not open the console: ${(err as Error).message}`,
+      );
+    }
+    if (ws.readyState !== WebSocket.OPEN) {
+      agent.ws.close(1000, 'the peer left');
+      return;
+    }
+    const relay = agent.ws;
+    this.open.add(relay);
+    for (const data of agent.held.take()) ws.send(data, { binary: true });
+    for (const data of held.take()) relay.send(data, { binary: true });
+    forward(ws, relay);
+    forward(relay, ws);
+    ws.once('close', (code, reason) =>
+      closeWith(relay, 1000, reason.toString() || `the peer closed (${code})`),
+    );
+    relay.once('close', (code, reason) => {
+      this.open.delete(relay);
+      closeWith(ws, appCode(code), reason.toString() || 'the VM console closed');
+    });
+    relay.on('error', (err) => app.log.debug({ err: err.message }, 'console tunnel socket error'));
   }
 
   /** Why the VM's host cannot be reached from here: it is down, or its agent uses another server. */
@@ -295,8 +405,8 @@ export class ConsoleProxy {
       closeWith(agent, 1000, 'the browser closed the console');
       end(idle ? 'the idle timeout' : 'the browser');
     });
-    agent.once('close', (_code, reason) => {
-      closeWith(browser, 1000, reason.toString() || 'the VM console closed');
+    agent.once('close', (code, reason) => {
+      closeWith(browser, appCode(code), reason.toString() || 'the VM console closed');
       end(idle ? 'the idle timeout' : 'the host');
     });
     agent.on('error', (err) => app.log.debug({ err: err.message }, 'console tunnel socket error'));

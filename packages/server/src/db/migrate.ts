@@ -42,8 +42,8 @@ import * as m0029 from './migrations/0029-resource-icons.ts';
 import * as m0030 from './migrations/0030-ec2-launches.ts';
 import * as m0031 from './migrations/0031-state-events.ts';
 import * as m0032 from './migrations/0032-cloud-key.ts';
+import * as m0033 from './migrations/0033-peer-addresses.ts';
 import * as m0035 from './migrations/0035-vm-ha.ts';
-import * as m0036 from './migrations/0036-pool-credentials.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
 export type Step = { up(m: MigrationContext): Promise<void> };
@@ -81,8 +81,8 @@ export const MIGRATIONS: [string, Step][] = [
   ['0030-ec2-launches', m0030],
   ['0031-state-events', m0031],
   ['0032-cloud-key', m0032],
+  ['0033-peer-addresses', m0033],
   ['0035-vm-ha', m0035],
-  ['0036-pool-credentials', m0036],
 ];
 
 export class SchemaTooNewError extends Error {}

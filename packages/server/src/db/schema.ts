@@ -39,6 +39,8 @@ export interface ManagementServerTable {
   started: number;
   last_heartbeat: number;
   state: string;
+  /** Where peers reach this server's agent port (http(s)://address:port); null before 0033. */
+  peer_url: string | null;
 }
 
 /** The cloud's key check (migration 0032): which key the cloud's secrets are sealed with. */
@@ -426,9 +428,6 @@ export interface StoragePoolTable {
   /** Comma-separated storage tags. */
   tags: string | null;
   is_tag_a_rule: Flag;
-  /** RBD: the cephx user, and its key sealed with the server key (migration 0036). */
-  auth_user: Generated<string | null>;
-  auth_secret: Generated<string | null>;
   created: number;
   removed: number | null;
 }

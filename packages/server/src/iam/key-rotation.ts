@@ -53,8 +53,6 @@ export const ENCRYPTED_COLUMNS: EncryptedColumn[] = [
   { table: 'remote_access_vpns', column: 'psk', addedLater: true },
   { table: 'vpn_users', column: 'password', addedLater: true },
   { table: 'vpn_customer_gateways', column: 'ipsec_psk', addedLater: true },
-  // The cephx keys of RBD primary storage pools (migration 0036).
-  { table: 'storage_pools', column: 'auth_secret', addedLater: true },
 ];
 
 /** A server that heart-beat this recently is taken to be running. */

@@ -9,6 +9,7 @@ import {
   createCipheriv,
   createDecipheriv,
   createHash,
+  hkdfSync,
   randomBytes,
   type ScryptOptions,
   scrypt as scryptCb,
@@ -87,6 +88,14 @@ export class Secrets {
       closeSync(fd);
     }
     chmodSync(file, 0o600);
+  }
+
+  /**
+   * A key of its own for one purpose (HKDF-SHA256 over the cloud's key, `purpose` as info): the
+   * same on every server holding the cloud's key, and telling nothing of it or of other purposes'.
+   */
+  deriveKey(purpose: string): Buffer {
+    return Buffer.from(hkdfSync('sha256', this.key, Buffer.alloc(0), purpose, 32));
   }
 
   /** A short public name for the key (not the key): the first 8 hex digits of its SHA-256. */
