@@ -23,6 +23,7 @@ import { networkReadyOnHost, networksOfVm } from '../network/vm-nics.ts';
 import { DownloadState } from '../storage/downloads.ts';
 import { storeRoot } from '../storage/images.ts';
 import { localPoolOfVm } from '../storage/local-pools.ts';
+import { isObjectStore, stageObject } from '../storage/object-stores.ts';
 import { deleteVmSnapshotsOf } from '../storage/vm-snapshots.ts';
 import { deleteOnPool, poolLocation, poolOf, vmDisk } from '../storage/volume-ops.ts';
 import { isLocalVolume, materialiseDataDisk, poolNeeds, removeVolumeRecord } from '../storage/volumes.ts';
@@ -65,12 +66,15 @@ async function templateSource(ctx: Pick<CallContext, 'app'>, templateId: number,
     .selectAll('s')
     .select(['r.install_path', 'r.size_bytes as template_size', 't.uuid as template_uuid'])
     .where('r.template_id', '=', templateId)
-    .where('r.zone_id', '=', zoneId)
+    // A region-wide store (S3, Swift without a zone) serves every zone.
+    .where((eb) => eb.or([eb('r.zone_id', '=', zoneId), eb('s.zone_id', 'is', null)]))
     .where('r.download_state', '=', DownloadState.Downloaded)
     .where('r.destroyed', '=', 0)
     .where('s.removed', 'is', null)
     .executeTakeFirst();
   if (!copy?.install_path) throw invalidParameter("The VM's template is no longer ready in its zone");
+  // Agents read templates as files: one on an object store is staged by this server first.
+  if (isObjectStore(copy)) await stageObject(ctx.app, copy, copy.install_path);
   return {
     template: {
       uuid: copy.template_uuid,

@@ -446,6 +446,10 @@ export interface ImageStoreTable {
   readonly: Flag;
   capacity_bytes: number | null;
   used_bytes: number | null;
+  /** S3 and Swift stores: their non-secret settings as JSON (storage/object-stores.ts). */
+  details: Generated<string | null>;
+  /** S3 and Swift stores: the secret key, sealed with the server key. */
+  secret: Generated<string | null>;
   created: number;
   removed: number | null;
 }

@@ -1,19 +1,25 @@
 /**
- * Secondary storage (image stores): a zone's store of templates, ISOs and snapshot backups. Agents
- * read and write it directly, so an NFS export or, for a single-machine cloud, a local directory.
+ * Secondary storage (image stores): where templates, ISOs and snapshot backups are kept. An NFS
+ * export or, for a single-machine cloud, a local directory serves one zone and agents read and
+ * write it directly; an S3 bucket or a Swift container (storage/object-stores.ts) serves one zone
+ * or, added without a zone, every zone, through the management server.
  */
+
+import { join } from 'node:path';
 import type { App, CallContext } from '../context.ts';
-import { insertId } from '../db/connection.ts';
+import { insertId, type Tx } from '../db/connection.ts';
 import type { ImageStoreRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
 import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
+import { closeStore, dropBucket, isObjectStore } from '../storage/object-stores.ts';
 import { findImageStore, findZone, likeOp, namesOf } from './common.ts';
+import { parseObjectStore, reach, type UncheckedSettings } from './object-store-settings.ts';
 import { filesystemUsage, parseStorageUrl } from './storage-pools.ts';
 
-const PROVIDERS = ['NFS'] as const;
+const PROVIDERS = ['NFS', 'S3', 'Swift'] as const;
 
 /** Checks that can refuse a store's removal (templates or snapshots still on it). */
 type StoreUsageCheck = (app: App, store: ImageStoreRow) => Promise<string | undefined>;
@@ -53,27 +59,103 @@ export async function presentImageStores(ctx: CallContext, rows: ImageStoreRow[]
   }));
 }
 
+/**
+ * Records an object store (S3 or Swift) once its bucket is reached (and made when absent), then
+ * runs the add hooks. `settings` gets the new store's uuid (Swift's default container is named
+ * after it). A bucket made here goes again when the record cannot be written.
+ */
+export async function insertObjectStore(
+  ctx: CallContext,
+  settings: (uuid: string) => UncheckedSettings,
+  opts: { name?: string; zoneId: number | null },
+): Promise<ImageStoreRow> {
+  const { app } = ctx;
+  const uuid = app.ids.uuid();
+  const base = settings(uuid);
+  const name = opts.name?.trim() || base.url;
+  const clashing = (tx: Tx) =>
+    tx
+      .selectFrom('image_stores')
+      .select('name')
+      .where('removed', 'is', null)
+      .where((eb) => eb.or([eb('url', '=', base.url), eb('name', '=', name)]))
+      .executeTakeFirst()
+      .then((clash) => {
+        if (clash) throw invalidParameter(`Image store ${clash.name} already has that name or url`);
+      });
+  await clashing(app.store.db);
+  const reached = await reach(base);
+  let row: ImageStoreRow;
+  try {
+    row = await app.store.db.transaction().execute(async (tx) => {
+      await clashing(tx);
+      const id = await insertId(app.store, tx, 'image_stores', {
+        uuid,
+        name,
+        zone_id: opts.zoneId,
+        provider: reached.provider,
+        protocol: reached.protocol,
+        url: reached.url,
+        // The staging directory on the management server (storage/object-stores.ts).
+        path: join(app.config.dataDir, 'image-stores', uuid),
+        host_address: null,
+        scope: opts.zoneId === null ? 'REGION' : 'ZONE',
+        readonly: 0,
+        capacity_bytes: null,
+        used_bytes: null,
+        details: JSON.stringify(reached.details),
+        secret: app.secrets.encrypt(reached.secretKey),
+        created: app.clock.now(),
+      });
+      return tx.selectFrom('image_stores').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+    });
+  } catch (e) {
+    if (reached.details.createdBucket)
+      await dropBucket(reached.details, reached.secretKey).catch(() => undefined);
+    throw e;
+  }
+  for (const hook of addedHooks) await hook(app, row);
+  return row;
+}
+
 export const addImageStore = defineCommand({
   name: 'addImageStore',
   description:
-    "Adds a zone's secondary storage (an NFS export or a local directory) where templates, ISOs and snapshots are kept; templates every zone should hold are then placed on it.",
+    'Adds secondary storage where templates, ISOs and snapshots are kept: an NFS export or local directory for one zone, or an S3 bucket or Swift container for one zone or (without zoneid) every zone; templates every zone should hold are then placed on it.',
   params: {
     name: p.string({ description: 'Name of the store, unique; defaults to its URL.' }),
     provider: p.string({
       required: true,
-      description: 'Only NFS is supported (it also covers a local path).',
+      description: 'NFS (also a local path), S3 or Swift.',
     }),
     url: p.string({
       length: 2048,
       description:
-        'nfs://server[:port]/path or a local absolute path (file://); required and not used by another store.',
+        'NFS: nfs://server[:port]/path or a local absolute path (file://), not used by another store. Swift: the v1.0 auth URL (http(s)://proxy/auth/v1.0). S3: unused (the endpoint is a detail).',
     }),
-    zoneid: p.uuid({ description: 'Zone the store serves; required.' }),
+    zoneid: p.uuid({
+      description:
+        'Zone the store serves; required for NFS, optional for S3 and Swift (every zone without it).',
+    }),
+    details: p.map({
+      description:
+        'S3: accesskey, secretkey, bucket, endpoint (host[:port] or a URL), usehttps, region; Swift: account, username, key (and container, default one per store). As details[0].key=<name>&details[0].value=<value>.',
+    }),
   },
   async handler(ctx, params) {
     const { app } = ctx;
     const provider = PROVIDERS.find((v) => v.toLowerCase() === params.provider.trim().toLowerCase());
-    if (!provider) throw invalidParameter(`Unsupported image store provider ${params.provider}; use NFS`);
+    if (!provider)
+      throw invalidParameter(`Unsupported image store provider ${params.provider}; use NFS, S3 or Swift`);
+    if (provider !== 'NFS') {
+      const zone = params.zoneid ? await findZone(ctx, params.zoneid) : undefined;
+      const row = await insertObjectStore(
+        ctx,
+        (uuid) => parseObjectStore(provider, params.url, params.details, `nimbostack-${uuid}`),
+        { name: params.name, zoneId: zone?.id ?? null },
+      );
+      return (await presentImageStores(ctx, [row]))[0];
+    }
     if (!params.url) throw invalidParameter('An NFS image store needs a url');
     // NFS stores serve one zone; only object stores (S3, Swift) can be region-wide.
     if (!params.zoneid) throw invalidParameter('An NFS image store needs a zoneid');
@@ -123,8 +205,8 @@ export const listImageStores = defineCommand({
     id: p.uuid({ description: 'Only the store with this ID.' }),
     name: p.string({ description: 'Only the store with exactly this name.' }),
     zoneid: p.uuid({ description: 'Only stores of this zone.' }),
-    provider: p.string({ description: 'Only stores of this provider (all are NFS).' }),
-    protocol: p.string({ description: 'Only stores reached by this protocol: nfs or file.' }),
+    provider: p.string({ description: 'Only stores of this provider: NFS, S3 or Swift.' }),
+    protocol: p.string({ description: 'Only stores reached by this protocol: nfs, file, http or https.' }),
     readonly: p.boolean({ description: 'Only read-only stores (true) or writable ones (false).' }),
   },
   async handler(ctx, params) {
@@ -133,7 +215,10 @@ export const listImageStores = defineCommand({
     if (params.id) q = q.where('uuid', '=', params.id);
     if (params.name) q = q.where('name', '=', params.name);
     if (params.zoneid) q = q.where('zone_id', '=', (await findZone(ctx, params.zoneid)).id);
-    if (params.provider) q = q.where('provider', '=', params.provider.toUpperCase());
+    if (params.provider) {
+      const provider = PROVIDERS.find((v) => v.toLowerCase() === params.provider?.trim().toLowerCase());
+      q = q.where('provider', '=', provider ?? params.provider);
+    }
     if (params.protocol) q = q.where('protocol', '=', params.protocol.toLowerCase());
     if (params.readonly !== undefined) q = q.where('readonly', '=', params.readonly ? 1 : 0);
     if (params.keyword) q = q.where(likeEscaped('name', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
@@ -208,6 +293,12 @@ export const deleteImageStore = defineCommand({
         .execute();
     });
     await app.settings.load();
+    // What was ours on an object store goes with it: its staging directory, and its bucket when
+    // Nimbostack created it and nothing else is in it.
+    if (isObjectStore(store))
+      await closeStore(app, store).catch((err) =>
+        app.log.warn({ err, store: store.uuid }, 'could not remove the bucket of a deleted image store'),
+      );
     return success();
   },
 });

@@ -9,6 +9,7 @@ import { clusterCommands } from './clusters.ts';
 import { listDbMetrics } from './db-metrics.ts';
 import { imageStoreCommands } from './image-stores.ts';
 import { managementServerCommands } from './management-servers.ts';
+import { objectImageStoreCommands } from './object-image-stores.ts';
 import { osTypeCommands } from './os-types.ts';
 import { physicalNetworkCommands } from './physical-networks.ts';
 import { podCommands } from './pods.ts';
@@ -25,6 +26,7 @@ export const infraCommands = [
   ...physicalNetworkCommands,
   ...storagePoolCommands,
   ...imageStoreCommands,
+  ...objectImageStoreCommands,
   ...capacityCommands,
   ...alertCommands,
   ...osTypeCommands,

@@ -175,6 +175,21 @@ const element: FieldDescriptions = {
   enabled: 'true when the element is enabled.',
 };
 
+const imageStoreFields = {
+  id: 'UUID of the image store (secondary storage).',
+  name: 'Name of the image store.',
+  zoneid: 'UUID of the zone the store serves; left out for a region-wide store.',
+  zonename: 'Name of the zone the store serves; left out for a region-wide store.',
+  url: 'Where the store is: nfs://server/export, a local path, the S3 endpoint and bucket, or the Swift auth URL.',
+  protocol: "How the store is reached: 'nfs', 'file', or 'http'/'https' for S3 and Swift.",
+  providername: "Driver of the store: 'NFS', 'S3' or 'Swift'.",
+  scope: "Reach of the store: 'ZONE', or 'REGION' for an object store added without a zone.",
+  readonly: 'true when no new templates, ISOs or snapshots are written to the store.',
+  disksizetotal: 'Size of the store, in bytes; left out until measured (and for object stores).',
+  disksizeused: 'Space used on the store, in bytes; left out until measured (and for object stores).',
+  hasannotations: 'Always false: Nimbostack keeps no annotations.',
+};
+
 export const infraResponseFields: ResponseFields = {
   host,
   zone,
@@ -216,19 +231,13 @@ export const infraResponseFields: ResponseFields = {
     zonestorageaccessgroups: noSag,
   },
   imagestore: {
-    id: 'UUID of the image store (secondary storage).',
-    name: 'Name of the image store.',
-    zoneid: 'UUID of the zone the store serves; left out for a region-wide store.',
-    zonename: 'Name of the zone the store serves; left out for a region-wide store.',
-    url: 'Where the store is, e.g. nfs://server/export.',
-    protocol: "Access protocol of the store, e.g. 'nfs'.",
-    providername: "Driver of the store, e.g. 'NFS'.",
-    scope: "Reach of the store: 'ZONE' or 'REGION'.",
-    readonly: 'true when no new templates, ISOs or snapshots are written to the store.',
-    disksizetotal: 'Size of the store, in bytes; left out until measured.',
-    disksizeused: 'Space used on the store, in bytes; left out until measured.',
-    hasannotations: 'Always false: Nimbostack keeps no annotations.',
+    ...imageStoreFields,
+    // migrateSecondaryStorageData answers under the same object name.
+    message: 'migrateSecondaryStorageData: how many template copies and snapshot backups moved.',
+    migrationtype: 'migrateSecondaryStorageData: Complete or Balance, as asked (both move everything).',
   },
+  // addSwift names its object differently; it is the same image store.
+  secondarystorage: imageStoreFields,
   physicalnetwork: {
     id: 'UUID of the physical network.',
     name: 'Name the admin gave the physical network.',

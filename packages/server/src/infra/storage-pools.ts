@@ -564,17 +564,18 @@ export const deleteStoragePool = defineCommand({
   },
 });
 
-/** The storage drivers there are: DefaultPrimary for primary storage, NFS for image stores. */
+/** The storage drivers there are: DefaultPrimary for primary storage; NFS, S3 and Swift for image stores. */
 export const listStorageProviders = defineCommand({
   name: 'listStorageProviders',
   description:
-    'Lists the storage drivers of a kind: DefaultPrimary for primary storage, NFS for image stores.',
+    'Lists the storage drivers of a kind: DefaultPrimary for primary storage; NFS, S3 and Swift for image stores.',
   params: { ...listParams, type: p.string({ required: true, description: 'primary or image.' }) },
   async handler(_ctx, params) {
     const type = params.type.trim().toLowerCase();
     if (type !== 'primary' && type !== 'image')
       throw invalidParameter(`Invalid storage provider type ${params.type}; use primary or image`);
-    const providers = [{ name: type === 'primary' ? 'DefaultPrimary' : 'NFS', type }];
+    const names = type === 'primary' ? ['DefaultPrimary'] : ['NFS', 'S3', 'Swift'];
+    const providers = names.map((name) => ({ name, type }));
     // Upstream names these objects dataStoreProvider on the wire, not after the response class;
     // clients (Ansible's cs_storage_pool) read that key.
     return { count: providers.length, dataStoreProvider: providers };

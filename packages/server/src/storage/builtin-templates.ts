@@ -161,7 +161,7 @@ async function addMissingCopies(app: App): Promise<void> {
         for (const zoneId of new Set(stores.map((s) => s.zone_id))) {
           if (zoneId === null || mine.some((r) => r.zone_id === zoneId)) continue;
           const [store] = await zoneStores(tx, zoneId);
-          if (store) started.push(await addCopy(app, tx, t.id, store));
+          if (store) started.push(await addCopy(app, tx, t.id, store, false, zoneId));
         }
       }
     }

@@ -29,6 +29,7 @@ import {
   storageGiB,
   storeRoot,
 } from './images.ts';
+import { deleteObjects, getObject, isObjectStore, putFile, s3Reason } from './object-stores.ts';
 
 export const DownloadState = {
   NotDownloaded: 'NOT_DOWNLOADED',
@@ -120,6 +121,7 @@ async function openSource(
     const from = await load(app, source.fromRefId);
     if (!from?.ref.install_path || from.ref.download_state !== DownloadState.Downloaded)
       throw new Error('The source copy is no longer available');
+    if (isObjectStore(from.store)) return getObject(app, from.store, from.ref.install_path);
     const file = join(await storeRoot(from.store), from.ref.install_path);
     return { stream: createReadStream(file), length: (await stat(file)).size };
   }
@@ -335,8 +337,24 @@ async function transfer(
       },
     });
     placed = dest;
+    // An object store's copy is checked in the staging directory, then uploaded (in parts when
+    // large) and the staged file removed: the object store is where it lives.
+    const onObjectStore = isObjectStore(store);
+    if (onObjectStore) {
+      await progressNote(app, refId, inProgress, 'Uploading to the object store');
+      try {
+        await putFile(app, store, relative, dest);
+      } catch (e) {
+        throw new Error(`Unable to upload to image store ${store.name}: ${s3Reason(e)}`);
+      }
+      await removeFile(dest);
+      placed = undefined;
+    }
     const kept = await finish(app, refId, relative, sizes);
-    if (!kept) await removeFile(dest);
+    if (!kept) {
+      if (onObjectStore) await deleteObjects(app, store, [relative]);
+      else await removeFile(dest);
+    }
     return kept ? { ok: true } : { ok: false, reason: 'The copy was deleted' };
   } catch (e) {
     if (placed) await removeFile(placed);
@@ -352,6 +370,15 @@ async function transfer(
     );
     return { ok: false, reason };
   }
+}
+
+async function progressNote(app: App, refId: number, state: string, status: string): Promise<void> {
+  await app.store.db
+    .updateTable('template_store_refs')
+    .set({ download_pct: 99, status, updated: app.clock.now() })
+    .where('id', '=', refId)
+    .where('download_state', '=', state)
+    .execute();
 }
 
 /** Marks a copy downloaded and counts its secondary storage; false if it was deleted meanwhile. */
@@ -466,7 +493,8 @@ export async function removeCopies(app: App, refs: TemplateStoreRefRow[]): Promi
       .executeTakeFirst();
     if (!store) continue;
     try {
-      await removeFile(join(await storeRoot(store), ref.install_path));
+      if (isObjectStore(store)) await deleteObjects(app, store, [ref.install_path]);
+      else await removeFile(join(await storeRoot(store), ref.install_path));
     } catch (err) {
       app.log.warn({ err, refId: ref.id }, 'could not remove a template file');
     }

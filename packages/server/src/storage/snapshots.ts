@@ -5,11 +5,12 @@
  * their volume, as upstream keeps them.
  */
 
+import { rm } from 'node:fs/promises';
 import { formatDate } from '../clock.ts';
 import type { App, CallContext } from '../context.ts';
 import { insertId, type Tx } from '../db/connection.ts';
 import type { AccountRow, SnapshotRow, StoragePoolRow, VolumeRow } from '../db/schema.ts';
-import { invalidParameter, resourceUnavailable } from '../errors.ts';
+import { internalError, invalidParameter, resourceUnavailable } from '../errors.ts';
 import { type EventOwner, logEvent, recordEvent } from '../events/events.ts';
 import { recordStateChange } from '../events/state-events.ts';
 import { escapeLike, likeEscaped } from '../iam/access.ts';
@@ -25,7 +26,8 @@ import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
 import { storageGiB } from './images.ts';
-import { findSnapshot, storeLocation } from './snapshot-records.ts';
+import { deleteObjects, isObjectStore, publishStaged, s3Reason } from './object-stores.ts';
+import { findSnapshot, snapshotObject, stagedKey, stageSnapshot, storeLocation } from './snapshot-records.ts';
 import { zoneStores } from './templates.ts';
 import { hostForPool, poolLocation, poolOf } from './volume-ops.ts';
 import { findVolume } from './volumes.ts';
@@ -223,6 +225,18 @@ export async function takeSnapshot(app: App, snap: SnapshotRow): Promise<Snapsho
       vm: vm?.state === 'Running' ? vm.instance_name : undefined,
       secondary: store ? await storeLocation(store) : undefined,
     });
+    // An object store's backup was written to its staging directory: it goes up, then the local copy goes.
+    const key = store && isObjectStore(store) ? stagedKey(store, made.path) : undefined;
+    if (store && key) {
+      try {
+        await publishStaged(app, store, key);
+      } catch (e) {
+        await rm(made.path, { force: true });
+        throw internalError(
+          `Could not upload snapshot ${snap.name} to image store ${store.name}: ${s3Reason(e)}`,
+        );
+      }
+    }
     taken = { path: made.path, sizeBytes: made.sizeBytes, storeId: store?.id ?? null, pool, hostId };
   } catch (e) {
     await failSnapshot(app, creating);
@@ -274,7 +288,9 @@ export async function destroySnapshot(
   snap: SnapshotRow,
   event: { ctx?: CallContext; owner?: EventOwner },
 ): Promise<void> {
-  if (snap.path) {
+  const onObjectStore = await snapshotObject(app, snap);
+  if (onObjectStore) await deleteObjects(app, onObjectStore.store, [onObjectStore.key]);
+  else if (snap.path) {
     const { hostId, pool } = await snapshotHost(app, snap);
     await app.agents.call(hostId, 'deleteSnapshot', { path: snap.path, pool: poolLocation(pool) });
   }
@@ -558,6 +574,7 @@ export const revertSnapshot = defineCommand({
     }
     const pool = await poolOf(ctx, volume);
     if (!pool) throw invalidParameter(`Volume ${volume.name} has no disk`);
+    await stageSnapshot(app, snap);
     await app.agents.call(await hostForPool(ctx, pool), 'revertSnapshot', {
       snapshotPath: snap.path,
       volumePath: volume.path,

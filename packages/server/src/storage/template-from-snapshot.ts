@@ -14,7 +14,8 @@ import { defineCommand } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
 import { DownloadState } from './downloads.ts';
 import { storageGiB } from './images.ts';
-import { findSnapshot, storeLocation } from './snapshot-records.ts';
+import { isObjectStore, publishStaged } from './object-stores.ts';
+import { findSnapshot, stageSnapshot, storeLocation } from './snapshot-records.ts';
 import {
   addCopy,
   checkPublicFlags,
@@ -84,6 +85,7 @@ async function sourceOf(
     const hypervisor = await hypervisorOf(ctx.app, volume);
     if (!pool || !hypervisor)
       throw invalidParameter(`The volume of snapshot ${snap.name} is gone: its hypervisor is unknown`);
+    await stageSnapshot(ctx.app, snap);
     return {
       path: snap.path,
       pool,
@@ -148,6 +150,8 @@ async function fillCopy(
     // Store copies are recorded relative to the store's root, as downloads record them.
     const root = `${secondary.path.replace(/\/+$/, '')}/`;
     const installPath = made.path.startsWith(root) ? made.path.slice(root.length) : made.path;
+    // On an object store the copy was written to the staging directory: it goes up from there.
+    if (isObjectStore(store)) await publishStaged(app, store, installPath);
     await db.transaction().execute(async (tx) => {
       await reserve({ app }, tx, account, ResourceKind.SecondaryStorage, storageGiB(made.sizeBytes));
       await tx
@@ -262,7 +266,7 @@ export const createTemplate = defineCommand({
         created: app.clock.now(),
       });
       await reserve(ctx, tx, owner.account, ResourceKind.Template, 1);
-      await addCopy(app, tx, id, store);
+      await addCopy(app, tx, id, store, false, source.zoneId);
       const row = await tx
         .selectFrom('templates')
         .select('uuid')

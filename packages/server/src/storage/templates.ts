@@ -36,6 +36,7 @@ import { defineSetting } from '../settings/settings.ts';
 import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
 import { DownloadState, removeCopies, runTransfer, startTransfer } from './downloads.ts';
 import { HYPERVISOR_FORMATS, parseChecksum, storageGiB, storeRoot, TEMPLATE_FORMATS } from './images.ts';
+import { isObjectStore, signedUrl } from './object-stores.ts';
 
 /** What differs between templates and ISOs. */
 export interface ImageKind {
@@ -180,7 +181,7 @@ async function findReadyImage(ctx: CallContext, template: TemplateRow, zoneId: n
     .innerJoin('image_stores as s', 's.id', 'r.image_store_id')
     .selectAll('r')
     .where('r.template_id', '=', template.id)
-    .where('r.zone_id', '=', zoneId)
+    .where((eb) => eb.or([eb('r.zone_id', '=', zoneId), eb('s.zone_id', 'is', null)]))
     .where('r.destroyed', '=', 0)
     .where('s.removed', 'is', null)
     .orderBy('r.id')
@@ -480,19 +481,25 @@ export interface NewImage {
   upload?: boolean;
 }
 
-/** The writable image stores of a zone, roomiest first. */
+/**
+ * The writable image stores serving a zone, in the order new templates, ISOs and snapshot backups
+ * go to them: object stores (S3, Swift) before NFS and local ones, the zone's own before
+ * region-wide ones, then the roomiest first (unknown room last), then the oldest. Read-only
+ * stores never receive anything.
+ */
 export async function zoneStores(tx: Tx, zoneId: number): Promise<ImageStoreRow[]> {
   const stores = await tx
     .selectFrom('image_stores')
     .selectAll()
-    .where('zone_id', '=', zoneId)
+    .where((eb) => eb.or([eb('zone_id', '=', zoneId), eb('zone_id', 'is', null)]))
     .where('removed', 'is', null)
     .where('readonly', '=', 0)
     .orderBy('id')
     .execute();
   const free = (s: ImageStoreRow) =>
     s.capacity_bytes === null ? -1 : Number(s.capacity_bytes) - Number(s.used_bytes ?? 0);
-  return stores.sort((a, b) => free(b) - free(a));
+  const rank = (s: ImageStoreRow) => (isObjectStore(s) ? 0 : 2) + (s.zone_id === null ? 1 : 0);
+  return stores.sort((a, b) => rank(a) - rank(b) || free(b) - free(a));
 }
 
 async function zonesWithStores(tx: Tx): Promise<number[]> {
@@ -516,12 +523,14 @@ export async function addCopy(
   templateId: number,
   store: ImageStoreRow,
   upload = false,
+  zoneId: number = store.zone_id ?? 0,
 ): Promise<number> {
   const now = app.clock.now();
   return insertId(app.store, tx, 'template_store_refs', {
     template_id: templateId,
     image_store_id: store.id,
-    zone_id: store.zone_id,
+    // A region-wide store's copy is listed in the zone it was made for.
+    zone_id: store.zone_id ?? zoneId,
     download_state: upload ? DownloadState.NotUploaded : DownloadState.NotDownloaded,
     download_pct: 0,
     status: upload ? 'Waiting for the upload' : 'Waiting to download',
@@ -594,8 +603,14 @@ export async function createImage(app: App, image: NewImage): Promise<TemplateRo
       created: app.clock.now(),
     });
     if (image.type === 'USER') await reserve({ app }, tx, image.owner.account, ResourceKind.Template, 1);
-    for (const stores of storesByZone.values())
-      for (const s of stores) refIds.push(await addCopy(app, tx, id, s, image.upload));
+    // A region-wide store serves every zone from one copy, made for the first zone that picks it.
+    const placed = new Set<number>();
+    for (const [zoneId, stores] of storesByZone)
+      for (const s of stores) {
+        if (placed.has(s.id)) continue;
+        placed.add(s.id);
+        refIds.push(await addCopy(app, tx, id, s, image.upload, zoneId));
+      }
     const row = await tx.selectFrom('templates').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
     await recordEvent({ app }, tx, eventOwner(image), {
       type: `${image.kind.eventPrefix}.CREATE`,
@@ -1228,7 +1243,7 @@ export async function copyImage(
           .where('id', '=', failed.id)
           .execute();
         targets.push({ zoneId: zone.id, refId: failed.id });
-      } else targets.push({ zoneId: zone.id, refId: await addCopy(app, tx, t.id, store) });
+      } else targets.push({ zoneId: zone.id, refId: await addCopy(app, tx, t.id, store, false, zone.id) });
     }
   });
   for (const target of targets) {
@@ -1388,28 +1403,39 @@ export async function extractImage(
     .where('r.destroyed', '=', 0)
     .where('s.removed', 'is', null)
     .where('r.download_state', '=', DownloadState.Downloaded);
-  if (zone) q = q.where('r.zone_id', '=', zone.id);
+  if (zone) q = q.where((eb) => eb.or([eb('r.zone_id', '=', zone.id), eb('s.zone_id', 'is', null)]));
   const ref = await q.orderBy('r.id').executeTakeFirst();
   if (!ref)
     throw invalidParameter(`${kind.label} ${t.name} is not ready${zone ? ` in zone ${zone.name}` : ''}`);
   const token = randomBytes(24).toString('base64url');
   const now = app.clock.now();
-  await app.store.db.transaction().execute(async (tx) => {
-    await tx
-      .insertInto('template_extracts')
-      .values({
-        token,
-        template_id: t.id,
-        store_ref_id: ref.id,
-        account_id: ctx.caller.account.id,
-        created: now,
-        expires: now + app.settings.get(EXTRACT_URL_EXPIRATION) * 1000,
-      })
-      .execute();
-    await tx.deleteFrom('template_extracts').where('expires', '<', now).execute();
-  });
-  const base = extractBaseUrl(app);
   const file = ref.install_path?.split('/').pop() ?? `${t.uuid}`;
+  const store = await app.store.db
+    .selectFrom('image_stores')
+    .selectAll()
+    .where('id', '=', ref.image_store_id)
+    .executeTakeFirstOrThrow();
+  // An object store signs the link itself: the download goes straight to it, not through us.
+  const signed =
+    isObjectStore(store) && ref.install_path
+      ? await signedUrl(app, store, ref.install_path, app.settings.get(EXTRACT_URL_EXPIRATION), file)
+      : undefined;
+  if (!signed)
+    await app.store.db.transaction().execute(async (tx) => {
+      await tx
+        .insertInto('template_extracts')
+        .values({
+          token,
+          template_id: t.id,
+          store_ref_id: ref.id,
+          account_id: ctx.caller.account.id,
+          created: now,
+          expires: now + app.settings.get(EXTRACT_URL_EXPIRATION) * 1000,
+        })
+        .execute();
+      await tx.deleteFrom('template_extracts').where('expires', '<', now).execute();
+    });
+  const base = extractBaseUrl(app);
   const zoneRow = await app.store.db
     .selectFrom('zones')
     .select(['uuid', 'name'])
@@ -1423,7 +1449,7 @@ export async function extractImage(
     zoneid: zoneRow?.uuid,
     zonename: zoneRow?.name,
     extractMode: 'HTTP_DOWNLOAD',
-    url: `${base}/client/extract/${token}/${file}`,
+    url: signed ?? `${base}/client/extract/${token}/${file}`,
     created: formatDate(now),
   };
 }

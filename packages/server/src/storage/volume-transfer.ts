@@ -31,6 +31,7 @@ import {
   storeRoot,
   TEMPLATE_FORMATS,
 } from './images.ts';
+import { isObjectStore } from './object-stores.ts';
 import { storeLocation } from './snapshot-records.ts';
 import { EXTRACT_URL_EXPIRATION, extractBaseUrl, zoneStores } from './templates.ts';
 import { hostForPool, poolLocation, poolOf } from './volume-ops.ts';
@@ -181,7 +182,8 @@ export async function recordUpload(ctx: CallContext, params: UploadParams, url?:
       offering = o;
     }
     const owner = await ownerFor(ctx, params);
-    const stores = await zoneStores(app.store.db, zone.id);
+    // Uploaded volumes are kept on NFS and local stores only (docs/storage.md, Not done).
+    const stores = (await zoneStores(app.store.db, zone.id)).filter((s) => !isObjectStore(s));
     const store = params.imagestoreuuid ? stores.find((s) => s.uuid === params.imagestoreuuid) : stores[0];
     if (!store)
       throw invalidParameter(
@@ -500,9 +502,11 @@ export const extractVolume = defineCommand({
     } else {
       // A host that reaches the volume's pool copies it, flat, onto the zone's roomiest image store.
       const pool = (await poolOf(ctx, volume))!;
-      const store = (await zoneStores(app.store.db, zone.id))[0];
+      const store = (await zoneStores(app.store.db, zone.id)).find((s) => !isObjectStore(s));
       if (!store)
-        throw invalidParameter(`Zone ${zone.name} has no secondary storage (image store) to extract to`);
+        throw invalidParameter(
+          `Zone ${zone.name} has no NFS or local secondary storage (image store) to extract the volume to`,
+        );
       const secondary = await storeLocation(store);
       const hostId =
         pool.scope === 'HOST' && pool.host_id !== null ? pool.host_id : await hostForPool(ctx, pool);

@@ -23,7 +23,7 @@ import { listParams, p } from '../registry/params.ts';
 import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
 import { storageGiB } from './images.ts';
 import { localPoolOfVm } from './local-pools.ts';
-import { findSnapshot } from './snapshot-records.ts';
+import { findSnapshot, stageSnapshot } from './snapshot-records.ts';
 import { deleteOnPool, hostForPool, poolLocation, poolOf, vmDisk } from './volume-ops.ts';
 import { abortUpload, uploadedFile } from './volume-transfer.ts';
 
@@ -320,9 +320,10 @@ export async function materialiseDataDisk(
         ? undefined
         : await ctx.app.store.db
             .selectFrom('snapshots')
-            .select('path')
+            .select(['path', 'image_store_id'])
             .where('id', '=', v.snapshot_id)
             .executeTakeFirst();
+    if (snapshot) await stageSnapshot(ctx.app, snapshot);
     // An uploaded volume's file on secondary storage is copied the way a snapshot backup is,
     // Uploaded → Copying → Ready as upstream (back to Uploaded if the copy fails).
     const uploaded = v.state === 'Uploaded' ? await uploadedFile(ctx.app, v) : undefined;
