@@ -120,6 +120,11 @@ const HANDLERS: { [K in AgentKind]: Handler<K> } = {
   createSnapshot: (h, p) => h.storage.createSnapshot(p),
   deleteSnapshot: (h, p) => h.storage.deleteSnapshot(p),
   revertSnapshot: (h, p) => h.storage.revertSnapshot(p),
+  getPoolStats: (h, p) => h.storage.poolStats(p.pool),
+  deleteTemplateCopies: async (h, p) => {
+    if (!h.storage.deleteTemplateCopies) throw new DriverError(`host ${h.name} keeps no template copies`);
+    await h.storage.deleteTemplateCopies(p.pool, p.templates);
+  },
   setupNetwork: (h, p) => networkOf(h).setupNetwork(p.network),
   teardownNetwork: (h, p) => networkOf(h).teardownNetwork(p.network),
   startRouter: (h, p) => networkOf(h).startRouter(p.router),

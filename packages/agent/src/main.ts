@@ -48,6 +48,11 @@ const OPTIONS = {
     env: 'NIMBOSTACK_AGENT_ADDRESS',
     help: 'kvm, lxc: management address, also where migrations arrive (default: first IPv4)',
   },
+  nfs: {
+    type: 'string',
+    env: 'NIMBOSTACK_AGENT_NFS',
+    help: 'kvm: how NFS pools are reached: kernel (mount under /mnt, default) or libnfs (QEMU nfs://)',
+  },
   cores: { type: 'string', env: 'NIMBOSTACK_AGENT_CORES', help: 'simulated CPU cores per host' },
   mhz: { type: 'string', env: 'NIMBOSTACK_AGENT_MHZ', help: 'simulated CPU speed per core' },
   memory: { type: 'string', env: 'NIMBOSTACK_AGENT_MEMORY', help: 'simulated memory per host, in bytes' },
@@ -125,12 +130,19 @@ if (hypervisor !== 'simulator' && count > 1)
   fail(`--hosts applies to the simulator: a ${hypervisor.toUpperCase()} agent is one host`);
 const name = opt('name') ?? (count === 1 ? hostname() : 'sim');
 
+function nfsPath(): 'kernel' | 'libnfs' {
+  const v = (opt('nfs') ?? 'kernel').toLowerCase();
+  if (v !== 'kernel' && v !== 'libnfs') fail(`--nfs must be kernel or libnfs, not ${v}`);
+  return v;
+}
+
 async function kvmHost(): Promise<HostDriver> {
   try {
     return await KvmHost.create({
       name,
       stateDir: opt('state-dir') ?? '/var/lib/nimbostack/agent',
       privateIp: opt('address'),
+      nfs: nfsPath(),
     });
   } catch (err) {
     process.stderr.write(`nimbostack-agent: cannot drive KVM: ${(err as Error).message}\n`);

@@ -21,8 +21,18 @@ export type VmPowerReport = z.infer<typeof VmPowerReport>;
 /** Where a volume lives: a primary storage pool (or secondary store) as the agent reaches it. */
 export const StorageLocation = z.object({
   uuid: z.string().min(1).max(64),
-  type: z.enum(['Filesystem', 'NetworkFilesystem', 'SharedMountPoint', 'Simulator']),
+  type: z.enum(['Filesystem', 'NetworkFilesystem', 'SharedMountPoint', 'RBD', 'Simulator']),
+  /** A directory; a primary NFS pool's export path (with `host`); an RBD pool's Ceph pool name. */
   path: z.string().min(1).max(1024),
+  /**
+   * The server of a primary NFS pool, or the Ceph monitor of an RBD pool. A NetworkFilesystem
+   * location without it (an image store) is a directory the host already has.
+   */
+  host: z.string().min(1).max(255).optional(),
+  port: z.number().int().min(1).max(65535).optional(),
+  /** RBD: the cephx user and key (the key travels only to agents, over the agent connection). */
+  user: z.string().min(1).max(255).optional(),
+  secret: z.string().min(1).max(1024).optional(),
 });
 export type StorageLocation = z.infer<typeof StorageLocation>;
 
@@ -426,6 +436,23 @@ export const COMMANDS = {
       pool: StorageLocation,
     }),
     result: z.object({ path: z.string(), sizeBytes: bytes }),
+  },
+  /**
+   * Size and use of a primary storage pool as its backend reports them (a directory: statfs; an
+   * NFS export reached in user space: the server's FSSTAT answer), for createStoragePool.
+   */
+  getPoolStats: {
+    payload: z.object({ pool: StorageLocation }),
+    result: z.object({ capacityBytes: bytes, usedBytes: bytes }),
+  },
+  /**
+   * Removes the pool's copies of these templates (the linked clones' bases the host made there),
+   * before the pool is deleted: the server sends it once no volume is left on the pool. Copies
+   * not there are fine.
+   */
+  deleteTemplateCopies: {
+    payload: z.object({ pool: StorageLocation, templates: z.array(z.string().min(1).max(64)).max(100_000) }),
+    result: nothing,
   },
   createSnapshot: {
     payload: z.object({

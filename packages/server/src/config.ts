@@ -49,6 +49,11 @@ export interface ServerConfig {
   kvmStorageDir: string;
   /** KVM local zone: the image registered as its ready template (built by npm run setup:host). */
   kvmTemplate: string;
+  /**
+   * KVM local zone: how its host reaches NFS pools, a kernel mount (default) or QEMU's user-space
+   * client (libnfs), as the agent's --nfs (docs/storage.md).
+   */
+  kvmNfs?: 'kernel' | 'libnfs';
   /** LXC local zone: the root file system tarball registered as its ready template (npm run setup:host). */
   lxcTemplate: string;
   /**
@@ -119,6 +124,7 @@ const ENV: Record<string, keyof ServerConfig> = {
   NIMBOSTACK_KVM_STATE_DIR: 'kvmStateDir',
   NIMBOSTACK_KVM_STORAGE_DIR: 'kvmStorageDir',
   NIMBOSTACK_KVM_TEMPLATE: 'kvmTemplate',
+  NIMBOSTACK_KVM_NFS: 'kvmNfs',
   NIMBOSTACK_LXC_TEMPLATE: 'lxcTemplate',
   NIMBOSTACK_UI_DIR: 'uiDir',
   NIMBOSTACK_INTERNAL_ADDRESS: 'internalAddress',
@@ -240,6 +246,8 @@ export function loadConfig(
   Object.assign(merged, overrides);
   if (Boolean(merged.tlsCert) !== Boolean(merged.tlsKey))
     throw new ConfigError('tlsCert and tlsKey (NIMBOSTACK_TLS_CERT, NIMBOSTACK_TLS_KEY) go together');
+  if (merged.kvmNfs !== undefined && merged.kvmNfs !== 'kernel' && merged.kvmNfs !== 'libnfs')
+    throw new ConfigError(`kvmNfs (NIMBOSTACK_KVM_NFS) is kernel or libnfs, not ${merged.kvmNfs}`);
   // Node checks these on a timer; a headers timeout above the request timeout would never fire.
   if ((merged.headersTimeout as number) > (merged.requestTimeout as number))
     throw new ConfigError('headersTimeout must not exceed requestTimeout');

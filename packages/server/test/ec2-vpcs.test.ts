@@ -203,6 +203,23 @@ ec2.get_waiter('image_available').wait(ImageIds=[img], WaiterConfig=fast)
 out['image'] = [(i['ImageId'], i['State'], i['Name'], i['Description']) for i in ec2.describe_images(Owners=['self'])['Images']]
 launched = ec2.run_instances(ImageId=img, InstanceType='Small Instance', MinCount=1, MaxCount=1, SubnetId=subnet)['Instances'][0]
 out['fromimage'] = launched['ImageId']
+# Pages stay exact when instances of an earlier page go away, the token's own one included.
+batch = [i['InstanceId'] for i in ec2.run_instances(ImageId=ami, InstanceType='Small Instance', MinCount=7, MaxCount=7, SubnetId=subnet,
+    TagSpecifications=[{'ResourceType': 'instance', 'Tags': [{'Key': 'batch', 'Value': 'b1'}]}])['Instances']]
+ec2.get_waiter('instance_running').wait(InstanceIds=batch, WaiterConfig=fast)
+flt = [{'Name': 'tag:batch', 'Values': ['b1']}, {'Name': 'instance-state-name', 'Values': ['running']}]
+p1 = ec2.describe_instances(Filters=flt, MaxResults=5)
+first = [i['InstanceId'] for r in p1['Reservations'] for i in r['Instances']]
+gone = [first[0], first[4]]
+ec2.terminate_instances(InstanceIds=gone)
+for _ in range(100):
+    left = [i['InstanceId'] for r in ec2.describe_instances(Filters=[{'Name': 'instance-id', 'Values': gone}])['Reservations'] for i in r['Instances']]
+    if not left: break
+    time.sleep(0.1)
+p2 = ec2.describe_instances(Filters=flt, MaxResults=5, NextToken=p1['NextToken'])
+out['paging'] = {'batch': batch, 'first': first, 'second': [i['InstanceId'] for r in p2['Reservations'] for i in r['Instances']], 'more': p2.get('NextToken')}
+out['byids'] = [i['InstanceId'] for r in ec2.describe_instances(Filters=[{'Name': 'instance-id', 'Values': [batch[1], 'i-' + '0' * 32]}])['Reservations'] for i in r['Instances']]
+code('badtoken', lambda: ec2.describe_instances(MaxResults=5, NextToken='eyJvIjoxfQ'))
 code('noimageurl', lambda: ec2.register_image(Name='nothing'))
 code('badarch', lambda: ec2.register_image(Name='arm', ImageLocation=image_url, Architecture='arm64'))
 out['errors'] = errors
@@ -273,7 +290,15 @@ print(json.dumps(out))
     dryterminate: ['DryRunOperation', 412],
     noimageurl: ['MissingParameter', 400],
     badarch: ['InvalidParameterValue', 400],
+    badtoken: ['InvalidParameterValue', 400],
   });
+  // Creation order: the first page is the batch's first five; the second the two after them,
+  // although the first page's first and last instances were terminated in between.
+  const { batch, first, second, more } = out.paging;
+  assert.deepEqual(first, batch.slice(0, 5));
+  assert.deepEqual(second, batch.slice(5));
+  assert.equal(more, null, 'no token after the last page');
+  assert.deepEqual(out.byids, [batch[1]], 'an unknown id among instance-id values matches nothing');
 
   // The same endpoint through the AWS CLI: subnets by filter, console output decoded.
   const env = {
@@ -306,7 +331,7 @@ print(json.dumps(out))
 
   // CloudStack's view: one VM from the template (none from the dry runs), the registered template.
   const vms = (await alice.request<any>('listVirtualMachines', {})).virtualmachine;
-  assert.equal(vms.length, 2);
+  assert.equal(vms.length, 7, 'the instance from the template, the one from the image, five of the batch');
   const template = (
     await alice.request<any>('listTemplates', {
       templatefilter: 'self',

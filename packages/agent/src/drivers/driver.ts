@@ -68,6 +68,10 @@ export interface StorageDriver {
   createSnapshot(p: ParsedPayload<'createSnapshot'>): Promise<CommandResult<'createSnapshot'>>;
   deleteSnapshot(p: ParsedPayload<'deleteSnapshot'>): Promise<void>;
   revertSnapshot(p: ParsedPayload<'revertSnapshot'>): Promise<void>;
+  /** Removes the pool's copies of these templates (before the pool is deleted); optional. */
+  deleteTemplateCopies?(pool: ParsedPayload<'getPoolStats'>['pool'], templates: string[]): Promise<void>;
+  /** A primary pool's size and use as its backend reports them. */
+  poolStats(pool: ParsedPayload<'getPoolStats'>['pool']): Promise<CommandResult<'getPoolStats'>>;
 }
 
 /**

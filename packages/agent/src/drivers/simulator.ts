@@ -369,6 +369,17 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
     this.snapshots.delete(p.path);
   }
 
+  /**
+   * A simulated pool is as big as a simulated host's disk; what it uses is the size of the
+   * fleet's volumes in it (pools are shared by the fleet's hosts).
+   */
+  async poolStats(pool: ParsedPayload<'getPoolStats'>['pool']) {
+    let used = 0;
+    for (const host of this.fleet.hosts.values())
+      for (const [path, size] of host.volumes) if (path.startsWith(`${pool.path}/`)) used += size;
+    return { capacityBytes: this.fleet.options.localStorageBytes, usedBytes: used };
+  }
+
   async revertSnapshot(p: ParsedPayload<'revertSnapshot'>) {
     const snap = this.snapshots.get(p.snapshotPath);
     if (!snap) throw new DriverError(`snapshot ${p.snapshotPath} does not exist`);

@@ -428,6 +428,9 @@ export interface StoragePoolTable {
   /** Comma-separated storage tags. */
   tags: string | null;
   is_tag_a_rule: Flag;
+  /** RBD: the cephx user, and its key sealed with the server key (migration 0036). */
+  auth_user: Generated<string | null>;
+  auth_secret: Generated<string | null>;
   created: number;
   removed: number | null;
 }

@@ -87,3 +87,129 @@ export async function runToCompletion(
   }
   throw new Ec2Error('InternalError', `The ${name} job ${jobid} has not finished yet; it goes on.`, 500);
 }
+
+/** Tables whose internal id orders a CloudStack list command's answer (its pages follow it). */
+export type OrderTable = 'vms' | 'volumes' | 'snapshots';
+
+interface PageToken {
+  /** How many of the command's objects (unfiltered) came before the next page. */
+  o: number;
+  /** The UUID of the last object answered. */
+  u: string;
+}
+
+function readToken(token: string): PageToken {
+  const bad = () => new Ec2Error('InvalidParameterValue', `The NextToken '${token}' is invalid.`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+  } catch {
+    throw bad();
+  }
+  const t = parsed as Partial<PageToken>;
+  if (
+    !Number.isSafeInteger(t?.o) ||
+    (t.o as number) < 0 ||
+    typeof t.u !== 'string' ||
+    !/^[0-9a-f-]{36}$/.test(t.u)
+  )
+    throw bad();
+  return t as PageToken;
+}
+
+/**
+ * One EC2 page of a CloudStack list command's objects, read a chunk at a time from the command's
+ * own pages (its filters narrow what is read; `keep` applies the rest), so a page costs a few
+ * chunks, not the caller's whole list. The command's order is creation order (the internal id of
+ * `table`); NextToken carries the position after the page and its last object's UUID. When
+ * objects before that position went away (or came back) meanwhile, the position is found again
+ * from the last object's internal id, which stays in the table even for deleted objects: no
+ * object is skipped or repeated.
+ */
+export async function listPage<T extends { id: string }>(
+  ctx: Ec2Context,
+  list: { name: string; objectName: string; table: OrderTable },
+  params: CsParams,
+  keep: (item: T) => boolean,
+  maxResults: number,
+  nextToken: string | undefined,
+): Promise<{ page: T[]; nextToken?: string }> {
+  const chunk = Math.min(500, Math.max(100, maxResults));
+  let total = 0;
+  /** The command's objects at positions [start, start + n). */
+  const at = async (start: number, n: number): Promise<T[]> => {
+    const out: T[] = [];
+    for (let page = Math.floor(start / chunk); page * chunk < start + n; page++) {
+      const body = await runCommand(ctx, list.name, { ...params, page: page + 1, pagesize: chunk });
+      total = Number(body.count ?? 0);
+      const items = (body[list.objectName] as T[] | undefined) ?? [];
+      out.push(...items.slice(Math.max(0, start - page * chunk), start + n - page * chunk));
+      if (items.length < chunk) break;
+    }
+    return out;
+  };
+  let pos = 0;
+  if (nextToken !== undefined) {
+    const token = readToken(nextToken);
+    pos = await resumeAt(ctx, list.table, token, chunk, at);
+  }
+  const page: T[] = [];
+  for (;;) {
+    const items = await at(pos, chunk);
+    for (const item of items) {
+      pos++;
+      if (keep(item)) page.push(item);
+      if (page.length === maxResults) break;
+    }
+    if (page.length === maxResults || items.length < chunk) break;
+  }
+  const more = page.length === maxResults && pos < total;
+  return {
+    page,
+    nextToken: more
+      ? Buffer.from(JSON.stringify({ o: pos, u: page[page.length - 1].id })).toString('base64url')
+      : undefined,
+  };
+}
+
+/** Where the page after the token's object starts now: after every object made no later than it. */
+async function resumeAt<T extends { id: string }>(
+  ctx: Ec2Context,
+  table: OrderTable,
+  token: PageToken,
+  chunk: number,
+  at: (start: number, n: number) => Promise<T[]>,
+): Promise<number> {
+  const db = ctx.app.store.db;
+  const last = await db.selectFrom(table).select('id').where('uuid', '=', token.u).executeTakeFirst();
+  if (!last) throw new Ec2Error('InvalidParameterValue', 'The NextToken is invalid.');
+  const internalIds = async (items: T[]) =>
+    new Map(
+      (
+        await db
+          .selectFrom(table)
+          .select(['uuid', 'id'])
+          .where(
+            'uuid',
+            'in',
+            items.map((i) => i.id),
+          )
+          .execute()
+      ).map((r) => [r.uuid, r.id]),
+    );
+  // The objects up to the token's one are a prefix of the order; look for its end around `o`.
+  // Objects that went away move it back; objects that came back (a recovered VM) forward.
+  let start = Math.max(0, token.o - chunk);
+  let back = false;
+  for (;;) {
+    const items = await at(start, chunk);
+    if (items.length === 0) return start;
+    const ids = await internalIds(items);
+    const before = items.filter((i) => (ids.get(i.id) ?? 0) <= last.id).length;
+    if (before === 0 && start > 0) {
+      start = Math.max(0, start - chunk);
+      back = true;
+    } else if (before === items.length && items.length === chunk && !back) start += chunk;
+    else return start + before;
+  }
+}

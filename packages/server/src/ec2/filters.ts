@@ -26,7 +26,16 @@ export function applyFilters<T>(
   table: FilterTable<T>,
   tagsOf?: (item: T) => Tag[],
 ): T[] {
-  if (!filters) return items;
+  return filters ? items.filter(matcher(filters, table, tagsOf)) : items;
+}
+
+/** Whether an object passes the filters; an unknown filter name is refused here, at once. */
+export function matcher<T>(
+  filters: Filters | undefined,
+  table: FilterTable<T>,
+  tagsOf?: (item: T) => Tag[],
+): (item: T) => boolean {
+  if (!filters) return () => true;
   const checks: ((item: T) => boolean)[] = [];
   for (const [name, values] of filters) {
     const patterns = values.map(glob);
@@ -52,7 +61,18 @@ export function applyFilters<T>(
       throw new Ec2Error('InvalidParameterValue', `The filter '${name}' is invalid`);
     }
   }
-  return items.filter((item) => checks.every((check) => check(item)));
+  return (item) => checks.every((check) => check(item));
+}
+
+/**
+ * A filter's values when CloudStack can match them as they are (no wildcard), for the list
+ * commands' own parameters; undefined when the filter is absent or has a wildcard. What is sent
+ * to CloudStack only narrows what is read: applyFilters still decides, so results stay exact.
+ */
+export function exactValues(filters: Filters | undefined, name: string): string[] | undefined {
+  const values = filters?.get(name);
+  if (!values?.length || values.some((v) => /[*?]/.test(v))) return undefined;
+  return values;
 }
 
 /**

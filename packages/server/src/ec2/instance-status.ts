@@ -9,13 +9,12 @@
  */
 import { ApiError, ErrorCode } from '../errors.ts';
 import { defineAction, e } from './action.ts';
-import { listAll, runCommand } from './cloudstack.ts';
+import { runCommand } from './cloudstack.ts';
 import { Ec2Error, invalidValue, missingParameter } from './errors.ts';
-import { applyFilters, type FilterTable, paginate } from './filters.ts';
+import { type FilterTable, matcher } from './filters.ts';
 import { toEc2Id } from './ids.ts';
 import { offeringNamed } from './instance-types.ts';
-import { instanceState, instancesNamed, type Vm } from './instances.ts';
-import { isoTime } from './present.ts';
+import { describedVms, instanceState, instancesNamed, type Vm } from './instances.ts';
 import { itemSet } from './xml.ts';
 
 /** EC2's status checks as far as the VM's state says them: no guest probing is done. */
@@ -58,17 +57,12 @@ export const describeInstanceStatus = defineAction({
         'InvalidParameterCombination',
         'The parameter instancesSet cannot be used with the parameter maxResults',
       );
-    let vms = params.InstanceId
-      ? await instancesNamed(ctx, params.InstanceId)
-      : await listAll<Vm>(ctx, 'listVirtualMachines', 'virtualmachine');
-    if (!params.IncludeAllInstances) vms = vms.filter((vm) => instanceState(vm).name === 'running');
-    const filtered = applyFilters(vms, params.Filter, FILTERS);
-    const { page, nextToken } = paginate(
-      filtered,
-      (vm) => `${isoTime(vm.created) ?? ''}/${vm.id}`,
-      params.MaxResults,
-      params.NextToken,
-    );
+    const filtered = matcher(params.Filter, FILTERS);
+    const matches = (vm: Vm) =>
+      (params.IncludeAllInstances || instanceState(vm).name === 'running') && filtered(vm);
+    const { page, nextToken } = params.InstanceId
+      ? { page: (await instancesNamed(ctx, params.InstanceId)).filter(matches), nextToken: undefined }
+      : await describedVms(ctx, params, matches);
     return {
       instanceStatusSet: itemSet(
         page.map((vm) => ({

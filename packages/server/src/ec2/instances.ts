@@ -6,13 +6,14 @@
  * as EC2 does, and the change follows.
  */
 import { randomUUID } from 'node:crypto';
+import { ApiError, ErrorCode } from '../errors.ts';
 import { onAccountDelete } from '../iam/accounts.ts';
-import { type BlockDevice, defineAction, type Ec2Context, e } from './action.ts';
-import { type CsParams, listAll, runCommand } from './cloudstack.ts';
+import { type BlockDevice, defineAction, type Ec2Context, e, type Filters } from './action.ts';
+import { type CsParams, listAll, listPage, runCommand } from './cloudstack.ts';
 import { Ec2Error, invalidValue, missingParameter } from './errors.ts';
-import { applyFilters, type FilterTable, paginate } from './filters.ts';
+import { exactValues, type FilterTable, matcher } from './filters.ts';
 import { notFound, toEc2Id, toUuid } from './ids.ts';
-import { offeringNamed } from './instance-types.ts';
+import { instanceTypes, offeringNamed } from './instance-types.ts';
 import { ensureKeyPair } from './key-pairs.ts';
 import { isoTime, tagSet, tagsOf, tagsParam } from './present.ts';
 import { listZones } from './regions.ts';
@@ -136,15 +137,103 @@ async function reservationsOf(ctx: Ec2Context, vms: Vm[]): Promise<object[]> {
 /** The caller's visible VMs named by EC2 ids; any unknown id is InvalidInstanceID.NotFound. */
 export async function instancesNamed(ctx: Ec2Context, ids: string[]): Promise<Vm[]> {
   const uuids = ids.map((id) => toUuid('instance', id));
-  // Not `ids=`: listVirtualMachines refuses an unknown UUID (431), where EC2 names the id not found.
-  const visible = await listAll<Vm>(ctx, 'listVirtualMachines', 'virtualmachine');
-  const found = visible.filter((vm) => uuids.includes(vm.id));
+  let found: Vm[];
+  try {
+    found = await listAll<Vm>(ctx, 'listVirtualMachines', 'virtualmachine', { ids: uuids.join(',') });
+  } catch (err) {
+    // listVirtualMachines refuses an unknown UUID (431), where EC2 names the id not found.
+    if (!(err instanceof ApiError && err.errorcode === ErrorCode.PARAM_ERROR)) throw err;
+    found = [];
+  }
   return uuids.map((uuid, i) => {
     const vm = found.find((v) => v.id === uuid);
     if (!vm) throw notFound('instance', ids[i]);
     return vm;
   });
 }
+
+/** EC2 states that are one CloudStack state each, which listVirtualMachines can filter on. */
+const ONE_STATE: Record<string, string> = {
+  terminated: 'Destroyed',
+  'shutting-down': 'Expunging',
+  stopping: 'Stopping',
+};
+
+/**
+ * listVirtualMachines parameters for the filters CloudStack can apply itself (exact values of
+ * instance-id, availability-zone, instance-type, image-id, key-name, the states above, tag:Key);
+ * undefined when they already say that nothing matches.
+ */
+export async function vmListParams(
+  ctx: Ec2Context,
+  filters: Filters | undefined,
+): Promise<CsParams | undefined> {
+  const out: CsParams = {};
+  const one = (name: string) => {
+    const values = exactValues(filters, name);
+    return values?.length === 1 ? values[0] : undefined;
+  };
+  const ids = exactValues(filters, 'instance-id')?.filter((id) => /^i-[0-9a-f]{32}$/.test(id));
+  if (ids?.length === 0) return undefined;
+  if (ids) out.ids = ids.map((id) => toUuid('instance', id)).join(',');
+  const zone = one('availability-zone');
+  if (zone !== undefined) {
+    const found = (await listZones(ctx)).find((z) => z.zoneName === zone);
+    if (!found) return undefined;
+    out.zoneid = found.zoneId;
+  }
+  const type = one('instance-type');
+  if (type !== undefined) {
+    const found = (await instanceTypes(ctx)).find((o) => o.name === type);
+    if (!found) return undefined;
+    out.serviceofferingid = found.id;
+  }
+  const image = one('image-id');
+  if (image !== undefined) {
+    if (!/^ami-[0-9a-f]{32}$/.test(image)) return undefined;
+    out.templateid = toUuid('image', image);
+  }
+  out.keypair = one('key-name');
+  const state = one('instance-state-name');
+  if (state !== undefined) out.state = ONE_STATE[state];
+  const tags: Record<string, Record<string, string>> = {};
+  for (const [name] of filters ?? []) {
+    const value = name.startsWith('tag:') ? one(name) : undefined;
+    if (value !== undefined) tags[String(Object.keys(tags).length)] = { key: name.slice(4), value };
+  }
+  if (Object.keys(tags).length) out.tags = tags;
+  return out;
+}
+
+/**
+ * The instances a Describe action shows: those listVirtualMachines gives for the filters it can
+ * apply, then the rest of the filters; a page of them when MaxResults or NextToken is given.
+ */
+export async function describedVms(
+  ctx: Ec2Context,
+  params: { Filter?: Filters; MaxResults?: number; NextToken?: string },
+  keep: (vm: Vm) => boolean,
+): Promise<{ page: Vm[]; nextToken?: string }> {
+  let pushed = await vmListParams(ctx, params.Filter);
+  if (!pushed) return { page: [] };
+  const read = (cs: CsParams) =>
+    params.MaxResults === undefined && params.NextToken === undefined
+      ? listAll<Vm>(ctx, 'listVirtualMachines', 'virtualmachine', cs).then((vms) => ({
+          page: vms.filter(keep),
+        }))
+      : listPage<Vm>(ctx, VM_LIST, cs, keep, params.MaxResults ?? 1000, params.NextToken);
+  try {
+    return await read(pushed);
+  } catch (err) {
+    // An instance-id filter naming an instance that does not exist: listVirtualMachines refuses
+    // the UUID (431); the filter is applied here instead.
+    if (!(pushed.ids && err instanceof ApiError && err.errorcode === ErrorCode.PARAM_ERROR)) throw err;
+    pushed = { ...pushed, ids: undefined };
+    return read(pushed);
+  }
+}
+
+const VM_LIST = { name: 'listVirtualMachines', objectName: 'virtualmachine', table: 'vms' } as const;
 
 const FILTERS: FilterTable<Vm> = {
   'instance-id': (vm) => [toEc2Id('instance', vm.id)],
@@ -186,17 +275,11 @@ export const describeInstances = defineAction({
         'InvalidParameterCombination',
         'The parameter instancesSet cannot be used with the parameter maxResults',
       );
-    const vms = params.InstanceId
-      ? await instancesNamed(ctx, params.InstanceId)
-      : await listAll<Vm>(ctx, 'listVirtualMachines', 'virtualmachine');
-    const filtered = applyFilters(vms, params.Filter, FILTERS, tagsOf);
-    // Launch time then id: the order instances were made, stable across pages.
-    const { page, nextToken } = paginate(
-      filtered,
-      (vm) => `${isoTime(vm.created) ?? ''}/${vm.id}`,
-      params.MaxResults,
-      params.NextToken,
-    );
+    const matches = matcher(params.Filter, FILTERS, tagsOf);
+    // In creation order (CloudStack's), a page at a time from listVirtualMachines' own pages.
+    const { page, nextToken } = params.InstanceId
+      ? { page: (await instancesNamed(ctx, params.InstanceId)).filter(matches), nextToken: undefined }
+      : await describedVms(ctx, params, matches);
     return { reservationSet: itemSet(await reservationsOf(ctx, page)), nextToken };
   },
 });

@@ -200,7 +200,11 @@ export async function investigate(app: App, hostId: number): Promise<Verdict | u
     .where('state', 'in', ON_HOST)
     .where('removed', 'is', null)
     .execute();
-  if (vms.length === 0 && ha?.state === 'Fenced') return undefined;
+  // Nothing runs there: no decision to make (it is looked at again if VMs are placed on it).
+  if (vms.length === 0) {
+    if (!ha || ha.state === 'Available') await updateHostHa(app, host, { state: 'Suspect' });
+    return undefined;
+  }
   // Checking marks the first look; later rounds keep what the last one found until it changes.
   if (!ha || ha.state === 'Available' || ha.state === 'Suspect')
     await updateHostHa(app, host, { state: 'Checking' });

@@ -53,6 +53,8 @@ export const ENCRYPTED_COLUMNS: EncryptedColumn[] = [
   { table: 'remote_access_vpns', column: 'psk', addedLater: true },
   { table: 'vpn_users', column: 'password', addedLater: true },
   { table: 'vpn_customer_gateways', column: 'ipsec_psk', addedLater: true },
+  // The cephx keys of RBD primary storage pools (migration 0036).
+  { table: 'storage_pools', column: 'auth_secret', addedLater: true },
   // The secret keys of S3 and Swift image stores (migration 0038).
   { table: 'image_stores', column: 'secret', addedLater: true },
 ];

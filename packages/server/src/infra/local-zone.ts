@@ -141,7 +141,7 @@ async function kvmHost(app: App, name: string): Promise<HostDriver> {
   const { config } = app;
   checkKvmLocalZone(config);
   try {
-    return await KvmHost.create({ name, stateDir: config.kvmStateDir });
+    return await KvmHost.create({ name, stateDir: config.kvmStateDir, nfs: config.kvmNfs });
   } catch (err) {
     throw new ConfigError(
       `NIMBOSTACK_HYPERVISOR=kvm: cannot drive KVM here (${(err as Error).message}); ${SETUP}`,

@@ -1,36 +1,81 @@
 /**
  * Primary storage pools: where VM disks live, attached to a cluster (or a whole zone). Pools are
- * described by URL: nfs://host/path, SharedMountPoint://host/path (a path every host has mounted),
- * or a local filesystem path (file:///path or /path).
+ * described by URL: nfs://host/path (an NFS export the hosts reach themselves), rbd://[user:key@]
+ * monitor[:port]/pool (a Ceph pool), SharedMountPoint://host/path (a path every host has mounted),
+ * or a local filesystem path (file:///path or /path). docs/storage.md.
  */
 import { statfs } from 'node:fs/promises';
+import type { StorageLocation } from '@nimbostack/protocol';
 import { formatDate } from '../clock.ts';
 import type { App, CallContext } from '../context.ts';
 import { insertId, type Tx } from '../db/connection.ts';
 import type { StoragePoolRow } from '../db/schema.ts';
-import { invalidParameter, resourceInUse } from '../errors.ts';
+import { internalError, invalidParameter, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
+import { hostForPool, poolLocation } from '../storage/volume-ops.ts';
 import { STORAGE_OVERPROVISIONING } from './capacity.ts';
 import { hypervisorName } from './clusters.ts';
 import { findCluster, findPod, findStoragePool, findZone, likeOp, namesOf, normalizeTags } from './common.ts';
 import { hostPlacement } from './host-inventory.ts';
 
 export interface ParsedStorageUrl {
-  poolType: 'NetworkFilesystem' | 'SharedMountPoint' | 'Filesystem';
+  poolType: 'NetworkFilesystem' | 'SharedMountPoint' | 'Filesystem' | 'RBD';
   hostAddress: string;
   path: string;
   port: number;
-  /** The URL as stored and shown. */
+  /** The URL as stored and shown (an RBD key never in it). */
   url: string;
+  /** RBD: the cephx user and key given in the URL. */
+  user?: string;
+  secret?: string;
 }
 
-/** Parses a primary or secondary storage URL; unsupported schemes get a 431. */
-export function parseStorageUrl(raw: string): ParsedStorageUrl {
+/** The Ceph monitor's default port (upstream's too). */
+const CEPH_MONITOR_PORT = 6789;
+
+/**
+ * rbd://[user:key@]monitor[:port]/pool, upstream's RBD form. A cephx key is base64 and may hold
+ * '/': everything up to the last '@' is the credentials; %-escapes are decoded in both parts.
+ */
+function parseRbdUrl(raw: string, text: string): ParsedStorageUrl {
+  const m = /^rbd:\/\/(?:([^:@/]+):(.+)@)?([^@/:]+)(?::(\d{1,5}))?\/([^/]+)\/?$/i.exec(text);
+  if (!m) throw invalidParameter(`Invalid RBD URL ${raw}: use rbd://[user:key@]monitor[:port]/pool`);
+  let user: string | undefined;
+  let secret: string | undefined;
+  let pool = '';
+  try {
+    user = m[1] === undefined ? undefined : decodeURIComponent(m[1]);
+    secret = m[2] === undefined ? undefined : decodeURIComponent(m[2]);
+    pool = decodeURIComponent(m[5]);
+  } catch {
+    throw invalidParameter(`Storage URL ${raw} is not correctly escaped`);
+  }
+  if (!/^[A-Za-z0-9._-]+$/.test(pool))
+    throw invalidParameter(`Invalid Ceph pool name ${pool} in the RBD URL`);
+  const port = m[4] ? Number(m[4]) : CEPH_MONITOR_PORT;
+  if (port < 1 || port > 65535) throw invalidParameter(`Invalid port in ${raw}`);
+  return {
+    poolType: 'RBD',
+    hostAddress: m[3],
+    path: pool,
+    port,
+    url: `rbd://${user ? `${encodeURIComponent(user)}@` : ''}${m[3]}:${port}/${pool}`,
+    user,
+    secret,
+  };
+}
+
+/**
+ * Parses a primary or secondary storage URL; unsupported schemes get a 431. RBD is primary
+ * storage only.
+ */
+export function parseStorageUrl(raw: string, kind: 'primary' | 'image' = 'image'): ParsedStorageUrl {
   const text = raw.trim();
+  if (kind === 'primary' && /^rbd:/i.test(text)) return parseRbdUrl(raw, text);
   if (text.startsWith('/'))
     return {
       poolType: 'Filesystem',
@@ -42,7 +87,7 @@ export function parseStorageUrl(raw: string): ParsedStorageUrl {
   const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\/([^/]*)(\/.*)?$/.exec(text);
   if (!m)
     throw invalidParameter(
-      `Invalid storage URL ${raw}: use nfs://host/path, SharedMountPoint://host/path or a local path`,
+      `Invalid storage URL ${raw}: use nfs://host/path,${kind === 'primary' ? ' rbd://monitor/pool,' : ''} SharedMountPoint://host/path or a local path`,
     );
   const scheme = m[1].toLowerCase();
   const authority = m[2];
@@ -81,7 +126,7 @@ export function parseStorageUrl(raw: string): ParsedStorageUrl {
       return { poolType: 'Filesystem', hostAddress: 'localhost', path, port: 0, url: `file://${path}` };
     default:
       throw invalidParameter(
-        `Unsupported storage protocol ${m[1]}: use nfs, SharedMountPoint or a local path`,
+        `Unsupported storage protocol ${m[1]}: use nfs,${kind === 'primary' ? ' rbd,' : ''} SharedMountPoint or a local path`,
       );
   }
 }
@@ -98,6 +143,68 @@ export async function filesystemUsage(path: string): Promise<{ total: number; us
     return { total: s.blocks * s.bsize, used: (s.blocks - s.bfree) * s.bsize };
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * Size and use of an NFS or RBD pool as a host of its scope measures it on the backend (the
+ * management server does not reach it): the first connected host that can answers. Undefined
+ * when no such host is connected; refused when none of them reaches the pool (upstream fails the
+ * pool's creation when no host can connect to it).
+ */
+async function measureOnHost(
+  ctx: CallContext,
+  pool: StorageLocation,
+  scope: { zoneId: number; clusterId: number | null; hypervisor: string | null },
+): Promise<{ total: number; used: number } | undefined> {
+  let q = ctx.app.store.db
+    .selectFrom('hosts')
+    .select(['id', 'name'])
+    .where('zone_id', '=', scope.zoneId)
+    .where('type', '=', 'Routing')
+    .where('state', '=', 'Up')
+    .where('removed', 'is', null);
+  q =
+    scope.clusterId !== null
+      ? q.where('cluster_id', '=', scope.clusterId)
+      : q.where('hypervisor', '=', scope.hypervisor ?? '');
+  const hosts = await q.orderBy('id').limit(50).execute();
+  const failures: string[] = [];
+  for (const hostId of ctx.app.agents.connectedHosts(hosts.map((h) => h.id)).slice(0, 5)) {
+    try {
+      const stats = await ctx.app.agents.call(hostId, 'getPoolStats', { pool });
+      return { total: stats.capacityBytes, used: stats.usedBytes };
+    } catch (e) {
+      failures.push(`${hosts.find((h) => h.id === hostId)?.name}: ${(e as Error).message}`);
+    }
+  }
+  if (failures.length === 0) return undefined;
+  throw internalError(`No host reaches the storage pool (${failures.join('; ')})`);
+}
+
+/**
+ * A shared pool keeps a copy of each template its VMs were cloned from (the agent makes it on
+ * first use); once no volume is left, a host that reaches the pool removes them. Best effort: a
+ * pool no connected host reaches is deleted all the same, its copies left (and logged).
+ */
+async function deleteTemplateCopies(ctx: CallContext, pool: StoragePoolRow): Promise<void> {
+  if (pool.scope === 'HOST') return;
+  const templates = await ctx.app.store.db
+    .selectFrom('templates')
+    .select('uuid')
+    .where('hypervisor', '=', 'KVM')
+    .execute();
+  if (templates.length === 0) return;
+  try {
+    await ctx.app.agents.call(await hostForPool(ctx, pool), 'deleteTemplateCopies', {
+      pool: poolLocation(pool),
+      templates: templates.map((t) => t.uuid),
+    });
+  } catch (err) {
+    ctx.app.log.warn(
+      { err, pool: pool.uuid },
+      'the template copies of a deleted storage pool were left on it',
+    );
   }
 }
 
@@ -217,7 +324,7 @@ export const createStoragePool = defineCommand({
       required: true,
       length: 2048,
       description:
-        'nfs://server[:port]/path, SharedMountPoint://host/path or a local absolute path; not already used by a pool of the same scope.',
+        'nfs://server[:port]/path, rbd://[user:key@]monitor[:port]/pool (the key is kept encrypted and never shown), SharedMountPoint://host/path or a local absolute path; not already used by a pool of the same scope.',
     }),
     scope: p.string({
       description: 'cluster or zone; defaults to cluster when clusterid is given, zone otherwise.',
@@ -230,7 +337,7 @@ export const createStoragePool = defineCommand({
     capacitybytes: p.long({
       min: 0,
       description:
-        'Size of the pool in bytes; by default measured for a local or mounted path, 0 for NFS until known.',
+        'Size of the pool in bytes; by default measured: a local or mounted path by the management server, an NFS or RBD pool by a host that reaches it (0 when no host is connected yet).',
     }),
     capacityiops: p.long({ min: 0, description: 'IOPS the pool can deliver, recorded and shown only.' }),
     hypervisor: p.string({
@@ -272,11 +379,30 @@ export const createStoragePool = defineCommand({
         throw invalidParameter('A zone-wide storage pool needs the hypervisor of the hosts that use it');
       hypervisor = hypervisorName(params.hypervisor);
     }
-    const url = parseStorageUrl(params.url);
+    const url = parseStorageUrl(params.url, 'primary');
+    if (url.poolType === 'RBD' && hypervisor !== 'KVM' && hypervisor !== 'Simulator')
+      throw invalidParameter(`RBD primary storage serves KVM hosts, not ${hypervisor}`);
+    if (url.poolType === 'RBD' && (url.user === undefined) !== (url.secret === undefined))
+      throw invalidParameter('An RBD URL names both the cephx user and its key, or neither');
+    const uuid = app.ids.uuid();
+    const remote = url.poolType === 'NetworkFilesystem' || url.poolType === 'RBD';
     const seen =
-      params.capacitybytes === undefined && url.poolType !== 'NetworkFilesystem'
-        ? await filesystemUsage(url.path)
-        : undefined;
+      params.capacitybytes !== undefined
+        ? undefined
+        : remote
+          ? await measureOnHost(
+              ctx,
+              poolLocation({
+                uuid,
+                pool_type: url.poolType,
+                path: url.path,
+                host_address: url.hostAddress,
+                port: url.port,
+                auth_user: url.user ?? null,
+              }),
+              { zoneId: zone.id, clusterId, hypervisor },
+            )
+          : await filesystemUsage(url.path);
     const capacity = params.capacitybytes ?? seen?.total ?? 0;
     const row = await app.store.db.transaction().execute(async (tx) => {
       await checkPoolNameFree(tx, zone.id, name);
@@ -290,7 +416,7 @@ export const createStoragePool = defineCommand({
         .executeTakeFirst();
       if (same) throw invalidParameter(`Storage pool ${same.name} already uses ${url.url} in this scope`);
       const id = await insertId(app.store, tx, 'storage_pools', {
-        uuid: app.ids.uuid(),
+        uuid,
         name,
         zone_id: zone.id,
         pod_id: podId,
@@ -311,6 +437,8 @@ export const createStoragePool = defineCommand({
         state: 'Up',
         tags: normalizeTags(params.tags),
         is_tag_a_rule: params.istagarule ? 1 : 0,
+        auth_user: url.user ?? null,
+        auth_secret: url.secret === undefined ? null : app.secrets.encrypt(url.secret),
         created: app.clock.now(),
       });
       return tx.selectFrom('storage_pools').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
@@ -418,13 +546,15 @@ export const updateStoragePool = defineCommand({
     if (params.url !== undefined) {
       if (pool.state !== 'Maintenance')
         throw invalidParameter('The URL of a storage pool can only change in maintenance');
-      const url = parseStorageUrl(params.url);
+      const url = parseStorageUrl(params.url, 'primary');
       Object.assign(changes, {
         url: url.url,
         path: url.path,
         host_address: url.hostAddress,
         port: url.port,
         pool_type: url.poolType,
+        auth_user: url.user ?? null,
+        auth_secret: url.secret === undefined ? null : app.secrets.encrypt(url.secret),
       });
     }
     let event: string | undefined;
@@ -547,6 +677,7 @@ export const deleteStoragePool = defineCommand({
       const reason = await check(app, pool);
       if (reason) throw resourceInUse(`Cannot delete storage pool ${pool.name}: ${reason}`);
     }
+    await deleteTemplateCopies(ctx, pool);
     await app.store.db.transaction().execute(async (tx) => {
       await tx
         .updateTable('storage_pools')

@@ -7,11 +7,27 @@ import type { CallContext } from '../context.ts';
 import type { StoragePoolRow, VolumeRow } from '../db/schema.ts';
 import { resourceUnavailable } from '../errors.ts';
 
-export function poolLocation(pool: Pick<StoragePoolRow, 'uuid' | 'pool_type' | 'path'>): StorageLocation {
-  const known = ['Filesystem', 'NetworkFilesystem', 'SharedMountPoint', 'Simulator'] as const;
+/**
+ * A pool as agents reach it. An NFS pool names its server, so each host reaches the export its
+ * own way (a kernel mount, or QEMU's user-space NFS client); an RBD pool its monitor and cephx
+ * user. The RBD key is not sent yet: no agent driver opens RBD pools (docs/storage.md).
+ */
+export function poolLocation(
+  pool: Pick<StoragePoolRow, 'uuid' | 'pool_type' | 'path' | 'host_address' | 'port' | 'auth_user'>,
+): StorageLocation {
+  const known = ['Filesystem', 'NetworkFilesystem', 'SharedMountPoint', 'RBD', 'Simulator'] as const;
   const type = (known as readonly string[]).includes(pool.pool_type)
     ? (pool.pool_type as StorageLocation['type'])
     : 'Filesystem';
+  if (type === 'NetworkFilesystem' || type === 'RBD')
+    return {
+      uuid: pool.uuid,
+      type,
+      path: pool.path,
+      host: pool.host_address,
+      ...(pool.port ? { port: Number(pool.port) } : {}),
+      ...(pool.auth_user ? { user: pool.auth_user } : {}),
+    };
   return { uuid: pool.uuid, type, path: pool.path };
 }
 

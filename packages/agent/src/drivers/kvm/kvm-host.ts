@@ -2,7 +2,8 @@
  * The KVM host driver: one qemu-system-x86_64 process per VM, started detached so that it outlives
  * an agent restart, and controlled over QMP on a UNIX socket in the VM's state directory
  * (<stateDir>/<host>/vms/<name>/: vm.json, qemu.pid, qmp.sock, console.log, qemu.log). A restarted
- * agent re-adopts the VMs it finds there. Volumes live in directory pools (see storage.ts).
+ * agent re-adopts the VMs it finds there. Volumes live in pools the host reaches as directories,
+ * mounted NFS exports or NFS exports QEMU opens itself (storage.ts, pool-files.ts).
  * Guest networking (bridges, routers, security groups) is the `network` driver (../../network/);
  * this driver installs a VM's filtering when its taps appear and removes it when the VM goes.
  */
@@ -56,8 +57,9 @@ import {
   type VmNic,
 } from './machine.ts';
 import { bridgeExists, hotplugNic, hotunplugNic, joinBridge, type NicPlugTarget } from './nic-plug.ts';
+import { type NfsPath, PoolAccess } from './pool-files.ts';
 import { Qmp } from './qmp.ts';
-import { DirectoryStorage, type LiveDisks } from './storage.ts';
+import { type LiveDisks, PoolStorage } from './storage.ts';
 
 export interface KvmHostOptions {
   /** The host's name, its identity towards the management server. */
@@ -69,6 +71,10 @@ export interface KvmHostOptions {
   /** How long an ACPI shutdown may take before the VM is stopped by force. */
   stopTimeoutMs?: number;
   migrationTimeoutMs?: number;
+  /** How NFS pools are reached: a kernel mount (default) or QEMU's user-space client (libnfs). */
+  nfs?: NfsPath;
+  /** Where the kernel path mounts NFS pools, one folder per pool uuid (default /mnt). */
+  nfsMountRoot?: string;
 }
 
 /** What vm.json holds: enough to re-adopt the VM after an agent restart. */
@@ -126,6 +132,7 @@ function qemuAlive(pid: number, qmpPath: string): boolean {
 export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
   readonly storage: StorageDriver;
   readonly network: HostNetwork;
+  private readonly pools: PoolAccess;
   private readonly vms = new Map<string, Vm>();
   private readonly queues = new Map<string, Promise<void>>();
   /** VMs this host handed over, so that a retried migrateVm succeeds. */
@@ -142,7 +149,8 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
   ) {
     this.hostDir = join(options.stateDir, options.name);
     this.privateIp = options.privateIp ?? defaultAddress();
-    this.storage = new DirectoryStorage(this);
+    this.pools = new PoolAccess({ nfs: options.nfs ?? 'kernel', mountRoot: options.nfsMountRoot ?? '/mnt' });
+    this.storage = new PoolStorage(this, this.pools);
     this.network = new HostNetwork({
       hostDir: this.hostDir,
       localAddress: this.privateIp,
@@ -498,9 +506,10 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
       if (current?.path === disk.path) return;
       if (current) throw new DriverError(`VM ${name} already has a disk at device id ${disk.deviceId}`);
       if (disk.type === 'ISO') throw new DriverError('ISOs are attached when the VM starts, not live');
-      if (!existsSync(disk.path)) throw new DriverError(`volume ${disk.path} does not exist`);
-      const { format } = await imageInfo(disk.path);
-      await vm.qmp!.execute('blockdev-add', blockdev(disk, format));
+      const files = await this.pools.files(disk.pool);
+      if (!(await files.exists(disk.path))) throw new DriverError(`volume ${disk.path} does not exist`);
+      const { format } = await imageInfo(files.image(disk.path));
+      await vm.qmp!.execute('blockdev-add', blockdev(disk, format, files.blockFile(disk.path, false)));
       try {
         await vm.qmp!.execute('device_add', diskDeviceArgs(disk));
       } catch (err) {
@@ -558,7 +567,8 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
     const qmp = this.running(vmName).qmp!;
     const node = diskNode(disk);
     const overlayNode = `o${disk.deviceId}`;
-    const overlay = `${disk.path}.overlay`;
+    // In the VM's own folder: a local file whatever the pool, gone once committed back.
+    const overlay = join(this.running(vmName).dir, `${node}.overlay.qcow2`);
     rmSync(overlay, { force: true });
     await qmp.execute('blockdev-snapshot-sync', {
       'node-name': node,
@@ -623,9 +633,13 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
     mkdirSync(dir, { recursive: true });
     for (const p of [f.qmp, f.pid, f.record]) rmSync(p, { force: true });
     const formats = new Map<number, string>();
+    const files = new Map<number, Record<string, unknown>>();
     for (const disk of spec.disks) {
-      if (!existsSync(disk.path)) throw new DriverError(`volume ${disk.path} of ${spec.name} does not exist`);
-      formats.set(disk.deviceId, (await imageInfo(disk.path)).format);
+      const pool = await this.pools.files(disk.pool);
+      if (!(await pool.exists(disk.path)))
+        throw new DriverError(`volume ${disk.path} of ${spec.name} does not exist`);
+      formats.set(disk.deviceId, (await imageInfo(pool.image(disk.path))).format);
+      files.set(disk.deviceId, pool.blockFile(disk.path, disk.type === 'ISO'));
     }
     for (const nic of spec.nics) {
       if (nic.bridge && !bridgeExists(nic.bridge))
@@ -633,7 +647,7 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
       if (nic.bridge && nic.security && !/^\d{1,3}(\.\d{1,3}){3}$/.test(nic.ip ?? ''))
         throw new DriverError(`NIC ${nic.mac} of ${spec.name} has security groups but no IPv4 address`);
     }
-    const args = qemuArgs({ host: this.name, spec, dir, accel: this.accel, formats, incoming });
+    const args = qemuArgs({ host: this.name, spec, dir, accel: this.accel, formats, files, incoming });
     const log = openSync(f.log, 'w');
     // Detached, in its own process group: the VM survives the agent stopping or crashing.
     const child = spawn(QEMU_BINARY, args, { detached: true, stdio: ['ignore', log, log] });

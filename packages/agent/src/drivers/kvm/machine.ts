@@ -21,14 +21,21 @@ export const diskDevice = (disk: { deviceId: number }) => `disk${disk.deviceId}`
 
 const hex = (n: number) => `0x${n.toString(16)}`;
 
-/** The blockdev-add argument of a disk: its format node over a file node. */
-export function blockdev(disk: VmDisk, format: string): Record<string, unknown> {
+/**
+ * The blockdev-add argument of a disk: its format node over a file node (a local file unless the
+ * pool gives another, e.g. QEMU's nfs driver).
+ */
+export function blockdev(
+  disk: VmDisk,
+  format: string,
+  file?: Record<string, unknown>,
+): Record<string, unknown> {
   const readOnly = disk.type === 'ISO';
   return {
     driver: format,
     'node-name': diskNode(disk),
     'read-only': readOnly,
-    file: { driver: 'file', filename: disk.path, 'read-only': readOnly },
+    file: file ?? { driver: 'file', filename: disk.path, 'read-only': readOnly },
   };
 }
 
@@ -112,6 +119,8 @@ export interface LaunchPlan {
   accel: Accel;
   /** Image format of each disk, by device id. */
   formats: Map<number, string>;
+  /** The file node of each disk, by device id, when not a local file at its path. */
+  files?: Map<number, Record<string, unknown>>;
   incoming: boolean;
 }
 
@@ -149,7 +158,7 @@ export function qemuArgs(p: LaunchPlan): string[] {
   }
   for (const disk of [...spec.disks].sort((a, b) => a.deviceId - b.deviceId)) {
     const format = p.formats.get(disk.deviceId) ?? 'qcow2';
-    args.push('-blockdev', JSON.stringify(blockdev(disk, format)));
+    args.push('-blockdev', JSON.stringify(blockdev(disk, format, p.files?.get(disk.deviceId))));
     args.push('-device', keyValues(diskDeviceArgs(disk)));
   }
   // A migration target starts running by itself once the memory has arrived; a fresh start waits

@@ -22,6 +22,7 @@ import { basename, dirname, isAbsolute, join } from 'node:path';
 import type { CommandResult, ParsedPayload } from '@nimbostack/protocol';
 import { DriverError, type StorageDriver } from '../driver.ts';
 import { run } from '../kvm/exec.ts';
+import { DirectoryFiles } from '../kvm/pool-files.ts';
 
 /** What storage needs from the hypervisor side for volumes of running containers. */
 export interface LiveContainers {
@@ -295,6 +296,11 @@ export class ContainerStorage implements StorageDriver {
    * becomes a plain copy of the snapshot's file system: an overlay cannot express files of its
    * template that the snapshot no longer has without rewriting its whiteouts.
    */
+  /** A directory pool's size and use (statfs); the folder is made when missing, as volumes would. */
+  async poolStats(pool: Pool) {
+    return new DirectoryFiles(inPool(pool, '.')).stats();
+  }
+
   async revertSnapshot(p: ParsedPayload<'revertSnapshot'>) {
     if (!existsSync(p.snapshotPath)) throw new DriverError(`snapshot ${p.snapshotPath} does not exist`);
     const user = this.live.volumeInUse(p.volumePath);
