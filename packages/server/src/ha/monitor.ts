@@ -85,31 +85,45 @@ onHostStatusChange(async (app, hostIds, status) => {
     for (const id of hostIds) if (!s.due.has(id)) s.due.set(id, 0);
 });
 
-/** Shared (not host-local) primary storage pools a host reaches: its cluster's and its zone's. */
-export async function sharedPools(
-  app: App,
-  host: Pick<HostRow, 'zone_id' | 'cluster_id'>,
-): Promise<StorageLocation[]> {
-  const pools = await app.store.db
+/** Shared (not host-local) primary storage pools, Up, of the zones given. */
+async function sharedPoolRows(app: App, zoneIds: number[]) {
+  if (zoneIds.length === 0) return [];
+  return app.store.db
     .selectFrom('storage_pools')
     .selectAll()
-    .where('zone_id', '=', host.zone_id)
+    .where('zone_id', 'in', zoneIds)
     .where('removed', 'is', null)
     .where('state', '=', 'Up')
     .where('scope', 'in', ['CLUSTER', 'ZONE'])
     .orderBy('id')
     .execute();
-  return pools
-    .filter((p) => p.scope === 'ZONE' || p.cluster_id === host.cluster_id)
+}
+
+/** The pools of `rows` a host reaches (its cluster's and its zone's), as agents name them. */
+function poolsOf(
+  rows: Awaited<ReturnType<typeof sharedPoolRows>>,
+  host: Pick<HostRow, 'zone_id' | 'cluster_id'>,
+): StorageLocation[] {
+  return rows
+    .filter((p) => p.zone_id === host.zone_id && (p.scope === 'ZONE' || p.cluster_id === host.cluster_id))
     .map((p) => poolLocation(p))
     .filter((p) => p.type !== 'Simulator');
+}
+
+/** The shared pools one host reaches, where its heartbeat is. */
+async function sharedPools(
+  app: App,
+  host: Pick<HostRow, 'zone_id' | 'cluster_id'>,
+): Promise<StorageLocation[]> {
+  return poolsOf(await sharedPoolRows(app, [host.zone_id]), host);
 }
 
 /** Tells each host connected here (again after a reconnect, or when its pools change) what to heartbeat. */
 async function configureHeartbeats(app: App): Promise<void> {
   const s = of(app);
   const ids = app.agents.connectedHosts();
-  for (const id of [...s.told.keys()]) if (!ids.includes(id)) s.told.delete(id);
+  const connected = new Set(ids);
+  for (const id of [...s.told.keys()]) if (!connected.has(id)) s.told.delete(id);
   if (ids.length === 0) return;
   const intervalMs = app.settings.get(HA_HEARTBEAT_INTERVAL) * 1000;
   for (let i = 0; i < ids.length; i += 500) {
@@ -119,15 +133,16 @@ async function configureHeartbeats(app: App): Promise<void> {
       .where('id', 'in', ids.slice(i, i + 500))
       .where('removed', 'is', null)
       .execute();
+    const pools = await sharedPoolRows(app, [...new Set(hosts.map((h) => h.zone_id))]);
     for (const h of hosts) {
       const conn = app.agents.connectionOf(h.id);
       if (!conn) continue;
-      const pools = await sharedPools(app, h);
-      const key = `${intervalMs}|${pools.map((p) => `${p.uuid}:${p.path}`).join(',')}`;
+      const mine = poolsOf(pools, h);
+      const key = `${intervalMs}|${mine.map((p) => `${p.uuid}:${p.path}`).join(',')}`;
       const told = s.told.get(h.id);
       if (told?.conn === conn && told.key === key) continue;
       s.told.set(h.id, { conn, key });
-      app.agents.call(h.id, 'setHeartbeat', { hostId: h.uuid, intervalMs, pools }).catch((err) => {
+      app.agents.call(h.id, 'setHeartbeat', { hostId: h.uuid, intervalMs, pools: mine }).catch((err) => {
         s.told.delete(h.id);
         app.log.warn({ host: h.uuid, err: (err as Error).message }, 'could not set the host heartbeat');
       });
