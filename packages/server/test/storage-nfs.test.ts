@@ -1,0 +1,275 @@
+/**
+ * NFS primary storage with a real NFS server and a real VM (npm run test:storage): NFS-Ganesha in
+ * a network namespace reached over a veth pair (storage/nfs-ganesha.ts), and the KVM local zone
+ * whose host reaches NFS pools in user space (NIMBOSTACK_KVM_NFS=libnfs, as an agent's --nfs
+ * libnfs: QEMU's nfs:// driver, no kernel mount; this kernel has no NFS client). Through the API:
+ * an NFS pool added to the
+ * cluster (type NetworkFilesystem, its size measured on the export by the agent) and tagged so
+ * that tagged offerings land on it; a VM boots from a ROOT disk on the
+ * export (a linked clone of the template copied into the pool); a data volume on the export is
+ * hot-plugged, written and read back by the guest, and its bytes are read back on the host
+ * through NFS; a snapshot of the running ROOT disk; then everything deleted, the pool removed,
+ * and no file left in the export; the servers stopped.
+ * Needs root, QEMU with qemu-block-extra, nfs-ganesha(-vfs), rpcbind and the test template.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { waitUntil } from './agents.ts';
+import { startServer, type TestServer } from './harness.ts';
+import { type NfsServer, nfsGaneshaInstalled, startNfsGanesha } from './storage/nfs-ganesha.ts';
+
+const TEMPLATE = process.env.NIMBOSTACK_TEST_TEMPLATE ?? '/var/lib/nimbostack/test-template.qcow2';
+const HOST = 'local-kvm';
+const SKIP =
+  process.env.NIMBOSTACK_TEST_STORAGE !== '1'
+    ? 'real storage suite: run it with npm run test:storage'
+    : process.getuid?.() !== 0
+      ? 'needs root'
+      : !existsSync(TEMPLATE)
+        ? `${TEMPLATE} is missing: run npm run setup:host`
+        : !nfsGaneshaInstalled()
+          ? 'needs nfs-ganesha, nfs-ganesha-vfs, rpcbind and qemu-block-extra'
+          : false;
+
+let server: TestServer;
+let nfs: NfsServer | undefined;
+let root = '';
+
+const figure = (name: string, ms: number) =>
+  process.stdout.write(`# figure ${name}: ${(ms / 1000).toFixed(2)} s\n`);
+
+function readConsole(instance: string): string {
+  const path = join(root, 'agent', HOST, 'vms', instance, 'console.log');
+  return existsSync(path) ? readFileSync(path).toString('utf8').replace(/\r/g, '') : '';
+}
+
+async function consoleLine(instance: string, pattern: RegExp, timeoutMs = 240_000): Promise<string> {
+  const line = await waitUntil(
+    async () =>
+      readConsole(instance)
+        .split('\n')
+        .find((l) => pattern.test(l)),
+    timeoutMs,
+    `console line ${pattern} of ${instance}`,
+  ).catch((e) => {
+    throw new Error(`${(e as Error).message}\n${readConsole(instance).slice(-2000)}`);
+  });
+  return line!;
+}
+
+/** The QEMU processes the host's state directory records. */
+function qemuPids(): number[] {
+  const vms = join(root, 'agent', HOST, 'vms');
+  if (!existsSync(vms)) return [];
+  return readdirSync(vms)
+    .map((n) => join(vms, n, 'vm.json'))
+    .filter((f) => existsSync(f))
+    .map((f) => JSON.parse(readFileSync(f, 'utf8')).pid as number);
+}
+
+before(async () => {
+  if (SKIP) return;
+  root = mkdtempSync(join(tmpdir(), 'nimbo-storage-'));
+  const t = Date.now();
+  nfs = await startNfsGanesha();
+  figure('NFS-Ganesha in its namespace: up', Date.now() - t);
+  server = await startServer({
+    env: {
+      NIMBOSTACK_SEED_LOCAL_ZONE: 'true',
+      NIMBOSTACK_HYPERVISOR: 'kvm',
+      NIMBOSTACK_KVM_STATE_DIR: join(root, 'agent'),
+      NIMBOSTACK_KVM_STORAGE_DIR: root,
+      NIMBOSTACK_KVM_TEMPLATE: TEMPLATE,
+      NIMBOSTACK_KVM_NFS: 'libnfs',
+    },
+  });
+});
+
+after(async () => {
+  if (SKIP) return;
+  if (server) {
+    const vms = await server.admin.request<any>('listVirtualMachines', { listall: true }).catch(() => ({}));
+    for (const v of vms.virtualmachine ?? [])
+      await server.admin.call('destroyVirtualMachine', { id: v.id, expunge: true }).catch(() => undefined);
+    const routers = await server.admin.request<any>('listRouters', {}).catch(() => ({}));
+    for (const r of routers.router ?? [])
+      await server.admin.call('destroyRouter', { id: r.id }).catch(() => undefined);
+  }
+  // QEMU outlives the server: a failed test may leave one running from the export.
+  for (const pid of qemuPids()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+  if (server) {
+    const hosts = await server.admin.request<any>('listHosts', {}).catch(() => ({}));
+    for (const h of hosts.host ?? [])
+      await server.admin.request('deleteHost', { id: h.id, forced: true }).catch(() => undefined);
+    await server.stop();
+  }
+  await nfs?.stop();
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe('NFS primary storage with a real NFS server and a real VM', { skip: SKIP }, () => {
+  test('an NFS pool through the API: a VM boots from it, a data volume on it is written and read back, nothing is left', async () => {
+    const admin = server.admin;
+    const zoneid = (await admin.request<any>('listZones', {})).zone[0].id;
+    const local = (await admin.request<any>('listHosts', { zoneid, type: 'Routing' })).host[0];
+
+    assert.equal(local.name, HOST);
+
+    // The pool: its size comes from the export's file system, measured through NFS (FSSTAT).
+    let t = Date.now();
+    const pool = (
+      await admin.request<any>('createStoragePool', {
+        zoneid,
+        podid: local.podid,
+        clusterid: local.clusterid,
+        name: 'ganesha',
+        url: `nfs://${nfs!.address}${nfs!.exportPath}`,
+        tags: 'nfs',
+      })
+    ).storagepool;
+    figure('createStoragePool (measured by the host)', Date.now() - t);
+    assert.equal(pool.type, 'NetworkFilesystem');
+    assert.equal(pool.ipaddress, nfs!.address);
+    assert.equal(pool.path, nfs!.exportPath);
+    assert.equal(pool.scope, 'CLUSTER');
+    const fs = statfsSync(nfs!.exportPath);
+    assert.equal(pool.disksizetotal, fs.blocks * fs.bsize, "the pool's size is the export's file system's");
+    assert.ok(pool.disksizeused > 0 && pool.disksizeused < pool.disksizetotal, 'its use is measured too');
+    const types = await admin.request<any>('listStorageProviders', { type: 'primary' });
+    assert.deepEqual(
+      types.dataStoreProvider.map((p: any) => p.name),
+      ['DefaultPrimary'],
+    );
+
+    const templateid = await waitUntil(
+      async () =>
+        (
+          await admin.request<any>('listTemplates', {
+            templatefilter: 'featured',
+            zoneid,
+            name: 'Nimbostack test template (KVM)',
+          })
+        ).template?.find((x: any) => x.isready)?.id,
+      60_000,
+      'the KVM test template to be ready',
+    );
+    const serviceofferingid = (
+      await admin.request<any>('createServiceOffering', {
+        name: 'nfs-small',
+        displaytext: 'small, ROOT on NFS',
+        cpunumber: 1,
+        cpuspeed: 500,
+        memory: 256,
+        tags: 'nfs',
+      })
+    ).serviceoffering.id;
+    const diskofferingid = (
+      await admin.request<any>('createDiskOffering', {
+        name: 'nfs-1',
+        displaytext: '1 GB on NFS',
+        disksize: 1,
+        tags: 'nfs',
+      })
+    ).diskoffering.id;
+
+    // The guest waits for its data disk, writes a marker to it, drops its caches and reads it back.
+    const marker = `nimbo-nfs-${process.pid}`;
+    const script = [
+      '#!/bin/sh',
+      '(',
+      '  for i in $(seq 1 240); do [ -b /dev/vdb ] && break; sleep 1; done',
+      `  printf '%s\\n' '${marker}' > /run/marker`,
+      '  dd if=/run/marker of=/dev/vdb bs=512 count=1 conv=sync,fsync 2>/dev/null',
+      '  sync; echo 3 > /proc/sys/vm/drop_caches',
+      '  echo "NIMBO-DATA read $(dd if=/dev/vdb bs=512 count=1 2>/dev/null | head -n 1)"',
+      ') > /dev/console 2>&1 &',
+      '',
+    ].join('\n');
+    t = Date.now();
+    const vm = (
+      await admin.call<any>('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid,
+        name: 'nfs-vm',
+        userdata: Buffer.from(script).toString('base64'),
+      })
+    ).virtualmachine;
+    figure('deploy (template copied into the pool, linked clone on NFS) → Running', Date.now() - t);
+    assert.equal(vm.state, 'Running');
+    const instance = (await admin.request<any>('listVirtualMachines', { id: vm.id })).virtualmachine[0]
+      .instancename;
+    await consoleLine(instance, /NIMBO: ready hostname=nfs-vm/);
+    figure('deploy → the guest booted from NFS is ready', Date.now() - t);
+
+    const rootVolume = (await admin.request<any>('listVolumes', { virtualmachineid: vm.id, type: 'ROOT' }))
+      .volume[0];
+    assert.equal(rootVolume.storageid, pool.id, 'the ROOT disk is on the NFS pool');
+    const files = nfs!.files();
+    assert.ok(files.includes(rootVolume.id), `the ROOT disk's file is in the export (${files.join(', ')})`);
+    assert.ok(
+      files.some((f) => /^template-[0-9a-f-]+\.qcow2$/.test(f)),
+      'the template was copied into the pool once',
+    );
+    // QEMU opens the disk through its NFS driver, not a local path.
+    const [pid] = qemuPids();
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    assert.match(cmdline, /"driver":"nfs"/);
+    assert.match(cmdline, new RegExp(`"path":"${nfs!.exportPath}/${rootVolume.id}"`));
+
+    // A data volume on the pool, hot-plugged, written and read back by the guest.
+    const data = (await admin.call<any>('createVolume', { name: 'nfs-data', zoneid, diskofferingid })).volume;
+    t = Date.now();
+    await admin.call('attachVolume', { id: data.id, virtualmachineid: vm.id });
+    const line = await consoleLine(instance, /NIMBO-DATA read/);
+    figure('attachVolume → the guest wrote and read its NFS data disk', Date.now() - t);
+    assert.equal(line.trim(), `NIMBO-DATA read ${marker}`);
+    const attached = (await admin.request<any>('listVolumes', { id: data.id })).volume[0];
+    assert.equal(attached.storageid, pool.id);
+    // The bytes are on the NFS server: read through NFS on the host (not the export's directory).
+    const raw = join(root, 'data.raw');
+    execFileSync('qemu-img', [
+      'convert',
+      '-U',
+      '-O',
+      'raw',
+      `nfs://${nfs!.address}${nfs!.exportPath}/${data.id}`,
+      raw,
+    ]);
+    assert.equal(readFileSync(raw).subarray(0, marker.length).toString(), marker);
+    rmSync(raw);
+
+    // A snapshot of the running ROOT disk (copied while the guest writes to an overlay).
+    t = Date.now();
+    const snap = (await admin.call<any>('createSnapshot', { volumeid: rootVolume.id })).snapshot;
+    figure('createSnapshot of the running ROOT disk on NFS', Date.now() - t);
+    assert.equal(snap.state, 'BackedUp');
+    await admin.call('deleteSnapshot', { id: snap.id });
+
+    // Detach, delete, destroy: the pool's files go with their volumes.
+    await admin.call('detachVolume', { id: data.id });
+    await admin.request('deleteVolume', { id: data.id });
+    assert.ok(!nfs!.files().includes(data.id), 'the data volume is deleted from the export');
+    await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
+    await waitUntil(async () => !nfs!.files().includes(rootVolume.id), 30_000, 'the ROOT disk to be deleted');
+    assert.equal(spawnSync('kill', ['-0', String(pid)]).status, 1, 'QEMU is gone');
+
+    t = Date.now();
+    await admin.request('deleteStoragePool', { id: pool.id });
+    figure('deleteStoragePool', Date.now() - t);
+    // High availability's heartbeat records (heartbeat.ts) are written to the export's directory as
+    // a local path, not through NFS, and outlive the pool: not this suite's files.
+    const left = nfs!.files().filter((f) => !f.startsWith('.nimbostack-heartbeat'));
+    assert.deepEqual(left, [], 'no file is left in the export');
+  });
+});
