@@ -4,7 +4,9 @@
  * explicit dedication of hosts, clusters and zones to accounts and domains.
  */
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
 import { createCluster, createPod, startAgent, type TestAgent, waitUntil } from './agents.ts';
 import { createAccountAndLogin, startServer, type TestServer } from './harness.ts';
 
@@ -595,5 +597,78 @@ describe('storage tags', () => {
     await expungeAll();
     assert.equal((await poolOf({ storageid: gold.id })).disksizeallocated, 0, 'the gold pool is given back');
     await admin.request('deleteStoragePool', { id: gold.id });
+  });
+});
+
+describe('primary storage pool types on simulator hosts', () => {
+  test('rbd:// and nfs:// pools: upstream types, measured by a host of the cluster, the cephx key sealed and never shown', async () => {
+    const admin = server.admin;
+    const podid = hosts['l-1'].podid;
+    const key = 'AQBzdA1lAAAAABAAq+u/XXkmoShPpqWjyE4cgw==';
+    const rbd = (
+      await admin.request<any>('createStoragePool', {
+        zoneid,
+        podid,
+        clusterid,
+        name: 'ceph',
+        url: `rbd://admin:${key}@10.9.8.7/vms`,
+      })
+    ).storagepool;
+    assert.equal(rbd.type, 'RBD');
+    assert.equal(rbd.ipaddress, '10.9.8.7');
+    assert.equal(rbd.path, 'vms');
+    // Without capacitybytes a host of the cluster measures the pool (the simulator: its disk size).
+    assert.equal(rbd.disksizetotal, 30 * GiB);
+    assert.ok(!JSON.stringify(rbd).includes(key.slice(0, 12)), 'the key is never shown');
+    const db = new Database(join(server.dataDir, 'nimbostack.db'), { readonly: true, fileMustExist: true });
+    const row = db
+      .prepare('select auth_user, auth_secret, port, url from storage_pools where uuid = ?')
+      .get(rbd.id) as any;
+    db.close();
+    assert.equal(row.auth_user, 'admin');
+    assert.equal(row.port, 6789);
+    assert.equal(row.url, 'rbd://admin@10.9.8.7:6789/vms');
+    assert.ok(row.auth_secret && !row.auth_secret.includes(key.slice(0, 12)), 'the key is stored sealed');
+
+    const nfs = (
+      await admin.request<any>('createStoragePool', {
+        zoneid,
+        podid,
+        clusterid,
+        name: 'nas',
+        url: 'nfs://10.9.8.6/export/vms',
+      })
+    ).storagepool;
+    assert.equal(nfs.type, 'NetworkFilesystem');
+    assert.equal(nfs.disksizetotal, 30 * GiB);
+    const listed = await admin.request<any>('listStoragePools', { clusterid, scope: 'CLUSTER' });
+    assert.deepEqual(listed.storagepool.map((p: any) => `${p.name}:${p.type}`).sort(), [
+      'ceph:RBD',
+      'lshared:Filesystem',
+      'nas:NetworkFilesystem',
+    ]);
+    const base = { zoneid, podid, clusterid, name: 'bad' };
+    await assert.rejects(
+      admin.request('createStoragePool', { ...base, url: 'rbd://10.9.8.7' }),
+      fails(431, /Invalid RBD URL/),
+    );
+    await assert.rejects(
+      admin.request('createStoragePool', { ...base, url: 'rbd://admin@10.9.8.7/vms' }),
+      fails(431, /Invalid RBD URL/),
+    );
+    await assert.rejects(
+      admin.request('createStoragePool', { ...base, url: 'rbd://10.9.8.7:99999/vms' }),
+      fails(431, /Invalid port/),
+    );
+    await assert.rejects(
+      admin.request('addImageStore', { zoneid, provider: 'NFS', url: 'rbd://10.9.8.7/vms' }),
+      fails(431, /Unsupported storage protocol rbd/),
+    );
+    assert.deepEqual(
+      (await admin.request<any>('listStorageProviders', { type: 'primary' })).dataStoreProvider,
+      [{ name: 'DefaultPrimary', type: 'primary' }],
+    );
+    await admin.request('deleteStoragePool', { id: rbd.id });
+    await admin.request('deleteStoragePool', { id: nfs.id });
   });
 });
