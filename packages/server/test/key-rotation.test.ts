@@ -137,6 +137,33 @@ test('rotate re-encrypts everything; the cloud works on with the same API keys',
   assert.equal(Secrets.read(keyFile).decrypt(vm.password), vmPassword);
   assert.equal(Secrets.read(keyFile).decrypt(bind.value), 'bind-secret');
   assert.throws(() => Secrets.read(`${keyFile}.old`).decrypt(vm.password));
+  // The cloud's key check is re-sealed with the rest: a server still given the previous key
+  // (a copy on another machine not yet replaced) refuses at start, naming the new key.
+  const keyDb = sqlite();
+  const check = keyDb.prepare('select fingerprint, check_value from cloud_key').get() as {
+    fingerprint: string;
+    check_value: string;
+  };
+  keyDb.close();
+  assert.equal(check.fingerprint, Secrets.read(keyFile).fingerprint);
+  assert.doesNotThrow(() => Secrets.read(keyFile).decrypt(check.check_value));
+  const stale = await startServer({
+    dataDir,
+    databaseUrl,
+    env: { NIMBOSTACK_SECRET_KEY_FILE: `${keyFile}.old` },
+  }).then(
+    async (s) => {
+      await s.stop({ keepData: true });
+      return '';
+    },
+    (e: Error) => e.message,
+  );
+  assert.match(
+    stale,
+    new RegExp(
+      `holds key ${Secrets.read(`${keyFile}.old`).fingerprint}, but this cloud's secrets are sealed with key ${check.fingerprint}`,
+    ),
+  );
 
   // A crash after the commit but before the new key file was moved into place leaves the new key
   // in <file>.next and the old one in <file>: the next run finishes the switch.

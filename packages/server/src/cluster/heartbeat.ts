@@ -5,9 +5,14 @@
  * last heartbeat kept as its stop time): its unfinished jobs fail and its hosts are taken over.
  * A server that finds itself declared Down stops (upstream's self-fence): its jobs and hosts are
  * already someone else's. Whoever needs "is that server alive" asks isServerAlive().
+ *
+ * Both settings may change while the servers run, and each server reads a change up to
+ * SETTINGS_REFRESH_MS after another made it; so a change takes effect gently: a shorter threshold
+ * waits until every server beats at the pace that goes with it, a longer interval until every
+ * peer judges by the threshold that goes with it. No server is declared Down by a settings change.
  */
 import type { App } from '../context.ts';
-import { defineSetting, type Settings } from '../settings/settings.ts';
+import { defineSetting, SETTINGS_REFRESH_MS, type Settings } from '../settings/settings.ts';
 
 export const CLUSTER_HEARTBEAT_INTERVAL = defineSetting({
   name: 'cluster.heartbeat.interval',
@@ -32,9 +37,56 @@ export const CLUSTER_HEARTBEAT_THRESHOLD = defineSetting({
 
 type ClusterApp = Pick<App, 'store' | 'clock' | 'settings' | 'server'>;
 
+/** The beat loop looks this often whether a beat is due (so a shorter interval applies at once). */
+const TICK_MS = 1000;
+
+/** A duration that changes gently: for `graceMs` after a change, the safer of the old and the new. */
+class Eased {
+  private applied?: number;
+  private previous = 0;
+  private since = 0;
+
+  constructor(private readonly safer: (a: number, b: number) => number) {}
+
+  value(wanted: number, graceMs: number, now: number): number {
+    if (this.applied === undefined) this.applied = wanted;
+    if (wanted !== this.applied) {
+      this.previous = this.value(this.applied, graceMs, now);
+      this.applied = wanted;
+      this.since = now;
+    }
+    return now - this.since < graceMs ? this.safer(this.previous, this.applied) : this.applied;
+  }
+}
+
+const easings = new WeakMap<Settings, { threshold: Eased; interval: Eased }>();
+
+function easing(settings: Settings) {
+  let e = easings.get(settings);
+  if (!e) {
+    e = { threshold: new Eased(Math.max), interval: new Eased(Math.min) };
+    easings.set(settings, e);
+  }
+  return e;
+}
+
 /** How long a server may be silent before it is Down: the setting, but at least three beats. */
 export function heartbeatThresholdMs(settings: Settings): number {
-  return Math.max(settings.get(CLUSTER_HEARTBEAT_THRESHOLD), 3 * settings.get(CLUSTER_HEARTBEAT_INTERVAL));
+  const wanted = Math.max(
+    settings.get(CLUSTER_HEARTBEAT_THRESHOLD),
+    3 * settings.get(CLUSTER_HEARTBEAT_INTERVAL),
+  );
+  // Shortened: peers read a shorter interval within the refresh and beat within a tick.
+  return easing(settings).threshold.value(wanted, SETTINGS_REFRESH_MS + 2 * TICK_MS, Date.now());
+}
+
+/** How often this server beats: the setting, lengthened only once its peers judge by it. */
+function beatIntervalMs(settings: Settings): number {
+  return easing(settings).interval.value(
+    settings.get(CLUSTER_HEARTBEAT_INTERVAL),
+    SETTINGS_REFRESH_MS + TICK_MS,
+    Date.now(),
+  );
 }
 
 /** Ids of the servers that are alive: Up, with a heartbeat within the threshold (a subquery). */
@@ -88,7 +140,7 @@ export async function markSilentServersDown(app: ClusterApp): Promise<string[]> 
 }
 
 /**
- * Beats every cluster.heartbeat.interval ms (read again each time), then runs `afterBeat` (peer
+ * Beats every cluster.heartbeat.interval ms (looked up at every tick), then runs `afterBeat` (peer
  * checks, orphaned work). Calls `onFenced` once if the beat finds this server declared Down.
  * Returns a function that stops the beats.
  */
@@ -99,7 +151,9 @@ export function startHeartbeat(
 ): () => void {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
+  let last = Date.now();
   const beat = async () => {
+    last = Date.now();
     const r = await app.store.db
       .updateTable('management_servers')
       .set({ last_heartbeat: app.clock.now() })
@@ -125,11 +179,14 @@ export function startHeartbeat(
   };
   const schedule = () => {
     if (stopped) return;
+    const interval = beatIntervalMs(app.settings);
+    const wait = Math.max(0, Math.min(TICK_MS, last + interval - Date.now()));
     timer = setTimeout(() => {
+      if (Date.now() - last < beatIntervalMs(app.settings)) return schedule();
       beat()
         .catch((err) => app.log.error({ err }, 'heartbeat failed'))
         .finally(schedule);
-    }, app.settings.get(CLUSTER_HEARTBEAT_INTERVAL));
+    }, wait);
     timer.unref();
   };
   schedule();

@@ -1,7 +1,7 @@
 /**
  * Global settings (CloudStack's "configuration"): typed definitions declared by each capability,
  * values kept in the database and cached in memory. Servers sharing a database pick up each
- * other's changes within REFRESH_MS.
+ * other's changes within SETTINGS_REFRESH_MS.
  */
 import type { Store } from '../db/connection.ts';
 import { invalidParameter } from '../errors.ts';
@@ -88,7 +88,8 @@ export function parseSettingValue(def: SettingDef, raw: string): boolean | numbe
   }
 }
 
-const REFRESH_MS = 5000;
+/** How often a server reads the settings again: other servers' changes reach it within this. */
+export const SETTINGS_REFRESH_MS = 5000;
 
 export class Settings {
   private global = new Map<string, string | null>();
@@ -115,7 +116,7 @@ export class Settings {
   startRefresh(): void {
     this.timer = setInterval(() => {
       this.load().catch(() => undefined);
-    }, REFRESH_MS);
+    }, SETTINGS_REFRESH_MS);
     this.timer.unref();
   }
 
