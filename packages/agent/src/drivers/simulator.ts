@@ -334,7 +334,10 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
   }
 
   async deleteVolume(p: ParsedPayload<'deleteVolume'>) {
+    // A shared pool's volume may have been made through another host of the fleet (paths name the
+    // volume's uuid, so no other volume has it): deleted through any host, it is gone for all.
     this.volumes.delete(p.path);
+    for (const h of this.fleet.hosts.values()) h.volumes.delete(p.path);
   }
 
   async copyVolume(p: ParsedPayload<'copyVolume'>) {
