@@ -47,9 +47,30 @@ const AFTER_KILL_MS = 15_000;
 /** The issue's bound: every host of the dead server Up on another within this. */
 const HOST_FAILOVER_MS = 30_000;
 /** Every job of the dead server ended (taken over or failed) within this after the kill. */
-const JOBS_END_MS = Number(process.env.HA_JOBS_END_S ?? 90) * 1000;
+const JOBS_END_MS = Number(process.env.HA_JOBS_END_S ?? 60) * 1000;
 /** The whole run's limit (.ci/run gives it 9 minutes): past it the run fails. */
 const TIME_LIMIT_MS = Number(process.env.HA_TIME_LIMIT_S ?? 500) * 1000;
+
+/** VM HA timing for the host-death scenario (docs/ha.md, "Settings and timing"). */
+const HA_SETTINGS = [
+  ['ha.heartbeat.interval', '2'],
+  ['ha.heartbeat.timeout', '8'],
+  ['investigate.retry.interval', '2'],
+  ['restart.retry.interval', '2'],
+];
+/**
+ * Servers beat every 2 s and a silent one is Down after 15 s (defaults 10 s and 60 s), so that the
+ * dead server's jobs end within the run. Not shorter: on two loaded cores a live server's beat can
+ * be several seconds late, and a server its peers declared Down stops itself (docs/ha.md).
+ */
+const CLUSTER_SETTINGS = [
+  ['cluster.heartbeat.interval', '2000'],
+  ['cluster.heartbeat.threshold', '15000'],
+];
+/** A killed server must be seen Down by its peers within this. */
+const SERVER_DOWN_MS = 30_000;
+/** The issue's goal: a dead host's HA VM Running elsewhere within this. */
+const VM_HA_GOAL_MS = 120_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (...a: unknown[]) => console.log(`[ha ${new Date().toISOString().slice(11, 19)}]`, ...a);
@@ -81,6 +102,8 @@ interface Figures {
   killed: string;
   hostsMoved: number;
   hostFailoverS: number | null;
+  /** From a host's death to its HA VM Running on another host. */
+  vmHaS: number | null;
   serverDownS: number | null;
   checks: number;
   violations: string[];
@@ -262,6 +285,96 @@ async function settledChecks(
   for (const x of v.slice(0, 30)) log(`  VIOLATION ${x}`);
 }
 
+/**
+ * A host dies (its agent stops and it loses its VMs, as a machine that lost power) while the
+ * cluster runs: its HA VM must run on another host within the goal, on the host's own account too,
+ * and its other VM be Stopped. Then the host comes back, empty, and is Up again.
+ */
+async function vmHa(
+  cluster: Cluster,
+  sim: SimHosts,
+  cloud: Cloud,
+  network: string,
+  f: Figures,
+): Promise<void> {
+  const admin = cloud.admin;
+  const owner = (await cloud.user.request<any>('listAccounts', {})).account[0];
+  const offering = (
+    await admin.request<any>('createServiceOffering', {
+      name: 'HA Small',
+      displaytext: 'HA Small',
+      cpunumber: 1,
+      cpuspeed: 500,
+      memory: 512,
+      offerha: true,
+    })
+  ).serviceoffering.id;
+  const hosts = new Map<string, string>(
+    ((await admin.request<any>('listHosts', { type: 'Routing' })).host ?? []).map((h: any) => [h.name, h.id]),
+  );
+  const agent = sim.agents[0];
+  const dying = sim.hosts.slice(0, HOSTS_PER_AGENT);
+  const deploy = (name: string, serviceofferingid: string) =>
+    admin.call<any>('deployVirtualMachine', {
+      zoneid: cloud.zoneid,
+      templateid: cloud.templateid,
+      serviceofferingid,
+      networkids: network,
+      account: owner.name,
+      domainid: owner.domainid,
+      hostid: hosts.get(dying[0].name),
+      name,
+    });
+  let ha: any;
+  let plain: any;
+  try {
+    ha = (await deploy('ha-vm', offering)).virtualmachine;
+    plain = (await deploy('plain-vm', cloud.offering)).virtualmachine;
+  } catch (e) {
+    f.violations.push(`${f.db} VM HA: could not deploy onto ${dying[0].name}: ${(e as Error).message}`);
+    return;
+  }
+  const t0 = Date.now();
+  await agent.stop();
+  for (const h of dying) {
+    h.vms.clear();
+    h.routers.clear();
+  }
+  log(
+    `${f.db}: host ${dying.map((h) => h.name).join(', ')} died (agent stopped, VMs gone) with ha-vm and plain-vm`,
+  );
+  const vm = async (id: string) =>
+    (await admin.request<any>('listVirtualMachines', { id, listall: true })).virtualmachine?.[0];
+  let seconds: number | null = null;
+  try {
+    const moved = await waitFor('the HA VM Running on another host', VM_HA_GOAL_MS, async () => {
+      const v = await vm(ha.id);
+      return v?.state === 'Running' && v.hostid !== hosts.get(dying[0].name) ? v : undefined;
+    });
+    seconds = (Date.now() - t0) / 1000;
+    const runsThere = sim.hosts.find((h) => h.name === moved.hostname)?.vms.get(moved.instancename)?.state;
+    if (runsThere !== 'PowerOn')
+      f.violations.push(
+        `${f.db} VM HA: ha-vm is Running on ${moved.hostname} in the database, the host says ${runsThere ?? 'nothing'}`,
+      );
+  } catch (e) {
+    f.violations.push(`${f.db} VM HA: ${(e as Error).message}`);
+  }
+  f.vmHaS = seconds;
+  const p = await vm(plain.id);
+  if (p?.state !== 'Stopped') f.violations.push(`${f.db} VM HA: the non-HA VM is ${p?.state}, not Stopped`);
+  log(`${f.db}: HA VM Running elsewhere after ${seconds ?? 'never'} s; non-HA VM ${p?.state}`);
+  // The host comes back (empty): Up again, and nothing of it is left in transient states.
+  agent.start();
+  try {
+    await waitFor('the dead host Up again', 60_000, async () =>
+      (await cluster.hostPlacement()).every((h) => h.state === 'Up'),
+    );
+  } catch (e) {
+    f.violations.push(`${f.db} VM HA: ${(e as Error).message}`);
+  }
+}
+
 async function haOn(db: 'postgres' | 'mysql', seed: number): Promise<Figures> {
   const began = Date.now();
   const f: Figures = {
@@ -277,6 +390,7 @@ async function haOn(db: 'postgres' | 'mysql', seed: number): Promise<Figures> {
     killed: '',
     hostsMoved: 0,
     hostFailoverS: null,
+    vmHaS: null,
     serverDownS: null,
     checks: 0,
     violations: [],
@@ -306,6 +420,10 @@ async function haOn(db: 'postgres' | 'mysql', seed: number): Promise<Figures> {
       );
     const user = new RetryingClient(cloud.user, f);
     const admin = new RetryingClient(cloud.admin, f);
+    // VM HA's times, shortened as vm-ha.test.ts does (defaults: about 60 s from a host's death to
+    // its HA VMs running elsewhere); set through one server, they reach the others' settings.
+    for (const [name, value] of [...CLUSTER_SETTINGS, ...HA_SETTINGS])
+      await cloud.admin.request('updateConfiguration', { name, value });
     await waitFor('every host Up', 30_000, async () =>
       (await cluster.hostPlacement()).every((h) => h.state === 'Up'),
     );
@@ -390,12 +508,17 @@ async function haOn(db: 'postgres' | 'mysql', seed: number): Promise<Figures> {
       );
     }
     f.serverDownS = await downSeen;
+    if (f.serverDownS === null || f.serverDownS * 1000 > SERVER_DOWN_MS)
+      f.violations.push(
+        `${db}: ${victim} was not declared Down by its peers within ${SERVER_DOWN_MS / 1000} s (${f.serverDownS ?? 'never'})`,
+      );
     for (const u of await uncleanFailures(cluster)) f.violations.push(`${db}: ${u}`);
     await settledChecks(cluster, sim, cloud.admin, f, `after ${victim} was killed`);
 
     if (db === 'postgres') {
-      // Everything down: the hosts keep their VMs; one server back: nothing restarted.
       await cluster.startServer(cluster.indexOf(victim));
+      await vmHa(cluster, sim, cloud, networks[0], f);
+      // Everything down: the hosts keep their VMs; one server back: nothing restarted.
       const runningBefore = new Map(
         sim.hosts.flatMap((h) =>
           [...h.vms.values()].filter((v) => v.state === 'PowerOn').map((v) => [v.spec.name, h.name]),
@@ -435,7 +558,7 @@ async function haOn(db: 'postgres' | 'mysql', seed: number): Promise<Figures> {
       }
     }
     f.skipped.push(
-      'VM HA on a killed KVM host (two real KVM agents): not run by this suite yet; it waits for the host-HA work (issue 15 part 4)',
+      'VM HA and the all-servers-down case with real KVM hosts: not in this suite (simulated hosts here; kvm-ha-e2e.test.ts in test:kvm has the real-KVM host death)',
     );
   } finally {
     await sim.stop();
@@ -459,7 +582,7 @@ async function main(): Promise<number> {
   console.log('\nHA figures');
   for (const f of all) {
     console.log(
-      `  ${f.db}: killed ${f.killed} holding ${f.hostsMoved} host(s): hosts Up elsewhere in ${f.hostFailoverS ?? '-'} s, server seen Down after ${f.serverDownS ?? '-'} s; ` +
+      `  ${f.db}: killed ${f.killed} holding ${f.hostsMoved} host(s): hosts Up elsewhere in ${f.hostFailoverS ?? '-'} s, server seen Down after ${f.serverDownS ?? '-'} s; HA VM of a dead host Running elsewhere after ${f.vmHaS ?? '-'} s; ` +
         `${f.calls} calls, ${f.retried} retried (${f.retriedOk} then succeeded, ${f.lost.length} lost), ${f.refused} refused by a server; ` +
         `jobs ${f.jobsOk} ok / ${f.jobsFailed} failed; ${f.checks} checks, ${f.violations.length} violations; ${f.seconds} s`,
     );
