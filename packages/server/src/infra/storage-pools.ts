@@ -308,7 +308,7 @@ async function checkPoolNameFree(tx: Tx, zoneId: number, name: string, except?: 
 export const createStoragePool = defineCommand({
   name: 'createStoragePool',
   description:
-    "Adds primary storage where VM volumes live: an NFS export, a shared mount point or a local path, for one cluster or for a whole zone's hosts of one hypervisor.",
+    "Adds primary storage where VM volumes live: an NFS export, a Ceph RBD pool, a shared mount point or a local path, for one cluster or for a whole zone's hosts of one hypervisor.",
   params: {
     zoneid: p.uuid({ required: true, description: 'Zone of the pool.' }),
     podid: p.uuid({ description: 'Pod of the cluster; required for a cluster-wide pool.' }),
