@@ -43,8 +43,11 @@ import { openCloudKey } from './iam/cloud-key.ts';
 import { seedIdentity } from './iam/seed.ts';
 import { startCapacityChecks } from './infra/alerts.ts';
 import { checkKvmLocalZone, startLocalZone } from './infra/local-zone.ts';
+import { sweepLocks } from './jobs/locks.ts';
 import { recoverIfPending, recoverInterruptedWork } from './jobs/recovery.ts';
 import { JobRunner } from './jobs/runner.ts';
+import { releaseMyLeases } from './jobs/scheduled.ts';
+import { takeOverDeadServers } from './jobs/takeover.ts';
 import { type Exporter, startExporter } from './metrics/exporter.ts';
 import { statsOf } from './metrics/host-stats.ts';
 import { ServerMetrics } from './metrics/server-metrics.ts';
@@ -150,25 +153,32 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       .where('id', '!=', msId)
       .where('state', '=', 'Up')
       .executeTakeFirst();
-    const failed = await app.jobs.failOrphans();
-    if (failed > 0) log.warn({ failed }, 'failed async jobs left unfinished by stopped management servers');
-    // What those jobs left half-done is settled before the API takes new work (jobs/recovery.ts);
+    // Their jobs fail, the objects they held are settled and released (jobs/takeover.ts); the rest
+    // of what they left half-done is settled before the API takes new work (jobs/recovery.ts), and
     // what cannot be yet (an expunge whose host is still reconnecting) is tried at heartbeats.
+    const { failed } = await takeOverDeadServers(app);
+    if (failed > 0) log.warn({ failed }, 'failed async jobs left unfinished by stopped management servers');
     await recoverInterruptedWork(app, failed > 0 || Number(killed.numUpdatedRows) > 0);
 
     settings.startRefresh();
+    // The server object exists once start-up is done; a fence found before then waits for it.
+    let serverReady: (s: Server) => void = () => undefined;
+    const started = new Promise<Server>((resolve) => {
+      serverReady = resolve;
+    });
     const stopHeartbeat = startHeartbeat(
       app,
       async () => {
         const down = await markSilentServersDown(app);
         if (down.length > 0) log.warn({ servers: down }, 'declared silent management servers Down');
-        const failedNow = await app.jobs.failOrphans();
-        if (failedNow > 0) await recoverInterruptedWork(app, true);
+        const taken = await takeOverDeadServers(app);
+        await sweepLocks(app);
+        if (taken.failed > 0) await recoverInterruptedWork(app, true);
         else await recoverIfPending(app);
       },
       (why) => {
         log.error({ why }, 'this management server was declared Down: stopping');
-        void server.stop().then(() => options.onFenced?.(why));
+        void started.then((s) => s.stop()).then(() => options.onFenced?.(why));
       },
     );
     const stopCapacityChecks = startCapacityChecks(app);
@@ -301,6 +311,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           await app.jobs.drain();
           await Promise.all([eventBus?.stop(), webhooks.stop()]);
           await releaseLeases(app, 'mine').catch(() => undefined);
+          await releaseMyLeases(app).catch(() => undefined);
           await store.db
             .updateTable('management_servers')
             .set({ state: 'Down' })
@@ -313,6 +324,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         return stopping;
       },
     };
+    serverReady(server);
     return server;
   } catch (e) {
     await http?.close().catch(() => undefined);

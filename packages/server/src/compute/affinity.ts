@@ -2,7 +2,7 @@
  * Affinity rules at placement time. A VM in a "host anti-affinity" group must not share a host
  * with the group's other running VMs; a VM in a "host affinity" group must run where the group's
  * running VMs run (anywhere when none runs). Starts of VMs that share a group are serialised
- * within this server, so two members starting at once cannot both pick the same (or different)
+ * across the cloud, so two members starting at once cannot both pick the same (or different)
  * hosts before either is recorded as running.
  */
 import type { CallContext } from '../context.ts';
@@ -10,6 +10,7 @@ import type { Tx } from '../db/connection.ts';
 import type { VmRow } from '../db/schema.ts';
 import { ErrorCode, insufficientCapacity, toApiError } from '../errors.ts';
 import { displayPath } from '../iam/domains.ts';
+import { withClusterLock } from '../jobs/locks.ts';
 import type { HostRequest, Placement } from './planner.ts';
 
 export const ANTI_AFFINITY = 'host anti-affinity';
@@ -164,9 +165,10 @@ export async function presentVmAffinityGroups(
   return out;
 }
 
-const chains = new Map<number, Promise<unknown>>();
-
-/** Runs `fn` after every earlier start of a VM sharing one of its groups (this server only). */
+/**
+ * Runs `fn` after every earlier start of a VM sharing one of its groups, on any management server:
+ * the groups are held in cluster_locks (jobs/locks.ts) while the VM is placed and started.
+ */
 export async function withAffinityLock<T>(
   ctx: Pick<CallContext, 'app'>,
   vm: VmRow,
@@ -181,14 +183,11 @@ export async function withAffinityLock<T>(
       .execute()
   ).map((r) => r.group_id);
   if (groupIds.length === 0) return fn();
-  const before = Promise.allSettled(groupIds.map((id) => chains.get(id)));
-  const run = before.then(fn);
-  const done = run.catch(() => undefined);
-  for (const id of groupIds) chains.set(id, done);
-  done.finally(() => {
-    for (const id of groupIds) if (chains.get(id) === done) chains.delete(id);
-  });
-  return run;
+  return withClusterLock(
+    ctx.app,
+    groupIds.map((id) => `affinity:${id}`),
+    fn,
+  );
 }
 
 /** Records a VM's memberships (deploy, updateVMAffinityGroup) inside `tx`. */

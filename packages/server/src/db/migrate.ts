@@ -43,6 +43,7 @@ import * as m0030 from './migrations/0030-ec2-launches.ts';
 import * as m0031 from './migrations/0031-state-events.ts';
 import * as m0032 from './migrations/0032-cloud-key.ts';
 import * as m0033 from './migrations/0033-peer-addresses.ts';
+import * as m0034 from './migrations/0034-cluster-locks.ts';
 import * as m0035 from './migrations/0035-vm-ha.ts';
 import * as m0036 from './migrations/0036-pool-credentials.ts';
 import * as m0038 from './migrations/0038-object-image-stores.ts';
@@ -84,6 +85,7 @@ export const MIGRATIONS: [string, Step][] = [
   ['0031-state-events', m0031],
   ['0032-cloud-key', m0032],
   ['0033-peer-addresses', m0033],
+  ['0034-cluster-locks', m0034],
   ['0035-vm-ha', m0035],
   ['0036-pool-credentials', m0036],
   ['0038-object-image-stores', m0038],

@@ -152,6 +152,25 @@ export interface SessionTable {
   verified_2fa: Generated<Flag>;
 }
 
+/**
+ * An object held by one management server (migration 0034, jobs/locks.ts): a job's object
+ * (job_id set), a step's lock, or a scheduled task's lease (expires set).
+ */
+export interface ClusterLockTable {
+  name: string;
+  ms_id: number;
+  job_id: number | null;
+  token: string;
+  acquired: number;
+  expires: number | null;
+}
+
+/** One object of an async job (migration 0034): jobs on an object start in submission order. */
+export interface AsyncJobObjectTable {
+  object_key: string;
+  job_id: number;
+}
+
 export interface AsyncJobTable {
   id: Generated<number>;
   uuid: string;
@@ -953,6 +972,8 @@ export interface Database {
   ec2_launches: Ec2LaunchTable;
   sessions: SessionTable;
   async_jobs: AsyncJobTable;
+  async_job_objects: AsyncJobObjectTable;
+  cluster_locks: ClusterLockTable;
   events: EventTable;
   event_outbox: EventOutboxTable;
   state_events: StateEventTable;

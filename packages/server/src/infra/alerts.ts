@@ -9,6 +9,7 @@ import type { App } from '../context.ts';
 import { insertId } from '../db/connection.ts';
 import { invalidParameter } from '../errors.ts';
 import { escapeLike, likeEscaped } from '../iam/access.ts';
+import { startScheduled } from '../jobs/scheduled.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -212,42 +213,16 @@ export async function checkCapacity(app: CheckerApp): Promise<string[]> {
   return raised;
 }
 
-/** A management server that has not heart-beaten for this long no longer runs the checker. */
-const LEADER_FRESHNESS_MS = 60_000;
-
-/**
- * Several management servers may share the database; the live one with the lowest id checks, so
- * that each condition is reported once.
- */
-export async function isCheckingServer(app: App): Promise<boolean> {
-  const first = await app.store.db
-    .selectFrom('management_servers')
-    .select('id')
-    .where('state', '=', 'Up')
-    .where('last_heartbeat', '>', app.clock.now() - LEADER_FRESHNESS_MS)
-    .orderBy('id')
-    .executeTakeFirst();
-  return first === undefined || first.id === app.server.id;
-}
-
-/** Runs the capacity checker every capacity.check.period; returns a function that stops it. */
+/** Runs the capacity checker every capacity.check.period on the server holding its lease. */
 export function startCapacityChecks(app: App): () => void {
-  let running = false;
-  const timer = setInterval(() => {
-    if (running) return;
-    running = true;
-    isCheckingServer(app)
-      .then((leader) => (leader ? checkCapacity(app) : []))
-      .then((raised) => {
-        if (raised.length > 0) app.log.warn({ alerts: raised }, 'capacity alerts raised');
-      })
-      .catch((err) => app.log.error({ err }, 'capacity check failed'))
-      .finally(() => {
-        running = false;
-      });
-  }, app.settings.get(CAPACITY_CHECK_PERIOD));
-  timer.unref();
-  return () => clearInterval(timer);
+  return startScheduled(app, {
+    name: 'capacity-checks',
+    everyMs: () => app.settings.get(CAPACITY_CHECK_PERIOD),
+    run: async () => {
+      const raised = await checkCapacity(app);
+      if (raised.length > 0) app.log.warn({ alerts: raised }, 'capacity alerts raised');
+    },
+  });
 }
 
 function alertTypeNumber(value: string | undefined): number | undefined {

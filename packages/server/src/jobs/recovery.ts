@@ -5,11 +5,14 @@
  * which jobs change in steps of their own (a start reserves the host before it places the VM, a
  * stop releases it before the VM is Stopped), so a kill between two steps leaves it wrong.
  *
- * It runs only while no job is unfinished anywhere: an unfinished job's transient states and
- * reservations are its own. At start-up that holds (the API is not listening yet and the previous
- * run's jobs were just failed) unless other servers share the database and are busy; then, and
- * when something could not be settled yet (an expunge needs its host, which reconnects a few
- * seconds after a restart), the heartbeat tries again.
+ * Two ways to run. Limited to a scope (the names a server declared Down held in cluster_locks,
+ * takeover.ts): only those objects are settled, while other servers go on with their jobs. Over
+ * the whole cloud (start-up, and heartbeats while something is owed): only while no job is
+ * unfinished and no step holds a lock anywhere, since an unfinished job's transient states and
+ * reservations are its own; host capacity is counted again only this way. At start-up that holds
+ * (the API is not listening yet and the previous run's jobs were just failed) unless other
+ * servers share the database and are busy; then, and when something could not be settled yet (an
+ * expunge needs its host, which reconnects a few seconds after a restart), heartbeats try again.
  *
  * What each state becomes, as upstream's management server does on start:
  * - VM Starting: Stopped (the start did not finish; the host's report corrects it if it runs);
@@ -28,8 +31,23 @@ import { inTransaction } from '../db/connection.ts';
 const ON_HOST = ['Starting', 'Running', 'Stopping', 'Migrating'];
 const MiB = 2 ** 20;
 
-/** Settles one kind of object; `pending` when some could not be settled yet. */
-export type Settler = (app: App) => Promise<{ settled: number; pending: boolean }>;
+/**
+ * The objects a dead server held (cluster_locks names: `VirtualMachine:<uuid>` for a job's
+ * object, `network:<key>` for a router step...); undefined: every object of the cloud.
+ */
+export class RecoveryScope {
+  constructor(readonly names: Set<string>) {}
+
+  /** The ids after `<prefix>:` of the names of one kind (job target types, or `network`). */
+  ids(prefix: string): string[] {
+    const out: string[] = [];
+    for (const n of this.names) if (n.startsWith(`${prefix}:`)) out.push(n.slice(prefix.length + 1));
+    return out;
+  }
+}
+
+/** Settles one kind of object (within `scope` when given); `pending` when some could not be yet. */
+export type Settler = (app: App, scope?: RecoveryScope) => Promise<{ settled: number; pending: boolean }>;
 
 const settlers: Settler[] = [];
 
@@ -52,10 +70,41 @@ export interface RecoveryResult {
 /** Per server: whether a run left something to settle, and the run in progress. */
 const pendingFor = new WeakMap<App, boolean>();
 const runningFor = new WeakMap<App, Promise<RecoveryResult>>();
+/** Per server: a server was found killed and host capacity has not been counted again since. */
+const recountOwed = new WeakSet<App>();
 
 /** Runs recovery again when the last run left something (heartbeats, a host coming back). */
 export async function recoverIfPending(app: App): Promise<void> {
-  if (pendingFor.get(app)) await recoverInterruptedWork(app);
+  if (pendingFor.get(app) || recountOwed.has(app)) await recoverInterruptedWork(app);
+}
+
+/** A server was found killed: the next whole-cloud run counts host capacity again. */
+export function markCrashed(app: App): void {
+  recountOwed.add(app);
+}
+
+/** Settles the objects of `scope` only (a dead server's, takeover.ts); runs beside live jobs. */
+export async function settleScope(
+  app: App,
+  scope: Set<string>,
+): Promise<{ settled: number; pending: boolean }> {
+  return runSettlers(app, new RecoveryScope(scope));
+}
+
+async function runSettlers(app: App, scope?: RecoveryScope): Promise<{ settled: number; pending: boolean }> {
+  let settled = 0;
+  let pending = false;
+  for (const settle of settlers) {
+    try {
+      const r = await settle(app, scope);
+      settled += r.settled;
+      pending ||= r.pending;
+    } catch (err) {
+      pending = true;
+      app.log.warn({ err }, 'could not settle work left by an interrupted job');
+    }
+  }
+  return { settled, pending };
 }
 
 // A host that reconnects after a restart is what a pending expunge or rule change waits for.
@@ -72,9 +121,10 @@ onHostStatusChange(async (app, _hostIds, status) => {
  * counts right, and they are not touched.
  */
 export function recoverInterruptedWork(app: App, crashed = false): Promise<RecoveryResult> {
+  if (crashed) recountOwed.add(app);
   let run = runningFor.get(app);
   if (!run) {
-    run = settleAll(app, crashed).then(
+    run = settleAll(app, recountOwed.has(app)).then(
       (r) => {
         pendingFor.set(app, r.pending);
         return r;
@@ -96,20 +146,16 @@ async function settleAll(app: App, crashed: boolean): Promise<RecoveryResult> {
     .select('id')
     .where('status', '=', 0)
     .executeTakeFirst();
-  if (busy) return { ran: false, settled: 0, recounted: 0, pending: true };
-  let settled = 0;
-  let pending = false;
-  for (const settle of settlers) {
-    try {
-      const r = await settle(app);
-      settled += r.settled;
-      pending ||= r.pending;
-    } catch (err) {
-      pending = true;
-      app.log.warn({ err }, 'could not settle work left by an interrupted job');
-    }
-  }
+  // A step under a lock (a router start, a recurring snapshot) is work in progress too.
+  const stepping = await app.store.db
+    .selectFrom('cluster_locks')
+    .select('name')
+    .where('expires', 'is', null)
+    .executeTakeFirst();
+  if (busy || stepping) return { ran: false, settled: 0, recounted: 0, pending: true };
+  const { settled, pending } = await runSettlers(app);
   const recounted = crashed || settled > 0 ? await recountHostCapacity(app) : 0;
+  recountOwed.delete(app);
   if (settled > 0 || recounted > 0)
     app.log.warn(
       { settled, recounted, pending },

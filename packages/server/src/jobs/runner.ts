@@ -1,8 +1,12 @@
 /**
  * Async jobs. A job is a row in async_jobs before it runs; queryAsyncJobResult reads that row.
- * Jobs on the same entity (a VM, a volume...) run one after another, as CloudStack serialises
- * them; jobs on different entities run concurrently. A job whose management server stopped is
- * failed cleanly by the next server that starts or notices it.
+ * Jobs on the same object (a VM, a volume...) run one after another, as CloudStack serialises
+ * them, whichever management server runs them; jobs on different objects run concurrently. A job
+ * names its objects in async_job_objects when it is submitted and starts once no older unfinished
+ * job shares one of them (submission order) and it holds all of them in cluster_locks (mutual
+ * exclusion: two servers that both see no older job cannot both run). A job whose management
+ * server stopped is failed cleanly, and its objects released, by the next server that starts or
+ * notices it (takeover.ts).
  */
 import { deadServerIds } from '../cluster/heartbeat.ts';
 import type { App, CallContext } from '../context.ts';
@@ -11,12 +15,23 @@ import { ApiError, toApiError } from '../errors.ts';
 import { ownerOf, recordEvent } from '../events/events.ts';
 import { withProjectOwners } from '../projects/owners.ts';
 import type { Command, CommandResult, JobTarget } from '../registry/command.ts';
+import { tryLock, unlock, waitForRelease } from './locks.ts';
 
 export const JOB_INTERRUPTED =
   'Job failed because the management server running it stopped before it finished';
 
+/** The names a job holds: its created object, its target, and the objects they are reached through. */
+export function jobObjects(...targets: (JobTarget | undefined)[]): string[] {
+  const names = new Set<string>();
+  for (const t of targets) {
+    if (!t) continue;
+    names.add(`${t.type}:${t.id}`);
+    for (const w of t.with ?? []) names.add(`${w.type}:${w.id}`);
+  }
+  return [...names];
+}
+
 export class JobRunner {
-  private readonly chains = new Map<string, Promise<void>>();
   private readonly running = new Set<Promise<void>>();
   /** Jobs whose handler runs now (the others of `running` wait behind a job on the same object). */
   executing = 0;
@@ -25,7 +40,7 @@ export class JobRunner {
 
   constructor(private readonly app: () => App) {}
 
-  /** Records the job and starts it (after earlier jobs on the same entity). Returns the job uuid. */
+  /** Records the job and starts it (after earlier jobs on the same objects). Returns the job uuid. */
   async submit(
     ctx: CallContext,
     command: Command,
@@ -63,6 +78,12 @@ export class JobRunner {
         created: now,
         completed: null,
       });
+      const objects = jobObjects(created, target);
+      if (objects.length > 0)
+        await tx
+          .insertInto('async_job_objects')
+          .values(objects.map((object_key) => ({ object_key, job_id: jobId })))
+          .execute();
       if (command.event) {
         scheduledId = await recordEvent(ctx, tx, owner, {
           type: command.event.type,
@@ -73,21 +94,54 @@ export class JobRunner {
         });
       }
     });
-    const key = instance ? `${instance.type}:${instance.id}` : `job:${uuid}`;
-    const previous = this.chains.get(key) ?? Promise.resolve();
-    // A failure outside the handler (recording the Started event, writing the result) must not
-    // escape: it was an unhandled rejection that stopped the server, and the rejected chain kept
-    // every later job on the same object from running. The job fails instead.
-    const next = previous
-      .then(() => this.execute(ctx, command, params, jobId, created, instance, scheduledId))
-      .catch((e) => this.failUnexpectedly(command, jobId, e));
-    this.chains.set(key, next);
+    const objects = jobObjects(created, target);
+    // A failure outside the handler (waiting for the objects, recording the Started event, writing
+    // the result) must not escape: it was an unhandled rejection that stopped the server. The job
+    // fails instead.
+    const next = this.whenFree(jobId, objects, () =>
+      this.execute(ctx, command, params, jobId, created, instance, scheduledId),
+    ).catch((e) => this.failUnexpectedly(command, jobId, e));
     this.running.add(next);
-    next.finally(() => {
-      this.running.delete(next);
-      if (this.chains.get(key) === next) this.chains.delete(key);
-    });
+    next.finally(() => this.running.delete(next));
     return uuid;
+  }
+
+  /**
+   * Runs `run` once the job may: no older unfinished job names one of its objects, and it holds
+   * them all. Waits for this server's releases, and polls for other servers'.
+   */
+  private async whenFree(jobId: number, objects: string[], run: () => Promise<void>): Promise<void> {
+    const app = this.app();
+    if (objects.length === 0) return run();
+    let token: string | undefined;
+    for (;;) {
+      const older = await app.store.db
+        .selectFrom('async_job_objects')
+        .innerJoin('async_jobs', 'async_jobs.id', 'async_job_objects.job_id')
+        .select('async_job_objects.job_id')
+        .where('async_job_objects.object_key', 'in', objects)
+        .where('async_job_objects.job_id', '<', jobId)
+        .where('async_jobs.status', '=', 0)
+        .limit(1)
+        .executeTakeFirst();
+      if (!older) {
+        token = await tryLock(app, objects, { jobId });
+        if (token) break;
+      }
+      await waitForRelease(app);
+    }
+    try {
+      await run();
+    } finally {
+      // The job's row says it ended before its objects are released, so the next job never
+      // counts it as older and unfinished. A lost release is swept at the next heartbeat.
+      await unlock(app, token).catch((err) => app.log.error({ err, jobId }, 'could not release a job'));
+      await app.store.db
+        .deleteFrom('async_job_objects')
+        .where('job_id', '=', jobId)
+        .execute()
+        .catch((err) => app.log.warn({ err, jobId }, 'could not forget the objects of an ended job'));
+    }
   }
 
   private async execute(

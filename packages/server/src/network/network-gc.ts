@@ -9,7 +9,7 @@
 import type { App } from '../context.ts';
 import type { NetworkRow } from '../db/schema.ts';
 import { recordStateChange } from '../events/state-events.ts';
-import { isCheckingServer } from '../infra/alerts.ts';
+import { startScheduled } from '../jobs/scheduled.ts';
 import { defineSetting } from '../settings/settings.ts';
 import { tearDownNetwork } from './host-network.ts';
 import { stopNetworkRouters, withNetworkLock } from './routers.ts';
@@ -126,19 +126,11 @@ export async function collectNetworks(app: App, now: number): Promise<string[]> 
   return done;
 }
 
-/** Runs the collector every network.gc.interval seconds on one live server; returns its stopper. */
+/** Runs the collector every network.gc.interval seconds on the server holding its lease. */
 export function startNetworkGc(app: App): () => void {
-  let running = false;
-  const timer = setInterval(() => {
-    if (running) return;
-    running = true;
-    isCheckingServer(app)
-      .then((leader) => (leader ? collectNetworks(app, app.clock.now()) : []))
-      .catch((err) => app.log.error({ err }, 'network garbage collector failed'))
-      .finally(() => {
-        running = false;
-      });
-  }, app.settings.get(NETWORK_GC_INTERVAL) * 1000);
-  timer.unref();
-  return () => clearInterval(timer);
+  return startScheduled(app, {
+    name: 'network-gc',
+    everyMs: () => app.settings.get(NETWORK_GC_INTERVAL) * 1000,
+    run: () => collectNetworks(app, app.clock.now()),
+  });
 }

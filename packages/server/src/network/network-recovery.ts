@@ -15,17 +15,85 @@
 import type { App } from '../context.ts';
 import { inTransaction } from '../db/connection.ts';
 import { systemVmMoved } from '../events/state-events.ts';
-import { onRecovery } from '../jobs/recovery.ts';
+import { onRecovery, type RecoveryScope } from '../jobs/recovery.ts';
 import { deleteRules, releasePublicIp } from './public-ips.ts';
 import { applyNetworkRules, routerEvent } from './routers.ts';
 
-onRecovery(async (app: App) => {
-  const routers = await app.store.db
+/**
+ * The networks a dead server held: by its router steps (`network:<id>`, `network:vpc-<id>` for a
+ * VPC's tiers) and by its jobs on networks, routers, rules and addresses. Undefined: all.
+ */
+async function networksOf(app: App, scope?: RecoveryScope): Promise<number[] | undefined> {
+  if (!scope) return undefined;
+  const db = app.store.db;
+  const keys = scope.ids('network');
+  const ids = keys.filter((k) => /^\d+$/.test(k)).map(Number);
+  const vpcs = keys.filter((k) => k.startsWith('vpc-')).map((k) => Number(k.slice(4)));
+  const none = [''];
+  const rows = await db
+    .selectFrom('networks')
+    .select('id')
+    .where((eb) =>
+      eb.or([
+        eb('uuid', 'in', [...scope.ids('Network'), ...none]),
+        eb('vpc_id', 'in', [...vpcs, -1]),
+        eb(
+          'id',
+          'in',
+          db
+            .selectFrom('routers')
+            .select('network_id')
+            .where('uuid', 'in', [...scope.ids('DomainRouter'), ...none]),
+        ),
+        eb(
+          'id',
+          'in',
+          db
+            .selectFrom('public_ips')
+            .select('network_id')
+            .where('uuid', 'in', [...scope.ids('IpAddress'), ...none])
+            .where('network_id', 'is not', null)
+            .$narrowType<{ network_id: number }>(),
+        ),
+        eb(
+          'id',
+          'in',
+          db
+            .selectFrom('ip_rules')
+            .select('network_id')
+            .where('uuid', 'in', [...scope.ids('FirewallRule'), ...scope.ids('PortForwardingRule'), ...none]),
+        ),
+      ]),
+    )
+    .execute();
+  return [...new Set([...ids, ...rows.map((r) => r.id)])];
+}
+
+onRecovery(async (app: App, scope) => {
+  const networks = await networksOf(app, scope);
+  if (networks?.length === 0) return { settled: 0, pending: false };
+  let q = app.store.db
     .selectFrom('routers')
     .selectAll()
     .where('state', 'in', ['Starting', 'Stopping'])
-    .where('removed', 'is', null)
-    .execute();
+    .where('removed', 'is', null);
+  if (networks)
+    q = q.where((eb) =>
+      eb.or([
+        eb('network_id', 'in', networks),
+        eb(
+          'vpc_id',
+          'in',
+          eb
+            .selectFrom('networks')
+            .select('vpc_id')
+            .where('id', 'in', networks)
+            .where('vpc_id', 'is not', null)
+            .$narrowType<{ vpc_id: number }>(),
+        ),
+      ]),
+    );
+  const routers = await q.execute();
   for (const r of routers) {
     await app.store.db.transaction().execute(async (tx) => {
       const moved = await tx
@@ -47,12 +115,15 @@ onRecovery(async (app: App) => {
   return { settled: routers.length, pending: false };
 });
 
-onRecovery(async (app: App) => {
-  const rules = await app.store.db
+onRecovery(async (app: App, scope) => {
+  const networks = await networksOf(app, scope);
+  if (networks?.length === 0) return { settled: 0, pending: false };
+  let q = app.store.db
     .selectFrom('ip_rules')
     .select(['id', 'network_id', 'purpose', 'state'])
-    .where('state', 'in', ['Add', 'Revoke'])
-    .execute();
+    .where('state', 'in', ['Add', 'Revoke']);
+  if (networks) q = q.where('network_id', 'in', networks);
+  const rules = await q.execute();
   // A load balancer without members stays Add: that is its settled state.
   const members = new Set(
     (
@@ -110,12 +181,12 @@ onRecovery(async (app: App) => {
  * Addresses left Releasing: the router is told to drop them (Releasing ones are left out of what
  * it gets), then they are Free with their rules gone, as disassociateIpAddress would have done.
  */
-onRecovery(async (app: App) => {
-  const ips = await app.store.db
-    .selectFrom('public_ips')
-    .selectAll()
-    .where('state', '=', 'Releasing')
-    .execute();
+onRecovery(async (app: App, scope) => {
+  const held = scope?.ids('IpAddress');
+  if (held?.length === 0) return { settled: 0, pending: false };
+  let q = app.store.db.selectFrom('public_ips').selectAll().where('state', '=', 'Releasing');
+  if (held) q = q.where('uuid', 'in', held);
+  const ips = await q.execute();
   let settled = 0;
   let pending = false;
   for (const ip of ips) {

@@ -16,6 +16,7 @@ import { ApiError, CsErrorCode, ErrorCode, resourceInUse, resourceUnavailable } 
 import { recordEvent } from '../events/events.ts';
 import { systemVmMoved } from '../events/state-events.ts';
 import { API_VERSION } from '../http/serialize.ts';
+import { withClusterLock } from '../jobs/locks.ts';
 import { randomBits, systemOwner } from './common.ts';
 import { implementNetwork } from './guest-networks.ts';
 import { carryNetwork, guestNetwork } from './host-network.ts';
@@ -36,34 +37,20 @@ export const ROUTER_VERSION = API_VERSION.split('.').slice(0, 3).join('.');
 
 export const ROUTER_STATES = ['Starting', 'Running', 'Stopping', 'Stopped', 'Destroyed'];
 
-/**
- * Router operations on one network run one at a time in this server (VM starts race to create it).
- * A network's key is its id; a VPC's router is keyed by its VPC (`vpcLockKey`), whichever tier asks.
- */
-const locks = new WeakMap<App, Map<number | string, Promise<unknown>>>();
-
 /** The lock of the router's operations: its network's, or its VPC's. */
 export const routerLockKey = (router: Pick<RouterRow, 'network_id' | 'vpc_id'>): number | string =>
   router.vpc_id !== null ? vpcLockKey(router.vpc_id) : router.network_id;
 
-export async function withNetworkLock<T>(
-  app: App,
-  networkId: number | string,
-  run: () => Promise<T>,
-): Promise<T> {
-  let map = locks.get(app);
-  if (!map) {
-    map = new Map();
-    locks.set(app, map);
-  }
-  const previous = map.get(networkId) ?? Promise.resolve();
-  const next = previous.catch(() => undefined).then(run);
-  map.set(networkId, next);
-  try {
-    return await next;
-  } finally {
-    if (map.get(networkId) === next) map.delete(networkId);
-  }
+/** The cluster lock name of a network key (what the takeover of a dead server settles by). */
+export const networkLockName = (key: number | string): string => `network:${key}`;
+
+/**
+ * Router operations on one network run one at a time in the whole cloud (VM starts on two servers
+ * race to create it): a network's key is its id; a VPC's router is keyed by its VPC
+ * (`vpcLockKey`), whichever tier asks. Held in cluster_locks (jobs/locks.ts).
+ */
+export function withNetworkLock<T>(app: App, networkId: number | string, run: () => Promise<T>): Promise<T> {
+  return withClusterLock(app, [networkLockName(networkId)], run);
 }
 
 export async function routerEvent(

@@ -18,6 +18,12 @@ export type CommandResult = ListResult | object;
 export interface JobTarget {
   type: string;
   id: string;
+  /**
+   * Other objects the job changes through this one (the VM a volume is attached to or detached
+   * from, the volume of a snapshot): the job also waits for, and holds, each of them, so that a
+   * VM's migration and an attach to that VM never overlap (jobs/runner.ts).
+   */
+  with?: JobTarget[];
 }
 
 export interface CommandSpec<S extends Record<string, ParamSpec>> {

@@ -8,6 +8,7 @@ import { stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { App } from '../context.ts';
+import { startScheduled } from '../jobs/scheduled.ts';
 import { registerUploadRoutes } from './browser-upload.ts';
 import { ensureSystemTemplates } from './builtin-templates.ts';
 import { DownloadState, startTransferSupervisor } from './downloads.ts';
@@ -93,10 +94,14 @@ export async function startTemplates(app: App, fastify: FastifyInstance): Promis
   await ensure();
   const stopTransfers = startTransferSupervisor(app);
   const stopUploads = startUploadSupervisor(app);
-  const timer = setInterval(ensure, SYSTEM_TEMPLATE_CHECK_MS);
-  timer.unref();
+  // Again periodically (new image stores get their copies) on the server holding the lease.
+  const stopChecks = startScheduled(app, {
+    name: 'system-templates',
+    everyMs: () => SYSTEM_TEMPLATE_CHECK_MS,
+    run: ensure,
+  });
   return () => {
-    clearInterval(timer);
+    stopChecks();
     stopTransfers();
     stopUploads();
   };

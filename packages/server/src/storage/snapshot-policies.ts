@@ -11,7 +11,9 @@ import { invalidParameter } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { onAccountDelete } from '../iam/accounts.ts';
 import { findOwned, listOwned } from '../iam/owned.ts';
-import { isCheckingServer } from '../infra/alerts.ts';
+import { withClusterLock } from '../jobs/locks.ts';
+import { jobObjects } from '../jobs/runner.ts';
+import { startScheduled } from '../jobs/scheduled.ts';
 import { defineCommand, success } from '../registry/command.ts';
 import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
@@ -25,7 +27,7 @@ import {
   snapshotRefusal,
   takeSnapshot,
 } from './snapshots.ts';
-import { findVolume } from './volumes.ts';
+import { findVolume, volumeJobTarget } from './volumes.ts';
 
 export const SNAPSHOT_POLL_INTERVAL = defineSetting<number>({
   name: 'snapshot.poll.interval',
@@ -439,7 +441,11 @@ export async function runSnapshotPolicies(app: App, now: number): Promise<number
       .executeTakeFirst();
     if (Number(claimed.numUpdatedRows) !== 1) continue;
     try {
-      await runPolicy(app, policy, volume);
+      // Held as a job holds them, so that no job on the volume or its VM (a detach, a
+      // migration) runs meanwhile, on any server; a dead holder's snapshot is settled by name.
+      await withClusterLock(app, jobObjects(await volumeJobTarget({ app }, volume)), () =>
+        runPolicy(app, policy, volume),
+      );
       taken++;
     } catch (err) {
       app.log.warn({ err, policy: policy.uuid }, 'recurring snapshot failed');
@@ -448,21 +454,13 @@ export async function runSnapshotPolicies(app: App, now: number): Promise<number
   return taken;
 }
 
-/** Runs the scheduler every snapshot.poll.interval seconds on one live server; returns its stopper. */
+/** Runs the scheduler every snapshot.poll.interval seconds on the server holding its lease. */
 export function startSnapshotScheduler(app: App): () => void {
-  let running = false;
-  const timer = setInterval(() => {
-    if (running) return;
-    running = true;
-    isCheckingServer(app)
-      .then((leader) => (leader ? runSnapshotPolicies(app, app.clock.now()) : 0))
-      .catch((err) => app.log.error({ err }, 'snapshot scheduler failed'))
-      .finally(() => {
-        running = false;
-      });
-  }, app.settings.get(SNAPSHOT_POLL_INTERVAL) * 1000);
-  timer.unref();
-  return () => clearInterval(timer);
+  return startScheduled(app, {
+    name: 'snapshot-policies',
+    everyMs: () => app.settings.get(SNAPSHOT_POLL_INTERVAL) * 1000,
+    run: () => runSnapshotPolicies(app, app.clock.now()),
+  });
 }
 
 registerTaggable('SnapshotPolicy', async (ctx, uuid) => {

@@ -30,7 +30,7 @@ import { deleteObjects, isObjectStore, publishStaged, s3Reason } from './object-
 import { findSnapshot, snapshotObject, stagedKey, stageSnapshot, storeLocation } from './snapshot-records.ts';
 import { zoneStores } from './templates.ts';
 import { hostForPool, poolLocation, poolOf } from './volume-ops.ts';
-import { findVolume } from './volumes.ts';
+import { findVolume, volumeJobTarget } from './volumes.ts';
 
 export const INTERVALS = ['HOURLY', 'DAILY', 'WEEKLY', 'MONTHLY'] as const;
 export type Interval = (typeof INTERVALS)[number];
@@ -162,14 +162,34 @@ async function failSnapshot(app: App, snap: SnapshotRow): Promise<void> {
   });
 }
 
-/** Snapshots a dead job left Allocated or Creating fail: whatever the host made is not trusted. */
-onRecovery(async (app) => {
-  const left = await app.store.db
+/**
+ * Snapshots a dead job left Allocated or Creating fail: whatever the host made is not trusted. A
+ * dead server's: those its jobs held, and those of the volumes it held (a recurring snapshot).
+ */
+onRecovery(async (app, scope) => {
+  const snaps = scope?.ids('Snapshot') ?? [];
+  const volumes = scope?.ids('Volume') ?? [];
+  if (scope && snaps.length === 0 && volumes.length === 0) return { settled: 0, pending: false };
+  let q = app.store.db
     .selectFrom('snapshots')
     .selectAll()
     .where('state', 'in', ['Allocated', 'Creating'])
-    .where('removed', 'is', null)
-    .execute();
+    .where('removed', 'is', null);
+  if (scope)
+    q = q.where((eb) =>
+      eb.or([
+        eb('uuid', 'in', [...snaps, '']),
+        eb(
+          'volume_id',
+          'in',
+          eb
+            .selectFrom('volumes')
+            .select('id')
+            .where('uuid', 'in', [...volumes, '']),
+        ),
+      ]),
+    );
+  const left = await q.execute();
   for (const snap of left) await failSnapshot(app, snap);
   return { settled: left.length, pending: false };
 });
@@ -425,7 +445,8 @@ export const createSnapshot = defineCommand({
     const snap = await ctx.app.store.db
       .transaction()
       .execute((tx) => insertSnapshot(ctx.app, tx, volume, { name: params.name, ctx }));
-    return { type: 'Snapshot', id: snap.uuid };
+    // The job also holds the volume and its VM: no detach, resize or migration meanwhile.
+    return { type: 'Snapshot', id: snap.uuid, with: [await volumeJobTarget(ctx, volume)] };
   },
   async handler(ctx, _params, created) {
     const snap = await findSnapshot(ctx, created!.id);
@@ -537,11 +558,11 @@ export const revertSnapshot = defineCommand({
     const snap = await findSnapshot(ctx, params.id);
     const volume = await ctx.app.store.db
       .selectFrom('volumes')
-      .select('uuid')
+      .select(['uuid', 'vm_id'])
       .where('id', '=', snap.volume_id)
       .executeTakeFirstOrThrow();
-    // Jobs on the volume (attach, resize, other reverts) run one after another.
-    return { type: 'Volume', id: volume.uuid };
+    // Jobs on the volume (attach, resize, other reverts) and on its VM run one after another.
+    return volumeJobTarget(ctx, volume);
   },
   async handler(ctx, params) {
     const { app } = ctx;

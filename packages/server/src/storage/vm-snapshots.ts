@@ -270,7 +270,8 @@ export const createVMSnapshot = defineCommand({
       });
       return row.uuid;
     });
-    return { type: 'VMSnapshot', id: uuid };
+    // Taken with the VM's other jobs (a migration, an attach) kept out.
+    return { type: 'VMSnapshot', id: uuid, with: [{ type: 'VirtualMachine', id: vm.uuid }] };
   },
   async handler(ctx, _params, created) {
     const { app } = ctx;
@@ -481,8 +482,17 @@ export const deleteVMSnapshot = defineCommand({
     description: (params) => `deleting VM snapshot ${params.vmsnapshotid}`,
   },
   async target(ctx, params) {
-    await findVmSnapshot(ctx, params.vmsnapshotid);
-    return { type: 'VMSnapshot', id: params.vmsnapshotid };
+    const snap = await findVmSnapshot(ctx, params.vmsnapshotid);
+    const vm = await ctx.app.store.db
+      .selectFrom('vms')
+      .select('uuid')
+      .where('id', '=', snap.vm_id)
+      .executeTakeFirst();
+    return {
+      type: 'VMSnapshot',
+      id: snap.uuid,
+      with: vm ? [{ type: 'VirtualMachine', id: vm.uuid }] : [],
+    };
   },
   async handler(ctx, params) {
     const snap = await findVmSnapshot(ctx, params.vmsnapshotid);

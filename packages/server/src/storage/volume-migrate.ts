@@ -20,7 +20,7 @@ import { defineCommand } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
 import { localPoolOfVm } from './local-pools.ts';
 import { deleteOnPool, poolLocation, poolOf } from './volume-ops.ts';
-import { findVolume, presentVolume } from './volumes.ts';
+import { findVolume, presentVolume, volumeJobTarget } from './volumes.ts';
 
 /** The cluster a pool is confined to, or undefined for a zone-wide pool. */
 const clusterOf = (pool: StoragePoolRow) =>
@@ -238,7 +238,7 @@ export const migrateVolume = defineCommand({
   async target(ctx, params) {
     const volume = await findVolume(ctx, params.volumeid);
     await planMigration(ctx, volume, params.storageid, params.livemigrate ?? false);
-    return { type: 'Volume', id: volume.uuid };
+    return volumeJobTarget(ctx, volume);
   },
   async handler(ctx, params) {
     const volume = await findVolume(ctx, params.volumeid);

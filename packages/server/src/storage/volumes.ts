@@ -386,7 +386,22 @@ export async function materialiseDataDisk(
   }
 }
 
-const volumeTarget = (params: { id: string }): JobTarget => ({ type: 'Volume', id: params.id });
+/**
+ * A volume job's objects: the volume, and the VM it is attached to, whose disks the job changes
+ * too (so an attach never runs during that VM's migration, on any server).
+ */
+export async function volumeJobTarget(
+  ctx: Pick<CallContext, 'app'>,
+  volume: Pick<VolumeRow, 'uuid' | 'vm_id'>,
+): Promise<JobTarget> {
+  if (volume.vm_id === null) return { type: 'Volume', id: volume.uuid };
+  const vm = await ctx.app.store.db
+    .selectFrom('vms')
+    .select('uuid')
+    .where('id', '=', volume.vm_id)
+    .executeTakeFirst();
+  return { type: 'Volume', id: volume.uuid, with: vm ? [{ type: 'VirtualMachine', id: vm.uuid }] : [] };
+}
 
 export const createVolume = defineCommand({
   name: 'createVolume',
@@ -470,7 +485,9 @@ export const createVolume = defineCommand({
       });
       return uuid;
     });
-    return { type: 'Volume', id };
+    // Attached by the job: it waits for the VM's other jobs too.
+    const vm = params.virtualmachineid?.toLowerCase();
+    return { type: 'Volume', id, with: vm ? [{ type: 'VirtualMachine', id: vm }] : [] };
   },
   async handler(ctx, params, created) {
     const volume = await findVolume(ctx, created!.id);
@@ -639,9 +656,9 @@ export const attachVolume = defineCommand({
     description: (params) => `attaching volume ${params.id} to VM ${params.virtualmachineid}`,
   },
   async target(ctx, params) {
-    await findVolume(ctx, params.id);
-    await findOwned(ctx, 'vms', params.virtualmachineid, OWNED_VM_OR_DESTROYED);
-    return volumeTarget(params);
+    const volume = await findVolume(ctx, params.id);
+    const vm = await findOwned(ctx, 'vms', params.virtualmachineid, OWNED_VM_OR_DESTROYED);
+    return { type: 'Volume', id: volume.uuid, with: [{ type: 'VirtualMachine', id: vm.uuid }] };
   },
   async handler(ctx, params) {
     return attach(ctx, await findVolume(ctx, params.id), params.virtualmachineid, params.deviceid);
@@ -664,8 +681,7 @@ export const detachVolume = defineCommand({
   async target(ctx, params) {
     if (!params.id)
       throw invalidParameter('Unable to execute API command detachvolume due to missing parameter id');
-    await findVolume(ctx, params.id);
-    return { type: 'Volume', id: params.id };
+    return volumeJobTarget(ctx, await findVolume(ctx, params.id));
   },
   async handler(ctx, params) {
     const volume = await findVolume(ctx, params.id!);
@@ -721,8 +737,7 @@ export const resizeVolume = defineCommand({
   },
   event: { type: 'VOLUME.RESIZE', description: (params) => `resizing volume ${params.id}` },
   async target(ctx, params) {
-    await findVolume(ctx, params.id);
-    return volumeTarget(params);
+    return volumeJobTarget(ctx, await findVolume(ctx, params.id));
   },
   async handler(ctx, params) {
     const volume = await findVolume(ctx, params.id);

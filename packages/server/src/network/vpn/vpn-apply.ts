@@ -8,7 +8,7 @@
 import type { VpnConnectionState } from '@nimbostack/protocol';
 import type { App } from '../../context.ts';
 import { resourceUnavailable } from '../../errors.ts';
-import { isCheckingServer } from '../../infra/alerts.ts';
+import { startScheduled } from '../../jobs/scheduled.ts';
 import { defineSetting } from '../../settings/settings.ts';
 import type { IpScope } from '../router-rules.ts';
 import { applyNetworkRules, liveRouter, withNetworkLock } from '../routers.ts';
@@ -147,19 +147,11 @@ export async function checkVpnConnections(app: App): Promise<void> {
     );
 }
 
-/** Checks the connections every router.check.interval seconds on one live server; returns its stopper. */
+/** Checks the connections every router.check.interval seconds on the server holding its lease. */
 export function startVpnMonitor(app: App): () => void {
-  let running = false;
-  const timer = setInterval(() => {
-    if (running) return;
-    running = true;
-    isCheckingServer(app)
-      .then((leader) => (leader ? checkVpnConnections(app) : undefined))
-      .catch((err) => app.log.error({ err }, 'site-to-site VPN check failed'))
-      .finally(() => {
-        running = false;
-      });
-  }, app.settings.get(ROUTER_CHECK_INTERVAL) * 1000);
-  timer.unref();
-  return () => clearInterval(timer);
+  return startScheduled(app, {
+    name: 'vpn-monitor',
+    everyMs: () => app.settings.get(ROUTER_CHECK_INTERVAL) * 1000,
+    run: () => checkVpnConnections(app),
+  });
 }
