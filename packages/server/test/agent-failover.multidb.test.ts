@@ -257,6 +257,20 @@ for (const db of dbs) {
       assert.ok(received.openConsole >= 1);
     });
 
+    test('reconnectHost through A makes the agent on B present the host again', async () => {
+      const hostid = (await a.admin.request<any>('listHosts', { name: HOST })).host[0].id;
+      const startups = agentLog.filter((l) => l.includes('connected to management server')).length;
+      const r = await a.admin.call<any>('reconnectHost', { id: hostid });
+      assert.equal(r.host.state, 'Up');
+      assert.equal(r.host.managementservername, 'ms-b');
+      assert.equal(agent.server, b.agentUrl, 'the agent stayed on B');
+      assert.equal(
+        agentLog.filter((l) => l.includes('connected to management server')).length,
+        startups,
+        'the connection stayed, only the host was presented again',
+      );
+    });
+
     test('the peer channel refuses unsigned, forged, misaddressed, stale and replayed requests', async () => {
       const servers = await peers();
       const msA = servers.find((s) => s.name === 'ms-a')!;

@@ -299,6 +299,7 @@ export class AgentGateway {
     if (session?.conn && (session.ready || kind === 'ready'))
       return this.dispatch(session.conn, session.name, kind, payload, timeoutMs);
     if (kind === 'ready' || kind === 'reconnect')
+      // reconnect() forwards the whole reconnection, not the bare command.
       return Promise.reject(
         agentUnavailable(`Host ${session?.name ?? hostId} is not connected to this management server`),
       );
@@ -396,6 +397,10 @@ export class AgentGateway {
   private async runForwarded(m: ForwardedCommand): Promise<ForwardedOutcome> {
     try {
       const session = this.byId.get(m.hostId);
+      if (m.kind === 'reconnect' && session?.conn) {
+        await this.reconnect(m.hostId, m.timeoutMs);
+        return { answer: { type: 'answer', id: '', host: session.name, ok: true, result: {} } };
+      }
       if (!session?.conn || !session.ready || m.kind === 'ready' || m.kind === 'reconnect')
         throw agentUnavailable(
           `Host ${session?.name ?? m.hostId} is not connected to management server ${this.app().server.name}`,
@@ -516,9 +521,20 @@ export class AgentGateway {
     return ok;
   }
 
-  /** Asks the agent to re-run its startup for the host (reconnectHost); resolves when it is back Up. */
+  /**
+   * Asks the agent to re-run its startup for the host (reconnectHost); resolves when it is back Up.
+   * A host held by another live server is reconnected there (forward).
+   */
   async reconnect(hostId: number, timeoutMs = READY_TIMEOUT_MS): Promise<void> {
     const session = this.byId.get(hostId);
+    if (!session?.conn) {
+      const where = await this.peers.holderOf(hostId);
+      if (where?.peer) {
+        const answer = await this.forward(hostId, 'reconnect', {}, timeoutMs, where.name);
+        if (!answer.ok) throw agentUnavailable(answer.error.message);
+        return;
+      }
+    }
     if (!session?.conn)
       throw agentUnavailable(
         `Host ${session?.name ?? hostId} is not connected; its agent must connect first`,
