@@ -263,7 +263,7 @@ print(json.dumps(out))
   assert.equal(out.afterdry, 0, 'a dry run launches nothing');
   assert.equal(out.stillrunning, 'running', 'a dry-run terminate leaves the instance');
   assert.match(out.console, /simulated VM i-\d+-\d+-VM powered on \(1 vCPU, \d+ MiB/);
-  assert.match(out.consolestopped, /powered on[^]*powered off/, 'the log outlives the stop');
+  assert.match(out.consolestopped, /powered on[\s\S]*powered off/, 'the log outlives the stop');
 
   assert.equal(out.presigned[0], 200);
   assert.match(out.presigned[1], new RegExp(`<vpcId>${vpcId}</vpcId>`));

@@ -198,6 +198,116 @@ describe('the AWS CLI', { skip }, () => {
     assert.equal(destroyed.find((vm: any) => `i-${vm.id.replace(/-/g, '')}` === ids[0]).state, 'Running');
   });
 
+  test('volume create and attach, snapshot, volume pages, security group rules, DryRun', async () => {
+    const running = await aws(
+      alice,
+      'describe-instances',
+      '--filters',
+      'Name=instance-state-name,Values=running',
+    );
+    const id = running.Reservations[0].Instances[0].InstanceId;
+    const vol = await aws(alice, 'create-volume', '--availability-zone', 'local', '--size', '1');
+    assert.match(vol.VolumeId, /^vol-[0-9a-f]{32}$/);
+    await aws(alice, 'wait', 'volume-available', '--volume-ids', vol.VolumeId);
+    const att = await aws(
+      alice,
+      'attach-volume',
+      '--volume-id',
+      vol.VolumeId,
+      '--instance-id',
+      id,
+      '--device',
+      '/dev/vdb',
+    );
+    assert.equal(att.Device, '/dev/vdb');
+    await aws(alice, 'wait', 'volume-in-use', '--volume-ids', vol.VolumeId);
+    const onVm = await aws(
+      alice,
+      'describe-volumes',
+      '--filters',
+      `Name=attachment.instance-id,Values=${id}`,
+    );
+    assert.deepEqual(onVm.Volumes.map((v: any) => v.Attachments[0].Device).sort(), ['/dev/vda', '/dev/vdb']);
+    const snap = await aws(alice, 'create-snapshot', '--volume-id', vol.VolumeId, '--description', 'cli');
+    await aws(alice, 'wait', 'snapshot-completed', '--snapshot-ids', snap.SnapshotId);
+    const snaps = await aws(
+      alice,
+      'describe-snapshots',
+      '--filters',
+      `Name=volume-id,Values=${vol.VolumeId}`,
+    );
+    assert.deepEqual(
+      snaps.Snapshots.map((x: any) => [x.SnapshotId, x.State]),
+      [[snap.SnapshotId, 'completed']],
+    );
+    // Pages of 5 over the account's volumes (the launched VMs' root disks and this one) give
+    // each volume once, in creation order, as one unpaged answer does.
+    const unpaged = await aws(alice, 'describe-volumes');
+    assert.ok(unpaged.Volumes, JSON.stringify(unpaged));
+    const all = unpaged.Volumes.map((v: any) => v.VolumeId);
+    assert.ok(all.length > 5);
+    const paged: string[] = [];
+    let token: string | undefined;
+    do {
+      const p = await aws(
+        alice,
+        'describe-volumes',
+        '--no-paginate',
+        '--max-results',
+        '5',
+        ...(token ? ['--next-token', token] : []),
+      );
+      assert.ok(p.Volumes.length <= 5);
+      paged.push(...p.Volumes.map((v: any) => v.VolumeId));
+      token = p.NextToken;
+    } while (token);
+    assert.deepEqual(paged, all);
+
+    const sg = await aws(
+      alice,
+      'create-security-group',
+      '--group-name',
+      'cli',
+      '--description',
+      'from the CLI',
+    );
+    await aws(
+      alice,
+      'authorize-security-group-ingress',
+      '--group-id',
+      sg.GroupId,
+      '--protocol',
+      'tcp',
+      '--port',
+      '22',
+      '--cidr',
+      '10.0.0.0/8',
+    );
+    const [group] = (await aws(alice, 'describe-security-groups', '--group-ids', sg.GroupId)).SecurityGroups;
+    assert.deepEqual(
+      group.IpPermissions.map((p: any) => [
+        p.IpProtocol,
+        p.FromPort,
+        p.ToPort,
+        p.IpRanges.map((r: any) => r.CidrIp),
+      ]),
+      [['tcp', 22, 22, ['10.0.0.0/8']]],
+    );
+    // DryRun: the CLI's --dry-run gets DryRunOperation, and the volume stays attached.
+    const dry = await aws(alice, 'detach-volume', '--volume-id', vol.VolumeId, '--dry-run');
+    assert.equal(dry.error, 'DryRunOperation');
+    const still = await aws(alice, 'describe-volumes', '--volume-ids', vol.VolumeId);
+    assert.equal(still.Volumes[0].State, 'in-use');
+    // Cleaned up, so the boto3 test below counts its own objects.
+    await aws(alice, 'delete-snapshot', '--snapshot-id', snap.SnapshotId);
+    await aws(alice, 'detach-volume', '--volume-id', vol.VolumeId);
+    await aws(alice, 'wait', 'volume-available', '--volume-ids', vol.VolumeId);
+    await aws(alice, 'delete-volume', '--volume-id', vol.VolumeId);
+    await aws(alice, 'delete-security-group', '--group-id', sg.GroupId);
+    const left = await aws(alice, 'describe-volumes', '--volume-ids', vol.VolumeId);
+    assert.equal(left.error, 'InvalidVolume.NotFound');
+  });
+
   test('EC2 error codes: credentials, unknown and malformed ids, bad parameters, another account', async () => {
     const wrong = await aws({ ...alice, secretkey: `${alice.secretkey}x` }, 'describe-instances');
     assert.equal(wrong.error, 'SignatureDoesNotMatch');

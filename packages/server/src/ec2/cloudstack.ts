@@ -7,7 +7,7 @@
  * would be.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ApiError, CsErrorCode } from '../errors.ts';
+import { ApiError, CsErrorCode, ErrorCode } from '../errors.ts';
 import { dispatch } from '../http/dispatch.ts';
 import { mayCall } from '../iam/caller.ts';
 import type { RawValue } from '../registry/params.ts';
@@ -50,6 +50,29 @@ export async function listAll<T = Record<string, unknown>>(
 ): Promise<T[]> {
   const body = await runCommand(ctx, name, { ...params, pagesize: -1 });
   return (body[objectName] as T[] | undefined) ?? [];
+}
+
+/**
+ * The object of a CloudStack list command with this UUID, if the caller sees it. The list
+ * commands refuse an unknown UUID (431) or another account's (531), where EC2 says ….NotFound.
+ */
+export async function listedById<T>(
+  ctx: Ec2Context,
+  name: string,
+  objectName: string,
+  uuid: string,
+): Promise<T | undefined> {
+  try {
+    const [found] = await listAll<T>(ctx, name, objectName, { id: uuid });
+    return found;
+  } catch (err) {
+    if (
+      err instanceof ApiError &&
+      (err.errorcode === ErrorCode.PARAM_ERROR || err.errorcode === ErrorCode.ACCOUNT_ERROR)
+    )
+      return undefined;
+    throw err;
+  }
 }
 
 /** How long an action waits for a quick job it must finish before answering. */

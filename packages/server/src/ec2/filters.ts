@@ -75,6 +75,22 @@ export function exactValues(filters: Filters | undefined, name: string): string[
   return values;
 }
 
+/** The filter's value when it has exactly one, without wildcards. */
+export function exactValue(filters: Filters | undefined, name: string): string | undefined {
+  const values = exactValues(filters, name);
+  return values?.length === 1 ? values[0] : undefined;
+}
+
+/** CloudStack's `tags` parameter for the tag:Key filters with one exact value (all must match, as in EC2). */
+export function tagParams(filters: Filters | undefined): Record<string, Record<string, string>> | undefined {
+  const tags: Record<string, Record<string, string>> = {};
+  for (const [name] of filters ?? []) {
+    const value = name.startsWith('tag:') ? exactValue(filters, name) : undefined;
+    if (value !== undefined) tags[String(Object.keys(tags).length)] = { key: name.slice(4), value };
+  }
+  return Object.keys(tags).length ? tags : undefined;
+}
+
 /**
  * One page of `items`, ordered by `keyOf` (a key that sorts in creation order and is unique),
  * after the key NextToken carries (base64url). Keys, not offsets: a page stays right when objects

@@ -11,7 +11,7 @@ import { onAccountDelete } from '../iam/accounts.ts';
 import { type BlockDevice, defineAction, type Ec2Context, e, type Filters } from './action.ts';
 import { type CsParams, listAll, listPage, runCommand } from './cloudstack.ts';
 import { Ec2Error, invalidValue, missingParameter } from './errors.ts';
-import { exactValues, type FilterTable, matcher } from './filters.ts';
+import { exactValue, exactValues, type FilterTable, matcher, tagParams } from './filters.ts';
 import { notFound, toEc2Id, toUuid } from './ids.ts';
 import { instanceTypes, offeringNamed } from './instance-types.ts';
 import { ensureKeyPair } from './key-pairs.ts';
@@ -169,10 +169,7 @@ export async function vmListParams(
   filters: Filters | undefined,
 ): Promise<CsParams | undefined> {
   const out: CsParams = {};
-  const one = (name: string) => {
-    const values = exactValues(filters, name);
-    return values?.length === 1 ? values[0] : undefined;
-  };
+  const one = (name: string) => exactValue(filters, name);
   const ids = exactValues(filters, 'instance-id')?.filter((id) => /^i-[0-9a-f]{32}$/.test(id));
   if (ids?.length === 0) return undefined;
   if (ids) out.ids = ids.map((id) => toUuid('instance', id)).join(',');
@@ -196,12 +193,7 @@ export async function vmListParams(
   out.keypair = one('key-name');
   const state = one('instance-state-name');
   if (state !== undefined) out.state = ONE_STATE[state];
-  const tags: Record<string, Record<string, string>> = {};
-  for (const [name] of filters ?? []) {
-    const value = name.startsWith('tag:') ? one(name) : undefined;
-    if (value !== undefined) tags[String(Object.keys(tags).length)] = { key: name.slice(4), value };
-  }
-  if (Object.keys(tags).length) out.tags = tags;
+  out.tags = tagParams(filters);
   return out;
 }
 

@@ -5,10 +5,19 @@
  * takes the first customized disk offering. Root disks are volumes too, attached to their
  * instance, as EBS root volumes are.
  */
+import { ApiError, ErrorCode } from '../errors.ts';
 import { defineAction, type Ec2Context, e } from './action.ts';
-import { listAll, runCommand, runToCompletion } from './cloudstack.ts';
+import { type CsParams, listAll, listedById, listPage, runCommand, runToCompletion } from './cloudstack.ts';
 import { Ec2Error, invalidValue, missingParameter } from './errors.ts';
-import { applyFilters, type FilterTable, paginate } from './filters.ts';
+import {
+  applyFilters,
+  exactValue,
+  exactValues,
+  type FilterTable,
+  matcher,
+  paginate,
+  tagParams,
+} from './filters.ts';
 import { notFound, toEc2Id, toUuid } from './ids.ts';
 import { isoTime, tagSet, tagsOf, tagsParam } from './present.ts';
 import { listZones } from './regions.ts';
@@ -122,14 +131,14 @@ function presentVolume(v: Volume): Record<string, unknown> {
 
 export async function volumeNamed(ctx: Ec2Context, id: string): Promise<Volume> {
   const uuid = toUuid('volume', id);
-  const v = (await listAll<Volume>(ctx, 'listVolumes', 'volume')).find((x) => x.id === uuid);
+  const v = await listedById<Volume>(ctx, 'listVolumes', 'volume', uuid);
   if (!v) throw notFound('volume', id);
   return v;
 }
 
 export async function snapshotNamed(ctx: Ec2Context, id: string): Promise<Snapshot> {
   const uuid = toUuid('snapshot', id);
-  const s = (await listAll<Snapshot>(ctx, 'listSnapshots', 'snapshot')).find((x) => x.id === uuid);
+  const s = await listedById<Snapshot>(ctx, 'listSnapshots', 'snapshot', uuid);
   if (!s) throw notFound('snapshot', id);
   return s;
 }
@@ -206,24 +215,46 @@ export const describeVolumes = defineAction({
       description:
         'Filters: volume-id, status, size, availability-zone, volume-type, attachment.instance-id, attachment.device, create-time, tag:Key, tag-key, tag-value.',
     }),
-    MaxResults: e.int({ min: 5, max: 500, description: 'At most this many volumes in one answer (5-500).' }),
+    MaxResults: e.int({
+      min: 5,
+      description: 'At most this many volumes in one answer (at least 5; more than 500 gives 500, as EC2).',
+    }),
     NextToken: e.string({ description: 'Where the previous answer stopped.' }),
   },
   async handler(ctx, params) {
-    let volumes = await listAll<Volume>(ctx, 'listVolumes', 'volume');
+    const matches = matcher(params.Filter, VOLUME_FILTERS, tagsOf);
     if (params.VolumeId) {
-      const uuids = params.VolumeId.map((id) => toUuid('volume', id));
-      for (const [i, uuid] of uuids.entries())
-        if (!volumes.some((v) => v.id === uuid)) throw notFound('volume', params.VolumeId[i]);
-      volumes = volumes.filter((v) => uuids.includes(v.id));
+      const named = await Promise.all(params.VolumeId.map((id) => volumeNamed(ctx, id)));
+      return { volumeSet: itemSet(named.filter(matches).map(presentVolume)) };
     }
-    const filtered = applyFilters(volumes, params.Filter, VOLUME_FILTERS, tagsOf);
-    const { page, nextToken } = paginate(
-      filtered,
-      (v) => `${isoTime(v.created) ?? ''}/${v.id}`,
-      params.MaxResults,
-      params.NextToken,
-    );
+    // The filters listVolumes applies itself narrow what is read; a page at a time of its pages.
+    const f = params.Filter;
+    const instance = exactValue(f, 'attachment.instance-id');
+    const zone = exactValue(f, 'availability-zone');
+    const cs: CsParams = { tags: tagParams(f) };
+    if (instance !== undefined) {
+      if (!/^i-[0-9a-f]{32}$/.test(instance)) return { volumeSet: '' };
+      cs.virtualmachineid = toUuid('instance', instance);
+    }
+    if (zone !== undefined) {
+      const found = (await listZones(ctx)).find((z) => z.zoneName === zone);
+      if (!found) return { volumeSet: '' };
+      cs.zoneid = found.zoneId;
+    }
+    const { page, nextToken } =
+      params.MaxResults === undefined && params.NextToken === undefined
+        ? {
+            page: (await listAll<Volume>(ctx, 'listVolumes', 'volume', cs)).filter(matches),
+            nextToken: undefined,
+          }
+        : await listPage<Volume>(
+            ctx,
+            { name: 'listVolumes', objectName: 'volume', table: 'volumes' },
+            cs,
+            matches,
+            Math.min(params.MaxResults ?? 500, 500),
+            params.NextToken,
+          );
     return { volumeSet: itemSet(page.map(presentVolume)), nextToken };
   },
 });
@@ -376,12 +407,25 @@ export const describeSnapshots = defineAction({
     NextToken: e.string({ description: 'Where the previous answer stopped.' }),
   },
   async handler(ctx, params) {
-    let snaps = await listAll<Snapshot>(ctx, 'listSnapshots', 'snapshot');
-    if (params.SnapshotId) {
-      const uuids = params.SnapshotId.map((id) => toUuid('snapshot', id));
-      for (const [i, uuid] of uuids.entries())
-        if (!snaps.some((s) => s.id === uuid)) throw notFound('snapshot', params.SnapshotId[i]);
-      snaps = snaps.filter((s) => uuids.includes(s.id));
+    // listSnapshots answers newest first: it narrows by the filters it applies itself
+    // (snapshot-id, volume-id, tag:Key), the page is cut here.
+    const f = params.Filter;
+    const volume = exactValue(f, 'volume-id');
+    const ids = exactValues(f, 'snapshot-id')?.filter((id) => /^snap-[0-9a-f]{32}$/.test(id));
+    let snaps: Snapshot[];
+    if (params.SnapshotId) snaps = await Promise.all(params.SnapshotId.map((id) => snapshotNamed(ctx, id)));
+    else if (ids?.length === 0 || (volume !== undefined && !/^vol-[0-9a-f]{32}$/.test(volume))) snaps = [];
+    else {
+      const cs: CsParams = {
+        tags: tagParams(f),
+        volumeid: volume !== undefined ? toUuid('volume', volume) : undefined,
+        ids: ids?.map((id) => toUuid('snapshot', id)).join(','),
+      };
+      snaps = await listAll<Snapshot>(ctx, 'listSnapshots', 'snapshot', cs).catch(async (err) => {
+        // A snapshot-id value that names nothing: listSnapshots refuses it; filtered here instead.
+        if (!(cs.ids && err instanceof ApiError && err.errorcode === ErrorCode.PARAM_ERROR)) throw err;
+        return listAll<Snapshot>(ctx, 'listSnapshots', 'snapshot', { ...cs, ids: undefined });
+      });
     }
     if (params.Owner) {
       const owners = params.Owner.map((o) => (o === 'self' ? ctx.caller.account.name : o));
