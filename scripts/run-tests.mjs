@@ -28,8 +28,11 @@ if (dbMode) env.NIMBOSTACK_TEST_DBS = env.NIMBOSTACK_TEST_DBS ?? 'postgres,mysql
 
 // The real-VM and real-container suites share this machine's bridges, namespaces and router names
 // (every suite's server calls its first router r-1-VM): one file at a time, whatever the cores.
+// The storage suites run real VMs too (and rpcbind's socket is the machine's).
 const serial =
-  env.NIMBOSTACK_TEST_KVM === '1' || env.NIMBOSTACK_TEST_LXC === '1' ? ['--test-concurrency=1'] : [];
+  env.NIMBOSTACK_TEST_KVM === '1' || env.NIMBOSTACK_TEST_LXC === '1' || env.NIMBOSTACK_TEST_STORAGE === '1'
+    ? ['--test-concurrency=1']
+    : [];
 const r = spawnSync(
   process.execPath,
   ['--import', 'tsx', '--test', ...serial, '--test-reporter=spec', ...files],
