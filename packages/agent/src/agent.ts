@@ -138,7 +138,7 @@ const HANDLERS: { [K in AgentKind]: Handler<K> } = {
   getConsoleOutput: async (h, p) => ({
     output: (await h.hypervisor.consoleOutput(p.name, p.maxBytes)).toString('base64'),
   }),
-  setHeartbeat: async (h, p, agent) => agent.heartbeats.set(h, p),
+  setHeartbeat: (h, p, agent) => agent.heartbeats.set(h, p),
   checkHost: (h, p) => checkHost(h, p),
   configureSimulator: async (h, p) => {
     if (!h.configure) throw new DriverError('configureSimulator applies to simulator hosts only');

@@ -9,7 +9,8 @@
  * management server but alive keeps writing it, and so is never taken for dead.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { CommandResult, ParsedPayload, StorageLocation } from '@nimbostack/protocol';
@@ -34,21 +35,34 @@ const onDisk = (pool: StorageLocation) => pool.type !== 'Simulator';
 
 export class Heartbeats {
   private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** Host and pool pairs whose last write failed: warned about once, until a write works again. */
+  private readonly failing = new Set<string>();
+  /** Hosts whose previous beat is still being written (a hung NFS server): the next one waits. */
+  private readonly writing = new Set<string>();
 
   constructor(private readonly warn: (fields: object, msg: string) => void) {}
 
   /** Starts, changes or (with no pools) stops the heartbeat of one host. */
-  set(host: HostDriver, p: ParsedPayload<'setHeartbeat'>): CommandResult<'setHeartbeat'> {
+  async set(host: HostDriver, p: ParsedPayload<'setHeartbeat'>): Promise<CommandResult<'setHeartbeat'>> {
     const key = host.name.toLowerCase();
     clearInterval(this.timers.get(key));
     this.timers.delete(key);
     const pools = p.pools.filter(onDisk);
     if (pools.length === 0) return { written: [] };
-    const beat = () => this.write(host, p.hostId, pools);
-    const timer = setInterval(() => beat(), p.intervalMs);
+    // Writes are asynchronous: storage that hangs must not stop the agent's pings and commands.
+    const beat = async (): Promise<string[]> => {
+      if (this.writing.has(key)) return [];
+      this.writing.add(key);
+      try {
+        return await this.write(host, p.hostId, pools);
+      } finally {
+        this.writing.delete(key);
+      }
+    };
+    const timer = setInterval(() => void beat(), p.intervalMs);
     timer.unref();
     this.timers.set(key, timer);
-    return { written: beat() };
+    return { written: await beat() };
   }
 
   stopAll(): void {
@@ -57,7 +71,7 @@ export class Heartbeats {
   }
 
   /** One beat: a record per pool, written aside and renamed so a reader never sees half of it. */
-  private write(host: HostDriver, hostId: string, pools: StorageLocation[]): string[] {
+  private async write(host: HostDriver, hostId: string, pools: StorageLocation[]): Promise<string[]> {
     const record: HeartbeatRecord = {
       host: hostId,
       name: host.name,
@@ -71,17 +85,24 @@ export class Heartbeats {
     for (const pool of pools) {
       const path = recordPath(pool, hostId);
       const tmp = `${path}.${process.pid}.tmp`;
+      const key = `${host.name}|${pool.uuid}`;
       try {
-        mkdirSync(join(pool.path, HEARTBEAT_DIR), { recursive: true });
-        writeFileSync(tmp, JSON.stringify(record));
-        renameSync(tmp, path);
+        // The pool's own directory must be there (mounted): a missing one is never created.
+        if (!existsSync(pool.path)) throw new Error(`${pool.path} is not there (pool not mounted?)`);
+        await mkdir(join(pool.path, HEARTBEAT_DIR), { recursive: true });
+        await writeFile(tmp, JSON.stringify(record));
+        await rename(tmp, path);
         written.push(pool.uuid);
+        this.failing.delete(key);
       } catch (err) {
-        rmSync(tmp, { force: true });
-        this.warn(
-          { host: host.name, pool: pool.uuid, err: (err as Error).message },
-          'heartbeat write failed',
-        );
+        await rm(tmp, { force: true });
+        // Simulated hosts name pools this machine need not have (a made-up NFS export): no noise.
+        if (!this.failing.has(key) && host.hypervisor.resources().hypervisor !== 'Simulator')
+          this.warn(
+            { host: host.name, pool: pool.uuid, err: (err as Error).message },
+            'heartbeat write failed',
+          );
+        this.failing.add(key);
       }
     }
     return written;
@@ -89,21 +110,23 @@ export class Heartbeats {
 }
 
 /** Reads another host's heartbeat on each pool: its age by this host's clock and its VMs. */
-function readHeartbeats(p: ParsedPayload<'checkHost'>): CommandResult<'checkHost'>['heartbeats'] {
+function readHeartbeats(p: ParsedPayload<'checkHost'>): Promise<CommandResult<'checkHost'>['heartbeats']> {
   const now = Date.now();
-  return p.pools.filter(onDisk).map((pool) => {
-    try {
-      const r = JSON.parse(readFileSync(recordPath(pool, p.hostId), 'utf8')) as HeartbeatRecord;
-      if (typeof r.time !== 'number') throw new Error('no time');
-      return {
-        pool: pool.uuid,
-        ageMs: Math.max(0, Math.round(now - r.time)),
-        vms: Array.isArray(r.vms) ? r.vms.map(String) : [],
-      };
-    } catch {
-      return { pool: pool.uuid, ageMs: null, vms: [] };
-    }
-  });
+  return Promise.all(
+    p.pools.filter(onDisk).map(async (pool) => {
+      try {
+        const r = JSON.parse(await readFile(recordPath(pool, p.hostId), 'utf8')) as HeartbeatRecord;
+        if (typeof r.time !== 'number') throw new Error('no time');
+        return {
+          pool: pool.uuid,
+          ageMs: Math.max(0, Math.round(now - r.time)),
+          vms: Array.isArray(r.vms) ? r.vms.map(String) : [],
+        };
+      } catch {
+        return { pool: pool.uuid, ageMs: null, vms: [] };
+      }
+    }),
+  );
 }
 
 /** This machine's own addresses: from here, reaching one of them says nothing about another host. */
@@ -133,5 +156,5 @@ export async function checkHost(
   const reachable =
     kind === 'Simulator' || !p.address || ownAddress(p.address) ? null : await ping(p.address);
   const inUse = kind === 'KVM' ? await disksInUse(p.disks.map((d) => d.path)) : null;
-  return { reachable, heartbeats: readHeartbeats(p), disksInUse: inUse };
+  return { reachable, heartbeats: await readHeartbeats(p), disksInUse: inUse };
 }

@@ -24,7 +24,7 @@ describe('storage heartbeat', () => {
     await a!.startVm({ name: 'i-1', uuid: 'u1', cpus: 1, cpuMhz: 100, memoryBytes: 1, disks: [], nics: [] });
     const beats = new Heartbeats(() => undefined);
     const sim = { uuid: 'pool-sim', type: 'Simulator' as const, path: '/sim/pool' };
-    const r = beats.set(a!, { hostId: 'host-a-uuid', intervalMs: 100, pools: [pool, sim] });
+    const r = await beats.set(a!, { hostId: 'host-a-uuid', intervalMs: 100, pools: [pool, sim] });
     assert.deepEqual(r.written, ['pool-1'], 'simulator pools hold no files');
     assert.deepEqual(readdirSync(join(dir, HEARTBEAT_DIR)), ['host-a-uuid.json']);
     await sleep(250);
@@ -50,8 +50,8 @@ describe('storage heartbeat', () => {
   test('an empty pool list stops the heartbeat', async () => {
     const [a] = new SimulatorFleet().addHosts('hb-stop', 1);
     const beats = new Heartbeats(() => undefined);
-    beats.set(a!, { hostId: 'host-s', intervalMs: 50, pools: [pool] });
-    assert.deepEqual(beats.set(a!, { hostId: 'host-s', intervalMs: 50, pools: [] }).written, []);
+    await beats.set(a!, { hostId: 'host-s', intervalMs: 50, pools: [pool] });
+    assert.deepEqual((await beats.set(a!, { hostId: 'host-s', intervalMs: 50, pools: [] })).written, []);
     const before = (await checkHost(a!, { hostId: 'host-s', pools: [pool], disks: [] })).heartbeats[0]!;
     await sleep(200);
     const afterwards = (await checkHost(a!, { hostId: 'host-s', pools: [pool], disks: [] })).heartbeats[0]!;
