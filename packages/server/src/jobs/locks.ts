@@ -151,8 +151,9 @@ export async function withClusterLock<T>(app: App, names: string[], run: () => P
 }
 
 /**
- * Deletes the rows of jobs that have ended (a release lost to a database error) and stale leases.
- * Run at every heartbeat, after dead servers have been taken over.
+ * Deletes this server's rows of jobs that have ended (a release lost to a database error) and
+ * stale leases. Run at every heartbeat, after dead servers have been taken over. (A dead server's
+ * ended jobs are not swept: their rows go once what they held is settled.)
  */
 export async function sweepLocks(app: App): Promise<number> {
   const r = await app.store.db
@@ -160,7 +161,10 @@ export async function sweepLocks(app: App): Promise<number> {
     .where((eb) =>
       eb.or([
         staleLeases(app)(eb),
-        eb('job_id', 'in', eb.selectFrom('async_jobs').select('id').where('status', '!=', 0)),
+        eb.and([
+          eb('ms_id', '=', app.server.id),
+          eb('job_id', 'in', eb.selectFrom('async_jobs').select('id').where('status', '!=', 0)),
+        ]),
       ]),
     )
     .executeTakeFirst();
