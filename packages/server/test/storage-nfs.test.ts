@@ -8,8 +8,10 @@
  * that tagged offerings land on it; a VM boots from a ROOT disk on the
  * export (a linked clone of the template copied into the pool); a data volume on the export is
  * hot-plugged, written and read back by the guest, and its bytes are read back on the host
- * through NFS; a snapshot of the running ROOT disk; then everything deleted, the pool removed,
- * and no file left in the export; the servers stopped.
+ * through NFS, and grown live; a snapshot of the running ROOT disk, reverted with the VM stopped
+ * (still a linked clone, and it boots again); migrateVolume of the data disk to the zone's
+ * directory pool and back; then everything deleted, the pool removed, and no file left in the
+ * export; the servers stopped.
  * Needs root, QEMU with qemu-block-extra, nfs-ganesha(-vfs), rpcbind and the test template.
  */
 import assert from 'node:assert/strict';
@@ -41,6 +43,8 @@ let root = '';
 
 const figure = (name: string, ms: number) =>
   process.stdout.write(`# figure ${name}: ${(ms / 1000).toFixed(2)} s\n`);
+
+const nfsUrl = (name: string) => `nfs://${nfs!.address}${nfs!.exportPath}/${name}`;
 
 function readConsole(instance: string): string {
   const path = join(root, 'agent', HOST, 'vms', instance, 'console.log');
@@ -238,26 +242,60 @@ describe('NFS primary storage with a real NFS server and a real VM', { skip: SKI
     assert.equal(attached.storageid, pool.id);
     // The bytes are on the NFS server: read through NFS on the host (not the export's directory).
     const raw = join(root, 'data.raw');
-    execFileSync('qemu-img', [
-      'convert',
-      '-U',
-      '-O',
-      'raw',
-      `nfs://${nfs!.address}${nfs!.exportPath}/${data.id}`,
-      raw,
-    ]);
+    execFileSync('qemu-img', ['convert', '-U', '-O', 'raw', nfsUrl(data.id), raw]);
     assert.equal(readFileSync(raw).subarray(0, marker.length).toString(), marker);
     rmSync(raw);
 
-    // A snapshot of the running ROOT disk (copied while the guest writes to an overlay).
+    // A live resize of the attached data disk on NFS (QMP block_resize on the nfs node).
+    const bigger = (
+      await admin.request<any>('createDiskOffering', {
+        name: 'nfs-2',
+        displaytext: '2 GB on NFS',
+        disksize: 2,
+        tags: 'nfs',
+      })
+    ).diskoffering.id;
+    const resized = (await admin.call<any>('resizeVolume', { id: data.id, diskofferingid: bigger })).volume;
+    assert.equal(resized.size, 2 * 2 ** 30);
+    const info = JSON.parse(
+      execFileSync('qemu-img', ['info', '-U', '--output=json', nfsUrl(data.id)], { encoding: 'utf8' }),
+    );
+    assert.equal(info['virtual-size'], 2 * 2 ** 30, 'the image on the export grew');
+
+    // A snapshot of the running ROOT disk (copied while the guest writes to an overlay), then,
+    // stopped, the disk reverted to it: still a linked clone of the pool's template, and it boots.
     t = Date.now();
     const snap = (await admin.call<any>('createSnapshot', { volumeid: rootVolume.id })).snapshot;
     figure('createSnapshot of the running ROOT disk on NFS', Date.now() - t);
     assert.equal(snap.state, 'BackedUp');
+    await admin.call('detachVolume', { id: data.id });
+    await admin.call('stopVirtualMachine', { id: vm.id });
+    t = Date.now();
+    await admin.call('revertSnapshot', { id: snap.id });
+    figure('revertSnapshot of the ROOT disk on NFS', Date.now() - t);
+    const rootInfo = JSON.parse(
+      execFileSync('qemu-img', ['info', '-U', '--output=json', nfsUrl(rootVolume.id)], { encoding: 'utf8' }),
+    );
+    assert.match(rootInfo['backing-filename'], /template-[0-9a-f-]+\.qcow2$/);
+    rmSync(join(root, 'agent', HOST, 'vms', instance, 'console.log'), { force: true });
+    await admin.call('startVirtualMachine', { id: vm.id });
+    await consoleLine(instance, /NIMBO: ready hostname=nfs-vm/);
     await admin.call('deleteSnapshot', { id: snap.id });
 
-    // Detach, delete, destroy: the pool's files go with their volumes.
-    await admin.call('detachVolume', { id: data.id });
+    // migrateVolume of the detached data disk to the zone's directory pool and back to NFS.
+    const dirPool = (
+      await admin.request<any>('listStoragePools', { zoneid, clusterid: local.clusterid })
+    ).storagepool.find((p: any) => p.type === 'Filesystem');
+    t = Date.now();
+    let moved = (await admin.call<any>('migrateVolume', { volumeid: data.id, storageid: dirPool.id })).volume;
+    figure('migrateVolume NFS → directory pool', Date.now() - t);
+    assert.equal(moved.storageid, dirPool.id);
+    assert.ok(!nfs!.files().includes(data.id), 'the source on the export is deleted');
+    moved = (await admin.call<any>('migrateVolume', { volumeid: data.id, storageid: pool.id })).volume;
+    assert.equal(moved.storageid, pool.id);
+    assert.ok(nfs!.files().includes(data.id), 'back on the export');
+
+    // Delete, destroy: the pool's files go with their volumes.
     await admin.request('deleteVolume', { id: data.id });
     assert.ok(!nfs!.files().includes(data.id), 'the data volume is deleted from the export');
     await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
