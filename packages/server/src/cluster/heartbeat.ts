@@ -41,7 +41,7 @@ type ClusterApp = Pick<App, 'store' | 'clock' | 'settings' | 'server'>;
 const TICK_MS = 1000;
 
 /** A duration that changes gently: for `graceMs` after a change, the safer of the old and the new. */
-class Eased {
+export class Eased {
   private applied?: number;
   private previous = 0;
   private since = 0;
@@ -49,7 +49,10 @@ class Eased {
   constructor(private readonly safer: (a: number, b: number) => number) {}
 
   value(wanted: number, graceMs: number, now: number): number {
-    if (this.applied === undefined) this.applied = wanted;
+    if (this.applied === undefined) {
+      this.applied = wanted;
+      this.since = Number.NEGATIVE_INFINITY;
+    }
     if (wanted !== this.applied) {
       this.previous = this.value(this.applied, graceMs, now);
       this.applied = wanted;
