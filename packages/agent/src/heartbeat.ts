@@ -39,6 +39,8 @@ export class Heartbeats {
   private readonly failing = new Set<string>();
   /** Hosts whose previous beat is still being written (a hung NFS server): the next one waits. */
   private readonly writing = new Set<string>();
+  /** When each host last wrote to at least one pool; hosts that never did are not fenced. */
+  private readonly lastWritten = new Map<string, number>();
 
   constructor(private readonly warn: (fields: object, msg: string) => void) {}
 
@@ -51,10 +53,15 @@ export class Heartbeats {
     if (pools.length === 0) return { written: [] };
     // Writes are asynchronous: storage that hangs must not stop the agent's pings and commands.
     const beat = async (): Promise<string[]> => {
+      const last = this.lastWritten.get(key);
+      if (p.fenceAfterMs && last !== undefined && Date.now() - last > p.fenceAfterMs)
+        await this.selfFence(host, Date.now() - last);
       if (this.writing.has(key)) return [];
       this.writing.add(key);
       try {
-        return await this.write(host, p.hostId, pools);
+        const written = await this.write(host, p.hostId, pools);
+        if (written.length > 0) this.lastWritten.set(key, Date.now());
+        return written;
       } finally {
         this.writing.delete(key);
       }
@@ -63,6 +70,29 @@ export class Heartbeats {
     timer.unref();
     this.timers.set(key, timer);
     return { written: await beat() };
+  }
+
+  /**
+   * Upstream's KVM host reboots itself when it cannot write its heartbeat; this host stops its
+   * VMs (by force) instead: its neighbours find its heartbeat stopped and start them elsewhere,
+   * and two hypervisor processes must never run one disk.
+   */
+  private async selfFence(host: HostDriver, silentMs: number): Promise<void> {
+    const running = host.hypervisor.reportStates().filter((v) => v.state !== 'PowerOff');
+    if (running.length === 0) return;
+    this.warn(
+      { host: host.name, silentMs, vms: running.map((v) => v.name) },
+      "storage heartbeat lost: stopping this host's VMs (self-fencing)",
+    );
+    for (const vm of running)
+      await host.hypervisor
+        .stopVm(vm.name, true)
+        .catch((err) =>
+          this.warn(
+            { host: host.name, vm: vm.name, err: (err as Error).message },
+            'self-fencing stop failed',
+          ),
+        );
   }
 
   stopAll(): void {

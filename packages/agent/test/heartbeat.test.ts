@@ -58,6 +58,23 @@ describe('storage heartbeat', () => {
     assert.ok(afterwards.ageMs! >= before.ageMs! + 150);
   });
 
+  test('a host that can no longer write to any pool stops its VMs itself after fenceAfterMs', async () => {
+    const own = mkdtempSync(join(dir, 'fence-'));
+    const [a] = new SimulatorFleet().addHosts('hb-fence', 1);
+    await a!.startVm({ name: 'i-f', uuid: 'uf', cpus: 1, cpuMhz: 100, memoryBytes: 1, disks: [], nics: [] });
+    const warned: string[] = [];
+    const beats = new Heartbeats((_f, msg) => warned.push(msg));
+    const lost = { uuid: 'pool-f', type: 'Filesystem' as const, path: own };
+    await beats.set(a!, { hostId: 'host-f', intervalMs: 50, fenceAfterMs: 200, pools: [lost] });
+    await sleep(300);
+    assert.deepEqual(a!.reportStates(), [{ name: 'i-f', state: 'PowerOn' }], 'writing: nothing happens');
+    rmSync(own, { recursive: true, force: true });
+    await sleep(500);
+    beats.stopAll();
+    assert.deepEqual(a!.reportStates(), [], 'stopped once the heartbeat could not be written');
+    assert.ok(warned.some((m) => m.includes('self-fencing')));
+  });
+
   test('disksInUse sees an image held by a process with QEMU’s lock', {
     skip: !existsSync('/usr/bin/qemu-io'),
   }, async () => {

@@ -556,12 +556,15 @@ export const COMMANDS = {
    * Keeps the host's storage heartbeat (VM high availability): every `intervalMs` the agent
    * writes a small record (its time and running VMs) for host `hostId` to each listed shared
    * pool, until told otherwise; an empty list stops it. Answers the pools the first write reached.
+   * With `fenceAfterMs`, a host that wrote once and then could write to none of its pools for
+   * that long stops its VMs itself: its neighbours will soon take it for dead and start them.
    */
   setHeartbeat: {
     payload: z.object({
       hostId: z.string().min(1).max(64),
       intervalMs: z.number().int().min(100),
       pools: z.array(StorageLocation),
+      fenceAfterMs: z.number().int().positive().optional(),
     }),
     result: z.object({ written: z.array(z.string()) }),
   },

@@ -126,6 +126,8 @@ async function configureHeartbeats(app: App): Promise<void> {
   for (const id of [...s.told.keys()]) if (!connected.has(id)) s.told.delete(id);
   if (ids.length === 0) return;
   const intervalMs = app.settings.get(HA_HEARTBEAT_INTERVAL) * 1000;
+  // A host that lost its storage stops its own VMs well before its neighbours take it for dead.
+  const fenceAfterMs = Math.max(intervalMs, app.settings.get(HA_HEARTBEAT_TIMEOUT) * 1000 - 2 * intervalMs);
   for (let i = 0; i < ids.length; i += 500) {
     const hosts = await app.store.db
       .selectFrom('hosts')
@@ -138,14 +140,16 @@ async function configureHeartbeats(app: App): Promise<void> {
       const conn = app.agents.connectionOf(h.id);
       if (!conn) continue;
       const mine = poolsOf(pools, h);
-      const key = `${intervalMs}|${mine.map((p) => `${p.uuid}:${p.path}`).join(',')}`;
+      const key = `${intervalMs}|${fenceAfterMs}|${mine.map((p) => `${p.uuid}:${p.path}`).join(',')}`;
       const told = s.told.get(h.id);
       if (told?.conn === conn && told.key === key) continue;
       s.told.set(h.id, { conn, key });
-      app.agents.call(h.id, 'setHeartbeat', { hostId: h.uuid, intervalMs, pools: mine }).catch((err) => {
-        s.told.delete(h.id);
-        app.log.warn({ host: h.uuid, err: (err as Error).message }, 'could not set the host heartbeat');
-      });
+      app.agents
+        .call(h.id, 'setHeartbeat', { hostId: h.uuid, intervalMs, fenceAfterMs, pools: mine })
+        .catch((err) => {
+          s.told.delete(h.id);
+          app.log.warn({ host: h.uuid, err: (err as Error).message }, 'could not set the host heartbeat');
+        });
     }
   }
 }
