@@ -82,6 +82,12 @@ export interface AgentOptions {
   /** First reconnect delay; doubles up to maxBackoffMs. */
   initialBackoffMs?: number;
   maxBackoffMs?: number;
+  /**
+   * How long the server may stay silent (no frame, no answer to the WebSocket pings sent every
+   * third of it) before the agent drops the connection and moves to the next server: a server
+   * that hangs or is cut off without closing the socket. Default 15 s.
+   */
+  livenessMs?: number;
   /** TLS options for wss:// (e.g. a private CA). */
   tls?: Pick<ConnectionOptions, 'ca' | 'rejectUnauthorized' | 'checkServerIdentity' | 'servername'>;
 }
@@ -155,6 +161,7 @@ export class Agent {
   private attempt = 0;
   private reconnectTimer?: NodeJS.Timeout;
   private pingTimer?: NodeJS.Timeout;
+  private livenessTimer?: NodeJS.Timeout;
   private pingIntervalMs = 0;
   private lastHeard = 0;
   private stopped = false;
@@ -207,6 +214,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.reconnectTimer);
+    clearInterval(this.livenessTimer);
     this.heartbeats.stopAll();
     for (const t of this.tunnels.values())
       t.then((ws) => ws.close(1001, 'agent stopping')).catch(() => undefined);
@@ -274,6 +282,7 @@ export class Agent {
         'connected to management server',
       );
       this.connectedOnce = true;
+      this.watchLiveness(ws);
       for (const host of this.hosts.values()) this.sendStartup(host);
     });
     ws.on('message', (data, isBinary) => {
@@ -288,6 +297,7 @@ export class Agent {
       if (this.ws !== ws) return;
       this.ready.clear();
       this.stopPinging();
+      clearInterval(this.livenessTimer);
       this.connectedTo = undefined;
       if (this.stopped) return;
       // The next server of the list is tried first: the one just lost is likely down.
@@ -447,22 +457,39 @@ export class Agent {
     this.pingTimer = undefined;
   }
 
+  /**
+   * A server that hangs or vanished without closing the socket (a partition) never answers our
+   * WebSocket pings: past livenessMs of silence the connection is dropped and the next server
+   * tried, rather than waiting for TCP to give up.
+   */
+  private watchLiveness(ws: WebSocket): void {
+    const liveness = this.options.livenessMs ?? 15_000;
+    clearInterval(this.livenessTimer);
+    this.livenessTimer = setInterval(
+      () => {
+        if (ws.readyState !== WebSocket.OPEN) return;
+        if (Date.now() - this.lastHeard > liveness) {
+          this.log.warn(
+            { server: this.connectedTo, silentMs: Date.now() - this.lastHeard },
+            'management server stopped responding',
+          );
+          ws.terminate();
+          return;
+        }
+        ws.ping();
+      },
+      Math.max(200, Math.floor(liveness / 3)),
+    );
+  }
+
   private ping(): void {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return;
-    // A server that vanished without closing the socket (a network partition) never answers our
-    // WebSocket pings; drop the connection and reconnect rather than wait forever.
-    if (Date.now() - this.lastHeard > 3 * this.pingIntervalMs + 5000) {
-      this.log.warn({}, 'management server stopped responding');
-      ws.terminate();
-      return;
-    }
     const hosts = [...this.ready.keys()].map((name) => ({
       host: name,
       vms: this.hosts.get(name)!.hypervisor.reportStates(),
     }));
     if (hosts.length > 0) this.send({ type: 'ping', hosts });
-    ws.ping();
   }
 }
 

@@ -71,6 +71,11 @@ const OPTIONS = {
     env: 'NIMBOSTACK_AGENT_MAX_BACKOFF_MS',
     help: 'longest reconnect delay, ms',
   },
+  liveness: {
+    type: 'string',
+    env: 'NIMBOSTACK_AGENT_LIVENESS_MS',
+    help: 'silence of the server (no frame, no pong) after which the next server is tried, ms (default 15000)',
+  },
   ca: { type: 'string', env: 'NIMBOSTACK_AGENT_CA', help: 'PEM file of a private CA for wss://' },
   help: { type: 'boolean', env: '', help: 'show this help' },
 } as const;
@@ -183,6 +188,7 @@ const agent = new Agent({
   hosts:
     hypervisor === 'kvm' ? [await kvmHost()] : hypervisor === 'lxc' ? [await lxcHost()] : simulatorHosts(),
   maxBackoffMs: positive(opt('max-backoff'), 'max-backoff', 30_000),
+  livenessMs: Math.max(1000, positive(opt('liveness'), 'liveness', 15_000)),
   tls: ca ? { ca: readFileSync(ca) } : undefined,
 });
 consoleLogger.info(

@@ -8,7 +8,8 @@ import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type WebSocket, WebSocketServer } from 'ws';
-import { orderServers } from '../src/agent.ts';
+import { Agent, orderServers } from '../src/agent.ts';
+import { SimulatorFleet } from '../src/drivers/simulator.ts';
 
 const REPO = resolve(import.meta.dirname, '../../..');
 const MAIN = join(REPO, 'packages/agent/src/main.ts');
@@ -22,8 +23,11 @@ class FakeServer {
   private waiters: { match: (m: any) => boolean; resolve: (m: any) => void }[] = [];
   private n = 0;
 
+  /** `autoPong` false: a server that hangs (answers no WebSocket ping). */
+  constructor(private readonly autoPong = true) {}
+
   async listen(port = 0): Promise<number> {
-    this.wss = new WebSocketServer({ host: '127.0.0.1', port });
+    this.wss = new WebSocketServer({ host: '127.0.0.1', port, autoPong: this.autoPong });
     await new Promise((r) => this.wss.once('listening', r));
     this.wss.on('connection', (ws, req) => {
       if (req.url?.startsWith('/tunnel/')) {
@@ -332,6 +336,34 @@ describe('several management servers', () => {
     } finally {
       child.kill('SIGKILL');
       await Promise.all([s2.close(), s3.close()]);
+    }
+  });
+
+  test('leaves a server that hangs (no frame, no pong) after livenessMs for the next one', async () => {
+    const hung = new FakeServer(false);
+    const good = new FakeServer();
+    const [ph, pg] = [await hung.listen(), await good.listen()];
+    const presented = hung.next((m) => m.type === 'startup');
+    const onGood = good.next((m) => m.type === 'startup' && m.host === 'lv', 5000);
+    const agent = new Agent({
+      server: [`ws://127.0.0.1:${ph}`, `ws://127.0.0.1:${pg}`],
+      token: 'agent-test-token',
+      hosts: new SimulatorFleet().addHosts('lv', 1),
+      livenessMs: 900,
+      initialBackoffMs: 100,
+      log: { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined },
+    });
+    agent.start();
+    try {
+      await presented;
+      const since = Date.now();
+      await onGood;
+      const took = Date.now() - since;
+      assert.ok(took >= 800 && took < 3000, `moved on after ${took} ms of silence`);
+      assert.equal(agent.server, `ws://127.0.0.1:${pg}`);
+    } finally {
+      await agent.stop();
+      await Promise.all([hung.close(), good.close()]);
     }
   });
 
