@@ -6,7 +6,8 @@
  * a running QEMU. The answers are facts; the server decides (packages/server/src/ha/).
  *
  * The heartbeat lives in the agent process, not in its connection: a host cut off from the
- * management server but alive keeps writing it, and so is never taken for dead.
+ * management server but alive keeps writing it, and so is never taken for dead. A host that can
+ * no longer write it stops its own VMs (self-fencing) before its neighbours take it for dead.
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';

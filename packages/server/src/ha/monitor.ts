@@ -4,7 +4,8 @@
  * dead or fenced, so no disk is ever run by two hypervisor processes at once.
  *
  * - Every host connected here writes a heartbeat to each shared primary storage pool of its
- *   cluster or zone (setHeartbeat; agent/src/heartbeat.ts).
+ *   cluster or zone (setHeartbeat; agent/src/heartbeat.ts); one that can no longer write it stops
+ *   its own VMs after ha.heartbeat.timeout minus two intervals (self-fencing).
  * - When a host leaves Up (its agent disconnected or stopped pinging), the server holding it asks
  *   the other Up hosts of its cluster (checkHost): how old the host's heartbeat is on each pool,
  *   whether they reach its address, whether a running QEMU still holds its VMs' disks. Again every
