@@ -6,7 +6,7 @@
 
 import type { VmSpec } from '@nimbostack/protocol';
 import type { CallContext } from '../context.ts';
-import type { Tx } from '../db/connection.ts';
+import { inTransaction, type Tx } from '../db/connection.ts';
 import type { VmRow, VolumeRow } from '../db/schema.ts';
 import { ApiError, ErrorCode, invalidParameter, toApiError } from '../errors.ts';
 import { recordEvent } from '../events/events.ts';
@@ -407,9 +407,12 @@ export async function destroyVm(ctx: CallContext, vm: VmRow, expunge: boolean): 
   let current = vm;
   if (['Running', 'Starting', 'Stopping'].includes(current.state)) current = await stopVm(ctx, current, true);
   if (current.state !== 'Destroyed') {
-    current = await ctx.app.store.db.transaction().execute(async (tx) => {
-      const next = await transition(ctx, tx, current, 'destroy');
-      await count(ctx, tx, current, -1);
+    // Concurrent destroys of one account's VMs update the same count rows: on MariaDB that can
+    // deadlock (the HA suite's load found it), so the transaction is run again.
+    const stopped = current;
+    current = await inTransaction(ctx.app.store, async (tx) => {
+      const next = await transition(ctx, tx, stopped, 'destroy');
+      await count(ctx, tx, stopped, -1);
       return next;
     });
   }
@@ -440,7 +443,7 @@ export async function expungeVm(ctx: CallContext, vm: VmRow): Promise<void> {
   await deleteVmSnapshotsOf(ctx, vm.id);
   const volumes = await volumesOf(ctx, vm.id);
   for (const v of volumes.filter((x) => x.type === 'ROOT')) await deleteOnPool(ctx, v);
-  const ruleNetworks = await app.store.db.transaction().execute(async (tx) => {
+  const ruleNetworks = await inTransaction(app.store, async (tx) => {
     for (const v of volumes) {
       if (v.type === 'ROOT') await removeVolumeRecord(ctx, tx, v);
       else
