@@ -339,6 +339,28 @@ for (const db of dbs) {
       assert.match(reason, /unsigned/);
     });
 
+    test('a peer that cannot be reached is a 534 naming it, as a host not connected here', async () => {
+      const hostid = (await a.admin.request<any>('listHosts', { name: HOST })).host[0].id;
+      const [{ peer_url }] = await sql<{ peer_url: string }>(
+        "select peer_url from management_servers where name = 'ms-b' and state = 'Up'",
+      );
+      const closed = `http://127.0.0.1:${await freePort()}`;
+      await sql("update management_servers set peer_url = ? where name = 'ms-b' and state = 'Up'", [closed]);
+      try {
+        await assert.rejects(
+          a.admin.request('configureSimulator', { name: 'stopVm', value: 'result:success', hostid }),
+          (err: any) =>
+            err.errorcode === 534 &&
+            err.cserrorcode === 4285 &&
+            /connected to management server ms-b, which could not be reached/.test(err.message),
+        );
+      } finally {
+        await sql("update management_servers set peer_url = ? where name = 'ms-b' and state = 'Up'", [
+          peer_url,
+        ]);
+      }
+    });
+
     test("the servers hand the agent the 'host' list in indirect.agent.lb.algorithm's order", async () => {
       await a.admin.request('updateConfiguration', {
         name: 'host',

@@ -321,7 +321,7 @@ export class ConsoleProxy {
     relay.on('error', (err) => app.log.debug({ err: err.message }, 'console tunnel socket error'));
   }
 
-  /** Why the VM's host cannot be reached from here: it is down, or its agent uses another server. */
+  /** Why the VM's host cannot be reached: it is down, or the server that held its agent is gone. */
   private async hostAway(hostId: number): Promise<string> {
     const host = await this.app.store.db
       .selectFrom('hosts')
@@ -329,7 +329,7 @@ export class ConsoleProxy {
       .where('id', '=', hostId)
       .executeTakeFirst();
     if (host?.state === 'Up' && host.ms_id !== null && host.ms_id !== this.app.server.id)
-      return `host ${host.name} is connected to another management server; open the console there`;
+      return `host ${host.name} was connected to a management server that is no longer running; its agent has not reconnected yet`;
     return `host ${host?.name ?? hostId} is ${host?.state ?? 'gone'}: its agent is not connected`;
   }
 
