@@ -144,8 +144,10 @@ export async function markSilentServersDown(app: ClusterApp): Promise<string[]> 
 
 /**
  * Beats every cluster.heartbeat.interval ms (looked up at every tick), then runs `afterBeat` (peer
- * checks, orphaned work). Calls `onFenced` once if the beat finds this server declared Down.
- * Returns a function that stops the beats.
+ * checks, orphaned work) unless the previous one is still running: slow work after a beat (a
+ * takeover, a recovery) never delays the next beat, or peers would take a busy server for a dead
+ * one. Calls `onFenced` once if a beat finds this server declared Down. Returns a function that
+ * stops the beats.
  */
 export function startHeartbeat(
   app: ClusterApp & Pick<App, 'log'>,
@@ -154,6 +156,7 @@ export function startHeartbeat(
 ): () => void {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
+  let working = false;
   let last = Date.now();
   const beat = async () => {
     last = Date.now();
@@ -178,7 +181,13 @@ export function startHeartbeat(
       );
       return;
     }
-    await afterBeat();
+    if (working) return;
+    working = true;
+    afterBeat()
+      .catch((err) => app.log.error({ err }, 'work after the heartbeat failed'))
+      .finally(() => {
+        working = false;
+      });
   };
   const schedule = () => {
     if (stopped) return;
