@@ -52,6 +52,16 @@ export function driverContract(name: string, makeHost: () => Promise<HostDriver>
       await assert.rejects(h.hypervisor.openConsole(vm.name), DriverError);
     });
 
+    test('console output: empty for a VM never run here, at most maxBytes, kept after the VM stops', async () => {
+      const h = await makeHost();
+      assert.equal((await h.hypervisor.consoleOutput('i-2-99-VM', 1024)).length, 0);
+      await h.hypervisor.startVm(vm);
+      await h.hypervisor.stopVm(vm.name, true);
+      const out = await h.hypervisor.consoleOutput(vm.name, 16);
+      assert.ok(Buffer.isBuffer(out) && out.length <= 16);
+      assert.deepEqual(await h.hypervisor.consoleOutput(vm.name, 16), out, 'reading changes nothing');
+    });
+
     test('volumes: create is idempotent, shrinking needs consent, delete twice succeeds', async () => {
       const h = await makeHost();
       const a = await h.storage.createVolume({ volumeUuid: 'vol-1', sizeBytes: 1024 ** 2, pool });

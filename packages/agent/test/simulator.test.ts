@@ -20,6 +20,23 @@ describe('simulator', () => {
     assert.deepEqual(b.reportStates(), [{ name: 'v1', state: 'PowerOn' }]);
   });
 
+  test('console output: a line per power event, following the VM when it migrates; the tail only', async () => {
+    const [a, b] = new SimulatorFleet().addHosts('c', 2);
+    await a.startVm({ ...spec, cpus: 2, memoryBytes: 512 * 1024 ** 2 });
+    await a.rebootVm('v1');
+    await b.prepareMigration(spec);
+    await a.migrateVm('v1', { host: 'c-2' });
+    await b.stopVm('v1');
+    const onA = (await a.consoleOutput('v1', 65536)).toString();
+    assert.match(
+      onA,
+      /c-1: simulated VM v1 powered on \(2 vCPU, 512 MiB, 0 disk\(s\), 0 NIC\(s\)\)\n.*c-1: simulated VM v1 rebooted\n$/s,
+    );
+    const onB = (await b.consoleOutput('v1', 65536)).toString();
+    assert.match(onB, /c-2: simulated VM v1 migrated in from c-1\n.*c-2: simulated VM v1 powered off\n$/s);
+    assert.equal((await b.consoleOutput('v1', 10)).toString(), 'owered off\n'.slice(-10));
+  });
+
   test('faults count down per host and latency applies to every command', async () => {
     const fleet = new SimulatorFleet({ ...SIMULATOR_DEFAULTS, latencyMs: 20 });
     const [h] = fleet.addHosts('f', 1);

@@ -27,6 +27,8 @@ import { renderError, renderResponse } from './xml.ts';
 
 const XML = 'text/xml;charset=UTF-8';
 
+const throttles = new WeakMap<App, Throttle>();
+
 /** Serves the endpoint at `paths` of `fastify`: /awsapi on the API's port, also / on its own port. */
 export function registerEc2Routes(
   fastify: FastifyInstance,
@@ -34,8 +36,10 @@ export function registerEc2Routes(
   paths: string[] = ['/awsapi', '/awsapi/'],
 ): void {
   const actions = new Map<string, Ec2Action>(ACTIONS.map((a) => [a.name, a]));
-  // The same per-account limit as the CloudStack API (api.throttling.*), counted on its own.
-  const throttle = new Throttle(app, 'ec2');
+  // The same per-account limit as the CloudStack API (api.throttling.*), counted on its own, one
+  // count for both ports (a client gains nothing by using the two).
+  let throttle = throttles.get(app);
+  if (!throttle) throttles.set(app, (throttle = new Throttle(app, 'ec2')));
 
   const handle = async (req: FastifyRequest, reply: FastifyReply) => {
     const requestId = randomUUID();
