@@ -39,7 +39,10 @@ export function registerEc2Routes(
   // The same per-account limit as the CloudStack API (api.throttling.*), counted on its own, one
   // count for both ports (a client gains nothing by using the two).
   let throttle = throttles.get(app);
-  if (!throttle) throttles.set(app, (throttle = new Throttle(app, 'ec2')));
+  if (!throttle) {
+    throttle = new Throttle(app, 'ec2');
+    throttles.set(app, throttle);
+  }
 
   const handle = async (req: FastifyRequest, reply: FastifyReply) => {
     const requestId = randomUUID();

@@ -27,6 +27,7 @@ import { Duplex } from 'node:stream';
 import type { ParsedPayload, PowerState, VmPowerReport, VmSpec } from '@nimbostack/protocol';
 import { HostNetwork } from '../../network/host-network.ts';
 import type { NicFilter } from '../../network/security.ts';
+import { tailOf } from '../console-log.ts';
 import {
   DriverError,
   type HostDriver,
@@ -34,7 +35,6 @@ import {
   type HypervisorDriver,
   type StorageDriver,
 } from '../driver.ts';
-import { tailOf } from '../console-log.ts';
 import { HostStatsSampler } from '../host-stats.ts';
 import { run } from '../kvm/exec.ts';
 import { defaultAddress, diskBytes, machineFacts } from '../kvm/host-facts.ts';
