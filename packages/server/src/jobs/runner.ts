@@ -23,11 +23,11 @@ export const JOB_INTERRUPTED =
 /** The names a job holds: its created object, its target, and the objects they are reached through. */
 export function jobObjects(...targets: (JobTarget | undefined)[]): string[] {
   const names = new Set<string>();
-  for (const t of targets) {
-    if (!t) continue;
+  const add = (t: JobTarget) => {
     names.add(`${t.type}:${t.id}`);
-    for (const w of t.with ?? []) names.add(`${w.type}:${w.id}`);
-  }
+    for (const w of t.with ?? []) add(w);
+  };
+  for (const t of targets) if (t) add(t);
   return [...names];
 }
 

@@ -26,7 +26,7 @@ import {
   zoneStores,
 } from './templates.ts';
 import { hostForPool, poolLocation } from './volume-ops.ts';
-import { findVolume } from './volumes.ts';
+import { findVolume, volumeJobTarget } from './volumes.ts';
 
 /** What the template is made of: an image path a host reaching `pool` can read. */
 interface Source {
@@ -280,7 +280,9 @@ export const createTemplate = defineCommand({
       });
       return row.uuid;
     });
-    return { type: 'Template', id: uuid };
+    // Copied from a ROOT volume: its VM is not started (nor the volume migrated) meanwhile.
+    const volume = params.volumeid ? await findVolume(ctx, params.volumeid) : undefined;
+    return { type: 'Template', id: uuid, with: volume ? [await volumeJobTarget(ctx, volume)] : [] };
   },
   async handler(ctx, params, created) {
     const { app } = ctx;
