@@ -15,6 +15,8 @@ import { toApiError } from '../errors.ts';
 import { recordEvent } from '../events/events.ts';
 import { loadCaller } from '../iam/caller.ts';
 import { recordAlert } from '../infra/alerts.ts';
+import { withClusterLock } from '../jobs/locks.ts';
+import { jobObjects } from '../jobs/runner.ts';
 import { HA_MAX_RETRIES, HA_RESTART_RETRY, HA_WORKERS } from './settings.ts';
 
 /** ALERT.USERVM: upstream raises VM HA outcomes under it. */
@@ -139,6 +141,25 @@ async function finish(app: App, id: number, state: 'Done' | 'Failed' | 'Pending'
 }
 
 async function restart(app: App, id: number, vmId: number, hostId: number, attempts: number): Promise<void> {
+  const found = await app.store.db.selectFrom('vms').select('uuid').where('id', '=', vmId).executeTakeFirst();
+  if (!found) {
+    await finish(app, id, 'Done', { last_error: 'the VM is gone' });
+    return;
+  }
+  // Held as a job holds its VM: a job of its owner on it (a start, a destroy) runs first, on any
+  // server, and the restart then sees what it left.
+  await withClusterLock(app, jobObjects({ type: 'VirtualMachine', id: found.uuid }), () =>
+    restartHeld(app, id, vmId, hostId, attempts),
+  );
+}
+
+async function restartHeld(
+  app: App,
+  id: number,
+  vmId: number,
+  hostId: number,
+  attempts: number,
+): Promise<void> {
   const db = app.store.db;
   const vm = await db.selectFrom('vms').selectAll().where('id', '=', vmId).executeTakeFirst();
   const host = await db.selectFrom('hosts').select('name').where('id', '=', hostId).executeTakeFirst();
