@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { ensureTemplate, figure, guestLinks, SKIP_KVM } from '../../agent/test/kvm-support.ts';
+import { parseV4Authorization, v4Signature } from '../src/ec2/signature.ts';
 import { createCluster, createPod, startAgent, type TestAgent, waitUntil } from './agents.ts';
 import { startServer, type TestServer } from './harness.ts';
 
@@ -208,6 +209,53 @@ describe('console of a real QEMU VM through the management server', { skip: SKIP
     assert.equal((await read(4))[0], 0, 'FramebufferUpdate');
     figure('console endpoint → first framebuffer update (KVM)', performance.now() - t0);
     ws.close();
+  });
+
+  test("EC2's GetConsoleOutput gives what the guest printed on its serial console", async () => {
+    const adminUser = (await server.admin.request<any>('listUsers', { username: 'admin' })).user[0];
+    const keys = (await server.admin.request<any>('registerUserKeys', { id: adminUser.id })).userkeys;
+    const endpoint = `${server.url}/awsapi`;
+    const body = `Action=GetConsoleOutput&Version=2016-11-15&InstanceId=i-${vmId.replace(/-/g, '')}`;
+    const call = async () => {
+      const amzDate = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+/, '');
+      const headers = {
+        host: new URL(endpoint).host,
+        'content-type': 'application/x-www-form-urlencoded',
+        'x-amz-date': amzDate,
+      };
+      const scope = `${keys.apikey}/${amzDate.slice(0, 8)}/nimbostack/ec2/aws4_request`;
+      const auth = parseV4Authorization(
+        `AWS4-HMAC-SHA256 Credential=${scope}, SignedHeaders=content-type;host;x-amz-date, Signature=00`,
+      )!;
+      const signature = v4Signature(
+        { method: 'POST', path: '/awsapi', query: '', headers, body },
+        auth,
+        amzDate,
+        keys.secretkey,
+      );
+      const res = await fetch(endpoint, {
+        method: 'POST',
+        headers: {
+          'content-type': headers['content-type'],
+          'x-amz-date': amzDate,
+          authorization: `AWS4-HMAC-SHA256 Credential=${scope}, SignedHeaders=content-type;host;x-amz-date, Signature=${signature}`,
+        },
+        body,
+      });
+      const xml = await res.text();
+      assert.equal(res.status, 200, xml);
+      return Buffer.from(/<output>([^<]*)<\/output>/.exec(xml)?.[1] ?? '', 'base64').toString('utf8');
+    };
+    // The test template's init writes NIMBO: lines on ttyS0 while it boots.
+    const text = await waitUntil(
+      async () => {
+        const out = await call();
+        return out.includes('NIMBO: ') ? out : '';
+      },
+      120_000,
+      'NIMBO: on the console',
+    );
+    assert.match(text, /NIMBO: initramfs uptime=/);
   });
 
   test('removing the host (VM expunged) stops the router on it and tears its bridge down', async () => {
