@@ -3,7 +3,7 @@
  * management servers on one PostgreSQL database behind HAProxy (round robin), each next to its
  * floor: a bare node:http server behind the same HAProxy, with the same clients. The cluster is the
  * HA suite's (packages/server/test/ha/cluster.ts): real server processes, simulator hosts whose
- * agents connect through the proxy. Every server count gets a fresh database and cloud.
+ * agents are given the servers' list. Every server count gets a fresh database and cloud.
  *
  * On a two-core machine the servers, PostgreSQL, HAProxy and the clients share the same two cores,
  * so more servers cannot add capacity: the figures show what a cluster costs (forwarding, the
@@ -68,7 +68,7 @@ const serverCpu = (c: Cluster) => c.processes.reduce((s, p) => s + (p ? cpuSecon
 async function runWith(servers: number): Promise<Row> {
   const dir = mkdtempSync(join(tmpdir(), `nimbo-bench-cluster-${servers}-`));
   const cluster = await Cluster.start({ db: 'postgres', servers, dir });
-  const sim = new SimHosts(`ws://127.0.0.1:${cluster.proxy.agentPort}`, 2, 3);
+  const sim = new SimHosts(cluster.agentUrls(), 2, 3);
   sim.start();
   try {
     const cloud = await buildCloud(cluster.api, dir, sim.names, AGENT_TOKEN);

@@ -259,9 +259,11 @@ export class Cluster {
 
 /**
  * Simulator hosts whose agents run in this process: `agents` agents of `hostsPerAgent` hosts each
- * (named ha-1…ha-N, one fleet so that their addresses differ), each agent connecting through `server` (the proxy's agent frontend, or a list
- * of servers when the agent takes one). Every start, stop and reboot a host is asked for is
- * counted, so a scenario can say that nothing was restarted.
+ * (named ha-1…ha-N, one fleet so that their addresses differ). Given the list of servers, agent a
+ * gets it rotated by a (`static` order), so the agents start spread over the servers and each
+ * fails over to the next of its list; given one address (the proxy's agent frontend), they all
+ * reconnect through it. Every start, stop and reboot a host is asked for is counted, so a
+ * scenario can say that nothing was restarted.
  */
 export class SimHosts {
   readonly fleet = new SimulatorFleet();
@@ -270,14 +272,18 @@ export class SimHosts {
   /** Power operations the hosts carried out since `resetCounts`. */
   counts = { starts: 0, stops: 0, reboots: 0 };
 
-  constructor(server: string, agents: number, hostsPerAgent: number) {
+  constructor(servers: string | string[], agents: number, hostsPerAgent: number) {
     this.hosts = this.fleet.addHosts('ha', agents * hostsPerAgent);
     for (const h of this.hosts) this.count(h);
     for (let a = 0; a < agents; a++) {
       const hosts = this.hosts.slice(a * hostsPerAgent, (a + 1) * hostsPerAgent);
+      const server = Array.isArray(servers)
+        ? [...servers.slice(a % servers.length), ...servers.slice(0, a % servers.length)]
+        : servers;
       this.agents.push(
         new Agent({
           server,
+          algorithm: 'static',
           token: AGENT_TOKEN,
           hosts,
           log: quiet,

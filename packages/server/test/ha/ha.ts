@@ -108,6 +108,8 @@ interface Figures {
   checks: number;
   violations: string[];
   skipped: string[];
+  /** Disagreements of known gaps (routers' placement): printed, not failed on. */
+  known: Set<string>;
   seconds: number;
 }
 
@@ -277,6 +279,7 @@ async function settledChecks(
     rep = await checkHostReports(cluster.store, sim.hosts);
   }
   f.checks += inv.checks + rep.checks;
+  for (const k of rep.known) f.known.add(k);
   const v = [...inv.violations, ...rep.violations].map((x) => `${f.db} ${when}: ${x}`);
   f.violations.push(...v);
   log(
@@ -395,14 +398,14 @@ async function haOn(db: 'postgres' | 'mysql', seed: number): Promise<Figures> {
     checks: 0,
     violations: [],
     skipped: [],
+    known: new Set(),
     seconds: 0,
   };
   const dir = mkdtempSync(join(tmpdir(), `nimbo-ha-${db}-`));
   const cluster = await Cluster.start({ db, servers: SERVERS, dir });
   log(`${db}: ${SERVERS} servers up behind HAProxy at ${cluster.api}`);
-  // Agents reach the servers through the proxy's agent frontend: a dead server's agents reconnect
-  // to a live one through it.
-  const sim = new SimHosts(`ws://127.0.0.1:${cluster.proxy.agentPort}`, AGENTS, HOSTS_PER_AGENT);
+  // Each agent is given the three servers (upstream's host=ms1,ms2,ms3) and fails over along them.
+  const sim = new SimHosts(cluster.agentUrls(), AGENTS, HOSTS_PER_AGENT);
   sim.start();
   try {
     const cloud = await buildCloud(cluster.api, dir, sim.names, AGENT_TOKEN);
@@ -588,6 +591,7 @@ async function main(): Promise<number> {
     );
     for (const [why, n] of f.failedReasons) console.log(`    failed job ×${n}: ${why}`);
     for (const s of f.skipped) console.log(`    skipped: ${s}`);
+    for (const k of f.known) console.log(`    known gap (not failed on): ${k}`);
   }
   const violations = all.flatMap((f) => f.violations);
   for (const v of violations) console.log(`  VIOLATION ${v}`);
