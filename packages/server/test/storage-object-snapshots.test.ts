@@ -4,10 +4,12 @@
  * A VM's root disk is snapshotted: the agent writes the backup into the store's staging directory,
  * the server uploads it to the Swift container and removes the staged file; reverting the disk
  * and making a volume from the snapshot stage it back first, and the volume is attached to the
- * running VM; deleting the snapshot deletes its object, and deleting the store its container.
+ * VM; extractVolume's link is signed by Swift; deleting the snapshot deletes its object, and
+ * deleting the store its container (with the extract copy).
  * Needs root, QEMU, the test template (npm run setup:host) and Swift: `npm run test:storage`.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -162,6 +164,20 @@ describe('snapshot backups on a Swift store, with a KVM host', { skip: SKIP, tim
     // Stopped first: a guest still booting does not answer a hot unplug.
     await admin.call('stopVirtualMachine', { id: vm.id, forced: true });
     await admin.call('detachVolume', { id: restored.id });
+
+    // extractVolume: the host copies the disk into the staging directory, the server uploads it
+    // and the link is Swift's own; curl gets a QCOW2 image of the disk's size.
+    t0 = Date.now();
+    const extract = (
+      await admin.call<any>('extractVolume', { id: rootVol.id, zoneid, mode: 'HTTP_DOWNLOAD' })
+    ).volume;
+    figure('extractVolume of the root disk through Swift', Date.now() - t0);
+    assert.ok(extract.url.startsWith(`${swift.endpoint}/${container}/`), extract.url);
+    const file = join(root, 'extracted.qcow2');
+    execFileSync('curl', ['-sf', '-o', file, extract.url]);
+    const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', file], { encoding: 'utf8' }));
+    assert.equal(info.format, 'qcow2');
+    assert.equal(info['virtual-size'], rootVol.size);
     await admin.request('deleteVolume', { id: restored.id });
 
     await admin.call('deleteSnapshot', { id: snap.id });

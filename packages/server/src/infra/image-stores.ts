@@ -14,7 +14,7 @@ import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
-import { closeStore, dropBucket, isObjectStore } from '../storage/object-stores.ts';
+import { closeStore, deleteObjects, dropBucket, isObjectStore } from '../storage/object-stores.ts';
 import { findImageStore, findZone, likeOp, namesOf } from './common.ts';
 import { parseObjectStore, reach, type UncheckedSettings } from './object-store-settings.ts';
 import { filesystemUsage, parseStorageUrl } from './storage-pools.ts';
@@ -295,10 +295,24 @@ export const deleteImageStore = defineCommand({
     await app.settings.load();
     // What was ours on an object store goes with it: its staging directory, and its bucket when
     // Nimbostack created it and nothing else is in it.
-    if (isObjectStore(store))
-      await closeStore(app, store).catch((err) =>
-        app.log.warn({ err, store: store.uuid }, 'could not remove the bucket of a deleted image store'),
-      );
+    if (isObjectStore(store)) {
+      // Volume extract copies are not kept records: they go now rather than when their links expire.
+      const extracts = await app.store.db
+        .selectFrom('volume_extracts')
+        .select('install_path')
+        .where('image_store_id', '=', store.id)
+        .execute();
+      await deleteObjects(
+        app,
+        store,
+        extracts.map((e) => e.install_path),
+      )
+        .then(() => closeStore(app, store))
+        .catch((err) =>
+          app.log.warn({ err, store: store.uuid }, 'could not remove the bucket of a deleted image store'),
+        );
+      await app.store.db.deleteFrom('volume_extracts').where('image_store_id', '=', store.id).execute();
+    }
     return success();
   },
 });

@@ -15,7 +15,7 @@ import { formatDate } from '../clock.ts';
 import { deadServerIds } from '../cluster/heartbeat.ts';
 import type { App, CallContext } from '../context.ts';
 import type { ImageStoreRow, VolumeRow } from '../db/schema.ts';
-import { invalidParameter, permissionDenied } from '../errors.ts';
+import { internalError, invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent, recordEvent } from '../events/events.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
 import { findZone } from '../infra/common.ts';
@@ -31,7 +31,7 @@ import {
   storeRoot,
   TEMPLATE_FORMATS,
 } from './images.ts';
-import { isObjectStore } from './object-stores.ts';
+import { deleteObjects, isObjectStore, publishStaged, s3Reason, signedUrl } from './object-stores.ts';
 import { storeLocation } from './snapshot-records.ts';
 import { EXTRACT_URL_EXPIRATION, extractBaseUrl, zoneStores } from './templates.ts';
 import { hostForPool, poolLocation, poolOf } from './volume-ops.ts';
@@ -460,7 +460,8 @@ async function dropExpiredExtracts(app: App): Promise<void> {
     // An Uploaded volume's own file is its data, not an extract copy.
     if (!shared) {
       const store = await storeOf(app, e.image_store_id);
-      if (store) await rm(join(await storeRoot(store), e.install_path), { force: true });
+      if (store && isObjectStore(store)) await deleteObjects(app, store, [e.install_path]);
+      else if (store) await rm(join(await storeRoot(store), e.install_path), { force: true });
     }
     await db.deleteFrom('volume_extracts').where('id', '=', e.id).execute();
   }
@@ -496,17 +497,17 @@ export const extractVolume = defineCommand({
     await dropExpiredExtracts(app).catch((err) => app.log.warn({ err }, 'could not drop expired extracts'));
     let storeId: number;
     let installPath: string;
+    let signed: string | undefined;
     if (volume.state === VolumeState.Uploaded && volume.image_store_id !== null && volume.store_path) {
       storeId = volume.image_store_id;
       installPath = volume.store_path;
     } else {
-      // A host that reaches the volume's pool copies it, flat, onto the zone's roomiest image store.
+      // A host that reaches the volume's pool copies it, flat, onto the zone's first image store
+      // (an object store's staging directory, from which it is uploaded and the link signed).
       const pool = (await poolOf(ctx, volume))!;
-      const store = (await zoneStores(app.store.db, zone.id)).find((s) => !isObjectStore(s));
+      const store = (await zoneStores(app.store.db, zone.id))[0];
       if (!store)
-        throw invalidParameter(
-          `Zone ${zone.name} has no NFS or local secondary storage (image store) to extract the volume to`,
-        );
+        throw invalidParameter(`Zone ${zone.name} has no secondary storage (image store) to extract to`);
       const secondary = await storeLocation(store);
       const hostId =
         pool.scope === 'HOST' && pool.host_id !== null ? pool.host_id : await hostForPool(ctx, pool);
@@ -519,6 +520,18 @@ export const extractVolume = defineCommand({
       const root = `${secondary.path.replace(/\/+$/, '')}/`;
       storeId = store.id;
       installPath = made.path.startsWith(root) ? made.path.slice(root.length) : made.path;
+      if (isObjectStore(store)) {
+        try {
+          await publishStaged(app, store, installPath);
+        } catch (e) {
+          await rm(made.path, { force: true });
+          throw internalError(
+            `Could not upload volume ${volume.name} to image store ${store.name}: ${s3Reason(e)}`,
+          );
+        }
+        const seconds = app.settings.get(EXTRACT_URL_EXPIRATION);
+        signed = await signedUrl(app, store, installPath, seconds, installPath.split('/').pop()!);
+      }
     }
     const token = randomBytes(24).toString('base64url');
     const now = app.clock.now();
@@ -558,7 +571,7 @@ export const extractVolume = defineCommand({
       zoneid: zone.uuid,
       zonename: zone.name,
       extractMode: 'HTTP_DOWNLOAD',
-      url: `${extractBaseUrl(app)}/client/extract/${token}/${file}`,
+      url: signed ?? `${extractBaseUrl(app)}/client/extract/${token}/${file}`,
       created: formatDate(now),
     };
   },
