@@ -235,8 +235,20 @@ for (const db of testDatabases().filter((d) => d !== 'sqlite')) {
         10_000,
         "K's job running",
       );
-      // What a start killed half-way leaves: only the takeover may settle it, before A's job runs.
+      // What a start killed half-way leaves: the VM Starting, capacity reserved on a host and not
+      // yet the VM's. Only the takeover may settle them, before A's job runs.
       await sql("update vms set state = 'Starting' where uuid = ?", [vmId]);
+      const [host] = await sql<{ id: number; cpu: string; mem: string }>(
+        'select id, cpu_allocated_mhz as cpu, memory_allocated_bytes as mem from hosts where removed is null order by id',
+      );
+      await sql(
+        'update hosts set cpu_allocated_mhz = cpu_allocated_mhz + 500, memory_allocated_bytes = memory_allocated_bytes + ? where id = ?',
+        [2 ** 28, host.id],
+      );
+      await sql(
+        "insert into cluster_locks (name, ms_id, job_id, token, acquired, expires) values (?, ?, null, 'r', ?, null)",
+        [`reservation:${host.id}:500:${2 ** 28}:${vmId}`, idK, Date.now()],
+      );
       const volume = await newVolume(a);
       const waiting = await a.admin.request<any>('attachVolume', { id: volume, virtualmachineid: vmId });
       await new Promise((r) => setTimeout(r, 500));
@@ -259,6 +271,12 @@ for (const db of testDatabases().filter((d) => d !== 'sqlite')) {
       // Settled (Starting → Stopped) before the attach ran: the attach saw a Stopped VM.
       const vm = (await a.admin.request<any>('listVirtualMachines', { id: vmId })).virtualmachine[0];
       assert.equal(vm.state, 'Stopped');
+      // The dead start's reservation is given back.
+      const [after] = await sql<{ cpu: string; mem: string }>(
+        'select cpu_allocated_mhz as cpu, memory_allocated_bytes as mem from hosts where id = ?',
+        [host.id],
+      );
+      assert.deepEqual([Number(after.cpu), Number(after.mem)], [Number(host.cpu), Number(host.mem)]);
       const [state] = await sql<{ state: string }>('select state from management_servers where id = ?', [
         idK,
       ]);

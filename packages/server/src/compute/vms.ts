@@ -38,6 +38,7 @@ import {
   reservePool,
   START_RETRY,
 } from './planner.ts';
+import { dropReservation, holdReservation } from './reservations.ts';
 import { transition, wrongState } from './vm-state.ts';
 
 export const MiB = 2 ** 20;
@@ -288,6 +289,7 @@ async function startVmNow(ctx: CallContext, vm: VmRow, opts: StartOptions): Prom
         },
         (req) => reserveHost(ctx, req),
       );
+      const reservation = await holdReservation(app, vm, placement);
       try {
         volumes = await Promise.all(
           volumes.map((v) =>
@@ -306,11 +308,13 @@ async function startVmNow(ctx: CallContext, vm: VmRow, opts: StartOptions): Prom
             cluster_id: placement.clusterId,
           }),
         );
+        await dropReservation(app, reservation);
         // Groups whose rules name this VM's groups now admit its address.
         await refreshPeersOf(app, vm.id);
         return current;
       } catch (e) {
         await releaseHost(app.store.db, placement.hostId, placement.cpuMhz, placement.memoryBytes);
+        await dropReservation(app, reservation);
         lastError = toApiError(e);
         app.log.warn(
           { vm: vm.uuid, host: placement.hostName, err: lastError.message },
@@ -522,6 +526,7 @@ export async function migrateVm(ctx: CallContext, vm: VmRow, hostId?: number): P
     await migrationRequest(ctx, vm, hostId),
     (req) => reserveHost(ctx, req),
   );
+  const reservation = await holdReservation(app, vm, placement);
   let current = await app.store.db.transaction().execute((tx) => transition(ctx, tx, vm, 'migrate'));
   try {
     const nics = await networkForStart(ctx, vm, placement);
@@ -543,6 +548,7 @@ export async function migrateVm(ctx: CallContext, vm: VmRow, hostId?: number): P
     });
   } catch (e) {
     await releaseHost(app.store.db, placement.hostId, placement.cpuMhz, placement.memoryBytes);
+    await dropReservation(app, reservation);
     await app.store.db
       .transaction()
       .execute((tx) => transition(ctx, tx, current, 'migrateFailed', {}, toApiError(e).message));
@@ -557,5 +563,6 @@ export async function migrateVm(ctx: CallContext, vm: VmRow, hostId?: number): P
       cluster_id: placement.clusterId,
     }),
   );
+  await dropReservation(app, reservation);
   return current;
 }
