@@ -5,18 +5,20 @@
  * record is, whether they reach the host's address and whether its VMs' disks are still held by
  * a running QEMU. The answers are facts; the server decides (packages/server/src/ha/).
  *
+ * Records are written and read through the host's own access to each pool (HostDriver.poolRecords):
+ * a KVM host reaches an NFS pool through its mount at /mnt/<pool uuid> or in user space with its
+ * NFSv3 client, as it reaches the pool's disks; other pools are their path, a directory.
+ *
  * The heartbeat lives in the agent process, not in its connection: a host cut off from the
  * management server but alive keeps writing it, and so is never taken for dead. A host that can
  * no longer write it stops its own VMs (self-fencing) before its neighbours take it for dead.
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
-import { join } from 'node:path';
 import type { CommandResult, ParsedPayload, StorageLocation } from '@nimbostack/protocol';
-import type { HostDriver } from './drivers/driver.ts';
+import type { HostDriver, PoolRecords } from './drivers/driver.ts';
 import { disksInUse } from './drivers/kvm/disk-locks.ts';
+import { DirectoryFiles } from './drivers/kvm/pool-files.ts';
 
 /** The folder, in each shared pool, that holds one record per host. */
 export const HEARTBEAT_DIR = '.nimbostack-heartbeat';
@@ -28,11 +30,15 @@ interface HeartbeatRecord {
   vms: string[];
 }
 
-const recordPath = (pool: StorageLocation, hostId: string) =>
-  join(pool.path, HEARTBEAT_DIR, `${hostId.replace(/[^A-Za-z0-9-]/g, '')}.json`);
+/** The record's name in the pool, relative to it. */
+const recordName = (hostId: string) => `${HEARTBEAT_DIR}/${hostId.replace(/[^A-Za-z0-9-]/g, '')}.json`;
 
-/** Whether a pool is a directory the agent can write (simulator pools are not). */
+/** Whether a pool holds files the agent can write (simulator pools are not). */
 const onDisk = (pool: StorageLocation) => pool.type !== 'Simulator';
+
+/** The pool as `host` reaches it: its driver's own access, else its path as a directory. */
+const recordsOf = (host: HostDriver, pool: StorageLocation): Promise<PoolRecords> =>
+  host.poolRecords ? host.poolRecords(pool) : Promise.resolve(new DirectoryFiles(pool.path));
 
 export class Heartbeats {
   private readonly timers = new Map<string, NodeJS.Timeout>();
@@ -114,19 +120,12 @@ export class Heartbeats {
     };
     const written: string[] = [];
     for (const pool of pools) {
-      const path = recordPath(pool, hostId);
-      const tmp = `${path}.${process.pid}.tmp`;
       const key = `${host.name}|${pool.uuid}`;
       try {
-        // The pool's own directory must be there (mounted): a missing one is never created.
-        if (!existsSync(pool.path)) throw new Error(`${pool.path} is not there (pool not mounted?)`);
-        await mkdir(join(pool.path, HEARTBEAT_DIR), { recursive: true });
-        await writeFile(tmp, JSON.stringify(record));
-        await rename(tmp, path);
+        await (await recordsOf(host, pool)).writeText(recordName(hostId), JSON.stringify(record));
         written.push(pool.uuid);
         this.failing.delete(key);
       } catch (err) {
-        await rm(tmp, { force: true });
         // Simulated hosts name pools this machine need not have (a made-up NFS export): no noise.
         if (!this.failing.has(key) && host.hypervisor.resources().hypervisor !== 'Simulator')
           this.warn(
@@ -141,12 +140,17 @@ export class Heartbeats {
 }
 
 /** Reads another host's heartbeat on each pool: its age by this host's clock and its VMs. */
-function readHeartbeats(p: ParsedPayload<'checkHost'>): Promise<CommandResult<'checkHost'>['heartbeats']> {
-  const now = Date.now();
+function readHeartbeats(
+  self: HostDriver,
+  p: ParsedPayload<'checkHost'>,
+): Promise<CommandResult<'checkHost'>['heartbeats']> {
   return Promise.all(
     p.pools.filter(onDisk).map(async (pool) => {
       try {
-        const r = JSON.parse(await readFile(recordPath(pool, p.hostId), 'utf8')) as HeartbeatRecord;
+        const text = await (await recordsOf(self, pool)).readText(recordName(p.hostId));
+        // The age counts from when the record was read: a slow NFS server does not make it older.
+        const now = Date.now();
+        const r = JSON.parse(text) as HeartbeatRecord;
         if (typeof r.time !== 'number') throw new Error('no time');
         return {
           pool: pool.uuid,
@@ -187,5 +191,5 @@ export async function checkHost(
   const reachable =
     kind === 'Simulator' || !p.address || ownAddress(p.address) ? null : await ping(p.address);
   const inUse = kind === 'KVM' ? await disksInUse(p.disks.map((d) => d.path)) : null;
-  return { reachable, heartbeats: await readHeartbeats(p), disksInUse: inUse };
+  return { reachable, heartbeats: await readHeartbeats(self, p), disksInUse: inUse };
 }

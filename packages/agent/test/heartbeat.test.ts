@@ -1,7 +1,8 @@
 /**
  * The storage heartbeat (VM HA) on the agent side: a host writes its record to each shared pool,
- * a neighbour reads its age and VMs, a stopped heartbeat ages, simulator pools are skipped, and
- * the KVM disk-lock check sees an image a process holds with QEMU's lock.
+ * a neighbour reads its age and VMs, a stopped heartbeat ages, simulator pools are skipped, a
+ * driver's own pool access is used (a KVM host's NFS mount or user-space client), and the KVM
+ * disk-lock check sees an image a process holds with QEMU's lock.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -9,6 +10,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import type { HostDriver, PoolRecords } from '../src/drivers/driver.ts';
 import { disksInUse } from '../src/drivers/kvm/disk-locks.ts';
 import { SimulatorFleet } from '../src/drivers/simulator.ts';
 import { checkHost, HEARTBEAT_DIR, Heartbeats } from '../src/heartbeat.ts';
@@ -45,6 +47,46 @@ describe('storage heartbeat', () => {
     assert.ok(later.heartbeats[0]!.ageMs! >= 300, 'no longer written');
     const none = await checkHost(b!, { hostId: 'other', pools: [pool], disks: [] });
     assert.equal(none.heartbeats[0]!.ageMs, null);
+  });
+
+  test("records go through the host's own pool access when its driver has one (NFS pools on KVM)", async () => {
+    // One export as two hosts reach it: a map of its files, never the pool's path on this machine.
+    const exported = new Map<string, string>();
+    const reached: string[] = [];
+    const nfsPool = {
+      uuid: 'pool-nfs',
+      type: 'NetworkFilesystem' as const,
+      host: '192.0.2.10',
+      path: join(dir, 'not-the-export'),
+    };
+    const through = (sim: HostDriver): HostDriver => ({
+      name: sim.name,
+      hypervisor: sim.hypervisor,
+      storage: sim.storage,
+      poolRecords: async (p): Promise<PoolRecords> => {
+        reached.push(`${sim.name}:${p.uuid}`);
+        return {
+          readText: async (name) => {
+            const text = exported.get(name);
+            if (text === undefined) throw new Error(`${name}: no such file`);
+            return text;
+          },
+          writeText: async (name, text) => void exported.set(name, text),
+        };
+      },
+    });
+    const [a, b] = new SimulatorFleet().addHosts('hb-nfs', 2).map(through);
+    const beats = new Heartbeats(() => undefined);
+    assert.deepEqual(
+      (await beats.set(a!, { hostId: 'host-n', intervalMs: 1000, pools: [nfsPool] })).written,
+      ['pool-nfs'],
+    );
+    beats.stopAll();
+    assert.deepEqual([...exported.keys()], [`${HEARTBEAT_DIR}/host-n.json`]);
+    assert.ok(!existsSync(nfsPool.path), "nothing is written at the export's path on this machine");
+    const seen = await checkHost(b!, { hostId: 'host-n', pools: [nfsPool], disks: [] });
+    assert.ok(seen.heartbeats[0]!.ageMs !== null && seen.heartbeats[0]!.ageMs < 1000);
+    assert.deepEqual(reached, [`${a!.name}:pool-nfs`, `${b!.name}:pool-nfs`]);
   });
 
   test('an empty pool list stops the heartbeat', async () => {

@@ -4,7 +4,7 @@
  * pools it refuses. The NFS paths against a real server are test:storage's (storage-nfs.test.ts).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -39,6 +39,20 @@ describe('pool files', () => {
       path: join(dir, 'store'),
     });
     assert.equal(store.image('t.qcow2'), join(dir, 'store', 't.qcow2'));
+  });
+
+  test('small records in a directory pool: written whole, read back; a pool not there is never made', async () => {
+    // A kernel-mounted export is such a directory, with names relative to it.
+    const mount = join(dir, 'mounted');
+    const files = new DirectoryFiles(mount, true);
+    await assert.rejects(files.writeText('.hb/h1.json', '{}'), /not there \(pool not mounted\?\)/);
+    assert.ok(!existsSync(mount), 'the mount point is not made by a write');
+    mkdirSync(mount);
+    await files.writeText('.hb/h1.json', '{"time":1}');
+    await files.writeText('.hb/h1.json', '{"time":2}');
+    assert.equal(await files.readText('.hb/h1.json'), '{"time":2}');
+    assert.deepEqual(readdirSync(join(mount, '.hb')), ['h1.json'], 'no temporary file is left');
+    await assert.rejects(files.readText('.hb/h2.json'), /ENOENT/);
   });
 
   test("an NFS pool in user space: nfs:// URLs, QEMU's nfs driver, names recorded relative to the export", async () => {

@@ -11,6 +11,7 @@ import type {
   ParsedPayload,
   PowerState,
   RouterSpec,
+  StorageLocation,
   VmPowerReport,
   VmSpec,
 } from '@nimbostack/protocol';
@@ -93,6 +94,13 @@ export interface NetworkDriver {
 }
 
 /** One host the agent presents to the management server. */
+/** Whole small files of a pool, however the host reaches it: the HA heartbeat's records. */
+export interface PoolRecords {
+  readText(name: string): Promise<string>;
+  /** Replaces the file whole (written aside, then renamed), making its directory if needed. */
+  writeText(name: string, text: string): Promise<void>;
+}
+
 export interface HostDriver {
   /** The host's name, its identity towards the server (addHost's url names it). */
   readonly name: string;
@@ -106,6 +114,12 @@ export interface HostDriver {
   around?<T>(kind: string, run: () => Promise<T>): Promise<T>;
   /** Simulator only: see the configureSimulator command. */
   configure?(p: ParsedPayload<'configureSimulator'>): void;
+  /**
+   * How this host reaches a pool's files, when that is not simply `pool.path` as a directory (KVM:
+   * an NFS pool mounted at /mnt/<uuid> or reached in user space). Without it, the heartbeat takes
+   * the pool's path as a directory of this host.
+   */
+  poolRecords?(pool: StorageLocation): Promise<PoolRecords>;
 }
 
 /** A command failure the driver reports to the server (as opposed to an agent bug). */

@@ -22,7 +22,7 @@ import {
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
-import type { ParsedPayload, PowerState, VmPowerReport, VmSpec } from '@nimbostack/protocol';
+import type { ParsedPayload, PowerState, StorageLocation, VmPowerReport, VmSpec } from '@nimbostack/protocol';
 import { HostNetwork } from '../../network/host-network.ts';
 import type { NicFilter } from '../../network/security.ts';
 import { tailOf } from '../console-log.ts';
@@ -31,6 +31,7 @@ import {
   type HostDriver,
   type HostResources,
   type HypervisorDriver,
+  type PoolRecords,
   type StorageDriver,
 } from '../driver.ts';
 import { HostStatsSampler } from '../host-stats.ts';
@@ -171,6 +172,11 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
 
   get name(): string {
     return this.options.name;
+  }
+
+  /** The heartbeat's records go through the pool's own access: a mount, or NFS in user space. */
+  poolRecords(pool: StorageLocation): Promise<PoolRecords> {
+    return this.pools.files(pool);
   }
 
   get hypervisor(): HypervisorDriver {

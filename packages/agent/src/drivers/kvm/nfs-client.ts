@@ -1,11 +1,12 @@
 /**
  * The few NFSv3 file operations QEMU and qemu-img cannot do for a pool reached in user space:
- * whether a file exists, remove, rename, mkdir, and the export's size (FSSTAT). QEMU's libnfs
- * creates, reads and writes the images; libnfs-utils has no rm, mv or df, and there is no NFS
+ * whether a file exists, remove, rename, mkdir, the export's size (FSSTAT), and whole small files
+ * written and read (the HA heartbeat record). QEMU's libnfs creates, reads and writes the images; libnfs-utils has no rm, mv or df, and there is no NFS
  * client library for Node, so this speaks the protocol itself: ONC RPC over TCP (RFC 5531, record
  * marking), AUTH_SYS as root, the portmapper (RFC 1833) to find the MOUNT and NFS ports, MOUNT v3
  * for the export's root handle and NFSv3 procedures (RFC 1813). One connection per operation:
- * these are rare (a volume's creation or deletion), not on any I/O path.
+ * these are rare (a volume's creation or deletion, a heartbeat every few seconds), not on any
+ * I/O path.
  */
 import { randomInt } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
@@ -50,6 +51,9 @@ class XdrWriter {
     if (pad) this.parts.push(Buffer.alloc(pad));
     return this;
   }
+  u64(n: number): this {
+    return this.u32(Math.floor(n / 2 ** 32)).u32(n % 2 ** 32);
+  }
   string(s: string): this {
     return this.opaque(Buffer.from(s, 'utf8'));
   }
@@ -86,6 +90,23 @@ class XdrReader {
 function skipPostOpAttr(r: XdrReader): void {
   if (r.u32()) r.skip(84);
 }
+
+/** wcc_data: a pre_op_attr (24 bytes when present) then a post_op_attr. */
+function skipWccData(r: XdrReader): void {
+  if (r.u32()) r.skip(24);
+  skipPostOpAttr(r);
+}
+
+/** sattr3 setting only the mode; `truncate` also sets the size to 0. */
+function modeOnly(w: XdrWriter, mode: number, truncate = false): XdrWriter {
+  w.u32(1).u32(mode).u32(0).u32(0);
+  if (truncate) w.u32(1).u64(0);
+  else w.u32(0);
+  return w.u32(0).u32(0); // atime, mtime: DONT_CHANGE
+}
+
+/** Largest READ or WRITE this client sends in one call (any server takes 32 KiB). */
+const CHUNK = 32 * 1024;
 
 /** AUTH_SYS as root: the pool's files belong to the hypervisor's user, as QEMU writes them. */
 function authSys(): Buffer {
@@ -251,6 +272,87 @@ export class NfsExport {
     return [dir, parts[parts.length - 1]];
   }
 
+  /** The handle of the directory holding `path`, making missing directories (mode 0755) on the way. */
+  private static async parentMade(nfs: RpcConnection, root: Buffer, path: string): Promise<[Buffer, string]> {
+    const parts = path.split('/').filter((p) => p !== '' && p !== '.');
+    if (parts.length === 0 || parts.includes('..')) throw new DriverError(`NFS: invalid path ${path}`);
+    let dir = root;
+    for (const part of parts.slice(0, -1)) {
+      const found = await NfsExport.lookup(nfs, dir, part);
+      if (found) {
+        dir = found;
+        continue;
+      }
+      const r = await nfs.call(NFS, 9, modeOnly(new XdrWriter().opaque(dir).string(part), 0o755).done());
+      const status = r.u32();
+      // Another host may make it at the same moment: then it is looked up.
+      if (status !== NFS3ERR_EXIST) NfsExport.check(status, `making directory ${part}`);
+      const made = status === 0 && r.u32() ? Buffer.from(r.opaque()) : await NfsExport.lookup(nfs, dir, part);
+      if (!made) throw new DriverError(`NFS: directory ${part} vanished as it was made`);
+      dir = made;
+    }
+    return [dir, parts[parts.length - 1]];
+  }
+
+  /**
+   * Writes a whole file: created aside under a name of its own, written with FILE_SYNC (on the
+   * server's disk when the call returns), then renamed over `path`, so a reader never sees half
+   * of it. Missing directories on the way are made.
+   */
+  async writeFile(path: string, data: Buffer): Promise<void> {
+    await this.session(async (nfs, root) => {
+      const [dir, name] = await NfsExport.parentMade(nfs, root, path);
+      const tmp = `${name}.${hostname().replace(/[^A-Za-z0-9-]/g, '')}-${process.pid}.tmp`;
+      // CREATE, UNCHECKED: a temporary file left by a failed write is truncated and reused.
+      const created = await nfs.call(
+        NFS,
+        8,
+        modeOnly(new XdrWriter().opaque(dir).string(tmp).u32(0), 0o644, true).done(),
+      );
+      NfsExport.check(created.u32(), `creating ${tmp}`);
+      const handle =
+        (created.u32() ? Buffer.from(created.opaque()) : undefined) ??
+        (await NfsExport.lookup(nfs, dir, tmp));
+      if (!handle) throw new DriverError(`NFS: ${tmp} vanished as it was created`);
+      try {
+        for (let at = 0; at < data.length; at += CHUNK) {
+          const part = data.subarray(at, at + CHUNK);
+          const args = new XdrWriter().opaque(handle).u64(at).u32(part.length).u32(2).opaque(part).done();
+          const r = await nfs.call(NFS, 7, args); // WRITE, stable FILE_SYNC
+          NfsExport.check(r.u32(), `writing ${tmp}`);
+          skipWccData(r);
+          if (r.u32() !== part.length) throw new DriverError(`NFS: short write to ${tmp}`);
+        }
+        const args = new XdrWriter().opaque(dir).string(tmp).opaque(dir).string(name).done();
+        NfsExport.check((await nfs.call(NFS, 14, args)).u32(), `renaming ${tmp} to ${name}`);
+      } catch (err) {
+        await nfs.call(NFS, 12, new XdrWriter().opaque(dir).string(tmp).done()).catch(() => undefined);
+        throw err;
+      }
+    });
+  }
+
+  /** Reads a whole file; one that is not there is a DriverError naming the path. */
+  async readFile(path: string): Promise<Buffer> {
+    return this.session(async (nfs, root) => {
+      const [dir, name] = await NfsExport.parent(nfs, root, path);
+      const handle = dir && (await NfsExport.lookup(nfs, dir, name));
+      if (!handle) throw new DriverError(`NFS: ${path}: ${NFS3_STATUS[NFS3ERR_NOENT]}`);
+      const parts: Buffer[] = [];
+      for (let at = 0; ; ) {
+        const r = await nfs.call(NFS, 6, new XdrWriter().opaque(handle).u64(at).u32(CHUNK).done());
+        NfsExport.check(r.u32(), `reading ${path}`);
+        skipPostOpAttr(r);
+        r.u32(); // count, repeated in the data's length
+        const eof = r.u32() !== 0;
+        const data = Buffer.from(r.opaque());
+        parts.push(data);
+        at += data.length;
+        if (eof || data.length === 0) return Buffer.concat(parts);
+      }
+    });
+  }
+
   async exists(path: string): Promise<boolean> {
     return this.session(async (nfs, root) => {
       const [dir, name] = await NfsExport.parent(nfs, root, path);
@@ -282,18 +384,7 @@ export class NfsExport {
   /** Makes a directory right under the export root (mode 0755); one already there is fine. */
   async mkdir(name: string): Promise<void> {
     await this.session(async (nfs, root) => {
-      // sattr3: mode set, uid/gid/size not set, times not changed.
-      const args = new XdrWriter()
-        .opaque(root)
-        .string(name)
-        .u32(1)
-        .u32(0o755)
-        .u32(0)
-        .u32(0)
-        .u32(0)
-        .u32(0)
-        .u32(0)
-        .done();
+      const args = modeOnly(new XdrWriter().opaque(root).string(name), 0o755).done();
       const status = (await nfs.call(NFS, 9, args)).u32();
       if (status !== NFS3ERR_EXIST) NfsExport.check(status, `making directory ${name}`);
     });

@@ -13,15 +13,16 @@
  * mount, or an nfs:// URL): the hosts of one cluster use the same NFS path.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statfsSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, isAbsolute, join } from 'node:path';
 import type { StorageLocation } from '@nimbostack/protocol';
-import { DriverError } from '../driver.ts';
+import { DriverError, type PoolRecords } from '../driver.ts';
 import { run } from './exec.ts';
 import { NfsExport } from './nfs-client.ts';
 
 export type NfsPath = 'kernel' | 'libnfs';
 
-export interface PoolFiles {
+export interface PoolFiles extends PoolRecords {
   /** What qemu-img and QEMU open for a file of the pool: a local path or an nfs:// URL. */
   image(path: string): string;
   /** The blockdev `file` node of a file of the pool. */
@@ -77,6 +78,23 @@ export class DirectoryFiles implements PoolFiles {
     mkdirSync(this.dir, { recursive: true });
     return statsOf(this.dir);
   }
+  async readText(name: string) {
+    return readFile(this.image(name), 'utf8');
+  }
+  async writeText(name: string, text: string) {
+    // The pool's own directory must be there (mounted): a missing one is never created, or the
+    // record would land on the host's root file system and prove nothing.
+    if (!existsSync(this.dir)) throw new Error(`${this.dir} is not there (pool not mounted?)`);
+    const path = this.image(name);
+    const tmp = `${path}.${process.pid}.tmp`;
+    mkdirSync(dirname(path), { recursive: true });
+    try {
+      await writeFile(tmp, text);
+      await rename(tmp, path);
+    } finally {
+      await rm(tmp, { force: true });
+    }
+  }
 }
 
 /** An NFS export QEMU reaches in user space (libnfs); names are relative to the export. */
@@ -125,6 +143,12 @@ export class LibnfsFiles implements PoolFiles {
   }
   stats() {
     return this.client.stats();
+  }
+  async readText(name: string) {
+    return (await this.client.readFile(this.name(name))).toString('utf8');
+  }
+  writeText(name: string, text: string) {
+    return this.client.writeFile(this.name(name), Buffer.from(text, 'utf8'));
   }
 }
 
