@@ -10,7 +10,7 @@ import { HYPERVISOR_FORMATS } from '../storage/images.ts';
 import { defineAction, e } from './action.ts';
 import { listAll, runCommand, runToCompletion } from './cloudstack.ts';
 import { Ec2Error, invalidValue } from './errors.ts';
-import { applyFilters, type FilterTable } from './filters.ts';
+import { applyFilters, type FilterTable, tagParams } from './filters.ts';
 import { notFound, toEc2Id, toUuid } from './ids.ts';
 import { instanceState, instancesNamed } from './instances.ts';
 import { isoTime, tagSet, tagsOf } from './present.ts';
@@ -69,11 +69,13 @@ export const describeImages = defineAction({
     const onlySelf = params.Owner?.length === 1 && params.Owner[0] === 'self';
     // The caller's own images also while they download (executable lists ready ones only), so
     // that RegisterImage's image is pending, not unknown, until it is available.
+    // tag:Key filters with one exact value are listTemplates' own `tags` (narrowing the read).
+    const tags = tagParams(params.Filter);
     const listed = [
-      ...(await listAll<Template>(ctx, 'listTemplates', 'template', { templatefilter: 'self' })),
+      ...(await listAll<Template>(ctx, 'listTemplates', 'template', { templatefilter: 'self', tags })),
       ...(onlySelf
         ? []
-        : await listAll<Template>(ctx, 'listTemplates', 'template', { templatefilter: 'executable' })),
+        : await listAll<Template>(ctx, 'listTemplates', 'template', { templatefilter: 'executable', tags })),
     ];
     const byId = new Map<string, Template>();
     for (const t of listed) if (!byId.has(t.id)) byId.set(t.id, t);

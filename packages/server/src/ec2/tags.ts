@@ -4,9 +4,9 @@
  * written when the answer comes (the tag jobs are waited for).
  */
 import { defineAction, type Ec2Context, e, type Tag } from './action.ts';
-import { listAll, runToCompletion } from './cloudstack.ts';
+import { type CsParams, listAll, runToCompletion } from './cloudstack.ts';
 import { Ec2Error } from './errors.ts';
-import { applyFilters, type FilterTable, paginate } from './filters.ts';
+import { applyFilters, exactValue, type FilterTable, paginate } from './filters.ts';
 import { type IdKind, kindOf, toEc2Id, toUuid } from './ids.ts';
 import { instancesNamed } from './instances.ts';
 import { tagsParam } from './present.ts';
@@ -131,8 +131,25 @@ export const describeTags = defineAction({
   },
   async handler(ctx, params) {
     const kinds = Object.entries(TAGGABLE) as [IdKind, { csType: string; ec2Type: string }][];
+    // What listTags can match itself (exact key, value, resource id and type) narrows the read.
+    const f = params.Filter;
+    const cs: CsParams = { key: exactValue(f, 'key'), value: exactValue(f, 'value') };
+    const type = exactValue(f, 'resource-type');
+    if (type !== undefined) {
+      const kind = kinds.find(([, v]) => v.ec2Type === type);
+      if (!kind) return { tagSet: '' };
+      cs.resourcetype = kind[1].csType;
+    }
+    const resource = exactValue(f, 'resource-id');
+    if (resource !== undefined) {
+      const kind = kindOf(resource);
+      const taggable = kind && TAGGABLE[kind];
+      if (!kind || !taggable || !/^[a-z]+-[0-9a-f]{32}$/.test(resource)) return { tagSet: '' };
+      cs.resourceid = toUuid(kind, resource);
+      cs.resourcetype = taggable.csType;
+    }
     const tags: Ec2Tag[] = [];
-    for (const t of await listAll<CsTag>(ctx, 'listTags', 'tag')) {
+    for (const t of await listAll<CsTag>(ctx, 'listTags', 'tag', cs)) {
       const kind = kinds.find(([, v]) => v.csType.toLowerCase() === t.resourcetype.toLowerCase());
       if (kind)
         tags.push({
