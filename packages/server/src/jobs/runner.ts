@@ -197,6 +197,9 @@ export class JobRunner {
         completed: app.clock.now(),
       })
       .where('id', '=', jobId)
+      // A job its peers already failed (this server was declared Down while it ran) stays failed:
+      // its objects went to the jobs after it, and pollers were told.
+      .where('status', '=', 0)
       .execute();
     if (command.event && description) {
       await recordEvent(ctx, app.store.db, owner, {
