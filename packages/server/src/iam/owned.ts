@@ -14,12 +14,15 @@
  * let the project's members act on them, and `listOwned` lists them with `projectid` only (a
  * project's uuid, or -1 for every project the caller may see; projects/access.ts).
  *
+ * `ownerFieldsOf` gives presenters the owner fields of a page of rows (account, domainid, domain,
+ * domainpath), read once for the whole page.
+ *
  * `checkRowAccess` checks a row already read; a capability whose objects others may use without
  * owning them (public or shared templates) passes it a small `mayUse` predicate, and the owner
  * check stays here.
  */
 import type { Expression, ExpressionBuilder, Selectable, SelectQueryBuilder, SqlBool } from 'kysely';
-import type { CallContext } from '../context.ts';
+import type { App, CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
 import type { Database } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
@@ -34,6 +37,7 @@ import {
   type OwnerScope,
   type ScopeParams,
 } from './access.ts';
+import { displayPath } from './domains.ts';
 
 /** Tables whose rows are owned by an account: a uuid, the owning account and its domain. */
 export type OwnedTable = {
@@ -163,6 +167,40 @@ export async function listOwned<DB extends Database, TB extends keyof DB, O, R>(
   if (params.retrieveonlyresourcecount) return listResult([], Number(count));
   const rows = await spec.rows(scoped, pageOf(ctx.app, params));
   return listResult(await spec.present(rows), Number(count));
+}
+
+export interface OwnerFields {
+  account?: string;
+  domainid?: string;
+  domain?: string;
+  domainpath?: string;
+}
+
+/** account, domainid, domain and domainpath of each row's owner, read once for all the rows. */
+export async function ownerFieldsOf(
+  app: App,
+  rows: { account_id: number; domain_id: number }[],
+): Promise<(row: { account_id: number; domain_id: number }) => OwnerFields> {
+  const db = app.store.db;
+  const accountIds = [...new Set(rows.map((r) => r.account_id))];
+  const domainIds = [...new Set(rows.map((r) => r.domain_id))];
+  const [accounts, domains] = await Promise.all([
+    accountIds.length
+      ? db.selectFrom('accounts').select(['id', 'name']).where('id', 'in', accountIds).execute()
+      : [],
+    domainIds.length
+      ? db.selectFrom('domains').select(['id', 'uuid', 'name', 'path']).where('id', 'in', domainIds).execute()
+      : [],
+  ]);
+  return (row) => {
+    const domain = domains.find((d) => d.id === row.domain_id);
+    return {
+      account: accounts.find((a) => a.id === row.account_id)?.name,
+      domainid: domain?.uuid,
+      domain: domain?.name,
+      domainpath: domain ? displayPath(domain.path) : undefined,
+    };
+  };
 }
 
 /**

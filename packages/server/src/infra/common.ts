@@ -84,10 +84,10 @@ export async function findImageStore(
   return store;
 }
 
-/** Names by integer id, for presenters that show zonename/podname/clustername. */
+/** Names by integer id, for presenters that show zonename/podname/clustername, vpcname, aclname… */
 export async function namesOf(
   ctx: CallContext,
-  table: 'zones' | 'pods' | 'clusters',
+  table: 'zones' | 'pods' | 'clusters' | 'physical_networks' | 'vpcs' | 'network_acl_lists',
   ids: (number | null)[],
 ): Promise<Map<number, { uuid: string; name: string }>> {
   const wanted = [...new Set(ids.filter((x): x is number => x !== null))];

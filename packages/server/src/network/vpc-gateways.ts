@@ -18,8 +18,8 @@ import type { CallContext } from '../context.ts';
 import type { VpcRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied, unsupported } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { findOwned, listOwned, type OwnedLookup } from '../iam/owned.ts';
-import { intToIpv4, ipv4ToInt, isIpv4, netmaskBits, subnetBounds } from '../infra/common.ts';
+import { findOwned, listOwned, type OwnedLookup, ownerFieldsOf } from '../iam/owned.ts';
+import { intToIpv4, ipv4ToInt, isIpv4, namesOf, netmaskBits, subnetBounds } from '../infra/common.ts';
 import { defineCommand, type JobTarget, success } from '../registry/command.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { tagsOf, withTags } from '../tags/tags.ts';
@@ -46,67 +46,18 @@ export function vlanId(text: string): number {
 
 async function presentGateways(ctx: CallContext, rows: VpcPrivateGatewayRow[]): Promise<object[]> {
   if (rows.length === 0) return [];
-  const db = ctx.app.store.db;
-  const [vpcs, zones, accounts, domains, acls, physicals] = await Promise.all([
-    db
-      .selectFrom('vpcs')
-      .select(['id', 'uuid', 'name'])
-      .where(
-        'id',
-        'in',
-        rows.map((r) => r.vpc_id),
-      )
-      .execute(),
-    db
-      .selectFrom('zones')
-      .select(['id', 'uuid', 'name'])
-      .where(
-        'id',
-        'in',
-        rows.map((r) => r.zone_id),
-      )
-      .execute(),
-    db
-      .selectFrom('accounts')
-      .select(['id', 'name'])
-      .where(
-        'id',
-        'in',
-        rows.map((r) => r.account_id),
-      )
-      .execute(),
-    db
-      .selectFrom('domains')
-      .select(['id', 'uuid', 'name', 'path'])
-      .where(
-        'id',
-        'in',
-        rows.map((r) => r.domain_id),
-      )
-      .execute(),
-    db
-      .selectFrom('network_acl_lists')
-      .select(['id', 'uuid', 'name'])
-      .where(
-        'id',
-        'in',
-        rows.map((r) => r.network_acl_id),
-      )
-      .execute(),
-    db
-      .selectFrom('physical_networks')
-      .select(['id', 'uuid'])
-      .where('id', 'in', [
-        -1,
-        ...rows.flatMap((r) => (r.physical_network_id !== null ? [r.physical_network_id] : [])),
-      ])
-      .execute(),
+  const column = <K extends keyof VpcPrivateGatewayRow>(key: K) => rows.map((r) => r[key]);
+  const [owner, vpcs, zones, acls, physicals] = await Promise.all([
+    ownerFieldsOf(ctx.app, rows),
+    namesOf(ctx, 'vpcs', column('vpc_id')),
+    namesOf(ctx, 'zones', column('zone_id')),
+    namesOf(ctx, 'network_acl_lists', column('network_acl_id')),
+    namesOf(ctx, 'physical_networks', column('physical_network_id')),
   ]);
   return rows.map((g) => {
-    const vpc = vpcs.find((v) => v.id === g.vpc_id);
-    const zone = zones.find((z) => z.id === g.zone_id);
-    const domain = domains.find((d) => d.id === g.domain_id);
-    const acl = acls.find((a) => a.id === g.network_acl_id);
+    const vpc = vpcs.get(g.vpc_id);
+    const zone = zones.get(g.zone_id);
+    const acl = acls.get(g.network_acl_id);
     return {
       id: g.uuid,
       ipaddress: g.ip4,
@@ -117,11 +68,9 @@ async function presentGateways(ctx: CallContext, rows: VpcPrivateGatewayRow[]): 
       vpcname: vpc?.name,
       zoneid: zone?.uuid,
       zonename: zone?.name,
-      physicalnetworkid: physicals.find((n) => n.id === g.physical_network_id)?.uuid,
-      account: accounts.find((a) => a.id === g.account_id)?.name,
-      domainid: domain?.uuid,
-      domain: domain?.name,
-      domainpath: domain?.path,
+      physicalnetworkid:
+        g.physical_network_id === null ? undefined : physicals.get(g.physical_network_id)?.uuid,
+      ...owner(g),
       aclid: acl?.uuid,
       aclname: acl?.name,
       sourcenatsupported: g.source_nat === 1,
@@ -481,61 +430,28 @@ export async function replaceGatewayAcl(
 
 async function presentRoutes(ctx: CallContext, rows: VpcStaticRouteRow[]): Promise<object[]> {
   if (rows.length === 0) return [];
-  const db = ctx.app.store.db;
-  const [vpcs, gateways, accounts, domains, tags] = await Promise.all([
-    db
-      .selectFrom('vpcs')
-      .select(['id', 'uuid'])
-      .where(
-        'id',
-        'in',
-        rows.map((r) => r.vpc_id),
-      )
-      .execute(),
-    db
+  const column = <K extends keyof VpcStaticRouteRow>(key: K) => rows.map((r) => r[key]);
+  const [owner, vpcs, gateways, tags] = await Promise.all([
+    ownerFieldsOf(ctx.app, rows),
+    namesOf(ctx, 'vpcs', column('vpc_id')),
+    ctx.app.store.db
       .selectFrom('vpc_private_gateways')
       .select(['id', 'uuid', 'ip4'])
       .where('id', 'in', [-1, ...rows.flatMap((r) => (r.gateway_id !== null ? [r.gateway_id] : []))])
       .execute(),
-    db
-      .selectFrom('accounts')
-      .select(['id', 'name'])
-      .where(
-        'id',
-        'in',
-        rows.map((r) => r.account_id),
-      )
-      .execute(),
-    db
-      .selectFrom('domains')
-      .select(['id', 'uuid', 'name', 'path'])
-      .where(
-        'id',
-        'in',
-        rows.map((r) => r.domain_id),
-      )
-      .execute(),
-    tagsOf(
-      ctx,
-      'StaticRoute',
-      rows.map((r) => r.id),
-    ),
+    tagsOf(ctx, 'StaticRoute', column('id')),
   ]);
   return rows.map((r) => {
     const gateway = gateways.find((g) => g.id === r.gateway_id);
-    const domain = domains.find((d) => d.id === r.domain_id);
     return {
       id: r.uuid,
       cidr: r.cidr,
       nexthop: r.nexthop,
       vpcgatewayid: gateway?.uuid,
       vpcgatewayip: gateway?.ip4,
-      vpcid: vpcs.find((v) => v.id === r.vpc_id)?.uuid,
+      vpcid: vpcs.get(r.vpc_id)?.uuid,
       state: r.state,
-      account: accounts.find((a) => a.id === r.account_id)?.name,
-      domainid: domain?.uuid,
-      domain: domain?.name,
-      domainpath: domain?.path,
+      ...owner(r),
       tags: tags.get(r.id) ?? [],
     };
   });

@@ -9,18 +9,12 @@ import { formatDate } from '../../clock.ts';
 import type { CallContext } from '../../context.ts';
 import { invalidParameter } from '../../errors.ts';
 import { logEvent } from '../../events/events.ts';
-import { findOwned, listOwned } from '../../iam/owned.ts';
+import { findOwned, listOwned, ownerFieldsOf } from '../../iam/owned.ts';
 import { defineCommand, type JobTarget, success } from '../../registry/command.ts';
 import { listParams, p, scopeParams } from '../../registry/params.ts';
 import { defineSetting } from '../../settings/settings.ts';
 import { OWNED_VPC } from '../vpcs.ts';
-import {
-  cidrsOverlap,
-  OWNED_CUSTOMER_GATEWAY,
-  OWNED_VPN_CONNECTION,
-  OWNED_VPN_GATEWAY,
-  ownerFieldsOf,
-} from './common.ts';
+import { cidrsOverlap, OWNED_CUSTOMER_GATEWAY, OWNED_VPN_CONNECTION, OWNED_VPN_GATEWAY } from './common.ts';
 import type { VpnConnectionRow } from './tables.ts';
 import { applyVpn, waitConnected } from './vpn-apply.ts';
 

@@ -12,14 +12,14 @@ import { invalidParameter } from '../../errors.ts';
 import { logEvent } from '../../events/events.ts';
 import { escapeLike, likeEscaped } from '../../iam/access.ts';
 import { onAccountDelete, resolveAccount } from '../../iam/accounts.ts';
-import { findOwned, listOwned } from '../../iam/owned.ts';
+import { findOwned, listOwned, ownerFieldsOf } from '../../iam/owned.ts';
 import { isIpv4, likeOp } from '../../infra/common.ts';
 import { projectOwner } from '../../projects/access.ts';
 import { defineCommand, type JobTarget, success } from '../../registry/command.ts';
 import { listParams, p, scopeParams } from '../../registry/params.ts';
 import { defineSetting } from '../../settings/settings.ts';
 import { parseCidr } from '../ip-rules.ts';
-import { cidrsOverlap, OWNED_CUSTOMER_GATEWAY, ownerFieldsOf } from './common.ts';
+import { cidrsOverlap, OWNED_CUSTOMER_GATEWAY } from './common.ts';
 import type { VpnCustomerGatewayRow, VpnCustomerGatewayTable } from './tables.ts';
 import { applyVpn } from './vpn-apply.ts';
 

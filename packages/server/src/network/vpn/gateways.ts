@@ -6,11 +6,11 @@
 import type { CallContext } from '../../context.ts';
 import { internalError, invalidParameter } from '../../errors.ts';
 import { logEvent } from '../../events/events.ts';
-import { findOwned, listOwned } from '../../iam/owned.ts';
+import { findOwned, listOwned, ownerFieldsOf } from '../../iam/owned.ts';
 import { defineCommand, type JobTarget, success } from '../../registry/command.ts';
 import { listParams, p, scopeParams } from '../../registry/params.ts';
 import { OWNED_VPC } from '../vpcs.ts';
-import { OWNED_VPN_GATEWAY, ownerFieldsOf } from './common.ts';
+import { OWNED_VPN_GATEWAY } from './common.ts';
 import type { VpnGatewayRow } from './tables.ts';
 import { applyVpn } from './vpn-apply.ts';
 

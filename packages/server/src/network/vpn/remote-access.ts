@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import type { CallContext } from '../../context.ts';
 import { invalidParameter } from '../../errors.ts';
 import { logEvent } from '../../events/events.ts';
-import { findOwned, listOwned } from '../../iam/owned.ts';
+import { findOwned, listOwned, ownerFieldsOf } from '../../iam/owned.ts';
 import { intToIpv4, ipv4ToInt, isIpv4 } from '../../infra/common.ts';
 import { defineCommand, type JobTarget, success } from '../../registry/command.ts';
 import { listParams, p, scopeParams } from '../../registry/params.ts';
@@ -17,7 +17,7 @@ import { defineSetting } from '../../settings/settings.ts';
 import { OWNED_IP } from '../ip-rules.ts';
 import { hasServices } from '../network-offering-rules.ts';
 import type { IpScope } from '../router-rules.ts';
-import { OWNED_REMOTE_ACCESS_VPN, ownerFieldsOf } from './common.ts';
+import { OWNED_REMOTE_ACCESS_VPN } from './common.ts';
 import type { RemoteAccessVpnRow } from './tables.ts';
 import { applyVpn } from './vpn-apply.ts';
 

@@ -10,13 +10,12 @@ import { ApiError, CsErrorCode, ErrorCode, internalError, invalidParameter } fro
 import { logEvent } from '../../events/events.ts';
 import { escapeLike, likeEscaped } from '../../iam/access.ts';
 import { onAccountDelete, resolveAccount } from '../../iam/accounts.ts';
-import { listOwned } from '../../iam/owned.ts';
+import { listOwned, ownerFieldsOf } from '../../iam/owned.ts';
 import { likeOp } from '../../infra/common.ts';
 import { projectOwner } from '../../projects/access.ts';
 import { defineCommand, type JobTarget, success } from '../../registry/command.ts';
 import { listParams, p, scopeParams } from '../../registry/params.ts';
 import { defineSetting } from '../../settings/settings.ts';
-import { ownerFieldsOf } from './common.ts';
 import { scopeOfVpn } from './remote-access.ts';
 import type { VpnUserRow } from './tables.ts';
 import { applyVpn } from './vpn-apply.ts';
