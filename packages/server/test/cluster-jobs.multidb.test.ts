@@ -20,7 +20,14 @@ import { seededLocalZone, waitUntil } from './agents.ts';
 import { createDatabase, type DbKind, startServer, type TestServer, testDatabases } from './harness.ts';
 
 const HOOKS = join(import.meta.dirname, 'fixtures/cluster-hooks.ts');
-const TASKS = ['capacity-checks', 'network-gc', 'snapshot-policies', 'system-templates', 'vpn-monitor'];
+const TASKS = [
+  'capacity-checks',
+  'ha-claims',
+  'network-gc',
+  'snapshot-policies',
+  'system-templates',
+  'vpn-monitor',
+];
 
 interface Edge {
   command: string;

@@ -17,16 +17,26 @@
  *   are stopped through it and it is Fenced; otherwise it stays Degraded for the operator.
  * - No neighbour answered, no shared pool, or no heartbeat ever written: Ineligible; nothing is
  *   touched, an alert says why.
+ *
+ * Where it runs with several servers. Heartbeat settings, investigations and restarts run on every
+ * server, each for its own share: a server tells its own agents what to heartbeat; it investigates
+ * the hosts it holds (hosts.ms_id: every host has one holder, a dead server's hosts are taken
+ * over), because the host's state changes and its agent's return happen there and a reachable
+ * host's VMs are stopped through that agent connection; and it runs up to ha.workers restarts it
+ * claimed (compare-and-set on ha_work), so restarts spread over the servers as upstream's HA
+ * workers do. Only the cluster-wide sweep, freeing the restarts a dead server had claimed, runs
+ * on one server, under the scheduled-work lease `ha-claims` (jobs/scheduled.ts).
  */
 import type { CommandResult, StorageLocation } from '@nimbostack/protocol';
 import { onHostStatusChange } from '../agents/gateway.ts';
 import type { App } from '../context.ts';
 import type { HostRow } from '../db/schema.ts';
 import { recordAlert } from '../infra/alerts.ts';
+import { startScheduled } from '../jobs/scheduled.ts';
 import { poolLocation } from '../storage/volume-ops.ts';
 import { type HaState, hostHaRows, updateHostHa } from './host-ha-records.ts';
 import { HA_HEARTBEAT_INTERVAL, HA_HEARTBEAT_TIMEOUT, HA_INVESTIGATE_RETRY } from './settings.ts';
-import { fenceHost, runHaWork } from './vm-ha.ts';
+import { fenceHost, releaseDeadServersHaWork, runHaWork } from './vm-ha.ts';
 
 /** ALERT.COMPUTE.HOST, as the gateway's host alerts. */
 const HOST_ALERT = 7;
@@ -35,6 +45,8 @@ const ON_HOST = ['Running', 'Starting', 'Stopping', 'Migrating'];
 const CHECK_TIMEOUT_MS = 20_000;
 const TICK_MS = 1000;
 const HEARTBEAT_CONFIG_EVERY_MS = 5000;
+/** How often the lease holder frees the restarts of dead servers. */
+const CLAIMS_SWEEP_MS = 5000;
 
 interface PerServer {
   /** Next investigation time per host. */
@@ -370,6 +382,11 @@ async function tick(app: App): Promise<void> {
 
 /** Starts the HA monitor of this server; returns its stop function. */
 export function startHaMonitor(app: App): () => void {
+  const stopSweep = startScheduled(app, {
+    name: 'ha-claims',
+    everyMs: () => CLAIMS_SWEEP_MS,
+    run: () => releaseDeadServersHaWork(app),
+  });
   let running = false;
   const timer = setInterval(() => {
     if (running) return;
@@ -381,5 +398,8 @@ export function startHaMonitor(app: App): () => void {
       });
   }, TICK_MS);
   timer.unref();
-  return () => clearInterval(timer);
+  return () => {
+    clearInterval(timer);
+    stopSweep();
+  };
 }

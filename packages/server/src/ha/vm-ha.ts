@@ -4,7 +4,7 @@
  * started again on another host of the cluster by the planner, up to max.retries times,
  * restart.retry.interval apart, ha.workers at a time per server. Rows are claimed with a
  * compare-and-set, so two servers never restart the same VM; a claim of a server that died is
- * released for the others.
+ * released for the others by the holder of the `ha-claims` lease (monitor.ts).
  */
 
 import { deadServerIds } from '../cluster/heartbeat.ts';
@@ -92,13 +92,6 @@ export async function runHaWork(app: App): Promise<void> {
   if (free <= 0) return;
   const db = app.store.db;
   const now = app.clock.now();
-  // Restarts a dead server had claimed are due again; the VM's state machine stops a double start.
-  await db
-    .updateTable('ha_work')
-    .set({ state: 'Pending', ms_id: null, updated: now })
-    .where('state', '=', 'Running')
-    .where('ms_id', 'in', deadServerIds(app))
-    .execute();
   const due = await db
     .selectFrom('ha_work')
     .selectAll()
@@ -120,6 +113,19 @@ export async function runHaWork(app: App): Promise<void> {
       .catch((err) => app.log.error({ err, work: row.id }, 'HA restart failed unexpectedly'))
       .finally(() => mine.delete(row.id));
   }
+}
+
+/**
+ * Restarts a dead server had claimed are due again (the VM's state machine stops a double start).
+ * Cluster-wide work: run by the holder of a lease, not by every server every second.
+ */
+export async function releaseDeadServersHaWork(app: App): Promise<void> {
+  await app.store.db
+    .updateTable('ha_work')
+    .set({ state: 'Pending', ms_id: null, updated: app.clock.now() })
+    .where('state', '=', 'Running')
+    .where('ms_id', 'in', deadServerIds(app))
+    .execute();
 }
 
 /** Rows this server had claimed before it stopped: they are due again. */

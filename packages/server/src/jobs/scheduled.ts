@@ -1,8 +1,8 @@
 /**
  * Scheduled work that runs once in the cloud, however many management servers share the database
- * (snapshot policies, network garbage collection, capacity alerts, VPN checks, the built-in
- * templates): each task runs on the server holding its lease, a cluster_locks row named
- * `lease:<task>` with an expiry (jobs/locks.ts).
+ * (snapshot policies, network garbage collection, capacity alerts, VPN checks, VM HA's sweep of
+ * restarts a dead server had claimed, the built-in templates): each task runs on the server
+ * holding its lease, a cluster_locks row named `lease:<task>` with an expiry (jobs/locks.ts).
  *
  * Every tick (5 s after start, then the task's interval, read again each time) a server renews the
  * lease if it holds it,
