@@ -14,8 +14,10 @@
  * Each change is applied to the VPC's running router before the command answers; a router that
  * refuses (or cannot be reached) leaves the records as they were.
  */
+import type { Selectable } from 'kysely';
 import type { CallContext } from '../context.ts';
-import type { VpcRow } from '../db/schema.ts';
+import type { Tx } from '../db/connection.ts';
+import type { Database, VpcRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied, unsupported } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { findOwned, listOwned, type OwnedLookup, ownerFieldsOf } from '../iam/owned.ts';
@@ -98,6 +100,101 @@ async function applyOrUndo(ctx: CallContext, vpcId: number, undo: () => Promise<
     await applyVpcRouter(ctx.app, vpcId).catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * createPrivateGateway and createStaticRoute record their object (`recorded`) before the job runs,
+ * so its id comes back with the job id as upstream's; the job sends it to the VPC's router and
+ * makes it `ready`, or removes it again (`undone`) when the router refuses.
+ */
+const ROUTER_RECORDS = {
+  vpc_private_gateways: {
+    type: 'PrivateGateway',
+    event: 'PRIVATE.GATEWAY.CREATE',
+    recorded: 'Allocated',
+    ready: 'Ready',
+    undone: 'Deleted',
+  },
+  vpc_static_routes: {
+    type: 'StaticRoute',
+    event: 'STATIC.ROUTE.CREATE',
+    recorded: 'Add',
+    ready: 'Active',
+    undone: 'Revoked',
+  },
+} as const;
+type RouterRecordTable = keyof typeof ROUTER_RECORDS;
+
+/** The columns every such record has, filled in for the command's own `insert`. */
+interface RecordBase {
+  uuid: string;
+  vpc_id: number;
+  account_id: number;
+  domain_id: number;
+  state: string;
+  created: number;
+  removed: null;
+}
+
+/**
+ * The create() half: `insert` checks and records the object under a lock on the VPC's row, so two
+ * creates cannot both pass its checks; the event is logged in the same transaction.
+ */
+async function recordForRouter(
+  ctx: CallContext,
+  table: RouterRecordTable,
+  vpc: VpcRow,
+  description: string,
+  insert: (tx: Tx, record: RecordBase) => Promise<void>,
+): Promise<JobTarget> {
+  const { app } = ctx;
+  const kind = ROUTER_RECORDS[table];
+  const base: RecordBase = {
+    uuid: app.ids.uuid(),
+    vpc_id: vpc.id,
+    account_id: vpc.account_id,
+    domain_id: vpc.domain_id,
+    state: kind.recorded,
+    created: app.clock.now(),
+    removed: null,
+  };
+  await app.store.db.transaction().execute(async (tx) => {
+    await tx
+      .updateTable('vpcs')
+      .set((eb) => ({ name: eb.ref('name') }))
+      .where('id', '=', vpc.id)
+      .execute();
+    await insert(tx, base);
+    await logEvent(ctx, tx, {
+      type: kind.event,
+      description,
+      resourceType: kind.type,
+      resourceId: base.uuid,
+    });
+  });
+  return { type: kind.type, id: base.uuid };
+}
+
+/**
+ * The job half: the recorded object goes to the router with the rest of its VPC's and becomes
+ * ready; a router that refuses it (or cannot be reached) has it removed again.
+ */
+async function applyRecorded<T extends RouterRecordTable>(
+  ctx: CallContext,
+  table: T,
+  uuid: string,
+): Promise<Selectable<Database[T]>> {
+  const { app } = ctx;
+  const db = app.store.db;
+  // Kysely cannot resolve columns on a generic table: both tables have the ones used here.
+  const both: RouterRecordTable = table;
+  const { ready, undone } = ROUTER_RECORDS[both];
+  const row = await db.selectFrom(both).selectAll().where('uuid', '=', uuid).executeTakeFirstOrThrow();
+  await applyOrUndo(ctx, row.vpc_id, () =>
+    db.updateTable(both).set({ removed: app.clock.now(), state: undone }).where('id', '=', row.id).execute(),
+  );
+  await db.updateTable(both).set({ state: ready }).where('id', '=', row.id).execute();
+  return { ...row, state: ready } as Selectable<Database[T]>;
 }
 
 export const createPrivateGateway = defineCommand({
@@ -184,87 +281,61 @@ export const createPrivateGateway = defineCommand({
     const physical = await guestPhysicalNetwork(app, zone, params.physicalnetworkid);
     const acl = params.aclid ? await findAclList(ctx, params.aclid) : await defaultDeny(ctx);
     checkAclForVpc(acl, vpc, `private gateway of VPC ${vpc.uuid}`);
-    const uuid = app.ids.uuid();
-    await db.transaction().execute(async (tx) => {
-      await tx
-        .updateTable('vpcs')
-        .set((eb) => ({ name: eb.ref('name') }))
-        .where('id', '=', vpc.id)
-        .execute();
-      if (params.bypassvlanoverlapcheck !== true) {
-        const guest = await tx
-          .selectFrom('networks')
-          .select('name')
+    return recordForRouter(
+      ctx,
+      'vpc_private_gateways',
+      vpc,
+      `created private gateway ${ip} on vlan://${vni} for VPC ${vpc.name}`,
+      async (tx, record) => {
+        if (params.bypassvlanoverlapcheck !== true) {
+          const guest = await tx
+            .selectFrom('networks')
+            .select('name')
+            .where('zone_id', '=', zone.id)
+            .where('vni', '=', vni)
+            .where('removed', 'is', null)
+            .executeTakeFirst();
+          if (guest)
+            throw invalidParameter(
+              `The VLAN tag ${vni} is already used by network ${guest.name} in zone ${zone.name}`,
+            );
+        }
+        const others = await tx
+          .selectFrom('vpc_private_gateways')
+          .selectAll()
           .where('zone_id', '=', zone.id)
           .where('vni', '=', vni)
           .where('removed', 'is', null)
-          .executeTakeFirst();
-        if (guest)
+          .execute();
+        if (others.some((o) => o.vpc_id === vpc.id))
+          throw invalidParameter(`VPC ${vpc.name} already has a private gateway on vlan://${vni}`);
+        if (others.some((o) => o.ip4 === ip))
           throw invalidParameter(
-            `The VLAN tag ${vni} is already used by network ${guest.name} in zone ${zone.name}`,
+            `The IP address ${ip} is already used by a private gateway on vlan://${vni}`,
           );
-      }
-      const others = await tx
-        .selectFrom('vpc_private_gateways')
-        .selectAll()
-        .where('zone_id', '=', zone.id)
-        .where('vni', '=', vni)
-        .where('removed', 'is', null)
-        .execute();
-      if (others.some((o) => o.vpc_id === vpc.id))
-        throw invalidParameter(`VPC ${vpc.name} already has a private gateway on vlan://${vni}`);
-      if (others.some((o) => o.ip4 === ip))
-        throw invalidParameter(`The IP address ${ip} is already used by a private gateway on vlan://${vni}`);
-      if (others.some((o) => privateGatewayCidr(o) !== cidr))
-        throw invalidParameter(`Private gateways on vlan://${vni} use another subnet than ${cidr}`);
-      await tx
-        .insertInto('vpc_private_gateways')
-        .values({
-          uuid,
-          vpc_id: vpc.id,
-          zone_id: zone.id,
-          account_id: vpc.account_id,
-          domain_id: vpc.domain_id,
-          physical_network_id: physical,
-          ip4: ip,
-          gateway,
-          netmask,
-          vlan: `vlan://${vni}`,
-          vni,
-          mac: publicMac(app),
-          network_acl_id: acl.id,
-          source_nat: params.sourcenatsupported ? 1 : 0,
-          state: 'Allocated',
-          created: app.clock.now(),
-          removed: null,
-        })
-        .execute();
-      await logEvent(ctx, tx, {
-        type: 'PRIVATE.GATEWAY.CREATE',
-        description: `created private gateway ${ip} on vlan://${vni} for VPC ${vpc.name}`,
-        resourceType: 'PrivateGateway',
-        resourceId: uuid,
-      });
-    });
-    return { type: 'PrivateGateway', id: uuid };
+        if (others.some((o) => privateGatewayCidr(o) !== cidr))
+          throw invalidParameter(`Private gateways on vlan://${vni} use another subnet than ${cidr}`);
+        await tx
+          .insertInto('vpc_private_gateways')
+          .values({
+            ...record,
+            zone_id: zone.id,
+            physical_network_id: physical,
+            ip4: ip,
+            gateway,
+            netmask,
+            vlan: `vlan://${vni}`,
+            vni,
+            mac: publicMac(app),
+            network_acl_id: acl.id,
+            source_nat: params.sourcenatsupported ? 1 : 0,
+          })
+          .execute();
+      },
+    );
   },
   async handler(ctx, _params, created) {
-    const { app } = ctx;
-    const db = app.store.db;
-    const row = await db
-      .selectFrom('vpc_private_gateways')
-      .selectAll()
-      .where('uuid', '=', created!.id)
-      .executeTakeFirstOrThrow();
-    await applyOrUndo(ctx, row.vpc_id, () =>
-      db
-        .updateTable('vpc_private_gateways')
-        .set({ removed: app.clock.now(), state: 'Deleted' })
-        .where('id', '=', row.id)
-        .execute(),
-    );
-    await db.updateTable('vpc_private_gateways').set({ state: 'Ready' }).where('id', '=', row.id).execute();
-    return presentGateway(ctx, row.id);
+    return presentGateway(ctx, (await applyRecorded(ctx, 'vpc_private_gateways', created!.id)).id);
   },
 });
 
@@ -472,8 +543,7 @@ export const createStaticRoute = defineCommand({
   event: { type: 'STATIC.ROUTE.CREATE', description: (params) => `creating static route ${params.cidr}` },
   // Recorded (Add) before the job runs, as upstream's; the job applies it and makes it Active.
   async create(ctx, params): Promise<JobTarget> {
-    const { app } = ctx;
-    const db = app.store.db;
+    const db = ctx.app.store.db;
     if ((params.gatewayid === undefined) === (params.nexthop === undefined))
       throw invalidParameter('Exactly one of gatewayid and nexthop is required: they are mutually exclusive');
     let vpc: VpcRow;
@@ -517,62 +587,29 @@ export const createStaticRoute = defineCommand({
     cidr = `${intToIpv4(Math.floor(ipv4ToInt(base) / size) * size)}/${bits}`;
     if (cidrWithin(cidr, vpc.cidr) || cidrWithin(vpc.cidr, cidr))
       throw invalidParameter(`CIDR should be outside of VPC cidr ${vpc.cidr}`);
-    const uuid = app.ids.uuid();
-    await db.transaction().execute(async (tx) => {
-      await tx
-        .updateTable('vpcs')
-        .set((eb) => ({ name: eb.ref('name') }))
-        .where('id', '=', vpc.id)
-        .execute();
-      const same = await tx
-        .selectFrom('vpc_static_routes')
-        .select('id')
-        .where('vpc_id', '=', vpc.id)
-        .where('cidr', '=', cidr)
-        .where('removed', 'is', null)
-        .executeTakeFirst();
-      if (same) throw invalidParameter(`A static route for ${cidr} already exists in VPC ${vpc.name}`);
-      await tx
-        .insertInto('vpc_static_routes')
-        .values({
-          uuid,
-          vpc_id: vpc.id,
-          gateway_id: params.gatewayid ? gateway!.id : null,
-          nexthop,
-          cidr,
-          account_id: vpc.account_id,
-          domain_id: vpc.domain_id,
-          state: 'Add',
-          created: app.clock.now(),
-          removed: null,
-        })
-        .execute();
-      await logEvent(ctx, tx, {
-        type: 'STATIC.ROUTE.CREATE',
-        description: `created static route ${cidr} via ${nexthop} for VPC ${vpc.name}`,
-        resourceType: 'StaticRoute',
-        resourceId: uuid,
-      });
-    });
-    return { type: 'StaticRoute', id: uuid };
+    return recordForRouter(
+      ctx,
+      'vpc_static_routes',
+      vpc,
+      `created static route ${cidr} via ${nexthop} for VPC ${vpc.name}`,
+      async (tx, record) => {
+        const same = await tx
+          .selectFrom('vpc_static_routes')
+          .select('id')
+          .where('vpc_id', '=', vpc.id)
+          .where('cidr', '=', cidr)
+          .where('removed', 'is', null)
+          .executeTakeFirst();
+        if (same) throw invalidParameter(`A static route for ${cidr} already exists in VPC ${vpc.name}`);
+        await tx
+          .insertInto('vpc_static_routes')
+          .values({ ...record, gateway_id: params.gatewayid ? gateway!.id : null, nexthop, cidr })
+          .execute();
+      },
+    );
   },
   async handler(ctx, _params, created) {
-    const { app } = ctx;
-    const db = app.store.db;
-    const row = await db
-      .selectFrom('vpc_static_routes')
-      .selectAll()
-      .where('uuid', '=', created!.id)
-      .executeTakeFirstOrThrow();
-    await applyOrUndo(ctx, row.vpc_id, () =>
-      db
-        .updateTable('vpc_static_routes')
-        .set({ removed: app.clock.now(), state: 'Revoked' })
-        .where('id', '=', row.id)
-        .execute(),
-    );
-    await db.updateTable('vpc_static_routes').set({ state: 'Active' }).where('id', '=', row.id).execute();
-    return (await presentRoutes(ctx, [{ ...row, state: 'Active' }]))[0]!;
+    return (await presentRoutes(ctx, [await applyRecorded(ctx, 'vpc_static_routes', created!.id)]))[0]!;
   },
 });
 
