@@ -355,12 +355,26 @@ async function startVmNow(ctx: CallContext, vm: VmRow, opts: StartOptions): Prom
   }
 }
 
+async function hostIsUp(ctx: Pick<CallContext, 'app'>, hostId: number): Promise<boolean> {
+  const host = await ctx.app.store.db
+    .selectFrom('hosts')
+    .select('state')
+    .where('id', '=', hostId)
+    .executeTakeFirst();
+  return host?.state === 'Up';
+}
+
 /** Releases the host capacity a VM held and clears its placement. */
 async function leaveHost(ctx: Pick<CallContext, 'app'>, vm: VmRow): Promise<void> {
   if (vm.host_id !== null) await releaseHost(ctx.app.store.db, vm.host_id, cpuMhzOf(vm), memoryOf(vm));
 }
 
-/** Stops a Running VM; `forced` marks it Stopped even if its host cannot be reached. */
+/**
+ * Stops a Running VM; `forced` powers it off and marks it Stopped even if its host cannot be
+ * reached — but not while the host is Up: its agent is connected to some server, so the VM may
+ * well still run, and a destroy or expunge going on would delete a disk QEMU still writes (the HA
+ * suite saw it when the server holding the host died while it forwarded the stop).
+ */
 export async function stopVm(ctx: CallContext, vm: VmRow, forced = false): Promise<VmRow> {
   const { app } = ctx;
   if (vm.state === 'Stopped') return vm;
@@ -369,7 +383,7 @@ export async function stopVm(ctx: CallContext, vm: VmRow, forced = false): Promi
     if (vm.host_id !== null)
       await app.agents.call(vm.host_id, 'stopVm', { name: vm.instance_name, force: forced });
   } catch (e) {
-    if (!forced) {
+    if (!forced || (vm.host_id !== null && (await hostIsUp(ctx, vm.host_id)))) {
       await app.store.db
         .transaction()
         .execute((tx) => transition(ctx, tx, current, 'stopFailed', {}, toApiError(e).message));
