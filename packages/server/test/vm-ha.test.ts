@@ -2,7 +2,9 @@
  * VM high availability with simulator hosts (one agent each, in this process, as routers.test
  * does) sharing a cluster-wide primary pool where they write their heartbeats: a host whose agent
  * is cut off but which still heart-beats keeps its VMs; a host whose agent dies is fenced, its HA
- * VM runs on the other host and its other VM is Stopped; the host-HA commands.
+ * VM runs on the other host and its other VM is Stopped; an HA VM that stops by itself on a host
+ * that stays Up (a guest crash) is started again, a plain one or one stopped through the API is
+ * not; the host-HA commands.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -10,7 +12,7 @@ import { connect, createServer, type Server as NetServer, type Socket } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Agent, type AgentLogger, SimulatorFleet } from '@nimbostack/agent';
+import { Agent, type AgentLogger, type HostDriver, SimulatorFleet } from '@nimbostack/agent';
 import { CloudStackClient } from '@nimbostack/client';
 import { type Server, startServer } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
@@ -29,6 +31,8 @@ let plain: string;
 let withHa: string;
 const agents = new Map<string, Agent>();
 const hostIds = new Map<string, string>();
+/** Each agent's simulated host: what the host itself runs, and how a guest crash is made. */
+const drivers = new Map<string, HostDriver>();
 let proxy: { server: NetServer; sockets: Set<Socket>; port: number };
 
 async function freePort(): Promise<number> {
@@ -149,10 +153,12 @@ before(async () => {
   // ha-1 dies, ha-2 survives and takes the HA VM, ha-3 is cut off from the server but lives.
   for (const name of ['ha-1', 'ha-2', 'ha-3']) {
     const port = name === 'ha-3' ? proxy.port : agentPort;
+    const hosts = new SimulatorFleet().addHosts(name, 1);
+    drivers.set(name, hosts[0]!);
     const agent = new Agent({
       server: `ws://127.0.0.1:${port}`,
       token: TOKEN,
-      hosts: new SimulatorFleet().addHosts(name, 1),
+      hosts,
       log: silent,
       maxBackoffMs: 300,
     });
@@ -295,5 +301,63 @@ describe('VM high availability', () => {
     // ha-3 still lives on storage: nothing of it moved meanwhile.
     const alive = (await admin.request<any>('listVirtualMachines', { name: 'alive-ha' })).virtualmachine[0];
     assert.equal(alive.hostid, hostIds.get('ha-3'));
+  });
+
+  test('an HA VM that stops by itself on a host that stays Up is started again; a plain one is not', async () => {
+    // VM states come with the agents' pings: every second here, so a crash is seen at once.
+    await admin.request('updateConfiguration', { name: 'ping.interval', value: '1' });
+    const ha = await deploy('crash-ha', 'ha-2', withHa);
+    const other = await deploy('crash-plain', 'ha-2', plain);
+    const host = drivers.get('ha-2')!;
+    const instance = async (id: string) => (await vmById(id)).instancename as string;
+    const runs = (name: string) =>
+      host.hypervisor.reportStates().some((v) => v.name === name && v.state === 'PowerOn');
+    const haName = await instance(ha.id);
+    const otherName = await instance(other.id);
+    // The guests crash: their processes end on the host, nobody asked for a stop.
+    const crashed = Date.now();
+    await host.hypervisor.stopVm(haName, true);
+    await host.hypervisor.stopVm(otherName, true);
+    await waitUntil(async () => runs(haName), 15_000, 'the HA VM to run on ha-2 again');
+    const back = await waitUntil(
+      async () => {
+        const v = await vmById(ha.id);
+        return v.state === 'Running' ? v : undefined;
+      },
+      10_000,
+      'the HA VM Running again',
+    );
+    const seconds = (Date.now() - crashed) / 1000;
+    assert.equal(back.hostid, hostIds.get('ha-2'), 'the only Up host: its own');
+    assert.ok(seconds < 10, `restarted after ${seconds} s`);
+    const events = (await admin.request<any>('listEvents', { type: 'VM.START', listall: true })).event;
+    assert.ok(
+      events.some((e: any) =>
+        /HA restarted VM crash-ha on host ha-2: it stopped on host ha-2 without a stop request/.test(
+          e.description,
+        ),
+      ),
+    );
+    const alerts = (await admin.request<any>('listAlerts', {})).alert.map((a: any) => a.description);
+    assert.ok(
+      alerts.some((d: string) => /HA VM crash-ha stopped on its host without a stop request/.test(d)),
+    );
+    // Well past the restart of the HA VM: the plain one stays Stopped, and nothing runs it.
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.equal((await vmById(other.id)).state, 'Stopped');
+    assert.ok(!runs(otherName));
+    // A stop asked for through the API is the owner's: the HA VM stays Stopped.
+    await admin.call('stopVirtualMachine', { id: ha.id });
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.equal((await vmById(ha.id)).state, 'Stopped');
+    assert.ok(!runs(haName));
+    // ha.vm.restart.hostup=false: a crash of an HA VM is only recorded.
+    await admin.request('updateConfiguration', { name: 'ha.vm.restart.hostup', value: 'false' });
+    await admin.call('startVirtualMachine', { id: ha.id });
+    await host.hypervisor.stopVm(haName, true);
+    await waitUntil(async () => (await vmById(ha.id)).state === 'Stopped', 10_000, 'the crash recorded');
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.equal((await vmById(ha.id)).state, 'Stopped');
+    assert.ok(!runs(haName));
   });
 });

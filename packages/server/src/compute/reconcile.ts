@@ -1,6 +1,6 @@
 /**
  * What compute does when hosts report in or change: VMs powered off behind our back become
- * Stopped; hosts with VMs cannot be deleted; a host entering maintenance has its running VMs
+ * Stopped, and HA-enabled ones are queued for a restart (ha.vm.restart.hostup, ha/vm-ha.ts); hosts with VMs cannot be deleted; a host entering maintenance has its running VMs
  * migrated away, or the request says why not. The VMs of a host that went Down stay as they are
  * until VM HA proves the host dead (ha/monitor.ts): a Down host may still run them.
  */
@@ -8,11 +8,17 @@
 import { onVmStatesReported } from '../agents/gateway.ts';
 import type { App, CallContext } from '../context.ts';
 import { resourceInUse } from '../errors.ts';
+import { HA_RESTART_HOST_UP } from '../ha/settings.ts';
+import { queueRestart } from '../ha/vm-ha.ts';
 import { loadCaller } from '../iam/caller.ts';
+import { recordAlert } from '../infra/alerts.ts';
 import { onHostDelete, onHostMaintenance } from '../infra/hosts.ts';
 import { onRecovery } from '../jobs/recovery.ts';
 import { transition, type VmEvent } from './vm-state.ts';
 import { expungeVm, markStoppedOutOfBand, migrateVm } from './vms.ts';
+
+/** ALERT.USERVM, as VM HA's other alerts. */
+const VM_ALERT = 8;
 
 onVmStatesReported(async (app: App, reports) => {
   const hostIds = reports.map((r) => r.hostId);
@@ -30,9 +36,22 @@ onVmStatesReported(async (app: App, reports) => {
   );
   for (const vm of running) {
     if (on.get(vm.host_id!)?.has(vm.instance_name)) continue;
-    await markStoppedOutOfBand({ app }, vm, 'the host reports it powered off').catch((err) =>
-      app.log.warn({ err, vm: vm.uuid }, 'could not record a VM stopped out of band'),
-    );
+    try {
+      await markStoppedOutOfBand({ app }, vm, 'the host reports it powered off');
+    } catch (err) {
+      app.log.warn({ err, vm: vm.uuid }, 'could not record a VM stopped out of band');
+      continue;
+    }
+    // Running in the record means no stop was asked for (a stop goes through Stopping): the guest
+    // crashed or powered itself off. An HA VM is started again, as upstream does.
+    if (vm.ha_enabled !== 1 || !app.settings.get(HA_RESTART_HOST_UP)) continue;
+    await queueRestart(app, vm.id, vm.host_id!);
+    await recordAlert(app, {
+      type: VM_ALERT,
+      subject: `HA VM ${vm.name} stopped on its host without a stop request; it is started again`,
+      zoneId: vm.zone_id,
+      sourceKey: `ha-crashed:${vm.id}:${app.clock.now()}`,
+    });
   }
 });
 

@@ -43,6 +43,15 @@ export const HA_INVESTIGATE_RETRY = defineSetting({
     'Seconds between two investigations of a host whose agent is gone, until it is back or proven dead.',
 });
 
+export const HA_RESTART_HOST_UP = defineSetting({
+  name: 'ha.vm.restart.hostup',
+  category: 'Advanced',
+  type: 'Boolean',
+  defaultValue: true,
+  description:
+    'Whether an HA-enabled VM found powered off on a host that is still Up, without anyone having asked for a stop (its guest crashed or shut itself down), is started again.',
+});
+
 export const HA_HEARTBEAT_INTERVAL = defineSetting({
   name: 'ha.heartbeat.interval',
   category: 'Advanced',

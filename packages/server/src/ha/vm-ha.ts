@@ -1,7 +1,9 @@
 /**
  * What happens to the VMs of a fenced host (monitor.ts decided it is dead): each is recorded
  * Stopped where it was (its capacity released); those with the HA flag get an ha_work row and are
- * started again on another host of the cluster by the planner, up to max.retries times,
+ * started again on another host of the cluster by the planner. An HA VM that its Up host reports
+ * powered off without a stop request (a guest crash; compute/reconcile.ts) gets one too, as with
+ * upstream's ha.vm.restart.hostup. A restart is tried up to max.retries times,
  * restart.retry.interval apart, ha.workers at a time per server. Rows are claimed with a
  * compare-and-set, so two servers never restart the same VM; a claim of a server that died is
  * released for the others by the holder of the `ha-claims` lease (monitor.ts).
@@ -61,28 +63,35 @@ export async function fenceHost(app: App, host: HostRow): Promise<void> {
       });
       continue;
     }
-    const queued = await db
-      .selectFrom('ha_work')
-      .select('id')
-      .where('vm_id', '=', vm.id)
-      .where('state', 'in', ['Pending', 'Running'])
-      .executeTakeFirst();
-    if (!queued)
-      await db
-        .insertInto('ha_work')
-        .values({
-          vm_id: vm.id,
-          host_id: host.id,
-          state: 'Pending',
-          attempts: 0,
-          next_attempt: now,
-          ms_id: null,
-          last_error: null,
-          created: now,
-          updated: now,
-        })
-        .execute();
+    await queueRestart(app, vm.id, host.id);
   }
+}
+
+/** Queues a restart of a VM taken off host `hostId`, unless one is already queued or running. */
+export async function queueRestart(app: App, vmId: number, hostId: number): Promise<void> {
+  const db = app.store.db;
+  const now = app.clock.now();
+  const queued = await db
+    .selectFrom('ha_work')
+    .select('id')
+    .where('vm_id', '=', vmId)
+    .where('state', 'in', ['Pending', 'Running'])
+    .executeTakeFirst();
+  if (!queued)
+    await db
+      .insertInto('ha_work')
+      .values({
+        vm_id: vmId,
+        host_id: hostId,
+        state: 'Pending',
+        attempts: 0,
+        next_attempt: now,
+        ms_id: null,
+        last_error: null,
+        created: now,
+        updated: now,
+      })
+      .execute();
 }
 
 /** Claims due restarts up to ha.workers running at once on this server, and runs them. */
@@ -168,7 +177,11 @@ async function restartHeld(
 ): Promise<void> {
   const db = app.store.db;
   const vm = await db.selectFrom('vms').selectAll().where('id', '=', vmId).executeTakeFirst();
-  const host = await db.selectFrom('hosts').select('name').where('id', '=', hostId).executeTakeFirst();
+  const host = await db
+    .selectFrom('hosts')
+    .select(['name', 'state'])
+    .where('id', '=', hostId)
+    .executeTakeFirst();
   // Started, destroyed or switched off meanwhile by its owner: nothing left to do.
   if (!vm || vm.removed !== null || vm.state !== 'Stopped' || vm.ha_enabled !== 1) {
     await finish(app, id, 'Done', { last_error: vm ? `the VM is ${vm.state}` : 'the VM is gone' });
@@ -180,6 +193,11 @@ async function restartHeld(
     return;
   }
   const from = host?.name ?? String(hostId);
+  // A host still Up was not fenced: the VM stopped there by itself (a guest crash).
+  const cause =
+    host?.state === 'Up'
+      ? `it stopped on host ${from} without a stop request`
+      : `its host ${from} was fenced`;
   try {
     const started: VmRow = await startVm({ app, caller }, vm);
     const to = await db
@@ -194,14 +212,14 @@ async function restartHeld(
       { userId: vm.user_id, accountId: vm.account_id, domainId: vm.domain_id },
       {
         type: 'VM.START',
-        description: `HA restarted VM ${vm.name} on host ${to?.name ?? '?'} after its host ${from} was fenced`,
+        description: `HA restarted VM ${vm.name} on host ${to?.name ?? '?'}: ${cause}`,
         resourceType: 'VirtualMachine',
         resourceId: vm.uuid,
       },
     );
     await recordAlert(app, {
       type: VM_ALERT,
-      subject: `HA restarted VM ${vm.name} on host ${to?.name ?? '?'}: its host ${from} was fenced`,
+      subject: `HA restarted VM ${vm.name} on host ${to?.name ?? '?'}: ${cause}`,
       zoneId: vm.zone_id,
     });
   } catch (e) {
@@ -216,8 +234,8 @@ async function restartHeld(
     await recordAlert(app, {
       type: VM_ALERT,
       subject: last
-        ? `HA could not restart VM ${vm.name} of fenced host ${from} after ${tries} attempts, it stays Stopped: ${err.message}`
-        : `HA could not restart VM ${vm.name} of fenced host ${from} (attempt ${tries}), trying again: ${err.message}`,
+        ? `HA could not restart VM ${vm.name} (${cause}) after ${tries} attempts, it stays Stopped: ${err.message}`
+        : `HA could not restart VM ${vm.name} (${cause}) (attempt ${tries}), trying again: ${err.message}`,
       zoneId: vm.zone_id,
     });
   }
