@@ -316,66 +316,33 @@ async function namedMember(tx: Tx, project: ProjectRow, params: { account?: stri
   return member;
 }
 
-/** What a project still holds that deleteProject without cleanup refuses to drop (upstream's order). */
+/**
+ * What a project still holds that deleteProject without cleanup refuses to drop, in upstream's
+ * order and named as upstream names them; volumes count only when detached (a VM's go with it).
+ */
+const LEFTOVERS: {
+  kind: string;
+  table: 'templates' | 'vm_snapshots' | 'vms' | 'volumes' | 'networks' | 'vpcs';
+  detachedOnly?: boolean;
+}[] = [
+  { kind: 'VMTemplateVO', table: 'templates' },
+  { kind: 'VMSnapshotVO', table: 'vm_snapshots' },
+  { kind: 'UserVmVO', table: 'vms' },
+  { kind: 'VolumeVO', table: 'volumes', detachedOnly: true },
+  { kind: 'NetworkVO', table: 'networks' },
+  { kind: 'VpcVO', table: 'vpcs' },
+];
+
 async function leftovers(ctx: CallContext, accountId: number): Promise<string | undefined> {
-  const db = ctx.app.store.db;
-  const counts: [string, Promise<{ n: number | string } | undefined>][] = [
-    [
-      'VMTemplateVO',
-      db
-        .selectFrom('templates')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('account_id', '=', accountId)
-        .where('removed', 'is', null)
-        .executeTakeFirst(),
-    ],
-    [
-      'VMSnapshotVO',
-      db
-        .selectFrom('vm_snapshots')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('account_id', '=', accountId)
-        .where('removed', 'is', null)
-        .executeTakeFirst(),
-    ],
-    [
-      'UserVmVO',
-      db
-        .selectFrom('vms')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('account_id', '=', accountId)
-        .where('removed', 'is', null)
-        .executeTakeFirst(),
-    ],
-    [
-      'VolumeVO',
-      db
-        .selectFrom('volumes')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('account_id', '=', accountId)
-        .where('vm_id', 'is', null)
-        .where('removed', 'is', null)
-        .executeTakeFirst(),
-    ],
-    [
-      'NetworkVO',
-      db
-        .selectFrom('networks')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('account_id', '=', accountId)
-        .where('removed', 'is', null)
-        .executeTakeFirst(),
-    ],
-    [
-      'VpcVO',
-      db
-        .selectFrom('vpcs')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('account_id', '=', accountId)
-        .where('removed', 'is', null)
-        .executeTakeFirst(),
-    ],
-  ];
+  const counts = LEFTOVERS.map(({ kind, table, detachedOnly }) => {
+    let q = ctx.app.store.db
+      .selectFrom(table)
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('account_id', '=', accountId)
+      .where('removed', 'is', null);
+    if (detachedOnly) q = q.where('vm_id', 'is', null);
+    return [kind, q.executeTakeFirst()] as const;
+  });
   for (const [kind, q] of counts) {
     const n = Number((await q)?.n ?? 0);
     if (n > 0) return `${n} ${kind} to clean up`;
@@ -444,23 +411,38 @@ export const deleteProject = defineCommand({
   },
 });
 
+/** suspendProject's and activateProject's states, for the project and its account, and their events. */
+const MOVES = {
+  suspend: {
+    state: PROJECT_STATE.Suspended,
+    account: 'disabled',
+    event: 'PROJECT.SUSPEND',
+    doing: 'suspending',
+    done: 'suspended',
+  },
+  activate: {
+    state: PROJECT_STATE.Active,
+    account: 'enabled',
+    event: 'PROJECT.ACTIVATE',
+    doing: 'activating',
+    done: 'activated',
+  },
+} as const;
+type Move = keyof typeof MOVES;
+
 /** Moves a project between Active and Suspended; its account is enabled or disabled with it. */
-async function setProjectState(
-  ctx: CallContext,
-  project: ProjectRow,
-  state: string,
-  event: string,
-): Promise<void> {
+async function setProjectState(ctx: CallContext, project: ProjectRow, move: Move): Promise<void> {
+  const m = MOVES[move];
   await ctx.app.store.db.transaction().execute(async (tx) => {
-    await tx.updateTable('projects').set({ state }).where('id', '=', project.id).execute();
+    await tx.updateTable('projects').set({ state: m.state }).where('id', '=', project.id).execute();
     await tx
       .updateTable('accounts')
-      .set({ state: state === PROJECT_STATE.Active ? 'enabled' : 'disabled' })
+      .set({ state: m.account })
       .where('id', '=', project.project_account_id)
       .execute();
     await logEvent(ctx, tx, {
-      type: event,
-      description: `${state === PROJECT_STATE.Active ? 'activated' : 'suspended'} project ${project.name}`,
+      type: m.event,
+      description: `${m.done} project ${project.name}`,
       resourceType: 'Project',
       resourceId: project.uuid,
     });
@@ -468,36 +450,48 @@ async function setProjectState(
   forgetCachedIdentity();
 }
 
-export const suspendProject = defineCommand({
+/** suspendProject and activateProject: the caller's project found, moved by `move`, and presented. */
+function projectStateCommand(
+  verb: Move,
+  spec: {
+    name: string;
+    description: string;
+    move: (ctx: CallContext, project: ProjectRow) => Promise<void>;
+  },
+) {
+  return defineCommand({
+    name: spec.name,
+    description: spec.description,
+    params: { id: p.uuid({ required: true, description: `UUID of the project to ${verb}.` }) },
+    event: { type: MOVES[verb].event, description: (params) => `${MOVES[verb].doing} project ${params.id}` },
+    target: projectTarget,
+    async handler(ctx, params) {
+      const project = await manageableProject(ctx, params.id);
+      await spec.move(ctx, project);
+      return presentProject(ctx, project.id);
+    },
+  });
+}
+
+export const suspendProject = projectStateCommand('suspend', {
   name: 'suspendProject',
   description:
     "Suspends a project: no resources can be added to it and its running VMs are stopped, as upstream's disabling of the project account does. Asynchronous.",
-  params: { id: p.uuid({ required: true, description: 'UUID of the project to suspend.' }) },
-  event: { type: 'PROJECT.SUSPEND', description: (params) => `suspending project ${params.id}` },
-  target: projectTarget,
-  async handler(ctx, params) {
-    const project = await manageableProject(ctx, params.id);
-    await setProjectState(ctx, project, PROJECT_STATE.Suspended, 'PROJECT.SUSPEND');
+  async move(ctx, project) {
+    await setProjectState(ctx, project, 'suspend');
     await runDisableHooks(ctx, await projectAccountOf(ctx.app.store.db, project));
-    return presentProject(ctx, project.id);
   },
 });
 
-export const activateProject = defineCommand({
+export const activateProject = projectStateCommand('activate', {
   name: 'activateProject',
   description:
     'Makes a suspended project Active again so resources can be added to it; its stopped VMs stay stopped. Asynchronous.',
-  params: { id: p.uuid({ required: true, description: 'UUID of the project to activate.' }) },
-  event: { type: 'PROJECT.ACTIVATE', description: (params) => `activating project ${params.id}` },
-  target: projectTarget,
-  async handler(ctx, params) {
-    const project = await manageableProject(ctx, params.id);
-    if (project.state !== PROJECT_STATE.Active) {
-      if (project.state !== PROJECT_STATE.Suspended)
-        throw invalidParameter(`Can't activate the project in ${project.state} state`);
-      await setProjectState(ctx, project, PROJECT_STATE.Active, 'PROJECT.ACTIVATE');
-    }
-    return presentProject(ctx, project.id);
+  async move(ctx, project) {
+    if (project.state === PROJECT_STATE.Active) return;
+    if (project.state !== PROJECT_STATE.Suspended)
+      throw invalidParameter(`Can't activate the project in ${project.state} state`);
+    await setProjectState(ctx, project, 'activate');
   },
 });
 
