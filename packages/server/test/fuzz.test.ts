@@ -229,21 +229,22 @@ suite('failures become API errors, never a crash', () => {
     const real = app.registry.get('stopVirtualMachine')!;
     let described = 0;
     // The event text is asked for when the job is queued and again when it starts: the second
-    // time of the first job throws, outside the handler (as a failing event insert did).
+    // time of the first job throws, outside the handler (as a failing event insert did). Only the
+    // first job's calls count: the second may be queued before the first starts.
     const broken = {
       ...real,
       event: {
         type: 'VM.STOP',
-        description: () => {
-          if (++described === 2) throw new Error('the Started event could not be written');
+        description: (p: { job?: number }) => {
+          if (p.job === 1 && ++described === 2) throw new Error('the Started event could not be written');
           return 'a fuzz job';
         },
       },
       handler: async () => ({ done: true }),
     };
     const target = { type: 'VirtualMachine', id: 'fuzz-job-target' };
-    const first = await app.jobs.submit(ctx, broken, {}, {}, target, undefined);
-    const second = await app.jobs.submit(ctx, broken, {}, {}, target, undefined);
+    const first = await app.jobs.submit(ctx, broken, { job: 1 }, {}, target, undefined);
+    const second = await app.jobs.submit(ctx, broken, { job: 2 }, {}, target, undefined);
     const j1 = await world.admin.waitForJob(first).catch((e) => e);
     assert.equal(j1.errorcode, 530);
     assert.equal(j1.message.includes('Internal error executing command'), true, j1.message);
