@@ -6,6 +6,7 @@
  * Network ACLs (vpc-acls.ts, vpc-acl-items.ts), private gateways and static routes
  * (vpc-gateways.ts) are enforced by the same router (vpc-routing.ts), and so are its VPNs (vpn/).
  */
+
 import { formatDate } from '../clock.ts';
 import type { CallContext } from '../context.ts';
 import type { AccountRow, NetworkOfferingRow, NetworkRow, VpcRow, ZoneRow } from '../db/schema.ts';
@@ -13,6 +14,7 @@ import { invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { onAccountDelete } from '../iam/accounts.ts';
+import { displayPath } from '../iam/domains.ts';
 import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
 import { checkRowAccess, findOwned, listOwned, type OwnedLookup } from '../iam/owned.ts';
 import { findZone, intToIpv4, ipv4ToInt, isIpv4, likeOp } from '../infra/common.ts';
@@ -124,7 +126,7 @@ async function presentVpcs(ctx: CallContext, rows: VpcRow[]): Promise<object[]> 
       account: accounts.find((a) => a.id === v.account_id)?.name,
       domainid: domain?.uuid,
       domain: domain?.name,
-      domainpath: domain?.path,
+      domainpath: domain ? displayPath(domain.path) : undefined,
       network: tierOf.get(v.id) ?? [],
       service: offering ? presentServices(offering) : [],
       restartrequired: false,
