@@ -221,12 +221,27 @@ export class ConsoleProxy {
       return this.splice({ ws, held }, relay, session);
     }
 
+    const agent = await this.openTunnel(ws, hostId, vm.instance_name, 'the browser left');
+    if (agent) this.splice({ ws, held }, agent, session);
+  }
+
+  /**
+   * Has the host's agent open its console tunnel for `vm` and waits for it to arrive. On failure
+   * `ws` is closed with the reason; when `ws` went away meanwhile the tunnel is closed. Either way
+   * nothing is returned.
+   */
+  private async openTunnel(
+    ws: WebSocket,
+    hostId: number,
+    vm: string,
+    leftReason: string,
+  ): Promise<Arrived | undefined> {
     const tunnel = randomBytes(12).toString('base64url');
     const secret = randomBytes(24).toString('base64url');
     const arrival = this.expectTunnel(tunnel, secret);
     let agent: Arrived;
     try {
-      await app.agents.call(hostId, 'openConsole', { vm: vm.instance_name, tunnel, secret }, TUNNEL_WAIT_MS);
+      await this.app.agents.call(hostId, 'openConsole', { vm, tunnel, secret }, TUNNEL_WAIT_MS);
       agent = await arrival;
     } catch (err) {
       this.dropPending(tunnel);
@@ -234,17 +249,14 @@ export class ConsoleProxy {
         (t) => t.ws.close(1000, 'the console session was abandoned'),
         () => undefined,
       );
-      return closeWith(
-        ws,
-        CloseCode.TUNNEL,
-        `the host could not open the console: ${(err as Error).message}`,
-      );
+      closeWith(ws, CloseCode.TUNNEL, `the host could not open the console: ${(err as Error).message}`);
+      return undefined;
     }
     if (ws.readyState !== WebSocket.OPEN) {
-      agent.ws.close(1000, 'the browser left');
-      return;
+      agent.ws.close(1000, leftReason);
+      return undefined;
     }
-    this.splice({ ws, held }, agent, session);
+    return agent;
   }
 
   /** Opens the relay to the peer holding the host; resolves once it is open (bytes may follow). */
@@ -282,29 +294,8 @@ export class ConsoleProxy {
         CloseCode.HOST,
         `the host is not connected to management server ${app.server.name}`,
       );
-    const tunnel = randomBytes(12).toString('base64url');
-    const secret = randomBytes(24).toString('base64url');
-    const arrival = this.expectTunnel(tunnel, secret);
-    let agent: Arrived;
-    try {
-      await app.agents.call(hostId, 'openConsole', { vm, tunnel, secret }, TUNNEL_WAIT_MS);
-      agent = await arrival;
-    } catch (err) {
-      this.dropPending(tunnel);
-      arrival.then(
-        (t) => t.ws.close(1000, 'the console session was abandoned'),
-        () => undefined,
-      );
-      return closeWith(
-        ws,
-        CloseCode.TUNNEL,
-        `the host could not open the console: ${(err as Error).message}`,
-      );
-    }
-    if (ws.readyState !== WebSocket.OPEN) {
-      agent.ws.close(1000, 'the peer left');
-      return;
-    }
+    const agent = await this.openTunnel(ws, hostId, vm, 'the peer left');
+    if (!agent) return;
     const relay = agent.ws;
     this.open.add(relay);
     for (const data of agent.held.take()) ws.send(data, { binary: true });
