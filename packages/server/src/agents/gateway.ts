@@ -242,6 +242,16 @@ export class AgentGateway {
     return this.isHeld(hostId) || this.peers.isRemote(hostId);
   }
 
+  /**
+   * Whether the host's agent takes commands, with the holder read from the database when it is not
+   * here: isConnected's view of peers' hosts is up to a few seconds old, too old to conclude that a
+   * host is lost and move what runs on it (a router started again elsewhere would run twice).
+   */
+  async reachable(hostId: number): Promise<boolean> {
+    if (this.isHeld(hostId)) return true;
+    return (await this.peers.holderOf(hostId))?.peer !== undefined;
+  }
+
   /** Whether the host's agent is connected to this server and ready for commands. */
   isHeld(hostId: number): boolean {
     const s = this.byId.get(hostId);

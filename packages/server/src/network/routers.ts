@@ -403,9 +403,14 @@ export async function routerReadyFor(
   });
 }
 
-/** Adds a VM's entry to a running, reachable router; false when the router is not there to take it. */
+/**
+ * Adds a VM's entry to a running, reachable router; false when the router is not there to take it
+ * (and is then booted on the VM's host). Reachability is read from the database, not the gateway's
+ * few-seconds-old hint of peers' hosts: a router just started on a host another server holds would
+ * otherwise look lost and be started a second time.
+ */
 async function addEntry(app: App, router: RouterRow, vmId: number): Promise<boolean> {
-  if (router.state !== 'Running' || router.host_id === null || !app.agents.isConnected(router.host_id))
+  if (router.state !== 'Running' || router.host_id === null || !(await app.agents.reachable(router.host_id)))
     return false;
   const { entries, withPassword } = await vmEntries(app, router.network_id, [vmId]);
   if (entries.length) {

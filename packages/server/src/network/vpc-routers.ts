@@ -300,7 +300,9 @@ export function startVpcRouter(
         podId: place?.podId ?? null,
         hypervisor: place?.hypervisor ?? null,
       }));
-    if (router.state === 'Running' && router.host_id !== null && app.agents.isConnected(router.host_id))
+    // Read from the database (see addEntry in routers.ts): a router just started on a peer's host
+    // is not lost.
+    if (router.state === 'Running' && router.host_id !== null && (await app.agents.reachable(router.host_id)))
       return router;
     const host = place?.hostId ?? (await hostForRouter(app, router));
     const stopped = router.state === 'Stopped' ? router : await haltRouter(app, router, true);

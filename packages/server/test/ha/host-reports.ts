@@ -66,9 +66,8 @@ export async function checkHostReports(
       () =>
         `host ${h.name} runs ${running.length} VMs of ${cpu} MHz and ${mem / MiB} MiB; the database allocates ${row.cpu_allocated_mhz} MHz and ${Number(row.memory_allocated_bytes) / MiB} MiB`,
     );
-    // Routers' placement is reported, not failed on, while two known gaps stand (docs/ha.md, "What
-    // the suite does not hold yet"): a new network's first deploys on two servers at once can
-    // start its router on two hosts, and a host that comes back without a router it ran is not
+    // Routers' placement is reported, not failed on, while a known gap stands (docs/ha.md, "What
+    // the suite does not hold yet"): a host that comes back without a router it ran is not
     // reconciled for routers.
     const hostRouters = new Set(h.routers.keys());
     for (const r of routers.filter((x) => x.host_id === row.id && x.state === 'Running'))
