@@ -6,12 +6,7 @@ import { readFileSync } from 'node:fs';
 import type { Server as HttpsServer } from 'node:https';
 import { hostname } from 'node:os';
 import cookie from '@fastify/cookie';
-import Fastify, {
-  type FastifyBaseLogger,
-  type FastifyInstance,
-  type FastifyServerOptions,
-  LogController,
-} from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { AgentGateway } from './agents/gateway.ts';
 import { peerUrlOf } from './agents/peers.ts';
@@ -33,12 +28,7 @@ import { startHaMonitor } from './ha/monitor.ts';
 import { releaseHaWork } from './ha/vm-ha.ts';
 import { registerApiRoutes } from './http/api.ts';
 import { errorBody, render } from './http/serialize.ts';
-import {
-  answerClientError,
-  registerSecurityHeaders,
-  serverOptions,
-  watchTlsFiles,
-} from './http/transport.ts';
+import { answerClientError, apiListener, watchTlsFiles } from './http/transport.ts';
 import { openCloudKey } from './iam/cloud-key.ts';
 import { seedIdentity } from './iam/seed.ts';
 import { startCapacityChecks } from './infra/alerts.ts';
@@ -199,26 +189,11 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     const webhooks = new WebhookDispatcher(app);
     webhooks.start();
 
-    const fastify = Fastify({
-      loggerInstance: log.child({ component: 'http' }) as unknown as FastifyBaseLogger,
-      logController: new LogController({ disableRequestLogging: true }),
-      bodyLimit: config.requestContentSize,
-      trustProxy: config.trustProxy,
-      requestTimeout: config.requestTimeout,
-      keepAliveTimeout: config.keepAliveTimeout,
+    const fastify = apiListener(config, log.child({ component: 'http' }), {
       clientErrorHandler: answerClientError,
-      ...serverOptions(config),
-    } as FastifyServerOptions);
+    });
     http = fastify;
     await fastify.register(cookie);
-    registerSecurityHeaders(fastify);
-    // Forms are parsed by the API layer itself (CloudStack rules); other bodies are ignored.
-    fastify.addContentTypeParser(
-      'application/x-www-form-urlencoded',
-      { parseAs: 'string' },
-      (_req, body, done) => done(null, body),
-    );
-    fastify.addContentTypeParser('*', { parseAs: 'string' }, (_req, _body, done) => done(null, undefined));
     fastify.setErrorHandler((err, req, reply) => {
       req.log.warn({ err }, 'request failed before reaching the API');
       const status = (err as { statusCode?: number }).statusCode ?? 500;

@@ -5,18 +5,11 @@
  * EC2's error document with EC2's HTTP status. Each answer carries a fresh request id.
  */
 import { randomUUID } from 'node:crypto';
-import Fastify, {
-  type FastifyBaseLogger,
-  type FastifyInstance,
-  type FastifyReply,
-  type FastifyRequest,
-  type FastifyServerOptions,
-  LogController,
-} from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerConfig } from '../config.ts';
 import type { App } from '../context.ts';
 import { Throttle } from '../http/throttle.ts';
-import { registerSecurityHeaders, serverOptions } from '../http/transport.ts';
+import { apiListener } from '../http/transport.ts';
 import type { Ec2Action, Ec2Context } from './action.ts';
 import { readParams } from './action.ts';
 import { ACTIONS } from './actions.ts';
@@ -117,22 +110,7 @@ export async function startEc2Listener(
   app: App,
   config: ServerConfig,
 ): Promise<{ url: string; close(): Promise<void> }> {
-  const fastify = Fastify({
-    loggerInstance: app.log.child({ component: 'ec2' }) as unknown as FastifyBaseLogger,
-    logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: config.requestContentSize,
-    trustProxy: config.trustProxy,
-    requestTimeout: config.requestTimeout,
-    keepAliveTimeout: config.keepAliveTimeout,
-    ...serverOptions(config),
-  } as FastifyServerOptions);
-  registerSecurityHeaders(fastify);
-  fastify.addContentTypeParser(
-    'application/x-www-form-urlencoded',
-    { parseAs: 'string' },
-    (_req, body, done) => done(null, body),
-  );
-  fastify.addContentTypeParser('*', { parseAs: 'string' }, (_req, _body, done) => done(null, undefined));
+  const fastify = apiListener(config, app.log.child({ component: 'ec2' }));
   registerEc2Routes(fastify, app, ['/', '/awsapi', '/awsapi/']);
   await fastify.listen({ port: config.ec2Port, host: config.host });
   const address = fastify.server.address();

@@ -8,9 +8,44 @@ import { type ServerOptions, STATUS_CODES } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
-import type { FastifyInstance } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyServerOptions,
+  LogController,
+} from 'fastify';
 import type { Logger } from 'pino';
 import type { ServerConfig } from '../config.ts';
+
+/**
+ * A listener for an API (the CloudStack API and UI port, or the EC2 port): the configured size
+ * limits, timeouts and TLS, the security headers, and form bodies kept as text because each API
+ * parses them by its own rules; other bodies are ignored.
+ */
+export function apiListener(
+  config: ServerConfig,
+  log: Logger,
+  extra: Partial<FastifyServerOptions> = {},
+): FastifyInstance {
+  const fastify = Fastify({
+    loggerInstance: log as unknown as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.requestContentSize,
+    trustProxy: config.trustProxy,
+    requestTimeout: config.requestTimeout,
+    keepAliveTimeout: config.keepAliveTimeout,
+    ...extra,
+    ...serverOptions(config),
+  } as FastifyServerOptions);
+  registerSecurityHeaders(fastify);
+  fastify.addContentTypeParser(
+    'application/x-www-form-urlencoded',
+    { parseAs: 'string' },
+    (_req, body, done) => done(null, body),
+  );
+  fastify.addContentTypeParser('*', { parseAs: 'string' }, (_req, _body, done) => done(null, undefined));
+  return fastify;
+}
 
 /**
  * The node:http / node:https server options. Node only looks for connections past
