@@ -240,8 +240,11 @@ export interface AdvancedZone {
 export const agentStateDir = (opts: Pick<ZoneOptions, 'root' | 'hosts'>, host: string) =>
   join(opts.root, `agent${opts.hosts.indexOf(host) + 1}`);
 
-/** Starts a KVM agent process per host; they probe QEMU while the zone is built. */
-export function startAgents(server: TestServer, opts: ZoneOptions): TestAgent[] {
+/**
+ * Starts a KVM agent process per host; they probe QEMU while the zone is built. `agentUrl` may
+ * list several servers (comma-separated), as the HA suite gives its cluster's.
+ */
+export function startAgents(server: Pick<TestServer, 'agentUrl'>, opts: ZoneOptions): TestAgent[] {
   return opts.hosts.map((name) =>
     startAgent(server.agentUrl, {
       token: `${opts.prefix}-e2e-${name}`,

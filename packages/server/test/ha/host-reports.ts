@@ -103,14 +103,20 @@ export async function checkHostReports(
     }
 
   // Volumes: every volume the database has on primary storage exists there with its size, and the
-  // storage holds no volume the database lost (the pools are shared: the fleet's union).
+  // storage holds no volume the database lost (the pools are shared: the fleet's union). Only the
+  // simulated clusters' pools: a real KVM cluster's disks are on this machine, not in `hosts`.
   const stored = new Map<string, number>();
   for (const h of hosts) for (const [path, size] of h.volumes) stored.set(path, size);
   const volumes = await db
     .selectFrom('volumes')
-    .select(['name', 'path', 'size_bytes', 'state'])
-    .where('removed', 'is', null)
-    .where('path', 'is not', null)
+    .leftJoin('storage_pools', 'storage_pools.id', 'volumes.pool_id')
+    .leftJoin('clusters', 'clusters.id', 'storage_pools.cluster_id')
+    .select(['volumes.name', 'volumes.path', 'volumes.size_bytes', 'volumes.state'])
+    .where('volumes.removed', 'is', null)
+    .where('volumes.path', 'is not', null)
+    .where((eb) =>
+      eb.or([eb('clusters.hypervisor', 'is', null), eb('clusters.hypervisor', '=', 'Simulator')]),
+    )
     .execute();
   const paths = new Set<string>();
   for (const v of volumes) {
