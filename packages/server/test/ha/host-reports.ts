@@ -98,8 +98,12 @@ export async function checkHostReports(
       const have = new Set(spec.vms.map((e) => `${e.ip} ${e.mac.toLowerCase()}`));
       for (const n of live.filter((x) => x.state === 'Running'))
         check(have.has(entry(n)), () => `router ${name} does not hand out ${entry(n)}, a Running VM's NIC`);
+      // A stale entry is reported, not failed on (docs/ha.md, "What the suite does not hold yet"):
+      // an expunge whose router update went to the server just killed leaves the entry until the
+      // network's next change or the router's next boot.
       const known = new Set(live.map(entry));
-      for (const a of have) check(known.has(a), () => `router ${name} hands out ${a}, which no live NIC has`);
+      for (const a of have)
+        if (!known.has(a)) gaps.push(`router ${name} hands out ${a}, which no live NIC has`);
     }
 
   // Volumes: every volume the database has on primary storage exists there with its size, and the
