@@ -37,7 +37,6 @@ export type VmEvent =
   | 'destroy'
   | 'recover'
   | 'expunge'
-  | 'expungeFailed'
   | 'restore'
   | 'restored'
   | 'error';
@@ -70,7 +69,7 @@ const TRANSITIONS: Record<VmState, Partial<Record<VmEvent, VmState>>> = {
   Stopping: { stopped: 'Stopped', stopFailed: 'Running', poweredOff: 'Stopped' },
   Migrating: { migrated: 'Running', migrateFailed: 'Running', poweredOff: 'Stopped', stopped: 'Stopped' },
   Destroyed: { recover: 'Stopped', expunge: 'Expunging' },
-  Expunging: { expunge: 'Expunging', expungeFailed: 'Destroyed' },
+  Expunging: { expunge: 'Expunging' },
   Error: { expunge: 'Expunging', destroy: 'Destroyed' },
   Restoring: { restored: 'Stopped', error: 'Error' },
 };
@@ -90,7 +89,6 @@ const EVENT_TYPES: Partial<Record<VmEvent, string>> = {
   destroy: 'VM.DESTROY',
   recover: 'VM.RECOVER',
   expunge: 'VM.EXPUNGE',
-  expungeFailed: 'VM.EXPUNGE',
   restore: 'VM.RESTORE',
   restored: 'VM.RESTORE',
   error: 'VM.START',
@@ -112,7 +110,6 @@ const UPSTREAM_EVENTS: Record<VmEvent, string> = {
   destroy: 'DestroyRequested',
   recover: 'RecoveryRequested',
   expunge: 'ExpungeOperation',
-  expungeFailed: 'OperationFailed',
   restore: 'RestoringRequested',
   restored: 'RestoringSuccess',
   error: 'OperationFailedToError',
