@@ -1,7 +1,8 @@
 /**
  * cluster_locks on SQLite, without a server (jobs/locks.ts): a set of names is taken whole or not
  * at all; a lease lapses or goes with its Down server while job locks of a Down server stay for
- * the takeover; the objects a job holds include those reached through its target.
+ * the takeover, which settles a dead server's objects under the step locks it held; the objects a
+ * job holds include those reached through its target.
  * (Two servers on PostgreSQL and MariaDB: cluster-jobs.multidb.test.ts.)
  */
 import assert from 'node:assert/strict';
@@ -12,8 +13,10 @@ import { after, before, describe, test } from 'node:test';
 import type { App } from '../src/context.ts';
 import { insertId, openStore, type Store } from '../src/db/connection.ts';
 import { migrate } from '../src/db/migrate.ts';
-import { sweepLocks, tryLock, unlock } from '../src/jobs/locks.ts';
+import { lock, sweepLocks, tryLock, unlock } from '../src/jobs/locks.ts';
+import { onRecovery } from '../src/jobs/recovery.ts';
 import { jobObjects } from '../src/jobs/runner.ts';
+import { takeOverDeadServers } from '../src/jobs/takeover.ts';
 
 describe('cluster locks', () => {
   const dir = mkdtempSync(join(tmpdir(), 'nimbo-locks-'));
@@ -83,6 +86,38 @@ describe('cluster locks', () => {
     // The sweep leaves a dead server's job locks (its takeover settles what they name first).
     await sweepLocks(one);
     assert.deepEqual(await names(), ['VirtualMachine:x', 'lease:gc']);
+  });
+
+  test("a takeover settles under the dead server's step locks, its jobs' objects held until settled", async () => {
+    const live = await serverApp('ms-3');
+    const dead = await serverApp('ms-4');
+    Object.assign(live, { jobs: { failOrphans: async () => 0 }, log: { warn() {}, error() {} } });
+    assert.ok(await tryLock(dead, ['network:7']), 'a step of the dead server (a rule change)');
+    assert.ok(await tryLock(dead, ['VirtualMachine:y'], { jobId: 43 }));
+    await store.db
+      .updateTable('management_servers')
+      .set({ state: 'Down' })
+      .where('id', '=', dead.server.id)
+      .execute();
+    // As the rule settler does: it applies the network's rules under the network's lock.
+    let seen: string[] = [];
+    onRecovery(async (app, scope) => {
+      if (app !== live || !scope?.names.has('network:7')) return { settled: 0, pending: false };
+      seen = await names();
+      await unlock(app, await lock(app, ['network:7']));
+      return { settled: 1, pending: false };
+    });
+    const result = await Promise.race([
+      takeOverDeadServers(live),
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error('the takeover waited on its own dead lock')), 5000),
+      ),
+    ]);
+    // ms-2 of the test above is Down too, holding a job's object: taken over as well.
+    assert.deepEqual(result.servers.sort(), ['ms-2', 'ms-4']);
+    assert.equal(result.settled, 1);
+    assert.ok(seen.includes('VirtualMachine:y') && !seen.includes('network:7'), seen.join(', '));
+    assert.ok(!(await names()).some((n) => n === 'VirtualMachine:y' || n.startsWith('takeover:')));
   });
 
   test('a job holds its target, what it creates and what they are reached through', () => {

@@ -5,7 +5,7 @@
  * 1. its unfinished jobs fail (JobRunner.failOrphans; a job is never taken over half-way: its
  *    handler's progress lives in the dead process, so the caller is told it failed);
  * 2. the objects it held in cluster_locks (its jobs' objects, its network and affinity steps) are
- *    settled by the recovery settlers, limited to those objects (recovery.ts): a VM left Starting
+ *    settled by the recovery settlers (its step locks released first: the settlers take them), limited to those objects (recovery.ts): a VM left Starting
  *    becomes Stopped, a router left Starting is Stopped, rules left Add/Revoke are applied, an
  *    address left Releasing is released, a snapshot left Creating fails;
  * 3. its rows are deleted, so the jobs waiting for those objects start, now on settled objects.
@@ -56,6 +56,15 @@ export async function takeOverDeadServers(app: App): Promise<TakeoverResult> {
         .select('name')
         .where('ms_id', '=', server.id)
         .where('expires', 'is', null)
+        .execute();
+      // Its step locks (a network's, an affinity group's) go before settling: the settlers take
+      // those same locks to put the objects right (a rule left Add is applied under its network's
+      // lock) and would wait for ever on the dead holder. Its jobs' objects stay held until settled.
+      await db
+        .deleteFrom('cluster_locks')
+        .where('ms_id', '=', server.id)
+        .where('expires', 'is', null)
+        .where('job_id', 'is', null)
         .execute();
       const r = await settleScope(app, new Set(held.map((h) => h.name)));
       settled += r.settled;
