@@ -18,7 +18,7 @@ import WebSocket from 'ws';
 import { PEER_SEND_PATH, PeerChannel } from '../src/agents/peers.ts';
 import { Secrets } from '../src/iam/secrets.ts';
 import { seededLocalZone, waitUntil } from './agents.ts';
-import { createDatabase, startServer, type TestServer, testDatabases } from './harness.ts';
+import { createDatabase, sqlOn, startServer, type TestServer, testDatabases } from './harness.ts';
 
 const TOKEN = 'failover-test-token';
 const HOST = 'fo-host';
@@ -104,31 +104,7 @@ for (const db of dbs) {
       NIMBOSTACK_AGENT_PORT: String(agentPort),
       NIMBOSTACK_SECRET_KEY_FILE: keyFile,
     });
-    const sql = async <T>(query: string, params: unknown[] = []): Promise<T[]> => {
-      if (db === 'postgres') {
-        const pg = (await import('pg')).default;
-        const c = new pg.Client({ connectionString: database.url });
-        await c.connect();
-        try {
-          let n = 0;
-          return (
-            await c.query(
-              query.replace(/\?/g, () => `$${++n}`),
-              params,
-            )
-          ).rows as T[];
-        } finally {
-          await c.end();
-        }
-      }
-      const { createConnection } = await import('mysql2/promise');
-      const c = await createConnection(database.url);
-      try {
-        return (await c.query(query, params))[0] as T[];
-      } finally {
-        await c.end();
-      }
-    };
+    const sql = <T>(query: string, params: unknown[] = []) => sqlOn<T>(db, database.url, query, params);
     const peers = () =>
       sql<{ uuid: string; name: string; peer_url: string }>(
         "select uuid, name, peer_url from management_servers where state = 'Up'",

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Secrets } from '../src/iam/secrets.ts';
 import { seededLocalZone, waitUntil } from './agents.ts';
-import { createDatabase, type DbKind, startServer, type TestServer, testDatabases } from './harness.ts';
+import { createDatabase, sqlOn, startServer, type TestServer, testDatabases } from './harness.ts';
 
 const HOOKS = join(import.meta.dirname, 'fixtures/cluster-hooks.ts');
 const TASKS = [
@@ -35,32 +35,6 @@ interface Edge {
   server: string;
   vm: string;
   at: number;
-}
-
-async function sqlOn<T>(db: DbKind, url: string, query: string, params: unknown[] = []): Promise<T[]> {
-  if (db === 'postgres') {
-    const pg = (await import('pg')).default;
-    const c = new pg.Client({ connectionString: url });
-    await c.connect();
-    try {
-      let n = 0;
-      return (
-        await c.query(
-          query.replace(/\?/g, () => `$${++n}`),
-          params,
-        )
-      ).rows as T[];
-    } finally {
-      await c.end();
-    }
-  }
-  const { createConnection } = await import('mysql2/promise');
-  const c = await createConnection(url);
-  try {
-    return (await c.query(query, params))[0] as T[];
-  } finally {
-    await c.end();
-  }
 }
 
 for (const db of testDatabases().filter((d) => d !== 'sqlite')) {

@@ -91,6 +91,32 @@ export interface StartOptions {
   nodeArgs?: string[];
 }
 
+/** Runs one SQL statement (`?` placeholders) on a PostgreSQL or MariaDB test database, as an
+ * operator would beside the servers; a connection per call. */
+export async function sqlOn<T>(db: DbKind, url: string, query: string, params: unknown[] = []): Promise<T[]> {
+  if (db === 'postgres') {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      let n = 0;
+      return (
+        await c.query(
+          query.replace(/\?/g, () => `$${++n}`),
+          params,
+        )
+      ).rows as T[];
+    } finally {
+      await c.end();
+    }
+  }
+  const c = await createConnection(url);
+  try {
+    return (await c.query(query, params))[0] as T[];
+  } finally {
+    await c.end();
+  }
+}
+
 export async function startServer(opts: StartOptions = {}): Promise<TestServer> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'nimbo-test-'));
   const database = opts.databaseUrl
