@@ -30,6 +30,22 @@ export const netnsList = () =>
     .filter(Boolean);
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The KVM local zone's built-in test template, once it is ready in `zoneid`; its UUID. */
+export function readyKvmTestTemplate(client: CloudStackClient, zoneid: string): Promise<string> {
+  return waitUntil(
+    async () =>
+      (
+        await client.request<any>('listTemplates', {
+          templatefilter: 'featured',
+          zoneid,
+          name: 'Nimbostack test template (KVM)',
+        })
+      ).template?.find((t: any) => t.isready)?.id,
+    60_000,
+    'the KVM test template to be ready',
+  );
+}
+
 /**
  * The hosts name routers (`r-<id>-VM`, their namespaces and veths), tier and network bridges
  * (`nsbr<id>`) and VMs after database ids, which every fresh test server starts at 1: two

@@ -27,6 +27,7 @@ import { routerNetns } from '../../agent/src/network/names.ts';
 import { guestLinks } from '../../agent/test/kvm-support.ts';
 import { startAgent, type TestAgent, waitUntil } from './agents.ts';
 import { createAccountAndLogin, startServer, type TestServer } from './harness.ts';
+import { readyKvmTestTemplate } from './kvm-advanced-zone.ts';
 
 const TEMPLATE = process.env.NIMBOSTACK_TEST_TEMPLATE ?? '/var/lib/nimbostack/test-template.qcow2';
 const HOST = 'local-kvm';
@@ -155,18 +156,7 @@ describe('a real VM through the public API', { skip: SKIP }, () => {
     assert.equal(host.name, HOST);
     assert.equal(host.hypervisor, 'KVM');
     assert.equal(host.state, 'Up');
-    const templateid = await waitUntil(
-      async () =>
-        (
-          await user.request<any>('listTemplates', {
-            templatefilter: 'featured',
-            zoneid,
-            name: 'Nimbostack test template (KVM)',
-          })
-        ).template?.find((t: any) => t.isready)?.id,
-      60_000,
-      'the KVM test template to be ready',
-    );
+    const templateid = await readyKvmTestTemplate(user, zoneid);
     const offering = (await user.request<any>('listServiceOfferings', { name: 'Small Instance' }))
       .serviceoffering[0].id;
     const marker = `e2e-${process.pid}`;

@@ -23,6 +23,7 @@ import { after, before, describe, test } from 'node:test';
 import { NfsExport } from '../../agent/src/drivers/kvm/nfs-client.ts';
 import { waitUntil } from './agents.ts';
 import { startServer, type TestServer } from './harness.ts';
+import { readyKvmTestTemplate } from './kvm-advanced-zone.ts';
 import { type NfsServer, nfsGaneshaInstalled, startNfsGanesha } from './storage/nfs-ganesha.ts';
 
 const TEMPLATE = process.env.NIMBOSTACK_TEST_TEMPLATE ?? '/var/lib/nimbostack/test-template.qcow2';
@@ -175,18 +176,7 @@ describe('NFS primary storage with a real NFS server and a real VM', { skip: SKI
       ['DefaultPrimary'],
     );
 
-    const templateid = await waitUntil(
-      async () =>
-        (
-          await admin.request<any>('listTemplates', {
-            templatefilter: 'featured',
-            zoneid,
-            name: 'Nimbostack test template (KVM)',
-          })
-        ).template?.find((x: any) => x.isready)?.id,
-      60_000,
-      'the KVM test template to be ready',
-    );
+    const templateid = await readyKvmTestTemplate(admin, zoneid);
     const serviceofferingid = (
       await admin.request<any>('createServiceOffering', {
         name: 'nfs-small',

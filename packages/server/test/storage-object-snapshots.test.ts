@@ -16,8 +16,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { s3Client } from '../src/storage/object-stores.ts';
-import { waitUntil } from './agents.ts';
 import { startServer, type TestServer } from './harness.ts';
+import { readyKvmTestTemplate } from './kvm-advanced-zone.ts';
 import {
   SWIFT_ACCOUNT,
   SWIFT_KEY,
@@ -92,18 +92,7 @@ describe('snapshot backups on a Swift store, with a KVM host', { skip: SKIP, tim
   test('a root disk snapshot goes to Swift, is restored from it and deleted', async () => {
     const admin = server.admin;
     const zoneid: string = (await admin.request<any>('listZones', {})).zone[0].id;
-    const templateid: string = await waitUntil(
-      async () =>
-        (
-          await admin.request<any>('listTemplates', {
-            templatefilter: 'featured',
-            zoneid,
-            name: 'Nimbostack test template (KVM)',
-          })
-        ).template?.find((t: any) => t.isready)?.id,
-      60_000,
-      'the KVM test template',
-    );
+    const templateid: string = await readyKvmTestTemplate(admin, zoneid);
     const small: string = (await admin.request<any>('listServiceOfferings', { name: 'Small Instance' }))
       .serviceoffering[0].id;
     const store = (
