@@ -1,5 +1,5 @@
 /**
- * Shared by the real-VM Advanced-zone suites (kvm-advanced-e2e, kvm-vpc-e2e): an Advanced zone
+ * Shared by the real-VM suites (kvm-advanced-e2e, kvm-vpc-e2e, kvm-ha-e2e, kvm-e2e's template, the storage suites): an Advanced zone
  * built through the API with KVM agent processes on this machine as its hosts, "the internet" as
  * a namespace on the zone's test public bridge (documentation range: nothing leaves the machine)
  * with a TCP server recording who connects, a TCP client run inside any namespace, guests'

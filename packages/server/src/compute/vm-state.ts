@@ -37,6 +37,7 @@ export type VmEvent =
   | 'destroy'
   | 'recover'
   | 'expunge'
+  | 'expungeFailed'
   | 'restore'
   | 'restored'
   | 'error';
@@ -69,7 +70,7 @@ const TRANSITIONS: Record<VmState, Partial<Record<VmEvent, VmState>>> = {
   Stopping: { stopped: 'Stopped', stopFailed: 'Running', poweredOff: 'Stopped' },
   Migrating: { migrated: 'Running', migrateFailed: 'Running', poweredOff: 'Stopped', stopped: 'Stopped' },
   Destroyed: { recover: 'Stopped', expunge: 'Expunging' },
-  Expunging: { expunge: 'Expunging' },
+  Expunging: { expunge: 'Expunging', expungeFailed: 'Destroyed' },
   Error: { expunge: 'Expunging', destroy: 'Destroyed' },
   Restoring: { restored: 'Stopped', error: 'Error' },
 };
@@ -89,6 +90,7 @@ const EVENT_TYPES: Partial<Record<VmEvent, string>> = {
   destroy: 'VM.DESTROY',
   recover: 'VM.RECOVER',
   expunge: 'VM.EXPUNGE',
+  expungeFailed: 'VM.EXPUNGE',
   restore: 'VM.RESTORE',
   restored: 'VM.RESTORE',
   error: 'VM.START',
@@ -110,6 +112,7 @@ const UPSTREAM_EVENTS: Record<VmEvent, string> = {
   destroy: 'DestroyRequested',
   recover: 'RecoveryRequested',
   expunge: 'ExpungeOperation',
+  expungeFailed: 'OperationFailed',
   restore: 'RestoringRequested',
   restored: 'RestoringSuccess',
   error: 'OperationFailedToError',

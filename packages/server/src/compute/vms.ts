@@ -454,13 +454,35 @@ export async function expungeVm(ctx: CallContext, vm: VmRow): Promise<void> {
   const { app } = ctx;
   let current = vm;
   if (current.state === 'Running') current = await stopVm(ctx, current, true);
-  const wasCounted = current.state !== 'Destroyed';
-  if (current.state !== 'Expunging')
-    current = await app.store.db.transaction().execute((tx) => transition(ctx, tx, current, 'expunge'));
-  // VM snapshots live on the volumes' pools: they go before the disks do.
-  await deleteVmSnapshotsOf(ctx, vm.id);
+  // An expunge started here goes back to Destroyed if its disks cannot be deleted; one left
+  // half-done by a dead job (recovery) stays Expunging for the next try, when the host is back.
+  const resumed = current.state === 'Expunging';
+  if (!resumed) {
+    const from = current;
+    current = await inTransaction(app.store, async (tx) => {
+      const next = await transition(ctx, tx, from, 'expunge');
+      // A Stopped or Error VM is counted off as its expunge starts, so an Expunging VM never
+      // counts: an expunge finished by recovery, or failed back to Destroyed, counts nothing twice.
+      if (from.state !== 'Destroyed') await count(ctx, tx, from, -1);
+      return next;
+    });
+  }
   const volumes = await volumesOf(ctx, vm.id);
-  for (const v of volumes.filter((x) => x.type === 'ROOT')) await deleteOnPool(ctx, v);
+  try {
+    // VM snapshots live on the volumes' pools: they go before the disks do.
+    await deleteVmSnapshotsOf(ctx, vm.id);
+    for (const v of volumes.filter((x) => x.type === 'ROOT')) await deleteOnPool(ctx, v);
+  } catch (e) {
+    // The disks' host could not delete them (unreachable: its server died, say): the VM goes back
+    // to Destroyed, uncounted, with its ROOT disk — a state no job has to finish, which expunging
+    // again retries — rather than staying Expunging with nothing to finish it.
+    if (resumed) throw e;
+    const expunging = current;
+    await app.store.db
+      .transaction()
+      .execute((tx) => transition(ctx, tx, expunging, 'expungeFailed', {}, toApiError(e).message));
+    throw e;
+  }
   const ruleNetworks = await inTransaction(app.store, async (tx) => {
     for (const v of volumes) {
       if (v.type === 'ROOT') await removeVolumeRecord(ctx, tx, v);
@@ -481,7 +503,6 @@ export async function expungeVm(ctx: CallContext, vm: VmRow): Promise<void> {
       .where('resource_type', '=', 'UserVm')
       .where('resource_id', '=', vm.id)
       .execute();
-    if (wasCounted) await count(ctx, tx, current, -1);
     await tx
       .updateTable('vms')
       .set({ state: 'Expunged', removed: app.clock.now(), host_id: null })

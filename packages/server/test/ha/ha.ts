@@ -292,13 +292,7 @@ async function settledChecks(
   }
   f.checks += inv.checks + rep.checks;
   for (const k of rep.known) f.known.add(k);
-  // A known gap, reported rather than failed on (docs/ha.md): an expunge whose disk deletion was
-  // forwarded to the server just killed leaves its VM Expunging until a recovery pass finishes it.
-  const stuck = (x: string) => /^VM .* is Expunging and no job works on it$/.test(x);
-  for (const x of inv.violations.filter(stuck)) f.known.add(x);
-  const v = [...inv.violations.filter((x) => !stuck(x)), ...rep.violations].map(
-    (x) => `${f.db} ${when}: ${x}`,
-  );
+  const v = [...inv.violations, ...rep.violations].map((x) => `${f.db} ${when}: ${x}`);
   f.violations.push(...v);
   log(
     `${f.db}: ${when}: ${inv.checks} invariant and ${rep.checks} host-report checks, ${v.length} violation(s)`,
