@@ -1,6 +1,6 @@
 /**
- * Shared by the real-VM suites (kvm-advanced-e2e, kvm-vpc-e2e, kvm-ha-e2e, kvm-e2e's template, the storage suites): an Advanced zone
- * built through the API with KVM agent processes on this machine as its hosts, "the internet" as
+ * Shared by the real-VM suites (kvm-advanced-e2e, kvm-vpc-e2e, kvm-ha-e2e; kvm-e2e and the storage
+ * suites for the test template): an Advanced zone built through the API with KVM agent processes on this machine as its hosts, "the internet" as
  * a namespace on the zone's test public bridge (documentation range: nothing leaves the machine)
  * with a TCP server recording who connects, a TCP client run inside any namespace, guests'
  * console logs, and the clean-up of what a failed run leaves on the host.
