@@ -247,6 +247,9 @@ test('a data volume is created and attached to the instance', async (t) => {
     .getByRole('tooltip')
     .filter({ hasText: createVolume.params.diskofferingid.description })
     .waitFor({ timeout: 10_000 });
+  // The open tooltip covers the fields below it: move the pointer off and let it close.
+  await page.mouse.move(0, 0);
+  await page.getByRole('tooltip').waitFor({ state: 'hidden', timeout: 10_000 });
   await dialog.getByLabel('Name').fill('ui-data');
   await choose(dialog, 'Zone', /^local$/, false);
   await choose(dialog, 'Disk offering', /^Small/, false);
