@@ -454,6 +454,29 @@ export interface StoragePoolTable {
   removed: number | null;
 }
 
+/** A VM a pool's maintenance stopped (migration 0039), started again when it is cancelled. */
+export interface StoragePoolWorkTable {
+  id: Generated<number>;
+  pool_id: number;
+  vm_id: number;
+  stopped: Flag;
+  started: Flag;
+  /** The management server that did the work. */
+  ms_id: number | null;
+  created: number;
+}
+
+/** Whether a host reached a pool at its last check (migration 0039). */
+export interface StoragePoolHostTable {
+  id: Generated<number>;
+  pool_id: number;
+  host_id: number;
+  reachable: Flag;
+  /** Why it did not, as the host said. */
+  error: string | null;
+  checked: number;
+}
+
 export interface ImageStoreTable {
   id: Generated<number>;
   uuid: string;
@@ -990,6 +1013,8 @@ export interface Database {
   user_data: UserDataTable;
   vms: VmTable;
   volumes: VolumeTable;
+  storage_pool_work: StoragePoolWorkTable;
+  storage_pool_hosts: StoragePoolHostTable;
   instance_groups: InstanceGroupTable;
   network_offerings: NetworkOfferingTable;
   network_service_providers: NetworkServiceProviderTable;
