@@ -1,0 +1,107 @@
+/**
+ * A primary storage pool as a place volumes live, whatever its type, and moving a volume between
+ * two of them (migrateVolume). A pool type is a source and a target for every other one as soon
+ * as it implements VolumeStore: the copy goes through qemu-img (offline) or QEMU's blockdev-mirror
+ * (live, block-jobs.ts), so only "where is this volume for QEMU", "make an empty one of N bytes"
+ * and "remove it" differ per type. The file pools (pool-files.ts: directories, NFS mounted or in
+ * user space) are VolumeStores as they are (qcow2 files, made by qemu-img create); a store whose
+ * volumes are raw block images (RBD images, iSCSI LUNs) says `volumeFormat: 'raw'`, and one whose
+ * volumes cannot be made by `qemu-img create` (a LUN a storage provider makes) gives createEmpty.
+ */
+import { execFile } from 'node:child_process';
+import type { StorageLocation } from '@nimbostack/protocol';
+import { DriverError } from '../driver.ts';
+import { imageInfo, missingTool, run } from './exec.ts';
+
+export type VolumeFormat = 'qcow2' | 'raw';
+
+export interface VolumeStore {
+  /** What qemu-img opens for volume `path`: a file path, nfs://…, rbd:pool/image…, iscsi://… */
+  image(path: string): string;
+  /** The blockdev protocol node QEMU opens volume `path` with (the format node's `file`). */
+  blockFile(path: string, readOnly: boolean): Record<string, unknown>;
+  exists(path: string): Promise<boolean>;
+  /** Removes a volume; one already gone is fine. */
+  remove(path: string): Promise<void>;
+  /** The path the server records for the volume named `name` (its uuid) in this pool. */
+  recorded(name: string): string;
+  /** The format of the volumes this store makes; qcow2 when not said. */
+  readonly volumeFormat?: VolumeFormat;
+  /**
+   * Makes an empty volume `name` of `sizeBytes` for a copy to fill, replacing one already there
+   * (a copy cut short). Without it: `qemu-img create -f <volumeFormat> image(name) sizeBytes`.
+   */
+  createEmpty?(name: string, sizeBytes: number): Promise<void>;
+}
+
+/** Opens the VolumeStore of a pool this host reaches (the host's dispatcher by pool type). */
+export type OpenStore = (pool: StorageLocation) => Promise<VolumeStore>;
+
+export const formatOf = (store: VolumeStore): VolumeFormat => store.volumeFormat ?? 'qcow2';
+
+/** An empty volume `name` of `sizeBytes` in `store`, replacing any leftover of an earlier try. */
+export async function createEmpty(store: VolumeStore, name: string, sizeBytes: number): Promise<void> {
+  if (store.createEmpty) return store.createEmpty(name, sizeBytes);
+  if (await store.exists(name)) await store.remove(name);
+  await run('qemu-img', ['create', '-q', '-f', formatOf(store), store.image(name), String(sizeBytes)]);
+}
+
+export interface VolumeCopy {
+  source: { store: VolumeStore; path: string };
+  target: { store: VolumeStore; name: string };
+}
+
+/**
+ * Copies a volume no VM is writing to another store as a standalone image (its backing chain,
+ * e.g. a linked clone's template, folded in), then checks that the guest sees the same bytes in
+ * both (qemu-img compare). A copy that fails or differs is removed and the source is untouched.
+ * An earlier copy found complete (same bytes) is kept, so a retried command costs one compare.
+ */
+export async function copyVerified(c: VolumeCopy): Promise<{ path: string; sizeBytes: number }> {
+  const { source, target } = c;
+  if (!(await source.store.exists(source.path)))
+    throw new DriverError(`volume ${source.path} does not exist`);
+  const from = source.store.image(source.path);
+  const info = await imageInfo(from);
+  const to = target.store.image(target.name);
+  const format = formatOf(target.store);
+  const same = () => identical(from, info.format, to, format);
+  if ((await target.store.exists(target.name)) && (await same()))
+    return { path: target.store.recorded(target.name), sizeBytes: info.virtualSize };
+  try {
+    await createEmpty(target.store, target.name, info.virtualSize);
+    // -n: into the volume just made (a LUN or RBD image cannot be made by convert itself);
+    // --target-is-zero: it is new and reads as zeroes, so zero areas are not written.
+    await run(
+      'qemu-img',
+      ['convert', '-n', '--target-is-zero', '-f', info.format, '-O', format, from, to],
+      1_800_000,
+    );
+    if (!(await same()))
+      throw new DriverError(`the copy of volume ${source.path} differs from it (qemu-img compare)`);
+  } catch (err) {
+    await target.store.remove(target.name).catch(() => undefined);
+    throw err;
+  }
+  return { path: target.store.recorded(target.name), sizeBytes: info.virtualSize };
+}
+
+/** Whether two images hold the same guest-visible bytes (a larger one's tail reading as zeroes). */
+function identical(a: string, aFormat: string, b: string, bFormat: string): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      'qemu-img',
+      ['compare', '-q', '-f', aFormat, '-F', bFormat, a, b],
+      { timeout: 1_800_000 },
+      (err, _stdout, stderr) => {
+        if (!err) return resolve(true);
+        // Exit status 1 is "they differ"; 2 and others are failures to read one of them.
+        if (err.code === 1) return resolve(false);
+        if (err.code === 'ENOENT') return reject(new DriverError(missingTool('qemu-img')));
+        reject(
+          new DriverError(`qemu-img compare failed: ${(stderr || err.message).trim().split('\n').pop()}`),
+        );
+      },
+    );
+  });
+}
