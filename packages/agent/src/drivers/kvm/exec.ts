@@ -24,6 +24,9 @@ const PACKAGES: Record<string, string> = {
   'mkfs.ext4': 'e2fsprogs',
   resize2fs: 'e2fsprogs',
   losetup: 'mount',
+  rbd: 'ceph-common',
+  ceph: 'ceph-common',
+  rados: 'ceph-common',
 };
 
 /** One line saying which tool is missing and how to install it (never a stack trace). */

@@ -60,7 +60,18 @@ import {
 import { bridgeExists, hotplugNic, hotunplugNic, joinBridge, type NicPlugTarget } from './nic-plug.ts';
 import { type NfsPath, PoolAccess } from './pool-files.ts';
 import { Qmp } from './qmp.ts';
+import {
+  addRbdBlockdev,
+  dropRbdSecret,
+  openRbdDisk,
+  rbdRecords,
+  removeSecretFiles,
+  secretObjectArgs,
+  withoutKeys,
+} from './rbd-disks.ts';
 import { type LiveDisks, PoolStorage } from './storage.ts';
+import { StorageByPoolType } from './storage-dispatch.ts';
+import { RbdStorage } from './storage-rbd.ts';
 
 export interface KvmHostOptions {
   /** The host's name, its identity towards the management server. */
@@ -151,7 +162,8 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
     this.hostDir = join(options.stateDir, options.name);
     this.privateIp = options.privateIp ?? defaultAddress();
     this.pools = new PoolAccess({ nfs: options.nfs ?? 'kernel', mountRoot: options.nfsMountRoot ?? '/mnt' });
-    this.storage = new PoolStorage(this, this.pools);
+    // Ceph RBD pools have their own volume store; every other pool type goes to PoolStorage.
+    this.storage = new StorageByPoolType(new PoolStorage(this, this.pools), new RbdStorage(this));
     this.network = new HostNetwork({
       hostDir: this.hostDir,
       localAddress: this.privateIp,
@@ -176,6 +188,7 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
 
   /** The heartbeat's records go through the pool's own access: a mount, or NFS in user space. */
   poolRecords(pool: StorageLocation): Promise<PoolRecords> {
+    if (pool.type === 'RBD') return Promise.resolve(rbdRecords(pool));
     return this.pools.files(pool);
   }
 
@@ -512,14 +525,18 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
       if (current?.path === disk.path) return;
       if (current) throw new DriverError(`VM ${name} already has a disk at device id ${disk.deviceId}`);
       if (disk.type === 'ISO') throw new DriverError('ISOs are attached when the VM starts, not live');
-      const files = await this.pools.files(disk.pool);
-      if (!(await files.exists(disk.path))) throw new DriverError(`volume ${disk.path} does not exist`);
-      const { format } = await imageInfo(files.image(disk.path));
-      await vm.qmp!.execute('blockdev-add', blockdev(disk, format, files.blockFile(disk.path, false)));
+      if (disk.pool.type === 'RBD') await addRbdBlockdev(vm.qmp!, disk);
+      else {
+        const files = await this.pools.files(disk.pool);
+        if (!(await files.exists(disk.path))) throw new DriverError(`volume ${disk.path} does not exist`);
+        const { format } = await imageInfo(files.image(disk.path));
+        await vm.qmp!.execute('blockdev-add', blockdev(disk, format, files.blockFile(disk.path, false)));
+      }
       try {
         await vm.qmp!.execute('device_add', diskDeviceArgs(disk));
       } catch (err) {
         await vm.qmp!.execute('blockdev-del', { 'node-name': diskNode(disk) }).catch(() => undefined);
+        await dropRbdSecret(vm.qmp!, disk);
         throw new DriverError(`attaching ${disk.path} to ${name} failed: ${(err as Error).message}`);
       }
       vm.spec = { ...vm.spec, disks: [...vm.spec.disks, disk] };
@@ -545,6 +562,7 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
         throw new DriverError(`the guest in ${name} did not release ${disk.path}: ${(err as Error).message}`);
       }
       await qmp.execute('blockdev-del', { 'node-name': diskNode(disk) });
+      await dropRbdSecret(qmp, disk);
       vm.spec = { ...vm.spec, disks: vm.spec.disks.filter((d) => d !== current) };
       this.save(vm);
     });
@@ -640,7 +658,15 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
     for (const p of [f.qmp, f.pid, f.record]) rmSync(p, { force: true });
     const formats = new Map<number, string>();
     const files = new Map<number, Record<string, unknown>>();
+    const secrets: { id: string; key: string }[] = [];
     for (const disk of spec.disks) {
+      if (disk.pool.type === 'RBD') {
+        const rbd = await openRbdDisk(disk);
+        formats.set(disk.deviceId, 'raw');
+        files.set(disk.deviceId, rbd.file);
+        if (rbd.secret) secrets.push(rbd.secret);
+        continue;
+      }
       const pool = await this.pools.files(disk.pool);
       if (!(await pool.exists(disk.path)))
         throw new DriverError(`volume ${disk.path} of ${spec.name} does not exist`);
@@ -653,7 +679,17 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
       if (nic.bridge && nic.security && !/^\d{1,3}(\.\d{1,3}){3}$/.test(nic.ip ?? ''))
         throw new DriverError(`NIC ${nic.mac} of ${spec.name} has security groups but no IPv4 address`);
     }
-    const args = qemuArgs({ host: this.name, spec, dir, accel: this.accel, formats, files, incoming });
+    const objects = secretObjectArgs(dir, secrets);
+    const args = qemuArgs({
+      host: this.name,
+      spec,
+      dir,
+      accel: this.accel,
+      formats,
+      files,
+      objects,
+      incoming,
+    });
     const log = openSync(f.log, 'w');
     // Detached, in its own process group: the VM survives the agent stopping or crashing.
     const child = spawn(QEMU_BINARY, args, { detached: true, stdio: ['ignore', log, log] });
@@ -674,6 +710,8 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
     this.save(vm);
     try {
       const qmp = await Qmp.waitAndConnect(f.qmp, () => child.exitCode === null, 30_000);
+      // QEMU read its secrets' files at start: the keys stay in its memory only.
+      removeSecretFiles(dir);
       this.watch(vm, qmp);
       for (const nic of spec.nics.filter((n) => n.bridge))
         await joinBridge(tapName(this.name, spec.name, nic), nic.bridge!);
@@ -691,6 +729,7 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
       this.save(vm);
       return vm;
     } catch (err) {
+      removeSecretFiles(dir);
       if (child.exitCode === null) child.kill('SIGKILL');
       await this.waitUntil(() => !qemuAlive(vm.pid, f.qmp), 5000).catch(() => undefined);
       this.forget(vm);
@@ -771,7 +810,8 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
 
   private save(vm: Vm): void {
     const record: VmRecordFile = {
-      spec: vm.spec,
+      // Without the pools' cephx keys: a record on disk is no place for them.
+      spec: withoutKeys(vm.spec),
       pid: vm.pid,
       accel: vm.accel,
       vncPort: vm.vncPort,

@@ -121,6 +121,8 @@ export interface LaunchPlan {
   formats: Map<number, string>;
   /** The file node of each disk, by device id, when not a local file at its path. */
   files?: Map<number, Record<string, unknown>>;
+  /** -object arguments the disks need first (the secret objects of RBD disks' cephx keys). */
+  objects?: string[];
   incoming: boolean;
 }
 
@@ -156,6 +158,7 @@ export function qemuArgs(p: LaunchPlan): string[] {
     if (netdev) args.push('-netdev', `tap,id=${netdev.id},ifname=${netdev.tap},script=no,downscript=no`);
     args.push('-device', keyValues(device));
   }
+  args.push(...(p.objects ?? []));
   for (const disk of [...spec.disks].sort((a, b) => a.deviceId - b.deviceId)) {
     const format = p.formats.get(disk.deviceId) ?? 'qcow2';
     args.push('-blockdev', JSON.stringify(blockdev(disk, format, p.files?.get(disk.deviceId))));

@@ -1,0 +1,60 @@
+/**
+ * The KVM host's storage commands, each sent to the volume store of its pool's type: Ceph RBD
+ * pools to RbdStorage (storage-rbd.ts), every other pool (directories, NFS, and what PoolStorage
+ * dispatches itself) to PoolStorage (storage.ts), unchanged. A copy between an RBD pool and a pool
+ * of another type is not a store's own command: it goes through both stores' qemu-img names of
+ * the volume (rbd.ts RbdSession and pool-files.ts PoolFiles, both VolumeStore-shaped).
+ */
+import type { CommandResult, ParsedPayload, StorageLocation } from '@nimbostack/protocol';
+import { DriverError, type StorageDriver } from '../driver.ts';
+import type { RbdStorage } from './storage-rbd.ts';
+
+export class StorageByPoolType implements StorageDriver {
+  constructor(
+    private readonly files: StorageDriver,
+    private readonly rbd: RbdStorage,
+  ) {}
+
+  private of(pool: StorageLocation): StorageDriver {
+    return pool.type === 'RBD' ? this.rbd : this.files;
+  }
+
+  createVolume(p: ParsedPayload<'createVolume'>) {
+    return this.of(p.pool).createVolume(p);
+  }
+  createVolumeFromTemplate(p: ParsedPayload<'createVolumeFromTemplate'>) {
+    return this.of(p.pool).createVolumeFromTemplate(p);
+  }
+  resizeVolume(p: ParsedPayload<'resizeVolume'>) {
+    return this.of(p.pool).resizeVolume(p);
+  }
+  deleteVolume(p: ParsedPayload<'deleteVolume'>) {
+    return this.of(p.pool).deleteVolume(p);
+  }
+  copyVolume(p: ParsedPayload<'copyVolume'>): Promise<CommandResult<'copyVolume'>> {
+    const rbd = [p.pool.type, p.source.pool.type].filter((t) => t === 'RBD').length;
+    if (rbd === 1)
+      throw new DriverError(
+        `copying a volume between an RBD pool and a ${p.pool.type === 'RBD' ? p.source.pool.type : p.pool.type} pool is not supported by this agent`,
+      );
+    return this.of(p.pool).copyVolume(p);
+  }
+  createSnapshot(p: ParsedPayload<'createSnapshot'>) {
+    return this.of(p.pool).createSnapshot(p);
+  }
+  deleteSnapshot(p: ParsedPayload<'deleteSnapshot'>) {
+    return this.of(p.pool).deleteSnapshot(p);
+  }
+  revertSnapshot(p: ParsedPayload<'revertSnapshot'>) {
+    return this.of(p.pool).revertSnapshot(p);
+  }
+  async deleteTemplateCopies(pool: StorageLocation, templates: string[]) {
+    const store = this.of(pool);
+    if (!store.deleteTemplateCopies)
+      throw new DriverError(`pools of type ${pool.type} keep no template copies`);
+    await store.deleteTemplateCopies(pool, templates);
+  }
+  poolStats(pool: StorageLocation) {
+    return this.of(pool).poolStats(pool);
+  }
+}
