@@ -44,6 +44,7 @@ import {
   PeerHeader,
   PeerTimeout,
 } from './peers.ts';
+import { needsPoolKeys, withPoolKeys } from './pool-keys.ts';
 import {
   AGENT_COMMAND_TIMEOUT,
   AGENT_LB_ALGORITHM,
@@ -473,6 +474,19 @@ export class AgentGateway {
   }
 
   private dispatch<K extends CommandKind>(
+    conn: Connection,
+    host: string,
+    kind: K,
+    payload: CommandPayload<K>,
+    timeoutMs?: number,
+  ): Promise<AnswerMessage> {
+    // An RBD pool's cephx key joins the payload only here, on its way to the agent (pool-keys.ts).
+    if (needsPoolKeys(payload))
+      return withPoolKeys(this.app(), payload).then((p) => this.dispatchNow(conn, host, kind, p, timeoutMs));
+    return this.dispatchNow(conn, host, kind, payload, timeoutMs);
+  }
+
+  private dispatchNow<K extends CommandKind>(
     conn: Connection,
     host: string,
     kind: K,

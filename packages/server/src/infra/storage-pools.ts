@@ -6,6 +6,7 @@
  */
 import { statfs } from 'node:fs/promises';
 import type { StorageLocation } from '@nimbostack/protocol';
+import { withGivenKey } from '../agents/pool-keys.ts';
 import { formatDate } from '../clock.ts';
 import type { App, CallContext } from '../context.ts';
 import { insertId, type Tx } from '../db/connection.ts';
@@ -392,14 +393,18 @@ export const createStoragePool = defineCommand({
         : remote
           ? await measureOnHost(
               ctx,
-              poolLocation({
-                uuid,
-                pool_type: url.poolType,
-                path: url.path,
-                host_address: url.hostAddress,
-                port: url.port,
-                auth_user: url.user ?? null,
-              }),
+              // Not stored yet: the key the URL gave goes along (the gateway finds stored ones).
+              withGivenKey(
+                poolLocation({
+                  uuid,
+                  pool_type: url.poolType,
+                  path: url.path,
+                  host_address: url.hostAddress,
+                  port: url.port,
+                  auth_user: url.user ?? null,
+                }),
+                url.secret,
+              ),
               { zoneId: zone.id, clusterId, hypervisor },
             )
           : await filesystemUsage(url.path);

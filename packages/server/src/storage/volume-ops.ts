@@ -10,7 +10,8 @@ import { resourceUnavailable } from '../errors.ts';
 /**
  * A pool as agents reach it. An NFS pool names its server, so each host reaches the export its
  * own way (a kernel mount, or QEMU's user-space NFS client); an RBD pool its monitor and cephx
- * user. The RBD key is not sent yet: no agent driver opens RBD pools (docs/storage.md).
+ * user. The RBD key is left out: the agent gateway adds it to the message as it leaves for the
+ * host (agents/pool-keys.ts), so no object built here carries it.
  */
 export function poolLocation(
   pool: Pick<StoragePoolRow, 'uuid' | 'pool_type' | 'path' | 'host_address' | 'port' | 'auth_user'>,

@@ -1,0 +1,350 @@
+/**
+ * Ceph RBD primary storage with a real Ceph and a real VM (npm run test:storage): a one-node Ceph
+ * on memstore started by the suite (storage/ceph.ts), reached by the KVM local zone's host
+ * through QEMU's librbd and the rbd CLI with a cephx user limited to the pool. Through the API:
+ * an RBD pool added to the cluster (its key never shown again, its size measured on Ceph) and
+ * tagged so that tagged offerings land on it; a VM boots from a ROOT disk that is an RBD clone of
+ * the template's protected snapshot (imported into the pool once); a data volume on RBD is
+ * hot-plugged, written and read back by the guest, read on the host through librbd, and grown
+ * live; a snapshot of the running ROOT disk (an RBD snapshot exported to secondary storage), a
+ * template made from it, and the disk reverted to it with the VM stopped (it boots again); then
+ * everything deleted, the pool removed (its template image with it), no RBD image left, and
+ * Ceph stopped. Needs root, QEMU with qemu-block-extra, the Ceph packages and the test template.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { waitUntil } from './agents.ts';
+import { startServer, type TestServer } from './harness.ts';
+import { readyKvmTestTemplate, separateIds } from './kvm-advanced-zone.ts';
+import { type Ceph, cephInstalled, startCeph } from './storage/ceph.ts';
+
+const TEMPLATE = process.env.NIMBOSTACK_TEST_TEMPLATE ?? '/var/lib/nimbostack/test-template.qcow2';
+const HOST = 'local-kvm';
+const SKIP =
+  process.env.NIMBOSTACK_TEST_STORAGE !== '1'
+    ? 'real storage suite: run it with npm run test:storage'
+    : process.getuid?.() !== 0
+      ? 'needs root'
+      : !existsSync(TEMPLATE)
+        ? `${TEMPLATE} is missing: run npm run setup:host`
+        : !cephInstalled()
+          ? 'needs ceph-mon, ceph-mgr, ceph-osd, ceph-common and qemu-block-extra'
+          : false;
+
+let server: TestServer;
+let ceph: Ceph | undefined;
+let root = '';
+
+const figure = (name: string, ms: number) =>
+  process.stdout.write(`# figure ${name}: ${(ms / 1000).toFixed(2)} s\n`);
+
+function readConsole(instance: string): string {
+  const path = join(root, 'agent', HOST, 'vms', instance, 'console.log');
+  return existsSync(path) ? readFileSync(path).toString('utf8').replace(/\r/g, '') : '';
+}
+
+async function consoleLine(instance: string, pattern: RegExp, timeoutMs = 240_000): Promise<string> {
+  const line = await waitUntil(
+    async () =>
+      readConsole(instance)
+        .split('\n')
+        .find((l) => pattern.test(l)),
+    timeoutMs,
+    `console line ${pattern} of ${instance}`,
+  ).catch((e) => {
+    throw new Error(`${(e as Error).message}\n${readConsole(instance).slice(-2000)}`);
+  });
+  return line!;
+}
+
+/** The QEMU processes the host's state directory records. */
+function qemuPids(): number[] {
+  const vms = join(root, 'agent', HOST, 'vms');
+  if (!existsSync(vms)) return [];
+  return readdirSync(vms)
+    .map((n) => join(vms, n, 'vm.json'))
+    .filter((f) => existsSync(f))
+    .map((f) => JSON.parse(readFileSync(f, 'utf8')).pid as number);
+}
+
+/** An image as `rbd info` shows it to the cluster's admin. */
+const rbdInfo = (image: string) =>
+  JSON.parse(ceph!.rbd('info', '--format', 'json', `${ceph!.pool}/${image}`));
+/** The first bytes of an image, read through librbd as the admin. */
+function imageHead(image: string, bytes: number): Buffer {
+  const raw = join(root, `${image}.raw`);
+  execFileSync('qemu-img', [
+    'convert',
+    '-U',
+    '-f',
+    'raw',
+    '-O',
+    'raw',
+    `rbd:${ceph!.pool}/${image}:conf=${ceph!.conf}`,
+    raw,
+  ]);
+  const head = readFileSync(raw).subarray(0, bytes);
+  rmSync(raw);
+  return head;
+}
+
+before(async () => {
+  if (SKIP) return;
+  root = mkdtempSync(join(tmpdir(), 'nimbo-rbd-'));
+  const t = Date.now();
+  ceph = await startCeph();
+  figure('one-node Ceph (memstore): up', Date.now() - t);
+  server = await startServer({
+    env: {
+      NIMBOSTACK_SEED_LOCAL_ZONE: 'true',
+      NIMBOSTACK_HYPERVISOR: 'kvm',
+      NIMBOSTACK_KVM_STATE_DIR: join(root, 'agent'),
+      NIMBOSTACK_KVM_STORAGE_DIR: root,
+      NIMBOSTACK_KVM_TEMPLATE: TEMPLATE,
+    },
+  });
+  // Instance names (and so tap names) apart from another real-host suite's on this machine.
+  separateIds(server, 1000 + (process.pid % 9000) * 10);
+});
+
+after(async () => {
+  if (SKIP) return;
+  if (server) {
+    const vms = await server.admin.request<any>('listVirtualMachines', { listall: true }).catch(() => ({}));
+    for (const v of vms.virtualmachine ?? [])
+      await server.admin.call('destroyVirtualMachine', { id: v.id, expunge: true }).catch(() => undefined);
+  }
+  // QEMU outlives the server: a failed test may leave one running from the pool.
+  for (const pid of qemuPids()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+  if (server) {
+    const hosts = await server.admin.request<any>('listHosts', {}).catch(() => ({}));
+    for (const h of hosts.host ?? [])
+      await server.admin.request('deleteHost', { id: h.id, forced: true }).catch(() => undefined);
+    await server.stop();
+  }
+  const t = Date.now();
+  await ceph?.stop();
+  figure('Ceph stopped and its directory removed', Date.now() - t);
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe('Ceph RBD primary storage with a real Ceph and a real VM', { skip: SKIP }, () => {
+  test('an RBD pool through the API: a VM boots from a clone on it, a data volume is written and read back, snapshots, nothing is left', async () => {
+    const admin = server.admin;
+    const c = ceph!;
+    const zoneid = (await admin.request<any>('listZones', {})).zone[0].id;
+    const local = (await admin.request<any>('listHosts', { zoneid, type: 'Routing' })).host[0];
+    assert.equal(local.name, HOST);
+
+    // The pool, with upstream's URL form; the key is base64 and goes %-escaped.
+    let t = Date.now();
+    const pool = (
+      await admin.request<any>('createStoragePool', {
+        zoneid,
+        podid: local.podid,
+        clusterid: local.clusterid,
+        name: 'ceph',
+        url: `rbd://${c.user}:${encodeURIComponent(c.key)}@${c.monitor}:${c.port}/${c.pool}`,
+        tags: 'rbd',
+      })
+    ).storagepool;
+    figure('createStoragePool (measured on Ceph by the host)', Date.now() - t);
+    assert.equal(pool.type, 'RBD');
+    assert.equal(pool.ipaddress, c.monitor);
+    assert.equal(pool.path, c.pool);
+    // Its size is Ceph's: what the pool uses plus what it may still take (`ceph df`).
+    const df = JSON.parse(c.ceph('df', '--format', 'json')).pools.find((p: any) => p.name === c.pool).stats;
+    const cephSize = Number(df.bytes_used) + Number(df.max_avail);
+    assert.ok(
+      Math.abs(pool.disksizetotal - cephSize) < cephSize * 0.05,
+      `the pool's size ${pool.disksizetotal} is Ceph's (${cephSize})`,
+    );
+    assert.ok(pool.disksizetotal > 1e9 && pool.disksizetotal <= 2 ** 31, 'memstore: about 2 GiB');
+    const listed = JSON.stringify(await admin.request<any>('listStoragePools', { id: pool.id }));
+    assert.ok(!listed.includes(c.key), 'the key is never shown');
+    assert.ok(!listed.includes(encodeURIComponent(c.key)), 'not even escaped');
+
+    // VM HA's heartbeat (agent/src/heartbeat.ts) reaches the pool as the host's disks do: its
+    // record is a RADOS object of the pool, fresh within the heartbeat interval (10 s).
+    const beat = await waitUntil(
+      async () => {
+        try {
+          const r = JSON.parse(
+            execFileSync(
+              'rados',
+              ['-c', c.conf, '-p', c.pool, 'get', `.nimbostack-heartbeat/${local.id}.json`, '-'],
+              {
+                encoding: 'utf8',
+                stdio: 'pipe',
+              },
+            ),
+          );
+          return Date.now() - r.time < 15_000 ? r : undefined;
+        } catch {
+          return undefined;
+        }
+      },
+      30_000,
+      'the heartbeat record in the pool',
+    );
+    assert.equal(beat.host, local.id);
+
+    const templateid = await readyKvmTestTemplate(admin, zoneid);
+    const serviceofferingid = (
+      await admin.request<any>('createServiceOffering', {
+        name: 'rbd-small',
+        displaytext: 'small, ROOT on RBD',
+        cpunumber: 1,
+        cpuspeed: 500,
+        memory: 256,
+        tags: 'rbd',
+      })
+    ).serviceoffering.id;
+    const diskofferingid = (
+      await admin.request<any>('createDiskOffering', {
+        name: 'rbd-1',
+        displaytext: '1 GB on RBD',
+        disksize: 1,
+        tags: 'rbd',
+      })
+    ).diskoffering.id;
+
+    // The guest waits for its data disk, writes a marker to it, drops its caches and reads it back.
+    const marker = `nimbo-rbd-${process.pid}`;
+    const script = [
+      '#!/bin/sh',
+      '(',
+      '  for i in $(seq 1 240); do [ -b /dev/vdb ] && break; sleep 1; done',
+      `  printf '%s\\n' '${marker}' > /run/marker`,
+      '  dd if=/run/marker of=/dev/vdb bs=512 count=1 conv=sync,fsync 2>/dev/null',
+      '  sync; echo 3 > /proc/sys/vm/drop_caches',
+      '  echo "NIMBO-DATA read $(dd if=/dev/vdb bs=512 count=1 2>/dev/null | head -n 1)"',
+      ') > /dev/console 2>&1 &',
+      '',
+    ].join('\n');
+    t = Date.now();
+    const vm = (
+      await admin.call<any>('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid,
+        name: 'rbd-vm',
+        userdata: Buffer.from(script).toString('base64'),
+      })
+    ).virtualmachine;
+    figure('deploy (template imported into the pool, ROOT an RBD clone) → Running', Date.now() - t);
+    assert.equal(vm.state, 'Running');
+    const instance = (await admin.request<any>('listVirtualMachines', { id: vm.id })).virtualmachine[0]
+      .instancename;
+    await consoleLine(instance, /NIMBO: ready hostname=rbd-vm/);
+    figure('deploy → the guest booted from RBD is ready', Date.now() - t);
+
+    const rootVolume = (await admin.request<any>('listVolumes', { virtualmachineid: vm.id, type: 'ROOT' }))
+      .volume[0];
+    assert.equal(rootVolume.storageid, pool.id, 'the ROOT disk is on the RBD pool');
+    const templateTpl = c.images().find((i) => /^template-[0-9a-f-]+$/.test(i));
+    assert.ok(templateTpl, `the template was imported into the pool once (${c.images().join(', ')})`);
+    const info = rbdInfo(rootVolume.id);
+    assert.deepEqual(
+      { pool: info.parent?.pool, image: info.parent?.image, snapshot: info.parent?.snapshot },
+      { pool: c.pool, image: templateTpl, snapshot: 'base' },
+      "the ROOT disk is a clone of the template's protected snapshot",
+    );
+    // QEMU opens the disk through librbd; the key is a secret object, not on its command line.
+    const [pid] = qemuPids();
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    assert.match(cmdline, /"driver":"rbd"/);
+    assert.match(cmdline, new RegExp(`"image":"${rootVolume.id}"`));
+    assert.ok(!cmdline.includes(c.key), 'the cephx key is not on the command line');
+    const vmDir = join(root, 'agent', HOST, 'vms', instance);
+    assert.ok(!readFileSync(join(vmDir, 'vm.json'), 'utf8').includes(c.key), 'nor in the VM record');
+    assert.deepEqual(
+      readdirSync(vmDir).filter((f) => f.endsWith('.key')),
+      [],
+      'the key files QEMU read at start are gone',
+    );
+
+    // A data volume on RBD, hot-plugged (secret over QMP), written and read back by the guest.
+    const data = (await admin.call<any>('createVolume', { name: 'rbd-data', zoneid, diskofferingid })).volume;
+    t = Date.now();
+    await admin.call('attachVolume', { id: data.id, virtualmachineid: vm.id });
+    const line = await consoleLine(instance, /NIMBO-DATA read/);
+    figure('attachVolume → the guest wrote and read its RBD data disk', Date.now() - t);
+    assert.equal(line.trim(), `NIMBO-DATA read ${marker}`);
+    assert.equal((await admin.request<any>('listVolumes', { id: data.id })).volume[0].storageid, pool.id);
+    // The bytes are in Ceph: read through librbd on the host.
+    assert.equal(imageHead(data.id, marker.length).toString(), marker);
+
+    // A live resize of the attached data disk (QMP block_resize through librbd).
+    const bigger = (
+      await admin.request<any>('createDiskOffering', {
+        name: 'rbd-2',
+        displaytext: '2 GB on RBD',
+        disksize: 2,
+        tags: 'rbd',
+      })
+    ).diskoffering.id;
+    const resized = (await admin.call<any>('resizeVolume', { id: data.id, diskofferingid: bigger })).volume;
+    assert.equal(resized.size, 2 * 2 ** 30);
+    assert.equal(rbdInfo(data.id).size, 2 * 2 ** 30, 'the RBD image grew');
+
+    // A snapshot of the running ROOT disk: an RBD snapshot, exported to secondary storage, dropped.
+    t = Date.now();
+    const snap = (await admin.call<any>('createSnapshot', { volumeid: rootVolume.id })).snapshot;
+    figure('createSnapshot of the running ROOT disk on RBD (backed up)', Date.now() - t);
+    assert.equal(snap.state, 'BackedUp');
+    const backup = String(
+      execFileSync('find', [root, '-name', `${snap.id}.qcow2`], { encoding: 'utf8' }),
+    ).trim();
+    assert.ok(backup, 'the backup is a file on secondary storage');
+    assert.equal(JSON.parse(c.rbd('snap', 'ls', '--format', 'json', `${c.pool}/${rootVolume.id}`)).length, 0);
+
+    // A template from the snapshot (its backup copied on secondary storage).
+    t = Date.now();
+    const made = (
+      await admin.call<any>('createTemplate', {
+        snapshotid: snap.id,
+        name: 'from-rbd-snap',
+        displaytext: 'from an RBD snapshot',
+        ostypeid: (await admin.request<any>('listOsTypes', {})).ostype[0].id,
+      })
+    ).template;
+    figure('createTemplate from the RBD snapshot', Date.now() - t);
+    assert.equal(made.isready, true);
+
+    // Stopped, the ROOT disk reverted to the snapshot: still a clone of the template, and it boots.
+    await admin.call('detachVolume', { id: data.id });
+    await admin.call('stopVirtualMachine', { id: vm.id });
+    t = Date.now();
+    await admin.call('revertSnapshot', { id: snap.id });
+    figure('revertSnapshot of the ROOT disk on RBD', Date.now() - t);
+    assert.equal(rbdInfo(rootVolume.id).parent?.image, templateTpl, 'still a clone');
+    rmSync(join(vmDir, 'console.log'), { force: true });
+    await admin.call('startVirtualMachine', { id: vm.id });
+    await consoleLine(instance, /NIMBO: ready hostname=rbd-vm/);
+    await admin.call('deleteSnapshot', { id: snap.id });
+    assert.ok(!existsSync(backup), 'the backup is deleted');
+    await admin.call('deleteTemplate', { id: made.id });
+
+    // Delete, destroy, remove the pool: no RBD image is left.
+    await admin.request('deleteVolume', { id: data.id });
+    assert.ok(!c.images().includes(data.id), 'the data volume is deleted from the pool');
+    await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
+    await waitUntil(async () => !c.images().includes(rootVolume.id), 30_000, 'the ROOT disk to be deleted');
+    assert.equal(spawnSync('kill', ['-0', String(pid)]).status, 1, 'QEMU is gone');
+    t = Date.now();
+    await admin.request('deleteStoragePool', { id: pool.id });
+    figure('deleteStoragePool (the template image unprotected and removed)', Date.now() - t);
+    assert.deepEqual(c.images(), [], 'no RBD image is left (rbd ls)');
+  });
+});
