@@ -21,11 +21,15 @@ export type VmPowerReport = z.infer<typeof VmPowerReport>;
 /** Where a volume lives: a primary storage pool (or secondary store) as the agent reaches it. */
 export const StorageLocation = z.object({
   uuid: z.string().min(1).max(64),
-  type: z.enum(['Filesystem', 'NetworkFilesystem', 'SharedMountPoint', 'RBD', 'Simulator']),
-  /** A directory; a primary NFS pool's export path (with `host`); an RBD pool's Ceph pool name. */
+  type: z.enum(['Filesystem', 'NetworkFilesystem', 'SharedMountPoint', 'RBD', 'Iscsi', 'Simulator']),
+  /**
+   * A directory; a primary NFS pool's export path (with `host`); an RBD pool's Ceph pool name; a
+   * managed iSCSI pool's target name prefix (iscsi.ts: each volume is the target prefix.<uuid>).
+   */
   path: z.string().min(1).max(1024),
   /**
-   * The server of a primary NFS pool, or the Ceph monitor of an RBD pool. A NetworkFilesystem
+   * The server of a primary NFS pool, the Ceph monitor of an RBD pool, or the iSCSI portal of a
+   * managed iSCSI pool (`port`: 3260 by default). A NetworkFilesystem
    * location without it (an image store) is a directory the host already has.
    */
   host: z.string().min(1).max(255).optional(),

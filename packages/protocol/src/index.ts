@@ -24,6 +24,13 @@ export {
   VmSpec,
 } from './commands.ts';
 export {
+  ISCSI_VOLUME_LUN,
+  iscsiTarget,
+  iscsiTargetPrefix,
+  iscsiVolumePath,
+  parseIscsiVolumePath,
+} from './iscsi.ts';
+export {
   type AgentMessage,
   type AnswerMessage,
   type CommandMessage,

@@ -527,7 +527,7 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
       if (disk.type === 'ISO') throw new DriverError('ISOs are attached when the VM starts, not live');
       if (disk.pool.type === 'RBD') await addRbdBlockdev(vm.qmp!, disk);
       else {
-        const files = await this.pools.files(disk.pool);
+        const files = await this.pools.disks(disk.pool);
         if (!(await files.exists(disk.path))) throw new DriverError(`volume ${disk.path} does not exist`);
         const { format } = await imageInfo(files.image(disk.path));
         await vm.qmp!.execute('blockdev-add', blockdev(disk, format, files.blockFile(disk.path, false)));
@@ -667,7 +667,7 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
         if (rbd.secret) secrets.push(rbd.secret);
         continue;
       }
-      const pool = await this.pools.files(disk.pool);
+      const pool = await this.pools.disks(disk.pool);
       if (!(await pool.exists(disk.path)))
         throw new DriverError(`volume ${disk.path} of ${spec.name} does not exist`);
       formats.set(disk.deviceId, (await imageInfo(pool.image(disk.path))).format);

@@ -18,6 +18,7 @@ import { dirname, isAbsolute, join } from 'node:path';
 import type { StorageLocation } from '@nimbostack/protocol';
 import { DriverError, type PoolRecords } from '../driver.ts';
 import { run } from './exec.ts';
+import { IscsiLuns } from './iscsi-luns.ts';
 import { NfsExport } from './nfs-client.ts';
 
 export type NfsPath = 'kernel' | 'libnfs';
@@ -180,6 +181,8 @@ export class PoolAccess {
         throw new DriverError(`pool ${pool.uuid} is a simulator pool, not storage this host reaches`);
       case 'RBD':
         throw new DriverError(`pool ${pool.uuid} is RBD (Ceph): this agent does not open RBD pools yet`);
+      case 'Iscsi':
+        throw new DriverError(`pool ${pool.uuid} is managed iSCSI: it holds LUNs, not files`);
       case 'NetworkFilesystem':
         // Without a server it is a directory the host already has (an image store's mount).
         if (!pool.host) return new DirectoryFiles(pool.path);
@@ -192,6 +195,14 @@ export class PoolAccess {
       default:
         return new DirectoryFiles(pool.path);
     }
+  }
+
+  /**
+   * What QEMU opens a VM's disk from: the pool's files, or for a managed iSCSI pool the volume's
+   * LUN (iscsi-luns.ts).
+   */
+  async disks(pool: StorageLocation): Promise<Pick<PoolFiles, 'image' | 'blockFile' | 'exists'>> {
+    return pool.type === 'Iscsi' ? new IscsiLuns(pool) : this.files(pool);
   }
 
   /** Mounts the export at <mountRoot>/<uuid> unless it is mounted there already. */
