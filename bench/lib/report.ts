@@ -79,7 +79,29 @@ const LINES: Line[] = [
     unit: 'VMs/min',
     target: { op: '>=', value: 600 },
   },
-  { label: "the network's first deploy since the server started (cold)", key: 'deploy_cold_ms', unit: 'ms' },
+  {
+    label: "the network's first deploy since the server started (cold: its router is new)",
+    key: 'deploy_cold_ms',
+    unit: 'ms',
+    target: { op: '<=', value: 1000 },
+  },
+  {
+    label: 'the new router filled with every VM entry, in the background after that deploy',
+    key: 'router_fill_ms',
+    unit: 'ms',
+  },
+  { label: "the router's own boot (restartNetwork cleanup=true)", key: 'router_boot_ms', unit: 'ms' },
+  {
+    label: 'first deploy after a server restart, the router running on',
+    key: 'deploy_cold_restart_ms',
+    unit: 'ms',
+    target: { op: '<=', value: 1000 },
+  },
+  {
+    label: "the running router's entries checked by digest after the restart",
+    key: 'router_check_ms',
+    unit: 'ms',
+  },
   {
     label: 'listZones with 16 clients',
     key: 'list_zones_rps',

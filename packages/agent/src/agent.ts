@@ -136,6 +136,7 @@ const HANDLERS: { [K in AgentKind]: Handler<K> } = {
   startRouter: (h, p) => networkOf(h).startRouter(p.router),
   stopRouter: (h, p) => networkOf(h).stopRouter(p.name),
   updateRouter: (h, p) => networkOf(h).updateRouter(p),
+  routerDigest: (h, p) => networkOf(h).routerDigest(p),
   applyRouterRules: (h, p) => networkOf(h).applyRouterRules(p),
   applyRouterVpn: (h, p) => networkOf(h).applyRouterVpn(p),
   routerVpnStatus: (h, p) => networkOf(h).routerVpnStatus(p.name),

@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { GuestNetwork, RouterSpec, type SecurityRule } from '@nimbostack/protocol';
+import { GuestNetwork, RouterSpec, routerEntryHash, type SecurityRule } from '@nimbostack/protocol';
 import { HostNetwork } from '../src/network/host-network.ts';
 import { routerNetns, routerVeth } from '../src/network/names.ts';
 import { processAlive } from '../src/network/router.ts';
@@ -348,6 +348,12 @@ describe('host networking', { skip: SKIP }, () => {
     const dhcpHosts = readFileSync(join(root, 'routers', ROUTER, 'dhcp-hosts'), 'utf8');
     assert.doesNotMatch(dhcpHosts, new RegExp(entry(2).mac));
     assert.match(dhcpHosts, new RegExp(`${entry(3).mac},${net}\\.13,web-3,infinite`));
+    // What the router holds, condensed (routerDigest): the server compares it instead of resending.
+    const held = await hostNet.routerDigest({ name: ROUTER, entries: true });
+    assert.match(held.digest, /^2:/);
+    assert.deepEqual(held.entries?.map(([m]) => m).sort(), [entry(1).mac, entry(3).mac].sort());
+    assert.equal(new Map(held.entries).get(entry(3).mac), routerEntryHash(entry(3)));
+    await assert.rejects(hostNet.routerDigest({ name: 'no-such-router', entries: false }), /is not running/);
     await assert.rejects(
       hostNet.updateRouter({ name: 'no-such-router', add: [], remove: [] }),
       /router no-such-router is not running/,

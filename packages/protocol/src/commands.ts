@@ -502,6 +502,18 @@ export const COMMANDS = {
     result: nothing,
   },
   /**
+   * What a running router holds of its VMs, condensed (router-digest.ts): the server compares it
+   * with its records instead of sending every entry again. With `entries`, also each entry's MAC
+   * and hash, so the server sends only what differs.
+   */
+  routerDigest: {
+    payload: z.object({ name, entries: z.boolean().default(false) }),
+    result: z.object({
+      digest: z.string().max(64),
+      entries: z.array(z.tuple([mac, z.string().regex(/^[0-9a-f]{16}$/)])).optional(),
+    }),
+  },
+  /**
    * Replaces a running router's public addresses and everything it enforces on them (NAT, port
    * forwards, firewall, egress, load balancers) with what is given. It answers once the rules are
    * in force; `loadBalancerMs` is how long the load balancer's reload took, when it had to.

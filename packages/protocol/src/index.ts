@@ -50,6 +50,7 @@ export {
   type StartupMessage,
   validatePayload,
 } from './messages.ts';
+export { RouterDigest, routerEntriesDigest, routerEntryHash } from './router-digest.ts';
 export {
   RouterAcl,
   RouterAclRule,

@@ -14,8 +14,10 @@ import { COMMANDS, type CommandKind, isCommandKind, type ParsedPayload, VmPowerR
  * version 2 would drop it unread and leave the tiers unfiltered.
  * 4: `setHeartbeat` and `checkHost` (VM high availability): a version 3 agent writes no storage
  * heartbeat, so its hosts could never be proven dead.
+ * 5: `routerDigest` (a router's entries compared on reconnect and after a big router's boot): a
+ * version 4 agent cannot answer it, so a router it runs would never be checked.
  */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 
 /** Largest frame either side accepts (a ping for 5,000 hosts with VMs fits well within it). */
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024;

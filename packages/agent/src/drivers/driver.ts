@@ -85,6 +85,8 @@ export interface NetworkDriver {
   startRouter(router: RouterSpec): Promise<void>;
   stopRouter(name: string): Promise<void>;
   updateRouter(p: ParsedPayload<'updateRouter'>): Promise<void>;
+  /** What a running router holds of its VMs, condensed (refused when it does not run here). */
+  routerDigest(p: ParsedPayload<'routerDigest'>): Promise<CommandResult<'routerDigest'>>;
   /** Replaces a running router's public addresses and rules (refused when it does not run here). */
   applyRouterRules(p: ParsedPayload<'applyRouterRules'>): Promise<CommandResult<'applyRouterRules'>>;
   /** Replaces a running router's VPNs; answers its site-to-site connections' states. */

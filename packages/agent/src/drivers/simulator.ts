@@ -4,7 +4,15 @@
  * simulated hosts; hosts of one fleet can migrate VMs between each other.
  */
 import { Duplex } from 'node:stream';
-import type { GuestNetwork, ParsedPayload, PowerState, RouterSpec, VmSpec } from '@nimbostack/protocol';
+import {
+  type GuestNetwork,
+  type ParsedPayload,
+  type PowerState,
+  type RouterSpec,
+  routerEntriesDigest,
+  routerEntryHash,
+  type VmSpec,
+} from '@nimbostack/protocol';
 import {
   DriverError,
   type HostDriver,
@@ -420,6 +428,17 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
     if (!router) throw new DriverError(`router ${p.name} is not running on host ${this.name}`);
     const gone = new Set([...p.remove, ...p.add.map((e) => e.mac)].map((m) => m.toLowerCase()));
     router.vms = [...router.vms.filter((e) => !gone.has(e.mac.toLowerCase())), ...p.add];
+  }
+
+  async routerDigest(p: ParsedPayload<'routerDigest'>) {
+    const router = this.routers.get(p.name);
+    if (!router) throw new DriverError(`router ${p.name} is not running on host ${this.name}`);
+    return {
+      digest: routerEntriesDigest(router.vms),
+      ...(p.entries
+        ? { entries: router.vms.map((v): [string, string] => [v.mac.toLowerCase(), routerEntryHash(v)]) }
+        : {}),
+    };
   }
 
   /**

@@ -65,6 +65,10 @@ export class HostNetwork implements NetworkDriver {
     return this.routers.update(p);
   }
 
+  routerDigest(p: ParsedPayload<'routerDigest'>): Promise<CommandResult<'routerDigest'>> {
+    return this.routers.digest(p);
+  }
+
   applyRouterRules(p: ParsedPayload<'applyRouterRules'>): Promise<CommandResult<'applyRouterRules'>> {
     return this.routers.applyRules(p);
   }

@@ -38,6 +38,8 @@ import {
   RouterRules,
   RouterSpec,
   type RouterVmEntry,
+  routerEntriesDigest,
+  routerEntryHash,
 } from '@nimbostack/protocol';
 import { DriverError } from '../drivers/driver.ts';
 import { missingTool, run } from '../drivers/kvm/exec.ts';
@@ -203,7 +205,8 @@ export class Routers {
       this.validate(spec);
       const previous = this.load(spec.name);
       const stored: StoredRouter = { ...spec, vms: withPasswordIds(spec.vms, previous?.vms ?? []) };
-      const removed = (previous?.vms ?? []).filter((o) => !stored.vms.some((v) => sameMac(v, o)));
+      const kept = new Set(stored.vms.map((v) => v.mac.toLowerCase()));
+      const removed = (previous?.vms ?? []).filter((o) => !kept.has(o.mac.toLowerCase()));
       await this.ensure(
         stored,
         removed.map((v) => v.mac),
@@ -255,11 +258,20 @@ export class Routers {
       const kept = current.vms.filter((e) => !gone.has(e.mac.toLowerCase()));
       const stored = { ...current, vms: [...kept, ...withPasswordIds(p.add, current.vms)] };
       this.validate(stored);
+      const added = new Set(p.add.map((a) => a.mac.toLowerCase()));
       await this.ensure(
         stored,
-        p.remove.filter((m) => !p.add.some((a) => sameMac(a, { mac: m }))),
+        p.remove.filter((m) => !added.has(m.toLowerCase())),
       );
     });
+  }
+
+  /** What the router holds of its VMs, condensed (routerDigest); with `entries`, each one's hash. */
+  async digest(p: ParsedPayload<'routerDigest'>): Promise<CommandResult<'routerDigest'>> {
+    const current = this.load(p.name);
+    if (!current || !existsSync(`/run/netns/${routerNetns(p.name)}`))
+      throw new DriverError(`router ${p.name} is not running on this host`);
+    return routerDigestOf(current.vms, p.entries);
   }
 
   stop(name: string): Promise<void> {
@@ -564,12 +576,26 @@ async function ensureGuestLink(
   return added;
 }
 
-const sameMac = (a: { mac: string }, b: { mac: string }) => a.mac.toLowerCase() === b.mac.toLowerCase();
+/** routerDigest's answer for the entries a router holds (the simulator answers the same way). */
+export function routerDigestOf(vms: RouterVmEntry[], entries: boolean): CommandResult<'routerDigest'> {
+  return {
+    digest: routerEntriesDigest(vms),
+    ...(entries
+      ? { entries: vms.map((v): [string, string] => [v.mac.toLowerCase(), routerEntryHash(v)]) }
+      : {}),
+  };
+}
 
-/** Gives each password an id; an unchanged password keeps its id (and so its saved state). */
+/**
+ * Gives each password an id; an unchanged password keeps its id (and so its saved state). The
+ * previous entries are looked up by MAC through a map: a big network's router gets its entries in
+ * batches of thousands while it holds a hundred thousand.
+ */
 function withPasswordIds(vms: RouterVmEntry[], previous: ServiceEntry[]): ServiceEntry[] {
+  const withPassword = new Map<string, ServiceEntry>();
+  for (const o of previous) if (o.password) withPassword.set(o.mac.toLowerCase(), o);
   return vms.map((v) => {
-    const old = previous.find((o) => sameMac(o, v));
+    const old = v.password ? withPassword.get(v.mac.toLowerCase()) : undefined;
     if (!v.password) return { ...v, password: undefined, passwordId: undefined };
     const passwordId = old?.password === v.password && old.passwordId ? old.passwordId : randomUUID();
     return { ...v, passwordId };

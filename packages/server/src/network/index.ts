@@ -18,6 +18,7 @@ import { networkOfferingCommands } from './network-offerings.ts';
 import { networkReadCommands } from './networks.ts';
 import { nicCommands } from './nics.ts';
 import { routerCommands } from './router-commands.ts';
+import { checkRoutersOn } from './router-entries.ts';
 import { vpcAclItemCommands } from './vpc-acl-items.ts';
 import { vpcAclListCommands } from './vpc-acls.ts';
 import { vpcGatewayCommands } from './vpc-gateways.ts';
@@ -119,7 +120,13 @@ onHostMaintenance((ctx, host) => routersOfHostInMaintenance(ctx.app, host));
 // A host that went Down carries no bridge and runs no router any more (as far as we know); one
 // that came Up tears down the deleted networks it missed.
 onHostStatusChange(async (app, hostIds, status) => {
-  if (status === 'Up') settleTeardowns(app, hostIds);
+  if (status === 'Up') {
+    settleTeardowns(app, hostIds);
+    // Routers still running there keep their entries: only what they missed is sent (by digest).
+    void checkRoutersOn(app, hostIds).catch((err) =>
+      app.log.warn({ err: (err as Error).message }, 'routers of reconnected hosts not checked'),
+    );
+  }
   if (status !== 'Down') return;
   hostsDown(app, hostIds);
   await routersOfDownHosts(app, hostIds);

@@ -7,7 +7,6 @@
  * the next VM that starts. Its guest address and MAC come from the network's IP address manager
  * and the MAC allocator, like a VM's NIC, so no VM ever gets them.
  */
-import type { RouterVmEntry } from '@nimbostack/protocol';
 import type { Insertable, JoinBuilder } from 'kysely';
 import type { App } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
@@ -21,6 +20,7 @@ import { randomBits, systemOwner } from './common.ts';
 import { implementNetwork } from './guest-networks.ts';
 import { carryNetwork, guestNetwork } from './host-network.ts';
 import { allocateNics } from './nics.ts';
+import { bootEntries, fillRouter, passwordsHandedOver, vmEntries } from './router-entries.ts';
 import { routerPublicSide, routerRulesFor } from './router-rules.ts';
 import {
   applyVpcRouter,
@@ -152,106 +152,27 @@ async function createRouter(
   }
 }
 
-/**
- * The router entries of VMs on a network (or on several: a VPC router's tiers), built with a fixed
- * number of queries for any number of VMs.
- */
-export async function vmEntries(
-  app: App,
-  networkIds: number | number[],
-  vmIds?: number[],
-): Promise<{ entries: RouterVmEntry[]; withPassword: number[] }> {
-  const db = app.store.db;
-  const networks = typeof networkIds === 'number' ? [networkIds] : networkIds;
-  if (networks.length === 0) return { entries: [], withPassword: [] };
-  let q = db
-    .selectFrom('nics')
-    .innerJoin('vms', 'vms.id', 'nics.vm_id')
-    .innerJoin('zones', 'zones.id', 'vms.zone_id')
-    .leftJoin('service_offerings', 'service_offerings.id', 'vms.service_offering_id')
-    .select([
-      'vms.id',
-      'vms.uuid',
-      'vms.name',
-      'vms.instance_name',
-      'vms.account_id',
-      'vms.user_data',
-      'vms.keypairs',
-      'vms.password',
-      'vms.password_pending',
-      'nics.mac',
-      'nics.ip4',
-      'nics.is_default',
-      'zones.name as zone',
-      'service_offerings.name as offering',
-    ])
-    .where('nics.network_id', 'in', networks)
-    .where('nics.removed', 'is', null)
-    .where('nics.router_id', 'is', null)
-    .where('vms.removed', 'is', null)
-    .where('vms.state', '!=', 'Expunging');
-  if (vmIds) {
-    if (vmIds.length === 0) return { entries: [], withPassword: [] };
-    q = q.where('vms.id', 'in', vmIds);
-  }
-  const rows = await q.orderBy('nics.id').execute();
-  const wanted = rows.filter((r) => r.keypairs).map((r) => r.account_id);
-  const keys = wanted.length
-    ? await db
-        .selectFrom('ssh_keypairs')
-        .select(['account_id', 'name', 'public_key'])
-        .where('account_id', 'in', [...new Set(wanted)])
-        .execute()
-    : [];
-  const keyOf = new Map(keys.map((k) => [`${k.account_id}/${k.name}`, k.public_key]));
-  const entries: RouterVmEntry[] = [];
-  const withPassword: number[] = [];
-  for (const r of rows) {
-    if (!r.ip4) continue;
-    const names = r.keypairs?.split(',') ?? [];
-    const publicKeys = names
-      .map((n) => keyOf.get(`${r.account_id}/${n}`))
-      .filter((k): k is string => k !== undefined);
-    const password = r.password_pending && r.password ? app.secrets.decrypt(r.password) : undefined;
-    if (password) withPassword.push(r.id);
-    entries.push({
-      mac: r.mac,
-      ip: r.ip4,
-      hostname: r.name,
-      instanceId: r.uuid,
-      vmName: r.instance_name,
-      ...(r.user_data ? { userData: r.user_data } : {}),
-      publicKeys,
-      ...(r.offering ? { serviceOffering: r.offering } : {}),
-      availabilityZone: r.zone,
-      ...(password ? { password } : {}),
-      ...(r.is_default ? {} : { defaultGateway: false }),
-    });
-  }
-  return { entries, withPassword };
-}
-
-/** The router got these VMs' passwords: the guests fetch them from it from now on. */
-export async function passwordsHandedOver(app: App, vmIds: number[]): Promise<void> {
-  if (vmIds.length)
-    await app.store.db.updateTable('vms').set({ password_pending: 0 }).where('id', 'in', vmIds).execute();
-}
-
 async function networkOf(app: App, id: number): Promise<NetworkRow> {
   return app.store.db.selectFrom('networks').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
 }
 
 /**
- * Tells `hostId` everything the router is to be: every VM entry of its network and, for an
- * isolated network, its public side and rules. The agent makes a running router match it.
+ * Tells `hostId` everything the router is to be: its network's VM entries and, for an isolated
+ * network, its public side and rules. The agent makes a running router match it. With `boot`, a
+ * big network's router gets the entries of the VMs in `boot.first` and the first few hundred
+ * (router-entries.ts), and the rest in the background once it runs: answers where that fill
+ * continues. Without it, every entry.
  */
 async function sendRouterSpec(
   app: App,
   router: RouterRow,
   network: NetworkRow,
   hostId: number,
-): Promise<void> {
-  const { entries, withPassword } = await vmEntries(app, network.id);
+  boot?: { first: number[] },
+): Promise<number | undefined> {
+  const { entries, withPassword, more } = boot
+    ? await bootEntries(app, [network.id], boot.first)
+    : await vmEntries(app, network.id);
   const pub = router.public_mac ? await routerPublicSide(app, network, router.public_mac) : undefined;
   await app.agents.call(hostId, 'startRouter', {
     router: {
@@ -270,21 +191,31 @@ async function sendRouterSpec(
     },
   });
   await passwordsHandedOver(app, withPassword);
+  return more;
 }
 
-/** Boots a Stopped router on `hostId` with every VM entry of its network. */
+/**
+ * Boots a Stopped router on `hostId` with its network's VM entries: those of `first` (the VMs
+ * starting now) at once and, on a big network, the rest in the background once it runs. On the
+ * host it last ran on, which may still hold every entry, it gets them all in its start instead.
+ */
 export async function bootRouter(
   app: App,
   router: RouterRow,
   hostId: number,
   why: string,
+  first: number[] = [],
 ): Promise<RouterRow> {
   if (router.vpc_id !== null) return bootVpcRouter(app, router, hostId, why);
   const network = await networkOf(app, router.network_id);
-  return startRouterOn(app, router, hostId, why, async () => {
+  let more: number | undefined;
+  const booted = await startRouterOn(app, router, hostId, why, async () => {
     await carryNetwork(app, network, hostId, { routerHost: hostId });
-    await sendRouterSpec(app, router, network, hostId);
+    const partial = router.last_host_id !== hostId ? { first } : undefined;
+    more = await sendRouterSpec(app, router, network, hostId, partial);
   });
+  if (more !== undefined) fillRouter(app, booted, hostId, more);
+  return booted;
 }
 
 /**
@@ -398,8 +329,8 @@ export async function routerReadyFor(
     if (await addEntry(app, router, vmId)) return router;
     if (router.state === 'Running')
       app.log.warn({ router: router.name }, 'router host not connected; restarting the router');
-    // Booting puts every entry of the network, this VM's included, on the router.
-    return bootRouter(app, router, place.hostId, `for VM ${vmId}`);
+    // Booting puts this VM's entry on the router at once, and every other entry of the network.
+    return bootRouter(app, router, place.hostId, `for VM ${vmId}`, [vmId]);
   });
 }
 

@@ -19,18 +19,17 @@ import { systemOwner } from './common.ts';
 import { carryNetwork, guestNetwork } from './host-network.ts';
 import { allocateNics } from './nics.ts';
 import { acquirePublicIp, HELD_STATES } from './public-ips.ts';
+import { passwordsHandedOver, vmEntries } from './router-entries.ts';
 import { publicSideOf, rulesOf } from './router-rules.ts';
 import {
   haltRouter,
   hostForRouter,
   insertRouter,
-  passwordsHandedOver,
   publicMac,
   removeRouterRecords,
   routerEvent,
   routersDestroyed,
   startRouterOn,
-  vmEntries,
   withNetworkLock,
 } from './routers.ts';
 import { livePrivateGateways, privateNetwork, vpcRoutingOf } from './vpc-routing.ts';
