@@ -46,6 +46,7 @@ import { startVpnMonitor } from './network/vpn/vpn-apply.ts';
 import { Registry } from './registry/registry.ts';
 import { Settings } from './settings/settings.ts';
 import { startTemplates } from './storage/extract.ts';
+import { startPoolMonitor } from './storage/pool-monitor.ts';
 import { startSnapshotScheduler } from './storage/snapshot-policies.ts';
 import { registerUi } from './ui/static.ts';
 import { WebhookDispatcher } from './webhooks/dispatch.ts';
@@ -178,6 +179,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     await releaseHaWork(app);
     const stopHaMonitor = startHaMonitor(app);
     statsOf(app).start();
+    const stopPoolMonitor = startPoolMonitor(app);
     // Events leave through the outbox: to RabbitMQ when configured, and to webhooks. Rows a killed
     // server had claimed are freed first, so a restart hands on everything still pending.
     const freed = await releaseLeases(app, 'down');
@@ -274,6 +276,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           stopVpnMonitor();
           stopHaMonitor();
           statsOf(app).stop();
+          stopPoolMonitor();
           stopTemplates();
           stopTlsWatch();
           settings.stop();

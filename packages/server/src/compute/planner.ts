@@ -438,6 +438,24 @@ export async function reservePool(ctx: Pick<CallContext, 'app'>, req: PoolReques
       req.clusterId === null
         ? q.where('scope', '=', 'ZONE')
         : q.where((eb) => eb.or([eb('scope', '=', 'ZONE'), eb('cluster_id', '=', req.clusterId)]));
+    // Not a pool that an Up host of the cluster found unreachable at its last check (storage/pool-monitor.ts).
+    if (req.clusterId !== null) {
+      const clusterId = req.clusterId;
+      q = q.where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom('storage_pool_hosts as r')
+              .innerJoin('hosts as h', 'h.id', 'r.host_id')
+              .select('r.id')
+              .whereRef('r.pool_id', '=', 'storage_pools.id')
+              .where('r.reachable', '=', 0)
+              .where('h.cluster_id', '=', clusterId)
+              .where('h.state', '=', 'Up')
+              .where('h.removed', 'is', null),
+          ),
+        ),
+      );
+    }
   }
   const pools = (await q.orderBy('id').execute()).filter((p) => req.tags.every((t) => tagsOf(p).includes(t)));
   for (const pool of pools.sort(
@@ -457,7 +475,7 @@ export async function reservePool(ctx: Pick<CallContext, 'app'>, req: PoolReques
   }
   throw insufficientCapacity(
     pools.length === 0
-      ? `Unable to find a ${req.local ? 'local ' : ''}primary storage pool that is Up${req.tags.length ? ` and tagged ${req.tags.join(',')}` : ''} for the volume${req.local ? ' on the host' : ''}`
+      ? `Unable to find a ${req.local ? 'local ' : ''}primary storage pool that is Up${req.tags.length ? ` and tagged ${req.tags.join(',')}` : ''}${req.local ? '' : ' and reached by the hosts of the cluster'} for the volume${req.local ? ' on the host' : ''}`
       : `Insufficient primary storage: no pool has ${Math.ceil(req.sizeBytes / 2 ** 30)} GiB free to allocate`,
   );
 }

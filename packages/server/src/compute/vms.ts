@@ -24,6 +24,7 @@ import { DownloadState } from '../storage/downloads.ts';
 import { storeRoot } from '../storage/images.ts';
 import { localPoolOfVm } from '../storage/local-pools.ts';
 import { isObjectStore, stageObject } from '../storage/object-stores.ts';
+import { refuseStartInMaintenance } from '../storage/pool-maintenance.ts';
 import { deleteVmSnapshotsOf } from '../storage/vm-snapshots.ts';
 import { deleteOnPool, poolLocation, poolOf, vmDisk } from '../storage/volume-ops.ts';
 import { isLocalVolume, materialiseDataDisk, poolNeeds, removeVolumeRecord } from '../storage/volumes.ts';
@@ -251,6 +252,7 @@ export async function startVm(ctx: CallContext, vm: VmRow, opts: StartOptions = 
 
 async function startVmNow(ctx: CallContext, vm: VmRow, opts: StartOptions): Promise<VmRow> {
   const { app } = ctx;
+  await refuseStartInMaintenance(ctx, vm);
   let current = await app.store.db.transaction().execute((tx) => transition(ctx, tx, vm, 'start'));
   const avoid = new Set<number>();
   const retries = app.settings.get(START_RETRY);

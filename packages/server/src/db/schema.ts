@@ -441,6 +441,8 @@ export interface StoragePoolTable {
   used_bytes: number;
   allocated_bytes: number;
   capacity_iops: number | null;
+  /** 1: the operator gave the size; measurements refresh only used_bytes (migration 0039). */
+  capacity_given: Generated<Flag>;
   managed: Flag;
   /** Up, Disabled, PrepareForMaintenance, Maintenance... */
   state: string;

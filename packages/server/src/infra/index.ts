@@ -13,6 +13,7 @@ import { objectImageStoreCommands } from './object-image-stores.ts';
 import { osTypeCommands } from './os-types.ts';
 import { physicalNetworkCommands } from './physical-networks.ts';
 import { podCommands } from './pods.ts';
+import { storagePoolMaintenanceCommands } from './storage-pool-maintenance.ts';
 import { storagePoolCommands } from './storage-pools.ts';
 import { listInfrastructure } from './summary.ts';
 import { rootDomainId, zoneCommands } from './zones.ts';
@@ -25,6 +26,7 @@ export const infraCommands = [
   ...clusterCommands,
   ...physicalNetworkCommands,
   ...storagePoolCommands,
+  ...storagePoolMaintenanceCommands,
   ...imageStoreCommands,
   ...objectImageStoreCommands,
   ...capacityCommands,

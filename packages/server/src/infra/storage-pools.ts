@@ -17,6 +17,7 @@ import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
+import { unreachableFrom } from '../storage/pool-monitor.ts';
 import { hostForPool, poolLocation } from '../storage/volume-ops.ts';
 import { STORAGE_OVERPROVISIONING } from './capacity.ts';
 import { hypervisorName } from './clusters.ts';
@@ -247,6 +248,10 @@ export async function presentStoragePools(ctx: CallContext, rows: StoragePoolRow
       : []
     ).map((h) => [h.id, h]),
   );
+  const unreachable = await unreachableFrom(
+    ctx.app,
+    rows.map((r) => r.id),
+  );
   return rows.map((s) => {
     const factor = ctx.app.settings.at(STORAGE_OVERPROVISIONING, 'storagepool', s.id);
     return {
@@ -280,6 +285,8 @@ export async function presentStoragePools(ctx: CallContext, rows: StoragePoolRow
       istagarule: s.is_tag_a_rule === 1,
       managed: s.managed === 1,
       storagecapabilities: { VOLUME_SNAPSHOT_QUIESCEVM: 'false' },
+      // Up hosts that could not reach the pool at their last check (storage/pool-monitor.ts).
+      ...(unreachable.has(s.id) ? { details: { unreachablefrom: unreachable.get(s.id)!.join(',') } } : {}),
       hasannotations: false,
     };
   });
@@ -435,6 +442,8 @@ export const createStoragePool = defineCommand({
         hypervisor,
         provider: 'DefaultPrimary',
         capacity_bytes: capacity,
+        // A size the operator gave stays; a measured one is measured again (storage/pool-monitor.ts).
+        capacity_given: params.capacitybytes !== undefined ? 1 : 0,
         used_bytes: Math.min(seen?.used ?? 0, capacity),
         allocated_bytes: 0,
         capacity_iops: params.capacityiops ?? null,
@@ -546,6 +555,7 @@ export const updateStoragePool = defineCommand({
       if (params.capacitybytes < Number(pool.used_bytes))
         throw invalidParameter(`The capacity cannot be smaller than what is used (${pool.used_bytes} bytes)`);
       changes.capacity_bytes = params.capacitybytes;
+      changes.capacity_given = 1;
     }
     if (params.capacityiops !== undefined) changes.capacity_iops = params.capacityiops;
     if (params.url !== undefined) {
@@ -583,85 +593,6 @@ export const updateStoragePool = defineCommand({
     });
     return presentOne(ctx, pool.id);
   },
-});
-
-/** Checked before the job is queued, so a pool in the wrong state is refused at once. */
-async function maintenanceTarget(ctx: CallContext, uuid: string, from: string[], action: string) {
-  const pool = await findStoragePool(ctx, uuid);
-  if (!from.includes(pool.state))
-    throw invalidParameter(`Storage pool ${pool.name} is ${pool.state}; cannot ${action}`);
-  return { type: 'StoragePool', id: pool.uuid };
-}
-
-async function moveState(
-  ctx: CallContext,
-  uuid: string,
-  from: string[],
-  to: string,
-  event: string,
-  text: string,
-) {
-  const { app } = ctx;
-  const pool = await findStoragePool(ctx, uuid);
-  await app.store.db.transaction().execute(async (tx) => {
-    const r = await tx
-      .updateTable('storage_pools')
-      .set({ state: to })
-      .where('id', '=', pool.id)
-      .where('state', 'in', from)
-      .executeTakeFirst();
-    if (Number(r.numUpdatedRows) === 0)
-      throw invalidParameter(`Storage pool ${pool.name} is ${pool.state}; cannot ${text}`);
-    await logEvent(ctx, tx, {
-      type: event,
-      description: `${text} storage pool ${pool.name}`,
-      resourceType: 'StoragePool',
-      resourceId: pool.uuid,
-    });
-  });
-  return presentOne(ctx, pool.id);
-}
-
-// No volumes can be running on a pool yet, so maintenance is entered at once; the owners of
-// volumes add their evacuation when they arrive.
-export const enableStorageMaintenance = defineCommand({
-  name: 'enableStorageMaintenance',
-  description:
-    'Puts an Up or Disabled primary storage pool in maintenance so no new volumes go to it; existing volumes are neither moved nor stopped. Asynchronous.',
-  params: { id: p.uuid({ required: true, description: 'ID of the pool.' }) },
-  event: {
-    type: 'MAINT.PREPARE.PS',
-    description: (params) => `preparing storage pool ${params.id} for maintenance`,
-  },
-  target: (ctx, params) => maintenanceTarget(ctx, params.id, ['Up', 'Disabled'], 'enter maintenance'),
-  handler: (ctx, params) =>
-    moveState(ctx, params.id, ['Up', 'Disabled'], 'Maintenance', 'MAINT.PREPARE.PS', 'put in maintenance'),
-});
-
-export const cancelStorageMaintenance = defineCommand({
-  name: 'cancelStorageMaintenance',
-  description: 'Takes a primary storage pool out of maintenance and makes it Up again. Asynchronous.',
-  params: { id: p.uuid({ required: true, description: 'ID of the pool.' }) },
-  event: {
-    type: 'MAINT.CANCEL.PS',
-    description: (params) => `cancelling maintenance of storage pool ${params.id}`,
-  },
-  target: (ctx, params) =>
-    maintenanceTarget(
-      ctx,
-      params.id,
-      ['Maintenance', 'PrepareForMaintenance', 'ErrorInMaintenance'],
-      'cancel maintenance',
-    ),
-  handler: (ctx, params) =>
-    moveState(
-      ctx,
-      params.id,
-      ['Maintenance', 'PrepareForMaintenance', 'ErrorInMaintenance'],
-      'Up',
-      'MAINT.CANCEL.PS',
-      'cancelled maintenance of',
-    ),
 });
 
 export const deleteStoragePool = defineCommand({
@@ -722,8 +653,6 @@ export const storagePoolCommands = [
   createStoragePool,
   listStoragePools,
   updateStoragePool,
-  enableStorageMaintenance,
-  cancelStorageMaintenance,
   deleteStoragePool,
   listStorageProviders,
 ];

@@ -7,8 +7,14 @@ import { keyedTable, type MigrationContext } from './helpers.ts';
  * - `storage_pool_hosts`: whether each host reached each pool at its last check (upstream's
  *   storage_pool_host_ref, with the failure kept): the planner leaves a pool out for the cluster
  *   of a host that does not reach it.
+ * - `storage_pools.capacity_given`: 1 when the operator gave the pool's size (capacitybytes); the
+ *   hosts' measurements then refresh only what is used, not the size.
  */
 export async function up(m: MigrationContext): Promise<void> {
+  await m.db.schema
+    .alterTable('storage_pools')
+    .addColumn('capacity_given', 'integer', (c) => c.notNull().defaultTo(0))
+    .execute();
   await keyedTable(m, 'storage_pool_work')
     .addColumn('pool_id', 'integer', (c) => c.notNull())
     .addColumn('vm_id', 'integer', (c) => c.notNull())
