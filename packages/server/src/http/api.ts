@@ -19,6 +19,7 @@ import {
 } from './auth.ts';
 import { dispatch, missingParameter } from './dispatch.ts';
 import { type ApiRequest, parseApiRequest, requestedFormat, stringParam } from './request.ts';
+import { type CacheTicket, ResponseCache } from './response-cache.ts';
 import { CONTENT_TYPE, errorBody, type ResponseFormat, render } from './serialize.ts';
 import { Throttle } from './throttle.ts';
 
@@ -27,6 +28,10 @@ interface Outcome {
   responseName: string;
   body: object;
   authenticated: boolean;
+  /** The answer already rendered, kept from an earlier identical call (response-cache.ts). */
+  rendered?: Buffer;
+  /** To be given the rendered answer, for later identical calls. */
+  ticket?: CacheTicket;
 }
 
 /** Told of every API call answered: the command (a declared one, login, logout or "unknown"), status, seconds. */
@@ -34,6 +39,7 @@ export type ApiObserver = (command: string, status: number, seconds: number) => 
 
 export function registerApiRoutes(fastify: FastifyInstance, app: App, observe?: ApiObserver): void {
   const throttle = new Throttle(app);
+  const cache = new ResponseCache(app);
 
   const handle = async (req: FastifyRequest, reply: FastifyReply) => {
     const started = performance.now();
@@ -49,7 +55,7 @@ export function registerApiRoutes(fastify: FastifyInstance, app: App, observe?: 
       const name = stringParam(api, 'command');
       if (name === 'login' || name === 'logout') command = name;
       else if (name) command = app.registry.get(name)?.name ?? 'unknown';
-      outcome = await handleApiCall(app, throttle, req, reply, api);
+      outcome = await handleApiCall(app, throttle, cache, req, reply, api, format);
     } catch (e) {
       // Malformed map keys are the only failure before the command is known.
       format = requestedFormat(query, body);
@@ -67,7 +73,14 @@ export function registerApiRoutes(fastify: FastifyInstance, app: App, observe?: 
       const text = (outcome.body as { errortext?: string }).errortext ?? '';
       reply.header('x-description', encodeURIComponent(text).slice(0, 500));
     }
-    const sent = reply.send(render(format, outcome.responseName, outcome.body, withVersion));
+    let text: string | undefined;
+    try {
+      if (!outcome.rendered) text = render(format, outcome.responseName, outcome.body, withVersion);
+    } finally {
+      // Always settled: other calls may be waiting for this answer.
+      outcome.ticket?.fill(outcome.status === 200 ? text : undefined);
+    }
+    const sent = reply.send(outcome.rendered ?? text);
     observe?.(command, outcome.status, (performance.now() - started) / 1000);
     return sent;
   };
@@ -81,14 +94,17 @@ export function registerApiRoutes(fastify: FastifyInstance, app: App, observe?: 
 async function handleApiCall(
   app: App,
   throttle: Throttle,
+  cache: ResponseCache,
   req: FastifyRequest,
   reply: FastifyReply,
   api: ApiRequest,
+  format: ResponseFormat,
 ): Promise<Outcome> {
   const commandName = stringParam(api, 'command');
   const command = commandName ? app.registry.get(commandName) : undefined;
   let responseName = command?.catalog.responseName ?? 'errorresponse';
   let auth: Authenticated | undefined;
+  let ticket: CacheTicket | undefined;
   try {
     if (commandName === 'login') return await handleLogin(app, req, reply, api);
     if (commandName === 'logout') return await handleLogout(app, req, reply, api);
@@ -131,13 +147,30 @@ async function handleApiCall(
     // Calls without credentials are not charged to the account they run as.
     if (auth.via !== 'anonymous') await throttle.check(auth.caller.account.id, now);
     const origin = `${req.protocol}://${req.host}`;
+    const authenticated = auth.via !== 'anonymous';
+    // Looked up only now: the caller is authenticated, allowed the command and counted.
+    const kept = authenticated
+      ? await cache.lookup({
+          command: command.name,
+          caller: auth.caller,
+          params: api.params,
+          format,
+          withVersion: app.settings.get(EXPOSE_VERSION_XML),
+          origin,
+        })
+      : undefined;
+    if (kept && 'body' in kept)
+      return { status: 200, responseName, body: {}, authenticated, rendered: kept.body };
+    ticket = kept?.ticket;
     const body = await dispatch(
       { app, caller: auth.caller, origin, session: auth.session, anonymous: auth.via === 'anonymous' },
       command,
       api.params,
     );
-    return { status: 200, responseName, body, authenticated: auth.via !== 'anonymous' };
+    return { status: 200, responseName, body, authenticated, ticket };
   } catch (e) {
+    // The answer being computed for others failed: they compute their own.
+    ticket?.fill(undefined);
     const err = toApiError(e);
     if (!(e instanceof ApiError))
       req.log.error({ err: e, command: commandName }, 'command failed unexpectedly');

@@ -79,6 +79,16 @@ export const EXPOSE_VERSION_XML = defineSetting({
   description: 'Add the API version as an attribute of XML responses to authenticated callers.',
 });
 
+export const API_LIST_CACHE_SIZE = defineSetting({
+  name: 'api.list.cache.size',
+  category: 'Advanced',
+  type: 'Integer',
+  defaultValue: 64,
+  min: 0,
+  description:
+    'MiB of rendered listVirtualMachines answers a management server keeps, each served again only while nothing in the database or the settings has changed since it was computed; 0 keeps none. MySQL/MariaDB keep none.',
+});
+
 export const ALLOW_USER_VIEW_DESTROYED_VM = defineSetting({
   name: 'allow.user.view.destroyed.vm',
   category: 'Advanced',

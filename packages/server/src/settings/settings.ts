@@ -96,6 +96,8 @@ export class Settings {
   private scoped = new Map<string, string>();
   private loadedAt = 0;
   private timer?: NodeJS.Timeout;
+  private loadedText = '';
+  private changes = 0;
 
   constructor(private readonly store: Store) {}
 
@@ -110,6 +112,19 @@ export class Settings {
     this.global = new Map(rows.map((r) => [r.name, r.value]));
     this.scoped = new Map(scopedRows.map((r) => [`${r.name}|${r.scope}|${r.scope_id}`, r.value]));
     this.loadedAt = Date.now();
+    // Counted only when a value differs: the refresh reads every 5 s, and what is kept on the
+    // strength of `version` (rendered lists, http/response-cache.ts) should outlive a refresh
+    // that changed nothing.
+    const text = JSON.stringify([[...this.global].sort(), [...this.scoped].sort()]);
+    if (text !== this.loadedText) {
+      this.loadedText = text;
+      this.changes++;
+    }
+  }
+
+  /** Grows whenever a load finds any value changed: answers computed under another version may differ. */
+  get version(): number {
+    return this.changes;
   }
 
   /** Keeps the cache fresh for changes made by other management servers. */
