@@ -235,6 +235,22 @@ function scopeOf(who: 'root' | 'domainadmin' | 'user', caller: Caller): OwnerSco
   return { kind: 'accounts', accountIds: [caller.accountId] };
 }
 
+/** Runs `fn` with the server keeping `mib` MiB of rendered lists, then puts the setting back. */
+async function withListCache<T>(mib: number, fn: () => Promise<T>): Promise<T> {
+  const admin = server!.admin;
+  const name = 'api.list.cache.size';
+  const was = ((await admin.request<any>('listConfigurations', { name })).configuration ?? []).find(
+    (c: any) => c.name === name,
+  )?.value;
+  if (was === undefined) throw new Error(`the server has no setting ${name}`);
+  await admin.request('updateConfiguration', { name, value: mib });
+  try {
+    return await fn();
+  } finally {
+    await admin.request('updateConfiguration', { name, value: was });
+  }
+}
+
 async function listCase(
   name: string,
   client: CloudStackClient,
@@ -383,6 +399,23 @@ try {
     results.list_vms_rps = rootVms.page_all.loaded.rps;
     results.list_vms_page_ms_p95_loaded = rootVms.page_all.loaded.p95;
     results.list_vms_page_ms_p99_loaded = rootVms.page_all.loaded.p99;
+    // The same case with nothing kept (http/response-cache.ts): what computing every page costs.
+    const uncached = await withListCache(0, () =>
+      listCase(
+        'listVirtualMachines root page 1 details=all, nothing kept',
+        cloud.root.client,
+        'listVirtualMachines',
+        { listall: true, page: 1, pagesize: PAGE_SIZE },
+        { sequential: reps(12), concurrent: reps(96) },
+      ),
+    ).catch((e: Error) => {
+      notes.push(`list_vms_rps_uncached: not measured (${e.message})`);
+      return undefined;
+    });
+    rootVms.page_all_uncached = uncached;
+    results.list_vms_rps_uncached = uncached?.loaded.rps ?? null;
+    results.list_vms_uncached_cpu_ms = uncached?.server_cpu_ms_per_req ?? null;
+    results.list_vms_cpu_ms = rootVms.page_all.server_cpu_ms_per_req;
     // The floor of the page throughput: the same bytes from a bare node:http server, fetched and
     // parsed by the same number of clients on the same cores (a page of 500 VMs is ~800 KB).
     const page = await cloud.root.client.request('listVirtualMachines', {
