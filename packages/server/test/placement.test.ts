@@ -4,6 +4,7 @@
  * explicit dedication of hosts, clusters and zones to accounts and domains.
  */
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -601,6 +602,94 @@ describe('storage tags', () => {
 });
 
 describe('primary storage pool types on simulator hosts', () => {
+  test('managed iSCSI (LinuxTgt) pools: recorded as upstream managed pools, the SSH key sealed and never shown, bad settings refused', async () => {
+    const admin = server.admin;
+    const podid = hosts['l-1'].podid;
+    const sshkey = generateKeyPairSync('rsa', {
+      modulusLength: 2048,
+      privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+      publicKeyEncoding: { type: 'spki', format: 'pem' },
+    }).privateKey;
+    const base = {
+      zoneid,
+      podid,
+      clusterid,
+      name: 'san',
+      provider: 'LinuxTgt',
+      url: 'iscsi://10.9.8.8/srv/luns',
+    };
+    await assert.rejects(admin.request('createStoragePool', base), fails(431, /sshkey/));
+    await assert.rejects(
+      admin.request('createStoragePool', { ...base, 'details[0].sshkey': 'not a key' }),
+      fails(431, /not a usable private key/),
+    );
+    await assert.rejects(
+      admin.request('createStoragePool', { ...base, url: 'iscsi://10.9.8.8/', 'details[0].sshkey': sshkey }),
+      fails(431, /directory/),
+    );
+    await assert.rejects(
+      admin.request('createStoragePool', {
+        ...base,
+        'details[0].sshkey': sshkey,
+        'details[0].initiators': '10.0.0.0/8;rm',
+      }),
+      fails(431, /initiator/),
+    );
+    await assert.rejects(
+      admin.request('createStoragePool', {
+        ...base,
+        provider: 'DefaultPrimary',
+        managed: true,
+        url: '/srv/x',
+      }),
+      fails(431, /not managed/),
+    );
+    await assert.rejects(
+      admin.request('createStoragePool', { ...base, provider: 'Nope', 'details[0].sshkey': sshkey }),
+      fails(431, /Unsupported storage provider/),
+    );
+    // Simulated hosts have no storage server behind them: the pool is recorded, not probed.
+    const san = (
+      await admin.request<any>('createStoragePool', {
+        ...base,
+        managed: true,
+        capacitybytes: 100 * GiB,
+        'details[0].sshkey': sshkey,
+        'details[0].sshuser': 'storage',
+      })
+    ).storagepool;
+    assert.equal(san.type, 'Iscsi');
+    assert.equal(san.provider, 'LinuxTgt');
+    assert.equal(san.managed, true);
+    assert.equal(san.ipaddress, '10.9.8.8');
+    assert.equal(san.path, '/srv/luns');
+    assert.equal(san.disksizetotal, 100 * GiB);
+    assert.ok(!JSON.stringify(san).includes('PRIVATE KEY'), 'the key is never shown');
+    const db = new Database(join(server.dataDir, 'nimbostack.db'), { readonly: true, fileMustExist: true });
+    const row = db
+      .prepare('select auth_user, provider_secret, details, port, url from storage_pools where uuid = ?')
+      .get(san.id) as any;
+    db.close();
+    assert.equal(row.auth_user, 'storage');
+    assert.equal(row.port, 3260);
+    assert.equal(row.url, 'iscsi://10.9.8.8:3260/srv/luns');
+    assert.ok(
+      row.provider_secret && !row.provider_secret.includes('PRIVATE KEY'),
+      'the key is stored sealed',
+    );
+    assert.deepEqual(JSON.parse(row.details), {
+      sshHost: '10.9.8.8',
+      sshPort: 22,
+      sshUser: 'storage',
+      initiators: [],
+    });
+    await assert.rejects(
+      admin.request('updateStoragePool', { id: san.id, url: 'nfs://10.9.8.6/x' }),
+      fails(431),
+    );
+    await admin.request('deleteStoragePool', { id: san.id });
+  });
+
   test('rbd:// and nfs:// pools: upstream types, measured by a host of the cluster, the cephx key sealed and never shown', async () => {
     const admin = server.admin;
     const podid = hosts['l-1'].podid;
@@ -666,7 +755,10 @@ describe('primary storage pool types on simulator hosts', () => {
     );
     assert.deepEqual(
       (await admin.request<any>('listStorageProviders', { type: 'primary' })).dataStoreProvider,
-      [{ name: 'DefaultPrimary', type: 'primary' }],
+      [
+        { name: 'DefaultPrimary', type: 'primary' },
+        { name: 'LinuxTgt', type: 'primary' },
+      ],
     );
     await admin.request('deleteStoragePool', { id: rbd.id });
     await admin.request('deleteStoragePool', { id: nfs.id });

@@ -173,7 +173,7 @@ describe('NFS primary storage with a real NFS server and a real VM', { skip: SKI
     const types = await admin.request<any>('listStorageProviders', { type: 'primary' });
     assert.deepEqual(
       types.dataStoreProvider.map((p: any) => p.name),
-      ['DefaultPrimary'],
+      ['DefaultPrimary', 'LinuxTgt'],
     );
 
     const templateid = await readyKvmTestTemplate(admin, zoneid);

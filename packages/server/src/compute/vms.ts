@@ -23,6 +23,7 @@ import { networkReadyOnHost, networksOfVm } from '../network/vm-nics.ts';
 import { DownloadState } from '../storage/downloads.ts';
 import { storeRoot } from '../storage/images.ts';
 import { localPoolOfVm } from '../storage/local-pools.ts';
+import { discardManagedVolume, prepareManagedVolume } from '../storage/managed/managed-pools.ts';
 import { isObjectStore, stageObject } from '../storage/object-stores.ts';
 import { refuseStartInMaintenance } from '../storage/pool-maintenance.ts';
 import { deleteVmSnapshotsOf } from '../storage/vm-snapshots.ts';
@@ -151,6 +152,8 @@ async function materialiseRoot(
     hostId: placement.hostId,
   });
   try {
+    // A managed pool's provider makes the LUN the host copies the template into.
+    await prepareManagedVolume(ctx, pool, root, size);
     const made = await ctx.app.agents.call(placement.hostId, 'createVolumeFromTemplate', {
       volumeUuid: root.uuid,
       sizeBytes: size,
@@ -172,6 +175,7 @@ async function materialiseRoot(
     return { ...root, ...changes };
   } catch (e) {
     await releasePool(ctx.app.store.db, pool.id, size);
+    await discardManagedVolume(ctx, pool, root.uuid);
     throw e;
   }
 }

@@ -48,6 +48,7 @@ import * as m0035 from './migrations/0035-vm-ha.ts';
 import * as m0036 from './migrations/0036-pool-credentials.ts';
 import * as m0038 from './migrations/0038-object-image-stores.ts';
 import * as m0039 from './migrations/0039-pool-operations.ts';
+import * as m0040 from './migrations/0040-pool-provider-details.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
 export type Step = { up(m: MigrationContext): Promise<void> };
@@ -91,6 +92,7 @@ export const MIGRATIONS: [string, Step][] = [
   ['0036-pool-credentials', m0036],
   ['0038-object-image-stores', m0038],
   ['0039-pool-operations', m0039],
+  ['0040-pool-provider-details', m0040],
 ];
 
 export class SchemaTooNewError extends Error {}

@@ -452,6 +452,9 @@ export interface StoragePoolTable {
   /** RBD: the cephx user, and its key sealed with the server key (migration 0036). */
   auth_user: Generated<string | null>;
   auth_secret: Generated<string | null>;
+  /** Managed pools: the provider's settings as JSON, and its credential sealed (migration 0040). */
+  details: Generated<string | null>;
+  provider_secret: Generated<string | null>;
   created: number;
   removed: number | null;
 }

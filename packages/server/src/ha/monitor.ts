@@ -98,7 +98,10 @@ onHostStatusChange(async (app, hostIds, status) => {
     for (const id of hostIds) if (!s.due.has(id)) s.due.set(id, 0);
 });
 
-/** Shared (not host-local) primary storage pools, Up, of the zones given. */
+/**
+ * Shared (not host-local) primary storage pools, Up, of the zones given. Managed pools hold only
+ * their volumes' LUNs, no file a heartbeat could be written to: they are left out.
+ */
 async function sharedPoolRows(app: App, zoneIds: number[]) {
   if (zoneIds.length === 0) return [];
   return app.store.db
@@ -108,6 +111,7 @@ async function sharedPoolRows(app: App, zoneIds: number[]) {
     .where('removed', 'is', null)
     .where('state', '=', 'Up')
     .where('scope', 'in', ['CLUSTER', 'ZONE'])
+    .where('managed', '=', 0)
     .orderBy('id')
     .execute();
 }

@@ -55,6 +55,8 @@ export const ENCRYPTED_COLUMNS: EncryptedColumn[] = [
   { table: 'vpn_customer_gateways', column: 'ipsec_psk', addedLater: true },
   // The cephx keys of RBD primary storage pools (migration 0036).
   { table: 'storage_pools', column: 'auth_secret', addedLater: true },
+  // The SSH keys of managed iSCSI pools' providers (migration 0040).
+  { table: 'storage_pools', column: 'provider_secret', addedLater: true },
   // The secret keys of S3 and Swift image stores (migration 0038).
   { table: 'image_stores', column: 'secret', addedLater: true },
 ];

@@ -18,6 +18,13 @@ import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { unreachableFrom } from '../storage/pool-monitor.ts';
+import {
+  detailsOf,
+  LINUX_TGT,
+  type ManagedPoolInput,
+  parseManagedPool,
+  probeManagedPool,
+} from '../storage/managed/managed-pools.ts';
 import { hostForPool, poolLocation } from '../storage/volume-ops.ts';
 import { STORAGE_OVERPROVISIONING } from './capacity.ts';
 import { hypervisorName } from './clusters.ts';
@@ -25,7 +32,7 @@ import { findCluster, findPod, findStoragePool, findZone, likeOp, namesOf, norma
 import { hostPlacement } from './host-inventory.ts';
 
 export interface ParsedStorageUrl {
-  poolType: 'NetworkFilesystem' | 'SharedMountPoint' | 'Filesystem' | 'RBD';
+  poolType: 'NetworkFilesystem' | 'SharedMountPoint' | 'Filesystem' | 'RBD' | 'Iscsi';
   hostAddress: string;
   path: string;
   port: number;
@@ -352,9 +359,17 @@ export const createStoragePool = defineCommand({
       description:
         "Hypervisor of the hosts using a zone-wide pool, KVM, LXC or Simulator; required for zone scope (a cluster pool takes its cluster's).",
     }),
-    provider: p.string({ description: 'Only DefaultPrimary (the default) is supported.' }),
+    provider: p.string({
+      description:
+        'DefaultPrimary (the default), or LinuxTgt for managed iSCSI: every volume its own target and LUN, made and removed on a Linux tgt storage server over SSH.',
+    }),
     managed: p.boolean({
-      description: "Recorded and shown; Nimbostack does not manage storage on a pool's behalf.",
+      description:
+        'True for a pool whose provider makes each volume on the storage server (LinuxTgt); the default for LinuxTgt, refused for DefaultPrimary.',
+    }),
+    details: p.map({
+      description:
+        'Provider settings. LinuxTgt: sshkey (the private key, required, stored encrypted), sshuser (root), sshhost (the portal), sshport (22), sshhostkey (SHA256:… fingerprint; else the first one seen is pinned), initiators (addresses or CIDRs allowed to log in; default the hosts of the pool).',
     }),
   },
   async handler(ctx, params) {
@@ -365,8 +380,17 @@ export const createStoragePool = defineCommand({
     const scope = (params.scope ?? (params.clusterid ? 'cluster' : 'zone')).toUpperCase();
     if (scope !== 'CLUSTER' && scope !== 'ZONE')
       throw invalidParameter(`Invalid scope ${params.scope}; use cluster or zone`);
-    if (params.provider && params.provider !== 'DefaultPrimary')
-      throw invalidParameter(`Unsupported storage provider ${params.provider}; use DefaultPrimary`);
+    const provider = params.provider ?? 'DefaultPrimary';
+    if (provider !== 'DefaultPrimary' && provider !== LINUX_TGT)
+      throw invalidParameter(
+        `Unsupported storage provider ${params.provider}; use DefaultPrimary or ${LINUX_TGT}`,
+      );
+    if (provider === 'DefaultPrimary' && params.managed)
+      throw invalidParameter(
+        `DefaultPrimary pools are not managed; a managed pool needs provider=${LINUX_TGT}`,
+      );
+    if (provider === LINUX_TGT && params.managed === false)
+      throw invalidParameter(`${LINUX_TGT} pools are managed: every volume is a LUN it makes`);
     let podId: number | null = null;
     let clusterId: number | null = null;
     let hypervisor: string | null = null;
@@ -387,15 +411,23 @@ export const createStoragePool = defineCommand({
         throw invalidParameter('A zone-wide storage pool needs the hypervisor of the hosts that use it');
       hypervisor = hypervisorName(params.hypervisor);
     }
-    const url = parseStorageUrl(params.url, 'primary');
+    const managed: ManagedPoolInput | undefined =
+      provider === LINUX_TGT ? parseManagedPool(provider, params.url, detailsOf(params.details)) : undefined;
+    const url: ParsedStorageUrl = managed ?? parseStorageUrl(params.url, 'primary');
+    if (managed && hypervisor !== 'KVM' && hypervisor !== 'Simulator')
+      throw invalidParameter(`Managed iSCSI storage serves KVM hosts, not ${hypervisor}`);
     if (url.poolType === 'RBD' && hypervisor !== 'KVM' && hypervisor !== 'Simulator')
       throw invalidParameter(`RBD primary storage serves KVM hosts, not ${hypervisor}`);
     if (url.poolType === 'RBD' && (url.user === undefined) !== (url.secret === undefined))
       throw invalidParameter('An RBD URL names both the cephx user and its key, or neither');
     const uuid = app.ids.uuid();
     const remote = url.poolType === 'NetworkFilesystem' || url.poolType === 'RBD';
-    const seen =
-      params.capacitybytes !== undefined
+    // A managed pool's storage server is reached now (sign-in, tgtd, the LUN directory), so a
+    // pool it cannot use is refused with nothing recorded; simulated hosts have no server.
+    const probed = managed && hypervisor !== 'Simulator' ? await probeManagedPool(uuid, managed) : undefined;
+    const seen = managed
+      ? probed
+      : params.capacitybytes !== undefined
         ? undefined
         : remote
           ? await measureOnHost(
@@ -440,19 +472,26 @@ export const createStoragePool = defineCommand({
         port: url.port,
         url: url.url,
         hypervisor,
-        provider: 'DefaultPrimary',
+        provider,
         capacity_bytes: capacity,
         // A size the operator gave stays; a measured one is measured again (storage/pool-monitor.ts).
         capacity_given: params.capacitybytes !== undefined ? 1 : 0,
         used_bytes: Math.min(seen?.used ?? 0, capacity),
         allocated_bytes: 0,
         capacity_iops: params.capacityiops ?? null,
-        managed: params.managed ? 1 : 0,
+        managed: managed ? 1 : 0,
         state: 'Up',
         tags: normalizeTags(params.tags),
         is_tag_a_rule: params.istagarule ? 1 : 0,
         auth_user: url.user ?? null,
         auth_secret: url.secret === undefined ? null : app.secrets.encrypt(url.secret),
+        ...(managed
+          ? {
+              auth_user: managed.details.sshUser,
+              details: JSON.stringify(probed?.details ?? managed.details),
+              provider_secret: app.secrets.encrypt(managed.privateKey),
+            }
+          : {}),
         created: app.clock.now(),
       });
       return tx.selectFrom('storage_pools').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
@@ -561,6 +600,10 @@ export const updateStoragePool = defineCommand({
     if (params.url !== undefined) {
       if (pool.state !== 'Maintenance')
         throw invalidParameter('The URL of a storage pool can only change in maintenance');
+      if (pool.managed === 1)
+        throw invalidParameter(
+          `The URL of managed storage pool ${pool.name} cannot change: its volumes are LUNs there`,
+        );
       const url = parseStorageUrl(params.url, 'primary');
       Object.assign(changes, {
         url: url.url,
@@ -631,17 +674,20 @@ export const deleteStoragePool = defineCommand({
   },
 });
 
-/** The storage drivers there are: DefaultPrimary for primary storage; NFS, S3 and Swift for image stores. */
+/**
+ * The storage drivers there are: DefaultPrimary and LinuxTgt (managed iSCSI) for primary storage;
+ * NFS, S3 and Swift for image stores.
+ */
 export const listStorageProviders = defineCommand({
   name: 'listStorageProviders',
   description:
-    'Lists the storage drivers of a kind: DefaultPrimary for primary storage; NFS, S3 and Swift for image stores.',
+    'Lists the storage drivers of a kind: DefaultPrimary and LinuxTgt (managed iSCSI) for primary storage; NFS, S3 and Swift for image stores.',
   params: { ...listParams, type: p.string({ required: true, description: 'primary or image.' }) },
   async handler(_ctx, params) {
     const type = params.type.trim().toLowerCase();
     if (type !== 'primary' && type !== 'image')
       throw invalidParameter(`Invalid storage provider type ${params.type}; use primary or image`);
-    const names = type === 'primary' ? ['DefaultPrimary'] : ['NFS', 'S3', 'Swift'];
+    const names = type === 'primary' ? ['DefaultPrimary', LINUX_TGT] : ['NFS', 'S3', 'Swift'];
     const providers = names.map((name) => ({ name, type }));
     // Upstream names these objects dataStoreProvider on the wire, not after the response class;
     // clients (Ansible's cs_storage_pool) read that key.

@@ -2,10 +2,11 @@
  * Volume operations on hosts, shared by volumes and VMs: where a pool is reachable from, how the
  * agent names it, and creating, attaching and deleting volumes through agents.
  */
-import type { StorageLocation } from '@nimbostack/protocol';
+import { iscsiTargetPrefix, type StorageLocation } from '@nimbostack/protocol';
 import type { CallContext } from '../context.ts';
 import type { StoragePoolRow, VolumeRow } from '../db/schema.ts';
 import { resourceUnavailable } from '../errors.ts';
+import { removeManagedVolume } from './managed/managed-pools.ts';
 
 /**
  * A pool as agents reach it. An NFS pool names its server, so each host reaches the export its
@@ -16,10 +17,19 @@ import { resourceUnavailable } from '../errors.ts';
 export function poolLocation(
   pool: Pick<StoragePoolRow, 'uuid' | 'pool_type' | 'path' | 'host_address' | 'port' | 'auth_user'>,
 ): StorageLocation {
-  const known = ['Filesystem', 'NetworkFilesystem', 'SharedMountPoint', 'RBD', 'Simulator'] as const;
+  const known = ['Filesystem', 'NetworkFilesystem', 'SharedMountPoint', 'RBD', 'Iscsi', 'Simulator'] as const;
   const type = (known as readonly string[]).includes(pool.pool_type)
     ? (pool.pool_type as StorageLocation['type'])
     : 'Filesystem';
+  // A managed iSCSI pool: hosts get its portal and the prefix of its volumes' target names.
+  if (type === 'Iscsi')
+    return {
+      uuid: pool.uuid,
+      type,
+      path: iscsiTargetPrefix(pool.uuid),
+      host: pool.host_address,
+      ...(pool.port ? { port: Number(pool.port) } : {}),
+    };
   if (type === 'NetworkFilesystem' || type === 'RBD')
     return {
       uuid: pool.uuid,
@@ -71,10 +81,14 @@ export function vmDisk(volume: VolumeRow, pool: StoragePoolRow) {
   };
 }
 
-/** Removes a volume's file through a host that reaches its pool; a missing file is fine. */
+/**
+ * Removes a volume's file through a host that reaches its pool; a missing file is fine. On a
+ * managed pool the host only checks no VM of its uses the volume; the provider removes its LUN.
+ */
 export async function deleteOnPool(ctx: Pick<CallContext, 'app'>, volume: VolumeRow): Promise<void> {
   const pool = await poolOf(ctx, volume);
   if (!pool || !volume.path) return;
   const hostId = await hostForPool(ctx, pool);
   await ctx.app.agents.call(hostId, 'deleteVolume', { path: volume.path, pool: poolLocation(pool) });
+  await removeManagedVolume(ctx, pool, volume.path);
 }

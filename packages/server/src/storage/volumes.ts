@@ -23,6 +23,7 @@ import { listParams, p } from '../registry/params.ts';
 import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
 import { storageGiB } from './images.ts';
 import { localPoolOfVm } from './local-pools.ts';
+import { discardManagedVolume, isManaged, prepareManagedVolume } from './managed/managed-pools.ts';
 import { findSnapshot, stageSnapshot } from './snapshot-records.ts';
 import { deleteOnPool, hostForPool, poolLocation, poolOf, vmDisk } from './volume-ops.ts';
 import { abortUpload, uploadedFile } from './volume-transfer.ts';
@@ -345,6 +346,8 @@ export async function materialiseDataDisk(
     }
     let made: { path: string; sizeBytes: number };
     try {
+      // A managed pool's provider makes the volume's LUN first; the host fills or checks it.
+      await prepareManagedVolume(ctx, pool, v, Number(v.size_bytes));
       made = await ctx.app.agents.call(hostId, 'createVolume', {
         volumeUuid: v.uuid,
         sizeBytes: Number(v.size_bytes),
@@ -382,6 +385,7 @@ export async function materialiseDataDisk(
     return { ...v, ...changes };
   } catch (e) {
     await releasePool(ctx.app.store.db, pool.id, Number(v.size_bytes));
+    await discardManagedVolume(ctx, pool, v.uuid);
     throw e;
   }
 }
@@ -760,6 +764,10 @@ export const resizeVolume = defineCommand({
       );
     if (volume.path) {
       const pool = (await poolOf(ctx, volume))!;
+      if (isManaged(pool))
+        throw invalidParameter(
+          `Volume ${volume.name} is a LUN of managed storage pool ${pool.name}, whose provider does not resize LUNs`,
+        );
       const vm =
         volume.vm_id === null
           ? undefined
