@@ -123,6 +123,11 @@ const HANDLERS: { [K in AgentKind]: Handler<K> } = {
   resizeVolume: (h, p) => h.storage.resizeVolume(p),
   deleteVolume: (h, p) => h.storage.deleteVolume(p),
   copyVolume: (h, p) => h.storage.copyVolume(p),
+  moveVolumeLive: (h, p) => {
+    if (!h.hypervisor.moveVolumeLive)
+      throw new DriverError(`host ${h.name} cannot move the disks of running VMs`);
+    return h.hypervisor.moveVolumeLive(p);
+  },
   createSnapshot: (h, p) => h.storage.createSnapshot(p),
   deleteSnapshot: (h, p) => h.storage.deleteSnapshot(p),
   revertSnapshot: (h, p) => h.storage.revertSnapshot(p),

@@ -442,6 +442,16 @@ export const COMMANDS = {
     result: z.object({ path: z.string(), sizeBytes: bytes }),
   },
   /**
+   * Moves a disk of a running VM to another pool with the guest running (migrateVolume
+   * livemigrate=true): an empty volume is made on `pool`, QEMU mirrors the disk into it while the
+   * guest writes, and the VM switches to it. Answers the new volume; the old one is left for the
+   * server to delete. A disk already on `pool` answers where it is (a retried command).
+   */
+  moveVolumeLive: {
+    payload: z.object({ vm: name, disk: VmDisk, pool: StorageLocation }),
+    result: z.object({ path: z.string(), sizeBytes: bytes }),
+  },
+  /**
    * Size and use of a primary storage pool as its backend reports them (a directory: statfs; an
    * NFS export reached in user space: the server's FSSTAT answer), for createStoragePool.
    */

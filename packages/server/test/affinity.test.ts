@@ -365,7 +365,7 @@ describe('migrateVolume', () => {
       'Running',
     );
 
-    // migrateVirtualMachineWithVolume: a running VM's disks stay; a Stopped VM's ROOT moves.
+    // migrateVirtualMachineWithVolume: a Stopped VM's ROOT moves.
     const root = (
       await admin.request<any>('listVolumes', { listall: true, virtualmachineid: vm.id, type: 'ROOT' })
     ).volume[0];
@@ -375,7 +375,14 @@ describe('migrateVolume', () => {
       'migrateto[0].volume': root.id,
       'migrateto[0].pool': rootTo,
     };
-    await assert.rejects(admin.request('migrateVirtualMachineWithVolume', moveRoot), is(431));
+    // Running: its disks move live, but not together with the VM to another host.
+    await assert.rejects(
+      admin.request('migrateVirtualMachineWithVolume', {
+        ...moveRoot,
+        hostid: (await admin.request<any>('listVirtualMachines', { id: vm.id })).virtualmachine[0].hostid,
+      }),
+      is(431),
+    );
     await client.call('stopVirtualMachine', { id: vm.id });
     assert.equal(
       (await admin.call<any>('migrateVirtualMachineWithVolume', moveRoot)).virtualmachine.state,

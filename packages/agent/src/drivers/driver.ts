@@ -46,6 +46,11 @@ export interface HypervisorDriver {
   plugNic(vm: string, nic: ParsedPayload<'plugNic'>['nic']): Promise<void>;
   /** Hot-unplugs the running VM's NIC with that MAC; one that is not there succeeds. */
   unplugNic(vm: string, mac: string): Promise<void>;
+  /**
+   * Moves a running VM's disk to another pool while the guest runs (migrateVolume
+   * livemigrate=true); a hypervisor without it refuses the command.
+   */
+  moveVolumeLive?(p: ParsedPayload<'moveVolumeLive'>): Promise<CommandResult<'moveVolumeLive'>>;
   attachVolume(vm: string, disk: ParsedPayload<'attachVolume'>['disk']): Promise<void>;
   detachVolume(vm: string, disk: ParsedPayload<'detachVolume'>['disk']): Promise<void>;
   /**

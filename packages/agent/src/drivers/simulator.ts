@@ -317,6 +317,28 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
     this.vm(vmName).disks.delete(disk.path);
   }
 
+  /** As KVM's: a copy on the new pool that the running VM uses from now on (the old one stays). */
+  async moveVolumeLive(p: ParsedPayload<'moveVolumeLive'>) {
+    const vm = this.vm(p.vm);
+    if (vm.state !== 'PowerOn') throw new DriverError(`VM ${p.vm} is not running on host ${this.name}`);
+    const path = `${p.pool.path}/${p.disk.volumeUuid}`;
+    if (vm.disks.has(path)) return { path, sizeBytes: this.volumes.get(path) ?? 0 };
+    const size = [...this.fleet.hosts.values()]
+      .map((h) => h.volumes.get(p.disk.path))
+      .find((s) => s !== undefined);
+    if (size === undefined) throw new DriverError(`volume ${p.disk.path} does not exist`);
+    this.volumes.set(path, size);
+    vm.disks.delete(p.disk.path);
+    vm.disks.add(path);
+    vm.spec = {
+      ...vm.spec,
+      disks: vm.spec.disks.map((d) =>
+        d.volumeUuid === p.disk.volumeUuid ? { ...d, path, pool: p.pool } : d,
+      ),
+    };
+    return { path, sizeBytes: size };
+  }
+
   async createVolume(p: ParsedPayload<'createVolume'>) {
     const path = `${p.pool.path}/${p.volumeUuid}`;
     if (!this.volumes.has(path)) this.volumes.set(path, p.sizeBytes);

@@ -1,16 +1,21 @@
 /**
- * migrateVolume: moves a detached data disk, or a disk of a Stopped VM, to another primary storage
- * pool. Room on the destination is reserved first (a conditional UPDATE, as the planner does); a
- * host that reaches both pools copies the file (copyVolume); then one transaction points the volume
- * at its new file and gives the source pool its allocation back, and the old file is deleted.
- * migrateVirtualMachineWithVolume (admin) moves a Running VM to another host, or a Stopped VM's
- * volumes to other pools; moving a running VM's disks is not supported.
+ * migrateVolume: moves a volume to another primary storage pool of its zone, whatever the two
+ * pools' types (docs/storage.md, "Moving volumes between pools"). Room on the destination is
+ * reserved first (a conditional UPDATE, as the planner does). Offline (a detached disk, or a
+ * Stopped VM's): a host that reaches both pools copies the volume and checks the copy against it
+ * (copyVolume). Live (livemigrate=true, a Running VM's disk): the VM's host mirrors the disk into
+ * the new pool while the guest runs and switches the guest to it (moveVolumeLive). Only then does
+ * one transaction point the volume at its new copy and give the source pool its allocation back,
+ * and the old copy is deleted; a failure leaves the volume where it was.
+ * migrateVirtualMachineWithVolume (admin) moves a Running VM to another host or its disks to other
+ * pools live, or a Stopped VM's volumes to other pools.
  */
 import { sql } from 'kysely';
 import { releasePool } from '../compute/planner.ts';
 import { presentVms } from '../compute/vm-presenter.ts';
 import { findVm, migrateVm, reloadVm } from '../compute/vms.ts';
 import type { CallContext } from '../context.ts';
+import type { Tx } from '../db/connection.ts';
 import type { StoragePoolRow, VmRow, VolumeRow } from '../db/schema.ts';
 import { insufficientCapacity, invalidParameter, resourceUnavailable, toApiError } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
@@ -19,8 +24,8 @@ import { findHost } from '../infra/hosts.ts';
 import { defineCommand } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
 import { localPoolOfVm } from './local-pools.ts';
-import { deleteOnPool, poolLocation, poolOf } from './volume-ops.ts';
-import { findVolume, presentVolume, volumeJobTarget } from './volumes.ts';
+import { deleteOnPool, poolLocation, poolOf, vmDisk } from './volume-ops.ts';
+import { findVolume, poolNeeds, presentVolume, volumeJobTarget } from './volumes.ts';
 
 /** The cluster a pool is confined to, or undefined for a zone-wide pool. */
 const clusterOf = (pool: StoragePoolRow) =>
@@ -47,6 +52,25 @@ async function planMigration(ctx: CallContext, volume: VolumeRow, storageUuid: s
     throw invalidParameter(`Storage pool ${target.name} is not in the zone of volume ${volume.name}`);
   if (target.state !== 'Up') throw invalidParameter(`Storage pool ${target.name} is ${target.state}, not Up`);
   if (volume.state !== 'Ready') throw invalidParameter(`Volume ${volume.name} is ${volume.state}, not Ready`);
+  // Upstream's rule: the destination carries every storage tag of the volume's disk offering.
+  const targetTags = (target.tags ?? '').split(',').map((t) => t.trim());
+  const missing = (await poolNeeds(ctx, volume)).tags.filter((t) => !targetTags.includes(t));
+  if (missing.length)
+    throw invalidParameter(
+      `Storage pool ${target.name} does not have the storage tags of the disk offering of volume ${volume.name} (${missing.join(',')})`,
+    );
+  // A snapshot being taken reads the volume where it is now.
+  const taking = await db
+    .selectFrom('snapshots')
+    .select('name')
+    .where('volume_id', '=', volume.id)
+    .where('state', 'in', ['Allocated', 'Creating'])
+    .where('removed', 'is', null)
+    .executeTakeFirst();
+  if (taking)
+    throw invalidParameter(
+      `Volume ${volume.name} is being snapshotted (${taking.name}): move it once the snapshot is done`,
+    );
   let cluster = clusterOf(target);
   const sourceCluster = clusterOf(source);
   if (cluster !== undefined && sourceCluster !== undefined && cluster !== sourceCluster)
@@ -65,11 +89,13 @@ async function planMigration(ctx: CallContext, volume: VolumeRow, storageUuid: s
       .selectAll()
       .where('id', '=', volume.vm_id)
       .executeTakeFirstOrThrow();
-    if (vm.state !== 'Stopped')
+    if (vm.state === 'Running' && !live)
       throw invalidParameter(
-        live
-          ? 'Live migration of volumes is not supported: stop the VM first'
-          : `VM ${vm.name} must be Stopped to move its volume ${volume.name} (it is ${vm.state})`,
+        `VM ${vm.name} is Running: stop it, or move its volume ${volume.name} live (livemigrate=true)`,
+      );
+    if (vm.state !== 'Stopped' && vm.state !== 'Running')
+      throw invalidParameter(
+        `VM ${vm.name} must be Stopped or Running to move its volume ${volume.name} (it is ${vm.state})`,
       );
     // A VM snapshot's disk states live on the volumes' pools, which the move would leave behind.
     const vmSnapshot = await db
@@ -82,6 +108,24 @@ async function planMigration(ctx: CallContext, volume: VolumeRow, storageUuid: s
       throw invalidParameter(
         `Unable to move a disk of VM ${vm.name}: delete its VM snapshots (${vmSnapshot.name}) first`,
       );
+    if (vm.state === 'Running') {
+      // Live: the VM's own host copies, so it must reach the destination.
+      const vmHost = await db
+        .selectFrom('hosts')
+        .select(['id', 'name', 'cluster_id'])
+        .where('id', '=', vm.host_id ?? -1)
+        .executeTakeFirst();
+      if (!vmHost) throw invalidParameter(`VM ${vm.name} is Running on no known host`);
+      if (hostOf(target) !== undefined && hostOf(target) !== vmHost.id)
+        throw invalidParameter(
+          `Storage pool ${target.name} is local to another host than ${vmHost.name}, where VM ${vm.name} runs`,
+        );
+      if (clusterOf(target) !== undefined && clusterOf(target) !== vmHost.cluster_id)
+        throw invalidParameter(
+          `Storage pool ${target.name} is not reachable from host ${vmHost.name}, where VM ${vm.name} runs (another cluster)`,
+        );
+      return { source, target, cluster, host, live: { vm, hostId: vmHost.id } };
+    }
     // The VM's other disks must stay reachable from the hosts that could run it.
     const others = await db
       .selectFrom('volumes')
@@ -108,7 +152,7 @@ async function planMigration(ctx: CallContext, volume: VolumeRow, storageUuid: s
         );
     }
   }
-  return { source, target, cluster, host };
+  return { source, target, cluster, host, live: undefined };
 }
 
 /** An Up, connected host of the zone (in `cluster` when one pool is cluster-scoped). */
@@ -132,17 +176,10 @@ async function hostReaching(
   return connected[0];
 }
 
-export async function migrateVolumeTo(
-  ctx: CallContext,
-  volume: VolumeRow,
-  storageUuid: string,
-): Promise<void> {
-  const { app } = ctx;
-  const { source, target, cluster, host } = await planMigration(ctx, volume, storageUuid, false);
-  const hostId = await hostReaching(ctx, volume.zone_id, cluster, host);
-  const size = Number(volume.size_bytes);
-  const factor = app.settings.at(STORAGE_OVERPROVISIONING, 'storagepool', target.id);
-  const reserved = await app.store.db
+/** Reserves the volume's size on the destination, or refuses with 533 when it has no room. */
+async function reserveOn(ctx: CallContext, target: StoragePoolRow, size: number): Promise<void> {
+  const factor = ctx.app.settings.at(STORAGE_OVERPROVISIONING, 'storagepool', target.id);
+  const reserved = await ctx.app.store.db
     .updateTable('storage_pools')
     .set((eb) => ({ allocated_bytes: eb('allocated_bytes', '+', size) }))
     .where('id', '=', target.id)
@@ -153,6 +190,81 @@ export async function migrateVolumeTo(
     throw insufficientCapacity(
       `Insufficient primary storage: pool ${target.name} does not have ${Math.ceil(size / 2 ** 30)} GiB free to allocate`,
     );
+}
+
+/**
+ * Points the volume at its copy on the destination and gives the source pool its allocation
+ * back, in one transaction; `check` runs in it first (a VM started meanwhile refuses the move).
+ */
+async function recordMove(
+  ctx: CallContext,
+  volume: VolumeRow,
+  move: { source: StoragePoolRow; target: StoragePoolRow; path: string; sizeBytes: number; how: string },
+  check?: (tx: Tx) => Promise<void>,
+): Promise<void> {
+  await ctx.app.store.db.transaction().execute(async (tx) => {
+    if (check) await check(tx);
+    const moved = await tx
+      .updateTable('volumes')
+      .set({ pool_id: move.target.id, path: move.path, physical_size_bytes: move.sizeBytes })
+      .where('id', '=', volume.id)
+      .where('pool_id', '=', move.source.id)
+      .where('removed', 'is', null)
+      .executeTakeFirst();
+    if (Number(moved.numUpdatedRows) !== 1)
+      throw invalidParameter(`Volume ${volume.name} changed while it was being moved; try again`);
+    await releasePool(tx, move.source.id, Number(volume.size_bytes));
+    await logEvent(ctx, tx, {
+      type: 'VOLUME.MIGRATE',
+      description: `moved volume ${volume.name} ${move.how} from storage pool ${move.source.name} to ${move.target.name}`,
+      resourceType: 'Volume',
+      resourceId: volume.uuid,
+    });
+  });
+}
+
+/** Deletes the volume's old copy; the move is done, so a failure only leaves space used. */
+async function dropOldCopy(ctx: CallContext, volume: VolumeRow): Promise<void> {
+  try {
+    await deleteOnPool(ctx, volume);
+  } catch (e) {
+    ctx.app.log.warn(
+      { volume: volume.uuid, err: toApiError(e).message },
+      'could not delete the source copy of a moved volume',
+    );
+  }
+}
+
+export async function migrateVolumeTo(
+  ctx: CallContext,
+  volume: VolumeRow,
+  storageUuid: string,
+  live = false,
+): Promise<void> {
+  const { app } = ctx;
+  const plan = await planMigration(ctx, volume, storageUuid, live);
+  const { source, target } = plan;
+  const size = Number(volume.size_bytes);
+  if (plan.live) {
+    const { vm, hostId } = plan.live;
+    await reserveOn(ctx, target, size);
+    try {
+      // The guest keeps running on its disk until the host has mirrored it and switched.
+      const moved = await app.agents.call(hostId, 'moveVolumeLive', {
+        vm: vm.instance_name,
+        disk: vmDisk(volume, source),
+        pool: poolLocation(target),
+      });
+      await recordMove(ctx, volume, { source, target, ...moved, how: 'live' });
+    } catch (e) {
+      await releasePool(app.store.db, target.id, size);
+      throw e;
+    }
+    await dropOldCopy(ctx, volume);
+    return;
+  }
+  const hostId = await hostReaching(ctx, volume.zone_id, plan.cluster, plan.host);
+  await reserveOn(ctx, target, size);
   let copied: { path: string; sizeBytes: number } | undefined;
   try {
     const copy = await app.agents.call(hostId, 'copyVolume', {
@@ -161,33 +273,16 @@ export async function migrateVolumeTo(
       pool: poolLocation(target),
     });
     copied = copy;
-    await app.store.db.transaction().execute(async (tx) => {
-      // A VM started during the copy runs on the old file: then the move does not happen.
-      if (volume.vm_id !== null) {
-        const vm = await tx
-          .selectFrom('vms')
-          .select(['name', 'state'])
-          .where('id', '=', volume.vm_id)
-          .executeTakeFirst();
-        if (vm && vm.state !== 'Stopped')
-          throw invalidParameter(`VM ${vm.name} was started while its volume ${volume.name} was being moved`);
-      }
-      const moved = await tx
-        .updateTable('volumes')
-        .set({ pool_id: target.id, path: copy.path, physical_size_bytes: copy.sizeBytes })
-        .where('id', '=', volume.id)
-        .where('pool_id', '=', source.id)
-        .where('removed', 'is', null)
+    await recordMove(ctx, volume, { source, target, ...copy, how: 'offline' }, async (tx) => {
+      // A VM started during the copy runs on the old copy: then the move does not happen.
+      if (volume.vm_id === null) return;
+      const vm = await tx
+        .selectFrom('vms')
+        .select(['name', 'state'])
+        .where('id', '=', volume.vm_id)
         .executeTakeFirst();
-      if (Number(moved.numUpdatedRows) !== 1)
-        throw invalidParameter(`Volume ${volume.name} changed while it was being moved; try again`);
-      await releasePool(tx, source.id, size);
-      await logEvent(ctx, tx, {
-        type: 'VOLUME.MIGRATE',
-        description: `moved volume ${volume.name} from storage pool ${source.name} to ${target.name}`,
-        resourceType: 'Volume',
-        resourceId: volume.uuid,
-      });
+      if (vm && vm.state !== 'Stopped')
+        throw invalidParameter(`VM ${vm.name} was started while its volume ${volume.name} was being moved`);
     });
   } catch (e) {
     await releasePool(app.store.db, target.id, size);
@@ -205,21 +300,13 @@ export async function migrateVolumeTo(
     }
     throw e;
   }
-  try {
-    await deleteOnPool(ctx, volume);
-  } catch (e) {
-    // The volume has moved; only its old file is left behind.
-    app.log.warn(
-      { volume: volume.uuid, err: toApiError(e).message },
-      'could not delete the source copy of a moved volume',
-    );
-  }
+  await dropOldCopy(ctx, volume);
 }
 
 export const migrateVolume = defineCommand({
   name: 'migrateVolume',
   description:
-    "Copies a Ready volume to another Up primary storage pool of its zone and removes the old copy. Asynchronous; the volume's VM must be Stopped and have no VM snapshots.",
+    "Moves a Ready volume to another Up primary storage pool of its zone, of any type: copied, checked, then the old copy removed. A Running VM's disk moves live with livemigrate=true. Asynchronous; the VM must have no VM snapshots.",
   params: {
     volumeid: p.uuid({ required: true, description: 'UUID of the Ready volume to move.' }),
     storageid: p.uuid({
@@ -228,7 +315,7 @@ export const migrateVolume = defineCommand({
     }),
     livemigrate: p.boolean({
       description:
-        "Accepted, but a Running VM's volume is refused either way: Nimbostack does not move disks live.",
+        "Whether a Running VM's disk may move with the VM running (copied while the guest writes, then switched over); without it such a disk is refused.",
     }),
   },
   event: {
@@ -242,7 +329,7 @@ export const migrateVolume = defineCommand({
   },
   async handler(ctx, params) {
     const volume = await findVolume(ctx, params.volumeid);
-    await migrateVolumeTo(ctx, volume, params.storageid);
+    await migrateVolumeTo(ctx, volume, params.storageid, params.livemigrate ?? false);
     return presentVolume(ctx, volume.id);
   },
 });
@@ -263,8 +350,15 @@ async function planVmMoves(
     moves.push({ volume, pool: m.pool });
   }
   if (vm.state === 'Running') {
-    if (moves.length)
-      throw invalidParameter(`Moving the disks of running VM ${vm.name} is not supported: stop it first`);
+    if (moves.length) {
+      if (params.hostid)
+        throw invalidParameter(
+          `Moving running VM ${vm.name} to another host and its disks to other pools at once is not supported: do one, then the other`,
+        );
+      // Its disks move live, on the host it runs on.
+      for (const m of moves) await planMigration(ctx, m.volume, m.pool, true);
+      return moves;
+    }
     const local = await localPoolOfVm(ctx.app, vm.id);
     if (local)
       throw invalidParameter(
@@ -285,7 +379,7 @@ async function planVmMoves(
 export const migrateVirtualMachineWithVolume = defineCommand({
   name: 'migrateVirtualMachineWithVolume',
   description:
-    'For a Running VM, live-migrates it to another host (its disks stay); for a Stopped VM, moves the volumes listed in migrateto to other pools. Asynchronous.',
+    'For a Running VM, live-migrates it to another host (its disks stay), or with migrateto moves its disks to other pools live on its host; for a Stopped VM, moves the volumes listed in migrateto to other pools. Asynchronous.',
   params: {
     virtualmachineid: p.uuid({ required: true, description: 'UUID of the Running or Stopped VM.' }),
     hostid: p.uuid({
@@ -294,7 +388,7 @@ export const migrateVirtualMachineWithVolume = defineCommand({
     }),
     migrateto: p.map({
       description:
-        'Stopped VM only: which volume goes to which pool, as migrateto[0].volume=<uuid>&migrateto[0].pool=<uuid>.',
+        'Which volume goes to which pool, as migrateto[0].volume=<uuid>&migrateto[0].pool=<uuid>; for a Running VM not together with hostid.',
     }),
     autoselect: p.boolean({ description: 'Accepted for compatibility; Nimbostack ignores it.' }),
   },
@@ -307,6 +401,10 @@ export const migrateVirtualMachineWithVolume = defineCommand({
   async handler(ctx, params) {
     const vm = await findVm(ctx, params.virtualmachineid);
     const moves = await planVmMoves(ctx, vm, params);
+    if (vm.state === 'Running' && moves.length) {
+      for (const m of moves) await migrateVolumeTo(ctx, m.volume, m.pool, true);
+      return (await presentVms(ctx, [await reloadVm(ctx, vm.id)]))[0];
+    }
     if (vm.state === 'Running') {
       const host = params.hostid ? await findHost(ctx, params.hostid) : undefined;
       return (await presentVms(ctx, [await migrateVm(ctx, vm, host?.id)]))[0];

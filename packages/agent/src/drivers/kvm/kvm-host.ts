@@ -35,6 +35,7 @@ import {
   type StorageDriver,
 } from '../driver.ts';
 import { HostStatsSampler } from '../host-stats.ts';
+import { moveDiskLive, nodeSize } from './block-jobs.ts';
 import { imageInfo } from './exec.ts';
 import {
   type Accel,
@@ -72,6 +73,7 @@ import {
 import { type LiveDisks, PoolStorage } from './storage.ts';
 import { StorageByPoolType } from './storage-dispatch.ts';
 import { RbdStorage } from './storage-rbd.ts';
+import { withVolumeStore } from './volume-store.ts';
 
 export interface KvmHostOptions {
   /** The host's name, its identity towards the management server. */
@@ -97,6 +99,8 @@ interface VmRecordFile {
   vncPort?: number;
   incoming: boolean;
   migrationPort?: number;
+  /** Block node of each disk (by device id) moved live to another pool, when not diskNode's. */
+  nodes?: Record<string, string>;
 }
 
 interface Vm extends VmRecordFile {
@@ -561,7 +565,8 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
         deleted.catch(() => undefined);
         throw new DriverError(`the guest in ${name} did not release ${disk.path}: ${(err as Error).message}`);
       }
-      await qmp.execute('blockdev-del', { 'node-name': diskNode(disk) });
+      await qmp.execute('blockdev-del', { 'node-name': this.nodeOf(vm, current) });
+      if (vm.nodes) delete vm.nodes[current.deviceId];
       await dropRbdSecret(qmp, disk);
       vm.spec = { ...vm.spec, disks: vm.spec.disks.filter((d) => d !== current) };
       this.save(vm);
@@ -580,7 +585,8 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
   }
 
   async liveResize(vmName: string, disk: VmDisk, sizeBytes: number) {
-    await this.running(vmName).qmp!.execute('block_resize', { 'node-name': diskNode(disk), size: sizeBytes });
+    const vm = this.running(vmName);
+    await vm.qmp!.execute('block_resize', { 'node-name': this.nodeOf(vm, disk), size: sizeBytes });
   }
 
   /**
@@ -589,7 +595,7 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
    */
   async withFrozenImage(vmName: string, disk: VmDisk, copy: () => Promise<void>) {
     const qmp = this.running(vmName).qmp!;
-    const node = diskNode(disk);
+    const node = this.nodeOf(this.running(vmName), disk);
     const overlayNode = `o${disk.deviceId}`;
     // In the VM's own folder: a local file whatever the pool, gone once committed back.
     const overlay = join(this.running(vmName).dir, `${node}.overlay.qcow2`);
@@ -615,6 +621,44 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
     if (done.data?.error) throw new DriverError(`committing the snapshot overlay failed: ${done.data.error}`);
     rmSync(overlay, { force: true });
     if (copyError) throw copyError;
+  }
+
+  /**
+   * migrateVolume livemigrate=true: the disk is mirrored into a new volume on `pool` while the
+   * guest runs, and the guest switches to it (block-jobs.ts). The old volume is the server's to
+   * delete; the VM's record names the new one, so a restarted agent and a migration use it.
+   */
+  async moveVolumeLive(p: ParsedPayload<'moveVolumeLive'>) {
+    return this.serialized(p.vm, async () => {
+      const vm = this.running(p.vm);
+      const disk = vm.spec.disks.find((d) => d.volumeUuid === p.disk.volumeUuid && d.type !== 'ISO');
+      if (!disk) throw new DriverError(`VM ${p.vm} has no disk of volume ${p.disk.volumeUuid}`);
+      const source = this.nodeOf(vm, disk);
+      // A retried command whose first attempt finished.
+      if (disk.pool.uuid === p.pool.uuid)
+        return { path: disk.path, sizeBytes: await nodeSize(vm.qmp!, source) };
+      const moved = await withVolumeStore(this.pools, p.pool, (target) =>
+        moveDiskLive(vm.qmp!, {
+          source,
+          deviceId: disk.deviceId,
+          name: disk.volumeUuid,
+          target,
+          timeoutMs: this.options.migrationTimeoutMs ?? 600_000,
+        }),
+      );
+      vm.nodes = { ...vm.nodes, [disk.deviceId]: moved.node };
+      vm.spec = {
+        ...vm.spec,
+        disks: vm.spec.disks.map((d) => (d === disk ? { ...d, path: moved.path, pool: p.pool } : d)),
+      };
+      this.save(vm);
+      return { path: moved.path, sizeBytes: moved.sizeBytes };
+    });
+  }
+
+  /** The block node a disk's device uses: diskNode's, unless the disk was moved live. */
+  private nodeOf(vm: Vm, disk: { deviceId: number }): string {
+    return vm.nodes?.[disk.deviceId] ?? diskNode(disk);
   }
 
   // ---- internals
@@ -817,6 +861,7 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
       vncPort: vm.vncPort,
       incoming: vm.incoming,
       migrationPort: vm.migrationPort,
+      nodes: vm.nodes,
     };
     const file = paths(vm.dir).record;
     writeFileSync(`${file}.tmp`, JSON.stringify(record, null, 2));

@@ -15,6 +15,7 @@ import { imageInfo, run } from './exec.ts';
 import { IscsiVolumes } from './iscsi-luns.ts';
 import type { VmDisk } from './machine.ts';
 import { DirectoryFiles, type PoolAccess, type PoolFiles } from './pool-files.ts';
+import { copyVerified, withVolumeStore } from './volume-store.ts';
 
 /** What storage needs from the hypervisor side for volumes attached to running VMs. */
 export interface LiveDisks {
@@ -151,22 +152,21 @@ export class PoolStorage implements StorageDriver {
     return { sizeBytes: (await imageInfo(image)).virtualSize };
   }
 
-  /** A flat copy (a linked clone's template folded in), so the new pool needs no template copy. */
+  /**
+   * A standalone copy on another pool, of any type this host reaches (volume-store.ts: a linked
+   * clone's template folded in, checked against the source before it is answered).
+   */
   async copyVolume(p: ParsedPayload<'copyVolume'>): Promise<CommandResult<'copyVolume'>> {
-    if (p.pool.type === 'Iscsi' || p.source.pool.type === 'Iscsi') return this.luns.copyVolume(p);
-    const files = await this.files(p.pool);
-    const name = p.volumeUuid;
-    if (!(await files.exists(name))) {
-      const source = await this.files(p.source.pool);
-      if (!(await source.exists(p.source.path)))
-        throw new DriverError(`volume ${p.source.path} does not exist`);
-      const use = this.live.diskInUse(p.source.path);
-      if (use) throw new DriverError(`volume ${p.source.path} is in use by running VM ${use.vm}`);
-      await atomically(files, name, (tmp) =>
-        run('qemu-img', ['convert', '-O', 'qcow2', source.image(p.source.path), tmp], 1_800_000),
-      );
-    }
-    return this.result(files, name);
+    const use = this.live.diskInUse(p.source.path);
+    if (use) throw new DriverError(`volume ${p.source.path} is in use by running VM ${use.vm}`);
+    return withVolumeStore(this.pools, p.source.pool, (source) =>
+      withVolumeStore(this.pools, p.pool, (target) =>
+        copyVerified({
+          source: { store: source, path: p.source.path },
+          target: { store: target, name: p.volumeUuid },
+        }),
+      ),
+    );
   }
 
   async deleteVolume(p: ParsedPayload<'deleteVolume'>) {

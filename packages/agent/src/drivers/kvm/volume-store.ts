@@ -12,6 +12,7 @@ import { execFile } from 'node:child_process';
 import type { StorageLocation } from '@nimbostack/protocol';
 import { DriverError } from '../driver.ts';
 import { imageInfo, missingTool, run } from './exec.ts';
+import type { PoolAccess } from './pool-files.ts';
 
 export type VolumeFormat = 'qcow2' | 'raw';
 
@@ -34,8 +35,20 @@ export interface VolumeStore {
   createEmpty?(name: string, sizeBytes: number): Promise<void>;
 }
 
-/** Opens the VolumeStore of a pool this host reaches (the host's dispatcher by pool type). */
-export type OpenStore = (pool: StorageLocation) => Promise<VolumeStore>;
+/**
+ * Runs `use` with the VolumeStore of a pool this host reaches, chosen by pool type. A store that
+ * needs a session (e.g. a Ceph configuration written for the time of the call) opens and closes
+ * it around `use`; a new pool type adds its case here.
+ */
+export async function withVolumeStore<T>(
+  pools: PoolAccess,
+  pool: StorageLocation,
+  use: (store: VolumeStore) => Promise<T>,
+): Promise<T> {
+  if (pool.type === 'Filesystem' || pool.type === 'SharedMountPoint' || pool.type === 'NetworkFilesystem')
+    return use(await pools.files(pool));
+  throw new DriverError(`moving volumes to or from ${pool.type} pools is not supported by this agent yet`);
+}
 
 export const formatOf = (store: VolumeStore): VolumeFormat => store.volumeFormat ?? 'qcow2';
 

@@ -1,0 +1,311 @@
+/**
+ * migrateVolume between pools of different types with a real NFS server and a real VM (npm run
+ * test:storage): NFS-Ganesha in a network namespace (storage/nfs-ganesha.ts), reached in user
+ * space (NIMBOSTACK_KVM_NFS=libnfs), and the local zone's directory pool. Through the API:
+ * - live: a Running VM's ROOT disk (a linked clone on the NFS pool) moved to the directory pool
+ *   with migrateVolume livemigrate=true while a writer in the guest writes numbered records to
+ *   it; the same QEMU process runs throughout (no restart), the writer goes on after the switch,
+ *   the old copy is gone from the export, and every record written is read back from the new
+ *   image on the host after the VM is stopped;
+ * - offline: the Stopped VM's ROOT disk moved back to the NFS pool (a flat copy checked against
+ *   the source), the records read back through NFS, and the VM boots from it again;
+ * - a move to a pool the host cannot write to fails and leaves the volume on its pool, intact.
+ * Then everything deleted and no file left in the export; the servers stopped.
+ * Needs root, QEMU with qemu-block-extra, nfs-ganesha(-vfs), rpcbind and the test template.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { waitUntil } from './agents.ts';
+import { startServer, type TestServer } from './harness.ts';
+import { readyKvmTestTemplate } from './kvm-advanced-zone.ts';
+import { type NfsServer, nfsGaneshaInstalled, startNfsGanesha } from './storage/nfs-ganesha.ts';
+
+const TEMPLATE = process.env.NIMBOSTACK_TEST_TEMPLATE ?? '/var/lib/nimbostack/test-template.qcow2';
+const HOST = 'local-kvm';
+const SKIP =
+  process.env.NIMBOSTACK_TEST_STORAGE !== '1'
+    ? 'real storage suite: run it with npm run test:storage'
+    : process.getuid?.() !== 0
+      ? 'needs root'
+      : !existsSync(TEMPLATE)
+        ? `${TEMPLATE} is missing: run npm run setup:host`
+        : !nfsGaneshaInstalled()
+          ? 'needs nfs-ganesha, nfs-ganesha-vfs, rpcbind and qemu-block-extra'
+          : false;
+
+/** Where the guest writes its records: past the template's 128 MiB, which the guest never uses. */
+const FIRST_SECTOR = (256 * 2 ** 20) / 512;
+
+let server: TestServer;
+let nfs: NfsServer | undefined;
+let root = '';
+
+const figure = (name: string, ms: number) =>
+  process.stdout.write(`# figure ${name}: ${(ms / 1000).toFixed(2)} s\n`);
+
+function readConsole(instance: string): string {
+  const path = join(root, 'agent', HOST, 'vms', instance, 'console.log');
+  return existsSync(path) ? readFileSync(path).toString('utf8').replace(/\r/g, '') : '';
+}
+
+async function consoleLine(instance: string, pattern: RegExp, timeoutMs = 240_000): Promise<string> {
+  const line = await waitUntil(
+    async () =>
+      readConsole(instance)
+        .split('\n')
+        .findLast((l) => pattern.test(l)),
+    timeoutMs,
+    `console line ${pattern} of ${instance}`,
+  ).catch((e) => {
+    throw new Error(`${(e as Error).message}\n${readConsole(instance).slice(-2000)}`);
+  });
+  return line!;
+}
+
+/** The last record number the guest reported written (each is fsynced before it is reported). */
+const lastWritten = (instance: string) =>
+  Math.max(0, ...[...readConsole(instance).matchAll(/NIMBO-W (\d+)/g)].map((m) => Number(m[1])));
+
+/** The QEMU processes the host's state directory records. */
+function qemuPids(): number[] {
+  const vms = join(root, 'agent', HOST, 'vms');
+  if (!existsSync(vms)) return [];
+  return readdirSync(vms)
+    .map((n) => join(vms, n, 'vm.json'))
+    .filter((f) => existsSync(f))
+    .map((f) => JSON.parse(readFileSync(f, 'utf8')).pid as number);
+}
+
+/** Checks records 1..count in an image (a path or nfs:// URL) read on the host. */
+function checkRecords(image: string, count: number): void {
+  // A sparse raw copy: only the allocated clusters are read and written.
+  const raw = join(root, 'records.raw');
+  execFileSync('qemu-img', ['convert', '-U', '-O', 'raw', image, raw]);
+  const bytes = Buffer.alloc((count + 1) * 512);
+  const fd = openSync(raw, 'r');
+  readSync(fd, bytes, 0, bytes.length, FIRST_SECTOR * 512);
+  closeSync(fd);
+  rmSync(raw);
+  for (let i = 1; i <= count; i++) {
+    const got = bytes.subarray(i * 512, i * 512 + 14).toString('latin1');
+    assert.equal(got, `nimbo-${String(i).padStart(8, '0')}`, `record ${i} of ${count}`);
+  }
+}
+
+before(async () => {
+  if (SKIP) return;
+  root = mkdtempSync(join(tmpdir(), 'nimbo-migrate-'));
+  nfs = await startNfsGanesha();
+  server = await startServer({
+    env: {
+      NIMBOSTACK_SEED_LOCAL_ZONE: 'true',
+      NIMBOSTACK_HYPERVISOR: 'kvm',
+      NIMBOSTACK_KVM_STATE_DIR: join(root, 'agent'),
+      NIMBOSTACK_KVM_STORAGE_DIR: root,
+      NIMBOSTACK_KVM_TEMPLATE: TEMPLATE,
+      NIMBOSTACK_KVM_NFS: 'libnfs',
+    },
+  });
+});
+
+after(async () => {
+  if (SKIP) return;
+  if (server) {
+    const vms = await server.admin.request<any>('listVirtualMachines', { listall: true }).catch(() => ({}));
+    for (const v of vms.virtualmachine ?? [])
+      await server.admin.call('destroyVirtualMachine', { id: v.id, expunge: true }).catch(() => undefined);
+  }
+  // QEMU outlives the server: a failed test may leave one running from the export.
+  for (const pid of qemuPids()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+  if (server) {
+    const hosts = await server.admin.request<any>('listHosts', {}).catch(() => ({}));
+    for (const h of hosts.host ?? [])
+      await server.admin.request('deleteHost', { id: h.id, forced: true }).catch(() => undefined);
+    await server.stop();
+  }
+  await nfs?.stop();
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe('migrateVolume between NFS and directory pools with a real VM', { skip: SKIP }, () => {
+  test("a running VM's ROOT disk moves live while the guest writes; offline back; failures change nothing", async () => {
+    const admin = server.admin;
+    const zoneid = (await admin.request<any>('listZones', {})).zone[0].id;
+    const local = (await admin.request<any>('listHosts', { zoneid, type: 'Routing' })).host[0];
+    const nfsPool = (
+      await admin.request<any>('createStoragePool', {
+        zoneid,
+        podid: local.podid,
+        clusterid: local.clusterid,
+        name: 'ganesha',
+        url: `nfs://${nfs!.address}${nfs!.exportPath}`,
+        tags: 'nfs',
+      })
+    ).storagepool;
+    const dirPool = (
+      await admin.request<any>('listStoragePools', { zoneid, clusterid: local.clusterid })
+    ).storagepool.find((p: any) => p.type === 'Filesystem');
+    const templateid = await readyKvmTestTemplate(admin, zoneid);
+    const serviceofferingid = (
+      await admin.request<any>('createServiceOffering', {
+        name: 'move-small',
+        displaytext: 'small, ROOT on NFS',
+        cpunumber: 1,
+        cpuspeed: 500,
+        memory: 256,
+        tags: 'nfs',
+      })
+    ).serviceoffering.id;
+
+    // The writer: numbered 512-byte records, each fsynced to the ROOT disk past the file system,
+    // each reported on the console once written; it stops at 100000 or when the VM stops.
+    const script = [
+      '#!/bin/sh',
+      '(',
+      '  i=1',
+      '  while [ $i -le 100000 ]; do',
+      `    printf 'nimbo-%08d' $i | dd of=/dev/vda bs=512 seek=$((${FIRST_SECTOR} + i)) count=1 conv=sync,fsync 2>/dev/null || break`,
+      '    echo "NIMBO-W $i"',
+      '    i=$((i + 1))',
+      '  done',
+      ') > /dev/console 2>&1 &',
+      '',
+    ].join('\n');
+    let t = Date.now();
+    const vm = (
+      await admin.call<any>('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid,
+        rootdisksize: 1,
+        name: 'move-vm',
+        userdata: Buffer.from(script).toString('base64'),
+      })
+    ).virtualmachine;
+    const instance = (await admin.request<any>('listVirtualMachines', { id: vm.id })).virtualmachine[0]
+      .instancename;
+    await consoleLine(instance, /NIMBO-W 20\b/);
+    figure('deploy → the guest writing to its ROOT disk on NFS', Date.now() - t);
+    const rootVolume = (await admin.request<any>('listVolumes', { virtualmachineid: vm.id, type: 'ROOT' }))
+      .volume[0];
+    assert.equal(rootVolume.storageid, nfsPool.id);
+    assert.ok(nfs!.files().includes(rootVolume.id));
+    const [pid] = qemuPids();
+
+    // A move to a pool the host cannot write to (its path is under a regular file) fails; the
+    // volume stays where it is and the guest writes on.
+    writeFileSync(join(root, 'not-a-directory'), '');
+    const badPool = (
+      await admin.request<any>('createStoragePool', {
+        zoneid,
+        podid: local.podid,
+        clusterid: local.clusterid,
+        name: 'unwritable',
+        url: `file://${root}/not-a-directory/pool`,
+        capacitybytes: 2 ** 40,
+        tags: 'nfs',
+      })
+    ).storagepool;
+    await assert.rejects(
+      admin.call('migrateVolume', { volumeid: rootVolume.id, storageid: badPool.id, livemigrate: true }),
+      (e: any) => e.errorcode === 530,
+    );
+    const kept = (await admin.request<any>('listVolumes', { id: rootVolume.id })).volume[0];
+    assert.equal(kept.storageid, nfsPool.id, 'the volume stays on its pool');
+    assert.ok(nfs!.files().includes(rootVolume.id));
+    assert.equal(
+      Number(
+        (await admin.request<any>('listStoragePools', { id: badPool.id })).storagepool[0].disksizeallocated,
+      ),
+      0,
+      'nothing stays reserved on the pool',
+    );
+    await admin.request('deleteStoragePool', { id: badPool.id });
+
+    // Live: NFS → directory pool while the guest writes.
+    // The ROOT disk's offering is tagged nfs: the destination must carry the tag too.
+    await assert.rejects(
+      admin.request('migrateVolume', { volumeid: rootVolume.id, storageid: dirPool.id, livemigrate: true }),
+      (e: any) => e.errorcode === 431 && /storage tags/.test(e.errortext),
+    );
+    await admin.request('updateStoragePool', { id: dirPool.id, tags: 'nfs' });
+    const beforeMove = lastWritten(instance);
+    t = Date.now();
+    const moved = (
+      await admin.call<any>('migrateVolume', {
+        volumeid: rootVolume.id,
+        storageid: dirPool.id,
+        livemigrate: true,
+      })
+    ).volume;
+    figure('migrateVolume livemigrate=true NFS → directory (1 GiB ROOT, guest writing)', Date.now() - t);
+    const atSwitch = lastWritten(instance);
+    assert.equal(moved.storageid, dirPool.id);
+    // A small disk is copied in well under a second: the guest may not get to report a record.
+    process.stdout.write(
+      `# records reported before the move: ${beforeMove}, when it returned: ${atSwitch}\n`,
+    );
+    assert.equal(qemuPids()[0], pid, 'the same QEMU process: no restart');
+    assert.equal(
+      (await admin.request<any>('listVirtualMachines', { id: vm.id })).virtualmachine[0].state,
+      'Running',
+    );
+    assert.ok(!nfs!.files().includes(rootVolume.id), 'the old copy is deleted from the export');
+    const newFile = join(dirPool.path, rootVolume.id);
+    assert.ok(existsSync(newFile), `the new copy is in the directory pool (${newFile})`);
+    const info = JSON.parse(
+      execFileSync('qemu-img', ['info', '-U', '--output=json', newFile], { encoding: 'utf8' }),
+    );
+    assert.equal(info['backing-filename'], undefined, 'a standalone image: the template is folded in');
+    assert.equal(info['virtual-size'], 2 ** 30);
+    // The guest goes on writing to the new image, without a restart (it would print ready again).
+    await waitUntil(async () => lastWritten(instance) >= atSwitch + 30, 60_000, 'writes after the switch');
+    assert.equal(readConsole(instance).match(/NIMBO: ready/g)?.length ?? 0, 1, 'the guest did not reboot');
+
+    // Stopped: every record the guest reported is in the new image.
+    await admin.call('stopVirtualMachine', { id: vm.id, forced: true });
+    const written = lastWritten(instance);
+    checkRecords(newFile, written);
+    process.stdout.write(
+      `# ${written} records written, ${written - beforeMove} of them during or after the move\n`,
+    );
+
+    // Offline: directory → NFS, checked, and the VM boots from it.
+    t = Date.now();
+    const back = (await admin.call<any>('migrateVolume', { volumeid: rootVolume.id, storageid: nfsPool.id }))
+      .volume;
+    figure('migrateVolume offline directory → NFS (1 GiB ROOT)', Date.now() - t);
+    assert.equal(back.storageid, nfsPool.id);
+    assert.ok(!existsSync(newFile), 'the directory copy is deleted');
+    checkRecords(`nfs://${nfs!.address}${nfs!.exportPath}/${rootVolume.id}`, written);
+    rmSync(join(root, 'agent', HOST, 'vms', instance, 'console.log'), { force: true });
+    await admin.call('startVirtualMachine', { id: vm.id });
+    await consoleLine(instance, /NIMBO: ready hostname=move-vm/);
+
+    await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
+    await waitUntil(async () => !nfs!.files().includes(rootVolume.id), 30_000, 'the ROOT disk to be deleted');
+    await admin.request('deleteStoragePool', { id: nfsPool.id });
+    const left = nfs!.files().filter((f) => !f.startsWith('.nimbostack-heartbeat'));
+    assert.deepEqual(left, [], 'no file is left in the export');
+  });
+});
