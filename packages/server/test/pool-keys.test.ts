@@ -53,7 +53,7 @@ test('keys are added wherever an RBD pool is named, in a copy', async () => {
   const before = JSON.stringify(payload);
   assert.equal(needsPoolKeys(payload), true);
   const sent = await withPoolKeys(app, payload);
-  assert.equal(sent.spec.disks[0].pool.secret, KEY);
+  assert.equal((sent.spec.disks[0].pool as { secret?: string }).secret, KEY);
   assert.equal((sent.source.pool as { secret?: string }).secret, 'other');
   assert.equal((sent.pool as { secret?: string }).secret, undefined, 'a directory pool gets nothing');
   assert.deepEqual(sent.templates, payload.templates);

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import type { StorageLocation } from '@nimbostack/protocol';
 import { DriverError, type PoolRecords } from '../driver.ts';
 import { run, runWithInput } from './exec.ts';
+import type { VolumeStore } from './volume-store.ts';
 
 /** The port Ceph monitors listen on (msgr v1) when the pool's URL names none. */
 export const CEPH_MON_PORT = 6789;
@@ -38,32 +39,35 @@ function monHost(pool: StorageLocation): string {
 export const rbdSecretId = (node: string) => `sec-${node}`;
 
 /**
- * The blockdev protocol node of an image (QEMU's rbd driver). With a key, `key-secret` names the
- * secret object the caller creates (rbdSecret) before the node.
+ * The blockdev protocol node of an image (QEMU's rbd driver). The key comes from the secret
+ * object `key.secretId` names (created by the caller before the node: a VM's disks), or from a
+ * session's conf and keyring files (`key.conf`: read when the node is opened, inside the session).
  */
 export function rbdBlockFile(
   pool: StorageLocation,
   image: string,
   readOnly: boolean,
-  secretId?: string,
+  key: { secretId?: string; conf?: string } = {},
 ): Record<string, unknown> {
   if (!pool.host) throw new DriverError(`RBD pool ${pool.uuid} names no Ceph monitor`);
   return {
     driver: 'rbd',
     pool: checkName(pool.path, 'Ceph pool'),
     image: checkName(image),
+    ...(key.conf && !key.secretId ? { conf: key.conf } : {}),
     server: [{ host: pool.host, port: String(pool.port ?? CEPH_MON_PORT) }],
     ...(pool.user ? { user: pool.user } : {}),
-    ...(pool.secret && secretId ? { 'key-secret': secretId, 'auth-client-required': ['cephx'] } : {}),
+    ...(pool.secret && key.secretId ? { 'key-secret': key.secretId, 'auth-client-required': ['cephx'] } : {}),
     'read-only': readOnly,
   };
 }
 
 /**
  * One session with a pool: its conf and keyring files exist from open() to close(). Every rbd:
- * spec it gives (image()) is valid only meanwhile.
+ * spec it gives (image()) is valid only meanwhile. It is the pool's VolumeStore (volume-store.ts:
+ * a source or target of copies and live moves between pool types).
  */
-export class RbdSession implements PoolRecords {
+export class RbdSession implements PoolRecords, VolumeStore {
   readonly volumeFormat = 'raw' as const;
   private readonly dir?: string;
   private readonly conf?: string;
@@ -133,8 +137,13 @@ export class RbdSession implements PoolRecords {
     return `rbd:${this.spec(image, snap)}${opts}${this.pool.user ? `:id=${this.pool.user}` : ''}`;
   }
 
+  /**
+   * The image's blockdev protocol node. Without `secretId` it reads this session's conf and
+   * keyring: QEMU must open it (blockdev-add) before the session closes (a live move's target);
+   * librados keeps the key in memory after that.
+   */
   blockFile(image: string, readOnly: boolean, secretId?: string): Record<string, unknown> {
-    return rbdBlockFile(this.pool, image, readOnly, secretId);
+    return rbdBlockFile(this.pool, image, readOnly, { secretId, conf: this.conf });
   }
 
   /** The path the server records for a volume: its image name. */

@@ -2,8 +2,8 @@
  * The KVM host's storage commands, each sent to the volume store of its pool's type: Ceph RBD
  * pools to RbdStorage (storage-rbd.ts), every other pool (directories, NFS, and what PoolStorage
  * dispatches itself) to PoolStorage (storage.ts), unchanged. A copy between an RBD pool and a pool
- * of another type is not a store's own command: it goes through both stores' qemu-img names of
- * the volume (rbd.ts RbdSession and pool-files.ts PoolFiles, both VolumeStore-shaped).
+ * of another type goes to PoolStorage's copy between VolumeStores (volume-store.ts): an RBD
+ * pool's VolumeStore is a session of rbd.ts (RbdSession, e.g. withRbd(pool, use)).
  */
 import type { CommandResult, ParsedPayload, StorageLocation } from '@nimbostack/protocol';
 import { DriverError, type StorageDriver } from '../driver.ts';
@@ -31,13 +31,10 @@ export class StorageByPoolType implements StorageDriver {
   deleteVolume(p: ParsedPayload<'deleteVolume'>) {
     return this.of(p.pool).deleteVolume(p);
   }
+  /** RBD to RBD in the RBD store; between pool types, the file store's copy through VolumeStores. */
   copyVolume(p: ParsedPayload<'copyVolume'>): Promise<CommandResult<'copyVolume'>> {
-    const rbd = [p.pool.type, p.source.pool.type].filter((t) => t === 'RBD').length;
-    if (rbd === 1)
-      throw new DriverError(
-        `copying a volume between an RBD pool and a ${p.pool.type === 'RBD' ? p.source.pool.type : p.pool.type} pool is not supported by this agent`,
-      );
-    return this.of(p.pool).copyVolume(p);
+    const bothRbd = p.pool.type === 'RBD' && p.source.pool.type === 'RBD';
+    return (bothRbd ? this.rbd : this.files).copyVolume(p);
   }
   createSnapshot(p: ParsedPayload<'createSnapshot'>) {
     return this.of(p.pool).createSnapshot(p);
