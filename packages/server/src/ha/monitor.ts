@@ -111,7 +111,7 @@ async function sharedPoolRows(app: App, zoneIds: number[]) {
     .where('removed', 'is', null)
     .where('state', '=', 'Up')
     .where('scope', 'in', ['CLUSTER', 'ZONE'])
-    .where('managed', '=', 0)
+    .where('provider', '!=', 'LinuxTgt')
     .orderBy('id')
     .execute();
 }

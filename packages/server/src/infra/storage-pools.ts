@@ -600,7 +600,7 @@ export const updateStoragePool = defineCommand({
     if (params.url !== undefined) {
       if (pool.state !== 'Maintenance')
         throw invalidParameter('The URL of a storage pool can only change in maintenance');
-      if (pool.managed === 1)
+      if (pool.provider === LINUX_TGT)
         throw invalidParameter(
           `The URL of managed storage pool ${pool.name} cannot change: its volumes are LUNs there`,
         );

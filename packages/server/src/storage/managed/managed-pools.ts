@@ -167,7 +167,7 @@ export async function prepareManagedVolume(
   volume: { uuid: string; name: string },
   sizeBytes: number,
 ): Promise<void> {
-  if (pool.managed !== 1 || simulated(pool)) return;
+  if (!isManaged(pool) || simulated(pool)) return;
   try {
     await providerOf(ctx, pool).createLun(volume.uuid, sizeBytes, await initiatorsFor(ctx, pool));
   } catch (err) {
@@ -181,7 +181,7 @@ export async function removeManagedVolume(
   pool: StoragePoolRow,
   path: string,
 ): Promise<boolean> {
-  if (pool.managed !== 1) return false;
+  if (!isManaged(pool)) return false;
   if (simulated(pool)) return true;
   try {
     await providerOf(ctx, pool).deleteLun(path);
@@ -204,7 +204,13 @@ export async function measureManagedPool(
   }
 }
 
-export const isManaged = (pool: Pick<StoragePoolRow, 'managed'>) => pool.managed === 1;
+/**
+ * Whether a pool's volumes are made by its provider. By provider, not by the `managed` flag alone:
+ * pools added before managed storage existed may carry the flag recorded with DefaultPrimary.
+ */
+export function isManaged(pool: Pick<StoragePoolRow, 'managed' | 'provider'>): boolean {
+  return pool.managed === 1 && pool.provider === LINUX_TGT;
+}
 
 /**
  * Removes the LUN made for a volume whose creation then failed on the host (best effort: a LUN
@@ -215,7 +221,7 @@ export async function discardManagedVolume(
   pool: StoragePoolRow,
   volumeUuid: string,
 ): Promise<void> {
-  if (pool.managed !== 1 || simulated(pool)) return;
+  if (!isManaged(pool) || simulated(pool)) return;
   const path = iscsiVolumePath(iscsiTargetPrefix(pool.uuid), volumeUuid);
   await removeManagedVolume(ctx, pool, path).catch((err) =>
     ctx.app.log.warn(
