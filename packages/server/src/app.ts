@@ -46,6 +46,7 @@ import { startVpnMonitor } from './network/vpn/vpn-apply.ts';
 import { Registry } from './registry/registry.ts';
 import { Settings } from './settings/settings.ts';
 import { startTemplates } from './storage/extract.ts';
+import { startObjectStoreUsage } from './storage/object-store-usage.ts';
 import { startPoolMonitor } from './storage/pool-monitor.ts';
 import { startSnapshotScheduler } from './storage/snapshot-policies.ts';
 import { registerUi } from './ui/static.ts';
@@ -180,6 +181,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     const stopHaMonitor = startHaMonitor(app);
     statsOf(app).start();
     const stopPoolMonitor = startPoolMonitor(app);
+    const stopObjectStoreUsage = startObjectStoreUsage(app);
     // Events leave through the outbox: to RabbitMQ when configured, and to webhooks. Rows a killed
     // server had claimed are freed first, so a restart hands on everything still pending.
     const freed = await releaseLeases(app, 'down');
@@ -277,6 +279,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           stopHaMonitor();
           statsOf(app).stop();
           stopPoolMonitor();
+          stopObjectStoreUsage();
           stopTemplates();
           stopTlsWatch();
           settings.stop();

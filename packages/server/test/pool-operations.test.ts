@@ -6,7 +6,12 @@
  * (alert, planner avoidance for its cluster, shown in listStoragePools, cleared when it is back).
  */
 import assert from 'node:assert/strict';
+import { existsSync, readdirSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { emptyQcow2 } from '../src/storage/images.ts';
 import { createCluster, createPod, startAgent, type TestAgent, waitUntil } from './agents.ts';
 import { startServer, type TestServer } from './harness.ts';
 
@@ -314,5 +319,72 @@ describe('what the hosts measure and reach', () => {
     const back = await deploy('p1');
     assert.equal(back.hostid, hosts['ps-1'].id);
     for (const v of [vm, back]) await admin.call('destroyVirtualMachine', { id: v.id, expunge: true });
+  });
+});
+
+describe('secondary storage', () => {
+  let files: Server;
+  before(async () => {
+    const image = emptyQcow2(GiB);
+    files = createServer((_req, res) => res.writeHead(200, { 'content-length': image.length }).end(image));
+    await new Promise<void>((r) => files.listen(0, '127.0.0.1', r));
+  });
+  after(() => files?.close());
+
+  const holds = (dir: string, id: string) =>
+    existsSync(dir) && readdirSync(dir, { recursive: true }).some((f) => String(f).includes(id));
+
+  test('updateImageStore readonly=true: no new template goes there; listSwifts and listImageStores fields', async () => {
+    const admin = server.admin;
+    const second = (
+      await admin.request<any>('addImageStore', {
+        zoneid,
+        name: 'pstore2',
+        provider: 'NFS',
+        url: `file://${server.dataDir}/pstore2`,
+      })
+    ).imagestore;
+    const first = (await admin.request<any>('listImageStores', { name: 'pstore' })).imagestore[0];
+    const ro = (await admin.request<any>('updateImageStore', { id: first.id, readonly: true })).imagestore;
+    assert.equal(ro.readonly, true);
+    for (const field of ['id', 'name', 'zoneid', 'zonename', 'url', 'protocol', 'providername', 'scope'])
+      assert.ok(ro[field] !== undefined, `listImageStores shows ${field}`);
+    assert.deepEqual(
+      (await admin.request<any>('listImageStores', { readonly: true })).imagestore.map((x: any) => x.id),
+      [first.id],
+    );
+    const ostypeid = (await admin.request<any>('listOsTypes', {})).ostype[0].id;
+    const register = async (name: string) => {
+      const tpl = (
+        await admin.request<any>('registerTemplate', {
+          name,
+          displaytext: name,
+          url: `http://127.0.0.1:${(files.address() as AddressInfo).port}/${name}.qcow2`,
+          format: 'QCOW2',
+          hypervisor: 'Simulator',
+          zoneid,
+          ostypeid,
+        })
+      ).template[0];
+      await waitUntil(
+        async () =>
+          (await admin.request<any>('listTemplates', { templatefilter: 'self', id: tpl.id })).template?.[0]
+            ?.isready,
+        20_000,
+        `template ${name}`,
+      );
+      return tpl.id as string;
+    };
+    // The older store would be picked first (docs/storage.md's order); read-only, it is passed over.
+    const t1 = await register('while-ro');
+    assert.ok(holds(join(server.dataDir, 'pstore2'), t1), 'the template went to the writable store');
+    assert.ok(!holds(join(server.dataDir, 'pstore'), t1), 'nothing new on the read-only store');
+    await admin.request('updateImageStore', { id: first.id, readonly: false });
+    const t2 = await register('after-ro');
+    assert.ok(holds(join(server.dataDir, 'pstore'), t2), 'writable again, the older store is first again');
+    // No Swift store in this zone: listSwifts answers an empty list (the Swift suite lists one).
+    assert.equal((await admin.request<any>('listSwifts', {})).count ?? 0, 0);
+    for (const id of [t1, t2]) await admin.request('deleteTemplate', { id });
+    await admin.request('deleteImageStore', { id: second.id });
   });
 });

@@ -243,6 +243,40 @@ describe('object-store image stores (S3 and Swift)', { skip: SKIP, timeout: 600_
     assert.equal(sha256(readFileSync(staged)), sha256(IMAGE));
     await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
     stores.template = tpl.id;
+
+    // What the stores hold, as they say it: Swift's container HEAD, the S3 bucket's listing.
+    await admin.request('updateConfiguration', { name: 'storage.stats.interval', value: '1000' });
+    const inContainer = (
+      (await s3.send(new ListObjectsV2Command({ Bucket: container }))).Contents ?? []
+    ).reduce((n, o) => n + Number(o.Size ?? 0), 0);
+    assert.ok(inContainer >= IMAGE.length);
+    const measured = await waitUntil(
+      async () => {
+        const listed = (await admin.request<any>('listSwifts', {})).swift ?? [];
+        const s = listed.find((x: any) => x.id === stores.swift.id);
+        // Swift counts what it stores: the objects, and the manifests of multipart ones (bytes).
+        return s?.disksizeused >= inContainer && s.disksizeused < inContainer + 64 * 1024 ? s : undefined;
+      },
+      30_000,
+      `the Swift store measured at ${inContainer} bytes`,
+    ).catch(async (e) => {
+      const said = server.logs.filter((l) => l.includes('object store')).slice(-3);
+      const listed = (await admin.request<any>('listSwifts', {})).swift ?? [];
+      throw new Error(`${e.message}; listed ${JSON.stringify(listed)}; the server said: ${said.join(' | ')}`);
+    });
+    assert.equal(measured.providername, 'Swift');
+    assert.equal(measured.disksizetotal, undefined, 'no quota on the container or account: no size');
+    // Measured in the same round, after the Swift store.
+    const onS3 = await waitUntil(
+      async () => {
+        const s = (await admin.request<any>('listImageStores', { id: stores.s3.id })).imagestore[0];
+        return s.disksizeused === 0 ? s : undefined;
+      },
+      15_000,
+      'the empty S3 bucket measured by its listing',
+    );
+    assert.equal(onS3.disksizetotal, undefined);
+    await admin.request('updateConfiguration', { name: 'storage.stats.interval', value: '60000' });
   });
 
   test('a read-only store gets nothing new; migrateSecondaryStorageData moves its copies', async () => {

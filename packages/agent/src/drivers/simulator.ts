@@ -94,7 +94,25 @@ interface Fault {
 export class SimulatorFleet {
   readonly hosts = new Map<string, SimulatorHost>();
 
+  /** Bytes the fleet's volumes take in each pool, by pool path, with when they were counted. */
+  private readonly poolUse = new Map<string, { at: number; bytes: number }>();
+
   constructor(readonly options: SimulatorOptions = SIMULATOR_DEFAULTS) {}
+
+  /**
+   * What the fleet's volumes take in a pool. The server asks every host about each of its pools
+   * each round (storage.stats.interval): one count serves the asks of the next second, so 5,000
+   * hosts sharing a pool cost one pass over the volumes, not 5,000.
+   */
+  poolUsed(poolPath: string): number {
+    const seen = this.poolUse.get(poolPath);
+    if (seen && Date.now() - seen.at < 1_000) return seen.bytes;
+    let bytes = 0;
+    for (const host of this.hosts.values())
+      for (const [path, size] of host.volumes) if (path.startsWith(`${poolPath}/`)) bytes += size;
+    this.poolUse.set(poolPath, { at: Date.now(), bytes });
+    return bytes;
+  }
 
   /** Creates `count` hosts named base-1..base-N (or just `base` for one), with addresses from 172.16.0.1. */
   addHosts(base: string, count: number): SimulatorHost[] {
@@ -407,10 +425,7 @@ export class SimulatorHost implements HostDriver, HypervisorDriver, StorageDrive
    * fleet's volumes in it (pools are shared by the fleet's hosts).
    */
   async poolStats(pool: ParsedPayload<'getPoolStats'>['pool']) {
-    let used = 0;
-    for (const host of this.fleet.hosts.values())
-      for (const [path, size] of host.volumes) if (path.startsWith(`${pool.path}/`)) used += size;
-    return { capacityBytes: this.fleet.options.localStorageBytes, usedBytes: used };
+    return { capacityBytes: this.fleet.options.localStorageBytes, usedBytes: this.fleet.poolUsed(pool.path) };
   }
 
   async revertSnapshot(p: ParsedPayload<'revertSnapshot'>) {

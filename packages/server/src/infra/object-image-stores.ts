@@ -2,11 +2,15 @@
  * Upstream's commands dedicated to object-store secondary storage: addImageStoreS3 and addSwift
  * (region-wide stores: they serve every zone), and updateCloudToUseObjectStore, which makes an
  * object store where new templates, ISOs and snapshots go and turns the NFS and local stores
- * read-only (they keep serving what they hold; migrateSecondaryStorageData moves it).
+ * read-only (they keep serving what they hold; migrateSecondaryStorageData moves it); listSwifts,
+ * the Swift stores (upstream's listS3s is gone from its API: listImageStores provider=S3 lists them).
  */
 import { invalidParameter } from '../errors.ts';
-import { defineCommand } from '../registry/command.ts';
-import { p } from '../registry/params.ts';
+import { escapeLike, likeEscaped } from '../iam/access.ts';
+import { defineCommand, listResult } from '../registry/command.ts';
+import { pageOf, paginate } from '../registry/paging.ts';
+import { listParams, p } from '../registry/params.ts';
+import { likeOp } from './common.ts';
 import { migrateSecondaryStorageData } from './image-store-migration.ts';
 import { insertObjectStore, presentImageStores } from './image-stores.ts';
 import { parseObjectStore, s3Settings, swiftSettings } from './object-store-settings.ts';
@@ -101,9 +105,29 @@ export const updateCloudToUseObjectStore = defineCommand({
   },
 });
 
+// Upstream's id here is the store's internal number, which no response shows: not taken.
+export const listSwifts = defineCommand({
+  name: 'listSwifts',
+  description:
+    'Lists the Swift image stores (of every zone, and region-wide ones), as listImageStores shows them; keyword matches names.',
+  params: { ...listParams },
+  async handler(ctx, params) {
+    const { app } = ctx;
+    let q = app.store.db
+      .selectFrom('image_stores')
+      .where('removed', 'is', null)
+      .where('provider', '=', 'Swift');
+    if (params.keyword) q = q.where(likeEscaped('name', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
+    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const rows = await paginate(q.selectAll().orderBy('id'), pageOf(app, params)).execute();
+    return listResult(await presentImageStores(ctx, rows), Number(count));
+  },
+});
+
 export const objectImageStoreCommands = [
   addImageStoreS3,
   addSwift,
+  listSwifts,
   updateCloudToUseObjectStore,
   migrateSecondaryStorageData,
 ];
