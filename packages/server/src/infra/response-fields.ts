@@ -138,10 +138,12 @@ const storagepool: FieldDescriptions = {
   scope: "Who reaches the pool: 'CLUSTER', 'ZONE' or 'HOST' (local storage).",
   hypervisor: 'Hypervisor a zone-wide pool serves; left out otherwise.',
   state: "'Up', 'Disabled', 'PrepareForMaintenance', 'Maintenance', 'ErrorInMaintenance' or 'Removed'.",
-  disksizetotal: 'Size of the pool, in bytes.',
+  disksizetotal:
+    'Size of the pool, in bytes: as its hosts measure it (storage.stats.interval), unless capacitybytes was given.',
   disksizeallocated: 'Space promised to the volumes on the pool, in bytes.',
-  disksizeused: 'Space actually used on the pool, in bytes.',
-  capacitybytes: 'Size of the pool, in bytes.',
+  disksizeused:
+    'Space used on the pool, in bytes, as its hosts measure it on the storage (storage.stats.interval).',
+  capacitybytes: 'Size of the pool, in bytes (as disksizetotal).',
   capacityiops: 'I/O operations per second the pool can deliver; left out when unknown.',
   overprovisionfactor:
     'How many times its size the pool may be allocated (storage.overprovisioning.factor), e.g. 2.0.',
@@ -151,7 +153,8 @@ const storagepool: FieldDescriptions = {
   managed: 'true when Nimbostack creates a LUN or volume per disk on the storage itself.',
   storagecapabilities: 'What the pool can do, as a map of flags (e.g. VOLUME_SNAPSHOT_QUIESCEVM).',
   hasannotations: 'Always false: Nimbostack keeps no annotations.',
-  details: 'Not returned by Nimbostack: pool details are not reported.',
+  details:
+    'Only while Up hosts that use the pool could not reach it at their last check: unreachablefrom, their names, comma-separated.',
   allocatediops: 'Not returned by Nimbostack: IOPS are not accounted per pool.',
   usediops: 'Not returned by Nimbostack: IOPS are not accounted per pool.',
   nfsmountopts: 'Not returned by Nimbostack: NFS mount options are not configurable.',
@@ -185,8 +188,10 @@ const imageStoreFields = {
   providername: "Driver of the store: 'NFS', 'S3' or 'Swift'.",
   scope: "Reach of the store: 'ZONE', or 'REGION' for an object store added without a zone.",
   readonly: 'true when no new templates, ISOs or snapshots are written to the store.',
-  disksizetotal: 'Size of the store, in bytes; left out until measured (and for object stores).',
-  disksizeused: 'Space used on the store, in bytes; left out until measured (and for object stores).',
+  disksizetotal:
+    'Size of the store, in bytes; left out until measured, for S3 stores, and for Swift stores without a quota.',
+  disksizeused:
+    'Space used on the store, in bytes; for S3 and Swift as the store counts it (storage.stats.interval); left out until measured.',
   hasannotations: 'Always false: Nimbostack keeps no annotations.',
 };
 
@@ -238,6 +243,8 @@ export const infraResponseFields: ResponseFields = {
   },
   // addSwift names its object differently; it is the same image store.
   secondarystorage: imageStoreFields,
+  // listSwifts' object name.
+  swift: imageStoreFields,
   physicalnetwork: {
     id: 'UUID of the physical network.',
     name: 'Name the admin gave the physical network.',
