@@ -157,7 +157,14 @@ let floor: DbFloor | undefined;
 const serverEnv = { NIMBOSTACK_AGENT_PORT: String(await freePort()) };
 
 async function hostsUp(admin: CloudStackClient): Promise<number> {
-  const r = await admin.request<{ count?: number }>('listHosts', { state: 'Up', pagesize: 1, page: 1 });
+  // A poll that fails (a reused keep-alive socket the server closed, seen on a loaded machine) is
+  // a poll that counted none: the wait's own timeout still ends a server that is gone.
+  const r = await admin
+    .request<{ count?: number }>('listHosts', { state: 'Up', pagesize: 1, page: 1 })
+    .catch((e: Error) => {
+      log(`listHosts failed while waiting for hosts (${e.message}); polling on`);
+      return {} as { count?: number };
+    });
   return r.count ?? 0;
 }
 
@@ -173,8 +180,12 @@ async function waitForHostsUp(admin: CloudStackClient, count: number, timeoutMs:
 
 /** Whether the server has the command (the compute API is still arriving while this is written). */
 async function available(client: CloudStackClient, command: string): Promise<boolean> {
-  const r = await client.request<{ api?: unknown[] }>('listApis', { name: command }).catch(() => undefined);
-  return (r?.api?.length ?? 0) > 0;
+  // Asked up to three times: on a loaded machine one call can fail, and a wrong "no" skips a section.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const r = await client.request<{ api?: unknown[] }>('listApis', { name: command }).catch(() => undefined);
+    if (r) return (r.api?.length ?? 0) > 0;
+  }
+  return false;
 }
 
 /** The SQL listVirtualMachines runs for a scope (count and one page), compiled for this database. */
