@@ -85,7 +85,7 @@ export class IscsiLuns {
   async size(path: string): Promise<number> {
     if (!(await this.exists(path)))
       throw new DriverError(
-        `volume ${path} is not on iSCSI target ${this.portal} (its storage provider makes the LUN first)`,
+        `volume ${path} is not on iSCSI portal ${this.portal}, or its target does not let this host in (tgt answers both as "target not found"): the provider makes the LUN first and lets the pool's initiator addresses in`,
       );
     return (await imageInfo(this.image(path))).virtualSize;
   }

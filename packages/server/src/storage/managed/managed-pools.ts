@@ -191,19 +191,6 @@ export async function removeManagedVolume(
   return true;
 }
 
-/** A managed pool's size and use measured on its storage server (undefined on Simulator pools). */
-export async function measureManagedPool(
-  ctx: Pick<CallContext, 'app'>,
-  pool: StoragePoolRow,
-): Promise<{ total: number; used: number } | undefined> {
-  if (simulated(pool)) return undefined;
-  try {
-    return await providerOf(ctx, pool).stats();
-  } catch (err) {
-    throw providerError(`Could not measure storage pool ${pool.name}`, err);
-  }
-}
-
 /**
  * Whether a pool's volumes are made by its provider. By provider, not by the `managed` flag alone:
  * pools added before managed storage existed may carry the flag recorded with DefaultPrimary.
