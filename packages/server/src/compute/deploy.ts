@@ -10,7 +10,7 @@ import { insertId, inTransaction } from '../db/connection.ts';
 import type { AccountRow, DomainRow, ServiceOfferingRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
-import { ResourceKind, reserve } from '../iam/limits.ts';
+import { checkReservation, ResourceKind } from '../iam/limits.ts';
 import { findCluster, findPod, findZone } from '../infra/common.ts';
 import { findHost } from '../infra/hosts.ts';
 import { networksForDeploy } from '../network/guest-networks.ts';
@@ -21,7 +21,7 @@ import { ownerFor } from '../projects/access.ts';
 import { defineCommand } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
 import { findDeployableTemplate } from '../storage/templates.ts';
-import { dataDiskSize, GiB, insertVolume } from '../storage/volumes.ts';
+import { dataDiskSize, GiB, insertVolume, volumeReservation } from '../storage/volumes.ts';
 import { joinAffinityGroups } from './affinity.ts';
 import { resolveAffinityGroups } from './affinity-groups.ts';
 import { groupNamed } from './instance-groups.ts';
@@ -321,9 +321,14 @@ export const deployVirtualMachine = defineCommand({
         if (clash)
           throw invalidParameter(`A VM named ${name} already exists in account ${owner.account.name}`);
       }
-      await reserve(ctx, tx, owner.account, ResourceKind.Instance, 1);
-      await reserve(ctx, tx, owner.account, ResourceKind.Cpu, size.cpuNumber);
-      await reserve(ctx, tx, owner.account, ResourceKind.Memory, size.memoryMb);
+      // Checked here, taken at the end (checkReservation says why).
+      const reservation = await checkReservation(ctx, tx, owner.account, [
+        [ResourceKind.Instance, 1],
+        [ResourceKind.Cpu, size.cpuNumber],
+        [ResourceKind.Memory, size.memoryMb],
+        ...volumeReservation(rootSize),
+        ...(dataDisk ? volumeReservation(dataDisk.sizeBytes) : []),
+      ]);
       const vmUuid = app.ids.uuid();
       const now = app.clock.now();
       const vmId = await insertId(app.store, tx, 'vms', {
@@ -378,6 +383,7 @@ export const deployVirtualMachine = defineCommand({
         templateId: isIso ? null : image.template.id,
         vmId,
         deviceId: 0,
+        reserved: true,
       });
       if (dataDisk) {
         await insertVolume(ctx, tx, {
@@ -390,6 +396,7 @@ export const deployVirtualMachine = defineCommand({
           vmId,
           deviceId: 1,
           provisioningType: dataDisk.offering.provisioning_type,
+          reserved: true,
         });
       }
       await allocateNics(ctx, tx, {
@@ -410,6 +417,7 @@ export const deployVirtualMachine = defineCommand({
         resourceType: 'VirtualMachine',
         resourceId: vmUuid,
       });
+      await reservation.apply();
       return vmUuid;
     });
     return { type: 'VirtualMachine', id: uuid };

@@ -4,9 +4,10 @@
  * `reserve`, so a request over a limit fails with 535 and leaves nothing behind, and concurrent
  * requests cannot both squeeze under a limit (the check is one conditional UPDATE per owner).
  */
+import { type ExpressionBuilder, sql } from 'kysely';
 import type { CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
-import type { AccountRow, DomainRow } from '../db/schema.ts';
+import type { AccountRow, Database, DomainRow } from '../db/schema.ts';
 import { invalidParameter, limitExceeded, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { checkProjectAccess, findProject, projectAccountOf } from '../projects/access.ts';
@@ -127,10 +128,7 @@ async function effectiveMax(
     .where('resource_type', '=', type.id)
     .executeTakeFirst();
   if (explicit) return Number(explicit.max);
-  const { settings } = ctx.app;
-  if (owner.type === 'account') return accountDefaultMax(ctx, owner.row, type);
-  if (owner.row.parent_id === null) return -1;
-  return settings.at(type.domainDefault, 'domain', owner.row.id);
+  return defaultMax(ctx, owner, type);
 }
 
 /** An account's limit without an explicit one: admins unlimited, projects max.project.*. */
@@ -176,20 +174,6 @@ async function ensureCountRow(
       .execute();
 }
 
-async function ancestors(tx: Tx, domain: DomainRow): Promise<DomainRow[]> {
-  const out: DomainRow[] = [domain];
-  let current = domain;
-  while (current.parent_id !== null) {
-    current = await tx
-      .selectFrom('domains')
-      .selectAll()
-      .where('id', '=', current.parent_id)
-      .executeTakeFirstOrThrow();
-    out.push(current);
-  }
-  return out;
-}
-
 /**
  * Upstream's texts (ResourceLimitManagerImpl.checkAccountResourceLimit / checkDomainResourceLimit),
  * with two differences: no "tag = 'null'" (we have no tagged limits) and domain UUIDs instead of
@@ -223,32 +207,252 @@ export async function reserve(
   amount: number,
 ): Promise<void> {
   if (amount === 0) return;
-  const type = typeById(kind);
-  const domain = await tx
-    .selectFrom('domains')
-    .selectAll()
-    .where('id', '=', account.domain_id)
-    .executeTakeFirstOrThrow();
-  const owners: Owner[] = [
-    { type: 'account', row: account },
-    ...(await ancestors(tx, domain)).map((row) => ({ type: 'domain' as const, row })),
-  ];
-  for (const owner of owners) {
-    await ensureCountRow(ctx, tx, owner.type, owner.row.id, kind);
-    const max = amount > 0 ? await effectiveMax(ctx, tx, owner, type) : -1;
-    let q = tx
-      .updateTable('resource_counts')
-      .set((eb) => ({ count: eb('count', '+', amount) }))
-      .where('owner_type', '=', owner.type)
-      .where('owner_id', '=', owner.row.id)
-      .where('resource_type', '=', kind);
-    if (max >= 0) q = q.where((eb) => eb(eb('count', '+', amount), '<=', max));
-    const r = await q.executeTakeFirst();
-    if (Number(r.numUpdatedRows) === 0) {
-      const current = await countOf(tx, owner.type, owner.row.id, kind);
-      throw limitExceeded(limitText(type, owner, domain, max, current, amount));
+  await (await Reservation.plan(ctx, tx, account, [[kind, amount]])).apply();
+}
+
+/**
+ * Several resources reserved at once: `reserve` for each, in their order, in fewer statements (one
+ * UPDATE per owner for all of them).
+ */
+export async function reserveAll(
+  ctx: Pick<CallContext, 'app'>,
+  tx: Tx,
+  account: AccountRow,
+  amounts: [kind: number, amount: number][],
+): Promise<void> {
+  await (await Reservation.plan(ctx, tx, account, amounts)).apply();
+}
+
+/**
+ * A reservation checked now and taken later in the same transaction (`apply`, best just before it
+ * commits). Taking it locks the owners' count rows until the commit, and every deploy of the cloud
+ * updates the ROOT domain's rows: taken first, they were held across the whole deploy transaction
+ * (VM, disks, NICs, events), which serialised concurrent deploys on PostgreSQL. The check reads
+ * the counts without locking, so a request over a limit still fails with the limit's error before
+ * anything else is tried; `apply` checks again, atomically, as `reserve` does.
+ */
+export async function checkReservation(
+  ctx: Pick<CallContext, 'app'>,
+  tx: Tx,
+  account: AccountRow,
+  amounts: [kind: number, amount: number][],
+): Promise<Reservation> {
+  const plan = await Reservation.plan(ctx, tx, account, amounts);
+  await plan.check();
+  return plan;
+}
+
+class Reservation {
+  private constructor(
+    private readonly ctx: Pick<CallContext, 'app'>,
+    private readonly tx: Tx,
+    private readonly domain: DomainRow,
+    private readonly owners: Owner[],
+    /** In the caller's order, zero amounts left out (a type may come more than once). */
+    private readonly entries: [ResourceType, number][],
+    /** The same summed per type, in order of first appearance (what is applied). */
+    private readonly amounts: [ResourceType, number][],
+    /** owner key → resource type → the limit in force (-1: none); only for amounts > 0. */
+    private readonly limits: Map<string, Map<number, number>>,
+  ) {}
+
+  static async plan(
+    ctx: Pick<CallContext, 'app'>,
+    tx: Tx,
+    account: AccountRow,
+    amounts: [kind: number, amount: number][],
+  ): Promise<Reservation> {
+    const live = amounts
+      .filter(([, amount]) => amount !== 0)
+      .map(([k, a]) => [typeById(k), a] as [ResourceType, number]);
+    for (const [, a] of live)
+      if (!Number.isSafeInteger(a)) throw new Error(`resource amount ${a} is not an integer`);
+    if (live.length === 0) return new Reservation(ctx, tx, {} as DomainRow, [], [], [], new Map());
+    const chain = await domainChain(tx, account.domain_id);
+    const owners: Owner[] = [
+      { type: 'account', row: account },
+      ...chain.map((row) => ({ type: 'domain' as const, row })),
+    ];
+    const limits = new Map<string, Map<number, number>>();
+    const limited = live.filter(([, a]) => a > 0).map(([t]) => t);
+    if (limited.length > 0) {
+      const explicit = await tx
+        .selectFrom('resource_limits')
+        .select(['owner_type', 'owner_id', 'resource_type', 'max'])
+        .where(ownedBy(owners))
+        .where(
+          'resource_type',
+          'in',
+          limited.map((t) => t.id),
+        )
+        .execute();
+      const found = new Map(
+        explicit.map((r) => [`${r.owner_type}:${r.owner_id}:${r.resource_type}`, Number(r.max)]),
+      );
+      for (const owner of owners) {
+        const byType = new Map<number, number>();
+        for (const t of limited)
+          byType.set(t.id, found.get(`${ownerKey(owner)}:${t.id}`) ?? defaultMax(ctx, owner, t));
+        limits.set(ownerKey(owner), byType);
+      }
+    }
+    const summed = new Map<ResourceType, number>();
+    for (const [t, a] of live) summed.set(t, (summed.get(t) ?? 0) + a);
+    const merged = [...summed].filter(([, a]) => a !== 0);
+    return new Reservation(ctx, tx, chain[0]!, owners, live, merged, limits);
+  }
+
+  private max(owner: Owner, type: ResourceType, amount: number): number {
+    return amount > 0 ? (this.limits.get(ownerKey(owner))?.get(type.id) ?? -1) : -1;
+  }
+
+  /**
+   * Throws the limit's error if the counts as they stand leave no room (no lock taken): the first
+   * entry over a limit, with the counts as `reserve` for each entry in turn would have seen them.
+   */
+  async check(): Promise<void> {
+    if (this.entries.length === 0) return;
+    const counts = await this.counts();
+    for (const [type, amount] of this.entries)
+      for (const owner of this.owners) {
+        const key = `${ownerKey(owner)}:${type.id}`;
+        const max = this.max(owner, type, amount);
+        const current = counts.get(key) ?? 0;
+        if (max >= 0 && current + amount > max)
+          throw limitExceeded(limitText(type, owner, this.domain, max, current, amount));
+        counts.set(key, current + amount);
+      }
+  }
+
+  /** Adds the amounts to every owner's counts, each UPDATE conditional on the owner's limits. */
+  async apply(): Promise<void> {
+    for (const owner of this.owners) {
+      let pending = this.amounts;
+      for (let attempt = 0; pending.length > 0; attempt++) {
+        const updated = await this.update(owner, pending);
+        if (updated === pending.length) break;
+        // Fewer rows than resources: a count row not made yet, or a limit reached. Rows that did
+        // not exist were certainly not updated: make them and update just those.
+        const existing = await this.counts(
+          [owner],
+          pending.map(([t]) => t.id),
+        );
+        const missing = pending.filter(([t]) => !existing.has(`${ownerKey(owner)}:${t.id}`));
+        if (attempt > 0 || updated < pending.length - missing.length) await this.exceeded(owner, pending);
+        for (const [t] of missing) await ensureCountRow(this.ctx, this.tx, owner.type, owner.row.id, t.id);
+        pending = missing;
+      }
     }
   }
+
+  private async update(owner: Owner, amounts: [ResourceType, number][]): Promise<number> {
+    // Literals, not parameters: PostgreSQL cannot type a parameter inside CASE (the amounts are
+    // checked integers and the type ids come from RESOURCE_TYPES).
+    const byType = (value: (type: ResourceType, amount: number) => number) =>
+      amounts.length === 1
+        ? sql.lit(value(amounts[0]![0], amounts[0]![1]))
+        : sql`case resource_type ${sql.join(
+            amounts.map(([t, a]) => sql`when ${sql.lit(t.id)} then ${sql.lit(value(t, a))}`),
+            sql` `,
+          )} end`;
+    const capped = amounts.filter(([t, a]) => this.max(owner, t, a) >= 0);
+    let q = this.tx
+      .updateTable('resource_counts')
+      .set({ count: sql`count + ${byType((_, a) => a)}` })
+      .where('owner_type', '=', owner.type)
+      .where('owner_id', '=', owner.row.id)
+      .where(
+        'resource_type',
+        'in',
+        amounts.map(([t]) => t.id),
+      );
+    if (capped.length === amounts.length)
+      q = q.where(sql<boolean>`count + ${byType((_, a) => a)} <= ${byType((t, a) => this.max(owner, t, a))}`);
+    else if (capped.length > 0) {
+      const cappedIds = new Set(capped.map(([t]) => t.id));
+      q = q.where((eb) =>
+        eb.or([
+          eb(
+            'resource_type',
+            'not in',
+            capped.map(([t]) => t.id),
+          ),
+          sql<boolean>`count + ${byType((_, a) => a)} <= ${byType((t, a) => (cappedIds.has(t.id) ? this.max(owner, t, a) : 0))}`,
+        ]),
+      );
+    }
+    const r = await q.executeTakeFirst();
+    return Number(r.numUpdatedRows);
+  }
+
+  /** A limit left no room for one of `amounts` of `owner`: the first in order is reported. */
+  private async exceeded(owner: Owner, amounts: [ResourceType, number][]): Promise<never> {
+    const counts = await this.counts(
+      [owner],
+      amounts.map(([t]) => t.id),
+    );
+    for (const [type, amount] of amounts) {
+      const max = this.max(owner, type, amount);
+      const current = counts.get(`${ownerKey(owner)}:${type.id}`) ?? 0;
+      if (max >= 0 && current + amount > max)
+        throw limitExceeded(limitText(type, owner, this.domain, max, current, amount));
+    }
+    // Only a concurrent change can get here (the rows changed between the UPDATE and the read).
+    const [type, amount] = amounts[0]!;
+    const max = this.max(owner, type, amount);
+    const current = counts.get(`${ownerKey(owner)}:${type.id}`) ?? 0;
+    throw limitExceeded(limitText(type, owner, this.domain, max, current, amount));
+  }
+
+  /** The count rows of `owners` (all by default) for the types, keyed owner:type; makes none. */
+  private async counts(owners = this.owners, typeIds = [...new Set(this.entries.map(([t]) => t.id))]) {
+    const rows = await this.tx
+      .selectFrom('resource_counts')
+      .select(['owner_type', 'owner_id', 'resource_type', 'count'])
+      .where(ownedBy(owners))
+      .where('resource_type', 'in', typeIds)
+      .execute();
+    return new Map(rows.map((r) => [`${r.owner_type}:${r.owner_id}:${r.resource_type}`, Number(r.count)]));
+  }
+}
+
+function ownerKey(owner: Owner): string {
+  return `${owner.type}:${owner.row.id}`;
+}
+
+/** `owner_type`/`owner_id` of any of the owners (an account and domains). */
+function ownedBy(owners: Owner[]) {
+  return (eb: ExpressionBuilder<Database, 'resource_counts' | 'resource_limits'>) =>
+    eb.or(
+      owners.map((o) =>
+        eb.and([
+          eb('owner_type' as 'resource_counts.owner_type', '=', o.type),
+          eb('owner_id' as 'resource_counts.owner_id', '=', o.row.id),
+        ]),
+      ),
+    );
+}
+
+/** The limit of an owner without an explicit one: admins and ROOT unlimited, else the settings. */
+function defaultMax(ctx: Pick<CallContext, 'app'>, owner: Owner, type: ResourceType): number {
+  if (owner.type === 'account') return accountDefaultMax(ctx, owner.row, type);
+  if (owner.row.parent_id === null) return -1;
+  return ctx.app.settings.at(type.domainDefault, 'domain', owner.row.id);
+}
+
+/** A domain and every domain above it, nearest first, in one query. */
+async function domainChain(tx: Tx, domainId: number): Promise<DomainRow[]> {
+  const { rows } = await sql<DomainRow>`with recursive chain (id, parent_id) as (
+      select id, parent_id from domains where id = ${domainId}
+      union all
+      select d.id, d.parent_id from domains d inner join chain c on d.id = c.parent_id
+    ) select * from domains where id in (select id from chain)`.execute(tx);
+  const byId = new Map(rows.map((d) => [d.id, d]));
+  const out: DomainRow[] = [];
+  for (let d = byId.get(domainId); d; d = d.parent_id === null ? undefined : byId.get(d.parent_id))
+    out.push(d);
+  if (out.length === 0) throw new Error(`domain ${domainId} not found`);
+  return out;
 }
 
 /** Counts what an account really owns of one resource type; registered by the owning capability. */

@@ -12,7 +12,7 @@ import { volumeMoved } from '../events/state-events.ts';
 import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { onAccountDelete } from '../iam/accounts.ts';
 import { displayPath } from '../iam/domains.ts';
-import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts';
+import { ResourceKind, registerResourceCounter, reserve, reserveAll } from '../iam/limits.ts';
 import { findOwned, listOwned, OWNED_VM_OR_DESTROYED } from '../iam/owned.ts';
 import { findZone } from '../infra/common.ts';
 import { onStoragePoolDelete } from '../infra/storage-pools.ts';
@@ -182,6 +182,14 @@ export async function dataDiskSize(ctx: CallContext, offeringUuid: string, sizeG
   return { offering, sizeBytes: Number(offering.disk_size_bytes) };
 }
 
+/** What a new volume counts against its owner's limits: one volume and its size in GiB. */
+export function volumeReservation(sizeBytes: number): [kind: number, amount: number][] {
+  return [
+    [ResourceKind.Volume, 1],
+    [ResourceKind.PrimaryStorage, Math.ceil(sizeBytes / GiB)],
+  ];
+}
+
 /** Inserts a volume row (Allocated: its file is created when it is first needed on a host). */
 export async function insertVolume(
   ctx: Pick<CallContext, 'app'>,
@@ -199,11 +207,12 @@ export async function insertVolume(
     provisioningType?: string;
     /** A data disk made from a snapshot: its file starts as a copy of the snapshot's backup. */
     snapshotId?: number | null;
+    /** The caller reserves the volume and its GiB for the owner itself (volumeReservation). */
+    reserved?: boolean;
   },
 ): Promise<number> {
   const { app } = ctx;
-  await reserve(ctx, tx, v.account, ResourceKind.Volume, 1);
-  await reserve(ctx, tx, v.account, ResourceKind.PrimaryStorage, Math.ceil(v.sizeBytes / GiB));
+  if (!v.reserved) await reserveAll(ctx, tx, v.account, volumeReservation(v.sizeBytes));
   return insertId(app.store, tx, 'volumes', {
     uuid: app.ids.uuid(),
     name: v.name,
