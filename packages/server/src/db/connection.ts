@@ -2,8 +2,8 @@
  * Opens the database named by DATABASE_URL with the matching Kysely dialect:
  * sqlite:<file> (embedded default), postgres://... or mysql://... (also mariadb://...).
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import {
   CompiledQuery,
@@ -43,12 +43,32 @@ export interface StoreOptions {
   onQuery?: (sql: string, seconds: number, failed: boolean) => void;
 }
 
+/**
+ * NIMBOSTACK_SQL_TRACE=<directory>: every statement a process runs is appended to
+ * `<directory>/sql-<pid>.tsv` as one line, `<epoch ms at its end>\t<duration ms>\t<SQL>`, for
+ * counting a call's round trips and finding where its database time goes (bench/sql-trace.ts
+ * summarises it). Off unless set: the write costs a little CPU per statement.
+ */
+function traceHook(): ((event: LogEvent) => void) | undefined {
+  const dir = process.env.NIMBOSTACK_SQL_TRACE;
+  if (!dir) return undefined;
+  mkdirSync(dir, { recursive: true });
+  const out = createWriteStream(join(dir, `sql-${process.pid}.tsv`), { flags: 'a' });
+  return (event: LogEvent) => {
+    const sql = event.query.sql.replace(/\s+/g, ' ');
+    out.write(`${Date.now()}\t${event.queryDurationMillis.toFixed(3)}\t${sql}\n`);
+  };
+}
+
 /** Kysely's log hook turned into onQuery: Kysely measures each statement itself. */
 function queryLog(options: StoreOptions): KyselyConfig['log'] {
   const onQuery = options.onQuery;
-  if (!onQuery) return undefined;
-  return (event: LogEvent) =>
-    onQuery(event.query.sql, event.queryDurationMillis / 1000, event.level === 'error');
+  const trace = traceHook();
+  if (!onQuery && !trace) return undefined;
+  return (event: LogEvent) => {
+    onQuery?.(event.query.sql, event.queryDurationMillis / 1000, event.level === 'error');
+    trace?.(event);
+  };
 }
 
 // PostgreSQL returns BIGINT (our epoch-millisecond times, and COUNT(*)) as strings by default.
