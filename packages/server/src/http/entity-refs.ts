@@ -123,7 +123,7 @@ export function entityParams(command: Command): EntityParam[] {
     const param = upstream.get(name) as
       | { type: string; collectionType?: string; entityType?: unknown }
       | undefined;
-    if (!ours || !param) continue;
+    if (!ours || !param || spec.checkedByHandler) continue;
     const theirs = param.type === 'uuid' || (param.type === 'list' && param.collectionType === 'uuid');
     const entity = upstreamEntityType(param);
     const tables = entity ? ENTITY_TABLES[entity] : undefined;

@@ -6,9 +6,9 @@ import { invalidParameter, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { escapeLike, findDomainByUuid, likeEscaped } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
-import { pageOf, paginate } from '../registry/paging.ts';
+import { pageOf, pageWithCount } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
-import { tagsOf, withTags } from '../tags/tags.ts';
+import { tagsColumn, tagsFromColumn, tagsOf, withTags } from '../tags/tags.ts';
 import { zoneCapacities } from './capacity.ts';
 import { allocationState, findZone, isIpv4, likeOp } from './common.ts';
 import { countHosts } from './host-inventory.ts';
@@ -51,7 +51,7 @@ export async function rootDomainId(ctx: CallContext): Promise<number> {
 
 export async function presentZones(
   ctx: CallContext,
-  rows: ZoneRow[],
+  rows: (ZoneRow & { tags_json?: unknown })[],
   opts: { capacities?: boolean } = {},
 ): Promise<object[]> {
   if (rows.length === 0) return [];
@@ -61,11 +61,14 @@ export async function presentZones(
     ? await db.selectFrom('domains').select(['id', 'uuid', 'name']).where('id', 'in', domainIds).execute()
     : [];
   const domainById = new Map(domains.map((d) => [d.id, d]));
-  const tags = await tagsOf(
-    ctx,
-    'Zone',
-    rows.map((z) => z.id),
-  );
+  // listZones reads the tags with the page (tagsColumn); other callers look them up here.
+  const tags = rows.every((z) => 'tags_json' in z)
+    ? new Map(rows.map((z) => [z.id, tagsFromColumn(z.tags_json)]))
+    : await tagsOf(
+        ctx,
+        'Zone',
+        rows.map((z) => z.id),
+      );
   const capacities = opts.capacities ? await zoneCapacities(ctx, rows) : undefined;
   return rows.map((z) => {
     const domain = z.domain_id === null ? undefined : domainById.get(z.domain_id);
@@ -265,11 +268,18 @@ export const listZones = defineCommand({
     }
     if (params.keyword) q = q.where(likeEscaped('name', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     q = withTags(q, 'Zone', 'zones.id', params.tags);
-    const { count } = await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
-    const rows = await paginate(
-      q.selectAll().orderBy('sort_key').orderBy('id'),
+    const { rows, count } = await pageWithCount(
+      q
+        .selectAll()
+        .select(tagsColumn(app.store.dialect, 'Zone', 'zones.id').as('tags_json'))
+        .orderBy('sort_key')
+        .orderBy('id'),
       pageOf(app, params),
-    ).execute();
+      async () =>
+        Number(
+          (await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow()).count,
+        ),
+    );
     // Capacity describes the provider's hardware: administrators see it, tenants don't.
     const capacities =
       params.showcapacities === true && (caller.roleKind === 'admin' || caller.roleKind === 'resourceadmin');

@@ -9,7 +9,7 @@ import { displayPath } from '../iam/domains.ts';
 import { listOwned } from '../iam/owned.ts';
 import { defineCommand } from '../registry/command.ts';
 import { paginate } from '../registry/paging.ts';
-import { listParams, p } from '../registry/params.ts';
+import { invalidUuidText, listParams, p } from '../registry/params.ts';
 
 /** The names a job's response carries besides its own row. */
 interface JobNames {
@@ -96,6 +96,7 @@ export const queryAsyncJobResult = defineCommand({
     jobid: p.uuid({
       required: true,
       description: 'UUID of the job, as returned by the asynchronous command.',
+      checkedByHandler: true,
     }),
   },
   async handler(ctx, params) {
@@ -124,7 +125,9 @@ export const queryAsyncJobResult = defineCommand({
       (ctx.caller.roleKind === 'admin' ||
         job.account_id === ctx.caller.account.id ||
         (await canSeeAccount(ctx, job.account_id)));
-    if (!job || !visible) throw invalidParameter(`Unable to find a job by id ${params.jobid}`);
+    // No such job: the entity check's answer, which this read stands in for (checkedByHandler).
+    if (!job) throw invalidParameter(invalidUuidText('jobid', params.jobid));
+    if (!visible) throw invalidParameter(`Unable to find a job by id ${params.jobid}`);
     return jobResponse(job, job);
   },
 });
