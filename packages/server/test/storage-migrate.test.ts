@@ -31,7 +31,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { waitUntil } from './agents.ts';
 import { startServer, type TestServer } from './harness.ts';
-import { readyKvmTestTemplate } from './kvm-advanced-zone.ts';
+import { readyKvmTestTemplate, separateIds } from './kvm-advanced-zone.ts';
+import { type Ceph, cephInstalled, startCeph } from './storage/ceph.ts';
 import { type NfsServer, nfsGaneshaInstalled, startNfsGanesha } from './storage/nfs-ganesha.ts';
 
 const TEMPLATE = process.env.NIMBOSTACK_TEST_TEMPLATE ?? '/var/lib/nimbostack/test-template.qcow2';
@@ -52,6 +53,7 @@ const FIRST_SECTOR = (256 * 2 ** 20) / 512;
 
 let server: TestServer;
 let nfs: NfsServer | undefined;
+let ceph: Ceph | undefined;
 let root = '';
 
 const figure = (name: string, ms: number) =>
@@ -110,6 +112,12 @@ before(async () => {
   if (SKIP) return;
   root = mkdtempSync(join(tmpdir(), 'nimbo-migrate-'));
   nfs = await startNfsGanesha();
+  // The RBD leg runs where Ceph is installed (ceph-mon, ceph-mgr, ceph-osd, ceph-common).
+  if (cephInstalled()) {
+    const t = Date.now();
+    ceph = await startCeph();
+    figure('one-node Ceph (memstore): up', Date.now() - t);
+  } else process.stdout.write('# Ceph is not installed: the move to RBD is not run\n');
   server = await startServer({
     env: {
       NIMBOSTACK_SEED_LOCAL_ZONE: 'true',
@@ -120,6 +128,8 @@ before(async () => {
       NIMBOSTACK_KVM_NFS: 'libnfs',
     },
   });
+  // Instance names (and so tap names) apart from another real-host suite's on this machine.
+  separateIds(server, 2000 + (process.pid % 9000) * 10);
 });
 
 after(async () => {
@@ -144,6 +154,7 @@ after(async () => {
     await server.stop();
   }
   await nfs?.stop();
+  await ceph?.stop();
   rmSync(root, { recursive: true, force: true });
 });
 
@@ -302,7 +313,53 @@ describe('migrateVolume between NFS and directory pools with a real VM', { skip:
     await admin.call('startVirtualMachine', { id: vm.id });
     await consoleLine(instance, /NIMBO: ready hostname=move-vm/);
 
-    await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
+    if (ceph) {
+      // Live NFS → RBD (a raw image; QEMU gets the cephx key as a secret object) while the
+      // guest, booted again, writes its records anew.
+      const c = ceph;
+      const rbdPool = (
+        await admin.request<any>('createStoragePool', {
+          zoneid,
+          podid: local.podid,
+          clusterid: local.clusterid,
+          name: 'ceph',
+          url: `rbd://${c.user}:${encodeURIComponent(c.key)}@${c.monitor}:${c.port}/${c.pool}`,
+          tags: 'nfs',
+        })
+      ).storagepool;
+      await consoleLine(instance, /NIMBO-W 20\b/, 90_000);
+      const beforeRbd = lastWritten(instance);
+      t = Date.now();
+      const onRbd = (
+        await admin.call<any>('migrateVolume', {
+          volumeid: rootVolume.id,
+          storageid: rbdPool.id,
+          livemigrate: true,
+        })
+      ).volume;
+      figure('migrateVolume livemigrate=true NFS → RBD (1 GiB ROOT, guest writing)', Date.now() - t);
+      assert.equal(onRbd.storageid, rbdPool.id);
+      // Named apart from the NFS copy's relative path (the uuid), which the server deletes next.
+      const image = c.images().find((i) => i.startsWith(rootVolume.id));
+      assert.ok(image, `the ROOT disk is an RBD image (${c.images().join(', ')})`);
+      assert.ok(!nfs!.files().includes(rootVolume.id), 'and gone from the export');
+      const atRbd = lastWritten(instance);
+      await waitUntil(
+        async () => lastWritten(instance) >= atRbd + 30,
+        60_000,
+        'writes after the switch to RBD',
+      );
+      assert.ok(!readFileSync(join(root, 'agent', HOST, 'vms', instance, 'vm.json'), 'utf8').includes(c.key));
+      await admin.call('stopVirtualMachine', { id: vm.id, forced: true });
+      const onCeph = lastWritten(instance);
+      checkRecords(`rbd:${c.pool}/${image}:conf=${c.conf}`, onCeph);
+      process.stdout.write(`# ${onCeph} records on RBD, ${onCeph - beforeRbd} during or after the move\n`);
+      await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
+      await waitUntil(async () => !c.images().includes(image!), 30_000, 'the RBD image to be deleted');
+      await admin.request('deleteStoragePool', { id: rbdPool.id });
+      assert.deepEqual(c.images(), [], 'no RBD image left');
+    }
+    await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true }).catch(() => undefined);
     await waitUntil(async () => !nfs!.files().includes(rootVolume.id), 30_000, 'the ROOT disk to be deleted');
     await admin.request('deleteStoragePool', { id: nfsPool.id });
     const left = nfs!.files().filter((f) => !f.startsWith('.nimbostack-heartbeat'));

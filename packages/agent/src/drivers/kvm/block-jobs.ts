@@ -133,23 +133,45 @@ export async function nodeSize(qmp: Qmp, node: string): Promise<number> {
  */
 export async function moveDiskLive(
   qmp: Qmp,
-  p: { source: string; deviceId: number; name: string; target: VolumeStore; timeoutMs: number },
+  p: {
+    source: string;
+    /** The path the server records for the disk now, on its old pool. */
+    sourcePath: string;
+    deviceId: number;
+    name: string;
+    target: VolumeStore;
+    timeoutMs: number;
+  },
 ): Promise<{ path: string; sizeBytes: number; node: string }> {
   const sizeBytes = await nodeSize(qmp, p.source);
-  await createEmpty(p.target, p.name, sizeBytes);
+  // Pools that record names relative to themselves (NFS, RBD) would give the new volume the old
+  // one's path: the host would then take the old copy, which the server deletes next, for the disk
+  // the VM uses. The new one gets another name then.
+  const name = p.target.recorded(p.name) === p.sourcePath ? `${p.name}-b` : p.name;
+  await createEmpty(p.target, name, sizeBytes);
   // QEMU cannot rename a node: the new one takes the other of two names per device.
   const node = p.source === `m${p.deviceId}` ? `d${p.deviceId}` : `m${p.deviceId}`;
+  const objects = p.target.qemuObjects?.(node) ?? [];
   try {
+    for (const o of objects) {
+      await qmp.execute('object-del', { id: o.id }).catch(() => undefined);
+      await qmp.execute('object-add', o);
+    }
     await mirrorAndSwitch(qmp, {
       source: p.source,
       targetNode: node,
-      target: { driver: formatOf(p.target), 'read-only': false, file: p.target.blockFile(p.name, false) },
+      target: {
+        driver: formatOf(p.target),
+        'read-only': false,
+        file: p.target.blockFile(name, false, node),
+      },
       job: `move-${p.deviceId}`,
       timeoutMs: p.timeoutMs,
     });
   } catch (err) {
-    await p.target.remove(p.name).catch(() => undefined);
+    for (const o of objects) await qmp.execute('object-del', { id: o.id }).catch(() => undefined);
+    await p.target.remove(name).catch(() => undefined);
     throw err;
   }
-  return { path: p.target.recorded(p.name), sizeBytes, node };
+  return { path: p.target.recorded(name), sizeBytes, node };
 }

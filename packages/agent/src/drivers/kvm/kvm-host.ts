@@ -640,6 +640,7 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
       const moved = await withVolumeStore(this.pools, p.pool, (target) =>
         moveDiskLive(vm.qmp!, {
           source,
+          sourcePath: disk.path,
           deviceId: disk.deviceId,
           name: disk.volumeUuid,
           target,

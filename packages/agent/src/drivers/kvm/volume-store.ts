@@ -13,14 +13,23 @@ import type { StorageLocation } from '@nimbostack/protocol';
 import { DriverError } from '../driver.ts';
 import { imageInfo, missingTool, run } from './exec.ts';
 import type { PoolAccess } from './pool-files.ts';
+import { type RbdSession, rbdSecretId, withRbd } from './rbd.ts';
 
 export type VolumeFormat = 'qcow2' | 'raw';
 
 export interface VolumeStore {
   /** What qemu-img opens for volume `path`: a file path, nfs://…, rbd:pool/image…, iscsi://… */
   image(path: string): string;
-  /** The blockdev protocol node QEMU opens volume `path` with (the format node's `file`). */
-  blockFile(path: string, readOnly: boolean): Record<string, unknown>;
+  /**
+   * The blockdev protocol node QEMU opens volume `path` with (the format node's `file`), for the
+   * format node `node` when the store names per-node objects (qemuObjects).
+   */
+  blockFile(path: string, readOnly: boolean, node?: string): Record<string, unknown>;
+  /**
+   * QEMU objects blockFile(…, node) refers to, added before it (e.g. the secret holding an RBD
+   * pool's cephx key, which never goes on a command line).
+   */
+  qemuObjects?(node: string): Record<string, unknown>[];
   exists(path: string): Promise<boolean>;
   /** Removes a volume; one already gone is fine. */
   remove(path: string): Promise<void>;
@@ -47,7 +56,26 @@ export async function withVolumeStore<T>(
 ): Promise<T> {
   if (pool.type === 'Filesystem' || pool.type === 'SharedMountPoint' || pool.type === 'NetworkFilesystem')
     return use(await pools.files(pool));
+  if (pool.type === 'RBD') return withRbd(pool, (session) => use(rbdVolumes(session, pool)));
   throw new DriverError(`moving volumes to or from ${pool.type} pools is not supported by this agent yet`);
+}
+
+/** An RBD pool's session (rbd.ts) as a VolumeStore: raw images, the key a QEMU secret object. */
+function rbdVolumes(s: RbdSession, pool: StorageLocation): VolumeStore {
+  return {
+    volumeFormat: s.volumeFormat,
+    image: (path) => s.image(path),
+    blockFile: (path, readOnly, node) =>
+      s.blockFile(path, readOnly, pool.secret && node ? rbdSecretId(node) : undefined),
+    qemuObjects: (node) =>
+      pool.secret
+        ? [{ 'qom-type': 'secret', id: rbdSecretId(node), data: pool.secret, format: 'base64' }]
+        : [],
+    exists: (path) => s.exists(path),
+    remove: (path) => s.remove(path),
+    recorded: (name) => s.recorded(name),
+    createEmpty: (name, sizeBytes) => s.createEmpty(name, sizeBytes),
+  };
 }
 
 export const formatOf = (store: VolumeStore): VolumeFormat => store.volumeFormat ?? 'qcow2';
