@@ -1,10 +1,12 @@
 /**
  * A zone of 2 pods × 2 clusters × 50 simulated hosts, all presented by ONE agent process over one
- * WebSocket, added through the API; listHosts totals per zone, pod and cluster.
+ * WebSocket, added through the API; listHosts totals per zone, pod and cluster; primary storage of
+ * every URL form measured by all of them.
  */
 import assert from 'node:assert/strict';
 import { type AddressInfo, createServer } from 'node:net';
 import { after, before, test } from 'node:test';
+import { SIMULATOR_DEFAULTS } from '@nimbostack/agent';
 import { createCluster, createPod, createZone, startAgent, type TestAgent, waitUntil } from './agents.ts';
 import { startServer, type TestServer } from './harness.ts';
 
@@ -23,6 +25,8 @@ async function freePort(): Promise<number> {
 }
 
 let env: Record<string, string>;
+let zoneid: string;
+const clusters: { podid: string; clusterid: string }[] = [];
 
 before(async () => {
   env = { NIMBOSTACK_SEED_LOCAL_ZONE: 'false', NIMBOSTACK_AGENT_PORT: String(await freePort()) };
@@ -37,8 +41,7 @@ after(async () => {
 
 test('one agent process presents 200 hosts; addHost adopts them into 4 clusters', async () => {
   agent = startAgent(server.agentUrl, { token: TOKEN, name: 'sim', hosts: 4 * PER_CLUSTER });
-  const zoneid = await createZone(server.admin, 'scale-zone');
-  const clusters: { podid: string; clusterid: string }[] = [];
+  zoneid = await createZone(server.admin, 'scale-zone');
   for (const p of [1, 2]) {
     const podid = await createPod(server.admin, zoneid, `pod-${p}`, 30 + p);
     for (const c of [1, 2])
@@ -90,6 +93,47 @@ test('one agent process presents 200 hosts; addHost adopts them into 4 clusters'
     5000,
     'every host pinged',
   );
+});
+
+test('pools of every URL form are measured by the 200 hosts that use them; none is unreachable', async () => {
+  const admin = server.admin;
+  const add = async (name: string, params: Record<string, unknown>) =>
+    (await admin.request<any>('createStoragePool', { zoneid, name, ...params })).storagepool;
+  const pools = [
+    await add('scale-nfs', { ...clusters[0], url: 'nfs://10.30.0.5/export/scale' }),
+    await add('scale-dir', { ...clusters[3], url: '/nonexistent/scale-dir' }),
+    await add('scale-rbd', {
+      scope: 'zone',
+      hypervisor: 'Simulator',
+      url: 'rbd://admin:QVFC@10.30.0.6/scale',
+    }),
+  ];
+  assert.deepEqual(
+    pools.map((p) => p.type),
+    ['NetworkFilesystem', 'Filesystem', 'RBD'],
+  );
+  assert.equal(pools[1].disksizetotal, 0, 'a path the server does not have: unmeasured until the hosts say');
+  // Every host is asked about its pools each second: 50 + 50 + 200 questions a round.
+  await admin.request('updateConfiguration', { name: 'storage.stats.interval', value: '1000' });
+  const t0 = Date.now();
+  await waitUntil(
+    async () => {
+      const listed = (await admin.request<any>('listStoragePools', { zoneid })).storagepool ?? [];
+      return (
+        listed.length === 3 &&
+        listed.every((p: any) => p.disksizetotal === SIMULATOR_DEFAULTS.localStorageBytes)
+      );
+    },
+    15_000,
+    'the directory pool measured by its hosts',
+  );
+  // Two more rounds: had any host failed, its pools would name it by now.
+  await new Promise((r) => setTimeout(r, 2_500));
+  const listed = (await admin.request<any>('listStoragePools', { zoneid })).storagepool;
+  for (const p of listed) assert.equal(p.details, undefined, `${p.name} is reached by every host`);
+  assert.equal((await admin.request<any>('listAlerts', { type: 'ALERT.STORAGE.MISC' })).count ?? 0, 0);
+  process.stdout.write(`# figure 300 pool checks a round, measured within ${Date.now() - t0} ms\n`);
+  await admin.request('updateConfiguration', { name: 'storage.stats.interval', value: '60000' });
 });
 
 test('the agent restarting brings all 200 hosts back Up over one new connection', async () => {
