@@ -296,6 +296,12 @@ describe('NFS primary storage with a real NFS server and a real VM', { skip: SKI
     const dirPool = (
       await admin.request<any>('listStoragePools', { zoneid, clusterid: local.clusterid })
     ).storagepool.find((p: any) => p.type === 'Filesystem');
+    // The disk's offering is tagged nfs: a destination must carry the tag too (upstream's rule).
+    await assert.rejects(
+      admin.request('migrateVolume', { volumeid: data.id, storageid: dirPool.id }),
+      (e: any) => e.errorcode === 431 && /storage tags/.test(e.errortext),
+    );
+    await admin.request('updateStoragePool', { id: dirPool.id, tags: 'nfs' });
     t = Date.now();
     let moved = (await admin.call<any>('migrateVolume', { volumeid: data.id, storageid: dirPool.id })).volume;
     figure('migrateVolume NFS → directory pool', Date.now() - t);
