@@ -5,11 +5,14 @@
  * - live: a Running VM's ROOT disk (a linked clone on the NFS pool) moved to the directory pool
  *   with migrateVolume livemigrate=true while a writer in the guest writes numbered records to
  *   it; the same QEMU process runs throughout (no restart), the writer goes on after the switch,
- *   the old copy is gone from the export, and every record written is read back from the new
- *   image on the host after the VM is stopped;
+ *   a live snapshot and a live resize find the disk's new block node, the old copy is gone from
+ *   the export, and every record written is read back from the new image after the VM is stopped;
  * - offline: the Stopped VM's ROOT disk moved back to the NFS pool (a flat copy checked against
  *   the source), the records read back through NFS, and the VM boots from it again;
- * - a move to a pool the host cannot write to fails and leaves the volume on its pool, intact.
+ * - with Ceph installed (storage/ceph.ts): the rebooted guest's ROOT disk moved live from NFS to
+ *   RBD while it writes, the records read back through librbd, no RBD image left;
+ * - a move to a pool the host cannot write to fails and leaves the volume on its pool, intact;
+ *   a destination without the offering's storage tag is refused.
  * Then everything deleted and no file left in the export; the servers stopped.
  * Needs root, QEMU with qemu-block-extra, nfs-ganesha(-vfs), rpcbind and the test template.
  */
@@ -292,6 +295,13 @@ describe('migrateVolume between NFS and directory pools with a real VM', { skip:
     // The guest goes on writing to the new image, without a restart (it would print ready again).
     await waitUntil(async () => lastWritten(instance) >= atSwitch + 30, 60_000, 'writes after the switch');
     assert.equal(readConsole(instance).match(/NIMBO: ready/g)?.length ?? 0, 1, 'the guest did not reboot');
+    // The disk's block node has a new name now: a live snapshot (an overlay on that node, committed
+    // back) and a live resize find it.
+    const snap = (await admin.call<any>('createSnapshot', { volumeid: rootVolume.id })).snapshot;
+    assert.equal(snap.state, 'BackedUp');
+    await admin.call('deleteSnapshot', { id: snap.id });
+    const grown = (await admin.call<any>('resizeVolume', { id: rootVolume.id, size: 2 })).volume;
+    assert.equal(grown.size, 2 * 2 ** 30);
 
     // Stopped: every record the guest reported is in the new image.
     await admin.call('stopVirtualMachine', { id: vm.id, forced: true });
@@ -305,7 +315,7 @@ describe('migrateVolume between NFS and directory pools with a real VM', { skip:
     t = Date.now();
     const back = (await admin.call<any>('migrateVolume', { volumeid: rootVolume.id, storageid: nfsPool.id }))
       .volume;
-    figure('migrateVolume offline directory → NFS (1 GiB ROOT)', Date.now() - t);
+    figure('migrateVolume offline directory → NFS (2 GiB ROOT)', Date.now() - t);
     assert.equal(back.storageid, nfsPool.id);
     assert.ok(!existsSync(newFile), 'the directory copy is deleted');
     checkRecords(`nfs://${nfs!.address}${nfs!.exportPath}/${rootVolume.id}`, written);
@@ -337,7 +347,7 @@ describe('migrateVolume between NFS and directory pools with a real VM', { skip:
           livemigrate: true,
         })
       ).volume;
-      figure('migrateVolume livemigrate=true NFS → RBD (1 GiB ROOT, guest writing)', Date.now() - t);
+      figure('migrateVolume livemigrate=true NFS → RBD (2 GiB ROOT, guest writing)', Date.now() - t);
       assert.equal(onRbd.storageid, rbdPool.id);
       // Named apart from the NFS copy's relative path (the uuid), which the server deletes next.
       const image = c.images().find((i) => i.startsWith(rootVolume.id));
