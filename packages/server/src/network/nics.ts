@@ -123,6 +123,12 @@ async function allocateAddress(
   }
   for (const range of ranges) {
     const size = range.end_num - range.start_num + 1;
+    const offset = randomBits(app) % size;
+    // The random first candidate is claimed before anything is read: in a range with room it is
+    // usually free, and reading every allocation of the range first cost a deploy 100,000 rows in
+    // a network of 100,000 VMs. Taken, the search goes on from it as before.
+    const first = range.start_num + offset;
+    if (first !== reserved && (await claim(app, tx, range, first, vm))) return { range, ipNum: first };
     const used = new Set(
       (
         await tx
@@ -132,9 +138,9 @@ async function allocateAddress(
           .execute()
       ).map((r) => Number(r.ip_num)),
     );
+    used.add(first);
     if (range.start_num <= reserved && reserved <= range.end_num) used.add(reserved);
     if (used.size >= size) continue;
-    const offset = randomBits(app) % size;
     for (let i = 0; i < size; i++) {
       const ipNum = range.start_num + ((offset + i) % size);
       if (used.has(ipNum)) continue;
