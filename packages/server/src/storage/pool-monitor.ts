@@ -14,7 +14,7 @@
  *   answer that works clears all of that and resolves the alert.
  *
  * Pools in maintenance are not asked about (their hosts are told to let go of them upstream).
- * Managed pools (each volume its own LUN) have no pool-wide figure to measure: left out.
+ * Managed pools (each volume its own LUN, provider LinuxTgt) have no pool-wide figure: left out.
  */
 import type { App } from '../context.ts';
 import { recordAlert, resolveAlert } from '../infra/alerts.ts';
@@ -86,7 +86,9 @@ export async function checkPools(app: App, onlyHosts?: number[]): Promise<PoolCh
     .selectAll()
     .where('zone_id', 'in', [...new Set(hosts.map((h) => h.zone_id))])
     .where('removed', 'is', null)
-    .where('managed', '=', 0)
+    // Managed pools (their provider makes each volume) have no pool-wide figure; a DefaultPrimary
+    // pool recorded with the managed flag (before managed storage existed) is a plain pool.
+    .where((eb) => eb.or([eb('managed', '=', 0), eb('provider', '=', 'DefaultPrimary')]))
     .where('state', 'not in', MAINTENANCE_STATES)
     .execute();
   const pairs: { host: (typeof hosts)[number]; pool: (typeof pools)[number] }[] = [];
