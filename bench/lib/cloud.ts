@@ -699,9 +699,12 @@ async function insertNics(
     .select('id')
     .where('name', '=', 'bench-shared')
     .executeTakeFirstOrThrow();
-  // Guest ranges are per pod (the VM's pod decides its range): 10.<pod>.0.0/16 each.
+  // Guest ranges are per pod (the VM's pod decides its range): a /12 of 10.0.0.0/8 each (10.0/12,
+  // 10.16/12, …), about a million addresses, so 10 pods hold a million VMs however they are spread.
   const pods = [...new Set(vmPods)].sort((a, b) => a - b);
-  const podBase = (podId: number) => (10 << 24) + ((pods.indexOf(podId) + 1) << 16);
+  if (pods.length > 16) throw new Error('more than 16 pods: the bulk path gives each pod a /12 of 10/8');
+  const PER_POD = 1 << 20;
+  const podBase = (podId: number) => (10 << 24) + pods.indexOf(podId) * PER_POD;
   const ip = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
   await insertRows(
     store,
@@ -716,9 +719,9 @@ async function insertNics(
       gateway: '10.0.0.1',
       netmask: '255.0.0.0',
       start_ip: ip(podBase(podId) + 256),
-      end_ip: ip(podBase(podId) + 65_534),
+      end_ip: ip(podBase(podId) + PER_POD - 2),
       start_num: podBase(podId) + 256,
-      end_num: podBase(podId) + 65_534,
+      end_num: podBase(podId) + PER_POD - 2,
       for_virtual_network: 0,
       created: now,
     })),
@@ -735,8 +738,8 @@ async function insertNics(
   const used = new Map<number, number>();
   const addresses = vmPods.map((podId) => {
     const n = used.get(podId) ?? 0;
-    if (n >= 65_534 - 256)
-      throw new Error('more than 65,000 VMs in one pod: the bulk path gives each pod one /16');
+    if (n >= PER_POD - 2 - 256)
+      throw new Error('more than 1,048,000 VMs in one pod: the bulk path gives each pod a /12');
     used.set(podId, n + 1);
     return podBase(podId) + 256 + n;
   });

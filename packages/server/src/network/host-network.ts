@@ -192,14 +192,23 @@ export async function carryNetwork(
 ): Promise<void> {
   const s = stateOf(app);
   const entry = await networkHosts(app, network.id);
-  const before = entry.generation;
+  // What this call changes: the carriers (every carrier's peers change) or only where the
+  // gateway is (the old and the new router host see their bridge change, nobody else).
+  let peersChanged = false;
+  const gatewayMoved = new Set<number>();
   if (!entry.hosts.has(hostId)) {
     entry.hosts.add(hostId);
     entry.generation++;
+    peersChanged = true;
   }
   if (opts.routerHost !== undefined && opts.routerHost !== entry.routerHost) {
+    if (entry.routerHost !== null) gatewayMoved.add(entry.routerHost);
     entry.routerHost = opts.routerHost;
-    if (opts.routerHost !== null) entry.hosts.add(opts.routerHost);
+    if (opts.routerHost !== null) {
+      gatewayMoved.add(opts.routerHost);
+      if (!entry.hosts.has(opts.routerHost)) peersChanged = true;
+      entry.hosts.add(opts.routerHost);
+    }
     entry.generation++;
   }
   const generation = entry.generation;
@@ -247,9 +256,11 @@ export async function carryNetwork(
   // only for its own host, which must have the bridge before the VM (or router) plugs into it.
   // An unchanged view is already theirs, also after a restart of this server (bridges and VXLAN
   // forwarding entries are kernel state on the hosts): re-sending it would cost every carrier the
-  // whole peer list, O(hosts²) for the first start after a restart.
+  // whole peer list, O(hosts²) for the first start after a restart. A router starting on a host
+  // that already carries the network changes only the gateway's place: the new network's first
+  // router on a 2,000-host network sent 2,000 peer lists of 2,000 addresses before.
   const others = connected.filter(
-    (h) => h !== hostId && (entry.generation !== before || entry.behind.has(h)),
+    (h) => h !== hostId && (peersChanged || gatewayMoved.has(h) || entry.behind.has(h)),
   );
   for (const h of others)
     bring(h).then(
