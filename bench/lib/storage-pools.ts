@@ -36,6 +36,8 @@ export interface BenchPool {
   create: Record<string, string>;
   /** What qemu-img opens for a file of the pool (a path or an nfs:// URL). */
   image(name: string): string;
+  /** Whether ROOT disks are clones of a base the pool's first deploy makes (iSCSI: full copies). */
+  cloned: boolean;
   /** The pool's own copy of a template, as the agent names it. */
   baseOf(templateUuid: string): string;
   /** The floor of a pool's first deploy: the template made into the pool's base, as the agent does. */
@@ -63,6 +65,7 @@ const qemuImg = (args: string[]) => execFileSync('qemu-img', args, { stdio: 'pip
 function qcow2Files(image: (name: string) => string) {
   return {
     image,
+    cloned: true,
     baseOf: (uuid: string) => `template-${uuid}.qcow2`,
     importTemplate: (template: string, name: string) =>
       qemuImg(['convert', '-f', 'qcow2', '-O', 'qcow2', template, image(name)]),
@@ -143,6 +146,7 @@ export async function rbdPool(): Promise<BenchPool | Unavailable> {
     tag: 'bench-rbd',
     create: { url: `rbd://${c.user}:${encodeURIComponent(c.key)}@${c.monitor}:${c.port}/${c.pool}` },
     image,
+    cloned: true,
     baseOf: (uuid) => `template-${uuid}`,
     importTemplate: (template, name) => {
       qemuImg(['convert', '-f', 'qcow2', '-O', 'raw', template, image(name)]);
@@ -240,6 +244,7 @@ export async function iscsiPool(): Promise<BenchPool | Unavailable> {
     },
     image,
     // No base image: each ROOT disk is a copy of the template file itself.
+    cloned: false,
     baseOf: () => '',
     importTemplate: copyInto,
     clone: (_base, name, _size, template) => copyInto(template, name),
@@ -256,7 +261,7 @@ export async function iscsiPool(): Promise<BenchPool | Unavailable> {
 }
 
 export interface PoolFloor {
-  /** qemu-img convert of the template into the pool (what a pool's first deploy adds), ms. */
+  /** The template made into the pool's base (what a pool's first deploy adds; 0 without one), ms. */
   copyMs: number;
   /** qemu-img create of a linked clone of the pool's template copy (every deploy), ms. */
   cloneMs: number;
@@ -287,7 +292,8 @@ export function poolFloor(
     times.sort((a, b) => a - b);
     return round(times[Math.floor((times.length - 1) / 2)]!, 1);
   };
-  const copyMs = median('floor-copy', (name) => pool.importTemplate(template, name));
+  // Without a base (iSCSI) a pool's first deploy does what every deploy does: no copy beside it.
+  const copyMs = pool.cloned ? median('floor-copy', (name) => pool.importTemplate(template, name)) : 0;
   const cloneMs = median('floor-clone', (name) =>
     pool.clone(pool.baseOf(templateUuid), name, sizeBytes, template),
   );
