@@ -185,7 +185,9 @@ async function measurePool(
     .volume[0];
   if (root.storageid !== poolId) throw new Error(`the ROOT disk went to ${root.storage}, not ${pool.tag}`);
   await destroy(cloud, first.id);
-  log(`${pool.kind}: pool added in ${createPoolMs} ms, first deploy ${first.ms} ms`);
+  log(
+    `${pool.kind}: ${existing ? `${round(template.fileBytes / 2 ** 20, 1)} MiB template` : `pool added in ${createPoolMs} ms`}, first deploy ${first.ms} ms`,
+  );
   const deploys: number[] = [];
   let failures = 0;
   let firstError: string | undefined;
