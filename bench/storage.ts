@@ -6,16 +6,18 @@
  *   KVM agent in the server process, the test template built by setup:host) on each pool type:
  *   a pool's first deploy (the template copied into the pool, then a linked clone) and later
  *   deploys (a linked clone), against the floor of qemu-img doing the same copy and clone on the
- *   same pool (bench/lib/storage-pools.ts). Pool types this tree cannot start yet are reported as
- *   not measured, with the reason.
+ *   same pool (bench/lib/storage-pools.ts): directory, NFS, Ceph RBD (also with a larger
+ *   template: a deploy there is a clone, so it should not grow) and managed iSCSI. A pool type
+ *   whose servers are missing or do not start is reported as not measured, with the reason.
  * - A volume snapshot backed up to an S3 image store (OpenStack Swift's s3api on a loopback port,
  *   packages/server/test/storage/swift.ts) against its floor: qemu-img converting the same volume
  *   into the same staging directory, plus a plain multipart upload of the same bytes with the same
  *   SDK and settings the server uses (AWS SDK v3 lib-storage, 16 MiB parts, 2 at a time).
  *
  * Nothing is asserted; the run reports what it measured and why anything was not. Needs root,
- * QEMU, the test template (npm run setup:host), and for each part its servers (nfs-ganesha,
- * rpcbind, qemu-block-extra; swift, memcached).
+ * QEMU, the test template (npm run setup:host), and for each part its servers, as test:storage
+ * (nfs-ganesha, rpcbind; ceph-mon, ceph-mgr, ceph-osd, ceph-common; tgt, openssh-server;
+ * qemu-block-extra; swift, memcached).
  *
  *   npm run bench:storage [-- --deploys 5] [--floor-runs 5] [--snapshots 3] [--snapshot-mib 256] [--quick]
  */
