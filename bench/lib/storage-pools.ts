@@ -350,8 +350,8 @@ export async function qemuStartFloor(
       }
     }
   } finally {
-    pool.remove(clone);
     rmSync(dir, { recursive: true, force: true });
+    pool.remove(clone);
   }
   times.sort((a, b) => a - b);
   return round(times[Math.floor((times.length - 1) / 2)]!, 1);
