@@ -17,7 +17,6 @@ import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
-import { unreachableFrom } from '../storage/pool-monitor.ts';
 import {
   detailsOf,
   LINUX_TGT,
@@ -25,6 +24,7 @@ import {
   parseManagedPool,
   probeManagedPool,
 } from '../storage/managed/managed-pools.ts';
+import { unreachableFrom } from '../storage/pool-monitor.ts';
 import { hostForPool, poolLocation } from '../storage/volume-ops.ts';
 import { STORAGE_OVERPROVISIONING } from './capacity.ts';
 import { hypervisorName } from './clusters.ts';
