@@ -8,39 +8,25 @@
  * back by the guest, snapshotted while attached (backup on secondary storage), detached, its LUN
  * overwritten and reverted to the snapshot; then deleted (its target and file gone), the VM
  * expunged (the ROOT LUN gone), the pool removed, the servers stopped.
- * Needs root, QEMU with qemu-block-extra, tgt, openssh-server and the test template.
+ * Needs kvm.root, QEMU with qemu-block-extra, tgt, openssh-server and the test template.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { waitUntil } from './agents.ts';
-import { startServer, type TestServer } from './harness.ts';
+import type { TestServer } from './harness.ts';
 import { readyKvmTestTemplate } from './kvm-advanced-zone.ts';
+import { dataDiskProbe, figure, HOST, LocalKvm, storageSkip, taggedOfferings } from './storage/local-kvm.ts';
 import { startTgt, type TgtServer, tgtInstalled } from './storage/tgt.ts';
 
-const TEMPLATE = process.env.NIMBOSTACK_TEST_TEMPLATE ?? '/var/lib/nimbostack/test-template.qcow2';
-const HOST = 'local-kvm';
-const SKIP =
-  process.env.NIMBOSTACK_TEST_STORAGE !== '1'
-    ? 'real storage suite: run it with npm run test:storage'
-    : process.getuid?.() !== 0
-      ? 'needs root'
-      : !existsSync(TEMPLATE)
-        ? `${TEMPLATE} is missing: run npm run setup:host`
-        : !tgtInstalled()
-          ? 'needs tgt, openssh-server and qemu-block-extra'
-          : false;
+const SKIP = storageSkip({ installed: tgtInstalled(), needs: 'tgt, openssh-server and qemu-block-extra' });
 
+let kvm: LocalKvm;
 let server: TestServer;
 let tgt: TgtServer | undefined;
-let root = '';
-
-const figure = (name: string, ms: number) =>
-  process.stdout.write(`# figure ${name}: ${(ms / 1000).toFixed(2)} s\n`);
 
 const fails = (code: number, text?: RegExp) => (e: any) => {
   assert.equal(e.errorcode, code, e.message);
@@ -48,77 +34,20 @@ const fails = (code: number, text?: RegExp) => (e: any) => {
   return true;
 };
 
-function readConsole(instance: string): string {
-  const path = join(root, 'agent', HOST, 'vms', instance, 'console.log');
-  return existsSync(path) ? readFileSync(path).toString('utf8').replace(/\r/g, '') : '';
-}
-
-async function consoleLine(instance: string, pattern: RegExp, timeoutMs = 240_000): Promise<string> {
-  const line = await waitUntil(
-    async () =>
-      readConsole(instance)
-        .split('\n')
-        .find((l) => pattern.test(l)),
-    timeoutMs,
-    `console line ${pattern} of ${instance}`,
-  ).catch((e) => {
-    throw new Error(`${(e as Error).message}\n${readConsole(instance).slice(-2000)}`);
-  });
-  return line!;
-}
-
-function qemuPids(): number[] {
-  const vms = join(root, 'agent', HOST, 'vms');
-  if (!existsSync(vms)) return [];
-  return readdirSync(vms)
-    .map((n) => join(vms, n, 'vm.json'))
-    .filter((f) => existsSync(f))
-    .map((f) => JSON.parse(readFileSync(f, 'utf8')).pid as number);
-}
-
 before(async () => {
   if (SKIP) return;
-  root = mkdtempSync(join(tmpdir(), 'nimbo-iscsi-'));
+  kvm = new LocalKvm('nimbo-iscsi-');
   const t = Date.now();
   tgt = await startTgt();
   figure('tgtd and sshd in their namespace: up', Date.now() - t);
-  server = await startServer({
-    env: {
-      NIMBOSTACK_SEED_LOCAL_ZONE: 'true',
-      NIMBOSTACK_HYPERVISOR: 'kvm',
-      NIMBOSTACK_KVM_STATE_DIR: join(root, 'agent'),
-      NIMBOSTACK_KVM_STORAGE_DIR: root,
-      NIMBOSTACK_KVM_TEMPLATE: TEMPLATE,
-    },
-  });
+  server = await kvm.start({});
 });
 
 after(async () => {
   if (SKIP) return;
-  if (server) {
-    const vms = await server.admin.request<any>('listVirtualMachines', { listall: true }).catch(() => ({}));
-    for (const v of vms.virtualmachine ?? [])
-      await server.admin.call('destroyVirtualMachine', { id: v.id, expunge: true }).catch(() => undefined);
-    const routers = await server.admin.request<any>('listRouters', {}).catch(() => ({}));
-    for (const r of routers.router ?? [])
-      await server.admin.call('destroyRouter', { id: r.id }).catch(() => undefined);
-  }
-  // QEMU outlives the server: a failed test may leave one running from a LUN.
-  for (const pid of qemuPids()) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // Already gone.
-    }
-  }
-  if (server) {
-    const hosts = await server.admin.request<any>('listHosts', {}).catch(() => ({}));
-    for (const h of hosts.host ?? [])
-      await server.admin.request('deleteHost', { id: h.id, forced: true }).catch(() => undefined);
-    await server.stop();
-  }
-  await tgt?.stop();
-  rmSync(root, { recursive: true, force: true });
+  await kvm?.stop(async () => {
+    await tgt?.stop();
+  });
 });
 
 describe('managed iSCSI primary storage with a real tgt target and a real VM', { skip: SKIP }, () => {
@@ -200,38 +129,10 @@ describe('managed iSCSI primary storage with a real tgt target and a real VM', {
     );
 
     const templateid = await readyKvmTestTemplate(admin, zoneid);
-    const serviceofferingid = (
-      await admin.request<any>('createServiceOffering', {
-        name: 'iscsi-small',
-        displaytext: 'small, ROOT on iSCSI',
-        cpunumber: 1,
-        cpuspeed: 500,
-        memory: 256,
-        tags: 'iscsi',
-      })
-    ).serviceoffering.id;
-    const diskofferingid = (
-      await admin.request<any>('createDiskOffering', {
-        name: 'iscsi-1',
-        displaytext: '1 GB on iSCSI',
-        disksize: 1,
-        tags: 'iscsi',
-      })
-    ).diskoffering.id;
+    const { serviceofferingid, diskofferingid } = await taggedOfferings(admin, 'iscsi', 'iSCSI');
 
-    // The guest waits for its data disk, writes a marker to it, drops its caches and reads it back.
+    // The guest writes this to its data disk once it appears and reads it back (dataDiskProbe).
     const marker = `nimbo-iscsi-${process.pid}`;
-    const script = [
-      '#!/bin/sh',
-      '(',
-      '  for i in $(seq 1 240); do [ -b /dev/vdb ] && break; sleep 1; done',
-      `  printf '%s\\n' '${marker}' > /run/marker`,
-      '  dd if=/run/marker of=/dev/vdb bs=512 count=1 conv=sync,fsync 2>/dev/null',
-      '  sync; echo 3 > /proc/sys/vm/drop_caches',
-      '  echo "NIMBO-DATA read $(dd if=/dev/vdb bs=512 count=1 2>/dev/null | head -n 1)"',
-      ') > /dev/console 2>&1 &',
-      '',
-    ].join('\n');
     t = Date.now();
     const vm = (
       await admin.call<any>('deployVirtualMachine', {
@@ -239,14 +140,14 @@ describe('managed iSCSI primary storage with a real tgt target and a real VM', {
         templateid,
         serviceofferingid,
         name: 'iscsi-vm',
-        userdata: Buffer.from(script).toString('base64'),
+        userdata: dataDiskProbe(marker),
       })
     ).virtualmachine;
     figure('deploy (a LUN made over SSH, the template copied into it) → Running', Date.now() - t);
     assert.equal(vm.state, 'Running');
     const instance = (await admin.request<any>('listVirtualMachines', { id: vm.id })).virtualmachine[0]
       .instancename;
-    await consoleLine(instance, /NIMBO: ready hostname=iscsi-vm/);
+    await kvm.consoleLine(instance, /NIMBO: ready hostname=iscsi-vm/);
     figure('deploy → the guest booted from its iSCSI LUN is ready', Date.now() - t);
     const rootVolume = (await admin.request<any>('listVolumes', { virtualmachineid: vm.id, type: 'ROOT' }))
       .volume[0];
@@ -256,7 +157,7 @@ describe('managed iSCSI primary storage with a real tgt target and a real VM', {
     const acl = tgt!.tgtadm('--mode', 'target', '--op', 'show');
     assert.match(acl, new RegExp(`ACL information:\\n\\s+${tgt!.initiator.replace(/\./g, '\\.')}`));
     // QEMU opens the disk through libiscsi, not a local path.
-    const [pid] = qemuPids();
+    const [pid] = kvm.qemuPids();
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
     assert.match(cmdline, /"driver":"iscsi"/);
     assert.ok(cmdline.includes(`"target":"${targetOf(rootVolume.id)}"`));
@@ -267,14 +168,14 @@ describe('managed iSCSI primary storage with a real tgt target and a real VM', {
     assert.ok(!tgt!.targets().includes(targetOf(data.id)), 'no LUN before the volume needs one');
     t = Date.now();
     await admin.call('attachVolume', { id: data.id, virtualmachineid: vm.id });
-    const line = await consoleLine(instance, /NIMBO-DATA read/);
+    const line = await kvm.consoleLine(instance, /NIMBO-DATA read/);
     figure('attachVolume → the guest wrote and read its iSCSI data disk', Date.now() - t);
     assert.equal(line.trim(), `NIMBO-DATA read ${marker}`);
     assert.ok(tgt!.targets().includes(targetOf(data.id)), 'the data LUN is a target on tgtd');
     assert.ok(tgt!.files().includes(`${data.id}.lun`), "the LUN's backing file is on the storage server");
     const lunUrl = `iscsi://${tgt!.address}:3260/${targetOf(data.id)}/1`;
     const firstBytes = () => {
-      const raw = join(root, 'data.raw');
+      const raw = join(kvm.root, 'data.raw');
       execFileSync('qemu-img', [
         'dd',
         '-f',

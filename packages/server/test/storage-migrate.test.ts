@@ -14,91 +14,41 @@
  * - a move to a pool the host cannot write to fails and leaves the volume on its pool, intact;
  *   a destination without the offering's storage tag is refused.
  * Then everything deleted and no file left in the export; the servers stopped.
- * Needs root, QEMU with qemu-block-extra, nfs-ganesha(-vfs), rpcbind and the test template.
+ * Needs kvm.root, QEMU with qemu-block-extra, nfs-ganesha(-vfs), rpcbind and the test template.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import {
-  closeSync,
-  existsSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  readSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, existsSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { waitUntil } from './agents.ts';
-import { startServer, type TestServer } from './harness.ts';
-import { readyKvmTestTemplate, separateIds } from './kvm-advanced-zone.ts';
+import type { TestServer } from './harness.ts';
+import { readyKvmTestTemplate } from './kvm-advanced-zone.ts';
 import { type Ceph, cephInstalled, startCeph } from './storage/ceph.ts';
+import { figure, HOST, LocalKvm, storageSkip } from './storage/local-kvm.ts';
 import { type NfsServer, nfsGaneshaInstalled, startNfsGanesha } from './storage/nfs-ganesha.ts';
 
-const TEMPLATE = process.env.NIMBOSTACK_TEST_TEMPLATE ?? '/var/lib/nimbostack/test-template.qcow2';
-const HOST = 'local-kvm';
-const SKIP =
-  process.env.NIMBOSTACK_TEST_STORAGE !== '1'
-    ? 'real storage suite: run it with npm run test:storage'
-    : process.getuid?.() !== 0
-      ? 'needs root'
-      : !existsSync(TEMPLATE)
-        ? `${TEMPLATE} is missing: run npm run setup:host`
-        : !nfsGaneshaInstalled()
-          ? 'needs nfs-ganesha, nfs-ganesha-vfs, rpcbind and qemu-block-extra'
-          : false;
+const SKIP = storageSkip({
+  installed: nfsGaneshaInstalled(),
+  needs: 'nfs-ganesha, nfs-ganesha-vfs, rpcbind and qemu-block-extra',
+});
 
 /** Where the guest writes its records: past the template's 128 MiB, which the guest never uses. */
 const FIRST_SECTOR = (256 * 2 ** 20) / 512;
 
+let kvm: LocalKvm;
 let server: TestServer;
 let nfs: NfsServer | undefined;
 let ceph: Ceph | undefined;
-let root = '';
-
-const figure = (name: string, ms: number) =>
-  process.stdout.write(`# figure ${name}: ${(ms / 1000).toFixed(2)} s\n`);
-
-function readConsole(instance: string): string {
-  const path = join(root, 'agent', HOST, 'vms', instance, 'console.log');
-  return existsSync(path) ? readFileSync(path).toString('utf8').replace(/\r/g, '') : '';
-}
-
-async function consoleLine(instance: string, pattern: RegExp, timeoutMs = 240_000): Promise<string> {
-  const line = await waitUntil(
-    async () =>
-      readConsole(instance)
-        .split('\n')
-        .findLast((l) => pattern.test(l)),
-    timeoutMs,
-    `console line ${pattern} of ${instance}`,
-  ).catch((e) => {
-    throw new Error(`${(e as Error).message}\n${readConsole(instance).slice(-2000)}`);
-  });
-  return line!;
-}
 
 /** The last record number the guest reported written (each is fsynced before it is reported). */
 const lastWritten = (instance: string) =>
-  Math.max(0, ...[...readConsole(instance).matchAll(/NIMBO-W (\d+)/g)].map((m) => Number(m[1])));
-
-/** The QEMU processes the host's state directory records. */
-function qemuPids(): number[] {
-  const vms = join(root, 'agent', HOST, 'vms');
-  if (!existsSync(vms)) return [];
-  return readdirSync(vms)
-    .map((n) => join(vms, n, 'vm.json'))
-    .filter((f) => existsSync(f))
-    .map((f) => JSON.parse(readFileSync(f, 'utf8')).pid as number);
-}
+  Math.max(0, ...[...kvm.readConsole(instance).matchAll(/NIMBO-W (\d+)/g)].map((m) => Number(m[1])));
 
 /** Checks records 1..count in an image (a path or nfs:// URL) read on the host. */
 function checkRecords(image: string, count: number): void {
   // A sparse raw copy: only the allocated clusters are read and written.
-  const raw = join(root, 'records.raw');
+  const raw = join(kvm.root, 'records.raw');
   execFileSync('qemu-img', ['convert', '-U', '-O', 'raw', image, raw]);
   const bytes = Buffer.alloc((count + 1) * 512);
   const fd = openSync(raw, 'r');
@@ -113,7 +63,7 @@ function checkRecords(image: string, count: number): void {
 
 before(async () => {
   if (SKIP) return;
-  root = mkdtempSync(join(tmpdir(), 'nimbo-migrate-'));
+  kvm = new LocalKvm('nimbo-migrate-');
   nfs = await startNfsGanesha();
   // The RBD leg runs where Ceph is installed (ceph-mon, ceph-mgr, ceph-osd, ceph-common).
   if (cephInstalled()) {
@@ -121,44 +71,15 @@ before(async () => {
     ceph = await startCeph();
     figure('one-node Ceph (memstore): up', Date.now() - t);
   } else process.stdout.write('# Ceph is not installed: the move to RBD is not run\n');
-  server = await startServer({
-    env: {
-      NIMBOSTACK_SEED_LOCAL_ZONE: 'true',
-      NIMBOSTACK_HYPERVISOR: 'kvm',
-      NIMBOSTACK_KVM_STATE_DIR: join(root, 'agent'),
-      NIMBOSTACK_KVM_STORAGE_DIR: root,
-      NIMBOSTACK_KVM_TEMPLATE: TEMPLATE,
-      NIMBOSTACK_KVM_NFS: 'libnfs',
-    },
-  });
-  // Instance names (and so tap names) apart from another real-host suite's on this machine.
-  separateIds(server, 2000 + (process.pid % 9000) * 10);
+  server = await kvm.start({ NIMBOSTACK_KVM_NFS: 'libnfs' }, 2000);
 });
 
 after(async () => {
   if (SKIP) return;
-  if (server) {
-    const vms = await server.admin.request<any>('listVirtualMachines', { listall: true }).catch(() => ({}));
-    for (const v of vms.virtualmachine ?? [])
-      await server.admin.call('destroyVirtualMachine', { id: v.id, expunge: true }).catch(() => undefined);
-  }
-  // QEMU outlives the server: a failed test may leave one running from the export.
-  for (const pid of qemuPids()) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // Already gone.
-    }
-  }
-  if (server) {
-    const hosts = await server.admin.request<any>('listHosts', {}).catch(() => ({}));
-    for (const h of hosts.host ?? [])
-      await server.admin.request('deleteHost', { id: h.id, forced: true }).catch(() => undefined);
-    await server.stop();
-  }
-  await nfs?.stop();
-  await ceph?.stop();
-  rmSync(root, { recursive: true, force: true });
+  await kvm?.stop(async () => {
+    await nfs?.stop();
+    await ceph?.stop();
+  });
 });
 
 describe('migrateVolume between NFS and directory pools with a real VM', { skip: SKIP }, () => {
@@ -218,24 +139,24 @@ describe('migrateVolume between NFS and directory pools with a real VM', { skip:
     ).virtualmachine;
     const instance = (await admin.request<any>('listVirtualMachines', { id: vm.id })).virtualmachine[0]
       .instancename;
-    await consoleLine(instance, /NIMBO-W 20\b/);
+    await kvm.consoleLine(instance, /NIMBO-W 20\b/, { last: true });
     figure('deploy → the guest writing to its ROOT disk on NFS', Date.now() - t);
     const rootVolume = (await admin.request<any>('listVolumes', { virtualmachineid: vm.id, type: 'ROOT' }))
       .volume[0];
     assert.equal(rootVolume.storageid, nfsPool.id);
     assert.ok(nfs!.files().includes(rootVolume.id));
-    const [pid] = qemuPids();
+    const [pid] = kvm.qemuPids();
 
     // A move to a pool the host cannot write to (its path is under a regular file) fails; the
     // volume stays where it is and the guest writes on.
-    writeFileSync(join(root, 'not-a-directory'), '');
+    writeFileSync(join(kvm.root, 'not-a-directory'), '');
     const badPool = (
       await admin.request<any>('createStoragePool', {
         zoneid,
         podid: local.podid,
         clusterid: local.clusterid,
         name: 'unwritable',
-        url: `file://${root}/not-a-directory/pool`,
+        url: `file://${kvm.root}/not-a-directory/pool`,
         capacitybytes: 2 ** 40,
         tags: 'nfs',
       })
@@ -279,7 +200,7 @@ describe('migrateVolume between NFS and directory pools with a real VM', { skip:
     process.stdout.write(
       `# records reported before the move: ${beforeMove}, when it returned: ${atSwitch}\n`,
     );
-    assert.equal(qemuPids()[0], pid, 'the same QEMU process: no restart');
+    assert.equal(kvm.qemuPids()[0], pid, 'the same QEMU process: no restart');
     assert.equal(
       (await admin.request<any>('listVirtualMachines', { id: vm.id })).virtualmachine[0].state,
       'Running',
@@ -294,7 +215,11 @@ describe('migrateVolume between NFS and directory pools with a real VM', { skip:
     assert.equal(info['virtual-size'], 2 ** 30);
     // The guest goes on writing to the new image, without a restart (it would print ready again).
     await waitUntil(async () => lastWritten(instance) >= atSwitch + 30, 60_000, 'writes after the switch');
-    assert.equal(readConsole(instance).match(/NIMBO: ready/g)?.length ?? 0, 1, 'the guest did not reboot');
+    assert.equal(
+      kvm.readConsole(instance).match(/NIMBO: ready/g)?.length ?? 0,
+      1,
+      'the guest did not reboot',
+    );
     // The disk's block node has a new name now: a live snapshot (an overlay on that node, committed
     // back) and a live resize find it.
     const snap = (await admin.call<any>('createSnapshot', { volumeid: rootVolume.id })).snapshot;
@@ -319,9 +244,9 @@ describe('migrateVolume between NFS and directory pools with a real VM', { skip:
     assert.equal(back.storageid, nfsPool.id);
     assert.ok(!existsSync(newFile), 'the directory copy is deleted');
     checkRecords(`nfs://${nfs!.address}${nfs!.exportPath}/${rootVolume.id}`, written);
-    rmSync(join(root, 'agent', HOST, 'vms', instance, 'console.log'), { force: true });
+    rmSync(join(kvm.root, 'agent', HOST, 'vms', instance, 'console.log'), { force: true });
     await admin.call('startVirtualMachine', { id: vm.id });
-    await consoleLine(instance, /NIMBO: ready hostname=move-vm/);
+    await kvm.consoleLine(instance, /NIMBO: ready hostname=move-vm/, { last: true });
 
     if (ceph) {
       // Live NFS → RBD (a raw image; QEMU gets the cephx key as a secret object) while the
@@ -337,7 +262,7 @@ describe('migrateVolume between NFS and directory pools with a real VM', { skip:
           tags: 'nfs',
         })
       ).storagepool;
-      await consoleLine(instance, /NIMBO-W 20\b/, 90_000);
+      await kvm.consoleLine(instance, /NIMBO-W 20\b/, { timeoutMs: 90_000, last: true });
       const beforeRbd = lastWritten(instance);
       t = Date.now();
       const onRbd = (
@@ -359,7 +284,9 @@ describe('migrateVolume between NFS and directory pools with a real VM', { skip:
         60_000,
         'writes after the switch to RBD',
       );
-      assert.ok(!readFileSync(join(root, 'agent', HOST, 'vms', instance, 'vm.json'), 'utf8').includes(c.key));
+      assert.ok(
+        !readFileSync(join(kvm.root, 'agent', HOST, 'vms', instance, 'vm.json'), 'utf8').includes(c.key),
+      );
       await admin.call('stopVirtualMachine', { id: vm.id, forced: true });
       const onCeph = lastWritten(instance);
       checkRecords(`rbd:${c.pool}/${image}:conf=${c.conf}`, onCeph);

@@ -12,115 +12,43 @@
  * (still a linked clone, and it boots again); migrateVolume of the data disk to the zone's
  * directory pool and back; then everything deleted, the pool removed, and no file left in the
  * export; the servers stopped.
- * Needs root, QEMU with qemu-block-extra, nfs-ganesha(-vfs), rpcbind and the test template.
+ * Needs kvm.root, QEMU with qemu-block-extra, nfs-ganesha(-vfs), rpcbind and the test template.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { NfsExport } from '../../agent/src/drivers/kvm/nfs-client.ts';
 import { waitUntil } from './agents.ts';
-import { startServer, type TestServer } from './harness.ts';
+import type { TestServer } from './harness.ts';
 import { readyKvmTestTemplate } from './kvm-advanced-zone.ts';
+import { dataDiskProbe, figure, HOST, LocalKvm, storageSkip, taggedOfferings } from './storage/local-kvm.ts';
 import { type NfsServer, nfsGaneshaInstalled, startNfsGanesha } from './storage/nfs-ganesha.ts';
 
-const TEMPLATE = process.env.NIMBOSTACK_TEST_TEMPLATE ?? '/var/lib/nimbostack/test-template.qcow2';
-const HOST = 'local-kvm';
-const SKIP =
-  process.env.NIMBOSTACK_TEST_STORAGE !== '1'
-    ? 'real storage suite: run it with npm run test:storage'
-    : process.getuid?.() !== 0
-      ? 'needs root'
-      : !existsSync(TEMPLATE)
-        ? `${TEMPLATE} is missing: run npm run setup:host`
-        : !nfsGaneshaInstalled()
-          ? 'needs nfs-ganesha, nfs-ganesha-vfs, rpcbind and qemu-block-extra'
-          : false;
+const SKIP = storageSkip({
+  installed: nfsGaneshaInstalled(),
+  needs: 'nfs-ganesha, nfs-ganesha-vfs, rpcbind and qemu-block-extra',
+});
 
+let kvm: LocalKvm;
 let server: TestServer;
 let nfs: NfsServer | undefined;
-let root = '';
-
-const figure = (name: string, ms: number) =>
-  process.stdout.write(`# figure ${name}: ${(ms / 1000).toFixed(2)} s\n`);
 
 const nfsUrl = (name: string) => `nfs://${nfs!.address}${nfs!.exportPath}/${name}`;
 
-function readConsole(instance: string): string {
-  const path = join(root, 'agent', HOST, 'vms', instance, 'console.log');
-  return existsSync(path) ? readFileSync(path).toString('utf8').replace(/\r/g, '') : '';
-}
-
-async function consoleLine(instance: string, pattern: RegExp, timeoutMs = 240_000): Promise<string> {
-  const line = await waitUntil(
-    async () =>
-      readConsole(instance)
-        .split('\n')
-        .find((l) => pattern.test(l)),
-    timeoutMs,
-    `console line ${pattern} of ${instance}`,
-  ).catch((e) => {
-    throw new Error(`${(e as Error).message}\n${readConsole(instance).slice(-2000)}`);
-  });
-  return line!;
-}
-
-/** The QEMU processes the host's state directory records. */
-function qemuPids(): number[] {
-  const vms = join(root, 'agent', HOST, 'vms');
-  if (!existsSync(vms)) return [];
-  return readdirSync(vms)
-    .map((n) => join(vms, n, 'vm.json'))
-    .filter((f) => existsSync(f))
-    .map((f) => JSON.parse(readFileSync(f, 'utf8')).pid as number);
-}
-
 before(async () => {
   if (SKIP) return;
-  root = mkdtempSync(join(tmpdir(), 'nimbo-storage-'));
+  kvm = new LocalKvm('nimbo-storage-');
   const t = Date.now();
   nfs = await startNfsGanesha();
   figure('NFS-Ganesha in its namespace: up', Date.now() - t);
-  server = await startServer({
-    env: {
-      NIMBOSTACK_SEED_LOCAL_ZONE: 'true',
-      NIMBOSTACK_HYPERVISOR: 'kvm',
-      NIMBOSTACK_KVM_STATE_DIR: join(root, 'agent'),
-      NIMBOSTACK_KVM_STORAGE_DIR: root,
-      NIMBOSTACK_KVM_TEMPLATE: TEMPLATE,
-      NIMBOSTACK_KVM_NFS: 'libnfs',
-    },
-  });
+  server = await kvm.start({ NIMBOSTACK_KVM_NFS: 'libnfs' });
 });
 
 after(async () => {
   if (SKIP) return;
-  if (server) {
-    const vms = await server.admin.request<any>('listVirtualMachines', { listall: true }).catch(() => ({}));
-    for (const v of vms.virtualmachine ?? [])
-      await server.admin.call('destroyVirtualMachine', { id: v.id, expunge: true }).catch(() => undefined);
-    const routers = await server.admin.request<any>('listRouters', {}).catch(() => ({}));
-    for (const r of routers.router ?? [])
-      await server.admin.call('destroyRouter', { id: r.id }).catch(() => undefined);
-  }
-  // QEMU outlives the server: a failed test may leave one running from the export.
-  for (const pid of qemuPids()) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // Already gone.
-    }
-  }
-  if (server) {
-    const hosts = await server.admin.request<any>('listHosts', {}).catch(() => ({}));
-    for (const h of hosts.host ?? [])
-      await server.admin.request('deleteHost', { id: h.id, forced: true }).catch(() => undefined);
-    await server.stop();
-  }
-  await nfs?.stop();
-  rmSync(root, { recursive: true, force: true });
+  await kvm?.stop(() => nfs?.stop());
 });
 
 describe('NFS primary storage with a real NFS server and a real VM', { skip: SKIP }, () => {
@@ -177,38 +105,10 @@ describe('NFS primary storage with a real NFS server and a real VM', { skip: SKI
     );
 
     const templateid = await readyKvmTestTemplate(admin, zoneid);
-    const serviceofferingid = (
-      await admin.request<any>('createServiceOffering', {
-        name: 'nfs-small',
-        displaytext: 'small, ROOT on NFS',
-        cpunumber: 1,
-        cpuspeed: 500,
-        memory: 256,
-        tags: 'nfs',
-      })
-    ).serviceoffering.id;
-    const diskofferingid = (
-      await admin.request<any>('createDiskOffering', {
-        name: 'nfs-1',
-        displaytext: '1 GB on NFS',
-        disksize: 1,
-        tags: 'nfs',
-      })
-    ).diskoffering.id;
+    const { serviceofferingid, diskofferingid } = await taggedOfferings(admin, 'nfs', 'NFS');
 
-    // The guest waits for its data disk, writes a marker to it, drops its caches and reads it back.
+    // The guest writes this to its data disk once it appears and reads it back (dataDiskProbe).
     const marker = `nimbo-nfs-${process.pid}`;
-    const script = [
-      '#!/bin/sh',
-      '(',
-      '  for i in $(seq 1 240); do [ -b /dev/vdb ] && break; sleep 1; done',
-      `  printf '%s\\n' '${marker}' > /run/marker`,
-      '  dd if=/run/marker of=/dev/vdb bs=512 count=1 conv=sync,fsync 2>/dev/null',
-      '  sync; echo 3 > /proc/sys/vm/drop_caches',
-      '  echo "NIMBO-DATA read $(dd if=/dev/vdb bs=512 count=1 2>/dev/null | head -n 1)"',
-      ') > /dev/console 2>&1 &',
-      '',
-    ].join('\n');
     t = Date.now();
     const vm = (
       await admin.call<any>('deployVirtualMachine', {
@@ -216,14 +116,14 @@ describe('NFS primary storage with a real NFS server and a real VM', { skip: SKI
         templateid,
         serviceofferingid,
         name: 'nfs-vm',
-        userdata: Buffer.from(script).toString('base64'),
+        userdata: dataDiskProbe(marker),
       })
     ).virtualmachine;
     figure('deploy (template copied into the pool, linked clone on NFS) → Running', Date.now() - t);
     assert.equal(vm.state, 'Running');
     const instance = (await admin.request<any>('listVirtualMachines', { id: vm.id })).virtualmachine[0]
       .instancename;
-    await consoleLine(instance, /NIMBO: ready hostname=nfs-vm/);
+    await kvm.consoleLine(instance, /NIMBO: ready hostname=nfs-vm/);
     figure('deploy → the guest booted from NFS is ready', Date.now() - t);
 
     const rootVolume = (await admin.request<any>('listVolumes', { virtualmachineid: vm.id, type: 'ROOT' }))
@@ -236,7 +136,7 @@ describe('NFS primary storage with a real NFS server and a real VM', { skip: SKI
       'the template was copied into the pool once',
     );
     // QEMU opens the disk through its NFS driver, not a local path.
-    const [pid] = qemuPids();
+    const [pid] = kvm.qemuPids();
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
     assert.match(cmdline, /"driver":"nfs"/);
     assert.match(cmdline, new RegExp(`"path":"${nfs!.exportPath}/${rootVolume.id}"`));
@@ -245,13 +145,13 @@ describe('NFS primary storage with a real NFS server and a real VM', { skip: SKI
     const data = (await admin.call<any>('createVolume', { name: 'nfs-data', zoneid, diskofferingid })).volume;
     t = Date.now();
     await admin.call('attachVolume', { id: data.id, virtualmachineid: vm.id });
-    const line = await consoleLine(instance, /NIMBO-DATA read/);
+    const line = await kvm.consoleLine(instance, /NIMBO-DATA read/);
     figure('attachVolume → the guest wrote and read its NFS data disk', Date.now() - t);
     assert.equal(line.trim(), `NIMBO-DATA read ${marker}`);
     const attached = (await admin.request<any>('listVolumes', { id: data.id })).volume[0];
     assert.equal(attached.storageid, pool.id);
     // The bytes are on the NFS server: read through NFS on the host (not the export's directory).
-    const raw = join(root, 'data.raw');
+    const raw = join(kvm.root, 'data.raw');
     execFileSync('qemu-img', ['convert', '-U', '-O', 'raw', nfsUrl(data.id), raw]);
     assert.equal(readFileSync(raw).subarray(0, marker.length).toString(), marker);
     rmSync(raw);
@@ -287,9 +187,9 @@ describe('NFS primary storage with a real NFS server and a real VM', { skip: SKI
       execFileSync('qemu-img', ['info', '-U', '--output=json', nfsUrl(rootVolume.id)], { encoding: 'utf8' }),
     );
     assert.match(rootInfo['backing-filename'], /template-[0-9a-f-]+\.qcow2$/);
-    rmSync(join(root, 'agent', HOST, 'vms', instance, 'console.log'), { force: true });
+    rmSync(join(kvm.root, 'agent', HOST, 'vms', instance, 'console.log'), { force: true });
     await admin.call('startVirtualMachine', { id: vm.id });
-    await consoleLine(instance, /NIMBO: ready hostname=nfs-vm/);
+    await kvm.consoleLine(instance, /NIMBO: ready hostname=nfs-vm/);
     await admin.call('deleteSnapshot', { id: snap.id });
 
     // migrateVolume of the detached data disk to the zone's directory pool and back to NFS.

@@ -9,74 +9,34 @@
  * live; a snapshot of the running ROOT disk (an RBD snapshot exported to secondary storage), a
  * template made from it, and the disk reverted to it with the VM stopped (it boots again); then
  * everything deleted, the pool removed (its template image with it), no RBD image left, and
- * Ceph stopped. Needs root, QEMU with qemu-block-extra, the Ceph packages and the test template.
+ * Ceph stopped. Needs kvm.root, QEMU with qemu-block-extra, the Ceph packages and the test template.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { waitUntil } from './agents.ts';
-import { startServer, type TestServer } from './harness.ts';
-import { readyKvmTestTemplate, separateIds } from './kvm-advanced-zone.ts';
+import type { TestServer } from './harness.ts';
+import { readyKvmTestTemplate } from './kvm-advanced-zone.ts';
 import { type Ceph, cephInstalled, startCeph } from './storage/ceph.ts';
+import { dataDiskProbe, figure, HOST, LocalKvm, storageSkip, taggedOfferings } from './storage/local-kvm.ts';
 
-const TEMPLATE = process.env.NIMBOSTACK_TEST_TEMPLATE ?? '/var/lib/nimbostack/test-template.qcow2';
-const HOST = 'local-kvm';
-const SKIP =
-  process.env.NIMBOSTACK_TEST_STORAGE !== '1'
-    ? 'real storage suite: run it with npm run test:storage'
-    : process.getuid?.() !== 0
-      ? 'needs root'
-      : !existsSync(TEMPLATE)
-        ? `${TEMPLATE} is missing: run npm run setup:host`
-        : !cephInstalled()
-          ? 'needs ceph-mon, ceph-mgr, ceph-osd, ceph-common and qemu-block-extra'
-          : false;
+const SKIP = storageSkip({
+  installed: cephInstalled(),
+  needs: 'ceph-mon, ceph-mgr, ceph-osd, ceph-common and qemu-block-extra',
+});
 
+let kvm: LocalKvm;
 let server: TestServer;
 let ceph: Ceph | undefined;
-let root = '';
-
-const figure = (name: string, ms: number) =>
-  process.stdout.write(`# figure ${name}: ${(ms / 1000).toFixed(2)} s\n`);
-
-function readConsole(instance: string): string {
-  const path = join(root, 'agent', HOST, 'vms', instance, 'console.log');
-  return existsSync(path) ? readFileSync(path).toString('utf8').replace(/\r/g, '') : '';
-}
-
-async function consoleLine(instance: string, pattern: RegExp, timeoutMs = 240_000): Promise<string> {
-  const line = await waitUntil(
-    async () =>
-      readConsole(instance)
-        .split('\n')
-        .find((l) => pattern.test(l)),
-    timeoutMs,
-    `console line ${pattern} of ${instance}`,
-  ).catch((e) => {
-    throw new Error(`${(e as Error).message}\n${readConsole(instance).slice(-2000)}`);
-  });
-  return line!;
-}
-
-/** The QEMU processes the host's state directory records. */
-function qemuPids(): number[] {
-  const vms = join(root, 'agent', HOST, 'vms');
-  if (!existsSync(vms)) return [];
-  return readdirSync(vms)
-    .map((n) => join(vms, n, 'vm.json'))
-    .filter((f) => existsSync(f))
-    .map((f) => JSON.parse(readFileSync(f, 'utf8')).pid as number);
-}
 
 /** An image as `rbd info` shows it to the cluster's admin. */
 const rbdInfo = (image: string) =>
   JSON.parse(ceph!.rbd('info', '--format', 'json', `${ceph!.pool}/${image}`));
 /** The first bytes of an image, read through librbd as the admin. */
 function imageHead(image: string, bytes: number): Buffer {
-  const raw = join(root, `${image}.raw`);
+  const raw = join(kvm.root, `${image}.raw`);
   execFileSync('qemu-img', [
     'convert',
     '-U',
@@ -94,48 +54,20 @@ function imageHead(image: string, bytes: number): Buffer {
 
 before(async () => {
   if (SKIP) return;
-  root = mkdtempSync(join(tmpdir(), 'nimbo-rbd-'));
+  kvm = new LocalKvm('nimbo-rbd-');
   const t = Date.now();
   ceph = await startCeph();
   figure('one-node Ceph (memstore): up', Date.now() - t);
-  server = await startServer({
-    env: {
-      NIMBOSTACK_SEED_LOCAL_ZONE: 'true',
-      NIMBOSTACK_HYPERVISOR: 'kvm',
-      NIMBOSTACK_KVM_STATE_DIR: join(root, 'agent'),
-      NIMBOSTACK_KVM_STORAGE_DIR: root,
-      NIMBOSTACK_KVM_TEMPLATE: TEMPLATE,
-    },
-  });
-  // Instance names (and so tap names) apart from another real-host suite's on this machine.
-  separateIds(server, 1000 + (process.pid % 9000) * 10);
+  server = await kvm.start({}, 1000);
 });
 
 after(async () => {
   if (SKIP) return;
-  if (server) {
-    const vms = await server.admin.request<any>('listVirtualMachines', { listall: true }).catch(() => ({}));
-    for (const v of vms.virtualmachine ?? [])
-      await server.admin.call('destroyVirtualMachine', { id: v.id, expunge: true }).catch(() => undefined);
-  }
-  // QEMU outlives the server: a failed test may leave one running from the pool.
-  for (const pid of qemuPids()) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // Already gone.
-    }
-  }
-  if (server) {
-    const hosts = await server.admin.request<any>('listHosts', {}).catch(() => ({}));
-    for (const h of hosts.host ?? [])
-      await server.admin.request('deleteHost', { id: h.id, forced: true }).catch(() => undefined);
-    await server.stop();
-  }
-  const t = Date.now();
-  await ceph?.stop();
-  figure('Ceph stopped and its directory removed', Date.now() - t);
-  rmSync(root, { recursive: true, force: true });
+  await kvm?.stop(async () => {
+    const t = Date.now();
+    await ceph?.stop();
+    figure('Ceph stopped and its directory removed', Date.now() - t);
+  });
 });
 
 describe('Ceph RBD primary storage with a real Ceph and a real VM', { skip: SKIP }, () => {
@@ -200,38 +132,10 @@ describe('Ceph RBD primary storage with a real Ceph and a real VM', { skip: SKIP
     assert.equal(beat.host, local.id);
 
     const templateid = await readyKvmTestTemplate(admin, zoneid);
-    const serviceofferingid = (
-      await admin.request<any>('createServiceOffering', {
-        name: 'rbd-small',
-        displaytext: 'small, ROOT on RBD',
-        cpunumber: 1,
-        cpuspeed: 500,
-        memory: 256,
-        tags: 'rbd',
-      })
-    ).serviceoffering.id;
-    const diskofferingid = (
-      await admin.request<any>('createDiskOffering', {
-        name: 'rbd-1',
-        displaytext: '1 GB on RBD',
-        disksize: 1,
-        tags: 'rbd',
-      })
-    ).diskoffering.id;
+    const { serviceofferingid, diskofferingid } = await taggedOfferings(admin, 'rbd', 'RBD');
 
-    // The guest waits for its data disk, writes a marker to it, drops its caches and reads it back.
+    // The guest writes this to its data disk once it appears and reads it back (dataDiskProbe).
     const marker = `nimbo-rbd-${process.pid}`;
-    const script = [
-      '#!/bin/sh',
-      '(',
-      '  for i in $(seq 1 240); do [ -b /dev/vdb ] && break; sleep 1; done',
-      `  printf '%s\\n' '${marker}' > /run/marker`,
-      '  dd if=/run/marker of=/dev/vdb bs=512 count=1 conv=sync,fsync 2>/dev/null',
-      '  sync; echo 3 > /proc/sys/vm/drop_caches',
-      '  echo "NIMBO-DATA read $(dd if=/dev/vdb bs=512 count=1 2>/dev/null | head -n 1)"',
-      ') > /dev/console 2>&1 &',
-      '',
-    ].join('\n');
     t = Date.now();
     const vm = (
       await admin.call<any>('deployVirtualMachine', {
@@ -239,14 +143,14 @@ describe('Ceph RBD primary storage with a real Ceph and a real VM', { skip: SKIP
         templateid,
         serviceofferingid,
         name: 'rbd-vm',
-        userdata: Buffer.from(script).toString('base64'),
+        userdata: dataDiskProbe(marker),
       })
     ).virtualmachine;
     figure('deploy (template imported into the pool, ROOT an RBD clone) → Running', Date.now() - t);
     assert.equal(vm.state, 'Running');
     const instance = (await admin.request<any>('listVirtualMachines', { id: vm.id })).virtualmachine[0]
       .instancename;
-    await consoleLine(instance, /NIMBO: ready hostname=rbd-vm/);
+    await kvm.consoleLine(instance, /NIMBO: ready hostname=rbd-vm/);
     figure('deploy → the guest booted from RBD is ready', Date.now() - t);
 
     const rootVolume = (await admin.request<any>('listVolumes', { virtualmachineid: vm.id, type: 'ROOT' }))
@@ -261,12 +165,12 @@ describe('Ceph RBD primary storage with a real Ceph and a real VM', { skip: SKIP
       "the ROOT disk is a clone of the template's protected snapshot",
     );
     // QEMU opens the disk through librbd; the key is a secret object, not on its command line.
-    const [pid] = qemuPids();
+    const [pid] = kvm.qemuPids();
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
     assert.match(cmdline, /"driver":"rbd"/);
     assert.match(cmdline, new RegExp(`"image":"${rootVolume.id}"`));
     assert.ok(!cmdline.includes(c.key), 'the cephx key is not on the command line');
-    const vmDir = join(root, 'agent', HOST, 'vms', instance);
+    const vmDir = join(kvm.root, 'agent', HOST, 'vms', instance);
     assert.ok(!readFileSync(join(vmDir, 'vm.json'), 'utf8').includes(c.key), 'nor in the VM record');
     assert.deepEqual(
       readdirSync(vmDir).filter((f) => f.endsWith('.key')),
@@ -278,7 +182,7 @@ describe('Ceph RBD primary storage with a real Ceph and a real VM', { skip: SKIP
     const data = (await admin.call<any>('createVolume', { name: 'rbd-data', zoneid, diskofferingid })).volume;
     t = Date.now();
     await admin.call('attachVolume', { id: data.id, virtualmachineid: vm.id });
-    const line = await consoleLine(instance, /NIMBO-DATA read/);
+    const line = await kvm.consoleLine(instance, /NIMBO-DATA read/);
     figure('attachVolume → the guest wrote and read its RBD data disk', Date.now() - t);
     assert.equal(line.trim(), `NIMBO-DATA read ${marker}`);
     assert.equal((await admin.request<any>('listVolumes', { id: data.id })).volume[0].storageid, pool.id);
@@ -304,7 +208,7 @@ describe('Ceph RBD primary storage with a real Ceph and a real VM', { skip: SKIP
     figure('createSnapshot of the running ROOT disk on RBD (backed up)', Date.now() - t);
     assert.equal(snap.state, 'BackedUp');
     const backup = String(
-      execFileSync('find', [root, '-name', `${snap.id}.qcow2`], { encoding: 'utf8' }),
+      execFileSync('find', [kvm.root, '-name', `${snap.id}.qcow2`], { encoding: 'utf8' }),
     ).trim();
     assert.ok(backup, 'the backup is a file on secondary storage');
     assert.equal(JSON.parse(c.rbd('snap', 'ls', '--format', 'json', `${c.pool}/${rootVolume.id}`)).length, 0);
@@ -331,7 +235,7 @@ describe('Ceph RBD primary storage with a real Ceph and a real VM', { skip: SKIP
     assert.equal(rbdInfo(rootVolume.id).parent?.image, templateTpl, 'still a clone');
     rmSync(join(vmDir, 'console.log'), { force: true });
     await admin.call('startVirtualMachine', { id: vm.id });
-    await consoleLine(instance, /NIMBO: ready hostname=rbd-vm/);
+    await kvm.consoleLine(instance, /NIMBO: ready hostname=rbd-vm/);
     await admin.call('deleteSnapshot', { id: snap.id });
     assert.ok(!existsSync(backup), 'the backup is deleted');
     await admin.call('deleteTemplate', { id: made.id });
