@@ -6,14 +6,19 @@
  * disk is a LUN the provider made and the host filled from the template, booted through QEMU's
  * libiscsi; a data volume whose LUN appears on the target when it is attached, written and read
  * back by the guest, snapshotted while attached (backup on secondary storage), detached, its LUN
- * overwritten and reverted to the snapshot; then deleted (its target and file gone), the VM
- * expunged (the ROOT LUN gone), the pool removed, the servers stopped.
+ * overwritten and reverted to the snapshot; migrateVolume of the data volume offline to the
+ * directory pool (LUN removed) and back (a new LUN made by the provider, the marker read over
+ * iSCSI), a move into the pool whose copy fails (its new LUN removed, the volume left where it
+ * was), and of the running VM's ROOT disk live from its LUN to the directory pool and live back
+ * into a new LUN (same QEMU each time, the old copy removed, the guest boots from the moved disk
+ * after a restart); then the data volume deleted (its target
+ * and file gone), the VM expunged, the pool removed, the servers stopped.
  * Needs kvm.root, QEMU with qemu-block-extra, tgt, openssh-server and the test template.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { readFileSync, rmSync, statfsSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { waitUntil } from './agents.ts';
@@ -214,7 +219,122 @@ describe('managed iSCSI primary storage with a real tgt target and a real VM', {
       fails(431, /managed storage pool/),
     );
 
-    // Deleted: the target and its file go with the volume; the ROOT LUN with the VM.
+    // migrateVolume offline to the zone's directory pool and back: on the way out the copy is
+    // checked and the LUN removed; on the way back the provider makes a new LUN first and the host
+    // copies into it. The offerings are tagged iscsi, so the destination must carry the tag too.
+    const dirPool = (
+      await admin.request<any>('listStoragePools', { zoneid, clusterid: local.clusterid })
+    ).storagepool.find((p: any) => p.type === 'Filesystem');
+    await admin.request('updateStoragePool', { id: dirPool.id, tags: 'iscsi' });
+    t = Date.now();
+    let moved = (await admin.call<any>('migrateVolume', { volumeid: data.id, storageid: dirPool.id })).volume;
+    figure('migrateVolume offline iSCSI LUN → directory pool (data disk)', Date.now() - t);
+    assert.equal(moved.storageid, dirPool.id);
+    assert.ok(!tgt!.targets().includes(targetOf(data.id)), 'the LUN is removed once the move is recorded');
+    assert.ok(!tgt!.files().includes(`${data.id}.lun`), "the LUN's backing file is gone");
+    const headOf = (image: string, format: string) => {
+      const raw = join(kvm.root, 'head.raw');
+      execFileSync('qemu-img', [
+        'dd',
+        '-f',
+        format,
+        '-O',
+        'raw',
+        'bs=512',
+        'count=1',
+        `if=${image}`,
+        `of=${raw}`,
+      ]);
+      const text = readFileSync(raw).subarray(0, marker.length).toString();
+      rmSync(raw);
+      return text;
+    };
+    assert.equal(headOf(join(dirPool.path, data.id), 'qcow2'), marker, 'the copy in the directory pool');
+    // A move into the iSCSI pool whose copy fails (the source file taken away for the time of the
+    // call): the LUN made for it is removed again and the volume stays where it was.
+    const dataFile = join(dirPool.path, data.id);
+    renameSync(dataFile, `${dataFile}.away`);
+    try {
+      await assert.rejects(
+        admin.call('migrateVolume', { volumeid: data.id, storageid: pool.id }),
+        fails(530, /does not exist/),
+      );
+    } finally {
+      renameSync(`${dataFile}.away`, dataFile);
+    }
+    assert.ok(!tgt!.targets().includes(targetOf(data.id)), 'the LUN made for the failed move is removed');
+    assert.ok(!tgt!.files().includes(`${data.id}.lun`), 'and its file');
+    assert.equal(
+      (await admin.request<any>('listVolumes', { id: data.id })).volume[0].storageid,
+      dirPool.id,
+      'the volume stays on the directory pool',
+    );
+    t = Date.now();
+    moved = (await admin.call<any>('migrateVolume', { volumeid: data.id, storageid: pool.id })).volume;
+    figure('migrateVolume offline directory pool → new iSCSI LUN (data disk)', Date.now() - t);
+    assert.equal(moved.storageid, pool.id);
+    assert.ok(tgt!.targets().includes(targetOf(data.id)), 'the provider made a new LUN for it');
+    assert.equal(firstBytes(), marker, 'the bytes are back on the target');
+    assert.ok(!existsSync(join(dirPool.path, data.id)), 'the directory copy is deleted');
+
+    // The running VM's ROOT disk moved live from its LUN to the directory pool (QEMU mirrors the
+    // iscsi node into a new qcow2 file and switches the guest to it), then the LUN removed.
+    t = Date.now();
+    const movedRoot = (
+      await admin.call<any>('migrateVolume', {
+        volumeid: rootVolume.id,
+        storageid: dirPool.id,
+        livemigrate: true,
+      })
+    ).volume;
+    figure('migrateVolume livemigrate=true iSCSI LUN → directory pool (ROOT, running)', Date.now() - t);
+    assert.equal(movedRoot.storageid, dirPool.id);
+    assert.equal(kvm.qemuPids()[0], pid, 'the same QEMU process: no restart');
+    assert.equal(
+      (await admin.request<any>('listVirtualMachines', { id: vm.id })).virtualmachine[0].state,
+      'Running',
+    );
+    assert.ok(!tgt!.targets().includes(targetOf(rootVolume.id)), 'the ROOT LUN is removed');
+    assert.ok(!tgt!.files().includes(`${rootVolume.id}.lun`), "the ROOT LUN's file is gone");
+    const rootFile = join(dirPool.path, rootVolume.id);
+    assert.ok(existsSync(rootFile), 'the ROOT disk is a file in the directory pool now');
+    assert.equal(
+      kvm.readConsole(instance).match(/NIMBO: ready/g)?.length ?? 0,
+      1,
+      'the guest did not reboot',
+    );
+    // Stopped and started again: the guest boots from the moved disk.
+    await admin.call('stopVirtualMachine', { id: vm.id, forced: true });
+    rmSync(join(kvm.root, 'agent', HOST, 'vms', instance, 'console.log'), { force: true });
+    t = Date.now();
+    await admin.call('startVirtualMachine', { id: vm.id });
+    await kvm.consoleLine(instance, /NIMBO: ready hostname=iscsi-vm/, { last: true });
+    figure('start → the guest booted from the ROOT disk moved off its LUN', Date.now() - t);
+    const pid2 = kvm.qemuPids()[0];
+
+    // And live back into a new LUN the provider makes first (QEMU mirrors the qcow2 file into an
+    // iscsi node); the guest boots from the LUN after a restart.
+    t = Date.now();
+    const back = (
+      await admin.call<any>('migrateVolume', {
+        volumeid: rootVolume.id,
+        storageid: pool.id,
+        livemigrate: true,
+      })
+    ).volume;
+    figure('migrateVolume livemigrate=true directory pool → new iSCSI LUN (ROOT, running)', Date.now() - t);
+    assert.equal(back.storageid, pool.id);
+    assert.equal(kvm.qemuPids()[0], pid2, 'the same QEMU process: no restart');
+    assert.ok(tgt!.targets().includes(targetOf(rootVolume.id)), 'a new ROOT LUN');
+    assert.ok(!existsSync(rootFile), 'the directory copy is deleted');
+    await admin.call('stopVirtualMachine', { id: vm.id, forced: true });
+    rmSync(join(kvm.root, 'agent', HOST, 'vms', instance, 'console.log'), { force: true });
+    await admin.call('startVirtualMachine', { id: vm.id });
+    await kvm.consoleLine(instance, /NIMBO: ready hostname=iscsi-vm/, { last: true });
+    const pid3 = kvm.qemuPids()[0];
+    assert.match(readFileSync(`/proc/${pid3}/cmdline`, 'utf8'), /"driver":"iscsi"/, 'booted from the LUN');
+
+    // Deleted: the target and its file go with the volume; the ROOT disk with the VM.
     await admin.request('deleteVolume', { id: data.id });
     assert.ok(!tgt!.targets().includes(targetOf(data.id)), 'the data LUN is gone from tgtd');
     assert.ok(!tgt!.files().includes(`${data.id}.lun`), 'its backing file is gone');
@@ -224,7 +344,7 @@ describe('managed iSCSI primary storage with a real tgt target and a real VM', {
       30_000,
       'the ROOT LUN to be removed',
     );
-    assert.equal(spawnSync('kill', ['-0', String(pid)]).status, 1, 'QEMU is gone');
+    assert.equal(spawnSync('kill', ['-0', String(pid3)]).status, 1, 'QEMU is gone');
 
     await admin.request('deleteStoragePool', { id: pool.id });
     assert.deepEqual(tgt!.targets(), [], 'no target is left on tgtd');

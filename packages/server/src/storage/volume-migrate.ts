@@ -6,7 +6,9 @@
  * (copyVolume). Live (livemigrate=true, a Running VM's disk): the VM's host mirrors the disk into
  * the new pool while the guest runs and switches the guest to it (moveVolumeLive). Only then does
  * one transaction point the volume at its new copy and give the source pool its allocation back,
- * and the old copy is deleted; a failure leaves the volume where it was.
+ * and the old copy is deleted (on a managed pool, its LUN removed by the provider); a failure
+ * leaves the volume where it was. A managed (iSCSI) destination's provider makes the volume's LUN
+ * before the host copies or mirrors into it, and removes it again when the move fails.
  * migrateVirtualMachineWithVolume (admin) moves a Running VM to another host or its disks to other
  * pools live, or a Stopped VM's volumes to other pools.
  */
@@ -24,6 +26,7 @@ import { findHost } from '../infra/hosts.ts';
 import { defineCommand } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
 import { localPoolOfVm } from './local-pools.ts';
+import { discardManagedVolume, prepareManagedVolume } from './managed/managed-pools.ts';
 import { deleteOnPool, poolLocation, poolOf, vmDisk } from './volume-ops.ts';
 import { findVolume, poolNeeds, presentVolume, volumeJobTarget } from './volumes.ts';
 
@@ -249,6 +252,8 @@ export async function migrateVolumeTo(
     const { vm, hostId } = plan.live;
     await reserveOn(ctx, target, size);
     try {
+      // A managed destination's provider makes the LUN the host mirrors into (as for a new volume).
+      await prepareManagedVolume(ctx, target, volume, size);
       // The guest keeps running on its disk until the host has mirrored it and switched.
       const moved = await app.agents.call(hostId, 'moveVolumeLive', {
         vm: vm.instance_name,
@@ -258,6 +263,7 @@ export async function migrateVolumeTo(
       await recordMove(ctx, volume, { source, target, ...moved, how: 'live' });
     } catch (e) {
       await releasePool(app.store.db, target.id, size);
+      await discardManagedVolume(ctx, target, volume.uuid);
       throw e;
     }
     await dropOldCopy(ctx, volume);
@@ -267,6 +273,7 @@ export async function migrateVolumeTo(
   await reserveOn(ctx, target, size);
   let copied: { path: string; sizeBytes: number } | undefined;
   try {
+    await prepareManagedVolume(ctx, target, volume, size);
     const copy = await app.agents.call(hostId, 'copyVolume', {
       volumeUuid: volume.uuid,
       source: { path: volume.path!, pool: poolLocation(source) },
@@ -298,6 +305,8 @@ export async function migrateVolumeTo(
           ),
         );
     }
+    // A managed destination's LUN goes too (the host above only checked nothing uses it).
+    await discardManagedVolume(ctx, target, volume.uuid);
     throw e;
   }
   await dropOldCopy(ctx, volume);

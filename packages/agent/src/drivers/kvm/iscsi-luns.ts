@@ -28,6 +28,7 @@ const COPY_TIMEOUT = 1_800_000;
 /** The LUNs of one managed iSCSI pool as this host opens them (a volume store of raw images). */
 export class IscsiLuns {
   readonly volumeFormat = 'raw' as const;
+  readonly mayHoldData = true;
   private readonly portal: string;
 
   constructor(private readonly pool: StorageLocation) {
@@ -38,7 +39,9 @@ export class IscsiLuns {
   }
 
   private lun(path: string): { target: string; lun: number } {
-    const lun = parseIscsiVolumePath(this.pool.path, path);
+    // A move names a volume about to be filled by its uuid alone (VolumeStore), not its path.
+    const recorded = path.includes('/') ? path : this.recorded(path);
+    const lun = parseIscsiVolumePath(this.pool.path, recorded);
     if (!lun) throw new DriverError(`${path} is not a LUN of iSCSI pool ${this.pool.uuid}`);
     return lun;
   }
@@ -141,10 +144,6 @@ export class IscsiVolumes {
 
   async resizeVolume(p: ParsedPayload<'resizeVolume'>): Promise<CommandResult<'resizeVolume'>> {
     throw new DriverError(`volume ${p.path} is a LUN of a managed iSCSI pool: its size is the provider's`);
-  }
-
-  async copyVolume(p: ParsedPayload<'copyVolume'>): Promise<CommandResult<'copyVolume'>> {
-    throw new DriverError(`copying volume ${p.source.path} to or from a managed iSCSI pool is not supported`);
   }
 
   /** The provider removes the target; the host only refuses while a VM here still uses it. */

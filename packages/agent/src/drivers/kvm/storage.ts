@@ -157,7 +157,6 @@ export class PoolStorage implements StorageDriver {
    * clone's template folded in, checked against the source before it is answered).
    */
   async copyVolume(p: ParsedPayload<'copyVolume'>): Promise<CommandResult<'copyVolume'>> {
-    if (p.pool.type === 'Iscsi' || p.source.pool.type === 'Iscsi') return this.luns.copyVolume(p);
     const use = this.live.diskInUse(p.source.path);
     if (use) throw new DriverError(`volume ${p.source.path} is in use by running VM ${use.vm}`);
     return withVolumeStore(this.pools, p.source.pool, (source) =>

@@ -12,6 +12,7 @@ import { execFile } from 'node:child_process';
 import type { StorageLocation } from '@nimbostack/protocol';
 import { DriverError } from '../driver.ts';
 import { imageInfo, missingTool, run } from './exec.ts';
+import { IscsiLuns } from './iscsi-luns.ts';
 import type { PoolAccess } from './pool-files.ts';
 import { type RbdSession, rbdSecretId, withRbd } from './rbd.ts';
 
@@ -42,6 +43,11 @@ export interface VolumeStore {
    * (a copy cut short). Without it: `qemu-img create -f <volumeFormat> image(name) sizeBytes`.
    */
   createEmpty?(name: string, sizeBytes: number): Promise<void>;
+  /**
+   * True when createEmpty may answer a volume holding old bytes (an iSCSI LUN the provider made,
+   * kept across a retried move): copies then write every block instead of skipping zero areas.
+   */
+  readonly mayHoldData?: boolean;
 }
 
 /**
@@ -57,6 +63,8 @@ export async function withVolumeStore<T>(
   if (pool.type === 'Filesystem' || pool.type === 'SharedMountPoint' || pool.type === 'NetworkFilesystem')
     return use(await pools.files(pool));
   if (pool.type === 'RBD') return withRbd(pool, (session) => use(rbdVolumes(session, pool)));
+  // A managed pool's LUN is made by the server's provider before the host is asked to fill it.
+  if (pool.type === 'Iscsi') return use(new IscsiLuns(pool));
   throw new DriverError(`moving volumes to or from ${pool.type} pools is not supported by this agent yet`);
 }
 
@@ -112,12 +120,10 @@ export async function copyVerified(c: VolumeCopy): Promise<{ path: string; sizeB
   try {
     await createEmpty(target.store, target.name, info.virtualSize);
     // -n: into the volume just made (a LUN or RBD image cannot be made by convert itself);
-    // --target-is-zero: it is new and reads as zeroes, so zero areas are not written.
-    await run(
-      'qemu-img',
-      ['convert', '-n', '--target-is-zero', '-f', info.format, '-O', format, from, to],
-      1_800_000,
-    );
+    // --target-is-zero: it is new and reads as zeroes, so zero areas are not written (not said
+    // of a LUN, which a retried move finds with the bytes of the attempt cut short).
+    const zero = target.store.mayHoldData ? [] : ['--target-is-zero'];
+    await run('qemu-img', ['convert', '-n', ...zero, '-f', info.format, '-O', format, from, to], 1_800_000);
     if (!(await same()))
       throw new DriverError(`the copy of volume ${source.path} differs from it (qemu-img compare)`);
   } catch (err) {
