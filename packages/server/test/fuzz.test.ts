@@ -189,7 +189,8 @@ suite('uuid parameters resolve as upstream', () => {
         const ours = spec.type === 'uuid' || spec.collectionType === 'uuid';
         const theirs = up?.type === 'uuid' || up?.collectionType === 'uuid';
         if (!ours || !theirs || !up?.entityType) continue;
-        if (!checked.has(name) && !noTable.has(up.entityType))
+        // A handler may stand in for the check with its own read (checkedByHandler), giving the same 431.
+        if (!checked.has(name) && !noTable.has(up.entityType) && !spec.checkedByHandler)
           unmapped.add(`${command.name}.${name} (${up.entityType})`);
         if (checked.has(name)) assert.ok(up.entityType in ENTITY_TABLES);
       }
