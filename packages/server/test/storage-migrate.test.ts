@@ -111,7 +111,7 @@ after(async () => {
   });
 });
 
-describe('volumes moved between NFS, directory and RBD pools with a real VM; snapshots and templates on an S3 store', { skip: SKIP }, () => {
+describe('volumes moved between NFS, directory and RBD pools; an S3 store', { skip: SKIP }, () => {
   test("a running VM's ROOT disk moves live while the guest writes; offline back; failures change nothing", async () => {
     const admin = server.admin;
     const zoneid = (await admin.request<any>('listZones', {})).zone[0].id;
