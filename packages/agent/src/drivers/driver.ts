@@ -80,6 +80,9 @@ export interface StorageDriver {
   poolStats(pool: ParsedPayload<'getPoolStats'>['pool']): Promise<CommandResult<'getPoolStats'>>;
 }
 
+/** One pool type's storage on a host; copies between pools are left to the host's dispatcher. */
+export type PoolTypeStorage = Omit<StorageDriver, 'copyVolume'>;
+
 /**
  * Guest networking on the host: bridges, routers and security group filtering. A host without
  * it answers these commands as unsupported.

@@ -17,7 +17,7 @@ import {
   parseIscsiVolumePath,
   type StorageLocation,
 } from '@nimbostack/protocol';
-import { DriverError } from '../driver.ts';
+import { DriverError, type PoolTypeStorage } from '../driver.ts';
 import { imageInfo, run } from './exec.ts';
 import type { LiveDisks } from './storage.ts';
 
@@ -95,7 +95,7 @@ export class IscsiLuns {
 }
 
 /** Volume operations on managed iSCSI pools (the file pools' counterpart in storage.ts). */
-export class IscsiVolumes {
+export class IscsiVolumes implements PoolTypeStorage {
   constructor(private readonly live: LiveDisks) {}
 
   /** The LUN is blank as the provider made it, or filled from a snapshot backup or an upload. */
@@ -200,6 +200,9 @@ export class IscsiVolumes {
     const luns = new IscsiLuns(p.pool);
     await this.fill(luns, p.volumePath, p.snapshotPath, await luns.size(p.volumePath));
   }
+
+  /** A managed iSCSI pool keeps no template copies (each ROOT LUN is a full copy). */
+  async deleteTemplateCopies(): Promise<void> {}
 
   /** A managed pool's size is measured by its provider on the server, not by hosts. */
   async poolStats(pool: StorageLocation): Promise<CommandResult<'getPoolStats'>> {

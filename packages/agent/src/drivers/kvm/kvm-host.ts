@@ -46,6 +46,7 @@ import {
   QEMU_BINARY,
   qemuVersion,
 } from './host-facts.ts';
+import { IscsiVolumes } from './iscsi-luns.ts';
 import {
   blockdev,
   diskDevice,
@@ -167,7 +168,11 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
     this.privateIp = options.privateIp ?? defaultAddress();
     this.pools = new PoolAccess({ nfs: options.nfs ?? 'kernel', mountRoot: options.nfsMountRoot ?? '/mnt' });
     // Ceph RBD pools have their own volume store; every other pool type goes to PoolStorage.
-    this.storage = new StorageByPoolType(new PoolStorage(this, this.pools), new RbdStorage(this));
+    this.storage = new StorageByPoolType(
+      new PoolStorage(this, this.pools),
+      new RbdStorage(this),
+      new IscsiVolumes(this),
+    );
     this.network = new HostNetwork({
       hostDir: this.hostDir,
       localAddress: this.privateIp,

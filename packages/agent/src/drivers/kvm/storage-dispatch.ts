@@ -1,22 +1,26 @@
 /**
- * The KVM host's storage commands, each sent to the volume store of its pool's type: Ceph RBD
- * pools to RbdStorage (storage-rbd.ts), every other pool (directories, NFS, and what PoolStorage
- * dispatches itself) to PoolStorage (storage.ts), unchanged. A copy between an RBD pool and a pool
- * of another type goes to PoolStorage's copy between VolumeStores (volume-store.ts): an RBD
- * pool's VolumeStore is a session of rbd.ts (RbdSession, e.g. withRbd(pool, use)).
+ * The KVM host's storage commands, each sent to the storage of its pool's type: Ceph RBD pools to
+ * RbdStorage (storage-rbd.ts), managed iSCSI pools to IscsiVolumes (iscsi-luns.ts), every other
+ * pool (directories, NFS) to PoolStorage (storage.ts). A copy between pools of different types (or
+ * between two iSCSI pools) goes to PoolStorage's copy between VolumeStores (volume-store.ts), where
+ * each pool type has its VolumeStore (an RBD pool's is a session of rbd.ts).
  */
 import type { CommandResult, ParsedPayload, StorageLocation } from '@nimbostack/protocol';
-import { DriverError, type StorageDriver } from '../driver.ts';
+import { DriverError, type PoolTypeStorage, type StorageDriver } from '../driver.ts';
+import type { IscsiVolumes } from './iscsi-luns.ts';
 import type { RbdStorage } from './storage-rbd.ts';
 
 export class StorageByPoolType implements StorageDriver {
   constructor(
     private readonly files: StorageDriver,
     private readonly rbd: RbdStorage,
+    private readonly luns: IscsiVolumes,
   ) {}
 
-  private of(pool: StorageLocation): StorageDriver {
-    return pool.type === 'RBD' ? this.rbd : this.files;
+  private of(pool: StorageLocation): PoolTypeStorage {
+    if (pool.type === 'RBD') return this.rbd;
+    if (pool.type === 'Iscsi') return this.luns;
+    return this.files;
   }
 
   createVolume(p: ParsedPayload<'createVolume'>) {

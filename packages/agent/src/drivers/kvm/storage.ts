@@ -12,7 +12,6 @@ import { dirname, isAbsolute, join } from 'node:path';
 import type { CommandResult, ParsedPayload, StorageLocation } from '@nimbostack/protocol';
 import { DriverError, type StorageDriver } from '../driver.ts';
 import { imageInfo, run } from './exec.ts';
-import { IscsiVolumes } from './iscsi-luns.ts';
 import type { VmDisk } from './machine.ts';
 import { DirectoryFiles, type PoolAccess, type PoolFiles } from './pool-files.ts';
 import { copyVerified, withVolumeStore } from './volume-store.ts';
@@ -49,15 +48,10 @@ async function atomically(
 }
 
 export class PoolStorage implements StorageDriver {
-  /** Managed iSCSI pools hold LUNs, not files: their own volume store. */
-  private readonly luns: IscsiVolumes;
-
   constructor(
     private readonly live: LiveDisks,
     private readonly pools: PoolAccess,
-  ) {
-    this.luns = new IscsiVolumes(live);
-  }
+  ) {}
 
   private files(pool: StorageLocation): Promise<PoolFiles> {
     return this.pools.files(pool);
@@ -68,7 +62,6 @@ export class PoolStorage implements StorageDriver {
   }
 
   async createVolume(p: ParsedPayload<'createVolume'>): Promise<CommandResult<'createVolume'>> {
-    if (p.pool.type === 'Iscsi') return this.luns.createVolume(p);
     const files = await this.files(p.pool);
     const name = p.volumeUuid;
     if (!(await files.exists(name))) {
@@ -92,7 +85,6 @@ export class PoolStorage implements StorageDriver {
   async createVolumeFromTemplate(
     p: ParsedPayload<'createVolumeFromTemplate'>,
   ): Promise<CommandResult<'createVolumeFromTemplate'>> {
-    if (p.pool.type === 'Iscsi') return this.luns.createVolumeFromTemplate(p);
     const files = await this.files(p.pool);
     const name = p.volumeUuid;
     if (!(await files.exists(name))) {
@@ -128,7 +120,6 @@ export class PoolStorage implements StorageDriver {
   }
 
   async resizeVolume(p: ParsedPayload<'resizeVolume'>): Promise<CommandResult<'resizeVolume'>> {
-    if (p.pool.type === 'Iscsi') return this.luns.resizeVolume(p);
     const files = await this.files(p.pool);
     if (!(await files.exists(p.path))) throw new DriverError(`volume ${p.path} does not exist`);
     const image = files.image(p.path);
@@ -170,7 +161,6 @@ export class PoolStorage implements StorageDriver {
   }
 
   async deleteVolume(p: ParsedPayload<'deleteVolume'>) {
-    if (p.pool.type === 'Iscsi') return this.luns.deleteVolume(p);
     const use = this.live.diskInUse(p.path);
     if (use) throw new DriverError(`volume ${p.path} is in use by running VM ${use.vm}`);
     await (await this.files(p.pool)).remove(p.path);
@@ -182,7 +172,6 @@ export class PoolStorage implements StorageDriver {
    * temporary overlay (live external snapshot), then the overlay is committed back.
    */
   async createSnapshot(p: ParsedPayload<'createSnapshot'>): Promise<CommandResult<'createSnapshot'>> {
-    if (p.pool.type === 'Iscsi') return this.luns.createSnapshot(p);
     const pool = await this.files(p.pool);
     const target = p.secondary
       ? { files: new DirectoryFiles(p.secondary.path), name: join('snapshots', `${p.snapshotUuid}.qcow2`) }
@@ -207,7 +196,6 @@ export class PoolStorage implements StorageDriver {
   }
 
   async deleteSnapshot(p: ParsedPayload<'deleteSnapshot'>) {
-    if (p.pool.type === 'Iscsi') return this.luns.deleteSnapshot(p);
     // A backup on secondary storage needs nothing of the pool (which this host may not reach).
     if (isAbsolute(p.path)) rmSync(p.path, { force: true });
     else await (await this.files(p.pool)).remove(p.path);
@@ -215,7 +203,6 @@ export class PoolStorage implements StorageDriver {
 
   /** Replaces the volume's content by the snapshot's, keeping a linked clone linked to its template. */
   async revertSnapshot(p: ParsedPayload<'revertSnapshot'>) {
-    if (p.pool.type === 'Iscsi') return this.luns.revertSnapshot(p);
     const files = await this.files(p.pool);
     const snapshot = located(files, p.snapshotPath);
     if (!(await snapshot.files.exists(snapshot.name)))
@@ -242,15 +229,12 @@ export class PoolStorage implements StorageDriver {
   }
 
   async deleteTemplateCopies(pool: StorageLocation, templates: string[]) {
-    // A managed iSCSI pool keeps no template copies (each ROOT LUN is a full copy).
-    if (pool.type === 'Iscsi') return;
     const files = await this.files(pool);
     for (const uuid of templates) await files.remove(`template-${uuid}.qcow2`);
   }
 
   /** The pool's size and use as its backend reports them (statfs, or the NFS server's FSSTAT). */
   async poolStats(pool: StorageLocation): Promise<CommandResult<'getPoolStats'>> {
-    if (pool.type === 'Iscsi') return this.luns.poolStats(pool);
     return (await this.files(pool)).stats();
   }
 }
