@@ -33,7 +33,7 @@ import type { App } from '../context.ts';
 import type { HostRow } from '../db/schema.ts';
 import { recordAlert } from '../infra/alerts.ts';
 import { startScheduled } from '../jobs/scheduled.ts';
-import { poolLocation } from '../storage/volume-ops.ts';
+import { poolLocation, poolServesHost } from '../storage/volume-ops.ts';
 import { type HaState, hostHaRows, updateHostHa } from './host-ha-records.ts';
 import { HA_HEARTBEAT_INTERVAL, HA_HEARTBEAT_TIMEOUT, HA_INVESTIGATE_RETRY } from './settings.ts';
 import { fenceHost, releaseDeadServersHaWork, runHaWork } from './vm-ha.ts';
@@ -116,13 +116,13 @@ async function sharedPoolRows(app: App, zoneIds: number[]) {
     .execute();
 }
 
-/** The pools of `rows` a host reaches (its cluster's and its zone's), as agents name them. */
+/** The pools of `rows` a host uses (its cluster's and its zone's), as agents name them. */
 function poolsOf(
   rows: Awaited<ReturnType<typeof sharedPoolRows>>,
-  host: Pick<HostRow, 'zone_id' | 'cluster_id'>,
+  host: Pick<HostRow, 'id' | 'zone_id' | 'cluster_id' | 'hypervisor'>,
 ): StorageLocation[] {
   return rows
-    .filter((p) => p.zone_id === host.zone_id && (p.scope === 'ZONE' || p.cluster_id === host.cluster_id))
+    .filter((p) => poolServesHost(p, host))
     .map((p) => poolLocation(p))
     .filter((p) => p.type !== 'Simulator');
 }
@@ -130,7 +130,7 @@ function poolsOf(
 /** The shared pools one host reaches, where its heartbeat is. */
 async function sharedPools(
   app: App,
-  host: Pick<HostRow, 'zone_id' | 'cluster_id'>,
+  host: Pick<HostRow, 'id' | 'zone_id' | 'cluster_id' | 'hypervisor'>,
 ): Promise<StorageLocation[]> {
   return poolsOf(await sharedPoolRows(app, [host.zone_id]), host);
 }
@@ -148,7 +148,7 @@ async function configureHeartbeats(app: App): Promise<void> {
   for (let i = 0; i < ids.length; i += 500) {
     const hosts = await app.store.db
       .selectFrom('hosts')
-      .select(['id', 'uuid', 'zone_id', 'cluster_id'])
+      .select(['id', 'uuid', 'zone_id', 'cluster_id', 'hypervisor'])
       .where('id', 'in', ids.slice(i, i + 500))
       .where('removed', 'is', null)
       .execute();

@@ -21,6 +21,7 @@ import type { StoragePoolRow } from '../db/schema.ts';
 import { internalError, invalidParameter, toApiError } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { MAINTENANCE_STATES } from './pool-monitor.ts';
+import { upHostsUsing } from './volume-ops.ts';
 
 /** A VM that is starting or stopping is left this long to settle before maintenance gives up. */
 const SETTLE_MS = 60_000;
@@ -49,18 +50,9 @@ export function checkCanCancelMaintenance(pool: StoragePoolRow): void {
     );
 }
 
-/** Up hosts that use the pool: its cluster's, or for a zone-wide pool the zone's of its hypervisor. */
+/** How many Up hosts use the pool. */
 async function upHostsOf(ctx: Pick<CallContext, 'app'>, pool: StoragePoolRow): Promise<number> {
-  let q = ctx.app.store.db
-    .selectFrom('hosts')
-    .select((eb) => eb.fn.countAll<number>().as('n'))
-    .where('zone_id', '=', pool.zone_id)
-    .where('type', '=', 'Routing')
-    .where('state', '=', 'Up')
-    .where('removed', 'is', null);
-  if (pool.scope === 'HOST' && pool.host_id !== null) q = q.where('id', '=', pool.host_id);
-  else if (pool.scope !== 'ZONE' && pool.cluster_id !== null) q = q.where('cluster_id', '=', pool.cluster_id);
-  else if (pool.hypervisor) q = q.where('hypervisor', '=', pool.hypervisor);
+  const q = upHostsUsing(ctx.app.store.db, pool).select((eb) => eb.fn.countAll<number>().as('n'));
   return Number((await q.executeTakeFirstOrThrow()).n);
 }
 

@@ -19,7 +19,7 @@
 import type { App } from '../context.ts';
 import { recordAlert, resolveAlert } from '../infra/alerts.ts';
 import { defineSetting } from '../settings/settings.ts';
-import { poolLocation } from './volume-ops.ts';
+import { poolLocation, poolServesHost } from './volume-ops.ts';
 
 /** A pool in these states is (going) out of use: no VM starts with a disk there, no host is asked about it. */
 export const MAINTENANCE_STATES = ['PrepareForMaintenance', 'Maintenance', 'ErrorInMaintenance'];
@@ -93,16 +93,7 @@ export async function checkPools(app: App, onlyHosts?: number[]): Promise<PoolCh
     .execute();
   const pairs: { host: (typeof hosts)[number]; pool: (typeof pools)[number] }[] = [];
   for (const host of hosts)
-    for (const pool of pools) {
-      if (pool.zone_id !== host.zone_id) continue;
-      const uses =
-        pool.scope === 'HOST'
-          ? pool.host_id === host.id
-          : pool.scope === 'ZONE'
-            ? pool.hypervisor === null || pool.hypervisor === host.hypervisor
-            : pool.cluster_id !== null && pool.cluster_id === host.cluster_id;
-      if (uses) pairs.push({ host, pool });
-    }
+    for (const pool of pools) if (poolServesHost(pool, host)) pairs.push({ host, pool });
   const known = new Map(
     (
       await db

@@ -4,7 +4,8 @@
  */
 import { iscsiTargetPrefix, type StorageLocation } from '@nimbostack/protocol';
 import type { CallContext } from '../context.ts';
-import type { StoragePoolRow, VolumeRow } from '../db/schema.ts';
+import type { Store } from '../db/connection.ts';
+import type { HostRow, StoragePoolRow, VolumeRow } from '../db/schema.ts';
 import { resourceUnavailable } from '../errors.ts';
 import { removeManagedVolume } from './managed/managed-pools.ts';
 
@@ -42,16 +43,39 @@ export function poolLocation(
   return { uuid: pool.uuid, type, path: pool.path };
 }
 
-/** An Up host connected to this server that can reach the pool (its cluster, or the zone for zone-wide pools). */
-export async function hostForPool(ctx: Pick<CallContext, 'app'>, pool: StoragePoolRow): Promise<number> {
-  let q = ctx.app.store.db
+/** What says which hosts use a pool. */
+type PoolReach = Pick<StoragePoolRow, 'zone_id' | 'scope' | 'host_id' | 'cluster_id' | 'hypervisor'>;
+
+/**
+ * Whether a host uses a pool (upstream's rule): a local pool its own host, a cluster's pool the
+ * cluster's hosts, a zone-wide pool the zone's hosts of its hypervisor (all of them without one).
+ */
+export function poolServesHost(
+  pool: PoolReach,
+  host: Pick<HostRow, 'id' | 'zone_id' | 'cluster_id' | 'hypervisor'>,
+): boolean {
+  if (pool.zone_id !== host.zone_id) return false;
+  if (pool.scope === 'HOST') return pool.host_id === host.id;
+  if (pool.scope === 'ZONE') return pool.hypervisor === null || pool.hypervisor === host.hypervisor;
+  return pool.cluster_id !== null && pool.cluster_id === host.cluster_id;
+}
+
+/** The Up hypervisor hosts that use a pool (poolServesHost's rule), as a query to select from. */
+export function upHostsUsing(db: Store['db'], pool: PoolReach) {
+  const q = db
     .selectFrom('hosts')
-    .select('id')
     .where('zone_id', '=', pool.zone_id)
+    .where('type', '=', 'Routing')
     .where('state', '=', 'Up')
     .where('removed', 'is', null);
-  if (pool.scope !== 'ZONE' && pool.cluster_id !== null) q = q.where('cluster_id', '=', pool.cluster_id);
-  const ids = (await q.limit(50).execute()).map((h) => h.id);
+  if (pool.scope === 'HOST') return q.where('id', '=', pool.host_id ?? -1);
+  if (pool.scope === 'ZONE') return pool.hypervisor ? q.where('hypervisor', '=', pool.hypervisor) : q;
+  return q.where('cluster_id', '=', pool.cluster_id ?? -1);
+}
+
+/** An Up host connected to this server (or a peer) that uses the pool. */
+export async function hostForPool(ctx: Pick<CallContext, 'app'>, pool: StoragePoolRow): Promise<number> {
+  const ids = (await upHostsUsing(ctx.app.store.db, pool).select('id').limit(50).execute()).map((h) => h.id);
   const connected = ctx.app.agents.connectedHosts(ids);
   if (connected.length === 0)
     throw resourceUnavailable(`No host that can reach primary storage ${pool.name} is Up`);
