@@ -8,7 +8,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CloudStackClient } from '@nimbostack/client';
@@ -24,7 +24,14 @@ import { createBenchDatabase } from './lib/database.ts';
 import { DbFloor, startHttpFloor } from './lib/floor.ts';
 import { type LatencyStats, measure, round, warmUp } from './lib/measure.ts';
 import { measurePlanner, type PlannerResult } from './lib/planner.ts';
-import { cpuPercentOver, cpuSeconds, peakRssMiB, rssMiB } from './lib/proc.ts';
+import {
+  cpuPercentOver,
+  cpuSeconds,
+  cpuSecondsOfCommands,
+  machineCpuSeconds,
+  peakRssMiB,
+  rssMiB,
+} from './lib/proc.ts';
 import { renderMarkdown } from './lib/report.ts';
 
 const { values: args } = parseArgs({
@@ -268,24 +275,74 @@ async function listCase(
   command: string,
   params: Record<string, string | number | boolean>,
   opts: { sequential: number; concurrent: number },
-): Promise<{ single: LatencyStats; loaded: LatencyStats; server_cpu_ms_per_req: number }> {
+): Promise<{ single: LatencyStats; loaded: LatencyStats; server_cpu_ms_per_req: number; cpu: CpuPerCall }> {
   const call = () => client.request(command, params);
   const single = await measure(call, { clients: 1, total: opts.sequential, maxSeconds: 30 });
   await warmUp(call, CLIENTS, WARMUP_SECONDS);
-  const cpu0 = cpuSeconds(serverPid);
+  const account = cpuAccount();
   const loaded = await measure(call, {
     clients: CLIENTS,
     total: opts.concurrent,
     warmup: false,
     maxSeconds: 30,
   });
-  // CPU the server spent per request: unlike latency, it hardly depends on what else the machine runs.
-  const cpuMs = round(((cpuSeconds(serverPid) - cpu0) * 1000) / loaded.requests, 1);
+  const cpu = account(loaded.requests);
   const failed = single.firstError ?? loaded.firstError;
   log(
-    `${name.padEnd(44)} 1 client p50 ${String(single.p50).padStart(8)} ms | ${CLIENTS} clients p50 ${loaded.p50} p95 ${loaded.p95} p99 ${loaded.p99} ms, ${loaded.rps} req/s, server CPU ${cpuMs} ms/req${failed ? `  ERROR ${failed}` : ''}`,
+    `${name.padEnd(44)} 1 client p50 ${String(single.p50).padStart(8)} ms | ${CLIENTS} clients p50 ${loaded.p50} p95 ${loaded.p95} p99 ${loaded.p99} ms, ${loaded.rps} req/s, server CPU ${cpu.server_ms} ms/req${failed ? `  ERROR ${failed}` : ''}`,
   );
-  return { single, loaded, server_cpu_ms_per_req: cpuMs };
+  return { single, loaded, server_cpu_ms_per_req: cpu.server_ms, cpu };
+}
+
+/** CPU milliseconds per call spent by each party of a case, and what the machine's cores allow. */
+interface CpuPerCall {
+  server_ms: number;
+  /** The database server's processes (PostgreSQL's backends, MariaDB); 0 for SQLite, which runs inside the server. */
+  db_ms: number;
+  /** This process: the signed clients making the calls. */
+  clients_ms: number;
+  agent_ms: number;
+  /** How busy every core of the machine was meanwhile, whoever used it. */
+  machine_busy_pct: number;
+  /** Calls per second at which the server, database, clients and agent alone would fill every core. */
+  ceiling_per_s: number;
+}
+
+const DATABASE_COMMANDS: Record<string, string[]> = { postgres: ['postgres'], mysql: ['mariadbd', 'mysqld'] };
+
+/**
+ * Starts counting CPU; the function returned divides what each party used since by the calls made.
+ * Unlike latency and rates, CPU per call hardly depends on what else the machine runs, and the
+ * ceiling it gives is the bound CPU sets on a rate target for this machine.
+ */
+function cpuAccount(): (calls: number) => CpuPerCall {
+  const dbCommands = DATABASE_COMMANDS[database.dialect] ?? [];
+  const snapshot = () => {
+    const own = process.cpuUsage();
+    return {
+      server: cpuSeconds(serverPid),
+      db: dbCommands.length ? cpuSecondsOfCommands(dbCommands) : 0,
+      clients: (own.user + own.system) / 1e6,
+      agent: agent?.pid ? cpuSeconds(agent.pid) : 0,
+      machine: machineCpuSeconds(),
+    };
+  };
+  const before = snapshot();
+  return (calls) => {
+    const after = snapshot();
+    const per = (key: 'server' | 'db' | 'clients' | 'agent') => ((after[key] - before[key]) * 1000) / calls;
+    const spent = per('server') + per('db') + per('clients') + per('agent');
+    const machineTotal = after.machine.total - before.machine.total;
+    return {
+      server_ms: round(per('server'), 2),
+      db_ms: round(per('db'), 2),
+      clients_ms: round(per('clients'), 2),
+      agent_ms: round(per('agent'), 2),
+      machine_busy_pct:
+        machineTotal > 0 ? round(((after.machine.busy - before.machine.busy) / machineTotal) * 100, 0) : 0,
+      ceiling_per_s: spent > 0 ? round((availableParallelism() * 1000) / spent, 0) : 0,
+    };
+  };
 }
 
 try {
@@ -565,8 +622,10 @@ try {
     log(
       `deploys: the new router got ${fill?.sent ?? '?'} more VM entries in the background in ${fill?.ms ?? '?'} ms`,
     );
+    const account = cpuAccount();
     const stats = await measure(deploy, { clients: deployClients, total, warmup: false, maxSeconds: 180 });
     results.deploy = stats;
+    results.deploy_cpu = account(Math.max(1, stats.requests - stats.errors));
     if (stats.errors === stats.requests)
       missing('deploys_per_min', `every deploy failed: ${stats.firstError}`);
     else {

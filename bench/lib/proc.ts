@@ -1,5 +1,5 @@
 /** CPU time and memory of another process, read from /proc (Linux). */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 const CLOCK_TICKS_PER_SECOND = 100;
 
@@ -35,4 +35,28 @@ export async function cpuPercentOver(pid: number, seconds: number): Promise<numb
   await new Promise((r) => setTimeout(r, seconds * 1000));
   const used = cpuSeconds(pid) - c0;
   return Math.round((used / ((performance.now() - t0) / 1000)) * 1000) / 10;
+}
+
+/** CPU seconds used so far by every process whose command name is in `names` (a database server and its backends). */
+export function cpuSecondsOfCommands(names: readonly string[]): number {
+  let total = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (names.includes(readFileSync(`/proc/${entry}/comm`, 'utf8').trim()))
+        total += cpuSeconds(Number(entry));
+    } catch {
+      // The process ended between the listing and the read.
+    }
+  }
+  return total;
+}
+
+/** CPU seconds of the whole machine so far, all cores: busy and in total (/proc/stat's first line). */
+export function machineCpuSeconds(): { busy: number; total: number } {
+  const [, ...fields] = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/);
+  const ticks = fields.map(Number);
+  const total = ticks.slice(0, 8).reduce((a, b) => a + b, 0); // user … steal; guest time is already in user
+  const idle = ticks[3] + ticks[4]; // idle, iowait
+  return { busy: (total - idle) / CLOCK_TICKS_PER_SECOND, total: total / CLOCK_TICKS_PER_SECOND };
 }

@@ -236,16 +236,30 @@ export function renderMarkdown(r: Results): string {
   if (cheap) {
     detail.push(
       '',
-      '| cheap calls, root admin | 1 client p50 ms | 16 clients p50 / p95 / p99 ms | req/s | server CPU ms/req |',
-      '|---|---:|---:|---:|---:|',
+      '| cheap calls, root admin | 1 client p50 ms | 16 clients p50 / p95 / p99 ms | req/s | CPU ms/req: server / database / clients | machine busy | CPU ceiling req/s |',
+      '|---|---:|---:|---:|---:|---:|---:|',
     );
     for (const [name, c] of Object.entries(cheap))
       detail.push(
-        `| ${name} | ${c.single.p50} | ${c.loaded.p50} / ${c.loaded.p95} / ${c.loaded.p99} | ${c.loaded.rps} | ${c.server_cpu_ms_per_req} |`,
+        `| ${name} | ${c.single.p50} | ${c.loaded.p50} / ${c.loaded.p95} / ${c.loaded.p99} | ${c.loaded.rps} | ${cpuCells(c.cpu)} |`,
       );
   }
+  const deployCpu = r.deploy_cpu as Record<string, number> | undefined;
+  if (deployCpu)
+    detail.push(
+      '',
+      '| deploys, 50 clients | VMs/min | CPU ms per VM: server / database / clients | agent | machine busy | CPU ceiling VMs/min |',
+      '|---|---:|---:|---:|---:|---:|',
+      `| to Running | ${r.deploys_per_min ?? 'n/a'} | ${deployCpu.server_ms} / ${deployCpu.db_ms} / ${deployCpu.clients_ms} | ${deployCpu.agent_ms} | ${deployCpu.machine_busy_pct}% | ${Math.round(deployCpu.ceiling_per_s * 60)} |`,
+    );
   const notes = (r.notes as string[] | undefined) ?? [];
   return [...head, ...body, ...detail, ...(notes.length ? ['', ...notes.map((n) => `- ${n}`)] : []), ''].join(
     '\n',
   );
+}
+
+/** Where a case's CPU went (bench/run.ts cpuAccount), as table cells; older results have none. */
+function cpuCells(cpu: Record<string, number> | undefined): string {
+  if (!cpu) return 'n/a | n/a | n/a';
+  return `${cpu.server_ms} / ${cpu.db_ms} / ${cpu.clients_ms} | ${cpu.machine_busy_pct}% | ${cpu.ceiling_per_s}`;
 }
