@@ -19,7 +19,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { NfsExport } from '../../agent/src/drivers/kvm/nfs-client.ts';
+import { NfsExport } from '@nimbostack/protocol/nfs-client';
 import { waitUntil } from './agents.ts';
 import type { TestServer } from './harness.ts';
 import { readyKvmTestTemplate } from './kvm-advanced-zone.ts';

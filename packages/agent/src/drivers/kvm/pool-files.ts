@@ -7,7 +7,8 @@
  *   at <mountRoot>/<pool uuid> (mount -t nfs), then a directory;
  * - NFS, user-space path (`nfs: 'libnfs'`): no mount; QEMU and qemu-img open nfs://server/export/
  *   file through libnfs (Debian's qemu-block-extra), and the agent's own NFSv3 client
- *   (nfs-client.ts) checks, renames and removes files and measures the export.
+ *   (@nimbostack/protocol/nfs-client, shared with the server's NFS image stores) checks, renames
+ *   and removes files and measures the export.
  * On NFS the server records a file's name relative to the export, so every host resolves it its
  * own way. A linked clone's backing file is recorded as this host opens it (a path under the
  * mount, or an nfs:// URL): the hosts of one cluster use the same NFS path.
@@ -16,10 +17,10 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statfsSync } f
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import type { StorageLocation } from '@nimbostack/protocol';
+import { NfsError, NfsExport } from '@nimbostack/protocol/nfs-client';
 import { DriverError, type PoolRecords } from '../driver.ts';
 import { run } from './exec.ts';
 import { IscsiLuns } from './iscsi-luns.ts';
-import { NfsExport } from './nfs-client.ts';
 
 export type NfsPath = 'kernel' | 'libnfs';
 
@@ -127,29 +128,38 @@ export class LibnfsFiles implements PoolFiles {
     };
   }
   exists(path: string) {
-    return this.client.exists(this.name(path));
+    return driverErrors(this.client.exists(this.name(path)));
   }
   remove(path: string) {
-    return this.client.remove(this.name(path));
+    return driverErrors(this.client.remove(this.name(path)));
   }
   rename(from: string, to: string) {
-    return this.client.rename(this.name(from), this.name(to));
+    return driverErrors(this.client.rename(this.name(from), this.name(to)));
   }
   async makeDir(name: string) {
     // The export itself is there.
-    if (name !== '.') await this.client.mkdir(this.name(name));
+    if (name !== '.') await driverErrors(this.client.mkdir(this.name(name)));
   }
   recorded(name: string): string {
     return name;
   }
   stats() {
-    return this.client.stats();
+    return driverErrors(this.client.stats());
   }
   async readText(name: string) {
-    return (await this.client.readFile(this.name(name))).toString('utf8');
+    return (await driverErrors(this.client.readFile(this.name(name)))).toString('utf8');
   }
   writeText(name: string, text: string) {
-    return this.client.writeFile(this.name(name), Buffer.from(text, 'utf8'));
+    return driverErrors(this.client.writeFile(this.name(name), Buffer.from(text, 'utf8')));
+  }
+}
+
+/** The NFS client's failures are the storage's answers (DriverError), not the agent's faults. */
+async function driverErrors<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (e) {
+    throw e instanceof NfsError ? new DriverError(e.message) : e;
   }
 }
 
