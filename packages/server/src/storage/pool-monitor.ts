@@ -14,11 +14,20 @@
  *   answer that works clears all of that and resolves the alert.
  *
  * Pools in maintenance are not asked about (their hosts are told to let go of them upstream).
- * Managed pools (each volume its own LUN, provider LinuxTgt) have no pool-wide figure: left out.
+ *
+ * Who measures a pool is one rule (`isManaged`): a managed pool (each volume its own LUN, provider
+ * LinuxTgt) is measured by its provider on the storage server (df of its LUN directory, over the
+ * provider's SSH), since hosts see its LUNs, not the pool; every other pool by the hosts that use
+ * it, as above. Provider rounds run on the one server holding the `managed-pool-usage` lease at
+ * the same interval; a storage server that does not answer raises an ALERT.STORAGE.MISC alert,
+ * resolved by its next answer. Both kinds of answer are written the same way (recordFigures).
  */
 import type { App } from '../context.ts';
+import type { StoragePoolRow } from '../db/schema.ts';
 import { recordAlert, resolveAlert } from '../infra/alerts.ts';
+import { startScheduled } from '../jobs/scheduled.ts';
 import { defineSetting } from '../settings/settings.ts';
+import { isManaged, measureManagedPool } from './managed/managed-pools.ts';
 import { poolLocation, poolServesHost } from './volume-ops.ts';
 
 /** A pool in these states is (going) out of use: no VM starts with a disk there, no host is asked about it. */
@@ -86,11 +95,10 @@ export async function checkPools(app: App, onlyHosts?: number[]): Promise<PoolCh
     .selectAll()
     .where('zone_id', 'in', [...new Set(hosts.map((h) => h.zone_id))])
     .where('removed', 'is', null)
-    // Managed pools (their provider makes each volume) have no pool-wide figure; a DefaultPrimary
-    // pool recorded with the managed flag (before managed storage existed) is a plain pool.
-    .where((eb) => eb.or([eb('managed', '=', 0), eb('provider', '=', 'DefaultPrimary')]))
     .where('state', 'not in', MAINTENANCE_STATES)
-    .execute();
+    .execute()
+    // Managed pools are measured by their provider (measureManagedPools), not by hosts.
+    .then((rows) => rows.filter((p) => !isManaged(p)));
   const pairs: { host: (typeof hosts)[number]; pool: (typeof pools)[number] }[] = [];
   for (const host of hosts)
     for (const pool of pools) if (poolServesHost(pool, host)) pairs.push({ host, pool });
@@ -149,23 +157,95 @@ export async function checkPools(app: App, onlyHosts?: number[]): Promise<PoolCh
     if (before && before.reachable === 0) await resolveAlert(app, alertKey(pool.id, host.id));
     if (stats && !measured.has(pool.id)) {
       measured.add(pool.id);
-      // A size the operator gave is kept (a share of a larger export, say); what is used is measured.
-      const capacity = pool.capacity_given ? Number(pool.capacity_bytes) : stats.capacityBytes;
-      const used = pool.capacity_given ? stats.usedBytes : Math.min(stats.usedBytes, capacity);
-      if (Number(pool.capacity_bytes) !== capacity || Number(pool.used_bytes) !== used)
-        await db
-          .updateTable('storage_pools')
-          .set({ capacity_bytes: capacity, used_bytes: used })
-          .where('id', '=', pool.id)
-          .execute();
+      await recordFigures(app, pool, stats);
     }
   });
   round.measured = measured.size;
   return round;
 }
 
-/** Runs the rounds on this server; returns the function that stops them. */
+/** Writes a pool's measured size and use, whoever measured them (a host or the pool's provider). */
+async function recordFigures(
+  app: Pick<App, 'store'>,
+  pool: StoragePoolRow,
+  stats: { capacityBytes: number; usedBytes: number },
+): Promise<void> {
+  // A size the operator gave is kept (a share of a larger export, say); what is used is measured.
+  const capacity = pool.capacity_given ? Number(pool.capacity_bytes) : stats.capacityBytes;
+  const used = pool.capacity_given ? stats.usedBytes : Math.min(stats.usedBytes, capacity);
+  if (Number(pool.capacity_bytes) !== capacity || Number(pool.used_bytes) !== used)
+    await app.store.db
+      .updateTable('storage_pools')
+      .set({ capacity_bytes: capacity, used_bytes: used })
+      .where('id', '=', pool.id)
+      .execute();
+}
+
+const providerAlertKey = (poolId: number) => `pool-provider-unreachable:${poolId}`;
+
+/**
+ * One round over the managed pools (not in maintenance): each one's provider measures it on its
+ * storage server, and the figures are written as a host's would be. Exported for tests and for
+ * the round timer.
+ */
+export async function measureManagedPools(
+  app: App,
+): Promise<{ measured: number; failed: { poolId: number; error: string }[] }> {
+  const pools = (
+    await app.store.db
+      .selectFrom('storage_pools')
+      .selectAll()
+      .where('managed', '=', 1)
+      .where('removed', 'is', null)
+      .where('state', 'not in', MAINTENANCE_STATES)
+      .execute()
+  ).filter((p) => isManaged(p));
+  const out = { measured: 0, failed: [] as { poolId: number; error: string }[] };
+  await eachLimited(pools, CONCURRENCY, async (pool) => {
+    let stats: { capacityBytes: number; usedBytes: number } | undefined;
+    try {
+      stats = await measureManagedPool({ app }, pool);
+    } catch (e) {
+      const error = ((e as Error).message || 'no answer').slice(0, 1000);
+      out.failed.push({ poolId: pool.id, error });
+      const raised = await recordAlert(app, {
+        type: ALERT_STORAGE_MISC,
+        subject: `The storage server of primary storage pool ${pool.name} was not reached: ${error}`.slice(
+          0,
+          990,
+        ),
+        zoneId: pool.zone_id,
+        podId: pool.pod_id ?? undefined,
+        clusterId: pool.cluster_id ?? undefined,
+        sourceKey: providerAlertKey(pool.id),
+      });
+      if (raised) app.log.warn({ pool: pool.name, err: error }, 'a managed pool was not measured');
+      return;
+    }
+    await resolveAlert(app, providerAlertKey(pool.id));
+    if (!stats) return;
+    await recordFigures(app, pool, stats);
+    out.measured++;
+  });
+  return out;
+}
+
+/**
+ * Runs the hosts' rounds on this server, and the providers' rounds on the server holding their
+ * lease; returns the function that stops both.
+ */
 export function startPoolMonitor(app: App): () => void {
+  let lastProviderRound = 0;
+  const stopProviderRounds = startScheduled(app, {
+    name: 'managed-pool-usage',
+    // Ticks often enough to keep the lease; a round runs once per interval.
+    everyMs: () => Math.min(5_000, app.settings.get(STORAGE_STATS_INTERVAL)),
+    run: async () => {
+      if (app.clock.now() - lastProviderRound < app.settings.get(STORAGE_STATS_INTERVAL)) return;
+      lastProviderRound = app.clock.now();
+      await measureManagedPools(app);
+    },
+  });
   let stopped = false;
   let running = false;
   let last = app.clock.now();
@@ -183,6 +263,7 @@ export function startPoolMonitor(app: App): () => void {
   return () => {
     stopped = true;
     clearInterval(timer);
+    stopProviderRounds();
   };
 }
 

@@ -23,7 +23,12 @@ import { listParams, p } from '../registry/params.ts';
 import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
 import { storageGiB } from './images.ts';
 import { localPoolOfVm } from './local-pools.ts';
-import { discardManagedVolume, isManaged, prepareManagedVolume } from './managed/managed-pools.ts';
+import {
+  discardManagedVolume,
+  isManaged,
+  prepareManagedVolume,
+  resizeManagedVolume,
+} from './managed/managed-pools.ts';
 import { findSnapshot, stageSnapshot } from './snapshot-records.ts';
 import { deleteOnPool, hostForPool, poolLocation, poolOf, vmDisk } from './volume-ops.ts';
 import { abortUpload, uploadedFile } from './volume-transfer.ts';
@@ -773,10 +778,6 @@ export const resizeVolume = defineCommand({
       );
     if (volume.path) {
       const pool = (await poolOf(ctx, volume))!;
-      if (isManaged(pool))
-        throw invalidParameter(
-          `Volume ${volume.name} is a LUN of managed storage pool ${pool.name}, whose provider does not resize LUNs`,
-        );
       const vm =
         volume.vm_id === null
           ? undefined
@@ -785,8 +786,16 @@ export const resizeVolume = defineCommand({
               .selectAll()
               .where('id', '=', volume.vm_id)
               .executeTakeFirst();
-      const hostId =
-        vm?.state === 'Running' && vm.host_id !== null ? vm.host_id : await hostForPool(ctx, pool);
+      const running = vm?.state === 'Running' && vm.host_id !== null;
+      // A LUN is cut on the storage server before QEMU learns of it: a guest write past the new
+      // end meanwhile would grow the file again (docs/storage.md, managed iSCSI).
+      if (running && newSize < current && isManaged(pool))
+        throw invalidParameter(
+          `Volume ${volume.name} is a LUN of managed storage pool ${pool.name} in use by running VM ${vm.name}: stop the VM or detach the volume to shrink it`,
+        );
+      // The provider sets the LUN's size first; then the host sees it (QEMU's block_resize live).
+      await resizeManagedVolume(ctx, pool, { name: volume.name, path: volume.path }, newSize);
+      const hostId = running ? vm.host_id! : await hostForPool(ctx, pool);
       await ctx.app.agents.call(hostId, 'resizeVolume', {
         path: volume.path,
         pool: poolLocation(pool),

@@ -142,8 +142,21 @@ export class IscsiVolumes implements PoolTypeStorage {
     );
   }
 
+  /**
+   * The provider on the server has set the LUN's size already; a running VM's QEMU is told to read
+   * it again (block_resize: its iscsi driver asks the target's capacity, and the guest sees the new
+   * size). The size a new session reads is the answer, and it must be the one asked for.
+   */
   async resizeVolume(p: ParsedPayload<'resizeVolume'>): Promise<CommandResult<'resizeVolume'>> {
-    throw new DriverError(`volume ${p.path} is a LUN of a managed iSCSI pool: its size is the provider's`);
+    const luns = new IscsiLuns(p.pool);
+    const size = await luns.size(p.path);
+    if (size !== p.newSizeBytes)
+      throw new DriverError(
+        `the LUN of volume ${p.path} holds ${size} bytes, not the ${p.newSizeBytes} its provider was asked for`,
+      );
+    const use = this.live.diskInUse(p.path);
+    if (use) await this.live.liveResize(use.vm, use.disk, p.newSizeBytes);
+    return { sizeBytes: size };
   }
 
   /** The provider removes the target; the host only refuses while a VM here still uses it. */

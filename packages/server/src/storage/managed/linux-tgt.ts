@@ -127,18 +127,51 @@ export class LinuxTgt {
     return iscsiVolumePath(this.prefix, volumeUuid);
   }
 
-  /** Removes the volume's target (closing any session left) and its backing file; gone already is fine. */
-  async deleteLun(path: string): Promise<void> {
+  /** The target, LUN and volume uuid of a path this pool recorded. */
+  private lunOf(path: string): { target: string; lun: number; volumeUuid: string } {
     const lun = parseIscsiVolumePath(this.prefix, path);
     if (!lun) throw new TargetError(`${path} is not a LUN of this pool`);
-    const volumeUuid = lun.target.slice(this.prefix.length + 1);
+    return { ...lun, volumeUuid: lun.target.slice(this.prefix.length + 1) };
+  }
+
+  /**
+   * Sets the LUN's size: its backing file is grown (sparse) or cut to `sizeBytes`, then tgtd opens
+   * it again, since tgt reads a LUN's size only when it opens the file (`--op update` with
+   * `online=0,path=<file>`: the LU is taken offline, the file reopened and the LU back online
+   * within that one request, which tgtd's event loop handles between two commands; the target, its
+   * ACL, its sessions and the LU's settings such as thin provisioning stay). An initiator logged in
+   * keeps its session and reads the new size at its next READ CAPACITY. Answers the file's size.
+   */
+  async resizeLun(path: string, sizeBytes: number): Promise<number> {
+    const lun = this.lunOf(path);
+    const file = this.file(lun.volumeUuid);
+    const r = await this.run(
+      locked(
+        this.pool.dir,
+        [
+          findTid(lun.target),
+          `if [ -z "$tid" ]; then echo ${q(`target ${lun.target} is not on this server`)} >&2; exit 1; fi`,
+          // truncate would make a missing file anew, empty: a lost backing file is an error.
+          `if [ ! -f ${q(file)} ]; then echo ${q(`${file} is missing`)} >&2; exit 1; fi`,
+          `truncate -s ${Math.ceil(sizeBytes / 512) * 512} ${q(file)}`,
+          `tgtadm --lld iscsi --mode logicalunit --op update --tid "$tid" --lun ${lun.lun} --params online=0,path=${q(file)}`,
+          `stat -c %s ${q(file)}`,
+        ].join('\n'),
+      ),
+    );
+    return Number(r.stdout.trim().split('\n').at(-1));
+  }
+
+  /** Removes the volume's target (closing any session left) and its backing file; gone already is fine. */
+  async deleteLun(path: string): Promise<void> {
+    const lun = this.lunOf(path);
     await this.run(
       locked(
         this.pool.dir,
         [
           findTid(lun.target),
           'if [ -n "$tid" ]; then tgtadm --lld iscsi --mode target --op delete --force --tid "$tid"; fi',
-          `rm -f ${q(this.file(volumeUuid))}`,
+          `rm -f ${q(this.file(lun.volumeUuid))}`,
         ].join('\n'),
       ),
     );

@@ -192,6 +192,46 @@ export async function removeManagedVolume(
 }
 
 /**
+ * Sets the size of a volume's LUN on a managed pool's storage server before a host is asked to
+ * see it (nothing to do on other pools, and on simulated ones). Answers whether it was done.
+ */
+export async function resizeManagedVolume(
+  ctx: Pick<CallContext, 'app'>,
+  pool: StoragePoolRow,
+  volume: { name: string; path: string },
+  sizeBytes: number,
+): Promise<boolean> {
+  if (!isManaged(pool)) return false;
+  if (simulated(pool)) return true;
+  try {
+    await providerOf(ctx, pool).resizeLun(volume.path, sizeBytes);
+  } catch (err) {
+    throw providerError(
+      `Could not resize the LUN of volume ${volume.name} on storage pool ${pool.name}`,
+      err,
+    );
+  }
+  return true;
+}
+
+/**
+ * A managed pool's size and use as its storage server measures them (the pool monitor's figures
+ * for pools that hosts do not measure); undefined for simulated pools, which have no server.
+ */
+export async function measureManagedPool(
+  ctx: Pick<CallContext, 'app'>,
+  pool: StoragePoolRow,
+): Promise<{ capacityBytes: number; usedBytes: number } | undefined> {
+  if (!isManaged(pool) || simulated(pool)) return undefined;
+  try {
+    const seen = await providerOf(ctx, pool).stats();
+    return { capacityBytes: seen.total, usedBytes: seen.used };
+  } catch (err) {
+    throw providerError(`Storage pool ${pool.name} could not be measured on its storage server`, err);
+  }
+}
+
+/**
  * Whether a pool's volumes are made by its provider. By provider, not by the `managed` flag alone:
  * pools added before managed storage existed may carry the flag recorded with DefaultPrimary.
  */
