@@ -50,8 +50,9 @@ export interface ServerConfig {
   /** KVM local zone: the image registered as its ready template (built by npm run setup:host). */
   kvmTemplate: string;
   /**
-   * KVM local zone: how its host reaches NFS pools, a kernel mount (default) or QEMU's user-space
-   * client (libnfs), as the agent's --nfs (docs/storage.md).
+   * How this machine reaches NFS, a kernel mount (default) or user space (libnfs): the KVM local
+   * zone's host for NFS pools, as the agent's --nfs, and this server for NFS image stores added
+   * while it is set (storage/nfs-stores.ts; docs/storage.md).
    */
   kvmNfs?: 'kernel' | 'libnfs';
   /** LXC local zone: the root file system tarball registered as its ready template (npm run setup:host). */

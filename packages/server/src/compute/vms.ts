@@ -24,8 +24,8 @@ import { DownloadState } from '../storage/downloads.ts';
 import { storeRoot } from '../storage/images.ts';
 import { localPoolOfVm } from '../storage/local-pools.ts';
 import { discardManagedVolume, prepareManagedVolume } from '../storage/managed/managed-pools.ts';
-import { isObjectStore, stageObject } from '../storage/object-stores.ts';
 import { refuseStartInMaintenance } from '../storage/pool-maintenance.ts';
+import { isRemoteStore, stageFile } from '../storage/remote-stores.ts';
 import { deleteVmSnapshotsOf } from '../storage/vm-snapshots.ts';
 import { deleteOnPool, poolLocation, poolOf, vmDisk } from '../storage/volume-ops.ts';
 import { isLocalVolume, materialiseDataDisk, poolNeeds, removeVolumeRecord } from '../storage/volumes.ts';
@@ -76,8 +76,9 @@ async function templateSource(ctx: Pick<CallContext, 'app'>, templateId: number,
     .where('s.removed', 'is', null)
     .executeTakeFirst();
   if (!copy?.install_path) throw invalidParameter("The VM's template is no longer ready in its zone");
-  // Agents read templates as files: one on an object store is staged by this server first.
-  if (isObjectStore(copy)) await stageObject(ctx.app, copy, copy.install_path);
+  // Agents read templates as files: one on an object store or an NFS export this server reaches
+  // in user space is staged by this server first.
+  if (isRemoteStore(copy)) await stageFile(ctx.app, copy, copy.install_path);
   return {
     template: {
       uuid: copy.template_uuid,

@@ -1,8 +1,9 @@
 /**
  * migrateSecondaryStorageData: moves what one image store holds (ready template and ISO copies,
  * snapshot backups) to other stores of any provider. Each file is read from the source (a file on
- * an NFS or local store, an object on S3 or Swift), written to the destination the same way a new
- * one would be (an object store's copy goes through its staging directory and up), its record
+ * a local or mounted NFS store, or from a remote store: an object on S3 or Swift, a file on an NFS
+ * export reached in user space), written to the destination the same way a new one would be (a
+ * remote store's copy goes through its staging directory and out), its record
  * moved, then the source copy deleted; one file at a time, so a failure leaves every record on
  * a store that holds its file. Template copies that are still downloading are not moved.
  */
@@ -18,23 +19,23 @@ import { defineCommand } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
 import { DownloadState } from '../storage/downloads.ts';
 import { storeRoot } from '../storage/images.ts';
-import { deleteObjects, getObject, isObjectStore, putFile, s3Reason } from '../storage/object-stores.ts';
+import { deleteFiles, getFile, isRemoteStore, putFile, storeReason } from '../storage/remote-stores.ts';
 import { stagedKey } from '../storage/snapshot-records.ts';
 import { findImageStore } from './common.ts';
 
 async function readFrom(app: App, store: ImageStoreRow, key: string): Promise<Readable> {
-  if (isObjectStore(store)) return (await getObject(app, store, key)).stream;
+  if (isRemoteStore(store)) return (await getFile(app, store, key)).stream;
   return createReadStream(join(await storeRoot(store), key));
 }
 
-/** Writes `key` on the store; returns the absolute path records keep (the staging path for objects). */
+/** Writes `key` on the store; returns the absolute path records keep (the staging path for remote stores). */
 async function writeTo(app: App, store: ImageStoreRow, key: string, input: Readable): Promise<string> {
   const file = join(await storeRoot(store), key);
   await mkdir(dirname(file), { recursive: true });
   const part = `${file}.migrating`;
   try {
     await pipeline(input, createWriteStream(part));
-    if (isObjectStore(store)) {
+    if (isRemoteStore(store)) {
       await putFile(app, store, key, part);
       await rm(part, { force: true });
     } else await rename(part, file);
@@ -46,7 +47,7 @@ async function writeTo(app: App, store: ImageStoreRow, key: string, input: Reada
 }
 
 async function removeFrom(app: App, store: ImageStoreRow, key: string): Promise<void> {
-  if (isObjectStore(store)) await deleteObjects(app, store, [key]);
+  if (isRemoteStore(store)) await deleteFiles(app, store, [key]);
   else await rm(join(await storeRoot(store), key), { force: true });
 }
 
@@ -159,7 +160,7 @@ export const migrateSecondaryStorageData = defineCommand({
       moved = await migrate(ctx, src, dests);
     } catch (e) {
       // What was moved before the failure stays moved; the rest is still on the source.
-      throw internalError(`Moving the data of image store ${src.name} stopped: ${s3Reason(e)}`);
+      throw internalError(`Moving the data of image store ${src.name} stopped: ${storeReason(e)}`);
     }
     return {
       success: true,

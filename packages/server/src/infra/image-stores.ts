@@ -1,20 +1,24 @@
 /**
  * Secondary storage (image stores): where templates, ISOs and snapshot backups are kept. An NFS
- * export or, for a single-machine cloud, a local directory serves one zone and agents read and
- * write it directly; an S3 bucket or a Swift container (storage/object-stores.ts) serves one zone
- * or, added without a zone, every zone, through the management server.
+ * export or, for a single-machine cloud, a local directory serves one zone; agents read and write
+ * a local directory or a kernel-mounted export directly, while an export the server reaches in
+ * user space (kvmNfs libnfs: storage/nfs-stores.ts) goes through the server's staging directory,
+ * as an S3 bucket or a Swift container (storage/object-stores.ts) does, which serves one zone or,
+ * added without a zone, every zone.
  */
 
 import { join } from 'node:path';
 import type { App, CallContext } from '../context.ts';
 import { insertId, type Tx } from '../db/connection.ts';
 import type { ImageStoreRow } from '../db/schema.ts';
-import { invalidParameter, resourceInUse } from '../errors.ts';
+import { internalError, invalidParameter, resourceInUse } from '../errors.ts';
 import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
 import { pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
-import { closeStore, deleteObjects, dropBucket, isObjectStore } from '../storage/object-stores.ts';
+import { type NfsStoreDetails, probeNfsExport } from '../storage/nfs-stores.ts';
+import { dropBucket } from '../storage/object-stores.ts';
+import { closeStore, deleteFiles, isRemoteStore, storeReason } from '../storage/remote-stores.ts';
 import { findImageStore, findZone, likeOp, namesOf } from './common.ts';
 import { parseObjectStore, reach, type UncheckedSettings } from './object-store-settings.ts';
 import { filesystemUsage, parseStorageUrl } from './storage-pools.ts';
@@ -96,7 +100,7 @@ export async function insertObjectStore(
         provider: reached.provider,
         protocol: reached.protocol,
         url: reached.url,
-        // The staging directory on the management server (storage/object-stores.ts).
+        // The staging directory on the management server (storage/remote-stores.ts).
         path: join(app.config.dataDir, 'image-stores', uuid),
         host_address: null,
         scope: opts.zoneId === null ? 'REGION' : 'ZONE',
@@ -164,29 +168,52 @@ export const addImageStore = defineCommand({
     if (url.poolType === 'SharedMountPoint')
       throw invalidParameter('Secondary storage is an NFS export or a local path, not a shared mount point');
     const protocol = url.poolType === 'NetworkFilesystem' ? 'nfs' : 'file';
-    const seen = protocol === 'file' ? await filesystemUsage(url.path) : undefined;
     const name = params.name?.trim() || url.url;
-    const row = await app.store.db.transaction().execute(async (tx) => {
-      const clash = await tx
+    const clashing = (tx: Tx) =>
+      tx
         .selectFrom('image_stores')
         .select('name')
         .where('removed', 'is', null)
         .where((eb) => eb.or([eb('url', '=', url.url), eb('name', '=', name)]))
-        .executeTakeFirst();
-      if (clash) throw invalidParameter(`Image store ${clash.name} already has that name or url`);
+        .executeTakeFirst()
+        .then((clash) => {
+          if (clash) throw invalidParameter(`Image store ${clash.name} already has that name or url`);
+        });
+    // This server reaches an export the way its kvmNfs setting says, recorded on the store
+    // (storage/nfs-stores.ts). In user space it is reached now, before anything is recorded.
+    const userSpace = protocol === 'nfs' && app.config.kvmNfs === 'libnfs';
+    let seen: { total: number; used: number } | undefined;
+    if (protocol === 'file') seen = await filesystemUsage(url.path);
+    else if (userSpace) {
+      await clashing(app.store.db);
+      try {
+        const s = await probeNfsExport(url.hostAddress, url.path);
+        seen = { total: s.capacityBytes, used: s.usedBytes };
+      } catch (e) {
+        throw internalError(`Cannot use NFS export ${url.url} as an image store: ${storeReason(e)}`);
+      }
+    }
+    const uuid = app.ids.uuid();
+    const details: NfsStoreDetails | undefined = userSpace
+      ? { access: 'libnfs', export: url.path }
+      : undefined;
+    const row = await app.store.db.transaction().execute(async (tx) => {
+      await clashing(tx);
       const id = await insertId(app.store, tx, 'image_stores', {
-        uuid: app.ids.uuid(),
+        uuid,
         name,
         zone_id: zone.id,
         provider,
         protocol,
         url: url.url,
-        path: url.path,
+        // In user space: the staging directory on this server (storage/remote-stores.ts).
+        path: details ? join(app.config.dataDir, 'image-stores', uuid) : url.path,
         host_address: url.hostAddress,
         scope: 'ZONE',
         readonly: 0,
         capacity_bytes: seen?.total ?? null,
         used_bytes: seen?.used ?? null,
+        ...(details ? { details: JSON.stringify(details) } : {}),
         created: app.clock.now(),
       });
       return tx.selectFrom('image_stores').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
@@ -293,23 +320,26 @@ export const deleteImageStore = defineCommand({
         .execute();
     });
     await app.settings.load();
-    // What was ours on an object store goes with it: its staging directory, and its bucket when
-    // Nimbostack created it and nothing else is in it.
-    if (isObjectStore(store)) {
+    // What was ours on a remote store goes with it: its staging directory, and an object store's
+    // bucket when Nimbostack created it and nothing else is in it.
+    if (isRemoteStore(store)) {
       // Volume extract copies are not kept records: they go now rather than when their links expire.
       const extracts = await app.store.db
         .selectFrom('volume_extracts')
         .select('install_path')
         .where('image_store_id', '=', store.id)
         .execute();
-      await deleteObjects(
+      await deleteFiles(
         app,
         store,
         extracts.map((e) => e.install_path),
       )
         .then(() => closeStore(app, store))
         .catch((err) =>
-          app.log.warn({ err, store: store.uuid }, 'could not remove the bucket of a deleted image store'),
+          app.log.warn(
+            { err, store: store.uuid },
+            'could not clear the remote side of a deleted image store',
+          ),
         );
       await app.store.db.deleteFrom('volume_extracts').where('image_store_id', '=', store.id).execute();
     }

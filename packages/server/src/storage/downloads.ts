@@ -29,7 +29,8 @@ import {
   storageGiB,
   storeRoot,
 } from './images.ts';
-import { deleteObjects, getObject, isObjectStore, putFile, s3Reason } from './object-stores.ts';
+import { isObjectStore } from './object-stores.ts';
+import { deleteFiles, getFile, isRemoteStore, putFile, storeReason } from './remote-stores.ts';
 
 export const DownloadState = {
   NotDownloaded: 'NOT_DOWNLOADED',
@@ -121,7 +122,7 @@ async function openSource(
     const from = await load(app, source.fromRefId);
     if (!from?.ref.install_path || from.ref.download_state !== DownloadState.Downloaded)
       throw new Error('The source copy is no longer available');
-    if (isObjectStore(from.store)) return getObject(app, from.store, from.ref.install_path);
+    if (isRemoteStore(from.store)) return getFile(app, from.store, from.ref.install_path);
     const file = join(await storeRoot(from.store), from.ref.install_path);
     return { stream: createReadStream(file), length: (await stat(file)).size };
   }
@@ -337,22 +338,28 @@ async function transfer(
       },
     });
     placed = dest;
-    // An object store's copy is checked in the staging directory, then uploaded (in parts when
-    // large) and the staged file removed: the object store is where it lives.
-    const onObjectStore = isObjectStore(store);
-    if (onObjectStore) {
-      await progressNote(app, refId, inProgress, 'Uploading to the object store');
+    // A remote store's copy is checked in the staging directory, then copied to the store (an
+    // object store: in parts when large; an NFS export: read back and compared) and the staged
+    // file removed: the store is where it lives.
+    const onRemoteStore = isRemoteStore(store);
+    if (onRemoteStore) {
+      await progressNote(
+        app,
+        refId,
+        inProgress,
+        isObjectStore(store) ? 'Uploading to the object store' : 'Copying to the NFS export',
+      );
       try {
         await putFile(app, store, relative, dest);
       } catch (e) {
-        throw new Error(`Unable to upload to image store ${store.name}: ${s3Reason(e)}`);
+        throw new Error(`Unable to upload to image store ${store.name}: ${storeReason(e)}`);
       }
       await removeFile(dest);
       placed = undefined;
     }
     const kept = await finish(app, refId, relative, sizes);
     if (!kept) {
-      if (onObjectStore) await deleteObjects(app, store, [relative]);
+      if (onRemoteStore) await deleteFiles(app, store, [relative]);
       else await removeFile(dest);
     }
     return kept ? { ok: true } : { ok: false, reason: 'The copy was deleted' };
@@ -493,7 +500,7 @@ export async function removeCopies(app: App, refs: TemplateStoreRefRow[]): Promi
       .executeTakeFirst();
     if (!store) continue;
     try {
-      if (isObjectStore(store)) await deleteObjects(app, store, [ref.install_path]);
+      if (isRemoteStore(store)) await deleteFiles(app, store, [ref.install_path]);
       else await removeFile(join(await storeRoot(store), ref.install_path));
     } catch (err) {
       app.log.warn({ err, refId: ref.id }, 'could not remove a template file');

@@ -13,6 +13,7 @@ import { registerUploadRoutes } from './browser-upload.ts';
 import { ensureSystemTemplates } from './builtin-templates.ts';
 import { DownloadState, startTransferSupervisor } from './downloads.ts';
 import { storeRoot } from './images.ts';
+import { isRemoteStore, stageFile } from './remote-stores.ts';
 import { setListeningUrl } from './templates.ts';
 import { startUploadSupervisor, volumeExtractFile } from './volume-transfer.ts';
 
@@ -41,7 +42,10 @@ async function extractFile(app: App, token: string, file: string): Promise<strin
     .where('id', '=', ref.image_store_id)
     .where('removed', 'is', null)
     .executeTakeFirst();
-  return store ? join(await storeRoot(store), ref.install_path) : undefined;
+  if (!store) return undefined;
+  // An object store signs its own links; an NFS export reached in user space is served staged.
+  if (isRemoteStore(store)) return stageFile(app, store, ref.install_path);
+  return join(await storeRoot(store), ref.install_path);
 }
 
 export function registerExtractRoutes(fastify: FastifyInstance, app: App): void {

@@ -7,6 +7,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { open, readFile, stat } from 'node:fs/promises';
 import type { ImageStoreRow } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
+import { isUserSpaceNfs } from './nfs-stores.ts';
 
 export const TEMPLATE_FORMATS = ['QCOW2', 'RAW', 'VHD', 'VHDX', 'OVA', 'TAR'] as const;
 
@@ -80,10 +81,12 @@ export class StoreUnavailableError extends Error {}
 
 /**
  * The directory holding an image store's files on this server: the path itself for a local
- * store, the mount point of the export for an NFS store (which must already be mounted).
+ * store, the staging directory for a store the server reaches for the agents (an object store,
+ * an NFS export in user space: storage/remote-stores.ts), the mount point of the export for an
+ * NFS store reached through the kernel (which must already be mounted).
  */
 export async function storeRoot(store: ImageStoreRow): Promise<string> {
-  if (store.protocol !== 'nfs') return store.path;
+  if (store.protocol !== 'nfs' || isUserSpaceNfs(store)) return store.path;
   const source = `${store.host_address}:${store.path}`;
   let mounts = '';
   try {

@@ -1,6 +1,6 @@
 /**
- * How much of an object store (S3 or Swift image store) is used, as the store itself says it,
- * refreshed every `storage.stats.interval` by the server holding the `image-store-usage` lease:
+ * How much of a remote image store (storage/remote-stores.ts) is used, as the store itself says
+ * it, refreshed every `storage.stats.interval` by the server holding the `image-store-usage` lease:
  *
  * - Swift: the container's X-Container-Bytes-Used, read with Swift's own API (a v1.0 auth request
  *   with the account, user and key, then HEAD on the container), plus that of `<container>+segments`
@@ -10,6 +10,7 @@
  * - S3: the protocol has no "bytes used" call and no size: the used figure is the sum of the
  *   bucket's object sizes from a listing (ListObjectsV2, 1,000 keys a request), and there is no
  *   total. A bucket of millions of objects makes that listing long: it runs at most once a round.
+ * - NFS exports reached in user space: the export's size and use (FSSTAT), as for NFS pools.
  *
  * listImageStores and listSwifts show the figures (`disksizeused`, `disksizetotal`); listCapacity's
  * secondary storage counts only stores with a total, as an unbounded store has no percentage.
@@ -18,8 +19,10 @@ import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { App } from '../context.ts';
 import type { ImageStoreRow } from '../db/schema.ts';
 import { startScheduled } from '../jobs/scheduled.ts';
-import { detailsOf, isObjectStore, s3Client } from './object-stores.ts';
+import { isUserSpaceNfs, measureNfsStore } from './nfs-stores.ts';
+import { detailsOf, s3Client } from './object-stores.ts';
 import { STORAGE_STATS_INTERVAL } from './pool-monitor.ts';
+import { isRemoteStore } from './remote-stores.ts';
 
 const TIMEOUT_MS = 15_000;
 
@@ -93,15 +96,15 @@ export function measureObjectStore(app: App, store: ImageStoreRow): Promise<Stor
   return store.provider === 'Swift' ? swiftUsage(app, store) : s3Usage(app, store);
 }
 
-/** Measures every object store and records the figures; a store that does not answer keeps its last ones. */
+/** Measures every remote store and records the figures; a store that does not answer keeps its last ones. */
 export async function refreshObjectStoreUsage(app: App): Promise<number> {
   const stores = (
     await app.store.db.selectFrom('image_stores').selectAll().where('removed', 'is', null).execute()
-  ).filter(isObjectStore);
+  ).filter(isRemoteStore);
   let measured = 0;
   for (const store of stores) {
     try {
-      const u = await measureObjectStore(app, store);
+      const u = isUserSpaceNfs(store) ? await measureNfsStore(store) : await measureObjectStore(app, store);
       await app.store.db
         .updateTable('image_stores')
         .set({ used_bytes: u.usedBytes, capacity_bytes: u.totalBytes ?? null })
@@ -109,7 +112,7 @@ export async function refreshObjectStoreUsage(app: App): Promise<number> {
         .execute();
       measured++;
     } catch (err) {
-      app.log.warn({ store: store.name, err: (err as Error).message }, 'could not measure an object store');
+      app.log.warn({ store: store.name, err: (err as Error).message }, 'could not measure an image store');
     }
   }
   return measured;

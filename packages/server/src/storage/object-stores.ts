@@ -8,17 +8,12 @@
  * the S3 access and secret keys under tempauth, and no maintained Node Swift client exists.
  * A Swift cluster without s3api (or with Keystone, which needs EC2 credentials) cannot be used.
  *
- * Agents never talk to object stores. Every image store has a directory on the management
- * server (`path`): for NFS and local stores it holds the files; for object stores it is a staging
- * area where the server puts what an agent must read (a template before a deploy, a snapshot
- * before a restore) and where agents write what goes up (snapshot backups), which the server
- * then uploads and removes.
+ * Agents never talk to object stores: the server stages files for them (storage/remote-stores.ts,
+ * which calls these functions for S3 and Swift stores).
  */
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import {
   CreateBucketCommand,
   DeleteBucketCommand,
@@ -128,7 +123,7 @@ export async function dropBucket(details: ObjectStoreDetails, secretKey: string)
 }
 
 /** Uploads a local file as `key` (multipart above one part), then checks the stored size. */
-export async function putFile(app: App, store: ImageStoreRow, key: string, file: string): Promise<number> {
+export async function putObject(app: App, store: ImageStoreRow, key: string, file: string): Promise<number> {
   const { s3, bucket } = clientFor(app, store);
   try {
     const size = (await stat(file)).size;
@@ -176,51 +171,7 @@ export async function objectSize(app: App, store: ImageStoreRow, key: string): P
   }
 }
 
-const staging = new Map<string, Promise<string>>();
-
-/**
- * Makes sure the staging directory holds object `key` (same size as the object), downloading it
- * once even when several deploys ask at the same time. Returns the local file.
- */
-export async function stageObject(app: App, store: ImageStoreRow, key: string): Promise<string> {
-  const file = `${store.path.replace(/\/+$/, '')}/${key}`;
-  const running = staging.get(file);
-  if (running) return running;
-  const job = (async () => {
-    const have = await stat(file).then(
-      (s) => s.size,
-      () => undefined,
-    );
-    if (have !== undefined && have === (await objectSize(app, store, key))) return file;
-    const { stream } = await getObject(app, store, key);
-    await mkdir(dirname(file), { recursive: true });
-    const part = `${file}.staging`;
-    try {
-      await pipeline(stream, createWriteStream(part));
-      await rename(part, file);
-    } catch (e) {
-      await rm(part, { force: true });
-      throw e;
-    }
-    return file;
-  })();
-  staging.set(file, job);
-  try {
-    return await job;
-  } finally {
-    staging.delete(file);
-  }
-}
-
-/** Uploads a file an agent wrote into the staging directory, then removes the local copy. */
-export async function publishStaged(app: App, store: ImageStoreRow, key: string): Promise<number> {
-  const file = `${store.path.replace(/\/+$/, '')}/${key}`;
-  const size = await putFile(app, store, key, file);
-  await rm(file, { force: true });
-  return size;
-}
-
-/** Removes objects (missing ones are fine) and their staged copies. */
+/** Removes objects (missing ones are fine). */
 export async function deleteObjects(app: App, store: ImageStoreRow, keys: string[]): Promise<void> {
   if (keys.length === 0) return;
   const { s3, bucket } = clientFor(app, store);
@@ -230,7 +181,6 @@ export async function deleteObjects(app: App, store: ImageStoreRow, keys: string
   } finally {
     s3.destroy();
   }
-  for (const key of keys) await rm(`${store.path.replace(/\/+$/, '')}/${key}`, { force: true });
 }
 
 /** Every key in the store's bucket (for removing a bucket Nimbostack made). */
@@ -247,10 +197,10 @@ async function listKeys(s3: S3Client, bucket: string): Promise<string[]> {
 
 /**
  * When a store is deleted (nothing of ours is recorded on it any more): removes the bucket if
- * Nimbostack created it and it is empty, and the staging directory. A bucket that still holds
- * objects someone else put there stays.
+ * Nimbostack created it and it is empty. A bucket that still holds objects someone else put there
+ * stays.
  */
-export async function closeStore(app: App, store: ImageStoreRow): Promise<void> {
+export async function closeBucket(app: App, store: ImageStoreRow): Promise<void> {
   const details = detailsOf(store);
   if (details.createdBucket) {
     const { s3, bucket } = clientFor(app, store);
@@ -261,7 +211,6 @@ export async function closeStore(app: App, store: ImageStoreRow): Promise<void> 
       s3.destroy();
     }
   }
-  await rm(store.path, { recursive: true, force: true });
 }
 
 /** A link that downloads `key` straight from the object store until it expires. */

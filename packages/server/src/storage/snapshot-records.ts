@@ -8,20 +8,20 @@ import type { App, CallContext } from '../context.ts';
 import type { ImageStoreRow, SnapshotRow } from '../db/schema.ts';
 import { findOwned } from '../iam/owned.ts';
 import { storeRoot } from './images.ts';
-import { isObjectStore, stageObject } from './object-stores.ts';
+import { isRemoteStore, stageFile } from './remote-stores.ts';
 
 export async function findSnapshot(ctx: CallContext, uuid: string): Promise<SnapshotRow> {
   return findOwned(ctx, 'snapshots', uuid, { noun: 'snapshot' });
 }
 
-/** A file's key on an object store: its path under the store's staging directory. */
+/** A file's key on a remote store (remote-stores.ts): its path under the store's staging directory. */
 export function stagedKey(store: ImageStoreRow, path: string): string | undefined {
   const root = `${store.path.replace(/\/+$/, '')}/`;
   return path.startsWith(root) ? path.slice(root.length) : undefined;
 }
 
-/** The object store a snapshot's backup is kept on, with its key, or undefined for any other place. */
-export async function snapshotObject(
+/** The remote store a snapshot's backup is kept on, with its key, or undefined for any other place. */
+export async function snapshotOnRemoteStore(
   app: App,
   snap: Pick<SnapshotRow, 'image_store_id' | 'path'>,
 ): Promise<{ store: ImageStoreRow; key: string } | undefined> {
@@ -31,21 +31,21 @@ export async function snapshotObject(
     .selectAll()
     .where('id', '=', snap.image_store_id)
     .executeTakeFirst();
-  if (!store || !isObjectStore(store)) return undefined;
+  if (!store || !isRemoteStore(store)) return undefined;
   const key = stagedKey(store, snap.path);
   return key ? { store, key } : undefined;
 }
 
 /**
- * Brings a snapshot backup kept on an object store into its staging directory, where the agents
+ * Brings a snapshot backup kept on a remote store into its staging directory, where the agents
  * read it (restores, reverts, templates made from it); nothing to do for other stores.
  */
 export async function stageSnapshot(
   app: App,
   snap: Pick<SnapshotRow, 'image_store_id' | 'path'>,
 ): Promise<void> {
-  const on = await snapshotObject(app, snap);
-  if (on) await stageObject(app, on.store, on.key);
+  const on = await snapshotOnRemoteStore(app, snap);
+  if (on) await stageFile(app, on.store, on.key);
 }
 
 /** An image store as an agent reaches it (the same root the server sees, as for templates). */

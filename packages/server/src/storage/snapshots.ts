@@ -26,8 +26,14 @@ import { paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
 import { storageGiB } from './images.ts';
-import { deleteObjects, isObjectStore, publishStaged, s3Reason } from './object-stores.ts';
-import { findSnapshot, snapshotObject, stagedKey, stageSnapshot, storeLocation } from './snapshot-records.ts';
+import { deleteFiles, isRemoteStore, publishStaged, storeReason } from './remote-stores.ts';
+import {
+  findSnapshot,
+  snapshotOnRemoteStore,
+  stagedKey,
+  stageSnapshot,
+  storeLocation,
+} from './snapshot-records.ts';
 import { zoneStores } from './templates.ts';
 import { hostForPool, poolLocation, poolOf } from './volume-ops.ts';
 import { findVolume, volumeJobTarget } from './volumes.ts';
@@ -245,15 +251,16 @@ export async function takeSnapshot(app: App, snap: SnapshotRow): Promise<Snapsho
       vm: vm?.state === 'Running' ? vm.instance_name : undefined,
       secondary: store ? await storeLocation(store) : undefined,
     });
-    // An object store's backup was written to its staging directory: it goes up, then the local copy goes.
-    const key = store && isObjectStore(store) ? stagedKey(store, made.path) : undefined;
+    // A remote store's backup was written to its staging directory: it goes to the store, then the
+    // local copy goes.
+    const key = store && isRemoteStore(store) ? stagedKey(store, made.path) : undefined;
     if (store && key) {
       try {
         await publishStaged(app, store, key);
       } catch (e) {
         await rm(made.path, { force: true });
         throw internalError(
-          `Could not upload snapshot ${snap.name} to image store ${store.name}: ${s3Reason(e)}`,
+          `Could not upload snapshot ${snap.name} to image store ${store.name}: ${storeReason(e)}`,
         );
       }
     }
@@ -308,8 +315,8 @@ export async function destroySnapshot(
   snap: SnapshotRow,
   event: { ctx?: CallContext; owner?: EventOwner },
 ): Promise<void> {
-  const onObjectStore = await snapshotObject(app, snap);
-  if (onObjectStore) await deleteObjects(app, onObjectStore.store, [onObjectStore.key]);
+  const onRemoteStore = await snapshotOnRemoteStore(app, snap);
+  if (onRemoteStore) await deleteFiles(app, onRemoteStore.store, [onRemoteStore.key]);
   else if (snap.path) {
     const { hostId, pool } = await snapshotHost(app, snap);
     await app.agents.call(hostId, 'deleteSnapshot', { path: snap.path, pool: poolLocation(pool) });

@@ -14,7 +14,7 @@ import { defineCommand } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
 import { DownloadState } from './downloads.ts';
 import { storageGiB } from './images.ts';
-import { isObjectStore, publishStaged } from './object-stores.ts';
+import { isRemoteStore, publishStaged } from './remote-stores.ts';
 import { findSnapshot, stageSnapshot, storeLocation } from './snapshot-records.ts';
 import {
   addCopy,
@@ -150,8 +150,8 @@ async function fillCopy(
     // Store copies are recorded relative to the store's root, as downloads record them.
     const root = `${secondary.path.replace(/\/+$/, '')}/`;
     const installPath = made.path.startsWith(root) ? made.path.slice(root.length) : made.path;
-    // On an object store the copy was written to the staging directory: it goes up from there.
-    if (isObjectStore(store)) await publishStaged(app, store, installPath);
+    // On a remote store the copy was written to the staging directory: it goes out from there.
+    if (isRemoteStore(store)) await publishStaged(app, store, installPath);
     await db.transaction().execute(async (tx) => {
       await reserve({ app }, tx, account, ResourceKind.SecondaryStorage, storageGiB(made.sizeBytes));
       await tx

@@ -31,7 +31,8 @@ import {
   storeRoot,
   TEMPLATE_FORMATS,
 } from './images.ts';
-import { deleteObjects, isObjectStore, publishStaged, s3Reason, signedUrl } from './object-stores.ts';
+import { deleteObjects, isObjectStore, s3Reason, signedUrl } from './object-stores.ts';
+import { isRemoteStore, publishStaged } from './remote-stores.ts';
 import { storeLocation } from './snapshot-records.ts';
 import { EXTRACT_URL_EXPIRATION, extractBaseUrl, zoneStores } from './templates.ts';
 import { hostForPool, poolLocation, poolOf } from './volume-ops.ts';
@@ -182,8 +183,9 @@ export async function recordUpload(ctx: CallContext, params: UploadParams, url?:
       offering = o;
     }
     const owner = await ownerFor(ctx, params);
-    // Uploaded volumes are kept on NFS and local stores only (docs/storage.md, Not done).
-    const stores = (await zoneStores(app.store.db, zone.id)).filter((s) => !isObjectStore(s));
+    // Uploaded volumes are kept on stores the agents reach themselves only: local ones and NFS
+    // exports mounted by the kernel (docs/storage.md, Not done).
+    const stores = (await zoneStores(app.store.db, zone.id)).filter((s) => !isRemoteStore(s));
     const store = params.imagestoreuuid ? stores.find((s) => s.uuid === params.imagestoreuuid) : stores[0];
     if (!store)
       throw invalidParameter(
@@ -503,7 +505,9 @@ export const extractVolume = defineCommand({
       installPath = volume.store_path;
     } else {
       // A host that reaches the volume's pool copies it, flat, onto the zone's first image store
-      // (an object store's staging directory, from which it is uploaded and the link signed).
+      // (an object store's staging directory, from which it is uploaded and the link signed; on
+      // an NFS export reached in user space the temporary copy stays in the staging directory,
+      // which this server's link serves).
       const pool = (await poolOf(ctx, volume))!;
       const store = (await zoneStores(app.store.db, zone.id))[0];
       if (!store)
