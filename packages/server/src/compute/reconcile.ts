@@ -5,8 +5,9 @@
  * until VM HA proves the host dead (ha/monitor.ts): a Down host may still run them.
  */
 
-import { onVmStatesReported } from '../agents/gateway.ts';
+import { onVmStatesReported, type VmStateReport } from '../agents/gateway.ts';
 import type { App, CallContext } from '../context.ts';
+import type { VmRow } from '../db/schema.ts';
 import { resourceInUse } from '../errors.ts';
 import { HA_RESTART_HOST_UP } from '../ha/settings.ts';
 import { queueRestart } from '../ha/vm-ha.ts';
@@ -20,12 +21,31 @@ import { expungeVm, markStoppedOutOfBand, migrateVm } from './vms.ts';
 /** ALERT.USERVM, as VM HA's other alerts. */
 const VM_ALERT = 8;
 
+/**
+ * Hosts per reconciliation query. A ping of 25,000 hosts reports 1,000,000 VMs: in one query their
+ * rows would hold the event loop for seconds (better-sqlite3 is synchronous), long enough for
+ * agents to take the server for dead; in parts, with a turn of the event loop between them, pings,
+ * answers and API calls go on meanwhile. It also keeps the id list within every database's limit
+ * of bound parameters.
+ */
+const HOSTS_PER_QUERY = 500;
+
 onVmStatesReported(async (app: App, reports) => {
+  for (let i = 0; i < reports.length; i += HOSTS_PER_QUERY) {
+    if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+    await reconcile(app, reports.slice(i, i + HOSTS_PER_QUERY));
+  }
+});
+
+/** VMs Running on these hosts in the records that their host does not report powered on become Stopped. */
+async function reconcile(app: App, reports: VmStateReport[]): Promise<void> {
   const hostIds = reports.map((r) => r.hostId);
   if (hostIds.length === 0) return;
-  const running = await app.store.db
+  const db = app.store.db;
+  // Only what the comparison needs: the whole rows of every running VM cost ten times more to read.
+  const running = await db
     .selectFrom('vms')
-    .selectAll()
+    .select(['id', 'host_id', 'instance_name'])
     .where('host_id', 'in', hostIds)
     .where('state', '=', 'Running')
     .where('removed', 'is', null)
@@ -34,26 +54,40 @@ onVmStatesReported(async (app: App, reports) => {
   const on = new Map(
     reports.map((r) => [r.hostId, new Set(r.vms.filter((v) => v.state === 'PowerOn').map((v) => v.name))]),
   );
-  for (const vm of running) {
-    if (on.get(vm.host_id!)?.has(vm.instance_name)) continue;
-    try {
-      await markStoppedOutOfBand({ app }, vm, 'the host reports it powered off');
-    } catch (err) {
-      app.log.warn({ err, vm: vm.uuid }, 'could not record a VM stopped out of band');
-      continue;
-    }
-    // Running in the record means no stop was asked for (a stop goes through Stopping): the guest
-    // crashed or powered itself off. An HA VM is started again, as upstream does.
-    if (vm.ha_enabled !== 1 || !app.settings.get(HA_RESTART_HOST_UP)) continue;
-    await queueRestart(app, vm.id, vm.host_id!);
-    await recordAlert(app, {
-      type: VM_ALERT,
-      subject: `HA VM ${vm.name} stopped on its host without a stop request; it is started again`,
-      zoneId: vm.zone_id,
-      sourceKey: `ha-crashed:${vm.id}:${app.clock.now()}`,
-    });
+  const isOn = (vm: { host_id: number | null; instance_name: string }) =>
+    on.get(vm.host_id!)?.has(vm.instance_name) ?? false;
+  const off = running.filter((vm) => !isOn(vm)).map((vm) => vm.id);
+  for (let i = 0; i < off.length; i += HOSTS_PER_QUERY) {
+    const rows = await db
+      .selectFrom('vms')
+      .selectAll()
+      .where('id', 'in', off.slice(i, i + HOSTS_PER_QUERY))
+      .where('host_id', 'in', hostIds)
+      .where('state', '=', 'Running')
+      .where('removed', 'is', null)
+      .execute();
+    for (const vm of rows) if (!isOn(vm)) await stoppedOutOfBand(app, vm);
   }
-});
+}
+
+async function stoppedOutOfBand(app: App, vm: VmRow): Promise<void> {
+  try {
+    await markStoppedOutOfBand({ app }, vm, 'the host reports it powered off');
+  } catch (err) {
+    app.log.warn({ err, vm: vm.uuid }, 'could not record a VM stopped out of band');
+    return;
+  }
+  // Running in the record means no stop was asked for (a stop goes through Stopping): the guest
+  // crashed or powered itself off. An HA VM is started again, as upstream does.
+  if (vm.ha_enabled !== 1 || !app.settings.get(HA_RESTART_HOST_UP)) return;
+  await queueRestart(app, vm.id, vm.host_id!);
+  await recordAlert(app, {
+    type: VM_ALERT,
+    subject: `HA VM ${vm.name} stopped on its host without a stop request; it is started again`,
+    zoneId: vm.zone_id,
+    sourceKey: `ha-crashed:${vm.id}:${app.clock.now()}`,
+  });
+}
 
 onHostDelete(async (ctx, host) => {
   const vm = await ctx.app.store.db

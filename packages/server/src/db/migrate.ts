@@ -49,6 +49,7 @@ import * as m0036 from './migrations/0036-pool-credentials.ts';
 import * as m0038 from './migrations/0038-object-image-stores.ts';
 import * as m0039 from './migrations/0039-pool-operations.ts';
 import * as m0040 from './migrations/0040-pool-provider-details.ts';
+import * as m0041 from './migrations/0041-vms-state-host.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
 export type Step = { up(m: MigrationContext): Promise<void> };
@@ -93,6 +94,7 @@ export const MIGRATIONS: [string, Step][] = [
   ['0038-object-image-stores', m0038],
   ['0039-pool-operations', m0039],
   ['0040-pool-provider-details', m0040],
+  ['0041-vms-state-host', m0041],
 ];
 
 export class SchemaTooNewError extends Error {}
