@@ -1,7 +1,8 @@
 /**
  * Messages on the agent WebSocket, one JSON object per text frame. One connection may carry many
  * hosts (a simulator presents thousands over one socket), so every host-level message names its
- * host; `ping` batches all of a connection's hosts in one frame.
+ * host; `ping` batches a connection's hosts, the agent sending 500 of them to a frame (more in
+ * several frames: each one is handled on its own).
  */
 import { z } from 'zod';
 import { COMMANDS, type CommandKind, isCommandKind, type ParsedPayload, VmPowerReport } from './commands.ts';
