@@ -9,11 +9,14 @@
  *   the export, and every record written is read back from the new image after the VM is stopped;
  * - offline: the Stopped VM's ROOT disk moved back to the NFS pool (a flat copy checked against
  *   the source), the records read back through NFS, and the VM boots from it again;
+ * - with Swift (storage/swift.ts, storage/s3-store.ts): an S3 store for the zone receives the
+ *   backup of a snapshot of that disk on NFS, which is overwritten through NFS and reverted from
+ *   it (records back);
  * - with Ceph installed (storage/ceph.ts): the rebooted guest's ROOT disk moved live from NFS to
  *   RBD while it writes, the records read back through librbd;
- * - with Swift too (storage/swift.ts): an S3 store for the zone receives the backup of a snapshot
- *   of the Stopped VM's RBD disk, which is overwritten, reverted from it (records back) and boots;
- *   a template from the snapshot deploys with its ROOT on NFS and boots; no object or bucket left;
+ * - with Swift too: the S3 store receives the backup of a snapshot of the Stopped VM's RBD disk,
+ *   which is overwritten, reverted from it (records back) and boots; a template from the snapshot
+ *   deploys with its ROOT on NFS and boots; at the end no object or bucket left;
  * - the Stopped VM's disk moved offline from RBD to NFS (no RBD image left) and booted;
  * - a move to a pool the host cannot write to fails and leaves the volume on its pool, intact;
  *   a destination without the offering's storage tag is refused.
@@ -25,22 +28,14 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { HeadBucketCommand, ListBucketsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { s3Client } from '../src/storage/object-stores.ts';
 import { waitUntil } from './agents.ts';
 import type { TestServer } from './harness.ts';
 import { readyKvmTestTemplate } from './kvm-advanced-zone.ts';
 import { type Ceph, cephInstalled, startCeph } from './storage/ceph.ts';
 import { figure, HOST, LocalKvm, storageSkip } from './storage/local-kvm.ts';
 import { type NfsServer, nfsGaneshaInstalled, startNfsGanesha } from './storage/nfs-ganesha.ts';
-import {
-  SWIFT_ACCOUNT,
-  SWIFT_KEY,
-  SWIFT_USER,
-  type Swift,
-  startSwift,
-  swiftInstalled,
-} from './storage/swift.ts';
+import { addS3Store, type ZoneS3Store } from './storage/s3-store.ts';
+import { type Swift, startSwift, swiftInstalled } from './storage/swift.ts';
 
 const SKIP = storageSkip({
   installed: nfsGaneshaInstalled(),
@@ -81,8 +76,8 @@ before(async () => {
   kvm = new LocalKvm('nimbo-migrate-');
   nfs = await startNfsGanesha();
   // The RBD leg runs where Ceph is installed (ceph-mon, ceph-mgr, ceph-osd, ceph-common); the S3
-  // leg (a snapshot of the RBD disk backed up to an S3 store, a template from it on NFS) needs
-  // Swift too, started beside Ceph so that it adds no time.
+  // legs (snapshots of the NFS disk and of the RBD disk backed up to an S3 store and reverted, a
+  // template from the latter on NFS) need Swift, started beside Ceph so that it adds no time.
   const timed = async <T>(name: string, start: () => Promise<T>): Promise<T> => {
     const t = Date.now();
     const started = await start();
@@ -91,14 +86,14 @@ before(async () => {
   };
   const [c, w] = await Promise.allSettled([
     cephInstalled() ? timed('one-node Ceph (memstore): up', startCeph) : undefined,
-    cephInstalled() && swiftInstalled() ? timed('Swift with s3api: up', startSwift) : undefined,
+    swiftInstalled() ? timed('Swift with s3api: up', startSwift) : undefined,
   ]);
   // Whichever started is kept, so that after() stops it even when the other failed.
   ceph = c.status === 'fulfilled' ? c.value : undefined;
   swift = w.status === 'fulfilled' ? w.value : undefined;
   for (const r of [c, w]) if (r.status === 'rejected') throw r.reason;
   if (!ceph) process.stdout.write('# Ceph is not installed: the move to RBD is not run\n');
-  else if (!swift) process.stdout.write('# Swift is not installed: the S3 backup leg is not run\n');
+  if (!swift) process.stdout.write('# Swift is not installed: the S3 backup legs are not run\n');
   server = await kvm.start({ NIMBOSTACK_KVM_NFS: 'libnfs' }, 2000);
 });
 
@@ -272,7 +267,37 @@ describe('volumes moved between NFS, directory and RBD pools; an S3 store', { sk
     figure('migrateVolume offline directory → NFS (2 GiB ROOT)', Date.now() - t);
     assert.equal(back.storageid, nfsPool.id);
     assert.ok(!existsSync(newFile), 'the directory copy is deleted');
-    checkRecords(`nfs://${nfs!.address}${nfs!.exportPath}/${rootVolume.id}`, written);
+    const onNfs = `nfs://${nfs!.address}${nfs!.exportPath}/${rootVolume.id}`;
+    checkRecords(onNfs, written);
+
+    // With Swift: an S3 store for the zone (kept for the RBD leg) receives a snapshot of the
+    // disk on NFS; the records are overwritten through NFS, and the revert from S3 brings them back.
+    const s3 = swift ? await addS3Store(admin, swift, zoneid, 'nimbo-migrate-backups') : undefined;
+    if (s3) {
+      t = Date.now();
+      const snap = (await admin.call<any>('createSnapshot', { volumeid: rootVolume.id })).snapshot;
+      figure('snapshot of the NFS ROOT disk backed up to S3', Date.now() - t);
+      assert.equal(snap.state, 'BackedUp');
+      const keys = await s3.objects();
+      assert.ok(
+        keys.some((k) => k.includes(snap.id)),
+        `the backup is an object in the bucket (${keys.join(', ')})`,
+      );
+      execFileSync('qemu-io', [
+        '-f',
+        'qcow2',
+        '-c',
+        `write -P 0 ${FIRST_SECTOR * 512} ${(written + 1) * 512}`,
+        onNfs,
+      ]);
+      assert.throws(() => checkRecords(onNfs, written), /record 1 of/);
+      t = Date.now();
+      await admin.call('revertSnapshot', { id: snap.id });
+      figure('revert of the NFS ROOT disk from S3', Date.now() - t);
+      checkRecords(onNfs, written);
+      await admin.call('deleteSnapshot', { id: snap.id });
+      assert.ok(!(await s3.objects()).some((k) => k.includes(snap.id)), 'its object went with it');
+    }
     rmSync(join(kvm.root, 'agent', HOST, 'vms', instance, 'console.log'), { force: true });
     await admin.call('startVirtualMachine', { id: vm.id });
     await kvm.consoleLine(instance, /NIMBO: ready hostname=move-vm/, { last: true });
@@ -320,7 +345,7 @@ describe('volumes moved between NFS, directory and RBD pools; an S3 store', { sk
       const onCeph = lastWritten(instance);
       checkRecords(`rbd:${c.pool}/${image}:conf=${c.conf}`, onCeph);
       process.stdout.write(`# ${onCeph} records on RBD, ${onCeph - beforeRbd} during or after the move\n`);
-      if (swift) await s3Leg(c, swift, { zoneid, vm, instance, rootVolume, nfsPool, records: onCeph });
+      if (s3) await s3Leg(c, s3, { zoneid, vm, instance, rootVolume, nfsPool, records: onCeph });
       // Offline RBD → NFS (a copy between pool types through the host's VolumeStores).
       t = Date.now();
       const offNfs = (
@@ -340,6 +365,7 @@ describe('volumes moved between NFS, directory and RBD pools; an S3 store', { sk
       await admin.request('deleteStoragePool', { id: rbdPool.id });
       assert.deepEqual(c.images(), [], 'no RBD image left');
     }
+    await s3?.remove();
     await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true }).catch(() => undefined);
     await waitUntil(
       async () => !nfs!.files().some((f) => f.startsWith(rootVolume.id)),
@@ -352,153 +378,99 @@ describe('volumes moved between NFS, directory and RBD pools; an S3 store', { sk
   });
 });
 
-const details = (d: Record<string, string>) =>
-  Object.fromEntries(
-    Object.entries(d).flatMap(([k, v], i) => [
-      [`details[${i}].key`, k],
-      [`details[${i}].value`, v],
-    ]),
-  );
-
 /**
- * The Stopped VM's ROOT disk is on RBD: an S3 store (Swift's s3api) becomes the zone's image
- * store; a snapshot of the disk is backed up to its bucket and reverted, and the VM boots again;
- * a template made from the snapshot is deployed with its ROOT on the NFS pool and boots; then the
- * snapshot, template and store are deleted and no object or bucket is left.
+ * The Stopped VM's ROOT disk is on RBD: a snapshot of the disk is backed up to the zone's S3 store
+ * (Swift's s3api) and reverted, and the VM boots again; a template made from the snapshot is
+ * deployed with its ROOT on the NFS pool and boots; then the snapshot and template are deleted
+ * with their objects.
  */
 async function s3Leg(
   c: Ceph,
-  sw: Swift,
+  s3: ZoneS3Store,
   ctx: { zoneid: string; vm: any; instance: string; rootVolume: any; nfsPool: any; records: number },
 ): Promise<void> {
   const admin = server.admin;
   const { zoneid, vm, instance, rootVolume, nfsPool, records } = ctx;
-  const s3 = s3Client(
-    {
-      endpoint: sw.endpoint,
-      bucket: '',
-      region: 'us-east-1',
-      accessKey: `${SWIFT_ACCOUNT}:${SWIFT_USER}`,
-      createdBucket: false,
-    },
-    SWIFT_KEY,
+  const objects = () => s3.objects();
+  let t = Date.now();
+  const snap = (await admin.call<any>('createSnapshot', { volumeid: rootVolume.id })).snapshot;
+  figure('snapshot of the RBD ROOT disk backed up to S3', Date.now() - t);
+  assert.equal(snap.state, 'BackedUp');
+  const keys = await objects();
+  assert.ok(
+    keys.some((k) => k.includes(snap.id)),
+    `the backup is an object in the bucket (${keys.join(', ')})`,
   );
-  try {
-    const bucket = 'nimbo-migrate-backups';
-    const objects = async () =>
-      ((await s3.send(new ListObjectsV2Command({ Bucket: bucket }))).Contents ?? []).map((o) => o.Key!);
-    const store = (
-      await admin.request<any>('addImageStore', {
-        provider: 'S3',
-        name: 's3-backups',
-        zoneid,
-        ...details({
-          accesskey: `${SWIFT_ACCOUNT}:${SWIFT_USER}`,
-          secretkey: SWIFT_KEY,
-          bucket,
-          endpoint: sw.endpoint,
-        }),
-      })
-    ).imagestore;
-    let t = Date.now();
-    const snap = (await admin.call<any>('createSnapshot', { volumeid: rootVolume.id })).snapshot;
-    figure('snapshot of the RBD ROOT disk backed up to S3', Date.now() - t);
-    assert.equal(snap.state, 'BackedUp');
-    const keys = await objects();
-    assert.ok(
-      keys.some((k) => k.includes(snap.id)),
-      `the backup is an object in the bucket (${keys.join(', ')})`,
-    );
-    const image = c.images().find((i) => i.startsWith(rootVolume.id));
-    assert.ok(image, 'the disk is still an RBD image');
-    const spec = `rbd:${c.pool}/${image}:conf=${c.conf}`;
-    // The records are overwritten after the snapshot: the revert brings them back.
-    execFileSync('qemu-io', [
-      '-f',
-      'raw',
-      '-c',
-      `write -P 0 ${FIRST_SECTOR * 512} ${(records + 1) * 512}`,
-      spec,
-    ]);
-    assert.throws(() => checkRecords(spec, records), /record 1 of/);
-    t = Date.now();
-    await admin.call('revertSnapshot', { id: snap.id });
-    figure('revert of the RBD ROOT disk from S3', Date.now() - t);
-    const reverted = c.images().find((i) => i.startsWith(rootVolume.id));
-    checkRecords(`rbd:${c.pool}/${reverted}:conf=${c.conf}`, records);
-    rmSync(join(kvm.root, 'agent', HOST, 'vms', instance, 'console.log'), { force: true });
-    await admin.call('startVirtualMachine', { id: vm.id });
-    await kvm.consoleLine(instance, /NIMBO: ready hostname=move-vm/, { timeoutMs: 120_000, last: true });
-    await admin.call('stopVirtualMachine', { id: vm.id, forced: true });
+  const image = c.images().find((i) => i.startsWith(rootVolume.id));
+  assert.ok(image, 'the disk is still an RBD image');
+  const spec = `rbd:${c.pool}/${image}:conf=${c.conf}`;
+  // The records are overwritten after the snapshot: the revert brings them back.
+  execFileSync('qemu-io', [
+    '-f',
+    'raw',
+    '-c',
+    `write -P 0 ${FIRST_SECTOR * 512} ${(records + 1) * 512}`,
+    spec,
+  ]);
+  assert.throws(() => checkRecords(spec, records), /record 1 of/);
+  t = Date.now();
+  await admin.call('revertSnapshot', { id: snap.id });
+  figure('revert of the RBD ROOT disk from S3', Date.now() - t);
+  const reverted = c.images().find((i) => i.startsWith(rootVolume.id));
+  checkRecords(`rbd:${c.pool}/${reverted}:conf=${c.conf}`, records);
+  rmSync(join(kvm.root, 'agent', HOST, 'vms', instance, 'console.log'), { force: true });
+  await admin.call('startVirtualMachine', { id: vm.id });
+  await kvm.consoleLine(instance, /NIMBO: ready hostname=move-vm/, { timeoutMs: 120_000, last: true });
+  await admin.call('stopVirtualMachine', { id: vm.id, forced: true });
 
-    // A template from the snapshot, deployed with its ROOT on the NFS pool (the only pool tagged
-    // ganesha).
-    t = Date.now();
-    const made = (
-      await admin.call<any>('createTemplate', {
-        snapshotid: snap.id,
-        name: 'from-rbd-snap',
-        displaytext: 'from a snapshot of an RBD disk',
-        ostypeid: (await admin.request<any>('listOsTypes', {})).ostype[0].id,
-      })
-    ).template;
-    figure('createTemplate from the snapshot on S3', Date.now() - t);
-    assert.equal(made.isready, true);
-    const withTemplate = await objects();
-    assert.ok(
-      withTemplate.some((k) => k.includes(made.id)),
-      `the template is an object in the bucket (${withTemplate.join(', ')})`,
-    );
-    await admin.request('updateStoragePool', { id: nfsPool.id, tags: 'nfs,ganesha' });
-    const onNfs = (
-      await admin.request<any>('createServiceOffering', {
-        name: 'on-ganesha',
-        displaytext: 'small, ROOT on the NFS pool',
-        cpunumber: 1,
-        cpuspeed: 500,
-        memory: 256,
-        tags: 'ganesha',
-      })
-    ).serviceoffering.id;
-    t = Date.now();
-    const copy = (
-      await admin.call<any>('deployVirtualMachine', {
-        zoneid,
-        templateid: made.id,
-        serviceofferingid: onNfs,
-        name: 'from-snap',
-      })
-    ).virtualmachine;
-    const copyInstance = (await admin.request<any>('listVirtualMachines', { id: copy.id })).virtualmachine[0]
-      .instancename;
-    await kvm.consoleLine(copyInstance, /NIMBO: ready hostname=from-snap/, { timeoutMs: 120_000 });
-    figure('deploy from the snapshot template on NFS → guest ready', Date.now() - t);
-    const copyRoot = (await admin.request<any>('listVolumes', { virtualmachineid: copy.id, type: 'ROOT' }))
-      .volume[0];
-    assert.equal(copyRoot.storageid, nfsPool.id, 'its ROOT disk is on the NFS pool');
-    await admin.call('destroyVirtualMachine', { id: copy.id, expunge: true });
-    await admin.call('deleteSnapshot', { id: snap.id });
-    await admin.call('deleteTemplate', { id: made.id });
-    const ours = (await objects()).filter((k) => k.includes(snap.id) || k.includes(made.id));
-    assert.deepEqual(ours, [], 'deleting the snapshot and the template deleted their objects');
-
-    // The store still holds the built-in template every zonal store is given: moved home first.
-    const home = (await admin.request<any>('listImageStores', { provider: 'NFS' })).imagestore[0];
-    await admin.call('migrateSecondaryStorageData', { srcpool: store.id, destpools: home.id });
-    assert.deepEqual(await objects(), [], 'no object left in the bucket');
-    await admin.request('deleteImageStore', { id: store.id });
-    const gone = await s3.send(new HeadBucketCommand({ Bucket: bucket })).then(
-      () => false,
-      (e) => e.$metadata?.httpStatusCode === 404,
-    );
-    assert.ok(gone, 'no bucket left (and so no object)');
-    const buckets = (await s3.send(new ListBucketsCommand({}))).Buckets ?? [];
-    assert.deepEqual(
-      buckets.map((b) => b.Name),
-      [],
-      'no bucket left in the Swift account',
-    );
-  } finally {
-    s3.destroy();
-  }
+  // A template from the snapshot, deployed with its ROOT on the NFS pool (the only pool tagged
+  // ganesha).
+  t = Date.now();
+  const made = (
+    await admin.call<any>('createTemplate', {
+      snapshotid: snap.id,
+      name: 'from-rbd-snap',
+      displaytext: 'from a snapshot of an RBD disk',
+      ostypeid: (await admin.request<any>('listOsTypes', {})).ostype[0].id,
+    })
+  ).template;
+  figure('createTemplate from the snapshot on S3', Date.now() - t);
+  assert.equal(made.isready, true);
+  const withTemplate = await objects();
+  assert.ok(
+    withTemplate.some((k) => k.includes(made.id)),
+    `the template is an object in the bucket (${withTemplate.join(', ')})`,
+  );
+  await admin.request('updateStoragePool', { id: nfsPool.id, tags: 'nfs,ganesha' });
+  const onNfs = (
+    await admin.request<any>('createServiceOffering', {
+      name: 'on-ganesha',
+      displaytext: 'small, ROOT on the NFS pool',
+      cpunumber: 1,
+      cpuspeed: 500,
+      memory: 256,
+      tags: 'ganesha',
+    })
+  ).serviceoffering.id;
+  t = Date.now();
+  const copy = (
+    await admin.call<any>('deployVirtualMachine', {
+      zoneid,
+      templateid: made.id,
+      serviceofferingid: onNfs,
+      name: 'from-snap',
+    })
+  ).virtualmachine;
+  const copyInstance = (await admin.request<any>('listVirtualMachines', { id: copy.id })).virtualmachine[0]
+    .instancename;
+  await kvm.consoleLine(copyInstance, /NIMBO: ready hostname=from-snap/, { timeoutMs: 120_000 });
+  figure('deploy from the snapshot template on NFS → guest ready', Date.now() - t);
+  const copyRoot = (await admin.request<any>('listVolumes', { virtualmachineid: copy.id, type: 'ROOT' }))
+    .volume[0];
+  assert.equal(copyRoot.storageid, nfsPool.id, 'its ROOT disk is on the NFS pool');
+  await admin.call('destroyVirtualMachine', { id: copy.id, expunge: true });
+  await admin.call('deleteSnapshot', { id: snap.id });
+  await admin.call('deleteTemplate', { id: made.id });
+  const ours = (await objects()).filter((k) => k.includes(snap.id) || k.includes(made.id));
+  assert.deepEqual(ours, [], 'deleting the snapshot and the template deleted their objects');
 }
