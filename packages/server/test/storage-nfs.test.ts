@@ -39,11 +39,13 @@ const nfsUrl = (name: string) => `nfs://${nfs!.address}${nfs!.exportPath}/${name
 
 before(async () => {
   if (SKIP) return;
-  kvm = new LocalKvm('nimbo-storage-');
+  kvm = new LocalKvm('nimbo-nfs-');
   const t = Date.now();
   nfs = await startNfsGanesha();
   figure('NFS-Ganesha in its namespace: up', Date.now() - t);
-  server = await kvm.start({ NIMBOSTACK_KVM_NFS: 'libnfs' });
+  // Its own range of VM, router and network ids (the names instances, taps and routers get), apart
+  // from the other real-host suites that may run beside it (storage-iscsi.test.ts has 4000).
+  server = await kvm.start({ NIMBOSTACK_KVM_NFS: 'libnfs' }, 5000);
 });
 
 after(async () => {
