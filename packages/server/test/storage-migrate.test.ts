@@ -13,7 +13,9 @@
  *   backup of a snapshot of that disk on NFS, which is overwritten through NFS and reverted from
  *   it (records back);
  * - with Ceph installed (storage/ceph.ts): the rebooted guest's ROOT disk moved live from NFS to
- *   RBD while it writes, the records read back through librbd;
+ *   RBD while it writes, the records read back through librbd; a data disk on RBD hot-plugged
+ *   beside it and moved live to the directory pool: its cephx secret object leaves QEMU with its
+ *   old node (read over the agent's monitor: fixtures/qmp-tap.ts), the ROOT disk's stays;
  * - with Swift too: the S3 store receives the backup of a snapshot of the Stopped VM's RBD disk,
  *   which is overwritten, reverted from it (records back) and boots; a template from the snapshot
  *   deploys with its ROOT on NFS and boots; at the end no object or bucket left;
@@ -94,7 +96,8 @@ before(async () => {
   for (const r of [c, w]) if (r.status === 'rejected') throw r.reason;
   if (!ceph) process.stdout.write('# Ceph is not installed: the move to RBD is not run\n');
   if (!swift) process.stdout.write('# Swift is not installed: the S3 backup legs are not run\n');
-  server = await kvm.start({ NIMBOSTACK_KVM_NFS: 'libnfs' }, 2000);
+  // qmpTap: the RBD leg asks QEMU which secret objects it holds (kvm.qmp).
+  server = await kvm.start({ NIMBOSTACK_KVM_NFS: 'libnfs' }, 2000, { qmpTap: true });
 });
 
 after(async () => {
@@ -313,7 +316,7 @@ describe('volumes moved between NFS, directory and RBD pools; an S3 store', { sk
           clusterid: local.clusterid,
           name: 'ceph',
           url: `rbd://${c.user}:${encodeURIComponent(c.key)}@${c.monitor}:${c.port}/${c.pool}`,
-          tags: 'nfs',
+          tags: 'nfs,ceph',
         })
       ).storagepool;
       await kvm.consoleLine(instance, /NIMBO-W 20\b/, { timeoutMs: 90_000, last: true });
@@ -341,6 +344,7 @@ describe('volumes moved between NFS, directory and RBD pools; an S3 store', { sk
       assert.ok(
         !readFileSync(join(kvm.root, 'agent', HOST, 'vms', instance, 'vm.json'), 'utf8').includes(c.key),
       );
+      await secretLeg(c, { zoneid, vm, instance, rbdPool, dirPool });
       await admin.call('stopVirtualMachine', { id: vm.id, forced: true });
       const onCeph = lastWritten(instance);
       checkRecords(`rbd:${c.pool}/${image}:conf=${c.conf}`, onCeph);
@@ -377,6 +381,52 @@ describe('volumes moved between NFS, directory and RBD pools; an S3 store', { sk
     assert.deepEqual(left, [], 'no file is left in the export');
   });
 });
+
+/**
+ * The running VM's ROOT disk is on RBD (its node opened with a cephx secret object): a data disk
+ * on RBD is hot-plugged (its own secret object) and moved live to the directory pool; once its old
+ * node is closed its secret object is gone from QEMU, the ROOT disk's stays, and the RBD image is
+ * deleted. QEMU's objects are read over the agent's monitor connection (fixtures/qmp-tap.ts).
+ */
+async function secretLeg(
+  c: Ceph,
+  ctx: { zoneid: string; vm: any; instance: string; rbdPool: any; dirPool: any },
+): Promise<void> {
+  const admin = server.admin;
+  const { zoneid, vm, instance, rbdPool, dirPool } = ctx;
+  const secrets = async () =>
+    (await kvm.qmp<{ name: string; type: string }[]>(instance, 'qom-list', { path: '/objects' }))
+      .filter((o) => o.type === 'child<secret>')
+      .map((o) => o.name)
+      .sort();
+  const withRoot = await secrets();
+  assert.equal(withRoot.length, 1, `the ROOT disk's node has its secret (${withRoot.join(', ')})`);
+  const diskofferingid = (
+    await admin.request<any>('createDiskOffering', {
+      name: 'ceph-1',
+      displaytext: '1 GB on RBD',
+      disksize: 1,
+      tags: 'ceph',
+    })
+  ).diskoffering.id;
+  const data = (await admin.call<any>('createVolume', { name: 'ceph-data', zoneid, diskofferingid })).volume;
+  await admin.call('attachVolume', { id: data.id, virtualmachineid: vm.id });
+  assert.equal((await admin.request<any>('listVolumes', { id: data.id })).volume[0].storageid, rbdPool.id);
+  const withData = await secrets();
+  assert.equal(withData.length, 2, `the data disk's node has its own (${withData.join(', ')})`);
+  await admin.request('updateStoragePool', { id: dirPool.id, tags: 'nfs,ceph' });
+  const t = Date.now();
+  const moved = (
+    await admin.call<any>('migrateVolume', { volumeid: data.id, storageid: dirPool.id, livemigrate: true })
+  ).volume;
+  figure('migrateVolume livemigrate=true RBD → directory (1 GiB data disk)', Date.now() - t);
+  assert.equal(moved.storageid, dirPool.id);
+  assert.deepEqual(await secrets(), withRoot, "the moved disk's secret is gone, the ROOT disk's stays");
+  await waitUntil(async () => !c.images().includes(data.id), 30_000, 'the RBD copy to be deleted');
+  await admin.call('detachVolume', { id: data.id });
+  await admin.request('deleteVolume', { id: data.id });
+  assert.ok(!existsSync(join(dirPool.path, data.id)), 'the moved copy is deleted');
+}
 
 /**
  * The Stopped VM's ROOT disk is on RBD: a snapshot of the disk is backed up to the zone's S3 store

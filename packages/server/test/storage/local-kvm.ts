@@ -6,8 +6,10 @@
  * hosts, the server, the folder.
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { waitUntil } from '../agents.ts';
 import { startServer, type TestServer } from '../harness.ts';
 import { separateIds } from '../kvm-advanced-zone.ts';
@@ -39,11 +41,17 @@ export class LocalKvm {
 
   /**
    * Starts the server. `idBase` keeps instance (and so tap) names apart from another real-host
-   * suite's on this machine.
+   * suite's on this machine. With `qmpTap`, qmp() can ask the VMs' QEMU what they hold.
    */
-  async start(env: Record<string, string> = {}, idBase?: number): Promise<TestServer> {
+  async start(
+    env: Record<string, string> = {},
+    idBase?: number,
+    { qmpTap = false }: { qmpTap?: boolean } = {},
+  ): Promise<TestServer> {
     this.server = await startServer({
+      nodeArgs: qmpTap ? ['--import', join(import.meta.dirname, '..', 'fixtures', 'qmp-tap.ts')] : [],
       env: {
+        ...(qmpTap ? { NIMBOSTACK_TEST_QMP_TAP: this.qmpTap } : {}),
         NIMBOSTACK_SEED_LOCAL_ZONE: 'true',
         NIMBOSTACK_HYPERVISOR: 'kvm',
         NIMBOSTACK_KVM_STATE_DIR: join(this.root, 'agent'),
@@ -78,6 +86,31 @@ export class LocalKvm {
       throw new Error(`${(e as Error).message}\n${this.readConsole(instance).slice(-2000)}`);
     });
     return line!;
+  }
+
+  private get qmpTap(): string {
+    return join(this.root, 'qmp-tap.sock');
+  }
+
+  /**
+   * A query (query-*, qom-list, qom-get) to a VM's QEMU over the agent's own monitor connection
+   * (fixtures/qmp-tap.ts: QEMU takes one monitor client); the server must be started with qmpTap.
+   */
+  qmp<T = any>(instance: string, execute: string, args?: Record<string, unknown>): Promise<T> {
+    const monitor = join(this.root, 'agent', HOST, 'vms', instance, 'qmp.sock');
+    return new Promise((resolve, reject) => {
+      const socket = createConnection(this.qmpTap);
+      socket.once('error', reject);
+      socket.once('connect', () =>
+        socket.write(`${JSON.stringify({ monitor, execute, arguments: args })}\n`),
+      );
+      createInterface({ input: socket }).once('line', (line) => {
+        socket.destroy();
+        const answer = JSON.parse(line);
+        if (answer.error) reject(new Error(`${execute} on ${instance}: ${answer.error}`));
+        else resolve(answer.return);
+      });
+    });
   }
 
   /** The QEMU processes the host's state directory records. */

@@ -141,6 +141,11 @@ export async function moveDiskLive(
     name: string;
     target: VolumeStore;
     timeoutMs: number;
+    /**
+     * QEMU objects only the source node uses (its RBD secret: rbd-disks.ts, staleRbdSecrets),
+     * deleted once the node is closed.
+     */
+    sourceObjects?: string[];
   },
 ): Promise<{ path: string; sizeBytes: number; node: string }> {
   const sizeBytes = await nodeSize(qmp, p.source);
@@ -173,5 +178,12 @@ export async function moveDiskLive(
     await p.target.remove(name).catch(() => undefined);
     throw err;
   }
+  // The old node is closed: nothing reads its objects any more, and an RBD secret would keep the
+  // old pool's key in QEMU until the VM stops. The move itself is done, so a failure here only
+  // leaves the object (said on the agent's log), it does not fail the move.
+  for (const id of p.sourceObjects ?? [])
+    await qmp.execute('object-del', { id }).catch((err: Error) => {
+      process.stderr.write(`agent: QEMU object ${id} of the moved disk not deleted: ${err.message}\n`);
+    });
   return { path: p.target.recorded(name), sizeBytes, node };
 }

@@ -69,6 +69,7 @@ import {
   rbdRecords,
   removeSecretFiles,
   secretObjectArgs,
+  staleRbdSecrets,
   withoutKeys,
 } from './rbd-disks.ts';
 import { type LiveDisks, PoolStorage } from './storage.ts';
@@ -570,9 +571,10 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
         deleted.catch(() => undefined);
         throw new DriverError(`the guest in ${name} did not release ${disk.path}: ${(err as Error).message}`);
       }
-      await qmp.execute('blockdev-del', { 'node-name': this.nodeOf(vm, current) });
+      const node = this.nodeOf(vm, current);
+      await qmp.execute('blockdev-del', { 'node-name': node });
       if (vm.nodes) delete vm.nodes[current.deviceId];
-      await dropRbdSecret(qmp, disk);
+      await dropRbdSecret(qmp, current, node);
       vm.spec = { ...vm.spec, disks: vm.spec.disks.filter((d) => d !== current) };
       this.save(vm);
     });
@@ -650,6 +652,11 @@ export class KvmHost implements HostDriver, HypervisorDriver, LiveDisks {
           name: disk.volumeUuid,
           target,
           timeoutMs: this.options.migrationTimeoutMs ?? 600_000,
+          sourceObjects: staleRbdSecrets(
+            disk,
+            source,
+            vm.spec.disks.filter((d) => d !== disk).map((d) => ({ disk: d, node: this.nodeOf(vm, d) })),
+          ),
         }),
       );
       vm.nodes = { ...vm.nodes, [disk.deviceId]: moved.node };

@@ -74,10 +74,29 @@ export async function addRbdBlockdev(qmp: Qmp, disk: VmDisk): Promise<void> {
   }
 }
 
-/** After a detach: the disk's secret object goes with its node (none there is fine). */
-export async function dropRbdSecret(qmp: Qmp, disk: VmDisk): Promise<void> {
+/**
+ * After a detach: the disk's secret object goes with its node (none there is fine). `node` is the
+ * one its device used: after a live move it is not diskNode's.
+ */
+export async function dropRbdSecret(qmp: Qmp, disk: VmDisk, node = diskNode(disk)): Promise<void> {
   if (disk.pool.type === 'RBD')
-    await qmp.execute('object-del', { id: rbdSecretId(diskNode(disk)) }).catch(() => undefined);
+    await qmp.execute('object-del', { id: rbdSecretId(node) }).catch(() => undefined);
+}
+
+/**
+ * The secret object of an RBD disk's node that a live move closes, unless one of the VM's other
+ * disks still names it (`others`: those disks with the nodes their devices use). Secrets are
+ * named after nodes, so this is the case only if two disks were ever given one node name.
+ */
+export function staleRbdSecrets(
+  disk: VmDisk,
+  node: string,
+  others: { disk: VmDisk; node: string }[],
+): string[] {
+  if (disk.pool.type !== 'RBD') return [];
+  const id = rbdSecretId(node);
+  const used = others.some((o) => o.disk.pool.type === 'RBD' && rbdSecretId(o.node) === id);
+  return used ? [] : [id];
 }
 
 /** The HA heartbeat's records on an RBD pool: RADOS objects, each access its own session. */
