@@ -7,9 +7,13 @@
  * the template's protected snapshot (imported into the pool once); a data volume on RBD is
  * hot-plugged, written and read back by the guest, read on the host through librbd, and grown
  * live; a snapshot of the running ROOT disk (an RBD snapshot exported to secondary storage), a
- * template made from it, and the disk reverted to it with the VM stopped (it boots again); then
- * everything deleted, the pool removed (its template image with it), no RBD image left, and
- * Ceph stopped. Needs kvm.root, QEMU with qemu-block-extra, the Ceph packages and the test template.
+ * template made from it, and the disk reverted to it with the VM stopped (it boots again); with
+ * tgt installed (storage/tgt.ts, started before Ceph), the detached data volume moved offline from
+ * RBD into a LUN a managed iSCSI pool's provider makes (qemu-img compare against a copy taken
+ * before, the RBD image gone); then everything deleted (the LUN and its target too), the pools
+ * removed (the template image with the RBD one), no RBD image left, and the servers stopped.
+ * Needs kvm.root, QEMU with qemu-block-extra, the Ceph packages and the test template (and tgt
+ * with openssh-server for the iSCSI move).
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -21,6 +25,7 @@ import type { TestServer } from './harness.ts';
 import { readyKvmTestTemplate } from './kvm-advanced-zone.ts';
 import { type Ceph, cephInstalled, startCeph } from './storage/ceph.ts';
 import { dataDiskProbe, figure, HOST, LocalKvm, storageSkip, taggedOfferings } from './storage/local-kvm.ts';
+import { startTgt, type TgtServer, tgtInstalled } from './storage/tgt.ts';
 
 const SKIP = storageSkip({
   installed: cephInstalled(),
@@ -30,6 +35,7 @@ const SKIP = storageSkip({
 let kvm: LocalKvm;
 let server: TestServer;
 let ceph: Ceph | undefined;
+let tgt: TgtServer | undefined;
 
 /** An image as `rbd info` shows it to the cluster's admin. */
 const rbdInfo = (image: string) =>
@@ -55,9 +61,17 @@ function imageHead(image: string, bytes: number): Buffer {
 before(async () => {
   if (SKIP) return;
   kvm = new LocalKvm('nimbo-rbd-');
-  const t = Date.now();
-  ceph = await startCeph();
-  figure('one-node Ceph (memstore): up', Date.now() - t);
+  const timed = async <T>(name: string, start: () => Promise<T>): Promise<T> => {
+    const t = Date.now();
+    const started = await start();
+    figure(name, Date.now() - t);
+    return started;
+  };
+  // tgtd and sshd (the iSCSI pool the data volume moves to) first: they start in about a second,
+  // but beside Ceph's start on a loaded machine sshd missed its 20 s.
+  if (tgtInstalled()) tgt = await timed('tgtd and sshd in their namespace: up', startTgt);
+  else process.stdout.write('# tgt is not installed: the move to an iSCSI LUN is not run\n');
+  ceph = await timed('one-node Ceph (memstore): up', startCeph);
   server = await kvm.start({}, 1000);
 });
 
@@ -67,6 +81,7 @@ after(async () => {
     const t = Date.now();
     await ceph?.stop();
     figure('Ceph stopped and its directory removed', Date.now() - t);
+    await tgt?.stop();
   });
 });
 
@@ -240,9 +255,18 @@ describe('Ceph RBD primary storage with a real Ceph and a real VM', { skip: SKIP
     assert.ok(!existsSync(backup), 'the backup is deleted');
     await admin.call('deleteTemplate', { id: made.id });
 
+    // Offline RBD → a managed iSCSI LUN: the provider makes the LUN, the host copies into it.
+    const lunPool = tgt ? await moveToLun(data.id, { zoneid, local }) : undefined;
+
     // Delete, destroy, remove the pool: no RBD image is left.
     await admin.request('deleteVolume', { id: data.id });
     assert.ok(!c.images().includes(data.id), 'the data volume is deleted from the pool');
+    if (lunPool) {
+      assert.ok(!tgt!.targets().some((n) => n.endsWith(data.id)), 'its LUN and target are removed');
+      assert.ok(!tgt!.files().includes(`${data.id}.lun`), "and the LUN's backing file");
+      await admin.request('deleteStoragePool', { id: lunPool });
+      assert.deepEqual(tgt!.targets(), [], 'no target is left on tgtd');
+    }
     await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
     await waitUntil(async () => !c.images().includes(rootVolume.id), 30_000, 'the ROOT disk to be deleted');
     assert.equal(spawnSync('kill', ['-0', String(pid)]).status, 1, 'QEMU is gone');
@@ -252,3 +276,62 @@ describe('Ceph RBD primary storage with a real Ceph and a real VM', { skip: SKIP
     assert.deepEqual(c.images(), [], 'no RBD image is left (rbd ls)');
   });
 });
+
+/**
+ * The detached data volume moved offline from the RBD pool into a new LUN of a managed iSCSI pool
+ * (LinuxTgt, tagged rbd like the volume's offering): its bytes as they were on RBD (qemu-img
+ * compare of a copy taken before against the LUN, read over iSCSI), the RBD image gone. Answers
+ * the iSCSI pool's id.
+ */
+async function moveToLun(volume: string, ctx: { zoneid: string; local: any }): Promise<string> {
+  const admin = server.admin;
+  const c = ceph!;
+  const t0 = tgt!;
+  const pool = (
+    await admin.request<any>('createStoragePool', {
+      zoneid: ctx.zoneid,
+      podid: ctx.local.podid,
+      clusterid: ctx.local.clusterid,
+      name: 'tgt',
+      provider: 'LinuxTgt',
+      managed: true,
+      url: `iscsi://${t0.address}/${t0.lunDir.replace(/^\//, '')}`,
+      tags: 'rbd',
+      'details[0].sshkey': t0.privateKey,
+      'details[0].initiators': t0.initiator,
+    })
+  ).storagepool;
+  const before = join(kvm.root, `${volume}.before.raw`);
+  execFileSync('qemu-img', [
+    'convert',
+    '-f',
+    'raw',
+    '-O',
+    'raw',
+    `rbd:${c.pool}/${volume}:conf=${c.conf}`,
+    before,
+  ]);
+  try {
+    let t = Date.now();
+    const moved = (await admin.call<any>('migrateVolume', { volumeid: volume, storageid: pool.id })).volume;
+    figure('migrateVolume offline RBD → new iSCSI LUN (2 GiB data disk)', Date.now() - t);
+    assert.equal(moved.storageid, pool.id);
+    const target = t0.targets().find((n) => n.endsWith(volume));
+    assert.ok(target, `the provider made a LUN for it (${t0.targets().join(', ')})`);
+    assert.ok(!c.images().includes(volume), 'the RBD image is deleted once the move is recorded');
+    t = Date.now();
+    execFileSync('qemu-img', [
+      'compare',
+      '-f',
+      'raw',
+      '-F',
+      'raw',
+      before,
+      `iscsi://${t0.address}:3260/${target}/1`,
+    ]);
+    figure('qemu-img compare of the copy taken before with the LUN (over iSCSI)', Date.now() - t);
+  } finally {
+    rmSync(before, { force: true });
+  }
+  return pool.id;
+}
