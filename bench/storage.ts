@@ -507,8 +507,9 @@ async function main(): Promise<void> {
       const routers = await server.admin.request<any>('listRouters', {}).catch(() => ({}));
       for (const r of routers.router ?? [])
         await server.admin.call('destroyRouter', { id: r.id }).catch(() => undefined);
-      // QEMU outlives the server: whatever a failure left running goes.
-      killQemus(agentDir);
+      // QEMU outlives the server: whatever a failure left running goes (the host's VMs are
+      // under <state dir>/<host name>/vms).
+      killQemus(join(agentDir, 'local-kvm'));
       const hosts = await server.admin.request<any>('listHosts', {}).catch(() => ({}));
       for (const h of hosts.host ?? [])
         await server.admin.request('deleteHost', { id: h.id, forced: true }).catch(() => undefined);
