@@ -22,8 +22,10 @@
  * the same interval; a storage server that does not answer raises an ALERT.STORAGE.MISC alert,
  * resolved by its next answer. Both kinds of answer are written the same way (recordFigures).
  */
+
+import type { Insertable } from 'kysely';
 import type { App } from '../context.ts';
-import type { StoragePoolRow } from '../db/schema.ts';
+import type { StoragePoolHostTable, StoragePoolRow } from '../db/schema.ts';
 import { recordAlert, resolveAlert } from '../infra/alerts.ts';
 import { startScheduled } from '../jobs/scheduled.ts';
 import { defineSetting } from '../settings/settings.ts';
@@ -49,6 +51,8 @@ export const ALERT_STORAGE_MISC = 12;
 const ANSWER_TIMEOUT_MS = 15_000;
 /** Pool questions in flight at once from one server. */
 const CONCURRENCY = 16;
+/** Rows per INSERT statement: five columns each stays under every database's bound on parameters. */
+const INSERT_BATCH = 500;
 const TICK_MS = 1_000;
 
 const alertKey = (poolId: number, hostId: number) => `pool-unreachable:${poolId}:${hostId}`;
@@ -116,6 +120,9 @@ export async function checkPools(app: App, onlyHosts?: number[]): Promise<PoolCh
     ).map((r) => [`${r.pool_id}:${r.host_id}`, r]),
   );
   const measured = new Set<number>();
+  // Pairs seen for the first time are written together after the round: a large cloud's first
+  // round would otherwise be one committed INSERT per host (5,000 at the bench's size).
+  const fresh: Insertable<StoragePoolHostTable>[] = [];
   await eachLimited(pairs, CONCURRENCY, async ({ host, pool }) => {
     round.asked++;
     let error: string | undefined;
@@ -130,10 +137,7 @@ export async function checkPools(app: App, onlyHosts?: number[]): Promise<PoolCh
     const reachable = error === undefined ? 1 : 0;
     // Written when it changes only: a large cloud has thousands of pairs, asked every minute.
     if (!before)
-      await db
-        .insertInto('storage_pool_hosts')
-        .values({ pool_id: pool.id, host_id: host.id, reachable, error: error ?? null, checked: now })
-        .execute();
+      fresh.push({ pool_id: pool.id, host_id: host.id, reachable, error: error ?? null, checked: now });
     else if (before.reachable !== reachable)
       await db
         .updateTable('storage_pool_hosts')
@@ -160,6 +164,14 @@ export async function checkPools(app: App, onlyHosts?: number[]): Promise<PoolCh
       await recordFigures(app, pool, stats);
     }
   });
+  if (fresh.length)
+    await db.transaction().execute(async (tx) => {
+      for (let i = 0; i < fresh.length; i += INSERT_BATCH)
+        await tx
+          .insertInto('storage_pool_hosts')
+          .values(fresh.slice(i, i + INSERT_BATCH))
+          .execute();
+    });
   round.measured = measured.size;
   return round;
 }
