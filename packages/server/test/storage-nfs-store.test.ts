@@ -248,7 +248,56 @@ describe('an NFS image store reached in user space', { skip: SKIP, timeout: 600_
     // template; waiting for it here would double the suite's time).
     const staged = readFileSync(join(staging, onExport[0]));
     assert.equal(sha256(staged), sha256(image), 'the template was staged for the host, bytes intact');
+
+    // A volume uploaded from a URL lives on the export (the zone's first writable store), its
+    // extract link is served staged, and attaching it to the running VM copies it into the host's
+    // pool and removes it from the export; a second one deleted while Uploaded goes with its file.
+    const upload = async (name: string) => {
+      const { id } = (
+        await admin.call<any>('uploadVolume', {
+          name,
+          zoneid,
+          format: 'QCOW2',
+          url: `${filesUrl}/template.qcow2`,
+          checksum: `{SHA-256}${sha256(image)}`,
+        })
+      ).volume;
+      const v = await waitUntil(
+        async () => {
+          const v = (await admin.request<any>('listVolumes', { id })).volume?.[0];
+          if (v?.state === 'UploadError') throw new Error(v.status);
+          return v?.state === 'Uploaded' ? v : undefined;
+        },
+        60_000,
+        `volume ${name} uploaded`,
+      );
+      const file = nfs!.files().find((f) => f.includes(id));
+      assert.ok(file, `the uploaded volume is on the export: ${nfs!.files().join(', ')}`);
+      const back = await client.readStream(file);
+      assert.deepEqual(await streamSha(back.stream), { size: image.length, sha: sha256(image) });
+      assert.ok(!existsSync(join(staging, file)), 'the staged download was removed');
+      return { v, file };
+    };
+    t = Date.now();
+    const up = await upload('uploaded-to-nfs');
+    figure('volume uploaded onto the export', Date.now() - t);
+    const link = (await admin.call<any>('extractVolume', { id: up.v.id, zoneid, mode: 'HTTP_DOWNLOAD' }))
+      .volume.url;
+    assert.equal(sha256(execFileSync('curl', ['-sf', link], { maxBuffer: 64 * MiB })), sha256(image));
+    t = Date.now();
+    const attached = (await admin.call<any>('attachVolume', { id: up.v.id, virtualmachineid: vm.id })).volume;
+    figure('uploaded volume attached to the running VM (staged, copied to its pool)', Date.now() - t);
+    assert.equal(attached.state, 'Ready');
+    assert.equal(await client.exists(up.file), false, 'the upload left the export once copied');
+    assert.ok(!existsSync(join(staging, up.file)), 'and its staged copy');
     await admin.call('stopVirtualMachine', { id: vm.id, forced: true });
+    // Detached from the stopped VM (the guest is not waited for, so it would not answer a live
+    // unplug), then deleted.
+    await admin.call('detachVolume', { id: up.v.id });
+    await admin.request('deleteVolume', { id: up.v.id });
+    const gone = await upload('deleted-from-nfs');
+    await admin.request('deleteVolume', { id: gone.v.id });
+    assert.equal(await client.exists(gone.file), false, 'deleting the volume deleted its file');
 
     // A snapshot of the ROOT disk: the host writes it into the staging directory, the server
     // copies it onto the export (read back and compared) and removes the staged file.

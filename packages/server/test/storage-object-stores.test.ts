@@ -5,7 +5,9 @@
  * registered into the Swift container in parts with its checksum checked, an extract link signed
  * by the object store downloaded with curl, a deploy staging the template on the management
  * server, a read-only store receiving nothing new, migrateSecondaryStorageData moving the copy to
- * the S3 store, updateCloudToUseObjectStore, and at the end no object, no bucket, no staging
+ * the S3 store, updateCloudToUseObjectStore, a volume uploaded from a URL into the Swift container
+ * (extracted by a signed link, copied to primary storage when attached, its object then gone; a
+ * second one deleted with its object), and at the end no object, no bucket, no staging
  * directory and no Swift process left. Needs Debian's swift and memcached: `npm run test:storage`.
  */
 import assert from 'node:assert/strict';
@@ -52,6 +54,7 @@ function qcow2(virtual: number, physical: number): Buffer {
 
 // 40 MiB: three parts of 16 MiB, so the upload is a multipart one.
 const IMAGE = qcow2(2 * 1024 ** 3, 40 * MiB);
+const VOLUME = qcow2(1024 ** 3, 3 * MiB);
 const S3_BUCKET = `nimbo-s3-${Date.now().toString(36)}`;
 const CLOUD_BUCKET = `nimbo-cloud-${Date.now().toString(36)}`;
 
@@ -97,8 +100,9 @@ describe('object-store image stores (S3 and Swift)', { skip: SKIP, timeout: 600_
       SWIFT_KEY,
     );
     files = createServer((req, res) => {
-      if (req.url !== '/image.qcow2') return void res.writeHead(404).end();
-      res.writeHead(200, { 'content-length': IMAGE.length }).end(IMAGE);
+      const body = req.url === '/image.qcow2' ? IMAGE : req.url === '/volume.qcow2' ? VOLUME : undefined;
+      if (!body) return void res.writeHead(404).end();
+      res.writeHead(200, { 'content-length': body.length }).end(body);
     });
     await new Promise<void>((r) => files.listen(0, '127.0.0.1', r));
     filesUrl = `http://127.0.0.1:${(files.address() as AddressInfo).port}`;
@@ -277,6 +281,74 @@ describe('object-store image stores (S3 and Swift)', { skip: SKIP, timeout: 600_
     );
     assert.equal(onS3.disksizetotal, undefined);
     await admin.request('updateConfiguration', { name: 'storage.stats.interval', value: '60000' });
+  });
+
+  test('uploaded volumes live in the object store until copied to primary storage', async () => {
+    const admin = server.admin;
+    const { zoneid, templateid, small } = await seededLocalZone(admin);
+    const container = `nimbostack-${stores.swift.id}`;
+    const staging = join(server.dataDir, 'image-stores', stores.swift.id);
+    const upload = async (name: string) => {
+      const t0 = Date.now();
+      const { id } = (
+        await admin.call<any>('uploadVolume', {
+          name,
+          zoneid,
+          format: 'QCOW2',
+          url: `${filesUrl}/volume.qcow2`,
+          checksum: `{SHA-256}${sha256(VOLUME)}`,
+        })
+      ).volume;
+      const v = await waitUntil(
+        async () => {
+          const v = (await admin.request<any>('listVolumes', { id })).volume?.[0];
+          if (v?.state === 'UploadError') throw new Error(v.status);
+          return v?.state === 'Uploaded' ? v : undefined;
+        },
+        60_000,
+        `volume ${name} uploaded`,
+      );
+      process.stdout.write(`# figure 3 MiB volume into Swift: ${((Date.now() - t0) / 1000).toFixed(2)} s\n`);
+      const keys = (await objects(container)).filter((k) => k?.includes(id));
+      assert.equal(keys.length, 1, `the volume is in the Swift container (the zone's first store): ${keys}`);
+      const head = await s3.send(new HeadObjectCommand({ Bucket: container, Key: keys[0] }));
+      assert.equal(Number(head.ContentLength), VOLUME.length);
+      assert.ok(!existsSync(join(staging, keys[0] as string)), 'the staged download was removed');
+      return { v, key: keys[0] as string };
+    };
+    const { v, key } = await upload('uploaded-to-swift');
+    assert.equal(v.size, 1024 ** 3);
+
+    // Its extract link is the object store's own.
+    const extract = (await admin.call<any>('extractVolume', { id: v.id, zoneid, mode: 'HTTP_DOWNLOAD' }))
+      .volume;
+    assert.ok(extract.url.startsWith(`${swift.endpoint}/${container}/`), extract.url);
+    assert.equal(sha256(execFileSync('curl', ['-sf', extract.url], { maxBuffer: 16 * MiB })), sha256(VOLUME));
+
+    // Attached to a running VM: staged, copied to primary storage by the host, its object gone.
+    const vm = (
+      await admin.call<any>('deployVirtualMachine', {
+        zoneid,
+        templateid,
+        serviceofferingid: small,
+        name: 'up',
+      })
+    ).virtualmachine;
+    const attached = (await admin.call<any>('attachVolume', { id: v.id, virtualmachineid: vm.id })).volume;
+    assert.equal(attached.state, 'Ready');
+    assert.equal(attached.virtualmachineid, vm.id);
+    assert.ok(attached.storageid, 'on a primary storage pool');
+    assert.ok(!(await objects(container)).includes(key), 'the object went once the volume was copied');
+    assert.ok(!existsSync(join(staging, key)), 'and its staged copy');
+    await admin.call('detachVolume', { id: v.id });
+    await admin.request('deleteVolume', { id: v.id });
+    await admin.call('destroyVirtualMachine', { id: vm.id, expunge: true });
+
+    // Deleted while Uploaded: the object goes with it.
+    const second = await upload('deleted-from-swift');
+    await admin.request('deleteVolume', { id: second.v.id });
+    assert.ok(!(await objects(container)).includes(second.key), 'deleting the volume deleted its object');
+    assert.ok(!existsSync(join(staging, second.key)));
   });
 
   test('a read-only store gets nothing new; migrateSecondaryStorageData moves its copies', async () => {

@@ -2,11 +2,15 @@
  * Volumes in and out of secondary storage. uploadVolume records a DATADISK that the management
  * server downloads into an image store of its zone with the template download machinery
  * (fetchImage: size limit, checksum, format check, progress): UploadOp → Uploaded, or UploadError
- * with the reason in `status`. An Uploaded volume stays on secondary storage until it is first
- * attached to a running VM or its VM starts; then a host copies it onto primary storage (the
- * agent's createVolume fromSnapshot) and it is Ready. extractVolume serves a volume's file through
- * a management server link, as extractTemplate does: an Uploaded volume's own file, or a copy a
- * host makes of a Ready volume onto secondary storage.
+ * with the reason in `status`. The store is chosen as for templates (object stores first); on a
+ * remote store (S3, Swift, NFS in user space: storage/remote-stores.ts) the file is fetched and
+ * checked in the staging directory, then copied to the store and the staged file removed. An
+ * Uploaded volume stays on secondary storage until it is first attached to a running VM or its VM
+ * starts; then it is staged back if need be, a host copies it onto primary storage (the agent's
+ * createVolume fromSnapshot), its file on the store goes and it is Ready. extractVolume links to
+ * a volume's file as extractTemplate does (an object store signs the link, other stores are served
+ * by the management server): an Uploaded volume's own file, or a copy a host makes of a Ready
+ * volume onto secondary storage.
  */
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
@@ -31,8 +35,15 @@ import {
   storeRoot,
   TEMPLATE_FORMATS,
 } from './images.ts';
-import { deleteObjects, isObjectStore, s3Reason, signedUrl } from './object-stores.ts';
-import { isRemoteStore, publishStaged } from './remote-stores.ts';
+import { isObjectStore, signedUrl } from './object-stores.ts';
+import {
+  deleteFiles,
+  isRemoteStore,
+  publishStaged,
+  putFile,
+  stageFile,
+  storeReason,
+} from './remote-stores.ts';
 import { storeLocation } from './snapshot-records.ts';
 import { EXTRACT_URL_EXPIRATION, extractBaseUrl, zoneStores } from './templates.ts';
 import { hostForPool, poolLocation, poolOf } from './volume-ops.ts';
@@ -72,11 +83,46 @@ async function storeOf(app: App, id: number): Promise<ImageStoreRow | undefined>
     .executeTakeFirst();
 }
 
-/** The uploaded file of a volume on this management server, if it has one. */
-export async function uploadedFile(app: App, v: Pick<VolumeRow, 'image_store_id' | 'store_path'>) {
+type Upload = Pick<VolumeRow, 'name' | 'image_store_id' | 'store_path'>;
+
+/**
+ * Where an upload's file is: its store, its key there, and the file on this server (the store's
+ * own directory, or a remote store's staging directory, which is where it is fetched and checked).
+ */
+async function uploadPlace(app: App, v: Upload) {
   if (v.image_store_id === null || !v.store_path) return undefined;
   const store = await storeOf(app, v.image_store_id);
-  return store ? join(await storeRoot(store), v.store_path) : undefined;
+  return store ? { store, key: v.store_path, file: join(await storeRoot(store), v.store_path) } : undefined;
+}
+
+/**
+ * The uploaded file of a volume as a file on this server, for a host to copy onto primary storage:
+ * a remote store's object is staged first. Undefined when its store is gone.
+ */
+export async function stageUpload(app: App, v: Upload): Promise<string | undefined> {
+  const place = await uploadPlace(app, v);
+  if (!place || !isRemoteStore(place.store)) return place?.file;
+  try {
+    return await stageFile(app, place.store, place.key);
+  } catch (e) {
+    throw internalError(
+      `Could not read the uploaded file of volume ${v.name} from image store ${place.store.name}: ${storeReason(e)}`,
+    );
+  }
+}
+
+/** Removes an upload's file from its store (and any staged copy); a missing one is fine. */
+export async function dropUpload(app: App, v: Upload): Promise<void> {
+  const place = await uploadPlace(app, v);
+  if (!place) return;
+  if (!isRemoteStore(place.store)) return rm(place.file, { force: true });
+  try {
+    await deleteFiles(app, place.store, [place.key]);
+  } catch (e) {
+    throw internalError(
+      `Could not remove the uploaded file of volume ${v.name} from image store ${place.store.name}: ${storeReason(e)}`,
+    );
+  }
 }
 
 export const uploadVolume = defineCommand({
@@ -183,9 +229,8 @@ export async function recordUpload(ctx: CallContext, params: UploadParams, url?:
       offering = o;
     }
     const owner = await ownerFor(ctx, params);
-    // Uploaded volumes are kept on stores the agents reach themselves only: local ones and NFS
-    // exports mounted by the kernel (docs/storage.md, Not done).
-    const stores = (await zoneStores(app.store.db, zone.id)).filter((s) => !isRemoteStore(s));
+    // The same choice as for templates (docs/storage.md, Which store receives ...).
+    const stores = await zoneStores(app.store.db, zone.id);
     const store = params.imagestoreuuid ? stores.find((s) => s.uuid === params.imagestoreuuid) : stores[0];
     if (!store)
       throw invalidParameter(
@@ -306,7 +351,7 @@ async function runUpload(
   const active = browser ? VolumeState.UploadInProgress : VolumeState.UploadOp;
   const v = await db.selectFrom('volumes').selectAll().where('id', '=', volumeId).executeTakeFirst();
   if (!v || v.removed !== null || v.state !== active || !(browser || v.upload_url)) return;
-  const dest = await uploadedFile(app, v);
+  const place = await uploadPlace(app, v);
   const fail = async (reason: string) => {
     const text = reason.slice(0, 1000);
     await db.transaction().execute(async (tx) => {
@@ -329,7 +374,9 @@ async function runUpload(
     app.log.warn({ volume: v.uuid, reason: text }, 'volume upload failed');
     return text;
   };
-  if (!dest) return fail('The image store of the upload is gone');
+  if (!place) return fail('The image store of the upload is gone');
+  const { store, key, file: dest } = place;
+  const onRemoteStore = isRemoteStore(store);
   await db
     .updateTable('volumes')
     .set({ upload_status: '0% Uploaded', upload_ms_id: app.server.id })
@@ -355,10 +402,28 @@ async function runUpload(
           .execute();
       },
     });
+    // Checked in the staging directory, a remote store's file is copied there (stored size, on
+    // NFS also SHA-256, compared) and lives there only.
+    if (onRemoteStore) {
+      await db
+        .updateTable('volumes')
+        .set({ upload_status: 'Copying to the image store' })
+        .where('id', '=', v.id)
+        .where('state', '=', active)
+        .execute();
+      try {
+        await putFile(app, store, key, dest);
+      } catch (e) {
+        throw new Error(`Unable to upload to image store ${store.name}: ${storeReason(e)}`);
+      } finally {
+        await rm(dest, { force: true });
+      }
+    }
   } catch (e) {
     if (signal.aborted) return 'The upload was stopped'; // deleted, or this server stops (another takes a URL upload over)
     return fail(e instanceof Error ? e.message : String(e));
   }
+  const discard = () => (onRemoteStore ? deleteFiles(app, store, [key]) : rm(dest, { force: true }));
   try {
     const kept = await db.transaction().execute(async (tx) => {
       const current = await tx.selectFrom('volumes').selectAll().where('id', '=', v.id).executeTakeFirst();
@@ -391,12 +456,12 @@ async function runUpload(
       return true;
     });
     if (!kept) {
-      await rm(dest, { force: true });
+      await discard();
       return 'The volume was deleted during the upload';
     }
   } catch (e) {
     // Over the owner's secondary or primary storage limit: the file goes, the reason stays.
-    await rm(dest, { force: true });
+    await discard();
     return fail(e instanceof Error ? e.message : String(e));
   }
 }
@@ -462,7 +527,7 @@ async function dropExpiredExtracts(app: App): Promise<void> {
     // An Uploaded volume's own file is its data, not an extract copy.
     if (!shared) {
       const store = await storeOf(app, e.image_store_id);
-      if (store && isObjectStore(store)) await deleteObjects(app, store, [e.install_path]);
+      if (store && isRemoteStore(store)) await deleteFiles(app, store, [e.install_path]);
       else if (store) await rm(join(await storeRoot(store), e.install_path), { force: true });
     }
     await db.deleteFrom('volume_extracts').where('id', '=', e.id).execute();
@@ -497,19 +562,21 @@ export const extractVolume = defineCommand({
     const { app } = ctx;
     const { volume, zone } = await checkExtract(ctx, params);
     await dropExpiredExtracts(app).catch((err) => app.log.warn({ err }, 'could not drop expired extracts'));
-    let storeId: number;
+    let store: ImageStoreRow | undefined;
     let installPath: string;
     let signed: string | undefined;
     if (volume.state === VolumeState.Uploaded && volume.image_store_id !== null && volume.store_path) {
-      storeId = volume.image_store_id;
+      store = await storeOf(app, volume.image_store_id);
+      if (!store)
+        throw invalidParameter(
+          `The uploaded file of volume ${volume.name} is no longer on secondary storage`,
+        );
       installPath = volume.store_path;
     } else {
       // A host that reaches the volume's pool copies it, flat, onto the zone's first image store
-      // (an object store's staging directory, from which it is uploaded and the link signed; on
-      // an NFS export reached in user space the temporary copy stays in the staging directory,
-      // which this server's link serves).
+      // (a remote store's staging directory, from which it is copied to the store, as an upload).
       const pool = (await poolOf(ctx, volume))!;
-      const store = (await zoneStores(app.store.db, zone.id))[0];
+      store = (await zoneStores(app.store.db, zone.id))[0];
       if (!store)
         throw invalidParameter(`Zone ${zone.name} has no secondary storage (image store) to extract to`);
       const secondary = await storeLocation(store);
@@ -522,20 +589,23 @@ export const extractVolume = defineCommand({
         secondary,
       });
       const root = `${secondary.path.replace(/\/+$/, '')}/`;
-      storeId = store.id;
       installPath = made.path.startsWith(root) ? made.path.slice(root.length) : made.path;
-      if (isObjectStore(store)) {
+      if (isRemoteStore(store)) {
         try {
           await publishStaged(app, store, installPath);
         } catch (e) {
           await rm(made.path, { force: true });
           throw internalError(
-            `Could not upload volume ${volume.name} to image store ${store.name}: ${s3Reason(e)}`,
+            `Could not upload volume ${volume.name} to image store ${store.name}: ${storeReason(e)}`,
           );
         }
-        const seconds = app.settings.get(EXTRACT_URL_EXPIRATION);
-        signed = await signedUrl(app, store, installPath, seconds, installPath.split('/').pop()!);
       }
+    }
+    // An object store signs its own link; other stores' files are served by this server (an NFS
+    // export reached in user space: staged when the link is used).
+    if (isObjectStore(store)) {
+      const seconds = app.settings.get(EXTRACT_URL_EXPIRATION);
+      signed = await signedUrl(app, store, installPath, seconds, installPath.split('/').pop()!);
     }
     const token = randomBytes(24).toString('base64url');
     const now = app.clock.now();
@@ -545,7 +615,7 @@ export const extractVolume = defineCommand({
         .values({
           token,
           volume_id: volume.id,
-          image_store_id: storeId,
+          image_store_id: store.id,
           install_path: installPath,
           account_id: ctx.caller.account.id,
           created: now,
@@ -634,6 +704,7 @@ export async function volumeExtractFile(app: App, token: string, file: string): 
     .executeTakeFirst();
   if (!link || link.install_path.split('/').pop() !== file) return undefined;
   const store = await storeOf(app, link.image_store_id);
+  if (store && isRemoteStore(store)) return stageFile(app, store, link.install_path);
   return store ? join(await storeRoot(store), link.install_path) : undefined;
 }
 

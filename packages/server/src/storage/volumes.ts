@@ -1,6 +1,5 @@
 /** Volumes: ROOT disks of VMs and data disks users create, attach, resize and delete. */
 
-import { rm } from 'node:fs/promises';
 import { formatDate } from '../clock.ts';
 import { releasePool, reservePool } from '../compute/planner.ts';
 import type { CallContext } from '../context.ts';
@@ -31,7 +30,7 @@ import {
 } from './managed/managed-pools.ts';
 import { findSnapshot, stageSnapshot } from './snapshot-records.ts';
 import { deleteOnPool, hostForPool, poolLocation, poolOf, vmDisk } from './volume-ops.ts';
-import { abortUpload, uploadedFile } from './volume-transfer.ts';
+import { abortUpload, dropUpload, stageUpload } from './volume-transfer.ts';
 
 export const GiB = 2 ** 30;
 
@@ -339,9 +338,10 @@ export async function materialiseDataDisk(
             .where('id', '=', v.snapshot_id)
             .executeTakeFirst();
     if (snapshot) await stageSnapshot(ctx.app, snapshot);
-    // An uploaded volume's file on secondary storage is copied the way a snapshot backup is,
-    // Uploaded → Copying → Ready as upstream (back to Uploaded if the copy fails).
-    const uploaded = v.state === 'Uploaded' ? await uploadedFile(ctx.app, v) : undefined;
+    // An uploaded volume's file on secondary storage (staged first from a remote store) is copied
+    // the way a snapshot backup is, Uploaded → Copying → Ready as upstream (back to Uploaded if
+    // the copy fails).
+    const uploaded = v.state === 'Uploaded' ? await stageUpload(ctx.app, v) : undefined;
     if (v.state === 'Uploaded') {
       if (!uploaded)
         throw invalidParameter(`The uploaded file of volume ${v.name} is no longer on secondary storage`);
@@ -394,8 +394,15 @@ export async function materialiseDataDisk(
       );
       if (uploaded) await releaseUploadCount(ctx, tx, v);
     });
-    // The copy on primary storage is the volume now; its upload is no longer needed.
-    if (uploaded) await rm(uploaded, { force: true });
+    // The copy on primary storage is the volume now; its upload (and a staged copy) is no longer
+    // needed. The volume is Ready whatever happens here: a file left behind is only logged.
+    if (uploaded)
+      await dropUpload(ctx.app, v).catch((err) =>
+        ctx.app.log.warn(
+          { err, volume: v.uuid },
+          'could not remove the upload of a volume copied to primary storage',
+        ),
+      );
     return { ...v, ...changes };
   } catch (e) {
     await releasePool(ctx.app.store.db, pool.id, Number(v.size_bytes));
@@ -851,7 +858,8 @@ export const deleteVolume = defineCommand({
       throw resourceInUse(`Volume ${volume.name} is attached to a VM: detach it first`);
     await deleteOnPool(ctx, volume);
     abortUpload(volume.id);
-    const uploaded = await uploadedFile(ctx.app, volume);
+    // Its file on secondary storage goes first: a store that refuses leaves the volume (530).
+    await dropUpload(ctx.app, volume);
     await ctx.app.store.db.transaction().execute(async (tx) => {
       await removeVolumeRecord(ctx, tx, volume);
       if (volume.state === 'Uploaded') await releaseUploadCount(ctx, tx, volume);
@@ -867,7 +875,6 @@ export const deleteVolume = defineCommand({
         resourceId: volume.uuid,
       });
     });
-    if (uploaded) await rm(uploaded, { force: true });
     return success();
   },
 });
@@ -1067,9 +1074,8 @@ onAccountDelete(async (ctx, account) => {
   for (const v of left) {
     await deleteOnPool(ctx, v);
     abortUpload(v.id);
-    const uploaded = await uploadedFile(ctx.app, v);
+    await dropUpload(ctx.app, v);
     await ctx.app.store.db.transaction().execute((tx) => removeVolumeRecord(ctx, tx, v));
-    if (uploaded) await rm(uploaded, { force: true });
   }
 });
 
