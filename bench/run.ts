@@ -388,14 +388,18 @@ try {
   // hosts the interval grows with the count (500 writes a second), the timeout with it.
   const beatSeconds = Math.ceil(Math.max(HOSTS, Number(args['ping-hosts'] ?? 0)) / 500);
   if (beatSeconds > 10) {
-    await server.admin.request('updateConfiguration', {
-      name: 'ha.heartbeat.interval',
-      value: String(beatSeconds),
-    });
-    await server.admin.request('updateConfiguration', {
-      name: 'ha.heartbeat.timeout',
-      value: String(4 * beatSeconds),
-    });
+    // The admin's keep-alive socket idled through the bulk build: the server may have closed it.
+    const configure = async (name: string, value: number) => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await server!.admin.request('updateConfiguration', { name, value: String(value) });
+        } catch (e) {
+          if (attempt === 3) throw e;
+        }
+      }
+    };
+    await configure('ha.heartbeat.interval', beatSeconds);
+    await configure('ha.heartbeat.timeout', 4 * beatSeconds);
     notes.push(
       `HA heartbeats every ${beatSeconds} s (timeout ${4 * beatSeconds} s): one agent writes them all`,
     );
