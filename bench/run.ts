@@ -92,6 +92,20 @@ const database = await createBenchDatabase(args.db!, work, 'cloud');
 let server: TestServer | undefined;
 let agent: ChildProcess | undefined;
 let serverPid = 0;
+// A run stopped by a signal (a timeout, Ctrl-C) skips the `finally` below: its server, agent and
+// files would outlive it. The database is left to its next run's fresh name.
+for (const signal of ['SIGINT', 'SIGTERM'] as const)
+  process.once(signal, () => {
+    for (const pid of [serverPid, agent?.pid])
+      if (pid)
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+    rmSync(work, { recursive: true, force: true });
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  });
 
 /**
  * Waits for the server's log line with `msg` after line `from` (the server logs JSON lines) and
