@@ -19,7 +19,7 @@ import { defineCommand } from '../registry/command.ts';
 import { p } from '../registry/params.ts';
 import { DownloadState } from '../storage/downloads.ts';
 import { storeRoot } from '../storage/images.ts';
-import { deleteFiles, getFile, isRemoteStore, putFile, storeReason } from '../storage/remote-stores.ts';
+import { deleteStoreFiles, getFile, isRemoteStore, putFile, storeReason } from '../storage/remote-stores.ts';
 import { stagedKey } from '../storage/snapshot-records.ts';
 import { findImageStore } from './common.ts';
 
@@ -44,11 +44,6 @@ async function writeTo(app: App, store: ImageStoreRow, key: string, input: Reada
     throw e;
   }
   return file;
-}
-
-async function removeFrom(app: App, store: ImageStoreRow, key: string): Promise<void> {
-  if (isRemoteStore(store)) await deleteFiles(app, store, [key]);
-  else await rm(join(await storeRoot(store), key), { force: true });
 }
 
 async function migrate(
@@ -81,7 +76,7 @@ async function migrate(
     if (held.some((h) => h.image_store_id === dest.id)) {
       // The destination already has it: the source copy just goes.
       await db.updateTable('template_store_refs').set({ destroyed: 1 }).where('id', '=', ref.id).execute();
-      await removeFrom(app, src, ref.install_path);
+      await deleteStoreFiles(app, src, [ref.install_path]);
       templates++;
       continue;
     }
@@ -91,7 +86,7 @@ async function migrate(
       .set({ image_store_id: dest.id, zone_id: dest.zone_id ?? ref.zone_id, updated: app.clock.now() })
       .where('id', '=', ref.id)
       .execute();
-    await removeFrom(app, src, ref.install_path);
+    await deleteStoreFiles(app, src, [ref.install_path]);
     templates++;
   }
   const snaps = await db
@@ -112,7 +107,7 @@ async function migrate(
       .set({ image_store_id: dest.id, path })
       .where('id', '=', snap.id)
       .execute();
-    await removeFrom(app, src, key);
+    await deleteStoreFiles(app, src, [key]);
     snapshots++;
   }
   return { templates, snapshots };

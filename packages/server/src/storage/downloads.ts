@@ -30,7 +30,7 @@ import {
   storeRoot,
 } from './images.ts';
 import { isObjectStore } from './object-stores.ts';
-import { deleteFiles, getFile, isRemoteStore, putFile, storeReason } from './remote-stores.ts';
+import { deleteStoreFiles, getFile, isRemoteStore, putFile, storeReason } from './remote-stores.ts';
 
 export const DownloadState = {
   NotDownloaded: 'NOT_DOWNLOADED',
@@ -358,10 +358,7 @@ async function transfer(
       placed = undefined;
     }
     const kept = await finish(app, refId, relative, sizes);
-    if (!kept) {
-      if (onRemoteStore) await deleteFiles(app, store, [relative]);
-      else await removeFile(dest);
-    }
+    if (!kept) await deleteStoreFiles(app, store, [relative]);
     return kept ? { ok: true } : { ok: false, reason: 'The copy was deleted' };
   } catch (e) {
     if (placed) await removeFile(placed);
@@ -500,8 +497,7 @@ export async function removeCopies(app: App, refs: TemplateStoreRefRow[]): Promi
       .executeTakeFirst();
     if (!store) continue;
     try {
-      if (isRemoteStore(store)) await deleteFiles(app, store, [ref.install_path]);
-      else await removeFile(join(await storeRoot(store), ref.install_path));
+      await deleteStoreFiles(app, store, [ref.install_path]);
     } catch (err) {
       app.log.warn({ err, refId: ref.id }, 'could not remove a template file');
     }

@@ -11,13 +11,14 @@
  * made from volumes), which the server then copies to the store and removes.
  */
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { NfsError } from '@nimbostack/protocol/nfs-client';
 import type { App } from '../context.ts';
 import type { ImageStoreRow } from '../db/schema.ts';
+import { storeRoot } from './images.ts';
 import { deleteNfsFiles, getNfsFile, isUserSpaceNfs, nfsFileSize, putNfsFile } from './nfs-stores.ts';
 import {
   closeBucket,
@@ -112,6 +113,21 @@ export async function deleteFiles(app: App, store: ImageStoreRow, keys: string[]
   if (isObjectStore(store)) await deleteObjects(app, store, keys);
   else await deleteNfsFiles(store, keys);
   for (const key of keys) await rm(stagedFile(store, key), { force: true });
+}
+
+/**
+ * Removes files from an image store of any kind, each with its own directory once that is empty
+ * (as on an NFS export): a remote store's through deleteFiles, a path store's under its root.
+ */
+export async function deleteStoreFiles(app: App, store: ImageStoreRow, keys: string[]): Promise<void> {
+  if (isRemoteStore(store)) return deleteFiles(app, store, keys);
+  const root = await storeRoot(store);
+  for (const key of keys) {
+    const file = join(root, key);
+    await rm(file, { force: true });
+    // Never the store's root itself, even when it is empty.
+    if (dirname(key) !== '.') await rmdir(dirname(file)).catch(() => undefined);
+  }
 }
 
 /**

@@ -37,7 +37,7 @@ import {
 } from './images.ts';
 import { isObjectStore, signedUrl } from './object-stores.ts';
 import {
-  deleteFiles,
+  deleteStoreFiles,
   isRemoteStore,
   publishStaged,
   putFile,
@@ -115,9 +115,8 @@ export async function stageUpload(app: App, v: Upload): Promise<string | undefin
 export async function dropUpload(app: App, v: Upload): Promise<void> {
   const place = await uploadPlace(app, v);
   if (!place) return;
-  if (!isRemoteStore(place.store)) return rm(place.file, { force: true });
   try {
-    await deleteFiles(app, place.store, [place.key]);
+    await deleteStoreFiles(app, place.store, [place.key]);
   } catch (e) {
     throw internalError(
       `Could not remove the uploaded file of volume ${v.name} from image store ${place.store.name}: ${storeReason(e)}`,
@@ -423,7 +422,7 @@ async function runUpload(
     if (signal.aborted) return 'The upload was stopped'; // deleted, or this server stops (another takes a URL upload over)
     return fail(e instanceof Error ? e.message : String(e));
   }
-  const discard = () => (onRemoteStore ? deleteFiles(app, store, [key]) : rm(dest, { force: true }));
+  const discard = () => deleteStoreFiles(app, store, [key]);
   try {
     const kept = await db.transaction().execute(async (tx) => {
       const current = await tx.selectFrom('volumes').selectAll().where('id', '=', v.id).executeTakeFirst();
@@ -527,8 +526,7 @@ async function dropExpiredExtracts(app: App): Promise<void> {
     // An Uploaded volume's own file is its data, not an extract copy.
     if (!shared) {
       const store = await storeOf(app, e.image_store_id);
-      if (store && isRemoteStore(store)) await deleteFiles(app, store, [e.install_path]);
-      else if (store) await rm(join(await storeRoot(store), e.install_path), { force: true });
+      if (store) await deleteStoreFiles(app, store, [e.install_path]);
     }
     await db.deleteFrom('volume_extracts').where('id', '=', e.id).execute();
   }
