@@ -28,7 +28,7 @@ import type { Database } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
 import { memberOfProjectAccount } from '../projects/access.ts';
 import { type ListResult, listResult } from '../registry/command.ts';
-import { type Page, pageOf } from '../registry/paging.ts';
+import { countedPage, type Page, pageOf } from '../registry/paging.ts';
 import {
   applyScope,
   canReachDomain,
@@ -160,13 +160,19 @@ export async function listOwned<DB extends Database, TB extends keyof DB, O, R>(
 ): Promise<ListResult> {
   const scoped = applyScope(q, spec.scope ?? (await listScope(ctx, params)), spec.owner, spec.alsoVisible);
   await spec.checks?.();
-  const { count } = await scoped
-    .select((eb) => eb.fn.countAll<number>().as('count'))
-    .$castTo<{ count: number | string }>()
-    .executeTakeFirstOrThrow();
-  if (params.retrieveonlyresourcecount) return listResult([], Number(count));
-  const rows = await spec.rows(scoped, pageOf(ctx.app, params));
-  return listResult(await spec.present(rows), Number(count));
+  const count = async () =>
+    Number(
+      (
+        await scoped
+          .select((eb) => eb.fn.countAll<number>().as('count'))
+          .$castTo<{ count: number | string }>()
+          .executeTakeFirstOrThrow()
+      ).count,
+    );
+  if (params.retrieveonlyresourcecount) return listResult([], await count());
+  const page = pageOf(ctx.app, params);
+  const { rows, count: total } = await countedPage(page, () => spec.rows(scoped, page), count);
+  return listResult(await spec.present(rows), total);
 }
 
 export interface OwnerFields {

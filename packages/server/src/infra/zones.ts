@@ -6,7 +6,7 @@ import { invalidParameter, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { escapeLike, findDomainByUuid, likeEscaped } from '../iam/access.ts';
 import { defineCommand, listResult, success } from '../registry/command.ts';
-import { pageOf, pageWithCount } from '../registry/paging.ts';
+import { countedPage, pageOf, paginate } from '../registry/paging.ts';
 import { listParams, p } from '../registry/params.ts';
 import { tagsColumn, tagsFromColumn, tagsOf, withTags } from '../tags/tags.ts';
 import { zoneCapacities } from './capacity.ts';
@@ -268,13 +268,18 @@ export const listZones = defineCommand({
     }
     if (params.keyword) q = q.where(likeEscaped('name', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     q = withTags(q, 'Zone', 'zones.id', params.tags);
-    const { rows, count } = await pageWithCount(
-      q
-        .selectAll()
-        .select(tagsColumn(app.store.dialect, 'Zone', 'zones.id').as('tags_json'))
-        .orderBy('sort_key')
-        .orderBy('id'),
-      pageOf(app, params),
+    const page = pageOf(app, params);
+    const { rows, count } = await countedPage(
+      page,
+      () =>
+        paginate(
+          q
+            .selectAll()
+            .select(tagsColumn(app.store.dialect, 'Zone', 'zones.id').as('tags_json'))
+            .orderBy('sort_key')
+            .orderBy('id'),
+          page,
+        ).execute(),
       async () =>
         Number(
           (await q.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow()).count,

@@ -1,5 +1,5 @@
 /** Turns validated page/pagesize into LIMIT/OFFSET (no paging parameters: the first default page). */
-import { type SelectQueryBuilder, sql } from 'kysely';
+import type { SelectQueryBuilder } from 'kysely';
 import type { App } from '../context.ts';
 import { DEFAULT_PAGE_SIZE } from '../settings/core-settings.ts';
 
@@ -22,27 +22,20 @@ export function paginate<DB, TB extends keyof DB, O>(
   return page.limit === undefined ? qb : qb.limit(page.limit).offset(page.offset);
 }
 
-/** The column the page's rows carry the total in (dropped before they are returned). */
-const TOTAL = 'nimbo_page_total';
-
 /**
- * A page and the number of rows matching in all, in one query: `count(*) over ()` is computed
- * before LIMIT/OFFSET, so every row of the page carries the total (one round trip instead of two,
- * which is most of a small list's cost on PostgreSQL). A page past the end has no row to carry it:
- * `count` is then asked separately. Not for queries with GROUP BY or DISTINCT (the window would
- * count groups of the page's query, which is what the list means only without them).
+ * A page and the number of rows matching in all. A page that is not full holds the last of them,
+ * so the total is its offset plus its rows and `count` is not asked: most lists (an account's
+ * volumes, its networks, the zones) fit in one page, and the count was a statement of its own, as
+ * costly as the page on SQLite (a `count(*) over ()` window folded into the page cost more than
+ * both). A full page, or one past the end, asks `count`.
  */
-export async function pageWithCount<DB, TB extends keyof DB, O>(
-  qb: SelectQueryBuilder<DB, TB, O>,
+export async function countedPage<R>(
   page: Page,
+  rows: () => Promise<R[]>,
   count: () => Promise<number>,
-): Promise<{ rows: O[]; count: number }> {
-  const rows = (await paginate(
-    qb.select(sql<number>`count(*) over ()`.as(TOTAL) as never),
-    page,
-  ).execute()) as (O & { [TOTAL]?: number | string })[];
-  if (rows.length === 0) return { rows: [], count: page.offset === 0 ? 0 : await count() };
-  const total = Number(rows[0]![TOTAL]);
-  for (const r of rows) delete r[TOTAL];
-  return { rows, count: total };
+): Promise<{ rows: R[]; count: number }> {
+  const got = await rows();
+  const last = page.limit === undefined || got.length < page.limit;
+  if (last && (got.length > 0 || page.offset === 0)) return { rows: got, count: page.offset + got.length };
+  return { rows: got, count: await count() };
 }
