@@ -96,6 +96,8 @@ interface Session {
   ready: boolean;
   status: HostStatus;
   lastPing: number;
+  /** The ping time last written to hosts.last_pinged (LAST_PING_PERSIST_MS). */
+  persistedPing?: number;
   /** When the host last left Up; Alert and Down count from here. */
   since: number;
 }
@@ -112,6 +114,14 @@ interface Inflight {
 const MAX_PENDING = 100_000;
 const CHUNK = 500;
 const READY_TIMEOUT_MS = 15_000;
+/**
+ * How stale hosts.last_pinged may get. Nothing decides on the stored time (silent hosts are found
+ * from the time in memory, a dead management server from its own heartbeat): it is what listHosts
+ * shows for a host held by another server or before this one heard from it. Written on every
+ * ping it was 25,000 row updates a minute at 25,000 hosts, each frame's commit also discarding
+ * the kept list answers.
+ */
+const LAST_PING_PERSIST_MS = 300_000;
 const TAKEOVER_EVERY_MS = 30_000;
 /** How often the hint of which hosts live peers hold (isConnected) is re-read. */
 const PEERS_REFRESH_MS = 2_000;
@@ -264,6 +274,12 @@ export class AgentGateway {
    * here): state a host keeps only while its agent stays connected can be remembered against it.
    * Hosts held by peers have none: nothing is remembered for them, commands are sent each time.
    */
+  /** When the agent of a host held here last pinged (or was made ready); undefined if not held here. */
+  lastPingOf(hostId: number): number | undefined {
+    const s = this.byId.get(hostId);
+    return s?.conn && s.ready ? s.lastPing : undefined;
+  }
+
   connectionOf(hostId: number): object | undefined {
     const s = this.byId.get(hostId);
     return s?.conn && s.ready ? s.conn : undefined;
@@ -903,8 +919,10 @@ export class AgentGateway {
     }
     const recovered = live.filter((s) => s.status !== 'Up');
     if (recovered.length > 0) await this.setStatus(recovered, 'Up');
+    const stale = live.filter((s) => now - (s.persistedPing ?? 0) >= LAST_PING_PERSIST_MS);
+    for (const s of stale) s.persistedPing = now;
     const db = this.app().store.db;
-    for (const part of chunks(live.map((s) => s.id)))
+    for (const part of chunks(stale.map((s) => s.id)))
       await db.updateTable('hosts').set({ last_pinged: now }).where('id', 'in', part).execute();
     await this.reportVms(reports);
   }
@@ -956,6 +974,7 @@ export class AgentGateway {
     if (sessions.length === 0) return;
     for (const s of sessions) {
       s.status = status;
+      if (status === 'Up') s.persistedPing = now;
       // Alert and Down are timed from the moment the host stopped being Up.
       if (status === 'Disconnected') s.since = now;
     }
@@ -1138,8 +1157,11 @@ export class AgentGateway {
     }
     for (const h of fresh) {
       if (!taken.has(h.id)) continue;
-      const up = h.state === 'Up' || h.state === 'Connecting';
-      const status: HostStatus = up ? 'Up' : (h.state as HostStatus);
+      // A Connecting host never came Up (hosts are written Connecting when added, and only Up and
+      // the states after it since): it is not yet up rather than down, so it waits for its agent
+      // and is never escalated, investigated or fenced; its VMs, if any, never ran there.
+      const up = h.state === 'Up';
+      const status = h.state as HostStatus;
       const since = up ? now : Number(h.disconnected ?? now);
       const s: Session = { id: h.id, uuid: h.uuid, name: h.name, ready: false, status, lastPing: now, since };
       this.byId.set(h.id, s);

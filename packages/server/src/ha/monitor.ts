@@ -47,6 +47,12 @@ const TICK_MS = 1000;
 const HEARTBEAT_CONFIG_EVERY_MS = 5000;
 /** How often the lease holder frees the restarts of dead servers. */
 const CLAIMS_SWEEP_MS = 5000;
+/**
+ * Investigations one server runs at once. Each reads the host's VMs and their disks and waits up
+ * to CHECK_TIMEOUT_MS for its neighbours: thousands at once (a whole zone's hosts silent) would
+ * hold every database connection and leave none for the API; the others wait for a free place.
+ */
+const INVESTIGATIONS_AT_ONCE = 4;
 
 interface PerServer {
   /** Next investigation time per host. */
@@ -54,13 +60,15 @@ interface PerServer {
   busy: Set<number>;
   /** What each connected host was last told to heartbeat, against which connection. */
   told: Map<number, { conn: object; key: string }>;
+  /** The settings and shared pools the told keys were made from; a change looks at every host again. */
+  basis: string;
   lastConfig: number;
 }
 const state = new WeakMap<App, PerServer>();
 const of = (app: App): PerServer => {
   let s = state.get(app);
   if (!s) {
-    s = { due: new Map(), busy: new Set(), told: new Map(), lastConfig: 0 };
+    s = { due: new Map(), busy: new Set(), told: new Map(), basis: '', lastConfig: 0 };
     state.set(app, s);
   }
   return s;
@@ -102,12 +110,11 @@ onHostStatusChange(async (app, hostIds, status) => {
  * Shared (not host-local) primary storage pools, Up, of the zones given. Managed pools hold only
  * their volumes' LUNs, no file a heartbeat could be written to: they are left out.
  */
-async function sharedPoolRows(app: App, zoneIds: number[]) {
-  if (zoneIds.length === 0) return [];
-  return app.store.db
-    .selectFrom('storage_pools')
-    .selectAll()
-    .where('zone_id', 'in', zoneIds)
+async function sharedPoolRows(app: App, zoneIds?: number[]) {
+  if (zoneIds?.length === 0) return [];
+  let q = app.store.db.selectFrom('storage_pools').selectAll();
+  if (zoneIds) q = q.where('zone_id', 'in', zoneIds);
+  return q
     .where('removed', 'is', null)
     .where('state', '=', 'Up')
     .where('scope', 'in', ['CLUSTER', 'ZONE'])
@@ -135,16 +142,37 @@ async function sharedPools(
   return poolsOf(await sharedPoolRows(app, [host.zone_id]), host);
 }
 
-/** Tells each host connected here (again after a reconnect, or when its pools change) what to heartbeat. */
+/**
+ * Tells each host connected here (again after a reconnect, or when its pools change) what to
+ * heartbeat. Every few seconds: only the hosts not yet told on their current connection are read,
+ * unless the settings or the shared pools changed, when every host is looked at again (and told
+ * only if its own pools changed).
+ */
 async function configureHeartbeats(app: App): Promise<void> {
   const s = of(app);
-  const ids = app.agents.connectedHosts();
-  const connected = new Set(ids);
-  for (const id of [...s.told.keys()]) if (!connected.has(id)) s.told.delete(id);
-  if (ids.length === 0) return;
+  const connected = app.agents.connectedHosts();
+  const connectedSet = new Set(connected);
+  for (const id of [...s.told.keys()]) if (!connectedSet.has(id)) s.told.delete(id);
+  if (connected.length === 0) return;
   const intervalMs = app.settings.get(HA_HEARTBEAT_INTERVAL) * 1000;
   // A host that lost its storage stops its own VMs well before its neighbours take it for dead.
   const fenceAfterMs = Math.max(intervalMs, app.settings.get(HA_HEARTBEAT_TIMEOUT) * 1000 - 2 * intervalMs);
+  const basis = `${intervalMs}|${fenceAfterMs}|${JSON.stringify(
+    (await sharedPoolRows(app)).map((p) => [
+      p.id,
+      p.zone_id,
+      p.cluster_id,
+      p.scope,
+      p.hypervisor,
+      p.host_id,
+      poolLocation(p),
+    ]),
+  )}`;
+  const everyHost = basis !== s.basis;
+  s.basis = basis;
+  const ids = everyHost
+    ? connected
+    : connected.filter((id) => s.told.get(id)?.conn !== app.agents.connectionOf(id));
   for (let i = 0; i < ids.length; i += 500) {
     const hosts = await app.store.db
       .selectFrom('hosts')
@@ -367,6 +395,7 @@ async function tick(app: App): Promise<void> {
   }
   const retry = app.settings.get(HA_INVESTIGATE_RETRY) * 1000;
   for (const [id, at] of s.due) {
+    if (s.busy.size >= INVESTIGATIONS_AT_ONCE) break;
     if (at > now || s.busy.has(id)) continue;
     s.busy.add(id);
     investigate(app, id)

@@ -165,7 +165,8 @@ export async function presentHosts(ctx: CallContext, rows: HostRow[]): Promise<o
       memoryallocatedpercentage: percent(memoryAllocated, memory),
       disksizetotal: Number(h.local_storage_bytes),
       capabilities: 'hvm',
-      lastpinged: formatDate(h.last_pinged),
+      // The agents' pings are kept in memory and written now and then (agents/gateway.ts).
+      lastpinged: formatDate(ctx.app.agents.lastPingOf(h.id) ?? h.last_pinged),
       managementserverid: ms?.uuid,
       managementservername: ms?.name,
       clusterid: cluster?.uuid,

@@ -4,8 +4,10 @@
  * whose agent session this server holds is asked `getHostStats`, every `vm.stats.interval` ms
  * `getVmStats` for its running instances. The latest sample of each is kept in memory, like
  * upstream's host stats: they are measurements, not state, and a restart only forgets them until
- * the next round. With several management servers each one knows the hosts it holds.
+ * the next round. With several management servers each one knows the hosts it holds. A round asks
+ * its hosts a slice at a time, spread over half its interval, not all at once.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { CommandResult } from '@nimbostack/protocol';
 import type { App } from '../context.ts';
 import { defineSetting } from '../settings/settings.ts';
@@ -52,6 +54,15 @@ export interface VmStats {
 const ANSWER_TIMEOUT_MS = 10_000;
 /** How often the rounds check whether their interval has passed. */
 const TICK_MS = 1_000;
+/** Hosts asked at once: a round's slice, answered before the next slice is asked. */
+const SLICE = 100;
+/**
+ * The share of its interval over which a round spreads its slices. Asked all at once, 25,000
+ * hosts are 25,000 commands in one burst whose answers queue behind each other (in the agents'
+ * connections and in this server) past the answer timeout; spread, the same work is a steady
+ * trickle and the round still ends well before the next one.
+ */
+const SPREAD = 0.5;
 
 export class StatsCollector {
   private readonly hosts = new Map<number, HostStats>();
@@ -102,41 +113,69 @@ export class StatsCollector {
     this.timers.add(timer);
   }
 
+  /**
+   * Runs `each` over `items` a slice at a time, the slices spaced so that the whole takes about
+   * SPREAD of the round's interval (a slice answered more slowly than its share only delays the next).
+   */
+  private async inSlices<T>(
+    items: T[],
+    setting: typeof HOST_STATS_INTERVAL,
+    each: (slice: T[]) => Promise<void>,
+  ): Promise<void> {
+    const slices = Math.ceil(items.length / SLICE);
+    const gapMs = slices > 1 ? (this.app.settings.get(setting) * SPREAD) / slices : 0;
+    for (let i = 0; i < items.length && !this.stopped; i += SLICE) {
+      const started = performance.now();
+      await each(items.slice(i, i + SLICE));
+      const wait = gapMs - (performance.now() - started);
+      if (wait > 0 && i + SLICE < items.length) await sleep(wait, undefined, { ref: false });
+    }
+  }
+
   /** Asks every host held here for its statistics; a host that does not answer keeps no sample. */
   async collectHosts(): Promise<void> {
     const held = this.app.agents.connectedHosts();
-    for (const id of this.hosts.keys()) if (!held.includes(id)) this.hosts.delete(id);
-    await Promise.all(
-      held.map(async (id) => {
-        try {
-          const stats = await this.app.agents.call(id, 'getHostStats', {}, ANSWER_TIMEOUT_MS);
-          this.hosts.set(id, { ...stats, at: this.app.clock.now() });
-        } catch {
-          this.hosts.delete(id);
-        }
-      }),
+    const heldSet = new Set(held);
+    for (const id of this.hosts.keys()) if (!heldSet.has(id)) this.hosts.delete(id);
+    await this.inSlices(held, HOST_STATS_INTERVAL, (slice) =>
+      Promise.all(
+        slice.map(async (id) => {
+          try {
+            const stats = await this.app.agents.call(id, 'getHostStats', {}, ANSWER_TIMEOUT_MS);
+            this.hosts.set(id, { ...stats, at: this.app.clock.now() });
+          } catch {
+            this.hosts.delete(id);
+          }
+        }),
+      ).then(() => undefined),
     );
   }
 
   /** Asks each host held here for the statistics of the instances running on it. */
   async collectVms(): Promise<void> {
-    const held = this.app.agents.connectedHosts();
-    const running = held.length
-      ? await this.app.store.db
-          .selectFrom('vms')
-          .select(['id', 'instance_name', 'host_id'])
-          .where('state', '=', 'Running')
-          .where('removed', 'is', null)
-          .where('host_id', 'in', held)
-          .execute()
-      : [];
+    const seen = new Set<number>();
+    await this.inSlices(this.app.agents.connectedHosts(), VM_STATS_INTERVAL, (slice) =>
+      this.collectVmsOf(slice, seen),
+    );
+    // Instances no longer running here (stopped, migrated to another server's host) lose their sample.
+    if (!this.stopped) for (const id of this.vms.keys()) if (!seen.has(id)) this.vms.delete(id);
+  }
+
+  /** One slice of a VM round: the hosts' running instances, then each host asked for theirs. */
+  private async collectVmsOf(hostIds: number[], seen: Set<number>): Promise<void> {
+    const running = await this.app.store.db
+      .selectFrom('vms')
+      .select(['id', 'instance_name', 'host_id'])
+      .where('state', '=', 'Running')
+      .where('removed', 'is', null)
+      .where('host_id', 'in', hostIds)
+      .execute();
     const byHost = new Map<number, { id: number; instance_name: string }[]>();
     for (const vm of running) {
       const list = byHost.get(Number(vm.host_id)) ?? [];
       list.push(vm);
       byHost.set(Number(vm.host_id), list);
     }
-    const seen = new Set<number>();
     await Promise.all(
       [...byHost].map(async ([hostId, vms]) => {
         const previous = new Map(vms.map((v) => [v.id, this.vms.get(v.id)]));
@@ -172,8 +211,6 @@ export class StatsCollector {
         }
       }),
     );
-    // Instances no longer running here (stopped, migrated to another server's host) lose their sample.
-    for (const id of this.vms.keys()) if (!seen.has(id)) this.vms.delete(id);
   }
 }
 
