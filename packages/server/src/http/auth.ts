@@ -64,7 +64,7 @@ export async function authenticateByKey(
   const caller = await loadCaller(app, owner.userId);
   if (!caller || !isActive(caller)) throw refuse('user, account or domain not enabled');
   const signed = req.original.filter(([name]) => name.toLowerCase() !== 'signature');
-  if (!verifySignature(signed, signature, owner.secret)) throw refuse('signature mismatch');
+  if (!verifySignature(signed, signature, owner.hmacKey)) throw refuse('signature mismatch');
   return { caller, via: 'key' };
 }
 

@@ -3,7 +3,7 @@
  * (CloudStack's Java URLEncoder, Python's quote in `cs` and libcloud, RFC 3986 in csclient, Go in
  * CloudMonkey), so we accept any of the known canonicalisations of the same parameters.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, type KeyObject, timingSafeEqual } from 'node:crypto';
 
 type Encoder = (s: string) => string;
 
@@ -18,8 +18,8 @@ const libcloudEncode: Encoder = (s) => pythonEncode(s).replace(/%5B/gi, '[').rep
 /** RFC 3986 (qs.stringify in csclient): * is escaped too. */
 const rfc3986Encode: Encoder = (s) => pythonEncode(s).replace(/\*/g, '%2A');
 
-function sign(secret: string, text: string): Buffer {
-  return createHmac('sha1', secret).update(text.toLowerCase()).digest();
+function sign(key: KeyObject, text: string): Buffer {
+  return createHmac('sha1', key).update(text.toLowerCase()).digest();
 }
 
 const byName = (a: [string, string], b: [string, string]) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
@@ -51,12 +51,12 @@ function* canonicalForms(params: [string, string][]): Generator<string> {
   if (!produced.has(text)) yield text;
 }
 
-/** True when `signature` (base64) signs `params` (all request parameters but `signature`) with `secret`. */
-export function verifySignature(params: [string, string][], signature: string, secret: string): boolean {
+/** True when `signature` (base64) signs `params` (all request parameters but `signature`) with the secret `key`. */
+export function verifySignature(params: [string, string][], signature: string, key: KeyObject): boolean {
   const given = Buffer.from(signature.replace(/ /g, '+'), 'base64');
   if (given.length !== 20) return false;
   for (const text of canonicalForms(params)) {
-    if (timingSafeEqual(sign(secret, text), given)) return true;
+    if (timingSafeEqual(sign(key, text), given)) return true;
   }
   return false;
 }

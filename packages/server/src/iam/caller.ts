@@ -4,6 +4,7 @@
  * call needs them; changes made through this server's API drop the cache at once, changes made
  * by another management server sharing the database show here within CACHE_MS (docs/iam.md).
  */
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import type { App, Caller } from '../context.ts';
 import type { RoleKind } from '../registry/catalog.ts';
 import type { Command } from '../registry/command.ts';
@@ -37,6 +38,8 @@ export interface KeyOwner {
   userId: number;
   /** The user's secret key in clear (it is stored encrypted). */
   secret: string;
+  /** The same secret as an HMAC key: imported once, not on every signature check. */
+  hmacKey: KeyObject;
   /** The stored (encrypted) form, to skip decrypting again when a refresh finds it unchanged. */
   sealed: string;
 }
@@ -83,6 +86,10 @@ export async function keyOwner(app: App, apiKey: string): Promise<KeyOwner | und
   return shared(`key:${apiKey}`, (current) => loadKeyOwner(app, apiKey, hit, now, current));
 }
 
+function ownerOf(userId: number, secret: string, sealed: string): KeyOwner {
+  return { userId, secret, hmacKey: createSecretKey(Buffer.from(secret, 'utf8')), sealed };
+}
+
 async function loadKeyOwner(
   app: App,
   apiKey: string,
@@ -98,9 +105,7 @@ async function loadKeyOwner(
   let owner: KeyOwner | undefined;
   if (row?.secret_key) {
     const same = hit?.owner && hit.owner.userId === row.id && hit.owner.sealed === row.secret_key;
-    owner = same
-      ? hit.owner
-      : { userId: row.id, secret: app.secrets.decrypt(row.secret_key), sealed: row.secret_key };
+    owner = same ? hit.owner : ownerOf(row.id, app.secrets.decrypt(row.secret_key), row.secret_key);
   }
   if (!current()) return owner;
   if (!keys.has(apiKey) && keys.size >= MAX_KEYS) keys.delete(keys.keys().next().value as string);
