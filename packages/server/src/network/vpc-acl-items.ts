@@ -11,6 +11,7 @@ import { invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { checkRowAccess, listOwned } from '../iam/owned.ts';
 import { defineCommand, type JobTarget, success } from '../registry/command.ts';
+import { paginate } from '../registry/paging.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { tagsOf, withTags } from '../tags/tags.ts';
 import { parseCidr } from './ip-rules.ts';
@@ -494,14 +495,14 @@ export const listNetworkACLs = defineCommand({
     return listOwned(ctx, params, q, {
       owner: { account: 'vpcs.account_id', domain: 'vpcs.domain_id' },
       alsoVisible: (eb) => eb('network_acl_lists.vpc_id', 'is', null),
-      rows: (scoped, page) => {
-        let rows = scoped
-          .selectAll('network_acl_items')
-          .orderBy('network_acl_items.acl_id')
-          .orderBy('network_acl_items.number');
-        if (page.limit !== undefined) rows = rows.limit(page.limit).offset(page.offset);
-        return rows.execute() as Promise<NetworkAclItemRow[]>;
-      },
+      rows: (scoped, page) =>
+        paginate(
+          scoped
+            .selectAll('network_acl_items')
+            .orderBy('network_acl_items.acl_id')
+            .orderBy('network_acl_items.number'),
+          page,
+        ).execute() as Promise<NetworkAclItemRow[]>,
       present: (rows) => presentItems(ctx, rows),
     });
   },

@@ -21,6 +21,7 @@ import { escapeLike, likeEscaped } from '../iam/access.ts';
 import { checkRowAccess, listOwned } from '../iam/owned.ts';
 import { likeOp } from '../infra/common.ts';
 import { defineCommand, type JobTarget, success } from '../registry/command.ts';
+import { paginate } from '../registry/paging.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { withNetworkLock } from './routers.ts';
 import type { NetworkAclListRow } from './vpc-acl-tables.ts';
@@ -421,11 +422,11 @@ export const listNetworkACLLists = defineCommand({
       owner: { account: 'vpcs.account_id', domain: 'vpcs.domain_id' },
       // Built-in and global lists are everyone's to see and use.
       alsoVisible: (eb) => eb('network_acl_lists.vpc_id', 'is', null),
-      rows: (scoped, page) => {
-        let rows = scoped.selectAll('network_acl_lists').orderBy('network_acl_lists.id');
-        if (page.limit !== undefined) rows = rows.limit(page.limit).offset(page.offset);
-        return rows.execute() as Promise<NetworkAclListRow[]>;
-      },
+      rows: (scoped, page) =>
+        paginate(
+          scoped.selectAll('network_acl_lists').orderBy('network_acl_lists.id'),
+          page,
+        ).execute() as Promise<NetworkAclListRow[]>,
       present: (rows) => presentAclLists(ctx, rows),
     });
   },

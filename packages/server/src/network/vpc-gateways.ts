@@ -23,6 +23,7 @@ import { logEvent } from '../events/events.ts';
 import { findOwned, listOwned, type OwnedLookup, ownerFieldsOf } from '../iam/owned.ts';
 import { intToIpv4, ipv4ToInt, isIpv4, namesOf, netmaskBits, subnetBounds } from '../infra/common.ts';
 import { defineCommand, type JobTarget, success } from '../registry/command.ts';
+import { paginate } from '../registry/paging.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { tagsOf, withTags } from '../tags/tags.ts';
 import { guestPhysicalNetwork } from './guest-networks.ts';
@@ -452,11 +453,11 @@ export const listPrivateGateways = defineCommand({
     if (params.state) q = q.where('vpc_private_gateways.state', '=', params.state);
     return listOwned(ctx, params, q, {
       owner: { account: 'vpc_private_gateways.account_id', domain: 'vpc_private_gateways.domain_id' },
-      rows: (scoped, page) => {
-        let rows = scoped.selectAll('vpc_private_gateways').orderBy('vpc_private_gateways.id');
-        if (page.limit !== undefined) rows = rows.limit(page.limit).offset(page.offset);
-        return rows.execute() as Promise<VpcPrivateGatewayRow[]>;
-      },
+      rows: (scoped, page) =>
+        paginate(
+          scoped.selectAll('vpc_private_gateways').orderBy('vpc_private_gateways.id'),
+          page,
+        ).execute() as Promise<VpcPrivateGatewayRow[]>,
       present: (rows) => presentGateways(ctx, rows),
     });
   },
@@ -685,11 +686,11 @@ export const listStaticRoutes = defineCommand({
     q = withTags(q, 'StaticRoute', 'vpc_static_routes.id', params.tags);
     return listOwned(ctx, params, q, {
       owner: { account: 'vpc_static_routes.account_id', domain: 'vpc_static_routes.domain_id' },
-      rows: (scoped, page) => {
-        let rows = scoped.selectAll('vpc_static_routes').orderBy('vpc_static_routes.id');
-        if (page.limit !== undefined) rows = rows.limit(page.limit).offset(page.offset);
-        return rows.execute() as Promise<VpcStaticRouteRow[]>;
-      },
+      rows: (scoped, page) =>
+        paginate(
+          scoped.selectAll('vpc_static_routes').orderBy('vpc_static_routes.id'),
+          page,
+        ).execute() as Promise<VpcStaticRouteRow[]>,
       present: (rows) => presentRoutes(ctx, rows),
     });
   },

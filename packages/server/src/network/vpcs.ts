@@ -19,6 +19,7 @@ import { ResourceKind, registerResourceCounter, reserve } from '../iam/limits.ts
 import { checkRowAccess, findOwned, listOwned, type OwnedLookup } from '../iam/owned.ts';
 import { findZone, intToIpv4, ipv4ToInt, isIpv4, likeOp } from '../infra/common.ts';
 import { defineCommand, type JobTarget, success } from '../registry/command.ts';
+import { paginate } from '../registry/paging.ts';
 import { listParams, p, scopeParams } from '../registry/params.ts';
 import { withTags } from '../tags/tags.ts';
 import {
@@ -450,11 +451,8 @@ export const listVPCs = defineCommand({
     q = withTags(q, 'Vpc', 'vpcs.id', params.tags);
     return listOwned(ctx, params, q, {
       owner: { account: 'vpcs.account_id', domain: 'vpcs.domain_id' },
-      rows: (scoped, page) => {
-        let rows = scoped.selectAll('vpcs').orderBy('vpcs.id');
-        if (page.limit !== undefined) rows = rows.limit(page.limit).offset(page.offset);
-        return rows.execute() as Promise<VpcRow[]>;
-      },
+      rows: (scoped, page) =>
+        paginate(scoped.selectAll('vpcs').orderBy('vpcs.id'), page).execute() as Promise<VpcRow[]>,
       present: (rows) => presentVpcs(ctx, rows),
     });
   },

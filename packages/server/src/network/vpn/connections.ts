@@ -11,6 +11,7 @@ import { invalidParameter } from '../../errors.ts';
 import { logEvent } from '../../events/events.ts';
 import { findOwned, listOwned, ownerFieldsOf } from '../../iam/owned.ts';
 import { defineCommand, type JobTarget, success } from '../../registry/command.ts';
+import { paginate } from '../../registry/paging.ts';
 import { listParams, p, scopeParams } from '../../registry/params.ts';
 import { defineSetting } from '../../settings/settings.ts';
 import { OWNED_VPC } from '../vpcs.ts';
@@ -373,11 +374,11 @@ export const listVpnConnections = defineCommand({
       q = q.where('vpn_connections.for_display', '=', params.fordisplay ? 1 : 0);
     return listOwned(ctx, params, q, {
       owner: { account: 'vpn_connections.account_id', domain: 'vpn_connections.domain_id' },
-      rows: (scoped, page) => {
-        let rows = scoped.selectAll('vpn_connections').orderBy('vpn_connections.id');
-        if (page.limit !== undefined) rows = rows.limit(page.limit).offset(page.offset);
-        return rows.execute() as Promise<VpnConnectionRow[]>;
-      },
+      rows: (scoped, page) =>
+        paginate(
+          scoped.selectAll('vpn_connections').orderBy('vpn_connections.id'),
+          page,
+        ).execute() as Promise<VpnConnectionRow[]>,
       present: (rows) => presentConnections(ctx, rows),
     });
   },

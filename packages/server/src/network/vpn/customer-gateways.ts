@@ -16,6 +16,7 @@ import { findOwned, listOwned, ownerFieldsOf } from '../../iam/owned.ts';
 import { isIpv4, likeOp } from '../../infra/common.ts';
 import { projectOwner } from '../../projects/access.ts';
 import { defineCommand, type JobTarget, success } from '../../registry/command.ts';
+import { paginate } from '../../registry/paging.ts';
 import { listParams, p, scopeParams } from '../../registry/params.ts';
 import { defineSetting } from '../../settings/settings.ts';
 import { parseCidr } from '../ip-rules.ts';
@@ -372,11 +373,11 @@ export const listVpnCustomerGateways = defineCommand({
       q = q.where(likeEscaped('vpn_customer_gateways.name', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     return listOwned(ctx, params, q, {
       owner: { account: 'vpn_customer_gateways.account_id', domain: 'vpn_customer_gateways.domain_id' },
-      rows: (scoped, page) => {
-        let rows = scoped.selectAll('vpn_customer_gateways').orderBy('vpn_customer_gateways.id');
-        if (page.limit !== undefined) rows = rows.limit(page.limit).offset(page.offset);
-        return rows.execute() as Promise<VpnCustomerGatewayRow[]>;
-      },
+      rows: (scoped, page) =>
+        paginate(
+          scoped.selectAll('vpn_customer_gateways').orderBy('vpn_customer_gateways.id'),
+          page,
+        ).execute() as Promise<VpnCustomerGatewayRow[]>,
       present: (rows) => presentCustomerGateways(ctx, rows),
     });
   },

@@ -8,6 +8,7 @@ import { internalError, invalidParameter } from '../../errors.ts';
 import { logEvent } from '../../events/events.ts';
 import { findOwned, listOwned, ownerFieldsOf } from '../../iam/owned.ts';
 import { defineCommand, type JobTarget, success } from '../../registry/command.ts';
+import { paginate } from '../../registry/paging.ts';
 import { listParams, p, scopeParams } from '../../registry/params.ts';
 import { OWNED_VPC } from '../vpcs.ts';
 import { OWNED_VPN_GATEWAY } from './common.ts';
@@ -248,11 +249,10 @@ export const listVpnGateways = defineCommand({
       q = q.where('vpn_gateways.for_display', '=', params.fordisplay ? 1 : 0);
     return listOwned(ctx, params, q, {
       owner: { account: 'vpn_gateways.account_id', domain: 'vpn_gateways.domain_id' },
-      rows: (scoped, page) => {
-        let rows = scoped.selectAll('vpn_gateways').orderBy('vpn_gateways.id');
-        if (page.limit !== undefined) rows = rows.limit(page.limit).offset(page.offset);
-        return rows.execute() as Promise<VpnGatewayRow[]>;
-      },
+      rows: (scoped, page) =>
+        paginate(scoped.selectAll('vpn_gateways').orderBy('vpn_gateways.id'), page).execute() as Promise<
+          VpnGatewayRow[]
+        >,
       present: (rows) => presentGateways(ctx, rows),
     });
   },

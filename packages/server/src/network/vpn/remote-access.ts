@@ -12,6 +12,7 @@ import { logEvent } from '../../events/events.ts';
 import { findOwned, listOwned, ownerFieldsOf } from '../../iam/owned.ts';
 import { intToIpv4, ipv4ToInt, isIpv4 } from '../../infra/common.ts';
 import { defineCommand, type JobTarget, success } from '../../registry/command.ts';
+import { paginate } from '../../registry/paging.ts';
 import { listParams, p, scopeParams } from '../../registry/params.ts';
 import { defineSetting } from '../../settings/settings.ts';
 import { OWNED_IP } from '../ip-rules.ts';
@@ -370,11 +371,11 @@ export const listRemoteAccessVpns = defineCommand({
       q = q.where('remote_access_vpns.for_display', '=', params.fordisplay ? 1 : 0);
     return listOwned(ctx, params, q, {
       owner: { account: 'remote_access_vpns.account_id', domain: 'remote_access_vpns.domain_id' },
-      rows: (scoped, page) => {
-        let rows = scoped.selectAll('remote_access_vpns').orderBy('remote_access_vpns.id');
-        if (page.limit !== undefined) rows = rows.limit(page.limit).offset(page.offset);
-        return rows.execute() as Promise<RemoteAccessVpnRow[]>;
-      },
+      rows: (scoped, page) =>
+        paginate(
+          scoped.selectAll('remote_access_vpns').orderBy('remote_access_vpns.id'),
+          page,
+        ).execute() as Promise<RemoteAccessVpnRow[]>,
       present: (rows) => presentVpns(ctx, rows),
     });
   },

@@ -14,6 +14,7 @@ import { listOwned, ownerFieldsOf } from '../../iam/owned.ts';
 import { likeOp } from '../../infra/common.ts';
 import { projectOwner } from '../../projects/access.ts';
 import { defineCommand, type JobTarget, success } from '../../registry/command.ts';
+import { paginate } from '../../registry/paging.ts';
 import { listParams, p, scopeParams } from '../../registry/params.ts';
 import { defineSetting } from '../../settings/settings.ts';
 import { scopeOfVpn } from './remote-access.ts';
@@ -239,11 +240,10 @@ export const listVpnUsers = defineCommand({
       q = q.where(likeEscaped('vpn_users.username', `%${escapeLike(params.keyword)}%`, likeOp(ctx)));
     return listOwned(ctx, params, q, {
       owner: { account: 'vpn_users.account_id', domain: 'vpn_users.domain_id' },
-      rows: (scoped, page) => {
-        let rows = scoped.selectAll('vpn_users').orderBy('vpn_users.username');
-        if (page.limit !== undefined) rows = rows.limit(page.limit).offset(page.offset);
-        return rows.execute() as Promise<VpnUserRow[]>;
-      },
+      rows: (scoped, page) =>
+        paginate(scoped.selectAll('vpn_users').orderBy('vpn_users.username'), page).execute() as Promise<
+          VpnUserRow[]
+        >,
       present: (rows) => presentUsers(ctx, rows),
     });
   },
