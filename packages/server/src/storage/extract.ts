@@ -5,15 +5,14 @@
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { App } from '../context.ts';
 import { startScheduled } from '../jobs/scheduled.ts';
 import { registerUploadRoutes } from './browser-upload.ts';
 import { ensureSystemTemplates } from './builtin-templates.ts';
 import { DownloadState, startTransferSupervisor } from './downloads.ts';
-import { storeRoot } from './images.ts';
-import { isRemoteStore, stageFile } from './remote-stores.ts';
+import { localFile } from './remote-stores.ts';
 import { setListeningUrl } from './templates.ts';
 import { startUploadSupervisor, volumeExtractFile } from './volume-transfer.ts';
 
@@ -44,8 +43,7 @@ async function extractFile(app: App, token: string, file: string): Promise<strin
     .executeTakeFirst();
   if (!store) return undefined;
   // An object store signs its own links; an NFS export reached in user space is served staged.
-  if (isRemoteStore(store)) return stageFile(app, store, ref.install_path);
-  return join(await storeRoot(store), ref.install_path);
+  return localFile(app, store, ref.install_path);
 }
 
 export function registerExtractRoutes(fastify: FastifyInstance, app: App): void {

@@ -53,6 +53,14 @@ export function getFile(
   return isObjectStore(store) ? getObject(app, store, key) : getNfsFile(store, key);
 }
 
+/**
+ * Where this server reads file `key` of a store: under a path store's root, or, for a remote store,
+ * its copy staged here (fetched first when missing).
+ */
+export async function localFile(app: App, store: ImageStoreRow, key: string): Promise<string> {
+  return isRemoteStore(store) ? stageFile(app, store, key) : join(await storeRoot(store), key);
+}
+
 /** The size of a file on the store, or undefined when it is not there. */
 export function fileSize(app: App, store: ImageStoreRow, key: string): Promise<number | undefined> {
   return isObjectStore(store) ? objectSize(app, store, key) : nfsFileSize(store, key);

@@ -39,9 +39,9 @@ import { isObjectStore, signedUrl } from './object-stores.ts';
 import {
   deleteStoreFiles,
   isRemoteStore,
+  localFile,
   publishStaged,
   putFile,
-  stageFile,
   storeReason,
 } from './remote-stores.ts';
 import { storeLocation } from './snapshot-records.ts';
@@ -101,9 +101,9 @@ async function uploadPlace(app: App, v: Upload) {
  */
 export async function stageUpload(app: App, v: Upload): Promise<string | undefined> {
   const place = await uploadPlace(app, v);
-  if (!place || !isRemoteStore(place.store)) return place?.file;
+  if (!place) return undefined;
   try {
-    return await stageFile(app, place.store, place.key);
+    return await localFile(app, place.store, place.key);
   } catch (e) {
     throw internalError(
       `Could not read the uploaded file of volume ${v.name} from image store ${place.store.name}: ${storeReason(e)}`,
@@ -702,8 +702,7 @@ export async function volumeExtractFile(app: App, token: string, file: string): 
     .executeTakeFirst();
   if (!link || link.install_path.split('/').pop() !== file) return undefined;
   const store = await storeOf(app, link.image_store_id);
-  if (store && isRemoteStore(store)) return stageFile(app, store, link.install_path);
-  return store ? join(await storeRoot(store), link.install_path) : undefined;
+  return store && localFile(app, store, link.install_path);
 }
 
 // Uploaded volumes hold secondary storage until they are copied to a pool.
