@@ -595,7 +595,11 @@ export async function buildCloud(
     })),
   );
 
-  // What the planner's reservations and the owners' counts would be after these deploys.
+  // What the planner's reservations and the owners' counts would be after these deploys. On
+  // PostgreSQL the sums per host and pool need the new rows' statistics first: without them the
+  // hosts' UPDATE was still running after almost 5 minutes (25,000 hosts, 100,000 VMs); with
+  // them the whole bulk load took 104 s.
+  if (store.dialect === 'postgres') await sql`analyze vms, volumes`.execute(db);
   await db
     .updateTable('hosts')
     .set({
