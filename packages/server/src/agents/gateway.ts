@@ -269,17 +269,17 @@ export class AgentGateway {
     return !!s?.conn && s.ready;
   }
 
-  /**
-   * An object standing for the host's current agent connection (undefined when not connected
-   * here): state a host keeps only while its agent stays connected can be remembered against it.
-   * Hosts held by peers have none: nothing is remembered for them, commands are sent each time.
-   */
   /** When the agent of a host held here last pinged (or was made ready); undefined if not held here. */
   lastPingOf(hostId: number): number | undefined {
     const s = this.byId.get(hostId);
     return s?.conn && s.ready ? s.lastPing : undefined;
   }
 
+  /**
+   * An object standing for the host's current agent connection (undefined when not connected
+   * here): state a host keeps only while its agent stays connected can be remembered against it.
+   * Hosts held by peers have none: nothing is remembered for them, commands are sent each time.
+   */
   connectionOf(hostId: number): object | undefined {
     const s = this.byId.get(hostId);
     return s?.conn && s.ready ? s.conn : undefined;
