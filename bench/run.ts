@@ -16,7 +16,7 @@ import type { CompiledQuery, SelectQueryBuilder } from 'kysely';
 import { PRESENTED_VM_COLUMNS } from '../packages/server/src/compute/vm-presenter.ts';
 import { openStore, type Store } from '../packages/server/src/db/connection.ts';
 import type { Database } from '../packages/server/src/db/schema.ts';
-import { applyScope, type OwnerScope } from '../packages/server/src/iam/access.ts';
+import { applyScope, type OwnerScope, scopedCount } from '../packages/server/src/iam/access.ts';
 import { freePort } from '../packages/server/test/chaos/processes.ts';
 import { startServer, type TestServer } from '../packages/server/test/harness.ts';
 import { AGENT_TOKEN, buildCloud, type Caller, type Cloud, hostRows, shapeFor } from './lib/cloud.ts';
@@ -216,15 +216,14 @@ function vmListSql(
   page: number,
   hideDestroyed: boolean,
 ): CompiledQuery[] {
-  let q = applyScope(db.selectFrom('vms'), scope, {
-    account: 'vms.account_id',
-    domain: 'vms.domain_id',
-  }).where('vms.removed', 'is', null);
-  if (hideDestroyed) q = q.where('vms.state', 'not in', ['Destroyed', 'Expunging']);
-  const base = q as SelectQueryBuilder<Database, 'vms', object>;
-  // The page as the server fetches it: ids from the index first, then those rows (vm-commands.ts).
+  const owner = { account: 'vms.account_id', domain: 'vms.domain_id' };
+  let filtered = db.selectFrom('vms').where('vms.removed', 'is', null);
+  if (hideDestroyed) filtered = filtered.where('vms.state', 'not in', ['Destroyed', 'Expunging']);
+  const base = applyScope(filtered, scope, owner) as SelectQueryBuilder<Database, 'vms', object>;
+  // The count and the page as the server makes them (iam/access.ts scopedCount, vm-commands.ts):
+  // the page's ids from the index first, then those rows.
   return [
-    base.select((eb) => eb.fn.countAll<number>().as('count')).compile(),
+    scopedCount(filtered, scope, owner).compile(db),
     db
       .selectFrom('vms')
       .select(PRESENTED_VM_COLUMNS.map((c) => `vms.${c}` as const))
@@ -262,8 +261,9 @@ function deployer(cloud: Cloud, options: CloudStackClient['options']): (i: numbe
 }
 
 function scopeOf(who: 'root' | 'domainadmin' | 'user', caller: Caller): OwnerScope {
-  if (who === 'root') return { kind: 'all' };
-  if (who === 'domainadmin') return { kind: 'subtree', path: caller.domainPath };
+  // Admins' lists without projectid leave project VMs out, as the server's (iam/access.ts listScope).
+  if (who === 'root') return { kind: 'all', projects: 'skip' };
+  if (who === 'domainadmin') return { kind: 'subtree', path: caller.domainPath, projects: 'skip' };
   return { kind: 'accounts', accountIds: [caller.accountId] };
 }
 

@@ -474,6 +474,26 @@ describe('projects with VMs (the local simulator zone)', () => {
     assert.ok(own.resourcelimit[0]);
     assert.equal((await lead.request<any>('listVirtualMachines', {})).count ?? 0, 0);
     assert.equal((await lead.request<any>('listVirtualMachines', { projectid: p.id })).count, 1);
+    // An admin's list leaves project VMs out, and so does its count, asked when the page is full:
+    // the scope's VMs less the project accounts' (iam/access.ts scopedCount).
+    await local.admin.call('deployVirtualMachine', { zoneid, templateid, serviceofferingid: offeringid });
+    const every = await local.admin.request<any>('listVirtualMachines', { listall: true, pagesize: -1 });
+    assert.ok(every.count >= 1);
+    assert.ok(every.virtualmachine.every((v: any) => v.id !== vm.id));
+    const firstOfOne = await local.admin.request<any>('listVirtualMachines', {
+      listall: true,
+      page: 1,
+      pagesize: 1,
+    });
+    assert.equal(firstOfOne.virtualmachine.length, 1);
+    assert.equal(firstOfOne.count, every.count);
+    const projectVms = await local.admin.request<any>('listVirtualMachines', {
+      listall: true,
+      projectid: '-1',
+      page: 1,
+      pagesize: 1,
+    });
+    assert.equal(projectVms.count, 1);
     // The project's limit holds: 1 VM, a second one is refused with 535 and leaves nothing.
     await local.admin.request('updateResourceLimit', { projectid: p.id, resourcetype: 0, max: 1 });
     await assert.rejects(

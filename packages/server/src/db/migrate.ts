@@ -50,6 +50,7 @@ import * as m0038 from './migrations/0038-object-image-stores.ts';
 import * as m0039 from './migrations/0039-pool-operations.ts';
 import * as m0040 from './migrations/0040-pool-provider-details.ts';
 import * as m0041 from './migrations/0041-vms-state-host.ts';
+import * as m0042 from './migrations/0042-vms-live-account.ts';
 import type { MigrationContext } from './migrations/helpers.ts';
 
 export type Step = { up(m: MigrationContext): Promise<void> };
@@ -95,6 +96,7 @@ export const MIGRATIONS: [string, Step][] = [
   ['0039-pool-operations', m0039],
   ['0040-pool-provider-details', m0040],
   ['0041-vms-state-host', m0041],
+  ['0042-vms-live-account', m0042],
 ];
 
 export class SchemaTooNewError extends Error {}

@@ -3,7 +3,14 @@
  * accounts of their domain subtree; users reach only their own account. List commands turn the
  * listall / domainid / isrecursive / account parameters into an ownership filter here.
  */
-import { type Expression, type ExpressionBuilder, type SelectQueryBuilder, type SqlBool, sql } from 'kysely';
+import {
+  type Expression,
+  type ExpressionBuilder,
+  type RawBuilder,
+  type SelectQueryBuilder,
+  type SqlBool,
+  sql,
+} from 'kysely';
 import type { CallContext, Caller } from '../context.ts';
 import type { Database, DomainRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied } from '../errors.ts';
@@ -125,11 +132,39 @@ export function applyScope<DB extends Database, TB extends keyof DB, O>(
   });
 }
 
-/** Rows of project accounts only, or none of them (NOT EXISTS keeps rows with no owner). */
+/**
+ * Rows of project accounts only, or none of them; rows with no owner are not a project's and stay
+ * with 'skip' (`NOT (NULL IN (…))` alone would drop them whenever a project exists).
+ */
 function projectCondition(projects: 'skip' | 'only', account: string): Expression<SqlBool> {
   return projects === 'only'
     ? sql<SqlBool>`${isProjectAccount(account)}`
-    : sql<SqlBool>`not ${isProjectAccount(account)}`;
+    : sql<SqlBool>`(${sql.ref(account)} is null or not ${isProjectAccount(account)})`;
+}
+
+/**
+ * `select count(*)` of `applyScope(qb, scope, columns, alsoVisible)`, as one statement. A scope that
+ * leaves project resources out ('skip', every admin list without projectid) is counted as the rows
+ * of the scope less those of project accounts: testing each row's account against the projects'
+ * accounts cost more than the count itself (a million VMs on SQLite: 77 ms where the scope's rows
+ * alone take 27 ms, 215 ms before the live index carried the account), while the project accounts'
+ * rows are found from the account's index. Both counts are subqueries of one statement, so they
+ * see the same data.
+ */
+export function scopedCount<DB extends Database, TB extends keyof DB, O>(
+  qb: SelectQueryBuilder<DB, TB, O>,
+  scope: OwnerScope,
+  columns: { account: string; domain: string },
+  alsoVisible?: (eb: ExpressionBuilder<DB, TB>) => Expression<SqlBool>,
+): RawBuilder<{ count: number | string }> {
+  const count = (q: SelectQueryBuilder<DB, TB, O>) => q.select(sql<number>`count(*)`.as('count') as never);
+  if (scope.projects !== 'skip' || alsoVisible)
+    return sql<{
+      count: number | string;
+    }>`select (${count(applyScope(qb, scope, columns, alsoVisible))}) as count`;
+  const all = count(applyScope(qb, { ...scope, projects: undefined }, columns));
+  const inProjects = count(applyScope(qb, { ...scope, projects: 'only' }, columns));
+  return sql<{ count: number | string }>`select (${all}) - (${inProjects}) as count`;
 }
 
 /** An ownership scope as a condition. */

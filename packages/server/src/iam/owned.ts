@@ -36,6 +36,7 @@ import {
   listScope,
   type OwnerScope,
   type ScopeParams,
+  scopedCount,
 } from './access.ts';
 import { displayPath } from './domains.ts';
 
@@ -158,16 +159,12 @@ export async function listOwned<DB extends Database, TB extends keyof DB, O, R>(
   q: SelectQueryBuilder<DB, TB, O>,
   spec: OwnedListSpec<DB, TB, O, R>,
 ): Promise<ListResult> {
-  const scoped = applyScope(q, spec.scope ?? (await listScope(ctx, params)), spec.owner, spec.alsoVisible);
+  const scope = spec.scope ?? (await listScope(ctx, params));
+  const scoped = applyScope(q, scope, spec.owner, spec.alsoVisible);
   await spec.checks?.();
   const count = async () =>
     Number(
-      (
-        await scoped
-          .select((eb) => eb.fn.countAll<number>().as('count'))
-          .$castTo<{ count: number | string }>()
-          .executeTakeFirstOrThrow()
-      ).count,
+      (await scopedCount(q, scope, spec.owner, spec.alsoVisible).execute(ctx.app.store.db)).rows[0]!.count,
     );
   if (params.retrieveonlyresourcecount) return listResult([], await count());
   const page = pageOf(ctx.app, params);
