@@ -147,6 +147,54 @@ function withStatementCache(sqlite: SQLite.Database): SqliteDialectConfig['datab
   };
 }
 
+/** How many named statements a PostgreSQL connection prepares at most (it never forgets one). */
+const NAMED_STATEMENTS_PER_CONNECTION = 300;
+/** A statement is named once its text has run this often in the process (not for one-off texts). */
+const NAME_AFTER_RUNS = 3;
+/** How many distinct texts are counted at most before the count starts again. */
+const COUNTED_TEXTS = 5000;
+
+/**
+ * pg runs every statement with parameters unnamed: PostgreSQL parses, analyses and plans it again
+ * each time. A statement given a name is parsed once per connection, and each later run sends only
+ * its parameters. Kysely's dialect has no hook for that, so each new client's `query` names the
+ * texts that have run a few times by then: Kysely sends a text and its parameters, nothing that
+ * varies per call is in the text, but `in (...)` lists give one text per length, so the rare ones
+ * stay unnamed and a connection prepares at most NAMED_STATEMENTS_PER_CONNECTION statements
+ * (pg keeps the ones a connection has prepared until it closes). Statements without parameters
+ * (`begin`, `commit`) keep the simple protocol, a single message.
+ */
+function nameStatements(pool: pg.Pool): void {
+  const runs = new Map<string, number>();
+  pool.on('connect', (client) => {
+    const named = new Map<string, string>();
+    let names = 0;
+    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+    client.query = ((config: unknown, values?: unknown, callback?: unknown) => {
+      if (typeof config !== 'string' || !Array.isArray(values) || values.length === 0 || callback)
+        return query(config, values, callback);
+      let name = named.get(config);
+      if (name === undefined && named.size < NAMED_STATEMENTS_PER_CONNECTION) {
+        const seen = (runs.get(config) ?? 0) + 1;
+        if (runs.size >= COUNTED_TEXTS && seen === 1) runs.clear();
+        runs.set(config, seen);
+        if (seen >= NAME_AFTER_RUNS) {
+          name = `n${names++}`;
+          named.set(config, name);
+        }
+      }
+      if (name === undefined) return query(config, values);
+      return (query({ name, text: config, values }) as Promise<unknown>).catch((e: unknown) => {
+        // "cached plan must not change result type": another server changed the table under a
+        // `select *` (a migration during a rolling upgrade). That run fails; the text is prepared
+        // afresh under a new name on its next run.
+        if ((e as { code?: unknown }).code === '0A000') named.delete(config);
+        throw e;
+      });
+    }) as typeof client.query;
+  });
+}
+
 export function dialectOf(url: string): DialectName {
   if (url.startsWith('sqlite:') || url.startsWith('file:')) return 'sqlite';
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) return 'postgres';
@@ -179,6 +227,7 @@ export function openStore(url: string, options: StoreOptions = {}): Store {
     // the pool; unhandled it would crash the server. The pool drops that client and the next
     // query connects afresh, so there is nothing else to do.
     pool.on('error', () => undefined);
+    nameStatements(pool);
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log });
     const poolStats = () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount });
     return { db, dialect, describe: redacted, close: () => db.destroy(), poolStats };

@@ -4,6 +4,7 @@
  */
 
 import { readFileSync } from 'node:fs';
+import { sql } from 'kysely';
 import type { CallContext } from '../context.ts';
 import { insertId, type Tx } from '../db/connection.ts';
 
@@ -51,7 +52,8 @@ export async function recordEvent(
 ): Promise<number> {
   const { app } = ctx;
   if (!EVENT_TYPES.has(e.type)) throw new Error(`unknown event type ${e.type}`);
-  const id = await insertId(app.store, tx, 'events', {
+  const now = app.clock.now();
+  const row = {
     uuid: app.ids.uuid(),
     type: e.type,
     level: e.level ?? 'INFO',
@@ -63,15 +65,27 @@ export async function recordEvent(
     resource_type: e.resourceType ?? null,
     resource_id: e.resourceId ?? null,
     start_id: e.startId ?? null,
-    created: app.clock.now(),
-    archived: 0,
-  });
+    created: now,
+    archived: 0 as const,
+  };
   // The outbox rows commit (or roll back) with the event: an event is handed to the message bus
   // and to webhooks exactly when it exists, and waits in the database while they are unreachable.
-  const next = app.clock.now();
-  const outbox = [{ event_id: id, target: 'webhook', next_attempt: next }];
-  if (app.config.eventBusUrl) outbox.push({ event_id: id, target: 'bus', next_attempt: next });
-  await tx.insertInto('event_outbox').values(outbox).execute();
+  const targets = app.config.eventBusUrl ? ['webhook', 'bus'] : ['webhook'];
+  if (app.store.dialect === 'postgres') {
+    // One round trip: the outbox rows are inserted from the event's RETURNING (an event is written
+    // several times per async job, often outside a transaction, where each statement commits).
+    const insert = tx.insertInto('events').values(row).returning('id');
+    const out = await sql<{ event_id: number }>`with e as (${insert})
+      insert into event_outbox (event_id, target, next_attempt)
+      select e.id, t.target, ${now}::bigint from e cross join unnest(${targets}::text[]) as t(target)
+      returning event_id`.execute(tx);
+    return Number(out.rows[0].event_id);
+  }
+  const id = await insertId(app.store, tx, 'events', row);
+  await tx
+    .insertInto('event_outbox')
+    .values(targets.map((target) => ({ event_id: id, target, next_attempt: now })))
+    .execute();
   return id;
 }
 

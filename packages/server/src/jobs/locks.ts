@@ -17,6 +17,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ExpressionBuilder } from 'kysely';
 import type { App } from '../context.ts';
+import type { Tx } from '../db/connection.ts';
 import type { Database } from '../db/schema.ts';
 
 /** How often a waiting holder looks again when the holder is on another server. */
@@ -46,8 +47,8 @@ export function staleLeases(app: App) {
 }
 
 /**
- * Takes every name at once, or none: the names are inserted in sorted order in one transaction
- * (so two takers of overlapping sets never wait for each other in a cycle), and a name already held
+ * Takes every name at once, or none: the names are inserted in sorted order by one statement (so
+ * two takers of overlapping sets never wait for each other in a cycle), and a name already held
  * rolls the whole set back. Returns the token the names are held under, or undefined.
  */
 export async function tryLock(
@@ -57,33 +58,47 @@ export async function tryLock(
 ): Promise<string | undefined> {
   const sorted = [...new Set(names)].sort();
   if (sorted.length === 0) return randomUUID();
-  const { db, dialect } = app.store;
   const token = randomUUID();
+  if (await insertLocks(app, sorted, token, opts)) return token;
+  // Lapsed leases are not in the way: only a refused set pays for looking for them.
+  const r = await app.store.db
+    .deleteFrom('cluster_locks')
+    .where('name', 'in', sorted)
+    .where(staleLeases(app))
+    .executeTakeFirst();
+  if (Number(r.numDeletedRows) === 0) return undefined;
+  return (await insertLocks(app, sorted, token, opts)) ? token : undefined;
+}
+
+/** Inserts the rows of `sorted` under `token`: all of them, or (false) none. */
+async function insertLocks(app: App, sorted: string[], token: string, opts: LockOptions): Promise<boolean> {
+  const { db, dialect } = app.store;
   const now = app.clock.now();
-  // Lapsed leases are not in the way.
-  await db.deleteFrom('cluster_locks').where('name', 'in', sorted).where(staleLeases(app)).execute();
   const NOT_ALL = Symbol('not all');
+  // One statement is atomic on its own: a single name needs no transaction around it.
+  const insert = async (tx: Tx) => {
+    const q = tx.insertInto('cluster_locks').values(
+      sorted.map((name) => ({
+        name,
+        ms_id: app.server.id,
+        job_id: opts.jobId ?? null,
+        token,
+        acquired: now,
+        expires: opts.expires ?? null,
+      })),
+    );
+    const r = await (dialect === 'mysql'
+      ? q.ignore()
+      : q.onConflict((oc) => oc.column('name').doNothing())
+    ).executeTakeFirst();
+    if (Number(r.numInsertedOrUpdatedRows ?? 0) !== sorted.length) throw NOT_ALL;
+  };
   try {
-    await db.transaction().execute(async (tx) => {
-      for (const name of sorted) {
-        const insert = tx.insertInto('cluster_locks').values({
-          name,
-          ms_id: app.server.id,
-          job_id: opts.jobId ?? null,
-          token,
-          acquired: now,
-          expires: opts.expires ?? null,
-        });
-        const r = await (dialect === 'mysql'
-          ? insert.ignore()
-          : insert.onConflict((oc) => oc.column('name').doNothing())
-        ).executeTakeFirst();
-        if (Number(r.numInsertedOrUpdatedRows ?? 0) !== 1) throw NOT_ALL;
-      }
-    });
-    return token;
+    if (sorted.length === 1) await insert(db);
+    else await db.transaction().execute(insert);
+    return true;
   } catch (e) {
-    if (e === NOT_ALL) return undefined;
+    if (e === NOT_ALL) return false;
     throw e;
   }
 }

@@ -66,18 +66,15 @@ export async function checkNetworkUse(
     if (network.account_id === account.id) return;
     throw permissionDenied(`Account ${account.name} does not have permission to use network ${network.name}`);
   }
-  const [own, of] = await Promise.all([
-    ctx.app.store.db
-      .selectFrom('domains')
-      .select('path')
-      .where('id', '=', account.domain_id)
-      .executeTakeFirstOrThrow(),
-    ctx.app.store.db
-      .selectFrom('domains')
-      .select('path')
-      .where('id', '=', network.domain_id ?? -1)
-      .executeTakeFirst(),
-  ]);
+  // Both domains in one statement (they are the same one for an account's own domain network).
+  const paths = await ctx.app.store.db
+    .selectFrom('domains')
+    .select(['id', 'path'])
+    .where('id', 'in', [account.domain_id, network.domain_id ?? -1])
+    .execute();
+  const own = paths.find((d) => d.id === account.domain_id);
+  const of = paths.find((d) => d.id === network.domain_id);
+  if (!own) throw new Error(`account ${account.name} has no domain ${account.domain_id}`);
   // Accounts of subdomains only when the network grants subdomain access (subdomainaccess).
   if (of && (own.path === of.path || (network.subdomain_access === 1 && inSubtree(own.path, of.path))))
     return;

@@ -5,9 +5,10 @@
  * concurrent transaction took it first. MACs are 02:00:xx:xx:xx:xx, unique by a key as well.
  */
 
+import type { Insertable } from 'kysely';
 import type { App, CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
-import type { NetworkRow, NicRow, VlanIpRangeRow } from '../db/schema.ts';
+import type { NetworkRow, NicRow, NicTable, VlanIpRangeRow } from '../db/schema.ts';
 import { insufficientCapacity, invalidParameter } from '../errors.ts';
 import { findOwned, OWNED_VM } from '../iam/owned.ts';
 import { intToIpv4, ipv4ToInt, isIpv4 } from '../infra/common.ts';
@@ -248,11 +249,12 @@ export async function allocateNics(
       created: app.clock.now(),
       removed: null,
     } as const;
-    let nic: NicRow | undefined;
+    let nic: Pick<NicRow, 'id' | 'uuid' | 'mac'> | undefined;
     for (let attempt = 0; attempt < MAC_ATTEMPTS && !nic; attempt++) {
       const uuid = app.ids.uuid();
-      if (await insertUnlessTaken(app, tx, 'nics', { ...values, uuid, mac: macFrom(randomBits(app)) }))
-        nic = await tx.selectFrom('nics').selectAll().where('uuid', '=', uuid).executeTakeFirstOrThrow();
+      const mac = macFrom(randomBits(app));
+      const id = await insertNic(app, tx, { ...values, uuid, mac });
+      if (id !== undefined) nic = { id, uuid, mac };
     }
     if (!nic) throw insufficientCapacity('Insufficient address capacity: unable to find a free MAC address');
     await tx
@@ -278,6 +280,30 @@ export async function allocateNics(
     });
   }
   return out;
+}
+
+/** Inserts a NIC unless its MAC is taken: its id, or undefined. */
+async function insertNic(
+  app: Pick<App, 'store'>,
+  tx: Tx,
+  values: Insertable<NicTable>,
+): Promise<number | undefined> {
+  if (app.store.dialect === 'postgres') {
+    const row = await tx
+      .insertInto('nics')
+      .values(values)
+      .onConflict((oc) => oc.doNothing())
+      .returning('id')
+      .executeTakeFirst();
+    return row?.id;
+  }
+  if (!(await insertUnlessTaken(app, tx, 'nics', values))) return undefined;
+  const row = await tx
+    .selectFrom('nics')
+    .select('id')
+    .where('uuid', '=', values.uuid)
+    .executeTakeFirstOrThrow();
+  return row.id;
 }
 
 /** Returns a VM's addresses to their ranges and retires its NICs (on expunge). */
