@@ -5,6 +5,7 @@
 //   node scripts/run-tests.mjs FILE...    just those files
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 
 const args = process.argv.slice(2);
@@ -28,14 +29,26 @@ if (dbMode) env.NIMBOSTACK_TEST_DBS = env.NIMBOSTACK_TEST_DBS ?? 'postgres,mysql
 
 // The real-VM and real-container suites share this machine's bridges, namespaces and router names
 // (every suite's server calls its first router r-1-VM): one file at a time, whatever the cores.
-// The storage suites run real VMs too (and rpcbind's socket is the machine's).
-const serial =
+// The storage suites run real VMs too (and rpcbind's socket is the machine's). The other files
+// each start their own server on its own database and port: at least two at a time (Node's default
+// is one fewer than the cores, a single file on a two-core machine, which left a core idle). The
+// database suite keeps that default: its files share one PostgreSQL and one MariaDB server.
+const concurrency =
   env.NIMBOSTACK_TEST_KVM === '1' || env.NIMBOSTACK_TEST_LXC === '1' || env.NIMBOSTACK_TEST_STORAGE === '1'
-    ? ['--test-concurrency=1']
-    : [];
+    ? 1
+    : dbMode
+      ? undefined
+      : Math.max(2, availableParallelism() - 1);
 const r = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', ...serial, '--test-reporter=spec', ...files],
+  [
+    '--import',
+    'tsx',
+    '--test',
+    ...(concurrency ? [`--test-concurrency=${concurrency}`] : []),
+    '--test-reporter=spec',
+    ...files,
+  ],
   {
     stdio: 'inherit',
     env,
