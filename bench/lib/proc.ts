@@ -3,12 +3,19 @@ import { readdirSync, readFileSync } from 'node:fs';
 
 const CLOCK_TICKS_PER_SECOND = 100;
 
-/** User plus system CPU seconds the process has used so far. */
-export function cpuSeconds(pid: number): number {
+/**
+ * User plus system CPU seconds the process has used so far; with `children`, also that of its
+ * children that have ended (once the process has waited for them).
+ */
+export function cpuSeconds(pid: number, children = false): number {
   // The command name may contain spaces, so fields are counted after its closing parenthesis.
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+  const fields = stat
+    .slice(stat.lastIndexOf(')') + 2)
+    .split(' ')
+    .map(Number);
+  const own = fields[11] + fields[12];
+  return (children ? own + fields[13] + fields[14] : own) / CLOCK_TICKS_PER_SECOND;
 }
 
 function statusKiB(pid: number, key: 'VmRSS' | 'VmHWM'): number {
@@ -37,14 +44,18 @@ export async function cpuPercentOver(pid: number, seconds: number): Promise<numb
   return Math.round((used / ((performance.now() - t0) / 1000)) * 1000) / 10;
 }
 
-/** CPU seconds used so far by every process whose command name is in `names` (a database server and its backends). */
+/**
+ * CPU seconds used so far by every process whose command name is in `names` (a database server and
+ * its backends). A backend that ends takes its time out of the sum, and PostgreSQL's postmaster,
+ * which waits for it, adds it to its children's time: counted with it, the sum only grows.
+ */
 export function cpuSecondsOfCommands(names: readonly string[]): number {
   let total = 0;
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       if (names.includes(readFileSync(`/proc/${entry}/comm`, 'utf8').trim()))
-        total += cpuSeconds(Number(entry));
+        total += cpuSeconds(Number(entry), true);
     } catch {
       // The process ended between the listing and the read.
     }
