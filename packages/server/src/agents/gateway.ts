@@ -263,16 +263,20 @@ export class AgentGateway {
     return (await this.peers.holderOf(hostId))?.peer !== undefined;
   }
 
+  /** The session of a host whose agent is connected to this server and ready for commands. */
+  private held(hostId: number): Session | undefined {
+    const s = this.byId.get(hostId);
+    return s?.conn && s.ready ? s : undefined;
+  }
+
   /** Whether the host's agent is connected to this server and ready for commands. */
   isHeld(hostId: number): boolean {
-    const s = this.byId.get(hostId);
-    return !!s?.conn && s.ready;
+    return this.held(hostId) !== undefined;
   }
 
   /** When the agent of a host held here last pinged (or was made ready); undefined if not held here. */
   lastPingOf(hostId: number): number | undefined {
-    const s = this.byId.get(hostId);
-    return s?.conn && s.ready ? s.lastPing : undefined;
+    return this.held(hostId)?.lastPing;
   }
 
   /**
@@ -281,8 +285,7 @@ export class AgentGateway {
    * Hosts held by peers have none: nothing is remembered for them, commands are sent each time.
    */
   connectionOf(hostId: number): object | undefined {
-    const s = this.byId.get(hostId);
-    return s?.conn && s.ready ? s.conn : undefined;
+    return this.held(hostId)?.conn;
   }
 
   /** Counts for the metrics exporter: open connections, held host sessions by status, commands awaiting answers. */
