@@ -157,16 +157,10 @@ async function configureHeartbeats(app: App): Promise<void> {
   const intervalMs = app.settings.get(HA_HEARTBEAT_INTERVAL) * 1000;
   // A host that lost its storage stops its own VMs well before its neighbours take it for dead.
   const fenceAfterMs = Math.max(intervalMs, app.settings.get(HA_HEARTBEAT_TIMEOUT) * 1000 - 2 * intervalMs);
+  // Every zone's shared pools, read once: they make the basis and each host's own pools.
+  const pools = await sharedPoolRows(app);
   const basis = `${intervalMs}|${fenceAfterMs}|${JSON.stringify(
-    (await sharedPoolRows(app)).map((p) => [
-      p.id,
-      p.zone_id,
-      p.cluster_id,
-      p.scope,
-      p.hypervisor,
-      p.host_id,
-      poolLocation(p),
-    ]),
+    pools.map((p) => [p.id, p.zone_id, p.cluster_id, p.scope, p.hypervisor, p.host_id, poolLocation(p)]),
   )}`;
   const everyHost = basis !== s.basis;
   s.basis = basis;
@@ -180,7 +174,6 @@ async function configureHeartbeats(app: App): Promise<void> {
       .where('id', 'in', ids.slice(i, i + 500))
       .where('removed', 'is', null)
       .execute();
-    const pools = await sharedPoolRows(app, [...new Set(hosts.map((h) => h.zone_id))]);
     for (const h of hosts) {
       const conn = app.agents.connectionOf(h.id);
       if (!conn) continue;
