@@ -462,6 +462,19 @@ export async function buildCloud(
       vmOwner.push({ accountId: o.id, domainId: o.domainId });
     }
   }
+  // Ids are given here rather than taken from the sequence so that the final instance names go
+  // in with the rows: naming them in an UPDATE afterwards took about 4 minutes on PostgreSQL at
+  // a million VMs (every index on vms gained an entry for each row).
+  const firstVmId =
+    Number(
+      (
+        await db
+          .selectFrom('vms')
+          .select((eb) => eb.fn.max('id').as('m'))
+          .executeTakeFirst()
+      )?.m ?? 0,
+    ) + 1;
+  const vmIds = vmOwner.map((_, i) => firstVmId + i);
   const vmUuids: string[] = [];
   const vmRows: Row[] = vmOwner.map((o, i) => {
     const uuid = randomUUID();
@@ -469,9 +482,10 @@ export async function buildCloud(
     const host = hosts[i % hosts.length];
     const created = now - (shape.vms - i) * 1000;
     return {
+      id: vmIds[i],
       uuid,
       name: `vm-${i}`,
-      instance_name: `pending-${uuid}`,
+      instance_name: `i-${o.accountId}-${vmIds[i]}-VM`,
       display_name: `vm-${i}`,
       account_id: o.accountId,
       domain_id: o.domainId,
@@ -506,19 +520,8 @@ export async function buildCloud(
   });
   await insertRows(store, 'vms', vmRows);
   vmRows.length = 0;
-  const concat =
-    store.dialect === 'mysql'
-      ? sql<string>`concat('i-', account_id, '-', id, '-VM')`
-      : sql<string>`'i-' || account_id || '-' || id || '-VM'`;
-  await db
-    .updateTable('vms')
-    .set({ instance_name: concat })
-    .where('instance_name', 'like', 'pending-%')
-    .execute();
-  const idOfUuid = new Map(
-    (await db.selectFrom('vms').select(['id', 'uuid']).execute()).map((v) => [v.uuid, v.id]),
-  );
-  const vmIds = vmUuids.map((u) => idOfUuid.get(u)!);
+  if (store.dialect === 'postgres')
+    await sql`select setval(pg_get_serial_sequence('vms', 'id'), (select max(id) from vms))`.execute(db);
   log(
     `bulk: ${shape.hosts} hosts, ${accountRows.length} accounts, ${vmIds.length} VMs (${((performance.now() - b0) / 1000).toFixed(1)} s)`,
   );
