@@ -7,7 +7,7 @@
  *   npm run bench -- [--hosts 5000] [--vms 100000] [--db sqlite|postgres://postgres@127.0.0.1:5432]
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, setPriority, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -49,6 +49,7 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     'cpu-profile': { type: 'string' },
     only: { type: 'string' },
+    'keep-db': { type: 'string' },
   },
   strict: true,
 });
@@ -829,6 +830,9 @@ try {
   await floor?.close().catch(() => undefined);
   await store?.close().catch(() => undefined);
   await server?.stop().catch(() => undefined);
-  await database.drop().catch(() => undefined);
+  if (args['keep-db'] && database.dialect === 'sqlite')
+    copyFileSync(database.url.replace(/^sqlite:/, ''), resolve(args['keep-db']));
+  if (args['keep-db'] && database.dialect === 'postgres') log(`database kept: ${database.url}`);
+  else await database.drop().catch(() => undefined);
   rmSync(work, { recursive: true, force: true });
 }
