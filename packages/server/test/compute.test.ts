@@ -176,6 +176,24 @@ describe('the VM lifecycle', () => {
       client.request('deployVirtualMachine', { zoneid, serviceofferingid: small }),
       is(431),
     );
+    // A removed offering and a system one exist for the entity check, not for a deploy.
+    const removed = (
+      await server.admin.request<any>('createServiceOffering', {
+        name: 'gone',
+        displaytext: 'gone',
+        cpunumber: 1,
+        cpuspeed: 500,
+        memory: 256,
+      })
+    ).serviceoffering.id;
+    await server.admin.request('deleteServiceOffering', { id: removed });
+    const system = (await server.admin.request<any>('listServiceOfferings', { issystem: true }))
+      .serviceoffering[0].id;
+    for (const id of [removed, system])
+      await assert.rejects(
+        client.request('deployVirtualMachine', { zoneid, templateid, serviceofferingid: id }),
+        (e: any) => e.errorcode === 431 && e.errortext === `Unable to find service offering by id ${id}`,
+      );
     await server.admin.request('updateResourceLimit', {
       resourcetype: 0,
       max: 0,

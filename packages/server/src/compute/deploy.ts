@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import type { CallContext } from '../context.ts';
 import { insertId, inTransaction } from '../db/connection.ts';
-import type { AccountRow, DomainRow, ServiceOfferingRow } from '../db/schema.ts';
+import type { AccountRow, DomainRow, ServiceOfferingRow, TemplateRow, ZoneRow } from '../db/schema.ts';
 import { invalidParameter, permissionDenied } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { checkReservation, ResourceKind } from '../iam/limits.ts';
@@ -89,15 +89,19 @@ export const deployVirtualMachine = defineCommand({
   description:
     'Creates a VM from a template or ISO with its ROOT disk (and optional data disk), NICs and groups, then boots it unless startvm=false. Asynchronous; a failed start removes the VM.',
   params: {
+    // The entity check's rows are the ones create uses (handedToCommand): each is read once.
     zoneid: p.uuid({
       required: true,
+      handedToCommand: true,
       description: 'UUID of the zone to create the VM in; users cannot deploy into a disabled zone.',
     }),
     serviceofferingid: p.uuid({
       required: true,
+      handedToCommand: true,
       description: "UUID of the compute offering that sets CPU, memory and the ROOT disk's storage.",
     }),
     templateid: p.uuid({
+      handedToCommand: true,
       description:
         'UUID of the template or ISO to boot from (required by Nimbostack); it must be ready in the zone.',
     }),
@@ -190,21 +194,16 @@ export const deployVirtualMachine = defineCommand({
     affinitygroupnames: p.list({ description: "Names of the owner's affinity groups the VM joins." }),
   },
   event: { type: 'VM.CREATE', description: (params) => `deploying VM ${params.name ?? ''}`.trim() },
-  async create(ctx, params) {
+  async create(ctx, params, entities) {
     const { app } = ctx;
-    const zone = await findZone(ctx, params.zoneid);
+    const zone = await findZone(ctx, params.zoneid, undefined, entities.zoneid as ZoneRow | undefined);
     if (zone.allocation_state !== 'Enabled' && ctx.caller.roleKind !== 'admin')
       throw permissionDenied(`Zone ${zone.name} is disabled`);
     const owner: { account: AccountRow; domain: DomainRow } = await ownerFor(ctx, params);
     if (owner.account.state !== 'enabled')
       throw permissionDenied(`Account ${owner.account.name} is ${owner.account.state}`);
-    const offering = await app.store.db
-      .selectFrom('service_offerings')
-      .selectAll()
-      .where('uuid', '=', params.serviceofferingid)
-      .where('removed', 'is', null)
-      .where('is_system', '=', 0)
-      .executeTakeFirst();
+    const checked = entities.serviceofferingid as ServiceOfferingRow | undefined;
+    const offering = checked?.removed === null && checked.is_system === 0 ? checked : undefined;
     if (!offering)
       throw invalidParameter(`Unable to find service offering by id ${params.serviceofferingid}`);
     const details = mergedDetails(params.details);
@@ -214,7 +213,12 @@ export const deployVirtualMachine = defineCommand({
       throw invalidParameter(
         'Unable to execute API command deployvirtualmachine due to missing parameter templateid',
       );
-    const image = await findDeployableTemplate(ctx, params.templateid, zone.id);
+    const image = await findDeployableTemplate(
+      ctx,
+      params.templateid,
+      zone.id,
+      entities.templateid as TemplateRow | undefined,
+    );
     const isIso = image.template.is_iso === 1;
     const templateSize = Number(image.ref.size_bytes ?? 0);
     const hypervisor = image.template.hypervisor ?? (await zoneHypervisor(ctx, zone.id));

@@ -113,7 +113,7 @@ export async function dispatch(
   raw: Map<string, RawValue>,
 ): Promise<object> {
   const params = parseParams(ctx, command, raw);
-  await resolveEntities(ctx, command, params);
+  const entities = await resolveEntities(ctx, command, params);
   // A call made in a project: its events are the project's, its project role applies (projects/access.ts).
   if (typeof params.projectid === 'string') await enterProject(ctx, command.name, params.projectid);
   if (!command.isAsync) {
@@ -146,7 +146,7 @@ export async function dispatch(
       );
   }
   const target = await command.target?.(ctx, params as never);
-  const created = command.create ? await command.create(ctx, params as never) : undefined;
+  const created = command.create ? await command.create(ctx, params as never, entities) : undefined;
   const jobid = await ctx.app.jobs.submit(
     ctx,
     command,

@@ -13,7 +13,7 @@
 import type { CallContext } from '../context.ts';
 import type { Database } from '../db/schema.ts';
 import { invalidParameter } from '../errors.ts';
-import type { Command } from '../registry/command.ts';
+import type { Command, Entities } from '../registry/command.ts';
 import { invalidUuidText } from '../registry/params.ts';
 
 type UuidTable = {
@@ -99,6 +99,8 @@ export const ENTITY_TABLES: Record<string, readonly UuidTable[]> = {
 interface EntityParam {
   name: string;
   tables: readonly UuidTable[];
+  /** Its row is read whole and handed to the command (ParamSpec.handedToCommand). */
+  handed: boolean;
 }
 
 const plans = new WeakMap<Command, EntityParam[]>();
@@ -127,7 +129,7 @@ export function entityParams(command: Command): EntityParam[] {
     const theirs = param.type === 'uuid' || (param.type === 'list' && param.collectionType === 'uuid');
     const entity = upstreamEntityType(param);
     const tables = entity ? ENTITY_TABLES[entity] : undefined;
-    if (theirs && tables) plan.push({ name, tables });
+    if (theirs && tables) plan.push({ name, tables, handed: spec.handedToCommand === true });
   }
   plans.set(command, plan);
   return plan;
@@ -135,14 +137,16 @@ export function entityParams(command: Command): EntityParam[] {
 
 /**
  * Fails with upstream's 431 when a parsed uuid parameter names no entity (removed ones count as
- * existing). One query per table and parameter, with every uuid of a list at once.
+ * existing). One query per table and parameter, with every uuid of a list at once. Returns the
+ * rows of the parameters handed to the command.
  */
 export async function resolveEntities(
   ctx: CallContext,
   command: Command,
   params: Record<string, unknown>,
-): Promise<void> {
-  for (const { name, tables } of entityParams(command)) {
+): Promise<Entities> {
+  const entities: Record<string, Record<string, unknown>> = {};
+  for (const { name, tables, handed } of entityParams(command)) {
     const value = params[name];
     const given: string[] = typeof value === 'string' ? [value] : Array.isArray(value) ? value : [];
     // Only UUIDs are looked up: a declaration that accepts other values on purpose ("-1", upstream's
@@ -153,16 +157,19 @@ export async function resolveEntities(
       // In chunks: a long list must not exceed the databases' limits on bound parameters.
       const ids = [...wanted];
       for (let i = 0; i < ids.length; i += 500) {
-        const found = await ctx.app.store.db
+        const query = ctx.app.store.db
           .selectFrom(table as 'zones')
-          .select('uuid')
-          .where('uuid', 'in', ids.slice(i, i + 500))
-          .execute();
-        for (const row of found) wanted.delete(row.uuid);
+          .where('uuid', 'in', ids.slice(i, i + 500));
+        const found = handed ? await query.selectAll().execute() : await query.select('uuid').execute();
+        for (const row of found) {
+          wanted.delete(row.uuid);
+          if (handed) entities[name] = row;
+        }
       }
       if (wanted.size === 0) break;
     }
     const missing = wanted.values().next();
     if (!missing.done) throw invalidParameter(invalidUuidText(name, missing.value));
   }
+  return entities;
 }

@@ -17,13 +17,23 @@ export function allocationState(value: string | undefined, name = 'allocationsta
   return found;
 }
 
-export async function findZone(ctx: CallContext, uuid: string, tx: Tx = ctx.app.store.db): Promise<ZoneRow> {
-  const zone = await tx
-    .selectFrom('zones')
-    .selectAll()
-    .where('uuid', '=', uuid)
-    .where('removed', 'is', null)
-    .executeTakeFirst();
+/** `checked`: the row the entity check read for this uuid (removed or not), instead of reading it again. */
+export async function findZone(
+  ctx: CallContext,
+  uuid: string,
+  tx: Tx = ctx.app.store.db,
+  checked?: ZoneRow,
+): Promise<ZoneRow> {
+  const zone = checked
+    ? checked.removed === null
+      ? checked
+      : undefined
+    : await tx
+        .selectFrom('zones')
+        .selectAll()
+        .where('uuid', '=', uuid)
+        .where('removed', 'is', null)
+        .executeTakeFirst();
   if (!zone) throw invalidParameter(`Unable to find zone by id ${uuid}`);
   return zone;
 }

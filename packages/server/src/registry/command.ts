@@ -6,6 +6,12 @@ import type { CallContext } from '../context.ts';
 import { type CatalogCommand, catalogCommand, type RoleKind } from './catalog.ts';
 import type { ParamSpec, ParamsOf } from './params.ts';
 
+/**
+ * The rows the entity check (http/entity-refs.ts) read whole for a command's handedToCommand
+ * parameters, by parameter name; removed rows included, as the check counts them.
+ */
+export type Entities = Readonly<Record<string, Readonly<Record<string, unknown>> | undefined>>;
+
 /** What a list command's handler returns: one page of items and the total count. */
 export interface ListResult {
   count: number;
@@ -59,9 +65,10 @@ export interface CommandSpec<S extends Record<string, ParamSpec>> {
   ) => Promise<JobTarget | undefined> | JobTarget | undefined;
   /**
    * Async create commands: creates the entity synchronously (so its id is returned with the jobid),
-   * then the job runs the handler with what this returned.
+   * then the job runs the handler with what this returned. `entities`: the rows of its
+   * handedToCommand parameters, as the entity check read them.
    */
-  create?: (ctx: CallContext, params: ParamsOf<NoInfer<S>>) => Promise<JobTarget>;
+  create?: (ctx: CallContext, params: ParamsOf<NoInfer<S>>, entities: Entities) => Promise<JobTarget>;
   /** Async commands: the event type and text logged as Scheduled, Started and Completed. */
   event?: { type: string; description: (params: ParamsOf<NoInfer<S>>) => string };
   handler: (ctx: CallContext, params: ParamsOf<NoInfer<S>>, created?: JobTarget) => Promise<CommandResult>;

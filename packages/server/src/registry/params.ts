@@ -24,6 +24,11 @@ export interface ParamSpec<T = unknown, Req extends boolean = boolean> {
    * round trip less on the hottest calls.
    */
   checkedByHandler?: boolean;
+  /**
+   * The entity check reads this uuid's whole row, not just its uuid, and hands it to the command's
+   * `create` (its `entities`), which would read the same row again: one round trip less.
+   */
+  handedToCommand?: boolean;
   parse(raw: RawValue, name: string): T;
 }
 
@@ -44,6 +49,7 @@ interface Options<Req extends boolean> {
   adminOnly?: boolean;
   description?: string;
   checkedByHandler?: boolean;
+  handedToCommand?: boolean;
 }
 
 function spec<T, Req extends boolean>(
@@ -58,6 +64,7 @@ function spec<T, Req extends boolean>(
     adminOnly: opts?.adminOnly,
     description: opts?.description,
     ...(opts?.checkedByHandler ? { checkedByHandler: true } : {}),
+    ...(opts?.handedToCommand ? { handedToCommand: true } : {}),
     parse,
     ...extra,
   };

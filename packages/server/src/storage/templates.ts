@@ -211,13 +211,18 @@ export async function findDeployableTemplate(
   ctx: CallContext,
   uuid: string,
   zoneId: number,
+  checked?: TemplateRow,
 ): Promise<ReadyImage> {
-  const template = await ctx.app.store.db
-    .selectFrom('templates')
-    .selectAll()
-    .where('uuid', '=', uuid)
-    .where('removed', 'is', null)
-    .executeTakeFirst();
+  const template = checked
+    ? checked.removed === null
+      ? checked
+      : undefined
+    : await ctx.app.store.db
+        .selectFrom('templates')
+        .selectAll()
+        .where('uuid', '=', uuid)
+        .where('removed', 'is', null)
+        .executeTakeFirst();
   if (!template) throw invalidParameter(`Unable to find template with id ${uuid}`);
   if (template.is_iso && !template.bootable) throw invalidParameter(`ISO ${template.name} is not bootable`);
   return findReadyImage(ctx, template, zoneId);
