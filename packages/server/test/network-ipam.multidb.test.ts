@@ -117,8 +117,13 @@ for (const kind of testDatabases()) {
         .selectAll()
         .where('name', '=', 'admin')
         .executeTakeFirstOrThrow();
+      const zone = await server.app.store.db
+        .selectFrom('zones')
+        .selectAll()
+        .where('id', '=', zoneId)
+        .executeTakeFirstOrThrow();
       const ids = await Promise.all(
-        Array.from({ length: 8 }, () => resolveSecurityGroups({ app: server.app }, account, { zoneId })),
+        Array.from({ length: 8 }, () => resolveSecurityGroups({ app: server.app }, account, { zone })),
       );
       assert.equal(new Set(ids.flat()).size, 1);
     });

@@ -586,11 +586,22 @@ describe('security groups', () => {
       .selectAll()
       .where('id', '=', alice.id)
       .executeTakeFirstOrThrow();
+    const zoneRow = await db()
+      .selectFrom('zones')
+      .selectAll()
+      .where('id', '=', zoneId)
+      .executeTakeFirstOrThrow();
     const callCtx = ctx();
-    const groups = await resolveSecurityGroups(callCtx, account, { zoneId, names: ['web', 'default'] });
+    const groups = await resolveSecurityGroups(callCtx, account, {
+      zone: zoneRow,
+      names: ['web', 'default'],
+    });
     assert.equal(groups.length, 2);
-    await assert.rejects(resolveSecurityGroups(callCtx, account, { zoneId, names: ['missing'] }), is(431));
-    const defaults = await resolveSecurityGroups(callCtx, account, { zoneId });
+    await assert.rejects(
+      resolveSecurityGroups(callCtx, account, { zone: zoneRow, names: ['missing'] }),
+      is(431),
+    );
+    const defaults = await resolveSecurityGroups(callCtx, account, { zone: zoneRow });
     assert.equal(defaults.length, 1);
     const vm = await insertVm(alice.id, zoneId, podId);
     await db()

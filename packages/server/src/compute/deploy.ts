@@ -285,7 +285,7 @@ export const deployVirtualMachine = defineCommand({
     }
     const securityGroups = zone.security_groups_enabled
       ? await resolveSecurityGroups(ctx, owner.account, {
-          zoneId: zone.id,
+          zone,
           ids: params.securitygroupids,
           names: params.securitygroupnames,
         })

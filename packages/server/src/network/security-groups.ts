@@ -7,7 +7,7 @@
 
 import type { App, CallContext } from '../context.ts';
 import type { Tx } from '../db/connection.ts';
-import type { AccountRow, SecurityGroupRow, SecurityGroupRuleRow } from '../db/schema.ts';
+import type { AccountRow, SecurityGroupRow, SecurityGroupRuleRow, ZoneRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { escapeLike, likeEscaped, listScope } from '../iam/access.ts';
@@ -685,18 +685,14 @@ export const listSecurityGroups = defineCommand({
 export async function resolveSecurityGroups(
   ctx: Pick<CallContext, 'app'>,
   account: Owner,
-  req: { zoneId: number; ids?: string[]; names?: string[] },
+  req: { zone: Pick<ZoneRow, 'name' | 'security_groups_enabled'>; ids?: string[]; names?: string[] },
 ): Promise<number[]> {
   const { app } = ctx;
   const ids = req.ids?.filter((s) => s !== '') ?? [];
   const names = req.names?.filter((s) => s !== '') ?? [];
   if (ids.length && names.length)
     throw invalidParameter('securitygroupids and securitygroupnames are mutually exclusive: give only one');
-  const zone = await app.store.db
-    .selectFrom('zones')
-    .select(['name', 'security_groups_enabled'])
-    .where('id', '=', req.zoneId)
-    .executeTakeFirstOrThrow();
+  const { zone } = req;
   if (zone.security_groups_enabled !== 1) {
     if (ids.length || names.length)
       throw invalidParameter(`Security groups are not enabled in zone ${zone.name}`);
