@@ -28,7 +28,7 @@ import { refuseStartInMaintenance } from '../storage/pool-maintenance.ts';
 import { isRemoteStore, stageFile } from '../storage/remote-stores.ts';
 import { deleteVmSnapshotsOf } from '../storage/vm-snapshots.ts';
 import { deleteOnPool, poolLocation, poolOf, vmDisk } from '../storage/volume-ops.ts';
-import { isLocalVolume, materialiseDataDisk, poolNeeds, removeVolumeRecord } from '../storage/volumes.ts';
+import { materialiseDataDisk, type PoolNeeds, poolNeeds, removeVolumeRecord } from '../storage/volumes.ts';
 import { affinityRules, leaveAffinityGroups, placeWithAffinity, withAffinityLock } from './affinity.ts';
 import { dedicationRule } from './dedication.ts';
 import {
@@ -140,16 +140,18 @@ async function materialiseRoot(
   vm: VmRow,
   root: VolumeRow,
   placement: Placement,
+  needs: PoolNeeds | undefined,
 ): Promise<VolumeRow> {
   if (root.path && root.pool_id !== null) return root;
-  if (vm.template_id === null) return materialiseDataDisk(ctx, root, placement.hostId, placement.clusterId);
+  if (vm.template_id === null)
+    return materialiseDataDisk(ctx, root, placement.hostId, placement.clusterId, needs);
   const source = await templateSource(ctx, vm.template_id, vm.zone_id);
   const size = Math.max(Number(root.size_bytes), source.template.sizeBytes);
   const pool = await reservePool(ctx, {
     zoneId: vm.zone_id,
     clusterId: placement.clusterId,
     sizeBytes: size,
-    ...(await poolNeeds(ctx, root)),
+    ...(needs ?? (await poolNeeds(ctx, root))),
     hostId: placement.hostId,
   });
   try {
@@ -221,16 +223,23 @@ async function requiredPlace(
   return place;
 }
 
-/** Bytes of a VM's disks that want local storage and have no file yet; undefined when none does. */
-async function localBytesNeeded(
+/**
+ * What the pools of a VM's disks without a file yet must offer, by volume id: read once for the
+ * host's choice (local bytes) and the disks' creation on it.
+ */
+async function missingDiskNeeds(
   ctx: Pick<CallContext, 'app'>,
   volumes: VolumeRow[],
-): Promise<number | undefined> {
+): Promise<Map<number, PoolNeeds>> {
+  const needs = new Map<number, PoolNeeds>();
+  for (const v of volumes) if (!(v.path && v.pool_id !== null)) needs.set(v.id, await poolNeeds(ctx, v));
+  return needs;
+}
+
+/** Bytes of a VM's disks that want local storage and have no file yet; undefined when none does. */
+function localBytesNeeded(volumes: VolumeRow[], needs: Map<number, PoolNeeds>): number | undefined {
   let total: number | undefined;
-  for (const v of volumes) {
-    if (v.path && v.pool_id !== null) continue;
-    if (await isLocalVolume(ctx, v)) total = (total ?? 0) + Number(v.size_bytes);
-  }
+  for (const v of volumes) if (needs.get(v.id)?.local) total = (total ?? 0) + Number(v.size_bytes);
   return total;
 }
 
@@ -265,6 +274,7 @@ async function startVmNow(ctx: CallContext, vm: VmRow, opts: StartOptions): Prom
   try {
     for (let attempt = 0; attempt < retries; attempt++) {
       let volumes = await volumesOf(ctx, vm.id);
+      const needs = await missingDiskNeeds(ctx, volumes);
       const required = await requiredPlace(ctx, volumes);
       if (opts.hostId !== undefined && required.hostId !== undefined && opts.hostId !== required.hostId)
         throw invalidParameter(
@@ -285,7 +295,7 @@ async function startVmNow(ctx: CallContext, vm: VmRow, opts: StartOptions): Prom
           podId: opts.podId,
           clusterId: opts.clusterId ?? required.clusterId,
           hostId: opts.hostId ?? required.hostId,
-          localBytes: await localBytesNeeded(ctx, volumes),
+          localBytes: localBytesNeeded(volumes, needs),
           dedication: await dedicationRule(ctx, vm),
           cpuMhz: cpuMhzOf(vm),
           memoryBytes: memoryOf(vm),
@@ -301,8 +311,8 @@ async function startVmNow(ctx: CallContext, vm: VmRow, opts: StartOptions): Prom
         volumes = await Promise.all(
           volumes.map((v) =>
             v.type === 'ROOT'
-              ? materialiseRoot(ctx, vm, v, placement)
-              : materialiseDataDisk(ctx, v, placement.hostId, placement.clusterId),
+              ? materialiseRoot(ctx, vm, v, placement, needs.get(v.id))
+              : materialiseDataDisk(ctx, v, placement.hostId, placement.clusterId, needs.get(v.id)),
           ),
         );
         const nics = await networkForStart(ctx, vm, placement);

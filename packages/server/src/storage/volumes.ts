@@ -278,23 +278,20 @@ async function releaseUploadCount(ctx: Pick<CallContext, 'app'>, tx: Tx, v: Volu
     await reserve(ctx, tx, account, ResourceKind.SecondaryStorage, -storageGiB(v.physical_size_bytes));
 }
 
-/** Whether a volume's disk offering wants the host's local storage (storagetype local). */
-export async function isLocalVolume(
-  ctx: Pick<CallContext, 'app'>,
-  v: Pick<VolumeRow, 'disk_offering_id'>,
-): Promise<boolean> {
-  return (await poolNeeds(ctx, v)).local;
-}
-
 /**
  * What a volume's pool must offer, from its disk offering (a ROOT disk's is its compute offering's
  * disk part): the host's local storage, and every storage tag of the offering (upstream: the
  * offering's tags must all be among the pool's).
  */
+export interface PoolNeeds {
+  local: boolean;
+  tags: string[];
+}
+
 export async function poolNeeds(
   ctx: Pick<CallContext, 'app'>,
   v: Pick<VolumeRow, 'disk_offering_id'>,
-): Promise<{ local: boolean; tags: string[] }> {
+): Promise<PoolNeeds> {
   if (v.disk_offering_id === null) return { local: false, tags: [] };
   const o = await ctx.app.store.db
     .selectFrom('disk_offerings')
@@ -312,20 +309,22 @@ export async function poolNeeds(
 
 /**
  * Creates a volume's file on a pool the host (or cluster) reaches, if it has none yet. Used when a
- * data disk is attached to a running VM and when a VM starts with Allocated disks.
+ * data disk is attached to a running VM and when a VM starts with Allocated disks (`needs`: its
+ * poolNeeds, which the start has read already).
  */
 export async function materialiseDataDisk(
   ctx: Pick<CallContext, 'app'>,
   v: VolumeRow,
   hostId: number,
   clusterId: number | null,
+  needs?: PoolNeeds,
 ): Promise<VolumeRow> {
   if (v.path && v.pool_id !== null) return v;
   const pool = await reservePool(ctx, {
     zoneId: v.zone_id,
     clusterId,
     sizeBytes: Number(v.size_bytes),
-    ...(await poolNeeds(ctx, v)),
+    ...(needs ?? (await poolNeeds(ctx, v))),
     hostId,
   });
   try {
