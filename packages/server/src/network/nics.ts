@@ -282,13 +282,16 @@ export async function allocateNics(
   return out;
 }
 
-/** Inserts a NIC unless its MAC is taken: its id, or undefined. */
+/**
+ * Inserts a NIC unless its MAC is taken: its id, or undefined. The id comes back from the INSERT
+ * where the database has RETURNING (not MySQL).
+ */
 async function insertNic(
   app: Pick<App, 'store'>,
   tx: Tx,
   values: Insertable<NicTable>,
 ): Promise<number | undefined> {
-  if (app.store.dialect === 'postgres') {
+  if (app.store.dialect !== 'mysql') {
     const row = await tx
       .insertInto('nics')
       .values(values)
