@@ -136,6 +136,17 @@ describe('the Instances, Zones, Hosts, Volumes, Clusters and Primary Storage pag
     const { client } = await createAccountAndLogin(server, { name: 'ui-metrics-user' });
     assert.equal((await client.request<any>('listVirtualMachinesMetrics', {})).count ?? 0, 0);
     await assert.rejects(client.request('listHostsMetrics', {}), /not available|permission|432/i);
+
+    // A stopped instance is left out of the next round, and its sample goes with it.
+    await admin.call('stopVirtualMachine', { id: vm.id });
+    await waitUntil(
+      async () =>
+        (await admin.request<any>('listVirtualMachinesMetrics', { id: vm.id })).virtualmachine.find(
+          (v: any) => v.memorykbs === undefined,
+        ),
+      15_000,
+      'the stopped instance without statistics',
+    );
   });
 });
 

@@ -64,9 +64,15 @@ const SLICE = 100;
  */
 const SPREAD = 0.5;
 
+/** A kept sample and the VM round that last wrote it. */
+interface KeptVmStats extends VmStats {
+  round: number;
+}
+
 export class StatsCollector {
   private readonly hosts = new Map<number, HostStats>();
-  private readonly vms = new Map<number, VmStats>();
+  private readonly vms = new Map<number, KeptVmStats>();
+  private vmRound = 0;
   private readonly timers = new Set<NodeJS.Timeout>();
   private stopped = false;
 
@@ -153,16 +159,20 @@ export class StatsCollector {
 
   /** Asks each host held here for the statistics of the instances running on it. */
   async collectVms(): Promise<void> {
-    const seen = new Set<number>();
+    const round = ++this.vmRound;
     await this.inSlices(this.app.agents.connectedHosts(), VM_STATS_INTERVAL, (slice) =>
-      this.collectVmsOf(slice, seen),
+      this.collectVmsOf(slice, round),
     );
     // Instances no longer running here (stopped, migrated to another server's host) lose their sample.
-    if (!this.stopped) for (const id of this.vms.keys()) if (!seen.has(id)) this.vms.delete(id);
+    if (!this.stopped) for (const [id, kept] of this.vms) if (kept.round !== round) this.vms.delete(id);
   }
 
-  /** One slice of a VM round: the hosts' running instances, then each host asked for theirs. */
-  private async collectVmsOf(hostIds: number[], seen: Set<number>): Promise<void> {
+  /**
+   * One slice of a VM round: the hosts' running instances, then each host asked for theirs. A
+   * sample is rewritten in place: at a million VMs a new object per VM per round was a million
+   * objects a minute for the garbage collector, most of them old enough to be promoted first.
+   */
+  private async collectVmsOf(hostIds: number[], round: number): Promise<void> {
     const running = await this.app.store.db
       .selectFrom('vms')
       .select(['id', 'instance_name', 'host_id'])
@@ -178,7 +188,6 @@ export class StatsCollector {
     }
     await Promise.all(
       [...byHost].map(async ([hostId, vms]) => {
-        const previous = new Map(vms.map((v) => [v.id, this.vms.get(v.id)]));
         let answer: CommandResult<'getVmStats'>;
         try {
           answer = await this.app.agents.call(
@@ -195,19 +204,19 @@ export class StatsCollector {
         for (const vm of vms) {
           const s = byName.get(vm.instance_name);
           if (!s) continue;
-          seen.add(vm.id);
+          const kept = this.vms.get(vm.id);
           // Agents report traffic as a rate over their own sampling; kept as the KiB of one interval.
-          const secs =
-            (now - (previous.get(vm.id)?.at ?? now - this.app.settings.get(VM_STATS_INTERVAL))) / 1000;
-          this.vms.set(vm.id, {
-            at: now,
-            cpuUtilization: s.cpuUtilization,
-            memoryBytes: s.memoryBytes,
-            networkReadKb: Math.round(s.networkReadKbs * secs),
-            networkWriteKb: Math.round(s.networkWriteKbs * secs),
-            diskReadBytes: s.diskReadBytes,
-            diskWriteBytes: s.diskWriteBytes,
-          });
+          const secs = (now - (kept?.at ?? now - this.app.settings.get(VM_STATS_INTERVAL))) / 1000;
+          const sample = kept ?? ({} as KeptVmStats);
+          sample.at = now;
+          sample.round = round;
+          sample.cpuUtilization = s.cpuUtilization;
+          sample.memoryBytes = s.memoryBytes;
+          sample.networkReadKb = Math.round(s.networkReadKbs * secs);
+          sample.networkWriteKb = Math.round(s.networkWriteKbs * secs);
+          sample.diskReadBytes = s.diskReadBytes;
+          sample.diskWriteBytes = s.diskWriteBytes;
+          if (!kept) this.vms.set(vm.id, sample);
         }
       }),
     );
