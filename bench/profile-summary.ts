@@ -1,9 +1,10 @@
 /**
  * Where a V8 CPU profile spent its time: the functions with the most self time, and the source
  * files with the most total self time. For `npm run bench -- --cpu-profile DIR`.
- *   npx tsx bench/profile-summary.ts DIR/CPU.*.cpuprofile [top=30] [last=S]
+ *   npx tsx bench/profile-summary.ts DIR/CPU.*.cpuprofile [top=30] [last=S] [skip=T]
  * With `last=S` only the profile's last S seconds count: a targeted run (`--only cheap`) ends with
- * the case it measures, after minutes of building the cloud.
+ * the case it measures, after minutes of building the cloud. With `skip=T` too, the window ends T
+ * seconds before the profile does (a case followed by another, e.g. the agent case by the planner).
  */
 import { readFileSync } from 'node:fs';
 
@@ -13,7 +14,7 @@ interface Node {
   children?: number[];
 }
 
-const [file, topArg, lastArg] = process.argv.slice(2);
+const [file, topArg, lastArg, skipArg] = process.argv.slice(2);
 if (!file) {
   process.stderr.write('usage: tsx bench/profile-summary.ts FILE.cpuprofile [top]\n');
   process.exit(2);
@@ -25,12 +26,13 @@ const profile = JSON.parse(readFileSync(file, 'utf8')) as {
 };
 const top = Number(topArg ?? 30);
 const elapsedUs = profile.timeDeltas.reduce((a, b) => a + b, 0);
-const fromUs = lastArg ? elapsedUs - Number(lastArg) * 1e6 : 0;
+const toUs = elapsedUs - Number(skipArg ?? 0) * 1e6;
+const fromUs = lastArg ? toUs - Number(lastArg) * 1e6 : 0;
 const selfUs = new Map<number, number>();
 let atUs = 0;
 for (const [i, id] of profile.samples.entries()) {
   atUs += profile.timeDeltas[i] ?? 0;
-  if (atUs >= fromUs) selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
+  if (atUs >= fromUs && atUs <= toUs) selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
 }
 const total = [...selfUs.values()].reduce((a, b) => a + b, 0);
 const byFunction = new Map<string, number>();
