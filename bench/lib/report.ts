@@ -71,6 +71,13 @@ const LINES: Line[] = [
     ratio: 'times',
   },
   {
+    label: 'the same, details=all, api.list.cache.size=0 (every page computed)',
+    key: 'list_account_10k_uncached_ms',
+    unit: 'ms',
+    floorKey: 'floor_db_account_10k_ms',
+    ratio: 'times',
+  },
+  {
     label: 'planner per decision, first size (p50)',
     key: 'planner_ms_p50',
     unit: 'ms',
