@@ -6,7 +6,6 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { type RawBuilder, type SqlBool, sql, type Updateable } from 'kysely';
 import { formatDate } from '../clock.ts';
 import { type App, type CallContext, isRootAdmin } from '../context.ts';
@@ -35,7 +34,7 @@ import { type ParamSpec, parseUuid, type RawValue } from '../registry/params.ts'
 import { defineSetting } from '../settings/settings.ts';
 import { registerTaggable, tagsOf, withTags } from '../tags/tags.ts';
 import { DownloadState, removeCopies, runTransfer, startTransfer } from './downloads.ts';
-import { HYPERVISOR_FORMATS, parseChecksum, storageGiB, storeRoot, TEMPLATE_FORMATS } from './images.ts';
+import { HYPERVISOR_FORMATS, parseChecksum, storageGiB, TEMPLATE_FORMATS } from './images.ts';
 import { isObjectStore, signedUrl } from './object-stores.ts';
 
 /** What differs between templates and ISOs. */
@@ -168,7 +167,6 @@ export interface ReadyImage {
   template: TemplateRow;
   /** The ready copy in the zone: install_path (relative to the store), size_bytes, physical_size_bytes. */
   ref: TemplateStoreRefRow;
-  store: ImageStoreRow;
 }
 
 async function findReadyImage(ctx: CallContext, template: TemplateRow, zoneId: number): Promise<ReadyImage> {
@@ -194,12 +192,7 @@ async function findReadyImage(ctx: CallContext, template: TemplateRow, zoneId: n
       `${kind.label === 'ISO' ? 'ISO' : 'Template'} ${template.name} is not ready in zone ${zone?.name ?? zoneId}${why}`,
     );
   }
-  const store = await db
-    .selectFrom('image_stores')
-    .selectAll()
-    .where('id', '=', ready.image_store_id)
-    .executeTakeFirstOrThrow();
-  return { template, ref: ready, store };
+  return { template, ref: ready };
 }
 
 /**
@@ -231,11 +224,6 @@ export async function findDeployableTemplate(
 /** The same for an ISO to attach (or boot from) in a zone. */
 export async function findAttachableIso(ctx: CallContext, uuid: string, zoneId: number): Promise<ReadyImage> {
   return findReadyImage(ctx, await findImage(ctx, ISO, uuid), zoneId);
-}
-
-/** The absolute path of a ready copy on this management server (local or mounted stores). */
-export async function localImagePath(image: ReadyImage): Promise<string> {
-  return join(await storeRoot(image.store), image.ref.install_path ?? '');
 }
 
 export interface TemplateInfo {
