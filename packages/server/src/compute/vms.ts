@@ -28,7 +28,13 @@ import { refuseStartInMaintenance } from '../storage/pool-maintenance.ts';
 import { isRemoteStore, stageFile } from '../storage/remote-stores.ts';
 import { deleteVmSnapshotsOf } from '../storage/vm-snapshots.ts';
 import { deleteOnPool, poolLocation, poolOf, vmDisk } from '../storage/volume-ops.ts';
-import { materialiseDataDisk, type PoolNeeds, poolNeeds, removeVolumeRecord } from '../storage/volumes.ts';
+import {
+  type MaterialisedDisk,
+  materialiseDataDisk,
+  type PoolNeeds,
+  poolNeeds,
+  removeVolumeRecord,
+} from '../storage/volumes.ts';
 import { affinityRules, leaveAffinityGroups, placeWithAffinity, withAffinityLock } from './affinity.ts';
 import { dedicationRule } from './dedication.ts';
 import {
@@ -141,8 +147,8 @@ async function materialiseRoot(
   root: VolumeRow,
   placement: Placement,
   needs: PoolNeeds | undefined,
-): Promise<VolumeRow> {
-  if (root.path && root.pool_id !== null) return root;
+): Promise<MaterialisedDisk> {
+  if (root.path && root.pool_id !== null) return { volume: root, pool: undefined };
   if (vm.template_id === null)
     return materialiseDataDisk(ctx, root, placement.hostId, placement.clusterId, needs);
   const source = await templateSource(ctx, vm.template_id, vm.zone_id);
@@ -175,7 +181,7 @@ async function materialiseRoot(
       await tx.updateTable('volumes').set(changes).where('id', '=', root.id).execute();
       await volumeMoved(ctx, tx, root, 'Ready', 'OperationSucceeded');
     });
-    return { ...root, ...changes };
+    return { volume: { ...root, ...changes }, pool };
   } catch (e) {
     await releasePool(ctx.app.store.db, pool.id, size);
     await discardManagedVolume(ctx, pool, root.uuid);
@@ -183,15 +189,17 @@ async function materialiseRoot(
   }
 }
 
+/** `volumes`: the VM's disks, with the pools a start has just created their files on. */
 async function vmSpec(
   ctx: Pick<CallContext, 'app'>,
   vm: VmRow,
-  volumes: VolumeRow[],
+  volumes: (VolumeRow | MaterialisedDisk)[],
   nics: VmSpec['nics'],
 ): Promise<VmSpec> {
   const disks = [];
-  for (const v of volumes) {
-    const pool = await poolOf(ctx, v);
+  for (const d of volumes) {
+    const v = 'volume' in d ? d.volume : d;
+    const pool = ('volume' in d ? d.pool : undefined) ?? (await poolOf(ctx, v));
     if (pool && v.path) disks.push(vmDisk(v, pool));
   }
   return {
@@ -273,7 +281,7 @@ async function startVmNow(ctx: CallContext, vm: VmRow, opts: StartOptions): Prom
   let lastError: ApiError | undefined;
   try {
     for (let attempt = 0; attempt < retries; attempt++) {
-      let volumes = await volumesOf(ctx, vm.id);
+      const volumes = await volumesOf(ctx, vm.id);
       const needs = await missingDiskNeeds(ctx, volumes);
       const required = await requiredPlace(ctx, volumes);
       if (opts.hostId !== undefined && required.hostId !== undefined && opts.hostId !== required.hostId)
@@ -308,7 +316,7 @@ async function startVmNow(ctx: CallContext, vm: VmRow, opts: StartOptions): Prom
       );
       const reservation = await holdReservation(app, vm, placement);
       try {
-        volumes = await Promise.all(
+        const disks = await Promise.all(
           volumes.map((v) =>
             v.type === 'ROOT'
               ? materialiseRoot(ctx, vm, v, placement, needs.get(v.id))
@@ -316,7 +324,7 @@ async function startVmNow(ctx: CallContext, vm: VmRow, opts: StartOptions): Prom
           ),
         );
         const nics = await networkForStart(ctx, vm, placement);
-        await app.agents.call(placement.hostId, 'startVm', { vm: await vmSpec(ctx, vm, volumes, nics) });
+        await app.agents.call(placement.hostId, 'startVm', { vm: await vmSpec(ctx, vm, disks, nics) });
         current = await app.store.db.transaction().execute((tx) =>
           transition(ctx, tx, current, 'started', {
             host_id: placement.hostId,

@@ -4,7 +4,7 @@ import { formatDate } from '../clock.ts';
 import { releasePool, reservePool } from '../compute/planner.ts';
 import type { CallContext } from '../context.ts';
 import { insertId, type Tx } from '../db/connection.ts';
-import type { AccountRow, VmRow, VolumeRow } from '../db/schema.ts';
+import type { AccountRow, StoragePoolRow, VmRow, VolumeRow } from '../db/schema.ts';
 import { invalidParameter, resourceInUse } from '../errors.ts';
 import { logEvent } from '../events/events.ts';
 import { volumeMoved } from '../events/state-events.ts';
@@ -307,6 +307,12 @@ export async function poolNeeds(
   };
 }
 
+/** A volume with a file, and the pool its file was just created on (undefined if it had one already). */
+export interface MaterialisedDisk {
+  volume: VolumeRow;
+  pool: StoragePoolRow | undefined;
+}
+
 /**
  * Creates a volume's file on a pool the host (or cluster) reaches, if it has none yet. Used when a
  * data disk is attached to a running VM and when a VM starts with Allocated disks (`needs`: its
@@ -318,8 +324,8 @@ export async function materialiseDataDisk(
   hostId: number,
   clusterId: number | null,
   needs?: PoolNeeds,
-): Promise<VolumeRow> {
-  if (v.path && v.pool_id !== null) return v;
+): Promise<MaterialisedDisk> {
+  if (v.path && v.pool_id !== null) return { volume: v, pool: undefined };
   const pool = await reservePool(ctx, {
     zoneId: v.zone_id,
     clusterId,
@@ -402,7 +408,7 @@ export async function materialiseDataDisk(
           'could not remove the upload of a volume copied to primary storage',
         ),
       );
-    return { ...v, ...changes };
+    return { volume: { ...v, ...changes }, pool };
   } catch (e) {
     await releasePool(ctx.app.store.db, pool.id, Number(v.size_bytes));
     await discardManagedVolume(ctx, pool, v.uuid);
@@ -626,8 +632,9 @@ async function attach(
   if (device > 15) throw invalidParameter(`VM ${vm.name} has no free device id for another disk`);
   let v = volume;
   if (vm.state === 'Running' && vm.host_id !== null) {
-    v = await materialiseDataDisk(ctx, volume, vm.host_id, vm.cluster_id);
-    const pool = (await poolOf(ctx, v))!;
+    const made = await materialiseDataDisk(ctx, volume, vm.host_id, vm.cluster_id);
+    v = made.volume;
+    const pool = made.pool ?? (await poolOf(ctx, v))!;
     await ctx.app.agents.call(vm.host_id, 'attachVolume', {
       vm: vm.instance_name,
       disk: { ...vmDisk(v, pool), deviceId: device },
