@@ -141,6 +141,11 @@ const LINES: Line[] = [
     target: { op: '<', value: 25 },
   },
   {
+    label: 'the same with the statistics rounds off (pings alone)',
+    key: 'agent_cpu_pct_pings_only',
+    unit: '% of a core',
+  },
+  {
     label: 'server CPU, --ping-hosts hosts pinging',
     key: 'agent_cpu_pct_more',
     unit: '% of a core',
