@@ -346,6 +346,25 @@ describe('VM high availability', () => {
     await new Promise((r) => setTimeout(r, 3000));
     assert.equal((await vmById(other.id)).state, 'Stopped');
     assert.ok(!runs(otherName));
+    // Only the records put the plain VM back Running on ha-2 (as a failure elsewhere could leave
+    // them): ha-2's report does not change, and its next full comparison (every fifth ping) stops it.
+    const db = server.app.store.db;
+    const ha2 = await db
+      .selectFrom('hosts')
+      .select('id')
+      .where('uuid', '=', hostIds.get('ha-2')!)
+      .executeTakeFirstOrThrow();
+    await db
+      .updateTable('vms')
+      .set({ state: 'Running', host_id: ha2.id })
+      .where('uuid', '=', other.id)
+      .execute();
+    await waitUntil(
+      async () => (await vmById(other.id)).state === 'Stopped',
+      15_000,
+      'the record that ha-2 runs the plain VM corrected',
+    );
+    assert.ok(!runs(otherName));
     // A stop asked for through the API is the owner's: the HA VM stays Stopped.
     await admin.call('stopVirtualMachine', { id: ha.id });
     await new Promise((r) => setTimeout(r, 3000));

@@ -61,6 +61,8 @@ export type HostStatus = 'Connecting' | 'Up' | 'Disconnected' | 'Alert' | 'Down'
 export interface VmStateReport {
   hostId: number;
   vms: VmPowerReport[];
+  /** The host's startup (it connected or reconnected), not a ping. */
+  startup: boolean;
 }
 export type VmStateListener = (app: App, reports: VmStateReport[]) => Promise<void>;
 const vmStateListeners: VmStateListener[] = [];
@@ -560,7 +562,7 @@ export class AgentGateway {
     const session = this.attach(waiting.conn, row, now);
     const lists = await this.serverLists([row.id]);
     const ok = await this.sendReady(session, true, lists.get(row.id));
-    if (ok) await this.reportVms([{ hostId: row.id, vms: waiting.startup.vms }]);
+    if (ok) await this.reportVms([{ hostId: row.id, vms: waiting.startup.vms, startup: true }]);
     return ok;
   }
 
@@ -865,7 +867,7 @@ export class AgentGateway {
           ready.map((a) => a.session),
           'Up',
         );
-      await this.reportVms(ready.map((a) => ({ hostId: a.row.id, vms: a.startup.vms })));
+      await this.reportVms(ready.map((a) => ({ hostId: a.row.id, vms: a.startup.vms, startup: true })));
     }
   }
 
@@ -918,7 +920,7 @@ export class AgentGateway {
       }
       s.lastPing = now;
       live.push(s);
-      reports.push({ hostId: s.id, vms: entry.vms });
+      reports.push({ hostId: s.id, vms: entry.vms, startup: false });
     }
     const recovered = live.filter((s) => s.status !== 'Up');
     if (recovered.length > 0) await this.setStatus(recovered, 'Up');
