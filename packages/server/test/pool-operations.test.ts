@@ -11,6 +11,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
 import { emptyQcow2 } from '../src/storage/images.ts';
 import { createCluster, createPod, startAgent, type TestAgent, waitUntil } from './agents.ts';
 import { startServer, type TestServer } from './harness.ts';
@@ -386,5 +387,30 @@ describe('secondary storage', () => {
     assert.equal((await admin.request<any>('listSwifts', {})).count ?? 0, 0);
     for (const id of [t1, t2]) await admin.request('deleteTemplate', { id });
     await admin.request('deleteImageStore', { id: second.id });
+  });
+});
+
+describe('a server stopped in the middle of a round', () => {
+  test('the questions it leaves unanswered do not record hosts as unable to reach their pools', async () => {
+    const admin = server.admin;
+    // Each answer takes 3 s and a round starts every second: the server stops while its hosts are asked.
+    for (const name of ['ps-1', 'ps-2'])
+      await admin.request('configureSimulator', {
+        name: 'getPoolStats',
+        value: 'wait:3000',
+        hostid: hosts[name].id,
+      });
+    await new Promise((r) => setTimeout(r, 1_500));
+    await server.stop({ keepData: true });
+    // Recorded, the pools were kept from the hosts' clusters after a restart until the next round.
+    const db = new Database(server.databaseUrl.replace(/^sqlite:/, ''), { readonly: true });
+    try {
+      const row = db.prepare('select count(*) as n from storage_pool_hosts where reachable = 0').get() as {
+        n: number;
+      };
+      assert.equal(row.n, 0);
+    } finally {
+      db.close();
+    }
   });
 });

@@ -26,6 +26,7 @@
 import type { Insertable } from 'kysely';
 import type { App } from '../context.ts';
 import type { StoragePoolHostTable, StoragePoolRow } from '../db/schema.ts';
+import { ApiError, CsErrorCode } from '../errors.ts';
 import { recordAlert, resolveAlert } from '../infra/alerts.ts';
 import { startScheduled } from '../jobs/scheduled.ts';
 import { defineSetting } from '../settings/settings.ts';
@@ -130,6 +131,10 @@ export async function checkPools(app: App, onlyHosts?: number[]): Promise<PoolCh
     try {
       stats = await app.agents.call(host.id, 'getPoolStats', { pool: poolLocation(pool) }, ANSWER_TIMEOUT_MS);
     } catch (e) {
+      // The host went away or this server is stopping (its calls fail as it shuts down): that says
+      // nothing of the pool. Recorded, it kept the pool from the cluster's new volumes after a
+      // restart until the next round (deploys failed with 533 meanwhile).
+      if (e instanceof ApiError && e.cserrorcode === CsErrorCode.AGENT_UNAVAILABLE) return;
       error = ((e as Error).message || 'no answer').slice(0, 1000);
     }
     const now = app.clock.now();
