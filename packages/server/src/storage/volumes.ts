@@ -278,16 +278,16 @@ async function releaseUploadCount(ctx: Pick<CallContext, 'app'>, tx: Tx, v: Volu
     await reserve(ctx, tx, account, ResourceKind.SecondaryStorage, -storageGiB(v.physical_size_bytes));
 }
 
-/**
- * What a volume's pool must offer, from its disk offering (a ROOT disk's is its compute offering's
- * disk part): the host's local storage, and every storage tag of the offering (upstream: the
- * offering's tags must all be among the pool's).
- */
 export interface PoolNeeds {
   local: boolean;
   tags: string[];
 }
 
+/**
+ * What a volume's pool must offer, from its disk offering (a ROOT disk's is its compute offering's
+ * disk part): the host's local storage, and every storage tag of the offering (upstream: the
+ * offering's tags must all be among the pool's).
+ */
 export async function poolNeeds(
   ctx: Pick<CallContext, 'app'>,
   v: Pick<VolumeRow, 'disk_offering_id'>,
